@@ -1,0 +1,23 @@
+/** Command-line parsing shared by the subcommands (node:util's parseArgs, which Deno provides without npm). */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+/** A mistake in how the command was called: printed without a stack trace, exit status 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+export function parseFlags<T extends NonNullable<ParseArgsConfig["options"]>>(argv: string[], options: T) {
+  try {
+    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+export function parsePort(text: string, source: string): number {
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || port > 65535) {
+    throw new UsageError(`${source} must be a port number 0-65535, got "${text}"`);
+  }
+  return port;
+}

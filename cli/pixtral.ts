@@ -1,0 +1,54 @@
+/**
+ * The `pixtral` command: `deno task pixtral <command> [flags]`. One entry point for the server and the tools;
+ * each subcommand lives in its own module here.
+ */
+import { UsageError } from "./args.ts";
+import { serve, usage as serveUsage } from "./serve.ts";
+
+interface Command {
+  summary: string;
+  usage: string;
+  run(argv: string[]): Promise<void>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  serve: { summary: "start the HTTP server", usage: serveUsage, run: serve },
+};
+
+function help(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length));
+  const lines = Object.entries(COMMANDS).map(([name, cmd]) => `  ${name.padEnd(width)}  ${cmd.summary}`);
+  return `usage: pixtral <command> [flags]\n\ncommands:\n${lines.join("\n")}\n\n` +
+    "pixtral <command> --help shows a command's flags.";
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    console.log(help());
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    console.error(`pixtral: unknown command "${name}"\n\n${help()}`);
+    return 2;
+  }
+  if (rest.includes("--help") || rest.includes("-h")) {
+    console.log(command.usage);
+    return 0;
+  }
+  try {
+    await command.run(rest);
+    return 0;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`pixtral ${name}: ${err.message}\n\n${command.usage}`);
+      return 2;
+    }
+    console.error(`pixtral ${name}: ${err instanceof Error ? err.message : err}`);
+    if (Deno.env.get("PIXTRAL_DEBUG")) console.error(err);
+    return 1;
+  }
+}
+
+Deno.exit(await main(Deno.args));

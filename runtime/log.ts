@@ -1,0 +1,25 @@
+/** Structured logs: one JSON object per line on stdout, easy to grep and to ship to a log store. */
+
+type Level = "debug" | "info" | "warn" | "error";
+const ORDER: Record<Level, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+
+const threshold = (() => {
+  try {
+    const level = globalThis.Deno?.env.get("PIXTRAL_LOG_LEVEL") as Level | undefined;
+    return ORDER[level ?? "info"] ?? ORDER.info;
+  } catch {
+    return ORDER.info; // no env permission, or a host without Deno.env
+  }
+})();
+
+function write(level: Level, msg: string, fields: Record<string, unknown>) {
+  if (ORDER[level] < threshold) return;
+  console.log(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }));
+}
+
+export const log = {
+  debug: (msg: string, fields: Record<string, unknown> = {}) => write("debug", msg, fields),
+  info: (msg: string, fields: Record<string, unknown> = {}) => write("info", msg, fields),
+  warn: (msg: string, fields: Record<string, unknown> = {}) => write("warn", msg, fields),
+  error: (msg: string, fields: Record<string, unknown> = {}) => write("error", msg, fields),
+};

@@ -1,0 +1,39 @@
+/** Where the shared tiny-pixtral fixtures live: ../shared beside the checkout (as in CI), or $PIXTRAL_FIXTURES. */
+export const FIXTURES = new URL(
+  Deno.env.get("PIXTRAL_FIXTURES") ?? "../../shared/fixtures/tiny-pixtral/",
+  import.meta.url,
+);
+
+export function fixture(path: string): URL {
+  return new URL(path, FIXTURES);
+}
+
+export async function fixtureJson<T = unknown>(path: string): Promise<T> {
+  return JSON.parse(await Deno.readTextFile(fixture(path)));
+}
+
+const CLI = new URL("../cli/pixtral.ts", import.meta.url).pathname;
+
+/** The `pixtral` command in a child process, with the permissions `deno task pixtral` grants. */
+export function pixtral(args: string[], env: Record<string, string> = {}): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", "--allow-read", "--allow-write", "--allow-env", CLI, ...args],
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+/** Splits a byte stream into lines of text. */
+export async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let buffered = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buffered += chunk;
+    let newline;
+    while ((newline = buffered.indexOf("\n")) >= 0) {
+      yield buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+    }
+  }
+  if (buffered) yield buffered;
+}

@@ -1,0 +1,3 @@
+//! Image patcher: from encoded bytes to the normalized pixel tensor and its token layout.
+
+pub mod layout;
