@@ -1,0 +1,108 @@
+/**
+ * The chat completion request as OpenAI and Mistral clients send it, validated with zod.
+ *
+ * Both dialects are accepted in one schema: OpenAI's `image_url: {url, detail}` and Mistral's `image_url: "..."`,
+ * `max_tokens` and `max_completion_tokens`, `seed` and `random_seed`. Unknown fields are ignored (as vLLM and
+ * llama.cpp do); the caller logs them. Wrong types are errors that name the field.
+ */
+import { z } from "zod";
+
+const textPart = z.object({ type: z.literal("text"), text: z.string() });
+const imageUrlPart = z.object({
+  type: z.literal("image_url"),
+  image_url: z.union([
+    z.string(),
+    z.object({ url: z.string(), detail: z.enum(["auto", "low", "high"]).optional() }),
+  ]),
+});
+const contentPart = z.discriminatedUnion("type", [textPart, imageUrlPart]);
+
+const message = z.discriminatedUnion("role", [
+  z.object({ role: z.literal("system"), content: z.union([z.string(), z.array(textPart)]) }),
+  // OpenAI's newer name for the system role.
+  z.object({ role: z.literal("developer"), content: z.union([z.string(), z.array(textPart)]) }),
+  z.object({ role: z.literal("user"), content: z.union([z.string(), z.array(contentPart)]) }),
+  z.object({
+    role: z.literal("assistant"),
+    content: z.union([z.string(), z.array(textPart), z.null()]),
+    prefix: z.boolean().optional(),
+  }),
+]);
+
+const probability = z.number().min(0).max(1);
+const penalty = z.number().min(-2).max(2);
+
+export const chatRequestSchema = z.object({
+  model: z.string().optional(),
+  messages: z.array(message).min(1),
+  max_tokens: z.number().int().positive().nullish(),
+  max_completion_tokens: z.number().int().positive().nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: probability.nullish(),
+  top_k: z.number().int().min(-1).nullish(),
+  min_p: probability.nullish(),
+  seed: z.number().int().nullish(),
+  random_seed: z.number().int().nullish(),
+  stop: z.union([z.string(), z.array(z.string()).max(16)]).nullish(),
+  presence_penalty: penalty.nullish(),
+  frequency_penalty: penalty.nullish(),
+  repetition_penalty: z.number().positive().max(10).nullish(),
+  n: z.number().int().min(1).max(16).nullish(),
+  logprobs: z.boolean().nullish(),
+  top_logprobs: z.number().int().min(0).max(20).nullish(),
+  stream: z.boolean().nullish(),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
+});
+
+export type ChatRequest = z.infer<typeof chatRequestSchema>;
+export type ChatMessage = ChatRequest["messages"][number];
+export type ContentPart = z.infer<typeof contentPart>;
+
+/** A request that failed validation: `param` names the field the way OpenAI's errors do (`messages[0].content`). */
+export class RequestError extends Error {
+  override name = "RequestError";
+  constructor(message: string, readonly param: string | null = null) {
+    super(message);
+  }
+}
+
+function fieldPath(path: PropertyKey[]): string {
+  return path.map((key, i) => typeof key === "number" ? `[${key}]` : `${i ? "." : ""}${String(key)}`).join(
+    "",
+  );
+}
+
+export interface ParsedChatRequest {
+  request: ChatRequest;
+  /** Top-level fields that were not understood and are ignored. */
+  ignored: string[];
+}
+
+type Issue = z.core.$ZodIssue;
+
+/** For a value matching no branch of a union, the branch that got furthest explains the mistake best. */
+function deepestIssue(issue: Issue): Issue {
+  if (issue.code !== "invalid_union" || issue.errors.length === 0) return issue;
+  let best: Issue = issue;
+  for (const branch of issue.errors) {
+    for (const inner of branch) {
+      const candidate = deepestIssue({ ...inner, path: [...issue.path, ...inner.path] } as Issue);
+      if (candidate.path.length > best.path.length) best = candidate;
+    }
+  }
+  return best;
+}
+
+export function parseChatRequest(body: unknown): ParsedChatRequest {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new RequestError("the request body must be a JSON object");
+  }
+  const result = chatRequestSchema.safeParse(body);
+  if (!result.success) {
+    const issue = deepestIssue(result.error.issues[0]);
+    const param = fieldPath(issue.path);
+    throw new RequestError(param ? `${param}: ${issue.message}` : issue.message, param || null);
+  }
+  const known = new Set(Object.keys(chatRequestSchema.shape));
+  return { request: result.data, ignored: Object.keys(body).filter((key) => !known.has(key)) };
+}

@@ -1,0 +1,158 @@
+import assert from "node:assert/strict";
+import { AddressAllowList, isPublicAddress } from "../functions/images/address.ts";
+import { DEFAULT_IMAGE_FETCH, fetchImageBytes, ImageSourceError } from "../functions/images/fetch.ts";
+
+const PNG = Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3, 4]);
+
+function isSourceError(status: number, pattern: RegExp) {
+  return (err: Error) => {
+    assert.ok(err instanceof ImageSourceError, String(err));
+    assert.equal(err.status, status);
+    assert.match(err.message, pattern);
+    return true;
+  };
+}
+
+/** A loopback HTTP server for one test, with routes given as handlers. */
+async function withServer(
+  routes: Record<string, (req: Request, base: string) => Response | Promise<Response>>,
+  body: (base: string) => Promise<void>,
+) {
+  const server: Deno.HttpServer<Deno.NetAddr> = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (req) => {
+      const route = routes[new URL(req.url).pathname];
+      return route ? route(req, `http://127.0.0.1:${server.addr.port}`) : new Response("no", { status: 404 });
+    },
+  );
+  try {
+    await body(`http://127.0.0.1:${server.addr.port}`);
+  } finally {
+    await server.shutdown();
+  }
+}
+
+const allowLoopback = {
+  ...DEFAULT_IMAGE_FETCH,
+  allow: new AddressAllowList(["127.0.0.0/8"]),
+  timeoutMs: 2000,
+};
+
+Deno.test("address classification: private, loopback, link-local and embedded IPv4 are not public", () => {
+  for (
+    const a of [
+      "127.0.0.1",
+      "10.1.2.3",
+      "172.31.0.1",
+      "192.168.1.1",
+      "169.254.169.254",
+      "100.64.0.1",
+      "0.0.0.0",
+    ]
+  ) {
+    assert.equal(isPublicAddress(a), false, a);
+  }
+  for (
+    const a of ["::1", "::", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "::ffff:7f00:1", "64:ff9b::a00:1"]
+  ) {
+    assert.equal(isPublicAddress(a), false, a);
+  }
+  for (const a of ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8", "172.32.0.1"]) {
+    assert.equal(isPublicAddress(a), true, a);
+  }
+  assert.equal(isPublicAddress("not-an-ip"), false);
+  const allow = new AddressAllowList(["10.0.0.0/8", "images.internal", "::1"]);
+  assert.ok(
+    allow.allowsAddress("10.9.8.7") && allow.allowsAddress("::1") && allow.allowsHost("Images.Internal"),
+  );
+  assert.ok(!allow.allowsAddress("11.0.0.1") && !allow.allowsHost("other.internal"));
+  assert.throws(() => new AddressAllowList(["10.0.0.0/40"]), /CIDR/);
+});
+
+Deno.test("data: URLs decode base64 and are checked for type, encoding and size", async () => {
+  const url = `data:image/png;base64,${PNG.toBase64()}`;
+  assert.deepEqual(await fetchImageBytes(url), PNG);
+  await assert.rejects(fetchImageBytes("data:image/png,rawbytes"), isSourceError(400, /base64/));
+  await assert.rejects(fetchImageBytes("data:text/html;base64,PGI+"), isSourceError(400, /not an image/));
+  await assert.rejects(fetchImageBytes("data:image/png;base64,***"), isSourceError(400, /not valid base64/));
+  const big = `data:image/png;base64,${new Uint8Array(2048).toBase64()}`;
+  await assert.rejects(
+    fetchImageBytes(big, { ...DEFAULT_IMAGE_FETCH, maxBytes: 1000 }),
+    isSourceError(413, /1000/),
+  );
+});
+
+Deno.test("image URLs to loopback or private addresses are refused unless allowed", async () => {
+  await withServer(
+    { "/a.png": () => new Response(PNG, { headers: { "content-type": "image/png" } }) },
+    async (base) => {
+      await assert.rejects(fetchImageBytes(`${base}/a.png`), isSourceError(400, /private, loopback/));
+      await assert.rejects(
+        fetchImageBytes(`http://localhost:1/a.png`),
+        isSourceError(400, /private, loopback/),
+      );
+      const rebinding = {
+        ...DEFAULT_IMAGE_FETCH,
+        resolve: () => Promise.resolve(["93.184.215.14", "10.0.0.5"]),
+      };
+      await assert.rejects(
+        fetchImageBytes("http://public.example/a.png", rebinding),
+        isSourceError(400, /10\.0\.0\.5/),
+      );
+      assert.deepEqual(await fetchImageBytes(`${base}/a.png`, allowLoopback), PNG);
+    },
+  );
+  await assert.rejects(fetchImageBytes("file:///etc/passwd"), isSourceError(400, /http\(s\) or data/));
+  await assert.rejects(
+    fetchImageBytes("https://x.test/a.png", { ...DEFAULT_IMAGE_FETCH, fetchUrls: false }),
+    /data: URLs/,
+  );
+});
+
+Deno.test("redirects are followed up to the limit and each hop is checked again", async () => {
+  await withServer({
+    "/a.png": () => new Response(PNG, { headers: { "content-type": "image/png" } }),
+    "/hop": (_, base) => Response.redirect(`${base}/a.png`, 302),
+    "/loop": (_, base) => Response.redirect(`${base}/loop`, 302),
+    "/to-v6": () => Response.redirect("http://[::1]:9/a.png", 302),
+  }, async (base) => {
+    assert.deepEqual(await fetchImageBytes(`${base}/hop`, allowLoopback), PNG);
+    await assert.rejects(
+      fetchImageBytes(`${base}/loop`, allowLoopback),
+      isSourceError(400, /redirects more than 3/),
+    );
+    await assert.rejects(
+      fetchImageBytes(`${base}/to-v6`, allowLoopback),
+      isSourceError(400, /private, loopback/),
+    );
+  });
+});
+
+Deno.test("wrong content types, HTTP errors, oversized bodies and slow servers give clear errors", async () => {
+  const never = Promise.withResolvers<Response>();
+  await withServer({
+    "/page": () => new Response("<html>", { headers: { "content-type": "text/html" } }),
+    "/missing": () => new Response("gone", { status: 410 }),
+    "/big": () => new Response(new Uint8Array(5000), { headers: { "content-type": "image/png" } }),
+    "/stream": () =>
+      new Response(
+        new ReadableStream({
+          start(c) {
+            for (let i = 0; i < 5; i++) c.enqueue(new Uint8Array(1000));
+            c.close();
+          },
+        }),
+        { headers: { "content-type": "image/png" } },
+      ),
+    "/slow": () => never.promise,
+  }, async (base) => {
+    await assert.rejects(fetchImageBytes(`${base}/page`, allowLoopback), isSourceError(400, /text\/html/));
+    await assert.rejects(fetchImageBytes(`${base}/missing`, allowLoopback), isSourceError(400, /HTTP 410/));
+    const small = { ...allowLoopback, maxBytes: 4096 };
+    await assert.rejects(fetchImageBytes(`${base}/big`, small), isSourceError(413, /4096/));
+    await assert.rejects(fetchImageBytes(`${base}/stream`, small), isSourceError(413, /4096/));
+    const quick = { ...allowLoopback, timeoutMs: 200 };
+    await assert.rejects(fetchImageBytes(`${base}/slow`, quick), isSourceError(400, /longer than 200 ms/));
+    never.resolve(new Response(PNG));
+  });
+});
