@@ -3,6 +3,7 @@
  * each subcommand lives in its own module here.
  */
 import { UsageError } from "./args.ts";
+import { plan, usage as planUsage } from "./plan.ts";
 import { serve, usage as serveUsage } from "./serve.ts";
 
 interface Command {
@@ -13,6 +14,11 @@ interface Command {
 
 const COMMANDS: Record<string, Command> = {
   serve: { summary: "start the HTTP server", usage: serveUsage, run: serve },
+  plan: {
+    summary: "print the GPU memory plan for a model (works from a params.json alone)",
+    usage: planUsage,
+    run: plan,
+  },
 };
 
 function help(): string {
