@@ -41,12 +41,14 @@ export class ModelNotFoundError extends Error {
 export interface LocateOptions {
   /** --mmproj FILE */
   mmproj?: string;
+  /** Hub cache for hf: references (default: $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub). */
+  hubCache?: string;
 }
 
 const MMPROJ = /mmproj/i;
 
 export async function locateModel(spec: string, options: LocateOptions = {}): Promise<ModelLocation> {
-  const path = spec.startsWith("hf:") ? await resolveCachedRepo(spec) : resolve(spec);
+  const path = spec.startsWith("hf:") ? await resolveCachedRepo(spec, options.hubCache) : resolve(spec);
   let stat: Deno.FileInfo;
   try {
     stat = await Deno.stat(path);
