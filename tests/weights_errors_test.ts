@@ -226,6 +226,11 @@ Deno.test("GGUF metadata is exposed, arrays included", async () => {
   assert.equal(text.get<number>("tokenizer.ggml.bos_token_id", "number"), 1);
   assert.equal(text.get<boolean>("tokenizer.ggml.add_bos_token", "boolean"), true);
   assert.equal(text.version, 3);
+  // A header longer than the first read (here 1 KiB instead of 16 MiB) is read in growing windows.
+  const small = await GgufFile.open(`${TINY}gguf/tiny-pixtral-text-f32.gguf`, 1024);
+  small.close();
+  assert.deepEqual(small.metadata, text.metadata);
+  assert.deepEqual([...small.tensors.keys()], [...text.tensors.keys()]);
   assert.throws(() => text.get("tokenizer.ggml.nope", "string"), /"tokenizer\.ggml\.nope" is missing/);
   assert.throws(() => text.get("tokenizer.ggml.pre", "number"), /is a string, expected a number/);
   const mmproj = await GgufFile.open(`${TINY}gguf/tiny-pixtral-mmproj-f32.gguf`);

@@ -246,3 +246,49 @@ Deno.test("sharded Hugging Face checkpoints (model.safetensors.index.json) read 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("F32 and F16 safetensors are read as stored, HF q/k permuted whatever the element size", async () => {
+  const dir = await tempDir();
+  const mistral = await open(`${TINY}mistral`);
+  try {
+    const entries = await readSafetensors(`${TINY}hf/model.safetensors`);
+    const asF32 = entries.map((e) => {
+      const values = toFloat32("BF16", e.data);
+      return { ...e, dtype: "F32", data: new Uint8Array(values.buffer) };
+    });
+    // F16 for the decoder, F32 for the rest: one checkpoint may mix dtypes.
+    const mixed = asF32.map((e) =>
+      e.name.startsWith("language_model.")
+        ? {
+          ...e,
+          dtype: "F16",
+          data: new Uint8Array(new Float16Array(new Float32Array(e.data.buffer)).buffer),
+        }
+        : e
+    );
+    await Deno.copyFile(`${TINY}hf/config.json`, `${dir}/config.json`);
+    for (const [variant, tensors] of [["f32", asF32], ["mixed", mixed]] as const) {
+      await writeSafetensors(`${dir}/model.safetensors`, tensors);
+      const hf = await open(dir);
+      try {
+        for (const t of mistral.weights.tensors()) {
+          const info = hf.weights.info(t.name);
+          const master = toFloat32("BF16", await mistral.weights.read(t.name));
+          const values = toFloat32(info.dtype, await hf.weights.read(t.name));
+          if (info.dtype === "F32") {
+            assert.ok(bitsEqual(values, master), `${variant} ${t.name}`);
+          } else {
+            assert.equal(info.dtype, "F16");
+            const expected = new Float32Array(new Float16Array(master)); // the same rounding, in native row order
+            assert.ok(bitsEqual(values, expected), `${variant} ${t.name}`);
+          }
+        }
+      } finally {
+        hf.weights.close();
+      }
+    }
+  } finally {
+    mistral.weights.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

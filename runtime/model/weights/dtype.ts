@@ -26,15 +26,11 @@ export function isQuantized(dtype: DType): boolean {
   return LAYOUTS[dtype].blockElems > 1;
 }
 
-export function blockLayout(dtype: DType): Readonly<Layout> {
-  return LAYOUTS[dtype];
-}
-
 /**
  * Bytes of one row (the innermost dimension) of `rowElems` elements, or null when the row is not a whole number
  * of blocks (a quantized tensor whose row length is not a multiple of the block size cannot exist).
  */
-export function rowBytes(dtype: DType, rowElems: number): number | null {
+function rowBytes(dtype: DType, rowElems: number): number | null {
   const { blockElems, blockBytes } = LAYOUTS[dtype];
   return rowElems % blockElems === 0 ? (rowElems / blockElems) * blockBytes : null;
 }
@@ -45,8 +41,4 @@ export function tensorBytes(dtype: DType, shape: readonly number[]): number | nu
   const row = rowBytes(dtype, inner);
   if (row === null) return null;
   return shape.slice(0, -1).reduce((n, d) => n * d, 1) * row;
-}
-
-export function elementCount(shape: readonly number[]): number {
-  return shape.reduce((n, d) => n * d, 1);
 }

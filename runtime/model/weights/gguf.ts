@@ -1,8 +1,8 @@
 /**
  * GGUF (llama.cpp's file format, versions 2 and 3, little-endian): magic "GGUF", version, tensor and key/value
  * counts, typed key/value metadata, tensor infos (name, dims innermost first, type, offset), then the tensor data
- * aligned to `general.alignment` (default 32). The header is parsed through a sliding buffer so that large
- * vocabularies are read without loading the file.
+ * aligned to `general.alignment` (default 32). Only the header is read (a window of the file's start that
+ * grows when the header is larger), never the tensor data.
  */
 import { type DType, tensorBytes } from "./dtype.ts";
 import { WeightFileError } from "./errors.ts";
@@ -51,111 +51,93 @@ const OTHER_TYPES: Record<number, string> = {
 };
 
 const MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
-const CHUNK = 1 << 20;
+/** First read of the header; a real Pixtral vocabulary (131072 tokens and their merges) takes about 8 MB. */
+const FIRST_WINDOW = 16 << 20;
 
+/** The header ran past the bytes read so far: read a larger window and parse again. */
+class NeedMore extends Error {}
+
+/** Synchronous reads over the first bytes of the file (parsing value by value with awaits is 10x slower). */
 class HeaderReader {
-  #buf = new Uint8Array(0);
-  #view = new DataView(this.#buf.buffer);
-  #start = 0; // file offset of #buf[0]
-  #pos = 0; // file offset of the next byte to parse
+  #view: DataView;
+  #pos = 0;
   #utf8 = new TextDecoder();
 
-  constructor(private file: BinaryFile) {}
+  constructor(private bytes: Uint8Array, private file: BinaryFile) {
+    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
 
   get position(): number {
     return this.#pos;
   }
 
-  async #ensure(n: number): Promise<void> {
-    const have = this.#start + this.#buf.length - this.#pos;
-    if (have >= n) return;
-    const want = Math.max(n, CHUNK);
-    const available = this.file.size - this.#pos;
-    if (available < n) {
+  #take(n: number): number {
+    const at = this.#pos;
+    if (at + n > this.bytes.length) {
+      if (this.bytes.length < this.file.size) throw new NeedMore();
       throw new WeightFileError(
         "truncated",
         this.file.path,
         `file is truncated: the header needs more than ${this.file.size} bytes`,
       );
     }
-    this.#buf = await this.file.read(this.#pos, Math.min(want, available));
-    this.#view = new DataView(this.#buf.buffer);
-    this.#start = this.#pos;
+    this.#pos += n;
+    return at;
   }
 
-  async u8(): Promise<number> {
-    await this.#ensure(1);
-    return this.#view.getUint8(this.#pos++ - this.#start);
+  u32(): number {
+    return this.#view.getUint32(this.#take(4), true);
   }
-  async u32(): Promise<number> {
-    await this.#ensure(4);
-    const v = this.#view.getUint32(this.#pos - this.#start, true);
-    this.#pos += 4;
-    return v;
-  }
-  async u64(): Promise<number> {
-    const v = await this.u64big();
+  u64(): number {
+    const v = this.#view.getBigUint64(this.#take(8), true);
     if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw this.fail(`a count or offset is implausibly large (${v})`);
     return Number(v);
   }
-  async u64big(): Promise<bigint> {
-    await this.#ensure(8);
-    const v = this.#view.getBigUint64(this.#pos - this.#start, true);
-    this.#pos += 8;
-    return v;
-  }
-  async scalar(type: number): Promise<number | bigint | boolean> {
-    const size = [1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8][type];
-    await this.#ensure(size);
-    const at = this.#pos - this.#start;
-    this.#pos += size;
+  scalar(type: number): number | bigint | boolean {
     const v = this.#view;
     switch (type) {
       case 0:
-        return v.getUint8(at);
+        return v.getUint8(this.#take(1));
       case 1:
-        return v.getInt8(at);
+        return v.getInt8(this.#take(1));
       case 2:
-        return v.getUint16(at, true);
+        return v.getUint16(this.#take(2), true);
       case 3:
-        return v.getInt16(at, true);
+        return v.getInt16(this.#take(2), true);
       case 4:
-        return v.getUint32(at, true);
+        return v.getUint32(this.#take(4), true);
       case 5:
-        return v.getInt32(at, true);
+        return v.getInt32(this.#take(4), true);
       case 6:
-        return v.getFloat32(at, true);
+        return v.getFloat32(this.#take(4), true);
       case 7:
-        return v.getUint8(at) !== 0;
+        return v.getUint8(this.#take(1)) !== 0;
       case 10:
-        return safe(v.getBigUint64(at, true));
+        return safe(v.getBigUint64(this.#take(8), true));
       case 11:
-        return safe(v.getBigInt64(at, true));
+        return safe(v.getBigInt64(this.#take(8), true));
+      case 12:
+        return v.getFloat64(this.#take(8), true);
       default:
-        return v.getFloat64(at, true);
+        throw this.fail(`unknown metadata value type ${type}`);
     }
   }
-  async string(): Promise<string> {
-    const length = await this.u64();
+  string(): string {
+    const length = this.u64();
     if (length > this.file.size) throw this.fail(`a string claims ${length} bytes`);
-    await this.#ensure(length);
-    const at = this.#pos - this.#start;
-    this.#pos += length;
-    return this.#utf8.decode(this.#buf.subarray(at, at + length));
+    const at = this.#take(length);
+    return this.#utf8.decode(this.bytes.subarray(at, at + length));
   }
-  async value(type: number, depth = 0): Promise<GgufValue> {
-    if (type === 8) return await this.string();
-    if (type === 9) {
-      if (depth > 4) throw this.fail("arrays nested too deeply");
-      const itemType = await this.u32();
-      const count = await this.u64();
-      if (count > this.file.size) throw this.fail(`an array claims ${count} items`);
-      const items: GgufValue[] = new Array(count);
-      for (let i = 0; i < count; i++) items[i] = await this.value(itemType, depth + 1);
-      return items;
-    }
-    if (type > 12) throw this.fail(`unknown metadata value type ${type}`);
-    return await this.scalar(type);
+  value(type: number, depth = 0): GgufValue {
+    if (type === 8) return this.string();
+    if (type !== 9) return this.scalar(type);
+    if (depth > 4) throw this.fail("arrays nested too deeply");
+    const itemType = this.u32();
+    const count = this.u64();
+    if (count > this.file.size) throw this.fail(`an array claims ${count} items`);
+    const items: GgufValue[] = new Array(count);
+    for (let i = 0; i < count; i++) items[i] = this.value(itemType, depth + 1);
+    return items;
   }
   fail(problem: string): WeightFileError {
     return new WeightFileError("format", this.file.path, `malformed GGUF header: ${problem}`);
@@ -180,22 +162,32 @@ export class GgufFile {
     return this.file.path;
   }
 
-  static async open(path: string): Promise<GgufFile> {
+  /** Parses the header of `path`; `headerWindow` is the first read, grown 4x while the header is longer. */
+  static async open(path: string, headerWindow = FIRST_WINDOW): Promise<GgufFile> {
     const file = await BinaryFile.open(path);
     try {
-      return await GgufFile.#parse(file);
+      return await GgufFile.#parse(file, headerWindow);
     } catch (err) {
       file.close();
       throw err;
     }
   }
 
-  static async #parse(file: BinaryFile): Promise<GgufFile> {
-    const r = new HeaderReader(file);
-    if (file.size < 8 || (await r.u32()) !== MAGIC) {
+  static async #parse(file: BinaryFile, firstWindow: number): Promise<GgufFile> {
+    for (let window = Math.min(file.size, firstWindow);; window = Math.min(file.size, window * 4)) {
+      try {
+        return GgufFile.#parseHeader(file, new HeaderReader(await file.read(0, window), file));
+      } catch (err) {
+        if (!(err instanceof NeedMore)) throw err;
+      }
+    }
+  }
+
+  static #parseHeader(file: BinaryFile, r: HeaderReader): GgufFile {
+    if (file.size < 8 || r.u32() !== MAGIC) {
       throw new WeightFileError("format", file.path, "not a GGUF file (no GGUF magic)");
     }
-    const version = await r.u32();
+    const version = r.u32();
     if (version !== 2 && version !== 3) {
       throw new WeightFileError(
         "unsupported",
@@ -203,21 +195,21 @@ export class GgufFile {
         `GGUF version ${version} is not supported (2 or 3)`,
       );
     }
-    const tensorCount = await r.u64();
-    const kvCount = await r.u64();
+    const tensorCount = r.u64();
+    const kvCount = r.u64();
     const metadata = new Map<string, GgufValue>();
     for (let i = 0; i < kvCount; i++) {
-      const key = await r.string();
-      metadata.set(key, await r.value(await r.u32()));
+      const key = r.string();
+      metadata.set(key, r.value(r.u32()));
     }
     const infos: { name: string; ne: number[]; type: number; offset: number }[] = [];
     for (let i = 0; i < tensorCount; i++) {
-      const name = await r.string();
-      const nDims = await r.u32();
+      const name = r.string();
+      const nDims = r.u32();
       if (nDims > 8) throw r.fail(`tensor "${name}" has ${nDims} dimensions`);
       const ne: number[] = [];
-      for (let d = 0; d < nDims; d++) ne.push(await r.u64());
-      infos.push({ name, ne, type: await r.u32(), offset: await r.u64() });
+      for (let d = 0; d < nDims; d++) ne.push(r.u64());
+      infos.push({ name, ne, type: r.u32(), offset: r.u64() });
     }
     const alignment = metadata.get("general.alignment") ?? 32;
     if (typeof alignment !== "number" || alignment <= 0 || alignment % 8 !== 0) {

@@ -3,7 +3,11 @@
  * interleaved pairs (spec 3.3). For a head of size D, native row 2i is HF row i and native row 2i+1 is HF row
  * i + D/2. Rows are moved whole, so this works on raw bytes of any unquantized dtype.
  */
-export function rotateHalfToInterleaved(bytes: Uint8Array, rowBytes: number, headDim: number): Uint8Array {
+export function rotateHalfToInterleaved(
+  bytes: Uint8Array,
+  rowBytes: number,
+  headDim: number,
+): Uint8Array<ArrayBuffer> {
   const headBytes = rowBytes * headDim;
   if (bytes.length % headBytes !== 0) {
     throw new RangeError(

@@ -35,7 +35,7 @@ export interface TensorInfo {
 export interface TensorChunk {
   /** Where these bytes start within the tensor. */
   byteOffset: number;
-  bytes: Uint8Array;
+  bytes: Uint8Array<ArrayBuffer>;
 }
 
 export interface WeightSource {
@@ -47,7 +47,7 @@ export interface WeightSource {
   tensors(): TensorInfo[];
   info(name: string): TensorInfo;
   /** The whole tensor in its stored dtype; rows of HF q/k already in native order. */
-  read(name: string): Promise<Uint8Array>;
+  read(name: string): Promise<Uint8Array<ArrayBuffer>>;
   /** The same bytes in pieces of at most `maxBytes` (whole rows; whole heads for permuted q/k). */
   chunks(name: string, maxBytes?: number): AsyncGenerator<TensorChunk>;
   close(): void;
@@ -91,7 +91,7 @@ class FileWeightSource implements WeightSource {
     return this.#entry(name).info;
   }
 
-  async read(name: string): Promise<Uint8Array> {
+  async read(name: string): Promise<Uint8Array<ArrayBuffer>> {
     const { stored, rope, info } = this.#entry(name);
     const bytes = await stored.file.read(stored.offset, stored.byteLength, info.name);
     return rope ? rotateHalfToInterleaved(bytes, rowBytesOf(stored), rope.headDim) : bytes;
