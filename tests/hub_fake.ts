@@ -34,6 +34,8 @@ export interface FakeHub {
   corrupt: Set<string>;
   /** Claim a wrong X-Linked-Size for these paths. */
   wrongSize: Set<string>;
+  /** Ignore Range requests for these paths (answer 200 with the whole file). */
+  noRange: Set<string>;
   close(): Promise<void>;
 }
 
@@ -41,8 +43,14 @@ export const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("
 export const gitBlobId = (b: Uint8Array) =>
   createHash("sha1").update(`blob ${b.length}\0`).update(b).digest("hex");
 
-function ranged(request: Request, bytes: Uint8Array, headers: Headers, cut?: number): Response {
-  const range = /^bytes=(\d+)-$/.exec(request.headers.get("range") ?? "");
+function ranged(
+  request: Request,
+  bytes: Uint8Array,
+  headers: Headers,
+  cut?: number,
+  noRange = false,
+): Response {
+  const range = noRange ? null : /^bytes=(\d+)-$/.exec(request.headers.get("range") ?? "");
   let start = 0;
   let status = 200;
   if (range) {
@@ -76,6 +84,7 @@ export function startFakeHub(repos: Record<string, FakeRepo>): FakeHub {
   const interrupt = new Map<string, number>();
   const corrupt = new Set<string>();
   const wrongSize = new Set<string>();
+  const noRange = new Set<string>();
   const byLfs = new Map<string, { repo: string; path: string; file: FakeFile }>();
   for (const [repo, r] of Object.entries(repos)) {
     for (const [path, file] of Object.entries(r.files)) {
@@ -128,7 +137,7 @@ export function startFakeHub(repos: Record<string, FakeRepo>): FakeHub {
       if (!entry) return new Response("no such object", { status: 404 });
       const cut = interrupt.get(entry.path);
       interrupt.delete(entry.path);
-      return ranged(request, served(entry.path, entry.file), new Headers(), cut);
+      return ranged(request, served(entry.path, entry.file), new Headers(), cut, noRange.has(entry.path));
     }
 
     const resolve = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path);
@@ -153,7 +162,7 @@ export function startFakeHub(repos: Record<string, FakeRepo>): FakeHub {
       headers.set("etag", `"${gitBlobId(file.bytes)}"`);
       const cut = interrupt.get(resolve[3]);
       interrupt.delete(resolve[3]);
-      return ranged(request, served(resolve[3], file), headers, cut);
+      return ranged(request, served(resolve[3], file), headers, cut, noRange.has(resolve[3]));
     }
     return new Response("not found", { status: 404 });
   });
@@ -164,6 +173,7 @@ export function startFakeHub(repos: Record<string, FakeRepo>): FakeHub {
     interrupt,
     corrupt,
     wrongSize,
+    noRange,
     close: () => server.shutdown(),
   };
 }

@@ -141,6 +141,28 @@ Deno.test("pull: an interrupted download resumes with an HTTP Range request and 
     assert.deepEqual(await Deno.readFile(`${result.dir}/consolidated.safetensors`), weights);
     await assert.rejects(() => Deno.stat(partial));
     assert.equal(result.fetched, weights.length - kept, "only the rest was fetched");
+
+    // A complete download left as .incomplete (stopped before its rename) is checked, not fetched again.
+    const blob = partial.replace(/\.incomplete$/, "");
+    await Deno.rename(blob, partial);
+    const requests = hub.requests.length;
+    const again = await pull("hf:tiny/pixtral-native", options);
+    assert.equal(again.fetched, 0);
+    assert.ok(!hub.requests.slice(requests).some((r) => r.path.startsWith("/cdn/")));
+    assert.deepEqual(await Deno.readFile(blob), weights);
+  });
+});
+
+Deno.test("pull: a server that ignores Range sends the whole file again, which is taken from the start", async () => {
+  await withHub(async (hub, options) => {
+    hub.interrupt.set("consolidated.safetensors", 1_000_000);
+    await assert.rejects(() => pull("hf:tiny/pixtral-native", options), /download interrupted/);
+    hub.noRange.add("consolidated.safetensors");
+    const result = await pull("hf:tiny/pixtral-native", options);
+    const weights = read("mistral/consolidated.safetensors");
+    assert.match(hub.requests.filter((r) => r.path.startsWith("/cdn/")).at(-1)!.range ?? "", /^bytes=\d+-$/);
+    assert.equal(result.fetched, weights.length);
+    assert.deepEqual(await Deno.readFile(`${result.dir}/consolidated.safetensors`), weights);
   });
 });
 

@@ -118,10 +118,8 @@ async function hashExisting(path: string, length: number, hash: Hash): Promise<v
 export interface DownloadResult {
   /** snapshots/COMMIT/PATH */
   path: string;
-  /** Bytes fetched over the network by this call (0 when cached). */
+  /** Bytes fetched over the network by this call (0 when cached; the rest only, when resumed). */
   fetched: number;
-  /** Bytes that were already on disk from an interrupted download. */
-  resumed: number;
 }
 
 export async function downloadFile(
@@ -143,7 +141,7 @@ export async function downloadFile(
   if ((await exists(blob))?.size === file.size) {
     await link();
     options.progress?.add(file.size);
-    return { path: snapshot, fetched: 0, resumed: 0 };
+    return { path: snapshot, fetched: 0 };
   }
   await Deno.mkdir(dirname(blob), { recursive: true });
   let have = (await exists(partial))?.size ?? 0;
@@ -152,13 +150,19 @@ export async function downloadFile(
     have = 0;
   }
   const { hash, expected, kind } = contentHash(file);
-  let response = await request(info, file, have, options);
-  if (response.status === 416 || (have > 0 && response.status === 200)) {
-    // The server cannot resume from here (or ignored the Range): start over.
+  // A complete .incomplete file (stopped before its rename) only needs checking.
+  const complete = have === file.size;
+  let response = complete ? new Response(null) : await request(info, file, have, options);
+  if (response.status === 416) {
+    // The server cannot resume from here: start over.
     await response.body?.cancel();
-    await Deno.remove(partial).catch(() => {});
+    await Deno.remove(partial);
     have = 0;
-    if (response.status === 416) response = await request(info, file, 0, options);
+    response = await request(info, file, 0, options);
+  } else if (response.status === 200 && have > 0 && !complete) {
+    // The server ignored the Range and sends the whole file: take it from the start.
+    await Deno.remove(partial);
+    have = 0;
   } else if (response.status === 206) {
     const start = /^bytes (\d+)-/.exec(response.headers.get("content-range") ?? "")?.[1];
     if (Number(start) !== have) {
@@ -176,7 +180,7 @@ export async function downloadFile(
   const out = await Deno.open(partial, { write: true, create: true, append: true });
   let fetched = 0;
   try {
-    for await (const chunk of response.body ?? new ReadableStream()) {
+    for await (const chunk of response.body ?? []) {
       if (have + fetched + chunk.length > file.size) {
         throw new HubError(`${file.path}: the server sent more than ${file.size} bytes`);
       }
@@ -211,5 +215,5 @@ export async function downloadFile(
   }
   await Deno.rename(partial, blob);
   await link();
-  return { path: snapshot, fetched, resumed: have };
+  return { path: snapshot, fetched };
 }
