@@ -292,3 +292,65 @@ Deno.test("F32 and F16 safetensors are read as stored, HF q/k permuted whatever 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("other spellings of the layouts: transformers >= 4.52 names, split consolidated files, F16/BF16 GGUF", async () => {
+  const dir = await tempDir();
+  const mistral = await open(`${TINY}mistral`);
+  try {
+    // Hugging Face checkpoints saved by newer transformers: model.language_model.*, model.vision_tower.*, lm_head.
+    const renamed = (await readSafetensors(`${TINY}hf/model.safetensors`)).map((e) => ({
+      ...e,
+      name: e.name
+        .replace(/^language_model\.model\./, "model.language_model.")
+        .replace(/^language_model\.lm_head\./, "lm_head.")
+        .replace(/^(vision_tower|multi_modal_projector)\./, "model.$1."),
+    }));
+    await Deno.mkdir(`${dir}/hf`);
+    await Deno.copyFile(`${TINY}hf/config.json`, `${dir}/hf/config.json`);
+    await writeSafetensors(`${dir}/hf/model.safetensors`, renamed);
+    // Mistral weights in two consolidated parts.
+    const parts = await readSafetensors(`${TINY}mistral/consolidated.safetensors`);
+    await Deno.mkdir(`${dir}/mistral`);
+    await Deno.copyFile(`${TINY}mistral/params.json`, `${dir}/mistral/params.json`);
+    await writeSafetensors(`${dir}/mistral/consolidated-00001-of-00002.safetensors`, parts.slice(0, 20));
+    await writeSafetensors(`${dir}/mistral/consolidated-00002-of-00002.safetensors`, parts.slice(20));
+    // GGUF with BF16 tensors (exact: the masters are bf16 values) and with F16 ones.
+    const text = await ggufEntries(`${GGUF}tiny-pixtral-text-f32.gguf`);
+    const asType = (type: number) =>
+      text.tensors.map((t) => {
+        const values = toFloat32("F32", t.data);
+        const data = type === 30
+          ? new Uint8Array(new Uint16Array(new Uint32Array(values.buffer).map((b) => b >>> 16)).buffer)
+          : new Uint8Array(new Float16Array(values).buffer);
+        return { ...t, type, data };
+      });
+    await Deno.writeFile(`${dir}/bf16.gguf`, buildGguf(kvsOf(text.kvs), asType(30)));
+    await Deno.writeFile(`${dir}/f16.gguf`, buildGguf(kvsOf(text.kvs), asType(1)));
+
+    const hf = await open(`${dir}/hf`);
+    const split = await open(`${dir}/mistral`);
+    const bf16 = await open(`${dir}/bf16.gguf`);
+    const f16 = await open(`${dir}/f16.gguf`);
+    try {
+      assert.equal(split.weights.files.length, 2);
+      for (const t of mistral.weights.tensors()) {
+        const native = await mistral.weights.read(t.name);
+        assert.ok(bytesEqual(await hf.weights.read(t.name), native), `new-style HF ${t.name}`);
+        assert.ok(bytesEqual(await split.weights.read(t.name), native), `split ${t.name}`);
+        if (t.component !== "decoder") continue;
+        assert.equal(bf16.weights.info(t.name).dtype, "BF16");
+        assert.ok(bytesEqual(await bf16.weights.read(t.name), native), `BF16 GGUF ${t.name}`);
+        const half = toFloat32("F16", await f16.weights.read(t.name));
+        assert.ok(
+          bitsEqual(half, new Float32Array(new Float16Array(toFloat32("BF16", native)))),
+          `F16 GGUF ${t.name}`,
+        );
+      }
+    } finally {
+      [hf, split, bf16, f16].forEach((m) => m.weights.close());
+    }
+  } finally {
+    mistral.weights.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
