@@ -6,8 +6,11 @@ import { rotateHalfToInterleaved } from "../runtime/model/weights/permute.ts";
 import { SafetensorsFile } from "../runtime/model/weights/safetensors.ts";
 import { fixtureJson } from "./helpers.ts";
 import {
+  buildGguf,
   dequantQ4_K,
   dequantQ8_0,
+  ggufEntries,
+  kvsOf,
   readSafetensors,
   tempDir,
   TINY,
