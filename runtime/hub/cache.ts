@@ -39,7 +39,8 @@ export function parseRepoRef(spec: string): RepoRef {
   return { repo, revision };
 }
 
-export function cacheRoot(env: (name: string) => string | undefined = (n) => Deno.env.get(n)): string {
+export function cacheRoot(): string {
+  const env = (name: string) => Deno.env.get(name);
   const hub = env("HF_HUB_CACHE");
   if (hub) return hub;
   const home = env("HF_HOME") ??
