@@ -3,6 +3,8 @@
  * each subcommand lives in its own module here.
  */
 import { UsageError } from "./args.ts";
+import { plan, usage as planUsage } from "./plan.ts";
+import { pull, usage as pullUsage } from "./pull.ts";
 import { serve, usage as serveUsage } from "./serve.ts";
 
 interface Command {
@@ -13,6 +15,16 @@ interface Command {
 
 const COMMANDS: Record<string, Command> = {
   serve: { summary: "start the HTTP server", usage: serveUsage, run: serve },
+  pull: {
+    summary: "download a model from the Hugging Face hub into the local cache",
+    usage: pullUsage,
+    run: pull,
+  },
+  plan: {
+    summary: "print the GPU memory plan for a model (works from a params.json alone)",
+    usage: planUsage,
+    run: plan,
+  },
 };
 
 function help(): string {

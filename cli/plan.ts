@@ -1,0 +1,206 @@
+/** `pixtral plan`: the memory plan for a model, from its files or from a params.json alone. */
+import { locateModel } from "../runtime/model/locate.ts";
+import { adapterOffer, parseSize } from "../runtime/model/offer.ts";
+import { loadConfig, openModel } from "../runtime/model/open.ts";
+import {
+  type AdapterOffer,
+  checkPlan,
+  gib,
+  type KvFormat,
+  type MemoryPlan,
+  planMemory,
+  type PlanOptions,
+  type WeightFormat,
+} from "../runtime/model/plan.ts";
+import type { DType } from "../runtime/model/weights/dtype.ts";
+import { parseFlags, UsageError } from "./args.ts";
+
+export const usage = `pixtral plan --model PATH [--quant q4|q8|f16] [--ctx N] [flags]
+
+Prints the GPU memory a model needs before loading it: weights per component after quantization, the KV cache
+for the context, and the activation peak, compared with what the WebGPU adapter offers.
+
+  --model PATH          a Mistral or Hugging Face model folder, a params.json or config.json alone, a GGUF text
+                        file, or hf:ORG/REPO[@revision] from the local cache (see pixtral pull)
+  --mmproj FILE         the GGUF's vision file (default: the one mmproj GGUF beside it)
+  --quant FORMAT        decoder weights: q4 (default), q8, f16 or f32
+  --vision-quant FORMAT vision encoder and adapter weights: f16 (default), q8, q4 or f32
+  --kv FORMAT           KV cache: f16 (default) or q8
+  --ctx N               KV cache tokens (default: the largest that fits, up to the model's context)
+  --prefill-chunk N     tokens per prefill step (default 512)
+  --gpu-memory SIZE     memory the GPU offers, e.g. 24GiB or 80GB (default: $PIXTRAL_GPU_MEMORY; system memory
+                        for a CPU adapter; WebGPU does not report it for real GPUs)
+  --no-gpu              do not ask WebGPU for an adapter
+  --json                print the plan as JSON`;
+
+const FORMATS: WeightFormat[] = ["q4", "q8", "f16", "f32"];
+
+function format(flag: string, value: string | undefined): WeightFormat | undefined {
+  if (value !== undefined && !FORMATS.includes(value as WeightFormat)) {
+    throw new UsageError(`${flag} must be one of ${FORMATS.join(", ")}, got "${value}"`);
+  }
+  return value as WeightFormat | undefined;
+}
+
+function positive(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value) || Number(value) < 1) {
+    throw new UsageError(`${flag} must be a positive integer, got "${value}"`);
+  }
+  return Number(value);
+}
+
+async function findOffer(memoryText: string | undefined, askGpu: boolean): Promise<AdapterOffer | undefined> {
+  let memory: number | undefined;
+  if (memoryText !== undefined) {
+    const parsed = parseSize(memoryText);
+    if (parsed === null || parsed <= 0) {
+      throw new UsageError(`--gpu-memory must be a size such as 24GiB, got "${memoryText}"`);
+    }
+    memory = parsed;
+  }
+  const adapter = askGpu && "gpu" in navigator
+    ? await navigator.gpu.requestAdapter().catch(() => null)
+    : null;
+  if (adapter) return adapterOffer(adapter, memory);
+  if (memory === undefined) return undefined;
+  return {
+    name: "--gpu-memory",
+    memoryBytes: memory,
+    maxBufferSize: null,
+    maxStorageBufferBindingSize: null,
+  };
+}
+
+export async function plan(argv: string[]): Promise<void> {
+  const flags = parseFlags(argv, {
+    model: { type: "string" },
+    mmproj: { type: "string" },
+    quant: { type: "string" },
+    "vision-quant": { type: "string" },
+    kv: { type: "string" },
+    ctx: { type: "string" },
+    "prefill-chunk": { type: "string" },
+    "gpu-memory": { type: "string" },
+    "no-gpu": { type: "boolean" },
+    json: { type: "boolean" },
+  });
+  if (flags.model === undefined) throw new UsageError("--model is required");
+  if (flags.kv !== undefined && flags.kv !== "f16" && flags.kv !== "q8") {
+    throw new UsageError(`--kv must be f16 or q8, got "${flags.kv}"`);
+  }
+  // Flags are checked before any file is touched, so that a typo is reported as such.
+  const options: PlanOptions = {
+    quant: format("--quant", flags.quant),
+    visionQuant: format("--vision-quant", flags["vision-quant"]),
+    kv: flags.kv as KvFormat | undefined,
+    ctx: positive("--ctx", flags.ctx),
+    prefillChunk: positive("--prefill-chunk", flags["prefill-chunk"]),
+  };
+  const offer = await findOffer(flags["gpu-memory"] ?? Deno.env.get("PIXTRAL_GPU_MEMORY"), !flags["no-gpu"]);
+
+  const location = await locateModel(flags.model, { mmproj: flags.mmproj });
+  let config;
+  if (location.layout === "gguf") {
+    // GGUF tensors may already be quantized: the plan counts them as stored.
+    const opened = await openModel(location);
+    opened.weights.close();
+    config = opened.config;
+    options.stored = new Map<string, DType>(opened.weights.tensors().map((t) => [t.name, t.dtype]));
+  } else {
+    config = await loadConfig(location);
+  }
+  const result = planMemory(config, options, offer);
+  let refusal: Error | undefined;
+  if (offer) {
+    try {
+      checkPlan(config, result, offer, options);
+    } catch (err) {
+      refusal = err as Error;
+    }
+  }
+  if (flags.json) {
+    console.log(
+      JSON.stringify(
+        {
+          model: location.configFile,
+          config,
+          plan: result,
+          adapter: offer ?? null,
+          fits: offer ? !refusal : null,
+        },
+        null,
+        2,
+      ),
+    );
+  } else {
+    console.log(describe(location.configFile, result, offer, refusal === undefined));
+  }
+  if (refusal) throw refusal;
+}
+
+function count(n: number): string {
+  return n >= 1e9
+    ? `${(n / 1e9).toFixed(2)}B`
+    : n >= 1e6
+    ? `${(n / 1e6).toFixed(1)}M`
+    : n > 0
+    ? `${(n / 1e3).toFixed(1)}K`
+    : "-";
+}
+
+function describe(source: string, p: MemoryPlan, offer: AdapterOffer | undefined, fits: boolean): string {
+  const row = (label: string, detail: string, bytes: number) =>
+    `${label.padEnd(12)}${gib(bytes).padStart(10)}  ${detail}`;
+  const lines = [`memory plan for ${source}`, ""];
+  for (const c of ["decoder", "vision", "adapter"] as const) {
+    const w = p.weights[c];
+    if (w.parameters > 0) {
+      lines.push(row(c, `${count(w.parameters).padStart(7)} parameters, ${w.format}`, w.bytes));
+    }
+  }
+  lines.push(
+    row("weights", `largest tensor ${p.largestTensor.name} (${gib(p.largestTensor.bytes)})`, p.weights.total),
+  );
+  const kv = p.kvCache;
+  const why = {
+    flag: "--ctx",
+    fits: "largest that fits",
+    model: "model maximum",
+    "memory-unknown": "memory unknown: set --gpu-memory",
+  }[p.context.chosen];
+  lines.push(row(
+    "KV cache",
+    `${kv.tokens} tokens (${why}), ${kv.format}, ${
+      (kv.bytesPerToken / 1024).toFixed(1)
+    } KiB/token, ${kv.blocks} x ${kv.blockTokens}`,
+    kv.bytes,
+  ));
+  const a = p.activations;
+  lines.push(row(
+    "activations",
+    `peak: prefill ${a.prefillChunk} tok ${gib(a.prefill)}${
+      a.vision ? `, image ${gib(a.vision)}` : ""
+    }, decode ${gib(a.decode)}`,
+    a.peak,
+  ));
+  lines.push(row("staging", "largest upload piece held in host memory", p.stagingBytes));
+  lines.push(row("total", "", p.total).trimEnd());
+  if (offer) {
+    const memory = offer.memoryBytes === null
+      ? "memory unknown (set --gpu-memory)"
+      : `${gib(offer.memoryBytes)} available`;
+    lines.push(
+      "",
+      `adapter     ${offer.name}: ${memory}${
+        offer.memoryBytes === null ? "" : fits ? ": fits" : ": does NOT fit"
+      }`,
+    );
+  } else {
+    lines.push(
+      "",
+      "adapter     none asked (no WebGPU adapter, or --no-gpu): set --gpu-memory to check the fit",
+    );
+  }
+  return lines.join("\n");
+}

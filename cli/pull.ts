@@ -1,0 +1,51 @@
+/** `pixtral pull hf:ORG/REPO[@revision]`: download a model from the Hugging Face hub into the local cache. */
+import { cacheRoot } from "../runtime/hub/cache.ts";
+import { pull as pullRepo } from "../runtime/hub/pull.ts";
+import { UsageError } from "./args.ts";
+import { parseArgs } from "node:util";
+
+export const usage = `pixtral pull hf:ORG/REPO[@REVISION] [--include GLOB]... [--cache DIR]
+
+Downloads a model from the Hugging Face hub into the local cache (the layout huggingface_hub uses, so either
+tool finds what the other fetched), resuming interrupted downloads and checking every file's size and hash.
+Then use it with --model hf:ORG/REPO[@REVISION].
+
+  --include GLOB  files to fetch (repeatable; * within a folder, ** across). Default: the model's files
+                  (params.json, consolidated*.safetensors, tekken.json; or the Hugging Face JSON and
+                  safetensors files). Required for GGUF repositories, e.g. --include '*Q4_K_M.gguf' --include 'mmproj*'
+  --cache DIR     cache folder (default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub)
+
+  HF_ENDPOINT     hub address (default https://huggingface.co), e.g. a mirror
+  HF_TOKEN        access token for gated or private repositories (else the token file of huggingface-cli login)`;
+
+export async function pull(argv: string[]): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: { include: { type: "string", multiple: true }, cache: { type: "string" } },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const [spec, ...extra] = parsed.positionals;
+  if (spec === undefined || extra.length) {
+    throw new UsageError("give one model: pixtral pull hf:ORG/REPO[@REVISION]");
+  }
+  if (!spec.startsWith("hf:")) throw new UsageError(`"${spec}" is not a hub reference: write hf:ORG/REPO`);
+  const result = await pullRepo(spec, {
+    include: parsed.values.include,
+    cache: parsed.values.cache ?? cacheRoot(),
+  });
+  console.log(
+    JSON.stringify({
+      model: spec,
+      commit: result.commit,
+      path: result.dir,
+      files: result.files,
+      fetched: result.fetched,
+    }),
+  );
+}

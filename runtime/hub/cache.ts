@@ -1,0 +1,78 @@
+/**
+ * The local model cache, laid out exactly as huggingface_hub lays out its own, so that models fetched by either
+ * tool are found by both:
+ *
+ *   $HF_HUB_CACHE (default $HF_HOME/hub, $HF_HOME default ~/.cache/huggingface)
+ *     models--ORG--REPO/
+ *       refs/REVISION                 the commit a branch or tag pointed to when last pulled
+ *       blobs/ETAG                    file contents, named by LFS sha256 or git blob id
+ *       blobs/ETAG.incomplete         a download in progress (resumed with an HTTP Range request)
+ *       snapshots/COMMIT/PATH         relative symlinks to ../../blobs/ETAG
+ */
+import { join } from "node:path";
+
+export interface RepoRef {
+  /** "ORG/REPO" */
+  repo: string;
+  /** Branch, tag or commit; "main" when not given. */
+  revision: string;
+}
+
+export class HubError extends Error {
+  override name = "HubError";
+}
+
+const REPO = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
+export const COMMIT = /^[0-9a-f]{40}$/;
+
+/** Parses `hf:ORG/REPO[@revision]`. */
+export function parseRepoRef(spec: string): RepoRef {
+  const body = spec.startsWith("hf:") ? spec.slice(3) : spec;
+  const at = body.indexOf("@");
+  const repo = at < 0 ? body : body.slice(0, at);
+  const revision = at < 0 ? "main" : body.slice(at + 1);
+  if (!REPO.test(repo) || repo.includes("..") || revision === "" || revision.includes("..")) {
+    throw new HubError(
+      `"${spec}" is not a Hugging Face model reference: expected hf:ORG/REPO or hf:ORG/REPO@REVISION`,
+    );
+  }
+  return { repo, revision };
+}
+
+export function cacheRoot(): string {
+  const env = (name: string) => Deno.env.get(name);
+  const hub = env("HF_HUB_CACHE");
+  if (hub) return hub;
+  const home = env("HF_HOME") ??
+    join(env("XDG_CACHE_HOME") ?? join(env("HOME") ?? ".", ".cache"), "huggingface");
+  return join(home, "hub");
+}
+
+export function repoDir(repo: string, root = cacheRoot()): string {
+  return join(root, `models--${repo.replace("/", "--")}`);
+}
+
+/** The snapshot folder of a cached repo, or an error saying how to fetch it. */
+export async function resolveCachedRepo(spec: string, root = cacheRoot()): Promise<string> {
+  const { repo, revision } = parseRepoRef(spec);
+  const dir = repoDir(repo, root);
+  let commit = revision;
+  if (!COMMIT.test(revision)) {
+    try {
+      commit = (await Deno.readTextFile(join(dir, "refs", revision))).trim();
+    } catch {
+      throw new HubError(
+        `${spec} is not in the local cache (${dir}); download it first: pixtral pull ${spec}`,
+      );
+    }
+  }
+  const snapshot = join(dir, "snapshots", commit);
+  try {
+    await Deno.stat(snapshot);
+  } catch {
+    throw new HubError(
+      `${spec}: the cache has no snapshot ${commit} (${snapshot}); run pixtral pull ${spec}`,
+    );
+  }
+  return snapshot;
+}

@@ -1,0 +1,169 @@
+/**
+ * Where a model's files are, from what the user passed as --model: a Mistral-native folder (params.json +
+ * consolidated.safetensors), a Hugging Face folder (config.json + model*.safetensors), a GGUF text file (with
+ * --mmproj, or the one mmproj GGUF beside it), a folder holding GGUFs, a params.json or config.json alone, or
+ * `hf:ORG/REPO[@revision]` from the local hub cache. Only names and directory listings are read here.
+ */
+import { basename, dirname, join, resolve } from "node:path";
+import { resolveCachedRepo } from "../hub/cache.ts";
+import type { Layout } from "./weights/names.ts";
+
+export type TokenizerLocation =
+  | { kind: "tekken"; path: string }
+  /** A Hugging Face tokenizer.json (the folder has no tekken.json). */
+  | { kind: "hf"; path: string }
+  /** Built from the text GGUF's tokenizer.ggml.* metadata. */
+  | { kind: "gguf"; path: string }
+  | { kind: "none" };
+
+export interface ModelLocation {
+  layout: Layout;
+  /** The folder holding the files (for GGUF, the text file's folder). */
+  dir: string;
+  /** params.json, config.json, or the text GGUF. */
+  configFile: string;
+  /**
+   * Mistral: the consolidated safetensors parts; HF: model.safetensors.index.json or the .safetensors file;
+   * GGUF: the text file. Empty when only a config is present (enough for a memory plan).
+   */
+  weightFiles: string[];
+  /** The mmproj GGUF, or null (text only). */
+  mmproj: string | null;
+  /** mmproj files seen beside a GGUF when none was chosen because there were several. */
+  mmprojCandidates: string[];
+  tokenizer: TokenizerLocation;
+}
+
+export class ModelNotFoundError extends Error {
+  override name = "ModelNotFoundError";
+}
+
+export interface LocateOptions {
+  /** --mmproj FILE */
+  mmproj?: string;
+  /** Hub cache for hf: references (default: $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub). */
+  hubCache?: string;
+}
+
+const MMPROJ = /mmproj/i;
+
+export async function locateModel(spec: string, options: LocateOptions = {}): Promise<ModelLocation> {
+  const path = spec.startsWith("hf:") ? await resolveCachedRepo(spec, options.hubCache) : resolve(spec);
+  let stat: Deno.FileInfo;
+  try {
+    stat = await Deno.stat(path);
+  } catch {
+    throw new ModelNotFoundError(`--model ${spec}: no such file or directory`);
+  }
+  if (stat.isFile) {
+    const name = basename(path);
+    if (name.endsWith(".gguf")) return await locateGguf(path, options.mmproj);
+    if (name === "params.json") return await locateDir(dirname(path), "mistral", options);
+    if (name === "config.json") return await locateDir(dirname(path), "hf", options);
+    throw new ModelNotFoundError(
+      `--model ${spec}: expected a model folder, a .gguf file, params.json or config.json, got the file "${name}"`,
+    );
+  }
+  return await locateDir(path, undefined, options);
+}
+
+async function listDir(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(dir)) if (entry.isFile || entry.isSymlink) names.push(entry.name);
+  return names.sort();
+}
+
+async function locateDir(
+  dir: string,
+  prefer: Layout | undefined,
+  options: LocateOptions,
+): Promise<ModelLocation> {
+  const names = await listDir(dir);
+  const has = (n: string) => names.includes(n);
+  const consolidated = names.filter((n) => /^consolidated(\.|-\d+-of-\d+\.)safetensors$/.test(n));
+  const hfWeights = has("model.safetensors.index.json")
+    ? ["model.safetensors.index.json"]
+    : names.filter((n) => n.endsWith(".safetensors") && !n.startsWith("consolidated"));
+  const tokenizer: TokenizerLocation = has("tekken.json")
+    ? { kind: "tekken", path: join(dir, "tekken.json") }
+    : has("tokenizer.json")
+    ? { kind: "hf", path: join(dir, "tokenizer.json") }
+    : { kind: "none" };
+
+  // Mistral repos may carry both layouts; the native one wins when its weights are there (or when asked for).
+  const mistral = has("params.json") &&
+    (prefer === "mistral" || (prefer === undefined && (consolidated.length > 0 || !has("config.json"))));
+  if (mistral) {
+    return {
+      layout: "mistral",
+      dir,
+      configFile: join(dir, "params.json"),
+      weightFiles: consolidated.map((n) => join(dir, n)),
+      mmproj: null,
+      mmprojCandidates: [],
+      tokenizer,
+    };
+  }
+  if (has("config.json") && prefer !== "mistral") {
+    if (hfWeights.length > 1) {
+      throw new ModelNotFoundError(
+        `${dir}: several .safetensors files but no model.safetensors.index.json to say how they fit: ${
+          hfWeights.join(", ")
+        }`,
+      );
+    }
+    return {
+      layout: "hf",
+      dir,
+      configFile: join(dir, "config.json"),
+      weightFiles: hfWeights.map((n) => join(dir, n)),
+      mmproj: null,
+      mmprojCandidates: [],
+      tokenizer,
+    };
+  }
+  const texts = names.filter((n) => n.endsWith(".gguf") && !MMPROJ.test(n));
+  if (texts.length === 1) return await locateGguf(join(dir, texts[0]), options.mmproj);
+  if (texts.length > 1) {
+    throw new ModelNotFoundError(
+      `${dir} holds several GGUF models; pass one as --model: ${texts.join(", ")}`,
+    );
+  }
+  throw new ModelNotFoundError(
+    `${dir}: not a model folder (no params.json, config.json or .gguf text model${
+      names.some((n) => MMPROJ.test(n)) ? "; an mmproj alone is not enough" : ""
+    })`,
+  );
+}
+
+async function locateGguf(path: string, mmprojFlag: string | undefined): Promise<ModelLocation> {
+  if (MMPROJ.test(basename(path)) && mmprojFlag === undefined) {
+    throw new ModelNotFoundError(
+      `--model ${path} is an mmproj (vision) file; pass the text GGUF as --model and this as --mmproj`,
+    );
+  }
+  const dir = dirname(path);
+  const candidates = (await listDir(dir)).filter((n) => n.endsWith(".gguf") && MMPROJ.test(n)).map((n) =>
+    join(dir, n)
+  );
+  let mmproj: string | null = null;
+  if (mmprojFlag !== undefined) {
+    mmproj = resolve(mmprojFlag);
+    try {
+      if (!(await Deno.stat(mmproj)).isFile) throw new Error();
+    } catch {
+      throw new ModelNotFoundError(`--mmproj ${mmprojFlag}: no such file`);
+    }
+  } else if (candidates.length === 1) {
+    mmproj = candidates[0];
+  }
+  return {
+    layout: "gguf",
+    dir,
+    configFile: path,
+    weightFiles: [path],
+    mmproj,
+    mmprojCandidates: mmproj === null ? candidates : [],
+    tokenizer: { kind: "gguf", path },
+  };
+}

@@ -1,0 +1,292 @@
+/**
+ * The memory plan, made before anything is loaded: weight bytes per component after quantization, the KV cache
+ * for the context, the activation peak, and whether it all fits what the GPU adapter offers. A load that cannot
+ * fit is refused here, with what it needs and what to change, instead of failing halfway through.
+ */
+import type { ModelConfig } from "./config.ts";
+import { type Component, expectedTensors } from "./tensors.ts";
+import { type DType, tensorBytes } from "./weights/dtype.ts";
+
+/** On-GPU weight formats chosen with --quant (f32 is for exactness tests). */
+export type WeightFormat = "q4" | "q8" | "f16" | "f32";
+export type KvFormat = "f16" | "q8";
+
+/**
+ * Bits per weight of each format, in one place. q4 is our quantize-on-load format (groups of 32 weights with
+ * an f16 scale: 32 x 4 + 16 bits per group = 4.5); its final layout is the kernel library's to define. q8 is
+ * ggml's Q8_0 (an f16 scale and 32 int8 per group: 8.5 bits).
+ */
+export const WEIGHT_BITS: Record<WeightFormat, number> = { q4: 4.5, q8: 8.5, f16: 16, f32: 32 };
+/** Weights per quantization group: a quantized tensor's rows must be a whole number of groups. */
+export const QUANT_GROUP = 32;
+/** KV cache element sizes: fp16, or 8-bit with an f16 scale per 32 values (8.5 bits). */
+export const KV_BITS: Record<KvFormat, number> = { f16: 16, q8: 8.5 };
+/** Tokens per KV cache block: sequences of any length share one pool of these blocks. */
+export const KV_BLOCK_TOKENS = 16;
+/** Activations are float32 (the conservative case: f16 activations halve these figures). */
+const ACT_BYTES = 4;
+/** Largest piece of a tensor staged in JavaScript memory while uploading (WeightSource.chunks). */
+export const LOAD_STAGING_BYTES = 64 << 20;
+/** Context used when the adapter's memory is unknown (WebGPU does not report it): pass --gpu-memory to size it. */
+export const CONTEXT_WHEN_MEMORY_UNKNOWN = 16_384;
+
+export interface PlanOptions {
+  /** Decoder format (default q4). */
+  quant?: WeightFormat;
+  /** Vision encoder and adapter format (default f16: quantizing the vision tower is known to hurt). */
+  visionQuant?: WeightFormat;
+  /** KV cache format (default f16). */
+  kv?: KvFormat;
+  /** KV cache capacity in tokens (default: the largest that fits, up to the model's context). */
+  ctx?: number;
+  /** Tokens per prefill step (default 512). */
+  prefillChunk?: number;
+  /** Sequences decoded together (default 8). */
+  decodeBatch?: number;
+  /**
+   * Dtypes as stored, by canonical tensor name, for files whose tensors are already quantized (GGUF): those are
+   * uploaded as stored. Float tensors follow `quant` / `visionQuant`.
+   */
+  stored?: ReadonlyMap<string, DType>;
+}
+
+/** What a GPU adapter offers: a plain object, so that plans are testable without a GPU. */
+export interface AdapterOffer {
+  name: string;
+  /** Memory available for the model, in bytes; null when unknown. */
+  memoryBytes: number | null;
+  /** Largest single buffer; null when no adapter was asked. */
+  maxBufferSize: number | null;
+  maxStorageBufferBindingSize: number | null;
+}
+
+export interface ComponentPlan {
+  parameters: number;
+  /** Format of the large matrices ("q4", or the stored GGUF types, e.g. "Q4_K+Q6_K"). */
+  format: string;
+  bytes: number;
+}
+
+export interface MemoryPlan {
+  weights: Record<Component, ComponentPlan> & { total: number };
+  largestTensor: { name: string; bytes: number };
+  kvCache: {
+    format: KvFormat;
+    tokens: number;
+    blockTokens: number;
+    blocks: number;
+    bytesPerToken: number;
+    bytes: number;
+  };
+  activations: {
+    prefillChunk: number;
+    /** One prefill chunk through a decoder layer, with its logits. */
+    prefill: number;
+    /** One image of the largest size (imageSize x imageSize) through the encoder and adapter; 0 without vision. */
+    vision: number;
+    /** A decode step for decodeBatch sequences, with their logits. */
+    decode: number;
+    /** The most alive at once: the vision pass, or a prefill chunk while the image embeddings wait. */
+    peak: number;
+  };
+  stagingBytes: number;
+  total: number;
+  /** The context the plan was sized for, and why. */
+  context: { tokens: number; modelMax: number; chosen: "flag" | "fits" | "model" | "memory-unknown" };
+}
+
+export class PlanError extends Error {
+  override name = "PlanError";
+}
+
+function weightBytes(format: WeightFormat, shape: readonly number[]): number {
+  const elements = shape.reduce((n, d) => n * d, 1);
+  return (elements * WEIGHT_BITS[format]) / 8;
+}
+
+/** Everything but the KV cache, which grows with the context. */
+function fixedPart(config: ModelConfig, options: PlanOptions) {
+  const quant = options.quant ?? "q4";
+  const visionQuant = options.visionQuant ?? "f16";
+  const weights = {
+    decoder: { parameters: 0, format: new Set<string>(), bytes: 0 },
+    vision: { parameters: 0, format: new Set<string>(), bytes: 0 },
+    adapter: { parameters: 0, format: new Set<string>(), bytes: 0 },
+  };
+  let largest = { name: "", bytes: 0 };
+  for (const t of expectedTensors(config)) {
+    const w = weights[t.component];
+    const stored = options.stored?.get(t.name);
+    let bytes: number;
+    if (stored && stored !== "F32" && stored !== "F16" && stored !== "BF16") {
+      bytes = tensorBytes(stored, t.shape)!;
+      w.format.add(stored);
+    } else if (t.role === "norm" || t.role === "bias") {
+      bytes = weightBytes("f32", t.shape); // small, kept exact
+    } else {
+      let format = t.component === "decoder" ? quant : visionQuant;
+      // The patch convolution stays float; so does any matrix whose rows are not whole quantization groups.
+      if (
+        (format === "q4" || format === "q8") && (t.role === "conv" || t.shape.at(-1)! % QUANT_GROUP !== 0)
+      ) {
+        format = "f16";
+      }
+      bytes = weightBytes(format, t.shape);
+      if (t.role !== "conv") w.format.add(format);
+    }
+    w.parameters += t.shape.reduce((n, d) => n * d, 1);
+    w.bytes += bytes;
+    if (bytes > largest.bytes) largest = { name: t.name, bytes };
+  }
+
+  const d = config.decoder;
+  const chunk = options.prefillChunk ?? 512;
+  const batch = options.decodeBatch ?? 8;
+  // Per token of a decoder step: residual, normed input, FFN output (3 x dim); q and attention output;
+  // k and v; the SwiGLU gate and up projections; logits. Attention is tiled (no tokens x context scores).
+  const perToken = 3 * d.dim + 2 * d.nHeads * d.headDim + 2 * d.nKvHeads * d.headDim + 2 * d.hiddenDim +
+    d.vocabSize;
+  const prefill = chunk * perToken * ACT_BYTES;
+  const decode = batch * perToken * ACT_BYTES;
+  let vision = 0;
+  let imageEmbeddings = 0;
+  const v = config.vision;
+  if (v) {
+    const patches = (v.imageSize / v.patchSize) ** 2;
+    const pixels = v.numChannels * v.imageSize * v.imageSize;
+    // Per patch: residual, normed, q, k, v, attention output (6 x hidden); gate and up; the adapter's two outputs.
+    vision = (pixels + patches * (6 * v.hiddenSize + 2 * v.intermediateSize + 2 * d.dim)) * ACT_BYTES;
+    imageEmbeddings = patches * d.dim * ACT_BYTES;
+  }
+  const components = Object.fromEntries(
+    Object.entries(weights).map((
+      [k, w],
+    ) => [k, { parameters: w.parameters, format: [...w.format].sort().join("+"), bytes: w.bytes }]),
+  ) as Record<Component, ComponentPlan>;
+  const weightTotal = components.decoder.bytes + components.vision.bytes + components.adapter.bytes;
+  const peak = Math.max(vision, prefill + imageEmbeddings, decode);
+  return {
+    weights: { ...components, total: weightTotal },
+    largestTensor: largest,
+    activations: { prefillChunk: chunk, prefill, vision, decode, peak },
+    fixed: weightTotal + peak + LOAD_STAGING_BYTES,
+  };
+}
+
+export function kvBytesPerToken(config: ModelConfig, format: KvFormat): number {
+  const d = config.decoder;
+  return (d.nLayers * 2 * d.nKvHeads * d.headDim * KV_BITS[format]) / 8;
+}
+
+/** The memory plan for `config`; with an adapter, the default context is the largest that fits it. */
+export function planMemory(
+  config: ModelConfig,
+  options: PlanOptions = {},
+  adapter?: AdapterOffer,
+): MemoryPlan {
+  const fixed = fixedPart(config, options);
+  const format = options.kv ?? "f16";
+  const perToken = kvBytesPerToken(config, format);
+  const modelMax = config.contextLength;
+  let tokens: number;
+  let chosen: MemoryPlan["context"]["chosen"];
+  if (options.ctx !== undefined) {
+    if (!Number.isSafeInteger(options.ctx) || options.ctx < 1) {
+      throw new PlanError(`--ctx must be a positive integer, got ${options.ctx}`);
+    }
+    if (options.ctx > modelMax) {
+      throw new PlanError(`--ctx ${options.ctx} exceeds the model's context of ${modelMax} tokens`);
+    }
+    tokens = options.ctx;
+    chosen = "flag";
+  } else if (adapter?.memoryBytes != null) {
+    const room = Math.floor((adapter.memoryBytes - fixed.fixed) / perToken / KV_BLOCK_TOKENS) *
+      KV_BLOCK_TOKENS;
+    tokens = Math.max(0, Math.min(modelMax, room));
+    chosen = tokens === modelMax ? "model" : "fits";
+  } else {
+    tokens = Math.min(modelMax, CONTEXT_WHEN_MEMORY_UNKNOWN);
+    chosen = "memory-unknown";
+  }
+  const blocks = Math.ceil(tokens / KV_BLOCK_TOKENS);
+  const kvBytes = blocks * KV_BLOCK_TOKENS * perToken;
+  return {
+    weights: fixed.weights,
+    largestTensor: fixed.largestTensor,
+    kvCache: {
+      format,
+      tokens,
+      blockTokens: KV_BLOCK_TOKENS,
+      blocks,
+      bytesPerToken: perToken,
+      bytes: kvBytes,
+    },
+    activations: fixed.activations,
+    stagingBytes: LOAD_STAGING_BYTES,
+    total: fixed.fixed + kvBytes,
+    context: { tokens, modelMax, chosen },
+  };
+}
+
+/** Smallest context worth serving: one largest image (rows of [IMG] plus breaks) and a short prompt. */
+function minimumContext(config: ModelConfig): number {
+  const v = config.vision;
+  const side = v ? v.imageSize / v.patchSize : 0;
+  return side * (side + 1) + 256;
+}
+
+/**
+ * Throws a PlanError saying what is needed, what the adapter offers, and what to change, when the plan does
+ * not fit; returns the plan otherwise.
+ */
+export function checkPlan(
+  config: ModelConfig,
+  plan: MemoryPlan,
+  adapter: AdapterOffer,
+  options: PlanOptions = {},
+): MemoryPlan {
+  const big = plan.largestTensor;
+  if (adapter.maxBufferSize !== null && big.bytes > adapter.maxBufferSize) {
+    throw new PlanError(
+      `${big.name} needs one ${
+        gib(big.bytes)
+      } buffer, but the adapter "${adapter.name}" allows buffers of at most ` +
+        `${gib(adapter.maxBufferSize)} (maxBufferSize); choose a smaller --quant`,
+    );
+  }
+  if (adapter.memoryBytes === null) return plan;
+  const need =
+    `${gib(plan.total)} (weights ${gib(plan.weights.total)}, KV cache ${gib(plan.kvCache.bytes)} for ` +
+    `${plan.kvCache.tokens} tokens at ${plan.kvCache.format}, activations ${gib(plan.activations.peak)}, ` +
+    `load staging ${gib(plan.stagingBytes)})`;
+  const offer = `the adapter "${adapter.name}" offers ${gib(adapter.memoryBytes)}`;
+  const fixed = plan.total - plan.kvCache.bytes;
+  const fitting = Math.floor((adapter.memoryBytes - fixed) / plan.kvCache.bytesPerToken / KV_BLOCK_TOKENS) *
+    KV_BLOCK_TOKENS;
+  const minimum = Math.min(minimumContext(config), config.contextLength);
+  if (plan.total > adapter.memoryBytes || plan.kvCache.tokens < minimum) {
+    const hints: string[] = [];
+    const quant = options.quant ?? "q4";
+    if (fixed <= adapter.memoryBytes) {
+      if (fitting >= minimum && fitting < plan.kvCache.tokens) hints.push(`--ctx ${fitting} fits`);
+      if ((options.kv ?? "f16") === "f16") hints.push("--kv q8 halves the KV cache");
+    }
+    if (quant !== "q4") hints.push(`--quant q4 (now ${quant}) shrinks the decoder`);
+    if (hints.length === 0) {
+      hints.push(`a GPU with more memory: the weights and activations alone need ${gib(fixed)}`);
+    }
+    throw new PlanError(
+      plan.total > adapter.memoryBytes
+        ? `Pixtral needs ${need}, but ${offer}. Try: ${hints.join("; ")}`
+        : `only ${plan.kvCache.tokens} tokens of context fit (at least ${minimum} are needed for one ` +
+          `${config.vision?.imageSize ?? 0}px image and a prompt): ${need}, and ${offer}. Try: ${
+            hints.join("; ")
+          }`,
+    );
+  }
+  return plan;
+}
+
+export function gib(bytes: number): string {
+  return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
+}

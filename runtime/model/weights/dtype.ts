@@ -1,0 +1,44 @@
+/**
+ * Tensor element types as they sit on disk. Quantized types are stored in blocks along the innermost (input)
+ * dimension; the loader hands these bytes to the GPU unchanged and the kernel library decodes them.
+ */
+
+export type DType = "F32" | "F16" | "BF16" | "Q8_0" | "Q4_K" | "Q6_K";
+
+interface Layout {
+  /** Elements per block (1 for plain floats). */
+  blockElems: number;
+  /** Bytes per block. */
+  blockBytes: number;
+}
+
+/** Block layouts from ggml (ggml-common.h): Q8_0 = f16 scale + 32 int8; Q4_K/Q6_K = 256-element super-blocks. */
+const LAYOUTS: Record<DType, Layout> = {
+  F32: { blockElems: 1, blockBytes: 4 },
+  F16: { blockElems: 1, blockBytes: 2 },
+  BF16: { blockElems: 1, blockBytes: 2 },
+  Q8_0: { blockElems: 32, blockBytes: 34 },
+  Q4_K: { blockElems: 256, blockBytes: 144 },
+  Q6_K: { blockElems: 256, blockBytes: 210 },
+};
+
+export function isQuantized(dtype: DType): boolean {
+  return LAYOUTS[dtype].blockElems > 1;
+}
+
+/**
+ * Bytes of one row (the innermost dimension) of `rowElems` elements, or null when the row is not a whole number
+ * of blocks (a quantized tensor whose row length is not a multiple of the block size cannot exist).
+ */
+function rowBytes(dtype: DType, rowElems: number): number | null {
+  const { blockElems, blockBytes } = LAYOUTS[dtype];
+  return rowElems % blockElems === 0 ? (rowElems / blockElems) * blockBytes : null;
+}
+
+/** Bytes of a tensor of `shape` (PyTorch order, innermost last), or null when its rows are not whole blocks. */
+export function tensorBytes(dtype: DType, shape: readonly number[]): number | null {
+  const inner = shape.length === 0 ? 1 : shape[shape.length - 1];
+  const row = rowBytes(dtype, inner);
+  if (row === null) return null;
+  return shape.slice(0, -1).reduce((n, d) => n * d, 1) * row;
+}

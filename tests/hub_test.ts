@@ -1,0 +1,327 @@
+import assert from "node:assert/strict";
+import { HubError, parseRepoRef, resolveCachedRepo } from "../runtime/hub/cache.ts";
+import { pull, type PullOptions } from "../runtime/hub/pull.ts";
+import { locateModel } from "../runtime/model/locate.ts";
+import { openModel } from "../runtime/model/open.ts";
+import { pixtral } from "./helpers.ts";
+import { type FakeHub, type FakeRepo, gitBlobId, sha256, startFakeHub } from "./hub_fake.ts";
+import { tempDir, TINY } from "./weights_helpers.ts";
+
+const read = (p: string) => Deno.readFileSync(`${TINY}${p}`);
+const COMMIT_A = "a".repeat(40);
+const COMMIT_B = "b".repeat(40);
+const COMMIT_C = "c".repeat(40);
+
+function repos(): Record<string, FakeRepo> {
+  return {
+    "tiny/pixtral-native": {
+      commit: COMMIT_A,
+      branches: { main: COMMIT_A },
+      files: {
+        "params.json": { bytes: read("mistral/params.json"), lfs: false },
+        "tekken.json": { bytes: read("mistral/tekken.json"), lfs: false },
+        "consolidated.safetensors": { bytes: read("mistral/consolidated.safetensors"), lfs: true },
+        "README.md": { bytes: new TextEncoder().encode("# tiny"), lfs: false },
+      },
+    },
+    "tiny/pixtral-hf": {
+      commit: COMMIT_B,
+      branches: { main: COMMIT_B, v1: COMMIT_B },
+      token: "secret-token",
+      files: {
+        "config.json": { bytes: read("hf/config.json"), lfs: false },
+        "tokenizer_config.json": { bytes: read("hf/tokenizer_config.json"), lfs: false },
+        "model.safetensors": { bytes: read("hf/model.safetensors"), lfs: true },
+        "images/example.png": { bytes: new Uint8Array(10), lfs: false },
+      },
+    },
+    "tiny/pixtral-gguf": {
+      commit: COMMIT_C,
+      branches: { main: COMMIT_C },
+      files: {
+        "tiny-pixtral-text-Q4_K_M.gguf": { bytes: read("gguf/tiny-pixtral-text-Q4_K_M.gguf"), lfs: true },
+        "tiny-pixtral-text-Q8_0.gguf": { bytes: read("gguf/tiny-pixtral-text-Q8_0.gguf"), lfs: true },
+        "mmproj-tiny-pixtral-Q8_0.gguf": { bytes: read("gguf/tiny-pixtral-mmproj-Q8_0.gguf"), lfs: true },
+      },
+    },
+  };
+}
+
+/** A fake hub and an empty cache for one test; progress lines are collected. */
+async function withHub(body: (hub: FakeHub, options: PullOptions, lines: string[]) => Promise<void>) {
+  const hub = startFakeHub(repos());
+  const cache = await tempDir();
+  const lines: string[] = [];
+  const options: PullOptions = {
+    endpoint: hub.url,
+    token: null,
+    cache,
+    progressSink: { write: (t) => lines.push(t), isTerminal: false },
+  };
+  try {
+    await body(hub, options, lines);
+  } finally {
+    await hub.close();
+    await Deno.remove(cache, { recursive: true });
+  }
+}
+
+Deno.test("pull: the native layout into an HF-style cache, verified, then loadable as --model hf:ORG/REPO", async () => {
+  await withHub(async (hub, options, lines) => {
+    const result = await pull("hf:tiny/pixtral-native", options);
+    assert.equal(result.commit, COMMIT_A);
+    assert.deepEqual(
+      result.files.toSorted(),
+      ["consolidated.safetensors", "params.json", "tekken.json"],
+      "README.md is not needed",
+    );
+    const repoDir = `${options.cache}/models--tiny--pixtral-native`;
+    assert.equal(result.dir, `${repoDir}/snapshots/${COMMIT_A}`);
+    assert.equal(await Deno.readTextFile(`${repoDir}/refs/main`), COMMIT_A);
+    const weights = read("mistral/consolidated.safetensors");
+    assert.equal(
+      await Deno.readLink(`${result.dir}/consolidated.safetensors`),
+      `../../blobs/${sha256(weights)}`,
+    );
+    assert.equal(
+      await Deno.readLink(`${result.dir}/params.json`),
+      `../../blobs/${gitBlobId(read("mistral/params.json"))}`,
+    );
+    assert.deepEqual(await Deno.readFile(`${result.dir}/consolidated.safetensors`), weights);
+    assert.equal(
+      result.fetched,
+      weights.length + read("mistral/params.json").length + read("mistral/tekken.json").length,
+    );
+
+    // The LFS file came through the hub's redirect to its CDN path; the API was asked for blob metadata.
+    assert.ok(hub.requests.some((r) => r.path === `/api/models/tiny/pixtral-native/revision/main`));
+    assert.ok(hub.requests.some((r) => r.path === `/cdn/${sha256(weights)}`));
+
+    // Progress: JSON lines from start to a final "done" with every byte counted.
+    const events = lines.map((l) => JSON.parse(l));
+    assert.equal(events[0].msg, "progress");
+    assert.equal(events.at(-1).msg, "done");
+    assert.equal(events.at(-1).done, events.at(-1).total);
+    assert.equal(events.at(-1).task, `pull hf:tiny/pixtral-native@${COMMIT_A.slice(0, 8)}`);
+
+    // --model hf:ORG/REPO reads the cache.
+    const location = await locateModel("hf:tiny/pixtral-native", { hubCache: options.cache });
+    assert.equal(location.layout, "mistral");
+    assert.equal(location.tokenizer.kind, "tekken");
+    const model = await openModel(location);
+    model.weights.close();
+    assert.equal(model.config.decoder.dim, 256);
+    assert.equal(await resolveCachedRepo(`hf:tiny/pixtral-native@${COMMIT_A}`, options.cache), result.dir);
+
+    // A second pull finds everything in place and fetches nothing.
+    const before = hub.requests.length;
+    const again = await pull("hf:tiny/pixtral-native", options);
+    assert.equal(again.fetched, 0);
+    assert.deepEqual(hub.requests.slice(before).map((r) => r.path), [
+      "/api/models/tiny/pixtral-native/revision/main",
+    ]);
+  });
+});
+
+Deno.test("pull: an interrupted download resumes with an HTTP Range request and verifies the whole file", async () => {
+  await withHub(async (hub, options) => {
+    hub.interrupt.set("consolidated.safetensors", 3_000_000);
+    await assert.rejects(
+      () => pull("hf:tiny/pixtral-native", options),
+      /consolidated\.safetensors: download interrupted .*run the same pull again/,
+    );
+    const weights = read("mistral/consolidated.safetensors");
+    const partial = `${options.cache}/models--tiny--pixtral-native/blobs/${sha256(weights)}.incomplete`;
+    const kept = (await Deno.stat(partial)).size;
+    assert.ok(kept > 0 && kept <= 3_000_000, `kept ${kept} bytes`);
+
+    const result = await pull("hf:tiny/pixtral-native", options);
+    const resumed = hub.requests.filter((r) => r.path === `/cdn/${sha256(weights)}`).at(-1)!;
+    assert.equal(resumed.range, `bytes=${kept}-`);
+    assert.deepEqual(await Deno.readFile(`${result.dir}/consolidated.safetensors`), weights);
+    await assert.rejects(() => Deno.stat(partial));
+    assert.equal(result.fetched, weights.length - kept, "only the rest was fetched");
+
+    // A complete download left as .incomplete (stopped before its rename) is checked, not fetched again.
+    const blob = partial.replace(/\.incomplete$/, "");
+    await Deno.rename(blob, partial);
+    const requests = hub.requests.length;
+    const again = await pull("hf:tiny/pixtral-native", options);
+    assert.equal(again.fetched, 0);
+    assert.ok(!hub.requests.slice(requests).some((r) => r.path.startsWith("/cdn/")));
+    assert.deepEqual(await Deno.readFile(blob), weights);
+  });
+});
+
+Deno.test("pull: a server that ignores Range sends the whole file again, which is taken from the start", async () => {
+  await withHub(async (hub, options) => {
+    hub.interrupt.set("consolidated.safetensors", 1_000_000);
+    await assert.rejects(() => pull("hf:tiny/pixtral-native", options), /download interrupted/);
+    hub.noRange.add("consolidated.safetensors");
+    const result = await pull("hf:tiny/pixtral-native", options);
+    const weights = read("mistral/consolidated.safetensors");
+    assert.match(hub.requests.filter((r) => r.path.startsWith("/cdn/")).at(-1)!.range ?? "", /^bytes=\d+-$/);
+    assert.equal(result.fetched, weights.length);
+    assert.deepEqual(await Deno.readFile(`${result.dir}/consolidated.safetensors`), weights);
+  });
+});
+
+Deno.test("pull: a small (git) file interrupted mid-way resumes too", async () => {
+  await withHub(async (hub, options) => {
+    hub.interrupt.set("tekken.json", 50_000);
+    await assert.rejects(() => pull("hf:tiny/pixtral-native", options), /tekken\.json: download interrupted/);
+    const result = await pull("hf:tiny/pixtral-native", options);
+    assert.match(
+      hub.requests.filter((r) => r.path.endsWith("/tekken.json")).at(-1)!.range ?? "",
+      /^bytes=\d+-$/,
+    );
+    assert.deepEqual(await Deno.readFile(`${result.dir}/tekken.json`), read("mistral/tekken.json"));
+  });
+});
+
+Deno.test("pull: a sha256 mismatch discards the download and says so", async () => {
+  await withHub(async (hub, options) => {
+    hub.corrupt.add("consolidated.safetensors");
+    const sha = sha256(read("mistral/consolidated.safetensors"));
+    await assert.rejects(
+      () => pull("hf:tiny/pixtral-native", options),
+      (err: Error) => {
+        assert.ok(err instanceof HubError);
+        assert.match(
+          err.message,
+          new RegExp(`consolidated\\.safetensors: sha256 mismatch: expected ${sha}, got [0-9a-f]{64}`),
+        );
+        assert.match(err.message, /discarded/);
+        return true;
+      },
+    );
+    const blobs = `${options.cache}/models--tiny--pixtral-native/blobs`;
+    await assert.rejects(() => Deno.stat(`${blobs}/${sha}`));
+    await assert.rejects(() => Deno.stat(`${blobs}/${sha}.incomplete`));
+  });
+  await withHub(async (hub, options) => {
+    hub.corrupt.add("params.json"); // a git file: checked against its blob id
+    await assert.rejects(
+      () => pull("hf:tiny/pixtral-native", options),
+      /params\.json: git blob sha1 mismatch/,
+    );
+  });
+});
+
+Deno.test("pull: the hub's X-Linked-Size is checked against the API listing", async () => {
+  await withHub(async (hub, options) => {
+    hub.wrongSize.add("consolidated.safetensors");
+    await assert.rejects(
+      () => pull("hf:tiny/pixtral-native", options),
+      /X-Linked-Size \d+ disagrees with the API's size/,
+    );
+  });
+});
+
+Deno.test("pull: 401 for gated repositories without a token, 404 for unknown revisions and files", async () => {
+  await withHub(async (hub, options) => {
+    await assert.rejects(() => pull("hf:tiny/pixtral-hf", options), /access denied \(HTTP 401.*set HF_TOKEN/);
+    await assert.rejects(
+      () => pull("hf:tiny/pixtral-hf", { ...options, token: "wrong" }),
+      /HTTP 401.*HF_TOKEN cannot read it/,
+    );
+    await assert.rejects(
+      () => pull("hf:nobody/nothing", options),
+      /hf:nobody\/nothing@main .*access denied \(HTTP 401/,
+    );
+    await assert.rejects(
+      () => pull("hf:tiny/pixtral-native@nope", options),
+      /not found \(HTTP 404.*revision/,
+    );
+    await assert.rejects(
+      () => pull("hf:tiny/pixtral-native", { ...options, include: ["*.bin"] }),
+      /--include \*\.bin matches none/,
+    );
+
+    const result = await pull("hf:tiny/pixtral-hf@v1", { ...options, token: "secret-token" });
+    assert.deepEqual(result.files.toSorted(), ["config.json", "model.safetensors", "tokenizer_config.json"]);
+    assert.equal(await Deno.readTextFile(`${options.cache}/models--tiny--pixtral-hf/refs/v1`), COMMIT_B);
+    assert.ok(
+      hub.requests.filter((r) => r.path.startsWith("/tiny/pixtral-hf/")).every((r) =>
+        r.authorization === "Bearer secret-token"
+      ),
+    );
+    assert.ok(
+      hub.requests.filter((r) => r.path.startsWith("/cdn/")).every((r) =>
+        r.authorization === "Bearer secret-token"
+      ),
+      "same origin keeps the token",
+    );
+    const model = await openModel(await locateModel("hf:tiny/pixtral-hf@v1", { hubCache: options.cache }));
+    model.weights.close();
+    assert.equal(model.location.layout, "hf");
+  });
+});
+
+Deno.test("pull: GGUF repositories need --include; the mmproj is then found beside the text model", async () => {
+  await withHub(async (_hub, options) => {
+    await assert.rejects(
+      () => pull("hf:tiny/pixtral-gguf", options),
+      /holds GGUF files; choose .*--include.*tiny-pixtral-text-Q4_K_M\.gguf/,
+    );
+    const result = await pull("hf:tiny/pixtral-gguf", { ...options, include: ["*Q4_K_M.gguf", "mmproj*"] });
+    assert.deepEqual(result.files.toSorted(), [
+      "mmproj-tiny-pixtral-Q8_0.gguf",
+      "tiny-pixtral-text-Q4_K_M.gguf",
+    ]);
+    const location = await locateModel("hf:tiny/pixtral-gguf", { hubCache: options.cache });
+    assert.equal(location.layout, "gguf");
+    assert.equal(location.mmproj, `${result.dir}/mmproj-tiny-pixtral-Q8_0.gguf`);
+  });
+});
+
+Deno.test("hub references and the cache resolver explain what is wrong", async () => {
+  assert.deepEqual(parseRepoRef("hf:mistralai/Pixtral-12B-2409"), {
+    repo: "mistralai/Pixtral-12B-2409",
+    revision: "main",
+  });
+  assert.deepEqual(parseRepoRef("hf:org/repo@v1.0"), { repo: "org/repo", revision: "v1.0" });
+  for (const bad of ["hf:norepo", "hf:a/b/c", "hf:../x/y", "hf:org/repo@"]) {
+    assert.throws(() => parseRepoRef(bad), HubError, bad);
+  }
+  const cache = await tempDir();
+  try {
+    await assert.rejects(
+      () => resolveCachedRepo("hf:org/missing", cache),
+      /hf:org\/missing is not in the local cache .*pixtral pull hf:org\/missing/,
+    );
+    await assert.rejects(() => locateModel("hf:org/missing", { hubCache: cache }), /pixtral pull/);
+  } finally {
+    await Deno.remove(cache, { recursive: true });
+  }
+});
+
+Deno.test("pixtral pull (the command) downloads with HF_ENDPOINT/HF_HUB_CACHE, then plan uses --model hf:", async () => {
+  await withHub(async (_hub, options) => {
+    const env = { HF_ENDPOINT: options.endpoint!, HF_HUB_CACHE: options.cache!, HF_TOKEN: "" };
+    const out = await pixtral(["pull", "hf:tiny/pixtral-native"], env).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    const printed = JSON.parse(new TextDecoder().decode(out.stdout));
+    assert.equal(printed.path, `${options.cache}/models--tiny--pixtral-native/snapshots/${COMMIT_A}`);
+    assert.match(stderr, /"msg":"done"/, "progress as JSON lines when stderr is not a terminal");
+
+    const plan = await pixtral([
+      "plan",
+      "--model",
+      "hf:tiny/pixtral-native",
+      "--no-gpu",
+      "--json",
+      "--ctx",
+      "1024",
+    ], env).output();
+    assert.equal(plan.code, 0, new TextDecoder().decode(plan.stderr));
+    assert.equal(JSON.parse(new TextDecoder().decode(plan.stdout)).config.decoder.dim, 256);
+
+    const gated = await pixtral(["pull", "hf:tiny/pixtral-hf"], env).output();
+    assert.equal(gated.code, 1);
+    assert.match(new TextDecoder().decode(gated.stderr), /pixtral pull: .*access denied.*set HF_TOKEN/);
+    const usage = await pixtral(["pull", "tiny/pixtral-native"], env).output();
+    assert.equal(usage.code, 2);
+  });
+});

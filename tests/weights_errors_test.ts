@@ -1,0 +1,311 @@
+import assert from "node:assert/strict";
+import { locateModel, ModelNotFoundError } from "../runtime/model/locate.ts";
+import { loadConfig, openModel } from "../runtime/model/open.ts";
+import { type WeightErrorKind, WeightFileError } from "../runtime/model/weights/errors.ts";
+import { GgufFile } from "../runtime/model/weights/gguf.ts";
+import { SafetensorsFile } from "../runtime/model/weights/safetensors.ts";
+import {
+  buildGguf,
+  copyFixture,
+  GGUF,
+  ggufEntries,
+  kvsOf,
+  readSafetensors,
+  tempDir,
+  TINY,
+  writeSafetensors,
+} from "./weights_helpers.ts";
+
+/** Runs `body` in a fresh temporary folder that is removed afterwards. */
+async function inTemp(body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await tempDir();
+  try {
+    await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function openDir(path: string, mmproj?: string) {
+  const model = await openModel(await locateModel(path, { mmproj }));
+  model.weights.close();
+  return model;
+}
+
+function weightError(kind: WeightErrorKind, file: string, tensor?: string, text?: RegExp) {
+  return (err: unknown) => {
+    assert.ok(err instanceof WeightFileError, `expected a WeightFileError, got ${err}`);
+    assert.equal(err.kind, kind, err.message);
+    assert.ok(err.message.includes(file), `message names the file ${file}: ${err.message}`);
+    if (tensor !== undefined) {
+      assert.ok(err.message.includes(`"${tensor}"`), `message names ${tensor}: ${err.message}`);
+    }
+    if (text) assert.match(err.message, text);
+    return true;
+  };
+}
+
+/** The Mistral fixture folder rebuilt with its tensors passed through `edit`. */
+async function mistralWith(
+  dir: string,
+  edit: (entries: Awaited<ReturnType<typeof readSafetensors>>) => void,
+): Promise<string> {
+  await copyFixture(dir, "mistral/params.json");
+  const entries = await readSafetensors(`${TINY}mistral/consolidated.safetensors`);
+  edit(entries);
+  await writeSafetensors(`${dir}/consolidated.safetensors`, entries);
+  return `${dir}/consolidated.safetensors`;
+}
+
+Deno.test("a truncated safetensors file names the file and the tensor cut off", async () => {
+  await inTemp(async (dir) => {
+    await copyFixture(dir, "mistral/params.json");
+    const full = await Deno.readFile(`${TINY}mistral/consolidated.safetensors`);
+    await Deno.writeFile(`${dir}/consolidated.safetensors`, full.subarray(0, full.length - 100));
+    const original = await SafetensorsFile.open(`${TINY}mistral/consolidated.safetensors`);
+    original.close();
+    const last = [...original.tensors.values()].reduce((a, b) => (a.offset > b.offset ? a : b)).name;
+    await assert.rejects(
+      () => openDir(dir),
+      weightError("truncated", `${dir}/consolidated.safetensors`, last),
+    );
+
+    // Cut inside the JSON header.
+    await Deno.writeFile(`${dir}/consolidated.safetensors`, full.subarray(0, 100));
+    await assert.rejects(() => openDir(dir), weightError("truncated", `${dir}/consolidated.safetensors`));
+    await Deno.writeFile(`${dir}/consolidated.safetensors`, full.subarray(0, 5));
+    await assert.rejects(() => openDir(dir), weightError("truncated", `${dir}/consolidated.safetensors`));
+  });
+});
+
+Deno.test("a truncated GGUF names the file and the tensor; a cut header says so", async () => {
+  await inTemp(async (dir) => {
+    const full = await Deno.readFile(`${TINY}gguf/tiny-pixtral-text-f32.gguf`);
+    await Deno.writeFile(`${dir}/text.gguf`, full.subarray(0, full.length - 10));
+    await assert.rejects(
+      () => GgufFile.open(`${dir}/text.gguf`),
+      weightError("truncated", `${dir}/text.gguf`, "output_norm.weight"),
+    );
+    await Deno.writeFile(`${dir}/text.gguf`, full.subarray(0, 5000));
+    await assert.rejects(
+      () => GgufFile.open(`${dir}/text.gguf`),
+      weightError("truncated", `${dir}/text.gguf`, undefined, /header/),
+    );
+  });
+});
+
+Deno.test("a file truncated after opening is caught when the tensor is read", async () => {
+  await inTemp(async (dir) => {
+    const path = await mistralWith(dir, () => {});
+    const model = await openModel(await locateModel(dir));
+    try {
+      const size = (await Deno.stat(path)).size;
+      await Deno.truncate(path, size - 100);
+      const name = model.weights.tensors().at(-1)!.name;
+      await assert.rejects(() => model.weights.read(name), weightError("truncated", path, name));
+    } finally {
+      model.weights.close();
+    }
+  });
+});
+
+Deno.test("a missing tensor names the tensor and the file that should hold it", async () => {
+  await inTemp(async (dir) => {
+    const path = await mistralWith(dir, (entries) => {
+      entries.splice(entries.findIndex((e) => e.name === "layers.1.feed_forward.w2.weight"), 1);
+    });
+    await assert.rejects(() => openDir(dir), weightError("missing", path, "layers.1.feed_forward.w2.weight"));
+  });
+  // Vision tensors of a GGUF live in the mmproj: a text file passed as both says where to look.
+  await assert.rejects(
+    () => openDir(`${TINY}gguf/tiny-pixtral-text-f32.gguf`, `${TINY}gguf/tiny-pixtral-text-f32.gguf`),
+    /general\.architecture is "llama", not "clip"/,
+  );
+});
+
+Deno.test("a tensor of the wrong shape names file, tensor, and both shapes", async () => {
+  await inTemp(async (dir) => {
+    const path = await mistralWith(dir, (entries) => {
+      const e = entries.find((e) => e.name === "vision_language_adapter.w_in.weight")!;
+      e.shape = [128, 512]; // same bytes, transposed-looking shape
+    });
+    await assert.rejects(
+      () => openDir(dir),
+      weightError("shape", path, "vision_language_adapter.w_in.weight", /\[128,512\].*\[256,256\]/),
+    );
+  });
+  // A config whose head_dim disagrees with the weights fails the same way.
+  await inTemp(async (dir) => {
+    await mistralWith(dir, () => {});
+    const params = JSON.parse(await Deno.readTextFile(`${dir}/params.json`));
+    await Deno.writeTextFile(`${dir}/params.json`, JSON.stringify({ ...params, head_dim: 32 }));
+    await assert.rejects(
+      () => openDir(dir),
+      weightError("shape", dir, "layers.0.attention.wq.weight", /\[512,256\].*\[256,256\]/),
+    );
+  });
+});
+
+Deno.test("an unsupported or wrong dtype names the file and tensor", async () => {
+  await inTemp(async (dir) => {
+    const path = await mistralWith(dir, (entries) => {
+      entries.find((e) => e.name === "norm.weight")!.dtype = "I16";
+    });
+    await assert.rejects(() => openDir(dir), weightError("unsupported", path, "norm.weight", /I16/));
+  });
+  await inTemp(async (dir) => {
+    // A norm stored quantized (never produced by llama.cpp) and a Q4_0 tensor (a type we do not read).
+    const { kvs, tensors } = await ggufEntries(`${TINY}gguf/tiny-pixtral-text-Q8_0.gguf`);
+    const norm = tensors.find((t) => t.name === "output_norm.weight")!;
+    norm.type = 8;
+    norm.data = new Uint8Array((256 / 32) * 34);
+    await Deno.writeFile(`${dir}/text.gguf`, buildGguf(kvsOf(kvs), tensors));
+    await assert.rejects(
+      () => openDir(`${dir}/text.gguf`),
+      weightError("dtype", `${dir}/text.gguf`, "norm.weight", /Q8_0/),
+    );
+
+    norm.type = 2; // Q4_0: 18 bytes per 32
+    norm.data = new Uint8Array((256 / 32) * 18);
+    await Deno.writeFile(`${dir}/text.gguf`, buildGguf(kvsOf(kvs), tensors));
+    await assert.rejects(
+      () => openDir(`${dir}/text.gguf`),
+      weightError("unsupported", `${dir}/text.gguf`, "output_norm.weight", /Q4_0/),
+    );
+  });
+});
+
+Deno.test("files that are not safetensors or GGUF, and inconsistent headers, are refused clearly", async () => {
+  await inTemp(async (dir) => {
+    await Deno.writeFile(`${dir}/junk.gguf`, new TextEncoder().encode("this is not a model file at all"));
+    await assert.rejects(
+      () => GgufFile.open(`${dir}/junk.gguf`),
+      weightError("format", `${dir}/junk.gguf`, undefined, /no GGUF magic/),
+    );
+    await Deno.writeFile(`${dir}/v9.gguf`, buildGguf([], [], 9));
+    await assert.rejects(
+      () => GgufFile.open(`${dir}/v9.gguf`),
+      weightError("unsupported", `${dir}/v9.gguf`, undefined, /version 9/),
+    );
+
+    const bad = new Uint8Array(40);
+    new DataView(bad.buffer).setBigUint64(0, 16n, true);
+    bad.set(new TextEncoder().encode("{not json here!}"), 8);
+    await Deno.writeFile(`${dir}/bad.safetensors`, bad);
+    await assert.rejects(
+      () => SafetensorsFile.open(`${dir}/bad.safetensors`),
+      weightError("format", `${dir}/bad.safetensors`, undefined, /not JSON/),
+    );
+
+    await writeSafetensors(`${dir}/span.safetensors`, [{
+      name: "x",
+      dtype: "F32",
+      shape: [3],
+      data: new Uint8Array(8),
+    }]);
+    await assert.rejects(
+      () => SafetensorsFile.open(`${dir}/span.safetensors`),
+      weightError("format", `${dir}/span.safetensors`, "x", /8 bytes.*needs 12/),
+    );
+  });
+  await assert.rejects(
+    () => SafetensorsFile.open("/nonexistent/model.safetensors"),
+    weightError("io", "/nonexistent/model.safetensors"),
+  );
+});
+
+Deno.test("GGUF metadata is exposed, arrays included", async () => {
+  const text = await GgufFile.open(`${TINY}gguf/tiny-pixtral-text-f32.gguf`);
+  text.close();
+  const tokens = text.get<string[]>("tokenizer.ggml.tokens", "array");
+  assert.equal(tokens.length, 2048);
+  assert.equal(tokens[10], "[IMG]");
+  assert.equal(tokens[1], "<s>");
+  assert.equal((text.get<string[]>("tokenizer.ggml.merges", "array")).length, 1077);
+  assert.equal(text.get<string>("tokenizer.ggml.pre", "string"), "tekken");
+  assert.equal(text.get<number>("tokenizer.ggml.bos_token_id", "number"), 1);
+  assert.equal(text.get<boolean>("tokenizer.ggml.add_bos_token", "boolean"), true);
+  assert.equal(text.version, 3);
+  // A header longer than the first read (here 1 KiB instead of 16 MiB) is read in growing windows.
+  const small = await GgufFile.open(`${TINY}gguf/tiny-pixtral-text-f32.gguf`, 1024);
+  small.close();
+  assert.deepEqual(small.metadata, text.metadata);
+  assert.deepEqual([...small.tensors.keys()], [...text.tensors.keys()]);
+  assert.throws(() => text.get("tokenizer.ggml.nope", "string"), /"tokenizer\.ggml\.nope" is missing/);
+  assert.throws(() => text.get("tokenizer.ggml.pre", "number"), /is a string, expected a number/);
+  const mmproj = await GgufFile.open(`${TINY}gguf/tiny-pixtral-mmproj-f32.gguf`);
+  mmproj.close();
+  const mean = mmproj.get<number[]>("clip.vision.image_mean", "array");
+  assert.deepEqual(mean.map((v) => Number(v.toFixed(6))), [0.481455, 0.457828, 0.408211]);
+});
+
+Deno.test("locateModel finds each layout, the tokenizer, and the mmproj beside a GGUF", async () => {
+  const mistral = await locateModel(`${TINY}mistral`);
+  assert.equal(mistral.layout, "mistral");
+  assert.deepEqual(mistral.weightFiles, [`${TINY}mistral/consolidated.safetensors`]);
+  assert.deepEqual(mistral.tokenizer, { kind: "tekken", path: `${TINY}mistral/tekken.json` });
+  const hf = await locateModel(`${TINY}hf/config.json`);
+  assert.equal(hf.layout, "hf");
+  assert.deepEqual(hf.weightFiles, [`${TINY}hf/model.safetensors`]);
+
+  // The fixture's gguf/ folder has two mmproj files, so none is picked without --mmproj.
+  const ambiguous = await locateModel(`${TINY}gguf/tiny-pixtral-text-Q8_0.gguf`);
+  assert.equal(ambiguous.mmproj, null);
+  assert.equal(ambiguous.mmprojCandidates.length, 2);
+  assert.deepEqual(ambiguous.tokenizer, { kind: "gguf", path: `${TINY}gguf/tiny-pixtral-text-Q8_0.gguf` });
+  assert.equal((await loadConfig(ambiguous)).vision, null);
+
+  await inTemp(async (dir) => {
+    await copyFixture(dir, "gguf/tiny-pixtral-text-Q4_K_M.gguf", "gguf/tiny-pixtral-mmproj-Q8_0.gguf");
+    for (const spec of [dir, `${dir}/tiny-pixtral-text-Q4_K_M.gguf`]) {
+      const found = await locateModel(spec);
+      assert.equal(
+        found.mmproj,
+        `${dir}/tiny-pixtral-mmproj-Q8_0.gguf`,
+        "the one mmproj is found automatically",
+      );
+      assert.equal((await loadConfig(found)).vision?.hiddenSize, 256);
+    }
+    await assert.rejects(() => locateModel(`${dir}/tiny-pixtral-mmproj-Q8_0.gguf`), /is an mmproj.*--mmproj/);
+    await copyFixture(dir, "gguf/tiny-pixtral-text-Q8_0.gguf");
+    await assert.rejects(() => locateModel(dir), /several GGUF models.*Q4_K_M.*Q8_0/);
+    await assert.rejects(() => locateModel(`${dir}/x.gguf`), ModelNotFoundError);
+    await assert.rejects(
+      () => locateModel(`${dir}/tiny-pixtral-text-Q8_0.gguf`, { mmproj: `${dir}/none.gguf` }),
+      /--mmproj .*no such file/,
+    );
+  });
+
+  await inTemp(async (dir) => {
+    // params.json alone: enough for the config (and the memory plan), not for loading.
+    await copyFixture(dir, "mistral/params.json");
+    const alone = await locateModel(dir);
+    assert.deepEqual(alone.weightFiles, []);
+    assert.equal(alone.tokenizer.kind, "none");
+    assert.equal((await loadConfig(alone)).decoder.dim, 256);
+    await assert.rejects(() => openModel(alone), weightError("missing", dir, undefined, /no weight files/));
+    await Deno.writeTextFile(`${dir}/notes.txt`, "hello");
+    await assert.rejects(() => locateModel(`${dir}/notes.txt`), /expected a model folder/);
+    await Deno.remove(`${dir}/params.json`);
+    await assert.rejects(() => locateModel(dir), /not a model folder/);
+  });
+});
+
+Deno.test("metadata round trip: a rewritten GGUF reads back the same (writer sanity for these tests)", async () => {
+  await inTemp(async (dir) => {
+    const { kvs, tensors } = await ggufEntries(`${TINY}gguf/tiny-pixtral-text-Q4_K_M.gguf`);
+    await Deno.writeFile(`${dir}/copy.gguf`, buildGguf(kvsOf(kvs), tensors));
+    const original = await openModel(await locateModel(`${TINY}gguf/tiny-pixtral-text-Q4_K_M.gguf`));
+    const copy = await openModel(await locateModel(`${dir}/copy.gguf`));
+    try {
+      assert.deepEqual(copy.config, original.config);
+      for (const t of original.weights.tensors()) {
+        assert.deepEqual(await copy.weights.read(t.name), await original.weights.read(t.name));
+      }
+    } finally {
+      original.weights.close();
+      copy.weights.close();
+    }
+    assert.equal(GGUF.STRING, 8);
+  });
+});
