@@ -1,20 +1,20 @@
 /**
- * Kernel throughput, printed as a table: matrix-vector products in GB/s of weight bytes read (against a plain
- * buffer copy measured in the same run), matrix-matrix products in GFLOP/s, and attention, sampling and
- * quantization timings. Runs on whatever adapter WebGPU offers (PIXTRAL_GPU_ADAPTER picks one), with only the
- * Deno binary and this repository:
+ * Kernel throughput: matrix-vector products in GB/s of weight bytes read, compared with a plain buffer copy in
+ * the same run; matrix-matrix products in GFLOP/s; attention, sampling and quantization. Runs on whatever adapter
+ * WebGPU offers (PIXTRAL_GPU_ADAPTER picks one), with only the Deno binary and this repository:
  *
- *   deno run --allow-read --allow-env bench/kernels_bench.ts [--quick]
+ *   deno bench --allow-read --allow-env bench/kernels_bench.ts
  *
- * Each measurement records many dispatches into one submit and times submit-to-completion, so launch overhead is
- * amortised as in a real forward step. Weights are rotated over enough copies to exceed the GPU's last-level
- * cache, so matrix-vector numbers are memory bandwidth, not cache bandwidth. On a CPU adapter (lavapipe) sizes
- * and repetitions shrink so the run takes a minute or two.
+ * deno bench prints the time of each submit (a batch of calls) and each group's ratio to its baseline; at the
+ * end a table gives the time per call, GB/s and GFLOP/s (medians; the warm-up submit included, which compiles). Each call records many dispatches into one submit and times submit-to-completion, so launch overhead
+ * is amortised as in a real forward step, and matrix-vector weights rotate over enough copies (512 MiB) to defeat
+ * the GPU's last-level cache (60 MB on an H200). On a CPU adapter (lavapipe) the batches shrink and the
+ * matrix-matrix and attention shapes are smaller, so the run takes a couple of minutes.
  */
 import { GpuContext } from "../runtime/gpu/context.ts";
 import { type DType, rowBytes } from "../runtime/gpu/dtype.ts";
 import { attention, kvWrite, pagedAttentionPlan } from "../runtime/gpu/ops/attention.ts";
-import { linear, matmul, matvec, type WeightType } from "../runtime/gpu/ops/linear.ts";
+import { matmul, matvec, type WeightType } from "../runtime/gpu/ops/linear.ts";
 import { quantize } from "../runtime/gpu/ops/quantize.ts";
 import { sample } from "../runtime/gpu/ops/sampling.ts";
 import type { Recorder } from "../runtime/gpu/recorder.ts";
@@ -22,212 +22,216 @@ import type { Tensor } from "../runtime/gpu/tensor.ts";
 
 const ctx = await GpuContext.create();
 const cpu = ctx.gpu.adapter.info.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(ctx.gpu.name);
-const quick = cpu || Deno.args.includes("--quick");
-/** Distinct weight bytes a matrix-vector measurement cycles through: several times an H200's 60 MB L2. */
-const ROTATION_BYTES = quick ? 0 : 512 * 2 ** 20;
+const ROTATION_BYTES = cpu ? 0 : 512 * 2 ** 20;
+const ITERATIONS = { n: cpu ? 2 : 10, warmup: 1 };
 
-interface Row {
-  kernel: string;
-  shape: string;
-  ms: number;
-  rate: string;
-  note?: string;
-}
-const rows: Row[] = [];
-
-function fill(ctx: GpuContext, dtype: DType, shape: number[], seed: number): Tensor {
+/** Random bits, with every 16-bit half a small finite f16 (0x3xxx) so that float formats hold no NaN. */
+function fill(dtype: DType, shape: number[], seed: number): Tensor {
   const t = ctx.tensor(dtype, shape, { pooled: false });
   const chunk = 16 * 2 ** 20;
+  let s = seed >>> 0;
   for (let at = 0; at < t.byteLength; at += chunk) {
-    const n = Math.min(chunk, t.byteLength - at);
-    const words = new Uint32Array(Math.ceil(n / 4));
-    let s = (seed + at) >>> 0;
-    // Random bits, with every 16-bit half kept a finite small f16 (0x3xxx) so float formats hold no NaNs.
+    const words = new Uint32Array(Math.ceil(Math.min(chunk, t.byteLength - at) / 4));
     for (let i = 0; i < words.length; i++) {
       s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
       words[i] = dtype === "f32" ? 0x3c000000 | (s >>> 9) : (s & 0x0fff0fff) | 0x30003000;
     }
-    ctx.write(t, new Uint8Array(words.buffer, 0, n), at);
+    ctx.write(t, new Uint8Array(words.buffer, 0, Math.min(chunk, t.byteLength - at)), at);
   }
   return t;
 }
 
-/** Median milliseconds of one batch of `batch` calls of `record`, over `reps` submits after a warm-up. */
-async function time(
-  batch: number,
-  reps: number,
-  record: (rec: Recorder, i: number) => void,
-): Promise<number> {
-  const once = async () => {
-    const rec = ctx.record("bench");
-    for (let i = 0; i < batch; i++) record(rec, i);
-    const start = performance.now();
-    await rec.submit();
-    await ctx.device.queue.onSubmittedWorkDone();
-    return performance.now() - start;
+interface Case {
+  tensors: Tensor[];
+  /** Calls per submit. */
+  batch: number;
+  record(rec: Recorder, call: number): void;
+}
+
+interface Result {
+  name: string;
+  ms: number[];
+  unit: "GB/s" | "GFLOP/s" | "";
+  /** Bytes or FLOPs of one call. */
+  work: number;
+}
+const results: Result[] = [];
+let live: Case | undefined;
+
+/** Registers a bench whose case is built on first use and freed when the next bench starts. */
+function gpuBench(
+  name: string,
+  group: string,
+  work: { unit: Result["unit"]; amount: number },
+  make: () => Case,
+  baseline = false,
+): void {
+  const result: Result = { name, ms: [], unit: work.unit, work: work.amount };
+  results.push(result);
+  let current: Case | undefined;
+  Deno.bench({
+    name,
+    group,
+    baseline,
+    ...ITERATIONS,
+    async fn(b) {
+      if (!current) {
+        live?.tensors.forEach((t) => ctx.release(t));
+        live = current = make();
+      }
+      const rec = ctx.record(name);
+      for (let i = 0; i < current.batch; i++) current.record(rec, i);
+      b.start();
+      const start = performance.now();
+      await rec.submit();
+      await ctx.device.queue.onSubmittedWorkDone();
+      result.ms.push((performance.now() - start) / current.batch);
+      b.end();
+    },
+  });
+}
+
+// ---- matrix-vector products, against the copy ----
+const COPY_BYTES = (cpu ? 64 : 1024) * 2 ** 20;
+gpuBench("buffer copy (read + write)", "matvec", { unit: "GB/s", amount: 2 * COPY_BYTES }, () => {
+  const src = fill("u32", [COPY_BYTES / 4], 1), dst = ctx.tensor("u32", [COPY_BYTES / 4], { pooled: false });
+  return { tensors: [src, dst], batch: cpu ? 1 : 8, record: (rec) => rec.copy(src, dst) };
+}, true);
+
+function matvecCase(w: WeightType, n: number, k: number, m: number): () => Case {
+  return () => {
+    const copies = Math.max(1, Math.ceil(ROTATION_BYTES / (n * rowBytes(w, k))));
+    const weights = Array.from({ length: copies }, (_, i) => fill(w, [n, k], 10 + i));
+    const x = fill("f16", [m, k], 2), y = ctx.tensor("f16", [m, n], { pooled: false });
+    return {
+      tensors: [...weights, x, y],
+      batch: cpu ? 1 : Math.max(16, 2 * copies),
+      record: (rec, i) => matvec(rec, { y, x, w: weights[i % copies] }),
+    };
   };
-  await once();
-  const times: number[] = [];
-  for (let r = 0; r < reps; r++) times.push(await once());
-  return times.sort((a, b) => a - b)[Math.floor(reps / 2)] / batch;
 }
 
-const gbs = (bytes: number, ms: number) => bytes / ms / 1e6;
-
-// ---- the peer: a plain buffer copy ----
-const copyBytes = (quick ? 64 : 1024) * 2 ** 20;
-const src = ctx.tensor("u32", [copyBytes / 4], { pooled: false });
-const dst = ctx.tensor("u32", [copyBytes / 4], { pooled: false });
-const copyMs = await time(quick ? 2 : 10, quick ? 3 : 7, (rec) => rec.copy(src, dst));
-const copyGBs = gbs(2 * copyBytes, copyMs);
-rows.push({
-  kernel: "buffer copy (peer)",
-  shape: `${copyBytes / 2 ** 20} MiB`,
-  ms: copyMs,
-  rate: `${copyGBs.toFixed(1)} GB/s read+write`,
-});
-ctx.release(src);
-ctx.release(dst);
-
-// ---- matrix-vector: weight bytes per second ----
-async function benchMatvec(w: WeightType, n: number, k: number, m = 1, label = "") {
-  const bytes = n * rowBytes(w, k);
-  const copies = Math.max(1, Math.ceil(ROTATION_BYTES / bytes));
-  const weights = Array.from({ length: copies }, (_, i) => fill(ctx, w, [n, k], 1 + i));
-  const x = fill(ctx, "f16", [m, k], 99), y = ctx.tensor("f16", [m, n]);
-  const ms = await time(
-    quick ? 2 : 4 * copies,
-    quick ? 3 : 7,
-    (rec, i) => matvec(rec, { y, x, w: weights[i % copies] }),
+const matvecs: [WeightType, number, number, number, string][] = [
+  ["q4", 14336, 5120, 1, "ours, w1/w3"],
+  ["q4_k", 14336, 5120, 1, "Q4_K_M"],
+  ["q6_k", 14336, 5120, 1, "Q4_K_M"],
+  ["q8_0", 14336, 5120, 1, ""],
+  ["f16", 14336, 5120, 1, ""],
+  ["q4", 14336, 5120, 8, "ours, batch of 8"],
+  ["q4", 5120, 14336, 1, "ours, w2"],
+  ["q6_k", 131072, 5120, 1, "output head"],
+];
+for (const [w, n, k, m, note] of matvecs) {
+  if (cpu && n === 131072) continue;
+  gpuBench(
+    `matvec ${w} M=${m} ${n}x${k}${note ? ` (${note})` : ""}`,
+    "matvec",
+    { unit: "GB/s", amount: n * rowBytes(w, k) },
+    matvecCase(w, n, k, m),
   );
-  const rate = gbs(bytes, ms);
-  rows.push({
-    kernel: `matvec ${w}${label}`,
-    shape: `M=${m} ${n}x${k}`,
-    ms,
-    rate: `${rate.toFixed(1)} GB/s`,
-    note: `${(100 * rate / copyGBs).toFixed(0)}% of copy`,
-  });
-  for (const t of [...weights, x, y]) ctx.release(t);
 }
 
-await benchMatvec("q4", 14336, 5120, 1, " (ours)");
-for (const w of ["q4_k", "q6_k", "q8_0", "f16"] as const) await benchMatvec(w, 14336, 5120);
-await benchMatvec("q4", 14336, 5120, 8, " (ours)");
-await benchMatvec("q4_k", 5120, 14336);
-if (!quick) await benchMatvec("q6_k", 131072, 5120, 1, " (output head)");
-
-// ---- matrix-matrix: GFLOP/s ----
-async function benchMatmul(w: WeightType, m: number, n: number, k: number) {
-  const weight = fill(ctx, w, [n, k], 7);
-  const x = fill(ctx, "f16", [m, k], 8), y = ctx.tensor("f16", [m, n]);
-  const ms = await time(quick ? 1 : 5, quick ? 1 : 5, (rec) => matmul(rec, { y, x, w: weight }));
-  rows.push({
-    kernel: `matmul ${w}`,
-    shape: `${m}x${n}x${k}`,
-    ms,
-    rate: `${(2 * m * n * k / ms / 1e6).toFixed(1)} GFLOP/s`,
+// ---- matrix-matrix products ----
+const MM = cpu ? 64 : 4096;
+for (const [w, n, k] of [["f16", 5120, 5120], ["q4", 14336, 5120], ["q4_k", 14336, 5120]] as const) {
+  const nn = cpu ? 1024 : n;
+  gpuBench(`matmul ${w} ${MM}x${nn}x${k}`, "matmul", { unit: "GFLOP/s", amount: 2 * MM * nn * k }, () => {
+    const weight = fill(w, [nn, k], 3), x = fill("f16", [MM, k], 4), y = ctx.tensor("f16", [MM, nn]);
+    return { tensors: [weight, x, y], batch: cpu ? 1 : 4, record: (rec) => matmul(rec, { y, x, w: weight }) };
   });
-  for (const t of [weight, x, y]) ctx.release(t);
 }
 
-const M = quick ? 128 : 4096;
-await benchMatmul("f16", M, 5120, 5120);
-await benchMatmul("q4", M, 14336, 5120);
-await benchMatmul("q4_k", M, 14336, 5120);
-
-// ---- attention ----
-async function benchAttention(context: number, qLen: number, batch: number) {
-  const shape = { headsQ: 32, headsKv: 8, headDim: 128 };
-  const blockSize = 16;
-  const blocksPer = Math.ceil(context / blockSize);
-  const kCache = fill(ctx, "f16", [blocksPer * batch, 8, blockSize, 128], 3);
-  const vCache = fill(ctx, "f16", [blocksPer * batch, 8, blockSize, 128], 4);
-  const tokens = qLen * batch;
-  const q = fill(ctx, "f16", [tokens, 4096], 5), kv = fill(ctx, "f16", [tokens, 1024], 6);
-  const out = ctx.tensor("f16", [tokens, 4096]);
-  const seqs = Array.from({ length: batch }, (_, s) => ({
-    qStart: s * qLen,
-    qLen,
-    ctxLen: context,
-    blocks: Array.from({ length: blocksPer }, (_, b) => s * blocksPer + b),
-  }));
-  const ms = await time(quick ? 1 : 10, quick ? 1 : 5, (rec) => {
-    const plan = pagedAttentionPlan(rec, { ...shape, seqs, blockSize });
-    kvWrite(rec, plan, { k: kv, v: kv, kCache, vCache });
-    attention(rec, plan, { q, out, k: kCache, v: vCache });
-  });
-  const kvBytes = 2 * batch * context * 1024 * 2;
-  rows.push({
-    kernel: qLen === 1 ? "attention decode" : "attention prefill chunk",
-    shape: `${batch} seq x ${qLen} q, ctx ${context}`,
-    ms,
-    rate: qLen === 1
-      ? `${gbs(kvBytes, ms).toFixed(1)} GB/s of KV`
-      : `${(4 * tokens * context * 4096 / ms / 1e6).toFixed(1)} GFLOP/s`,
-  });
-  for (const t of [kCache, vCache, q, kv, out]) ctx.release(t);
+// ---- attention over the paged cache (Pixtral's decoder: 32 query heads, 8 KV heads, D = 128) ----
+function attentionCase(context: number, qLen: number, seqs: number): () => Case {
+  return () => {
+    const blockSize = 16, per = Math.ceil(context / blockSize), tokens = qLen * seqs;
+    const kCache = fill("f16", [per * seqs, 8, blockSize, 128], 5),
+      vCache = fill("f16", [per * seqs, 8, blockSize, 128], 6);
+    const q = fill("f16", [tokens, 4096], 7),
+      kv = fill("f16", [tokens, 1024], 8),
+      out = ctx.tensor("f16", [tokens, 4096]);
+    const list = Array.from({ length: seqs }, (_, s) => ({
+      qStart: s * qLen,
+      qLen,
+      ctxLen: context,
+      blocks: Array.from({ length: per }, (_, b) => s * per + b),
+    }));
+    return {
+      tensors: [kCache, vCache, q, kv, out],
+      batch: cpu ? 1 : 8,
+      record: (rec) => {
+        const plan = pagedAttentionPlan(rec, { headsQ: 32, headsKv: 8, headDim: 128, seqs: list, blockSize });
+        kvWrite(rec, plan, { k: kv, v: kv, kCache, vCache });
+        attention(rec, plan, { q, out, k: kCache, v: vCache });
+      },
+    };
+  };
 }
-
-await benchAttention(quick ? 1024 : 8192, 1, quick ? 1 : 8);
-await benchAttention(quick ? 256 : 2048, quick ? 64 : 512, 1);
-
-// ---- sampling over the 131072-token vocabulary ----
 {
-  const seqs = quick ? 1 : 8;
-  const logits = fill(ctx, "f32", [seqs, 131072], 9), ids = ctx.tensor("u32", [seqs]);
-  for (
-    const [name, p] of [["greedy", { temperature: 0 }], ["top-p 0.9, T 0.7", {
-      temperature: 0.7,
-      topP: 0.9,
-    }]] as const
-  ) {
-    const ms = await time(
-      quick ? 1 : 10,
-      3,
-      (rec, i) =>
+  const [ctxLen, seqs] = cpu ? [1024, 1] : [8192, 8];
+  gpuBench(`attention decode ${seqs} x ctx ${ctxLen}`, "attention", {
+    unit: "GB/s",
+    amount: 2 * seqs * ctxLen * 1024 * 2,
+  }, attentionCase(ctxLen, 1, seqs));
+  const [chunk, past] = cpu ? [32, 256] : [512, 2048];
+  gpuBench(`attention prefill ${chunk} tokens, ctx ${past}`, "attention", {
+    unit: "GFLOP/s",
+    amount: 4 * chunk * past * 4096,
+  }, attentionCase(past, chunk, 1));
+}
+
+// ---- sampling over the 131072-token vocabulary, and quantization on load ----
+for (
+  const [label, params] of [["greedy", { temperature: 0 }], ["T 0.7, top-p 0.9", {
+    temperature: 0.7,
+    topP: 0.9,
+  }]] as const
+) {
+  const seqs = cpu ? 1 : 8;
+  gpuBench(`sample ${label}, ${seqs} x 131072`, "sampling", { unit: "", amount: 0 }, () => {
+    const logits = fill("f32", [seqs, 131072], 9), ids = ctx.tensor("u32", [seqs]);
+    return {
+      tensors: [logits, ids],
+      batch: cpu ? 1 : 16,
+      record: (rec, i) =>
         sample(rec, {
           logits,
           ids,
-          params: Array.from({ length: seqs }, () => ({ ...p, seed: 1, counter: i })),
+          params: Array.from({ length: seqs }, () => ({ ...params, seed: 1, counter: i })),
         }),
-    );
-    rows.push({ kernel: `sample ${name}`, shape: `${seqs} x 131072`, ms, rate: "" });
-  }
+    };
+  });
 }
-
-// ---- quantize on load ----
 {
-  const [n, k] = quick ? [1024, 5120] : [14336, 5120];
-  const weight = fill(ctx, "f16", [n, k], 10);
-  const out = ctx.tensor("q4", [n, k]);
-  const ms = await time(1, quick ? 1 : 5, (rec) => quantize(rec, out, weight));
-  rows.push({
-    kernel: "quantize f16 -> q4",
-    shape: `${n}x${k}`,
-    ms,
-    rate: `${gbs(weight.byteLength, ms).toFixed(1)} GB/s read`,
+  const [n, k] = cpu ? [1024, 5120] : [14336, 5120];
+  gpuBench(`quantize f16 -> q4 ${n}x${k}`, "quantize", { unit: "GB/s", amount: n * k * 2 }, () => {
+    const weight = fill("f16", [n, k], 10), out = ctx.tensor("q4", [n, k]);
+    return { tensors: [weight, out], batch: 1, record: (rec) => quantize(rec, out, weight) };
   });
 }
 
-// A linear() call so the auto-dispatch stays exercised by the bench (M = 8 goes to matvec).
-{
-  const w = fill(ctx, "q4", [256, 512], 11),
-    x = fill(ctx, "f16", [8, 512], 12),
-    y = ctx.tensor("f16", [8, 256]);
-  const rec = ctx.record();
-  linear(rec, { y, x, w });
-  await rec.submit();
-}
+globalThis.addEventListener("unload", () => {
+  const lines = [
+    `\nadapter: ${ctx.gpu.name}`,
+    "",
+    "| kernel | per call | throughput | vs copy |",
+    "| --- | --- | --- | --- |",
+  ];
+  const rate = (r: Result) => r.work / median(r) / 1e6;
+  const copy = results[0];
+  for (const r of results) {
+    if (!r.ms.length) continue;
+    const ms = median(r);
+    const time = ms < 1 ? `${(ms * 1000).toFixed(1)} µs` : `${ms.toFixed(2)} ms`;
+    const throughput = r.unit ? `${rate(r).toFixed(1)} ${r.unit}` : "";
+    const ratio = r.unit === "GB/s" && r.name.startsWith("matvec") && copy.ms.length
+      ? `${(100 * rate(r) / rate(copy)).toFixed(0)}%`
+      : "";
+    lines.push(`| ${r.name} | ${time} | ${throughput} | ${ratio} |`);
+  }
+  console.log(lines.join("\n"));
+});
 
-console.log(`\nadapter: ${ctx.gpu.name}${quick ? " (quick sizes)" : ""}\n`);
-console.log("| kernel | shape | time per call | throughput | |");
-console.log("| --- | --- | --- | --- | --- |");
-for (const r of rows) {
-  console.log(
-    `| ${r.kernel} | ${r.shape} | ${
-      r.ms < 1 ? `${(r.ms * 1000).toFixed(1)} µs` : `${r.ms.toFixed(2)} ms`
-    } | ${r.rate} | ${r.note ?? ""} |`,
-  );
+function median(r: Result): number {
+  return [...r.ms].sort((a, b) => a - b)[Math.floor(r.ms.length / 2)];
 }
-ctx.destroy();

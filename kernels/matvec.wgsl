@@ -46,29 +46,41 @@ var<workgroup> partial: array<f32, 2048>;  // WG x 8
 const NIBBLES_LO = vec4<u32>(0u, 4u, 8u, 12u);
 const NIBBLES_HI = vec4<u32>(16u, 20u, 24u, 28u);
 
-// The 32 weights k..k+31 of the row at byte rb (k % 32 == 0), as 8 vec4s.
-fn load32(format: u32, rb: u32, k: u32) -> array<vec4<f32>, 8> {
-  var v: array<vec4<f32>, 8>;
+// 32 weights k..k+31 of the row at byte rb (k % 32 == 0) in factored form: weight j = scale * code[j] - offset,
+// with (scale, offset) = (s.x, o.x) for j < 16 and (s.y, o.y) beyond. Keeping codes small and applying scale and
+// offset once per group (sum(w·x) = scale·sum(code·x) - offset·sum(x)) costs about one conversion and one FMA per
+// weight, so that a decode step stays bound by memory rather than by arithmetic.
+struct Unit {
+  c: array<vec4<f32>, 8>,
+  s: vec2<f32>,
+  o: vec2<f32>,
+}
+
+const LOW_NIBBLES: u32 = 0x0f0f0f0fu;
+
+fn load32(format: u32, rb: u32, k: u32) -> Unit {
+  var u: Unit;
+  u.s = vec2<f32>(1.0);
   switch (format) {
     case F32: {
       let i = (rb >> 4u) + (k >> 2u);
       for (var j = 0u; j < 8u; j++) {
-        v[j] = bitcast<vec4<f32>>(w4[i + j]);
+        u.c[j] = bitcast<vec4<f32>>(w4[i + j]);
       }
     }
     case F16: {
       let i = (rb >> 4u) + (k >> 3u);
       for (var j = 0u; j < 4u; j++) {
-        let u = w4[i + j];
-        v[2u * j] = vec4<f32>(unpack2x16float(u.x), unpack2x16float(u.y));
-        v[2u * j + 1u] = vec4<f32>(unpack2x16float(u.z), unpack2x16float(u.w));
+        let q = w4[i + j];
+        u.c[2u * j] = vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
+        u.c[2u * j + 1u] = vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
       }
     }
     case Q8_0: {
       let bb = rb + (k >> 5u) * 34u;
-      let d = w_f16(bb);
+      u.s = vec2<f32>(w_f16(bb));
       for (var j = 0u; j < 8u; j++) {
-        v[j] = i8x4(w_u32(bb + 2u + 4u * j)) * d;
+        u.c[j] = vec4<f32>(unpack4xI8(w_u32(bb + 2u + 4u * j)));
       }
     }
     case Q4_K: {
@@ -77,12 +89,11 @@ fn load32(format: u32, rb: u32, k: u32) -> array<vec4<f32>, 8> {
       let j = kk >> 6u;
       let hi = (kk >> 5u) & 1u;
       let sm = scale_min_k4(bb + 4u, 2u * j + hi);
-      let d = w_f16(bb) * sm.x;
-      let m = w_f16(bb + 2u) * sm.y;
+      u.s = vec2<f32>(w_f16(bb) * sm.x);
+      u.o = vec2<f32>(w_f16(bb + 2u) * sm.y);
       let q = (bb + 16u + 32u * j) >> 2u;
-      let shifts = BYTE_SHIFTS + vec4<u32>(4u * hi);
       for (var i = 0u; i < 8u; i++) {
-        v[i] = d * vec4<f32>((vec4<u32>(w[q + i]) >> shifts) & vec4<u32>(15u)) - m;
+        u.c[i] = vec4<f32>(unpack4xU8((w[q + i] >> (4u * hi)) & LOW_NIBBLES));
       }
     }
     case Q6_K: {
@@ -94,27 +105,28 @@ fn load32(format: u32, rb: u32, k: u32) -> array<vec4<f32>, 8> {
       let qh = bb + 128u + 32u * n;
       let sc = bb + 192u + 8u * n + 2u * quarter;
       let d = w_f16(bb + 208u);
-      let d0 = d * f32(bitcast<i32>(w_byte(sc) << 24u) >> 24u);
-      let d1 = d * f32(bitcast<i32>(w_byte(sc + 1u) << 24u) >> 24u);
-      let lshift = BYTE_SHIFTS + vec4<u32>(4u * (quarter >> 1u));
-      let hshift = BYTE_SHIFTS + vec4<u32>(2u * quarter);
+      u.s = d * vec2<f32>(f32(bitcast<i32>(w_byte(sc) << 24u) >> 24u), f32(bitcast<i32>(w_byte(sc + 1u) << 24u) >> 24u));
+      u.o = 32.0 * u.s;
       for (var i = 0u; i < 8u; i++) {
-        let q = ((vec4<u32>(w_u32(ql + 4u * i)) >> lshift) & vec4<u32>(15u)) |
-          (((vec4<u32>(w_u32(qh + 4u * i)) >> hshift) & vec4<u32>(3u)) << vec4<u32>(4u));
-        v[i] = select(d1, d0, i < 4u) * (vec4<f32>(q) - 32.0);
+        let lo = (w_u32(ql + 4u * i) >> (4u * (quarter >> 1u))) & LOW_NIBBLES;
+        let hi = ((w_u32(qh + 4u * i) >> (2u * quarter)) & 0x03030303u) << 4u;
+        u.c[i] = vec4<f32>(unpack4xU8(lo | hi));
       }
     }
-    default: {  // Q4
+    default: {  // Q4: byte b of a word holds codes 2b (low nibble) and 2b + 1
       let codes = w4[(rb + (k >> 1u)) >> 4u];
       let d = w_f16(rb + (p.k >> 1u) + (k >> 4u));
+      u.s = vec2<f32>(d);
+      u.o = vec2<f32>(8.0 * d);
       for (var j = 0u; j < 4u; j++) {
-        let u = vec4<u32>(codes[j]);
-        v[2u * j] = (vec4<f32>((u >> NIBBLES_LO) & vec4<u32>(15u)) - 8.0) * d;
-        v[2u * j + 1u] = (vec4<f32>((u >> NIBBLES_HI) & vec4<u32>(15u)) - 8.0) * d;
+        let even = vec4<f32>(unpack4xU8(codes[j] & LOW_NIBBLES));
+        let odd = vec4<f32>(unpack4xU8((codes[j] >> 4u) & LOW_NIBBLES));
+        u.c[2u * j] = vec4<f32>(even.x, odd.x, even.y, odd.y);
+        u.c[2u * j + 1u] = vec4<f32>(even.z, odd.z, even.w, odd.w);
       }
     }
   }
-  return v;
+  return u;
 }
 
 fn x4(m: u32, k: u32) -> vec4<f32> {
@@ -139,15 +151,19 @@ fn matvec(format: u32, t: u32, group: u32) {
     let rb = p.w_off + row * p.w_row;
     if (WIDE) {
       for (var k = lane * 32u; k < p.k; k += p.tpr * 32u) {
-        let wv = load32(format, rb, k);
+        let u = load32(format, rb, k);
         for (var m = 0u; m < M; m++) {
           if (m < p.m) {
             let xb = (p.x_off + m * p.x_stride + k) >> 2u;
-            var s = 0.0;
-            for (var j = 0u; j < 8u; j++) {
-              s += dot(wv[j], vec4<f32>(xv[xb + j]));
+            var cx = vec2<f32>();
+            var sx = vec4<f32>();
+            for (var j = 0u; j < 4u; j++) {
+              let a = vec4<f32>(xv[xb + j]);
+              let b = vec4<f32>(xv[xb + 4u + j]);
+              cx += vec2<f32>(dot(u.c[j], a), dot(u.c[4u + j], b));
+              sx += vec4<f32>(a.x + a.y + a.z + a.w, b.x + b.y + b.z + b.w, 0.0, 0.0);
             }
-            acc[m] += s;
+            acc[m] += dot(u.s, cx) - dot(u.o, sx.xy);
           }
         }
       }
