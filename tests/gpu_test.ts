@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { acquireGpu, GpuUnavailableError, listAdapters } from "../runtime/gpu/device.ts";
-import { addF32, addRef } from "../runtime/gpu/ops/add.ts";
+import { GpuContext } from "../runtime/gpu/context.ts";
+import { byteSize, rowBytes } from "../runtime/gpu/dtype.ts";
+import { add } from "../runtime/gpu/ops/activation.ts";
+import { PipelineCache } from "../runtime/gpu/pipeline.ts";
+import { BufferPool, sizeClass } from "../runtime/gpu/pool.ts";
+import { Tensor } from "../runtime/gpu/tensor.ts";
+import { rowWindows } from "../runtime/gpu/windows.ts";
 
 function seededRandom(seed: number): () => number {
   return () => {
@@ -9,19 +15,117 @@ function seededRandom(seed: number): () => number {
   };
 }
 
-Deno.test("a compute shader runs on the WebGPU adapter and matches the CPU reference", async () => {
+Deno.test("a recorder batches a whole step into one submit, reusing pooled buffers", async () => {
+  const ctx = await GpuContext.create();
+  try {
+    console.log(`adapter: ${ctx.gpu.name}, shader-f16: ${ctx.f16}`);
+    const random = seededRandom(7);
+    const n = 1021; // a prime: not a multiple of the workgroup size
+    const a = Float32Array.from({ length: n }, random), b = Float32Array.from({ length: n }, random);
+    const [at, bt] = [ctx.fromFloats("f32", [1, n], a), ctx.fromFloats("f32", [1, n], b)];
+    const run = async () => {
+      // y = ((a + b) + b) + b ... through pooled scratch tensors, all in one submit.
+      const rec = ctx.record("chain");
+      let y = at;
+      for (let i = 0; i < 50; i++) {
+        const next = rec.scratch("f32", [1, n]);
+        add(rec, { y: next, a: y, b: bt });
+        y = next;
+      }
+      assert.equal(rec.dispatches, 50);
+      const out = rec.read(y);
+      await rec.submit();
+      return out;
+    };
+    const expected = Float32Array.from(a);
+    for (let i = 0; i < 50; i++) for (let j = 0; j < n; j++) expected[j] = Math.fround(expected[j] + b[j]);
+    assert.deepEqual(new Float32Array((await run()).buffer), expected);
+    const allocated = ctx.pool.stats.allocatedBytes;
+    assert.deepEqual(new Float32Array((await run()).buffer), expected);
+    assert.equal(ctx.pool.stats.allocatedBytes, allocated, "the second step allocates nothing new");
+    assert.equal(ctx.pool.stats.inUseBytes, 2 * sizeClass(4 * n), "scratch tensors went back to the pool");
+  } finally {
+    ctx.destroy();
+  }
+});
+
+Deno.test("the buffer pool reuses size classes and tracks the peak", async () => {
   const gpu = await acquireGpu();
   try {
-    console.log(`adapter: ${gpu.name}, shader-f16: ${gpu.f16}`);
-    const random = seededRandom(7);
-    // 1, a prime, a size not divisible by the workgroup, and one past the 65535-workgroup limit of one dimension.
-    for (const n of [1, 257, 1021, 65535 * 256 + 3]) {
-      const a = Float32Array.from({ length: n }, random);
-      const b = Float32Array.from({ length: n }, random);
-      assert.deepEqual(await addF32(gpu, a, b), addRef(a, b), `n = ${n}`);
-    }
+    const pool = new BufferPool(gpu.device);
+    assert.equal(sizeClass(1), 256);
+    assert.equal(sizeClass(1000), 1024);
+    assert.equal(sizeClass(1025), 1280); // four classes per power of two
+    const x = pool.acquire(1000);
+    pool.release(x);
+    assert.equal(pool.acquire(900), x, "a released buffer of the same class is handed out again");
+    const y = pool.acquire(5000);
+    assert.equal(pool.stats.inUseBytes, 1024 + 5120);
+    pool.release(y);
+    assert.equal(pool.stats.peakInUseBytes, 1024 + 5120);
+    assert.throws(() => pool.release(y), /did not hand out/);
+    pool.trim();
+    assert.equal(pool.stats.allocatedBytes, 1024);
   } finally {
     gpu.device.destroy();
+  }
+});
+
+Deno.test("tensors: block-format sizes, row and column views, windows", async () => {
+  const gpu = await acquireGpu();
+  try {
+    assert.equal(byteSize("q8_0", [3, 64]), 3 * 2 * 34);
+    assert.equal(byteSize("q4_k", [2, 512]), 2 * 2 * 144);
+    assert.equal(byteSize("q6_k", [1, 256]), 210);
+    assert.equal(rowBytes("q4", 5120), 2560 + 320); // codes, then f16 scales padded to 16 bytes
+    assert.equal(rowBytes("q4", 96), 48 + 16);
+    assert.throws(() => rowBytes("q8_0", 100), /divisible by 32/);
+    const buffer = gpu.device.createBuffer({ size: 4096, usage: GPUBufferUsage.STORAGE });
+    const m = new Tensor(buffer, "f16", [10, 48]);
+    const cols = m.sliceCols(16, 32);
+    assert.deepEqual([cols.offset, cols.rowStride, cols.rowLength, cols.contiguous], [32, 48, 32, false]);
+    assert.equal(cols.byteLength, (9 * 48 + 32) * 2);
+    assert.deepEqual(cols.reshape([10, 2, 16]).shape, [10, 2, 16]);
+    const rows = m.sliceRows(3, 2);
+    assert.deepEqual([rows.offset, rows.rows], [3 * 96, 2]);
+    assert.throws(() => new Tensor(buffer, "f32", [2000]), /does not fit/);
+    const limits = { maxStorageBufferBindingSize: 1000, minStorageBufferOffsetAlignment: 256 };
+    assert.deepEqual(rowWindows(limits, 10, [100, 50]), [{ start: 0, count: 7 }, { start: 7, count: 3 }]);
+    assert.deepEqual(rowWindows(limits, 9, [100], 2).map((w) => w.count), [6, 3]);
+    assert.throws(() => rowWindows(limits, 1, [2000]), /does not fit/);
+  } finally {
+    gpu.device.destroy();
+  }
+});
+
+Deno.test("GPU errors surface as exceptions naming the kernel or the limit", async () => {
+  const ctx = await GpuContext.create({ maxBindingSize: 1 << 16 });
+  try {
+    const big = ctx.tensor("f32", [1, 1 << 15]);
+    const rec = ctx.record();
+    assert.throws(() => add(rec, { y: big, a: big, b: big }), /above the 65536 bytes this GPU binds at once/);
+    await rec.submit();
+    await assert.rejects(rec.submit(), /already submitted/);
+    const noF16 = new PipelineCache(ctx.device, false);
+    assert.throws(
+      () =>
+        noF16.get({
+          file: "activation.wgsl",
+          entry: "add",
+          aliases: { X: "f16", Y: "f16" },
+          bindings: ["read"],
+        }),
+      /lacks the shader-f16 feature/,
+    );
+    const wrong = ctx.kernels.get({
+      file: "activation.wgsl",
+      entry: "no_such_entry",
+      aliases: { X: "f32", Y: "f32" },
+      bindings: [],
+    });
+    await assert.rejects(wrong.ready, /activation.wgsl:no_such_entry<X=f32,Y=f32> does not compile/);
+  } finally {
+    ctx.destroy();
   }
 });
 

@@ -1,62 +1,148 @@
-/** Compute pipelines built from the WGSL files in kernels/, cached per device, file, entry point and constants. */
+/**
+ * Compute pipelines built from the WGSL files in kernels/, cached per device, file, entry point, type aliases and
+ * specialization constants.
+ *
+ * Two small source conventions keep one file per operation family:
+ * - `#include "lib/x.wgsl"` lines are replaced by that file (once per module), for helpers several families share;
+ * - type aliases come from the caller (`alias X = f16;` is prepended), so one entry point serves f32 and f16
+ *   activations; `enable f16;` is added only when an alias is f16, so f32 kernels run on any WebGPU device.
+ *
+ * Every kernel binds a uniform parameter block at @binding(0) (with a dynamic offset into the recorder's
+ * parameter arena) and its tensors at @binding(1..n), in the order the wrapper lists them.
+ */
+import type { FloatType } from "./dtype.ts";
 
 const KERNELS_DIR = new URL("../../kernels/", import.meta.url);
-const sources = new Map<string, Promise<string>>();
-const cache = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
 
-function kernelSource(file: string): Promise<string> {
+/** How a tensor binding is used: read-only storage or read-write storage. */
+export type BindingKind = "read" | "write";
+
+export interface KernelSpec {
+  file: string;
+  entry: string;
+  /** Type aliases, e.g. `{ X: "f16", Y: "f32" }` becomes `alias X = f16; alias Y = f32;`. */
+  aliases?: Record<string, FloatType | "u32">;
+  /** Values of the file's `override` constants. */
+  constants?: Record<string, number>;
+  /** Bindings 1..n. */
+  bindings: readonly BindingKind[];
+}
+
+export interface Kernel {
+  readonly name: string;
+  readonly pipeline: GPUComputePipeline;
+  readonly layout: GPUBindGroupLayout;
+  /** Unique per kernel, for bind group caching. */
+  readonly id: number;
+  readonly bindings: readonly BindingKind[];
+  /** Resolves once the driver has checked the kernel; rejects with the compiler's message. */
+  readonly ready: Promise<void>;
+}
+
+/** Bytes of the uniform parameter block each dispatch gets (64 scalars). */
+export const PARAMS_BYTES = 256;
+
+const sources = new Map<string, string>();
+
+function readSource(file: string): string {
   let source = sources.get(file);
-  if (!source) {
-    source = Deno.readTextFile(new URL(file, KERNELS_DIR));
+  if (source === undefined) {
+    source = Deno.readTextFileSync(new URL(file, KERNELS_DIR));
     sources.set(file, source);
   }
   return source;
 }
 
-export function computePipeline(
-  device: GPUDevice,
-  file: string,
-  entryPoint: string,
-  constants: Record<string, number> = {},
-): Promise<GPUComputePipeline> {
-  let pipelines = cache.get(device);
-  if (!pipelines) cache.set(device, pipelines = new Map());
-  const key = `${file}:${entryPoint}:${JSON.stringify(constants)}`;
-  let pipeline = pipelines.get(key);
-  if (!pipeline) {
-    pipeline = build(device, file, entryPoint, constants);
-    pipelines.set(key, pipeline);
-    pipeline.catch(() => pipelines.delete(key));
-  }
-  return pipeline;
-}
-
-async function build(
-  device: GPUDevice,
-  file: string,
-  entryPoint: string,
-  constants: Record<string, number>,
-): Promise<GPUComputePipeline> {
-  const code = await kernelSource(file);
-  device.pushErrorScope("validation");
-  const module = device.createShaderModule({ label: file, code });
-  const pipeline = device.createComputePipeline({
-    label: `${file}:${entryPoint}`,
-    layout: "auto",
-    compute: { module, entryPoint, constants },
+/** The WGSL of a kernel file with its includes expanded (each included file once). */
+export function kernelSource(file: string, included = new Set<string>()): string {
+  return readSource(file).replace(/^#include "([^"]+)"$/gm, (_, path: string) => {
+    if (included.has(path)) return "";
+    included.add(path);
+    return kernelSource(path, included);
   });
-  const error = await device.popErrorScope();
-  if (error) throw new Error(`kernel ${file} (${entryPoint}) does not compile: ${error.message}`);
-  return pipeline;
 }
 
-/** Workgroup counts covering `invocations` threads, folded into a second dimension past the 65535 limit. */
-export function workgroups2d(
-  device: GPUDevice,
-  invocations: number,
-  workgroupSize: number,
-): [number, number] {
-  const groups = Math.max(1, Math.ceil(invocations / workgroupSize));
-  const x = Math.min(groups, device.limits.maxComputeWorkgroupsPerDimension);
-  return [x, Math.ceil(groups / x)];
+export class PipelineCache {
+  readonly #device: GPUDevice;
+  readonly #f16: boolean;
+  readonly #kernels = new Map<string, Kernel>();
+  readonly #layouts = new Map<string, GPUBindGroupLayout>();
+  readonly #modules = new Map<string, GPUShaderModule>();
+  #nextId = 1;
+
+  constructor(device: GPUDevice, f16: boolean) {
+    this.#device = device;
+    this.#f16 = f16;
+  }
+
+  get(spec: KernelSpec): Kernel {
+    const aliases = spec.aliases ?? {};
+    const constants = spec.constants ?? {};
+    const key = `${spec.file}:${spec.entry}:${JSON.stringify(aliases)}:${JSON.stringify(constants)}:` +
+      spec.bindings.join(",");
+    let kernel = this.#kernels.get(key);
+    if (!kernel) {
+      kernel = this.#build(spec, aliases, constants);
+      this.#kernels.set(key, kernel);
+    }
+    return kernel;
+  }
+
+  #build(
+    spec: KernelSpec,
+    aliases: Record<string, string>,
+    constants: Record<string, number>,
+  ): Kernel {
+    const types = Object.entries(aliases).map(([name, type]) => `${name}=${type}`).join(",");
+    const name = `${spec.file}:${spec.entry}${types ? `<${types}>` : ""}`;
+    const f16 = Object.values(aliases).includes("f16");
+    if (f16 && !this.#f16) {
+      throw new Error(
+        `kernel ${name} needs f16, but this GPU lacks the shader-f16 feature: use f32 activations`,
+      );
+    }
+    const prelude = (f16 ? "enable f16;\n" : "") +
+      Object.entries(aliases).map(([alias, type]) => `alias ${alias} = ${type};\n`).join("");
+    const moduleKey = `${spec.file}|${prelude}`;
+    let module = this.#modules.get(moduleKey);
+    const device = this.#device;
+    device.pushErrorScope("validation");
+    if (!module) {
+      module = device.createShaderModule({ label: spec.file, code: prelude + kernelSource(spec.file) });
+      this.#modules.set(moduleKey, module);
+    }
+    const layout = this.#layout(spec.bindings);
+    const pipeline = device.createComputePipeline({
+      label: name,
+      layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+      compute: { module, entryPoint: spec.entry, constants },
+    });
+    const ready = device.popErrorScope().then((error) => {
+      if (error) throw new Error(`kernel ${name} does not compile: ${error.message}`);
+    });
+    ready.catch(() => {}); // reported by the recorder that uses it
+    return { name, pipeline, layout, id: this.#nextId++, bindings: spec.bindings, ready };
+  }
+
+  #layout(bindings: readonly BindingKind[]): GPUBindGroupLayout {
+    const key = bindings.join(",");
+    let layout = this.#layouts.get(key);
+    if (!layout) {
+      const entries: GPUBindGroupLayoutEntry[] = [{
+        binding: 0,
+        visibility: GPUShaderStage.COMPUTE,
+        buffer: { type: "uniform", hasDynamicOffset: true, minBindingSize: PARAMS_BYTES },
+      }];
+      bindings.forEach((kind, i) =>
+        entries.push({
+          binding: i + 1,
+          visibility: GPUShaderStage.COMPUTE,
+          buffer: { type: kind === "read" ? "read-only-storage" : "storage" },
+        })
+      );
+      layout = this.#device.createBindGroupLayout({ entries });
+      this.#layouts.set(key, layout);
+    }
+    return layout;
+  }
 }

@@ -1,0 +1,265 @@
+// Attention, flash style: each workgroup streams key tiles through workgroup memory with an online softmax
+// (running max and sum per query row), so the score matrix is never materialised, whatever the sequence length.
+//
+//   attention_paged:   the decoder. Keys and values come from the paged KV cache (layout in kvcache.wgsl) through
+//                      a block table, with a causal mask by absolute position and grouped-query heads. Serves
+//                      prefill chunks, decode steps and batches mixing both.
+//   attention_dense:   the vision encoder. Keys and values are contiguous [tokens, heads, D] rows; each tile
+//                      attends within its own segment (one image), which is block-diagonal masking; no causal mask.
+//   attention_combine: flash-decoding's second pass. A decode query over a long context is split into key ranges
+//                      processed by separate workgroups that write partial (max, sum, unnormalised output); this
+//                      merges them.
+//
+// A tile is R = 16 query rows: R / G query positions times the G query heads that share one KV head, so a K/V
+// tile loaded once serves all of them. The host (runtime/gpu/ops/attention.ts) writes the tile list into `info`:
+// per tile 8 words: first q row, query count, position of the first query, first key, end key, key base (paged:
+// word offset of the sequence's block table in info; dense: first key row of the segment), partial slot
+// (0xffffffff: write the output directly), unused.
+// Scores are scaled by p.scale (1/sqrt(D)), softmax in f32, accumulation in f32.
+
+struct Params {
+  tiles: u32,      // tile (or combine) entries
+  tile_base: u32,  // word offset of the entries in info
+  heads_kv: u32,
+  group: u32,      // query heads per KV head, dividing 16
+  head_dim: u32,   // at most 128
+  scale: f32,
+  q_off: u32,      // q and out: [tokens, heads_q * D] views
+  q_stride: u32,
+  o_off: u32,
+  o_stride: u32,
+  k_off: u32,
+  v_off: u32,
+  kv_stride: u32,  // dense: elements between consecutive tokens of k and v
+  block_size: u32, // paged: tokens per cache block
+  causal: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> info: array<u32>;
+@group(0) @binding(2) var<storage, read> q: array<Q>;
+@group(0) @binding(3) var<storage, read> kcache: array<KV>;
+@group(0) @binding(4) var<storage, read> vcache: array<KV>;
+@group(0) @binding(5) var<storage, read_write> out: array<Q>;
+@group(0) @binding(6) var<storage, read_write> partials: array<f32>;
+
+const R: u32 = 16u;
+const BK: u32 = 32u;
+const WG: u32 = 256u;
+const NONE: u32 = 0xffffffffu;
+const MASKED: f32 = -3.0e38;
+
+var<workgroup> qs: array<f32, 2048>;   // R x D, pre-scaled
+var<workgroup> kv: array<f32, 4128>;   // BK x (D + 1): the padding column spreads rows over banks
+var<workgroup> s: array<f32, 512>;     // R x BK scores, then probabilities
+var<workgroup> row_max: array<f32, R>;
+var<workgroup> row_sum: array<f32, R>;
+var<workgroup> row_scale: array<f32, R>;
+
+// Element index (before k_off / v_off) of key kp's head-h vector.
+fn key_index(paged: bool, key_base: u32, h: u32, kp: u32) -> u32 {
+  if (paged) {
+    let block = info[key_base + kp / p.block_size];
+    return ((block * p.heads_kv + h) * p.block_size + kp % p.block_size) * p.head_dim;
+  }
+  return (key_base + kp) * p.kv_stride + h * p.head_dim;
+}
+
+fn load_tile(paged: bool, values: bool, t: u32, key_base: u32, h: u32, k0: u32, k_end: u32) {
+  let D = p.head_dim;
+  for (var idx = t; idx < BK * D; idx += WG) {
+    let c = idx / D;
+    let d = idx % D;
+    let kp = k0 + c;
+    var v = 0.0;
+    if (kp < k_end) {
+      let i = key_index(paged, key_base, h, kp) + d;
+      if (values) {
+        v = f32(vcache[p.v_off + i]);
+      } else {
+        v = f32(kcache[p.k_off + i]);
+      }
+    }
+    kv[c * (D + 1u) + d] = v;
+  }
+}
+
+fn attend(paged: bool, t: u32, wg: u32) {
+  let tile = wg / p.heads_kv;
+  if (tile >= p.tiles) {
+    return;  // uniform per workgroup
+  }
+  let h = wg % p.heads_kv;
+  let e = p.tile_base + tile * 8u;
+  let q_row0 = info[e];
+  let q_count = info[e + 1u];
+  let qpos0 = info[e + 2u];
+  let k_begin = info[e + 3u];
+  var k_end = info[e + 4u];
+  let key_base = info[e + 5u];
+  let slot = info[e + 6u];
+  let D = p.head_dim;
+  let G = p.group;
+  if (p.causal != 0u) {
+    k_end = min(k_end, qpos0 + q_count);
+  }
+
+  for (var idx = t; idx < R * D; idx += WG) {
+    let r = idx / D;
+    let i = r / G;
+    var v = 0.0;
+    if (i < q_count) {
+      v = f32(q[p.q_off + (q_row0 + i) * p.q_stride + (h * G + r % G) * D + idx % D]) * p.scale;
+    }
+    qs[idx] = v;
+  }
+  if (t < R) {
+    row_max[t] = MASKED;
+    row_sum[t] = 0.0;
+  }
+  let r = t / 16u;     // this thread's row for scores and outputs
+  let lane = t % 16u;  // its keys (lane, lane + 16) and output dims (lane + 16j)
+  let qpos = qpos0 + r / G;
+  let row_valid = r / G < q_count;
+  var o = array<f32, 8>();
+
+  for (var k0 = k_begin; k0 < k_end; k0 += BK) {
+    workgroupBarrier();
+    load_tile(paged, false, t, key_base, h, k0, k_end);
+    workgroupBarrier();
+    for (var half = 0u; half < 2u; half++) {
+      let c = lane + 16u * half;
+      let kp = k0 + c;
+      var score = 0.0;
+      for (var d = 0u; d < D; d++) {
+        score = fma(qs[r * D + d], kv[c * (D + 1u) + d], score);
+      }
+      let masked = kp >= k_end || (p.causal != 0u && kp > qpos) || !row_valid;
+      s[r * BK + c] = select(score, MASKED, masked);
+    }
+    workgroupBarrier();
+    if (t < R) {
+      let m_old = row_max[t];
+      var m_new = m_old;
+      for (var c = 0u; c < BK; c++) {
+        m_new = max(m_new, s[t * BK + c]);
+      }
+      var sum = 0.0;
+      for (var c = 0u; c < BK; c++) {
+        let sc = s[t * BK + c];
+        var pr = 0.0;
+        if (sc > MASKED) {
+          pr = exp(sc - m_new);
+        }
+        s[t * BK + c] = pr;
+        sum += pr;
+      }
+      let alpha = exp(m_old - m_new);
+      row_scale[t] = alpha;
+      row_sum[t] = row_sum[t] * alpha + sum;
+      row_max[t] = m_new;
+    }
+    workgroupBarrier();
+    load_tile(paged, true, t, key_base, h, k0, k_end);
+    workgroupBarrier();
+    let alpha = row_scale[r];
+    for (var j = 0u; j < 8u; j++) {
+      let d = lane + 16u * j;
+      if (d < D) {
+        var acc = o[j] * alpha;
+        for (var c = 0u; c < BK; c++) {
+          acc = fma(s[r * BK + c], kv[c * (D + 1u) + d], acc);
+        }
+        o[j] = acc;
+      }
+    }
+  }
+  workgroupBarrier();
+
+  if (!row_valid) {
+    return;
+  }
+  let head = h * G + r % G;
+  if (slot == NONE) {
+    let l = row_sum[r];
+    let inv = select(0.0, 1.0 / l, l > 0.0);
+    let ob = p.o_off + (q_row0 + r / G) * p.o_stride + head * D;
+    for (var j = 0u; j < 8u; j++) {
+      let d = lane + 16u * j;
+      if (d < D) {
+        out[ob + d] = Q(o[j] * inv);
+      }
+    }
+  } else {
+    let pb = ((slot * p.heads_kv + h) * R + r) * (D + 2u);
+    for (var j = 0u; j < 8u; j++) {
+      let d = lane + 16u * j;
+      if (d < D) {
+        partials[pb + d] = o[j];
+      }
+    }
+    if (lane == 0u) {
+      partials[pb + D] = row_max[r];
+      partials[pb + D + 1u] = row_sum[r];
+    }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn attention_paged(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                   @builtin(num_workgroups) ng: vec3<u32>) {
+  attend(true, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(WG)
+fn attention_dense(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                   @builtin(num_workgroups) ng: vec3<u32>) {
+  attend(false, t, g.x + g.y * ng.x);
+}
+
+// Combine entries (4 words): first q row, query count, first partial slot, number of slots.
+@compute @workgroup_size(WG)
+fn attention_combine(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                     @builtin(num_workgroups) ng: vec3<u32>) {
+  let wg = g.x + g.y * ng.x;
+  let entry = wg / p.heads_kv;
+  if (entry >= p.tiles) {
+    return;
+  }
+  let h = wg % p.heads_kv;
+  let e = p.tile_base + entry * 4u;
+  let r = t / 16u;
+  let lane = t % 16u;
+  let G = p.group;
+  let D = p.head_dim;
+  if (r / G >= info[e + 1u]) {
+    return;
+  }
+  let first = info[e + 2u];
+  let n = info[e + 3u];
+  var m = MASKED;
+  for (var c = 0u; c < n; c++) {
+    m = max(m, partials[(((first + c) * p.heads_kv + h) * R + r) * (D + 2u) + D]);
+  }
+  var l = 0.0;
+  var o = array<f32, 8>();
+  for (var c = 0u; c < n; c++) {
+    let pb = (((first + c) * p.heads_kv + h) * R + r) * (D + 2u);
+    let w = exp(partials[pb + D] - m);
+    l += w * partials[pb + D + 1u];
+    for (var j = 0u; j < 8u; j++) {
+      let d = lane + 16u * j;
+      if (d < D) {
+        o[j] += w * partials[pb + d];
+      }
+    }
+  }
+  let inv = select(0.0, 1.0 / l, l > 0.0);
+  let ob = p.o_off + (info[e] + r / G) * p.o_stride + (h * G + r % G) * D;
+  for (var j = 0u; j < 8u; j++) {
+    let d = lane + 16u * j;
+    if (d < D) {
+      out[ob + d] = Q(o[j] * inv);
+    }
+  }
+}

@@ -1,0 +1,176 @@
+// Weight decoders shared by the kernels that read weights (matvec, matmul, embedding gather, dequantize).
+//
+// The including file declares the weights as `w: array<u32>` (any format is bound as 32-bit words) and calls
+// `load8(FORMAT, row_byte_offset, k, K)`, which decodes the 8 weights k..k+7 of one row (k a multiple of 8;
+// columns >= K read as 0). With FORMAT a constant, inlining removes the other formats' branches.
+//
+// Formats (runtime/gpu/dtype.ts computes the same row sizes):
+//   F32, F16   row-major, K values per row. F16 is IEEE binary16, two per word, little-endian.
+//   Q8_0       GGUF: per 32 weights a 34-byte block { f16 d; i8 q[32]; }, w = d * q.
+//   Q4_K       GGUF: per 256 weights a 144-byte block { f16 d; f16 dmin; u8 scales[12]; u8 qs[128]; }.
+//              Sub-block s (32 weights, s = 0..7) has a 6-bit scale sc and min m packed in `scales`
+//              (get_scale_min_k4); weights 64j..64j+31 are the low nibbles of qs[32j..32j+31], weights
+//              64j+32..64j+63 the high nibbles; w = (d * sc) * q - (dmin * m).
+//   Q6_K       GGUF: per 256 weights a 210-byte block { u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d; }.
+//              For half n (128 weights) and l = 0..31: q = 4 low bits from ql[64n + l (+32)] (low nibble for
+//              the first and second 32, high nibble for the third and fourth) | 2 high bits from
+//              qh[32n + l] >> (2 * quarter); w = (d * scales[8n + l/16 + 2*quarter]) * (q - 32).
+//   Q4         ours (quantize-on-load): a row of K weights is K/2 bytes of 4-bit codes followed by K/32 f16
+//              scales, padded with zeros to a multiple of 16 bytes. Code j of the row sits in byte j/2, low
+//              nibble for even j: the 32-bit word i holds codes 8i..8i+7 at bits 4(j-8i), and the 16 bytes of
+//              group g (weights 32g..32g+31) are one aligned vec4<u32>. w = (code - 8) * scale[j/32].
+
+const F32: u32 = 0u;
+const F16: u32 = 1u;
+const Q8_0: u32 = 2u;
+const Q4_K: u32 = 3u;
+const Q6_K: u32 = 4u;
+const Q4: u32 = 5u;
+
+struct W8 {
+  lo: vec4<f32>,
+  hi: vec4<f32>,
+}
+
+const BYTE_SHIFTS = vec4<u32>(0u, 8u, 16u, 24u);
+
+fn w_byte(b: u32) -> u32 {
+  return (w[b >> 2u] >> ((b & 3u) * 8u)) & 0xffu;
+}
+
+// Four bytes at any byte offset.
+fn w_u32(b: u32) -> u32 {
+  let s = (b & 3u) * 8u;
+  let lo = w[b >> 2u];
+  if (s == 0u) {
+    return lo;
+  }
+  return (lo >> s) | (w[(b >> 2u) + 1u] << (32u - s));
+}
+
+// The f16 at an even byte offset.
+fn w_f16(b: u32) -> f32 {
+  return unpack2x16float(w[b >> 2u] >> ((b & 2u) * 8u)).x;
+}
+
+// Four signed bytes.
+fn i8x4(u: u32) -> vec4<f32> {
+  return vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(u) << (vec4<u32>(24u) - BYTE_SHIFTS)) >> vec4<u32>(24u));
+}
+
+// 6-bit scale and min of Q4_K sub-block j from the 12 bytes at `b` (ggml's get_scale_min_k4).
+fn scale_min_k4(b: u32, j: u32) -> vec2<f32> {
+  if (j < 4u) {
+    return vec2<f32>(f32(w_byte(b + j) & 63u), f32(w_byte(b + j + 4u) & 63u));
+  }
+  let sc = (w_byte(b + j + 4u) & 15u) | ((w_byte(b + j - 4u) >> 6u) << 4u);
+  let m = (w_byte(b + j + 4u) >> 4u) | ((w_byte(b + j) >> 6u) << 4u);
+  return vec2<f32>(f32(sc), f32(m));
+}
+
+fn load8_f32(rb: u32, k: u32, K: u32) -> W8 {
+  let i = (rb >> 2u) + k;
+  if (k + 8u <= K) {
+    return W8(
+      bitcast<vec4<f32>>(vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u])),
+      bitcast<vec4<f32>>(vec4<u32>(w[i + 4u], w[i + 5u], w[i + 6u], w[i + 7u])),
+    );
+  }
+  var v = array<f32, 8>();
+  for (var j = 0u; j < 8u; j++) {
+    if (k + j < K) {
+      v[j] = bitcast<f32>(w[i + j]);
+    }
+  }
+  return W8(vec4<f32>(v[0], v[1], v[2], v[3]), vec4<f32>(v[4], v[5], v[6], v[7]));
+}
+
+fn load8_f16(rb: u32, k: u32, K: u32) -> W8 {
+  let b = rb + 2u * k;
+  if (k + 8u <= K && (b & 3u) == 0u) {
+    let i = b >> 2u;
+    return W8(
+      vec4<f32>(unpack2x16float(w[i]), unpack2x16float(w[i + 1u])),
+      vec4<f32>(unpack2x16float(w[i + 2u]), unpack2x16float(w[i + 3u])),
+    );
+  }
+  var v = array<f32, 8>();
+  for (var j = 0u; j < 8u; j++) {
+    if (k + j < K) {
+      v[j] = w_f16(b + 2u * j);
+    }
+  }
+  return W8(vec4<f32>(v[0], v[1], v[2], v[3]), vec4<f32>(v[4], v[5], v[6], v[7]));
+}
+
+fn load8_q8_0(rb: u32, k: u32) -> W8 {
+  let bb = rb + (k >> 5u) * 34u;
+  let q = bb + 2u + (k & 31u);
+  let d = w_f16(bb);
+  return W8(i8x4(w_u32(q)) * d, i8x4(w_u32(q + 4u)) * d);
+}
+
+fn load8_q4_k(rb: u32, k: u32) -> W8 {
+  let bb = rb + (k >> 8u) * 144u;
+  let kk = k & 255u;
+  let j = kk >> 6u;
+  let hi = (kk >> 5u) & 1u;
+  let sm = scale_min_k4(bb + 4u, 2u * j + hi);
+  let d = w_f16(bb) * sm.x;
+  let m = w_f16(bb + 2u) * sm.y;
+  let q = (bb + 16u + 32u * j + (kk & 31u)) >> 2u;
+  let shifts = BYTE_SHIFTS + vec4<u32>(4u * hi);
+  let lo = vec4<f32>((vec4<u32>(w[q]) >> shifts) & vec4<u32>(15u));
+  let hi4 = vec4<f32>((vec4<u32>(w[q + 1u]) >> shifts) & vec4<u32>(15u));
+  return W8(d * lo - m, d * hi4 - m);
+}
+
+fn load8_q6_k(rb: u32, k: u32) -> W8 {
+  let bb = rb + (k >> 8u) * 210u;
+  let kk = k & 255u;
+  let n = kk >> 7u;
+  let quarter = (kk >> 5u) & 3u;
+  let l = kk & 31u;
+  let ql = bb + 64u * n + l + 32u * (quarter & 1u);
+  let qh = bb + 128u + 32u * n + l;
+  let sc = f32(bitcast<i32>(w_byte(bb + 192u + 8u * n + (l >> 4u) + 2u * quarter) << 24u) >> 24u);
+  let d = w_f16(bb + 208u) * sc;
+  let lshift = BYTE_SHIFTS + vec4<u32>(4u * (quarter >> 1u));
+  let hshift = BYTE_SHIFTS + vec4<u32>(2u * quarter);
+  let q0 = ((vec4<u32>(w_u32(ql)) >> lshift) & vec4<u32>(15u)) |
+    (((vec4<u32>(w_u32(qh)) >> hshift) & vec4<u32>(3u)) << vec4<u32>(4u));
+  let q1 = ((vec4<u32>(w_u32(ql + 4u)) >> lshift) & vec4<u32>(15u)) |
+    (((vec4<u32>(w_u32(qh + 4u)) >> hshift) & vec4<u32>(3u)) << vec4<u32>(4u));
+  return W8(d * (vec4<f32>(q0) - 32.0), d * (vec4<f32>(q1) - 32.0));
+}
+
+fn load8_q4(rb: u32, k: u32, K: u32) -> W8 {
+  let u = vec4<u32>(w[(rb + (k >> 1u)) >> 2u]);
+  let d = w_f16(rb + (K >> 1u) + 2u * (k >> 5u));
+  let lo = vec4<f32>((u >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u));
+  let hi = vec4<f32>((u >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u));
+  return W8((lo - 8.0) * d, (hi - 8.0) * d);
+}
+
+fn load8(format: u32, rb: u32, k: u32, K: u32) -> W8 {
+  switch (format) {
+    case F32: {
+      return load8_f32(rb, k, K);
+    }
+    case F16: {
+      return load8_f16(rb, k, K);
+    }
+    case Q8_0: {
+      return load8_q8_0(rb, k);
+    }
+    case Q4_K: {
+      return load8_q4_k(rb, k);
+    }
+    case Q6_K: {
+      return load8_q6_k(rb, k);
+    }
+    default: {
+      return load8_q4(rb, k, K);
+    }
+  }
+}

@@ -1,0 +1,244 @@
+// Matrix-vector products for decoding: y[m, n] = sum_k x[m, k] * W[n, k] (+ bias[n]) (+ y[m, n] when
+// accumulating, which fuses the residual add), for up to 8 activation rows at once, so a batch of decode steps
+// reads each weight once. Weights in any format of lib/weights.wgsl, activations X and outputs Y in f32 or f16
+// (type aliases), accumulation in f32.
+//
+// A workgroup of 256 threads computes 256 / tpr output rows; the tpr threads of a row stride over its columns
+// (consecutive threads read consecutive weight bytes), then add their partial sums in workgroup memory. The fast
+// path (WIDE) takes 32 columns per step: one scale and 16-32 bytes of weights, x as vec4 loads; it needs
+// K % 32 == 0 and x aligned to 4 elements, which every quantized layer satisfies. The general path takes 8
+// columns per step and any K. A dispatch covers one binding window of weight rows (runtime/gpu/ops/linear.ts).
+
+#include "lib/weights.wgsl"
+
+struct Params {
+  n: u32,          // weight rows (outputs) in this window
+  k: u32,          // columns
+  m: u32,          // activation rows, <= M
+  tpr: u32,        // threads per output row, a power of two <= 256
+  x_off: u32,      // element offset and row stride of x
+  x_stride: u32,
+  y_off: u32,      // element offset of y[0, first row of the window] and row stride of y
+  y_stride: u32,
+  w_off: u32,      // byte offset of the window's first row in the weight binding
+  w_row: u32,      // bytes per weight row
+  bias_off: u32,   // element offset of bias[first row of the window]
+  has_bias: u32,
+  accumulate: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> w: array<u32>;
+@group(0) @binding(2) var<storage, read> x: array<X>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<Y>;
+// The same weights and x bound a second time as vec4s (one entry point may not view a binding two ways).
+@group(0) @binding(5) var<storage, read> w4: array<vec4<u32>>;
+@group(0) @binding(6) var<storage, read> xv: array<vec4<X>>;
+
+override M: u32 = 1u;         // activation rows compiled for: 1, 2, 4 or 8
+override WIDE: bool = true;   // the 32-column fast path
+
+const WG: u32 = 256u;
+
+var<workgroup> partial: array<f32, 2048>;  // WG x 8
+
+const NIBBLES_LO = vec4<u32>(0u, 4u, 8u, 12u);
+const NIBBLES_HI = vec4<u32>(16u, 20u, 24u, 28u);
+
+// 32 weights k..k+31 of the row at byte rb (k % 32 == 0) in factored form: weight j = scale * code[j] - offset,
+// with (scale, offset) = (s.x, o.x) for j < 16 and (s.y, o.y) beyond. Keeping codes small and applying scale and
+// offset once per group (sum(w·x) = scale·sum(code·x) - offset·sum(x)) costs about one conversion and one FMA per
+// weight, so that a decode step stays bound by memory rather than by arithmetic.
+struct Unit {
+  c: array<vec4<f32>, 8>,
+  s: vec2<f32>,
+  o: vec2<f32>,
+}
+
+const LOW_NIBBLES: u32 = 0x0f0f0f0fu;
+
+fn load32(format: u32, rb: u32, k: u32) -> Unit {
+  var u: Unit;
+  u.s = vec2<f32>(1.0);
+  switch (format) {
+    case F32: {
+      let i = (rb >> 4u) + (k >> 2u);
+      for (var j = 0u; j < 8u; j++) {
+        u.c[j] = bitcast<vec4<f32>>(w4[i + j]);
+      }
+    }
+    case F16: {
+      let i = (rb >> 4u) + (k >> 3u);
+      for (var j = 0u; j < 4u; j++) {
+        let q = w4[i + j];
+        u.c[2u * j] = vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
+        u.c[2u * j + 1u] = vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
+      }
+    }
+    case Q8_0: {
+      let bb = rb + (k >> 5u) * 34u;
+      u.s = vec2<f32>(w_f16(bb));
+      for (var j = 0u; j < 8u; j++) {
+        u.c[j] = vec4<f32>(unpack4xI8(w_u32(bb + 2u + 4u * j)));
+      }
+    }
+    case Q4_K: {
+      let bb = rb + (k >> 8u) * 144u;
+      let kk = k & 255u;
+      let j = kk >> 6u;
+      let hi = (kk >> 5u) & 1u;
+      let sm = scale_min_k4(bb + 4u, 2u * j + hi);
+      u.s = vec2<f32>(w_f16(bb) * sm.x);
+      u.o = vec2<f32>(w_f16(bb + 2u) * sm.y);
+      let q = (bb + 16u + 32u * j) >> 2u;
+      for (var i = 0u; i < 8u; i++) {
+        u.c[i] = vec4<f32>(unpack4xU8((w[q + i] >> (4u * hi)) & LOW_NIBBLES));
+      }
+    }
+    case Q6_K: {
+      let bb = rb + (k >> 8u) * 210u;
+      let kk = k & 255u;
+      let n = kk >> 7u;
+      let quarter = (kk >> 5u) & 3u;
+      let ql = bb + 64u * n + 32u * (quarter & 1u);
+      let qh = bb + 128u + 32u * n;
+      let sc = bb + 192u + 8u * n + 2u * quarter;
+      let d = w_f16(bb + 208u);
+      u.s = d * vec2<f32>(f32(bitcast<i32>(w_byte(sc) << 24u) >> 24u), f32(bitcast<i32>(w_byte(sc + 1u) << 24u) >> 24u));
+      u.o = 32.0 * u.s;
+      for (var i = 0u; i < 8u; i++) {
+        let lo = (w_u32(ql + 4u * i) >> (4u * (quarter >> 1u))) & LOW_NIBBLES;
+        let hi = ((w_u32(qh + 4u * i) >> (2u * quarter)) & 0x03030303u) << 4u;
+        u.c[i] = vec4<f32>(unpack4xU8(lo | hi));
+      }
+    }
+    default: {  // Q4: byte b of a word holds codes 2b (low nibble) and 2b + 1
+      let codes = w4[(rb + (k >> 1u)) >> 4u];
+      let d = w_f16(rb + (p.k >> 1u) + (k >> 4u));
+      u.s = vec2<f32>(d);
+      u.o = vec2<f32>(8.0 * d);
+      for (var j = 0u; j < 4u; j++) {
+        let even = vec4<f32>(unpack4xU8(codes[j] & LOW_NIBBLES));
+        let odd = vec4<f32>(unpack4xU8((codes[j] >> 4u) & LOW_NIBBLES));
+        u.c[2u * j] = vec4<f32>(even.x, odd.x, even.y, odd.y);
+        u.c[2u * j + 1u] = vec4<f32>(even.z, odd.z, even.w, odd.w);
+      }
+    }
+  }
+  return u;
+}
+
+fn x4(m: u32, k: u32) -> vec4<f32> {
+  let i = p.x_off + m * p.x_stride + k;
+  if (k + 4u <= p.k) {
+    return vec4<f32>(f32(x[i]), f32(x[i + 1u]), f32(x[i + 2u]), f32(x[i + 3u]));
+  }
+  var v = vec4<f32>();
+  for (var j = 0u; j < 4u; j++) {
+    if (k + j < p.k) {
+      v[j] = f32(x[i + j]);
+    }
+  }
+  return v;
+}
+
+fn matvec(format: u32, t: u32, group: u32) {
+  let lane = t % p.tpr;
+  let row = group * (WG / p.tpr) + t / p.tpr;
+  var acc = array<f32, 8>();
+  if (row < p.n) {
+    let rb = p.w_off + row * p.w_row;
+    if (WIDE) {
+      for (var k = lane * 32u; k < p.k; k += p.tpr * 32u) {
+        let u = load32(format, rb, k);
+        for (var m = 0u; m < M; m++) {
+          if (m < p.m) {
+            let xb = (p.x_off + m * p.x_stride + k) >> 2u;
+            var cx = vec2<f32>();
+            var sx = vec4<f32>();
+            for (var j = 0u; j < 4u; j++) {
+              let a = vec4<f32>(xv[xb + j]);
+              let b = vec4<f32>(xv[xb + 4u + j]);
+              cx += vec2<f32>(dot(u.c[j], a), dot(u.c[4u + j], b));
+              sx += vec4<f32>(a.x + a.y + a.z + a.w, b.x + b.y + b.z + b.w, 0.0, 0.0);
+            }
+            acc[m] += dot(u.s, cx) - dot(u.o, sx.xy);
+          }
+        }
+      }
+    } else {
+      for (var k = lane * 8u; k < p.k; k += p.tpr * 8u) {
+        let wv = load8(format, rb, k, p.k);
+        for (var m = 0u; m < M; m++) {
+          if (m < p.m) {
+            acc[m] += dot(wv.lo, x4(m, k)) + dot(wv.hi, x4(m, k + 4u));
+          }
+        }
+      }
+    }
+  }
+  for (var m = 0u; m < M; m++) {
+    partial[t * 8u + m] = acc[m];
+  }
+  for (var s = p.tpr / 2u; s > 0u; s >>= 1u) {
+    workgroupBarrier();
+    if (lane < s) {
+      for (var m = 0u; m < M; m++) {
+        partial[t * 8u + m] += partial[(t + s) * 8u + m];
+      }
+    }
+  }
+  if (lane == 0u && row < p.n) {
+    var b = 0.0;
+    if (p.has_bias != 0u) {
+      b = bias[p.bias_off + row];
+    }
+    for (var m = 0u; m < M; m++) {
+      if (m < p.m) {
+        let i = p.y_off + m * p.y_stride + row;
+        var v = partial[t * 8u + m] + b;
+        if (p.accumulate != 0u) {
+          v += f32(y[i]);
+        }
+        y[i] = Y(v);
+      }
+    }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn matvec_f32(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+              @builtin(num_workgroups) ng: vec3<u32>) {
+  matvec(F32, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_f16(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+              @builtin(num_workgroups) ng: vec3<u32>) {
+  matvec(F16, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_q8_0(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+               @builtin(num_workgroups) ng: vec3<u32>) {
+  matvec(Q8_0, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_q4_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+               @builtin(num_workgroups) ng: vec3<u32>) {
+  matvec(Q4_K, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_q6_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+               @builtin(num_workgroups) ng: vec3<u32>) {
+  matvec(Q6_K, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_q4(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+             @builtin(num_workgroups) ng: vec3<u32>) {
+  matvec(Q4, t, g.x + g.y * ng.x);
+}

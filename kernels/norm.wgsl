@@ -1,0 +1,51 @@
+// RMSNorm over each row: y = (x / sqrt(mean(x²) + eps)) * weight, with the normalisation in f32, the result
+// rounded to the activation type X, then multiplied by the f32 weight (as the reference: `_norm(x.float())
+// .type_as(x) * weight`). One workgroup per row.
+
+struct Params {
+  rows: u32,
+  dim: u32,
+  eps: f32,
+  x_off: u32,
+  x_stride: u32,
+  y_off: u32,
+  y_stride: u32,
+  w_off: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<X>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<Y>;
+
+const WG: u32 = 256u;
+
+var<workgroup> sums: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn rms_norm(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+            @builtin(num_workgroups) ng: vec3<u32>) {
+  let row = g.x + g.y * ng.x;
+  if (row >= p.rows) {
+    return;
+  }
+  let xb = p.x_off + row * p.x_stride;
+  var s = 0.0;
+  for (var i = t; i < p.dim; i += WG) {
+    let v = f32(x[xb + i]);
+    s += v * v;
+  }
+  sums[t] = s;
+  for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+    workgroupBarrier();
+    if (t < stride) {
+      sums[t] += sums[t + stride];
+    }
+  }
+  workgroupBarrier();
+  let r = 1.0 / sqrt(sums[0] / f32(p.dim) + p.eps);
+  let yb = p.y_off + row * p.y_stride;
+  for (var i = t; i < p.dim; i += WG) {
+    y[yb + i] = Y(f32(X(f32(x[xb + i]) * r)) * weight[p.w_off + i]);
+  }
+}

@@ -1,0 +1,278 @@
+// Token selection on the GPU, one workgroup per sequence, so a decode step reads back one id per sequence
+// instead of the whole vocabulary of logits.
+//
+// For each sequence (settings in `info`, written by runtime/gpu/ops/sampling.ts):
+//  1. penalties on its listed tokens (unique ids with their counts): repetition r divides a positive logit and
+//     multiplies a negative one (every listed token), then presence and frequency subtract
+//     presence * (count > 0) + frequency * count;
+//  2. temperature 0: argmax (lowest index among equal maxima). Otherwise z = logit / T and the allowed set is
+//     cut by top-k (z >= the k-th largest z, ties kept), top-p (the most probable tokens whose probability mass,
+//     renormalised over the top-k set, reaches p; ties at the threshold kept) and min-p (p >= min_p * p_max);
+//  3. a seeded draw: u = pcg(seed ^ pcg(counter)) / 2^32 (24 bits), the token where the cumulative mass of the
+//     allowed set, in index order, first exceeds u * mass;
+//  4. its log-probability under the model's raw distribution (log-softmax of the unpenalised logits).
+// Thresholds are found by bisection on the bits of the f32 values (an order-preserving key), 32 counting passes
+// each, so no sort is needed.
+
+struct Params {
+  seqs: u32,
+  vocab: u32,
+  l_off: u32,       // logits [seqs, vocab] view
+  l_stride: u32,
+  s_off: u32,       // scratch [seqs, vocab] f32
+  info_base: u32,   // word offset of the per-sequence settings (12 words each)
+  ids_off: u32,
+  lp_off: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> info: array<u32>;
+@group(0) @binding(3) var<storage, read_write> scratch: array<f32>;
+@group(0) @binding(4) var<storage, read_write> ids: array<u32>;
+@group(0) @binding(5) var<storage, read_write> logprobs: array<f32>;
+
+const WG: u32 = 256u;
+
+var<workgroup> red_f: array<f32, WG>;
+var<workgroup> red_u: array<u32, WG>;
+var<workgroup> kept_mass: f32;
+var<workgroup> pick: atomic<u32>;
+var<workgroup> last_kept: atomic<u32>;
+
+fn sum_f(v: f32, t: u32) -> f32 {
+  workgroupBarrier();
+  red_f[t] = v;
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    workgroupBarrier();
+    if (t < s) {
+      red_f[t] += red_f[t + s];
+    }
+  }
+  workgroupBarrier();
+  return red_f[0];
+}
+
+fn max_f(v: f32, t: u32) -> f32 {
+  workgroupBarrier();
+  red_f[t] = v;
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    workgroupBarrier();
+    if (t < s) {
+      red_f[t] = max(red_f[t], red_f[t + s]);
+    }
+  }
+  workgroupBarrier();
+  return red_f[0];
+}
+
+fn sum_u(v: u32, t: u32) -> u32 {
+  workgroupBarrier();
+  red_u[t] = v;
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    workgroupBarrier();
+    if (t < s) {
+      red_u[t] += red_u[t + s];
+    }
+  }
+  workgroupBarrier();
+  return red_u[0];
+}
+
+// Order-preserving u32 key of an f32.
+fn key(v: f32) -> u32 {
+  let b = bitcast<u32>(v);
+  return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
+}
+
+fn pcg(v: u32) -> u32 {
+  let state = v * 747796405u + 2891336453u;
+  let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+  return (word >> 22u) ^ word;
+}
+
+@compute @workgroup_size(WG)
+fn sample(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+          @builtin(num_workgroups) ng: vec3<u32>) {
+  let seq = g.x + g.y * ng.x;
+  if (seq >= p.seqs) {
+    return;
+  }
+  let cfg = p.info_base + 12u * seq;
+  let temperature = bitcast<f32>(info[cfg]);
+  let top_k = info[cfg + 1u];
+  let top_p = bitcast<f32>(info[cfg + 2u]);
+  let min_p = bitcast<f32>(info[cfg + 3u]);
+  let repetition = bitcast<f32>(info[cfg + 4u]);
+  let presence = bitcast<f32>(info[cfg + 5u]);
+  let frequency = bitcast<f32>(info[cfg + 6u]);
+  let seed = info[cfg + 7u];
+  let counter = info[cfg + 8u];
+  let pen_off = info[cfg + 9u];
+  let pen_count = info[cfg + 10u];
+
+  let V = p.vocab;
+  let chunk = (V + WG - 1u) / WG;  // this thread's contiguous range [lo, hi)
+  let lo = min(t * chunk, V);
+  let hi = min(lo + chunk, V);
+  let lb = p.l_off + seq * p.l_stride;
+  let sb = p.s_off + seq * V;
+
+  // Raw log-softmax normaliser, for the log-probability of the chosen token.
+  var m = -3.4e38;
+  for (var i = lo; i < hi; i++) {
+    m = max(m, logits[lb + i]);
+  }
+  let raw_max = max_f(m, t);
+  var z = 0.0;
+  for (var i = lo; i < hi; i++) {
+    z += exp(logits[lb + i] - raw_max);
+  }
+  let raw_log_sum = log(sum_f(z, t)) + raw_max;
+
+  // 1. penalised logits, scaled by the temperature.
+  let inv_t = select(1.0 / temperature, 1.0, temperature == 0.0);
+  for (var i = lo; i < hi; i++) {
+    scratch[sb + i] = logits[lb + i];
+  }
+  storageBarrier();
+  for (var j = t; j < pen_count; j += WG) {
+    let id = info[pen_off + 2u * j];
+    let count = info[pen_off + 2u * j + 1u];
+    if (id < V) {
+      var v = scratch[sb + id];
+      v = select(v * repetition, v / repetition, v > 0.0);
+      v -= presence * f32(min(count, 1u)) + frequency * f32(count);
+      scratch[sb + id] = v;
+    }
+  }
+  storageBarrier();
+  m = -3.4e38;
+  var arg = 0xffffffffu;
+  for (var i = lo; i < hi; i++) {
+    let v = scratch[sb + i] * inv_t;
+    scratch[sb + i] = v;
+    if (v > m || arg == 0xffffffffu) {
+      m = v;
+      arg = i;
+    }
+  }
+  let zmax = max_f(m, t);
+
+  var chosen = 0u;
+  if (temperature == 0.0 || top_k == 1u) {
+    // 2. greedy: the lowest index holding the maximum.
+    workgroupBarrier();
+    red_u[t] = select(0xffffffffu, arg, m == zmax);
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+      workgroupBarrier();
+      if (t < s) {
+        red_u[t] = min(red_u[t], red_u[t + s]);
+      }
+    }
+    workgroupBarrier();
+    chosen = red_u[0];
+  } else {
+    // 2. top-k: the largest key threshold keeping at least k tokens.
+    var kmin = 0u;
+    if (top_k > 0u && top_k < V) {
+      for (var bit = 31i; bit >= 0i; bit--) {
+        let cand = kmin | (1u << u32(bit));
+        var n = 0u;
+        for (var i = lo; i < hi; i++) {
+          n += u32(key(scratch[sb + i]) >= cand);
+        }
+        if (sum_u(n, t) >= top_k) {
+          kmin = cand;
+        }
+      }
+    }
+    // Unnormalised probabilities of the tokens top-k and min-p keep (min-p: z >= zmax + ln(min_p)).
+    var zmin = -3.4e38;
+    if (min_p > 0.0) {
+      zmin = zmax + log(min_p);
+    }
+    var mass = 0.0;
+    for (var i = lo; i < hi; i++) {
+      let v = scratch[sb + i];
+      var e = 0.0;
+      if (key(v) >= kmin && v >= zmin) {
+        e = exp(v - zmax);
+      }
+      scratch[sb + i] = e;
+      mass += e;
+    }
+    let total = sum_f(mass, t);
+    // top-p: the largest threshold on the bits of e (which order like the values, e >= 0) whose kept mass
+    // reaches top_p of the total.
+    var pmin = 0u;
+    if (top_p < 1.0) {
+      for (var bit = 31i; bit >= 0i; bit--) {
+        let cand = pmin | (1u << u32(bit));
+        var part = 0.0;
+        for (var i = lo; i < hi; i++) {
+          let e = scratch[sb + i];
+          part += select(0.0, e, bitcast<u32>(e) >= cand);
+        }
+        if (sum_f(part, t) >= top_p * total) {
+          pmin = cand;
+        }
+      }
+    }
+    pmin = max(pmin, 1u);  // never keep a token with e = 0
+    // 3. the draw: each thread's kept mass, an exclusive prefix over threads, then a walk by the thread whose
+    // range holds u * mass (or, if rounding leaves it at the very end, the last kept token).
+    var own = 0.0;
+    for (var i = lo; i < hi; i++) {
+      let e = scratch[sb + i];
+      own += select(0.0, e, bitcast<u32>(e) >= pmin);
+    }
+    workgroupBarrier();
+    red_f[t] = own;
+    if (t == 0u) {
+      atomicStore(&pick, 0xffffffffu);
+      atomicStore(&last_kept, 0u);
+    }
+    workgroupBarrier();
+    if (t == 0u) {
+      var acc = 0.0;
+      for (var j = 0u; j < WG; j++) {
+        let v = red_f[j];
+        red_f[j] = acc;
+        acc += v;
+      }
+      kept_mass = acc;
+    }
+    workgroupBarrier();
+    let u = f32(pcg(seed ^ pcg(counter)) >> 8u) * (1.0 / 16777216.0);
+    let goal = u * kept_mass;
+    let first = red_f[t];
+    if (own > 0.0) {
+      var acc = first;
+      var found = 0xffffffffu;
+      for (var i = lo; i < hi; i++) {
+        let e = scratch[sb + i];
+        if (bitcast<u32>(e) >= pmin) {
+          acc += e;
+          if (acc > goal && found == 0xffffffffu && goal >= first) {
+            found = i;
+          }
+          atomicMax(&last_kept, i);
+        }
+      }
+      if (found != 0xffffffffu) {
+        atomicMin(&pick, found);
+      }
+    }
+    workgroupBarrier();
+    chosen = atomicLoad(&pick);
+    if (chosen == 0xffffffffu) {
+      chosen = atomicLoad(&last_kept);
+    }
+  }
+
+  if (t == 0u) {
+    ids[p.ids_off + seq] = chosen;
+    logprobs[p.lp_off + seq] = logits[lb + chosen] - raw_log_sum;
+  }
+}

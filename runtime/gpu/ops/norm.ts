@@ -1,0 +1,62 @@
+/** RMSNorm (kernels/norm.wgsl) and its CPU reference. */
+import { roundTo } from "../dtype.ts";
+import { Params, type Recorder } from "../recorder.ts";
+import type { Tensor } from "../tensor.ts";
+import { floatType, sameShape } from "./common.ts";
+
+export interface RmsNormArgs {
+  /** Output [rows, dim], f32 or f16. */
+  y: Tensor;
+  /** Input [rows, dim], f32 or f16. */
+  x: Tensor;
+  /** f32 [dim]. */
+  weight: Tensor;
+  /** 1e-5 for every Pixtral norm. */
+  eps: number;
+}
+
+export function rmsNorm(rec: Recorder, { y, x, weight, eps }: RmsNormArgs): void {
+  const X = floatType(x, "rmsNorm: x"), Y = floatType(y, "rmsNorm: y");
+  sameShape(x, y, "rmsNorm");
+  if (weight.dtype !== "f32" || weight.size !== x.rowLength) {
+    throw new RangeError(`rmsNorm: weight must be f32 [${x.rowLength}], got ${weight}`);
+  }
+  const kernel = rec.ctx.kernel({
+    file: "norm.wgsl",
+    entry: "rms_norm",
+    aliases: { X, Y },
+    bindings: ["read", "read", "write"],
+  });
+  const [xb, wb, yb] = [rec.bind(x), rec.bind(weight), rec.bind(y)];
+  rec.dispatch(
+    kernel,
+    [xb, wb, yb],
+    new Params().u32(x.rows, x.rowLength).f32(eps).u32(
+      xb.offset,
+      x.rowStride,
+      yb.offset,
+      y.rowStride,
+      wb.offset,
+    ),
+    x.rows,
+  );
+}
+
+/** CPU reference: f64 mean of squares, normalised value rounded to the activation type, times the weight. */
+export function rmsNormRef(
+  x: Float32Array,
+  weight: Float32Array,
+  rows: number,
+  dim: number,
+  eps: number,
+  xType: "f32" | "f16" = "f32",
+): Float64Array {
+  const y = new Float64Array(rows * dim);
+  for (let r = 0; r < rows; r++) {
+    const row = x.subarray(r * dim, (r + 1) * dim);
+    const scale = 1 / Math.sqrt(row.reduce((s, v) => s + v * v, 0) / dim + eps);
+    const normed = roundTo(xType, row.map((v) => v * scale));
+    for (let i = 0; i < dim; i++) y[r * dim + i] = normed[i] * weight[i];
+  }
+  return y;
+}

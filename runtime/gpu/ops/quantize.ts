@@ -1,0 +1,248 @@
+/**
+ * Load-time weight conversion (kernels/quantize.wgsl): quantize f32/f16/bf16 weights into Q8_0 or our Q4,
+ * convert between float types, dequantize any weight format; and the CPU codecs that are their reference,
+ * written from the GGUF block definitions (ggml-common.h, ggml-quants.c).
+ */
+import { type BlockFormat, type DType, GGUF_BLOCKS, isBlockFormat, Q4_GROUP, rowBytes } from "../dtype.ts";
+import { Params, type Recorder } from "../recorder.ts";
+import type { Tensor } from "../tensor.ts";
+import { rowWindows } from "../windows.ts";
+
+const WG = 256;
+
+/** Kernel constants naming a weight format (lib/weights.wgsl) or a float source (quantize.wgsl). */
+export const FORMAT_ID: Record<"f32" | "f16" | BlockFormat, number> = {
+  f32: 0,
+  f16: 1,
+  q8_0: 2,
+  q4_k: 3,
+  q6_k: 4,
+  q4: 5,
+};
+const SOURCE_ID = { f32: 0, f16: 1, bf16: 100 } as const;
+
+function floatSource(src: Tensor): 0 | 1 | 100 {
+  if (src.dtype !== "f32" && src.dtype !== "f16" && src.dtype !== "bf16") {
+    throw new TypeError(`expected f32, f16 or bf16 weights, got ${src}`);
+  }
+  if (!src.contiguous) throw new RangeError(`${src} must be contiguous`);
+  return SOURCE_ID[src.dtype];
+}
+
+function sameMatrix(dst: Tensor, src: Tensor, op: string): [number, number] {
+  const [rows, k] = [src.rows, src.rowLength];
+  if (dst.rows !== rows || dst.rowLength !== k) throw new RangeError(`${op}: ${dst} does not match ${src}`);
+  return [rows, k];
+}
+
+/** dst (q8_0 or q4, [N, K]) = quantize(src), src f32, f16 or bf16 [N, K]. */
+export function quantize(rec: Recorder, dst: Tensor, src: Tensor): void {
+  const source = floatSource(src);
+  const [rows, k] = sameMatrix(dst, src, "quantize");
+  if (dst.dtype !== "q8_0" && dst.dtype !== "q4") {
+    throw new TypeError(`quantize: on-load quantization produces q8_0 or q4, not ${dst.dtype}`);
+  }
+  const dstRow = rowBytes(dst.dtype, k);
+  const srcRow = src.rowByteStride;
+  // Q8_0 threads write pairs of blocks: windows start on an even block.
+  const multiple = dst.dtype === "q8_0" && (k / 32) % 2 === 1 ? 2 : 1;
+  const kernel = rec.ctx.kernel({
+    file: "quantize.wgsl",
+    entry: `quantize_${dst.dtype}`,
+    aliases: { Y: "f32" },
+    constants: { SRC: source },
+    bindings: ["read", "write"],
+  });
+  for (const win of rowWindows(rec.ctx.bindingLimits, rows, [srcRow, dstRow], multiple)) {
+    const s = rec.bind(src, win.start * srcRow, (win.start + win.count) * srcRow);
+    const d = rec.bind(dst, win.start * dstRow, (win.start + win.count) * dstRow);
+    const units = dst.dtype === "q8_0" ? Math.ceil(win.count * k / 64) : win.count * Math.ceil(k / 64);
+    rec.dispatch(
+      kernel,
+      [s, d],
+      new Params().u32(win.count, k, s.offset, d.byteOffset, dstRow),
+      Math.ceil(units / WG),
+    );
+  }
+}
+
+/** dst (f16 or f32) = src (f32, f16 or bf16), rounding to nearest even. */
+export function convert(rec: Recorder, dst: Tensor, src: Tensor): void {
+  const source = floatSource(src);
+  const [rows, k] = sameMatrix(dst, src, "convert");
+  if ((dst.dtype !== "f16" && dst.dtype !== "f32") || !dst.contiguous) {
+    throw new TypeError(`convert: the destination must be a contiguous f16 or f32 tensor, got ${dst}`);
+  }
+  if (dst.offset % 4) throw new RangeError("convert: the destination must start on a 4-byte boundary");
+  const kernel = rec.ctx.kernel({
+    file: "quantize.wgsl",
+    entry: dst.dtype === "f16" ? "convert_to_f16" : "convert_to_f32",
+    aliases: { Y: "f32" },
+    constants: { SRC: source },
+    bindings: ["read", "write"],
+  });
+  const perThread = dst.dtype === "f16" ? 2 : 1;
+  const multiple = dst.dtype === "f16" && k % 2 ? 2 : 1;
+  for (
+    const win of rowWindows(rec.ctx.bindingLimits, rows, [src.rowByteStride, dst.rowByteStride], multiple)
+  ) {
+    const s = rec.bind(src, win.start * src.rowByteStride, (win.start + win.count) * src.rowByteStride);
+    const d = rec.bind(dst, win.start * dst.rowByteStride, (win.start + win.count) * dst.rowByteStride);
+    rec.dispatch(
+      kernel,
+      [s, d],
+      new Params().u32(win.count, k, s.offset, d.byteOffset, 0),
+      Math.ceil(Math.ceil(win.count * k / perThread) / WG),
+    );
+  }
+}
+
+/** dst (f32 or f16, [N, K]) = the weights of src in any weight format. */
+export function dequantize(rec: Recorder, dst: Tensor, src: Tensor): void {
+  const [rows, k] = sameMatrix(dst, src, "dequantize");
+  if (src.dtype === "bf16" || src.dtype === "u32" || src.dtype === "i32") {
+    throw new TypeError(`dequantize: ${src.dtype} is not a weight format (convert bf16 first)`);
+  }
+  if ((dst.dtype !== "f16" && dst.dtype !== "f32") || !dst.contiguous || !src.contiguous) {
+    throw new TypeError(`dequantize: the destination must be a contiguous f16 or f32 tensor, got ${dst}`);
+  }
+  const kernel = rec.ctx.kernel({
+    file: "quantize.wgsl",
+    entry: "dequantize",
+    aliases: { Y: dst.dtype },
+    constants: { SRC: FORMAT_ID[src.dtype] },
+    bindings: ["read", "write"],
+  });
+  const srcRow = src.rowByteStride;
+  for (const win of rowWindows(rec.ctx.bindingLimits, rows, [srcRow, dst.rowByteStride])) {
+    const s = rec.bind(src, win.start * srcRow, (win.start + win.count) * srcRow);
+    const d = rec.bind(dst, win.start * dst.rowByteStride, (win.start + win.count) * dst.rowByteStride);
+    rec.dispatch(
+      kernel,
+      [s, d],
+      new Params().u32(win.count, k, s.byteOffset, d.offset, srcRow),
+      Math.ceil(win.count * Math.ceil(k / 8) / WG),
+    );
+  }
+}
+
+// ---- CPU reference codecs ----
+
+function i8(byte: number): number {
+  return byte >= 128 ? byte - 256 : byte;
+}
+
+/** ggml's get_scale_min_k4: 6-bit scale and min of sub-block j from the 12 packed bytes at q[0..11]. */
+function scaleMinK4(q: Uint8Array, j: number): [number, number] {
+  if (j < 4) return [q[j] & 63, q[j + 4] & 63];
+  return [(q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4)];
+}
+
+/** The weights of `rows` rows of `k` values stored in `dtype`, decoded exactly as ggml's dequantize_row_*. */
+export function dequantizeRef(dtype: DType, bytes: Uint8Array, rows: number, k: number): Float32Array {
+  const out = new Float32Array(rows * k);
+  const f = Math.fround;
+  if (!isBlockFormat(dtype)) {
+    const copy = bytes.slice(0, rows * rowBytes(dtype, k));
+    if (dtype === "f32") return new Float32Array(copy.buffer);
+    if (dtype === "f16") return Float32Array.from(new Float16Array(copy.buffer));
+    if (dtype === "bf16") {
+      const u16 = new Uint16Array(copy.buffer);
+      return new Float32Array(Uint32Array.from(u16, (h) => h << 16).buffer);
+    }
+    throw new TypeError(`${dtype} is not a weight format`);
+  }
+  const stride = rowBytes(dtype, k);
+  const data = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let r = 0; r < rows; r++) {
+    const row = bytes.subarray(r * stride, (r + 1) * stride);
+    const f16 = (at: number) => data.getFloat16(r * stride + at, true);
+    const y = out.subarray(r * k, (r + 1) * k);
+    if (dtype === "q4") {
+      for (let j = 0; j < k; j++) {
+        const code = (row[j >> 1] >> (4 * (j & 1))) & 15;
+        y[j] = f((code - 8) * f16(k / 2 + 2 * Math.floor(j / Q4_GROUP)));
+      }
+      continue;
+    }
+    const block = GGUF_BLOCKS[dtype];
+    for (let b = 0; b < k / block.size; b++) {
+      const x = row.subarray(b * block.bytes, (b + 1) * block.bytes);
+      const v = y.subarray(b * block.size, (b + 1) * block.size);
+      const at = b * block.bytes;
+      if (dtype === "q8_0") {
+        const d = f16(at);
+        for (let j = 0; j < 32; j++) v[j] = f(d * i8(x[2 + j]));
+      } else if (dtype === "q4_k") {
+        const d = f16(at), dmin = f16(at + 2);
+        const scales = x.subarray(4, 16), qs = x.subarray(16);
+        for (let j = 0; j < 4; j++) {
+          const [sc1, m1] = scaleMinK4(scales, 2 * j);
+          const [sc2, m2] = scaleMinK4(scales, 2 * j + 1);
+          const d1 = f(d * sc1), min1 = f(dmin * m1), d2 = f(d * sc2), min2 = f(dmin * m2);
+          for (let l = 0; l < 32; l++) {
+            v[64 * j + l] = f(f(d1 * (qs[32 * j + l] & 0xf)) - min1);
+            v[64 * j + 32 + l] = f(f(d2 * (qs[32 * j + l] >> 4)) - min2);
+          }
+        }
+      } else {
+        const ql = x.subarray(0, 128), qh = x.subarray(128, 192), sc = x.subarray(192, 208);
+        const d = f16(at + 208);
+        for (let n = 0; n < 2; n++) {
+          for (let l = 0; l < 32; l++) {
+            const is = l >> 4;
+            const h = qh[32 * n + l];
+            const q1 = ((ql[64 * n + l] & 0xf) | (((h >> 0) & 3) << 4)) - 32;
+            const q2 = ((ql[64 * n + l + 32] & 0xf) | (((h >> 2) & 3) << 4)) - 32;
+            const q3 = ((ql[64 * n + l] >> 4) | (((h >> 4) & 3) << 4)) - 32;
+            const q4 = ((ql[64 * n + l + 32] >> 4) | (((h >> 6) & 3) << 4)) - 32;
+            v[128 * n + l] = f(f(d * i8(sc[8 * n + is])) * q1);
+            v[128 * n + l + 32] = f(f(d * i8(sc[8 * n + is + 2])) * q2);
+            v[128 * n + l + 64] = f(f(d * i8(sc[8 * n + is + 4])) * q3);
+            v[128 * n + l + 96] = f(f(d * i8(sc[8 * n + is + 6])) * q4);
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * ggml's reference quantizers, in f32 arithmetic: Q8_0 (quantize_row_q8_0_ref) and our Q4
+ * (quantize_row_q4_0_ref's rule, in our layout). `values` are the source weights as f32.
+ */
+export function quantizeRef(dtype: "q8_0" | "q4", values: Float32Array, rows: number, k: number): Uint8Array {
+  const f = Math.fround;
+  const stride = rowBytes(dtype, k);
+  const out = new Uint8Array(rows * stride);
+  const view = new DataView(out.buffer);
+  for (let r = 0; r < rows; r++) {
+    for (let g = 0; g < k / 32; g++) {
+      const x = values.subarray(r * k + 32 * g, r * k + 32 * g + 32);
+      if (dtype === "q8_0") {
+        const amax = x.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+        const d = f(amax / 127);
+        const id = d ? f(1 / d) : 0;
+        const at = r * stride + 34 * g;
+        view.setFloat16(at, d, true);
+        for (let j = 0; j < 32; j++) {
+          const v = f(x[j] * id);
+          view.setInt8(at + 2 + j, Math.sign(v) * Math.floor(Math.abs(v) + 0.5));
+        }
+      } else {
+        let amax = 0, vmax = 0;
+        for (const v of x) if (Math.abs(v) > amax) [amax, vmax] = [Math.abs(v), v];
+        const d = f(vmax / -8);
+        const id = d ? f(1 / d) : 0;
+        const at = r * stride;
+        for (let j = 0; j < 32; j++) {
+          const code = Math.min(15, Math.trunc(f(f(x[j] * id) + 8.5)));
+          out[at + 16 * g + (j >> 1)] |= code << (4 * (j & 1));
+        }
+        view.setFloat16(at + k / 2 + 2 * g, d, true);
+      }
+    }
+  }
+  return out;
+}

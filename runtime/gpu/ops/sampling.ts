@@ -1,0 +1,225 @@
+/**
+ * Token selection on the GPU (kernels/sampling.wgsl): penalties, greedy or temperature sampling with top-k,
+ * top-p and min-p, and a seeded draw, one id (and its log-probability) per sequence. And the CPU reference.
+ */
+import { Params, type Recorder } from "../recorder.ts";
+import type { Tensor } from "../tensor.ts";
+
+export interface SamplingParams {
+  /** 0 picks the most likely token (greedy). */
+  temperature: number;
+  /** Keep the k most likely tokens (ties at the k-th kept); 0 or absent: no limit. */
+  topK?: number;
+  /** Keep the most likely tokens whose probability reaches p (after top-k); 1 or absent: no limit. */
+  topP?: number;
+  /** Keep tokens with probability >= minP times the largest; 0 or absent: no limit. */
+  minP?: number;
+  /** Divides positive (multiplies negative) logits of every listed token; 1 or absent: none. */
+  repetitionPenalty?: number;
+  /** Subtracted from the logits of listed tokens with a count above 0. */
+  presencePenalty?: number;
+  /** Subtracted from the logits of listed tokens, times their count. */
+  frequencyPenalty?: number;
+  /** The random stream: the draw is a function of (seed, counter) alone. */
+  seed?: number;
+  /** Which draw of the stream, e.g. the number of tokens generated so far. */
+  counter?: number;
+  /** The tokens penalties apply to (unique ids) and their counts (0 for tokens only repetition applies to). */
+  penalties?: { ids: ArrayLike<number>; counts: ArrayLike<number> };
+}
+
+const INFO_WORDS = 12;
+
+function u32(value: number | undefined, what: string): number {
+  const v = value ?? 0;
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) {
+    throw new RangeError(`sampling: ${what} ${v} is not a u32`);
+  }
+  return v;
+}
+
+function check(p: SamplingParams, vocab: number): void {
+  const inRange = (v: number | undefined, lo: number, hi: number) => v === undefined || (v >= lo && v <= hi);
+  if (!(p.temperature >= 0 && Number.isFinite(p.temperature))) {
+    throw new RangeError(`sampling: temperature ${p.temperature} must be a finite number >= 0`);
+  }
+  if (!inRange(p.topP, Number.MIN_VALUE, 1)) {
+    throw new RangeError(`sampling: top_p ${p.topP} is not in (0, 1]`);
+  }
+  if (!inRange(p.minP, 0, 1)) throw new RangeError(`sampling: min_p ${p.minP} is not in [0, 1]`);
+  if (!inRange(p.repetitionPenalty, Number.MIN_VALUE, Infinity)) {
+    throw new RangeError(`sampling: repetition penalty ${p.repetitionPenalty} must be > 0`);
+  }
+  u32(p.topK, "top_k");
+  const pen = p.penalties;
+  if (pen) {
+    if (pen.ids.length !== pen.counts.length) throw new RangeError("sampling: penalty ids and counts differ");
+    const seen = new Set<number>();
+    for (let i = 0; i < pen.ids.length; i++) {
+      if (u32(pen.ids[i], "penalty id") >= vocab || seen.has(pen.ids[i])) {
+        throw new RangeError(`sampling: penalty id ${pen.ids[i]} is out of range or repeated`);
+      }
+      seen.add(pen.ids[i]);
+      u32(pen.counts[i], "penalty count");
+    }
+  }
+}
+
+/**
+ * ids[s] = the token chosen for sequence s from logits[s, :] (f32 [S, vocab]); logprobs[s] = its log-probability
+ * under the raw logits. Reading back `ids` (S words) is all a decode step needs.
+ */
+export function sample(
+  rec: Recorder,
+  { logits, ids, logprobs, params }: {
+    logits: Tensor;
+    ids: Tensor;
+    logprobs?: Tensor;
+    params: SamplingParams[];
+  },
+): void {
+  const seqs = logits.rows, vocab = logits.rowLength;
+  if (logits.dtype !== "f32") throw new TypeError(`sample: logits must be f32, got ${logits}`);
+  if (params.length !== seqs) {
+    throw new RangeError(`sample: ${seqs} rows of logits, ${params.length} settings`);
+  }
+  if (ids.dtype !== "u32" || ids.size !== seqs) {
+    throw new TypeError(`sample: ids must be u32 [${seqs}], got ${ids}`);
+  }
+  if (logprobs && (logprobs.dtype !== "f32" || logprobs.size !== seqs)) {
+    throw new TypeError(`sample: logprobs must be f32 [${seqs}]`);
+  }
+  params.forEach((p) => check(p, vocab));
+  const penaltyWords = params.reduce((n, p) => n + 2 * (p.penalties?.ids.length ?? 0), 0);
+  const words = new Uint32Array(Math.max(1, seqs * INFO_WORDS + penaltyWords));
+  const floats = new Float32Array(words.buffer);
+  let at = seqs * INFO_WORDS;
+  params.forEach((p, s) => {
+    const o = s * INFO_WORDS;
+    floats[o] = p.temperature;
+    words[o + 1] = u32(p.topK, "top_k");
+    floats[o + 2] = p.topP ?? 1;
+    floats[o + 3] = p.minP ?? 0;
+    floats[o + 4] = p.repetitionPenalty ?? 1;
+    floats[o + 5] = p.presencePenalty ?? 0;
+    floats[o + 6] = p.frequencyPenalty ?? 0;
+    words[o + 7] = u32(p.seed, "seed");
+    words[o + 8] = u32(p.counter, "counter");
+    const n = p.penalties?.ids.length ?? 0;
+    words[o + 9] = at;
+    words[o + 10] = n;
+    for (let i = 0; i < n; i++) {
+      words[at++] = p.penalties!.ids[i];
+      words[at++] = p.penalties!.counts[i];
+    }
+  });
+  const info = rec.upload("u32", [words.length], words);
+  const scratch = rec.scratch("f32", [seqs, vocab]);
+  const lp = logprobs ?? rec.scratch("f32", [seqs]);
+  const kernel = rec.ctx.kernel({
+    file: "sampling.wgsl",
+    entry: "sample",
+    bindings: ["read", "read", "write", "write", "write"],
+  });
+  const b = [logits, info, scratch, ids, lp].map((t) => rec.bind(t));
+  rec.dispatch(
+    kernel,
+    b,
+    new Params().u32(
+      seqs,
+      vocab,
+      b[0].offset,
+      logits.rowStride,
+      b[2].offset,
+      b[1].offset,
+      b[3].offset,
+      b[4].offset,
+    ),
+    seqs,
+  );
+}
+
+/** The 32-bit PCG hash the kernel draws with. */
+export function pcg(v: number): number {
+  const state = (Math.imul(v, 747796405) + 2891336453) >>> 0;
+  const word = Math.imul(((state >>> ((state >>> 28) + 4)) ^ state) >>> 0, 277803737) >>> 0;
+  return ((word >>> 22) ^ word) >>> 0;
+}
+
+/** The uniform number in [0, 1) of draw (seed, counter). */
+export function drawUniform(seed: number, counter: number): number {
+  return (pcg((seed ^ pcg(counter)) >>> 0) >>> 8) / 2 ** 24;
+}
+
+export interface SampleRef {
+  id: number;
+  logprob: number;
+  /** Tokens the filters keep (1) for this row. */
+  allowed: Uint8Array;
+  /** The kept distribution, normalised. */
+  probs: Float64Array;
+}
+
+/** CPU reference of one row, in f32 where the kernel's sets depend on it, the rest in f64. */
+export function sampleRef(logits: Float32Array, p: SamplingParams): SampleRef {
+  const f = Math.fround;
+  const V = logits.length;
+  const pen = Float32Array.from(logits);
+  const ids = p.penalties?.ids ?? [], counts = p.penalties?.counts ?? [];
+  const rep = p.repetitionPenalty ?? 1;
+  for (let i = 0; i < ids.length; i++) {
+    let v = pen[ids[i]];
+    v = v > 0 ? f(v / rep) : f(v * rep);
+    pen[ids[i]] = f(
+      v - f(f((p.presencePenalty ?? 0) * Math.min(counts[i], 1)) + f((p.frequencyPenalty ?? 0) * counts[i])),
+    );
+  }
+  const rawMax = logits.reduce((m, v) => Math.max(m, v), -Infinity);
+  const logSum = Math.log(logits.reduce((s, v) => s + Math.exp(v - rawMax), 0)) + rawMax;
+  const allowed = new Uint8Array(V);
+  const probs = new Float64Array(V);
+  let id: number;
+  if (p.temperature === 0 || p.topK === 1) {
+    id = 0;
+    for (let i = 1; i < V; i++) if (pen[i] > pen[id]) id = i;
+    allowed[id] = 1;
+    probs[id] = 1;
+  } else {
+    const invT = f(1 / p.temperature);
+    const z = pen.map((v) => f(v * invT));
+    const zmax = z.reduce((m, v) => Math.max(m, v), -Infinity);
+    let zmin = p.minP ? zmax + Math.log(p.minP) : -Infinity;
+    if (p.topK && p.topK < V) zmin = Math.max(zmin, Float32Array.from(z).sort().reverse()[p.topK - 1]);
+    const e = new Float64Array(V);
+    for (let i = 0; i < V; i++) e[i] = z[i] >= zmin ? Math.exp(z[i] - zmax) : 0;
+    const total = e.reduce((a, b) => a + b, 0);
+    let emin = Number.MIN_VALUE;
+    if ((p.topP ?? 1) < 1) {
+      const sorted = Float64Array.from(e).sort().reverse();
+      let acc = 0;
+      for (const v of sorted) {
+        acc += v;
+        emin = v;
+        if (acc >= p.topP! * total) break;
+      }
+    }
+    let mass = 0;
+    for (let i = 0; i < V; i++) {
+      if (e[i] >= emin) {
+        allowed[i] = 1;
+        mass += e[i];
+      }
+    }
+    const goal = drawUniform(p.seed ?? 0, p.counter ?? 0) * mass;
+    let acc = 0;
+    id = -1;
+    for (let i = 0; i < V; i++) {
+      if (!allowed[i]) continue;
+      probs[i] = e[i] / mass;
+      acc += e[i];
+      if (id < 0 && acc > goal) id = i;
+    }
+    if (id < 0) id = allowed.lastIndexOf(1);
+  }
+  return { id, logprob: logits[id] - logSum, allowed, probs };
+}

@@ -1,0 +1,326 @@
+/**
+ * Linear kernels (matrix-vector and tiled matrix-matrix) in every weight format, against the f64 CPU reference
+ * over the exactly decoded weights; and the decoders, quantizers and converters against the CPU codecs.
+ *
+ * Tolerance of a product y = Σ x·w: the GPU multiplies and accumulates in f32, so each output carries rounding
+ * errors of at most a few ulps per addition; they add up like a random walk over the K terms (Higham, "Accuracy
+ * and Stability of Numerical Algorithms", §4.2), so we allow 4·sqrt(K)·ε32·Σ|x·w| (a wrong weight, scale or index
+ * moves y by a sizeable part of Σ|x·w|/sqrt(K), far beyond this), plus ε16·|y| when y is stored as f16.
+ */
+import assert from "node:assert/strict";
+import type { GpuContext } from "../runtime/gpu/context.ts";
+import { type BlockFormat, f16Bits, roundTo, rowBytes } from "../runtime/gpu/dtype.ts";
+import { linear, linearRef, matmul, matvec, type WeightType } from "../runtime/gpu/ops/linear.ts";
+import { convert, dequantize, dequantizeRef, quantize, quantizeRef } from "../runtime/gpu/ops/quantize.ts";
+import type { Tensor } from "../runtime/gpu/tensor.ts";
+import {
+  assertClose,
+  context,
+  EPS16,
+  EPS32,
+  randomBlocks,
+  randomFloats,
+  windowedContext,
+} from "./gpu_helpers.ts";
+
+interface Weights {
+  tensor: Tensor;
+  /** Decoded values of the given rows (all rows by default). */
+  decode(rows?: [number, number]): Float32Array;
+}
+
+function makeWeights(ctx: GpuContext, dtype: WeightType, n: number, k: number, seed: number): Weights {
+  let bytes: Uint8Array;
+  if (dtype === "f32") bytes = new Uint8Array(randomFloats(n * k, seed).buffer);
+  else if (dtype === "f16") bytes = new Uint8Array(f16Bits(randomFloats(n * k, seed)).buffer);
+  else bytes = randomBlocks(dtype, n, k, seed);
+  const stride = rowBytes(dtype, k);
+  return {
+    tensor: ctx.fromBytes(dtype, [n, k], bytes, { pooled: false }),
+    decode: ([r0, r1] = [0, n]) => dequantizeRef(dtype, bytes.subarray(r0 * stride, r1 * stride), r1 - r0, k),
+  };
+}
+
+/** Tolerance per output (see the file comment). */
+function tolerances(
+  x: Float32Array,
+  w: Float32Array,
+  ref: Float64Array,
+  m: number,
+  n: number,
+  k: number,
+  f16: boolean,
+) {
+  const tol = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let abs = 0;
+      for (let c = 0; c < k; c++) abs += Math.abs(x[i * k + c] * w[j * k + c]);
+      tol[i * n + j] = 4 * Math.sqrt(k) * EPS32 * abs + (f16 ? EPS16 * Math.abs(ref[i * n + j]) : 0) + 1e-30;
+    }
+  }
+  return tol;
+}
+
+interface Case {
+  w: WeightType;
+  m: number;
+  n: number;
+  k: number;
+  act?: "f32" | "f16";
+  bias?: boolean;
+  accumulate?: boolean;
+}
+
+async function runCase(ctx: GpuContext, c: Case, seed: number, op = linear): Promise<void> {
+  const { m, n, k } = c;
+  const act = c.act ?? "f32";
+  const weights = makeWeights(ctx, c.w, n, k, seed);
+  const x = roundTo(act, randomFloats(m * k, seed + 1));
+  const bias = c.bias ? randomFloats(n, seed + 2) : undefined;
+  const y0 = c.accumulate ? roundTo(act, randomFloats(m * n, seed + 3)) : undefined;
+  const xt = ctx.fromFloats(act, [m, k], x);
+  const yt = y0 ? ctx.fromFloats(act, [m, n], y0) : ctx.tensor(act, [m, n]);
+  const bt = bias ? ctx.fromFloats("f32", [n], bias) : undefined;
+  const rec = ctx.record();
+  op(rec, { y: yt, x: xt, w: weights.tensor, bias: bt, accumulate: c.accumulate });
+  await rec.submit();
+  const y = await ctx.readFloats(yt);
+  const w = weights.decode();
+  const ref = linearRef(x, w, m, n, k, bias, y0);
+  const tol = tolerances(x, w, ref, m, n, k, act === "f16");
+  if (bias || y0) {
+    tol.forEach((t, i) => tol[i] = t + 2 * EPS32 * (Math.abs(ref[i]) + 1) + (act === "f16" ? EPS16 : 0));
+  }
+  assertClose(y, ref, (i) => tol[i], `${c.w} ${act} [${m}x${k}]·[${n}x${k}]ᵀ`);
+  for (const t of [xt, yt, ...(bt ? [bt] : [])]) ctx.release(t);
+  ctx.release(weights.tensor);
+}
+
+Deno.test("linear kernels match the CPU reference in every weight format", async (t) => {
+  const ctx = await context();
+  // 1, odd and prime sizes, sizes not divisible by the tiles (64, 128) nor the 8-column step; M from 1 to 8
+  // takes the matrix-vector kernel, from 9 the tiled one.
+  const cases: Case[] = [
+    { w: "f32", m: 1, n: 1, k: 1 },
+    { w: "f32", m: 3, n: 13, k: 31 },
+    { w: "f32", m: 8, n: 257, k: 1021, act: "f16" },
+    { w: "f32", m: 17, n: 67, k: 129 },
+    { w: "f32", m: 33, n: 100, k: 257, act: "f16", bias: true },
+    { w: "f16", m: 1, n: 7, k: 5 },
+    { w: "f16", m: 5, n: 61, k: 127, act: "f16", accumulate: true },
+    { w: "f16", m: 19, n: 131, k: 97 },
+    { w: "q8_0", m: 1, n: 5, k: 32 },
+    { w: "q8_0", m: 7, n: 31, k: 96, bias: true },
+    { w: "q8_0", m: 23, n: 37, k: 160, act: "f16" },
+    { w: "q4_k", m: 1, n: 3, k: 256 },
+    { w: "q4_k", m: 6, n: 33, k: 512, act: "f16", accumulate: true },
+    { w: "q4_k", m: 19, n: 45, k: 768 },
+    { w: "q6_k", m: 2, n: 29, k: 768 },
+    { w: "q6_k", m: 8, n: 3, k: 256, act: "f16" },
+    { w: "q6_k", m: 16, n: 71, k: 512, accumulate: true },
+    { w: "q4", m: 1, n: 3, k: 32 },
+    { w: "q4", m: 8, n: 17, k: 96, act: "f16" },
+    { w: "q4", m: 20, n: 64, k: 160, bias: true },
+  ];
+  for (const [i, c] of cases.entries()) {
+    const name = `${c.w} M=${c.m} N=${c.n} K=${c.k} ${c.act ?? "f32"}${c.bias ? " +bias" : ""}` +
+      (c.accumulate ? " +=" : "");
+    await t.step(name, () => runCase(ctx, c, 100 + i));
+  }
+  await t.step("matvec and matmul agree at M = 8", async () => {
+    await runCase(ctx, { w: "q4_k", m: 8, n: 40, k: 256 }, 7, matmul);
+    await runCase(ctx, { w: "q4_k", m: 8, n: 40, k: 256 }, 7, matvec);
+  });
+});
+
+Deno.test("weights larger than a binding are processed in windows of rows", async (t) => {
+  // A 32 KiB binding limit splits these weights into several windows, as a GPU binding 128 MiB splits the
+  // 131072-row output head.
+  const ctx = await windowedContext();
+  const cases: Case[] = [
+    { w: "q8_0", m: 1, n: 1003, k: 96 }, // 102-byte rows: windows start 2-byte aligned
+    { w: "q6_k", m: 3, n: 461, k: 256, bias: true }, // 210-byte rows
+    { w: "q4", m: 8, n: 529, k: 160 },
+    { w: "f16", m: 2, n: 197, k: 333 }, // 666-byte rows
+    { w: "q4_k", m: 17, n: 350, k: 256, accumulate: true },
+    { w: "f32", m: 40, n: 177, k: 100 },
+  ];
+  for (const [i, c] of cases.entries()) {
+    await t.step(`${c.w} M=${c.m} N=${c.n} K=${c.k}`, () => runCase(ctx, c, 200 + i));
+  }
+});
+
+Deno.test("linear kernels at Pixtral's sizes", async (t) => {
+  const ctx = await context();
+  const cases: Case[] = [
+    { w: "q4", m: 1, n: 14336, k: 5120 }, // w1 / w3, decode
+    { w: "q4_k", m: 2, n: 5120, k: 14336 }, // w2
+    { w: "q6_k", m: 8, n: 1024, k: 5120 }, // wk / wv, a batch of 8 decode steps
+    { w: "q8_0", m: 3, n: 4096, k: 5120, act: "f16" }, // wq
+    { w: "f16", m: 16, n: 1024, k: 4096 }, // vision FFN w2 (4096 -> 1024), a prefill tile
+  ];
+  for (const [i, c] of cases.entries()) {
+    await t.step(`${c.w} M=${c.m} N=${c.n} K=${c.k}`, () => runCase(ctx, c, 300 + i));
+  }
+  await t.step("the 131072-row output head (q6_k, as in Q4_K_M files), in binding windows", async () => {
+    const [n, k] = [131072, 5120];
+    const weights = makeWeights(ctx, "q6_k", n, k, 400);
+    const limits = ctx.device.limits;
+    console.log(
+      `head: ${weights.tensor.byteLength} bytes, binding limit ${limits.maxStorageBufferBindingSize}`,
+    );
+    const x = randomFloats(k, 401);
+    const xt = ctx.fromFloats("f32", [1, k], x);
+    const yt = ctx.tensor("f32", [1, n]);
+    const rec = ctx.record();
+    matvec(rec, { y: yt, x: xt, w: weights.tensor });
+    await rec.submit();
+    const y = await ctx.readFloats(yt);
+    // Rows spread over the whole head (every window, both ends), checked against the reference.
+    const rows = [0, 1, n - 2, n - 1, ...Array.from({ length: 160 }, (_, i) => Math.floor(i * 819.2 + 13))];
+    for (const r of rows) {
+      const w = weights.decode([r, r + 1]);
+      const ref = linearRef(x, w, 1, 1, k);
+      assertClose([y[r]], ref, tolerances(x, w, ref, 1, 1, k, false)[0], `head row ${r}`);
+    }
+    ctx.release(weights.tensor);
+  });
+});
+
+Deno.test("dequantization of synthetic Q8_0, Q4_K, Q6_K and Q4 blocks equals the CPU decoder exactly", async (t) => {
+  const ctx = await context();
+  // Q6_K blocks are 210 bytes and Q8_0 blocks 34: odd block counts leave rows 2-byte aligned.
+  const cases: [BlockFormat, number, number][] = [
+    ["q8_0", 1, 32],
+    ["q8_0", 7, 96],
+    ["q4_k", 3, 256],
+    ["q4_k", 5, 1024],
+    ["q6_k", 1, 256],
+    ["q6_k", 7, 768],
+    ["q4", 3, 32],
+    ["q4", 9, 160],
+  ];
+  for (const [i, [format, rows, k]] of cases.entries()) {
+    await t.step(`${format} ${rows}x${k}`, async () => {
+      const bytes = randomBlocks(format, rows, k, 500 + i);
+      const src = ctx.fromBytes(format, [rows, k], bytes);
+      const dst = ctx.tensor("f32", [rows, k]);
+      const rec = ctx.record();
+      dequantize(rec, dst, src);
+      await rec.submit();
+      assert.deepEqual(await ctx.readFloats(dst), dequantizeRef(format, bytes, rows, k));
+      ctx.release(src);
+      ctx.release(dst);
+    });
+  }
+});
+
+/**
+ * The GPU quantizer against ggml's reference rule run on the CPU. Both compute x / d as x · (1/d) in f32; a GPU
+ * may round 1/d or fuse x·id + 8.5 differently in the last bit, which can only move a value lying within
+ * 1e-5 of a rounding boundary to the neighbouring code. So: every scale equal, every code equal except at most a
+ * few such ties, each off by one.
+ */
+function compareQuantized(
+  format: "q8_0" | "q4",
+  gpu: Uint8Array,
+  cpu: Uint8Array,
+  x: Float32Array,
+  k: number,
+) {
+  const rows = x.length / k;
+  const a = dequantizeRef(format, gpu, rows, k), b = dequantizeRef(format, cpu, rows, k);
+  let ties = 0;
+  const stride = rowBytes(format, k);
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] === b[i]) continue;
+    const r = Math.floor(i / k), g = Math.floor((i % k) / 32);
+    const view = new DataView(cpu.buffer, cpu.byteOffset);
+    const d = view.getFloat16(format === "q8_0" ? r * stride + 34 * g : r * stride + k / 2 + 2 * g, true);
+    const code = format === "q8_0" ? x[i] / d : x[i] / d + 8.5;
+    const nearTie = format === "q8_0"
+      ? Math.abs(Math.abs(code) % 1 - 0.5) < 1e-5
+      : Math.abs(code - Math.round(code)) < 1e-5;
+    assert.ok(
+      nearTie && Math.abs(a[i] - b[i]) <= Math.abs(d) * 1.0001,
+      `${format}: weight ${i} ${a[i]} vs ${b[i]}`,
+    );
+    ties++;
+  }
+  assert.ok(ties <= a.length / 10000 + 1, `${format}: ${ties} codes differ`);
+}
+
+Deno.test("quantize on load: Q8_0 and Q4 from f32, f16 and bf16 match the reference quantizers", async (t) => {
+  const ctx = await context();
+  const cases: ["q8_0" | "q4", "f32" | "f16" | "bf16", number, number][] = [
+    ["q8_0", "f32", 1, 32],
+    ["q8_0", "bf16", 5, 96], // odd block count per row: pairs of blocks span rows
+    ["q8_0", "f16", 3, 64],
+    ["q4", "f32", 1, 32],
+    ["q4", "bf16", 7, 96],
+    ["q4", "f16", 4, 256],
+  ];
+  for (const [i, [format, source, rows, k]] of cases.entries()) {
+    await t.step(`${source} -> ${format} ${rows}x${k}`, async () => {
+      const x = roundTo(source, randomFloats(rows * k, 600 + i, 0.1));
+      x[3] = 0; // a zero, and a block of zeros (d = 0)
+      if (rows > 1) x.fill(0, k, k + 32);
+      const src = ctx.fromFloats(source, [rows, k], x);
+      const dst = ctx.tensor(format, [rows, k]);
+      const rec = ctx.record();
+      quantize(rec, dst, src);
+      await rec.submit();
+      compareQuantized(format, await ctx.readBytes(dst), quantizeRef(format, x, rows, k), x, k);
+      ctx.release(src);
+      ctx.release(dst);
+    });
+  }
+  const windowed = await windowedContext();
+  for (const [format, source, rows, k] of [["q8_0", "bf16", 61, 96], ["q4", "f32", 45, 160]] as const) {
+    await t.step(`${source} -> ${format} ${rows}x${k} in binding windows`, async () => {
+      const x = roundTo(source, randomFloats(rows * k, 700, 0.05));
+      const src = windowed.fromFloats(source, [rows, k], x);
+      const dst = windowed.tensor(format, [rows, k]);
+      const rec = windowed.record();
+      quantize(rec, dst, src);
+      await rec.submit();
+      compareQuantized(format, await windowed.readBytes(dst), quantizeRef(format, x, rows, k), x, k);
+    });
+  }
+});
+
+Deno.test("float conversion rounds to nearest even, including odd lengths", async (t) => {
+  const ctx = await context();
+  const x = randomFloats(2 * 333, 800, 100);
+  x.set([65504, 65520, 1e-8, -3e-5, 6.1e-5, 1 + 2 ** -11, 1 + 3 * 2 ** -11], 0);
+  for (const [from, to] of [["f32", "f16"], ["bf16", "f16"], ["f16", "f32"], ["bf16", "f32"]] as const) {
+    await t.step(`${from} -> ${to}`, async () => {
+      const values = roundTo(from, x);
+      const src = ctx.fromFloats(from, [2, 333], values);
+      const dst = ctx.tensor(to, [2, 333]);
+      const rec = ctx.record();
+      convert(rec, dst, src);
+      await rec.submit();
+      assert.deepEqual(await ctx.readFloats(dst), roundTo(to, values));
+      ctx.release(src);
+      ctx.release(dst);
+    });
+  }
+});
+
+Deno.test("linear rejects mismatched shapes and types with a message naming them", async () => {
+  const ctx = await context();
+  const rec = ctx.record();
+  const w = ctx.tensor("q4", [64, 64]);
+  assert.throws(
+    () => linear(rec, { y: ctx.tensor("f32", [1, 64]), x: ctx.tensor("f32", [1, 32]), w }),
+    /K = 64/,
+  );
+  assert.throws(() => linear(rec, { y: ctx.tensor("f32", [2, 64]), x: ctx.tensor("f32", [1, 64]), w }), /y/);
+  assert.throws(
+    () => linear(rec, { y: ctx.tensor("f32", [1, 64]), x: ctx.tensor("u32", [1, 64]), w }),
+    /x must be f32 or f16/,
+  );
+  assert.throws(() => ctx.tensor("q4_k", [4, 100]), /divisible by 256/);
+});

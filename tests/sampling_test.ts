@@ -1,0 +1,169 @@
+/**
+ * GPU sampling against the CPU reference: argmax exact; the seeded draw reproducible and equal to the reference's
+ * inverse-CDF draw; top-k, top-p and min-p never picking outside their set over many draws, with frequencies
+ * matching the kept distribution; penalties; Pixtral's 131072-token vocabulary.
+ *
+ * Logits are built at least 8e-5 apart (a hundred f32 ulps at their size), so the last-bit differences of GPU
+ * arithmetic (exp, 1/T) cannot move a token across a set boundary.
+ */
+import assert from "node:assert/strict";
+import type { GpuContext } from "../runtime/gpu/context.ts";
+import { drawUniform, sample, sampleRef, type SamplingParams } from "../runtime/gpu/ops/sampling.ts";
+import { context, seededRandom } from "./gpu_helpers.ts";
+
+/** Distinct logits from -spread up, 2·spread/vocab apart (at least 1e-4), in a shuffled order. */
+function logitsRow(vocab: number, seed: number, spread = 8): Float32Array<ArrayBuffer> {
+  const random = seededRandom(seed);
+  const order = Array.from({ length: vocab }, (_, i) => i).sort(() => random());
+  const step = Math.max(1e-4, (2 * spread) / vocab);
+  return Float32Array.from(order, (rank) => -spread + (rank + 0.2 * random()) * step);
+}
+
+async function runSample(
+  ctx: GpuContext,
+  rows: Float32Array[],
+  params: SamplingParams[],
+): Promise<{ ids: Uint32Array; logprobs: Float32Array }> {
+  const vocab = rows[0].length;
+  const logits = ctx.fromFloats("f32", [rows.length, vocab], Float32Array.from(rows.flatMap((r) => [...r])));
+  const ids = ctx.tensor("u32", [rows.length]), logprobs = ctx.tensor("f32", [rows.length]);
+  const rec = ctx.record();
+  sample(rec, { logits, ids, logprobs, params });
+  await rec.submit();
+  const result = { ids: await ctx.readU32(ids), logprobs: await ctx.readFloats(logprobs) };
+  for (const t of [logits, ids, logprobs]) ctx.release(t);
+  return result;
+}
+
+Deno.test("greedy sampling is an exact argmax (lowest index on ties), with the raw log-probability", async () => {
+  const ctx = await context();
+  const vocab = 131072;
+  const rows = [0, 1, 2, 3].map((s) => logitsRow(vocab, 10 + s));
+  rows[1][77] = rows[1][130000] = 100; // a tie: the lower index wins
+  rows[2][vocab - 1] = 50; // the last token
+  const params: SamplingParams[] = [{ temperature: 0 }, { temperature: 0 }, { temperature: 0 }, {
+    temperature: 1,
+    topK: 1,
+  }];
+  const { ids, logprobs } = await runSample(ctx, rows, params);
+  rows.forEach((row, s) => {
+    const ref = sampleRef(row, params[s]);
+    assert.equal(ids[s], ref.id, `row ${s}`);
+    assert.ok(
+      Math.abs(logprobs[s] - ref.logprob) < 1e-4,
+      `row ${s} logprob ${logprobs[s]} vs ${ref.logprob}`,
+    );
+  });
+  assert.equal(ids[1], 77);
+  assert.equal(ids[2], vocab - 1);
+});
+
+Deno.test("seeded draws are reproducible and equal the reference's inverse-CDF draw", async () => {
+  const ctx = await context();
+  const vocab = 131072;
+  const row = logitsRow(vocab, 20, 4);
+  const params: SamplingParams[] = Array.from({ length: 6 }, (_, i) => ({
+    temperature: 0.7,
+    topP: [1, 0.9, 0.5, 0.95, 1, 0.8][i],
+    topK: [0, 0, 50, 1000, 0, 0][i],
+    minP: [0, 0, 0, 0, 0.05, 0][i],
+    seed: 1234,
+    counter: i,
+  }));
+  const rows = params.map(() => row);
+  const first = await runSample(ctx, rows, params);
+  const second = await runSample(ctx, rows, params);
+  assert.deepEqual(first.ids, second.ids);
+  params.forEach((p, s) => {
+    const ref = sampleRef(row, p);
+    assert.equal(ref.allowed[first.ids[s]], 1, `row ${s}: token ${first.ids[s]} is outside the allowed set`);
+    assert.equal(first.ids[s], ref.id, `row ${s}`);
+  });
+});
+
+Deno.test("top-k, top-p and min-p never pick outside their sets over many draws", async (t) => {
+  const ctx = await context();
+  const vocab = 1000, draws = 2000;
+  const row = logitsRow(vocab, 30, 3);
+  const settings: [string, Omit<SamplingParams, "counter">][] = [
+    ["top-k 5", { temperature: 1, topK: 5, seed: 1 }],
+    ["top-p 0.6", { temperature: 0.8, topP: 0.6, seed: 2 }],
+    ["min-p 0.2", { temperature: 1.2, minP: 0.2, seed: 3 }],
+    ["top-k 40, top-p 0.9, min-p 0.01", { temperature: 2, topK: 40, topP: 0.9, minP: 0.01, seed: 4 }],
+    ["temperature alone", { temperature: 0.5, seed: 5 }],
+  ];
+  for (const [name, setting] of settings) {
+    await t.step(name, async () => {
+      const params = Array.from({ length: draws }, (_, counter) => ({ ...setting, counter }));
+      const { ids } = await runSample(ctx, Array(draws).fill(row), params);
+      const ref = sampleRef(row, params[0]);
+      const kept = ref.allowed.reduce((a, b) => a + b, 0);
+      const counts = new Float64Array(vocab);
+      ids.forEach((id, i) => {
+        assert.equal(ref.allowed[id], 1, `draw ${i}: token ${id} is outside the ${kept} allowed`);
+        counts[id]++;
+      });
+      // Frequencies follow the kept distribution (within 5 standard deviations each).
+      for (let i = 0; i < vocab; i++) {
+        const expected = ref.probs[i] * draws, sd = Math.sqrt(expected * (1 - ref.probs[i]) + 1);
+        assert.ok(
+          Math.abs(counts[i] - expected) <= 5 * sd,
+          `token ${i}: ${counts[i]} draws, expected ${expected}`,
+        );
+      }
+      if (name === "top-k 5") assert.equal(kept, 5);
+    });
+  }
+});
+
+Deno.test("repetition, presence and frequency penalties change the choice as the reference does", async () => {
+  const ctx = await context();
+  const row = logitsRow(500, 40, 2);
+  const top = row.indexOf(Math.max(...row));
+  const penalties = { ids: [top, 3, 9], counts: [2, 0, 1] };
+  const params: SamplingParams[] = [
+    { temperature: 0, repetitionPenalty: 3, penalties },
+    { temperature: 0, presencePenalty: 1.5, frequencyPenalty: 1, penalties },
+    { temperature: 0, penalties: { ids: [top], counts: [0] }, presencePenalty: 5 }, // count 0: presence skips
+    {
+      temperature: 0.9,
+      topK: 3,
+      repetitionPenalty: 1.3,
+      frequencyPenalty: 0.5,
+      penalties,
+      seed: 9,
+      counter: 3,
+    },
+  ];
+  const { ids } = await runSample(ctx, params.map(() => row), params);
+  params.forEach((p, s) => assert.equal(ids[s], sampleRef(row, p).id, `row ${s}`));
+  assert.notEqual(ids[0], top);
+  assert.equal(ids[2], top);
+});
+
+Deno.test("the draw is a pure function of (seed, counter)", () => {
+  assert.equal(drawUniform(7, 3), drawUniform(7, 3));
+  assert.notEqual(drawUniform(7, 3), drawUniform(7, 4));
+  assert.notEqual(drawUniform(7, 3), drawUniform(8, 3));
+  const values = Array.from({ length: 10000 }, (_, i) => drawUniform(42, i));
+  assert.ok(values.every((u) => u >= 0 && u < 1));
+  const mean = values.reduce((a, b) => a + b, 0) / values.length;
+  assert.ok(Math.abs(mean - 0.5) < 0.01, `mean ${mean}`);
+});
+
+Deno.test("invalid sampling settings are refused with the setting named", async () => {
+  const ctx = await context();
+  const rec = ctx.record();
+  const logits = ctx.tensor("f32", [1, 10]), ids = ctx.tensor("u32", [1]);
+  const bad: [SamplingParams, RegExp][] = [
+    [{ temperature: -1 }, /temperature/],
+    [{ temperature: 1, topP: 0 }, /top_p/],
+    [{ temperature: 1, minP: 2 }, /min_p/],
+    [{ temperature: 1, topK: 1.5 }, /top_k/],
+    [{ temperature: 1, penalties: { ids: [10], counts: [1] } }, /penalty id 10/],
+    [{ temperature: 1, penalties: { ids: [1, 1], counts: [1, 1] } }, /repeated/],
+  ];
+  for (const [params, message] of bad) {
+    assert.throws(() => sample(rec, { logits, ids, params: [params] }), message);
+  }
+});
