@@ -1,0 +1,128 @@
+/**
+ * The Mistral-Nemo decoder over the paged KV cache (spec section 3), top to bottom:
+ *
+ *   embed (image embeddings at the [IMG] rows) -> 40 x [attention_norm, q/k/v, RoPE, cache write, causal
+ *   attention over the cache, wo; ffn_norm, SwiGLU FFN] -> norm -> output head
+ *
+ * One call runs one engine step: any mix of prefill chunks and single decode tokens of several sequences,
+ * stacked as the rows of one batch. The residual stream stays in f32; the rest in the activation type.
+ */
+import { swiglu } from "../gpu/ops/activation.ts";
+import { attention, kvWrite, pagedAttentionPlan } from "../gpu/ops/attention.ts";
+import { embed, scatterRows } from "../gpu/ops/embed.ts";
+import { linear } from "../gpu/ops/linear.ts";
+import { rmsNorm } from "../gpu/ops/norm.ts";
+import { rope } from "../gpu/ops/rope.ts";
+import type { FloatType } from "../gpu/dtype.ts";
+import type { Recorder } from "../gpu/recorder.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import type { ModelConfig } from "./config.ts";
+import type { KvPool } from "./kv_pool.ts";
+import type { WeightLookup } from "./vision.ts";
+
+export interface SequenceStep {
+  /** Token ids fed this step (a prefill chunk, or the one token a decode step adds). */
+  ids: readonly number[];
+  /** Tokens of this sequence already in the cache: the position of ids[0]. */
+  past: number;
+  /** The sequence's block table, covering past + ids.length positions. */
+  blocks: readonly number[];
+  /** Embeddings for the [IMG] tokens among `ids`, in order ([count, dim] rows of encodeImages' output). */
+  images?: Tensor;
+  /** Logits wanted: for the last position (to sample the next token), every position, or none. */
+  logits: "last" | "all" | "none";
+}
+
+export interface StepOutput {
+  /** f32 [rows, vocab], or undefined when no step wanted logits. */
+  logits?: Tensor;
+  /** For each step, the first row of its logits and how many rows it has. */
+  rows: { start: number; count: number }[];
+}
+
+export function decoderStep(
+  rec: Recorder,
+  config: ModelConfig,
+  w: WeightLookup,
+  pool: KvPool,
+  steps: readonly SequenceStep[],
+  act: FloatType,
+): StepOutput {
+  const d = config.decoder;
+  const ids: number[] = [], positions: number[] = [], imageRows: number[] = [];
+  const seqs = steps.map((s) => {
+    const qStart = ids.length;
+    s.ids.forEach((id, i) => {
+      if (id === config.imageTokens.img) imageRows.push(ids.length);
+      ids.push(id);
+      positions.push(s.past + i);
+    });
+    return { qStart, qLen: s.ids.length, ctxLen: s.past + s.ids.length, blocks: s.blocks };
+  });
+  const T = ids.length;
+
+  const x = rec.scratch("f32", [T, d.dim]);
+  embed(rec, { y: x, table: w("tok_embeddings.weight"), ids });
+  let imageAt = 0;
+  for (const s of steps) {
+    const count = s.ids.filter((id) => id === config.imageTokens.img).length;
+    if (count === 0) continue;
+    if (!s.images || s.images.rows !== count) {
+      throw new RangeError(`a step with ${count} [IMG] tokens needs ${count} image embeddings`);
+    }
+    scatterRows(rec, { y: x, x: s.images, rows: imageRows.slice(imageAt, imageAt + count) });
+    imageAt += count;
+  }
+
+  const plan = pagedAttentionPlan(rec, {
+    seqs,
+    headsQ: d.nHeads,
+    headsKv: d.nKvHeads,
+    headDim: d.headDim,
+    blockSize: pool.blockSize,
+  });
+  const pos = rec.upload("u32", [T], Uint32Array.from(positions));
+  const h = rec.scratch(act, [T, d.dim]);
+  const q = rec.scratch(act, [T, d.nHeads * d.headDim]), o = rec.scratch(act, [T, d.nHeads * d.headDim]);
+  const k = rec.scratch(act, [T, d.nKvHeads * d.headDim]), v = rec.scratch(act, [T, d.nKvHeads * d.headDim]);
+  const gate = rec.scratch(act, [T, d.hiddenDim]), up = rec.scratch(act, [T, d.hiddenDim]);
+  const ffn = rec.scratch(act, [T, d.hiddenDim]);
+
+  for (let l = 0; l < d.nLayers; l++) {
+    const p = `layers.${l}.`;
+    rmsNorm(rec, { y: h, x, weight: w(`${p}attention_norm.weight`), eps: d.normEps });
+    linear(rec, { y: q, x: h, w: w(`${p}attention.wq.weight`) });
+    linear(rec, { y: k, x: h, w: w(`${p}attention.wk.weight`) });
+    linear(rec, { y: v, x: h, w: w(`${p}attention.wv.weight`) });
+    rope(rec, { x: q, headDim: d.headDim, theta: d.ropeTheta, positions: pos });
+    rope(rec, { x: k, headDim: d.headDim, theta: d.ropeTheta, positions: pos });
+    kvWrite(rec, plan, { k, v, cache: pool.layers[l] });
+    attention(rec, plan, { q, out: o, cache: pool.layers[l] });
+    linear(rec, { y: x, x: o, w: w(`${p}attention.wo.weight`), accumulate: true });
+
+    rmsNorm(rec, { y: h, x, weight: w(`${p}ffn_norm.weight`), eps: d.normEps });
+    linear(rec, { y: gate, x: h, w: w(`${p}feed_forward.w1.weight`) });
+    linear(rec, { y: up, x: h, w: w(`${p}feed_forward.w3.weight`) });
+    swiglu(rec, { y: ffn, gate, up });
+    linear(rec, { y: x, x: ffn, w: w(`${p}feed_forward.w2.weight`), accumulate: true });
+  }
+
+  // Only the rows whose logits are wanted go through the final norm and the (large) output head.
+  const rows: StepOutput["rows"] = [];
+  const wanted: number[] = [];
+  steps.forEach((s, i) => {
+    const { qStart, qLen } = seqs[i];
+    const first = s.logits === "all" ? qStart : qStart + qLen - 1;
+    const count = s.logits === "none" || qLen === 0 ? 0 : s.logits === "all" ? qLen : 1;
+    rows.push({ start: wanted.length, count });
+    for (let r = 0; r < count; r++) wanted.push(first + r);
+  });
+  if (wanted.length === 0) return { rows };
+  const last = rec.scratch("f32", [wanted.length, d.dim]);
+  embed(rec, { y: last, table: x, ids: wanted });
+  const normed = rec.scratch(act, [wanted.length, d.dim]);
+  rmsNorm(rec, { y: normed, x: last, weight: w("norm.weight"), eps: d.normEps });
+  const logits = rec.scratch("f32", [wanted.length, d.vocabSize]);
+  linear(rec, { y: logits, x: normed, w: w("output.weight") });
+  return { logits, rows };
+}

@@ -1,0 +1,93 @@
+/**
+ * Weights from a WeightSource onto the GPU, tensor by tensor in file order and chunk by chunk, converted or
+ * quantized on the GPU as they arrive: the decoder's linear layers (embedding and output head included) to
+ * `quant` (q4 by default), the vision encoder and adapter to `visionQuant` (f16 by default: quantizing the
+ * vision tower costs accuracy), norms and biases to f32. GGUF blocks (Q8_0, Q4_K, Q6_K) stay as stored, since
+ * the kernels read them directly and re-quantizing them would only lose precision.
+ */
+import type { GpuContext } from "../gpu/context.ts";
+import { type DType, isBlockFormat, rowBytes } from "../gpu/dtype.ts";
+import { convert, quantize } from "../gpu/ops/quantize.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import type { Progress } from "../progress.ts";
+import type { WeightFormat } from "./plan.ts";
+import type { DType as StoredType } from "./weights/dtype.ts";
+import type { TensorInfo, WeightSource } from "./weights/source.ts";
+
+export interface LoadOptions {
+  quant: WeightFormat;
+  visionQuant: WeightFormat;
+  progress?: Progress;
+}
+
+const FORMATS: Record<WeightFormat, DType> = { q4: "q4", q8: "q8_0", f16: "f16", f32: "f32" };
+const STORED: Record<StoredType, DType> = {
+  F32: "f32",
+  F16: "f16",
+  BF16: "bf16",
+  Q8_0: "q8_0",
+  Q4_K: "q4_k",
+  Q6_K: "q6_k",
+};
+const CHUNK_BYTES = 64 << 20;
+
+/** The tensor as the kernels see it: a matrix [rows, K] (a vector is one row; the patch conv is [out, C·P·P]). */
+export function matrixShape(shape: readonly number[]): [number, number] {
+  const k = shape.at(-1)!;
+  if (shape.length === 1) return [1, k];
+  if (shape.length === 4) return [shape[0], shape[1] * shape[2] * k];
+  return [shape.slice(0, -1).reduce((a, b) => a * b, 1), k];
+}
+
+function targetType(info: TensorInfo, options: LoadOptions): DType {
+  const stored = STORED[info.dtype];
+  if (isBlockFormat(stored)) return stored;
+  if (info.role === "norm" || info.role === "bias") return "f32";
+  const wanted = FORMATS[info.component === "decoder" ? options.quant : options.visionQuant];
+  const [, k] = matrixShape(info.shape);
+  // Block formats need whole groups of 32 along a row.
+  return isBlockFormat(wanted) && k % 32 !== 0 ? "f16" : wanted;
+}
+
+export interface LoadedWeights {
+  tensors: Map<string, Tensor>;
+  bytes: number;
+}
+
+export async function loadWeights(
+  ctx: GpuContext,
+  source: WeightSource,
+  options: LoadOptions,
+): Promise<LoadedWeights> {
+  const tensors = new Map<string, Tensor>();
+  let bytes = 0;
+  try {
+    for (const info of source.tensors()) {
+      const stored = STORED[info.dtype];
+      const target = targetType(info, options);
+      const [rows, k] = matrixShape(info.shape);
+      const dst = ctx.tensor(target, [rows, k], { pooled: false, label: info.name });
+      tensors.set(info.name, dst);
+      bytes += dst.byteLength;
+      const storedRow = rowBytes(stored, k);
+      for await (const chunk of source.chunks(info.name, CHUNK_BYTES)) {
+        if (stored === target) {
+          ctx.write(dst, chunk.bytes, chunk.byteOffset);
+        } else {
+          const first = chunk.byteOffset / storedRow, count = chunk.bytes.byteLength / storedRow;
+          const rec = ctx.record(`load ${info.name}`);
+          const src = rec.upload(stored, [count, k], chunk.bytes);
+          const part = dst.sliceRows(first, count);
+          if (isBlockFormat(target)) quantize(rec, part, src);
+          else convert(rec, part, src);
+          await rec.submit();
+        }
+        options.progress?.add(chunk.bytes.byteLength);
+      }
+    }
+  } catch (err) {
+    for (const t of tensors.values()) ctx.release(t);
+    throw err;
+  }
+  return { tensors, bytes };
+}

@@ -1,0 +1,157 @@
+/**
+ * Pixtral on the GPU: the weights, the KV cache pool, and the two passes the engine calls: `encodeImages` (vision
+ * encoder + adapter) and `step` (the decoder over any mix of prefill chunks and decode tokens).
+ */
+import type { GpuContext } from "../gpu/context.ts";
+import type { FloatType } from "../gpu/dtype.ts";
+import type { KvType } from "../gpu/ops/attention.ts";
+import type { Recorder } from "../gpu/recorder.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import type { Progress } from "../progress.ts";
+import type { ModelConfig } from "./config.ts";
+import { decoderStep, type SequenceStep, type StepOutput } from "./decoder.ts";
+import { KvPool } from "./kv_pool.ts";
+import { loadWeights } from "./load.ts";
+import { KV_BLOCK_TOKENS, type WeightFormat } from "./plan.ts";
+import { encodeImages, type ImageInput } from "./vision.ts";
+import type { WeightSource } from "./weights/source.ts";
+
+export interface PixtralOptions {
+  /** Decoder weights (default q4). */
+  quant?: WeightFormat;
+  /** Vision encoder and adapter weights (default f16). */
+  visionQuant?: WeightFormat;
+  /** Activations: f16 where the GPU has shader-f16 (default), f32 for exactness. */
+  activations?: FloatType;
+  /** KV cache entries (default f16). */
+  kv?: KvType;
+  /** KV cache capacity in tokens, shared by all sequences. */
+  kvTokens: number;
+  progress?: Progress;
+}
+
+export class PixtralModel {
+  readonly ctx: GpuContext;
+  readonly config: ModelConfig;
+  readonly act: FloatType;
+  readonly pool: KvPool;
+  readonly weightBytes: number;
+  readonly #weights: Map<string, Tensor>;
+
+  private constructor(
+    ctx: GpuContext,
+    config: ModelConfig,
+    weights: Map<string, Tensor>,
+    weightBytes: number,
+    pool: KvPool,
+    act: FloatType,
+  ) {
+    this.ctx = ctx;
+    this.config = config;
+    this.#weights = weights;
+    this.weightBytes = weightBytes;
+    this.pool = pool;
+    this.act = act;
+  }
+
+  static async load(
+    ctx: GpuContext,
+    config: ModelConfig,
+    source: WeightSource,
+    options: PixtralOptions,
+  ): Promise<PixtralModel> {
+    const act = options.activations ?? (ctx.f16 ? "f16" : "f32");
+    if (act === "f16" && !ctx.f16) throw new Error("f16 activations need a GPU with shader-f16");
+    const loaded = await loadWeights(ctx, source, {
+      quant: options.quant ?? "q4",
+      visionQuant: options.visionQuant ?? "f16",
+      progress: options.progress,
+    });
+    const d = config.decoder;
+    const pool = new KvPool(ctx, {
+      layers: d.nLayers,
+      blocks: Math.ceil(options.kvTokens / KV_BLOCK_TOKENS),
+      blockSize: KV_BLOCK_TOKENS,
+      headsKv: d.nKvHeads,
+      headDim: d.headDim,
+      dtype: options.kv ?? "f16",
+    });
+    return new PixtralModel(ctx, config, loaded.tensors, loaded.bytes, pool, act);
+  }
+
+  readonly weight = (name: string): Tensor => {
+    const tensor = this.#weights.get(name);
+    if (!tensor) throw new Error(`the model has no tensor ${name}`);
+    return tensor;
+  };
+
+  get hasVision(): boolean {
+    return this.config.vision !== null && this.#weights.has("vision_encoder.patch_conv.weight");
+  }
+
+  /** Image embeddings [patches, dim] after the adapter, in a pooled tensor the caller releases. */
+  async encodeImages(images: readonly ImageInput[]): Promise<Tensor> {
+    const rec = this.ctx.record("vision");
+    const out = encodeImages(rec, this.config, this.weight, images, this.act);
+    await rec.submit();
+    return out;
+  }
+
+  /** Records one decoder step into `rec` (sampling or reading logits is added by the caller). */
+  step(rec: Recorder, steps: readonly SequenceStep[]): StepOutput {
+    return decoderStep(rec, this.config, this.weight, this.pool, steps, this.act);
+  }
+
+  /**
+   * Logits at every position of one sequence ([ids.length, vocab], row-major), prefilled in chunks of `chunk`
+   * tokens, with `images` (in prompt order) at its [IMG] tokens. Uses and returns KV cache blocks of its own.
+   */
+  async sequenceLogits(
+    ids: readonly number[],
+    images: readonly ImageInput[] = [],
+    { chunk = 512 }: { chunk?: number } = {},
+  ): Promise<Float32Array> {
+    const vocab = this.config.decoder.vocabSize;
+    const imageTokens = ids.filter((id) => id === this.config.imageTokens.img).length;
+    const embeddings = images.length ? await this.encodeImages(images) : undefined;
+    if ((embeddings?.rows ?? 0) !== imageTokens) {
+      embeddings && this.ctx.release(embeddings);
+      throw new RangeError(`${imageTokens} [IMG] tokens but the images have ${embeddings?.rows ?? 0} patches`);
+    }
+    const blocks: number[] = [];
+    const out = new Float32Array(ids.length * vocab);
+    try {
+      if (!this.pool.reserve(blocks, ids.length)) {
+        throw new RangeError(`${ids.length} tokens do not fit the KV cache (${this.pool.capacity} tokens)`);
+      }
+      let imageAt = 0;
+      for (let at = 0; at < ids.length; at += chunk) {
+        const part = ids.slice(at, at + chunk);
+        const count = part.filter((id) => id === this.config.imageTokens.img).length;
+        const rec = this.ctx.record("prefill");
+        const { logits } = this.step(rec, [{
+          ids: part,
+          past: at,
+          blocks,
+          images: count ? embeddings!.sliceRows(imageAt, count) : undefined,
+          logits: "all",
+        }]);
+        const bytes = rec.read(logits!);
+        await rec.submit();
+        out.set(new Float32Array((await bytes).buffer), at * vocab);
+        imageAt += count;
+      }
+      return out;
+    } finally {
+      this.pool.release(blocks);
+      if (embeddings) this.ctx.release(embeddings);
+    }
+  }
+
+  /** Frees the GPU memory. */
+  release(): void {
+    this.pool.destroy(this.ctx);
+    for (const t of this.#weights.values()) this.ctx.release(t);
+    this.#weights.clear();
+  }
+}

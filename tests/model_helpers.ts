@@ -1,0 +1,89 @@
+/** Loading the tiny-pixtral fixture model and its goldens for the model tests. */
+import { GpuContext } from "../runtime/gpu/context.ts";
+import { locateModel } from "../runtime/model/locate.ts";
+import { openModel } from "../runtime/model/open.ts";
+import { type PixtralOptions, PixtralModel } from "../runtime/model/pixtral.ts";
+import type { ImageInput } from "../runtime/model/vision.ts";
+import { fixture, fixtureJson } from "./helpers.ts";
+
+export const LAYOUTS = {
+  mistral: { model: "mistral" },
+  hf: { model: "hf" },
+  gguf: { model: "gguf/tiny-pixtral-text-f32.gguf", mmproj: "gguf/tiny-pixtral-mmproj-f32.gguf" },
+  ggufQ8: { model: "gguf/tiny-pixtral-text-Q8_0.gguf", mmproj: "gguf/tiny-pixtral-mmproj-Q8_0.gguf" },
+  ggufQ4KM: { model: "gguf/tiny-pixtral-text-Q4_K_M.gguf", mmproj: "gguf/tiny-pixtral-mmproj-f32.gguf" },
+} as const;
+
+export const EXACT: Partial<PixtralOptions> = { quant: "f32", visionQuant: "f32", activations: "f32" };
+
+let shared: Promise<GpuContext> | undefined;
+export function gpu(): Promise<GpuContext> {
+  return shared ??= GpuContext.create();
+}
+
+export async function loadTiny(layout: keyof typeof LAYOUTS, options: Partial<PixtralOptions> = {}) {
+  const spec = LAYOUTS[layout];
+  const location = await locateModel(fixture(spec.model).pathname, {
+    mmproj: "mmproj" in spec ? fixture(spec.mmproj).pathname : undefined,
+  });
+  const opened = await openModel(location);
+  try {
+    return await PixtralModel.load(await gpu(), opened.config, opened.weights, { kvTokens: 1024, ...options });
+  } finally {
+    opened.weights.close();
+  }
+}
+
+export async function readF32(path: string): Promise<Float32Array> {
+  const bytes = await Deno.readFile(fixture(path));
+  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+}
+
+interface GoldenFile {
+  file: string;
+  shape: number[];
+}
+
+export interface ModelManifest {
+  vision: { name: string; pixels_from: string; grid: [number, number]; embeddings_after_adapter: GoldenFile }[];
+  text: { name: string; ids: number[]; logits: GoldenFile; argmax: number[] }[];
+  multimodal: {
+    name: string;
+    ids: number[];
+    pixels_from: string;
+    logits: GoldenFile;
+    greedy_8: number[];
+    logits_with_continuation: GoldenFile;
+    top2_margin_at_each_greedy_step: number[];
+  }[];
+}
+
+export const manifest = await fixtureJson<ModelManifest>("golden/model/manifest.json");
+
+/** A golden's pixels (paths in the manifest start at shared/fixtures/tiny-pixtral/). */
+export async function goldenImage(pixelsFrom: string, rows: number, cols: number): Promise<ImageInput> {
+  return { rows, cols, pixels: await readF32(pixelsFrom.replace(/^.*tiny-pixtral\//, "")) };
+}
+
+export function gridOf(ids: readonly number[], img = 10, brk = 12, end = 13): { rows: number; cols: number } {
+  const first = ids.indexOf(img), block = ids.slice(first, ids.indexOf(end) + 1);
+  const rows = block.filter((id) => id === brk || id === end).length;
+  return { rows, cols: block.filter((id) => id === img).length / rows };
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new RangeError(`lengths differ: ${a.length} vs ${b.length}`);
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
+  return max;
+}
+
+export function argmaxRows(values: Float32Array, width: number): number[] {
+  const out: number[] = [];
+  for (let r = 0; r < values.length / width; r++) {
+    let best = 0;
+    for (let i = 1; i < width; i++) if (values[r * width + i] > values[r * width + best]) best = i;
+    out.push(best);
+  }
+  return out;
+}
