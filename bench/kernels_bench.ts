@@ -161,8 +161,9 @@ function attentionCase(context: number, qLen: number, seqs: number): () => Case 
       batch: cpu ? 1 : 8,
       record: (rec) => {
         const plan = pagedAttentionPlan(rec, { headsQ: 32, headsKv: 8, headDim: 128, seqs: list, blockSize });
-        kvWrite(rec, plan, { k: kv, v: kv, kCache, vCache });
-        attention(rec, plan, { q, out, k: kCache, v: vCache });
+        const cache = { k: kCache, v: vCache };
+        kvWrite(rec, plan, { k: kv, v: kv, cache });
+        attention(rec, plan, { q, out, cache });
       },
     };
   };

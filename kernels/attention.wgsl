@@ -33,6 +33,8 @@ struct Params {
   kv_stride: u32,  // dense: elements between consecutive tokens of k and v
   block_size: u32, // paged: tokens per cache block
   causal: u32,
+  ks_off: u32,     // 8-bit cache: element offsets of the scales
+  vs_off: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -42,6 +44,11 @@ struct Params {
 @group(0) @binding(4) var<storage, read> vcache: array<KV>;
 @group(0) @binding(5) var<storage, read_write> out: array<Q>;
 @group(0) @binding(6) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(7) var<storage, read> kscale: array<f32>;
+@group(0) @binding(8) var<storage, read> vscale: array<f32>;
+
+// The 8-bit cache (kvcache.wgsl): KV = u32 words of four int8 codes, and a scale per token and head.
+override Q8: bool = false;
 
 const R: u32 = 16u;
 const BK: u32 = 32u;
@@ -51,10 +58,9 @@ const MASKED: f32 = -3.0e38;
 
 var<workgroup> qs: array<f32, 2048>;   // R x D, pre-scaled
 var<workgroup> kv: array<f32, 4128>;   // BK x (D + 1): the padding column spreads rows over banks
-var<workgroup> s: array<f32, 512>;     // R x BK scores, then probabilities
-var<workgroup> row_max: array<f32, R>;
-var<workgroup> row_sum: array<f32, R>;
-var<workgroup> row_scale: array<f32, R>;
+var<workgroup> probs: array<f32, 512>; // R x BK
+var<workgroup> red_max: array<f32, WG>;
+var<workgroup> red_sum: array<f32, WG>;
 
 // Element index (before k_off / v_off) of key kp's head-h vector.
 fn key_index(paged: bool, key_base: u32, h: u32, kp: u32) -> u32 {
@@ -74,7 +80,16 @@ fn load_tile(paged: bool, values: bool, t: u32, key_base: u32, h: u32, k0: u32, 
     var v = 0.0;
     if (kp < k_end) {
       let i = key_index(paged, key_base, h, kp) + d;
-      if (values) {
+      if (Q8) {
+        let shift = 24u - 8u * (i & 3u);
+        if (values) {
+          let code = bitcast<i32>(u32(vcache[p.v_off + (i >> 2u)]) << shift) >> 24u;
+          v = f32(code) * vscale[p.vs_off + i / D];
+        } else {
+          let code = bitcast<i32>(u32(kcache[p.k_off + (i >> 2u)]) << shift) >> 24u;
+          v = f32(code) * kscale[p.ks_off + i / D];
+        }
+      } else if (values) {
         v = f32(vcache[p.v_off + i]);
       } else {
         v = f32(kcache[p.k_off + i]);
@@ -113,20 +128,21 @@ fn attend(paged: bool, t: u32, wg: u32) {
     }
     qs[idx] = v;
   }
-  if (t < R) {
-    row_max[t] = MASKED;
-    row_sum[t] = 0.0;
-  }
-  let r = t / 16u;     // this thread's row for scores and outputs
-  let lane = t % 16u;  // its keys (lane, lane + 16) and output dims (lane + 16j)
+  // Thread t works on query row r = t / 16 and, within a key tile, keys lane and lane + 16; the row's running
+  // max and sum live in registers, the same in all 16 threads of the row.
+  let r = t / 16u;
+  let lane = t % 16u;
   let qpos = qpos0 + r / G;
   let row_valid = r / G < q_count;
+  var m_run = MASKED;
+  var l_run = 0.0;
   var o = array<f32, 8>();
 
   for (var k0 = k_begin; k0 < k_end; k0 += BK) {
     workgroupBarrier();
     load_tile(paged, false, t, key_base, h, k0, k_end);
     workgroupBarrier();
+    var sc = array<f32, 2>();
     for (var half = 0u; half < 2u; half++) {
       let c = lane + 16u * half;
       let kp = k0 + c;
@@ -135,54 +151,50 @@ fn attend(paged: bool, t: u32, wg: u32) {
         score = fma(qs[r * D + d], kv[c * (D + 1u) + d], score);
       }
       let masked = kp >= k_end || (p.causal != 0u && kp > qpos) || !row_valid;
-      s[r * BK + c] = select(score, MASKED, masked);
+      sc[half] = select(score, MASKED, masked);
     }
+    red_max[t] = max(sc[0], sc[1]);
     workgroupBarrier();
-    if (t < R) {
-      let m_old = row_max[t];
-      var m_new = m_old;
-      for (var c = 0u; c < BK; c++) {
-        m_new = max(m_new, s[t * BK + c]);
-      }
-      var sum = 0.0;
-      for (var c = 0u; c < BK; c++) {
-        let sc = s[t * BK + c];
-        var pr = 0.0;
-        if (sc > MASKED) {
-          pr = exp(sc - m_new);
-        }
-        s[t * BK + c] = pr;
-        sum += pr;
-      }
-      let alpha = exp(m_old - m_new);
-      row_scale[t] = alpha;
-      row_sum[t] = row_sum[t] * alpha + sum;
-      row_max[t] = m_new;
-    }
-    workgroupBarrier();
+    // K is consumed: the V tile may replace it while the row statistics are formed.
     load_tile(paged, true, t, key_base, h, k0, k_end);
+    var m_new = m_run;
+    for (var i = 0u; i < 16u; i++) {
+      m_new = max(m_new, red_max[r * 16u + i]);
+    }
+    var pr = vec2<f32>();
+    for (var half = 0u; half < 2u; half++) {
+      if (sc[half] > MASKED) {
+        pr[half] = exp(sc[half] - m_new);
+      }
+      probs[r * BK + lane + 16u * half] = pr[half];
+    }
+    red_sum[t] = pr.x + pr.y;
     workgroupBarrier();
-    let alpha = row_scale[r];
+    var l_tile = 0.0;
+    for (var i = 0u; i < 16u; i++) {
+      l_tile += red_sum[r * 16u + i];
+    }
+    let alpha = exp(m_run - m_new);
+    l_run = l_run * alpha + l_tile;
+    m_run = m_new;
     for (var j = 0u; j < 8u; j++) {
       let d = lane + 16u * j;
       if (d < D) {
         var acc = o[j] * alpha;
         for (var c = 0u; c < BK; c++) {
-          acc = fma(s[r * BK + c], kv[c * (D + 1u) + d], acc);
+          acc = fma(probs[r * BK + c], kv[c * (D + 1u) + d], acc);
         }
         o[j] = acc;
       }
     }
   }
-  workgroupBarrier();
 
   if (!row_valid) {
     return;
   }
   let head = h * G + r % G;
   if (slot == NONE) {
-    let l = row_sum[r];
-    let inv = select(0.0, 1.0 / l, l > 0.0);
+    let inv = select(0.0, 1.0 / l_run, l_run > 0.0);
     let ob = p.o_off + (q_row0 + r / G) * p.o_stride + head * D;
     for (var j = 0u; j < 8u; j++) {
       let d = lane + 16u * j;
@@ -199,8 +211,8 @@ fn attend(paged: bool, t: u32, wg: u32) {
       }
     }
     if (lane == 0u) {
-      partials[pb + D] = row_max[r];
-      partials[pb + D + 1u] = row_sum[r];
+      partials[pb + D] = m_run;
+      partials[pb + D + 1u] = l_run;
     }
   }
 }

@@ -1,8 +1,11 @@
-// Row movement: embedding lookup from a table in any weight format, and scattering image embeddings into the
-// token sequence.
+// Row movement: embedding lookup from a table in any weight format, scattering image embeddings into the token
+// sequence, and cutting an image into patch rows.
 //   embed_<format>: y[t, :] = table[ids[t], :], decoded (lib/weights.wgsl). A table larger than one binding is
 //                   processed in windows of rows: each dispatch writes the tokens whose id falls in its window.
 //   scatter_rows:   y[rows[i], :] = x[i, :], e.g. the adapter's image embeddings into the [IMG] positions.
+//   patches:        y[r * cols + c, ch * P² + dy * P + dx] = x[ch, r * P + dy, c * P + dx] for an image [C, H, W]:
+//                   the patch convolution (stride = kernel = P, no bias) becomes a matmul with its weight viewed
+//                   as [out, C·P·P], whose flattening order (channel, y, x) this matches (spec §2.2).
 
 #include "lib/weights.wgsl"
 
@@ -16,8 +19,11 @@ struct Params {
   w_row: u32,     // bytes per table row
   first: u32,     // first table row of the window
   count: u32,     // table rows in the window
-  x_off: u32,     // scatter_rows: source offset and row stride
+  x_off: u32,     // scatter_rows, patches: source offset (and row stride)
   x_stride: u32,
+  height: u32,    // patches: image height and width in pixels, patch size
+  width: u32,
+  patch_size: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -90,4 +96,23 @@ fn scatter_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
   }
   let c = i % p.dim;
   y[p.y_off + ids[p.ids_off + t] * p.y_stride + c] = Y(f32(x[p.x_off + t * p.x_stride + c]));
+}
+
+@compute @workgroup_size(WG)
+fn patches(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {
+  let i = gid.x + gid.y * ng.x * WG;
+  let P = p.patch_size;
+  let per_patch = p.dim;  // channels * P * P
+  let cols = p.width / P;
+  let t = i / per_patch;
+  if (t >= p.tokens) {
+    return;
+  }
+  let e = i % per_patch;
+  let ch = e / (P * P);
+  let dy = (e / P) % P;
+  let dx = e % P;
+  let yy = (t / cols) * P + dy;
+  let xx = (t % cols) * P + dx;
+  y[p.y_off + t * p.y_stride + e] = Y(f32(x[p.x_off + (ch * p.height + yy) * p.width + xx]));
 }

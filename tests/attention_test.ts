@@ -9,17 +9,29 @@
  */
 import assert from "node:assert/strict";
 import type { GpuContext } from "../runtime/gpu/context.ts";
-import { type FloatType, roundTo } from "../runtime/gpu/dtype.ts";
+import { f16Bits, type FloatType, roundTo } from "../runtime/gpu/dtype.ts";
 import {
   attention,
   attentionRef,
+  createKvCache,
   denseAttentionPlan,
   type HeadShape,
+  type KvCache,
+  type KvType,
   kvWrite,
   pagedAttentionPlan,
   type PagedSequence,
+  quantizeKvRef,
 } from "../runtime/gpu/ops/attention.ts";
-import { assertClose, context, EPS16, randomFloats, seededRandom, SUB16 } from "./gpu_helpers.ts";
+import {
+  assertClose,
+  context,
+  EPS16,
+  randomBytes,
+  randomFloats,
+  seededRandom,
+  SUB16,
+} from "./gpu_helpers.ts";
 
 interface SeqSpec {
   past: number;
@@ -31,35 +43,58 @@ function cacheIndex(shape: HeadShape, blockSize: number, block: number, head: nu
   return ((block * shape.headsKv + head) * blockSize + slot) * shape.headDim;
 }
 
+/** The cache's values as floats, [blocks, headsKv, blockSize, D] (8-bit caches dequantized). */
+async function readCache(
+  ctx: GpuContext,
+  cache: KvCache,
+  which: "k" | "v",
+  headDim: number,
+): Promise<Float32Array> {
+  const t = cache[which];
+  if (t.dtype !== "u32") return await ctx.readFloats(t);
+  const codes = new Int8Array((await ctx.readU32(t)).buffer);
+  const scales = await ctx.readFloats(which === "k" ? cache.kScales! : cache.vScales!);
+  return Float32Array.from(codes, (c, i) => Math.fround(c * scales[Math.floor(i / headDim)]));
+}
+
 async function pagedCase(
   ctx: GpuContext,
   shape: HeadShape,
   specs: SeqSpec[],
-  options: { blockSize: number; act: FloatType; cache: FloatType; splitKeys?: number; seed: number },
+  options: { blockSize: number; act: FloatType; cache: KvType; splitKeys?: number; seed: number },
 ): Promise<void> {
   const { headsQ, headsKv, headDim: D } = shape;
-  const { blockSize, act, cache } = options;
+  const { blockSize, act } = options;
   const random = seededRandom(options.seed);
   const kvWidth = headsKv * D, qWidth = headsQ * D, row = qWidth + 2 * kvWidth;
   // Blocks handed out in a shuffled order, so that tables are not the identity.
   const needed = specs.reduce((n, s) => n + Math.ceil((s.past + s.qLen) / blockSize), 0);
-  const free = Array.from({ length: needed + 3 }, (_, i) => i).sort(() => random());
+  const blocks = needed + 3;
+  const free = Array.from({ length: blocks }, (_, i) => i).sort(() => random());
   let qStart = 0;
   const seqs: PagedSequence[] = specs.map((s) => {
     const ctxLen = s.past + s.qLen;
-    const blocks = free.splice(0, Math.ceil(ctxLen / blockSize));
-    const seq = { qStart, qLen: s.qLen, ctxLen, blocks };
+    const seq = { qStart, qLen: s.qLen, ctxLen, blocks: free.splice(0, Math.ceil(ctxLen / blockSize)) };
     qStart += s.qLen;
     return seq;
   });
   const tokens = qStart;
-  const cacheValues = (which: number) =>
-    roundTo(cache, randomFloats((needed + 3) * kvWidth * blockSize, options.seed + which));
-  const [kc, vc] = [cacheValues(1), cacheValues(2)];
+  // The past: random cache contents (codes and positive scales for the 8-bit cache).
+  const cache = createKvCache(ctx, { blocks, blockSize, headsKv, headDim: D, dtype: options.cache });
+  const slots = blocks * headsKv * blockSize;
+  for (const [i, which] of (["k", "v"] as const).entries()) {
+    if (options.cache === "q8") {
+      ctx.write(cache[which], randomBytes(slots * D, options.seed + i));
+      const scales = randomFloats(slots, options.seed + 5 + i, 0.01).map((x) => Math.abs(x) + 1e-3);
+      ctx.write(which === "k" ? cache.kScales! : cache.vScales!, scales);
+    } else {
+      const values = randomFloats(slots * D, options.seed + i);
+      ctx.write(cache[which], options.cache === "f32" ? values : f16Bits(values));
+    }
+  }
+  const [kBefore, vBefore] = [await readCache(ctx, cache, "k", D), await readCache(ctx, cache, "v", D)];
   // This step's tokens: one fused q|k|v row each.
   const fused = roundTo(act, randomFloats(tokens * row, options.seed + 3));
-  const kCache = ctx.fromFloats(cache, [needed + 3, headsKv, blockSize, D], kc);
-  const vCache = ctx.fromFloats(cache, [needed + 3, headsKv, blockSize, D], vc);
   const qkv = ctx.fromFloats(act, [tokens, row], fused);
   const out = ctx.tensor(act, [tokens, qWidth]);
   const rec = ctx.record();
@@ -67,38 +102,54 @@ async function pagedCase(
   kvWrite(rec, plan, {
     k: qkv.sliceCols(qWidth, kvWidth),
     v: qkv.sliceCols(qWidth + kvWidth, kvWidth),
-    kCache,
-    vCache,
+    cache,
   });
-  attention(rec, plan, { q: qkv.sliceCols(0, qWidth), out, k: kCache, v: vCache });
+  attention(rec, plan, { q: qkv.sliceCols(0, qWidth), out, cache });
   await rec.submit();
 
-  // The cache now holds the new keys at their slots, everything else untouched.
-  const [kAfter, vAfter] = [await ctx.readFloats(kCache), await ctx.readFloats(vCache)];
-  const expectK = Float32Array.from(kc), expectV = Float32Array.from(vc);
+  // The cache holds the new keys at their slots (quantized: codes equal but for rounding ties), the rest as before.
+  const [kAfter, vAfter] = [await readCache(ctx, cache, "k", D), await readCache(ctx, cache, "v", D)];
+  const written = new Set<number>();
   for (const s of seqs) {
     for (let i = 0; i < s.qLen; i++) {
       const pos = s.ctxLen - s.qLen + i;
       for (let h = 0; h < headsKv; h++) {
         const at = cacheIndex(shape, blockSize, s.blocks[Math.floor(pos / blockSize)], h, pos % blockSize);
-        const src = (s.qStart + i) * row + qWidth + h * D;
-        expectK.set(roundTo(cache, fused.subarray(src, src + D)), at);
-        expectV.set(roundTo(cache, fused.subarray(src + kvWidth, src + kvWidth + D)), at);
+        written.add(at / D);
+        for (const [j, after] of [kAfter, vAfter].entries()) {
+          const src = (s.qStart + i) * row + qWidth + j * kvWidth + h * D;
+          const x = fused.subarray(src, src + D);
+          const got = after.subarray(at, at + D);
+          if (options.cache === "q8") {
+            const { codes, scale } = quantizeKvRef(x);
+            assertClose(
+              got,
+              Array.from(codes, (c) => Math.fround(c * scale)),
+              scale * 1.0001 + 1e-30,
+              "8-bit cache",
+            );
+          } else {
+            assert.deepEqual(got, roundTo(options.cache, x), "cache after kv_write");
+          }
+        }
       }
     }
   }
-  assert.deepEqual(kAfter, expectK, "k cache after kv_write");
-  assert.deepEqual(vAfter, expectV, "v cache after kv_write");
+  for (let i = 0; i < slots * D; i++) {
+    if (!written.has(Math.floor(i / D)) && (kAfter[i] !== kBefore[i] || vAfter[i] !== vBefore[i])) {
+      assert.fail(`cache element ${i} changed though no token was written there`);
+    }
+  }
 
   const got = await ctx.readFloats(out);
   for (const [n, s] of seqs.entries()) {
-    // Gather the sequence's keys in position order from the cache, as the reference sees them.
+    // The sequence's keys in position order, as the cache now holds them.
     const keys = new Float32Array(s.ctxLen * kvWidth), values = new Float32Array(s.ctxLen * kvWidth);
     for (let pos = 0; pos < s.ctxLen; pos++) {
       for (let h = 0; h < headsKv; h++) {
         const at = cacheIndex(shape, blockSize, s.blocks[Math.floor(pos / blockSize)], h, pos % blockSize);
-        keys.set(expectK.subarray(at, at + D), (pos * headsKv + h) * D);
-        values.set(expectV.subarray(at, at + D), (pos * headsKv + h) * D);
+        keys.set(kAfter.subarray(at, at + D), (pos * headsKv + h) * D);
+        values.set(vAfter.subarray(at, at + D), (pos * headsKv + h) * D);
       }
     }
     const q = Float32Array.from(
@@ -116,60 +167,59 @@ async function pagedCase(
     const tol = (j: number) => 2e-5 * vmax + (act === "f16" ? EPS16 * Math.abs(ref[j]) + SUB16 : 0);
     assertClose(got.subarray(s.qStart * qWidth, (s.qStart + s.qLen) * qWidth), ref, tol, `sequence ${n}`);
   }
-  for (const t of [kCache, vCache, qkv, out]) ctx.release(t);
+  for (const t of [cache.k, cache.v, ...(cache.kScales ? [cache.kScales, cache.vScales!] : [])]) {
+    ctx.release(t);
+  }
+  ctx.release(qkv);
+  ctx.release(out);
 }
+
+type PagedOptions = Parameters<typeof pagedCase>[3];
 
 Deno.test("paged attention: prefill chunks and decode steps in one batch", async (t) => {
   const ctx = await context();
   const tiny = { headsQ: 8, headsKv: 2, headDim: 64 }; // the fixture's decoder: 4 query heads per KV head
-  await t.step(
-    "one token, empty past",
-    () => pagedCase(ctx, tiny, [{ past: 0, qLen: 1 }], { blockSize: 16, act: "f32", cache: "f32", seed: 1 }),
-  );
-  await t.step(
-    "a batch: prefill from scratch, a chunk after a past, decode steps",
-    () =>
-      pagedCase(ctx, tiny, [{ past: 0, qLen: 37 }, { past: 50, qLen: 13 }, { past: 99, qLen: 1 }, {
-        past: 16,
-        qLen: 1,
-      }], {
-        blockSize: 16,
-        act: "f32",
-        cache: "f16",
-        seed: 2,
-      }),
-  );
-  await t.step(
-    "odd block size and head dimension, f16 activations, no GQA",
-    () =>
-      pagedCase(ctx, { headsQ: 3, headsKv: 3, headDim: 40 }, [{ past: 7, qLen: 19 }, { past: 0, qLen: 3 }], {
-        blockSize: 5,
-        act: "f16",
-        cache: "f16",
-        seed: 3,
-      }),
-  );
-  await t.step(
-    "8 query heads per KV head, head dimension 1",
-    () =>
-      pagedCase(ctx, { headsQ: 16, headsKv: 2, headDim: 1 }, [{ past: 3, qLen: 4 }], {
-        blockSize: 2,
-        act: "f32",
-        cache: "f32",
-        seed: 4,
-      }),
-  );
-  await t.step(
-    "decode over long contexts split into key ranges and merged",
-    () =>
-      pagedCase(ctx, tiny, [{ past: 700, qLen: 1 }, { past: 129, qLen: 1 }, { past: 40, qLen: 2 }], {
-        blockSize: 16,
-        act: "f32",
-        cache: "f32",
-        splitKeys: 64,
-        seed: 5,
-      }),
-  );
+  const cases: [string, HeadShape, SeqSpec[], PagedOptions][] = [
+    ["one token, empty past", tiny, [{ past: 0, qLen: 1 }], {
+      blockSize: 16,
+      act: "f32",
+      cache: "f32",
+      seed: 1,
+    }],
+    [
+      "a batch: prefill from scratch, a chunk after a past, decode steps",
+      tiny,
+      [{ past: 0, qLen: 37 }, { past: 50, qLen: 13 }, { past: 99, qLen: 1 }, { past: 16, qLen: 1 }],
+      { blockSize: 16, act: "f32", cache: "f16", seed: 2 },
+    ],
+    [
+      "odd block size and head dimension, f16 activations, no GQA",
+      { headsQ: 3, headsKv: 3, headDim: 40 },
+      [{ past: 7, qLen: 19 }, { past: 0, qLen: 3 }],
+      { blockSize: 5, act: "f16", cache: "f16", seed: 3 },
+    ],
+    [
+      "8 query heads per KV head, head dimension 4",
+      { headsQ: 16, headsKv: 2, headDim: 4 },
+      [{ past: 3, qLen: 4 }],
+      { blockSize: 2, act: "f32", cache: "f32", seed: 4 },
+    ],
+    [
+      "the 8-bit cache: a prefill chunk and decode steps",
+      tiny,
+      [{ past: 30, qLen: 21 }, { past: 77, qLen: 1 }],
+      { blockSize: 16, act: "f16", cache: "q8", seed: 7 },
+    ],
+    [
+      "decode over long contexts split into key ranges and merged",
+      tiny,
+      [{ past: 700, qLen: 1 }, { past: 129, qLen: 1 }, { past: 40, qLen: 2 }],
+      { blockSize: 16, act: "f32", cache: "f32", splitKeys: 64, seed: 5 },
+    ],
+  ];
+  for (const [name, shape, specs, options] of cases) {
+    await t.step(name, () => pagedCase(ctx, shape, specs, options));
+  }
 });
 
 Deno.test("paged attention at Pixtral's decoder shape (32 query heads, 8 KV heads, D = 128)", async (t) => {
@@ -233,7 +283,7 @@ Deno.test("vision attention: bidirectional within each image, block-diagonal acr
   );
   await t.step(
     "Pixtral's encoder shape (16 heads x 64), a 16x16-patch image, f16",
-    () => denseCase(ctx, { headsQ: 16, headsKv: 16, headDim: 64 }, [256], "f16", 11).then(() => {}),
+    () => denseCase(ctx, { headsQ: 16, headsKv: 16, headDim: 64 }, [144], "f16", 11).then(() => {}),
   );
   await t.step("each image's output is the same alone as next to another image", async () => {
     const shape = { headsQ: 2, headsKv: 2, headDim: 64 };

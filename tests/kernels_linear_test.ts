@@ -20,6 +20,7 @@ import {
   EPS32,
   randomBlocks,
   randomFloats,
+  SUB16,
   windowedContext,
 } from "./gpu_helpers.ts";
 
@@ -41,25 +42,26 @@ function makeWeights(ctx: GpuContext, dtype: WeightType, n: number, k: number, s
   };
 }
 
-/** Tolerance per output (see the file comment). */
-function tolerances(
+/**
+ * The f64 reference y = x·Wᵀ (+ bias + y0) and each output's tolerance (see the file comment); Σ|x·w| is the
+ * reference product of |x| and |W|.
+ */
+function reference(
   x: Float32Array,
   w: Float32Array,
-  ref: Float64Array,
-  m: number,
-  n: number,
-  k: number,
+  [m, n, k]: [number, number, number],
   f16: boolean,
-) {
-  const tol = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) {
-    for (let j = 0; j < n; j++) {
-      let abs = 0;
-      for (let c = 0; c < k; c++) abs += Math.abs(x[i * k + c] * w[j * k + c]);
-      tol[i * n + j] = 4 * Math.sqrt(k) * EPS32 * abs + (f16 ? EPS16 * Math.abs(ref[i * n + j]) : 0) + 1e-30;
-    }
-  }
-  return tol;
+  bias?: Float32Array,
+  y0?: Float32Array,
+): { ref: Float64Array; tol: Float64Array } {
+  const ref = linearRef(x, w, m, n, k, bias, y0);
+  const abs = linearRef(x.map(Math.abs), w.map(Math.abs), m, n, k);
+  const tol = abs.map((a, i) =>
+    4 * Math.sqrt(k) * EPS32 * a + (f16 ? EPS16 * Math.abs(ref[i]) + SUB16 : 0) +
+    // A bias or a previous y adds one rounding of the sum at most.
+    (bias || y0 ? 2 * EPS32 * (Math.abs(ref[i]) + a) : 0) + 1e-30
+  );
+  return { ref, tol };
 }
 
 interface Case {
@@ -86,12 +88,7 @@ async function runCase(ctx: GpuContext, c: Case, seed: number, op = linear): Pro
   op(rec, { y: yt, x: xt, w: weights.tensor, bias: bt, accumulate: c.accumulate });
   await rec.submit();
   const y = await ctx.readFloats(yt);
-  const w = weights.decode();
-  const ref = linearRef(x, w, m, n, k, bias, y0);
-  const tol = tolerances(x, w, ref, m, n, k, act === "f16");
-  if (bias || y0) {
-    tol.forEach((t, i) => tol[i] = t + 2 * EPS32 * (Math.abs(ref[i]) + 1) + (act === "f16" ? EPS16 : 0));
-  }
+  const { ref, tol } = reference(x, weights.decode(), [m, n, k], act === "f16", bias, y0);
   assertClose(y, ref, (i) => tol[i], `${c.w} ${act} [${m}x${k}]·[${n}x${k}]ᵀ`);
   for (const t of [xt, yt, ...(bt ? [bt] : [])]) ctx.release(t);
   ctx.release(weights.tensor);
@@ -180,9 +177,8 @@ Deno.test("linear kernels at Pixtral's sizes", async (t) => {
     // Rows spread over the whole head (every window, both ends), checked against the reference.
     const rows = [0, 1, n - 2, n - 1, ...Array.from({ length: 160 }, (_, i) => Math.floor(i * 819.2 + 13))];
     for (const r of rows) {
-      const w = weights.decode([r, r + 1]);
-      const ref = linearRef(x, w, 1, 1, k);
-      assertClose([y[r]], ref, tolerances(x, w, ref, 1, 1, k, false)[0], `head row ${r}`);
+      const { ref, tol } = reference(x, weights.decode([r, r + 1]), [1, 1, k], false);
+      assertClose([y[r]], ref, tol[0], `head row ${r}`);
     }
     ctx.release(weights.tensor);
   });

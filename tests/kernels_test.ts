@@ -5,8 +5,15 @@
 import assert from "node:assert/strict";
 import type { GpuContext } from "../runtime/gpu/context.ts";
 import { f16Bits, type FloatType, roundTo, rowBytes } from "../runtime/gpu/dtype.ts";
-import { add, addRef, geluErf, geluRef, swiglu, swigluRef } from "../runtime/gpu/ops/activation.ts";
-import { embed, embedRef, scatterRows, scatterRowsRef } from "../runtime/gpu/ops/embed.ts";
+import { add, geluErf, geluRef, swiglu, swigluRef } from "../runtime/gpu/ops/activation.ts";
+import {
+  embed,
+  embedRef,
+  patches,
+  patchesRef,
+  scatterRows,
+  scatterRowsRef,
+} from "../runtime/gpu/ops/embed.ts";
 import type { WeightType } from "../runtime/gpu/ops/linear.ts";
 import { rmsNorm, rmsNormRef } from "../runtime/gpu/ops/norm.ts";
 import { dequantizeRef } from "../runtime/gpu/ops/quantize.ts";
@@ -193,15 +200,16 @@ Deno.test("SwiGLU, exact GELU and residual add match the reference", async (t) =
   }
   await t.step("add over more elements than one dispatch dimension holds (65535 x 256 + 3)", async () => {
     const n = 65535 * 256 + 3;
-    const a = randomFloats(n, 80), b = randomFloats(n, 81);
+    const a = new Float32Array(n), b = new Float32Array(n);
+    for (let i = 0; i < n; i++) [a[i], b[i]] = [i % 1021, (i % 4099) / 8];
     const [at, bt, yt] = [
-      ctx.fromFloats("f32", [1, n], a),
-      ctx.fromFloats("f32", [1, n], b),
+      ctx.fromBytes("f32", [1, n], a),
+      ctx.fromBytes("f32", [1, n], b),
       ctx.tensor("f32", [1, n]),
     ];
     await run(ctx, (rec) => add(rec, { y: yt, a: at, b: bt }));
-    const y = await ctx.readFloats(yt), ref = addRef(a, b);
-    for (let i = 0; i < n; i++) if (y[i] !== Math.fround(ref[i])) assert.fail(`add: element ${i}`);
+    const y = await ctx.readFloats(yt);
+    for (let i = 0; i < n; i++) if (y[i] !== a[i] + b[i]) assert.fail(`add: element ${i} is ${y[i]}`);
     for (const x of [at, bt, yt]) ctx.release(x);
   });
 });
@@ -262,6 +270,16 @@ Deno.test("embedding lookup from tables in every weight format, and row scatter"
     const rows = [2, 3, 5, 10];
     await run(ctx, (rec) => scatterRows(rec, { y: yt, x: ctx.fromFloats("f16", [4, dim], img), rows }));
     assert.deepEqual(await ctx.readFloats(yt), scatterRowsRef(seq, dim, img, rows));
+  });
+  await t.step("an image cut into 16 x 16 patch rows, (channel, y, x) order", async () => {
+    const [h, w] = [48, 80];
+    const image = randomFloats(3 * h * w, 95);
+    const yt = ctx.tensor("f32", [(h / 16) * (w / 16), 768]);
+    await run(ctx, (rec) => patches(rec, { y: yt, x: ctx.fromFloats("f32", [3, h, w], image), patch: 16 }));
+    const got = await ctx.readFloats(yt);
+    assert.deepEqual(got, patchesRef(image, 3, h, w, 16));
+    // Patch (row 1, col 2), channel 2, pixel (dy 3, dx 4) is image[2][16 + 3][32 + 4].
+    assert.equal(got[(1 * 5 + 2) * 768 + 2 * 256 + 3 * 16 + 4], image[(2 * h + 19) * w + 36]);
   });
   await t.step("out-of-range ids and rows are refused", () => {
     const rec = ctx.record();

@@ -5,11 +5,12 @@
  * every layer with it:
  *
  *   const plan = pagedAttentionPlan(rec, { seqs, headsQ: 32, headsKv: 8, headDim: 128, blockSize: 16 });
- *   for each layer: kvWrite(rec, plan, { k, v, kCache, vCache }); pagedAttention(rec, plan, { q, kCache, vCache, out });
+ *   for each layer: kvWrite(rec, plan, { k, v, cache }); attention(rec, plan, { q, out, cache });
  *
  * A decode query whose context is long is split over key ranges processed in parallel and merged by a second
  * pass (flash decoding); prefill chunks are tiled by query position.
  */
+import type { GpuContext } from "../context.ts";
 import { Params, type Recorder } from "../recorder.ts";
 import type { Tensor } from "../tensor.ts";
 import { floatType, WG } from "./common.ts";
@@ -23,6 +24,52 @@ export interface HeadShape {
   headsQ: number;
   headsKv: number;
   headDim: number;
+}
+
+/** How the KV cache stores keys and values: f16 (default), f32, or 8-bit codes with a scale per token and head. */
+export type KvType = "f16" | "f32" | "q8";
+
+/**
+ * One layer's paged KV cache: keys and values of `blocks` blocks of `blockSize` tokens. Float caches are
+ * [blocks, headsKv, blockSize, headDim] tensors; the 8-bit cache holds u32 words of four codes
+ * [blocks, headsKv, blockSize, headDim / 4] and f32 scales [blocks, headsKv, blockSize] (kernels/kvcache.wgsl).
+ */
+export interface KvCache {
+  k: Tensor;
+  v: Tensor;
+  kScales?: Tensor;
+  vScales?: Tensor;
+}
+
+export interface KvCacheShape {
+  blocks: number;
+  blockSize: number;
+  headsKv: number;
+  headDim: number;
+  dtype: KvType;
+}
+
+/** Bytes of one layer's cache (keys and values), for memory plans. */
+export function kvCacheBytes({ blocks, blockSize, headsKv, headDim, dtype }: KvCacheShape): number {
+  const slots = blocks * blockSize * headsKv;
+  return 2 * slots * (dtype === "q8" ? headDim + 4 : headDim * (dtype === "f16" ? 2 : 4));
+}
+
+/** Allocates one layer's cache (not pooled: it lives as long as the model). */
+export function createKvCache(ctx: GpuContext, shape: KvCacheShape): KvCache {
+  const { blocks, blockSize, headsKv, headDim, dtype } = shape;
+  if (dtype !== "q8") {
+    const make = () =>
+      ctx.tensor(dtype, [blocks, headsKv, blockSize, headDim], { pooled: false, label: "kv cache" });
+    return { k: make(), v: make() };
+  }
+  if (headDim % 4) {
+    throw new RangeError(`an 8-bit KV cache needs a head dimension divisible by 4, got ${headDim}`);
+  }
+  const codes = () =>
+    ctx.tensor("u32", [blocks, headsKv, blockSize, headDim / 4], { pooled: false, label: "kv cache" });
+  const scales = () => ctx.tensor("f32", [blocks, headsKv, blockSize], { pooled: false, label: "kv scales" });
+  return { k: codes(), v: codes(), kScales: scales(), vScales: scales() };
 }
 
 export interface PagedSequence {
@@ -213,37 +260,57 @@ function checkRows(t: Tensor, rows: number, width: number, what: string): void {
   }
 }
 
-function checkCache(cache: Tensor, plan: AttentionPlan, what: string): void {
+/** Checks a paged cache against the plan; returns whether it is the 8-bit kind. */
+function checkCache(cache: KvCache, plan: AttentionPlan): boolean {
   const { headsKv, headDim } = plan.shape;
-  const [, heads, block, dim] = cache.shape;
-  if (cache.shape.length !== 4 || heads !== headsKv || block !== plan.blockSize || dim !== headDim) {
-    throw new RangeError(
-      `attention: ${what} ${cache} is not [blocks, ${headsKv}, ${plan.blockSize}, ${headDim}]`,
-    );
+  const q8 = cache.k.dtype === "u32";
+  const width = q8 ? headDim / 4 : headDim;
+  for (const [what, t] of [["k cache", cache.k], ["v cache", cache.v]] as const) {
+    const [, heads, block, dim] = t.shape;
+    if (t.shape.length !== 4 || heads !== headsKv || block !== plan.blockSize || dim !== width) {
+      throw new RangeError(
+        `attention: ${what} ${t} is not [blocks, ${headsKv}, ${plan.blockSize}, ${width}]`,
+      );
+    }
+    if (q8 ? t.dtype !== "u32" : (floatType(t, `attention: ${what}`), t.dtype !== cache.k.dtype)) {
+      throw new TypeError(`attention: the k and v caches differ in type`);
+    }
   }
-  floatType(cache, `attention: ${what}`);
+  if (q8) {
+    const [blocks] = cache.k.shape;
+    for (const scales of [cache.kScales, cache.vScales]) {
+      if (!scales || scales.dtype !== "f32" || scales.size !== blocks * headsKv * plan.blockSize) {
+        throw new RangeError(
+          `attention: an 8-bit cache needs f32 scales [${blocks}, ${headsKv}, ${plan.blockSize}]`,
+        );
+      }
+    }
+  }
+  return q8;
 }
 
 /** Writes the step's keys and values ([tokens, headsKv * headDim] views) into their cache slots. */
 export function kvWrite(
   rec: Recorder,
   plan: AttentionPlan,
-  { k, v, kCache, vCache }: { k: Tensor; v: Tensor; kCache: Tensor; vCache: Tensor },
+  { k, v, cache }: { k: Tensor; v: Tensor; cache: KvCache },
 ): void {
   if (plan.kind !== "paged") throw new TypeError("kvWrite needs a paged plan");
   const { headsKv, headDim } = plan.shape;
   checkRows(k, plan.tokens, headsKv * headDim, "k");
   checkRows(v, plan.tokens, headsKv * headDim, "v");
-  checkCache(kCache, plan, "k cache");
-  checkCache(vCache, plan, "v cache");
-  if (k.dtype !== v.dtype || kCache.dtype !== vCache.dtype) throw new TypeError("kvWrite: k/v dtypes differ");
+  const q8 = checkCache(cache, plan);
+  if (k.dtype !== v.dtype) throw new TypeError("kvWrite: k and v dtypes differ");
   const kernel = rec.ctx.kernel({
     file: "kvcache.wgsl",
-    entry: "kv_write",
-    aliases: { X: floatType(k, "kvWrite: k"), KV: floatType(kCache, "kvWrite: cache") },
-    bindings: ["read", "read", "read", "write", "write"],
+    entry: q8 ? "kv_write_q8" : "kv_write",
+    aliases: { X: floatType(k, "kvWrite: k"), KV: q8 ? "u32" : floatType(cache.k, "kvWrite: cache") },
+    bindings: q8
+      ? ["read", "read", "read", "write", "write", "write", "write"]
+      : ["read", "read", "read", "write", "write"],
   });
-  const b = [plan.info, k, v, kCache, vCache].map((t) => rec.bind(t));
+  const tensors = [plan.info, k, v, cache.k, cache.v, ...(q8 ? [cache.kScales!, cache.vScales!] : [])];
+  const b = tensors.map((t) => rec.bind(t));
   rec.dispatch(
     kernel,
     b,
@@ -259,38 +326,50 @@ export function kvWrite(
       v.rowStride,
       b[3].offset,
       b[4].offset,
+      q8 ? b[5].offset : 0,
+      q8 ? b[6].offset : 0,
     ),
-    Math.ceil(plan.tokens * headsKv * headDim / WG),
+    Math.ceil(plan.tokens * headsKv * (q8 ? 1 : headDim) / WG),
   );
 }
 
-/** out = softmax(q · kᵀ / sqrt(D)) · v over the plan's keys: the paged cache, or k and v for a dense plan. */
+/**
+ * out = softmax(q · kᵀ / sqrt(D)) · v over the plan's keys: the paged cache (`cache`), or for a dense plan the
+ * step's own k and v ([tokens, headsKv * D] views).
+ */
 export function attention(
   rec: Recorder,
   plan: AttentionPlan,
-  { q, out, k, v }: { q: Tensor; out: Tensor; k: Tensor; v: Tensor },
+  args: { q: Tensor; out: Tensor } & ({ cache: KvCache } | { k: Tensor; v: Tensor }),
 ): void {
+  const { q, out } = args;
   const { headsQ, headsKv, headDim } = plan.shape;
   checkRows(q, plan.tokens, headsQ * headDim, "q");
   checkRows(out, plan.tokens, headsQ * headDim, "out");
   if (out.dtype !== q.dtype) throw new TypeError(`attention: out ${out} must have q's type ${q.dtype}`);
-  if (plan.kind === "paged") {
-    checkCache(k, plan, "k cache");
-    checkCache(v, plan, "v cache");
+  let k: Tensor, v: Tensor, q8 = false, scales: Tensor[] = [plan.info, plan.info];
+  if ("cache" in args) {
+    if (plan.kind !== "paged") throw new TypeError("attention: a dense plan takes k and v, not a cache");
+    q8 = checkCache(args.cache, plan);
+    ({ k, v } = args.cache);
+    if (q8) scales = [args.cache.kScales!, args.cache.vScales!];
   } else {
+    if (plan.kind !== "dense") throw new TypeError("attention: a paged plan takes the cache");
+    ({ k, v } = args);
     checkRows(k, plan.tokens, headsKv * headDim, "k");
     checkRows(v, plan.tokens, headsKv * headDim, "v");
     if (k.rowStride !== v.rowStride) throw new RangeError("attention: k and v need the same row stride");
+    if (k.dtype !== v.dtype) throw new TypeError("attention: k and v types differ");
   }
-  if (k.dtype !== v.dtype) throw new TypeError("attention: k and v types differ");
   const spec = (entry: string) =>
     rec.ctx.kernel({
       file: "attention.wgsl",
       entry,
-      aliases: { Q: floatType(q, "attention: q"), KV: floatType(k, "attention: k") },
-      bindings: ["read", "read", "read", "read", "write", "write"],
+      aliases: { Q: floatType(q, "attention: q"), KV: q8 ? "u32" : floatType(k, "attention: k") },
+      constants: { Q8: q8 ? 1 : 0 },
+      bindings: ["read", "read", "read", "read", "write", "write", "read", "read"],
     });
-  const b = [plan.info, q, k, v, out, plan.partials].map((t) => rec.bind(t));
+  const b = [plan.info, q, k, v, out, plan.partials, ...scales].map((t) => rec.bind(t));
   const params = (tiles: number, base: number) =>
     new Params().u32(tiles, b[0].offset + base, headsKv, headsQ / headsKv, headDim)
       .f32(1 / Math.sqrt(headDim))
@@ -304,6 +383,8 @@ export function attention(
         k.rowStride,
         plan.blockSize,
         plan.causal ? 1 : 0,
+        q8 ? b[6].offset : 0,
+        q8 ? b[7].offset : 0,
       );
   const entry = plan.kind === "paged" ? "attention_paged" : "attention_dense";
   rec.dispatch(spec(entry), b, params(plan.tiles, 0), plan.tiles * headsKv);
@@ -358,4 +439,17 @@ export function attentionRef(
     }
   }
   return out;
+}
+
+/** CPU reference of the 8-bit cache's quantization of one head vector: codes (as int8) and the scale. */
+export function quantizeKvRef(x: ArrayLike<number>): { codes: Int8Array; scale: number } {
+  const f = Math.fround;
+  let amax = 0;
+  for (let i = 0; i < x.length; i++) amax = Math.max(amax, Math.abs(x[i]));
+  const scale = f(amax / 127), inv = scale > 0 ? f(1 / scale) : 0;
+  const codes = Int8Array.from(x, (v) => {
+    const y = f(v * inv);
+    return Math.sign(y) * Math.floor(Math.abs(y) + 0.5);
+  });
+  return { codes, scale };
 }

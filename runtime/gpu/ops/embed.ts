@@ -1,6 +1,7 @@
 /**
  * Row movement (kernels/embed.wgsl): embedding lookup from a table in any weight format (windowed when the table
- * exceeds one binding), and scattering image embeddings into the token sequence. And their CPU references.
+ * exceeds one binding), scattering image embeddings into the token sequence, and cutting an image into patch
+ * rows for the patch convolution. And their CPU references.
  */
 import { Params, type Recorder } from "../recorder.ts";
 import type { Tensor } from "../tensor.ts";
@@ -83,6 +84,51 @@ export function scatterRows(rec: Recorder, { y, x, rows }: { y: Tensor; x: Tenso
     ),
     Math.ceil(x.size / WG),
   );
+}
+
+/**
+ * y [rows·cols, C·P·P] = the P x P patches of image x [C, H, W] (H and W multiples of P), row-major over the
+ * patch grid, each flattened as (channel, y, x): the input of the patch convolution as a matmul.
+ */
+export function patches(rec: Recorder, { y, x, patch }: { y: Tensor; x: Tensor; patch: number }): void {
+  const X = floatType(x, "patches: x"), Y = floatType(y, "patches: y");
+  const [channels, height, width] = x.shape;
+  if (x.shape.length !== 3 || !x.contiguous || height % patch || width % patch) {
+    throw new RangeError(`patches: the image must be [C, H, W] with H and W multiples of ${patch}, got ${x}`);
+  }
+  const tokens = (height / patch) * (width / patch), dim = channels * patch * patch;
+  if (y.rows !== tokens || y.rowLength !== dim) {
+    throw new RangeError(`patches: y ${y} is not [${tokens}, ${dim}]`);
+  }
+  const kernel = rec.ctx.kernel({
+    file: "embed.wgsl",
+    entry: "patches",
+    aliases: { X, Y },
+    bindings: ["read", "read", "write"],
+  });
+  const [xb, yb] = [rec.bind(x), rec.bind(y)];
+  rec.dispatch(
+    kernel,
+    [xb, xb, yb],
+    new Params().u32(tokens, dim, 0, yb.offset, y.rowStride, 0, 0, 0, 0, xb.offset, 0, height, width, patch),
+    Math.ceil(tokens * dim / WG),
+  );
+}
+
+export function patchesRef(x: Float32Array, channels: number, height: number, width: number, patch: number) {
+  const cols = width / patch, dim = channels * patch * patch;
+  const y = new Float32Array((height / patch) * cols * dim);
+  for (let t = 0; t < y.length / dim; t++) {
+    for (let ch = 0; ch < channels; ch++) {
+      for (let dy = 0; dy < patch; dy++) {
+        for (let dx = 0; dx < patch; dx++) {
+          const yy = Math.floor(t / cols) * patch + dy, xx = (t % cols) * patch + dx;
+          y[t * dim + (ch * patch + dy) * patch + dx] = x[(ch * height + yy) * width + xx];
+        }
+      }
+    }
+  }
+  return y;
 }
 
 export function embedRef(table: Float32Array, dim: number, ids: ArrayLike<number>): Float32Array {
