@@ -2,7 +2,7 @@
 import { GpuContext } from "../runtime/gpu/context.ts";
 import { locateModel } from "../runtime/model/locate.ts";
 import { openModel } from "../runtime/model/open.ts";
-import { type PixtralOptions, PixtralModel } from "../runtime/model/pixtral.ts";
+import { PixtralModel, type PixtralOptions } from "../runtime/model/pixtral.ts";
 import type { ImageInput } from "../runtime/model/vision.ts";
 import { fixture, fixtureJson } from "./helpers.ts";
 
@@ -14,7 +14,12 @@ export const LAYOUTS = {
   ggufQ4KM: { model: "gguf/tiny-pixtral-text-Q4_K_M.gguf", mmproj: "gguf/tiny-pixtral-mmproj-f32.gguf" },
 } as const;
 
-export const EXACT: Partial<PixtralOptions> = { quant: "f32", visionQuant: "f32", activations: "f32" };
+export const EXACT: Partial<PixtralOptions> = {
+  quant: "f32",
+  visionQuant: "f32",
+  activations: "f32",
+  kv: "f32",
+};
 
 let shared: Promise<GpuContext> | undefined;
 export function gpu(): Promise<GpuContext> {
@@ -28,7 +33,10 @@ export async function loadTiny(layout: keyof typeof LAYOUTS, options: Partial<Pi
   });
   const opened = await openModel(location);
   try {
-    return await PixtralModel.load(await gpu(), opened.config, opened.weights, { kvTokens: 1024, ...options });
+    return await PixtralModel.load(await gpu(), opened.config, opened.weights, {
+      kvTokens: 1024,
+      ...options,
+    });
   } finally {
     opened.weights.close();
   }
@@ -45,7 +53,12 @@ interface GoldenFile {
 }
 
 export interface ModelManifest {
-  vision: { name: string; pixels_from: string; grid: [number, number]; embeddings_after_adapter: GoldenFile }[];
+  vision: {
+    name: string;
+    pixels_from: string[];
+    grid: [number, number][];
+    embeddings_after_adapter: GoldenFile;
+  }[];
   text: { name: string; ids: number[]; logits: GoldenFile; argmax: number[] }[];
   multimodal: {
     name: string;
@@ -61,7 +74,12 @@ export interface ModelManifest {
 export const manifest = await fixtureJson<ModelManifest>("golden/model/manifest.json");
 
 /** A golden's pixels (paths in the manifest start at shared/fixtures/tiny-pixtral/). */
-export async function goldenImage(pixelsFrom: string, rows: number, cols: number): Promise<ImageInput> {
+export async function goldenImage(
+  pixelsFrom: string | string[],
+  rows: number,
+  cols: number,
+): Promise<ImageInput> {
+  pixelsFrom = Array.isArray(pixelsFrom) ? pixelsFrom[0] : pixelsFrom;
   return { rows, cols, pixels: await readF32(pixelsFrom.replace(/^.*tiny-pixtral\//, "")) };
 }
 

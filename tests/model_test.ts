@@ -29,7 +29,12 @@ async function mmImage() {
 }
 
 /** Greedy decoding from the KV cache after a prefill: the sampled ids and the logits of every decode step. */
-async function greedy(model: PixtralModel, ids: number[], image: Awaited<ReturnType<typeof mmImage>>, n: number) {
+async function greedy(
+  model: PixtralModel,
+  ids: number[],
+  image: Awaited<ReturnType<typeof mmImage>>,
+  n: number,
+) {
   const { ctx, pool } = model;
   const blocks: number[] = [];
   assert.ok(pool.reserve(blocks, ids.length + n));
@@ -67,7 +72,7 @@ for (const layout of ["mistral", "hf", "gguf"] as const) {
     const model = await loadTiny(layout, EXACT);
     try {
       for (const v of manifest.vision) {
-        const [rows, cols] = v.grid;
+        const [rows, cols] = v.grid[0];
         const out = await model.encodeImages([await goldenImage(v.pixels_from, rows, cols)]);
         const got = await model.ctx.readFloats(out);
         model.ctx.release(out);
@@ -116,9 +121,14 @@ Deno.test("chunked prefill and batched steps give the logits of one whole pass",
   try {
     const image = await mmImage();
     const whole = await model.sequenceLogits(mm.ids, [image]);
-    for (const chunk of [1, 5, 16]) {
-      const chunked = await model.sequenceLogits(mm.ids, [image], { chunk });
-      assert.ok(maxAbsDiff(chunked, whole) < 1e-4, `chunk ${chunk}`);
+    // Chunks of more than 8 rows take the same tiled kernel as the whole pass: bit-identical. Smaller ones
+    // take the matrix-vector kernel, which sums in another order.
+    for (const chunk of [9, 16]) {
+      assert.deepEqual(await model.sequenceLogits(mm.ids, [image], { chunk }), whole, `chunk ${chunk}`);
+    }
+    for (const chunk of [1, 5]) {
+      const diff = maxAbsDiff(await model.sequenceLogits(mm.ids, [image], { chunk }), whole);
+      assert.ok(diff < 2e-3, `chunk ${chunk}: ${diff}`);
     }
     // Two sequences in one step (different lengths, one with an image) equal each alone.
     const text = manifest.text[1].ids;
@@ -137,7 +147,10 @@ Deno.test("chunked prefill and batched steps give the logits of one whole pass",
     model.pool.release(a);
     model.pool.release(b);
     model.ctx.release(embeddings);
-    assert.deepEqual(out.rows, [{ start: 0, count: text.length }, { start: text.length, count: mm.ids.length }]);
+    assert.deepEqual(out.rows, [{ start: 0, count: text.length }, {
+      start: text.length,
+      count: mm.ids.length,
+    }]);
     assert.ok(maxAbsDiff(both.subarray(0, text.length * VOCAB), alone) < 1e-4);
     assert.ok(maxAbsDiff(both.subarray(text.length * VOCAB), whole) < 1e-4);
   } finally {
@@ -148,7 +161,7 @@ Deno.test("chunked prefill and batched steps give the logits of one whole pass",
 Deno.test("several images in one pass give each image's own embeddings (block-diagonal attention)", async () => {
   const model = await loadTiny("mistral", EXACT);
   try {
-    const images = await Promise.all(manifest.vision.map((v) => goldenImage(v.pixels_from, ...v.grid)));
+    const images = await Promise.all(manifest.vision.map((v) => goldenImage(v.pixels_from, ...v.grid[0])));
     const alone = [];
     for (const image of images) {
       const t = await model.encodeImages([image]);
@@ -201,12 +214,16 @@ Deno.test("quantized weights: error and top-1 agreement against the f32 goldens"
         total += want.length;
       });
       agreement[label] = agree / total;
-      rows.push(`| ${label} | ${max.toFixed(3)} | ${(100 * agree / total).toFixed(0)}% (${agree}/${total}) |`);
+      rows.push(
+        `| ${label} | ${max.toFixed(3)} | ${(100 * agree / total).toFixed(0)}% (${agree}/${total}) |`,
+      );
     } finally {
       model.release();
     }
   }
-  console.log(["| weights | max abs logit error | top-1 agreement |", "| --- | --- | --- |", ...rows].join("\n"));
+  console.log(
+    ["| weights | max abs logit error | top-1 agreement |", "| --- | --- | --- |", ...rows].join("\n"),
+  );
   assert.ok(agreement["q8 (quantized on load)"] >= 0.85);
   assert.ok(agreement["GGUF Q8_0"] >= 0.85);
   assert.ok(agreement["f16 activations"] >= 0.95);

@@ -116,7 +116,9 @@ export class PixtralModel {
     const embeddings = images.length ? await this.encodeImages(images) : undefined;
     if ((embeddings?.rows ?? 0) !== imageTokens) {
       embeddings && this.ctx.release(embeddings);
-      throw new RangeError(`${imageTokens} [IMG] tokens but the images have ${embeddings?.rows ?? 0} patches`);
+      throw new RangeError(
+        `${imageTokens} [IMG] tokens but the images have ${embeddings?.rows ?? 0} patches`,
+      );
     }
     const blocks: number[] = [];
     const out = new Float32Array(ids.length * vocab);

@@ -73,9 +73,16 @@ export function encodeImages(
   rmsNorm(rec, { y: x, x: embedded, weight: w("vision_encoder.ln_pre.weight"), eps: v.normEps });
 
   const positions = rec.upload("u32", [2 * N], patchPositions(images));
-  const plan = denseAttentionPlan(rec, { segments: counts, headsQ: v.nHeads, headsKv: v.nHeads, headDim: v.headDim });
+  const plan = denseAttentionPlan(rec, {
+    segments: counts,
+    headsQ: v.nHeads,
+    headsKv: v.nHeads,
+    headDim: v.headDim,
+  });
   const h = rec.scratch(act, [N, hidden]);
-  const q = rec.scratch(act, [N, hidden]), k = rec.scratch(act, [N, hidden]), val = rec.scratch(act, [N, hidden]);
+  const q = rec.scratch(act, [N, hidden]),
+    k = rec.scratch(act, [N, hidden]),
+    val = rec.scratch(act, [N, hidden]);
   const o = rec.scratch(act, [N, hidden]);
   const gate = rec.scratch(act, [N, v.intermediateSize]), up = rec.scratch(act, [N, v.intermediateSize]);
   const ffn = rec.scratch(act, [N, v.intermediateSize]);
