@@ -24,11 +24,15 @@ function dequantizedOnCpu(source: WeightSource): WeightSource {
     const bytes = await source.read(name);
     if (!quantized(info.dtype)) return bytes;
     const [rows, k] = matrixShape(info.shape);
-    return new Uint8Array(dequantizeRef(GPU_TYPE[info.dtype] as GpuType, bytes, rows, k).buffer as ArrayBuffer);
+    return new Uint8Array(
+      dequantizeRef(GPU_TYPE[info.dtype] as GpuType, bytes, rows, k).buffer as ArrayBuffer,
+    );
   };
   const info = (name: string) => {
     const i = source.info(name);
-    return quantized(i.dtype) ? { ...i, dtype: "F32" as const, byteLength: i.shape.reduce((a, b) => a * b, 4) } : i;
+    return quantized(i.dtype)
+      ? { ...i, dtype: "F32" as const, byteLength: i.shape.reduce((a, b) => a * b, 4) }
+      : i;
   };
   return {
     ...source,
@@ -81,7 +85,12 @@ Deno.test("GGUF Q4_K_M logits equal those of its weights dequantized on the CPU 
   const options = { activations: "f32", kv: "f32", quant: "f32", visionQuant: "f32", kvTokens: 256 } as const;
   const opened = [await open(), await open()];
   const quantized = await PixtralModel.load(ctx, opened[0].config, opened[0].weights, options);
-  const decoded = await PixtralModel.load(ctx, opened[1].config, dequantizedOnCpu(opened[1].weights), options);
+  const decoded = await PixtralModel.load(
+    ctx,
+    opened[1].config,
+    dequantizedOnCpu(opened[1].weights),
+    options,
+  );
   opened.forEach((o) => o.weights.close());
   try {
     const a = await quantized.sequenceLogits(mm.ids, [image]);

@@ -1,0 +1,93 @@
+/**
+ * The Engine seam between the HTTP layer and whatever runs the model: a prepared request (token ids with image
+ * slots, preprocessed images, sampling settings) in, a stream of tokens out. The GPU host implements it with
+ * LocalEngine; the edge build with a client of a GPU host.
+ */
+import type { ImageInput } from "../model/vision.ts";
+
+export interface Sampling {
+  /** 0: greedy. */
+  temperature: number;
+  topP: number;
+  /** 0: no limit. */
+  topK: number;
+  minP: number;
+  presencePenalty: number;
+  frequencyPenalty: number;
+  repetitionPenalty: number;
+  /** The random stream; the same seed and request give the same tokens. */
+  seed?: number;
+}
+
+export const GREEDY: Sampling = {
+  temperature: 0,
+  topP: 1,
+  topK: 0,
+  minP: 0,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  repetitionPenalty: 1,
+};
+
+export interface GenerateRequest {
+  /** The prompt: token ids, with each image's block of [IMG] tokens. */
+  ids: readonly number[];
+  /** The images in the order of their blocks in `ids`. */
+  images: readonly ImageInput[];
+  sampling: Sampling;
+  /** Tokens to generate at most. */
+  maxTokens: number;
+  /** Tokens that end the generation (not emitted): `</s>`. */
+  stopIds: readonly number[];
+  /** Alternatives to report with each token's log-probability; undefined: no log-probabilities. */
+  topLogprobs?: number;
+}
+
+export interface TokenEvent {
+  id: number;
+  /** Log-probability of the token under the model (before sampling adjustments), when asked for. */
+  logprob?: number;
+  top?: { id: number; logprob: number }[];
+}
+
+export type FinishReason = "stop" | "length";
+
+export interface EngineStats {
+  /** Requests waiting to start. */
+  waiting: number;
+  /** Sequences being prefilled or decoded. */
+  running: number;
+  /** Fraction of the KV cache in use. */
+  kvUsage: number;
+  kvBlocks: number;
+  kvBlocksUsed: number;
+}
+
+export interface Engine {
+  /** Tokens a prompt plus its generation may hold. */
+  readonly contextLength: number;
+  readonly vocabSize: number;
+  /** Throws EngineBusyError or RequestTooLongError before any work starts. */
+  generate(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<TokenEvent, FinishReason>;
+  stats(): EngineStats;
+  /** Stops taking requests, ends running ones (cancelling them after `graceMs`) and frees the model. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** The queue is full: try again later (HTTP 429). */
+export class EngineBusyError extends Error {
+  override name = "EngineBusyError";
+  constructor(message: string, readonly retryAfterSeconds: number) {
+    super(message);
+  }
+}
+
+/** Prompt plus max tokens exceed the context (HTTP 400). */
+export class RequestTooLongError extends Error {
+  override name = "RequestTooLongError";
+}
+
+/** The engine is closing or closed (HTTP 503). */
+export class EngineClosedError extends Error {
+  override name = "EngineClosedError";
+}

@@ -1,0 +1,385 @@
+/**
+ * The engine of a GPU host: continuous batching over one PixtralModel.
+ *
+ * Each step runs, in one submit, a prefill chunk for some of the sequences still reading their prompt and one
+ * decode token for every sequence that is generating; new requests join at the next step boundary, finished and
+ * cancelled ones leave it and return their KV blocks at once. Long prompts are cut into fixed-size chunks so
+ * that they never stall the running streams for long.
+ *
+ * Batching must not change results: every sequence's rows go through exactly the kernels they would take alone
+ * (prefill chunks of fixed size, each sequence in its own pass; decode tokens in groups no larger than the
+ * matrix-vector kernel takes, whose rows do not depend on each other), and sampling is seeded per sequence.
+ */
+import { MATVEC_MAX_ROWS } from "../gpu/ops/linear.ts";
+import { sample, type SamplingParams } from "../gpu/ops/sampling.ts";
+import type { Recorder } from "../gpu/recorder.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import type { SequenceStep } from "../model/decoder.ts";
+import type { PixtralModel } from "../model/pixtral.ts";
+import { log } from "../log.ts";
+import { Channel } from "./channel.ts";
+import {
+  type Engine,
+  EngineBusyError,
+  EngineClosedError,
+  type EngineStats,
+  type FinishReason,
+  type GenerateRequest,
+  RequestTooLongError,
+  type TokenEvent,
+} from "./engine.ts";
+
+export interface LocalEngineOptions {
+  /** Tokens per prefill chunk (default 512). */
+  prefillChunk?: number;
+  /** Prefill tokens per step across sequences (default one chunk). */
+  prefillBudget?: number;
+  /** Sequences running at once (default 64). */
+  maxRunning?: number;
+  /** Requests waiting beyond which new ones are refused (default 256). */
+  maxQueue?: number;
+  /** Tokens per sequence, if lower than the model's context. */
+  contextLength?: number;
+}
+
+class Sequence {
+  readonly tokens: number[];
+  readonly blocks: number[] = [];
+  readonly channel = new Channel<TokenEvent, FinishReason>();
+  /** Tokens whose keys and values are in the cache. */
+  past = 0;
+  generated = 0;
+  /** Image embeddings of the prompt, and how many of their rows earlier chunks consumed. */
+  embeddings?: Tensor;
+  imageRows = 0;
+  cancelled = false;
+  /** Penalised tokens and how often each was generated (prompt tokens count 0, for the repetition penalty). */
+  readonly counts = new Map<number, number>();
+  readonly seed: number;
+
+  constructor(readonly request: GenerateRequest) {
+    this.tokens = [...request.ids];
+    this.seed = request.sampling.seed ?? crypto.getRandomValues(new Uint32Array(1))[0];
+    if (request.sampling.repetitionPenalty !== 1) { for (const id of request.ids) this.counts.set(id, 0); }
+  }
+
+  /** Positions the prefill must put in the cache: all tokens but a generated last one, which decoding feeds. */
+  get prefillEnd(): number {
+    return this.generated > 0 ? this.tokens.length - 1 : this.tokens.length;
+  }
+
+  get prefilling(): boolean {
+    return this.past < this.prefillEnd;
+  }
+
+  samplingParams(): SamplingParams {
+    const s = this.request.sampling;
+    const penalised = s.repetitionPenalty !== 1 || s.presencePenalty !== 0 || s.frequencyPenalty !== 0;
+    return {
+      temperature: s.temperature,
+      topK: s.topK,
+      topP: s.topP,
+      minP: s.minP,
+      repetitionPenalty: s.repetitionPenalty,
+      presencePenalty: s.presencePenalty,
+      frequencyPenalty: s.frequencyPenalty,
+      seed: this.seed,
+      counter: this.generated,
+      penalties: penalised ? { ids: [...this.counts.keys()], counts: [...this.counts.values()] } : undefined,
+    };
+  }
+}
+
+/** One model pass of a step and the sequences whose next token it samples. */
+interface Pass {
+  seqs: Sequence[];
+  ids: Promise<Uint8Array<ArrayBuffer>>;
+  logprobs: Promise<Uint8Array<ArrayBuffer>>;
+  logits?: Promise<Uint8Array<ArrayBuffer>>;
+}
+
+export class LocalEngine implements Engine {
+  readonly contextLength: number;
+  readonly vocabSize: number;
+  readonly #model: PixtralModel;
+  readonly #prefillChunk: number;
+  readonly #prefillBudget: number;
+  readonly #maxRunning: number;
+  readonly #maxQueue: number;
+  #waiting: Sequence[] = [];
+  #running: Sequence[] = [];
+  #loop?: Promise<void>;
+  #closed = false;
+
+  constructor(model: PixtralModel, options: LocalEngineOptions = {}) {
+    this.#model = model;
+    this.vocabSize = model.config.decoder.vocabSize;
+    this.contextLength = Math.min(
+      options.contextLength ?? Infinity,
+      model.config.contextLength,
+      model.pool.capacity,
+    );
+    this.#prefillChunk = options.prefillChunk ?? 512;
+    this.#prefillBudget = options.prefillBudget ?? this.#prefillChunk;
+    this.#maxRunning = options.maxRunning ?? 64;
+    this.#maxQueue = options.maxQueue ?? 256;
+  }
+
+  stats(): EngineStats {
+    const { pool } = this.#model;
+    return {
+      waiting: this.#waiting.length,
+      running: this.#running.length,
+      kvBlocks: pool.blocks,
+      kvBlocksUsed: pool.usedBlocks,
+      kvUsage: pool.usedBlocks / pool.blocks,
+    };
+  }
+
+  generate(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<TokenEvent, FinishReason> {
+    if (this.#closed) throw new EngineClosedError("the server is shutting down");
+    const total = request.ids.length + request.maxTokens;
+    if (request.ids.length === 0) throw new RequestTooLongError("the prompt is empty");
+    if (total > this.contextLength) {
+      throw new RequestTooLongError(
+        `the prompt (${request.ids.length} tokens) plus max_tokens (${request.maxTokens}) is ${total} tokens, ` +
+          `more than this server's context of ${this.contextLength}`,
+      );
+    }
+    for (const id of request.ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
+        throw new RangeError(`token id ${id} is not in the vocabulary`);
+      }
+    }
+    if (this.#waiting.length >= this.#maxQueue) {
+      throw new EngineBusyError(`${this.#waiting.length} requests are already waiting`, 1);
+    }
+    const seq = new Sequence(request);
+    this.#waiting.push(seq);
+    this.#kick();
+    return this.#stream(seq, signal);
+  }
+
+  async *#stream(seq: Sequence, signal?: AbortSignal): AsyncGenerator<TokenEvent, FinishReason> {
+    const abort = () => this.#cancel(seq);
+    signal?.addEventListener("abort", abort);
+    try {
+      if (signal?.aborted) abort();
+      return yield* seq.channel.drain();
+    } finally {
+      signal?.removeEventListener("abort", abort);
+      if (!seq.channel.closed) this.#cancel(seq);
+    }
+  }
+
+  #cancel(seq: Sequence): void {
+    seq.cancelled = true;
+    const waiting = this.#waiting.indexOf(seq);
+    if (waiting >= 0) {
+      this.#waiting.splice(waiting, 1);
+      seq.channel.fail(new DOMException("the request was cancelled", "AbortError"));
+    }
+    // A running sequence leaves at the next step boundary (its blocks may be in use by the step in flight).
+  }
+
+  #kick(): void {
+    this.#loop ??= this.#run().finally(() => {
+      this.#loop = undefined;
+      if (this.#waiting.length && !this.#closed) this.#kick();
+    });
+  }
+
+  async #run(): Promise<void> {
+    while (true) {
+      this.#reap();
+      this.#admit();
+      if (this.#running.length === 0) return;
+      try {
+        await this.#step();
+      } catch (err) {
+        log.error("engine step failed", { error: String((err as Error)?.stack ?? err) });
+        for (const seq of this.#running) this.#finish(seq, err);
+      }
+    }
+  }
+
+  /** Removes cancelled sequences and returns their memory. */
+  #reap(): void {
+    for (const seq of this.#running.filter((s) => s.cancelled)) {
+      this.#finish(seq, new DOMException("the request was cancelled", "AbortError"));
+    }
+  }
+
+  #admit(): void {
+    const { pool } = this.#model;
+    while (this.#waiting.length && this.#running.length < this.#maxRunning) {
+      const seq = this.#waiting[0];
+      // Room for the whole prompt plus one block of growth for every running sequence.
+      const needed = pool.blocksFor(seq.tokens.length + 1) + this.#running.length;
+      if (needed > pool.freeBlocks && this.#running.length > 0) return;
+      this.#waiting.shift();
+      this.#running.push(seq);
+    }
+  }
+
+  #finish(seq: Sequence, result: FinishReason | unknown): void {
+    const i = this.#running.indexOf(seq);
+    if (i >= 0) this.#running.splice(i, 1);
+    this.#model.pool.release(seq.blocks);
+    if (seq.embeddings) this.#model.ctx.release(seq.embeddings);
+    seq.embeddings = undefined;
+    if (result === "stop" || result === "length") seq.channel.close(result);
+    else seq.channel.fail(result);
+  }
+
+  /** Makes room for `seq` to hold `tokens` positions, preempting the newest other sequences if needed. */
+  #grow(seq: Sequence, tokens: number): boolean {
+    const { pool } = this.#model;
+    while (!pool.reserve(seq.blocks, tokens)) {
+      const victim = this.#running.findLast((s) => s !== seq);
+      if (!victim) return false;
+      // Recompute later: drop its cache, keep its tokens, and put it first in line.
+      this.#running.splice(this.#running.indexOf(victim), 1);
+      pool.release(victim.blocks);
+      if (victim.embeddings) this.#model.ctx.release(victim.embeddings);
+      victim.embeddings = undefined;
+      victim.past = victim.imageRows = 0;
+      this.#waiting.unshift(victim);
+      log.warn("KV cache full: a sequence was preempted and will be recomputed", {
+        tokens: victim.tokens.length,
+      });
+    }
+    return true;
+  }
+
+  async #step(): Promise<void> {
+    const model = this.#model;
+    const prefills: { seq: Sequence; step: SequenceStep }[] = [];
+    let budget = this.#prefillBudget;
+    for (const seq of this.#running.filter((s) => s.prefilling)) {
+      if (budget <= 0) break;
+      const end = Math.min(seq.past + this.#prefillChunk, seq.prefillEnd);
+      if (!this.#grow(seq, end)) throw new Error("the KV cache cannot hold one sequence");
+      if (!this.#running.includes(seq)) continue;
+      if (seq.past === 0 && seq.request.images.length && !seq.embeddings) {
+        seq.embeddings = await model.encodeImages(seq.request.images);
+      }
+      const ids = seq.tokens.slice(seq.past, end);
+      const images = ids.filter((id) => id === model.config.imageTokens.img).length;
+      prefills.push({
+        seq,
+        step: {
+          ids,
+          past: seq.past,
+          blocks: seq.blocks,
+          images: images ? seq.embeddings!.sliceRows(seq.imageRows, images) : undefined,
+          logits: end === seq.prefillEnd && seq.generated === 0 ? "last" : "none",
+        },
+      });
+      budget -= ids.length;
+    }
+    const decoders = this.#running.filter((s) => !s.prefilling);
+    for (const seq of decoders) {
+      if (!this.#grow(seq, seq.past + 1)) throw new Error("the KV cache cannot hold one sequence");
+    }
+    const live = decoders.filter((s) => this.#running.includes(s));
+
+    const rec = model.ctx.record("step");
+    const passes: Pass[] = [];
+    for (const { seq, step } of prefills) {
+      const out = model.step(rec, [step]);
+      if (out.logits) passes.push(this.#sample(rec, out.logits, [seq]));
+    }
+    for (let i = 0; i < live.length; i += MATVEC_MAX_ROWS) {
+      const group = live.slice(i, i + MATVEC_MAX_ROWS);
+      const out = model.step(
+        rec,
+        group.map((s) => ({
+          ids: [s.tokens.at(-1)!],
+          past: s.past,
+          blocks: s.blocks,
+          logits: "last" as const,
+        })),
+      );
+      passes.push(this.#sample(rec, out.logits!, group));
+    }
+    await rec.submit();
+
+    for (const { seq, step } of prefills) {
+      seq.past += step.ids.length;
+      seq.imageRows += step.images?.rows ?? 0;
+    }
+    for (const seq of live) seq.past += 1;
+    for (const pass of passes) await this.#deliver(pass);
+  }
+
+  #sample(rec: Recorder, logits: Tensor, seqs: Sequence[]): Pass {
+    const ids = rec.scratch("u32", [seqs.length]), logprobs = rec.scratch("f32", [seqs.length]);
+    sample(rec, { logits, ids, logprobs, params: seqs.map((s) => s.samplingParams()) });
+    const wantTop = seqs.some((s) => s.request.topLogprobs !== undefined && s.request.topLogprobs > 0);
+    return {
+      seqs,
+      ids: rec.read(ids),
+      logprobs: rec.read(logprobs),
+      logits: wantTop ? rec.read(logits) : undefined,
+    };
+  }
+
+  async #deliver(pass: Pass): Promise<void> {
+    const ids = new Uint32Array((await pass.ids).buffer);
+    const logprobs = new Float32Array((await pass.logprobs).buffer);
+    const logits = pass.logits ? new Float32Array((await pass.logits).buffer) : undefined;
+    pass.seqs.forEach((seq, i) => {
+      if (seq.cancelled || !this.#running.includes(seq)) return;
+      const id = ids[i];
+      const { request } = seq;
+      seq.tokens.push(id);
+      seq.generated++;
+      if (seq.counts.size || request.sampling.presencePenalty || request.sampling.frequencyPenalty) {
+        seq.counts.set(id, (seq.counts.get(id) ?? 0) + 1);
+      }
+      if (request.stopIds.includes(id)) return this.#finish(seq, "stop");
+      const event: TokenEvent = { id };
+      if (request.topLogprobs !== undefined) {
+        event.logprob = logprobs[i];
+        if (request.topLogprobs > 0 && logits) {
+          event.top = topLogprobs(
+            logits.subarray(i * this.vocabSize, (i + 1) * this.vocabSize),
+            request.topLogprobs,
+          );
+        }
+      }
+      seq.channel.push(event);
+      if (seq.generated >= request.maxTokens || seq.tokens.length >= this.contextLength) {
+        this.#finish(seq, "length");
+      }
+    });
+  }
+
+  async close(graceMs = 0): Promise<void> {
+    this.#closed = true;
+    const deadline = Date.now() + graceMs;
+    while (this.#loop && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const seq of [...this.#waiting, ...this.#running]) this.#cancel(seq);
+    await this.#loop;
+    this.#model.release();
+  }
+}
+
+/** The `n` most likely tokens and their log-probabilities, from one row of logits. */
+export function topLogprobs(logits: Float32Array, n: number): { id: number; logprob: number }[] {
+  let max = -Infinity;
+  for (const v of logits) max = Math.max(max, v);
+  let sum = 0;
+  for (const v of logits) sum += Math.exp(v - max);
+  const logZ = max + Math.log(sum);
+  const best: number[] = [];
+  for (let id = 0; id < logits.length; id++) {
+    if (best.length < n || logits[id] > logits[best[best.length - 1]]) {
+      best.push(id);
+      best.sort((a, b) => logits[b] - logits[a] || a - b);
+      if (best.length > n) best.pop();
+    }
+  }
+  return best.map((id) => ({ id, logprob: logits[id] - logZ }));
+}

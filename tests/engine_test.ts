@@ -1,0 +1,118 @@
+/**
+ * The engine on the tiny model (f32): batching changes no token, streams neither lose nor repeat tokens,
+ * cancellation frees memory at once, and limits are enforced before any GPU work.
+ */
+import assert from "node:assert/strict";
+import {
+  EngineBusyError,
+  type GenerateRequest,
+  GREEDY,
+  RequestTooLongError,
+} from "../runtime/engine/engine.ts";
+import { LocalEngine } from "../runtime/engine/local.ts";
+import { goldenImage, gridOf, loadTiny, manifest } from "./model_helpers.ts";
+
+const mm = manifest.multimodal[0];
+const image = await goldenImage(mm.pixels_from, gridOf(mm.ids).rows, gridOf(mm.ids).cols);
+
+function seeded(seed: number) {
+  return () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+}
+
+/** 32 requests: text prompts of 1 to 24 tokens, some with the image, greedy or seeded sampling. */
+function requests(): GenerateRequest[] {
+  const random = seeded(11);
+  return Array.from({ length: 32 }, (_, i) => {
+    const text = Array.from(
+      { length: 1 + Math.floor(random() * 24) },
+      () => 1000 + Math.floor(random() * 1048),
+    );
+    const withImage = i % 8 === 0;
+    return {
+      ids: withImage ? [1, 3, ...mm.ids.slice(2, 17), ...text, 4] : [1, 3, ...text, 4],
+      images: withImage ? [image] : [],
+      sampling: i % 3 === 0 ? { ...GREEDY, temperature: 0.8, topP: 0.9, seed: i } : GREEDY,
+      maxTokens: 3 + (i % 4),
+      stopIds: [2],
+    };
+  });
+}
+
+async function collect(stream: AsyncGenerator<{ id: number }, string>) {
+  const ids: number[] = [];
+  while (true) {
+    const { value, done } = await stream.next();
+    if (done) return { ids, finish: value };
+    ids.push(value.id);
+  }
+}
+
+Deno.test("32 concurrent streams yield exactly the tokens each yields alone, then free every KV block", async () => {
+  const model = await loadTiny("mistral", {
+    quant: "f32",
+    visionQuant: "f32",
+    activations: "f32",
+    kv: "f32",
+  });
+  const engine = new LocalEngine(model, { prefillChunk: 16, prefillBudget: 128 });
+  try {
+    const pool = model.ctx.pool;
+    const alone = [];
+    for (const r of requests()) alone.push(await collect(engine.generate(r)));
+    const baseline = pool.stats.inUseBytes;
+    const together = await Promise.all(requests().map((r) => collect(engine.generate(r))));
+    assert.deepEqual(together, alone);
+    for (const [i, out] of alone.entries()) {
+      assert.ok(out.ids.length <= requests()[i].maxTokens);
+      assert.equal(out.finish, out.ids.length === requests()[i].maxTokens ? "length" : "stop");
+    }
+    assert.equal(model.pool.usedBlocks, 0);
+    assert.equal(pool.stats.inUseBytes, baseline);
+    assert.deepEqual(engine.stats(), {
+      waiting: 0,
+      running: 0,
+      kvBlocks: model.pool.blocks,
+      kvBlocksUsed: 0,
+      kvUsage: 0,
+    });
+  } finally {
+    await engine.close();
+  }
+});
+
+Deno.test("cancelled and abandoned streams return their KV blocks; limits are checked up front", async () => {
+  const model = await loadTiny("mistral", { kvTokens: 256 });
+  const engine = new LocalEngine(model, { maxQueue: 4, prefillChunk: 16 });
+  try {
+    const long = {
+      ids: [1, 3, ...Array(20).fill(1100), 4],
+      images: [],
+      sampling: GREEDY,
+      maxTokens: 200,
+      stopIds: [],
+    };
+    // Abort through the signal while tokens flow.
+    const controller = new AbortController();
+    const stream = engine.generate(long, controller.signal);
+    await stream.next();
+    await stream.next();
+    controller.abort();
+    await assert.rejects(collect(stream), /cancelled/);
+    // Stop reading (a client that disconnects): return() frees the sequence.
+    const abandoned = engine.generate(long);
+    await abandoned.next();
+    await abandoned.return("stop");
+    // Every block comes back once the engine passes a step boundary.
+    await collect(engine.generate({ ...long, maxTokens: 2 }));
+    assert.equal(model.pool.usedBlocks, 0);
+
+    assert.throws(() => engine.generate({ ...long, maxTokens: 1000 }), RequestTooLongError);
+    assert.throws(() => engine.generate({ ...long, ids: [] }), RequestTooLongError);
+    assert.throws(() => engine.generate({ ...long, ids: [5000] }), /not in the vocabulary/);
+    const queued = Array.from({ length: 5 }, () => engine.generate({ ...long, maxTokens: 3 }));
+    assert.throws(() => engine.generate(long), EngineBusyError);
+    await Promise.all(queued.map(collect));
+  } finally {
+    await engine.close();
+  }
+});
