@@ -224,9 +224,9 @@ globalThis.addEventListener("unload", () => {
     if (!r.ms.length) continue;
     const ms = median(r);
     const time = ms < 1 ? `${(ms * 1000).toFixed(1)} µs` : `${ms.toFixed(2)} ms`;
-    const throughput = r.unit ? `${rate(r).toFixed(1)} ${r.unit}` : "";
+    const throughput = r.unit ? `${Number(rate(r).toPrecision(3))} ${r.unit}` : "";
     const ratio = r.unit === "GB/s" && r.name.startsWith("matvec") && copy.ms.length
-      ? `${(100 * rate(r) / rate(copy)).toFixed(0)}%`
+      ? `${(100 * rate(r) / rate(copy)).toPrecision(2)}%`
       : "";
     lines.push(`| ${r.name} | ${time} | ${throughput} | ${ratio} |`);
   }

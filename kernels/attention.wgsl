@@ -16,13 +16,17 @@
 // word offset of the sequence's block table in info; dense: first key row of the segment), partial slot
 // (0xffffffff: write the output directly), unused.
 // Scores are scaled by p.scale (1/sqrt(D)), softmax in f32, accumulation in f32.
+//
+// Workgroup memory holds vec4s along the head dimension (D % 4 == 0), so each thread reads four dimensions per
+// load in both products: q·k (a thread's row against its keys lane and lane + 16) and p·v (its row's output
+// dimensions 4·lane.. and 64 + 4·lane..): a few loads per 16 FMAs rather than one or two per FMA.
 
 struct Params {
   tiles: u32,      // tile (or combine) entries
   tile_base: u32,  // word offset of the entries in info
   heads_kv: u32,
   group: u32,      // query heads per KV head, dividing 16
-  head_dim: u32,   // at most 128
+  head_dim: u32,   // at most 128, a multiple of 4
   scale: f32,
   q_off: u32,      // q and out: [tokens, heads_q * D] views
   q_stride: u32,
@@ -56,9 +60,9 @@ const WG: u32 = 256u;
 const NONE: u32 = 0xffffffffu;
 const MASKED: f32 = -3.0e38;
 
-var<workgroup> qs: array<f32, 2048>;   // R x D, pre-scaled
-var<workgroup> kv: array<f32, 4128>;   // BK x (D + 1): the padding column spreads rows over banks
-var<workgroup> probs: array<f32, 512>; // R x BK
+var<workgroup> qs: array<vec4<f32>, 512>;    // R x D/4, pre-scaled
+var<workgroup> kv: array<vec4<f32>, 1056>;   // BK x (D/4 + 1): the padding vec4 spreads rows over banks
+var<workgroup> probs: array<vec4<f32>, 128>; // R x BK/4
 var<workgroup> red_max: array<f32, WG>;
 var<workgroup> red_sum: array<f32, WG>;
 
@@ -71,31 +75,33 @@ fn key_index(paged: bool, key_base: u32, h: u32, kp: u32) -> u32 {
   return (key_base + kp) * p.kv_stride + h * p.head_dim;
 }
 
-fn load_tile(paged: bool, values: bool, t: u32, key_base: u32, h: u32, k0: u32, k_end: u32) {
-  let D = p.head_dim;
-  for (var idx = t; idx < BK * D; idx += WG) {
-    let c = idx / D;
-    let d = idx % D;
-    let kp = k0 + c;
-    var v = 0.0;
-    if (kp < k_end) {
-      let i = key_index(paged, key_base, h, kp) + d;
-      if (Q8) {
-        let shift = 24u - 8u * (i & 3u);
-        if (values) {
-          let code = bitcast<i32>(u32(vcache[p.v_off + (i >> 2u)]) << shift) >> 24u;
-          v = f32(code) * vscale[p.vs_off + i / D];
-        } else {
-          let code = bitcast<i32>(u32(kcache[p.k_off + (i >> 2u)]) << shift) >> 24u;
-          v = f32(code) * kscale[p.ks_off + i / D];
-        }
-      } else if (values) {
-        v = f32(vcache[p.v_off + i]);
-      } else {
-        v = f32(kcache[p.k_off + i]);
-      }
+// Four consecutive values of the K (or V) cache at element i (i % 4 == 0 for the 8-bit cache).
+fn cache4(values: bool, i: u32) -> vec4<f32> {
+  if (Q8) {
+    if (values) {
+      return vec4<f32>(unpack4xI8(u32(vcache[p.v_off + (i >> 2u)]))) * vscale[p.vs_off + i / p.head_dim];
     }
-    kv[c * (D + 1u) + d] = v;
+    return vec4<f32>(unpack4xI8(u32(kcache[p.k_off + (i >> 2u)]))) * kscale[p.ks_off + i / p.head_dim];
+  }
+  if (values) {
+    let b = p.v_off + i;
+    return vec4<f32>(f32(vcache[b]), f32(vcache[b + 1u]), f32(vcache[b + 2u]), f32(vcache[b + 3u]));
+  }
+  let b = p.k_off + i;
+  return vec4<f32>(f32(kcache[b]), f32(kcache[b + 1u]), f32(kcache[b + 2u]), f32(kcache[b + 3u]));
+}
+
+fn load_tile(paged: bool, values: bool, t: u32, key_base: u32, h: u32, k0: u32, k_end: u32) {
+  let D4 = p.head_dim / 4u;
+  for (var idx = t; idx < BK * D4; idx += WG) {
+    let c = idx / D4;
+    let dv = idx % D4;
+    let kp = k0 + c;
+    var v = vec4<f32>();
+    if (kp < k_end) {
+      v = cache4(values, key_index(paged, key_base, h, kp) + 4u * dv);
+    }
+    kv[c * (D4 + 1u) + dv] = v;
   }
 }
 
@@ -114,46 +120,52 @@ fn attend(paged: bool, t: u32, wg: u32) {
   let key_base = info[e + 5u];
   let slot = info[e + 6u];
   let D = p.head_dim;
+  let D4 = D / 4u;
+  let KS = D4 + 1u;  // kv row stride in vec4s
   let G = p.group;
   if (p.causal != 0u) {
     k_end = min(k_end, qpos0 + q_count);
   }
 
-  for (var idx = t; idx < R * D; idx += WG) {
-    let r = idx / D;
+  for (var idx = t; idx < R * D4; idx += WG) {
+    let r = idx / D4;
     let i = r / G;
-    var v = 0.0;
+    var v = vec4<f32>();
     if (i < q_count) {
-      v = f32(q[p.q_off + (q_row0 + i) * p.q_stride + (h * G + r % G) * D + idx % D]) * p.scale;
+      let b = p.q_off + (q_row0 + i) * p.q_stride + (h * G + r % G) * D + 4u * (idx % D4);
+      v = vec4<f32>(f32(q[b]), f32(q[b + 1u]), f32(q[b + 2u]), f32(q[b + 3u])) * p.scale;
     }
     qs[idx] = v;
   }
-  // Thread t works on query row r = t / 16 and, within a key tile, keys lane and lane + 16; the row's running
-  // max and sum live in registers, the same in all 16 threads of the row.
+  // Thread t works on query row r = t / 16: within a key tile on keys lane and lane + 16, and on output
+  // dimensions 4·(lane + 16j). The row's running max and sum live in registers, the same in its 16 threads.
   let r = t / 16u;
   let lane = t % 16u;
   let qpos = qpos0 + r / G;
   let row_valid = r / G < q_count;
   var m_run = MASKED;
   var l_run = 0.0;
-  var o = array<f32, 8>();
+  var o = array<vec4<f32>, 2>();
 
   for (var k0 = k_begin; k0 < k_end; k0 += BK) {
     workgroupBarrier();
     load_tile(paged, false, t, key_base, h, k0, k_end);
     workgroupBarrier();
-    var sc = array<f32, 2>();
-    for (var half = 0u; half < 2u; half++) {
-      let c = lane + 16u * half;
-      let kp = k0 + c;
-      var score = 0.0;
-      for (var d = 0u; d < D; d++) {
-        score = fma(qs[r * D + d], kv[c * (D + 1u) + d], score);
-      }
-      let masked = kp >= k_end || (p.causal != 0u && kp > qpos) || !row_valid;
-      sc[half] = select(score, MASKED, masked);
+    var s0 = 0.0;
+    var s1 = 0.0;
+    for (var dv = 0u; dv < D4; dv++) {
+      let qv = qs[r * D4 + dv];
+      s0 += dot(qv, kv[lane * KS + dv]);
+      s1 += dot(qv, kv[(lane + 16u) * KS + dv]);
     }
-    red_max[t] = max(sc[0], sc[1]);
+    let causal = p.causal != 0u;
+    if (k0 + lane >= k_end || (causal && k0 + lane > qpos) || !row_valid) {
+      s0 = MASKED;
+    }
+    if (k0 + lane + 16u >= k_end || (causal && k0 + lane + 16u > qpos) || !row_valid) {
+      s1 = MASKED;
+    }
+    red_max[t] = max(s0, s1);
     workgroupBarrier();
     // K is consumed: the V tile may replace it while the row statistics are formed.
     load_tile(paged, true, t, key_base, h, k0, k_end);
@@ -161,14 +173,18 @@ fn attend(paged: bool, t: u32, wg: u32) {
     for (var i = 0u; i < 16u; i++) {
       m_new = max(m_new, red_max[r * 16u + i]);
     }
-    var pr = vec2<f32>();
-    for (var half = 0u; half < 2u; half++) {
-      if (sc[half] > MASKED) {
-        pr[half] = exp(sc[half] - m_new);
-      }
-      probs[r * BK + lane + 16u * half] = pr[half];
+    var p0 = 0.0;
+    var p1 = 0.0;
+    if (s0 > MASKED) {
+      p0 = exp(s0 - m_new);
     }
-    red_sum[t] = pr.x + pr.y;
+    if (s1 > MASKED) {
+      p1 = exp(s1 - m_new);
+    }
+    // probs[r][c] for c = lane and lane + 16, as components of the row's vec4s.
+    probs[r * 8u + lane / 4u][lane % 4u] = p0;
+    probs[r * 8u + 4u + lane / 4u][lane % 4u] = p1;
+    red_sum[t] = p0 + p1;
     workgroupBarrier();
     var l_tile = 0.0;
     for (var i = 0u; i < 16u; i++) {
@@ -177,12 +193,14 @@ fn attend(paged: bool, t: u32, wg: u32) {
     let alpha = exp(m_run - m_new);
     l_run = l_run * alpha + l_tile;
     m_run = m_new;
-    for (var j = 0u; j < 8u; j++) {
-      let d = lane + 16u * j;
-      if (d < D) {
+    for (var j = 0u; j < 2u; j++) {
+      let dv = lane + 16u * j;
+      if (dv < D4) {
         var acc = o[j] * alpha;
-        for (var c = 0u; c < BK; c++) {
-          acc = fma(probs[r * BK + c], kv[c * (D + 1u) + d], acc);
+        for (var c4 = 0u; c4 < BK / 4u; c4++) {
+          let pv = probs[r * 8u + c4];
+          acc += pv.x * kv[(4u * c4) * KS + dv] + pv.y * kv[(4u * c4 + 1u) * KS + dv] +
+            pv.z * kv[(4u * c4 + 2u) * KS + dv] + pv.w * kv[(4u * c4 + 3u) * KS + dv];
         }
         o[j] = acc;
       }
@@ -196,18 +214,22 @@ fn attend(paged: bool, t: u32, wg: u32) {
   if (slot == NONE) {
     let inv = select(0.0, 1.0 / l_run, l_run > 0.0);
     let ob = p.o_off + (q_row0 + r / G) * p.o_stride + head * D;
-    for (var j = 0u; j < 8u; j++) {
-      let d = lane + 16u * j;
-      if (d < D) {
-        out[ob + d] = Q(o[j] * inv);
+    for (var j = 0u; j < 2u; j++) {
+      let dv = lane + 16u * j;
+      if (dv < D4) {
+        for (var i = 0u; i < 4u; i++) {
+          out[ob + 4u * dv + i] = Q(o[j][i] * inv);
+        }
       }
     }
   } else {
     let pb = ((slot * p.heads_kv + h) * R + r) * (D + 2u);
-    for (var j = 0u; j < 8u; j++) {
-      let d = lane + 16u * j;
-      if (d < D) {
-        partials[pb + d] = o[j];
+    for (var j = 0u; j < 2u; j++) {
+      let dv = lane + 16u * j;
+      if (dv < D4) {
+        for (var i = 0u; i < 4u; i++) {
+          partials[pb + 4u * dv + i] = o[j][i];
+        }
       }
     }
     if (lane == 0u) {

@@ -1,7 +1,7 @@
 /** Helpers of the GPU kernel tests: seeded data, synthetic quantized weights, tolerance checks. */
 import assert from "node:assert/strict";
 import { GpuContext } from "../runtime/gpu/context.ts";
-import { type BlockFormat, GGUF_BLOCKS, rowBytes } from "../runtime/gpu/dtype.ts";
+import { type BlockFormat, f16Bits, GGUF_BLOCKS, rowBytes } from "../runtime/gpu/dtype.ts";
 
 /** A seeded generator of uniform numbers in [-0.5, 0.5). */
 export function seededRandom(seed: number): () => number {
@@ -37,24 +37,36 @@ export function randomBlocks(
   seed: number,
 ): Uint8Array<ArrayBuffer> {
   const bytes = randomBytes(rows * rowBytes(format, k), seed);
-  const view = new DataView(bytes.buffer);
+  const halves = new Uint16Array(bytes.buffer, 0, bytes.byteLength >> 1);
+  // A pool of sane f16 scales, drawn from in a scrambled order (writing 21M scales one by one is too slow).
   const random = seededRandom(seed ^ 0x5bd1e995);
-  const scale = (signed: boolean) => (1e-3 + 9e-3 * (random() + 0.5)) * (signed && random() < 0 ? -1 : 1);
+  const pool = (signed: boolean) =>
+    f16Bits(
+      Array.from(
+        { length: 1024 },
+        () => (1e-3 + 9e-3 * (random() + 0.5)) * (signed && random() < 0 ? -1 : 1),
+      ),
+    );
+  const [signedPool, positivePool] = [pool(true), pool(false)];
+  let n = 0;
+  const scale = (at: number, signed: boolean) => {
+    halves[at >> 1] = (signed ? signedPool : positivePool)[(n++ * 7919) & 1023];
+  };
   const stride = rowBytes(format, k);
   for (let r = 0; r < rows; r++) {
     if (format === "q4") {
-      for (let g = 0; g < k / 32; g++) view.setFloat16(r * stride + k / 2 + 2 * g, scale(true), true);
+      for (let g = 0; g < k / 32; g++) scale(r * stride + k / 2 + 2 * g, true);
       continue;
     }
     const block = GGUF_BLOCKS[format];
     for (let b = 0; b < k / block.size; b++) {
       const at = r * stride + b * block.bytes;
-      if (format === "q8_0") view.setFloat16(at, scale(true), true);
+      if (format === "q8_0") scale(at, true);
       if (format === "q4_k") {
-        view.setFloat16(at, scale(false), true);
-        view.setFloat16(at + 2, scale(false), true);
+        scale(at, false);
+        scale(at + 2, false);
       }
-      if (format === "q6_k") view.setFloat16(at + 208, scale(true), true);
+      if (format === "q6_k") scale(at + 208, true);
     }
   }
   return bytes;

@@ -152,7 +152,7 @@ Deno.test("linear kernels at Pixtral's sizes", async (t) => {
   const ctx = await context();
   const cases: Case[] = [
     { w: "q4", m: 1, n: 14336, k: 5120 }, // w1 / w3, decode
-    { w: "q4_k", m: 2, n: 5120, k: 14336 }, // w2
+    { w: "q4_k", m: 1, n: 5120, k: 14336 }, // w2
     { w: "q6_k", m: 8, n: 1024, k: 5120 }, // wk / wv, a batch of 8 decode steps
     { w: "q8_0", m: 3, n: 4096, k: 5120, act: "f16" }, // wq
     { w: "f16", m: 16, n: 1024, k: 4096 }, // vision FFN w2 (4096 -> 1024), a prefill tile
@@ -160,9 +160,9 @@ Deno.test("linear kernels at Pixtral's sizes", async (t) => {
   for (const [i, c] of cases.entries()) {
     await t.step(`${c.w} M=${c.m} N=${c.n} K=${c.k}`, () => runCase(ctx, c, 300 + i));
   }
-  await t.step("the 131072-row output head (q6_k, as in Q4_K_M files), in binding windows", async () => {
+  await t.step("the 131072-row output head (q4, as quantized on load), in binding windows here", async () => {
     const [n, k] = [131072, 5120];
-    const weights = makeWeights(ctx, "q6_k", n, k, 400);
+    const weights = makeWeights(ctx, "q4", n, k, 400);
     const limits = ctx.device.limits;
     console.log(
       `head: ${weights.tensor.byteLength} bytes, binding limit ${limits.maxStorageBufferBindingSize}`,

@@ -197,7 +197,7 @@ export class Recorder {
     if (!tensor.contiguous) return Promise.reject(new RangeError("read needs a contiguous tensor"));
     const start = Math.floor(tensor.offset / 4) * 4;
     const size = Math.max(4, Math.ceil((tensor.offset + tensor.byteLength) / 4) * 4 - start);
-    return new Promise((resolve, reject) =>
+    const bytes = new Promise<Uint8Array<ArrayBuffer>>((resolve, reject) =>
       this.#commands.push({
         kind: "read",
         src: tensor.buffer,
@@ -209,6 +209,8 @@ export class Recorder {
         reject,
       })
     );
+    bytes.catch(() => {}); // a failed submit rejects it; the submit's own rejection is what callers see first
+    return bytes;
   }
 
   /**
@@ -221,6 +223,7 @@ export class Recorder {
     const { device, ctx } = this;
     const commands = this.#commands;
     const reads = commands.filter((c): c is ReadCommand => c.kind === "read");
+    let staging: GPUBuffer[] = [];
     try {
       const kernels = new Set(commands.flatMap((c) => c.kind === "dispatch" ? [c.kernel] : []));
       await Promise.all([...kernels].map((k) => k.ready));
@@ -228,7 +231,7 @@ export class Recorder {
       const slot = Math.max(PARAMS_BYTES, device.limits.minUniformBufferOffsetAlignment);
       const dispatches = commands.filter((c): c is DispatchCommand => c.kind === "dispatch");
       const arena = ctx.paramArena(dispatches.length * slot);
-      const staging = reads.map((r) => ctx.staging(r.size));
+      staging = reads.map((r) => ctx.staging(r.size));
 
       device.pushErrorScope("out-of-memory");
       device.pushErrorScope("validation");
@@ -265,8 +268,8 @@ export class Recorder {
       if (dispatches.length) device.queue.writeBuffer(arena, 0, paramBytes);
       for (const w of this.#writes) device.queue.writeBuffer(w.buffer, w.offset, w.data);
       device.queue.submit([commandBuffer]);
-      const validation = await device.popErrorScope();
-      const memory = await device.popErrorScope();
+      // Both scopes are popped before awaiting, so another recorder's submit cannot interleave with them.
+      const [validation, memory] = await Promise.all([device.popErrorScope(), device.popErrorScope()]);
       const error = validation ?? memory;
       if (error) throw new Error(`GPU rejected "${this.label}": ${error.message}`);
 

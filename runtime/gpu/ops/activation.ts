@@ -52,7 +52,9 @@ export function swigluRef(gate: Float32Array, up: Float32Array): Float64Array {
 }
 
 export function addRef(a: Float32Array, b: Float32Array): Float64Array {
-  return Float64Array.from(a, (v, i) => v + b[i]);
+  const y = new Float64Array(a.length);
+  for (let i = 0; i < a.length; i++) y[i] = a[i] + b[i];
+  return y;
 }
 
 export function geluRef(x: Float32Array): Float64Array {

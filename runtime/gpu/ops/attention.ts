@@ -103,8 +103,8 @@ function checkShape({ headsQ, headsKv, headDim }: HeadShape): number {
   if (!Number.isInteger(group) || TILE_ROWS % group !== 0) {
     throw new RangeError(`attention: ${headsQ} query heads over ${headsKv} KV heads (group must divide 16)`);
   }
-  if (!Number.isInteger(headDim) || headDim < 1 || headDim > MAX_HEAD_DIM) {
-    throw new RangeError(`attention: head dimension ${headDim} is not in 1..${MAX_HEAD_DIM}`);
+  if (!Number.isInteger(headDim) || headDim < 4 || headDim > MAX_HEAD_DIM || headDim % 4) {
+    throw new RangeError(`attention: head dimension ${headDim} is not a multiple of 4 in 4..${MAX_HEAD_DIM}`);
   }
   return group;
 }
