@@ -36,9 +36,8 @@ impl Tekken {
 
     /// Rebuilds a tokenizer from bytes written by `toCache`.
     #[wasm_bindgen(js_name = fromCache)]
-    pub fn from_cache(bytes: &[u8]) -> Result<Tekken, JsError> {
-        let parts = cache::read(bytes).map_err(js)?;
-        Ok(Tekken { inner: Tokenizer::new(parts).map_err(js)? })
+    pub fn from_cache(bytes: Vec<u8>) -> Result<Tekken, JsError> {
+        Ok(Tekken { inner: cache::read(bytes).map_err(js)? })
     }
 
     /// Builds a tokenizer from raw parts: BPE token bytes in rank order (`token_ends[r]` = end of rank r in
@@ -72,7 +71,7 @@ impl Tekken {
 
     #[wasm_bindgen(js_name = toCache)]
     pub fn to_cache(&self) -> Vec<u8> {
-        cache::write(&self.inner.parts())
+        cache::write(&self.inner)
     }
 
     pub fn encode(&mut self, text: &str) -> Result<Vec<u32>, JsError> {

@@ -178,7 +178,7 @@ mod tests {
             merger.merge_rescan(&vocab, &piece, &mut |r| a.push(r));
             merger.merge_heap(&vocab, &piece, &mut |r| b.push(r));
             assert_eq!(a, b, "{}", String::from_utf8_lossy(&piece));
-            let joined: Vec<u8> = a.iter().flat_map(|&r| vocab.tokens.get(r as usize).to_vec()).collect();
+            let joined: Vec<u8> = a.iter().flat_map(|&r| vocab.token(r as usize).to_vec()).collect();
             assert_eq!(joined, piece);
         }
     }

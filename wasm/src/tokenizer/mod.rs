@@ -85,21 +85,20 @@ impl Tokenizer {
                 ));
             }
         }
-        let mut special_ids = HashMap::with_capacity(num_special);
-        for (id, name) in specials.iter().enumerate() {
+        let vocab = Vocab::new(tokens).map_err(|e| format!("BPE {}", e))?;
+        Tokenizer::assemble(Meta { specials, pattern, version, image }, vocab)
+    }
+
+    /// A tokenizer from checked parts and a built vocabulary.
+    fn assemble(meta: Meta, vocab: Vocab) -> Result<Tokenizer, String> {
+        let mut special_ids = HashMap::with_capacity(meta.specials.len());
+        for (id, name) in meta.specials.iter().enumerate() {
             if let Some(first) = special_ids.insert(name.clone(), id as u32) {
                 return Err(format!("special tokens {} and {} are both named {:?}", first, id, name));
             }
         }
-        let vocab = Vocab::new(tokens).map_err(|e| format!("BPE {}", e))?;
-        let splitter = Splitter::new(&pattern)?;
-        Ok(Tokenizer {
-            meta: Meta { specials, pattern, version, image },
-            special_ids,
-            vocab,
-            splitter,
-            merger: Merger::default(),
-        })
+        let splitter = Splitter::new(&meta.pattern)?;
+        Ok(Tokenizer { meta, special_ids, vocab, splitter, merger: Merger::default() })
     }
 
     pub fn num_special(&self) -> u32 {
@@ -152,7 +151,7 @@ impl Tokenizer {
     pub fn token_bytes(&self, id: u32) -> Result<&[u8], String> {
         self.check_id(id)?;
         let rank = id.checked_sub(self.num_special()).ok_or_else(|| format!("token id {} is a special token", id))?;
-        Ok(self.vocab.tokens.get(rank as usize))
+        Ok(self.vocab.token(rank as usize))
     }
 
     fn check_id(&self, id: u32) -> Result<(), String> {
@@ -172,7 +171,7 @@ impl Tokenizer {
         for &id in ids {
             self.check_id(id)?;
             if id >= num_special {
-                run.extend_from_slice(self.vocab.tokens.get((id - num_special) as usize));
+                run.extend_from_slice(self.vocab.token((id - num_special) as usize));
                 continue;
             }
             text.push_str(&String::from_utf8_lossy(&run));
@@ -185,18 +184,6 @@ impl Tokenizer {
         Ok(text)
     }
 
-    /// The parts this tokenizer was built from (after truncation), for the cache.
-    pub fn parts(&self) -> Parts {
-        let m = &self.meta;
-        Parts {
-            tokens: self.vocab.tokens.clone(),
-            specials: m.specials.clone(),
-            pattern: m.pattern.clone(),
-            vocab_size: self.vocab_size() as usize,
-            version: m.version.clone(),
-            image: m.image,
-        }
-    }
 }
 
 #[cfg(test)]
