@@ -4,6 +4,7 @@
  */
 import { UsageError } from "./args.ts";
 import { serve, usage as serveUsage } from "./serve.ts";
+import { detokenize, detokenizeUsage, tokenize, tokenizeUsage } from "./tokenize.ts";
 
 interface Command {
   summary: string;
@@ -13,6 +14,8 @@ interface Command {
 
 const COMMANDS: Record<string, Command> = {
   serve: { summary: "start the HTTP server", usage: serveUsage, run: serve },
+  tokenize: { summary: "print the token ids of a text (Tekken)", usage: tokenizeUsage, run: tokenize },
+  detokenize: { summary: "print the text of token ids (Tekken)", usage: detokenizeUsage, run: detokenize },
 };
 
 function help(): string {

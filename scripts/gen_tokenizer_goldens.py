@@ -72,6 +72,11 @@ def random_text(rng: random.Random) -> str:
     return "".join(out)
 
 
+def utf16(s: str) -> list[int]:
+    raw = s.encode("utf-16-le", "surrogatepass")
+    return [int.from_bytes(raw[i : i + 2], "little") for i in range(0, len(raw), 2)]
+
+
 def decode_cases(tok: Tekkenizer) -> list:
     rng = random.Random(7)
     euro = [1000 + b for b in "€".encode()]
@@ -112,7 +117,11 @@ def main() -> None:
         "generator": f"mistral_common {mistral_common.__version__} Tekkenizer (tiktoken {tiktoken.__version__}), "
         "scripts/gen_tokenizer_goldens.py",
         "encode": [{"text": s, "ids_full": enc(full, s), "ids_tiny": enc(tiny, s)} for s in texts],
-        "lone_surrogates": [{"text": s, "ids_full": enc(full, s)} for s in SURROGATE_CASES],
+        # As UTF-16 code units: JSON text with unpaired surrogate escapes is not valid UTF-8 for every reader.
+        "lone_surrogates": [
+            {"utf16": utf16(s), "ids_full": enc(full, s)}
+            for s in SURROGATE_CASES
+        ],
         "decode_full": decode_cases(full),
         "specials_full": {
             name: full.get_special_token(name)

@@ -35,9 +35,19 @@ const SOURCES: Record<TextKind, Source[]> = {
     { dir: "/usr/share/man/man2", pkg: "manpages-dev", match: /\.gz$/ },
     { dir: "/usr/share/man/man7", pkg: "manpages", match: /\.gz$/ },
   ],
-  latin: [man("de", "manpages-de"), man("fr", "manpages-fr"), man("es", "manpages-es"), man("pl", "manpages-pl")],
+  latin: [
+    man("de", "manpages-de"),
+    man("fr", "manpages-fr"),
+    man("es", "manpages-es"),
+    man("pl", "manpages-pl"),
+  ],
   cjk: [man("ja", "manpages-ja"), man("zh_CN", "manpages-zh"), man("zh_TW", "manpages-zh")],
-  mixed: [man("ru", "manpages-ru"), man("ja", "manpages-ja"), man("de", "manpages-de"), man("zh_CN", "manpages-zh")],
+  mixed: [
+    man("ru", "manpages-ru"),
+    man("ja", "manpages-ja"),
+    man("de", "manpages-de"),
+    man("zh_CN", "manpages-zh"),
+  ],
   code: [
     crate("syn-1", "librust-syn-dev"),
     crate("serde_json-1", "librust-serde-json-dev"),
@@ -80,7 +90,9 @@ async function collect(source: Source, bytes: number): Promise<string> {
     size += utf8.encode(text).length;
   }
   if (size < bytes) {
-    throw new Error(`corpus source ${source.dir} has only ${size} of the ${bytes} bytes needed (${source.pkg})`);
+    throw new Error(
+      `corpus source ${source.dir} has only ${size} of the ${bytes} bytes needed (${source.pkg})`,
+    );
   }
   return texts.join("\n");
 }
@@ -105,7 +117,7 @@ async function walk(dir: string): Promise<string[]> {
   return out;
 }
 
-async function gunzip(bytes: Uint8Array): Promise<string> {
+async function gunzip(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
   const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
   return new TextDecoder().decode(await new Response(stream).arrayBuffer());
 }
@@ -117,7 +129,10 @@ function stripTroff(source: string): string {
     if (/^['.]\s*\\"/.test(line) || /^\.\s*[A-Za-z]{1,3}\s*$/.test(line)) continue;
     const text = line.startsWith(".") ? line.replace(/^\.\s*\S+\s*/, "") : line;
     lines.push(
-      text.replace(/\\f(\[[^\]]*\]|\(..|.)/g, "").replace(/\\-/g, "-").replace(/\\&/g, "").replace(/\\\(em/g, "—"),
+      text.replace(/\\f(\[[^\]]*\]|\(..|.)/g, "").replace(/\\-/g, "-").replace(/\\&/g, "").replace(
+        /\\\(em/g,
+        "—",
+      ),
     );
   }
   return lines.join("\n").replace(/\n{3,}/g, "\n\n");

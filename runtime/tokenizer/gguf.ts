@@ -10,7 +10,8 @@ const CONTROL = 3;
 
 /** GPT-2's `bytes_to_unicode` inverted: code point -> byte. */
 const BYTE_OF = (() => {
-  const printable = (b: number) => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+  const printable = (b: number) =>
+    (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
   const map = new Map<number, number>();
   let next = 256;
   for (let b = 0; b < 256; b++) map.set(printable(b) ? b : next++, b);

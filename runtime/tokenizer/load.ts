@@ -37,7 +37,7 @@ export async function loadTokenizer(source: string | URL | Uint8Array, options: 
   const unreadable = (err: unknown) =>
     new TokenizerError(`cannot read the tokenizer file ${path}: ${(err as Error).message}`, { cause: err });
   let status: FileStatus;
-  let json: Uint8Array | undefined;
+  let json: Uint8Array<ArrayBuffer> | undefined;
   try {
     status = fileStatus(await Deno.stat(path));
     if (options.cache === false) json = await Deno.readFile(path);
@@ -106,7 +106,8 @@ function fileStatus(info: Deno.FileInfo): FileStatus {
 }
 
 function sameStatus(a: FileStatus, b: FileStatus): boolean {
-  return a.size === b.size && a.mtime === b.mtime && a.ctime === b.ctime && a.ino === b.ino && a.dev === b.dev;
+  return a.size === b.size && a.mtime === b.mtime && a.ctime === b.ctime && a.ino === b.ino &&
+    a.dev === b.dev;
 }
 
 /** Whether the file had been still long enough when its status was taken (false when a time is unknown). */
@@ -128,7 +129,9 @@ function encodeHeader(h: Header): Uint8Array {
 function decodeHeader(bytes: Uint8Array): Header | undefined {
   if (bytes.length < HEADER_BYTES || MAGIC.some((b, i) => bytes[i] !== b)) return undefined;
   const view = new DataView(bytes.buffer, bytes.byteOffset, HEADER_BYTES);
-  const [size, mtime, ctime, ino, dev, seen] = [0, 1, 2, 3, 4, 5].map((i) => view.getFloat64(48 + 8 * i, true));
+  const [size, mtime, ctime, ino, dev, seen] = [0, 1, 2, 3, 4, 5].map((i) =>
+    view.getFloat64(48 + 8 * i, true)
+  );
   return {
     sha256: bytes.slice(8, 40),
     vocabSize: view.getUint32(40, true),

@@ -79,7 +79,9 @@ export class Tokenizer {
   /** Parses tekken.json bytes. `vocabSize` (the model's) may cut the file's `default_vocab_size`. */
   static async fromTekkenJson(json: Uint8Array, options: { vocabSize?: number } = {}): Promise<Tokenizer> {
     const { Tekken } = await loadWasm();
-    return new Tokenizer(wrap("cannot load the tokenizer", () => Tekken.fromTekkenJson(json, options.vocabSize)));
+    return new Tokenizer(
+      wrap("cannot load the tokenizer", () => Tekken.fromTekkenJson(json, options.vocabSize)),
+    );
   }
 
   /** Rebuilds a tokenizer from `toCache()` bytes; throws if they are damaged or from another format version. */
