@@ -147,6 +147,15 @@ export class Tokenizer {
     return checkedId(id, this.vocabSize, "token id") < this.numSpecial;
   }
 
+  /** Releases the tokenizer's WebAssembly memory (a few MB); the tokenizer must not be used afterwards. */
+  free(): void {
+    this.#tekken.free();
+  }
+
+  [Symbol.dispose](): void {
+    this.free();
+  }
+
   /** Bytes of a BPE token (empty for a special token). */
   tokenBytes(id: number): Uint8Array {
     return this.isSpecial(id) ? new Uint8Array() : this.#tekken.tokenBytes(id);

@@ -1,81 +1,117 @@
 //! Byte-pair merging of one piece, tiktoken's rule: start from single bytes and repeatedly merge the adjacent
 //! pair whose concatenation has the lowest rank (the leftmost of equals) until no concatenation is a token.
 //!
-//! Short pieces use tiktoken's own loop (a rescan per merge, fastest for a few parts). Long pieces, such as a
-//! CJK sentence without spaces, use a heap of candidate pairs over a linked list of parts: O(n log n) instead of
-//! O(n^2), with the same result since the heap orders candidates by (rank, position) exactly like the rescan.
+//! Short pieces use tiktoken's own loop, a scan for the lowest pair per merge, over fixed arrays (fastest for a
+//! few parts). Long pieces, such as a CJK sentence without spaces, use a heap of candidate pairs over a linked
+//! list of parts: O(n log n) instead of O(n^2), with the same result since the heap orders candidates by
+//! (rank, position) exactly like the scan. Both are checked against tiktoken's loop in the tests.
 
 use super::vocab::Vocab;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 const NONE: u32 = u32::MAX;
-/// Longest piece merged by rescanning; longer ones go through the heap.
-const RESCAN_MAX: usize = 48;
+/// Longest piece merged by scanning for the lowest pair; longer ones go through the heap.
+const SCAN_MAX: usize = 64;
+const MEMO_BITS: u32 = 15;
+
+/// Ranks of joined token pairs, memoized in a direct-mapped table. Both halves of a candidate pair are tokens,
+/// so the pair is named by two ranks; the same few thousand pairs recur all through a text, and a hit is one
+/// probe in this small table instead of hashing and comparing bytes in the multi-megabyte vocabulary.
+struct PairMemo {
+    entries: Vec<(u64, u32)>,
+}
+
+impl Default for PairMemo {
+    fn default() -> Self {
+        PairMemo { entries: vec![(u64::MAX, NONE); 1 << MEMO_BITS] }
+    }
+}
+
+impl PairMemo {
+    /// Rank of `joined`, the bytes of token `left` followed by token `right`, or NONE.
+    #[inline(always)]
+    fn rank(&mut self, vocab: &Vocab, left: u32, right: u32, joined: &[u8]) -> u32 {
+        let key = ((left as u64) << 32) | right as u64;
+        let slot = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - MEMO_BITS)) as usize;
+        let entry = &mut self.entries[slot];
+        if entry.0 != key {
+            *entry = (key, vocab.rank(joined).unwrap_or(NONE));
+        }
+        entry.1
+    }
+}
 
 #[derive(Default)]
 pub struct Merger {
-    starts: Vec<u32>,
+    memo: PairMemo,
     pair_ranks: Vec<u32>,
+    part_ranks: Vec<u32>,
     next: Vec<u32>,
     prev: Vec<u32>,
-    part_ranks: Vec<u32>,
     heap: BinaryHeap<Reverse<u64>>,
 }
 
 impl Merger {
-    /// Emits the ranks of `piece`'s tokens, in order. Every single byte must be a token.
+    /// Emits the ranks of `piece`'s tokens, in order. Ranks 0-255 must be the single bytes.
     #[inline]
     pub fn merge(&mut self, vocab: &Vocab, piece: &[u8], emit: &mut impl FnMut(u32)) {
-        if piece.len() <= RESCAN_MAX {
-            self.merge_rescan(vocab, piece, emit)
+        if piece.len() <= SCAN_MAX {
+            self.merge_scan(vocab, piece, emit)
         } else {
             self.merge_heap(vocab, piece, emit)
         }
     }
 
-    /// tiktoken's `_byte_pair_merge`: `starts[i]` begins part i, `pair_ranks[i]` is the rank of part i joined
-    /// with part i + 1.
-    fn merge_rescan(&mut self, vocab: &Vocab, piece: &[u8], emit: &mut impl FnMut(u32)) {
+    /// tiktoken's `_byte_pair_merge` over fixed arrays: part p starts at byte p and is token `part[p]`,
+    /// `pair[p]` is the rank of part p joined with the next one, `next[p]` starts the next part. A merged part
+    /// is not removed but gets `pair = NONE`, so it never wins the scan for the lowest rank (leftmost on ties).
+    fn merge_scan(&mut self, vocab: &Vocab, piece: &[u8], emit: &mut impl FnMut(u32)) {
         let n = piece.len();
-        let starts = &mut self.starts;
-        let ranks = &mut self.pair_ranks;
-        starts.clear();
-        ranks.clear();
+        let mut part = [0u32; SCAN_MAX];
+        let mut pair = [NONE; SCAN_MAX];
+        let mut next = [0u8; SCAN_MAX + 1];
+        let mut prev = [0u8; SCAN_MAX];
         for i in 0..n {
-            starts.push(i as u32);
-            ranks.push(if i + 1 < n { vocab.rank(&piece[i..i + 2]).unwrap_or(NONE) } else { NONE });
+            part[i] = piece[i] as u32;
+            next[i] = i as u8 + 1;
+            prev[i] = (i as u8).wrapping_sub(1);
         }
-        starts.push(n as u32);
+        for i in 0..n - 1 {
+            pair[i] = self.memo.rank(vocab, part[i], part[i + 1], &piece[i..i + 2]);
+        }
         loop {
             let mut best = NONE;
-            let mut at = 0;
-            for (i, &r) in ranks.iter().enumerate() {
+            let mut p = 0;
+            for (i, &r) in pair[..n].iter().enumerate() {
                 if r < best {
                     best = r;
-                    at = i;
+                    p = i;
                 }
             }
             if best == NONE {
                 break;
             }
-            // Parts `at` and `at + 1` become one; recompute the pairs that now end or start there.
-            starts.remove(at + 1);
-            ranks.remove(at + 1);
-            let pair = |i: usize| -> u32 {
-                if i + 2 < starts.len() {
-                    vocab.rank(&piece[starts[i] as usize..starts[i + 2] as usize]).unwrap_or(NONE)
-                } else {
-                    NONE
-                }
-            };
-            ranks[at] = pair(at);
-            if at > 0 {
-                ranks[at - 1] = pair(at - 1);
+            let q = next[p] as usize;
+            let r = next[q] as usize;
+            part[p] = best;
+            next[p] = r as u8;
+            pair[q] = NONE;
+            if r < n {
+                prev[r] = p as u8;
+                pair[p] = self.memo.rank(vocab, best, part[r], &piece[p..next[r] as usize]);
+            } else {
+                pair[p] = NONE;
+            }
+            if p > 0 {
+                let o = prev[p] as usize;
+                pair[o] = self.memo.rank(vocab, part[o], best, &piece[o..r]);
             }
         }
-        for w in starts.windows(2) {
-            emit(vocab.rank(&piece[w[0] as usize..w[1] as usize]).expect("every part is a token"));
+        let mut p = 0;
+        while p < n {
+            emit(part[p]);
+            p = next[p] as usize;
         }
     }
 
@@ -84,60 +120,63 @@ impl Merger {
     /// match it are stale (a part's pair only ever grows, and a longer byte string has another rank).
     fn merge_heap(&mut self, vocab: &Vocab, piece: &[u8], emit: &mut impl FnMut(u32)) {
         let n = piece.len();
-        self.next.clear();
-        self.prev.clear();
-        self.pair_ranks.clear();
-        self.part_ranks.clear();
-        self.heap.clear();
+        let Merger { memo, pair_ranks, part_ranks, next, prev, heap, .. } = self;
+        next.clear();
+        prev.clear();
+        pair_ranks.clear();
+        part_ranks.clear();
+        heap.clear();
         for i in 0..n {
-            self.next.push(i as u32 + 1);
-            self.prev.push((i as u32).wrapping_sub(1));
-            self.part_ranks.push(vocab.rank(&piece[i..i + 1]).expect("every byte is a token"));
-            let rank = if i + 1 < n { vocab.rank(&piece[i..i + 2]).unwrap_or(NONE) } else { NONE };
-            self.pair_ranks.push(rank);
+            next.push(i as u32 + 1);
+            prev.push((i as u32).wrapping_sub(1));
+            part_ranks.push(piece[i] as u32);
+        }
+        for i in 0..n {
+            let rank = if i + 1 < n { memo.rank(vocab, part_ranks[i], part_ranks[i + 1], &piece[i..i + 2]) } else { NONE };
+            pair_ranks.push(rank);
             if rank != NONE {
-                self.heap.push(Reverse(((rank as u64) << 32) | i as u64));
+                heap.push(Reverse(((rank as u64) << 32) | i as u64));
             }
         }
-        let pair_rank = |next: &[u32], p: usize| -> u32 {
+        let mut pair = |next: &[u32], part_ranks: &[u32], p: usize| -> u32 {
             let q = next[p] as usize;
             if q >= n {
                 return NONE;
             }
-            vocab.rank(&piece[p..next[q] as usize]).unwrap_or(NONE)
+            memo.rank(vocab, part_ranks[p], part_ranks[q], &piece[p..next[q] as usize])
         };
-        while let Some(Reverse(key)) = self.heap.pop() {
+        while let Some(Reverse(key)) = heap.pop() {
             let rank = (key >> 32) as u32;
             let p = key as u32 as usize;
-            if self.pair_ranks[p] != rank {
+            if pair_ranks[p] != rank {
                 continue;
             }
-            let q = self.next[p] as usize;
-            let r = self.next[q];
-            self.next[p] = r;
+            let q = next[p] as usize;
+            let r = next[q];
+            next[p] = r;
             if (r as usize) < n {
-                self.prev[r as usize] = p as u32;
+                prev[r as usize] = p as u32;
             }
-            self.pair_ranks[q] = NONE;
-            self.part_ranks[p] = rank;
-            let after = pair_rank(&self.next, p);
-            self.pair_ranks[p] = after;
+            pair_ranks[q] = NONE;
+            part_ranks[p] = rank;
+            let after = pair(next, part_ranks, p);
+            pair_ranks[p] = after;
             if after != NONE {
-                self.heap.push(Reverse(((after as u64) << 32) | p as u64));
+                heap.push(Reverse(((after as u64) << 32) | p as u64));
             }
             if p > 0 {
-                let o = self.prev[p] as usize;
-                let before = pair_rank(&self.next, o);
-                self.pair_ranks[o] = before;
+                let o = prev[p] as usize;
+                let before = pair(next, part_ranks, o);
+                pair_ranks[o] = before;
                 if before != NONE {
-                    self.heap.push(Reverse(((before as u64) << 32) | o as u64));
+                    heap.push(Reverse(((before as u64) << 32) | o as u64));
                 }
             }
         }
         let mut p = 0;
         while p < n {
-            emit(self.part_ranks[p]);
-            p = self.next[p] as usize;
+            emit(part_ranks[p]);
+            p = next[p] as usize;
         }
     }
 }
@@ -166,19 +205,57 @@ mod tests {
         Vocab::new(t).unwrap()
     }
 
+    /// tiktoken's `_byte_pair_merge` as written there: the slow, obviously correct twin.
+    fn tiktoken_merge(vocab: &Vocab, piece: &[u8]) -> Vec<u32> {
+        let rank = |a: usize, b: usize| vocab.rank(&piece[a..b]).unwrap_or(NONE);
+        let mut parts: Vec<(usize, u32)> = (0..piece.len() - 1).map(|i| (i, rank(i, i + 2))).collect();
+        parts.push((piece.len() - 1, NONE));
+        parts.push((piece.len(), NONE));
+        loop {
+            let (mut best, mut i) = (NONE, 0);
+            for (j, &(_, r)) in parts[..parts.len() - 1].iter().enumerate() {
+                if r < best {
+                    best = r;
+                    i = j;
+                }
+            }
+            if best == NONE {
+                break;
+            }
+            let get = |parts: &Vec<(usize, u32)>, i: usize| {
+                if i + 3 < parts.len() {
+                    rank(parts[i].0, parts[i + 3].0)
+                } else {
+                    NONE
+                }
+            };
+            if i > 0 {
+                parts[i - 1].1 = get(&parts, i - 1);
+            }
+            parts[i].1 = get(&parts, i);
+            parts.remove(i + 1);
+        }
+        parts.windows(2).map(|w| rank(w[0].0, w[1].0)).collect()
+    }
+
     #[test]
-    fn heap_merges_equal_rescan_merges() {
+    fn scan_and_heap_merge_like_tiktoken() {
         let vocab = vocab();
         let mut merger = Merger::default();
         let mut seed = 99u64;
         for len in 1..400 {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let piece: Vec<u8> = (0..len).map(|k| b"abcd"[((seed >> (k % 60)) & 3) as usize]).collect();
-            let (mut a, mut b) = (Vec::new(), Vec::new());
-            merger.merge_rescan(&vocab, &piece, &mut |r| a.push(r));
-            merger.merge_heap(&vocab, &piece, &mut |r| b.push(r));
-            assert_eq!(a, b, "{}", String::from_utf8_lossy(&piece));
-            let joined: Vec<u8> = a.iter().flat_map(|&r| vocab.token(r as usize).to_vec()).collect();
+            let want = tiktoken_merge(&vocab, &piece);
+            let mut heap = Vec::new();
+            merger.merge_heap(&vocab, &piece, &mut |r| heap.push(r));
+            assert_eq!(heap, want, "heap: {}", String::from_utf8_lossy(&piece));
+            if len <= SCAN_MAX {
+                let mut scan = Vec::new();
+                merger.merge_scan(&vocab, &piece, &mut |r| scan.push(r));
+                assert_eq!(scan, want, "scan: {}", String::from_utf8_lossy(&piece));
+            }
+            let joined: Vec<u8> = want.iter().flat_map(|&r| vocab.token(r as usize).to_vec()).collect();
             assert_eq!(joined, piece);
         }
     }
@@ -196,7 +273,7 @@ mod tests {
         let mut merger = Merger::default();
         let mut out = Vec::new();
         // "aaab": aa (256) merges first, leftmost: [aa][a][b]; then ab (257): [aa][ab]; "aaab" is no token.
-        merger.merge_rescan(&vocab, b"aaab", &mut |r| out.push(r));
+        merger.merge_scan(&vocab, b"aaab", &mut |r| out.push(r));
         assert_eq!(out, vec![256, 257]);
     }
 }
