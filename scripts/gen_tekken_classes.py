@@ -64,12 +64,22 @@ pub const NEWLINE: u8 = 0x{NEWLINE:02x}; // \\r and \\n
 
 const SHIFT: u32 = {SHIFT};
 
+/// Flags of an ASCII character (< 0x80), one load.
+#[inline(always)]
+pub fn ascii_flags(b: u8) -> u8 {{
+    ASCII[(b & 0x7F) as usize]
+}}
+
 /// Flags of a code point (a Unicode scalar value, so at most 0x10FFFF).
 #[inline(always)]
 pub fn flags(cp: u32) -> u8 {{
     let block = BLOCK_INDEX[(cp >> SHIFT) as usize] as usize;
     BLOCKS[(block << SHIFT) | (cp & ((1 << SHIFT) - 1)) as usize]
 }}
+
+static ASCII: [u8; 128] = [
+{rows(flags[:128])}
+];
 
 static BLOCK_INDEX: [u8; {len(index)}] = [
 {rows(index)}

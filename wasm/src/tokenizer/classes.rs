@@ -10,12 +10,25 @@ pub const NEWLINE: u8 = 0x20; // \r and \n
 
 const SHIFT: u32 = 8;
 
+/// Flags of an ASCII character (< 0x80), one load.
+#[inline(always)]
+pub fn ascii_flags(b: u8) -> u8 {
+    ASCII[(b & 0x7F) as usize]
+}
+
 /// Flags of a code point (a Unicode scalar value, so at most 0x10FFFF).
 #[inline(always)]
 pub fn flags(cp: u32) -> u8 {
     let block = BLOCK_INDEX[(cp >> SHIFT) as usize] as usize;
     BLOCKS[(block << SHIFT) | (cp & ((1 << SHIFT) - 1)) as usize]
 }
+
+static ASCII: [u8; 128] = [
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 48, 16, 16, 48, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0,
+    0, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 0, 0, 0, 0, 0,
+    0, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 0, 0, 0, 0, 0,
+];
 
 static BLOCK_INDEX: [u8; 4352] = [
     0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 17, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30,

@@ -6,11 +6,13 @@ mod bindings;
 mod bpe;
 pub mod cache;
 mod classes;
+mod pieces;
 pub mod pretokenize;
 pub mod tekken_json;
 pub mod vocab;
 
 use bpe::Merger;
+use pieces::PieceCache;
 use pretokenize::Splitter;
 use std::collections::HashMap;
 use vocab::{Escaped, TokenBytes, Vocab};
@@ -44,6 +46,7 @@ pub struct Tokenizer {
     vocab: Vocab,
     splitter: Splitter,
     merger: Merger,
+    pieces: PieceCache,
 }
 
 /// The parts other than the BPE tokens, kept for accessors and for writing the cache.
@@ -98,7 +101,7 @@ impl Tokenizer {
             }
         }
         let splitter = Splitter::new(&meta.pattern)?;
-        Ok(Tokenizer { meta, special_ids, vocab, splitter, merger: Merger::default() })
+        Ok(Tokenizer { meta, special_ids, vocab, splitter, merger: Merger::default(), pieces: PieceCache::default() })
     }
 
     pub fn num_special(&self) -> u32 {
@@ -135,14 +138,19 @@ impl Tokenizer {
         let mut ids = Vec::with_capacity(text.len() / 4 + 1);
         let offset = self.num_special();
         let bytes = text.as_bytes();
-        let (vocab, merger) = (&self.vocab, &mut self.merger);
-        let mut emit = |rank: u32| ids.push(rank + offset);
-        self.splitter.split(text, |start, end| {
+        let Tokenizer { vocab, merger, pieces, splitter, .. } = self;
+        splitter.split(text, |start, end| {
             let piece = &bytes[start..end];
-            match vocab.rank(piece) {
-                Some(rank) => emit(rank),
-                None => merger.merge(vocab, piece, &mut emit),
+            if let Some(cached) = pieces.get(piece) {
+                ids.extend_from_slice(cached);
+                return;
             }
+            let first = ids.len();
+            match vocab.rank(piece) {
+                Some(rank) => ids.push(rank + offset),
+                None => merger.merge(vocab, piece, &mut |rank| ids.push(rank + offset)),
+            }
+            pieces.put(piece, &ids[first..]);
         })?;
         Ok(ids)
     }

@@ -69,7 +69,7 @@ pub fn split_tekken(text: &[u8], mut piece: impl FnMut(usize, usize)) {
 fn char_at(s: &[u8], i: usize) -> (u8, usize) {
     let b0 = s[i] as u32;
     if b0 < 0x80 {
-        return (classes::flags(b0), 1);
+        return (classes::ascii_flags(b0 as u8), 1);
     }
     let cont = |k: usize| (s[i + k] & 0x3F) as u32;
     if b0 < 0xE0 {
