@@ -13,18 +13,23 @@ use std::collections::BinaryHeap;
 const NONE: u32 = u32::MAX;
 /// Longest piece merged by scanning for the lowest pair; longer ones go through the heap.
 const SCAN_MAX: usize = 64;
-const MEMO_BITS: u32 = 15;
+const MEMO_BITS: u32 = 16;
 
 /// Ranks of joined token pairs, memoized in a direct-mapped table. Both halves of a candidate pair are tokens,
 /// so the pair is named by two ranks; the same few thousand pairs recur all through a text, and a hit is one
-/// probe in this small table instead of hashing and comparing bytes in the multi-megabyte vocabulary.
+/// probe in this small table instead of hashing and comparing bytes in the multi-megabyte vocabulary. An entry
+/// packs `left << 40 | right << 20 | joined` in one word (ranks below 2^20, see `vocab::MAX_TOKENS`).
 struct PairMemo {
-    entries: Vec<(u64, u32)>,
+    entries: Vec<u64>,
 }
+
+const RANK_BITS: u32 = 20;
+const RANK_MASK: u64 = (1 << RANK_BITS) - 1;
 
 impl Default for PairMemo {
     fn default() -> Self {
-        PairMemo { entries: vec![(u64::MAX, NONE); 1 << MEMO_BITS] }
+        // No pair has both halves at the all-ones rank, so this never matches a key.
+        PairMemo { entries: vec![u64::MAX; 1 << MEMO_BITS] }
     }
 }
 
@@ -32,13 +37,16 @@ impl PairMemo {
     /// Rank of `joined`, the bytes of token `left` followed by token `right`, or NONE.
     #[inline(always)]
     fn rank(&mut self, vocab: &Vocab, left: u32, right: u32, joined: &[u8]) -> u32 {
-        let key = ((left as u64) << 32) | right as u64;
+        let key = ((left as u64) << (2 * RANK_BITS)) | ((right as u64) << RANK_BITS);
         let slot = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - MEMO_BITS)) as usize;
-        let entry = &mut self.entries[slot];
-        if entry.0 != key {
-            *entry = (key, vocab.rank(joined).unwrap_or(NONE));
+        let entry = self.entries[slot];
+        if entry & !RANK_MASK == key {
+            let rank = (entry & RANK_MASK) as u32;
+            return if rank == RANK_MASK as u32 { NONE } else { rank };
         }
-        entry.1
+        let rank = vocab.rank(joined).unwrap_or(NONE);
+        self.entries[slot] = key | (rank as u64 & RANK_MASK);
+        rank
     }
 }
 

@@ -37,6 +37,9 @@ impl TokenBytes {
     }
 }
 
+/// Most tokens a vocabulary may have: ranks and the empty marker fit in 20 bits (Tekken has 130,072).
+pub const MAX_TOKENS: usize = (1 << 20) - 1;
+
 pub struct Vocab {
     /// Holds the image at `image_at..`; bytes before it belong to whoever handed the buffer over (a cache file).
     buf: Vec<u8>,
@@ -89,6 +92,9 @@ fn read_u32(b: &[u8], i: usize) -> u32 {
 impl Vocab {
     /// Builds the hash table and the image; two ranks with the same bytes are an error, as in the reference.
     pub fn new(tokens: TokenBytes) -> Result<Vocab, String> {
+        if tokens.len() > MAX_TOKENS {
+            return Err(format!("has {} tokens, more than the {} supported", tokens.len(), MAX_TOKENS));
+        }
         let bits = (tokens.len().max(1) * 2).next_power_of_two().trailing_zeros().max(4);
         let (capacity, shift) = (1usize << bits, 64 - bits);
         let mut slots = vec![0u64; capacity];
@@ -122,7 +128,7 @@ impl Vocab {
     pub fn from_image(buf: Vec<u8>, image_at: usize, n: usize, capacity: usize) -> Result<Vocab, String> {
         let ends_at = image_at + 8 * capacity;
         let blob_at = ends_at + 4 * n;
-        if capacity < 16 || !capacity.is_power_of_two() || capacity < n || blob_at > buf.len() {
+        if capacity < 16 || !capacity.is_power_of_two() || capacity < n || n > MAX_TOKENS || blob_at > buf.len() {
             return Err("the vocabulary image does not fit its sizes".into());
         }
         let vocab = Vocab { buf, image_at, n, capacity, shift: 64 - capacity.trailing_zeros(), ends_at, blob_at };
