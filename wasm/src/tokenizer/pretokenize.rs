@@ -106,6 +106,9 @@ fn is_punctuation(flags: u8) -> bool {
 /// End of the piece that starts at byte `i`.
 #[inline(always)]
 fn piece_end(s: &[u8], i: usize) -> usize {
+    if let Some(end) = ascii_word(s, i) {
+        return end;
+    }
     let (f0, len0) = char_at(s, i);
     if let Some(end) = letters(s, i, f0, len0) {
         return end;
@@ -117,6 +120,35 @@ fn piece_end(s: &[u8], i: usize) -> usize {
         return end;
     }
     whitespace(s, i, len0)
+}
+
+/// The common case of A1 and A2 in ASCII: an optional prefix character, then `[A-Z]*[a-z]+` or `[A-Z]+`,
+/// followed by an ASCII character. No ASCII uppercase letter is lowerish, so neither branch backtracks. None
+/// leaves the piece to the general path (no letters, or a non-ASCII character that might extend the word).
+#[inline(always)]
+fn ascii_word(s: &[u8], i: usize) -> Option<usize> {
+    if s[i] >= 0x80 {
+        return None;
+    }
+    let start = if is_prefix(classes::ascii_flags(s[i])) { i + 1 } else { i };
+    let mut end = start;
+    while end < s.len() && s[end].is_ascii_uppercase() {
+        end += 1;
+    }
+    let upper_end = end;
+    while end < s.len() && s[end].is_ascii_lowercase() {
+        end += 1;
+    }
+    if end < s.len() && s[end] >= 0x80 {
+        return None;
+    }
+    if end > upper_end {
+        Some(end)
+    } else if upper_end > start {
+        Some(upper_end)
+    } else {
+        None
+    }
 }
 
 /// A maximal run of `[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]` from `start`, and where the run would have to be cut for
@@ -258,7 +290,7 @@ mod tests {
     /// Deterministic pseudo-random text over the characters that exercise every branch.
     fn random_text(seed: &mut u64, len: usize) -> String {
         const ALPHABET: &[&str] = &[
-            "a", "Z", "é", "É", "ǅ", "ʰ", "日", "ア", "\u{301}", "\u{20DD}", "1", "٣", "½", " ", "  ", "\t", "\n",
+            "a", "Z", "q", "B", "é", "É", "ǅ", "ʰ", "日", "ア", "\u{301}", "\u{20DD}", "1", "٣", "½", " ", "  ", "\t", "\n",
             "\r", "\r\n", "\u{a0}", "\u{3000}", "/", ".", "!", "(", "😀", "\u{200d}", "\0", "-", "'",
         ];
         let mut out = String::new();
