@@ -6,6 +6,7 @@ import { UsageError } from "./args.ts";
 import { plan, usage as planUsage } from "./plan.ts";
 import { pull, usage as pullUsage } from "./pull.ts";
 import { serve, usage as serveUsage } from "./serve.ts";
+import { detokenize, detokenizeUsage, tokenize, tokenizeUsage } from "./tokenize.ts";
 
 interface Command {
   summary: string;
@@ -25,6 +26,8 @@ const COMMANDS: Record<string, Command> = {
     usage: planUsage,
     run: plan,
   },
+  tokenize: { summary: "print the token ids of a text (Tekken)", usage: tokenizeUsage, run: tokenize },
+  detokenize: { summary: "print the text of token ids (Tekken)", usage: detokenizeUsage, run: detokenize },
 };
 
 function help(): string {

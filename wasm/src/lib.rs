@@ -2,3 +2,4 @@
 //! (unit-tested natively with `cargo test`) apart from its `wasm_bindgen` exports (`bindings.rs`).
 
 pub mod patcher;
+pub mod tokenizer;
