@@ -3,6 +3,7 @@
  * each subcommand lives in its own module here.
  */
 import { UsageError } from "./args.ts";
+import { preprocess, usage as preprocessUsage } from "./preprocess.ts";
 import { serve, usage as serveUsage } from "./serve.ts";
 
 interface Command {
@@ -13,6 +14,7 @@ interface Command {
 
 const COMMANDS: Record<string, Command> = {
   serve: { summary: "start the HTTP server", usage: serveUsage, run: serve },
+  preprocess: { summary: "run one image through the patcher", usage: preprocessUsage, run: preprocess },
 };
 
 function help(): string {
