@@ -64,6 +64,10 @@ pub fn dimensions(bytes: &[u8], format: Format) -> Result<(u32, u32), ImageError
             Ok((info.width, info.height))
         }
         Format::Jpeg => {
+            // jpeg-decoder refuses a zero side as a format error; report it as the size problem it is.
+            if let Some((width, height)) = jpeg_frame_size(bytes).filter(|&(w, h)| w == 0 || h == 0) {
+                return Err(ImageError::ZeroSize { width, height });
+            }
             let mut decoder = jpeg_decoder::Decoder::new(bytes);
             decoder.read_info().map_err(jpeg_error)?;
             let info = decoder.info().ok_or_else(|| ImageError::Corrupt("JPEG has no frame header".into()))?;
@@ -175,28 +179,43 @@ fn decode_jpeg(bytes: &[u8]) -> Result<Samples, ImageError> {
     })
 }
 
-/// Whether an APP14 "Adobe" segment precedes the first scan.
-fn has_adobe_marker(bytes: &[u8]) -> bool {
+/// The marker segments before the first scan, as (marker, payload). Stops at anything malformed: the codec
+/// reports that.
+fn jpeg_segments(bytes: &[u8]) -> Vec<(u8, &[u8])> {
+    let mut segments = Vec::new();
     let mut i = 2; // after SOI
-    while i + 4 <= bytes.len() {
-        if bytes[i] != 0xFF {
-            return false;
-        }
+    while i + 4 <= bytes.len() && bytes[i] == 0xFF {
         let marker = bytes[i + 1];
         match marker {
             0xFF => i += 1, // fill byte
             0x01 | 0xD0..=0xD7 => i += 2,
-            0xD9 | 0xDA => return false,
+            0xD9 | 0xDA => break,
             _ => {
                 let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
-                if marker == 0xEE && bytes.get(i + 4..i + 9) == Some(b"Adobe".as_slice()) {
-                    return true;
+                match bytes.get(i + 4..i + 2 + len.max(2)) {
+                    Some(payload) => segments.push((marker, payload)),
+                    None => break,
                 }
                 i += 2 + len;
             }
         }
     }
-    false
+    segments
+}
+
+/// Width and height from the frame header (SOF0..SOF15 but DHT, JPG and DAC), if there is one.
+fn jpeg_frame_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    jpeg_segments(bytes).into_iter().find_map(|(marker, p)| match marker {
+        0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) && p.len() >= 5 => {
+            Some((u16::from_be_bytes([p[3], p[4]]) as u32, u16::from_be_bytes([p[1], p[2]]) as u32))
+        }
+        _ => None,
+    })
+}
+
+/// Whether an APP14 "Adobe" segment precedes the first scan.
+fn has_adobe_marker(bytes: &[u8]) -> bool {
+    jpeg_segments(bytes).iter().any(|(marker, payload)| *marker == 0xEE && payload.starts_with(b"Adobe"))
 }
 
 fn decode_with_image(bytes: &[u8], format: Format) -> Result<Samples, ImageError> {
@@ -229,5 +248,34 @@ fn image_error(err: image::ImageError) -> ImageError {
         image::ImageError::Unsupported(what) => ImageError::Unsupported(what.to_string()),
         image::ImageError::Limits(what) => ImageError::Unsupported(what.to_string()),
         other => ImageError::Corrupt(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SOI, an APP14 Adobe segment, SOF0 for 300x200 with one component, then SOS.
+    const JPEG_HEADER: &[u8] = &[
+        0xFF, 0xD8, 0xFF, 0xEE, 0x00, 0x0E, b'A', b'd', b'o', b'b', b'e', 0, 100, 0, 0, 0, 0, 1, 0xFF, 0xC0, 0x00,
+        0x0B, 8, 0x00, 0xC8, 0x01, 0x2C, 1, 1, 0x11, 0, 0xFF, 0xDA,
+    ];
+
+    #[test]
+    fn jpeg_header_segments() {
+        assert_eq!(jpeg_frame_size(JPEG_HEADER), Some((300, 200)));
+        assert!(has_adobe_marker(JPEG_HEADER));
+        assert!(!has_adobe_marker(&JPEG_HEADER[..4]));
+    }
+
+    #[test]
+    fn sizes_are_checked_before_decoding() {
+        assert_eq!(check_size(0, 5, 100), Err(ImageError::ZeroSize { width: 0, height: 5 }));
+        assert_eq!(check_size(10, 10, 100), Ok(()));
+        assert!(matches!(check_size(10, 11, 100), Err(ImageError::TooManyPixels { .. })));
+        // A 65535x65535 frame header with no data is refused from the header, not decoded.
+        let mut huge = JPEG_HEADER.to_vec();
+        huge[23..27].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
+        assert!(matches!(decode_rgb(&huge, 50_000_000, Transparency::IgnoreOnRgb), Err(ImageError::TooManyPixels { .. })));
     }
 }

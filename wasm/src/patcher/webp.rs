@@ -12,7 +12,7 @@ use image::codecs::webp::vp8::{Frame, Vp8Decoder};
 use std::io::Cursor;
 
 pub fn decode_webp(bytes: &[u8]) -> Result<Samples, ImageError> {
-    let (vp8, has_alpha) = match container(bytes) {
+    let (vp8, has_alpha) = match container(bytes)? {
         Container::StillLossy { vp8, has_alpha } => (vp8, has_alpha),
         Container::Animated => return first_frame(bytes),
         Container::Other => return decode_with_image(bytes),
@@ -54,42 +54,42 @@ enum Container<'a> {
     /// The VP8 bitstream of a still lossy image, and whether an ALPH chunk goes with it.
     StillLossy { vp8: &'a [u8], has_alpha: bool },
     Animated,
-    /// Lossless, or malformed (left to `image` to report).
+    /// Lossless.
     Other,
 }
 
-fn container(bytes: &[u8]) -> Container<'_> {
+fn container(bytes: &[u8]) -> Result<Container<'_>, ImageError> {
     const ANIMATION: u8 = 0x02;
-    match chunks(bytes) {
-        Some(chunks) => match chunks.first() {
-            Some((b"VP8 ", vp8)) => Container::StillLossy { vp8, has_alpha: false },
-            Some((b"VP8X", header)) if header.first().map_or(false, |flags| flags & ANIMATION != 0) => {
-                Container::Animated
-            }
-            Some((b"VP8X", _)) => match chunks.iter().find(|(id, _)| *id == b"VP8 ") {
-                Some((_, vp8)) => Container::StillLossy { vp8, has_alpha: chunks.iter().any(|(id, _)| *id == b"ALPH") },
-                None => Container::Other,
-            },
-            _ => Container::Other,
+    let chunks = chunks(bytes)?;
+    let find = |id: &[u8; 4]| chunks.iter().find(|chunk| &chunk.0 == id).map(|chunk| chunk.1);
+    Ok(match chunks.first() {
+        Some((id, vp8)) if id == b"VP8 " => Container::StillLossy { vp8, has_alpha: false },
+        Some((id, header)) if id == b"VP8X" => match find(b"VP8 ") {
+            _ if header.first().map_or(false, |flags| flags & ANIMATION != 0) => Container::Animated,
+            Some(vp8) => Container::StillLossy { vp8, has_alpha: find(b"ALPH").is_some() },
+            None => Container::Other,
         },
-        None => Container::Other,
-    }
+        _ => Container::Other,
+    })
 }
 
-/// The RIFF chunks (four-character id, payload), or `None` if the container is malformed.
-fn chunks(bytes: &[u8]) -> Option<Vec<(&[u8; 4], &[u8])>> {
-    if bytes.get(0..4)? != b"RIFF" || bytes.get(8..12)? != b"WEBP" {
-        return None;
+/// The RIFF chunks (four-character id, payload). A chunk running past the end means the file was cut short:
+/// `image`'s VP8 decoder would fill the missing part with zeros where libwebp (and Pillow) refuse.
+fn chunks(bytes: &[u8]) -> Result<Vec<([u8; 4], &[u8])>, ImageError> {
+    let truncated = || ImageError::Corrupt("WebP data ends inside a chunk (truncated)".into());
+    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WEBP" {
+        return Err(ImageError::Corrupt("not a RIFF WebP container".into()));
     }
     let mut chunks = Vec::new();
     let mut at = 12;
-    while at + 8 <= bytes.len() {
-        let size = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().ok()?) as usize;
-        let payload = bytes.get(at + 8..(at + 8).checked_add(size)?)?;
-        chunks.push((bytes[at..at + 4].try_into().ok()?, payload));
+    while at < bytes.len() {
+        let header = bytes.get(at..at + 8).ok_or_else(truncated)?;
+        let size = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let payload = bytes.get(at + 8..at + 8 + size).ok_or_else(truncated)?;
+        chunks.push(([header[0], header[1], header[2], header[3]], payload));
         at += 8 + size + (size & 1);
     }
-    Some(chunks)
+    Ok(chunks)
 }
 
 /// libwebp's `VP8YuvToRgb`: 14-bit fixed point, `MultHi(v, c) = (v·c) >> 8`, clipped after `>> 6`.
