@@ -8,4 +8,5 @@ pub mod preprocess;
 pub mod resize_cv;
 pub mod resize_pil;
 pub mod rgb;
+pub mod simd;
 pub mod webp;

@@ -3,6 +3,7 @@
 use super::decode::{decode_rgb, Transparency};
 use super::error::ImageError;
 use super::layout::{image_grid_rounded, Grid, SizeRounding};
+use super::simd::F32x4;
 use super::{resize_cv, resize_pil};
 
 /// CLIP's per-channel mean and standard deviation (RGB), as mistral_common and the HF processor use them.
@@ -65,14 +66,16 @@ pub fn preprocess(bytes: &[u8], options: &Options) -> Result<Preprocessed, Image
         Mode::Mistral => {
             // mistral_common's normalize, in float32 as it computes it: x / 255, then − mean, then / std.
             let (mean, std) = (MEAN.map(|m| m as f32), STD.map(|s| s as f32));
+            let (mean, std) = (F32x4::new(mean[0], mean[1], mean[2], 0.0), F32x4::new(std[0], std[1], std[2], 1.0));
+            let max = F32x4::splat(255.0);
             resize_cv::resize_rgb8(&image.pixels, image.width, image.height, dst_w, dst_h, |y, row| {
-                out.write_row(y, row, |c, v| (v / 255.0 - mean[c]) / std[c])
+                out.write_row(y, row.iter().map(|p| p.div(max).sub(mean).div(std).lanes()))
             });
         }
         Mode::Hf => {
             let lut = hf_lut();
             resize_pil::resize_rgb8(&image.pixels, image.width, image.height, dst_w, dst_h, |y, row| {
-                out.write_row(y, row, |c, v| lut[c][v as usize])
+                out.write_row(y, row.chunks_exact(3).map(|p| [lut[0][p[0] as usize], lut[1][p[1] as usize], lut[2][p[2] as usize], 0.0]))
             });
         }
     }
@@ -109,21 +112,26 @@ impl Planes {
         Planes { width, plane: width * height, pixels }
     }
 
-    fn write_row<T: Copy>(&mut self, y: usize, row: &[T], value: impl Fn(usize, T) -> f32) {
+    /// Row `y` from its normalized pixels (R, G, B and a lane to ignore).
+    fn write_row(&mut self, y: usize, pixels: impl Iterator<Item = [f32; 4]>) {
         let (width, plane) = (self.width, self.plane);
-        for c in 0..3 {
-            let start = c * plane + y * width;
-            let samples = row.iter().skip(c).step_by(3);
-            match &mut self.pixels {
-                Pixels::F32(out) => {
-                    for (o, &v) in out[start..start + width].iter_mut().zip(samples) {
-                        *o = value(c, v);
-                    }
+        let start = y * width;
+        match &mut self.pixels {
+            Pixels::F32(out) => {
+                let (r, rest) = out.split_at_mut(plane);
+                let (g, b) = rest.split_at_mut(plane);
+                let planes = r[start..start + width].iter_mut().zip(&mut g[start..start + width]).zip(&mut b[start..start + width]);
+                for (((r, g), b), p) in planes.zip(pixels) {
+                    (*r, *g, *b) = (p[0], p[1], p[2]);
                 }
-                Pixels::F16(out) => {
-                    for (o, &v) in out[start..start + width].iter_mut().zip(samples) {
-                        *o = half::f16::from_f32(value(c, v)).to_bits();
-                    }
+            }
+            Pixels::F16(out) => {
+                let (r, rest) = out.split_at_mut(plane);
+                let (g, b) = rest.split_at_mut(plane);
+                let planes = r[start..start + width].iter_mut().zip(&mut g[start..start + width]).zip(&mut b[start..start + width]);
+                let half = |v: f32| half::f16::from_f32(v).to_bits();
+                for (((r, g), b), p) in planes.zip(pixels) {
+                    (*r, *g, *b) = (half(p[0]), half(p[1]), half(p[2]));
                 }
             }
         }
