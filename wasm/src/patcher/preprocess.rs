@@ -129,10 +129,59 @@ impl Planes {
                 let (r, rest) = out.split_at_mut(plane);
                 let (g, b) = rest.split_at_mut(plane);
                 let planes = r[start..start + width].iter_mut().zip(&mut g[start..start + width]).zip(&mut b[start..start + width]);
-                let half = |v: f32| half::f16::from_f32(v).to_bits();
                 for (((r, g), b), p) in planes.zip(pixels) {
-                    (*r, *g, *b) = (half(p[0]), half(p[1]), half(p[2]));
+                    (*r, *g, *b) = (f32_to_f16(p[0]), f32_to_f16(p[1]), f32_to_f16(p[2]));
                 }
+            }
+        }
+    }
+}
+
+/// IEEE binary32 to binary16 bits, rounding to nearest even (F. Giesen's float_to_half_fast3_rtne): several
+/// times faster than `half`'s general conversion, which the tests check it against.
+#[inline]
+pub fn f32_to_f16(value: f32) -> u16 {
+    const F16_MAX: u32 = (127 + 16) << 23; // 65536.0: from here on the half is infinite
+    const SUBNORMAL_MAGIC: u32 = ((127 - 15) + (23 - 10) + 1) << 23; // 0.5
+    let bits = value.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let magnitude = bits & 0x7FFF_FFFF;
+    let half = if magnitude >= F16_MAX {
+        if magnitude > 0x7F80_0000 {
+            0x7E00 // NaN
+        } else {
+            0x7C00 // infinity
+        }
+    } else if magnitude < 113 << 23 {
+        // Subnormal or zero: adding 0.5 aligns the ten mantissa bits at the bottom, rounding to nearest even.
+        (f32::from_bits(magnitude) + f32::from_bits(SUBNORMAL_MAGIC)).to_bits().wrapping_sub(SUBNORMAL_MAGIC)
+    } else {
+        let odd = (magnitude >> 13) & 1;
+        // Rebias the exponent and round to nearest even in one addition.
+        magnitude.wrapping_add(((15u32.wrapping_sub(127)) << 23).wrapping_add(0xFFF) + odd) >> 13
+    };
+    sign | half as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_conversion_matches_half_everywhere_but_nan_payloads() {
+        let mut state = 1u32;
+        let samples = (0..2_000_000u32).map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            state
+        });
+        // Every bit pattern of the pixel range (|x| < 4) near the rounding points, and random ones.
+        let near_ties = (0x3000_0000u32..0x4080_0000).step_by(4093).flat_map(|b| [b, b | 0x1000, b | 0x0FFF, b | 0x1FFF]);
+        for bits in samples.chain(near_ties).chain([0, 0x8000_0000, 0x7F80_0000, 0xFF80_0000, 0x477F_F000]) {
+            let value = f32::from_bits(bits);
+            if value.is_nan() {
+                assert_eq!(f32_to_f16(value) & 0x7E00, 0x7E00);
+            } else {
+                assert_eq!(f32_to_f16(value), half::f16::from_f32(value).to_bits(), "{value:e} ({bits:#x})");
             }
         }
     }
