@@ -185,6 +185,20 @@ def animated_gif(w, h, seed):
     return buf.getvalue()
 
 
+def offset_gif(transparent):
+    """A GIF whose first frame covers only part of the logical screen: Pillow fills the rest with the
+    transparent index (white after compositing) or, without one, with palette index 0."""
+    frame = Image.fromarray(rng(30).integers(1, 4, (5, 6), dtype=np.uint8), "P")
+    frame.putpalette([10, 20, 30, 255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * 756)
+    buf = io.BytesIO()
+    frame.save(buf, "GIF", optimize=False, **({"transparency": 2} if transparent else {}))
+    data = bytearray(buf.getvalue())
+    data[6:10] = bytes([12, 0, 9, 0])  # logical screen 12x9
+    descriptor = data.index(0x2C, 13 + 3 * 2 ** ((data[10] & 7) + 1))
+    data[descriptor + 1 : descriptor + 5] = bytes([4, 0, 3, 0])  # frame at (4, 3)
+    return bytes(data)
+
+
 def animated_webp(w, h, seed):
     frames = [noise_rgb(w, h, seed), noise_rgb(w, h, seed + 1)]
     buf = io.BytesIO()
@@ -219,6 +233,8 @@ def cases():
     yield "gray_64x40", "gray_64x40.jpg", save_bytes(scene(64, 40, 22).convert("L"), "JPEG", quality=90), 1024, True, "grayscale JPEG"
     yield "cmyk_40x30", "cmyk_40x30.jpg", save_bytes(scene(40, 30, 23).convert("CMYK"), "JPEG", quality=95), 1024, True, "CMYK JPEG with Adobe marker"
     yield "anim_30x20", "anim_30x20.gif", animated_gif(30, 20, 24), 1024, False, "animated GIF, transparent index 0: first frame"
+    yield "offset_12x9", "offset_12x9.gif", offset_gif(False), 1024, False, "GIF frame 6x5 at (4, 3) on a 12x9 screen: the rest is palette index 0"
+    yield "offset_trns_12x9", "offset_trns_12x9.gif", offset_gif(True), 1024, False, "the same with a transparent index: the rest is white"
     yield "lossless_40x30", "lossless_40x30.webp", save_bytes(rgba_image(40, 30, 25), "WEBP", lossless=True), 1024, False, "lossless WebP with alpha"
     yield "lossy_64x48", "lossy_64x48.webp", save_bytes(scene(64, 48, 26), "WEBP", quality=90), 1024, True, "lossy WebP"
     yield "lossy_alpha_40x30", "lossy_alpha_40x30.webp", save_bytes(rgba_image(40, 30, 28), "WEBP", quality=80), 1024, True, "lossy WebP with a lossless alpha plane"

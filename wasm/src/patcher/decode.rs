@@ -2,11 +2,12 @@
 //!
 //! PNG and JPEG go through their codec crates directly, because matching Pillow needs what `image` hides:
 //! the PNG's original colour type and bit depth (Pillow keeps the high byte of 16-bit colour, clamps 16-bit
-//! gray, ignores tRNS on RGB images), and whether a CMYK JPEG carries Adobe's inverted-ink marker. GIF (first
-//! frame) and BMP go through `image`, WebP through `image` and webp.rs. EXIF orientation is not applied, as in the reference.
+//! gray, ignores tRNS on RGB images), and whether a CMYK JPEG carries Adobe's inverted-ink marker. BMP goes
+//! through `image`, WebP through `image` and webp.rs, GIF (the first frame) through gif.rs. EXIF orientation is not applied, as in the reference.
 
 use super::error::ImageError;
 use super::rgb::{to_rgb, RgbImage, Samples};
+use super::gif::{decode_gif, gif_dimensions};
 use super::webp::decode_webp;
 use image::ImageFormat;
 use std::io::Cursor;
@@ -73,6 +74,7 @@ pub fn dimensions(bytes: &[u8], format: Format) -> Result<(u32, u32), ImageError
             let info = decoder.info().ok_or_else(|| ImageError::Corrupt("JPEG has no frame header".into()))?;
             Ok((info.width as u32, info.height as u32))
         }
+        Format::Gif => gif_dimensions(bytes),
         _ => image::io::Reader::with_format(Cursor::new(bytes), format.image_format())
             .into_dimensions()
             .map_err(image_error),
@@ -109,6 +111,7 @@ pub fn decode_rgb(bytes: &[u8], max_pixels: u64, transparency: Transparency) -> 
         Format::Png => decode_png(bytes, width, height, transparency)?,
         Format::Jpeg => decode_jpeg(bytes)?,
         Format::WebP => decode_webp(bytes)?,
+        Format::Gif => decode_gif(bytes, max_pixels)?,
         _ => decode_with_image(bytes, format)?,
     };
     if !samples.fits(width, height) {

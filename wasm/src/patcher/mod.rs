@@ -3,6 +3,7 @@
 pub mod bindings;
 pub mod decode;
 pub mod error;
+pub mod gif;
 pub mod layout;
 pub mod preprocess;
 pub mod resize_cv;
