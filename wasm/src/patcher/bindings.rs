@@ -52,7 +52,8 @@ impl ImageHeader {
 /// resizing.
 #[wasm_bindgen(js_name = decodeRgb)]
 pub fn decode_rgb(bytes: &[u8], max_pixels: f64) -> Result<DecodedImage, JsError> {
-    let image = super::decode::decode_rgb(bytes, pixel_limit(max_pixels)?, Transparency::IgnoreOnRgb).map_err(js_error)?;
+    let image =
+        super::decode::decode_rgb(bytes, pixel_limit(max_pixels)?, Transparency::IgnoreOnRgb).map_err(js_error)?;
     Ok(DecodedImage { width: image.width, height: image.height, pixels: Some(image.pixels) })
 }
 
@@ -137,4 +138,3 @@ impl PreprocessedImage {
         }
     }
 }
-

@@ -6,8 +6,8 @@
 //! through `image`, WebP through `image` and webp.rs, GIF (the first frame) through gif.rs. EXIF orientation is not applied, as in the reference.
 
 use super::error::ImageError;
-use super::rgb::{to_rgb, RgbImage, Samples};
 use super::gif::{decode_gif, gif_dimensions};
+use super::rgb::{to_rgb, RgbImage, Samples};
 use super::webp::decode_webp;
 use image::ImageFormat;
 use std::io::Cursor;
@@ -136,7 +136,8 @@ fn decode_png(bytes: &[u8], width: u32, height: u32, transparency: Transparency)
     if depth == BitDepth::Sixteen {
         // Big-endian samples. Pillow opens 16-bit gray as I;16 and clamps it to 255 when converting; every
         // other 16-bit mode keeps the high byte of each sample.
-        buf = if matches!(color, ColorType::Grayscale | ColorType::GrayscaleAlpha) && source_color == ColorType::Grayscale
+        buf = if matches!(color, ColorType::Grayscale | ColorType::GrayscaleAlpha)
+            && source_color == ColorType::Grayscale
         {
             let n = color.samples();
             buf.chunks_exact(2 * n)
@@ -279,6 +280,9 @@ mod tests {
         // A 65535x65535 frame header with no data is refused from the header, not decoded.
         let mut huge = JPEG_HEADER.to_vec();
         huge[23..27].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
-        assert!(matches!(decode_rgb(&huge, 50_000_000, Transparency::IgnoreOnRgb), Err(ImageError::TooManyPixels { .. })));
+        assert!(matches!(
+            decode_rgb(&huge, 50_000_000, Transparency::IgnoreOnRgb),
+            Err(ImageError::TooManyPixels { .. })
+        ));
     }
 }

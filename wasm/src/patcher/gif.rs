@@ -26,7 +26,8 @@ fn first_frame(bytes: &[u8], max_pixels: u64) -> Result<FirstFrame<'_>, ImageErr
     options.set_memory_limit(gif::MemoryLimit(max_pixels.min(u32::MAX as u64) as u32));
     let mut decoder = options.read_info(bytes).map_err(corrupt)?;
     let (screen_w, screen_h) = (decoder.width() as u32, decoder.height() as u32);
-    let frame = decoder.next_frame_info().map_err(corrupt)?.ok_or_else(|| ImageError::Corrupt("GIF has no frame".into()))?;
+    let frame =
+        decoder.next_frame_info().map_err(corrupt)?.ok_or_else(|| ImageError::Corrupt("GIF has no frame".into()))?;
     let frame = frame.clone();
     let width = screen_w.max(frame.left as u32 + frame.width as u32);
     let height = screen_h.max(frame.top as u32 + frame.height as u32);

@@ -75,7 +75,11 @@ pub fn preprocess(bytes: &[u8], options: &Options) -> Result<Preprocessed, Image
         Mode::Hf => {
             let lut = hf_lut();
             resize_pil::resize_rgb8(&image.pixels, image.width, image.height, dst_w, dst_h, |y, row| {
-                out.write_row(y, row.chunks_exact(3).map(|p| [lut[0][p[0] as usize], lut[1][p[1] as usize], lut[2][p[2] as usize], 0.0]))
+                out.write_row(
+                    y,
+                    row.chunks_exact(3)
+                        .map(|p| [lut[0][p[0] as usize], lut[1][p[1] as usize], lut[2][p[2] as usize], 0.0]),
+                )
             });
         }
     }
@@ -120,7 +124,10 @@ impl Planes {
             Pixels::F32(out) => {
                 let (r, rest) = out.split_at_mut(plane);
                 let (g, b) = rest.split_at_mut(plane);
-                let planes = r[start..start + width].iter_mut().zip(&mut g[start..start + width]).zip(&mut b[start..start + width]);
+                let planes = r[start..start + width]
+                    .iter_mut()
+                    .zip(&mut g[start..start + width])
+                    .zip(&mut b[start..start + width]);
                 for (((r, g), b), p) in planes.zip(pixels) {
                     (*r, *g, *b) = (p[0], p[1], p[2]);
                 }
@@ -128,7 +135,10 @@ impl Planes {
             Pixels::F16(out) => {
                 let (r, rest) = out.split_at_mut(plane);
                 let (g, b) = rest.split_at_mut(plane);
-                let planes = r[start..start + width].iter_mut().zip(&mut g[start..start + width]).zip(&mut b[start..start + width]);
+                let planes = r[start..start + width]
+                    .iter_mut()
+                    .zip(&mut g[start..start + width])
+                    .zip(&mut b[start..start + width]);
                 for (((r, g), b), p) in planes.zip(pixels) {
                     (*r, *g, *b) = (f32_to_f16(p[0]), f32_to_f16(p[1]), f32_to_f16(p[2]));
                 }
@@ -175,7 +185,8 @@ mod tests {
             state
         });
         // Every bit pattern of the pixel range (|x| < 4) near the rounding points, and random ones.
-        let near_ties = (0x3000_0000u32..0x4080_0000).step_by(4093).flat_map(|b| [b, b | 0x1000, b | 0x0FFF, b | 0x1FFF]);
+        let near_ties =
+            (0x3000_0000u32..0x4080_0000).step_by(4093).flat_map(|b| [b, b | 0x1000, b | 0x0FFF, b | 0x1FFF]);
         for bits in samples.chain(near_ties).chain([0, 0x8000_0000, 0x7F80_0000, 0xFF80_0000, 0x477F_F000]) {
             let value = f32::from_bits(bits);
             if value.is_nan() {

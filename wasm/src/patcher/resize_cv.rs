@@ -201,10 +201,16 @@ mod tests {
 
     #[test]
     fn fast_path_equals_the_reference_bit_for_bit() {
-        for (i, &(sw, sh, dw, dh)) in
-            [(37, 21, 48, 32), (300, 5, 128, 16), (3, 70, 16, 80), (250, 190, 64, 48), (64, 48, 64, 16), (17, 9, 17, 32)]
-                .iter()
-                .enumerate()
+        for (i, &(sw, sh, dw, dh)) in [
+            (37, 21, 48, 32),
+            (300, 5, 128, 16),
+            (3, 70, 16, 80),
+            (250, 190, 64, 48),
+            (64, 48, 64, 16),
+            (17, 9, 17, 32),
+        ]
+        .iter()
+        .enumerate()
         {
             let src = noise((sw * sh * 3) as usize, i as u32);
             let reference = resize_rgb8_reference(&src, sw, sh, dw, dh);

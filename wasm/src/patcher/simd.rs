@@ -92,7 +92,12 @@ mod backend {
         }
         #[inline(always)]
         pub fn lanes(self) -> [f32; 4] {
-            [f32x4_extract_lane::<0>(self.0), f32x4_extract_lane::<1>(self.0), f32x4_extract_lane::<2>(self.0), f32x4_extract_lane::<3>(self.0)]
+            [
+                f32x4_extract_lane::<0>(self.0),
+                f32x4_extract_lane::<1>(self.0),
+                f32x4_extract_lane::<2>(self.0),
+                f32x4_extract_lane::<3>(self.0),
+            ]
         }
         #[inline(always)]
         pub fn mul(self, o: Self) -> Self {
@@ -124,7 +129,12 @@ mod backend {
         }
         #[inline(always)]
         pub fn lanes(self) -> [i32; 4] {
-            [i32x4_extract_lane::<0>(self.0), i32x4_extract_lane::<1>(self.0), i32x4_extract_lane::<2>(self.0), i32x4_extract_lane::<3>(self.0)]
+            [
+                i32x4_extract_lane::<0>(self.0),
+                i32x4_extract_lane::<1>(self.0),
+                i32x4_extract_lane::<2>(self.0),
+                i32x4_extract_lane::<3>(self.0),
+            ]
         }
         #[inline(always)]
         pub fn mul(self, o: Self) -> Self {
@@ -179,9 +189,11 @@ mod backend {
         }
         pub fn dot(self, o: Self) -> I32x4 {
             let (a, b) = (self.0, o.0);
-            I32x4([0, 1, 2, 3].map(|i| {
-                (a[2 * i] as i32 * b[2 * i] as i32).wrapping_add(a[2 * i + 1] as i32 * b[2 * i + 1] as i32)
-            }))
+            I32x4(
+                [0, 1, 2, 3].map(|i| {
+                    (a[2 * i] as i32 * b[2 * i] as i32).wrapping_add(a[2 * i + 1] as i32 * b[2 * i + 1] as i32)
+                }),
+            )
         }
     }
 

@@ -28,7 +28,9 @@ pub fn decode_webp(bytes: &[u8]) -> Result<Samples, ImageError> {
         Samples::Rgba(rgba) if rgba.len() / 4 == rgb.len() / 3 => rgba,
         _ => return Err(ImageError::Corrupt("WebP alpha plane does not match the image".into())),
     };
-    Ok(Samples::Rgba(rgb.chunks_exact(3).zip(rgba.chunks_exact(4)).flat_map(|(c, a)| [c[0], c[1], c[2], a[3]]).collect()))
+    Ok(Samples::Rgba(
+        rgb.chunks_exact(3).zip(rgba.chunks_exact(4)).flat_map(|(c, a)| [c[0], c[1], c[2], a[3]]).collect(),
+    ))
 }
 
 fn decode_with_image(bytes: &[u8]) -> Result<Samples, ImageError> {
@@ -46,13 +48,17 @@ fn first_frame(bytes: &[u8]) -> Result<Samples, ImageError> {
     use image::AnimationDecoder;
     let corrupt = |e: image::ImageError| ImageError::Corrupt(format!("WebP: {e}"));
     let decoder = image::codecs::webp::WebPDecoder::new(Cursor::new(bytes)).map_err(corrupt)?;
-    let frame = decoder.into_frames().next().ok_or_else(|| ImageError::Corrupt("WebP animation has no frame".into()))?;
+    let frame =
+        decoder.into_frames().next().ok_or_else(|| ImageError::Corrupt("WebP animation has no frame".into()))?;
     Ok(Samples::Rgba(frame.map_err(corrupt)?.into_buffer().into_raw()))
 }
 
 enum Container<'a> {
     /// The VP8 bitstream of a still lossy image, and whether an ALPH chunk goes with it.
-    StillLossy { vp8: &'a [u8], has_alpha: bool },
+    StillLossy {
+        vp8: &'a [u8],
+        has_alpha: bool,
+    },
     Animated,
     /// Lossless.
     Other,
@@ -95,7 +101,15 @@ fn chunks(bytes: &[u8]) -> Result<Vec<([u8; 4], &[u8])>, ImageError> {
 /// libwebp's `VP8YuvToRgb`: 14-bit fixed point, `MultHi(v, c) = (v·c) >> 8`, clipped after `>> 6`.
 fn yuv_to_rgb(y: u8, u: u8, v: u8) -> [u8; 3] {
     let mult_hi = |v: u8, c: i32| (v as i32 * c) >> 8;
-    let clip = |v: i32| if v & !((256 << 6) - 1) == 0 { (v >> 6) as u8 } else if v < 0 { 0 } else { 255 };
+    let clip = |v: i32| {
+        if v & !((256 << 6) - 1) == 0 {
+            (v >> 6) as u8
+        } else if v < 0 {
+            0
+        } else {
+            255
+        }
+    };
     let luma = mult_hi(y, 19077);
     [
         clip(luma + mult_hi(v, 26149) - 14234),
@@ -128,9 +142,8 @@ fn upsample_chroma_row(near: &[u8], far: &[u8], width: usize, out: &mut Vec<u8>)
 fn fancy_rgb(frame: &Frame) -> Vec<u8> {
     let (width, height) = (frame.width as usize, frame.height as usize);
     let (chroma_width, chroma_height) = ((width + 1) / 2, (height + 1) / 2);
-    let chroma_row = |plane: &'_ [u8], row: usize| -> Vec<u8> {
-        plane[row * chroma_width..(row + 1) * chroma_width].to_vec()
-    };
+    let chroma_row =
+        |plane: &'_ [u8], row: usize| -> Vec<u8> { plane[row * chroma_width..(row + 1) * chroma_width].to_vec() };
     let mut rgb = Vec::with_capacity(width * height * 3);
     let (mut u, mut v) = (Vec::with_capacity(width), Vec::with_capacity(width));
     for y in 0..height {
