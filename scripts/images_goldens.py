@@ -230,6 +230,8 @@ def cases():
     yield "rgb_trns_20x20", "rgb_trns_20x20.png", png_bytes(rgb_trns, transparency=(60, 120, 180)), 1024, False, "RGB with a tRNS colour (mode RGB: the references ignore it)"
     yield "rgba_37x29", "rgba_37x29.png", save_bytes(rgba_image(37, 29, 20), "PNG"), 1024, False, "RGBA alpha ramp"
     yield "progressive_64x48", "progressive_64x48.jpg", save_bytes(photo, "JPEG", quality=85, progressive=True), 1024, True, "progressive JPEG, 4:2:0"
+    yield "sub422_64x48", "sub422_64x48.jpg", save_bytes(photo, "JPEG", quality=90, subsampling=1), 1024, True, "JPEG with 4:2:2 chroma"
+    yield "sub444_64x48", "sub444_64x48.jpg", save_bytes(photo, "JPEG", quality=90, subsampling=0), 1024, True, "JPEG with 4:4:4 chroma"
     yield "gray_64x40", "gray_64x40.jpg", save_bytes(scene(64, 40, 22).convert("L"), "JPEG", quality=90), 1024, True, "grayscale JPEG"
     yield "cmyk_40x30", "cmyk_40x30.jpg", save_bytes(scene(40, 30, 23).convert("CMYK"), "JPEG", quality=95), 1024, True, "CMYK JPEG with Adobe marker"
     yield "anim_30x20", "anim_30x20.gif", animated_gif(30, 20, 24), 1024, False, "animated GIF, transparent index 0: first frame"

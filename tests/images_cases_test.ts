@@ -1,12 +1,14 @@
 /**
  * The patcher against golden cases the shared fixtures lack (tests/fixtures/images, written by
  * scripts/images_goldens.py with Debian's OpenCV and Pillow): 1x1, extreme aspect ratios, 16-bit PNGs,
- * palettes with transparency, interlacing, progressive, grayscale and CMYK JPEGs, WebP, GIF, BMP, a grid
+ * palettes with transparency, interlacing, progressive, 4:2:2, 4:4:4, grayscale and CMYK JPEGs, WebP, GIF
+ * (animated, and a first frame smaller than the screen), BMP, a grid
  * where rounding and floor disagree, and a 4000x3000 downscale.
  *
  * Bounds: lossless inputs within 1e-3 levels of OpenCV (mistral mode) and within one level of Pillow, equal
  * on 99% of pixels (hf mode); decoded RGB equal to Pillow's. JPEG decoders differ by a few levels: mean < 0.5,
- * max < 4 (measured: progressive max 3, mean 0.08; grayscale max 1, mean 0.01; CMYK max 1.2, mean 0.03).
+ * max < 4 (measured: progressive max 3, mean 0.08; 4:2:2 max 3, mean 0.16; 4:4:4 max 2, mean 0.02;
+ * grayscale max 1, mean 0.01; CMYK max 1.2, mean 0.03).
  * Lossy WebP goes through image 0.24's VP8 decoder, which misses libwebp's output in some macroblocks
  * (a loop-filter bug fixed upstream in image-webp, 2025): mean < 1, max < 16 (measured: max 3, mean 0.01
  * without alpha; max 12, mean 0.65 on lossy_alpha_40x30).
