@@ -47,20 +47,27 @@ pub fn cubic_taps(src: u32, dst: u32) -> CubicTaps {
 pub fn resize_rgb8(src: &[u8], src_w: u32, src_h: u32, dst_w: u32, dst_h: u32, mut emit: impl FnMut(usize, &[F32x4])) {
     let (sw, dw) = (src_w as usize, dst_w as usize);
     assert_eq!(src.len(), sw * src_h as usize * 3);
-    // Per output pixel: byte offsets of its four source pixels within a row, and their weights as vectors.
+    // Per output pixel: the byte offset of its first source pixel within a row, whether the four are adjacent
+    // (all but a few pixels at the borders, where indices are clamped), their offsets, and their weights.
     let htaps = (dst_w != src_w).then(|| {
         let taps = cubic_taps(src_w, dst_w);
         let offsets: Vec<[usize; 4]> = taps.index.iter().map(|idx| idx.map(|x| x as usize * 3)).collect();
-        let weights: Vec<[F32x4; 4]> = taps.weight.iter().map(|w| w.map(F32x4::splat)).collect();
-        (offsets, weights)
+        let adjacent: Vec<bool> =
+            offsets.iter().map(|o| o[1] == o[0] + 3 && o[2] == o[0] + 6 && o[3] == o[0] + 9).collect();
+        (offsets, adjacent, taps.weight)
     });
     let horizontal = |y: usize, out: &mut [F32x4]| {
         let row = y * sw * 3;
         match &htaps {
-            Some((offsets, weights)) => {
-                for ((o, at), w) in out.iter_mut().zip(offsets).zip(weights) {
-                    let s = |k: usize| F32x4::from_rgb8(src, row + at[k]);
-                    *o = s(0).mul(w[0]).add(s(1).mul(w[1])).add(s(2).mul(w[2])).add(s(3).mul(w[3]));
+            Some((offsets, adjacent, weights)) => {
+                for (((o, at), &adjacent), w) in out.iter_mut().zip(offsets).zip(adjacent).zip(weights) {
+                    let s = if adjacent {
+                        F32x4::rgb_quad(src, row + at[0])
+                    } else {
+                        [0, 1, 2, 3].map(|k| F32x4::from_rgb8(src, row + at[k]))
+                    };
+                    let w = w.map(F32x4::splat);
+                    *o = s[0].mul(w[0]).add(s[1].mul(w[1])).add(s[2].mul(w[2])).add(s[3].mul(w[3]));
                 }
             }
             None => {

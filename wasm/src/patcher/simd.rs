@@ -90,6 +90,26 @@ mod backend {
             let magic = v128_or(widen(bytes, at), i32x4_splat(0x4B00_0000));
             F32x4(f32x4_sub(magic, f32x4_splat(8_388_608.0)))
         }
+        /// The four RGB pixels at bytes `at`, `at + 3`, `at + 6`, `at + 9` (each with the byte after it) from
+        /// one 16-byte load.
+        #[inline(always)]
+        pub fn rgb_quad(bytes: &[u8], at: usize) -> [Self; 4] {
+            if at + 16 > bytes.len() {
+                return [0, 3, 6, 9].map(|d| Self::from_rgb8(bytes, at + d));
+            }
+            // SAFETY: the sixteen bytes read are inside `bytes` (checked just above).
+            let v = unsafe { v128_load(bytes.as_ptr().add(at) as *const v128) };
+            // Each pixel's bytes into the low byte of the four lanes (swizzle indices 16 and up give zero),
+            // then integer to float through the mantissa of 2^23.
+            let float =
+                |lanes: v128| F32x4(f32x4_sub(v128_or(lanes, i32x4_splat(0x4B00_0000)), f32x4_splat(8_388_608.0)));
+            [
+                float(i8x16_swizzle(v, i8x16(0, 16, 16, 16, 1, 16, 16, 16, 2, 16, 16, 16, 3, 16, 16, 16))),
+                float(i8x16_swizzle(v, i8x16(3, 16, 16, 16, 4, 16, 16, 16, 5, 16, 16, 16, 6, 16, 16, 16))),
+                float(i8x16_swizzle(v, i8x16(6, 16, 16, 16, 7, 16, 16, 16, 8, 16, 16, 16, 9, 16, 16, 16))),
+                float(i8x16_swizzle(v, i8x16(9, 16, 16, 16, 10, 16, 16, 16, 11, 16, 16, 16, 12, 16, 16, 16))),
+            ]
+        }
         #[inline(always)]
         pub fn lanes(self) -> [f32; 4] {
             [
@@ -207,6 +227,9 @@ mod backend {
         pub fn from_rgb8(bytes: &[u8], at: usize) -> Self {
             F32x4(four_bytes(bytes, at).map(|v| v as f32))
         }
+        pub fn rgb_quad(bytes: &[u8], at: usize) -> [Self; 4] {
+            [0, 3, 6, 9].map(|d| Self::from_rgb8(bytes, at + d))
+        }
         pub fn lanes(self) -> [f32; 4] {
             self.0
         }
@@ -261,6 +284,12 @@ mod tests {
         let bytes = [1u8, 2, 3, 4, 5, 6];
         assert_eq!(F32x4::from_rgb8(&bytes, 0).lanes(), [1.0, 2.0, 3.0, 4.0]);
         assert_eq!(F32x4::from_rgb8(&bytes, 3).lanes(), [4.0, 5.0, 6.0, 0.0]);
+        let long: Vec<u8> = (1..=20).collect();
+        for at in [0, 4, 5] {
+            let quad = F32x4::rgb_quad(&long, at).map(|p| p.lanes());
+            let single = [0, 3, 6, 9].map(|d| F32x4::from_rgb8(&long, at + d).lanes());
+            assert_eq!(quad, single);
+        }
         assert_eq!(I32x4::from_u8(&bytes, 2).lanes(), [3, 4, 5, 6]);
         assert_eq!(I32x4::splat(-(1 << 22)).add(I32x4::splat(300 << 22)).shr_clamp_u8(22).lanes(), [255; 4]);
         let pair = I16x8::pixel_pair(&bytes, 0);
