@@ -5,6 +5,7 @@
 import { UsageError } from "./args.ts";
 import { plan, usage as planUsage } from "./plan.ts";
 import { pull, usage as pullUsage } from "./pull.ts";
+import { preprocess, usage as preprocessUsage } from "./preprocess.ts";
 import { serve, usage as serveUsage } from "./serve.ts";
 import { detokenize, detokenizeUsage, tokenize, tokenizeUsage } from "./tokenize.ts";
 
@@ -28,6 +29,7 @@ const COMMANDS: Record<string, Command> = {
   },
   tokenize: { summary: "print the token ids of a text (Tekken)", usage: tokenizeUsage, run: tokenize },
   detokenize: { summary: "print the text of token ids (Tekken)", usage: detokenizeUsage, run: detokenize },
+  preprocess: { summary: "run one image through the patcher", usage: preprocessUsage, run: preprocess },
 };
 
 function help(): string {

@@ -27,7 +27,10 @@ if ! "$wasm_bindgen" --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION\$";
     "$CARGO" -Z sparse-registry install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --locked --root "$TOOLS")
 fi
 
-RUSTFLAGS="--remap-path-prefix=$PWD=/pixtral/wasm --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo" \
+# WASM features beyond the MVP that Deno's V8 (and every current browser) runs: 128-bit SIMD for the resize and
+# normalize loops, bulk memory for memcpy/memset, and non-trapping float-to-int conversions.
+FEATURES="-C target-feature=+simd128,+bulk-memory,+nontrapping-fptoint"
+RUSTFLAGS="$FEATURES --remap-path-prefix=$PWD=/pixtral/wasm --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo" \
   "$CARGO" build --release --locked --target wasm32-unknown-unknown
 "$wasm_bindgen" --target web --omit-default-module-path --out-dir pkg \
   target/wasm32-unknown-unknown/release/pixtral_wasm.wasm

@@ -20,6 +20,90 @@ export function imageGrid(width: number, height: number, max_image_size: number,
 */
 export function imageTokenLayout(cols: number, rows: number, img: number, img_break: number, img_end: number): Uint32Array;
 /**
+* Format and size from the header alone: `{ format, width, height }`.
+* @param {Uint8Array} bytes
+* @returns {ImageHeader}
+*/
+export function imageHeader(bytes: Uint8Array): ImageHeader;
+/**
+* Decodes an image to 8-bit RGB over white (the first frame of an animation), as mistral_common does before
+* resizing.
+* @param {Uint8Array} bytes
+* @param {number} max_pixels
+* @returns {DecodedImage}
+*/
+export function decodeRgb(bytes: Uint8Array, max_pixels: number): DecodedImage;
+/**
+* Decodes, resizes and normalizes an image. `mode` is "mistral" or "hf", `dtype` "f32" or "f16";
+* `max_pixels` (a JS number) bounds width·height as declared by the header.
+* @param {Uint8Array} bytes
+* @param {string} mode
+* @param {number} max_image_size
+* @param {number} patch_size
+* @param {number} max_pixels
+* @param {string} dtype
+* @returns {PreprocessedImage}
+*/
+export function preprocessImage(bytes: Uint8Array, mode: string, max_image_size: number, patch_size: number, max_pixels: number, dtype: string): PreprocessedImage;
+/**
+*/
+export class DecodedImage {
+  free(): void;
+/**
+* Interleaved RGB rows, moved out once.
+* @returns {Uint8Array}
+*/
+  takePixels(): Uint8Array;
+/**
+*/
+  height: number;
+/**
+*/
+  width: number;
+}
+/**
+*/
+export class ImageHeader {
+  free(): void;
+/**
+*/
+  readonly format: string;
+/**
+*/
+  height: number;
+/**
+*/
+  width: number;
+}
+/**
+* The result of `preprocessImage`: the decoded size, the patch grid, and the tensor `[3, rows·patch,
+* cols·patch]`, moved out once with `takePixelsF32` or `takePixelsF16` (whichever dtype was asked for).
+*/
+export class PreprocessedImage {
+  free(): void;
+/**
+* @returns {Float32Array}
+*/
+  takePixelsF32(): Float32Array;
+/**
+* IEEE half-precision bit patterns.
+* @returns {Uint16Array}
+*/
+  takePixelsF16(): Uint16Array;
+/**
+*/
+  cols: number;
+/**
+*/
+  height: number;
+/**
+*/
+  rows: number;
+/**
+*/
+  width: number;
+}
+/**
 */
 export class Tekken {
   free(): void;
@@ -106,6 +190,28 @@ export interface InitOutput {
   readonly memory: WebAssembly.Memory;
   readonly imageGrid: (a: number, b: number, c: number, d: number, e: number) => void;
   readonly imageTokenLayout: (a: number, b: number, c: number, d: number, e: number, f: number) => void;
+  readonly imageHeader: (a: number, b: number, c: number) => void;
+  readonly __wbg_imageheader_free: (a: number) => void;
+  readonly __wbg_get_imageheader_width: (a: number) => number;
+  readonly __wbg_set_imageheader_width: (a: number, b: number) => void;
+  readonly __wbg_get_imageheader_height: (a: number) => number;
+  readonly __wbg_set_imageheader_height: (a: number, b: number) => void;
+  readonly imageheader_format: (a: number, b: number) => void;
+  readonly decodeRgb: (a: number, b: number, c: number, d: number) => void;
+  readonly __wbg_decodedimage_free: (a: number) => void;
+  readonly __wbg_get_decodedimage_width: (a: number) => number;
+  readonly __wbg_set_decodedimage_width: (a: number, b: number) => void;
+  readonly __wbg_get_decodedimage_height: (a: number) => number;
+  readonly __wbg_set_decodedimage_height: (a: number, b: number) => void;
+  readonly decodedimage_takePixels: (a: number, b: number) => void;
+  readonly preprocessImage: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number, i: number, j: number) => void;
+  readonly __wbg_preprocessedimage_free: (a: number) => void;
+  readonly __wbg_get_preprocessedimage_cols: (a: number) => number;
+  readonly __wbg_set_preprocessedimage_cols: (a: number, b: number) => void;
+  readonly __wbg_get_preprocessedimage_rows: (a: number) => number;
+  readonly __wbg_set_preprocessedimage_rows: (a: number, b: number) => void;
+  readonly preprocessedimage_takePixelsF32: (a: number, b: number) => void;
+  readonly preprocessedimage_takePixelsF16: (a: number, b: number) => void;
   readonly __wbg_tekken_free: (a: number) => void;
   readonly tekken_fromTekkenJson: (a: number, b: number, c: number, d: number, e: number) => void;
   readonly tekken_fromCache: (a: number, b: number, c: number) => void;
@@ -121,6 +227,10 @@ export interface InitOutput {
   readonly tekken_pattern: (a: number, b: number) => void;
   readonly tekken_version: (a: number, b: number) => void;
   readonly tekken_imageConfig: (a: number, b: number) => void;
+  readonly __wbg_get_preprocessedimage_height: (a: number) => number;
+  readonly __wbg_get_preprocessedimage_width: (a: number) => number;
+  readonly __wbg_set_preprocessedimage_width: (a: number, b: number) => void;
+  readonly __wbg_set_preprocessedimage_height: (a: number, b: number) => void;
   readonly __wbindgen_add_to_stack_pointer: (a: number) => number;
   readonly __wbindgen_export_0: (a: number, b: number) => void;
   readonly __wbindgen_export_1: (a: number) => number;

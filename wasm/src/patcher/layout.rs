@@ -23,9 +23,28 @@ fn round_half_even(x: f64) -> f64 {
     }
 }
 
+/// How a downscaled side is rounded to whole pixels before counting patches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SizeRounding {
+    /// mistral_common (and vLLM): Python's `round()`, half to even.
+    HalfEven,
+    /// The Hugging Face Pixtral processor: `floor`, so the long side never exceeds the maximum.
+    Floor,
+}
+
 /// mistral_common's grid: scale down (never up) so both sides fit `max_image_size`, rounding half to even,
 /// then count patches with ceiling division.
 pub fn image_grid(width: u32, height: u32, max_image_size: u32, patch_size: u32) -> Result<Grid, String> {
+    image_grid_rounded(width, height, max_image_size, patch_size, SizeRounding::HalfEven)
+}
+
+pub fn image_grid_rounded(
+    width: u32,
+    height: u32,
+    max_image_size: u32,
+    patch_size: u32,
+    rounding: SizeRounding,
+) -> Result<Grid, String> {
     if width == 0 || height == 0 {
         return Err(format!("image has zero size ({width}x{height})"));
     }
@@ -35,10 +54,14 @@ pub fn image_grid(width: u32, height: u32, max_image_size: u32, patch_size: u32)
     let (mut w, mut h) = (width as f64, height as f64);
     let ratio = (w / max_image_size as f64).max(h / max_image_size as f64);
     if ratio > 1.0 {
-        w = round_half_even(w / ratio);
-        h = round_half_even(h / ratio);
+        let round = match rounding {
+            SizeRounding::HalfEven => round_half_even,
+            SizeRounding::Floor => f64::floor,
+        };
+        w = round(w / ratio);
+        h = round(h / ratio);
     }
-    // A side can round to 0 for extreme aspect ratios; it still gets one patch row or column.
+    // A side can round to 0 for extreme aspect ratios (where the references fail); it still gets one patch.
     let patches = |side: f64| ((side.max(1.0) as u32) - 1) / patch_size + 1;
     Ok(Grid { cols: patches(w), rows: patches(h) })
 }
@@ -66,6 +89,13 @@ mod tests {
         assert_eq!(image_grid(1500, 1000, 1024, 16).unwrap(), Grid { cols: 64, rows: 43 });
         assert_eq!(image_grid(4, 4, 1024, 16).unwrap(), Grid { cols: 1, rows: 1 });
         assert!(image_grid(0, 4, 1024, 16).is_err());
+    }
+
+    #[test]
+    fn floor_rounding_differs_where_the_downscaled_side_rounds_up() {
+        // 2000x1033: ratio 1.953125 -> height 528.9 -> round 529 (34 rows) but floor 528 (33 rows).
+        assert_eq!(image_grid(2000, 1033, 1024, 16).unwrap(), Grid { cols: 64, rows: 34 });
+        assert_eq!(image_grid_rounded(2000, 1033, 1024, 16, SizeRounding::Floor).unwrap(), Grid { cols: 64, rows: 33 });
     }
 
     #[test]

@@ -1,0 +1,127 @@
+/**
+ * `preprocessImage(bytes, options) -> { rows, cols, pixels }`: encoded image bytes to the normalized,
+ * channel-first pixel tensor the vision encoder takes, in the WASM patcher (wasm/src/patcher).
+ *
+ * Two resize modes reproduce the two reference preprocessors (spec section 6):
+ * - "mistral" (default): mistral_common and vLLM. Grid rounded half to even, OpenCV INTER_CUBIC on float32.
+ * - "hf": the Hugging Face slow PixtralImageProcessor. Grid floored, Pillow BICUBIC on uint8.
+ */
+import { loadWasm } from "../wasm.ts";
+import { imageError } from "./errors.ts";
+
+export type ResizeMode = "mistral" | "hf";
+export type PixelDType = "f32" | "f16";
+
+export interface PreprocessOptions {
+  /** Which reference to reproduce (default "mistral"). */
+  resize?: ResizeMode;
+  /** Longest side after downscaling, in pixels (default 1024; tekken.json `multimodal.max_image_size`). */
+  maxImageSize?: number;
+  /** Patch side in pixels (default 16; tekken.json `multimodal.image_patch_size`). */
+  patchSize?: number;
+  /** Images whose header declares more pixels are refused before decoding (default 50 megapixels). */
+  maxPixels?: number;
+  /** "f32" (default) or "f16": IEEE half-precision bit patterns, half the bytes to upload. */
+  dtype?: PixelDType;
+}
+
+export interface PreprocessedImage {
+  /** Patch grid: the tensor is `[3, rows·patchSize, cols·patchSize]`, RGB planes, CLIP-normalized. */
+  rows: number;
+  cols: number;
+  /** Float32Array for "f32"; Uint16Array of float16 bit patterns for "f16". */
+  pixels: Float32Array | Uint16Array;
+  dtype: PixelDType;
+  /** The decoded image's size before resizing. */
+  width: number;
+  height: number;
+}
+
+export const DEFAULT_MAX_IMAGE_SIZE = 1024;
+export const DEFAULT_PATCH_SIZE = 16;
+export const DEFAULT_MAX_PIXELS = 50_000_000;
+
+/** CLIP's per-channel normalization (RGB), applied after scaling to 0..1. */
+export const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073] as const;
+export const CLIP_STD = [0.26862954, 0.26130258, 0.27577711] as const;
+
+export async function preprocessImage(
+  bytes: Uint8Array,
+  options: PreprocessOptions = {},
+): Promise<PreprocessedImage> {
+  const resize = options.resize ?? "mistral";
+  const dtype = options.dtype ?? "f32";
+  const maxImageSize = positiveInteger(options.maxImageSize ?? DEFAULT_MAX_IMAGE_SIZE, "maxImageSize");
+  const patchSize = positiveInteger(options.patchSize ?? DEFAULT_PATCH_SIZE, "patchSize");
+  const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
+  if (!(maxPixels >= 1)) throw new RangeError(`maxPixels must be at least 1, got ${maxPixels}`);
+  const wasm = await loadWasm();
+  let result;
+  try {
+    result = wasm.preprocessImage(bytes, resize, maxImageSize, patchSize, maxPixels, dtype);
+  } catch (err) {
+    throw imageError(err);
+  }
+  try {
+    const { rows, cols, width, height } = result;
+    const pixels = dtype === "f16" ? result.takePixelsF16() : result.takePixelsF32();
+    return { rows, cols, pixels, dtype, width, height };
+  } finally {
+    result.free();
+  }
+}
+
+export interface ImageHeader {
+  format: "png" | "jpeg" | "webp" | "gif" | "bmp";
+  width: number;
+  height: number;
+}
+
+/** Format and size from the header alone (nothing is decoded). */
+export async function readImageHeader(bytes: Uint8Array): Promise<ImageHeader> {
+  const wasm = await loadWasm();
+  let header;
+  try {
+    header = wasm.imageHeader(bytes);
+  } catch (err) {
+    throw imageError(err);
+  }
+  try {
+    return { format: header.format as ImageHeader["format"], width: header.width, height: header.height };
+  } finally {
+    header.free();
+  }
+}
+
+export interface DecodedImage {
+  width: number;
+  height: number;
+  /** Interleaved 8-bit RGB rows, composited over white the way the reference converts to RGB. */
+  rgb: Uint8Array;
+}
+
+/** Decodes to 8-bit RGB without resizing (the first frame of an animation). */
+export async function decodeImageRgb(
+  bytes: Uint8Array,
+  maxPixels = DEFAULT_MAX_PIXELS,
+): Promise<DecodedImage> {
+  const wasm = await loadWasm();
+  let decoded;
+  try {
+    decoded = wasm.decodeRgb(bytes, maxPixels);
+  } catch (err) {
+    throw imageError(err);
+  }
+  try {
+    return { width: decoded.width, height: decoded.height, rgb: decoded.takePixels() };
+  } finally {
+    decoded.free();
+  }
+}
+
+function positiveInteger(value: number, name: string): number {
+  if (!Number.isInteger(value) || value < 1 || value > 0xffff_ffff) {
+    throw new RangeError(`${name} must be a positive integer, got ${value}`);
+  }
+  return value;
+}

@@ -1,0 +1,98 @@
+/**
+ * The patcher against golden cases the shared fixtures lack (tests/fixtures/images, written by
+ * scripts/images_goldens.py with Debian's OpenCV and Pillow): 1x1, extreme aspect ratios, 16-bit PNGs,
+ * palettes with transparency, interlacing, progressive, 4:2:2, 4:4:4, grayscale and CMYK JPEGs, WebP, GIF
+ * (animated, and a first frame smaller than the screen), BMP, a grid
+ * where rounding and floor disagree, and a 4000x3000 downscale.
+ *
+ * Bounds: lossless inputs within 1e-3 levels of OpenCV (mistral mode) and within one level of Pillow, equal
+ * on 99% of pixels (hf mode); decoded RGB equal to Pillow's. JPEG decoders differ by a few levels: mean < 0.5,
+ * max < 4 (measured: progressive max 3, mean 0.08; 4:2:2 max 3, mean 0.16; 4:4:4 max 2, mean 0.02;
+ * grayscale max 1, mean 0.01; CMYK max 1.2, mean 0.03).
+ * Lossy WebP goes through image 0.24's VP8 decoder, which misses libwebp's output in some macroblocks
+ * (a loop-filter bug fixed upstream in image-webp, 2025): mean < 1, max < 16 (measured: max 3, mean 0.01
+ * without alpha; max 12, mean 0.65 on lossy_alpha_40x30).
+ */
+import assert from "node:assert/strict";
+import { decodeImageRgb, preprocessImage } from "../runtime/images/preprocess.ts";
+import {
+  type Case,
+  casesManifest,
+  channelMeans,
+  compare,
+  type Difference,
+  levels,
+  readCase,
+  referenceValues,
+} from "./images_helpers.ts";
+
+const { images } = await casesManifest();
+
+function assertWithinBounds(c: Case, what: string, diff: Difference, lossless: () => void) {
+  const context = `${c.name} ${what}: ${JSON.stringify(diff)}`;
+  if (!c.lossy) return lossless();
+  const [mean, max] = c.file.endsWith(".webp") ? [1, 16] : [0.5, 4];
+  assert.ok(diff.mean < mean && diff.max < max, context);
+}
+
+Deno.test("the golden cases cover what the issue lists", () => {
+  const modes = new Set(images.map((c) => c.pil_mode));
+  for (const mode of ["RGB", "RGBA", "P", "L", "I", "CMYK"]) assert.ok(modes.has(mode), `no ${mode} case`);
+  const names = images.map((c) => c.name).join(" ");
+  for (const kind of ["1x1", "extreme", "16", "palette", "progressive", "4000x3000", "gif", "webp", "bmp"]) {
+    assert.ok(names.includes(kind) || images.some((c) => c.file.endsWith(kind)), `no ${kind} case`);
+  }
+});
+
+Deno.test("decoding reproduces Pillow's RGB after white compositing", async () => {
+  for (const c of images) {
+    if (!c.rgb) continue;
+    const decoded = await decodeImageRgb(await readCase(c.file));
+    assert.deepEqual([decoded.width, decoded.height], [c.width, c.height], c.name);
+    const diff = compare(await readCase(c.rgb), (i) => decoded.rgb[i]);
+    assertWithinBounds(c, "rgb", diff, () => assert.equal(diff.max, 0, `${c.name}: ${JSON.stringify(diff)}`));
+  }
+});
+
+for (const mode of ["mistral", "hf"] as const) {
+  Deno.test(`${mode} mode matches the reference on every case`, async () => {
+    for (const c of images) {
+      const reference = c[mode];
+      const out = await preprocessImage(await readCase(c.file), {
+        resize: mode,
+        maxImageSize: c.max_image_size,
+      });
+      assert.deepEqual([out.cols, out.rows], [reference.cols, reference.rows], c.name);
+      assert.equal(out.pixels.length, reference.shape[0] * reference.shape[1] * reference.shape[2], c.name);
+      const pixels = out.pixels as Float32Array;
+      const { values, index } = await referenceValues(reference, mode, pixels.length);
+      const diff = compare(values, levels(pixels), index);
+      assertWithinBounds(c, mode, diff, () => {
+        if (mode === "mistral") assert.ok(diff.max <= 1e-3, `${c.name}: ${JSON.stringify(diff)}`);
+        else {assert.ok(
+            diff.max < 1 + 1e-3 && diff.unequal <= diff.count / 100,
+            `${c.name}: ${JSON.stringify(diff)}`,
+          );}
+      });
+      if (reference.channel_means) {
+        const means = channelMeans(pixels);
+        for (let ch = 0; ch < 3; ch++) {
+          // Means over ~800k values: float32 accumulation on both sides allows ~1e-4.
+          const tolerance = mode === "mistral" ? 1e-3 : 1e-2;
+          assert.ok(
+            Math.abs(means[ch] - reference.channel_means[ch]) < tolerance,
+            `${c.name} channel ${ch} mean`,
+          );
+        }
+      }
+    }
+  });
+}
+
+Deno.test("the grid rounds half to even in mistral mode and floors in hf mode", async () => {
+  const c = images.find((c) => c.name.startsWith("roundfloor"))!;
+  const bytes = await readCase(c.file);
+  const mistral = await preprocessImage(bytes, { maxImageSize: c.max_image_size });
+  const hf = await preprocessImage(bytes, { resize: "hf", maxImageSize: c.max_image_size });
+  assert.deepEqual([mistral.cols, mistral.rows, hf.cols, hf.rows], [4, 2, 4, 1]);
+});

@@ -1,0 +1,116 @@
+/** Bad input to the patcher: each kind gets its error class and a message naming the problem, fast. */
+import assert from "node:assert/strict";
+import {
+  ImageDecodeError,
+  ImageError,
+  ImageFormatError,
+  ImageSizeError,
+  ImageTooLargeError,
+} from "../runtime/images/errors.ts";
+import { preprocessImage, readImageHeader } from "../runtime/images/preprocess.ts";
+import { fixture } from "./helpers.ts";
+import { gifHeader, jpegHeader, pngWithHeader, readCase } from "./images_helpers.ts";
+
+async function rejects(
+  bytes: Uint8Array,
+  Class: new (...args: never[]) => Error,
+  message: RegExp,
+  options = {},
+) {
+  const start = performance.now();
+  await assert.rejects(preprocessImage(bytes, options), (err: Error) => {
+    assert.ok(err instanceof Class, `${err.name}: ${err.message} is not a ${Class.name}`);
+    assert.match(err.message, message);
+    return true;
+  });
+  return performance.now() - start;
+}
+
+const valid = {
+  png: await Deno.readFile(fixture("images/shapes_200x120.png")),
+  jpeg: await Deno.readFile(fixture("images/noise_1500x900.jpg")),
+  progressive: await readCase("progressive_64x48.jpg"),
+  webp: await readCase("lossy_64x48.webp"),
+  webpLossless: await readCase("lossless_40x30.webp"),
+  gif: await readCase("anim_30x20.gif"),
+  bmp: await readCase("rgb24_31x17.bmp"),
+};
+
+Deno.test("unknown and unsupported formats are ImageFormatErrors", async () => {
+  await rejects(new TextEncoder().encode("not an image at all"), ImageFormatError, /unknown image format/);
+  await rejects(new Uint8Array(), ImageFormatError, /unknown image format/);
+  await rejects(
+    new Uint8Array([0x49, 0x49, 0x2a, 0, 8, 0, 0, 0, 0, 0]),
+    ImageFormatError,
+    /Tiff images are not supported/,
+  );
+});
+
+Deno.test("truncated data is an ImageDecodeError in every format", async () => {
+  for (const [name, bytes] of Object.entries(valid)) {
+    for (const cut of [40, Math.floor(bytes.length * 0.4)]) {
+      await rejects(bytes.subarray(0, cut), ImageDecodeError, /corrupt or truncated/).catch((err) => {
+        throw new Error(`${name} cut at ${cut}: ${err.message}`);
+      });
+    }
+  }
+});
+
+Deno.test("corrupt data is an ImageDecodeError", async () => {
+  const png = valid.png.slice();
+  png[png.length - 200] ^= 0xff; // inside the zlib stream: its checksum fails
+  await rejects(png, ImageDecodeError, /PNG/);
+  const jpeg = valid.jpeg.slice();
+  jpeg.fill(0xff, 5000, 5100);
+  await rejects(jpeg, ImageDecodeError, /JPEG/);
+  // A header for 7000x7000 (under the pixel limit) with no image data behind it.
+  await rejects(pngWithHeader(7000, 7000), ImageDecodeError, /PNG/);
+});
+
+Deno.test("zero-size images are ImageSizeErrors", async () => {
+  await rejects(pngWithHeader(0, 10), ImageSizeError, /zero size \(0x10\)/);
+  await rejects(jpegHeader(100, 0), ImageSizeError, /zero size \(100x0\)/);
+  await rejects(gifHeader(0, 0), ImageSizeError, /zero size/);
+});
+
+Deno.test("images over the pixel limit are refused from the header, before any decoding", async () => {
+  // The headers claim billions of pixels and carry no data: decoding would fail or exhaust memory.
+  for (
+    const bytes of [pngWithHeader(100_000, 100_000), jpegHeader(60_000, 60_000), gifHeader(65_535, 65_535)]
+  ) {
+    const ms = await rejects(bytes, ImageTooLargeError, /more than the limit of 50000000/);
+    assert.ok(ms < 1000, `took ${ms} ms`);
+  }
+  // The limit is configurable, and an image exactly at it passes.
+  await rejects(valid.png, ImageTooLargeError, /200x120 = 24000 pixels, more than the limit of 23999/, {
+    maxPixels: 23_999,
+  });
+  assert.equal((await preprocessImage(valid.png, { maxPixels: 24_000 })).cols, 13);
+});
+
+Deno.test("every image error is an ImageError; option mistakes are RangeErrors", async () => {
+  await assert.rejects(preprocessImage(pngWithHeader(0, 1)), ImageError);
+  await assert.rejects(preprocessImage(valid.png, { maxImageSize: 0 }), RangeError);
+  await assert.rejects(preprocessImage(valid.png, { patchSize: 1.5 }), RangeError);
+  await assert.rejects(preprocessImage(valid.png, { maxPixels: 0 }), RangeError);
+  // deno-lint-ignore no-explicit-any
+  await assert.rejects(preprocessImage(valid.png, { resize: "bilinear" as any }), /resize mode must be/);
+  // deno-lint-ignore no-explicit-any
+  await assert.rejects(preprocessImage(valid.png, { dtype: "bf16" as any }), /dtype must be/);
+});
+
+Deno.test("the module keeps working after errors", async () => {
+  for (let i = 0; i < 50; i++) await rejects(valid.jpeg.subarray(0, 3000 + i), ImageDecodeError, /truncated/);
+  const out = await preprocessImage(valid.png);
+  assert.deepEqual([out.cols, out.rows], [13, 8]);
+});
+
+Deno.test("readImageHeader reads format and size without decoding", async () => {
+  assert.deepEqual(await readImageHeader(valid.jpeg), { format: "jpeg", width: 1500, height: 900 });
+  assert.deepEqual(await readImageHeader(pngWithHeader(100_000, 3)), {
+    format: "png",
+    width: 100_000,
+    height: 3,
+  });
+  await assert.rejects(readImageHeader(new Uint8Array([1, 2, 3])), ImageFormatError);
+});

@@ -1,0 +1,226 @@
+//! Pillow's `Image.resize(size, Image.BICUBIC)` on an 8-bit RGB image, as the Hugging Face slow Pixtral
+//! processor calls it (spec section 6.4): Keys' cubic with a = −0.5, the kernel widened by the scale when
+//! shrinking (antialiasing), weights normalized to sum 1 and rounded to 22-bit fixed point, a horizontal pass
+//! to 8 bits (rounded and clamped) over the rows the vertical pass needs, then the vertical pass.
+//! Integer arithmetic throughout after the double-precision weights, so the result is bit-exact.
+
+use super::simd::{I16x8, I32x4};
+
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+/// Per destination index: the first source index, and the fixed-point weights of the source run from there.
+pub struct Filter {
+    pub first: Vec<u32>,
+    pub weights: Vec<Vec<i32>>,
+}
+
+fn bicubic(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
+}
+
+/// Pillow's `precompute_coeffs` and `normalize_coeffs_8bpc` for the whole-image box.
+pub fn filter(src: u32, dst: u32) -> Filter {
+    let scale = src as f64 / dst as f64;
+    let filterscale = scale.max(1.0);
+    let support = 2.0 * filterscale;
+    let mut out = Filter { first: Vec::with_capacity(dst as usize), weights: Vec::with_capacity(dst as usize) };
+    for d in 0..dst {
+        let center = (d as f64 + 0.5) * scale;
+        let ss = 1.0 / filterscale;
+        // C's (int) cast truncates toward zero, as `as i64` does.
+        let xmin = ((center - support + 0.5) as i64).max(0);
+        let xmax = ((center + support + 0.5) as i64).min(src as i64);
+        let w: Vec<f64> = (xmin..xmax).map(|x| bicubic((x as f64 - center + 0.5) * ss)).collect();
+        let total: f64 = w.iter().sum();
+        let fixed = w
+            .iter()
+            .map(|&v| {
+                let v = if total != 0.0 { v / total } else { v };
+                let scaled = v * (1u32 << PRECISION_BITS) as f64;
+                (if v < 0.0 { -0.5 + scaled } else { 0.5 + scaled }) as i32
+            })
+            .collect();
+        out.first.push(xmin as u32);
+        out.weights.push(fixed);
+    }
+    out
+}
+
+/// A pixel's weights two by two, each split into its high and low 11 bits (both fit 16-bit lanes) and
+/// repeated for R, G and B: `[k0, k1, k0, k1, k0, k1, 0, 0]`. An odd last tap is paired with weight 0.
+fn weight_pairs(weights: &[i32]) -> Vec<[I16x8; 2]> {
+    weights
+        .chunks(2)
+        .map(|pair| {
+            let (k0, k1) = (pair[0], pair.get(1).copied().unwrap_or(0));
+            let lanes = |a: i16, b: i16| I16x8::new([a, b, a, b, a, b, 0, 0]);
+            [lanes((k0 >> 11) as i16, (k1 >> 11) as i16), lanes((k0 & 2047) as i16, (k1 & 2047) as i16)]
+        })
+        .collect()
+}
+
+#[inline]
+fn clip8(v: i32) -> u8 {
+    (v >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// Resizes an interleaved RGB8 image, handing each finished row (interleaved RGB8) to `emit`.
+///
+/// Four-lane integer arithmetic (a pixel's R, G, B and a lane to ignore in the horizontal pass, four bytes of
+/// a row in the vertical pass), exactly the reference's sums: integer addition is associative.
+pub fn resize_rgb8(src: &[u8], src_w: u32, src_h: u32, dst_w: u32, dst_h: u32, mut emit: impl FnMut(usize, &[u8])) {
+    let (sw, dw) = (src_w as usize, dst_w as usize);
+    assert_eq!(src.len(), sw * src_h as usize * 3);
+    let vertical = filter(src_h, dst_h);
+    // Rows the vertical pass reads, and the horizontal pass (skipped when the width is unchanged) before it.
+    let first_row = vertical.first[0] as usize;
+    let last_row = *vertical.first.last().unwrap() as usize + vertical.weights.last().unwrap().len();
+    let temp: Vec<u8>;
+    let (rows, row_len) = if dst_w != src_w {
+        let horizontal = filter(src_w, dst_w);
+        let pairs: Vec<Vec<[I16x8; 2]>> = horizontal.weights.iter().map(|w| weight_pairs(w)).collect();
+        let mut t = vec![0u8; (last_row - first_row) * dw * 3];
+        for (y, out) in (first_row..last_row).zip(t.chunks_exact_mut(dw * 3)) {
+            for ((o, &first), pairs) in out.chunks_exact_mut(3).zip(&horizontal.first).zip(&pairs) {
+                // Two taps per step: Σ p·k = 2^11·Σ p·(k >> 11) + Σ p·(k & 2047), each half in 16 bits.
+                let (mut high, mut low) = (I32x4::splat(0), I32x4::splat(0));
+                let start = (y * sw + first as usize) * 3;
+                for (i, [h, l]) in pairs.iter().enumerate() {
+                    let pixels = I16x8::pixel_pair(src, start + i * 6);
+                    high = high.add(pixels.dot(*h));
+                    low = low.add(pixels.dot(*l));
+                }
+                let acc = high.shl(11).add(low).add(I32x4::splat(1 << (PRECISION_BITS - 1)));
+                let [r, g, b, _] = acc.shr_clamp_u8(PRECISION_BITS).lanes();
+                o.copy_from_slice(&[r as u8, g as u8, b as u8]);
+            }
+        }
+        temp = t;
+        (&temp[..], dw * 3)
+    } else {
+        (&src[first_row * sw * 3..last_row * sw * 3], sw * 3)
+    };
+    if dst_h == src_h {
+        for (y, row) in rows.chunks_exact(row_len).enumerate() {
+            emit(y, row);
+        }
+        return;
+    }
+    let chunks = row_len / 4;
+    let mut acc = vec![I32x4::splat(0); chunks];
+    let mut tail = vec![0i32; row_len % 4];
+    let mut out = vec![0u8; row_len];
+    for (dy, (&first, weights)) in vertical.first.iter().zip(&vertical.weights).enumerate() {
+        acc.fill(I32x4::splat(1 << (PRECISION_BITS - 1)));
+        tail.fill(1 << (PRECISION_BITS - 1));
+        for (k, &w) in weights.iter().enumerate() {
+            let row = (first as usize - first_row + k) * row_len;
+            let wv = I32x4::splat(w);
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a = a.add(I32x4::from_u8(rows, row + i * 4).mul(wv));
+            }
+            for (i, t) in tail.iter_mut().enumerate() {
+                *t += rows[row + chunks * 4 + i] as i32 * w;
+            }
+        }
+        for (o, a) in out.chunks_exact_mut(4).zip(&acc) {
+            let lanes = a.shr_clamp_u8(PRECISION_BITS).lanes();
+            for (o, v) in o.iter_mut().zip(lanes) {
+                *o = v as u8;
+            }
+        }
+        for (o, &t) in out[chunks * 4..].iter_mut().zip(&tail) {
+            *o = clip8(t);
+        }
+        emit(dy, &out);
+    }
+}
+
+/// The straightforward per-channel version of `resize_rgb8`, which the tests compare it with.
+pub fn resize_rgb8_reference(src: &[u8], src_w: u32, src_h: u32, dst_w: u32, dst_h: u32) -> Vec<u8> {
+    let (sw, dw) = (src_w as usize, dst_w as usize);
+    let horizontal = filter(src_w, dst_w);
+    let vertical = filter(src_h, dst_h);
+    let mut temp = vec![0u8; src_h as usize * dw * 3];
+    for (y, out) in temp.chunks_exact_mut(dw * 3).enumerate() {
+        let line = &src[y * sw * 3..(y + 1) * sw * 3];
+        for ((o, &first), weights) in out.chunks_exact_mut(3).zip(&horizontal.first).zip(&horizontal.weights) {
+            for c in 0..3 {
+                let mut acc = 1i32 << (PRECISION_BITS - 1);
+                for (k, &w) in weights.iter().enumerate() {
+                    acc += line[(first as usize + k) * 3 + c] as i32 * w;
+                }
+                o[c] = clip8(acc);
+            }
+        }
+    }
+    let mut out = vec![0u8; dst_h as usize * dw * 3];
+    for ((o, &first), weights) in out.chunks_exact_mut(dw * 3).zip(&vertical.first).zip(&vertical.weights) {
+        for (x, o) in o.iter_mut().enumerate() {
+            let mut acc = 1i32 << (PRECISION_BITS - 1);
+            for (k, &w) in weights.iter().enumerate() {
+                acc += temp[(first as usize + k) * dw * 3 + x] as i32 * w;
+            }
+            *o = clip8(acc);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_sum_to_one_in_fixed_point() {
+        for (src, dst) in [(4000, 1024), (17, 32), (1, 16), (1500, 1024)] {
+            let f = filter(src, dst);
+            for w in &f.weights {
+                let sum: i64 = w.iter().map(|&v| v as i64).sum();
+                assert!((sum - (1 << PRECISION_BITS)).abs() <= w.len() as i64, "{src}->{dst}");
+            }
+        }
+        // Shrinking by 4 widens the kernel to 4·2 = 8 source pixels each side.
+        assert_eq!(filter(4000, 1000).weights[500].len(), 16);
+    }
+
+    #[test]
+    fn fast_path_equals_the_reference() {
+        let mut state = 7u32;
+        for &(sw, sh, dw, dh) in &[
+            (37, 21, 48, 32),
+            (300, 5, 128, 16),
+            (3, 70, 16, 80),
+            (250, 190, 64, 48),
+            (64, 48, 64, 16),
+            (17, 9, 17, 32),
+            (401, 301, 103, 77),
+        ] {
+            let src: Vec<u8> = (0..sw * sh * 3)
+                .map(|_| {
+                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (state >> 24) as u8
+                })
+                .collect();
+            let mut fast = Vec::new();
+            resize_rgb8(&src, sw, sh, dw, dh, |_, row| fast.extend_from_slice(row));
+            assert_eq!(fast, resize_rgb8_reference(&src, sw, sh, dw, dh), "{sw}x{sh} -> {dw}x{dh}");
+        }
+    }
+
+    #[test]
+    fn constant_image_stays_constant() {
+        let src = vec![77u8; 13 * 7 * 3];
+        let mut rows = Vec::new();
+        resize_rgb8(&src, 13, 7, 32, 16, |_, row| rows.extend_from_slice(row));
+        assert!(rows.iter().all(|&v| v == 77));
+    }
+}
