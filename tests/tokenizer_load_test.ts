@@ -75,7 +75,9 @@ Deno.test("tekken.json variants: without special_tokens (v3), with an image sect
   // As Mistral ships it: more vocab entries than the vocab size uses (150000 in Pixtral's file), which are
   // ignored unchecked, and top-level keys nobody reads.
   const shipped = tiny();
-  for (let rank = 1048; rank < 1100; rank++) shipped.vocab.push({ rank, token_bytes: "unused!", token_str: null });
+  for (let rank = 1048; rank < 1100; rank++) {
+    shipped.vocab.push({ rank, token_bytes: "unused!", token_str: null });
+  }
   Object.assign(shipped, { version: 1, type: "Tekkenizer" });
   shipped.config.num_vocab_tokens = 1100;
   const plain = await Tokenizer.fromTekkenJson(utf8(tiny()));
