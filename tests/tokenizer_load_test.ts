@@ -10,6 +10,8 @@ const tiny = (): Json => JSON.parse(tinyText);
 const utf8 = (value: Json) =>
   new TextEncoder().encode(typeof value === "string" ? value : JSON.stringify(value));
 
+const sample = "Hello, world! Ünïcödé 日本語のテキスト 😀 [INST]";
+
 async function rejectsWith(json: Json, pattern: RegExp) {
   const err = await Tokenizer.fromTekkenJson(utf8(json)).then(() => undefined, (err) => err);
   assert.ok(err instanceof TokenizerError, `no TokenizerError for ${pattern}`);
@@ -70,6 +72,17 @@ Deno.test("tekken.json variants: without special_tokens (v3), with an image sect
     /special_tokens is missing: tokenizer version v11 must list its special tokens/,
   );
 
+  // As Mistral ships it: more vocab entries than the vocab size uses (150000 in Pixtral's file), which are
+  // ignored unchecked, and top-level keys nobody reads.
+  const shipped = tiny();
+  for (let rank = 1048; rank < 1100; rank++) {
+    shipped.vocab.push({ rank, token_bytes: "unused!", token_str: null });
+  }
+  Object.assign(shipped, { version: 1, type: "Tekkenizer" });
+  shipped.config.num_vocab_tokens = 1100;
+  const plain = await Tokenizer.fromTekkenJson(utf8(tiny()));
+  assert.deepEqual((await Tokenizer.fromTekkenJson(utf8(shipped))).encode(sample), plain.encode(sample));
+
   const renamed = tiny();
   renamed.image = { ...renamed.multimodal, spatial_merge_size: 2 };
   delete renamed.multimodal;
@@ -93,8 +106,6 @@ Deno.test("loading by path names the file in errors", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
-
-const sample = "Hello, world! Ünïcödé 日本語のテキスト 😀 [INST]";
 
 Deno.test("the binary cache is written beside the JSON, used, and invalidated when the JSON changes", async () => {
   const dir = await Deno.makeTempDir();
