@@ -1,44 +1,93 @@
 /**
  * The HTTP API as one Hono app on web-standard Request/Response, shared by the GPU host (`pixtral serve`) and the
- * edge build (functions/edge.ts).
+ * edge build. Every error leaves as OpenAI's error shape with its status, mapped in one place (`toApiError`).
  */
 import { Hono } from "hono";
-import { apiError } from "./errors.ts";
-import { health } from "./routes/health.ts";
+import { bodyLimit } from "hono/body-limit";
+import { cors } from "hono/cors";
+import { requestId } from "hono/request-id";
+import { EngineBusyError, EngineClosedError, RequestTooLongError } from "../runtime/engine/engine.ts";
+import { ImageError, ImageTooLargeError } from "../runtime/images/errors.ts";
 import { log } from "../runtime/log.ts";
+import { PromptError } from "../runtime/prompt/instruct.ts";
+import { apiError } from "./errors.ts";
+import { ImageSourceError } from "./images/fetch.ts";
+import { apiKeyAuth } from "./middleware/auth.ts";
+import { chatRoutes } from "./routes/chat.ts";
+import { UnknownModelError } from "./routes/common.ts";
+import { healthRoutes } from "./routes/health.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
+import { modelRoutes } from "./routes/models.ts";
+import { tokenizeRoutes } from "./routes/tokenize.ts";
+import { RequestError } from "./schema/chat.ts";
+import type { Service } from "./service.ts";
 
-/** Routes of the API whose model runtime is not built yet: they answer 503 rather than a misleading 404. */
-const MODEL_ROUTES = [
-  "/v1/chat/completions",
-  "/v1/completions",
-  "/v1/models",
-  "/tokenize",
-  "/detokenize",
-  "/metrics",
-];
+export interface AppOptions {
+  /** Accepted API keys; none: no authentication. */
+  apiKeys?: string[];
+  /** Origins allowed by CORS ("*" for any); none: no CORS headers. */
+  corsOrigins?: string[];
+  /** Largest request body in bytes (default 64 MiB: eight 10 MB images as base64 fit). */
+  maxBodyBytes?: number;
+}
 
-export function createApp(): Hono {
-  const app = new Hono();
-  app.route("/", health);
-  for (const path of MODEL_ROUTES) {
-    app.all(
-      path,
-      (c) =>
-        apiError(
-          c,
-          503,
-          "no model is loaded: this build of the server answers /health only",
-          "service_unavailable",
-          "model_not_loaded",
-        ),
-    );
+type Mapped = { status: 400 | 401 | 404 | 413 | 429 | 500 | 503; type: string; code: string | null; param?: string };
+
+function toApiError(err: unknown): Mapped {
+  const param = (err as { param?: string }).param;
+  if (err instanceof RequestError) return { status: 400, type: "invalid_request_error", code: err.code, param };
+  if (err instanceof PromptError) return { status: 400, type: "invalid_request_error", code: "invalid_messages" };
+  if (err instanceof ImageSourceError) {
+    return { status: err.status, type: "invalid_request_error", code: "invalid_image_url", param };
   }
-  app.notFound((c) =>
-    apiError(c, 404, `no route for ${c.req.method} ${c.req.path}`, "not_found_error", "not_found")
-  );
+  if (err instanceof ImageTooLargeError) {
+    return { status: 413, type: "invalid_request_error", code: "image_too_large", param };
+  }
+  if (err instanceof ImageError) return { status: 400, type: "invalid_request_error", code: "invalid_image", param };
+  if (err instanceof RequestTooLongError) {
+    return { status: 400, type: "invalid_request_error", code: "context_length_exceeded" };
+  }
+  if (err instanceof UnknownModelError) return { status: 404, type: "invalid_request_error", code: "model_not_found" };
+  if (err instanceof EngineBusyError) return { status: 429, type: "rate_limit_error", code: "server_busy" };
+  if (err instanceof EngineClosedError) return { status: 503, type: "service_unavailable", code: "model_not_ready" };
+  return { status: 500, type: "server_error", code: "internal_error" };
+}
+
+export function createApp(service: Service, options: AppOptions = {}): Hono {
+  const app = new Hono();
+  app.use(requestId());
+  app.use(async (c, next) => {
+    const started = performance.now();
+    await next();
+    service.metrics.requests.inc({ status: String(c.res.status) });
+    log.info("request", {
+      id: c.get("requestId"),
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      ms: Math.round(performance.now() - started),
+    });
+  });
+  if (options.corsOrigins?.length) {
+    const origins = options.corsOrigins;
+    app.use(cors({ origin: origins.includes("*") ? "*" : origins, exposeHeaders: ["X-Request-Id", "Retry-After"] }));
+  }
+  app.use(apiKeyAuth(options.apiKeys ?? []));
+  app.use(bodyLimit({
+    maxSize: options.maxBodyBytes ?? 64 * 1024 * 1024,
+    onError: (c) =>
+      apiError(c, 413, `the request body is larger than ${options.maxBodyBytes ?? 64 * 1024 * 1024} bytes`, "invalid_request_error", "request_too_large"),
+  }));
+  for (const routes of [healthRoutes, metricsRoutes, modelRoutes, tokenizeRoutes, chatRoutes]) {
+    app.route("/", routes(service));
+  }
+  app.notFound((c) => apiError(c, 404, `no route for ${c.req.method} ${c.req.path}`, "not_found_error", "not_found"));
   app.onError((err, c) => {
-    log.error("unhandled error", { path: c.req.path, error: String(err?.stack ?? err) });
-    return apiError(c, 500, "internal server error", "server_error", "internal_error");
+    const mapped = toApiError(err);
+    if (mapped.status === 500) log.error("unhandled error", { path: c.req.path, error: String(err?.stack ?? err) });
+    if (err instanceof EngineBusyError) c.header("Retry-After", String(err.retryAfterSeconds));
+    const message = mapped.status === 500 ? "internal server error" : err.message;
+    return apiError(c, mapped.status, message, mapped.type, mapped.code, mapped.param ?? null);
   });
   return app;
 }

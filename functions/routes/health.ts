@@ -1,4 +1,11 @@
 import { Hono } from "hono";
+import type { Service } from "../service.ts";
 
-/** Liveness for load balancers and orchestrators. */
-export const health = new Hono().get("/health", (c) => c.json({ status: "ok", model: null }));
+/** Readiness for load balancers: 200 once the model serves, 503 while it loads or after it failed. */
+export function healthRoutes(service: Service): Hono {
+  return new Hono().get("/health", (c) => {
+    if (service.engine) return c.json({ status: "ok", model: service.model.id });
+    if (service.failure) return c.json({ status: "failed", model: service.model.id, error: service.failure }, 503);
+    return c.json({ status: "loading", model: service.model.id }, 503);
+  });
+}

@@ -61,7 +61,7 @@ export type ContentPart = z.infer<typeof contentPart>;
 /** A request that failed validation: `param` names the field the way OpenAI's errors do (`messages[0].content`). */
 export class RequestError extends Error {
   override name = "RequestError";
-  constructor(message: string, readonly param: string | null = null) {
+  constructor(message: string, readonly param: string | null = null, readonly code: string | null = null) {
     super(message);
   }
 }
@@ -93,16 +93,20 @@ function deepestIssue(issue: Issue): Issue {
   return best;
 }
 
-export function parseChatRequest(body: unknown): ParsedChatRequest {
+/** Validates `body` against a schema; the first problem becomes a RequestError naming its field. */
+export function parseWith<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     throw new RequestError("the request body must be a JSON object");
   }
-  const result = chatRequestSchema.safeParse(body);
-  if (!result.success) {
-    const issue = deepestIssue(result.error.issues[0]);
-    const param = fieldPath(issue.path);
-    throw new RequestError(param ? `${param}: ${issue.message}` : issue.message, param || null);
-  }
+  const result = schema.safeParse(body);
+  if (result.success) return result.data;
+  const issue = deepestIssue(result.error.issues[0]);
+  const param = fieldPath(issue.path);
+  throw new RequestError(param ? `${param}: ${issue.message}` : issue.message, param || null);
+}
+
+export function parseChatRequest(body: unknown): ParsedChatRequest {
+  const request = parseWith(chatRequestSchema, body);
   const known = new Set(Object.keys(chatRequestSchema.shape));
-  return { request: result.data, ignored: Object.keys(body).filter((key) => !known.has(key)) };
+  return { request, ignored: Object.keys(body as object).filter((key) => !known.has(key)) };
 }

@@ -1,0 +1,149 @@
+/**
+ * Running a prepared chat on the engine and shaping the result as OpenAI's chat completion: one JSON response,
+ * or server-sent events in OpenAI's chunk format ending with `data: [DONE]`. Several choices (`n`) run
+ * concurrently; text is released token by token, cut at stop strings.
+ */
+import { Channel } from "../../runtime/engine/channel.ts";
+import type { Engine, FinishReason, TokenEvent } from "../../runtime/engine/engine.ts";
+import type { Tokenizer } from "../../runtime/tokenizer/tokenizer.ts";
+import type { Service } from "../service.ts";
+import type { PreparedChat } from "./prepare.ts";
+import { TextAssembler } from "./text.ts";
+
+interface LogprobEntry {
+  token: string;
+  logprob: number;
+  bytes: number[];
+  top_logprobs: { token: string; logprob: number; bytes: number[] }[];
+}
+
+export interface ChoiceResult {
+  index: number;
+  text: string;
+  finish: FinishReason;
+  /** Tokens the model generated, the stop token included (as vLLM counts them). */
+  tokens: number;
+  logprobs?: LogprobEntry[];
+}
+
+/** What a choice reports as it goes: text deltas with their tokens' log-probabilities, then how it ended. */
+export type ChoiceUpdate =
+  | { index: number; text: string; logprobs?: LogprobEntry[] }
+  | { index: number; finish: FinishReason };
+
+function tokenEntry(tokenizer: Tokenizer, id: number, logprob: number) {
+  const bytes = [...tokenizer.tokenBytes(id)];
+  return { token: new TextDecoder().decode(new Uint8Array(bytes)), logprob, bytes };
+}
+
+function logprobEntry(tokenizer: Tokenizer, event: TokenEvent): LogprobEntry | undefined {
+  if (event.logprob === undefined) return undefined;
+  return {
+    ...tokenEntry(tokenizer, event.id, event.logprob),
+    top_logprobs: (event.top ?? []).map((t) => tokenEntry(tokenizer, t.id, t.logprob)),
+  };
+}
+
+/** Starts `n` generations; any failure to start cancels those already started. */
+function start(engine: Engine, prepared: PreparedChat, signal: AbortSignal) {
+  const streams: AsyncGenerator<TokenEvent, FinishReason>[] = [];
+  try {
+    for (let i = 0; i < prepared.n; i++) {
+      const seed = prepared.request.sampling.seed;
+      const sampling = { ...prepared.request.sampling, seed: seed === undefined ? undefined : (seed + i) >>> 0 };
+      streams.push(engine.generate({ ...prepared.request, sampling }, signal));
+    }
+  } catch (err) {
+    for (const s of streams) s.return("stop");
+    throw err;
+  }
+  return streams;
+}
+
+async function runChoice(
+  service: Service,
+  index: number,
+  stream: AsyncGenerator<TokenEvent, FinishReason>,
+  stops: readonly string[],
+  update: (u: ChoiceUpdate) => void,
+  onToken: () => void,
+): Promise<ChoiceResult> {
+  const { tokenizer } = service;
+  const text = new TextAssembler(tokenizer.decoder(), stops);
+  let tokens = 0, full = "";
+  let finish: FinishReason;
+  const logprobs: LogprobEntry[] = [];
+  while (true) {
+    const next = await stream.next();
+    if (next.done) {
+      finish = next.value;
+      if (finish === "stop") tokens++;
+      break;
+    }
+    tokens++;
+    onToken();
+    const entry = logprobEntry(tokenizer, next.value);
+    if (entry) logprobs.push(entry);
+    const delta = text.push(next.value.id);
+    full += delta;
+    if (delta || entry) update({ index, text: delta, logprobs: entry ? [entry] : undefined });
+    if (text.stopped) {
+      await stream.return("stop");
+      finish = "stop";
+      break;
+    }
+  }
+  const tail = text.finish();
+  if (tail) {
+    full += tail;
+    update({ index, text: tail });
+  }
+  update({ index, finish });
+  return { index, text: full, finish, tokens, logprobs: logprobs.length ? logprobs : undefined };
+}
+
+export interface CompletionRun {
+  /** Updates of every choice, interleaved as they come, then the results. */
+  updates: AsyncGenerator<ChoiceUpdate, ChoiceResult[]>;
+}
+
+/** Runs the choices; cancelling `signal` (or abandoning `updates`) stops them and frees their memory. */
+export function runCompletion(service: Service, prepared: PreparedChat, signal: AbortSignal): CompletionRun {
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  signal.addEventListener("abort", abort);
+  const streams = start(service.engine!, prepared, controller.signal);
+  const channel = new Channel<ChoiceUpdate, ChoiceResult[]>();
+  const began = performance.now();
+  let last: number | undefined;
+  const onToken = () => {
+    const now = performance.now();
+    if (last === undefined) service.metrics.timeToFirstToken.observe((now - began) / 1000);
+    else service.metrics.interTokenLatency.observe((now - last) / 1000);
+    last = now;
+  };
+  Promise.all(streams.map((s, i) => runChoice(service, i, s, prepared.stop, (u) => channel.push(u), onToken)))
+    .then((results) => {
+      service.metrics.promptTokens.inc({}, prepared.request.ids.length);
+      service.metrics.generationTokens.inc({}, results.reduce((n, r) => n + r.tokens, 0));
+      channel.close(results);
+    }, (err) => {
+      controller.abort();
+      channel.fail(err);
+    });
+  async function* updates(): AsyncGenerator<ChoiceUpdate, ChoiceResult[]> {
+    try {
+      return yield* channel.drain();
+    } finally {
+      signal.removeEventListener("abort", abort);
+      controller.abort();
+    }
+  }
+  return { updates: updates() };
+}
+
+export function usage(prepared: PreparedChat, results: ChoiceResult[]) {
+  const completion = results.reduce((n, r) => n + r.tokens, 0);
+  const prompt = prepared.request.ids.length;
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}

@@ -1,0 +1,141 @@
+/**
+ * A validated chat request to what the engine runs: images fetched and preprocessed, the conversation encoded
+ * as token ids by Mistral's instruct rules, the sampling settings resolved against the server's defaults.
+ */
+import type { GenerateRequest, Sampling } from "../../runtime/engine/engine.ts";
+import { imageTokenLayout } from "../../runtime/images/layout.ts";
+import { preprocessImage } from "../../runtime/images/preprocess.ts";
+import type { ImageInput } from "../../runtime/model/vision.ts";
+import { encodeInstruct, type Message } from "../../runtime/prompt/instruct.ts";
+import { fetchImageBytes } from "../images/fetch.ts";
+import { type ChatMessage, type ChatRequest, RequestError } from "../schema/chat.ts";
+import type { Service } from "../service.ts";
+
+interface PromptImage {
+  input: ImageInput;
+  tokens: number[];
+}
+
+/** The image URLs of the conversation in order, with where each sits (for error messages). */
+function imageSources(messages: ChatMessage[]): { url: string; param: string }[] {
+  const out: { url: string; param: string }[] = [];
+  messages.forEach((m, i) => {
+    if (m.role !== "user" || typeof m.content === "string") return;
+    m.content.forEach((part, j) => {
+      if (part.type !== "image_url") return;
+      const url = typeof part.image_url === "string" ? part.image_url : part.image_url.url;
+      out.push({ url, param: `messages[${i}].content[${j}].image_url` });
+    });
+  });
+  return out;
+}
+
+async function loadImages(messages: ChatMessage[], service: Service, signal?: AbortSignal) {
+  const sources = imageSources(messages);
+  const policy = service.images;
+  if (sources.length === 0) return [];
+  if (!policy.enabled) {
+    throw new RequestError("this model has no vision encoder: images cannot be used", sources[0].param);
+  }
+  if (sources.length > policy.maxImages) {
+    throw new RequestError(
+      `${sources.length} images in one request; this server takes at most ${policy.maxImages}`,
+      sources[policy.maxImages].param,
+    );
+  }
+  return await Promise.all(sources.map(async ({ url, param }): Promise<PromptImage> => {
+    try {
+      const bytes = await fetchImageBytes(url, policy.fetch, signal);
+      const image = await preprocessImage(bytes, {
+        resize: policy.resize,
+        maxImageSize: policy.maxImageSize,
+        patchSize: policy.patchSize,
+        maxPixels: policy.maxPixels,
+      });
+      const tokens = await imageTokenLayout(image, policy.tokens);
+      return { input: { rows: image.rows, cols: image.cols, pixels: image.pixels as Float32Array }, tokens: [...tokens] };
+    } catch (err) {
+      (err as Error & { param?: string }).param ??= param;
+      throw err;
+    }
+  }));
+}
+
+function toMessages(messages: ChatMessage[], images: PromptImage[]): Message<PromptImage>[] {
+  let next = 0;
+  return messages.map((m): Message<PromptImage> => {
+    const role = m.role === "developer" ? "system" : m.role;
+    const prefix = m.role === "assistant" ? m.prefix : undefined;
+    if (typeof m.content === "string" || m.content === null) return { role, content: m.content, prefix };
+    return {
+      role,
+      prefix,
+      content: m.content.map((part) =>
+        part.type === "text" ? { type: "text", text: part.text } : { type: "image", image: images[next++] }
+      ),
+    };
+  });
+}
+
+export interface PreparedChat {
+  request: GenerateRequest;
+  /** Choices to generate (`n`), each with its own seed. */
+  n: number;
+  stop: string[];
+}
+
+/** The conversation as token ids by Mistral's instruct rules, with its images fetched and preprocessed. */
+export async function encodeChat(messages: ChatMessage[], service: Service, signal?: AbortSignal) {
+  const { tokenizer } = service;
+  const images = await loadImages(messages, service, signal);
+  const encoded = encodeInstruct(toMessages(messages, images), {
+    encode: (text) => [...tokenizer.encode(text)],
+    imageTokens: (image) => image.tokens,
+    bos: tokenizer.special("<s>"),
+    eos: tokenizer.special("</s>"),
+    inst: tokenizer.special("[INST]"),
+    instEnd: tokenizer.special("[/INST]"),
+  });
+  return { ids: encoded.ids, images: encoded.images.map((i) => i.input) };
+}
+
+export async function prepareChat(chat: ChatRequest, service: Service, signal?: AbortSignal): Promise<PreparedChat> {
+  const engine = service.engine!;
+  const { tokenizer } = service;
+  const encoded = await encodeChat(chat.messages, service, signal);
+  const room = engine.contextLength - encoded.ids.length;
+  const asked = chat.max_completion_tokens ?? chat.max_tokens ?? undefined;
+  const param = chat.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
+  if (room < 1 || (asked !== undefined && asked > room)) {
+    throw new RequestError(
+      `the prompt has ${encoded.ids.length} tokens` +
+        (asked !== undefined ? ` and ${param} is ${asked}` : "") +
+        `; this server's context is ${engine.contextLength} tokens`,
+      asked !== undefined && room >= 1 ? param : "messages",
+      "context_length_exceeded",
+    );
+  }
+  const sampling: Sampling = {
+    temperature: chat.temperature ?? service.defaults.temperature,
+    topP: chat.top_p ?? service.defaults.topP,
+    topK: chat.top_k != null && chat.top_k > 0 ? chat.top_k : 0,
+    minP: chat.min_p ?? 0,
+    presencePenalty: chat.presence_penalty ?? 0,
+    frequencyPenalty: chat.frequency_penalty ?? 0,
+    repetitionPenalty: chat.repetition_penalty ?? 1,
+    seed: chat.seed ?? chat.random_seed ?? undefined,
+  };
+  if (sampling.topP === 0) throw new RequestError("top_p must be greater than 0", "top_p");
+  return {
+    request: {
+      ids: encoded.ids,
+      images: encoded.images,
+      sampling,
+      maxTokens: asked ?? room,
+      stopIds: [tokenizer.special("</s>")],
+      topLogprobs: chat.logprobs ? (chat.top_logprobs ?? 0) : undefined,
+    },
+    n: chat.n ?? 1,
+    stop: chat.stop == null ? [] : typeof chat.stop === "string" ? [chat.stop] : chat.stop,
+  };
+}

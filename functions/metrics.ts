@@ -1,0 +1,35 @@
+/** The server's Prometheus metrics: requests, tokens, latencies, and the engine's queue and KV cache. */
+import type { Engine } from "../runtime/engine/engine.ts";
+import { Counter, Gauge, Histogram, Registry } from "../runtime/metrics.ts";
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+export interface ServerMetrics {
+  registry: Registry;
+  requests: Counter;
+  promptTokens: Counter;
+  generationTokens: Counter;
+  timeToFirstToken: Histogram;
+  interTokenLatency: Histogram;
+}
+
+export function createMetrics(engine: () => Engine | undefined): ServerMetrics {
+  const registry = new Registry();
+  const stat = <K extends "waiting" | "running" | "kvUsage">(key: K) => () => engine()?.stats()[key] ?? 0;
+  const metrics = {
+    registry,
+    requests: registry.register(new Counter("pixtral_requests_total", "HTTP requests by route and status")),
+    promptTokens: registry.register(new Counter("pixtral_prompt_tokens_total", "Prompt tokens processed")),
+    generationTokens: registry.register(new Counter("pixtral_generation_tokens_total", "Tokens generated")),
+    timeToFirstToken: registry.register(
+      new Histogram("pixtral_time_to_first_token_seconds", "Request start to first token", LATENCY_BUCKETS),
+    ),
+    interTokenLatency: registry.register(
+      new Histogram("pixtral_inter_token_latency_seconds", "Time between streamed tokens", LATENCY_BUCKETS),
+    ),
+  };
+  registry.register(new Gauge("pixtral_queue_depth", "Requests waiting to start", stat("waiting")));
+  registry.register(new Gauge("pixtral_running_sequences", "Sequences being generated", stat("running")));
+  registry.register(new Gauge("pixtral_kv_cache_usage_ratio", "Fraction of the KV cache in use", stat("kvUsage")));
+  return metrics;
+}

@@ -1,0 +1,97 @@
+/** POST /v1/chat/completions: OpenAI's and Mistral's chat API, streamed as server-sent events or not. */
+import { Hono } from "hono";
+import { log } from "../../runtime/log.ts";
+import { runCompletion, usage } from "../chat/completion.ts";
+import { prepareChat } from "../chat/prepare.ts";
+import { parseChatRequest, RequestError } from "../schema/chat.ts";
+import type { Service } from "../service.ts";
+import { readJson, requireEngine, requireModel } from "./common.ts";
+
+const encoder = new TextEncoder();
+
+function completionId(): string {
+  return `chatcmpl-${crypto.randomUUID().replaceAll("-", "")}`;
+}
+
+export function chatRoutes(service: Service): Hono {
+  return new Hono().post("/v1/chat/completions", async (c) => {
+    const { request: chat, ignored } = parseChatRequest(await readJson(c));
+    if (ignored.length) log.info("ignoring unknown request fields", { fields: ignored, path: c.req.path });
+    requireModel(service, chat.model);
+    requireEngine(service);
+    if (chat.stream_options && !chat.stream) {
+      throw new RequestError("stream_options is only allowed with stream: true", "stream_options");
+    }
+    const signal = c.req.raw.signal;
+    const prepared = await prepareChat(chat, service, signal);
+    const run = runCompletion(service, prepared, signal);
+    const id = completionId(), created = Math.floor(Date.now() / 1000), model = service.model.id;
+    const head = { id, object: "chat.completion.chunk", created, model };
+
+    if (!chat.stream) {
+      let next;
+      while (!(next = await run.updates.next()).done);
+      const results = next.value;
+      return c.json({
+        id,
+        object: "chat.completion",
+        created,
+        model,
+        choices: results.map((r) => ({
+          index: r.index,
+          message: { role: "assistant", content: r.text },
+          logprobs: r.logprobs ? { content: r.logprobs } : null,
+          finish_reason: r.finish,
+        })),
+        usage: usage(prepared, results),
+      });
+    }
+
+    const includeUsage = chat.stream_options?.include_usage ?? false;
+    const chunk = (data: unknown) => encoder.encode(`data: ${JSON.stringify(data)}\n\n`);
+    const roleSent = new Set<number>();
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        try {
+          const next = await run.updates.next();
+          if (next.done) {
+            if (includeUsage) controller.enqueue(chunk({ ...head, choices: [], usage: usage(prepared, next.value) }));
+            controller.enqueue(encoder.encode("data: [DONE]\n\n"));
+            controller.close();
+            return;
+          }
+          const u = next.value;
+          const delta: Record<string, unknown> = {};
+          if (!roleSent.has(u.index)) {
+            roleSent.add(u.index);
+            delta.role = "assistant";
+          }
+          if ("text" in u) delta.content = u.text;
+          controller.enqueue(chunk({
+            ...head,
+            choices: [{
+              index: u.index,
+              delta,
+              logprobs: "logprobs" in u && u.logprobs ? { content: u.logprobs } : null,
+              finish_reason: "finish" in u ? u.finish : null,
+            }],
+            ...(includeUsage ? { usage: null } : {}),
+          }));
+        } catch (err) {
+          // The status line is sent already: the error travels as the last event, so no client takes a
+          // truncated stream for a finished one.
+          log.error("stream failed", { id, error: String(err) });
+          const message = err instanceof Error ? err.message : String(err);
+          controller.enqueue(chunk({ error: { message, type: "server_error", param: null, code: "stream_error" } }));
+          controller.close();
+        }
+      },
+      async cancel() {
+        await run.updates.return([]);
+      },
+    });
+    return new Response(body, {
+      headers: { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" },
+    });
+  });
+}

@@ -1,0 +1,40 @@
+/** GET /v1/models: the one model served, in OpenAI's list shape with the fields Mistral's clients read. */
+import { Hono } from "hono";
+import type { Service } from "../service.ts";
+import { UnknownModelError } from "./common.ts";
+
+function card(service: Service) {
+  const { model, engine, images } = service;
+  return {
+    id: model.id,
+    object: "model",
+    created: model.created,
+    owned_by: "pixtral-server",
+    type: "base",
+    name: model.id,
+    description: model.description,
+    aliases: model.aliases,
+    max_context_length: engine?.contextLength ?? null,
+    capabilities: {
+      completion_chat: true,
+      completion_fim: false,
+      function_calling: false,
+      fine_tuning: false,
+      vision: images.enabled,
+    },
+    deprecation: null,
+    demo: model.demo,
+  };
+}
+
+export function modelRoutes(service: Service): Hono {
+  return new Hono()
+    .get("/v1/models", (c) => c.json({ object: "list", data: [card(service)] }))
+    .get("/v1/models/:id", (c) => {
+      const id = c.req.param("id");
+      if (id !== service.model.id && !service.model.aliases.includes(id)) {
+        throw new UnknownModelError(`the model "${id}" does not exist here; this server serves "${service.model.id}"`);
+      }
+      return c.json(card(service));
+    });
+}

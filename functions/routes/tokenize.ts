@@ -1,0 +1,43 @@
+/**
+ * POST /tokenize and /detokenize (vLLM's shapes): a prompt or a chat conversation to token ids and their count,
+ * and ids back to text. The chat form counts exactly what /v1/chat/completions would send, images included.
+ */
+import { Hono } from "hono";
+import { z } from "zod";
+import { encodeChat } from "../chat/prepare.ts";
+import { chatRequestSchema, parseWith, RequestError } from "../schema/chat.ts";
+import type { Service } from "../service.ts";
+import { readJson, requireModel } from "./common.ts";
+
+const tokenizeSchema = z.union([
+  z.object({
+    model: z.string().nullish(),
+    prompt: z.string(),
+    add_special_tokens: z.boolean().default(true),
+  }),
+  z.object({ model: z.string().nullish(), messages: chatRequestSchema.shape.messages }),
+]);
+
+const detokenizeSchema = z.object({ model: z.string().nullish(), tokens: z.array(z.number().int()) });
+
+export function tokenizeRoutes(service: Service): Hono {
+  const { tokenizer } = service;
+  return new Hono()
+    .post("/tokenize", async (c) => {
+      const body = parseWith(tokenizeSchema, await readJson(c));
+      requireModel(service, body.model);
+      const ids = "prompt" in body
+        ? [...(body.add_special_tokens ? [tokenizer.special("<s>")] : []), ...tokenizer.encode(body.prompt)]
+        : (await encodeChat(body.messages, service, c.req.raw.signal)).ids;
+      return c.json({ count: ids.length, max_model_len: service.engine?.contextLength ?? null, tokens: ids });
+    })
+    .post("/detokenize", async (c) => {
+      const body = parseWith(detokenizeSchema, await readJson(c));
+      requireModel(service, body.model);
+      const bad = body.tokens.findIndex((id) => id < 0 || id >= tokenizer.vocabSize);
+      if (bad >= 0) {
+        throw new RequestError(`token ${body.tokens[bad]} is not in the vocabulary (0..${tokenizer.vocabSize - 1})`, `tokens[${bad}]`);
+      }
+      return c.json({ prompt: tokenizer.decode(body.tokens) });
+    });
+}

@@ -1,0 +1,51 @@
+/**
+ * What the routes need from the deployment: the engine (local GPU or remote), the tokenizer, the model's
+ * identity, limits and defaults, and the metrics. The GPU host and the edge build each assemble one.
+ */
+import type { ResizeMode } from "../runtime/images/preprocess.ts";
+import type { Engine } from "../runtime/engine/engine.ts";
+import type { Tokenizer } from "../runtime/tokenizer/tokenizer.ts";
+import type { ImageFetchOptions } from "./images/fetch.ts";
+import type { ServerMetrics } from "./metrics.ts";
+
+export interface ModelInfo {
+  /** The id clients send as `model`. */
+  id: string;
+  /** Other names accepted for it. */
+  aliases: string[];
+  /** Unix seconds. */
+  created: number;
+  /** Set for the built-in random-weight demo model. */
+  demo: boolean;
+  /** One line on what is served, for /v1/models. */
+  description: string;
+}
+
+export interface ImagePolicy {
+  /** Whether the model has a vision encoder. */
+  enabled: boolean;
+  maxImages: number;
+  fetch: ImageFetchOptions;
+  resize: ResizeMode;
+  maxImageSize: number;
+  patchSize: number;
+  maxPixels: number;
+  tokens: { img: number; imgBreak: number; imgEnd: number };
+}
+
+export interface SamplingDefaults {
+  temperature: number;
+  topP: number;
+}
+
+export interface Service {
+  model: ModelInfo;
+  /** Undefined while the model loads; /health answers 503 until it is set. */
+  engine?: Engine;
+  tokenizer: Tokenizer;
+  images: ImagePolicy;
+  defaults: SamplingDefaults;
+  metrics: ServerMetrics;
+  /** Why loading failed, when it did. */
+  failure?: string;
+}

