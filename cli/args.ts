@@ -21,3 +21,23 @@ export function parsePort(text: string, source: string): number {
   }
   return port;
 }
+
+/** A flag that must be one of `choices`. */
+export function choice<T extends string>(
+  flag: string,
+  value: string | undefined,
+  choices: readonly T[],
+): T | undefined {
+  if (value !== undefined && !choices.includes(value as T)) {
+    throw new UsageError(`${flag} must be one of ${choices.join(", ")}, got "${value}"`);
+  }
+  return value as T | undefined;
+}
+
+export function positiveInt(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value) || Number(value) < 1) {
+    throw new UsageError(`${flag} must be a positive integer, got "${value}"`);
+  }
+  return Number(value);
+}

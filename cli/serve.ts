@@ -1,34 +1,243 @@
-/** `pixtral serve`: the HTTP server on Deno.serve. */
+/**
+ * `pixtral serve`: the HTTP server. It listens at once (answering /health with 503 while the model loads), loads
+ * the model onto the GPU, then serves the OpenAI- and Mistral-compatible API.
+ */
 import { createApp } from "../functions/app.ts";
+import { AddressAllowList } from "../functions/images/address.ts";
+import { DEFAULT_IMAGE_FETCH } from "../functions/images/fetch.ts";
+import { createMetrics } from "../functions/metrics.ts";
+import type { Service } from "../functions/service.ts";
+import { LocalEngine, type LocalEngineOptions } from "../runtime/engine/local.ts";
+import { DEFAULT_MAX_PIXELS, type ResizeMode } from "../runtime/images/preprocess.ts";
 import { log } from "../runtime/log.ts";
-import { parseFlags, parsePort } from "./args.ts";
+import { loadModel, type ModelOptions, openModelFiles } from "../runtime/model/boot.ts";
+import { parseSize } from "../runtime/model/offer.ts";
+import { choice, parseFlags, parsePort, positiveInt, UsageError } from "./args.ts";
+import { MODEL_FLAGS, MODEL_USAGE, modelOptions } from "./model_flags.ts";
 
-export const usage = `pixtral serve [--port N] [--host ADDR]
+export const usage = `pixtral serve [flags]
 
-  --port N     port to listen on (default: $PORT or 8080; 0 picks a free one)
-  --host ADDR  address to bind (default: $HOST or 127.0.0.1; 0.0.0.0 for every interface)`;
+Serves Pixtral over HTTP: POST /v1/chat/completions (OpenAI and Mistral clients, images, streaming),
+GET /v1/models, POST /tokenize, POST /detokenize, GET /health, GET /metrics.
 
-export async function serve(argv: string[]): Promise<void> {
-  const flags = parseFlags(argv, { port: { type: "string" }, host: { type: "string" } });
-  const port = flags.port !== undefined
-    ? parsePort(flags.port, "--port")
-    : parsePort(Deno.env.get("PORT") ?? "8080", "PORT");
-  const hostname = flags.host ?? Deno.env.get("HOST") ?? "127.0.0.1";
+  --port N                  port (default $PORT or 8080; 0 picks a free one)
+  --host ADDR               address to bind (default $HOST or 127.0.0.1; 0.0.0.0 for every interface)
+${MODEL_USAGE}
+  --served-model-name NAME  the model id clients use (default: the model folder's name)
+  --api-key KEY             require this key (repeatable; also $PIXTRAL_API_KEY, comma-separated)
+  --api-key-file FILE       require the keys in FILE, one per line
+  --cors ORIGIN             allow browser requests from ORIGIN (repeatable; * for any)
+  --max-body SIZE           largest request body (default 64MiB)
+  --max-images N            images per request (default 8)
+  --max-image-bytes SIZE    size of one image (default 10MB)
+  --max-image-pixels N      pixels an image header may declare (default 50000000)
+  --allow-image-host HOST   let image URLs reach this private host, address or CIDR range (repeatable)
+  --no-image-urls           accept data: URLs only
+  --image-resize MODE       mistral (default: OpenCV bicubic, as mistral_common and vLLM) or hf (Pillow)
+  --temperature T           default temperature when a request gives none (default 0.7)
+  --max-queue N             waiting requests before 429 (default 256)
+  --max-running N           sequences generated at once (default 64)
+  --prefill-chunk N         prompt tokens per prefill step (default 512)
+  --grace SECONDS           on SIGINT/SIGTERM, time running requests get to finish (default 10)`;
 
-  const app = createApp();
+const FLAGS = {
+  ...MODEL_FLAGS,
+  port: { type: "string" },
+  host: { type: "string" },
+  "served-model-name": { type: "string" },
+  "api-key": { type: "string", multiple: true },
+  "api-key-file": { type: "string" },
+  cors: { type: "string", multiple: true },
+  "max-body": { type: "string" },
+  "max-images": { type: "string" },
+  "max-image-bytes": { type: "string" },
+  "max-image-pixels": { type: "string" },
+  "allow-image-host": { type: "string", multiple: true },
+  "no-image-urls": { type: "boolean" },
+  "image-resize": { type: "string" },
+  temperature: { type: "string" },
+  "max-queue": { type: "string" },
+  "max-running": { type: "string" },
+  "prefill-chunk": { type: "string" },
+  grace: { type: "string" },
+} as const;
+
+function size(flag: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const bytes = parseSize(text);
+  if (!bytes) throw new UsageError(`${flag} must be a size such as 10MB, got "${text}"`);
+  return bytes;
+}
+
+async function apiKeys(flags: { "api-key"?: string[]; "api-key-file"?: string }): Promise<string[]> {
+  const keys = [...(flags["api-key"] ?? []), ...(Deno.env.get("PIXTRAL_API_KEY")?.split(",") ?? [])];
+  if (flags["api-key-file"]) {
+    try {
+      keys.push(...(await Deno.readTextFile(flags["api-key-file"])).split(/\r?\n/));
+    } catch (err) {
+      throw new UsageError(`--api-key-file: ${(err as Error).message}`);
+    }
+  }
+  return keys.map((k) => k.trim()).filter(Boolean);
+}
+
+export interface ServerConfig {
+  port: number;
+  hostname: string;
+  model: ModelOptions;
+  servedName?: string;
+  apiKeys: string[];
+  corsOrigins?: string[];
+  maxBodyBytes: number;
+  images: {
+    maxImages: number;
+    maxBytes: number;
+    maxPixels: number;
+    allow: AddressAllowList;
+    fetchUrls: boolean;
+    resize: ResizeMode;
+  };
+  temperature: number;
+  engine: LocalEngineOptions;
+  graceSeconds: number;
+}
+
+export interface RunningServer {
+  url: string;
+  service: Service;
+  /** Settles once the model serves (or failed to load: then `service.failure` says why). */
+  ready: Promise<void>;
+  /** Lets running requests finish (up to the grace period), then stops. */
+  shutdown(): Promise<void>;
+}
+
+/** Starts listening at once, then loads the model; /health answers 503 until it serves. */
+export async function startServer(config: ServerConfig): Promise<RunningServer> {
+  const files = await openModelFiles(config.model);
+  const { tokenizer } = files;
+  const model = files.config;
+  const id = config.servedName ?? files.id;
+  const service: Service = {
+    model: {
+      id,
+      aliases: id === files.id ? [] : [files.id],
+      created: Math.floor(Date.now() / 1000),
+      demo: files.demo,
+      description: files.demo
+        ? "Built-in demo: Pixtral's architecture at a tiny size with RANDOM weights (its output is noise). " +
+          "Serve real Pixtral weights with --model PATH."
+        : `Pixtral (${model.source}) from ${files.location?.dir ?? files.id}`,
+    },
+    tokenizer,
+    images: {
+      enabled: model.vision !== null && files.weights.tensors().some((t) => t.component === "vision"),
+      maxImages: config.images.maxImages,
+      fetch: {
+        ...DEFAULT_IMAGE_FETCH,
+        maxBytes: config.images.maxBytes,
+        allow: config.images.allow,
+        fetchUrls: config.images.fetchUrls,
+      },
+      resize: config.images.resize,
+      maxImageSize: tokenizer.imageConfig?.maxImageSize ?? model.vision?.imageSize ?? 1024,
+      patchSize: tokenizer.imageConfig?.patchSize ?? model.vision?.patchSize ?? 16,
+      maxPixels: config.images.maxPixels,
+      tokens: { ...model.imageTokens },
+    },
+    defaults: { temperature: config.temperature, topP: 1 },
+    metrics: createMetrics(() => service.engine),
+  };
+  if (files.demo) {
+    log.warn(
+      "no --model given: serving the built-in demo model, whose weights are RANDOM (its output is noise)",
+      {
+        model: id,
+        hint:
+          "deno task serve --model /path/to/Pixtral-12B-2409 (or hf:mistralai/Pixtral-12B-2409 after pixtral pull)",
+      },
+    );
+  }
+
+  const app = createApp(service, {
+    apiKeys: config.apiKeys,
+    corsOrigins: config.corsOrigins,
+    maxBodyBytes: config.maxBodyBytes,
+  });
+  const listening = Promise.withResolvers<string>();
   const server = Deno.serve({
-    port,
-    hostname,
-    onListen: (addr) => log.info("listening", { url: `http://${addr.hostname}:${addr.port}` }),
+    port: config.port,
+    hostname: config.hostname,
+    onListen: (addr) => {
+      const url = `http://${addr.hostname}:${addr.port}`;
+      log.info("listening", { url, model: id });
+      listening.resolve(url);
+    },
   }, app.fetch);
 
-  const stop = () => {
-    log.info("shutting down");
-    server.shutdown();
-  };
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
-  await server.finished;
-  Deno.removeSignalListener("SIGINT", stop);
-  Deno.removeSignalListener("SIGTERM", stop);
+  let stopping: Promise<void> | undefined;
+  const ready = loadModel(files, config.model).then(({ model, plan }) => {
+    if (stopping) return model.release();
+    service.engine = new LocalEngine(model, config.engine);
+    log.info("ready", { model: id, context: service.engine.contextLength, kvTokens: plan.kvCache.tokens });
+  }, (err) => {
+    service.failure = (err as Error).message;
+    log.error("the model failed to load; /health answers 503", { error: service.failure });
+  });
+  const shutdown = () =>
+    stopping ??= (async () => {
+      log.info("shutting down", { graceSeconds: config.graceSeconds });
+      // Running streams get the grace period; then the engine cancels them and the server closes.
+      await ready;
+      const closing = service.engine?.close(config.graceSeconds * 1000);
+      await server.shutdown();
+      await closing;
+    })();
+  return { url: await listening.promise, service, ready, shutdown };
+}
+
+export async function serve(argv: string[]): Promise<void> {
+  const flags = parseFlags(argv, FLAGS);
+  const temperature = flags.temperature === undefined ? 0.7 : Number(flags.temperature);
+  if (!(temperature >= 0 && temperature <= 2)) throw new UsageError("--temperature must be between 0 and 2");
+  let allow: AddressAllowList;
+  try {
+    allow = new AddressAllowList(flags["allow-image-host"] ?? []);
+  } catch (err) {
+    throw new UsageError(`--allow-image-host: ${(err as Error).message}`);
+  }
+  const grace = flags.grace === undefined ? 10 : Number(flags.grace);
+  if (!(grace >= 0)) throw new UsageError("--grace must be a number of seconds");
+  const server = await startServer({
+    port: flags.port !== undefined
+      ? parsePort(flags.port, "--port")
+      : parsePort(Deno.env.get("PORT") ?? "8080", "PORT"),
+    hostname: flags.host ?? Deno.env.get("HOST") ?? "127.0.0.1",
+    model: modelOptions(flags),
+    servedName: flags["served-model-name"],
+    apiKeys: await apiKeys(flags),
+    corsOrigins: flags.cors,
+    maxBodyBytes: size("--max-body", flags["max-body"], 64 * 1024 * 1024),
+    images: {
+      maxImages: positiveInt("--max-images", flags["max-images"]) ?? 8,
+      maxBytes: size("--max-image-bytes", flags["max-image-bytes"], DEFAULT_IMAGE_FETCH.maxBytes),
+      maxPixels: positiveInt("--max-image-pixels", flags["max-image-pixels"]) ?? DEFAULT_MAX_PIXELS,
+      allow,
+      fetchUrls: !flags["no-image-urls"],
+      resize: choice("--image-resize", flags["image-resize"], ["mistral", "hf"] as const) ?? "mistral",
+    },
+    temperature,
+    engine: {
+      maxQueue: positiveInt("--max-queue", flags["max-queue"]),
+      maxRunning: positiveInt("--max-running", flags["max-running"]),
+      prefillChunk: positiveInt("--prefill-chunk", flags["prefill-chunk"]),
+    },
+    graceSeconds: grace,
+  });
+  const stopped = Promise.withResolvers<void>();
+  const onSignal = () => server.shutdown().then(stopped.resolve);
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  await stopped.promise;
+  Deno.removeSignalListener("SIGINT", onSignal);
+  Deno.removeSignalListener("SIGTERM", onSignal);
 }

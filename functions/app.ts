@@ -31,25 +31,40 @@ export interface AppOptions {
   maxBodyBytes?: number;
 }
 
-type Mapped = { status: 400 | 401 | 404 | 413 | 429 | 500 | 503; type: string; code: string | null; param?: string };
+type Mapped = {
+  status: 400 | 401 | 404 | 413 | 429 | 500 | 503;
+  type: string;
+  code: string | null;
+  param?: string;
+};
 
 function toApiError(err: unknown): Mapped {
   const param = (err as { param?: string }).param;
-  if (err instanceof RequestError) return { status: 400, type: "invalid_request_error", code: err.code, param };
-  if (err instanceof PromptError) return { status: 400, type: "invalid_request_error", code: "invalid_messages" };
+  if (err instanceof RequestError) {
+    return { status: 400, type: "invalid_request_error", code: err.code, param };
+  }
+  if (err instanceof PromptError) {
+    return { status: 400, type: "invalid_request_error", code: "invalid_messages" };
+  }
   if (err instanceof ImageSourceError) {
     return { status: err.status, type: "invalid_request_error", code: "invalid_image_url", param };
   }
   if (err instanceof ImageTooLargeError) {
     return { status: 413, type: "invalid_request_error", code: "image_too_large", param };
   }
-  if (err instanceof ImageError) return { status: 400, type: "invalid_request_error", code: "invalid_image", param };
+  if (err instanceof ImageError) {
+    return { status: 400, type: "invalid_request_error", code: "invalid_image", param };
+  }
   if (err instanceof RequestTooLongError) {
     return { status: 400, type: "invalid_request_error", code: "context_length_exceeded" };
   }
-  if (err instanceof UnknownModelError) return { status: 404, type: "invalid_request_error", code: "model_not_found" };
+  if (err instanceof UnknownModelError) {
+    return { status: 404, type: "invalid_request_error", code: "model_not_found" };
+  }
   if (err instanceof EngineBusyError) return { status: 429, type: "rate_limit_error", code: "server_busy" };
-  if (err instanceof EngineClosedError) return { status: 503, type: "service_unavailable", code: "model_not_ready" };
+  if (err instanceof EngineClosedError) {
+    return { status: 503, type: "service_unavailable", code: "model_not_ready" };
+  }
   return { status: 500, type: "server_error", code: "internal_error" };
 }
 
@@ -70,21 +85,33 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
   });
   if (options.corsOrigins?.length) {
     const origins = options.corsOrigins;
-    app.use(cors({ origin: origins.includes("*") ? "*" : origins, exposeHeaders: ["X-Request-Id", "Retry-After"] }));
+    app.use(
+      cors({ origin: origins.includes("*") ? "*" : origins, exposeHeaders: ["X-Request-Id", "Retry-After"] }),
+    );
   }
   app.use(apiKeyAuth(options.apiKeys ?? []));
   app.use(bodyLimit({
     maxSize: options.maxBodyBytes ?? 64 * 1024 * 1024,
     onError: (c) =>
-      apiError(c, 413, `the request body is larger than ${options.maxBodyBytes ?? 64 * 1024 * 1024} bytes`, "invalid_request_error", "request_too_large"),
+      apiError(
+        c,
+        413,
+        `the request body is larger than ${options.maxBodyBytes ?? 64 * 1024 * 1024} bytes`,
+        "invalid_request_error",
+        "request_too_large",
+      ),
   }));
   for (const routes of [healthRoutes, metricsRoutes, modelRoutes, tokenizeRoutes, chatRoutes]) {
     app.route("/", routes(service));
   }
-  app.notFound((c) => apiError(c, 404, `no route for ${c.req.method} ${c.req.path}`, "not_found_error", "not_found"));
+  app.notFound((c) =>
+    apiError(c, 404, `no route for ${c.req.method} ${c.req.path}`, "not_found_error", "not_found")
+  );
   app.onError((err, c) => {
     const mapped = toApiError(err);
-    if (mapped.status === 500) log.error("unhandled error", { path: c.req.path, error: String(err?.stack ?? err) });
+    if (mapped.status === 500) {
+      log.error("unhandled error", { path: c.req.path, error: String(err?.stack ?? err) });
+    }
     if (err instanceof EngineBusyError) c.header("Retry-After", String(err.retryAfterSeconds));
     const message = mapped.status === 500 ? "internal server error" : err.message;
     return apiError(c, mapped.status, message, mapped.type, mapped.code, mapped.param ?? null);

@@ -30,6 +30,8 @@ export function createMetrics(engine: () => Engine | undefined): ServerMetrics {
   };
   registry.register(new Gauge("pixtral_queue_depth", "Requests waiting to start", stat("waiting")));
   registry.register(new Gauge("pixtral_running_sequences", "Sequences being generated", stat("running")));
-  registry.register(new Gauge("pixtral_kv_cache_usage_ratio", "Fraction of the KV cache in use", stat("kvUsage")));
+  registry.register(
+    new Gauge("pixtral_kv_cache_usage_ratio", "Fraction of the KV cache in use", stat("kvUsage")),
+  );
   return metrics;
 }

@@ -1,33 +1,65 @@
 import assert from "node:assert/strict";
 import { createApp } from "../functions/app.ts";
+import { AddressAllowList } from "../functions/images/address.ts";
+import { DEFAULT_IMAGE_FETCH } from "../functions/images/fetch.ts";
+import { createMetrics } from "../functions/metrics.ts";
+import type { Service } from "../functions/service.ts";
+import { loadTokenizer } from "../runtime/tokenizer/load.ts";
+import { fixture } from "./helpers.ts";
 
-const app = createApp();
+/** A service whose model is still loading (or failed): no engine yet. */
+async function loadingService(): Promise<Service> {
+  return {
+    model: { id: "tiny", aliases: [], created: 0, demo: false, description: "" },
+    tokenizer: await loadTokenizer(fixture("mistral/tekken.json").pathname),
+    images: {
+      enabled: true,
+      maxImages: 8,
+      fetch: { ...DEFAULT_IMAGE_FETCH, allow: new AddressAllowList() },
+      resize: "mistral",
+      maxImageSize: 1024,
+      patchSize: 16,
+      maxPixels: 50_000_000,
+      tokens: { img: 10, imgBreak: 12, imgEnd: 13 },
+    },
+    defaults: { temperature: 0.7, topP: 1 },
+    metrics: createMetrics(() => undefined),
+  };
+}
 
-Deno.test("GET /health answers 200 with JSON", async () => {
-  const res = await app.request("/health");
-  assert.equal(res.status, 200);
-  assert.match(res.headers.get("content-type") ?? "", /^application\/json/);
-  assert.deepEqual(await res.json(), { status: "ok", model: null });
+Deno.test("while the model loads: /health and chat answer 503, tokenize works", async () => {
+  const service = await loadingService();
+  const app = createApp(service);
+  const health = await app.request("/health");
+  assert.equal(health.status, 503);
+  assert.deepEqual(await health.json(), { status: "loading", model: "tiny" });
+  const chat = await app.request("/v1/chat/completions", {
+    method: "POST",
+    body: JSON.stringify({ messages: [{ role: "user", content: "hi" }] }),
+  });
+  assert.equal(chat.status, 503);
+  const body = await chat.json();
+  assert.equal(body.error.code, "model_not_ready");
+  assert.match(body.error.message, /loading/);
+  const tokens = await app.request("/tokenize", { method: "POST", body: JSON.stringify({ prompt: "Hello" }) });
+  assert.equal(tokens.status, 200);
+  assert.deepEqual((await tokens.json()).tokens, [1, ...service.tokenizer.encode("Hello")]);
+
+  service.failure = "out of memory";
+  const failed = await app.request("/health");
+  assert.equal(failed.status, 503);
+  assert.equal((await failed.json()).status, "failed");
 });
 
-Deno.test("model routes answer 503 in OpenAI's error shape until a model runtime exists", async () => {
-  for (
-    const [method, path] of [["POST", "/v1/chat/completions"], ["GET", "/v1/models"], ["POST", "/tokenize"]]
-  ) {
-    const res = await app.request(path, { method });
-    assert.equal(res.status, 503, path);
-    const body = await res.json();
-    assert.equal(body.error.code, "model_not_loaded");
-    assert.equal(body.error.type, "service_unavailable");
-    assert.equal(typeof body.error.message, "string");
-    assert.equal(body.error.param, null);
-  }
-});
-
-Deno.test("unknown routes answer 404 JSON naming the route", async () => {
-  const res = await app.request("/v2/nothing", { method: "DELETE" });
-  assert.equal(res.status, 404);
-  const body = await res.json();
-  assert.equal(body.error.code, "not_found");
-  assert.match(body.error.message, /DELETE \/v2\/nothing/);
+Deno.test("CORS headers for allowed origins only", async () => {
+  const app = createApp(await loadingService(), { corsOrigins: ["https://app.example"] });
+  const allowed = await app.request("/v1/models", { headers: { origin: "https://app.example" } });
+  assert.equal(allowed.headers.get("access-control-allow-origin"), "https://app.example");
+  const other = await app.request("/v1/models", { headers: { origin: "https://evil.example" } });
+  assert.equal(other.headers.get("access-control-allow-origin"), null);
+  const preflight = await app.request("/v1/chat/completions", {
+    method: "OPTIONS",
+    headers: { origin: "https://app.example", "access-control-request-method": "POST" },
+  });
+  assert.equal(preflight.status, 204);
 });

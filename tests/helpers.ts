@@ -17,7 +17,7 @@ const CLI = new URL("../cli/pixtral.ts", import.meta.url).pathname;
 /** The `pixtral` command in a child process, with the permissions `deno task pixtral` grants. */
 export function pixtral(args: string[], env: Record<string, string> = {}): Deno.Command {
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "--allow-read", "--allow-write", "--allow-env", CLI, ...args],
+    args: ["run", "--unstable-no-legacy-abort", "-A", CLI, ...args],
     env,
     stdout: "piped",
     stderr: "piped",

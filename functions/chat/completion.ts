@@ -50,7 +50,10 @@ function start(engine: Engine, prepared: PreparedChat, signal: AbortSignal) {
   try {
     for (let i = 0; i < prepared.n; i++) {
       const seed = prepared.request.sampling.seed;
-      const sampling = { ...prepared.request.sampling, seed: seed === undefined ? undefined : (seed + i) >>> 0 };
+      const sampling = {
+        ...prepared.request.sampling,
+        seed: seed === undefined ? undefined : (seed + i) >>> 0,
+      };
       streams.push(engine.generate({ ...prepared.request, sampling }, signal));
     }
   } catch (err) {

@@ -53,7 +53,10 @@ async function loadImages(messages: ChatMessage[], service: Service, signal?: Ab
         maxPixels: policy.maxPixels,
       });
       const tokens = await imageTokenLayout(image, policy.tokens);
-      return { input: { rows: image.rows, cols: image.cols, pixels: image.pixels as Float32Array }, tokens: [...tokens] };
+      return {
+        input: { rows: image.rows, cols: image.cols, pixels: image.pixels as Float32Array },
+        tokens: [...tokens],
+      };
     } catch (err) {
       (err as Error & { param?: string }).param ??= param;
       throw err;
@@ -99,7 +102,11 @@ export async function encodeChat(messages: ChatMessage[], service: Service, sign
   return { ids: encoded.ids, images: encoded.images.map((i) => i.input) };
 }
 
-export async function prepareChat(chat: ChatRequest, service: Service, signal?: AbortSignal): Promise<PreparedChat> {
+export async function prepareChat(
+  chat: ChatRequest,
+  service: Service,
+  signal?: AbortSignal,
+): Promise<PreparedChat> {
   const engine = service.engine!;
   const { tokenizer } = service;
   const encoded = await encodeChat(chat.messages, service, signal);

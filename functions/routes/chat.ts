@@ -55,7 +55,9 @@ export function chatRoutes(service: Service): Hono {
         try {
           const next = await run.updates.next();
           if (next.done) {
-            if (includeUsage) controller.enqueue(chunk({ ...head, choices: [], usage: usage(prepared, next.value) }));
+            if (includeUsage) {
+              controller.enqueue(chunk({ ...head, choices: [], usage: usage(prepared, next.value) }));
+            }
             controller.enqueue(encoder.encode("data: [DONE]\n\n"));
             controller.close();
             return;
@@ -82,7 +84,9 @@ export function chatRoutes(service: Service): Hono {
           // truncated stream for a finished one.
           log.error("stream failed", { id, error: String(err) });
           const message = err instanceof Error ? err.message : String(err);
-          controller.enqueue(chunk({ error: { message, type: "server_error", param: null, code: "stream_error" } }));
+          controller.enqueue(
+            chunk({ error: { message, type: "server_error", param: null, code: "stream_error" } }),
+          );
           controller.close();
         }
       },

@@ -20,10 +20,14 @@ export async function readJson(c: Context): Promise<unknown> {
 
 export function requireModel(service: Service, name: string | undefined | null): void {
   if (name == null || name === service.model.id || service.model.aliases.includes(name)) return;
-  throw new UnknownModelError(`the model "${name}" does not exist here; this server serves "${service.model.id}"`);
+  throw new UnknownModelError(
+    `the model "${name}" does not exist here; this server serves "${service.model.id}"`,
+  );
 }
 
 export function requireEngine(service: Service) {
   if (service.engine) return service.engine;
-  throw new EngineClosedError(service.failure ? `the model failed to load: ${service.failure}` : "the model is loading");
+  throw new EngineClosedError(
+    service.failure ? `the model failed to load: ${service.failure}` : "the model is loading",
+  );
 }

@@ -5,7 +5,9 @@ import type { Service } from "../service.ts";
 export function healthRoutes(service: Service): Hono {
   return new Hono().get("/health", (c) => {
     if (service.engine) return c.json({ status: "ok", model: service.model.id });
-    if (service.failure) return c.json({ status: "failed", model: service.model.id, error: service.failure }, 503);
+    if (service.failure) {
+      return c.json({ status: "failed", model: service.model.id, error: service.failure }, 503);
+    }
     return c.json({ status: "loading", model: service.model.id }, 503);
   });
 }

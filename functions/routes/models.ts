@@ -33,7 +33,9 @@ export function modelRoutes(service: Service): Hono {
     .get("/v1/models/:id", (c) => {
       const id = c.req.param("id");
       if (id !== service.model.id && !service.model.aliases.includes(id)) {
-        throw new UnknownModelError(`the model "${id}" does not exist here; this server serves "${service.model.id}"`);
+        throw new UnknownModelError(
+          `the model "${id}" does not exist here; this server serves "${service.model.id}"`,
+        );
       }
       return c.json(card(service));
     });

@@ -36,7 +36,10 @@ export function tokenizeRoutes(service: Service): Hono {
       requireModel(service, body.model);
       const bad = body.tokens.findIndex((id) => id < 0 || id >= tokenizer.vocabSize);
       if (bad >= 0) {
-        throw new RequestError(`token ${body.tokens[bad]} is not in the vocabulary (0..${tokenizer.vocabSize - 1})`, `tokens[${bad}]`);
+        throw new RequestError(
+          `token ${body.tokens[bad]} is not in the vocabulary (0..${tokenizer.vocabSize - 1})`,
+          `tokens[${bad}]`,
+        );
       }
       return c.json({ prompt: tokenizer.decode(body.tokens) });
     });

@@ -49,7 +49,8 @@ export interface DemoModel {
 
 function cacheDir(): string {
   const home = Deno.env.get("HOME") ?? Deno.env.get("USERPROFILE") ?? ".";
-  return Deno.env.get("PIXTRAL_CACHE") ?? join(Deno.env.get("XDG_CACHE_HOME") ?? join(home, ".cache"), "pixtral");
+  return Deno.env.get("PIXTRAL_CACHE") ??
+    join(Deno.env.get("XDG_CACHE_HOME") ?? join(home, ".cache"), "pixtral");
 }
 
 /**

@@ -9,7 +9,7 @@ import { type DType, tensorBytes } from "./weights/dtype.ts";
 
 /** On-GPU weight formats chosen with --quant (f32 is for exactness tests). */
 export type WeightFormat = "q4" | "q8" | "f16" | "f32";
-export type KvFormat = "f16" | "q8";
+export type KvFormat = "f16" | "q8" | "f32";
 
 /**
  * Bits per weight of each format, in one place. q4 is our quantize-on-load format (groups of 32 weights with
@@ -20,7 +20,7 @@ export const WEIGHT_BITS: Record<WeightFormat, number> = { q4: 4.5, q8: 8.5, f16
 /** Weights per quantization group: a quantized tensor's rows must be a whole number of groups. */
 export const QUANT_GROUP = 32;
 /** KV cache element sizes: fp16, or 8-bit with an f16 scale per 32 values (8.5 bits). */
-export const KV_BITS: Record<KvFormat, number> = { f16: 16, q8: 8.5 };
+export const KV_BITS: Record<KvFormat, number> = { f16: 16, q8: 8.5, f32: 32 };
 /** Tokens per KV cache block: sequences of any length share one pool of these blocks. */
 export const KV_BLOCK_TOKENS = 16;
 /** Activations are float32 (the conservative case: f16 activations halve these figures). */

@@ -1,0 +1,51 @@
+/** The flags that choose and load a model, shared by serve, generate and logits. */
+import type { ModelOptions } from "../runtime/model/boot.ts";
+import { parseSize } from "../runtime/model/offer.ts";
+import { choice, positiveInt, UsageError } from "./args.ts";
+
+export const MODEL_FLAGS = {
+  model: { type: "string" },
+  mmproj: { type: "string" },
+  quant: { type: "string" },
+  "vision-quant": { type: "string" },
+  kv: { type: "string" },
+  ctx: { type: "string" },
+  activations: { type: "string" },
+  "gpu-memory": { type: "string" },
+  adapter: { type: "string" },
+} as const;
+
+export const MODEL_USAGE =
+  `  --model PATH          a Mistral or Hugging Face model folder, a GGUF text file, or hf:ORG/REPO[@revision]
+                        (see pixtral pull); default: the built-in random-weight demo model
+  --mmproj FILE         the GGUF's vision file (default: the one mmproj GGUF beside it)
+  --quant FORMAT        decoder weights: q4 (default), q8, f16 or f32 (GGUF weights stay as stored)
+  --vision-quant FORMAT vision encoder and adapter: f16 (default), f32, q8 or q4
+  --kv FORMAT           KV cache: f16 (default) or q8
+  --ctx N               KV cache tokens shared by all requests (default: the largest that fits)
+  --activations TYPE    f16 (default where the GPU has shader-f16) or f32
+  --gpu-memory SIZE     GPU memory for the plan, e.g. 24GiB (default $PIXTRAL_GPU_MEMORY)
+  --adapter NAME        require the WebGPU adapter whose name contains NAME (default $PIXTRAL_GPU_ADAPTER)`;
+
+type Flags = { [K in keyof typeof MODEL_FLAGS]?: string };
+
+const WEIGHTS = ["q4", "q8", "f16", "f32"] as const;
+
+export function modelOptions(flags: Flags): ModelOptions {
+  const memoryText = flags["gpu-memory"] ?? Deno.env.get("PIXTRAL_GPU_MEMORY");
+  const gpuMemory = memoryText === undefined ? undefined : parseSize(memoryText);
+  if (gpuMemory === null || gpuMemory === 0) {
+    throw new UsageError(`--gpu-memory must be a size such as 24GiB, got "${memoryText}"`);
+  }
+  return {
+    model: flags.model,
+    mmproj: flags.mmproj,
+    quant: choice("--quant", flags.quant, WEIGHTS),
+    visionQuant: choice("--vision-quant", flags["vision-quant"], WEIGHTS),
+    kv: choice("--kv", flags.kv, ["f16", "q8"] as const),
+    ctx: positiveInt("--ctx", flags.ctx),
+    activations: choice("--activations", flags.activations, ["f16", "f32"] as const),
+    gpuMemory,
+    adapter: flags.adapter,
+  };
+}

@@ -1,0 +1,125 @@
+/**
+ * From `--model` to a running model, in two stages: `openModelFiles` reads headers only (config, tensor table,
+ * tokenizer) and is quick, so a server can answer /health while `loadModel` plans memory, acquires the GPU and
+ * streams the weights onto it with a progress bar.
+ */
+import { GpuContext } from "../gpu/context.ts";
+import type { FloatType } from "../gpu/dtype.ts";
+import { log } from "../log.ts";
+import { Progress } from "../progress.ts";
+import type { Tokenizer } from "../tokenizer/tokenizer.ts";
+import type { ModelConfig } from "./config.ts";
+import { DEMO_MODEL_ID, demoModel } from "./demo.ts";
+import { locateModel, type ModelLocation } from "./locate.ts";
+import { adapterOffer } from "./offer.ts";
+import { openModel } from "./open.ts";
+import { PixtralModel } from "./pixtral.ts";
+import { checkPlan, gib, type KvFormat, type MemoryPlan, planMemory, type WeightFormat } from "./plan.ts";
+import { modelTokenizer } from "./tokenizer.ts";
+import type { DType } from "./weights/dtype.ts";
+import type { WeightSource } from "./weights/source.ts";
+
+export interface ModelOptions {
+  /** A model folder, GGUF file or hf:ORG/REPO; absent: the built-in random-weight demo. */
+  model?: string;
+  mmproj?: string;
+  quant?: WeightFormat;
+  visionQuant?: WeightFormat;
+  kv?: KvFormat;
+  /** KV cache tokens (default: the largest that fits the plan). */
+  ctx?: number;
+  activations?: FloatType;
+  /** GPU memory in bytes, which WebGPU does not report. */
+  gpuMemory?: number;
+  /** Part of the WebGPU adapter's name to require. */
+  adapter?: string;
+}
+
+export interface OpenedFiles {
+  /** The id the API serves it under: the model folder's or file's name, or the demo's. */
+  id: string;
+  demo: boolean;
+  config: ModelConfig;
+  weights: WeightSource;
+  tokenizer: Tokenizer;
+  location?: ModelLocation;
+}
+
+function modelId(location: ModelLocation, spec: string): string {
+  if (spec.startsWith("hf:")) return spec.slice(3).split("@")[0];
+  const path = location.layout === "gguf" ? location.configFile : location.dir;
+  return path.split(/[\\/]/).filter(Boolean).pop()!.replace(/\.gguf$/, "");
+}
+
+export async function openModelFiles(options: ModelOptions): Promise<OpenedFiles> {
+  if (!options.model) {
+    const demo = await demoModel();
+    return { id: DEMO_MODEL_ID, demo: true, ...demo };
+  }
+  const location = await locateModel(options.model, { mmproj: options.mmproj });
+  const opened = await openModel(location);
+  try {
+    const tokenizer = await modelTokenizer(location, opened.config.decoder.vocabSize, opened.gguf?.text);
+    return {
+      id: modelId(location, options.model),
+      demo: false,
+      config: opened.config,
+      weights: opened.weights,
+      tokenizer,
+      location,
+    };
+  } catch (err) {
+    opened.weights.close();
+    throw err;
+  }
+}
+
+export interface LoadedModel {
+  model: PixtralModel;
+  plan: MemoryPlan;
+}
+
+/** Plans memory (refusing, before any upload, a model that does not fit), then loads the weights. */
+export async function loadModel(files: OpenedFiles, options: ModelOptions): Promise<LoadedModel> {
+  const ctx = await GpuContext.create({ adapter: options.adapter });
+  try {
+    const planOptions = {
+      quant: options.quant,
+      visionQuant: options.visionQuant,
+      kv: options.kv,
+      ctx: options.ctx,
+      stored: new Map<string, DType>(files.weights.tensors().map((t) => [t.name, t.dtype])),
+    };
+    const offer = adapterOffer(ctx.gpu.adapter, options.gpuMemory);
+    const plan = checkPlan(files.config, planMemory(files.config, planOptions, offer), offer, planOptions);
+    log.info("memory plan", {
+      adapter: ctx.gpu.name,
+      weights: gib(plan.weights.total),
+      kvCache: `${gib(plan.kvCache.bytes)} for ${plan.kvCache.tokens} tokens`,
+      total: gib(plan.total),
+    });
+    const total = files.weights.tensors().reduce((n, t) => n + t.byteLength, 0);
+    const progress = new Progress({ label: `loading ${files.id}`, total, unit: "bytes" });
+    let model: PixtralModel;
+    try {
+      model = await PixtralModel.load(ctx, files.config, files.weights, {
+        quant: options.quant,
+        visionQuant: options.visionQuant,
+        kv: options.kv,
+        activations: options.activations,
+        kvTokens: plan.kvCache.tokens,
+        progress,
+      });
+    } catch (err) {
+      progress.fail(err);
+      throw err;
+    }
+    progress.finish();
+    return { model, plan };
+  } catch (err) {
+    ctx.destroy();
+    throw err;
+  } finally {
+    files.weights.close();
+  }
+}

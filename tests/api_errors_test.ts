@@ -1,0 +1,116 @@
+/** Every kind of bad request gets its HTTP status and an OpenAI-shaped error that says what is wrong. */
+import assert from "node:assert/strict";
+import { dataUrl, post, serverConfig, withServer } from "./api_helpers.ts";
+
+const image = await dataUrl("golden/images/chat_a_32x48.png");
+const user = (content: unknown) => ({ messages: [{ role: "user", content }], max_tokens: 2 });
+
+function expectError(
+  res: { status: number; json: { error: { message: string; type: string; param: string | null; code: string | null } } },
+  status: number,
+  message: RegExp,
+  param?: string,
+) {
+  assert.equal(res.status, status, JSON.stringify(res.json));
+  assert.match(res.json.error.message, message);
+  assert.equal(typeof res.json.error.type, "string");
+  if (param !== undefined) assert.equal(res.json.error.param, param);
+}
+
+Deno.test("bad requests: JSON, types, model, images, body size, context", async () => {
+  const config = serverConfig({ maxBodyBytes: 200_000 });
+  config.model.ctx = 512;
+  config.images.maxImages = 2;
+  await withServer(config, async ({ url }) => {
+    const chat = `${url}/v1/chat/completions`;
+    expectError(await post(chat, "{not json"), 400, /not valid JSON/);
+    expectError(await post(chat, "[1, 2]"), 400, /JSON object/);
+    expectError(await post(chat, { messages: "hi" }), 400, /messages/, "messages");
+    expectError(await post(chat, { ...user("hi"), temperature: "hot" }), 400, /expected number/, "temperature");
+    expectError(await post(chat, user([{ type: "text", text: 3 }])), 400, /expected string/, "messages[0].content[0].text");
+    expectError(await post(chat, { messages: [{ role: "tool", content: "x" }] }), 400, /role/, "messages[0].role");
+    expectError(await post(chat, { ...user("hi"), model: "gpt-4o" }), 404, /"gpt-4o" does not exist/);
+    const three = [1, 2, 3].map(() => ({ type: "image_url", image_url: { url: image } }));
+    expectError(await post(chat, user(three)), 400, /3 images .* at most 2/, "messages[0].content[2].image_url");
+    const corrupt = `data:image/png;base64,${new Uint8Array([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]).toBase64()}`;
+    expectError(await post(chat, user([{ type: "image_url", image_url: corrupt }])), 400, /./, "messages[0].content[0].image_url");
+    const notImage = `data:image/png;base64,${new TextEncoder().encode("hello world").toBase64()}`;
+    expectError(await post(chat, user([{ type: "image_url", image_url: notImage }])), 400, /./);
+    expectError(await post(chat, user([{ type: "image_url", image_url: "http://10.1.2.3/a.png" }])), 400, /private/);
+    expectError(await post(chat, user([{ type: "image_url", image_url: "file:///etc/passwd" }])), 400, /http\(s\) or data/);
+    const big = await post(chat, user("x".repeat(300_000)));
+    expectError(big, 413, /larger than 200000 bytes/);
+    expectError(await post(chat, user("word ".repeat(600))), 400, /context is 512 tokens/, "messages");
+    expectError(await post(chat, { ...user("hi"), max_tokens: 600 }), 400, /max_tokens is 600/, "max_tokens");
+    expectError(await post(chat, { messages: [{ role: "user", content: "a" }, { role: "assistant", content: "b" }] }), 400, /last message/);
+    expectError(await post(`${url}/detokenize`, { tokens: [1, 999999] }), 400, /999999/, "tokens[1]");
+    const missing = await fetch(`${url}/v1/nothing`);
+    expectError({ status: missing.status, json: await missing.json() }, 404, /no route/);
+  });
+});
+
+Deno.test("API keys: 401 without or with a wrong key, 200 with it; /health stays open", async () => {
+  await withServer({ apiKeys: ["sk-one", "sk-two"] }, async ({ url }) => {
+    const chat = `${url}/v1/chat/completions`;
+    expectError(await post(chat, user("hi")), 401, /Missing API key/);
+    expectError(await post(chat, user("hi"), { authorization: "Bearer sk-three" }), 401, /Incorrect API key/);
+    assert.equal((await post(chat, user("hi"), { authorization: "Bearer sk-two" })).status, 200);
+    const models = await fetch(`${url}/v1/models`);
+    assert.equal(models.status, 401);
+    await models.body?.cancel();
+    const health = await fetch(`${url}/health`);
+    assert.equal(health.status, 200);
+    await health.body?.cancel();
+  });
+});
+
+Deno.test("health, models, tokenize, detokenize and metrics answer in their documented shapes", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const health = await (await fetch(`${url}/health`)).json();
+    assert.deepEqual(health, { status: "ok", model: service.model.id });
+    const models = await (await fetch(`${url}/v1/models`)).json();
+    assert.equal(models.object, "list");
+    assert.equal(models.data[0].id, service.model.id);
+    assert.equal(models.data[0].max_context_length, 2048);
+    const tokens = await post(`${url}/tokenize`, { prompt: "Hello, how are you?", add_special_tokens: false });
+    assert.deepEqual(tokens.json.tokens, [...service.tokenizer.encode("Hello, how are you?")]);
+    assert.equal(tokens.json.count, tokens.json.tokens.length);
+    const text = await post(`${url}/detokenize`, { tokens: tokens.json.tokens });
+    assert.equal(text.json.prompt, "Hello, how are you?");
+    await post(`${url}/v1/chat/completions`, user("hi"));
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    for (const name of ["pixtral_requests_total", "pixtral_prompt_tokens_total", "pixtral_generation_tokens_total",
+      "pixtral_time_to_first_token_seconds_bucket", "pixtral_inter_token_latency_seconds_bucket",
+      "pixtral_queue_depth", "pixtral_running_sequences", "pixtral_kv_cache_usage_ratio"]) {
+      assert.match(metrics, new RegExp(`^${name}`, "m"), name);
+    }
+    assert.match(metrics, /^pixtral_requests_total\{status="200"\} [1-9]/m);
+  });
+});
+
+Deno.test("stop strings, n choices with seeds, and log-probabilities", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const chat = `${url}/v1/chat/completions`;
+    const base = { messages: [{ role: "user", content: "Tell me a story" }], max_tokens: 16, temperature: 0 };
+    const full = (await post(chat, base)).json.choices[0].message.content as string;
+    const stop = full.slice(4, 7);
+    const cut = await post(chat, { ...base, stop: [stop] });
+    assert.equal(cut.json.choices[0].finish_reason, "stop");
+    assert.equal(cut.json.choices[0].message.content, full.slice(0, full.indexOf(stop)));
+    const n = await post(chat, { ...base, n: 3, temperature: 1, seed: 5 });
+    assert.equal(n.json.choices.length, 3);
+    assert.deepEqual(n.json.choices.map((c: { index: number }) => c.index), [0, 1, 2]);
+    const again = await post(chat, { ...base, n: 3, temperature: 1, seed: 5 });
+    assert.deepEqual(again.json.choices, n.json.choices);
+    const lp = await post(chat, { ...base, max_tokens: 3, logprobs: true, top_logprobs: 2 });
+    const entries = lp.json.choices[0].logprobs.content;
+    assert.equal(entries.length, 3);
+    for (const e of entries) {
+      assert.ok(e.logprob <= 0 && e.top_logprobs.length === 2);
+      // Greedy: the chosen token is the most likely one.
+      assert.equal(e.token, e.top_logprobs[0].token);
+      assert.ok(Math.abs(e.logprob - e.top_logprobs[0].logprob) < 1e-4);
+    }
+    assert.equal(service.engine!.stats().kvBlocksUsed, 0);
+  });
+});
