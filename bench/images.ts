@@ -71,6 +71,7 @@ function targetSize(width: number, height: number): [number, number] {
 
 const dir = await Deno.makeTempDir({ prefix: "pixtral-images-bench-" });
 try {
+  console.error("writing the benchmark images...");
   await python(["generate", dir]);
   const files = ["photo_4000x3000.jpg", "photo_2048x1536.jpg", "photo_1024x768.jpg", "rgba_1000x1000.png"]
     .map((name) => `${dir}/${name}`);
@@ -78,6 +79,7 @@ try {
   const sharp = await sharpPipeline();
   const rows = [];
   for (const file of files) {
+    console.error(`timing ${file.slice(dir.length + 1)} (patcher, sharp)...`);
     const bytes = await Deno.readFile(file);
     rows.push({
       file,
@@ -87,6 +89,7 @@ try {
       sharp: sharp ? await time(() => sharp(bytes)) : NaN,
     });
   }
+  console.error("timing the Python peers...");
   const peers = new Map(
     (await python(["time", String(runs), ...files])).trim().split("\n").map((line) => {
       const result = JSON.parse(line);
