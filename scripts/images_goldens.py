@@ -319,7 +319,7 @@ def main():
         "images": entries,
         "shared": list(shared_entries()),
     }
-    (OUT / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    (OUT / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 if __name__ == "__main__":

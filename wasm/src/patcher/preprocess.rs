@@ -99,7 +99,7 @@ fn hf_lut() -> [[f32; 256]; 3] {
     lut
 }
 
-/// The output tensor, filled one interleaved RGB row at a time.
+/// The output tensor, channel-first, filled one row of pixels at a time.
 struct Planes {
     width: usize,
     plane: usize,

@@ -49,7 +49,7 @@ impl Samples {
         }
     }
 
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         match self {
             Samples::L(v) | Samples::La(v) | Samples::Rgb(v) | Samples::Rgba(v) | Samples::Cmyk(v) => v.len(),
         }
