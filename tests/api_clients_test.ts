@@ -73,17 +73,35 @@ Deno.test("Mistral client: chat.complete and chat.stream with an image given as 
       role: "user" as const,
       content: [{ type: "text" as const, text: "Describe" }, { type: "image_url" as const, imageUrl: image }],
     }];
-    const whole = await client.chat.complete({ model: service.model.id, messages, maxTokens: 10, temperature: 0 });
+    const whole = await client.chat.complete({
+      model: service.model.id,
+      messages,
+      maxTokens: 10,
+      temperature: 0,
+    });
     const content = whole.choices![0].message!.content;
     assert.equal(typeof content, "string");
     let text = "";
-    for await (const event of await client.chat.stream({ model: service.model.id, messages, maxTokens: 10, temperature: 0 })) {
+    for await (
+      const event of await client.chat.stream({
+        model: service.model.id,
+        messages,
+        maxTokens: 10,
+        temperature: 0,
+      })
+    ) {
       text += event.data.choices[0].delta.content ?? "";
     }
     assert.equal(text, content);
-    assert.equal(whole.usage!.promptTokens, (await post(`${url}/tokenize`, {
-      messages: [{ role: "user", content: [{ type: "text", text: "Describe" }, { type: "image_url", image_url: image }] }],
-    })).json.count);
+    assert.equal(
+      whole.usage!.promptTokens,
+      (await post(`${url}/tokenize`, {
+        messages: [{
+          role: "user",
+          content: [{ type: "text", text: "Describe" }, { type: "image_url", image_url: image }],
+        }],
+      })).json.count,
+    );
     const models = await client.models.list();
     const card = models.data![0];
     assert.ok("id" in card && card.id === service.model.id);
@@ -92,12 +110,17 @@ Deno.test("Mistral client: chat.complete and chat.stream with an image given as 
 
 Deno.test("image URLs: fetched from an allowed loopback host, refused without the allow-list", async () => {
   const png = await Deno.readFile(fixture("golden/images/chat_a_32x48.png"));
-  const images = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () =>
-    new Response(png, { headers: { "content-type": "image/png" } }));
+  const images = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response(png, { headers: { "content-type": "image/png" } }),
+  );
   const imageUrl = `http://127.0.0.1:${images.addr.port}/a.png`;
   const body = (model: string) => ({
     model,
-    messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: imageUrl } }, { type: "text", text: "?" }] }],
+    messages: [{
+      role: "user",
+      content: [{ type: "image_url", image_url: { url: imageUrl } }, { type: "text", text: "?" }],
+    }],
     max_tokens: 4,
     temperature: 0,
   });
@@ -109,14 +132,20 @@ Deno.test("image URLs: fetched from an allowed loopback host, refused without th
       assert.equal(refused.json.error.param, "messages[0].content[0].image_url");
     });
     const allowed = {
-      images: { ...(await import("./api_helpers.ts")).serverConfig().images, allow: new AddressAllowList(["127.0.0.1"]) },
+      images: {
+        ...(await import("./api_helpers.ts")).serverConfig().images,
+        allow: new AddressAllowList(["127.0.0.1"]),
+      },
     };
     await withServer(allowed, async ({ url, service }) => {
       const byUrl = await post(`${url}/v1/chat/completions`, body(service.model.id));
       assert.equal(byUrl.status, 200);
       const byData = await post(`${url}/v1/chat/completions`, {
         ...body(service.model.id),
-        messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: image } }, { type: "text", text: "?" }] }],
+        messages: [{
+          role: "user",
+          content: [{ type: "image_url", image_url: { url: image } }, { type: "text", text: "?" }],
+        }],
       });
       assert.deepEqual(byUrl.json.choices, byData.json.choices);
       assert.deepEqual(byUrl.json.usage, byData.json.usage);

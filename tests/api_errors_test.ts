@@ -6,7 +6,10 @@ const image = await dataUrl("golden/images/chat_a_32x48.png");
 const user = (content: unknown) => ({ messages: [{ role: "user", content }], max_tokens: 2 });
 
 function expectError(
-  res: { status: number; json: { error: { message: string; type: string; param: string | null; code: string | null } } },
+  res: {
+    status: number;
+    json: { error: { message: string; type: string; param: string | null; code: string | null } };
+  },
   status: number,
   message: RegExp,
   param?: string,
@@ -26,23 +29,60 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
     expectError(await post(chat, "{not json"), 400, /not valid JSON/);
     expectError(await post(chat, "[1, 2]"), 400, /JSON object/);
     expectError(await post(chat, { messages: "hi" }), 400, /messages/, "messages");
-    expectError(await post(chat, { ...user("hi"), temperature: "hot" }), 400, /expected number/, "temperature");
-    expectError(await post(chat, user([{ type: "text", text: 3 }])), 400, /expected string/, "messages[0].content[0].text");
-    expectError(await post(chat, { messages: [{ role: "tool", content: "x" }] }), 400, /role/, "messages[0].role");
+    expectError(
+      await post(chat, { ...user("hi"), temperature: "hot" }),
+      400,
+      /expected number/,
+      "temperature",
+    );
+    expectError(
+      await post(chat, user([{ type: "text", text: 3 }])),
+      400,
+      /expected string/,
+      "messages[0].content[0].text",
+    );
+    expectError(
+      await post(chat, { messages: [{ role: "tool", content: "x" }] }),
+      400,
+      /role/,
+      "messages[0].role",
+    );
     expectError(await post(chat, { ...user("hi"), model: "gpt-4o" }), 404, /"gpt-4o" does not exist/);
     const three = [1, 2, 3].map(() => ({ type: "image_url", image_url: { url: image } }));
-    expectError(await post(chat, user(three)), 400, /3 images .* at most 2/, "messages[0].content[2].image_url");
+    expectError(
+      await post(chat, user(three)),
+      400,
+      /3 images .* at most 2/,
+      "messages[0].content[2].image_url",
+    );
     const corrupt = `data:image/png;base64,${new Uint8Array([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]).toBase64()}`;
-    expectError(await post(chat, user([{ type: "image_url", image_url: corrupt }])), 400, /./, "messages[0].content[0].image_url");
+    expectError(
+      await post(chat, user([{ type: "image_url", image_url: corrupt }])),
+      400,
+      /./,
+      "messages[0].content[0].image_url",
+    );
     const notImage = `data:image/png;base64,${new TextEncoder().encode("hello world").toBase64()}`;
     expectError(await post(chat, user([{ type: "image_url", image_url: notImage }])), 400, /./);
-    expectError(await post(chat, user([{ type: "image_url", image_url: "http://10.1.2.3/a.png" }])), 400, /private/);
-    expectError(await post(chat, user([{ type: "image_url", image_url: "file:///etc/passwd" }])), 400, /http\(s\) or data/);
+    expectError(
+      await post(chat, user([{ type: "image_url", image_url: "http://10.1.2.3/a.png" }])),
+      400,
+      /private/,
+    );
+    expectError(
+      await post(chat, user([{ type: "image_url", image_url: "file:///etc/passwd" }])),
+      400,
+      /http\(s\) or data/,
+    );
     const big = await post(chat, user("x".repeat(300_000)));
     expectError(big, 413, /larger than 200000 bytes/);
     expectError(await post(chat, user("word ".repeat(600))), 400, /context is 512 tokens/, "messages");
     expectError(await post(chat, { ...user("hi"), max_tokens: 600 }), 400, /max_tokens is 600/, "max_tokens");
-    expectError(await post(chat, { messages: [{ role: "user", content: "a" }, { role: "assistant", content: "b" }] }), 400, /last message/);
+    expectError(
+      await post(chat, { messages: [{ role: "user", content: "a" }, { role: "assistant", content: "b" }] }),
+      400,
+      /last message/,
+    );
     expectError(await post(`${url}/detokenize`, { tokens: [1, 999999] }), 400, /999999/, "tokens[1]");
     const missing = await fetch(`${url}/v1/nothing`);
     expectError({ status: missing.status, json: await missing.json() }, 404, /no route/);
@@ -72,16 +112,28 @@ Deno.test("health, models, tokenize, detokenize and metrics answer in their docu
     assert.equal(models.object, "list");
     assert.equal(models.data[0].id, service.model.id);
     assert.equal(models.data[0].max_context_length, 2048);
-    const tokens = await post(`${url}/tokenize`, { prompt: "Hello, how are you?", add_special_tokens: false });
+    const tokens = await post(`${url}/tokenize`, {
+      prompt: "Hello, how are you?",
+      add_special_tokens: false,
+    });
     assert.deepEqual(tokens.json.tokens, [...service.tokenizer.encode("Hello, how are you?")]);
     assert.equal(tokens.json.count, tokens.json.tokens.length);
     const text = await post(`${url}/detokenize`, { tokens: tokens.json.tokens });
     assert.equal(text.json.prompt, "Hello, how are you?");
     await post(`${url}/v1/chat/completions`, user("hi"));
     const metrics = await (await fetch(`${url}/metrics`)).text();
-    for (const name of ["pixtral_requests_total", "pixtral_prompt_tokens_total", "pixtral_generation_tokens_total",
-      "pixtral_time_to_first_token_seconds_bucket", "pixtral_inter_token_latency_seconds_bucket",
-      "pixtral_queue_depth", "pixtral_running_sequences", "pixtral_kv_cache_usage_ratio"]) {
+    for (
+      const name of [
+        "pixtral_requests_total",
+        "pixtral_prompt_tokens_total",
+        "pixtral_generation_tokens_total",
+        "pixtral_time_to_first_token_seconds_bucket",
+        "pixtral_inter_token_latency_seconds_bucket",
+        "pixtral_queue_depth",
+        "pixtral_running_sequences",
+        "pixtral_kv_cache_usage_ratio",
+      ]
+    ) {
       assert.match(metrics, new RegExp(`^${name}`, "m"), name);
     }
     assert.match(metrics, /^pixtral_requests_total\{status="200"\} [1-9]/m);

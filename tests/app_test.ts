@@ -41,7 +41,10 @@ Deno.test("while the model loads: /health and chat answer 503, tokenize works", 
   const body = await chat.json();
   assert.equal(body.error.code, "model_not_ready");
   assert.match(body.error.message, /loading/);
-  const tokens = await app.request("/tokenize", { method: "POST", body: JSON.stringify({ prompt: "Hello" }) });
+  const tokens = await app.request("/tokenize", {
+    method: "POST",
+    body: JSON.stringify({ prompt: "Hello" }),
+  });
   assert.equal(tokens.status, 200);
   assert.deepEqual((await tokens.json()).tokens, [1, ...service.tokenizer.encode("Hello")]);
 

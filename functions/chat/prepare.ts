@@ -4,7 +4,7 @@
  */
 import type { GenerateRequest, Sampling } from "../../runtime/engine/engine.ts";
 import { imageTokenLayout } from "../../runtime/images/layout.ts";
-import { preprocessImage } from "../../runtime/images/preprocess.ts";
+import { preprocessImage, type ResizeMode } from "../../runtime/images/preprocess.ts";
 import type { ImageInput } from "../../runtime/model/vision.ts";
 import { encodeInstruct, type Message } from "../../runtime/prompt/instruct.ts";
 import { fetchImageBytes } from "../images/fetch.ts";
@@ -30,7 +30,12 @@ function imageSources(messages: ChatMessage[]): { url: string; param: string }[]
   return out;
 }
 
-async function loadImages(messages: ChatMessage[], service: Service, signal?: AbortSignal) {
+async function loadImages(
+  messages: ChatMessage[],
+  service: Service,
+  resize: ResizeMode | undefined,
+  signal?: AbortSignal,
+) {
   const sources = imageSources(messages);
   const policy = service.images;
   if (sources.length === 0) return [];
@@ -47,7 +52,7 @@ async function loadImages(messages: ChatMessage[], service: Service, signal?: Ab
     try {
       const bytes = await fetchImageBytes(url, policy.fetch, signal);
       const image = await preprocessImage(bytes, {
-        resize: policy.resize,
+        resize: resize ?? policy.resize,
         maxImageSize: policy.maxImageSize,
         patchSize: policy.patchSize,
         maxPixels: policy.maxPixels,
@@ -88,9 +93,14 @@ export interface PreparedChat {
 }
 
 /** The conversation as token ids by Mistral's instruct rules, with its images fetched and preprocessed. */
-export async function encodeChat(messages: ChatMessage[], service: Service, signal?: AbortSignal) {
+export async function encodeChat(
+  messages: ChatMessage[],
+  service: Service,
+  signal?: AbortSignal,
+  resize?: ResizeMode,
+) {
   const { tokenizer } = service;
-  const images = await loadImages(messages, service, signal);
+  const images = await loadImages(messages, service, resize, signal);
   const encoded = encodeInstruct(toMessages(messages, images), {
     encode: (text) => [...tokenizer.encode(text)],
     imageTokens: (image) => image.tokens,
@@ -109,7 +119,7 @@ export async function prepareChat(
 ): Promise<PreparedChat> {
   const engine = service.engine!;
   const { tokenizer } = service;
-  const encoded = await encodeChat(chat.messages, service, signal);
+  const encoded = await encodeChat(chat.messages, service, signal, chat.image_resize ?? undefined);
   const room = engine.contextLength - encoded.ids.length;
   const asked = chat.max_completion_tokens ?? chat.max_tokens ?? undefined;
   const param = chat.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";

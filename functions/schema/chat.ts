@@ -52,6 +52,8 @@ export const chatRequestSchema = z.object({
   top_logprobs: z.number().int().min(0).max(20).nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
+  /** Our extension: which reference's image resizing to reproduce for this request (default: the server's). */
+  image_resize: z.enum(["mistral", "hf"]).nullish(),
 });
 
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
