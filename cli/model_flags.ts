@@ -21,7 +21,7 @@ export const MODEL_USAGE =
   --mmproj FILE         the GGUF's vision file (default: the one mmproj GGUF beside it)
   --quant FORMAT        decoder weights: q4 (default), q8, f16 or f32 (GGUF weights stay as stored)
   --vision-quant FORMAT vision encoder and adapter: f16 (default), f32, q8 or q4
-  --kv FORMAT           KV cache: f16 (default) or q8
+  --kv FORMAT           KV cache: f16 (default), q8 or f32
   --ctx N               KV cache tokens shared by all requests (default: the largest that fits)
   --activations TYPE    f16 (default where the GPU has shader-f16) or f32
   --gpu-memory SIZE     GPU memory for the plan, e.g. 24GiB (default $PIXTRAL_GPU_MEMORY)
@@ -42,7 +42,7 @@ export function modelOptions(flags: Flags): ModelOptions {
     mmproj: flags.mmproj,
     quant: choice("--quant", flags.quant, WEIGHTS),
     visionQuant: choice("--vision-quant", flags["vision-quant"], WEIGHTS),
-    kv: choice("--kv", flags.kv, ["f16", "q8"] as const),
+    kv: choice("--kv", flags.kv, ["f16", "q8", "f32"] as const),
     ctx: positiveInt("--ctx", flags.ctx),
     activations: choice("--activations", flags.activations, ["f16", "f32"] as const),
     gpuMemory,

@@ -3,6 +3,8 @@
  * each subcommand lives in its own module here.
  */
 import { UsageError } from "./args.ts";
+import { generate, usage as generateUsage } from "./generate.ts";
+import { logits, usage as logitsUsage } from "./logits.ts";
 import { plan, usage as planUsage } from "./plan.ts";
 import { pull, usage as pullUsage } from "./pull.ts";
 import { preprocess, usage as preprocessUsage } from "./preprocess.ts";
@@ -30,6 +32,8 @@ const COMMANDS: Record<string, Command> = {
   tokenize: { summary: "print the token ids of a text (Tekken)", usage: tokenizeUsage, run: tokenize },
   detokenize: { summary: "print the text of token ids (Tekken)", usage: detokenizeUsage, run: detokenize },
   preprocess: { summary: "run one image through the patcher", usage: preprocessUsage, run: preprocess },
+  logits: { summary: "write the logits of a token sequence with images", usage: logitsUsage, run: logits },
+  generate: { summary: "print the answer to one prompt (with images)", usage: generateUsage, run: generate },
 };
 
 function help(): string {

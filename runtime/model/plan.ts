@@ -263,7 +263,8 @@ export function checkPlan(
   const fixed = plan.total - plan.kvCache.bytes;
   const fitting = Math.floor((adapter.memoryBytes - fixed) / plan.kvCache.bytesPerToken / KV_BLOCK_TOKENS) *
     KV_BLOCK_TOKENS;
-  const minimum = Math.min(minimumContext(config), config.contextLength);
+  // A context asked for explicitly (--ctx) is the caller's choice; a fitted one must hold at least one image.
+  const minimum = plan.context.chosen === "flag" ? 1 : Math.min(minimumContext(config), config.contextLength);
   if (plan.total > adapter.memoryBytes || plan.kvCache.tokens < minimum) {
     const hints: string[] = [];
     const quant = options.quant ?? "q4";

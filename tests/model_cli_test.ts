@@ -1,0 +1,86 @@
+/** `pixtral logits` and `pixtral generate` on the tiny model, against the reference goldens. */
+import assert from "node:assert/strict";
+import { loadTokenizer } from "../runtime/tokenizer/load.ts";
+import { fixture } from "./helpers.ts";
+import { pixtral } from "./helpers.ts";
+import { manifest, maxAbsDiff, readF32 } from "./model_helpers.ts";
+
+const mm = manifest.multimodal[0];
+const model = fixture("mistral").pathname;
+
+async function run(args: string[]) {
+  const { code, stdout, stderr } = await pixtral(args).output();
+  const text = new TextDecoder();
+  return { code, stdout: text.decode(stdout), stderr: text.decode(stderr) };
+}
+
+Deno.test("pixtral logits: an image segment expands to its token layout; logits and embeddings match the goldens", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const start = mm.ids.indexOf(10), end = mm.ids.indexOf(13);
+    await Deno.copyFile(fixture("golden/images/gradient_64x48.png"), `${dir}/a.png`);
+    await Deno.writeTextFile(
+      `${dir}/seq.json`,
+      JSON.stringify({
+        segments: [{ ids: mm.ids.slice(0, start) }, { image: "a.png" }, { ids: mm.ids.slice(end + 1) }],
+      }),
+    );
+    const out = await run([
+      "logits",
+      "--model",
+      model,
+      "--quant",
+      "f32",
+      "--vision-quant",
+      "f32",
+      "--input",
+      `${dir}/seq.json`,
+      "--out",
+      `${dir}/logits.f32`,
+      "--embeddings-out",
+      `${dir}/emb.f32`,
+    ]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.deepEqual(JSON.parse(out.stdout.trim().split("\n").at(-1)!), {
+      tokens: mm.ids.length,
+      vocab: 2048,
+      patches: 12,
+    });
+    const logits = new Float32Array((await Deno.readFile(`${dir}/logits.f32`)).buffer);
+    assert.ok(maxAbsDiff(logits, await readF32(`golden/model/${mm.logits.file}`)) < 1e-3);
+    const emb = new Float32Array((await Deno.readFile(`${dir}/emb.f32`)).buffer);
+    assert.ok(maxAbsDiff(emb, await readF32("golden/model/vision_gradient_64x48.emb.f32.bin")) < 1e-3);
+
+    await Deno.writeTextFile(`${dir}/bad.json`, JSON.stringify({ segments: [{ text: "x" }] }));
+    const bad = await run(["logits", "--model", model, "--input", `${dir}/bad.json`, "--out", `${dir}/x`]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /segments/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("pixtral generate: the prompt is built by Mistral's rules and decoded greedily", async () => {
+  const out = await run([
+    "generate",
+    "--model",
+    model,
+    "--quant",
+    "f32",
+    "--vision-quant",
+    "f32",
+    "--activations",
+    "f32",
+    "--kv",
+    "f32",
+    "--prompt",
+    "Describe the image.",
+    "--image",
+    fixture("golden/images/gradient_64x48.png").pathname,
+    "--max-tokens",
+    String(mm.greedy_8.length),
+  ]);
+  assert.equal(out.code, 0, out.stderr);
+  const tokenizer = await loadTokenizer(fixture("mistral/tekken.json").pathname);
+  assert.equal(out.stdout.trimEnd().split("\n").at(-1), tokenizer.decode(mm.greedy_8));
+});
