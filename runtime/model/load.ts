@@ -8,9 +8,13 @@
 import type { GpuContext } from "../gpu/context.ts";
 import { type DType, isBlockFormat, rowBytes } from "../gpu/dtype.ts";
 import { convert, quantize } from "../gpu/ops/quantize.ts";
+import { randomUniform } from "../gpu/ops/random.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { Progress } from "../progress.ts";
+import type { ModelConfig } from "./config.ts";
 import type { WeightFormat } from "./plan.ts";
+import { expectedTensors } from "./tensors.ts";
+import { syntheticScale } from "./weights/synthetic.ts";
 import type { DType as StoredType } from "./weights/dtype.ts";
 import type { TensorInfo, WeightSource } from "./weights/source.ts";
 
@@ -39,7 +43,10 @@ export function matrixShape(shape: readonly number[]): [number, number] {
   return [shape.slice(0, -1).reduce((a, b) => a * b, 1), k];
 }
 
-function targetType(info: TensorInfo, options: LoadOptions): DType {
+function targetType(
+  info: Pick<TensorInfo, "dtype" | "role" | "component" | "shape">,
+  options: LoadOptions,
+): DType {
   const stored = STORED[info.dtype];
   if (isBlockFormat(stored)) return stored;
   if (info.role === "norm" || info.role === "bias") return "f32";
@@ -83,6 +90,48 @@ export async function loadWeights(
           await rec.submit();
         }
         options.progress?.add(chunk.bytes.byteLength);
+      }
+    }
+  } catch (err) {
+    for (const t of tensors.values()) ctx.release(t);
+    throw err;
+  }
+  return { tensors, bytes };
+}
+
+/**
+ * Random weights of a config made directly on the GPU (seeded uniform values of the synthetic recipe's scales,
+ * converted or quantized like loaded ones): a model of Pixtral 12B's real size for benchmarks, without files.
+ */
+export async function randomWeights(ctx: GpuContext, config: ModelConfig, options: LoadOptions, seed = 0) {
+  const tensors = new Map<string, Tensor>();
+  let bytes = 0;
+  try {
+    for (const [index, spec] of expectedTensors(config).entries()) {
+      const target = targetType({ ...spec, dtype: "F32" }, options);
+      const [rows, k] = matrixShape(spec.shape);
+      const dst = ctx.tensor(target, [rows, k], { pooled: false, label: spec.name });
+      tensors.set(spec.name, dst);
+      bytes += dst.byteLength;
+      const { mean, std } = syntheticScale(spec);
+      const step = Math.max(1, Math.floor(CHUNK_BYTES / (4 * k)));
+      for (let first = 0; first < rows; first += step) {
+        const count = Math.min(step, rows - first);
+        const rec = ctx.record(`random ${spec.name}`);
+        const values = target === "f32" ? dst.sliceRows(first, count) : rec.scratch("f32", [count, k]);
+        randomUniform(rec, {
+          y: values,
+          seed: seed + index,
+          start: first * k,
+          scale: 2 * Math.sqrt(3) * std,
+          offset: mean,
+        });
+        if (target !== "f32") {
+          if (isBlockFormat(target)) quantize(rec, dst.sliceRows(first, count), values);
+          else convert(rec, dst.sliceRows(first, count), values);
+        }
+        await rec.submit();
+        options.progress?.add(count * k * 2);
       }
     }
   } catch (err) {

@@ -11,7 +11,7 @@ import type { Progress } from "../progress.ts";
 import type { ModelConfig } from "./config.ts";
 import { decoderStep, type SequenceStep, type StepOutput } from "./decoder.ts";
 import { KvPool } from "./kv_pool.ts";
-import { loadWeights } from "./load.ts";
+import { type LoadedWeights, loadWeights, randomWeights } from "./load.ts";
 import { KV_BLOCK_TOKENS, type WeightFormat } from "./plan.ts";
 import { encodeImages, type ImageInput } from "./vision.ts";
 import type { WeightSource } from "./weights/source.ts";
@@ -54,19 +54,23 @@ export class PixtralModel {
     this.act = act;
   }
 
+  /** `source` gives the weights; "random" makes seeded random ones on the GPU (real-size benchmarks). */
   static async load(
     ctx: GpuContext,
     config: ModelConfig,
-    source: WeightSource,
+    source: WeightSource | "random",
     options: PixtralOptions,
   ): Promise<PixtralModel> {
     const act = options.activations ?? (ctx.f16 ? "f16" : "f32");
     if (act === "f16" && !ctx.f16) throw new Error("f16 activations need a GPU with shader-f16");
-    const loaded = await loadWeights(ctx, source, {
+    const loadOptions = {
       quant: options.quant ?? "q4",
       visionQuant: options.visionQuant ?? "f16",
       progress: options.progress,
-    });
+    };
+    const loaded: LoadedWeights = source === "random"
+      ? await randomWeights(ctx, config, loadOptions)
+      : await loadWeights(ctx, source, loadOptions);
     const d = config.decoder;
     const pool = new KvPool(ctx, {
       layers: d.nLayers,

@@ -32,7 +32,8 @@ function uniform(seed: number): () => number {
   };
 }
 
-function scaleOf(spec: TensorSpec): { mean: number; std: number } {
+/** Mean and standard deviation of the random values of a tensor. */
+export function syntheticScale(spec: TensorSpec): { mean: number; std: number } {
   const byRole: Record<TensorRole, { mean: number; std: number }> = {
     embedding: { mean: 0, std: 0.5 },
     linear: { mean: 0, std: 0.08 },
@@ -51,7 +52,7 @@ function generateRows(
   count: number,
   rowElems: number,
 ): Uint8Array<ArrayBuffer> {
-  const { mean, std } = scaleOf(spec);
+  const { mean, std } = syntheticScale(spec);
   const values = new Float32Array(count * rowElems);
   const base = hash(spec.name, seed);
   const width = 2 * Math.sqrt(3) * std; // a uniform variable of this width has standard deviation `std`

@@ -1,0 +1,165 @@
+/**
+ * Model speed and memory: load (and quantize) time, prefill tokens/s, decode tokens/s at batch 1 and 8, the
+ * vision encoder on one 1024x1024 image, peak GPU memory, and decode speed against the memory-bandwidth limit
+ * (bandwidth / bytes read per decode step). Prints a markdown table.
+ *
+ *   deno task bench:model --synthetic 12b   Pixtral 12B's exact shapes, random weights made on the GPU (no files)
+ *   deno task bench:model --synthetic tiny  the demo's shape (runs on lavapipe)
+ *   deno task bench:model --model PATH      real weights
+ *
+ * Imports nothing from npm, so it runs with the Deno binary and this repository alone (e.g. on a GPU host).
+ */
+import { parseArgs } from "node:util";
+import { GpuContext } from "../runtime/gpu/context.ts";
+import type { FloatType } from "../runtime/gpu/dtype.ts";
+import { type ModelConfig, parseParamsJson } from "../runtime/model/config.ts";
+import { demoConfig } from "../runtime/model/demo_config.ts";
+import { locateModel } from "../runtime/model/locate.ts";
+import { openModel } from "../runtime/model/open.ts";
+import { PixtralModel } from "../runtime/model/pixtral.ts";
+import type { WeightFormat } from "../runtime/model/plan.ts";
+import { sample } from "../runtime/gpu/ops/sampling.ts";
+
+const { values } = parseArgs({
+  options: {
+    synthetic: { type: "string" },
+    model: { type: "string" },
+    quant: { type: "string", default: "q4" },
+    activations: { type: "string" },
+    prefill: { type: "string" },
+    steps: { type: "string" },
+    bandwidth: { type: "string", default: "4.8e12" },
+  },
+});
+
+const ctx = await GpuContext.create();
+const act = (values.activations ?? (ctx.f16 ? "f16" : "f32")) as FloatType;
+const quant = values.quant as WeightFormat;
+let config: ModelConfig;
+let source: Parameters<typeof PixtralModel.load>[2] = "random";
+if (values.model) {
+  const opened = await openModel(await locateModel(values.model));
+  config = opened.config;
+  source = opened.weights;
+} else if (values.synthetic === "tiny") {
+  config = demoConfig();
+} else {
+  const params = new URL("../tests/fixtures/model/pixtral-12b-2409/params.json", import.meta.url);
+  config = parseParamsJson(JSON.parse(await Deno.readTextFile(params)), params.pathname);
+}
+const big = config.decoder.dim >= 4096;
+const prefillTokens = Number(values.prefill ?? (big ? 2048 : 256));
+const steps = Number(values.steps ?? (big ? 64 : 8));
+const kvTokens = 8 * Math.ceil((prefillTokens + steps + 16) / 16) * 16; // 8 sequences of the prefill's length
+
+let t = performance.now();
+const model = await PixtralModel.load(ctx, config, source, { quant, activations: act, kvTokens });
+await ctx.device.queue.onSubmittedWorkDone();
+const loadSeconds = (performance.now() - t) / 1000;
+const rows: string[] = [];
+const row = (what: string, value: string) => rows.push(`| ${what} | ${value} |`);
+row(
+  "model",
+  `${values.model ?? `synthetic ${values.synthetic ?? "12b"}`}, decoder ${quant}, activations ${act}`,
+);
+row("adapter", ctx.gpu.name);
+row(
+  `load${source === "random" ? " (random weights made and quantized on the GPU)" : " and quantize"}`,
+  `${loadSeconds.toFixed(2)} s`,
+);
+
+const vocab = config.decoder.vocabSize;
+const ids = (n: number, seed: number) =>
+  Array.from({ length: n }, (_, i) => 1000 + ((i * 7919 + seed) % (vocab - 1000)));
+
+// Prefill one long prompt in 512-token chunks.
+const blocks: number[][] = Array.from({ length: 8 }, () => []);
+if (!model.pool.reserve(blocks[0], prefillTokens + steps + 1)) throw new Error("KV pool too small");
+t = performance.now();
+for (let at = 0; at < prefillTokens; at += 512) {
+  const rec = ctx.record("prefill");
+  const part = ids(Math.min(512, prefillTokens - at), at);
+  model.step(rec, [{
+    ids: part,
+    past: at,
+    blocks: blocks[0],
+    logits: at + 512 >= prefillTokens ? "last" : "none",
+  }]);
+  await rec.submit();
+}
+await ctx.device.queue.onSubmittedWorkDone();
+row(
+  `prefill ${prefillTokens} tokens`,
+  `${(prefillTokens / ((performance.now() - t) / 1000)).toFixed(1)} tokens/s`,
+);
+
+/** Decode steps for `batch` sequences (each reading back its sampled id, as the engine does). */
+async function decode(batch: number): Promise<number> {
+  const past = new Array(batch).fill(prefillTokens);
+  for (let s = 1; s < batch; s++) {
+    model.pool.release(blocks[s]);
+    if (!model.pool.reserve(blocks[s], prefillTokens + steps + 1)) throw new Error("KV pool too small");
+  }
+  const start = performance.now();
+  for (let i = 0; i < steps; i++) {
+    const rec = ctx.record("decode");
+    const out = model.step(
+      rec,
+      past.map((p, s) => ({ ids: [1100 + s], past: p, blocks: blocks[s], logits: "last" as const })),
+    );
+    const chosen = rec.scratch("u32", [batch]);
+    sample(rec, { logits: out.logits!, ids: chosen, params: past.map(() => ({ temperature: 0 })) });
+    const read = rec.read(chosen);
+    await rec.submit();
+    await read;
+    for (let s = 0; s < batch; s++) past[s]++;
+  }
+  return (batch * steps) / ((performance.now() - start) / 1000);
+}
+const single = await decode(1);
+row("decode, batch 1", `${single.toFixed(1)} tokens/s`);
+row("decode, batch 8", `${(await decode(8)).toFixed(1)} tokens/s`);
+
+// Bytes one decode step reads: every decoder matrix but the embedding table (only gathered), plus the KV cache.
+let weightBytes = 0;
+for (
+  const name of [...Array(config.decoder.nLayers).keys()].flatMap((l) =>
+    ["wq", "wk", "wv", "wo"].map((w) => `layers.${l}.attention.${w}.weight`).concat(
+      ["w1", "w2", "w3"].map((w) => `layers.${l}.feed_forward.${w}.weight`),
+    )
+  ).concat(["output.weight"])
+) weightBytes += model.weight(name).byteLength;
+const kvBytes = (prefillTokens + steps / 2) * config.decoder.nLayers * 2 * config.decoder.nKvHeads *
+  config.decoder.headDim * 2;
+const limit = Number(values.bandwidth) / (weightBytes + kvBytes);
+row("bytes read per decode step", `${((weightBytes + kvBytes) / 2 ** 30).toFixed(2)} GiB`);
+row(
+  `decode, batch 1, against ${Number(values.bandwidth) / 1e12} TB/s`,
+  `${(100 * single / limit).toFixed(1)}% of the ${limit.toFixed(0)} tokens/s limit`,
+);
+
+if (model.hasVision) {
+  const v = config.vision!;
+  const side = v.imageSize / v.patchSize;
+  const pixels = Float32Array.from({ length: 3 * v.imageSize * v.imageSize }, (_, i) => Math.sin(i) * 1.5);
+  await ctx.readFloats(
+    await model.encodeImages([{ rows: side, cols: side, pixels }]).then((e) => e.sliceRows(0, 1)),
+  );
+  t = performance.now();
+  const out = await model.encodeImages([{ rows: side, cols: side, pixels }]);
+  await ctx.readFloats(out.sliceRows(0, 1));
+  ctx.release(out);
+  row(
+    `vision encoder + adapter, ${v.imageSize}x${v.imageSize} image`,
+    `${((performance.now() - t) / 1000).toFixed(3)} s`,
+  );
+}
+row(
+  "GPU memory (weights, KV cache, peak scratch)",
+  `${(ctx.allocatedBytes / 2 ** 30).toFixed(2)} GiB (pool peak ${
+    (ctx.pool.stats.peakInUseBytes / 2 ** 30).toFixed(2)
+  } GiB)`,
+);
+console.log(["| measure | value |", "| --- | --- |", ...rows].join("\n"));
+model.release();
+ctx.destroy();
