@@ -8,6 +8,7 @@ import { DEFAULT_IMAGE_FETCH } from "../functions/images/fetch.ts";
 import { createMetrics } from "../functions/metrics.ts";
 import type { Service } from "../functions/service.ts";
 import { LocalEngine, type LocalEngineOptions } from "../runtime/engine/local.ts";
+import { findChatTemplate } from "../runtime/prompt/hf_template.ts";
 import { DEFAULT_MAX_PIXELS, type ResizeMode } from "../runtime/images/preprocess.ts";
 import { log } from "../runtime/log.ts";
 import { loadModel, type ModelOptions, openModelFiles } from "../runtime/model/boot.ts";
@@ -34,6 +35,8 @@ ${MODEL_USAGE}
   --allow-image-host HOST   let image URLs reach this private host, address or CIDR range (repeatable)
   --no-image-urls           accept data: URLs only
   --image-resize MODE       mistral (default: OpenCV bicubic, as mistral_common and vLLM) or hf (Pillow)
+  --chat-template T         mistral (default: Mistral's instruct rules, as mistral_common), hf (the model
+                            folder's Hugging Face chat template), or a .jinja file
   --temperature T           default temperature when a request gives none (default 0.7)
   --max-queue N             waiting requests before 429 (default 256)
   --max-running N           sequences generated at once (default 64)
@@ -55,6 +58,7 @@ const FLAGS = {
   "allow-image-host": { type: "string", multiple: true },
   "no-image-urls": { type: "boolean" },
   "image-resize": { type: "string" },
+  "chat-template": { type: "string" },
   temperature: { type: "string" },
   "max-queue": { type: "string" },
   "max-running": { type: "string" },
@@ -98,8 +102,29 @@ export interface ServerConfig {
     resize: ResizeMode;
   };
   temperature: number;
+  /** "mistral" (default), "hf" (the model folder's template), or the path of a Jinja template. */
+  chatTemplate?: string;
   engine: LocalEngineOptions;
   graceSeconds: number;
+}
+
+async function chatTemplate(
+  choice: string | undefined,
+  dir: string | undefined,
+): Promise<string | undefined> {
+  if (choice === undefined || choice === "mistral") return undefined;
+  if (choice === "hf") {
+    const template = dir ? await findChatTemplate(dir) : undefined;
+    if (!template) {
+      throw new UsageError(`--chat-template hf: the model folder ${dir ?? "(none)"} has no chat template`);
+    }
+    return template;
+  }
+  try {
+    return await Deno.readTextFile(choice);
+  } catch (err) {
+    throw new UsageError(`--chat-template ${choice}: ${(err as Error).message}`);
+  }
 }
 
 export interface RunningServer {
@@ -145,6 +170,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       tokens: { ...model.imageTokens },
     },
     defaults: { temperature: config.temperature, topP: 1 },
+    chatTemplate: await chatTemplate(config.chatTemplate, files.location?.dir),
     metrics: createMetrics(() => service.engine),
   };
   if (files.demo) {
@@ -226,6 +252,7 @@ export async function serve(argv: string[]): Promise<void> {
       resize: choice("--image-resize", flags["image-resize"], ["mistral", "hf"] as const) ?? "mistral",
     },
     temperature,
+    chatTemplate: flags["chat-template"],
     engine: {
       maxQueue: positiveInt("--max-queue", flags["max-queue"]),
       maxRunning: positiveInt("--max-running", flags["max-running"]),

@@ -45,6 +45,8 @@ export interface Service {
   tokenizer: Tokenizer;
   images: ImagePolicy;
   defaults: SamplingDefaults;
+  /** A Hugging Face chat template to build prompts with; absent: Mistral's instruct rules (the default). */
+  chatTemplate?: string;
   metrics: ServerMetrics;
   /** Why loading failed, when it did. */
   failure?: string;

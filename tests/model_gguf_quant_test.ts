@@ -46,36 +46,47 @@ function dequantizedOnCpu(source: WeightSource): WeightSource {
   };
 }
 
-async function open() {
+async function openQ4KM() {
   const spec = LAYOUTS.ggufQ4KM;
   return await openModel(
     await locateModel(fixture(spec.model).pathname, { mmproj: fixture(spec.mmproj).pathname }),
   );
 }
 
-Deno.test("GGUF Q4_K and Q6_K blocks: the GPU decodes every fixture tensor exactly as ggml does", async () => {
+Deno.test("GGUF Q8_0, Q4_K and Q6_K blocks: the GPU decodes every fixture tensor exactly as ggml does", async () => {
   const ctx = await gpu();
-  const { weights } = await open();
-  try {
-    let checked = 0;
-    for (const info of weights.tensors()) {
-      if (!(info.dtype in GPU_TYPE)) continue;
-      const [rows, k] = matrixShape(info.shape);
-      const type = GPU_TYPE[info.dtype as keyof typeof GPU_TYPE];
-      const bytes = await weights.read(info.name);
-      const rec = ctx.record("dequantize");
-      const src = rec.upload(type, [rows, k], bytes);
-      const out = rec.scratch("f32", [rows, k]);
-      dequantize(rec, out, src);
-      const read = rec.read(out);
-      await rec.submit();
-      assert.deepEqual(new Float32Array((await read).buffer), dequantizeRef(type, bytes, rows, k), info.name);
-      checked++;
+  const counts: Record<string, number> = {};
+  for (const layout of ["ggufQ8", "ggufQ4KM"] as const) {
+    const spec = LAYOUTS[layout];
+    const { weights } = await openModel(
+      await locateModel(fixture(spec.model).pathname, { mmproj: fixture(spec.mmproj).pathname }),
+    );
+    try {
+      for (const info of weights.tensors()) {
+        if (!(info.dtype in GPU_TYPE)) continue;
+        const [rows, k] = matrixShape(info.shape);
+        const type = GPU_TYPE[info.dtype as keyof typeof GPU_TYPE];
+        const bytes = await weights.read(info.name);
+        const rec = ctx.record("dequantize");
+        const src = rec.upload(type, [rows, k], bytes);
+        const out = rec.scratch("f32", [rows, k]);
+        dequantize(rec, out, src);
+        const read = rec.read(out);
+        await rec.submit();
+        assert.deepEqual(
+          new Float32Array((await read).buffer),
+          dequantizeRef(type, bytes, rows, k),
+          info.name,
+        );
+        counts[info.dtype] = (counts[info.dtype] ?? 0) + 1;
+      }
+    } finally {
+      weights.close();
     }
-    assert.equal(checked, 16); // 13 Q4_K + 3 Q6_K
-  } finally {
-    weights.close();
   }
+  // Q8_0: the text model's 16 matrices and the mmproj's; Q4_K_M: 13 Q4_K and 3 Q6_K.
+  assert.deepEqual({ q4k: counts.Q4_K, q6k: counts.Q6_K }, { q4k: 13, q6k: 3 });
+  assert.ok(counts.Q8_0 >= 16, JSON.stringify(counts));
 });
 
 Deno.test("GGUF Q4_K_M logits equal those of its weights dequantized on the CPU and run in f32", async () => {
@@ -83,7 +94,7 @@ Deno.test("GGUF Q4_K_M logits equal those of its weights dequantized on the CPU 
   const mm = manifest.multimodal[0];
   const image = await goldenImage(mm.pixels_from, ...Object.values(gridOf(mm.ids)) as [number, number]);
   const options = { activations: "f32", kv: "f32", quant: "f32", visionQuant: "f32", kvTokens: 256 } as const;
-  const opened = [await open(), await open()];
+  const opened = [await openQ4KM(), await openQ4KM()];
   const quantized = await PixtralModel.load(ctx, opened[0].config, opened[0].weights, options);
   const decoded = await PixtralModel.load(
     ctx,

@@ -6,7 +6,9 @@ import type { GenerateRequest, Sampling } from "../../runtime/engine/engine.ts";
 import { imageTokenLayout } from "../../runtime/images/layout.ts";
 import { preprocessImage, type ResizeMode } from "../../runtime/images/preprocess.ts";
 import type { ImageInput } from "../../runtime/model/vision.ts";
+import { encodeWithTemplate } from "../../runtime/prompt/hf_template.ts";
 import { encodeInstruct, type Message } from "../../runtime/prompt/instruct.ts";
+import type { Tokenizer } from "../../runtime/tokenizer/tokenizer.ts";
 import { fetchImageBytes } from "../images/fetch.ts";
 import { type ChatMessage, type ChatRequest, RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
@@ -92,7 +94,23 @@ export interface PreparedChat {
   stop: string[];
 }
 
-/** The conversation as token ids by Mistral's instruct rules, with its images fetched and preprocessed. */
+const specialNames = new WeakMap<Tokenizer, Map<string, number>>();
+
+/** Every special token's name to its id (for chat templates, which write them as text). */
+function specials(tokenizer: Tokenizer): Map<string, number> {
+  let names = specialNames.get(tokenizer);
+  if (!names) {
+    names = new Map();
+    for (let id = 0; id < tokenizer.numSpecial; id++) names.set(tokenizer.specialName(id)!, id);
+    specialNames.set(tokenizer, names);
+  }
+  return names;
+}
+
+/**
+ * The conversation as token ids, with its images fetched and preprocessed: by Mistral's instruct rules, or by
+ * the server's Hugging Face chat template when it has chosen one.
+ */
 export async function encodeChat(
   messages: ChatMessage[],
   service: Service,
@@ -101,14 +119,22 @@ export async function encodeChat(
 ) {
   const { tokenizer } = service;
   const images = await loadImages(messages, service, resize, signal);
-  const encoded = encodeInstruct(toMessages(messages, images), {
-    encode: (text) => [...tokenizer.encode(text)],
-    imageTokens: (image) => image.tokens,
+  const encoder = {
+    encode: (text: string) => [...tokenizer.encode(text)],
+    imageTokens: (image: PromptImage) => image.tokens,
     bos: tokenizer.special("<s>"),
     eos: tokenizer.special("</s>"),
     inst: tokenizer.special("[INST]"),
     instEnd: tokenizer.special("[/INST]"),
-  });
+  };
+  const conversation = toMessages(messages, images);
+  const encoded = service.chatTemplate
+    ? encodeWithTemplate(service.chatTemplate, conversation, {
+      ...encoder,
+      specials: specials(tokenizer),
+      imageToken: tokenizer.specialName(service.images.tokens.img)!,
+    })
+    : encodeInstruct(conversation, encoder);
   return { ids: encoded.ids, images: encoded.images.map((i) => i.input) };
 }
 

@@ -1,0 +1,99 @@
+"""Extra chat-format goldens from mistral_common (edge cases beyond the shared fixture's).
+
+Writes tests/fixtures/chat/extra.json: for each case, OpenAI-style messages (images as data: URLs of the
+shared fixture's PNGs) and the token ids mistral_common's MistralTokenizer.encode_chat_completion gives with the
+tiny and the full Tekken vocabulary.
+
+    pip install mistral_common==1.13.1 && python3 scripts/gen_chat_goldens.py
+"""
+import base64
+import json
+import pathlib
+import tempfile
+
+import mistral_common
+from mistral_common.protocol.instruct.request import ChatCompletionRequest
+from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+FIXTURES = ROOT.parent / "shared" / "fixtures" / "tiny-pixtral"
+
+
+def data_url(name):
+    return "data:image/png;base64," + base64.b64encode((FIXTURES / "golden" / "images" / name).read_bytes()).decode()
+
+
+A, B = data_url("chat_a_32x48.png"), data_url("chat_b_48x16.png")
+
+
+def img(url):
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def text(t):
+    return {"type": "text", "text": t}
+
+
+CASES = {
+    "consecutive_user_messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}],
+    "system_between_users": [
+        {"role": "user", "content": "a"},
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "b"},
+    ],
+    "two_system_messages": [
+        {"role": "system", "content": "One."},
+        {"role": "system", "content": "Two."},
+        {"role": "user", "content": "Hi"},
+    ],
+    "assistant_first": [{"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Hi"}],
+    "system_only_then_user_chunks": [
+        {"role": "system", "content": "Sys"},
+        {"role": "user", "content": [text("  leading spaces"), img(A)]},
+    ],
+    "texts_then_image": [{"role": "user", "content": [text("one"), text("two"), img(A)]}],
+    "image_image": [{"role": "user", "content": [img(A), img(B)]}],
+    "text_image_text": [{"role": "user", "content": [text("before"), img(B), text("after")]}],
+    "merged_users_with_images": [
+        {"role": "user", "content": [img(A)]},
+        {"role": "user", "content": [text("and"), img(B)]},
+    ],
+    "empty_text_chunk": [{"role": "user", "content": [text(""), img(A), text("x")]}],
+    "assistant_trailing_spaces": [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "answer   "},
+        {"role": "user", "content": "more"},
+    ],
+    "prefix_assistant": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "Sure", "prefix": True}],
+    "unicode_and_newlines": [{"role": "user", "content": "Héllo\n\n日本語 🙂\r\n\ttab"}],
+}
+
+
+def tokenizer_with_images(path, tmp):
+    data = json.loads(pathlib.Path(path).read_text())
+    data.setdefault("multimodal", {"image_patch_size": 16, "max_image_size": 1024})
+    out = pathlib.Path(tmp) / pathlib.Path(path).name
+    out.write_text(json.dumps(data))
+    return MistralTokenizer.from_file(str(out))
+
+
+def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizers = {
+            "tiny": tokenizer_with_images(FIXTURES / "mistral" / "tekken.json", tmp),
+            "full": tokenizer_with_images(FIXTURES / "tekken-full.json", tmp),
+        }
+        cases = []
+        for name, messages in CASES.items():
+            case = {"name": name, "messages": messages}
+            for vocab, tok in tokenizers.items():
+                request = ChatCompletionRequest(messages=messages)
+                case[f"ids_{vocab}_vocab"] = tok.encode_chat_completion(request).tokens
+            cases.append(case)
+    out = ROOT / "tests" / "fixtures" / "chat" / "extra.json"
+    out.write_text(json.dumps({"mistral_common": mistral_common.__version__, "cases": cases}, indent=1) + "\n")
+    print(f"wrote {len(cases)} cases to {out}")
+
+
+if __name__ == "__main__":
+    main()
