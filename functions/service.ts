@@ -46,6 +46,8 @@ export interface Service {
   images: ImagePolicy;
   defaults: SamplingDefaults;
   metrics: ServerMetrics;
+  /** The precision the vision encoder reads pixels at (f16 activations round them); default f32. */
+  pixelPrecision?: "f32" | "f16";
   /** Why loading failed, when it did. */
   failure?: string;
 }
