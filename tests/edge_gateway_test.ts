@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import OpenAI from "openai";
+import type { HostStatus } from "../runtime/engine/wire.ts";
 import { dataUrl, post } from "./api_helpers.ts";
 import {
   buildBundle,
@@ -105,33 +106,58 @@ Deno.test("edge gateway: the bundle under Deno and workerd, two GPU hosts, one k
       }
     });
 
+    await t.step("a client that goes away frees the sequence on the GPU host", async () => {
+      const controller = new AbortController();
+      const res = await fetch(`${gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+        body: JSON.stringify({
+          messages: [{ role: "user", content: "Go on for a long time." }],
+          max_tokens: 1000,
+          stream: true,
+        }),
+        signal: controller.signal,
+      });
+      const reader = res.body!.getReader();
+      await reader.read();
+      const load = async () => {
+        const stats = await Promise.all(hosts.map(async (h) => {
+          const res = await fetch(`${h.url}/internal/v1/status`, {
+            headers: { authorization: `Bearer ${SECRET}` },
+          });
+          return (await res.json() as HostStatus).stats!;
+        }));
+        return stats.reduce((n, s) => n + s.running + s.waiting + s.kvBlocksUsed, 0);
+      };
+      assert.ok(await load() > 0, "the sequence runs on a host");
+      controller.abort();
+      await reader.closed.catch(() => {});
+      for (let i = 0; i < 100 && await load() > 0; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(await load(), 0, "the GPU host still holds the sequence");
+    });
+
     await t.step("a host killed mid-run: no accepted request is lost or silently cut", async () => {
       const direct = new OpenAI({ baseURL: `${b.url}/v1`, apiKey: "unused", maxRetries: 0 });
       const edge = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: KEY, maxRetries: 3 });
       const params = (i: number) => ({
         model: "mistral",
         messages: [{ role: "user" as const, content: `Request number ${i % 2}: tell me a story.` }],
-        max_tokens: 16,
+        max_tokens: 10,
         temperature: 0,
       });
-      const N = 6;
       const references = await Promise.all([0, 1].map((i) => direct.chat.completions.create(params(i))));
-      const wanted = Array.from({ length: N }, (_, i) => references[i % 2]);
+      const wanted = (i: number) => references[i % 2].choices[0];
       const metric = (text: string, name: string) =>
         Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? 0);
       const firstTokens = async () =>
         metric(await (await fetch(`${a.url}/metrics`)).text(), "pixtral_time_to_first_token_seconds_count");
       const before = await firstTokens();
-      const results = Array.from({ length: N }, async (_, i) => {
-        // One request is not streamed: if it runs on the killed host, the client's retry of the 503 finishes it.
-        if (i === N - 1) {
-          const whole = await edge.chat.completions.create(params(i));
-          return {
-            text: whole.choices[0].message.content,
-            finish: whole.choices[0].finish_reason,
-            error: undefined,
-          };
-        }
+      interface Outcome {
+        text: string;
+        finish: string | null;
+        error?: Error;
+      }
+      const stream = async (i: number): Promise<Outcome> => {
         let text = "";
         try {
           const stream = await edge.chat.completions.create({ ...params(i), stream: true });
@@ -140,18 +166,27 @@ Deno.test("edge gateway: the bundle under Deno and workerd, two GPU hosts, one k
             text += chunk.choices[0]?.delta.content ?? "";
             finish = chunk.choices[0]?.finish_reason ?? finish;
           }
-          return { text, finish, error: undefined };
+          return { text, finish };
         } catch (err) {
           return { text, finish: null, error: err as Error };
         }
-      });
+      };
+      const whole = async (i: number): Promise<Outcome> => {
+        const res = await edge.chat.completions.create(params(i));
+        return { text: res.choices[0].message.content ?? "", finish: res.choices[0].finish_reason };
+      };
+      // Eight streams: a, which runs two sequences at a time, gets some of them waiting in its queue.
+      const results = Array.from({ length: 8 }, (_, i) => stream(i));
 
-      // Kill host a once a sequence of this burst produced tokens there while others wait in its queue.
+      // Kill host a once a stream of this burst produced tokens there while others wait in its queue; a
+      // request sent just before goes to whichever host the gateway picks, and must succeed either way.
       let killed = false;
       for (let i = 0; i < 1000 && !killed; i++) {
         const text = await (await fetch(`${a.url}/metrics`)).text();
         const started = metric(text, "pixtral_time_to_first_token_seconds_count") - before;
         if (started >= 1 && metric(text, "pixtral_queue_depth") >= 1) {
+          results.push(whole(results.length), stream(results.length + 1));
+          await new Promise((r) => setTimeout(r, 5));
           await a.kill();
           killed = true;
         }
@@ -161,7 +196,7 @@ Deno.test("edge gateway: the bundle under Deno and workerd, two GPU hosts, one k
 
       const outcomes = await Promise.all(results);
       outcomes.forEach((o, i) => {
-        const want = wanted[i].choices[0];
+        const want = wanted(i);
         if (o.error) {
           // Only a stream that had started on the killed host may fail, with an error event saying so.
           assert.ok(o.error instanceof OpenAI.APIError, `request ${i}: ${o.error}`);
@@ -184,7 +219,7 @@ Deno.test("edge gateway: the bundle under Deno and workerd, two GPU hosts, one k
 
       // The pool goes on with the host left.
       const after = await edge.chat.completions.create(params(0));
-      assert.equal(after.choices[0].message.content, wanted[0].choices[0].message.content);
+      assert.equal(after.choices[0].message.content, wanted(0).message.content);
     });
   } finally {
     await gateway.stop();

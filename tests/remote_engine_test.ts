@@ -61,14 +61,14 @@ function hostStatus(load: { waiting?: number; running?: number; kvUsage?: number
 type Script = (request: GenerateRequest, signal: AbortSignal) => Response | Promise<Response>;
 
 /** A scripted GPU host: real status and secret checks, generation as `script` says. */
-function fakeHost(script: Script, status: () => HostStatus = () => hostStatus()) {
+function fakeHost(script: Script, status: () => HostStatus | Promise<HostStatus> = () => hostStatus()) {
   const calls: GenerateRequest[] = [];
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     if (req.headers.get("authorization") !== `Bearer ${SECRET}`) {
       return new Response(encodeFrame({ error: "wrong secret", kind: "unavailable" }), { status: 401 });
     }
     const path = new URL(req.url).pathname;
-    if (path === "/internal/v1/status") return Response.json(status());
+    if (path === "/internal/v1/status") return Response.json(await status());
     if (path === "/internal/v1/generate") {
       const request = decodeRequest(await req.arrayBuffer());
       calls.push(request);
@@ -289,4 +289,38 @@ Deno.test("remote: a host serving another model or tokenizer is left out", async
     assert.deepEqual((await collect(engine.generate(request))).ids, [1]);
     assert.equal(other.calls.length, 0);
   });
+});
+
+Deno.test("remote: a host that hangs times out and delays no other host", async () => {
+  const release = Promise.withResolvers<void>();
+  const stuck = fakeHost(async () => {
+    await release.promise;
+    return new Response("late", { status: 503 });
+  });
+  const silent = fakeHost(() => frames(tokens([1])), async () => {
+    await release.promise;
+    return hostStatus();
+  });
+  const good = fakeHost(() => frames(tokens([6])), () => hostStatus({ running: 9 }));
+  const engine = new RemoteEngine({
+    hosts: [stuck.url, silent.url, good.url],
+    secret: SECRET,
+    statusTimeoutMs: 300,
+    timeoutMs: 300,
+  });
+  try {
+    let started = performance.now();
+    await engine.start();
+    assert.ok(performance.now() - started < 2000);
+    assert.equal(engine.health()[1].down, "no answer within 300 ms");
+    // The stuck host reported the lightest load, so it is picked first; its answer never starts.
+    started = performance.now();
+    assert.deepEqual((await collect(engine.generate(request))).ids, [6]);
+    assert.ok(performance.now() - started < 2000);
+    assert.match(engine.health()[0].down!, /no answer within 300 ms/);
+  } finally {
+    release.resolve();
+    await engine.close();
+    for (const host of [stuck, silent, good]) await host.server.shutdown();
+  }
 });

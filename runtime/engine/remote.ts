@@ -47,7 +47,9 @@ export interface RemoteEngineOptions {
   secret: string;
   /** Age after which a host's status is asked again (default 2000 ms). */
   statusTtlMs?: number;
-  /** Time a host has to answer a status request, or to start answering a generation (default 10 s). */
+  /** Time a host has to answer a status request (default 2000 ms). */
+  statusTimeoutMs?: number;
+  /** Time a host has to start answering a generation, or to send its tokenizer (default 10 s). */
   timeoutMs?: number;
 }
 
@@ -61,6 +63,8 @@ interface Host {
   checked: number;
   /** Requests this gateway sent it since its last status. */
   sent: number;
+  /** The status request in flight, if any. */
+  checking?: Promise<void>;
 }
 
 /** A host's refusal or failure of one request. */
@@ -92,10 +96,10 @@ export class RemoteEngine implements Engine {
   readonly #hosts: Host[];
   readonly #auth: string;
   readonly #ttl: number;
+  readonly #statusTimeout: number;
   readonly #timeout: number;
   /** The first status seen fixes the model, tokenizer and wire format that every host must share. */
   #reference?: HostStatus;
-  #refreshing?: Promise<void>;
   #turn = 0;
   #closed = false;
   readonly #inflight = new Set<AbortController>();
@@ -118,6 +122,7 @@ export class RemoteEngine implements Engine {
     });
     this.#auth = `Bearer ${options.secret}`;
     this.#ttl = options.statusTtlMs ?? 2000;
+    this.#statusTimeout = options.statusTimeoutMs ?? 2000;
     this.#timeout = options.timeoutMs ?? 10_000;
   }
 
@@ -277,11 +282,8 @@ export class RemoteEngine implements Engine {
    * spread); stale statuses are refreshed, and awaited only when no host is known healthy.
    */
   async #pick(exclude: Set<Host>): Promise<Host | undefined> {
-    const now = Date.now();
-    if (this.#hosts.some((h) => now - h.checked > this.#ttl)) {
-      const refreshed = this.#refresh();
-      if (!this.#best(exclude)) await refreshed;
-    }
+    const refreshed = this.#refresh();
+    if (!this.#best(exclude)) await refreshed;
     const host = this.#best(exclude);
     if (host) host.sent++;
     return host;
@@ -298,16 +300,21 @@ export class RemoteEngine implements Engine {
     return best[this.#turn++ % best.length];
   }
 
-  #refresh(): Promise<void> {
-    this.#refreshing ??= Promise.all(this.#hosts.map((h) => this.#check(h))).then(() => {
-      this.#refreshing = undefined;
-    });
-    return this.#refreshing;
+  /** Asks the hosts whose status is stale, each at most once at a time (a host that hangs delays no other). */
+  async #refresh(): Promise<void> {
+    const now = Date.now();
+    await Promise.all(this.#hosts.map((host) => {
+      if (!host.checking && now - host.checked > this.#ttl) {
+        host.checking = this.#check(host).finally(() => host.checking = undefined);
+      }
+      return host.checking;
+    }));
   }
 
   async #check(host: Host): Promise<void> {
     try {
-      const status = await (await this.#get(host, "/internal/v1/status")).json() as HostStatus;
+      const res = await this.#get(host, "/internal/v1/status", this.#statusTimeout);
+      const status = await res.json() as HostStatus;
       host.status = status;
       host.sent = 0;
       host.down = this.#mismatch(status) ??
@@ -336,13 +343,19 @@ export class RemoteEngine implements Engine {
     return undefined;
   }
 
-  async #get(host: Host, path: string): Promise<Response> {
-    const res = await fetch(host.url + path, {
-      headers: { authorization: this.#auth },
-      signal: AbortSignal.timeout(this.#timeout),
-    });
-    if (!res.ok) throw await failureOf(host, res);
-    return res;
+  /** A GET of an internal route, its body read within `timeoutMs`. */
+  async #get(host: Host, path: string, timeoutMs = this.#timeout): Promise<Response> {
+    try {
+      const res = await fetch(host.url + path, {
+        headers: { authorization: this.#auth },
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      if (!res.ok) throw await failureOf(host, res);
+      return new Response(await res.arrayBuffer(), res);
+    } catch (err) {
+      if ((err as Error).name === "TimeoutError") throw new Error(`no answer within ${timeoutMs} ms`);
+      throw err;
+    }
   }
 
   /** Posts a prepared request; the host has `timeoutMs` to start answering (the tokens may take longer). */
