@@ -146,11 +146,12 @@ export function edgeWorker(wasm: WebAssembly.Module) {
       } catch (err) {
         gateway = undefined; // the next request tries again
         if (err instanceof ConfigError) return failure(500, err.message, "gateway_misconfigured");
+        if (err instanceof EngineUnavailableError) {
+          log.warn("the gateway cannot start yet", { error: err.message });
+          return failure(503, err.message, "engine_unavailable");
+        }
         log.error("the gateway cannot start", { error: String((err as Error)?.stack ?? err) });
-        const message = err instanceof EngineUnavailableError
-          ? err.message
-          : `the gateway cannot start: ${(err as Error).message}`;
-        return failure(503, message, "engine_unavailable");
+        return failure(503, `the gateway cannot start: ${(err as Error).message}`, "engine_unavailable");
       }
       // deno-lint-ignore no-explicit-any
       return await app.fetch(request, env as any, ctx as any);

@@ -208,6 +208,7 @@ export class RemoteEngine implements Engine {
       signal?.throwIfAborted();
       const host = await this.#pick(tried);
       if (!host) throw this.#exhausted(failures);
+      if (failures.length) this.retries.inc();
       tried.add(host);
       const attempt = new AbortController();
       const abort = () => attempt.abort(signal!.reason);
@@ -244,7 +245,6 @@ export class RemoteEngine implements Engine {
         // Nothing reached the client yet: another host can take the request from the start.
         if (failure.kind !== "busy") host.down = failure.message;
         failures.push(failure);
-        this.retries.inc();
         log.warn("GPU host failed before the first token; trying another", {
           host: host.url,
           kind: failure.kind,
