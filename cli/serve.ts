@@ -41,7 +41,9 @@ ${MODEL_USAGE}
   --max-queue N             waiting requests before 429 (default 256)
   --max-running N           sequences generated at once (default 64)
   --prefill-chunk N         prompt tokens per prefill step (default 512)
-  --grace SECONDS           on SIGINT/SIGTERM, time running requests get to finish (default 10)`;
+  --grace SECONDS           on SIGINT/SIGTERM, time running requests get to finish (default 10)
+  --internal-secret SECRET  serve the internal routes that edge gateways call (/internal/v1/*), to requests
+                            carrying this secret (also $PIXTRAL_INTERNAL_SECRET; at least 16 characters)`;
 
 const FLAGS = {
   ...MODEL_FLAGS,
@@ -64,6 +66,7 @@ const FLAGS = {
   "max-running": { type: "string" },
   "prefill-chunk": { type: "string" },
   grace: { type: "string" },
+  "internal-secret": { type: "string" },
 } as const;
 
 function size(flag: string, text: string | undefined, fallback: number): number {
@@ -106,6 +109,8 @@ export interface ServerConfig {
   chatTemplate?: string;
   engine: LocalEngineOptions;
   graceSeconds: number;
+  /** Shared secret of the internal routes for edge gateways; none: not served. */
+  internalSecret?: string;
 }
 
 async function chatTemplate(
@@ -188,6 +193,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     apiKeys: config.apiKeys,
     corsOrigins: config.corsOrigins,
     maxBodyBytes: config.maxBodyBytes,
+    internalSecret: config.internalSecret,
   });
   const listening = Promise.withResolvers<string>();
   const server = Deno.serve({
@@ -204,6 +210,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const ready = loadModel(files, config.model).then(({ model, plan }) => {
     if (stopping) return model.release();
     service.engine = new LocalEngine(model, config.engine);
+    service.pixelPrecision = model.act;
     log.info("ready", { model: id, context: service.engine.contextLength, kvTokens: plan.kvCache.tokens });
   }, (err) => {
     service.failure = (err as Error).message;
@@ -230,6 +237,10 @@ export async function serve(argv: string[]): Promise<void> {
     allow = new AddressAllowList(flags["allow-image-host"] ?? []);
   } catch (err) {
     throw new UsageError(`--allow-image-host: ${(err as Error).message}`);
+  }
+  const internalSecret = flags["internal-secret"] ?? (Deno.env.get("PIXTRAL_INTERNAL_SECRET") || undefined);
+  if (internalSecret !== undefined && internalSecret.length < 16) {
+    throw new UsageError("--internal-secret (or PIXTRAL_INTERNAL_SECRET) must be at least 16 characters");
   }
   const grace = flags.grace === undefined ? 10 : Number(flags.grace);
   if (!(grace >= 0)) throw new UsageError("--grace must be a number of seconds");
@@ -259,6 +270,7 @@ export async function serve(argv: string[]): Promise<void> {
       prefillChunk: positiveInt("--prefill-chunk", flags["prefill-chunk"]),
     },
     graceSeconds: grace,
+    internalSecret,
   });
   const stopped = Promise.withResolvers<void>();
   const onSignal = () => server.shutdown().then(stopped.resolve);

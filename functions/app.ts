@@ -6,7 +6,12 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
-import { EngineBusyError, EngineClosedError, RequestTooLongError } from "../runtime/engine/engine.ts";
+import {
+  EngineBusyError,
+  EngineClosedError,
+  EngineUnavailableError,
+  RequestTooLongError,
+} from "../runtime/engine/engine.ts";
 import { ImageError, ImageTooLargeError } from "../runtime/images/errors.ts";
 import { log } from "../runtime/log.ts";
 import { PromptError } from "../runtime/prompt/instruct.ts";
@@ -16,6 +21,7 @@ import { apiKeyAuth } from "./middleware/auth.ts";
 import { chatRoutes } from "./routes/chat.ts";
 import { UnknownModelError } from "./routes/common.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { internalRoutes } from "./routes/internal.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { modelRoutes } from "./routes/models.ts";
 import { tokenizeRoutes } from "./routes/tokenize.ts";
@@ -29,6 +35,8 @@ export interface AppOptions {
   corsOrigins?: string[];
   /** Largest request body in bytes (default 64 MiB: eight 10 MB images as base64 fit). */
   maxBodyBytes?: number;
+  /** Shared secret of the internal routes that edge gateways call; none: the routes are not mounted. */
+  internalSecret?: string;
 }
 
 type Mapped = {
@@ -62,6 +70,9 @@ function toApiError(err: unknown): Mapped {
     return { status: 404, type: "invalid_request_error", code: "model_not_found" };
   }
   if (err instanceof EngineBusyError) return { status: 429, type: "rate_limit_error", code: "server_busy" };
+  if (err instanceof EngineUnavailableError) {
+    return { status: 503, type: "service_unavailable", code: "engine_unavailable" };
+  }
   if (err instanceof EngineClosedError) {
     return { status: 503, type: "service_unavailable", code: "model_not_ready" };
   }
@@ -75,7 +86,8 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
     const started = performance.now();
     await next();
     service.metrics.requests.inc({ status: String(c.res.status) });
-    log.info("request", {
+    // Gateways poll the status every few seconds: those lines only at debug level.
+    log[c.req.path === "/internal/v1/status" ? "debug" : "info"]("request", {
       id: c.get("requestId"),
       method: c.req.method,
       path: c.req.path,
@@ -83,6 +95,8 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
       ms: Math.round(performance.now() - started),
     });
   });
+  // Before CORS, API keys and the body limit: the internal routes have their own secret and limit.
+  if (options.internalSecret) app.route("/", internalRoutes(service, options.internalSecret));
   if (options.corsOrigins?.length) {
     const origins = options.corsOrigins;
     app.use(
@@ -112,7 +126,9 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
     if (mapped.status === 500) {
       log.error("unhandled error", { path: c.req.path, error: String(err?.stack ?? err) });
     }
-    if (err instanceof EngineBusyError) c.header("Retry-After", String(err.retryAfterSeconds));
+    if (err instanceof EngineBusyError || err instanceof EngineUnavailableError) {
+      c.header("Retry-After", String(err.retryAfterSeconds));
+    }
     const message = mapped.status === 500 ? "internal server error" : err.message;
     return apiError(c, mapped.status, message, mapped.type, mapped.code, mapped.param ?? null);
   });

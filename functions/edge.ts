@@ -1,20 +1,160 @@
 /**
- * Edge entry (Deno Deploy, Cloudflare Workers), bundled by `deno task build`. The gateway that forwards prepared
- * requests to GPU hosts is not built yet: until it is, every route answers 503 in OpenAI's error shape.
+ * The edge gateway (Cloudflare Workers and workerd, Deno Deploy, `deno serve`), bundled by `deno task build`:
+ * the same Hono app as a GPU host, whose engine is a RemoteEngine over a pool of GPU hosts. Requests are
+ * validated, authenticated, their images fetched and patched and their messages tokenized here, with the WASM
+ * module; only the prepared ids and pixels travel on to a GPU host.
+ *
+ * Configuration comes from environment bindings (wrangler.toml `[vars]` and secrets, or the process
+ * environment under Deno):
+ *
+ * | variable                   | meaning                                                                  |
+ * | -------------------------- | ------------------------------------------------------------------------ |
+ * | `PIXTRAL_GPU_HOSTS`        | GPU host base URLs, comma- or space-separated (required)                 |
+ * | `PIXTRAL_INTERNAL_SECRET`  | the hosts' `--internal-secret` (required)                                |
+ * | `PIXTRAL_API_KEY`          | API keys clients must send, comma-separated (none: no authentication)    |
+ * | `PIXTRAL_CORS`             | origins allowed by CORS, comma-separated (`*` for any)                   |
+ * | `PIXTRAL_MAX_BODY`         | largest request body (default 64MiB)                                     |
+ * | `PIXTRAL_ALLOW_IMAGE_HOST` | private hosts, addresses or CIDR ranges image URLs may reach             |
+ * | `PIXTRAL_DOH_URL`          | DNS-over-HTTPS resolver where the runtime has no DNS API (workerd)       |
+ *
+ * Everything about the model (its id, context, image settings, sampling defaults) and the tokenizer come from
+ * the GPU hosts at the isolate's first request: the tokenizer in its compact binary form (~3.5 MB for Tekken,
+ * loaded in milliseconds), so the bundle stays small and can never disagree with the hosts' model.
  */
-import { Hono } from "hono";
-import { apiError } from "./errors.ts";
+import type { Hono } from "hono";
+import { EngineUnavailableError } from "../runtime/engine/engine.ts";
+import { RemoteEngine } from "../runtime/engine/remote.ts";
+import { log } from "../runtime/log.ts";
+import { parseSize } from "../runtime/model/offer.ts";
+import { Tokenizer } from "../runtime/tokenizer/tokenizer.ts";
+import { loadWasm } from "../runtime/wasm.ts";
+import { createApp } from "./app.ts";
+import type { ApiErrorBody } from "./errors.ts";
+import { AddressAllowList } from "./images/address.ts";
+import { DEFAULT_IMAGE_FETCH } from "./images/fetch.ts";
+import { dohResolver } from "./images/resolve.ts";
+import { createMetrics } from "./metrics.ts";
+import type { Service } from "./service.ts";
 
-const app = new Hono().all(
-  "*",
-  (c) =>
-    apiError(
-      c,
-      503,
-      "this edge gateway has no GPU hosts to forward to yet",
-      "service_unavailable",
-      "no_gpu_hosts",
-    ),
-);
+export type EdgeEnv = Record<string, string | undefined>;
 
-export default { fetch: app.fetch };
+const DEFAULT_DOH = "https://cloudflare-dns.com/dns-query";
+
+/** A misconfigured gateway: the message names the variable to fix. */
+class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+const list = (text: string | undefined) => (text ?? "").split(/[\s,]+/).filter(Boolean);
+
+function required(env: EdgeEnv, name: string): string {
+  const value = env[name]?.trim();
+  if (!value) throw new ConfigError(`the gateway is not configured: set ${name}`);
+  return value;
+}
+
+/** Builds the gateway: asks the hosts for the model's facts and the tokenizer, then assembles the app. */
+async function startGateway(wasm: WebAssembly.Module, env: EdgeEnv): Promise<Hono> {
+  const started = performance.now();
+  const hosts = list(required(env, "PIXTRAL_GPU_HOSTS"));
+  const secret = required(env, "PIXTRAL_INTERNAL_SECRET");
+  const maxBody = env.PIXTRAL_MAX_BODY ? parseSize(env.PIXTRAL_MAX_BODY) : 64 * 1024 * 1024;
+  if (!maxBody) throw new ConfigError(`PIXTRAL_MAX_BODY must be a size such as 64MiB`);
+  let allow: AddressAllowList;
+  try {
+    allow = new AddressAllowList(list(env.PIXTRAL_ALLOW_IMAGE_HOST));
+  } catch (err) {
+    throw new ConfigError(`PIXTRAL_ALLOW_IMAGE_HOST: ${(err as Error).message}`);
+  }
+  let engine: RemoteEngine;
+  try {
+    engine = new RemoteEngine({ hosts, secret });
+  } catch (err) {
+    throw new ConfigError(`PIXTRAL_GPU_HOSTS: ${(err as Error).message}`);
+  }
+
+  const [, host] = await Promise.all([loadWasm(wasm), engine.start()]);
+  const wasmReady = performance.now();
+  const tokenizer = await Tokenizer.fromCache(await engine.tokenizer());
+  const hasDns = typeof (globalThis as { Deno?: { resolveDns?: unknown } }).Deno?.resolveDns === "function";
+  const service: Service = {
+    model: host.model,
+    engine,
+    tokenizer,
+    images: {
+      enabled: host.images.enabled,
+      maxImages: host.images.maxImages,
+      fetch: {
+        ...DEFAULT_IMAGE_FETCH,
+        maxBytes: host.images.maxBytes,
+        timeoutMs: host.images.timeoutMs,
+        maxRedirects: host.images.maxRedirects,
+        fetchUrls: host.images.fetchUrls,
+        allow,
+        resolve: hasDns ? undefined : dohResolver(env.PIXTRAL_DOH_URL ?? DEFAULT_DOH),
+      },
+      resize: host.images.resize,
+      maxImageSize: host.images.maxImageSize,
+      patchSize: host.images.patchSize,
+      maxPixels: host.images.maxPixels,
+      tokens: host.images.tokens,
+    },
+    defaults: host.defaults,
+    metrics: createMetrics(() => engine),
+  };
+  service.metrics.registry.register(engine.retries);
+  log.info("gateway ready", {
+    model: host.model.id,
+    hosts: engine.health(),
+    context: engine.contextLength,
+    hostsAndWasmMs: Math.round(wasmReady - started),
+    tokenizerMs: Math.round(performance.now() - wasmReady),
+  });
+  return createApp(service, {
+    apiKeys: list(env.PIXTRAL_API_KEY),
+    corsOrigins: list(env.PIXTRAL_CORS),
+    maxBodyBytes: maxBody,
+  });
+}
+
+/** Bindings as workerd passes them (`fetch(request, env)`), else the process environment (Deno). */
+function environment(env: unknown): EdgeEnv {
+  const deno = (globalThis as { Deno?: { env: { toObject(): EdgeEnv } } }).Deno;
+  if (env && typeof env === "object" && "PIXTRAL_GPU_HOSTS" in env) return env as EdgeEnv;
+  try {
+    return deno?.env.toObject() ?? {};
+  } catch {
+    return {}; // no permission to read the environment
+  }
+}
+
+function failure(status: 500 | 503, message: string, code: string): Response {
+  const type = status === 503 ? "service_unavailable" : "server_error";
+  const body: ApiErrorBody = { error: { message, type, param: null, code } };
+  return Response.json(body, { status, headers: status === 503 ? { "retry-after": "1" } : {} });
+}
+
+/** The gateway's fetch handler; the module compiled from wasm/pkg/pixtral_wasm_bg.wasm is passed in. */
+export function edgeWorker(wasm: WebAssembly.Module) {
+  let gateway: Promise<Hono> | undefined;
+  return {
+    async fetch(request: Request, env?: unknown, ctx?: unknown): Promise<Response> {
+      gateway ??= startGateway(wasm, environment(env));
+      let app: Hono;
+      try {
+        app = await gateway;
+      } catch (err) {
+        gateway = undefined; // the next request tries again
+        if (err instanceof ConfigError) return failure(500, err.message, "gateway_misconfigured");
+        if (err instanceof EngineUnavailableError) {
+          log.warn("the gateway cannot start yet", { error: err.message });
+          return failure(503, err.message, "engine_unavailable");
+        }
+        log.error("the gateway cannot start", { error: String((err as Error)?.stack ?? err) });
+        return failure(503, `the gateway cannot start: ${(err as Error).message}`, "engine_unavailable");
+      }
+      // deno-lint-ignore no-explicit-any
+      return await app.fetch(request, env as any, ctx as any);
+    },
+  };
+}

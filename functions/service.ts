@@ -48,6 +48,8 @@ export interface Service {
   /** A Hugging Face chat template to build prompts with; absent: Mistral's instruct rules (the default). */
   chatTemplate?: string;
   metrics: ServerMetrics;
+  /** The precision the vision encoder reads pixels at (f16 activations round them); default f32. */
+  pixelPrecision?: "f32" | "f16";
   /** Why loading failed, when it did. */
   failure?: string;
 }

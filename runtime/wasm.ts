@@ -9,16 +9,18 @@ import init, * as bindings from "../wasm/pkg/pixtral_wasm.js";
 
 export type Wasm = Omit<typeof bindings, "default" | "initSync">;
 
-const WASM_FILE = new URL("../wasm/pkg/pixtral_wasm_bg.wasm", import.meta.url);
+// Resolved only when read: in a bundle on workerd, import.meta.url is no base for a relative URL.
+const wasmFile = () => new URL("../wasm/pkg/pixtral_wasm_bg.wasm", import.meta.url);
 let loading: Promise<Wasm> | undefined;
 
 export function loadWasm(source?: BufferSource | WebAssembly.Module): Promise<Wasm> {
   loading ??= (async () => {
-    await init(source ?? await Deno.readFile(WASM_FILE));
+    await init(source ?? await Deno.readFile(wasmFile()));
     return bindings;
   })().catch((err) => {
     loading = undefined;
-    throw new Error(`cannot load the WASM module ${WASM_FILE.pathname}: ${err.message}`, { cause: err });
+    const what = source ? "the WASM module" : `the WASM module ${wasmFile().pathname}`;
+    throw new Error(`cannot load ${what}: ${err.message}`, { cause: err });
   });
   return loading;
 }

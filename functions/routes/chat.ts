@@ -50,10 +50,14 @@ export function chatRoutes(service: Service): Hono {
     const includeUsage = chat.stream_options?.include_usage ?? false;
     const chunk = (data: unknown) => encoder.encode(`data: ${JSON.stringify(data)}\n\n`);
     const roleSent = new Set<number>();
+    // The status line waits for the first update, so that a request no engine could start (a gateway's GPU
+    // hosts all down or busy) gets its 503 or 429 instead of a stream that fails at once.
+    let first: Awaited<ReturnType<typeof run.updates.next>> | undefined = await run.updates.next();
     const body = new ReadableStream<Uint8Array>({
       async pull(controller) {
         try {
-          const next = await run.updates.next();
+          const next = first ?? await run.updates.next();
+          first = undefined;
           if (next.done) {
             if (includeUsage) {
               controller.enqueue(chunk({ ...head, choices: [], usage: usage(prepared, next.value) }));

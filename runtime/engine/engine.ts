@@ -91,3 +91,11 @@ export class RequestTooLongError extends Error {
 export class EngineClosedError extends Error {
   override name = "EngineClosedError";
 }
+
+/** No engine can take the request now, e.g. a gateway none of whose GPU hosts is healthy (HTTP 503). */
+export class EngineUnavailableError extends EngineClosedError {
+  override name = "EngineUnavailableError";
+  constructor(message: string, readonly retryAfterSeconds = 1) {
+    super(message);
+  }
+}

@@ -1,0 +1,224 @@
+/**
+ * The GPU host's internal routes, which edge gateways call (runtime/engine/remote.ts); mounted only when a shared
+ * secret is configured, and answering only requests that carry it (`Authorization: Bearer <secret>`).
+ *
+ * - GET  /internal/v1/status     load (queue, running, KV cache), readiness and the model's facts (HostStatus)
+ * - GET  /internal/v1/tokenizer  the tokenizer in its compact binary form, for gateways to load
+ * - POST /internal/v1/generate   a prepared request (wire.ts) in, NDJSON token frames out, unbuffered
+ *
+ * Errors leave as `{"error": message, "kind": ...}` (an error frame) with an HTTP status, so a gateway knows
+ * whether another host may take the request.
+ */
+import { Hono, type MiddlewareHandler } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { timingSafeEqual } from "hono/utils/buffer";
+import {
+  EngineBusyError,
+  EngineClosedError,
+  type FinishReason,
+  type GenerateRequest,
+  RequestTooLongError,
+  type TokenEvent,
+} from "../../runtime/engine/engine.ts";
+import {
+  BINARY,
+  decodeRequest,
+  encodeFrame,
+  type ErrorKind,
+  type Frame,
+  type HostStatus,
+  NDJSON,
+  WIRE_MAGIC,
+  WireError,
+} from "../../runtime/engine/wire.ts";
+import { log } from "../../runtime/log.ts";
+import type { Service } from "../service.ts";
+
+const encoder = new TextEncoder();
+
+function secretAuth(secret: string): MiddlewareHandler {
+  return async (c, next) => {
+    const match = /^Bearer\s+(.+)$/i.exec(c.req.header("authorization")?.trim() ?? "");
+    if (match && await timingSafeEqual(match[1], secret)) return await next();
+    return failure(c.req.path, 401, "unavailable", "the internal routes need the shared secret");
+  };
+}
+
+function failure(
+  path: string,
+  status: ContentfulStatusCode,
+  kind: ErrorKind,
+  message: string,
+  retryAfter?: number,
+): Response {
+  if (kind === "internal") log.error("internal route failed", { path, error: message });
+  const frame: Frame = { error: message, kind, ...(retryAfter ? { retryAfter } : {}) };
+  return new Response(encodeFrame(frame), { status, headers: { "content-type": NDJSON } });
+}
+
+/** How a failure of the engine travels: its kind and HTTP status. */
+function classify(err: unknown): { kind: ErrorKind; status: ContentfulStatusCode; retryAfter?: number } {
+  if (err instanceof WireError || err instanceof RangeError) return { kind: "bad_request", status: 400 };
+  if (err instanceof RequestTooLongError) return { kind: "too_long", status: 400 };
+  if (err instanceof EngineBusyError) return { kind: "busy", status: 429, retryAfter: err.retryAfterSeconds };
+  if (err instanceof EngineClosedError) return { kind: "unavailable", status: 503 };
+  return { kind: "internal", status: 500 };
+}
+
+/** The tokenizer's binary form and its hash, computed once per service. */
+const tokenizers = new WeakMap<Service, Promise<{ bytes: Uint8Array<ArrayBuffer>; sha256: string }>>();
+function tokenizerBlob(service: Service) {
+  let blob = tokenizers.get(service);
+  if (!blob) {
+    blob = (async () => {
+      const bytes = new Uint8Array(service.tokenizer.toCache());
+      const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+      return { bytes, sha256: [...digest].map((b) => b.toString(16).padStart(2, "0")).join("") };
+    })();
+    tokenizers.set(service, blob);
+  }
+  return blob;
+}
+
+async function status(service: Service): Promise<HostStatus> {
+  const { engine, images } = service;
+  return {
+    wire: WIRE_MAGIC,
+    ready: engine !== undefined,
+    ...(service.failure ? { failure: service.failure } : {}),
+    model: { ...service.model },
+    contextLength: engine?.contextLength ?? null,
+    stats: engine?.stats() ?? null,
+    vocabSize: service.tokenizer.vocabSize,
+    images: {
+      enabled: images.enabled,
+      maxImages: images.maxImages,
+      maxBytes: images.fetch.maxBytes,
+      maxPixels: images.maxPixels,
+      fetchUrls: images.fetch.fetchUrls,
+      timeoutMs: images.fetch.timeoutMs,
+      maxRedirects: images.fetch.maxRedirects,
+      resize: images.resize,
+      maxImageSize: images.maxImageSize,
+      patchSize: images.patchSize,
+      tokens: { ...images.tokens },
+    },
+    pixels: service.pixelPrecision ?? "f32",
+    defaults: { ...service.defaults },
+    tokenizer: (await tokenizerBlob(service)).sha256,
+  };
+}
+
+/** Checks that the images fit the model and the prompt's image tokens, which the engine takes on trust. */
+function checkImages(request: GenerateRequest, service: Service): void {
+  const { images } = request;
+  if (images.length === 0) return;
+  const policy = service.images;
+  if (!policy.enabled) throw new WireError("this model has no vision encoder: the request has images");
+  if (images.length > policy.maxImages) {
+    throw new WireError(`${images.length} images; this host takes at most ${policy.maxImages}`);
+  }
+  const P = policy.patchSize, side = Math.ceil(policy.maxImageSize / P);
+  let patches = 0;
+  images.forEach(({ rows, cols, pixels }, i) => {
+    if (rows > side || cols > side) {
+      throw new WireError(`image ${i} has ${rows}x${cols} patches; at most ${side}x${side} fit`);
+    }
+    if (pixels.length !== 3 * rows * P * cols * P) {
+      throw new WireError(`image ${i} of ${rows}x${cols} patches needs ${3 * rows * P * cols * P} values`);
+    }
+    patches += rows * cols;
+  });
+  const slots = request.ids.reduce((n, id) => n + (id === policy.tokens.img ? 1 : 0), 0);
+  if (slots !== patches) {
+    throw new WireError(`the prompt has ${slots} image tokens for images of ${patches} patches`);
+  }
+}
+
+/** The largest body a request for this model can need: a full context of ids and the most images. */
+function maxBodyBytes(service: Service): number {
+  const { maxImages, maxImageSize } = service.images;
+  const context = service.engine?.contextLength ?? 0;
+  return 64 * 1024 + 4 * context + maxImages * 3 * maxImageSize * maxImageSize * 4;
+}
+
+function generate(service: Service, request: GenerateRequest, signal: AbortSignal): Response {
+  const engine = service.engine!;
+  const stream = engine.generate(request, signal);
+  const began = performance.now();
+  let last: number | undefined, tokens = 0;
+  const observe = () => {
+    const now = performance.now();
+    if (last === undefined) service.metrics.timeToFirstToken.observe((now - began) / 1000);
+    else service.metrics.interTokenLatency.observe((now - last) / 1000);
+    last = now;
+  };
+  const done = (finish: FinishReason) => {
+    service.metrics.promptTokens.inc({}, request.ids.length);
+    service.metrics.generationTokens.inc({}, tokens + (finish === "stop" ? 1 : 0));
+  };
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let frame: Frame;
+      try {
+        const next = await stream.next();
+        if (next.done) {
+          done(next.value);
+          frame = { finish: next.value };
+        } else {
+          tokens++;
+          observe();
+          frame = { token: next.value as TokenEvent };
+        }
+      } catch (err) {
+        if (signal.aborted) return controller.close();
+        const { kind, retryAfter } = classify(err);
+        if (kind === "internal") {
+          log.error("generation failed", { error: String((err as Error)?.stack ?? err) });
+        }
+        frame = { error: (err as Error).message ?? String(err), kind, ...(retryAfter ? { retryAfter } : {}) };
+      }
+      controller.enqueue(encoder.encode(encodeFrame(frame)));
+      if (!("token" in frame)) controller.close();
+    },
+    async cancel() {
+      // The gateway went away: returning the generator cancels the sequence and frees its KV blocks.
+      await stream.return("stop");
+    },
+  });
+  return new Response(body, { headers: { "content-type": NDJSON, "cache-control": "no-store" } });
+}
+
+export function internalRoutes(service: Service, secret: string): Hono {
+  return new Hono()
+    .use("/internal/*", secretAuth(secret))
+    .get("/internal/v1/status", async (c) => c.json(await status(service)))
+    .get("/internal/v1/tokenizer", async () => {
+      const { bytes, sha256 } = await tokenizerBlob(service);
+      return new Response(bytes, { headers: { "content-type": BINARY, "x-tokenizer-sha256": sha256 } });
+    })
+    .post(
+      "/internal/v1/generate",
+      (c, next) =>
+        bodyLimit({
+          maxSize: maxBodyBytes(service),
+          onError: () =>
+            failure(c.req.path, 413, "bad_request", `the body is larger than this model's largest request`),
+        })(c, next),
+      async (c) => {
+        const path = c.req.path;
+        if (!service.engine) {
+          return failure(path, 503, "unavailable", service.failure ?? "the model is loading");
+        }
+        try {
+          const request = decodeRequest(await c.req.arrayBuffer());
+          checkImages(request, service);
+          return generate(service, request, c.req.raw.signal);
+        } catch (err) {
+          const { kind, status, retryAfter } = classify(err);
+          return failure(path, status, kind, (err as Error).message ?? String(err), retryAfter);
+        }
+      },
+    );
+}

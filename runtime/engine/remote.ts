@@ -1,0 +1,378 @@
+/**
+ * The engine of an edge gateway: requests prepared at the edge (ids and pixels) run on a pool of GPU hosts, each
+ * a `pixtral serve --internal-secret` whose internal routes speak wire.ts.
+ *
+ * Routing: every host reports its queue, running sequences and KV cache use (GET /internal/v1/status). A
+ * request goes to the healthy host with the least work: waiting + running as last reported, plus the requests
+ * this gateway sent it since. Statuses are refreshed on demand when older than `statusTtlMs` (edge isolates
+ * have no background timers between requests), without delaying a request while some host is known healthy.
+ *
+ * Failures: a host that fails before the request's first token (refused connection, error status, queue full,
+ * a stream cut off) is left out and the request goes to the next host; no token has reached the client, so
+ * nothing is lost or duplicated. A host that fails after tokens were relayed ends the stream with an error
+ * (EngineUnavailableError), never with a silent, truncated finish. With no host able to take a request the
+ * error is EngineUnavailableError (HTTP 503), or EngineBusyError (429) when every host said its queue is full.
+ *
+ * Cancellation: stopping the token generator, or aborting its signal, closes the connection to the host,
+ * which cancels the sequence there and frees its KV cache.
+ */
+import { log } from "../log.ts";
+import { Counter } from "../metrics.ts";
+import {
+  type Engine,
+  EngineBusyError,
+  EngineClosedError,
+  type EngineStats,
+  EngineUnavailableError,
+  type FinishReason,
+  type GenerateRequest,
+  RequestTooLongError,
+  type TokenEvent,
+} from "./engine.ts";
+import {
+  BINARY,
+  decodeFrame,
+  encodeRequest,
+  type ErrorKind,
+  type HostStatus,
+  type PixelType,
+  readFrames,
+  WIRE_MAGIC,
+} from "./wire.ts";
+
+export interface RemoteEngineOptions {
+  /** Base URLs of the GPU hosts, e.g. `http://10.0.0.5:8080`. */
+  hosts: readonly string[];
+  /** The hosts' shared secret (`pixtral serve --internal-secret`). */
+  secret: string;
+  /** Age after which a host's status is asked again (default 2000 ms). */
+  statusTtlMs?: number;
+  /** Time a host has to answer a status request (default 2000 ms). */
+  statusTimeoutMs?: number;
+  /** Time a host has to start answering a generation, or to send its tokenizer (default 10 s). */
+  timeoutMs?: number;
+}
+
+interface Host {
+  readonly url: string;
+  /** The last status it reported. */
+  status?: HostStatus;
+  /** Why requests do not go to it now; undefined: healthy. */
+  down?: string;
+  /** When its status was last asked for (ms since the epoch). */
+  checked: number;
+  /** Requests this gateway sent it since its last status. */
+  sent: number;
+  /** The status request in flight, if any. */
+  checking?: Promise<void>;
+}
+
+/** A host's refusal or failure of one request. */
+class HostFailure extends Error {
+  constructor(readonly host: Host, readonly kind: ErrorKind, message: string, readonly retryAfter?: number) {
+    super(message);
+  }
+}
+
+function describe(err: unknown): string {
+  if (err instanceof Error) {
+    return err.cause instanceof Error ? `${err.message}: ${err.cause.message}` : err.message;
+  }
+  return String(err);
+}
+
+/** The error frame of a failed response, or one made from its status line. */
+async function failureOf(host: Host, res: Response): Promise<HostFailure> {
+  const text = await res.text().catch(() => "");
+  try {
+    const frame = decodeFrame(text.trim());
+    if ("error" in frame) return new HostFailure(host, frame.kind, frame.error, frame.retryAfter);
+  } catch { /* not one of ours: a proxy's page, say */ }
+  const kind: ErrorKind = res.status === 429 ? "busy" : "unavailable";
+  return new HostFailure(host, kind, `HTTP ${res.status} ${text.slice(0, 200)}`.trim());
+}
+
+export class RemoteEngine implements Engine {
+  readonly #hosts: Host[];
+  readonly #auth: string;
+  readonly #ttl: number;
+  readonly #statusTimeout: number;
+  readonly #timeout: number;
+  /** The first status seen fixes the model, tokenizer and wire format that every host must share. */
+  #reference?: HostStatus;
+  #turn = 0;
+  #closed = false;
+  readonly #inflight = new Set<AbortController>();
+  /** Requests moved to another host because theirs failed before the first token. */
+  readonly retries = new Counter("pixtral_gateway_retries_total", "Requests retried on another GPU host");
+
+  constructor(options: RemoteEngineOptions) {
+    if (options.hosts.length === 0) throw new Error("the gateway needs at least one GPU host URL");
+    this.#hosts = options.hosts.map((url) => {
+      let parsed: URL;
+      try {
+        parsed = new URL(url);
+      } catch {
+        throw new Error(`"${url}" is not a GPU host URL (http://host:port)`);
+      }
+      if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+        throw new Error(`"${url}" is not an http(s) URL`);
+      }
+      return { url: parsed.href.replace(/\/+$/, ""), checked: 0, sent: 0 };
+    });
+    this.#auth = `Bearer ${options.secret}`;
+    this.#ttl = options.statusTtlMs ?? 2000;
+    this.#statusTimeout = options.statusTimeoutMs ?? 2000;
+    this.#timeout = options.timeoutMs ?? 10_000;
+  }
+
+  /** Asks every host for its status; resolves with the model's facts once one is ready, else throws. */
+  async start(): Promise<HostStatus> {
+    await this.#refresh();
+    const ready = this.#hosts.find((h) => !h.down);
+    if (!ready) throw new EngineUnavailableError(`no GPU host is ready: ${this.#reasons(this.#hosts)}`);
+    return ready.status!;
+  }
+
+  /** The tokenizer's binary form (Tokenizer.fromCache), from a healthy host, checked against its hash. */
+  async tokenizer(): Promise<Uint8Array> {
+    const failures: string[] = [];
+    for (const host of this.#hosts.filter((h) => !h.down)) {
+      try {
+        const res = await this.#get(host, "/internal/v1/tokenizer");
+        const bytes = new Uint8Array(await res.arrayBuffer());
+        const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+        const hex = [...digest].map((b) => b.toString(16).padStart(2, "0")).join("");
+        if (hex !== this.#reference?.tokenizer) {
+          throw new Error("the tokenizer's hash differs from its status");
+        }
+        return bytes;
+      } catch (err) {
+        failures.push(`${host.url}: ${describe(err)}`);
+      }
+    }
+    throw new EngineUnavailableError(`no GPU host served its tokenizer: ${failures.join("; ")}`);
+  }
+
+  /** Tokens a request may hold: the smallest context among the hosts serving. */
+  get contextLength(): number {
+    const lengths = this.#hosts.filter((h) => !h.down).map((h) => h.status!.contextLength!);
+    return lengths.length ? Math.min(...lengths) : this.#reference?.contextLength ?? 0;
+  }
+
+  get vocabSize(): number {
+    return this.#reference?.vocabSize ?? 0;
+  }
+
+  /** Healthy hosts' load, summed. */
+  stats(): EngineStats {
+    const total = { waiting: 0, running: 0, kvUsage: 0, kvBlocks: 0, kvBlocksUsed: 0 };
+    for (const host of this.#hosts) {
+      const stats = host.status?.stats;
+      if (host.down || !stats) continue;
+      total.waiting += stats.waiting;
+      total.running += stats.running;
+      total.kvBlocks += stats.kvBlocks;
+      total.kvBlocksUsed += stats.kvBlocksUsed;
+    }
+    total.kvUsage = total.kvBlocks ? total.kvBlocksUsed / total.kvBlocks : 0;
+    return total;
+  }
+
+  /** Each host's URL and why it is not used (undefined: healthy), for diagnostics. */
+  health(): { url: string; down?: string }[] {
+    return this.#hosts.map(({ url, down }) => ({ url, down }));
+  }
+
+  generate(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<TokenEvent, FinishReason> {
+    if (this.#closed) throw new EngineClosedError("the gateway is shutting down");
+    return this.#run(request, signal);
+  }
+
+  async close(graceMs = 0): Promise<void> {
+    this.#closed = true;
+    const deadline = Date.now() + graceMs;
+    while (this.#inflight.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const attempt of this.#inflight) attempt.abort(new DOMException("the gateway closed", "AbortError"));
+  }
+
+  async *#run(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<TokenEvent, FinishReason> {
+    const bodies = new Map<PixelType, Uint8Array<ArrayBuffer>>();
+    const body = (pixels: PixelType) => {
+      if (!bodies.has(pixels)) bodies.set(pixels, encodeRequest(request, pixels));
+      return bodies.get(pixels)!;
+    };
+    const tried = new Set<Host>();
+    const failures: HostFailure[] = [];
+    while (true) {
+      signal?.throwIfAborted();
+      const host = await this.#pick(tried);
+      if (!host) throw this.#exhausted(failures);
+      if (failures.length) this.retries.inc();
+      tried.add(host);
+      const attempt = new AbortController();
+      const abort = () => attempt.abort(signal!.reason);
+      signal?.addEventListener("abort", abort);
+      this.#inflight.add(attempt);
+      let relayed = 0;
+      try {
+        const res = await this.#post(host, body(host.status!.pixels), attempt);
+        if (!res.ok || !res.body) throw await failureOf(host, res);
+        for await (const frame of readFrames(res.body)) {
+          if ("token" in frame) {
+            relayed++;
+            yield frame.token;
+          } else if ("finish" in frame) {
+            return frame.finish;
+          } else {
+            throw new HostFailure(host, frame.kind, frame.error, frame.retryAfter);
+          }
+        }
+        throw new HostFailure(host, "internal", "the stream ended without finishing (the host went away)");
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        const failure = err instanceof HostFailure ? err : new HostFailure(host, "internal", describe(err));
+        if (failure.kind === "too_long") throw new RequestTooLongError(failure.message);
+        if (failure.kind === "bad_request") {
+          throw new Error(`the GPU host ${host.url} refused a prepared request: ${failure.message}`);
+        }
+        if (relayed > 0) {
+          host.down = failure.message;
+          throw new EngineUnavailableError(
+            `the GPU host failed after ${relayed} tokens of this response: ${failure.message}`,
+          );
+        }
+        // Nothing reached the client yet: another host can take the request from the start.
+        if (failure.kind !== "busy") host.down = failure.message;
+        failures.push(failure);
+        log.warn("GPU host failed before the first token; trying another", {
+          host: host.url,
+          kind: failure.kind,
+          error: failure.message,
+        });
+      } finally {
+        signal?.removeEventListener("abort", abort);
+        this.#inflight.delete(attempt);
+        // Ends the host's stream when the consumer stopped early (the host then frees the sequence).
+        attempt.abort();
+      }
+    }
+  }
+
+  /** Why no host could take a request: all busy (429) or none available (503). */
+  #exhausted(failures: HostFailure[]): Error {
+    if (failures.length && failures.every((f) => f.kind === "busy")) {
+      return new EngineBusyError(
+        `every GPU host's queue is full (${failures.map((f) => f.host.url).join(", ")})`,
+        Math.max(1, ...failures.map((f) => f.retryAfter ?? 1)),
+      );
+    }
+    const reasons = failures.length
+      ? failures.map((f) => `${f.host.url}: ${f.message}`).join("; ")
+      : this.#reasons(this.#hosts);
+    return new EngineUnavailableError(`no GPU host can take the request: ${reasons}`);
+  }
+
+  #reasons(hosts: Host[]): string {
+    return hosts.map((h) => `${h.url}: ${h.down ?? "healthy"}`).join("; ");
+  }
+
+  /**
+   * The least loaded healthy host not in `exclude`, counted as sent to at once (so that concurrent picks
+   * spread); stale statuses are refreshed, and awaited only when no host is known healthy.
+   */
+  async #pick(exclude: Set<Host>): Promise<Host | undefined> {
+    const refreshed = this.#refresh();
+    if (!this.#best(exclude)) await refreshed;
+    const host = this.#best(exclude);
+    if (host) host.sent++;
+    return host;
+  }
+
+  #best(exclude: Set<Host>): Host | undefined {
+    const load = (h: Host) => h.status!.stats!.waiting + h.status!.stats!.running + h.sent;
+    const candidates = this.#hosts.filter((h) => !h.down && !exclude.has(h));
+    if (candidates.length === 0) return undefined;
+    const least = Math.min(...candidates.map(load));
+    const tied = candidates.filter((h) => load(h) === least);
+    const kv = Math.min(...tied.map((h) => h.status!.stats!.kvUsage));
+    const best = tied.filter((h) => h.status!.stats!.kvUsage === kv);
+    return best[this.#turn++ % best.length];
+  }
+
+  /** Asks the hosts whose status is stale, each at most once at a time (a host that hangs delays no other). */
+  async #refresh(): Promise<void> {
+    const now = Date.now();
+    await Promise.all(this.#hosts.map((host) => {
+      if (!host.checking && now - host.checked > this.#ttl) {
+        host.checking = this.#check(host).finally(() => host.checking = undefined);
+      }
+      return host.checking;
+    }));
+  }
+
+  async #check(host: Host): Promise<void> {
+    try {
+      const res = await this.#get(host, "/internal/v1/status", this.#statusTimeout);
+      const status = await res.json() as HostStatus;
+      host.status = status;
+      host.sent = 0;
+      host.down = this.#mismatch(status) ??
+        (status.ready
+          ? undefined
+          : status.failure
+          ? `its model failed to load: ${status.failure}`
+          : "loading");
+    } catch (err) {
+      host.down = describe(err);
+    } finally {
+      host.checked = Date.now();
+    }
+    if (host.down) log.debug("GPU host not used", { host: host.url, reason: host.down });
+  }
+
+  /** Why a host cannot serve this gateway's model, if it cannot. */
+  #mismatch(status: HostStatus): string | undefined {
+    if (status.wire !== WIRE_MAGIC) return `it speaks wire format ${status.wire}, this gateway ${WIRE_MAGIC}`;
+    if (!status.ready) return undefined;
+    const ref = this.#reference ??= status;
+    if (status.model.id !== ref.model.id || status.tokenizer !== ref.tokenizer) {
+      return `it serves model "${status.model.id}" (tokenizer ${status.tokenizer.slice(0, 12)}), ` +
+        `the gateway "${ref.model.id}" (tokenizer ${ref.tokenizer.slice(0, 12)})`;
+    }
+    return undefined;
+  }
+
+  /** A GET of an internal route, its body read within `timeoutMs`. */
+  async #get(host: Host, path: string, timeoutMs = this.#timeout): Promise<Response> {
+    try {
+      const res = await fetch(host.url + path, {
+        headers: { authorization: this.#auth },
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      if (!res.ok) throw await failureOf(host, res);
+      return new Response(await res.arrayBuffer(), res);
+    } catch (err) {
+      if ((err as Error).name === "TimeoutError") throw new Error(`no answer within ${timeoutMs} ms`);
+      throw err;
+    }
+  }
+
+  /** Posts a prepared request; the host has `timeoutMs` to start answering (the tokens may take longer). */
+  async #post(host: Host, body: Uint8Array<ArrayBuffer>, attempt: AbortController): Promise<Response> {
+    const timer = setTimeout(
+      () => attempt.abort(new Error(`no answer within ${this.#timeout} ms`)),
+      this.#timeout,
+    );
+    try {
+      return await fetch(`${host.url}/internal/v1/generate`, {
+        method: "POST",
+        headers: { authorization: this.#auth, "content-type": BINARY },
+        body,
+        signal: attempt.signal,
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

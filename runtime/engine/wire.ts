@@ -1,0 +1,283 @@
+/**
+ * What crosses the wire between an edge gateway (RemoteEngine) and a GPU host's internal route: a prepared
+ * GenerateRequest in a compact binary body, and the token stream back as NDJSON frames.
+ *
+ * Request body, little-endian:
+ *
+ *     "PXG1"                  magic and version
+ *     u32 H                   length of the header
+ *     H bytes                 header, JSON: sampling, maxTokens, stopIds, topLogprobs, and per image its patch
+ *                             grid, pixel type and value count (RequestHeader)
+ *     0-3 bytes               padding to a multiple of 4
+ *     u32 × header.ids        the prompt's token ids
+ *     per image               its pixels, f32 or f16 (IEEE half), channel-first as the patcher made them,
+ *                             padded to a multiple of 4 bytes
+ *
+ * Ids and pixels are the bulk of a request and travel as raw arrays (a 1024×1024 image is 12 MiB in f32, 6 MiB
+ * in f16, and would be ~30 MiB as JSON numbers); the few settings travel as JSON, where a number keeps all of
+ * its 64 bits. f16 pixels are for hosts whose vision encoder computes in f16 anyway (it rounds its input the
+ * same way), so halving the bytes changes nothing there.
+ *
+ * Response: one JSON object per line, flushed as produced:
+ *
+ *     {"id":17}                                          a token
+ *     {"id":17,"logprob":-0.25,"top":[[17,-0.25],...]}   a token with log-probabilities (when asked for)
+ *     {"finish":"stop"}                                  the end ("stop" or "length"); nothing follows
+ *     {"error":"...","kind":"internal"}                  a failure; nothing follows
+ *
+ * A stream that ends without a finish or error frame was cut off (the host died): the gateway treats it as a
+ * failure, never as a finished generation.
+ */
+import { z } from "zod";
+import type { EngineStats, FinishReason, GenerateRequest, Sampling, TokenEvent } from "./engine.ts";
+
+export const WIRE_MAGIC = "PXG1";
+export const NDJSON = "application/x-ndjson";
+export const BINARY = "application/octet-stream";
+
+export type PixelType = "f32" | "f16";
+
+/** A body that is not a valid request; the message says what is wrong with it. */
+export class WireError extends Error {
+  override name = "WireError";
+}
+
+// Typed arrays use the platform's byte order, the wire's is little-endian: every platform this runs on.
+if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
+  throw new Error("the wire format needs a little-endian platform");
+}
+
+const samplingSchema = z.strictObject({
+  temperature: z.number().min(0),
+  topP: z.number().gt(0).max(1),
+  topK: z.number().int().min(0),
+  minP: z.number().min(0).max(1),
+  presencePenalty: z.number(),
+  frequencyPenalty: z.number(),
+  repetitionPenalty: z.number().gt(0),
+  seed: z.number().int().min(0).max(0xffff_ffff).optional(),
+});
+
+const u32 = z.number().int().min(0).max(0xffff_ffff);
+
+const headerSchema = z.strictObject({
+  ids: u32,
+  stopIds: z.array(u32),
+  maxTokens: z.number().int().min(1),
+  topLogprobs: z.number().int().min(0).max(20).optional(),
+  sampling: samplingSchema,
+  images: z.array(z.strictObject({
+    rows: z.number().int().min(1),
+    cols: z.number().int().min(1),
+    type: z.enum(["f32", "f16"]),
+    values: z.number().int().min(1),
+  })),
+});
+
+type RequestHeader = z.infer<typeof headerSchema>;
+
+const BYTES: Record<PixelType, number> = { f32: 4, f16: 2 };
+const pad4 = (n: number) => (n + 3) & ~3;
+
+/** The request as a body for the internal route; `pixels` says at which precision the images travel. */
+export function encodeRequest(request: GenerateRequest, pixels: PixelType = "f32"): Uint8Array<ArrayBuffer> {
+  const sampling: Sampling = { ...request.sampling };
+  if (sampling.seed === undefined) delete sampling.seed;
+  const header: RequestHeader = {
+    ids: request.ids.length,
+    stopIds: [...request.stopIds],
+    maxTokens: request.maxTokens,
+    ...(request.topLogprobs === undefined ? {} : { topLogprobs: request.topLogprobs }),
+    sampling,
+    images: request.images.map((i) => ({
+      rows: i.rows,
+      cols: i.cols,
+      type: pixels,
+      values: i.pixels.length,
+    })),
+  };
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const idsAt = pad4(8 + json.length);
+  let size = idsAt + 4 * request.ids.length;
+  const imageAt = header.images.map((image) => {
+    const at = size;
+    size = pad4(size + image.values * BYTES[image.type]);
+    return at;
+  });
+  const body = new Uint8Array(size);
+  body.set(new TextEncoder().encode(WIRE_MAGIC));
+  new DataView(body.buffer).setUint32(4, json.length, true);
+  body.set(json, 8);
+  new Uint32Array(body.buffer, idsAt, request.ids.length).set(request.ids);
+  request.images.forEach((image, i) => {
+    if (pixels === "f32") new Float32Array(body.buffer, imageAt[i], image.pixels.length).set(image.pixels);
+    else new Float16Array(body.buffer, imageAt[i], image.pixels.length).set(image.pixels);
+  });
+  return body;
+}
+
+/**
+ * A request from its body. Checks the body's own consistency (sizes, types, ranges); whether the ids and images
+ * fit the model is the engine's and the route's to check. f32 pixels are views into `body`, not copies.
+ */
+export function decodeRequest(body: ArrayBuffer): GenerateRequest {
+  const bytes = new Uint8Array(body);
+  if (bytes.length < 8 || new TextDecoder().decode(bytes.subarray(0, 4)) !== WIRE_MAGIC) {
+    throw new WireError(`the body is not a generate request (it must start with "${WIRE_MAGIC}")`);
+  }
+  const length = new DataView(body).getUint32(4, true);
+  if (8 + length > bytes.length) throw new WireError("the body ends inside its header");
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + length)));
+  } catch (err) {
+    throw new WireError(`the request header is not JSON: ${(err as Error).message}`);
+  }
+  const checked = headerSchema.safeParse(parsed);
+  if (!checked.success) {
+    const issue = checked.error.issues[0];
+    throw new WireError(
+      `the request header is invalid at ${issue.path.join(".") || "the top"}: ${issue.message}`,
+    );
+  }
+  const header = checked.data;
+  let at = pad4(8 + length);
+  const take = (bytes: number, what: string) => {
+    if (at + bytes > body.byteLength) throw new WireError(`the body ends inside ${what}`);
+    const start = at;
+    at = pad4(at + bytes);
+    return start;
+  };
+  const ids = new Uint32Array(body, take(4 * header.ids, "the token ids"), header.ids);
+  const images = header.images.map((image, i) => {
+    const start = take(image.values * BYTES[image.type], `image ${i}`);
+    const pixels = image.type === "f32"
+      ? new Float32Array(body, start, image.values)
+      : Float32Array.from(new Float16Array(body, start, image.values));
+    return { rows: image.rows, cols: image.cols, pixels };
+  });
+  if (at !== body.byteLength) {
+    throw new WireError(`the body has ${body.byteLength - at} bytes after its last image`);
+  }
+  return {
+    ids: [...ids],
+    images,
+    sampling: header.sampling,
+    maxTokens: header.maxTokens,
+    stopIds: header.stopIds,
+    topLogprobs: header.topLogprobs,
+  };
+}
+
+/** Why a host failed a request: whether another host may take it, and which HTTP error it becomes. */
+export type ErrorKind =
+  /** The request itself is wrong (no host would take it). */
+  | "bad_request"
+  /** Prompt plus max tokens exceed the host's context. */
+  | "too_long"
+  /** The host's queue is full. */
+  | "busy"
+  /** The host is loading, closing, or has no model. */
+  | "unavailable"
+  /** Anything else on the host. */
+  | "internal";
+
+export type Frame =
+  | { token: TokenEvent }
+  | { finish: FinishReason }
+  | { error: string; kind: ErrorKind; retryAfter?: number };
+
+/** One frame as a line of NDJSON. */
+export function encodeFrame(frame: Frame): string {
+  if ("token" in frame) {
+    const { id, logprob, top } = frame.token;
+    if (logprob === undefined) return `{"id":${id}}\n`;
+    return JSON.stringify({ id, logprob, ...(top ? { top: top.map((t) => [t.id, t.logprob]) } : {}) }) + "\n";
+  }
+  return JSON.stringify(frame) + "\n";
+}
+
+const frameSchema = z.union([
+  z.strictObject({
+    id: u32,
+    logprob: z.number().optional(),
+    top: z.array(z.tuple([u32, z.number()])).optional(),
+  }),
+  z.strictObject({ finish: z.enum(["stop", "length"]) }),
+  z.strictObject({
+    error: z.string(),
+    kind: z.enum(["bad_request", "too_long", "busy", "unavailable", "internal"]),
+    retryAfter: z.number().optional(),
+  }),
+]);
+
+export function decodeFrame(line: string): Frame {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(line);
+  } catch {
+    throw new WireError(`a stream frame is not JSON: ${line.slice(0, 80)}`);
+  }
+  const checked = frameSchema.safeParse(parsed);
+  if (!checked.success) throw new WireError(`not a stream frame: ${line.slice(0, 80)}`);
+  const frame = checked.data;
+  if ("finish" in frame || "error" in frame) return frame;
+  const token: TokenEvent = { id: frame.id };
+  if (frame.logprob !== undefined) token.logprob = frame.logprob;
+  if (frame.top) token.top = frame.top.map(([id, logprob]) => ({ id, logprob }));
+  return { token };
+}
+
+/** The frames of a response body, as they arrive; a line cut off by the end of the body is an error. */
+export async function* readFrames(body: ReadableStream<Uint8Array>): AsyncGenerator<Frame> {
+  let buffered = "";
+  for await (const text of body.pipeThrough(new TextDecoderStream())) {
+    buffered += text;
+    let newline;
+    while ((newline = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+      if (line) yield decodeFrame(line);
+    }
+  }
+  if (buffered) throw new WireError("the stream ended inside a frame");
+}
+
+/** What a GPU host reports about itself (GET /internal/v1/status): the router's load signal and model facts. */
+export interface HostStatus {
+  /** The wire format the host speaks (WIRE_MAGIC). */
+  wire: string;
+  /** Whether the model is loaded and taking requests. */
+  ready: boolean;
+  /** Why loading failed, when it did. */
+  failure?: string;
+  model: {
+    id: string;
+    aliases: string[];
+    created: number;
+    demo: boolean;
+    description: string;
+  };
+  /** Null while loading. */
+  contextLength: number | null;
+  stats: EngineStats | null;
+  vocabSize: number;
+  images: {
+    enabled: boolean;
+    maxImages: number;
+    maxBytes: number;
+    maxPixels: number;
+    fetchUrls: boolean;
+    timeoutMs: number;
+    maxRedirects: number;
+    resize: "mistral" | "hf";
+    maxImageSize: number;
+    patchSize: number;
+    tokens: { img: number; imgBreak: number; imgEnd: number };
+  };
+  /** The precision its vision encoder reads pixels at: f16 pixels on the wire change nothing there. */
+  pixels: PixelType;
+  defaults: { temperature: number; topP: number };
+  /** SHA-256 (hex) of the tokenizer that GET /internal/v1/tokenizer serves. */
+  tokenizer: string;
+}

@@ -1,0 +1,229 @@
+/**
+ * The built edge bundle in front of two GPU hosts (`pixtral serve` child processes over tiny-pixtral, f32), driven
+ * with the OpenAI client: under Deno and under workerd it answers exactly as a GPU host does (content, token
+ * log-probabilities and bytes, usage, prompt ids), and when a host is killed mid-run no accepted request is
+ * lost: requests that had no token yet finish on the other host, streams already started end with an error
+ * event, never silently cut short.
+ */
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+import type { HostStatus } from "../runtime/engine/wire.ts";
+import { dataUrl, post } from "./api_helpers.ts";
+import {
+  buildBundle,
+  denoGateway,
+  firstResponse,
+  SECRET,
+  startHost,
+  workerdGateway,
+} from "./edge_helpers.ts";
+
+const image = await dataUrl("golden/images/chat_a_32x48.png");
+const image2 = await dataUrl("golden/images/chat_b_48x16.png");
+const KEY = "edge-client-key";
+
+const conversations: OpenAI.Chat.ChatCompletionMessageParam[][] = [
+  [{ role: "user", content: "Hello, how are you?" }],
+  [{ role: "system", content: "Be brief." }, {
+    role: "user",
+    content: [
+      { type: "image_url", image_url: { url: image } },
+      { type: "text", text: "Compare" },
+      { type: "image_url", image_url: { url: image2 } },
+    ],
+  }],
+];
+
+async function streamed(client: OpenAI, params: OpenAI.Chat.ChatCompletionCreateParamsNonStreaming) {
+  const stream = await client.chat.completions.create({
+    ...params,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  let text = "", finish: string | null = null, usage;
+  for await (const chunk of stream) {
+    if (chunk.usage) usage = chunk.usage;
+    for (const c of chunk.choices) {
+      text += c.delta.content ?? "";
+      finish = c.finish_reason ?? finish;
+    }
+  }
+  return { text, finish, usage };
+}
+
+/** The gateway answers as the GPU host itself does, streamed and not, with log-probabilities. */
+async function assertSameAnswers(gatewayUrl: string, hostUrl: string) {
+  const direct = new OpenAI({ baseURL: `${hostUrl}/v1`, apiKey: "unused", maxRetries: 0 });
+  const edge = new OpenAI({ baseURL: `${gatewayUrl}/v1`, apiKey: KEY, maxRetries: 0 });
+  for (const messages of conversations) {
+    const params = {
+      model: "mistral",
+      messages,
+      max_tokens: 8,
+      temperature: 0,
+      logprobs: true,
+      top_logprobs: 2,
+    } as const;
+    const want = await direct.chat.completions.create(params);
+    const got = await edge.chat.completions.create(params);
+    assert.deepEqual(got.choices, want.choices);
+    assert.deepEqual(got.usage, want.usage);
+    assert.equal(got.choices[0].logprobs?.content?.length, want.usage?.completion_tokens);
+    assert.deepEqual(await streamed(edge, params), await streamed(direct, params));
+    const viaHost = await post(`${hostUrl}/tokenize`, { messages });
+    const viaEdge = await post(`${gatewayUrl}/tokenize`, { messages }, { authorization: `Bearer ${KEY}` });
+    assert.deepEqual([viaEdge.status, viaEdge.json], [200, viaHost.json]);
+  }
+}
+
+Deno.test("edge gateway: the bundle under Deno and workerd, two GPU hosts, one killed mid-run", async (t) => {
+  const bundle = await buildBundle();
+  // a runs two sequences at a time, so that a burst of requests leaves some waiting in its queue.
+  const hosts = await Promise.all([startHost(["--max-running", "2"]), startHost()]);
+  const [a, b] = hosts;
+  const env = {
+    PIXTRAL_GPU_HOSTS: hosts.map((h) => h.url).join(","),
+    PIXTRAL_INTERNAL_SECRET: SECRET,
+    PIXTRAL_API_KEY: KEY,
+  };
+  const gateway = await denoGateway(bundle, env);
+  try {
+    await t.step("under Deno: the API key is the edge's; answers equal the GPU host's", async () => {
+      const refused = await post(`${gateway.url}/v1/chat/completions`, { messages: [] });
+      assert.equal(refused.status, 401);
+      await assertSameAnswers(gateway.url, b.url);
+    });
+
+    await t.step("under workerd: starts, then answers as the GPU host does", async () => {
+      const worker = await workerdGateway(bundle, env);
+      try {
+        const health = await firstResponse(`${worker.url}/health`);
+        assert.equal(health.status, 200, await health.clone().text());
+        await health.body?.cancel();
+        await assertSameAnswers(worker.url, a.url);
+      } finally {
+        await worker.stop();
+      }
+    });
+
+    await t.step("a client that goes away frees the sequence on the GPU host", async () => {
+      const controller = new AbortController();
+      const res = await fetch(`${gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+        body: JSON.stringify({
+          messages: [{ role: "user", content: "Go on for a long time." }],
+          max_tokens: 1000,
+          stream: true,
+        }),
+        signal: controller.signal,
+      });
+      const reader = res.body!.getReader();
+      await reader.read();
+      const load = async () => {
+        const stats = await Promise.all(hosts.map(async (h) => {
+          const res = await fetch(`${h.url}/internal/v1/status`, {
+            headers: { authorization: `Bearer ${SECRET}` },
+          });
+          return (await res.json() as HostStatus).stats!;
+        }));
+        return stats.reduce((n, s) => n + s.running + s.waiting + s.kvBlocksUsed, 0);
+      };
+      assert.ok(await load() > 0, "the sequence runs on a host");
+      controller.abort();
+      await reader.closed.catch(() => {});
+      for (let i = 0; i < 100 && await load() > 0; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(await load(), 0, "the GPU host still holds the sequence");
+    });
+
+    await t.step("a host killed mid-run: no accepted request is lost or silently cut", async () => {
+      const direct = new OpenAI({ baseURL: `${b.url}/v1`, apiKey: "unused", maxRetries: 0 });
+      const edge = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: KEY, maxRetries: 3 });
+      const params = (i: number) => ({
+        model: "mistral",
+        messages: [{ role: "user" as const, content: `Request number ${i % 2}: tell me a story.` }],
+        max_tokens: 10,
+        temperature: 0,
+      });
+      const references = await Promise.all([0, 1].map((i) => direct.chat.completions.create(params(i))));
+      const wanted = (i: number) => references[i % 2].choices[0];
+      const metric = (text: string, name: string) =>
+        Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? 0);
+      const firstTokens = async () =>
+        metric(await (await fetch(`${a.url}/metrics`)).text(), "pixtral_time_to_first_token_seconds_count");
+      const before = await firstTokens();
+      interface Outcome {
+        text: string;
+        finish: string | null;
+        error?: Error;
+      }
+      const stream = async (i: number): Promise<Outcome> => {
+        let text = "";
+        try {
+          const stream = await edge.chat.completions.create({ ...params(i), stream: true });
+          let finish: string | null = null;
+          for await (const chunk of stream) {
+            text += chunk.choices[0]?.delta.content ?? "";
+            finish = chunk.choices[0]?.finish_reason ?? finish;
+          }
+          return { text, finish };
+        } catch (err) {
+          return { text, finish: null, error: err as Error };
+        }
+      };
+      const whole = async (i: number): Promise<Outcome> => {
+        const res = await edge.chat.completions.create(params(i));
+        return { text: res.choices[0].message.content ?? "", finish: res.choices[0].finish_reason };
+      };
+      // Eight streams: a, which runs two sequences at a time, gets some of them waiting in its queue.
+      const results = Array.from({ length: 8 }, (_, i) => stream(i));
+
+      // Kill host a once a stream of this burst produced tokens there while others wait in its queue; a
+      // request sent just before goes to whichever host the gateway picks, and must succeed either way.
+      let killed = false;
+      for (let i = 0; i < 1000 && !killed; i++) {
+        const text = await (await fetch(`${a.url}/metrics`)).text();
+        const started = metric(text, "pixtral_time_to_first_token_seconds_count") - before;
+        if (started >= 1 && metric(text, "pixtral_queue_depth") >= 1) {
+          results.push(whole(results.length), stream(results.length + 1));
+          await new Promise((r) => setTimeout(r, 5));
+          await a.kill();
+          killed = true;
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.ok(killed, "host a never had started and waiting requests at once");
+
+      const outcomes = await Promise.all(results);
+      outcomes.forEach((o, i) => {
+        const want = wanted(i);
+        if (o.error) {
+          // Only a stream that had started on the killed host may fail, with an error event saying so.
+          assert.ok(o.error instanceof OpenAI.APIError, `request ${i}: ${o.error}`);
+          assert.match(o.error.message, /GPU host failed after \d+ tokens/, `request ${i}`);
+          assert.ok(want.message.content!.startsWith(o.text), `request ${i}: a prefix of the answer`);
+        } else {
+          assert.equal(o.text, want.message.content, `request ${i}`);
+          assert.equal(o.finish, want.finish_reason, `request ${i}`);
+        }
+      });
+      const failed = outcomes.filter((o) => o.error).length;
+      assert.ok(failed >= 1, "no stream was running on the killed host");
+      const metrics =
+        await (await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } }))
+          .text();
+      assert.ok(
+        metric(metrics, "pixtral_gateway_retries_total") >= 1,
+        "no request was moved to the other host",
+      );
+
+      // The pool goes on with the host left.
+      const after = await edge.chat.completions.create(params(0));
+      assert.equal(after.choices[0].message.content, wanted(0).message.content);
+    });
+  } finally {
+    await gateway.stop();
+    await Promise.all(hosts.map((h) => h.kill()));
+    await Deno.remove(bundle.dir, { recursive: true });
+  }
+});

@@ -1,0 +1,174 @@
+/**
+ * The GPU host's internal routes on a real server (tiny-pixtral): the secret, the status, and generation through
+ * RemoteEngine giving exactly what the host's own engine gives (ids, log-probabilities, seeded sampling, images
+ * at f32, and at f16 on a host computing in f16); cancellation freeing the KV cache; bad bodies refused.
+ */
+import assert from "node:assert/strict";
+import { encodeChat } from "../functions/chat/prepare.ts";
+import type { Service } from "../functions/service.ts";
+import type { Engine, FinishReason, GenerateRequest, TokenEvent } from "../runtime/engine/engine.ts";
+import { RemoteEngine } from "../runtime/engine/remote.ts";
+import { BINARY, encodeRequest, type HostStatus } from "../runtime/engine/wire.ts";
+import { dataUrl, serverConfig, withServer } from "./api_helpers.ts";
+
+const SECRET = "internal-secret-for-tests";
+const auth = { authorization: `Bearer ${SECRET}` };
+const image = await dataUrl("golden/images/chat_a_32x48.png");
+
+async function collect(stream: AsyncGenerator<TokenEvent, FinishReason>) {
+  const events: TokenEvent[] = [];
+  while (true) {
+    const next = await stream.next();
+    if (next.done) return { events, finish: next.value };
+    events.push(next.value);
+  }
+}
+
+async function prepared(
+  service: Service,
+  overrides: Partial<GenerateRequest> = {},
+): Promise<GenerateRequest> {
+  const { ids, images } = await encodeChat([{
+    role: "user",
+    content: [{ type: "text", text: "What is in" }, { type: "image_url", image_url: { url: image } }],
+  }], service);
+  return {
+    ids,
+    images,
+    sampling: {
+      temperature: 0.9,
+      topP: 0.95,
+      topK: 50,
+      minP: 0,
+      presencePenalty: 0,
+      frequencyPenalty: 0.2,
+      repetitionPenalty: 1,
+      seed: 1234,
+    },
+    maxTokens: 6,
+    stopIds: [service.tokenizer.special("</s>")],
+    topLogprobs: 2,
+    ...overrides,
+  };
+}
+
+async function until(what: string, ok: () => boolean) {
+  for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(ok(), what);
+}
+
+Deno.test("internal routes: only mounted with a secret, and only for requests that carry it", async () => {
+  await withServer({}, async ({ url }) => {
+    const res = await fetch(`${url}/internal/v1/status`, { headers: auth });
+    assert.equal(res.status, 404);
+    await res.body?.cancel();
+  });
+  await withServer({ internalSecret: SECRET, apiKeys: ["client-key"] }, async ({ url }) => {
+    const refused: Record<string, string>[] = [
+      {},
+      { authorization: "Bearer wrong-secret-of-same-size" },
+      { authorization: "Bearer client-key" },
+    ];
+    for (const headers of refused) {
+      const res = await fetch(`${url}/internal/v1/status`, { headers });
+      assert.equal(res.status, 401);
+      assert.equal((await res.json()).kind, "unavailable");
+    }
+    // The secret opens the internal routes only: the API still wants an API key.
+    const res = await fetch(`${url}/v1/models`, { headers: auth });
+    assert.equal(res.status, 401);
+    await res.body?.cancel();
+    const status: HostStatus = await (await fetch(`${url}/internal/v1/status`, { headers: auth })).json();
+    assert.equal(status.ready, true);
+    assert.equal(status.contextLength, 2048);
+    assert.equal(status.pixels, "f32");
+    assert.deepEqual(status.stats, { waiting: 0, running: 0, kvBlocks: 128, kvBlocksUsed: 0, kvUsage: 0 });
+  });
+});
+
+Deno.test("internal routes: generation through RemoteEngine equals the host's own engine, then cancels", async () => {
+  await withServer({ internalSecret: SECRET }, async ({ url, service }) => {
+    const remote = new RemoteEngine({ hosts: [url], secret: SECRET });
+    await remote.start();
+    assert.equal(remote.contextLength, service.engine!.contextLength);
+    const request = await prepared(service);
+    assert.equal(request.images.length, 1);
+    const local = await collect(service.engine!.generate(request));
+    const viaWire = await collect(remote.generate(request));
+    assert.equal(local.events.length, 6);
+    assert.ok(local.events.every((e) => e.logprob !== undefined && e.top?.length === 2));
+    assert.deepEqual(viaWire, local);
+
+    // Cancelling the remote stream reaches the host's engine: the sequence and its KV blocks are freed.
+    const long = remote.generate({ ...request, maxTokens: 500, topLogprobs: undefined });
+    await long.next();
+    await until("the host runs the sequence", () => service.engine!.stats().kvBlocksUsed > 0);
+    await long.return("stop");
+    await until("the host freed the sequence", () => {
+      const stats = service.engine!.stats();
+      return stats.running === 0 && stats.waiting === 0 && stats.kvBlocksUsed === 0;
+    });
+  });
+});
+
+Deno.test("internal routes: a host computing in f16 takes f16 pixels with the same result", async () => {
+  const model = { ...serverConfig().model, activations: "f16" as const };
+  await withServer({ internalSecret: SECRET, model }, async ({ url, service }) => {
+    const remote = new RemoteEngine({ hosts: [url], secret: SECRET });
+    assert.equal((await remote.start()).pixels, "f16");
+    const request = await prepared(service, {
+      topLogprobs: undefined,
+      sampling: (await prepared(service)).sampling,
+    });
+    assert.deepEqual(
+      await collect(remote.generate(request)),
+      await collect(service.engine!.generate(request)),
+    );
+  });
+});
+
+Deno.test("internal routes: bodies that are not valid requests for this model are refused", async () => {
+  await withServer({ internalSecret: SECRET }, async ({ url, service }) => {
+    const post = async (body: BodyInit) => {
+      const res = await fetch(`${url}/internal/v1/generate`, {
+        method: "POST",
+        headers: { ...auth, "content-type": BINARY },
+        body,
+      });
+      return { status: res.status, json: await res.json() };
+    };
+    const request = await prepared(service);
+    const engine: Engine = service.engine!;
+    const img = service.images.tokens.img;
+    const cases: [BodyInit, number, string, RegExp][] = [
+      ['{"messages": []}', 400, "bad_request", /must start with "PXG1"/],
+      [
+        encodeRequest({ ...request, ids: request.ids.map((id) => id === img ? 5 : id) }),
+        400,
+        "bad_request",
+        /has 0 image tokens/,
+      ],
+      [
+        encodeRequest({ ...request, images: [{ ...request.images[0], rows: request.images[0].rows + 1 }] }),
+        400,
+        "bad_request",
+        /needs \d+ values/,
+      ],
+      [
+        encodeRequest({ ...request, ids: [...request.ids, 999_999] }),
+        400,
+        "bad_request",
+        /not in the vocabulary/,
+      ],
+      [encodeRequest({ ...request, maxTokens: engine.contextLength }), 400, "too_long", /context of 2048/],
+      [new Uint8Array(200 * 1024 * 1024), 413, "bad_request", /larger than/],
+    ];
+    for (const [body, status, kind, message] of cases) {
+      const res = await post(body);
+      assert.equal(res.status, status, res.json.error);
+      assert.equal(res.json.kind, kind);
+      assert.match(res.json.error, message);
+    }
+    assert.deepEqual(engine.stats().running, 0);
+  });
+});

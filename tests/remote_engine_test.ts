@@ -1,0 +1,326 @@
+/**
+ * RemoteEngine's routing and failure handling against scripted GPU hosts on loopback (no model): least-loaded
+ * choice, retry before the first token, an error (never a silent end) after it, 429 when all are busy, 503
+ * when none is healthy, cancellation reaching the host, and hosts of another model left out.
+ */
+import assert from "node:assert/strict";
+import {
+  EngineBusyError,
+  EngineUnavailableError,
+  type FinishReason,
+  type GenerateRequest,
+  GREEDY,
+  RequestTooLongError,
+  type TokenEvent,
+} from "../runtime/engine/engine.ts";
+import { RemoteEngine } from "../runtime/engine/remote.ts";
+import {
+  decodeRequest,
+  encodeFrame,
+  type Frame,
+  type HostStatus,
+  NDJSON,
+  WIRE_MAGIC,
+} from "../runtime/engine/wire.ts";
+
+const SECRET = "test-secret-0123456789";
+
+function hostStatus(load: { waiting?: number; running?: number; kvUsage?: number } = {}): HostStatus {
+  return {
+    wire: WIRE_MAGIC,
+    ready: true,
+    model: { id: "tiny", aliases: [], created: 0, demo: false, description: "" },
+    contextLength: 4096,
+    stats: {
+      waiting: load.waiting ?? 0,
+      running: load.running ?? 0,
+      kvUsage: load.kvUsage ?? 0,
+      kvBlocks: 100,
+      kvBlocksUsed: Math.round((load.kvUsage ?? 0) * 100),
+    },
+    vocabSize: 1000,
+    images: {
+      enabled: true,
+      maxImages: 8,
+      maxBytes: 1e7,
+      maxPixels: 5e7,
+      fetchUrls: true,
+      timeoutMs: 1e4,
+      maxRedirects: 3,
+      resize: "mistral",
+      maxImageSize: 1024,
+      patchSize: 16,
+      tokens: { img: 10, imgBreak: 12, imgEnd: 13 },
+    },
+    pixels: "f32",
+    defaults: { temperature: 0.7, topP: 1 },
+    tokenizer: "ab".repeat(32),
+  };
+}
+
+type Script = (request: GenerateRequest, signal: AbortSignal) => Response | Promise<Response>;
+
+/** A scripted GPU host: real status and secret checks, generation as `script` says. */
+function fakeHost(script: Script, status: () => HostStatus | Promise<HostStatus> = () => hostStatus()) {
+  const calls: GenerateRequest[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    if (req.headers.get("authorization") !== `Bearer ${SECRET}`) {
+      return new Response(encodeFrame({ error: "wrong secret", kind: "unavailable" }), { status: 401 });
+    }
+    const path = new URL(req.url).pathname;
+    if (path === "/internal/v1/status") return Response.json(await status());
+    if (path === "/internal/v1/generate") {
+      const request = decodeRequest(await req.arrayBuffer());
+      calls.push(request);
+      return await script(request, req.signal);
+    }
+    return new Response("not found", { status: 404 });
+  });
+  return { url: `http://127.0.0.1:${server.addr.port}`, calls, server };
+}
+
+/** A streamed answer: the frames, then either the end of the body or a cut connection. */
+function frames(list: Frame[], options: { cut?: boolean; delayMs?: number } = {}): Response {
+  const encoder = new TextEncoder();
+  const body = new ReadableStream<Uint8Array>({
+    async start(c) {
+      for (const frame of list) {
+        c.enqueue(encoder.encode(encodeFrame(frame)));
+        if (options.delayMs) await new Promise((r) => setTimeout(r, options.delayMs));
+      }
+      if (options.cut) c.error(new Error("the host died"));
+      else c.close();
+    },
+  });
+  return new Response(body, { headers: { "content-type": NDJSON } });
+}
+
+const tokens = (ids: number[], finish: FinishReason = "length"): Frame[] => [
+  ...ids.map((id) => ({ token: { id } })),
+  { finish },
+];
+
+const request: GenerateRequest = { ids: [1, 5, 6], images: [], sampling: GREEDY, maxTokens: 3, stopIds: [2] };
+
+async function collect(stream: AsyncGenerator<TokenEvent, FinishReason>) {
+  const ids: number[] = [];
+  while (true) {
+    const next = await stream.next();
+    if (next.done) return { ids, finish: next.value };
+    ids.push(next.value.id);
+  }
+}
+
+async function withHosts(
+  hosts: ReturnType<typeof fakeHost>[],
+  body: (engine: RemoteEngine) => Promise<void>,
+  extra: string[] = [],
+) {
+  const engine = new RemoteEngine({ hosts: [...hosts.map((h) => h.url), ...extra], secret: SECRET });
+  try {
+    await engine.start();
+    await body(engine);
+  } finally {
+    await engine.close();
+    for (const h of hosts) await h.server.shutdown();
+  }
+}
+
+/** A loopback port nothing listens on. */
+function deadUrl(): string {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return `http://127.0.0.1:${port}`;
+}
+
+Deno.test("remote: requests go to the least loaded host, and spread over equally loaded ones", async () => {
+  const busy = fakeHost(() => frames(tokens([7])), () => hostStatus({ waiting: 3, running: 4 }));
+  const idle = fakeHost(() => frames(tokens([8])), () => hostStatus({ running: 1 }));
+  await withHosts([busy, idle], async (engine) => {
+    assert.deepEqual((await collect(engine.generate(request))).ids, [8]);
+    assert.equal(busy.calls.length, 0);
+    assert.deepEqual(engine.stats(), { waiting: 3, running: 5, kvUsage: 0, kvBlocks: 200, kvBlocksUsed: 0 });
+  });
+  const a = fakeHost(() => frames(tokens([1])));
+  const b = fakeHost(() => frames(tokens([1])), () => hostStatus({ kvUsage: 0.5 }));
+  await withHosts([a, b], async (engine) => {
+    // Same queue; a has the emptier KV cache, then each request sent counts until the next status.
+    await collect(engine.generate(request));
+    assert.deepEqual([a.calls.length, b.calls.length], [1, 0]);
+    await Promise.all([1, 2, 3].map(() => collect(engine.generate(request))));
+    assert.deepEqual([a.calls.length, b.calls.length], [2, 2]);
+  });
+});
+
+Deno.test("remote: a host that fails before the first token is replaced; the request is retried", async () => {
+  const failures: Script[] = [
+    () => new Response(encodeFrame({ error: "model loading", kind: "unavailable" }), { status: 503 }),
+    () => frames([{ error: "the GPU step failed", kind: "internal" }]),
+    () => frames([], { cut: true }),
+    () => frames([]), // ended without a finish frame
+    () => new Response("<html>bad gateway</html>", { status: 502 }),
+  ];
+  for (const script of failures) {
+    const bad = fakeHost(script);
+    const good = fakeHost(() => frames(tokens([4, 5, 6])), () => hostStatus({ running: 9 }));
+    await withHosts([bad, good], async (engine) => {
+      assert.deepEqual(await collect(engine.generate(request)), { ids: [4, 5, 6], finish: "length" });
+      assert.deepEqual([bad.calls.length, good.calls.length], [1, 1]);
+      assert.deepEqual(good.calls[0].ids, request.ids);
+      assert.equal(engine.retries.get(), 1);
+      assert.ok(engine.health()[0].down, "the failed host is marked down");
+    });
+  }
+  // A refused connection: the host died since its last status.
+  const doomed = fakeHost(() => frames(tokens([9])), () => hostStatus({ running: 0 }));
+  const loaded = () => hostStatus({ running: 5 });
+  const fine = fakeHost(() => frames(tokens([3])), loaded);
+  await withHosts([doomed, fine], async (engine) => {
+    await doomed.server.shutdown();
+    assert.deepEqual((await collect(engine.generate(request))).ids, [3]);
+  });
+});
+
+Deno.test("remote: a host failing after the first token ends the stream with an error, not a finish", async () => {
+  const dies = fakeHost(() =>
+    frames([{ token: { id: 4 } }, { token: { id: 5 } }], { cut: true, delayMs: 20 })
+  );
+  const other = fakeHost(() => frames(tokens([1, 2, 3])), () => hostStatus({ running: 9 }));
+  await withHosts([dies, other], async (engine) => {
+    const stream = engine.generate(request);
+    assert.deepEqual((await stream.next()).value, { id: 4 });
+    assert.deepEqual((await stream.next()).value, { id: 5 });
+    await assert.rejects(
+      stream.next(),
+      (err: Error) => err instanceof EngineUnavailableError && /failed after 2 tokens/.test(err.message),
+    );
+    assert.equal(other.calls.length, 0, "a started stream is not replayed elsewhere");
+  });
+  const errs = fakeHost(() =>
+    frames([{ token: { id: 4 } }, { error: "GPU lost", kind: "internal" }], { delayMs: 20 })
+  );
+  await withHosts([errs], async (engine) => {
+    await assert.rejects(collect(engine.generate(request)), /after 1 tokens of this response: GPU lost/);
+  });
+});
+
+Deno.test("remote: 429 when every host is busy, 503 naming each host when none is healthy", async () => {
+  const full = () =>
+    new Response(encodeFrame({ error: "queue full", kind: "busy", retryAfter: 3 }), { status: 429 });
+  const a = fakeHost(full), b = fakeHost(full);
+  await withHosts([a, b], async (engine) => {
+    await assert.rejects(
+      collect(engine.generate(request)),
+      (err: Error) => err instanceof EngineBusyError && err.retryAfterSeconds === 3,
+    );
+    assert.deepEqual([a.calls.length, b.calls.length], [1, 1]);
+    assert.deepEqual(engine.health().map((h) => h.down), [undefined, undefined], "busy is not down");
+  });
+  const dead = deadUrl();
+  const loading = fakeHost(() => frames([]), () => ({ ...hostStatus(), ready: false, stats: null }));
+  const engine = new RemoteEngine({ hosts: [dead, loading.url], secret: SECRET });
+  await assert.rejects(engine.start(), (err: Error) => {
+    assert.ok(err instanceof EngineUnavailableError);
+    assert.match(err.message, new RegExp(`${dead}: .+; ${loading.url}: loading`));
+    return true;
+  });
+  await loading.server.shutdown();
+  const guarded = fakeHost(() => frames([]));
+  const wrong = new RemoteEngine({ hosts: [guarded.url], secret: "not-the-secret" });
+  await assert.rejects(wrong.start(), /wrong secret/);
+  await guarded.server.shutdown();
+});
+
+Deno.test("remote: a request too long for the context is not retried elsewhere", async () => {
+  const a = fakeHost(() =>
+    new Response(encodeFrame({ error: "too long", kind: "too_long" }), { status: 400 })
+  );
+  const b = fakeHost(() => frames(tokens([1])), () => hostStatus({ running: 3 }));
+  await withHosts([a, b], async (engine) => {
+    await assert.rejects(collect(engine.generate(request)), RequestTooLongError);
+    assert.equal(b.calls.length, 0);
+  });
+});
+
+Deno.test("remote: stopping the stream or aborting its signal cancels the host's generation", async () => {
+  const cancelled: string[] = [];
+  const endless = fakeHost((_req, signal) => {
+    let n = 0;
+    const encoder = new TextEncoder();
+    signal.addEventListener("abort", () => cancelled.push("signal"));
+    return new Response(
+      new ReadableStream<Uint8Array>({
+        async pull(c) {
+          await new Promise((r) => setTimeout(r, 5));
+          c.enqueue(encoder.encode(encodeFrame({ token: { id: n++ } })));
+        },
+        cancel() {
+          cancelled.push("body");
+        },
+      }),
+      { headers: { "content-type": NDJSON } },
+    );
+  });
+  await withHosts([endless], async (engine) => {
+    const stream = engine.generate(request);
+    await stream.next();
+    await stream.return("stop");
+    const controller = new AbortController();
+    const second = engine.generate(request, controller.signal);
+    await second.next();
+    controller.abort();
+    await assert.rejects(collect(second), (err: Error) => err.name === "AbortError");
+    for (let i = 0; i < 100 && cancelled.filter((c) => c === "body").length < 2; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(cancelled.filter((c) => c === "body").length, 2, `host saw: ${cancelled}`);
+  });
+});
+
+Deno.test("remote: a host serving another model or tokenizer is left out", async () => {
+  const main = fakeHost(() => frames(tokens([1])), () => hostStatus({ running: 5 }));
+  const other = fakeHost(() => frames(tokens([2])), () => ({ ...hostStatus(), tokenizer: "cd".repeat(32) }));
+  await withHosts([main, other], async (engine) => {
+    assert.match(
+      engine.health()[1].down!,
+      /tokenizer cdcdcdcdcdcd.*the gateway "tiny" \(tokenizer abababababab/,
+    );
+    assert.deepEqual((await collect(engine.generate(request))).ids, [1]);
+    assert.equal(other.calls.length, 0);
+  });
+});
+
+Deno.test("remote: a host that hangs times out and delays no other host", async () => {
+  const release = Promise.withResolvers<void>();
+  const stuck = fakeHost(async () => {
+    await release.promise;
+    return new Response("late", { status: 503 });
+  });
+  const silent = fakeHost(() => frames(tokens([1])), async () => {
+    await release.promise;
+    return hostStatus();
+  });
+  const good = fakeHost(() => frames(tokens([6])), () => hostStatus({ running: 9 }));
+  const engine = new RemoteEngine({
+    hosts: [stuck.url, silent.url, good.url],
+    secret: SECRET,
+    statusTimeoutMs: 300,
+    timeoutMs: 300,
+  });
+  try {
+    let started = performance.now();
+    await engine.start();
+    assert.ok(performance.now() - started < 2000);
+    assert.equal(engine.health()[1].down, "no answer within 300 ms");
+    // The stuck host reported the lightest load, so it is picked first; its answer never starts.
+    started = performance.now();
+    assert.deepEqual((await collect(engine.generate(request))).ids, [6]);
+    assert.ok(performance.now() - started < 2000);
+    assert.match(engine.health()[0].down!, /no answer within 300 ms/);
+  } finally {
+    release.resolve();
+    await engine.close();
+    for (const host of [stuck, silent, good]) await host.server.shutdown();
+  }
+});

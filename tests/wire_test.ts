@@ -1,0 +1,169 @@
+/**
+ * The gateway <-> GPU host wire format: requests round-trip exactly (f32) or rounded to nearest-even (f16, as
+ * the Rust patcher rounds), malformed bodies are refused with what is wrong, and token frames survive any
+ * chunking of the stream.
+ */
+import assert from "node:assert/strict";
+import type { GenerateRequest } from "../runtime/engine/engine.ts";
+import {
+  decodeFrame,
+  decodeRequest,
+  encodeFrame,
+  encodeRequest,
+  type Frame,
+  readFrames,
+  WireError,
+} from "../runtime/engine/wire.ts";
+import { preprocessImage } from "../runtime/images/preprocess.ts";
+import { fixture } from "./helpers.ts";
+
+function image(rows: number, cols: number, seed: number) {
+  const pixels = new Float32Array(3 * rows * 16 * cols * 16);
+  let x = seed;
+  for (let i = 0; i < pixels.length; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    pixels[i] = (x / 2 ** 32) * 4 - 2; // CLIP-normalized pixels lie in about [-1.8, 2.2]
+  }
+  return { rows, cols, pixels };
+}
+
+const request: GenerateRequest = {
+  ids: [1, 3, 10, 10, 12, 10, 10, 13, 2 ** 32 - 1, 0, 4],
+  images: [image(2, 2, 1), image(1, 3, 2)],
+  sampling: {
+    temperature: 0.7,
+    topP: 0.9,
+    topK: 40,
+    minP: 0.05,
+    presencePenalty: 0.5,
+    frequencyPenalty: -0.25,
+    repetitionPenalty: 1.1,
+    seed: 4_000_000_000,
+  },
+  maxTokens: 77,
+  stopIds: [2],
+  topLogprobs: 3,
+};
+
+const buffer = (bytes: Uint8Array) => bytes.slice().buffer;
+
+Deno.test("wire: a request round-trips exactly with f32 pixels", () => {
+  const decoded = decodeRequest(buffer(encodeRequest(request)));
+  assert.deepEqual(decoded.ids, request.ids);
+  assert.deepEqual(decoded.sampling, request.sampling);
+  assert.equal(decoded.maxTokens, 77);
+  assert.deepEqual(decoded.stopIds, [2]);
+  assert.equal(decoded.topLogprobs, 3);
+  assert.equal(decoded.images.length, 2);
+  decoded.images.forEach((got, i) => {
+    const want = request.images[i];
+    assert.deepEqual([got.rows, got.cols], [want.rows, want.cols]);
+    assert.ok(got.pixels instanceof Float32Array);
+    assert.deepEqual(got.pixels, want.pixels);
+  });
+});
+
+Deno.test("wire: optional fields stay absent; no images, no seed, no log-probabilities", () => {
+  const { seed: _, ...sampling } = request.sampling;
+  const plain: GenerateRequest = { ...request, images: [], sampling, topLogprobs: undefined };
+  const decoded = decodeRequest(buffer(encodeRequest(plain)));
+  assert.equal("seed" in decoded.sampling, false);
+  assert.equal(decoded.topLogprobs, undefined);
+  assert.deepEqual(decoded.images, []);
+  assert.deepEqual(decoded.ids, plain.ids);
+});
+
+Deno.test("wire: f16 pixels are half the bytes and rounded exactly as the WASM patcher rounds", async () => {
+  const bytes = await Deno.readFile(fixture("golden/images/chat_a_32x48.png"));
+  const f32 = await preprocessImage(bytes);
+  const f16 = await preprocessImage(bytes, { dtype: "f16" });
+  const req: GenerateRequest = {
+    ...request,
+    ids: [1],
+    images: [{ rows: f32.rows, cols: f32.cols, pixels: f32.pixels as Float32Array }],
+  };
+  const small = encodeRequest(req, "f16"), large = encodeRequest(req, "f32");
+  assert.ok(Math.abs(small.length - large.length / 2) < 1024, `${small.length} vs ${large.length}`);
+  const decoded = decodeRequest(buffer(small)).images[0].pixels;
+  const patcher = new Float16Array((f16.pixels as Uint16Array).buffer);
+  assert.equal(decoded.length, patcher.length);
+  for (let i = 0; i < decoded.length; i++) assert.equal(decoded[i], patcher[i], `pixel ${i}`);
+  assert.ok(decoded.some((v, i) => v !== f32.pixels[i]), "f16 rounding changed nothing: not f16");
+});
+
+Deno.test("wire: malformed bodies are refused with what is wrong", () => {
+  const good = encodeRequest(request);
+  const header = new DataView(good.buffer).getUint32(4, true);
+  const withHeader = (json: string) => {
+    const text = new TextEncoder().encode(json);
+    const body = new Uint8Array(8 + text.length);
+    body.set(good.subarray(0, 4));
+    new DataView(body.buffer).setUint32(4, text.length, true);
+    body.set(text, 8);
+    return body.buffer;
+  };
+  const json = JSON.parse(new TextDecoder().decode(good.subarray(8, 8 + header)));
+  const cases: [ArrayBuffer, RegExp][] = [
+    [new TextEncoder().encode('{"messages": []}').buffer, /must start with "PXG1"/],
+    [good.slice(0, 20).buffer, /ends inside its header/],
+    [withHeader("{not json"), /header is not JSON/],
+    [withHeader(JSON.stringify({ ...json, maxTokens: 0 })), /invalid at maxTokens/],
+    [withHeader(JSON.stringify({ ...json, sampling: { ...json.sampling, topP: 0 } })), /sampling\.topP/],
+    [withHeader(JSON.stringify({ ...json, extra: 1 })), /invalid at the top/],
+    [withHeader(JSON.stringify({ ...json, images: [] })), /ends inside the token ids/],
+    [good.slice(0, good.length - 4).buffer, /ends inside image 1/],
+    [buffer(new Uint8Array([...good, 0, 0, 0, 0])), /4 bytes after its last image/],
+  ];
+  for (const [body, message] of cases) {
+    assert.throws(
+      () => decodeRequest(body),
+      (err: Error) => err instanceof WireError && message.test(err.message),
+    );
+  }
+});
+
+Deno.test("wire: frames round-trip, log-probabilities bit for bit", () => {
+  const logprob = Math.fround(-1.2345678);
+  const frames: Frame[] = [
+    { token: { id: 17 } },
+    { token: { id: 5, logprob, top: [{ id: 5, logprob }, { id: 9, logprob: -3.5 }] } },
+    { token: { id: 6, logprob: -0.5 } },
+    { finish: "length" },
+    { error: "the GPU failed", kind: "internal" },
+    { error: "queue full", kind: "busy", retryAfter: 2 },
+  ];
+  for (const frame of frames) {
+    const line = encodeFrame(frame);
+    assert.ok(line.endsWith("\n") && !line.slice(0, -1).includes("\n"));
+    assert.deepEqual(decodeFrame(line.trim()), frame);
+  }
+  assert.throws(() => decodeFrame('{"id":-1}'), WireError);
+  assert.throws(() => decodeFrame('{"finish":"done"}'), WireError);
+  assert.throws(() => decodeFrame("[1,2"), /not JSON/);
+});
+
+Deno.test("wire: the frame reader takes any chunking and refuses a stream cut inside a frame", async () => {
+  const frames: Frame[] = [
+    { token: { id: 1 } },
+    { token: { id: 2, logprob: -0.25, top: [{ id: 2, logprob: -0.25 }] } },
+    { finish: "stop" },
+  ];
+  const text = frames.map(encodeFrame).join("");
+  const bytes = new TextEncoder().encode(text);
+  const streamOf = (chunks: Uint8Array[]) =>
+    new ReadableStream<Uint8Array>({
+      start(c) {
+        for (const chunk of chunks) c.enqueue(chunk);
+        c.close();
+      },
+    });
+  for (const size of [1, 3, 7, bytes.length]) {
+    const chunks = [];
+    for (let i = 0; i < bytes.length; i += size) chunks.push(bytes.slice(i, i + size));
+    assert.deepEqual(await Array.fromAsync(readFrames(streamOf(chunks))), frames, `chunks of ${size}`);
+  }
+  await assert.rejects(
+    Array.fromAsync(readFrames(streamOf([bytes.slice(0, bytes.length - 5)]))),
+    /ended inside a frame/,
+  );
+});
