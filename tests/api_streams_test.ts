@@ -42,13 +42,16 @@ Deno.test("a full queue answers 429 with Retry-After, and the server recovers", 
   await withServer(config, async ({ url, service }) => {
     const send = () =>
       fetch(`${url}/v1/chat/completions`, { method: "POST", body: stream(service.model.id, 20) });
-    const first = await send(); // running
-    const second = await send(); // waiting
+    // A stream's status line waits for its first token, so the first two are not awaited before the third.
+    const first = send(); // running
+    await until(() => service.engine!.stats().running === 1);
+    const second = send(); // waiting
+    await until(() => service.engine!.stats().waiting === 1);
     const third = await send();
     assert.equal(third.status, 429);
     assert.ok(Number(third.headers.get("retry-after")) >= 1);
     assert.equal((await third.json()).error.type, "rate_limit_error");
-    for (const res of [first, second]) {
+    for (const res of await Promise.all([first, second])) {
       assert.equal(res.status, 200);
       assert.match(await res.text(), /data: \[DONE\]\n\n$/);
     }
