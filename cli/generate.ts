@@ -7,7 +7,7 @@ import type { Service } from "../functions/service.ts";
 import { GREEDY } from "../runtime/engine/engine.ts";
 import { LocalEngine } from "../runtime/engine/local.ts";
 import { DEFAULT_MAX_PIXELS } from "../runtime/images/preprocess.ts";
-import { loadModel, openModelFiles } from "../runtime/model/boot.ts";
+import { loadModel, openModelFiles, visionUnavailable } from "../runtime/model/boot.ts";
 import { parseFlags, positiveInt, UsageError } from "./args.ts";
 import { MODEL_FLAGS, MODEL_USAGE, modelOptions } from "./model_flags.ts";
 
@@ -57,7 +57,8 @@ export async function generate(argv: string[]): Promise<void> {
     model: { id: files.id, aliases: [], created: 0, demo: files.demo, description: "" },
     tokenizer,
     images: {
-      enabled: config.vision !== null,
+      enabled: visionUnavailable(files) === undefined,
+      disabledReason: visionUnavailable(files),
       maxImages: Infinity,
       fetch: { ...DEFAULT_IMAGE_FETCH, allow: new AddressAllowList(), fetchUrls: false, maxBytes: Infinity },
       resize: "mistral",

@@ -11,7 +11,7 @@ import { LocalEngine, type LocalEngineOptions } from "../runtime/engine/local.ts
 import { findChatTemplate } from "../runtime/prompt/hf_template.ts";
 import { DEFAULT_MAX_PIXELS, type ResizeMode } from "../runtime/images/preprocess.ts";
 import { log } from "../runtime/log.ts";
-import { loadModel, type ModelOptions, openModelFiles } from "../runtime/model/boot.ts";
+import { loadModel, type ModelOptions, openModelFiles, visionUnavailable } from "../runtime/model/boot.ts";
 import { parseSize } from "../runtime/model/offer.ts";
 import { choice, parseFlags, parsePort, positiveInt, UsageError } from "./args.ts";
 import { MODEL_FLAGS, MODEL_USAGE, modelOptions } from "./model_flags.ts";
@@ -160,7 +160,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     },
     tokenizer,
     images: {
-      enabled: model.vision !== null && files.weights.tensors().some((t) => t.component === "vision"),
+      enabled: visionUnavailable(files) === undefined,
+      disabledReason: visionUnavailable(files),
       maxImages: config.images.maxImages,
       fetch: {
         ...DEFAULT_IMAGE_FETCH,

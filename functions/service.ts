@@ -24,6 +24,8 @@ export interface ModelInfo {
 export interface ImagePolicy {
   /** Whether the model has a vision encoder. */
   enabled: boolean;
+  /** Why not, when it has none (e.g. a GGUF served without its mmproj). */
+  disabledReason?: string;
   maxImages: number;
   fetch: ImageFetchOptions;
   resize: ResizeMode;

@@ -109,3 +109,16 @@ Deno.test("messages that cannot be encoded are refused", async () => {
   );
   assert.deepEqual(ids, [1, 3, ...tokenizers.tiny.encode("a"), 4, ...tokenizers.tiny.encode("b")]);
 });
+
+Deno.test("images for a model without a vision encoder are refused with the reason", async () => {
+  const s = service(tokenizers.tiny);
+  s.images = { ...s.images, enabled: false, disabledReason: "give its mmproj file with --mmproj FILE" };
+  const image = `data:image/png;base64,${
+    (await Deno.readFile(fixture("golden/images/rgb_16x16.png"))).toBase64()
+  }`;
+  await assert.rejects(
+    encodeChat(messages([{ role: "user", content: [{ type: "image_url", image_url: image }] }]), s),
+    (err: Error & { param?: string }) =>
+      /--mmproj FILE/.test(err.message) && err.param === "messages[0].content[0].image_url",
+  );
+});

@@ -42,7 +42,10 @@ async function loadImages(
   const policy = service.images;
   if (sources.length === 0) return [];
   if (!policy.enabled) {
-    throw new RequestError("this model has no vision encoder: images cannot be used", sources[0].param);
+    throw new RequestError(
+      policy.disabledReason ?? "this model has no vision encoder: images cannot be used",
+      sources[0].param,
+    );
   }
   if (sources.length > policy.maxImages) {
     throw new RequestError(

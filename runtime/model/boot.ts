@@ -74,6 +74,20 @@ export async function openModelFiles(options: ModelOptions): Promise<OpenedFiles
   }
 }
 
+/** Why the model cannot see images, when it cannot; undefined when it can. */
+export function visionUnavailable(files: OpenedFiles): string | undefined {
+  if (files.config.vision && files.weights.tensors().some((t) => t.component === "vision")) return undefined;
+  const location = files.location;
+  if (location?.layout === "gguf" && !location.mmproj) {
+    return location.mmprojCandidates.length > 1
+      ? `the GGUF model's folder holds several mmproj files (${
+        location.mmprojCandidates.map((p) => p.split(/[\\/]/).pop()).join(", ")
+      }): choose one with --mmproj FILE to use images`
+      : "this GGUF text model has no vision encoder: give its mmproj file with --mmproj FILE to use images";
+  }
+  return "this model has no vision encoder: images cannot be used";
+}
+
 export interface LoadedModel {
   model: PixtralModel;
   plan: MemoryPlan;
