@@ -16,6 +16,16 @@ export class Tensor {
   readonly offset: number;
   /** Elements from the start of one row to the start of the next. */
   readonly rowStride: number;
+  /** Rows: shape[0] (1 for a vector). Fixed at construction, like everything here: ops read these per dispatch. */
+  readonly rows: number;
+  /** Elements of one row: the product of the dimensions after the first. */
+  readonly rowLength: number;
+  /** Number of elements (weights, for block formats). */
+  readonly size: number;
+  /** Bytes from the first element to the end of the last one. */
+  readonly byteLength: number;
+  /** Bytes from one row's start to the next one's. */
+  readonly rowByteStride: number;
 
   constructor(
     buffer: GPUBuffer,
@@ -32,10 +42,24 @@ export class Tensor {
     this.dtype = dtype;
     this.shape = Object.freeze([...shape]);
     this.offset = offset;
+    this.rows = shape.length >= 2 ? shape[0] : 1;
+    let rowLength = shape.length === 0 ? 1 : shape[shape.length - 1];
+    for (let i = 1; i < shape.length - 1; i++) rowLength *= shape[i];
+    this.rowLength = rowLength;
+    this.size = shape.length >= 2 ? this.rows * rowLength : rowLength;
     this.rowStride = rowStride ?? this.rowLength;
     if (this.rowStride < this.rowLength) throw new RangeError("row stride smaller than the row length");
     if (isBlockFormat(dtype) && this.rowStride !== this.rowLength) {
       throw new RangeError(`${dtype} tensors cannot be strided`);
+    }
+    if (isBlockFormat(dtype)) {
+      this.rowByteStride = rowBytes(dtype, shape[shape.length - 1]);
+      this.byteLength = byteSize(dtype, shape);
+    } else {
+      this.rowByteStride = this.rowStride * elementBytes(dtype);
+      this.byteLength = this.size === 0
+        ? 0
+        : ((this.rows - 1) * this.rowStride + this.rowLength) * elementBytes(dtype);
     }
     if (this.offset + this.byteLength > buffer.size) {
       throw new RangeError(
@@ -44,35 +68,8 @@ export class Tensor {
     }
   }
 
-  get rows(): number {
-    return this.shape.length >= 2 ? this.shape[0] : 1;
-  }
-
-  get rowLength(): number {
-    if (this.shape.length === 0) return 1;
-    return this.shape.length === 1 ? this.shape[0] : this.shape.slice(1).reduce((a, b) => a * b, 1);
-  }
-
-  /** Number of elements (weights, for block formats). */
-  get size(): number {
-    return this.shape.reduce((a, b) => a * b, 1);
-  }
-
   get contiguous(): boolean {
     return this.rowStride === this.rowLength || this.rows <= 1;
-  }
-
-  /** Bytes from the first element to the end of the last one. */
-  get byteLength(): number {
-    if (isBlockFormat(this.dtype)) return byteSize(this.dtype, this.shape);
-    if (this.size === 0) return 0;
-    return ((this.rows - 1) * this.rowStride + this.rowLength) * elementBytes(this.dtype);
-  }
-
-  /** Bytes from one row's start to the next one's. */
-  get rowByteStride(): number {
-    if (isBlockFormat(this.dtype)) return rowBytes(this.dtype, this.shape[this.shape.length - 1]);
-    return this.rowStride * elementBytes(this.dtype);
   }
 
   /** Rows [start, start + count) along the first dimension. */
