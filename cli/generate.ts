@@ -1,15 +1,13 @@
 /** `pixtral generate`: one prompt (with images) through the engine, the answer streamed to stdout. */
 import { encodeChat } from "../functions/chat/prepare.ts";
 import { AddressAllowList } from "../functions/images/address.ts";
-import { DEFAULT_IMAGE_FETCH } from "../functions/images/fetch.ts";
-import { createMetrics } from "../functions/metrics.ts";
-import type { Service } from "../functions/service.ts";
 import { GREEDY } from "../runtime/engine/engine.ts";
 import { LocalEngine } from "../runtime/engine/local.ts";
 import { DEFAULT_MAX_PIXELS } from "../runtime/images/preprocess.ts";
-import { loadModel, openModelFiles, visionUnavailable } from "../runtime/model/boot.ts";
+import { loadModel, openModelFiles } from "../runtime/model/boot.ts";
 import { parseFlags, positiveInt, UsageError } from "./args.ts";
 import { MODEL_FLAGS, MODEL_USAGE, modelOptions } from "./model_flags.ts";
+import { localService } from "./service.ts";
 
 export const usage = `pixtral generate --prompt TEXT [--image FILE ...] [flags]
 
@@ -51,25 +49,19 @@ export async function generate(argv: string[]): Promise<void> {
     const bytes = await Deno.readFile(path);
     return { type: "image_url" as const, image_url: `data:image/png;base64,${bytes.toBase64()}` };
   }));
-  const { config, tokenizer } = files;
+  const { tokenizer } = files;
   // The same preparation as the HTTP API, on a service without an engine yet.
-  const service: Service = {
-    model: { id: files.id, aliases: [], created: 0, demo: files.demo, description: "" },
-    tokenizer,
+  const service = localService(files, {
     images: {
-      enabled: visionUnavailable(files) === undefined,
-      disabledReason: visionUnavailable(files),
       maxImages: Infinity,
-      fetch: { ...DEFAULT_IMAGE_FETCH, allow: new AddressAllowList(), fetchUrls: false, maxBytes: Infinity },
-      resize: "mistral",
-      maxImageSize: tokenizer.imageConfig?.maxImageSize ?? config.vision?.imageSize ?? 1024,
-      patchSize: tokenizer.imageConfig?.patchSize ?? config.vision?.patchSize ?? 16,
+      maxBytes: Infinity,
       maxPixels: DEFAULT_MAX_PIXELS,
-      tokens: { ...config.imageTokens },
+      allow: new AddressAllowList(),
+      fetchUrls: false,
+      resize: "mistral",
     },
-    defaults: { temperature: 0, topP: 1 },
-    metrics: createMetrics(() => undefined),
-  };
+    temperature: 0,
+  });
   const messages = [
     ...(flags.system ? [{ role: "system" as const, content: flags.system }] : []),
     { role: "user" as const, content: [...images, { type: "text" as const, text: flags.prompt }] },

@@ -13,7 +13,7 @@ import {
   type WeightFormat,
 } from "../runtime/model/plan.ts";
 import type { DType } from "../runtime/model/weights/dtype.ts";
-import { parseFlags, UsageError } from "./args.ts";
+import { choice, parseFlags, positiveInt, UsageError } from "./args.ts";
 
 export const usage = `pixtral plan --model PATH [--quant q4|q8|f16] [--ctx N] [flags]
 
@@ -33,22 +33,7 @@ for the context, and the activation peak, compared with what the WebGPU adapter 
   --no-gpu              do not ask WebGPU for an adapter
   --json                print the plan as JSON`;
 
-const FORMATS: WeightFormat[] = ["q4", "q8", "f16", "f32"];
-
-function format(flag: string, value: string | undefined): WeightFormat | undefined {
-  if (value !== undefined && !FORMATS.includes(value as WeightFormat)) {
-    throw new UsageError(`${flag} must be one of ${FORMATS.join(", ")}, got "${value}"`);
-  }
-  return value as WeightFormat | undefined;
-}
-
-function positive(flag: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value) || Number(value) < 1) {
-    throw new UsageError(`${flag} must be a positive integer, got "${value}"`);
-  }
-  return Number(value);
-}
+const FORMATS: readonly WeightFormat[] = ["q4", "q8", "f16", "f32"];
 
 async function findOffer(memoryText: string | undefined, askGpu: boolean): Promise<AdapterOffer | undefined> {
   let memory: number | undefined;
@@ -86,16 +71,13 @@ export async function plan(argv: string[]): Promise<void> {
     json: { type: "boolean" },
   });
   if (flags.model === undefined) throw new UsageError("--model is required");
-  if (flags.kv !== undefined && flags.kv !== "f16" && flags.kv !== "q8") {
-    throw new UsageError(`--kv must be f16 or q8, got "${flags.kv}"`);
-  }
   // Flags are checked before any file is touched, so that a typo is reported as such.
   const options: PlanOptions = {
-    quant: format("--quant", flags.quant),
-    visionQuant: format("--vision-quant", flags["vision-quant"]),
-    kv: flags.kv as KvFormat | undefined,
-    ctx: positive("--ctx", flags.ctx),
-    prefillChunk: positive("--prefill-chunk", flags["prefill-chunk"]),
+    quant: choice("--quant", flags.quant, FORMATS),
+    visionQuant: choice("--vision-quant", flags["vision-quant"], FORMATS),
+    kv: choice<KvFormat>("--kv", flags.kv, ["f16", "q8", "f32"]),
+    ctx: positiveInt("--ctx", flags.ctx),
+    prefillChunk: positiveInt("--prefill-chunk", flags["prefill-chunk"]),
   };
   const offer = await findOffer(flags["gpu-memory"] ?? Deno.env.get("PIXTRAL_GPU_MEMORY"), !flags["no-gpu"]);
 

@@ -5,13 +5,13 @@
 import { createApp } from "../functions/app.ts";
 import { AddressAllowList } from "../functions/images/address.ts";
 import { DEFAULT_IMAGE_FETCH } from "../functions/images/fetch.ts";
-import { createMetrics } from "../functions/metrics.ts";
 import type { Service } from "../functions/service.ts";
+import { type ImageSettings, localService } from "./service.ts";
 import { LocalEngine, type LocalEngineOptions } from "../runtime/engine/local.ts";
 import { findChatTemplate } from "../runtime/prompt/hf_template.ts";
-import { DEFAULT_MAX_PIXELS, type ResizeMode } from "../runtime/images/preprocess.ts";
+import { DEFAULT_MAX_PIXELS } from "../runtime/images/preprocess.ts";
 import { log } from "../runtime/log.ts";
-import { loadModel, type ModelOptions, openModelFiles, visionUnavailable } from "../runtime/model/boot.ts";
+import { loadModel, type ModelOptions, openModelFiles } from "../runtime/model/boot.ts";
 import { parseSize } from "../runtime/model/offer.ts";
 import { choice, parseFlags, parsePort, positiveInt, UsageError } from "./args.ts";
 import { MODEL_FLAGS, MODEL_USAGE, modelOptions } from "./model_flags.ts";
@@ -96,14 +96,7 @@ export interface ServerConfig {
   apiKeys: string[];
   corsOrigins?: string[];
   maxBodyBytes: number;
-  images: {
-    maxImages: number;
-    maxBytes: number;
-    maxPixels: number;
-    allow: AddressAllowList;
-    fetchUrls: boolean;
-    resize: ResizeMode;
-  };
+  images: ImageSettings;
   temperature: number;
   /** "mistral" (default), "hf" (the model folder's template), or the path of a Jinja template. */
   chatTemplate?: string;
@@ -144,41 +137,13 @@ export interface RunningServer {
 /** Starts listening at once, then loads the model; /health answers 503 until it serves. */
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
   const files = await openModelFiles(config.model);
-  const { tokenizer } = files;
-  const model = files.config;
-  const id = config.servedName ?? files.id;
-  const service: Service = {
-    model: {
-      id,
-      aliases: id === files.id ? [] : [files.id],
-      created: Math.floor(Date.now() / 1000),
-      demo: files.demo,
-      description: files.demo
-        ? "Built-in demo: Pixtral's architecture at a tiny size with RANDOM weights (its output is noise). " +
-          "Serve real Pixtral weights with --model PATH."
-        : `Pixtral (${model.source}) from ${files.location?.dir ?? files.id}`,
-    },
-    tokenizer,
-    images: {
-      enabled: visionUnavailable(files) === undefined,
-      disabledReason: visionUnavailable(files),
-      maxImages: config.images.maxImages,
-      fetch: {
-        ...DEFAULT_IMAGE_FETCH,
-        maxBytes: config.images.maxBytes,
-        allow: config.images.allow,
-        fetchUrls: config.images.fetchUrls,
-      },
-      resize: config.images.resize,
-      maxImageSize: tokenizer.imageConfig?.maxImageSize ?? model.vision?.imageSize ?? 1024,
-      patchSize: tokenizer.imageConfig?.patchSize ?? model.vision?.patchSize ?? 16,
-      maxPixels: config.images.maxPixels,
-      tokens: { ...model.imageTokens },
-    },
-    defaults: { temperature: config.temperature, topP: 1 },
+  const service = localService(files, {
+    servedName: config.servedName,
+    images: config.images,
+    temperature: config.temperature,
     chatTemplate: await chatTemplate(config.chatTemplate, files.location?.dir),
-    metrics: createMetrics(() => service.engine),
-  };
+  });
+  const id = service.model.id;
   if (files.demo) {
     log.warn(
       "no --model given: serving the built-in demo model, whose weights are RANDOM (its output is noise)",

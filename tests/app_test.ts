@@ -1,30 +1,12 @@
 import assert from "node:assert/strict";
 import { createApp } from "../functions/app.ts";
-import { AddressAllowList } from "../functions/images/address.ts";
-import { DEFAULT_IMAGE_FETCH } from "../functions/images/fetch.ts";
-import { createMetrics } from "../functions/metrics.ts";
-import type { Service } from "../functions/service.ts";
 import { loadTokenizer } from "../runtime/tokenizer/load.ts";
 import { fixture } from "./helpers.ts";
+import { engineLessService } from "./service_helpers.ts";
 
 /** A service whose model is still loading (or failed): no engine yet. */
-async function loadingService(): Promise<Service> {
-  return {
-    model: { id: "tiny", aliases: [], created: 0, demo: false, description: "" },
-    tokenizer: await loadTokenizer(fixture("mistral/tekken.json").pathname),
-    images: {
-      enabled: true,
-      maxImages: 8,
-      fetch: { ...DEFAULT_IMAGE_FETCH, allow: new AddressAllowList() },
-      resize: "mistral",
-      maxImageSize: 1024,
-      patchSize: 16,
-      maxPixels: 50_000_000,
-      tokens: { img: 10, imgBreak: 12, imgEnd: 13 },
-    },
-    defaults: { temperature: 0.7, topP: 1 },
-    metrics: createMetrics(() => undefined),
-  };
+async function loadingService() {
+  return engineLessService(await loadTokenizer(fixture("mistral/tekken.json").pathname));
 }
 
 Deno.test("while the model loads: /health and chat answer 503, tokenize works", async () => {

@@ -1,14 +1,10 @@
 /** Chat requests to token ids: Mistral's instruct rules against mistral_common's goldens, and HF templates. */
 import assert from "node:assert/strict";
 import { encodeChat } from "../functions/chat/prepare.ts";
-import { AddressAllowList } from "../functions/images/address.ts";
-import { DEFAULT_IMAGE_FETCH } from "../functions/images/fetch.ts";
-import { createMetrics } from "../functions/metrics.ts";
 import { type ChatMessage, parseChatRequest } from "../functions/schema/chat.ts";
-import type { Service } from "../functions/service.ts";
 import { loadTokenizer } from "../runtime/tokenizer/load.ts";
-import type { Tokenizer } from "../runtime/tokenizer/tokenizer.ts";
 import { fixture, fixtureJson } from "./helpers.ts";
+import { engineLessService } from "./service_helpers.ts";
 
 interface ChatCase {
   name: string;
@@ -27,25 +23,7 @@ const tokenizers = {
   tiny: await loadTokenizer(fixture("mistral/tekken.json").pathname),
 };
 
-function service(tokenizer: Tokenizer, chatTemplate?: string): Service {
-  return {
-    model: { id: "tiny", aliases: [], created: 0, demo: false, description: "" },
-    tokenizer,
-    images: {
-      enabled: true,
-      maxImages: 8,
-      fetch: { ...DEFAULT_IMAGE_FETCH, allow: new AddressAllowList() },
-      resize: "mistral",
-      maxImageSize: 1024,
-      patchSize: 16,
-      maxPixels: 50_000_000,
-      tokens: { img: 10, imgBreak: 12, imgEnd: 13 },
-    },
-    defaults: { temperature: 0.7, topP: 1 },
-    chatTemplate,
-    metrics: createMetrics(() => undefined),
-  };
-}
+const service = engineLessService;
 
 const messages = (m: unknown[]) => parseChatRequest({ messages: m }).request.messages;
 

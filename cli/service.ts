@@ -1,0 +1,64 @@
+/** The Service the routes run on, for a model opened on this host (the GPU host's side; the edge builds its own). */
+import { AddressAllowList } from "../functions/images/address.ts";
+import { DEFAULT_IMAGE_FETCH } from "../functions/images/fetch.ts";
+import { createMetrics } from "../functions/metrics.ts";
+import type { Service } from "../functions/service.ts";
+import type { ResizeMode } from "../runtime/images/preprocess.ts";
+import { type OpenedFiles, visionUnavailable } from "../runtime/model/boot.ts";
+
+export interface ImageSettings {
+  maxImages: number;
+  maxBytes: number;
+  maxPixels: number;
+  allow: AddressAllowList;
+  fetchUrls: boolean;
+  resize: ResizeMode;
+}
+
+export interface ServiceSettings {
+  /** The model id clients use (default: the model's own). */
+  servedName?: string;
+  images: ImageSettings;
+  temperature: number;
+  /** A Hugging Face chat template; absent: Mistral's instruct rules. */
+  chatTemplate?: string;
+}
+
+export function localService(files: OpenedFiles, settings: ServiceSettings): Service {
+  const { tokenizer, config } = files;
+  const id = settings.servedName ?? files.id;
+  const unavailable = visionUnavailable(files);
+  const service: Service = {
+    model: {
+      id,
+      aliases: id === files.id ? [] : [files.id],
+      created: Math.floor(Date.now() / 1000),
+      demo: files.demo,
+      description: files.demo
+        ? "Built-in demo: Pixtral's architecture at a tiny size with RANDOM weights (its output is noise). " +
+          "Serve real Pixtral weights with --model PATH."
+        : `Pixtral (${config.source}) from ${files.location?.dir ?? files.id}`,
+    },
+    tokenizer,
+    images: {
+      enabled: unavailable === undefined,
+      disabledReason: unavailable,
+      maxImages: settings.images.maxImages,
+      fetch: {
+        ...DEFAULT_IMAGE_FETCH,
+        maxBytes: settings.images.maxBytes,
+        allow: settings.images.allow,
+        fetchUrls: settings.images.fetchUrls,
+      },
+      resize: settings.images.resize,
+      maxImageSize: tokenizer.imageConfig?.maxImageSize ?? config.vision?.imageSize ?? 1024,
+      patchSize: tokenizer.imageConfig?.patchSize ?? config.vision?.patchSize ?? 16,
+      maxPixels: settings.images.maxPixels,
+      tokens: { ...config.imageTokens },
+    },
+    defaults: { temperature: settings.temperature, topP: 1 },
+    chatTemplate: settings.chatTemplate,
+    metrics: createMetrics(() => service.engine),
+  };
+  return service;
+}
