@@ -14,7 +14,8 @@ const PARAMS = {
   vision_encoder: {
     hidden_size: 256,
     num_channels: 3,
-    image_size: 1024,
+    // Images are scaled to fit 256 px (16x16 patches at most): a CPU-only demo answers in seconds, not minutes.
+    image_size: 256,
     patch_size: 16,
     rope_theta: 1e4,
     intermediate_size: 512,
