@@ -138,7 +138,7 @@ row(
   `${(100 * single / limit).toFixed(1)}% of the ${limit.toFixed(0)} tokens/s limit`,
 );
 
-if (model.hasVision) {
+if (config.vision) {
   const v = config.vision!;
   // The largest image at real size; a 256x256 one for small models (lavapipe takes minutes for 1024x1024).
   const size = big ? v.imageSize : 256;

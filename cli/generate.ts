@@ -44,6 +44,17 @@ export async function generate(argv: string[]): Promise<void> {
     return value;
   };
   const options = modelOptions(flags);
+  const sampling = {
+    ...GREEDY,
+    temperature: number("--temperature", flags.temperature, 0),
+    topP: number("--top-p", flags["top-p"], 1),
+    seed: flags.seed === undefined ? undefined : number("--seed", flags.seed, 0),
+  };
+  if (sampling.topP === 0 || sampling.topP > 1) throw new UsageError("--top-p must be in (0, 1]");
+  if (sampling.seed !== undefined && !Number.isSafeInteger(sampling.seed)) {
+    throw new UsageError(`--seed must be an integer, got "${flags.seed}"`);
+  }
+  const maxTokens = positiveInt("--max-tokens", flags["max-tokens"]) ?? 256;
   const files = await openModelFiles(options);
   const images = await Promise.all((flags.image ?? []).map(async (path) => {
     const bytes = await Deno.readFile(path);
@@ -67,7 +78,6 @@ export async function generate(argv: string[]): Promise<void> {
     { role: "user" as const, content: [...images, { type: "text" as const, text: flags.prompt }] },
   ];
   const prompt = await encodeChat(messages, service);
-  const maxTokens = positiveInt("--max-tokens", flags["max-tokens"]) ?? 256;
   options.ctx ??= Math.ceil((prompt.ids.length + maxTokens) / 16) * 16;
   const { model } = await loadModel(files, options);
   const engine = new LocalEngine(model);
@@ -76,12 +86,7 @@ export async function generate(argv: string[]): Promise<void> {
     const stream = engine.generate({
       ids: prompt.ids,
       images: prompt.images,
-      sampling: {
-        ...GREEDY,
-        temperature: number("--temperature", flags.temperature, 0),
-        topP: number("--top-p", flags["top-p"], 1),
-        seed: flags.seed === undefined ? undefined : number("--seed", flags.seed, 0),
-      },
+      sampling,
       maxTokens,
       stopIds: [tokenizer.special("</s>")],
     });

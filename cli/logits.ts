@@ -34,8 +34,9 @@ async function readSequence(path: string): Promise<Segment[]> {
   const segments = json?.segments;
   const valid = Array.isArray(segments) &&
     segments.every((s: Segment) =>
-      ("ids" in s && Array.isArray(s.ids) && s.ids.every(Number.isInteger)) ||
-      ("image" in s && typeof s.image === "string")
+      typeof s === "object" && s !== null &&
+      (("ids" in s && Array.isArray(s.ids) && s.ids.every(Number.isInteger)) ||
+        ("image" in s && typeof s.image === "string"))
     );
   if (!valid) {
     throw new UsageError(`--input ${path}: expected {"segments": [{"ids": [...]} | {"image": "file"}]}`);

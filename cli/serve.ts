@@ -185,8 +185,9 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const shutdown = () =>
     stopping ??= (async () => {
       log.info("shutting down", { graceSeconds: config.graceSeconds });
-      // Running streams get the grace period; then the engine cancels them and the server closes.
-      await ready;
+      service.stopping = true;
+      // Running streams get the grace period; then the engine cancels them and the server closes. A model still
+      // loading is released when its load ends.
       const closing = service.engine?.close(config.graceSeconds * 1000);
       await server.shutdown();
       await closing;

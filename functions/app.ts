@@ -3,6 +3,7 @@
  * edge build. Every error leaves as OpenAI's error shape with its status, mapped in one place (`toApiError`).
  */
 import { Hono } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
@@ -122,6 +123,11 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
     apiError(c, 404, `no route for ${c.req.method} ${c.req.path}`, "not_found_error", "not_found")
   );
   app.onError((err, c) => {
+    // The client went away (the request's signal was aborted): nobody reads the answer; not a server error.
+    if (err.name === "AbortError" && c.req.raw.signal.aborted) {
+      log.debug("request cancelled by the client", { path: c.req.path });
+      return c.body(null, 499 as ContentfulStatusCode);
+    }
     const mapped = toApiError(err);
     if (mapped.status === 500) {
       log.error("unhandled error", { path: c.req.path, error: String(err?.stack ?? err) });

@@ -54,4 +54,6 @@ export interface Service {
   pixelPrecision?: "f32" | "f16";
   /** Why loading failed, when it did. */
   failure?: string;
+  /** Set when shutdown begins: load balancers should stop sending requests. */
+  stopping?: boolean;
 }

@@ -166,3 +166,33 @@ Deno.test("stop strings, n choices with seeds, and log-probabilities", async () 
     assert.equal(service.engine!.stats().kvBlocksUsed, 0);
   });
 });
+
+Deno.test("edge cases: n choices against a full queue, empty stop strings, model ids with a slash, prefix", async () => {
+  const config = serverConfig({
+    servedName: "mistralai/Pixtral-12B-2409",
+    engine: { prefillChunk: 64, maxQueue: 1, maxRunning: 1 },
+  });
+  await withServer(config, async ({ url, service }) => {
+    const chat = `${url}/v1/chat/completions`;
+    // Three choices cannot all queue: 429, and the ones that did start are cancelled with it.
+    const busy = await post(chat, { ...user("hi"), n: 3 });
+    expectError(busy, 429, /already waiting/);
+    for (let i = 0; i < 100 && service.engine!.stats().running + service.engine!.stats().waiting > 0; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.deepEqual([service.engine!.stats().running, service.engine!.stats().waiting], [0, 0]);
+    const plain = await post(chat, { ...user("hi"), max_tokens: 3, temperature: 0 });
+    const emptyStop = await post(chat, { ...user("hi"), max_tokens: 3, temperature: 0, stop: [""] });
+    assert.equal(emptyStop.json.choices[0].message.content, plain.json.choices[0].message.content);
+    const card = await (await fetch(`${url}/v1/models/mistralai/Pixtral-12B-2409`)).json();
+    assert.equal(card.id, "mistralai/Pixtral-12B-2409");
+    const prefixFirst = {
+      messages: [
+        { role: "user", content: "a" },
+        { role: "assistant", content: "b", prefix: true },
+        { role: "user", content: "c" },
+      ],
+    };
+    expectError(await post(chat, prefixFirst), 400, /prefix/);
+  });
+});

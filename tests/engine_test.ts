@@ -116,3 +116,60 @@ Deno.test("cancelled and abandoned streams return their KV blocks; limits are ch
     await engine.close();
   }
 });
+
+Deno.test("a full KV cache preempts the newest unscheduled sequence, never one already in the step", async () => {
+  const model = await loadTiny("mistral", {
+    quant: "f32",
+    visionQuant: "f32",
+    activations: "f32",
+    kv: "f32",
+    kvTokens: 64,
+  });
+  const engine = new LocalEngine(model, { prefillChunk: 1 });
+  try {
+    const a = {
+      ids: [1, 3, ...Array(11).fill(1100), 4],
+      images: [],
+      sampling: GREEDY,
+      maxTokens: 45,
+      stopIds: [],
+    };
+    const b = {
+      ids: [1, 3, ...Array(27).fill(1200), 4],
+      images: [],
+      sampling: GREEDY,
+      maxTokens: 4,
+      stopIds: [],
+    };
+    const alone = await collect(engine.generate(a));
+    const [withB, bOut] = await Promise.all([collect(engine.generate(a)), collect(engine.generate(b))]);
+    assert.deepEqual(withB, alone); // the older sequence is never the one preempted
+    assert.equal(bOut.ids.length, 4);
+    assert.equal(model.pool.usedBlocks, 0);
+  } finally {
+    await engine.close();
+  }
+});
+
+Deno.test("requests the sampler or the model cannot take are refused before they reach a step", async () => {
+  const model = await loadTiny("mistral", { kvTokens: 256 });
+  const engine = new LocalEngine(model);
+  try {
+    const ok = { ids: [1, 3, 1100, 4], images: [], sampling: GREEDY, maxTokens: 2, stopIds: [] };
+    const refused = [
+      { ...ok, sampling: { ...GREEDY, topP: 0 } },
+      { ...ok, sampling: { ...GREEDY, seed: 1.5 } },
+      { ...ok, sampling: { ...GREEDY, temperature: Number.NaN } },
+      { ...ok, ids: [1, 3, 10, 13, 4] }, // an [IMG] token without its image
+      { ...ok, maxTokens: 0 },
+    ];
+    for (const r of refused) assert.throws(() => engine.generate(r), RangeError, JSON.stringify(r.sampling));
+    // Out-of-range values that have a meaning are taken: top_k above the vocabulary, a 64-bit seed.
+    const wide = await collect(
+      engine.generate({ ...ok, sampling: { ...GREEDY, topK: 5e9, seed: 2 ** 52 + 7 } }),
+    );
+    assert.equal(wide.ids.length, 2);
+  } finally {
+    await engine.close();
+  }
+});

@@ -45,7 +45,7 @@ function logprobEntry(tokenizer: Tokenizer, event: TokenEvent): LogprobEntry | u
 }
 
 /** Starts `n` generations; any failure to start cancels those already started. */
-function start(engine: Engine, prepared: PreparedChat, signal: AbortSignal) {
+function start(engine: Engine, prepared: PreparedChat, signal: AbortSignal, cancel: () => void) {
   const streams: AsyncGenerator<TokenEvent, FinishReason>[] = [];
   try {
     for (let i = 0; i < prepared.n; i++) {
@@ -57,7 +57,7 @@ function start(engine: Engine, prepared: PreparedChat, signal: AbortSignal) {
       streams.push(engine.generate({ ...prepared.request, sampling }, signal));
     }
   } catch (err) {
-    for (const s of streams) s.return("stop");
+    cancel(); // the choices already started: their generators never ran, so only the signal reaches them
     throw err;
   }
   return streams;
@@ -115,7 +115,14 @@ export function runCompletion(service: Service, prepared: PreparedChat, signal: 
   const controller = new AbortController();
   const abort = () => controller.abort();
   signal.addEventListener("abort", abort);
-  const streams = start(service.engine!, prepared, controller.signal);
+  if (signal.aborted) abort();
+  let streams: AsyncGenerator<TokenEvent, FinishReason>[];
+  try {
+    streams = start(service.engine!, prepared, controller.signal, abort);
+  } catch (err) {
+    signal.removeEventListener("abort", abort);
+    throw err;
+  }
   const channel = new Channel<ChoiceUpdate, ChoiceResult[]>();
   const began = performance.now();
   let last: number | undefined;

@@ -182,6 +182,7 @@ export async function prepareChat(
       topLogprobs: chat.logprobs ? (chat.top_logprobs ?? 0) : undefined,
     },
     n: chat.n ?? 1,
-    stop: chat.stop == null ? [] : typeof chat.stop === "string" ? [chat.stop] : chat.stop,
+    // An empty stop string would match at once; it stops nothing, as in OpenAI's API.
+    stop: (chat.stop == null ? [] : typeof chat.stop === "string" ? [chat.stop] : chat.stop).filter(Boolean),
   };
 }

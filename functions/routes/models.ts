@@ -30,7 +30,8 @@ function card(service: Service) {
 export function modelRoutes(service: Service): Hono {
   return new Hono()
     .get("/v1/models", (c) => c.json({ object: "list", data: [card(service)] }))
-    .get("/v1/models/:id", (c) => {
+    // Ids may contain "/" (hf:ORG/REPO models), which clients send unencoded.
+    .get("/v1/models/:id{.+}", (c) => {
       const id = c.req.param("id");
       if (id !== service.model.id && !service.model.aliases.includes(id)) {
         throw new UnknownModelError(

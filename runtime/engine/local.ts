@@ -57,9 +57,13 @@ class Sequence {
   readonly counts = new Map<number, number>();
   readonly seed: number;
 
-  constructor(readonly request: GenerateRequest) {
+  constructor(readonly request: GenerateRequest, readonly vocabSize: number) {
     this.tokens = [...request.ids];
-    this.seed = request.sampling.seed ?? crypto.getRandomValues(new Uint32Array(1))[0];
+    // Any integer seed (OpenAI's are 64-bit) names a 32-bit stream of the sampler.
+    const seed = request.sampling.seed;
+    this.seed = seed === undefined
+      ? crypto.getRandomValues(new Uint32Array(1))[0]
+      : Number(BigInt.asUintN(32, BigInt(seed)));
     if (request.sampling.repetitionPenalty !== 1) { for (const id of request.ids) this.counts.set(id, 0); }
   }
 
@@ -77,7 +81,7 @@ class Sequence {
     const penalised = s.repetitionPenalty !== 1 || s.presencePenalty !== 0 || s.frequencyPenalty !== 0;
     return {
       temperature: s.temperature,
-      topK: s.topK,
+      topK: s.topK >= this.vocabSize ? 0 : s.topK,
       topP: s.topP,
       minP: s.minP,
       repetitionPenalty: s.repetitionPenalty,
@@ -138,6 +142,22 @@ export class LocalEngine implements Engine {
 
   generate(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<TokenEvent, FinishReason> {
     if (this.#closed) throw new EngineClosedError("the server is shutting down");
+    this.#validate(request);
+    if (this.#waiting.length >= this.#maxQueue) {
+      throw new EngineBusyError(`${this.#waiting.length} requests are already waiting`, 1);
+    }
+    const seq = new Sequence(request, this.vocabSize);
+    // Registered now, not when the stream is first read: a stream that is never read must still be cancellable.
+    const abort = () => this.#cancel(seq);
+    signal?.addEventListener("abort", abort);
+    this.#waiting.push(seq);
+    if (signal?.aborted) abort();
+    this.#kick();
+    return this.#stream(seq, () => signal?.removeEventListener("abort", abort));
+  }
+
+  /** Everything a request could get wrong is refused here, before it can disturb the other sequences of a step. */
+  #validate(request: GenerateRequest): void {
     const total = request.ids.length + request.maxTokens;
     if (request.ids.length === 0) throw new RequestTooLongError("the prompt is empty");
     if (total > this.contextLength) {
@@ -146,28 +166,42 @@ export class LocalEngine implements Engine {
           `more than this server's context of ${this.contextLength}`,
       );
     }
+    let imageTokens = 0;
     for (const id of request.ids) {
       if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
         throw new RangeError(`token id ${id} is not in the vocabulary`);
       }
+      if (id === this.#model.config.imageTokens.img) imageTokens++;
     }
-    if (this.#waiting.length >= this.#maxQueue) {
-      throw new EngineBusyError(`${this.#waiting.length} requests are already waiting`, 1);
+    const patches = request.images.reduce((n, image) => n + image.rows * image.cols, 0);
+    if (imageTokens !== patches) {
+      throw new RangeError(
+        `the prompt has ${imageTokens} [IMG] tokens but its images have ${patches} patches`,
+      );
     }
-    const seq = new Sequence(request);
-    this.#waiting.push(seq);
-    this.#kick();
-    return this.#stream(seq, signal);
+    if (request.images.length && !this.#model.config.vision) {
+      throw new RangeError("this model has no vision encoder");
+    }
+    const s = request.sampling;
+    const finite = (v: number, lo: number, hi: number) => Number.isFinite(v) && v >= lo && v <= hi;
+    if (
+      !finite(s.temperature, 0, 100) || !finite(s.topP, Number.MIN_VALUE, 1) || !finite(s.minP, 0, 1) ||
+      !finite(s.repetitionPenalty, Number.MIN_VALUE, 100) || !finite(s.presencePenalty, -100, 100) ||
+      !finite(s.frequencyPenalty, -100, 100) || !Number.isInteger(s.topK) || s.topK < 0 ||
+      (s.seed !== undefined && !Number.isSafeInteger(s.seed)) || !Number.isInteger(request.maxTokens) ||
+      request.maxTokens < 1
+    ) {
+      throw new RangeError(
+        `sampling settings out of range: ${JSON.stringify({ ...s, maxTokens: request.maxTokens })}`,
+      );
+    }
   }
 
-  async *#stream(seq: Sequence, signal?: AbortSignal): AsyncGenerator<TokenEvent, FinishReason> {
-    const abort = () => this.#cancel(seq);
-    signal?.addEventListener("abort", abort);
+  async *#stream(seq: Sequence, detach: () => void): AsyncGenerator<TokenEvent, FinishReason> {
     try {
-      if (signal?.aborted) abort();
       return yield* seq.channel.drain();
     } finally {
-      signal?.removeEventListener("abort", abort);
+      detach();
       if (!seq.channel.closed) this.#cancel(seq);
     }
   }
@@ -198,7 +232,7 @@ export class LocalEngine implements Engine {
         await this.#step();
       } catch (err) {
         log.error("engine step failed", { error: String((err as Error)?.stack ?? err) });
-        for (const seq of this.#running) this.#finish(seq, err);
+        for (const seq of [...this.#running]) this.#finish(seq, err);
       }
     }
   }
@@ -232,11 +266,14 @@ export class LocalEngine implements Engine {
     else seq.channel.fail(result);
   }
 
-  /** Makes room for `seq` to hold `tokens` positions, preempting the newest other sequences if needed. */
-  #grow(seq: Sequence, tokens: number): boolean {
+  /**
+   * Makes room for `seq` to hold `tokens` positions, preempting the newest sequences not yet scheduled in this
+   * step if needed; false when only scheduled ones could make room (then `seq` waits for a later step).
+   */
+  #grow(seq: Sequence, tokens: number, scheduled: ReadonlySet<Sequence>): boolean {
     const { pool } = this.#model;
     while (!pool.reserve(seq.blocks, tokens)) {
-      const victim = this.#running.findLast((s) => s !== seq);
+      const victim = this.#running.findLast((s) => s !== seq && !scheduled.has(s));
       if (!victim) return false;
       // Recompute later: drop its cache, keep its tokens, and put it first in line.
       this.#running.splice(this.#running.indexOf(victim), 1);
@@ -252,64 +289,89 @@ export class LocalEngine implements Engine {
     return true;
   }
 
-  async #step(): Promise<void> {
-    const model = this.#model;
-    const prefills: { seq: Sequence; step: SequenceStep }[] = [];
+  /** Which sequences advance this step, each with the KV blocks it needs reserved: decoders first, then prefills. */
+  #schedule(): { decoders: Sequence[]; prefills: { seq: Sequence; end: number }[] } {
+    const scheduled = new Set<Sequence>();
+    const decoders: Sequence[] = [];
+    for (const seq of this.#running.filter((s) => !s.prefilling)) {
+      if (this.#running.includes(seq) && this.#grow(seq, seq.past + 1, scheduled)) {
+        scheduled.add(seq);
+        decoders.push(seq);
+      }
+    }
+    const prefills: { seq: Sequence; end: number }[] = [];
     let budget = this.#prefillBudget;
     for (const seq of this.#running.filter((s) => s.prefilling)) {
       if (budget <= 0) break;
       const end = Math.min(seq.past + this.#prefillChunk, seq.prefillEnd);
-      if (!this.#grow(seq, end)) throw new Error("the KV cache cannot hold one sequence");
-      if (!this.#running.includes(seq)) continue;
+      if (!this.#running.includes(seq) || !this.#grow(seq, end, scheduled)) break;
+      scheduled.add(seq);
+      prefills.push({ seq, end });
+      budget -= end - seq.past;
+    }
+    if (scheduled.size === 0) throw new Error("the KV cache cannot hold one sequence");
+    return { decoders, prefills };
+  }
+
+  async #step(): Promise<void> {
+    const model = this.#model;
+    const { decoders, prefills } = this.#schedule();
+    for (const { seq } of prefills) {
       if (seq.past === 0 && seq.request.images.length && !seq.embeddings) {
-        seq.embeddings = await model.encodeImages(seq.request.images);
+        try {
+          seq.embeddings = await model.encodeImages(seq.request.images);
+        } catch (err) {
+          this.#finish(seq, err); // this request's images fail it alone
+        }
       }
+    }
+    const steps = prefills.filter(({ seq }) => this.#running.includes(seq)).map(({ seq, end }) => {
       const ids = seq.tokens.slice(seq.past, end);
       const images = ids.filter((id) => id === model.config.imageTokens.img).length;
-      prefills.push({
-        seq,
-        step: {
-          ids,
-          past: seq.past,
-          blocks: seq.blocks,
-          images: images ? seq.embeddings!.sliceRows(seq.imageRows, images) : undefined,
-          logits: end === seq.prefillEnd && seq.generated === 0 ? "last" : "none",
-        },
-      });
-      budget -= ids.length;
-    }
-    const decoders = this.#running.filter((s) => !s.prefilling);
-    for (const seq of decoders) {
-      if (!this.#grow(seq, seq.past + 1)) throw new Error("the KV cache cannot hold one sequence");
-    }
-    const live = decoders.filter((s) => this.#running.includes(s));
+      const step: SequenceStep = {
+        ids,
+        past: seq.past,
+        blocks: seq.blocks,
+        images: images ? seq.embeddings!.sliceRows(seq.imageRows, images) : undefined,
+        logits: end === seq.prefillEnd && seq.generated === 0 ? "last" : "none",
+      };
+      return { seq, step };
+    });
 
     const rec = model.ctx.record("step");
     const passes: Pass[] = [];
-    for (const { seq, step } of prefills) {
-      const out = model.step(rec, [step]);
-      if (out.logits) passes.push(this.#sample(rec, out.logits, [seq]));
-    }
-    for (let i = 0; i < live.length; i += MATVEC_MAX_ROWS) {
-      const group = live.slice(i, i + MATVEC_MAX_ROWS);
-      const out = model.step(
-        rec,
-        group.map((s) => ({
-          ids: [s.tokens.at(-1)!],
-          past: s.past,
-          blocks: s.blocks,
-          logits: "last" as const,
-        })),
-      );
-      passes.push(this.#sample(rec, out.logits!, group));
+    try {
+      for (const { seq, step } of steps) {
+        const out = model.step(rec, [step]);
+        if (out.logits) passes.push(this.#sample(rec, out.logits, [seq]));
+      }
+      for (let i = 0; i < decoders.length; i += MATVEC_MAX_ROWS) {
+        const group = decoders.slice(i, i + MATVEC_MAX_ROWS);
+        const out = model.step(
+          rec,
+          group.map((s) => ({
+            ids: [s.tokens.at(-1)!],
+            past: s.past,
+            blocks: s.blocks,
+            logits: "last" as const,
+          })),
+        );
+        passes.push(this.#sample(rec, out.logits!, group));
+      }
+    } catch (err) {
+      for (const pass of passes) {
+        for (const read of [pass.ids, pass.logprobs, pass.logits]) read?.catch(() => {});
+      }
+      rec.discard();
+      throw err;
     }
     await rec.submit();
 
-    for (const { seq, step } of prefills) {
+    for (const { seq, step } of steps) {
       seq.past += step.ids.length;
       seq.imageRows += step.images?.rows ?? 0;
     }
-    for (const seq of live) seq.past += 1;
+    for (const seq of decoders) seq.past += 1;
     for (const pass of passes) await this.#deliver(pass);
   }
 

@@ -213,6 +213,19 @@ export class Recorder {
     return bytes;
   }
 
+  /** Drops what was recorded without running it (a step that failed while being recorded), freeing its scratch. */
+  discard(): void {
+    this.#open();
+    this.#submitted = true;
+    for (const c of this.#commands) {
+      if (c.kind === "read") c.reject(new Error(`recorder "${this.label}" was discarded`));
+    }
+    for (const tensor of this.#scratch) this.ctx.release(tensor);
+    this.#scratch = [];
+    this.#commands = [];
+    this.#writes = [];
+  }
+
   /**
    * Encodes everything recorded into one command buffer and submits it. Rejects with the GPU's message when a
    * kernel fails to compile or a command is invalid.

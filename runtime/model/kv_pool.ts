@@ -4,7 +4,7 @@
  * and a finished or cancelled sequence returns its blocks at once.
  */
 import type { GpuContext } from "../gpu/context.ts";
-import { createKvCache, type KvCache, kvCacheBytes, type KvType } from "../gpu/ops/attention.ts";
+import { createKvCache, type KvCache, type KvType } from "../gpu/ops/attention.ts";
 
 export interface KvPoolShape {
   layers: number;
@@ -19,7 +19,6 @@ export class KvPool {
   readonly layers: KvCache[];
   readonly blockSize: number;
   readonly blocks: number;
-  readonly bytes: number;
   #free: number[];
 
   constructor(ctx: GpuContext, shape: KvPoolShape) {
@@ -27,7 +26,6 @@ export class KvPool {
     this.layers = Array.from({ length: shape.layers }, () => createKvCache(ctx, layer));
     this.blockSize = shape.blockSize;
     this.blocks = shape.blocks;
-    this.bytes = shape.layers * kvCacheBytes(layer);
     this.#free = Array.from({ length: shape.blocks }, (_, i) => shape.blocks - 1 - i);
   }
 

@@ -56,18 +56,14 @@ function targetType(
   return isBlockFormat(wanted) && k % 32 !== 0 ? "f16" : wanted;
 }
 
-export interface LoadedWeights {
-  tensors: Map<string, Tensor>;
-  bytes: number;
-}
+export type LoadedWeights = Map<string, Tensor>;
 
 export async function loadWeights(
   ctx: GpuContext,
   source: WeightSource,
   options: LoadOptions,
 ): Promise<LoadedWeights> {
-  const tensors = new Map<string, Tensor>();
-  let bytes = 0;
+  const tensors: LoadedWeights = new Map();
   try {
     for (const info of source.tensors()) {
       const stored = STORED[info.dtype];
@@ -75,7 +71,6 @@ export async function loadWeights(
       const [rows, k] = matrixShape(info.shape);
       const dst = ctx.tensor(target, [rows, k], { pooled: false, label: info.name });
       tensors.set(info.name, dst);
-      bytes += dst.byteLength;
       const storedRow = rowBytes(stored, k);
       for await (const chunk of source.chunks(info.name, CHUNK_BYTES)) {
         if (stored === target) {
@@ -96,23 +91,26 @@ export async function loadWeights(
     for (const t of tensors.values()) ctx.release(t);
     throw err;
   }
-  return { tensors, bytes };
+  return tensors;
 }
 
 /**
  * Random weights of a config made directly on the GPU (seeded uniform values of the synthetic recipe's scales,
  * converted or quantized like loaded ones): a model of Pixtral 12B's real size for benchmarks, without files.
  */
-export async function randomWeights(ctx: GpuContext, config: ModelConfig, options: LoadOptions, seed = 0) {
-  const tensors = new Map<string, Tensor>();
-  let bytes = 0;
+export async function randomWeights(
+  ctx: GpuContext,
+  config: ModelConfig,
+  options: LoadOptions,
+  seed = 0,
+): Promise<LoadedWeights> {
+  const tensors: LoadedWeights = new Map();
   try {
     for (const [index, spec] of expectedTensors(config).entries()) {
       const target = targetType({ ...spec, dtype: "F32" }, options);
       const [rows, k] = matrixShape(spec.shape);
       const dst = ctx.tensor(target, [rows, k], { pooled: false, label: spec.name });
       tensors.set(spec.name, dst);
-      bytes += dst.byteLength;
       const { mean, std } = syntheticScale(spec);
       const step = Math.max(1, Math.floor(CHUNK_BYTES / (4 * k)));
       for (let first = 0; first < rows; first += step) {
@@ -138,5 +136,5 @@ export async function randomWeights(ctx: GpuContext, config: ModelConfig, option
     for (const t of tensors.values()) ctx.release(t);
     throw err;
   }
-  return { tensors, bytes };
+  return tensors;
 }

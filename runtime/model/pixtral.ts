@@ -35,21 +35,18 @@ export class PixtralModel {
   readonly config: ModelConfig;
   readonly act: FloatType;
   readonly pool: KvPool;
-  readonly weightBytes: number;
   readonly #weights: Map<string, Tensor>;
 
   private constructor(
     ctx: GpuContext,
     config: ModelConfig,
     weights: Map<string, Tensor>,
-    weightBytes: number,
     pool: KvPool,
     act: FloatType,
   ) {
     this.ctx = ctx;
     this.config = config;
     this.#weights = weights;
-    this.weightBytes = weightBytes;
     this.pool = pool;
     this.act = act;
   }
@@ -80,7 +77,7 @@ export class PixtralModel {
       headDim: d.headDim,
       dtype: options.kv ?? "f16",
     });
-    return new PixtralModel(ctx, config, loaded.tensors, loaded.bytes, pool, act);
+    return new PixtralModel(ctx, config, loaded, pool, act);
   }
 
   readonly weight = (name: string): Tensor => {
@@ -89,15 +86,22 @@ export class PixtralModel {
     return tensor;
   };
 
-  get hasVision(): boolean {
-    return this.config.vision !== null && this.#weights.has("vision_encoder.patch_conv.weight");
-  }
-
   /** Image embeddings [patches, dim] after the adapter, in a pooled tensor the caller releases. */
   async encodeImages(images: readonly ImageInput[]): Promise<Tensor> {
     const rec = this.ctx.record("vision");
-    const out = encodeImages(rec, this.config, this.weight, images, this.act);
-    await rec.submit();
+    let out: Tensor;
+    try {
+      out = encodeImages(rec, this.config, this.weight, images, this.act);
+    } catch (err) {
+      rec.discard();
+      throw err;
+    }
+    try {
+      await rec.submit();
+    } catch (err) {
+      this.ctx.release(out);
+      throw err;
+    }
     return out;
   }
 

@@ -105,6 +105,9 @@ export function encodeInstruct<Image>(
       "the last message must be from the user, or an assistant message with prefix: true to be continued",
     );
   }
+  if (turns.some((t, i) => t.prefix && i !== turns.length - 1)) {
+    throw new PromptError("only the last message can be an assistant message with prefix: true");
+  }
   const lastUser = turns.findLastIndex((t) => t.role === "user");
   const ids = [enc.bos];
   const images: Image[] = [];
