@@ -11,6 +11,7 @@ import {
   EngineBusyError,
   EngineClosedError,
   EngineUnavailableError,
+  InvalidRequestError,
   RequestTooLongError,
 } from "../runtime/engine/engine.ts";
 import { ImageError, ImageTooLargeError } from "../runtime/images/errors.ts";
@@ -63,6 +64,9 @@ function toApiError(err: unknown): Mapped {
   }
   if (err instanceof ImageError) {
     return { status: 400, type: "invalid_request_error", code: "invalid_image", param };
+  }
+  if (err instanceof InvalidRequestError) {
+    return { status: 400, type: "invalid_request_error", code: "invalid_request" };
   }
   if (err instanceof RequestTooLongError) {
     return { status: 400, type: "invalid_request_error", code: "context_length_exceeded" };

@@ -82,6 +82,12 @@ export class EngineBusyError extends Error {
   }
 }
 
+/** A request the engine cannot run as given: ids outside the vocabulary, image slots that do not match the
+ * images, sampling settings out of range (HTTP 400). */
+export class InvalidRequestError extends RangeError {
+  override name = "InvalidRequestError";
+}
+
 /** Prompt plus max tokens exceed the context (HTTP 400). */
 export class RequestTooLongError extends Error {
   override name = "RequestTooLongError";

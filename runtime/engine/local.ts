@@ -25,6 +25,7 @@ import {
   type EngineStats,
   type FinishReason,
   type GenerateRequest,
+  InvalidRequestError,
   RequestTooLongError,
   type TokenEvent,
 } from "./engine.ts";
@@ -169,18 +170,18 @@ export class LocalEngine implements Engine {
     let imageTokens = 0;
     for (const id of request.ids) {
       if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-        throw new RangeError(`token id ${id} is not in the vocabulary`);
+        throw new InvalidRequestError(`token id ${id} is not in the vocabulary`);
       }
       if (id === this.#model.config.imageTokens.img) imageTokens++;
     }
     const patches = request.images.reduce((n, image) => n + image.rows * image.cols, 0);
     if (imageTokens !== patches) {
-      throw new RangeError(
+      throw new InvalidRequestError(
         `the prompt has ${imageTokens} [IMG] tokens but its images have ${patches} patches`,
       );
     }
     if (request.images.length && !this.#model.config.vision) {
-      throw new RangeError("this model has no vision encoder");
+      throw new InvalidRequestError("this model has no vision encoder");
     }
     const s = request.sampling;
     const finite = (v: number, lo: number, hi: number) => Number.isFinite(v) && v >= lo && v <= hi;
@@ -191,7 +192,7 @@ export class LocalEngine implements Engine {
       (s.seed !== undefined && !Number.isSafeInteger(s.seed)) || !Number.isInteger(request.maxTokens) ||
       request.maxTokens < 1
     ) {
-      throw new RangeError(
+      throw new InvalidRequestError(
         `sampling settings out of range: ${JSON.stringify({ ...s, maxTokens: request.maxTokens })}`,
       );
     }
