@@ -55,16 +55,14 @@ pub fn filter(src: u32, dst: u32) -> Filter {
 }
 
 /// A pixel's weights two by two, each split into its high and low 11 bits (both fit 16-bit lanes) and
-/// repeated for R, G and B: `[k0, k1, k0, k1, k0, k1, 0, 0]`. An odd last tap is paired with weight 0.
-fn weight_pairs(weights: &[i32]) -> Vec<[I16x8; 2]> {
-    weights
-        .chunks(2)
-        .map(|pair| {
-            let (k0, k1) = (pair[0], pair.get(1).copied().unwrap_or(0));
-            let lanes = |a: i16, b: i16| I16x8::new([a, b, a, b, a, b, 0, 0]);
-            [lanes((k0 >> 11) as i16, (k1 >> 11) as i16), lanes((k0 & 2047) as i16, (k1 & 2047) as i16)]
-        })
-        .collect()
+/// repeated for R, G and B: `[k0, k1, k0, k1, k0, k1, 0, 0]` (the zeros drop the lanes a pixel pair fills with
+/// the next pixel). An odd last tap is paired with weight 0.
+fn weight_pairs(weights: &[i32], out: &mut Vec<[I16x8; 2]>) {
+    out.extend(weights.chunks(2).map(|pair| {
+        let (k0, k1) = (pair[0], pair.get(1).copied().unwrap_or(0));
+        let lanes = |a: i16, b: i16| I16x8::new([a, b, a, b, a, b, 0, 0]);
+        [lanes((k0 >> 11) as i16, (k1 >> 11) as i16), lanes((k0 & 2047) as i16, (k1 & 2047) as i16)]
+    }));
 }
 
 #[inline]
@@ -72,10 +70,62 @@ fn clip8(v: i32) -> u8 {
     (v >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
+/// Rows resized horizontally together: they share each pixel's weights, loaded once per block.
+const BLOCK: usize = 4;
+
+/// The horizontal pass over source rows `rows`, to 8-bit RGB rows `dst_w` wide, one after another.
+///
+/// Two taps per step: Σ p·k = 2^11·Σ p·(k >> 11) + Σ p·(k & 2047), each half a 16-bit dot product over a
+/// pixel pair; integer addition is associative, so the sums are exactly the reference's.
+fn horizontal(src: &[u8], src_w: u32, rows: std::ops::Range<usize>, dst_w: u32) -> Vec<u8> {
+    let (row_len, dw) = (src_w as usize * 3, dst_w as usize);
+    let filter = filter(src_w, dst_w);
+    let mut pairs = Vec::new();
+    let mut offsets = vec![0];
+    for w in &filter.weights {
+        weight_pairs(w, &mut pairs);
+        offsets.push(pairs.len());
+    }
+    // A pair's load reads up to two bytes past its second pixel, and so up to five past the row: rows from
+    // `padded_from` on, which eight more bytes of the image do not follow, are read from a zero-padded copy.
+    let padded_from = (src.len().saturating_sub(8) / row_len).min(rows.end).max(rows.start);
+    let mut padded = src[padded_from * row_len..rows.end * row_len].to_vec();
+    padded.extend_from_slice(&[0; 8]);
+    let line = |y: usize| if y < padded_from { &src[y * row_len..] } else { &padded[(y - padded_from) * row_len..] };
+
+    let mut out = vec![0u8; rows.len() * dw * 3];
+    let rounding = I32x4::splat(1 << (PRECISION_BITS - 1));
+    for block in (rows.start..rows.end).step_by(BLOCK) {
+        let n = BLOCK.min(rows.end - block);
+        // A short last block repeats its last row and drops the copies.
+        let lines: [&[u8]; BLOCK] = std::array::from_fn(|i| line(block + i.min(n - 1)));
+        let out = &mut out[(block - rows.start) * dw * 3..];
+        for x in 0..dw {
+            let taps = &pairs[offsets[x]..offsets[x + 1]];
+            let at = filter.first[x] as usize * 3;
+            let windows = lines.map(|l| &l[at..at + taps.len() * 6 + 2]);
+            let (mut high, mut low) = ([I32x4::splat(0); BLOCK], [I32x4::splat(0); BLOCK]);
+            for (i, [h, l]) in taps.iter().enumerate() {
+                for r in 0..BLOCK {
+                    let pixels = I16x8::pixel_pair(windows[r], i * 6);
+                    high[r] = high[r].add(pixels.dot(*h));
+                    low[r] = low[r].add(pixels.dot(*l));
+                }
+            }
+            for r in 0..n {
+                let acc = high[r].shl(11).add(low[r]).add(rounding);
+                let [red, green, blue, _] = acc.shr_clamp_u8(PRECISION_BITS).lanes();
+                out[(r * dw + x) * 3..(r * dw + x) * 3 + 3].copy_from_slice(&[red as u8, green as u8, blue as u8]);
+            }
+        }
+    }
+    out
+}
+
 /// Resizes an interleaved RGB8 image, handing each finished row (interleaved RGB8) to `emit`.
 ///
-/// Four-lane integer arithmetic (a pixel's R, G, B and a lane to ignore in the horizontal pass, four bytes of
-/// a row in the vertical pass), exactly the reference's sums: integer addition is associative.
+/// Integer arithmetic in vector lanes (a pixel's R, G and B in the horizontal pass, bytes of a row in the
+/// vertical pass), exactly the reference's sums: integer addition is associative.
 pub fn resize_rgb8(src: &[u8], src_w: u32, src_h: u32, dst_w: u32, dst_h: u32, mut emit: impl FnMut(usize, &[u8])) {
     let (sw, dw) = (src_w as usize, dst_w as usize);
     assert_eq!(src.len(), sw * src_h as usize * 3);
@@ -85,25 +135,7 @@ pub fn resize_rgb8(src: &[u8], src_w: u32, src_h: u32, dst_w: u32, dst_h: u32, m
     let last_row = *vertical.first.last().unwrap() as usize + vertical.weights.last().unwrap().len();
     let temp: Vec<u8>;
     let (rows, row_len) = if dst_w != src_w {
-        let horizontal = filter(src_w, dst_w);
-        let pairs: Vec<Vec<[I16x8; 2]>> = horizontal.weights.iter().map(|w| weight_pairs(w)).collect();
-        let mut t = vec![0u8; (last_row - first_row) * dw * 3];
-        for (y, out) in (first_row..last_row).zip(t.chunks_exact_mut(dw * 3)) {
-            for ((o, &first), pairs) in out.chunks_exact_mut(3).zip(&horizontal.first).zip(&pairs) {
-                // Two taps per step: Σ p·k = 2^11·Σ p·(k >> 11) + Σ p·(k & 2047), each half in 16 bits.
-                let (mut high, mut low) = (I32x4::splat(0), I32x4::splat(0));
-                let start = (y * sw + first as usize) * 3;
-                for (i, [h, l]) in pairs.iter().enumerate() {
-                    let pixels = I16x8::pixel_pair(src, start + i * 6);
-                    high = high.add(pixels.dot(*h));
-                    low = low.add(pixels.dot(*l));
-                }
-                let acc = high.shl(11).add(low).add(I32x4::splat(1 << (PRECISION_BITS - 1)));
-                let [r, g, b, _] = acc.shr_clamp_u8(PRECISION_BITS).lanes();
-                o.copy_from_slice(&[r as u8, g as u8, b as u8]);
-            }
-        }
-        temp = t;
+        temp = horizontal(src, src_w, first_row..last_row, dst_w);
         (&temp[..], dw * 3)
     } else {
         (&src[first_row * sw * 3..last_row * sw * 3], sw * 3)
@@ -114,31 +146,52 @@ pub fn resize_rgb8(src: &[u8], src_w: u32, src_h: u32, dst_w: u32, dst_h: u32, m
         }
         return;
     }
-    let chunks = row_len / 4;
-    let mut acc = vec![I32x4::splat(0); chunks];
-    let mut tail = vec![0i32; row_len % 4];
+    vertical_pass(rows, row_len, first_row, &vertical, emit);
+}
+
+/// The vertical pass: each destination row from its source rows in `rows` (`row_len` bytes each, the first
+/// being source row `first_row`), handed to `emit`.
+///
+/// Eight bytes and two taps per step: two rows' bytes interleaved make 16-bit lane pairs for the same split
+/// dot products as the horizontal pass, and the sums stay in registers across all taps.
+fn vertical_pass(rows: &[u8], row_len: usize, first_row: usize, filter: &Filter, mut emit: impl FnMut(usize, &[u8])) {
+    let rounding = I32x4::splat(1 << (PRECISION_BITS - 1));
+    let finish = |high: I32x4, low: I32x4| high.shl(11).add(low).add(rounding).shr(PRECISION_BITS);
+    let chunks = row_len / 8;
     let mut out = vec![0u8; row_len];
-    for (dy, (&first, weights)) in vertical.first.iter().zip(&vertical.weights).enumerate() {
-        acc.fill(I32x4::splat(1 << (PRECISION_BITS - 1)));
-        tail.fill(1 << (PRECISION_BITS - 1));
-        for (k, &w) in weights.iter().enumerate() {
-            let row = (first as usize - first_row + k) * row_len;
-            let wv = I32x4::splat(w);
-            for (i, a) in acc.iter_mut().enumerate() {
-                *a = a.add(I32x4::from_u8(rows, row + i * 4).mul(wv));
+    for (dy, (&first, weights)) in filter.first.iter().zip(&filter.weights).enumerate() {
+        let base = first as usize - first_row;
+        // Each tap pair's two row offsets and weights; an odd last tap is paired with itself at weight 0.
+        let pairs: Vec<([usize; 2], [I16x8; 2])> = weights
+            .chunks(2)
+            .enumerate()
+            .map(|(i, pair)| {
+                let at = (base + 2 * i) * row_len;
+                let (k0, k1) = (pair[0], pair.get(1).copied().unwrap_or(0));
+                let lanes = |a: i16, b: i16| I16x8::new([a, b, a, b, a, b, a, b]);
+                let high = lanes((k0 >> 11) as i16, (k1 >> 11) as i16);
+                let low = lanes((k0 & 2047) as i16, (k1 & 2047) as i16);
+                ([at, if pair.len() == 2 { at + row_len } else { at }], [high, low])
+            })
+            .collect();
+        for x in (0..chunks).map(|c| c * 8) {
+            // High and low sums of bytes x..x + 4, then of x + 4..x + 8.
+            let mut sums = [I32x4::splat(0); 4];
+            for ([a, b], [high, low]) in &pairs {
+                let [left, right] = I16x8::row_pair(rows, a + x, b + x);
+                sums[0] = sums[0].add(left.dot(*high));
+                sums[1] = sums[1].add(left.dot(*low));
+                sums[2] = sums[2].add(right.dot(*high));
+                sums[3] = sums[3].add(right.dot(*low));
             }
-            for (i, t) in tail.iter_mut().enumerate() {
-                *t += rows[row + chunks * 4 + i] as i32 * w;
-            }
+            out[x..x + 8].copy_from_slice(&I32x4::pack_u8(finish(sums[0], sums[1]), finish(sums[2], sums[3])));
         }
-        for (o, a) in out.chunks_exact_mut(4).zip(&acc) {
-            let lanes = a.shr_clamp_u8(PRECISION_BITS).lanes();
-            for (o, v) in o.iter_mut().zip(lanes) {
-                *o = v as u8;
-            }
-        }
-        for (o, &t) in out[chunks * 4..].iter_mut().zip(&tail) {
-            *o = clip8(t);
+        for x in chunks * 8..row_len {
+            let acc = weights
+                .iter()
+                .enumerate()
+                .fold(1 << (PRECISION_BITS - 1), |acc, (k, &w)| acc + rows[(base + k) * row_len + x] as i32 * w);
+            out[x] = clip8(acc);
         }
         emit(dy, &out);
     }
@@ -203,6 +256,11 @@ mod tests {
             (64, 48, 64, 16),
             (17, 9, 17, 32),
             (401, 301, 103, 77),
+            // Rows too short for a pair's load, and blocks of fewer than four rows.
+            (1, 3, 5, 2),
+            (2, 5, 1, 7),
+            (5, 1, 2, 1),
+            (2, 2, 3, 3),
         ] {
             let src: Vec<u8> = (0..sw * sh * 3)
                 .map(|_| {

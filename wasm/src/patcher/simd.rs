@@ -1,6 +1,7 @@
-//! Four-lane vectors for the resize and normalize loops: WASM SIMD (simd128) when the build enables it, plain
-//! arrays otherwise. Every operation is lane-wise IEEE float or wrapping integer arithmetic, so both backends
-//! give bit-identical results and the native unit tests check the same arithmetic the WASM build runs.
+//! Vectors of four 32-bit or eight 16-bit lanes for the resize and normalize loops: WASM SIMD (simd128) when
+//! the build enables it, plain arrays otherwise. Every operation is IEEE float, wrapping or saturating integer
+//! arithmetic, or a fixed rearrangement of lanes, so both backends give bit-identical results and the native
+//! unit tests check the same arithmetic the WASM build runs.
 
 pub use backend::{F32x4, I16x8, I32x4};
 
@@ -42,7 +43,8 @@ mod backend {
         pub fn new(l: [i16; 8]) -> Self {
             I16x8(i16x8(l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7]))
         }
-        /// Two adjacent RGB pixels at byte `at`, paired per channel: R0 R1 G0 G1 B0 B1 0 0.
+        /// Two adjacent RGB pixels at byte `at`, paired per channel: R0 R1 G0 G1 B0 B1 and two lanes that the
+        /// weights must zero.
         #[inline(always)]
         pub fn pixel_pair(bytes: &[u8], at: usize) -> Self {
             let v = if at + 8 <= bytes.len() {
@@ -51,8 +53,20 @@ mod backend {
             } else {
                 u64x2(u64::from_le_bytes(super::tail_bytes(bytes, at)), 0)
             };
-            // Byte indices 16 and up select zero, which makes each pair of bytes a 16-bit lane.
-            I16x8(i8x16_swizzle(v, i8x16(0, 16, 3, 16, 1, 16, 4, 16, 2, 16, 5, 16, 16, 16, 16, 16)))
+            // Widened to 16-bit lanes R0 G0 B0 R1 G1 B1 R2 G2, then paired by a constant shuffle (cheaper than a
+            // byte swizzle with zeroing lanes); lanes 6 and 7 keep R2 G2, which the weights there zero.
+            let wide = u16x8_extend_low_u8x16(v);
+            I16x8(i16x8_shuffle::<0, 3, 1, 4, 2, 5, 6, 7>(wide, wide))
+        }
+        /// The eight bytes at `a` and the eight at `b` interleaved, as 16-bit lanes: [a0 b0 a1 b1 a2 b2 a3 b3]
+        /// and [a4 b4 .. a7 b7].
+        #[inline(always)]
+        pub fn row_pair(bytes: &[u8], a: usize, b: usize) -> [Self; 2] {
+            let (a, b) = (&bytes[a..a + 8], &bytes[b..b + 8]);
+            // SAFETY: `a` and `b` hold the eight bytes read from each.
+            let (a, b) = unsafe { (v128_load64_zero(a.as_ptr() as *const u64), v128_load64_zero(b.as_ptr() as *const u64)) };
+            let v = i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23>(a, b);
+            [I16x8(u16x8_extend_low_u8x16(v)), I16x8(u16x8_extend_high_u8x16(v))]
         }
         /// Lane-pair products summed: lane i is a[2i]·b[2i] + a[2i+1]·b[2i+1].
         #[inline(always)]
@@ -142,11 +156,6 @@ mod backend {
         pub fn splat(v: i32) -> Self {
             I32x4(i32x4_splat(v))
         }
-        /// Four consecutive bytes at `at` as integers.
-        #[inline(always)]
-        pub fn from_u8(bytes: &[u8], at: usize) -> Self {
-            I32x4(widen(bytes, at))
-        }
         #[inline(always)]
         pub fn lanes(self) -> [i32; 4] {
             [
@@ -157,10 +166,6 @@ mod backend {
             ]
         }
         #[inline(always)]
-        pub fn mul(self, o: Self) -> Self {
-            I32x4(i32x4_mul(self.0, o.0))
-        }
-        #[inline(always)]
         pub fn add(self, o: Self) -> Self {
             I32x4(i32x4_add(self.0, o.0))
         }
@@ -169,6 +174,16 @@ mod backend {
             I32x4(i32x4_shl(self.0, shift))
         }
         /// Arithmetic shift right, then clamp to 0..=255.
+        #[inline(always)]
+        pub fn shr(self, shift: u32) -> Self {
+            I32x4(i32x4_shr(self.0, shift))
+        }
+        /// The lanes of `a` then `b`, clamped to 0..=255 (saturating narrows).
+        #[inline(always)]
+        pub fn pack_u8(a: Self, b: Self) -> [u8; 8] {
+            let v = u8x16_narrow_i16x8(i16x8_narrow_i32x4(a.0, b.0), i16x8_splat(0));
+            u64x2_extract_lane::<0>(v).to_le_bytes()
+        }
         #[inline(always)]
         pub fn shr_clamp_u8(self, shift: u32) -> Self {
             I32x4(i32x4_min(i32x4_max(i32x4_shr(self.0, shift), i32x4_splat(0)), i32x4_splat(255)))
@@ -205,7 +220,11 @@ mod backend {
                 Some(b) => [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]],
                 None => super::tail_bytes(bytes, at),
             };
-            I16x8([b[0], b[3], b[1], b[4], b[2], b[5], 0, 0].map(|v| v as i16))
+            I16x8([b[0], b[3], b[1], b[4], b[2], b[5], b[6], b[7]].map(|v| v as i16))
+        }
+        pub fn row_pair(bytes: &[u8], a: usize, b: usize) -> [Self; 2] {
+            let (a, b) = (&bytes[a..a + 8], &bytes[b..b + 8]);
+            [0, 4].map(|h| I16x8(std::array::from_fn(|i| [a, b][i % 2][h + i / 2] as i16)))
         }
         pub fn dot(self, o: Self) -> I32x4 {
             let (a, b) = (self.0, o.0);
@@ -254,20 +273,20 @@ mod backend {
         pub fn splat(v: i32) -> Self {
             I32x4([v; 4])
         }
-        pub fn from_u8(bytes: &[u8], at: usize) -> Self {
-            I32x4(four_bytes(bytes, at).map(|v| v as i32))
-        }
         pub fn lanes(self) -> [i32; 4] {
             self.0
-        }
-        pub fn mul(self, o: Self) -> Self {
-            I32x4([0, 1, 2, 3].map(|i| self.0[i].wrapping_mul(o.0[i])))
         }
         pub fn add(self, o: Self) -> Self {
             I32x4([0, 1, 2, 3].map(|i| self.0[i].wrapping_add(o.0[i])))
         }
         pub fn shl(self, shift: u32) -> Self {
             I32x4(self.0.map(|v| v << shift))
+        }
+        pub fn shr(self, shift: u32) -> Self {
+            I32x4(self.0.map(|v| v >> shift))
+        }
+        pub fn pack_u8(a: Self, b: Self) -> [u8; 8] {
+            std::array::from_fn(|i| [a, b][i / 4].0[i % 4].clamp(0, 255) as u8)
         }
         pub fn shr_clamp_u8(self, shift: u32) -> Self {
             I32x4(self.0.map(|v| (v >> shift).clamp(0, 255)))
@@ -290,10 +309,13 @@ mod tests {
             let single = [0, 3, 6, 9].map(|d| F32x4::from_rgb8(&long, at + d).lanes());
             assert_eq!(quad, single);
         }
-        assert_eq!(I32x4::from_u8(&bytes, 2).lanes(), [3, 4, 5, 6]);
         assert_eq!(I32x4::splat(-(1 << 22)).add(I32x4::splat(300 << 22)).shr_clamp_u8(22).lanes(), [255; 4]);
         let pair = I16x8::pixel_pair(&bytes, 0);
         assert_eq!(pair.dot(I16x8::new([1, 10, 1, 10, 1, 10, 1, 10])).lanes(), [41, 52, 63, 0]);
         assert_eq!(I16x8::pixel_pair(&bytes, 3).dot(I16x8::new([1; 8])).lanes(), [4, 5, 6, 0]);
+        let [left, right] = I16x8::row_pair(&long, 0, 10);
+        assert_eq!(left.dot(I16x8::new([1, 100, 1, 100, 1, 100, 1, 100])).lanes(), [1101, 1202, 1303, 1404]);
+        assert_eq!(right.dot(I16x8::new([1; 8])).lanes(), [20, 22, 24, 26]);
+        assert_eq!(I32x4::pack_u8(I32x4::splat(-3), I32x4::splat(300)), [0, 0, 0, 0, 255, 255, 255, 255]);
     }
 }
