@@ -175,8 +175,9 @@ Deno.test("edge gateway: the bundle under Deno and workerd, two GPU hosts, one k
         const res = await edge.chat.completions.create(params(i));
         return { text: res.choices[0].message.content ?? "", finish: res.choices[0].finish_reason };
       };
-      // Eight streams: a, which runs two sequences at a time, gets some of them waiting in its queue.
-      const results = Array.from({ length: 8 }, (_, i) => stream(i));
+      // Twelve streams: a, which runs two sequences at a time, gets several waiting in its queue, so that some
+      // still wait when it is killed even if the machine is slow to act on the metrics read below.
+      const results = Array.from({ length: 12 }, (_, i) => stream(i));
 
       // Kill host a once a stream of this burst produced tokens there while others wait in its queue; a
       // request sent just before goes to whichever host the gateway picks, and must succeed either way.
