@@ -50,9 +50,25 @@ impl PairMemo {
     }
 }
 
+/// The scan's arrays, kept from piece to piece: arrays on the stack would be cleared for every piece, and in
+/// WASM each clearing is a `memory.fill`, a call out of the compiled code.
+struct Scan {
+    part: [u32; SCAN_MAX],
+    pair: [u32; SCAN_MAX],
+    next: [u8; SCAN_MAX + 1],
+    prev: [u8; SCAN_MAX],
+}
+
+impl Default for Scan {
+    fn default() -> Self {
+        Scan { part: [0; SCAN_MAX], pair: [NONE; SCAN_MAX], next: [0; SCAN_MAX + 1], prev: [0; SCAN_MAX] }
+    }
+}
+
 #[derive(Default)]
 pub struct Merger {
     memo: PairMemo,
+    scan: Scan,
     pair_ranks: Vec<u32>,
     part_ranks: Vec<u32>,
     next: Vec<u32>,
@@ -76,10 +92,7 @@ impl Merger {
     /// is not removed but gets `pair = NONE`, so it never wins the scan for the lowest rank (leftmost on ties).
     fn merge_scan(&mut self, vocab: &Vocab, piece: &[u8], emit: &mut impl FnMut(u32)) {
         let n = piece.len();
-        let mut part = [0u32; SCAN_MAX];
-        let mut pair = [NONE; SCAN_MAX];
-        let mut next = [0u8; SCAN_MAX + 1];
-        let mut prev = [0u8; SCAN_MAX];
+        let Scan { part, pair, next, prev } = &mut self.scan;
         for i in 0..n {
             part[i] = piece[i] as u32;
             next[i] = i as u8 + 1;
@@ -88,6 +101,7 @@ impl Merger {
         for i in 0..n - 1 {
             pair[i] = self.memo.rank(vocab, part[i], part[i + 1], &piece[i..i + 2]);
         }
+        pair[n - 1] = NONE;
         loop {
             let mut best = NONE;
             let mut p = 0;

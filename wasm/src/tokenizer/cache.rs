@@ -5,8 +5,9 @@
 //! side keys them to the JSON).
 //!
 //! Layout (little-endian): magic, format, [version, pattern, specials, image config], token count, table
-//! capacity, image, then a checksum of everything before it.
+//! capacity, the cut-point tables (`cuts.rs`), image, then a checksum of everything before it.
 
+use super::cuts::{self, Cuts};
 use super::vocab::Vocab;
 use super::{ImageConfig, Meta, Tokenizer};
 
@@ -15,12 +16,12 @@ compile_error!("the vocabulary image is little-endian");
 
 const MAGIC: &[u8; 4] = b"TKNC";
 /// Bump when the layout changes: older caches are then rejected and rebuilt.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 pub fn write(tokenizer: &Tokenizer) -> Vec<u8> {
     let (meta, vocab) = (&tokenizer.meta, &tokenizer.vocab);
     let names: usize = meta.specials.iter().map(|s| s.len() + 4).sum();
-    let mut out = Vec::with_capacity(64 + meta.pattern.len() + names + vocab.image().len());
+    let mut out = Vec::with_capacity(64 + meta.pattern.len() + names + cuts::CACHE_BYTES + vocab.image().len());
     out.extend_from_slice(MAGIC);
     put_u32(&mut out, FORMAT);
     put_str(&mut out, &meta.version);
@@ -40,6 +41,7 @@ pub fn write(tokenizer: &Tokenizer) -> Vec<u8> {
     }
     put_u32(&mut out, vocab.len() as u32);
     put_u32(&mut out, vocab.capacity() as u32);
+    tokenizer.cuts.write(&mut out);
     out.extend_from_slice(vocab.image());
     let sum = checksum(&out);
     out.extend_from_slice(&sum.to_le_bytes());
@@ -70,10 +72,11 @@ pub fn read(mut bytes: Vec<u8>) -> Result<Tokenizer, String> {
     };
     let n = r.u32()? as usize;
     let capacity = r.u32()? as usize;
+    let cuts = Cuts::read(r.take(cuts::CACHE_BYTES)?);
     let image_at = r.at;
     let vocab = Vocab::from_image(bytes, image_at, n, capacity)
         .map_err(|e| format!("the tokenizer cache is corrupt ({})", e))?;
-    Tokenizer::assemble(Meta { specials, pattern, version, image }, vocab)
+    Tokenizer::assemble(Meta { specials, pattern, version, image }, vocab, cuts)
 }
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {

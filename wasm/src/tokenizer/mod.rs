@@ -6,12 +6,14 @@ mod bindings;
 mod bpe;
 pub mod cache;
 mod classes;
+mod cuts;
 mod pieces;
 pub mod pretokenize;
 pub mod tekken_json;
 pub mod vocab;
 
 use bpe::Merger;
+use cuts::Cuts;
 use pieces::PieceCache;
 use pretokenize::Splitter;
 use std::collections::HashMap;
@@ -45,6 +47,7 @@ pub struct Tokenizer {
     special_ids: HashMap<String, u32>,
     vocab: Vocab,
     splitter: Splitter,
+    cuts: Cuts,
     merger: Merger,
     pieces: PieceCache,
 }
@@ -89,11 +92,12 @@ impl Tokenizer {
             }
         }
         let vocab = Vocab::new(tokens).map_err(|e| format!("BPE {}", e))?;
-        Tokenizer::assemble(Meta { specials, pattern, version, image }, vocab)
+        let cuts = Cuts::new(&vocab);
+        Tokenizer::assemble(Meta { specials, pattern, version, image }, vocab, cuts)
     }
 
-    /// A tokenizer from checked parts and a built vocabulary.
-    fn assemble(meta: Meta, vocab: Vocab) -> Result<Tokenizer, String> {
+    /// A tokenizer from checked parts, a built vocabulary and its cut-point tables.
+    fn assemble(meta: Meta, vocab: Vocab, cuts: Cuts) -> Result<Tokenizer, String> {
         let mut special_ids = HashMap::with_capacity(meta.specials.len());
         for (id, name) in meta.specials.iter().enumerate() {
             if let Some(first) = special_ids.insert(name.clone(), id as u32) {
@@ -101,7 +105,15 @@ impl Tokenizer {
             }
         }
         let splitter = Splitter::new(&meta.pattern)?;
-        Ok(Tokenizer { meta, special_ids, vocab, splitter, merger: Merger::default(), pieces: PieceCache::default() })
+        Ok(Tokenizer {
+            meta,
+            special_ids,
+            vocab,
+            splitter,
+            cuts,
+            merger: Merger::default(),
+            pieces: PieceCache::default(),
+        })
     }
 
     pub fn num_special(&self) -> u32 {
@@ -132,25 +144,34 @@ impl Tokenizer {
         self.meta.specials.get(id as usize).map(|s| s.as_str())
     }
 
-    /// Token ids of `text`: pre-tokenized pieces, each BPE-encoded. Control-token names in the text are
-    /// ordinary text.
+    /// Token ids of `text`: pre-tokenized pieces, each BPE-encoded (non-ASCII ones part by part, see `cuts`).
+    /// Control-token names in the text are ordinary text.
     pub fn encode(&mut self, text: &str) -> Result<Vec<u32>, String> {
-        let mut ids = Vec::with_capacity(text.len() / 4 + 1);
+        let mut ids = Vec::with_capacity(text.len() / 3 + 1);
         let offset = self.num_special();
-        let bytes = text.as_bytes();
-        let Tokenizer { vocab, merger, pieces, splitter, .. } = self;
-        splitter.split(text, |start, end| {
-            let piece = &bytes[start..end];
-            if let Some(cached) = pieces.get(piece) {
-                ids.extend_from_slice(cached);
+        let Tokenizer { vocab, merger, pieces, splitter, cuts, .. } = self;
+        let mut encode_part = |part: &[u8]| {
+            if let Some(cached) = pieces.get(part) {
+                // Not extend_from_slice: a copy of variable length is a call out of the WASM code (see `pieces`).
+                for &id in cached {
+                    ids.push(id);
+                }
                 return;
             }
             let first = ids.len();
-            match vocab.rank(piece) {
+            match vocab.rank(part) {
                 Some(rank) => ids.push(rank + offset),
-                None => merger.merge(vocab, piece, &mut |rank| ids.push(rank + offset)),
+                None => merger.merge(vocab, part, &mut |rank| ids.push(rank + offset)),
             }
-            pieces.put(piece, &ids[first..]);
+            pieces.put(part, &ids[first..]);
+        };
+        splitter.split(text, |start, end| {
+            let piece = &text[start..end];
+            if piece.is_ascii() {
+                encode_part(piece.as_bytes());
+            } else {
+                cuts.split(piece, |a, b| encode_part(&piece.as_bytes()[a..b]));
+            }
         })?;
         Ok(ids)
     }

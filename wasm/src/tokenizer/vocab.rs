@@ -79,6 +79,29 @@ fn hash(bytes: &[u8]) -> u64 {
     (h ^ (h >> 29)).wrapping_mul(K)
 }
 
+/// Byte-string equality by whole-word loads: `==` on slices is a call to a byte loop in WASM.
+#[inline(always)]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 < n {
+            if read_u64(a, i) != read_u64(b, i) {
+                return false;
+            }
+            i += 8;
+        }
+        read_u64(a, n - 8) == read_u64(b, n - 8)
+    } else if n >= 4 {
+        read_u32(a, 0) == read_u32(b, 0) && read_u32(a, n - 4) == read_u32(b, n - 4)
+    } else {
+        n == 0 || (a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1])
+    }
+}
+
 #[inline(always)]
 fn read_u64(b: &[u8], i: usize) -> u64 {
     u64::from_le_bytes(b[i..i + 8].try_into().unwrap())
@@ -176,7 +199,7 @@ impl Vocab {
             }
             if (entry >> 32) as u32 == tag {
                 let rank = entry as u32 - 1;
-                if self.token(rank as usize) == bytes {
+                if same(self.token(rank as usize), bytes) {
                     return Some(rank);
                 }
             }
@@ -226,6 +249,20 @@ mod tests {
         assert_eq!(vocab.rank(b""), None);
         assert_eq!(vocab.rank(b"w1_y"), None);
         assert_eq!(vocab.rank(b"w12345678901234567890"), None);
+    }
+
+    #[test]
+    fn same_compares_every_byte() {
+        let a: Vec<u8> = (0..20).collect();
+        for n in 0..=20 {
+            assert!(same(&a[..n], &a[..n]));
+            for i in 0..n {
+                let mut b = a[..n].to_vec();
+                b[i] ^= 0x40;
+                assert!(!same(&a[..n], &b), "{} bytes, byte {} differs", n, i);
+            }
+        }
+        assert!(!same(b"ab", b"abc"));
     }
 
     #[test]
