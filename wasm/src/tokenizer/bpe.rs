@@ -275,11 +275,12 @@ impl Merger {
             if (r as usize) < n {
                 parts[r as usize].prev = p as u32;
             }
-            pair(parts, queue, p);
+            // Left neighbour first: a sweep left to right then fills every bucket in order of start.
             if p > 0 {
                 let o = parts[p].prev as usize;
                 pair(parts, queue, o);
             }
+            pair(parts, queue, p);
         }
         let mut p = 0;
         while p < n {
