@@ -137,6 +137,26 @@ Deno.test("ids equal tiktoken's on seeded random strings of every kind of charac
   }
 });
 
+Deno.test("ids equal tiktoken's on pieces of thousands of bytes that merge through the rank queue", () => {
+  const rand = random(7);
+  const letters = (n: number, alphabet: string) =>
+    Array.from({ length: n }, () => alphabet[Math.floor(rand() * alphabet.length)]).join("");
+  const texts = [
+    "a".repeat(5000),
+    "z".repeat(4097),
+    "ab".repeat(2500),
+    "aab".repeat(1500),
+    "ing".repeat(1500),
+    letters(5000, "ab"),
+    letters(5000, "abc"),
+    letters(5000, "abcdefghijklmnopqrstuvwxyz"),
+    " " + letters(3000, "etaoinshr"),
+    "\u{4e00}".repeat(1500),
+    letters(1500, "\u{4e00}\u{4e8c}\u{4e09}\u{56db}\u{7684}\u{662f}"),
+  ];
+  for (const [i, text] of texts.entries()) assertSameIds(ours, text, `long piece ${i}`);
+});
+
 Deno.test("another pattern goes through the regex engine and splits Tekken text the same way", async () => {
   // The same pattern in a group is not recognized as Tekken's, so fancy-regex runs it.
   const tokens = ranks.tokens.map((t) => Uint8Array.from(atob(t), (c) => c.charCodeAt(0)));

@@ -2,16 +2,15 @@
 //! pair whose concatenation has the lowest rank (the leftmost of equals) until no concatenation is a token.
 //!
 //! Short pieces use tiktoken's own loop, a scan for the lowest pair per merge, over fixed arrays (fastest for a
-//! few parts). Long pieces, such as a CJK sentence without spaces, use a heap of candidate pairs over a linked
-//! list of parts: O(n log n) instead of O(n^2), with the same result since the heap orders candidates by
-//! (rank, position) exactly like the scan. Both are checked against tiktoken's loop in the tests.
+//! few parts). Long pieces, such as a CJK sentence without spaces, keep their candidate pairs in a bucket queue
+//! indexed by rank (`RankQueue`), so the cost per byte stays flat however long the piece: finding the lowest
+//! rank is three bit scans and no heap grows with the piece. Both are checked against tiktoken's loop in the
+//! tests.
 
 use super::vocab::Vocab;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 
 const NONE: u32 = u32::MAX;
-/// Longest piece merged by scanning for the lowest pair; longer ones go through the heap.
+/// Longest piece merged by scanning for the lowest pair; longer ones go through the rank queue.
 const SCAN_MAX: usize = 64;
 const MEMO_BITS: u32 = 16;
 
@@ -69,11 +68,113 @@ impl Default for Scan {
 pub struct Merger {
     memo: PairMemo,
     scan: Scan,
-    pair_ranks: Vec<u32>,
-    part_ranks: Vec<u32>,
-    next: Vec<u32>,
-    prev: Vec<u32>,
-    heap: BinaryHeap<Reverse<u64>>,
+    parts: Vec<Part>,
+    queue: RankQueue,
+}
+
+/// One part of a long piece, named by its first byte: its token, the rank of its pair with the next part (or
+/// NONE), and its neighbours. One struct, so a merge touches one or two cache lines per part.
+#[derive(Clone, Copy)]
+struct Part {
+    token: u32,
+    pair: u32,
+    next: u32,
+    prev: u32,
+}
+
+/// Candidate pairs of a long piece by rank: per rank a bucket of part starts, and a bitmap of the nonempty
+/// buckets in levels of 64 (one bit of `levels[k + 1]` per word of `levels[k]`), so the lowest rank is one bit
+/// scan per level. Within a rank the leftmost pair must merge first: a bucket is sorted by start when taken from
+/// out of order. Sorting is rare: merging a pair of rank r never makes another pair of rank r (the joined bytes
+/// are longer than token r), so during a rank's sweep left to right every bucket is filled in order of start.
+#[derive(Default)]
+struct RankQueue {
+    buckets: Vec<Bucket>,
+    levels: Vec<Vec<u64>>,
+}
+
+#[derive(Clone, Default)]
+struct Bucket {
+    starts: Vec<u32>,
+    /// `starts[head..]` are still queued; the bucket's bit is set exactly when that is not empty.
+    head: u32,
+    unsorted: bool,
+}
+
+impl RankQueue {
+    /// Room for ranks below `n`. The buckets stay allocated from piece to piece; the queue is empty between them.
+    fn reserve(&mut self, n: usize) {
+        if self.buckets.len() >= n {
+            return;
+        }
+        self.buckets.resize(n, Bucket::default());
+        self.levels.clear();
+        let mut bits = n;
+        loop {
+            let words = (bits + 63) / 64;
+            self.levels.push(vec![0; words]);
+            if words == 1 {
+                break;
+            }
+            bits = words;
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, rank: u32, start: u32) {
+        let bucket = &mut self.buckets[rank as usize];
+        if bucket.head as usize == bucket.starts.len() {
+            bucket.starts.clear();
+            bucket.head = 0;
+            bucket.unsorted = false;
+            let mut i = rank as usize;
+            for level in self.levels.iter_mut() {
+                let word = &mut level[i / 64];
+                let was = *word;
+                *word |= 1 << (i % 64);
+                if was != 0 {
+                    break;
+                }
+                i /= 64;
+            }
+        } else if *bucket.starts.last().unwrap() > start {
+            bucket.unsorted = true;
+        }
+        bucket.starts.push(start);
+    }
+
+    /// The lowest queued rank and its leftmost start, taken out of the queue.
+    #[inline(always)]
+    fn pop(&mut self) -> Option<(u32, u32)> {
+        let top = self.levels.last()?[0];
+        if top == 0 {
+            return None;
+        }
+        let mut rank = top.trailing_zeros() as usize;
+        for level in self.levels.iter().rev().skip(1) {
+            rank = rank * 64 + level[rank].trailing_zeros() as usize;
+        }
+        let bucket = &mut self.buckets[rank];
+        let head = bucket.head as usize;
+        if bucket.unsorted {
+            bucket.starts[head..].sort_unstable();
+            bucket.unsorted = false;
+        }
+        let start = bucket.starts[head];
+        bucket.head += 1;
+        if bucket.head as usize == bucket.starts.len() {
+            let mut i = rank;
+            for level in self.levels.iter_mut() {
+                let word = &mut level[i / 64];
+                *word &= !(1 << (i % 64));
+                if *word != 0 {
+                    break;
+                }
+                i /= 64;
+            }
+        }
+        Some((rank as u32, start))
+    }
 }
 
 impl Merger {
@@ -83,7 +184,7 @@ impl Merger {
         if piece.len() <= SCAN_MAX {
             self.merge_scan(vocab, piece, emit)
         } else {
-            self.merge_heap(vocab, piece, emit)
+            self.merge_long(vocab, piece, emit)
         }
     }
 
@@ -137,68 +238,54 @@ impl Merger {
         }
     }
 
-    /// The same merges through a min-heap of `(rank << 32) | start`. Parts are named by their first byte;
-    /// `pair_ranks[p]` is the current rank of part p joined with its successor, so heap entries that no longer
-    /// match it are stale (a part's pair only ever grows, and a longer byte string has another rank).
-    fn merge_heap(&mut self, vocab: &Vocab, piece: &[u8], emit: &mut impl FnMut(u32)) {
+    /// The same merges through the rank queue. Queue entries whose rank no longer matches `parts[p].pair` are
+    /// stale: a part's pair only ever grows, and a longer byte string has another rank.
+    fn merge_long(&mut self, vocab: &Vocab, piece: &[u8], emit: &mut impl FnMut(u32)) {
         let n = piece.len();
-        let Merger { memo, pair_ranks, part_ranks, next, prev, heap, .. } = self;
-        next.clear();
-        prev.clear();
-        pair_ranks.clear();
-        part_ranks.clear();
-        heap.clear();
-        for i in 0..n {
-            next.push(i as u32 + 1);
-            prev.push((i as u32).wrapping_sub(1));
-            part_ranks.push(piece[i] as u32);
-        }
-        for i in 0..n {
-            let rank = if i + 1 < n { memo.rank(vocab, part_ranks[i], part_ranks[i + 1], &piece[i..i + 2]) } else { NONE };
-            pair_ranks.push(rank);
+        let Merger { memo, parts, queue, .. } = self;
+        queue.reserve(vocab.len());
+        parts.clear();
+        parts.extend((0..n).map(|i| Part { token: piece[i] as u32, pair: NONE, next: i as u32 + 1, prev: (i as u32).wrapping_sub(1) }));
+        for i in 0..n - 1 {
+            let rank = memo.rank(vocab, parts[i].token, parts[i + 1].token, &piece[i..i + 2]);
+            parts[i].pair = rank;
             if rank != NONE {
-                heap.push(Reverse(((rank as u64) << 32) | i as u64));
+                queue.push(rank, i as u32);
             }
         }
-        let mut pair = |next: &[u32], part_ranks: &[u32], p: usize| -> u32 {
-            let q = next[p] as usize;
-            if q >= n {
-                return NONE;
+        // Re-ranks the pair of part p with its successor and queues it.
+        let mut pair = |parts: &mut [Part], queue: &mut RankQueue, p: usize| {
+            let q = parts[p].next as usize;
+            let rank = if q < n { memo.rank(vocab, parts[p].token, parts[q].token, &piece[p..parts[q].next as usize]) } else { NONE };
+            parts[p].pair = rank;
+            if rank != NONE {
+                queue.push(rank, p as u32);
             }
-            memo.rank(vocab, part_ranks[p], part_ranks[q], &piece[p..next[q] as usize])
         };
-        while let Some(Reverse(key)) = heap.pop() {
-            let rank = (key >> 32) as u32;
-            let p = key as u32 as usize;
-            if pair_ranks[p] != rank {
+        while let Some((rank, p)) = queue.pop() {
+            let p = p as usize;
+            if parts[p].pair != rank {
                 continue;
             }
-            let q = next[p] as usize;
-            let r = next[q];
-            next[p] = r;
+            let q = parts[p].next as usize;
+            let r = parts[q].next;
+            parts[q].pair = NONE;
+            parts[p].next = r;
+            parts[p].token = rank;
             if (r as usize) < n {
-                prev[r as usize] = p as u32;
+                parts[r as usize].prev = p as u32;
             }
-            pair_ranks[q] = NONE;
-            part_ranks[p] = rank;
-            let after = pair(next, part_ranks, p);
-            pair_ranks[p] = after;
-            if after != NONE {
-                heap.push(Reverse(((after as u64) << 32) | p as u64));
-            }
+            // Left neighbour first: a sweep left to right then fills every bucket in order of start.
             if p > 0 {
-                let o = prev[p] as usize;
-                let before = pair(next, part_ranks, o);
-                pair_ranks[o] = before;
-                if before != NONE {
-                    heap.push(Reverse(((before as u64) << 32) | o as u64));
-                }
+                let o = parts[p].prev as usize;
+                pair(parts, queue, o);
             }
+            pair(parts, queue, p);
         }
         let mut p = 0;
         while p < n {
-            emit(part_ranks[p]);
-            p = next[p] as usize;
+            emit(parts[p].token);
+            p = parts[p].next as usize;
         }
     }
 }
@@ -208,23 +295,34 @@ mod tests {
     use super::*;
     use crate::tokenizer::vocab::TokenBytes;
 
-    /// A vocabulary over a 4-letter alphabet whose merges overlap in every way, including equal pairs in a row.
-    fn vocab() -> Vocab {
+    /// Steps a linear congruential generator and returns its high bits.
+    fn lcg(seed: &mut u64) -> u64 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed >> 16
+    }
+
+    /// The 256 bytes, then `count` distinct random byte strings of 2-7 units drawn from `units`, ranked in the
+    /// order drawn: merges overlap in every way, including equal pairs in a row, and a merged pair often ranks
+    /// below the pair that made one of its halves.
+    fn random_vocab(units: &[&[u8]], count: usize, mut seed: u64) -> Vocab {
         let mut t = TokenBytes::default();
         for b in 0..=255u8 {
             t.push(&[b]);
         }
-        let mut seed = 12345u64;
         let mut seen = std::collections::HashSet::new();
-        while t.len() < 1500 {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let len = 2 + (seed >> 60) as usize % 6;
-            let word: Vec<u8> = (0..len).map(|k| b"abcd"[((seed >> (8 + 2 * k)) & 3) as usize]).collect();
+        while t.len() < 256 + count {
+            let len = 2 + lcg(&mut seed) as usize % 6;
+            let word: Vec<u8> = (0..len).flat_map(|_| units[lcg(&mut seed) as usize % units.len()].to_vec()).collect();
             if seen.insert(word.clone()) {
                 t.push(&word);
             }
         }
         Vocab::new(t).unwrap()
+    }
+
+    /// A vocabulary over a 4-letter alphabet.
+    fn vocab() -> Vocab {
+        random_vocab(&[b"a", b"b", b"c", b"d"], 1244, 12345)
     }
 
     /// tiktoken's `_byte_pair_merge` as written there: the slow, obviously correct twin.
@@ -260,26 +358,93 @@ mod tests {
         parts.windows(2).map(|w| rank(w[0].0, w[1].0)).collect()
     }
 
+    /// Merges `piece` by every path that takes it and checks each against tiktoken's loop.
+    fn check(merger: &mut Merger, vocab: &Vocab, piece: &[u8]) {
+        let want = tiktoken_merge(vocab, piece);
+        let mut long = Vec::new();
+        merger.merge_long(vocab, piece, &mut |r| long.push(r));
+        assert_eq!(long, want, "long: {}", String::from_utf8_lossy(piece));
+        if piece.len() <= SCAN_MAX {
+            let mut scan = Vec::new();
+            merger.merge_scan(vocab, piece, &mut |r| scan.push(r));
+            assert_eq!(scan, want, "scan: {}", String::from_utf8_lossy(piece));
+        }
+        let joined: Vec<u8> = want.iter().flat_map(|&r| vocab.token(r as usize).to_vec()).collect();
+        assert_eq!(joined, piece);
+    }
+
     #[test]
-    fn scan_and_heap_merge_like_tiktoken() {
+    fn scan_and_queue_merge_like_tiktoken() {
         let vocab = vocab();
         let mut merger = Merger::default();
         let mut seed = 99u64;
         for len in 1..400 {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let piece: Vec<u8> = (0..len).map(|k| b"abcd"[((seed >> (k % 60)) & 3) as usize]).collect();
-            let want = tiktoken_merge(&vocab, &piece);
-            let mut heap = Vec::new();
-            merger.merge_heap(&vocab, &piece, &mut |r| heap.push(r));
-            assert_eq!(heap, want, "heap: {}", String::from_utf8_lossy(&piece));
-            if len <= SCAN_MAX {
-                let mut scan = Vec::new();
-                merger.merge_scan(&vocab, &piece, &mut |r| scan.push(r));
-                assert_eq!(scan, want, "scan: {}", String::from_utf8_lossy(&piece));
-            }
-            let joined: Vec<u8> = want.iter().flat_map(|&r| vocab.token(r as usize).to_vec()).collect();
-            assert_eq!(joined, piece);
+            check(&mut merger, &vocab, &piece);
         }
+    }
+
+    /// Long pieces built to stress the leftmost-of-equals rule and the queue's out-of-order buckets: one letter
+    /// repeated (every pair equal, chains of overlapping merges), short patterns repeated, random text over
+    /// two or three letters, and CJK without cut points whose tokens end inside characters.
+    #[test]
+    fn long_adversarial_pieces_merge_like_tiktoken() {
+        let mut seed = 7u64;
+        for vocab_seed in 0..6 {
+            // 200 of the 252 strings of 2-7 letters a and b. A merger memoizes one vocabulary's pairs.
+            let vocab = random_vocab(&[b"a", b"b"], 200, vocab_seed);
+            let mut merger = Merger::default();
+            for len in [65, 66, 127, 128, 129, 511, 1000, 2047] {
+                check(&mut merger, &vocab, &vec![b'a'; len]);
+                for pattern in [&b"ab"[..], b"aab", b"abb", b"aba"] {
+                    let piece: Vec<u8> = pattern.iter().copied().cycle().take(len).collect();
+                    check(&mut merger, &vocab, &piece);
+                }
+                let piece: Vec<u8> = (0..len).map(|_| b"ab"[lcg(&mut seed) as usize % 2]).collect();
+                check(&mut merger, &vocab, &piece);
+            }
+            let vocab = random_vocab(&[b"a", b"b", b"c"], 600, 100 + vocab_seed);
+            let mut merger = Merger::default();
+            for len in [65, 300, 1500] {
+                check(&mut merger, &vocab, &vec![b'c'; len]);
+                let piece: Vec<u8> = (0..len).map(|_| b"abc"[lcg(&mut seed) as usize % 3]).collect();
+                check(&mut merger, &vocab, &piece);
+            }
+        }
+        // Tokens are random runs of the bytes of four CJK characters, so they start and end inside characters.
+        let bytes: Vec<u8> = "\u{4e00}\u{4e8c}\u{4e09}\u{56db}".bytes().collect();
+        let units: Vec<&[u8]> = bytes.chunks(1).collect();
+        let vocab = random_vocab(&units, 2000, 3);
+        let mut merger = Merger::default();
+        let chars = ["\u{4e00}", "\u{4e8c}", "\u{4e09}", "\u{56db}"];
+        for len in [22, 100, 700] {
+            let piece: String = (0..len).map(|_| chars[lcg(&mut seed) as usize % 4]).collect();
+            check(&mut merger, &vocab, piece.as_bytes());
+            check(&mut merger, &vocab, chars[0].repeat(len).as_bytes());
+        }
+    }
+
+    #[test]
+    fn queue_pops_lowest_rank_then_leftmost_start() {
+        let mut queue = RankQueue::default();
+        queue.reserve(300_000);
+        for (rank, start) in [(70_000, 9), (70_000, 3), (5, 8), (299_999, 1), (70_000, 5), (5, 2)] {
+            queue.push(rank, start);
+        }
+        assert_eq!(queue.pop(), Some((5, 2)));
+        assert_eq!(queue.pop(), Some((5, 8)));
+        assert_eq!(queue.pop(), Some((70_000, 3)));
+        // A lower rank queued while a bucket is half taken, then more of that bucket out of order.
+        queue.push(4, 0);
+        queue.push(70_000, 4);
+        queue.push(70_000, 1);
+        assert_eq!(queue.pop(), Some((4, 0)));
+        let rest: Vec<_> = std::iter::from_fn(|| queue.pop()).collect();
+        assert_eq!(rest, vec![(70_000, 1), (70_000, 4), (70_000, 5), (70_000, 9), (299_999, 1)]);
+        queue.push(64, 7);
+        assert_eq!(queue.pop(), Some((64, 7)));
+        assert_eq!(queue.pop(), None);
     }
 
     #[test]
