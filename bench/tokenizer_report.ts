@@ -8,7 +8,7 @@
  * cache bytes, Microsoft's with an empty piece cache; tiktoken keeps none). Runs alternate between tokenizers
  * and the best of ROUNDS is kept, which damps the noise of a shared machine. Ids must be identical.
  *
- *   deno task bench:tokenizer [--mb-per-kind 1] [--rounds 3]
+ *   deno task bench:tokenizer [--mb-per-kind 1] [--rounds 6]
  */
 import { parseArgs } from "node:util";
 import { loadTokenizer, Tokenizer } from "../runtime/tokenizer/mod.ts";
@@ -16,7 +16,7 @@ import { corpus, TEXT_KINDS } from "../tests/tokenizer_corpus.ts";
 import { microsoftPeer, type Peer, readTekkenRanks, tiktokenPeer } from "../tests/tokenizer_peers.ts";
 
 const { values: flags } = parseArgs({
-  options: { "mb-per-kind": { type: "string", default: "1" }, rounds: { type: "string", default: "3" } },
+  options: { "mb-per-kind": { type: "string", default: "1" }, rounds: { type: "string", default: "6" } },
 });
 const BYTES = Number(flags["mb-per-kind"]) * 1e6;
 const ROUNDS = Number(flags.rounds);
