@@ -16,7 +16,7 @@ compile_error!("the vocabulary image is little-endian");
 
 const MAGIC: &[u8; 4] = b"TKNC";
 /// Bump when the layout changes: older caches are then rejected and rebuilt.
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 
 pub fn write(tokenizer: &Tokenizer) -> Vec<u8> {
     let (meta, vocab) = (&tokenizer.meta, &tokenizer.vocab);

@@ -10,7 +10,12 @@
 //! byte pairs of the tokens that are not UTF-8 in a bitmap. Both err only towards "may straddle", which costs
 //! a cut point, never exactness. Only boundaries next to a non-ASCII character are tested: ASCII pieces are
 //! short and mostly single tokens, and their pairs would crowd the filter.
+//!
+//! One assumption: BPE builds every token from its own bytes. A part that is a token is emitted whole (the
+//! shortcut tiktoken takes for whole pieces), which equals merging it only if merging reaches it. Real Tekken
+//! vocabularies hold it; for a vocabulary that does not, the tables say "may straddle" everywhere: no cuts.
 
+use super::bpe::Merger;
 use super::vocab::Vocab;
 
 const PAIR_BITS: u32 = 18;
@@ -45,8 +50,28 @@ fn set(bits: &mut [u64], i: usize) {
     bits[i / 64] |= 1 << (i % 64);
 }
 
+/// Whether merging each token's bytes gives back that one token (empty tokens, which no part can be, aside).
+fn every_token_merges_to_itself(vocab: &Vocab) -> bool {
+    let mut merger = Merger::default();
+    (256..vocab.len()).all(|rank| {
+        let token = vocab.token(rank);
+        if token.is_empty() {
+            return true;
+        }
+        let (mut first, mut count) = (0, 0);
+        merger.merge(vocab, token, &mut |id| {
+            first = if count == 0 { id } else { first };
+            count += 1;
+        });
+        count == 1 && first == rank as u32
+    })
+}
+
 impl Cuts {
     pub fn new(vocab: &Vocab) -> Cuts {
+        if !every_token_merges_to_itself(vocab) {
+            return Cuts { pairs: vec![u64::MAX; PAIR_WORDS], bytes: vec![u64::MAX; BYTE_WORDS] };
+        }
         let mut cuts = Cuts { pairs: vec![0; PAIR_WORDS], bytes: vec![0; BYTE_WORDS] };
         for rank in 0..vocab.len() {
             let token = vocab.token(rank);
@@ -140,7 +165,10 @@ mod tests {
         for b in 0..=255u8 {
             t.push(&[b]);
         }
-        t.push("日本".as_bytes());
+        // 日本 with the tokens that merging needs to reach it (the cuts assume every token is reachable).
+        for token in [&[0xe6, 0x97][..], "日".as_bytes(), &[0xe6, 0x9c], "本".as_bytes(), "日本".as_bytes()] {
+            t.push(token);
+        }
         let (go, no) = ("語".as_bytes(), "の".as_bytes());
         t.push(&[go[2], no[0]]);
         let cuts = Cuts::new(&Vocab::new(t).unwrap());
@@ -149,5 +177,12 @@ mod tests {
         assert_eq!(parts(&cuts, "ab日c"), vec!["ab", "日", "c"]);
         assert_eq!(parts(&cuts, "abc"), vec!["abc"]);
         assert_eq!(parts(&cuts, ""), Vec::<String>::new());
+        // Without the steps to 日本, no boundary is cut.
+        let mut t = TokenBytes::default();
+        for b in 0..=255u8 {
+            t.push(&[b]);
+        }
+        t.push("日本".as_bytes());
+        assert_eq!(parts(&Cuts::new(&Vocab::new(t).unwrap()), "日本語の本"), vec!["日本語の本"]);
     }
 }

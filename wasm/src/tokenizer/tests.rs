@@ -123,3 +123,12 @@ fn cache_round_trip_gives_the_same_tokenizer() {
     assert_eq!((back.vocab_size(), back.version(), back.image()), (t.vocab_size(), "v3", t.image()));
     assert_eq!(back.image().unwrap().patch_size, 16);
 }
+
+#[test]
+fn a_token_that_merging_cannot_build_is_not_taken_whole_from_a_cut_piece() {
+    // No two-byte token leads to "日本", so tiktoken's merges leave "日本語" as its nine bytes; with the cut
+    // between 本 and 語, emitting the part "日本" whole would give its token instead.
+    let mut t = load(&file(&["日本"], "")).unwrap();
+    let bytes = "日本語".bytes().map(|b| S + b as u32).collect::<Vec<_>>();
+    assert_eq!(t.encode("日本語").unwrap(), bytes);
+}
