@@ -54,15 +54,20 @@ pub fn filter(src: u32, dst: u32) -> Filter {
     out
 }
 
-/// A pixel's weights two by two, each split into its high and low 11 bits (both fit 16-bit lanes) and
-/// repeated for R, G and B: `[k0, k1, k0, k1, k0, k1, 0, 0]` (the zeros drop the lanes a pixel pair fills with
-/// the next pixel). An odd last tap is paired with weight 0.
+/// Two taps' weights (`k1` is 0 after an odd last tap) as the high and low 11 bits of each, both of which fit
+/// 16-bit lanes, laid out over `lanes` lane pairs `[k0, k1, k0, k1, ..]` and zero in the rest.
+fn split_pair(pair: &[i32], lanes: usize) -> [I16x8; 2] {
+    let (k0, k1) = (pair[0], pair.get(1).copied().unwrap_or(0));
+    let layout = |a: i32, b: i32| {
+        I16x8::new(std::array::from_fn(|i| if i >= 2 * lanes { 0 } else if i % 2 == 0 { a as i16 } else { b as i16 }))
+    };
+    [layout(k0 >> 11, k1 >> 11), layout(k0 & 2047, k1 & 2047)]
+}
+
+/// A pixel's weights two by two, repeated for R, G and B: `[k0, k1, k0, k1, k0, k1, 0, 0]` (the zeros drop the
+/// lanes a pixel pair fills with the next pixel).
 fn weight_pairs(weights: &[i32], out: &mut Vec<[I16x8; 2]>) {
-    out.extend(weights.chunks(2).map(|pair| {
-        let (k0, k1) = (pair[0], pair.get(1).copied().unwrap_or(0));
-        let lanes = |a: i16, b: i16| I16x8::new([a, b, a, b, a, b, 0, 0]);
-        [lanes((k0 >> 11) as i16, (k1 >> 11) as i16), lanes((k0 & 2047) as i16, (k1 & 2047) as i16)]
-    }));
+    out.extend(weights.chunks(2).map(|pair| split_pair(pair, 3)));
 }
 
 #[inline]
@@ -167,11 +172,7 @@ fn vertical_pass(rows: &[u8], row_len: usize, first_row: usize, filter: &Filter,
             .enumerate()
             .map(|(i, pair)| {
                 let at = (base + 2 * i) * row_len;
-                let (k0, k1) = (pair[0], pair.get(1).copied().unwrap_or(0));
-                let lanes = |a: i16, b: i16| I16x8::new([a, b, a, b, a, b, a, b]);
-                let high = lanes((k0 >> 11) as i16, (k1 >> 11) as i16);
-                let low = lanes((k0 & 2047) as i16, (k1 & 2047) as i16);
-                ([at, if pair.len() == 2 { at + row_len } else { at }], [high, low])
+                ([at, if pair.len() == 2 { at + row_len } else { at }], split_pair(pair, 4))
             })
             .collect();
         for x in (0..chunks).map(|c| c * 8) {
