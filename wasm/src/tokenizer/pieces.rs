@@ -2,6 +2,8 @@
 //! a table that stays in the processor's cache, instead of in the multi-megabyte vocabulary or by merging.
 //! Entries hold the piece's bytes, so a hit is exact.
 
+use super::vocab::{read_u32, read_u64};
+
 /// 2^15 entries: room for the distinct words of a megabyte of European text.
 const BITS: u32 = 15;
 /// Longest piece kept (its bytes fill two words; the length goes in the top byte).
@@ -32,8 +34,8 @@ impl Default for PieceCache {
 #[inline(always)]
 fn key(piece: &[u8]) -> Option<[u64; 2]> {
     let n = piece.len();
-    let word = |i: usize| u64::from_le_bytes(piece[i..i + 8].try_into().unwrap());
-    let half = |i: usize| u32::from_le_bytes(piece[i..i + 4].try_into().unwrap()) as u64;
+    let word = |i: usize| read_u64(piece, i);
+    let half = |i: usize| read_u32(piece, i) as u64;
     let byte = |i: usize| (piece[i] as u64) << (8 * i);
     // Short pieces by overlapping reads, which agree where they overlap.
     let head = match n {

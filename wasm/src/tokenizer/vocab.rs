@@ -103,12 +103,12 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 #[inline(always)]
-fn read_u64(b: &[u8], i: usize) -> u64 {
+pub(super) fn read_u64(b: &[u8], i: usize) -> u64 {
     u64::from_le_bytes(b[i..i + 8].try_into().unwrap())
 }
 
 #[inline(always)]
-fn read_u32(b: &[u8], i: usize) -> u32 {
+pub(super) fn read_u32(b: &[u8], i: usize) -> u32 {
     u32::from_le_bytes(b[i..i + 4].try_into().unwrap())
 }
 
