@@ -84,9 +84,10 @@ struct Part {
 
 /// Candidate pairs of a long piece by rank: per rank a bucket of part starts, and a bitmap of the nonempty
 /// buckets in levels of 64 (one bit of `levels[k + 1]` per word of `levels[k]`), so the lowest rank is one bit
-/// scan per level. Within a rank the leftmost pair must merge first: a bucket is sorted by start when taken from
-/// out of order. Sorting is rare: merging a pair of rank r never makes another pair of rank r (the joined bytes
-/// are longer than token r), so during a rank's sweep left to right every bucket is filled in order of start.
+/// scan per level. Within a rank the leftmost pair must merge first: a bucket pushed to out of order is marked
+/// and sorted by start when next taken from, which is what keeps the result exact. Sorting is rare in practice:
+/// merging a pair of rank r never makes another pair of rank r (the joined bytes are longer than token r), and
+/// where merged tokens rank after their parts (as in trained vocabularies) a sweep fills buckets in order.
 #[derive(Default)]
 struct RankQueue {
     buckets: Vec<Bucket>,
