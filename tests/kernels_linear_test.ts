@@ -10,9 +10,16 @@
 import assert from "node:assert/strict";
 import type { GpuContext } from "../runtime/gpu/context.ts";
 import { type BlockFormat, f16Bits, roundTo, rowBytes } from "../runtime/gpu/dtype.ts";
-import { linear, linearRef, matmul, matvec, type WeightType } from "../runtime/gpu/ops/linear.ts";
+import {
+  linear,
+  linearRef,
+  linearStacked,
+  matmul,
+  matvec,
+  type WeightType,
+} from "../runtime/gpu/ops/linear.ts";
 import { convert, dequantize, dequantizeRef, quantize, quantizeRef } from "../runtime/gpu/ops/quantize.ts";
-import type { Tensor } from "../runtime/gpu/tensor.ts";
+import { joinRows, type Tensor } from "../runtime/gpu/tensor.ts";
 import {
   assertClose,
   context,
@@ -129,6 +136,52 @@ Deno.test("linear kernels match the CPU reference in every weight format", async
     await runCase(ctx, { w: "q4_k", m: 8, n: 40, k: 256 }, 7, matmul);
     await runCase(ctx, { w: "q4_k", m: 8, n: 40, k: 256 }, 7, matvec);
   });
+});
+
+Deno.test("stacked weights: one product over consecutive rows equals one product per weight", async (t) => {
+  const ctx = await context();
+  // q|k|v-like parts of 16, 8 and 8 rows: stored as one matrix (the loader's layout) they take one dispatch,
+  // stored apart one each; every output row is computed the same way, so the results are bit-identical.
+  const parts = [16, 8, 8];
+  for (
+    const [i, [dtype, k]]
+      of ([["f32", 40], ["f16", 96], ["q8_0", 64], ["q4_k", 256], ["q6_k", 256], ["q4", 96]] as const)
+        .entries()
+  ) {
+    for (const m of [1, 5, 20]) {
+      await t.step(`${dtype} M=${m} K=${k}`, async () => {
+        const n = parts.reduce((a, b) => a + b, 0);
+        const whole = makeWeights(ctx, dtype, n, k, 300 + i);
+        const bytes = await ctx.readBytes(whole.tensor);
+        const rowB = rowBytes(dtype, k);
+        let at = 0;
+        const views: Tensor[] = [], apart: Tensor[] = [];
+        for (const rows of parts) {
+          views.push(whole.tensor.sliceRows(at, rows));
+          apart.push(
+            ctx.fromBytes(dtype, [rows, k], bytes.subarray(at * rowB, (at + rows) * rowB), { pooled: false }),
+          );
+          at += rows;
+        }
+        assert.ok(joinRows(views), "consecutive views join");
+        assert.equal(joinRows(apart), undefined, "separate buffers do not join");
+        assert.equal(joinRows([views[1], views[0], views[2]]), undefined, "out-of-order views do not join");
+        const x = randomFloats(m * k, 400 + i);
+        const xt = ctx.fromFloats("f32", [m, k], x);
+        const [y1, y2] = [ctx.tensor("f32", [m, n]), ctx.tensor("f32", [m, n])];
+        const rec = ctx.record();
+        linearStacked(rec, { y: y1, x: xt, w: views });
+        linearStacked(rec, { y: y2, x: xt, w: apart });
+        assert.equal(rec.dispatches, 1 + parts.length);
+        await rec.submit();
+        const [joined, separate] = [await ctx.readFloats(y1), await ctx.readFloats(y2)];
+        assert.deepEqual(joined, separate);
+        const { ref, tol } = reference(x, whole.decode(), [m, n, k], false);
+        assertClose(joined, ref, (j) => tol[j], `${dtype} stacked`);
+        for (const tensor of [xt, y1, y2, whole.tensor, ...apart]) ctx.release(tensor);
+      });
+    }
+  }
 });
 
 Deno.test("weights larger than a binding are processed in windows of rows", async (t) => {

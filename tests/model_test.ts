@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { sample } from "../runtime/gpu/ops/sampling.ts";
+import { joinRows } from "../runtime/gpu/tensor.ts";
 import type { PixtralModel } from "../runtime/model/pixtral.ts";
 import {
   argmaxRows,
@@ -71,6 +72,15 @@ for (const layout of ["mistral", "hf", "gguf"] as const) {
   Deno.test(`${layout} layout: vision embeddings and logits match the reference goldens (f32)`, async () => {
     const model = await loadTiny(layout, EXACT);
     try {
+      // The loader stores q|k|v and w1|w3 as one matrix each, so these goldens check the fused products.
+      for (const p of ["layers.1.", "vision_encoder.transformer.layers.1."]) {
+        const names = ["attention.wq", "attention.wk", "attention.wv", "feed_forward.w1", "feed_forward.w3"];
+        const [q, k, v, w1, w3] = names.map((n) => model.weight(`${p}${n}.weight`));
+        assert.ok(
+          joinRows([q, k, v]) && joinRows([w1, w3]),
+          `${p}: q|k|v and w1|w3 are stored as one matrix`,
+        );
+      }
       for (const v of manifest.vision) {
         const [rows, cols] = v.grid[0];
         const out = await model.encodeImages([await goldenImage(v.pixels_from, rows, cols)]);

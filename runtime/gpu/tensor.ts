@@ -113,3 +113,21 @@ export class Tensor {
     return `Tensor<${this.dtype}>[${this.shape.join(", ")}]`;
   }
 }
+
+/**
+ * The matrices as one [ΣN, K] matrix, when they are consecutive rows of one buffer with the same dtype and K (how
+ * the weight loader stores q|k|v and w1|w3, so that one product computes them all); otherwise undefined.
+ */
+export function joinRows(parts: readonly Tensor[]): Tensor | undefined {
+  const [first] = parts;
+  let rows = 0;
+  for (const t of parts) {
+    const adjacent = t.offset === first.offset + rows * first.rowByteStride;
+    if (
+      t.buffer !== first.buffer || t.dtype !== first.dtype || t.shape.length !== 2 || !t.contiguous ||
+      t.rowLength !== first.rowLength || !adjacent
+    ) return undefined;
+    rows += t.rows;
+  }
+  return new Tensor(first.buffer, first.dtype, [rows, first.rowLength], first.offset);
+}

@@ -10,7 +10,7 @@
 import { swiglu } from "../gpu/ops/activation.ts";
 import { attention, kvWrite, pagedAttentionPlan } from "../gpu/ops/attention.ts";
 import { embed, scatterRows } from "../gpu/ops/embed.ts";
-import { linear } from "../gpu/ops/linear.ts";
+import { linear, linearStacked } from "../gpu/ops/linear.ts";
 import { rmsNorm } from "../gpu/ops/norm.ts";
 import { rope } from "../gpu/ops/rope.ts";
 import type { FloatType } from "../gpu/dtype.ts";
@@ -83,26 +83,26 @@ export function decoderStep(
   });
   const pos = rec.upload("u32", [T], Uint32Array.from(positions));
   const h = rec.scratch(act, [T, d.dim]);
-  const q = rec.scratch(act, [T, d.nHeads * d.headDim]), o = rec.scratch(act, [T, d.nHeads * d.headDim]);
-  const k = rec.scratch(act, [T, d.nKvHeads * d.headDim]), v = rec.scratch(act, [T, d.nKvHeads * d.headDim]);
-  const gate = rec.scratch(act, [T, d.hiddenDim]), up = rec.scratch(act, [T, d.hiddenDim]);
-  const ffn = rec.scratch(act, [T, d.hiddenDim]);
+  // q|k|v and gate|up each come from one product (the loader stores their weights as one matrix); the parts are
+  // column views.
+  const qDim = d.nHeads * d.headDim, kvDim = d.nKvHeads * d.headDim;
+  const qkv = rec.scratch(act, [T, qDim + 2 * kvDim]), o = rec.scratch(act, [T, qDim]);
+  const qk = qkv.sliceCols(0, qDim + kvDim), q = qkv.sliceCols(0, qDim);
+  const k = qkv.sliceCols(qDim, kvDim), v = qkv.sliceCols(qDim + kvDim, kvDim);
+  const gateUp = rec.scratch(act, [T, 2 * d.hiddenDim]), ffn = rec.scratch(act, [T, d.hiddenDim]);
+  const gate = gateUp.sliceCols(0, d.hiddenDim), up = gateUp.sliceCols(d.hiddenDim, d.hiddenDim);
 
   for (let l = 0; l < d.nLayers; l++) {
     const p = `layers.${l}.`;
     rmsNorm(rec, { y: h, x, weight: w(`${p}attention_norm.weight`), eps: d.normEps });
-    linear(rec, { y: q, x: h, w: w(`${p}attention.wq.weight`) });
-    linear(rec, { y: k, x: h, w: w(`${p}attention.wk.weight`) });
-    linear(rec, { y: v, x: h, w: w(`${p}attention.wv.weight`) });
-    rope(rec, { x: q, headDim: d.headDim, theta: d.ropeTheta, positions: pos });
-    rope(rec, { x: k, headDim: d.headDim, theta: d.ropeTheta, positions: pos });
+    linearStacked(rec, { y: qkv, x: h, w: ["wq", "wk", "wv"].map((n) => w(`${p}attention.${n}.weight`)) });
+    rope(rec, { x: qk, headDim: d.headDim, theta: d.ropeTheta, positions: pos });
     kvWrite(rec, plan, { k, v, cache: pool.layers[l] });
     attention(rec, plan, { q, out: o, cache: pool.layers[l] });
     linear(rec, { y: x, x: o, w: w(`${p}attention.wo.weight`), accumulate: true });
 
     rmsNorm(rec, { y: h, x, weight: w(`${p}ffn_norm.weight`), eps: d.normEps });
-    linear(rec, { y: gate, x: h, w: w(`${p}feed_forward.w1.weight`) });
-    linear(rec, { y: up, x: h, w: w(`${p}feed_forward.w3.weight`) });
+    linearStacked(rec, { y: gateUp, x: h, w: ["w1", "w3"].map((n) => w(`${p}feed_forward.${n}.weight`)) });
     swiglu(rec, { y: ffn, gate, up });
     linear(rec, { y: x, x: ffn, w: w(`${p}feed_forward.w2.weight`), accumulate: true });
   }

@@ -56,21 +56,86 @@ function targetType(
   return isBlockFormat(wanted) && k % 32 !== 0 ? "f16" : wanted;
 }
 
-export type LoadedWeights = Map<string, Tensor>;
+export interface LoadedWeights {
+  /** Every tensor by name; q/k/v and w1/w3 may be row views of one matrix (see FUSED). */
+  tensors: Map<string, Tensor>;
+  /** The tensors that own GPU buffers, to release. */
+  owned: Tensor[];
+}
+
+/**
+ * Matrices that multiply the same input, stored as consecutive rows of one tensor so that one product (one
+ * dispatch) computes them all: the forward pass finds them with joinRows. Fused only when the members have one
+ * type and K, and each but the last ends on a 16-byte boundary (the next starts aligned for writes and vec4 reads).
+ */
+const FUSED = [
+  ["attention.wq.weight", "attention.wk.weight", "attention.wv.weight"],
+  ["feed_forward.w1.weight", "feed_forward.w3.weight"],
+];
+
+interface Wanted {
+  name: string;
+  dtype: DType;
+  rows: number;
+  k: number;
+}
+
+function allocate(ctx: GpuContext, wanted: readonly Wanted[]): LoadedWeights {
+  const byName = new Map(wanted.map((t) => [t.name, t]));
+  const weights: LoadedWeights = { tensors: new Map(), owned: [] };
+  const own = (dtype: DType, rows: number, k: number, label: string) => {
+    const t = ctx.tensor(dtype, [rows, k], { pooled: false, label });
+    weights.owned.push(t);
+    return t;
+  };
+  try {
+    for (const names of FUSED) {
+      for (const t of wanted) {
+        if (!t.name.endsWith(names[0])) continue;
+        const prefix = t.name.slice(0, -names[0].length);
+        const members = names.map((n) => byName.get(prefix + n));
+        const fusable = members.every((m, i) =>
+          m && m.dtype === t.dtype && m.k === t.k &&
+          (i === members.length - 1 || rowBytes(m.dtype, m.k) * m.rows % 16 === 0)
+        );
+        const rows = members.reduce((n, m) => n + (m?.rows ?? 0), 0);
+        if (!fusable || rowBytes(t.dtype, t.k) * rows > ctx.device.limits.maxBufferSize) continue;
+        const joined = own(t.dtype, rows, t.k, `${prefix}{${names.join(",")}}`);
+        let at = 0;
+        for (const m of members as Wanted[]) {
+          weights.tensors.set(m.name, joined.sliceRows(at, m.rows));
+          at += m.rows;
+        }
+      }
+    }
+    for (const t of wanted) {
+      if (!weights.tensors.has(t.name)) weights.tensors.set(t.name, own(t.dtype, t.rows, t.k, t.name));
+    }
+  } catch (err) {
+    for (const t of weights.owned) ctx.release(t);
+    throw err;
+  }
+  return weights;
+}
 
 export async function loadWeights(
   ctx: GpuContext,
   source: WeightSource,
   options: LoadOptions,
 ): Promise<LoadedWeights> {
-  const tensors: LoadedWeights = new Map();
-  try {
-    for (const info of source.tensors()) {
-      const stored = STORED[info.dtype];
-      const target = targetType(info, options);
+  const infos = [...source.tensors()];
+  const weights = allocate(
+    ctx,
+    infos.map((info) => {
       const [rows, k] = matrixShape(info.shape);
-      const dst = ctx.tensor(target, [rows, k], { pooled: false, label: info.name });
-      tensors.set(info.name, dst);
+      return { name: info.name, dtype: targetType(info, options), rows, k };
+    }),
+  );
+  try {
+    for (const info of infos) {
+      const stored = STORED[info.dtype];
+      const dst = weights.tensors.get(info.name)!;
+      const target = dst.dtype, k = dst.rowLength;
       const storedRow = rowBytes(stored, k);
       for await (const chunk of source.chunks(info.name, CHUNK_BYTES)) {
         if (stored === target) {
@@ -88,10 +153,10 @@ export async function loadWeights(
       }
     }
   } catch (err) {
-    for (const t of tensors.values()) ctx.release(t);
+    for (const t of weights.owned) ctx.release(t);
     throw err;
   }
-  return tensors;
+  return weights;
 }
 
 /**
@@ -104,13 +169,18 @@ export async function randomWeights(
   options: LoadOptions,
   seed = 0,
 ): Promise<LoadedWeights> {
-  const tensors: LoadedWeights = new Map();
-  try {
-    for (const [index, spec] of expectedTensors(config).entries()) {
-      const target = targetType({ ...spec, dtype: "F32" }, options);
+  const specs = expectedTensors(config);
+  const weights = allocate(
+    ctx,
+    specs.map((spec) => {
       const [rows, k] = matrixShape(spec.shape);
-      const dst = ctx.tensor(target, [rows, k], { pooled: false, label: spec.name });
-      tensors.set(spec.name, dst);
+      return { name: spec.name, dtype: targetType({ ...spec, dtype: "F32" }, options), rows, k };
+    }),
+  );
+  try {
+    for (const [index, spec] of specs.entries()) {
+      const dst = weights.tensors.get(spec.name)!;
+      const target = dst.dtype, [rows, k] = dst.shape;
       const { mean, std } = syntheticScale(spec);
       const step = Math.max(1, Math.floor(CHUNK_BYTES / (4 * k)));
       for (let first = 0; first < rows; first += step) {
@@ -133,8 +203,8 @@ export async function randomWeights(
       }
     }
   } catch (err) {
-    for (const t of tensors.values()) ctx.release(t);
+    for (const t of weights.owned) ctx.release(t);
     throw err;
   }
-  return tensors;
+  return weights;
 }

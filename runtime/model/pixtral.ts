@@ -35,12 +35,12 @@ export class PixtralModel {
   readonly config: ModelConfig;
   readonly act: FloatType;
   readonly pool: KvPool;
-  readonly #weights: Map<string, Tensor>;
+  readonly #weights: LoadedWeights;
 
   private constructor(
     ctx: GpuContext,
     config: ModelConfig,
-    weights: Map<string, Tensor>,
+    weights: LoadedWeights,
     pool: KvPool,
     act: FloatType,
   ) {
@@ -81,7 +81,7 @@ export class PixtralModel {
   }
 
   readonly weight = (name: string): Tensor => {
-    const tensor = this.#weights.get(name);
+    const tensor = this.#weights.tensors.get(name);
     if (!tensor) throw new Error(`the model has no tensor ${name}`);
     return tensor;
   };
@@ -161,7 +161,8 @@ export class PixtralModel {
   /** Frees the GPU memory. */
   release(): void {
     this.pool.destroy(this.ctx);
-    for (const t of this.#weights.values()) this.ctx.release(t);
-    this.#weights.clear();
+    for (const t of this.#weights.owned) this.ctx.release(t);
+    this.#weights.tensors.clear();
+    this.#weights.owned = [];
   }
 }

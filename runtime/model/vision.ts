@@ -10,7 +10,7 @@
 import { geluErf, swiglu } from "../gpu/ops/activation.ts";
 import { attention, denseAttentionPlan } from "../gpu/ops/attention.ts";
 import { patches } from "../gpu/ops/embed.ts";
-import { linear } from "../gpu/ops/linear.ts";
+import { linear, linearStacked } from "../gpu/ops/linear.ts";
 import { rmsNorm } from "../gpu/ops/norm.ts";
 import { rope2d } from "../gpu/ops/rope.ts";
 import type { FloatType } from "../gpu/dtype.ts";
@@ -80,27 +80,24 @@ export function encodeImages(
     headDim: v.headDim,
   });
   const h = rec.scratch(act, [N, hidden]);
-  const q = rec.scratch(act, [N, hidden]),
-    k = rec.scratch(act, [N, hidden]),
-    val = rec.scratch(act, [N, hidden]);
-  const o = rec.scratch(act, [N, hidden]);
-  const gate = rec.scratch(act, [N, v.intermediateSize]), up = rec.scratch(act, [N, v.intermediateSize]);
-  const ffn = rec.scratch(act, [N, v.intermediateSize]);
+  // q|k|v and gate|up each from one product over weights stored as one matrix; the parts are column views.
+  const qkv = rec.scratch(act, [N, 3 * hidden]), o = rec.scratch(act, [N, hidden]);
+  const qk = qkv.sliceCols(0, 2 * hidden), q = qkv.sliceCols(0, hidden);
+  const k = qkv.sliceCols(hidden, hidden), val = qkv.sliceCols(2 * hidden, hidden);
+  const I = v.intermediateSize;
+  const gateUp = rec.scratch(act, [N, 2 * I]), ffn = rec.scratch(act, [N, I]);
+  const gate = gateUp.sliceCols(0, I), up = gateUp.sliceCols(I, I);
 
   for (let l = 0; l < v.nLayers; l++) {
     const p = `vision_encoder.transformer.layers.${l}.`;
     rmsNorm(rec, { y: h, x, weight: w(`${p}attention_norm.weight`), eps: v.normEps });
-    linear(rec, { y: q, x: h, w: w(`${p}attention.wq.weight`) });
-    linear(rec, { y: k, x: h, w: w(`${p}attention.wk.weight`) });
-    linear(rec, { y: val, x: h, w: w(`${p}attention.wv.weight`) });
-    rope2d(rec, { x: q, headDim: v.headDim, theta: v.ropeTheta, positions });
-    rope2d(rec, { x: k, headDim: v.headDim, theta: v.ropeTheta, positions });
+    linearStacked(rec, { y: qkv, x: h, w: ["wq", "wk", "wv"].map((n) => w(`${p}attention.${n}.weight`)) });
+    rope2d(rec, { x: qk, headDim: v.headDim, theta: v.ropeTheta, positions });
     attention(rec, plan, { q, k, v: val, out: o });
     linear(rec, { y: x, x: o, w: w(`${p}attention.wo.weight`), accumulate: true });
 
     rmsNorm(rec, { y: h, x, weight: w(`${p}ffn_norm.weight`), eps: v.normEps });
-    linear(rec, { y: gate, x: h, w: w(`${p}feed_forward.w1.weight`) });
-    linear(rec, { y: up, x: h, w: w(`${p}feed_forward.w3.weight`) });
+    linearStacked(rec, { y: gateUp, x: h, w: ["w1", "w3"].map((n) => w(`${p}feed_forward.${n}.weight`)) });
     swiglu(rec, { y: ffn, gate, up });
     linear(rec, { y: x, x: ffn, w: w(`${p}feed_forward.w2.weight`), accumulate: true });
   }

@@ -5,7 +5,7 @@
  */
 import type { DType } from "../dtype.ts";
 import { Params, type Recorder } from "../recorder.ts";
-import type { Tensor } from "../tensor.ts";
+import { joinRows, type Tensor } from "../tensor.ts";
 import { rowWindows } from "../windows.ts";
 import { FORMAT_ID } from "./quantize.ts";
 
@@ -58,6 +58,22 @@ function check(args: LinearArgs): { m: number; n: number; k: number; w: WeightTy
 export function linear(rec: Recorder, args: LinearArgs): void {
   if (args.x.rows <= MATVEC_MAX_ROWS) matvec(rec, args);
   else matmul(rec, args);
+}
+
+/**
+ * y = x · [W₀; W₁; ...]ᵀ: y's columns are the products with each weight in turn (q|k|v, w1|w3). One product when the
+ * weights are consecutive rows of one matrix, as the loader stores them; one per weight otherwise.
+ */
+export function linearStacked(rec: Recorder, args: { y: Tensor; x: Tensor; w: readonly Tensor[] }): void {
+  const { y, x, w } = args;
+  const joined = joinRows(w);
+  if (joined) return linear(rec, { y, x, w: joined });
+  let at = 0;
+  for (const part of w) {
+    linear(rec, { y: y.sliceCols(at, part.shape[0]), x, w: part });
+    at += part.shape[0];
+  }
+  if (at !== y.rowLength) throw new RangeError(`linearStacked: y ${y} does not have ${at} columns`);
 }
 
 /** Threads per output row: a power of two giving each about 4 steps over K, at most 64. */
