@@ -22,7 +22,9 @@ import {
   pagedAttentionPlan,
   type PagedSequence,
   quantizeKvRef,
+  ropeKvWrite,
 } from "../runtime/gpu/ops/attention.ts";
+import { rope } from "../runtime/gpu/ops/rope.ts";
 import {
   assertClose,
   context,
@@ -235,6 +237,81 @@ Deno.test("paged attention at Pixtral's decoder shape (32 query heads, 8 KV head
         seed: 6,
       }),
   );
+});
+
+/**
+ * ropeKvWrite against rope then kvWrite on the same data: q and both caches bit-identical. Row 1 belongs to no
+ * sequence (its cache slot is skipped, its q still rotated).
+ */
+async function ropeKvCase(
+  ctx: GpuContext,
+  shape: HeadShape,
+  act: FloatType,
+  cacheType: KvType,
+  seed: number,
+) {
+  const { headsQ, headsKv, headDim: D } = shape;
+  const blockSize = 16, blocks = 6, theta = 1e6;
+  const seqs: PagedSequence[] = [
+    { qStart: 0, qLen: 1, ctxLen: 40, blocks: [4, 0, 2] },
+    { qStart: 2, qLen: 19, ctxLen: 19, blocks: [5, 1] },
+  ];
+  const tokens = 21, row = (headsQ + 2 * headsKv) * D, qDim = headsQ * D;
+  const positions = [39, 0, ...Array.from({ length: 19 }, (_, i) => i)];
+  const data = roundTo(act, randomFloats(tokens * row, seed));
+  const results = [];
+  for (const fused of [false, true]) {
+    const cache = createKvCache(ctx, { blocks, blockSize, headsKv, headDim: D, dtype: cacheType });
+    for (const [i, which] of (["k", "v"] as const).entries()) {
+      const values = randomFloats(blocks * headsKv * blockSize * D, seed + 1 + i);
+      if (cacheType === "q8") ctx.write(cache[which], randomBytes(values.length, seed + i));
+      else ctx.write(cache[which], cacheType === "f32" ? values : f16Bits(values));
+      if (cacheType === "q8") {
+        ctx.write(
+          which === "k" ? cache.kScales! : cache.vScales!,
+          new Float32Array(values.length / D).fill(0.01),
+        );
+      }
+    }
+    const qkv = ctx.fromFloats(act, [tokens, row], data);
+    const rec = ctx.record();
+    const plan = pagedAttentionPlan(rec, { ...shape, seqs, blockSize });
+    if (fused) ropeKvWrite(rec, plan, { qkv, cache, theta, positions });
+    else {
+      rope(rec, { x: qkv.sliceCols(0, qDim + headsKv * D), headDim: D, theta, positions });
+      kvWrite(rec, plan, {
+        k: qkv.sliceCols(qDim, headsKv * D),
+        v: qkv.sliceCols(qDim + headsKv * D, headsKv * D),
+        cache,
+      });
+    }
+    if (fused && cacheType !== "q8") assert.equal(rec.dispatches, 1);
+    await rec.submit();
+    const q = (await ctx.readFloats(qkv)).filter((_, i) => i % row < qDim);
+    results.push([q, await readCache(ctx, cache, "k", D), await readCache(ctx, cache, "v", D)]);
+    for (const t of [qkv, cache.k, cache.v, ...(cache.kScales ? [cache.kScales, cache.vScales!] : [])]) {
+      ctx.release(t);
+    }
+  }
+  const [apart, fused] = results;
+  for (const [i, what] of ["q", "k cache", "v cache"].entries()) assertClose(fused[i], apart[i], 0, what);
+}
+
+Deno.test("RoPE and the cache write in one pass equal rope then kvWrite, bit for bit", async (t) => {
+  const ctx = await context();
+  const cases = [
+    [{ headsQ: 8, headsKv: 2, headDim: 64 }, "f32", "f32"],
+    [{ headsQ: 8, headsKv: 2, headDim: 64 }, "f16", "f32"],
+    [{ headsQ: 8, headsKv: 2, headDim: 64 }, "f32", "f16"],
+    [{ headsQ: 32, headsKv: 8, headDim: 128 }, "f16", "f16"],
+    [{ headsQ: 4, headsKv: 4, headDim: 16 }, "f16", "q8"],
+  ] as const;
+  for (const [i, [shape, act, cache]] of cases.entries()) {
+    await t.step(
+      `${shape.headsQ}/${shape.headsKv} heads x ${shape.headDim}, ${act} rows, ${cache} cache`,
+      () => ropeKvCase(ctx, shape, act, cache, 40 + i),
+    );
+  }
 });
 
 async function denseCase(

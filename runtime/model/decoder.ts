@@ -1,18 +1,17 @@
 /**
  * The Mistral-Nemo decoder over the paged KV cache (spec section 3), top to bottom:
  *
- *   embed (image embeddings at the [IMG] rows) -> 40 x [attention_norm, q/k/v, RoPE, cache write, causal
+ *   embed (image embeddings at the [IMG] rows) -> 40 x [attention_norm, q|k|v, RoPE + cache write, causal
  *   attention over the cache, wo; ffn_norm, SwiGLU FFN] -> norm -> output head
  *
  * One call runs one engine step: any mix of prefill chunks and single decode tokens of several sequences,
  * stacked as the rows of one batch. The residual stream stays in f32; the rest in the activation type.
  */
 import { swiglu } from "../gpu/ops/activation.ts";
-import { attention, kvWrite, pagedAttentionPlan } from "../gpu/ops/attention.ts";
+import { attention, pagedAttentionPlan, ropeKvWrite } from "../gpu/ops/attention.ts";
 import { embed, scatterRows } from "../gpu/ops/embed.ts";
 import { linear, linearStacked } from "../gpu/ops/linear.ts";
 import { rmsNorm } from "../gpu/ops/norm.ts";
-import { rope } from "../gpu/ops/rope.ts";
 import type { FloatType } from "../gpu/dtype.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
@@ -87,8 +86,7 @@ export function decoderStep(
   // column views.
   const qDim = d.nHeads * d.headDim, kvDim = d.nKvHeads * d.headDim;
   const qkv = rec.scratch(act, [T, qDim + 2 * kvDim]), o = rec.scratch(act, [T, qDim]);
-  const qk = qkv.sliceCols(0, qDim + kvDim), q = qkv.sliceCols(0, qDim);
-  const k = qkv.sliceCols(qDim, kvDim), v = qkv.sliceCols(qDim + kvDim, kvDim);
+  const q = qkv.sliceCols(0, qDim);
   const gateUp = rec.scratch(act, [T, 2 * d.hiddenDim]), ffn = rec.scratch(act, [T, d.hiddenDim]);
   const gate = gateUp.sliceCols(0, d.hiddenDim), up = gateUp.sliceCols(d.hiddenDim, d.hiddenDim);
 
@@ -96,8 +94,7 @@ export function decoderStep(
     const p = `layers.${l}.`;
     rmsNorm(rec, { y: h, x, weight: w(`${p}attention_norm.weight`), eps: d.normEps });
     linearStacked(rec, { y: qkv, x: h, w: ["wq", "wk", "wv"].map((n) => w(`${p}attention.${n}.weight`)) });
-    rope(rec, { x: qk, headDim: d.headDim, theta: d.ropeTheta, positions: pos });
-    kvWrite(rec, plan, { k, v, cache: pool.layers[l] });
+    ropeKvWrite(rec, plan, { qkv, cache: pool.layers[l], theta: d.ropeTheta, positions: pos });
     attention(rec, plan, { q, out: o, cache: pool.layers[l] });
     linear(rec, { y: x, x: o, w: w(`${p}attention.wo.weight`), accumulate: true });
 

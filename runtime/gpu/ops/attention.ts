@@ -13,7 +13,8 @@
 import type { GpuContext } from "../context.ts";
 import { Params, type Recorder } from "../recorder.ts";
 import type { Tensor } from "../tensor.ts";
-import { floatType, WG } from "./common.ts";
+import { floatType, indexTensor, type Indices, WG } from "./common.ts";
+import { frequencyTable, rope } from "./rope.ts";
 
 /** Query rows per tile (kernels/attention.wgsl R): 16 / G positions times the G heads sharing a KV head. */
 const TILE_ROWS = 16;
@@ -330,6 +331,58 @@ export function kvWrite(
       q8 ? b[6].offset : 0,
     ),
     Math.ceil(plan.tokens * headsKv * (q8 ? 1 : headDim) / WG),
+  );
+}
+
+/**
+ * The decoder's RoPE and cache write for a step's fused q|k|v rows ([tokens, (headsQ + 2·headsKv)·D]): q rotated
+ * in place, rotated k and v stored at their cache slots (k in `qkv` stays unrotated). One dispatch for float
+ * caches (kernels/rope_kv.wgsl); the 8-bit cache takes rope then kvWrite.
+ */
+export function ropeKvWrite(
+  rec: Recorder,
+  plan: AttentionPlan,
+  { qkv, cache, theta, positions }: { qkv: Tensor; cache: KvCache; theta: number; positions: Indices },
+): void {
+  if (plan.kind !== "paged") throw new TypeError("ropeKvWrite needs a paged plan");
+  const { headsQ, headsKv, headDim } = plan.shape;
+  const qDim = headsQ * headDim, kvDim = headsKv * headDim;
+  checkRows(qkv, plan.tokens, qDim + 2 * kvDim, "q|k|v");
+  if (checkCache(cache, plan)) {
+    rope(rec, { x: qkv.sliceCols(0, qDim + kvDim), headDim, theta, positions });
+    kvWrite(rec, plan, { k: qkv.sliceCols(qDim, kvDim), v: qkv.sliceCols(qDim + kvDim, kvDim), cache });
+    return;
+  }
+  const kernel = rec.ctx.kernel({
+    file: "rope_kv.wgsl",
+    entry: "rope_kv_write",
+    aliases: { X: floatType(qkv, "ropeKvWrite: q|k|v"), KV: floatType(cache.k, "ropeKvWrite: cache") },
+    bindings: ["read", "read", "read", "write", "write", "write"],
+  });
+  const pos = indexTensor(rec, positions, "rope positions");
+  if (pos.size !== plan.tokens) {
+    throw new RangeError(`ropeKvWrite: ${plan.tokens} tokens need as many positions`);
+  }
+  const b = [frequencyTable(rec, theta, headDim), pos, plan.info, qkv, cache.k, cache.v].map((t) =>
+    rec.bind(t)
+  );
+  rec.dispatch(
+    kernel,
+    b,
+    new Params().u32(
+      plan.tokens,
+      headsQ,
+      headsKv,
+      headDim,
+      b[3].offset,
+      qkv.rowStride,
+      b[1].offset,
+      b[2].offset + plan.slotsBase,
+      plan.blockSize,
+      b[4].offset,
+      b[5].offset,
+    ),
+    Math.ceil(plan.tokens * (headsQ + headsKv) * headDim / 2 / WG),
   );
 }
 

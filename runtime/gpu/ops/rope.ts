@@ -25,6 +25,18 @@ export function rope2dFrequencies(theta: number, headDim: number): Float32Array<
   return Float32Array.from([...base.filter((_, i) => i % 2 === 0), ...base.filter((_, i) => i % 2 === 1)]);
 }
 
+/** The frequency table on the GPU, made once per context. */
+export function frequencyTable(rec: Recorder, theta: number, headDim: number, twoD = false): Tensor {
+  return rec.ctx.constant(
+    `rope:${twoD ? "2d" : "1d"}:${theta}:${headDim}`,
+    () =>
+      rec.ctx.fromFloats("f32", [headDim / 2], (twoD ? rope2dFrequencies : ropeFrequencies)(theta, headDim), {
+        pooled: false,
+        label: "rope frequencies",
+      }),
+  );
+}
+
 export interface RopeArgs {
   /** [tokens, heads * headDim] (a view: e.g. the q and k columns of a fused q|k|v projection). */
   x: Tensor;
@@ -45,14 +57,7 @@ function dispatch(rec: Recorder, { x, headDim, theta, positions }: RopeArgs, two
       `rope: ${x.rows} tokens need ${x.rows * perToken} positions, got ${count(positions)}`,
     );
   }
-  const freqs = rec.ctx.constant(
-    `rope:${twoD ? "2d" : "1d"}:${theta}:${headDim}`,
-    () =>
-      rec.ctx.fromFloats("f32", [headDim / 2], (twoD ? rope2dFrequencies : ropeFrequencies)(theta, headDim), {
-        pooled: false,
-        label: "rope frequencies",
-      }),
-  );
+  const freqs = frequencyTable(rec, theta, headDim, twoD);
   const pos = indexTensor(rec, positions, "rope positions");
   const kernel = rec.ctx.kernel({
     file: "rope.wgsl",
