@@ -41,6 +41,8 @@ ${MODEL_USAGE}
   --max-queue N             waiting requests before 429 (default 256)
   --max-running N           sequences generated at once (default 64)
   --prefill-chunk N         prompt tokens per prefill step (default 512)
+  --decode-steps N          decode steps run on the GPU between token readbacks (default 8; 1 streams every
+                            token as soon as it exists, at a lower speed)
   --grace SECONDS           on SIGINT/SIGTERM, time running requests get to finish (default 10)
   --internal-secret SECRET  serve the internal routes that edge gateways call (/internal/v1/*), to requests
                             carrying this secret (also $PIXTRAL_INTERNAL_SECRET; at least 16 characters)`;
@@ -65,6 +67,7 @@ const FLAGS = {
   "max-queue": { type: "string" },
   "max-running": { type: "string" },
   "prefill-chunk": { type: "string" },
+  "decode-steps": { type: "string" },
   grace: { type: "string" },
   "internal-secret": { type: "string" },
 } as const;
@@ -235,6 +238,7 @@ export async function serve(argv: string[]): Promise<void> {
       maxQueue: positiveInt("--max-queue", flags["max-queue"]),
       maxRunning: positiveInt("--max-running", flags["max-running"]),
       prefillChunk: positiveInt("--prefill-chunk", flags["prefill-chunk"]),
+      decodeSteps: positiveInt("--decode-steps", flags["decode-steps"]),
     },
     graceSeconds: grace,
     internalSecret,

@@ -8,9 +8,10 @@ import {
   type GenerateRequest,
   GREEDY,
   RequestTooLongError,
+  type TokenEvent,
 } from "../runtime/engine/engine.ts";
 import { LocalEngine } from "../runtime/engine/local.ts";
-import { goldenImage, gridOf, loadTiny, manifest } from "./model_helpers.ts";
+import { EXACT, goldenImage, gridOf, loadTiny, manifest } from "./model_helpers.ts";
 
 const mm = manifest.multimodal[0];
 const image = await goldenImage(mm.pixels_from, gridOf(mm.ids).rows, gridOf(mm.ids).cols);
@@ -38,12 +39,13 @@ function requests(): GenerateRequest[] {
   });
 }
 
-async function collect(stream: AsyncGenerator<{ id: number }, string>) {
-  const ids: number[] = [];
+async function collect(stream: AsyncGenerator<TokenEvent, string>) {
+  const ids: number[] = [], events: TokenEvent[] = [];
   while (true) {
     const { value, done } = await stream.next();
-    if (done) return { ids, finish: value };
+    if (done) return { ids, events, finish: value };
     ids.push(value.id);
+    events.push(value);
   }
 }
 
@@ -171,5 +173,55 @@ Deno.test("requests the sampler or the model cannot take are refused before they
     assert.equal(wide.ids.length, 2);
   } finally {
     await engine.close();
+  }
+});
+
+Deno.test("decode runs (steps fed on the GPU between readbacks) change no token, log-probability or finish", async () => {
+  const model = await loadTiny("mistral", { ...EXACT, kvTokens: 1024 });
+  let fed = 0;
+  const step = model.step.bind(model);
+  model.step = (rec, steps) => {
+    if (steps.some((s) => "buffer" in s.ids)) fed++;
+    return step(rec, steps);
+  };
+  const base = { images: [], stopIds: [] as number[], topLogprobs: 0 };
+  const prompts = [[1, 3, 1100, 1200, 4], [1, 3, ...Array(9).fill(1300), 4], [1, 3, 1500, 4]];
+  const requests = (stopId?: number): GenerateRequest[] => [
+    // 21 tokens: two runs of 8 and one of 5.
+    { ...base, ids: prompts[0], sampling: GREEDY, maxTokens: 21 },
+    { ...base, ids: prompts[1], sampling: { ...GREEDY, temperature: 0.9, topK: 50, seed: 7 }, maxTokens: 13 },
+    { ...base, ids: prompts[2], sampling: { ...GREEDY, temperature: 1.2, seed: 8 }, maxTokens: 17 },
+    // Stops mid-run on a token it generates.
+    {
+      ...base,
+      ids: prompts[0],
+      sampling: GREEDY,
+      maxTokens: 21,
+      stopIds: stopId === undefined ? [] : [stopId],
+    },
+  ];
+  const oneByOne = new LocalEngine(model, { decodeSteps: 1 });
+  const first = await Promise.all(requests().map((r) => collect(oneByOne.generate(r))));
+  assert.equal(fed, 0);
+  const stopId = first[3].events[10].id;
+  const stopAt = first[3].ids.indexOf(stopId);
+  const expected = await Promise.all(requests(stopId).map((r) => collect(oneByOne.generate(r))));
+  assert.equal(expected[3].finish, "stop");
+  assert.equal(expected[3].ids.length, stopAt);
+
+  const runs = new LocalEngine(model, { decodeSteps: 8 });
+  try {
+    const got = await Promise.all(requests(stopId).map((r) => collect(runs.generate(r))));
+    assert.deepEqual(got, expected);
+    assert.ok(fed > 0, "decode runs were used");
+    // A penalty needs each token on the host: its batch steps one token at a time, with the same result.
+    const penalised = { ...requests()[0], sampling: { ...GREEDY, frequencyPenalty: 0.5 } };
+    fed = 0;
+    const alone = await collect(oneByOne.generate(penalised));
+    assert.deepEqual(await collect(runs.generate(penalised)), alone);
+    assert.equal(fed, 0);
+    assert.equal(model.pool.usedBlocks, 0);
+  } finally {
+    await runs.close();
   }
 });

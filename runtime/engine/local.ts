@@ -41,6 +41,14 @@ export interface LocalEngineOptions {
   maxQueue?: number;
   /** Tokens per sequence, if lower than the model's context. */
   contextLength?: number;
+  /**
+   * Decode steps run back to back on the GPU between token readbacks when no prompt is being read (default 8):
+   * each step feeds the ids the previous one sampled. A readback costs about 10 ms in Deno's WebGPU (its
+   * mapAsync polls the device every 10 ms), which would otherwise cap decoding near 100 tokens/s. Sequences that
+   * finish early waste the rest of the run; penalties and top log-probabilities need each token on the host, so
+   * their sequences take 1. 1 reads every token back.
+   */
+  decodeSteps?: number;
 }
 
 class Sequence {
@@ -111,6 +119,7 @@ export class LocalEngine implements Engine {
   readonly #prefillBudget: number;
   readonly #maxRunning: number;
   readonly #maxQueue: number;
+  readonly #decodeSteps: number;
   #waiting: Sequence[] = [];
   #running: Sequence[] = [];
   #loop?: Promise<void>;
@@ -128,6 +137,7 @@ export class LocalEngine implements Engine {
     this.#prefillBudget = options.prefillBudget ?? this.#prefillChunk;
     this.#maxRunning = options.maxRunning ?? 64;
     this.#maxQueue = options.maxQueue ?? 256;
+    this.#decodeSteps = Math.max(1, Math.floor(options.decodeSteps ?? 8));
   }
 
   stats(): EngineStats {
@@ -329,15 +339,19 @@ export class LocalEngine implements Engine {
     const steps = prefills.filter(({ seq }) => this.#running.includes(seq)).map(({ seq, end }) => {
       const ids = seq.tokens.slice(seq.past, end);
       const images = ids.filter((id) => id === model.config.imageTokens.img).length;
-      const step: SequenceStep = {
+      const step = {
         ids,
         past: seq.past,
         blocks: seq.blocks,
         images: images ? seq.embeddings!.sliceRows(seq.imageRows, images) : undefined,
-        logits: end === seq.prefillEnd && seq.generated === 0 ? "last" : "none",
-      };
+        logits: end === seq.prefillEnd && seq.generated === 0 ? "last" as const : "none" as const,
+      } satisfies SequenceStep;
       return { seq, step };
     });
+    if (steps.length === 0) {
+      const run = this.#runLength(decoders);
+      if (run > 1) return await this.#decodeRun(decoders, run);
+    }
 
     const rec = model.ctx.record("step");
     const passes: Pass[] = [];
@@ -388,12 +402,98 @@ export class LocalEngine implements Engine {
     };
   }
 
+  /**
+   * How many decode steps the decoders can run back to back (see LocalEngineOptions.decodeSteps), with the KV
+   * blocks for all of them reserved; 1 when any of them needs its tokens on the host after each step.
+   */
+  #runLength(decoders: readonly Sequence[]): number {
+    let run = this.#decodeSteps;
+    for (const seq of decoders) {
+      const { sampling, topLogprobs, maxTokens } = seq.request;
+      const penalised = sampling.repetitionPenalty !== 1 || sampling.presencePenalty !== 0 ||
+        sampling.frequencyPenalty !== 0;
+      if (penalised || (topLogprobs ?? 0) > 0) return 1;
+      run = Math.min(run, maxTokens - seq.generated, this.contextLength - seq.tokens.length);
+    }
+    if (run <= 1) return 1;
+    return decoders.every((seq) => this.#model.pool.reserve(seq.blocks, seq.past + run)) ? run : 1;
+  }
+
+  /** `run` decode steps of `decoders`, each fed the ids the previous one sampled, with one readback at the end. */
+  async #decodeRun(decoders: Sequence[], run: number): Promise<void> {
+    const model = this.#model, { ctx } = model;
+    const ids = ctx.tensor("u32", [run, decoders.length]),
+      logprobs = ctx.tensor("f32", [run, decoders.length]);
+    try {
+      let reads: Promise<Uint8Array<ArrayBuffer>>[] = [];
+      for (let k = 0; k < run; k++) {
+        const rec = ctx.record("decode");
+        try {
+          for (let i = 0; i < decoders.length; i += MATVEC_MAX_ROWS) {
+            const group = decoders.slice(i, i + MATVEC_MAX_ROWS);
+            const out = model.step(
+              rec,
+              group.map((s, j) => ({
+                ids: k === 0 ? [s.tokens.at(-1)!] : ids.sliceRows(k - 1, 1).sliceCols(i + j, 1),
+                past: s.past + k,
+                blocks: s.blocks,
+                logits: "last" as const,
+              })),
+            );
+            sample(rec, {
+              logits: out.logits!,
+              ids: ids.sliceRows(k, 1).sliceCols(i, group.length),
+              logprobs: logprobs.sliceRows(k, 1).sliceCols(i, group.length),
+              params: group.map((s) => ({ ...s.samplingParams(), counter: s.generated + k })),
+            });
+          }
+          if (k === run - 1) reads = [rec.read(ids), rec.read(logprobs)];
+        } catch (err) {
+          rec.discard();
+          throw err;
+        }
+        await rec.submit();
+      }
+      const [idWords, logprobWords] = await Promise.all(reads);
+      const all = new Uint32Array(idWords.buffer), allLogprobs = new Float32Array(logprobWords.buffer);
+      const n = decoders.length;
+      for (let k = 0; k < run; k++) {
+        const live = decoders.filter((s) => !s.cancelled && this.#running.includes(s));
+        for (const seq of live) seq.past += 1;
+        this.#accept(
+          live,
+          all.subarray(k * n, (k + 1) * n),
+          allLogprobs.subarray(k * n, (k + 1) * n),
+          decoders,
+        );
+      }
+    } finally {
+      ctx.release(ids);
+      ctx.release(logprobs);
+    }
+  }
+
   async #deliver(pass: Pass): Promise<void> {
     const ids = new Uint32Array((await pass.ids).buffer);
     const logprobs = new Float32Array((await pass.logprobs).buffer);
     const logits = pass.logits ? new Float32Array((await pass.logits).buffer) : undefined;
-    pass.seqs.forEach((seq, i) => {
-      if (seq.cancelled || !this.#running.includes(seq)) return;
+    this.#accept(pass.seqs, ids, logprobs, pass.seqs, logits);
+  }
+
+  /**
+   * Takes sampled tokens: ids[i] and logprobs[i] belong to order[i]; only the sequences in `seqs` still take
+   * them. Streams each token and finishes sequences that hit a stop token, max_tokens or the context.
+   */
+  #accept(
+    seqs: readonly Sequence[],
+    ids: Uint32Array,
+    logprobs: Float32Array,
+    order: readonly Sequence[],
+    logits?: Float32Array,
+  ): void {
+    for (const seq of seqs) {
+      const i = order.indexOf(seq);
+      if (seq.cancelled || !this.#running.includes(seq)) continue;
       const id = ids[i];
       const { request } = seq;
       seq.tokens.push(id);
@@ -401,7 +501,10 @@ export class LocalEngine implements Engine {
       if (seq.counts.size || request.sampling.presencePenalty || request.sampling.frequencyPenalty) {
         seq.counts.set(id, (seq.counts.get(id) ?? 0) + 1);
       }
-      if (request.stopIds.includes(id)) return this.#finish(seq, "stop");
+      if (request.stopIds.includes(id)) {
+        this.#finish(seq, "stop");
+        continue;
+      }
       const event: TokenEvent = { id };
       if (request.topLogprobs !== undefined) {
         event.logprob = logprobs[i];
@@ -416,7 +519,7 @@ export class LocalEngine implements Engine {
       if (seq.generated >= request.maxTokens || seq.tokens.length >= this.contextLength) {
         this.#finish(seq, "length");
       }
-    });
+    }
   }
 
   async close(graceMs = 0): Promise<void> {

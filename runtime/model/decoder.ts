@@ -14,19 +14,26 @@ import { linear, linearStacked } from "../gpu/ops/linear.ts";
 import { rmsNorm } from "../gpu/ops/norm.ts";
 import type { FloatType } from "../gpu/dtype.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import type { Tensor } from "../gpu/tensor.ts";
+import { Tensor } from "../gpu/tensor.ts";
 import type { ModelConfig } from "./config.ts";
 import type { KvPool } from "./kv_pool.ts";
 import type { WeightLookup } from "./vision.ts";
 
 export interface SequenceStep {
-  /** Token ids fed this step (a prefill chunk, or the one token a decode step adds). */
-  ids: readonly number[];
+  /**
+   * Token ids fed this step (a prefill chunk, or the one token a decode step adds): on the host, or on the GPU as
+   * a u32 tensor, e.g. the id the previous step sampled, so that decode steps can run back to back without
+   * reading tokens back in between. All steps of a call take one kind.
+   */
+  ids: readonly number[] | Tensor;
   /** Tokens of this sequence already in the cache: the position of ids[0]. */
   past: number;
   /** The sequence's block table, covering past + ids.length positions. */
   blocks: readonly number[];
-  /** Embeddings for the [IMG] tokens among `ids`, in order ([count, dim] rows of encodeImages' output). */
+  /**
+   * Embeddings for the [IMG] tokens among `ids` (host ids), in order ([count, dim] rows of encodeImages' output).
+   * Without them, [IMG] ids (a generated one, say) are embedded as text.
+   */
   images?: Tensor;
   /** Logits wanted: for the last position (to sample the next token), every position, or none. */
   logits: "last" | "all" | "none";
@@ -39,6 +46,52 @@ export interface StepOutput {
   rows: { start: number; count: number }[];
 }
 
+/** One u32 vector over ids tensors that follow each other in one buffer (one embed dispatch), else undefined. */
+function joinIds(parts: readonly Tensor[]): Tensor | undefined {
+  let end = parts[0].offset;
+  for (const t of parts) {
+    if (t.buffer !== parts[0].buffer || t.offset !== end || !t.contiguous) return undefined;
+    end += t.byteLength;
+  }
+  return new Tensor(parts[0].buffer, "u32", [(end - parts[0].offset) / 4], parts[0].offset);
+}
+
+/** The step's token embeddings, with image embeddings at the [IMG] rows of steps that carry images. */
+function embedTokens(
+  rec: Recorder,
+  config: ModelConfig,
+  table: Tensor,
+  steps: readonly SequenceStep[],
+  x: Tensor,
+  starts: readonly number[],
+): void {
+  const onGpu = steps.map((s) => "buffer" in s.ids);
+  if (onGpu.some((g) => g !== onGpu[0])) {
+    throw new RangeError("a step's ids must all be on the host or on the GPU");
+  }
+  if (onGpu[0]) {
+    const parts = steps.map((s) => s.ids as Tensor);
+    if (steps.some((s) => s.images)) {
+      throw new RangeError("image embeddings need their [IMG] ids on the host");
+    }
+    const joined = joinIds(parts);
+    if (joined) return embed(rec, { y: x, table, ids: joined });
+    parts.forEach((ids, i) => embed(rec, { y: x.sliceRows(starts[i], ids.size), table, ids }));
+    return;
+  }
+  embed(rec, { y: x, table, ids: steps.flatMap((s) => s.ids as readonly number[]) });
+  steps.forEach((s, i) => {
+    if (!s.images) return;
+    const rows = (s.ids as readonly number[]).flatMap((id, j) =>
+      id === config.imageTokens.img ? [starts[i] + j] : []
+    );
+    if (s.images.rows !== rows.length) {
+      throw new RangeError(`a step with ${rows.length} [IMG] tokens needs ${rows.length} image embeddings`);
+    }
+    scatterRows(rec, { y: x, x: s.images, rows });
+  });
+}
+
 export function decoderStep(
   rec: Recorder,
   config: ModelConfig,
@@ -48,30 +101,16 @@ export function decoderStep(
   act: FloatType,
 ): StepOutput {
   const d = config.decoder;
-  const ids: number[] = [], positions: number[] = [], imageRows: number[] = [];
+  const positions: number[] = [];
   const seqs = steps.map((s) => {
-    const qStart = ids.length;
-    s.ids.forEach((id, i) => {
-      if (id === config.imageTokens.img) imageRows.push(ids.length);
-      ids.push(id);
-      positions.push(s.past + i);
-    });
-    return { qStart, qLen: s.ids.length, ctxLen: s.past + s.ids.length, blocks: s.blocks };
+    const qStart = positions.length, qLen = "buffer" in s.ids ? s.ids.size : s.ids.length;
+    for (let i = 0; i < qLen; i++) positions.push(s.past + i);
+    return { qStart, qLen, ctxLen: s.past + qLen, blocks: s.blocks };
   });
-  const T = ids.length;
+  const T = positions.length;
 
   const x = rec.scratch("f32", [T, d.dim]);
-  embed(rec, { y: x, table: w("tok_embeddings.weight"), ids });
-  let imageAt = 0;
-  for (const s of steps) {
-    const count = s.ids.filter((id) => id === config.imageTokens.img).length;
-    if (count === 0) continue;
-    if (!s.images || s.images.rows !== count) {
-      throw new RangeError(`a step with ${count} [IMG] tokens needs ${count} image embeddings`);
-    }
-    scatterRows(rec, { y: x, x: s.images, rows: imageRows.slice(imageAt, imageAt + count) });
-    imageAt += count;
-  }
+  embedTokens(rec, config, w("tok_embeddings.weight"), steps, x, seqs.map((s) => s.qStart));
 
   const plan = pagedAttentionPlan(rec, {
     seqs,
