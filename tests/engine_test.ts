@@ -209,7 +209,7 @@ Deno.test("decode runs (steps fed on the GPU between readbacks) change no token,
   assert.equal(expected[3].finish, "stop");
   assert.equal(expected[3].ids.length, stopAt);
 
-  const runs = new LocalEngine(model, { decodeSteps: 8 });
+  const runs = new LocalEngine(model, { decodeSteps: 8, decodeRunMs: Infinity });
   try {
     const got = await Promise.all(requests(stopId).map((r) => collect(runs.generate(r))));
     assert.deepEqual(got, expected);
@@ -219,6 +219,10 @@ Deno.test("decode runs (steps fed on the GPU between readbacks) change no token,
     fed = 0;
     const alone = await collect(oneByOne.generate(penalised));
     assert.deepEqual(await collect(runs.generate(penalised)), alone);
+    assert.equal(fed, 0);
+    // Runs are kept under decodeRunMs (judged from the steps' times): 0 allows none.
+    const paced = new LocalEngine(model, { decodeRunMs: 0 });
+    assert.deepEqual(await collect(paced.generate(requests()[0])), expected[0]);
     assert.equal(fed, 0);
     assert.equal(model.pool.usedBlocks, 0);
   } finally {

@@ -49,6 +49,11 @@ export interface LocalEngineOptions {
    * their sequences take 1. 1 reads every token back.
    */
   decodeSteps?: number;
+  /**
+   * The longest a run may take, judged from the last decode steps' times (default 100 ms): tokens stream in
+   * bursts of a run, so a slow GPU (or a CPU emulation) gets shorter runs and keeps streaming smoothly.
+   */
+  decodeRunMs?: number;
 }
 
 class Sequence {
@@ -120,6 +125,9 @@ export class LocalEngine implements Engine {
   readonly #maxRunning: number;
   readonly #maxQueue: number;
   readonly #decodeSteps: number;
+  readonly #decodeRunMs: number;
+  /** Time of one decode step, averaged over recent steps; undefined until one ran. */
+  #stepMs?: number;
   #waiting: Sequence[] = [];
   #running: Sequence[] = [];
   #loop?: Promise<void>;
@@ -138,6 +146,7 @@ export class LocalEngine implements Engine {
     this.#maxRunning = options.maxRunning ?? 64;
     this.#maxQueue = options.maxQueue ?? 256;
     this.#decodeSteps = Math.max(1, Math.floor(options.decodeSteps ?? 8));
+    this.#decodeRunMs = options.decodeRunMs ?? 100;
   }
 
   stats(): EngineStats {
@@ -326,6 +335,7 @@ export class LocalEngine implements Engine {
 
   async #step(): Promise<void> {
     const model = this.#model;
+    const started = performance.now();
     const { decoders, prefills } = this.#schedule();
     for (const { seq } of prefills) {
       if (seq.past === 0 && seq.request.images.length && !seq.embeddings) {
@@ -388,6 +398,7 @@ export class LocalEngine implements Engine {
     }
     for (const seq of decoders) seq.past += 1;
     for (const pass of passes) await this.#deliver(pass);
+    if (steps.length === 0) this.#timeSteps(performance.now() - started, 1);
   }
 
   #sample(rec: Recorder, logits: Tensor, seqs: Sequence[]): Pass {
@@ -415,13 +426,20 @@ export class LocalEngine implements Engine {
       if (penalised || (topLogprobs ?? 0) > 0) return 1;
       run = Math.min(run, maxTokens - seq.generated, this.contextLength - seq.tokens.length);
     }
+    if (this.#stepMs === undefined) return 1;
+    run = Math.min(run, Math.floor(this.#decodeRunMs / this.#stepMs));
     if (run <= 1) return 1;
     return decoders.every((seq) => this.#model.pool.reserve(seq.blocks, seq.past + run)) ? run : 1;
+  }
+
+  #timeSteps(ms: number, steps: number): void {
+    this.#stepMs = this.#stepMs === undefined ? ms / steps : (this.#stepMs + ms / steps) / 2;
   }
 
   /** `run` decode steps of `decoders`, each fed the ids the previous one sampled, with one readback at the end. */
   async #decodeRun(decoders: Sequence[], run: number): Promise<void> {
     const model = this.#model, { ctx } = model;
+    const started = performance.now();
     const ids = ctx.tensor("u32", [run, decoders.length]),
       logprobs = ctx.tensor("f32", [run, decoders.length]);
     try {
