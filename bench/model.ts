@@ -5,6 +5,8 @@
  *
  *   deno task bench:model --synthetic 12b   Pixtral 12B's exact shapes, random weights made on the GPU (no files)
  *   deno task bench:model --synthetic tiny  the demo's shape (runs on lavapipe)
+ *   ... --layers 40                           the same with another number of decoder layers (host costs of a
+ *                                             step shaped like Pixtral 12B's, at the demo's size)
  *   deno task bench:model --model PATH      real weights
  *
  * Imports nothing from npm, so it runs with the Deno binary and this repository alone (e.g. on a GPU host).
@@ -28,6 +30,7 @@ const { values } = parseArgs({
     activations: { type: "string" },
     prefill: { type: "string" },
     steps: { type: "string" },
+    layers: { type: "string" },
     bandwidth: { type: "string", default: "4.8e12" },
   },
 });
@@ -47,6 +50,7 @@ if (values.model) {
   const params = new URL("../tests/fixtures/model/pixtral-12b-2409/params.json", import.meta.url);
   config = parseParamsJson(JSON.parse(await Deno.readTextFile(params)), params.pathname);
 }
+if (values.layers) config = { ...config, decoder: { ...config.decoder, nLayers: Number(values.layers) } };
 const big = config.decoder.dim >= 4096;
 const prefillTokens = Number(values.prefill ?? (big ? 2048 : 256));
 const steps = Number(values.steps ?? (big ? 64 : 16)); // a multiple of 8: whole runs
@@ -93,6 +97,9 @@ row(
   `${(prefillTokens / ((performance.now() - t) / 1000)).toFixed(1)} tokens/s`,
 );
 
+/** Host time of the decode steps (JavaScript recording, command encoding, queue.submit), summed. */
+const host = { steps: 0, dispatches: 0, record: 0, encode: 0, submit: 0 };
+
 /**
  * Decode steps for `batch` sequences, reading the sampled ids back after every `run` steps (as the engine does:
  * within a run each step embeds the ids the previous one sampled, on the GPU).
@@ -108,6 +115,7 @@ async function decode(batch: number, run: number): Promise<number> {
   for (let i = 0; i < steps; i += run) {
     let read: Promise<unknown> = Promise.resolve();
     for (let k = 0; k < run; k++) {
+      const recordStart = performance.now();
       const rec = ctx.record("decode");
       const out = model.step(
         rec,
@@ -124,7 +132,12 @@ async function decode(batch: number, run: number): Promise<number> {
         params: past.map(() => ({ temperature: 0 })),
       });
       if (k === run - 1) read = rec.read(chosen);
+      host.record += performance.now() - recordStart;
+      host.dispatches += rec.dispatches;
       await rec.submit();
+      host.encode += rec.timing.encodeMs;
+      host.submit += rec.timing.submitMs;
+      host.steps++;
     }
     await read;
     for (let s = 0; s < batch; s++) past[s] += run;
@@ -134,10 +147,17 @@ async function decode(batch: number, run: number): Promise<number> {
 }
 const single = await decode(1, 1);
 row("decode, batch 1, one step per readback", `${single.toFixed(1)} tokens/s`);
+Object.assign(host, { steps: 0, dispatches: 0, record: 0, encode: 0, submit: 0 });
 const singleRuns = await decode(1, 8);
 row("decode, batch 1, 8 steps per readback (the engine's default)", `${singleRuns.toFixed(1)} tokens/s`);
+const perStep = (ms: number) => `${(ms / host.steps).toFixed(2)} ms`;
+const hostRow = `${host.dispatches / host.steps} dispatches: record ${perStep(host.record)}, encode ` +
+  `${perStep(host.encode)}, queue.submit ${
+    perStep(host.submit)
+  } (a run overlaps them with the previous step)`;
 row("decode, batch 8, one step per readback", `${(await decode(8, 1)).toFixed(1)} tokens/s`);
 row("decode, batch 8, 8 steps per readback", `${(await decode(8, 8)).toFixed(1)} tokens/s`);
+row("host time of a decode step, batch 1", hostRow);
 
 // Bytes one decode step reads: every decoder matrix but the embedding table (only gathered), plus the KV cache.
 let weightBytes = 0;

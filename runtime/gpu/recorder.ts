@@ -21,31 +21,43 @@ export interface Bound {
   readonly byteOffset: number;
 }
 
-/** A kernel's uniform parameters, in the order of its WGSL `Params` struct (all 4-byte scalars). */
+/**
+ * A kernel's uniform parameters, in the order of its WGSL `Params` struct (all 4-byte scalars). Kept as plain
+ * numbers (a step records hundreds of these) and written into the parameter arena at submit.
+ */
 export class Params {
-  readonly words = new Uint32Array(PARAMS_BYTES / 4);
-  readonly #f32 = new Float32Array(this.words.buffer);
-  #n = 0;
+  readonly values: number[] = [];
+  /** Indices of the values that are f32 (the others are u32). */
+  readonly #floatAt: number[] = [];
 
   u32(...values: number[]): this {
     for (const v of values) {
       if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) {
         throw new RangeError(`parameter ${v} is not a u32`);
       }
-      this.#push().words[this.#n - 1] = v;
+      this.#push(v);
     }
     return this;
   }
 
   f32(...values: number[]): this {
-    for (const v of values) this.#push().#f32[this.#n - 1] = v;
+    for (const v of values) {
+      this.#floatAt.push(this.values.length);
+      this.#push(v);
+    }
     return this;
   }
 
-  #push(): this {
-    if (this.#n === this.words.length) throw new RangeError("too many kernel parameters");
-    this.#n++;
-    return this;
+  /** Writes the values at word `at` of the arena's two views. */
+  writeTo(words: Uint32Array, floats: Float32Array, at: number): void {
+    const { values } = this;
+    for (let i = 0; i < values.length; i++) words[at + i] = values[i];
+    for (const i of this.#floatAt) floats[at + i] = values[i];
+  }
+
+  #push(v: number): void {
+    if (this.values.length === PARAMS_BYTES / 4) throw new RangeError("too many kernel parameters");
+    this.values.push(v);
   }
 }
 
@@ -53,7 +65,7 @@ interface DispatchCommand {
   kind: "dispatch";
   kernel: Kernel;
   bound: readonly Bound[];
-  params: Uint32Array;
+  params: Params;
   groups: readonly [number, number, number];
 }
 
@@ -87,6 +99,8 @@ export class Recorder {
   #writes: { buffer: GPUBuffer; offset: number; data: Uint8Array<ArrayBuffer> }[] = [];
   #scratch: Tensor[] = [];
   #submitted = false;
+  /** Host time submit() spent encoding the commands and in queue.submit, in ms (for benchmarks). */
+  readonly timing = { encodeMs: 0, submitMs: 0 };
 
   constructor(ctx: GpuContext, label = "step") {
     this.ctx = ctx;
@@ -142,7 +156,7 @@ export class Recorder {
     }
     const g = typeof groups === "number" ? this.#fold(groups) : groups;
     if (g[0] * g[1] * g[2] === 0) return;
-    this.#commands.push({ kind: "dispatch", kernel, bound, params: params.words, groups: g });
+    this.#commands.push({ kind: "dispatch", kernel, bound, params, groups: g });
   }
 
   /** Copies src's bytes into dst (same byte length; offsets and lengths multiples of 4). */
@@ -246,15 +260,17 @@ export class Recorder {
       const arena = ctx.paramArena(dispatches.length * slot);
       staging = reads.map((r) => ctx.staging(r.size));
 
+      const encodeStart = performance.now();
       device.pushErrorScope("out-of-memory");
       device.pushErrorScope("validation");
       const encoder = device.createCommandEncoder({ label: this.label });
-      const paramBytes = new Uint8Array(dispatches.length * slot);
+      const paramWords = new Uint32Array(dispatches.length * slot / 4);
+      const paramFloats = new Float32Array(paramWords.buffer);
       let pass: GPUComputePassEncoder | undefined;
       let d = 0, r = 0;
       for (const command of commands) {
         if (command.kind === "dispatch") {
-          paramBytes.set(new Uint8Array(command.params.buffer), d * slot);
+          command.params.writeTo(paramWords, paramFloats, d * slot / 4);
           pass ??= encoder.beginComputePass({ label: this.label });
           pass.setPipeline(command.kernel.pipeline);
           pass.setBindGroup(0, ctx.bindGroup(command.kernel, arena, command.bound), [d * slot]);
@@ -278,9 +294,12 @@ export class Recorder {
       }
       pass?.end();
       const commandBuffer = encoder.finish();
-      if (dispatches.length) device.queue.writeBuffer(arena, 0, paramBytes);
+      if (dispatches.length) device.queue.writeBuffer(arena, 0, paramWords);
       for (const w of this.#writes) device.queue.writeBuffer(w.buffer, w.offset, w.data);
+      const submitStart = performance.now();
       device.queue.submit([commandBuffer]);
+      this.timing.encodeMs = submitStart - encodeStart;
+      this.timing.submitMs = performance.now() - submitStart;
       // Both scopes are popped before awaiting, so another recorder's submit cannot interleave with them.
       const [validation, memory] = await Promise.all([device.popErrorScope(), device.popErrorScope()]);
       const error = validation ?? memory;
