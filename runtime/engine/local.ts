@@ -485,6 +485,7 @@ export class LocalEngine implements Engine {
           decoders,
         );
       }
+      this.#timeSteps(performance.now() - started, run);
     } finally {
       ctx.release(ids);
       ctx.release(logprobs);
