@@ -168,6 +168,45 @@ Deno.test("chunked prefill and batched steps give the logits of one whole pass",
   }
 });
 
+Deno.test("an [IMG] id after the prompt's image rows (a generated one) is embedded as text", async () => {
+  const model = await loadTiny("mistral", EXACT);
+  const embeddings = await model.encodeImages([await mmImage()]);
+  const [a, b]: number[][] = [[], []];
+  const logits = async (steps: Parameters<PixtralModel["step"]>[1][]) => {
+    let last: Promise<Uint8Array<ArrayBuffer>> | undefined;
+    for (const step of steps) {
+      const rec = model.ctx.record();
+      const out = model.step(rec, step);
+      if (out.logits) last = rec.read(out.logits);
+      await rec.submit();
+    }
+    return new Float32Array((await last!).buffer);
+  };
+  try {
+    const img = model.config.imageTokens.img, n = mm.ids.length;
+    assert.ok(model.pool.reserve(a, n + 1) && model.pool.reserve(b, n + 1));
+    // As a recomputed sequence prefills it: the prompt and the generated [IMG] in one step.
+    const together = await logits([[{
+      ids: [...mm.ids, img],
+      past: 0,
+      blocks: a,
+      images: embeddings,
+      logits: "last",
+    }]]);
+    // As it was generated: the prompt, then a decode step feeding the id.
+    const apart = await logits([
+      [{ ids: mm.ids, past: 0, blocks: b, images: embeddings, logits: "none" }],
+      [{ ids: [img], past: n, blocks: b, logits: "last" }],
+    ]);
+    assert.ok(maxAbsDiff(together, apart) < 2e-3, `${maxAbsDiff(together, apart)}`);
+  } finally {
+    model.pool.release(a);
+    model.pool.release(b);
+    model.ctx.release(embeddings);
+    model.release();
+  }
+});
+
 Deno.test("several images in one pass give each image's own embeddings (block-diagonal attention)", async () => {
   const model = await loadTiny("mistral", EXACT);
   try {

@@ -90,9 +90,14 @@ class Sequence {
     return this.past < this.prefillEnd;
   }
 
+  /** Whether penalties apply, which need the counts of every token generated so far. */
+  get penalised(): boolean {
+    const s = this.request.sampling;
+    return s.repetitionPenalty !== 1 || s.presencePenalty !== 0 || s.frequencyPenalty !== 0;
+  }
+
   samplingParams(): SamplingParams {
     const s = this.request.sampling;
-    const penalised = s.repetitionPenalty !== 1 || s.presencePenalty !== 0 || s.frequencyPenalty !== 0;
     return {
       temperature: s.temperature,
       topK: s.topK >= this.vocabSize ? 0 : s.topK,
@@ -103,7 +108,9 @@ class Sequence {
       frequencyPenalty: s.frequencyPenalty,
       seed: this.seed,
       counter: this.generated,
-      penalties: penalised ? { ids: [...this.counts.keys()], counts: [...this.counts.values()] } : undefined,
+      penalties: this.penalised
+        ? { ids: [...this.counts.keys()], counts: [...this.counts.values()] }
+        : undefined,
     };
   }
 }
@@ -348,7 +355,9 @@ export class LocalEngine implements Engine {
     }
     const steps = prefills.filter(({ seq }) => this.#running.includes(seq)).map(({ seq, end }) => {
       const ids = seq.tokens.slice(seq.past, end);
-      const images = ids.filter((id) => id === model.config.imageTokens.img).length;
+      // Only the prompt's [IMG] tokens are images (a recomputed sequence may have generated the id too).
+      const images = seq.tokens.slice(seq.past, Math.min(end, seq.request.ids.length))
+        .filter((id) => id === model.config.imageTokens.img).length;
       const step = {
         ids,
         past: seq.past,
@@ -358,7 +367,7 @@ export class LocalEngine implements Engine {
       } satisfies SequenceStep;
       return { seq, step };
     });
-    if (steps.length === 0) {
+    if (steps.length === 0 && decoders.length > 0) {
       const run = this.#runLength(decoders);
       if (run > 1) return await this.#decodeRun(decoders, run);
     }
@@ -398,7 +407,7 @@ export class LocalEngine implements Engine {
     }
     for (const seq of decoders) seq.past += 1;
     for (const pass of passes) await this.#deliver(pass);
-    if (steps.length === 0) this.#timeSteps(performance.now() - started, 1);
+    if (steps.length === 0 && decoders.length > 0) this.#timeSteps(performance.now() - started, 1);
   }
 
   #sample(rec: Recorder, logits: Tensor, seqs: Sequence[]): Pass {
@@ -420,16 +429,19 @@ export class LocalEngine implements Engine {
   #runLength(decoders: readonly Sequence[]): number {
     let run = this.#decodeSteps;
     for (const seq of decoders) {
-      const { sampling, topLogprobs, maxTokens } = seq.request;
-      const penalised = sampling.repetitionPenalty !== 1 || sampling.presencePenalty !== 0 ||
-        sampling.frequencyPenalty !== 0;
-      if (penalised || (topLogprobs ?? 0) > 0) return 1;
+      const { topLogprobs, maxTokens } = seq.request;
+      if (seq.penalised || (topLogprobs ?? 0) > 0) return 1;
       run = Math.min(run, maxTokens - seq.generated, this.contextLength - seq.tokens.length);
     }
     if (this.#stepMs === undefined) return 1;
     run = Math.min(run, Math.floor(this.#decodeRunMs / this.#stepMs));
     if (run <= 1) return 1;
-    return decoders.every((seq) => this.#model.pool.reserve(seq.blocks, seq.past + run)) ? run : 1;
+    // All or nothing: blocks taken for a run that cannot happen would only crowd out other sequences.
+    const { pool } = this.#model;
+    const needed = decoders.reduce((n, seq) => n + pool.blocksFor(seq.past + run) - seq.blocks.length, 0);
+    if (needed > pool.freeBlocks) return 1;
+    for (const seq of decoders) pool.reserve(seq.blocks, seq.past + run);
+    return run;
   }
 
   #timeSteps(ms: number, steps: number): void {

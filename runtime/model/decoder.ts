@@ -4,7 +4,8 @@
  *   embed (image embeddings at the [IMG] rows) -> 40 x [attention_norm + q|k|v, RoPE + cache write, causal
  *   attention over the cache, wo; ffn_norm + w1|w3, SwiGLU + w2] -> norm + output head
  *
- * ("a + b": one dispatch when decoding, see kernels/matvec.wgsl.)
+ * ("norm + product" and "SwiGLU + w2": one dispatch when decoding, see kernels/matvec.wgsl; "RoPE + cache
+ * write": always one.)
  *
  * One call runs one engine step: any mix of prefill chunks and single decode tokens of several sequences,
  * stacked as the rows of one batch. The residual stream stays in f32; the rest in the activation type.
@@ -46,7 +47,10 @@ export interface StepOutput {
   rows: { start: number; count: number }[];
 }
 
-/** One u32 vector over ids tensors that follow each other in one buffer (one embed dispatch), else undefined. */
+/**
+ * One u32 vector over ids tensors that follow each other in one buffer (one embed dispatch), else undefined.
+ * (joinRows joins matrices by rows; these are [1, n] column slices of a row of sampled ids.)
+ */
 function joinIds(parts: readonly Tensor[]): Tensor | undefined {
   let end = parts[0].offset;
   for (const t of parts) {
@@ -82,11 +86,12 @@ function embedTokens(
   embed(rec, { y: x, table, ids: steps.flatMap((s) => s.ids as readonly number[]) });
   steps.forEach((s, i) => {
     if (!s.images) return;
+    // The first [IMG] ids are the prompt's; any after them were generated and stay text.
     const rows = (s.ids as readonly number[]).flatMap((id, j) =>
       id === config.imageTokens.img ? [starts[i] + j] : []
-    );
+    ).slice(0, s.images.rows);
     if (s.images.rows !== rows.length) {
-      throw new RangeError(`a step with ${rows.length} [IMG] tokens needs ${rows.length} image embeddings`);
+      throw new RangeError(`${s.images.rows} image embeddings for a step with ${rows.length} [IMG] tokens`);
     }
     scatterRows(rec, { y: x, x: s.images, rows });
   });
