@@ -53,7 +53,7 @@ if (values.model) {
 if (values.layers) config = { ...config, decoder: { ...config.decoder, nLayers: Number(values.layers) } };
 const big = config.decoder.dim >= 4096;
 const prefillTokens = Number(values.prefill ?? (big ? 2048 : 256));
-const steps = Number(values.steps ?? (big ? 64 : 16)); // a multiple of 8: whole runs
+const steps = Math.ceil(Number(values.steps ?? (big ? 64 : 16)) / 8) * 8; // whole runs of 8
 const kvTokens = 8 * Math.ceil((prefillTokens + steps + 16) / 16) * 16; // 8 sequences of the prefill's length
 
 let t = performance.now();

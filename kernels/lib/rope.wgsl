@@ -1,4 +1,4 @@
-// cis(φ) for rotary embeddings (kernels/rope.wgsl, and the cache write that rotates keys in kernels/kvcache.wgsl).
+// cis(φ) for rotary embeddings (kernels/rope.wgsl, and kernels/rope_kv.wgsl, which rotates keys as it caches them).
 
 // 2π as C1 + C2 + C3, where C1 and C2 have 8 significant bits: n·C1 and n·C2 are exact in f32 for n < 2^16, so
 // the reduction below is accurate without relying on a fused multiply-add (which WGSL does not guarantee).

@@ -336,8 +336,8 @@ export function kvWrite(
 
 /**
  * The decoder's RoPE and cache write for a step's fused q|k|v rows ([tokens, (headsQ + 2·headsKv)·D]): q rotated
- * in place, rotated k and v stored at their cache slots (k in `qkv` stays unrotated). One dispatch for float
- * caches (kernels/rope_kv.wgsl); the 8-bit cache takes rope then kvWrite.
+ * in place, rotated k and v stored at their cache slots. One dispatch for float caches (kernels/rope_kv.wgsl,
+ * which leaves k in `qkv` unrotated); the 8-bit cache takes rope (k rotated in place) then kvWrite.
  */
 export function ropeKvWrite(
   rec: Recorder,

@@ -69,14 +69,15 @@ function check(args: LinearArgs): { m: number; n: number; k: number; w: WeightTy
 
 /**
  * y = x · Wᵀ: the matrix-vector kernel for M <= 8 (norm and glu fused), the tiled kernel above (after a separate
- * rmsNorm or swiglu into a scratch tensor of y's type).
+ * rmsNorm or swiglu into a scratch tensor).
  */
 export function linear(rec: Recorder, args: LinearArgs): void {
   if (args.x.rows <= MATVEC_MAX_ROWS) return matvec(rec, args);
   const { x, norm, glu } = args;
   if (!norm && !glu) return matmul(rec, args);
   const { k } = check(args);
-  const input = rec.scratch(args.y.dtype, [x.rows, k]);
+  // The activation type: y's for the norm (x is the f32 residual stream), x's for SwiGLU (y may be the residual).
+  const input = rec.scratch(norm ? args.y.dtype : x.dtype, [x.rows, k]);
   if (norm) rmsNorm(rec, { y: input, x, weight: norm.weight, eps: norm.eps });
   else swiglu(rec, { y: input, gate: x.sliceCols(0, k), up: x.sliceCols(k, k) });
   matmul(rec, { ...args, x: input, norm: undefined, glu: false });
