@@ -8,11 +8,6 @@
 // path (WIDE) takes 32 columns per step: one scale and 16-32 bytes of weights, x as vec4 loads; it needs
 // K % 32 == 0 and x aligned to 4 elements, which every quantized layer satisfies. The general path takes 8
 // columns per step and any K. A dispatch covers one binding window of weight rows (runtime/gpu/ops/linear.ts).
-//
-// Two fusions save a decoder layer three dispatches. NORM: the product's input is RMSNorm(x)·g, with g the norm
-// weight applied to x as it is read and 1/rms(x) to each sum (every output row's threads see the whole row of x,
-// so they also sum its squares). GLU: x holds [gate | up] rows and the input is silu(gate)·up (SwiGLU). Both keep
-// the input in f32 where the separate kernels would round it to the activation type.
 
 #include "lib/weights.wgsl"
 
@@ -30,9 +25,6 @@ struct Params {
   bias_off: u32,   // element offset of bias[first row of the window]
   has_bias: u32,
   accumulate: u32,
-  glu_off: u32,    // GLU: elements from a gate value to its up value (K)
-  norm_off: u32,   // NORM: element offset of g, and the norm's epsilon
-  eps: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -43,12 +35,9 @@ struct Params {
 // The same weights and x bound a second time as vec4s (one entry point may not view a binding two ways).
 @group(0) @binding(5) var<storage, read> w4: array<vec4<u32>>;
 @group(0) @binding(6) var<storage, read> xv: array<vec4<X>>;
-@group(0) @binding(7) var<storage, read> g: array<f32>;
 
 override M: u32 = 1u;         // activation rows compiled for: 1, 2, 4 or 8
 override WIDE: bool = true;   // the 32-column fast path
-override NORM: bool = false;
-override GLU: bool = false;
 
 const WG: u32 = 256u;
 
@@ -140,9 +129,8 @@ fn load32(format: u32, rb: u32, k: u32) -> Unit {
   return u;
 }
 
-// Four values of x's row m from column k (zero beyond K), `at` elements further on (GLU: the up half).
-fn x4(m: u32, k: u32, at: u32) -> vec4<f32> {
-  let i = p.x_off + at + m * p.x_stride + k;
+fn x4(m: u32, k: u32) -> vec4<f32> {
+  let i = p.x_off + m * p.x_stride + k;
   if (k + 4u <= p.k) {
     return vec4<f32>(f32(x[i]), f32(x[i + 1u]), f32(x[i + 2u]), f32(x[i + 3u]));
   }
@@ -155,76 +143,23 @@ fn x4(m: u32, k: u32, at: u32) -> vec4<f32> {
   return v;
 }
 
-// The norm weight at columns k..k+3 (zero beyond K).
-fn g4(k: u32) -> vec4<f32> {
-  var v = vec4<f32>();
-  for (var j = 0u; j < 4u; j++) {
-    if (k + j < p.k) {
-      v[j] = g[p.norm_off + k + j];
-    }
-  }
-  return v;
-}
-
-fn silu(v: vec4<f32>) -> vec4<f32> {
-  return v / (1.0 + exp(-v));
-}
-
-// Sums the threads' values per activation row across the tpr lanes of each output row (lane 0 gets the total).
-fn reduce_rows(t: u32, lane: u32, values: array<f32, 8>) -> array<f32, 8> {
-  workgroupBarrier();
-  for (var m = 0u; m < M; m++) {
-    partial[t * 8u + m] = values[m];
-  }
-  for (var s = p.tpr / 2u; s > 0u; s >>= 1u) {
-    workgroupBarrier();
-    if (lane < s) {
-      for (var m = 0u; m < M; m++) {
-        partial[t * 8u + m] += partial[(t + s) * 8u + m];
-      }
-    }
-  }
-  workgroupBarrier();
-  var total = array<f32, 8>();
-  for (var m = 0u; m < M; m++) {
-    total[m] = partial[t * 8u + m];
-  }
-  return total;
-}
-
 fn matvec(format: u32, t: u32, group: u32) {
   let lane = t % p.tpr;
   let row = group * (WG / p.tpr) + t / p.tpr;
   var acc = array<f32, 8>();
-  var ss = array<f32, 8>();  // NORM: sums of x²
   if (row < p.n) {
     let rb = p.w_off + row * p.w_row;
     if (WIDE) {
       for (var k = lane * 32u; k < p.k; k += p.tpr * 32u) {
         let u = load32(format, rb, k);
-        var gk = array<vec4<f32>, 8>();
-        if (NORM) {
-          for (var j = 0u; j < 8u; j++) {
-            gk[j] = g4(k + 4u * j);
-          }
-        }
         for (var m = 0u; m < M; m++) {
           if (m < p.m) {
             let xb = (p.x_off + m * p.x_stride + k) >> 2u;
             var cx = vec2<f32>();
             var sx = vec4<f32>();
             for (var j = 0u; j < 4u; j++) {
-              var a = vec4<f32>(xv[xb + j]);
-              var b = vec4<f32>(xv[xb + 4u + j]);
-              if (GLU) {
-                a = silu(a) * vec4<f32>(xv[xb + j + (p.glu_off >> 2u)]);
-                b = silu(b) * vec4<f32>(xv[xb + 4u + j + (p.glu_off >> 2u)]);
-              }
-              if (NORM) {
-                ss[m] += dot(a, a) + dot(b, b);
-                a *= gk[j];
-                b *= gk[4u + j];
-              }
+              let a = vec4<f32>(xv[xb + j]);
+              let b = vec4<f32>(xv[xb + 4u + j]);
               cx += vec2<f32>(dot(u.c[j], a), dot(u.c[4u + j], b));
               sx += vec4<f32>(a.x + a.y + a.z + a.w, b.x + b.y + b.z + b.w, 0.0, 0.0);
             }
@@ -237,29 +172,21 @@ fn matvec(format: u32, t: u32, group: u32) {
         let wv = load8(format, rb, k, p.k);
         for (var m = 0u; m < M; m++) {
           if (m < p.m) {
-            var lo = x4(m, k, 0u);
-            var hi = x4(m, k + 4u, 0u);
-            if (GLU) {
-              lo = silu(lo) * x4(m, k, p.glu_off);
-              hi = silu(hi) * x4(m, k + 4u, p.glu_off);
-            }
-            if (NORM) {
-              ss[m] += dot(lo, lo) + dot(hi, hi);
-              lo *= g4(k);
-              hi *= g4(k + 4u);
-            }
-            acc[m] += dot(wv.lo, lo) + dot(wv.hi, hi);
+            acc[m] += dot(wv.lo, x4(m, k)) + dot(wv.hi, x4(m, k + 4u));
           }
         }
       }
     }
   }
-  let sums = reduce_rows(t, lane, acc);
-  var scale = array<f32, 8>(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0);
-  if (NORM) {
-    let squares = reduce_rows(t, lane, ss);
-    for (var m = 0u; m < M; m++) {
-      scale[m] = 1.0 / sqrt(squares[m] / f32(p.k) + p.eps);
+  for (var m = 0u; m < M; m++) {
+    partial[t * 8u + m] = acc[m];
+  }
+  for (var s = p.tpr / 2u; s > 0u; s >>= 1u) {
+    workgroupBarrier();
+    if (lane < s) {
+      for (var m = 0u; m < M; m++) {
+        partial[t * 8u + m] += partial[(t + s) * 8u + m];
+      }
     }
   }
   if (lane == 0u && row < p.n) {
@@ -270,7 +197,7 @@ fn matvec(format: u32, t: u32, group: u32) {
     for (var m = 0u; m < M; m++) {
       if (m < p.m) {
         let i = p.y_off + m * p.y_stride + row;
-        var v = sums[m] * scale[m] + b;
+        var v = partial[t * 8u + m] + b;
         if (p.accumulate != 0u) {
           v += f32(y[i]);
         }

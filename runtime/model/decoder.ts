@@ -1,18 +1,17 @@
 /**
  * The Mistral-Nemo decoder over the paged KV cache (spec section 3), top to bottom:
  *
- *   embed (image embeddings at the [IMG] rows) -> 40 x [attention_norm + q|k|v, RoPE + cache write, causal
- *   attention over the cache, wo; ffn_norm + w1|w3, SwiGLU + w2] -> norm + output head
- *
- * ("norm + product" and "SwiGLU + w2": one dispatch when decoding, see kernels/matvec.wgsl; "RoPE + cache
- * write": always one.)
+ *   embed (image embeddings at the [IMG] rows) -> 40 x [attention_norm, q|k|v, RoPE + cache write, causal
+ *   attention over the cache, wo; ffn_norm, w1|w3, SwiGLU, w2] -> norm -> output head
  *
  * One call runs one engine step: any mix of prefill chunks and single decode tokens of several sequences,
  * stacked as the rows of one batch. The residual stream stays in f32; the rest in the activation type.
  */
+import { swiglu } from "../gpu/ops/activation.ts";
 import { attention, pagedAttentionPlan, ropeKvWrite } from "../gpu/ops/attention.ts";
 import { embed, scatterRows } from "../gpu/ops/embed.ts";
 import { linear, linearStacked } from "../gpu/ops/linear.ts";
+import { rmsNorm } from "../gpu/ops/norm.ts";
 import type { FloatType } from "../gpu/dtype.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { Tensor } from "../gpu/tensor.ts";
@@ -125,32 +124,27 @@ export function decoderStep(
     blockSize: pool.blockSize,
   });
   const pos = rec.upload("u32", [T], Uint32Array.from(positions));
-  // q|k|v and gate|up each come from one product (the loader stores their weights as one matrix), which also
-  // applies the block's RMSNorm to its input; the parts are column views. w2 takes silu(gate)·up as its input.
+  const h = rec.scratch(act, [T, d.dim]);
+  // q|k|v and gate|up each come from one product (the loader stores their weights as one matrix); the parts are
+  // column views.
   const qDim = d.nHeads * d.headDim, kvDim = d.nKvHeads * d.headDim;
   const qkv = rec.scratch(act, [T, qDim + 2 * kvDim]), o = rec.scratch(act, [T, qDim]);
   const q = qkv.sliceCols(0, qDim);
-  const gateUp = rec.scratch(act, [T, 2 * d.hiddenDim]);
+  const gateUp = rec.scratch(act, [T, 2 * d.hiddenDim]), ffn = rec.scratch(act, [T, d.hiddenDim]);
+  const gate = gateUp.sliceCols(0, d.hiddenDim), up = gateUp.sliceCols(d.hiddenDim, d.hiddenDim);
 
   for (let l = 0; l < d.nLayers; l++) {
     const p = `layers.${l}.`;
-    linearStacked(rec, {
-      y: qkv,
-      x,
-      w: ["wq", "wk", "wv"].map((n) => w(`${p}attention.${n}.weight`)),
-      norm: { weight: w(`${p}attention_norm.weight`), eps: d.normEps },
-    });
+    rmsNorm(rec, { y: h, x, weight: w(`${p}attention_norm.weight`), eps: d.normEps });
+    linearStacked(rec, { y: qkv, x: h, w: ["wq", "wk", "wv"].map((n) => w(`${p}attention.${n}.weight`)) });
     ropeKvWrite(rec, plan, { qkv, cache: pool.layers[l], theta: d.ropeTheta, positions: pos });
     attention(rec, plan, { q, out: o, cache: pool.layers[l] });
     linear(rec, { y: x, x: o, w: w(`${p}attention.wo.weight`), accumulate: true });
 
-    linearStacked(rec, {
-      y: gateUp,
-      x,
-      w: ["w1", "w3"].map((n) => w(`${p}feed_forward.${n}.weight`)),
-      norm: { weight: w(`${p}ffn_norm.weight`), eps: d.normEps },
-    });
-    linear(rec, { y: x, x: gateUp, w: w(`${p}feed_forward.w2.weight`), glu: true, accumulate: true });
+    rmsNorm(rec, { y: h, x, weight: w(`${p}ffn_norm.weight`), eps: d.normEps });
+    linearStacked(rec, { y: gateUp, x: h, w: ["w1", "w3"].map((n) => w(`${p}feed_forward.${n}.weight`)) });
+    swiglu(rec, { y: ffn, gate, up });
+    linear(rec, { y: x, x: ffn, w: w(`${p}feed_forward.w2.weight`), accumulate: true });
   }
 
   // Only the rows whose logits are wanted go through the final norm and the (large) output head.
@@ -166,12 +160,9 @@ export function decoderStep(
   if (wanted.length === 0) return { rows };
   const last = rec.scratch("f32", [wanted.length, d.dim]);
   embed(rec, { y: last, table: x, ids: wanted });
+  const normed = rec.scratch(act, [wanted.length, d.dim]);
+  rmsNorm(rec, { y: normed, x: last, weight: w("norm.weight"), eps: d.normEps });
   const logits = rec.scratch("f32", [wanted.length, d.vocabSize]);
-  linear(rec, {
-    y: logits,
-    x: last,
-    w: w("output.weight"),
-    norm: { weight: w("norm.weight"), eps: d.normEps },
-  });
+  linear(rec, { y: logits, x: normed, w: w("output.weight") });
   return { logits, rows };
 }

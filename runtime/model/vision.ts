@@ -7,7 +7,7 @@
  * Every image of a call goes through in one pass; attention stays within each image (one segment each), which
  * equals running the images one at a time.
  */
-import { geluErf } from "../gpu/ops/activation.ts";
+import { geluErf, swiglu } from "../gpu/ops/activation.ts";
 import { attention, denseAttentionPlan } from "../gpu/ops/attention.ts";
 import { patches } from "../gpu/ops/embed.ts";
 import { linear, linearStacked } from "../gpu/ops/linear.ts";
@@ -79,32 +79,27 @@ export function encodeImages(
     headsKv: v.nHeads,
     headDim: v.headDim,
   });
-  // As in the decoder: each block's RMSNorm goes with its first product, SwiGLU with w2 (kernels/matvec.wgsl fuses
-  // them for a few patches; the tiled kernel's path runs them separately).
+  const h = rec.scratch(act, [N, hidden]);
+  // q|k|v and gate|up each from one product over weights stored as one matrix; the parts are column views.
   const qkv = rec.scratch(act, [N, 3 * hidden]), o = rec.scratch(act, [N, hidden]);
   const qk = qkv.sliceCols(0, 2 * hidden), q = qkv.sliceCols(0, hidden);
   const k = qkv.sliceCols(hidden, hidden), val = qkv.sliceCols(2 * hidden, hidden);
-  const gateUp = rec.scratch(act, [N, 2 * v.intermediateSize]);
+  const I = v.intermediateSize;
+  const gateUp = rec.scratch(act, [N, 2 * I]), ffn = rec.scratch(act, [N, I]);
+  const gate = gateUp.sliceCols(0, I), up = gateUp.sliceCols(I, I);
 
   for (let l = 0; l < v.nLayers; l++) {
     const p = `vision_encoder.transformer.layers.${l}.`;
-    linearStacked(rec, {
-      y: qkv,
-      x,
-      w: ["wq", "wk", "wv"].map((n) => w(`${p}attention.${n}.weight`)),
-      norm: { weight: w(`${p}attention_norm.weight`), eps: v.normEps },
-    });
+    rmsNorm(rec, { y: h, x, weight: w(`${p}attention_norm.weight`), eps: v.normEps });
+    linearStacked(rec, { y: qkv, x: h, w: ["wq", "wk", "wv"].map((n) => w(`${p}attention.${n}.weight`)) });
     rope2d(rec, { x: qk, headDim: v.headDim, theta: v.ropeTheta, positions });
     attention(rec, plan, { q, k, v: val, out: o });
     linear(rec, { y: x, x: o, w: w(`${p}attention.wo.weight`), accumulate: true });
 
-    linearStacked(rec, {
-      y: gateUp,
-      x,
-      w: ["w1", "w3"].map((n) => w(`${p}feed_forward.${n}.weight`)),
-      norm: { weight: w(`${p}ffn_norm.weight`), eps: v.normEps },
-    });
-    linear(rec, { y: x, x: gateUp, w: w(`${p}feed_forward.w2.weight`), glu: true, accumulate: true });
+    rmsNorm(rec, { y: h, x, weight: w(`${p}ffn_norm.weight`), eps: v.normEps });
+    linearStacked(rec, { y: gateUp, x: h, w: ["w1", "w3"].map((n) => w(`${p}feed_forward.${n}.weight`)) });
+    swiglu(rec, { y: ffn, gate, up });
+    linear(rec, { y: x, x: ffn, w: w(`${p}feed_forward.w2.weight`), accumulate: true });
   }
 
   // Adapter: w_out(GELU(w_in(x))), both with bias when the checkpoint has them.

@@ -7,8 +7,6 @@ import type { DType } from "../dtype.ts";
 import { Params, type Recorder } from "../recorder.ts";
 import { joinRows, type Tensor } from "../tensor.ts";
 import { rowWindows } from "../windows.ts";
-import { swiglu } from "./activation.ts";
-import { rmsNorm } from "./norm.ts";
 import { FORMAT_ID } from "./quantize.ts";
 
 /** Weight dtypes the linear kernels read. */
@@ -25,10 +23,6 @@ export interface LinearArgs {
   bias?: Tensor;
   /** Add the product to y's current contents (a fused residual add). */
   accumulate?: boolean;
-  /** Multiply RMSNorm(x)·weight instead of x (the pre-norm of a block, fused into its first product). */
-  norm?: { weight: Tensor; eps: number };
-  /** x holds [gate | up] rows ([M, 2K]): multiply silu(gate)·up (the FFN's SwiGLU, fused into w2's product). */
-  glu?: boolean;
 }
 
 /** The largest M the matrix-vector kernel takes; beyond it linear() uses the tiled kernel. */
@@ -39,7 +33,7 @@ function isWeightType(dtype: DType): dtype is WeightType {
 }
 
 function check(args: LinearArgs): { m: number; n: number; k: number; w: WeightType } {
-  const { y, x, w, bias, norm } = args;
+  const { y, x, w, bias } = args;
   if (!isWeightType(w.dtype)) throw new TypeError(`linear: weights in ${w.dtype} are not supported`);
   if (w.shape.length !== 2) throw new RangeError(`linear: weights must be [N, K], got ${w}`);
   const [n, k] = w.shape;
@@ -48,15 +42,8 @@ function check(args: LinearArgs): { m: number; n: number; k: number; w: WeightTy
       throw new TypeError(`linear: ${name} must be f32 or f16, got ${t}`);
     }
   }
-  if (x.rowLength !== (args.glu ? 2 * k : k)) {
-    throw new RangeError(
-      `linear: x ${x} does not have ${args.glu ? "2K" : "K"} = ${
-        args.glu ? 2 * k : k
-      } columns for weights ${w}`,
-    );
-  }
-  if (norm && (norm.weight.dtype !== "f32" || norm.weight.size !== k || args.glu)) {
-    throw new RangeError(`linear: the norm weight must be f32 [${k}] (and not combined with glu)`);
+  if (x.rowLength !== k) {
+    throw new RangeError(`linear: x ${x} does not have K = ${k} columns for weights ${w}`);
   }
   if (y.rows !== x.rows || y.rowLength !== n) {
     throw new RangeError(`linear: y ${y} is not [${x.rows}, ${n}] for x ${x} and weights ${w}`);
@@ -67,44 +54,23 @@ function check(args: LinearArgs): { m: number; n: number; k: number; w: WeightTy
   return { m: x.rows, n, k, w: w.dtype };
 }
 
-/**
- * y = x · Wᵀ: the matrix-vector kernel for M <= 8 (norm and glu fused), the tiled kernel above (after a separate
- * rmsNorm or swiglu into a scratch tensor).
- */
+/** y = x · Wᵀ: the matrix-vector kernel for M <= 8, the tiled kernel above. */
 export function linear(rec: Recorder, args: LinearArgs): void {
-  if (args.x.rows <= MATVEC_MAX_ROWS) return matvec(rec, args);
-  const { x, norm, glu } = args;
-  if (!norm && !glu) return matmul(rec, args);
-  const { k } = check(args);
-  // The activation type: y's for the norm (x is the f32 residual stream), x's for SwiGLU (y may be the residual).
-  const input = rec.scratch(norm ? args.y.dtype : x.dtype, [x.rows, k]);
-  if (norm) rmsNorm(rec, { y: input, x, weight: norm.weight, eps: norm.eps });
-  else swiglu(rec, { y: input, gate: x.sliceCols(0, k), up: x.sliceCols(k, k) });
-  matmul(rec, { ...args, x: input, norm: undefined, glu: false });
+  if (args.x.rows <= MATVEC_MAX_ROWS) matvec(rec, args);
+  else matmul(rec, args);
 }
 
 /**
- * y = x · [W₀; W₁; ...]ᵀ: y's columns are the products with each weight in turn (q|k|v, w1|w3), optionally of
- * RMSNorm(x) as in linear(). One product when the weights are consecutive rows of one matrix, as the loader
- * stores them; one per weight otherwise.
+ * y = x · [W₀; W₁; ...]ᵀ: y's columns are the products with each weight in turn (q|k|v, w1|w3). One product when the
+ * weights are consecutive rows of one matrix, as the loader stores them; one per weight otherwise.
  */
-export function linearStacked(
-  rec: Recorder,
-  args: { y: Tensor; x: Tensor; w: readonly Tensor[]; norm?: LinearArgs["norm"] },
-): void {
-  const { y, w } = args;
+export function linearStacked(rec: Recorder, args: { y: Tensor; x: Tensor; w: readonly Tensor[] }): void {
+  const { y, x, w } = args;
   const joined = joinRows(w);
-  if (joined) return linear(rec, { y, x: args.x, w: joined, norm: args.norm });
-  let { x, norm } = args;
-  if (norm && x.rows > MATVEC_MAX_ROWS) {
-    // Normalise once for all the parts.
-    const normed = rec.scratch(y.dtype, [x.rows, x.rowLength]);
-    rmsNorm(rec, { y: normed, x, weight: norm.weight, eps: norm.eps });
-    [x, norm] = [normed, undefined];
-  }
+  if (joined) return linear(rec, { y, x, w: joined });
   let at = 0;
   for (const part of w) {
-    linear(rec, { y: y.sliceCols(at, part.shape[0]), x, w: part, norm });
+    linear(rec, { y: y.sliceCols(at, part.shape[0]), x, w: part });
     at += part.shape[0];
   }
   if (at !== y.rowLength) throw new RangeError(`linearStacked: y ${y} does not have ${at} columns`);
@@ -126,19 +92,13 @@ export function matvec(rec: Recorder, args: LinearArgs): void {
   // The 32-column path reads x as vec4s and f32/f16/q4 weights as aligned vec4s.
   const wide = k % 32 === 0 && xb.offset % 4 === 0 && (m === 1 || x.rowStride % 4 === 0) &&
     args.w.offset % 16 === 0;
-  const norm = args.norm ? rec.bind(args.norm.weight) : undefined;
   const tpr = threadsPerRow(Math.ceil(k / (wide ? 32 : 8)));
   const kernel = rec.ctx.kernel({
     file: "matvec.wgsl",
     entry: `matvec_${w}`,
     aliases: { X: args.x.dtype as "f32", Y: args.y.dtype as "f32" },
-    constants: {
-      M: 2 ** Math.ceil(Math.log2(m)),
-      WIDE: wide ? 1 : 0,
-      NORM: args.norm ? 1 : 0,
-      GLU: args.glu ? 1 : 0,
-    },
-    bindings: ["read", "read", "read", "write", "read", "read", "read"],
+    constants: { M: 2 ** Math.ceil(Math.log2(m)), WIDE: wide ? 1 : 0 },
+    bindings: ["read", "read", "read", "write", "read", "read"],
   });
   dispatchWindows(rec, args, kernel, (win, wb, xb, bb, yb) => [
     new Params().u32(
@@ -155,11 +115,9 @@ export function matvec(rec: Recorder, args: LinearArgs): void {
       bb.offset + win.start,
       args.bias ? 1 : 0,
       args.accumulate ? 1 : 0,
-      k,
-      norm?.offset ?? 0,
-    ).f32(args.norm?.eps ?? 0),
+    ),
     Math.ceil(win.count / (256 / tpr)),
-  ], norm);
+  ]);
 }
 
 export function matmul(rec: Recorder, args: LinearArgs): void {
@@ -208,7 +166,6 @@ function dispatchWindows(
     bb: Bound,
     yb: Bound,
   ) => [Params, number],
-  extra?: Bound,
 ): void {
   const { x, y, w, bias } = args;
   const xb = rec.bind(x);
@@ -219,12 +176,7 @@ function dispatchWindows(
     const wb = rec.bind(w, win.start * row, (win.start + win.count) * row);
     const [params, groups] = make(win, wb, xb, bb, yb);
     const bound = [wb, xb, bias ? bb : xb, yb];
-    rec.dispatch(
-      kernel,
-      kernel.bindings.length > 4 ? [...bound, wb, xb, extra ?? xb] : bound,
-      params,
-      groups,
-    );
+    rec.dispatch(kernel, kernel.bindings.length > 4 ? [...bound, wb, xb] : bound, params, groups);
   }
 }
 
