@@ -438,7 +438,10 @@ export class LocalEngine implements Engine {
     if (run <= 1) return 1;
     // All or nothing: blocks taken for a run that cannot happen would only crowd out other sequences.
     const { pool } = this.#model;
-    const needed = decoders.reduce((n, seq) => n + pool.blocksFor(seq.past + run) - seq.blocks.length, 0);
+    const needed = decoders.reduce(
+      (n, seq) => n + Math.max(0, pool.blocksFor(seq.past + run) - seq.blocks.length),
+      0,
+    );
     if (needed > pool.freeBlocks) return 1;
     for (const seq of decoders) pool.reserve(seq.blocks, seq.past + run);
     return run;
