@@ -11,6 +11,7 @@
 import { parseArgs } from "node:util";
 import { loadTokenizer } from "../runtime/tokenizer/mod.ts";
 import { readTekkenRanks, tiktokenPeer } from "../tests/tokenizer_peers.ts";
+import { printTable } from "./table.ts";
 
 const { values: flags } = parseArgs({ options: { rounds: { type: "string", default: "3" } } });
 const ROUNDS = Number(flags.rounds);
@@ -80,11 +81,3 @@ for (const [kind, make] of KINDS) {
 }
 
 printTable(["piece", "length", "encode ours, MB/s", `encode ${peer.name}, MB/s`, "ours / tiktoken"], rows);
-
-function printTable(header: string[], body: string[][]) {
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
-  const line = (cells: string[]) => "| " + cells.map((c, i) => c.padStart(widths[i])).join(" | ") + " |";
-  console.log(line(header));
-  console.log("|" + widths.map((w) => "-".repeat(w + 2)).join("|") + "|");
-  body.forEach((r) => console.log(line(r)));
-}

@@ -14,6 +14,7 @@ import { parseArgs } from "node:util";
 import { loadTokenizer, Tokenizer } from "../runtime/tokenizer/mod.ts";
 import { corpus, TEXT_KINDS } from "../tests/tokenizer_corpus.ts";
 import { microsoftPeer, type Peer, readTekkenRanks, tiktokenPeer } from "../tests/tokenizer_peers.ts";
+import { printTable } from "./table.ts";
 
 const { values: flags } = parseArgs({
   options: { "mb-per-kind": { type: "string", default: "1" }, rounds: { type: "string", default: "6" } },
@@ -152,11 +153,3 @@ printTable([
   "RSS added, MB",
   "JS heap added, MB",
 ], starts);
-
-function printTable(header: string[], body: string[][]) {
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
-  const line = (cells: string[]) => "| " + cells.map((c, i) => c.padStart(widths[i])).join(" | ") + " |";
-  console.log(line(header));
-  console.log("|" + widths.map((w) => "-".repeat(w + 2)).join("|") + "|");
-  body.forEach((r) => console.log(line(r)));
-}
