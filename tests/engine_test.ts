@@ -178,10 +178,15 @@ Deno.test("requests the sampler or the model cannot take are refused before they
 
 Deno.test("decode runs (steps fed on the GPU between readbacks) change no token, log-probability or finish", async () => {
   const model = await loadTiny("mistral", { ...EXACT, kvTokens: 1024 });
-  let fed = 0;
+  // Steps fed on the GPU, and runs fed by the run before them (submitted before its tokens were read back).
+  let fed = 0, chained = 0;
+  let lastFed: GPUBuffer | undefined;
   const step = model.step.bind(model);
   model.step = (rec, steps) => {
-    if (steps.some((s) => "buffer" in s.ids)) fed++;
+    const feed = steps.map((s) => "buffer" in s.ids ? s.ids.buffer : undefined)[0];
+    if (feed) fed++;
+    if (feed && lastFed && feed !== lastFed) chained++;
+    lastFed = feed;
     return step(rec, steps);
   };
   const base = { images: [], stopIds: [] as number[], topLogprobs: 0 };
@@ -214,6 +219,7 @@ Deno.test("decode runs (steps fed on the GPU between readbacks) change no token,
     const got = await Promise.all(requests(stopId).map((r) => collect(runs.generate(r))));
     assert.deepEqual(got, expected);
     assert.ok(fed > 0, "decode runs were used");
+    assert.ok(chained > 0, "runs were chained");
     // A penalty needs each token on the host: its batch steps one token at a time, with the same result.
     const penalised = { ...requests()[0], sampling: { ...GREEDY, frequencyPenalty: 0.5 } };
     fed = 0;

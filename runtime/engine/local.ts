@@ -123,6 +123,15 @@ interface Pass {
   logits?: Promise<Uint8Array<ArrayBuffer>>;
 }
 
+/** Decode steps submitted back to back: ids and log-probabilities of each step (rows) and sequence (columns). */
+interface DecodeRun {
+  seqs: Sequence[];
+  steps: number;
+  ids: Tensor;
+  logprobs: Tensor;
+  reads: Promise<Uint8Array<ArrayBuffer>[]>;
+}
+
 export class LocalEngine implements Engine {
   readonly contextLength: number;
   readonly vocabSize: number;
@@ -369,7 +378,7 @@ export class LocalEngine implements Engine {
     });
     if (steps.length === 0 && decoders.length > 0) {
       const run = this.#runLength(decoders);
-      if (run > 1) return await this.#decodeRun(decoders, run);
+      if (run > 1) return await this.#decodeRuns(decoders, run);
     }
 
     const rec = model.ctx.record("step");
@@ -423,27 +432,29 @@ export class LocalEngine implements Engine {
   }
 
   /**
-   * How many decode steps the decoders can run back to back (see LocalEngineOptions.decodeSteps), with the KV
-   * blocks for all of them reserved; 1 when any of them needs its tokens on the host after each step.
+   * How many decode steps the decoders can run back to back (see LocalEngineOptions.decodeSteps), `ahead` steps
+   * after those already in flight, with the KV blocks for all of them reserved; 1 when any of them needs its
+   * tokens on the host after each step.
    */
-  #runLength(decoders: readonly Sequence[]): number {
+  #runLength(decoders: readonly Sequence[], ahead = 0): number {
     let run = this.#decodeSteps;
     for (const seq of decoders) {
       const { topLogprobs, maxTokens } = seq.request;
       if (seq.penalised || (topLogprobs ?? 0) > 0) return 1;
-      run = Math.min(run, maxTokens - seq.generated, this.contextLength - seq.tokens.length);
+      run = Math.min(run, maxTokens - seq.generated - ahead, this.contextLength - seq.tokens.length - ahead);
     }
     if (this.#stepMs === undefined) return 1;
     run = Math.min(run, Math.floor(this.#decodeRunMs / this.#stepMs));
     if (run <= 1) return 1;
     // All or nothing: blocks taken for a run that cannot happen would only crowd out other sequences.
     const { pool } = this.#model;
+    const end = (seq: Sequence) => seq.past + ahead + run;
     const needed = decoders.reduce(
-      (n, seq) => n + Math.max(0, pool.blocksFor(seq.past + run) - seq.blocks.length),
+      (n, seq) => n + Math.max(0, pool.blocksFor(end(seq)) - seq.blocks.length),
       0,
     );
     if (needed > pool.freeBlocks) return 1;
-    for (const seq of decoders) pool.reserve(seq.blocks, seq.past + run);
+    for (const seq of decoders) pool.reserve(seq.blocks, end(seq));
     return run;
   }
 
@@ -451,24 +462,69 @@ export class LocalEngine implements Engine {
     this.#stepMs = this.#stepMs === undefined ? ms / steps : (this.#stepMs + ms / steps) / 2;
   }
 
-  /** `run` decode steps of `decoders`, each fed the ids the previous one sampled, with one readback at the end. */
-  async #decodeRun(decoders: Sequence[], run: number): Promise<void> {
+  /**
+   * Decode runs of `decoders`, the first `run` steps long. While nothing else waits, the next run is submitted
+   * before this one's tokens are read back, fed on the GPU by this run's last ids: a readback blocks until the
+   * GPU is idle and then sleeps 10 ms (Deno's mapAsync), and the next run's steps are recorded and run during
+   * that sleep instead of after it. A sequence that finishes in a run wastes its steps of the next.
+   */
+  async #decodeRuns(decoders: Sequence[], run: number): Promise<void> {
+    let current: DecodeRun | undefined = await this.#launchRun(decoders, run, 0);
+    let mark = performance.now();
+    while (current) {
+      let next: DecodeRun | undefined;
+      try {
+        next = await this.#chain(current);
+        await this.#acceptRun(current);
+      } catch (err) {
+        current.reads.catch(() => {});
+        if (next) {
+          next.reads.catch(() => {});
+          this.#releaseRun(next);
+        }
+        throw err;
+      } finally {
+        this.#releaseRun(current);
+      }
+      this.#timeSteps(performance.now() - mark, current.steps);
+      mark = performance.now();
+      current = next;
+    }
+  }
+
+  /** The run that follows `current` without waiting for its tokens, when nothing else needs the next step. */
+  async #chain(current: DecodeRun): Promise<DecodeRun | undefined> {
+    const seqs = current.seqs.filter((s) => this.#running.includes(s));
+    const idle = !this.#closed && this.#waiting.length === 0 && seqs.length === this.#running.length &&
+      seqs.every((s) => !s.cancelled);
+    if (!idle) return undefined;
+    const run = this.#runLength(seqs, current.steps);
+    return run > 1 ? await this.#launchRun(seqs, run, current.steps, current) : undefined;
+  }
+
+  /**
+   * Records and submits `run` decode steps of `seqs`, `ahead` steps past their accepted tokens, each fed the ids
+   * the previous step sampled (the first from `after`'s last step, or from the host), with one readback.
+   */
+  async #launchRun(seqs: Sequence[], run: number, ahead: number, after?: DecodeRun): Promise<DecodeRun> {
     const model = this.#model, { ctx } = model;
-    const started = performance.now();
-    const ids = ctx.tensor("u32", [run, decoders.length]),
-      logprobs = ctx.tensor("f32", [run, decoders.length]);
+    const ids = ctx.tensor("u32", [run, seqs.length]), logprobs = ctx.tensor("f32", [run, seqs.length]);
+    const launched: DecodeRun = { seqs, steps: run, ids, logprobs, reads: Promise.resolve([]) };
+    const firstIds = (s: Sequence): SequenceStep["ids"] =>
+      after
+        ? after.ids.sliceRows(after.steps - 1, 1).sliceCols(after.seqs.indexOf(s), 1)
+        : [s.tokens.at(-1)!];
     try {
-      let reads: Promise<Uint8Array<ArrayBuffer>>[] = [];
       for (let k = 0; k < run; k++) {
         const rec = ctx.record("decode");
         try {
-          for (let i = 0; i < decoders.length; i += MATVEC_MAX_ROWS) {
-            const group = decoders.slice(i, i + MATVEC_MAX_ROWS);
+          for (let i = 0; i < seqs.length; i += MATVEC_MAX_ROWS) {
+            const group = seqs.slice(i, i + MATVEC_MAX_ROWS);
             const out = model.step(
               rec,
               group.map((s, j) => ({
-                ids: k === 0 ? [s.tokens.at(-1)!] : ids.sliceRows(k - 1, 1).sliceCols(i + j, 1),
-                past: s.past + k,
+                ids: k === 0 ? firstIds(s) : ids.sliceRows(k - 1, 1).sliceCols(i + j, 1),
+                past: s.past + ahead + k,
                 blocks: s.blocks,
                 logits: "last" as const,
               })),
@@ -477,34 +533,44 @@ export class LocalEngine implements Engine {
               logits: out.logits!,
               ids: ids.sliceRows(k, 1).sliceCols(i, group.length),
               logprobs: logprobs.sliceRows(k, 1).sliceCols(i, group.length),
-              params: group.map((s) => ({ ...s.samplingParams(), counter: s.generated + k })),
+              params: group.map((s) => ({ ...s.samplingParams(), counter: s.generated + ahead + k })),
             });
           }
-          if (k === run - 1) reads = [rec.read(ids), rec.read(logprobs)];
+          if (k === run - 1) launched.reads = Promise.all([rec.read(ids), rec.read(logprobs)]);
         } catch (err) {
           rec.discard();
           throw err;
         }
         await rec.submit();
       }
-      const [idWords, logprobWords] = await Promise.all(reads);
-      const all = new Uint32Array(idWords.buffer), allLogprobs = new Float32Array(logprobWords.buffer);
-      const n = decoders.length;
-      for (let k = 0; k < run; k++) {
-        const live = decoders.filter((s) => !s.cancelled && this.#running.includes(s));
-        for (const seq of live) seq.past += 1;
-        this.#accept(
-          live,
-          all.subarray(k * n, (k + 1) * n),
-          allLogprobs.subarray(k * n, (k + 1) * n),
-          decoders,
-        );
-      }
-      this.#timeSteps(performance.now() - started, run);
-    } finally {
-      ctx.release(ids);
-      ctx.release(logprobs);
+    } catch (err) {
+      launched.reads.catch(() => {});
+      this.#releaseRun(launched);
+      throw err;
     }
+    return launched;
+  }
+
+  /** Streams a run's tokens, step by step, to the sequences still running. */
+  async #acceptRun(run: DecodeRun): Promise<void> {
+    const [idWords, logprobWords] = await run.reads;
+    const all = new Uint32Array(idWords.buffer), allLogprobs = new Float32Array(logprobWords.buffer);
+    const n = run.seqs.length;
+    for (let k = 0; k < run.steps; k++) {
+      const live = run.seqs.filter((s) => !s.cancelled && this.#running.includes(s));
+      for (const seq of live) seq.past += 1;
+      this.#accept(
+        live,
+        all.subarray(k * n, (k + 1) * n),
+        allLogprobs.subarray(k * n, (k + 1) * n),
+        run.seqs,
+      );
+    }
+  }
+
+  #releaseRun(run: DecodeRun): void {
+    this.#model.ctx.release(run.ids);
+    this.#model.ctx.release(run.logprobs);
   }
 
   async #deliver(pass: Pass): Promise<void> {
