@@ -66,6 +66,19 @@ CASES = {
     ],
     "prefix_assistant": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "Sure", "prefix": True}],
     "unicode_and_newlines": [{"role": "user", "content": "Héllo\n\n日本語 🙂\r\n\ttab"}],
+    # A system message without parts is dropped; one whose only part is empty text still adds "\n\n".
+    "empty_system_messages": [
+        {"role": "system", "content": []},
+        {"role": "system", "content": "Be brief."},
+        {"role": "system", "content": []},
+        {"role": "system", "content": ""},
+        {"role": "user", "content": "Hi"},
+    ],
+    "system_part_with_empty_text": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "system", "content": [text("")]},
+        {"role": "user", "content": "Hi"},
+    ],
 }
 
 

@@ -41,12 +41,38 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
       /expected string/,
       "messages[0].content[0].text",
     );
+    // Function calling is not served: a request that needs it is refused, never answered without its tools.
+    const tools = [{ type: "function", function: { name: "f", parameters: { type: "object" } } }];
+    expectError(await post(chat, { ...user("hi"), tools }), 400, /function calling/, "tools");
+    expectError(
+      await post(`${url}/tokenize`, { ...user("hi"), tools, tool_choice: "auto" }),
+      400,
+      /function calling/,
+      "tools",
+    );
     expectError(
       await post(chat, { messages: [{ role: "tool", content: "x" }] }),
       400,
-      /role/,
+      /tool messages: .*function calling/,
       "messages[0].role",
     );
+    const call = { id: "c1", type: "function", function: { name: "f", arguments: "{}" } };
+    expectError(
+      await post(chat, {
+        messages: [{ role: "user", content: "a" }, { role: "assistant", content: null, tool_calls: [call] }, {
+          role: "user",
+          content: "b",
+        }],
+      }),
+      400,
+      /tool calls/,
+      "messages[1].tool_calls",
+    );
+    // tool_choice "none" asks for no call: the tools are ignored.
+    const plain = await post(`${url}/tokenize`, user("hi"));
+    const noneChosen = await post(`${url}/tokenize`, { ...user("hi"), tools, tool_choice: "none" });
+    assert.equal(noneChosen.status, 200);
+    assert.deepEqual(noneChosen.json, plain.json);
     expectError(await post(chat, { ...user("hi"), model: "gpt-4o" }), 404, /"gpt-4o" does not exist/);
     const three = [1, 2, 3].map(() => ({ type: "image_url", image_url: { url: image } }));
     expectError(

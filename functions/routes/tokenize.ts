@@ -5,7 +5,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { encodeChat } from "../chat/prepare.ts";
-import { chatRequestSchema, parseWith, RequestError } from "../schema/chat.ts";
+import { chatRequestSchema, parseWith, refuseToolUse, RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
 import { readJson, requireModel } from "./common.ts";
 
@@ -24,7 +24,9 @@ export function tokenizeRoutes(service: Service): Hono {
   const { tokenizer } = service;
   return new Hono()
     .post("/tokenize", async (c) => {
-      const body = parseWith(tokenizeSchema, await readJson(c));
+      const raw = await readJson(c);
+      refuseToolUse(raw);
+      const body = parseWith(tokenizeSchema, raw);
       requireModel(service, body.model);
       const ids = "prompt" in body
         ? [...(body.add_special_tokens ? [tokenizer.special("<s>")] : []), ...tokenizer.encode(body.prompt)]

@@ -107,7 +107,32 @@ export function parseWith<S extends z.ZodType>(schema: S, body: unknown): z.infe
   throw new RequestError(param ? `${param}: ${issue.message}` : issue.message, param || null);
 }
 
+/**
+ * Function calling is not served (the spec leaves Pixtral's tool format out). A request that depends on it is
+ * refused, as vLLM does without a tool parser, rather than answered as if it had no tools; `tool_choice: "none"`
+ * asks for no call, so its tools are ignored.
+ */
+export function refuseToolUse(body: unknown): void {
+  if (typeof body !== "object" || body === null) return;
+  const { tools, tool_choice, messages } = body as Record<string, unknown>;
+  const unsupported = (what: string, param: string) =>
+    new RequestError(
+      `${what}: this server does not support function calling`,
+      param,
+      "unsupported_parameter",
+    );
+  if (Array.isArray(tools) && tools.length && tool_choice !== "none") throw unsupported("tools", "tools");
+  if (!Array.isArray(messages)) return;
+  messages.forEach((m: { role?: unknown; tool_calls?: unknown } | null, i) => {
+    if (m?.role === "tool") throw unsupported("tool messages", `messages[${i}].role`);
+    if (Array.isArray(m?.tool_calls) && m.tool_calls.length) {
+      throw unsupported("tool calls", `messages[${i}].tool_calls`);
+    }
+  });
+}
+
 export function parseChatRequest(body: unknown): ParsedChatRequest {
+  refuseToolUse(body);
   const request = parseWith(chatRequestSchema, body);
   const known = new Set(Object.keys(chatRequestSchema.shape));
   return { request, ignored: Object.keys(body as object).filter((key) => !known.has(key)) };

@@ -69,7 +69,8 @@ function aggregate<Image>(contents: Message<Image>["content"][]): string | Chunk
 }
 
 function normalize<Image>(messages: Message<Image>[]) {
-  const systems = messages.filter((m) => m.role === "system" && m.content)
+  // Empty system messages ("" or no parts) are dropped, as mistral_common does; a part with empty text is not.
+  const systems = messages.filter((m) => m.role === "system" && m.content?.length)
     .map((m) => aggregate([m.content]) as string);
   const systemPrompt = systems.length ? systems.join(JOIN) : undefined;
 
