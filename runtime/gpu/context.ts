@@ -27,6 +27,8 @@ export interface TensorOptions {
 }
 
 const BIND_GROUP_CACHE_LIMIT = 8192;
+const LEAF = Symbol("bind group");
+type BindGroupTrie = Map<unknown, BindGroupTrie | GPUBindGroup>;
 
 export class GpuContext {
   readonly gpu: Gpu;
@@ -37,9 +39,9 @@ export class GpuContext {
   readonly bindingLimits: { maxStorageBufferBindingSize: number; minStorageBufferOffsetAlignment: number };
   #arena?: GPUBuffer;
   #staging = new Map<number, GPUBuffer[]>();
-  #bindGroups = new Map<string, GPUBindGroup>();
-  #bufferIds = new WeakMap<GPUBuffer, number>();
-  #nextBufferId = 1;
+  /** Bind groups by layout, then buffer, offset and size of each binding (a step looks up hundreds). */
+  #bindGroups: BindGroupTrie = new Map();
+  #bindGroupCount = 0;
   #constants = new Map<string, Tensor>();
   #owned = new Set<GPUBuffer>();
   #ownedBytes = 0;
@@ -192,20 +194,24 @@ export class GpuContext {
         size: Math.max(PARAMS_BYTES * 64, sizeClass(bytes)),
         usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
       });
-      this.#bindGroups.clear();
+      this.#clearBindGroups();
     }
     return this.#arena;
   }
 
+  /** The bind group of a kernel's bindings (the parameter arena is one per context: a new one clears these). */
   bindGroup(kernel: Kernel, arena: GPUBuffer, bound: readonly Bound[]): GPUBindGroup {
-    const key = [
-      this.#id(arena),
-      kernel.bindings.join(""),
-      ...bound.map((b) => `${this.#id(b.resource.buffer)}@${b.resource.offset}+${b.resource.size}`),
-    ].join(" ");
-    let group = this.#bindGroups.get(key);
+    // Maps keyed by objects and numbers, no string keys: building those cost a third of encoding a step.
+    let node = this.#child(this.#bindGroups, kernel.layout);
+    for (const { resource } of bound) {
+      node = this.#child(this.#child(this.#child(node, resource.buffer), resource.offset), resource.size);
+    }
+    let group = node.get(LEAF) as GPUBindGroup | undefined;
     if (!group) {
-      if (this.#bindGroups.size >= BIND_GROUP_CACHE_LIMIT) this.#bindGroups.clear();
+      if (this.#bindGroupCount >= BIND_GROUP_CACHE_LIMIT) {
+        this.#clearBindGroups();
+        return this.bindGroup(kernel, arena, bound);
+      }
       group = this.device.createBindGroup({
         layout: kernel.layout,
         entries: [
@@ -213,7 +219,8 @@ export class GpuContext {
           ...bound.map((b, i) => ({ binding: i + 1, resource: b.resource })),
         ],
       });
-      this.#bindGroups.set(key, group);
+      node.set(LEAF, group);
+      this.#bindGroupCount++;
     }
     return group;
   }
@@ -236,10 +243,15 @@ export class GpuContext {
     this.device.destroy();
   }
 
-  #id(buffer: GPUBuffer): number {
-    let id = this.#bufferIds.get(buffer);
-    if (id === undefined) this.#bufferIds.set(buffer, id = this.#nextBufferId++);
-    return id;
+  #child(node: BindGroupTrie, key: unknown): BindGroupTrie {
+    let child = node.get(key) as BindGroupTrie | undefined;
+    if (!child) node.set(key, child = new Map());
+    return child;
+  }
+
+  #clearBindGroups(): void {
+    this.#bindGroups = new Map();
+    this.#bindGroupCount = 0;
   }
 
   /** The contiguous byte range spanning a (possibly strided) tensor. */

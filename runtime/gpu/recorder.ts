@@ -266,6 +266,8 @@ export class Recorder {
       const encoder = device.createCommandEncoder({ label: this.label });
       const paramWords = new Uint32Array(dispatches.length * slot / 4);
       const paramFloats = new Float32Array(paramWords.buffer);
+      // Dynamic offsets passed as a typed-array range: Deno converts a JS array per call, ~2x slower.
+      const offsets = Uint32Array.from(dispatches, (_, i) => i * slot);
       let pass: GPUComputePassEncoder | undefined;
       let d = 0, r = 0;
       for (const command of commands) {
@@ -273,7 +275,7 @@ export class Recorder {
           command.params.writeTo(paramWords, paramFloats, d * slot / 4);
           pass ??= encoder.beginComputePass({ label: this.label });
           pass.setPipeline(command.kernel.pipeline);
-          pass.setBindGroup(0, ctx.bindGroup(command.kernel, arena, command.bound), [d * slot]);
+          pass.setBindGroup(0, ctx.bindGroup(command.kernel, arena, command.bound), offsets, d, 1);
           pass.dispatchWorkgroups(...command.groups);
           d++;
           continue;
