@@ -6,6 +6,7 @@ import { acquireGpu, type Gpu, type GpuOptions } from "./device.ts";
 import { bf16Bits, byteSize, type DType, f16Bits, fromBf16Bits, fromF16Bits } from "./dtype.ts";
 import { type Kernel, type KernelSpec, PARAMS_BYTES, PipelineCache } from "./pipeline.ts";
 import { BufferPool, sizeClass, STORAGE_USAGE } from "./pool.ts";
+import { type PathNode, setValueAt, step, valueAt } from "./path_map.ts";
 import { type Bound, Recorder } from "./recorder.ts";
 import { Tensor } from "./tensor.ts";
 
@@ -27,8 +28,6 @@ export interface TensorOptions {
 }
 
 const BIND_GROUP_CACHE_LIMIT = 8192;
-const LEAF = Symbol("bind group");
-type BindGroupTrie = Map<unknown, BindGroupTrie | GPUBindGroup>;
 
 export class GpuContext {
   readonly gpu: Gpu;
@@ -37,10 +36,13 @@ export class GpuContext {
   readonly kernels: PipelineCache;
   /** The largest tensor range bound at once, and the alignment of a binding's start. */
   readonly bindingLimits: { maxStorageBufferBindingSize: number; minStorageBufferOffsetAlignment: number };
+  /** Limits read per dispatch or allocation, copied once (each read of `device.limits` is a native call). */
+  readonly maxWorkgroupsPerDimension: number;
+  readonly maxBufferSize: number;
   #arena?: GPUBuffer;
   #staging = new Map<number, GPUBuffer[]>();
-  /** Bind groups by layout, then buffer, offset and size of each binding (a step looks up hundreds). */
-  #bindGroups: BindGroupTrie = new Map();
+  /** Bind groups by layout, then buffer, offset and size of each binding. */
+  #bindGroups: PathNode = new Map();
   #bindGroupCount = 0;
   #constants = new Map<string, Tensor>();
   #owned = new Set<GPUBuffer>();
@@ -59,6 +61,8 @@ export class GpuContext {
       ),
       minStorageBufferOffsetAlignment: limits.minStorageBufferOffsetAlignment,
     };
+    this.maxWorkgroupsPerDimension = limits.maxComputeWorkgroupsPerDimension;
+    this.maxBufferSize = limits.maxBufferSize;
   }
 
   static async create(options: ContextOptions = {}): Promise<GpuContext> {
@@ -85,10 +89,10 @@ export class GpuContext {
   /** An uninitialised tensor. Buffers are at least 256 bytes and a multiple of 16, so kernels may read vec4s. */
   tensor(dtype: DType, shape: readonly number[], options: TensorOptions = {}): Tensor {
     const bytes = Math.max(256, Math.ceil(byteSize(dtype, shape) / 16) * 16);
-    if (bytes > this.device.limits.maxBufferSize) {
+    if (bytes > this.maxBufferSize) {
       throw new RangeError(
         `a ${dtype} tensor [${shape.join(", ")}] needs ${bytes} bytes, above this GPU's maxBufferSize ` +
-          `(${this.device.limits.maxBufferSize})`,
+          `(${this.maxBufferSize})`,
       );
     }
     let buffer: GPUBuffer;
@@ -201,12 +205,11 @@ export class GpuContext {
 
   /** The bind group of a kernel's bindings (the parameter arena is one per context: a new one clears these). */
   bindGroup(kernel: Kernel, arena: GPUBuffer, bound: readonly Bound[]): GPUBindGroup {
-    // Maps keyed by objects and numbers, no string keys: building those cost a third of encoding a step.
-    let node = this.#child(this.#bindGroups, kernel.layout);
+    let node = step(this.#bindGroups, kernel.layout);
     for (const { resource } of bound) {
-      node = this.#child(this.#child(this.#child(node, resource.buffer), resource.offset), resource.size);
+      node = step(step(step(node, resource.buffer), resource.offset), resource.size);
     }
-    let group = node.get(LEAF) as GPUBindGroup | undefined;
+    let group = valueAt<GPUBindGroup>(node);
     if (!group) {
       if (this.#bindGroupCount >= BIND_GROUP_CACHE_LIMIT) {
         this.#clearBindGroups();
@@ -219,7 +222,7 @@ export class GpuContext {
           ...bound.map((b, i) => ({ binding: i + 1, resource: b.resource })),
         ],
       });
-      node.set(LEAF, group);
+      setValueAt(node, group);
       this.#bindGroupCount++;
     }
     return group;
@@ -241,12 +244,6 @@ export class GpuContext {
     this.pool.destroy();
     for (const buffer of this.#owned) buffer.destroy();
     this.device.destroy();
-  }
-
-  #child(node: BindGroupTrie, key: unknown): BindGroupTrie {
-    let child = node.get(key) as BindGroupTrie | undefined;
-    if (!child) node.set(key, child = new Map());
-    return child;
   }
 
   #clearBindGroups(): void {

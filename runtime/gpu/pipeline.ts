@@ -11,8 +11,11 @@
  * parameter arena) and its tensors at @binding(1..n), in the order the wrapper lists them.
  */
 import type { FloatType } from "./dtype.ts";
+import { type PathNode, setValueAt, step, valueAt } from "./path_map.ts";
 
 const KERNELS_DIR = new URL("../../kernels/", import.meta.url);
+/** Separators in a kernel's cache path, so that aliases, constants and bindings cannot be confused. */
+const CONSTANTS = Symbol("constants"), BINDINGS = Symbol("bindings");
 
 /** How a tensor binding is used: read-only storage or read-write storage. */
 export type BindingKind = "read" | "write";
@@ -65,7 +68,8 @@ export function kernelSource(file: string, included = new Set<string>()): string
 export class PipelineCache {
   readonly #device: GPUDevice;
   readonly #f16: boolean;
-  readonly #kernels = new Map<string, Kernel>();
+  /** Kernels by file, entry, then each alias, constant and binding (looked up for every dispatch). */
+  readonly #kernels: PathNode = new Map();
   readonly #layouts = new Map<string, GPUBindGroupLayout>();
   readonly #modules = new Map<string, GPUShaderModule>();
   #nextId = 1;
@@ -78,12 +82,16 @@ export class PipelineCache {
   get(spec: KernelSpec): Kernel {
     const aliases = spec.aliases ?? {};
     const constants = spec.constants ?? {};
-    const key = `${spec.file}:${spec.entry}:${JSON.stringify(aliases)}:${JSON.stringify(constants)}:` +
-      spec.bindings.join(",");
-    let kernel = this.#kernels.get(key);
+    let node = step(step(this.#kernels, spec.file), spec.entry);
+    for (const name in aliases) node = step(step(node, name), aliases[name]);
+    node = step(node, CONSTANTS);
+    for (const name in constants) node = step(step(node, name), constants[name]);
+    node = step(node, BINDINGS);
+    for (const kind of spec.bindings) node = step(node, kind);
+    let kernel = valueAt<Kernel>(node);
     if (!kernel) {
       kernel = this.#build(spec, aliases, constants);
-      this.#kernels.set(key, kernel);
+      setValueAt(node, kernel);
     }
     return kernel;
   }

@@ -10,7 +10,7 @@
 import { elementBytes, type ElementType, isBlockFormat } from "./dtype.ts";
 import type { GpuContext } from "./context.ts";
 import { type Kernel, PARAMS_BYTES } from "./pipeline.ts";
-import { Tensor } from "./tensor.ts";
+import { bufferSize, Tensor } from "./tensor.ts";
 
 /** A tensor bound for a dispatch: the buffer range and where the tensor starts inside it. */
 export interface Bound {
@@ -128,7 +128,7 @@ export class Recorder {
     // Ends rounded up to 16 bytes (buffers are multiples of 16) so that vec4 views see the last elements.
     const size = Math.max(
       16,
-      Math.min(tensor.buffer.size, Math.ceil((tensor.offset + end) / 16) * 16) - base,
+      Math.min(bufferSize(tensor.buffer), Math.ceil((tensor.offset + end) / 16) * 16) - base,
     );
     if (size > limits.maxStorageBufferBindingSize) {
       throw new RangeError(
@@ -330,7 +330,7 @@ export class Recorder {
   }
 
   #fold(groups: number): [number, number, number] {
-    const max = this.device.limits.maxComputeWorkgroupsPerDimension;
+    const max = this.ctx.maxWorkgroupsPerDimension;
     if (groups <= max) return [groups, 1, 1];
     const y = Math.ceil(groups / max);
     return [Math.ceil(groups / y), y, 1];

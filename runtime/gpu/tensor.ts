@@ -8,6 +8,15 @@
  */
 import { byteSize, checkShape, type DType, elementBytes, isBlockFormat, rowBytes } from "./dtype.ts";
 
+const sizes = new WeakMap<GPUBuffer, number>();
+
+/** A buffer's size, remembered: `GPUBuffer.size` is a native call, and views are made and bound per dispatch. */
+export function bufferSize(buffer: GPUBuffer): number {
+  let size = sizes.get(buffer);
+  if (size === undefined) sizes.set(buffer, size = buffer.size);
+  return size;
+}
+
 export class Tensor {
   readonly buffer: GPUBuffer;
   readonly dtype: DType;
@@ -61,7 +70,7 @@ export class Tensor {
         ? 0
         : ((this.rows - 1) * this.rowStride + this.rowLength) * elementBytes(dtype);
     }
-    if (this.offset + this.byteLength > buffer.size) {
+    if (this.offset + this.byteLength > bufferSize(buffer)) {
       throw new RangeError(
         `tensor [${shape.join(", ")}] ${dtype} at byte ${offset} does not fit its ${buffer.size}-byte buffer`,
       );

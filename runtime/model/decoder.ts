@@ -96,6 +96,29 @@ function embedTokens(
   });
 }
 
+/** A decoder layer's tensor names, made once: a step looks up all of them, and a fresh string is hashed anew. */
+const layerNames = (() => {
+  const made: {
+    attentionNorm: string;
+    qkv: string[];
+    wo: string;
+    ffnNorm: string;
+    gateUp: string[];
+    w2: string;
+  }[] = [];
+  return (l: number) => {
+    const p = `layers.${l}.`;
+    return made[l] ??= {
+      attentionNorm: `${p}attention_norm.weight`,
+      qkv: ["wq", "wk", "wv"].map((n) => `${p}attention.${n}.weight`),
+      wo: `${p}attention.wo.weight`,
+      ffnNorm: `${p}ffn_norm.weight`,
+      gateUp: ["w1", "w3"].map((n) => `${p}feed_forward.${n}.weight`),
+      w2: `${p}feed_forward.w2.weight`,
+    };
+  };
+})();
+
 export function decoderStep(
   rec: Recorder,
   config: ModelConfig,
@@ -134,17 +157,17 @@ export function decoderStep(
   const gate = gateUp.sliceCols(0, d.hiddenDim), up = gateUp.sliceCols(d.hiddenDim, d.hiddenDim);
 
   for (let l = 0; l < d.nLayers; l++) {
-    const p = `layers.${l}.`;
-    rmsNorm(rec, { y: h, x, weight: w(`${p}attention_norm.weight`), eps: d.normEps });
-    linearStacked(rec, { y: qkv, x: h, w: ["wq", "wk", "wv"].map((n) => w(`${p}attention.${n}.weight`)) });
+    const n = layerNames(l);
+    rmsNorm(rec, { y: h, x, weight: w(n.attentionNorm), eps: d.normEps });
+    linearStacked(rec, { y: qkv, x: h, w: n.qkv.map(w) });
     ropeKvWrite(rec, plan, { qkv, cache: pool.layers[l], theta: d.ropeTheta, positions: pos });
     attention(rec, plan, { q, out: o, cache: pool.layers[l] });
-    linear(rec, { y: x, x: o, w: w(`${p}attention.wo.weight`), accumulate: true });
+    linear(rec, { y: x, x: o, w: w(n.wo), accumulate: true });
 
-    rmsNorm(rec, { y: h, x, weight: w(`${p}ffn_norm.weight`), eps: d.normEps });
-    linearStacked(rec, { y: gateUp, x: h, w: ["w1", "w3"].map((n) => w(`${p}feed_forward.${n}.weight`)) });
+    rmsNorm(rec, { y: h, x, weight: w(n.ffnNorm), eps: d.normEps });
+    linearStacked(rec, { y: gateUp, x: h, w: n.gateUp.map(w) });
     swiglu(rec, { y: ffn, gate, up });
-    linear(rec, { y: x, x: ffn, w: w(`${p}feed_forward.w2.weight`), accumulate: true });
+    linear(rec, { y: x, x: ffn, w: w(n.w2), accumulate: true });
   }
 
   // Only the rows whose logits are wanted go through the final norm and the (large) output head.

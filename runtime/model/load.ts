@@ -99,7 +99,7 @@ function allocate(ctx: GpuContext, wanted: readonly Wanted[]): LoadedWeights {
           (i === members.length - 1 || rowBytes(m.dtype, m.k) * m.rows % 16 === 0)
         );
         const rows = members.reduce((n, m) => n + (m?.rows ?? 0), 0);
-        if (!fusable || rowBytes(t.dtype, t.k) * rows > ctx.device.limits.maxBufferSize) continue;
+        if (!fusable || rowBytes(t.dtype, t.k) * rows > ctx.maxBufferSize) continue;
         const joined = own(t.dtype, rows, t.k, `${prefix}{${names.join(",")}}`);
         let at = 0;
         for (const m of members as Wanted[]) {
