@@ -8,11 +8,15 @@
 // path (WIDE) takes 32 columns per step: one scale and 16-32 bytes of weights, x as vec4 loads; it needs
 // K % 32 == 0 and x aligned to 4 elements, which every quantized layer satisfies. The general path takes 8
 // columns per step and any K. A dispatch covers one binding window of weight rows (runtime/gpu/ops/linear.ts).
+//
+// GLU: the weights are w1|w3 ([2n, k], gate rows then up rows) and y = silu(gate) * up, SwiGLU's input side in
+// one dispatch. A workgroup's first half of rows are gate rows, its second half the up rows of the same outputs;
+// gate and up are rounded to Y before the activation, as the two kernels it replaces would store them.
 
 #include "lib/weights.wgsl"
 
 struct Params {
-  n: u32,          // weight rows (outputs) in this window
+  n: u32,          // weight rows (outputs) in this window; with GLU outputs, half the weight rows
   k: u32,          // columns
   m: u32,          // activation rows, <= M
   tpr: u32,        // threads per output row, a power of two <= 256
@@ -38,6 +42,7 @@ struct Params {
 
 override M: u32 = 1u;         // activation rows compiled for: 1, 2, 4 or 8
 override WIDE: bool = true;   // the 32-column fast path
+override GLU: bool = false;   // y = silu(x·w1) * (x·w3), see above
 
 const WG: u32 = 256u;
 
@@ -145,9 +150,15 @@ fn x4(m: u32, k: u32) -> vec4<f32> {
 
 fn matvec(format: u32, t: u32, group: u32) {
   let lane = t % p.tpr;
-  let row = group * (WG / p.tpr) + t / p.tpr;
+  var rows = WG / p.tpr;
+  if (GLU) {
+    rows /= 2u;
+  }
+  let out_row = group * rows + (t / p.tpr) % rows;
+  // With GLU the threads past the first `rows` rows read the up row of the same output.
+  let row = out_row + select(0u, p.n, t / p.tpr >= rows);
   var acc = array<f32, 8>();
-  if (row < p.n) {
+  if (out_row < p.n) {
     let rb = p.w_off + row * p.w_row;
     if (WIDE) {
       for (var k = lane * 32u; k < p.k; k += p.tpr * 32u) {
@@ -188,6 +199,19 @@ fn matvec(format: u32, t: u32, group: u32) {
         partial[t * 8u + m] += partial[(t + s) * 8u + m];
       }
     }
+  }
+  if (GLU) {
+    workgroupBarrier();
+    if (lane == 0u && t / p.tpr < rows && out_row < p.n) {
+      for (var m = 0u; m < M; m++) {
+        if (m < p.m) {
+          let gate = f32(Y(partial[t * 8u + m]));
+          let up = f32(Y(partial[(t + rows * p.tpr) * 8u + m]));
+          y[p.y_off + m * p.y_stride + out_row] = Y(gate / (1.0 + exp(-gate)) * up);
+        }
+      }
+    }
+    return;
   }
   if (lane == 0u && row < p.n) {
     var b = 0.0;

@@ -14,6 +14,7 @@ import {
   linear,
   linearRef,
   linearStacked,
+  linearSwiglu,
   matmul,
   matvec,
   type WeightType,
@@ -180,6 +181,54 @@ Deno.test("stacked weights: one product over consecutive rows equals one product
         assertClose(joined, ref, (j) => tol[j], `${dtype} stacked`);
         for (const tensor of [xt, y1, y2, whole.tensor, ...apart]) ctx.release(tensor);
       });
+    }
+  }
+});
+
+Deno.test("SwiGLU applied in the w1|w3 product equals the two products then the swiglu kernel, bit for bit", async (t) => {
+  const ctx = await context();
+  // 300 outputs: not a multiple of any workgroup's rows. Stored as one matrix (the loader's layout) and with at
+  // most 8 rows, the activation runs in the product's epilogue; stored apart (or above 8 rows) it takes two
+  // products and the swiglu kernel. Gate and up are rounded to the output type first either way.
+  const n = 300;
+  for (
+    const [i, [dtype, k]]
+      of ([["f32", 40], ["f16", 96], ["q8_0", 64], ["q4_k", 256], ["q6_k", 256], ["q4", 96]] as const)
+        .entries()
+  ) {
+    for (const act of ["f32", "f16"] as const) {
+      for (const m of [1, 3, 8, 20]) {
+        await t.step(`${dtype} ${act} M=${m} K=${k}`, async () => {
+          const whole = makeWeights(ctx, dtype, 2 * n, k, 500 + i);
+          const bytes = await ctx.readBytes(whole.tensor);
+          const half = rowBytes(dtype, k) * n;
+          const views = [whole.tensor.sliceRows(0, n), whole.tensor.sliceRows(n, n)] as const;
+          const apart = [0, 1].map((h) =>
+            ctx.fromBytes(dtype, [n, k], bytes.subarray(h * half, (h + 1) * half), { pooled: false })
+          ) as [Tensor, Tensor];
+          const xs = roundTo(act, randomFloats(m * k, 600 + i, 0.05)); // small enough for f16 outputs
+          const x = ctx.fromFloats(act, [m, k], xs);
+          const [y1, y2] = [ctx.tensor(act, [m, n]), ctx.tensor(act, [m, n])];
+          const gateUp = ctx.tensor(act, [m, 2 * n]);
+          const rec = ctx.record();
+          linearSwiglu(rec, { y: y1, x, w: views, gateUp });
+          const fusedDispatches = rec.dispatches;
+          linearSwiglu(rec, { y: y2, x, w: apart, gateUp });
+          assert.equal(fusedDispatches, m <= 8 ? 1 : 2);
+          assert.equal(rec.dispatches - fusedDispatches, 3);
+          await rec.submit();
+          const [fused, separate] = [await ctx.readFloats(y1), await ctx.readFloats(y2)];
+          assert.deepEqual(fused, separate);
+          // And the values are SwiGLU's: against the f64 reference of both products.
+          const [gate, up] = [0, 1].map((h) =>
+            reference(xs, whole.decode().subarray(h * n * k, (h + 1) * n * k), [m, n, k], false).ref
+          );
+          const want = Float64Array.from(gate, (g, j) => g / (1 + Math.exp(-g)) * up[j]);
+          const scale = Math.max(...want.map(Math.abs));
+          assertClose(fused, want, () => (act === "f16" ? 4e-3 : 1e-4) * scale, `${dtype} swiglu`);
+          for (const tensor of [x, y1, y2, gateUp, whole.tensor, ...apart]) ctx.release(tensor);
+        });
+      }
     }
   }
 });

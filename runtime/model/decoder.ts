@@ -7,10 +7,9 @@
  * One call runs one engine step: any mix of prefill chunks and single decode tokens of several sequences,
  * stacked as the rows of one batch. The residual stream stays in f32; the rest in the activation type.
  */
-import { swiglu } from "../gpu/ops/activation.ts";
 import { attention, pagedAttentionPlan, ropeKvWrite } from "../gpu/ops/attention.ts";
 import { embed, scatterRows } from "../gpu/ops/embed.ts";
-import { linear, linearStacked } from "../gpu/ops/linear.ts";
+import { linear, linearStacked, linearSwiglu } from "../gpu/ops/linear.ts";
 import { rmsNorm } from "../gpu/ops/norm.ts";
 import type { FloatType } from "../gpu/dtype.ts";
 import type { Recorder } from "../gpu/recorder.ts";
@@ -148,13 +147,12 @@ export function decoderStep(
   });
   const pos = rec.upload("u32", [T], Uint32Array.from(positions));
   const h = rec.scratch(act, [T, d.dim]);
-  // q|k|v and gate|up each come from one product (the loader stores their weights as one matrix); the parts are
-  // column views.
+  // q|k|v comes from one product (the loader stores their weights as one matrix; q is a column view), and so does
+  // SwiGLU's input (gate|up, only stored when the activation cannot be applied in the product: prefill).
   const qDim = d.nHeads * d.headDim, kvDim = d.nKvHeads * d.headDim;
   const qkv = rec.scratch(act, [T, qDim + 2 * kvDim]), o = rec.scratch(act, [T, qDim]);
   const q = qkv.sliceCols(0, qDim);
   const gateUp = rec.scratch(act, [T, 2 * d.hiddenDim]), ffn = rec.scratch(act, [T, d.hiddenDim]);
-  const gate = gateUp.sliceCols(0, d.hiddenDim), up = gateUp.sliceCols(d.hiddenDim, d.hiddenDim);
 
   for (let l = 0; l < d.nLayers; l++) {
     const n = layerNames(l);
@@ -165,8 +163,7 @@ export function decoderStep(
     linear(rec, { y: x, x: o, w: w(n.wo), accumulate: true });
 
     rmsNorm(rec, { y: h, x, weight: w(n.ffnNorm), eps: d.normEps });
-    linearStacked(rec, { y: gateUp, x: h, w: n.gateUp.map(w) });
-    swiglu(rec, { y: ffn, gate, up });
+    linearSwiglu(rec, { y: ffn, x: h, w: [w(n.gateUp[0]), w(n.gateUp[1])], gateUp });
     linear(rec, { y: x, x: ffn, w: w(n.w2), accumulate: true });
   }
 

@@ -7,6 +7,7 @@ import type { DType } from "../dtype.ts";
 import { Params, type Recorder } from "../recorder.ts";
 import { joinRows, type Tensor } from "../tensor.ts";
 import { rowWindows } from "../windows.ts";
+import { swiglu } from "./activation.ts";
 import { FORMAT_ID } from "./quantize.ts";
 
 /** Weight dtypes the linear kernels read. */
@@ -32,11 +33,14 @@ function isWeightType(dtype: DType): dtype is WeightType {
   return dtype in FORMAT_ID;
 }
 
-function check(args: LinearArgs): { m: number; n: number; k: number; w: WeightType } {
+/** Shapes and types of a product; `glu`: w is w1|w3 [2N, K] and y [M, N]. */
+function check(args: LinearArgs, glu = false): { m: number; n: number; k: number; w: WeightType } {
   const { y, x, w, bias } = args;
   if (!isWeightType(w.dtype)) throw new TypeError(`linear: weights in ${w.dtype} are not supported`);
   if (w.shape.length !== 2) throw new RangeError(`linear: weights must be [N, K], got ${w}`);
-  const [n, k] = w.shape;
+  const n = glu ? w.shape[0] / 2 : w.shape[0], k = w.shape[1];
+  if (!Number.isInteger(n)) throw new RangeError(`linear: w1|w3 ${w} has an odd number of rows`);
+  if (glu && (bias || args.accumulate)) throw new RangeError("linear: no bias or accumulation with SwiGLU");
   for (const [name, t] of [["x", x], ["y", y]] as const) {
     if (t.dtype !== "f32" && t.dtype !== "f16") {
       throw new TypeError(`linear: ${name} must be f32 or f16, got ${t}`);
@@ -76,6 +80,29 @@ export function linearStacked(rec: Recorder, args: { y: Tensor; x: Tensor; w: re
   if (at !== y.rowLength) throw new RangeError(`linearStacked: y ${y} does not have ${at} columns`);
 }
 
+/**
+ * y = silu(x · W₁ᵀ) ⊙ (x · W₃ᵀ), the input side of SwiGLU. When w1 and w3 are consecutive rows of one matrix (as
+ * the loader stores them) and x has at most 8 rows, one matrix-vector product applies the activation as each
+ * output's gate and up rows finish; otherwise both products go into `gateUp` ([M, 2N]) and the swiglu kernel
+ * follows. Either way the result is the same, bit for bit.
+ */
+export function linearSwiglu(
+  rec: Recorder,
+  args: { y: Tensor; x: Tensor; w: readonly [Tensor, Tensor]; gateUp: Tensor },
+): void {
+  const { y, x, w, gateUp } = args;
+  const joined = joinRows(w);
+  if (
+    joined && x.rows <= MATVEC_MAX_ROWS &&
+    rowWindows(rec.ctx.bindingLimits, joined.shape[0], [joined.rowByteStride]).length === 1
+  ) {
+    return matvec(rec, { y, x, w: joined }, true);
+  }
+  const n = w[0].shape[0];
+  linearStacked(rec, { y: gateUp, x, w });
+  swiglu(rec, { y, gate: gateUp.sliceCols(0, n), up: gateUp.sliceCols(n, n) });
+}
+
 /** Threads per output row: a power of two giving each about 4 steps over K, at most 64. */
 function threadsPerRow(steps: number): number {
   let tpr = 1;
@@ -83,8 +110,9 @@ function threadsPerRow(steps: number): number {
   return tpr;
 }
 
-export function matvec(rec: Recorder, args: LinearArgs): void {
-  const { m, n, k, w } = check(args);
+/** The matrix-vector kernel; `glu`: w is w1|w3 and y = silu(gate) ⊙ up (see linearSwiglu). */
+export function matvec(rec: Recorder, args: LinearArgs, glu = false): void {
+  const { m, n, k, w } = check(args, glu);
   if (m > MATVEC_MAX_ROWS) throw new RangeError(`matvec takes at most ${MATVEC_MAX_ROWS} rows, got ${m}`);
   if (m === 0 || n === 0) return;
   const { x } = args;
@@ -97,12 +125,14 @@ export function matvec(rec: Recorder, args: LinearArgs): void {
     file: "matvec.wgsl",
     entry: `matvec_${w}`,
     aliases: { X: args.x.dtype as "f32", Y: args.y.dtype as "f32" },
-    constants: { M: 2 ** Math.ceil(Math.log2(m)), WIDE: wide ? 1 : 0 },
+    constants: { M: 2 ** Math.ceil(Math.log2(m)), WIDE: wide ? 1 : 0, GLU: glu ? 1 : 0 },
     bindings: ["read", "read", "read", "write", "read", "read"],
   });
+  // With GLU, one window holds every row (linearSwiglu checks) and a workgroup computes half as many outputs.
+  const outputsPerGroup = 256 / tpr / (glu ? 2 : 1);
   dispatchWindows(rec, args, kernel, (win, wb, xb, bb, yb) => [
     new Params().u32(
-      win.count,
+      glu ? n : win.count,
       k,
       m,
       tpr,
@@ -116,7 +146,7 @@ export function matvec(rec: Recorder, args: LinearArgs): void {
       args.bias ? 1 : 0,
       args.accumulate ? 1 : 0,
     ),
-    Math.ceil(win.count / (256 / tpr)),
+    Math.ceil((glu ? n : win.count) / outputsPerGroup),
   ]);
 }
 
