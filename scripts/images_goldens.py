@@ -239,6 +239,7 @@ def cases():
     yield "offset_trns_12x9", "offset_trns_12x9.gif", offset_gif(True), 1024, False, "the same with a transparent index: the rest is white"
     yield "lossless_40x30", "lossless_40x30.webp", save_bytes(rgba_image(40, 30, 25), "WEBP", lossless=True), 1024, False, "lossless WebP with alpha"
     yield "lossy_64x48", "lossy_64x48.webp", save_bytes(scene(64, 48, 26), "WEBP", quality=90), 1024, True, "lossy WebP"
+    yield "lossy_noise_48x32", "lossy_noise_48x32.webp", save_bytes(noise_rgb(48, 32, 31), "WEBP", quality=75), 1024, True, "lossy WebP of noise: busy, loop-filtered macroblocks everywhere"
     yield "lossy_alpha_40x30", "lossy_alpha_40x30.webp", save_bytes(rgba_image(40, 30, 28), "WEBP", quality=80), 1024, True, "lossy WebP with a lossless alpha plane"
     yield "anim_lossless_30x20", "anim_lossless_30x20.webp", animated_webp(30, 20, 29), 1024, False, "animated lossless WebP: first frame"
     yield "rgb24_31x17", "rgb24_31x17.bmp", save_bytes(noise.crop((0, 0, 31, 17)), "BMP"), 1024, False, "24-bit BMP, odd width (row padding)"

@@ -1,5 +1,6 @@
-//! WebP: lossless images and animations through `image`; still lossy images through `image`'s VP8 decoder
-//! for the Y'CbCr planes, then the conversion to RGB that Pillow gets from libwebp.
+//! WebP: lossless images and animations through `image`; still lossy images through image-webp's VP8 decoder
+//! (vendored: `image` 0.24.3's misdecodes some macroblocks) for the Y'CbCr planes, then the conversion to RGB
+//! that Pillow gets from libwebp.
 //!
 //! `image` 0.24 upsamples the half-resolution chroma by repeating samples, while libwebp (under Pillow and
 //! every browser) uses its "fancy" upsampler, a 9-3-3-1 weighting of the four nearest chroma samples, and its
@@ -8,7 +9,7 @@
 
 use super::error::ImageError;
 use super::rgb::Samples;
-use image::codecs::webp::vp8::{Frame, Vp8Decoder};
+use image_webp_vp8::vp8::{Frame, Vp8Decoder};
 use std::io::Cursor;
 
 pub fn decode_webp(bytes: &[u8]) -> Result<Samples, ImageError> {
@@ -17,9 +18,8 @@ pub fn decode_webp(bytes: &[u8]) -> Result<Samples, ImageError> {
         Container::Animated => return first_frame(bytes),
         Container::Other => return decode_with_image(bytes),
     };
-    let mut decoder = Vp8Decoder::new(Cursor::new(vp8));
-    let frame = decoder.decode_frame().map_err(|e| ImageError::Corrupt(format!("WebP: {e}")))?;
-    let rgb = fancy_rgb(frame);
+    let frame = Vp8Decoder::decode_frame(vp8).map_err(|e| ImageError::Corrupt(format!("WebP: {e}")))?;
+    let rgb = fancy_rgb(&frame);
     if !has_alpha {
         return Ok(Samples::Rgb(rgb));
     }
@@ -142,8 +142,11 @@ fn upsample_chroma_row(near: &[u8], far: &[u8], width: usize, out: &mut Vec<u8>)
 fn fancy_rgb(frame: &Frame) -> Vec<u8> {
     let (width, height) = (frame.width as usize, frame.height as usize);
     let (chroma_width, chroma_height) = ((width + 1) / 2, (height + 1) / 2);
-    let chroma_row =
-        |plane: &'_ [u8], row: usize| -> Vec<u8> { plane[row * chroma_width..(row + 1) * chroma_width].to_vec() };
+    // The planes' rows are whole macroblocks wide.
+    let (stride, chroma_stride) = (frame.buffer_width() as usize, frame.chroma_buffer_width() as usize);
+    let chroma_row = |plane: &'_ [u8], row: usize| -> Vec<u8> {
+        plane[row * chroma_stride..row * chroma_stride + chroma_width].to_vec()
+    };
     let mut rgb = Vec::with_capacity(width * height * 3);
     let (mut u, mut v) = (Vec::with_capacity(width), Vec::with_capacity(width));
     for y in 0..height {
@@ -154,7 +157,7 @@ fn fancy_rgb(frame: &Frame) -> Vec<u8> {
         upsample_chroma_row(&chroma_row(&frame.ubuf, near), &chroma_row(&frame.ubuf, far), width, &mut u);
         upsample_chroma_row(&chroma_row(&frame.vbuf, near), &chroma_row(&frame.vbuf, far), width, &mut v);
         for x in 0..width {
-            rgb.extend_from_slice(&yuv_to_rgb(frame.ybuf[y * width + x], u[x], v[x]));
+            rgb.extend_from_slice(&yuv_to_rgb(frame.ybuf[y * stride + x], u[x], v[x]));
         }
     }
     rgb
