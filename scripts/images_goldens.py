@@ -206,6 +206,19 @@ def animated_webp(w, h, seed):
     return buf.getvalue()
 
 
+def animated_lossy_webp(w, h, seed):
+    frames = [scene(w, h, seed), scene(w, h, seed + 1)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "WEBP", save_all=True, append_images=frames[1:], quality=85, duration=100)
+    return buf.getvalue()
+
+
+def exif_orientation(value):
+    exif = Image.Exif()
+    exif[0x0112] = value
+    return exif.tobytes()
+
+
 def cases():
     """(name, file name, encoded bytes, max image size, whether the decode is lossy, description)."""
     noise = noise_rgb(48, 36, 11)
@@ -242,6 +255,8 @@ def cases():
     yield "lossy_noise_48x32", "lossy_noise_48x32.webp", save_bytes(noise_rgb(48, 32, 31), "WEBP", quality=75), 1024, True, "lossy WebP of noise: busy, loop-filtered macroblocks everywhere"
     yield "lossy_alpha_40x30", "lossy_alpha_40x30.webp", save_bytes(rgba_image(40, 30, 28), "WEBP", quality=80), 1024, True, "lossy WebP with a lossless alpha plane"
     yield "anim_lossless_30x20", "anim_lossless_30x20.webp", animated_webp(30, 20, 29), 1024, False, "animated lossless WebP: first frame"
+    yield "anim_lossy_40x30", "anim_lossy_40x30.webp", animated_lossy_webp(40, 30, 34), 1024, True, "animated lossy WebP: first frame"
+    yield "lossless_exif_40x30", "lossless_exif_40x30.webp", save_bytes(scene(40, 30, 35), "WEBP", lossless=True, exif=exif_orientation(1)), 1024, False, "lossless WebP without alpha in a VP8X container (EXIF chunk)"
     yield "rgb24_31x17", "rgb24_31x17.bmp", save_bytes(noise.crop((0, 0, 31, 17)), "BMP"), 1024, False, "24-bit BMP, odd width (row padding)"
     yield "pal8_30x20", "pal8_30x20.bmp", save_bytes(noise.crop((0, 0, 30, 20)).quantize(50), "BMP"), 1024, False, "8-bit palette BMP"
     yield "downscale_4000x3000", "downscale_4000x3000.png", png_bytes(scene(4000, 3000, 27)), 1024, False, "4000x3000 synthetic scene: 1024x768, checked by means and samples"
