@@ -24,6 +24,7 @@ import json
 import math
 import os
 import pathlib
+import struct
 import zlib
 
 import cv2
@@ -219,6 +220,17 @@ def exif_orientation(value):
     return exif.tobytes()
 
 
+def without_adobe_marker(jpeg):
+    """The JPEG without its APP14 segment (Pillow's CMYK JPEGs carry one), as some other writers make them."""
+    out, i = bytearray(jpeg[:2]), 2
+    while jpeg[i + 1] != 0xDA:
+        length = struct.unpack(">H", jpeg[i + 2 : i + 4])[0]
+        if jpeg[i + 1] != 0xEE:
+            out += jpeg[i : i + 2 + length]
+        i += 2 + length
+    return bytes(out + jpeg[i:])
+
+
 def cases():
     """(name, file name, encoded bytes, max image size, whether the decode is lossy, description)."""
     noise = noise_rgb(48, 36, 11)
@@ -247,6 +259,7 @@ def cases():
     yield "sub444_64x48", "sub444_64x48.jpg", save_bytes(photo, "JPEG", quality=90, subsampling=0), 1024, True, "JPEG with 4:4:4 chroma"
     yield "gray_64x40", "gray_64x40.jpg", save_bytes(scene(64, 40, 22).convert("L"), "JPEG", quality=90), 1024, True, "grayscale JPEG"
     yield "cmyk_40x30", "cmyk_40x30.jpg", save_bytes(scene(40, 30, 23).convert("CMYK"), "JPEG", quality=95), 1024, True, "CMYK JPEG with Adobe marker"
+    yield "cmyk_noadobe_40x30", "cmyk_noadobe_40x30.jpg", without_adobe_marker(save_bytes(scene(40, 30, 33).convert("CMYK"), "JPEG", quality=95)), 1024, True, "CMYK JPEG without Adobe marker (Pillow still reads inverted ink)"
     yield "anim_30x20", "anim_30x20.gif", animated_gif(30, 20, 24), 1024, False, "animated GIF, transparent index 0: first frame"
     yield "offset_12x9", "offset_12x9.gif", offset_gif(False), 1024, False, "GIF frame 6x5 at (4, 3) on a 12x9 screen: the rest is palette index 0"
     yield "offset_trns_12x9", "offset_trns_12x9.gif", offset_gif(True), 1024, False, "the same with a transparent index: the rest is white"
