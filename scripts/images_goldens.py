@@ -10,8 +10,8 @@ It writes tests/fixtures/images/: each input image, and per resize mode what the
 (before normalization, channel-first, so the test measures the issue's bounds directly):
 - mistral: mistral_common's path (Pillow open, non-RGB modes pasted onto white through RGBA, grid rounded
   half to even, cv2.resize INTER_CUBIC on float32), as float32 on the 0..255 scale (`*.mistral.f32`);
-- hf: the Hugging Face slow processor's path (alpha_composite onto white, grid with floor, Pillow BICUBIC on
-  uint8), as uint8 (`*.hf.u8`);
+- hf: the Hugging Face slow processor's path (alpha_composite onto white, grid with floor, Pillow 13's BICUBIC
+  on uint8), as uint8 (`*.hf.u8`);
 - the decoded RGB after white compositing, as uint8 HWC (`*.rgb.u8`), to check decoding exactly.
 The 4000x3000 case stores per-channel means and a strided sample of each tensor instead of the tensors.
 It also writes the hf-mode references for the shared fixtures' preprocessing images (`shared_*`; their
@@ -79,10 +79,21 @@ def mistral_resized(image, max_size, patch):
     return cols, rows, out.reshape(rows * patch, cols * patch, 3).transpose(2, 0, 1)
 
 
+def pillow13_resize(image, size):
+    """Pillow 13's BICUBIC resize with Pillow 9's: Pillow 13 runs the vertical pass first when the height shrinks
+    by more than twice as many pixels as the width (Resample.c, ImagingResampleInner); Pillow 9 always runs the
+    horizontal pass first. Resizing one axis at a time runs only that pass, so the two passes are run here in
+    Pillow 13's order (each rounds to 8 bits, as inside one resize)."""
+    (width, height), (dst_w, dst_h) = image.size, size
+    if height - dst_h > 0 and height - dst_h > (width - dst_w) * 2:
+        return image.resize((width, dst_h), Image.BICUBIC).resize(size, Image.BICUBIC)
+    return image.resize(size, Image.BICUBIC)
+
+
 def hf_resized(image, max_size, patch):
     rgb = hf_rgb(image)
     cols, rows = grid(*rgb.size, max_size, patch, lambda v: int(math.floor(v)))
-    out = np.asarray(rgb.resize((cols * patch, rows * patch), Image.BICUBIC))
+    out = np.asarray(pillow13_resize(rgb, (cols * patch, rows * patch)))
     return cols, rows, out.transpose(2, 0, 1)
 
 
@@ -244,6 +255,7 @@ def cases():
     yield "tiny_1x1_rgba", "tiny_1x1_rgba.png", png_bytes(Image.new("RGBA", (1, 1), (200, 100, 50, 128))), 1024, False, "1x1 RGBA, half transparent"
     yield "extreme_300x5", "extreme_300x5.png", png_bytes(noise_rgb(300, 5, 15)), 128, False, "300x5 at max size 128: 8x1 patches"
     yield "extreme_3x70", "extreme_3x70.png", png_bytes(noise_rgb(3, 70, 16)), 1024, False, "3x70, upscaled to 16x80"
+    yield "tall_40x300", "tall_40x300.png", png_bytes(scene(40, 300, 36)), 64, False, "40x300 to 16x64: Pillow 13 resizes vertically first"
     yield "roundfloor_500x130", "roundfloor_500x130.png", png_bytes(scene(500, 130, 17)), 64, False, "max size 64: height 16.64 rounds to 17 (2 rows) but floors to 16 (1 row)"
     yield "gray16_40x30", "gray16_40x30.png", png16(gray16, "L"), 1024, False, "16-bit gray, values 0..699 (Pillow clamps to 255)"
     yield "rgb16_33x20", "rgb16_33x20.png", png16(rgb16, "RGB"), 1024, False, "16-bit RGB (Pillow keeps the high byte)"
