@@ -242,6 +242,22 @@ def without_adobe_marker(jpeg):
     return bytes(out + jpeg[i:])
 
 
+def bmp16(image, masks565):
+    """A 16-bit BMP, bottom-up: BI_RGB 5-5-5, or BI_BITFIELDS 5-6-5 (Pillow writes neither)."""
+    a = np.asarray(image).astype(np.uint32)
+    h, w = a.shape[:2]
+    r, g, b = a[..., 0], a[..., 1], a[..., 2]
+    if masks565:
+        pixels, compression, masks = (r >> 3) << 11 | (g >> 2) << 5 | b >> 3, 3, struct.pack("<III", 0xF800, 0x07E0, 0x001F)
+    else:
+        pixels, compression, masks = (r >> 3) << 10 | (g >> 3) << 5 | b >> 3, 0, b""
+    stride = (w * 2 + 3) & ~3
+    rows = b"".join(pixels[y].astype("<u2").tobytes().ljust(stride, b"\0") for y in range(h - 1, -1, -1))
+    header = struct.pack("<IiiHHIIiiII", 40, w, h, 1, 16, compression, len(rows), 2835, 2835, 0, 0)
+    offset = 14 + 40 + len(masks)
+    return b"BM" + struct.pack("<IHHI", offset + len(rows), 0, 0, offset) + header + masks + rows
+
+
 def cases():
     """(name, file name, encoded bytes, max image size, whether the decode is lossy, description)."""
     noise = noise_rgb(48, 36, 11)
@@ -284,6 +300,8 @@ def cases():
     yield "lossless_exif_40x30", "lossless_exif_40x30.webp", save_bytes(scene(40, 30, 35), "WEBP", lossless=True, exif=exif_orientation(1)), 1024, False, "lossless WebP without alpha in a VP8X container (EXIF chunk)"
     yield "rgb24_31x17", "rgb24_31x17.bmp", save_bytes(noise.crop((0, 0, 31, 17)), "BMP"), 1024, False, "24-bit BMP, odd width (row padding)"
     yield "pal8_30x20", "pal8_30x20.bmp", save_bytes(noise.crop((0, 0, 30, 20)).quantize(50), "BMP"), 1024, False, "8-bit palette BMP"
+    yield "rgb555_31x17", "rgb555_31x17.bmp", bmp16(noise.crop((0, 0, 31, 17)), False), 1024, False, "16-bit BMP 5-5-5 (Pillow expands 5 bits rounding down)"
+    yield "rgb565_31x17", "rgb565_31x17.bmp", bmp16(noise.crop((0, 0, 31, 17)), True), 1024, False, "16-bit BMP 5-6-5 bitfields"
     yield "downscale_4000x3000", "downscale_4000x3000.png", png_bytes(scene(4000, 3000, 27)), 1024, False, "4000x3000 synthetic scene: 1024x768, checked by means and samples"
 
 

@@ -3,8 +3,9 @@
 //! PNG and JPEG go through their codec crates directly, because matching Pillow needs what `image` hides:
 //! the PNG's original colour type and bit depth (Pillow keeps the high byte of 16-bit colour, clamps 16-bit
 //! gray, ignores tRNS on RGB images) and a JPEG's CMYK samples (`image` converts them to RGB its own way).
-//! BMP goes through `image`, WebP through webp.rs, GIF (the first frame) through gif.rs. EXIF orientation is not applied, as in the reference.
+//! BMP goes through `image` and bmp.rs, WebP through webp.rs, GIF (the first frame) through gif.rs. EXIF orientation is not applied, as in the reference.
 
+use super::bmp::pillow_levels;
 use super::error::ImageError;
 use super::gif::{decode_gif, gif_dimensions};
 use super::rgb::{to_rgb, RgbImage, Samples};
@@ -112,7 +113,7 @@ pub fn decode_rgb(bytes: &[u8], max_pixels: u64, transparency: Transparency) -> 
         Format::Jpeg => decode_jpeg(bytes)?,
         Format::WebP => decode_webp(bytes)?,
         Format::Gif => decode_gif(bytes, max_pixels)?,
-        _ => decode_with_image(bytes, format)?,
+        Format::Bmp => pillow_levels(bytes, decode_with_image(bytes, format)?),
     };
     if !samples.fits(width, height) {
         return Err(ImageError::Corrupt(format!("decoded pixels do not match the {width}x{height} header")));
