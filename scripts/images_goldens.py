@@ -10,8 +10,8 @@ It writes tests/fixtures/images/: each input image, and per resize mode what the
 (before normalization, channel-first, so the test measures the issue's bounds directly):
 - mistral: mistral_common's path (Pillow open, non-RGB modes pasted onto white through RGBA, grid rounded
   half to even, cv2.resize INTER_CUBIC on float32), as float32 on the 0..255 scale (`*.mistral.f32`);
-- hf: the Hugging Face slow processor's path (alpha_composite onto white, grid with floor, Pillow BICUBIC on
-  uint8), as uint8 (`*.hf.u8`);
+- hf: the Hugging Face slow processor's path (alpha_composite onto white, grid with floor, Pillow 13's BICUBIC
+  on uint8), as uint8 (`*.hf.u8`);
 - the decoded RGB after white compositing, as uint8 HWC (`*.rgb.u8`), to check decoding exactly.
 The 4000x3000 case stores per-channel means and a strided sample of each tensor instead of the tensors.
 It also writes the hf-mode references for the shared fixtures' preprocessing images (`shared_*`; their
@@ -24,6 +24,7 @@ import json
 import math
 import os
 import pathlib
+import struct
 import zlib
 
 import cv2
@@ -78,10 +79,21 @@ def mistral_resized(image, max_size, patch):
     return cols, rows, out.reshape(rows * patch, cols * patch, 3).transpose(2, 0, 1)
 
 
+def pillow13_resize(image, size):
+    """Pillow 13's BICUBIC resize with Pillow 9's: Pillow 13 runs the vertical pass first when the height shrinks
+    by more than twice as many pixels as the width (Resample.c, ImagingResampleInner); Pillow 9 always runs the
+    horizontal pass first. Resizing one axis at a time runs only that pass, so the two passes are run here in
+    Pillow 13's order (each rounds to 8 bits, as inside one resize)."""
+    (width, height), (dst_w, dst_h) = image.size, size
+    if height - dst_h > 0 and height - dst_h > (width - dst_w) * 2:
+        return image.resize((width, dst_h), Image.BICUBIC).resize(size, Image.BICUBIC)
+    return image.resize(size, Image.BICUBIC)
+
+
 def hf_resized(image, max_size, patch):
     rgb = hf_rgb(image)
     cols, rows = grid(*rgb.size, max_size, patch, lambda v: int(math.floor(v)))
-    out = np.asarray(rgb.resize((cols * patch, rows * patch), Image.BICUBIC))
+    out = np.asarray(pillow13_resize(rgb, (cols * patch, rows * patch)))
     return cols, rows, out.transpose(2, 0, 1)
 
 
@@ -206,6 +218,46 @@ def animated_webp(w, h, seed):
     return buf.getvalue()
 
 
+def animated_lossy_webp(w, h, seed):
+    frames = [scene(w, h, seed), scene(w, h, seed + 1)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "WEBP", save_all=True, append_images=frames[1:], quality=85, duration=100)
+    return buf.getvalue()
+
+
+def exif_orientation(value):
+    exif = Image.Exif()
+    exif[0x0112] = value
+    return exif.tobytes()
+
+
+def without_adobe_marker(jpeg):
+    """The JPEG without its APP14 segment (Pillow's CMYK JPEGs carry one), as some other writers make them."""
+    out, i = bytearray(jpeg[:2]), 2
+    while jpeg[i + 1] != 0xDA:
+        length = struct.unpack(">H", jpeg[i + 2 : i + 4])[0]
+        if jpeg[i + 1] != 0xEE:
+            out += jpeg[i : i + 2 + length]
+        i += 2 + length
+    return bytes(out + jpeg[i:])
+
+
+def bmp16(image, masks565):
+    """A 16-bit BMP, bottom-up: BI_RGB 5-5-5, or BI_BITFIELDS 5-6-5 (Pillow writes neither)."""
+    a = np.asarray(image).astype(np.uint32)
+    h, w = a.shape[:2]
+    r, g, b = a[..., 0], a[..., 1], a[..., 2]
+    if masks565:
+        pixels, compression, masks = (r >> 3) << 11 | (g >> 2) << 5 | b >> 3, 3, struct.pack("<III", 0xF800, 0x07E0, 0x001F)
+    else:
+        pixels, compression, masks = (r >> 3) << 10 | (g >> 3) << 5 | b >> 3, 0, b""
+    stride = (w * 2 + 3) & ~3
+    rows = b"".join(pixels[y].astype("<u2").tobytes().ljust(stride, b"\0") for y in range(h - 1, -1, -1))
+    header = struct.pack("<IiiHHIIiiII", 40, w, h, 1, 16, compression, len(rows), 2835, 2835, 0, 0)
+    offset = 14 + 40 + len(masks)
+    return b"BM" + struct.pack("<IHHI", offset + len(rows), 0, 0, offset) + header + masks + rows
+
+
 def cases():
     """(name, file name, encoded bytes, max image size, whether the decode is lossy, description)."""
     noise = noise_rgb(48, 36, 11)
@@ -219,6 +271,7 @@ def cases():
     yield "tiny_1x1_rgba", "tiny_1x1_rgba.png", png_bytes(Image.new("RGBA", (1, 1), (200, 100, 50, 128))), 1024, False, "1x1 RGBA, half transparent"
     yield "extreme_300x5", "extreme_300x5.png", png_bytes(noise_rgb(300, 5, 15)), 128, False, "300x5 at max size 128: 8x1 patches"
     yield "extreme_3x70", "extreme_3x70.png", png_bytes(noise_rgb(3, 70, 16)), 1024, False, "3x70, upscaled to 16x80"
+    yield "tall_40x300", "tall_40x300.png", png_bytes(scene(40, 300, 36)), 64, False, "40x300 to 16x64: Pillow 13 resizes vertically first"
     yield "roundfloor_500x130", "roundfloor_500x130.png", png_bytes(scene(500, 130, 17)), 64, False, "max size 64: height 16.64 rounds to 17 (2 rows) but floors to 16 (1 row)"
     yield "gray16_40x30", "gray16_40x30.png", png16(gray16, "L"), 1024, False, "16-bit gray, values 0..699 (Pillow clamps to 255)"
     yield "rgb16_33x20", "rgb16_33x20.png", png16(rgb16, "RGB"), 1024, False, "16-bit RGB (Pillow keeps the high byte)"
@@ -234,15 +287,21 @@ def cases():
     yield "sub444_64x48", "sub444_64x48.jpg", save_bytes(photo, "JPEG", quality=90, subsampling=0), 1024, True, "JPEG with 4:4:4 chroma"
     yield "gray_64x40", "gray_64x40.jpg", save_bytes(scene(64, 40, 22).convert("L"), "JPEG", quality=90), 1024, True, "grayscale JPEG"
     yield "cmyk_40x30", "cmyk_40x30.jpg", save_bytes(scene(40, 30, 23).convert("CMYK"), "JPEG", quality=95), 1024, True, "CMYK JPEG with Adobe marker"
+    yield "cmyk_noadobe_40x30", "cmyk_noadobe_40x30.jpg", without_adobe_marker(save_bytes(scene(40, 30, 33).convert("CMYK"), "JPEG", quality=95)), 1024, True, "CMYK JPEG without Adobe marker (Pillow still reads inverted ink)"
     yield "anim_30x20", "anim_30x20.gif", animated_gif(30, 20, 24), 1024, False, "animated GIF, transparent index 0: first frame"
     yield "offset_12x9", "offset_12x9.gif", offset_gif(False), 1024, False, "GIF frame 6x5 at (4, 3) on a 12x9 screen: the rest is palette index 0"
     yield "offset_trns_12x9", "offset_trns_12x9.gif", offset_gif(True), 1024, False, "the same with a transparent index: the rest is white"
     yield "lossless_40x30", "lossless_40x30.webp", save_bytes(rgba_image(40, 30, 25), "WEBP", lossless=True), 1024, False, "lossless WebP with alpha"
     yield "lossy_64x48", "lossy_64x48.webp", save_bytes(scene(64, 48, 26), "WEBP", quality=90), 1024, True, "lossy WebP"
+    yield "lossy_noise_48x32", "lossy_noise_48x32.webp", save_bytes(noise_rgb(48, 32, 31), "WEBP", quality=75), 1024, True, "lossy WebP of noise: busy, loop-filtered macroblocks everywhere"
     yield "lossy_alpha_40x30", "lossy_alpha_40x30.webp", save_bytes(rgba_image(40, 30, 28), "WEBP", quality=80), 1024, True, "lossy WebP with a lossless alpha plane"
     yield "anim_lossless_30x20", "anim_lossless_30x20.webp", animated_webp(30, 20, 29), 1024, False, "animated lossless WebP: first frame"
+    yield "anim_lossy_40x30", "anim_lossy_40x30.webp", animated_lossy_webp(40, 30, 34), 1024, True, "animated lossy WebP: first frame"
+    yield "lossless_exif_40x30", "lossless_exif_40x30.webp", save_bytes(scene(40, 30, 35), "WEBP", lossless=True, exif=exif_orientation(1)), 1024, False, "lossless WebP without alpha in a VP8X container (EXIF chunk)"
     yield "rgb24_31x17", "rgb24_31x17.bmp", save_bytes(noise.crop((0, 0, 31, 17)), "BMP"), 1024, False, "24-bit BMP, odd width (row padding)"
     yield "pal8_30x20", "pal8_30x20.bmp", save_bytes(noise.crop((0, 0, 30, 20)).quantize(50), "BMP"), 1024, False, "8-bit palette BMP"
+    yield "rgb555_31x17", "rgb555_31x17.bmp", bmp16(noise.crop((0, 0, 31, 17)), False), 1024, False, "16-bit BMP 5-5-5 (Pillow expands 5 bits rounding down)"
+    yield "rgb565_31x17", "rgb565_31x17.bmp", bmp16(noise.crop((0, 0, 31, 17)), True), 1024, False, "16-bit BMP 5-6-5 bitfields"
     yield "downscale_4000x3000", "downscale_4000x3000.png", png_bytes(scene(4000, 3000, 27)), 1024, False, "4000x3000 synthetic scene: 1024x768, checked by means and samples"
 
 

@@ -2,9 +2,10 @@
 //!
 //! PNG and JPEG go through their codec crates directly, because matching Pillow needs what `image` hides:
 //! the PNG's original colour type and bit depth (Pillow keeps the high byte of 16-bit colour, clamps 16-bit
-//! gray, ignores tRNS on RGB images), and whether a CMYK JPEG carries Adobe's inverted-ink marker. BMP goes
-//! through `image`, WebP through `image` and webp.rs, GIF (the first frame) through gif.rs. EXIF orientation is not applied, as in the reference.
+//! gray, ignores tRNS on RGB images) and a JPEG's CMYK samples (`image` converts them to RGB its own way).
+//! BMP goes through `image` and bmp.rs, WebP through webp.rs, GIF (the first frame) through gif.rs. EXIF orientation is not applied, as in the reference.
 
+use super::bmp::pillow_levels;
 use super::error::ImageError;
 use super::gif::{decode_gif, gif_dimensions};
 use super::rgb::{to_rgb, RgbImage, Samples};
@@ -112,7 +113,7 @@ pub fn decode_rgb(bytes: &[u8], max_pixels: u64, transparency: Transparency) -> 
         Format::Jpeg => decode_jpeg(bytes)?,
         Format::WebP => decode_webp(bytes)?,
         Format::Gif => decode_gif(bytes, max_pixels)?,
-        _ => decode_with_image(bytes, format)?,
+        Format::Bmp => pillow_levels(bytes, decode_with_image(bytes, format)?),
     };
     if !samples.fits(width, height) {
         return Err(ImageError::Corrupt(format!("decoded pixels do not match the {width}x{height} header")));
@@ -175,10 +176,9 @@ fn decode_jpeg(bytes: &[u8]) -> Result<Samples, ImageError> {
     Ok(match info.pixel_format {
         PixelFormat::L8 => Samples::L(pixels),
         PixelFormat::RGB24 => Samples::Rgb(pixels),
-        // jpeg-decoder returns 255 minus the stored values. Pillow reads stored values as ink only under an
-        // Adobe APP14 marker (Photoshop stores inverted ink) and as-is otherwise.
-        PixelFormat::CMYK32 if has_adobe_marker(bytes) => Samples::Cmyk(pixels),
-        PixelFormat::CMYK32 => Samples::Cmyk(pixels.into_iter().map(|v| 255 - v).collect()),
+        // jpeg-decoder returns 255 minus the stored values, which is how Pillow reads every CMYK JPEG ("CMYK;I",
+        // Adobe's inverted ink), with or without an APP14 marker.
+        PixelFormat::CMYK32 => Samples::Cmyk(pixels),
         PixelFormat::L16 => return Err(ImageError::Unsupported("16-bit JPEG".into())),
     })
 }
@@ -215,11 +215,6 @@ fn jpeg_frame_size(bytes: &[u8]) -> Option<(u32, u32)> {
         }
         _ => None,
     })
-}
-
-/// Whether an APP14 "Adobe" segment precedes the first scan.
-fn has_adobe_marker(bytes: &[u8]) -> bool {
-    jpeg_segments(bytes).iter().any(|(marker, payload)| *marker == 0xEE && payload.starts_with(b"Adobe"))
 }
 
 fn decode_with_image(bytes: &[u8], format: Format) -> Result<Samples, ImageError> {
@@ -268,8 +263,6 @@ mod tests {
     #[test]
     fn jpeg_header_segments() {
         assert_eq!(jpeg_frame_size(JPEG_HEADER), Some((300, 200)));
-        assert!(has_adobe_marker(JPEG_HEADER));
-        assert!(!has_adobe_marker(&JPEG_HEADER[..4]));
     }
 
     #[test]

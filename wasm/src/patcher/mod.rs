@@ -1,6 +1,7 @@
 //! Image patcher: from encoded bytes to the normalized pixel tensor and its token layout.
 
 pub mod bindings;
+pub mod bmp;
 pub mod decode;
 pub mod error;
 pub mod gif;

@@ -1,8 +1,9 @@
 //! Pillow's `Image.resize(size, Image.BICUBIC)` on an 8-bit RGB image, as the Hugging Face slow Pixtral
 //! processor calls it (spec section 6.4): Keys' cubic with a = −0.5, the kernel widened by the scale when
 //! shrinking (antialiasing), weights normalized to sum 1 and rounded to 22-bit fixed point, a horizontal pass
-//! to 8 bits (rounded and clamped) over the rows the vertical pass needs, then the vertical pass.
-//! Integer arithmetic throughout after the double-precision weights, so the result is bit-exact.
+//! to 8 bits (rounded and clamped) over the rows the vertical pass needs, then the vertical pass, or the
+//! vertical pass first where Pillow 13 runs it first (`vertical_first`). Integer arithmetic throughout after
+//! the double-precision weights, so the result is bit-exact.
 
 use super::simd::{I16x8, I32x4};
 
@@ -127,6 +128,14 @@ fn horizontal(src: &[u8], src_w: u32, rows: std::ops::Range<usize>, dst_w: u32) 
     out
 }
 
+/// Pillow 13's order (Resample.c, `ImagingResampleInner`): the vertical pass first when the height shrinks by
+/// more than twice as many pixels as the width does, to make the horizontal pass cheaper. The two orders
+/// round the intermediate image differently.
+pub fn vertical_first(src_w: u32, src_h: u32, dst_w: u32, dst_h: u32) -> bool {
+    let (shrink_w, shrink_h) = (src_w as i64 - dst_w as i64, src_h as i64 - dst_h as i64);
+    shrink_h > 0 && shrink_h > shrink_w * 2
+}
+
 /// Resizes an interleaved RGB8 image, handing each finished row (interleaved RGB8) to `emit`.
 ///
 /// Integer arithmetic in vector lanes (a pixel's R, G and B in the horizontal pass, bytes of a row in the
@@ -135,6 +144,15 @@ pub fn resize_rgb8(src: &[u8], src_w: u32, src_h: u32, dst_w: u32, dst_h: u32, m
     let (sw, dw) = (src_w as usize, dst_w as usize);
     assert_eq!(src.len(), sw * src_h as usize * 3);
     let vertical = filter(src_h, dst_h);
+    if vertical_first(src_w, src_h, dst_w, dst_h) {
+        let mut temp = vec![0u8; dst_h as usize * sw * 3];
+        vertical_pass(src, sw * 3, 0, &vertical, |y, row| temp[y * sw * 3..(y + 1) * sw * 3].copy_from_slice(row));
+        let rows = if dst_w != src_w { horizontal(&temp, src_w, 0..dst_h as usize, dst_w) } else { temp };
+        for (y, row) in rows.chunks_exact(dw * 3).enumerate() {
+            emit(y, row);
+        }
+        return;
+    }
     // Rows the vertical pass reads, and the horizontal pass (skipped when the width is unchanged) before it.
     let first_row = vertical.first[0] as usize;
     let last_row = *vertical.first.last().unwrap() as usize + vertical.weights.last().unwrap().len();
@@ -200,11 +218,20 @@ fn vertical_pass(rows: &[u8], row_len: usize, first_row: usize, filter: &Filter,
 
 /// The straightforward per-channel version of `resize_rgb8`, which the tests compare it with.
 pub fn resize_rgb8_reference(src: &[u8], src_w: u32, src_h: u32, dst_w: u32, dst_h: u32) -> Vec<u8> {
+    if vertical_first(src_w, src_h, dst_w, dst_h) {
+        let temp = reference_vertical(src, src_w, src_h, dst_h);
+        reference_horizontal(&temp, src_w, dst_h, dst_w)
+    } else {
+        let temp = reference_horizontal(src, src_w, src_h, dst_w);
+        reference_vertical(&temp, dst_w, src_h, dst_h)
+    }
+}
+
+fn reference_horizontal(src: &[u8], src_w: u32, src_h: u32, dst_w: u32) -> Vec<u8> {
     let (sw, dw) = (src_w as usize, dst_w as usize);
     let horizontal = filter(src_w, dst_w);
-    let vertical = filter(src_h, dst_h);
-    let mut temp = vec![0u8; src_h as usize * dw * 3];
-    for (y, out) in temp.chunks_exact_mut(dw * 3).enumerate() {
+    let mut out = vec![0u8; src_h as usize * dw * 3];
+    for (y, out) in out.chunks_exact_mut(dw * 3).enumerate() {
         let line = &src[y * sw * 3..(y + 1) * sw * 3];
         for ((o, &first), weights) in out.chunks_exact_mut(3).zip(&horizontal.first).zip(&horizontal.weights) {
             for c in 0..3 {
@@ -216,12 +243,18 @@ pub fn resize_rgb8_reference(src: &[u8], src_w: u32, src_h: u32, dst_w: u32, dst
             }
         }
     }
-    let mut out = vec![0u8; dst_h as usize * dw * 3];
-    for ((o, &first), weights) in out.chunks_exact_mut(dw * 3).zip(&vertical.first).zip(&vertical.weights) {
+    out
+}
+
+fn reference_vertical(src: &[u8], width: u32, src_h: u32, dst_h: u32) -> Vec<u8> {
+    let row_len = width as usize * 3;
+    let vertical = filter(src_h, dst_h);
+    let mut out = vec![0u8; dst_h as usize * row_len];
+    for ((o, &first), weights) in out.chunks_exact_mut(row_len).zip(&vertical.first).zip(&vertical.weights) {
         for (x, o) in o.iter_mut().enumerate() {
             let mut acc = 1i32 << (PRECISION_BITS - 1);
             for (k, &w) in weights.iter().enumerate() {
-                acc += temp[(first as usize + k) * dw * 3 + x] as i32 * w;
+                acc += src[(first as usize + k) * row_len + x] as i32 * w;
             }
             *o = clip8(acc);
         }
@@ -262,6 +295,10 @@ mod tests {
             (2, 5, 1, 7),
             (5, 1, 2, 1),
             (2, 2, 3, 3),
+            // The vertical pass first, with and without a horizontal one.
+            (50, 400, 16, 96),
+            (60, 500, 96, 320),
+            (33, 90, 33, 20),
         ] {
             let src: Vec<u8> = (0..sw * sh * 3)
                 .map(|_| {
@@ -273,6 +310,19 @@ mod tests {
             resize_rgb8(&src, sw, sh, dw, dh, |_, row| fast.extend_from_slice(row));
             assert_eq!(fast, resize_rgb8_reference(&src, sw, sh, dw, dh), "{sw}x{sh} -> {dw}x{dh}");
         }
+    }
+
+    #[test]
+    fn pass_order_follows_pillow_13() {
+        // Height shrinks by more than twice the width's shrink: vertical first (also when the width grows).
+        assert!(vertical_first(50, 4000, 16, 1024));
+        assert!(vertical_first(60, 500, 96, 320));
+        assert!(vertical_first(100, 1000, 96, 512));
+        // Exactly twice, a growing height, or a wider shrink: horizontal first.
+        assert!(!vertical_first(300, 200, 250, 100));
+        assert!(!vertical_first(60, 60, 64, 64));
+        assert!(!vertical_first(4000, 50, 1024, 16));
+        assert!(!vertical_first(2047, 1031, 1024, 528));
     }
 
     #[test]

@@ -1,36 +1,80 @@
-//! WebP: lossless images and animations through `image`; still lossy images through `image`'s VP8 decoder
-//! for the Y'CbCr planes, then the conversion to RGB that Pillow gets from libwebp.
-//!
-//! `image` 0.24 upsamples the half-resolution chroma by repeating samples, while libwebp (under Pillow and
-//! every browser) uses its "fancy" upsampler, a 9-3-3-1 weighting of the four nearest chroma samples, and its
-//! own fixed-point Y'CbCr conversion. On edges between saturated colours the two differ by up to half the
-//! range, so this module reproduces libwebp's rule (src/dsp/upsampling.c, src/dsp/yuv.h).
+//! WebP as Pillow decodes it through libwebp. Still lossy images and lossy frames: image-webp's VP8 decoder
+//! (vendored: `image` 0.24.3's misdecodes some macroblocks) for the Y'CbCr planes, then libwebp's conversion to
+//! RGB. Lossless bitstreams and alpha planes: `image`, each handed to it alone in a minimal container, since
+//! `image` 0.24.3 mislabels the samples of lossless images in an extended container and traps composing
+//! lossy animations.
 
 use super::error::ImageError;
 use super::rgb::Samples;
-use image::codecs::webp::vp8::{Frame, Vp8Decoder};
-use std::io::Cursor;
+use image_webp_vp8::vp8::{Frame, Vp8Decoder};
+
+type Chunk<'a> = ([u8; 4], &'a [u8]);
+
+const ALPHA_FLAG: u8 = 0x10;
+const ANIMATION_FLAG: u8 = 0x02;
 
 pub fn decode_webp(bytes: &[u8]) -> Result<Samples, ImageError> {
-    let (vp8, has_alpha) = match container(bytes)? {
-        Container::StillLossy { vp8, has_alpha } => (vp8, has_alpha),
-        Container::Animated => return first_frame(bytes),
-        Container::Other => return decode_with_image(bytes),
-    };
-    let mut decoder = Vp8Decoder::new(Cursor::new(vp8));
-    let frame = decoder.decode_frame().map_err(|e| ImageError::Corrupt(format!("WebP: {e}")))?;
-    let rgb = fancy_rgb(frame);
-    if !has_alpha {
-        return Ok(Samples::Rgb(rgb));
+    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WEBP" {
+        return Err(ImageError::Corrupt("not a RIFF WebP container".into()));
     }
-    // The alpha plane is coded losslessly (ALPH chunk); `image` decodes it exactly.
-    let rgba = match decode_with_image(bytes)? {
+    let chunks = chunks(&bytes[12..])?;
+    match chunks.first() {
+        Some((id, header)) if id == b"VP8X" && header.first().map_or(false, |flags| flags & ANIMATION_FLAG != 0) => {
+            first_frame(header.get(..10).ok_or_else(|| corrupt("VP8X header too short"))?, &chunks)
+        }
+        _ => decode_frame(&chunks),
+    }
+}
+
+fn corrupt(what: &str) -> ImageError {
+    ImageError::Corrupt(format!("WebP: {what}"))
+}
+
+/// One image: a VP8 bitstream with an optional ALPH chunk, or a VP8L bitstream. As in libwebp, a VP8X
+/// container's alpha flag does not matter here: an ALPH chunk, or the VP8L header's alpha bit, does.
+fn decode_frame(chunks: &[Chunk]) -> Result<Samples, ImageError> {
+    let find = |id: &[u8; 4]| chunks.iter().find(|chunk| &chunk.0 == id);
+    if let Some(vp8) = find(b"VP8 ") {
+        return decode_lossy(vp8.1, find(b"ALPH").map(|alph| alph.1));
+    }
+    match find(b"VP8L") {
+        Some(vp8l) => decode_lossless(vp8l.1),
+        None => Err(corrupt("no image data")),
+    }
+}
+
+fn decode_lossy(vp8: &[u8], alph: Option<&[u8]>) -> Result<Samples, ImageError> {
+    let frame = Vp8Decoder::decode_frame(vp8).map_err(|e| ImageError::Corrupt(format!("WebP: {e}")))?;
+    if frame.width == 0 || frame.height == 0 {
+        return Err(corrupt("empty VP8 frame"));
+    }
+    let rgb = fancy_rgb(&frame);
+    let alph = match alph {
+        Some(alph) => alph,
+        None => return Ok(Samples::Rgb(rgb)),
+    };
+    // The alpha plane is coded losslessly; `image` decodes it exactly from a still image of its own.
+    let (width, height) = (frame.width as u32, frame.height as u32);
+    let vp8x = vp8x_header(ALPHA_FLAG, width, height);
+    let file = riff(&[(*b"VP8X", &vp8x), (*b"ALPH", alph), (*b"VP8 ", vp8)]);
+    let rgba = match decode_with_image(&file)? {
         Samples::Rgba(rgba) if rgba.len() / 4 == rgb.len() / 3 => rgba,
-        _ => return Err(ImageError::Corrupt("WebP alpha plane does not match the image".into())),
+        _ => return Err(corrupt("alpha plane does not match the image")),
     };
     Ok(Samples::Rgba(
         rgb.chunks_exact(3).zip(rgba.chunks_exact(4)).flat_map(|(c, a)| [c[0], c[1], c[2], a[3]]).collect(),
     ))
+}
+
+fn decode_lossless(vp8l: &[u8]) -> Result<Samples, ImageError> {
+    // After the signature byte: 14 bits width - 1, 14 bits height - 1, then the alpha bit.
+    let has_alpha = vp8l.get(4).ok_or_else(|| corrupt("VP8L header too short"))? & 0x10 != 0;
+    Ok(match decode_with_image(&riff(&[(*b"VP8L", vp8l)]))? {
+        Samples::Rgba(rgba) if !has_alpha => {
+            Samples::Rgb(rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect())
+        }
+        samples => samples,
+    })
 }
 
 fn decode_with_image(bytes: &[u8]) -> Result<Samples, ImageError> {
@@ -42,52 +86,72 @@ fn decode_with_image(bytes: &[u8]) -> Result<Samples, ImageError> {
     })
 }
 
-/// The first frame of an animation, as `image`'s animation decoder composes it (RGBA). Decoding it as a
-/// still image instead mislabels its RGBA samples as RGB in `image` 0.24.
-fn first_frame(bytes: &[u8]) -> Result<Samples, ImageError> {
-    use image::AnimationDecoder;
-    let corrupt = |e: image::ImageError| ImageError::Corrupt(format!("WebP: {e}"));
-    let decoder = image::codecs::webp::WebPDecoder::new(Cursor::new(bytes)).map_err(corrupt)?;
-    let frame =
-        decoder.into_frames().next().ok_or_else(|| ImageError::Corrupt("WebP animation has no frame".into()))?;
-    Ok(Samples::Rgba(frame.map_err(corrupt)?.into_buffer().into_raw()))
-}
-
-enum Container<'a> {
-    /// The VP8 bitstream of a still lossy image, and whether an ALPH chunk goes with it.
-    StillLossy {
-        vp8: &'a [u8],
-        has_alpha: bool,
-    },
-    Animated,
-    /// Lossless.
-    Other,
-}
-
-fn container(bytes: &[u8]) -> Result<Container<'_>, ImageError> {
-    const ANIMATION: u8 = 0x02;
-    let chunks = chunks(bytes)?;
-    let find = |id: &[u8; 4]| chunks.iter().find(|chunk| &chunk.0 == id).map(|chunk| chunk.1);
-    Ok(match chunks.first() {
-        Some((id, vp8)) if id == b"VP8 " => Container::StillLossy { vp8, has_alpha: false },
-        Some((id, header)) if id == b"VP8X" => match find(b"VP8 ") {
-            _ if header.first().map_or(false, |flags| flags & ANIMATION != 0) => Container::Animated,
-            Some(vp8) => Container::StillLossy { vp8, has_alpha: find(b"ALPH").is_some() },
-            None => Container::Other,
-        },
-        _ => Container::Other,
+/// The first frame of an animation as libwebp's animation decoder gives it to Pillow: the frame on a
+/// transparent black canvas (a key frame is never blended), RGB (black where the frame does not reach) when
+/// the VP8X header does not declare alpha.
+fn first_frame(vp8x: &[u8], file: &[Chunk]) -> Result<Samples, ImageError> {
+    let (canvas_width, canvas_height) = (u24(&vp8x[4..7]) as usize + 1, u24(&vp8x[7..10]) as usize + 1);
+    let anmf = file.iter().find(|chunk| &chunk.0 == b"ANMF").ok_or_else(|| corrupt("animation has no frame"))?.1;
+    let header = anmf.get(..16).ok_or_else(|| corrupt("ANMF header too short"))?;
+    let (x, y) = (2 * u24(&header[0..3]) as usize, 2 * u24(&header[3..6]) as usize);
+    let (width, height) = (u24(&header[6..9]) as usize + 1, u24(&header[9..12]) as usize + 1);
+    if x + width > canvas_width || y + height > canvas_height {
+        return Err(corrupt("animation frame outside the canvas"));
+    }
+    let frame = match decode_frame(&chunks(&anmf[16..])?)? {
+        Samples::Rgb(rgb) => rgb.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect(),
+        Samples::Rgba(rgba) => rgba,
+        _ => return Err(corrupt("unexpected frame samples")),
+    };
+    if frame.len() != width * height * 4 {
+        return Err(corrupt("animation frame does not match its header"));
+    }
+    let mut canvas = vec![0; canvas_width * canvas_height * 4];
+    for (row, pixels) in frame.chunks_exact(width * 4).enumerate() {
+        let at = ((y + row) * canvas_width + x) * 4;
+        canvas[at..at + width * 4].copy_from_slice(pixels);
+    }
+    Ok(if vp8x[0] & ALPHA_FLAG != 0 {
+        Samples::Rgba(canvas)
+    } else {
+        Samples::Rgb(canvas.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect())
     })
 }
 
-/// The RIFF chunks (four-character id, payload). A chunk running past the end means the file was cut short:
-/// `image`'s VP8 decoder would fill the missing part with zeros where libwebp (and Pillow) refuse.
-fn chunks(bytes: &[u8]) -> Result<Vec<([u8; 4], &[u8])>, ImageError> {
-    let truncated = || ImageError::Corrupt("WebP data ends inside a chunk (truncated)".into());
-    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WEBP" {
-        return Err(ImageError::Corrupt("not a RIFF WebP container".into()));
+fn u24(bytes: &[u8]) -> u32 {
+    u32::from_le_bytes([bytes[0], bytes[1], bytes[2], 0])
+}
+
+fn vp8x_header(flags: u8, width: u32, height: u32) -> Vec<u8> {
+    let mut header = vec![flags, 0, 0, 0];
+    header.extend_from_slice(&(width - 1).to_le_bytes()[..3]);
+    header.extend_from_slice(&(height - 1).to_le_bytes()[..3]);
+    header
+}
+
+/// A WebP file of these chunks.
+fn riff(chunks: &[Chunk]) -> Vec<u8> {
+    let mut body = b"WEBP".to_vec();
+    for (id, payload) in chunks {
+        body.extend_from_slice(id);
+        body.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        body.extend_from_slice(payload);
+        if payload.len() % 2 == 1 {
+            body.push(0);
+        }
     }
+    let mut file = b"RIFF".to_vec();
+    file.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    file.extend_from_slice(&body);
+    file
+}
+
+/// The RIFF chunks (four-character id, payload). A chunk running past the end means the file
+/// was cut short: the VP8 decoder would fill the missing part with zeros where libwebp (and Pillow) refuse.
+fn chunks(bytes: &[u8]) -> Result<Vec<Chunk<'_>>, ImageError> {
+    let truncated = || ImageError::Corrupt("WebP data ends inside a chunk (truncated)".into());
     let mut chunks = Vec::new();
-    let mut at = 12;
+    let mut at = 0;
     while at < bytes.len() {
         let header = bytes.get(at..at + 8).ok_or_else(truncated)?;
         let size = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
@@ -142,8 +206,11 @@ fn upsample_chroma_row(near: &[u8], far: &[u8], width: usize, out: &mut Vec<u8>)
 fn fancy_rgb(frame: &Frame) -> Vec<u8> {
     let (width, height) = (frame.width as usize, frame.height as usize);
     let (chroma_width, chroma_height) = ((width + 1) / 2, (height + 1) / 2);
-    let chroma_row =
-        |plane: &'_ [u8], row: usize| -> Vec<u8> { plane[row * chroma_width..(row + 1) * chroma_width].to_vec() };
+    // The planes' rows are whole macroblocks wide.
+    let (stride, chroma_stride) = (frame.buffer_width() as usize, frame.chroma_buffer_width() as usize);
+    let chroma_row = |plane: &'_ [u8], row: usize| -> Vec<u8> {
+        plane[row * chroma_stride..row * chroma_stride + chroma_width].to_vec()
+    };
     let mut rgb = Vec::with_capacity(width * height * 3);
     let (mut u, mut v) = (Vec::with_capacity(width), Vec::with_capacity(width));
     for y in 0..height {
@@ -154,7 +221,7 @@ fn fancy_rgb(frame: &Frame) -> Vec<u8> {
         upsample_chroma_row(&chroma_row(&frame.ubuf, near), &chroma_row(&frame.ubuf, far), width, &mut u);
         upsample_chroma_row(&chroma_row(&frame.vbuf, near), &chroma_row(&frame.vbuf, far), width, &mut v);
         for x in 0..width {
-            rgb.extend_from_slice(&yuv_to_rgb(frame.ybuf[y * width + x], u[x], v[x]));
+            rgb.extend_from_slice(&yuv_to_rgb(frame.ybuf[y * stride + x], u[x], v[x]));
         }
     }
     rgb
@@ -172,6 +239,17 @@ mod tests {
         assert_eq!(yuv_to_rgb(81, 90, 240), [254, 0, 0]);
         assert_eq!(yuv_to_rgb(145, 54, 34), [0, 255, 1]);
         assert_eq!(yuv_to_rgb(41, 240, 110), [0, 0, 255]);
+    }
+
+    #[test]
+    fn malformed_animation_frames_are_errors() {
+        let animated = |anmf: &[u8]| riff(&[(*b"VP8X", &vp8x_header(ANIMATION_FLAG, 8, 8)), (*b"ANMF", anmf)]);
+        // An 8x8 frame at (2, 0) on an 8x8 canvas, then a frame header with no image after it.
+        let outside = [1, 0, 0, 0, 0, 0, 7, 0, 0, 7, 0, 0, 0, 0, 0, 0];
+        assert!(matches!(decode_webp(&animated(&outside)), Err(ImageError::Corrupt(_))));
+        let empty = [0, 0, 0, 0, 0, 0, 7, 0, 0, 7, 0, 0, 0, 0, 0, 0];
+        assert!(matches!(decode_webp(&animated(&empty)), Err(ImageError::Corrupt(_))));
+        assert!(matches!(decode_webp(&animated(&empty[..9])), Err(ImageError::Corrupt(_))));
     }
 
     #[test]
