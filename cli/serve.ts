@@ -5,6 +5,7 @@
 import { createApp } from "../functions/app.ts";
 import { AddressAllowList } from "../functions/images/address.ts";
 import { DEFAULT_IMAGE_FETCH } from "../functions/images/fetch.ts";
+import { MAX_CHOICES } from "../functions/schema/chat.ts";
 import type { Service } from "../functions/service.ts";
 import { type ImageSettings, localService } from "./service.ts";
 import { LocalEngine, type LocalEngineOptions } from "../runtime/engine/local.ts";
@@ -71,6 +72,14 @@ const FLAGS = {
   grace: { type: "string" },
   "internal-secret": { type: "string" },
 } as const;
+
+/** A limit that must hold at least `min` (undefined: the default). */
+function atLeast(flag: string, value: number | undefined, min: number): number | undefined {
+  if (value !== undefined && value < min) {
+    throw new UsageError(`${flag} must be at least ${min}: a request may ask for ${min} choices (n)`);
+  }
+  return value;
+}
 
 function size(flag: string, text: string | undefined, fallback: number): number {
   if (text === undefined) return fallback;
@@ -235,7 +244,7 @@ export async function serve(argv: string[]): Promise<void> {
     temperature,
     chatTemplate: flags["chat-template"],
     engine: {
-      maxQueue: positiveInt("--max-queue", flags["max-queue"]),
+      maxQueue: atLeast("--max-queue", positiveInt("--max-queue", flags["max-queue"]), MAX_CHOICES),
       maxRunning: positiveInt("--max-running", flags["max-running"]),
       prefillChunk: positiveInt("--prefill-chunk", flags["prefill-chunk"]),
       decodeSteps: positiveInt("--decode-steps", flags["decode-steps"]),

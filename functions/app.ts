@@ -21,7 +21,7 @@ import { apiError } from "./errors.ts";
 import { ImageSourceError } from "./images/fetch.ts";
 import { apiKeyAuth } from "./middleware/auth.ts";
 import { chatRoutes } from "./routes/chat.ts";
-import { UnknownModelError } from "./routes/common.ts";
+import { ClientClosedError, UnknownModelError } from "./routes/common.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { internalRoutes } from "./routes/internal.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
@@ -123,12 +123,25 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
   for (const routes of [healthRoutes, metricsRoutes, modelRoutes, tokenizeRoutes, chatRoutes]) {
     app.route("/", routes(service));
   }
-  app.notFound((c) =>
-    apiError(c, 404, `no route for ${c.req.method} ${c.req.path}`, "not_found_error", "not_found")
-  );
+  const methods = methodsByPath(app);
+  app.notFound((c) => {
+    // A known path asked with another method is a 405 naming the methods it takes, as other servers answer.
+    const allowed = methods(c.req.path);
+    if (allowed.length) {
+      c.header("Allow", allowed.join(", "));
+      return apiError(
+        c,
+        405,
+        `${c.req.path} takes ${allowed.join(" or ")}, not ${c.req.method}`,
+        "invalid_request_error",
+        "method_not_allowed",
+      );
+    }
+    return apiError(c, 404, `no route for ${c.req.method} ${c.req.path}`, "not_found_error", "not_found");
+  });
   app.onError((err, c) => {
     // The client went away (the request's signal was aborted): nobody reads the answer; not a server error.
-    if (err.name === "AbortError" && c.req.raw.signal.aborted) {
+    if ((err.name === "AbortError" && c.req.raw.signal.aborted) || err instanceof ClientClosedError) {
       log.debug("request cancelled by the client", { path: c.req.path });
       return c.body(null, 499 as ContentfulStatusCode);
     }
@@ -143,4 +156,20 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
     return apiError(c, mapped.status, message, mapped.type, mapped.code, mapped.param ?? null);
   });
   return app;
+}
+
+/** The methods the app's routes take at a path (middleware, registered for every method, is left out). */
+function methodsByPath(app: Hono): (path: string) => string[] {
+  const routes = app.routes.filter((r) => r.method !== "ALL").map((r) => ({
+    method: r.method,
+    // Hono's patterns: `:name{regex}` and `:name` parameters, `*` wildcards.
+    pattern: new RegExp(
+      "^" +
+        r.path.replace(
+          /:\w+\{([^}]+)\}|:\w+|\*|[.+?^$()[\]|\\]/g,
+          (m, re) => re ? `(?:${re})` : m === "*" ? ".*" : m.startsWith(":") ? "[^/]+" : `\\${m}`,
+        ) + "$",
+    ),
+  }));
+  return (path) => [...new Set(routes.filter((r) => r.pattern.test(path)).map((r) => r.method))];
 }

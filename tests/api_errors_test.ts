@@ -1,5 +1,6 @@
 /** Every kind of bad request gets its HTTP status and an OpenAI-shaped error that says what is wrong. */
 import assert from "node:assert/strict";
+import { SAFE_PROMPT } from "../functions/chat/prepare.ts";
 import { dataUrl, post, serverConfig, withServer } from "./api_helpers.ts";
 
 const image = await dataUrl("golden/images/chat_a_32x48.png");
@@ -68,6 +69,24 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
       /tool calls/,
       "messages[1].tool_calls",
     );
+    // Fields understood but not honoured are refused, never silently dropped.
+    expectError(
+      await post(chat, { ...user("hi"), response_format: { type: "json_object" } }),
+      400,
+      /plain text only/,
+      "response_format",
+    );
+    expectError(
+      await post(chat, { ...user("hi"), logit_bias: { "5": 10 } }),
+      400,
+      /logit_bias/,
+      "logit_bias",
+    );
+    expectError(await post(chat, { ...user("hi"), top_logprobs: 2 }), 400, /logprobs: true/, "top_logprobs");
+    // A known path asked with another method: 405 with the methods it takes.
+    const wrongMethod = await fetch(chat);
+    expectError({ status: wrongMethod.status, json: await wrongMethod.json() }, 405, /takes POST/);
+    assert.equal(wrongMethod.headers.get("allow"), "POST");
     // tool_choice "none" asks for no call: the tools are ignored.
     const plain = await post(`${url}/tokenize`, user("hi"));
     const noneChosen = await post(`${url}/tokenize`, { ...user("hi"), tools, tool_choice: "none" });
@@ -110,6 +129,28 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
       /last message/,
     );
     expectError(await post(`${url}/detokenize`, { tokens: [1, 999999] }), 400, /999999/, "tokens[1]");
+    // A client that drops the connection halfway through its body is a cancellation (499), not a server error.
+    const requests = async (status: number) =>
+      Number(
+        (await (await fetch(`${url}/metrics`)).text())
+          .match(new RegExp(`pixtral_requests_total\\{status="${status}"\\} (\\d+)`))?.[1] ?? 0,
+      );
+    const [errorsBefore, cancelledBefore] = [await requests(500), await requests(499)];
+    const { port } = new URL(url);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
+    await conn.write(
+      new TextEncoder().encode(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+          'Content-Length: 1000\r\n\r\n{"messages": [',
+      ),
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    conn.close();
+    for (let i = 0; i < 50 && await requests(499) === cancelledBefore; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(await requests(499), cancelledBefore + 1);
+    assert.equal(await requests(500), errorsBefore);
     const missing = await fetch(`${url}/v1/nothing`);
     expectError({ status: missing.status, json: await missing.json() }, 404, /no route/);
   });
@@ -220,5 +261,13 @@ Deno.test("edge cases: n choices against a full queue, empty stop strings, model
       ],
     };
     expectError(await post(chat, prefixFirst), 400, /prefix/);
+    // `model: null` means the served model; `safe_prompt` puts Mistral's guardrail prompt first.
+    const safe = await post(chat, { ...user("hi"), max_tokens: 1, model: null, safe_prompt: true });
+    assert.equal(safe.status, 200, JSON.stringify(safe.json));
+    const guarded = await post(`${url}/tokenize`, {
+      messages: [{ role: "system", content: SAFE_PROMPT }, { role: "user", content: "hi" }],
+    });
+    assert.equal(safe.json.usage.prompt_tokens, guarded.json.count);
+    assert.ok(guarded.json.count > plain.json.usage.prompt_tokens + 20);
   });
 });

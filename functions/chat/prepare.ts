@@ -141,6 +141,11 @@ export async function encodeChat(
   return { ids: encoded.ids, images: encoded.images.map((i) => i.input) };
 }
 
+/** The system prompt Mistral's API puts before the conversation when a request sets `safe_prompt`. */
+export const SAFE_PROMPT =
+  "Always assist with care, respect, and truth. Respond with utmost utility yet securely. " +
+  "Avoid harmful, unethical, prejudiced, or negative content. Ensure replies promote fairness and positivity.";
+
 export async function prepareChat(
   chat: ChatRequest,
   service: Service,
@@ -148,7 +153,10 @@ export async function prepareChat(
 ): Promise<PreparedChat> {
   const engine = service.engine!;
   const { tokenizer } = service;
-  const encoded = await encodeChat(chat.messages, service, signal, chat.image_resize ?? undefined);
+  const messages = chat.safe_prompt
+    ? [{ role: "system" as const, content: SAFE_PROMPT }, ...chat.messages]
+    : chat.messages;
+  const encoded = await encodeChat(messages, service, signal, chat.image_resize ?? undefined);
   const room = engine.contextLength - encoded.ids.length;
   const asked = chat.max_completion_tokens ?? chat.max_tokens ?? undefined;
   const param = chat.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";

@@ -9,8 +9,30 @@ export class UnknownModelError extends Error {
   override name = "UnknownModelError";
 }
 
+/** The client closed the connection before its request body arrived: nobody reads the answer (499). */
+export class ClientClosedError extends Error {
+  override name = "ClientClosedError";
+}
+
+/** What Deno raises when a connection drops while its body is read (matched by name: the edge has no Deno). */
+const CONNECTION_ERRORS = new Set([
+  "BadResource",
+  "Http",
+  "ConnectionReset",
+  "ConnectionAborted",
+  "Interrupted",
+]);
+
 export async function readJson(c: Context): Promise<unknown> {
-  const text = await c.req.text();
+  let text: string;
+  try {
+    text = await c.req.text();
+  } catch (err) {
+    if (c.req.raw.signal.aborted || CONNECTION_ERRORS.has((err as Error)?.name)) {
+      throw new ClientClosedError("the client closed the connection while sending its request");
+    }
+    throw err;
+  }
   try {
     return JSON.parse(text);
   } catch (err) {

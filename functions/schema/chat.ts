@@ -29,11 +29,14 @@ const message = z.discriminatedUnion("role", [
   }),
 ]);
 
+/** The most choices (`n`) one request may ask for; each takes a place in the engine's queue. */
+export const MAX_CHOICES = 16;
+
 const probability = z.number().min(0).max(1);
 const penalty = z.number().min(-2).max(2);
 
 export const chatRequestSchema = z.object({
-  model: z.string().optional(),
+  model: z.string().nullish(),
   messages: z.array(message).min(1),
   max_tokens: z.number().int().positive().nullish(),
   max_completion_tokens: z.number().int().positive().nullish(),
@@ -47,11 +50,16 @@ export const chatRequestSchema = z.object({
   presence_penalty: penalty.nullish(),
   frequency_penalty: penalty.nullish(),
   repetition_penalty: z.number().positive().max(10).nullish(),
-  n: z.number().int().min(1).max(16).nullish(),
+  n: z.number().int().min(1).max(MAX_CHOICES).nullish(),
   logprobs: z.boolean().nullish(),
   top_logprobs: z.number().int().min(0).max(20).nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
+  /** Mistral's guardrail: its safety system prompt goes before the conversation's own. */
+  safe_prompt: z.boolean().nullish(),
+  /** Only plain text is produced: other formats are refused (refuseUnsupported). */
+  response_format: z.object({ type: z.string() }).passthrough().nullish(),
+  logit_bias: z.record(z.string(), z.number()).nullish(),
   /** Our extension: which reference's image resizing to reproduce for this request (default: the server's). */
   image_resize: z.enum(["mistral", "hf"]).nullish(),
 });
@@ -131,9 +139,32 @@ export function refuseToolUse(body: unknown): void {
   });
 }
 
+/** Fields this server understands but cannot honour: refused rather than answered as if they were absent. */
+function refuseUnsupported(request: ChatRequest): void {
+  const type = request.response_format?.type;
+  if (type && type !== "text") {
+    throw new RequestError(
+      `response_format "${type}": this server produces plain text only (no constrained decoding)`,
+      "response_format",
+      "unsupported_parameter",
+    );
+  }
+  if (request.logit_bias && Object.keys(request.logit_bias).length) {
+    throw new RequestError(
+      "logit_bias is not supported by this server",
+      "logit_bias",
+      "unsupported_parameter",
+    );
+  }
+  if (request.top_logprobs && !request.logprobs) {
+    throw new RequestError("top_logprobs needs logprobs: true", "top_logprobs");
+  }
+}
+
 export function parseChatRequest(body: unknown): ParsedChatRequest {
   refuseToolUse(body);
   const request = parseWith(chatRequestSchema, body);
+  refuseUnsupported(request);
   const known = new Set(Object.keys(chatRequestSchema.shape));
   return { request, ignored: Object.keys(body as object).filter((key) => !known.has(key)) };
 }
