@@ -41,7 +41,7 @@ ${MODEL_USAGE}
   --temperature T           default temperature when a request gives none (default 0.7)
   --max-queue N             waiting requests before 429 (default 256)
   --max-running N           sequences generated at once (default 64)
-  --prefill-chunk N         prompt tokens per prefill step (default 512)
+  --prefill-chunk N         prompt tokens per prefill step (default 512; 64 on a CPU adapter)
   --decode-steps N          decode steps run on the GPU between token readbacks (default 8; 1 streams every
                             token as soon as it exists, at a lower speed)
   --grace SECONDS           on SIGINT/SIGTERM, time running requests get to finish (default 10)
@@ -72,6 +72,9 @@ const FLAGS = {
   grace: { type: "string" },
   "internal-secret": { type: "string" },
 } as const;
+
+/** The default prefill chunk on a software (CPU) adapter; 512 elsewhere. */
+const SOFTWARE_PREFILL_CHUNK = 64;
 
 /** A limit that must hold at least `min` (undefined: the default). */
 function atLeast(flag: string, value: number | undefined, min: number): number | undefined {
@@ -187,9 +190,21 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   let stopping: Promise<void> | undefined;
   const ready = loadModel(files, config.model).then(({ model, plan }) => {
     if (stopping) return model.release();
-    service.engine = new LocalEngine(model, config.engine);
+    // On a CPU adapter one dispatch of a 512-token chunk can run for seconds with nothing else served meanwhile
+    // (lavapipe blocks the thread while it works): shorter chunks keep the server answering, and read long
+    // prompts faster there too (measured: 3000 tokens 94 s instead of 120 s, the longest pause 1.6 s, not 30 s).
+    const prefillChunk = config.engine.prefillChunk ??
+      (model.ctx.gpu.software ? SOFTWARE_PREFILL_CHUNK : undefined);
+    const engine = new LocalEngine(model, { ...config.engine, prefillChunk });
+    service.engine = engine;
     service.pixelPrecision = model.act;
-    log.info("ready", { model: id, context: service.engine.contextLength, kvTokens: plan.kvCache.tokens });
+    log.info("ready", {
+      model: id,
+      context: engine.contextLength,
+      kvTokens: plan.kvCache.tokens,
+      adapter: model.ctx.gpu.name,
+      prefillChunk: engine.prefillChunk,
+    });
   }, (err) => {
     service.failure = (err as Error).message;
     log.error("the model failed to load; /health answers 503", { error: service.failure });

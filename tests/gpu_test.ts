@@ -49,6 +49,53 @@ Deno.test("a recorder batches a whole step into one submit, reusing pooled buffe
   }
 });
 
+Deno.test("where queue.submit blocks, a long step is submitted in parts with the event loop running between them", async () => {
+  const ctx = await GpuContext.create({ submitBudgetMs: 1 });
+  try {
+    const random = seededRandom(11);
+    const n = 1 << 18;
+    const a = Float32Array.from({ length: n }, random), b = Float32Array.from({ length: n }, random);
+    const [at, bt] = [ctx.fromFloats("f32", [1, n], a), ctx.fromFloats("f32", [1, n], b)];
+    const run = async () => {
+      const rec = ctx.record("long step");
+      let y = at;
+      for (let i = 0; i < 40; i++) {
+        const next = rec.scratch("f32", [1, n]);
+        add(rec, { y: next, a: y, b: bt });
+        y = next;
+      }
+      const out = rec.read(y);
+      // Timers fire only when the event loop gets a turn, i.e. between parts.
+      let turns = 0;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const tick = () => {
+        turns++;
+        timer = setTimeout(tick, 0);
+      };
+      timer = setTimeout(tick, 0);
+      await rec.submit();
+      clearTimeout(timer);
+      return { values: new Float32Array((await out).buffer), turns };
+    };
+    const expected = Float32Array.from(a);
+    for (let i = 0; i < 40; i++) for (let j = 0; j < n; j++) expected[j] = Math.fround(expected[j] + b[j]);
+    const first = await run();
+    assert.deepEqual(first.values, expected);
+    // As lavapipe measures when its submit waits for earlier work: 5 ms a dispatch, against the 1 ms budget.
+    ctx.noteSubmit(200, 40);
+    ctx.noteSubmit(200, 40);
+    assert.equal(ctx.dispatchesPerSubmit(), 1);
+    const second = await run();
+    assert.deepEqual(second.values, expected, "parts run in order");
+    assert.ok(second.turns >= 2, `the event loop ran ${second.turns} times during the submit`);
+    // A second recorder waits for the parts to be submitted: its parameters cannot overwrite theirs.
+    const [x, y] = await Promise.all([run(), run()]);
+    assert.deepEqual([x.values, y.values], [expected, expected]);
+  } finally {
+    ctx.destroy();
+  }
+});
+
 Deno.test("the buffer pool reuses size classes and tracks the peak", async () => {
   const gpu = await acquireGpu();
   try {

@@ -136,7 +136,8 @@ export class LocalEngine implements Engine {
   readonly contextLength: number;
   readonly vocabSize: number;
   readonly #model: PixtralModel;
-  readonly #prefillChunk: number;
+  /** Prompt tokens per prefill step. */
+  readonly prefillChunk: number;
   readonly #prefillBudget: number;
   readonly #maxRunning: number;
   readonly #maxQueue: number;
@@ -157,8 +158,8 @@ export class LocalEngine implements Engine {
       model.config.contextLength,
       model.pool.capacity,
     );
-    this.#prefillChunk = options.prefillChunk ?? 512;
-    this.#prefillBudget = options.prefillBudget ?? this.#prefillChunk;
+    this.prefillChunk = options.prefillChunk ?? 512;
+    this.#prefillBudget = options.prefillBudget ?? this.prefillChunk;
     this.#maxRunning = options.maxRunning ?? 64;
     this.#maxQueue = options.maxQueue ?? 256;
     this.#decodeSteps = Math.max(1, Math.floor(options.decodeSteps ?? 8));
@@ -270,6 +271,9 @@ export class LocalEngine implements Engine {
         log.error("engine step failed", { error: String((err as Error)?.stack ?? err) });
         for (const seq of [...this.#running]) this.#finish(seq, err);
       }
+      // A step without a readback awaits only promises that are already settled: without this the event loop
+      // (HTTP, timers, signals) would not run until a prompt had been read to its end.
+      if (this.#running.length) await new Promise((resolve) => setTimeout(resolve, 0));
     }
   }
 
@@ -339,7 +343,7 @@ export class LocalEngine implements Engine {
     let budget = this.#prefillBudget;
     for (const seq of this.#running.filter((s) => s.prefilling)) {
       if (budget <= 0) break;
-      const end = Math.min(seq.past + this.#prefillChunk, seq.prefillEnd);
+      const end = Math.min(seq.past + this.prefillChunk, seq.prefillEnd);
       if (!this.#running.includes(seq) || !this.#grow(seq, end, scheduled)) break;
       scheduled.add(seq);
       prefills.push({ seq, end });

@@ -16,6 +16,12 @@ export interface ContextOptions extends GpuOptions {
    * values make tests exercise the windowed paths that only the largest tensors take on a real GPU.
    */
   maxBindingSize?: number;
+  /**
+   * Host time one queue.submit may take (default 50 ms). Where submitting blocks until the work is done (Mesa's
+   * lavapipe runs kernels on the CPU inside it), longer steps are submitted in parts with the event loop
+   * running between them, so the server keeps answering. On a GPU a submit takes well under this.
+   */
+  submitBudgetMs?: number;
 }
 
 export interface TensorOptions {
@@ -40,6 +46,11 @@ export class GpuContext {
   readonly maxWorkgroupsPerDimension: number;
   readonly maxBufferSize: number;
   #arena?: GPUBuffer;
+  readonly #submitBudgetMs: number;
+  /** Host ms per dispatch that queue.submit took lately; undefined until measured. */
+  #submitMsPerDispatch?: number;
+  /** Submits take turns: one submitted in parts must not have its parameters overwritten between them. */
+  #queueTurn: Promise<void> = Promise.resolve();
   #staging = new Map<number, GPUBuffer[]>();
   /** Bind groups by layout, then buffer, offset and size of each binding. */
   #bindGroups: PathNode = new Map();
@@ -61,6 +72,7 @@ export class GpuContext {
       ),
       minStorageBufferOffsetAlignment: limits.minStorageBufferOffsetAlignment,
     };
+    this.#submitBudgetMs = options.submitBudgetMs ?? 50;
     this.maxWorkgroupsPerDimension = limits.maxComputeWorkgroupsPerDimension;
     this.maxBufferSize = limits.maxBufferSize;
   }
@@ -187,6 +199,29 @@ export class GpuContext {
     let tensor = this.#constants.get(key);
     if (!tensor) this.#constants.set(key, tensor = make());
     return tensor;
+  }
+
+  /** Waits for the queue's turn; call the returned function when done submitting. */
+  async queueTurn(): Promise<() => void> {
+    let done!: () => void;
+    const previous = this.#queueTurn;
+    this.#queueTurn = new Promise((resolve) => done = resolve);
+    await previous;
+    return done;
+  }
+
+  /** How many dispatches one queue.submit should carry to stay within the submit budget. */
+  dispatchesPerSubmit(): number {
+    const ms = this.#submitMsPerDispatch;
+    return ms === undefined || ms === 0 ? Infinity : Math.max(1, Math.floor(this.#submitBudgetMs / ms));
+  }
+
+  /** Records how long a queue.submit of `dispatches` dispatches took on the host. */
+  noteSubmit(ms: number, dispatches: number): void {
+    if (dispatches === 0) return;
+    const perDispatch = ms / dispatches;
+    const last = this.#submitMsPerDispatch;
+    this.#submitMsPerDispatch = last === undefined ? perDispatch : (last + perDispatch) / 2;
   }
 
   /** The uniform buffer that holds the parameters of one submit (grown as needed). */

@@ -17,6 +17,8 @@ export interface Gpu {
   name: string;
   /** Whether kernels may use `enable f16;`. */
   f16: boolean;
+  /** A software adapter running kernels on the CPU (Mesa's lavapipe): slow, and it blocks while it works. */
+  software: boolean;
 }
 
 export interface GpuOptions {
@@ -92,5 +94,12 @@ export async function acquireGpu(options: GpuOptions = {}): Promise<Gpu> {
   for (const limit of MAX_LIMITS) requiredLimits[limit] = adapter.limits[limit];
   const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
-  return { adapter, device, name: describeAdapter(adapter), f16: device.features.has("shader-f16") };
+  return {
+    adapter,
+    device,
+    name: describeAdapter(adapter),
+    f16: device.features.has("shader-f16"),
+    // GPUAdapterInfo.isFallbackAdapter is newer than Deno's type declarations.
+    software: (adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter === true,
+  };
 }

@@ -257,55 +257,73 @@ export class Recorder {
 
       const slot = Math.max(PARAMS_BYTES, device.limits.minUniformBufferOffsetAlignment);
       const dispatches = commands.filter((c): c is DispatchCommand => c.kind === "dispatch");
-      const arena = ctx.paramArena(dispatches.length * slot);
       staging = reads.map((r) => ctx.staging(r.size));
 
-      const encodeStart = performance.now();
-      device.pushErrorScope("out-of-memory");
-      device.pushErrorScope("validation");
-      const encoder = device.createCommandEncoder({ label: this.label });
       const paramWords = new Uint32Array(dispatches.length * slot / 4);
       const paramFloats = new Float32Array(paramWords.buffer);
+      dispatches.forEach((c, d) => c.params.writeTo(paramWords, paramFloats, d * slot / 4));
       // Dynamic offsets passed as a typed-array range: Deno converts a JS array per call, ~2x slower.
       const offsets = Uint32Array.from(dispatches, (_, i) => i * slot);
-      let pass: GPUComputePassEncoder | undefined;
-      let d = 0, r = 0;
-      for (const command of commands) {
-        if (command.kind === "dispatch") {
-          command.params.writeTo(paramWords, paramFloats, d * slot / 4);
-          pass ??= encoder.beginComputePass({ label: this.label });
-          pass.setPipeline(command.kernel.pipeline);
-          pass.setBindGroup(0, ctx.bindGroup(command.kernel, arena, command.bound), offsets, d, 1);
-          pass.dispatchWorkgroups(...command.groups);
-          d++;
-          continue;
-        }
-        pass?.end();
-        pass = undefined;
-        if (command.kind === "copy") {
-          encoder.copyBufferToBuffer(
-            command.src,
-            command.srcOffset,
-            command.dst,
-            command.dstOffset,
-            command.size,
-          );
-        } else {
-          encoder.copyBufferToBuffer(command.src, command.srcOffset, staging[r++], 0, command.size);
-        }
+      const perSubmit = ctx.dispatchesPerSubmit();
+      this.timing.encodeMs = this.timing.submitMs = 0;
+      const done = await ctx.queueTurn();
+      try {
+        // Taken in turn: a larger arena replaces the one a submit in parts still reads.
+        const arena = ctx.paramArena(dispatches.length * slot);
+        let at = 0, d = 0, r = 0;
+        do {
+          // Between parts the event loop runs (see ContextOptions.submitBudgetMs).
+          if (at > 0) await new Promise((resolve) => setTimeout(resolve, 0));
+          const encodeStart = performance.now();
+          device.pushErrorScope("out-of-memory");
+          device.pushErrorScope("validation");
+          const encoder = device.createCommandEncoder({ label: this.label });
+          let pass: GPUComputePassEncoder | undefined;
+          const first = d;
+          for (; at < commands.length && d - first < perSubmit; at++) {
+            const command = commands[at];
+            if (command.kind === "dispatch") {
+              pass ??= encoder.beginComputePass({ label: this.label });
+              pass.setPipeline(command.kernel.pipeline);
+              pass.setBindGroup(0, ctx.bindGroup(command.kernel, arena, command.bound), offsets, d, 1);
+              pass.dispatchWorkgroups(...command.groups);
+              d++;
+              continue;
+            }
+            pass?.end();
+            pass = undefined;
+            if (command.kind === "copy") {
+              encoder.copyBufferToBuffer(
+                command.src,
+                command.srcOffset,
+                command.dst,
+                command.dstOffset,
+                command.size,
+              );
+            } else {
+              encoder.copyBufferToBuffer(command.src, command.srcOffset, staging[r++], 0, command.size);
+            }
+          }
+          pass?.end();
+          const commandBuffer = encoder.finish();
+          if (first === 0) {
+            if (dispatches.length) device.queue.writeBuffer(arena, 0, paramWords);
+            for (const w of this.#writes) device.queue.writeBuffer(w.buffer, w.offset, w.data);
+          }
+          const submitStart = performance.now();
+          device.queue.submit([commandBuffer]);
+          const submitMs = performance.now() - submitStart;
+          ctx.noteSubmit(submitMs, d - first);
+          this.timing.encodeMs += submitStart - encodeStart;
+          this.timing.submitMs += submitMs;
+          // Both scopes are popped before awaiting, so another submit cannot interleave with them.
+          const [validation, memory] = await Promise.all([device.popErrorScope(), device.popErrorScope()]);
+          const error = validation ?? memory;
+          if (error) throw new Error(`GPU rejected "${this.label}": ${error.message}`);
+        } while (at < commands.length);
+      } finally {
+        done();
       }
-      pass?.end();
-      const commandBuffer = encoder.finish();
-      if (dispatches.length) device.queue.writeBuffer(arena, 0, paramWords);
-      for (const w of this.#writes) device.queue.writeBuffer(w.buffer, w.offset, w.data);
-      const submitStart = performance.now();
-      device.queue.submit([commandBuffer]);
-      this.timing.encodeMs = submitStart - encodeStart;
-      this.timing.submitMs = performance.now() - submitStart;
-      // Both scopes are popped before awaiting, so another recorder's submit cannot interleave with them.
-      const [validation, memory] = await Promise.all([device.popErrorScope(), device.popErrorScope()]);
-      const error = validation ?? memory;
-      if (error) throw new Error(`GPU rejected "${this.label}": ${error.message}`);
 
       reads.forEach((read, i) => {
         const buffer = staging[i];
