@@ -221,6 +221,15 @@ Deno.test("stop strings, n choices with seeds, and log-probabilities", async () 
     assert.deepEqual(n.json.choices.map((c: { index: number }) => c.index), [0, 1, 2]);
     const again = await post(chat, { ...base, n: 3, temperature: 1, seed: 5 });
     assert.deepEqual(again.json.choices, n.json.choices);
+    // Seeds are 64-bit: s, s + 2³² and negative ones name different streams; n = 1 is the first of n; seed 5's
+    // second choice is not seed 6's first.
+    const text = async (seed: number, n = 1) =>
+      (await post(chat, { ...base, n, temperature: 1, seed })).json.choices.map(
+        (c: { message: { content: string } }) => c.message.content,
+      );
+    const texts = [await text(5), await text(6), await text(5 + 2 ** 32), await text(-5)].map((t) => t[0]);
+    assert.equal(texts[0], n.json.choices[0].message.content);
+    assert.equal(new Set([...texts, n.json.choices[1].message.content]).size, 5);
     const lp = await post(chat, { ...base, max_tokens: 3, logprobs: true, top_logprobs: 2 });
     const entries = lp.json.choices[0].logprobs.content;
     assert.equal(entries.length, 3);

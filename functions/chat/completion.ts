@@ -4,7 +4,13 @@
  * concurrently; text is released token by token, cut at stop strings.
  */
 import { Channel } from "../../runtime/engine/channel.ts";
-import type { Engine, FinishReason, TokenEvent } from "../../runtime/engine/engine.ts";
+import {
+  type Engine,
+  type FinishReason,
+  mix32,
+  samplerSeed,
+  type TokenEvent,
+} from "../../runtime/engine/engine.ts";
 import type { Tokenizer } from "../../runtime/tokenizer/tokenizer.ts";
 import type { Service } from "../service.ts";
 import type { PreparedChat } from "./prepare.ts";
@@ -44,6 +50,17 @@ function logprobEntry(tokenizer: Tokenizer, event: TokenEvent): LogprobEntry | u
   };
 }
 
+/**
+ * Choice i's sampler seed (32 bits, as the internal wire carries it): the request's own stream for the first,
+ * so that n = 1 and the first of n agree, then streams mixed from it, so that seed s's
+ * second choice is not seed s + 1's first.
+ */
+export function choiceSeed(seed: number, i: number): number {
+  const own = samplerSeed(seed);
+  if (i === 0) return own;
+  return mix32((own + Math.imul(i, 0x9e3779b9)) >>> 0);
+}
+
 /** Starts `n` generations; any failure to start cancels those already started. */
 function start(engine: Engine, prepared: PreparedChat, signal: AbortSignal, cancel: () => void) {
   const streams: AsyncGenerator<TokenEvent, FinishReason>[] = [];
@@ -52,7 +69,7 @@ function start(engine: Engine, prepared: PreparedChat, signal: AbortSignal, canc
       const seed = prepared.request.sampling.seed;
       const sampling = {
         ...prepared.request.sampling,
-        seed: seed === undefined ? undefined : (seed + i) >>> 0,
+        seed: seed === undefined ? undefined : choiceSeed(seed, i),
       };
       streams.push(engine.generate({ ...prepared.request, sampling }, signal));
     }

@@ -105,3 +105,19 @@ export class EngineUnavailableError extends EngineClosedError {
     super(message);
   }
 }
+
+/**
+ * The 32-bit sampler stream an integer seed names (OpenAI's are 64-bit, and may be negative): seeds below 2³²
+ * name their own stream, and the high half is mixed in, so that s, s + 2³² and -s differ.
+ */
+export function samplerSeed(seed: number): number {
+  const bits = BigInt.asUintN(64, BigInt(seed));
+  return (Number(bits & 0xffffffffn) ^ mix32(Number(bits >> 32n))) >>> 0;
+}
+
+/** murmur3's 32-bit finalizer: a bijection that scatters every input bit (and keeps 0 at 0). */
+export function mix32(h: number): number {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}

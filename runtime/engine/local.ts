@@ -27,6 +27,7 @@ import {
   type GenerateRequest,
   InvalidRequestError,
   RequestTooLongError,
+  samplerSeed,
   type TokenEvent,
 } from "./engine.ts";
 
@@ -73,11 +74,8 @@ class Sequence {
 
   constructor(readonly request: GenerateRequest, readonly vocabSize: number) {
     this.tokens = [...request.ids];
-    // Any integer seed (OpenAI's are 64-bit) names a 32-bit stream of the sampler.
     const seed = request.sampling.seed;
-    this.seed = seed === undefined
-      ? crypto.getRandomValues(new Uint32Array(1))[0]
-      : Number(BigInt.asUintN(32, BigInt(seed)));
+    this.seed = seed === undefined ? crypto.getRandomValues(new Uint32Array(1))[0] : samplerSeed(seed);
     if (request.sampling.repetitionPenalty !== 1) { for (const id of request.ids) this.counts.set(id, 0); }
   }
 
