@@ -171,5 +171,9 @@ function methodsByPath(app: Hono): (path: string) => string[] {
         ) + "$",
     ),
   }));
-  return (path) => [...new Set(routes.filter((r) => r.pattern.test(path)).map((r) => r.method))];
+  return (path) => {
+    const methods = new Set(routes.filter((r) => r.pattern.test(path)).map((r) => r.method));
+    if (methods.has("GET")) methods.add("HEAD"); // Hono answers HEAD with the GET route
+    return [...methods];
+  };
 }

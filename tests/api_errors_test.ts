@@ -87,6 +87,9 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
     const wrongMethod = await fetch(chat);
     expectError({ status: wrongMethod.status, json: await wrongMethod.json() }, 405, /takes POST/);
     assert.equal(wrongMethod.headers.get("allow"), "POST");
+    const modelsPost = await fetch(`${url}/v1/models/x/y`, { method: "POST" });
+    expectError({ status: modelsPost.status, json: await modelsPost.json() }, 405, /takes GET/);
+    assert.equal(modelsPost.headers.get("allow"), "GET, HEAD");
     // tool_choice "none" asks for no call: the tools are ignored.
     const plain = await post(`${url}/tokenize`, user("hi"));
     const noneChosen = await post(`${url}/tokenize`, { ...user("hi"), tools, tool_choice: "none" });
@@ -277,6 +280,8 @@ Deno.test("edge cases: n choices against a full queue, empty stop strings, model
       messages: [{ role: "system", content: SAFE_PROMPT }, { role: "user", content: "hi" }],
     });
     assert.equal(safe.json.usage.prompt_tokens, guarded.json.count);
+    const counted = await post(`${url}/tokenize`, { ...user("hi"), safe_prompt: true });
+    assert.deepEqual(counted.json.tokens, guarded.json.tokens);
     assert.ok(guarded.json.count > plain.json.usage.prompt_tokens + 20);
   });
 });

@@ -146,6 +146,11 @@ export const SAFE_PROMPT =
   "Always assist with care, respect, and truth. Respond with utmost utility yet securely. " +
   "Avoid harmful, unethical, prejudiced, or negative content. Ensure replies promote fairness and positivity.";
 
+/** The messages with Mistral's guardrail system prompt first when `safe_prompt` asks for it. */
+export function withSafePrompt(messages: ChatMessage[], safe: boolean | null | undefined): ChatMessage[] {
+  return safe ? [{ role: "system", content: SAFE_PROMPT }, ...messages] : messages;
+}
+
 export async function prepareChat(
   chat: ChatRequest,
   service: Service,
@@ -153,9 +158,7 @@ export async function prepareChat(
 ): Promise<PreparedChat> {
   const engine = service.engine!;
   const { tokenizer } = service;
-  const messages = chat.safe_prompt
-    ? [{ role: "system" as const, content: SAFE_PROMPT }, ...chat.messages]
-    : chat.messages;
+  const messages = withSafePrompt(chat.messages, chat.safe_prompt);
   const encoded = await encodeChat(messages, service, signal, chat.image_resize ?? undefined);
   const room = engine.contextLength - encoded.ids.length;
   const asked = chat.max_completion_tokens ?? chat.max_tokens ?? undefined;

@@ -4,7 +4,7 @@
  */
 import { Hono } from "hono";
 import { z } from "zod";
-import { encodeChat } from "../chat/prepare.ts";
+import { encodeChat, withSafePrompt } from "../chat/prepare.ts";
 import { chatRequestSchema, parseWith, refuseToolUse, RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
 import { readJson, requireModel } from "./common.ts";
@@ -15,7 +15,11 @@ const tokenizeSchema = z.union([
     prompt: z.string(),
     add_special_tokens: z.boolean().default(true),
   }),
-  z.object({ model: z.string().nullish(), messages: chatRequestSchema.shape.messages }),
+  z.object({
+    model: z.string().nullish(),
+    messages: chatRequestSchema.shape.messages,
+    safe_prompt: chatRequestSchema.shape.safe_prompt,
+  }),
 ]);
 
 const detokenizeSchema = z.object({ model: z.string().nullish(), tokens: z.array(z.number().int()) });
@@ -30,7 +34,7 @@ export function tokenizeRoutes(service: Service): Hono {
       requireModel(service, body.model);
       const ids = "prompt" in body
         ? [...(body.add_special_tokens ? [tokenizer.special("<s>")] : []), ...tokenizer.encode(body.prompt)]
-        : (await encodeChat(body.messages, service, c.req.raw.signal)).ids;
+        : (await encodeChat(withSafePrompt(body.messages, body.safe_prompt), service, c.req.raw.signal)).ids;
       return c.json({ count: ids.length, max_model_len: service.engine?.contextLength ?? null, tokens: ids });
     })
     .post("/detokenize", async (c) => {

@@ -538,7 +538,11 @@ export class LocalEngine implements Engine {
               params: group.map((s) => ({ ...s.samplingParams(), counter: s.generated + ahead + k })),
             });
           }
-          if (k === run - 1) launched.reads = Promise.all([rec.read(ids), rec.read(logprobs)]);
+          if (k === run - 1) {
+            launched.reads = Promise.all([rec.read(ids), rec.read(logprobs)]);
+            // Awaited only after the next run is launched; a failed readback must not go unhandled meanwhile.
+            launched.reads.catch(() => {});
+          }
         } catch (err) {
           rec.discard();
           throw err;

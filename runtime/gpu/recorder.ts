@@ -270,54 +270,61 @@ export class Recorder {
       try {
         // Taken in turn: a larger arena replaces the one a submit in parts still reads.
         const arena = ctx.paramArena(dispatches.length * slot);
-        let at = 0, d = 0, r = 0;
+        let at = 0, d = 0, r = 0, part = 0;
         do {
           // Between parts the event loop runs (see ContextOptions.submitBudgetMs).
-          if (at > 0) await new Promise((resolve) => setTimeout(resolve, 0));
+          if (part > 0) await new Promise((resolve) => setTimeout(resolve, 0));
           const encodeStart = performance.now();
           device.pushErrorScope("out-of-memory");
           device.pushErrorScope("validation");
-          const encoder = device.createCommandEncoder({ label: this.label });
-          let pass: GPUComputePassEncoder | undefined;
-          const first = d;
-          for (; at < commands.length && d - first < perSubmit; at++) {
-            const command = commands[at];
-            if (command.kind === "dispatch") {
-              pass ??= encoder.beginComputePass({ label: this.label });
-              pass.setPipeline(command.kernel.pipeline);
-              pass.setBindGroup(0, ctx.bindGroup(command.kernel, arena, command.bound), offsets, d, 1);
-              pass.dispatchWorkgroups(...command.groups);
-              d++;
-              continue;
+          // Both scopes are popped, whatever happens, before awaiting anything else.
+          const popped = () => Promise.all([device.popErrorScope(), device.popErrorScope()]);
+          try {
+            const encoder = device.createCommandEncoder({ label: this.label });
+            let pass: GPUComputePassEncoder | undefined;
+            const first = d;
+            for (; at < commands.length && d - first < perSubmit; at++) {
+              const command = commands[at];
+              if (command.kind === "dispatch") {
+                pass ??= encoder.beginComputePass({ label: this.label });
+                pass.setPipeline(command.kernel.pipeline);
+                pass.setBindGroup(0, ctx.bindGroup(command.kernel, arena, command.bound), offsets, d, 1);
+                pass.dispatchWorkgroups(...command.groups);
+                d++;
+                continue;
+              }
+              pass?.end();
+              pass = undefined;
+              if (command.kind === "copy") {
+                encoder.copyBufferToBuffer(
+                  command.src,
+                  command.srcOffset,
+                  command.dst,
+                  command.dstOffset,
+                  command.size,
+                );
+              } else {
+                encoder.copyBufferToBuffer(command.src, command.srcOffset, staging[r++], 0, command.size);
+              }
             }
             pass?.end();
-            pass = undefined;
-            if (command.kind === "copy") {
-              encoder.copyBufferToBuffer(
-                command.src,
-                command.srcOffset,
-                command.dst,
-                command.dstOffset,
-                command.size,
-              );
-            } else {
-              encoder.copyBufferToBuffer(command.src, command.srcOffset, staging[r++], 0, command.size);
+            const commandBuffer = encoder.finish();
+            if (part++ === 0) {
+              // Every part's parameters and the recorded writes, before the first part runs.
+              if (dispatches.length) device.queue.writeBuffer(arena, 0, paramWords);
+              for (const w of this.#writes) device.queue.writeBuffer(w.buffer, w.offset, w.data);
             }
+            const submitStart = performance.now();
+            device.queue.submit([commandBuffer]);
+            const submitMs = performance.now() - submitStart;
+            ctx.noteSubmit(submitMs, d - first);
+            this.timing.encodeMs += submitStart - encodeStart;
+            this.timing.submitMs += submitMs;
+          } catch (error) {
+            await popped();
+            throw error;
           }
-          pass?.end();
-          const commandBuffer = encoder.finish();
-          if (first === 0) {
-            if (dispatches.length) device.queue.writeBuffer(arena, 0, paramWords);
-            for (const w of this.#writes) device.queue.writeBuffer(w.buffer, w.offset, w.data);
-          }
-          const submitStart = performance.now();
-          device.queue.submit([commandBuffer]);
-          const submitMs = performance.now() - submitStart;
-          ctx.noteSubmit(submitMs, d - first);
-          this.timing.encodeMs += submitStart - encodeStart;
-          this.timing.submitMs += submitMs;
-          // Both scopes are popped before awaiting, so another submit cannot interleave with them.
-          const [validation, memory] = await Promise.all([device.popErrorScope(), device.popErrorScope()]);
+          const [validation, memory] = await popped();
           const error = validation ?? memory;
           if (error) throw new Error(`GPU rejected "${this.label}": ${error.message}`);
         } while (at < commands.length);
@@ -338,6 +345,7 @@ export class Recorder {
       });
     } catch (error) {
       for (const read of reads) read.reject(error as Error);
+      for (const buffer of staging) ctx.releaseStaging(buffer);
       throw error;
     } finally {
       for (const tensor of this.#scratch) ctx.release(tensor);

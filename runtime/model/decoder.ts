@@ -148,11 +148,13 @@ export function decoderStep(
   const pos = rec.upload("u32", [T], Uint32Array.from(positions));
   const h = rec.scratch(act, [T, d.dim]);
   // q|k|v comes from one product (the loader stores their weights as one matrix; q is a column view), and so does
-  // SwiGLU's input (gate|up, only stored when the activation cannot be applied in the product: prefill).
+  // SwiGLU's input (gate|up, stored only where the activation cannot be applied in the product: prefill chunks).
   const qDim = d.nHeads * d.headDim, kvDim = d.nKvHeads * d.headDim;
   const qkv = rec.scratch(act, [T, qDim + 2 * kvDim]), o = rec.scratch(act, [T, qDim]);
   const q = qkv.sliceCols(0, qDim);
-  const gateUp = rec.scratch(act, [T, 2 * d.hiddenDim]), ffn = rec.scratch(act, [T, d.hiddenDim]);
+  const ffn = rec.scratch(act, [T, d.hiddenDim]);
+  let gateUp: Tensor | undefined;
+  const gateUpScratch = () => gateUp ??= rec.scratch(act, [T, 2 * d.hiddenDim]);
 
   for (let l = 0; l < d.nLayers; l++) {
     const n = layerNames(l);
@@ -163,7 +165,7 @@ export function decoderStep(
     linear(rec, { y: x, x: o, w: w(n.wo), accumulate: true });
 
     rmsNorm(rec, { y: h, x, weight: w(n.ffnNorm), eps: d.normEps });
-    linearSwiglu(rec, { y: ffn, x: h, w: [w(n.gateUp[0]), w(n.gateUp[1])], gateUp });
+    linearSwiglu(rec, { y: ffn, x: h, w: [w(n.gateUp[0]), w(n.gateUp[1])], gateUp: gateUpScratch });
     linear(rec, { y: x, x: ffn, w: w(n.w2), accumulate: true });
   }
 

@@ -83,14 +83,14 @@ export function linearStacked(rec: Recorder, args: { y: Tensor; x: Tensor; w: re
 /**
  * y = silu(x · W₁ᵀ) ⊙ (x · W₃ᵀ), the input side of SwiGLU. When w1 and w3 are consecutive rows of one matrix (as
  * the loader stores them) and x has at most 8 rows, one matrix-vector product applies the activation as each
- * output's gate and up rows finish; otherwise both products go into `gateUp` ([M, 2N]) and the swiglu kernel
- * follows. Either way the result is the same, bit for bit.
+ * output's gate and up rows finish; otherwise both products go into `gateUp()` ([M, 2N], asked for only then)
+ * and the swiglu kernel follows. Either way the result is the same, bit for bit.
  */
 export function linearSwiglu(
   rec: Recorder,
-  args: { y: Tensor; x: Tensor; w: readonly [Tensor, Tensor]; gateUp: Tensor },
+  args: { y: Tensor; x: Tensor; w: readonly [Tensor, Tensor]; gateUp: () => Tensor },
 ): void {
-  const { y, x, w, gateUp } = args;
+  const { y, x, w } = args;
   const joined = joinRows(w);
   if (
     joined && x.rows <= MATVEC_MAX_ROWS &&
@@ -98,7 +98,7 @@ export function linearSwiglu(
   ) {
     return matvec(rec, { y, x, w: joined }, true);
   }
-  const n = w[0].shape[0];
+  const n = w[0].shape[0], gateUp = args.gateUp();
   linearStacked(rec, { y: gateUp, x, w });
   swiglu(rec, { y, gate: gateUp.sliceCols(0, n), up: gateUp.sliceCols(n, n) });
 }
@@ -128,8 +128,11 @@ export function matvec(rec: Recorder, args: LinearArgs, glu = false): void {
     constants: { M: 2 ** Math.ceil(Math.log2(m)), WIDE: wide ? 1 : 0, GLU: glu ? 1 : 0 },
     bindings: ["read", "read", "read", "write", "read", "read"],
   });
-  // With GLU, one window holds every row (linearSwiglu checks) and a workgroup computes half as many outputs.
+  // With GLU a workgroup computes half as many outputs, and one window must hold every row.
   const outputsPerGroup = 256 / tpr / (glu ? 2 : 1);
+  if (glu && rowWindows(rec.ctx.bindingLimits, args.w.shape[0], [args.w.rowByteStride]).length > 1) {
+    throw new RangeError(`matvec: w1|w3 ${args.w} does not fit one binding`);
+  }
   dispatchWindows(rec, args, kernel, (win, wb, xb, bb, yb) => [
     new Params().u32(
       glu ? n : win.count,
