@@ -476,6 +476,9 @@ export class LocalEngine implements Engine {
     while (current) {
       let next: DecodeRun | undefined;
       try {
+        // One turn of the event loop first: Deno polls the readback there, blocking only until `current` is done
+        // (it waits for all submitted work), and the next run is then recorded during the readback's 10 ms sleep.
+        await new Promise((resolve) => setTimeout(resolve, 0));
         next = await this.#chain(current);
         await this.#acceptRun(current);
       } catch (err) {
