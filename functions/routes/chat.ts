@@ -86,7 +86,8 @@ export function chatRoutes(service: Service): Hono {
         } catch (err) {
           // The status line is sent already: the error travels as the last event, so no client takes a
           // truncated stream for a finished one.
-          log.error("stream failed", { id, error: String(err) });
+          // A client that went away is not a server error.
+          log[signal.aborted ? "debug" : "error"]("stream failed", { id, error: String(err) });
           const message = err instanceof Error ? err.message : String(err);
           controller.enqueue(
             chunk({ error: { message, type: "server_error", param: null, code: "stream_error" } }),
