@@ -16,6 +16,7 @@ import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { SequenceStep } from "../model/decoder.ts";
 import type { PixtralModel } from "../model/pixtral.ts";
+import { nextTurn } from "../event_loop.ts";
 import { log } from "../log.ts";
 import { Channel } from "./channel.ts";
 import {
@@ -269,9 +270,8 @@ export class LocalEngine implements Engine {
         log.error("engine step failed", { error: String((err as Error)?.stack ?? err) });
         for (const seq of [...this.#running]) this.#finish(seq, err);
       }
-      // A step without a readback awaits only promises that are already settled: without this the event loop
-      // (HTTP, timers, signals) would not run until a prompt had been read to its end.
-      if (this.#running.length) await new Promise((resolve) => setTimeout(resolve, 0));
+      // Else a prompt read in steps without readbacks would hold the event loop until its end.
+      if (this.#running.length) await nextTurn();
     }
   }
 
@@ -478,7 +478,7 @@ export class LocalEngine implements Engine {
       try {
         // One turn of the event loop first: Deno polls the readback there, blocking only until `current` is done
         // (it waits for all submitted work), and the next run is then recorded during the readback's 10 ms sleep.
-        await new Promise((resolve) => setTimeout(resolve, 0));
+        await nextTurn();
         next = await this.#chain(current);
         await this.#acceptRun(current);
       } catch (err) {

@@ -1,12 +1,14 @@
 /**
  * Command recording: ops append dispatches to a Recorder, and `submit()` encodes them all into one command buffer
- * and one queue submission, so a whole forward step costs one submit and one small parameter upload.
+ * and one queue submission (or a few, on an adapter whose submit blocks), so a whole forward step costs one
+ * submit and one small parameter upload.
  *
  * Each dispatch's parameters (shapes, offsets, scalars) go into one uniform "arena" buffer at 256-byte slots and are
  * bound with a dynamic offset, so bind groups depend only on the tensors bound and are reused across steps.
  * Tensors are bound from an offset aligned down to `minStorageBufferOffsetAlignment`; the kernel gets the
  * remainder as an element (or byte) offset in its parameters, so any view can be bound.
  */
+import { nextTurn } from "../event_loop.ts";
 import { elementBytes, type ElementType, isBlockFormat } from "./dtype.ts";
 import type { GpuContext } from "./context.ts";
 import { type Kernel, PARAMS_BYTES } from "./pipeline.ts";
@@ -91,6 +93,13 @@ interface ReadCommand {
 }
 
 type Command = DispatchCommand | CopyCommand | ReadCommand;
+
+/** Where encoding stands: the next command, and the dispatches and reads encoded so far. */
+interface Cursor {
+  command: number;
+  dispatch: number;
+  read: number;
+}
 
 export class Recorder {
   readonly ctx: GpuContext;
@@ -241,8 +250,9 @@ export class Recorder {
   }
 
   /**
-   * Encodes everything recorded into one command buffer and submits it. Rejects with the GPU's message when a
-   * kernel fails to compile or a command is invalid.
+   * Encodes everything recorded into one command buffer and submits it (in parts where a submit blocks for long:
+   * see ContextOptions.submitBudgetMs). Rejects with the GPU's message when a kernel fails to compile or a
+   * command is invalid.
    */
   async submit(): Promise<void> {
     this.#open();
@@ -270,45 +280,19 @@ export class Recorder {
       try {
         // Taken in turn: a larger arena replaces the one a submit in parts still reads.
         const arena = ctx.paramArena(dispatches.length * slot);
-        let at = 0, d = 0, r = 0, part = 0;
+        const cursor: Cursor = { command: 0, dispatch: 0, read: 0 };
+        let part = 0;
         do {
           // Between parts the event loop runs (see ContextOptions.submitBudgetMs).
-          if (part > 0) await new Promise((resolve) => setTimeout(resolve, 0));
+          if (part > 0) await nextTurn();
           const encodeStart = performance.now();
           device.pushErrorScope("out-of-memory");
           device.pushErrorScope("validation");
           // Both scopes are popped, whatever happens, before awaiting anything else.
           const popped = () => Promise.all([device.popErrorScope(), device.popErrorScope()]);
           try {
-            const encoder = device.createCommandEncoder({ label: this.label });
-            let pass: GPUComputePassEncoder | undefined;
-            const first = d;
-            for (; at < commands.length && d - first < perSubmit; at++) {
-              const command = commands[at];
-              if (command.kind === "dispatch") {
-                pass ??= encoder.beginComputePass({ label: this.label });
-                pass.setPipeline(command.kernel.pipeline);
-                pass.setBindGroup(0, ctx.bindGroup(command.kernel, arena, command.bound), offsets, d, 1);
-                pass.dispatchWorkgroups(...command.groups);
-                d++;
-                continue;
-              }
-              pass?.end();
-              pass = undefined;
-              if (command.kind === "copy") {
-                encoder.copyBufferToBuffer(
-                  command.src,
-                  command.srcOffset,
-                  command.dst,
-                  command.dstOffset,
-                  command.size,
-                );
-              } else {
-                encoder.copyBufferToBuffer(command.src, command.srcOffset, staging[r++], 0, command.size);
-              }
-            }
-            pass?.end();
-            const commandBuffer = encoder.finish();
+            const first = cursor.dispatch;
+            const commandBuffer = this.#encode(cursor, perSubmit, { arena, offsets, staging });
             if (part++ === 0) {
               // Every part's parameters and the recorded writes, before the first part runs.
               if (dispatches.length) device.queue.writeBuffer(arena, 0, paramWords);
@@ -317,7 +301,7 @@ export class Recorder {
             const submitStart = performance.now();
             device.queue.submit([commandBuffer]);
             const submitMs = performance.now() - submitStart;
-            ctx.noteSubmit(submitMs, d - first);
+            ctx.noteSubmit(submitMs, cursor.dispatch - first);
             this.timing.encodeMs += submitStart - encodeStart;
             this.timing.submitMs += submitMs;
           } catch (error) {
@@ -327,7 +311,7 @@ export class Recorder {
           const [validation, memory] = await popped();
           const error = validation ?? memory;
           if (error) throw new Error(`GPU rejected "${this.label}": ${error.message}`);
-        } while (at < commands.length);
+        } while (cursor.command < commands.length);
       } finally {
         done();
       }
@@ -353,6 +337,51 @@ export class Recorder {
       this.#commands = [];
       this.#writes = [];
     }
+  }
+
+  /** Encodes the commands from the cursor on, at most `limit` dispatches, advancing the cursor. */
+  #encode(
+    cursor: Cursor,
+    limit: number,
+    bound: { arena: GPUBuffer; offsets: Uint32Array; staging: GPUBuffer[] },
+  ): GPUCommandBuffer {
+    const { ctx } = this;
+    const commands = this.#commands;
+    const encoder = this.device.createCommandEncoder({ label: this.label });
+    let pass: GPUComputePassEncoder | undefined;
+    const first = cursor.dispatch;
+    for (; cursor.command < commands.length && cursor.dispatch - first < limit; cursor.command++) {
+      const command = commands[cursor.command];
+      if (command.kind === "dispatch") {
+        pass ??= encoder.beginComputePass({ label: this.label });
+        pass.setPipeline(command.kernel.pipeline);
+        const group = ctx.bindGroup(command.kernel, bound.arena, command.bound);
+        pass.setBindGroup(0, group, bound.offsets, cursor.dispatch++, 1);
+        pass.dispatchWorkgroups(...command.groups);
+        continue;
+      }
+      pass?.end();
+      pass = undefined;
+      if (command.kind === "copy") {
+        encoder.copyBufferToBuffer(
+          command.src,
+          command.srcOffset,
+          command.dst,
+          command.dstOffset,
+          command.size,
+        );
+      } else {
+        encoder.copyBufferToBuffer(
+          command.src,
+          command.srcOffset,
+          bound.staging[cursor.read++],
+          0,
+          command.size,
+        );
+      }
+    }
+    pass?.end();
+    return encoder.finish();
   }
 
   #fold(groups: number): [number, number, number] {
