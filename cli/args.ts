@@ -34,10 +34,13 @@ export function choice<T extends string>(
   return value as T | undefined;
 }
 
-export function positiveInt(flag: string, value: string | undefined): number | undefined {
+/** An integer flag of at least `min` (1 unless given); undefined when absent. */
+export function positiveInt(flag: string, value: string | undefined, min = 1): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value) || Number(value) < 1) {
-    throw new UsageError(`${flag} must be a positive integer, got "${value}"`);
+  if (!/^\d+$/.test(value) || Number(value) < min) {
+    throw new UsageError(
+      `${flag} must be ${min === 1 ? "a positive integer" : `an integer of at least ${min}`}, got "${value}"`,
+    );
   }
   return Number(value);
 }

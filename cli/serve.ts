@@ -39,7 +39,7 @@ ${MODEL_USAGE}
   --chat-template T         mistral (default: Mistral's instruct rules, as mistral_common), hf (the model
                             folder's Hugging Face chat template), or a .jinja file
   --temperature T           default temperature when a request gives none (default 0.7)
-  --max-queue N             waiting requests before 429 (default 256)
+  --max-queue N             waiting requests before 429 (default 256, at least 16)
   --max-running N           sequences generated at once (default 64)
   --prefill-chunk N         prompt tokens per prefill step (default 512; 64 on a CPU adapter)
   --decode-steps N          decode steps run on the GPU between token readbacks (default 8; 1 streams every
@@ -75,14 +75,6 @@ const FLAGS = {
 
 /** The default prefill chunk on a software (CPU) adapter; 512 elsewhere. */
 const SOFTWARE_PREFILL_CHUNK = 64;
-
-/** A limit that must hold at least `min` (undefined: the default). */
-function atLeast(flag: string, value: number | undefined, min: number): number | undefined {
-  if (value !== undefined && value < min) {
-    throw new UsageError(`${flag} must be at least ${min}: a request may ask for ${min} choices (n)`);
-  }
-  return value;
-}
 
 function size(flag: string, text: string | undefined, fallback: number): number {
   if (text === undefined) return fallback;
@@ -259,7 +251,8 @@ export async function serve(argv: string[]): Promise<void> {
     temperature,
     chatTemplate: flags["chat-template"],
     engine: {
-      maxQueue: atLeast("--max-queue", positiveInt("--max-queue", flags["max-queue"]), MAX_CHOICES),
+      // At least one request's choices: a request asking for n = 16 must fit an empty queue.
+      maxQueue: positiveInt("--max-queue", flags["max-queue"], MAX_CHOICES),
       maxRunning: positiveInt("--max-running", flags["max-running"]),
       prefillChunk: positiveInt("--prefill-chunk", flags["prefill-chunk"]),
       decodeSteps: positiveInt("--decode-steps", flags["decode-steps"]),

@@ -96,7 +96,7 @@ export function linearSwiglu(
     joined && x.rows <= MATVEC_MAX_ROWS &&
     rowWindows(rec.ctx.bindingLimits, joined.shape[0], [joined.rowByteStride]).length === 1
   ) {
-    return matvec(rec, { y, x, w: joined }, true);
+    return matvecKernel(rec, { y, x, w: joined }, true);
   }
   const n = w[0].shape[0], gateUp = args.gateUp();
   linearStacked(rec, { y: gateUp, x, w });
@@ -110,8 +110,13 @@ function threadsPerRow(steps: number): number {
   return tpr;
 }
 
-/** The matrix-vector kernel; `glu`: w is w1|w3 and y = silu(gate) ⊙ up (see linearSwiglu). */
-export function matvec(rec: Recorder, args: LinearArgs, glu = false): void {
+/** The matrix-vector kernel (M <= 8). */
+export function matvec(rec: Recorder, args: LinearArgs): void {
+  matvecKernel(rec, args, false);
+}
+
+/** `glu`: w is w1|w3, bound in one window (linearSwiglu checks), and y = silu(gate) ⊙ up. */
+function matvecKernel(rec: Recorder, args: LinearArgs, glu: boolean): void {
   const { m, n, k, w } = check(args, glu);
   if (m > MATVEC_MAX_ROWS) throw new RangeError(`matvec takes at most ${MATVEC_MAX_ROWS} rows, got ${m}`);
   if (m === 0 || n === 0) return;
@@ -128,11 +133,8 @@ export function matvec(rec: Recorder, args: LinearArgs, glu = false): void {
     constants: { M: 2 ** Math.ceil(Math.log2(m)), WIDE: wide ? 1 : 0, GLU: glu ? 1 : 0 },
     bindings: ["read", "read", "read", "write", "read", "read"],
   });
-  // With GLU a workgroup computes half as many outputs, and one window must hold every row.
+  // With GLU a workgroup computes half as many outputs.
   const outputsPerGroup = 256 / tpr / (glu ? 2 : 1);
-  if (glu && rowWindows(rec.ctx.bindingLimits, args.w.shape[0], [args.w.rowByteStride]).length > 1) {
-    throw new RangeError(`matvec: w1|w3 ${args.w} does not fit one binding`);
-  }
   dispatchWindows(rec, args, kernel, (win, wb, xb, bb, yb) => [
     new Params().u32(
       glu ? n : win.count,
