@@ -15,30 +15,41 @@ function seededRandom(seed: number): () => number {
   };
 }
 
+/**
+ * A step y = ((a + b) + b) + ... (`steps` adds through pooled scratch tensors), with its expected values; `record`
+ * records it and returns the read of y.
+ */
+function addChain(ctx: GpuContext, n: number, steps: number, seed: number) {
+  const random = seededRandom(seed);
+  const a = Float32Array.from({ length: n }, random), b = Float32Array.from({ length: n }, random);
+  const [at, bt] = [ctx.fromFloats("f32", [1, n], a), ctx.fromFloats("f32", [1, n], b)];
+  const expected = Float32Array.from(a);
+  for (let i = 0; i < steps; i++) for (let j = 0; j < n; j++) expected[j] = Math.fround(expected[j] + b[j]);
+  const record = (rec: ReturnType<GpuContext["record"]>) => {
+    let y = at;
+    for (let i = 0; i < steps; i++) {
+      const next = rec.scratch("f32", [1, n]);
+      add(rec, { y: next, a: y, b: bt });
+      y = next;
+    }
+    return rec.read(y);
+  };
+  return { expected, record };
+}
+
 Deno.test("a recorder batches a whole step into one submit, reusing pooled buffers", async () => {
   const ctx = await GpuContext.create();
   try {
     console.log(`adapter: ${ctx.gpu.name}, shader-f16: ${ctx.f16}`);
-    const random = seededRandom(7);
     const n = 1021; // a prime: not a multiple of the workgroup size
-    const a = Float32Array.from({ length: n }, random), b = Float32Array.from({ length: n }, random);
-    const [at, bt] = [ctx.fromFloats("f32", [1, n], a), ctx.fromFloats("f32", [1, n], b)];
+    const { expected, record } = addChain(ctx, n, 50, 7);
     const run = async () => {
-      // y = ((a + b) + b) + b ... through pooled scratch tensors, all in one submit.
       const rec = ctx.record("chain");
-      let y = at;
-      for (let i = 0; i < 50; i++) {
-        const next = rec.scratch("f32", [1, n]);
-        add(rec, { y: next, a: y, b: bt });
-        y = next;
-      }
+      const out = record(rec);
       assert.equal(rec.dispatches, 50);
-      const out = rec.read(y);
       await rec.submit();
       return out;
     };
-    const expected = Float32Array.from(a);
-    for (let i = 0; i < 50; i++) for (let j = 0; j < n; j++) expected[j] = Math.fround(expected[j] + b[j]);
     assert.deepEqual(new Float32Array((await run()).buffer), expected);
     const allocated = ctx.pool.stats.allocatedBytes;
     assert.deepEqual(new Float32Array((await run()).buffer), expected);
@@ -52,19 +63,10 @@ Deno.test("a recorder batches a whole step into one submit, reusing pooled buffe
 Deno.test("where queue.submit blocks, a long step is submitted in parts with the event loop running between them", async () => {
   const ctx = await GpuContext.create({ submitBudgetMs: 1 });
   try {
-    const random = seededRandom(11);
-    const n = 1 << 18;
-    const a = Float32Array.from({ length: n }, random), b = Float32Array.from({ length: n }, random);
-    const [at, bt] = [ctx.fromFloats("f32", [1, n], a), ctx.fromFloats("f32", [1, n], b)];
+    const { expected, record } = addChain(ctx, 1 << 18, 40, 11);
     const run = async () => {
       const rec = ctx.record("long step");
-      let y = at;
-      for (let i = 0; i < 40; i++) {
-        const next = rec.scratch("f32", [1, n]);
-        add(rec, { y: next, a: y, b: bt });
-        y = next;
-      }
-      const out = rec.read(y);
+      const out = record(rec);
       // Timers fire only when the event loop gets a turn, i.e. between parts.
       let turns = 0;
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -77,8 +79,6 @@ Deno.test("where queue.submit blocks, a long step is submitted in parts with the
       clearTimeout(timer);
       return { values: new Float32Array((await out).buffer), turns };
     };
-    const expected = Float32Array.from(a);
-    for (let i = 0; i < 40; i++) for (let j = 0; j < n; j++) expected[j] = Math.fround(expected[j] + b[j]);
     const first = await run();
     assert.deepEqual(first.values, expected);
     // As lavapipe measures when its submit waits for earlier work: 5 ms a dispatch, against the 1 ms budget.
