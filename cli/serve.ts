@@ -8,11 +8,12 @@ import { DEFAULT_IMAGE_FETCH } from "../functions/images/fetch.ts";
 import { MAX_CHOICES } from "../functions/schema/chat.ts";
 import type { Service } from "../functions/service.ts";
 import { type ImageSettings, localService } from "./service.ts";
-import { LocalEngine, type LocalEngineOptions } from "../runtime/engine/local.ts";
+import type { LocalEngineOptions } from "../runtime/engine/local.ts";
+import { WorkerEngine } from "../runtime/engine/worker.ts";
 import { findChatTemplate } from "../runtime/prompt/hf_template.ts";
 import { DEFAULT_MAX_PIXELS } from "../runtime/images/preprocess.ts";
 import { log } from "../runtime/log.ts";
-import { loadModel, type ModelOptions, openModelFiles } from "../runtime/model/boot.ts";
+import { type ModelOptions, openModelFiles } from "../runtime/model/boot.ts";
 import { parseSize } from "../runtime/model/offer.ts";
 import { choice, parseFlags, parsePort, positiveInt, UsageError } from "./args.ts";
 import { MODEL_FLAGS, MODEL_USAGE, modelOptions } from "./model_flags.ts";
@@ -72,9 +73,6 @@ const FLAGS = {
   grace: { type: "string" },
   "internal-secret": { type: "string" },
 } as const;
-
-/** The default prefill chunk on a software (CPU) adapter; 512 elsewhere. */
-const SOFTWARE_PREFILL_CHUNK = 64;
 
 function size(flag: string, text: string | undefined, fallback: number): number {
   if (text === undefined) return fallback;
@@ -150,6 +148,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     temperature: config.temperature,
     chatTemplate: await chatTemplate(config.chatTemplate, files.location?.dir),
   });
+  files.weights.close(); // the worker opens its own
   const id = service.model.id;
   if (files.demo) {
     log.warn(
@@ -180,24 +179,31 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   }, app.fetch);
 
   let stopping: Promise<void> | undefined;
-  const ready = loadModel(files, config.model).then(({ model, plan }) => {
-    if (stopping) return model.release();
-    // On a CPU adapter one dispatch of a 512-token chunk can run for seconds with nothing else served meanwhile
-    // (lavapipe blocks the thread while it works): shorter chunks keep the server answering, and read long
-    // prompts faster there too (measured: 3000 tokens 94 s instead of 120 s, the longest pause 1.6 s, not 30 s).
-    const prefillChunk = config.engine.prefillChunk ??
-      (model.ctx.gpu.software ? SOFTWARE_PREFILL_CHUNK : undefined);
-    const engine = new LocalEngine(model, { ...config.engine, prefillChunk });
+  const stopLoading = new AbortController();
+  // The model runs in a worker thread, so that this one keeps serving /health, metrics and the streams while
+  // the GPU works (see runtime/engine/worker.ts).
+  const ready = WorkerEngine.start({
+    model: config.model,
+    engine: config.engine,
+    signal: stopLoading.signal,
+    onFailure: (reason) => {
+      service.engine = undefined;
+      service.failure = reason;
+      log.error("the engine stopped; /health answers 503", { error: reason });
+    },
+  }).then((engine) => {
+    if (stopping) return engine.close();
     service.engine = engine;
-    service.pixelPrecision = model.act;
+    service.pixelPrecision = engine.ready.pixels;
     log.info("ready", {
       model: id,
       context: engine.contextLength,
-      kvTokens: plan.kvCache.tokens,
-      adapter: model.ctx.gpu.name,
-      prefillChunk: engine.prefillChunk,
+      kvTokens: engine.ready.kvTokens,
+      adapter: engine.ready.adapter,
+      prefillChunk: engine.ready.prefillChunk,
     });
   }, (err) => {
+    if (stopping) return;
     service.failure = (err as Error).message;
     log.error("the model failed to load; /health answers 503", { error: service.failure });
   });
@@ -206,7 +212,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       log.info("shutting down", { graceSeconds: config.graceSeconds });
       service.stopping = true;
       // Running streams get the grace period; then the engine cancels them and the server closes. A model still
-      // loading is released when its load ends.
+      // loading is stopped.
+      stopLoading.abort();
       const closing = service.engine?.close(config.graceSeconds * 1000);
       await server.shutdown();
       await closing;

@@ -67,7 +67,10 @@ export interface Engine {
   /** Tokens a prompt plus its generation may hold. */
   readonly contextLength: number;
   readonly vocabSize: number;
-  /** Throws EngineBusyError or RequestTooLongError before any work starts. */
+  /**
+   * Throws RequestTooLongError or InvalidRequestError before any work starts. A full queue (EngineBusyError) is
+   * thrown at once too, or, by an engine that asks another thread or host, is the stream's first result.
+   */
   generate(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<TokenEvent, FinishReason>;
   stats(): EngineStats;
   /** Stops taking requests, ends running ones (cancelling them after `graceMs`) and frees the model. */

@@ -26,11 +26,10 @@ import {
   type EngineStats,
   type FinishReason,
   type GenerateRequest,
-  InvalidRequestError,
-  RequestTooLongError,
   samplerSeed,
   type TokenEvent,
 } from "./engine.ts";
+import { type RequestLimits, validateRequest } from "./validate.ts";
 
 export interface LocalEngineOptions {
   /** Tokens per prefill chunk (default 512). */
@@ -140,6 +139,7 @@ export class LocalEngine implements Engine {
   readonly #prefillBudget: number;
   readonly #maxRunning: number;
   readonly #maxQueue: number;
+  readonly limits: RequestLimits;
   readonly #decodeSteps: number;
   readonly #decodeRunMs: number;
   /** Time of one decode step, averaged over recent steps; undefined until one ran. */
@@ -161,6 +161,12 @@ export class LocalEngine implements Engine {
     this.#prefillBudget = options.prefillBudget ?? this.prefillChunk;
     this.#maxRunning = options.maxRunning ?? 64;
     this.#maxQueue = options.maxQueue ?? 256;
+    this.limits = {
+      contextLength: this.contextLength,
+      vocabSize: this.vocabSize,
+      imageToken: model.config.imageTokens.img,
+      vision: Boolean(model.config.vision),
+    };
     this.#decodeSteps = Math.max(1, Math.floor(options.decodeSteps ?? 8));
     this.#decodeRunMs = options.decodeRunMs ?? 100;
   }
@@ -178,7 +184,7 @@ export class LocalEngine implements Engine {
 
   generate(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<TokenEvent, FinishReason> {
     if (this.#closed) throw new EngineClosedError("the server is shutting down");
-    this.#validate(request);
+    validateRequest(request, this.limits);
     if (this.#waiting.length >= this.#maxQueue) {
       throw new EngineBusyError(`${this.#waiting.length} requests are already waiting`, 1);
     }
@@ -190,47 +196,6 @@ export class LocalEngine implements Engine {
     if (signal?.aborted) abort();
     this.#kick();
     return this.#stream(seq, () => signal?.removeEventListener("abort", abort));
-  }
-
-  /** Everything a request could get wrong is refused here, before it can disturb the other sequences of a step. */
-  #validate(request: GenerateRequest): void {
-    const total = request.ids.length + request.maxTokens;
-    if (request.ids.length === 0) throw new RequestTooLongError("the prompt is empty");
-    if (total > this.contextLength) {
-      throw new RequestTooLongError(
-        `the prompt (${request.ids.length} tokens) plus max_tokens (${request.maxTokens}) is ${total} tokens, ` +
-          `more than this server's context of ${this.contextLength}`,
-      );
-    }
-    let imageTokens = 0;
-    for (const id of request.ids) {
-      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-        throw new InvalidRequestError(`token id ${id} is not in the vocabulary`);
-      }
-      if (id === this.#model.config.imageTokens.img) imageTokens++;
-    }
-    const patches = request.images.reduce((n, image) => n + image.rows * image.cols, 0);
-    if (imageTokens !== patches) {
-      throw new InvalidRequestError(
-        `the prompt has ${imageTokens} [IMG] tokens but its images have ${patches} patches`,
-      );
-    }
-    if (request.images.length && !this.#model.config.vision) {
-      throw new InvalidRequestError("this model has no vision encoder");
-    }
-    const s = request.sampling;
-    const finite = (v: number, lo: number, hi: number) => Number.isFinite(v) && v >= lo && v <= hi;
-    if (
-      !finite(s.temperature, 0, 100) || !finite(s.topP, Number.MIN_VALUE, 1) || !finite(s.minP, 0, 1) ||
-      !finite(s.repetitionPenalty, Number.MIN_VALUE, 100) || !finite(s.presencePenalty, -100, 100) ||
-      !finite(s.frequencyPenalty, -100, 100) || !Number.isInteger(s.topK) || s.topK < 0 ||
-      (s.seed !== undefined && !Number.isSafeInteger(s.seed)) || !Number.isInteger(request.maxTokens) ||
-      request.maxTokens < 1
-    ) {
-      throw new InvalidRequestError(
-        `sampling settings out of range: ${JSON.stringify({ ...s, maxTokens: request.maxTokens })}`,
-      );
-    }
   }
 
   async *#stream(seq: Sequence, detach: () => void): AsyncGenerator<TokenEvent, FinishReason> {

@@ -1,0 +1,51 @@
+/** The checks every engine runs on a request before it takes it, so that a bad one never disturbs a step. */
+import { type GenerateRequest, InvalidRequestError, RequestTooLongError } from "./engine.ts";
+
+export interface RequestLimits {
+  contextLength: number;
+  vocabSize: number;
+  /** The [IMG] token's id. */
+  imageToken: number;
+  /** Whether the model has a vision encoder. */
+  vision: boolean;
+}
+
+export function validateRequest(request: GenerateRequest, limits: RequestLimits): void {
+  const total = request.ids.length + request.maxTokens;
+  if (request.ids.length === 0) throw new RequestTooLongError("the prompt is empty");
+  if (total > limits.contextLength) {
+    throw new RequestTooLongError(
+      `the prompt (${request.ids.length} tokens) plus max_tokens (${request.maxTokens}) is ${total} tokens, ` +
+        `more than this server's context of ${limits.contextLength}`,
+    );
+  }
+  let imageTokens = 0;
+  for (const id of request.ids) {
+    if (!Number.isInteger(id) || id < 0 || id >= limits.vocabSize) {
+      throw new InvalidRequestError(`token id ${id} is not in the vocabulary`);
+    }
+    if (id === limits.imageToken) imageTokens++;
+  }
+  const patches = request.images.reduce((n, image) => n + image.rows * image.cols, 0);
+  if (imageTokens !== patches) {
+    throw new InvalidRequestError(
+      `the prompt has ${imageTokens} [IMG] tokens but its images have ${patches} patches`,
+    );
+  }
+  if (request.images.length && !limits.vision) {
+    throw new InvalidRequestError("this model has no vision encoder");
+  }
+  const s = request.sampling;
+  const finite = (v: number, lo: number, hi: number) => Number.isFinite(v) && v >= lo && v <= hi;
+  if (
+    !finite(s.temperature, 0, 100) || !finite(s.topP, Number.MIN_VALUE, 1) || !finite(s.minP, 0, 1) ||
+    !finite(s.repetitionPenalty, Number.MIN_VALUE, 100) || !finite(s.presencePenalty, -100, 100) ||
+    !finite(s.frequencyPenalty, -100, 100) || !Number.isInteger(s.topK) || s.topK < 0 ||
+    (s.seed !== undefined && !Number.isSafeInteger(s.seed)) || !Number.isInteger(request.maxTokens) ||
+    request.maxTokens < 1
+  ) {
+    throw new InvalidRequestError(
+      `sampling settings out of range: ${JSON.stringify({ ...s, maxTokens: request.maxTokens })}`,
+    );
+  }
+}

@@ -1,0 +1,224 @@
+/**
+ * The GPU host's engine on its own thread: a Web Worker loads the model and runs a LocalEngine, and this class
+ * forwards requests to it and tokens back. The server's thread then never waits for the GPU: Deno's WebGPU
+ * blocks the calling thread in a readback until the GPU is idle (a long prefill holds it for seconds) and a CPU
+ * adapter blocks in submit, which in one thread would stall /health, metrics and every other stream meanwhile.
+ */
+import type { ModelOptions } from "../model/boot.ts";
+import { Channel } from "./channel.ts";
+import {
+  type Engine,
+  EngineBusyError,
+  EngineClosedError,
+  type EngineStats,
+  type FinishReason,
+  type GenerateRequest,
+  InvalidRequestError,
+  RequestTooLongError,
+  type TokenEvent,
+} from "./engine.ts";
+import type { LocalEngineOptions } from "./local.ts";
+import { type RequestLimits, validateRequest } from "./validate.ts";
+
+/** What the worker reports once the model serves. */
+export interface WorkerReady {
+  limits: RequestLimits;
+  prefillChunk: number;
+  /** The precision the vision encoder reads pixels at. */
+  pixels: "f32" | "f16";
+  adapter: string;
+  kvTokens: number;
+  stats: EngineStats;
+}
+
+export interface SerializedError {
+  name: string;
+  message: string;
+  retryAfter?: number;
+}
+
+export type ToWorker =
+  | { type: "start"; model: ModelOptions; engine: LocalEngineOptions }
+  | { type: "generate"; id: number; request: GenerateRequest }
+  | { type: "cancel"; id: number }
+  | { type: "close"; graceMs: number };
+
+/** Messages about a request carry the engine's statistics as they are once the message's event happened. */
+export type FromWorker =
+  | { type: "ready"; ready: WorkerReady }
+  | { type: "failed"; error: SerializedError }
+  | { type: "token"; id: number; event: TokenEvent; stats: EngineStats }
+  | { type: "finish"; id: number; reason: FinishReason; stats: EngineStats }
+  | { type: "error"; id: number; error: SerializedError; stats: EngineStats }
+  | { type: "stats"; stats: EngineStats }
+  | { type: "closed" };
+
+export function serializeError(err: unknown): SerializedError {
+  const e = err as { name?: string; message?: string; retryAfterSeconds?: number };
+  return {
+    name: e?.name ?? "Error",
+    message: e?.message ?? String(err),
+    ...(err instanceof EngineBusyError ? { retryAfter: err.retryAfterSeconds } : {}),
+  };
+}
+
+/** The engine's errors keep their classes across the thread boundary: the routes map them to HTTP statuses. */
+export function deserializeError(e: SerializedError): Error {
+  switch (e.name) {
+    case "EngineBusyError":
+      return new EngineBusyError(e.message, e.retryAfter ?? 1);
+    case "InvalidRequestError":
+      return new InvalidRequestError(e.message);
+    case "RequestTooLongError":
+      return new RequestTooLongError(e.message);
+    case "EngineClosedError":
+      return new EngineClosedError(e.message);
+    case "AbortError":
+      return new DOMException(e.message, "AbortError");
+    default:
+      return Object.assign(new Error(e.message), { name: e.name });
+  }
+}
+
+export interface WorkerEngineOptions {
+  model: ModelOptions;
+  engine?: LocalEngineOptions;
+  /** Called if the worker dies (a crash, a lost device): the engine is closed by then. */
+  onFailure?: (message: string) => void;
+  /** Aborting stops a load in progress (the start rejects). */
+  signal?: AbortSignal;
+}
+
+export class WorkerEngine implements Engine {
+  readonly contextLength: number;
+  readonly vocabSize: number;
+  readonly ready: WorkerReady;
+  readonly #worker: Worker;
+  readonly #calls = new Map<number, Channel<TokenEvent, FinishReason>>();
+  readonly #onFailure?: (message: string) => void;
+  #stats: EngineStats;
+  #sent = 0;
+  #closed = false;
+  #closing?: PromiseWithResolvers<void>;
+  /** Why the worker is gone, once it is. */
+  #dead?: string;
+
+  /** Starts the worker and loads the model in it; resolves once it serves, rejects with the load's error. */
+  static start(options: WorkerEngineOptions): Promise<WorkerEngine> {
+    const worker = new Worker(new URL("./worker_entry.ts", import.meta.url), { type: "module" });
+    const started = Promise.withResolvers<WorkerEngine>();
+    const fail = (error: Error) => {
+      worker.terminate();
+      started.reject(error);
+    };
+    const abort = () => fail(new EngineClosedError("the model load was stopped"));
+    options.signal?.addEventListener("abort", abort);
+    worker.onerror = (e) => {
+      e.preventDefault();
+      fail(new Error(`the engine worker failed while loading: ${e.message}`));
+    };
+    worker.onmessage = (e: MessageEvent<FromWorker>) => {
+      if (e.data.type !== "ready" && e.data.type !== "failed") return;
+      options.signal?.removeEventListener("abort", abort);
+      if (e.data.type === "ready") started.resolve(new WorkerEngine(worker, e.data.ready, options.onFailure));
+      else fail(deserializeError(e.data.error));
+    };
+    worker.postMessage(
+      { type: "start", model: options.model, engine: options.engine ?? {} } satisfies ToWorker,
+    );
+    if (options.signal?.aborted) abort();
+    return started.promise;
+  }
+
+  private constructor(worker: Worker, ready: WorkerReady, onFailure?: (message: string) => void) {
+    this.#worker = worker;
+    this.ready = ready;
+    this.contextLength = ready.limits.contextLength;
+    this.vocabSize = ready.limits.vocabSize;
+    this.#stats = ready.stats;
+    this.#onFailure = onFailure;
+    worker.onmessage = (e: MessageEvent<FromWorker>) => this.#receive(e.data);
+    worker.onerror = (e) => {
+      e.preventDefault();
+      this.#die(`the engine worker failed: ${e.message}`);
+    };
+  }
+
+  stats(): EngineStats {
+    return { ...this.#stats };
+  }
+
+  generate(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<TokenEvent, FinishReason> {
+    if (this.#closed) throw new EngineClosedError(this.#dead ?? "the server is shutting down");
+    // Checked here too, so that a bad request throws at once; a full queue is the worker's to judge, and its
+    // EngineBusyError arrives as the stream's first result (as a remote engine's does).
+    validateRequest(request, this.ready.limits);
+    const id = ++this.#sent;
+    const channel = new Channel<TokenEvent, FinishReason>();
+    this.#calls.set(id, channel);
+    this.#post({ type: "generate", id, request });
+    const abort = () => this.#post({ type: "cancel", id });
+    signal?.addEventListener("abort", abort);
+    if (signal?.aborted) abort();
+    return this.#stream(id, channel, () => signal?.removeEventListener("abort", abort));
+  }
+
+  async *#stream(
+    id: number,
+    channel: Channel<TokenEvent, FinishReason>,
+    detach: () => void,
+  ): AsyncGenerator<TokenEvent, FinishReason> {
+    try {
+      return yield* channel.drain();
+    } finally {
+      detach();
+      // A consumer that stopped early: the worker frees the sequence; its last messages are dropped.
+      if (!channel.closed && !this.#closed) this.#post({ type: "cancel", id });
+      this.#calls.delete(id);
+    }
+  }
+
+  #receive(message: FromWorker): void {
+    if ("stats" in message) this.#stats = message.stats;
+    switch (message.type) {
+      case "token":
+        this.#calls.get(message.id)?.push(message.event);
+        break;
+      case "finish":
+        this.#calls.get(message.id)?.close(message.reason);
+        break;
+      case "error":
+        this.#calls.get(message.id)?.fail(deserializeError(message.error));
+        break;
+      case "closed":
+        this.#closing?.resolve();
+        break;
+    }
+  }
+
+  #post(message: ToWorker): void {
+    if (!this.#closed || message.type === "close") this.#worker.postMessage(message);
+  }
+
+  /** The worker is gone: every stream ends with an error, and the host learns why unless it was closing it. */
+  #die(reason: string): void {
+    if (this.#dead !== undefined) return;
+    this.#dead = reason;
+    this.#worker.terminate();
+    for (const channel of this.#calls.values()) channel.fail(new EngineClosedError(reason));
+    if (this.#closing) return this.#closing.resolve();
+    this.#closed = true;
+    this.#onFailure?.(reason);
+  }
+
+  /** Lets the worker end its streams (cancelling them after `graceMs`) and free the model, then stops it. */
+  async close(graceMs = 0): Promise<void> {
+    if (this.#closing) return this.#closing.promise;
+    this.#closing = Promise.withResolvers<void>();
+    if (this.#dead !== undefined) return this.#closing.resolve();
+    this.#post({ type: "close", graceMs });
+    this.#closed = true;
+    await this.#closing.promise;
+    this.#die("the engine closed");
+  }
+}
