@@ -45,6 +45,8 @@ ${MODEL_USAGE}
   --prefill-chunk N         prompt tokens per prefill step (default 512; 64 on a CPU adapter)
   --decode-steps N          decode steps run on the GPU between token readbacks (default 8; 1 streams every
                             token as soon as it exists, at a lower speed)
+  --no-prefix-cache         compute every prompt in full instead of reusing the KV cache of earlier prompts
+                            that begin the same way (reuse starts at multiples of the prefill chunk)
   --grace SECONDS           on SIGINT/SIGTERM, time running requests get to finish (default 10)
   --internal-secret SECRET  serve the internal routes that edge gateways call (/internal/v1/*), to requests
                             carrying this secret (also $PIXTRAL_INTERNAL_SECRET; at least 16 characters)`;
@@ -63,6 +65,7 @@ const FLAGS = {
   "max-image-pixels": { type: "string" },
   "allow-image-host": { type: "string", multiple: true },
   "no-image-urls": { type: "boolean" },
+  "no-prefix-cache": { type: "boolean" },
   "image-resize": { type: "string" },
   "chat-template": { type: "string" },
   temperature: { type: "string" },
@@ -263,6 +266,7 @@ export async function serve(argv: string[]): Promise<void> {
       maxRunning: positiveInt("--max-running", flags["max-running"]),
       prefillChunk: positiveInt("--prefill-chunk", flags["prefill-chunk"]),
       decodeSteps: positiveInt("--decode-steps", flags["decode-steps"]),
+      prefixCache: !flags["no-prefix-cache"],
     },
     graceSeconds: grace,
     internalSecret,

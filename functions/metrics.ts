@@ -15,7 +15,8 @@ export interface ServerMetrics {
 
 export function createMetrics(engine: () => Engine | undefined): ServerMetrics {
   const registry = new Registry();
-  const stat = <K extends "waiting" | "running" | "kvUsage">(key: K) => () => engine()?.stats()[key] ?? 0;
+  const stat = <K extends "waiting" | "running" | "kvUsage" | "prefixHitTokens">(key: K) => () =>
+    engine()?.stats()[key] ?? 0;
   const metrics = {
     registry,
     requests: registry.register(new Counter("pixtral_requests_total", "HTTP requests by status")),
@@ -32,6 +33,14 @@ export function createMetrics(engine: () => Engine | undefined): ServerMetrics {
   registry.register(new Gauge("pixtral_running_sequences", "Sequences being generated", stat("running")));
   registry.register(
     new Gauge("pixtral_kv_cache_usage_ratio", "Fraction of the KV cache in use", stat("kvUsage")),
+  );
+  registry.register(
+    new Gauge(
+      "pixtral_prefix_cache_hit_tokens_total",
+      "Prompt tokens taken from the prefix cache instead of computed",
+      stat("prefixHitTokens"),
+      "counter",
+    ),
   );
   return metrics;
 }

@@ -37,12 +37,17 @@ export class Counter implements Metric {
   }
 }
 
-/** A value read when scraped, so the registry never holds stale state. */
+/** A value read when scraped, so the registry never holds stale state ("counter": one that only grows). */
 export class Gauge implements Metric {
-  constructor(readonly name: string, readonly help: string, readonly read: () => number) {}
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly read: () => number,
+    readonly type: "gauge" | "counter" = "gauge",
+  ) {}
 
   render(): string {
-    return `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} gauge\n${this.name} ${
+    return `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} ${this.type}\n${this.name} ${
       numberText(this.read())
     }\n`;
   }

@@ -1,4 +1,7 @@
-/** Streams over HTTP: a client that disconnects frees its KV cache at once; a full queue answers 429. */
+/**
+ * Streams and requests over HTTP: a client that disconnects frees its KV cache at once, a full queue answers
+ * 429, a repeated prompt reuses its cached prefix.
+ */
 import assert from "node:assert/strict";
 import { serverConfig, withServer } from "./api_helpers.ts";
 
@@ -58,5 +61,30 @@ Deno.test("a full queue answers 429 with Retry-After, and the server recovers", 
     const again = await send();
     assert.equal(again.status, 200);
     await again.text();
+  });
+});
+
+Deno.test("a repeated conversation reuses its prompt's KV blocks: the same answer, counted in /metrics", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const chat = {
+      model: service.model.id,
+      messages: [{ role: "user", content: "Describe the following list in detail. ".repeat(20) }],
+      max_tokens: 4,
+      temperature: 0,
+    };
+    const hits = async () => {
+      const text = await (await fetch(`${url}/metrics`)).text();
+      return Number(/^pixtral_prefix_cache_hit_tokens_total (\d+)$/m.exec(text)![1]);
+    };
+    const ask = async () =>
+      (await fetch(`${url}/v1/chat/completions`, { method: "POST", body: JSON.stringify(chat) })).json();
+    const first = await ask();
+    assert.equal(await hits(), 0);
+    const second = await ask();
+    assert.equal(second.choices[0].message.content, first.choices[0].message.content);
+    const prompt = first.usage.prompt_tokens;
+    assert.ok(prompt > 64);
+    // Whole 64-token prefill chunks, leaving at least the last token to compute.
+    assert.equal(await hits(), Math.floor((prompt - 1) / 64) * 64);
   });
 });

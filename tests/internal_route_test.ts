@@ -82,7 +82,14 @@ Deno.test("internal routes: only mounted with a secret, and only for requests th
     assert.equal(status.ready, true);
     assert.equal(status.contextLength, 2048);
     assert.equal(status.pixels, "f32");
-    assert.deepEqual(status.stats, { waiting: 0, running: 0, kvBlocks: 128, kvBlocksUsed: 0, kvUsage: 0 });
+    assert.deepEqual(status.stats, {
+      waiting: 0,
+      running: 0,
+      kvBlocks: 128,
+      kvBlocksUsed: 0,
+      kvUsage: 0,
+      prefixHitTokens: 0,
+    });
   });
 });
 

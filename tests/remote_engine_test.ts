@@ -140,7 +140,14 @@ Deno.test("remote: requests go to the least loaded host, and spread over equally
   await withHosts([busy, idle], async (engine) => {
     assert.deepEqual((await collect(engine.generate(request))).ids, [8]);
     assert.equal(busy.calls.length, 0);
-    assert.deepEqual(engine.stats(), { waiting: 3, running: 5, kvUsage: 0, kvBlocks: 200, kvBlocksUsed: 0 });
+    assert.deepEqual(engine.stats(), {
+      waiting: 3,
+      running: 5,
+      kvUsage: 0,
+      kvBlocks: 200,
+      kvBlocksUsed: 0,
+      prefixHitTokens: 0,
+    });
   });
   const a = fakeHost(() => frames(tokens([1])));
   const b = fakeHost(() => frames(tokens([1])), () => hostStatus({ kvUsage: 0.5 }));

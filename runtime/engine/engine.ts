@@ -61,6 +61,8 @@ export interface EngineStats {
   kvUsage: number;
   kvBlocks: number;
   kvBlocksUsed: number;
+  /** Prompt tokens taken from the prefix cache instead of computed, since the engine started. */
+  prefixHitTokens?: number;
 }
 
 export interface Engine {

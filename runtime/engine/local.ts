@@ -19,6 +19,7 @@ import type { PixtralModel } from "../model/pixtral.ts";
 import { nextTurn } from "../event_loop.ts";
 import { log } from "../log.ts";
 import { Channel } from "./channel.ts";
+import { PrefixKeys } from "./prefix.ts";
 import {
   type Engine,
   EngineBusyError,
@@ -55,6 +56,12 @@ export interface LocalEngineOptions {
    * bursts of a run, so a slow GPU (or a CPU emulation) gets shorter runs and keeps streaming smoothly.
    */
   decodeRunMs?: number;
+  /**
+   * Reuse the KV blocks of earlier prompts with the same beginning (default true): a chat's next turn, or the
+   * same system prompt or image, is not computed again. Reuse starts only at multiples of the prefill chunk, so
+   * that the rest is read in the chunks it would be read in anyway and results stay identical.
+   */
+  prefixCache?: boolean;
 }
 
 class Sequence {
@@ -64,9 +71,14 @@ class Sequence {
   /** Tokens whose keys and values are in the cache. */
   past = 0;
   generated = 0;
-  /** Image embeddings of the prompt, and how many of their rows earlier chunks consumed. */
+  /** Image embeddings of the prompt, and how many of their rows earlier chunks (or the prefix cache) consumed. */
   embeddings?: Tensor;
   imageRows = 0;
+  /** The prefix cache's keys of this sequence's blocks, and how many of its first blocks are published. */
+  prefix?: PrefixKeys;
+  published = 0;
+  /** [IMG] tokens in the prompt: its images' patches. */
+  readonly imagePatches: number;
   cancelled = false;
   /** Penalised tokens and how often each was generated (prompt tokens count 0, for the repetition penalty). */
   readonly counts = new Map<number, number>();
@@ -74,6 +86,7 @@ class Sequence {
 
   constructor(readonly request: GenerateRequest, readonly vocabSize: number) {
     this.tokens = [...request.ids];
+    this.imagePatches = request.images.reduce((n, image) => n + image.rows * image.cols, 0);
     const seed = request.sampling.seed;
     this.seed = seed === undefined ? crypto.getRandomValues(new Uint32Array(1))[0] : samplerSeed(seed);
     if (request.sampling.repetitionPenalty !== 1) { for (const id of request.ids) this.counts.set(id, 0); }
@@ -86,6 +99,13 @@ class Sequence {
 
   get prefilling(): boolean {
     return this.past < this.prefillEnd;
+  }
+
+  /** [IMG] tokens of the prompt before `end`: image rows the sequence has no more use for once past it. */
+  imageTokensBefore(end: number, img: number): number {
+    let n = 0;
+    for (let p = 0; p < Math.min(end, this.request.ids.length); p++) if (this.tokens[p] === img) n++;
+    return n;
   }
 
   /** Whether penalties apply, which need the counts of every token generated so far. */
@@ -142,6 +162,9 @@ export class LocalEngine implements Engine {
   readonly limits: RequestLimits;
   readonly #decodeSteps: number;
   readonly #decodeRunMs: number;
+  /** Where prefix reuse may end: multiples of both the block size and the prefill chunk; 0: no reuse. */
+  readonly #prefixUnit: number;
+  #prefixHitTokens = 0;
   /** Time of one decode step, averaged over recent steps; undefined until one ran. */
   #stepMs?: number;
   #waiting: Sequence[] = [];
@@ -169,6 +192,11 @@ export class LocalEngine implements Engine {
     };
     this.#decodeSteps = Math.max(1, Math.floor(options.decodeSteps ?? 8));
     this.#decodeRunMs = options.decodeRunMs ?? 100;
+    const { blockSize } = model.pool;
+    const gcd = (a: number, b: number): number => b ? gcd(b, a % b) : a;
+    this.#prefixUnit = options.prefixCache === false
+      ? 0
+      : blockSize * this.prefillChunk / gcd(blockSize, this.prefillChunk);
   }
 
   stats(): EngineStats {
@@ -179,6 +207,7 @@ export class LocalEngine implements Engine {
       kvBlocks: pool.blocks,
       kvBlocksUsed: pool.usedBlocks,
       kvUsage: pool.usedBlocks / pool.blocks,
+      prefixHitTokens: this.#prefixHitTokens,
     };
   }
 
@@ -256,6 +285,41 @@ export class LocalEngine implements Engine {
       if (needed > pool.freeBlocks && this.#running.length > 0) return;
       this.#waiting.shift();
       this.#running.push(seq);
+      if (this.#prefixUnit && seq.past === 0) this.#reuse(seq);
+    }
+  }
+
+  /** Starts `seq` after the longest prefix whose blocks are cached, cut to whole prefix units. */
+  #reuse(seq: Sequence): void {
+    const { pool } = this.#model, { img } = this.#model.config.imageTokens;
+    seq.prefix ??= new PrefixKeys(
+      seq.tokens,
+      seq.request.images,
+      seq.request.ids.length,
+      img,
+      pool.blockSize,
+    );
+    // At least the last token is computed: its logits give the first sample.
+    const reusable = Math.floor((seq.prefillEnd - 1) / this.#prefixUnit) * this.#prefixUnit / pool.blockSize;
+    const keys: string[] = [];
+    while (keys.length < reusable && pool.has(seq.prefix.key(keys.length))) {
+      keys.push(seq.prefix.key(keys.length));
+    }
+    const tokens = Math.floor(keys.length * pool.blockSize / this.#prefixUnit) * this.#prefixUnit;
+    if (tokens === 0) return;
+    pool.share(seq.blocks, keys.slice(0, tokens / pool.blockSize));
+    seq.past = tokens;
+    seq.published = tokens / pool.blockSize;
+    seq.imageRows = seq.imageTokensBefore(tokens, img);
+    this.#prefixHitTokens += tokens;
+  }
+
+  /** Publishes the blocks a prefill step filled (decode steps compute positions differently: they are not). */
+  #publish(seq: Sequence): void {
+    if (!seq.prefix) return;
+    const { pool } = this.#model;
+    for (; seq.published < Math.floor(seq.past / pool.blockSize); seq.published++) {
+      pool.publish(seq.blocks[seq.published], seq.prefix.key(seq.published));
     }
   }
 
@@ -283,7 +347,7 @@ export class LocalEngine implements Engine {
       pool.release(victim.blocks);
       if (victim.embeddings) this.#model.ctx.release(victim.embeddings);
       victim.embeddings = undefined;
-      victim.past = victim.imageRows = 0;
+      victim.past = victim.imageRows = victim.published = 0;
       this.#waiting.unshift(victim);
       log.warn("KV cache full: a sequence was preempted and will be recomputed", {
         tokens: victim.tokens.length,
@@ -320,8 +384,11 @@ export class LocalEngine implements Engine {
     const model = this.#model;
     const started = performance.now();
     const { decoders, prefills } = this.#schedule();
+    const { img } = model.config.imageTokens;
     for (const { seq } of prefills) {
-      if (seq.past === 0 && seq.request.images.length && !seq.embeddings) {
+      // All the request's images, even those the prefix cache covered: encoding them together is what makes
+      // the embeddings identical to an uncached run's.
+      if (!seq.embeddings && seq.imageRows < seq.imagePatches) {
         try {
           seq.embeddings = await model.encodeImages(seq.request.images);
         } catch (err) {
@@ -333,7 +400,7 @@ export class LocalEngine implements Engine {
       const ids = seq.tokens.slice(seq.past, end);
       // Only the prompt's [IMG] tokens are images (a recomputed sequence may have generated the id too).
       const images = seq.tokens.slice(seq.past, Math.min(end, seq.request.ids.length))
-        .filter((id) => id === model.config.imageTokens.img).length;
+        .filter((id) => id === img).length;
       const step = {
         ids,
         past: seq.past,
@@ -380,6 +447,7 @@ export class LocalEngine implements Engine {
     for (const { seq, step } of steps) {
       seq.past += step.ids.length;
       seq.imageRows += step.images?.rows ?? 0;
+      this.#publish(seq);
     }
     for (const seq of decoders) seq.past += 1;
     for (const pass of passes) await this.#deliver(pass);

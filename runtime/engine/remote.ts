@@ -166,7 +166,7 @@ export class RemoteEngine implements Engine {
 
   /** Healthy hosts' load, summed. */
   stats(): EngineStats {
-    const total = { waiting: 0, running: 0, kvUsage: 0, kvBlocks: 0, kvBlocksUsed: 0 };
+    const total = { waiting: 0, running: 0, kvUsage: 0, kvBlocks: 0, kvBlocksUsed: 0, prefixHitTokens: 0 };
     for (const host of this.#hosts) {
       const stats = host.status?.stats;
       if (host.down || !stats) continue;
@@ -174,6 +174,7 @@ export class RemoteEngine implements Engine {
       total.running += stats.running;
       total.kvBlocks += stats.kvBlocks;
       total.kvBlocksUsed += stats.kvBlocksUsed;
+      total.prefixHitTokens += stats.prefixHitTokens ?? 0;
     }
     total.kvUsage = total.kvBlocks ? total.kvBlocksUsed / total.kvBlocks : 0;
     return total;

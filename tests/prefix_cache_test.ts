@@ -1,0 +1,138 @@
+/**
+ * The prefix cache: KV blocks of earlier prompts are reused by later ones that begin the same way (text and
+ * images), which changes no token or log-probability, and a cached block is given up when room is needed.
+ */
+import assert from "node:assert/strict";
+import { type GenerateRequest, GREEDY, type TokenEvent } from "../runtime/engine/engine.ts";
+import { LocalEngine } from "../runtime/engine/local.ts";
+import { PrefixKeys } from "../runtime/engine/prefix.ts";
+import { KvPool } from "../runtime/model/kv_pool.ts";
+import { EXACT, goldenImage, gpu, gridOf, loadTiny, manifest } from "./model_helpers.ts";
+
+const mm = manifest.multimodal[0];
+const { rows, cols } = gridOf(mm.ids);
+const image = await goldenImage(mm.pixels_from, rows, cols);
+const otherImage = { ...image, pixels: image.pixels.map((v, i) => i % 7 === 0 ? -v : v) };
+/** The image's [IMG] tokens, each row ended by [IMG_BREAK] and the last by [IMG_END]. */
+const imageIds = Array.from({ length: rows }, (_, r) => [...Array(cols).fill(10), r === rows - 1 ? 13 : 12])
+  .flat();
+
+const text = (n: number, from: number) =>
+  Array.from({ length: n }, (_, i) => 1000 + ((from + 31 * i) % 1048));
+
+Deno.test("pool: published blocks outlive their tables until the room is needed, least recently used first", async () => {
+  const pool = new KvPool(await gpu(), {
+    layers: 1,
+    blocks: 4,
+    blockSize: 16,
+    headsKv: 1,
+    headDim: 4,
+    dtype: "f32",
+  });
+  const a: number[] = [], b: number[] = [], c: number[] = [];
+  assert.ok(pool.reserve(a, 40)); // 3 blocks
+  pool.publish(a[0], "k0");
+  pool.publish(a[1], "k1");
+  pool.publish(a[2], "k0"); // a key keeps its first block
+  assert.ok(pool.has("k0") && pool.has("k1"));
+  pool.share(b, ["k0"]);
+  assert.deepEqual(b, [a[0]]);
+  pool.release(a);
+  // k0 is still held by b; k1 is cached; a[2] was never published and is empty again.
+  assert.deepEqual([pool.usedBlocks, pool.cachedBlocks, pool.freeBlocks], [1, 1, 3]);
+  pool.share(c, ["k1"]);
+  pool.release(c); // k1 is now the most recently used cached block
+  pool.release(b); // then k0
+  assert.deepEqual([pool.usedBlocks, pool.cachedBlocks], [0, 2]);
+  const d: number[] = [];
+  assert.ok(pool.reserve(d, 48)); // the 2 empty blocks, then the least recently used cached one (k1)
+  assert.ok(pool.has("k0") && !pool.has("k1"));
+  assert.ok(!pool.reserve(d, 80), "only 4 blocks");
+  assert.ok(pool.reserve(d, 64));
+  assert.ok(!pool.has("k0"));
+  assert.equal(pool.freeBlocks, 0);
+  pool.release(d);
+  assert.deepEqual([pool.freeBlocks, pool.cachedBlocks], [4, 0]);
+  pool.destroy(await gpu());
+});
+
+Deno.test("prefix keys: a block's key covers every token up to its end and the pixels of its images", () => {
+  const ids = [1, 3, ...text(14, 0), ...imageIds, ...text(20, 3)];
+  const keys = (tokens: number[], images = [image]) => {
+    const k = new PrefixKeys(tokens, images, tokens.length, 10, 16);
+    return Array.from({ length: Math.floor(tokens.length / 16) }, (_, i) => k.key(i));
+  };
+  const base = keys(ids);
+  assert.deepEqual(keys([...ids]), base);
+  assert.equal(new Set(base).size, base.length);
+  // Another image: the same first block, then different keys.
+  const other = keys(ids, [otherImage]);
+  assert.equal(other[0], base[0]);
+  assert.ok(other.slice(1).every((k, i) => k !== base[i + 1]));
+  // One token changed: keys from its block on differ.
+  const changed = [...ids];
+  changed[40] = 1500;
+  const k2 = keys(changed);
+  assert.deepEqual(k2.slice(0, 2), base.slice(0, 2));
+  assert.ok(k2.slice(2).every((k, i) => k !== base[i + 2]));
+  assert.throws(() => new PrefixKeys(ids, [image], ids.length, 10, 16).key(base.length), /not full/);
+});
+
+async function collect(stream: AsyncGenerator<TokenEvent, string>) {
+  const events: TokenEvent[] = [];
+  while (true) {
+    const { value, done } = await stream.next();
+    if (done) return { events, finish: value };
+    events.push(value);
+  }
+}
+
+Deno.test("reusing cached prefixes (text, whole and partly covered images) changes no token or log-probability", async () => {
+  const request = (ids: number[], images = [] as typeof image[], extra: Partial<GenerateRequest> = {}) => ({
+    ids,
+    images,
+    sampling: GREEDY,
+    maxTokens: 5,
+    stopIds: [2],
+    topLogprobs: 2,
+    ...extra,
+  });
+  const a = [1, 3, ...text(100, 0), 4];
+  // The image is at 28..42, so the 32-token unit boundary falls inside it.
+  const c = [1, 3, ...text(26, 5), ...imageIds, ...text(60, 9), 4];
+  const requests: { request: GenerateRequest; hit: number }[] = [
+    { request: request(a), hit: 0 },
+    { request: request([...a.slice(0, 70), ...text(30, 77), 4]), hit: 64 },
+    { request: request(c, [image]), hit: 0 },
+    // Shares the text and the image with c: the image's first rows come from the cache, the rest is encoded.
+    {
+      request: request([...c.slice(0, 43), ...text(50, 11), 4], [image], {
+        sampling: { ...GREEDY, temperature: 0.8, seed: 5 },
+      }),
+      hit: 32,
+    },
+    // The same tokens with another image: nothing from the image's block on.
+    { request: request(c, [otherImage]), hit: 0 },
+    { request: request(c, [image]), hit: 96 },
+    { request: request(a, [], { maxTokens: 3 }), hit: 96 },
+  ];
+  const model = await loadTiny("mistral", { ...EXACT, kvTokens: 1024 });
+  const options = { prefillChunk: 32, decodeSteps: 1 };
+  try {
+    const uncached = new LocalEngine(model, { ...options, prefixCache: false });
+    const expected = [];
+    for (const { request } of requests) expected.push(await collect(uncached.generate(request)));
+    assert.equal(uncached.stats().prefixHitTokens, 0);
+
+    const cached = new LocalEngine(model, options);
+    for (const [i, { request, hit }] of requests.entries()) {
+      const before = cached.stats().prefixHitTokens!;
+      assert.deepEqual(await collect(cached.generate(request)), expected[i], `request ${i}`);
+      assert.equal(cached.stats().prefixHitTokens! - before, hit, `request ${i}: prompt tokens reused`);
+    }
+    assert.equal(model.pool.usedBlocks, 0);
+    assert.ok(model.pool.cachedBlocks > 0);
+  } finally {
+    model.release();
+  }
+});
