@@ -1,7 +1,8 @@
 /**
  * Model speed and memory: load (and quantize) time, prefill tokens/s, decode tokens/s at batch 1 and 8, the
- * vision encoder on one 1024x1024 image, peak GPU memory, and decode speed against the memory-bandwidth limit
- * (bandwidth / bytes read per decode step). Prints a markdown table.
+ * vision encoder on one 1024x1024 image, time to first token with and without the prefix cache, peak GPU memory,
+ * and decode speed against the memory-bandwidth limit (bandwidth / bytes read per decode step). Prints a
+ * markdown table.
  *
  *   deno task bench:model --synthetic 12b   Pixtral 12B's exact shapes, random weights made on the GPU (no files)
  *   deno task bench:model --synthetic tiny  the demo's shape (runs on lavapipe)
@@ -21,6 +22,8 @@ import { openModel } from "../runtime/model/open.ts";
 import { PixtralModel } from "../runtime/model/pixtral.ts";
 import type { WeightFormat } from "../runtime/model/plan.ts";
 import { sample } from "../runtime/gpu/ops/sampling.ts";
+import { GREEDY } from "../runtime/engine/engine.ts";
+import { LocalEngine } from "../runtime/engine/local.ts";
 
 const { values } = parseArgs({
   options: {
@@ -208,6 +211,43 @@ if (config.vision) {
   row(
     `vision encoder + adapter, ${size}x${size} image`,
     `${((performance.now() - t) / 1000).toFixed(3)} s`,
+  );
+}
+{
+  // A chat turn asked twice: the second finds its prompt's blocks (text and image) in the prefix cache.
+  for (const table of blocks) model.pool.release(table);
+  const { img, imgBreak, imgEnd } = config.imageTokens;
+  const size = big ? 1024 : 256, side = size / 16;
+  const image = config.vision
+    ? [{
+      rows: side,
+      cols: side,
+      pixels: Float32Array.from({ length: 3 * size * size }, (_, i) => Math.cos(i)),
+    }]
+    : [];
+  const imageIds = image.length
+    ? Array.from({ length: side }, (_, r) => [...Array(side).fill(img), r === side - 1 ? imgEnd : imgBreak])
+      .flat()
+    : [];
+  const request = {
+    ids: [1, 3, ...imageIds, ...ids(prefillTokens, 7), 4],
+    images: image,
+    sampling: { ...GREEDY },
+    maxTokens: 1,
+    stopIds: [],
+  };
+  const engine = new LocalEngine(model, { prefillChunk: ctx.gpu.software ? 64 : 512 });
+  const firstToken = async () => {
+    const start = performance.now();
+    for await (const _ of engine.generate(request));
+    return (performance.now() - start) / 1000;
+  };
+  const cold = await firstToken(), cached = await firstToken();
+  row(
+    `time to first token, ${request.ids.length}-token prompt${
+      image.length ? ` with a ${size}x${size} image` : ""
+    }`,
+    `${cold.toFixed(3)} s; asked again ${cached.toFixed(3)} s (prefix cache, ${(cold / cached).toFixed(1)}x)`,
   );
 }
 row(
