@@ -1,6 +1,6 @@
 /**
  * `pixtral logits`: the model's logits at every position of a token sequence with images, written as float32, for
- * comparing against reference implementations. Computes in f32 (activations and KV cache) unless told otherwise.
+ * comparing against reference implementations. Keeps the weights as stored and computes in f32 unless told otherwise.
  */
 import { dirname, isAbsolute, join } from "node:path";
 import { imageTokenLayout } from "../runtime/images/layout.ts";
@@ -20,7 +20,8 @@ adapter [patches, dim]. Prints {"tokens", "vocab", "patches"}.
 
 ${MODEL_USAGE}
   --image-resize MODE   mistral (default) or hf
-  (defaults here: --activations f32 --kv f32, for exactness)`;
+  (defaults here, for exactness: --quant f32 --vision-quant f32 --activations f32 --kv f32, i.e. the weights
+  as stored and f32 compute; give --quant q4 etc. to see what quantization changes)`;
 
 type Segment = { ids: number[] } | { image: string };
 
@@ -54,6 +55,9 @@ export async function logits(argv: string[]): Promise<void> {
   });
   if (!flags.input || !flags.out) throw new UsageError("--input SEQ.json and --out FILE are required");
   const options = modelOptions(flags);
+  // Weights as stored (GGUF blocks stay as they are) and f32 compute: what references compute.
+  options.quant ??= "f32";
+  options.visionQuant ??= "f32";
   options.activations ??= "f32";
   options.kv ??= "f32";
   const resize = choice("--image-resize", flags["image-resize"], ["mistral", "hf"] as const) ?? "mistral";

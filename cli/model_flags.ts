@@ -25,7 +25,9 @@ export const MODEL_USAGE =
   --ctx N               KV cache tokens shared by all requests (default: the largest that fits)
   --activations TYPE    f16 (default where the GPU has shader-f16) or f32
   --gpu-memory SIZE     GPU memory for the plan, e.g. 24GiB (default $PIXTRAL_GPU_MEMORY)
-  --adapter NAME        require the WebGPU adapter whose name contains NAME (default $PIXTRAL_GPU_ADAPTER)`;
+  --adapter NAME        require the WebGPU adapter whose name contains NAME (default $PIXTRAL_GPU_ADAPTER)
+  (models under 1B decoder parameters, such as the demo and test models, default to f32 weights, activations
+  and KV cache: quantizing them saves little and would move their outputs)`;
 
 type Flags = { [K in keyof typeof MODEL_FLAGS]?: string };
 

@@ -5,6 +5,7 @@ import { loadConfig, openModel } from "../runtime/model/open.ts";
 import {
   type AdapterOffer,
   checkPlan,
+  defaultPrecision,
   gib,
   type KvFormat,
   type MemoryPlan,
@@ -25,7 +26,8 @@ for the context, and the activation peak, compared with what the WebGPU adapter 
   --mmproj FILE         the GGUF's vision file (default: the one mmproj GGUF beside it)
   --quant FORMAT        decoder weights: q4 (default), q8, f16 or f32
   --vision-quant FORMAT vision encoder and adapter weights: f16 (default), q8, q4 or f32
-  --kv FORMAT           KV cache: f16 (default) or q8
+  --kv FORMAT           KV cache: f16 (default), q8 or f32
+                        (models under 1B decoder parameters default to f32 everywhere)
   --ctx N               KV cache tokens (default: the largest that fits, up to the model's context)
   --prefill-chunk N     tokens per prefill step (default 512)
   --gpu-memory SIZE     memory the GPU offers, e.g. 24GiB or 80GB (default: $PIXTRAL_GPU_MEMORY; system memory
@@ -92,6 +94,10 @@ export async function plan(argv: string[]): Promise<void> {
   } else {
     config = await loadConfig(location);
   }
+  const defaults = defaultPrecision(config);
+  options.quant ??= defaults.quant;
+  options.visionQuant ??= defaults.visionQuant;
+  options.kv ??= defaults.kv;
   const result = planMemory(config, options, offer);
   let refusal: Error | undefined;
   if (offer) {

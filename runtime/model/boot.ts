@@ -14,7 +14,15 @@ import { locateModel, type ModelLocation } from "./locate.ts";
 import { adapterOffer } from "./offer.ts";
 import { openModel } from "./open.ts";
 import { PixtralModel } from "./pixtral.ts";
-import { checkPlan, gib, type KvFormat, type MemoryPlan, planMemory, type WeightFormat } from "./plan.ts";
+import {
+  checkPlan,
+  defaultPrecision,
+  gib,
+  type KvFormat,
+  type MemoryPlan,
+  planMemory,
+  type WeightFormat,
+} from "./plan.ts";
 import { modelTokenizer } from "./tokenizer.ts";
 import type { DType } from "./weights/dtype.ts";
 import type { WeightSource } from "./weights/source.ts";
@@ -94,7 +102,15 @@ export interface LoadedModel {
 }
 
 /** Plans memory (refusing, before any upload, a model that does not fit), then loads the weights. */
-export async function loadModel(files: OpenedFiles, options: ModelOptions): Promise<LoadedModel> {
+export async function loadModel(files: OpenedFiles, given: ModelOptions): Promise<LoadedModel> {
+  const defaults = defaultPrecision(files.config);
+  const options: ModelOptions = {
+    ...given,
+    quant: given.quant ?? defaults.quant,
+    visionQuant: given.visionQuant ?? defaults.visionQuant,
+    kv: given.kv ?? defaults.kv,
+    activations: given.activations ?? defaults.activations,
+  };
   const ctx = await GpuContext.create({ adapter: options.adapter });
   try {
     const planOptions = {

@@ -30,6 +30,33 @@ export const LOAD_STAGING_BYTES = 64 << 20;
 /** Context used when the adapter's memory is unknown (WebGPU does not report it): pass --gpu-memory to size it. */
 export const CONTEXT_WHEN_MEMORY_UNKNOWN = 16_384;
 
+/**
+ * Models with fewer decoder parameters than this (the demo, test models) load exactly unless told otherwise: f32
+ * weights, activations and KV cache. Quantizing them would save under a GiB and move their outputs away from a
+ * reference's; Pixtral 12B gets q4 decoder weights, f16 vision weights and an f16 KV cache.
+ */
+export const EXACT_BELOW_PARAMETERS = 1e9;
+
+export function decoderParameters(config: ModelConfig): number {
+  return expectedTensors(config).filter((t) => t.component === "decoder")
+    .reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
+}
+
+export interface Precision {
+  quant: WeightFormat;
+  visionQuant: WeightFormat;
+  kv: KvFormat;
+  /** Undefined: f16 where the GPU has shader-f16. */
+  activations?: "f32";
+}
+
+/** The formats a model loads with when no flag chooses them. */
+export function defaultPrecision(config: ModelConfig): Precision {
+  return decoderParameters(config) < EXACT_BELOW_PARAMETERS
+    ? { quant: "f32", visionQuant: "f32", kv: "f32", activations: "f32" }
+    : { quant: "q4", visionQuant: "f16", kv: "f16" };
+}
+
 export interface PlanOptions {
   /** Decoder format (default q4). */
   quant?: WeightFormat;
