@@ -13,7 +13,7 @@ import {
   RequestTooLongError,
   type TokenEvent,
 } from "../runtime/engine/engine.ts";
-import { RemoteEngine } from "../runtime/engine/remote.ts";
+import { AFFINITY_SLACK, AFFINITY_TOKENS, RemoteEngine, routingKey } from "../runtime/engine/remote.ts";
 import {
   decodeRequest,
   encodeFrame,
@@ -150,14 +150,43 @@ Deno.test("remote: requests go to the least loaded host, and spread over equally
     });
   });
   const a = fakeHost(() => frames(tokens([1])));
-  const b = fakeHost(() => frames(tokens([1])), () => hostStatus({ kvUsage: 0.5 }));
+  const b = fakeHost(() => frames(tokens([1])));
   await withHosts([a, b], async (engine) => {
-    // Same queue; a has the emptier KV cache, then each request sent counts until the next status.
-    await collect(engine.generate(request));
-    assert.deepEqual([a.calls.length, b.calls.length], [1, 0]);
-    await Promise.all([1, 2, 3].map(() => collect(engine.generate(request))));
-    assert.deepEqual([a.calls.length, b.calls.length], [2, 2]);
+    // Requests that begin alike go to one host (its prefix cache has their beginning) until it has more than
+    // AFFINITY_SLACK requests more than the other (each request sent counts until the next status).
+    const alike = (tail: number) => ({ ...request, ids: [...Array(AFFINITY_TOKENS).fill(1000), tail] });
+    for (let i = 0; i < AFFINITY_SLACK + 1; i++) await collect(engine.generate(alike(i)));
+    const [first, other] = a.calls.length ? [a, b] : [b, a];
+    assert.deepEqual([first.calls.length, other.calls.length], [AFFINITY_SLACK + 1, 0]);
+    await collect(engine.generate(alike(99)));
+    assert.deepEqual([first.calls.length, other.calls.length], [AFFINITY_SLACK + 1, 1]);
   });
+  const c = fakeHost(() => frames(tokens([1])));
+  const d = fakeHost(() => frames(tokens([1])));
+  await withHosts([c, d], async (engine) => {
+    // Different beginnings spread over both hosts.
+    for (let i = 0; i < 8; i++) await collect(engine.generate({ ...request, ids: [1, 3, 1000 + i, 4] }));
+    assert.ok(c.calls.length > 0 && d.calls.length > 0, `${c.calls.length} and ${d.calls.length}`);
+  });
+});
+
+Deno.test("remote: a request's routing key covers its first tokens and an image that starts among them", () => {
+  const image = {
+    rows: 1,
+    cols: 2,
+    pixels: Float32Array.from({ length: 3 * 16 * 32 }, (_, i) => Math.sin(i)),
+  };
+  const other = { ...image, pixels: image.pixels.map((v) => -v) };
+  const early = { ...request, ids: [1, 3, 10, 10, 13, 1500, 4], images: [image] };
+  const key = routingKey(early, 10);
+  assert.equal(routingKey({ ...early, ids: [...early.ids] }, 10), key);
+  assert.notEqual(routingKey({ ...early, images: [other] }, 10), key);
+  assert.notEqual(routingKey({ ...early, ids: [1, 3, 10, 10, 13, 1501, 4] }, 10), key);
+  // Past the first AFFINITY_TOKENS tokens nothing counts, the image included.
+  const head = Array(AFFINITY_TOKENS).fill(1000);
+  const late = { ...request, ids: [...head, 10, 10, 13, 4], images: [image] };
+  assert.equal(routingKey(late, 10), routingKey({ ...late, images: [other] }, 10));
+  assert.equal(routingKey(late, 10), routingKey({ ...request, ids: [...head, 2000] }, 10));
 });
 
 Deno.test("remote: a host that fails before the first token is replaced; the request is retried", async () => {

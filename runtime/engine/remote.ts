@@ -4,7 +4,11 @@
  *
  * Routing: every host reports its queue, running sequences and KV cache use (GET /internal/v1/status). A
  * request goes to the healthy host with the least work: waiting + running as last reported, plus the requests
- * this gateway sent it since. Statuses are refreshed on demand when older than `statusTtlMs` (edge isolates
+ * this gateway sent it since. Requests that begin the same way (their first AFFINITY_TOKENS tokens, and the image
+ * among them) go to the same host while it has at most AFFINITY_SLACK more work than the least loaded one: its
+ * prefix cache holds what they share (an earlier turn of the conversation, the same image). Rendezvous hashing
+ * names that host, so every gateway isolate agrees without shared state and a host that leaves moves only its
+ * own prefixes. Statuses are refreshed on demand when older than `statusTtlMs` (edge isolates
  * have no background timers between requests), without delaying a request while some host is known healthy.
  *
  * Failures: a host that fails before the request's first token (refused connection, error status, queue full,
@@ -26,6 +30,7 @@ import {
   EngineUnavailableError,
   type FinishReason,
   type GenerateRequest,
+  mix32,
   RequestTooLongError,
   type TokenEvent,
 } from "./engine.ts";
@@ -39,6 +44,30 @@ import {
   readFrames,
   WIRE_MAGIC,
 } from "./wire.ts";
+
+/** Tokens of a request's beginning that choose its preferred host. */
+export const AFFINITY_TOKENS = 64;
+/** How much more work (waiting + running) than the least loaded host the preferred one may have. */
+export const AFFINITY_SLACK = 4;
+
+/**
+ * A 32-bit digest of the request's first AFFINITY_TOKENS tokens and of the first image when its [IMG] tokens
+ * start among them (a sample of its pixels: enough to tell images apart for routing).
+ */
+export function routingKey(request: GenerateRequest, imageToken: number): number {
+  let h = 0x811c9dc5;
+  const head = request.ids.slice(0, AFFINITY_TOKENS);
+  for (const id of head) h = mix32((h ^ id) + 0x9e3779b9 >>> 0);
+  const image = request.images[0];
+  if (image && head.includes(imageToken)) {
+    const { pixels } = image;
+    const words = new Uint32Array(pixels.buffer, pixels.byteOffset, pixels.length);
+    const stride = Math.max(1, Math.floor(words.length / 1024));
+    h = mix32(h ^ image.rows ^ (image.cols << 16));
+    for (let i = 0; i < words.length; i += stride) h = mix32((h ^ words[i]) + 0x9e3779b9 >>> 0);
+  }
+  return h;
+}
 
 export interface RemoteEngineOptions {
   /** Base URLs of the GPU hosts, e.g. `http://10.0.0.5:8080`. */
@@ -65,6 +94,8 @@ interface Host {
   sent: number;
   /** The status request in flight, if any. */
   checking?: Promise<void>;
+  /** A digest of its URL, for rendezvous hashing. */
+  readonly seed: number;
 }
 
 /** A host's refusal or failure of one request. */
@@ -118,7 +149,10 @@ export class RemoteEngine implements Engine {
       if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
         throw new Error(`"${url}" is not an http(s) URL`);
       }
-      return { url: parsed.href.replace(/\/+$/, ""), checked: 0, sent: 0 };
+      const href = parsed.href.replace(/\/+$/, "");
+      let seed = 0;
+      for (const byte of new TextEncoder().encode(href)) seed = mix32((seed ^ byte) + 0x9e3779b9 >>> 0);
+      return { url: href, checked: 0, sent: 0, seed };
     });
     this.#auth = `Bearer ${options.secret}`;
     this.#ttl = options.statusTtlMs ?? 2000;
@@ -205,9 +239,13 @@ export class RemoteEngine implements Engine {
     };
     const tried = new Set<Host>();
     const failures: HostFailure[] = [];
+    let key: number | undefined;
     while (true) {
       signal?.throwIfAborted();
-      const host = await this.#pick(tried);
+      const host = await this.#pick(
+        tried,
+        () => key ??= routingKey(request, this.#reference!.images.tokens.img),
+      );
       if (!host) throw this.#exhausted(failures);
       if (failures.length) this.retries.inc();
       tried.add(host);
@@ -282,19 +320,23 @@ export class RemoteEngine implements Engine {
    * The least loaded healthy host not in `exclude`, counted as sent to at once (so that concurrent picks
    * spread); stale statuses are refreshed, and awaited only when no host is known healthy.
    */
-  async #pick(exclude: Set<Host>): Promise<Host | undefined> {
+  async #pick(exclude: Set<Host>, key: () => number): Promise<Host | undefined> {
     const refreshed = this.#refresh();
-    if (!this.#best(exclude)) await refreshed;
-    const host = this.#best(exclude);
+    if (!this.#best(exclude, key)) await refreshed;
+    const host = this.#best(exclude, key);
     if (host) host.sent++;
     return host;
   }
 
-  #best(exclude: Set<Host>): Host | undefined {
+  #best(exclude: Set<Host>, key: () => number): Host | undefined {
     const load = (h: Host) => h.status!.stats!.waiting + h.status!.stats!.running + h.sent;
     const candidates = this.#hosts.filter((h) => !h.down && !exclude.has(h));
     if (candidates.length === 0) return undefined;
     const least = Math.min(...candidates.map(load));
+    const k = key();
+    const score = (h: Host) => mix32((k ^ h.seed) >>> 0);
+    const preferred = candidates.reduce((a, b) => score(b) > score(a) ? b : a);
+    if (load(preferred) <= least + AFFINITY_SLACK) return preferred;
     const tied = candidates.filter((h) => load(h) === least);
     const kv = Math.min(...tied.map((h) => h.status!.stats!.kvUsage));
     const best = tied.filter((h) => h.status!.stats!.kvUsage === kv);
