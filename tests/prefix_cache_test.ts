@@ -136,3 +136,43 @@ Deno.test("reusing cached prefixes (text, whole and partly covered images) chang
     model.release();
   }
 });
+
+Deno.test("a chunk size that is not a multiple of the block size: only blocks of full chunks are shared", async () => {
+  const model = await loadTiny("mistral", { ...EXACT, kvTokens: 1024 });
+  const request = (ids: number[]) => ({
+    ids,
+    images: [],
+    sampling: GREEDY,
+    maxTokens: 4,
+    stopIds: [2],
+    topLogprobs: 2,
+  });
+  // Chunks of 24 (reuse at multiples of 48): p's last chunk [24, 32) has 8 rows, which take the matrix-vector
+  // kernels; its blocks must not be what y reuses after z, whose first 48 tokens it shares.
+  const p = [1, 3, ...text(30, 0)];
+  const z = [...p, ...text(40, 5), 4];
+  const y = [...p, ...text(16, 5), ...text(30, 99), 4];
+  try {
+    const options = { prefillChunk: 24, decodeSteps: 1 };
+    const expected = await collect(
+      new LocalEngine(model, { ...options, prefixCache: false }).generate(request(y)),
+    );
+    const cached = new LocalEngine(model, options);
+    await collect(cached.generate(request(p)));
+    await collect(cached.generate(request(z)));
+    assert.deepEqual(await collect(cached.generate(request(y))), expected);
+    assert.equal(cached.stats().prefixHitTokens, 48);
+  } finally {
+    model.release();
+  }
+});
+
+Deno.test("an image's blocks are not shared between requests whose images take different encoder kernels", () => {
+  // 2 patches alone go through the matrix-vector kernels; with 12 more from another image, through tiled ones.
+  const small = { rows: 1, cols: 2, pixels: image.pixels.slice(0, 3 * 16 * 32) };
+  const smallIds = [10, 10, 13];
+  const ids = [1, 3, ...smallIds, ...text(11, 0), ...imageIds, ...text(20, 4)];
+  const key = (images: typeof image[]) => new PrefixKeys(ids, images, ids.length, 10, 16).key(0);
+  assert.notEqual(key([small]), key([small, image]));
+  assert.equal(key([small, image]), key([small, otherImage]), "the second image starts in block 1");
+});

@@ -272,7 +272,8 @@ Deno.test("remote: a request too long for the context is not retried elsewhere",
   const a = fakeHost(() =>
     new Response(encodeFrame({ error: "too long", kind: "too_long" }), { status: 400 })
   );
-  const b = fakeHost(() => frames(tokens([1])), () => hostStatus({ running: 3 }));
+  // b has too much work to be preferred for any prefix: a takes the request.
+  const b = fakeHost(() => frames(tokens([1])), () => hostStatus({ running: AFFINITY_SLACK + 1 }));
   await withHosts([a, b], async (engine) => {
     await assert.rejects(collect(engine.generate(request)), RequestTooLongError);
     assert.equal(b.calls.length, 0);

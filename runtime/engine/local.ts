@@ -314,11 +314,16 @@ export class LocalEngine implements Engine {
     this.#prefixHitTokens += tokens;
   }
 
-  /** Publishes the blocks a prefill step filled (decode steps compute positions differently: they are not). */
+  /**
+   * Publishes the blocks of the whole prefix units a prefill step completed: those were computed by full chunks,
+   * as an uncached run computes them. (A prompt's last, shorter chunk may take other kernels, and decode steps
+   * do; their blocks could never start a reuse anyway, which ends at a unit boundary.)
+   */
   #publish(seq: Sequence): void {
     if (!seq.prefix) return;
     const { pool } = this.#model;
-    for (; seq.published < Math.floor(seq.past / pool.blockSize); seq.published++) {
+    const end = Math.floor(seq.past / this.#prefixUnit) * this.#prefixUnit / pool.blockSize;
+    for (; seq.published < end; seq.published++) {
       pool.publish(seq.blocks[seq.published], seq.prefix.key(seq.published));
     }
   }
@@ -340,7 +345,9 @@ export class LocalEngine implements Engine {
   #grow(seq: Sequence, tokens: number, scheduled: ReadonlySet<Sequence>): boolean {
     const { pool } = this.#model;
     while (!pool.reserve(seq.blocks, tokens)) {
-      const victim = this.#running.findLast((s) => s !== seq && !scheduled.has(s));
+      // Preferably one that frees blocks: a sequence holding only shared ones frees nothing.
+      const candidates = this.#running.filter((s) => s !== seq && !scheduled.has(s));
+      const victim = candidates.findLast((s) => pool.exclusiveBlocks(s.blocks) > 0) ?? candidates.at(-1);
       if (!victim) return false;
       // Recompute later: drop its cache, keep its tokens, and put it first in line.
       this.#running.splice(this.#running.indexOf(victim), 1);

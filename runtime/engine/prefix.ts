@@ -1,32 +1,28 @@
 /**
- * Content keys for the prefix cache: the key of a sequence's KV block i digests every token of positions
- * [0, (i + 1) * blockSize), an image's pixels with its first [IMG] token, so two sequences share a block exactly
- * when everything it attends to is the same. Digests are 64 bits (two murmur3-mixed lanes), chained block to
- * block; the first key costs one pass over the prompt and each image.
+ * Content keys for the prefix cache: the key of a sequence's KV block i is a SHA-256 digest chained over every
+ * token of positions [0, (i + 1) * blockSize), and, with each image's first [IMG] token, a digest of the image's
+ * pixels. Two sequences share a block only when everything it attends to is the same. The hash is a
+ * cryptographic one so that no client can craft a prompt whose blocks pass for another's (with a fast unkeyed
+ * hash, a collision would let it poison the cache of a shared system prompt or image).
  */
+import { createHash } from "node:crypto";
+import { MATVEC_MAX_ROWS } from "../gpu/ops/linear.ts";
 import type { ImageInput } from "../model/vision.ts";
-import { mix32 } from "./engine.ts";
 
-type Lanes = [number, number];
-
-function absorb(h: Lanes, word: number): void {
-  h[0] = mix32((h[0] ^ word) + 0x9e3779b9 >>> 0);
-  h[1] = mix32((Math.imul(h[1], 31) ^ word ^ 0x85ebca6b) >>> 0);
-}
-
-function imageDigest(image: ImageInput): Lanes {
-  const h: Lanes = [image.rows, image.cols];
-  const { buffer, byteOffset, length } = image.pixels;
-  for (const word of new Uint32Array(buffer, byteOffset, length)) absorb(h, word);
-  return h;
-}
+const bytes = (words: Uint32Array | Float32Array) =>
+  new Uint8Array(words.buffer, words.byteOffset, words.byteLength);
 
 export class PrefixKeys {
   readonly #keys: string[] = [];
-  #state: Lanes = [0x2545f491, 0x6a09e667];
+  #parent: Uint8Array = new Uint8Array(0);
   /** The next image, and how many of its [IMG] tokens are still to come. */
   #image = 0;
   #imageTokensLeft = 0;
+  /**
+   * Whether the vision encoder runs the request's images through the matrix-vector kernels (all of them
+   * together have at most MATVEC_MAX_ROWS patches), which round differently from the tiled ones.
+   */
+  readonly #fewPatches: boolean;
 
   /**
    * `tokens` may grow (a sequence's generated tokens); [IMG] is an image's only before `promptLength`, where
@@ -38,27 +34,37 @@ export class PrefixKeys {
     readonly promptLength: number,
     readonly imageToken: number,
     readonly blockSize: number,
-  ) {}
+  ) {
+    this.#fewPatches = images.reduce((n, image) => n + image.rows * image.cols, 0) <= MATVEC_MAX_ROWS;
+  }
 
   /** The key of block `i`, whose positions must all hold known tokens. */
   key(i: number): string {
     while (this.#keys.length <= i) {
       const start = this.#keys.length * this.blockSize;
-      for (let p = start; p < start + this.blockSize; p++) {
-        const id = this.tokens[p];
-        if (id === undefined) throw new RangeError(`block ${i} is not full`);
-        absorb(this.#state, id);
+      if (this.tokens.length < start + this.blockSize) throw new RangeError(`block ${i} is not full`);
+      const block = Uint32Array.from(this.tokens.slice(start, start + this.blockSize));
+      const hash = createHash("sha256").update(this.#parent).update(bytes(block));
+      block.forEach((id, j) => {
         // Only the prompt's [IMG] tokens are images (a recomputed sequence may have generated the id too).
-        if (id !== this.imageToken || p >= this.promptLength) continue;
+        if (id !== this.imageToken || start + j >= this.promptLength) return;
         if (this.#imageTokensLeft === 0) {
           const image = this.images[this.#image++];
-          for (const word of imageDigest(image)) absorb(this.#state, word);
+          hash.update(this.#imageDigest(image));
           this.#imageTokensLeft = image.rows * image.cols;
         }
         this.#imageTokensLeft--;
-      }
-      this.#keys.push(`${this.#state[0].toString(16)}.${this.#state[1].toString(16)}`);
+      });
+      this.#parent = hash.digest();
+      this.#keys.push(Array.from(this.#parent, (b) => b.toString(16).padStart(2, "0")).join(""));
     }
     return this.#keys[i];
+  }
+
+  #imageDigest(image: ImageInput): Uint8Array {
+    return createHash("sha256")
+      .update(bytes(Uint32Array.of(image.rows, image.cols, this.#fewPatches ? 1 : 0)))
+      .update(bytes(image.pixels))
+      .digest();
   }
 }

@@ -26,6 +26,9 @@ export function validateRequest(request: GenerateRequest, limits: RequestLimits)
     }
     if (id === limits.imageToken) imageTokens++;
   }
+  if (request.images.some((image) => !(image.rows >= 1 && image.cols >= 1))) {
+    throw new InvalidRequestError("an image has no patches");
+  }
   const patches = request.images.reduce((n, image) => n + image.rows * image.cols, 0);
   if (imageTokens !== patches) {
     throw new InvalidRequestError(

@@ -11,6 +11,7 @@ import {
   EngineBusyError,
   EngineClosedError,
   type EngineStats,
+  EngineUnavailableError,
   type FinishReason,
   type GenerateRequest,
   InvalidRequestError,
@@ -58,7 +59,9 @@ export function serializeError(err: unknown): SerializedError {
   return {
     name: e?.name ?? "Error",
     message: e?.message ?? String(err),
-    ...(err instanceof EngineBusyError ? { retryAfter: err.retryAfterSeconds } : {}),
+    ...(err instanceof EngineBusyError || err instanceof EngineUnavailableError
+      ? { retryAfter: err.retryAfterSeconds }
+      : {}),
   };
 }
 
@@ -73,6 +76,12 @@ export function deserializeError(e: SerializedError): Error {
       return new RequestTooLongError(e.message);
     case "EngineClosedError":
       return new EngineClosedError(e.message);
+    case "EngineUnavailableError":
+      return new EngineUnavailableError(e.message, e.retryAfter ?? 1);
+    case "RangeError":
+      return new RangeError(e.message);
+    case "TypeError":
+      return new TypeError(e.message);
     case "AbortError":
       return new DOMException(e.message, "AbortError");
     default:
@@ -94,7 +103,8 @@ export class WorkerEngine implements Engine {
   readonly vocabSize: number;
   readonly ready: WorkerReady;
   readonly #worker: Worker;
-  readonly #calls = new Map<number, Channel<TokenEvent, FinishReason>>();
+  /** Streams the worker has not ended yet, and how to stop listening to their signals. */
+  readonly #calls = new Map<number, { channel: Channel<TokenEvent, FinishReason>; detach: () => void }>();
   readonly #onFailure?: (message: string) => void;
   #stats: EngineStats;
   #sent = 0;
@@ -108,6 +118,7 @@ export class WorkerEngine implements Engine {
     const worker = new Worker(new URL("./worker_entry.ts", import.meta.url), { type: "module" });
     const started = Promise.withResolvers<WorkerEngine>();
     const fail = (error: Error) => {
+      options.signal?.removeEventListener("abort", abort);
       worker.terminate();
       started.reject(error);
     };
@@ -155,40 +166,47 @@ export class WorkerEngine implements Engine {
     validateRequest(request, this.ready.limits);
     const id = ++this.#sent;
     const channel = new Channel<TokenEvent, FinishReason>();
-    this.#calls.set(id, channel);
-    this.#post({ type: "generate", id, request });
     const abort = () => this.#post({ type: "cancel", id });
+    const detach = () => signal?.removeEventListener("abort", abort);
+    this.#calls.set(id, { channel, detach });
+    this.#post({ type: "generate", id, request });
     signal?.addEventListener("abort", abort);
     if (signal?.aborted) abort();
-    return this.#stream(id, channel, () => signal?.removeEventListener("abort", abort));
+    return this.#stream(id, channel);
   }
 
   async *#stream(
     id: number,
     channel: Channel<TokenEvent, FinishReason>,
-    detach: () => void,
   ): AsyncGenerator<TokenEvent, FinishReason> {
     try {
       return yield* channel.drain();
     } finally {
-      detach();
       // A consumer that stopped early: the worker frees the sequence; its last messages are dropped.
-      if (!channel.closed && !this.#closed) this.#post({ type: "cancel", id });
-      this.#calls.delete(id);
+      if (!channel.closed) this.#post({ type: "cancel", id });
+      this.#end(id);
     }
+  }
+
+  /** Forgets a stream the worker ended (its channel keeps what the consumer has yet to read). */
+  #end(id: number): void {
+    this.#calls.get(id)?.detach();
+    this.#calls.delete(id);
   }
 
   #receive(message: FromWorker): void {
     if ("stats" in message) this.#stats = message.stats;
     switch (message.type) {
       case "token":
-        this.#calls.get(message.id)?.push(message.event);
+        this.#calls.get(message.id)?.channel.push(message.event);
         break;
       case "finish":
-        this.#calls.get(message.id)?.close(message.reason);
+        this.#calls.get(message.id)?.channel.close(message.reason);
+        this.#end(message.id);
         break;
       case "error":
-        this.#calls.get(message.id)?.fail(deserializeError(message.error));
+        this.#calls.get(message.id)?.channel.fail(deserializeError(message.error));
+        this.#end(message.id);
         break;
       case "closed":
         this.#closing?.resolve();
@@ -196,8 +214,11 @@ export class WorkerEngine implements Engine {
     }
   }
 
+  /** Nothing new once closing; cancellations still reach a closing worker, so that it need not wait for them. */
   #post(message: ToWorker): void {
-    if (!this.#closed || message.type === "close") this.#worker.postMessage(message);
+    if (this.#dead === undefined && (!this.#closed || message.type !== "generate")) {
+      this.#worker.postMessage(message);
+    }
   }
 
   /** The worker is gone: every stream ends with an error, and the host learns why unless it was closing it. */
@@ -205,7 +226,10 @@ export class WorkerEngine implements Engine {
     if (this.#dead !== undefined) return;
     this.#dead = reason;
     this.#worker.terminate();
-    for (const channel of this.#calls.values()) channel.fail(new EngineClosedError(reason));
+    for (const id of [...this.#calls.keys()]) {
+      this.#calls.get(id)!.channel.fail(new EngineClosedError(reason));
+      this.#end(id);
+    }
     if (this.#closing) return this.#closing.resolve();
     this.#closed = true;
     this.#onFailure?.(reason);

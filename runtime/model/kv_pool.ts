@@ -91,6 +91,7 @@ export class KvPool {
   /** Drops a table's hold on its blocks and empties it; a published block stays cached until it is needed. */
   release(table: number[]): void {
     for (const block of table.splice(0).reverse()) {
+      if (this.#refs[block] === 0) throw new Error(`KV block ${block} released twice`);
       if (--this.#refs[block] > 0) continue;
       if (this.#keyOf[block] !== undefined) this.#cached.add(block);
       else this.#free.push(block);
@@ -105,6 +106,11 @@ export class KvPool {
     if (this.#byKey.has(key) || this.#keyOf[block] !== undefined) return;
     this.#byKey.set(key, block);
     this.#keyOf[block] = key;
+  }
+
+  /** Blocks of `table` that no other table holds: what releasing it frees. */
+  exclusiveBlocks(table: readonly number[]): number {
+    return table.reduce((n, block) => n + (this.#refs[block] === 1 ? 1 : 0), 0);
   }
 
   /** Whether a block is published under `key`. */
