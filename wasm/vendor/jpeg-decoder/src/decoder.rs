@@ -1295,32 +1295,35 @@ fn color_convert_line_cmyk(data: &[Vec<u8>], output: &mut [u8]) {
     }
 }
 
-const FIXED_POINT_OFFSET: i32 = 20;
-const HALF: i32 = (1 << FIXED_POINT_OFFSET) / 2;
+// libjpeg-turbo's YCbCr to RGB conversion (jdcolor.c's build_ycc_rgb_table and ycc_rgb_convert; its SIMD
+// versions compute the same): ITU-R BT.601 with SCALEBITS 16 fixed-point constants FIX(x) = (x * 65536 + 0.5)
+// truncated; red and blue round their chroma term on its own, green rounds the sum of two.
+pub(crate) const SCALEBITS: i32 = 16;
+pub(crate) const ONE_HALF: i32 = 1 << (SCALEBITS - 1);
+/// FIX(1.40200), FIX(0.34414), FIX(0.71414), FIX(1.77200).
+pub(crate) const FIX_1_40200: i32 = 91881;
+pub(crate) const FIX_0_34414: i32 = 22554;
+pub(crate) const FIX_0_71414: i32 = 46802;
+pub(crate) const FIX_1_77200: i32 = 116130;
 
-// ITU-R BT.601
-// Based on libjpeg-turbo's jdcolext.c
 pub(crate) fn ycbcr_to_rgb(y: u8, cb: u8, cr: u8) -> (u8, u8, u8) {
-    let y = y as i32 * (1 << FIXED_POINT_OFFSET) + HALF;
+    let y = y as i32;
     let cb = cb as i32 - 128;
     let cr = cr as i32 - 128;
 
-    let r = clamp_fixed_point(y + stbi_f2f(1.40200) * cr);
-    let g = clamp_fixed_point(y - stbi_f2f(0.34414) * cb - stbi_f2f(0.71414) * cr);
-    let b = clamp_fixed_point(y + stbi_f2f(1.77200) * cb);
-    (r, g, b)
+    // Cr_r_tab, Cb_b_tab, and Cb_g_tab + Cr_g_tab (ONE_HALF is in Cb_g_tab).
+    let r = y + ((FIX_1_40200 * cr + ONE_HALF) >> SCALEBITS);
+    let g = y + ((-FIX_0_34414 * cb + ONE_HALF - FIX_0_71414 * cr) >> SCALEBITS);
+    let b = y + ((FIX_1_77200 * cb + ONE_HALF) >> SCALEBITS);
+    (range_limit(r), range_limit(g), range_limit(b))
 }
 
-/// The constants of `ycbcr_to_rgb`: Cr for red, Cb and Cr for green, Cb for blue.
-#[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
-pub(crate) fn ycbcr_fixed_point() -> [i32; 4] {
-    [stbi_f2f(1.40200), stbi_f2f(0.34414), stbi_f2f(0.71414), stbi_f2f(1.77200)]
+fn range_limit(value: i32) -> u8 {
+    value.max(0).min(255) as u8
 }
 
-fn stbi_f2f(x: f32) -> i32 {
-    (x * ((1 << FIXED_POINT_OFFSET) as f32) + 0.5) as i32
-}
-
-fn clamp_fixed_point(value: i32) -> u8 {
-    (value >> FIXED_POINT_OFFSET).min(255).max(0) as u8
+#[test]
+fn ycbcr_constants_are_libjpeg_turbo_fix() {
+    let fix = |x: f64| (x * 65536.0 + 0.5) as i32;
+    assert_eq!([FIX_1_40200, FIX_0_34414, FIX_0_71414, FIX_1_77200], [1.402, 0.34414, 0.71414, 1.772].map(fix));
 }

@@ -256,7 +256,18 @@ pub fn dequantize_and_idct_block_8x8(
     dequantize_and_idct_block_8x8_inner(coefficients, quantization_table, output)
 }
 
-// This is based on stb_image's 'stbi__idct_block'.
+// libjpeg-turbo's accurate integer inverse DCT (jidctint.c's jpeg_idct_islow, JDCT_ISLOW: CONST_BITS 13,
+// PASS1_BITS 2) with the arithmetic of its x86-64 SIMD version (simd/x86_64/jidctint-avx2.asm, whose SSE2 twin
+// computes the same), which is what Pillow's wheels run. On valid data the C code gives the same bytes; where the
+// coefficients overflow 16 bits the SIMD code differs from the C code's 64-bit arithmetic and RANGE_MASK
+// wraparound, so it is followed exactly:
+// - dequantization is a 16-bit multiply keeping the low 16 bits (pmullw; the table entry as a 16-bit value),
+// - the sums in0 + in4, in0 - in4, in7 + in3 and in5 + in1 wrap at 16 bits (paddw), every other sum and
+//   product is 32-bit (pmaddwd, paddd), wrapping,
+// - each pass rounds, shifts right arithmetically and saturates to 16 bits (packssdw); the result saturates
+//   to -128..127 (packsswb) and is centred on 128,
+// - when every AC coefficient of the block (rows 1-7) is zero the column pass gives the dequantized first row
+//   shifted left by PASS1_BITS in 16 bits (psllw) instead; the row pass has no shortcut.
 pub(crate) fn dequantize_and_idct_block_8x8_inner<'a, I>(
     coefficients: &[i16; 64],
     quantization_table: &[u16; 64],
@@ -272,183 +283,106 @@ pub(crate) fn dequantize_and_idct_block_8x8_inner<'a, I>(
         output.len()
     );
 
-    let mut temp = [Wrapping(0); 64];
-
-    // columns
-    for i in 0..8 {
-        if coefficients[i + 8] == 0
-            && coefficients[i + 16] == 0
-            && coefficients[i + 24] == 0
-            && coefficients[i + 32] == 0
-            && coefficients[i + 40] == 0
-            && coefficients[i + 48] == 0
-            && coefficients[i + 56] == 0
-        {
-            let dcterm = dequantize(coefficients[i], quantization_table[i]) << 2;
-            temp[i] = dcterm;
-            temp[i + 8] = dcterm;
-            temp[i + 16] = dcterm;
-            temp[i + 24] = dcterm;
-            temp[i + 32] = dcterm;
-            temp[i + 40] = dcterm;
-            temp[i + 48] = dcterm;
-            temp[i + 56] = dcterm;
-        } else {
-            let s0 = dequantize(coefficients[i], quantization_table[i]);
-            let s1 = dequantize(coefficients[i + 8], quantization_table[i + 8]);
-            let s2 = dequantize(coefficients[i + 16], quantization_table[i + 16]);
-            let s3 = dequantize(coefficients[i + 24], quantization_table[i + 24]);
-            let s4 = dequantize(coefficients[i + 32], quantization_table[i + 32]);
-            let s5 = dequantize(coefficients[i + 40], quantization_table[i + 40]);
-            let s6 = dequantize(coefficients[i + 48], quantization_table[i + 48]);
-            let s7 = dequantize(coefficients[i + 56], quantization_table[i + 56]);
-
-            let Kernel {
-                xs: [x0, x1, x2, x3],
-                ts: [t0, t1, t2, t3],
-            } = kernel(
-                [s0, s1, s2, s3, s4, s5, s6, s7],
-                // constants scaled things up by 1<<12; let's bring them back
-                // down, but keep 2 extra bits of precision
-                512,
-            );
-
-            temp[i] = (x0 + t3) >> 10;
-            temp[i + 56] = (x0 - t3) >> 10;
-            temp[i + 8] = (x1 + t2) >> 10;
-            temp[i + 48] = (x1 - t2) >> 10;
-            temp[i + 16] = (x2 + t1) >> 10;
-            temp[i + 40] = (x2 - t1) >> 10;
-            temp[i + 24] = (x3 + t0) >> 10;
-            temp[i + 32] = (x3 - t0) >> 10;
+    // Columns: workspace[8 * row + column].
+    let mut workspace = [0i32; 64];
+    if coefficients[8..].iter().all(|&c| c == 0) {
+        for column in 0..8 {
+            let dc = wrap16(dequantize(coefficients[column], quantization_table[column]) << PASS1_BITS);
+            for row in 0..8 {
+                workspace[8 * row + column] = dc;
+            }
+        }
+    } else {
+        for column in 0..8 {
+            let input = [0, 1, 2, 3, 4, 5, 6, 7]
+                .map(|row| dequantize(coefficients[8 * row + column], quantization_table[8 * row + column]));
+            let result = islow_pass(input, CONST_BITS - PASS1_BITS);
+            for row in 0..8 {
+                workspace[8 * row + column] = result[row];
+            }
         }
     }
 
-    for (chunk, output_chunk) in temp.chunks_exact(8).zip(output) {
-        let chunk = <&[_; 8]>::try_from(chunk).unwrap();
-
-        // constants scaled things up by 1<<12, plus we had 1<<2 from first
-        // loop, plus horizontal and vertical each scale by sqrt(8) so together
-        // we've got an extra 1<<3, so 1<<17 total we need to remove.
-        // so we want to round that, which means adding 0.5 * 1<<17,
-        // aka 65536. Also, we'll end up with -128 to 127 that we want
-        // to encode as 0..255 by adding 128, so we'll add that before the shift
-        const X_SCALE: i32 = 65536 + (128 << 17);
-
-        // eliminate downstream bounds checks
-        let output_chunk = &mut output_chunk[..8];
-
-        // TODO When the minimum rust version supports it
-        // let [s0, rest @ ..] = chunk;
-        let (s0, rest) = chunk.split_first().unwrap();
-        if *rest == [Wrapping(0); 7] {
-            let dcterm = stbi_clamp((stbi_fsh(*s0) + Wrapping(X_SCALE)) >> 17);
-            output_chunk[0] = dcterm;
-            output_chunk[1] = dcterm;
-            output_chunk[2] = dcterm;
-            output_chunk[3] = dcterm;
-            output_chunk[4] = dcterm;
-            output_chunk[5] = dcterm;
-            output_chunk[6] = dcterm;
-            output_chunk[7] = dcterm;
-        } else {
-            let Kernel {
-                xs: [x0, x1, x2, x3],
-                ts: [t0, t1, t2, t3],
-            } = kernel(*chunk, X_SCALE);
-
-            output_chunk[0] = stbi_clamp((x0 + t3) >> 17);
-            output_chunk[7] = stbi_clamp((x0 - t3) >> 17);
-            output_chunk[1] = stbi_clamp((x1 + t2) >> 17);
-            output_chunk[6] = stbi_clamp((x1 - t2) >> 17);
-            output_chunk[2] = stbi_clamp((x2 + t1) >> 17);
-            output_chunk[5] = stbi_clamp((x2 - t1) >> 17);
-            output_chunk[3] = stbi_clamp((x3 + t0) >> 17);
-            output_chunk[4] = stbi_clamp((x3 - t0) >> 17);
+    // Rows.
+    for (row, output_row) in workspace.chunks_exact(8).zip(output) {
+        let input = <[i32; 8]>::try_from(row).unwrap();
+        let result = islow_pass(input, CONST_BITS + PASS1_BITS + 3);
+        for (out, value) in output_row[..8].iter_mut().zip(result) {
+            *out = (value.max(-128).min(127) + 128) as u8;
         }
     }
 }
 
-struct Kernel {
-    xs: [Wrapping<i32>; 4],
-    ts: [Wrapping<i32>; 4],
+pub(crate) const CONST_BITS: u32 = 13;
+pub(crate) const PASS1_BITS: u32 = 2;
+
+// FIX(x) = x * (1 << CONST_BITS) rounded, as jidctint.c spells them out.
+pub(crate) const FIX_0_298631336: i32 = 2446;
+pub(crate) const FIX_0_390180644: i32 = 3196;
+pub(crate) const FIX_0_541196100: i32 = 4433;
+pub(crate) const FIX_0_765366865: i32 = 6270;
+pub(crate) const FIX_0_899976223: i32 = 7373;
+pub(crate) const FIX_1_175875602: i32 = 9633;
+pub(crate) const FIX_1_501321110: i32 = 12299;
+pub(crate) const FIX_1_847759065: i32 = 15137;
+pub(crate) const FIX_1_961570560: i32 = 16069;
+pub(crate) const FIX_2_053119869: i32 = 16819;
+pub(crate) const FIX_2_562915447: i32 = 20995;
+pub(crate) const FIX_3_072711026: i32 = 25172;
+
+/// One 1-D pass of jidctint-avx2.asm's `dodct` over eight 16-bit inputs (in i32s): the outputs rounded, shifted
+/// right by `shift` and saturated to 16 bits. The products are regrouped as the SIMD code does (each output a
+/// sum of two products per pair of inputs), which equals jidctint.c's grouping in 32-bit arithmetic.
+#[inline(always)]
+fn islow_pass(i: [i32; 8], shift: u32) -> [i32; 8] {
+    // Even part.
+    let tmp3 = (i[2] * (FIX_0_541196100 + FIX_0_765366865)).wrapping_add(i[6] * FIX_0_541196100);
+    let tmp2 = (i[2] * FIX_0_541196100).wrapping_add(i[6] * (FIX_0_541196100 - FIX_1_847759065));
+    let tmp0 = wrap16(i[0] + i[4]) << CONST_BITS;
+    let tmp1 = wrap16(i[0] - i[4]) << CONST_BITS;
+    let tmp10 = tmp0.wrapping_add(tmp3);
+    let tmp13 = tmp0.wrapping_sub(tmp3);
+    let tmp11 = tmp1.wrapping_add(tmp2);
+    let tmp12 = tmp1.wrapping_sub(tmp2);
+
+    // Odd part.
+    let (s3, s4) = (wrap16(i[7] + i[3]), wrap16(i[5] + i[1]));
+    let z3 = (s3 * (FIX_1_175875602 - FIX_1_961570560)).wrapping_add(s4 * FIX_1_175875602);
+    let z4 = (s3 * FIX_1_175875602).wrapping_add(s4 * (FIX_1_175875602 - FIX_0_390180644));
+    let t0 = (i[7] * (FIX_0_298631336 - FIX_0_899976223)).wrapping_add(i[1] * -FIX_0_899976223).wrapping_add(z3);
+    let t1 = (i[5] * (FIX_2_053119869 - FIX_2_562915447)).wrapping_add(i[3] * -FIX_2_562915447).wrapping_add(z4);
+    let t2 = (i[5] * -FIX_2_562915447).wrapping_add(i[3] * (FIX_3_072711026 - FIX_2_562915447)).wrapping_add(z3);
+    let t3 = (i[7] * -FIX_0_899976223).wrapping_add(i[1] * (FIX_1_501321110 - FIX_0_899976223)).wrapping_add(z4);
+
+    let round = 1 << (shift - 1);
+    let out = |x: i32| saturate16(x.wrapping_add(round) >> shift);
+    [
+        out(tmp10.wrapping_add(t3)),
+        out(tmp11.wrapping_add(t2)),
+        out(tmp12.wrapping_add(t1)),
+        out(tmp13.wrapping_add(t0)),
+        out(tmp13.wrapping_sub(t0)),
+        out(tmp12.wrapping_sub(t1)),
+        out(tmp11.wrapping_sub(t2)),
+        out(tmp10.wrapping_sub(t3)),
+    ]
 }
 
-#[inline]
-fn kernel_x([s0, s2, s4, s6]: [Wrapping<i32>; 4], x_scale: i32) -> [Wrapping<i32>; 4] {
-    // Even `chunk` indicies
-    let (t2, t3);
-    {
-        let p2 = s2;
-        let p3 = s6;
-
-        let p1 = (p2 + p3) * stbi_f2f(0.5411961);
-        t2 = p1 + p3 * stbi_f2f(-1.847759065);
-        t3 = p1 + p2 * stbi_f2f(0.765366865);
-    }
-
-    let (t0, t1);
-    {
-        let p2 = s0;
-        let p3 = s4;
-
-        t0 = stbi_fsh(p2 + p3);
-        t1 = stbi_fsh(p2 - p3);
-    }
-
-    let x0 = t0 + t3;
-    let x3 = t0 - t3;
-    let x1 = t1 + t2;
-    let x2 = t1 - t2;
-
-    let x_scale = Wrapping(x_scale);
-
-    [x0 + x_scale, x1 + x_scale, x2 + x_scale, x3 + x_scale]
-}
-
-#[inline]
-fn kernel_t([s1, s3, s5, s7]: [Wrapping<i32>; 4]) -> [Wrapping<i32>; 4] {
-    // Odd `chunk` indicies
-    let mut t0 = s7;
-    let mut t1 = s5;
-    let mut t2 = s3;
-    let mut t3 = s1;
-
-    let p3 = t0 + t2;
-    let p4 = t1 + t3;
-    let p1 = t0 + t3;
-    let p2 = t1 + t2;
-    let p5 = (p3 + p4) * stbi_f2f(1.175875602);
-
-    t0 *= stbi_f2f(0.298631336);
-    t1 *= stbi_f2f(2.053119869);
-    t2 *= stbi_f2f(3.072711026);
-    t3 *= stbi_f2f(1.501321110);
-
-    let p1 = p5 + p1 * stbi_f2f(-0.899976223);
-    let p2 = p5 + p2 * stbi_f2f(-2.562915447);
-    let p3 = p3 * stbi_f2f(-1.961570560);
-    let p4 = p4 * stbi_f2f(-0.390180644);
-
-    t3 += p1 + p4;
-    t2 += p2 + p3;
-    t1 += p2 + p4;
-    t0 += p1 + p3;
-
-    [t0, t1, t2, t3]
-}
-
-#[inline]
-fn kernel([s0, s1, s2, s3, s4, s5, s6, s7]: [Wrapping<i32>; 8], x_scale: i32) -> Kernel {
-    Kernel {
-        xs: kernel_x([s0, s2, s4, s6], x_scale),
-        ts: kernel_t([s1, s3, s5, s7]),
-    }
+/// The low 16 bits, sign-extended.
+#[inline(always)]
+pub(crate) fn wrap16(x: i32) -> i32 {
+    x as i16 as i32
 }
 
 #[inline(always)]
-fn dequantize(c: i16, q: u16) -> Wrapping<i32> {
-    Wrapping(i32::from(c) * i32::from(q))
+fn saturate16(x: i32) -> i32 {
+    x.max(i16::MIN as i32).min(i16::MAX as i32)
+}
+
+/// pmullw: the low 16 bits of the product.
+#[inline(always)]
+fn dequantize(c: i16, q: u16) -> i32 {
+    wrap16(i32::from(c).wrapping_mul(i32::from(q)))
 }
 
 // 4x4 and 2x2 IDCT based on Rakesh Dugad and Narendra Ahuja: "A Fast Scheme for Image Size Change in the Compressed Domain" (2001).
@@ -573,10 +507,6 @@ pub(crate) fn stbi_f2f(x: f32) -> Wrapping<i32> {
     Wrapping((x * 4096.0 + 0.5) as i32)
 }
 
-fn stbi_fsh(x: Wrapping<i32>) -> Wrapping<i32> {
-    x << 12
-}
-
 #[test]
 fn test_dequantize_and_idct_block_8x8() {
     #[cfg_attr(rustfmt, rustfmt_skip)]
@@ -635,23 +565,20 @@ fn test_dequantize_and_idct_block_8x8_all_zero() {
 
 #[test]
 fn test_dequantize_and_idct_block_8x8_saturated() {
-    // Arch-specific IDCT implementations need not handle i16::MAX values.
-    #[cfg(not(feature = "platform_independent"))]
-    if crate::arch::get_dequantize_and_idct_block_8x8().is_some() {
-        return;
-    }
+    // libjpeg-turbo's x86-64 SIMD arithmetic: 32767 * 65535 keeps its low 16 bits (-32767), the column pass
+    // wraps its 16-bit sums, and every pass saturates.
     let mut output = [0u8; 8 * 8];
     dequantize_and_idct_block_8x8(&[i16::MAX; 8 * 8], &[u16::MAX; 8 * 8], 8, &mut output);
     #[cfg_attr(rustfmt, rustfmt_skip)]
     let expected = [
-        0, 0, 0, 255, 255, 0, 0, 255,
-        0, 0, 215, 0, 0, 255, 255, 0,
-        255, 255, 255, 255, 255, 0, 0, 255,
-        0, 0, 255, 0, 255, 0, 255, 255,
-        0, 0, 255, 255, 0, 255, 0, 0,
-        255, 255, 0, 255, 255, 255, 170, 0,
-        0, 255, 0, 0, 0, 0, 0, 255,
-        255, 255, 0, 255, 0, 255, 0, 0
+        0, 255, 255, 255, 255, 0, 0, 0,
+        255, 0, 0, 0, 0, 255, 255, 255,
+        255, 0, 0, 0, 0, 255, 255, 255,
+        255, 0, 0, 0, 0, 255, 255, 255,
+        255, 0, 0, 0, 0, 255, 255, 255,
+        0, 255, 255, 255, 255, 0, 0, 0,
+        0, 255, 255, 255, 255, 0, 0, 0,
+        0, 255, 255, 255, 255, 0, 0, 0,
     ];
     assert_eq!(&output[..], &expected[..]);
 }

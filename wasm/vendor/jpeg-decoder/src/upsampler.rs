@@ -18,17 +18,19 @@ struct UpsamplerComponent {
 }
 
 impl Upsampler {
-    pub fn new(components: &[Component], output_width: u16, output_height: u16) -> Result<Upsampler> {
+    pub fn new(components: &[Component], _output_width: u16, _output_height: u16) -> Result<Upsampler> {
         let h_max = components.iter().map(|c| c.horizontal_sampling_factor).max().unwrap();
         let v_max = components.iter().map(|c| c.vertical_sampling_factor).max().unwrap();
         let mut upsampler_components = Vec::with_capacity(components.len());
 
         for component in components {
+            // jdsample.c's do_fancy: jdmainct.c gives no context rows when the IDCT makes 1x1 blocks.
+            let fancy = components.iter().map(|c| c.dct_scale).min().unwrap() > 1;
             let upsampler = choose_upsampler((component.horizontal_sampling_factor,
                                               component.vertical_sampling_factor),
                                              (h_max, v_max),
-                                             output_width,
-                                             output_height)?;
+                                             component.size.width,
+                                             fancy)?;
             upsampler_components.push(UpsamplerComponent {
                 upsampler,
                 width: component.size.width as usize,
@@ -63,11 +65,23 @@ impl Upsampler {
     }
 }
 
+// libjpeg-turbo's upsamplers (jdsample.c) with its defaults (do_fancy_upsampling, no merged upsampling): each
+// component gets the method jinit_upsampler picks from its sampling factors relative to the largest ones.
+// The fancy (triangle filter) methods alternate their rounding bias from one output sample to the next, and
+// read context rows as jdmainct.c provides them: above the first row, the first row again; below the last real
+// row (downsampled_height, not the padded blocks), the last row again. Horizontally they stop at the
+// component's downsampled_width.
+
+/// fullsize_upsample: a copy.
 struct UpsamplerH1V1;
+/// h2v1_fancy_upsample (downsampled_width > 2).
 struct UpsamplerH2V1;
+/// h1v2_fancy_upsample.
 struct UpsamplerH1V2;
+/// h2v2_fancy_upsample (downsampled_width > 2).
 struct UpsamplerH2V2;
 
+/// int_upsample (and h2v1_upsample, h2v2_upsample, which are its 2x1 and 2x2 cases): replication.
 struct UpsamplerGeneric {
     horizontal_scaling_factor: u8,
     vertical_scaling_factor: u8
@@ -75,23 +89,23 @@ struct UpsamplerGeneric {
 
 fn choose_upsampler(sampling_factors: (u8, u8),
                     max_sampling_factors: (u8, u8),
-                    output_width: u16,
-                    output_height: u16) -> Result<Box<dyn Upsample + Sync>> {
-    let h1 = sampling_factors.0 == max_sampling_factors.0 || output_width == 1;
-    let v1 = sampling_factors.1 == max_sampling_factors.1 || output_height == 1;
+                    input_width: u16,
+                    fancy: bool) -> Result<Box<dyn Upsample + Sync>> {
+    let h1 = sampling_factors.0 == max_sampling_factors.0;
+    let v1 = sampling_factors.1 == max_sampling_factors.1;
     let h2 = sampling_factors.0 * 2 == max_sampling_factors.0;
     let v2 = sampling_factors.1 * 2 == max_sampling_factors.1;
 
     if h1 && v1 {
         Ok(Box::new(UpsamplerH1V1))
     }
-    else if h2 && v1 {
+    else if h2 && v1 && fancy && input_width > 2 {
         Ok(Box::new(UpsamplerH2V1))
     }
-    else if h1 && v2 {
+    else if h1 && v2 && fancy {
         Ok(Box::new(UpsamplerH1V2))
     }
-    else if h2 && v2 {
+    else if h2 && v2 && fancy && input_width > 2 {
         Ok(Box::new(UpsamplerH2V2))
     }
     else {
@@ -116,6 +130,15 @@ trait Upsample {
                     row: usize,
                     output_width: usize,
                     output: &mut [u8]);
+}
+
+/// For output row `row` of a component upsampled 2x vertically: the nearest input row, the next nearest (above
+/// for even rows, below for odd ones, the edge row itself past the edges), and whether it is below.
+fn context_rows(input: &[u8], input_height: usize, row_stride: usize, row: usize) -> (&[u8], &[u8], bool) {
+    let near = row / 2;
+    let below = row % 2 == 1;
+    let far = if below { (near + 1).min(input_height - 1) } else { near.saturating_sub(1) };
+    (&input[near * row_stride..], &input[far * row_stride..], below)
 }
 
 impl Upsample for UpsamplerH1V1 {
@@ -143,12 +166,7 @@ impl Upsample for UpsamplerH2V1 {
                     _output_width: usize,
                     output: &mut [u8]) {
         let input = &input[row * row_stride ..];
-
-        if input_width == 1 {
-            output[0] = input[0];
-            output[1] = input[0];
-            return;
-        }
+        debug_assert!(input_width > 2);
 
         output[0] = input[0];
         output[1] = ((input[0] as u32 * 3 + input[1] as u32 + 2) >> 2) as u8;
@@ -159,12 +177,12 @@ impl Upsample for UpsamplerH2V1 {
         let start = 1;
 
         for i in start .. input_width - 1 {
-            let sample = 3 * input[i] as u32 + 2;
-            output[i * 2]     = ((sample + input[i - 1] as u32) >> 2) as u8;
-            output[i * 2 + 1] = ((sample + input[i + 1] as u32) >> 2) as u8;
+            let sample = 3 * input[i] as u32;
+            output[i * 2]     = ((sample + input[i - 1] as u32 + 1) >> 2) as u8;
+            output[i * 2 + 1] = ((sample + input[i + 1] as u32 + 2) >> 2) as u8;
         }
 
-        output[(input_width - 1) * 2] = ((input[input_width - 1] as u32 * 3 + input[input_width - 2] as u32 + 2) >> 2) as u8;
+        output[(input_width - 1) * 2] = ((input[input_width - 1] as u32 * 3 + input[input_width - 2] as u32 + 1) >> 2) as u8;
         output[(input_width - 1) * 2 + 1] = input[input_width - 1];
     }
 }
@@ -172,25 +190,16 @@ impl Upsample for UpsamplerH2V1 {
 impl Upsample for UpsamplerH1V2 {
     fn upsample_row(&self,
                     input: &[u8],
-                    _input_width: usize,
+                    input_width: usize,
                     input_height: usize,
                     row_stride: usize,
                     row: usize,
-                    output_width: usize,
+                    _output_width: usize,
                     output: &mut [u8]) {
-        let row_near = row as f32 / 2.0;
-        // If row_near's fractional is 0.0 we want row_far to be the previous row and if it's 0.5 we
-        // want it to be the next row.
-        let row_far = (row_near + row_near.fract() * 3.0 - 0.25).min((input_height - 1) as f32);
-
-        let input_near = &input[row_near as usize * row_stride ..];
-        let input_far = &input[row_far as usize * row_stride ..];
-
-        let output = &mut output[..output_width];
-        let input_near = &input_near[..output_width];
-        let input_far = &input_far[..output_width];
-        for i in 0..output_width {
-            output[i] = ((3 * input_near[i] as u32 + input_far[i] as u32 + 2) >> 2) as u8;
+        let (near, far, below) = context_rows(input, input_height, row_stride, row);
+        let bias = if below { 2 } else { 1 };
+        for ((out, &near), &far) in output[..input_width].iter_mut().zip(&near[..input_width]).zip(&far[..input_width]) {
+            *out = ((3 * near as u32 + far as u32 + bias) >> 2) as u8;
         }
     }
 }
@@ -204,21 +213,10 @@ impl Upsample for UpsamplerH2V2 {
                     row: usize,
                     _output_width: usize,
                     output: &mut [u8]) {
-        let row_near = row as f32 / 2.0;
-        // If row_near's fractional is 0.0 we want row_far to be the previous row and if it's 0.5 we
-        // want it to be the next row.
-        let row_far = (row_near + row_near.fract() * 3.0 - 0.25).min((input_height - 1) as f32);
+        let (input_near, input_far, _) = context_rows(input, input_height, row_stride, row);
+        debug_assert!(input_width > 2);
 
-        let input_near = &input[row_near as usize * row_stride ..];
-        let input_far = &input[row_far as usize * row_stride ..];
-
-        if input_width == 1 {
-            let value = ((3 * input_near[0] as u32 + input_far[0] as u32 + 2) >> 2) as u8;
-            output[0] = value;
-            output[1] = value;
-            return;
-        }
-
+        // Column sums 3 * near + far; the first output is the first sum's (4 * sum + 8) >> 4.
         output[0] = ((3 * input_near[0] as u32 + input_far[0] as u32 + 2) >> 2) as u8;
 
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128", not(feature = "platform_independent")))]
@@ -231,11 +229,11 @@ impl Upsample for UpsamplerH2V2 {
             let t0 = t1;
             t1 = 3 * input_near[i] as u32 + input_far[i] as u32;
 
-            output[i * 2 - 1] = ((3 * t0 + t1 + 8) >> 4) as u8;
+            output[i * 2 - 1] = ((3 * t0 + t1 + 7) >> 4) as u8;
             output[i * 2]     = ((3 * t1 + t0 + 8) >> 4) as u8;
         }
 
-        output[input_width * 2 - 1] = ((t1 + 2) >> 2) as u8;
+        output[input_width * 2 - 1] = ((4 * t1 + 7) >> 4) as u8;
     }
 }
 
@@ -243,20 +241,17 @@ impl Upsample for UpsamplerGeneric {
     // Uses nearest neighbor sampling
     fn upsample_row(&self,
                     input: &[u8],
-                    input_width: usize,
+                    _input_width: usize,
                     _input_height: usize,
                     row_stride: usize,
                     row: usize,
-                    _output_width: usize,
+                    output_width: usize,
                     output: &mut [u8]) {
-        let mut index = 0;
         let start = (row / self.vertical_scaling_factor as usize) * row_stride;
-        let input = &input[start..(start + input_width)];
-        for val in input {
-            for _ in 0..self.horizontal_scaling_factor {
-                output[index] = *val;
-                index += 1;
-            }
+        let input = &input[start..];
+        let h = self.horizontal_scaling_factor as usize;
+        for (i, out) in output[..output_width].iter_mut().enumerate() {
+            *out = input[i / h];
         }
     }
 }
@@ -270,7 +265,7 @@ mod tests {
     #[test]
     fn simd128_upsampling_matches_scalar() {
         let mut rng = Rng(11);
-        for width in (2..70).chain([255, 256, 257, 1000]) {
+        for width in (3..70).chain([255, 256, 257, 1000]) {
             for _ in 0..20 {
                 let (stride, height) = (width + 7, 3);
                 let input = rng.bytes(stride * height);

@@ -65,13 +65,16 @@ mod backend {
             I32x4(v128_or(self.0, o.0))
         }
         #[inline(always)]
+        pub fn min(self, o: Self) -> Self {
+            I32x4(i32x4_min(self.0, o.0))
+        }
+        #[inline(always)]
+        pub fn max(self, o: Self) -> Self {
+            I32x4(i32x4_max(self.0, o.0))
+        }
+        #[inline(always)]
         pub fn any_nonzero(self) -> bool {
             v128_any_true(self.0)
-        }
-        /// Lanes of `if_zero` where `self` is zero, of `otherwise` elsewhere.
-        #[inline(always)]
-        pub fn select_zero(self, if_zero: Self, otherwise: Self) -> Self {
-            I32x4(v128_bitselect(if_zero.0, otherwise.0, i32x4_eq(self.0, i32x4_splat(0))))
         }
         /// Rows to columns.
         #[inline(always)]
@@ -205,11 +208,14 @@ mod backend {
         pub fn or(self, o: Self) -> Self {
             I32x4([0, 1, 2, 3].map(|i| self.0[i] | o.0[i]))
         }
+        pub fn min(self, o: Self) -> Self {
+            I32x4([0, 1, 2, 3].map(|i| self.0[i].min(o.0[i])))
+        }
+        pub fn max(self, o: Self) -> Self {
+            I32x4([0, 1, 2, 3].map(|i| self.0[i].max(o.0[i])))
+        }
         pub fn any_nonzero(self) -> bool {
             self.0.iter().any(|&v| v != 0)
-        }
-        pub fn select_zero(self, if_zero: Self, otherwise: Self) -> Self {
-            I32x4([0, 1, 2, 3].map(|i| if self.0[i] == 0 { if_zero.0[i] } else { otherwise.0[i] }))
         }
         pub fn transpose(rows: [Self; 4]) -> [Self; 4] {
             [0, 1, 2, 3].map(|c| I32x4([0, 1, 2, 3].map(|r| rows[r].0[c])))

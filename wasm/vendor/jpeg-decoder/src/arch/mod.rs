@@ -1,29 +1,14 @@
 #![allow(unsafe_code)]
 
+// Upstream's SSSE3 and Neon kernels (stb_image's arithmetic, rounded differently again) are not vendored: every
+// other target runs the scalar code, which follows libjpeg-turbo exactly.
 mod lanes;
-mod neon;
 pub(crate) mod simd128;
-mod ssse3;
-
-#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-use std::is_x86_feature_detected;
 
 /// Arch-specific implementation of YCbCr conversion. Returns the number of pixels that were
 /// converted.
 pub fn get_color_convert_line_ycbcr() -> Option<unsafe fn(&[u8], &[u8], &[u8], &mut [u8]) -> usize>
 {
-    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-    #[allow(unsafe_code)]
-    {
-        if is_x86_feature_detected!("ssse3") {
-            return Some(ssse3::color_convert_line_ycbcr);
-        }
-    }
-    // Runtime detection is not needed on aarch64.
-    #[cfg(all(feature = "nightly_aarch64_neon", target_arch = "aarch64"))]
-    {
-        return Some(neon::color_convert_line_ycbcr);
-    }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
         return Some(simd128_color_convert_line_ycbcr);
@@ -35,18 +20,6 @@ pub fn get_color_convert_line_ycbcr() -> Option<unsafe fn(&[u8], &[u8], &[u8], &
 /// Arch-specific implementation of 8x8 IDCT.
 pub fn get_dequantize_and_idct_block_8x8(
 ) -> Option<unsafe fn(&[i16; 64], &[u16; 64], usize, &mut [u8])> {
-    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-    #[allow(unsafe_code)]
-    {
-        if is_x86_feature_detected!("ssse3") {
-            return Some(ssse3::dequantize_and_idct_block_8x8);
-        }
-    }
-    // Runtime detection is not needed on aarch64.
-    #[cfg(all(feature = "nightly_aarch64_neon", target_arch = "aarch64"))]
-    {
-        return Some(neon::dequantize_and_idct_block_8x8);
-    }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
         return Some(simd128_dequantize_and_idct_block_8x8);

@@ -1,61 +1,48 @@
 //! WASM SIMD (simd128) versions of the decoder's hot loops, each bit-identical to the scalar code it replaces
-//! (the x86 and Arm paths in this folder round differently, so they were not ported): the stb_image integer
-//! inverse DCT of idct.rs in 32-bit lanes, the fancy upsamplers of upsampler.rs, and the fixed-point YCbCr
-//! conversion of decoder.rs. Written in lanes.rs's types, so the tests below run them natively against the
-//! scalar code.
+//! (which follows libjpeg-turbo): the accurate integer inverse DCT of idct.rs in 32-bit lanes, the fancy
+//! upsamplers of upsampler.rs, and the YCbCr conversion of decoder.rs. Written in lanes.rs's types, so the tests
+//! below run them natively against the scalar code.
 #![cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
 
 use super::lanes::{I16x8, I32x4};
-use crate::decoder::ycbcr_fixed_point;
-use crate::idct::stbi_f2f;
+use crate::decoder::{FIX_0_34414, FIX_0_71414, FIX_1_40200, FIX_1_77200, ONE_HALF, SCALEBITS};
+use crate::idct::*;
 
-/// The even half of idct.rs's `kernel_x` (the constant `x_scale` already added).
+/// The low 16 bits of each lane, sign-extended (idct.rs's `wrap16`).
 #[inline(always)]
-fn kernel_x(s0: I32x4, s2: I32x4, s4: I32x4, s6: I32x4, x_scale: I32x4) -> [I32x4; 4] {
-    let f = |x: f32| I32x4::splat(stbi_f2f(x).0);
-    let p1 = (s2 + s6) * f(0.5411961);
-    let t2 = p1 + s6 * f(-1.847759065);
-    let t3 = p1 + s2 * f(0.765366865);
-    let t0 = (s0 + s4).shl(12);
-    let t1 = (s0 - s4).shl(12);
-    [t0 + t3 + x_scale, t1 + t2 + x_scale, t1 - t2 + x_scale, t0 - t3 + x_scale]
+fn wrap16(x: I32x4) -> I32x4 {
+    x.shl(16).shr(16)
 }
 
-/// The odd half, idct.rs's `kernel_t`.
+/// One 1-D pass over eight vectors (`s[k]` holds input k of four independent transforms): idct.rs's
+/// `islow_pass`, outputs rounded and shifted right by `shift` (not yet saturated).
 #[inline(always)]
-fn kernel_t(s1: I32x4, s3: I32x4, s5: I32x4, s7: I32x4) -> [I32x4; 4] {
-    let f = |x: f32| I32x4::splat(stbi_f2f(x).0);
-    let p3 = s7 + s3;
-    let p4 = s5 + s1;
-    let p1 = s7 + s1;
-    let p2 = s5 + s3;
-    let p5 = (p3 + p4) * f(1.175875602);
-    let t0 = s7 * f(0.298631336);
-    let t1 = s5 * f(2.053119869);
-    let t2 = s3 * f(3.072711026);
-    let t3 = s1 * f(1.501321110);
-    let p1 = p5 + p1 * f(-0.899976223);
-    let p2 = p5 + p2 * f(-2.562915447);
-    let p3 = p3 * f(-1.961570560);
-    let p4 = p4 * f(-0.390180644);
-    [t0 + p1 + p3, t1 + p2 + p4, t2 + p2 + p3, t3 + p1 + p4]
-}
+fn islow_pass(s: &[I32x4; 8], shift: u32) -> [I32x4; 8] {
+    let f = I32x4::splat;
+    let tmp3 = s[2] * f(FIX_0_541196100 + FIX_0_765366865) + s[6] * f(FIX_0_541196100);
+    let tmp2 = s[2] * f(FIX_0_541196100) + s[6] * f(FIX_0_541196100 - FIX_1_847759065);
+    let tmp0 = wrap16(s[0] + s[4]).shl(CONST_BITS);
+    let tmp1 = wrap16(s[0] - s[4]).shl(CONST_BITS);
+    let round = f(1 << (shift - 1));
+    let (tmp10, tmp13) = (tmp0 + tmp3 + round, tmp0 - tmp3 + round);
+    let (tmp11, tmp12) = (tmp1 + tmp2 + round, tmp1 - tmp2 + round);
 
-/// One 1-D pass over eight vectors (`s[k]` holds input k of four independent transforms), returning the eight
-/// outputs shifted right by `shift`.
-#[inline(always)]
-fn idct8(s: &[I32x4; 8], x_scale: i32, shift: u32) -> [I32x4; 8] {
-    let [x0, x1, x2, x3] = kernel_x(s[0], s[2], s[4], s[6], I32x4::splat(x_scale));
-    let [t0, t1, t2, t3] = kernel_t(s[1], s[3], s[5], s[7]);
+    let (s3, s4) = (wrap16(s[7] + s[3]), wrap16(s[5] + s[1]));
+    let z3 = s3 * f(FIX_1_175875602 - FIX_1_961570560) + s4 * f(FIX_1_175875602);
+    let z4 = s3 * f(FIX_1_175875602) + s4 * f(FIX_1_175875602 - FIX_0_390180644);
+    let t0 = s[7] * f(FIX_0_298631336 - FIX_0_899976223) + s[1] * f(-FIX_0_899976223) + z3;
+    let t1 = s[5] * f(FIX_2_053119869 - FIX_2_562915447) + s[3] * f(-FIX_2_562915447) + z4;
+    let t2 = s[5] * f(-FIX_2_562915447) + s[3] * f(FIX_3_072711026 - FIX_2_562915447) + z3;
+    let t3 = s[7] * f(-FIX_0_899976223) + s[1] * f(FIX_1_501321110 - FIX_0_899976223) + z4;
     [
-        (x0 + t3).shr(shift),
-        (x1 + t2).shr(shift),
-        (x2 + t1).shr(shift),
-        (x3 + t0).shr(shift),
-        (x3 - t0).shr(shift),
-        (x2 - t1).shr(shift),
-        (x1 - t2).shr(shift),
-        (x0 - t3).shr(shift),
+        (tmp10 + t3).shr(shift),
+        (tmp11 + t2).shr(shift),
+        (tmp12 + t1).shr(shift),
+        (tmp13 + t0).shr(shift),
+        (tmp13 - t0).shr(shift),
+        (tmp12 - t1).shr(shift),
+        (tmp11 - t2).shr(shift),
+        (tmp10 - t3).shr(shift),
     ]
 }
 
@@ -66,52 +53,48 @@ pub fn dequantize_and_idct_block_8x8(
     output_linestride: usize,
     output: &mut [u8],
 ) {
-    // The row pass adds 0.5 << 17 to round and 128 << 17 to centre on 128.
-    const X_SCALE: i32 = 65536 + (128 << 17);
+    const ROW_SHIFT: u32 = CONST_BITS + PASS1_BITS + 3;
     let last = output_linestride * 7;
+    let (min16, max16, center) = (I32x4::splat(-32768), I32x4::splat(32767), I32x4::splat(128));
 
-    // coefficient[8 * row + 4 * half..][..4] and its dequantized value.
-    let mut coefs = [[I32x4::splat(0); 2]; 8];
+    // s[half][row]: coefficients[8 * row + 4 * half..][..4] dequantized (pmullw's low 16 bits).
     let mut s = [[I32x4::splat(0); 8]; 2];
     let mut ac = I32x4::splat(0);
     for row in 0..8 {
-        coefs[row] = I32x4::load_i16(coefficients, 8 * row);
+        let coefs = I32x4::load_i16(coefficients, 8 * row);
         let q = I32x4::load_u16(quantization_table, 8 * row);
         for half in 0..2 {
-            s[half][row] = coefs[row][half] * q[half];
+            s[half][row] = wrap16(coefs[half] * q[half]);
             if row > 0 {
-                ac = ac.or(coefs[row][half]);
+                ac = ac.or(coefs[half]);
             }
         }
     }
-    // Only a DC coefficient (common on smooth areas): every sample is the same, as the scalar code's shortcuts
-    // for zero columns and rows give.
-    if !ac.any_nonzero() && coefficients[1..8].iter().all(|&c| c == 0) {
-        let dc = i32::from(coefficients[0]) * i32::from(quantization_table[0]);
-        let value = (dc.wrapping_shl(14).wrapping_add(X_SCALE) >> 17).max(0).min(255) as u8;
-        for row in 0..8 {
-            output[row * output_linestride..][..8].fill(value);
-        }
-        return;
-    }
 
-    // Columns: a column whose AC coefficients are all zero is its DC term << 2 (which differs from the full
-    // kernel's result when the product overflows, so the scalar code's shortcut is kept lane by lane).
+    // Columns. Without AC coefficients in the block, each column is its first row shifted left in 16 bits;
+    // with a DC coefficient alone (common on smooth areas) every sample is the same.
     let mut temp = [[I32x4::splat(0); 8]; 2];
-    for half in 0..2 {
-        let mut column_ac = coefs[1][half];
-        for row in 2..8 {
-            column_ac = column_ac.or(coefs[row][half]);
+    if !ac.any_nonzero() {
+        if coefficients[1..8].iter().all(|&c| c == 0) {
+            let dc = i32::from(coefficients[0]).wrapping_mul(i32::from(quantization_table[0]));
+            let dc = wrap16(I32x4::splat(dc)).shl(PASS1_BITS);
+            let value = (wrap16(dc).shl(CONST_BITS) + I32x4::splat(1 << (ROW_SHIFT - 1))).shr(ROW_SHIFT);
+            for row in 0..8 {
+                I32x4::store_u8x8(value + center, value + center, &mut output[..last + 8], row * output_linestride);
+            }
+            return;
         }
-        let full = idct8(&s[half], 512, 10);
-        let dc = s[half][0].shl(2);
-        for row in 0..8 {
-            temp[half][row] = column_ac.select_zero(dc, full[row]);
+        for half in 0..2 {
+            temp[half] = [wrap16(s[half][0].shl(PASS1_BITS)); 8];
+        }
+    } else {
+        for half in 0..2 {
+            temp[half] = islow_pass(&s[half], CONST_BITS - PASS1_BITS).map(|v| v.max(min16).min(max16));
         }
     }
 
-    // Rows (the scalar code's shortcut for rows with only a DC term gives the full kernel's result exactly):
-    // transpose so that vector k holds input k of four rows, transform, transpose back.
+    // Rows: transpose so that vector k holds input k of four rows, transform, transpose back. The output
+    // saturates to -128..127 before it is centred on 128, which is store_u8x8's clamp to 0..255 after it.
     for group in 0..2 {
         let mut columns = [I32x4::splat(0); 8];
         for half in 0..2 {
@@ -119,7 +102,7 @@ pub fn dequantize_and_idct_block_8x8(
             let cols = I32x4::transpose(rows);
             columns[4 * half..4 * half + 4].copy_from_slice(&cols);
         }
-        let out = idct8(&columns, X_SCALE, 17);
+        let out = islow_pass(&columns, ROW_SHIFT).map(|v| v.max(min16).min(max16) + center);
         let lo = I32x4::transpose([out[0], out[1], out[2], out[3]]);
         let hi = I32x4::transpose([out[4], out[5], out[6], out[7]]);
         for r in 0..4 {
@@ -132,8 +115,9 @@ pub fn dequantize_and_idct_block_8x8(
 /// decoder.rs's `color_convert_line_ycbcr` on whole groups of 16 pixels; returns how many pixels it converted.
 pub fn color_convert_line_ycbcr(y: &[u8], cb: &[u8], cr: &[u8], output: &mut [u8]) -> usize {
     let count = (output.len() / 3).min(y.len()).min(cb.len()).min(cr.len()) / 16 * 16;
-    let [cr_r, cb_g, cr_g, cb_b] = ycbcr_fixed_point().map(I32x4::splat);
-    let (half, c128) = (I32x4::splat(1 << 19), I32x4::splat(128));
+    let [cr_r, cb_g, cr_g, cb_b] = [FIX_1_40200, -FIX_0_34414, -FIX_0_71414, FIX_1_77200].map(I32x4::splat);
+    let (half, c128) = (I32x4::splat(ONE_HALF), I32x4::splat(128));
+    let shift = SCALEBITS as u32;
     for at in (0..count).step_by(16) {
         let ys = I32x4::load_u8(y, at);
         let cbs = I32x4::load_u8(cb, at);
@@ -142,11 +126,10 @@ pub fn color_convert_line_ycbcr(y: &[u8], cb: &[u8], cr: &[u8], output: &mut [u8
         let mut g = r;
         let mut b = r;
         for i in 0..4 {
-            let y = ys[i].shl(20) + half;
             let (cb, cr) = (cbs[i] - c128, crs[i] - c128);
-            r[i] = (y + cr_r * cr).shr(20);
-            g[i] = (y - cb_g * cb - cr_g * cr).shr(20);
-            b[i] = (y + cb_b * cb).shr(20);
+            r[i] = ys[i] + (cr_r * cr + half).shr(shift);
+            g[i] = ys[i] + (cb_g * cb + half + cr_g * cr).shr(shift);
+            b[i] = ys[i] + (cb_b * cb + half).shr(shift);
         }
         I32x4::store_rgb16(r, g, b, output, 3 * at);
     }
@@ -156,12 +139,12 @@ pub fn color_convert_line_ycbcr(y: &[u8], cb: &[u8], cr: &[u8], output: &mut [u8
 /// upsampler.rs's `UpsamplerH2V1` for input samples `1..` in groups of 8 (each needs its right neighbour);
 /// returns the first sample it did not do.
 pub fn upsample_row_h2v1(input: &[u8], input_width: usize, output: &mut [u8]) -> usize {
-    let (three, two) = (I16x8::splat(3), I16x8::splat(2));
+    let (three, one, two) = (I16x8::splat(3), I16x8::splat(1), I16x8::splat(2));
     let mut i = 1;
     while i + 9 <= input_width {
-        let sample = I16x8::load_u8(input, i) * three + two;
-        let left = (sample + I16x8::load_u8(input, i - 1)).shr(2);
-        let right = (sample + I16x8::load_u8(input, i + 1)).shr(2);
+        let sample = I16x8::load_u8(input, i) * three;
+        let left = (sample + I16x8::load_u8(input, i - 1) + one).shr(2);
+        let right = (sample + I16x8::load_u8(input, i + 1) + two).shr(2);
         I16x8::store_interleaved_u8(left, right, output, 2 * i);
         i += 8;
     }
@@ -170,12 +153,12 @@ pub fn upsample_row_h2v1(input: &[u8], input_width: usize, output: &mut [u8]) ->
 
 /// upsampler.rs's `UpsamplerH2V2` for input samples `1..` in groups of 8; returns the first sample it did not do.
 pub fn upsample_row_h2v2(near: &[u8], far: &[u8], input_width: usize, output: &mut [u8]) -> usize {
-    let (three, eight) = (I16x8::splat(3), I16x8::splat(8));
+    let (three, seven, eight) = (I16x8::splat(3), I16x8::splat(7), I16x8::splat(8));
     let mut i = 1;
     while i + 8 <= input_width {
         let t0 = I16x8::load_u8(near, i - 1) * three + I16x8::load_u8(far, i - 1);
         let t1 = I16x8::load_u8(near, i) * three + I16x8::load_u8(far, i);
-        let odd = (t0 * three + t1 + eight).shr(4);
+        let odd = (t0 * three + t1 + seven).shr(4);
         let even = (t1 * three + t0 + eight).shr(4);
         I16x8::store_interleaved_u8(odd, even, output, 2 * i - 1);
         i += 8;
