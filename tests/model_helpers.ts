@@ -3,6 +3,7 @@ import { GpuContext } from "../runtime/gpu/context.ts";
 import { locateModel } from "../runtime/model/locate.ts";
 import { openModel } from "../runtime/model/open.ts";
 import { PixtralModel, type PixtralOptions } from "../runtime/model/pixtral.ts";
+import type { TokenEvent } from "../runtime/engine/engine.ts";
 import type { ImageInput } from "../runtime/model/vision.ts";
 import { fixture, fixtureJson } from "./helpers.ts";
 
@@ -104,4 +105,14 @@ export function argmaxRows(values: Float32Array, width: number): number[] {
     out.push(best);
   }
   return out;
+}
+
+/** Every event of an engine's stream, and how it finished. */
+export async function collect(stream: AsyncGenerator<TokenEvent, string>) {
+  const events: TokenEvent[] = [];
+  while (true) {
+    const { value, done } = await stream.next();
+    if (done) return { events, finish: value };
+    events.push(value);
+  }
 }

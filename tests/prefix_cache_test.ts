@@ -3,11 +3,11 @@
  * images), which changes no token or log-probability, and a cached block is given up when room is needed.
  */
 import assert from "node:assert/strict";
-import { type GenerateRequest, GREEDY, type TokenEvent } from "../runtime/engine/engine.ts";
+import { type GenerateRequest, GREEDY } from "../runtime/engine/engine.ts";
 import { LocalEngine } from "../runtime/engine/local.ts";
 import { PrefixKeys } from "../runtime/engine/prefix.ts";
 import { KvPool } from "../runtime/model/kv_pool.ts";
-import { EXACT, goldenImage, gpu, gridOf, loadTiny, manifest } from "./model_helpers.ts";
+import { collect, EXACT, goldenImage, gpu, gridOf, loadTiny, manifest } from "./model_helpers.ts";
 
 const mm = manifest.multimodal[0];
 const { rows, cols } = gridOf(mm.ids);
@@ -77,15 +77,6 @@ Deno.test("prefix keys: a block's key covers every token up to its end and the p
   assert.ok(k2.slice(2).every((k, i) => k !== base[i + 2]));
   assert.throws(() => new PrefixKeys(ids, [image], ids.length, 10, 16).key(base.length), /not full/);
 });
-
-async function collect(stream: AsyncGenerator<TokenEvent, string>) {
-  const events: TokenEvent[] = [];
-  while (true) {
-    const { value, done } = await stream.next();
-    if (done) return { events, finish: value };
-    events.push(value);
-  }
-}
 
 Deno.test("reusing cached prefixes (text, whole and partly covered images) changes no token or log-probability", async () => {
   const request = (ids: number[], images = [] as typeof image[], extra: Partial<GenerateRequest> = {}) => ({

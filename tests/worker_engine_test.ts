@@ -11,13 +11,12 @@ import {
   GREEDY,
   InvalidRequestError,
   RequestTooLongError,
-  type TokenEvent,
 } from "../runtime/engine/engine.ts";
 import { LocalEngine } from "../runtime/engine/local.ts";
 import { WorkerEngine } from "../runtime/engine/worker.ts";
 import type { ModelOptions } from "../runtime/model/boot.ts";
 import { fixture } from "./helpers.ts";
-import { EXACT, goldenImage, gridOf, loadTiny, manifest } from "./model_helpers.ts";
+import { collect, EXACT, goldenImage, gridOf, loadTiny, manifest } from "./model_helpers.ts";
 
 const mm = manifest.multimodal[0];
 const image = await goldenImage(mm.pixels_from, gridOf(mm.ids).rows, gridOf(mm.ids).cols);
@@ -51,15 +50,6 @@ function requests(): GenerateRequest[] {
       stopIds: [2],
     },
   ];
-}
-
-async function collect(stream: AsyncGenerator<TokenEvent, string>) {
-  const events: TokenEvent[] = [];
-  while (true) {
-    const { value, done } = await stream.next();
-    if (done) return { events, finish: value };
-    events.push(value);
-  }
 }
 
 /** The worker's statistics arrive every few tens of milliseconds: waits until they show an idle cache. */

@@ -301,13 +301,11 @@ export class LocalEngine implements Engine {
     );
     // At least the last token is computed: its logits give the first sample.
     const reusable = Math.floor((seq.prefillEnd - 1) / this.#prefixUnit) * this.#prefixUnit / pool.blockSize;
-    const keys: string[] = [];
-    while (keys.length < reusable && pool.has(seq.prefix.key(keys.length))) {
-      keys.push(seq.prefix.key(keys.length));
-    }
-    const tokens = Math.floor(keys.length * pool.blockSize / this.#prefixUnit) * this.#prefixUnit;
+    let cached = 0;
+    while (cached < reusable && pool.has(seq.prefix.key(cached))) cached++;
+    const tokens = Math.floor(cached * pool.blockSize / this.#prefixUnit) * this.#prefixUnit;
     if (tokens === 0) return;
-    pool.share(seq.blocks, keys.slice(0, tokens / pool.blockSize));
+    pool.share(seq.blocks, Array.from({ length: tokens / pool.blockSize }, (_, i) => seq.prefix!.key(i)));
     seq.past = tokens;
     seq.published = tokens / pool.blockSize;
     seq.imageRows = seq.imageTokensBefore(tokens, img);
