@@ -88,3 +88,27 @@ Deno.test("a repeated conversation reuses its prompt's KV blocks: the same answe
     assert.equal(await hits(), Math.floor((prompt - 1) / 64) * 64);
   });
 });
+
+Deno.test("a request the shutdown cuts off (after the grace period) gets 503, not 500", async () => {
+  await withServer({ graceSeconds: 0 }, async ({ url, service, shutdown }) => {
+    const pending = fetch(`${url}/v1/chat/completions`, {
+      method: "POST",
+      body: stream(service.model.id, 500),
+    });
+    const answer = fetch(`${url}/v1/chat/completions`, {
+      method: "POST",
+      body: JSON.stringify({
+        messages: [{ role: "user", content: "Tell me a long story" }],
+        max_tokens: 500,
+      }),
+    });
+    const streamed = await pending;
+    await until(() => service.engine!.stats().running === 2);
+    const closing = shutdown();
+    const res = await answer;
+    assert.equal(res.status, 503);
+    assert.match((await res.json()).error.message, /shut down/);
+    assert.match(await streamed.text(), /shut down before the request finished/);
+    await closing;
+  });
+});

@@ -1,5 +1,6 @@
 /** POST /v1/chat/completions: OpenAI's and Mistral's chat API, streamed as server-sent events or not. */
 import { Hono } from "hono";
+import { EngineClosedError } from "../../runtime/engine/engine.ts";
 import { log } from "../../runtime/log.ts";
 import { runCompletion, usage } from "../chat/completion.ts";
 import { prepareChat } from "../chat/prepare.ts";
@@ -86,8 +87,9 @@ export function chatRoutes(service: Service): Hono {
         } catch (err) {
           // The status line is sent already: the error travels as the last event, so no client takes a
           // truncated stream for a finished one.
-          // A client that went away is not a server error.
-          log[signal.aborted ? "debug" : "error"]("stream failed", { id, error: String(err) });
+          // A client that went away is not a server error, nor is a shutdown that outlasted the grace period.
+          const level = signal.aborted ? "debug" : err instanceof EngineClosedError ? "warn" : "error";
+          log[level]("stream failed", { id, error: String(err) });
           const message = err instanceof Error ? err.message : String(err);
           controller.enqueue(
             chunk({ error: { message, type: "server_error", param: null, code: "stream_error" } }),

@@ -79,7 +79,8 @@ class Sequence {
   published = 0;
   /** [IMG] tokens in the prompt: its images' patches. */
   readonly imagePatches: number;
-  cancelled = false;
+  /** Why it was cancelled, once it is: the error its stream ends with. */
+  cancelled?: Error;
   /** Penalised tokens and how often each was generated (prompt tokens count 0, for the repetition penalty). */
   readonly counts = new Map<number, number>();
   readonly seed: number;
@@ -236,12 +237,12 @@ export class LocalEngine implements Engine {
     }
   }
 
-  #cancel(seq: Sequence): void {
-    seq.cancelled = true;
+  #cancel(seq: Sequence, reason: Error = new DOMException("the request was cancelled", "AbortError")): void {
+    seq.cancelled ??= reason;
     const waiting = this.#waiting.indexOf(seq);
     if (waiting >= 0) {
       this.#waiting.splice(waiting, 1);
-      seq.channel.fail(new DOMException("the request was cancelled", "AbortError"));
+      seq.channel.fail(seq.cancelled);
     }
     // A running sequence leaves at the next step boundary (its blocks may be in use by the step in flight).
   }
@@ -272,7 +273,7 @@ export class LocalEngine implements Engine {
   /** Removes cancelled sequences and returns their memory. */
   #reap(): void {
     for (const seq of this.#running.filter((s) => s.cancelled)) {
-      this.#finish(seq, new DOMException("the request was cancelled", "AbortError"));
+      this.#finish(seq, seq.cancelled);
     }
   }
 
@@ -673,7 +674,9 @@ export class LocalEngine implements Engine {
     this.#closed = true;
     const deadline = Date.now() + graceMs;
     while (this.#loop && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    for (const seq of [...this.#waiting, ...this.#running]) this.#cancel(seq);
+    // Not an AbortError: no client gave up; the server did (HTTP 503).
+    const reason = new EngineClosedError("the server shut down before the request finished");
+    for (const seq of [...this.#waiting, ...this.#running]) this.#cancel(seq, reason);
     await this.#loop;
     this.#model.release();
   }
