@@ -5,12 +5,12 @@ import { loadConfig, openModel } from "../runtime/model/open.ts";
 import {
   type AdapterOffer,
   checkPlan,
-  defaultPrecision,
   gib,
   type KvFormat,
   type MemoryPlan,
   planMemory,
   type PlanOptions,
+  precision,
   type WeightFormat,
 } from "../runtime/model/plan.ts";
 import type { DType } from "../runtime/model/weights/dtype.ts";
@@ -94,10 +94,8 @@ export async function plan(argv: string[]): Promise<void> {
   } else {
     config = await loadConfig(location);
   }
-  const defaults = defaultPrecision(config);
-  options.quant ??= defaults.quant;
-  options.visionQuant ??= defaults.visionQuant;
-  options.kv ??= defaults.kv;
+  const { quant, visionQuant, kv } = precision(config, options);
+  Object.assign(options, { quant, visionQuant, kv });
   const result = planMemory(config, options, offer);
   let refusal: Error | undefined;
   if (offer) {

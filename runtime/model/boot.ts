@@ -16,11 +16,11 @@ import { openModel } from "./open.ts";
 import { PixtralModel } from "./pixtral.ts";
 import {
   checkPlan,
-  defaultPrecision,
   gib,
   type KvFormat,
   type MemoryPlan,
   planMemory,
+  precision,
   type WeightFormat,
 } from "./plan.ts";
 import { modelTokenizer } from "./tokenizer.ts";
@@ -103,14 +103,7 @@ export interface LoadedModel {
 
 /** Plans memory (refusing, before any upload, a model that does not fit), then loads the weights. */
 export async function loadModel(files: OpenedFiles, given: ModelOptions): Promise<LoadedModel> {
-  const defaults = defaultPrecision(files.config);
-  const options: ModelOptions = {
-    ...given,
-    quant: given.quant ?? defaults.quant,
-    visionQuant: given.visionQuant ?? defaults.visionQuant,
-    kv: given.kv ?? defaults.kv,
-    activations: given.activations ?? defaults.activations,
-  };
+  const options: ModelOptions = { ...given, ...precision(files.config, given) };
   const ctx = await GpuContext.create({ adapter: options.adapter });
   try {
     const planOptions = {

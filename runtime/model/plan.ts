@@ -47,14 +47,20 @@ export interface Precision {
   visionQuant: WeightFormat;
   kv: KvFormat;
   /** Undefined: f16 where the GPU has shader-f16. */
-  activations?: "f32";
+  activations?: "f16" | "f32";
 }
 
-/** The formats a model loads with when no flag chooses them. */
-export function defaultPrecision(config: ModelConfig): Precision {
-  return decoderParameters(config) < EXACT_BELOW_PARAMETERS
+/** The formats a model loads with: those `chosen` (by flags), the defaults for its size for the rest. */
+export function precision(config: ModelConfig, chosen: Partial<Precision>): Precision {
+  const defaults: Precision = decoderParameters(config) < EXACT_BELOW_PARAMETERS
     ? { quant: "f32", visionQuant: "f32", kv: "f32", activations: "f32" }
     : { quant: "q4", visionQuant: "f16", kv: "f16" };
+  return {
+    quant: chosen.quant ?? defaults.quant,
+    visionQuant: chosen.visionQuant ?? defaults.visionQuant,
+    kv: chosen.kv ?? defaults.kv,
+    activations: chosen.activations ?? defaults.activations,
+  };
 }
 
 export interface PlanOptions {
