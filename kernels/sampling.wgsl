@@ -4,7 +4,8 @@
 // For each sequence (settings in `info`, written by runtime/gpu/ops/sampling.ts):
 //  1. penalties on its listed tokens (unique ids with their counts): repetition r divides a positive logit and
 //     multiplies a negative one (every listed token), then presence and frequency subtract
-//     presence * (count > 0) + frequency * count;
+//     presence * (count > 0) + frequency * count; tokens an output format forbids (a bitmask, bit id % 32 of
+//     word id / 32) are left out of everything below;
 //  2. temperature 0: argmax (lowest index among equal maxima). Otherwise z = logit / T and the allowed set is
 //     cut by top-k (z >= the k-th largest z, ties kept), top-p (the most probable tokens whose probability mass,
 //     renormalised over the top-k set, reaches p; ties at the threshold kept) and min-p (p >= min_p * p_max);
@@ -20,7 +21,7 @@ struct Params {
   l_off: u32,       // logits [seqs, vocab] view
   l_stride: u32,
   s_off: u32,       // scratch [seqs, vocab] f32
-  info_base: u32,   // word offset of the per-sequence settings (12 words each)
+  info_base: u32,   // word offset of the per-sequence settings (12 words each), then penalty lists and masks
   ids_off: u32,
   lp_off: u32,
 }
@@ -33,6 +34,9 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> logprobs: array<f32>;
 
 const WG: u32 = 256u;
+const NO_MASK: u32 = 0xffffffffu;
+// Below every logit the model can give, and finite: a forbidden token's value.
+const FORBIDDEN: f32 = -3.4e38;
 
 var<workgroup> red_f: array<f32, WG>;
 var<workgroup> red_u: array<u32, WG>;
@@ -110,6 +114,7 @@ fn sample(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec
   let counter = info[cfg + 8u];
   let pen_off = info[cfg + 9u];
   let pen_count = info[cfg + 10u];
+  let mask_off = info[cfg + 11u];  // NO_MASK: every token allowed
 
   let V = p.vocab;
   let chunk = (V + WG - 1u) / WG;  // this thread's contiguous range [lo, hi)
@@ -150,7 +155,10 @@ fn sample(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec
   m = -3.4e38;
   var arg = 0xffffffffu;
   for (var i = lo; i < hi; i++) {
-    let v = scratch[sb + i] * inv_t;
+    var v = scratch[sb + i] * inv_t;
+    if (mask_off != NO_MASK && ((info[mask_off + (i >> 5u)] >> (i & 31u)) & 1u) == 0u) {
+      v = FORBIDDEN;
+    }
     scratch[sb + i] = v;
     if (v > m || arg == 0xffffffffu) {
       m = v;

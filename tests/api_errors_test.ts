@@ -71,10 +71,26 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
     );
     // Fields understood but not honoured are refused, never silently dropped.
     expectError(
-      await post(chat, { ...user("hi"), response_format: { type: "json_object" } }),
+      await post(chat, { ...user("hi"), response_format: { type: "yaml" } }),
       400,
-      /plain text only/,
-      "response_format",
+      /json_schema/,
+      "response_format.type",
+    );
+    // A schema keyword the constrained decoding would ignore is refused, naming it and where it is.
+    expectError(
+      await post(chat, {
+        ...user("hi"),
+        response_format: {
+          type: "json_schema",
+          json_schema: {
+            name: "x",
+            schema: { type: "object", properties: { a: { not: { type: "null" } } } },
+          },
+        },
+      }),
+      400,
+      /"not" is not supported.*\/properties\/a/,
+      "response_format.json_schema.schema",
     );
     expectError(
       await post(chat, { ...user("hi"), logit_bias: { "5": 10 } }),

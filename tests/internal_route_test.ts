@@ -8,6 +8,7 @@ import { encodeChat } from "../functions/chat/prepare.ts";
 import type { Service } from "../functions/service.ts";
 import type { Engine, FinishReason, GenerateRequest, TokenEvent } from "../runtime/engine/engine.ts";
 import { RemoteEngine } from "../runtime/engine/remote.ts";
+import { jsonSchemaFormat } from "../runtime/grammar/format.ts";
 import { BINARY, encodeRequest, type HostStatus } from "../runtime/engine/wire.ts";
 import { dataUrl, serverConfig, withServer } from "./api_helpers.ts";
 
@@ -105,6 +106,13 @@ Deno.test("internal routes: generation through RemoteEngine equals the host's ow
     assert.equal(local.events.length, 6);
     assert.ok(local.events.every((e) => e.logprob !== undefined && e.top?.length === 2));
     assert.deepEqual(viaWire, local);
+
+    // An output format travels with the request, and the host keeps the output inside it as its engine does.
+    const constrained = { ...request, maxTokens: 60, format: jsonSchemaFormat({ enum: ["yes", "no"] }) };
+    const json = await collect(remote.generate(constrained));
+    assert.deepEqual(json, await collect(service.engine!.generate(constrained)));
+    assert.equal(json.finish, "stop");
+    assert.match(service.tokenizer.decode(json.events.map((e) => e.id)), /^"(yes|no)"$/);
 
     // Cancelling the remote stream reaches the host's engine: the sequence and its KV blocks are freed.
     const long = remote.generate({ ...request, maxTokens: 500, topLogprobs: undefined });

@@ -141,6 +141,65 @@ Deno.test("repetition, presence and frequency penalties change the choice as the
   assert.equal(ids[2], top);
 });
 
+/** A mask allowing the ids `allowed(id)` says, over `vocab` tokens. */
+function maskOf(vocab: number, allowed: (id: number) => boolean): Uint32Array {
+  const mask = new Uint32Array(Math.ceil(vocab / 32));
+  for (let id = 0; id < vocab; id++) if (allowed(id)) mask[id >> 5] |= 1 << (id & 31);
+  return mask;
+}
+
+Deno.test("an output format's mask: the choice stays among its tokens, greedy or drawn, with penalties", async () => {
+  const ctx = await context();
+  const vocab = 131072;
+  const row = logitsRow(vocab, 50, 6);
+  const top = row.reduce((best, v, i) => v > row[best] ? i : best, 0);
+  const random = seededRandom(51);
+  // Sparse (a JSON structural state), the best token forbidden, one token, and the last word partly used.
+  const sparse = maskOf(vocab, () => random() < 0.001);
+  const masks = [
+    sparse,
+    maskOf(vocab, (id) => id !== top),
+    maskOf(vocab, (id) => id === 4099),
+    maskOf(vocab, (id) => id >= vocab - 5),
+  ];
+  const params: SamplingParams[] = [
+    { temperature: 0, mask: masks[0] },
+    { temperature: 0, mask: masks[1] },
+    { temperature: 1.5, topP: 0.9, seed: 3, counter: 1, mask: masks[2] },
+    { temperature: 0.7, topK: 2, minP: 0.1, seed: 4, counter: 2, mask: masks[3] },
+    { temperature: 0, repetitionPenalty: 4, penalties: { ids: [top], counts: [1] }, mask: masks[0] },
+  ];
+  const { ids, logprobs } = await runSample(ctx, params.map(() => row), params);
+  params.forEach((p, s) => {
+    const ref = sampleRef(row, p);
+    assert.equal(ids[s], ref.id, `row ${s}`);
+    assert.ok((p.mask![ids[s] >> 5] >>> (ids[s] & 31)) & 1, `row ${s}: token ${ids[s]} is masked`);
+    // The log-probability is the model's, not the constrained distribution's.
+    assert.ok(Math.abs(logprobs[s] - ref.logprob) < 1e-4, `row ${s} logprob`);
+  });
+  assert.notEqual(ids[1], top);
+  assert.equal(ids[2], 4099);
+
+  // Many draws with a mask of 40 tokens among 600: never outside it, frequencies as the reference's.
+  const small = logitsRow(600, 52, 3), draws = 1200;
+  const mask = maskOf(600, (id) => id % 15 === 7);
+  const many = Array.from({ length: draws }, (_, counter) => ({ temperature: 1, seed: 8, counter, mask }));
+  const drawn = await runSample(ctx, Array(draws).fill(small), many);
+  const ref = sampleRef(small, many[0]);
+  const counts = new Float64Array(600);
+  drawn.ids.forEach((id) => {
+    assert.equal(id % 15, 7, `token ${id} is outside the mask`);
+    counts[id]++;
+  });
+  for (let i = 0; i < 600; i++) {
+    const expected = ref.probs[i] * draws, sd = Math.sqrt(expected * (1 - ref.probs[i]) + 1);
+    assert.ok(
+      Math.abs(counts[i] - expected) <= 5 * sd,
+      `token ${i}: ${counts[i]} draws, expected ${expected}`,
+    );
+  }
+});
+
 Deno.test("the draw is a pure function of (seed, counter)", () => {
   assert.equal(drawUniform(7, 3), drawUniform(7, 3));
   assert.notEqual(drawUniform(7, 3), drawUniform(7, 4));
@@ -158,6 +217,8 @@ Deno.test("invalid sampling settings are refused with the setting named", async 
   const bad: [SamplingParams, RegExp][] = [
     [{ temperature: -1 }, /temperature/],
     [{ temperature: 1, topP: 0 }, /top_p/],
+    [{ temperature: 0, mask: new Uint32Array(1) }, /mask/],
+    [{ temperature: 0, mask: new Uint32Array(2).fill(1) }, /mask/],
     [{ temperature: 1, minP: 2 }, /min_p/],
     [{ temperature: 1, topK: 1.5 }, /top_k/],
     [{ temperature: 1, penalties: { ids: [10], counts: [1] } }, /penalty id 10/],

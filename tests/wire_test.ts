@@ -43,6 +43,7 @@ const request: GenerateRequest = {
   maxTokens: 77,
   stopIds: [2],
   topLogprobs: 3,
+  format: { schema: '{"type":"object","properties":{"a":{"enum":["x"]}}}', strict: true },
 };
 
 const buffer = (bytes: Uint8Array) => bytes.slice().buffer;
@@ -54,6 +55,7 @@ Deno.test("wire: a request round-trips exactly with f32 pixels", () => {
   assert.equal(decoded.maxTokens, 77);
   assert.deepEqual(decoded.stopIds, [2]);
   assert.equal(decoded.topLogprobs, 3);
+  assert.deepEqual(decoded.format, request.format);
   assert.equal(decoded.images.length, 2);
   decoded.images.forEach((got, i) => {
     const want = request.images[i];
@@ -63,11 +65,18 @@ Deno.test("wire: a request round-trips exactly with f32 pixels", () => {
   });
 });
 
-Deno.test("wire: optional fields stay absent; no images, no seed, no log-probabilities", () => {
+Deno.test("wire: optional fields stay absent; no images, no seed, no log-probabilities, no format", () => {
   const { seed: _, ...sampling } = request.sampling;
-  const plain: GenerateRequest = { ...request, images: [], sampling, topLogprobs: undefined };
+  const plain: GenerateRequest = {
+    ...request,
+    images: [],
+    sampling,
+    topLogprobs: undefined,
+    format: undefined,
+  };
   const decoded = decodeRequest(buffer(encodeRequest(plain)));
   assert.equal("seed" in decoded.sampling, false);
+  assert.equal("format" in decoded, false);
   assert.equal(decoded.topLogprobs, undefined);
   assert.deepEqual(decoded.images, []);
   assert.deepEqual(decoded.ids, plain.ids);

@@ -191,6 +191,7 @@ export async function prepareChat(
       maxTokens: asked ?? room,
       stopIds: [tokenizer.special("</s>")],
       topLogprobs: chat.logprobs ? (chat.top_logprobs ?? 0) : undefined,
+      ...(chat.response_format ? { format: chat.response_format } : {}),
     },
     n: chat.n ?? 1,
     // An empty stop string would match at once; it stops nothing, as in OpenAI's API.

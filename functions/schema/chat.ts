@@ -6,6 +6,12 @@
  * llama.cpp do); the caller logs them. Wrong types are errors that name the field.
  */
 import { z } from "zod";
+import {
+  FormatError,
+  JSON_OBJECT,
+  jsonSchemaFormat,
+  type OutputFormat,
+} from "../../runtime/grammar/format.ts";
 
 const textPart = z.object({ type: z.literal("text"), text: z.string() });
 const imageUrlPart = z.object({
@@ -32,6 +38,34 @@ const message = z.discriminatedUnion("role", [
 /** The most choices (`n`) one request may ask for; each takes a place in the engine's queue. */
 export const MAX_CHOICES = 16;
 
+/**
+ * OpenAI's and Mistral's `response_format`, as the OutputFormat the engine enforces (undefined for plain text).
+ * A schema is checked here, so that one the server cannot enforce is refused before any work.
+ */
+const responseFormat = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("text") }),
+  z.object({ type: z.literal("json_object") }),
+  z.object({
+    type: z.literal("json_schema"),
+    json_schema: z.object({
+      name: z.string().nullish(),
+      description: z.string().nullish(),
+      schema: z.union([z.record(z.string(), z.unknown()), z.boolean()]).nullish(),
+      strict: z.boolean().nullish(),
+    }),
+  }),
+]).transform((value, ctx): OutputFormat | undefined => {
+  if (value.type === "text") return undefined;
+  if (value.type === "json_object") return JSON_OBJECT;
+  try {
+    return jsonSchemaFormat(value.json_schema.schema ?? {});
+  } catch (err) {
+    if (!(err instanceof FormatError)) throw err;
+    ctx.issues.push({ code: "custom", message: err.message, input: value, path: ["json_schema", "schema"] });
+    return z.NEVER;
+  }
+});
+
 const probability = z.number().min(0).max(1);
 const penalty = z.number().min(-2).max(2);
 
@@ -57,8 +91,8 @@ export const chatRequestSchema = z.object({
   stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
   /** Mistral's guardrail: its safety system prompt goes before the conversation's own. */
   safe_prompt: z.boolean().nullish(),
-  /** Only plain text is produced: other formats are refused (refuseUnsupported). */
-  response_format: z.object({ type: z.string() }).passthrough().nullish(),
+  /** Constrained decoding: the output follows the format (JSON, or JSON under a schema). */
+  response_format: responseFormat.nullish(),
   logit_bias: z.record(z.string(), z.number()).nullish(),
   /** Our extension: which reference's image resizing to reproduce for this request (default: the server's). */
   image_resize: z.enum(["mistral", "hf"]).nullish(),
@@ -141,14 +175,6 @@ export function refuseToolUse(body: unknown): void {
 
 /** Fields this server understands but cannot honour: refused rather than answered as if they were absent. */
 function refuseUnsupported(request: ChatRequest): void {
-  const type = request.response_format?.type;
-  if (type && type !== "text") {
-    throw new RequestError(
-      `response_format "${type}": this server produces plain text only (no constrained decoding)`,
-      "response_format",
-      "unsupported_parameter",
-    );
-  }
   if (request.logit_bias && Object.keys(request.logit_bias).length) {
     throw new RequestError(
       "logit_bias is not supported by this server",

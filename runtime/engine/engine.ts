@@ -3,6 +3,7 @@
  * slots, preprocessed images, sampling settings) in, a stream of tokens out. The GPU host implements it with
  * LocalEngine; the edge build with a client of a GPU host.
  */
+import type { OutputFormat } from "../grammar/format.ts";
 import type { ImageInput } from "../model/vision.ts";
 
 export interface Sampling {
@@ -41,6 +42,23 @@ export interface GenerateRequest {
   stopIds: readonly number[];
   /** Alternatives to report with each token's log-probability; undefined: no log-probabilities. */
   topLogprobs?: number;
+  /** The format the output must follow (constrained decoding); undefined: free text. */
+  format?: OutputFormat;
+}
+
+/** Keeps one sequence's output inside its format: which tokens may come next, given those that came. */
+export interface TokenConstraint {
+  /** The tokens allowed next: bit (id % 32) of word (id >> 5); a stop id once the output is complete. */
+  allowed(): Promise<Uint32Array>;
+  /** Takes the token sampled; false if the format does not allow it. */
+  accept(id: number): boolean;
+  release(): void;
+}
+
+/** Makes constraints for output formats (an engine without one refuses formats). */
+export interface Constraints {
+  /** Rejects with InvalidRequestError for a format it cannot enforce. */
+  constrain(format: OutputFormat, stopIds: readonly number[]): Promise<TokenConstraint>;
 }
 
 export interface TokenEvent {

@@ -21,13 +21,16 @@ import { log } from "../log.ts";
 import { Channel } from "./channel.ts";
 import { PrefixKeys } from "./prefix.ts";
 import {
+  type Constraints,
   type Engine,
   EngineBusyError,
   EngineClosedError,
   type EngineStats,
   type FinishReason,
   type GenerateRequest,
+  InvalidRequestError,
   samplerSeed,
+  type TokenConstraint,
   type TokenEvent,
 } from "./engine.ts";
 import { type RequestLimits, validateRequest } from "./validate.ts";
@@ -62,6 +65,8 @@ export interface LocalEngineOptions {
    * that the rest is read in the chunks it would be read in anyway and results stay identical.
    */
   prefixCache?: boolean;
+  /** Keeps outputs inside the formats requests ask for (`format`); without it such requests are refused. */
+  constraints?: Constraints;
 }
 
 class Sequence {
@@ -84,6 +89,9 @@ class Sequence {
   /** Penalised tokens and how often each was generated (prompt tokens count 0, for the repetition penalty). */
   readonly counts = new Map<number, number>();
   readonly seed: number;
+  /** The output format's matcher, made when the sequence first samples, and the tokens it allows next. */
+  constraint?: TokenConstraint;
+  allowed?: Uint32Array;
 
   constructor(readonly request: GenerateRequest, readonly vocabSize: number) {
     this.tokens = [...request.ids];
@@ -130,7 +138,18 @@ class Sequence {
       penalties: this.penalised
         ? { ids: [...this.counts.keys()], counts: [...this.counts.values()] }
         : undefined,
+      mask: this.allowed,
     };
+  }
+
+  /** Whether its tokens must come to the host one by one: penalties, top log-probabilities, a format. */
+  get stepwise(): boolean {
+    return this.penalised || (this.request.topLogprobs ?? 0) > 0 || this.request.format !== undefined;
+  }
+
+  releaseConstraint(): void {
+    this.constraint?.release();
+    this.constraint = this.allowed = undefined;
   }
 }
 
@@ -163,6 +182,7 @@ export class LocalEngine implements Engine {
   readonly limits: RequestLimits;
   readonly #decodeSteps: number;
   readonly #decodeRunMs: number;
+  readonly #constraints?: Constraints;
   /** Where prefix reuse may end: multiples of both the block size and the prefill chunk; 0: no reuse. */
   readonly #prefixUnit: number;
   #prefixHitTokens = 0;
@@ -193,6 +213,7 @@ export class LocalEngine implements Engine {
     };
     this.#decodeSteps = Math.max(1, Math.floor(options.decodeSteps ?? 8));
     this.#decodeRunMs = options.decodeRunMs ?? 100;
+    this.#constraints = options.constraints;
     const { blockSize } = model.pool;
     const gcd = (a: number, b: number): number => b ? gcd(b, a % b) : a;
     this.#prefixUnit = options.prefixCache === false
@@ -215,6 +236,9 @@ export class LocalEngine implements Engine {
   generate(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<TokenEvent, FinishReason> {
     if (this.#closed) throw new EngineClosedError("the server is shutting down");
     validateRequest(request, this.limits);
+    if (request.format && !this.#constraints) {
+      throw new InvalidRequestError("this engine cannot constrain the output to a format");
+    }
     if (this.#waiting.length >= this.#maxQueue) {
       throw new EngineBusyError(`${this.#waiting.length} requests are already waiting`, 1);
     }
@@ -242,6 +266,7 @@ export class LocalEngine implements Engine {
     const waiting = this.#waiting.indexOf(seq);
     if (waiting >= 0) {
       this.#waiting.splice(waiting, 1);
+      seq.releaseConstraint(); // a preempted sequence keeps its matcher while it waits
       seq.channel.fail(seq.cancelled);
     }
     // A running sequence leaves at the next step boundary (its blocks may be in use by the step in flight).
@@ -333,6 +358,7 @@ export class LocalEngine implements Engine {
     this.#model.pool.release(seq.blocks);
     if (seq.embeddings) this.#model.ctx.release(seq.embeddings);
     seq.embeddings = undefined;
+    seq.releaseConstraint();
     if (result === "stop" || result === "length") seq.channel.close(result);
     else seq.channel.fail(result);
   }
@@ -389,7 +415,7 @@ export class LocalEngine implements Engine {
   async #step(): Promise<void> {
     const model = this.#model;
     const started = performance.now();
-    const { decoders, prefills } = this.#schedule();
+    const { decoders: scheduled, prefills } = this.#schedule();
     const { img } = model.config.imageTokens;
     for (const { seq } of prefills) {
       // All the request's images, even those the prefix cache covered: encoding them together is what makes
@@ -402,6 +428,13 @@ export class LocalEngine implements Engine {
         }
       }
     }
+    await this.#constrain([
+      ...prefills.filter(({ seq, end }) => end === seq.prefillEnd && seq.generated === 0).map(({ seq }) =>
+        seq
+      ),
+      ...scheduled,
+    ]);
+    const decoders = scheduled.filter((seq) => this.#running.includes(seq));
     const steps = prefills.filter(({ seq }) => this.#running.includes(seq)).map(({ seq, end }) => {
       const ids = seq.tokens.slice(seq.past, end);
       // Only the prompt's [IMG] tokens are images (a recomputed sequence may have generated the id too).
@@ -460,6 +493,25 @@ export class LocalEngine implements Engine {
     if (steps.length === 0 && decoders.length > 0) this.#timeSteps(performance.now() - started, 1);
   }
 
+  /**
+   * The tokens each of `seqs` with an output format may sample next, its matcher made first if it has none; a
+   * sequence whose format cannot be compiled ends with the error (its own request alone).
+   */
+  async #constrain(seqs: Sequence[]): Promise<void> {
+    for (const seq of seqs) {
+      if (!seq.request.format || !this.#running.includes(seq)) continue;
+      try {
+        seq.constraint ??= await this.#constraints!.constrain(seq.request.format, seq.request.stopIds);
+        seq.allowed = await seq.constraint.allowed();
+        if (seq.allowed.every((word) => word === 0)) {
+          throw new Error("the output format allows no next token");
+        }
+      } catch (err) {
+        this.#finish(seq, err);
+      }
+    }
+  }
+
   #sample(rec: Recorder, logits: Tensor, seqs: Sequence[]): Pass {
     const ids = rec.scratch("u32", [seqs.length]), logprobs = rec.scratch("f32", [seqs.length]);
     sample(rec, { logits, ids, logprobs, params: seqs.map((s) => s.samplingParams()) });
@@ -480,9 +532,12 @@ export class LocalEngine implements Engine {
   #runLength(decoders: readonly Sequence[], ahead = 0): number {
     let run = this.#decodeSteps;
     for (const seq of decoders) {
-      const { topLogprobs, maxTokens } = seq.request;
-      if (seq.penalised || (topLogprobs ?? 0) > 0) return 1;
-      run = Math.min(run, maxTokens - seq.generated - ahead, this.contextLength - seq.tokens.length - ahead);
+      if (seq.stepwise) return 1;
+      run = Math.min(
+        run,
+        seq.request.maxTokens - seq.generated - ahead,
+        this.contextLength - seq.tokens.length - ahead,
+      );
     }
     if (this.#stepMs === undefined) return 1;
     run = Math.min(run, Math.floor(this.#decodeRunMs / this.#stepMs));
@@ -644,6 +699,10 @@ export class LocalEngine implements Engine {
       if (seq.cancelled || !this.#running.includes(seq)) continue;
       const id = ids[i];
       const { request } = seq;
+      if (seq.constraint && !seq.constraint.accept(id)) {
+        this.#finish(seq, new Error(`token ${id} is outside the output format`));
+        continue;
+      }
       seq.tokens.push(id);
       seq.generated++;
       if (seq.counts.size || request.sampling.presencePenalty || request.sampling.frequencyPenalty) {

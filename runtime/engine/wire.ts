@@ -6,8 +6,8 @@
  *
  *     "PXG1"                  magic and version
  *     u32 H                   length of the header
- *     H bytes                 header, JSON: sampling, maxTokens, stopIds, topLogprobs, and per image its patch
- *                             grid, pixel type and value count (RequestHeader)
+ *     H bytes                 header, JSON: sampling, maxTokens, stopIds, topLogprobs, the output format, and per
+ *                             image its patch grid, pixel type and value count (RequestHeader)
  *     0-3 bytes               padding to a multiple of 4
  *     u32 × header.ids        the prompt's token ids
  *     per image               its pixels, f32 or f16 (IEEE half), channel-first as the patcher made them,
@@ -29,6 +29,7 @@
  * failure, never as a finished generation.
  */
 import { z } from "zod";
+import { MAX_SCHEMA_BYTES } from "../grammar/format.ts";
 import type { EngineStats, FinishReason, GenerateRequest, Sampling, TokenEvent } from "./engine.ts";
 
 export const WIRE_MAGIC = "PXG1";
@@ -65,6 +66,7 @@ const headerSchema = z.strictObject({
   stopIds: z.array(u32),
   maxTokens: z.number().int().min(1),
   topLogprobs: z.number().int().min(0).max(20).optional(),
+  format: z.strictObject({ schema: z.string().max(MAX_SCHEMA_BYTES), strict: z.boolean() }).optional(),
   sampling: samplingSchema,
   images: z.array(z.strictObject({
     rows: z.number().int().min(1),
@@ -88,6 +90,7 @@ export function encodeRequest(request: GenerateRequest, pixels: PixelType = "f32
     stopIds: [...request.stopIds],
     maxTokens: request.maxTokens,
     ...(request.topLogprobs === undefined ? {} : { topLogprobs: request.topLogprobs }),
+    ...(request.format === undefined ? {} : { format: request.format }),
     sampling,
     images: request.images.map((i) => ({
       rows: i.rows,
@@ -166,6 +169,7 @@ export function decodeRequest(body: ArrayBuffer): GenerateRequest {
     maxTokens: header.maxTokens,
     stopIds: header.stopIds,
     topLogprobs: header.topLogprobs,
+    ...(header.format === undefined ? {} : { format: header.format }),
   };
 }
 

@@ -21,6 +21,9 @@ import {
 import type { LocalEngineOptions } from "./local.ts";
 import { type RequestLimits, validateRequest } from "./validate.ts";
 
+/** The engine's options that cross to the worker (it makes the output-format constraints itself). */
+export type WorkerLocalOptions = Omit<LocalEngineOptions, "constraints">;
+
 /** What the worker reports once the model serves. */
 export interface WorkerReady {
   limits: RequestLimits;
@@ -39,7 +42,7 @@ export interface SerializedError {
 }
 
 export type ToWorker =
-  | { type: "start"; model: ModelOptions; engine: LocalEngineOptions }
+  | { type: "start"; model: ModelOptions; engine: WorkerLocalOptions }
   | { type: "generate"; id: number; request: GenerateRequest }
   | { type: "cancel"; id: number }
   | { type: "close"; graceMs: number };
@@ -91,7 +94,7 @@ export function deserializeError(e: SerializedError): Error {
 
 export interface WorkerEngineOptions {
   model: ModelOptions;
-  engine?: LocalEngineOptions;
+  engine?: WorkerLocalOptions;
   /** Called if the worker dies (a crash, a lost device): the engine is closed by then. */
   onFailure?: (message: string) => void;
   /** Aborting stops a load in progress (the start rejects). */

@@ -3,6 +3,7 @@
  * request on a LocalEngine and posts its tokens back.
  */
 /// <reference lib="deno.worker" />
+import { XGrammarConstraints } from "../grammar/constraints.ts";
 import { loadModel, openModelFiles } from "../model/boot.ts";
 import { log } from "../log.ts";
 import type { EngineStats } from "./engine.ts";
@@ -38,7 +39,11 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
     const { model, plan } = await loadModel(files, message.model);
     const prefillChunk = message.engine.prefillChunk ??
       (model.ctx.gpu.software ? SOFTWARE_PREFILL_CHUNK : undefined);
-    engine = new LocalEngine(model, { ...message.engine, prefillChunk });
+    engine = new LocalEngine(model, {
+      ...message.engine,
+      prefillChunk,
+      constraints: new XGrammarConstraints(files.tokenizer, model.config.decoder.vocabSize),
+    });
     setInterval(sendStats, STATS_MS);
     post({
       type: "ready",

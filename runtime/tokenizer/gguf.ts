@@ -8,15 +8,23 @@ import { TEKKEN_PATTERN, TokenizerError, type TokenizerParts } from "./tokenizer
 /** `tokenizer.ggml.token_type` of control tokens. */
 const CONTROL = 3;
 
-/** GPT-2's `bytes_to_unicode` inverted: code point -> byte. */
-const BYTE_OF = (() => {
+/** GPT-2's `bytes_to_unicode`: byte -> character (printable bytes stand for themselves, the rest from U+0100). */
+const CHAR_OF = (() => {
   const printable = (b: number) =>
     (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
-  const map = new Map<number, number>();
   let next = 256;
-  for (let b = 0; b < 256; b++) map.set(printable(b) ? b : next++, b);
-  return map;
+  return Array.from({ length: 256 }, (_, b) => String.fromCodePoint(printable(b) ? b : next++));
 })();
+
+/** GPT-2's `bytes_to_unicode` inverted: code point -> byte. */
+const BYTE_OF = new Map(CHAR_OF.map((ch, b) => [ch.codePointAt(0)!, b]));
+
+/** Bytes written in GPT-2's byte-to-unicode alphabet, as GGUF vocabularies (and grammar engines) take tokens. */
+export function gpt2TokenString(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += CHAR_OF[b];
+  return s;
+}
 
 /** The bytes of one GPT-2 byte-to-unicode token string. */
 export function gpt2TokenBytes(token: string): Uint8Array {

@@ -1,6 +1,6 @@
 /** The Tekken tokenizer: `loadTokenizer(path)`, then `encode`, `decode`, `special`, `decoder()`. */
 export { cachePath, type LoadOptions, loadTokenizer } from "./load.ts";
-export { type GgufVocab, gpt2TokenBytes, partsFromGguf } from "./gguf.ts";
+export { type GgufVocab, gpt2TokenBytes, gpt2TokenString, partsFromGguf } from "./gguf.ts";
 export { StreamDecoder } from "./stream.ts";
 export {
   type DecodeOptions,

@@ -26,9 +26,17 @@ export interface SamplingParams {
   counter?: number;
   /** The tokens penalties apply to (unique ids) and their counts (0 for tokens only repetition applies to). */
   penalties?: { ids: ArrayLike<number>; counts: ArrayLike<number> };
+  /**
+   * The only tokens that may be chosen (an output format's): bit (id % 32) of word (id >> 5), ceil(vocab / 32)
+   * words, at least one bit set. The log-probability stays the model's own.
+   */
+  mask?: Uint32Array;
 }
 
 const INFO_WORDS = 12;
+const NO_MASK = 0xffffffff;
+/** The kernel's value for a token the mask forbids. */
+const FORBIDDEN = Math.fround(-3.4e38);
 
 function u32(value: number | undefined, what: string): number {
   const v = value ?? 0;
@@ -63,6 +71,9 @@ function check(p: SamplingParams, vocab: number): void {
       u32(pen.counts[i], "penalty count");
     }
   }
+  if (p.mask && (p.mask.length !== Math.ceil(vocab / 32) || p.mask.every((w) => w === 0))) {
+    throw new RangeError(`sampling: a mask needs ${Math.ceil(vocab / 32)} words and an allowed token`);
+  }
 }
 
 /**
@@ -90,7 +101,10 @@ export function sample(
     throw new TypeError(`sample: logprobs must be f32 [${seqs}]`);
   }
   params.forEach((p) => check(p, vocab));
-  const penaltyWords = params.reduce((n, p) => n + 2 * (p.penalties?.ids.length ?? 0), 0);
+  const penaltyWords = params.reduce(
+    (n, p) => n + 2 * (p.penalties?.ids.length ?? 0) + (p.mask?.length ?? 0),
+    0,
+  );
   const words = new Uint32Array(Math.max(1, seqs * INFO_WORDS + penaltyWords));
   const floats = new Float32Array(words.buffer);
   let at = seqs * INFO_WORDS;
@@ -111,6 +125,11 @@ export function sample(
     for (let i = 0; i < n; i++) {
       words[at++] = p.penalties!.ids[i];
       words[at++] = p.penalties!.counts[i];
+    }
+    words[o + 11] = p.mask ? at : NO_MASK;
+    if (p.mask) {
+      words.set(p.mask, at);
+      at += p.mask.length;
     }
   });
   const info = rec.upload("u32", [words.length], words);
@@ -178,15 +197,16 @@ export function sampleRef(logits: Float32Array, p: SamplingParams): SampleRef {
   const logSum = Math.log(logits.reduce((s, v) => s + Math.exp(v - rawMax), 0)) + rawMax;
   const allowed = new Uint8Array(V);
   const probs = new Float64Array(V);
+  const forbidden = (i: number) => p.mask !== undefined && !((p.mask[i >>> 5] >>> (i & 31)) & 1);
   let id: number;
   if (p.temperature === 0 || p.topK === 1) {
-    id = 0;
-    for (let i = 1; i < V; i++) if (pen[i] > pen[id]) id = i;
+    id = -1;
+    for (let i = 0; i < V; i++) if (!forbidden(i) && (id < 0 || pen[i] > pen[id])) id = i;
     allowed[id] = 1;
     probs[id] = 1;
   } else {
     const invT = f(1 / p.temperature);
-    const z = pen.map((v) => f(v * invT));
+    const z = pen.map((v, i) => forbidden(i) ? FORBIDDEN : f(v * invT));
     const zmax = z.reduce((m, v) => Math.max(m, v), -Infinity);
     let zmin = p.minP ? zmax + Math.log(p.minP) : -Infinity;
     if (p.topK && p.topK < V) zmin = Math.max(zmin, Float32Array.from(z).sort().reverse()[p.topK - 1]);

@@ -1,0 +1,401 @@
+/**
+ * Constrained decoding: the schema check that refuses what the grammar would not enforce, and the xgrammar
+ * constraints over the real Tekken vocabulary. Random walks through the allowed tokens (any token the mask
+ * allows, picked at random, as a model with random weights would) must end in text that is JSON valid under the
+ * schema by an independent validator (ajv), and no special token but the stop token is ever allowed.
+ */
+import assert from "node:assert/strict";
+import { Ajv2020 } from "ajv/dist/2020.js";
+import addFormats from "ajv-formats";
+import { FormatError, JSON_OBJECT, jsonSchemaFormat, type OutputFormat } from "../runtime/grammar/format.ts";
+import { XGrammarConstraints } from "../runtime/grammar/constraints.ts";
+import { type GenerateRequest, GREEDY, InvalidRequestError } from "../runtime/engine/engine.ts";
+import { LocalEngine } from "../runtime/engine/local.ts";
+import { loadTokenizer } from "../runtime/tokenizer/mod.ts";
+import { seededRandom as centred } from "./gpu_helpers.ts";
+import { fixture } from "./helpers.ts";
+import { dataUrl, post, withServer } from "./api_helpers.ts";
+import { collect, loadTiny } from "./model_helpers.ts";
+import OpenAI from "openai";
+
+const tokenizer = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
+const EOS = tokenizer.special("</s>");
+const constraints = new XGrammarConstraints(tokenizer, tokenizer.vocabSize);
+const ajv = new Ajv2020({ strict: false, allErrors: true });
+// Fast mode checks formats by their form (a date's day is 01-31 whatever its month), as the grammar spells them;
+// the full email check, which fast mode loosens, too.
+addFormats.default(ajv, { mode: "fast" });
+addFormats.default(ajv, { mode: "full", keywords: false, formats: ["email"] });
+
+/** The schemas a structured-output client sends: pydantic's $defs and anyOf-null, enums, nesting, bounds. */
+const SCHEMAS: Record<string, unknown> = {
+  invoice: {
+    type: "object",
+    properties: {
+      vendor: { type: "string", maxLength: 12 },
+      total: { type: "number" },
+      paid: { type: "boolean" },
+      currency: { enum: ["EUR", "USD", "JPY"] },
+      lines: { type: "array", items: { $ref: "#/$defs/Line" }, maxItems: 2 },
+      note: { anyOf: [{ type: "string", maxLength: 5 }, { type: "null" }] },
+    },
+    required: ["vendor", "total", "paid", "currency", "lines", "note"],
+    additionalProperties: false,
+    $defs: {
+      Line: {
+        type: "object",
+        properties: {
+          sku: { type: "string", pattern: "^[A-Z]{2}[0-9]{2}$" },
+          qty: { type: "integer", minimum: 1, maximum: 99 },
+        },
+        required: ["sku", "qty"],
+      },
+    },
+  },
+  tuple: {
+    type: "array",
+    prefixItems: [{ type: "integer" }, { const: "x" }, { type: ["boolean", "null"] }],
+    minItems: 3,
+    maxItems: 3,
+  },
+  dates: {
+    type: "object",
+    properties: { day: { type: "string", format: "date" }, id: { type: "string", format: "uuid" } },
+    required: ["day", "id"],
+  },
+  formats: {
+    type: "object",
+    properties: Object.fromEntries(
+      ["email", "uri-reference", "hostname"].map(
+        (format) => [format, { type: "string", format }],
+      ),
+    ),
+    required: ["email", "uri-reference", "hostname"],
+  },
+  times: {
+    type: "array",
+    prefixItems: ["date", "date-time", "time", "ipv4", "ipv6", "duration"].map((format) => ({
+      type: "string",
+      format,
+    })),
+    minItems: 6,
+    maxItems: 6,
+  },
+  integers: {
+    type: "array",
+    prefixItems: [
+      { type: "integer", exclusiveMinimum: 2, exclusiveMaximum: 9 },
+      { type: "integer", minimum: -40, maximum: -3 },
+      { type: "integer", minimum: 100 },
+    ],
+    minItems: 3,
+    maxItems: 3,
+  },
+  keys: { type: "object", propertyNames: { pattern: "^[a-c]{1,3}$" }, maxProperties: 2 },
+  values: {
+    type: "object",
+    properties: { x: { type: "boolean" } },
+    additionalProperties: { type: "integer" },
+  },
+  patterned: { type: "object", patternProperties: { "^a[0-9]$": { type: "boolean" } } },
+  union: {
+    oneOf: [{ type: "integer" }, { type: "string", maxLength: 3 }, {
+      type: "array",
+      items: { type: "null" },
+    }],
+  },
+  optional: {
+    type: "object",
+    properties: { a: { type: "integer", maximum: 9, minimum: 0 }, b: { type: "boolean" } },
+    required: ["b"],
+  },
+};
+
+/** Uniform in [0, 1), from a seed. */
+function seededRandom(seed: number): () => number {
+  const random = centred(seed);
+  return () => random() + 0.5;
+}
+
+/** Tokens allowed by a mask. */
+function allowedIds(mask: Uint32Array): number[] {
+  const ids: number[] = [];
+  mask.forEach((word, w) => {
+    for (let b = 0; b < 32; b++) if ((word >>> b) & 1) ids.push(w * 32 + b);
+  });
+  return ids;
+}
+
+/** Tokens that begin with a quote, a bracket or a brace. */
+const CLOSES = Array.from({ length: tokenizer.vocabSize }, (_, id) => {
+  const first = tokenizer.tokenBytes(id)[0];
+  return first === 0x22 || first === 0x5d || first === 0x7d;
+});
+
+/** One random walk: random allowed tokens until it stops. */
+async function walk(format: OutputFormat, random: () => number, limit = 400): Promise<string | undefined> {
+  const constraint = await constraints.constrain(format, [EOS]);
+  try {
+    const ids: number[] = [];
+    for (let i = 0; i < limit; i++) {
+      const allowed = allowedIds(await constraint.allowed());
+      assert.ok(allowed.length > 0, "no token allowed");
+      const special = allowed.filter((id) => tokenizer.isSpecial(id));
+      assert.ok(special.every((id) => id === EOS), `special tokens allowed: ${special}`);
+      // Half the time the walk leans to an end: a token that closes a string, an object or an array, if any.
+      const closing = allowed.filter((id) => id === EOS || CLOSES[id]);
+      const from = closing.length && random() < 0.5 ? closing : allowed;
+      const pick = from[Math.floor(random() * from.length)];
+      assert.ok(constraint.accept(pick), `token ${pick} was allowed but not accepted`);
+      if (pick === EOS) return tokenizer.decode(ids);
+      ids.push(pick);
+    }
+    return undefined; // a long string or array: the walk ran out, as max_tokens would
+  } finally {
+    constraint.release();
+  }
+}
+
+Deno.test("random walks through the allowed tokens end in JSON that the schema validates", async (t) => {
+  for (const [name, schema] of Object.entries(SCHEMAS)) {
+    await t.step(name, async () => {
+      const validate = ajv.compile(schema as object);
+      const random = seededRandom(name.length * 7919);
+      let finished = 0;
+      for (let i = 0; i < 12; i++) {
+        const text = await walk(jsonSchemaFormat(schema), random);
+        if (text === undefined) continue;
+        finished++;
+        const value = JSON.parse(text);
+        assert.ok(validate(value), `${text}: ${JSON.stringify(validate.errors)}`);
+      }
+      assert.ok(finished >= 6, `only ${finished} of 12 walks finished`);
+    });
+  }
+  await t.step("json_object", async () => {
+    const random = seededRandom(5);
+    let finished = 0;
+    for (let i = 0; i < 8; i++) {
+      const text = await walk(JSON_OBJECT, random, 600);
+      if (text === undefined) continue;
+      finished++;
+      const value = JSON.parse(text);
+      assert.ok(typeof value === "object" && value !== null && !Array.isArray(value), text);
+    }
+    // Random walks nest objects and arrays deeply; some still end.
+    assert.ok(finished >= 2, `only ${finished} of 8 walks finished`);
+  });
+});
+
+Deno.test("a token outside the format is refused, and text the schema forbids cannot be produced", async () => {
+  const format = jsonSchemaFormat({
+    type: "object",
+    properties: { ok: { type: "boolean" } },
+    required: ["ok"],
+  });
+  const constraint = await constraints.constrain(format, [EOS]);
+  try {
+    const mask = await constraint.allowed();
+    const quote = tokenizer.encode('"')[0], brace = tokenizer.encode("{")[0];
+    assert.equal((mask[quote >> 5] >>> (quote & 31)) & 1, 0, "a string cannot start an object's output");
+    assert.equal(constraint.accept(quote), false);
+    assert.equal(constraint.accept(EOS), false, "the empty output is not an object");
+    assert.ok(constraint.accept(brace));
+    for (const id of tokenizer.encode('"ok": tru')) assert.ok(constraint.accept(id));
+    const next = allowedIds(await constraint.allowed()).map((id) => tokenizer.decode([id]));
+    assert.ok(next.every((s) => "e".startsWith(s.slice(0, 1)) && s.length > 0), `after "tru": ${next}`);
+  } finally {
+    constraint.release();
+  }
+});
+
+Deno.test("a schema xgrammar cannot compile is an InvalidRequestError with its reason", async () => {
+  const format: OutputFormat = { schema: JSON.stringify({ $ref: "#/$defs/missing" }), strict: true };
+  await assert.rejects(() => constraints.constrain(format, [EOS]), (err: Error) => {
+    assert.ok(err instanceof InvalidRequestError, String(err));
+    assert.match(err.message, /cannot be compiled: .*\$defs/);
+    return true;
+  });
+  // The module still works after its abort.
+  assert.ok(await walk(jsonSchemaFormat({ enum: [1, 2] }), seededRandom(1)));
+});
+
+Deno.test("the schema check refuses keywords the grammar would ignore, naming them and where", () => {
+  const refused: [unknown, RegExp][] = [
+    [{ type: "object", properties: { a: { not: { type: "null" } } } }, /"not" .* \/properties\/a/],
+    [{ type: "array", items: { type: "integer" }, uniqueItems: true }, /"uniqueItems"/],
+    [{ type: "array", contains: { const: 1 } }, /"contains"/],
+    [{ if: { type: "string" }, then: { maxLength: 2 } }, /"if"/],
+    [{ type: "string", nullable: true }, /"null"/],
+    [{ type: "strin" }, /unknown type "strin" \(at \/type\)/],
+    [{ type: "string", format: "iri" }, /format "iri"/],
+    [{ type: "string", format: "uri" }, /format "uri"/],
+    // xgrammar's grammars for these let values outside the schema through.
+    [{ type: "integer", multipleOf: 3 }, /"multipleOf"/],
+    [
+      { type: "object", propertyNames: { maxLength: 2 }, additionalProperties: { type: "integer" } },
+      /propertyNames/,
+    ],
+    [{ type: "number", minimum: 0.5 }, /integer/],
+    [{ type: ["integer", "null"], maximum: 5 }, /integer/],
+    [{ type: "string", pattern: "[a-" }, /invalid pattern/],
+    [{ type: "string", pattern: "^(?!x)" }, /look-around/],
+    // xgrammar writes a pattern's matches unescaped: sets that hold a quote, a backslash or a control character.
+    [{ type: "string", pattern: "^.+$" }, /"\." could match a quote/],
+    [{ type: "string", pattern: "^[^,]+$" }, /negated set/],
+    [{ type: "string", pattern: "^[ -~]{1,9}$" }, /set \[ -~/],
+    [{ type: "string", pattern: "^a\\sb$" }, /"\\s"/],
+    [{ type: "string", pattern: '^say "hi"$' }, /quote/],
+    [{ type: "string", pattern: "^[\\x00-\\x7f]+$" }, /set/],
+    // The grammar would keep one of these and drop the other.
+    [{ type: "string", pattern: "^[a-z]+$", maxLength: 3 }, /pattern and minLength\/maxLength/],
+    [{ type: "string", format: "date", minLength: 3 }, /format and minLength/],
+    [{ $ref: "https://example.com/s.json" }, /inside the schema/],
+    [{ allOf: [{ type: "string" }, { maxLength: 2 }] }, /"allOf"/],
+    [{ items: [{ type: "string" }] }, /prefixItems/],
+    [{ $defs: { a: { dependentRequired: {} } } }, /\/\$defs\/a/],
+    [false, /allows nothing/],
+    [{ type: "object", properties: { big: { description: "x".repeat(70_000) } } }, /larger than/],
+  ];
+  for (const [schema, message] of refused) {
+    assert.throws(() => jsonSchemaFormat(schema), (err: Error) => {
+      assert.ok(err instanceof FormatError, String(err));
+      assert.match(err.message, message);
+      return true;
+    });
+  }
+  // Annotations and assertions the grammar keeps pass; the schema travels as its JSON text, in strict mode.
+  const format = jsonSchemaFormat(SCHEMAS.invoice);
+  assert.deepEqual(JSON.parse(format.schema), SCHEMAS.invoice);
+  assert.equal(format.strict, true);
+  jsonSchemaFormat({ title: "T", description: "d", type: "integer", uniqueItems: false, examples: [1] });
+  for (const pattern of ["^[A-Za-z0-9_-]{3,8}$", "^\\d{4}-\\w+$", "^(ab|c\\.d)*$", "^[\\u00e0-\\u00ff]+$"]) {
+    jsonSchemaFormat({ type: "string", pattern });
+  }
+});
+
+const ANSWER = {
+  type: "object",
+  properties: {
+    answer: { enum: ["yes", "no", "maybe"] },
+    confident: { type: "boolean" },
+    score: { type: "integer", minimum: 0, maximum: 10 },
+  },
+  required: ["answer", "confident", "score"],
+  additionalProperties: false,
+};
+
+Deno.test("structured outputs over HTTP: sampled choices, a stream and logprobs follow the schema", async () => {
+  const image = await dataUrl("golden/images/chat_a_32x48.png");
+  await withServer({}, async ({ url, service }) => {
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused" });
+    const validate = ajv.compile(ANSWER);
+    const messages: OpenAI.Chat.ChatCompletionMessageParam[] = [{
+      role: "user",
+      content: [{ type: "text", text: "Is there a cat?" }, { type: "image_url", image_url: { url: image } }],
+    }];
+    const response_format = {
+      type: "json_schema" as const,
+      json_schema: { name: "answer", schema: ANSWER, strict: true },
+    };
+    const whole = await client.chat.completions.create({
+      model: service.model.id,
+      messages,
+      response_format,
+      n: 4,
+      temperature: 1,
+      seed: 7,
+      max_tokens: 400,
+      logprobs: true,
+    });
+    assert.equal(whole.choices.length, 4);
+    for (const choice of whole.choices) {
+      assert.equal(choice.finish_reason, "stop", choice.message.content ?? "");
+      const value = JSON.parse(choice.message.content!);
+      assert.ok(validate(value), `${choice.message.content}: ${JSON.stringify(validate.errors)}`);
+      assert.ok(choice.logprobs!.content!.every((t) => t.logprob <= 0));
+    }
+
+    const stream = await client.chat.completions.create({
+      model: service.model.id,
+      messages,
+      response_format,
+      temperature: 0.8,
+      seed: 3,
+      max_tokens: 400,
+      stream: true,
+    });
+    let text = "";
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+    assert.ok(validate(JSON.parse(text)), text);
+
+    // json_object, greedy: an object (or, cut by max_tokens, the start of one).
+    const object = await client.chat.completions.create({
+      model: service.model.id,
+      messages: [{ role: "user", content: "Describe yourself as JSON." }],
+      response_format: { type: "json_object" },
+      temperature: 0,
+      max_tokens: 60,
+    });
+    const content = object.choices[0].message.content!;
+    assert.ok(content.startsWith("{"), content);
+    if (object.choices[0].finish_reason === "stop") {
+      const value = JSON.parse(content);
+      assert.ok(typeof value === "object" && !Array.isArray(value), content);
+    }
+
+    // A schema only the grammar engine finds wrong: 400, streamed or not, with its reason.
+    const broken = { type: "json_schema", json_schema: { name: "x", schema: { $ref: "#/$defs/missing" } } };
+    for (const streamed of [false, true]) {
+      const res = await post(`${url}/v1/chat/completions`, {
+        messages: [{ role: "user", content: "hi" }],
+        response_format: broken,
+        stream: streamed,
+      });
+      assert.equal(res.status, 400, JSON.stringify(res.json));
+      assert.match(res.json.error.message, /cannot be compiled/);
+    }
+  });
+});
+
+Deno.test("engine: constrained and free sequences batched together yield what each yields alone", async () => {
+  const model = await loadTiny("mistral", {
+    quant: "f32",
+    visionQuant: "f32",
+    activations: "f32",
+    kv: "f32",
+  });
+  const tiny = await loadTokenizer(fixture("mistral/tekken.json"), { cache: false });
+  const options = {
+    constraints: new XGrammarConstraints(tiny, model.config.decoder.vocabSize),
+    decodeRunMs: Infinity,
+  };
+  const format = jsonSchemaFormat(ANSWER);
+  const validate = ajv.compile(ANSWER);
+  const requests: GenerateRequest[] = [0, 1, 2, 3].map((i) => ({
+    ids: [1, 3, ...tiny.encode(`Question ${i}: yes or no?`), 4],
+    images: [],
+    sampling: i === 0 ? GREEDY : { ...GREEDY, temperature: 1, seed: 40 + i },
+    maxTokens: i % 2 ? 12 : 300,
+    stopIds: [2],
+    ...(i % 2 ? {} : { format }),
+  }));
+  const alone: Awaited<ReturnType<typeof collect>>[] = [];
+  for (const request of requests) {
+    alone.push(await collect(new LocalEngine(model, options).generate(request)));
+  }
+  const engine = new LocalEngine(model, options);
+  try {
+    assert.deepEqual(await Promise.all(requests.map((r) => collect(engine.generate(r)))), alone);
+  } finally {
+    await engine.close();
+  }
+  for (const i of [0, 2]) {
+    assert.equal(alone[i].finish, "stop");
+    const text = tiny.decode(alone[i].events.map((e) => e.id));
+    assert.ok(validate(JSON.parse(text)), text);
+  }
+  assert.equal(model.pool.usedBlocks, 0);
+  // An engine without constraints refuses a format rather than ignore it.
+  assert.throws(() => new LocalEngine(model).generate(requests[0]), InvalidRequestError);
+});
