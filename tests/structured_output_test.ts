@@ -17,6 +17,7 @@ import { fixture } from "./helpers.ts";
 import { dataUrl, post, withServer } from "./api_helpers.ts";
 import { collect, loadTiny } from "./model_helpers.ts";
 import OpenAI from "openai";
+import { Mistral } from "@mistralai/mistralai";
 
 const tokenizer = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
 const EOS = tokenizer.special("</s>");
@@ -328,6 +329,22 @@ Deno.test("structured outputs over HTTP: sampled choices, a stream and logprobs 
     let text = "";
     for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
     assert.ok(validate(JSON.parse(text)), text);
+
+    // Mistral's client names the schema `schemaDefinition` and sends it as `schema`.
+    const mistral = new Mistral({ serverURL: url, apiKey: "unused" });
+    const answer = await mistral.chat.complete({
+      model: service.model.id,
+      messages: [{ role: "user", content: "Is it?" }],
+      responseFormat: {
+        type: "json_schema",
+        jsonSchema: { name: "answer", schemaDefinition: ANSWER, strict: true },
+      },
+      temperature: 1,
+      randomSeed: 5,
+      maxTokens: 400,
+    });
+    assert.equal(answer.choices[0].finishReason, "stop");
+    assert.ok(validate(JSON.parse(answer.choices[0].message!.content as string)));
 
     // json_object, greedy: an object (or, cut by max_tokens, the start of one).
     const object = await client.chat.completions.create({

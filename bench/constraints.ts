@@ -1,0 +1,123 @@
+/**
+ * What constrained decoding costs the engine's thread per generated token, over Pixtral's 131072-token Tekken
+ * vocabulary: the allowed-token mask (xgrammar's, then the control-character filter) and taking the token, along
+ * texts that follow a schema and a JSON object. Against xgrammar's own mask call on the same states, in the same
+ * process: the ratio is our overhead; the absolute time is to be read against a decode step (a readback alone
+ * costs 10 ms in Deno's WebGPU). Also the one-time costs: the vocabulary for the grammar engine, a schema.
+ *
+ *     deno task bench:constraints
+ */
+import { XGrammarConstraints } from "../runtime/grammar/constraints.ts";
+import { JSON_OBJECT, jsonSchemaFormat, type OutputFormat } from "../runtime/grammar/format.ts";
+import { gpt2TokenString, loadTokenizer } from "../runtime/tokenizer/mod.ts";
+import { xgrammar } from "../runtime/grammar/xgrammar.ts";
+
+const FIXTURES = new URL(
+  Deno.env.get("PIXTRAL_FIXTURES") ?? "../../shared/fixtures/tiny-pixtral/",
+  import.meta.url,
+);
+const tokenizer = await loadTokenizer(new URL("tekken-full.json", FIXTURES).pathname, { cache: false });
+const EOS = tokenizer.special("</s>");
+
+const INVOICE = {
+  type: "object",
+  properties: {
+    vendor: { type: "string" },
+    date: { type: "string", format: "date" },
+    total: { type: "number" },
+    lines: {
+      type: "array",
+      items: {
+        type: "object",
+        properties: { item: { type: "string" }, qty: { type: "integer", minimum: 1 } },
+        required: ["item", "qty"],
+      },
+    },
+  },
+  required: ["vendor", "date", "total", "lines"],
+};
+const TEXTS: [string, OutputFormat, string][] = [
+  [
+    "invoice schema",
+    jsonSchemaFormat(INVOICE),
+    JSON.stringify(
+      {
+        vendor: "Müller & Söhne GmbH, Berlin",
+        date: "2024-03-15",
+        total: 1234.5,
+        lines: [{ item: "Blue widgets, large", qty: 12 }, { item: "Shipping", qty: 1 }],
+      },
+      null,
+      2,
+    ),
+  ],
+  [
+    "json_object",
+    JSON_OBJECT,
+    JSON.stringify({
+      caption: "A cat sleeping on a red sofa next to a window",
+      objects: ["cat", "sofa"],
+      n: 2,
+    }),
+  ],
+];
+
+let t = performance.now();
+const constraints = new XGrammarConstraints(tokenizer, tokenizer.vocabSize);
+(await constraints.constrain(JSON_OBJECT, [EOS])).release();
+const readyMs = performance.now() - t;
+
+// The peer: xgrammar's own matcher over the same vocabulary, without our filter.
+const xg = await xgrammar();
+const vocab = Array.from(
+  { length: tokenizer.vocabSize },
+  (_, id) => tokenizer.isSpecial(id) ? "" : gpt2TokenString(tokenizer.tokenBytes(id)),
+);
+const info = await xg.TokenizerInfo.createTokenizerInfo(vocab, "byte_level", false, tokenizer.vocabSize);
+const compiler = await xg.GrammarCompiler.createGrammarCompiler(info, false);
+
+const rows: string[] = [];
+for (const [name, format, text] of TEXTS) {
+  t = performance.now();
+  (await constraints.constrain(format, [EOS])).release();
+  const compileMs = performance.now() - t;
+  const compiled = await compiler.compileJSONSchema(
+    format.schema,
+    true,
+    undefined,
+    undefined,
+    format.strict,
+    20,
+  );
+  const ids = [...tokenizer.encode(text), EOS];
+  const rounds = 20;
+  let ours = 0, peer = 0;
+  for (let r = 0; r < rounds; r++) {
+    const constraint = await constraints.constrain(format, [EOS]);
+    const matcher = await xg.GrammarMatcher.createGrammarMatcher(compiled, [EOS]);
+    for (const id of ids) {
+      let start = performance.now();
+      await constraint.allowed();
+      if (!constraint.accept(id)) throw new Error(`${name}: token ${id} refused`);
+      ours += performance.now() - start;
+      start = performance.now();
+      await matcher.getNextTokenBitmask();
+      matcher.acceptToken(id);
+      peer += performance.now() - start;
+    }
+    constraint.release();
+    matcher.dispose();
+  }
+  compiled.dispose();
+  const per = (ms: number) => ms / rounds / ids.length;
+  rows.push(
+    `| ${name} | ${ids.length} | ${compileMs.toFixed(0)} | ${per(ours).toFixed(3)} | ${
+      per(peer).toFixed(3)
+    } | ` +
+      `${(ours / peer).toFixed(2)} |`,
+  );
+}
+console.log(`vocabulary for the grammar engine: ${readyMs.toFixed(0)} ms (once per engine)\n`);
+console.log("| format | tokens | first compile ms | ms per token: ours | xgrammar alone | ratio |");
+console.log("| --- | --- | --- | --- | --- | --- |");
+for (const row of rows) console.log(row);
