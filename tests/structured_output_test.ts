@@ -416,3 +416,30 @@ Deno.test("engine: constrained and free sequences batched together yield what ea
   // An engine without constraints refuses a format rather than ignore it.
   assert.throws(() => new LocalEngine(model).generate(requests[0]), InvalidRequestError);
 });
+
+Deno.test("when xgrammar runs out of memory a fresh instance takes over; matchers of the old one go on", async () => {
+  // Each of these compiles to about 500 MB of token masks; kept without limit, the fifth cannot fit in 2 GB.
+  const large = (i: number) =>
+    jsonSchemaFormat({
+      type: "object",
+      properties: Object.fromEntries(
+        Array.from({ length: 12 }, (_, k) => [
+          `field_${i}_${k}`,
+          k % 3 ? { type: "string" } : { type: "array", items: { type: "string", maxLength: 8 } },
+        ]),
+      ),
+    });
+  const hoarding = new XGrammarConstraints(tokenizer, tokenizer.vocabSize, { kept: 100 });
+  const first = await hoarding.constrain(large(0), [EOS]);
+  try {
+    for (let i = 1; i < 6; i++) (await hoarding.constrain(large(i), [EOS])).release();
+    assert.ok(hoarding.instances >= 2, `${hoarding.instances} instance(s)`);
+    for (const id of tokenizer.encode('{"field_0_0": ["a"]')) {
+      const mask = await first.allowed();
+      assert.ok((mask[id >> 5] >>> (id & 31)) & 1, `token ${id} not allowed`);
+      assert.ok(first.accept(id));
+    }
+  } finally {
+    first.release();
+  }
+});

@@ -3,16 +3,21 @@
  * and each sequence gets a matcher that says which tokens may come next (a bitmask the GPU sampler applies) and
  * follows the tokens sampled. Compiled grammars are kept for the formats asked for most recently, so that a
  * schema sent again (or the n choices of one request) is compiled once.
+ *
+ * A compiled grammar holds token masks precomputed for its states: over Pixtral's 131072 tokens, 50 to 170 MB
+ * of xgrammar's WebAssembly memory, which cannot grow past 2 GB. Few are kept, and when xgrammar aborts without
+ * saying why (memory ran out) the engine moves to a fresh instance of it and compiles again; matchers of the old
+ * one keep working as long as it can serve them.
  */
 import type { Constraints, TokenConstraint } from "../engine/engine.ts";
 import { InvalidRequestError } from "../engine/engine.ts";
 import { log } from "../log.ts";
 import { gpt2TokenString, type Tokenizer } from "../tokenizer/mod.ts";
 import type { OutputFormat } from "./format.ts";
-import { explained, type XGrammar, xgrammar } from "./xgrammar.ts";
+import { explained, type XGrammar, xgrammar, XGrammarError } from "./xgrammar.ts";
 
-/** Compiled grammars kept (each holds token masks precomputed for its states). */
-const KEPT = 32;
+/** Compiled grammars kept per instance, by default. */
+const KEPT = 4;
 /** Whitespace characters allowed in a row between JSON tokens: more would let a model loop on newlines. */
 const MAX_WHITESPACE = 20;
 
@@ -23,17 +28,56 @@ const MAX_WHITESPACE = 20;
  */
 const jsonSafe = (bytes: Uint8Array) => bytes.every((b) => b >= 0x20 || b === 0x0a);
 
+/** One instance of xgrammar with the vocabulary loaded, and the grammars compiled in it. */
+interface Instance {
+  xg: typeof XGrammar;
+  compiler: XGrammar.GrammarCompiler;
+  compiled: Map<string, Promise<XGrammar.CompiledGrammar>>;
+}
+
 export class XGrammarConstraints implements Constraints {
-  #compiler?: Promise<{ xg: typeof XGrammar; compiler: XGrammar.GrammarCompiler; safe: Uint32Array }>;
-  readonly #compiled = new Map<string, Promise<XGrammar.CompiledGrammar>>();
+  #instance?: Promise<Instance>;
+  #vocab?: { tokens: string[]; safe: Uint32Array };
+  #started = 0;
+  readonly #kept: number;
 
   /** `vocabSize`: the model's (the logits' width), which may exceed the tokenizer's. */
-  constructor(readonly tokenizer: Tokenizer, readonly vocabSize: number) {}
+  constructor(readonly tokenizer: Tokenizer, readonly vocabSize: number, options: { kept?: number } = {}) {
+    this.#kept = options.kept ?? KEPT;
+  }
+
+  /** Instances of xgrammar started so far (more than one: one ran out of memory). */
+  get instances(): number {
+    return this.#started;
+  }
 
   async constrain(format: OutputFormat, stopIds: readonly number[]): Promise<TokenConstraint> {
-    const { xg, safe } = await this.#ready();
-    const compiled = await this.#compile(format);
-    const matcher = await xg.GrammarMatcher.createGrammarMatcher(compiled, [...stopIds]);
+    const ready = this.#ready();
+    let instance = await ready;
+    let compiled: XGrammar.CompiledGrammar;
+    try {
+      compiled = await this.#compile(instance, format);
+    } catch (err) {
+      if (!(err instanceof XGrammarError)) throw err;
+      // A reason printed: the schema is at fault. None: the instance is (its memory ran out); start over.
+      if (err.reason === undefined) {
+        log.warn("the grammar engine aborted; starting a fresh instance", { error: err.message });
+        if (this.#instance === ready) this.#instance = undefined;
+        instance = await this.#ready();
+        compiled = await this.#compile(instance, format).catch((again) => {
+          if (!(again instanceof XGrammarError)) throw again;
+          throw again.reason === undefined
+            ? new InvalidRequestError(
+              "response_format: the schema's grammar needs more memory than xgrammar has",
+            )
+            : this.#refused(again);
+        });
+      } else {
+        throw this.#refused(err);
+      }
+    }
+    const matcher = await instance.xg.GrammarMatcher.createGrammarMatcher(compiled, [...stopIds]);
+    const { safe } = this.#vocabulary();
     return {
       allowed: async () => {
         const mask = await matcher.getNextTokenBitmask();
@@ -47,51 +91,69 @@ export class XGrammarConstraints implements Constraints {
     };
   }
 
+  #refused(err: XGrammarError): InvalidRequestError {
+    return new InvalidRequestError(`response_format: the schema cannot be compiled: ${err.message}`);
+  }
+
   /** The vocabulary as xgrammar takes a byte-level one: each token in GPT-2's alphabet, special tokens empty. */
-  #ready() {
-    return this.#compiler ??= (async () => {
+  #vocabulary(): { tokens: string[]; safe: Uint32Array } {
+    if (this.#vocab) return this.#vocab;
+    const { tokenizer } = this;
+    const tokens: string[] = [];
+    const safe = new Uint32Array(Math.ceil(this.vocabSize / 32));
+    for (let id = 0; id < this.vocabSize; id++) {
+      const bytes = id < tokenizer.vocabSize && !tokenizer.isSpecial(id)
+        ? tokenizer.tokenBytes(id)
+        : undefined;
+      tokens.push(bytes ? gpt2TokenString(bytes) : "");
+      if (bytes && jsonSafe(bytes)) safe[id >> 5] |= 1 << (id & 31);
+    }
+    return this.#vocab = { tokens, safe };
+  }
+
+  #ready(): Promise<Instance> {
+    return this.#instance ??= (async () => {
       const started = performance.now();
+      this.#started++;
       const xg = await xgrammar();
-      const { tokenizer } = this;
-      const vocab: string[] = [];
-      const safe = new Uint32Array(Math.ceil(this.vocabSize / 32));
-      for (let id = 0; id < this.vocabSize; id++) {
-        const bytes = id < tokenizer.vocabSize && !tokenizer.isSpecial(id)
-          ? tokenizer.tokenBytes(id)
-          : undefined;
-        vocab.push(bytes ? gpt2TokenString(bytes) : "");
-        if (bytes && jsonSafe(bytes)) safe[id >> 5] |= 1 << (id & 31);
-      }
-      const info = await xg.TokenizerInfo.createTokenizerInfo(vocab, "byte_level", false, this.vocabSize);
-      // Our own cache (#compiled), bounded; xgrammar's would keep every schema ever sent.
+      const info = await xg.TokenizerInfo.createTokenizerInfo(
+        this.#vocabulary().tokens,
+        "byte_level",
+        false,
+        this.vocabSize,
+      );
+      // Our own cache, bounded; xgrammar's would keep every schema ever sent.
       const compiler = await xg.GrammarCompiler.createGrammarCompiler(info, false);
       log.info("grammar engine ready", { ms: Math.round(performance.now() - started) });
-      return { xg, compiler, safe };
+      return { xg, compiler, compiled: new Map() };
     })();
   }
 
-  #compile(format: OutputFormat): Promise<XGrammar.CompiledGrammar> {
+  #compile(instance: Instance, format: OutputFormat): Promise<XGrammar.CompiledGrammar> {
     const key = `${format.strict}:${format.schema}`;
-    let compiled = this.#compiled.get(key);
+    let compiled = instance.compiled.get(key);
     if (compiled) {
-      this.#compiled.delete(key); // most recent last
+      instance.compiled.delete(key); // most recent last
     } else {
-      compiled = this.#ready().then(({ compiler }) =>
-        explained(() =>
-          compiler.compileJSONSchema(format.schema, true, undefined, undefined, format.strict, MAX_WHITESPACE)
-        ).catch((err) => {
-          this.#compiled.delete(key);
-          throw new InvalidRequestError(`response_format: the schema cannot be compiled: ${err.message}`);
-        })
+      compiled = explained(() =>
+        instance.compiler.compileJSONSchema(
+          format.schema,
+          true,
+          undefined,
+          undefined,
+          format.strict,
+          MAX_WHITESPACE,
+        )
       );
-      while (this.#compiled.size >= KEPT) {
-        const [oldest, grammar] = this.#compiled.entries().next().value!;
-        this.#compiled.delete(oldest);
+      compiled.catch(() => instance.compiled.get(key) === compiled && instance.compiled.delete(key));
+      while (instance.compiled.size >= this.#kept) {
+        const [oldest, grammar] = instance.compiled.entries().next().value!;
+        instance.compiled.delete(oldest);
         // Matchers made from it hold their own reference.
         grammar.then((g) => g.dispose(), () => {});
       }
     }
-    this.#compiled.set(key, compiled);
+    instance.compiled.set(key, compiled);
     return compiled;
   }
 }
