@@ -35,8 +35,9 @@ struct Params {
 
 const WG: u32 = 256u;
 const NO_MASK: u32 = 0xffffffffu;
-// Below every logit the model can give, and finite: a forbidden token's value.
+// Below every logit the model can give, and finite: a forbidden token's value, and the least an allowed one has.
 const FORBIDDEN: f32 = -3.4e38;
+const ALLOWED_FLOOR: f32 = -3.0e38;
 
 var<workgroup> red_f: array<f32, WG>;
 var<workgroup> red_u: array<u32, WG>;
@@ -156,8 +157,10 @@ fn sample(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec
   var arg = 0xffffffffu;
   for (var i = lo; i < hi; i++) {
     var v = scratch[sb + i] * inv_t;
-    if (mask_off != NO_MASK && ((info[mask_off + (i >> 5u)] >> (i & 31u)) & 1u) == 0u) {
-      v = FORBIDDEN;
+    if (mask_off != NO_MASK) {
+      // An allowed value that overflowed to -inf (a tiny temperature) must still beat a forbidden one.
+      let allowed = ((info[mask_off + (i >> 5u)] >> (i & 31u)) & 1u) != 0u;
+      v = select(FORBIDDEN, max(v, ALLOWED_FLOOR), allowed);
     }
     scratch[sb + i] = v;
     if (v > m || arg == 0xffffffffu) {

@@ -180,6 +180,12 @@ Deno.test("an output format's mask: the choice stays among its tokens, greedy or
   assert.notEqual(ids[1], top);
   assert.equal(ids[2], 4099);
 
+  // A temperature so small that the allowed tokens' scaled logits overflow to -inf: still one of them.
+  const low = Float32Array.from({ length: 600 }, (_, i) => -60 + i / 1000);
+  const few = maskOf(600, (id) => id === 100 || id === 200 || id === 300);
+  const tiny = await runSample(ctx, [low], [{ temperature: 1e-37, seed: 1, counter: 0, mask: few }]);
+  assert.ok([100, 200, 300].includes(tiny.ids[0]), `token ${tiny.ids[0]}`);
+
   // Many draws with a mask of 40 tokens among 600: never outside it, frequencies as the reference's.
   const small = logitsRow(600, 52, 3), draws = 1200;
   const mask = maskOf(600, (id) => id % 15 === 7);
@@ -219,6 +225,8 @@ Deno.test("invalid sampling settings are refused with the setting named", async 
     [{ temperature: 1, topP: 0 }, /top_p/],
     [{ temperature: 0, mask: new Uint32Array(1) }, /mask/],
     [{ temperature: 0, mask: new Uint32Array(2).fill(1) }, /mask/],
+    // Only padding bits beyond the 10 tokens set.
+    [{ temperature: 0, mask: Uint32Array.of(0xfffffc00) }, /mask/],
     [{ temperature: 1, minP: 2 }, /min_p/],
     [{ temperature: 1, topK: 1.5 }, /top_k/],
     [{ temperature: 1, penalties: { ids: [10], counts: [1] } }, /penalty id 10/],

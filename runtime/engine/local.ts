@@ -50,8 +50,8 @@ export interface LocalEngineOptions {
    * Decode steps run back to back on the GPU between token readbacks when no prompt is being read (default 8):
    * each step feeds the ids the previous one sampled. A readback costs about 10 ms in Deno's WebGPU (its
    * mapAsync polls the device every 10 ms), which would otherwise cap decoding near 100 tokens/s. Sequences that
-   * finish early waste the rest of the run; penalties and top log-probabilities need each token on the host, so
-   * their sequences take 1. 1 reads every token back.
+   * finish early waste the rest of the run; penalties, top log-probabilities and output formats need each token
+   * on the host, so their batches take 1. 1 reads every token back.
    */
   decodeSteps?: number;
   /**
@@ -147,8 +147,13 @@ class Sequence {
     return this.penalised || (this.request.topLogprobs ?? 0) > 0 || this.request.format !== undefined;
   }
 
+  /** Frees the matcher; a grammar engine that fails here must not take the step (or the stream's end) with it. */
   releaseConstraint(): void {
-    this.constraint?.release();
+    try {
+      this.constraint?.release();
+    } catch (err) {
+      log.warn("releasing an output format's matcher failed", { error: String(err) });
+    }
     this.constraint = this.allowed = undefined;
   }
 }
@@ -499,12 +504,14 @@ export class LocalEngine implements Engine {
    */
   async #constrain(seqs: Sequence[]): Promise<void> {
     for (const seq of seqs) {
-      if (!seq.request.format || !this.#running.includes(seq)) continue;
+      if (!seq.request.format || seq.cancelled || !this.#running.includes(seq)) continue;
       try {
         seq.constraint ??= await this.#constraints!.constrain(seq.request.format, seq.request.stopIds);
         seq.allowed = await seq.constraint.allowed();
         if (seq.allowed.every((word) => word === 0)) {
-          throw new Error("the output format allows no next token");
+          throw new InvalidRequestError(
+            "the output format allows no next token (no token writes what it needs)",
+          );
         }
       } catch (err) {
         this.#finish(seq, err);
@@ -699,7 +706,7 @@ export class LocalEngine implements Engine {
       if (seq.cancelled || !this.#running.includes(seq)) continue;
       const id = ids[i];
       const { request } = seq;
-      if (seq.constraint && !seq.constraint.accept(id)) {
+      if (seq.constraint && !accepts(seq.constraint, id)) {
         this.#finish(seq, new Error(`token ${id} is outside the output format`));
         continue;
       }
@@ -738,6 +745,15 @@ export class LocalEngine implements Engine {
     for (const seq of [...this.#waiting, ...this.#running]) this.#cancel(seq, reason);
     await this.#loop;
     this.#model.release();
+  }
+}
+
+/** Whether the format takes the token; a grammar engine that throws takes nothing (its sequence alone ends). */
+function accepts(constraint: TokenConstraint, id: number): boolean {
+  try {
+    return constraint.accept(id);
+  } catch {
+    return false;
   }
 }
 

@@ -5,9 +5,9 @@
  * schema sent again (or the n choices of one request) is compiled once.
  *
  * A compiled grammar holds token masks precomputed for its states: over Pixtral's 131072 tokens, 50 to 170 MB
- * of xgrammar's WebAssembly memory, which cannot grow past 2 GB. Few are kept, and when xgrammar aborts without
- * saying why (memory ran out) the engine moves to a fresh instance of it and compiles again; matchers of the old
- * one keep working as long as it can serve them.
+ * of xgrammar's WebAssembly memory, which cannot grow past 2 GB. Few are kept. An instance that aborted is not
+ * used for new grammars again: when it said why (the schema), the request is refused; when it did not (memory
+ * ran out), a fresh instance compiles the schema again. Matchers of an old instance go on while it serves them.
  */
 import type { Constraints, TokenConstraint } from "../engine/engine.ts";
 import { InvalidRequestError } from "../engine/engine.ts";
@@ -22,11 +22,13 @@ const KEPT = 4;
 const MAX_WHITESPACE = 20;
 
 /**
- * Whether a token may appear in JSON output at all: no control character but the newline. xgrammar 0.1.27 lets
- * strings with length bounds hold raw control characters (its class there is [^"\\\r\n]), which JSON forbids;
- * outside strings they are whitespace, where a space or a newline does as well.
+ * Whether a token may appear in JSON output at all: no control character but the newline, and no byte that never
+ * occurs in UTF-8 (C0, C1, F5-FF). xgrammar 0.1.27 lets strings with length bounds hold raw control characters
+ * (its class there is [^"\\\r\n]), which JSON forbids, and takes those bytes in strings; outside strings control
+ * characters are whitespace, where a space or a newline does as well.
  */
-const jsonSafe = (bytes: Uint8Array) => bytes.every((b) => b >= 0x20 || b === 0x0a);
+const jsonSafe = (bytes: Uint8Array) =>
+  bytes.every((b) => (b >= 0x20 || b === 0x0a) && b !== 0xc0 && b !== 0xc1 && b < 0xf5);
 
 /** One instance of xgrammar with the vocabulary loaded, and the grammars compiled in it. */
 interface Instance {
@@ -59,10 +61,11 @@ export class XGrammarConstraints implements Constraints {
       compiled = await this.#compile(instance, format);
     } catch (err) {
       if (!(err instanceof XGrammarError)) throw err;
-      // A reason printed: the schema is at fault. None: the instance is (its memory ran out); start over.
+      // An aborted instance is not to be trusted again (aborts leave state behind; dozens break it for good).
+      if (this.#instance === ready) this.#instance = undefined;
+      // A reason printed: the schema is at fault. None: the instance was (its memory ran out); compile again.
       if (err.reason === undefined) {
         log.warn("the grammar engine aborted; starting a fresh instance", { error: err.message });
-        if (this.#instance === ready) this.#instance = undefined;
         instance = await this.#ready();
         compiled = await this.#compile(instance, format).catch((again) => {
           if (!(again instanceof XGrammarError)) throw again;

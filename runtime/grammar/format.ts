@@ -58,9 +58,11 @@ const UNSUPPORTED: Record<string, string> = {
   contains: "",
   minContains: "",
   maxContains: "",
+  minProperties: "",
   uniqueItems: "",
   dependentRequired: "",
   dependentSchemas: "",
+  dependencies: "",
   unevaluatedItems: "",
   $dynamicRef: "",
   $recursiveRef: "",
@@ -73,31 +75,87 @@ const FORMAT_PATTERNS: Record<string, string> = {
   time: "^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$",
   ipv4:
     "^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$",
-  email:
-    "^[A-Za-z0-9_+-]{1,32}(\\.[A-Za-z0-9_+-]{1,32}){0,4}@([A-Za-z0-9]([A-Za-z0-9-]{0,30}[A-Za-z0-9])?\\.){1,4}" +
-    "[A-Za-z]{2,16}$",
+  // Unbounded repeats: bounded ones multiply the grammar's states (4.5 s to compile one email field).
+  email: "^[A-Za-z0-9_+-]+(\\.[A-Za-z0-9_+-]+)*@([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\\.)+[A-Za-z]{2,16}$",
 };
 const BOUNDS = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
+/** Length bounds on strings above this compile to grammars that take seconds (and hundreds of MB) to build. */
+const MAX_STRING_BOUND = 64;
+const COMBINATORS = ["$ref", "anyOf", "oneOf", "allOf"];
+/** Keywords that assert nothing. */
+const ANNOTATIONS = new Set([
+  "title",
+  "description",
+  "default",
+  "examples",
+  "$comment",
+  "$schema",
+  "$id",
+  "deprecated",
+  "readOnly",
+  "writeOnly",
+  "contentEncoding",
+  "contentMediaType",
+]);
+/** Keywords beside a reference or a combination that xgrammar does not need to enforce. */
+const BESIDE = new Set(["$defs", "definitions", "discriminator"]);
 /** Keywords whose value is one schema, a list of them, or a map of them. */
 const ONE = ["additionalProperties", "items", "propertyNames"];
 const LIST = ["anyOf", "oneOf", "allOf", "prefixItems"];
 const MAP = ["properties", "patternProperties", "$defs", "definitions"];
 
-/** `response_format: {type: "json_schema"}`: checks the schema's keywords and keeps it as text. */
+/**
+ * `response_format: {type: "json_schema"}`: the schema, normalised (see normalise), checked, and with every
+ * pattern in a group (xgrammar binds the quotes to the first and last alternative of `a|b` otherwise), as text.
+ */
 export function jsonSchemaFormat(schema: unknown): OutputFormat {
-  const text = JSON.stringify(schema);
-  if (text === undefined) throw new FormatError("the schema must be a JSON object or a boolean", "");
+  if (JSON.stringify(schema) === undefined) {
+    throw new FormatError("the schema must be a JSON object or a boolean", "");
+  }
+  if (schema === false) throw new FormatError("the schema `false` allows nothing", "");
+  const normalised = mapSchemas(schema, normalise);
+  checkSchema(normalised, "", 0, normalised);
+  const grouped = mapSchemas(
+    normalised,
+    (s) => typeof s.pattern === "string" ? { ...s, pattern: `(${s.pattern})` } : s,
+  );
+  const text = JSON.stringify(grouped);
+  // Measured as sent (formats become patterns), in bytes, which the wire's limit on characters then also meets.
   if (new TextEncoder().encode(text).length > MAX_SCHEMA_BYTES) {
     throw new FormatError(`the schema is larger than ${MAX_SCHEMA_BYTES} bytes`, "");
   }
-  if (schema === false) throw new FormatError("the schema `false` allows nothing", "");
-  checkSchema(schema, "", 0);
-  const rewritten = mapSchemas(schema, (s) => {
-    if (typeof s.format !== "string" || !(s.format in FORMAT_PATTERNS)) return s;
-    const { format, ...rest } = s;
-    return { ...rest, pattern: FORMAT_PATTERNS[format] };
-  });
-  return { schema: JSON.stringify(rewritten), strict: true };
+  return { schema: text, strict: true };
+}
+
+/**
+ * What common schema generators write that means the same as something xgrammar enforces: a format on a
+ * non-string (OpenAPI's int32) is an annotation; a pattern with a format (zod) says it all; string keywords
+ * alone imply a string; `propertyNames: {type: "string"}` says nothing; formats xgrammar spells wrongly become
+ * patterns.
+ */
+function normalise(schema: Schema): Schema {
+  const s = { ...schema };
+  const types = s.type === undefined ? undefined : [s.type].flat();
+  if ("format" in s && ((types && !types.includes("string")) || "pattern" in s)) delete s.format;
+  if (
+    types === undefined && ["format", "pattern", "minLength", "maxLength"].some((k) => k in s) &&
+    !COMBINATORS.some((k) => k in s) && !("enum" in s) && !("const" in s)
+  ) {
+    s.type = "string";
+  }
+  const names = s.propertyNames;
+  if (
+    names === true ||
+    (isSchemaMap(names) && Object.keys(names).every((k) => k === "type" || ANNOTATIONS.has(k)) &&
+      [names.type ?? "string"].flat().includes("string"))
+  ) {
+    delete s.propertyNames;
+  }
+  if (typeof s.format === "string" && s.format in FORMAT_PATTERNS) {
+    s.pattern = FORMAT_PATTERNS[s.format];
+    delete s.format;
+  }
+  return s;
 }
 
 type Schema = Record<string, unknown>;
@@ -121,11 +179,78 @@ function mapSchemas(schema: unknown, f: (s: Schema) => Schema): unknown {
 const pointer = (path: string, key: string | number) =>
   `${path}/${String(key).replaceAll("~", "~0").replaceAll("/", "~1")}`;
 
-function checkSchema(schema: unknown, path: string, depth: number): void {
+/** The schema a local reference names ("#" or a JSON Pointer "#/..."), or undefined. */
+function resolve(root: unknown, ref: string): unknown {
+  if (ref === "#") return root;
+  if (!ref.startsWith("#/") || ref.includes("%")) return undefined;
+  let at: unknown = root;
+  for (const part of ref.slice(2).split("/")) {
+    const key = part.replaceAll("~1", "/").replaceAll("~0", "~");
+    if (!isSchemaMap(at) || !(key in at)) return undefined;
+    at = at[key];
+  }
+  return at;
+}
+
+/** Follows references to the schema they end at; undefined for a reference that names nothing or a cycle. */
+function target(root: unknown, schema: unknown): unknown {
+  const seen = new Set<unknown>();
+  while (isSchemaMap(schema) && typeof schema.$ref === "string") {
+    if (seen.has(schema)) return undefined;
+    seen.add(schema);
+    schema = resolve(root, schema.$ref);
+  }
+  return schema;
+}
+
+/** The JSON types a schema's values can have (all of them when it does not say). */
+function typesOf(root: unknown, schema: unknown): Set<string> {
+  const s = target(root, schema);
+  if (!isSchemaMap(s)) return new Set(TYPES);
+  if (s.type !== undefined) return new Set([s.type].flat() as string[]);
+  const values = "const" in s ? [s.const] : Array.isArray(s.enum) ? s.enum : undefined;
+  return values ? new Set(values.map(jsonType)) : new Set(TYPES);
+}
+
+function jsonType(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "array";
+  if (typeof value === "number") return Number.isInteger(value) ? "integer" : "number";
+  return typeof value;
+}
+
+/** Whether no value can satisfy both schemas: different types, or a required property with different consts. */
+function exclusive(root: unknown, a: unknown, b: unknown): boolean {
+  const ta = typesOf(root, a), tb = typesOf(root, b);
+  const overlap = [...ta].some((t) =>
+    tb.has(t) || (t === "integer" && tb.has("number")) || (t === "number" && tb.has("integer"))
+  );
+  if (!overlap) return true;
+  const sa = target(root, a), sb = target(root, b);
+  if (!isSchemaMap(sa) || !isSchemaMap(sb) || !isSchemaMap(sa.properties) || !isSchemaMap(sb.properties)) {
+    return false;
+  }
+  const constant = (s: Schema, name: string) => {
+    const p = target(root, (s.properties as Schema)[name]);
+    if (!isSchemaMap(p) || !Array.isArray(s.required) || !s.required.includes(name)) return undefined;
+    return "const" in p
+      ? JSON.stringify(p.const)
+      : Array.isArray(p.enum) && p.enum.length === 1
+      ? JSON.stringify(p.enum[0])
+      : undefined;
+  };
+  return Object.keys(sa.properties).some((name) => {
+    const ca = constant(sa, name), cb = constant(sb, name);
+    return ca !== undefined && cb !== undefined && ca !== cb;
+  });
+}
+
+function checkSchema(schema: unknown, path: string, depth: number, root: unknown): void {
   if (typeof schema === "boolean") return;
   if (!isSchemaMap(schema)) throw new FormatError("a schema must be a JSON object or a boolean", path);
   if (depth > MAX_DEPTH) throw new FormatError(`the schema nests deeper than ${MAX_DEPTH}`, path);
   const s = schema;
+  const at = (key: string) => pointer(path, key);
   for (const [key, hint] of Object.entries(UNSUPPORTED)) {
     // `uniqueItems: false` and `nullable: false` assert nothing.
     if (key in s && s[key] !== false) {
@@ -135,25 +260,98 @@ function checkSchema(schema: unknown, path: string, depth: number): void {
   if (s.unevaluatedProperties !== undefined && s.unevaluatedProperties !== false) {
     throw new FormatError('"unevaluatedProperties" is supported only as false', path);
   }
-  // xgrammar's grammar for bounded numbers (not integers) lets through values outside the bounds.
-  if (BOUNDS.some((key) => key in s) && s.type !== "integer") {
-    throw new FormatError('numeric bounds are supported only with "type": "integer"', path);
+  // Beside a reference or a combination xgrammar ignores every other assertion.
+  const combinator = COMBINATORS.find((k) => k in s);
+  if (combinator) {
+    const others = Object.keys(s).filter((k) => k !== combinator && !ANNOTATIONS.has(k) && !BESIDE.has(k));
+    if (others.length) {
+      throw new FormatError(
+        `"${
+          others[0]
+        }" beside "${combinator}" is not supported: put it inside the referenced or combined schemas`,
+        path,
+      );
+    }
   }
-  if ("type" in s) {
-    const types = Array.isArray(s.type) ? s.type : [s.type];
-    for (const type of types) {
-      if (typeof type !== "string" || !TYPES.has(type)) {
-        throw new FormatError(`unknown type ${JSON.stringify(type)}`, pointer(path, "type"));
+  if ("$ref" in s) {
+    if (typeof s.$ref !== "string" || resolve(root, s.$ref) === undefined) {
+      throw new FormatError(
+        `the reference ${JSON.stringify(s.$ref)} names nothing in the schema`,
+        at("$ref"),
+      );
+    }
+    if (target(root, s) === undefined) {
+      throw new FormatError("the references go round in a circle", at("$ref"));
+    }
+  }
+  const types = s.type === undefined ? undefined : [s.type].flat();
+  for (const type of types ?? []) {
+    if (typeof type !== "string" || !TYPES.has(type)) {
+      throw new FormatError(`unknown type ${JSON.stringify(type)}`, at("type"));
+    }
+  }
+  for (const key of ["enum", "const"] as const) {
+    if (!(key in s)) continue;
+    const values = key === "const" ? [s.const] : s.enum;
+    if (!Array.isArray(values) || values.length === 0) {
+      throw new FormatError(`"enum" must be a non-empty list`, at(key));
+    }
+    const wrong = types &&
+      values.find((v) =>
+        !types.includes(jsonType(v)) && !(jsonType(v) === "integer" && types.includes("number"))
+      );
+    if (wrong !== undefined) {
+      throw new FormatError(
+        `${JSON.stringify(wrong)} is not of the schema's type ${JSON.stringify(s.type)}`,
+        at(key),
+      );
+    }
+  }
+  // xgrammar's grammar for bounded numbers (not integers) lets through values outside the bounds.
+  const bounds = BOUNDS.filter((key) => key in s);
+  if (bounds.length) {
+    if (!types?.includes("integer") || types.some((t) => t !== "integer" && t !== "null")) {
+      throw new FormatError('numeric bounds are supported only with "type": "integer"', path);
+    }
+    for (const key of bounds) {
+      if (!Number.isSafeInteger(s[key])) {
+        throw new FormatError(`"${key}" must be a whole number below 2^53`, at(key));
       }
     }
+    const lo = Math.max(
+      (s.minimum as number) ?? -Infinity,
+      ((s.exclusiveMinimum as number) ?? -Infinity) + 1,
+    );
+    const hi = Math.min((s.maximum as number) ?? Infinity, ((s.exclusiveMaximum as number) ?? Infinity) - 1);
+    if (lo > hi) throw new FormatError("the bounds allow no integer", path);
+  }
+  for (
+    const [min, max, limit] of [["minLength", "maxLength", MAX_STRING_BOUND], [
+      "minItems",
+      "maxItems",
+      Infinity,
+    ]] as const
+  ) {
+    for (const key of [min, max]) {
+      if (key in s && !(Number.isSafeInteger(s[key]) && (s[key] as number) >= 0)) {
+        throw new FormatError(`"${key}" must be a whole number`, at(key));
+      }
+      if ((s[key] as number) > limit) {
+        throw new FormatError(
+          `"${key}" above ${limit} is not supported (its grammar takes seconds to compile): leave it out`,
+          at(key),
+        );
+      }
+    }
+    if ((s[min] as number) > (s[max] as number)) throw new FormatError(`"${min}" is above "${max}"`, path);
   }
   if ("format" in s && !(typeof s.format === "string" && FORMATS.has(s.format))) {
     throw new FormatError(
       `string format ${JSON.stringify(s.format)} is not supported (supported: ${[...FORMATS].join(", ")})`,
-      pointer(path, "format"),
+      at("format"),
     );
   }
-  if ("pattern" in s) checkPattern(s.pattern, pointer(path, "pattern"));
+  if ("pattern" in s) checkPattern(s.pattern, at("pattern"));
   // The grammar keeps only the first of a pattern, a format and length bounds on one string.
   const shapes = ["pattern", "format", "minLength|maxLength"].filter((k) =>
     k.split("|").some((key) => key in s)
@@ -164,48 +362,81 @@ function checkSchema(schema: unknown, path: string, depth: number): void {
       path,
     );
   }
-  if ("$ref" in s && !(typeof s.$ref === "string" && s.$ref.startsWith("#"))) {
+  // Objects: xgrammar lets a declared name come again through patternProperties or additionalProperties (with
+  // the other schema, or twice), which also defeats minProperties; and propertyNames admits any value.
+  if ("properties" in s && ("patternProperties" in s || (s.additionalProperties ?? false) !== false)) {
     throw new FormatError(
-      `only references inside the schema ("#/$defs/...") are supported`,
-      pointer(path, "$ref"),
-    );
-  }
-  // xgrammar lets any value through under names that propertyNames admits, whatever else the schema says.
-  if (
-    "propertyNames" in s && ["properties", "patternProperties", "additionalProperties"].some((k) => k in s)
-  ) {
-    throw new FormatError(
-      '"propertyNames" is supported only without properties, patternProperties and additionalProperties',
+      '"properties" with "patternProperties" or "additionalProperties" (other than false) is not supported',
       path,
     );
   }
-  if (Array.isArray(s.allOf) && s.allOf.length > 1) {
-    throw new FormatError('"allOf" with more than one schema is not supported', pointer(path, "allOf"));
+  if ("propertyNames" in s && ["patternProperties", "additionalProperties"].some((k) => k in s)) {
+    throw new FormatError(
+      '"propertyNames" is supported only without patternProperties and additionalProperties',
+      path,
+    );
   }
-  if (Array.isArray(s.items)) {
-    throw new FormatError('"items" as a list is not supported: use "prefixItems"', pointer(path, "items"));
-  }
-  for (const key of ["enum", "required"]) {
-    if (key in s && !Array.isArray(s[key])) {
-      throw new FormatError(`"${key}" must be a list`, pointer(path, key));
+  if (isSchemaMap(s.properties)) {
+    for (const [name, sub] of Object.entries(s.properties)) {
+      if (/["\\\x00-\x1f]/.test(name)) {
+        throw new FormatError(
+          "property names with quotes, backslashes or control characters are not supported",
+          at("properties"),
+        );
+      }
+      if (sub === false) {
+        throw new FormatError(`property "${name}" can never appear: leave it out`, at("properties"));
+      }
     }
   }
-  for (const key of ONE) if (key in s) checkSchema(s[key], pointer(path, key), depth + 1);
+  if (Array.isArray(s.required)) {
+    const declared = isSchemaMap(s.properties) ? s.properties : {};
+    const missing = s.required.find((name) => typeof name !== "string" || !(name in declared));
+    if (missing !== undefined) {
+      throw new FormatError(`required ${JSON.stringify(missing)} is not among "properties"`, at("required"));
+    }
+  }
+  if (Array.isArray(s.oneOf)) {
+    const branches = s.oneOf;
+    branches.forEach((a, i) =>
+      branches.slice(i + 1).forEach((b, j) => {
+        if (!exclusive(root, a, b)) {
+          throw new FormatError(
+            `branches ${i} and ${
+              i + 1 + j
+            } of "oneOf" may both match (the grammar would take either): give them ` +
+              'different types or a required property with a different "const", or write "anyOf"',
+            at("oneOf"),
+          );
+        }
+      })
+    );
+  }
+  if (Array.isArray(s.allOf) && s.allOf.length > 1) {
+    throw new FormatError('"allOf" with more than one schema is not supported', at("allOf"));
+  }
+  if (Array.isArray(s.items)) {
+    throw new FormatError('"items" as a list is not supported: use "prefixItems"', at("items"));
+  }
+  if ("required" in s && !Array.isArray(s.required)) {
+    throw new FormatError(`"required" must be a list`, at("required"));
+  }
+  for (const key of ONE) if (key in s) checkSchema(s[key], at(key), depth + 1, root);
   for (const key of LIST) {
     if (!(key in s)) continue;
     const list = s[key];
     if (!Array.isArray(list) || list.length === 0) {
-      throw new FormatError(`"${key}" must be a non-empty list of schemas`, pointer(path, key));
+      throw new FormatError(`"${key}" must be a non-empty list of schemas`, at(key));
     }
-    list.forEach((sub, i) => checkSchema(sub, pointer(pointer(path, key), i), depth + 1));
+    list.forEach((sub, i) => checkSchema(sub, pointer(at(key), i), depth + 1, root));
   }
   for (const key of MAP) {
     if (!(key in s)) continue;
     const map = s[key];
-    if (!isSchemaMap(map)) throw new FormatError(`"${key}" must map names to schemas`, pointer(path, key));
+    if (!isSchemaMap(map)) throw new FormatError(`"${key}" must map names to schemas`, at(key));
     for (const [name, sub] of Object.entries(map)) {
-      if (key === "patternProperties") checkPattern(name, pointer(pointer(path, key), name));
-      checkSchema(sub, pointer(pointer(path, key), name), depth + 1);
+      if (key === "patternProperties") checkPattern(name, pointer(at(key), name));
+      checkSchema(sub, pointer(at(key), name), depth + 1, root);
     }
   }
 }
@@ -239,7 +470,7 @@ function checkPattern(pattern: unknown, path: string): void {
 /** Code points a JSON string cannot hold unescaped. */
 const unsafeCode = (lo: number, hi: number) =>
   lo < 0x20 || (lo <= 0x22 && hi >= 0x22) || (lo <= 0x5c && hi >= 0x5c);
-/** Escapes that stand for a set containing such a character, or for one. */
+/** Escapes that stand for a set containing such a character, or for one (\\b, \\B: boundaries xgrammar lacks). */
 const UNSAFE_ESCAPES = new Set(["D", "W", "S", "s", "n", "r", "t", "f", "v", "0", "c", "\\", '"', "p", "P"]);
 
 /** The part of a (valid) pattern that could match a character unsafe in a JSON string, or undefined. */
@@ -257,7 +488,7 @@ function unsafeInJsonString(pattern: string): string | undefined {
       return { code: parseInt(hex, 16), end: braces ? chars.indexOf("}", i) + 1 : i + 5, bad: false };
     }
     if (UNSAFE_ESCAPES.has(c)) return { end: i + 1, bad: true };
-    return { code: /[dwbB]/.test(c) ? undefined : c.codePointAt(0), end: i + 1, bad: false };
+    return { code: /[dw]/.test(c) ? undefined : c.codePointAt(0), end: i + 1, bad: /[bB]/.test(c) };
   };
   for (let i = 0; i < chars.length;) {
     const c = chars[i];
@@ -289,6 +520,7 @@ function unsafeInJsonString(pattern: string): string | undefined {
           i++;
           if (chars[i] === "\\") {
             const e = escaped(i + 1);
+            if (e.bad || e.code === undefined) return `set ${chars.slice(start, e.end).join("")}`;
             hi = e.code;
             i = e.end;
           } else {
@@ -296,7 +528,8 @@ function unsafeInJsonString(pattern: string): string | undefined {
             i++;
           }
         }
-        if (lo !== undefined && hi !== undefined && unsafeCode(lo, hi)) {
+        // xgrammar reads a range's ends as bytes: one beyond ASCII matches broken UTF-8.
+        if (lo !== undefined && hi !== undefined && (unsafeCode(lo, hi) || (lo !== hi && hi > 0x7f))) {
           return `set ${chars.slice(start, i).join("")}`;
         }
       }

@@ -35,8 +35,9 @@ export interface SamplingParams {
 
 const INFO_WORDS = 12;
 const NO_MASK = 0xffffffff;
-/** The kernel's value for a token the mask forbids. */
+/** The kernel's value for a token the mask forbids, and the least an allowed token keeps. */
 const FORBIDDEN = Math.fround(-3.4e38);
+const ALLOWED_FLOOR = Math.fround(-3.0e38);
 
 function u32(value: number | undefined, what: string): number {
   const v = value ?? 0;
@@ -71,7 +72,11 @@ function check(p: SamplingParams, vocab: number): void {
       u32(pen.counts[i], "penalty count");
     }
   }
-  if (p.mask && (p.mask.length !== Math.ceil(vocab / 32) || p.mask.every((w) => w === 0))) {
+  const allowsOne = (mask: Uint32Array) => {
+    for (let id = 0; id < vocab; id++) if ((mask[id >> 5] >>> (id & 31)) & 1) return true;
+    return false;
+  };
+  if (p.mask && (p.mask.length !== Math.ceil(vocab / 32) || !allowsOne(p.mask))) {
     throw new RangeError(`sampling: a mask needs ${Math.ceil(vocab / 32)} words and an allowed token`);
   }
 }
@@ -206,7 +211,9 @@ export function sampleRef(logits: Float32Array, p: SamplingParams): SampleRef {
     probs[id] = 1;
   } else {
     const invT = f(1 / p.temperature);
-    const z = pen.map((v, i) => forbidden(i) ? FORBIDDEN : f(v * invT));
+    const z = pen.map((v, i) =>
+      p.mask === undefined ? f(v * invT) : forbidden(i) ? FORBIDDEN : Math.max(f(v * invT), ALLOWED_FLOOR)
+    );
     const zmax = z.reduce((m, v) => Math.max(m, v), -Infinity);
     let zmin = p.minP ? zmax + Math.log(p.minP) : -Infinity;
     if (p.topK && p.topK < V) zmin = Math.max(zmin, Float32Array.from(z).sort().reverse()[p.topK - 1]);
