@@ -264,6 +264,8 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     [{ type: "object", properties: { 'a"b': { type: "integer" } } }, /property names with quotes/],
     [{ type: "object", properties: { a: false } }, /can never appear/],
     [{ enum: [] }, /non-empty/],
+    [{ type: "string", pattern: "^(([a-z]{1,30}){1,30}){1,30}$" }, /repetitions/],
+    [{ type: "string", pattern: "^[a-z]{300}$" }, /repetitions/],
     [{ type: "string", pattern: "^[ -\\\\]+$" }, /set/],
     [{ type: "string", pattern: "^[\\b]$" }, /set/],
     [
@@ -332,7 +334,16 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
   });
   jsonSchemaFormat({ type: ["integer", "null"], minimum: 0, maximum: 10 });
   jsonSchemaFormat({ title: "T", description: "d", type: "integer", uniqueItems: false, examples: [1] });
-  for (const pattern of ["^[A-Za-z0-9_-]{3,8}$", "^\\d{4}-\\w+$", "^(ab|c\\.d)*$", "^[a-zé]+$", "^ab|cd$"]) {
+  for (
+    const pattern of [
+      "^[A-Za-z0-9_-]{3,8}$",
+      "^\\d{4}-\\w+$",
+      "^(ab|c\\.d)*$",
+      "^[a-zé]+$",
+      "^ab|cd$",
+      "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+    ]
+  ) {
     jsonSchemaFormat({ type: "string", pattern });
   }
 });

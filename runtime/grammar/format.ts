@@ -457,6 +457,13 @@ function checkPattern(pattern: unknown, path: string): void {
   if (/\(\?<?[=!]|\\[1-9]|\\k</.test(pattern)) {
     throw new FormatError("patterns with look-around or back-references are not supported", path);
   }
+  if (repetitions(pattern) > MAX_REPETITIONS) {
+    throw new FormatError(
+      `the pattern's bounded repetitions ({n,m}, nested ones multiplied) add up to more than ${MAX_REPETITIONS}: ` +
+        "its grammar would take too long to compile; use + or * where the exact bound does not matter",
+      path,
+    );
+  }
   const unsafe = unsafeInJsonString(pattern);
   if (unsafe) {
     throw new FormatError(
@@ -465,6 +472,43 @@ function checkPattern(pattern: unknown, path: string): void {
       path,
     );
   }
+}
+
+/** Grammar states a pattern's bounded repetitions make, about: xgrammar spells `x{0,m}` as m copies of x. */
+const MAX_REPETITIONS = 256;
+
+/**
+ * The sum over a pattern's bounded repetitions of their upper bounds, a group's repetition multiplying what is
+ * inside it (escapes and sets skipped; a valid pattern).
+ */
+function repetitions(pattern: string): number {
+  const levels = [0];
+  let last = 0; // what the atom before a quantifier costs
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === "\\") {
+      i++;
+      last = 1;
+    } else if (c === "[") {
+      while (i < pattern.length && pattern[i] !== "]") i += pattern[i] === "\\" ? 2 : 1;
+      last = 1;
+    } else if (c === "(") {
+      levels.push(0);
+    } else if (c === ")") {
+      last = Math.max(1, levels.pop()!);
+    } else if (c === "{") {
+      const m = /^\{(\d+)(?:,(\d*))?\}/.exec(pattern.slice(i));
+      if (m) {
+        const bound = m[2] === undefined ? Number(m[1]) : m[2] === "" ? Number(m[1]) : Number(m[2]);
+        levels[levels.length - 1] += last * bound;
+        i += m[0].length - 1;
+        last = 0;
+      }
+    } else {
+      last = 1;
+    }
+  }
+  return levels[0];
 }
 
 /** Code points a JSON string cannot hold unescaped. */
