@@ -15,7 +15,7 @@ import { loadTokenizer } from "../runtime/tokenizer/mod.ts";
 import { seededRandom as centred } from "./gpu_helpers.ts";
 import { fixture } from "./helpers.ts";
 import { dataUrl, post, withServer } from "./api_helpers.ts";
-import { collect, loadTiny } from "./model_helpers.ts";
+import { collect, EXACT, loadTiny } from "./model_helpers.ts";
 import OpenAI from "openai";
 import { Mistral } from "@mistralai/mistralai";
 
@@ -453,12 +453,7 @@ Deno.test("structured outputs over HTTP: sampled choices, a stream and logprobs 
 });
 
 Deno.test("engine: constrained and free sequences batched together yield what each yields alone", async () => {
-  const model = await loadTiny("mistral", {
-    quant: "f32",
-    visionQuant: "f32",
-    activations: "f32",
-    kv: "f32",
-  });
+  const model = await loadTiny("mistral", EXACT);
   const tiny = await loadTokenizer(fixture("mistral/tekken.json"), { cache: false });
   const options = {
     constraints: new XGrammarConstraints(tiny, model.config.decoder.vocabSize),

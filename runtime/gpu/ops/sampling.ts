@@ -72,10 +72,11 @@ function check(p: SamplingParams, vocab: number): void {
       u32(pen.counts[i], "penalty count");
     }
   }
-  const allowsOne = (mask: Uint32Array) => {
-    for (let id = 0; id < vocab; id++) if ((mask[id >> 5] >>> (id & 31)) & 1) return true;
-    return false;
-  };
+  // Some id below the vocabulary's size: bits past it in the last word are padding.
+  const whole = vocab >> 5, rest = vocab & 31;
+  const allowsOne = (mask: Uint32Array) =>
+    mask.subarray(0, whole).some((word) => word !== 0) ||
+    (rest > 0 && (mask[whole] & ((1 << rest) - 1)) !== 0);
   if (p.mask && (p.mask.length !== Math.ceil(vocab / 32) || !allowsOne(p.mask))) {
     throw new RangeError(`sampling: a mask needs ${Math.ceil(vocab / 32)} words and an allowed token`);
   }
