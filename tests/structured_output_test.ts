@@ -229,7 +229,7 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     [{ type: "array", items: { type: "integer" }, uniqueItems: true }, /"uniqueItems"/],
     [{ type: "array", contains: { const: 1 } }, /"contains"/],
     [{ if: { type: "string" }, then: { maxLength: 2 } }, /"if"/],
-    [{ type: "string", nullable: true }, /"null"/],
+    [{ nullable: true, enum: ["a"] }, /"null"/],
     [{ type: "strin" }, /unknown type "strin" \(at \/type\)/],
     [{ type: "string", format: "iri" }, /format "iri"/],
     [{ type: "string", format: "uri" }, /format "uri"/],
@@ -315,6 +315,7 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     pattern: "(^[a-z]+@x\\.com$)",
   });
   assert.deepEqual(normalised({ type: "integer", format: "int32" }), { type: "integer" });
+  assert.deepEqual(normalised({ type: "string", nullable: true }), { type: ["string", "null"] });
   assert.deepEqual(normalised({ maxLength: 3 }), { maxLength: 3, type: "string" });
   assert.deepEqual(
     normalised({

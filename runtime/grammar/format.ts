@@ -128,13 +128,18 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
 }
 
 /**
- * What common schema generators write that means the same as something xgrammar enforces: a format on a
- * non-string (OpenAPI's int32) is an annotation; a pattern with a format (zod) says it all; string keywords
+ * What common schema generators write that means the same as something xgrammar enforces: OpenAPI's
+ * `nullable: true` beside a type adds "null" to it; a format on a non-string (OpenAPI's int32) is an annotation; a pattern with a format (zod) says it all; string keywords
  * alone imply a string; `propertyNames: {type: "string"}` says nothing; formats xgrammar spells wrongly become
  * patterns.
  */
 function normalise(schema: Schema): Schema {
   const s = { ...schema };
+  // OpenAPI 3.0's nullable, where the type says what else the value may be.
+  if (s.nullable === false || (s.nullable === true && typeof s.type === "string")) {
+    if (s.nullable === true) s.type = [s.type, "null"];
+    delete s.nullable;
+  }
   const types = s.type === undefined ? undefined : [s.type].flat();
   if ("format" in s && ((types && !types.includes("string")) || "pattern" in s)) delete s.format;
   if (
