@@ -7,9 +7,9 @@
  *
  *     deno task bench:constraints
  */
-import { XGrammarConstraints } from "../runtime/grammar/constraints.ts";
+import { compileFormat, vocabulary, XGrammarConstraints } from "../runtime/grammar/constraints.ts";
 import { JSON_OBJECT, jsonSchemaFormat, type OutputFormat } from "../runtime/grammar/format.ts";
-import { gpt2TokenString, loadTokenizer } from "../runtime/tokenizer/mod.ts";
+import { loadTokenizer } from "../runtime/tokenizer/mod.ts";
 import { xgrammar } from "../runtime/grammar/xgrammar.ts";
 
 const FIXTURES = new URL(
@@ -69,11 +69,12 @@ const readyMs = performance.now() - t;
 
 // The peer: xgrammar's own matcher over the same vocabulary, without our filter.
 const xg = await xgrammar();
-const vocab = Array.from(
-  { length: tokenizer.vocabSize },
-  (_, id) => tokenizer.isSpecial(id) ? "" : gpt2TokenString(tokenizer.tokenBytes(id)),
+const info = await xg.TokenizerInfo.createTokenizerInfo(
+  vocabulary(tokenizer, tokenizer.vocabSize).tokens,
+  "byte_level",
+  false,
+  tokenizer.vocabSize,
 );
-const info = await xg.TokenizerInfo.createTokenizerInfo(vocab, "byte_level", false, tokenizer.vocabSize);
 const compiler = await xg.GrammarCompiler.createGrammarCompiler(info, false);
 
 const rows: string[] = [];
@@ -81,14 +82,7 @@ for (const [name, format, text] of TEXTS) {
   t = performance.now();
   (await constraints.constrain(format, [EOS])).release();
   const compileMs = performance.now() - t;
-  const compiled = await compiler.compileJSONSchema(
-    format.schema,
-    true,
-    undefined,
-    undefined,
-    format.strict,
-    20,
-  );
+  const compiled = await compileFormat(compiler, format);
   const ids = [...tokenizer.encode(text), EOS];
   const rounds = 20;
   let ours = 0, peer = 0;

@@ -30,6 +30,33 @@ const MAX_WHITESPACE = 20;
 const jsonSafe = (bytes: Uint8Array) =>
   bytes.every((b) => (b >= 0x20 || b === 0x0a) && b !== 0xc0 && b !== 0xc1 && b < 0xf5);
 
+interface Vocabulary {
+  /** Each token in GPT-2's byte alphabet, special tokens empty: a byte-level vocabulary as xgrammar takes one. */
+  tokens: string[];
+  /** The tokens jsonSafe allows, a bit per id. */
+  safe: Uint32Array;
+}
+
+/** The model's vocabulary for xgrammar (`vocabSize`, the logits' width, may exceed the tokenizer's). */
+export function vocabulary(tokenizer: Tokenizer, vocabSize: number): Vocabulary {
+  const tokens: string[] = [];
+  const safe = new Uint32Array(Math.ceil(vocabSize / 32));
+  for (let id = 0; id < vocabSize; id++) {
+    const bytes = id < tokenizer.vocabSize && !tokenizer.isSpecial(id) ? tokenizer.tokenBytes(id) : undefined;
+    tokens.push(bytes ? gpt2TokenString(bytes) : "");
+    if (bytes && jsonSafe(bytes)) safe[id >> 5] |= 1 << (id & 31);
+  }
+  return { tokens, safe };
+}
+
+/** The format's grammar, compiled with the whitespace allowance the server uses. */
+export function compileFormat(
+  compiler: XGrammar.GrammarCompiler,
+  format: OutputFormat,
+): Promise<XGrammar.CompiledGrammar> {
+  return compiler.compileJSONSchema(format.schema, true, undefined, undefined, format.strict, MAX_WHITESPACE);
+}
+
 /** One instance of xgrammar with the vocabulary loaded, and the grammars compiled in it. */
 interface Instance {
   xg: typeof XGrammar;
@@ -39,7 +66,7 @@ interface Instance {
 
 export class XGrammarConstraints implements Constraints {
   #instance?: Promise<Instance>;
-  #vocab?: { tokens: string[]; safe: Uint32Array };
+  #vocab?: Vocabulary;
   #started = 0;
   readonly #kept: number;
 
@@ -98,20 +125,8 @@ export class XGrammarConstraints implements Constraints {
     return new InvalidRequestError(`response_format: the schema cannot be compiled: ${err.message}`);
   }
 
-  /** The vocabulary as xgrammar takes a byte-level one: each token in GPT-2's alphabet, special tokens empty. */
-  #vocabulary(): { tokens: string[]; safe: Uint32Array } {
-    if (this.#vocab) return this.#vocab;
-    const { tokenizer } = this;
-    const tokens: string[] = [];
-    const safe = new Uint32Array(Math.ceil(this.vocabSize / 32));
-    for (let id = 0; id < this.vocabSize; id++) {
-      const bytes = id < tokenizer.vocabSize && !tokenizer.isSpecial(id)
-        ? tokenizer.tokenBytes(id)
-        : undefined;
-      tokens.push(bytes ? gpt2TokenString(bytes) : "");
-      if (bytes && jsonSafe(bytes)) safe[id >> 5] |= 1 << (id & 31);
-    }
-    return this.#vocab = { tokens, safe };
+  #vocabulary(): Vocabulary {
+    return this.#vocab ??= vocabulary(this.tokenizer, this.vocabSize);
   }
 
   #ready(): Promise<Instance> {
@@ -138,16 +153,7 @@ export class XGrammarConstraints implements Constraints {
     if (compiled) {
       instance.compiled.delete(key); // most recent last
     } else {
-      compiled = explained(() =>
-        instance.compiler.compileJSONSchema(
-          format.schema,
-          true,
-          undefined,
-          undefined,
-          format.strict,
-          MAX_WHITESPACE,
-        )
-      );
+      compiled = explained(() => compileFormat(instance.compiler, format));
       compiled.catch(() => instance.compiled.get(key) === compiled && instance.compiled.delete(key));
       while (instance.compiled.size >= this.#kept) {
         const [oldest, grammar] = instance.compiled.entries().next().value!;
