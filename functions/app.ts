@@ -54,7 +54,8 @@ function toApiError(err: unknown): Mapped {
     return { status: 400, type: "invalid_request_error", code: err.code, param };
   }
   if (err instanceof PromptError) {
-    return { status: 400, type: "invalid_request_error", code: "invalid_messages" };
+    const param = err.index === undefined ? "messages" : `messages[${err.index}]`;
+    return { status: 400, type: "invalid_request_error", code: "invalid_messages", param };
   }
   if (err instanceof ImageSourceError) {
     return { status: err.status, type: "invalid_request_error", code: "invalid_image_url", param };

@@ -81,6 +81,102 @@ CASES = {
     ],
 }
 
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
+            "required": ["city"],
+        },
+    },
+}
+# OpenAI's optional fields left out: mistral_common writes description "" and parameters {}.
+BARE = {"type": "function", "function": {"name": "now"}}
+# Key order as given; non-ASCII kept. (Integer-like keys and integral floats such as 1.0 are left out here: a
+# request body read by JSON.parse no longer shows them; in arguments and results, given as JSON text, they are in.)
+ODD = {
+    "type": "function",
+    "function": {
+        "parameters": {"type": "object", "properties": {"zeta": {"type": "number", "minimum": 1.5}, "alpha": {}}},
+        "description": "Søg «quotes\" and\nnewlines»",
+        "name": "odd-name_2",
+        "strict": True,
+    },
+}
+
+
+def call(id_, name, arguments):
+    return {"id": id_, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+# Cases with tools, encoded from OpenAI's request shape (ChatCompletionRequest.from_openai, as vLLM does).
+TOOL_CASES = {
+    "tools_single_turn": ([{"role": "user", "content": "Weather in Paris?"}], [WEATHER]),
+    "tools_system_and_image": (
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": [text("What city is this?"), img(A)]}],
+        [WEATHER, BARE],
+    ),
+    "tool_call_then_result": (
+        [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": None, "tool_calls": [call("abc123DEF", "get_weather", '{"city":"Paris"}')]},
+            {"role": "tool", "tool_call_id": "abc123DEF", "content": '{"temp": 21.0, "sky": "clear"}'},
+        ],
+        [WEATHER],
+    ),
+    "parallel_calls_two_results": (
+        [
+            {"role": "user", "content": "Paris and Oslo?"},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    call("aaaaaaaa1", "get_weather", '{"city": "Paris", "unit": "c"}'),
+                    call("aaaaaaaa2", "get_weather", '{"city": "Oslo"}'),
+                ],
+            },
+            {"role": "tool", "tool_call_id": "aaaaaaaa1", "content": "sunny"},
+            {"role": "tool", "tool_call_id": "aaaaaaaa2", "content": [text("rain"), text("wind")]},
+        ],
+        [WEATHER],
+    ),
+    "tool_history_then_user": (
+        [
+            {"role": "system", "content": "S"},
+            {"role": "user", "content": "a"},
+            {"role": "assistant", "tool_calls": [call("Z9Z9Z9Z9Z", "now", "")]},
+            {"role": "tool", "tool_call_id": "Z9Z9Z9Z9Z", "content": ""},
+            {"role": "assistant", "content": "It is noon.  "},
+            {"role": "user", "content": [img(B), text("and now?")]},
+        ],
+        [BARE, WEATHER],
+    ),
+    "json_numbers_and_text": (
+        [
+            {"role": "user", "content": "go"},
+            {
+                "role": "assistant",
+                "tool_calls": [call("n0n0n0n0n", "odd-name_2", '{"2": 1e20, "1": [1.0, -0.0, 1e-7, 0.0001, 123456789.125, 1e16, 12345678901234567890], "x": NaN}')],
+            },
+            {"role": "tool", "tool_call_id": "n0n0n0n0n", "content": 'not json: {"a": 1} \u00e9 "q"\n\t\u0001'},
+        ],
+        [ODD],
+    ),
+    "two_tool_rounds": (
+        [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "tool_calls": [call("first0001", "now", "{}")]},
+            {"role": "tool", "tool_call_id": "first0001", "content": "[1, 2]"},
+            {"role": "assistant", "tool_calls": [call("second002", "now", "{ }")]},
+            {"role": "tool", "tool_call_id": "second002", "content": '"s"'},
+            {"role": "user", "content": "y"},
+        ],
+        [BARE],
+    ),
+}
+
 
 def tokenizer_with_images(path, tmp):
     data = json.loads(pathlib.Path(path).read_text())
@@ -101,6 +197,12 @@ def main():
             case = {"name": name, "messages": messages}
             for vocab, tok in tokenizers.items():
                 request = ChatCompletionRequest(messages=messages)
+                case[f"ids_{vocab}_vocab"] = tok.encode_chat_completion(request).tokens
+            cases.append(case)
+        for name, (messages, tools) in TOOL_CASES.items():
+            case = {"name": name, "messages": messages, "tools": tools}
+            for vocab, tok in tokenizers.items():
+                request = ChatCompletionRequest.from_openai(messages, tools)
                 case[f"ids_{vocab}_vocab"] = tok.encode_chat_completion(request).tokens
             cases.append(case)
     out = ROOT / "tests" / "fixtures" / "chat" / "extra.json"

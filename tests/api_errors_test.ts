@@ -42,32 +42,86 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
       /expected string/,
       "messages[0].content[0].text",
     );
-    // Function calling is not served: a request that needs it is refused, never answered without its tools.
+    // Function calling: conversations Pixtral's format cannot hold are refused, naming the message.
     const tools = [{ type: "function", function: { name: "f", parameters: { type: "object" } } }];
-    expectError(await post(chat, { ...user("hi"), tools }), 400, /function calling/, "tools");
     expectError(
-      await post(`${url}/tokenize`, { ...user("hi"), tools, tool_choice: "auto" }),
+      await post(chat, { messages: [{ role: "tool", content: "x", tool_call_id: "abc123DEF" }] }),
       400,
-      /function calling/,
-      "tools",
-    );
-    expectError(
-      await post(chat, { messages: [{ role: "tool", content: "x" }] }),
-      400,
-      /tool messages: .*function calling/,
-      "messages[0].role",
+      /one message must be a user or system/,
+      "messages[0]",
     );
     const call = { id: "c1", type: "function", function: { name: "f", arguments: "{}" } };
+    const asked = [{ role: "user", content: "a" }, { role: "assistant", content: null, tool_calls: [call] }];
+    expectError(
+      await post(chat, { messages: [...asked, { role: "user", content: "b" }] }),
+      400,
+      /do not answer .* calls one for one/,
+      "messages[2]",
+    );
+    expectError(
+      await post(chat, { messages: [...asked, { role: "tool", content: "r" }] }),
+      400,
+      /tool call id is required/,
+      "messages[2].tool_call_id",
+    );
     expectError(
       await post(chat, {
-        messages: [{ role: "user", content: "a" }, { role: "assistant", content: null, tool_calls: [call] }, {
-          role: "user",
-          content: "b",
+        messages: [asked[0], { ...asked[1], content: "x" }, {
+          role: "tool",
+          content: "r",
+          tool_call_id: "c1",
         }],
       }),
       400,
-      /tool calls/,
-      "messages[1].tool_calls",
+      /both content and tool_calls/,
+      "messages[1]",
+    );
+    expectError(
+      await post(chat, { messages: [asked[0], { role: "tool", content: "r", tool_call_id: "c1" }] }),
+      400,
+      /a tool message cannot follow a user message/,
+      "messages[1]",
+    );
+    expectError(
+      await post(chat, { ...user("hi"), tools: [...tools, ...tools] }),
+      400,
+      /two tools are named "f"/,
+      "tools[1]",
+    );
+    expectError(
+      await post(chat, { ...user("hi"), tools: [{ type: "function", function: { name: "f g" } }] }),
+      400,
+      /function name/,
+      "tools[0].function.name",
+    );
+    expectError(
+      await post(chat, { ...user("hi"), tools, tool_choice: { type: "function", function: { name: "g" } } }),
+      400,
+      /"g", which is not among the tools/,
+      "tool_choice.function.name",
+    );
+    expectError(
+      await post(chat, { ...user("hi"), tool_choice: "required" }),
+      400,
+      /has no tools/,
+      "tool_choice",
+    );
+    expectError(
+      await post(chat, { ...user("hi"), tools, response_format: { type: "json_object" } }),
+      400,
+      /cannot be combined with tools/,
+      "response_format",
+    );
+    // A strict function whose parameters the grammar cannot enforce cannot be forced.
+    const strictNot = [{
+      type: "function",
+      function: { name: "f", strict: true, parameters: { type: "object", properties: { a: { not: {} } } } },
+    }];
+    expectError(
+      await post(chat, { ...user("hi"), tools: strictNot, tool_choice: "required" }),
+      400,
+      /"not" is not supported.*strict function/,
+      "tools[0].function.parameters",
     );
     // Fields understood but not honoured are refused, never silently dropped.
     expectError(
@@ -106,11 +160,17 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
     const modelsPost = await fetch(`${url}/v1/models/x/y`, { method: "POST" });
     expectError({ status: modelsPost.status, json: await modelsPost.json() }, 405, /takes GET/);
     assert.equal(modelsPost.headers.get("allow"), "GET, HEAD");
-    // tool_choice "none" asks for no call: the tools are ignored.
+    // The tools are part of the prompt (as mistral_common puts them), whatever tool_choice says; a forced call
+    // adds [TOOL_CALLS], which begins the answer.
     const plain = await post(`${url}/tokenize`, user("hi"));
     const noneChosen = await post(`${url}/tokenize`, { ...user("hi"), tools, tool_choice: "none" });
+    const auto = await post(`${url}/tokenize`, { ...user("hi"), tools });
+    const forced = await post(`${url}/tokenize`, { ...user("hi"), tools, tool_choice: "required" });
     assert.equal(noneChosen.status, 200);
-    assert.deepEqual(noneChosen.json, plain.json);
+    assert.deepEqual(noneChosen.json, auto.json);
+    assert.deepEqual(auto.json.tokens.slice(0, 2), [1, 5]); // <s> [AVAILABLE_TOOLS]
+    assert.ok(auto.json.count > plain.json.count + 10);
+    assert.deepEqual(forced.json.tokens, [...auto.json.tokens, 9]);
     expectError(await post(chat, { ...user("hi"), model: "gpt-4o" }), 404, /"gpt-4o" does not exist/);
     const three = [1, 2, 3].map(() => ({ type: "image_url", image_url: { url: image } }));
     expectError(

@@ -1,6 +1,7 @@
 /** Chat requests to token ids: Mistral's instruct rules against mistral_common's goldens, and HF templates. */
 import assert from "node:assert/strict";
 import { encodeChat } from "../functions/chat/prepare.ts";
+import { toolUse } from "../functions/chat/tools.ts";
 import { type ChatMessage, parseChatRequest } from "../functions/schema/chat.ts";
 import { loadTokenizer } from "../runtime/tokenizer/load.ts";
 import { fixture, fixtureJson } from "./helpers.ts";
@@ -9,12 +10,16 @@ import { engineLessService } from "./service_helpers.ts";
 interface ChatCase {
   name: string;
   messages: unknown[];
+  tools?: unknown[];
   ids_full_vocab: number[];
   ids_tiny_vocab: number[];
 }
 
 const { cases } = await fixtureJson<{ cases: ChatCase[] }>("golden/chat/manifest.json");
-/** More cases from mistral_common 1.13.1 (scripts/gen_chat_goldens.py): merging, system placement, chunk order. */
+/**
+ * More cases from mistral_common 1.13.1 (scripts/gen_chat_goldens.py): merging, system placement, chunk order,
+ * and function calling (tools, calls, results; JSON as Python writes it).
+ */
 const extra: ChatCase[] = JSON.parse(
   await Deno.readTextFile(new URL("./fixtures/chat/extra.json", import.meta.url)),
 ).cases;
@@ -30,7 +35,14 @@ const messages = (m: unknown[]) => parseChatRequest({ messages: m }).request.mes
 for (const c of [...cases, ...extra]) {
   Deno.test(`Mistral's instruct rules reproduce mistral_common: ${c.name}`, async () => {
     for (const [vocab, want] of [["full", c.ids_full_vocab], ["tiny", c.ids_tiny_vocab]] as const) {
-      const { ids } = await encodeChat(messages(c.messages), service(tokenizers[vocab]));
+      const { request } = parseChatRequest({ messages: c.messages, tools: c.tools });
+      const { ids } = await encodeChat(
+        request.messages,
+        service(tokenizers[vocab]),
+        undefined,
+        undefined,
+        toolUse(request),
+      );
       assert.deepEqual(ids, want, `${vocab} vocabulary`);
     }
   });

@@ -1,7 +1,8 @@
 /**
  * Running a prepared chat on the engine and shaping the result as OpenAI's chat completion: one JSON response,
  * or server-sent events in OpenAI's chunk format ending with `data: [DONE]`. Several choices (`n`) run
- * concurrently; text is released token by token, cut at stop strings.
+ * concurrently; text is released token by token, cut at stop strings. What follows [TOOL_CALLS] is held back
+ * and reported as tool calls once the generation ends.
  */
 import { Channel } from "../../runtime/engine/channel.ts";
 import {
@@ -13,8 +14,10 @@ import {
 } from "../../runtime/engine/engine.ts";
 import type { Tokenizer } from "../../runtime/tokenizer/tokenizer.ts";
 import type { Service } from "../service.ts";
+import { log } from "../../runtime/log.ts";
 import type { PreparedChat } from "./prepare.ts";
 import { TextAssembler } from "./text.ts";
+import { parseToolCalls, type ToolCallOut } from "./tools.ts";
 
 interface LogprobEntry {
   token: string;
@@ -23,10 +26,14 @@ interface LogprobEntry {
   top_logprobs: { token: string; logprob: number; bytes: number[] }[];
 }
 
+/** How a choice ended: the engine's reasons, or "tool_calls" when it stopped after calling functions. */
+export type ChoiceFinish = FinishReason | "tool_calls";
+
 export interface ChoiceResult {
   index: number;
   text: string;
-  finish: FinishReason;
+  toolCalls?: ToolCallOut[];
+  finish: ChoiceFinish;
   /** Tokens the model generated, the stop token included (as vLLM counts them). */
   tokens: number;
   logprobs?: LogprobEntry[];
@@ -35,7 +42,8 @@ export interface ChoiceResult {
 /** What a choice reports as it goes: text deltas with their tokens' log-probabilities, then how it ended. */
 export type ChoiceUpdate =
   | { index: number; text: string; logprobs?: LogprobEntry[] }
-  | { index: number; finish: FinishReason };
+  | { index: number; toolCalls: ToolCallOut[] }
+  | { index: number; finish: ChoiceFinish };
 
 function tokenEntry(tokenizer: Tokenizer, id: number, logprob: number) {
   const bytes = [...tokenizer.tokenBytes(id)];
@@ -84,15 +92,21 @@ async function runChoice(
   service: Service,
   index: number,
   stream: AsyncGenerator<TokenEvent, FinishReason>,
-  stops: readonly string[],
+  prepared: PreparedChat,
   update: (u: ChoiceUpdate) => void,
   onToken: () => void,
 ): Promise<ChoiceResult> {
   const { tokenizer } = service;
-  const text = new TextAssembler(tokenizer.decoder(), stops);
-  let tokens = 0, full = "";
-  let finish: FinishReason;
+  const text = new TextAssembler(tokenizer.decoder(), prepared.stop);
+  // The calls' JSON, once [TOOL_CALLS] came (at once for a forced call): decoded whole, never cut by stops.
+  let calls = prepared.tools?.forced ? tokenizer.decoder() : undefined;
+  let tokens = 0, full = "", callText = "";
+  let finish: ChoiceFinish;
   const logprobs: LogprobEntry[] = [];
+  const release = (delta: string) => {
+    full += delta;
+    if (delta) update({ index, text: delta });
+  };
   while (true) {
     const next = await stream.next();
     if (next.done) {
@@ -104,6 +118,15 @@ async function runChoice(
     onToken();
     const entry = logprobEntry(tokenizer, next.value);
     if (entry) logprobs.push(entry);
+    if (!calls && next.value.id === prepared.tools?.callsId) {
+      release(text.finish());
+      calls = tokenizer.decoder();
+    }
+    if (calls) {
+      callText += calls.push(next.value.id);
+      if (entry) update({ index, text: "", logprobs: [entry] });
+      continue;
+    }
     const delta = text.push(next.value.id);
     full += delta;
     if (delta || entry) update({ index, text: delta, logprobs: entry ? [entry] : undefined });
@@ -113,13 +136,21 @@ async function runChoice(
       break;
     }
   }
-  const tail = text.finish();
-  if (tail) {
-    full += tail;
-    update({ index, text: tail });
-  }
+  let toolCalls: ToolCallOut[] | undefined;
+  if (calls) {
+    callText += calls.flush();
+    toolCalls = parseToolCalls(callText);
+    if (toolCalls) {
+      update({ index, toolCalls });
+      if (finish === "stop") finish = "tool_calls";
+    } else {
+      // Not a list of calls (cut short by max_tokens, or malformed): the client gets what the model wrote.
+      log.warn("the model's tool calls are not a JSON list of calls; returned as text", { text: callText });
+      release(callText);
+    }
+  } else release(text.finish());
   update({ index, finish });
-  return { index, text: full, finish, tokens, logprobs: logprobs.length ? logprobs : undefined };
+  return { index, text: full, toolCalls, finish, tokens, logprobs: logprobs.length ? logprobs : undefined };
 }
 
 export interface CompletionRun {
@@ -149,7 +180,7 @@ export function runCompletion(service: Service, prepared: PreparedChat, signal: 
     else service.metrics.interTokenLatency.observe((now - last) / 1000);
     last = now;
   };
-  Promise.all(streams.map((s, i) => runChoice(service, i, s, prepared.stop, (u) => channel.push(u), onToken)))
+  Promise.all(streams.map((s, i) => runChoice(service, i, s, prepared, (u) => channel.push(u), onToken)))
     .then((results) => {
       service.metrics.promptTokens.inc({}, prepared.request.ids.length);
       service.metrics.generationTokens.inc({}, results.reduce((n, r) => n + r.tokens, 0));

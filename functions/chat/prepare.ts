@@ -9,9 +9,11 @@ import type { ImageInput } from "../../runtime/model/vision.ts";
 import { encodeWithTemplate } from "../../runtime/prompt/hf_template.ts";
 import { encodeInstruct, type Message } from "../../runtime/prompt/instruct.ts";
 import type { Tokenizer } from "../../runtime/tokenizer/tokenizer.ts";
+import { fromJs } from "../../runtime/prompt/pyjson.ts";
 import { fetchImageBytes } from "../images/fetch.ts";
 import { type ChatMessage, type ChatRequest, RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
+import { promptToolCallId, toolGeneration, type ToolUse, toolUse } from "./tools.ts";
 
 interface PromptImage {
   input: ImageInput;
@@ -74,16 +76,36 @@ async function loadImages(
   }));
 }
 
+/** A call id as the prompt needs it: present (v3 requires one), in Pixtral's 9-character form. */
+function callId(id: string | null | undefined, param: string): string {
+  if (!id) throw new RequestError("a tool call id is required", param);
+  return promptToolCallId(id);
+}
+
 function toMessages(messages: ChatMessage[], images: PromptImage[]): Message<PromptImage>[] {
   let next = 0;
-  return messages.map((m): Message<PromptImage> => {
+  return messages.map((m, i): Message<PromptImage> => {
     const role = m.role === "developer" ? "system" : m.role;
-    const prefix = m.role === "assistant" ? m.prefix : undefined;
-    if (typeof m.content === "string" || m.content === null) return { role, content: m.content, prefix };
+    const extra: Partial<Message<PromptImage>> = {};
+    if (m.role === "assistant") {
+      extra.prefix = m.prefix;
+      if (m.tool_calls?.length) {
+        extra.toolCalls = m.tool_calls.map((c, j) => ({
+          id: callId(c.id, `messages[${i}].tool_calls[${j}].id`),
+          name: c.function.name,
+          arguments: typeof c.function.arguments === "object" && c.function.arguments !== null
+            ? fromJs(c.function.arguments)
+            : c.function.arguments ?? "",
+        }));
+      }
+    }
+    if (m.role === "tool") extra.toolCallId = callId(m.tool_call_id, `messages[${i}].tool_call_id`);
+    const content = m.content ?? null;
+    if (typeof content === "string" || content === null) return { role, content, ...extra };
     return {
       role,
-      prefix,
-      content: m.content.map((part) =>
+      ...extra,
+      content: content.map((part) =>
         part.type === "text" ? { type: "text", text: part.text } : { type: "image", image: images[next++] }
       ),
     };
@@ -95,6 +117,8 @@ export interface PreparedChat {
   /** Choices to generate (`n`), each with its own seed. */
   n: number;
   stop: string[];
+  /** With tools the model may call: the [TOOL_CALLS] id, and whether the answer begins with it (a forced call). */
+  tools?: { callsId: number; forced: boolean };
 }
 
 const specialNames = new WeakMap<Tokenizer, Map<string, number>>();
@@ -119,8 +143,19 @@ export async function encodeChat(
   service: Service,
   signal?: AbortSignal,
   resize?: ResizeMode,
+  tools?: ToolUse,
 ) {
   const { tokenizer } = service;
+  if (
+    service.chatTemplate &&
+    (tools || messages.some((m) => m.role === "tool" || (m.role === "assistant" && m.tool_calls?.length)))
+  ) {
+    throw new RequestError(
+      "function calling needs Mistral's own prompt format; this server uses a chat template, which has none",
+      tools ? "tools" : "messages",
+      "unsupported_parameter",
+    );
+  }
   const images = await loadImages(messages, service, resize, signal);
   const encoder = {
     encode: (text: string) => [...tokenizer.encode(text)],
@@ -129,6 +164,7 @@ export async function encodeChat(
     eos: tokenizer.special("</s>"),
     inst: tokenizer.special("[INST]"),
     instEnd: tokenizer.special("[/INST]"),
+    tools: toolTokens(tokenizer),
   };
   const conversation = toMessages(messages, images);
   const encoded = service.chatTemplate
@@ -137,8 +173,30 @@ export async function encodeChat(
       specials: specials(tokenizer),
       imageToken: tokenizer.specialName(service.images.tokens.img)!,
     })
-    : encodeInstruct(conversation, encoder);
-  return { ids: encoded.ids, images: encoded.images.map((i) => i.input) };
+    : encodeInstruct(conversation, encoder, tools?.definitions);
+  const callsId = encoder.tools?.calls ?? -1;
+  const generation = toolGeneration(tools, callsId);
+  return {
+    ids: [...encoded.ids, ...generation.lead],
+    images: encoded.images.map((i) => i.input),
+    generation,
+    callsId,
+  };
+}
+
+/** The ids of the function-calling control tokens; undefined for a tokenizer without them. */
+function toolTokens(tokenizer: Tokenizer) {
+  try {
+    return {
+      begin: tokenizer.special("[AVAILABLE_TOOLS]"),
+      end: tokenizer.special("[/AVAILABLE_TOOLS]"),
+      calls: tokenizer.special("[TOOL_CALLS]"),
+      resultsBegin: tokenizer.special("[TOOL_RESULTS]"),
+      resultsEnd: tokenizer.special("[/TOOL_RESULTS]"),
+    };
+  } catch {
+    return undefined;
+  }
 }
 
 /** The system prompt Mistral's API puts before the conversation when a request sets `safe_prompt`. */
@@ -159,7 +217,9 @@ export async function prepareChat(
   const engine = service.engine!;
   const { tokenizer } = service;
   const messages = withSafePrompt(chat.messages, chat.safe_prompt);
-  const encoded = await encodeChat(messages, service, signal, chat.image_resize ?? undefined);
+  const tools = toolUse(chat);
+  const encoded = await encodeChat(messages, service, signal, chat.image_resize ?? undefined, tools);
+  const { generation } = encoded;
   const room = engine.contextLength - encoded.ids.length;
   const asked = chat.max_completion_tokens ?? chat.max_tokens ?? undefined;
   const param = chat.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
@@ -192,8 +252,13 @@ export async function prepareChat(
       stopIds: [tokenizer.special("</s>")],
       topLogprobs: chat.logprobs ? (chat.top_logprobs ?? 0) : undefined,
       ...(chat.response_format ? { format: chat.response_format } : {}),
+      ...(generation.format ? { format: generation.format } : {}),
+      ...(generation.banned.length ? { banned: generation.banned } : {}),
     },
     n: chat.n ?? 1,
+    tools: tools && tools.choice !== "none"
+      ? { callsId: encoded.callsId, forced: generation.lead.length > 0 }
+      : undefined,
     // An empty stop string would match at once; it stops nothing, as in OpenAI's API.
     stop: (chat.stop == null ? [] : typeof chat.stop === "string" ? [chat.stop] : chat.stop).filter(Boolean),
   };

@@ -40,7 +40,9 @@ export function chatRoutes(service: Service): Hono {
         model,
         choices: results.map((r) => ({
           index: r.index,
-          message: { role: "assistant", content: r.text },
+          message: r.toolCalls
+            ? { role: "assistant", content: r.text || null, tool_calls: r.toolCalls }
+            : { role: "assistant", content: r.text },
           logprobs: r.logprobs ? { content: r.logprobs } : null,
           finish_reason: r.finish,
         })),
@@ -74,6 +76,7 @@ export function chatRoutes(service: Service): Hono {
             delta.role = "assistant";
           }
           if ("text" in u) delta.content = u.text;
+          if ("toolCalls" in u) delta.tool_calls = u.toolCalls.map((call, i) => ({ index: i, ...call }));
           controller.enqueue(chunk({
             ...head,
             choices: [{

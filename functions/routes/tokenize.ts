@@ -1,11 +1,13 @@
 /**
  * POST /tokenize and /detokenize (vLLM's shapes): a prompt or a chat conversation to token ids and their count,
- * and ids back to text. The chat form counts exactly what /v1/chat/completions would send, images included.
+ * and ids back to text. The chat form counts exactly what /v1/chat/completions would send, images and tools
+ * included.
  */
 import { Hono } from "hono";
 import { z } from "zod";
 import { encodeChat, withSafePrompt } from "../chat/prepare.ts";
-import { chatRequestSchema, parseWith, refuseToolUse, RequestError } from "../schema/chat.ts";
+import { toolUse } from "../chat/tools.ts";
+import { chatRequestSchema, parseWith, RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
 import { readJson, requireModel } from "./common.ts";
 
@@ -19,6 +21,9 @@ const tokenizeSchema = z.union([
     model: z.string().nullish(),
     messages: chatRequestSchema.shape.messages,
     safe_prompt: chatRequestSchema.shape.safe_prompt,
+    tools: chatRequestSchema.shape.tools,
+    tool_choice: chatRequestSchema.shape.tool_choice,
+    parallel_tool_calls: chatRequestSchema.shape.parallel_tool_calls,
   }),
 ]);
 
@@ -28,13 +33,17 @@ export function tokenizeRoutes(service: Service): Hono {
   const { tokenizer } = service;
   return new Hono()
     .post("/tokenize", async (c) => {
-      const raw = await readJson(c);
-      refuseToolUse(raw);
-      const body = parseWith(tokenizeSchema, raw);
+      const body = parseWith(tokenizeSchema, await readJson(c));
       requireModel(service, body.model);
       const ids = "prompt" in body
         ? [...(body.add_special_tokens ? [tokenizer.special("<s>")] : []), ...tokenizer.encode(body.prompt)]
-        : (await encodeChat(withSafePrompt(body.messages, body.safe_prompt), service, c.req.raw.signal)).ids;
+        : (await encodeChat(
+          withSafePrompt(body.messages, body.safe_prompt),
+          service,
+          c.req.raw.signal,
+          undefined,
+          toolUse(body),
+        )).ids;
       return c.json({ count: ids.length, max_model_len: service.engine?.contextLength ?? null, tokens: ids });
     })
     .post("/detokenize", async (c) => {

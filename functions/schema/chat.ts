@@ -2,7 +2,8 @@
  * The chat completion request as OpenAI and Mistral clients send it, validated with zod.
  *
  * Both dialects are accepted in one schema: OpenAI's `image_url: {url, detail}` and Mistral's `image_url: "..."`,
- * `max_tokens` and `max_completion_tokens`, `seed` and `random_seed`. Unknown fields are ignored (as vLLM and
+ * `max_tokens` and `max_completion_tokens`, `seed` and `random_seed`, tool call arguments as JSON text or as an
+ * object, `tool_choice: "required"` and `"any"`. Unknown fields are ignored (as vLLM and
  * llama.cpp do); the caller logs them. Wrong types are errors that name the field.
  */
 import { z } from "zod";
@@ -12,6 +13,7 @@ import {
   jsonSchemaFormat,
   type OutputFormat,
 } from "../../runtime/grammar/format.ts";
+import { FUNCTION_NAME } from "../../runtime/prompt/instruct.ts";
 
 const textPart = z.object({ type: z.literal("text"), text: z.string() });
 const imageUrlPart = z.object({
@@ -23,6 +25,15 @@ const imageUrlPart = z.object({
 });
 const contentPart = z.discriminatedUnion("type", [textPart, imageUrlPart]);
 
+const toolCall = z.object({
+  id: z.string().nullish(),
+  type: z.literal("function").nullish(),
+  function: z.object({
+    name: z.string(),
+    arguments: z.union([z.string(), z.record(z.string(), z.unknown())]).nullish(),
+  }),
+});
+
 const message = z.discriminatedUnion("role", [
   z.object({ role: z.literal("system"), content: z.union([z.string(), z.array(textPart)]) }),
   // OpenAI's newer name for the system role.
@@ -30,10 +41,35 @@ const message = z.discriminatedUnion("role", [
   z.object({ role: z.literal("user"), content: z.union([z.string(), z.array(contentPart)]) }),
   z.object({
     role: z.literal("assistant"),
-    content: z.union([z.string(), z.array(textPart), z.null()]),
+    content: z.union([z.string(), z.array(textPart), z.null()]).optional(),
     prefix: z.boolean().optional(),
+    tool_calls: z.array(toolCall).nullish(),
+  }),
+  z.object({
+    role: z.literal("tool"),
+    content: z.union([z.string(), z.array(textPart), z.null()]),
+    tool_call_id: z.string().nullish(),
+    name: z.string().nullish(),
   }),
 ]);
+
+const tool = z.object({
+  type: z.literal("function"),
+  function: z.object({
+    name: z.string().regex(FUNCTION_NAME, "a function name is 1-64 of a-z, A-Z, 0-9, _ and -"),
+    description: z.string().nullish(),
+    parameters: z.record(z.string(), z.unknown()).nullish(),
+    strict: z.boolean().nullish(),
+  }),
+});
+
+const toolChoice = z.union([
+  z.enum(["none", "auto", "required", "any"]),
+  z.object({ type: z.literal("function"), function: z.object({ name: z.string() }) }),
+]);
+
+/** The most tools one request may offer (each one's schema becomes prompt tokens and, when forced, grammar). */
+export const MAX_TOOLS = 128;
 
 /** The most choices (`n`) one request may ask for; each takes a place in the engine's queue. */
 export const MAX_CHOICES = 16;
@@ -94,6 +130,9 @@ export const chatRequestSchema = z.object({
   /** Constrained decoding: the output follows the format (JSON, or JSON under a schema). */
   response_format: responseFormat.nullish(),
   logit_bias: z.record(z.string(), z.number()).nullish(),
+  tools: z.array(tool).max(MAX_TOOLS).nullish(),
+  tool_choice: toolChoice.nullish(),
+  parallel_tool_calls: z.boolean().nullish(),
   /** Our extension: which reference's image resizing to reproduce for this request (default: the server's). */
   image_resize: z.enum(["mistral", "hf"]).nullish(),
 });
@@ -149,30 +188,6 @@ export function parseWith<S extends z.ZodType>(schema: S, body: unknown): z.infe
   throw new RequestError(param ? `${param}: ${issue.message}` : issue.message, param || null);
 }
 
-/**
- * Function calling is not served (the spec leaves Pixtral's tool format out). A request that depends on it is
- * refused, as vLLM does without a tool parser, rather than answered as if it had no tools; `tool_choice: "none"`
- * asks for no call, so its tools are ignored.
- */
-export function refuseToolUse(body: unknown): void {
-  if (typeof body !== "object" || body === null) return;
-  const { tools, tool_choice, messages } = body as Record<string, unknown>;
-  const unsupported = (what: string, param: string) =>
-    new RequestError(
-      `${what}: this server does not support function calling`,
-      param,
-      "unsupported_parameter",
-    );
-  if (Array.isArray(tools) && tools.length && tool_choice !== "none") throw unsupported("tools", "tools");
-  if (!Array.isArray(messages)) return;
-  messages.forEach((m: { role?: unknown; tool_calls?: unknown } | null, i) => {
-    if (m?.role === "tool") throw unsupported("tool messages", `messages[${i}].role`);
-    if (Array.isArray(m?.tool_calls) && m.tool_calls.length) {
-      throw unsupported("tool calls", `messages[${i}].tool_calls`);
-    }
-  });
-}
-
 /** Fields this server understands but cannot honour: refused rather than answered as if they were absent. */
 function refuseUnsupported(request: ChatRequest): void {
   if (request.logit_bias && Object.keys(request.logit_bias).length) {
@@ -185,10 +200,17 @@ function refuseUnsupported(request: ChatRequest): void {
   if (request.top_logprobs && !request.logprobs) {
     throw new RequestError("top_logprobs needs logprobs: true", "top_logprobs");
   }
+  if (request.response_format && request.tools?.length && request.tool_choice !== "none") {
+    throw new RequestError(
+      'response_format cannot be combined with tools (a call is not the format); use tool_choice: "none" or ' +
+        "leave one out",
+      "response_format",
+      "unsupported_parameter",
+    );
+  }
 }
 
 export function parseChatRequest(body: unknown): ParsedChatRequest {
-  refuseToolUse(body);
   const request = parseWith(chatRequestSchema, body);
   refuseUnsupported(request);
   const known = new Set(Object.keys(chatRequestSchema.shape));

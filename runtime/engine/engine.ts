@@ -44,6 +44,8 @@ export interface GenerateRequest {
   topLogprobs?: number;
   /** The format the output must follow (constrained decoding); undefined: free text. */
   format?: OutputFormat;
+  /** Tokens never to sample (e.g. [TOOL_CALLS] under `tool_choice: "none"`). */
+  banned?: readonly number[];
 }
 
 /** Keeps one sequence's output inside its format: which tokens may come next, given those that came. */

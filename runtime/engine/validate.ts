@@ -26,6 +26,14 @@ export function validateRequest(request: GenerateRequest, limits: RequestLimits)
     }
     if (id === limits.imageToken) imageTokens++;
   }
+  for (const id of request.banned ?? []) {
+    if (!Number.isInteger(id) || id < 0 || id >= limits.vocabSize) {
+      throw new InvalidRequestError(`banned token id ${id} is not in the vocabulary`);
+    }
+    if (request.stopIds.includes(id)) {
+      throw new InvalidRequestError(`token id ${id} is both a stop id and banned`);
+    }
+  }
   if (request.images.some((image) => !(image.rows >= 1 && image.cols >= 1))) {
     throw new InvalidRequestError("an image has no patches");
   }

@@ -4,9 +4,9 @@
  *
  * Request body, little-endian:
  *
- *     "PXG1"                  magic and version
+ *     "PXG2"                  magic and version
  *     u32 H                   length of the header
- *     H bytes                 header, JSON: sampling, maxTokens, stopIds, topLogprobs, the output format, and per
+ *     H bytes                 header, JSON: sampling, maxTokens, stopIds, topLogprobs, the output format, banned ids, and per
  *                             image its patch grid, pixel type and value count (RequestHeader)
  *     0-3 bytes               padding to a multiple of 4
  *     u32 × header.ids        the prompt's token ids
@@ -32,7 +32,7 @@ import { z } from "zod";
 import { MAX_SCHEMA_BYTES } from "../grammar/format.ts";
 import type { EngineStats, FinishReason, GenerateRequest, Sampling, TokenEvent } from "./engine.ts";
 
-export const WIRE_MAGIC = "PXG1";
+export const WIRE_MAGIC = "PXG2";
 export const NDJSON = "application/x-ndjson";
 export const BINARY = "application/octet-stream";
 
@@ -60,6 +60,8 @@ const samplingSchema = z.strictObject({
 });
 
 const u32 = z.number().int().min(0).max(0xffff_ffff);
+/** Banned ids a request may carry (the server bans a few control tokens; this only bounds the header). */
+const MAX_BANNED = 1024;
 
 const headerSchema = z.strictObject({
   ids: u32,
@@ -67,6 +69,7 @@ const headerSchema = z.strictObject({
   maxTokens: z.number().int().min(1),
   topLogprobs: z.number().int().min(0).max(20).optional(),
   format: z.strictObject({ schema: z.string().max(MAX_SCHEMA_BYTES), strict: z.boolean() }).optional(),
+  banned: z.array(u32).max(MAX_BANNED).optional(),
   sampling: samplingSchema,
   images: z.array(z.strictObject({
     rows: z.number().int().min(1),
@@ -91,6 +94,7 @@ export function encodeRequest(request: GenerateRequest, pixels: PixelType = "f32
     maxTokens: request.maxTokens,
     ...(request.topLogprobs === undefined ? {} : { topLogprobs: request.topLogprobs }),
     ...(request.format === undefined ? {} : { format: request.format }),
+    ...(request.banned?.length ? { banned: [...request.banned] } : {}),
     sampling,
     images: request.images.map((i) => ({
       rows: i.rows,
@@ -170,6 +174,7 @@ export function decodeRequest(body: ArrayBuffer): GenerateRequest {
     stopIds: header.stopIds,
     topLogprobs: header.topLogprobs,
     ...(header.format === undefined ? {} : { format: header.format }),
+    ...(header.banned === undefined ? {} : { banned: header.banned }),
   };
 }
 

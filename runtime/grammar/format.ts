@@ -127,6 +127,41 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
   return { schema: text, strict: true };
 }
 
+/** A function a forced tool call may name, and the schema of its arguments (checked by jsonSchemaFormat). */
+export interface CallableFunction {
+  name: string;
+  parameters: unknown;
+}
+
+/**
+ * The output of a forced tool call in Pixtral's format, what follows [TOOL_CALLS]: a JSON list of
+ * `{"name": ..., "arguments": {...}}`, each call one of `functions` with arguments under its schema (`single`:
+ * exactly one call). Each function's schema goes under `$defs`, its local references moved along.
+ */
+export function toolCallsFormat(functions: readonly CallableFunction[], single: boolean): OutputFormat {
+  const defs: Record<string, unknown> = {};
+  const calls = functions.map(({ name, parameters }, i) => {
+    const at = `#/$defs/f${i}`;
+    defs[`f${i}`] = mapSchemas(
+      parameters,
+      (s) => typeof s.$ref === "string" && s.$ref.startsWith("#") ? { ...s, $ref: at + s.$ref.slice(1) } : s,
+    );
+    return {
+      type: "object",
+      properties: { name: { const: name }, arguments: { $ref: at } },
+      required: ["name", "arguments"],
+      additionalProperties: false,
+    };
+  });
+  return jsonSchemaFormat({
+    $defs: defs,
+    type: "array",
+    minItems: 1,
+    ...(single ? { maxItems: 1 } : {}),
+    items: calls.length === 1 ? calls[0] : { anyOf: calls },
+  });
+}
+
 /**
  * What common schema generators write that means the same as something xgrammar enforces: OpenAPI's
  * `nullable: true` beside a type adds "null" to it; a format on a non-string (OpenAPI's int32) is an annotation; a pattern with a format (zod) says it all; string keywords

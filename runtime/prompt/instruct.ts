@@ -1,17 +1,38 @@
 /**
  * Chat messages to token ids by Mistral's own instruct rules for Pixtral (tokenizer v3, Tekken), as
- * mistral_common implements them (protocol/instruct/normalize.py, tokens/tokenizers/instruct.py; spec section 7).
+ * mistral_common implements them (protocol/instruct/normalize.py and validator.py, tokens/tokenizers/instruct.py;
+ * spec section 7), function calling included: the tools as JSON in [AVAILABLE_TOOLS] before the last user
+ * message, an assistant's calls as a JSON list after [TOOL_CALLS], each result in [TOOL_RESULTS].
  *
  * The prompt is built as ids, never as a templated string, so user text cannot become a control token.
  */
+import { pyJsonDumps, pyJsonLoads, type PyValue } from "./pyjson.ts";
 
 export type Chunk<Image> = { type: "text"; text: string } | { type: "image"; image: Image };
 
+/** A call an assistant message made: `arguments` as the request gave it (JSON text, or already a value). */
+export interface ToolCall {
+  id: string;
+  name: string;
+  arguments: string | PyValue;
+}
+
 export interface Message<Image> {
-  role: "system" | "user" | "assistant";
+  role: "system" | "user" | "assistant" | "tool";
   content: string | Chunk<Image>[] | null;
   /** An assistant message that the model continues instead of a closed turn (Mistral's `prefix`). */
   prefix?: boolean;
+  /** An assistant message's calls. */
+  toolCalls?: ToolCall[];
+  /** A tool message's answer to: the call's id. */
+  toolCallId?: string;
+}
+
+/** A function the model may call; `parameters` (a JSON Schema) as Python would hold the request's. */
+export interface ToolDefinition {
+  name: string;
+  description: string;
+  parameters: PyValue;
 }
 
 export interface InstructEncoder<Image> {
@@ -23,6 +44,8 @@ export interface InstructEncoder<Image> {
   eos: number;
   inst: number;
   instEnd: number;
+  /** [AVAILABLE_TOOLS], [/AVAILABLE_TOOLS], [TOOL_CALLS], [TOOL_RESULTS], [/TOOL_RESULTS] (if it has them). */
+  tools?: { begin: number; end: number; calls: number; resultsBegin: number; resultsEnd: number };
 }
 
 export interface EncodedChat<Image> {
@@ -31,10 +54,16 @@ export interface EncodedChat<Image> {
   images: Image[];
 }
 
-/** A conversation that Mistral's rules cannot encode (the HTTP layer answers 400). */
+/** A conversation that Mistral's rules cannot encode (the HTTP layer answers 400); `index` names the message. */
 export class PromptError extends Error {
   override name = "PromptError";
+  constructor(message: string, readonly index?: number) {
+    super(message);
+  }
 }
+
+/** Function names mistral_common accepts (in tools and in calls). */
+export const FUNCTION_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 
 const JOIN = "\n\n";
 
@@ -68,19 +97,97 @@ function aggregate<Image>(contents: Message<Image>["content"][]): string | Chunk
   return out;
 }
 
+/** mistral_common's checks of a conversation's structure (serving mode), before anything is merged. */
+function validate<Image>(messages: Message<Image>[]): void {
+  const follows: Record<Message<Image>["role"], Message<Image>["role"][]> = {
+    system: ["user", "assistant", "system"],
+    user: ["assistant", "system", "user"],
+    assistant: ["assistant", "user", "tool"],
+    tool: ["assistant", "tool", "user"],
+  };
+  if (messages.length === 1 && messages[0].role !== "user" && messages[0].role !== "system") {
+    throw new PromptError("a conversation of one message must be a user or system message", 0);
+  }
+  let expectedResults = 0;
+  messages.forEach((m, i) => {
+    if (m.role === "assistant" && m.toolCalls?.length) {
+      if (m.content?.length) {
+        throw new PromptError(
+          "an assistant message has both content and tool_calls; Pixtral's format takes one",
+          i,
+        );
+      }
+      if (m.prefix) throw new PromptError("an assistant message with tool_calls cannot be a prefix", i);
+      for (const call of m.toolCalls) {
+        if (!FUNCTION_NAME.test(call.name)) {
+          throw new PromptError(
+            `the function name ${JSON.stringify(call.name)} is not 1-64 of a-z, A-Z, 0-9, _ and -`,
+            i,
+          );
+        }
+      }
+    }
+    if (
+      m.role === "tool" && m.content !== null && typeof m.content !== "string" &&
+      m.content.some((c) => c.type !== "text")
+    ) {
+      throw new PromptError("a tool message's content must be text", i);
+    }
+    if (i === 0) return;
+    const previous = messages[i - 1].role;
+    if (!follows[previous].includes(m.role)) {
+      throw new PromptError(`a ${m.role} message cannot follow a ${previous} message`, i);
+    }
+    // Every call of an assistant message is answered by one tool message before the next assistant message.
+    if (m.role === "tool") expectedResults--;
+    else if (m.role === "assistant") {
+      if (expectedResults !== 0) {
+        throw new PromptError(
+          "the tool messages do not answer the previous assistant message's calls one for one",
+          i,
+        );
+      }
+      expectedResults = m.toolCalls?.length ?? 0;
+    }
+  });
+  if (messages.length > 1 && expectedResults !== 0) {
+    throw new PromptError(
+      "the tool messages do not answer the last assistant message's calls one for one",
+      messages.length - 1,
+    );
+  }
+}
+
+type Turn<Image> =
+  | { role: "user"; content: string | Chunk<Image>[] }
+  | { role: "assistant"; content: string | Chunk<Image>[]; toolCalls: ToolCall[]; prefix: boolean }
+  | { role: "tool"; content: string; toolCallId: string };
+
 function normalize<Image>(messages: Message<Image>[]) {
   // Empty system messages ("" or no parts) are dropped, as mistral_common does; a part with empty text is not.
   const systems = messages.filter((m) => m.role === "system" && m.content?.length)
     .map((m) => aggregate([m.content]) as string);
   const systemPrompt = systems.length ? systems.join(JOIN) : undefined;
 
-  // Runs of one role merge; a system message ends a run (and contributes nothing to the turns).
-  const turns: { role: "user" | "assistant"; content: string | Chunk<Image>[]; prefix: boolean }[] = [];
+  // Runs of one role merge, but tool messages stay one turn each; a system message ends a run (and contributes
+  // nothing to the turns).
+  const turns: Turn<Image>[] = [];
   let run: Message<Image>[] = [];
   const close = () => {
     const role = run[0]?.role;
-    if (role === "user" || role === "assistant") {
-      turns.push({ role, content: aggregate(run.map((m) => m.content)), prefix: run.some((m) => m.prefix) });
+    if (role === "user") turns.push({ role, content: aggregate(run.map((m) => m.content)) });
+    if (role === "assistant") {
+      turns.push({
+        role,
+        content: aggregate(run.map((m) => m.content)),
+        toolCalls: run.flatMap((m) => m.toolCalls ?? []),
+        prefix: run.some((m) => m.prefix),
+      });
+    }
+    if (role === "tool") {
+      for (const m of run) {
+        turns.push({ role, content: aggregate([m.content]) as string, toolCallId: m.toolCallId! });
+      }
     }
     run = [];
   };
@@ -89,39 +196,77 @@ function normalize<Image>(messages: Message<Image>[]) {
     run.push(message);
   }
   close();
-  if (turns.length === 0 || turns[0].role !== "user") {
-    turns.unshift({ role: "user", content: "", prefix: false });
-  }
+  if (turns.length === 0 || turns[0].role !== "user") turns.unshift({ role: "user", content: "" });
   return { systemPrompt, turns };
+}
+
+/** JSON text as mistral_common reads it into a prompt: as its value when it parses, else as a string. */
+function jsonContent(text: string | PyValue): PyValue {
+  if (typeof text !== "string") return text;
+  return pyJsonLoads(text || "{}") ?? text;
 }
 
 export function encodeInstruct<Image>(
   messages: Message<Image>[],
   enc: InstructEncoder<Image>,
+  tools: readonly ToolDefinition[] = [],
 ): EncodedChat<Image> {
+  validate(messages);
+  const toolIds = enc.tools;
+  if (!toolIds && (tools.length || messages.some((m) => m.role === "tool" || m.toolCalls?.length))) {
+    throw new PromptError("this model's tokenizer has no function-calling tokens");
+  }
   const { systemPrompt, turns } = normalize(messages);
   const last = turns.at(-1)!;
   if (last.role === "assistant" && !last.prefix) {
     throw new PromptError(
-      "the last message must be from the user, or an assistant message with prefix: true to be continued",
+      "the last message must be from the user or a tool, or an assistant message with prefix: true to be continued",
     );
   }
-  if (turns.some((t, i) => t.prefix && i !== turns.length - 1)) {
+  if (turns.some((t, i) => t.role === "assistant" && t.prefix && i !== turns.length - 1)) {
     throw new PromptError("only the last message can be an assistant message with prefix: true");
   }
   const lastUser = turns.findLastIndex((t) => t.role === "user");
   const ids = [enc.bos];
   const images: Image[] = [];
+  const json = (value: PyValue) => enc.encode(pyJsonDumps(value));
 
   turns.forEach((turn, i) => {
+    if (turn.role === "tool") {
+      const result = new Map([["content", jsonContent(turn.content)], ["call_id", turn.toolCallId]]);
+      ids.push(toolIds!.resultsBegin, ...json(result), toolIds!.resultsEnd);
+      return;
+    }
     if (turn.role === "assistant") {
-      if (typeof turn.content !== "string") throw new PromptError("assistant messages must be text");
-      if (!turn.content) throw new PromptError("an assistant message has empty content");
-      ids.push(...enc.encode(turn.content.replace(/ +$/, "")));
+      if (turn.toolCalls.length) {
+        const calls = turn.toolCalls.map((c) =>
+          new Map<string, PyValue>([["name", c.name], ["arguments", jsonContent(c.arguments)], ["id", c.id]])
+        );
+        ids.push(toolIds!.calls, ...json(calls));
+      } else {
+        if (typeof turn.content !== "string") throw new PromptError("assistant messages must be text");
+        if (!turn.content) throw new PromptError("an assistant message has empty content");
+        ids.push(...enc.encode(turn.content.replace(/ +$/, "")));
+      }
       if (!turn.prefix) ids.push(enc.eos);
       return;
     }
     const system = i === lastUser ? systemPrompt : undefined;
+    if (i === lastUser && tools.length) {
+      const definitions = tools.map((t) =>
+        new Map<string, PyValue>([
+          ["type", "function"],
+          [
+            "function",
+            new Map<string, PyValue>([["name", t.name], ["description", t.description], [
+              "parameters",
+              t.parameters,
+            ]]),
+          ],
+        ])
+      );
+      ids.push(toolIds!.begin, ...json(definitions), toolIds!.end);
+    }
     ids.push(enc.inst);
     if (typeof turn.content === "string") {
       ids.push(...enc.encode(system ? system + JOIN + turn.content : turn.content));

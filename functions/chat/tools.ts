@@ -1,0 +1,164 @@
+/**
+ * Function calling in Pixtral's format (tokenizer v3): what `tools` and `tool_choice` make the engine do, and the
+ * calls read back out of the generated tokens.
+ *
+ * The model calls functions by writing [TOOL_CALLS] and then a JSON list of `{"name", "arguments"}`. Under
+ * `"auto"` it decides, and its calls are parsed afterwards. `"required"` (Mistral's `"any"`) and a named function
+ * begin the answer with [TOOL_CALLS] and constrain what follows to a list of calls whose arguments follow the
+ * functions' parameter schemas (the output-format machinery of `response_format`). `"none"` keeps the tools in
+ * the prompt, as mistral_common does, and bans [TOOL_CALLS].
+ */
+import {
+  FormatError,
+  jsonSchemaFormat,
+  type OutputFormat,
+  toolCallsFormat,
+} from "../../runtime/grammar/format.ts";
+import { fromJs, pyJsonDumps, pyJsonLoads, type PyValue, toJs } from "../../runtime/prompt/pyjson.ts";
+import type { ToolDefinition } from "../../runtime/prompt/instruct.ts";
+import { type ChatRequest, RequestError } from "../schema/chat.ts";
+
+/** The tools of a request and how the model may use them. */
+export interface ToolUse {
+  definitions: ToolDefinition[];
+  choice: "none" | "auto" | "required" | { name: string };
+  /** Whether one answer may make several calls (OpenAI's `parallel_tool_calls`, default true). */
+  parallel: boolean;
+  /** Each function's `strict` flag, by name. */
+  strict: Map<string, boolean>;
+}
+
+/** A call as the API reports it: `arguments` as JSON text. */
+export interface ToolCallOut {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: string };
+}
+
+/** The request's tools, checked; undefined when it has none. */
+export function toolUse(
+  chat: Pick<ChatRequest, "tools" | "tool_choice" | "parallel_tool_calls">,
+): ToolUse | undefined {
+  const tools = chat.tools ?? [];
+  const choice = chat.tool_choice ?? "auto";
+  if (tools.length === 0) {
+    if (choice === "auto" || choice === "none") return undefined;
+    throw new RequestError("tool_choice asks for a call but the request has no tools", "tool_choice");
+  }
+  const names = tools.map((t) => t.function.name);
+  const twice = names.find((name, i) => names.indexOf(name) !== i);
+  if (twice !== undefined) {
+    throw new RequestError(
+      `two tools are named ${JSON.stringify(twice)}`,
+      `tools[${names.lastIndexOf(twice)}]`,
+    );
+  }
+  if (typeof choice === "object" && !names.includes(choice.function.name)) {
+    throw new RequestError(
+      `tool_choice names ${JSON.stringify(choice.function.name)}, which is not among the tools`,
+      "tool_choice.function.name",
+    );
+  }
+  const definitions = tools.map(({ function: f }): ToolDefinition => ({
+    name: f.name,
+    description: f.description ?? "",
+    parameters: fromJs(f.parameters ?? {}),
+  }));
+  return {
+    definitions,
+    choice: typeof choice === "object"
+      ? { name: choice.function.name }
+      : choice === "any"
+      ? "required"
+      : choice,
+    parallel: chat.parallel_tool_calls ?? true,
+    strict: new Map(tools.map(({ function: f }) => [f.name, f.strict ?? false])),
+  };
+}
+
+/** What the engine does for the tool choice: ids that begin the answer, its output format, tokens banned. */
+export interface ToolGeneration {
+  lead: number[];
+  format?: OutputFormat;
+  banned: number[];
+}
+
+/**
+ * The generation `use` asks for (`toolCalls`: the [TOOL_CALLS] id). A forced call's arguments follow the
+ * function's parameter schema; a schema the grammar cannot enforce is a 400 for a `strict` function, and any JSON
+ * object otherwise (what OpenAI promises without `strict`).
+ */
+export function toolGeneration(use: ToolUse | undefined, toolCalls: number): ToolGeneration {
+  if (!use || use.choice === "auto") return { lead: [], banned: [] };
+  if (use.choice === "none") return { lead: [], banned: [toolCalls] };
+  const named = typeof use.choice === "object" ? use.choice.name : undefined;
+  const functions = use.definitions.flatMap((d, i) => {
+    if (named !== undefined && d.name !== named) return [];
+    let parameters = toJs(d.parameters);
+    if (typeof parameters !== "object" || parameters === null || Object.keys(parameters).length === 0) {
+      parameters = { type: "object" };
+    }
+    try {
+      jsonSchemaFormat(parameters);
+    } catch (err) {
+      if (!(err instanceof FormatError)) throw err;
+      if (use.strict.get(d.name)) {
+        throw new RequestError(
+          `tools[${i}].function.parameters: ${err.message}; a strict function's arguments cannot be enforced`,
+          `tools[${i}].function.parameters`,
+        );
+      }
+      parameters = { type: "object" };
+    }
+    return [{ name: d.name, parameters }];
+  });
+  return {
+    lead: [toolCalls],
+    format: toolCallsFormat(functions, named !== undefined || !use.parallel),
+    banned: [],
+  };
+}
+
+const ALPHANUMERIC = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+
+/** A new call id of the form Pixtral's format takes: 9 letters and digits. */
+export function newToolCallId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(9));
+  // 62 * 4 = 248: bytes from 248 up are drawn again so that every character is equally likely.
+  return [...bytes].map((b) => b < 248 ? ALPHANUMERIC[b % 62] : newToolCallId()[0]).join("");
+}
+
+/**
+ * A client's call id as Pixtral's format takes it: ids that are 9 letters and digits as they are (ours are),
+ * others (OpenAI's `call_...`) as 9 characters derived from the whole id (FNV-1a), so a call and its result
+ * still match.
+ */
+export function promptToolCallId(id: string): string {
+  if (/^[a-zA-Z0-9]{9}$/.test(id)) return id;
+  let h = 0xcbf29ce484222325n;
+  for (const b of new TextEncoder().encode(id)) h = BigInt.asUintN(64, (h ^ BigInt(b)) * 0x100000001b3n);
+  let out = "";
+  for (let i = 0; i < 9; i++, h /= 62n) out += ALPHANUMERIC[Number(h % 62n)];
+  return out;
+}
+
+/**
+ * The calls in what the model wrote after [TOOL_CALLS]: a JSON list of `{"name", "arguments"}` (a lone object is
+ * taken as a list of one; arguments given as JSON text are read). Undefined when it is not that.
+ */
+export function parseToolCalls(text: string): ToolCallOut[] | undefined {
+  const value = pyJsonLoads(text.trim());
+  if (value === undefined || value === null) return undefined;
+  const list = Array.isArray(value) ? value : [value];
+  const calls: ToolCallOut[] = [];
+  for (const item of list) {
+    if (!(item instanceof Map)) return undefined;
+    const name = item.get("name");
+    let args: PyValue | undefined = item.get("arguments") ?? new Map();
+    if (typeof name !== "string" || !name) return undefined;
+    if (typeof args === "string") args = pyJsonLoads(args);
+    if (!(args instanceof Map)) return undefined;
+    calls.push({ id: newToolCallId(), type: "function", function: { name, arguments: pyJsonDumps(args) } });
+  }
+  return calls.length ? calls : undefined;
+}
