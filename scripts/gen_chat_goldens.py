@@ -178,6 +178,19 @@ TOOL_CASES = {
 }
 
 
+# JSON texts as tool arguments and results bring them: what json.dumps(json.loads(text), ensure_ascii=False)
+# writes, or null where json.loads refuses the text.
+PYJSON = [
+    "0", "-0", "1.0", "-0.0", "1e5", "1E+5", "1e-5", "0.0001", "0.00001", "123456789012345.5", "1234567890123456.0",
+    "12345678901234567.0", "1e16", "1.5e300", "1e400", "-1e400", "5e-324", "0.1", "2.5e-7", "100", "-17",
+    "123456789012345678901234567890", "NaN", "Infinity", "-Infinity", "true", "false", "null",
+    '"plain"', '"é \\u00e9 \\n \\t \\u0001 \\u001f \\" \\\\ / \\/ \\ud83d\\ude00 \\u2028"',
+    '{"b": 1, "a": [1, 2, {"c": null}], "b": 2}', '{"2": "x", "1": "y"}', " [ ] ", "{ }", '[1,2 , 3]',
+    '{"a":{"b":{"c":[true,false,null,"s",1.25]}}}', "", "   ", "[1,]", "{'a': 1}", "01", "1.", ".5", "+1",
+    "[1] x", "nan", "tru", '"\x01"', '"unterminated', "{\"a\" 1}", "-", "1e", '"\\x41"',
+]
+
+
 def tokenizer_with_images(path, tmp):
     data = json.loads(pathlib.Path(path).read_text())
     data.setdefault("multimodal", {"image_patch_size": 16, "max_image_size": 1024})
@@ -205,6 +218,13 @@ def main():
                 request = ChatCompletionRequest.from_openai(messages, tools)
                 case[f"ids_{vocab}_vocab"] = tok.encode_chat_completion(request).tokens
             cases.append(case)
+    pyjson = []
+    for text in PYJSON:
+        try:
+            pyjson.append({"text": text, "dumps": json.dumps(json.loads(text), ensure_ascii=False)})
+        except json.JSONDecodeError:
+            pyjson.append({"text": text, "dumps": None})
+    (ROOT / "tests" / "fixtures" / "chat" / "pyjson.json").write_text(json.dumps(pyjson, indent=1) + "\n")
     out = ROOT / "tests" / "fixtures" / "chat" / "extra.json"
     out.write_text(json.dumps({"mistral_common": mistral_common.__version__, "cases": cases}, indent=1) + "\n")
     print(f"wrote {len(cases)} cases to {out}")

@@ -9,19 +9,16 @@ import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
 import { FormatError, JSON_OBJECT, jsonSchemaFormat, type OutputFormat } from "../runtime/grammar/format.ts";
 import { XGrammarConstraints } from "../runtime/grammar/constraints.ts";
+import { allowedIds, constraints, EOS, seededRandom, tokenizer, walk } from "./grammar_helpers.ts";
 import { type GenerateRequest, GREEDY, InvalidRequestError } from "../runtime/engine/engine.ts";
 import { LocalEngine } from "../runtime/engine/local.ts";
 import { loadTokenizer } from "../runtime/tokenizer/mod.ts";
-import { seededRandom as centred } from "./gpu_helpers.ts";
 import { fixture } from "./helpers.ts";
 import { dataUrl, post, withServer } from "./api_helpers.ts";
 import { collect, EXACT, loadTiny } from "./model_helpers.ts";
 import OpenAI from "openai";
 import { Mistral } from "@mistralai/mistralai";
 
-const tokenizer = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
-const EOS = tokenizer.special("</s>");
-const constraints = new XGrammarConstraints(tokenizer, tokenizer.vocabSize);
 const ajv = new Ajv2020({ strict: false, allErrors: true });
 // Fast mode checks formats by their form (a date's day is 01-31 whatever its month), as the grammar spells them;
 // the full email check, which fast mode loosens, too.
@@ -113,51 +110,6 @@ const SCHEMAS: Record<string, unknown> = {
     required: ["b"],
   },
 };
-
-/** Uniform in [0, 1), from a seed. */
-function seededRandom(seed: number): () => number {
-  const random = centred(seed);
-  return () => random() + 0.5;
-}
-
-/** Tokens allowed by a mask. */
-function allowedIds(mask: Uint32Array): number[] {
-  const ids: number[] = [];
-  mask.forEach((word, w) => {
-    for (let b = 0; b < 32; b++) if ((word >>> b) & 1) ids.push(w * 32 + b);
-  });
-  return ids;
-}
-
-/** Tokens that begin with a quote, a bracket or a brace. */
-const CLOSES = Array.from({ length: tokenizer.vocabSize }, (_, id) => {
-  const first = tokenizer.tokenBytes(id)[0];
-  return first === 0x22 || first === 0x5d || first === 0x7d;
-});
-
-/** One random walk: random allowed tokens until it stops. */
-async function walk(format: OutputFormat, random: () => number, limit = 400): Promise<string | undefined> {
-  const constraint = await constraints.constrain(format, [EOS]);
-  try {
-    const ids: number[] = [];
-    for (let i = 0; i < limit; i++) {
-      const allowed = allowedIds(await constraint.allowed());
-      assert.ok(allowed.length > 0, "no token allowed");
-      const special = allowed.filter((id) => tokenizer.isSpecial(id));
-      assert.ok(special.every((id) => id === EOS), `special tokens allowed: ${special}`);
-      // Half the time the walk leans to an end: a token that closes a string, an object or an array, if any.
-      const closing = allowed.filter((id) => id === EOS || CLOSES[id]);
-      const from = closing.length && random() < 0.5 ? closing : allowed;
-      const pick = from[Math.floor(random() * from.length)];
-      assert.ok(constraint.accept(pick), `token ${pick} was allowed but not accepted`);
-      if (pick === EOS) return tokenizer.decode(ids);
-      ids.push(pick);
-    }
-    return undefined; // a long string or array: the walk ran out, as max_tokens would
-  } finally {
-    constraint.release();
-  }
-}
 
 Deno.test("random walks through the allowed tokens end in JSON that the schema validates", async (t) => {
   for (const [name, schema] of Object.entries(SCHEMAS)) {

@@ -418,6 +418,7 @@ function checkSchema(schema: unknown, path: string, depth: number, root: unknown
   }
   if (isSchemaMap(s.properties)) {
     for (const [name, sub] of Object.entries(s.properties)) {
+      // deno-lint-ignore no-control-regex
       if (/["\\\x00-\x1f]/.test(name)) {
         throw new FormatError(
           "property names with quotes, backslashes or control characters are not supported",

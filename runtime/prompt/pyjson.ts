@@ -74,11 +74,12 @@ const ESCAPES: Record<string, string> = {
   "\f": "\\f",
 };
 
+// deno-lint-ignore no-control-regex
+const NEEDS_ESCAPE = /["\\\x00-\x1f]/g;
+
 function pyString(s: string): string {
-  // deno-lint-ignore no-control-regex
-  return `"${
-    s.replace(/["\\\x00-\x1f]/g, (c) => ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)
-  }"`;
+  const escape = (c: string) => ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
+  return `"${s.replace(NEEDS_ESCAPE, escape)}"`;
 }
 
 /** Python's repr of a float: the shortest digits that read back, positional for exponents -4..15. */

@@ -1,0 +1,340 @@
+/**
+ * Function calling: JSON written as Python writes it (mistral_common's prompt), forced calls that follow the
+ * functions' schemas (random walks, and the tiny model over HTTP with the OpenAI and Mistral clients), calls read
+ * out of the model's text under "auto" (a scripted engine), and [TOOL_CALLS] banned under "none".
+ */
+import assert from "node:assert/strict";
+import { Ajv2020 } from "ajv/dist/2020.js";
+import OpenAI from "openai";
+import { Mistral } from "@mistralai/mistralai";
+import { createApp } from "../functions/app.ts";
+import { parseToolCalls, promptToolCallId } from "../functions/chat/tools.ts";
+import { type Engine, type FinishReason, GREEDY, type TokenEvent } from "../runtime/engine/engine.ts";
+import { LocalEngine } from "../runtime/engine/local.ts";
+import { jsonSchemaFormat, toolCallsFormat } from "../runtime/grammar/format.ts";
+import { pyJsonDumps, pyJsonLoads } from "../runtime/prompt/pyjson.ts";
+import { loadTokenizer } from "../runtime/tokenizer/mod.ts";
+import { fixture } from "./helpers.ts";
+import { post, withServer } from "./api_helpers.ts";
+import { seededRandom, walk } from "./grammar_helpers.ts";
+import { collect, EXACT, loadTiny } from "./model_helpers.ts";
+import { engineLessService } from "./service_helpers.ts";
+
+const ajv = new Ajv2020({ strict: false, allErrors: true });
+
+Deno.test("JSON is read and written as Python's json module does (mistral_common's prompts)", async () => {
+  const cases: { text: string; dumps: string | null }[] = JSON.parse(
+    await Deno.readTextFile(new URL("./fixtures/chat/pyjson.json", import.meta.url)),
+  );
+  assert.ok(cases.length > 40);
+  for (const { text, dumps } of cases) {
+    const value = pyJsonLoads(text);
+    assert.equal(value === undefined ? null : pyJsonDumps(value), dumps, JSON.stringify(text));
+  }
+});
+
+const WEATHER = {
+  type: "object",
+  properties: { city: { type: "string", maxLength: 12 }, unit: { enum: ["c", "f"] } },
+  required: ["city", "unit"],
+  additionalProperties: false,
+};
+/** pydantic's shape: definitions under $defs, references to them, anyOf with null. */
+const BOOKING = {
+  $defs: {
+    Guest: {
+      type: "object",
+      properties: {
+        name: { type: "string", maxLength: 8 },
+        age: { anyOf: [{ type: "integer" }, { type: "null" }] },
+      },
+      required: ["name", "age"],
+    },
+  },
+  type: "object",
+  properties: {
+    guests: { type: "array", items: { $ref: "#/$defs/Guest" }, minItems: 1, maxItems: 2 },
+    nights: { type: "integer", minimum: 1, maximum: 30 },
+  },
+  required: ["guests", "nights"],
+};
+const FUNCTIONS = [{ name: "get_weather", parameters: WEATHER }, {
+  name: "book-room_2",
+  parameters: BOOKING,
+}];
+
+Deno.test("forced calls: random walks give lists of calls to the functions, arguments valid under their schemas", async () => {
+  const validators = new Map(FUNCTIONS.map((f) => [f.name, ajv.compile(f.parameters)]));
+  const random = seededRandom(11);
+  for (const single of [false, true]) {
+    const format = toolCallsFormat(FUNCTIONS, single);
+    let finished = 0;
+    for (let i = 0; i < 12; i++) {
+      const text = await walk(format, random, 500);
+      if (text === undefined) continue;
+      finished++;
+      const calls = parseToolCalls(text);
+      assert.ok(calls, text);
+      if (single) assert.equal(calls.length, 1, text);
+      for (const call of calls) {
+        const validate = validators.get(call.function.name);
+        assert.ok(validate, `unknown function in ${text}`);
+        assert.ok(
+          validate(JSON.parse(call.function.arguments)),
+          `${text}: ${JSON.stringify(validate.errors)}`,
+        );
+      }
+    }
+    assert.ok(finished >= 8, `only ${finished} walks finished`);
+  }
+});
+
+Deno.test("calls are read from the model's text; ids are Pixtral's 9 characters", () => {
+  const calls = parseToolCalls(
+    ' [{"name": "f", "arguments": {"a": 1.0, "b": [true]}}, {"name": "g", "arguments": "{}"}]',
+  );
+  assert.deepEqual(calls?.map((c) => [c.type, c.function.name, c.function.arguments]), [
+    ["function", "f", '{"a": 1.0, "b": [true]}'],
+    ["function", "g", "{}"],
+  ]);
+  for (const call of calls!) assert.match(call.id, /^[a-zA-Z0-9]{9}$/);
+  assert.notEqual(calls![0].id, calls![1].id);
+  assert.equal(parseToolCalls('{"name": "f", "arguments": {}}')?.length, 1);
+  for (
+    const bad of [
+      "",
+      "[]",
+      '[{"name": "f", "arguments": {',
+      "[1]",
+      '[{"arguments": {}}]',
+      '[{"name": "f", "arguments": 3}]',
+    ]
+  ) {
+    assert.equal(parseToolCalls(bad), undefined, bad);
+  }
+  // A client's own ids (OpenAI's call_...) map to 9 characters, the same each time; ours stay as they are.
+  assert.equal(promptToolCallId("abc123DEF"), "abc123DEF");
+  assert.match(promptToolCallId("call_Xy12"), /^[a-zA-Z0-9]{9}$/);
+  assert.equal(promptToolCallId("call_Xy12"), promptToolCallId("call_Xy12"));
+  assert.notEqual(promptToolCallId("call_Xy12"), promptToolCallId("call_Xy13"));
+});
+
+const TOOLS = [
+  {
+    type: "function" as const,
+    function: { name: "get_weather", description: "Weather in a city", parameters: WEATHER },
+  },
+  { type: "function" as const, function: { name: "book-room_2", parameters: BOOKING } },
+];
+
+Deno.test("forced calls over HTTP with the OpenAI client: whole, streamed, named; the results go back in", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused" });
+    const validators = new Map(FUNCTIONS.map((f) => [f.name, ajv.compile(f.parameters)]));
+    const messages: OpenAI.Chat.ChatCompletionMessageParam[] = [{
+      role: "user",
+      content: "Weather in Oslo?",
+    }];
+    const whole = await client.chat.completions.create({
+      model: service.model.id,
+      messages,
+      tools: TOOLS,
+      tool_choice: "required",
+      n: 3,
+      temperature: 1,
+      seed: 5,
+      max_tokens: 300,
+    });
+    for (const choice of whole.choices) {
+      assert.equal(choice.finish_reason, "tool_calls", JSON.stringify(choice.message));
+      assert.equal(choice.message.content, null);
+      assert.ok(choice.message.tool_calls!.length >= 1);
+      for (const call of choice.message.tool_calls!) {
+        assert.ok(call.type === "function");
+        assert.match(call.id, /^[a-zA-Z0-9]{9}$/);
+        const validate = validators.get(call.function.name)!;
+        assert.ok(validate(JSON.parse(call.function.arguments)), call.function.arguments);
+      }
+    }
+
+    const named = await client.chat.completions.create({
+      model: service.model.id,
+      messages,
+      tools: TOOLS,
+      tool_choice: { type: "function", function: { name: "get_weather" } },
+      temperature: 0.9,
+      seed: 2,
+      max_tokens: 300,
+      stream: true,
+    });
+    const calls: { id?: string; name?: string; arguments: string }[] = [];
+    let finish: string | null = null;
+    for await (const chunk of named) {
+      for (const delta of chunk.choices[0]?.delta.tool_calls ?? []) {
+        calls[delta.index] ??= { arguments: "" };
+        calls[delta.index].id ??= delta.id;
+        calls[delta.index].name ??= delta.function?.name;
+        calls[delta.index].arguments += delta.function?.arguments ?? "";
+      }
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    assert.equal(finish, "tool_calls");
+    assert.equal(calls.length, 1);
+    assert.equal(calls[0].name, "get_weather");
+    assert.ok(validators.get("get_weather")!(JSON.parse(calls[0].arguments)), calls[0].arguments);
+
+    // The client sends the call and its result back: the prompt holds both, in Pixtral's format.
+    const message = whole.choices[0].message;
+    const followUp: OpenAI.Chat.ChatCompletionMessageParam[] = [
+      ...messages,
+      { role: "assistant", content: null, tool_calls: message.tool_calls },
+      ...message.tool_calls!.map((c) => ({
+        role: "tool" as const,
+        tool_call_id: c.id,
+        content: '{"temp": 21.0}',
+      })),
+    ];
+    const next = await client.chat.completions.create({
+      model: service.model.id,
+      messages: followUp,
+      tools: TOOLS,
+      max_tokens: 3,
+    });
+    assert.ok(["stop", "length", "tool_calls"].includes(next.choices[0].finish_reason));
+    const counted = await post(`${url}/tokenize`, { messages: followUp, tools: TOOLS });
+    const ids: number[] = counted.json.tokens;
+    const tiny = service.tokenizer;
+    assert.equal(ids.filter((id) => id === tiny.special("[TOOL_CALLS]")).length, 1);
+    assert.equal(
+      ids.filter((id) => id === tiny.special("[TOOL_RESULTS]")).length,
+      message.tool_calls!.length,
+    );
+    assert.ok(
+      tiny.decode(ids).includes(`{"content": {"temp": 21.0}, "call_id": "${message.tool_calls![0].id}"}`),
+    );
+  });
+});
+
+Deno.test("forced calls with the Mistral client (tool_choice any), and its call sent back", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const client = new Mistral({ serverURL: url, apiKey: "unused" });
+    const messages = [{ role: "user" as const, content: "Book two nights." }];
+    const res = await client.chat.complete({
+      model: service.model.id,
+      messages,
+      tools: TOOLS,
+      toolChoice: "any",
+      temperature: 0.7,
+      randomSeed: 9,
+      maxTokens: 300,
+      parallelToolCalls: false,
+    });
+    const choice = res.choices![0];
+    assert.equal(choice.finishReason, "tool_calls");
+    const calls = choice.message!.toolCalls!;
+    assert.equal(calls.length, 1);
+    const args = typeof calls[0].function.arguments === "string"
+      ? JSON.parse(calls[0].function.arguments)
+      : calls[0].function.arguments;
+    const validate = new Map(FUNCTIONS.map((f) => [f.name, ajv.compile(f.parameters)])).get(
+      calls[0].function.name,
+    )!;
+    assert.ok(validate(args), JSON.stringify(args));
+    const next = await client.chat.complete({
+      model: service.model.id,
+      messages: [
+        ...messages,
+        { role: "assistant", content: "", toolCalls: calls },
+        { role: "tool", toolCallId: calls[0].id, name: calls[0].function.name, content: "booked" },
+      ],
+      tools: TOOLS,
+      maxTokens: 3,
+    });
+    assert.ok(next.choices![0].finishReason);
+  });
+});
+
+/** An engine that answers every request with the same tokens: what a model that calls functions writes. */
+class ScriptedEngine implements Engine {
+  readonly contextLength = 4096;
+  readonly vocabSize = 131072;
+  constructor(readonly ids: number[], readonly finish: FinishReason = "stop") {}
+  async *generate(): AsyncGenerator<TokenEvent, FinishReason> {
+    for (const id of this.ids) yield { id };
+    return this.finish;
+  }
+  stats() {
+    return { waiting: 0, running: 0, kvUsage: 0, kvBlocks: 0, kvBlocksUsed: 0 };
+  }
+  async close() {}
+}
+
+Deno.test("auto: text, then [TOOL_CALLS] and calls, is content plus tool_calls, whole and streamed", async () => {
+  const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
+  const calls = '[{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}]';
+  const script = (
+    text: string,
+  ) => [...full.encode("Let me check."), full.special("[TOOL_CALLS]"), ...full.encode(text)];
+  const app = (ids: number[], finish?: FinishReason) =>
+    createApp({ ...engineLessService(full), engine: new ScriptedEngine(ids, finish) });
+  const request = (stream: boolean) => ({
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ messages: [{ role: "user", content: "Paris?" }], tools: TOOLS, stream }),
+  });
+
+  const whole = await (await app(script(calls)).request("/v1/chat/completions", request(false))).json();
+  const choice = whole.choices[0];
+  assert.equal(choice.finish_reason, "tool_calls");
+  assert.equal(choice.message.content, "Let me check.");
+  assert.equal(choice.message.tool_calls.length, 1);
+  assert.deepEqual(choice.message.tool_calls[0].function, {
+    name: "get_weather",
+    arguments: '{"city": "Paris", "unit": "c"}',
+  });
+
+  const events = (await (await app(script(calls)).request("/v1/chat/completions", request(true))).text())
+    .split("\n\n").filter((e) => e.startsWith("data: {")).map((e) => JSON.parse(e.slice(6)));
+  const deltas = events.map((e) => e.choices[0]);
+  assert.equal(deltas.map((d) => d.delta.content ?? "").join(""), "Let me check.");
+  const callDeltas = deltas.filter((d) => d.delta.tool_calls);
+  assert.equal(callDeltas.length, 1);
+  assert.equal(callDeltas[0].delta.tool_calls[0].index, 0);
+  assert.equal(callDeltas[0].delta.tool_calls[0].function.name, "get_weather");
+  assert.equal(deltas.at(-1).finish_reason, "tool_calls");
+
+  // What is not a list of calls (here cut short) reaches the client as text, never dropped.
+  const cut =
+    await (await app(script(calls.slice(0, 30)), "length").request("/v1/chat/completions", request(false)))
+      .json();
+  assert.equal(cut.choices[0].finish_reason, "length");
+  assert.equal(cut.choices[0].message.content, `Let me check.${calls.slice(0, 30)}`);
+  assert.equal(cut.choices[0].message.tool_calls, undefined);
+});
+
+Deno.test('tool_choice "none" bans [TOOL_CALLS]: banned tokens are never sampled, in runs of steps too', async () => {
+  const model = await loadTiny("mistral", EXACT);
+  const tiny = await loadTokenizer(fixture("mistral/tekken.json"), { cache: false });
+  const request = {
+    ids: [1, 3, ...tiny.encode("Say something."), 4],
+    images: [],
+    sampling: GREEDY,
+    maxTokens: 12,
+    stopIds: [2],
+  };
+  const engine = new LocalEngine(model, { decodeRunMs: Infinity });
+  try {
+    const free = (await collect(engine.generate(request))).events.map((e) => e.id);
+    // Ban the tokens greedy decoding picked: none of them may come again, and the first pick must change.
+    const banned = [...new Set(free)];
+    const constrained = (await collect(engine.generate({ ...request, banned }))).events.map((e) => e.id);
+    assert.ok(constrained.length > 0);
+    assert.ok(constrained.every((id) => !banned.includes(id)), `${constrained} vs banned ${banned}`);
+    assert.throws(() => engine.generate({ ...request, banned: [2] }), /both a stop id and banned/);
+  } finally {
+    await engine.close();
+  }
+  assert.equal(model.pool.usedBlocks, 0);
+  // The format of a forced call with a schema the check accepts compiles as one JSON Schema.
+  assert.ok(jsonSchemaFormat(JSON.parse(toolCallsFormat(FUNCTIONS, false).schema)));
+});
