@@ -95,12 +95,14 @@ WEATHER = {
 }
 # OpenAI's optional fields left out: mistral_common writes description "" and parameters {}.
 BARE = {"type": "function", "function": {"name": "now"}}
-# Key order as given; non-ASCII kept. (Integer-like keys and integral floats such as 1.0 are left out here: a
-# request body read by JSON.parse no longer shows them; in arguments and results, given as JSON text, they are in.)
+# Key order as written (integer-like keys too, which JSON.parse would move first), 1.0 as written, non-ASCII kept.
 ODD = {
     "type": "function",
     "function": {
-        "parameters": {"type": "object", "properties": {"zeta": {"type": "number", "minimum": 1.5}, "alpha": {}}},
+        "parameters": {
+            "type": "object",
+            "properties": {"zeta": {"type": "number", "minimum": 1.0}, "2": {"default": 1e20}, "1": {}},
+        },
         "description": "Søg «quotes\" and\nnewlines»",
         "name": "odd-name_2",
         "strict": True,
@@ -164,6 +166,14 @@ TOOL_CASES = {
         ],
         [ODD],
     ),
+    "arguments_as_object": (
+        [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "tool_calls": [call("obj000001", "odd-name_2", {"2": 2.0, "1": [1e-7], "é": "ü"})]},
+            {"role": "tool", "tool_call_id": "obj000001", "content": "ok"},
+        ],
+        [ODD],
+    ),
     "two_tool_rounds": (
         [
             {"role": "user", "content": "x"},
@@ -213,7 +223,8 @@ def main():
                 case[f"ids_{vocab}_vocab"] = tok.encode_chat_completion(request).tokens
             cases.append(case)
         for name, (messages, tools) in TOOL_CASES.items():
-            case = {"name": name, "messages": messages, "tools": tools}
+            # The body as a client sends it: the test reads it as the server does, from its text.
+            case = {"name": name, "body": json.dumps({"messages": messages, "tools": tools}, ensure_ascii=False)}
             for vocab, tok in tokenizers.items():
                 request = ChatCompletionRequest.from_openai(messages, tools)
                 case[f"ids_{vocab}_vocab"] = tok.encode_chat_completion(request).tokens

@@ -1,7 +1,7 @@
 /** Chat requests to token ids: Mistral's instruct rules against mistral_common's goldens, and HF templates. */
 import assert from "node:assert/strict";
 import { encodeChat } from "../functions/chat/prepare.ts";
-import { toolUse } from "../functions/chat/tools.ts";
+import { pySource, toolUse } from "../functions/chat/tools.ts";
 import { type ChatMessage, parseChatRequest } from "../functions/schema/chat.ts";
 import { loadTokenizer } from "../runtime/tokenizer/load.ts";
 import { fixture, fixtureJson } from "./helpers.ts";
@@ -9,8 +9,9 @@ import { engineLessService } from "./service_helpers.ts";
 
 interface ChatCase {
   name: string;
-  messages: unknown[];
-  tools?: unknown[];
+  messages?: unknown[];
+  /** A request body as text (tools, and numbers and key orders JSON.parse would not keep). */
+  body?: string;
   ids_full_vocab: number[];
   ids_tiny_vocab: number[];
 }
@@ -35,13 +36,17 @@ const messages = (m: unknown[]) => parseChatRequest({ messages: m }).request.mes
 for (const c of [...cases, ...extra]) {
   Deno.test(`Mistral's instruct rules reproduce mistral_common: ${c.name}`, async () => {
     for (const [vocab, want] of [["full", c.ids_full_vocab], ["tiny", c.ids_tiny_vocab]] as const) {
-      const { request } = parseChatRequest({ messages: c.messages, tools: c.tools });
+      const text = c.body ?? JSON.stringify({ messages: c.messages });
+      const { request } = parseChatRequest(JSON.parse(text));
+      const source = pySource(request, text);
+      const tools = toolUse(request, source);
       const { ids } = await encodeChat(
         request.messages,
         service(tokenizers[vocab]),
         undefined,
         undefined,
-        toolUse(request),
+        tools,
+        source,
       );
       assert.deepEqual(ids, want, `${vocab} vocabulary`);
     }
@@ -66,12 +71,12 @@ Deno.test("a Hugging Face chat template: same ids where it agrees with Mistral's
   const byName = Object.fromEntries(cases.map((c) => [c.name, c]));
   // Text only, image first, system prompt with a string turn: the template and Mistral's rules agree.
   for (const name of ["user_text", "image_then_text", "system_user"]) {
-    const { ids } = await encodeChat(messages(byName[name].messages), hf);
+    const { ids } = await encodeChat(messages(byName[name].messages!), hf);
     assert.deepEqual(ids, byName[name].ids_full_vocab, name);
   }
   // Text then image: the template keeps the order (Mistral's rules move the image first).
   const textThenImage = byName.text_then_image;
-  const { ids } = await encodeChat(messages(textThenImage.messages), hf);
+  const { ids } = await encodeChat(messages(textThenImage.messages!), hf);
   const text = [...tokenizers.full.encode("Describe this image.")];
   const block = textThenImage.ids_full_vocab.slice(2, textThenImage.ids_full_vocab.indexOf(13) + 1);
   assert.deepEqual(ids, [1, 3, ...text, ...block, 4]);

@@ -303,6 +303,21 @@ Deno.test("auto: text, then [TOOL_CALLS] and calls, is content plus tool_calls, 
   assert.equal(callDeltas[0].delta.tool_calls[0].function.name, "get_weather");
   assert.equal(deltas.at(-1).finish_reason, "tool_calls");
 
+  // [TOOL_CALLS] written again starts another list.
+  const twice = [
+    ...script(calls),
+    full.special("[TOOL_CALLS]"),
+    ...full.encode('[{"name": "now", "arguments": {}}]'),
+  ];
+  const both = await (await app(twice).request("/v1/chat/completions", request(false))).json();
+  assert.deepEqual(
+    both.choices[0].message.tool_calls.map((c: { function: { name: string } }) => c.function.name),
+    [
+      "get_weather",
+      "now",
+    ],
+  );
+
   // What is not a list of calls (here cut short) reaches the client as text, never dropped.
   const cut =
     await (await app(script(calls.slice(0, 30)), "length").request("/v1/chat/completions", request(false)))

@@ -44,6 +44,7 @@ const request: GenerateRequest = {
   stopIds: [2],
   topLogprobs: 3,
   format: { schema: '{"type":"object","properties":{"a":{"enum":["x"]}}}', strict: true },
+  banned: [9, 131071],
 };
 
 const buffer = (bytes: Uint8Array) => bytes.slice().buffer;
@@ -56,6 +57,7 @@ Deno.test("wire: a request round-trips exactly with f32 pixels", () => {
   assert.deepEqual(decoded.stopIds, [2]);
   assert.equal(decoded.topLogprobs, 3);
   assert.deepEqual(decoded.format, request.format);
+  assert.deepEqual(decoded.banned, [9, 131071]);
   assert.equal(decoded.images.length, 2);
   decoded.images.forEach((got, i) => {
     const want = request.images[i];
@@ -65,7 +67,7 @@ Deno.test("wire: a request round-trips exactly with f32 pixels", () => {
   });
 });
 
-Deno.test("wire: optional fields stay absent; no images, no seed, no log-probabilities, no format", () => {
+Deno.test("wire: optional fields stay absent; no images, no seed, no log-probabilities, no format, no bans", () => {
   const { seed: _, ...sampling } = request.sampling;
   const plain: GenerateRequest = {
     ...request,
@@ -73,10 +75,12 @@ Deno.test("wire: optional fields stay absent; no images, no seed, no log-probabi
     sampling,
     topLogprobs: undefined,
     format: undefined,
+    banned: [],
   };
   const decoded = decodeRequest(buffer(encodeRequest(plain)));
   assert.equal("seed" in decoded.sampling, false);
   assert.equal("format" in decoded, false);
+  assert.equal("banned" in decoded, false);
   assert.equal(decoded.topLogprobs, undefined);
   assert.deepEqual(decoded.images, []);
   assert.deepEqual(decoded.ids, plain.ids);

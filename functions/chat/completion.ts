@@ -98,9 +98,11 @@ async function runChoice(
 ): Promise<ChoiceResult> {
   const { tokenizer } = service;
   const text = new TextAssembler(tokenizer.decoder(), prepared.stop);
-  // The calls' JSON, once [TOOL_CALLS] came (at once for a forced call): decoded whole, never cut by stops.
+  // The calls' JSON, once [TOOL_CALLS] came (at once for a forced call): decoded whole, never cut by stops; a
+  // list after each [TOOL_CALLS] if the model writes it again.
   let calls = prepared.tools?.forced ? tokenizer.decoder() : undefined;
-  let tokens = 0, full = "", callText = "";
+  const lists: string[] = [""];
+  let tokens = 0, full = "";
   let finish: ChoiceFinish;
   const logprobs: LogprobEntry[] = [];
   const release = (delta: string) => {
@@ -118,12 +120,17 @@ async function runChoice(
     onToken();
     const entry = logprobEntry(tokenizer, next.value);
     if (entry) logprobs.push(entry);
-    if (!calls && next.value.id === prepared.tools?.callsId) {
-      release(text.finish());
-      calls = tokenizer.decoder();
+    if (next.value.id === prepared.tools?.callsId) {
+      if (!calls) {
+        release(text.finish());
+        calls = tokenizer.decoder();
+      } else if (lists.at(-1)!.trim()) {
+        lists[lists.length - 1] += calls.flush();
+        lists.push("");
+      }
     }
     if (calls) {
-      callText += calls.push(next.value.id);
+      lists[lists.length - 1] += calls.push(next.value.id);
       if (entry) update({ index, text: "", logprobs: [entry] });
       continue;
     }
@@ -138,13 +145,15 @@ async function runChoice(
   }
   let toolCalls: ToolCallOut[] | undefined;
   if (calls) {
-    callText += calls.flush();
-    toolCalls = parseToolCalls(callText);
+    lists[lists.length - 1] += calls.flush();
+    const parsed = lists.map(parseToolCalls);
+    toolCalls = parsed.every((list) => list !== undefined) ? parsed.flat() : undefined;
     if (toolCalls) {
       update({ index, toolCalls });
       if (finish === "stop") finish = "tool_calls";
     } else {
       // Not a list of calls (cut short by max_tokens, or malformed): the client gets what the model wrote.
+      const callText = lists.join("");
       log.warn("the model's tool calls are not a JSON list of calls; returned as text", { text: callText });
       release(callText);
     }

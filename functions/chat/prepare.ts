@@ -9,11 +9,11 @@ import type { ImageInput } from "../../runtime/model/vision.ts";
 import { encodeWithTemplate } from "../../runtime/prompt/hf_template.ts";
 import { encodeInstruct, type Message } from "../../runtime/prompt/instruct.ts";
 import type { Tokenizer } from "../../runtime/tokenizer/tokenizer.ts";
-import { fromJs } from "../../runtime/prompt/pyjson.ts";
+import { fromJs, pyAt, type PyValue } from "../../runtime/prompt/pyjson.ts";
 import { fetchImageBytes } from "../images/fetch.ts";
 import { type ChatMessage, type ChatRequest, RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
-import { promptToolCallId, toolGeneration, type ToolUse, toolUse } from "./tools.ts";
+import { promptToolCallId, pySource, toolGeneration, type ToolUse, toolUse } from "./tools.ts";
 
 interface PromptImage {
   input: ImageInput;
@@ -82,7 +82,15 @@ function callId(id: string | null | undefined, param: string): string {
   return promptToolCallId(id);
 }
 
-function toMessages(messages: ChatMessage[], images: PromptImage[]): Message<PromptImage>[] {
+/**
+ * The request's messages as the prompt encoder takes them; `source` holds them as Python reads them (aligned:
+ * source[i] is messages[i]), for call arguments given as objects.
+ */
+function toMessages(
+  messages: ChatMessage[],
+  images: PromptImage[],
+  source: PyValue[],
+): Message<PromptImage>[] {
   let next = 0;
   return messages.map((m, i): Message<PromptImage> => {
     const role = m.role === "developer" ? "system" : m.role;
@@ -94,7 +102,7 @@ function toMessages(messages: ChatMessage[], images: PromptImage[]): Message<Pro
           id: callId(c.id, `messages[${i}].tool_calls[${j}].id`),
           name: c.function.name,
           arguments: typeof c.function.arguments === "object" && c.function.arguments !== null
-            ? fromJs(c.function.arguments)
+            ? pyAt(source[i], "tool_calls", j, "function", "arguments") ?? fromJs(c.function.arguments)
             : c.function.arguments ?? "",
         }));
       }
@@ -144,6 +152,7 @@ export async function encodeChat(
   signal?: AbortSignal,
   resize?: ResizeMode,
   tools?: ToolUse,
+  source?: PyValue,
 ) {
   const { tokenizer } = service;
   if (
@@ -166,7 +175,12 @@ export async function encodeChat(
     instEnd: tokenizer.special("[/INST]"),
     tools: toolTokens(tokenizer),
   };
-  const conversation = toMessages(messages, images);
+  // The request's messages are the last of `messages` (a safe prompt may come first).
+  const sourceMessages = pyAt(source, "messages");
+  const aligned = Array.isArray(sourceMessages)
+    ? [...Array(messages.length - sourceMessages.length).fill(null), ...sourceMessages]
+    : [];
+  const conversation = toMessages(messages, images, aligned);
   const encoded = service.chatTemplate
     ? encodeWithTemplate(service.chatTemplate, conversation, {
       ...encoder,
@@ -209,16 +223,19 @@ export function withSafePrompt(messages: ChatMessage[], safe: boolean | null | u
   return safe ? [{ role: "system", content: SAFE_PROMPT }, ...messages] : messages;
 }
 
+/** `text`: the request body as sent, from which the prompt takes tools and arguments as Python would read them. */
 export async function prepareChat(
   chat: ChatRequest,
   service: Service,
   signal?: AbortSignal,
+  text?: string,
 ): Promise<PreparedChat> {
   const engine = service.engine!;
   const { tokenizer } = service;
   const messages = withSafePrompt(chat.messages, chat.safe_prompt);
-  const tools = toolUse(chat);
-  const encoded = await encodeChat(messages, service, signal, chat.image_resize ?? undefined, tools);
+  const source = pySource(chat, text);
+  const tools = toolUse(chat, source);
+  const encoded = await encodeChat(messages, service, signal, chat.image_resize ?? undefined, tools, source);
   const { generation } = encoded;
   const room = engine.contextLength - encoded.ids.length;
   const asked = chat.max_completion_tokens ?? chat.max_tokens ?? undefined;

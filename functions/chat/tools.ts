@@ -14,7 +14,7 @@ import {
   type OutputFormat,
   toolCallsFormat,
 } from "../../runtime/grammar/format.ts";
-import { fromJs, pyJsonDumps, pyJsonLoads, type PyValue, toJs } from "../../runtime/prompt/pyjson.ts";
+import { fromJs, pyAt, pyJsonDumps, pyJsonLoads, type PyValue, toJs } from "../../runtime/prompt/pyjson.ts";
 import type { ToolDefinition } from "../../runtime/prompt/instruct.ts";
 import { type ChatRequest, RequestError } from "../schema/chat.ts";
 
@@ -35,9 +35,13 @@ export interface ToolCallOut {
   function: { name: string; arguments: string };
 }
 
-/** The request's tools, checked; undefined when it has none. */
+/**
+ * The request's tools, checked; undefined when it has none. `source`, the request body as Python reads it, gives
+ * the parameter schemas as the client wrote them (key order, 1.0), which JSON.parse loses.
+ */
 export function toolUse(
   chat: Pick<ChatRequest, "tools" | "tool_choice" | "parallel_tool_calls">,
+  source?: PyValue,
 ): ToolUse | undefined {
   const tools = chat.tools ?? [];
   const choice = chat.tool_choice ?? "auto";
@@ -59,10 +63,10 @@ export function toolUse(
       "tool_choice.function.name",
     );
   }
-  const definitions = tools.map(({ function: f }): ToolDefinition => ({
+  const definitions = tools.map(({ function: f }, i): ToolDefinition => ({
     name: f.name,
     description: f.description ?? "",
-    parameters: fromJs(f.parameters ?? {}),
+    parameters: pyAt(source, "tools", i, "function", "parameters") ?? fromJs(f.parameters ?? {}),
   }));
   return {
     definitions,
@@ -74,6 +78,20 @@ export function toolUse(
     parallel: chat.parallel_tool_calls ?? true,
     strict: new Map(tools.map(({ function: f }) => [f.name, f.strict ?? false])),
   };
+}
+
+/**
+ * The request body as Python reads it, when the prompt needs it: for tools and for call arguments given as
+ * objects (JSON text arguments are read that way anyway).
+ */
+export function pySource(
+  chat: Pick<ChatRequest, "messages" | "tools">,
+  text: string | undefined,
+): PyValue | undefined {
+  const objects = chat.messages.some((m) =>
+    m.role === "assistant" && m.tool_calls?.some((c) => typeof c.function.arguments === "object")
+  );
+  return text !== undefined && (chat.tools?.length || objects) ? pyJsonLoads(text) : undefined;
 }
 
 /** What the engine does for the tool choice: ids that begin the answer, its output format, tokens banned. */

@@ -6,7 +6,7 @@ import { runCompletion, usage } from "../chat/completion.ts";
 import { prepareChat } from "../chat/prepare.ts";
 import { parseChatRequest, RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
-import { readJson, requireEngine, requireModel } from "./common.ts";
+import { readJsonText, requireEngine, requireModel } from "./common.ts";
 
 const encoder = new TextEncoder();
 
@@ -16,7 +16,8 @@ function completionId(): string {
 
 export function chatRoutes(service: Service): Hono {
   return new Hono().post("/v1/chat/completions", async (c) => {
-    const { request: chat, ignored } = parseChatRequest(await readJson(c));
+    const { body: json, text } = await readJsonText(c);
+    const { request: chat, ignored } = parseChatRequest(json);
     if (ignored.length) log.info("ignoring unknown request fields", { fields: ignored, path: c.req.path });
     requireModel(service, chat.model);
     requireEngine(service);
@@ -24,7 +25,7 @@ export function chatRoutes(service: Service): Hono {
       throw new RequestError("stream_options is only allowed with stream: true", "stream_options");
     }
     const signal = c.req.raw.signal;
-    const prepared = await prepareChat(chat, service, signal);
+    const prepared = await prepareChat(chat, service, signal, text);
     const run = runCompletion(service, prepared, signal);
     const id = completionId(), created = Math.floor(Date.now() / 1000), model = service.model.id;
     const head = { id, object: "chat.completion.chunk", created, model };

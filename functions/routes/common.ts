@@ -24,6 +24,11 @@ const CONNECTION_ERRORS = new Set([
 ]);
 
 export async function readJson(c: Context): Promise<unknown> {
+  return (await readJsonText(c)).body;
+}
+
+/** The body as JSON, and its text (for what must be read as Python reads it, see runtime/prompt/pyjson.ts). */
+export async function readJsonText(c: Context): Promise<{ body: unknown; text: string }> {
   let text: string;
   try {
     text = await c.req.text();
@@ -34,7 +39,7 @@ export async function readJson(c: Context): Promise<unknown> {
     throw err;
   }
   try {
-    return JSON.parse(text);
+    return { body: JSON.parse(text), text };
   } catch (err) {
     throw new RequestError(`the request body is not valid JSON: ${(err as Error).message}`);
   }

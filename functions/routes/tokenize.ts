@@ -6,10 +6,10 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { encodeChat, withSafePrompt } from "../chat/prepare.ts";
-import { toolUse } from "../chat/tools.ts";
+import { pySource, toolUse } from "../chat/tools.ts";
 import { chatRequestSchema, parseWith, RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
-import { readJson, requireModel } from "./common.ts";
+import { readJson, readJsonText, requireModel } from "./common.ts";
 
 const tokenizeSchema = z.union([
   z.object({
@@ -33,17 +33,21 @@ export function tokenizeRoutes(service: Service): Hono {
   const { tokenizer } = service;
   return new Hono()
     .post("/tokenize", async (c) => {
-      const body = parseWith(tokenizeSchema, await readJson(c));
+      const { body: raw, text } = await readJsonText(c);
+      const body = parseWith(tokenizeSchema, raw);
       requireModel(service, body.model);
-      const ids = "prompt" in body
-        ? [...(body.add_special_tokens ? [tokenizer.special("<s>")] : []), ...tokenizer.encode(body.prompt)]
-        : (await encodeChat(
-          withSafePrompt(body.messages, body.safe_prompt),
-          service,
-          c.req.raw.signal,
-          undefined,
-          toolUse(body),
-        )).ids;
+      let ids: number[];
+      if ("prompt" in body) {
+        ids = [
+          ...(body.add_special_tokens ? [tokenizer.special("<s>")] : []),
+          ...tokenizer.encode(body.prompt),
+        ];
+      } else {
+        const source = pySource(body, text);
+        const messages = withSafePrompt(body.messages, body.safe_prompt);
+        const tools = toolUse(body, source);
+        ids = (await encodeChat(messages, service, c.req.raw.signal, undefined, tools, source)).ids;
+      }
       return c.json({ count: ids.length, max_model_len: service.engine?.contextLength ?? null, tokens: ids });
     })
     .post("/detokenize", async (c) => {

@@ -53,6 +53,16 @@ export function fromJs(value: unknown): PyValue {
   throw new TypeError(`not a JSON value: ${typeof value}`);
 }
 
+/** The value at `path` inside `value` (object keys and list indices), or undefined. */
+export function pyAt(value: PyValue | undefined, ...path: (string | number)[]): PyValue | undefined {
+  for (const key of path) {
+    if (typeof key === "number" && Array.isArray(value)) value = value[key];
+    else if (typeof key === "string" && value instanceof Map) value = value.get(key);
+    else return undefined;
+  }
+  return value;
+}
+
 /** A PyValue as a plain JavaScript value (numbers as doubles; NaN and infinities as null, as JSON.stringify). */
 export function toJs(value: PyValue): unknown {
   if (value instanceof PyNumber) {
@@ -189,10 +199,12 @@ class Parser {
     // JSON.parse reads a string literal exactly as Python does (escapes, lone surrogates, no raw controls).
     const start = this.at++;
     while (true) {
-      const c = this.text[this.at++];
-      if (c === undefined) throw new SyntaxError("unterminated string");
-      if (c === "\\") this.at++;
-      else if (c === '"') break;
+      const quote = this.text.indexOf('"', this.at);
+      if (quote < 0) throw new SyntaxError("unterminated string");
+      let backslashes = 0;
+      while (this.text[quote - 1 - backslashes] === "\\") backslashes++;
+      this.at = quote + 1;
+      if (backslashes % 2 === 0) break;
     }
     return JSON.parse(this.text.slice(start, this.at));
   }
