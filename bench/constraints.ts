@@ -63,7 +63,7 @@ const TEXTS: [string, OutputFormat, string][] = [
 ];
 
 let t = performance.now();
-const constraints = new XGrammarConstraints(tokenizer, tokenizer.vocabSize);
+const constraints = XGrammarConstraints.forTokenizer(tokenizer, tokenizer.vocabSize);
 (await constraints.constrain(JSON_OBJECT, [EOS])).release();
 const readyMs = performance.now() - t;
 

@@ -8,7 +8,7 @@ import { fixture } from "./helpers.ts";
 
 export const tokenizer = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
 export const EOS = tokenizer.special("</s>");
-export const constraints = new XGrammarConstraints(tokenizer, tokenizer.vocabSize);
+export const constraints = XGrammarConstraints.forTokenizer(tokenizer, tokenizer.vocabSize);
 
 /** Tokens allowed by a mask. */
 export function allowedIds(mask: Uint32Array): number[] {

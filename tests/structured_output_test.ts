@@ -409,7 +409,7 @@ Deno.test("engine: constrained and free sequences batched together yield what ea
   const model = await loadTiny("mistral", EXACT);
   const tiny = await loadTokenizer(fixture("mistral/tekken.json"), { cache: false });
   const options = {
-    constraints: new XGrammarConstraints(tiny, model.config.decoder.vocabSize),
+    constraints: XGrammarConstraints.forTokenizer(tiny, model.config.decoder.vocabSize),
     decodeRunMs: Infinity,
   };
   const format = jsonSchemaFormat(ANSWER);
@@ -454,7 +454,7 @@ Deno.test("when xgrammar runs out of memory a fresh instance takes over; matcher
         ]),
       ),
     });
-  const hoarding = new XGrammarConstraints(tokenizer, tokenizer.vocabSize, { kept: 100 });
+  const hoarding = XGrammarConstraints.forTokenizer(tokenizer, tokenizer.vocabSize, { kept: 100 });
   const first = await hoarding.constrain(large(0), [EOS]);
   try {
     for (let i = 1; i < 6; i++) (await hoarding.constrain(large(i), [EOS])).release();

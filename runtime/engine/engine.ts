@@ -52,7 +52,7 @@ export interface GenerateRequest {
 export interface TokenConstraint {
   /** The tokens allowed next: bit (id % 32) of word (id >> 5); a stop id once the output is complete. */
   allowed(): Promise<Uint32Array>;
-  /** Takes the token sampled; false if the format does not allow it. */
+  /** Takes the token sampled; false if the format does not allow it (or its next `allowed()` rejects). */
   accept(id: number): boolean;
   release(): void;
 }

@@ -17,6 +17,7 @@ import type { Tensor } from "../gpu/tensor.ts";
 import type { SequenceStep } from "../model/decoder.ts";
 import type { PixtralModel } from "../model/pixtral.ts";
 import { nextTurn } from "../event_loop.ts";
+import type { OutputFormat } from "../grammar/format.ts";
 import { log } from "../log.ts";
 import { Channel } from "./channel.ts";
 import { PrefixKeys } from "./prefix.ts";
@@ -200,6 +201,8 @@ export class LocalEngine implements Engine {
   #prefixHitTokens = 0;
   /** Time of one decode step, averaged over recent steps; undefined until one ran. */
   #stepMs?: number;
+  /** Sequences whose output format's matcher is being made (its grammar compiled); they wait outside the queue. */
+  #compiling = new Set<Sequence>();
   #waiting: Sequence[] = [];
   #running: Sequence[] = [];
   #loop?: Promise<void>;
@@ -236,7 +239,7 @@ export class LocalEngine implements Engine {
   stats(): EngineStats {
     const { pool } = this.#model;
     return {
-      waiting: this.#waiting.length,
+      waiting: this.#waiting.length + this.#compiling.size,
       running: this.#running.length,
       kvBlocks: pool.blocks,
       kvBlocksUsed: pool.usedBlocks,
@@ -251,17 +254,38 @@ export class LocalEngine implements Engine {
     if (request.format && !this.#constraints) {
       throw new InvalidRequestError("this engine cannot constrain the output to a format");
     }
-    if (this.#waiting.length >= this.#maxQueue) {
-      throw new EngineBusyError(`${this.#waiting.length} requests are already waiting`, 1);
+    const waiting = this.#waiting.length + this.#compiling.size;
+    if (waiting >= this.#maxQueue) {
+      throw new EngineBusyError(`${waiting} requests are already waiting`, 1);
     }
     const seq = new Sequence(request, this.vocabSize);
     // Registered now, not when the stream is first read: a stream that is never read must still be cancellable.
     const abort = () => this.#cancel(seq);
     signal?.addEventListener("abort", abort);
-    this.#waiting.push(seq);
+    if (request.format) this.#prepare(seq, request.format);
+    else this.#waiting.push(seq);
     if (signal?.aborted) abort();
     this.#kick();
     return this.#stream(seq, () => signal?.removeEventListener("abort", abort));
+  }
+
+  /**
+   * Makes the matcher of `seq`'s output format, then queues it. Compiling a grammar can take seconds; with
+   * constraints served from another thread (GrammarWorker) the other sequences step on meanwhile.
+   */
+  #prepare(seq: Sequence, format: OutputFormat): void {
+    this.#compiling.add(seq);
+    this.#constraints!.constrain(format, seq.request.stopIds).then((constraint) => {
+      this.#compiling.delete(seq);
+      seq.constraint = constraint;
+      // Cancelled meanwhile (its stream has failed already), or the engine closed.
+      if (seq.cancelled || this.#closed) return seq.releaseConstraint();
+      this.#waiting.push(seq);
+      this.#kick();
+    }, (err) => {
+      this.#compiling.delete(seq);
+      if (!seq.cancelled) seq.channel.fail(err);
+    });
   }
 
   async *#stream(seq: Sequence, detach: () => void): AsyncGenerator<TokenEvent, FinishReason> {
@@ -275,6 +299,7 @@ export class LocalEngine implements Engine {
 
   #cancel(seq: Sequence, reason: Error = new DOMException("the request was cancelled", "AbortError")): void {
     seq.cancelled ??= reason;
+    if (this.#compiling.delete(seq)) return seq.channel.fail(seq.cancelled);
     const waiting = this.#waiting.indexOf(seq);
     if (waiting >= 0) {
       this.#waiting.splice(waiting, 1);
@@ -506,14 +531,14 @@ export class LocalEngine implements Engine {
   }
 
   /**
-   * The tokens each of `seqs` with an output format may sample next, its matcher made first if it has none; a
-   * sequence whose format cannot be compiled ends with the error (its own request alone).
+   * The tokens each of `seqs` with an output format may sample next (without the banned ones); a sequence whose
+   * matcher fails ends with the error (its own request alone).
    */
   async #constrain(seqs: Sequence[]): Promise<void> {
     for (const seq of seqs) {
       if (!seq.request.format || seq.cancelled || !this.#running.includes(seq)) continue;
       try {
-        seq.constraint ??= await this.#constraints!.constrain(seq.request.format, seq.request.stopIds);
+        if (!seq.constraint) throw new Error("a sequence with an output format has no matcher");
         seq.allowed = await seq.constraint.allowed();
         if (seq.unbanned) seq.allowed = seq.allowed.map((word, i) => word & seq.unbanned![i]);
         if (seq.allowed.every((word) => word === 0)) {
@@ -750,7 +775,7 @@ export class LocalEngine implements Engine {
     while (this.#loop && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     // Not an AbortError: no client gave up; the server did (HTTP 503).
     const reason = new EngineClosedError("the server shut down before the request finished");
-    for (const seq of [...this.#waiting, ...this.#running]) this.#cancel(seq, reason);
+    for (const seq of [...this.#compiling, ...this.#waiting, ...this.#running]) this.#cancel(seq, reason);
     await this.#loop;
     this.#model.release();
   }

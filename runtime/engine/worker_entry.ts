@@ -3,7 +3,8 @@
  * request on a LocalEngine and posts its tokens back.
  */
 /// <reference lib="deno.worker" />
-import { XGrammarConstraints } from "../grammar/constraints.ts";
+import { vocabulary } from "../grammar/constraints.ts";
+import { GrammarWorker } from "../grammar/worker.ts";
 import { loadModel, openModelFiles } from "../model/boot.ts";
 import { log } from "../log.ts";
 import type { EngineStats } from "./engine.ts";
@@ -20,6 +21,7 @@ const STATS_MS = 50;
 
 const post = (message: FromWorker) => self.postMessage(message);
 let engine: LocalEngine | undefined;
+let grammar: GrammarWorker | undefined;
 const controllers = new Map<number, AbortController>();
 let lastStats = "";
 
@@ -39,11 +41,9 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
     const { model, plan } = await loadModel(files, message.model);
     const prefillChunk = message.engine.prefillChunk ??
       (model.ctx.gpu.software ? SOFTWARE_PREFILL_CHUNK : undefined);
-    engine = new LocalEngine(model, {
-      ...message.engine,
-      prefillChunk,
-      constraints: new XGrammarConstraints(files.tokenizer, model.config.decoder.vocabSize),
-    });
+    // xgrammar gets the vocabulary now, on its own thread, so no request waits for it later.
+    grammar = new GrammarWorker(vocabulary(files.tokenizer, model.config.decoder.vocabSize));
+    engine = new LocalEngine(model, { ...message.engine, prefillChunk, constraints: grammar });
     setInterval(sendStats, STATS_MS);
     post({
       type: "ready",
@@ -94,9 +94,13 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
       return controllers.get(message.id)?.abort();
     case "close":
       return void engine!.close(message.graceMs).then(
-        () => post({ type: "closed" }),
+        () => {
+          grammar?.close();
+          post({ type: "closed" });
+        },
         (err) => {
           log.error("closing the engine failed", { error: String(err) });
+          grammar?.close();
           post({ type: "closed" });
         },
       );

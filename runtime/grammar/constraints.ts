@@ -30,7 +30,7 @@ const MAX_WHITESPACE = 20;
 const jsonSafe = (bytes: Uint8Array) =>
   bytes.every((b) => (b >= 0x20 || b === 0x0a) && b !== 0xc0 && b !== 0xc1 && b < 0xf5);
 
-interface Vocabulary {
+export interface Vocabulary {
   /** Each token in GPT-2's byte alphabet, special tokens empty: a byte-level vocabulary as xgrammar takes one. */
   tokens: string[];
   /** The tokens jsonSafe allows, a bit per id. */
@@ -70,9 +70,19 @@ export class XGrammarConstraints implements Constraints {
   #started = 0;
   readonly #kept: number;
 
-  /** `vocabSize`: the model's (the logits' width), which may exceed the tokenizer's. */
-  constructor(readonly tokenizer: Tokenizer, readonly vocabSize: number, options: { kept?: number } = {}) {
+  /** `vocabulary`: the model's, made when first needed. */
+  constructor(readonly vocabulary: () => Vocabulary, options: { kept?: number } = {}) {
     this.#kept = options.kept ?? KEPT;
+  }
+
+  /** Over a tokenizer's vocabulary; `vocabSize`: the model's (the logits' width), which may exceed it. */
+  static forTokenizer(tokenizer: Tokenizer, vocabSize: number, options: { kept?: number } = {}) {
+    return new XGrammarConstraints(() => vocabulary(tokenizer, vocabSize), options);
+  }
+
+  /** Gives xgrammar the vocabulary now (0.5-2 s for Pixtral's), rather than at the first constrained request. */
+  async warm(): Promise<void> {
+    await this.#ready();
   }
 
   /** Instances of xgrammar started so far (more than one: one ran out of memory). */
@@ -126,7 +136,7 @@ export class XGrammarConstraints implements Constraints {
   }
 
   #vocabulary(): Vocabulary {
-    return this.#vocab ??= vocabulary(this.tokenizer, this.vocabSize);
+    return this.#vocab ??= this.vocabulary();
   }
 
   #ready(): Promise<Instance> {
@@ -138,7 +148,7 @@ export class XGrammarConstraints implements Constraints {
         this.#vocabulary().tokens,
         "byte_level",
         false,
-        this.vocabSize,
+        this.#vocabulary().tokens.length,
       );
       // Our own cache, bounded; xgrammar's would keep every schema ever sent.
       const compiler = await xg.GrammarCompiler.createGrammarCompiler(info, false);

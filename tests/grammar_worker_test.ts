@@ -1,0 +1,119 @@
+/**
+ * Output-format constraints off the engine's thread: the grammar worker gives the masks xgrammar gives in-thread
+ * and keeps its errors' classes, and the engine steps other sequences while a format's matcher is being made.
+ */
+import assert from "node:assert/strict";
+import {
+  type Constraints,
+  type GenerateRequest,
+  GREEDY,
+  InvalidRequestError,
+  type TokenConstraint,
+} from "../runtime/engine/engine.ts";
+import { LocalEngine } from "../runtime/engine/local.ts";
+import { vocabulary, XGrammarConstraints } from "../runtime/grammar/constraints.ts";
+import { jsonSchemaFormat, type OutputFormat } from "../runtime/grammar/format.ts";
+import { GrammarWorker } from "../runtime/grammar/worker.ts";
+import { allowedIds, constraints, EOS, seededRandom, tokenizer } from "./grammar_helpers.ts";
+import { collect, EXACT, loadTiny } from "./model_helpers.ts";
+
+const SCHEMA = {
+  type: "object",
+  properties: { name: { type: "string", maxLength: 6 }, n: { type: "integer" }, ok: { type: "boolean" } },
+  required: ["name", "n", "ok"],
+};
+
+Deno.test("the grammar worker gives the masks xgrammar gives in-thread, token for token", async () => {
+  const worker = new GrammarWorker(vocabulary(tokenizer, tokenizer.vocabSize));
+  try {
+    const format = jsonSchemaFormat(SCHEMA);
+    const random = seededRandom(3);
+    for (let walk = 0; walk < 4; walk++) {
+      const [here, there] = await Promise.all([
+        constraints.constrain(format, [EOS]),
+        worker.constrain(format, [EOS]),
+      ]);
+      try {
+        for (let step = 0; step < 60; step++) {
+          const mask = await here.allowed();
+          assert.deepEqual(await there.allowed(), mask, `walk ${walk}, step ${step}`);
+          const ids = allowedIds(mask);
+          const pick = ids[Math.floor(random() * ids.length)];
+          assert.ok(here.accept(pick) && there.accept(pick));
+          if (pick === EOS) break;
+        }
+      } finally {
+        here.release();
+        there.release();
+      }
+    }
+    // A token outside the mask is refused at once; a schema xgrammar cannot compile keeps its error class.
+    const constraint = await worker.constrain(format, [EOS]);
+    await constraint.allowed();
+    assert.equal(constraint.accept(tokenizer.encode("]")[0]), false);
+    constraint.release();
+    await assert.rejects(
+      worker.constrain({ schema: JSON.stringify({ $ref: "#/$defs/missing" }), strict: true }, [EOS]),
+      (err: Error) => err instanceof InvalidRequestError && /cannot be compiled: .*\$defs/.test(err.message),
+    );
+  } finally {
+    worker.close();
+  }
+  await assert.rejects(worker.constrain(jsonSchemaFormat(SCHEMA), [EOS]), /closed/);
+});
+
+/** Constraints whose matchers come only when the test says (a grammar that takes long to compile). */
+class SlowConstraints implements Constraints {
+  readonly pending: (() => void)[] = [];
+  constructor(readonly inner: Constraints) {}
+  constrain(format: OutputFormat, stopIds: readonly number[]): Promise<TokenConstraint> {
+    return new Promise<void>((resolve) => this.pending.push(resolve)).then(() =>
+      this.inner.constrain(format, stopIds)
+    );
+  }
+}
+
+Deno.test("engine: sequences step on while a format's matcher is made; cancelling or closing meanwhile", async () => {
+  const model = await loadTiny("mistral", EXACT);
+  const tiny = model.config.decoder.vocabSize;
+  const slow = new SlowConstraints(XGrammarConstraints.forTokenizer(tokenizer, tiny));
+  const engine = new LocalEngine(model, { constraints: slow });
+  const request = (format?: OutputFormat): GenerateRequest => ({
+    ids: [1, 3, 1100, 1101, 4],
+    images: [],
+    sampling: GREEDY,
+    maxTokens: 6,
+    stopIds: [2],
+    ...(format ? { format } : {}),
+  });
+  try {
+    const constrained = collect(engine.generate(request(jsonSchemaFormat({ enum: ["a", "b"] }))));
+    assert.equal(engine.stats().waiting, 1);
+    // The free request runs to its end while the other's matcher is not there yet.
+    const free = await collect(engine.generate(request()));
+    assert.equal(free.events.length, 6);
+    assert.equal(slow.pending.length, 1);
+    slow.pending[0]();
+    const done = await constrained;
+    assert.equal(done.finish, "stop");
+    assert.ok(['"a"', '"b"'].includes(tokenizer.decode(done.events.map((e) => e.id))));
+
+    // Cancelled while its matcher is made: the stream fails at once, and the matcher, once made, is released.
+    const controller = new AbortController();
+    const cancelled = collect(
+      engine.generate(request(jsonSchemaFormat({ type: "integer" })), controller.signal),
+    );
+    controller.abort();
+    await assert.rejects(cancelled, { name: "AbortError" });
+    assert.equal(engine.stats().waiting, 0);
+    slow.pending[1]();
+
+    const closing = collect(engine.generate(request(jsonSchemaFormat({ type: "boolean" }))));
+    await engine.close();
+    await assert.rejects(closing, /shut down/);
+    slow.pending[2]();
+  } finally {
+    await engine.close();
+  }
+  assert.equal(model.pool.usedBlocks, 0);
+});
