@@ -3,13 +3,16 @@
  * vocabulary: the allowed-token mask (xgrammar's, then the control-character filter) and taking the token, along
  * texts that follow a schema and a JSON object. Against xgrammar's own mask call on the same states, in the same
  * process: the ratio is our overhead; the absolute time is to be read against a decode step (a readback alone
- * costs 10 ms in Deno's WebGPU). Also the one-time costs: the vocabulary for the grammar engine, a schema.
+ * costs 10 ms in Deno's WebGPU). The engine asks the grammar worker (its own thread) for each mask: the same
+ * per token through it, a message there and back. Also the one-time costs: the vocabulary for the grammar
+ * engine, a schema.
  *
  *     deno task bench:constraints
  */
 import { compileFormat, vocabulary, XGrammarConstraints } from "../runtime/grammar/constraints.ts";
 import { JSON_OBJECT, jsonSchemaFormat, type OutputFormat } from "../runtime/grammar/format.ts";
 import { loadTokenizer } from "../runtime/tokenizer/mod.ts";
+import { GrammarWorker } from "../runtime/grammar/worker.ts";
 import { xgrammar } from "../runtime/grammar/xgrammar.ts";
 
 const FIXTURES = new URL(
@@ -76,6 +79,7 @@ const info = await xg.TokenizerInfo.createTokenizerInfo(
   tokenizer.vocabSize,
 );
 const compiler = await xg.GrammarCompiler.createGrammarCompiler(info, false);
+const worker = new GrammarWorker(vocabulary(tokenizer, tokenizer.vocabSize));
 
 const rows: string[] = [];
 for (const [name, format, text] of TEXTS) {
@@ -85,9 +89,10 @@ for (const [name, format, text] of TEXTS) {
   const compiled = await compileFormat(compiler, format);
   const ids = [...tokenizer.encode(text), EOS];
   const rounds = 20;
-  let ours = 0, peer = 0;
+  let ours = 0, peer = 0, threaded = 0;
   for (let r = 0; r < rounds; r++) {
     const constraint = await constraints.constrain(format, [EOS]);
+    const remote = await worker.constrain(format, [EOS]);
     const matcher = await xg.GrammarMatcher.createGrammarMatcher(compiled, [EOS]);
     for (const id of ids) {
       let start = performance.now();
@@ -95,11 +100,16 @@ for (const [name, format, text] of TEXTS) {
       if (!constraint.accept(id)) throw new Error(`${name}: token ${id} refused`);
       ours += performance.now() - start;
       start = performance.now();
+      await remote.allowed();
+      if (!remote.accept(id)) throw new Error(`${name}: token ${id} refused by the worker`);
+      threaded += performance.now() - start;
+      start = performance.now();
       await matcher.getNextTokenBitmask();
       matcher.acceptToken(id);
       peer += performance.now() - start;
     }
     constraint.release();
+    remote.release();
     matcher.dispose();
   }
   compiled.dispose();
@@ -108,10 +118,13 @@ for (const [name, format, text] of TEXTS) {
     `| ${name} | ${ids.length} | ${compileMs.toFixed(0)} | ${per(ours).toFixed(3)} | ${
       per(peer).toFixed(3)
     } | ` +
-      `${(ours / peer).toFixed(2)} |`,
+      `${(ours / peer).toFixed(2)} | ${per(threaded).toFixed(3)} |`,
   );
 }
 console.log(`vocabulary for the grammar engine: ${readyMs.toFixed(0)} ms (once per engine)\n`);
-console.log("| format | tokens | first compile ms | ms per token: ours | xgrammar alone | ratio |");
-console.log("| --- | --- | --- | --- | --- | --- |");
+console.log(
+  "| format | tokens | first compile ms | ms per token: ours | xgrammar alone | ratio | ours via the worker |",
+);
+console.log("| --- | --- | --- | --- | --- | --- | --- |");
 for (const row of rows) console.log(row);
+worker.close();
