@@ -11,6 +11,7 @@ import { createApp } from "../functions/app.ts";
 import { parseToolCalls, promptToolCallId } from "../functions/chat/tools.ts";
 import { type Engine, type FinishReason, GREEDY, type TokenEvent } from "../runtime/engine/engine.ts";
 import { LocalEngine } from "../runtime/engine/local.ts";
+import { XGrammarConstraints } from "../runtime/grammar/constraints.ts";
 import { jsonSchemaFormat, toolCallsFormat } from "../runtime/grammar/format.ts";
 import { pyJsonDumps, pyJsonLoads } from "../runtime/prompt/pyjson.ts";
 import { loadTokenizer } from "../runtime/tokenizer/mod.ts";
@@ -352,4 +353,37 @@ Deno.test('tool_choice "none" bans [TOOL_CALLS]: banned tokens are never sampled
   assert.equal(model.pool.usedBlocks, 0);
   // The format of a forced call with a schema the check accepts compiles as one JSON Schema.
   assert.ok(jsonSchemaFormat(JSON.parse(toolCallsFormat(FUNCTIONS, false).schema)));
+});
+
+Deno.test("auto: a format with a trigger applies only when the first token is the trigger, to what follows", async () => {
+  const model = await loadTiny("mistral", EXACT);
+  const tiny = await loadTokenizer(fixture("mistral/tekken.json"), { cache: false });
+  const constraints = XGrammarConstraints.forTokenizer(tiny, model.config.decoder.vocabSize);
+  const engine = new LocalEngine(model, { constraints, decodeRunMs: Infinity });
+  const request = {
+    ids: [1, 3, ...tiny.encode("Answer."), 4],
+    images: [],
+    sampling: GREEDY,
+    maxTokens: 12,
+    stopIds: [2],
+  };
+  const format = jsonSchemaFormat({ enum: ["yes", "no"] });
+  try {
+    const free = (await collect(engine.generate(request))).events.map((e) => e.id);
+    // Another first token: the output is free, token for token what it is without a format (in runs of steps).
+    const other = free[0] === 1100 ? 1101 : 1100;
+    const untriggered = await collect(engine.generate({ ...request, format, trigger: other }));
+    assert.deepEqual(untriggered.events.map((e) => e.id), free);
+    // The trigger first: what follows it is the format's, then the stop token.
+    const triggered = await collect(engine.generate({ ...request, format, trigger: free[0] }));
+    const ids = triggered.events.map((e) => e.id);
+    assert.equal(ids[0], free[0]);
+    assert.equal(triggered.finish, "stop");
+    assert.ok(['"yes"', '"no"'].includes(tiny.decode(ids.slice(1))), tiny.decode(ids.slice(1)));
+    assert.throws(() => engine.generate({ ...request, trigger: 5 }), /needs an output format/);
+    assert.throws(() => engine.generate({ ...request, format, trigger: 2 }), /stop id or banned/);
+  } finally {
+    await engine.close();
+  }
+  assert.equal(model.pool.usedBlocks, 0);
 });

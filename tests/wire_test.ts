@@ -45,6 +45,7 @@ const request: GenerateRequest = {
   topLogprobs: 3,
   format: { schema: '{"type":"object","properties":{"a":{"enum":["x"]}}}', strict: true },
   banned: [9, 131071],
+  trigger: 9,
 };
 
 const buffer = (bytes: Uint8Array) => bytes.slice().buffer;
@@ -58,6 +59,7 @@ Deno.test("wire: a request round-trips exactly with f32 pixels", () => {
   assert.equal(decoded.topLogprobs, 3);
   assert.deepEqual(decoded.format, request.format);
   assert.deepEqual(decoded.banned, [9, 131071]);
+  assert.equal(decoded.trigger, 9);
   assert.equal(decoded.images.length, 2);
   decoded.images.forEach((got, i) => {
     const want = request.images[i];
@@ -76,11 +78,13 @@ Deno.test("wire: optional fields stay absent; no images, no seed, no log-probabi
     topLogprobs: undefined,
     format: undefined,
     banned: [],
+    trigger: undefined,
   };
   const decoded = decodeRequest(buffer(encodeRequest(plain)));
   assert.equal("seed" in decoded.sampling, false);
   assert.equal("format" in decoded, false);
   assert.equal("banned" in decoded, false);
+  assert.equal("trigger" in decoded, false);
   assert.equal(decoded.topLogprobs, undefined);
   assert.deepEqual(decoded.images, []);
   assert.deepEqual(decoded.ids, plain.ids);

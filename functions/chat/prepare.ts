@@ -270,6 +270,7 @@ export async function prepareChat(
       topLogprobs: chat.logprobs ? (chat.top_logprobs ?? 0) : undefined,
       ...(chat.response_format ? { format: chat.response_format } : {}),
       ...(generation.format ? { format: generation.format } : {}),
+      ...(generation.trigger === undefined ? {} : { trigger: generation.trigger }),
       ...(generation.banned.length ? { banned: generation.banned } : {}),
     },
     n: chat.n ?? 1,

@@ -3,9 +3,10 @@
  * calls read back out of the generated tokens.
  *
  * The model calls functions by writing [TOOL_CALLS] and then a JSON list of `{"name", "arguments"}`. Under
- * `"auto"` it decides, and its calls are parsed afterwards. `"required"` (Mistral's `"any"`) and a named function
- * begin the answer with [TOOL_CALLS] and constrain what follows to a list of calls whose arguments follow the
- * functions' parameter schemas (the output-format machinery of `response_format`). `"none"` keeps the tools in
+ * `"auto"` it decides: when its answer begins with [TOOL_CALLS], what follows is constrained to a list of calls
+ * whose arguments follow the functions' parameter schemas (the output-format machinery of `response_format`);
+ * text is free, and calls written after text are parsed as they come. `"required"` (Mistral's `"any"`) and a
+ * named function begin the answer with [TOOL_CALLS] themselves. `"none"` keeps the tools in
  * the prompt, as mistral_common does, and bans [TOOL_CALLS].
  */
 import {
@@ -98,16 +99,18 @@ export function pySource(
 export interface ToolGeneration {
   lead: number[];
   format?: OutputFormat;
+  /** The format applies only after this first token (the model's own [TOOL_CALLS] under "auto"). */
+  trigger?: number;
   banned: number[];
 }
 
 /**
- * The generation `use` asks for (`toolCalls`: the [TOOL_CALLS] id). A forced call's arguments follow the
- * function's parameter schema; a schema the grammar cannot enforce is a 400 for a `strict` function, and any JSON
+ * The generation `use` asks for (`toolCalls`: the [TOOL_CALLS] id). A call's arguments follow the function's
+ * parameter schema; a schema the grammar cannot enforce is a 400 for a `strict` function, and any JSON
  * object otherwise (what OpenAI promises without `strict`).
  */
 export function toolGeneration(use: ToolUse | undefined, toolCalls: number): ToolGeneration {
-  if (!use || use.choice === "auto") return { lead: [], banned: [] };
+  if (!use) return { lead: [], banned: [] };
   if (use.choice === "none") return { lead: [], banned: [toolCalls] };
   const named = typeof use.choice === "object" ? use.choice.name : undefined;
   const functions = use.definitions.flatMap((d, i) => {
@@ -130,11 +133,9 @@ export function toolGeneration(use: ToolUse | undefined, toolCalls: number): Too
     }
     return [{ name: d.name, parameters }];
   });
-  return {
-    lead: [toolCalls],
-    format: toolCallsFormat(functions, named !== undefined || !use.parallel),
-    banned: [],
-  };
+  const format = toolCallsFormat(functions, named !== undefined || !use.parallel);
+  if (use.choice === "auto") return { lead: [], format, trigger: toolCalls, banned: [] };
+  return { lead: [toolCalls], format, banned: [] };
 }
 
 const ALPHANUMERIC = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";

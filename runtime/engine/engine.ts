@@ -44,6 +44,11 @@ export interface GenerateRequest {
   topLogprobs?: number;
   /** The format the output must follow (constrained decoding); undefined: free text. */
   format?: OutputFormat;
+  /**
+   * With a format: it applies only if the first generated token is this one, and then to what follows it (a
+   * model's own [TOOL_CALLS] begins calls that must follow the tools' schemas; text is free).
+   */
+  trigger?: number;
   /** Tokens never to sample (e.g. [TOOL_CALLS] under `tool_choice: "none"`). */
   banned?: readonly number[];
 }

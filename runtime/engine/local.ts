@@ -90,9 +90,11 @@ class Sequence {
   /** Penalised tokens and how often each was generated (prompt tokens count 0, for the repetition penalty). */
   readonly counts = new Map<number, number>();
   readonly seed: number;
-  /** The output format's matcher, made when the sequence first samples, and the tokens it allows next. */
+  /** The output format's matcher, made before the sequence is queued, and the tokens it allows next. */
   constraint?: TokenConstraint;
   allowed?: Uint32Array;
+  /** With a trigger token: undefined until the first token, then whether it was the trigger (the format applies). */
+  triggered?: boolean;
   /** Every token but the banned ones, when some are: the same mask each step, so no need to step one by one. */
   readonly unbanned?: Uint32Array;
 
@@ -150,9 +152,15 @@ class Sequence {
     };
   }
 
+  /** Whether its output format applies to the next token (a triggered one only after its trigger). */
+  get constrained(): boolean {
+    return this.request.format !== undefined &&
+      (this.request.trigger === undefined || this.triggered === true);
+  }
+
   /** Whether its tokens must come to the host one by one: penalties, top log-probabilities, a format. */
   get stepwise(): boolean {
-    return this.penalised || (this.request.topLogprobs ?? 0) > 0 || this.request.format !== undefined;
+    return this.penalised || (this.request.topLogprobs ?? 0) > 0 || this.constrained;
   }
 
   /** Frees the matcher; a grammar engine that fails here must not take the step (or the stream's end) with it. */
@@ -536,7 +544,7 @@ export class LocalEngine implements Engine {
    */
   async #constrain(seqs: Sequence[]): Promise<void> {
     for (const seq of seqs) {
-      if (!seq.request.format || seq.cancelled || !this.#running.includes(seq)) continue;
+      if (!seq.constrained || seq.cancelled || !this.#running.includes(seq)) continue;
       try {
         if (!seq.constraint) throw new Error("a sequence with an output format has no matcher");
         seq.allowed = await seq.constraint.allowed();
@@ -739,7 +747,11 @@ export class LocalEngine implements Engine {
       if (seq.cancelled || !this.#running.includes(seq)) continue;
       const id = ids[i];
       const { request } = seq;
-      if (seq.constraint && !accepts(seq.constraint, id)) {
+      if (request.trigger !== undefined && seq.triggered === undefined) {
+        // The first token decides: the trigger puts the rest under the format, anything else frees it.
+        seq.triggered = id === request.trigger;
+        if (!seq.triggered) seq.releaseConstraint();
+      } else if (seq.constraint && !accepts(seq.constraint, id)) {
         this.#finish(seq, new Error(`token ${id} is outside the output format`));
         continue;
       }

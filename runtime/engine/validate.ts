@@ -26,6 +26,15 @@ export function validateRequest(request: GenerateRequest, limits: RequestLimits)
     }
     if (id === limits.imageToken) imageTokens++;
   }
+  if (request.trigger !== undefined) {
+    if (!request.format) throw new InvalidRequestError("a trigger token needs an output format");
+    if (!Number.isInteger(request.trigger) || request.trigger < 0 || request.trigger >= limits.vocabSize) {
+      throw new InvalidRequestError(`trigger token id ${request.trigger} is not in the vocabulary`);
+    }
+    if (request.stopIds.includes(request.trigger) || request.banned?.includes(request.trigger)) {
+      throw new InvalidRequestError(`the trigger token ${request.trigger} is a stop id or banned`);
+    }
+  }
   for (const id of request.banned ?? []) {
     if (!Number.isInteger(id) || id < 0 || id >= limits.vocabSize) {
       throw new InvalidRequestError(`banned token id ${id} is not in the vocabulary`);
