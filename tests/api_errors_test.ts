@@ -66,15 +66,59 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
     );
     expectError(
       await post(chat, {
-        messages: [asked[0], { ...asked[1], content: "x" }, {
-          role: "tool",
-          content: "r",
-          tool_call_id: "c1",
+        messages: [asked[0], { role: "assistant", content: "" }, { role: "user", content: "b" }],
+      }),
+      400,
+      /neither content nor tool_calls/,
+      "messages[1]",
+    );
+    // Counted in the request's own messages, whatever the server puts first.
+    expectError(
+      await post(chat, { messages: [...asked, { role: "user", content: "b" }], safe_prompt: true }),
+      400,
+      /do not answer .* calls one for one/,
+      "messages[2]",
+    );
+    expectError(
+      await post(chat, { messages: [...asked, { role: "tool", content: null, tool_call_id: "c1" }] }),
+      400,
+      /./,
+      "messages[2].content",
+    );
+    // Too deep to be a schema anyone means (and deeper than a recursive reader should go).
+    let deep: unknown = {};
+    for (let i = 0; i < 300; i++) deep = { a: deep };
+    expectError(
+      await post(`${url}/tokenize`, {
+        ...user("hi"),
+        tools: [{
+          type: "function",
+          function: { name: "f", parameters: { type: "object", properties: deep } },
         }],
       }),
       400,
-      /both content and tool_calls/,
-      "messages[1]",
+      /deeper than/,
+      "tools[0].function.parameters",
+    );
+    // Many tools that pass alone but not together: "auto" answers unconstrained, a forced call is refused.
+    const many = Array.from({ length: 100 }, (_, i) => ({
+      type: "function",
+      function: {
+        name: `f${i}`,
+        parameters: {
+          type: "object",
+          properties: Object.fromEntries(
+            Array.from({ length: 30 }, (_, j) => [`property_${j}`, { type: "string" }]),
+          ),
+        },
+      },
+    }));
+    assert.equal((await post(`${url}/tokenize`, { ...user("hi"), tools: many })).status, 200);
+    expectError(
+      await post(`${url}/tokenize`, { ...user("hi"), tools: many, tool_choice: "required" }),
+      400,
+      /larger than/,
+      "tools",
     );
     expectError(
       await post(chat, { messages: [asked[0], { role: "tool", content: "r", tool_call_id: "c1" }] }),

@@ -108,10 +108,24 @@ Deno.test("engine: sequences step on while a format's matcher is made; cancellin
     assert.equal(engine.stats().waiting, 0);
     slow.pending[1]();
 
-    const closing = collect(engine.generate(request(jsonSchemaFormat({ type: "boolean" }))));
-    await engine.close();
-    await assert.rejects(closing, /shut down/);
+    // The engine closes (a stream still running in its grace period) while one matcher is made and another
+    // comes: both streams fail, neither hangs.
+    const running = collect(engine.generate({ ...request(), maxTokens: 40 }));
+    const comes = assert.rejects(
+      collect(engine.generate(request(jsonSchemaFormat({ type: "null" })))),
+      /shut down/,
+    );
+    const stays = assert.rejects(
+      collect(engine.generate(request(jsonSchemaFormat({ type: "boolean" })))),
+      /shut down/,
+    );
+    const closed = engine.close(60_000);
     slow.pending[2]();
+    await comes;
+    await closed;
+    await stays;
+    assert.equal((await running).events.length, 40);
+    slow.pending[3]();
   } finally {
     await engine.close();
   }

@@ -40,14 +40,7 @@ for (const c of [...cases, ...extra]) {
       const { request } = parseChatRequest(JSON.parse(text));
       const source = pySource(request, text);
       const tools = toolUse(request, source);
-      const { ids } = await encodeChat(
-        request.messages,
-        service(tokenizers[vocab]),
-        undefined,
-        undefined,
-        tools,
-        source,
-      );
+      const { ids } = await encodeChat(request.messages, service(tokenizers[vocab]), { tools, source });
       assert.deepEqual(ids, want, `${vocab} vocabulary`);
     }
   });
@@ -93,7 +86,7 @@ Deno.test("messages that cannot be encoded are refused", async () => {
     [[{ role: "user", content: "a" }, { role: "assistant", content: "b" }], /last message/],
     [
       [{ role: "user", content: "a" }, { role: "assistant", content: "" }, { role: "user", content: "c" }],
-      /empty/,
+      /neither content nor tool_calls/,
     ],
   ];
   for (const [m, why] of bad) await assert.rejects(encodeChat(messages(m as ChatMessage[]), s), why);

@@ -305,19 +305,41 @@ Deno.test("auto: text, then [TOOL_CALLS] and calls, is content plus tool_calls, 
   assert.equal(deltas.at(-1).finish_reason, "tool_calls");
 
   // [TOOL_CALLS] written again starts another list.
-  const twice = [
+  const again = (name: string) => [
     ...script(calls),
     full.special("[TOOL_CALLS]"),
-    ...full.encode('[{"name": "now", "arguments": {}}]'),
+    ...full.encode(`[{"name": "${name}", "arguments": {}}]`),
   ];
-  const both = await (await app(twice).request("/v1/chat/completions", request(false))).json();
+  const both = await (await app(again("book-room_2")).request("/v1/chat/completions", request(false))).json();
   assert.deepEqual(
     both.choices[0].message.tool_calls.map((c: { function: { name: string } }) => c.function.name),
-    [
-      "get_weather",
-      "now",
-    ],
+    ["get_weather", "book-room_2"],
   );
+  // Calls no grammar checked (written after text) that name no tool are not calls: the text is returned.
+  const unknown = await (await app(again("rm_rf")).request("/v1/chat/completions", request(false))).json();
+  assert.equal(unknown.choices[0].finish_reason, "stop");
+  assert.equal(unknown.choices[0].message.tool_calls, undefined);
+  assert.match(unknown.choices[0].message.content, /^Let me check\.\[.*rm_rf/);
+
+  // The answer goes back as the next turn's history as it is, text and calls: encoded as the model wrote them.
+  const history = {
+    messages: [
+      { role: "user", content: "Paris?" },
+      choice.message,
+      { role: "tool", tool_call_id: choice.message.tool_calls[0].id, content: "sunny" },
+    ],
+    tools: TOOLS,
+  };
+  const res = await app([]).request("/tokenize", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(history),
+  });
+  assert.equal(res.status, 200);
+  const ids: number[] = (await res.json()).tokens;
+  const at = ids.indexOf(full.special("[TOOL_CALLS]"));
+  const text = [...full.encode("Let me check.")];
+  assert.deepEqual(ids.slice(at - text.length, at), text);
 
   // What is not a list of calls (here cut short) reaches the client as text, never dropped.
   const cut =
@@ -380,6 +402,10 @@ Deno.test("auto: a format with a trigger applies only when the first token is th
     assert.equal(ids[0], free[0]);
     assert.equal(triggered.finish, "stop");
     assert.ok(['"yes"', '"no"'].includes(tiny.decode(ids.slice(1))), tiny.decode(ids.slice(1)));
+    // A triggered format xgrammar cannot compile is dropped: the output is free.
+    const broken = { schema: JSON.stringify({ $ref: "#/$defs/missing" }), strict: true };
+    const dropped = await collect(engine.generate({ ...request, format: broken, trigger: free[0] }));
+    assert.deepEqual(dropped.events.map((e) => e.id), free);
     assert.throws(() => engine.generate({ ...request, trigger: 5 }), /needs an output format/);
     assert.throws(() => engine.generate({ ...request, format, trigger: 2 }), /stop id or banned/);
   } finally {

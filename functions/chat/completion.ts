@@ -146,8 +146,10 @@ async function runChoice(
   let toolCalls: ToolCallOut[] | undefined;
   if (calls) {
     lists[lists.length - 1] += calls.flush();
-    const parsed = lists.map(parseToolCalls);
+    // Calls the grammar did not check (written after text) must name the tools, and come alone if asked to.
+    const parsed = lists.map((list) => parseToolCalls(list, prepared.tools!.names));
     toolCalls = parsed.every((list) => list !== undefined) ? parsed.flat() : undefined;
+    if (toolCalls && prepared.tools!.single && toolCalls.length > 1) toolCalls = undefined;
     if (toolCalls) {
       update({ index, toolCalls });
       if (finish === "stop") finish = "tool_calls";

@@ -7,13 +7,13 @@ import { imageTokenLayout } from "../../runtime/images/layout.ts";
 import { preprocessImage, type ResizeMode } from "../../runtime/images/preprocess.ts";
 import type { ImageInput } from "../../runtime/model/vision.ts";
 import { encodeWithTemplate } from "../../runtime/prompt/hf_template.ts";
-import { encodeInstruct, type Message } from "../../runtime/prompt/instruct.ts";
+import { encodeInstruct, type Message, PromptError } from "../../runtime/prompt/instruct.ts";
 import type { Tokenizer } from "../../runtime/tokenizer/tokenizer.ts";
-import { fromJs, pyAt, type PyValue } from "../../runtime/prompt/pyjson.ts";
+import { pyAt, type PyValue } from "../../runtime/prompt/pyjson.ts";
 import { fetchImageBytes } from "../images/fetch.ts";
 import { type ChatMessage, type ChatRequest, RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
-import { promptToolCallId, pySource, toolGeneration, type ToolUse, toolUse } from "./tools.ts";
+import { fromRequest, promptToolCallId, pySource, toolGeneration, type ToolUse, toolUse } from "./tools.ts";
 
 interface PromptImage {
   input: ImageInput;
@@ -83,16 +83,18 @@ function callId(id: string | null | undefined, param: string): string {
 }
 
 /**
- * The request's messages as the prompt encoder takes them; `source` holds them as Python reads them (aligned:
- * source[i] is messages[i]), for call arguments given as objects.
+ * The request's messages as the prompt encoder takes them, after `offset` messages of the server's own (the safe
+ * prompt); `source` holds the request's as Python reads them, for call arguments given as objects.
  */
 function toMessages(
   messages: ChatMessage[],
   images: PromptImage[],
   source: PyValue[],
+  offset: number,
 ): Message<PromptImage>[] {
   let next = 0;
-  return messages.map((m, i): Message<PromptImage> => {
+  return messages.map((m, at): Message<PromptImage> => {
+    const i = at - offset;
     const role = m.role === "developer" ? "system" : m.role;
     const extra: Partial<Message<PromptImage>> = {};
     if (m.role === "assistant") {
@@ -102,7 +104,8 @@ function toMessages(
           id: callId(c.id, `messages[${i}].tool_calls[${j}].id`),
           name: c.function.name,
           arguments: typeof c.function.arguments === "object" && c.function.arguments !== null
-            ? pyAt(source[i], "tool_calls", j, "function", "arguments") ?? fromJs(c.function.arguments)
+            ? pyAt(source[i], "tool_calls", j, "function", "arguments") ??
+              fromRequest(c.function.arguments, `messages[${i}].tool_calls[${j}].function.arguments`)
             : c.function.arguments ?? "",
         }));
       }
@@ -125,8 +128,11 @@ export interface PreparedChat {
   /** Choices to generate (`n`), each with its own seed. */
   n: number;
   stop: string[];
-  /** With tools the model may call: the [TOOL_CALLS] id, and whether the answer begins with it (a forced call). */
-  tools?: { callsId: number; forced: boolean };
+  /**
+   * With tools the model may call: the [TOOL_CALLS] id, whether the answer begins with it (a forced call), the
+   * functions' names, and whether one call at most is asked for.
+   */
+  tools?: { callsId: number; forced: boolean; names: string[]; single: boolean };
 }
 
 const specialNames = new WeakMap<Tokenizer, Map<string, number>>();
@@ -146,15 +152,25 @@ function specials(tokenizer: Tokenizer): Map<string, number> {
  * The conversation as token ids, with its images fetched and preprocessed: by Mistral's instruct rules, or by
  * the server's Hugging Face chat template when it has chosen one.
  */
+export interface EncodeOptions {
+  signal?: AbortSignal;
+  resize?: ResizeMode;
+  /** Mistral's guardrail system prompt first (`safe_prompt`). */
+  safePrompt?: boolean | null;
+  tools?: ToolUse;
+  /** The request body as Python reads it (see pySource). */
+  source?: PyValue;
+}
+
 export async function encodeChat(
-  messages: ChatMessage[],
+  requested: ChatMessage[],
   service: Service,
-  signal?: AbortSignal,
-  resize?: ResizeMode,
-  tools?: ToolUse,
-  source?: PyValue,
+  { signal, resize, safePrompt, tools, source }: EncodeOptions = {},
 ) {
   const { tokenizer } = service;
+  const messages = withSafePrompt(requested, safePrompt);
+  // Errors name messages by their place in the request, which the safe prompt does not take.
+  const offset = messages.length - requested.length;
   if (
     service.chatTemplate &&
     (tools || messages.some((m) => m.role === "tool" || (m.role === "assistant" && m.tool_calls?.length)))
@@ -165,7 +181,7 @@ export async function encodeChat(
       "unsupported_parameter",
     );
   }
-  const images = await loadImages(messages, service, resize, signal);
+  const images = await loadImages(requested, service, resize, signal);
   const encoder = {
     encode: (text: string) => [...tokenizer.encode(text)],
     imageTokens: (image: PromptImage) => image.tokens,
@@ -175,19 +191,28 @@ export async function encodeChat(
     instEnd: tokenizer.special("[/INST]"),
     tools: toolTokens(tokenizer),
   };
-  // The request's messages are the last of `messages` (a safe prompt may come first).
   const sourceMessages = pyAt(source, "messages");
-  const aligned = Array.isArray(sourceMessages)
-    ? [...Array(messages.length - sourceMessages.length).fill(null), ...sourceMessages]
-    : [];
-  const conversation = toMessages(messages, images, aligned);
-  const encoded = service.chatTemplate
-    ? encodeWithTemplate(service.chatTemplate, conversation, {
-      ...encoder,
-      specials: specials(tokenizer),
-      imageToken: tokenizer.specialName(service.images.tokens.img)!,
-    })
-    : encodeInstruct(conversation, encoder, tools?.definitions);
+  const conversation = toMessages(
+    messages,
+    images,
+    Array.isArray(sourceMessages) ? sourceMessages : [],
+    offset,
+  );
+  let encoded;
+  try {
+    encoded = service.chatTemplate
+      ? encodeWithTemplate(service.chatTemplate, conversation, {
+        ...encoder,
+        specials: specials(tokenizer),
+        imageToken: tokenizer.specialName(service.images.tokens.img)!,
+      })
+      : encodeInstruct(conversation, encoder, tools?.definitions);
+  } catch (err) {
+    if (err instanceof PromptError && err.index !== undefined) {
+      throw new PromptError(err.message, Math.max(0, err.index - offset));
+    }
+    throw err;
+  }
   const callsId = encoder.tools?.calls ?? -1;
   const generation = toolGeneration(tools, callsId);
   return {
@@ -232,10 +257,15 @@ export async function prepareChat(
 ): Promise<PreparedChat> {
   const engine = service.engine!;
   const { tokenizer } = service;
-  const messages = withSafePrompt(chat.messages, chat.safe_prompt);
   const source = pySource(chat, text);
   const tools = toolUse(chat, source);
-  const encoded = await encodeChat(messages, service, signal, chat.image_resize ?? undefined, tools, source);
+  const encoded = await encodeChat(chat.messages, service, {
+    signal,
+    resize: chat.image_resize ?? undefined,
+    safePrompt: chat.safe_prompt,
+    tools,
+    source,
+  });
   const { generation } = encoded;
   const room = engine.contextLength - encoded.ids.length;
   const asked = chat.max_completion_tokens ?? chat.max_tokens ?? undefined;
@@ -275,7 +305,12 @@ export async function prepareChat(
     },
     n: chat.n ?? 1,
     tools: tools && tools.choice !== "none"
-      ? { callsId: encoded.callsId, forced: generation.lead.length > 0 }
+      ? {
+        callsId: encoded.callsId,
+        forced: generation.lead.length > 0,
+        names: tools.definitions.map((d) => d.name),
+        single: typeof tools.choice === "object" || !tools.parallel,
+      }
       : undefined,
     // An empty stop string would match at once; it stops nothing, as in OpenAI's API.
     stop: (chat.stop == null ? [] : typeof chat.stop === "string" ? [chat.stop] : chat.stop).filter(Boolean),

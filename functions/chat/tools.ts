@@ -15,8 +15,17 @@ import {
   type OutputFormat,
   toolCallsFormat,
 } from "../../runtime/grammar/format.ts";
-import { fromJs, pyAt, pyJsonDumps, pyJsonLoads, type PyValue, toJs } from "../../runtime/prompt/pyjson.ts";
+import {
+  fromJs,
+  pyAt,
+  pyJsonDumps,
+  pyJsonLoads,
+  type PyValue,
+  toJs,
+  TooDeepError,
+} from "../../runtime/prompt/pyjson.ts";
 import type { ToolDefinition } from "../../runtime/prompt/instruct.ts";
+import { log } from "../../runtime/log.ts";
 import { type ChatRequest, RequestError } from "../schema/chat.ts";
 
 /** The tools of a request and how the model may use them. */
@@ -67,7 +76,8 @@ export function toolUse(
   const definitions = tools.map(({ function: f }, i): ToolDefinition => ({
     name: f.name,
     description: f.description ?? "",
-    parameters: pyAt(source, "tools", i, "function", "parameters") ?? fromJs(f.parameters ?? {}),
+    parameters: pyAt(source, "tools", i, "function", "parameters") ??
+      fromRequest(f.parameters ?? {}, `tools[${i}].function.parameters`),
   }));
   return {
     definitions,
@@ -93,6 +103,16 @@ export function pySource(
     m.role === "assistant" && m.tool_calls?.some((c) => typeof c.function.arguments === "object")
   );
   return text !== undefined && (chat.tools?.length || objects) ? pyJsonLoads(text) : undefined;
+}
+
+/** A request's JSON value as Python holds it; too deep a value is the client's error (400), not the stack's. */
+export function fromRequest(value: unknown, param: string): PyValue {
+  try {
+    return fromJs(value);
+  } catch (err) {
+    if (err instanceof TooDeepError) throw new RequestError(`${param}: ${err.message}`, param);
+    throw err;
+  }
 }
 
 /** What the engine does for the tool choice: ids that begin the answer, its output format, tokens banned. */
@@ -123,7 +143,9 @@ export function toolGeneration(use: ToolUse | undefined, toolCalls: number): Too
       jsonSchemaFormat(parameters);
     } catch (err) {
       if (!(err instanceof FormatError)) throw err;
-      if (use.strict.get(d.name)) {
+      // Under "auto" the calls are constrained only if the model makes one: a schema that cannot be enforced
+      // then leaves that function's arguments free rather than failing an answer that may be text.
+      if (use.strict.get(d.name) && use.choice !== "auto") {
         throw new RequestError(
           `tools[${i}].function.parameters: ${err.message}; a strict function's arguments cannot be enforced`,
           `tools[${i}].function.parameters`,
@@ -133,7 +155,20 @@ export function toolGeneration(use: ToolUse | undefined, toolCalls: number): Too
     }
     return [{ name: d.name, parameters }];
   });
-  const format = toolCallsFormat(functions, named !== undefined || !use.parallel);
+  let format: OutputFormat;
+  try {
+    format = toolCallsFormat(functions, named !== undefined || !use.parallel);
+  } catch (err) {
+    if (!(err instanceof FormatError)) throw err;
+    // Each schema passed alone; together they are too large or deep. "auto" asked for no enforcement.
+    if (use.choice === "auto") {
+      log.warn("the tools' call grammar is too large; calls under auto are not constrained", {
+        error: err.message,
+      });
+      return { lead: [], banned: [] };
+    }
+    throw new RequestError(`tools: the grammar of the calls cannot be made: ${err.message}`, "tools");
+  }
   if (use.choice === "auto") return { lead: [], format, trigger: toolCalls, banned: [] };
   return { lead: [toolCalls], format, banned: [] };
 }
@@ -163,9 +198,10 @@ export function promptToolCallId(id: string): string {
 
 /**
  * The calls in what the model wrote after [TOOL_CALLS]: a JSON list of `{"name", "arguments"}` (a lone object is
- * taken as a list of one; arguments given as JSON text are read). Undefined when it is not that.
+ * taken as a list of one; arguments given as JSON text are read), calling only `names` when given. Undefined
+ * when it is not that.
  */
-export function parseToolCalls(text: string): ToolCallOut[] | undefined {
+export function parseToolCalls(text: string, names?: readonly string[]): ToolCallOut[] | undefined {
   const value = pyJsonLoads(text.trim());
   if (value === undefined || value === null) return undefined;
   const list = Array.isArray(value) ? value : [value];
@@ -174,7 +210,7 @@ export function parseToolCalls(text: string): ToolCallOut[] | undefined {
     if (!(item instanceof Map)) return undefined;
     const name = item.get("name");
     let args: PyValue | undefined = item.get("arguments") ?? new Map();
-    if (typeof name !== "string" || !name) return undefined;
+    if (typeof name !== "string" || !name || (names && !names.includes(name))) return undefined;
     if (typeof args === "string") args = pyJsonLoads(args);
     if (!(args instanceof Map)) return undefined;
     calls.push({ id: newToolCallId(), type: "function", function: { name, arguments: pyJsonDumps(args) } });

@@ -5,7 +5,7 @@
  */
 import { Hono } from "hono";
 import { z } from "zod";
-import { encodeChat, withSafePrompt } from "../chat/prepare.ts";
+import { encodeChat } from "../chat/prepare.ts";
 import { pySource, toolUse } from "../chat/tools.ts";
 import { chatRequestSchema, parseWith, RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
@@ -44,9 +44,9 @@ export function tokenizeRoutes(service: Service): Hono {
         ];
       } else {
         const source = pySource(body, text);
-        const messages = withSafePrompt(body.messages, body.safe_prompt);
         const tools = toolUse(body, source);
-        ids = (await encodeChat(messages, service, c.req.raw.signal, undefined, tools, source)).ids;
+        const options = { signal: c.req.raw.signal, safePrompt: body.safe_prompt, tools, source };
+        ids = (await encodeChat(body.messages, service, options)).ids;
       }
       return c.json({ count: ids.length, max_model_len: service.engine?.contextLength ?? null, tokens: ids });
     })

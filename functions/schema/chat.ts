@@ -47,7 +47,7 @@ const message = z.discriminatedUnion("role", [
   }),
   z.object({
     role: z.literal("tool"),
-    content: z.union([z.string(), z.array(textPart), z.null()]),
+    content: z.union([z.string(), z.array(textPart)]),
     tool_call_id: z.string().nullish(),
     name: z.string().nullish(),
   }),

@@ -46,7 +46,8 @@ export interface GenerateRequest {
   format?: OutputFormat;
   /**
    * With a format: it applies only if the first generated token is this one, and then to what follows it (a
-   * model's own [TOOL_CALLS] begins calls that must follow the tools' schemas; text is free).
+   * model's own [TOOL_CALLS] begins calls that must follow the tools' schemas; text is free). Such a format
+   * that cannot be compiled is dropped (the output is free) rather than failing the request.
    */
   trigger?: number;
   /** Tokens never to sample (e.g. [TOOL_CALLS] under `tool_choice: "none"`). */

@@ -95,6 +95,8 @@ class Sequence {
   allowed?: Uint32Array;
   /** With a trigger token: undefined until the first token, then whether it was the trigger (the format applies). */
   triggered?: boolean;
+  /** A triggered format that could not be compiled: the output is free. */
+  formatDropped = false;
   /** Every token but the banned ones, when some are: the same mask each step, so no need to step one by one. */
   readonly unbanned?: Uint32Array;
 
@@ -154,7 +156,7 @@ class Sequence {
 
   /** Whether its output format applies to the next token (a triggered one only after its trigger). */
   get constrained(): boolean {
-    return this.request.format !== undefined &&
+    return this.request.format !== undefined && !this.formatDropped &&
       (this.request.trigger === undefined || this.triggered === true);
   }
 
@@ -283,14 +285,30 @@ export class LocalEngine implements Engine {
    */
   #prepare(seq: Sequence, format: OutputFormat): void {
     this.#compiling.add(seq);
-    this.#constraints!.constrain(format, seq.request.stopIds).then((constraint) => {
+    const queue = () => {
       this.#compiling.delete(seq);
-      seq.constraint = constraint;
-      // Cancelled meanwhile (its stream has failed already), or the engine closed.
-      if (seq.cancelled || this.#closed) return seq.releaseConstraint();
+      if (seq.cancelled) return false; // its stream has failed already
+      if (this.#closed) {
+        seq.channel.fail(new EngineClosedError("the server shut down before the request started"));
+        return false;
+      }
       this.#waiting.push(seq);
       this.#kick();
+      return true;
+    };
+    this.#constraints!.constrain(format, seq.request.stopIds).then((constraint) => {
+      seq.constraint = constraint;
+      if (!queue()) seq.releaseConstraint();
     }, (err) => {
+      // A format that only a trigger would start is a refinement: without it the output is free.
+      if (seq.request.trigger !== undefined && err instanceof InvalidRequestError) {
+        log.warn("a triggered output format cannot be compiled; the output stays free", {
+          error: err.message,
+        });
+        seq.formatDropped = true;
+        queue();
+        return;
+      }
       this.#compiling.delete(seq);
       if (!seq.cancelled) seq.channel.fail(err);
     });

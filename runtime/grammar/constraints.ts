@@ -108,7 +108,7 @@ export class XGrammarConstraints implements Constraints {
           if (!(again instanceof XGrammarError)) throw again;
           throw again.reason === undefined
             ? new InvalidRequestError(
-              "response_format: the schema's grammar needs more memory than xgrammar has",
+              "the output format's grammar needs more memory than xgrammar has",
             )
             : this.#refused(again);
         });
@@ -132,7 +132,7 @@ export class XGrammarConstraints implements Constraints {
   }
 
   #refused(err: XGrammarError): InvalidRequestError {
-    return new InvalidRequestError(`response_format: the schema cannot be compiled: ${err.message}`);
+    return new InvalidRequestError(`the output format's schema cannot be compiled: ${err.message}`);
   }
 
   #vocabulary(): Vocabulary {

@@ -8,6 +8,7 @@ import type { Constraints, TokenConstraint } from "../engine/engine.ts";
 import { deserializeError, type SerializedError } from "../engine/worker.ts";
 import type { Vocabulary } from "./constraints.ts";
 import type { OutputFormat } from "./format.ts";
+import { log } from "../log.ts";
 
 export type ToGrammarWorker =
   | { type: "init"; vocabulary: Vocabulary; kept?: number }
@@ -21,7 +22,9 @@ export type FromGrammarWorker =
   | { type: "failed"; call: number; error: SerializedError };
 
 export class GrammarWorker implements Constraints {
-  readonly #worker: Worker;
+  #worker?: Worker;
+  /** Counts the workers started: a matcher belongs to the one that made it. */
+  #generation = 0;
   readonly #calls = new Map<
     number,
     { resolve: (mask?: Uint32Array) => void; reject: (err: Error) => void }
@@ -30,54 +33,72 @@ export class GrammarWorker implements Constraints {
   #closed = false;
 
   /** Starts the worker and gives xgrammar `vocabulary` at once (no request waits for it later). */
-  constructor(vocabulary: Vocabulary, options: { kept?: number } = {}) {
-    this.#worker = new Worker(new URL("./worker_entry.ts", import.meta.url), { type: "module" });
-    this.#worker.onmessage = ({ data }: MessageEvent<FromGrammarWorker>) => {
-      const call = this.#calls.get(data.call);
-      this.#calls.delete(data.call);
-      if (data.type === "done") call?.resolve(data.mask);
-      else call?.reject(deserializeError(data.error));
-    };
-    this.#worker.onerror = (event) => {
-      event.preventDefault();
-      this.#fail(new Error(`the grammar worker failed: ${event.message}`));
-    };
-    this.#post({ type: "init", vocabulary, kept: options.kept });
+  constructor(readonly vocabulary: Vocabulary, readonly options: { kept?: number } = {}) {
+    this.#start();
   }
 
   async constrain(format: OutputFormat, stopIds: readonly number[]): Promise<TokenConstraint> {
     const id = ++this.#next;
     await this.#call((call) => ({ type: "constrain", call, id, format, stopIds: [...stopIds] }));
+    const generation = this.#generation;
+    const mine = () => generation === this.#generation && !this.#closed;
     let mask: Uint32Array | undefined;
     return {
-      allowed: async () => mask = (await this.#call((call) => ({ type: "allowed", call, id })))!,
+      allowed: async () => {
+        if (!mine()) throw new Error("the grammar worker that held this matcher has stopped");
+        return mask = (await this.#call((call) => ({ type: "allowed", call, id })))!;
+      },
       // The worker's matcher takes exactly the tokens of the mask it sent; should it not, its next mask fails.
       accept: (token) => {
-        this.#post({ type: "accept", id, token });
+        if (mine()) this.#worker!.postMessage({ type: "accept", id, token } satisfies ToGrammarWorker);
         return mask !== undefined && ((mask[token >> 5] >>> (token & 31)) & 1) === 1;
       },
-      release: () => this.#post({ type: "release", id }),
+      release: () => {
+        if (mine()) this.#worker!.postMessage({ type: "release", id } satisfies ToGrammarWorker);
+      },
     };
   }
 
   close(): void {
     this.#closed = true;
-    this.#worker.terminate();
+    this.#worker?.terminate();
+    this.#worker = undefined;
     this.#fail(new Error("the grammar worker was closed"));
+  }
+
+  #start(): Worker {
+    const worker = new Worker(new URL("./worker_entry.ts", import.meta.url), { type: "module" });
+    this.#generation++;
+    worker.onmessage = ({ data }: MessageEvent<FromGrammarWorker>) => {
+      const call = this.#calls.get(data.call);
+      this.#calls.delete(data.call);
+      if (data.type === "done") call?.resolve(data.mask);
+      else call?.reject(deserializeError(data.error));
+    };
+    // A worker that threw is dead (Deno does not run it on): its calls fail, its matchers with them, and the
+    // next request starts a new one.
+    worker.onerror = (event) => {
+      event.preventDefault();
+      log.error("the grammar worker failed; a new one starts at the next request", { error: event.message });
+      worker.terminate();
+      if (this.#worker === worker) this.#worker = undefined;
+      this.#fail(new Error(`the grammar worker failed: ${event.message}`));
+    };
+    worker.postMessage(
+      { type: "init", vocabulary: this.vocabulary, kept: this.options.kept } satisfies ToGrammarWorker,
+    );
+    return this.#worker = worker;
   }
 
   #call(message: (call: number) => ToGrammarWorker): Promise<Uint32Array | undefined> {
     if (this.#closed) return Promise.reject(new Error("the grammar worker was closed"));
+    const worker = this.#worker ?? this.#start();
     const call = ++this.#next;
     const done = new Promise<Uint32Array | undefined>((resolve, reject) =>
       this.#calls.set(call, { resolve, reject })
     );
-    this.#post(message(call));
+    worker.postMessage(message(call));
     return done;
-  }
-
-  #post(message: ToGrammarWorker): void {
-    if (!this.#closed) this.#worker.postMessage(message);
   }
 
   #fail(err: Error): void {

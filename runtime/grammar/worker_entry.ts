@@ -15,6 +15,8 @@ let constraints: XGrammarConstraints | undefined;
  * before (the compile first), so a token is taken before the next mask is made.
  */
 const matchers = new Map<number, Promise<TokenConstraint>>();
+/** The matchers made, to release them whatever became of their chain. */
+const made = new Map<number, TokenConstraint>();
 
 const post = (message: FromGrammarWorker, transfer: Transferable[] = []) =>
   self.postMessage(message, transfer);
@@ -52,26 +54,38 @@ self.onmessage = ({ data }: MessageEvent<ToGrammarWorker>) => {
       break;
     }
     case "constrain": {
-      const made = constraints!.constrain(data.format, data.stopIds);
-      keep(data.id, made);
-      answer(data.call, made.then(() => undefined));
+      const { id } = data;
+      const matcher = constraints!.constrain(data.format, data.stopIds);
+      keep(id, matcher);
+      // No matcher: the engine never asks about this id again.
+      matcher.then((m) => made.set(id, m), () => matchers.get(id) === matcher && matchers.delete(id));
+      answer(data.call, matcher.then(() => undefined));
       break;
     }
     case "allowed":
       answer(data.call, then(data.id, (m) => m.allowed()));
       break;
     case "accept": {
-      const { token } = data;
+      const { id, token } = data;
       // A token its own mask allowed but the matcher refuses fails the sequence at its next mask.
-      then(data.id, (m) => {
-        if (!m.accept(token)) {
-          keep(data.id, Promise.reject(new Error(`token ${token} is outside the output format`)));
-        }
-      }).catch(() => {});
+      const tail = matchers.get(id) ?? Promise.reject(new Error(`no matcher ${id}`));
+      keep(
+        id,
+        tail.then((m) => {
+          if (!m.accept(token)) throw new Error(`token ${token} is outside the output format`);
+          return m;
+        }),
+      );
       break;
     }
-    case "release":
-      then(data.id, (m) => m.release()).catch(() => {}).finally(() => matchers.delete(data.id));
+    case "release": {
+      const { id } = data;
+      (matchers.get(id) ?? Promise.resolve()).catch(() => {}).finally(() => {
+        made.get(id)?.release();
+        made.delete(id);
+        matchers.delete(id);
+      });
       break;
+    }
   }
 };

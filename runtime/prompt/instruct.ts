@@ -110,13 +110,10 @@ function validate<Image>(messages: Message<Image>[]): void {
   }
   let expectedResults = 0;
   messages.forEach((m, i) => {
+    if (m.role === "assistant" && !m.content?.length && !m.toolCalls?.length) {
+      throw new PromptError("an assistant message has neither content nor tool_calls", i);
+    }
     if (m.role === "assistant" && m.toolCalls?.length) {
-      if (m.content?.length) {
-        throw new PromptError(
-          "an assistant message has both content and tool_calls; Pixtral's format takes one",
-          i,
-        );
-      }
       if (m.prefix) throw new PromptError("an assistant message with tool_calls cannot be a prefix", i);
       for (const call of m.toolCalls) {
         if (!FUNCTION_NAME.test(call.name)) {
@@ -238,15 +235,15 @@ export function encodeInstruct<Image>(
       return;
     }
     if (turn.role === "assistant") {
+      if (typeof turn.content !== "string") throw new PromptError("assistant messages must be text");
+      // Text and calls together (mistral_common refuses them) are what the model writes when it says something
+      // before calling, and what this server then answers: encoded as written, the text, then the calls.
+      if (turn.content) ids.push(...enc.encode(turn.content.replace(/ +$/, "")));
       if (turn.toolCalls.length) {
         const calls = turn.toolCalls.map((c) =>
           new Map<string, PyValue>([["name", c.name], ["arguments", jsonContent(c.arguments)], ["id", c.id]])
         );
         ids.push(toolIds!.calls, ...json(calls));
-      } else {
-        if (typeof turn.content !== "string") throw new PromptError("assistant messages must be text");
-        if (!turn.content) throw new PromptError("an assistant message has empty content");
-        ids.push(...enc.encode(turn.content.replace(/ +$/, "")));
       }
       if (!turn.prefix) ids.push(enc.eos);
       return;

@@ -6,6 +6,17 @@
  * of these, and each difference would change the prompt's tokens.
  */
 
+/**
+ * Nesting deeper than this is not read (JSON text: as if it did not parse; a request's value: TooDeepError), so
+ * that nothing here recurses past the stack. Python's own json gives up near 1000 levels.
+ */
+export const MAX_DEPTH = 256;
+
+/** A value nested deeper than MAX_DEPTH. */
+export class TooDeepError extends RangeError {
+  override name = "TooDeepError";
+}
+
 /** A number, kept as Python prints it. */
 export class PyNumber {
   constructor(readonly repr: string) {}
@@ -41,14 +52,17 @@ export function pyJsonDumps(value: PyValue): string {
  * A value JSON.parse made (a request body's), as Python would hold it had it read the same text: an integral
  * number is an int unless it was written with a fraction or exponent, which JSON.parse no longer shows.
  */
-export function fromJs(value: unknown): PyValue {
+export function fromJs(value: unknown, depth = 0): PyValue {
   if (value === null || typeof value === "boolean" || typeof value === "string") return value;
   if (typeof value === "number") {
     return new PyNumber(Number.isInteger(value) ? BigInt(value).toString() : floatRepr(value));
   }
-  if (Array.isArray(value)) return value.map(fromJs);
+  if (depth >= MAX_DEPTH) throw new TooDeepError(`JSON nested deeper than ${MAX_DEPTH} levels`);
+  if (Array.isArray(value)) return value.map((v) => fromJs(v, depth + 1));
   if (typeof value === "object") {
-    return new Map(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, fromJs(v)]));
+    return new Map(
+      Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, fromJs(v, depth + 1)]),
+    );
   }
   throw new TypeError(`not a JSON value: ${typeof value}`);
 }
@@ -122,6 +136,7 @@ const WORDS: [string, PyValue | "nan" | "inf" | "-inf"][] = [
 
 class Parser {
   at = 0;
+  #depth = 0;
   constructor(readonly text: string) {}
 
   space(): void {
@@ -130,8 +145,12 @@ class Parser {
 
   value(): PyValue {
     const c = this.text[this.at];
-    if (c === "{") return this.object();
-    if (c === "[") return this.array();
+    if (c === "{" || c === "[") {
+      if (++this.#depth > MAX_DEPTH) throw new SyntaxError(`nested deeper than ${MAX_DEPTH} levels`);
+      const value = c === "{" ? this.object() : this.array();
+      this.#depth--;
+      return value;
+    }
     if (c === '"') return this.string();
     for (const [word, value] of WORDS) {
       if (this.text.startsWith(word, this.at)) {
