@@ -92,6 +92,35 @@ Deno.test("edge gateway: the bundle under Deno and workerd, two GPU hosts, one k
       const refused = await post(`${gateway.url}/v1/chat/completions`, { messages: [] });
       assert.equal(refused.status, 401);
       await assertSameAnswers(gateway.url, b.url);
+      // Function calling: the output format, its trigger and the banned [TOOL_CALLS] travel to the host.
+      const direct = new OpenAI({ baseURL: `${b.url}/v1`, apiKey: "unused", maxRetries: 0 });
+      const edge = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: KEY, maxRetries: 0 });
+      const tools = [{
+        type: "function" as const,
+        function: {
+          name: "pick",
+          parameters: { type: "object", properties: { a: { enum: ["x", "y"] } }, required: ["a"] },
+        },
+      }];
+      for (const tool_choice of ["required", "auto", "none"] as const) {
+        const params = {
+          model: "mistral",
+          messages: [{ role: "user" as const, content: "Pick one." }],
+          tools,
+          tool_choice,
+          temperature: 0,
+          max_tokens: 120,
+        };
+        const [want, got] = await Promise.all([direct, edge].map((c) => c.chat.completions.create(params)));
+        const shape = (r: typeof want) =>
+          r.choices.map((c) => ({
+            finish: c.finish_reason,
+            content: c.message.content,
+            calls: c.message.tool_calls?.map((call) => call.type === "function" && call.function),
+          }));
+        assert.deepEqual(shape(got), shape(want), tool_choice);
+        if (tool_choice === "required") assert.equal(got.choices[0].finish_reason, "tool_calls");
+      }
     });
 
     await t.step("under workerd: starts, then answers as the GPU host does", async () => {
