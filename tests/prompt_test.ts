@@ -110,3 +110,24 @@ Deno.test("images for a model without a vision encoder are refused with the reas
       /--mmproj FILE/.test(err.message) && err.param === "messages[0].content[0].image_url",
   );
 });
+
+Deno.test("a text of hundreds of thousands of tokens is encoded (no spread of its ids into a call)", async () => {
+  const { encodeInstruct } = await import("../runtime/prompt/instruct.ts");
+  const long = new Uint32Array(400_000).fill(1000);
+  const tools = { begin: 5, end: 6, calls: 9, resultsBegin: 7, resultsEnd: 8 };
+  const enc = {
+    encode: (text: string) => text === "long" ? [...long] : [1001],
+    imageTokens: () => [],
+    bos: 1,
+    eos: 2,
+    inst: 3,
+    instEnd: 4,
+    tools,
+  };
+  const { ids } = encodeInstruct([
+    { role: "user", content: "long" },
+    { role: "assistant", content: "long" },
+    { role: "user", content: "long" },
+  ], enc);
+  assert.equal(ids.length, 1 + 3 * 400_000 + 5);
+});

@@ -13,7 +13,7 @@
  * as the template joins them (with nothing in between for Pixtral's template).
  */
 import { Template } from "@huggingface/jinja";
-import { type EncodedChat, type InstructEncoder, type Message, PromptError } from "./instruct.ts";
+import { append, type EncodedChat, type InstructEncoder, type Message, PromptError } from "./instruct.ts";
 
 const OPEN = "\uE000", CLOSE = "\uE001";
 
@@ -64,7 +64,7 @@ export function encodeWithTemplate<Image>(
   const ordered: Image[] = [];
   let run = "";
   const flush = () => {
-    if (run) ids.push(...enc.encode(run));
+    if (run) append(ids, enc.encode(run));
     run = "";
   };
   for (const part of rendered.split(new RegExp(`(${OPEN}\\d+${CLOSE})`))) {
@@ -86,7 +86,7 @@ export function encodeWithTemplate<Image>(
           throw new PromptError("the chat template wrote more [IMG] than there are images");
         }
         ordered.push(image);
-        ids.push(...enc.imageTokens(image));
+        append(ids, enc.imageTokens(image));
       } else {
         ids.push(enc.specials.get(name)!);
       }

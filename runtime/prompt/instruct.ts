@@ -197,6 +197,11 @@ function normalize<Image>(messages: Message<Image>[]) {
   return { systemPrompt, turns };
 }
 
+/** Appends `more` to `ids` (a spread into push() runs out of stack for a long text's tokens). */
+export function append(ids: number[], more: ArrayLike<number>): void {
+  for (let i = 0; i < more.length; i++) ids.push(more[i]);
+}
+
 /** JSON text as mistral_common reads it into a prompt: as its value when it parses, else as a string. */
 function jsonContent(text: string | PyValue): PyValue {
   if (typeof text !== "string") return text;
@@ -231,19 +236,22 @@ export function encodeInstruct<Image>(
   turns.forEach((turn, i) => {
     if (turn.role === "tool") {
       const result = new Map([["content", jsonContent(turn.content)], ["call_id", turn.toolCallId]]);
-      ids.push(toolIds!.resultsBegin, ...json(result), toolIds!.resultsEnd);
+      ids.push(toolIds!.resultsBegin);
+      append(ids, json(result));
+      ids.push(toolIds!.resultsEnd);
       return;
     }
     if (turn.role === "assistant") {
       if (typeof turn.content !== "string") throw new PromptError("assistant messages must be text");
       // Text and calls together (mistral_common refuses them) are what the model writes when it says something
       // before calling, and what this server then answers: encoded as written, the text, then the calls.
-      if (turn.content) ids.push(...enc.encode(turn.content.replace(/ +$/, "")));
+      if (turn.content) append(ids, enc.encode(turn.content.replace(/ +$/, "")));
       if (turn.toolCalls.length) {
         const calls = turn.toolCalls.map((c) =>
           new Map<string, PyValue>([["name", c.name], ["arguments", jsonContent(c.arguments)], ["id", c.id]])
         );
-        ids.push(toolIds!.calls, ...json(calls));
+        ids.push(toolIds!.calls);
+        append(ids, json(calls));
       }
       if (!turn.prefix) ids.push(enc.eos);
       return;
@@ -262,22 +270,24 @@ export function encodeInstruct<Image>(
           ],
         ])
       );
-      ids.push(toolIds!.begin, ...json(definitions), toolIds!.end);
+      ids.push(toolIds!.begin);
+      append(ids, json(definitions));
+      ids.push(toolIds!.end);
     }
     ids.push(enc.inst);
     if (typeof turn.content === "string") {
-      ids.push(...enc.encode(system ? system + JOIN + turn.content : turn.content));
+      append(ids, enc.encode(system ? system + JOIN + turn.content : turn.content));
     } else {
       let chunks = turn.content;
       // A text followed by one image is encoded image first (mistral_common's force_img_first).
       if (chunks.length === 2 && chunks[0].type === "text" && chunks[1].type === "image") {
         chunks = [chunks[1], chunks[0]];
       }
-      if (system) ids.push(...enc.encode(system + JOIN));
+      if (system) append(ids, enc.encode(system + JOIN));
       for (const chunk of chunks) {
-        if (chunk.type === "text") ids.push(...enc.encode(chunk.text));
+        if (chunk.type === "text") append(ids, enc.encode(chunk.text));
         else {
-          ids.push(...enc.imageTokens(chunk.image));
+          append(ids, enc.imageTokens(chunk.image));
           images.push(chunk.image);
         }
       }
