@@ -151,6 +151,15 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
       "tool_choice",
     );
     expectError(
+      await post(chat, {
+        ...user("hi"),
+        tools: [{ type: "function", function: { name: "f", parameters: { type: "string" } } }],
+      }),
+      400,
+      /arguments of a call are a JSON object/,
+      "tools[0].function.parameters",
+    );
+    expectError(
       await post(chat, { ...user("hi"), tools, response_format: { type: "json_object" } }),
       400,
       /cannot be combined with tools/,

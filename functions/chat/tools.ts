@@ -73,6 +73,17 @@ export function toolUse(
       "tool_choice.function.name",
     );
   }
+  tools.forEach(({ function: f }, i) => {
+    const type = f.parameters?.type;
+    if (type !== undefined && type !== "object" && !(Array.isArray(type) && type.includes("object"))) {
+      throw new RequestError(
+        `tools[${i}].function.parameters: the arguments of a call are a JSON object; the schema says ${
+          JSON.stringify(type)
+        }`,
+        `tools[${i}].function.parameters`,
+      );
+    }
+  });
   const definitions = tools.map(({ function: f }, i): ToolDefinition => ({
     name: f.name,
     description: f.description ?? "",
