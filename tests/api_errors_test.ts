@@ -59,6 +59,12 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
       "messages[2]",
     );
     expectError(
+      await post(chat, { messages: [...asked, { role: "tool", content: "r", tool_call_id: "c2" }] }),
+      400,
+      /names no call/,
+      "messages[2]",
+    );
+    expectError(
       await post(chat, { messages: [...asked, { role: "tool", content: "r" }] }),
       400,
       /tool call id is required/,

@@ -131,3 +131,56 @@ Deno.test("engine: sequences step on while a format's matcher is made; cancellin
   }
   assert.equal(model.pool.usedBlocks, 0);
 });
+
+/** Constraints whose masks wait while the gate is shut (a grammar thread busy compiling another schema). */
+class GatedConstraints implements Constraints {
+  #gate: Promise<void> = Promise.resolve();
+  open: () => void = () => {};
+  constructor(readonly inner: Constraints) {}
+  shut(): void {
+    this.#gate = new Promise((resolve) => this.open = resolve);
+  }
+  async constrain(format: OutputFormat, stopIds: readonly number[]): Promise<TokenConstraint> {
+    const inner = await this.inner.constrain(format, stopIds);
+    return {
+      allowed: async () => {
+        await this.#gate;
+        return await inner.allowed();
+      },
+      accept: (id) => inner.accept(id),
+      release: () => inner.release(),
+    };
+  }
+}
+
+Deno.test("engine: a constrained sequence whose masks are late does not hold the other streams", async () => {
+  const model = await loadTiny("mistral", EXACT);
+  const gated = new GatedConstraints(
+    XGrammarConstraints.forTokenizer(tokenizer, model.config.decoder.vocabSize),
+  );
+  const engine = new LocalEngine(model, { constraints: gated });
+  const request = (format?: OutputFormat): GenerateRequest => ({
+    ids: [1, 3, 1100, 1101, 4],
+    images: [],
+    sampling: GREEDY,
+    maxTokens: 6,
+    stopIds: [2],
+    ...(format ? { format } : {}),
+  });
+  try {
+    const alone = await collect(engine.generate(request(jsonSchemaFormat({ enum: ["a", "b"] }))));
+    gated.shut();
+    let constrainedDone = false;
+    const constrained = collect(engine.generate(request(jsonSchemaFormat({ enum: ["a", "b"] }))))
+      .finally(() => constrainedDone = true);
+    // The free request runs to its end while the other waits for its masks, which then come.
+    const free = await collect(engine.generate(request()));
+    assert.equal(free.events.length, 6);
+    assert.equal(constrainedDone, false);
+    gated.open();
+    assert.deepEqual(await constrained, alone);
+  } finally {
+    await engine.close();
+  }
+  assert.equal(model.pool.usedBlocks, 0);
+});

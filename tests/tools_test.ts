@@ -341,6 +341,11 @@ Deno.test("auto: text, then [TOOL_CALLS] and calls, is content plus tool_calls, 
   const text = [...full.encode("Let me check.")];
   assert.deepEqual(ids.slice(at - text.length, at), text);
 
+  // Complete calls are calls even when what came after them ran into max_tokens.
+  const complete = await (await app(script(calls), "length").request("/v1/chat/completions", request(false)))
+    .json();
+  assert.equal(complete.choices[0].finish_reason, "tool_calls");
+
   // What is not a list of calls (here cut short) reaches the client as text, never dropped.
   const cut =
     await (await app(script(calls.slice(0, 30)), "length").request("/v1/chat/completions", request(false)))

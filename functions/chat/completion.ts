@@ -152,7 +152,8 @@ async function runChoice(
     if (toolCalls && prepared.tools!.single && toolCalls.length > 1) toolCalls = undefined;
     if (toolCalls) {
       update({ index, toolCalls });
-      if (finish === "stop") finish = "tool_calls";
+      // Complete calls are what the client acts on, even if whitespace after them ran into max_tokens (as vLLM).
+      finish = "tool_calls";
     } else {
       // Not a list of calls (cut short by max_tokens, or malformed): the client gets what the model wrote.
       const callText = lists.join("");

@@ -17,6 +17,20 @@ import type { Tensor } from "../gpu/tensor.ts";
 import type { SequenceStep } from "../model/decoder.ts";
 import type { PixtralModel } from "../model/pixtral.ts";
 import { nextTurn } from "../event_loop.ts";
+
+/** How long a step waits for the masks of its constrained sequences before it runs without those still coming. */
+const MASK_WAIT_MS = 50;
+
+/** Waits for `work`, or `ms` at most. */
+async function within(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<void>((resolve) => timer = setTimeout(resolve, ms));
+  try {
+    await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 import type { OutputFormat } from "../grammar/format.ts";
 import { log } from "../log.ts";
 import { Channel } from "./channel.ts";
@@ -97,6 +111,10 @@ class Sequence {
   triggered?: boolean;
   /** A triggered format that could not be compiled: the output is free. */
   formatDropped = false;
+  /** The count of generated tokens `allowed` was made for, the request for the next mask, and its failure. */
+  maskFor = -1;
+  maskPending?: Promise<void>;
+  maskError?: unknown;
   /** Every token but the banned ones, when some are: the same mask each step, so no need to step one by one. */
   readonly unbanned?: Uint32Array;
 
@@ -491,14 +509,22 @@ export class LocalEngine implements Engine {
         }
       }
     }
-    await this.#constrain([
+    const unready = await this.#constrain([
       ...prefills.filter(({ seq, end }) => end === seq.prefillEnd && seq.generated === 0).map(({ seq }) =>
         seq
       ),
       ...scheduled,
     ]);
-    const decoders = scheduled.filter((seq) => this.#running.includes(seq));
-    const steps = prefills.filter(({ seq }) => this.#running.includes(seq)).map(({ seq, end }) => {
+    const runs = (seq: Sequence) => this.#running.includes(seq) && !unready.has(seq);
+    const decoders = scheduled.filter(runs);
+    const ready = prefills.filter(({ seq }) => runs(seq));
+    if (decoders.length === 0 && ready.length === 0) {
+      // Every sequence waits for its mask (a grammar compiling on the grammar thread): wait for one, or a
+      // while, so that new requests are still admitted.
+      await within(Promise.race([...unready].map((seq) => seq.maskPending)), MASK_WAIT_MS);
+      return;
+    }
+    const steps = ready.map(({ seq, end }) => {
       const ids = seq.tokens.slice(seq.past, end);
       // Only the prompt's [IMG] tokens are images (a recomputed sequence may have generated the id too).
       const images = seq.tokens.slice(seq.past, Math.min(end, seq.request.ids.length))
@@ -560,21 +586,47 @@ export class LocalEngine implements Engine {
    * The tokens each of `seqs` with an output format may sample next (without the banned ones); a sequence whose
    * matcher fails ends with the error (its own request alone).
    */
-  async #constrain(seqs: Sequence[]): Promise<void> {
+  async #constrain(seqs: Sequence[]): Promise<Set<Sequence>> {
+    const pending: Promise<void>[] = [];
     for (const seq of seqs) {
       if (!seq.constrained || seq.cancelled || !this.#running.includes(seq)) continue;
-      try {
-        if (!seq.constraint) throw new Error("a sequence with an output format has no matcher");
-        seq.allowed = await seq.constraint.allowed();
-        if (seq.unbanned) seq.allowed = seq.allowed.map((word, i) => word & seq.unbanned![i]);
-        if (seq.allowed.every((word) => word === 0)) {
-          throw new InvalidRequestError(
-            "the output format allows no next token (no token writes what it needs)",
-          );
-        }
-      } catch (err) {
-        this.#finish(seq, err);
+      if (seq.maskFor === seq.generated) continue;
+      seq.maskPending ??= this.#mask(seq);
+      pending.push(seq.maskPending);
+    }
+    // Masks come in well under a millisecond, unless the grammar thread is compiling: then the step goes on
+    // without the sequences still waiting, rather than stall every stream for the compile.
+    if (pending.length) await within(Promise.all(pending), MASK_WAIT_MS);
+    const unready = new Set<Sequence>();
+    for (const seq of seqs) {
+      if (seq.maskError !== undefined) this.#finish(seq, seq.maskError);
+      else if (seq.constrained && this.#running.includes(seq) && seq.maskFor !== seq.generated) {
+        unready.add(seq);
       }
+    }
+    return unready;
+  }
+
+  /** Asks for `seq`'s next mask; a failure is kept for the step to end the sequence with. */
+  async #mask(seq: Sequence): Promise<void> {
+    const generated = seq.generated;
+    try {
+      if (!seq.constraint) throw new Error("a sequence with an output format has no matcher");
+      let allowed = await seq.constraint.allowed();
+      if (seq.unbanned) allowed = allowed.map((word, i) => word & seq.unbanned![i]);
+      if (allowed.every((word) => word === 0)) {
+        throw new InvalidRequestError(
+          "the output format allows no next token (no token writes what it needs)",
+        );
+      }
+      if (seq.generated === generated) {
+        seq.allowed = allowed;
+        seq.maskFor = generated;
+      }
+    } catch (err) {
+      seq.maskError = err;
+    } finally {
+      seq.maskPending = undefined;
     }
   }
 

@@ -109,7 +109,10 @@ function validate<Image>(messages: Message<Image>[]): void {
     throw new PromptError("a conversation of one message must be a user or system message", 0);
   }
   let expectedResults = 0;
+  // The ids of the calls of the last assistant message: each tool message answers one of them.
+  let callIds: string[] = [];
   messages.forEach((m, i) => {
+    if (m.role === "assistant") callIds = m.toolCalls?.map((c) => c.id) ?? [];
     if (m.role === "assistant" && !m.content?.length && !m.toolCalls?.length) {
       throw new PromptError("an assistant message has neither content nor tool_calls", i);
     }
@@ -134,6 +137,12 @@ function validate<Image>(messages: Message<Image>[]): void {
     const previous = messages[i - 1].role;
     if (!follows[previous].includes(m.role)) {
       throw new PromptError(`a ${m.role} message cannot follow a ${previous} message`, i);
+    }
+    if (m.role === "tool" && !callIds.includes(m.toolCallId!)) {
+      throw new PromptError(
+        "a tool message's tool_call_id names no call of the assistant message before it",
+        i,
+      );
     }
     // Every call of an assistant message is answered by one tool message before the next assistant message.
     if (m.role === "tool") expectedResults--;
