@@ -62,6 +62,16 @@ Deno.test("the grammar worker gives the masks xgrammar gives in-thread, token fo
   await assert.rejects(worker.constrain(jsonSchemaFormat(SCHEMA), [EOS]), /closed/);
 });
 
+/** A short greedy request to the tiny model, with an output format if given. */
+const request = (format?: OutputFormat): GenerateRequest => ({
+  ids: [1, 3, 1100, 1101, 4],
+  images: [],
+  sampling: GREEDY,
+  maxTokens: 6,
+  stopIds: [2],
+  ...(format ? { format } : {}),
+});
+
 /** Constraints whose matchers come only when the test says (a grammar that takes long to compile). */
 class SlowConstraints implements Constraints {
   readonly pending: (() => void)[] = [];
@@ -78,14 +88,6 @@ Deno.test("engine: sequences step on while a format's matcher is made; cancellin
   const tiny = model.config.decoder.vocabSize;
   const slow = new SlowConstraints(XGrammarConstraints.forTokenizer(tokenizer, tiny));
   const engine = new LocalEngine(model, { constraints: slow });
-  const request = (format?: OutputFormat): GenerateRequest => ({
-    ids: [1, 3, 1100, 1101, 4],
-    images: [],
-    sampling: GREEDY,
-    maxTokens: 6,
-    stopIds: [2],
-    ...(format ? { format } : {}),
-  });
   try {
     const constrained = collect(engine.generate(request(jsonSchemaFormat({ enum: ["a", "b"] }))));
     assert.equal(engine.stats().waiting, 1);
@@ -159,14 +161,6 @@ Deno.test("engine: a constrained sequence whose masks are late does not hold the
     XGrammarConstraints.forTokenizer(tokenizer, model.config.decoder.vocabSize),
   );
   const engine = new LocalEngine(model, { constraints: gated });
-  const request = (format?: OutputFormat): GenerateRequest => ({
-    ids: [1, 3, 1100, 1101, 4],
-    images: [],
-    sampling: GREEDY,
-    maxTokens: 6,
-    stopIds: [2],
-    ...(format ? { format } : {}),
-  });
   try {
     const alone = await collect(engine.generate(request(jsonSchemaFormat({ enum: ["a", "b"] }))));
     gated.shut();
