@@ -19,6 +19,8 @@ export function allowedIds(mask: Uint32Array): number[] {
   return ids;
 }
 
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
 /** Tokens that begin with a quote, a bracket or a brace. */
 const CLOSES = Array.from({ length: tokenizer.vocabSize }, (_, id) => {
   const first = tokenizer.tokenBytes(id)[0];
@@ -44,7 +46,10 @@ export async function walk(
       const from = closing.length && random() < 0.5 ? closing : allowed;
       const pick = from[Math.floor(random() * from.length)];
       assert.ok(constraint.accept(pick), `token ${pick} was allowed but not accepted`);
-      if (pick === EOS) return tokenizer.decode(ids);
+      // Decoded strictly: a walk that wrote invalid UTF-8 fails.
+      if (pick === EOS) {
+        return UTF8.decode(new Uint8Array(ids.flatMap((id) => [...tokenizer.tokenBytes(id)])));
+      }
       ids.push(pick);
     }
     return undefined; // a long string or array: the walk ran out, as max_tokens would

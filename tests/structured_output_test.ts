@@ -164,6 +164,64 @@ Deno.test("a token outside the format is refused, and text the schema forbids ca
   }
 });
 
+Deno.test("strings stay valid UTF-8 across tokens: no overlong form, surrogate or code point past U+10FFFF", async () => {
+  // After these lead bytes UTF-8 allows only part of the continuation bytes (xgrammar alone takes any).
+  const ranges = new Map([[0xe0, [0xa0, 0xbf]], [0xed, [0x80, 0x9f]], [0xf0, [0x90, 0xbf]], [0xf4, [
+    0x80,
+    0x8f,
+  ]]]);
+  const quote = tokenizer.encode('"')[0];
+  const utf8 = new TextDecoder("utf-8", { fatal: true });
+  let checked = 0;
+  for (let id = 0; id < tokenizer.vocabSize; id++) {
+    if (tokenizer.isSpecial(id)) continue;
+    const bytes = tokenizer.tokenBytes(id);
+    // No token holds a forbidden pair itself: the masks need only look across a token boundary.
+    for (let i = 0; i + 1 < bytes.length; i++) {
+      const range = ranges.get(bytes[i]);
+      assert.ok(!range || (bytes[i + 1] >= range[0] && bytes[i + 1] <= range[1]), `token ${id} ${bytes}`);
+    }
+    const range = ranges.get(bytes.at(-1)!);
+    if (!range) continue;
+    const constraint = await constraints.constrain(jsonSchemaFormat({ type: "string" }), [EOS]);
+    try {
+      await constraint.allowed();
+      assert.ok(constraint.accept(quote));
+      await constraint.allowed();
+      if (!constraint.accept(id)) continue; // a token that begins otherwise than a string may go on
+      checked++;
+      const next = allowedIds(await constraint.allowed());
+      assert.ok(next.length > 0, `nothing may follow token ${id}`);
+      for (const after of next) {
+        const first = tokenizer.tokenBytes(after)[0];
+        assert.ok(
+          first >= range[0] && first <= range[1],
+          `token ${after} (${first}) after token ${id} (${bytes})`,
+        );
+      }
+      // What may follow completes the character as UTF-8 allows it.
+      const pick = next[0];
+      assert.ok(constraint.accept(pick));
+      let text = [...bytes, ...tokenizer.tokenBytes(pick)];
+      while (true) {
+        const more = allowedIds(await constraint.allowed()).filter((t) => tokenizer.tokenBytes(t)[0] >= 0x80);
+        const cont = more.find((t) => tokenizer.tokenBytes(t).length === 1);
+        try {
+          utf8.decode(new Uint8Array(text));
+          break;
+        } catch {
+          assert.ok(cont !== undefined, `no continuation after ${text}`);
+          assert.ok(constraint.accept(cont));
+          text = [...text, ...tokenizer.tokenBytes(cont)];
+        }
+      }
+    } finally {
+      constraint.release();
+    }
+  }
+  assert.ok(checked >= 4, `only ${checked} tokens ending with a restricted lead byte were checked`);
+});
+
 Deno.test("a schema xgrammar cannot compile is an InvalidRequestError with its reason", async () => {
   const format: OutputFormat = { schema: JSON.stringify({ $ref: "#/$defs/missing" }), strict: true };
   await assert.rejects(() => constraints.constrain(format, [EOS]), (err: Error) => {

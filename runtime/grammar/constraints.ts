@@ -30,23 +30,47 @@ const MAX_WHITESPACE = 20;
 const jsonSafe = (bytes: Uint8Array) =>
   bytes.every((b) => (b >= 0x20 || b === 0x0a) && b !== 0xc0 && b !== 0xc1 && b < 0xf5);
 
+/**
+ * Lead bytes after which UTF-8 allows only part of the continuation bytes, and that part: xgrammar 0.1.27 takes
+ * any continuation byte, which lets tokens write overlong forms (E0 80, F0 80), UTF-16 surrogates (ED A0) and
+ * code points beyond U+10FFFF (F4 90). No token holds such a pair; a token that ends with one of these leads
+ * can be followed by one that begins with the wrong continuation.
+ */
+const RESTRICTED_LEADS: readonly { lead: number; from: number; to: number }[] = [
+  { lead: 0xe0, from: 0xa0, to: 0xbf },
+  { lead: 0xed, from: 0x80, to: 0x9f },
+  { lead: 0xf0, from: 0x90, to: 0xbf },
+  { lead: 0xf4, from: 0x80, to: 0x8f },
+];
+
 export interface Vocabulary {
   /** Each token in GPT-2's byte alphabet, special tokens empty: a byte-level vocabulary as xgrammar takes one. */
   tokens: string[];
   /** The tokens jsonSafe allows, a bit per id. */
   safe: Uint32Array;
+  /** Per token, 1 + the index in RESTRICTED_LEADS of the lead byte it ends with; 0 when it ends otherwise. */
+  leads: Uint8Array;
+  /** Per restricted lead, the tokens that may follow it: those beginning with a continuation byte it allows. */
+  follows: Uint32Array[];
 }
 
 /** The model's vocabulary for xgrammar (`vocabSize`, the logits' width, may exceed the tokenizer's). */
 export function vocabulary(tokenizer: Tokenizer, vocabSize: number): Vocabulary {
   const tokens: string[] = [];
   const safe = new Uint32Array(Math.ceil(vocabSize / 32));
+  const leads = new Uint8Array(vocabSize);
+  const follows = RESTRICTED_LEADS.map(() => new Uint32Array(safe.length));
   for (let id = 0; id < vocabSize; id++) {
     const bytes = id < tokenizer.vocabSize && !tokenizer.isSpecial(id) ? tokenizer.tokenBytes(id) : undefined;
     tokens.push(bytes ? gpt2TokenString(bytes) : "");
     if (bytes && jsonSafe(bytes)) safe[id >> 5] |= 1 << (id & 31);
+    if (!bytes?.length) continue;
+    leads[id] = RESTRICTED_LEADS.findIndex(({ lead }) => lead === bytes.at(-1)) + 1;
+    RESTRICTED_LEADS.forEach(({ from, to }, i) => {
+      if (bytes[0] >= from && bytes[0] <= to) follows[i][id >> 5] |= 1 << (id & 31);
+    });
   }
-  return { tokens, safe };
+  return { tokens, safe, leads, follows };
 }
 
 /** The format's grammar, compiled with the whitespace allowance the server uses. */
@@ -117,16 +141,23 @@ export class XGrammarConstraints implements Constraints {
       }
     }
     const matcher = await instance.xg.GrammarMatcher.createGrammarMatcher(compiled, [...stopIds]);
-    const { safe } = this.#vocabulary();
+    const { safe, leads, follows } = this.#vocabulary();
+    // The restricted lead byte the text taken so far ends with (1 + its index), which narrows the next token.
+    let lead = 0;
     return {
       allowed: async () => {
         const mask = await matcher.getNextTokenBitmask();
         const allowed = new Uint32Array(safe.length);
         for (let w = 0; w < allowed.length; w++) allowed[w] = mask[w] & safe[w];
         for (const id of stopIds) allowed[id >> 5] |= mask[id >> 5] & (1 << (id & 31));
+        if (lead) { for (let w = 0; w < allowed.length; w++) allowed[w] &= follows[lead - 1][w]; }
         return allowed;
       },
-      accept: (id) => matcher.acceptToken(id),
+      accept: (id) => {
+        const taken = matcher.acceptToken(id);
+        if (taken) lead = leads[id] ?? 0;
+        return taken;
+      },
       release: () => matcher.dispose(),
     };
   }
