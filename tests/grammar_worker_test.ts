@@ -72,16 +72,77 @@ const request = (format?: OutputFormat): GenerateRequest => ({
   ...(format ? { format } : {}),
 });
 
-/** Constraints whose matchers come only when the test says (a grammar that takes long to compile). */
+/**
+ * Constraints whose matchers come only when the test says (a grammar that takes long to compile); `made` counts
+ * the matchers made, `live` those not yet released.
+ */
 class SlowConstraints implements Constraints {
   readonly pending: (() => void)[] = [];
+  made = 0;
+  live = 0;
   constructor(readonly inner: Constraints) {}
-  constrain(format: OutputFormat, stopIds: readonly number[]): Promise<TokenConstraint> {
-    return new Promise<void>((resolve) => this.pending.push(resolve)).then(() =>
-      this.inner.constrain(format, stopIds)
-    );
+  async constrain(format: OutputFormat, stopIds: readonly number[]): Promise<TokenConstraint> {
+    await new Promise<void>((resolve) => this.pending.push(resolve));
+    const inner = await this.inner.constrain(format, stopIds);
+    this.made++;
+    this.live++;
+    return {
+      ...inner,
+      release: () => {
+        this.live--;
+        inner.release();
+      },
+    };
   }
 }
+
+Deno.test("engine: a triggered format compiles while its sequence runs, which waits for it only after the trigger", async () => {
+  const model = await loadTiny("mistral", EXACT);
+  const slow = new SlowConstraints(
+    XGrammarConstraints.forTokenizer(tokenizer, model.config.decoder.vocabSize),
+  );
+  const engine = new LocalEngine(model, { constraints: slow });
+  const format = jsonSchemaFormat({ enum: ["a", "b"] });
+  try {
+    const free = (await collect(engine.generate(request()))).events.map((e) => e.id);
+    // Another first token: the answer runs to its end before its grammar is compiled; the matcher that comes
+    // later is released at once.
+    const other = free[0] === 1100 ? 1101 : 1100;
+    const untriggered = await Promise.race([
+      collect(engine.generate({ ...request(format), trigger: other })),
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error("waited for the grammar")), 30_000)
+      ),
+    ]);
+    assert.deepEqual(untriggered.events.map((e) => e.id), free);
+    assert.equal(slow.pending.length, 1);
+    slow.pending[0]();
+    while (slow.made < 1 || slow.live > 0) await new Promise((r) => setTimeout(r, 10));
+
+    // The trigger first: the stream gives it, then waits for the matcher while other streams go on.
+    const stream = engine.generate({ ...request(format), trigger: free[0] });
+    assert.deepEqual((await stream.next()).value, { id: free[0] });
+    let triggeredDone = false;
+    const rest = collect(stream).finally(() => triggeredDone = true);
+    assert.equal((await collect(engine.generate(request()))).events.length, 6);
+    assert.equal(triggeredDone, false);
+    slow.pending[1]();
+    const done = await rest;
+    assert.equal(done.finish, "stop");
+    assert.ok(['"a"', '"b"'].includes(tokenizer.decode(done.events.map((e) => e.id))));
+
+    // A triggered format that cannot be compiled leaves the answer free, also when the trigger came first.
+    const broken = { schema: JSON.stringify({ $ref: "#/$defs/missing" }), strict: true };
+    const dropped = collect(engine.generate({ ...request(broken), trigger: free[0] }));
+    while (slow.pending.length < 3) await new Promise((r) => setTimeout(r, 10));
+    slow.pending[2]();
+    assert.deepEqual((await dropped).events.map((e) => e.id), free);
+  } finally {
+    await engine.close();
+  }
+  assert.equal(slow.live, 0);
+  assert.equal(model.pool.usedBlocks, 0);
+});
 
 Deno.test("engine: sequences step on while a format's matcher is made; cancelling or closing meanwhile", async () => {
   const model = await loadTiny("mistral", EXACT);

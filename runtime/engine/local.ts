@@ -104,9 +104,17 @@ class Sequence {
   /** Penalised tokens and how often each was generated (prompt tokens count 0, for the repetition penalty). */
   readonly counts = new Map<number, number>();
   readonly seed: number;
-  /** The output format's matcher, made before the sequence is queued, and the tokens it allows next. */
+  /**
+   * The output format's matcher, made before the sequence is queued (a triggered format's while it runs, in
+   * `matcher`), and the tokens it allows next.
+   */
   constraint?: TokenConstraint;
+  matcher?: Promise<void>;
+  /** Whether `matcher` is still being made (its masks will not come soon). */
+  matcherPending = false;
   allowed?: Uint32Array;
+  /** Whether the sequence is done with its matcher: one that comes later is released at once. */
+  #constraintDone = false;
   /** With a trigger token: undefined until the first token, then whether it was the trigger (the format applies). */
   triggered?: boolean;
   /** A triggered format that could not be compiled: the output is free. */
@@ -183,8 +191,15 @@ class Sequence {
     return this.penalised || (this.request.topLogprobs ?? 0) > 0 || this.constrained;
   }
 
+  /** Takes the matcher made for it, or frees it if the sequence no longer needs one. */
+  takeConstraint(constraint: TokenConstraint): void {
+    this.constraint = constraint;
+    if (this.#constraintDone) this.releaseConstraint();
+  }
+
   /** Frees the matcher; a grammar engine that fails here must not take the step (or the stream's end) with it. */
   releaseConstraint(): void {
+    this.#constraintDone = true;
     try {
       this.constraint?.release();
     } catch (err) {
@@ -290,8 +305,11 @@ export class LocalEngine implements Engine {
     // Registered now, not when the stream is first read: a stream that is never read must still be cancellable.
     const abort = () => this.#cancel(seq);
     signal?.addEventListener("abort", abort);
-    if (request.format) this.#prepare(seq, request.format);
-    else this.#waiting.push(seq);
+    if (request.format && request.trigger === undefined) this.#prepare(seq, request.format);
+    else {
+      if (request.format) this.#prepareLater(seq, request.format);
+      this.#waiting.push(seq);
+    }
     if (signal?.aborted) abort();
     this.#kick();
     return this.#stream(seq, () => signal?.removeEventListener("abort", abort));
@@ -318,18 +336,29 @@ export class LocalEngine implements Engine {
       seq.constraint = constraint;
       if (!queue()) seq.releaseConstraint();
     }, (err) => {
-      // A format that only a trigger would start is a refinement: without it the output is free.
-      if (seq.request.trigger !== undefined && err instanceof InvalidRequestError) {
-        log.warn("a triggered output format cannot be compiled; the output stays free", {
-          error: err.message,
-        });
-        seq.formatDropped = true;
-        queue();
-        return;
-      }
       this.#compiling.delete(seq);
       if (!seq.cancelled) seq.channel.fail(err);
     });
+  }
+
+  /**
+   * Makes the matcher of a triggered format while `seq` runs: most answers never write the trigger (text rather
+   * than tool calls), and one that does waits for the matcher after it, so the compile overlaps the prefill.
+   */
+  #prepareLater(seq: Sequence, format: OutputFormat): void {
+    seq.matcherPending = true;
+    seq.matcher = this.#constraints!.constrain(format, seq.request.stopIds).then((constraint) => {
+      seq.matcherPending = false;
+      seq.takeConstraint(constraint);
+    }, (err) => {
+      seq.matcherPending = false;
+      // The format is a refinement: without it the output is free.
+      if (!(err instanceof InvalidRequestError)) throw err;
+      log.warn("a triggered output format cannot be compiled; the output stays free", { error: err.message });
+      seq.formatDropped = true;
+    });
+    // Another failure ends the sequence only if it wrote its trigger (at its next mask).
+    seq.matcher.catch(() => {});
   }
 
   async *#stream(seq: Sequence, detach: () => void): AsyncGenerator<TokenEvent, FinishReason> {
@@ -592,7 +621,8 @@ export class LocalEngine implements Engine {
       if (!seq.constrained || seq.cancelled || !this.#running.includes(seq)) continue;
       if (seq.maskFor === seq.generated) continue;
       seq.maskPending ??= this.#mask(seq);
-      pending.push(seq.maskPending);
+      // A matcher still being made will not come within the wait.
+      if (!seq.matcherPending) pending.push(seq.maskPending);
     }
     // Masks come in well under a millisecond, unless the grammar thread is compiling: then the step goes on
     // without the sequences still waiting, rather than stall every stream for the compile.
@@ -611,6 +641,8 @@ export class LocalEngine implements Engine {
   async #mask(seq: Sequence): Promise<void> {
     const generated = seq.generated;
     try {
+      await seq.matcher;
+      if (!seq.constrained) return; // a triggered format that could not be compiled
       if (!seq.constraint) throw new Error("a sequence with an output format has no matcher");
       let allowed = await seq.constraint.allowed();
       if (seq.unbanned) allowed = allowed.map((word, i) => word & seq.unbanned![i]);
