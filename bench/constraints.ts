@@ -9,8 +9,14 @@
  *
  *     deno task bench:constraints
  */
-import { compileFormat, vocabulary, XGrammarConstraints } from "../runtime/grammar/constraints.ts";
-import { JSON_OBJECT, jsonSchemaFormat, type OutputFormat } from "../runtime/grammar/format.ts";
+import { compileFormat, XGrammarConstraints } from "../runtime/grammar/constraints.ts";
+import { vocabulary } from "../runtime/grammar/vocabulary.ts";
+import {
+  JSON_OBJECT,
+  jsonSchemaFormat,
+  type OutputFormat,
+  toolCallsFormat,
+} from "../runtime/grammar/format.ts";
 import { loadTokenizer } from "../runtime/tokenizer/mod.ts";
 import { GrammarWorker } from "../runtime/grammar/worker.ts";
 import { xgrammar } from "../runtime/grammar/xgrammar.ts";
@@ -39,6 +45,23 @@ const INVOICE = {
   },
   required: ["vendor", "date", "total", "lines"],
 };
+/** A forced call over 16 functions of four parameters each, as agent frameworks send them. */
+const TOOLS = toolCallsFormat(
+  Array.from({ length: 16 }, (_, i) => ({
+    name: `tool_${i}`,
+    parameters: {
+      type: "object",
+      properties: {
+        city: { type: "string", description: "a city" },
+        unit: { enum: ["c", "f"] },
+        days: { type: "integer" },
+        tags: { type: "array", items: { type: "string" } },
+      },
+      required: ["city"],
+    },
+  })),
+  false,
+);
 const TEXTS: [string, OutputFormat, string][] = [
   [
     "invoice schema",
@@ -53,6 +76,11 @@ const TEXTS: [string, OutputFormat, string][] = [
       null,
       2,
     ),
+  ],
+  [
+    "tool calls (16 functions)",
+    TOOLS,
+    '[{"name": "tool_11", "arguments": {"city": "Zürich", "unit": "c", "days": 3, "tags": ["rain", "wind"]}}]',
   ],
   [
     "json_object",

@@ -11,7 +11,8 @@ import {
   type TokenConstraint,
 } from "../runtime/engine/engine.ts";
 import { LocalEngine } from "../runtime/engine/local.ts";
-import { vocabulary, XGrammarConstraints } from "../runtime/grammar/constraints.ts";
+import { XGrammarConstraints } from "../runtime/grammar/constraints.ts";
+import { vocabulary } from "../runtime/grammar/vocabulary.ts";
 import { jsonSchemaFormat, type OutputFormat } from "../runtime/grammar/format.ts";
 import { GrammarWorker } from "../runtime/grammar/worker.ts";
 import { allowedIds, constraints, EOS, seededRandom, tokenizer } from "./grammar_helpers.ts";

@@ -222,6 +222,41 @@ Deno.test("strings stay valid UTF-8 across tokens: no overlong form, surrogate o
   assert.ok(checked >= 4, `only ${checked} tokens ending with a restricted lead byte were checked`);
 });
 
+Deno.test("between JSON tokens at most 20 whitespace characters come in a row; strings hold any", async () => {
+  const spaces = (n: number) => {
+    const id = tokenizer.encode(" ".repeat(n)).length === 1 ? tokenizer.encode(" ".repeat(n))[0] : undefined;
+    assert.ok(id !== undefined && !tokenizer.isSpecial(id), `no token of ${n} spaces`);
+    return id;
+  };
+  const allows = (mask: Uint32Array, id: number) => ((mask[id >> 5] >>> (id & 31)) & 1) === 1;
+  const format = jsonSchemaFormat({ type: "object", properties: { a: { type: "string" } }, required: ["a"] });
+  const constraint = await constraints.constrain(format, [EOS]);
+  try {
+    assert.ok(constraint.accept(tokenizer.encode("{")[0]));
+    for (let i = 0; i < 15; i++) {
+      assert.ok(allows(await constraint.allowed(), spaces(1)), `space ${i + 1}`);
+      assert.ok(constraint.accept(spaces(1)));
+    }
+    // 15 in a row: a token of 5 spaces may come, one of 6 may not, nor may a newline after the five.
+    const mask = await constraint.allowed();
+    assert.ok(allows(mask, spaces(5)));
+    assert.equal(allows(mask, spaces(6)), false);
+    assert.ok(constraint.accept(spaces(5)));
+    const full = allowedIds(await constraint.allowed());
+    const first = (id: number) => tokenizer.tokenBytes(id)[0];
+    assert.ok(full.length > 0 && full.every((id) => ![0x20, 0x0a].includes(first(id))), "a 21st whitespace");
+    assert.ok(full.includes(tokenizer.encode('"')[0]));
+    // In a string, spaces are text: 40 in a row.
+    for (const id of tokenizer.encode('"a": "')) assert.ok(constraint.accept(id));
+    for (let i = 0; i < 40; i++) {
+      assert.ok(allows(await constraint.allowed(), spaces(1)), `space ${i + 1} in the string`);
+      assert.ok(constraint.accept(spaces(1)));
+    }
+  } finally {
+    constraint.release();
+  }
+});
+
 Deno.test("a schema xgrammar cannot compile is an InvalidRequestError with its reason", async () => {
   const format: OutputFormat = { schema: JSON.stringify({ $ref: "#/$defs/missing" }), strict: true };
   await assert.rejects(() => constraints.constrain(format, [EOS]), (err: Error) => {
@@ -286,6 +321,8 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     [{ type: ["number", "null"], maximum: 5 }, /integer/],
     [{ type: "string", pattern: "[a-" }, /invalid pattern/],
     [{ type: "string", pattern: "^(?!x)" }, /look-around/],
+    // Deeper groups break xgrammar's regex conversion (300 levels did); 32 compile.
+    [{ type: "string", pattern: "(".repeat(33) + "a" + ")".repeat(33) }, /nests groups deeper than 32/],
     // xgrammar writes a pattern's matches unescaped: sets that hold a quote, a backslash or a control character.
     [{ type: "string", pattern: "^.+$" }, /"\." could match a quote/],
     [{ type: "string", pattern: "^[^,]+$" }, /negated set/],
@@ -500,28 +537,35 @@ Deno.test("engine: constrained and free sequences batched together yield what ea
   assert.throws(() => new LocalEngine(model).generate(requests[0]), InvalidRequestError);
 });
 
-Deno.test("when xgrammar runs out of memory a fresh instance takes over; matchers of the old one go on", async () => {
-  // Each of these compiles to about 500 MB of token masks; kept without limit, the fifth cannot fit in 2 GB.
-  const large = (i: number) =>
-    jsonSchemaFormat({
-      type: "object",
-      properties: Object.fromEntries(
-        Array.from({ length: 12 }, (_, k) => [
-          `field_${i}_${k}`,
-          k % 3 ? { type: "string" } : { type: "array", items: { type: "string", maxLength: 8 } },
-        ]),
-      ),
-    });
-  const hoarding = XGrammarConstraints.forTokenizer(tokenizer, tokenizer.vocabSize, { kept: 100 });
-  const first = await hoarding.constrain(large(0), [EOS]);
+Deno.test("when xgrammar aborts without a reason a fresh instance takes over; matchers of the old one go on", async () => {
+  // An abort that prints no reason is what xgrammar's memory running out looks like. Its compiler's stack running
+  // out does the same: schemas nested 60 deep, which the schema check refuses, are sent here without it.
+  let deep: unknown = { type: "integer" };
+  for (let i = 0; i < 60; i++) {
+    deep = i % 2
+      ? { type: "object", properties: { a: deep }, required: ["a"] }
+      : { type: "array", items: deep };
+  }
+  assert.throws(() => jsonSchemaFormat(deep), /nests deeper than 32/);
+  const format = jsonSchemaFormat({
+    type: "object",
+    properties: { field: { type: "array", items: { type: "string", maxLength: 8 } } },
+  });
+  const fresh = XGrammarConstraints.forTokenizer(tokenizer, tokenizer.vocabSize);
+  const first = await fresh.constrain(format, [EOS]);
   try {
-    for (let i = 1; i < 6; i++) (await hoarding.constrain(large(i), [EOS])).release();
-    assert.ok(hoarding.instances >= 2, `${hoarding.instances} instance(s)`);
-    for (const id of tokenizer.encode('{"field_0_0": ["a"]')) {
+    await assert.rejects(
+      () => fresh.constrain({ schema: JSON.stringify(deep), strict: true }, [EOS]),
+      (err: Error) => err instanceof InvalidRequestError && /more memory/.test(err.message),
+    );
+    assert.ok(fresh.instances >= 2, `${fresh.instances} instance(s)`);
+    for (const id of tokenizer.encode('{"field": ["a"]')) {
       const mask = await first.allowed();
       assert.ok((mask[id >> 5] >>> (id & 31)) & 1, `token ${id} not allowed`);
       assert.ok(first.accept(id));
     }
+    // The fresh instance compiles what comes next.
+    (await fresh.constrain(jsonSchemaFormat({ type: "boolean" }), [EOS])).release();
   } finally {
     first.release();
   }

@@ -3,7 +3,7 @@
  * request on a LocalEngine and posts its tokens back.
  */
 /// <reference lib="deno.worker" />
-import { vocabulary } from "../grammar/constraints.ts";
+import { vocabulary } from "../grammar/vocabulary.ts";
 import { GrammarWorker } from "../grammar/worker.ts";
 import { loadModel, openModelFiles } from "../model/boot.ts";
 import { log } from "../log.ts";

@@ -12,73 +12,22 @@
 import type { Constraints, TokenConstraint } from "../engine/engine.ts";
 import { InvalidRequestError } from "../engine/engine.ts";
 import { log } from "../log.ts";
-import { gpt2TokenString, type Tokenizer } from "../tokenizer/mod.ts";
+import type { Tokenizer } from "../tokenizer/mod.ts";
 import type { OutputFormat } from "./format.ts";
+import { TokenGuard, type Vocabulary, vocabulary } from "./vocabulary.ts";
 import { explained, type XGrammar, xgrammar, XGrammarError } from "./xgrammar.ts";
 
 /** Compiled grammars kept per instance, by default. */
 const KEPT = 4;
-/** Whitespace characters allowed in a row between JSON tokens: more would let a model loop on newlines. */
-const MAX_WHITESPACE = 20;
-
 /**
- * Whether a token may appear in JSON output at all: no control character but the newline, and no byte that never
- * occurs in UTF-8 (C0, C1, F5-FF). xgrammar 0.1.27 lets strings with length bounds hold raw control characters
- * (its class there is [^"\\\r\n]), which JSON forbids, and takes those bytes in strings; outside strings control
- * characters are whitespace, where a space or a newline does as well.
+ * The format's grammar, compiled with any whitespace between JSON tokens (TokenGuard bounds its runs, which in
+ * the grammar would cost a state per character at each place).
  */
-const jsonSafe = (bytes: Uint8Array) =>
-  bytes.every((b) => (b >= 0x20 || b === 0x0a) && b !== 0xc0 && b !== 0xc1 && b < 0xf5);
-
-/**
- * Lead bytes after which UTF-8 allows only part of the continuation bytes, and that part: xgrammar 0.1.27 takes
- * any continuation byte, which lets tokens write overlong forms (E0 80, F0 80), UTF-16 surrogates (ED A0) and
- * code points beyond U+10FFFF (F4 90). No token holds such a pair; a token that ends with one of these leads
- * can be followed by one that begins with the wrong continuation.
- */
-const RESTRICTED_LEADS: readonly { lead: number; from: number; to: number }[] = [
-  { lead: 0xe0, from: 0xa0, to: 0xbf },
-  { lead: 0xed, from: 0x80, to: 0x9f },
-  { lead: 0xf0, from: 0x90, to: 0xbf },
-  { lead: 0xf4, from: 0x80, to: 0x8f },
-];
-
-export interface Vocabulary {
-  /** Each token in GPT-2's byte alphabet, special tokens empty: a byte-level vocabulary as xgrammar takes one. */
-  tokens: string[];
-  /** The tokens jsonSafe allows, a bit per id. */
-  safe: Uint32Array;
-  /** Per token, 1 + the index in RESTRICTED_LEADS of the lead byte it ends with; 0 when it ends otherwise. */
-  leads: Uint8Array;
-  /** Per restricted lead, the tokens that may follow it: those beginning with a continuation byte it allows. */
-  follows: Uint32Array[];
-}
-
-/** The model's vocabulary for xgrammar (`vocabSize`, the logits' width, may exceed the tokenizer's). */
-export function vocabulary(tokenizer: Tokenizer, vocabSize: number): Vocabulary {
-  const tokens: string[] = [];
-  const safe = new Uint32Array(Math.ceil(vocabSize / 32));
-  const leads = new Uint8Array(vocabSize);
-  const follows = RESTRICTED_LEADS.map(() => new Uint32Array(safe.length));
-  for (let id = 0; id < vocabSize; id++) {
-    const bytes = id < tokenizer.vocabSize && !tokenizer.isSpecial(id) ? tokenizer.tokenBytes(id) : undefined;
-    tokens.push(bytes ? gpt2TokenString(bytes) : "");
-    if (bytes && jsonSafe(bytes)) safe[id >> 5] |= 1 << (id & 31);
-    if (!bytes?.length) continue;
-    leads[id] = RESTRICTED_LEADS.findIndex(({ lead }) => lead === bytes.at(-1)) + 1;
-    RESTRICTED_LEADS.forEach(({ from, to }, i) => {
-      if (bytes[0] >= from && bytes[0] <= to) follows[i][id >> 5] |= 1 << (id & 31);
-    });
-  }
-  return { tokens, safe, leads, follows };
-}
-
-/** The format's grammar, compiled with the whitespace allowance the server uses. */
 export function compileFormat(
   compiler: XGrammar.GrammarCompiler,
   format: OutputFormat,
 ): Promise<XGrammar.CompiledGrammar> {
-  return compiler.compileJSONSchema(format.schema, true, undefined, undefined, format.strict, MAX_WHITESPACE);
+  return compiler.compileJSONSchema(format.schema, true, undefined, undefined, format.strict);
 }
 
 /** One instance of xgrammar with the vocabulary loaded, and the grammars compiled in it. */
@@ -141,21 +90,20 @@ export class XGrammarConstraints implements Constraints {
       }
     }
     const matcher = await instance.xg.GrammarMatcher.createGrammarMatcher(compiled, [...stopIds]);
-    const { safe, leads, follows } = this.#vocabulary();
-    // The restricted lead byte the text taken so far ends with (1 + its index), which narrows the next token.
-    let lead = 0;
+    const vocab = this.#vocabulary();
+    const guard = new TokenGuard(vocab);
     return {
       allowed: async () => {
         const mask = await matcher.getNextTokenBitmask();
-        const allowed = new Uint32Array(safe.length);
-        for (let w = 0; w < allowed.length; w++) allowed[w] = mask[w] & safe[w];
+        const allowed = new Uint32Array(vocab.safe.length);
+        for (let w = 0; w < allowed.length; w++) allowed[w] = mask[w] & vocab.safe[w];
         for (const id of stopIds) allowed[id >> 5] |= mask[id >> 5] & (1 << (id & 31));
-        if (lead) { for (let w = 0; w < allowed.length; w++) allowed[w] &= follows[lead - 1][w]; }
+        guard.narrow(allowed);
         return allowed;
       },
       accept: (id) => {
         const taken = matcher.acceptToken(id);
-        if (taken) lead = leads[id] ?? 0;
+        if (taken) guard.take(id);
         return taken;
       },
       release: () => matcher.dispose(),

@@ -21,7 +21,11 @@ export const JSON_OBJECT: OutputFormat = { schema: '{"type":"object"}', strict: 
 
 /** Schemas larger than this (as JSON text) are refused: compiling one costs the engine's thread its time. */
 export const MAX_SCHEMA_BYTES = 64 * 1024;
-const MAX_DEPTH = 64;
+/**
+ * Subschemas nested deeper than this are refused: xgrammar's compiler recurses per level and, near 60, overflows
+ * its stack (measured: 56 levels compiled, 60 broke the instance's memory).
+ */
+const MAX_DEPTH = 32;
 
 /** A schema the server cannot enforce; `path` points into it (JSON Pointer). */
 export class FormatError extends Error {
@@ -498,6 +502,9 @@ function checkPattern(pattern: unknown, path: string): void {
   if (/\(\?<?[=!]|\\[1-9]|\\k</.test(pattern)) {
     throw new FormatError("patterns with look-around or back-references are not supported", path);
   }
+  if (groupDepth(pattern) > MAX_GROUP_DEPTH) {
+    throw new FormatError(`the pattern nests groups deeper than ${MAX_GROUP_DEPTH}`, path);
+  }
   if (repetitions(pattern) > MAX_REPETITIONS) {
     throw new FormatError(
       `the pattern's bounded repetitions ({n,m}, nested ones multiplied) add up to more than ${MAX_REPETITIONS}: ` +
@@ -513,6 +520,26 @@ function checkPattern(pattern: unknown, path: string): void {
       path,
     );
   }
+}
+
+/**
+ * Groups nested deeper than this abort xgrammar's regex conversion (measured: 300 levels did) and leave its
+ * memory broken for the grammars of other requests.
+ */
+const MAX_GROUP_DEPTH = 32;
+
+/** How deep a pattern's groups nest (escapes and sets skipped; a valid pattern). */
+function groupDepth(pattern: string): number {
+  let depth = 0, deepest = 0;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === "\\") i++;
+    else if (c === "[") {
+      while (i < pattern.length && pattern[i] !== "]") i += pattern[i] === "\\" ? 2 : 1;
+    } else if (c === "(") deepest = Math.max(deepest, ++depth);
+    else if (c === ")") depth--;
+  }
+  return deepest;
 }
 
 /** Grammar states a pattern's bounded repetitions make, about: xgrammar spells `x{0,m}` as m copies of x. */

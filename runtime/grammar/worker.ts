@@ -6,7 +6,7 @@
  */
 import type { Constraints, TokenConstraint } from "../engine/engine.ts";
 import { deserializeError, type SerializedError } from "../engine/worker.ts";
-import type { Vocabulary } from "./constraints.ts";
+import type { Vocabulary } from "./vocabulary.ts";
 import type { OutputFormat } from "./format.ts";
 import { log } from "../log.ts";
 

@@ -1,0 +1,154 @@
+/**
+ * The model's vocabulary as xgrammar takes it, and what the server enforces on xgrammar's masks itself: bytes
+ * JSON never holds, UTF-8 continuation ranges across tokens, and runs of whitespace between JSON tokens.
+ *
+ * Whitespace runs are bounded here rather than in the grammar: xgrammar's own bound (`max_whitespace_cnt`)
+ * makes every place whitespace may go a chain of states, each with a mask over the vocabulary. Measured over
+ * Pixtral's vocabulary, a list of calls to 4 small functions compiled in 3.2 s with a bound of 20 and 16
+ * functions ran out of memory; unbounded, 0.37 s and 0.35 s (64 functions: 0.68 s).
+ */
+import { gpt2TokenString, type Tokenizer } from "../tokenizer/mod.ts";
+
+/** Whitespace characters allowed in a row between JSON tokens: more would let a model loop on newlines. */
+export const MAX_WHITESPACE = 20;
+
+/**
+ * Whether a token may appear in JSON output at all: no control character but the newline, and no byte that never
+ * occurs in UTF-8 (C0, C1, F5-FF). xgrammar 0.1.27 lets strings with length bounds hold raw control characters
+ * (its class there is [^"\\\r\n]), which JSON forbids, and takes those bytes in strings; outside strings control
+ * characters are whitespace, where a space or a newline does as well.
+ */
+const jsonSafe = (bytes: Uint8Array) =>
+  bytes.every((b) => (b >= 0x20 || b === 0x0a) && b !== 0xc0 && b !== 0xc1 && b < 0xf5);
+
+/**
+ * Lead bytes after which UTF-8 allows only part of the continuation bytes, and that part: xgrammar 0.1.27 takes
+ * any continuation byte, which lets tokens write overlong forms (E0 80, F0 80), UTF-16 surrogates (ED A0) and
+ * code points beyond U+10FFFF (F4 90). No token holds such a pair; a token that ends with one of these leads
+ * can be followed by one that begins with the wrong continuation.
+ */
+const RESTRICTED_LEADS: readonly { lead: number; from: number; to: number }[] = [
+  { lead: 0xe0, from: 0xa0, to: 0xbf },
+  { lead: 0xed, from: 0x80, to: 0x9f },
+  { lead: 0xf0, from: 0x90, to: 0xbf },
+  { lead: 0xf4, from: 0x80, to: 0x8f },
+];
+
+/** Where JSON text stands, lexically: between tokens (with the whitespace run so far), in a string, after `\`. */
+export interface Lexical {
+  at: "between" | "string" | "escape";
+  /** Whitespace characters in a row just written, between tokens. */
+  run: number;
+}
+
+const isSpace = (b: number) => b === 0x20 || b === 0x0a || b === 0x09 || b === 0x0d;
+
+/** `state` after `bytes`, and the longest whitespace run between tokens the bytes complete or extend. */
+export function lex(state: Lexical, bytes: Uint8Array): { state: Lexical; longest: number } {
+  let { at, run } = state;
+  let longest = 0;
+  for (const b of bytes) {
+    if (at === "escape") at = "string";
+    else if (at === "string") at = b === 0x5c ? "escape" : b === 0x22 ? "between" : "string";
+    else if (isSpace(b)) longest = Math.max(longest, ++run);
+    else {
+      run = 0;
+      if (b === 0x22) at = "string";
+    }
+  }
+  return { state: { at, run }, longest };
+}
+
+export interface Vocabulary {
+  /** Each token in GPT-2's byte alphabet, special tokens empty: a byte-level vocabulary as xgrammar takes one. */
+  tokens: string[];
+  /** Every token's bytes, one after the other: token `id` is bytes[offsets[id]] up to bytes[offsets[id + 1]]. */
+  bytes: Uint8Array;
+  offsets: Uint32Array;
+  /** The tokens jsonSafe allows, a bit per id. */
+  safe: Uint32Array;
+  /** Per token, 1 + the index in RESTRICTED_LEADS of the lead byte it ends with; 0 when it ends otherwise. */
+  leads: Uint8Array;
+  /** Per restricted lead, the tokens that may follow it: those beginning with a continuation byte it allows. */
+  follows: Uint32Array[];
+  /**
+   * Between JSON tokens after a whitespace run of MAX_WHITESPACE - k (k = 0..MAX_WHITESPACE), the tokens that keep
+   * every run within the bound; then in a string, and after a backslash in one.
+   */
+  spaced: Uint32Array[];
+  inString: Uint32Array;
+  inEscape: Uint32Array;
+}
+
+/** The model's vocabulary for xgrammar (`vocabSize`, the logits' width, may exceed the tokenizer's). */
+export function vocabulary(tokenizer: Tokenizer, vocabSize: number): Vocabulary {
+  const words = Math.ceil(vocabSize / 32);
+  const tokens: string[] = [];
+  const pieces: Uint8Array[] = [];
+  const offsets = new Uint32Array(vocabSize + 1);
+  const safe = new Uint32Array(words);
+  const leads = new Uint8Array(vocabSize);
+  const follows = RESTRICTED_LEADS.map(() => new Uint32Array(words));
+  const spaced = Array.from({ length: MAX_WHITESPACE + 1 }, () => new Uint32Array(words));
+  const inString = new Uint32Array(words), inEscape = new Uint32Array(words);
+  const set = (mask: Uint32Array, id: number) => mask[id >> 5] |= 1 << (id & 31);
+  const empty = new Uint8Array();
+  for (let id = 0; id < vocabSize; id++) {
+    const bytes = id < tokenizer.vocabSize && !tokenizer.isSpecial(id) ? tokenizer.tokenBytes(id) : undefined;
+    tokens.push(bytes ? gpt2TokenString(bytes) : "");
+    if (bytes && jsonSafe(bytes)) set(safe, id);
+    const text = bytes ?? empty;
+    pieces.push(text);
+    offsets[id + 1] = offsets[id] + text.length;
+    // From the start of a run: the longest run a token makes alone, and the one its leading whitespace begins.
+    const alone = lex({ at: "between", run: 0 }, text).longest;
+    let leading = 0;
+    while (leading < text.length && isSpace(text[leading])) leading++;
+    for (let k = 0; k <= MAX_WHITESPACE; k++) {
+      // After a run of MAX_WHITESPACE - k, the leading whitespace extends it; later runs stand alone.
+      if (alone <= MAX_WHITESPACE && leading <= k) set(spaced[k], id);
+    }
+    if (lex({ at: "string", run: 0 }, text).longest <= MAX_WHITESPACE) set(inString, id);
+    if (lex({ at: "escape", run: 0 }, text).longest <= MAX_WHITESPACE) set(inEscape, id);
+    if (!text.length) continue;
+    leads[id] = RESTRICTED_LEADS.findIndex(({ lead }) => lead === text.at(-1)) + 1;
+    RESTRICTED_LEADS.forEach(({ from, to }, i) => {
+      if (text[0] >= from && text[0] <= to) set(follows[i], id);
+    });
+  }
+  const all = new Uint8Array(offsets[vocabSize]);
+  pieces.forEach((piece, id) => all.set(piece, offsets[id]));
+  return { tokens, bytes: all, offsets, safe, leads, follows, spaced, inString, inEscape };
+}
+
+/**
+ * What a sequence's text so far allows of the next token, beyond the grammar: follows the tokens taken and
+ * narrows xgrammar's masks.
+ */
+export class TokenGuard {
+  #lexical: Lexical = { at: "between", run: 0 };
+  /** The restricted lead byte the text ends with (1 + its index), or 0. */
+  #lead = 0;
+
+  constructor(readonly vocabulary: Vocabulary) {}
+
+  take(id: number): void {
+    const { bytes, offsets, leads } = this.vocabulary;
+    if (id >= leads.length || offsets[id] === offsets[id + 1]) return; // a special token writes nothing
+    this.#lexical = lex(this.#lexical, bytes.subarray(offsets[id], offsets[id + 1])).state;
+    this.#lead = leads[id];
+  }
+
+  /** Narrows `mask` (already cut to the JSON-safe tokens) in place. */
+  narrow(mask: Uint32Array): void {
+    const { follows, spaced, inString, inEscape } = this.vocabulary;
+    const { at, run } = this.#lexical;
+    const lexical = at === "string"
+      ? inString
+      : at === "escape"
+      ? inEscape
+      : spaced[Math.max(0, MAX_WHITESPACE - run)];
+    for (let w = 0; w < mask.length; w++) mask[w] &= lexical[w];
+    if (this.#lead) { for (let w = 0; w < mask.length; w++) mask[w] &= follows[this.#lead - 1][w]; }
+  }
+}
