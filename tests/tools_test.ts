@@ -259,9 +259,20 @@ Deno.test("forced calls with the Mistral client (tool_choice any), and its call 
 class ScriptedEngine implements Engine {
   readonly contextLength = 4096;
   readonly vocabSize = 131072;
-  constructor(readonly ids: number[], readonly finish: FinishReason = "stop") {}
-  async *generate(): AsyncGenerator<TokenEvent, FinishReason> {
-    for (const id of this.ids) yield { id };
+  /** Tokens given so far, and whether a request's signal stopped them. */
+  given = 0;
+  stopped = false;
+  constructor(readonly ids: number[], readonly finish: FinishReason = "stop", readonly delayMs = 0) {}
+  async *generate(_request: unknown, signal?: AbortSignal): AsyncGenerator<TokenEvent, FinishReason> {
+    for (const id of this.ids) {
+      if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
+      if (signal?.aborted) {
+        this.stopped = true;
+        throw signal.reason;
+      }
+      this.given++;
+      yield { id };
+    }
     return this.finish;
   }
   stats() {
@@ -353,6 +364,79 @@ Deno.test("auto: text, then [TOOL_CALLS] and calls, is content plus tool_calls, 
   assert.equal(cut.choices[0].finish_reason, "length");
   assert.equal(cut.choices[0].message.content, `Let me check.${calls.slice(0, 30)}`);
   assert.equal(cut.choices[0].message.tool_calls, undefined);
+});
+
+Deno.test("a forced call's stream starts at its first token and keeps alive while the calls are written", async () => {
+  const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
+  const calls = [...full.encode('[{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}]')];
+  const body = JSON.stringify({
+    messages: [{ role: "user", content: "Paris?" }],
+    tools: TOOLS,
+    tool_choice: "required",
+    stream: true,
+  });
+  // One token each 150 ms: the calls take about 3 s, and held back until they are complete.
+  const serve = async (engine: ScriptedEngine, use: (url: string) => Promise<void>) => {
+    const app = createApp({ ...engineLessService(full), engine });
+    const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.fetch);
+    try {
+      await use(`http://127.0.0.1:${server.addr.port}`);
+    } finally {
+      await server.shutdown();
+    }
+  };
+  const request = { method: "POST", headers: { "content-type": "application/json" }, body };
+
+  const engine = new ScriptedEngine(calls, "stop", 150);
+  await serve(engine, async (url) => {
+    const res = await fetch(`${url}/v1/chat/completions`, request);
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    const parts: { text: string; given: number }[] = [];
+    for (let r = await reader.read(); !r.done; r = await reader.read()) {
+      parts.push({ text: r.value, given: engine.given });
+    }
+    const text = parts.map((p) => p.text).join("");
+    const events = text.split("\n\n").filter(Boolean);
+    // The role comes with the first token, keep-alive comments while the rest is written, then the calls.
+    assert.match(events[0], /^data: .*"role":"assistant"/);
+    assert.ok(parts[0].given < calls.length / 2, `the stream began after ${parts[0].given} tokens`);
+    const comments = events.filter((e) => e.startsWith(": "));
+    assert.ok(comments.length >= 1, text);
+    assert.ok(comments.every((e) => e === ": keep-alive"));
+    const data = events.filter((e) => e.startsWith("data: {")).map((e) => JSON.parse(e.slice(6)));
+    const call = data.flatMap((d) => d.choices[0]?.delta.tool_calls ?? []);
+    assert.equal(call.length, 1);
+    assert.deepEqual(JSON.parse(call[0].function.arguments), { city: "Paris", unit: "c" });
+    assert.equal(events.at(-1), "data: [DONE]");
+
+    // Clients skip the comments.
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused" });
+    const stream = await client.chat.completions.create({
+      messages: [{ role: "user", content: "Paris?" }],
+      model: "tiny",
+      tools: TOOLS,
+      tool_choice: "required",
+      stream: true,
+    });
+    const names: string[] = [];
+    for await (const chunk of stream) {
+      for (const c of chunk.choices[0]?.delta.tool_calls ?? []) names.push(c.function!.name!);
+    }
+    assert.deepEqual(names, ["get_weather"]);
+  });
+
+  // A client that leaves while the calls are written stops their generation at the next keep-alive.
+  const left = new ScriptedEngine(calls, "stop", 150);
+  await serve(left, async (url) => {
+    const res = await fetch(`${url}/v1/chat/completions`, request);
+    const reader = res.body!.getReader();
+    await reader.read();
+    await reader.cancel();
+    const deadline = Date.now() + 10_000;
+    while (!left.stopped && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(left.stopped, `the generation ran on: ${left.given} of ${calls.length} tokens`);
+    assert.ok(left.given < calls.length);
+  });
 });
 
 Deno.test('tool_choice "none" bans [TOOL_CALLS]: banned tokens are never sampled, in runs of steps too', async () => {

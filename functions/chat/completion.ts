@@ -93,10 +93,17 @@ async function runChoice(
   index: number,
   stream: AsyncGenerator<TokenEvent, FinishReason>,
   prepared: PreparedChat,
-  update: (u: ChoiceUpdate) => void,
+  report: (u: ChoiceUpdate) => void,
   onToken: () => void,
 ): Promise<ChoiceResult> {
   const { tokenizer } = service;
+  // A choice reports its first token even when nothing of it shows yet (calls held back, a stop string's
+  // beginning, part of a character): a stream then starts, and a client that leaves is noticed.
+  let reported = false;
+  const update = (u: ChoiceUpdate) => {
+    reported = true;
+    report(u);
+  };
   const text = new TextAssembler(tokenizer.decoder(), prepared.stop);
   // The calls' JSON, once [TOOL_CALLS] came (at once for a forced call): decoded whole, never cut by stops; a
   // list after each [TOOL_CALLS] if the model writes it again.
@@ -131,12 +138,12 @@ async function runChoice(
     }
     if (calls) {
       lists[lists.length - 1] += calls.push(next.value.id);
-      if (entry) update({ index, text: "", logprobs: [entry] });
+      if (entry || !reported) update({ index, text: "", logprobs: entry ? [entry] : undefined });
       continue;
     }
     const delta = text.push(next.value.id);
     full += delta;
-    if (delta || entry) update({ index, text: delta, logprobs: entry ? [entry] : undefined });
+    if (delta || entry || !reported) update({ index, text: delta, logprobs: entry ? [entry] : undefined });
     if (text.stopped) {
       await stream.return("stop");
       finish = "stop";
@@ -168,6 +175,8 @@ async function runChoice(
 export interface CompletionRun {
   /** Updates of every choice, interleaved as they come, then the results. */
   updates: AsyncGenerator<ChoiceUpdate, ChoiceResult[]>;
+  /** Stops the choices now, even while `updates` waits for one (a generator's return would wait for it). */
+  cancel(): void;
 }
 
 /** Runs the choices; cancelling `signal` (or abandoning `updates`) stops them and frees their memory. */
@@ -209,7 +218,7 @@ export function runCompletion(service: Service, prepared: PreparedChat, signal: 
       controller.abort();
     }
   }
-  return { updates: updates() };
+  return { updates: updates(), cancel: abort };
 }
 
 export function usage(prepared: PreparedChat, results: ChoiceResult[]) {

@@ -10,6 +10,13 @@ import { readJsonText, requireEngine, requireModel } from "./common.ts";
 
 const encoder = new TextEncoder();
 
+/**
+ * A stream with nothing to send for this long sends an SSE comment, which clients skip: proxies that close idle
+ * connections keep it, and a client that left is noticed at the write, so its generation stops.
+ */
+const KEEP_ALIVE_MS = 1000;
+const KEEP_ALIVE = encoder.encode(": keep-alive\n\n");
+
 function completionId(): string {
   return `chatcmpl-${crypto.randomUUID().replaceAll("-", "")}`;
 }
@@ -56,12 +63,23 @@ export function chatRoutes(service: Service): Hono {
     const roleSent = new Set<number>();
     // The status line waits for the first update, so that a request no engine could start (a gateway's GPU
     // hosts all down or busy) gets its 503 or 429 instead of a stream that fails at once.
+    let pending: ReturnType<typeof run.updates.next> | undefined;
     let first: Awaited<ReturnType<typeof run.updates.next>> | undefined = await run.updates.next();
     const body = new ReadableStream<Uint8Array>({
       async pull(controller) {
         try {
-          const next = first ?? await run.updates.next();
+          let next = first;
           first = undefined;
+          if (!next) {
+            pending ??= run.updates.next();
+            let timer: ReturnType<typeof setTimeout> | undefined;
+            const idle = new Promise<undefined>((resolve) =>
+              timer = setTimeout(() => resolve(undefined), KEEP_ALIVE_MS)
+            );
+            next = await Promise.race([pending, idle]).finally(() => clearTimeout(timer));
+            if (!next) return controller.enqueue(KEEP_ALIVE);
+            pending = undefined;
+          }
           if (next.done) {
             if (includeUsage) {
               controller.enqueue(chunk({ ...head, choices: [], usage: usage(prepared, next.value) }));
@@ -102,6 +120,9 @@ export function chatRoutes(service: Service): Hono {
         }
       },
       async cancel() {
+        run.cancel();
+        // A pending update settles once the choices stop; it is nobody's to read.
+        pending?.catch(() => {});
         await run.updates.return([]);
       },
     });
