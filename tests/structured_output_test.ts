@@ -268,6 +268,19 @@ Deno.test("a schema xgrammar cannot compile is an InvalidRequestError with its r
   assert.ok(await walk(jsonSchemaFormat({ enum: [1, 2] }), seededRandom(1)));
 });
 
+/** Definitions a0 to a(n-1), each an object whose property refers to the next; the last an integer. */
+const chain = (n: number) =>
+  Object.fromEntries(
+    Array.from({ length: n }, (_, i) => [
+      `a${i}`,
+      i === n - 1
+        ? { type: "integer" }
+        : { type: "object", properties: { x: { $ref: `#/$defs/a${i + 1}` } }, required: ["x"] },
+    ]),
+  );
+/** A list in a list, `n` deep. */
+const nested = (n: number): unknown => n === 0 ? [] : [nested(n - 1)];
+
 Deno.test("the schema check refuses keywords the grammar would ignore, naming them and where", () => {
   const refused: [unknown, RegExp][] = [
     [{ type: "object", properties: { a: { not: { type: "null" } } } }, /"not" .* \/properties\/a/],
@@ -321,6 +334,10 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     [{ type: ["number", "null"], maximum: 5 }, /integer/],
     [{ type: "string", pattern: "[a-" }, /invalid pattern/],
     [{ type: "string", pattern: "^(?!x)" }, /look-around/],
+    // References followed count: a chain of 50 broke xgrammar's instance.
+    [{ $ref: "#/$defs/a0", $defs: chain(50) }, /nests deeper than 32 through its references/],
+    // Values nested 2500 deep in an annotation kept xgrammar from ever returning.
+    [{ type: "integer", default: nested(200) }, /values nested deeper than 128/],
     // Deeper groups break xgrammar's regex conversion (300 levels did); 32 compile.
     [{ type: "string", pattern: "(".repeat(33) + "a" + ")".repeat(33) }, /nests groups deeper than 32/],
     // xgrammar writes a pattern's matches unescaped: sets that hold a quote, a backslash or a control character.
@@ -354,6 +371,10 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
   assert.deepEqual(sent.$defs.Line.properties.sku, { type: "string", pattern: "(^[A-Z]{2}[0-9]{2}$)" });
   assert.deepEqual(sent.properties, (SCHEMAS.invoice as { properties: unknown }).properties);
   assert.equal(format.strict, true);
+  // Recursion is no depth (a reference back into its own path counts once); a chain of 12 definitions passes.
+  jsonSchemaFormat({ type: "object", properties: { kids: { type: "array", items: { $ref: "#" } } } });
+  jsonSchemaFormat({ $ref: "#/$defs/a0", $defs: chain(12) });
+  jsonSchemaFormat({ type: "integer", default: nested(100) });
   // What generators write that means the same: zod's format beside a pattern, OpenAPI's int32, a string implied
   // by its keywords, propertyNames that only says "string", a discriminated oneOf, a nullable bounded integer.
   const normalised = (schema: unknown) => JSON.parse(jsonSchemaFormat(schema).schema);
@@ -558,14 +579,15 @@ Deno.test("when xgrammar aborts without a reason a fresh instance takes over; ma
       () => fresh.constrain({ schema: JSON.stringify(deep), strict: true }, [EOS]),
       (err: Error) => err instanceof InvalidRequestError && /more memory/.test(err.message),
     );
-    assert.ok(fresh.instances >= 2, `${fresh.instances} instance(s)`);
+    assert.equal(fresh.instances, 2);
     for (const id of tokenizer.encode('{"field": ["a"]')) {
       const mask = await first.allowed();
       assert.ok((mask[id >> 5] >>> (id & 31)) & 1, `token ${id} not allowed`);
       assert.ok(first.accept(id));
     }
-    // The fresh instance compiles what comes next.
+    // That aborted too: what comes next is compiled by a third.
     (await fresh.constrain(jsonSchemaFormat({ type: "boolean" }), [EOS])).release();
+    assert.equal(fresh.instances, 3);
   } finally {
     first.release();
   }

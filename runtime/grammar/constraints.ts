@@ -76,9 +76,12 @@ export class XGrammarConstraints implements Constraints {
       // A reason printed: the schema is at fault. None: the instance was (its memory ran out); compile again.
       if (err.reason === undefined) {
         log.warn("the grammar engine aborted; starting a fresh instance", { error: err.message });
-        instance = await this.#ready();
+        const retry = this.#ready();
+        instance = await retry;
         compiled = await this.#compile(instance, format).catch((again) => {
           if (!(again instanceof XGrammarError)) throw again;
+          // The fresh instance aborted too: the next format gets another.
+          if (this.#instance === retry) this.#instance = undefined;
           throw again.reason === undefined
             ? new InvalidRequestError(
               "the output format's grammar needs more memory than xgrammar has",

@@ -26,6 +26,18 @@ export const MAX_SCHEMA_BYTES = 64 * 1024;
  * its stack (measured: 56 levels compiled, 60 broke the instance's memory).
  */
 const MAX_DEPTH = 32;
+/**
+ * JSON nesting anywhere in a schema, annotations and constants included: 2500 levels in a `default` kept
+ * xgrammar's compile from ever returning (2000 took 1 s).
+ */
+const MAX_VALUE_DEPTH = 128;
+
+/** Whether a JSON value nests deeper than `limit` (recursing no deeper than that). */
+function nestedDeeper(value: unknown, limit: number): boolean {
+  if (typeof value !== "object" || value === null) return false;
+  if (limit === 0) return true;
+  return Object.values(value).some((v) => nestedDeeper(v, limit - 1));
+}
 
 /** A schema the server cannot enforce; `path` points into it (JSON Pointer). */
 export class FormatError extends Error {
@@ -117,8 +129,15 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
     throw new FormatError("the schema must be a JSON object or a boolean", "");
   }
   if (schema === false) throw new FormatError("the schema `false` allows nothing", "");
+  // Before anything recurses into it: values nested thousands deep (a `default`) stall xgrammar's parser.
+  if (nestedDeeper(schema, MAX_VALUE_DEPTH)) {
+    throw new FormatError(`the schema holds values nested deeper than ${MAX_VALUE_DEPTH}`, "");
+  }
   const normalised = mapSchemas(schema, normalise);
   checkSchema(normalised, "", 0, normalised);
+  if (nesting(normalised) > MAX_DEPTH) {
+    throw new FormatError(`the schema nests deeper than ${MAX_DEPTH} through its references`, "");
+  }
   const grouped = mapSchemas(
     normalised,
     (s) => typeof s.pattern === "string" ? { ...s, pattern: `(${s.pattern})` } : s,
@@ -245,6 +264,37 @@ function target(root: unknown, schema: unknown): unknown {
     schema = resolve(root, schema.$ref);
   }
   return schema;
+}
+
+/**
+ * The deepest nesting of subschemas, references followed (xgrammar's compiler recurses through them), a
+ * reference back into its own path counted once.
+ */
+function nesting(root: unknown): number {
+  const below = new Map<string, number>();
+  const walk = (schema: unknown, path: Set<string>): number => {
+    if (!isSchemaMap(schema)) return 0;
+    let deepest = 0;
+    const ref = schema.$ref;
+    if (typeof ref === "string" && !path.has(ref)) {
+      if (!below.has(ref)) {
+        path.add(ref);
+        below.set(ref, walk(resolve(root, ref), path));
+        path.delete(ref);
+      }
+      deepest = below.get(ref)!;
+    }
+    const children = [
+      ...ONE.map((key) => schema[key]),
+      ...LIST.flatMap((key) => Array.isArray(schema[key]) ? schema[key] : []),
+      // Definitions count where a reference reaches them.
+      ...MAP.filter((key) => key !== "$defs" && key !== "definitions")
+        .flatMap((key) => isSchemaMap(schema[key]) ? Object.values(schema[key]) : []),
+    ];
+    for (const child of children) deepest = Math.max(deepest, 1 + walk(child, path));
+    return deepest;
+  };
+  return walk(root, new Set());
 }
 
 /** The JSON types a schema's values can have (all of them when it does not say). */
