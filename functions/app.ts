@@ -21,6 +21,7 @@ import { apiError } from "./errors.ts";
 import { ImageSourceError } from "./images/fetch.ts";
 import { apiKeyAuth } from "./middleware/auth.ts";
 import { chatRoutes } from "./routes/chat.ts";
+import { completionRoutes } from "./routes/completions.ts";
 import { ClientClosedError, UnknownModelError } from "./routes/common.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { internalRoutes } from "./routes/internal.ts";
@@ -121,7 +122,9 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
         "request_too_large",
       ),
   }));
-  for (const routes of [healthRoutes, metricsRoutes, modelRoutes, tokenizeRoutes, chatRoutes]) {
+  for (
+    const routes of [healthRoutes, metricsRoutes, modelRoutes, tokenizeRoutes, chatRoutes, completionRoutes]
+  ) {
     app.route("/", routes(service));
   }
   const methods = methodsByPath(app);

@@ -19,7 +19,7 @@ import type { PreparedChat } from "./prepare.ts";
 import { TextAssembler } from "./text.ts";
 import { parseToolCalls, type ToolCallOut } from "./tools.ts";
 
-interface LogprobEntry {
+export interface LogprobEntry {
   token: string;
   logprob: number;
   bytes: number[];
@@ -69,17 +69,24 @@ export function choiceSeed(seed: number, i: number): number {
   return mix32((own + Math.imul(i, 0x9e3779b9)) >>> 0);
 }
 
-/** Starts `n` generations; any failure to start cancels those already started. */
-function start(engine: Engine, prepared: PreparedChat, signal: AbortSignal, cancel: () => void) {
-  const streams: AsyncGenerator<TokenEvent, FinishReason>[] = [];
+interface Choice {
+  prepared: PreparedChat;
+  stream: AsyncGenerator<TokenEvent, FinishReason>;
+}
+
+/** Starts `n` generations of each prompt; any failure to start cancels those already started. */
+function start(engine: Engine, prompts: PreparedChat[], signal: AbortSignal, cancel: () => void) {
+  const streams: Choice[] = [];
   try {
-    for (let i = 0; i < prepared.n; i++) {
-      const seed = prepared.request.sampling.seed;
-      const sampling = {
-        ...prepared.request.sampling,
-        seed: seed === undefined ? undefined : choiceSeed(seed, i),
-      };
-      streams.push(engine.generate({ ...prepared.request, sampling }, signal));
+    for (const prepared of prompts) {
+      for (let i = 0; i < prepared.n; i++) {
+        const seed = prepared.request.sampling.seed;
+        const sampling = {
+          ...prepared.request.sampling,
+          seed: seed === undefined ? undefined : choiceSeed(seed, i),
+        };
+        streams.push({ prepared, stream: engine.generate({ ...prepared.request, sampling }, signal) });
+      }
     }
   } catch (err) {
     cancel(); // the choices already started: their generators never ran, so only the signal reaches them
@@ -179,15 +186,18 @@ export interface CompletionRun {
   cancel(): void;
 }
 
-/** Runs the choices; cancelling `signal` (or abandoning `updates`) stops them and frees their memory. */
-export function runCompletion(service: Service, prepared: PreparedChat, signal: AbortSignal): CompletionRun {
+/**
+ * Runs the choices of each prompt (`n` each, numbered on from one prompt to the next); cancelling `signal` (or
+ * abandoning `updates`) stops them and frees their memory.
+ */
+export function runCompletion(service: Service, prompts: PreparedChat[], signal: AbortSignal): CompletionRun {
   const controller = new AbortController();
   const abort = () => controller.abort();
   signal.addEventListener("abort", abort);
   if (signal.aborted) abort();
-  let streams: AsyncGenerator<TokenEvent, FinishReason>[];
+  let streams: Choice[];
   try {
-    streams = start(service.engine!, prepared, controller.signal, abort);
+    streams = start(service.engine!, prompts, controller.signal, abort);
   } catch (err) {
     signal.removeEventListener("abort", abort);
     throw err;
@@ -201,9 +211,11 @@ export function runCompletion(service: Service, prepared: PreparedChat, signal: 
     else service.metrics.interTokenLatency.observe((now - last) / 1000);
     last = now;
   };
-  Promise.all(streams.map((s, i) => runChoice(service, i, s, prepared, (u) => channel.push(u), onToken)))
+  Promise.all(
+    streams.map((s, i) => runChoice(service, i, s.stream, s.prepared, (u) => channel.push(u), onToken)),
+  )
     .then((results) => {
-      service.metrics.promptTokens.inc({}, prepared.request.ids.length);
+      service.metrics.promptTokens.inc({}, promptTokens(prompts));
       service.metrics.generationTokens.inc({}, results.reduce((n, r) => n + r.tokens, 0));
       channel.close(results);
     }, (err) => {
@@ -221,8 +233,12 @@ export function runCompletion(service: Service, prepared: PreparedChat, signal: 
   return { updates: updates(), cancel: abort };
 }
 
-export function usage(prepared: PreparedChat, results: ChoiceResult[]) {
+function promptTokens(prompts: PreparedChat[]): number {
+  return prompts.reduce((n, p) => n + p.request.ids.length, 0);
+}
+
+export function usage(prompts: PreparedChat[], results: ChoiceResult[]) {
   const completion = results.reduce((n, r) => n + r.tokens, 0);
-  const prompt = prepared.request.ids.length;
+  const prompt = promptTokens(prompts);
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }

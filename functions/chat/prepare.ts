@@ -248,6 +248,57 @@ export function withSafePrompt(messages: ChatMessage[], safe: boolean | null | u
   return safe ? [{ role: "system", content: SAFE_PROMPT }, ...messages] : messages;
 }
 
+/** How many tokens a prompt of `length` may be followed by: `asked`, or all the context leaves when not asked. */
+export function maxTokens(
+  service: Service,
+  length: number,
+  asked: number | undefined,
+  params: { param: string; prompt: string },
+): number {
+  const context = service.engine!.contextLength;
+  const room = context - length;
+  if (room < 1 || (asked !== undefined && asked > room)) {
+    throw new RequestError(
+      `the prompt has ${length} tokens` + (asked !== undefined ? ` and ${params.param} is ${asked}` : "") +
+        `; this server's context is ${context} tokens`,
+      asked !== undefined && room >= 1 ? params.param : params.prompt,
+      "context_length_exceeded",
+    );
+  }
+  return asked ?? room;
+}
+
+/** A request's sampling settings, the server's defaults where it gives none. */
+export function samplingOf(
+  request:
+    & Pick<
+      ChatRequest,
+      | "temperature"
+      | "top_p"
+      | "top_k"
+      | "min_p"
+      | "presence_penalty"
+      | "frequency_penalty"
+      | "repetition_penalty"
+      | "seed"
+    >
+    & { random_seed?: number | null },
+  service: Service,
+): Sampling {
+  const sampling: Sampling = {
+    temperature: request.temperature ?? service.defaults.temperature,
+    topP: request.top_p ?? service.defaults.topP,
+    topK: request.top_k != null && request.top_k > 0 ? request.top_k : 0,
+    minP: request.min_p ?? 0,
+    presencePenalty: request.presence_penalty ?? 0,
+    frequencyPenalty: request.frequency_penalty ?? 0,
+    repetitionPenalty: request.repetition_penalty ?? 1,
+    seed: request.seed ?? request.random_seed ?? undefined,
+  };
+  if (sampling.topP === 0) throw new RequestError("top_p must be greater than 0", "top_p");
+  return sampling;
+}
+
 /** `text`: the request body as sent, from which the prompt takes tools and arguments as Python would read them. */
 export async function prepareChat(
   chat: ChatRequest,
@@ -255,7 +306,6 @@ export async function prepareChat(
   signal?: AbortSignal,
   text?: string,
 ): Promise<PreparedChat> {
-  const engine = service.engine!;
   const { tokenizer } = service;
   const source = pySource(chat, text);
   const tools = toolUse(chat, source);
@@ -267,35 +317,14 @@ export async function prepareChat(
     source,
   });
   const { generation } = encoded;
-  const room = engine.contextLength - encoded.ids.length;
-  const asked = chat.max_completion_tokens ?? chat.max_tokens ?? undefined;
   const param = chat.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
-  if (room < 1 || (asked !== undefined && asked > room)) {
-    throw new RequestError(
-      `the prompt has ${encoded.ids.length} tokens` +
-        (asked !== undefined ? ` and ${param} is ${asked}` : "") +
-        `; this server's context is ${engine.contextLength} tokens`,
-      asked !== undefined && room >= 1 ? param : "messages",
-      "context_length_exceeded",
-    );
-  }
-  const sampling: Sampling = {
-    temperature: chat.temperature ?? service.defaults.temperature,
-    topP: chat.top_p ?? service.defaults.topP,
-    topK: chat.top_k != null && chat.top_k > 0 ? chat.top_k : 0,
-    minP: chat.min_p ?? 0,
-    presencePenalty: chat.presence_penalty ?? 0,
-    frequencyPenalty: chat.frequency_penalty ?? 0,
-    repetitionPenalty: chat.repetition_penalty ?? 1,
-    seed: chat.seed ?? chat.random_seed ?? undefined,
-  };
-  if (sampling.topP === 0) throw new RequestError("top_p must be greater than 0", "top_p");
+  const asked = chat.max_completion_tokens ?? chat.max_tokens ?? undefined;
   return {
     request: {
       ids: encoded.ids,
       images: encoded.images,
-      sampling,
-      maxTokens: asked ?? room,
+      sampling: samplingOf(chat, service),
+      maxTokens: maxTokens(service, encoded.ids.length, asked, { param, prompt: "messages" }),
       stopIds: [tokenizer.special("</s>")],
       topLogprobs: chat.logprobs ? (chat.top_logprobs ?? 0) : undefined,
       ...(chat.response_format ? { format: chat.response_format } : {}),

@@ -1,0 +1,90 @@
+/**
+ * A completion run as server-sent events (OpenAI's streaming): one `data:` event per update, comments while
+ * nothing comes, and `data: [DONE]` at the end. Shared by /v1/chat/completions and /v1/completions.
+ */
+import { EngineClosedError } from "../../runtime/engine/engine.ts";
+import { log } from "../../runtime/log.ts";
+import type { ChoiceResult, ChoiceUpdate, CompletionRun } from "../chat/completion.ts";
+
+const encoder = new TextEncoder();
+
+/**
+ * A stream with nothing to send for this long sends an SSE comment, which clients skip: proxies that close idle
+ * connections keep it, and a client that left is noticed at the write, so its generation stops.
+ */
+const KEEP_ALIVE_MS = 1000;
+const KEEP_ALIVE = encoder.encode(": keep-alive\n\n");
+
+export interface EventStreamOptions {
+  /** The completion's id, for the logs. */
+  id: string;
+  /** The request's signal: a stream that fails after the client left is not a server error. */
+  signal: AbortSignal;
+  /** The event of an update (undefined: none). */
+  event(update: ChoiceUpdate): unknown;
+  /** Events after the last update (the usage), before [DONE]. */
+  end(results: ChoiceResult[]): unknown[];
+}
+
+/**
+ * The response streaming `run`. It waits for the first update, so that a request no engine could start (a
+ * gateway's GPU hosts all down or busy) gets its 503 or 429 instead of a stream that fails at once.
+ */
+export async function eventStream(run: CompletionRun, options: EventStreamOptions): Promise<Response> {
+  const chunk = (data: unknown) => encoder.encode(`data: ${JSON.stringify(data)}\n\n`);
+  let pending: ReturnType<typeof run.updates.next> | undefined;
+  let first: Awaited<ReturnType<typeof run.updates.next>> | undefined = await run.updates.next();
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        let next = first;
+        first = undefined;
+        if (!next) {
+          pending ??= run.updates.next();
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const idle = new Promise<undefined>((resolve) =>
+            timer = setTimeout(() => resolve(undefined), KEEP_ALIVE_MS)
+          );
+          next = await Promise.race([pending, idle]).finally(() => clearTimeout(timer));
+          if (!next) return controller.enqueue(KEEP_ALIVE);
+          pending = undefined;
+        }
+        if (next.done) {
+          for (const event of options.end(next.value)) controller.enqueue(chunk(event));
+          controller.enqueue(encoder.encode("data: [DONE]\n\n"));
+          controller.close();
+          return;
+        }
+        const event = options.event(next.value);
+        if (event !== undefined) controller.enqueue(chunk(event));
+      } catch (err) {
+        // The status line is sent already: the error travels as the last event, so no client takes a
+        // truncated stream for a finished one.
+        // A client that went away is not a server error, nor is a shutdown that outlasted the grace period.
+        const level = options.signal.aborted ? "debug" : err instanceof EngineClosedError ? "warn" : "error";
+        log[level]("stream failed", { id: options.id, error: String(err) });
+        const message = err instanceof Error ? err.message : String(err);
+        controller.enqueue(
+          chunk({ error: { message, type: "server_error", param: null, code: "stream_error" } }),
+        );
+        controller.close();
+      }
+    },
+    async cancel() {
+      run.cancel();
+      // A pending update settles once the choices stop; it is nobody's to read.
+      pending?.catch(() => {});
+      await run.updates.return([]);
+    },
+  });
+  return new Response(body, {
+    headers: { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" },
+  });
+}
+
+/** The results of a run that is not streamed. */
+export async function results(run: CompletionRun): Promise<ChoiceResult[]> {
+  let next;
+  while (!(next = await run.updates.next()).done);
+  return next.value;
+}

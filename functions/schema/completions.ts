@@ -1,0 +1,69 @@
+/** OpenAI's legacy text completions request (`POST /v1/completions`), as vLLM and llama.cpp's server take it. */
+import { z } from "zod";
+import { chatRequestSchema, MAX_CHOICES, parseWith, RequestError } from "./chat.ts";
+
+/** The most prompts one request may send (each runs `n` choices, each a place in the engine's queue). */
+export const MAX_PROMPTS = 16;
+
+const ids = z.array(z.number().int().min(0)).min(1);
+const chat = chatRequestSchema.shape;
+
+export const completionRequestSchema = z.object({
+  model: chat.model,
+  /** Text (a BOS token goes first, as vLLM adds it), token ids as they are, or a list of either. */
+  prompt: z.union([
+    z.string(),
+    z.array(z.string()).min(1).max(MAX_PROMPTS),
+    ids,
+    z.array(ids).min(1).max(MAX_PROMPTS),
+  ]),
+  max_tokens: z.number().int().positive().nullish(),
+  temperature: chat.temperature,
+  top_p: chat.top_p,
+  top_k: chat.top_k,
+  min_p: chat.min_p,
+  seed: chat.seed,
+  stop: chat.stop,
+  presence_penalty: chat.presence_penalty,
+  frequency_penalty: chat.frequency_penalty,
+  repetition_penalty: chat.repetition_penalty,
+  n: chat.n,
+  /** The log-probabilities of this many most likely tokens at each step (0: the chosen token's alone). */
+  logprobs: z.number().int().min(0).max(20).nullish(),
+  /** The prompt's text before the completion. */
+  echo: z.boolean().nullish(),
+  stream: chat.stream,
+  stream_options: chat.stream_options,
+  response_format: chat.response_format,
+  best_of: z.number().int().min(1).max(MAX_CHOICES).nullish(),
+  suffix: z.string().nullish(),
+  logit_bias: chat.logit_bias,
+  user: z.string().nullish(),
+});
+
+export type CompletionRequest = z.infer<typeof completionRequestSchema>;
+
+/** The request, checked, and the top-level fields it had that are not understood (ignored). */
+export function parseCompletionRequest(body: unknown): { request: CompletionRequest; ignored: string[] } {
+  const request = parseWith(completionRequestSchema, body);
+  const unsupported = (message: string, param: string) =>
+    new RequestError(message, param, "unsupported_parameter");
+  if (request.suffix) throw unsupported("suffix (fill in the middle) is not supported by Pixtral", "suffix");
+  if (request.best_of != null && request.best_of !== (request.n ?? 1)) {
+    throw unsupported("best_of other than n is not supported; ask for n choices instead", "best_of");
+  }
+  if (request.logit_bias && Object.keys(request.logit_bias).length) {
+    throw unsupported("logit_bias is not supported by this server", "logit_bias");
+  }
+  if (request.echo && request.logprobs != null) {
+    throw unsupported(
+      "echo with logprobs would need the prompt's log-probabilities, which are not computed",
+      "echo",
+    );
+  }
+  if (request.stream_options && !request.stream) {
+    throw new RequestError("stream_options is only allowed with stream: true", "stream_options");
+  }
+  const known = new Set(Object.keys(completionRequestSchema.shape));
+  return { request, ignored: Object.keys(body as object).filter((key) => !known.has(key)) };
+}

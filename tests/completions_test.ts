@@ -1,0 +1,154 @@
+/**
+ * POST /v1/completions over HTTP on the tiny model, with the OpenAI client: text and token-id prompts, lists of
+ * prompts with n choices each, echo, legacy log-probabilities, streams, and the errors of what it cannot do.
+ */
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+import { GREEDY } from "../runtime/engine/engine.ts";
+import { post, withServer } from "./api_helpers.ts";
+
+Deno.test("text completions: prompts as text or ids, lists with n each, echo, logprobs, streamed or not", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused" });
+    const { tokenizer } = service;
+    const model = service.model.id;
+    const prompt = "The capital of France is";
+    const ids = [tokenizer.special("<s>"), ...tokenizer.encode(prompt)];
+    // What the engine answers for those ids, greedily.
+    const direct = async (ids: number[], maxTokens: number) => {
+      const stream = service.engine!.generate({ ids, images: [], sampling: GREEDY, maxTokens, stopIds: [2] });
+      const out: number[] = [];
+      for await (const event of stream) out.push(event.id);
+      return tokenizer.decode(out);
+    };
+
+    const one = await client.completions.create({ model, prompt, temperature: 0, max_tokens: 6 });
+    assert.equal(one.object, "text_completion");
+    assert.match(one.id, /^cmpl-/);
+    assert.equal(one.choices.length, 1);
+    assert.equal(one.choices[0].text, await direct(ids, 6));
+    assert.equal(one.choices[0].finish_reason, "length");
+    assert.deepEqual(one.usage, {
+      prompt_tokens: ids.length,
+      completion_tokens: 6,
+      total_tokens: ids.length + 6,
+    });
+    // The prompt counts as /tokenize counts it.
+    assert.equal((await post(`${url}/tokenize`, { prompt })).json.count, ids.length);
+    // Unasked, max_tokens is OpenAI's 16.
+    const unasked = await client.completions.create({ model, prompt, temperature: 0 });
+    assert.equal(unasked.usage!.completion_tokens, 16);
+    // Ids are taken as they are: the same prompt written as ids answers the same.
+    const byIds = await client.completions.create({
+      model,
+      prompt: ids,
+      temperature: 0,
+      max_tokens: 6,
+    });
+    assert.equal(byIds.choices[0].text, one.choices[0].text);
+
+    // A list of prompts, n choices each, numbered on; each as it is alone.
+    const other = "Once upon a time";
+    const list = await client.completions.create({
+      model,
+      prompt: [prompt, other],
+      n: 2,
+      temperature: 0,
+      max_tokens: 6,
+    });
+    assert.deepEqual(list.choices.map((c) => c.index), [0, 1, 2, 3]);
+    const alone = await direct([tokenizer.special("<s>"), ...tokenizer.encode(other)], 6);
+    assert.deepEqual(list.choices.map((c) => c.text), [
+      one.choices[0].text,
+      one.choices[0].text,
+      alone,
+      alone,
+    ]);
+    assert.equal(list.usage!.prompt_tokens, ids.length + 1 + tokenizer.encode(other).length);
+
+    // echo puts the prompt first; logprobs: per token its text, log-probability, the most likely and the offset.
+    const echoed = await client.completions.create({
+      model,
+      prompt,
+      temperature: 0,
+      max_tokens: 6,
+      echo: true,
+    });
+    assert.equal(echoed.choices[0].text, prompt + one.choices[0].text);
+    const scored = await client.completions.create({
+      model,
+      prompt,
+      temperature: 0,
+      max_tokens: 6,
+      logprobs: 3,
+    });
+    const lp = scored.choices[0].logprobs!;
+    assert.equal(lp.tokens!.length, 6);
+    assert.equal(lp.token_logprobs!.length, 6);
+    assert.ok(lp.token_logprobs!.every((v) => v <= 0));
+    assert.equal(lp.text_offset![0], 0);
+    for (let i = 1; i < 6; i++) {
+      assert.equal(lp.text_offset![i], lp.text_offset![i - 1] + lp.tokens![i - 1].length);
+    }
+    lp.top_logprobs!.forEach((top, i) => {
+      const values = Object.values(top);
+      assert.ok(values.length >= 1 && values.length <= 4, JSON.stringify(top));
+      // Greedy: the chosen token is the most likely one (the GPU's and the host's arithmetic differ in the last
+      // digits).
+      assert.ok(Math.abs(Math.max(...values) - lp.token_logprobs![i]) < 1e-4, JSON.stringify(top));
+    });
+
+    // Streamed: the same text, usage at the end when asked.
+    const stream = await client.completions.create({
+      model,
+      prompt: [prompt, other],
+      temperature: 0,
+      max_tokens: 6,
+      echo: true,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const texts = ["", ""];
+    const finishes: (string | null)[] = [null, null];
+    let usage;
+    for await (const chunk of stream) {
+      assert.equal(chunk.object, "text_completion");
+      for (const c of chunk.choices) {
+        texts[c.index] += c.text;
+        finishes[c.index] ??= c.finish_reason;
+      }
+      if (chunk.usage) usage = chunk.usage;
+    }
+    assert.deepEqual(texts, [echoed.choices[0].text, other + alone]);
+    assert.deepEqual(finishes, ["length", "length"]);
+    assert.equal(usage!.completion_tokens, 12);
+  });
+});
+
+Deno.test("text completions refuse what they cannot do, naming the field", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const completions = `${url}/v1/completions`;
+    const expect = async (body: unknown, status: number, message: RegExp, param?: string) => {
+      const res = await post(completions, body);
+      assert.equal(res.status, status, JSON.stringify(res.json));
+      assert.match(res.json.error.message, message);
+      if (param !== undefined) assert.equal(res.json.error.param, param);
+    };
+    await expect({ prompt: "a", suffix: "b" }, 400, /suffix/, "suffix");
+    await expect({ prompt: "a", best_of: 3 }, 400, /best_of/, "best_of");
+    await expect({ prompt: "a", logit_bias: { "1": 5 } }, 400, /logit_bias/, "logit_bias");
+    await expect({ prompt: "a", echo: true, logprobs: 1 }, 400, /echo/, "echo");
+    await expect({ prompt: [] }, 400, /prompt/);
+    await expect({ prompt: 5 }, 400, /prompt/);
+    await expect({ prompt: [1, 999_999_999] }, 400, /not in the vocabulary/, "prompt[1]");
+    await expect({ prompt: [[1, 2], [1, 999_999_999]] }, 400, /not in the vocabulary/, "prompt[1][1]");
+    await expect({ prompt: ["a", [1, 2]] }, 400, /expected string/, "prompt[1]");
+    // An [IMG] token with no image to fill it.
+    await expect({ prompt: [1, service.images.tokens.img] }, 400, /\[IMG\]/);
+    await expect({ prompt: "a", max_tokens: 100_000 }, 400, /context/, "max_tokens");
+    await expect({ prompt: "a", model: "gpt-4" }, 404, /does not exist/);
+    await expect({ prompt: "a", stream_options: { include_usage: true } }, 400, /stream/, "stream_options");
+    // Still serving.
+    assert.equal((await post(completions, { prompt: "a", max_tokens: 1 })).status, 200);
+  });
+});
