@@ -4,8 +4,9 @@
 // For each sequence (settings in `info`, written by runtime/gpu/ops/sampling.ts):
 //  1. penalties on its listed tokens (unique ids with their counts): repetition r divides a positive logit and
 //     multiplies a negative one (every listed token), then presence and frequency subtract
-//     presence * (count > 0) + frequency * count; tokens an output format forbids (a bitmask, bit id % 32 of
-//     word id / 32) are left out of everything below;
+//     presence * (count > 0) + frequency * count; then a bias is added to its listed tokens (OpenAI's
+//     logit_bias); tokens an output format forbids (a bitmask, bit id % 32 of word id / 32) are left out of
+//     everything below;
 //  2. temperature 0: argmax (lowest index among equal maxima). Otherwise z = logit / T and the allowed set is
 //     cut by top-k (z >= the k-th largest z, ties kept), top-p (the most probable tokens whose probability mass,
 //     renormalised over the top-k set, reaches p; ties at the threshold kept) and min-p (p >= min_p * p_max);
@@ -21,7 +22,7 @@ struct Params {
   l_off: u32,       // logits [seqs, vocab] view
   l_stride: u32,
   s_off: u32,       // scratch [seqs, vocab] f32
-  info_base: u32,   // word offset of the per-sequence settings (12 words each), then penalty lists and masks
+  info_base: u32,   // word offset of the per-sequence settings (14 words each), then lists and masks
   ids_off: u32,
   lp_off: u32,
 }
@@ -103,7 +104,7 @@ fn sample(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec
   if (seq >= p.seqs) {
     return;
   }
-  let cfg = p.info_base + 12u * seq;
+  let cfg = p.info_base + 14u * seq;
   let temperature = bitcast<f32>(info[cfg]);
   let top_k = info[cfg + 1u];
   let top_p = bitcast<f32>(info[cfg + 2u]);
@@ -116,6 +117,8 @@ fn sample(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec
   let pen_off = info[cfg + 9u];
   let pen_count = info[cfg + 10u];
   let mask_off = info[cfg + 11u];  // NO_MASK: every token allowed
+  let bias_off = info[cfg + 12u];   // (id, f32 bias) pairs
+  let bias_count = info[cfg + 13u];
 
   let V = p.vocab;
   let chunk = (V + WG - 1u) / WG;  // this thread's contiguous range [lo, hi)
@@ -150,6 +153,13 @@ fn sample(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec
       v = select(v * repetition, v / repetition, v > 0.0);
       v -= presence * f32(min(count, 1u)) + frequency * f32(count);
       scratch[sb + id] = v;
+    }
+  }
+  storageBarrier();
+  for (var j = t; j < bias_count; j += WG) {
+    let id = info[bias_off + 2u * j];
+    if (id < V) {
+      scratch[sb + id] += bitcast<f32>(info[bias_off + 2u * j + 1u]);
     }
   }
   storageBarrier();

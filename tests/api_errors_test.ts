@@ -205,12 +205,20 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
       /"not" is not supported.*\/properties\/a/,
       "response_format.json_schema.schema",
     );
+    // logit_bias: token ids as keys, values from -100 to 100.
     expectError(
-      await post(chat, { ...user("hi"), logit_bias: { "5": 10 } }),
+      await post(chat, { ...user("hi"), logit_bias: { abc: 10 } }),
       400,
-      /logit_bias/,
-      "logit_bias",
+      /not a token id/,
+      "logit_bias.abc",
     );
+    expectError(
+      await post(chat, { ...user("hi"), logit_bias: { "999999999": 10 } }),
+      400,
+      /not a token id/,
+      "logit_bias.999999999",
+    );
+    expectError(await post(chat, { ...user("hi"), logit_bias: { "5": 101 } }), 400, /100/, "logit_bias.5");
     expectError(await post(chat, { ...user("hi"), top_logprobs: 2 }), 400, /logprobs: true/, "top_logprobs");
     // A known path asked with another method: 405 with the methods it takes.
     const wrongMethod = await fetch(chat);

@@ -125,6 +125,44 @@ Deno.test("text completions: prompts as text or ids, lists with n each, echo, lo
   });
 });
 
+Deno.test("logit_bias moves the choice: -100 bans a token, 100 makes one the answer, in chat and completions", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const messages = [{ role: "user", content: "hi" }];
+    const chat = async (logit_bias?: Record<string, number>) => {
+      const res = await post(`${url}/v1/chat/completions`, {
+        messages,
+        max_tokens: 4,
+        temperature: 0,
+        logprobs: true,
+        logit_bias,
+      });
+      assert.equal(res.status, 200, JSON.stringify(res.json));
+      return res.json.choices[0].logprobs.content;
+    };
+    const free = await chat();
+    // The greedy first token, from the engine itself.
+    const ids = (await post(`${url}/tokenize`, { messages })).json.tokens;
+    const [first] = await Array.fromAsync(
+      service.engine!.generate({ ids, images: [], sampling: GREEDY, maxTokens: 1, stopIds: [2] }),
+    );
+    assert.deepEqual(free[0].bytes, [...service.tokenizer.tokenBytes(first.id)]);
+    // Banned, another token comes first; the log-probabilities stay the model's own.
+    const banned = await chat({ [String(first.id)]: -100 });
+    assert.notDeepEqual(banned[0].bytes, free[0].bytes);
+    assert.ok(banned[0].logprob < free[0].logprob);
+    // A bias of 100 on one token makes every token it, even sampled.
+    const res = await post(`${url}/v1/completions`, {
+      prompt: [1, 1100, 1101],
+      max_tokens: 5,
+      temperature: 0.9,
+      seed: 3,
+      logit_bias: { "1234": 100 },
+    });
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+    assert.equal(res.json.choices[0].text, service.tokenizer.decode(Array(5).fill(1234)));
+  });
+});
+
 Deno.test("text completions refuse what they cannot do, naming the field", async () => {
   await withServer({}, async ({ url, service }) => {
     const completions = `${url}/v1/completions`;
@@ -136,7 +174,7 @@ Deno.test("text completions refuse what they cannot do, naming the field", async
     };
     await expect({ prompt: "a", suffix: "b" }, 400, /suffix/, "suffix");
     await expect({ prompt: "a", best_of: 3 }, 400, /best_of/, "best_of");
-    await expect({ prompt: "a", logit_bias: { "1": 5 } }, 400, /logit_bias/, "logit_bias");
+    await expect({ prompt: "a", logit_bias: { "-1": 5 } }, 400, /not a token id/, "logit_bias.-1");
     await expect({ prompt: "a", echo: true, logprobs: 1 }, 400, /echo/, "echo");
     await expect({ prompt: [] }, 400, /prompt/);
     await expect({ prompt: 5 }, 400, /prompt/);

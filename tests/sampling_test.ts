@@ -141,6 +141,34 @@ Deno.test("repetition, presence and frequency penalties change the choice as the
   assert.equal(ids[2], top);
 });
 
+Deno.test("logit biases move the choice as the reference does, after the penalties", async () => {
+  const ctx = await context();
+  const row = logitsRow(700, 41, 2);
+  const order = [...row.keys()].sort((a, b) => row[b] - row[a]);
+  const [top, second] = order;
+  const low = order.at(-1)!;
+  const params: SamplingParams[] = [
+    // -100 bans the most likely token, +100 makes the least likely the choice.
+    { temperature: 0, bias: { ids: [top], values: [-100] } },
+    { temperature: 0, bias: { ids: [low, 5], values: [100, -3] } },
+    // A small bias against the penalties: a repeated second token, lifted back over the first.
+    {
+      temperature: 0,
+      repetitionPenalty: 1.5,
+      penalties: { ids: [top], counts: [1] },
+      bias: { ids: [top], values: [4] },
+    },
+    { temperature: 0.8, topK: 5, seed: 3, counter: 7, bias: { ids: [second, low], values: [2.5, 9] } },
+  ];
+  const { ids, logprobs } = await runSample(ctx, params.map(() => row), params);
+  params.forEach((p, s) => assert.equal(ids[s], sampleRef(row, p).id, `row ${s}`));
+  assert.equal(ids[0], second);
+  assert.equal(ids[1], low);
+  // The log-probability stays the model's own.
+  assert.ok(Math.abs(logprobs[1] - sampleRef(row, params[1]).logprob) < 1e-4);
+  assert.ok(logprobs[1] < logprobs[0]);
+});
+
 /** A mask allowing the ids `allowed(id)` says, over `vocab` tokens. */
 function maskOf(vocab: number, allowed: (id: number) => boolean): Uint32Array {
   const mask = new Uint32Array(Math.ceil(vocab / 32));
@@ -231,6 +259,8 @@ Deno.test("invalid sampling settings are refused with the setting named", async 
     [{ temperature: 1, topK: 1.5 }, /top_k/],
     [{ temperature: 1, penalties: { ids: [10], counts: [1] } }, /penalty id 10/],
     [{ temperature: 1, penalties: { ids: [1, 1], counts: [1, 1] } }, /repeated/],
+    [{ temperature: 1, bias: { ids: [10], values: [1] } }, /bias id 10/],
+    [{ temperature: 1, bias: { ids: [2], values: [NaN] } }, /not finite/],
   ];
   for (const [params, message] of bad) {
     assert.throws(() => sample(rec, { logits, ids, params: [params] }), message);

@@ -39,6 +39,7 @@ const request: GenerateRequest = {
     frequencyPenalty: -0.25,
     repetitionPenalty: 1.1,
     seed: 4_000_000_000,
+    bias: { ids: [5, 131071], values: [-100, 0.1 + 0.2] },
   },
   maxTokens: 77,
   stopIds: [2],
@@ -121,7 +122,7 @@ Deno.test("wire: malformed bodies are refused with what is wrong", () => {
   };
   const json = JSON.parse(new TextDecoder().decode(good.subarray(8, 8 + header)));
   const cases: [ArrayBuffer, RegExp][] = [
-    [new TextEncoder().encode('{"messages": []}').buffer, /must start with "PXG2"/],
+    [new TextEncoder().encode('{"messages": []}').buffer, /must start with "PXG3"/],
     [good.slice(0, 20).buffer, /ends inside its header/],
     [withHeader("{not json"), /header is not JSON/],
     [withHeader(JSON.stringify({ ...json, maxTokens: 0 })), /invalid at maxTokens/],

@@ -3,6 +3,7 @@
  * as token ids by Mistral's instruct rules, the sampling settings resolved against the server's defaults.
  */
 import type { GenerateRequest, Sampling } from "../../runtime/engine/engine.ts";
+import { MAX_BIASED } from "../../runtime/engine/validate.ts";
 import { imageTokenLayout } from "../../runtime/images/layout.ts";
 import { preprocessImage, type ResizeMode } from "../../runtime/images/preprocess.ts";
 import type { ImageInput } from "../../runtime/model/vision.ts";
@@ -281,6 +282,7 @@ export function samplingOf(
       | "frequency_penalty"
       | "repetition_penalty"
       | "seed"
+      | "logit_bias"
     >
     & { random_seed?: number | null },
   service: Service,
@@ -296,6 +298,25 @@ export function samplingOf(
     seed: request.seed ?? request.random_seed ?? undefined,
   };
   if (sampling.topP === 0) throw new RequestError("top_p must be greater than 0", "top_p");
+  const bias = Object.entries(request.logit_bias ?? {});
+  if (bias.length > MAX_BIASED) {
+    throw new RequestError(
+      `logit_bias lists ${bias.length} tokens; at most ${MAX_BIASED} may be biased`,
+      "logit_bias",
+    );
+  }
+  const vocab = service.engine!.vocabSize;
+  for (const [key] of bias) {
+    if (!/^\d+$/.test(key) || Number(key) >= vocab) {
+      throw new RequestError(
+        `logit_bias: ${JSON.stringify(key)} is not a token id (0 to ${vocab - 1})`,
+        `logit_bias.${key}`,
+      );
+    }
+  }
+  // Keys that name one id twice ("7", "07") keep the last value, as a JSON object would.
+  const values = new Map(bias.map(([key, value]) => [Number(key), value]));
+  if (values.size) sampling.bias = { ids: [...values.keys()], values: [...values.values()] };
   return sampling;
 }
 

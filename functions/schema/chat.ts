@@ -129,7 +129,8 @@ export const chatRequestSchema = z.object({
   safe_prompt: z.boolean().nullish(),
   /** Constrained decoding: the output follows the format (JSON, or JSON under a schema). */
   response_format: responseFormat.nullish(),
-  logit_bias: z.record(z.string(), z.number()).nullish(),
+  /** Token id (as text) to a value added to its logit, OpenAI's -100 (a ban) to 100 (all but forced). */
+  logit_bias: z.record(z.string(), z.number().min(-100).max(100)).nullish(),
   tools: z.array(tool).max(MAX_TOOLS).nullish(),
   tool_choice: toolChoice.nullish(),
   parallel_tool_calls: z.boolean().nullish(),
@@ -190,13 +191,6 @@ export function parseWith<S extends z.ZodType>(schema: S, body: unknown): z.infe
 
 /** Fields this server understands but cannot honour: refused rather than answered as if they were absent. */
 function refuseUnsupported(request: ChatRequest): void {
-  if (request.logit_bias && Object.keys(request.logit_bias).length) {
-    throw new RequestError(
-      "logit_bias is not supported by this server",
-      "logit_bias",
-      "unsupported_parameter",
-    );
-  }
   if (request.top_logprobs && !request.logprobs) {
     throw new RequestError("top_logprobs needs logprobs: true", "top_logprobs");
   }

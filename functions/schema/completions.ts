@@ -52,9 +52,6 @@ export function parseCompletionRequest(body: unknown): { request: CompletionRequ
   if (request.best_of != null && request.best_of !== (request.n ?? 1)) {
     throw unsupported("best_of other than n is not supported; ask for n choices instead", "best_of");
   }
-  if (request.logit_bias && Object.keys(request.logit_bias).length) {
-    throw unsupported("logit_bias is not supported by this server", "logit_bias");
-  }
   if (request.echo && request.logprobs != null) {
     throw unsupported(
       "echo with logprobs would need the prompt's log-probabilities, which are not computed",

@@ -18,6 +18,8 @@ export interface Sampling {
   repetitionPenalty: number;
   /** The random stream; the same seed and request give the same tokens. */
   seed?: number;
+  /** Added to these tokens' logits (unique ids; OpenAI's `logit_bias`, -100 to 100). */
+  bias?: { ids: number[]; values: number[] };
 }
 
 export const GREEDY: Sampling = {

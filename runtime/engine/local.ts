@@ -177,6 +177,7 @@ class Sequence {
         ? { ids: [...this.counts.keys()], counts: [...this.counts.values()] }
         : undefined,
       mask: this.allowed ?? this.unbanned,
+      bias: s.bias,
     };
   }
 

@@ -1,6 +1,9 @@
 /** The checks every engine runs on a request before it takes it, so that a bad one never disturbs a step. */
 import { type GenerateRequest, InvalidRequestError, RequestTooLongError } from "./engine.ts";
 
+/** The most tokens one request may bias. */
+export const MAX_BIASED = 1024;
+
 export interface RequestLimits {
   contextLength: number;
   vocabSize: number;
@@ -56,6 +59,22 @@ export function validateRequest(request: GenerateRequest, limits: RequestLimits)
     throw new InvalidRequestError("this model has no vision encoder");
   }
   const s = request.sampling;
+  if (s.bias) {
+    const { ids, values } = s.bias;
+    if (ids.length !== values.length || ids.length > MAX_BIASED || new Set(ids).size !== ids.length) {
+      throw new InvalidRequestError(
+        `a logit bias lists at most ${MAX_BIASED} distinct tokens, each with a value`,
+      );
+    }
+    ids.forEach((id, i) => {
+      if (!Number.isInteger(id) || id < 0 || id >= limits.vocabSize) {
+        throw new InvalidRequestError(`biased token id ${id} is not in the vocabulary`);
+      }
+      if (!(Math.abs(values[i]) <= 100)) {
+        throw new InvalidRequestError(`a logit bias of ${values[i]} is not in [-100, 100]`);
+      }
+    });
+  }
   const finite = (v: number, lo: number, hi: number) => Number.isFinite(v) && v >= lo && v <= hi;
   if (
     !finite(s.temperature, 0, 100) || !finite(s.topP, Number.MIN_VALUE, 1) || !finite(s.minP, 0, 1) ||

@@ -4,7 +4,7 @@
  *
  * Request body, little-endian:
  *
- *     "PXG2"                  magic and version
+ *     "PXG3"                  magic and version
  *     u32 H                   length of the header
  *     H bytes                 header, JSON: sampling, maxTokens, stopIds, topLogprobs, the output format and its trigger, banned ids, and per
  *                             image its patch grid, pixel type and value count (RequestHeader)
@@ -31,8 +31,9 @@
 import { z } from "zod";
 import { MAX_SCHEMA_BYTES } from "../grammar/format.ts";
 import type { EngineStats, FinishReason, GenerateRequest, Sampling, TokenEvent } from "./engine.ts";
+import { MAX_BIASED } from "./validate.ts";
 
-export const WIRE_MAGIC = "PXG2";
+export const WIRE_MAGIC = "PXG3";
 export const NDJSON = "application/x-ndjson";
 export const BINARY = "application/octet-stream";
 
@@ -57,6 +58,10 @@ const samplingSchema = z.strictObject({
   frequencyPenalty: z.number(),
   repetitionPenalty: z.number().gt(0),
   seed: z.number().int().min(0).max(0xffff_ffff).optional(),
+  bias: z.strictObject({
+    ids: z.array(z.number().int().min(0).max(0xffff_ffff)).max(MAX_BIASED),
+    values: z.array(z.number()).max(MAX_BIASED),
+  }).optional(),
 });
 
 const u32 = z.number().int().min(0).max(0xffff_ffff);
@@ -89,6 +94,7 @@ const pad4 = (n: number) => (n + 3) & ~3;
 export function encodeRequest(request: GenerateRequest, pixels: PixelType = "f32"): Uint8Array<ArrayBuffer> {
   const sampling: Sampling = { ...request.sampling };
   if (sampling.seed === undefined) delete sampling.seed;
+  if (!sampling.bias?.ids.length) delete sampling.bias;
   const header: RequestHeader = {
     ids: request.ids.length,
     stopIds: [...request.stopIds],

@@ -1,5 +1,5 @@
 /**
- * Token selection on the GPU (kernels/sampling.wgsl): penalties, greedy or temperature sampling with top-k,
+ * Token selection on the GPU (kernels/sampling.wgsl): penalties and biases, greedy or temperature sampling with top-k,
  * top-p and min-p, and a seeded draw, one id (and its log-probability) per sequence. And the CPU reference.
  */
 import { Params, type Recorder } from "../recorder.ts";
@@ -26,6 +26,8 @@ export interface SamplingParams {
   counter?: number;
   /** The tokens penalties apply to (unique ids) and their counts (0 for tokens only repetition applies to). */
   penalties?: { ids: ArrayLike<number>; counts: ArrayLike<number> };
+  /** Added to the logits of these tokens (unique ids) after the penalties: OpenAI's `logit_bias`. */
+  bias?: { ids: ArrayLike<number>; values: ArrayLike<number> };
   /**
    * The only tokens that may be chosen (an output format's): bit (id % 32) of word (id >> 5), ceil(vocab / 32)
    * words, at least one bit set. The log-probability stays the model's own.
@@ -33,7 +35,7 @@ export interface SamplingParams {
   mask?: Uint32Array;
 }
 
-const INFO_WORDS = 12;
+const INFO_WORDS = 14;
 const NO_MASK = 0xffffffff;
 /** The kernel's value for a token the mask forbids, and the least an allowed token keeps. */
 const FORBIDDEN = Math.fround(-3.4e38);
@@ -72,6 +74,20 @@ function check(p: SamplingParams, vocab: number): void {
       u32(pen.counts[i], "penalty count");
     }
   }
+  const bias = p.bias;
+  if (bias) {
+    if (bias.ids.length !== bias.values.length) throw new RangeError("sampling: bias ids and values differ");
+    const seen = new Set<number>();
+    for (let i = 0; i < bias.ids.length; i++) {
+      if (u32(bias.ids[i], "bias id") >= vocab || seen.has(bias.ids[i])) {
+        throw new RangeError(`sampling: bias id ${bias.ids[i]} is out of range or repeated`);
+      }
+      seen.add(bias.ids[i]);
+      if (!Number.isFinite(bias.values[i])) {
+        throw new RangeError(`sampling: bias ${bias.values[i]} is not finite`);
+      }
+    }
+  }
   // Some id below the vocabulary's size: bits past it in the last word are padding.
   const whole = vocab >> 5, rest = vocab & 31;
   const allowsOne = (mask: Uint32Array) =>
@@ -108,7 +124,7 @@ export function sample(
   }
   params.forEach((p) => check(p, vocab));
   const penaltyWords = params.reduce(
-    (n, p) => n + 2 * (p.penalties?.ids.length ?? 0) + (p.mask?.length ?? 0),
+    (n, p) => n + 2 * (p.penalties?.ids.length ?? 0) + 2 * (p.bias?.ids.length ?? 0) + (p.mask?.length ?? 0),
     0,
   );
   const words = new Uint32Array(Math.max(1, seqs * INFO_WORDS + penaltyWords));
@@ -136,6 +152,13 @@ export function sample(
     if (p.mask) {
       words.set(p.mask, at);
       at += p.mask.length;
+    }
+    const biased = p.bias?.ids.length ?? 0;
+    words[o + 12] = at;
+    words[o + 13] = biased;
+    for (let i = 0; i < biased; i++) {
+      words[at++] = p.bias!.ids[i];
+      floats[at++] = p.bias!.values[i];
     }
   });
   const info = rec.upload("u32", [words.length], words);
@@ -198,6 +221,9 @@ export function sampleRef(logits: Float32Array, p: SamplingParams): SampleRef {
     pen[ids[i]] = f(
       v - f(f((p.presencePenalty ?? 0) * Math.min(counts[i], 1)) + f((p.frequencyPenalty ?? 0) * counts[i])),
     );
+  }
+  for (let i = 0; i < (p.bias?.ids.length ?? 0); i++) {
+    pen[p.bias!.ids[i]] = f(pen[p.bias!.ids[i]] + p.bias!.values[i]);
   }
   const rawMax = logits.reduce((m, v) => Math.max(m, v), -Infinity);
   const logSum = Math.log(logits.reduce((s, v) => s + Math.exp(v - rawMax), 0)) + rawMax;
