@@ -98,6 +98,27 @@ Deno.test("text completions: prompts as text or ids, lists with n each, echo, lo
       assert.ok(Math.abs(Math.max(...values) - lp.token_logprobs![i]) < 1e-4, JSON.stringify(top));
     });
 
+    // Streamed log-probabilities are the same, offsets included (a character split across tokens, text held
+    // back for a stop string's beginning).
+    for (const stop of [undefined, ["( a", "e t"]]) {
+      const params = { model, prompt: ["a", "b"], n: 2, temperature: 0, max_tokens: 8, logprobs: 1, stop };
+      const whole = await client.completions.create(params);
+      const parts = new Map<number, { tokens: string[]; token_logprobs: number[]; text_offset: number[] }>();
+      for await (const chunk of await client.completions.create({ ...params, stream: true })) {
+        for (const c of chunk.choices) {
+          const part = parts.get(c.index) ?? { tokens: [], token_logprobs: [], text_offset: [] };
+          parts.set(c.index, part);
+          part.tokens.push(...c.logprobs?.tokens ?? []);
+          part.token_logprobs.push(...c.logprobs?.token_logprobs ?? []);
+          part.text_offset.push(...c.logprobs?.text_offset ?? []);
+        }
+      }
+      for (const c of whole.choices) {
+        const { tokens, token_logprobs, text_offset } = c.logprobs!;
+        assert.deepEqual(parts.get(c.index), { tokens, token_logprobs, text_offset }, `choice ${c.index}`);
+      }
+    }
+
     // Streamed: the same text, usage at the end when asked.
     const stream = await client.completions.create({
       model,
@@ -176,11 +197,14 @@ Deno.test("text completions refuse what they cannot do, naming the field", async
     await expect({ prompt: "a", best_of: 3 }, 400, /best_of/, "best_of");
     await expect({ prompt: "a", logit_bias: { "-1": 5 } }, 400, /not a token id/, "logit_bias.-1");
     await expect({ prompt: "a", echo: true, logprobs: 1 }, 400, /echo/, "echo");
-    await expect({ prompt: [] }, 400, /prompt/);
-    await expect({ prompt: 5 }, 400, /prompt/);
+    await expect({ prompt: [] }, 400, /prompt/, "prompt");
+    await expect({ prompt: 5 }, 400, /prompt/, "prompt");
+    await expect({ prompt: Array(17).fill("a") }, 400, /at most 16/, "prompt");
+    await expect({ prompt: [1, 1.5] }, 400, /token id/, "prompt[1]");
+    await expect({ prompt: [[1], []] }, 400, /at least one/, "prompt[1]");
     await expect({ prompt: [1, 999_999_999] }, 400, /not in the vocabulary/, "prompt[1]");
     await expect({ prompt: [[1, 2], [1, 999_999_999]] }, 400, /not in the vocabulary/, "prompt[1][1]");
-    await expect({ prompt: ["a", [1, 2]] }, 400, /expected string/, "prompt[1]");
+    await expect({ prompt: ["a", [1, 2]] }, 400, /only strings or only lists/, "prompt[0]");
     // An [IMG] token with no image to fill it.
     await expect({ prompt: [1, service.images.tokens.img] }, 400, /\[IMG\]/);
     await expect({ prompt: "a", max_tokens: 100_000 }, 400, /context/, "max_tokens");

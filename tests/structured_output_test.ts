@@ -336,6 +336,10 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     [{ type: "string", pattern: "^(?!x)" }, /look-around/],
     // References followed count: a chain of 50 broke xgrammar's instance.
     [{ $ref: "#/$defs/a0", $defs: chain(50) }, /nests deeper than 32 through its references/],
+    // A lone surrogate, which no UTF-8 text holds: xgrammar failed on it, or made a grammar no token follows.
+    [{ type: "string", pattern: "^ab[\ud800]$" }, /lone UTF-16 surrogate/],
+    [{ enum: ["\udc00"] }, /lone UTF-16 surrogate/],
+    [{ type: "string", pattern: "^\\ud800$" }, /surrogate/],
     // Values nested 2500 deep in an annotation kept xgrammar from ever returning.
     [{ type: "integer", default: nested(200) }, /values nested deeper than 128/],
     // Deeper groups break xgrammar's regex conversion (300 levels did); 32 compile.

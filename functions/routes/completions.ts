@@ -13,16 +13,26 @@ import { readJson, requireEngine, requireModel } from "./common.ts";
 import { eventStream, results } from "./sse.ts";
 
 /**
+ * Where each token's text starts in a choice's text: its bytes decoded as a stream, so that a character split
+ * across tokens starts where its first byte's token does, and text held back (a stop string's beginning) counts.
+ */
+class Offsets {
+  readonly #decoder = new TextDecoder();
+  constructor(private length: number) {}
+
+  next(bytes: number[]): number {
+    const at = this.length;
+    this.length += this.#decoder.decode(new Uint8Array(bytes), { stream: true }).length;
+    return at;
+  }
+}
+
+/**
  * Log-probabilities in the legacy shape: per token its text, its log-probability, the most likely tokens
  * (the chosen one among them, as vLLM reports it) and where it starts in the choice's text.
  */
-function legacyLogprobs(entries: LogprobEntry[], start: number) {
-  const text_offset: number[] = [];
-  let at = start;
-  for (const e of entries) {
-    text_offset.push(at);
-    at += e.token.length;
-  }
+function legacyLogprobs(entries: LogprobEntry[], offsets: Offsets) {
+  const text_offset = entries.map((e) => offsets.next(e.bytes));
   return {
     tokens: entries.map((e) => e.token),
     token_logprobs: entries.map((e) => e.logprob),
@@ -66,7 +76,7 @@ export function completionRoutes(service: Service): Hono {
         choices: choices.map((r) => ({
           index: r.index,
           text: echo(r.index) + r.text,
-          logprobs: r.logprobs ? legacyLogprobs(r.logprobs, echo(r.index).length) : null,
+          logprobs: r.logprobs ? legacyLogprobs(r.logprobs, new Offsets(echo(r.index).length)) : null,
           finish_reason: r.finish,
         })),
         usage: usage(prepared, choices),
@@ -74,26 +84,24 @@ export function completionRoutes(service: Service): Hono {
     }
 
     const includeUsage = request.stream_options?.include_usage ?? false;
-    /** Per choice, the length of its text so far (where its next token's text starts). */
-    const sent = new Map<number, number>();
+    /** Per choice, where its next token's text starts; each choice's first event carries the echo. */
+    const offsets = new Map<number, Offsets>();
     return await eventStream(run, {
       id,
       signal,
       event(u) {
         if ("toolCalls" in u) return undefined; // no tools here
         let text = "";
-        if (!sent.has(u.index)) sent.set(u.index, (text = echo(u.index)).length);
-        const start = sent.get(u.index)!;
-        if ("text" in u) {
-          text += u.text;
-          sent.set(u.index, start + u.text.length);
-        }
+        if (!offsets.has(u.index)) offsets.set(u.index, new Offsets((text = echo(u.index)).length));
+        if ("text" in u) text += u.text;
         return {
           ...head,
           choices: [{
             index: u.index,
             text,
-            logprobs: "logprobs" in u && u.logprobs ? legacyLogprobs(u.logprobs, start) : null,
+            logprobs: "logprobs" in u && u.logprobs
+              ? legacyLogprobs(u.logprobs, offsets.get(u.index)!)
+              : null,
             finish_reason: "finish" in u ? u.finish : null,
           }],
           ...(includeUsage ? { usage: null } : {}),

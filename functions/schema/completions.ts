@@ -5,18 +5,52 @@ import { chatRequestSchema, MAX_CHOICES, parseWith, RequestError } from "./chat.
 /** The most prompts one request may send (each runs `n` choices, each a place in the engine's queue). */
 export const MAX_PROMPTS = 16;
 
-const ids = z.array(z.number().int().min(0)).min(1);
 const chat = chatRequestSchema.shape;
+
+type Prompt = string | string[] | number[] | number[][];
+
+/** A token id list: non-empty, non-negative integers (`param` names it in errors). */
+function checkIds(ids: unknown[], param: string): void {
+  if (ids.length === 0) throw new RequestError(`${param}: a prompt of token ids needs at least one`, param);
+  ids.forEach((id, i) => {
+    if (!Number.isInteger(id) || (id as number) < 0) {
+      throw new RequestError(`${param}[${i}]: a token id is an integer from 0`, `${param}[${i}]`);
+    }
+  });
+}
+
+/** OpenAI's forms of `prompt`, checked by hand: a zod union's errors would name the wrong form. */
+function checkPrompt(value: unknown): asserts value is Prompt {
+  if (typeof value === "string") return;
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new RequestError(
+      "prompt: a string, a list of token ids, or a list of up to 16 of either",
+      "prompt",
+    );
+  }
+  if (value.every((p) => typeof p === "number")) return checkIds(value, "prompt");
+  if (value.length > MAX_PROMPTS) {
+    throw new RequestError(
+      `prompt: ${value.length} prompts; at most ${MAX_PROMPTS} in one request`,
+      "prompt",
+    );
+  }
+  if (value.every((p) => typeof p === "string")) return;
+  value.forEach((p, i) => {
+    if (!Array.isArray(p)) {
+      throw new RequestError(
+        `prompt[${i}]: a list of prompts holds only strings or only lists of token ids`,
+        `prompt[${i}]`,
+      );
+    }
+    checkIds(p, `prompt[${i}]`);
+  });
+}
 
 export const completionRequestSchema = z.object({
   model: chat.model,
   /** Text (a BOS token goes first, as vLLM adds it), token ids as they are, or a list of either. */
-  prompt: z.union([
-    z.string(),
-    z.array(z.string()).min(1).max(MAX_PROMPTS),
-    ids,
-    z.array(ids).min(1).max(MAX_PROMPTS),
-  ]),
+  prompt: z.custom<Prompt>((value) => value !== undefined, "prompt is required"),
   max_tokens: z.number().int().positive().nullish(),
   temperature: chat.temperature,
   top_p: chat.top_p,
@@ -46,6 +80,7 @@ export type CompletionRequest = z.infer<typeof completionRequestSchema>;
 /** The request, checked, and the top-level fields it had that are not understood (ignored). */
 export function parseCompletionRequest(body: unknown): { request: CompletionRequest; ignored: string[] } {
   const request = parseWith(completionRequestSchema, body);
+  checkPrompt(request.prompt);
   const unsupported = (message: string, param: string) =>
     new RequestError(message, param, "unsupported_parameter");
   if (request.suffix) throw unsupported("suffix (fill in the middle) is not supported by Pixtral", "suffix");

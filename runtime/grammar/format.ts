@@ -32,11 +32,24 @@ const MAX_DEPTH = 32;
  */
 const MAX_VALUE_DEPTH = 128;
 
-/** Whether a JSON value nests deeper than `limit` (recursing no deeper than that). */
-function nestedDeeper(value: unknown, limit: number): boolean {
-  if (typeof value !== "object" || value === null) return false;
-  if (limit === 0) return true;
-  return Object.values(value).some((v) => nestedDeeper(v, limit - 1));
+/**
+ * Refuses a schema whose values nest deeper than `limit` (recursing no deeper than that) or whose strings hold a
+ * lone UTF-16 surrogate, which no UTF-8 text can write (xgrammar fails on one, or builds a grammar no token
+ * can follow).
+ */
+function checkValues(value: unknown, limit: number): void {
+  const text = (s: string) => {
+    if (!s.isWellFormed()) {
+      throw new FormatError(`the schema's string ${JSON.stringify(s)} holds a lone UTF-16 surrogate`, "");
+    }
+  };
+  if (typeof value === "string") return text(value);
+  if (typeof value !== "object" || value === null) return;
+  if (limit === 0) throw new FormatError(`the schema holds values nested deeper than ${MAX_VALUE_DEPTH}`, "");
+  for (const [key, v] of Object.entries(value)) {
+    text(key);
+    checkValues(v, limit - 1);
+  }
 }
 
 /** A schema the server cannot enforce; `path` points into it (JSON Pointer). */
@@ -130,9 +143,7 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
   }
   if (schema === false) throw new FormatError("the schema `false` allows nothing", "");
   // Before anything recurses into it: values nested thousands deep (a `default`) stall xgrammar's parser.
-  if (nestedDeeper(schema, MAX_VALUE_DEPTH)) {
-    throw new FormatError(`the schema holds values nested deeper than ${MAX_VALUE_DEPTH}`, "");
-  }
+  checkValues(schema, MAX_VALUE_DEPTH);
   const normalised = mapSchemas(schema, normalise);
   checkSchema(normalised, "", 0, normalised);
   if (nesting(normalised) > MAX_DEPTH) {
@@ -551,6 +562,12 @@ function checkPattern(pattern: unknown, path: string): void {
   }
   if (/\(\?<?[=!]|\\[1-9]|\\k</.test(pattern)) {
     throw new FormatError("patterns with look-around or back-references are not supported", path);
+  }
+  if (/\\u\{?0*d[89a-f][0-9a-f]{2}\}?/i.test(pattern)) {
+    throw new FormatError(
+      "the pattern names a UTF-16 surrogate (\\uD800-\\uDFFF), which no UTF-8 text holds: write the character, or \\u{...}",
+      path,
+    );
   }
   if (groupDepth(pattern) > MAX_GROUP_DEPTH) {
     throw new FormatError(`the pattern nests groups deeper than ${MAX_GROUP_DEPTH}`, path);
