@@ -325,6 +325,15 @@ Deno.test("health, models, tokenize, detokenize and metrics answer in their docu
     assert.equal(models.object, "list");
     assert.equal(models.data[0].id, service.model.id);
     assert.equal(models.data[0].max_context_length, 2048);
+    assert.equal(models.data[0].max_model_len, 2048);
+    // Mistral's clients send tools only to models whose card says they take them.
+    assert.deepEqual(models.data[0].capabilities, {
+      completion_chat: true,
+      completion_fim: false,
+      function_calling: true,
+      fine_tuning: false,
+      vision: true,
+    });
     const tokens = await post(`${url}/tokenize`, {
       prompt: "Hello, how are you?",
       add_special_tokens: false,

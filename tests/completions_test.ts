@@ -184,6 +184,37 @@ Deno.test("logit_bias moves the choice: -100 bans a token, 100 makes one the ans
   });
 });
 
+Deno.test("vLLM's ignore_eos, min_tokens and stop_token_ids, in chat and completions", async () => {
+  await withServer({}, async ({ url }) => {
+    const complete = async (body: Record<string, unknown>) => {
+      const res = await post(`${url}/v1/completions`, { prompt: [1, 1100, 1101], temperature: 0, ...body });
+      assert.equal(res.status, 200, JSON.stringify(res.json));
+      return { tokens: res.json.usage.completion_tokens, finish: res.json.choices[0].finish_reason };
+    };
+    // The end-of-sequence token (id 2) made the answer: it stops at once, unless ignored or not yet allowed.
+    const eos = { logit_bias: { "2": 100 }, max_tokens: 6 };
+    assert.deepEqual(await complete(eos), { tokens: 1, finish: "stop" });
+    assert.deepEqual(await complete({ ...eos, ignore_eos: true }), { tokens: 6, finish: "length" });
+    assert.deepEqual(await complete({ ...eos, min_tokens: 3 }), { tokens: 4, finish: "stop" });
+    assert.deepEqual(await complete({ ...eos, min_tokens: 6 }), { tokens: 6, finish: "length" });
+    // Another token ends it too; min_tokens holds it back (sampled, in runs of steps after).
+    const other = { logit_bias: { "1234": 100 }, max_tokens: 12, stop_token_ids: [1234] };
+    assert.deepEqual(await complete(other), { tokens: 1, finish: "stop" });
+    assert.deepEqual(await complete({ ...other, min_tokens: 5, temperature: 1, seed: 2 }), {
+      tokens: 6,
+      finish: "stop",
+    });
+    const chat = await post(`${url}/v1/chat/completions`, {
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 4,
+      logit_bias: { "2": 100 },
+      ignore_eos: true,
+    });
+    assert.equal(chat.json.usage.completion_tokens, 4);
+    assert.equal(chat.json.choices[0].finish_reason, "length");
+  });
+});
+
 Deno.test("text completions refuse what they cannot do, naming the field", async () => {
   await withServer({}, async ({ url, service }) => {
     const completions = `${url}/v1/completions`;
@@ -194,6 +225,14 @@ Deno.test("text completions refuse what they cannot do, naming the field", async
       if (param !== undefined) assert.equal(res.json.error.param, param);
     };
     await expect({ prompt: "a", suffix: "b" }, 400, /suffix/, "suffix");
+    await expect({ prompt: "a", max_tokens: 3, min_tokens: 4 }, 400, /min_tokens/, "min_tokens");
+    await expect(
+      { prompt: "a", min_tokens: 2, response_format: { type: "json_object" } },
+      400,
+      /min_tokens/,
+      "min_tokens",
+    );
+    await expect({ prompt: "a", stop_token_ids: [999_999_999] }, 400, /vocabulary/, "stop_token_ids[0]");
     await expect({ prompt: "a", best_of: 3 }, 400, /best_of/, "best_of");
     await expect({ prompt: "a", logit_bias: { "-1": 5 } }, 400, /not a token id/, "logit_bias.-1");
     await expect({ prompt: "a", echo: true, logprobs: 1 }, 400, /echo/, "echo");

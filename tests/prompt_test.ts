@@ -1,5 +1,6 @@
 /** Chat requests to token ids: Mistral's instruct rules against mistral_common's goldens, and HF templates. */
 import assert from "node:assert/strict";
+import { createApp } from "../functions/app.ts";
 import { encodeChat } from "../functions/chat/prepare.ts";
 import { pySource, toolUse } from "../functions/chat/tools.ts";
 import { type ChatMessage, parseChatRequest } from "../functions/schema/chat.ts";
@@ -61,6 +62,9 @@ Deno.test("a Hugging Face chat template: same ids where it agrees with Mistral's
     new URL("./fixtures/chat_template_pixtral.jinja", import.meta.url),
   );
   const hf = service(tokenizers.full, template);
+  // The template has no tool format: the model card says so (and requests with tools are refused).
+  const card = await (await createApp(hf).request("/v1/models")).json();
+  assert.equal(card.data[0].capabilities.function_calling, false);
   const byName = Object.fromEntries(cases.map((c) => [c.name, c]));
   // Text only, image first, system prompt with a string turn: the template and Mistral's rules agree.
   for (const name of ["user_text", "image_then_text", "system_user"]) {

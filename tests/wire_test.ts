@@ -47,6 +47,7 @@ const request: GenerateRequest = {
   format: { schema: '{"type":"object","properties":{"a":{"enum":["x"]}}}', strict: true },
   banned: [9, 131071],
   trigger: 9,
+  minTokens: 5,
 };
 
 const buffer = (bytes: Uint8Array) => bytes.slice().buffer;
@@ -61,6 +62,7 @@ Deno.test("wire: a request round-trips exactly with f32 pixels", () => {
   assert.deepEqual(decoded.format, request.format);
   assert.deepEqual(decoded.banned, [9, 131071]);
   assert.equal(decoded.trigger, 9);
+  assert.equal(decoded.minTokens, 5);
   assert.equal(decoded.images.length, 2);
   decoded.images.forEach((got, i) => {
     const want = request.images[i];

@@ -269,6 +269,36 @@ export function maxTokens(
   return asked ?? room;
 }
 
+/**
+ * What ends a request's answers: the end-of-sequence token (unless `ignore_eos`) and `stop_token_ids`, and how
+ * many tokens come before any of them may (`min_tokens`, which a format's own end excludes).
+ */
+export function stopping(
+  request: Pick<ChatRequest, "ignore_eos" | "min_tokens" | "stop_token_ids">,
+  service: Service,
+  { maxTokens, format }: { maxTokens: number; format: boolean },
+): { stopIds: number[]; minTokens?: number } {
+  const vocab = service.engine!.vocabSize;
+  const extra = request.stop_token_ids ?? [];
+  extra.forEach((id, i) => {
+    if (id >= vocab) throw new RequestError(`token ${id} is not in the vocabulary`, `stop_token_ids[${i}]`);
+  });
+  const eos = request.ignore_eos ? [] : [service.tokenizer.special("</s>")];
+  const stopIds = [...new Set([...eos, ...extra])];
+  const minTokens = request.min_tokens ?? 0;
+  if (minTokens > maxTokens) {
+    throw new RequestError(`min_tokens (${minTokens}) is more than max_tokens (${maxTokens})`, "min_tokens");
+  }
+  if (minTokens && format) {
+    throw new RequestError(
+      "min_tokens cannot be combined with response_format or tools: the format decides where the answer ends",
+      "min_tokens",
+      "unsupported_parameter",
+    );
+  }
+  return minTokens ? { stopIds, minTokens } : { stopIds };
+}
+
 /** A request's sampling settings, the server's defaults where it gives none. */
 export function samplingOf(
   request:
@@ -327,7 +357,6 @@ export async function prepareChat(
   signal?: AbortSignal,
   text?: string,
 ): Promise<PreparedChat> {
-  const { tokenizer } = service;
   const source = pySource(chat, text);
   const tools = toolUse(chat, source);
   const encoded = await encodeChat(chat.messages, service, {
@@ -340,13 +369,15 @@ export async function prepareChat(
   const { generation } = encoded;
   const param = chat.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
   const asked = chat.max_completion_tokens ?? chat.max_tokens ?? undefined;
+  const most = maxTokens(service, encoded.ids.length, asked, { param, prompt: "messages" });
+  const format = Boolean(chat.response_format ?? generation.format);
   return {
     request: {
       ids: encoded.ids,
       images: encoded.images,
       sampling: samplingOf(chat, service),
-      maxTokens: maxTokens(service, encoded.ids.length, asked, { param, prompt: "messages" }),
-      stopIds: [tokenizer.special("</s>")],
+      maxTokens: most,
+      ...stopping(chat, service, { maxTokens: most, format }),
       topLogprobs: chat.logprobs ? (chat.top_logprobs ?? 0) : undefined,
       ...(chat.response_format ? { format: chat.response_format } : {}),
       ...(generation.format ? { format: generation.format } : {}),

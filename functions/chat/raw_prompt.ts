@@ -6,7 +6,7 @@
 import type { CompletionRequest } from "../schema/completions.ts";
 import { RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
-import { maxTokens, type PreparedChat, samplingOf } from "./prepare.ts";
+import { maxTokens, type PreparedChat, samplingOf, stopping } from "./prepare.ts";
 
 /** OpenAI's default for `max_tokens` in text completions (vLLM's too). */
 const DEFAULT_MAX_TOKENS = 16;
@@ -42,16 +42,17 @@ export function preparePrompt(
   }
   const params = { param: "max_tokens", prompt: param };
   const asked = request.max_tokens ?? undefined;
-  // Unasked, as many as the default, or as the context leaves.
-  const most = maxTokens(service, ids.length, asked, params);
+  // Unasked: OpenAI's default, or as many as the context leaves.
+  const checked = maxTokens(service, ids.length, asked, params);
+  const most = asked === undefined ? Math.min(DEFAULT_MAX_TOKENS, checked) : checked;
   return {
     text: typeof prompt === "string" ? prompt : tokenizer.decode(ids),
     request: {
       ids,
       images: [],
       sampling: samplingOf(request, service),
-      maxTokens: asked ?? Math.min(DEFAULT_MAX_TOKENS, most),
-      stopIds: [tokenizer.special("</s>")],
+      maxTokens: most,
+      ...stopping(request, service, { maxTokens: most, format: Boolean(request.response_format) }),
       topLogprobs: request.logprobs ?? undefined,
       ...(request.response_format ? { format: request.response_format } : {}),
     },

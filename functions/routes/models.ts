@@ -3,6 +3,17 @@ import { Hono } from "hono";
 import type { Service } from "../service.ts";
 import { UnknownModelError } from "./common.ts";
 
+/** Whether requests may carry tools: Mistral's own prompt format with its tool tokens (no chat template). */
+function functionCalling(service: Service): boolean {
+  if (service.chatTemplate) return false;
+  try {
+    service.tokenizer.special("[TOOL_CALLS]");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function card(service: Service) {
   const { model, engine, images } = service;
   return {
@@ -15,10 +26,12 @@ function card(service: Service) {
     description: model.description,
     aliases: model.aliases,
     max_context_length: engine?.contextLength ?? null,
+    // vLLM's name for it.
+    max_model_len: engine?.contextLength ?? null,
     capabilities: {
       completion_chat: true,
       completion_fim: false,
-      function_calling: false,
+      function_calling: functionCalling(service),
       fine_tuning: false,
       vision: images.enabled,
     },

@@ -134,6 +134,12 @@ export const chatRequestSchema = z.object({
   tools: z.array(tool).max(MAX_TOOLS).nullish(),
   tool_choice: toolChoice.nullish(),
   parallel_tool_calls: z.boolean().nullish(),
+  /** vLLM's: generate on past the end-of-sequence token (benchmarks that want every answer max_tokens long). */
+  ignore_eos: z.boolean().nullish(),
+  /** vLLM's: no stop token before this many tokens. */
+  min_tokens: z.number().int().min(0).nullish(),
+  /** vLLM's: more tokens that end the answer. */
+  stop_token_ids: z.array(z.number().int().min(0)).max(16).nullish(),
   /** Our extension: which reference's image resizing to reproduce for this request (default: the server's). */
   image_resize: z.enum(["mistral", "hf"]).nullish(),
 });

@@ -54,6 +54,8 @@ export interface GenerateRequest {
   trigger?: number;
   /** Tokens never to sample (e.g. [TOOL_CALLS] under `tool_choice: "none"`). */
   banned?: readonly number[];
+  /** Stop ids are not sampled before this many tokens (vLLM's `min_tokens`); not with a format. */
+  minTokens?: number;
 }
 
 /** Keeps one sequence's output inside its format: which tokens may come next, given those that came. */

@@ -125,14 +125,19 @@ class Sequence {
   maskError?: unknown;
   /** Every token but the banned ones, when some are: the same mask each step, so no need to step one by one. */
   readonly unbanned?: Uint32Array;
+  /** Every token but the banned ones and the stop ids, while fewer than `minTokens` were generated. */
+  readonly early?: Uint32Array;
 
   constructor(readonly request: GenerateRequest, readonly vocabSize: number) {
     this.tokens = [...request.ids];
-    if (request.banned?.length) {
-      this.unbanned = new Uint32Array(Math.ceil(vocabSize / 32));
-      for (let id = 0; id < vocabSize; id++) this.unbanned[id >> 5] |= 1 << (id & 31);
-      for (const id of request.banned) this.unbanned[id >> 5] &= ~(1 << (id & 31));
-    }
+    const except = (ids: readonly number[]) => {
+      const mask = new Uint32Array(Math.ceil(vocabSize / 32));
+      for (let id = 0; id < vocabSize; id++) mask[id >> 5] |= 1 << (id & 31);
+      for (const id of ids) mask[id >> 5] &= ~(1 << (id & 31));
+      return mask;
+    };
+    if (request.banned?.length) this.unbanned = except(request.banned);
+    if (request.minTokens) this.early = except([...request.banned ?? [], ...request.stopIds]);
     this.imagePatches = request.images.reduce((n, image) => n + image.rows * image.cols, 0);
     const seed = request.sampling.seed;
     this.seed = seed === undefined ? crypto.getRandomValues(new Uint32Array(1))[0] : samplerSeed(seed);
@@ -176,7 +181,7 @@ class Sequence {
       penalties: this.penalised
         ? { ids: [...this.counts.keys()], counts: [...this.counts.values()] }
         : undefined,
-      mask: this.allowed ?? this.unbanned,
+      mask: this.allowed ?? (this.generated < (this.request.minTokens ?? 0) ? this.early : this.unbanned),
       bias: s.bias,
     };
   }
@@ -187,9 +192,13 @@ class Sequence {
       (this.request.trigger === undefined || this.triggered === true);
   }
 
-  /** Whether its tokens must come to the host one by one: penalties, top log-probabilities, a format. */
+  /**
+   * Whether its tokens must come to the host one by one: penalties, top log-probabilities, a format, stop ids
+   * banned for the first tokens (the mask changes when they end).
+   */
   get stepwise(): boolean {
-    return this.penalised || (this.request.topLogprobs ?? 0) > 0 || this.constrained;
+    return this.penalised || (this.request.topLogprobs ?? 0) > 0 || this.constrained ||
+      this.generated < (this.request.minTokens ?? 0);
   }
 
   /** Takes the matcher made for it, or frees it if the sequence no longer needs one. */

@@ -38,6 +38,23 @@ export function validateRequest(request: GenerateRequest, limits: RequestLimits)
       throw new InvalidRequestError(`the trigger token ${request.trigger} is a stop id or banned`);
     }
   }
+  if (request.minTokens !== undefined) {
+    if (
+      !Number.isInteger(request.minTokens) || request.minTokens < 0 || request.minTokens > request.maxTokens
+    ) {
+      throw new InvalidRequestError(`min_tokens ${request.minTokens} is not between 0 and max_tokens`);
+    }
+    if (request.format && request.minTokens > 0) {
+      throw new InvalidRequestError(
+        "min_tokens cannot be combined with an output format (it decides the end)",
+      );
+    }
+  }
+  for (const id of request.stopIds) {
+    if (!Number.isInteger(id) || id < 0 || id >= limits.vocabSize) {
+      throw new InvalidRequestError(`stop token id ${id} is not in the vocabulary`);
+    }
+  }
   for (const id of request.banned ?? []) {
     if (!Number.isInteger(id) || id < 0 || id >= limits.vocabSize) {
       throw new InvalidRequestError(`banned token id ${id} is not in the vocabulary`);

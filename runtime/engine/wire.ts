@@ -6,7 +6,7 @@
  *
  *     "PXG3"                  magic and version
  *     u32 H                   length of the header
- *     H bytes                 header, JSON: sampling, maxTokens, stopIds, topLogprobs, the output format and its trigger, banned ids, and per
+ *     H bytes                 header, JSON: sampling, maxTokens, minTokens, stopIds, topLogprobs, the output format and its trigger, banned ids, and per
  *                             image its patch grid, pixel type and value count (RequestHeader)
  *     0-3 bytes               padding to a multiple of 4
  *     u32 × header.ids        the prompt's token ids
@@ -76,6 +76,7 @@ const headerSchema = z.strictObject({
   format: z.strictObject({ schema: z.string().max(MAX_SCHEMA_BYTES), strict: z.boolean() }).optional(),
   banned: z.array(u32).max(MAX_BANNED).optional(),
   trigger: u32.optional(),
+  minTokens: z.number().int().min(0).optional(),
   sampling: samplingSchema,
   images: z.array(z.strictObject({
     rows: z.number().int().min(1),
@@ -103,6 +104,7 @@ export function encodeRequest(request: GenerateRequest, pixels: PixelType = "f32
     ...(request.format === undefined ? {} : { format: request.format }),
     ...(request.banned?.length ? { banned: [...request.banned] } : {}),
     ...(request.trigger === undefined ? {} : { trigger: request.trigger }),
+    ...(request.minTokens ? { minTokens: request.minTokens } : {}),
     sampling,
     images: request.images.map((i) => ({
       rows: i.rows,
@@ -184,6 +186,7 @@ export function decodeRequest(body: ArrayBuffer): GenerateRequest {
     ...(header.format === undefined ? {} : { format: header.format }),
     ...(header.banned === undefined ? {} : { banned: header.banned }),
     ...(header.trigger === undefined ? {} : { trigger: header.trigger }),
+    ...(header.minTokens === undefined ? {} : { minTokens: header.minTokens }),
   };
 }
 
