@@ -233,6 +233,28 @@ Deno.test("text completions refuse what they cannot do, naming the field", async
       "min_tokens",
     );
     await expect({ prompt: "a", stop_token_ids: [999_999_999] }, 400, /vocabulary/, "stop_token_ids[0]");
+    // A format ends with the end-of-sequence token (xgrammar aborted on a matcher without one).
+    await expect(
+      { prompt: "a", ignore_eos: true, response_format: { type: "json_object" } },
+      400,
+      /ignore_eos/,
+      "ignore_eos",
+    );
+    const chat = `${url}/v1/chat/completions`;
+    const tools = [{ type: "function", function: { name: "f", parameters: { type: "object" } } }];
+    const messages = [{ role: "user", content: "hi" }];
+    for (const tool_choice of ["required", "auto"]) {
+      const res = await post(chat, { messages, tools, tool_choice, ignore_eos: true });
+      assert.equal(res.status, 400, JSON.stringify(res.json));
+      assert.equal(res.json.error.param, "ignore_eos");
+    }
+    // [TOOL_CALLS] is the tool choice's own: banned under "none", the calls' start under "auto".
+    for (const tool_choice of ["none", "auto"]) {
+      const calls = service.tokenizer.special("[TOOL_CALLS]");
+      const res = await post(chat, { messages, tools, tool_choice, stop_token_ids: [calls] });
+      assert.equal(res.status, 400, JSON.stringify(res.json));
+      assert.equal(res.json.error.param, "stop_token_ids[0]");
+    }
     await expect({ prompt: "a", best_of: 3 }, 400, /best_of/, "best_of");
     await expect({ prompt: "a", logit_bias: { "-1": 5 } }, 400, /not a token id/, "logit_bias.-1");
     await expect({ prompt: "a", echo: true, logprobs: 1 }, 400, /echo/, "echo");

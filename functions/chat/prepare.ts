@@ -276,13 +276,28 @@ export function maxTokens(
 export function stopping(
   request: Pick<ChatRequest, "ignore_eos" | "min_tokens" | "stop_token_ids">,
   service: Service,
-  { maxTokens, format }: { maxTokens: number; format: boolean },
+  { maxTokens, format, reserved = [] }: {
+    maxTokens: number;
+    format: boolean;
+    /** Tokens the tool choice bans or starts calls with, which cannot also stop. */
+    reserved?: number[];
+  },
 ): { stopIds: number[]; minTokens?: number } {
   const vocab = service.engine!.vocabSize;
   const extra = request.stop_token_ids ?? [];
   extra.forEach((id, i) => {
     if (id >= vocab) throw new RequestError(`token ${id} is not in the vocabulary`, `stop_token_ids[${i}]`);
+    if (reserved.includes(id)) {
+      throw new RequestError(`token ${id} is the tool choice's own ([TOOL_CALLS])`, `stop_token_ids[${i}]`);
+    }
   });
+  if (request.ignore_eos && format) {
+    throw new RequestError(
+      "ignore_eos cannot be combined with response_format or tools: the format ends with the end-of-sequence token",
+      "ignore_eos",
+      "unsupported_parameter",
+    );
+  }
   const eos = request.ignore_eos ? [] : [service.tokenizer.special("</s>")];
   const stopIds = [...new Set([...eos, ...extra])];
   const minTokens = request.min_tokens ?? 0;
@@ -377,7 +392,11 @@ export async function prepareChat(
       images: encoded.images,
       sampling: samplingOf(chat, service),
       maxTokens: most,
-      ...stopping(chat, service, { maxTokens: most, format }),
+      ...stopping(chat, service, {
+        maxTokens: most,
+        format,
+        reserved: [...generation.banned, ...generation.trigger === undefined ? [] : [generation.trigger]],
+      }),
       topLogprobs: chat.logprobs ? (chat.top_logprobs ?? 0) : undefined,
       ...(chat.response_format ? { format: chat.response_format } : {}),
       ...(generation.format ? { format: generation.format } : {}),

@@ -166,7 +166,8 @@ class Sequence {
     return s.repetitionPenalty !== 1 || s.presencePenalty !== 0 || s.frequencyPenalty !== 0;
   }
 
-  samplingParams(): SamplingParams {
+  /** Sampling settings of the token `ahead` steps after the next (decode runs sample several unread). */
+  samplingParams(ahead = 0): SamplingParams {
     const s = this.request.sampling;
     return {
       temperature: s.temperature,
@@ -177,11 +178,12 @@ class Sequence {
       presencePenalty: s.presencePenalty,
       frequencyPenalty: s.frequencyPenalty,
       seed: this.seed,
-      counter: this.generated,
+      counter: this.generated + ahead,
       penalties: this.penalised
         ? { ids: [...this.counts.keys()], counts: [...this.counts.values()] }
         : undefined,
-      mask: this.allowed ?? (this.generated < (this.request.minTokens ?? 0) ? this.early : this.unbanned),
+      mask: this.allowed ??
+        (this.generated + ahead < (this.request.minTokens ?? 0) ? this.early : this.unbanned),
       bias: s.bias,
     };
   }
@@ -192,13 +194,9 @@ class Sequence {
       (this.request.trigger === undefined || this.triggered === true);
   }
 
-  /**
-   * Whether its tokens must come to the host one by one: penalties, top log-probabilities, a format, stop ids
-   * banned for the first tokens (the mask changes when they end).
-   */
+  /** Whether its tokens must come to the host one by one: penalties, top log-probabilities, a format. */
   get stepwise(): boolean {
-    return this.penalised || (this.request.topLogprobs ?? 0) > 0 || this.constrained ||
-      this.generated < (this.request.minTokens ?? 0);
+    return this.penalised || (this.request.topLogprobs ?? 0) > 0 || this.constrained;
   }
 
   /** Takes the matcher made for it, or frees it if the sequence no longer needs one. */
@@ -792,7 +790,7 @@ export class LocalEngine implements Engine {
               logits: out.logits!,
               ids: ids.sliceRows(k, 1).sliceCols(i, group.length),
               logprobs: logprobs.sliceRows(k, 1).sliceCols(i, group.length),
-              params: group.map((s) => ({ ...s.samplingParams(), counter: s.generated + ahead + k })),
+              params: group.map((s) => s.samplingParams(ahead + k)),
             });
           }
           if (k === run - 1) {

@@ -50,6 +50,12 @@ export function validateRequest(request: GenerateRequest, limits: RequestLimits)
       );
     }
   }
+  // A format ends with a stop token: its grammar needs one.
+  if (request.format && request.stopIds.length === 0) {
+    throw new InvalidRequestError(
+      "an output format needs a stop token (ignore_eos cannot be combined with one)",
+    );
+  }
   for (const id of request.stopIds) {
     if (!Number.isInteger(id) || id < 0 || id >= limits.vocabSize) {
       throw new InvalidRequestError(`stop token id ${id} is not in the vocabulary`);
