@@ -8,8 +8,7 @@ import { DEFAULT_IMAGE_FETCH } from "../functions/images/fetch.ts";
 import { MAX_CHOICES } from "../functions/schema/chat.ts";
 import type { Service } from "../functions/service.ts";
 import { type ImageSettings, localService } from "./service.ts";
-import type { LocalEngineOptions } from "../runtime/engine/local.ts";
-import { WorkerEngine } from "../runtime/engine/worker.ts";
+import { WorkerEngine, type WorkerLocalOptions } from "../runtime/engine/worker.ts";
 import { findChatTemplate } from "../runtime/prompt/hf_template.ts";
 import { DEFAULT_MAX_PIXELS } from "../runtime/images/preprocess.ts";
 import { log } from "../runtime/log.ts";
@@ -45,6 +44,8 @@ ${MODEL_USAGE}
   --prefill-chunk N         prompt tokens per prefill step (default 512; 64 on a CPU adapter)
   --decode-steps N          decode steps run on the GPU between token readbacks (default 8; 1 streams every
                             token as soon as it exists, at a lower speed)
+  --grammar-threads N       threads compiling and following structured outputs' grammars (default 2): a
+                            compile holds the streams of its own thread only
   --no-prefix-cache         compute every prompt in full instead of reusing the KV cache of earlier prompts
                             that begin the same way (reuse starts at multiples of the prefill chunk)
   --grace SECONDS           on SIGINT/SIGTERM, time running requests get to finish (default 10)
@@ -73,6 +74,7 @@ const FLAGS = {
   "max-running": { type: "string" },
   "prefill-chunk": { type: "string" },
   "decode-steps": { type: "string" },
+  "grammar-threads": { type: "string" },
   grace: { type: "string" },
   "internal-secret": { type: "string" },
 } as const;
@@ -108,7 +110,7 @@ export interface ServerConfig {
   temperature: number;
   /** "mistral" (default), "hf" (the model folder's template), or the path of a Jinja template. */
   chatTemplate?: string;
-  engine: LocalEngineOptions;
+  engine: WorkerLocalOptions;
   graceSeconds: number;
   /** Shared secret of the internal routes for edge gateways; none: not served. */
   internalSecret?: string;
@@ -266,6 +268,7 @@ export async function serve(argv: string[]): Promise<void> {
       maxRunning: positiveInt("--max-running", flags["max-running"]),
       prefillChunk: positiveInt("--prefill-chunk", flags["prefill-chunk"]),
       decodeSteps: positiveInt("--decode-steps", flags["decode-steps"]),
+      grammarThreads: positiveInt("--grammar-threads", flags["grammar-threads"]),
       prefixCache: !flags["no-prefix-cache"],
     },
     graceSeconds: grace,

@@ -14,6 +14,7 @@ import { LocalEngine } from "../runtime/engine/local.ts";
 import { XGrammarConstraints } from "../runtime/grammar/constraints.ts";
 import { vocabulary } from "../runtime/grammar/vocabulary.ts";
 import { jsonSchemaFormat, type OutputFormat } from "../runtime/grammar/format.ts";
+import { GrammarPool } from "../runtime/grammar/pool.ts";
 import { GrammarWorker } from "../runtime/grammar/worker.ts";
 import { allowedIds, constraints, EOS, seededRandom, tokenizer } from "./grammar_helpers.ts";
 import { collect, EXACT, loadTiny } from "./model_helpers.ts";
@@ -239,4 +240,50 @@ Deno.test("engine: a constrained sequence whose masks are late does not hold the
     await engine.close();
   }
   assert.equal(model.pool.usedBlocks, 0);
+});
+
+Deno.test("grammar pool: a schema goes to a thread not compiling, or back to the one that compiled it", async () => {
+  const inner = XGrammarConstraints.forTokenizer(tokenizer, tokenizer.vocabSize);
+  const threads: (SlowConstraints & { closed: boolean })[] = [];
+  const pool = new GrammarPool(() => {
+    const thread = Object.assign(new SlowConstraints(inner), {
+      closed: false,
+      close() {
+        thread.closed = true;
+      },
+    });
+    threads.push(thread);
+    return thread;
+  }, { threads: 2 });
+  const format = (values: string[]) => jsonSchemaFormat({ enum: values });
+  const [a, b, c] = [format(["a"]), format(["b"]), format(["c"])];
+  const made = (constraint: Promise<TokenConstraint>) => constraint.then((m) => (m.release(), m));
+  try {
+    // The first thread starts at once; a second only when a schema comes while the first compiles.
+    assert.equal(pool.threads, 1);
+    const first = made(pool.constrain(a, [EOS]));
+    const second = made(pool.constrain(b, [EOS]));
+    assert.equal(pool.threads, 2);
+    assert.deepEqual(threads.map((t) => t.pending.length), [1, 1]);
+    // The second thread's matcher comes while the first still compiles.
+    threads[1].pending[0]();
+    await second;
+    threads[0].pending[0]();
+    await first;
+    // A schema goes back to the thread that compiled it; a new one to a thread compiling nothing.
+    const again = made(pool.constrain(b, [EOS]));
+    assert.deepEqual(threads.map((t) => t.pending.length), [1, 2]);
+    const other = made(pool.constrain(c, [EOS]));
+    assert.deepEqual(threads.map((t) => t.pending.length), [2, 2]);
+    // Every thread busy and no more may start: the one that compiled it (else the least busy).
+    const busy = made(pool.constrain(a, [EOS]));
+    assert.equal(pool.threads, 2);
+    assert.deepEqual(threads.map((t) => t.pending.length), [3, 2]);
+    for (const t of threads) for (const go of t.pending) go();
+    await Promise.all([again, other, busy]);
+  } finally {
+    pool.close();
+  }
+  assert.ok(threads.every((t) => t.closed));
+  await assert.rejects(pool.constrain(a, [EOS]), /closed/);
 });

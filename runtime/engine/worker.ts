@@ -22,7 +22,10 @@ import type { LocalEngineOptions } from "./local.ts";
 import { type RequestLimits, validateRequest } from "./validate.ts";
 
 /** The engine's options that cross to the worker (it makes the output-format constraints itself). */
-export type WorkerLocalOptions = Omit<LocalEngineOptions, "constraints">;
+export type WorkerLocalOptions = Omit<LocalEngineOptions, "constraints"> & {
+  /** Threads for structured outputs' grammars (GrammarPool; default 2). */
+  grammarThreads?: number;
+};
 
 /** What the worker reports once the model serves. */
 export interface WorkerReady {

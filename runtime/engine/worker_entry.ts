@@ -4,6 +4,7 @@
  */
 /// <reference lib="deno.worker" />
 import { vocabulary } from "../grammar/vocabulary.ts";
+import { GrammarPool } from "../grammar/pool.ts";
 import { GrammarWorker } from "../grammar/worker.ts";
 import { loadModel, openModelFiles } from "../model/boot.ts";
 import { log } from "../log.ts";
@@ -21,7 +22,7 @@ const STATS_MS = 50;
 
 const post = (message: FromWorker) => self.postMessage(message);
 let engine: LocalEngine | undefined;
-let grammar: GrammarWorker | undefined;
+let grammar: GrammarPool | undefined;
 const controllers = new Map<number, AbortController>();
 let lastStats = "";
 
@@ -42,8 +43,10 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
     const prefillChunk = message.engine.prefillChunk ??
       (model.ctx.gpu.software ? SOFTWARE_PREFILL_CHUNK : undefined);
     // xgrammar gets the vocabulary now, on its own thread, so no request waits for it later.
-    grammar = new GrammarWorker(vocabulary(files.tokenizer, model.config.decoder.vocabSize));
-    engine = new LocalEngine(model, { ...message.engine, prefillChunk, constraints: grammar });
+    const vocab = vocabulary(files.tokenizer, model.config.decoder.vocabSize);
+    const { grammarThreads, ...options } = message.engine;
+    grammar = new GrammarPool(() => new GrammarWorker(vocab), { threads: grammarThreads });
+    engine = new LocalEngine(model, { ...options, prefillChunk, constraints: grammar });
     setInterval(sendStats, STATS_MS);
     post({
       type: "ready",

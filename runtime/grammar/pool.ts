@@ -1,0 +1,71 @@
+/**
+ * Several grammar threads. A thread compiling a schema answers nothing else until it is done (xgrammar's compile
+ * is one WebAssembly call), so the masks of every stream whose matcher lives there wait; with a pool, a new
+ * schema goes to a thread that is not compiling, and the streams on the others keep their pace. Matchers stay
+ * on the thread that made them; a schema goes back to the thread that compiled it last (which keeps its
+ * grammar), unless that one is compiling something else. Threads start when first needed: one that is always
+ * idle costs nothing.
+ */
+import type { Constraints, TokenConstraint } from "../engine/engine.ts";
+import type { OutputFormat } from "./format.ts";
+
+/** One thread's constraints; `close` ends the thread. */
+export type GrammarThread = Constraints & { close(): void };
+
+interface Slot {
+  thread: GrammarThread;
+  /** Matchers being made there (a compile, or a grammar it keeps). */
+  making: number;
+  /** The formats it compiled, most recent last (as many as it keeps). */
+  formats: string[];
+}
+
+export class GrammarPool implements Constraints {
+  readonly #slots: Slot[] = [];
+  #closed = false;
+
+  /**
+   * `start` makes a thread; the first starts now (it loads the vocabulary while the model loads), others when
+   * every thread is busy, up to `threads`.
+   */
+  constructor(
+    readonly start: () => GrammarThread,
+    readonly options: { threads?: number; kept?: number } = {},
+  ) {
+    this.#add();
+  }
+
+  /** Threads started so far. */
+  get threads(): number {
+    return this.#slots.length;
+  }
+
+  async constrain(format: OutputFormat, stopIds: readonly number[]): Promise<TokenConstraint> {
+    if (this.#closed) throw new Error("the grammar threads were closed");
+    const key = `${format.strict}:${format.schema}`;
+    const home = this.#slots.find((s) => s.formats.includes(key));
+    const idle = this.#slots.find((s) => s.making === 0);
+    const slot = home?.making === 0 ? home : idle ??
+      (this.#slots.length < (this.options.threads ?? 2)
+        ? this.#add()
+        : home ?? this.#slots.reduce((a, b) => b.making < a.making ? b : a));
+    slot.formats = [...slot.formats.filter((k) => k !== key), key].slice(-(this.options.kept ?? 4));
+    slot.making++;
+    try {
+      return await slot.thread.constrain(format, stopIds);
+    } finally {
+      slot.making--;
+    }
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const slot of this.#slots) slot.thread.close();
+  }
+
+  #add(): Slot {
+    const slot = { thread: this.start(), making: 0, formats: [] };
+    this.#slots.push(slot);
+    return slot;
+  }
+}
