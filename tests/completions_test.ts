@@ -215,6 +215,79 @@ Deno.test("vLLM's ignore_eos, min_tokens and stop_token_ids, in chat and complet
   });
 });
 
+Deno.test("echo with logprobs scores the prompt: each token given those before it, as the model's own", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const completions = `${url}/v1/completions`;
+    const ask = async (body: Record<string, unknown>) => {
+      const res = await post(completions, { temperature: 0, ...body });
+      assert.equal(res.status, 200, JSON.stringify(res.json));
+      return res.json;
+    };
+    // 150 tokens: three prefill chunks of 64 on this server.
+    const text = service.tokenizer.vocabSize - 1000;
+    const ids = [1, ...Array.from({ length: 149 }, (_, i) => 1000 + ((i * 7919) % text))];
+    const scored = await ask({ prompt: ids, echo: true, logprobs: 1, max_tokens: 1 });
+    const lp = scored.choices[0].logprobs;
+    assert.equal(lp.tokens.length, ids.length + 1);
+    assert.equal(lp.token_logprobs[0], null);
+    assert.equal(lp.top_logprobs[0], null);
+    assert.equal(scored.usage.prompt_tokens, ids.length);
+    // Each equals the log-probability the sampler reports for that token when a bias makes it the answer
+    // (prefill logits of every row against the last row's, through other kernels).
+    for (const k of [1, 2, 63, 64, 65, 100, 149]) {
+      const forced = await ask({
+        prompt: ids.slice(0, k),
+        logprobs: 0,
+        max_tokens: 1,
+        logit_bias: { [ids[k]]: 100 },
+      });
+      const want = forced.choices[0].logprobs.token_logprobs[0];
+      assert.ok(
+        Math.abs(lp.token_logprobs[k] - want) < 1e-3,
+        `position ${k}: ${lp.token_logprobs[k]} vs ${want}`,
+      );
+      // The most likely token is listed with its log-probability, no lower than the prompt token's.
+      assert.ok(Math.max(...Object.values(lp.top_logprobs[k]) as number[]) >= lp.token_logprobs[k] - 1e-6);
+    }
+    // Asked again (its blocks now in the prefix cache), the same: the whole prompt is computed each time.
+    assert.deepEqual(
+      (await ask({ prompt: ids, echo: true, logprobs: 1, max_tokens: 1 })).choices,
+      scored.choices,
+    );
+    // Streamed, the same; and when the first token stops the answer, the prompt's scores still come.
+    const stopped = await ask({
+      prompt: "Hi there",
+      echo: true,
+      logprobs: 0,
+      max_tokens: 3,
+      logit_bias: { "2": 100 },
+    });
+    assert.equal(stopped.choices[0].finish_reason, "stop");
+    assert.equal(stopped.choices[0].text, "Hi there");
+    assert.equal(stopped.choices[0].logprobs.tokens.length, stopped.usage.prompt_tokens);
+    assert.equal(stopped.usage.completion_tokens, 1);
+    const res = await fetch(completions, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        prompt: ids,
+        echo: true,
+        logprobs: 1,
+        max_tokens: 3,
+        temperature: 0,
+        stream: true,
+      }),
+    });
+    const events = (await res.text()).split("\n\n").filter((e) => e.startsWith("data: {"))
+      .map((e) => JSON.parse(e.slice(6)).choices[0]);
+    const whole = (await ask({ prompt: ids, echo: true, logprobs: 1, max_tokens: 3 })).choices[0];
+    assert.equal(events.map((e) => e.text).join(""), whole.text);
+    for (const key of ["tokens", "token_logprobs", "text_offset"]) {
+      assert.deepEqual(events.flatMap((e) => e.logprobs?.[key] ?? []), whole.logprobs[key], key);
+    }
+  });
+});
+
 Deno.test("text completions refuse what they cannot do, naming the field", async () => {
   await withServer({}, async ({ url, service }) => {
     const completions = `${url}/v1/completions`;
@@ -257,7 +330,6 @@ Deno.test("text completions refuse what they cannot do, naming the field", async
     }
     await expect({ prompt: "a", best_of: 3 }, 400, /best_of/, "best_of");
     await expect({ prompt: "a", logit_bias: { "-1": 5 } }, 400, /not a token id/, "logit_bias.-1");
-    await expect({ prompt: "a", echo: true, logprobs: 1 }, 400, /echo/, "echo");
     await expect({ prompt: [] }, 400, /prompt/, "prompt");
     await expect({ prompt: 5 }, 400, /prompt/, "prompt");
     await expect({ prompt: Array(17).fill("a") }, 400, /at most 16/, "prompt");

@@ -121,18 +121,21 @@ Deno.test("edge gateway: the bundle under Deno and workerd, two GPU hosts, one k
         assert.deepEqual(shape(got), shape(want), tool_choice);
         if (tool_choice === "required") assert.equal(got.choices[0].finish_reason, "tool_calls");
       }
-      // Text completions: the prompt tokenized at the edge, the same answer.
+      // Text completions: the prompt tokenized at the edge, the same answer, the prompt's log-probabilities too.
       const completion = {
         model: "mistral",
         prompt: ["Once upon", "a time"],
         max_tokens: 6,
         temperature: 0,
+        echo: true,
+        logprobs: 1,
       };
       const [want, got] = await Promise.all(
         [direct, edge].map((c) => c.completions.create({ ...completion, stream: false })),
       );
       assert.deepEqual(got.choices, want.choices);
       assert.deepEqual(got.usage, want.usage);
+      assert.equal(got.choices[0].logprobs?.token_logprobs?.[0], null); // the prompt's first token
     });
 
     await t.step("under workerd: starts, then answers as the GPU host does", async () => {

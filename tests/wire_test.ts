@@ -48,6 +48,7 @@ const request: GenerateRequest = {
   banned: [9, 131071],
   trigger: 9,
   minTokens: 5,
+  promptLogprobs: 2,
 };
 
 const buffer = (bytes: Uint8Array) => bytes.slice().buffer;
@@ -63,6 +64,7 @@ Deno.test("wire: a request round-trips exactly with f32 pixels", () => {
   assert.deepEqual(decoded.banned, [9, 131071]);
   assert.equal(decoded.trigger, 9);
   assert.equal(decoded.minTokens, 5);
+  assert.equal(decoded.promptLogprobs, 2);
   assert.equal(decoded.images.length, 2);
   decoded.images.forEach((got, i) => {
     const want = request.images[i];
@@ -148,6 +150,9 @@ Deno.test("wire: frames round-trip, log-probabilities bit for bit", () => {
     { token: { id: 17 } },
     { token: { id: 5, logprob, top: [{ id: 5, logprob }, { id: 9, logprob: -3.5 }] } },
     { token: { id: 6, logprob: -0.5 } },
+    // The prompt's log-probabilities with the first token, or with the stop token that ended it at once.
+    { token: { id: 7, prompt: [{ logprob }, { logprob: -2, top: [{ id: 3, logprob: -0.1 }] }] } },
+    { token: { id: 2, logprob: -0.5, prompt: [{ logprob: -1 }], stop: true } },
     { finish: "length" },
     { error: "the GPU failed", kind: "internal" },
     { error: "queue full", kind: "busy", retryAfter: 2 },

@@ -26,6 +26,12 @@ export interface LogprobEntry {
   top_logprobs: { token: string; logprob: number; bytes: number[] }[];
 }
 
+/** A prompt token's entry: the first has no log-probability (nothing comes before it). */
+export type PromptEntry = Omit<LogprobEntry, "logprob" | "top_logprobs"> & {
+  logprob: number | null;
+  top_logprobs: LogprobEntry["top_logprobs"] | null;
+};
+
 /** How a choice ended: the engine's reasons, or "tool_calls" when it stopped after calling functions. */
 export type ChoiceFinish = FinishReason | "tool_calls";
 
@@ -37,11 +43,13 @@ export interface ChoiceResult {
   /** Tokens the model generated, the stop token included (as vLLM counts them). */
   tokens: number;
   logprobs?: LogprobEntry[];
+  /** The prompt's tokens with their log-probabilities, when asked for. */
+  prompt?: PromptEntry[];
 }
 
 /** What a choice reports as it goes: text deltas with their tokens' log-probabilities, then how it ended. */
 export type ChoiceUpdate =
-  | { index: number; text: string; logprobs?: LogprobEntry[] }
+  | { index: number; text: string; logprobs?: LogprobEntry[]; prompt?: PromptEntry[] }
   | { index: number; toolCalls: ToolCallOut[] }
   | { index: number; finish: ChoiceFinish };
 
@@ -117,6 +125,7 @@ async function runChoice(
   let calls = prepared.tools?.forced ? tokenizer.decoder() : undefined;
   const lists: string[] = [""];
   let tokens = 0, full = "";
+  let prompt: PromptEntry[] | undefined;
   let finish: ChoiceFinish;
   const logprobs: LogprobEntry[] = [];
   const release = (delta: string) => {
@@ -130,6 +139,19 @@ async function runChoice(
       if (finish === "stop") tokens++;
       break;
     }
+    if (next.value.prompt) {
+      const ids = prepared.request.ids;
+      prompt = [
+        { ...tokenEntry(tokenizer, ids[0], 0), logprob: null, top_logprobs: null },
+        ...next.value.prompt.map((p, i) => ({
+          ...tokenEntry(tokenizer, ids[i + 1], p.logprob),
+          top_logprobs: (p.top ?? []).map((t) => tokenEntry(tokenizer, t.id, t.logprob)),
+        })),
+      ];
+      update({ index, text: "", prompt });
+    }
+    // The stop token, sent only to carry the prompt's log-probabilities: the finish counts it.
+    if (next.value.stop) continue;
     tokens++;
     onToken();
     const entry = logprobEntry(tokenizer, next.value);
@@ -176,7 +198,15 @@ async function runChoice(
     }
   } else release(text.finish());
   update({ index, finish });
-  return { index, text: full, toolCalls, finish, tokens, logprobs: logprobs.length ? logprobs : undefined };
+  return {
+    index,
+    text: full,
+    toolCalls,
+    finish,
+    tokens,
+    logprobs: logprobs.length ? logprobs : undefined,
+    ...(prompt ? { prompt } : {}),
+  };
 }
 
 export interface CompletionRun {

@@ -54,6 +54,8 @@ export function preparePrompt(
       maxTokens: most,
       ...stopping(request, service, { maxTokens: most, format: Boolean(request.response_format) }),
       topLogprobs: request.logprobs ?? undefined,
+      // Echoed with log-probabilities: the prompt's too (what evaluation harnesses score).
+      ...(request.echo && request.logprobs != null ? { promptLogprobs: request.logprobs } : {}),
       ...(request.response_format ? { format: request.response_format } : {}),
     },
     n: request.n ?? 1,

@@ -5,7 +5,7 @@
  */
 import { Hono } from "hono";
 import { log } from "../../runtime/log.ts";
-import { type LogprobEntry, runCompletion, usage } from "../chat/completion.ts";
+import { type LogprobEntry, type PromptEntry, runCompletion, usage } from "../chat/completion.ts";
 import { preparePrompt, promptsOf } from "../chat/raw_prompt.ts";
 import { parseCompletionRequest } from "../schema/completions.ts";
 import type { Service } from "../service.ts";
@@ -31,13 +31,14 @@ class Offsets {
  * Log-probabilities in the legacy shape: per token its text, its log-probability, the most likely tokens
  * (the chosen one among them, as vLLM reports it) and where it starts in the choice's text.
  */
-function legacyLogprobs(entries: LogprobEntry[], offsets: Offsets) {
+function legacyLogprobs(entries: (LogprobEntry | PromptEntry)[], offsets: Offsets) {
   const text_offset = entries.map((e) => offsets.next(e.bytes));
   return {
     tokens: entries.map((e) => e.token),
     token_logprobs: entries.map((e) => e.logprob),
     // Keyed by text, which several tokens can share (parts of a character): the first, most likely, stays.
     top_logprobs: entries.map((e) => {
+      if (e.logprob === null || e.top_logprobs === null) return null;
       const top: Record<string, number> = { [e.token]: e.logprob };
       for (const t of e.top_logprobs) top[t.token] ??= t.logprob;
       return top;
@@ -76,7 +77,13 @@ export function completionRoutes(service: Service): Hono {
         choices: choices.map((r) => ({
           index: r.index,
           text: echo(r.index) + r.text,
-          logprobs: r.logprobs ? legacyLogprobs(r.logprobs, new Offsets(echo(r.index).length)) : null,
+          // Echoed, the prompt's tokens come first, from offset 0.
+          logprobs: r.logprobs || r.prompt
+            ? legacyLogprobs(
+              [...r.prompt ?? [], ...r.logprobs ?? []],
+              new Offsets(r.prompt ? 0 : echo(r.index).length),
+            )
+            : null,
           finish_reason: r.finish,
         })),
         usage: usage(prepared, choices),
@@ -92,15 +99,22 @@ export function completionRoutes(service: Service): Hono {
       event(u) {
         if ("toolCalls" in u) return undefined; // no tools here
         let text = "";
-        if (!offsets.has(u.index)) offsets.set(u.index, new Offsets((text = echo(u.index)).length));
+        const scored = "prompt" in u ? u.prompt : undefined;
+        if (!offsets.has(u.index)) {
+          text = echo(u.index);
+          offsets.set(u.index, new Offsets(scored ? 0 : text.length));
+        }
         if ("text" in u) text += u.text;
         return {
           ...head,
           choices: [{
             index: u.index,
             text,
-            logprobs: "logprobs" in u && u.logprobs
-              ? legacyLogprobs(u.logprobs, offsets.get(u.index)!)
+            logprobs: scored || ("logprobs" in u && u.logprobs)
+              ? legacyLogprobs(
+                [...scored ?? [], ...("logprobs" in u ? u.logprobs ?? [] : [])],
+                offsets.get(u.index)!,
+              )
               : null,
             finish_reason: "finish" in u ? u.finish : null,
           }],

@@ -90,12 +90,6 @@ export function parseCompletionRequest(body: unknown): { request: CompletionRequ
   if (request.best_of != null && request.best_of !== (request.n ?? 1)) {
     throw unsupported("best_of other than n is not supported; ask for n choices instead", "best_of");
   }
-  if (request.echo && request.logprobs != null) {
-    throw unsupported(
-      "echo with logprobs would need the prompt's log-probabilities, which are not computed",
-      "echo",
-    );
-  }
   if (request.stream_options && !request.stream) {
     throw new RequestError("stream_options is only allowed with stream: true", "stream_options");
   }

@@ -56,6 +56,17 @@ export interface GenerateRequest {
   banned?: readonly number[];
   /** Stop ids are not sampled before this many tokens (vLLM's `min_tokens`); not with a format. */
   minTokens?: number;
+  /**
+   * The log-probabilities of the prompt's tokens, each given those before it, with this many alternatives
+   * (0-20): reported with the first event. The whole prompt is computed (no prefix cache).
+   */
+  promptLogprobs?: number;
+}
+
+/** A prompt token's log-probability given the tokens before it, and the most likely tokens there. */
+export interface PromptLogprob {
+  logprob: number;
+  top?: { id: number; logprob: number }[];
 }
 
 /** Keeps one sequence's output inside its format: which tokens may come next, given those that came. */
@@ -78,6 +89,13 @@ export interface TokenEvent {
   /** Log-probability of the token under the model (before sampling adjustments), when asked for. */
   logprob?: number;
   top?: { id: number; logprob: number }[];
+  /** With the first event of a request asking for them: the prompt's tokens after the first (promptLogprobs). */
+  prompt?: PromptLogprob[];
+  /**
+   * This token is the stop token that ended the generation at once, sent only to carry `prompt` (stop tokens
+   * are otherwise not sent).
+   */
+  stop?: true;
 }
 
 export type FinishReason = "stop" | "length";

@@ -44,6 +44,7 @@ import {
   type FinishReason,
   type GenerateRequest,
   InvalidRequestError,
+  type PromptLogprob,
   samplerSeed,
   type TokenConstraint,
   type TokenEvent,
@@ -125,6 +126,8 @@ class Sequence {
   maskError?: unknown;
   /** Every token but the banned ones, when some are: the same mask each step, so no need to step one by one. */
   readonly unbanned?: Uint32Array;
+  /** The prompt's log-probabilities by position (the token at p + 1 given those up to p), when asked for. */
+  readonly promptScores?: PromptLogprob[];
   /** Every token but the banned ones and the stop ids, while fewer than `minTokens` were generated. */
   readonly early?: Uint32Array;
 
@@ -137,6 +140,7 @@ class Sequence {
       return mask;
     };
     if (request.banned?.length) this.unbanned = except(request.banned);
+    if (request.promptLogprobs !== undefined) this.promptScores = [];
     if (request.minTokens) this.early = except([...request.banned ?? [], ...request.stopIds]);
     this.imagePatches = request.images.reduce((n, image) => n + image.rows * image.cols, 0);
     const seed = request.sampling.seed;
@@ -429,7 +433,8 @@ export class LocalEngine implements Engine {
       if (needed > pool.freeBlocks && this.#running.length > 0) return;
       this.#waiting.shift();
       this.#running.push(seq);
-      if (this.#prefixUnit && seq.past === 0) this.#reuse(seq);
+      // Prompt log-probabilities need every position computed.
+      if (this.#prefixUnit && seq.past === 0 && !seq.promptScores) this.#reuse(seq);
     }
   }
 
@@ -566,14 +571,19 @@ export class LocalEngine implements Engine {
       // Only the prompt's [IMG] tokens are images (a recomputed sequence may have generated the id too).
       const images = seq.tokens.slice(seq.past, Math.min(end, seq.request.ids.length))
         .filter((id) => id === img).length;
+      const final = end === seq.prefillEnd && seq.generated === 0;
       const step = {
         ids,
         past: seq.past,
         blocks: seq.blocks,
         images: images ? seq.embeddings!.sliceRows(seq.imageRows, images) : undefined,
-        logits: end === seq.prefillEnd && seq.generated === 0 ? "last" as const : "none" as const,
+        logits: seq.promptScores && seq.generated === 0
+          ? "all" as const
+          : final
+          ? "last" as const
+          : "none" as const,
       } satisfies SequenceStep;
-      return { seq, step };
+      return { seq, step, final };
     });
     if (steps.length === 0 && decoders.length > 0) {
       const run = this.#runLength(decoders);
@@ -582,10 +592,17 @@ export class LocalEngine implements Engine {
 
     const rec = model.ctx.record("step");
     const passes: Pass[] = [];
+    const scored: { seq: Sequence; past: number; logits: Promise<Uint8Array<ArrayBuffer>> }[] = [];
     try {
-      for (const { seq, step } of steps) {
+      for (const { seq, step, final } of steps) {
         const out = model.step(rec, [step]);
-        if (out.logits) passes.push(this.#sample(rec, out.logits, [seq]));
+        if (!out.logits) continue;
+        let last = out.logits;
+        if (step.logits === "all") {
+          scored.push({ seq, past: step.past, logits: rec.read(out.logits) });
+          last = out.logits.sliceRows(step.ids.length - 1, 1);
+        }
+        if (final) passes.push(this.#sample(rec, last, [seq]));
       }
       for (let i = 0; i < decoders.length; i += MATVEC_MAX_ROWS) {
         const group = decoders.slice(i, i + MATVEC_MAX_ROWS);
@@ -604,6 +621,7 @@ export class LocalEngine implements Engine {
       for (const pass of passes) {
         for (const read of [pass.ids, pass.logprobs, pass.logits]) read?.catch(() => {});
       }
+      for (const { logits } of scored) logits.catch(() => {});
       rec.discard();
       throw err;
     }
@@ -615,6 +633,9 @@ export class LocalEngine implements Engine {
       this.#publish(seq);
     }
     for (const seq of decoders) seq.past += 1;
+    for (const { seq, past, logits } of scored) {
+      this.#scorePrompt(seq, past, new Float32Array((await logits).buffer));
+    }
     for (const pass of passes) await this.#deliver(pass);
     if (steps.length === 0 && decoders.length > 0) this.#timeSteps(performance.now() - started, 1);
   }
@@ -667,6 +688,21 @@ export class LocalEngine implements Engine {
       seq.maskError = err;
     } finally {
       seq.maskPending = undefined;
+    }
+  }
+
+  /** The prompt log-probabilities a prefill chunk's logits (rows from position `past`) give. */
+  #scorePrompt(seq: Sequence, past: number, logits: Float32Array): void {
+    const { ids, promptLogprobs } = seq.request;
+    const V = this.vocabSize;
+    for (let row = 0; row * V < logits.length; row++) {
+      const p = past + row;
+      if (p + 1 >= ids.length) break;
+      seq.promptScores![p] = promptLogprob(
+        logits.subarray(row * V, (row + 1) * V),
+        ids[p + 1],
+        promptLogprobs!,
+      );
     }
   }
 
@@ -870,11 +906,14 @@ export class LocalEngine implements Engine {
       if (seq.counts.size || request.sampling.presencePenalty || request.sampling.frequencyPenalty) {
         seq.counts.set(id, (seq.counts.get(id) ?? 0) + 1);
       }
+      // The prompt's log-probabilities come with the first token, even one that stops at once.
+      const prompt = seq.generated === 1 ? seq.promptScores : undefined;
       if (request.stopIds.includes(id)) {
+        if (prompt) seq.channel.push({ id, prompt, stop: true });
         this.#finish(seq, "stop");
         continue;
       }
-      const event: TokenEvent = { id };
+      const event: TokenEvent = prompt ? { id, prompt } : { id };
       if (request.topLogprobs !== undefined) {
         event.logprob = logprobs[i];
         if (request.topLogprobs > 0 && logits) {
@@ -910,6 +949,17 @@ function accepts(constraint: TokenConstraint, id: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** `target`'s log-probability in one row of logits, and the `n` most likely tokens (none when 0). */
+export function promptLogprob(logits: Float32Array, target: number, n: number): PromptLogprob {
+  let max = -Infinity;
+  for (const v of logits) max = Math.max(max, v);
+  let sum = 0;
+  for (const v of logits) sum += Math.exp(v - max);
+  const score: PromptLogprob = { logprob: logits[target] - (max + Math.log(sum)) };
+  if (n > 0) score.top = topLogprobs(logits, n);
+  return score;
 }
 
 /** The `n` most likely tokens and their log-probabilities, from one row of logits. */

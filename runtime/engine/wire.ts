@@ -77,6 +77,7 @@ const headerSchema = z.strictObject({
   banned: z.array(u32).max(MAX_BANNED).optional(),
   trigger: u32.optional(),
   minTokens: z.number().int().min(0).optional(),
+  promptLogprobs: z.number().int().min(0).max(20).optional(),
   sampling: samplingSchema,
   images: z.array(z.strictObject({
     rows: z.number().int().min(1),
@@ -105,6 +106,7 @@ export function encodeRequest(request: GenerateRequest, pixels: PixelType = "f32
     ...(request.banned?.length ? { banned: [...request.banned] } : {}),
     ...(request.trigger === undefined ? {} : { trigger: request.trigger }),
     ...(request.minTokens ? { minTokens: request.minTokens } : {}),
+    ...(request.promptLogprobs === undefined ? {} : { promptLogprobs: request.promptLogprobs }),
     sampling,
     images: request.images.map((i) => ({
       rows: i.rows,
@@ -187,6 +189,7 @@ export function decodeRequest(body: ArrayBuffer): GenerateRequest {
     ...(header.banned === undefined ? {} : { banned: header.banned }),
     ...(header.trigger === undefined ? {} : { trigger: header.trigger }),
     ...(header.minTokens === undefined ? {} : { minTokens: header.minTokens }),
+    ...(header.promptLogprobs === undefined ? {} : { promptLogprobs: header.promptLogprobs }),
   };
 }
 
@@ -211,9 +214,16 @@ export type Frame =
 /** One frame as a line of NDJSON. */
 export function encodeFrame(frame: Frame): string {
   if ("token" in frame) {
-    const { id, logprob, top } = frame.token;
-    if (logprob === undefined) return `{"id":${id}}\n`;
-    return JSON.stringify({ id, logprob, ...(top ? { top: top.map((t) => [t.id, t.logprob]) } : {}) }) + "\n";
+    const { id, logprob, top, prompt, stop } = frame.token;
+    if (logprob === undefined && !prompt) return `{"id":${id}}\n`;
+    const pairs = (list: { id: number; logprob: number }[]) => list.map((t) => [t.id, t.logprob]);
+    return JSON.stringify({
+      id,
+      ...(logprob === undefined ? {} : { logprob }),
+      ...(top ? { top: pairs(top) } : {}),
+      ...(prompt ? { prompt: prompt.map((p) => p.top ? [p.logprob, pairs(p.top)] : [p.logprob]) } : {}),
+      ...(stop ? { stop } : {}),
+    }) + "\n";
   }
   return JSON.stringify(frame) + "\n";
 }
@@ -223,6 +233,11 @@ const frameSchema = z.union([
     id: u32,
     logprob: z.number().optional(),
     top: z.array(z.tuple([u32, z.number()])).optional(),
+    prompt: z.array(
+      z.union([z.tuple([z.number()]), z.tuple([z.number(), z.array(z.tuple([u32, z.number()]))])]),
+    )
+      .optional(),
+    stop: z.literal(true).optional(),
   }),
   z.strictObject({ finish: z.enum(["stop", "length"]) }),
   z.strictObject({
@@ -246,6 +261,12 @@ export function decodeFrame(line: string): Frame {
   const token: TokenEvent = { id: frame.id };
   if (frame.logprob !== undefined) token.logprob = frame.logprob;
   if (frame.top) token.top = frame.top.map(([id, logprob]) => ({ id, logprob }));
+  if (frame.prompt) {
+    token.prompt = frame.prompt.map(([logprob, top]) =>
+      top ? { logprob, top: top.map(([id, lp]) => ({ id, logprob: lp })) } : { logprob }
+    );
+  }
+  if (frame.stop) token.stop = true;
   return { token };
 }
 
