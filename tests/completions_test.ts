@@ -298,6 +298,7 @@ Deno.test("text completions refuse what they cannot do, naming the field", async
       if (param !== undefined) assert.equal(res.json.error.param, param);
     };
     await expect({ prompt: "a", suffix: "b" }, 400, /suffix/, "suffix");
+    await expect({ prompt: "a", echo: true, logprobs: 2 }, 400, /at most 1/, "logprobs");
     await expect({ prompt: "a", max_tokens: 3, min_tokens: 4 }, 400, /min_tokens/, "min_tokens");
     await expect(
       { prompt: "a", min_tokens: 2, response_format: { type: "json_object" } },

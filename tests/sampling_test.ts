@@ -8,7 +8,14 @@
  */
 import assert from "node:assert/strict";
 import type { GpuContext } from "../runtime/gpu/context.ts";
-import { drawUniform, sample, sampleRef, type SamplingParams } from "../runtime/gpu/ops/sampling.ts";
+import {
+  drawUniform,
+  logprobRowRef,
+  logprobRows,
+  sample,
+  sampleRef,
+  type SamplingParams,
+} from "../runtime/gpu/ops/sampling.ts";
 import { context, seededRandom } from "./gpu_helpers.ts";
 
 /** Distinct logits from -spread up, 2·spread/vocab apart (at least 1e-4), in a shuffled order. */
@@ -167,6 +174,30 @@ Deno.test("logit biases move the choice as the reference does, after the penalti
   // The log-probability stays the model's own.
   assert.ok(Math.abs(logprobs[1] - sampleRef(row, params[1]).logprob) < 1e-4);
   assert.ok(logprobs[1] < logprobs[0]);
+});
+
+Deno.test("scoring rows: each target's log-probability and the most likely token, against the reference", async () => {
+  const ctx = await context();
+  for (const [rows, vocab] of [[1, 7], [5, 1000], [3, 131072]]) {
+    const data = Array.from({ length: rows }, (_, r) => logitsRow(vocab, 60 + r, r === 1 ? 30 : 8));
+    // A tie for the maximum: the lowest index wins.
+    if (rows > 2) data[2][vocab - 1] = data[2][5] = data[2].reduce((a, b) => Math.max(a, b)) + 1;
+    const targets = data.map((_, r) => (r * 7919 + 3) % vocab);
+    const logits = ctx.fromFloats("f32", [rows, vocab], Float32Array.from(data.flatMap((r) => [...r])));
+    const rec = ctx.record();
+    const out = logprobRows(rec, logits, targets);
+    const read = rec.read(out);
+    await rec.submit();
+    const words = new Uint32Array((await read).buffer), floats = new Float32Array(words.buffer);
+    data.forEach((row, r) => {
+      const want = logprobRowRef(row, targets[r]);
+      assert.ok(Math.abs(floats[3 * r] - want.logprob) < 1e-4, `${rows}x${vocab} row ${r}: ${floats[3 * r]}`);
+      assert.equal(words[3 * r + 1], want.best, `${rows}x${vocab} row ${r}`);
+      assert.ok(Math.abs(floats[3 * r + 2] - want.bestLogprob) < 1e-4);
+    });
+    if (rows > 2) assert.equal(words[7], 5);
+    ctx.release(logits);
+  }
 });
 
 /** A mask allowing the ids `allowed(id)` says, over `vocab` tokens. */

@@ -48,7 +48,7 @@ const request: GenerateRequest = {
   banned: [9, 131071],
   trigger: 9,
   minTokens: 5,
-  promptLogprobs: 2,
+  promptLogprobs: 1,
 };
 
 const buffer = (bytes: Uint8Array) => bytes.slice().buffer;
@@ -64,7 +64,7 @@ Deno.test("wire: a request round-trips exactly with f32 pixels", () => {
   assert.deepEqual(decoded.banned, [9, 131071]);
   assert.equal(decoded.trigger, 9);
   assert.equal(decoded.minTokens, 5);
-  assert.equal(decoded.promptLogprobs, 2);
+  assert.equal(decoded.promptLogprobs, 1);
   assert.equal(decoded.images.length, 2);
   decoded.images.forEach((got, i) => {
     const want = request.images[i];

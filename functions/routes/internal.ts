@@ -167,7 +167,7 @@ function generate(service: Service, request: GenerateRequest, signal: AbortSigna
           done(next.value);
           frame = { finish: next.value };
         } else {
-          tokens++;
+          if (!next.value.stop) tokens++; // a stop token's frame carries only the prompt's scores
           observe();
           frame = { token: next.value as TokenEvent };
         }

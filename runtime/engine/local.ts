@@ -11,7 +11,7 @@
  * matrix-vector kernel takes, whose rows do not depend on each other), and sampling is seeded per sequence.
  */
 import { MATVEC_MAX_ROWS } from "../gpu/ops/linear.ts";
-import { sample, type SamplingParams } from "../gpu/ops/sampling.ts";
+import { logprobRows, sample, type SamplingParams } from "../gpu/ops/sampling.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { SequenceStep } from "../model/decoder.ts";
@@ -592,14 +592,17 @@ export class LocalEngine implements Engine {
 
     const rec = model.ctx.record("step");
     const passes: Pass[] = [];
-    const scored: { seq: Sequence; past: number; logits: Promise<Uint8Array<ArrayBuffer>> }[] = [];
+    const scored: { seq: Sequence; past: number; scores: Promise<Uint8Array<ArrayBuffer>> }[] = [];
     try {
       for (const { seq, step, final } of steps) {
         const out = model.step(rec, [step]);
         if (!out.logits) continue;
         let last = out.logits;
         if (step.logits === "all") {
-          scored.push({ seq, past: step.past, logits: rec.read(out.logits) });
+          // Row r scores the prompt token after it (the last row, the prompt's last token: anything).
+          const { ids } = seq.request;
+          const targets = step.ids.map((_, r) => ids[Math.min(step.past + r + 1, ids.length - 1)]);
+          scored.push({ seq, past: step.past, scores: rec.read(logprobRows(rec, out.logits, targets)) });
           last = out.logits.sliceRows(step.ids.length - 1, 1);
         }
         if (final) passes.push(this.#sample(rec, last, [seq]));
@@ -621,7 +624,7 @@ export class LocalEngine implements Engine {
       for (const pass of passes) {
         for (const read of [pass.ids, pass.logprobs, pass.logits]) read?.catch(() => {});
       }
-      for (const { logits } of scored) logits.catch(() => {});
+      for (const { scores } of scored) scores.catch(() => {});
       rec.discard();
       throw err;
     }
@@ -633,9 +636,7 @@ export class LocalEngine implements Engine {
       this.#publish(seq);
     }
     for (const seq of decoders) seq.past += 1;
-    for (const { seq, past, logits } of scored) {
-      this.#scorePrompt(seq, past, new Float32Array((await logits).buffer));
-    }
+    for (const { seq, past, scores } of scored) this.#scorePrompt(seq, past, await scores);
     for (const pass of passes) await this.#deliver(pass);
     if (steps.length === 0 && decoders.length > 0) this.#timeSteps(performance.now() - started, 1);
   }
@@ -691,18 +692,14 @@ export class LocalEngine implements Engine {
     }
   }
 
-  /** The prompt log-probabilities a prefill chunk's logits (rows from position `past`) give. */
-  #scorePrompt(seq: Sequence, past: number, logits: Float32Array): void {
+  /** The prompt log-probabilities of a prefill chunk (logprobRows' output, rows from position `past`). */
+  #scorePrompt(seq: Sequence, past: number, bytes: Uint8Array<ArrayBuffer>): void {
+    const words = new Uint32Array(bytes.buffer), floats = new Float32Array(bytes.buffer);
     const { ids, promptLogprobs } = seq.request;
-    const V = this.vocabSize;
-    for (let row = 0; row * V < logits.length; row++) {
-      const p = past + row;
-      if (p + 1 >= ids.length) break;
-      seq.promptScores![p] = promptLogprob(
-        logits.subarray(row * V, (row + 1) * V),
-        ids[p + 1],
-        promptLogprobs!,
-      );
+    for (let row = 0; 3 * row < words.length && past + row + 1 < ids.length; row++) {
+      const score: PromptLogprob = { logprob: floats[3 * row] };
+      if (promptLogprobs! > 0) score.top = [{ id: words[3 * row + 1], logprob: floats[3 * row + 2] }];
+      seq.promptScores![past + row] = score;
     }
   }
 
@@ -949,17 +946,6 @@ function accepts(constraint: TokenConstraint, id: number): boolean {
   } catch {
     return false;
   }
-}
-
-/** `target`'s log-probability in one row of logits, and the `n` most likely tokens (none when 0). */
-export function promptLogprob(logits: Float32Array, target: number, n: number): PromptLogprob {
-  let max = -Infinity;
-  for (const v of logits) max = Math.max(max, v);
-  let sum = 0;
-  for (const v of logits) sum += Math.exp(v - max);
-  const score: PromptLogprob = { logprob: logits[target] - (max + Math.log(sum)) };
-  if (n > 0) score.top = topLogprobs(logits, n);
-  return score;
 }
 
 /** The `n` most likely tokens and their log-probabilities, from one row of logits. */

@@ -51,8 +51,8 @@ export function validateRequest(request: GenerateRequest, limits: RequestLimits)
     }
   }
   const scored = request.promptLogprobs;
-  if (scored !== undefined && !(Number.isInteger(scored) && scored >= 0 && scored <= 20)) {
-    throw new InvalidRequestError(`prompt log-probabilities with ${scored} alternatives (0 to 20)`);
+  if (scored !== undefined && scored !== 0 && scored !== 1) {
+    throw new InvalidRequestError(`prompt log-probabilities with ${scored} alternatives (0 or 1)`);
   }
   // A format ends with a stop token: its grammar needs one.
   if (request.format && request.stopIds.length === 0) {

@@ -77,7 +77,7 @@ const headerSchema = z.strictObject({
   banned: z.array(u32).max(MAX_BANNED).optional(),
   trigger: u32.optional(),
   minTokens: z.number().int().min(0).optional(),
-  promptLogprobs: z.number().int().min(0).max(20).optional(),
+  promptLogprobs: z.number().int().min(0).max(1).optional(),
   sampling: samplingSchema,
   images: z.array(z.strictObject({
     rows: z.number().int().min(1),

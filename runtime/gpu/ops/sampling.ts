@@ -187,6 +187,47 @@ export function sample(
   );
 }
 
+/**
+ * Scores rows of logits (f32 [rows, vocab]) on the GPU (kernels/logprob.wgsl): per row, the log-probability of
+ * `targets[row]` and the most likely token with its own, as u32 [rows, 3] (f32 bits, id, f32 bits). A prompt's
+ * positions scored this way read back 12 bytes per position instead of a row of logits.
+ */
+export function logprobRows(rec: Recorder, logits: Tensor, targets: readonly number[]): Tensor {
+  const rows = logits.rows, vocab = logits.rowLength;
+  if (logits.dtype !== "f32") throw new TypeError(`logprobRows: logits must be f32, got ${logits}`);
+  if (targets.length !== rows || targets.some((id) => !Number.isInteger(id) || id < 0 || id >= vocab)) {
+    throw new RangeError(`logprobRows: ${rows} rows need as many target ids below ${vocab}`);
+  }
+  const ids = rec.upload("u32", [rows], Uint32Array.from(targets));
+  const out = rec.scratch("u32", [rows, 3]);
+  const kernel = rec.ctx.kernel({
+    file: "logprob.wgsl",
+    entry: "logprob_f32",
+    bindings: ["read", "read", "write"],
+  });
+  const b = [logits, ids, out].map((t) => rec.bind(t));
+  rec.dispatch(
+    kernel,
+    b,
+    new Params().u32(rows, vocab, b[0].offset, logits.rowStride, b[1].offset, b[2].offset),
+    rows,
+  );
+  return out;
+}
+
+/** CPU reference of one row of logprobRows, in f64. */
+export function logprobRowRef(
+  logits: Float32Array,
+  target: number,
+): { logprob: number; best: number; bestLogprob: number } {
+  let best = 0;
+  for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+  let sum = 0;
+  for (const v of logits) sum += Math.exp(v - logits[best]);
+  const logZ = logits[best] + Math.log(sum);
+  return { logprob: logits[target] - logZ, best, bestLogprob: logits[best] - logZ };
+}
+
 /** The 32-bit PCG hash the kernel draws with. */
 export function pcg(v: number): number {
   const state = (Math.imul(v, 747796405) + 2891336453) >>> 0;
