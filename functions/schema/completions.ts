@@ -3,7 +3,7 @@ import { z } from "zod";
 import { chatRequestSchema, MAX_CHOICES, parseWith, RequestError } from "./chat.ts";
 
 /** The most prompts one request may send (each runs `n` choices, each a place in the engine's queue). */
-export const MAX_PROMPTS = 16;
+const MAX_PROMPTS = 16;
 
 const chat = chatRequestSchema.shape;
 

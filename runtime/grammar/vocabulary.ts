@@ -10,7 +10,7 @@
 import { gpt2TokenString, type Tokenizer } from "../tokenizer/mod.ts";
 
 /** Whitespace characters allowed in a row between JSON tokens: more would let a model loop on newlines. */
-export const MAX_WHITESPACE = 20;
+const MAX_WHITESPACE = 20;
 
 /**
  * Whether a token may appear in JSON output at all: no control character but the newline, and no byte that never
@@ -35,7 +35,7 @@ const RESTRICTED_LEADS: readonly { lead: number; from: number; to: number }[] = 
 ];
 
 /** Where JSON text stands, lexically: between tokens (with the whitespace run so far), in a string, after `\`. */
-export interface Lexical {
+interface Lexical {
   at: "between" | "string" | "escape";
   /** Whitespace characters in a row just written, between tokens. */
   run: number;
@@ -44,7 +44,7 @@ export interface Lexical {
 const isSpace = (b: number) => b === 0x20 || b === 0x0a || b === 0x09 || b === 0x0d;
 
 /** `state` after `bytes`, and the longest whitespace run between tokens the bytes complete or extend. */
-export function lex(state: Lexical, bytes: Uint8Array): { state: Lexical; longest: number } {
+function lex(state: Lexical, bytes: Uint8Array): { state: Lexical; longest: number } {
   let { at, run } = state;
   let longest = 0;
   for (const b of bytes) {

@@ -49,6 +49,18 @@ function u32(value: number | undefined, what: string): number {
   return v;
 }
 
+/** Unique token ids below `vocab`, one per value. */
+function tokenList(ids: ArrayLike<number>, values: ArrayLike<number>, vocab: number, what: string): void {
+  if (ids.length !== values.length) throw new RangeError(`sampling: ${what} ids and values differ`);
+  const seen = new Set<number>();
+  for (let i = 0; i < ids.length; i++) {
+    if (u32(ids[i], `${what} id`) >= vocab || seen.has(ids[i])) {
+      throw new RangeError(`sampling: ${what} id ${ids[i]} is out of range or repeated`);
+    }
+    seen.add(ids[i]);
+  }
+}
+
 function check(p: SamplingParams, vocab: number): void {
   const inRange = (v: number | undefined, lo: number, hi: number) => v === undefined || (v >= lo && v <= hi);
   if (!(p.temperature >= 0 && Number.isFinite(p.temperature))) {
@@ -62,31 +74,14 @@ function check(p: SamplingParams, vocab: number): void {
     throw new RangeError(`sampling: repetition penalty ${p.repetitionPenalty} must be > 0`);
   }
   u32(p.topK, "top_k");
-  const pen = p.penalties;
-  if (pen) {
-    if (pen.ids.length !== pen.counts.length) throw new RangeError("sampling: penalty ids and counts differ");
-    const seen = new Set<number>();
-    for (let i = 0; i < pen.ids.length; i++) {
-      if (u32(pen.ids[i], "penalty id") >= vocab || seen.has(pen.ids[i])) {
-        throw new RangeError(`sampling: penalty id ${pen.ids[i]} is out of range or repeated`);
-      }
-      seen.add(pen.ids[i]);
-      u32(pen.counts[i], "penalty count");
-    }
+  if (p.penalties) {
+    tokenList(p.penalties.ids, p.penalties.counts, vocab, "penalty");
+    for (let i = 0; i < p.penalties.counts.length; i++) u32(p.penalties.counts[i], "penalty count");
   }
-  const bias = p.bias;
-  if (bias) {
-    if (bias.ids.length !== bias.values.length) throw new RangeError("sampling: bias ids and values differ");
-    const seen = new Set<number>();
-    for (let i = 0; i < bias.ids.length; i++) {
-      if (u32(bias.ids[i], "bias id") >= vocab || seen.has(bias.ids[i])) {
-        throw new RangeError(`sampling: bias id ${bias.ids[i]} is out of range or repeated`);
-      }
-      seen.add(bias.ids[i]);
-      if (!Number.isFinite(bias.values[i])) {
-        throw new RangeError(`sampling: bias ${bias.values[i]} is not finite`);
-      }
-    }
+  if (p.bias) {
+    tokenList(p.bias.ids, p.bias.values, vocab, "bias");
+    const bad = Array.from(p.bias.values).find((v) => !Number.isFinite(v));
+    if (bad !== undefined) throw new RangeError(`sampling: bias ${bad} is not finite`);
   }
   // Some id below the vocabulary's size: bits past it in the last word are padding.
   const whole = vocab >> 5, rest = vocab & 31;
