@@ -185,7 +185,7 @@ Deno.test("logit_bias moves the choice: -100 bans a token, 100 makes one the ans
 });
 
 Deno.test("vLLM's ignore_eos, min_tokens and stop_token_ids, in chat and completions", async () => {
-  await withServer({}, async ({ url }) => {
+  await withServer({}, async ({ url, service }) => {
     const complete = async (body: Record<string, unknown>) => {
       const res = await post(`${url}/v1/completions`, { prompt: [1, 1100, 1101], temperature: 0, ...body });
       assert.equal(res.status, 200, JSON.stringify(res.json));
@@ -204,6 +204,20 @@ Deno.test("vLLM's ignore_eos, min_tokens and stop_token_ids, in chat and complet
       tokens: 6,
       finish: "stop",
     });
+    // min_tokens holds back stop strings too (as vLLM): a stop string in the first tokens' text does not count.
+    const [word] = service.tokenizer.encode(" hello");
+    const piece = service.tokenizer.decode([word]);
+    const repeat = { logit_bias: { [String(word)]: 100 }, max_tokens: 8, stop: [piece] };
+    const cut = await post(`${url}/v1/completions`, { prompt: [1, 1100], temperature: 0, ...repeat });
+    assert.equal(cut.json.choices[0].text, "");
+    const held = await post(`${url}/v1/completions`, {
+      prompt: [1, 1100],
+      temperature: 0,
+      ...repeat,
+      min_tokens: 3,
+    });
+    assert.equal(held.json.choices[0].text, piece.repeat(3));
+    assert.equal(held.json.choices[0].finish_reason, "stop");
     const chat = await post(`${url}/v1/chat/completions`, {
       messages: [{ role: "user", content: "hi" }],
       max_tokens: 4,

@@ -119,7 +119,7 @@ async function runChoice(
     reported = true;
     report(u);
   };
-  const text = new TextAssembler(tokenizer.decoder(), prepared.stop);
+  const text = new TextAssembler(tokenizer.decoder(), prepared.stop, prepared.request.minTokens);
   // The calls' JSON, once [TOOL_CALLS] came (at once for a forced call): decoded whole, never cut by stops; a
   // list after each [TOOL_CALLS] if the model writes it again.
   let calls = prepared.tools?.forced ? tokenizer.decoder() : undefined;

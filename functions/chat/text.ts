@@ -1,14 +1,16 @@
 /**
  * Generated token ids to the text a client sees: complete UTF-8 only (a character split across tokens waits for
- * its last byte), cut at the first stop string, which is never sent, even partly.
+ * its last byte), cut at the first stop string, which is never sent, even partly. Stop strings count only in
+ * text after the first `after` tokens (vLLM's `min_tokens` holds them back as it holds stop tokens).
  */
 import type { StreamDecoder } from "../../runtime/tokenizer/stream.ts";
 
 export class TextAssembler {
   #held = "";
   #stopped = false;
+  #pushed = 0;
 
-  constructor(readonly decoder: StreamDecoder, readonly stops: readonly string[]) {}
+  constructor(readonly decoder: StreamDecoder, readonly stops: readonly string[], readonly after = 0) {}
 
   get stopped(): boolean {
     return this.#stopped;
@@ -17,7 +19,13 @@ export class TextAssembler {
   /** The text this token releases (possibly empty). After a stop string, always empty. */
   push(id: number): string {
     if (this.#stopped) return "";
-    return this.#release(this.#held + this.decoder.push(id), false);
+    const text = this.#held + this.decoder.push(id);
+    // Before `after` tokens, text goes out whole: no stop string may begin in it.
+    if (++this.#pushed <= this.after) {
+      this.#held = "";
+      return text;
+    }
+    return this.#release(text, false);
   }
 
   /** Whatever is still held back, at the end of the generation. */
