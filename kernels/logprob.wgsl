@@ -12,15 +12,12 @@ struct Params {
   o_off: u32,       // out [rows, 3] u32
 }
 
+#include "lib/reduce.wgsl"
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> targets: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<u32>;
-
-const WG: u32 = 256u;
-
-var<workgroup> red_f: array<f32, WG>;
-var<workgroup> red_u: array<u32, WG>;
 
 @compute @workgroup_size(WG)
 fn logprob_f32(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
@@ -31,7 +28,7 @@ fn logprob_f32(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g
   }
   let base = p.l_off + row * p.l_stride;
   // Each thread's maximum over its strided indices (ascending, so the first of equal values), then the
-  // workgroup's, ties to the lowest index.
+  // workgroup's, ties to the lowest index holding it.
   var m = -3.4e38;
   var arg = 0xffffffffu;
   for (var i = t; i < p.vocab; i += WG) {
@@ -41,36 +38,14 @@ fn logprob_f32(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g
       arg = i;
     }
   }
-  red_f[t] = m;
-  red_u[t] = arg;
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    workgroupBarrier();
-    if (t < s) {
-      let other = red_f[t + s];
-      if (other > red_f[t] || (other == red_f[t] && red_u[t + s] < red_u[t])) {
-        red_f[t] = other;
-        red_u[t] = red_u[t + s];
-      }
-    }
-  }
-  workgroupBarrier();
-  let top = red_f[0];
-  let best = red_u[0];
-  workgroupBarrier();
+  let top = max_f(m, t);
+  let best = min_u(select(0xffffffffu, arg, m == top), t);
   var z = 0.0;
   for (var i = t; i < p.vocab; i += WG) {
     z += exp(logits[base + i] - top);
   }
-  red_f[t] = z;
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    workgroupBarrier();
-    if (t < s) {
-      red_f[t] += red_f[t + s];
-    }
-  }
-  workgroupBarrier();
+  let log_sum = log(sum_f(z, t)) + top;
   if (t == 0u) {
-    let log_sum = log(red_f[0]) + top;
     let o = p.o_off + 3u * row;
     out[o] = bitcast<u32>(logits[base + targets[p.t_off + row]] - log_sum);
     out[o + 1u] = best;

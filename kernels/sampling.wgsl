@@ -27,6 +27,8 @@ struct Params {
   lp_off: u32,
 }
 
+#include "lib/reduce.wgsl"
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> info: array<u32>;
@@ -34,56 +36,14 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> ids: array<u32>;
 @group(0) @binding(5) var<storage, read_write> logprobs: array<f32>;
 
-const WG: u32 = 256u;
 const NO_MASK: u32 = 0xffffffffu;
 // Below every logit the model can give, and finite: a forbidden token's value, and the least an allowed one has.
 const FORBIDDEN: f32 = -3.4e38;
 const ALLOWED_FLOOR: f32 = -3.0e38;
 
-var<workgroup> red_f: array<f32, WG>;
-var<workgroup> red_u: array<u32, WG>;
 var<workgroup> kept_mass: f32;
 var<workgroup> pick: atomic<u32>;
 var<workgroup> last_kept: atomic<u32>;
-
-fn sum_f(v: f32, t: u32) -> f32 {
-  workgroupBarrier();
-  red_f[t] = v;
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    workgroupBarrier();
-    if (t < s) {
-      red_f[t] += red_f[t + s];
-    }
-  }
-  workgroupBarrier();
-  return red_f[0];
-}
-
-fn max_f(v: f32, t: u32) -> f32 {
-  workgroupBarrier();
-  red_f[t] = v;
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    workgroupBarrier();
-    if (t < s) {
-      red_f[t] = max(red_f[t], red_f[t + s]);
-    }
-  }
-  workgroupBarrier();
-  return red_f[0];
-}
-
-fn sum_u(v: u32, t: u32) -> u32 {
-  workgroupBarrier();
-  red_u[t] = v;
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    workgroupBarrier();
-    if (t < s) {
-      red_u[t] += red_u[t + s];
-    }
-  }
-  workgroupBarrier();
-  return red_u[0];
-}
 
 // Order-preserving u32 key of an f32.
 fn key(v: f32) -> u32 {
@@ -183,16 +143,7 @@ fn sample(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec
   var chosen = 0u;
   if (temperature == 0.0 || top_k == 1u) {
     // 2. greedy: the lowest index holding the maximum.
-    workgroupBarrier();
-    red_u[t] = select(0xffffffffu, arg, m == zmax);
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-      workgroupBarrier();
-      if (t < s) {
-        red_u[t] = min(red_u[t], red_u[t + s]);
-      }
-    }
-    workgroupBarrier();
-    chosen = red_u[0];
+    chosen = min_u(select(0xffffffffu, arg, m == zmax), t);
   } else {
     // 2. top-k: the largest key threshold keeping at least k tokens.
     var kmin = 0u;

@@ -136,25 +136,27 @@ export function sample(
     floats[o + 6] = p.frequencyPenalty ?? 0;
     words[o + 7] = u32(p.seed, "seed");
     words[o + 8] = u32(p.counter, "counter");
-    const n = p.penalties?.ids.length ?? 0;
-    words[o + 9] = at;
-    words[o + 10] = n;
-    for (let i = 0; i < n; i++) {
-      words[at++] = p.penalties!.ids[i];
-      words[at++] = p.penalties!.counts[i];
-    }
+    // A list of (id, value) pairs: its offset and length at word `slot` of the settings.
+    const pairs = (
+      slot: number,
+      ids: ArrayLike<number> = [],
+      values: ArrayLike<number> = [],
+      into: Uint32Array | Float32Array = words,
+    ) => {
+      words[o + slot] = at;
+      words[o + slot + 1] = ids.length;
+      for (let i = 0; i < ids.length; i++) {
+        words[at++] = ids[i];
+        into[at++] = values[i];
+      }
+    };
+    pairs(9, p.penalties?.ids, p.penalties?.counts);
     words[o + 11] = p.mask ? at : NO_MASK;
     if (p.mask) {
       words.set(p.mask, at);
       at += p.mask.length;
     }
-    const biased = p.bias?.ids.length ?? 0;
-    words[o + 12] = at;
-    words[o + 13] = biased;
-    for (let i = 0; i < biased; i++) {
-      words[at++] = p.bias!.ids[i];
-      floats[at++] = p.bias!.values[i];
-    }
+    pairs(12, p.bias?.ids, p.bias?.values, floats);
   });
   const info = rec.upload("u32", [words.length], words);
   const scratch = rec.scratch("f32", [seqs, vocab]);
