@@ -26,6 +26,7 @@ import { ClientClosedError, UnknownModelError } from "./routes/common.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { internalRoutes } from "./routes/internal.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
+import { responseRoutes } from "./routes/responses.ts";
 import { modelRoutes } from "./routes/models.ts";
 import { tokenizeRoutes } from "./routes/tokenize.ts";
 import { RequestError } from "./schema/chat.ts";
@@ -123,7 +124,15 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
       ),
   }));
   for (
-    const routes of [healthRoutes, metricsRoutes, modelRoutes, tokenizeRoutes, chatRoutes, completionRoutes]
+    const routes of [
+      healthRoutes,
+      metricsRoutes,
+      modelRoutes,
+      tokenizeRoutes,
+      chatRoutes,
+      completionRoutes,
+      responseRoutes,
+    ]
   ) {
     app.route("/", routes(service));
   }

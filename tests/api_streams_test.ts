@@ -1,8 +1,10 @@
 /**
  * Streams and requests over HTTP: a client that disconnects frees its KV cache at once, a full queue answers
- * 429, a repeated prompt reuses its cached prefix.
+ * 429, a repeated prompt reuses its cached prefix, an event stream skips updates that have nothing to send.
  */
 import assert from "node:assert/strict";
+import type { ChoiceResult, ChoiceUpdate } from "../functions/chat/completion.ts";
+import { eventStream } from "../functions/routes/sse.ts";
 import { serverConfig, withServer } from "./api_helpers.ts";
 
 const stream = (model: string, maxTokens: number) =>
@@ -111,4 +113,30 @@ Deno.test("a request the shutdown cuts off (after the grace period) gets 503, no
     assert.match(await streamed.text(), /shut down before the request finished/);
     await closing;
   });
+});
+
+Deno.test("an event stream goes on past updates that have no events (text held back), named or not", async () => {
+  for (const named of [undefined, { failed: () => [] }]) {
+    async function* updates(): AsyncGenerator<ChoiceUpdate, ChoiceResult[]> {
+      for (const text of ["a", "", "", "b"]) yield { index: 0, text };
+      return [];
+    }
+    const run = { updates: updates(), cancel() {} };
+    const res = await eventStream(run, {
+      id: "test",
+      signal: new AbortController().signal,
+      events: (u) => "text" in u && u.text ? [{ type: "delta", text: u.text }] : [],
+      end: () => [{ type: "end" }],
+      named,
+    });
+    const body = await res.text();
+    const data = body.split("\n").filter((line) => line.startsWith("data: ")).map((line) => line.slice(6));
+    assert.deepEqual(data, [
+      '{"type":"delta","text":"a"}',
+      '{"type":"delta","text":"b"}',
+      '{"type":"end"}',
+      ...named ? [] : ["[DONE]"],
+    ]);
+    assert.equal(body.includes("event: delta\n"), Boolean(named));
+  }
 });

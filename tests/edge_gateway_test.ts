@@ -136,6 +136,18 @@ Deno.test("edge gateway: the bundle under Deno and workerd, two GPU hosts, one k
       assert.deepEqual(got.choices, want.choices);
       assert.deepEqual(got.usage, want.usage);
       assert.equal(got.choices[0].logprobs?.token_logprobs?.[0], null); // the prompt's first token
+      // The Responses API, whole and streamed through the gateway.
+      const request = { model: "mistral", input: "Pick one.", max_output_tokens: 6, temperature: 0 };
+      const [wanted, whole, streamed] = await Promise.all([
+        direct.responses.create(request),
+        edge.responses.create(request),
+        edge.responses.stream(request).finalResponse(),
+      ]);
+      for (const r of [whole, streamed]) {
+        assert.equal(r.output_text, wanted.output_text);
+        assert.equal(r.status, wanted.status);
+        assert.deepEqual(r.usage, wanted.usage);
+      }
     });
 
     await t.step("under workerd: starts, then answers as the GPU host does", async () => {

@@ -14,7 +14,7 @@ import { pyAt, type PyValue } from "../../runtime/prompt/pyjson.ts";
 import { fetchImageBytes } from "../images/fetch.ts";
 import { type ChatMessage, type ChatRequest, RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
-import { fromRequest, promptToolCallId, pySource, toolGeneration, type ToolUse, toolUse } from "./tools.ts";
+import { fromRequest, promptToolCallId, toolGeneration, type ToolUse, toolUse } from "./tools.ts";
 
 interface PromptImage {
   input: ImageInput;
@@ -365,14 +365,13 @@ export function samplingOf(
   return sampling;
 }
 
-/** `text`: the request body as sent, from which the prompt takes tools and arguments as Python would read them. */
+/** `source`: the request body as Python reads it (see pySource), for tools and arguments given as objects. */
 export async function prepareChat(
   chat: ChatRequest,
   service: Service,
   signal?: AbortSignal,
-  text?: string,
+  source?: PyValue,
 ): Promise<PreparedChat> {
-  const source = pySource(chat, text);
   const tools = toolUse(chat, source);
   const encoded = await encodeChat(chat.messages, service, {
     signal,

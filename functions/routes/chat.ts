@@ -3,6 +3,7 @@ import { Hono } from "hono";
 import { log } from "../../runtime/log.ts";
 import { runCompletion, usage } from "../chat/completion.ts";
 import { prepareChat } from "../chat/prepare.ts";
+import { pySource } from "../chat/tools.ts";
 import { parseChatRequest, RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
 import { readJsonText, requireEngine, requireModel } from "./common.ts";
@@ -23,7 +24,7 @@ export function chatRoutes(service: Service): Hono {
       throw new RequestError("stream_options is only allowed with stream: true", "stream_options");
     }
     const signal = c.req.raw.signal;
-    const prepared = await prepareChat(chat, service, signal, text);
+    const prepared = await prepareChat(chat, service, signal, pySource(chat, text));
     const run = runCompletion(service, [prepared], signal);
     const id = completionId(), created = Math.floor(Date.now() / 1000), model = service.model.id;
     const head = { id, object: "chat.completion.chunk", created, model };
@@ -52,7 +53,7 @@ export function chatRoutes(service: Service): Hono {
     return await eventStream(run, {
       id,
       signal,
-      event(u) {
+      events(u) {
         const delta: Record<string, unknown> = {};
         if (!roleSent.has(u.index)) {
           roleSent.add(u.index);
@@ -60,7 +61,7 @@ export function chatRoutes(service: Service): Hono {
         }
         if ("text" in u) delta.content = u.text;
         if ("toolCalls" in u) delta.tool_calls = u.toolCalls.map((call, i) => ({ index: i, ...call }));
-        return {
+        return [{
           ...head,
           choices: [{
             index: u.index,
@@ -69,7 +70,7 @@ export function chatRoutes(service: Service): Hono {
             finish_reason: "finish" in u ? u.finish : null,
           }],
           ...(includeUsage ? { usage: null } : {}),
-        };
+        }];
       },
       end: (results) => includeUsage ? [{ ...head, choices: [], usage: usage([prepared], results) }] : [],
     });

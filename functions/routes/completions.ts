@@ -96,8 +96,8 @@ export function completionRoutes(service: Service): Hono {
     return await eventStream(run, {
       id,
       signal,
-      event(u) {
-        if ("toolCalls" in u) return undefined; // no tools here
+      events(u) {
+        if ("toolCalls" in u) return []; // no tools here
         let text = "";
         const scored = "prompt" in u ? u.prompt : undefined;
         if (!offsets.has(u.index)) {
@@ -105,7 +105,7 @@ export function completionRoutes(service: Service): Hono {
           offsets.set(u.index, new Offsets(scored ? 0 : text.length));
         }
         if ("text" in u) text += u.text;
-        return {
+        return [{
           ...head,
           choices: [{
             index: u.index,
@@ -119,7 +119,7 @@ export function completionRoutes(service: Service): Hono {
             finish_reason: "finish" in u ? u.finish : null,
           }],
           ...(includeUsage ? { usage: null } : {}),
-        };
+        }];
       },
       end: (choices) => includeUsage ? [{ ...head, choices: [], usage: usage(prepared, choices) }] : [],
     });

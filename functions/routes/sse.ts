@@ -1,6 +1,7 @@
 /**
- * A completion run as server-sent events (OpenAI's streaming): one `data:` event per update, comments while
- * nothing comes, and `data: [DONE]` at the end. Shared by /v1/chat/completions and /v1/completions.
+ * A completion run as server-sent events, in OpenAI's two styles: chat and completions send `data:` events ending
+ * with `data: [DONE]`; Responses names each event by its type and ends with its terminal event. Comments go out
+ * while nothing comes.
  */
 import { EngineClosedError } from "../../runtime/engine/engine.ts";
 import { log } from "../../runtime/log.ts";
@@ -20,10 +21,15 @@ export interface EventStreamOptions {
   id: string;
   /** The request's signal: a stream that fails after the client left is not a server error. */
   signal: AbortSignal;
-  /** The event of an update (undefined: none). */
-  event(update: ChoiceUpdate): unknown;
+  /** The events of an update. */
+  events(update: ChoiceUpdate): unknown[];
   /** Events after the last update (the usage), before [DONE]. */
   end(results: ChoiceResult[]): unknown[];
+  /**
+   * Responses' style: each event goes out named by its `type`, without `data: [DONE]`, and a failure as these
+   * events. Otherwise a failure is one chunk with an error, as OpenAI's chat streams fail.
+   */
+  named?: { failed(message: string): unknown[] };
 }
 
 /**
@@ -31,32 +37,39 @@ export interface EventStreamOptions {
  * gateway's GPU hosts all down or busy) gets its 503 or 429 instead of a stream that fails at once.
  */
 export async function eventStream(run: CompletionRun, options: EventStreamOptions): Promise<Response> {
-  const chunk = (data: unknown) => encoder.encode(`data: ${JSON.stringify(data)}\n\n`);
+  const chunk = (data: unknown) => {
+    const name = options.named ? `event: ${(data as { type: string }).type}\n` : "";
+    return encoder.encode(`${name}data: ${JSON.stringify(data)}\n\n`);
+  };
   let pending: ReturnType<typeof run.updates.next> | undefined;
   let first: Awaited<ReturnType<typeof run.updates.next>> | undefined = await run.updates.next();
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
-        let next = first;
-        first = undefined;
-        if (!next) {
-          pending ??= run.updates.next();
-          let timer: ReturnType<typeof setTimeout> | undefined;
-          const idle = new Promise<undefined>((resolve) =>
-            timer = setTimeout(() => resolve(undefined), KEEP_ALIVE_MS)
-          );
-          next = await Promise.race([pending, idle]).finally(() => clearTimeout(timer));
-          if (!next) return controller.enqueue(KEEP_ALIVE);
-          pending = undefined;
+        // A pull that enqueues nothing is not called again: updates without events (text held back) are skipped.
+        while (true) {
+          let next = first;
+          first = undefined;
+          if (!next) {
+            pending ??= run.updates.next();
+            let timer: ReturnType<typeof setTimeout> | undefined;
+            const idle = new Promise<undefined>((resolve) =>
+              timer = setTimeout(() => resolve(undefined), KEEP_ALIVE_MS)
+            );
+            next = await Promise.race([pending, idle]).finally(() => clearTimeout(timer));
+            if (!next) return controller.enqueue(KEEP_ALIVE);
+            pending = undefined;
+          }
+          if (next.done) {
+            for (const event of options.end(next.value)) controller.enqueue(chunk(event));
+            if (!options.named) controller.enqueue(encoder.encode("data: [DONE]\n\n"));
+            controller.close();
+            return;
+          }
+          const events = options.events(next.value);
+          for (const event of events) controller.enqueue(chunk(event));
+          if (events.length) return;
         }
-        if (next.done) {
-          for (const event of options.end(next.value)) controller.enqueue(chunk(event));
-          controller.enqueue(encoder.encode("data: [DONE]\n\n"));
-          controller.close();
-          return;
-        }
-        const event = options.event(next.value);
-        if (event !== undefined) controller.enqueue(chunk(event));
       } catch (err) {
         // The status line is sent already: the error travels as the last event, so no client takes a
         // truncated stream for a finished one.
@@ -64,9 +77,9 @@ export async function eventStream(run: CompletionRun, options: EventStreamOption
         const level = options.signal.aborted ? "debug" : err instanceof EngineClosedError ? "warn" : "error";
         log[level]("stream failed", { id: options.id, error: String(err) });
         const message = err instanceof Error ? err.message : String(err);
-        controller.enqueue(
-          chunk({ error: { message, type: "server_error", param: null, code: "stream_error" } }),
-        );
+        const failed = options.named?.failed(message) ??
+          [{ error: { message, type: "server_error", param: null, code: "stream_error" } }];
+        for (const event of failed) controller.enqueue(chunk(event));
         controller.close();
       }
     },

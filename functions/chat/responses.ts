@@ -1,0 +1,218 @@
+/**
+ * A Responses API request as the chat request it amounts to: instructions and input items become messages
+ * (function calls join the assistant message before them, their outputs become tool messages), tools and
+ * `text.format` take the chat API's shapes, and the result goes through the chat API's own validation. Its
+ * errors name the chat fields; `param` names them as the Responses request has them.
+ */
+import { PromptError } from "../../runtime/prompt/instruct.ts";
+import { pyAt, pyJsonLoads, type PyValue } from "../../runtime/prompt/pyjson.ts";
+import { type ChatRequest, parseChatRequest, RequestError } from "../schema/chat.ts";
+import type { ResponsesPart, ResponsesRequest } from "../schema/responses.ts";
+
+/** Where a chat message came from in the Responses request. */
+interface Origin {
+  /** The item (`input[3]`), or the field that is the whole message (`instructions`, a string `input`). */
+  at: string;
+  whole?: boolean;
+  /** What the chat message's `content` is called in the item (`output` for a function call's output). */
+  content?: string;
+  /** The items of the message's tool calls. */
+  calls?: string[];
+}
+
+export interface ResponsesChat {
+  chat: ChatRequest;
+  /** The function tools' parameter schemas as Python reads them (see pySource), at the chat request's paths. */
+  source?: PyValue;
+  /** A chat request's parameter (`messages[2].content[0]`) as the Responses request names it. */
+  param(chatParam: string): string;
+}
+
+/** Whether the response carries log-probabilities: asked for by `include` or by `top_logprobs`. */
+export function wantsLogprobs(request: ResponsesRequest): boolean {
+  return Boolean(
+    request.include?.includes("message.output_text.logprobs") || Number(request.top_logprobs) > 0,
+  );
+}
+
+function chatPart(part: ResponsesPart, param: string) {
+  switch (part.type) {
+    case "input_text":
+    case "output_text":
+      return { type: "text", text: part.text };
+    case "refusal":
+      return { type: "text", text: part.refusal };
+    case "input_image": {
+      if (!part.image_url) {
+        throw new RequestError(
+          part.file_id
+            ? "images by file_id need OpenAI's Files API, which this server does not have: send image_url, an " +
+              "http(s) URL or a data: URL"
+            : "an input_image needs image_url (an http(s) URL or a data: URL)",
+          `${param}.${part.file_id ? "file_id" : "image_url"}`,
+        );
+      }
+      const detail = part.detail === "original" ? undefined : part.detail ?? undefined;
+      return { type: "image_url", image_url: { url: part.image_url, detail } };
+    }
+  }
+}
+
+function chatContent(content: string | ResponsesPart[], param: string) {
+  return typeof content === "string" ? content : content.map((p, j) => chatPart(p, `${param}[${j}]`));
+}
+
+/** The messages of the request, each with where it came from. */
+function chatMessages(request: ResponsesRequest) {
+  const messages: Record<string, unknown>[] = [];
+  const origins: Origin[] = [];
+  const add = (message: Record<string, unknown>, origin: Origin) => {
+    messages.push(message);
+    origins.push(origin);
+  };
+  if (request.instructions) {
+    add({ role: "system", content: request.instructions }, { at: "instructions", whole: true });
+  }
+  if (typeof request.input === "string") {
+    add({ role: "user", content: request.input }, { at: "input", whole: true });
+    return { messages, origins };
+  }
+  request.input.forEach((item, i) => {
+    const at = `input[${i}]`;
+    switch (item.type) {
+      case "message":
+        return add({ role: item.role, content: chatContent(item.content, `${at}.content`) }, {
+          at,
+          content: ".content",
+        });
+      case "function_call": {
+        const call = {
+          id: item.call_id,
+          type: "function",
+          function: { name: item.name, arguments: item.arguments },
+        };
+        const last = messages.at(-1);
+        // Calls belong to the assistant's turn: with its text when the text came just before.
+        if (last?.role === "assistant") {
+          ((last.tool_calls ??= []) as unknown[]).push(call);
+          (origins.at(-1)!.calls ??= []).push(at);
+        } else add({ role: "assistant", content: null, tool_calls: [call] }, { at, calls: [at] });
+        return;
+      }
+      case "function_call_output":
+        return add(
+          { role: "tool", tool_call_id: item.call_id, content: chatContent(item.output, `${at}.output`) },
+          { at, content: ".output" },
+        );
+      case "reasoning":
+        return; // another model's thoughts: Pixtral has none to continue
+    }
+  });
+  return { messages, origins };
+}
+
+function renamer(origins: Origin[]) {
+  return (param: string): string => {
+    const message = /^messages\[(\d+)\](.*)$/.exec(param);
+    if (message) {
+      const origin = origins[Number(message[1])];
+      const rest = message[2];
+      if (!origin) return "input";
+      const call = /^\.tool_calls\[(\d+)\](.*)$/.exec(rest);
+      if (call) {
+        return (origin.calls?.[Number(call[1])] ?? origin.at) +
+          call[2].replace(/^\.function/, "").replace(/^\.id/, ".call_id");
+      }
+      if (rest === ".tool_call_id") return `${origin.at}.call_id`;
+      if (origin.whole) return origin.at;
+      return origin.at + (origin.content ? rest.replace(/^\.content/, origin.content) : rest);
+    }
+    const tool = /^tools\[(\d+)\]\.function(.*)$/.exec(param);
+    if (tool) return `tools[${tool[1]}]${tool[2]}`;
+    if (param === "messages") return "input";
+    if (param === "max_completion_tokens") return "max_output_tokens";
+    if (param === "logprobs") return "top_logprobs";
+    if (param === "tool_choice.function.name") return "tool_choice.name";
+    if (param.startsWith("response_format")) {
+      return "text.format" + param.slice("response_format".length).replace(/^\.json_schema/, "");
+    }
+    return param;
+  };
+}
+
+function responseFormat(format: NonNullable<ResponsesRequest["text"]>["format"]) {
+  if (!format || format.type !== "json_schema") return format ?? undefined;
+  const { name, description, schema, strict } = format;
+  return { type: "json_schema", json_schema: { name, description, schema, strict } };
+}
+
+/** `text`: the request body as sent, for the tools' parameter schemas as Python reads them. */
+export function toChat(request: ResponsesRequest, text: string): ResponsesChat {
+  const { messages, origins } = chatMessages(request);
+  const param = renamer(origins);
+  const tool = request.tool_choice;
+  const body = {
+    model: request.model,
+    messages,
+    max_completion_tokens: request.max_output_tokens,
+    temperature: request.temperature,
+    top_p: request.top_p,
+    logprobs: wantsLogprobs(request) || undefined,
+    top_logprobs: request.top_logprobs,
+    response_format: responseFormat(request.text?.format),
+    // Function tools are strict unless they say otherwise, as in OpenAI's Responses API.
+    tools: request.tools?.map(({ name, description, parameters, strict }) => ({
+      type: "function",
+      function: { name, description, parameters, strict: strict ?? true },
+    })),
+    tool_choice: typeof tool === "object" && tool
+      ? { type: "function", function: { name: tool.name } }
+      : tool,
+    parallel_tool_calls: request.parallel_tool_calls,
+    seed: request.seed,
+    top_k: request.top_k,
+    min_p: request.min_p,
+    presence_penalty: request.presence_penalty,
+    frequency_penalty: request.frequency_penalty,
+    repetition_penalty: request.repetition_penalty,
+    stop: request.stop,
+    logit_bias: request.logit_bias,
+    image_resize: request.image_resize,
+  };
+  let chat: ChatRequest;
+  try {
+    chat = parseChatRequest(body).request;
+  } catch (err) {
+    throw renamed(err, param);
+  }
+  let source: PyValue | undefined;
+  if (request.tools?.length) {
+    const read = pyJsonLoads(text);
+    source = new Map([[
+      "tools",
+      request.tools.map((_, i): PyValue => {
+        const parameters = pyAt(read, "tools", i, "parameters");
+        return new Map([["function", new Map(parameters === undefined ? [] : [["parameters", parameters]])]]);
+      }),
+    ]]);
+  }
+  return { chat, source, param };
+}
+
+/** `err` with its parameter (and the message's leading mention of it) named as the Responses request has it. */
+export function renamed(err: unknown, param: (chatParam: string) => string): unknown {
+  if (err instanceof PromptError) {
+    const at = param(err.index === undefined ? "messages" : `messages[${err.index}]`);
+    return new RequestError(`${at}: ${err.message}`, at, "invalid_input");
+  }
+  if (!(err instanceof Error)) return err;
+  const before = (err as { param?: unknown }).param;
+  if (typeof before !== "string") return err;
+  const after = param(before);
+  const message = err.message.startsWith(`${before}:`)
+    ? after + err.message.slice(before.length)
+    : err.message;
+  if (err instanceof RequestError) return new RequestError(message, after, err.code);
+  (err as { param?: string }).param = after;
+  return err;
+}

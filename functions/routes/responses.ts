@@ -1,0 +1,247 @@
+/**
+ * POST /v1/responses: OpenAI's Responses API, which newer OpenAI SDK code and agent frameworks call. The request
+ * runs as the chat completion it amounts to (functions/chat/responses.ts); the answer is a response object whose
+ * output is a message and the function calls, streamed as Responses' typed events or not. Nothing is stored:
+ * each request carries its whole conversation, as with `store: false` at OpenAI.
+ */
+import { Hono } from "hono";
+import { log } from "../../runtime/log.ts";
+import { type ChoiceResult, type LogprobEntry, runCompletion } from "../chat/completion.ts";
+import { prepareChat, type PreparedChat } from "../chat/prepare.ts";
+import { renamed, toChat } from "../chat/responses.ts";
+import type { ToolCallOut } from "../chat/tools.ts";
+import { parseResponsesRequest, type ResponsesRequest } from "../schema/responses.ts";
+import type { Service } from "../service.ts";
+import { readJsonText, requireEngine, requireModel } from "./common.ts";
+import { eventStream, results } from "./sse.ts";
+
+const newId = (prefix: string) => `${prefix}_${crypto.randomUUID().replaceAll("-", "")}`;
+
+type Status = "completed" | "incomplete";
+
+function outputText(text: string, logprobs: LogprobEntry[]) {
+  return { type: "output_text", text, annotations: [], logprobs };
+}
+
+function messageItem(id: string, status: Status | "in_progress", text: string, logprobs: LogprobEntry[]) {
+  return {
+    type: "message",
+    id,
+    status,
+    role: "assistant",
+    content: status === "in_progress" ? [] : [outputText(text, logprobs)],
+  };
+}
+
+function functionCallItem(id: string, call: ToolCallOut) {
+  const { name, arguments: args } = call.function;
+  return { type: "function_call", id, call_id: call.id, name, arguments: args, status: "completed" };
+}
+
+/** A response that stopped at max_output_tokens is incomplete, as OpenAI reports it; calls are complete. */
+const statusOf = (result: ChoiceResult): Status => result.finish === "length" ? "incomplete" : "completed";
+
+/** The response object: the request's settings as it ran them, and (once done) the output and usage. */
+function responseObject(id: string, request: ResponsesRequest, prepared: PreparedChat, model: string) {
+  const { sampling } = prepared.request;
+  return {
+    id,
+    object: "response",
+    created_at: Math.floor(Date.now() / 1000),
+    status: "in_progress" as Status | "in_progress" | "failed",
+    background: false,
+    error: null as { code: string; message: string } | null,
+    incomplete_details: null as { reason: string } | null,
+    instructions: request.instructions ?? null,
+    max_output_tokens: request.max_output_tokens ?? null,
+    max_tool_calls: null,
+    metadata: request.metadata ?? {},
+    model,
+    output: [] as unknown[],
+    parallel_tool_calls: request.parallel_tool_calls ?? true,
+    previous_response_id: null,
+    reasoning: { effort: null, summary: null },
+    service_tier: "default",
+    store: false,
+    temperature: sampling.temperature,
+    text: { format: request.text?.format ?? { type: "text" }, verbosity: "medium" },
+    tool_choice: request.tool_choice ?? "auto",
+    tools: (request.tools ?? []).map((t) => ({
+      type: "function",
+      name: t.name,
+      description: t.description ?? null,
+      parameters: t.parameters ?? null,
+      strict: t.strict ?? true,
+    })),
+    top_logprobs: request.top_logprobs ?? 0,
+    top_p: sampling.topP,
+    truncation: "disabled",
+    usage: null as ReturnType<typeof usage> | null,
+    user: request.user ?? null,
+  };
+}
+
+type ResponseObject = ReturnType<typeof responseObject>;
+
+function usage(prepared: PreparedChat, result: ChoiceResult) {
+  const input = prepared.request.ids.length;
+  return {
+    input_tokens: input,
+    input_tokens_details: { cached_tokens: 0 },
+    output_tokens: result.tokens,
+    output_tokens_details: { reasoning_tokens: 0 },
+    total_tokens: input + result.tokens,
+  };
+}
+
+function finished(response: ResponseObject, output: unknown[], prepared: PreparedChat, result: ChoiceResult) {
+  const status = statusOf(result);
+  return {
+    ...response,
+    status,
+    incomplete_details: status === "incomplete" ? { reason: "max_output_tokens" } : null,
+    output,
+    usage: usage(prepared, result),
+  };
+}
+
+export function responseRoutes(service: Service): Hono {
+  return new Hono().post("/v1/responses", async (c) => {
+    const { body, text } = await readJsonText(c);
+    const { request, ignored } = parseResponsesRequest(body);
+    if (ignored.length) log.info("ignoring unknown request fields", { fields: ignored, path: c.req.path });
+    requireModel(service, request.model);
+    requireEngine(service);
+    const { chat, source, param } = toChat(request, text);
+    const signal = c.req.raw.signal;
+    let prepared: PreparedChat;
+    try {
+      prepared = await prepareChat(chat, service, signal, source);
+    } catch (err) {
+      throw renamed(err, param);
+    }
+    const run = runCompletion(service, [prepared], signal);
+    const id = newId("resp");
+    const response = responseObject(id, request, prepared, service.model.id);
+
+    if (!request.stream) {
+      const [result] = await results(run);
+      const output: unknown[] = [];
+      // The message, unless the answer is calls alone; an empty answer is an empty message.
+      if (result.text || !result.toolCalls) {
+        output.push(messageItem(newId("msg"), statusOf(result), result.text, result.logprobs ?? []));
+      }
+      for (const call of result.toolCalls ?? []) output.push(functionCallItem(newId("fc"), call));
+      return c.json(finished(response, output, prepared, result));
+    }
+
+    let sequence = 0;
+    const event = (type: string, fields: Record<string, unknown>) => ({
+      type,
+      sequence_number: sequence++,
+      ...fields,
+    });
+    const output: unknown[] = [];
+    /** The message being written, and log-probabilities of tokens whose text has not shown yet. */
+    let message: { id: string; index: number; text: string; logprobs: LogprobEntry[] } | undefined;
+    let pending: LogprobEntry[] = [];
+    const openMessage = (events: unknown[]) => {
+      message = { id: newId("msg"), index: output.length, text: "", logprobs: [] };
+      const at = { item_id: message.id, output_index: message.index };
+      events.push(
+        event("response.output_item.added", {
+          output_index: message.index,
+          item: messageItem(message.id, "in_progress", "", []),
+        }),
+        event("response.content_part.added", { ...at, content_index: 0, part: outputText("", []) }),
+      );
+    };
+    const write = (events: unknown[], delta: string) => {
+      const m = message!;
+      const logprobs = pending;
+      pending = [];
+      m.text += delta;
+      m.logprobs.push(...logprobs);
+      events.push(event("response.output_text.delta", {
+        item_id: m.id,
+        output_index: m.index,
+        content_index: 0,
+        delta,
+        logprobs,
+      }));
+    };
+    const closeMessage = (events: unknown[], status: Status) => {
+      if (!message) return;
+      if (pending.length) write(events, "");
+      const { id: itemId, index, text, logprobs } = message;
+      const at = { item_id: itemId, output_index: index, content_index: 0 };
+      const item = messageItem(itemId, status, text, logprobs);
+      events.push(
+        event("response.output_text.done", { ...at, text, logprobs }),
+        event("response.content_part.done", { ...at, part: outputText(text, logprobs) }),
+        event("response.output_item.done", { output_index: index, item }),
+      );
+      output.push(item);
+      message = undefined;
+    };
+    return await eventStream(run, {
+      id,
+      signal,
+      events(u) {
+        const events: unknown[] = [];
+        if (sequence === 0) {
+          events.push(event("response.created", { response }), event("response.in_progress", { response }));
+        }
+        if ("text" in u) {
+          pending.push(...u.logprobs ?? []);
+          if (u.text) {
+            if (!message) openMessage(events);
+            write(events, u.text);
+          }
+        } else if ("toolCalls" in u) {
+          closeMessage(events, "completed");
+          for (const call of u.toolCalls) {
+            const item = functionCallItem(newId("fc"), call);
+            const at = { item_id: item.id, output_index: output.length };
+            events.push(
+              event("response.output_item.added", {
+                output_index: at.output_index,
+                item: { ...item, arguments: "", status: "in_progress" },
+              }),
+              event("response.function_call_arguments.delta", { ...at, delta: item.arguments }),
+              event("response.function_call_arguments.done", {
+                ...at,
+                name: item.name,
+                arguments: item.arguments,
+              }),
+              event("response.output_item.done", { output_index: at.output_index, item }),
+            );
+            output.push(item);
+          }
+        } else {
+          const status: Status = u.finish === "length" ? "incomplete" : "completed";
+          if (!message && output.length === 0) openMessage(events);
+          closeMessage(events, status);
+        }
+        return events;
+      },
+      end([result]) {
+        const done = finished(response, output, prepared, result);
+        return [
+          event(done.status === "completed" ? "response.completed" : "response.incomplete", {
+            response: done,
+          }),
+        ];
+      },
+      named: {
+        failed(message) {
+          const error = { code: "server_error", message };
+          return [
+            event("error", { ...error, param: null }),
+            event("response.failed", { response: { ...response, status: "failed", error, output } }),
+          ];
+        },
+      },
+    });
+  });
+}

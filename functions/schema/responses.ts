@@ -1,0 +1,193 @@
+/**
+ * OpenAI's Responses API request (`POST /v1/responses`), validated with zod: the conversation as input items
+ * (messages, function calls and their outputs), function tools, `text.format` for structured output.
+ *
+ * This server keeps no state between requests, so what needs stored responses, files or OpenAI's hosted tools is
+ * refused with a message that says what to send instead. Reasoning items a client sends back are skipped: Pixtral
+ * writes none, and their content is another model's. Other unknown fields are ignored, as in the chat API.
+ */
+import { z } from "zod";
+import { parseWith, RequestError } from "./chat.ts";
+
+const inputText = z.object({ type: z.literal("input_text"), text: z.string() });
+const inputImage = z.object({
+  type: z.literal("input_image"),
+  image_url: z.string().nullish(),
+  file_id: z.string().nullish(),
+  detail: z.enum(["auto", "low", "high", "original"]).nullish(),
+});
+/** An earlier answer's text, as clients send back the output items they were given. */
+const outputText = z.object({ type: z.literal("output_text"), text: z.string() });
+const refusal = z.object({ type: z.literal("refusal"), refusal: z.string() });
+const contentPart = z.discriminatedUnion("type", [inputText, inputImage, outputText, refusal]);
+
+const message = z.object({
+  type: z.literal("message"),
+  role: z.enum(["user", "assistant", "system", "developer"]),
+  content: z.union([z.string(), z.array(contentPart)]),
+});
+const functionCall = z.object({
+  type: z.literal("function_call"),
+  call_id: z.string().min(1),
+  name: z.string(),
+  arguments: z.string(),
+});
+const functionCallOutput = z.object({
+  type: z.literal("function_call_output"),
+  call_id: z.string().min(1),
+  output: z.union([z.string(), z.array(contentPart)]),
+});
+const reasoning = z.object({ type: z.literal("reasoning") });
+
+const item = z.discriminatedUnion("type", [message, functionCall, functionCallOutput, reasoning]);
+
+/** Item types of the API that name what this server does not have. */
+const STATEFUL_ITEMS: Record<string, string> = {
+  item_reference: "it names a stored item, and this server stores none: send the item itself",
+};
+
+const functionTool = z.object({
+  type: z.literal("function"),
+  name: z.string(),
+  description: z.string().nullish(),
+  parameters: z.record(z.string(), z.unknown()).nullish(),
+  strict: z.boolean().nullish(),
+});
+
+const toolChoice = z.union([
+  z.enum(["none", "auto", "required"]),
+  z.object({ type: z.literal("function"), name: z.string() }),
+]);
+
+const textFormat = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("text") }),
+  z.object({ type: z.literal("json_object") }),
+  z.object({
+    type: z.literal("json_schema"),
+    name: z.string().nullish(),
+    description: z.string().nullish(),
+    schema: z.union([z.record(z.string(), z.unknown()), z.boolean()]),
+    strict: z.boolean().nullish(),
+  }),
+]);
+
+export const responsesRequestSchema = z.object({
+  model: z.string().nullish(),
+  input: z.union([z.string(), z.array(item)]),
+  instructions: z.string().nullish(),
+  max_output_tokens: z.unknown().optional(),
+  temperature: z.unknown().optional(),
+  top_p: z.unknown().optional(),
+  top_logprobs: z.unknown().optional(),
+  /** `message.output_text.logprobs` asks for log-probabilities; what else can be included, Pixtral has none of. */
+  include: z.array(z.string()).nullish(),
+  stream: z.boolean().nullish(),
+  tools: z.array(functionTool).nullish(),
+  tool_choice: toolChoice.nullish(),
+  parallel_tool_calls: z.boolean().nullish(),
+  text: z.object({ format: textFormat.nullish(), verbosity: z.string().nullish() }).nullish(),
+  metadata: z.record(z.string(), z.string()).nullish(),
+  /** Accepted, never honoured as true: nothing is stored, and the response says `store: false`. */
+  store: z.boolean().nullish(),
+  /** Pixtral does not reason: accepted and answered with none. */
+  reasoning: z.unknown().optional(),
+  truncation: z.enum(["disabled", "auto"]).nullish(),
+  previous_response_id: z.string().nullish(),
+  conversation: z.unknown().optional(),
+  background: z.boolean().nullish(),
+  user: z.string().nullish(),
+  // The chat API's sampling extensions (vLLM's and Mistral's), checked there.
+  seed: z.unknown().optional(),
+  top_k: z.unknown().optional(),
+  min_p: z.unknown().optional(),
+  presence_penalty: z.unknown().optional(),
+  frequency_penalty: z.unknown().optional(),
+  repetition_penalty: z.unknown().optional(),
+  stop: z.unknown().optional(),
+  logit_bias: z.unknown().optional(),
+  image_resize: z.unknown().optional(),
+});
+
+export type ResponsesRequest = z.infer<typeof responsesRequestSchema>;
+export type ResponsesItem = z.infer<typeof item>;
+export type ResponsesPart = z.infer<typeof contentPart>;
+export type ResponsesTool = z.infer<typeof functionTool>;
+
+export interface ParsedResponsesRequest {
+  request: ResponsesRequest;
+  ignored: string[];
+}
+
+/** Items and tools of kinds the schema does not know get a message naming them, not "invalid input". */
+function refuseKinds(body: Record<string, unknown>): void {
+  const kind = (value: unknown) =>
+    typeof value === "object" && value !== null && "type" in value ? String(value.type) : undefined;
+  if (Array.isArray(body.input)) {
+    body.input.forEach((value, i) => {
+      const type = kind(value);
+      if (
+        type === undefined || ["message", "function_call", "function_call_output", "reasoning"].includes(type)
+      ) {
+        return;
+      }
+      const why = STATEFUL_ITEMS[type] ??
+        "this server takes messages, function_call and function_call_output items";
+      throw new RequestError(`input[${i}]: "${type}" items are not supported (${why})`, `input[${i}].type`);
+    });
+  }
+  if (Array.isArray(body.tools)) {
+    body.tools.forEach((value, i) => {
+      const type = kind(value);
+      if (type === undefined || type === "function") return;
+      throw new RequestError(
+        `tools[${i}]: "${type}" is one of OpenAI's hosted tools; this server runs function tools, whose calls your ` +
+          "code carries out",
+        `tools[${i}].type`,
+      );
+    });
+  }
+}
+
+/** Fields that need what this server does not keep: refused rather than answered as if they were absent. */
+function refuseStateful(request: ResponsesRequest): void {
+  const refuse = (param: string, what: string) => {
+    throw new RequestError(
+      `${param}: ${what}; this server stores no responses: send the whole conversation in input`,
+      param,
+      "unsupported_parameter",
+    );
+  };
+  if (request.previous_response_id) refuse("previous_response_id", "continuing a stored response");
+  if (request.conversation != null) refuse("conversation", "a stored conversation");
+  if (request.background) refuse("background", "running in the background for later retrieval");
+  if (request.truncation === "auto") {
+    throw new RequestError(
+      'truncation: "auto" would drop earlier input silently; this server answers a conversation longer than its ' +
+        "context with an error, so leave the field out or send disabled",
+      "truncation",
+      "unsupported_parameter",
+    );
+  }
+}
+
+export function parseResponsesRequest(body: unknown): ParsedResponsesRequest {
+  // A message may leave its type out (OpenAI's "easy" input message).
+  const input = (body as { input?: unknown })?.input;
+  const normalized = Array.isArray(input)
+    ? {
+      ...body as object,
+      input: input.map((item) =>
+        typeof item === "object" && item !== null && !("type" in item) && "role" in item
+          ? { ...item, type: "message" }
+          : item
+      ),
+    }
+    : body;
+  if (typeof normalized === "object" && normalized !== null) {
+    refuseKinds(normalized as Record<string, unknown>);
+  }
+  const request = parseWith(responsesRequestSchema, normalized);
+  refuseStateful(request);
+  const known = new Set(Object.keys(responsesRequestSchema.shape));
+  return { request, ignored: Object.keys(body as object).filter((key) => !known.has(key)) };
+}

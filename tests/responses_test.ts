@@ -1,0 +1,350 @@
+/**
+ * POST /v1/responses with the OpenAI client against a real server on loopback (tiny-pixtral, f32): each request
+ * answers as the chat completion it amounts to (text, images, calls and their outputs, structured output,
+ * log-probabilities), streamed events that the client's own accumulator checks, and errors naming the
+ * Responses request's fields.
+ */
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+import { dataUrl, post, withServer } from "./api_helpers.ts";
+
+const image = await dataUrl("golden/images/chat_a_32x48.png");
+const WEATHER = {
+  type: "object",
+  properties: { city: { type: "string", maxLength: 12 }, unit: { enum: ["c", "f"] } },
+  required: ["city", "unit"],
+  additionalProperties: false,
+};
+
+type Stream = ReturnType<OpenAI["responses"]["stream"]>;
+
+/** The streamed response as the client assembles it, and the events' types in order. */
+async function streamed(stream: Stream) {
+  const types: string[] = [];
+  let sequence = -1;
+  for await (const event of stream) {
+    types.push(event.type);
+    assert.equal(event.sequence_number, sequence + 1);
+    sequence = event.sequence_number;
+  }
+  return { response: await stream.finalResponse(), types };
+}
+
+Deno.test("Responses API: text and images answer as chat completions do, streamed or not", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused" });
+    const model = service.model.id;
+    for (const max of [12]) {
+      const chat = await client.chat.completions.create({
+        model,
+        messages: [
+          { role: "system", content: "Be brief." },
+          {
+            role: "user",
+            content: [{ type: "text", text: "What is this?" }, {
+              type: "image_url",
+              image_url: { url: image },
+            }],
+          },
+        ],
+        max_completion_tokens: max,
+        temperature: 0,
+      });
+      const request = {
+        model,
+        instructions: "Be brief.",
+        input: [{
+          role: "user",
+          content: [{ type: "input_text", text: "What is this?" }, {
+            type: "input_image",
+            image_url: image,
+            detail: "auto",
+          }],
+        }],
+        max_output_tokens: max,
+        temperature: 0,
+        metadata: { case: String(max) },
+      } satisfies OpenAI.Responses.ResponseCreateParamsNonStreaming;
+      const whole = await client.responses.create(request);
+      const finish = chat.choices[0].finish_reason;
+      assert.equal(whole.object, "response");
+      assert.match(whole.id, /^resp_/);
+      assert.equal(whole.output_text, chat.choices[0].message.content);
+      assert.equal(whole.status, finish === "length" ? "incomplete" : "completed");
+      assert.deepEqual(
+        whole.incomplete_details,
+        finish === "length" ? { reason: "max_output_tokens" } : null,
+      );
+      assert.equal(whole.usage?.input_tokens, chat.usage?.prompt_tokens);
+      assert.equal(whole.usage?.output_tokens, chat.usage?.completion_tokens);
+      assert.equal(whole.usage?.total_tokens, chat.usage?.total_tokens);
+      assert.deepEqual(whole.metadata, { case: String(max) });
+      assert.equal((whole as unknown as { store: boolean }).store, false);
+      assert.equal(whole.output.length, 1);
+      assert.equal(whole.output[0].type, "message");
+
+      const { response, types } = await streamed(client.responses.stream(request));
+      assert.equal(response.output_text, whole.output_text);
+      assert.equal(response.status, whole.status);
+      assert.deepEqual(response.usage, whole.usage);
+      assert.deepEqual(types.slice(0, 4), [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+      ]);
+      assert.deepEqual(types.slice(-4), [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        whole.status === "completed" ? "response.completed" : "response.incomplete",
+      ]);
+      assert.equal(types.filter((t) => t === "response.output_text.delta").length >= 1, true);
+    }
+    // A string is one user message.
+    const short = await client.responses.create({
+      model,
+      input: "Hello",
+      max_output_tokens: 5,
+      temperature: 0,
+    });
+    const chat = await client.chat.completions.create({
+      model,
+      messages: [{ role: "user", content: "Hello" }],
+      max_tokens: 5,
+      temperature: 0,
+    });
+    assert.equal(short.output_text, chat.choices[0].message.content);
+  });
+});
+
+Deno.test("Responses API: function calls, streamed as items, and their outputs sent back", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused" });
+    const model = service.model.id;
+    const request = {
+      model,
+      input: [{ role: "user" as const, content: "Weather in Oslo?" }],
+      tools: [{ type: "function" as const, name: "get_weather", parameters: WEATHER, strict: true }],
+      tool_choice: "required" as const,
+      temperature: 1,
+      max_output_tokens: 300,
+      // vLLM's extension, as in the chat API: the same seed gives the same calls.
+      ...{ seed: 3 },
+    };
+    const whole = await client.responses.create(request);
+    const calls = whole.output.filter((item) => item.type === "function_call");
+    assert.equal(whole.status, "completed");
+    assert.equal(calls.length, whole.output.length, "calls alone, no message");
+    assert.ok(calls.length >= 1);
+    for (const call of calls) {
+      assert.equal(call.name, "get_weather");
+      assert.match(call.call_id, /^[a-zA-Z0-9]{9}$/);
+      const args = JSON.parse(call.arguments);
+      assert.deepEqual(Object.keys(args).sort(), ["city", "unit"]);
+    }
+    const chat = await client.chat.completions.create({
+      model,
+      messages: [{ role: "user", content: "Weather in Oslo?" }],
+      tools: [{ type: "function", function: { name: "get_weather", parameters: WEATHER } }],
+      tool_choice: "required",
+      temperature: 1,
+      max_tokens: 300,
+      seed: 3,
+    });
+    assert.deepEqual(
+      calls.map((c) => [c.name, c.arguments]),
+      chat.choices[0].message.tool_calls!.map((c) =>
+        c.type === "function" && [c.function.name, c.function.arguments]
+      ),
+    );
+
+    const { response, types } = await streamed(
+      client.responses.stream(request),
+    );
+    assert.deepEqual(
+      response.output.map((c) => c.type === "function_call" && [c.name, c.arguments]),
+      calls.map((c) => [c.name, c.arguments]),
+    );
+    assert.ok(types.includes("response.function_call_arguments.delta"));
+    assert.equal(types.at(-1), "response.completed");
+
+    // The calls and their outputs go back as items; the prompt is the chat API's for the same conversation.
+    const input: OpenAI.Responses.ResponseInput = [
+      { role: "user", content: "Weather in Oslo?" },
+      ...calls,
+      ...calls.map((c) => ({
+        type: "function_call_output" as const,
+        call_id: c.call_id,
+        output: '{"temp": 21.0}',
+      })),
+    ];
+    const next = await client.responses.create({
+      model,
+      input,
+      tools: request.tools,
+      max_output_tokens: 6,
+      temperature: 0,
+    });
+    const followUp: OpenAI.Chat.ChatCompletionMessageParam[] = [
+      { role: "user", content: "Weather in Oslo?" },
+      {
+        role: "assistant",
+        content: null,
+        tool_calls: calls.map((c) => ({
+          id: c.call_id,
+          type: "function" as const,
+          function: { name: c.name, arguments: c.arguments },
+        })),
+      },
+      ...calls.map((c) => ({ role: "tool" as const, tool_call_id: c.call_id, content: '{"temp": 21.0}' })),
+    ];
+    const tools = [{
+      type: "function",
+      function: { name: "get_weather", parameters: WEATHER, strict: true },
+    }];
+    const counted = await post(`${url}/tokenize`, { messages: followUp, tools });
+    assert.equal(next.usage?.input_tokens, counted.json.count);
+    const again = await client.chat.completions.create({
+      model,
+      messages: followUp,
+      tools: [{ type: "function", function: { name: "get_weather", parameters: WEATHER, strict: true } }],
+      max_tokens: 6,
+      temperature: 0,
+    });
+    const text = next.output.find((item) => item.type === "message");
+    assert.equal(
+      text?.type === "message" && text.content[0].type === "output_text" && text.content[0].text,
+      again.choices[0].message.content ?? false,
+    );
+  });
+});
+
+Deno.test("Responses API: text.format and log-probabilities as the chat API gives them", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused" });
+    const model = service.model.id;
+    const schema = {
+      type: "object",
+      properties: { name: { type: "string", maxLength: 10 }, age: { type: "integer" } },
+      required: ["name", "age"],
+      additionalProperties: false,
+    };
+    const whole = await client.responses.create({
+      model,
+      input: "A person as JSON",
+      text: { format: { type: "json_schema", name: "person", schema, strict: true } },
+      max_output_tokens: 200,
+      temperature: 0,
+      top_logprobs: 2,
+      include: ["message.output_text.logprobs"],
+    });
+    const chat = await client.chat.completions.create({
+      model,
+      messages: [{ role: "user", content: "A person as JSON" }],
+      response_format: { type: "json_schema", json_schema: { name: "person", schema, strict: true } },
+      max_tokens: 200,
+      temperature: 0,
+      logprobs: true,
+      top_logprobs: 2,
+    });
+    assert.equal(whole.status, "completed");
+    const value = JSON.parse(whole.output_text);
+    assert.deepEqual(Object.keys(value).sort(), ["age", "name"]);
+    assert.equal(whole.output_text, chat.choices[0].message.content);
+    const part = whole.output[0].type === "message" ? whole.output[0].content[0] : undefined;
+    assert.ok(part?.type === "output_text");
+    assert.deepEqual(part.logprobs, chat.choices[0].logprobs!.content);
+    assert.equal(part.logprobs!.every((p) => p.top_logprobs.length === 2), true);
+    assert.deepEqual(whole.text?.format, { type: "json_schema", name: "person", schema, strict: true });
+
+    const { response } = await streamed(client.responses.stream({
+      model,
+      input: "A person as JSON",
+      text: { format: { type: "json_schema", name: "person", schema, strict: true } },
+      max_output_tokens: 200,
+      temperature: 0,
+      top_logprobs: 2,
+      include: ["message.output_text.logprobs"],
+    }));
+    const streamedPart = response.output[0].type === "message" ? response.output[0].content[0] : undefined;
+    assert.ok(streamedPart?.type === "output_text");
+    assert.equal(streamedPart.text, part.text);
+    assert.deepEqual(streamedPart.logprobs, part.logprobs);
+  });
+});
+
+Deno.test("Responses API: errors name the Responses request's fields", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const model = service.model.id;
+    const user = (content: unknown) => ({ role: "user", content });
+    const tool = { type: "function", name: "get_weather", parameters: WEATHER };
+    const cases: [Record<string, unknown>, string, RegExp][] = [
+      [{ input: "Hi", previous_response_id: "resp_1" }, "previous_response_id", /stores no responses/],
+      [{ input: "Hi", truncation: "auto" }, "truncation", /silently/],
+      [{ input: [user("Hi"), { type: "item_reference", id: "msg_1" }] }, "input[1].type", /stores none/],
+      [{ input: [{ type: "web_search_call", id: "ws_1" }] }, "input[0].type", /not supported/],
+      [{ input: "Hi", tools: [{ type: "web_search" }] }, "tools[0].type", /hosted tools/],
+      [{ input: "Hi", max_output_tokens: 0 }, "max_output_tokens", /max_output_tokens/],
+      [{ input: "Hi", temperature: 3 }, "temperature", /temperature/],
+      [
+        { input: [user([{ type: "input_text", text: "a" }, { type: "input_image", file_id: "f" }])] },
+        "input[0].content[1].file_id",
+        /Files API/,
+      ],
+      [
+        { input: [user([{ type: "input_image", image_url: "data:image/png;base64,AAAA" }])] },
+        "input[0].content[0].image_url",
+        /./,
+      ],
+      [
+        { input: [user("Hi"), { type: "function_call_output", call_id: "abc", output: "1" }] },
+        "input[1]",
+        /tool message/,
+      ],
+      [
+        { input: "Hi", tools: [{ ...tool, parameters: { type: "string" } }] },
+        "tools[0].parameters",
+        /^tools\[0\]\.parameters: /,
+      ],
+      [
+        { input: "Hi", tools: [tool], tool_choice: { type: "function", name: "nope" } },
+        "tool_choice.name",
+        /nope/,
+      ],
+      [
+        {
+          input: "Hi",
+          text: {
+            format: {
+              type: "json_schema",
+              name: "x",
+              schema: { type: "object", properties: { a: { type: "string", pattern: "(?<=a)b" } } },
+            },
+          },
+        },
+        "text.format.schema",
+        /^text\.format\.schema: /,
+      ],
+      [
+        {
+          input: [user("Hi"), {
+            type: "message",
+            role: "assistant",
+            content: [{ type: "output_text", text: 5 }],
+          }],
+        },
+        "input[1].content[0].text",
+        /input\[1\]\.content\[0\]\.text/,
+      ],
+    ];
+    for (const [body, param, message] of cases) {
+      const res = await post(`${url}/v1/responses`, { model, ...body });
+      assert.equal(res.status, 400, JSON.stringify(body));
+      assert.equal(res.json.error.param, param, JSON.stringify(res.json));
+      assert.match(res.json.error.message, message, JSON.stringify(res.json));
+    }
+    const unknown = await post(`${url}/v1/responses`, { model: "gpt-5", input: "Hi" });
+    assert.equal(unknown.status, 404);
+  });
+});
