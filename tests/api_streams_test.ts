@@ -116,11 +116,11 @@ Deno.test("a request the shutdown cuts off (after the grace period) gets 503, no
 });
 
 Deno.test("an event stream goes on past updates that have no events (text held back), named or not", async () => {
+  async function* updates(): AsyncGenerator<ChoiceUpdate, ChoiceResult[]> {
+    for (const text of ["a", "", "", "b"]) yield { index: 0, text };
+    return [];
+  }
   for (const named of [undefined, { failed: () => [] }]) {
-    async function* updates(): AsyncGenerator<ChoiceUpdate, ChoiceResult[]> {
-      for (const text of ["a", "", "", "b"]) yield { index: 0, text };
-      return [];
-    }
     const run = { updates: updates(), cancel() {} };
     const res = await eventStream(run, {
       id: "test",
