@@ -154,7 +154,8 @@ Deno.test("an unsupported or wrong dtype names the file and tensor", async () =>
     await assert.rejects(() => openDir(dir), weightError("unsupported", path, "norm.weight", /I16/));
   });
   await inTemp(async (dir) => {
-    // A norm stored quantized (never produced by llama.cpp) and a Q4_0 tensor (a type we do not read).
+    // A norm stored quantized (never produced by llama.cpp), in a type the kernels read and in one decoded at
+    // load, and a tensor in a type we do not read.
     const { kvs, tensors } = await ggufEntries(`${TINY}gguf/tiny-pixtral-text-Q8_0.gguf`);
     const norm = tensors.find((t) => t.name === "output_norm.weight")!;
     norm.type = 8;
@@ -170,7 +171,15 @@ Deno.test("an unsupported or wrong dtype names the file and tensor", async () =>
     await Deno.writeFile(`${dir}/text.gguf`, buildGguf(kvsOf(kvs), tensors));
     await assert.rejects(
       () => openDir(`${dir}/text.gguf`),
-      weightError("unsupported", `${dir}/text.gguf`, "output_norm.weight", /Q4_0/),
+      weightError("dtype", `${dir}/text.gguf`, "norm.weight", /Q4_0/),
+    );
+
+    norm.type = 16; // IQ2_XXS: 66 bytes per 256
+    norm.data = new Uint8Array(66);
+    await Deno.writeFile(`${dir}/text.gguf`, buildGguf(kvsOf(kvs), tensors));
+    await assert.rejects(
+      () => openDir(`${dir}/text.gguf`),
+      weightError("unsupported", `${dir}/text.gguf`, "output_norm.weight", /IQ2_XXS.*decoded at load/),
     );
   });
 });

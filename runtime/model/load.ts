@@ -3,7 +3,8 @@
  * quantized on the GPU as they arrive: the decoder's linear layers (embedding and output head included) to
  * `quant` (q4 by default), the vision encoder and adapter to `visionQuant` (f16 by default: quantizing the
  * vision tower costs accuracy), norms and biases to f32. GGUF blocks (Q8_0, Q4_K, Q6_K) stay as stored, since
- * the kernels read them directly and re-quantizing them would only lose precision.
+ * the kernels read them directly and re-quantizing them would only lose precision; other GGUF block types are
+ * decoded on the CPU and quantized again (see CPU_DECODED).
  */
 import type { GpuContext } from "../gpu/context.ts";
 import { type DType, isBlockFormat, rowBytes } from "../gpu/dtype.ts";
@@ -12,10 +13,11 @@ import { randomUniform } from "../gpu/ops/random.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { Progress } from "../progress.ts";
 import type { ModelConfig } from "./config.ts";
-import type { WeightFormat } from "./plan.ts";
+import { decodedFormat, type WeightFormat } from "./plan.ts";
 import { expectedTensors } from "./tensors.ts";
 import { syntheticScale } from "./weights/synthetic.ts";
-import type { DType as StoredType } from "./weights/dtype.ts";
+import { decodeBlocks } from "./weights/dequant.ts";
+import { type CpuDecodedType, type DType as StoredType, isCpuDecoded, tensorBytes } from "./weights/dtype.ts";
 import type { TensorInfo, WeightSource } from "./weights/source.ts";
 
 export interface LoadOptions {
@@ -25,7 +27,8 @@ export interface LoadOptions {
 }
 
 const FORMATS: Record<WeightFormat, DType> = { q4: "q4", q8: "q8_0", f16: "f16", f32: "f32" };
-const STORED: Record<StoredType, DType> = {
+/** The GPU type of each stored type the kernels read (the others are decoded on the CPU, see dequant.ts). */
+const STORED: Record<Exclude<StoredType, CpuDecodedType>, DType> = {
   F32: "f32",
   F16: "f16",
   BF16: "bf16",
@@ -47,10 +50,12 @@ function targetType(
   info: Pick<TensorInfo, "dtype" | "role" | "component" | "shape">,
   options: LoadOptions,
 ): DType {
+  const quant = info.component === "decoder" ? options.quant : options.visionQuant;
+  if (isCpuDecoded(info.dtype)) return FORMATS[decodedFormat(info.dtype, quant)];
   const stored = STORED[info.dtype];
   if (isBlockFormat(stored)) return stored;
   if (info.role === "norm" || info.role === "bias") return "f32";
-  const wanted = FORMATS[info.component === "decoder" ? options.quant : options.visionQuant];
+  const wanted = FORMATS[quant];
   const [, k] = matrixShape(info.shape);
   // Block formats need whole groups of 32 along a row.
   return isBlockFormat(wanted) && k % 32 !== 0 ? "f16" : wanted;
@@ -133,21 +138,33 @@ export async function loadWeights(
   );
   try {
     for (const info of infos) {
-      const stored = STORED[info.dtype];
       const dst = weights.tensors.get(info.name)!;
       const target = dst.dtype, k = dst.rowLength;
-      const storedRow = rowBytes(stored, k);
+      const put = async (stored: DType, first: number, count: number, bytes: Uint8Array) => {
+        const rec = ctx.record(`load ${info.name}`);
+        const src = rec.upload(stored, [count, k], bytes);
+        const part = dst.sliceRows(first, count);
+        if (isBlockFormat(target)) quantize(rec, part, src);
+        else convert(rec, part, src);
+        await rec.submit();
+      };
+      const decoded = isCpuDecoded(info.dtype) ? info.dtype : undefined;
+      const stored = decoded ? undefined : STORED[info.dtype as keyof typeof STORED];
+      const storedRow = decoded ? tensorBytes(decoded, [k])! : rowBytes(stored!, k);
+      // Decoded rows go up as f32 in parts no larger than a chunk.
+      const decodedRows = Math.max(1, Math.floor(CHUNK_BYTES / (4 * k)));
       for await (const chunk of source.chunks(info.name, CHUNK_BYTES)) {
-        if (stored === target) {
+        const first = chunk.byteOffset / storedRow, count = chunk.bytes.byteLength / storedRow;
+        if (decoded) {
+          for (let r = 0; r < count; r += decodedRows) {
+            const n = Math.min(decodedRows, count - r);
+            const values = decodeBlocks(decoded, chunk.bytes.subarray(r * storedRow, (r + n) * storedRow));
+            await put("f32", first + r, n, new Uint8Array(values.buffer));
+          }
+        } else if (stored === target) {
           ctx.write(dst, chunk.bytes, chunk.byteOffset);
         } else {
-          const first = chunk.byteOffset / storedRow, count = chunk.bytes.byteLength / storedRow;
-          const rec = ctx.record(`load ${info.name}`);
-          const src = rec.upload(stored, [count, k], chunk.bytes);
-          const part = dst.sliceRows(first, count);
-          if (isBlockFormat(target)) quantize(rec, part, src);
-          else convert(rec, part, src);
-          await rec.submit();
+          await put(stored!, first, count, chunk.bytes);
         }
         options.progress?.add(chunk.bytes.byteLength);
       }

@@ -5,7 +5,7 @@
  */
 import type { ModelConfig } from "./config.ts";
 import { type Component, expectedTensors } from "./tensors.ts";
-import { type DType, tensorBytes } from "./weights/dtype.ts";
+import { CPU_DECODED, type CpuDecodedType, type DType, isCpuDecoded, tensorBytes } from "./weights/dtype.ts";
 
 /** On-GPU weight formats chosen with --quant (f32 is for exactness tests). */
 export type WeightFormat = "q4" | "q8" | "f16" | "f32";
@@ -17,6 +17,12 @@ export type KvFormat = "f16" | "q8" | "f32";
  * ggml's Q8_0 (an f16 scale and 32 int8 per group: 8.5 bits).
  */
 export const WEIGHT_BITS: Record<WeightFormat, number> = { q4: 4.5, q8: 8.5, f16: 16, f32: 32 };
+
+/** The format a GGUF type decoded at load becomes: its own `into`, or `quant` when that is more precise. */
+export function decodedFormat(dtype: CpuDecodedType, quant: WeightFormat): WeightFormat {
+  const into = CPU_DECODED[dtype].into;
+  return WEIGHT_BITS[quant] > WEIGHT_BITS[into] ? quant : into;
+}
 /** Weights per quantization group: a quantized tensor's rows must be a whole number of groups. */
 export const QUANT_GROUP = 32;
 /** KV cache element sizes: fp16, or 8-bit with an f16 scale per 32 values (8.5 bits). */
@@ -151,7 +157,11 @@ function fixedPart(config: ModelConfig, options: PlanOptions) {
     const w = weights[t.component];
     const stored = options.stored?.get(t.name);
     let bytes: number;
-    if (stored && stored !== "F32" && stored !== "F16" && stored !== "BF16") {
+    if (stored && isCpuDecoded(stored)) {
+      const format = decodedFormat(stored, t.component === "decoder" ? quant : visionQuant);
+      bytes = weightBytes(format, t.shape);
+      w.format.add(`${stored}→${format}`);
+    } else if (stored && stored !== "F32" && stored !== "F16" && stored !== "BF16") {
       bytes = tensorBytes(stored, t.shape)!;
       w.format.add(stored);
     } else if (t.role === "norm" || t.role === "bias") {

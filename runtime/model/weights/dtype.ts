@@ -3,7 +3,30 @@
  * dimension; the loader hands these bytes to the GPU unchanged and the kernel library decodes them.
  */
 
-export type DType = "F32" | "F16" | "BF16" | "Q8_0" | "Q4_K" | "Q6_K";
+/**
+ * GGUF block types that no kernel reads: decoded on the CPU while they load (dequant.ts) and quantized again, to
+ * `into` (q8 for types of more than 4.5 bits a weight, so that nothing is lost twice; q4 for the others) or to
+ * what `--quant` asks when that is more precise.
+ */
+export const CPU_DECODED = {
+  Q4_0: { blockElems: 32, blockBytes: 18, into: "q4" },
+  Q4_1: { blockElems: 32, blockBytes: 20, into: "q8" },
+  Q5_0: { blockElems: 32, blockBytes: 22, into: "q8" },
+  Q5_1: { blockElems: 32, blockBytes: 24, into: "q8" },
+  Q2_K: { blockElems: 256, blockBytes: 84, into: "q4" },
+  Q3_K: { blockElems: 256, blockBytes: 110, into: "q4" },
+  Q5_K: { blockElems: 256, blockBytes: 176, into: "q8" },
+  IQ4_NL: { blockElems: 32, blockBytes: 18, into: "q4" },
+  IQ4_XS: { blockElems: 256, blockBytes: 136, into: "q4" },
+} as const;
+
+export type CpuDecodedType = keyof typeof CPU_DECODED;
+
+export type DType = "F32" | "F16" | "BF16" | "Q8_0" | "Q4_K" | "Q6_K" | CpuDecodedType;
+
+export function isCpuDecoded(dtype: DType): dtype is CpuDecodedType {
+  return dtype in CPU_DECODED;
+}
 
 interface Layout {
   /** Elements per block (1 for plain floats). */
@@ -20,6 +43,7 @@ const LAYOUTS: Record<DType, Layout> = {
   Q8_0: { blockElems: 32, blockBytes: 34 },
   Q4_K: { blockElems: 256, blockBytes: 144 },
   Q6_K: { blockElems: 256, blockBytes: 210 },
+  ...CPU_DECODED,
 };
 
 export function isQuantized(dtype: DType): boolean {

@@ -11,7 +11,7 @@ import type { StoredTensor } from "./safetensors.ts";
 
 export type GgufValue = number | bigint | boolean | string | GgufValue[];
 
-/** ggml_type ids (ggml.h) this loader hands to the kernels. */
+/** ggml_type ids (ggml.h) this loader reads. */
 const TENSOR_TYPES: Record<number, DType> = {
   0: "F32",
   1: "F16",
@@ -19,26 +19,27 @@ const TENSOR_TYPES: Record<number, DType> = {
   12: "Q4_K",
   14: "Q6_K",
   30: "BF16",
-};
-/** Names of the ggml types we do not read, for error messages. */
-const OTHER_TYPES: Record<number, string> = {
+  // Decoded on the CPU at load (dequant.ts).
   2: "Q4_0",
   3: "Q4_1",
   6: "Q5_0",
   7: "Q5_1",
-  9: "Q8_1",
   10: "Q2_K",
   11: "Q3_K",
   13: "Q5_K",
+  20: "IQ4_NL",
+  23: "IQ4_XS",
+};
+/** Names of the ggml types we do not read, for error messages. */
+const OTHER_TYPES: Record<number, string> = {
+  9: "Q8_1",
   15: "Q8_K",
   16: "IQ2_XXS",
   17: "IQ2_XS",
   18: "IQ3_XXS",
   19: "IQ1_S",
-  20: "IQ4_NL",
   21: "IQ3_S",
   22: "IQ2_S",
-  23: "IQ4_XS",
   24: "I8",
   25: "I16",
   26: "I32",
@@ -225,7 +226,8 @@ export class GgufFile {
         throw new WeightFileError(
           "unsupported",
           file.path,
-          `ggml type ${typeName} is not supported (F32, F16, BF16, Q8_0, Q4_K, Q6_K)`,
+          `ggml type ${typeName} is not supported (F32, F16, BF16, Q8_0, Q4_K, Q6_K; Q4_0, Q4_1, Q5_0, Q5_1, ` +
+            "Q2_K, Q3_K, Q5_K, IQ4_NL and IQ4_XS are decoded at load)",
           name,
         );
       }
