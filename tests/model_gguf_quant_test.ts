@@ -14,6 +14,7 @@ import { PixtralModel } from "../runtime/model/pixtral.ts";
 import type { WeightSource } from "../runtime/model/weights/source.ts";
 import { fixture } from "./helpers.ts";
 import { planMemory, WEIGHT_BITS, type WeightFormat } from "../runtime/model/plan.ts";
+import { BlockDecoder } from "../runtime/model/weights/decode_pool.ts";
 import { decodeBlocks } from "../runtime/model/weights/dequant.ts";
 import { CPU_DECODED, type CpuDecodedType, isCpuDecoded } from "../runtime/model/weights/dtype.ts";
 import {
@@ -149,6 +150,28 @@ Deno.test("GGUF types decoded at load (Q4_0 ... IQ4_XS): blocks decode exactly a
     assert.equal(got.length, want.length, type);
     const wrong = got.findIndex((v, i) => v !== want[i]);
     assert.equal(wrong, -1, `${type}: value ${wrong} is ${got[wrong]}, gguf-py ${want[wrong]}`);
+  }
+});
+
+Deno.test("the block decoder's threads decode pieces as one thread decodes the whole", async () => {
+  const golden: Record<string, { blocks: string }> = JSON.parse(
+    await Deno.readTextFile(new URL("./fixtures/gguf/blocks.json", import.meta.url)),
+  );
+  const decoder = new BlockDecoder(2);
+  try {
+    for (const [type, { blocks }] of Object.entries(golden) as [CpuDecodedType, { blocks: string }][]) {
+      const bytes = Uint8Array.fromBase64(blocks);
+      const size = CPU_DECODED[type].blockBytes;
+      const pieces = await Promise.all(
+        [0, 1, 2, 3].map((b) => decoder.decode(type, bytes.subarray(b * size, (b + 1) * size))),
+      );
+      const joined = new Float32Array(pieces.flatMap((p) => [...p]));
+      assert.deepEqual(joined, decodeBlocks(type, bytes), type);
+      assert.equal(bytes.byteLength, 4 * size, "the caller's bytes stay"); // a copy was sent
+    }
+    await assert.rejects(() => decoder.decode("Q4_0", new Uint8Array(5)), /not whole Q4_0 blocks/);
+  } finally {
+    decoder.close();
   }
 });
 

@@ -16,7 +16,7 @@ import type { ModelConfig } from "./config.ts";
 import { decodedFormat, type WeightFormat } from "./plan.ts";
 import { expectedTensors } from "./tensors.ts";
 import { syntheticScale } from "./weights/synthetic.ts";
-import { decodeBlocks } from "./weights/dequant.ts";
+import { BlockDecoder } from "./weights/decode_pool.ts";
 import { type CpuDecodedType, type DType as StoredType, isCpuDecoded, tensorBytes } from "./weights/dtype.ts";
 import type { TensorInfo, WeightSource } from "./weights/source.ts";
 
@@ -37,6 +37,8 @@ const STORED: Record<Exclude<StoredType, CpuDecodedType>, DType> = {
   Q6_K: "q6_k",
 };
 const CHUNK_BYTES = 64 << 20;
+/** The most f32 bytes one piece of a tensor decoded on the CPU becomes. */
+const DECODED_BYTES = 16 << 20;
 
 /** The tensor as the kernels see it: a matrix [rows, K] (a vector is one row; the patch conv is [out, C·P·P]). */
 export function matrixShape(shape: readonly number[]): [number, number] {
@@ -136,6 +138,7 @@ export async function loadWeights(
       return { name: info.name, dtype: targetType(info, options), rows, k };
     }),
   );
+  let decoder: BlockDecoder | undefined;
   try {
     for (const info of infos) {
       const dst = weights.tensors.get(info.name)!;
@@ -151,15 +154,22 @@ export async function loadWeights(
       const decoded = isCpuDecoded(info.dtype) ? info.dtype : undefined;
       const stored = decoded ? undefined : STORED[info.dtype as keyof typeof STORED];
       const storedRow = decoded ? tensorBytes(decoded, [k])! : rowBytes(stored!, k);
-      // Decoded rows go up as f32 in parts no larger than a chunk.
-      const decodedRows = Math.max(1, Math.floor(CHUNK_BYTES / (4 * k)));
       for await (const chunk of source.chunks(info.name, CHUNK_BYTES)) {
         const first = chunk.byteOffset / storedRow, count = chunk.bytes.byteLength / storedRow;
         if (decoded) {
-          for (let r = 0; r < count; r += decodedRows) {
-            const n = Math.min(decodedRows, count - r);
-            const values = decodeBlocks(decoded, chunk.bytes.subarray(r * storedRow, (r + n) * storedRow));
-            await put("f32", first + r, n, new Uint8Array(values.buffer));
+          // Pieces for every decoding thread, each at most DECODED_BYTES as f32; uploaded in order as they come.
+          decoder ??= new BlockDecoder();
+          const pieces = Math.min(count, Math.max(decoder.threads, Math.ceil(count * k * 4 / DECODED_BYTES)));
+          const rows = Math.ceil(count / pieces);
+          const parts = [];
+          for (let r = 0; r < count; r += rows) {
+            const n = Math.min(rows, count - r);
+            const values = decoder.decode(decoded, chunk.bytes.subarray(r * storedRow, (r + n) * storedRow));
+            values.catch(() => {}); // an earlier part's failure is the one thrown
+            parts.push({ r, n, values });
+          }
+          for (const { r, n, values } of parts) {
+            await put("f32", first + r, n, new Uint8Array((await values).buffer));
           }
         } else if (stored === target) {
           ctx.write(dst, chunk.bytes, chunk.byteOffset);
@@ -172,6 +182,8 @@ export async function loadWeights(
   } catch (err) {
     for (const t of weights.owned) ctx.release(t);
     throw err;
+  } finally {
+    decoder?.close();
   }
   return weights;
 }
