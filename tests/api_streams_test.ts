@@ -115,9 +115,13 @@ Deno.test("a request the shutdown cuts off (after the grace period) gets 503, no
   });
 });
 
-Deno.test("an event stream goes on past updates that have no events (text held back), named or not", async () => {
+Deno.test("an event stream goes on past updates that have no events (text held back), and keeps alive", async () => {
+  // Silent updates every 300 ms for 1.5 s: the keep-alive counts from the last write, not the last update.
   async function* updates(): AsyncGenerator<ChoiceUpdate, ChoiceResult[]> {
-    for (const text of ["a", "", "", "b"]) yield { index: 0, text };
+    for (const text of ["a", "", "", "", "", "", "b"]) {
+      if (!text) await new Promise((resolve) => setTimeout(resolve, 300));
+      yield { index: 0, text };
+    }
     return [];
   }
   for (const named of [undefined, { failed: () => [] }]) {
@@ -138,5 +142,6 @@ Deno.test("an event stream goes on past updates that have no events (text held b
       ...named ? [] : ["[DONE]"],
     ]);
     assert.equal(body.includes("event: delta\n"), Boolean(named));
+    assert.ok(body.includes(": keep-alive\n\n"), body);
   }
 });

@@ -43,8 +43,14 @@ export async function eventStream(run: CompletionRun, options: EventStreamOption
   };
   let pending: ReturnType<typeof run.updates.next> | undefined;
   let first: Awaited<ReturnType<typeof run.updates.next>> | undefined = await run.updates.next();
+  /** When the stream last sent something: the keep-alive counts from there, however many updates were silent. */
+  let sent = performance.now();
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
+      const send = (bytes: Uint8Array) => {
+        controller.enqueue(bytes);
+        sent = performance.now();
+      };
       try {
         // A pull that enqueues nothing is not called again: updates without events (text held back) are skipped.
         while (true) {
@@ -54,20 +60,20 @@ export async function eventStream(run: CompletionRun, options: EventStreamOption
             pending ??= run.updates.next();
             let timer: ReturnType<typeof setTimeout> | undefined;
             const idle = new Promise<undefined>((resolve) =>
-              timer = setTimeout(() => resolve(undefined), KEEP_ALIVE_MS)
+              timer = setTimeout(() => resolve(undefined), sent + KEEP_ALIVE_MS - performance.now())
             );
             next = await Promise.race([pending, idle]).finally(() => clearTimeout(timer));
-            if (!next) return controller.enqueue(KEEP_ALIVE);
+            if (!next) return send(KEEP_ALIVE);
             pending = undefined;
           }
           if (next.done) {
-            for (const event of options.end(next.value)) controller.enqueue(chunk(event));
-            if (!options.named) controller.enqueue(encoder.encode("data: [DONE]\n\n"));
+            for (const event of options.end(next.value)) send(chunk(event));
+            if (!options.named) send(encoder.encode("data: [DONE]\n\n"));
             controller.close();
             return;
           }
           const events = options.events(next.value);
-          for (const event of events) controller.enqueue(chunk(event));
+          for (const event of events) send(chunk(event));
           if (events.length) return;
         }
       } catch (err) {
