@@ -56,7 +56,7 @@ function toApiError(err: unknown): Mapped {
     return { status: 400, type: "invalid_request_error", code: err.code, param };
   }
   if (err instanceof PromptError) {
-    const param = err.index === undefined ? "messages" : `messages[${err.index}]`;
+    const param = err.index === undefined ? "messages" : `messages[${err.index}]${err.at}`;
     return { status: 400, type: "invalid_request_error", code: "invalid_messages", param };
   }
   if (err instanceof ImageSourceError) {

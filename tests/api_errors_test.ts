@@ -62,7 +62,19 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
       await post(chat, { messages: [...asked, { role: "tool", content: "r", tool_call_id: "c2" }] }),
       400,
       /names no call/,
-      "messages[2]",
+      "messages[2].tool_call_id",
+    );
+    const badName = { ...call, id: "c2", function: { name: "bad name", arguments: "{}" } };
+    expectError(
+      await post(chat, {
+        messages: [asked[0], { role: "assistant", content: null, tool_calls: [call, badName] }, {
+          role: "user",
+          content: "b",
+        }],
+      }),
+      400,
+      /function name "bad name"/,
+      "messages[1].tool_calls[1].function.name",
     );
     expectError(
       await post(chat, { messages: [...asked, { role: "tool", content: "r" }] }),

@@ -281,7 +281,17 @@ Deno.test("Responses API: errors name the Responses request's fields", async () 
     const tool = { type: "function", name: "get_weather", parameters: WEATHER };
     const cases: [Record<string, unknown>, string, RegExp][] = [
       [{ input: "Hi", previous_response_id: "resp_1" }, "previous_response_id", /stores no responses/],
-      [{ input: "Hi", truncation: "auto" }, "truncation", /silently/],
+      [{ input: "Hi", prompt: { id: "pmpt_1" } }, "prompt", /stored prompt template/],
+      [
+        { input: "Hi", truncation: "auto", max_output_tokens: 1e6 },
+        "max_output_tokens",
+        /^the prompt has \d+ tokens and max_output_tokens is 1000000/,
+      ],
+      [
+        { input: [{ role: "system", content: [{ type: "input_image", image_url: image }] }, user("Hi")] },
+        "input[0].content[0]",
+        /hold text only/,
+      ],
       [{ input: [user("Hi"), { type: "item_reference", id: "msg_1" }] }, "input[1].type", /stores none/],
       [{ input: [{ type: "web_search_call", id: "ws_1" }] }, "input[0].type", /not supported/],
       [{ input: "Hi", tools: [{ type: "web_search" }] }, "tools[0].type", /hosted tools/],
@@ -300,7 +310,60 @@ Deno.test("Responses API: errors name the Responses request's fields", async () 
       [
         { input: [user("Hi"), { type: "function_call_output", call_id: "abc", output: "1" }] },
         "input[1]",
-        /tool message/,
+        /a function_call_output cannot follow a user message/,
+      ],
+      [
+        {
+          input: [
+            user("Hi"),
+            { role: "assistant", content: "Checking." },
+            { type: "function_call", call_id: "abcdefghi", name: "w", arguments: "{}" },
+            { type: "function_call", call_id: "bbcdefghi", name: "bad name", arguments: "{}" },
+            { type: "function_call_output", call_id: "abcdefghi", output: "1" },
+            {
+              type: "function_call_output",
+              call_id: "zzz",
+              output: [{ type: "input_image", image_url: image }],
+            },
+          ],
+        },
+        "input[5].output[0]",
+        /no images in function results/,
+      ],
+      [
+        {
+          input: [
+            user("Hi"),
+            { role: "assistant", content: "Checking." },
+            { type: "function_call", call_id: "abcdefghi", name: "w", arguments: "{}" },
+            { type: "function_call", call_id: "bbcdefghi", name: "bad name", arguments: "{}" },
+            { type: "function_call_output", call_id: "abcdefghi", output: "1" },
+            { type: "function_call_output", call_id: "zzz", output: "2" },
+          ],
+        },
+        "input[3].name",
+        /function name "bad name"/,
+      ],
+      [
+        {
+          input: [
+            user("Hi"),
+            { type: "function_call", call_id: "abcdefghi", name: "w", arguments: "{}" },
+            { type: "function_call_output", call_id: "zzz", output: "2" },
+          ],
+        },
+        "input[2].call_id",
+        /no function_call before it has this call_id/,
+      ],
+      [
+        { input: [user("Hi"), { role: "assistant", content: "Yo" }] },
+        "input",
+        /must end with a user message/,
+      ],
+      [
+        { input: "Hi", text: { format: { type: "json_object" } }, tools: [tool] },
+        "text.format",
+        /^text\.format cannot be combined with tools/,
       ],
       [
         { input: "Hi", tools: [{ ...tool, parameters: { type: "string" } }] },

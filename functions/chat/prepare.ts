@@ -210,7 +210,7 @@ export async function encodeChat(
       : encodeInstruct(conversation, encoder, tools?.definitions);
   } catch (err) {
     if (err instanceof PromptError && err.index !== undefined) {
-      throw new PromptError(err.message, Math.max(0, err.index - offset));
+      throw new PromptError(err.message, Math.max(0, err.index - offset), err.at);
     }
     throw err;
   }

@@ -35,7 +35,18 @@ export function wantsLogprobs(request: ResponsesRequest): boolean {
   );
 }
 
-function chatPart(part: ResponsesPart, param: string) {
+/** Where Pixtral's prompt has no place for an image, by the role of the message (a function output: "tool"). */
+const NO_IMAGES: Record<string, string> = {
+  system: "system and developer messages hold text only",
+  developer: "system and developer messages hold text only",
+  assistant: "an assistant message holds text only",
+  tool: "a function_call_output holds text only: Pixtral's prompt format has no images in function results",
+};
+
+function chatPart(part: ResponsesPart, param: string, role: string) {
+  if (part.type === "input_image" && role in NO_IMAGES) {
+    throw new RequestError(`${param}: ${NO_IMAGES[role]}`, param);
+  }
   switch (part.type) {
     case "input_text":
     case "output_text":
@@ -58,8 +69,8 @@ function chatPart(part: ResponsesPart, param: string) {
   }
 }
 
-function chatContent(content: string | ResponsesPart[], param: string) {
-  return typeof content === "string" ? content : content.map((p, j) => chatPart(p, `${param}[${j}]`));
+function chatContent(content: string | ResponsesPart[], param: string, role: string) {
+  return typeof content === "string" ? content : content.map((p, j) => chatPart(p, `${param}[${j}]`, role));
 }
 
 /** The messages of the request, each with where it came from. */
@@ -81,7 +92,7 @@ function chatMessages(request: ResponsesRequest) {
     const at = `input[${i}]`;
     switch (item.type) {
       case "message":
-        return add({ role: item.role, content: chatContent(item.content, `${at}.content`) }, {
+        return add({ role: item.role, content: chatContent(item.content, `${at}.content`, item.role) }, {
           at,
           content: ".content",
         });
@@ -101,7 +112,11 @@ function chatMessages(request: ResponsesRequest) {
       }
       case "function_call_output":
         return add(
-          { role: "tool", tool_call_id: item.call_id, content: chatContent(item.output, `${at}.output`) },
+          {
+            role: "tool",
+            tool_call_id: item.call_id,
+            content: chatContent(item.output, `${at}.output`, "tool"),
+          },
           { at, content: ".output" },
         );
       case "reasoning":
@@ -199,20 +214,41 @@ export function toChat(request: ResponsesRequest, text: string): ResponsesChat {
   return { chat, source, param };
 }
 
-/** `err` with its parameter (and the message's leading mention of it) named as the Responses request has it. */
+/** The chat API's words in error messages, as the Responses API says them. */
+const WORDS: [RegExp, string][] = [
+  [/max_completion_tokens/g, "max_output_tokens"],
+  [/response_format/g, "text.format"],
+  [
+    /the last message must be from the user or a tool, or an assistant message with prefix: true to be continued/,
+    "the input must end with a user message or a function_call_output",
+  ],
+  [
+    /a tool message's tool_call_id names no call of the assistant message before it/,
+    "no function_call before it has this call_id",
+  ],
+  [
+    /the tool messages do not answer the (previous|last) assistant message's calls/,
+    "the function_call_output items do not answer the function calls before them",
+  ],
+  [/a tool message's content must be text/, "a function_call_output's output must be text"],
+  [/\btool message/g, "function_call_output"],
+  [/an assistant message has neither content nor tool_calls/, "an assistant message has no content"],
+];
+
+/** `err` with its parameter and message in the Responses request's terms. */
 export function renamed(err: unknown, param: (chatParam: string) => string): unknown {
+  const words = (message: string) => WORDS.reduce((m, [from, to]) => m.replace(from, to), message);
   if (err instanceof PromptError) {
-    const at = param(err.index === undefined ? "messages" : `messages[${err.index}]`);
-    return new RequestError(`${at}: ${err.message}`, at, "invalid_input");
+    const at = param(err.index === undefined ? "messages" : `messages[${err.index}]${err.at}`);
+    return new RequestError(`${at}: ${words(err.message)}`, at, "invalid_input");
   }
   if (!(err instanceof Error)) return err;
   const before = (err as { param?: unknown }).param;
-  if (typeof before !== "string") return err;
-  const after = param(before);
-  const message = err.message.startsWith(`${before}:`)
-    ? after + err.message.slice(before.length)
-    : err.message;
-  if (err instanceof RequestError) return new RequestError(message, after, err.code);
-  (err as { param?: string }).param = after;
+  const after = typeof before === "string" ? param(before) : undefined;
+  const lead = after !== undefined && err.message.startsWith(`${before}:`);
+  const message = words(lead ? after + err.message.slice(String(before).length) : err.message);
+  if (err instanceof RequestError) return new RequestError(message, after ?? err.param, err.code);
+  if (after !== undefined) (err as { param?: string }).param = after;
+  err.message = message;
   return err;
 }

@@ -54,7 +54,7 @@ function responseObject(id: string, request: ResponsesRequest, prepared: Prepare
     incomplete_details: null as { reason: string } | null,
     instructions: request.instructions ?? null,
     max_output_tokens: request.max_output_tokens ?? null,
-    max_tool_calls: null,
+    max_tool_calls: request.max_tool_calls ?? null,
     metadata: request.metadata ?? {},
     model,
     output: [] as unknown[],
@@ -64,7 +64,10 @@ function responseObject(id: string, request: ResponsesRequest, prepared: Prepare
     service_tier: "default",
     store: false,
     temperature: sampling.temperature,
-    text: { format: request.text?.format ?? { type: "text" }, verbosity: "medium" },
+    text: {
+      format: request.text?.format ?? { type: "text" },
+      verbosity: request.text?.verbosity ?? "medium",
+    },
     tool_choice: request.tool_choice ?? "auto",
     tools: (request.tools ?? []).map((t) => ({
       type: "function",
@@ -75,7 +78,7 @@ function responseObject(id: string, request: ResponsesRequest, prepared: Prepare
     })),
     top_logprobs: request.top_logprobs ?? 0,
     top_p: sampling.topP,
-    truncation: "disabled",
+    truncation: request.truncation ?? "disabled",
     usage: null as ReturnType<typeof usage> | null,
     user: request.user ?? null,
   };
@@ -234,11 +237,16 @@ export function responseRoutes(service: Service): Hono {
         ];
       },
       named: {
-        failed(message) {
-          const error = { code: "server_error", message };
+        failed(reason) {
+          const open = message;
+          const error = { code: "server_error", message: reason };
+          // The message being written was announced: it stays in the output, incomplete.
+          const partial = open ? [messageItem(open.id, "incomplete", open.text, open.logprobs)] : [];
           return [
             event("error", { ...error, param: null }),
-            event("response.failed", { response: { ...response, status: "failed", error, output } }),
+            event("response.failed", {
+              response: { ...response, status: "failed", error, output: [...output, ...partial] },
+            }),
           ];
         },
       },

@@ -91,8 +91,15 @@ export const responsesRequestSchema = z.object({
   store: z.boolean().nullish(),
   /** Pixtral does not reason: accepted and answered with none. */
   reasoning: z.unknown().optional(),
+  /**
+   * "auto" drops the conversation's beginning when it does not fit; here a conversation that fits is answered
+   * whole either way, and one that does not is an error that says so.
+   */
   truncation: z.enum(["disabled", "auto"]).nullish(),
+  /** A bound on calls to OpenAI's built-in tools, which this server has none of: nothing to bound. */
+  max_tool_calls: z.number().int().min(1).nullish(),
   previous_response_id: z.string().nullish(),
+  prompt: z.unknown().optional(),
   conversation: z.unknown().optional(),
   background: z.boolean().nullish(),
   user: z.string().nullish(),
@@ -160,14 +167,7 @@ function refuseStateful(request: ResponsesRequest): void {
   if (request.previous_response_id) refuse("previous_response_id", "continuing a stored response");
   if (request.conversation != null) refuse("conversation", "a stored conversation");
   if (request.background) refuse("background", "running in the background for later retrieval");
-  if (request.truncation === "auto") {
-    throw new RequestError(
-      'truncation: "auto" would drop earlier input silently; this server answers a conversation longer than its ' +
-        "context with an error, so leave the field out or send disabled",
-      "truncation",
-      "unsupported_parameter",
-    );
-  }
+  if (request.prompt != null) refuse("prompt", "a stored prompt template");
 }
 
 export function parseResponsesRequest(body: unknown): ParsedResponsesRequest {

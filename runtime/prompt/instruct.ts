@@ -57,7 +57,8 @@ export interface EncodedChat<Image> {
 /** A conversation that Mistral's rules cannot encode (the HTTP layer answers 400); `index` names the message. */
 export class PromptError extends Error {
   override name = "PromptError";
-  constructor(message: string, readonly index?: number) {
+  /** `index`: the message at fault; `at`: where in it (`.tool_calls[1].function.name`). */
+  constructor(message: string, readonly index?: number, readonly at = "") {
     super(message);
   }
 }
@@ -118,14 +119,15 @@ function validate<Image>(messages: Message<Image>[]): void {
     }
     if (m.role === "assistant" && m.toolCalls?.length) {
       if (m.prefix) throw new PromptError("an assistant message with tool_calls cannot be a prefix", i);
-      for (const call of m.toolCalls) {
+      m.toolCalls.forEach((call, j) => {
         if (!FUNCTION_NAME.test(call.name)) {
           throw new PromptError(
             `the function name ${JSON.stringify(call.name)} is not 1-64 of a-z, A-Z, 0-9, _ and -`,
             i,
+            `.tool_calls[${j}].function.name`,
           );
         }
-      }
+      });
     }
     if (
       m.role === "tool" && m.content !== null && typeof m.content !== "string" &&
@@ -142,6 +144,7 @@ function validate<Image>(messages: Message<Image>[]): void {
       throw new PromptError(
         "a tool message's tool_call_id names no call of the assistant message before it",
         i,
+        ".tool_call_id",
       );
     }
     // Every call of an assistant message is answered by one tool message before the next assistant message.
