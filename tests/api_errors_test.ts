@@ -177,12 +177,6 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
       /arguments of a call are a JSON object/,
       "tools[0].function.parameters",
     );
-    expectError(
-      await post(chat, { ...user("hi"), tools, response_format: { type: "json_object" } }),
-      400,
-      /cannot be combined with tools/,
-      "response_format",
-    );
     // A strict function whose parameters the grammar cannot enforce cannot be forced.
     const strictNot = [{
       type: "function",

@@ -156,7 +156,7 @@ Deno.test("internal routes: bodies that are not valid requests for this model ar
     const engine: Engine = service.engine!;
     const img = service.images.tokens.img;
     const cases: [BodyInit, number, string, RegExp][] = [
-      ['{"messages": []}', 400, "bad_request", /must start with "PXG3"/],
+      ['{"messages": []}', 400, "bad_request", /must start with "PXG4"/],
       [
         encodeRequest({ ...request, ids: request.ids.map((id) => id === img ? 5 : id) }),
         400,

@@ -361,11 +361,6 @@ Deno.test("Responses API: errors name the Responses request's fields", async () 
         /must end with a user message/,
       ],
       [
-        { input: "Hi", text: { format: { type: "json_object" } }, tools: [tool] },
-        "text.format",
-        /^text\.format cannot be combined with tools/,
-      ],
-      [
         { input: "Hi", tools: [{ ...tool, parameters: { type: "string" } }] },
         "tools[0].parameters",
         /^tools\[0\]\.parameters: /,

@@ -502,3 +502,90 @@ Deno.test("auto: a format with a trigger applies only when the first token is th
   }
   assert.equal(model.pool.usedBlocks, 0);
 });
+
+Deno.test("auto with an alternative format: the first token is the trigger or the alternative's, and the rest follows", async () => {
+  const model = await loadTiny("mistral", EXACT);
+  const tiny = await loadTokenizer(fixture("mistral/tekken.json"), { cache: false });
+  const constraints = XGrammarConstraints.forTokenizer(tiny, model.config.decoder.vocabSize);
+  const engine = new LocalEngine(model, { constraints, decodeRunMs: Infinity });
+  const request = {
+    ids: [1, 3, ...tiny.encode("Answer."), 4],
+    images: [],
+    sampling: GREEDY,
+    maxTokens: 40,
+    stopIds: [2],
+  };
+  const format = jsonSchemaFormat({ enum: ["yes", "no"] });
+  const orElse = jsonSchemaFormat({ type: "array", items: { enum: [1, 2, 3] }, minItems: 1, maxItems: 3 });
+  const trigger = tiny.special("[TOOL_CALLS]");
+  const bias = (value: number) => ({ ...GREEDY, bias: { ids: [trigger], values: [value] } });
+  try {
+    // The trigger first: what follows is the triggered format's.
+    const calls = await collect(
+      engine.generate({ ...request, sampling: bias(100), format, trigger, orElse }),
+    );
+    const called = calls.events.map((e) => e.id);
+    assert.equal(called[0], trigger);
+    assert.equal(calls.finish, "stop");
+    assert.ok(['"yes"', '"no"'].includes(tiny.decode(called.slice(1))), tiny.decode(called.slice(1)));
+    // Anything else first: the whole answer is the alternative's, from its first token on.
+    for (const sampling of [bias(-100), GREEDY]) {
+      const text = await collect(engine.generate({ ...request, sampling, format, trigger, orElse }));
+      const ids = text.events.map((e) => e.id);
+      if (ids[0] === trigger) continue; // greedy may choose the trigger itself
+      assert.equal(text.finish, "stop");
+      const value = JSON.parse(tiny.decode(ids));
+      assert.ok(Array.isArray(value) && value.length >= 1 && value.length <= 3, tiny.decode(ids));
+      assert.ok(value.every((v: number) => [1, 2, 3].includes(v)));
+    }
+    assert.throws(() => engine.generate({ ...request, orElse }), /needs a trigger token/);
+  } finally {
+    await engine.close();
+  }
+  assert.equal(model.pool.usedBlocks, 0);
+});
+
+Deno.test("response_format with tools under auto: calls, or text in the format (chat and Responses)", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused" });
+    const trigger = String(service.tokenizer.special("[TOOL_CALLS]"));
+    const schema = {
+      type: "object",
+      properties: { answer: { enum: ["yes", "no"] } },
+      required: ["answer"],
+      additionalProperties: false,
+    };
+    const validate = ajv.compile(schema);
+    const ask = (bias: number) =>
+      client.chat.completions.create({
+        model: service.model.id,
+        messages: [{ role: "user", content: "Weather in Oslo?" }],
+        tools: TOOLS,
+        response_format: { type: "json_schema", json_schema: { name: "answer", schema } },
+        logit_bias: { [trigger]: bias },
+        temperature: 0,
+        max_tokens: 300,
+      });
+    const calls = (await ask(100)).choices[0];
+    assert.equal(calls.finish_reason, "tool_calls", JSON.stringify(calls.message));
+    for (const call of calls.message.tool_calls!) {
+      assert.ok(call.type === "function" && ["get_weather", "book-room_2"].includes(call.function.name));
+    }
+    const text = (await ask(-100)).choices[0];
+    assert.equal(text.finish_reason, "stop", JSON.stringify(text.message));
+    assert.ok(validate(JSON.parse(text.message.content!)), text.message.content!);
+
+    // openai-agents' shape: an output type (text.format) and function tools in one Responses request.
+    const response = await client.responses.create({
+      model: service.model.id,
+      input: "Weather in Oslo?",
+      tools: [{ type: "function", name: "get_weather", parameters: WEATHER, strict: true }],
+      text: { format: { type: "json_schema", name: "answer", schema, strict: true } },
+      temperature: 0,
+      max_output_tokens: 300,
+      ...{ logit_bias: { [trigger]: -100 } },
+    });
+    assert.equal(response.status, "completed");
+    assert.ok(validate(JSON.parse(response.output_text)), response.output_text);
+  });
+});

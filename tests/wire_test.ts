@@ -47,6 +47,7 @@ const request: GenerateRequest = {
   format: { schema: '{"type":"object","properties":{"a":{"enum":["x"]}}}', strict: true },
   banned: [9, 131071],
   trigger: 9,
+  orElse: { schema: '{"type":"array"}', strict: false },
   minTokens: 5,
   promptLogprobs: 1,
 };
@@ -63,6 +64,7 @@ Deno.test("wire: a request round-trips exactly with f32 pixels", () => {
   assert.deepEqual(decoded.format, request.format);
   assert.deepEqual(decoded.banned, [9, 131071]);
   assert.equal(decoded.trigger, 9);
+  assert.deepEqual(decoded.orElse, request.orElse);
   assert.equal(decoded.minTokens, 5);
   assert.equal(decoded.promptLogprobs, 1);
   assert.equal(decoded.images.length, 2);
@@ -84,12 +86,14 @@ Deno.test("wire: optional fields stay absent; no images, no seed, no log-probabi
     format: undefined,
     banned: [],
     trigger: undefined,
+    orElse: undefined,
   };
   const decoded = decodeRequest(buffer(encodeRequest(plain)));
   assert.equal("seed" in decoded.sampling, false);
   assert.equal("format" in decoded, false);
   assert.equal("banned" in decoded, false);
   assert.equal("trigger" in decoded, false);
+  assert.equal("orElse" in decoded, false);
   assert.equal(decoded.topLogprobs, undefined);
   assert.deepEqual(decoded.images, []);
   assert.deepEqual(decoded.ids, plain.ids);
@@ -126,7 +130,7 @@ Deno.test("wire: malformed bodies are refused with what is wrong", () => {
   };
   const json = JSON.parse(new TextDecoder().decode(good.subarray(8, 8 + header)));
   const cases: [ArrayBuffer, RegExp][] = [
-    [new TextEncoder().encode('{"messages": []}').buffer, /must start with "PXG3"/],
+    [new TextEncoder().encode('{"messages": []}').buffer, /must start with "PXG4"/],
     [good.slice(0, 20).buffer, /ends inside its header/],
     [withHeader("{not json"), /header is not JSON/],
     [withHeader(JSON.stringify({ ...json, maxTokens: 0 })), /invalid at maxTokens/],

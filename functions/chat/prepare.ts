@@ -400,6 +400,8 @@ export async function prepareChat(
       ...(chat.response_format ? { format: chat.response_format } : {}),
       ...(generation.format ? { format: generation.format } : {}),
       ...(generation.trigger === undefined ? {} : { trigger: generation.trigger }),
+      // Under "auto" the model answers with calls or with text, and the text follows response_format.
+      ...(generation.trigger !== undefined && chat.response_format ? { orElse: chat.response_format } : {}),
       ...(generation.banned.length ? { banned: generation.banned } : {}),
     },
     n: chat.n ?? 1,

@@ -200,14 +200,6 @@ function refuseUnsupported(request: ChatRequest): void {
   if (request.top_logprobs && !request.logprobs) {
     throw new RequestError("top_logprobs needs logprobs: true", "top_logprobs");
   }
-  if (request.response_format && request.tools?.length && request.tool_choice !== "none") {
-    throw new RequestError(
-      'response_format cannot be combined with tools (a call is not the format); use tool_choice: "none" or ' +
-        "leave one out",
-      "response_format",
-      "unsupported_parameter",
-    );
-  }
 }
 
 export function parseChatRequest(body: unknown): ParsedChatRequest {

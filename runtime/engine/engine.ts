@@ -52,6 +52,12 @@ export interface GenerateRequest {
    * that cannot be compiled is dropped (the output is free) rather than failing the request.
    */
   trigger?: number;
+  /**
+   * With a trigger: the format the output follows when its first token is not the trigger (an answer in text
+   * under `response_format`, where the model may also call tools). The first token is then this format's or
+   * the trigger. Unlike the triggered format, one that cannot be compiled fails the request.
+   */
+  orElse?: OutputFormat;
   /** Tokens never to sample (e.g. [TOOL_CALLS] under `tool_choice: "none"`). */
   banned?: readonly number[];
   /** Stop ids are not sampled before this many tokens (vLLM's `min_tokens`); not with a format. */

@@ -118,6 +118,8 @@ class Sequence {
   #constraintDone = false;
   /** With a trigger token: undefined until the first token, then whether it was the trigger (the format applies). */
   triggered?: boolean;
+  /** The matcher of the format that applies unless the first token is the trigger (`orElse`). */
+  alternative?: TokenConstraint;
   /** A triggered format that could not be compiled: the output is free. */
   formatDropped = false;
   /** The count of generated tokens `allowed` was made for, the request for the next mask, and its failure. */
@@ -194,8 +196,17 @@ class Sequence {
 
   /** Whether its output format applies to the next token (a triggered one only after its trigger). */
   get constrained(): boolean {
+    if (this.alternate) return true;
     return this.request.format !== undefined && !this.formatDropped &&
       (this.request.trigger === undefined || this.triggered === true);
+  }
+
+  /**
+   * Whether the next token follows the alternative format: the first token (that format's, or the trigger)
+   * and, when the first was not the trigger, the rest.
+   */
+  get alternate(): boolean {
+    return this.request.orElse !== undefined && this.triggered !== true;
   }
 
   /** Whether its tokens must come to the host one by one: penalties, top log-probabilities, a format. */
@@ -212,12 +223,20 @@ class Sequence {
   /** Frees the matcher; a grammar engine that fails here must not take the step (or the stream's end) with it. */
   releaseConstraint(): void {
     this.#constraintDone = true;
-    try {
-      this.constraint?.release();
-    } catch (err) {
-      log.warn("releasing an output format's matcher failed", { error: String(err) });
-    }
+    release(this.constraint);
     this.constraint = this.allowed = undefined;
+  }
+
+  /** Frees the alternative format's matcher (the trigger came, or the sequence ended). */
+  releaseAlternative(): void {
+    release(this.alternative);
+    this.alternative = this.allowed = undefined;
+  }
+
+  /** Frees every matcher: the sequence is done. */
+  releaseFormats(): void {
+    this.releaseConstraint();
+    this.releaseAlternative();
   }
 }
 
@@ -317,10 +336,13 @@ export class LocalEngine implements Engine {
     // Registered now, not when the stream is first read: a stream that is never read must still be cancellable.
     const abort = () => this.#cancel(seq);
     signal?.addEventListener("abort", abort);
-    if (request.format && request.trigger === undefined) this.#prepare(seq, request.format);
-    else {
+    if (request.format && request.trigger === undefined) {
+      this.#prepare(seq, request.format, (c) => seq.constraint = c);
+    } else {
       if (request.format) this.#prepareLater(seq, request.format);
-      this.#waiting.push(seq);
+      // The alternative's mask is the first token's: it is made before the sequence queues.
+      if (request.orElse) this.#prepare(seq, request.orElse, (c) => seq.alternative = c);
+      else this.#waiting.push(seq);
     }
     if (signal?.aborted) abort();
     this.#kick();
@@ -331,7 +353,7 @@ export class LocalEngine implements Engine {
    * Makes the matcher of `seq`'s output format, then queues it. Compiling a grammar can take seconds; with
    * constraints served from another thread (GrammarWorker) the other sequences step on meanwhile.
    */
-  #prepare(seq: Sequence, format: OutputFormat): void {
+  #prepare(seq: Sequence, format: OutputFormat, take: (constraint: TokenConstraint) => void): void {
     this.#compiling.add(seq);
     const queue = () => {
       this.#compiling.delete(seq);
@@ -345,8 +367,8 @@ export class LocalEngine implements Engine {
       return true;
     };
     this.#constraints!.constrain(format, seq.request.stopIds).then((constraint) => {
-      seq.constraint = constraint;
-      if (!queue()) seq.releaseConstraint();
+      take(constraint);
+      if (!queue()) seq.releaseFormats();
     }, (err) => {
       this.#compiling.delete(seq);
       if (!seq.cancelled) seq.channel.fail(err);
@@ -388,7 +410,7 @@ export class LocalEngine implements Engine {
     const waiting = this.#waiting.indexOf(seq);
     if (waiting >= 0) {
       this.#waiting.splice(waiting, 1);
-      seq.releaseConstraint(); // a preempted sequence keeps its matcher while it waits
+      seq.releaseFormats(); // a preempted sequence keeps its matchers while it waits
       seq.channel.fail(seq.cancelled);
     }
     // A running sequence leaves at the next step boundary (its blocks may be in use by the step in flight).
@@ -481,7 +503,7 @@ export class LocalEngine implements Engine {
     this.#model.pool.release(seq.blocks);
     if (seq.embeddings) this.#model.ctx.release(seq.embeddings);
     seq.embeddings = undefined;
-    seq.releaseConstraint();
+    seq.releaseFormats();
     if (result === "stop" || result === "length") seq.channel.close(result);
     else seq.channel.fail(result);
   }
@@ -651,8 +673,8 @@ export class LocalEngine implements Engine {
       if (!seq.constrained || seq.cancelled || !this.#running.includes(seq)) continue;
       if (seq.maskFor === seq.generated) continue;
       seq.maskPending ??= this.#mask(seq);
-      // A matcher still being made will not come within the wait.
-      if (!seq.matcherPending) pending.push(seq.maskPending);
+      // A matcher still being made will not come within the wait (unless the alternative's mask is asked).
+      if (!seq.matcherPending || seq.alternate) pending.push(seq.maskPending);
     }
     // Masks come in well under a millisecond, unless the grammar thread is compiling: then the step goes on
     // without the sequences still waiting, rather than stall every stream for the compile.
@@ -671,10 +693,22 @@ export class LocalEngine implements Engine {
   async #mask(seq: Sequence): Promise<void> {
     const generated = seq.generated;
     try {
-      await seq.matcher;
-      if (!seq.constrained) return; // a triggered format that could not be compiled
-      if (!seq.constraint) throw new Error("a sequence with an output format has no matcher");
-      let allowed = await seq.constraint.allowed();
+      let allowed: Uint32Array;
+      if (seq.alternate) {
+        // Not waiting for the triggered format's matcher: the first token needs only the alternative's mask.
+        if (!seq.alternative) throw new Error("a sequence with an alternative output format has no matcher");
+        allowed = await seq.alternative.allowed();
+        if (seq.triggered === undefined) {
+          const trigger = seq.request.trigger!;
+          allowed = allowed.slice();
+          allowed[trigger >> 5] |= 1 << (trigger & 31);
+        }
+      } else {
+        await seq.matcher;
+        if (!seq.constrained) return; // a triggered format that could not be compiled
+        if (!seq.constraint) throw new Error("a sequence with an output format has no matcher");
+        allowed = await seq.constraint.allowed();
+      }
       if (seq.unbanned) allowed = allowed.map((word, i) => word & seq.unbanned![i]);
       if (allowed.every((word) => word === 0)) {
         throw new InvalidRequestError(
@@ -890,11 +924,16 @@ export class LocalEngine implements Engine {
       if (seq.cancelled || !this.#running.includes(seq)) continue;
       const id = ids[i];
       const { request } = seq;
+      let follows: TokenConstraint | undefined;
       if (request.trigger !== undefined && seq.triggered === undefined) {
-        // The first token decides: the trigger puts the rest under the format, anything else frees it.
+        // The first token decides: the trigger puts the rest under the format, anything else frees it (or puts
+        // it, itself included, under the alternative).
         seq.triggered = id === request.trigger;
-        if (!seq.triggered) seq.releaseConstraint();
-      } else if (seq.constraint && !accepts(seq.constraint, id)) {
+        if (seq.triggered) seq.releaseAlternative();
+        else seq.releaseConstraint();
+        follows = seq.alternative;
+      } else follows = seq.alternate ? seq.alternative : seq.constraint;
+      if (follows && !accepts(follows, id)) {
         this.#finish(seq, new Error(`token ${id} is outside the output format`));
         continue;
       }
@@ -940,6 +979,15 @@ export class LocalEngine implements Engine {
 }
 
 /** Whether the format takes the token; a grammar engine that throws takes nothing (its sequence alone ends). */
+/** Frees a matcher; a grammar engine that fails here must not take the step (or the stream's end) with it. */
+function release(constraint: TokenConstraint | undefined): void {
+  try {
+    constraint?.release();
+  } catch (err) {
+    log.warn("releasing an output format's matcher failed", { error: String(err) });
+  }
+}
+
 function accepts(constraint: TokenConstraint, id: number): boolean {
   try {
     return constraint.accept(id);

@@ -38,6 +38,9 @@ export function validateRequest(request: GenerateRequest, limits: RequestLimits)
       throw new InvalidRequestError(`the trigger token ${request.trigger} is a stop id or banned`);
     }
   }
+  if (request.orElse && request.trigger === undefined) {
+    throw new InvalidRequestError("an alternative output format needs a trigger token");
+  }
   if (request.minTokens !== undefined) {
     if (
       !Number.isInteger(request.minTokens) || request.minTokens < 0 || request.minTokens > request.maxTokens

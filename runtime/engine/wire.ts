@@ -4,9 +4,9 @@
  *
  * Request body, little-endian:
  *
- *     "PXG3"                  magic and version
+ *     "PXG4"                  magic and version
  *     u32 H                   length of the header
- *     H bytes                 header, JSON: sampling, maxTokens, minTokens, stopIds, topLogprobs, the output format and its trigger, banned ids, and per
+ *     H bytes                 header, JSON: sampling, maxTokens, minTokens, stopIds, topLogprobs, the output format, its trigger and alternative, banned ids, and per
  *                             image its patch grid, pixel type and value count (RequestHeader)
  *     0-3 bytes               padding to a multiple of 4
  *     u32 × header.ids        the prompt's token ids
@@ -33,7 +33,7 @@ import { MAX_SCHEMA_BYTES } from "../grammar/format.ts";
 import type { EngineStats, FinishReason, GenerateRequest, Sampling, TokenEvent } from "./engine.ts";
 import { MAX_BIASED } from "./validate.ts";
 
-export const WIRE_MAGIC = "PXG3";
+export const WIRE_MAGIC = "PXG4";
 export const NDJSON = "application/x-ndjson";
 export const BINARY = "application/octet-stream";
 
@@ -68,12 +68,15 @@ const u32 = z.number().int().min(0).max(0xffff_ffff);
 /** Banned ids a request may carry (the server bans a few control tokens; this only bounds the header). */
 const MAX_BANNED = 1024;
 
+const outputFormat = z.strictObject({ schema: z.string().max(MAX_SCHEMA_BYTES), strict: z.boolean() });
+
 const headerSchema = z.strictObject({
   ids: u32,
   stopIds: z.array(u32),
   maxTokens: z.number().int().min(1),
   topLogprobs: z.number().int().min(0).max(20).optional(),
-  format: z.strictObject({ schema: z.string().max(MAX_SCHEMA_BYTES), strict: z.boolean() }).optional(),
+  format: outputFormat.optional(),
+  orElse: outputFormat.optional(),
   banned: z.array(u32).max(MAX_BANNED).optional(),
   trigger: u32.optional(),
   minTokens: z.number().int().min(0).optional(),
@@ -105,6 +108,7 @@ export function encodeRequest(request: GenerateRequest, pixels: PixelType = "f32
     ...(request.format === undefined ? {} : { format: request.format }),
     ...(request.banned?.length ? { banned: [...request.banned] } : {}),
     ...(request.trigger === undefined ? {} : { trigger: request.trigger }),
+    ...(request.orElse === undefined ? {} : { orElse: request.orElse }),
     ...(request.minTokens ? { minTokens: request.minTokens } : {}),
     ...(request.promptLogprobs === undefined ? {} : { promptLogprobs: request.promptLogprobs }),
     sampling,
@@ -188,6 +192,7 @@ export function decodeRequest(body: ArrayBuffer): GenerateRequest {
     ...(header.format === undefined ? {} : { format: header.format }),
     ...(header.banned === undefined ? {} : { banned: header.banned }),
     ...(header.trigger === undefined ? {} : { trigger: header.trigger }),
+    ...(header.orElse === undefined ? {} : { orElse: header.orElse }),
     ...(header.minTokens === undefined ? {} : { minTokens: header.minTokens }),
     ...(header.promptLogprobs === undefined ? {} : { promptLogprobs: header.promptLogprobs }),
   };
