@@ -188,6 +188,24 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
       /"not" is not supported.*strict function/,
       "tools[0].function.parameters",
     );
+    // Tools too large together for one call grammar, with response_format under auto: the text would follow the
+    // format from its first token and no call could be made.
+    const large = Array.from({ length: 20 }, (_, i) => ({
+      type: "function",
+      function: {
+        name: `f${i}`,
+        parameters: {
+          type: "object",
+          properties: { a: { enum: Array.from({ length: 400 }, (_, j) => `value-${i}-${j}`) } },
+        },
+      },
+    }));
+    expectError(
+      await post(chat, { ...user("hi"), tools: large, response_format: { type: "json_object" } }),
+      400,
+      /too large together/,
+      "response_format",
+    );
     // Fields understood but not honoured are refused, never silently dropped.
     expectError(
       await post(chat, { ...user("hi"), response_format: { type: "yaml" } }),

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import OpenAI from "openai";
+import { renamed } from "../functions/chat/responses.ts";
 import { dataUrl, post, withServer } from "./api_helpers.ts";
 
 const image = await dataUrl("golden/images/chat_a_32x48.png");
@@ -405,4 +406,10 @@ Deno.test("Responses API: errors name the Responses request's fields", async () 
     const unknown = await post(`${url}/v1/responses`, { model: "gpt-5", input: "Hi" });
     assert.equal(unknown.status, 404);
   });
+});
+
+Deno.test("Responses API: an error that cannot be renamed (a client's AbortError) passes through unchanged", () => {
+  const abort = new DOMException("the request was cancelled", "AbortError");
+  assert.equal(renamed(abort, () => "input"), abort);
+  assert.equal(abort.name, "AbortError");
 });

@@ -9,7 +9,13 @@ import OpenAI from "openai";
 import { Mistral } from "@mistralai/mistralai";
 import { createApp } from "../functions/app.ts";
 import { parseToolCalls, promptToolCallId } from "../functions/chat/tools.ts";
-import { type Engine, type FinishReason, GREEDY, type TokenEvent } from "../runtime/engine/engine.ts";
+import {
+  type Engine,
+  type FinishReason,
+  GREEDY,
+  InvalidRequestError,
+  type TokenEvent,
+} from "../runtime/engine/engine.ts";
 import { LocalEngine } from "../runtime/engine/local.ts";
 import { XGrammarConstraints } from "../runtime/grammar/constraints.ts";
 import { jsonSchemaFormat, toolCallsFormat } from "../runtime/grammar/format.ts";
@@ -541,6 +547,31 @@ Deno.test("auto with an alternative format: the first token is the trigger or th
     assert.throws(() => engine.generate({ ...request, orElse }), /needs a trigger token/);
   } finally {
     await engine.close();
+  }
+  // An alternative that cannot be compiled fails the request, and frees the triggered format's matcher too.
+  let made = 0, released = 0;
+  const counting = {
+    constrain: async (f: typeof format) => {
+      if (f === orElse) throw new InvalidRequestError("the schema cannot be compiled");
+      await new Promise((r) => setTimeout(r, 50)); // the calls' matcher arrives after the failure
+      made++;
+      return {
+        allowed: () => Promise.resolve(new Uint32Array(64)),
+        accept: () => true,
+        release: () => released++,
+      };
+    },
+  };
+  const failing = new LocalEngine(model, { constraints: counting, decodeRunMs: Infinity });
+  try {
+    await assert.rejects(
+      () => collect(failing.generate({ ...request, format, trigger, orElse })),
+      /cannot be compiled/,
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual({ made, released }, { made: 1, released: 1 });
+  } finally {
+    await failing.close();
   }
   assert.equal(model.pool.usedBlocks, 0);
 });

@@ -381,6 +381,15 @@ export async function prepareChat(
     source,
   });
   const { generation } = encoded;
+  if (chat.response_format && tools?.choice === "auto" && generation.trigger === undefined) {
+    // The text would follow the format from its first token, leaving no way to call the tools.
+    throw new RequestError(
+      "response_format with these tools under tool_choice auto needs the grammar of their calls, which they are " +
+        "too large together to make; send fewer tools or leave response_format out",
+      "response_format",
+      "unsupported_parameter",
+    );
+  }
   const param = chat.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
   const asked = chat.max_completion_tokens ?? chat.max_tokens ?? undefined;
   const most = maxTokens(service, encoded.ids.length, asked, { param, prompt: "messages" });

@@ -248,7 +248,11 @@ export function renamed(err: unknown, param: (chatParam: string) => string): unk
   const lead = after !== undefined && err.message.startsWith(`${before}:`);
   const message = words(lead ? after + err.message.slice(String(before).length) : err.message);
   if (err instanceof RequestError) return new RequestError(message, after ?? err.param, err.code);
-  if (after !== undefined) (err as { param?: string }).param = after;
-  err.message = message;
+  try {
+    if (after !== undefined) (err as { param?: string }).param = after;
+    err.message = message;
+  } catch {
+    // A DOMException's message cannot be set (an AbortError: the client left); it names no field anyway.
+  }
   return err;
 }

@@ -241,7 +241,9 @@ export function responseRoutes(service: Service): Hono {
           const open = message;
           const error = { code: "server_error", message: reason };
           // The message being written was announced: it stays in the output, incomplete.
-          const partial = open ? [messageItem(open.id, "incomplete", open.text, open.logprobs)] : [];
+          const partial = open
+            ? [messageItem(open.id, "incomplete", open.text, [...open.logprobs, ...pending])]
+            : [];
           return [
             event("error", { ...error, param: null }),
             event("response.failed", {

@@ -339,10 +339,10 @@ export class LocalEngine implements Engine {
     if (request.format && request.trigger === undefined) {
       this.#prepare(seq, request.format, (c) => seq.constraint = c);
     } else {
-      if (request.format) this.#prepareLater(seq, request.format);
-      // The alternative's mask is the first token's: it is made before the sequence queues.
+      // The alternative's mask is the first token's: it is made (first) before the sequence queues.
       if (request.orElse) this.#prepare(seq, request.orElse, (c) => seq.alternative = c);
-      else this.#waiting.push(seq);
+      if (request.format) this.#prepareLater(seq, request.format);
+      if (!request.orElse) this.#waiting.push(seq);
     }
     if (signal?.aborted) abort();
     this.#kick();
@@ -371,6 +371,7 @@ export class LocalEngine implements Engine {
       if (!queue()) seq.releaseFormats();
     }, (err) => {
       this.#compiling.delete(seq);
+      seq.releaseFormats(); // a triggered format's matcher, made meanwhile, goes too
       if (!seq.cancelled) seq.channel.fail(err);
     });
   }

@@ -154,17 +154,24 @@ export async function loadWeights(
       const decoded = isCpuDecoded(info.dtype) ? info.dtype : undefined;
       const stored = decoded ? undefined : STORED[info.dtype as keyof typeof STORED];
       const storedRow = decoded ? tensorBytes(decoded, [k])! : rowBytes(stored!, k);
-      for await (const chunk of source.chunks(info.name, CHUNK_BYTES)) {
+      // A decoded chunk is read no larger than its threads' pieces: Q2_K would grow 64 MiB to 780 MB of f32.
+      if (decoded) decoder ??= new BlockDecoder();
+      const chunkBytes = decoded
+        ? Math.max(1, Math.floor(decoder!.threads * DECODED_BYTES / (4 * k))) * storedRow
+        : CHUNK_BYTES;
+      for await (const chunk of source.chunks(info.name, chunkBytes)) {
         const first = chunk.byteOffset / storedRow, count = chunk.bytes.byteLength / storedRow;
         if (decoded) {
-          // Pieces for every decoding thread, each at most DECODED_BYTES as f32; uploaded in order as they come.
-          decoder ??= new BlockDecoder();
-          const pieces = Math.min(count, Math.max(decoder.threads, Math.ceil(count * k * 4 / DECODED_BYTES)));
+          // A piece for each decoding thread, each at most DECODED_BYTES as f32; uploaded in order as they come.
+          const pieces = Math.min(
+            count,
+            Math.max(decoder!.threads, Math.ceil(count * k * 4 / DECODED_BYTES)),
+          );
           const rows = Math.ceil(count / pieces);
           const parts = [];
           for (let r = 0; r < count; r += rows) {
             const n = Math.min(rows, count - r);
-            const values = decoder.decode(decoded, chunk.bytes.subarray(r * storedRow, (r + n) * storedRow));
+            const values = decoder!.decode(decoded, chunk.bytes.subarray(r * storedRow, (r + n) * storedRow));
             values.catch(() => {}); // an earlier part's failure is the one thrown
             parts.push({ r, n, values });
           }
