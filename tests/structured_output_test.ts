@@ -432,6 +432,62 @@ const ANSWER = {
   additionalProperties: false,
 };
 
+Deno.test("vLLM's guided_json and structured_outputs give response_format's answer; its other forms are a 400", async () => {
+  const SHORT = {
+    type: "object",
+    properties: { answer: { enum: ["yes", "no"] } },
+    required: ["answer"],
+    additionalProperties: false,
+  };
+  await withServer({}, async ({ url, service }) => {
+    const chat = `${url}/v1/chat/completions`;
+    const base = {
+      model: service.model.id,
+      messages: [{ role: "user", content: "Is there a cat?" }],
+      temperature: 0,
+      max_tokens: 300,
+    };
+    const want = await post(chat, {
+      ...base,
+      response_format: { type: "json_schema", json_schema: { name: "a", schema: SHORT } },
+    });
+    assert.equal(want.status, 200);
+    const text = want.json.choices[0].message.content;
+    assert.ok(ajv.compile(SHORT)(JSON.parse(text)), text);
+    for (
+      const extra of [{ guided_json: SHORT }, { guided_json: JSON.stringify(SHORT) }, {
+        structured_outputs: { json: SHORT },
+      }]
+    ) {
+      const got = await post(chat, { ...base, ...extra });
+      assert.equal(got.status, 200, JSON.stringify(got.json));
+      assert.equal(got.json.choices[0].message.content, text, JSON.stringify(extra));
+    }
+    const object = await post(`${url}/v1/completions`, {
+      model: service.model.id,
+      prompt: "A JSON object:",
+      structured_outputs: { json_object: true },
+      temperature: 0,
+      max_tokens: 200,
+    });
+    assert.equal(object.status, 200, JSON.stringify(object.json));
+    assert.ok(object.json.choices[0].text.trimStart().startsWith("{"), object.json.choices[0].text);
+    const refused: [Record<string, unknown>, string, RegExp][] = [
+      [{ guided_choice: ["yes", "no"] }, "guided_choice", /only JSON is enforced/],
+      [{ structured_outputs: { regex: "a+" } }, "structured_outputs.regex", /only JSON is enforced/],
+      [{ guided_json: "{not json" }, "guided_json", /JSON/],
+      [{ guided_json: { type: "object", not: {} } }, "guided_json", /"not" is not supported/],
+      [{ guided_json: SHORT, response_format: { type: "json_object" } }, "guided_json", /give one/],
+    ];
+    for (const [extra, param, message] of refused) {
+      const res = await post(chat, { ...base, ...extra });
+      assert.equal(res.status, 400, JSON.stringify(extra));
+      assert.equal(res.json.error.param, param, JSON.stringify(res.json));
+      assert.match(res.json.error.message, message);
+    }
+  });
+});
+
 Deno.test("structured outputs over HTTP: sampled choices, a stream and logprobs follow the schema", async () => {
   const image = await dataUrl("golden/images/chat_a_32x48.png");
   await withServer({}, async ({ url, service }) => {

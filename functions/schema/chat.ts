@@ -102,6 +102,74 @@ const responseFormat = z.discriminatedUnion("type", [
   }
 });
 
+/** A JSON Schema given as a value or as JSON text (vLLM takes both), as the OutputFormat that enforces it. */
+const schemaFormat = z.union([z.record(z.string(), z.unknown()), z.boolean(), z.string()]).transform(
+  (value, ctx): OutputFormat => {
+    try {
+      return jsonSchemaFormat(typeof value === "string" ? JSON.parse(value) : value);
+    } catch (err) {
+      if (!(err instanceof FormatError) && !(err instanceof SyntaxError)) throw err;
+      ctx.issues.push({ code: "custom", message: err.message, input: value });
+      return z.NEVER;
+    }
+  },
+);
+
+/**
+ * vLLM's structured outputs, for code written against it: `guided_json` (its older field) and
+ * `structured_outputs` (`json`, `json_object`). Its choice, regex and grammar forms are refused (see
+ * refuseUnsupported).
+ */
+export const vllmStructured = {
+  guided_json: schemaFormat.nullish(),
+  structured_outputs: z.object({
+    json: schemaFormat.nullish(),
+    json_object: z.boolean().nullish(),
+    choice: z.unknown().optional(),
+    regex: z.unknown().optional(),
+    grammar: z.unknown().optional(),
+    structural_tag: z.unknown().optional(),
+  }).nullish(),
+  guided_choice: z.unknown().optional(),
+  guided_regex: z.unknown().optional(),
+  guided_grammar: z.unknown().optional(),
+};
+
+type VllmStructured = { [K in keyof typeof vllmStructured]?: z.infer<(typeof vllmStructured)[K]> };
+
+/**
+ * The output format a request asks for in any of the ways it may (undefined: free text); vLLM's forms this
+ * server cannot enforce, or two forms at once, are refused.
+ */
+export function outputFormatOf(
+  request: VllmStructured & { response_format?: OutputFormat | null },
+): OutputFormat | undefined {
+  const unsupported = (param: string) =>
+    new RequestError(
+      `${param}: only JSON is enforced here (response_format, guided_json or structured_outputs.json); ` +
+        "for a choice, use a json_schema with an enum",
+      param,
+      "unsupported_parameter",
+    );
+  for (const key of ["guided_choice", "guided_regex", "guided_grammar"] as const) {
+    if (request[key] != null) throw unsupported(key);
+  }
+  const structured = request.structured_outputs;
+  for (const key of ["choice", "regex", "grammar", "structural_tag"] as const) {
+    if (structured?.[key] != null) throw unsupported(`structured_outputs.${key}`);
+  }
+  const given = [
+    ["response_format", request.response_format ?? undefined],
+    ["guided_json", request.guided_json ?? undefined],
+    ["structured_outputs.json", structured?.json ?? undefined],
+    ["structured_outputs.json_object", structured?.json_object ? JSON_OBJECT : undefined],
+  ].filter(([, format]) => format !== undefined) as [string, OutputFormat][];
+  if (given.length > 1) {
+    throw new RequestError(`${given[0][0]} and ${given[1][0]} both ask for a format; give one`, given[1][0]);
+  }
+  return given[0]?.[1];
+}
+
 const probability = z.number().min(0).max(1);
 const penalty = z.number().min(-2).max(2);
 
@@ -129,6 +197,7 @@ export const chatRequestSchema = z.object({
   safe_prompt: z.boolean().nullish(),
   /** Constrained decoding: the output follows the format (JSON, or JSON under a schema). */
   response_format: responseFormat.nullish(),
+  ...vllmStructured,
   /** Token id (as text) to a value added to its logit, OpenAI's -100 (a ban) to 100 (all but forced). */
   logit_bias: z.record(z.string(), z.number().min(-100).max(100)).nullish(),
   tools: z.array(tool).max(MAX_TOOLS).nullish(),
@@ -204,6 +273,7 @@ function refuseUnsupported(request: ChatRequest): void {
 
 export function parseChatRequest(body: unknown): ParsedChatRequest {
   const request = parseWith(chatRequestSchema, body);
+  request.response_format = outputFormatOf(request);
   refuseUnsupported(request);
   const known = new Set(Object.keys(chatRequestSchema.shape));
   return { request, ignored: Object.keys(body as object).filter((key) => !known.has(key)) };

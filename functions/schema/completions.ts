@@ -1,6 +1,13 @@
 /** OpenAI's legacy text completions request (`POST /v1/completions`), as vLLM and llama.cpp's server take it. */
 import { z } from "zod";
-import { chatRequestSchema, MAX_CHOICES, parseWith, RequestError } from "./chat.ts";
+import {
+  chatRequestSchema,
+  MAX_CHOICES,
+  outputFormatOf,
+  parseWith,
+  RequestError,
+  vllmStructured,
+} from "./chat.ts";
 
 /** The most prompts one request may send (each runs `n` choices, each a place in the engine's queue). */
 const MAX_PROMPTS = 16;
@@ -72,6 +79,7 @@ export const completionRequestSchema = z.object({
   stream: chat.stream,
   stream_options: chat.stream_options,
   response_format: chat.response_format,
+  ...vllmStructured,
   best_of: z.number().int().min(1).max(MAX_CHOICES).nullish(),
   suffix: z.string().nullish(),
   logit_bias: chat.logit_bias,
@@ -83,6 +91,7 @@ export type CompletionRequest = z.infer<typeof completionRequestSchema>;
 /** The request, checked, and the top-level fields it had that are not understood (ignored). */
 export function parseCompletionRequest(body: unknown): { request: CompletionRequest; ignored: string[] } {
   const request = parseWith(completionRequestSchema, body);
+  request.response_format = outputFormatOf(request);
   checkPrompt(request.prompt);
   const unsupported = (message: string, param: string) =>
     new RequestError(message, param, "unsupported_parameter");
