@@ -231,15 +231,16 @@ Deno.test("Responses API: text.format and log-probabilities as the chat API give
       required: ["name", "age"],
       additionalProperties: false,
     };
-    const whole = await client.responses.create({
+    const request = {
       model,
       input: "A person as JSON",
-      text: { format: { type: "json_schema", name: "person", schema, strict: true } },
+      text: { format: { type: "json_schema" as const, name: "person", schema, strict: true } },
       max_output_tokens: 200,
       temperature: 0,
       top_logprobs: 2,
-      include: ["message.output_text.logprobs"],
-    });
+      include: ["message.output_text.logprobs" as const],
+    };
+    const whole = await client.responses.create(request);
     const chat = await client.chat.completions.create({
       model,
       messages: [{ role: "user", content: "A person as JSON" }],
@@ -259,15 +260,7 @@ Deno.test("Responses API: text.format and log-probabilities as the chat API give
     assert.equal(part.logprobs!.every((p) => p.top_logprobs.length === 2), true);
     assert.deepEqual(whole.text?.format, { type: "json_schema", name: "person", schema, strict: true });
 
-    const { response } = await streamed(client.responses.stream({
-      model,
-      input: "A person as JSON",
-      text: { format: { type: "json_schema", name: "person", schema, strict: true } },
-      max_output_tokens: 200,
-      temperature: 0,
-      top_logprobs: 2,
-      include: ["message.output_text.logprobs"],
-    }));
+    const { response } = await streamed(client.responses.stream(request));
     const streamedPart = response.output[0].type === "message" ? response.output[0].content[0] : undefined;
     assert.ok(streamedPart?.type === "output_text");
     assert.equal(streamedPart.text, part.text);

@@ -472,7 +472,8 @@ Deno.test('tool_choice "none" bans [TOOL_CALLS]: banned tokens are never sampled
   assert.ok(jsonSchemaFormat(JSON.parse(toolCallsFormat(FUNCTIONS, false).schema)));
 });
 
-Deno.test("auto: a format with a trigger applies only when the first token is the trigger, to what follows", async () => {
+/** The tiny model's engine with xgrammar over its tokenizer, and a greedy request for a short answer. */
+async function triggerEngine(maxTokens: number) {
   const model = await loadTiny("mistral", EXACT);
   const tiny = await loadTokenizer(fixture("mistral/tekken.json"), { cache: false });
   const constraints = XGrammarConstraints.forTokenizer(tiny, model.config.decoder.vocabSize);
@@ -481,9 +482,14 @@ Deno.test("auto: a format with a trigger applies only when the first token is th
     ids: [1, 3, ...tiny.encode("Answer."), 4],
     images: [],
     sampling: GREEDY,
-    maxTokens: 12,
+    maxTokens,
     stopIds: [2],
   };
+  return { model, tiny, engine, request };
+}
+
+Deno.test("auto: a format with a trigger applies only when the first token is the trigger, to what follows", async () => {
+  const { model, tiny, engine, request } = await triggerEngine(12);
   const format = jsonSchemaFormat({ enum: ["yes", "no"] });
   try {
     const free = (await collect(engine.generate(request))).events.map((e) => e.id);
@@ -510,17 +516,7 @@ Deno.test("auto: a format with a trigger applies only when the first token is th
 });
 
 Deno.test("auto with an alternative format: the first token is the trigger or the alternative's, and the rest follows", async () => {
-  const model = await loadTiny("mistral", EXACT);
-  const tiny = await loadTokenizer(fixture("mistral/tekken.json"), { cache: false });
-  const constraints = XGrammarConstraints.forTokenizer(tiny, model.config.decoder.vocabSize);
-  const engine = new LocalEngine(model, { constraints, decodeRunMs: Infinity });
-  const request = {
-    ids: [1, 3, ...tiny.encode("Answer."), 4],
-    images: [],
-    sampling: GREEDY,
-    maxTokens: 40,
-    stopIds: [2],
-  };
+  const { model, tiny, engine, request } = await triggerEngine(40);
   const format = jsonSchemaFormat({ enum: ["yes", "no"] });
   const orElse = jsonSchemaFormat({ type: "array", items: { enum: [1, 2, 3] }, minItems: 1, maxItems: 3 });
   const trigger = tiny.special("[TOOL_CALLS]");
