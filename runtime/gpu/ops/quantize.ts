@@ -7,6 +7,7 @@ import { type BlockFormat, type DType, GGUF_BLOCKS, isBlockFormat, Q4_GROUP, row
 import { Params, type Recorder } from "../recorder.ts";
 import type { Tensor } from "../tensor.ts";
 import { rowWindows } from "../windows.ts";
+import { scaleMinK4 } from "../../model/weights/dequant.ts";
 
 const WG = 256;
 
@@ -130,12 +131,6 @@ export function dequantize(rec: Recorder, dst: Tensor, src: Tensor): void {
 
 function i8(byte: number): number {
   return byte >= 128 ? byte - 256 : byte;
-}
-
-/** ggml's get_scale_min_k4: 6-bit scale and min of sub-block j from the 12 packed bytes at q[0..11]. */
-function scaleMinK4(q: Uint8Array, j: number): [number, number] {
-  if (j < 4) return [q[j] & 63, q[j + 4] & 63];
-  return [(q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4)];
 }
 
 /** The weights of `rows` rows of `k` values stored in `dtype`, decoded exactly as ggml's dequantize_row_*. */

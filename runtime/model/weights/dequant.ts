@@ -11,8 +11,8 @@ const IQ4_LEVELS = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53,
 
 const f = Math.fround;
 
-/** ggml's get_scale_min_k4: the 6-bit scale and min of sub-block j from 12 packed bytes. */
-function scaleMinK4(q: Uint8Array, j: number): [number, number] {
+/** ggml's get_scale_min_k4 (Q4_K, Q5_K): the 6-bit scale and min of sub-block j from 12 packed bytes. */
+export function scaleMinK4(q: Uint8Array, j: number): [number, number] {
   if (j < 4) return [q[j] & 63, q[j + 4] & 63];
   return [(q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4)];
 }
