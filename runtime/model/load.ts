@@ -154,24 +154,21 @@ export async function loadWeights(
       const decoded = isCpuDecoded(info.dtype) ? info.dtype : undefined;
       const stored = decoded ? undefined : STORED[info.dtype as keyof typeof STORED];
       const storedRow = decoded ? tensorBytes(decoded, [k])! : rowBytes(stored!, k);
-      // A decoded chunk is read no larger than its threads' pieces: Q2_K would grow 64 MiB to 780 MB of f32.
-      if (decoded) decoder ??= new BlockDecoder();
-      const chunkBytes = decoded
-        ? Math.max(1, Math.floor(decoder!.threads * DECODED_BYTES / (4 * k))) * storedRow
+      // A decoded chunk is read as one piece per thread, each at most DECODED_BYTES as f32 (Q2_K would grow a
+      // 64 MiB chunk to 780 MB).
+      const pool = decoded ? decoder ??= new BlockDecoder() : undefined;
+      const chunkBytes = pool
+        ? Math.max(1, Math.floor(pool.threads * DECODED_BYTES / (4 * k))) * storedRow
         : CHUNK_BYTES;
       for await (const chunk of source.chunks(info.name, chunkBytes)) {
         const first = chunk.byteOffset / storedRow, count = chunk.bytes.byteLength / storedRow;
-        if (decoded) {
-          // A piece for each decoding thread, each at most DECODED_BYTES as f32; uploaded in order as they come.
-          const pieces = Math.min(
-            count,
-            Math.max(decoder!.threads, Math.ceil(count * k * 4 / DECODED_BYTES)),
-          );
-          const rows = Math.ceil(count / pieces);
+        if (pool) {
+          // Decoded on every thread at once, uploaded in order as they come.
+          const rows = Math.ceil(count / Math.min(count, pool.threads));
           const parts = [];
           for (let r = 0; r < count; r += rows) {
             const n = Math.min(rows, count - r);
-            const values = decoder!.decode(decoded, chunk.bytes.subarray(r * storedRow, (r + n) * storedRow));
+            const values = pool.decode(decoded!, chunk.bytes.subarray(r * storedRow, (r + n) * storedRow));
             values.catch(() => {}); // an earlier part's failure is the one thrown
             parts.push({ r, n, values });
           }
