@@ -7,7 +7,13 @@
 import assert from "node:assert/strict";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
-import { FormatError, JSON_OBJECT, jsonSchemaFormat, type OutputFormat } from "../runtime/grammar/format.ts";
+import {
+  choiceFormat,
+  FormatError,
+  JSON_OBJECT,
+  jsonSchemaFormat,
+  type OutputFormat,
+} from "../runtime/grammar/format.ts";
 import { XGrammarConstraints } from "../runtime/grammar/constraints.ts";
 import { allowedIds, constraints, EOS, seededRandom, tokenizer, walk } from "./grammar_helpers.ts";
 import { type GenerateRequest, GREEDY, InvalidRequestError } from "../runtime/engine/engine.ts";
@@ -111,7 +117,7 @@ const SCHEMAS: Record<string, unknown> = {
   },
 };
 
-Deno.test("random walks through the allowed tokens end in JSON that the schema validates", async (t) => {
+Deno.test("random walks through the allowed tokens end in JSON that the schema validates, or in a choice", async (t) => {
   for (const [name, schema] of Object.entries(SCHEMAS)) {
     await t.step(name, async () => {
       const validate = ajv.compile(schema as object);
@@ -139,6 +145,26 @@ Deno.test("random walks through the allowed tokens end in JSON that the schema v
     }
     // Random walks nest objects and arrays deeply; some still end.
     assert.ok(finished >= 2, `only ${finished} of 8 walks finished`);
+  });
+  await t.step("a choice (guided_choice): exactly one of the strings, whatever the tokens", async () => {
+    const choices = [
+      "yes",
+      "no",
+      "no way",
+      'say "hi"',
+      "back\\slash",
+      "日本語",
+      "line\nbreak",
+      " spaced  out ",
+    ];
+    const random = seededRandom(17);
+    const seen = new Set<string>();
+    for (let i = 0; i < 40; i++) {
+      const text = await walk(choiceFormat(choices), random);
+      assert.ok(text !== undefined && choices.includes(text), JSON.stringify(text));
+      seen.add(text);
+    }
+    assert.ok(seen.size >= 4, [...seen].join(" | "));
   });
 });
 
@@ -432,7 +458,7 @@ const ANSWER = {
   additionalProperties: false,
 };
 
-Deno.test("vLLM's guided_json and structured_outputs give response_format's answer; its other forms are a 400", async () => {
+Deno.test("vLLM's guided_json, guided_choice and structured_outputs: response_format's answer, or a choice", async () => {
   const SHORT = {
     type: "object",
     properties: { answer: { enum: ["yes", "no"] } },
@@ -472,9 +498,22 @@ Deno.test("vLLM's guided_json and structured_outputs give response_format's answ
     });
     assert.equal(object.status, 200, JSON.stringify(object.json));
     assert.ok(object.json.choices[0].text.trimStart().startsWith("{"), object.json.choices[0].text);
+    // A choice is one of the strings, exactly as listed (quotes and all), then the stop token.
+    const choices = ["yes", "no", 'a "maybe"', "ünï\ncode"];
+    for (const extra of [{ guided_choice: choices }, { structured_outputs: { choice: choices } }]) {
+      for (const seed of [1, 2, 3]) {
+        const got = await post(chat, { ...base, ...extra, temperature: 1, seed });
+        assert.equal(got.status, 200, JSON.stringify(got.json));
+        assert.ok(choices.includes(got.json.choices[0].message.content), got.json.choices[0].message.content);
+        assert.equal(got.json.choices[0].finish_reason, "stop");
+      }
+    }
     const refused: [Record<string, unknown>, string, RegExp][] = [
-      [{ guided_choice: ["yes", "no"] }, "guided_choice", /only JSON is enforced/],
-      [{ structured_outputs: { regex: "a+" } }, "structured_outputs.regex", /only JSON is enforced/],
+      [{ guided_choice: [] }, "guided_choice", /list of 1 to 1024 strings/],
+      [{ guided_choice: ["a", ""] }, "guided_choice", /non-empty string/],
+      [{ guided_choice: ["a\tb"] }, "guided_choice", /control character/],
+      [{ structured_outputs: { regex: "a+" } }, "structured_outputs.regex", /not by a regex or a grammar/],
+      [{ guided_choice: ["a"], guided_json: SHORT }, "guided_choice", /give one/],
       [{ guided_json: "{not json" }, "guided_json", /JSON/],
       [{ guided_json: { type: "object", not: {} } }, "guided_json", /"not" is not supported/],
       [{ guided_json: SHORT, response_format: { type: "json_object" } }, "guided_json", /give one/],

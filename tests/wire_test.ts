@@ -47,7 +47,7 @@ const request: GenerateRequest = {
   format: { schema: '{"type":"object","properties":{"a":{"enum":["x"]}}}', strict: true },
   banned: [9, 131071],
   trigger: 9,
-  orElse: { schema: '{"type":"array"}', strict: false },
+  orElse: { schema: '["yes","no"]', strict: true, choice: true },
   minTokens: 5,
   promptLogprobs: 1,
 };

@@ -8,6 +8,7 @@
  */
 import { z } from "zod";
 import {
+  choiceFormat,
   FormatError,
   JSON_OBJECT,
   jsonSchemaFormat,
@@ -115,22 +116,33 @@ const schemaFormat = z.union([z.record(z.string(), z.unknown()), z.boolean(), z.
   },
 );
 
+/** A list of strings the output must be one of, exactly (vLLM's choice). */
+const choiceList = z.unknown().transform((value, ctx): OutputFormat => {
+  try {
+    return choiceFormat(value);
+  } catch (err) {
+    if (!(err instanceof FormatError)) throw err;
+    ctx.issues.push({ code: "custom", message: err.message, input: value });
+    return z.NEVER;
+  }
+});
+
 /**
- * vLLM's structured outputs, for code written against it: `guided_json` (its older field) and
- * `structured_outputs` (`json`, `json_object`). Its choice, regex and grammar forms are refused (see
- * refuseUnsupported).
+ * vLLM's structured outputs, for code written against it: `guided_json` and `guided_choice` (its older fields)
+ * and `structured_outputs` (`json`, `json_object`, `choice`). Its regex and grammar forms are refused (see
+ * outputFormatOf).
  */
 export const vllmStructured = {
   guided_json: schemaFormat.nullish(),
+  guided_choice: choiceList.nullish(),
   structured_outputs: z.object({
     json: schemaFormat.nullish(),
     json_object: z.boolean().nullish(),
-    choice: z.unknown().optional(),
+    choice: choiceList.nullish(),
     regex: z.unknown().optional(),
     grammar: z.unknown().optional(),
     structural_tag: z.unknown().optional(),
   }).nullish(),
-  guided_choice: z.unknown().optional(),
   guided_regex: z.unknown().optional(),
   guided_grammar: z.unknown().optional(),
 };
@@ -146,23 +158,25 @@ export function outputFormatOf(
 ): OutputFormat | undefined {
   const unsupported = (param: string) =>
     new RequestError(
-      `${param}: only JSON is enforced here (response_format, guided_json or structured_outputs.json); ` +
-        "for a choice, use a json_schema with an enum",
+      `${param}: the output is enforced as JSON (response_format, guided_json, structured_outputs.json) or as ` +
+        "one of a list of strings (guided_choice, structured_outputs.choice), not by a regex or a grammar",
       param,
       "unsupported_parameter",
     );
-  for (const key of ["guided_choice", "guided_regex", "guided_grammar"] as const) {
+  for (const key of ["guided_regex", "guided_grammar"] as const) {
     if (request[key] != null) throw unsupported(key);
   }
   const structured = request.structured_outputs;
-  for (const key of ["choice", "regex", "grammar", "structural_tag"] as const) {
+  for (const key of ["regex", "grammar", "structural_tag"] as const) {
     if (structured?.[key] != null) throw unsupported(`structured_outputs.${key}`);
   }
   const given = [
     ["response_format", request.response_format ?? undefined],
     ["guided_json", request.guided_json ?? undefined],
+    ["guided_choice", request.guided_choice ?? undefined],
     ["structured_outputs.json", structured?.json ?? undefined],
     ["structured_outputs.json_object", structured?.json_object ? JSON_OBJECT : undefined],
+    ["structured_outputs.choice", structured?.choice ?? undefined],
   ].filter(([, format]) => format !== undefined) as [string, OutputFormat][];
   if (given.length > 1) {
     throw new RequestError(`${given[0][0]} and ${given[1][0]} both ask for a format; give one`, given[1][0]);

@@ -68,7 +68,11 @@ const u32 = z.number().int().min(0).max(0xffff_ffff);
 /** Banned ids a request may carry (the server bans a few control tokens; this only bounds the header). */
 const MAX_BANNED = 1024;
 
-const outputFormat = z.strictObject({ schema: z.string().max(MAX_SCHEMA_BYTES), strict: z.boolean() });
+const outputFormat = z.strictObject({
+  schema: z.string().max(MAX_SCHEMA_BYTES),
+  strict: z.boolean(),
+  choice: z.literal(true).optional(),
+});
 
 const headerSchema = z.strictObject({
   ids: u32,

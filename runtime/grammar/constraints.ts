@@ -13,7 +13,7 @@ import type { Constraints, TokenConstraint } from "../engine/engine.ts";
 import { InvalidRequestError } from "../engine/engine.ts";
 import { log } from "../log.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
-import type { OutputFormat } from "./format.ts";
+import { formatKey, type OutputFormat } from "./format.ts";
 import { TokenGuard, type Vocabulary, vocabulary } from "./vocabulary.ts";
 import { explained, type XGrammar, xgrammar, XGrammarError } from "./xgrammar.ts";
 
@@ -27,6 +27,16 @@ export function compileFormat(
   compiler: XGrammar.GrammarCompiler,
   format: OutputFormat,
 ): Promise<XGrammar.CompiledGrammar> {
+  if (format.choice) {
+    // Constant strings: nothing to escape, as an EBNF grammar's literals would need.
+    const elements = (JSON.parse(format.schema) as string[]).map((value) => ({
+      type: "const_string",
+      value,
+    }));
+    return compiler.compileStructuralTag(
+      { type: "structural_tag", format: { type: "or", elements } } as never,
+    );
+  }
   return compiler.compileJSONSchema(format.schema, true, undefined, undefined, format.strict);
 }
 
@@ -94,7 +104,7 @@ export class XGrammarConstraints implements Constraints {
     }
     const matcher = await instance.xg.GrammarMatcher.createGrammarMatcher(compiled, [...stopIds]);
     const vocab = this.#vocabulary();
-    const guard = new TokenGuard(vocab);
+    const guard = new TokenGuard(vocab, !format.choice);
     return {
       allowed: async () => {
         const mask = await matcher.getNextTokenBitmask();
@@ -140,7 +150,7 @@ export class XGrammarConstraints implements Constraints {
   }
 
   #compile(instance: Instance, format: OutputFormat): Promise<XGrammar.CompiledGrammar> {
-    const key = `${format.strict}:${format.schema}`;
+    const key = formatKey(format);
     let compiled = instance.compiled.get(key);
     if (compiled) {
       instance.compiled.delete(key); // most recent last

@@ -1,19 +1,53 @@
 /**
  * Output formats a request may ask for (OpenAI's and Mistral's `response_format`): a JSON object, or JSON valid
- * under a JSON Schema. The engine keeps the output inside the format token by token (constrained decoding with
+ * under a JSON Schema; or one of a list of strings (vLLM's `guided_choice`). The engine keeps the output inside the format token by token (constrained decoding with
  * xgrammar, see constraints.ts). Here is what needs no grammar engine, so that the HTTP layer and the edge
  * gateway can refuse a schema at once: the check that every keyword of the schema is one the grammar enforces.
  * Keywords it would silently ignore (`not`, `uniqueItems`, `if`...) are refused rather than half obeyed.
  */
 
 export interface OutputFormat {
-  /** The JSON Schema the output must satisfy, as JSON text. */
+  /** The JSON Schema the output must satisfy, as JSON text; with `choice`, the choices as a JSON list. */
   schema: string;
   /**
    * Whether object properties and array items that the schema does not list are refused even where JSON Schema
    * would allow them (`additionalProperties` left out): what OpenAI's structured outputs give.
    */
   strict: boolean;
+  /** The output is one of the strings `schema` lists, written as it is (not as JSON). */
+  choice?: true;
+}
+
+/** The most strings a choice may list. */
+const MAX_OPTIONS = 1024;
+
+/**
+ * vLLM's `guided_choice`: the output is one of `choices`, exactly. Each is a non-empty string of text that
+ * tokens can write (no control characters but newlines: the grammar's vocabulary has no token for them).
+ */
+export function choiceFormat(choices: unknown): OutputFormat {
+  if (!Array.isArray(choices) || choices.length === 0 || choices.length > MAX_OPTIONS) {
+    throw new FormatError(`the choices must be a list of 1 to ${MAX_OPTIONS} strings`, "");
+  }
+  choices.forEach((choice, i) => {
+    if (typeof choice !== "string" || choice === "") {
+      throw new FormatError("a choice must be a non-empty string", `/${i}`);
+    }
+    // deno-lint-ignore no-control-regex
+    if (!choice.isWellFormed() || /[\x00-\x09\x0b-\x1f]/.test(choice)) {
+      throw new FormatError("a choice holds a control character or a lone UTF-16 surrogate", `/${i}`);
+    }
+  });
+  const schema = JSON.stringify(choices);
+  if (schema.length > MAX_SCHEMA_BYTES) {
+    throw new FormatError(`the choices are larger than ${MAX_SCHEMA_BYTES} bytes together`, "");
+  }
+  return { schema, strict: true, choice: true };
+}
+
+/** The key a format's compiled grammar is kept under. */
+export function formatKey(format: OutputFormat): string {
+  return `${format.choice ? "choice" : format.strict}:${format.schema}`;
 }
 
 /** `response_format: {type: "json_object"}`: any JSON object. */

@@ -7,7 +7,7 @@
  * idle costs nothing.
  */
 import type { Constraints, TokenConstraint } from "../engine/engine.ts";
-import type { OutputFormat } from "./format.ts";
+import { formatKey, type OutputFormat } from "./format.ts";
 
 /** One thread's constraints; `close` ends the thread. */
 export type GrammarThread = Constraints & { close(): void };
@@ -42,7 +42,7 @@ export class GrammarPool implements Constraints {
 
   async constrain(format: OutputFormat, stopIds: readonly number[]): Promise<TokenConstraint> {
     if (this.#closed) throw new Error("the grammar threads were closed");
-    const key = `${format.strict}:${format.schema}`;
+    const key = formatKey(format);
     const home = this.#slots.find((s) => s.formats.includes(key));
     const idle = this.#slots.find((s) => s.making === 0);
     const slot = home?.making === 0 ? home : idle ??

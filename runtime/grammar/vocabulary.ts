@@ -130,7 +130,8 @@ export class TokenGuard {
   /** The restricted lead byte the text ends with (1 + its index), or 0. */
   #lead = 0;
 
-  constructor(readonly vocabulary: Vocabulary) {}
+  /** `json`: the text is JSON, whose whitespace runs are bounded (a choice's text is the grammar's alone). */
+  constructor(readonly vocabulary: Vocabulary, readonly json = true) {}
 
   take(id: number): void {
     const { bytes, offsets, leads } = this.vocabulary;
@@ -148,7 +149,7 @@ export class TokenGuard {
       : at === "escape"
       ? inEscape
       : spaced[Math.max(0, MAX_WHITESPACE - run)];
-    for (let w = 0; w < mask.length; w++) mask[w] &= lexical[w];
+    if (this.json) { for (let w = 0; w < mask.length; w++) mask[w] &= lexical[w]; }
     if (this.#lead) { for (let w = 0; w < mask.length; w++) mask[w] &= follows[this.#lead - 1][w]; }
   }
 }
