@@ -512,6 +512,7 @@ Deno.test("vLLM's guided_json, guided_choice and structured_outputs: response_fo
       [{ guided_choice: [] }, "guided_choice", /list of 1 to 1024 strings/],
       [{ guided_choice: ["a", ""] }, "guided_choice", /non-empty string/],
       [{ guided_choice: ["a\tb"] }, "guided_choice", /control character/],
+      [{ structured_outputs: { choices: ["a"] } }, "structured_outputs", /names no constraint/],
       [{ structured_outputs: { regex: "a+" } }, "structured_outputs.regex", /not by a regex or a grammar/],
       [{ guided_choice: ["a"], guided_json: SHORT }, "guided_choice", /give one/],
       [{ guided_json: "{not json" }, "guided_json", /JSON/],

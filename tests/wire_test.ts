@@ -65,6 +65,9 @@ Deno.test("wire: a request round-trips exactly with f32 pixels", () => {
   assert.deepEqual(decoded.banned, [9, 131071]);
   assert.equal(decoded.trigger, 9);
   assert.deepEqual(decoded.orElse, request.orElse);
+  // A choice format whose schema is not a list of choices is refused, as the HTTP layer refuses it.
+  const bad = encodeRequest({ ...request, orElse: { schema: "{}", strict: true, choice: true } });
+  assert.throws(() => decodeRequest(buffer(bad)), /list of choices/);
   assert.equal(decoded.minTokens, 5);
   assert.equal(decoded.promptLogprobs, 1);
   assert.equal(decoded.images.length, 2);

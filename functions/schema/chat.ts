@@ -170,6 +170,13 @@ export function outputFormatOf(
   for (const key of ["regex", "grammar", "structural_tag"] as const) {
     if (structured?.[key] != null) throw unsupported(`structured_outputs.${key}`);
   }
+  if (structured && structured.json == null && !structured.json_object && structured.choice == null) {
+    // As vLLM answers it: its options alone (or a misspelt constraint) would give free text without a word.
+    throw new RequestError(
+      "structured_outputs names no constraint: give json, json_object or choice",
+      "structured_outputs",
+    );
+  }
   const given = [
     ["response_format", request.response_format ?? undefined],
     ["guided_json", request.guided_json ?? undefined],

@@ -39,7 +39,7 @@ export function choiceFormat(choices: unknown): OutputFormat {
     }
   });
   const schema = JSON.stringify(choices);
-  if (schema.length > MAX_SCHEMA_BYTES) {
+  if (new TextEncoder().encode(schema).length > MAX_SCHEMA_BYTES) {
     throw new FormatError(`the choices are larger than ${MAX_SCHEMA_BYTES} bytes together`, "");
   }
   return { schema, strict: true, choice: true };
