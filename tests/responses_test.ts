@@ -273,6 +273,15 @@ Deno.test("Responses API: errors name the Responses request's fields", async () 
     const model = service.model.id;
     const user = (content: unknown) => ({ role: "user", content });
     const tool = { type: "function", name: "get_weather", parameters: WEATHER };
+    // Text, then two calls (the second misnamed) joined to its turn, and the first call's output.
+    const mergedTurn = [
+      user("Hi"),
+      { role: "assistant", content: "Checking." },
+      { type: "function_call", call_id: "abcdefghi", name: "w", arguments: "{}" },
+      { type: "function_call", call_id: "bbcdefghi", name: "bad name", arguments: "{}" },
+      { type: "function_call_output", call_id: "abcdefghi", output: "1" },
+    ];
+    const imagePart = { type: "input_image", image_url: image };
     const cases: [Record<string, unknown>, string, RegExp][] = [
       [{ input: "Hi", previous_response_id: "resp_1" }, "previous_response_id", /stores no responses/],
       [{ input: "Hi", prompt: { id: "pmpt_1" } }, "prompt", /stored prompt template/],
@@ -307,34 +316,12 @@ Deno.test("Responses API: errors name the Responses request's fields", async () 
         /a function_call_output cannot follow a user message/,
       ],
       [
-        {
-          input: [
-            user("Hi"),
-            { role: "assistant", content: "Checking." },
-            { type: "function_call", call_id: "abcdefghi", name: "w", arguments: "{}" },
-            { type: "function_call", call_id: "bbcdefghi", name: "bad name", arguments: "{}" },
-            { type: "function_call_output", call_id: "abcdefghi", output: "1" },
-            {
-              type: "function_call_output",
-              call_id: "zzz",
-              output: [{ type: "input_image", image_url: image }],
-            },
-          ],
-        },
+        { input: [...mergedTurn, { type: "function_call_output", call_id: "zzz", output: [imagePart] }] },
         "input[5].output[0]",
         /no images in function results/,
       ],
       [
-        {
-          input: [
-            user("Hi"),
-            { role: "assistant", content: "Checking." },
-            { type: "function_call", call_id: "abcdefghi", name: "w", arguments: "{}" },
-            { type: "function_call", call_id: "bbcdefghi", name: "bad name", arguments: "{}" },
-            { type: "function_call_output", call_id: "abcdefghi", output: "1" },
-            { type: "function_call_output", call_id: "zzz", output: "2" },
-          ],
-        },
+        { input: [...mergedTurn, { type: "function_call_output", call_id: "zzz", output: "2" }] },
         "input[3].name",
         /function name "bad name"/,
       ],
