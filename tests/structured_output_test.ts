@@ -13,6 +13,7 @@ import {
   JSON_OBJECT,
   jsonSchemaFormat,
   type OutputFormat,
+  regexFormat,
 } from "../runtime/grammar/format.ts";
 import { XGrammarConstraints } from "../runtime/grammar/constraints.ts";
 import { allowedIds, constraints, EOS, seededRandom, tokenizer, walk } from "./grammar_helpers.ts";
@@ -166,6 +167,30 @@ Deno.test("random walks through the allowed tokens end in JSON that the schema v
     }
     assert.ok(seen.size >= 4, [...seen].join(" | "));
   });
+  await t.step(
+    "a regular expression (guided_regex): text it matches whole, quotes and backslashes as they are",
+    async () => {
+      const patterns = [
+        "(yes|no)",
+        "[A-Z][a-z]{1,6} [0-9]{2,3}",
+        '\\d+(\\.\\d{1,2})? (EUR|"USD")',
+        "[^\\n]{1,8}\\\\end",
+        "(ab|cd)*x",
+      ];
+      for (const pattern of patterns) {
+        const whole = new RegExp(`^(?:${pattern})$`, "u");
+        const random = seededRandom(pattern.length);
+        let finished = 0;
+        for (let i = 0; i < 10; i++) {
+          const text = await walk(regexFormat(pattern), random, 60);
+          if (text === undefined) continue;
+          finished++;
+          assert.ok(whole.test(text), `${pattern}: ${JSON.stringify(text)}`);
+        }
+        assert.ok(finished >= 3, `${pattern}: only ${finished} of 10 walks finished`);
+      }
+    },
+  );
 });
 
 Deno.test("a token outside the format is refused, and text the schema forbids cannot be produced", async () => {
@@ -498,6 +523,18 @@ Deno.test("vLLM's guided_json, guided_choice and structured_outputs: response_fo
     });
     assert.equal(object.status, 200, JSON.stringify(object.json));
     assert.ok(object.json.choices[0].text.trimStart().startsWith("{"), object.json.choices[0].text);
+    // A regex: text it matches whole, then the stop token.
+    for (
+      const extra of [{ guided_regex: "[A-Z][a-z]{2,5} (yes|no)" }, {
+        structured_outputs: { regex: "[0-9]{3}" },
+      }]
+    ) {
+      const got = await post(chat, { ...base, ...extra, temperature: 1, seed: 4 });
+      assert.equal(got.status, 200, JSON.stringify(got.json));
+      const pattern = "guided_regex" in extra ? extra.guided_regex : extra.structured_outputs.regex;
+      assert.match(got.json.choices[0].message.content, new RegExp(`^(?:${pattern})$`));
+      assert.equal(got.json.choices[0].finish_reason, "stop");
+    }
     // A choice is one of the strings, exactly as listed (quotes and all), then the stop token.
     const choices = ["yes", "no", 'a "maybe"', "ünï\ncode"];
     for (const extra of [{ guided_choice: choices }, { structured_outputs: { choice: choices } }]) {
@@ -513,7 +550,9 @@ Deno.test("vLLM's guided_json, guided_choice and structured_outputs: response_fo
       [{ guided_choice: ["a", ""] }, "guided_choice", /non-empty string/],
       [{ guided_choice: ["a\tb"] }, "guided_choice", /control character/],
       [{ structured_outputs: { choices: ["a"] } }, "structured_outputs", /names no constraint/],
-      [{ structured_outputs: { regex: "a+" } }, "structured_outputs.regex", /not by a regex or a grammar/],
+      [{ structured_outputs: { grammar: "root ::= a" } }, "structured_outputs.grammar", /not by a grammar/],
+      [{ guided_regex: "(?=a)a" }, "guided_regex", /look-around/],
+      [{ guided_regex: "(a{1000}){1000}" }, "guided_regex", /repetitions/],
       [{ guided_choice: ["a"], guided_json: SHORT }, "guided_choice", /give one/],
       [{ guided_json: "{not json" }, "guided_json", /JSON/],
       [{ guided_json: { type: "object", not: {} } }, "guided_json", /"not" is not supported/],

@@ -47,7 +47,7 @@ const request: GenerateRequest = {
   format: { schema: '{"type":"object","properties":{"a":{"enum":["x"]}}}', strict: true },
   banned: [9, 131071],
   trigger: 9,
-  orElse: { schema: '["yes","no"]', strict: true, choice: true },
+  orElse: { schema: '["yes","no"]', strict: true, kind: "choice" },
   minTokens: 5,
   promptLogprobs: 1,
 };
@@ -66,8 +66,10 @@ Deno.test("wire: a request round-trips exactly with f32 pixels", () => {
   assert.equal(decoded.trigger, 9);
   assert.deepEqual(decoded.orElse, request.orElse);
   // A choice format whose schema is not a list of choices is refused, as the HTTP layer refuses it.
-  const bad = encodeRequest({ ...request, orElse: { schema: "{}", strict: true, choice: true } });
+  const bad = encodeRequest({ ...request, orElse: { schema: "{}", strict: true, kind: "choice" } });
   assert.throws(() => decodeRequest(buffer(bad)), /list of choices/);
+  const badRegex = encodeRequest({ ...request, orElse: { schema: "(a", strict: true, kind: "regex" } });
+  assert.throws(() => decodeRequest(buffer(badRegex)), /a pattern this server takes/);
   assert.equal(decoded.minTokens, 5);
   assert.equal(decoded.promptLogprobs, 1);
   assert.equal(decoded.images.length, 2);

@@ -13,6 +13,7 @@ import {
   JSON_OBJECT,
   jsonSchemaFormat,
   type OutputFormat,
+  regexFormat,
 } from "../../runtime/grammar/format.ts";
 import { FUNCTION_NAME } from "../../runtime/prompt/instruct.ts";
 
@@ -116,34 +117,39 @@ const schemaFormat = z.union([z.record(z.string(), z.unknown()), z.boolean(), z.
   },
 );
 
+/** A format made by `make`, whose FormatError is the field's issue. */
+const formatOf = (make: (value: unknown) => OutputFormat) =>
+  z.unknown().transform((value, ctx): OutputFormat => {
+    try {
+      return make(value);
+    } catch (err) {
+      if (!(err instanceof FormatError)) throw err;
+      ctx.issues.push({ code: "custom", message: err.message, input: value });
+      return z.NEVER;
+    }
+  });
 /** A list of strings the output must be one of, exactly (vLLM's choice). */
-const choiceList = z.unknown().transform((value, ctx): OutputFormat => {
-  try {
-    return choiceFormat(value);
-  } catch (err) {
-    if (!(err instanceof FormatError)) throw err;
-    ctx.issues.push({ code: "custom", message: err.message, input: value });
-    return z.NEVER;
-  }
-});
+const choiceList = formatOf(choiceFormat);
+/** A regular expression the output must match whole (vLLM's regex). */
+const regex = formatOf(regexFormat);
 
 /**
- * vLLM's structured outputs, for code written against it: `guided_json` and `guided_choice` (its older fields)
- * and `structured_outputs` (`json`, `json_object`, `choice`). Its regex and grammar forms are refused (see
- * outputFormatOf).
+ * vLLM's structured outputs, for code written against it: `guided_json`, `guided_choice` and `guided_regex`
+ * (its older fields) and `structured_outputs` (`json`, `json_object`, `choice`, `regex`). Its grammar forms are
+ * refused (see outputFormatOf).
  */
 export const vllmStructured = {
   guided_json: schemaFormat.nullish(),
   guided_choice: choiceList.nullish(),
+  guided_regex: regex.nullish(),
   structured_outputs: z.object({
     json: schemaFormat.nullish(),
     json_object: z.boolean().nullish(),
     choice: choiceList.nullish(),
-    regex: z.unknown().optional(),
+    regex: regex.nullish(),
     grammar: z.unknown().optional(),
     structural_tag: z.unknown().optional(),
   }).nullish(),
-  guided_regex: z.unknown().optional(),
   guided_grammar: z.unknown().optional(),
 };
 
@@ -158,22 +164,23 @@ export function outputFormatOf(
 ): OutputFormat | undefined {
   const unsupported = (param: string) =>
     new RequestError(
-      `${param}: the output is enforced as JSON (response_format, guided_json, structured_outputs.json) or as ` +
-        "one of a list of strings (guided_choice, structured_outputs.choice), not by a regex or a grammar",
+      `${param}: the output is enforced as JSON, as one of a list of strings or by a regular expression, not ` +
+        "by a grammar",
       param,
       "unsupported_parameter",
     );
-  for (const key of ["guided_regex", "guided_grammar"] as const) {
-    if (request[key] != null) throw unsupported(key);
-  }
+  if (request.guided_grammar != null) throw unsupported("guided_grammar");
   const structured = request.structured_outputs;
-  for (const key of ["regex", "grammar", "structural_tag"] as const) {
+  for (const key of ["grammar", "structural_tag"] as const) {
     if (structured?.[key] != null) throw unsupported(`structured_outputs.${key}`);
   }
-  if (structured && structured.json == null && !structured.json_object && structured.choice == null) {
+  if (
+    structured && structured.json == null && !structured.json_object && structured.choice == null &&
+    structured.regex == null
+  ) {
     // As vLLM answers it: its options alone (or a misspelt constraint) would give free text without a word.
     throw new RequestError(
-      "structured_outputs names no constraint: give json, json_object or choice",
+      "structured_outputs names no constraint: give json, json_object, choice or regex",
       "structured_outputs",
     );
   }
@@ -181,9 +188,11 @@ export function outputFormatOf(
     ["response_format", request.response_format ?? undefined],
     ["guided_json", request.guided_json ?? undefined],
     ["guided_choice", request.guided_choice ?? undefined],
+    ["guided_regex", request.guided_regex ?? undefined],
     ["structured_outputs.json", structured?.json ?? undefined],
     ["structured_outputs.json_object", structured?.json_object ? JSON_OBJECT : undefined],
     ["structured_outputs.choice", structured?.choice ?? undefined],
+    ["structured_outputs.regex", structured?.regex ?? undefined],
   ].filter(([, format]) => format !== undefined) as [string, OutputFormat][];
   if (given.length > 1) {
     throw new RequestError(`${given[0][0]} and ${given[1][0]} both ask for a format; give one`, given[1][0]);

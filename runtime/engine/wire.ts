@@ -29,7 +29,7 @@
  * failure, never as a finished generation.
  */
 import { z } from "zod";
-import { choiceFormat, MAX_SCHEMA_BYTES } from "../grammar/format.ts";
+import { choiceFormat, MAX_SCHEMA_BYTES, regexFormat } from "../grammar/format.ts";
 import type { EngineStats, FinishReason, GenerateRequest, Sampling, TokenEvent } from "./engine.ts";
 import { MAX_BIASED } from "./validate.ts";
 
@@ -71,17 +71,17 @@ const MAX_BANNED = 1024;
 const outputFormat = z.strictObject({
   schema: z.string().max(MAX_SCHEMA_BYTES),
   strict: z.boolean(),
-  choice: z.literal(true).optional(),
+  kind: z.enum(["choice", "regex"]).optional(),
 }).refine((format) => {
-  if (!format.choice) return true;
-  // A choice's list is checked as the HTTP layer checks it: the grammar engine takes it as it comes.
+  // A choice or a regex is checked as the HTTP layer checks it: the grammar engine takes it as it comes.
   try {
-    choiceFormat(JSON.parse(format.schema));
+    if (format.kind === "choice") choiceFormat(JSON.parse(format.schema));
+    if (format.kind === "regex") regexFormat(format.schema);
     return true;
   } catch {
     return false;
   }
-}, "a choice format's schema must be a list of choices");
+}, "a choice format's schema must be a list of choices, and a regex format's a pattern this server takes");
 
 const headerSchema = z.strictObject({
   ids: u32,

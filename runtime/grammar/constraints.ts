@@ -27,7 +27,7 @@ export function compileFormat(
   compiler: XGrammar.GrammarCompiler,
   format: OutputFormat,
 ): Promise<XGrammar.CompiledGrammar> {
-  if (format.choice) {
+  if (format.kind === "choice") {
     // Constant strings: nothing to escape, as an EBNF grammar's literals would need.
     const elements = (JSON.parse(format.schema) as string[]).map((value) => ({
       type: "const_string",
@@ -36,6 +36,10 @@ export function compileFormat(
     return compiler.compileStructuralTag(
       { type: "structural_tag", format: { type: "or", elements } } as never,
     );
+  }
+  if (format.kind === "regex") {
+    const tag = { type: "structural_tag", format: { type: "regex", pattern: format.schema } };
+    return compiler.compileStructuralTag(tag as never);
   }
   return compiler.compileJSONSchema(format.schema, true, undefined, undefined, format.strict);
 }
@@ -104,7 +108,7 @@ export class XGrammarConstraints implements Constraints {
     }
     const matcher = await instance.xg.GrammarMatcher.createGrammarMatcher(compiled, [...stopIds]);
     const vocab = this.#vocabulary();
-    const guard = new TokenGuard(vocab, !format.choice);
+    const guard = new TokenGuard(vocab, format.kind === undefined);
     return {
       allowed: async () => {
         const mask = await matcher.getNextTokenBitmask();

@@ -1,21 +1,22 @@
 /**
  * Output formats a request may ask for (OpenAI's and Mistral's `response_format`): a JSON object, or JSON valid
- * under a JSON Schema; or one of a list of strings (vLLM's `guided_choice`). The engine keeps the output inside the format token by token (constrained decoding with
+ * under a JSON Schema; or one of a list of strings, or text a regular expression matches (vLLM's `guided_choice` and
+ * `guided_regex`). The engine keeps the output inside the format token by token (constrained decoding with
  * xgrammar, see constraints.ts). Here is what needs no grammar engine, so that the HTTP layer and the edge
  * gateway can refuse a schema at once: the check that every keyword of the schema is one the grammar enforces.
  * Keywords it would silently ignore (`not`, `uniqueItems`, `if`...) are refused rather than half obeyed.
  */
 
 export interface OutputFormat {
-  /** The JSON Schema the output must satisfy, as JSON text; with `choice`, the choices as a JSON list. */
+  /** The JSON Schema the output must satisfy, as JSON text; a choice's strings as a JSON list; a regex. */
   schema: string;
   /**
    * Whether object properties and array items that the schema does not list are refused even where JSON Schema
    * would allow them (`additionalProperties` left out): what OpenAI's structured outputs give.
    */
   strict: boolean;
-  /** The output is one of the strings `schema` lists, written as it is (not as JSON). */
-  choice?: true;
+  /** Not JSON: one of the strings `schema` lists, or text the regular expression `schema` matches whole. */
+  kind?: "choice" | "regex";
 }
 
 /** The most strings a choice may list. */
@@ -42,12 +43,25 @@ export function choiceFormat(choices: unknown): OutputFormat {
   if (new TextEncoder().encode(schema).length > MAX_SCHEMA_BYTES) {
     throw new FormatError(`the choices are larger than ${MAX_SCHEMA_BYTES} bytes together`, "");
   }
-  return { schema, strict: true, choice: true };
+  return { schema, strict: true, kind: "choice" };
+}
+
+/**
+ * vLLM's `guided_regex`: the output is text the pattern matches whole. The pattern is checked as a JSON Schema
+ * `pattern` is (valid, no look-around or back-references, groups and bounded repetitions within what xgrammar
+ * compiles in time), except that its matches need not fit in a JSON string.
+ */
+export function regexFormat(pattern: unknown): OutputFormat {
+  checkPattern(pattern, "", false);
+  if (new TextEncoder().encode(pattern as string).length > MAX_SCHEMA_BYTES) {
+    throw new FormatError(`the pattern is larger than ${MAX_SCHEMA_BYTES} bytes`, "");
+  }
+  return { schema: pattern as string, strict: true, kind: "regex" };
 }
 
 /** The key a format's compiled grammar is kept under. */
 export function formatKey(format: OutputFormat): string {
-  return `${format.choice ? "choice" : format.strict}:${format.schema}`;
+  return `${format.kind ?? format.strict}:${format.schema}`;
 }
 
 /** `response_format: {type: "json_object"}`: any JSON object. */
@@ -587,7 +601,7 @@ function checkSchema(schema: unknown, path: string, depth: number, root: unknown
  * backslash or a control character (`.`, `[^...]`, `\\s`, `[ -~]`...) would produce invalid JSON. Valid, without
  * look-around or back-references, and its character sets without those characters.
  */
-function checkPattern(pattern: unknown, path: string): void {
+function checkPattern(pattern: unknown, path: string, inJson = true): void {
   if (typeof pattern !== "string") throw new FormatError("a pattern must be a string", path);
   try {
     new RegExp(pattern, "u");
@@ -613,7 +627,7 @@ function checkPattern(pattern: unknown, path: string): void {
       path,
     );
   }
-  const unsafe = unsafeInJsonString(pattern);
+  const unsafe = inJson && unsafeInJsonString(pattern);
   if (unsafe) {
     throw new FormatError(
       `the pattern's ${unsafe} could match a quote, a backslash or a control character, which this server ` +
