@@ -18,9 +18,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<Y>;
 
-const WG: u32 = 256u;
-
-var<workgroup> sums: array<f32, WG>;
+#include "lib/reduce.wgsl"
 
 @compute @workgroup_size(WG)
 fn rms_norm(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
@@ -35,15 +33,7 @@ fn rms_norm(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: v
     let v = f32(x[xb + i]);
     s += v * v;
   }
-  sums[t] = s;
-  for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
-    workgroupBarrier();
-    if (t < stride) {
-      sums[t] += sums[t + stride];
-    }
-  }
-  workgroupBarrier();
-  let r = 1.0 / sqrt(sums[0] / f32(p.dim) + p.eps);
+  let r = 1.0 / sqrt(sum_f(s, t) / f32(p.dim) + p.eps);
   let yb = p.y_off + row * p.y_stride;
   for (var i = t; i < p.dim; i += WG) {
     y[yb + i] = Y(f32(X(f32(x[xb + i]) * r)) * weight[p.w_off + i]);
