@@ -29,7 +29,7 @@ export interface ResponsesChat {
 }
 
 /** Whether the response carries log-probabilities: asked for by `include` or by `top_logprobs`. */
-export function wantsLogprobs(request: ResponsesRequest): boolean {
+function wantsLogprobs(request: ResponsesRequest): boolean {
   return Boolean(
     request.include?.includes("message.output_text.logprobs") || Number(request.top_logprobs) > 0,
   );

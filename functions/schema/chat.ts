@@ -104,30 +104,24 @@ const responseFormat = z.discriminatedUnion("type", [
   }
 });
 
-/** A JSON Schema given as a value or as JSON text (vLLM takes both), as the OutputFormat that enforces it. */
-const schemaFormat = z.union([z.record(z.string(), z.unknown()), z.boolean(), z.string()]).transform(
-  (value, ctx): OutputFormat => {
+/** A format made by `make` from a value of `input`; the value's FormatError (or JSON SyntaxError) is its issue. */
+function formatOf(make: (value: unknown) => OutputFormat, input: z.ZodType = z.unknown()) {
+  return input.transform((value, ctx): OutputFormat => {
     try {
-      return jsonSchemaFormat(typeof value === "string" ? JSON.parse(value) : value);
+      return make(value);
     } catch (err) {
       if (!(err instanceof FormatError) && !(err instanceof SyntaxError)) throw err;
       ctx.issues.push({ code: "custom", message: err.message, input: value });
       return z.NEVER;
     }
-  },
-);
-
-/** A format made by `make`, whose FormatError is the field's issue. */
-const formatOf = (make: (value: unknown) => OutputFormat) =>
-  z.unknown().transform((value, ctx): OutputFormat => {
-    try {
-      return make(value);
-    } catch (err) {
-      if (!(err instanceof FormatError)) throw err;
-      ctx.issues.push({ code: "custom", message: err.message, input: value });
-      return z.NEVER;
-    }
   });
+}
+
+/** A JSON Schema given as a value or as JSON text (vLLM takes both), as the OutputFormat that enforces it. */
+const schemaFormat = formatOf(
+  (value) => jsonSchemaFormat(typeof value === "string" ? JSON.parse(value) : value),
+  z.union([z.record(z.string(), z.unknown()), z.boolean(), z.string()]),
+);
 /** A list of strings the output must be one of, exactly (vLLM's choice). */
 const choiceList = formatOf(choiceFormat);
 /** A regular expression the output must match whole (vLLM's regex). */

@@ -40,6 +40,7 @@ const functionCallOutput = z.object({
 const reasoning = z.object({ type: z.literal("reasoning") });
 
 const item = z.discriminatedUnion("type", [message, functionCall, functionCallOutput, reasoning]);
+const ITEM_TYPES = new Set<string>(item.options.map((o) => o.shape.type.value));
 
 /** Item types of the API that name what this server does not have. */
 const STATEFUL_ITEMS: Record<string, string> = {
@@ -71,7 +72,7 @@ const textFormat = z.discriminatedUnion("type", [
   }),
 ]);
 
-export const responsesRequestSchema = z.object({
+const responsesRequestSchema = z.object({
   model: z.string().nullish(),
   input: z.union([z.string(), z.array(item)]),
   instructions: z.string().nullish(),
@@ -116,9 +117,7 @@ export const responsesRequestSchema = z.object({
 });
 
 export type ResponsesRequest = z.infer<typeof responsesRequestSchema>;
-export type ResponsesItem = z.infer<typeof item>;
 export type ResponsesPart = z.infer<typeof contentPart>;
-export type ResponsesTool = z.infer<typeof functionTool>;
 
 export interface ParsedResponsesRequest {
   request: ResponsesRequest;
@@ -133,7 +132,7 @@ function refuseKinds(body: Record<string, unknown>): void {
     body.input.forEach((value, i) => {
       const type = kind(value);
       if (
-        type === undefined || ["message", "function_call", "function_call_output", "reasoning"].includes(type)
+        type === undefined || ITEM_TYPES.has(type)
       ) {
         return;
       }

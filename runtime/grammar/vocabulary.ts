@@ -136,7 +136,7 @@ export class TokenGuard {
   take(id: number): void {
     const { bytes, offsets, leads } = this.vocabulary;
     if (id >= leads.length || offsets[id] === offsets[id + 1]) return; // a special token writes nothing
-    this.#lexical = lex(this.#lexical, bytes.subarray(offsets[id], offsets[id + 1])).state;
+    if (this.json) this.#lexical = lex(this.#lexical, bytes.subarray(offsets[id], offsets[id + 1])).state;
     this.#lead = leads[id];
   }
 

@@ -19,7 +19,7 @@ interface Thread {
 }
 
 /** Threads a load uses: the cores less one (the GPU uploads and the file reads go on meanwhile), at most 16. */
-export function decodeThreads(): number {
+function decodeThreads(): number {
   return Math.max(1, Math.min(16, (navigator.hardwareConcurrency ?? 2) - 1));
 }
 

@@ -4,7 +4,7 @@
  * aligned to `general.alignment` (default 32). Only the header is read (a window of the file's start that
  * grows when the header is larger), never the tensor data.
  */
-import { type DType, tensorBytes } from "./dtype.ts";
+import { CPU_DECODED, type DType, isCpuDecoded, tensorBytes } from "./dtype.ts";
 import { WeightFileError } from "./errors.ts";
 import { BinaryFile } from "./file.ts";
 import type { StoredTensor } from "./safetensors.ts";
@@ -30,6 +30,8 @@ const TENSOR_TYPES: Record<number, DType> = {
   20: "IQ4_NL",
   23: "IQ4_XS",
 };
+/** The types the kernels read as stored, for error messages. */
+const READ_DIRECTLY = Object.values(TENSOR_TYPES).filter((t) => !isCpuDecoded(t));
 /** Names of the ggml types we do not read, for error messages. */
 const OTHER_TYPES: Record<number, string> = {
   9: "Q8_1",
@@ -226,8 +228,8 @@ export class GgufFile {
         throw new WeightFileError(
           "unsupported",
           file.path,
-          `ggml type ${typeName} is not supported (F32, F16, BF16, Q8_0, Q4_K, Q6_K; Q4_0, Q4_1, Q5_0, Q5_1, ` +
-            "Q2_K, Q3_K, Q5_K, IQ4_NL and IQ4_XS are decoded at load)",
+          `ggml type ${typeName} is not supported (${READ_DIRECTLY.join(", ")}; ` +
+            `${Object.keys(CPU_DECODED).join(", ")} are decoded at load)`,
           name,
         );
       }
