@@ -485,32 +485,48 @@ async function triggerEngine(maxTokens: number) {
     maxTokens,
     stopIds: [2],
   };
-  return { model, tiny, engine, request };
+  return { model, tiny, constraints, engine, request };
 }
 
-Deno.test("auto: a format with a trigger applies only when the first token is the trigger, to what follows", async () => {
-  const { model, tiny, engine, request } = await triggerEngine(12);
+Deno.test("auto: a triggered format applies to what follows the trigger, wherever it comes, in runs of steps too", async () => {
+  const { model, tiny, constraints, engine, request } = await triggerEngine(40);
+  // The same requests read back token by token: runs of steps must drop what they sampled past the trigger.
+  const stepwise = new LocalEngine(model, { constraints, decodeSteps: 1 });
   const format = jsonSchemaFormat({ enum: ["yes", "no"] });
+  const answers = ['"yes"', '"no"'];
   try {
     const free = (await collect(engine.generate(request))).events.map((e) => e.id);
-    // Another first token: the output is free, token for token what it is without a format (in runs of steps).
-    const other = free[0] === 1100 ? 1101 : 1100;
-    const untriggered = await collect(engine.generate({ ...request, format, trigger: other }));
+    assert.equal(free.length, 40, "greedy text without a stop token, long enough for several runs");
+    // A trigger the text never writes: the output is free, token for token what it is without a format.
+    const absent = [1100, 1101, 1102].find((id) => !free.includes(id))!;
+    const untriggered = await collect(engine.generate({ ...request, format, trigger: absent }));
     assert.deepEqual(untriggered.events.map((e) => e.id), free);
-    // The trigger first: what follows it is the format's, then the stop token.
-    const triggered = await collect(engine.generate({ ...request, format, trigger: free[0] }));
-    const ids = triggered.events.map((e) => e.id);
-    assert.equal(ids[0], free[0]);
-    assert.equal(triggered.finish, "stop");
-    assert.ok(['"yes"', '"no"'].includes(tiny.decode(ids.slice(1))), tiny.decode(ids.slice(1)));
+    // The trigger first, inside the first run of steps, at its end and inside a chained run: the text before
+    // it is the free text's, what follows it is the format's, then the stop token.
+    const firsts = [...new Set(free)].map((id) => free.indexOf(id));
+    const at = [0, ...[3, 9, 13, 22].map((k) => firsts.find((f) => f >= k)!)];
+    assert.ok(new Set(at).size >= 4, `first occurrences ${firsts}`);
+    for (const k of new Set(at)) {
+      const triggered = await collect(engine.generate({ ...request, format, trigger: free[k] }));
+      const ids = triggered.events.map((e) => e.id);
+      assert.deepEqual(ids.slice(0, k + 1), free.slice(0, k + 1), `trigger at ${k}`);
+      assert.equal(triggered.finish, "stop");
+      assert.ok(
+        answers.includes(tiny.decode(ids.slice(k + 1))),
+        `trigger at ${k}: ${tiny.decode(ids.slice(k + 1))}`,
+      );
+      const alone = await collect(stepwise.generate({ ...request, format, trigger: free[k] }));
+      assert.deepEqual(alone.events.map((e) => e.id), ids, `trigger at ${k}, one step per readback`);
+    }
     // A triggered format xgrammar cannot compile is dropped: the output is free.
     const broken = { schema: JSON.stringify({ $ref: "#/$defs/missing" }), strict: true };
-    const dropped = await collect(engine.generate({ ...request, format: broken, trigger: free[0] }));
+    const dropped = await collect(engine.generate({ ...request, format: broken, trigger: free[at[2]] }));
     assert.deepEqual(dropped.events.map((e) => e.id), free);
     assert.throws(() => engine.generate({ ...request, trigger: 5 }), /needs an output format/);
     assert.throws(() => engine.generate({ ...request, format, trigger: 2 }), /stop id or banned/);
   } finally {
     await engine.close();
+    await stepwise.close();
   }
   assert.equal(model.pool.usedBlocks, 0);
 });
@@ -570,6 +586,42 @@ Deno.test("auto with an alternative format: the first token is the trigger or th
     await failing.close();
   }
   assert.equal(model.pool.usedBlocks, 0);
+});
+
+Deno.test("auto: calls the tiny model writes after text follow the tools' schemas, whole and streamed", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused" });
+    const validators = new Map(FUNCTIONS.map((f) => [f.name, ajv.compile(f.parameters)]));
+    const trigger = String(service.tokenizer.special("[TOOL_CALLS]"));
+    const body = {
+      model: service.model.id,
+      messages: [{ role: "user" as const, content: "Weather in Oslo?" }],
+      tools: TOOLS,
+      // A bias that makes greedy decoding write [TOOL_CALLS] after two tokens of text (found by trying).
+      logit_bias: { [trigger]: 3 },
+      temperature: 0,
+      max_tokens: 600,
+    };
+    const { message, finish_reason } = (await client.chat.completions.create(body)).choices[0];
+    assert.equal(finish_reason, "tool_calls", JSON.stringify(message));
+    assert.ok(message.content, "text before the calls");
+    for (const call of message.tool_calls!) {
+      assert.ok(call.type === "function");
+      const validate = validators.get(call.function.name)!;
+      assert.ok(validate(JSON.parse(call.function.arguments)), call.function.arguments);
+    }
+    let content = "", args = "";
+    for await (const chunk of await client.chat.completions.create({ ...body, stream: true })) {
+      const delta = chunk.choices[0]?.delta;
+      content += delta?.content ?? "";
+      for (const call of delta?.tool_calls ?? []) args += call.function?.arguments ?? "";
+    }
+    assert.equal(content, message.content);
+    assert.equal(
+      args,
+      message.tool_calls!.map((c) => c.type === "function" ? c.function.arguments : "").join(""),
+    );
+  });
 });
 
 Deno.test("response_format with tools under auto: calls, or text in the format (chat and Responses)", async () => {

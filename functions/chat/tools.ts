@@ -3,9 +3,9 @@
  * calls read back out of the generated tokens.
  *
  * The model calls functions by writing [TOOL_CALLS] and then a JSON list of `{"name", "arguments"}`. Under
- * `"auto"` it decides: when its answer begins with [TOOL_CALLS], what follows is constrained to a list of calls
- * whose arguments follow the functions' parameter schemas (the output-format machinery of `response_format`);
- * text is free, and calls written after text are parsed as they come. `"required"` (Mistral's `"any"`) and a
+ * `"auto"` it decides: wherever it writes [TOOL_CALLS] (first, or after some text), what follows is constrained to a
+ * list of calls whose arguments follow the functions' parameter schemas (the output-format machinery of
+ * `response_format`); text is free. `"required"` (Mistral's `"any"`) and a
  * named function begin the answer with [TOOL_CALLS] themselves. `"none"` keeps the tools in
  * the prompt, as mistral_common does, and bans [TOOL_CALLS].
  */
@@ -130,7 +130,7 @@ export function fromRequest(value: unknown, param: string): PyValue {
 export interface ToolGeneration {
   lead: number[];
   format?: OutputFormat;
-  /** The format applies only after this first token (the model's own [TOOL_CALLS] under "auto"). */
+  /** The format applies only after this token, wherever it comes (the model's own [TOOL_CALLS] under "auto"). */
   trigger?: number;
   banned: number[];
 }

@@ -47,15 +47,16 @@ export interface GenerateRequest {
   /** The format the output must follow (constrained decoding); undefined: free text. */
   format?: OutputFormat;
   /**
-   * With a format: it applies only if the first generated token is this one, and then to what follows it (a
-   * model's own [TOOL_CALLS] begins calls that must follow the tools' schemas; text is free). Such a format
-   * that cannot be compiled is dropped (the output is free) rather than failing the request.
+   * With a format: it applies to what follows this token, wherever the output writes it (a model's own
+   * [TOOL_CALLS] begins calls that must follow the tools' schemas, also after some text; text is free). Such a
+   * format that cannot be compiled is dropped (the output is free) rather than failing the request.
    */
   trigger?: number;
   /**
    * With a trigger: the format the output follows when its first token is not the trigger (an answer in text
    * under `response_format`, where the model may also call tools). The first token is then this format's or
-   * the trigger. Unlike the triggered format, one that cannot be compiled fails the request.
+   * the trigger, and only the first may be the trigger. Unlike the triggered format, one that cannot be compiled
+   * fails the request.
    */
   orElse?: OutputFormat;
   /** Tokens never to sample (e.g. [TOOL_CALLS] under `tool_choice: "none"`). */

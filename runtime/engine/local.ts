@@ -116,8 +116,16 @@ class Sequence {
   allowed?: Uint32Array;
   /** Whether the sequence is done with its matcher: one that comes later is released at once. */
   #constraintDone = false;
-  /** With a trigger token: undefined until the first token, then whether it was the trigger (the format applies). */
+  /**
+   * With a trigger token: true once the output wrote it (the format applies), false when the first token was not
+   * it under an alternative format (which then applies), undefined before.
+   */
   triggered?: boolean;
+  /**
+   * Bumped when tokens sampled past an accepted one no longer hold (the trigger came inside a decode run, and what
+   * followed it was sampled without the format): runs launched before are void for this sequence.
+   */
+  epoch = 0;
   /** The matcher of the format that applies unless the first token is the trigger (`orElse`). */
   alternative?: TokenConstraint;
   /** A triggered format that could not be compiled: the output is free. */
@@ -251,6 +259,8 @@ interface Pass {
 /** Decode steps submitted back to back: ids and log-probabilities of each step (rows) and sequence (columns). */
 interface DecodeRun {
   seqs: Sequence[];
+  /** Each sequence's epoch when the run was launched. */
+  epochs: number[];
   steps: number;
   ids: Tensor;
   logprobs: Tensor;
@@ -821,7 +831,7 @@ export class LocalEngine implements Engine {
   async #chain(current: DecodeRun): Promise<DecodeRun | undefined> {
     const seqs = current.seqs.filter((s) => this.#running.includes(s));
     const idle = !this.#closed && this.#waiting.length === 0 && seqs.length === this.#running.length &&
-      seqs.every((s) => !s.cancelled);
+      seqs.every((s) => !s.cancelled && s.epoch === current.epochs[current.seqs.indexOf(s)]);
     if (!idle) return undefined;
     const run = this.#runLength(seqs, current.steps);
     return run > 1 ? await this.#launchRun(seqs, run, current.steps, current) : undefined;
@@ -834,7 +844,14 @@ export class LocalEngine implements Engine {
   async #launchRun(seqs: Sequence[], run: number, ahead: number, after?: DecodeRun): Promise<DecodeRun> {
     const model = this.#model, { ctx } = model;
     const ids = ctx.tensor("u32", [run, seqs.length]), logprobs = ctx.tensor("f32", [run, seqs.length]);
-    const launched: DecodeRun = { seqs, steps: run, ids, logprobs, reads: Promise.resolve([]) };
+    const launched: DecodeRun = {
+      seqs,
+      epochs: seqs.map((s) => s.epoch),
+      steps: run,
+      ids,
+      logprobs,
+      reads: Promise.resolve([]),
+    };
     const firstIds = (s: Sequence): SequenceStep["ids"] =>
       after
         ? after.ids.sliceRows(after.steps - 1, 1).sliceCols(after.seqs.indexOf(s), 1)
@@ -886,7 +903,9 @@ export class LocalEngine implements Engine {
     const all = new Uint32Array(idWords.buffer), allLogprobs = new Float32Array(logprobWords.buffer);
     const n = run.seqs.length;
     for (let k = 0; k < run.steps; k++) {
-      const live = run.seqs.filter((s) => !s.cancelled && this.#running.includes(s));
+      const live = run.seqs.filter((s, i) =>
+        !s.cancelled && this.#running.includes(s) && s.epoch === run.epochs[i]
+      );
       for (const seq of live) seq.past += 1;
       this.#accept(
         live,
@@ -927,12 +946,19 @@ export class LocalEngine implements Engine {
       const { request } = seq;
       let follows: TokenConstraint | undefined;
       if (request.trigger !== undefined && seq.triggered === undefined) {
-        // The first token decides: the trigger puts the rest under the format, anything else frees it (or puts
-        // it, itself included, under the alternative).
-        seq.triggered = id === request.trigger;
-        if (seq.triggered) seq.releaseAlternative();
-        else seq.releaseConstraint();
-        follows = seq.alternative;
+        if (id === request.trigger) {
+          // What follows is the format's, wherever the trigger comes: tokens a decode run sampled past it, free,
+          // are dropped (their keys and values are overwritten as the sequence goes on).
+          seq.triggered = true;
+          seq.releaseAlternative();
+          seq.epoch++;
+        } else if (request.orElse) {
+          // Only the first token may be the trigger: anything else puts the answer, itself included, under the
+          // alternative.
+          seq.triggered = false;
+          seq.releaseConstraint();
+          follows = seq.alternative;
+        }
       } else follows = seq.alternate ? seq.alternative : seq.constraint;
       if (follows && !accepts(follows, id)) {
         this.#finish(seq, new Error(`token ${id} is outside the output format`));
