@@ -142,6 +142,8 @@ export interface RunningServer {
   ready: Promise<void>;
   /** Lets running requests finish (up to the grace period), then stops. */
   shutdown(): Promise<void>;
+  /** Resolves with why, if the engine stops for good after it served (its GPU device was lost). */
+  failed: Promise<string>;
 }
 
 /** Starts listening at once, then loads the model; /health answers 503 until it serves. */
@@ -185,6 +187,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
 
   let stopping: Promise<void> | undefined;
   const stopLoading = new AbortController();
+  const failed = Promise.withResolvers<string>();
   // The model runs in a worker thread, so that this one keeps serving /health, metrics and the streams while
   // the GPU works (see runtime/engine/worker.ts).
   const ready = WorkerEngine.start({
@@ -195,6 +198,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       service.engine = undefined;
       service.failure = reason;
       log.error("the engine stopped; /health answers 503", { error: reason });
+      failed.resolve(reason);
     },
   }).then((engine) => {
     if (stopping) return engine.close();
@@ -223,7 +227,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       await server.shutdown();
       await closing;
     })();
-  return { url: await listening.promise, service, ready, shutdown };
+  return { url: await listening.promise, service, ready, shutdown, failed: failed.promise };
 }
 
 export async function serve(argv: string[]): Promise<void> {
@@ -278,7 +282,13 @@ export async function serve(argv: string[]): Promise<void> {
   const onSignal = () => server.shutdown().then(stopped.resolve);
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
-  await stopped.promise;
+  // A server whose engine is gone answers nothing but 503: it exits (status 1), so that a supervisor (systemd,
+  // a container's restart policy) starts it again, as vLLM's server does when its engine dies.
+  const failure = await Promise.race([stopped.promise, server.failed]);
   Deno.removeSignalListener("SIGINT", onSignal);
   Deno.removeSignalListener("SIGTERM", onSignal);
+  if (failure !== undefined) {
+    await server.shutdown();
+    throw new Error(`${failure}; exiting`);
+  }
 }

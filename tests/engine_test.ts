@@ -5,12 +5,14 @@
 import assert from "node:assert/strict";
 import {
   EngineBusyError,
+  EngineClosedError,
   type GenerateRequest,
   GREEDY,
   RequestTooLongError,
   type TokenEvent,
 } from "../runtime/engine/engine.ts";
 import { LocalEngine } from "../runtime/engine/local.ts";
+import { GpuContext } from "../runtime/gpu/context.ts";
 import { EXACT, goldenImage, gridOf, loadTiny, manifest } from "./model_helpers.ts";
 
 const mm = manifest.multimodal[0];
@@ -80,6 +82,42 @@ Deno.test("32 concurrent streams yield exactly the tokens each yields alone, the
       kvBlocksUsed: 0,
       kvUsage: 0,
     });
+  } finally {
+    await engine.close();
+  }
+});
+
+Deno.test("a lost GPU device ends running, queued and later requests with its reason; none hangs", async () => {
+  // A device of its own, destroyed behind the context's back: the state a driver reset or GPU fault leaves.
+  const ctx = await GpuContext.create();
+  const model = await loadTiny("mistral", { kvTokens: 256 }, ctx);
+  const engine = new LocalEngine(model, { maxRunning: 1 });
+  const long = {
+    ids: [1, 3, ...Array(20).fill(1100), 4],
+    images: [],
+    sampling: GREEDY,
+    maxTokens: 200,
+    stopIds: [],
+  };
+  try {
+    const running = engine.generate(long);
+    await running.next();
+    const lost = /GPU device was lost \(destroyed.*\); the server must be restarted/;
+    const ended = [
+      assert.rejects(collect(running), lost),
+      assert.rejects(collect(engine.generate(long)), lost), // queued: one sequence runs at a time
+    ];
+    ctx.device.destroy();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise((_, reject) =>
+      timer = setTimeout(() => reject(new Error("a stream hung")), 20_000)
+    );
+    await Promise.race([Promise.all(ended), deadline]).finally(() => clearTimeout(timer));
+    assert.match((await engine.failed).message, lost);
+    assert.throws(
+      () => engine.generate(long),
+      (err) => err instanceof EngineClosedError && lost.test(err.message),
+    );
   } finally {
     await engine.close();
   }

@@ -27,14 +27,19 @@ export function gpu(): Promise<GpuContext> {
   return shared ??= GpuContext.create();
 }
 
-export async function loadTiny(layout: keyof typeof LAYOUTS, options: Partial<PixtralOptions> = {}) {
+/** The tiny model in one layout, on the tests' shared GPU context unless given another. */
+export async function loadTiny(
+  layout: keyof typeof LAYOUTS,
+  options: Partial<PixtralOptions> = {},
+  ctx?: GpuContext,
+) {
   const spec = LAYOUTS[layout];
   const location = await locateModel(fixture(spec.model).pathname, {
     mmproj: "mmproj" in spec ? fixture(spec.mmproj).pathname : undefined,
   });
   const opened = await openModel(location);
   try {
-    return await PixtralModel.load(await gpu(), opened.config, opened.weights, {
+    return await PixtralModel.load(ctx ?? await gpu(), opened.config, opened.weights, {
       kvTokens: 1024,
       ...options,
     });

@@ -20,6 +20,8 @@ import { nextTurn } from "../event_loop.ts";
 
 /** How long a step waits for the masks of its constrained sequences before it runs without those still coming. */
 const MASK_WAIT_MS = 50;
+/** How long a failed step waits to learn whether the device was lost. */
+const LOST_WAIT_MS = 100;
 
 /** Waits for `work`, or `ms` at most. */
 async function within(work: Promise<unknown>, ms: number): Promise<void> {
@@ -291,6 +293,9 @@ export class LocalEngine implements Engine {
   #running: Sequence[] = [];
   #loop?: Promise<void>;
   #closed = false;
+  /** Why the engine cannot run anything again (its GPU device was lost), once it cannot. */
+  #failure?: EngineClosedError;
+  readonly #failed = Promise.withResolvers<EngineClosedError>();
 
   constructor(model: PixtralModel, options: LocalEngineOptions = {}) {
     this.#model = model;
@@ -318,6 +323,22 @@ export class LocalEngine implements Engine {
     this.#prefixUnit = options.prefixCache === false
       ? 0
       : blockSize * this.prefillChunk / gcd(blockSize, this.prefillChunk);
+    model.ctx.lost.then((reason) => this.#fail(reason));
+  }
+
+  /** Resolves with the error every request gets once the engine cannot run anything again (a lost device). */
+  get failed(): Promise<EngineClosedError> {
+    return this.#failed.promise;
+  }
+
+  /** The device is gone: every request, running or to come, fails with the reason (HTTP 503). */
+  #fail(reason: string): void {
+    this.#failure = new EngineClosedError(`${reason}; the server must be restarted`);
+    log.error("the GPU device was lost; the engine stops", { reason });
+    for (const seq of [...this.#compiling, ...this.#waiting, ...this.#running]) {
+      this.#cancel(seq, this.#failure);
+    }
+    this.#failed.resolve(this.#failure);
   }
 
   stats(): EngineStats {
@@ -333,6 +354,7 @@ export class LocalEngine implements Engine {
   }
 
   generate(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<TokenEvent, FinishReason> {
+    if (this.#failure) throw this.#failure;
     if (this.#closed) throw new EngineClosedError("the server is shutting down");
     validateRequest(request, this.limits);
     if (request.format && !this.#constraints) {
@@ -442,8 +464,10 @@ export class LocalEngine implements Engine {
       try {
         await this.#step();
       } catch (err) {
-        log.error("engine step failed", { error: String((err as Error)?.stack ?? err) });
-        for (const seq of [...this.#running]) this.#finish(seq, err);
+        // A lost device fails the step with a bare message, and may report its loss a little later.
+        await within(this.#model.ctx.lost, LOST_WAIT_MS);
+        if (!this.#failure) log.error("engine step failed", { error: String((err as Error)?.stack ?? err) });
+        for (const seq of [...this.#running]) this.#finish(seq, this.#failure ?? err);
       }
       // Else a prompt read in steps without readbacks would hold the event loop until its end.
       if (this.#running.length) await nextTurn();

@@ -58,6 +58,8 @@ export type FromWorker =
   | { type: "finish"; id: number; reason: FinishReason; stats: EngineStats }
   | { type: "error"; id: number; error: SerializedError; stats: EngineStats }
   | { type: "stats"; stats: EngineStats }
+  /** The engine cannot run anything again (its GPU device was lost). */
+  | { type: "dead"; reason: string }
   | { type: "closed" };
 
 export function serializeError(err: unknown): SerializedError {
@@ -213,6 +215,9 @@ export class WorkerEngine implements Engine {
       case "error":
         this.#calls.get(message.id)?.channel.fail(deserializeError(message.error));
         this.#end(message.id);
+        break;
+      case "dead":
+        this.#die(message.reason);
         break;
       case "closed":
         this.#closing?.resolve();

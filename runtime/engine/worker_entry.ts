@@ -47,6 +47,7 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
     const { grammarThreads, ...options } = message.engine;
     grammar = new GrammarPool(() => new GrammarWorker(vocab), { threads: grammarThreads });
     engine = new LocalEngine(model, { ...options, prefillChunk, constraints: grammar });
+    engine.failed.then((error) => post({ type: "dead", reason: error.message }));
     setInterval(sendStats, STATS_MS);
     post({
       type: "ready",

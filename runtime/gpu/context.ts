@@ -58,6 +58,12 @@ export class GpuContext {
   #constants = new Map<string, Tensor>();
   #owned = new Set<GPUBuffer>();
   #ownedBytes = 0;
+  #destroyed = false;
+  /**
+   * Resolves with why, if the device is lost other than by destroy() (a driver reset, a GPU fault): every later GPU
+   * call fails or does nothing (readbacks reject with a bare "validation error"), so nothing can run on it again.
+   */
+  readonly lost: Promise<string>;
 
   constructor(gpu: Gpu, options: ContextOptions = {}) {
     this.gpu = gpu;
@@ -75,6 +81,11 @@ export class GpuContext {
     this.#submitBudgetMs = options.submitBudgetMs ?? 50;
     this.maxWorkgroupsPerDimension = limits.maxComputeWorkgroupsPerDimension;
     this.maxBufferSize = limits.maxBufferSize;
+    this.lost = gpu.device.lost.then((info) =>
+      this.#destroyed
+        ? new Promise<never>(() => {})
+        : `the GPU device was lost (${info.reason}${info.message ? `: ${info.message}` : ""})`
+    );
   }
 
   static async create(options: ContextOptions = {}): Promise<GpuContext> {
@@ -276,6 +287,7 @@ export class GpuContext {
   }
 
   destroy(): void {
+    this.#destroyed = true;
     this.pool.destroy();
     for (const buffer of this.#owned) buffer.destroy();
     this.device.destroy();
