@@ -14,6 +14,7 @@ import {
   jsonSchemaFormat,
   type OutputFormat,
   regexFormat,
+  xgrammarSchema,
 } from "../runtime/grammar/format.ts";
 import { XGrammarConstraints } from "../runtime/grammar/constraints.ts";
 import { allowedIds, constraints, EOS, seededRandom, tokenizer, walk } from "./grammar_helpers.ts";
@@ -105,6 +106,18 @@ const SCHEMAS: Record<string, unknown> = {
     maxItems: 2,
   },
   patterned: { type: "object", patternProperties: { "^a[0-9]$": { type: "boolean" } } },
+  // Sets beyond ASCII, `.` and negated sets: in a JSON string they match no quote, backslash or control character.
+  wider: {
+    type: "array",
+    prefixItems: [
+      { type: "string", pattern: "^[A-Za-zÀ-ÿ]{1,6}$" },
+      { type: "string", pattern: "^.{1,4}$" },
+      { type: "string", pattern: "^[^,]{1,4}$" },
+      { type: "string", pattern: "^[α-ω😀-🙏]{2}$" },
+    ],
+    items: false,
+    minItems: 4,
+  },
   union: {
     oneOf: [{ type: "integer" }, { type: "string", maxLength: 3 }, {
       type: "array",
@@ -176,18 +189,52 @@ Deno.test("random walks through the allowed tokens end in JSON that the schema v
         '\\d+(\\.\\d{1,2})? (EUR|"USD")',
         "[^\\n]{1,8}\\\\end",
         "(ab|cd)*x",
+        // xgrammar alone reads sets beyond ASCII as bytes, lets `.`, `\\S` and negated sets write any byte, and
+        // aborts on empty alternatives (an adversarial helper's cases): regex.ts prints them so that it does not.
+        "[éü]{2}",
+        "[α-ω]{3}",
+        "[😀-🙏]{2}",
+        "[\\u0400-\\u04FF]{3}",
+        "[\\u{10000}-\\u{10FFFF}]",
+        "[é-ü]{1,4}x",
+        "[^é]{2}",
+        ".{3}",
+        "\\S{2}",
+        "[a-z]{3}\\t|[a-z]{2}[0-9]+",
+        "x\\r\\ny",
+        "a|",
+        "(|x)y",
+        "^ab|cd$",
+        "(?<n>a)(?:b|c)??d",
       ];
       for (const pattern of patterns) {
         const whole = new RegExp(`^(?:${pattern})$`, "u");
         const random = seededRandom(pattern.length);
         let finished = 0;
         for (let i = 0; i < 10; i++) {
-          const text = await walk(regexFormat(pattern), random, 60);
+          const text = await walk(regexFormat(pattern), random, 40);
           if (text === undefined) continue;
           finished++;
           assert.ok(whole.test(text), `${pattern}: ${JSON.stringify(text)}`);
         }
         assert.ok(finished >= 3, `${pattern}: only ${finished} of 10 walks finished`);
+      }
+      // What no output can be: refused with the reason, before anything compiles.
+      const refused: [string, RegExp][] = [
+        ["", /only the empty string/],
+        ["a^b", /"\^" where it matches nothing/],
+        ["a$b", /"\$" where it matches nothing/],
+        ["\\bword", /word boundaries/],
+        ["\\p{L}", /Unicode property/],
+        ["a\\x01", /U\+0001, which no token may write/],
+        [".{0,40}", /too long to compile/],
+        ["[a-z]?".repeat(9), /9 optional parts in a row/],
+      ];
+      for (const [pattern, message] of refused) {
+        assert.throws(
+          () => regexFormat(pattern),
+          (err: Error) => err instanceof FormatError && message.test(err.message),
+        );
       }
     },
   );
@@ -212,6 +259,28 @@ Deno.test("a token outside the format is refused, and text the schema forbids ca
     assert.ok(next.every((s) => "e".startsWith(s.slice(0, 1)) && s.length > 0), `after "tru": ${next}`);
   } finally {
     constraint.release();
+  }
+});
+
+Deno.test("a stop id that is also text (stop_token_ids) is allowed only where the format may end", async () => {
+  const [quote, a, b] = ['"', "a", "b"].map((t) => tokenizer.encode(t)[0]);
+  const has = (mask: Uint32Array, id: number) => ((mask[id >> 5] >>> (id & 31)) & 1) === 1;
+  const format = regexFormat('a"b|ab');
+  const plain = await constraints.constrain(format, [EOS]);
+  const stopping = await constraints.constrain(format, [EOS, quote]);
+  try {
+    assert.ok(plain.accept(a) && stopping.accept(a));
+    // After "a" the format may write a quote, but as a stop id it would end the answer half-written.
+    const [free, stopped] = [await plain.allowed(), await stopping.allowed()];
+    assert.ok(has(free, quote) && !has(free, EOS));
+    assert.ok(!has(stopped, quote) && !has(stopped, EOS) && has(stopped, b));
+    // After "ab" the format is complete: it may end, with either stop id.
+    assert.ok(stopping.accept(b));
+    const done = await stopping.allowed();
+    assert.ok(has(done, EOS) && has(done, quote));
+  } finally {
+    plain.release();
+    stopping.release();
   }
 });
 
@@ -350,8 +419,7 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     ],
     // Found by an adversarial search (random walks over hundreds of generated schemas): each of these was
     // accepted by xgrammar and produced output the schema refuses, stalled the walk, or aborted xgrammar.
-    [{ type: "string", pattern: "^[\u00e0-\u00ff]{1,3}$" }, /set/],
-    [{ type: "string", pattern: "^\\bword$" }, /"\\b"/],
+    [{ type: "string", pattern: "^\\bword$" }, /word boundaries/],
     [{ type: "object", additionalProperties: { type: "integer" }, minProperties: 2 }, /"minProperties"/],
     [
       { type: "object", properties: { a: { type: "integer" } }, additionalProperties: true },
@@ -373,10 +441,9 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     [{ type: "object", properties: { 'a"b': { type: "integer" } } }, /property names with quotes/],
     [{ type: "object", properties: { a: false } }, /can never appear/],
     [{ enum: [] }, /non-empty/],
-    [{ type: "string", pattern: "^(([a-z]{1,30}){1,30}){1,30}$" }, /repetitions/],
-    [{ type: "string", pattern: "^[a-z]{300}$" }, /repetitions/],
-    [{ type: "string", pattern: "^[ -\\\\]+$" }, /set/],
-    [{ type: "string", pattern: "^[\\b]$" }, /set/],
+    [{ type: "string", pattern: "^(([a-z]{1,30}){1,30}){1,30}$" }, /too long to compile/],
+    [{ type: "string", pattern: "^[a-z]{900}$" }, /too long to compile/],
+    [{ type: "string", pattern: "^[\\b]$" }, /U\+0008, which a JSON string holds only escaped/],
     [
       { type: "object", properties: { a: { type: "integer" } }, dependencies: { a: ["b"] } },
       /"dependencies"/,
@@ -395,13 +462,11 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     [{ type: "integer", default: nested(200) }, /values nested deeper than 128/],
     // Deeper groups break xgrammar's regex conversion (300 levels did); 32 compile.
     [{ type: "string", pattern: "(".repeat(33) + "a" + ")".repeat(33) }, /nests groups deeper than 32/],
-    // xgrammar writes a pattern's matches unescaped: sets that hold a quote, a backslash or a control character.
-    [{ type: "string", pattern: "^.+$" }, /"\." could match a quote/],
-    [{ type: "string", pattern: "^[^,]+$" }, /negated set/],
-    [{ type: "string", pattern: "^[ -~]{1,9}$" }, /set \[ -~/],
-    [{ type: "string", pattern: "^a\\sb$" }, /"\\s"/],
-    [{ type: "string", pattern: '^say "hi"$' }, /quote/],
-    [{ type: "string", pattern: "^[\\x00-\\x7f]+$" }, /set/],
+    // xgrammar writes a pattern's matches unescaped: a quote, a backslash or a control character the pattern
+    // needs (sets lose them: `.` matches none).
+    [{ type: "string", pattern: '^say "hi"$' }, /U\+0022, which a JSON string holds only escaped/],
+    [{ type: "string", pattern: "^a\\\\b$" }, /U\+005C/],
+    [{ type: "string", pattern: '^["\\\\]$' }, /a set of such characters only/],
     // The grammar would keep one of these and drop the other.
     [{ type: "string", pattern: "^[a-z]+$", maxLength: 3 }, /pattern and minLength\/maxLength/],
     [{ type: "string", format: "date", minLength: 3 }, /format and minLength/],
@@ -423,7 +488,11 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
   // patterns in a group (xgrammar would bind the quotes to the outer alternatives of "a|b").
   const format = jsonSchemaFormat(SCHEMAS.invoice);
   const sent = JSON.parse(format.schema);
-  assert.deepEqual(sent.$defs.Line.properties.sku, { type: "string", pattern: "(^[A-Z]{2}[0-9]{2}$)" });
+  assert.deepEqual(sent.$defs.Line.properties.sku, { type: "string", pattern: "^[A-Z]{2}[0-9]{2}$" });
+  assert.deepEqual(JSON.parse(xgrammarSchema(format)).$defs.Line.properties.sku, {
+    type: "string",
+    pattern: "[\\x41-\\x5A]{2}[\\x30-\\x39]{2}",
+  });
   assert.deepEqual(sent.properties, (SCHEMAS.invoice as { properties: unknown }).properties);
   assert.equal(format.strict, true);
   // Recursion is no depth (a reference back into its own path counts once); a chain of 12 definitions passes.
@@ -435,7 +504,7 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
   const normalised = (schema: unknown) => JSON.parse(jsonSchemaFormat(schema).schema);
   assert.deepEqual(normalised({ type: "string", format: "email", pattern: "^[a-z]+@x\\.com$" }), {
     type: "string",
-    pattern: "(^[a-z]+@x\\.com$)",
+    pattern: "^[a-z]+@x\\.com$",
   });
   assert.deepEqual(normalised({ type: "integer", format: "int32" }), { type: "integer" });
   assert.deepEqual(normalised({ type: "string", nullable: true }), { type: ["string", "null"] });
@@ -552,7 +621,8 @@ Deno.test("vLLM's guided_json, guided_choice and structured_outputs: response_fo
       [{ structured_outputs: { choices: ["a"] } }, "structured_outputs", /names no constraint/],
       [{ structured_outputs: { grammar: "root ::= a" } }, "structured_outputs.grammar", /not by a grammar/],
       [{ guided_regex: "(?=a)a" }, "guided_regex", /look-around/],
-      [{ guided_regex: "(a{1000}){1000}" }, "guided_regex", /repetitions/],
+      [{ guided_regex: "(a{1000}){1000}" }, "guided_regex", /too long to compile/],
+      [{ guided_regex: "" }, "guided_regex", /only the empty string/],
       [{ guided_choice: ["a"], guided_json: SHORT }, "guided_choice", /give one/],
       [{ guided_json: "{not json" }, "guided_json", /JSON/],
       [{ guided_json: { type: "object", not: {} } }, "guided_json", /"not" is not supported/],

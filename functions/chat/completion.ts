@@ -182,7 +182,8 @@ async function runChoice(
   let toolCalls: ToolCallOut[] | undefined;
   if (calls) {
     lists[lists.length - 1] += calls.flush();
-    // Calls the grammar did not check (written after text) must name the tools, and come alone if asked to.
+    // Calls the grammar did not check (tools too large for one grammar, or a grammar that failed to compile) must
+    // name the tools, and come alone if asked to.
     const parsed = lists.map((list) => parseToolCalls(list, prepared.tools!.names));
     toolCalls = parsed.every((list) => list !== undefined) ? parsed.flat() : undefined;
     if (toolCalls && prepared.tools!.single && toolCalls.length > 1) toolCalls = undefined;

@@ -13,7 +13,8 @@ import type { Constraints, TokenConstraint } from "../engine/engine.ts";
 import { InvalidRequestError } from "../engine/engine.ts";
 import { log } from "../log.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
-import { formatKey, type OutputFormat } from "./format.ts";
+import { formatKey, type OutputFormat, xgrammarSchema } from "./format.ts";
+import { xgrammarPattern } from "./regex.ts";
 import { TokenGuard, type Vocabulary, vocabulary } from "./vocabulary.ts";
 import { explained, type XGrammar, xgrammar, XGrammarError } from "./xgrammar.ts";
 
@@ -38,10 +39,12 @@ export function compileFormat(
     );
   }
   if (format.kind === "regex") {
-    const tag = { type: "structural_tag", format: { type: "regex", pattern: format.schema } };
-    return compiler.compileStructuralTag(tag as never);
+    const pattern = xgrammarPattern(format.schema, "text", "");
+    return compiler.compileStructuralTag(
+      { type: "structural_tag", format: { type: "regex", pattern } } as never,
+    );
   }
-  return compiler.compileJSONSchema(format.schema, true, undefined, undefined, format.strict);
+  return compiler.compileJSONSchema(xgrammarSchema(format), true, undefined, undefined, format.strict);
 }
 
 /** One instance of xgrammar with the vocabulary loaded, and the grammars compiled in it. */
@@ -108,13 +111,23 @@ export class XGrammarConstraints implements Constraints {
     }
     const matcher = await instance.xg.GrammarMatcher.createGrammarMatcher(compiled, [...stopIds]);
     const vocab = this.#vocabulary();
-    const guard = new TokenGuard(vocab, format.kind === undefined);
+    const json = format.kind === undefined;
+    const guard = new TokenGuard(vocab, json);
+    const tokens = json ? vocab.safe : vocab.text;
+    // Stop ids that write nothing (</s>) are allowed where the format may end; one that is also text (a client's
+    // stop_token_ids) ends the answer too, so it is allowed only there, not wherever the text could hold it.
+    const writesNothing = (id: number) => vocab.offsets[id] === vocab.offsets[id + 1];
+    const ending = stopIds.filter(writesNothing), written = stopIds.filter((id) => !writesNothing(id));
+    const bit = (mask: ArrayLike<number>, id: number) => mask[id >> 5] & (1 << (id & 31));
     return {
       allowed: async () => {
         const mask = await matcher.getNextTokenBitmask();
-        const allowed = new Uint32Array(vocab.safe.length);
-        for (let w = 0; w < allowed.length; w++) allowed[w] = mask[w] & vocab.safe[w];
-        for (const id of stopIds) allowed[id >> 5] |= mask[id >> 5] & (1 << (id & 31));
+        const allowed = new Uint32Array(tokens.length);
+        for (let w = 0; w < allowed.length; w++) allowed[w] = mask[w] & tokens[w];
+        for (const id of ending) allowed[id >> 5] |= bit(mask, id);
+        if (ending.length && !ending.some((id) => bit(mask, id))) {
+          for (const id of written) allowed[id >> 5] &= ~(1 << (id & 31));
+        }
         guard.narrow(allowed);
         return allowed;
       },

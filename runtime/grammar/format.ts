@@ -7,6 +7,8 @@
  * Keywords it would silently ignore (`not`, `uniqueItems`, `if`...) are refused rather than half obeyed.
  */
 
+import { type PatternTarget, xgrammarPattern } from "./regex.ts";
+
 export interface OutputFormat {
   /** The JSON Schema the output must satisfy, as JSON text; a choice's strings as a JSON list; a regex. */
   schema: string;
@@ -48,11 +50,11 @@ export function choiceFormat(choices: unknown): OutputFormat {
 
 /**
  * vLLM's `guided_regex`: the output is text the pattern matches whole. The pattern is checked as a JSON Schema
- * `pattern` is (valid, no look-around or back-references, groups and bounded repetitions within what xgrammar
- * compiles in time), except that its matches need not fit in a JSON string.
+ * `pattern` is (see regex.ts), except that its matches need not fit in a JSON string: its sets lose only the
+ * control characters no token writes.
  */
 export function regexFormat(pattern: unknown): OutputFormat {
-  checkPattern(pattern, "", false);
+  checkPattern(pattern, "", "text");
   if (new TextEncoder().encode(pattern as string).length > MAX_SCHEMA_BYTES) {
     throw new FormatError(`the pattern is larger than ${MAX_SCHEMA_BYTES} bytes`, "");
   }
@@ -197,16 +199,30 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
   if (nesting(normalised) > MAX_DEPTH) {
     throw new FormatError(`the schema nests deeper than ${MAX_DEPTH} through its references`, "");
   }
-  const grouped = mapSchemas(
-    normalised,
-    (s) => typeof s.pattern === "string" ? { ...s, pattern: `(${s.pattern})` } : s,
-  );
-  const text = JSON.stringify(grouped);
+  const text = JSON.stringify(normalised);
   // Measured as sent (formats become patterns), in bytes, which the wire's limit on characters then also meets.
   if (new TextEncoder().encode(text).length > MAX_SCHEMA_BYTES) {
     throw new FormatError(`the schema is larger than ${MAX_SCHEMA_BYTES} bytes`, "");
   }
   return { schema: text, strict: true };
+}
+
+/**
+ * The JSON Schema text xgrammar compiles for a (checked) JSON format: its patterns, and the patterns of its
+ * patternProperties, printed as regex.ts prints them for JSON strings.
+ */
+export function xgrammarSchema(format: OutputFormat): string {
+  const print = (pattern: string) => xgrammarPattern(pattern, "json", "");
+  return JSON.stringify(mapSchemas(JSON.parse(format.schema), (s) => {
+    const out = { ...s };
+    if (typeof s.pattern === "string") out.pattern = print(s.pattern);
+    if (isSchemaMap(s.patternProperties)) {
+      out.patternProperties = Object.fromEntries(
+        Object.entries(s.patternProperties).map(([name, sub]) => [print(name), sub]),
+      );
+    }
+    return out;
+  }));
 }
 
 /** A function a forced tool call may name, and the schema of its arguments (checked by jsonSchemaFormat). */
@@ -596,12 +612,10 @@ function checkSchema(schema: unknown, path: string, depth: number, root: unknown
 }
 
 /**
- * A regular expression the grammar can spell and whose every match a JSON string can hold as it is: xgrammar
- * writes a pattern's characters between the quotes unescaped, so a pattern that could match a quote, a
- * backslash or a control character (`.`, `[^...]`, `\\s`, `[ -~]`...) would produce invalid JSON. Valid, without
- * look-around or back-references, and its character sets without those characters.
+ * A regular expression the grammar can spell: valid, without look-around or back-references, groups nested at
+ * most MAX_GROUP_DEPTH deep, and what regex.ts can print for xgrammar (`target`: in a JSON string, or text).
  */
-function checkPattern(pattern: unknown, path: string, inJson = true): void {
+function checkPattern(pattern: unknown, path: string, target: PatternTarget = "json"): void {
   if (typeof pattern !== "string") throw new FormatError("a pattern must be a string", path);
   try {
     new RegExp(pattern, "u");
@@ -620,21 +634,7 @@ function checkPattern(pattern: unknown, path: string, inJson = true): void {
   if (groupDepth(pattern) > MAX_GROUP_DEPTH) {
     throw new FormatError(`the pattern nests groups deeper than ${MAX_GROUP_DEPTH}`, path);
   }
-  if (repetitions(pattern) > MAX_REPETITIONS) {
-    throw new FormatError(
-      `the pattern's bounded repetitions ({n,m}, nested ones multiplied) add up to more than ${MAX_REPETITIONS}: ` +
-        "its grammar would take too long to compile; use + or * where the exact bound does not matter",
-      path,
-    );
-  }
-  const unsafe = inJson && unsafeInJsonString(pattern);
-  if (unsafe) {
-    throw new FormatError(
-      `the pattern's ${unsafe} could match a quote, a backslash or a control character, which this server ` +
-        "would write into the JSON string unescaped: use character sets without them",
-      path,
-    );
-  }
+  xgrammarPattern(pattern, target, path);
 }
 
 /**
@@ -655,115 +655,4 @@ function groupDepth(pattern: string): number {
     else if (c === ")") depth--;
   }
   return deepest;
-}
-
-/** Grammar states a pattern's bounded repetitions make, about: xgrammar spells `x{0,m}` as m copies of x. */
-const MAX_REPETITIONS = 256;
-
-/**
- * The sum over a pattern's bounded repetitions of their upper bounds, a group's repetition multiplying what is
- * inside it (escapes and sets skipped; a valid pattern).
- */
-function repetitions(pattern: string): number {
-  const levels = [0];
-  let last = 0; // what the atom before a quantifier costs
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i];
-    if (c === "\\") {
-      i++;
-      last = 1;
-    } else if (c === "[") {
-      while (i < pattern.length && pattern[i] !== "]") i += pattern[i] === "\\" ? 2 : 1;
-      last = 1;
-    } else if (c === "(") {
-      levels.push(0);
-    } else if (c === ")") {
-      last = Math.max(1, levels.pop()!);
-    } else if (c === "{") {
-      const m = /^\{(\d+)(?:,(\d*))?\}/.exec(pattern.slice(i));
-      if (m) {
-        const bound = m[2] === undefined ? Number(m[1]) : m[2] === "" ? Number(m[1]) : Number(m[2]);
-        levels[levels.length - 1] += last * bound;
-        i += m[0].length - 1;
-        last = 0;
-      }
-    } else {
-      last = 1;
-    }
-  }
-  return levels[0];
-}
-
-/** Code points a JSON string cannot hold unescaped. */
-const unsafeCode = (lo: number, hi: number) =>
-  lo < 0x20 || (lo <= 0x22 && hi >= 0x22) || (lo <= 0x5c && hi >= 0x5c);
-/** Escapes that stand for a set containing such a character, or for one (\\b, \\B: boundaries xgrammar lacks). */
-const UNSAFE_ESCAPES = new Set(["D", "W", "S", "s", "n", "r", "t", "f", "v", "0", "c", "\\", '"', "p", "P"]);
-
-/** The part of a (valid) pattern that could match a character unsafe in a JSON string, or undefined. */
-function unsafeInJsonString(pattern: string): string | undefined {
-  const chars = [...pattern];
-  /** The code point an escape at chars[i] (after the backslash) stands for, and where it ends. */
-  const escaped = (i: number): { code?: number; end: number; bad: boolean } => {
-    const c = chars[i];
-    if (c === "x") return { code: parseInt(chars.slice(i + 1, i + 3).join(""), 16), end: i + 3, bad: false };
-    if (c === "u") {
-      const braces = chars[i + 1] === "{";
-      const hex = braces
-        ? chars.slice(i + 2, chars.indexOf("}", i)).join("")
-        : chars.slice(i + 1, i + 5).join("");
-      return { code: parseInt(hex, 16), end: braces ? chars.indexOf("}", i) + 1 : i + 5, bad: false };
-    }
-    if (UNSAFE_ESCAPES.has(c)) return { end: i + 1, bad: true };
-    return { code: /[dw]/.test(c) ? undefined : c.codePointAt(0), end: i + 1, bad: /[bB]/.test(c) };
-  };
-  for (let i = 0; i < chars.length;) {
-    const c = chars[i];
-    if (c === "\\") {
-      const e = escaped(i + 1);
-      if (e.bad || (e.code !== undefined && unsafeCode(e.code, e.code))) return `"\\${chars[i + 1]}"`;
-      i = e.end;
-    } else if (c === ".") {
-      return '"."';
-    } else if (c === '"') {
-      return "quote";
-    } else if (c === "[") {
-      if (chars[i + 1] === "^") return "negated set";
-      const start = i;
-      i++;
-      while (i < chars.length && chars[i] !== "]") {
-        let lo: number | undefined;
-        if (chars[i] === "\\") {
-          const e = escaped(i + 1);
-          if (e.bad) return `set ${chars.slice(start, i + 2).join("")}`;
-          lo = e.code;
-          i = e.end;
-        } else {
-          lo = chars[i].codePointAt(0)!;
-          i++;
-        }
-        let hi = lo;
-        if (chars[i] === "-" && chars[i + 1] !== "]" && lo !== undefined) {
-          i++;
-          if (chars[i] === "\\") {
-            const e = escaped(i + 1);
-            if (e.bad || e.code === undefined) return `set ${chars.slice(start, e.end).join("")}`;
-            hi = e.code;
-            i = e.end;
-          } else {
-            hi = chars[i].codePointAt(0)!;
-            i++;
-          }
-        }
-        // xgrammar reads a range's ends as bytes: one beyond ASCII matches broken UTF-8.
-        if (lo !== undefined && hi !== undefined && (unsafeCode(lo, hi) || (lo !== hi && hi > 0x7f))) {
-          return `set ${chars.slice(start, i).join("")}`;
-        }
-      }
-      i++;
-    } else {
-      i++;
-    }
-  }
-  return undefined;
 }

@@ -20,6 +20,11 @@ const MAX_WHITESPACE = 20;
  */
 const jsonSafe = (bytes: Uint8Array) =>
   bytes.every((b) => (b >= 0x20 || b === 0x0a) && b !== 0xc0 && b !== 0xc1 && b < 0xf5);
+/** Whether a token may appear in text (a choice, a regular expression's match): tab and carriage return too. */
+const textSafe = (bytes: Uint8Array) =>
+  bytes.every((b) =>
+    (b >= 0x20 || b === 0x0a || b === 0x09 || b === 0x0d) && b !== 0xc0 && b !== 0xc1 && b < 0xf5
+  );
 
 /**
  * Lead bytes after which UTF-8 allows only part of the continuation bytes, and that part: xgrammar 0.1.27 takes
@@ -67,6 +72,8 @@ export interface Vocabulary {
   offsets: Uint32Array;
   /** The tokens jsonSafe allows, a bit per id. */
   safe: Uint32Array;
+  /** The tokens textSafe allows. */
+  text: Uint32Array;
   /** Per token, 1 + the index in RESTRICTED_LEADS of the lead byte it ends with; 0 when it ends otherwise. */
   leads: Uint8Array;
   /** Per restricted lead, the tokens that may follow it: those beginning with a continuation byte it allows. */
@@ -86,7 +93,7 @@ export function vocabulary(tokenizer: Tokenizer, vocabSize: number): Vocabulary 
   const tokens: string[] = [];
   const pieces: Uint8Array[] = [];
   const offsets = new Uint32Array(vocabSize + 1);
-  const safe = new Uint32Array(words);
+  const safe = new Uint32Array(words), text = new Uint32Array(words);
   const leads = new Uint8Array(vocabSize);
   const follows = RESTRICTED_LEADS.map(() => new Uint32Array(words));
   const spaced = Array.from({ length: MAX_WHITESPACE + 1 }, () => new Uint32Array(words));
@@ -97,28 +104,29 @@ export function vocabulary(tokenizer: Tokenizer, vocabSize: number): Vocabulary 
     const bytes = id < tokenizer.vocabSize && !tokenizer.isSpecial(id) ? tokenizer.tokenBytes(id) : undefined;
     tokens.push(bytes ? gpt2TokenString(bytes) : "");
     if (bytes && jsonSafe(bytes)) set(safe, id);
-    const text = bytes ?? empty;
-    pieces.push(text);
-    offsets[id + 1] = offsets[id] + text.length;
+    if (bytes && textSafe(bytes)) set(text, id);
+    const piece = bytes ?? empty;
+    pieces.push(piece);
+    offsets[id + 1] = offsets[id] + piece.length;
     // From the start of a run: the longest run a token makes alone, and the one its leading whitespace begins.
-    const alone = lex({ at: "between", run: 0 }, text).longest;
+    const alone = lex({ at: "between", run: 0 }, piece).longest;
     let leading = 0;
-    while (leading < text.length && isSpace(text[leading])) leading++;
+    while (leading < piece.length && isSpace(piece[leading])) leading++;
     for (let k = 0; k <= MAX_WHITESPACE; k++) {
       // After a run of MAX_WHITESPACE - k, the leading whitespace extends it; later runs stand alone.
       if (alone <= MAX_WHITESPACE && leading <= k) set(spaced[k], id);
     }
-    if (lex({ at: "string", run: 0 }, text).longest <= MAX_WHITESPACE) set(inString, id);
-    if (lex({ at: "escape", run: 0 }, text).longest <= MAX_WHITESPACE) set(inEscape, id);
-    if (!text.length) continue;
-    leads[id] = RESTRICTED_LEADS.findIndex(({ lead }) => lead === text.at(-1)) + 1;
+    if (lex({ at: "string", run: 0 }, piece).longest <= MAX_WHITESPACE) set(inString, id);
+    if (lex({ at: "escape", run: 0 }, piece).longest <= MAX_WHITESPACE) set(inEscape, id);
+    if (!piece.length) continue;
+    leads[id] = RESTRICTED_LEADS.findIndex(({ lead }) => lead === piece.at(-1)) + 1;
     RESTRICTED_LEADS.forEach(({ from, to }, i) => {
-      if (text[0] >= from && text[0] <= to) set(follows[i], id);
+      if (piece[0] >= from && piece[0] <= to) set(follows[i], id);
     });
   }
   const all = new Uint8Array(offsets[vocabSize]);
   pieces.forEach((piece, id) => all.set(piece, offsets[id]));
-  return { tokens, bytes: all, offsets, safe, leads, follows, spaced, inString, inEscape };
+  return { tokens, bytes: all, offsets, safe, text, leads, follows, spaced, inString, inEscape };
 }
 
 /**

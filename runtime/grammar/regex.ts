@@ -1,0 +1,535 @@
+/**
+ * Regular expressions (JavaScript's syntax with the `u` flag, as JSON Schema and vLLM's `guided_regex` use them)
+ * printed again for xgrammar 0.1.27, whose regex conversion does not mean what it reads: it matches the members
+ * of a character set beyond ASCII as bytes (`[éü]` writes the byte E9, `[α-ω]` any byte of a range, code points
+ * above U+00FF cut to 8 bits), lets `.`, `\S` and negated sets write any byte (a lone UTF-8 continuation, a
+ * control character), ignores anchors in the middle and aborts on an empty alternative.
+ *
+ * A pattern is parsed here into sets of code points, sequences, alternatives and repetitions, and printed in the
+ * part of the syntax xgrammar reads as written: ASCII sets as sets, every code point beyond ASCII as the UTF-8
+ * byte sequences of its ranges (xgrammar does match a set of two or more byte values byte by byte; a set of one
+ * it writes as that code point, so a lone byte is printed as a set of it twice), and each set cut to what the
+ * output may hold. What cannot be printed so, or would cost too much to compile or to step, is refused with the
+ * reason.
+ */
+import { FormatError } from "./format.ts";
+
+/** Code point ranges, sorted, disjoint and not adjacent, ends included. */
+type Ranges = readonly (readonly [number, number])[];
+
+type Node =
+  | { kind: "set"; set: Ranges }
+  | { kind: "seq"; items: Node[] }
+  | { kind: "alt"; branches: Node[] }
+  | { kind: "repeat"; body: Node; min: number; max: number }
+  | { kind: "anchor"; at: "^" | "$" };
+
+/** Where a pattern's matches go: JSON strings (written unescaped between the quotes), or text. */
+export type PatternTarget = "json" | "text";
+
+const MAX_CODE_POINT = 0x10ffff;
+/** Every code point UTF-8 encodes (surrogates excluded). */
+const UNIVERSE: Ranges = [[0, 0xd7ff], [0xe000, MAX_CODE_POINT]];
+/**
+ * What the output may hold. In a JSON string: no quote, backslash or control character (xgrammar writes a match
+ * as it is). In text: no control character but tab, newline and carriage return (tokens with others are never
+ * allowed, see vocabulary.ts).
+ */
+const WRITABLE: Record<PatternTarget, Ranges> = {
+  json: subtract(UNIVERSE, [[0, 0x1f], [0x22, 0x22], [0x5c, 0x5c]]),
+  text: subtract(UNIVERSE, [[0, 0x08], [0x0b, 0x0c], [0x0e, 0x1f]]),
+};
+
+const DIGIT: Ranges = [[0x30, 0x39]];
+const WORD: Ranges = [[0x30, 0x39], [0x41, 0x5a], [0x5f, 0x5f], [0x61, 0x7a]];
+/** JavaScript's \s: white space and line terminators. */
+const SPACE: Ranges = [
+  [0x09, 0x0d],
+  [0x20, 0x20],
+  [0xa0, 0xa0],
+  [0x1680, 0x1680],
+  [0x2000, 0x200a],
+  [0x2028, 0x2029],
+  [0x202f, 0x202f],
+  [0x205f, 0x205f],
+  [0x3000, 0x3000],
+  [0xfeff, 0xfeff],
+];
+/** JavaScript's `.`: anything but a line terminator. */
+const DOT = subtract(UNIVERSE, [[0x0a, 0x0a], [0x0d, 0x0d], [0x2028, 0x2029]]);
+
+/**
+ * Compile cost, in byte sets after repetitions are spelled out: xgrammar writes `x{0,m}` as m copies of x.
+ * Measured over Pixtral's vocabulary on a 2-core machine: `[a-z]{0,300}` (300) compiles in 0.7 s, `.{0,20}`
+ * (780) in 0.9 s, `.{0,256}` in 21 s.
+ */
+const MAX_COST = 800;
+/**
+ * Parts that may match nothing, in a row: every next token's mask looks through all of them. Measured per mask:
+ * 8 `[a-z]?` 11 ms, 64 of them 0.9 s; 4 `.?` (39 byte sets each) 13 ms, 8 of them 160 ms.
+ */
+const MAX_OPTIONAL_RUN = { parts: 8, cost: 160 };
+/**
+ * `pattern` printed for xgrammar, matching what it matches whole (anchors at its ends dropped), less what
+ * `target` may not hold. Throws a FormatError (at `path`) for what cannot be so.
+ */
+export function patternCost(pattern: string, target: PatternTarget): number {
+  return cost(cut(new Parser([...pattern], "").parse(), WRITABLE[target], target, ""));
+}
+
+export function xgrammarPattern(pattern: string, target: PatternTarget, path: string): string {
+  const root = new Parser([...pattern], path).parse();
+  const writable = cut(root, WRITABLE[target], target, path);
+  anchors(writable, true, true, path);
+  if (maxLength(writable) === 0) throw new FormatError("the pattern matches only the empty string", path);
+  if (cost(writable) > MAX_COST) {
+    throw new FormatError(
+      `the pattern would take too long to compile: its repetitions spell out more than ${MAX_COST} sets ` +
+        "(a set beyond ASCII counts each UTF-8 byte of each of its ranges: `.` 39, `\\S` 73): lower the bounds, or use + or *",
+      path,
+    );
+  }
+  const run = optionalRun(writable);
+  if (run.parts > MAX_OPTIONAL_RUN.parts || run.cost > MAX_OPTIONAL_RUN.cost) {
+    throw new FormatError(
+      `the pattern has ${run.parts} optional parts in a row (${run.cost} byte sets), more than the ` +
+        `${MAX_OPTIONAL_RUN.parts} (${MAX_OPTIONAL_RUN.cost}) whose masks each token can be given in time: ` +
+        "nest them, e.g. (a(b(c)?)?)?",
+      path,
+    );
+  }
+  return print(writable);
+}
+
+class Parser {
+  #at = 0;
+  constructor(readonly chars: string[], readonly path: string) {}
+
+  parse(): Node {
+    const node = this.#disjunction();
+    if (this.#at < this.chars.length) this.#fail(`unexpected "${this.chars[this.#at]}"`);
+    return node;
+  }
+
+  #fail(message: string): never {
+    throw new FormatError(`the pattern is not supported: ${message}`, this.path);
+  }
+
+  #disjunction(): Node {
+    const branches = [this.#alternative()];
+    while (this.chars[this.#at] === "|") {
+      this.#at++;
+      branches.push(this.#alternative());
+    }
+    return branches.length === 1 ? branches[0] : { kind: "alt", branches };
+  }
+
+  #alternative(): Node {
+    const items: Node[] = [];
+    while (this.#at < this.chars.length && this.chars[this.#at] !== "|" && this.chars[this.#at] !== ")") {
+      items.push(this.#term());
+    }
+    return items.length === 1 ? items[0] : { kind: "seq", items };
+  }
+
+  #term(): Node {
+    const c = this.chars[this.#at++];
+    if (c === "^" || c === "$") return { kind: "anchor", at: c };
+    let atom: Node;
+    if (c === "(") {
+      if (this.chars[this.#at] === "?") {
+        const next = this.chars[this.#at + 1];
+        if (next === ":") this.#at += 2;
+        else if (next === "<" && !"=!".includes(this.chars[this.#at + 2])) {
+          this.#at = this.chars.indexOf(">", this.#at) + 1; // a named group: its name is not needed
+        } else this.#fail("look-around");
+      }
+      atom = this.#disjunction();
+      if (this.chars[this.#at++] !== ")") this.#fail("an unclosed group");
+    } else if (c === "[") atom = { kind: "set", set: this.#class() };
+    else if (c === ".") atom = { kind: "set", set: DOT };
+    else if (c === "\\") atom = { kind: "set", set: this.#escape(false) };
+    else atom = { kind: "set", set: single(c.codePointAt(0)!) };
+    return this.#quantified(atom);
+  }
+
+  #quantified(body: Node): Node {
+    const c = this.chars[this.#at];
+    let min: number, max: number;
+    if (c === "*") [min, max] = [0, Infinity];
+    else if (c === "+") [min, max] = [1, Infinity];
+    else if (c === "?") [min, max] = [0, 1];
+    else if (c === "{") {
+      const m = /^\{(\d+)(,(\d*))?\}/.exec(this.chars.slice(this.#at, this.#at + 24).join(""));
+      if (!m) return body;
+      min = Number(m[1]);
+      max = m[2] === undefined ? min : m[3] === "" ? Infinity : Number(m[3]);
+      this.#at += m[0].length - 1;
+    } else return body;
+    this.#at++;
+    if (this.chars[this.#at] === "?") this.#at++; // lazy: the same whole matches
+    return { kind: "repeat", body, min, max };
+  }
+
+  /** A character class, after its `[`. */
+  #class(): Ranges {
+    const negated = this.chars[this.#at] === "^";
+    if (negated) this.#at++;
+    let set: Ranges = [];
+    while (this.#at < this.chars.length && this.chars[this.#at] !== "]") {
+      const lo = this.#classAtom();
+      if (
+        this.chars[this.#at] === "-" && this.chars[this.#at + 1] !== "]" && this.#at + 1 < this.chars.length
+      ) {
+        this.#at++;
+        const hi = this.#classAtom();
+        if (lo.length !== 1 || hi.length !== 1 || lo[0][0] !== lo[0][1] || hi[0][0] !== hi[0][1]) {
+          this.#fail("a range between sets");
+        }
+        set = union(set, [[lo[0][0], hi[0][0]]]);
+      } else set = union(set, lo);
+    }
+    this.#at++;
+    return negated ? subtract(UNIVERSE, set) : set;
+  }
+
+  #classAtom(): Ranges {
+    const c = this.chars[this.#at++];
+    return c === "\\" ? this.#escape(true) : single(c.codePointAt(0)!);
+  }
+
+  /** An escape, after its backslash. */
+  #escape(inClass: boolean): Ranges {
+    const c = this.chars[this.#at++];
+    const hex = (digits: string) => {
+      if (!/^[0-9a-f]+$/i.test(digits)) this.#fail(`the escape \\${c}${digits}`);
+      return single(parseInt(digits, 16));
+    };
+    switch (c) {
+      case "d":
+        return DIGIT;
+      case "D":
+        return subtract(UNIVERSE, DIGIT);
+      case "w":
+        return WORD;
+      case "W":
+        return subtract(UNIVERSE, WORD);
+      case "s":
+        return SPACE;
+      case "S":
+        return subtract(UNIVERSE, SPACE);
+      case "t":
+        return single(0x09);
+      case "n":
+        return single(0x0a);
+      case "v":
+        return single(0x0b);
+      case "f":
+        return single(0x0c);
+      case "r":
+        return single(0x0d);
+      case "0":
+        return single(0);
+      case "c":
+        return single(this.chars[this.#at++].codePointAt(0)! % 32);
+      case "x":
+        return hex(this.chars.slice(this.#at, this.#at += 2).join(""));
+      case "u": {
+        if (this.chars[this.#at] !== "{") return hex(this.chars.slice(this.#at, this.#at += 4).join(""));
+        const end = this.chars.indexOf("}", this.#at);
+        const digits = this.chars.slice(this.#at + 1, end).join("");
+        this.#at = end + 1;
+        return hex(digits);
+      }
+      case "b":
+        if (inClass) return single(0x08);
+        return this.#fail("word boundaries (\\b)");
+      case "B":
+        return this.#fail("word boundaries (\\B)");
+      case "p":
+      case "P":
+        return this.#fail("Unicode property escapes (\\p{...})");
+      case "k":
+        return this.#fail("back-references");
+      default:
+        if (/[1-9]/.test(c)) this.#fail("back-references");
+        return single(c.codePointAt(0)!);
+    }
+  }
+}
+
+const single = (code: number): Ranges => [[code, code]];
+
+function union(a: Ranges, b: Ranges): Ranges {
+  const all = [...a, ...b].sort((x, y) => x[0] - y[0]);
+  const out: [number, number][] = [];
+  for (const [lo, hi] of all) {
+    const last = out.at(-1);
+    if (last && lo <= last[1] + 1) last[1] = Math.max(last[1], hi);
+    else out.push([lo, hi]);
+  }
+  return out;
+}
+
+function subtract(a: Ranges, b: Ranges): Ranges {
+  let out: Ranges = a;
+  for (const [lo, hi] of b) {
+    out = out.flatMap(([x, y]): [number, number][] => {
+      if (hi < x || lo > y) return [[x, y]];
+      const parts: [number, number][] = [];
+      if (x < lo) parts.push([x, lo - 1]);
+      if (hi < y) parts.push([hi + 1, y]);
+      return parts;
+    });
+  }
+  return out;
+}
+
+const intersect = (a: Ranges, b: Ranges): Ranges => subtract(a, subtract(UNIVERSE, b));
+
+/** `node` with every set cut to `writable`; a set left empty is an error that says what it needed. */
+function cut(node: Node, writable: Ranges, target: PatternTarget, path: string): Node {
+  switch (node.kind) {
+    case "set": {
+      const set = intersect(node.set, writable);
+      if (set.length === 0) {
+        const what = node.set.length === 1 && node.set[0][0] === node.set[0][1]
+          ? `U+${node.set[0][0].toString(16).toUpperCase().padStart(4, "0")}`
+          : "a set of such characters only";
+        throw new FormatError(
+          `the pattern needs ${what}, which ${
+            target === "json"
+              ? "a JSON string holds only escaped (xgrammar writes matches as they are): a quote, a backslash or " +
+                "a control character"
+              : "no token may write (a control character other than tab, newline and carriage return)"
+          }`,
+          path,
+        );
+      }
+      return { kind: "set", set };
+    }
+    case "seq":
+      return { kind: "seq", items: node.items.map((n) => cut(n, writable, target, path)) };
+    case "alt":
+      return { kind: "alt", branches: node.branches.map((n) => cut(n, writable, target, path)) };
+    case "repeat":
+      return { ...node, body: cut(node.body, writable, target, path) };
+    case "anchor":
+      return node;
+  }
+}
+
+/** Checks that `^` comes only where a match starts and `$` only where it ends (the match is the whole output). */
+function anchors(node: Node, atStart: boolean, atEnd: boolean, path: string): void {
+  switch (node.kind) {
+    case "anchor":
+      if (node.at === "^" ? !atStart : !atEnd) {
+        throw new FormatError(
+          `the pattern has "${node.at}" where it matches nothing: the output is matched whole, so "^" may come ` +
+            'only at its start and "$" only at its end',
+          path,
+        );
+      }
+      return;
+    case "seq":
+      node.items.forEach((item, i) =>
+        anchors(
+          item,
+          atStart && node.items.slice(0, i).every((n) => maxLength(n) === 0),
+          atEnd && node.items.slice(i + 1).every((n) => maxLength(n) === 0),
+          path,
+        )
+      );
+      return;
+    case "alt":
+      for (const branch of node.branches) anchors(branch, atStart, atEnd, path);
+      return;
+    case "repeat":
+      anchors(node.body, atStart && node.max <= 1, atEnd && node.max <= 1, path);
+      return;
+  }
+}
+
+/** The most characters a node matches (Infinity: no bound). */
+function maxLength(node: Node): number {
+  switch (node.kind) {
+    case "set":
+      return 1;
+    case "anchor":
+      return 0;
+    case "seq":
+      return node.items.reduce((n, item) => n + maxLength(item), 0);
+    case "alt":
+      return Math.max(...node.branches.map(maxLength));
+    case "repeat": {
+      const body = maxLength(node.body);
+      return body === 0 || node.max === 0 ? 0 : body * node.max;
+    }
+  }
+}
+
+function minLength(node: Node): number {
+  switch (node.kind) {
+    case "set":
+      return 1;
+    case "anchor":
+      return 0;
+    case "seq":
+      return node.items.reduce((n, item) => n + minLength(item), 0);
+    case "alt":
+      return Math.min(...node.branches.map(minLength));
+    case "repeat":
+      return minLength(node.body) * node.min;
+  }
+}
+
+/** Byte sets the printed pattern spells out, repetitions multiplied by their bounds. */
+function cost(node: Node): number {
+  switch (node.kind) {
+    case "set":
+      return printSetParts(node.set).reduce((n, part) => n + part.length, 0);
+    case "anchor":
+      return 0;
+    case "seq":
+      return node.items.reduce((n, item) => n + cost(item), 0);
+    case "alt":
+      return node.branches.reduce((n, item) => n + cost(item), 0);
+    case "repeat":
+      return cost(node.body) * Math.max(1, node.max === Infinity ? node.min : node.max);
+  }
+}
+
+/** Of the runs, in any sequence, of parts that may match nothing: the most parts, and the highest cost. */
+function optionalRun(node: Node): { parts: number; cost: number } {
+  const worse = (a: { parts: number; cost: number }, b: { parts: number; cost: number }) => ({
+    parts: Math.max(a.parts, b.parts),
+    cost: Math.max(a.cost, b.cost),
+  });
+  switch (node.kind) {
+    case "set":
+    case "anchor":
+      return { parts: 0, cost: 0 };
+    case "seq": {
+      let run = { parts: 0, cost: 0 }, longest = run;
+      for (const item of node.items) {
+        longest = worse(longest, optionalRun(item));
+        if (maxLength(item) === 0) continue;
+        // A repetition counts one copy: xgrammar nests the copies of x{0,m}, so a mask looks into the first.
+        const once = item.kind === "repeat" ? cost(item.body) : cost(item);
+        run = minLength(item) === 0 ? { parts: run.parts + 1, cost: run.cost + once } : { parts: 0, cost: 0 };
+        longest = worse(longest, run);
+      }
+      return longest;
+    }
+    case "alt":
+      return node.branches.map(optionalRun).reduce(worse);
+    case "repeat": {
+      const inner = optionalRun(node.body);
+      return node.min === 0 ? worse(inner, { parts: 1, cost: cost(node.body) }) : inner;
+    }
+  }
+}
+
+/** The pattern text of a node; "" for one that matches only the empty string. */
+function print(node: Node): string {
+  switch (node.kind) {
+    case "anchor":
+      return "";
+    case "set": {
+      // One piece of pattern: a character, a set, or a group.
+      const parts = printSetParts(node.set).map((part) => part.join(""));
+      if (parts.length > 1) return `(?:${parts.join("|")})`;
+      return printSetParts(node.set)[0].length === 1 ? parts[0] : `(?:${parts[0]})`;
+    }
+    case "seq":
+      return node.items.map(print).join("");
+    case "alt": {
+      const branches = node.branches.map(print);
+      const written = branches.filter((b) => b !== "");
+      if (written.length === 0) return "";
+      // xgrammar aborts on an empty alternative: the others become optional instead.
+      return `(?:${written.join("|")})${written.length < branches.length ? "?" : ""}`;
+    }
+    case "repeat": {
+      const body = print(node.body);
+      if (body === "" || node.max === 0) return "";
+      const atom = node.body.kind === "set" ? body : `(?:${body})`;
+      const { min, max } = node;
+      const quantifier = max === Infinity
+        ? min === 0 ? "*" : min === 1 ? "+" : `{${min},}`
+        : min === 0 && max === 1
+        ? "?"
+        : min === max
+        ? `{${min}}`
+        : `{${min},${max}}`;
+      return atom + quantifier;
+    }
+  }
+}
+
+/**
+ * A set as alternatives, each a sequence of single-character pattern pieces: its ASCII part as one set (or one
+ * character), each code point beyond ASCII alone as itself, and ranges beyond ASCII as their UTF-8 byte ranges.
+ */
+function printSetParts(set: Ranges): string[][] {
+  const ascii = intersect(set, [[0, 0x7f]]);
+  const beyond = intersect(set, [[0x80, MAX_CODE_POINT]]);
+  const parts: string[][] = [];
+  if (ascii.length === 1 && ascii[0][0] === ascii[0][1]) parts.push([literal(ascii[0][0])]);
+  else if (ascii.length) {
+    parts.push([
+      `[${ascii.map(([lo, hi]) => lo === hi ? hex(lo) : `${hex(lo)}-${hex(hi)}`).join("")}]`,
+    ]);
+  }
+  for (const [lo, hi] of beyond) {
+    if (lo === hi) parts.push([String.fromCodePoint(lo)]);
+    else {
+      for (const bytes of utf8Ranges(lo, hi)) {
+        // A set of one value xgrammar writes as that code point, not that byte: the value twice is a byte set.
+        parts.push(bytes.map(([a, b]) => a === b ? `[${hex(a)}${hex(a)}]` : `[${hex(a)}-${hex(b)}]`));
+      }
+    }
+  }
+  return parts;
+}
+
+/**
+ * A byte or an ASCII character as \xHH. In a set always: xgrammar's grammar reads as many hex digits as follow
+ * `\x`, so `[\x2D0-9]` would be the code point 0x2D0 and a range down to 9.
+ */
+const hex = (byte: number) => `\\x${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+/** An ASCII character outside sets: as it is, escaped, or alone in a set (see hex). */
+const literal = (code: number) => {
+  const c = String.fromCharCode(code);
+  if (/[A-Za-z0-9 _,;:!@#%&='"<>~`-]/.test(c)) return c;
+  if (/[\\^$.|?*+()[\]{}/]/.test(c)) return `\\${c}`;
+  if (code === 0x09) return "\\t";
+  if (code === 0x0a) return "\\n";
+  if (code === 0x0d) return "\\r";
+  return `[${hex(code)}${hex(code)}]`;
+};
+
+/** The UTF-8 encodings of [lo, hi] (both beyond ASCII, no surrogates) as sequences of byte ranges. */
+function utf8Ranges(lo: number, hi: number): [number, number][][] {
+  const out: [number, number][][] = [];
+  const split = (lo: number, hi: number): void => {
+    for (const max of [0x7ff, 0xffff]) {
+      if (lo <= max && hi > max) return (split(lo, max), split(max + 1, hi));
+    }
+    const n = hi <= 0x7ff ? 2 : hi <= 0xffff ? 3 : 4;
+    // Split until lo and hi differ only where every continuation byte after is free (0x80-0xBF).
+    for (let i = 1; i < n; i++) {
+      const low = (1 << (6 * i)) - 1;
+      if ((lo & ~low) !== (hi & ~low)) {
+        if ((lo & low) !== 0) return (split(lo, lo | low), split((lo | low) + 1, hi));
+        if ((hi & low) !== low) return (split(lo, (hi & ~low) - 1), split(hi & ~low, hi));
+      }
+    }
+    const a = encode(lo), b = encode(hi);
+    out.push(a.map((x, k) => [x, b[k]]));
+  };
+  split(lo, hi);
+  return out;
+}
+
+const encode = (code: number) => [...new TextEncoder().encode(String.fromCodePoint(code))];
