@@ -284,7 +284,7 @@ Deno.test("a stop id that is also text (stop_token_ids) is allowed only where th
   }
 });
 
-Deno.test("strings stay valid UTF-8 across tokens: no overlong form, surrogate or code point past U+10FFFF", async () => {
+Deno.test("text stays valid UTF-8 across tokens: no overlong form, surrogate or code point past U+10FFFF", async () => {
   // After these lead bytes UTF-8 allows only part of the continuation bytes (xgrammar alone takes any).
   const ranges = new Map([[0xe0, [0xa0, 0xbf]], [0xed, [0x80, 0x9f]], [0xf0, [0x90, 0xbf]], [0xf4, [
     0x80,
@@ -292,6 +292,7 @@ Deno.test("strings stay valid UTF-8 across tokens: no overlong form, surrogate o
   ]]]);
   const quote = tokenizer.encode('"')[0];
   const utf8 = new TextDecoder("utf-8", { fatal: true });
+  const wide = regexFormat("[\\u0080-\\u{10FFFF}]+");
   let checked = 0;
   for (let id = 0; id < tokenizer.vocabSize; id++) {
     if (tokenizer.isSpecial(id)) continue;
@@ -303,43 +304,50 @@ Deno.test("strings stay valid UTF-8 across tokens: no overlong form, surrogate o
     }
     const range = ranges.get(bytes.at(-1)!);
     if (!range) continue;
-    const constraint = await constraints.constrain(jsonSchemaFormat({ type: "string" }), [EOS]);
-    try {
-      await constraint.allowed();
-      assert.ok(constraint.accept(quote));
-      await constraint.allowed();
-      if (!constraint.accept(id)) continue; // a token that begins otherwise than a string may go on
-      checked++;
-      const next = allowedIds(await constraint.allowed());
-      assert.ok(next.length > 0, `nothing may follow token ${id}`);
-      for (const after of next) {
-        const first = tokenizer.tokenBytes(after)[0];
-        assert.ok(
-          first >= range[0] && first <= range[1],
-          `token ${after} (${first}) after token ${id} (${bytes})`,
-        );
-      }
-      // What may follow completes the character as UTF-8 allows it.
-      const pick = next[0];
-      assert.ok(constraint.accept(pick));
-      let text = [...bytes, ...tokenizer.tokenBytes(pick)];
-      while (true) {
-        const more = allowedIds(await constraint.allowed()).filter((t) => tokenizer.tokenBytes(t)[0] >= 0x80);
-        const cont = more.find((t) => tokenizer.tokenBytes(t).length === 1);
-        try {
-          utf8.decode(new Uint8Array(text));
-          break;
-        } catch {
-          assert.ok(cont !== undefined, `no continuation after ${text}`);
-          assert.ok(constraint.accept(cont));
-          text = [...text, ...tokenizer.tokenBytes(cont)];
+    // A JSON string, and a pattern's set that regex.ts prints with the forbidden forms in (see utf8Ranges).
+    for (const [format, lead] of [[jsonSchemaFormat({ type: "string" }), [quote]], [wide, []]] as const) {
+      const constraint = await constraints.constrain(format, [EOS]);
+      try {
+        for (const first of lead) {
+          await constraint.allowed();
+          assert.ok(constraint.accept(first));
         }
+        await constraint.allowed();
+        if (!constraint.accept(id)) continue; // a token that begins otherwise than a string may go on
+        checked++;
+        const next = allowedIds(await constraint.allowed());
+        assert.ok(next.length > 0, `nothing may follow token ${id}`);
+        for (const after of next) {
+          const first = tokenizer.tokenBytes(after)[0];
+          assert.ok(
+            first >= range[0] && first <= range[1],
+            `token ${after} (${first}) after token ${id} (${bytes})`,
+          );
+        }
+        // What may follow completes the character as UTF-8 allows it.
+        const pick = next[0];
+        assert.ok(constraint.accept(pick));
+        let text = [...bytes, ...tokenizer.tokenBytes(pick)];
+        while (true) {
+          const more = allowedIds(await constraint.allowed()).filter((t) =>
+            tokenizer.tokenBytes(t)[0] >= 0x80
+          );
+          const cont = more.find((t) => tokenizer.tokenBytes(t).length === 1);
+          try {
+            utf8.decode(new Uint8Array(text));
+            break;
+          } catch {
+            assert.ok(cont !== undefined, `no continuation after ${text}`);
+            assert.ok(constraint.accept(cont));
+            text = [...text, ...tokenizer.tokenBytes(cont)];
+          }
+        }
+      } finally {
+        constraint.release();
       }
-    } finally {
-      constraint.release();
     }
   }
-  assert.ok(checked >= 4, `only ${checked} tokens ending with a restricted lead byte were checked`);
+  assert.ok(checked >= 8, `only ${checked} tokens ending with a restricted lead byte were checked`);
 });
 
 Deno.test("between JSON tokens at most 20 whitespace characters come in a row; strings hold any", async () => {

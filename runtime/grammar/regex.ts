@@ -60,15 +60,16 @@ const DOT = subtract(UNIVERSE, [[0x0a, 0x0a], [0x0d, 0x0d], [0x2028, 0x2029]]);
 
 /**
  * Compile cost, in byte sets after repetitions are spelled out: xgrammar writes `x{0,m}` as m copies of x.
- * Measured over Pixtral's vocabulary on a 2-core machine: `[a-z]{0,300}` (300) compiles in 0.7 s, `.{0,20}`
- * (780) in 0.9 s, `.{0,256}` in 21 s.
+ * Measured over Pixtral's vocabulary on a 2-core machine (helpers running): `[a-z]{0,800}` compiles in 0.7 s,
+ * `.{0,36}` (792) in 1.1 s, `[^,]{0,80}` (800) in 2.6 s; before this bound, a 6 KB pattern in minutes.
  */
 const MAX_COST = 800;
 /**
  * Parts that may match nothing, in a row: every next token's mask looks through all of them. Measured per mask:
- * 8 `[a-z]?` 11 ms, 64 of them 0.9 s; 4 `.?` (39 byte sets each) 13 ms, 8 of them 160 ms.
+ * 8 `[a-z]?` 11 ms, 64 of them 0.9 s; 4 `.?` (22 byte sets each) 12 ms, 6 of them 49 ms.
  */
-const MAX_OPTIONAL_RUN = { parts: 8, cost: 160 };
+const MAX_OPTIONAL_RUN = { parts: 8, cost: 96 };
+
 /**
  * `pattern` printed for xgrammar, matching what it matches whole (anchors at its ends dropped), less what
  * `target` may not hold. Throws a FormatError (at `path`) for what cannot be so.
@@ -85,7 +86,7 @@ export function xgrammarPattern(pattern: string, target: PatternTarget, path: st
   if (cost(writable) > MAX_COST) {
     throw new FormatError(
       `the pattern would take too long to compile: its repetitions spell out more than ${MAX_COST} sets ` +
-        "(a set beyond ASCII counts each UTF-8 byte of each of its ranges: `.` 39, `\\S` 73): lower the bounds, or use + or *",
+        "(a set beyond ASCII counts each UTF-8 byte of each of its ranges: `.` 22, `\\S` 59): lower the bounds, or use + or *",
       path,
     );
   }
@@ -285,7 +286,15 @@ function subtract(a: Ranges, b: Ranges): Ranges {
   return out;
 }
 
-const intersect = (a: Ranges, b: Ranges): Ranges => subtract(a, subtract(UNIVERSE, b));
+function intersect(a: Ranges, b: Ranges): Ranges {
+  const out: [number, number][] = [];
+  for (const [x, y] of a) {
+    for (const [lo, hi] of b) {
+      if (Math.max(x, lo) <= Math.min(y, hi)) out.push([Math.max(x, lo), Math.min(y, hi)]);
+    }
+  }
+  return union(out, []);
+}
 
 /** `node` with every set cut to `writable`; a set left empty is an error that says what it needed. */
 function cut(node: Node, writable: Ranges, target: PatternTarget, path: string): Node {
@@ -481,14 +490,13 @@ function printSetParts(set: Ranges): string[][] {
       `[${ascii.map(([lo, hi]) => lo === hi ? hex(lo) : `${hex(lo)}-${hex(hi)}`).join("")}]`,
     ]);
   }
-  for (const [lo, hi] of beyond) {
-    if (lo === hi) parts.push([String.fromCodePoint(lo)]);
-    else {
-      for (const bytes of utf8Ranges(lo, hi)) {
-        // A set of one value xgrammar writes as that code point, not that byte: the value twice is a byte set.
-        parts.push(bytes.map(([a, b]) => a === b ? `[${hex(a)}${hex(a)}]` : `[${hex(a)}-${hex(b)}]`));
-      }
-    }
+  for (const bytes of utf8Ranges(beyond)) {
+    // A set of one value xgrammar writes as that code point, not that byte: the value twice is a byte set.
+    parts.push(
+      bytes.length === 1
+        ? [String.fromCodePoint(bytes[0][0])]
+        : bytes.map(([a, b]) => a === b ? `[${hex(a)}${hex(a)}]` : `[${hex(a)}-${hex(b)}]`),
+    );
   }
   return parts;
 }
@@ -509,27 +517,56 @@ const literal = (code: number) => {
   return `[${hex(code)}${hex(code)}]`;
 };
 
-/** The UTF-8 encodings of [lo, hi] (both beyond ASCII, no surrogates) as sequences of byte ranges. */
-function utf8Ranges(lo: number, hi: number): [number, number][][] {
+/**
+ * UTF-8 blocks by length: the code points they encode, and the values their lead byte and free continuation
+ * bytes spell, overlong and out-of-range forms included.
+ */
+const BLOCKS = [
+  { bytes: 2, first: 0x80, last: 0x7ff, from: 0x80, to: 0x7ff },
+  { bytes: 3, first: 0x800, last: 0xffff, from: 0, to: 0xffff },
+  { bytes: 4, first: 0x10000, last: MAX_CODE_POINT, from: 0, to: 0x13ffff },
+];
+
+/**
+ * The UTF-8 encodings of a set of code points beyond ASCII, as sequences of byte ranges (a code point alone: a
+ * sequence of one range holding it). Where the set runs to the end of a block, its ranges are widened over the
+ * forms UTF-8 forbids (overlong, surrogates, beyond U+10FFFF): no token writes them, and the byte after E0, ED,
+ * F0 or F4 is kept to what UTF-8 allows by the masks (TokenGuard), so fewer, wider ranges mean the same.
+ */
+function utf8Ranges(set: Ranges): [number, number][][] {
   const out: [number, number][][] = [];
-  const split = (lo: number, hi: number): void => {
-    for (const max of [0x7ff, 0xffff]) {
-      if (lo <= max && hi > max) return (split(lo, max), split(max + 1, hi));
+  const withSurrogates = contains(set, 0xd7ff) && contains(set, 0xe000)
+    ? union(set, [[0xd800, 0xdfff]])
+    : set;
+  for (const block of BLOCKS) {
+    for (const [lo, hi] of intersect(withSurrogates, [[block.first, block.last]])) {
+      if (lo === hi) out.push([[lo, lo]]);
+      else split(lo === block.first ? block.from : lo, hi === block.last ? block.to : hi, block.bytes, out);
     }
-    const n = hi <= 0x7ff ? 2 : hi <= 0xffff ? 3 : 4;
-    // Split until lo and hi differ only where every continuation byte after is free (0x80-0xBF).
-    for (let i = 1; i < n; i++) {
-      const low = (1 << (6 * i)) - 1;
-      if ((lo & ~low) !== (hi & ~low)) {
-        if ((lo & low) !== 0) return (split(lo, lo | low), split((lo | low) + 1, hi));
-        if ((hi & low) !== low) return (split(lo, (hi & ~low) - 1), split(hi & ~low, hi));
-      }
-    }
-    const a = encode(lo), b = encode(hi);
-    out.push(a.map((x, k) => [x, b[k]]));
-  };
-  split(lo, hi);
+  }
   return out;
 }
 
-const encode = (code: number) => [...new TextEncoder().encode(String.fromCodePoint(code))];
+const contains = (set: Ranges, code: number) => set.some(([lo, hi]) => lo <= code && code <= hi);
+
+/** [lo, hi] in n-byte forms, split until its ends differ only where the continuation bytes after are free. */
+function split(lo: number, hi: number, n: number, out: [number, number][][]): void {
+  for (let i = 1; i < n; i++) {
+    const low = (1 << (6 * i)) - 1;
+    if ((lo & ~low) !== (hi & ~low)) {
+      if ((lo & low) !== 0) return (split(lo, lo | low, n, out), split((lo | low) + 1, hi, n, out));
+      if ((hi & low) !== low) return (split(lo, (hi & ~low) - 1, n, out), split(hi & ~low, hi, n, out));
+    }
+  }
+  const a = encode(lo, n), b = encode(hi, n);
+  out.push(a.map((x, k) => [x, b[k]]));
+}
+
+/** `code` in n bytes of UTF-8's form (overlong or out of range where it takes fewer bytes or is too large). */
+function encode(code: number, n: number): number[] {
+  const lead = [0, 0, 0xc0, 0xe0, 0xf0][n];
+  return Array.from({ length: n }, (_, k) => {
+    const bits = (code >> (6 * (n - 1 - k))) & (k === 0 ? 0x3f >> (n - 1) : 0x3f);
+    return (k === 0 ? lead : 0x80) | bits;
+  });
+}
