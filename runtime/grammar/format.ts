@@ -54,10 +54,10 @@ export function choiceFormat(choices: unknown): OutputFormat {
  * control characters no token writes.
  */
 export function regexFormat(pattern: unknown): OutputFormat {
-  checkPattern(pattern, "", "text");
-  if (new TextEncoder().encode(pattern as string).length > MAX_SCHEMA_BYTES) {
+  if (typeof pattern === "string" && new TextEncoder().encode(pattern).length > MAX_SCHEMA_BYTES) {
     throw new FormatError(`the pattern is larger than ${MAX_SCHEMA_BYTES} bytes`, "");
   }
+  checkPattern(pattern, "", "text");
   return { schema: pattern as string, strict: true, kind: "regex" };
 }
 
@@ -188,8 +188,11 @@ const MAP = ["properties", "patternProperties", "$defs", "definitions"];
  * pattern in a group (xgrammar binds the quotes to the first and last alternative of `a|b` otherwise), as text.
  */
 export function jsonSchemaFormat(schema: unknown): OutputFormat {
-  if (JSON.stringify(schema) === undefined) {
-    throw new FormatError("the schema must be a JSON object or a boolean", "");
+  const raw = JSON.stringify(schema);
+  if (raw === undefined) throw new FormatError("the schema must be a JSON object or a boolean", "");
+  // Before the checks, which take time with the schema's size (its patterns are parsed).
+  if (new TextEncoder().encode(raw).length > MAX_SCHEMA_BYTES) {
+    throw new FormatError(`the schema is larger than ${MAX_SCHEMA_BYTES} bytes`, "");
   }
   if (schema === false) throw new FormatError("the schema `false` allows nothing", "");
   // Before anything recurses into it: values nested thousands deep (a `default`) stall xgrammar's parser.

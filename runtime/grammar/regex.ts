@@ -340,16 +340,15 @@ function anchors(node: Node, atStart: boolean, atEnd: boolean, path: string): vo
         );
       }
       return;
-    case "seq":
+    case "seq": {
+      // Items before the first that can match something are at the start; after the last, at the end.
+      const written = node.items.map((n) => maxLength(n) > 0);
+      const first = written.indexOf(true), last = written.lastIndexOf(true);
       node.items.forEach((item, i) =>
-        anchors(
-          item,
-          atStart && node.items.slice(0, i).every((n) => maxLength(n) === 0),
-          atEnd && node.items.slice(i + 1).every((n) => maxLength(n) === 0),
-          path,
-        )
+        anchors(item, atStart && (first < 0 || i <= first), atEnd && (last < 0 || i >= last), path)
       );
       return;
+    }
     case "alt":
       for (const branch of node.branches) anchors(branch, atStart, atEnd, path);
       return;
