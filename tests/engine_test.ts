@@ -87,18 +87,20 @@ Deno.test("32 concurrent streams yield exactly the tokens each yields alone, the
   }
 });
 
+/** A request that runs for long: 200 tokens, no stop id. */
+const long: GenerateRequest = {
+  ids: [1, 3, ...Array(20).fill(1100), 4],
+  images: [],
+  sampling: GREEDY,
+  maxTokens: 200,
+  stopIds: [],
+};
+
 Deno.test("a lost GPU device ends running, queued and later requests with its reason; none hangs", async () => {
   // A device of its own, destroyed behind the context's back: the state a driver reset or GPU fault leaves.
   const ctx = await GpuContext.create();
   const model = await loadTiny("mistral", { kvTokens: 256 }, ctx);
   const engine = new LocalEngine(model, { maxRunning: 1 });
-  const long = {
-    ids: [1, 3, ...Array(20).fill(1100), 4],
-    images: [],
-    sampling: GREEDY,
-    maxTokens: 200,
-    stopIds: [],
-  };
   try {
     const running = engine.generate(long);
     await running.next();
@@ -127,13 +129,6 @@ Deno.test("cancelled and abandoned streams return their KV blocks; limits are ch
   const model = await loadTiny("mistral", { kvTokens: 256 });
   const engine = new LocalEngine(model, { maxQueue: 4, prefillChunk: 16 });
   try {
-    const long = {
-      ids: [1, 3, ...Array(20).fill(1100), 4],
-      images: [],
-      sampling: GREEDY,
-      maxTokens: 200,
-      stopIds: [],
-    };
     // Abort through the signal while tokens flow.
     const controller = new AbortController();
     const stream = engine.generate(long, controller.signal);

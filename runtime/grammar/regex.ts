@@ -82,7 +82,7 @@ export function xgrammarPattern(pattern: string, target: PatternTarget, path: st
   const root = new Parser([...pattern], path).parse();
   const writable = cut(root, WRITABLE[target], target, path);
   anchors(writable, true, true, path);
-  if (maxLength(writable) === 0) throw new FormatError("the pattern matches only the empty string", path);
+  if (length(writable, "max") === 0) throw new FormatError("the pattern matches only the empty string", path);
   if (cost(writable) > MAX_COST) {
     throw new FormatError(
       `the pattern would take too long to compile: its repetitions spell out more than ${MAX_COST} sets ` +
@@ -342,7 +342,7 @@ function anchors(node: Node, atStart: boolean, atEnd: boolean, path: string): vo
       return;
     case "seq": {
       // Items before the first that can match something are at the start; after the last, at the end.
-      const written = node.items.map((n) => maxLength(n) > 0);
+      const written = node.items.map((n) => length(n, "max") > 0);
       const first = written.indexOf(true), last = written.lastIndexOf(true);
       node.items.forEach((item, i) =>
         anchors(item, atStart && (first < 0 || i <= first), atEnd && (last < 0 || i >= last), path)
@@ -358,36 +358,21 @@ function anchors(node: Node, atStart: boolean, atEnd: boolean, path: string): vo
   }
 }
 
-/** The most characters a node matches (Infinity: no bound). */
-function maxLength(node: Node): number {
+/** The fewest or the most characters a node matches (the most may be Infinity). */
+function length(node: Node, bound: "min" | "max"): number {
   switch (node.kind) {
     case "set":
       return 1;
     case "anchor":
       return 0;
     case "seq":
-      return node.items.reduce((n, item) => n + maxLength(item), 0);
+      return node.items.reduce((n, item) => n + length(item, bound), 0);
     case "alt":
-      return Math.max(...node.branches.map(maxLength));
+      return Math[bound](...node.branches.map((branch) => length(branch, bound)));
     case "repeat": {
-      const body = maxLength(node.body);
-      return body === 0 || node.max === 0 ? 0 : body * node.max;
+      const body = length(node.body, bound), times = bound === "min" ? node.min : node.max;
+      return body === 0 || times === 0 ? 0 : body * times;
     }
-  }
-}
-
-function minLength(node: Node): number {
-  switch (node.kind) {
-    case "set":
-      return 1;
-    case "anchor":
-      return 0;
-    case "seq":
-      return node.items.reduce((n, item) => n + minLength(item), 0);
-    case "alt":
-      return Math.min(...node.branches.map(minLength));
-    case "repeat":
-      return minLength(node.body) * node.min;
   }
 }
 
@@ -421,10 +406,12 @@ function optionalRun(node: Node): { parts: number; cost: number } {
       let run = { parts: 0, cost: 0 }, longest = run;
       for (const item of node.items) {
         longest = worse(longest, optionalRun(item));
-        if (maxLength(item) === 0) continue;
+        if (length(item, "max") === 0) continue;
         // A repetition counts one copy: xgrammar nests the copies of x{0,m}, so a mask looks into the first.
         const once = item.kind === "repeat" ? cost(item.body) : cost(item);
-        run = minLength(item) === 0 ? { parts: run.parts + 1, cost: run.cost + once } : { parts: 0, cost: 0 };
+        run = length(item, "min") === 0
+          ? { parts: run.parts + 1, cost: run.cost + once }
+          : { parts: 0, cost: 0 };
         longest = worse(longest, run);
       }
       return longest;
