@@ -142,7 +142,7 @@ export interface RunningServer {
   ready: Promise<void>;
   /** Lets running requests finish (up to the grace period), then stops. */
   shutdown(): Promise<void>;
-  /** Resolves with why, if the engine stops for good after it served (its GPU device was lost). */
+  /** Resolves with why, if the engine stops for good after it served (its GPU device was lost, its worker died). */
   failed: Promise<string>;
 }
 

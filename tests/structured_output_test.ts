@@ -206,6 +206,9 @@ Deno.test("random walks through the allowed tokens end in JSON that the schema v
         "(|x)y",
         "^ab|cd$",
         "(?<n>a)(?:b|c)??d",
+        // Refused before by a look-around check that read an escaped backslash or a set as syntax.
+        "C:\\\\1",
+        "[(?=]x",
       ];
       for (const pattern of patterns) {
         const whole = new RegExp(`^(?:${pattern})$`, "u");
@@ -222,13 +225,18 @@ Deno.test("random walks through the allowed tokens end in JSON that the schema v
       // What no output can be: refused with the reason, before anything compiles.
       const refused: [string, RegExp][] = [
         ["", /only the empty string/],
-        ["a^b", /"\^" where it matches nothing/],
-        ["a$b", /"\$" where it matches nothing/],
+        ["a^b", /"\^" where something may come/],
+        ["a$b", /"\$" where something may come/],
         ["\\bword", /word boundaries/],
         ["\\p{L}", /Unicode property/],
         ["a\\x01", /U\+0001, which no token may write/],
         [".{0,40}", /too long to compile/],
         ["[a-z]?".repeat(9), /9 optional parts in a row/],
+        ["(?:[a-z]?){64}x", /64 optional parts in a row/],
+        ["(?:a?b?){20}", /40 optional parts in a row/],
+        ["a[]", /empty set/],
+        ["a?^b", /"\^" where something may come before it/],
+        ["\\uD83D\\uDE00", /UTF-16 surrogate/],
       ];
       for (const [pattern, message] of refused) {
         assert.throws(

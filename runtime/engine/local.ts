@@ -854,6 +854,8 @@ export class LocalEngine implements Engine {
   /** The run that follows `current` without waiting for its tokens, when nothing else needs the next step. */
   async #chain(current: DecodeRun): Promise<DecodeRun | undefined> {
     const seqs = current.seqs.filter((s) => this.#running.includes(s));
+    // A sequence whose tokens past the trigger were dropped is stepwise now (#runLength says so too): it must not
+    // go on from `current`'s last ids.
     const idle = !this.#closed && this.#waiting.length === 0 && seqs.length === this.#running.length &&
       seqs.every((s) => !s.cancelled && s.epoch === current.epochs[current.seqs.indexOf(s)]);
     if (!idle) return undefined;
@@ -975,7 +977,7 @@ export class LocalEngine implements Engine {
           // are dropped (their keys and values are overwritten as the sequence goes on).
           seq.triggered = true;
           seq.releaseAlternative();
-          seq.epoch++;
+          if (!seq.formatDropped) seq.epoch++;
         } else if (request.orElse) {
           // Only the first token may be the trigger: anything else puts the answer, itself included, under the
           // alternative.

@@ -115,7 +115,9 @@ export class XGrammarConstraints implements Constraints {
     const guard = new TokenGuard(vocab, json);
     const tokens = json ? vocab.safe : vocab.text;
     // Stop ids that write nothing (</s>) are allowed where the format may end; one that is also text (a client's
-    // stop_token_ids) ends the answer too, so it is allowed only there, not wherever the text could hold it.
+    // stop_token_ids) ends the answer too, so it is allowed only there, not wherever the text could hold it. Where
+    // the format may end is known from </s>, which requests with a format carry (the HTTP layer refuses ignore_eos
+    // with one).
     const writesNothing = (id: number) => vocab.offsets[id] === vocab.offsets[id + 1];
     const ending = stopIds.filter(writesNothing), written = stopIds.filter((id) => !writesNothing(id));
     const bit = (mask: ArrayLike<number>, id: number) => mask[id >> 5] & (1 << (id & 31));

@@ -184,8 +184,8 @@ const LIST = ["anyOf", "oneOf", "allOf", "prefixItems"];
 const MAP = ["properties", "patternProperties", "$defs", "definitions"];
 
 /**
- * `response_format: {type: "json_schema"}`: the schema, normalised (see normalise), checked, and with every
- * pattern in a group (xgrammar binds the quotes to the first and last alternative of `a|b` otherwise), as text.
+ * `response_format: {type: "json_schema"}`: the schema, normalised (see normalise) and checked, as text. Its
+ * patterns are printed for xgrammar when it compiles (xgrammarSchema).
  */
 export function jsonSchemaFormat(schema: unknown): OutputFormat {
   const raw = JSON.stringify(schema);
@@ -203,7 +203,7 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
     throw new FormatError(`the schema nests deeper than ${MAX_DEPTH} through its references`, "");
   }
   const text = JSON.stringify(normalised);
-  // Measured as sent (formats become patterns), in bytes, which the wire's limit on characters then also meets.
+  // Measured as the wire sends it (formats become patterns), in bytes, which its limit on characters then meets.
   if (new TextEncoder().encode(text).length > MAX_SCHEMA_BYTES) {
     throw new FormatError(`the schema is larger than ${MAX_SCHEMA_BYTES} bytes`, "");
   }
@@ -212,7 +212,8 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
 
 /**
  * The JSON Schema text xgrammar compiles for a (checked) JSON format: its patterns, and the patterns of its
- * patternProperties, printed as regex.ts prints them for JSON strings.
+ * patternProperties, printed as regex.ts prints them for JSON strings (which also puts an alternation in a
+ * group: xgrammar binds the quotes to the first and last alternative of `a|b` otherwise).
  */
 export function xgrammarSchema(format: OutputFormat): string {
   const print = (pattern: string) => xgrammarPattern(pattern, "json", "");
@@ -615,8 +616,8 @@ function checkSchema(schema: unknown, path: string, depth: number, root: unknown
 }
 
 /**
- * A regular expression the grammar can spell: valid, without look-around or back-references, groups nested at
- * most MAX_GROUP_DEPTH deep, and what regex.ts can print for xgrammar (`target`: in a JSON string, or text).
+ * A regular expression the grammar can spell: valid, groups nested at most MAX_GROUP_DEPTH deep, and what
+ * regex.ts can print for xgrammar (`target`: in a JSON string, or text; no look-around or back-references).
  */
 function checkPattern(pattern: unknown, path: string, target: PatternTarget = "json"): void {
   if (typeof pattern !== "string") throw new FormatError("a pattern must be a string", path);
@@ -624,15 +625,6 @@ function checkPattern(pattern: unknown, path: string, target: PatternTarget = "j
     new RegExp(pattern, "u");
   } catch (err) {
     throw new FormatError(`invalid pattern: ${(err as Error).message}`, path);
-  }
-  if (/\(\?<?[=!]|\\[1-9]|\\k</.test(pattern)) {
-    throw new FormatError("patterns with look-around or back-references are not supported", path);
-  }
-  if (/\\u\{?0*d[89a-f][0-9a-f]{2}\}?/i.test(pattern)) {
-    throw new FormatError(
-      "the pattern names a UTF-16 surrogate (\\uD800-\\uDFFF), which no UTF-8 text holds: write the character, or \\u{...}",
-      path,
-    );
   }
   if (groupDepth(pattern) > MAX_GROUP_DEPTH) {
     throw new FormatError(`the pattern nests groups deeper than ${MAX_GROUP_DEPTH}`, path);

@@ -74,10 +74,6 @@ const MAX_OPTIONAL_RUN = { parts: 8, cost: 96 };
  * `pattern` printed for xgrammar, matching what it matches whole (anchors at its ends dropped), less what
  * `target` may not hold. Throws a FormatError (at `path`) for what cannot be so.
  */
-export function patternCost(pattern: string, target: PatternTarget): number {
-  return cost(cut(new Parser([...pattern], "").parse(), WRITABLE[target], target, ""));
-}
-
 export function xgrammarPattern(pattern: string, target: PatternTarget, path: string): string {
   const root = new Parser([...pattern], path).parse();
   const writable = cut(root, WRITABLE[target], target, path);
@@ -150,7 +146,7 @@ class Parser {
     } else if (c === "[") atom = { kind: "set", set: this.#class() };
     else if (c === ".") atom = { kind: "set", set: DOT };
     else if (c === "\\") atom = { kind: "set", set: this.#escape(false) };
-    else atom = { kind: "set", set: single(c.codePointAt(0)!) };
+    else atom = { kind: "set", set: this.#codePoint(c.codePointAt(0)!) };
     return this.#quantified(atom);
   }
 
@@ -196,7 +192,19 @@ class Parser {
 
   #classAtom(): Ranges {
     const c = this.chars[this.#at++];
-    return c === "\\" ? this.#escape(true) : single(c.codePointAt(0)!);
+    return c === "\\" ? this.#escape(true) : this.#codePoint(c.codePointAt(0)!);
+  }
+
+  /** One code point; a UTF-16 surrogate (alone, or a pair written as two \\u escapes) no UTF-8 text holds. */
+  #codePoint(code: number): Ranges {
+    if (code >= 0xd800 && code <= 0xdfff) {
+      throw new FormatError(
+        "the pattern names a UTF-16 surrogate (U+D800-U+DFFF), which no UTF-8 text holds: write the character, " +
+          "or \\u{...}",
+        this.path,
+      );
+    }
+    return single(code);
   }
 
   /** An escape, after its backslash. */
@@ -204,7 +212,7 @@ class Parser {
     const c = this.chars[this.#at++];
     const hex = (digits: string) => {
       if (!/^[0-9a-f]+$/i.test(digits)) this.#fail(`the escape \\${c}${digits}`);
-      return single(parseInt(digits, 16));
+      return this.#codePoint(parseInt(digits, 16));
     };
     switch (c) {
       case "d":
@@ -300,6 +308,9 @@ function intersect(a: Ranges, b: Ranges): Ranges {
 function cut(node: Node, writable: Ranges, target: PatternTarget, path: string): Node {
   switch (node.kind) {
     case "set": {
+      if (node.set.length === 0) {
+        throw new FormatError("the pattern has an empty set ([]), which matches nothing", path);
+      }
       const set = intersect(node.set, writable);
       if (set.length === 0) {
         const what = node.set.length === 1 && node.set[0][0] === node.set[0][1]
@@ -334,8 +345,8 @@ function anchors(node: Node, atStart: boolean, atEnd: boolean, path: string): vo
     case "anchor":
       if (node.at === "^" ? !atStart : !atEnd) {
         throw new FormatError(
-          `the pattern has "${node.at}" where it matches nothing: the output is matched whole, so "^" may come ` +
-            'only at its start and "$" only at its end',
+          `the pattern has "${node.at}" where something may come before it ("^") or after it ("$"): the output ` +
+            "is matched whole, so they may come only at its ends",
           path,
         );
       }
@@ -392,12 +403,14 @@ function cost(node: Node): number {
   }
 }
 
+type Run = { parts: number; cost: number };
+const worse = (a: Run, b: Run): Run => ({
+  parts: Math.max(a.parts, b.parts),
+  cost: Math.max(a.cost, b.cost),
+});
+
 /** Of the runs, in any sequence, of parts that may match nothing: the most parts, and the highest cost. */
-function optionalRun(node: Node): { parts: number; cost: number } {
-  const worse = (a: { parts: number; cost: number }, b: { parts: number; cost: number }) => ({
-    parts: Math.max(a.parts, b.parts),
-    cost: Math.max(a.cost, b.cost),
-  });
+function optionalRun(node: Node): Run {
   switch (node.kind) {
     case "set":
     case "anchor":
@@ -407,11 +420,8 @@ function optionalRun(node: Node): { parts: number; cost: number } {
       for (const item of node.items) {
         longest = worse(longest, optionalRun(item));
         if (length(item, "max") === 0) continue;
-        // A repetition counts one copy: xgrammar nests the copies of x{0,m}, so a mask looks into the first.
-        const once = item.kind === "repeat" ? cost(item.body) : cost(item);
-        run = length(item, "min") === 0
-          ? { parts: run.parts + 1, cost: run.cost + once }
-          : { parts: 0, cost: 0 };
+        const own = nullableRun(item);
+        run = own ? { parts: run.parts + own.parts, cost: run.cost + own.cost } : { parts: 0, cost: 0 };
         longest = worse(longest, run);
       }
       return longest;
@@ -419,10 +429,23 @@ function optionalRun(node: Node): { parts: number; cost: number } {
     case "alt":
       return node.branches.map(optionalRun).reduce(worse);
     case "repeat": {
-      const inner = optionalRun(node.body);
-      return node.min === 0 ? worse(inner, { parts: 1, cost: cost(node.body) }) : inner;
+      const own = nullableRun(node);
+      return own ? worse(optionalRun(node.body), own) : optionalRun(node.body);
     }
   }
+}
+
+/**
+ * What a part that may match nothing adds to a run; undefined for one that must match something. A repetition
+ * adds one copy (xgrammar nests the copies of x{0,m}: a mask looks into the first), unless its body may match
+ * nothing itself: then every copy is in the run.
+ */
+function nullableRun(node: Node): Run | undefined {
+  if (length(node, "min") > 0) return undefined;
+  if (node.kind !== "repeat") return { parts: Math.max(1, optionalRun(node).parts), cost: cost(node) };
+  if (length(node.body, "min") > 0) return { parts: 1, cost: cost(node.body) };
+  const copies = node.max === Infinity ? node.min + 1 : node.max;
+  return { parts: copies * Math.max(1, optionalRun(node.body).parts), cost: copies * cost(node.body) };
 }
 
 /** The pattern text of a node; "" for one that matches only the empty string. */
@@ -432,9 +455,9 @@ function print(node: Node): string {
       return "";
     case "set": {
       // One piece of pattern: a character, a set, or a group.
-      const parts = printSetParts(node.set).map((part) => part.join(""));
-      if (parts.length > 1) return `(?:${parts.join("|")})`;
-      return printSetParts(node.set)[0].length === 1 ? parts[0] : `(?:${parts[0]})`;
+      const parts = printSetParts(node.set);
+      if (parts.length > 1) return `(?:${parts.map((part) => part.join("")).join("|")})`;
+      return parts[0].length === 1 ? parts[0][0] : `(?:${parts[0].join("")})`;
     }
     case "seq":
       return node.items.map(print).join("");

@@ -18,13 +18,14 @@ const MAX_WHITESPACE = 20;
  * (its class there is [^"\\\r\n]), which JSON forbids, and takes those bytes in strings; outside strings control
  * characters are whitespace, where a space or a newline does as well.
  */
-const jsonSafe = (bytes: Uint8Array) =>
-  bytes.every((b) => (b >= 0x20 || b === 0x0a) && b !== 0xc0 && b !== 0xc1 && b < 0xf5);
+const jsonSafe = safeWith([0x0a]);
 /** Whether a token may appear in text (a choice, a regular expression's match): tab and carriage return too. */
-const textSafe = (bytes: Uint8Array) =>
-  bytes.every((b) =>
-    (b >= 0x20 || b === 0x0a || b === 0x09 || b === 0x0d) && b !== 0xc0 && b !== 0xc1 && b < 0xf5
-  );
+const textSafe = safeWith([0x09, 0x0a, 0x0d]);
+
+function safeWith(controls: readonly number[]): (bytes: Uint8Array) => boolean {
+  return (bytes) =>
+    bytes.every((b) => (b >= 0x20 || controls.includes(b)) && b !== 0xc0 && b !== 0xc1 && b < 0xf5);
+}
 
 /**
  * Lead bytes after which UTF-8 allows only part of the continuation bytes, and that part: xgrammar 0.1.27 takes
@@ -148,7 +149,7 @@ export class TokenGuard {
     this.#lead = leads[id];
   }
 
-  /** Narrows `mask` (already cut to the JSON-safe tokens) in place. */
+  /** Narrows `mask` (already cut to the tokens safe in JSON, or in text) in place. */
   narrow(mask: Uint32Array): void {
     const { follows, spaced, inString, inEscape } = this.vocabulary;
     const { at, run } = this.#lexical;
