@@ -75,8 +75,17 @@ const MAX_OPTIONAL_RUN = { parts: 8, cost: 96 };
  * `target` may not hold. Throws a FormatError (at `path`) for what cannot be so.
  */
 export function xgrammarPattern(pattern: string, target: PatternTarget, path: string): string {
-  const root = new Parser([...pattern], path).parse();
+  const root = simplify(new Parser([...pattern], path).parse());
   const writable = cut(root, WRITABLE[target], target, path);
+  const split = splittable(writable);
+  if (split) {
+    throw new FormatError(
+      "the pattern repeats a part whose copies can divide the same text in more than one way (`(\\w+ ?)*` reads " +
+        '"ab" as one copy or two), which makes each token\'s mask slower as the text grows: make what ends a copy ' +
+        "required, e.g. `(\\w+ )*\\w*`",
+      path,
+    );
+  }
   anchors(writable, true, true, path);
   if (length(writable, "max") === 0) throw new FormatError("the pattern matches only the empty string", path);
   if (cost(writable) > MAX_COST) {
@@ -139,7 +148,7 @@ class Parser {
         if (next === ":") this.#at += 2;
         else if (next === "<" && !"=!".includes(this.chars[this.#at + 2])) {
           this.#at = this.chars.indexOf(">", this.#at) + 1; // a named group: its name is not needed
-        } else this.#fail("look-around");
+        } else this.#fail("=!<".includes(next) ? "look-around" : `the group modifier "(?${next}"`);
       }
       atom = this.#disjunction();
       if (this.chars[this.#at++] !== ")") this.#fail("an unclosed group");
@@ -157,11 +166,14 @@ class Parser {
     else if (c === "+") [min, max] = [1, Infinity];
     else if (c === "?") [min, max] = [0, 1];
     else if (c === "{") {
-      const m = /^\{(\d+)(,(\d*))?\}/.exec(this.chars.slice(this.#at, this.#at + 24).join(""));
-      if (!m) return body;
-      min = Number(m[1]);
-      max = m[2] === undefined ? min : m[3] === "" ? Infinity : Number(m[3]);
-      this.#at += m[0].length - 1;
+      // {n}, {n,} or {n,m} (the `u` flag makes any other brace a syntax error); digits read whole.
+      const digits = () => {
+        const start = ++this.#at;
+        while (/[0-9]/.test(this.chars[this.#at] ?? "")) this.#at++;
+        return this.chars.slice(start, this.#at).join("");
+      };
+      min = Number(digits());
+      max = this.chars[this.#at] === "," ? Number(digits() || Infinity) : min;
     } else return body;
     this.#at++;
     if (this.chars[this.#at] === "?") this.#at++; // lazy: the same whole matches
@@ -436,16 +448,106 @@ function optionalRun(node: Node): Run {
 }
 
 /**
- * What a part that may match nothing adds to a run; undefined for one that must match something. A repetition
- * adds one copy (xgrammar nests the copies of x{0,m}: a mask looks into the first), unless its body may match
- * nothing itself: then every copy is in the run.
+ * What a part that may match nothing adds to a run (its own run inside, at least one part; as cost, the sets it
+ * may begin with, which a mask looks through); undefined for one that must match something. A repetition's copies
+ * past the first cannot add to it: a repeated part that may match nothing is refused (splittable).
  */
 function nullableRun(node: Node): Run | undefined {
   if (length(node, "min") > 0) return undefined;
-  if (node.kind !== "repeat") return { parts: Math.max(1, optionalRun(node).parts), cost: cost(node) };
-  if (length(node.body, "min") > 0) return { parts: 1, cost: cost(node.body) };
-  const copies = node.max === Infinity ? node.min + 1 : node.max;
-  return { parts: copies * Math.max(1, optionalRun(node.body).parts), cost: copies * cost(node.body) };
+  const inside = optionalRun(node.kind === "repeat" ? node.body : node);
+  return { parts: Math.max(1, inside.parts), cost: setCost(first(node)) };
+}
+
+const setCost = (set: Ranges) => printSetParts(set).reduce((n, part) => n + part.length, 0);
+
+/** `(X*)*`, `(X+)*` and `(X*)+` as `X*`, `(X+)+` as `X+`: the same text, one way to divide it (see splittable). */
+function simplify(node: Node): Node {
+  switch (node.kind) {
+    case "seq":
+      return { kind: "seq", items: node.items.map(simplify) };
+    case "alt":
+      return { kind: "alt", branches: node.branches.map(simplify) };
+    case "repeat": {
+      const body = simplify(node.body);
+      if (
+        node.max === Infinity && node.min <= 1 && body.kind === "repeat" && body.max === Infinity &&
+        body.min <= 1
+      ) {
+        return { kind: "repeat", body: body.body, min: node.min * body.min, max: Infinity };
+      }
+      return { ...node, body };
+    }
+    default:
+      return node;
+  }
+}
+
+/**
+ * A repetition (of two copies or more) whose copies can divide one text in more than one way: a body that may
+ * match nothing, or one that may end in a repetition going on with what begins the body (`(\w+ ?)*`). xgrammar's
+ * parser keeps every division alive, so each mask costs more as the text grows (measured: `(.*)*x` 14 ms per
+ * mask at the first token, 3.4 s at the 24th; a common URL pattern stalled for minutes).
+ */
+function splittable(node: Node): Node | undefined {
+  switch (node.kind) {
+    case "set":
+    case "anchor":
+      return undefined;
+    case "seq":
+      return node.items.map(splittable).find((n) => n);
+    case "alt":
+      return node.branches.map(splittable).find((n) => n);
+    case "repeat": {
+      if (node.max >= 2) {
+        if (length(node.body, "min") === 0) return node;
+        if (intersect(goesOn(node.body), first(node.body)).length) return node;
+      }
+      return splittable(node.body);
+    }
+  }
+}
+
+/** The sets a node's matches may begin with. */
+function first(node: Node): Ranges {
+  switch (node.kind) {
+    case "set":
+      return node.set;
+    case "anchor":
+      return [];
+    case "seq": {
+      let out: Ranges = [];
+      for (const item of node.items) {
+        out = union(out, first(item));
+        if (length(item, "min") > 0) break;
+      }
+      return out;
+    }
+    case "alt":
+      return node.branches.reduce((out, branch) => union(out, first(branch)), [] as Ranges);
+    case "repeat":
+      return node.max === 0 ? [] : first(node.body);
+  }
+}
+
+/** The sets with which a repetition that may end a node's match could go on instead. */
+function goesOn(node: Node): Ranges {
+  switch (node.kind) {
+    case "set":
+    case "anchor":
+      return [];
+    case "seq": {
+      let out: Ranges = [];
+      for (let i = node.items.length - 1; i >= 0; i--) {
+        out = union(out, goesOn(node.items[i]));
+        if (length(node.items[i], "min") > 0) break;
+      }
+      return out;
+    }
+    case "alt":
+      return node.branches.reduce((out, branch) => union(out, goesOn(branch)), [] as Ranges);
+    case "repeat":
+      return node.max > node.min ? union(goesOn(node.body), first(node.body)) : goesOn(node.body);
+  }
 }
 
 /** The pattern text of a node; "" for one that matches only the empty string. */
