@@ -399,11 +399,14 @@ function length(node: Node, bound: "min" | "max"): number {
   }
 }
 
+/** Byte sets a set is printed as. */
+const setCost = (set: Ranges) => printSetParts(set).reduce((n, part) => n + part.length, 0);
+
 /** Byte sets the printed pattern spells out, repetitions multiplied by their bounds. */
 function cost(node: Node): number {
   switch (node.kind) {
     case "set":
-      return printSetParts(node.set).reduce((n, part) => n + part.length, 0);
+      return setCost(node.set);
     case "anchor":
       return 0;
     case "seq":
@@ -457,8 +460,6 @@ function nullableRun(node: Node): Run | undefined {
   const inside = optionalRun(node.kind === "repeat" ? node.body : node);
   return { parts: Math.max(1, inside.parts), cost: setCost(first(node)) };
 }
-
-const setCost = (set: Ranges) => printSetParts(set).reduce((n, part) => n + part.length, 0);
 
 /** `(X*)*`, `(X+)*` and `(X*)+` as `X*`, `(X+)+` as `X+`: the same text, one way to divide it (see splittable). */
 function simplify(node: Node): Node {
