@@ -295,7 +295,6 @@ export class LocalEngine implements Engine {
   #closed = false;
   /** Why the engine cannot run anything again (its GPU device was lost), once it cannot. */
   #failure?: EngineClosedError;
-  readonly #failed = Promise.withResolvers<EngineClosedError>();
 
   constructor(model: PixtralModel, options: LocalEngineOptions = {}) {
     this.#model = model;
@@ -328,7 +327,7 @@ export class LocalEngine implements Engine {
 
   /** Resolves with the error every request gets once the engine cannot run anything again (a lost device). */
   get failed(): Promise<EngineClosedError> {
-    return this.#failed.promise;
+    return this.#model.ctx.lost.then(() => this.#failure!); // #fail ran first: it was registered first
   }
 
   /** The device is gone: every request, running or to come, fails with the reason (HTTP 503). */
@@ -338,7 +337,6 @@ export class LocalEngine implements Engine {
     for (const seq of [...this.#compiling, ...this.#waiting, ...this.#running]) {
       this.#cancel(seq, this.#failure);
     }
-    this.#failed.resolve(this.#failure);
   }
 
   stats(): EngineStats {
