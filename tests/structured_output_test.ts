@@ -14,10 +14,13 @@ import {
   jsonSchemaFormat,
   type OutputFormat,
   regexFormat,
+  toolCallsFormat,
   xgrammarSchema,
 } from "../runtime/grammar/format.ts";
 import { XGrammarConstraints } from "../runtime/grammar/constraints.ts";
 import { xgrammarPattern } from "../runtime/grammar/regex.ts";
+import { LengthPlan, LengthTracker } from "../runtime/grammar/lengths.ts";
+import { vocabulary } from "../runtime/grammar/vocabulary.ts";
 import { allowedIds, constraints, EOS, seededRandom, tokenizer, walk } from "./grammar_helpers.ts";
 import { type GenerateRequest, GREEDY, InvalidRequestError } from "../runtime/engine/engine.ts";
 import { LocalEngine } from "../runtime/engine/local.ts";
@@ -303,6 +306,113 @@ Deno.test("a stop id that is also text (stop_token_ids) is allowed only where th
   }
 });
 
+/** Objects told apart by a leading constant, each with its own bounds on the same property. */
+const PET = (kind: string, min: number, max: number) => ({
+  type: "object",
+  properties: { kind: { const: kind }, name: { type: "string", minLength: min, maxLength: max } },
+  required: ["kind", "name"],
+});
+/** Length bounds where the masks keep them: properties, a nullable union, items, objects told apart. */
+const BOUNDED = {
+  type: "object",
+  properties: {
+    short: { type: "string", maxLength: 2 },
+    range: { type: "string", minLength: 4, maxLength: 6 },
+    long: { type: "string", minLength: 80, maxLength: 300 },
+    nullable: { anyOf: [{ type: "string", minLength: 1, maxLength: 3 }, { type: "null" }] },
+    tags: { type: "array", items: { type: "string", minLength: 1, maxLength: 1 }, maxItems: 4 },
+    code: { type: "string", pattern: "^[a-z]+$", maxLength: 3 },
+    day: { type: ["string", "null"], format: "date", minLength: 10 },
+    pets: { type: "array", maxItems: 3, items: { oneOf: [PET("cat", 0, 2), PET("dog", 4, 5)] } },
+  },
+  required: ["short", "range", "long", "nullable", "tags", "code", "day", "pets"],
+};
+
+Deno.test("length bounds of any size are kept by the masks, where the schema says which string is written", async (t) => {
+  await t.step("random walks validate, and the grammar gets the strings unbounded", async () => {
+    const format = jsonSchemaFormat(BOUNDED);
+    assert.doesNotMatch(xgrammarSchema(format), /Length/);
+    const validate = ajv.compile(BOUNDED);
+    const random = seededRandom(31);
+    let finished = 0, pets = 0;
+    for (let i = 0; i < 16; i++) {
+      const text = await walk(format, random, 1200);
+      if (text === undefined) continue;
+      finished++;
+      const value = JSON.parse(text);
+      assert.ok(validate(value), `${text}: ${JSON.stringify(validate.errors)}`);
+      pets += (value as { pets: unknown[] }).pets.length;
+    }
+    assert.ok(finished >= 8 && pets >= 2, `${finished} of 16 walks finished, with ${pets} pets`);
+  });
+  await t.step("tool calls: each function's arguments with their own bounds", async () => {
+    const functions = [1, 2, 3].map((i) => ({
+      name: `f${i}`,
+      parameters: {
+        type: "object",
+        properties: { s: { type: "string", minLength: i, maxLength: 2 * i }, n: { type: "integer" } },
+        required: ["s"],
+      },
+    }));
+    const format = toolCallsFormat(functions, false);
+    assert.doesNotMatch(xgrammarSchema(format), /Length/);
+    const validate = ajv.compile(JSON.parse(format.schema));
+    const random = seededRandom(8);
+    let calls = 0;
+    for (let i = 0; i < 10; i++) {
+      const text = await walk(format, random, 600);
+      if (text === undefined) continue;
+      const value = JSON.parse(text);
+      assert.ok(validate(value), `${text}: ${JSON.stringify(validate.errors)}`);
+      calls += (value as unknown[]).length;
+    }
+    assert.ok(calls >= 8, `${calls} calls`);
+  });
+  await t.step("a union whose branches the masks cannot tell apart keeps its bounds in the grammar", () => {
+    const schema = {
+      anyOf: [
+        { type: "object", properties: { a: { type: "string", maxLength: 2 } } },
+        { type: "object", properties: { a: { type: "string", maxLength: 5 } } },
+      ],
+    };
+    assert.equal((xgrammarSchema(jsonSchemaFormat(schema)).match(/maxLength/g) ?? []).length, 2);
+  });
+  await t.step("characters are code points, an escape one; a string ends only within its bounds", () => {
+    const vocab = vocabulary(tokenizer, tokenizer.vocabSize);
+    const plan = LengthPlan.of(JSON.stringify({ type: "string", minLength: 2, maxLength: 3 }))!;
+    const bytes = (text: string) => new TextEncoder().encode(text);
+    const takes = (...parts: string[]) => {
+      const tracker = new LengthTracker(plan, vocab);
+      return parts.map((part) => tracker.take(bytes(part)));
+    };
+    assert.deepEqual(takes('"', "\\u00e9", "\\n", "x", "y"), [true, true, true, true, false]);
+    assert.deepEqual(takes('"😀é', "中", '"'), [true, true, true]);
+    assert.deepEqual(takes('"a"'), [false]);
+    assert.deepEqual(takes('"\\"', '"'), [true, false]);
+    // At the bound only a closing quote may come; below the minimum it may not.
+    const quote = Array.from({ length: tokenizer.vocabSize }, (_, id) => id).find((id) =>
+      !tokenizer.isSpecial(id) && new TextDecoder().decode(tokenizer.tokenBytes(id)) === '"'
+    )!;
+    const allowedAfter = (text: string) => {
+      const tracker = new LengthTracker(plan, vocab);
+      tracker.take(bytes(text));
+      const mask = new Uint32Array(Math.ceil(tokenizer.vocabSize / 32)).fill(~0);
+      tracker.narrow(mask);
+      return allowedIds(mask).filter((id) => id < tokenizer.vocabSize && !tokenizer.isSpecial(id));
+    };
+    const full = allowedAfter('"abc');
+    assert.ok(full.includes(quote));
+    // (Tokens of continuation bytes add no character: where they may come is the UTF-8 guard's to say.)
+    const adds = (id: number) => tokenizer.tokenBytes(id).some((b) => (b & 0xc0) !== 0x80);
+    assert.ok(
+      full.filter(adds).every((id) => tokenizer.tokenBytes(id)[0] === 0x22),
+      "a token adds to a full string",
+    );
+    assert.ok(!allowedAfter('"a').includes(quote));
+    assert.ok(allowedAfter('"ab').includes(quote));
+  });
+});
+
 Deno.test("text stays valid UTF-8 across tokens: no overlong form, surrogate or code point past U+10FFFF", async () => {
   // After these lead bytes UTF-8 allows only part of the continuation bytes (xgrammar alone takes any).
   const ranges = new Map([[0xe0, [0xa0, 0xbf]], [0xed, [0x80, 0x9f]], [0xf0, [0x90, 0xbf]], [0xf4, [
@@ -462,7 +572,13 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     [{ type: "integer", minimum: 5, maximum: 4 }, /allow no integer/],
     [{ type: "integer", minimum: 0.5 }, /whole number/],
     [{ type: "string", minLength: 3, maxLength: 2 }, /"minLength" is above/],
-    [{ type: "string", maxLength: 200 }, /above 64/],
+    // Bounds the masks cannot follow (a union whose branches share a type) stay in the grammar, up to 64.
+    [{
+      anyOf: [{ type: "object", properties: { a: { type: "string", maxLength: 200 } }, required: ["a"] }, {
+        type: "object",
+      }],
+    }, /above 64 is not supported here/],
+    [{ type: "object", propertyNames: { maxLength: 65 } }, /above 64/],
     [{ $ref: "#/$defs/missing" }, /names nothing/],
     [{ $ref: "#/$defs/A", $defs: { A: { $ref: "#/$defs/A" } } }, /circle/],
     [{ type: "object", properties: { 'a"b': { type: "integer" } } }, /property names with quotes/],
@@ -496,8 +612,20 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     [{ type: "string", pattern: "^a\\\\b$" }, /U\+005C/],
     [{ type: "string", pattern: '^["\\\\]$' }, /a set of such characters only/],
     // The grammar would keep one of these and drop the other.
-    [{ type: "string", pattern: "^[a-z]+$", maxLength: 3 }, /pattern and minLength\/maxLength/],
-    [{ type: "string", format: "date", minLength: 3 }, /format and minLength/],
+    [{
+      anyOf: [{
+        type: "object",
+        properties: { a: { type: "string", pattern: "^[a-z]+$", maxLength: 3 } },
+        required: ["a"],
+      }, { type: "object" }],
+    }, /pattern and minLength\/maxLength/],
+    [{
+      anyOf: [{
+        type: "object",
+        properties: { a: { type: "string", format: "date", minLength: 3 } },
+        required: ["a"],
+      }, { type: "object" }],
+    }, /format and minLength/],
     [{ $ref: "https://example.com/s.json" }, /names nothing in the schema/],
     [{ allOf: [{ type: "string" }, { maxLength: 2 }] }, /"allOf"/],
     [{ items: [{ type: "string" }] }, /prefixItems/],

@@ -14,6 +14,7 @@ import { InvalidRequestError } from "../engine/engine.ts";
 import { log } from "../log.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
 import { formatKey, type OutputFormat, xgrammarSchema } from "./format.ts";
+import { LengthPlan, LengthTracker } from "./lengths.ts";
 import { xgrammarPattern } from "./regex.ts";
 import { TokenGuard, type Vocabulary, vocabulary } from "./vocabulary.ts";
 import { explained, type XGrammar, xgrammar, XGrammarError } from "./xgrammar.ts";
@@ -112,7 +113,8 @@ export class XGrammarConstraints implements Constraints {
     const matcher = await instance.xg.GrammarMatcher.createGrammarMatcher(compiled, [...stopIds]);
     const vocab = this.#vocabulary();
     const json = format.kind === undefined;
-    const guard = new TokenGuard(vocab, json);
+    const plan = json ? LengthPlan.of(format.schema) : undefined;
+    const guard = new TokenGuard(vocab, json, plan && new LengthTracker(plan, vocab));
     const tokens = json ? vocab.safe : vocab.text;
     // Stop ids that write nothing (</s>) are allowed where the format may end; one that is also text (a client's
     // stop_token_ids) ends the answer too, so it is allowed only there, not wherever the text could hold it. Where

@@ -8,6 +8,8 @@
  */
 
 import { type PatternTarget, xgrammarPattern } from "./regex.ts";
+import { guardedStrings } from "./lengths.ts";
+import { isSchemaMap, jsonType, resolve, type Schema, target, TYPES, typesOf } from "./schema.ts";
 
 export interface OutputFormat {
   /** The JSON Schema the output must satisfy, as JSON text; a choice's strings as a JSON list; a regex. */
@@ -110,7 +112,6 @@ export class FormatError extends Error {
   }
 }
 
-const TYPES = new Set(["string", "number", "integer", "boolean", "null", "object", "array"]);
 /**
  * String formats the grammar spells out (others would be plain strings); those that random walks through
  * xgrammar 0.1.27's own grammars found producing invalid values (minute 60 in a date-time, leading zeros in an
@@ -158,7 +159,10 @@ const FORMAT_PATTERNS: Record<string, string> = {
   email: "^[A-Za-z0-9_+-]+(\\.[A-Za-z0-9_+-]+)*@([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\\.)+[A-Za-z]{2,16}$",
 };
 const BOUNDS = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
-/** Length bounds on strings above this compile to grammars that take seconds (and hundreds of MB) to build. */
+/**
+ * Length bounds on strings that the grammar keeps (those lengths.ts cannot follow) above this compile to grammars
+ * that take seconds (and hundreds of MB) to build.
+ */
 const MAX_STRING_BOUND = 64;
 const COMBINATORS = ["$ref", "anyOf", "oneOf", "allOf"];
 /** Keywords that assert nothing. */
@@ -198,7 +202,7 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
   // Before anything recurses into it: values nested thousands deep (a `default`) stall xgrammar's parser.
   checkValues(schema, MAX_VALUE_DEPTH);
   const normalised = mapSchemas(schema, normalise);
-  checkSchema(normalised, "", 0, normalised);
+  checkSchema(normalised, "", 0, normalised, guardedStrings(normalised));
   if (nesting(normalised) > MAX_DEPTH) {
     throw new FormatError(`the schema nests deeper than ${MAX_DEPTH} through its references`, "");
   }
@@ -213,12 +217,19 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
 /**
  * The JSON Schema text xgrammar compiles for a (checked) JSON format: its patterns, and the patterns of its
  * patternProperties, printed as regex.ts prints them for JSON strings (which also puts an alternation in a
- * group: xgrammar binds the quotes to the first and last alternative of `a|b` otherwise).
+ * group: xgrammar binds the quotes to the first and last alternative of `a|b` otherwise); without the length
+ * bounds that the masks keep (lengths.ts).
  */
 export function xgrammarSchema(format: OutputFormat): string {
   const print = (pattern: string) => xgrammarPattern(pattern, "json", "");
-  return JSON.stringify(mapSchemas(JSON.parse(format.schema), (s) => {
+  const root = JSON.parse(format.schema);
+  const guarded = guardedStrings(root);
+  return JSON.stringify(mapSchemas(root, (s) => {
     const out = { ...s };
+    if (guarded.has(s)) {
+      delete out.minLength;
+      delete out.maxLength;
+    }
     if (typeof s.pattern === "string") out.pattern = print(s.pattern);
     if (isSchemaMap(s.patternProperties)) {
       out.patternProperties = Object.fromEntries(
@@ -300,9 +311,6 @@ function normalise(schema: Schema): Schema {
   return s;
 }
 
-type Schema = Record<string, unknown>;
-const isSchemaMap = (v: unknown): v is Schema => typeof v === "object" && v !== null && !Array.isArray(v);
-
 /** `schema` with `f` applied to it and to every schema inside it (through the keywords that hold schemas). */
 function mapSchemas(schema: unknown, f: (s: Schema) => Schema): unknown {
   if (!isSchemaMap(schema)) return schema;
@@ -320,30 +328,6 @@ function mapSchemas(schema: unknown, f: (s: Schema) => Schema): unknown {
 
 const pointer = (path: string, key: string | number) =>
   `${path}/${String(key).replaceAll("~", "~0").replaceAll("/", "~1")}`;
-
-/** The schema a local reference names ("#" or a JSON Pointer "#/..."), or undefined. */
-function resolve(root: unknown, ref: string): unknown {
-  if (ref === "#") return root;
-  if (!ref.startsWith("#/") || ref.includes("%")) return undefined;
-  let at: unknown = root;
-  for (const part of ref.slice(2).split("/")) {
-    const key = part.replaceAll("~1", "/").replaceAll("~0", "~");
-    if (!isSchemaMap(at) || !(key in at)) return undefined;
-    at = at[key];
-  }
-  return at;
-}
-
-/** Follows references to the schema they end at; undefined for a reference that names nothing or a cycle. */
-function target(root: unknown, schema: unknown): unknown {
-  const seen = new Set<unknown>();
-  while (isSchemaMap(schema) && typeof schema.$ref === "string") {
-    if (seen.has(schema)) return undefined;
-    seen.add(schema);
-    schema = resolve(root, schema.$ref);
-  }
-  return schema;
-}
 
 /**
  * The deepest nesting of subschemas, references followed (xgrammar's compiler recurses through them), a
@@ -376,22 +360,6 @@ function nesting(root: unknown): number {
   return walk(root, new Set());
 }
 
-/** The JSON types a schema's values can have (all of them when it does not say). */
-function typesOf(root: unknown, schema: unknown): Set<string> {
-  const s = target(root, schema);
-  if (!isSchemaMap(s)) return new Set(TYPES);
-  if (s.type !== undefined) return new Set([s.type].flat() as string[]);
-  const values = "const" in s ? [s.const] : Array.isArray(s.enum) ? s.enum : undefined;
-  return values ? new Set(values.map(jsonType)) : new Set(TYPES);
-}
-
-function jsonType(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "array";
-  if (typeof value === "number") return Number.isInteger(value) ? "integer" : "number";
-  return typeof value;
-}
-
 /** Whether no value can satisfy both schemas: different types, or a required property with different consts. */
 function exclusive(root: unknown, a: unknown, b: unknown): boolean {
   const ta = typesOf(root, a), tb = typesOf(root, b);
@@ -418,7 +386,13 @@ function exclusive(root: unknown, a: unknown, b: unknown): boolean {
   });
 }
 
-function checkSchema(schema: unknown, path: string, depth: number, root: unknown): void {
+function checkSchema(
+  schema: unknown,
+  path: string,
+  depth: number,
+  root: unknown,
+  guarded: Set<Schema>,
+): void {
   if (typeof schema === "boolean") return;
   if (!isSchemaMap(schema)) throw new FormatError("a schema must be a JSON object or a boolean", path);
   if (depth > MAX_DEPTH) throw new FormatError(`the schema nests deeper than ${MAX_DEPTH}`, path);
@@ -499,7 +473,7 @@ function checkSchema(schema: unknown, path: string, depth: number, root: unknown
     if (lo > hi) throw new FormatError("the bounds allow no integer", path);
   }
   for (
-    const [min, max, limit] of [["minLength", "maxLength", MAX_STRING_BOUND], [
+    const [min, max, limit] of [["minLength", "maxLength", guarded.has(s) ? Infinity : MAX_STRING_BOUND], [
       "minItems",
       "maxItems",
       Infinity,
@@ -511,7 +485,9 @@ function checkSchema(schema: unknown, path: string, depth: number, root: unknown
       }
       if ((s[key] as number) > limit) {
         throw new FormatError(
-          `"${key}" above ${limit} is not supported (its grammar takes seconds to compile): leave it out`,
+          `"${key}" above ${limit} is not supported here: in property names, or in a union whose branches share ` +
+            'a type and do not begin with distinct "const" properties, the bound goes into the grammar, which ' +
+            "then takes seconds to compile; leave it out",
           at(key),
         );
       }
@@ -525,8 +501,9 @@ function checkSchema(schema: unknown, path: string, depth: number, root: unknown
     );
   }
   if ("pattern" in s) checkPattern(s.pattern, at("pattern"));
-  // The grammar keeps only the first of a pattern, a format and length bounds on one string.
-  const shapes = ["pattern", "format", "minLength|maxLength"].filter((k) =>
+  // The grammar keeps only the first of a pattern, a format and length bounds on one string; the masks keep
+  // guarded bounds (lengths.ts).
+  const shapes = ["pattern", "format", ...guarded.has(s) ? [] : ["minLength|maxLength"]].filter((k) =>
     k.split("|").some((key) => key in s)
   );
   if (shapes.length > 1) {
@@ -595,14 +572,14 @@ function checkSchema(schema: unknown, path: string, depth: number, root: unknown
   if ("required" in s && !Array.isArray(s.required)) {
     throw new FormatError(`"required" must be a list`, at("required"));
   }
-  for (const key of ONE) if (key in s) checkSchema(s[key], at(key), depth + 1, root);
+  for (const key of ONE) if (key in s) checkSchema(s[key], at(key), depth + 1, root, guarded);
   for (const key of LIST) {
     if (!(key in s)) continue;
     const list = s[key];
     if (!Array.isArray(list) || list.length === 0) {
       throw new FormatError(`"${key}" must be a non-empty list of schemas`, at(key));
     }
-    list.forEach((sub, i) => checkSchema(sub, pointer(at(key), i), depth + 1, root));
+    list.forEach((sub, i) => checkSchema(sub, pointer(at(key), i), depth + 1, root, guarded));
   }
   for (const key of MAP) {
     if (!(key in s)) continue;
@@ -610,7 +587,7 @@ function checkSchema(schema: unknown, path: string, depth: number, root: unknown
     if (!isSchemaMap(map)) throw new FormatError(`"${key}" must map names to schemas`, at(key));
     for (const [name, sub] of Object.entries(map)) {
       if (key === "patternProperties") checkPattern(name, pointer(at(key), name));
-      checkSchema(sub, pointer(at(key), name), depth + 1, root);
+      checkSchema(sub, pointer(at(key), name), depth + 1, root, guarded);
     }
   }
 }

@@ -1,0 +1,436 @@
+/**
+ * Length bounds of JSON strings (`minLength`, `maxLength`) kept by the masks rather than by the grammar.
+ * xgrammar spells a bound out as a chain of states, each with its own mask over the vocabulary: over Pixtral's,
+ * one string with `maxLength: 80` took 2.5 s to compile and 256 took 5.9 s. Here the grammar gets the string
+ * unbounded, and a LengthTracker, following the JSON written so far through the schema, cuts each mask to the
+ * tokens that keep the string within its bounds: any bound, at no compile cost.
+ *
+ * The tracker must know which schema a string follows. It does wherever the schema says so: through properties,
+ * items, references, and unions whose branches differ in type (a string or null) or are objects that begin with
+ * a required property of distinct constant values (a tool call's function name comes before its arguments; the
+ * grammar writes properties in the order the schema lists them). A string a union reaches otherwise keeps its
+ * bounds in the grammar (guardedStrings says which do not).
+ *
+ * Lengths are counted in code points, as JSON Schema does, an escape as one: `\ud83d\ude00` counts two.
+ */
+import { isSchemaMap, resolve, type Schema, target, TYPES, typesOf } from "./schema.ts";
+import type { Vocabulary } from "./vocabulary.ts";
+
+/** What a value may follow: a schema with no reference, allOf or union left in it, or `true` (anything). */
+type Candidate = Schema | true;
+
+interface Bounds {
+  min: number;
+  max: number;
+}
+
+/** The schemas `schema` stands for: references followed, allOf's one schema, each branch of a union. */
+function expand(root: unknown, schema: unknown, seen = new Set<unknown>()): Candidate[] {
+  if (schema === true) return [true];
+  if (!isSchemaMap(schema) || seen.has(schema)) return [];
+  seen.add(schema);
+  if (typeof schema.$ref === "string") return expand(root, resolve(root, schema.$ref), seen);
+  if (Array.isArray(schema.allOf)) return expand(root, schema.allOf[0], seen);
+  const branches = schema.anyOf ?? schema.oneOf;
+  if (Array.isArray(branches)) return branches.flatMap((branch) => expand(root, branch, seen));
+  return [schema];
+}
+
+const typesOfAll = (root: unknown, candidates: readonly Candidate[]) =>
+  new Set(candidates.flatMap((c) => [...(c === true ? TYPES : typesOf(root, c))]));
+const overlap = (a: Set<string>, b: Set<string>) =>
+  [...a].some((t) =>
+    b.has(t) || (t === "integer" && b.has("number")) || (t === "number" && b.has("integer"))
+  );
+
+/** A string constant's value: `const`, or an `enum` of one. */
+function constant(root: unknown, schema: unknown): unknown {
+  const s = target(root, schema);
+  if (!isSchemaMap(s)) return undefined;
+  const value = "const" in s ? s.const : Array.isArray(s.enum) && s.enum.length === 1 ? s.enum[0] : undefined;
+  return typeof value === "string" ? value : undefined;
+}
+
+/** The required first property of an object schema whose value is a string constant: [name, value]. */
+function leadingConstant(root: unknown, schema: Candidate): [string, unknown] | undefined {
+  if (schema === true || !isSchemaMap(schema.properties)) return undefined;
+  const first = Object.keys(schema.properties)[0];
+  const value = constant(root, schema.properties[first]);
+  const required = Array.isArray(schema.required) && schema.required.includes(first);
+  return first !== undefined && required && value !== undefined ? [first, value] : undefined;
+}
+
+/**
+ * Whether the tracker tells branch `i` of a union from the others: by the type of its value, or as an object
+ * whose leading constant differs from theirs.
+ */
+function discriminated(root: unknown, branches: readonly Candidate[][], i: number): boolean {
+  const types = branches.map((b) => typesOfAll(root, b));
+  // A branch that is one object schema, by its leading constant.
+  const lead = (b: Candidate[]) =>
+    b.length === 1 && [...typesOf(root, b[0])].join() === "object" ? leadingConstant(root, b[0]) : undefined;
+  return branches.every((other, j) => {
+    if (j === i || !overlap(types[i], types[j])) return true;
+    const a = lead(branches[i]), b = lead(other);
+    return a !== undefined && b !== undefined && a[0] === b[0] && a[1] !== b[1];
+  });
+}
+
+const bounded = (s: Schema) => "minLength" in s || "maxLength" in s;
+
+/** The string schemas (by identity in `root`) whose bounds the tracker keeps: bounded, and never ambiguous. */
+export function guardedStrings(root: unknown): Set<Schema> {
+  const reached = new Map<Schema, boolean>(); // whether some path reached it ambiguously
+  const walk = (schema: unknown, ambiguous: boolean): void => {
+    if (!isSchemaMap(schema)) return;
+    const before = reached.get(schema);
+    if (before !== undefined && (before || !ambiguous)) return;
+    reached.set(schema, ambiguous);
+    if (typeof schema.$ref === "string") walk(resolve(root, schema.$ref), ambiguous);
+    if (Array.isArray(schema.allOf)) walk(schema.allOf[0], ambiguous);
+    const branches = schema.anyOf ?? schema.oneOf;
+    if (Array.isArray(branches)) {
+      const expanded = branches.map((branch) => expand(root, branch));
+      branches.forEach((branch, i) => walk(branch, ambiguous || !discriminated(root, expanded, i)));
+    }
+    walk(schema.items, ambiguous);
+    walk(schema.additionalProperties, ambiguous);
+    if (Array.isArray(schema.prefixItems)) schema.prefixItems.forEach((s) => walk(s, ambiguous));
+    if (isSchemaMap(schema.properties)) Object.values(schema.properties).forEach((s) => walk(s, ambiguous));
+    if (isSchemaMap(schema.patternProperties)) {
+      // A name may match several patterns.
+      const values = Object.values(schema.patternProperties);
+      values.forEach((s) => walk(s, ambiguous || values.length > 1));
+    }
+    walk(schema.propertyNames, true); // names are keys, which the tracker does not bound
+  };
+  walk(root, false);
+  return new Set([...reached].filter(([s, ambiguous]) => !ambiguous && bounded(s)).map(([s]) => s));
+}
+
+/** A format's schema as the tracker reads it. */
+export class LengthPlan {
+  readonly root: unknown;
+  readonly guarded: Set<Schema>;
+  readonly #patterns = new Map<string, RegExp>();
+
+  constructor(schema: string) {
+    this.root = JSON.parse(schema);
+    this.guarded = guardedStrings(this.root);
+  }
+
+  /** The plan of a JSON format's schema, or undefined when no string's bounds are left to the masks. */
+  static of(schema: string): LengthPlan | undefined {
+    const plan = new LengthPlan(schema);
+    return plan.guarded.size ? plan : undefined;
+  }
+
+  top(): Candidate[] {
+    return expand(this.root, this.root);
+  }
+
+  /** What the value of property `key` may follow, in an object that follows one of `objects`. */
+  property(objects: readonly Candidate[], key: string): Candidate[] {
+    return objects.flatMap((c) => {
+      if (c === true) return [true];
+      if (isSchemaMap(c.properties) && Object.hasOwn(c.properties, key)) {
+        return expand(this.root, c.properties[key]);
+      }
+      if (isSchemaMap(c.patternProperties)) {
+        const matched = Object.entries(c.patternProperties).filter(([p]) => this.#pattern(p).test(key));
+        if (matched.length) return matched.flatMap(([, s]) => expand(this.root, s));
+      }
+      return expand(this.root, c.additionalProperties ?? true);
+    });
+  }
+
+  /** What item `index` may follow, in an array that follows one of `arrays`. */
+  item(arrays: readonly Candidate[], index: number): Candidate[] {
+    return arrays.flatMap((c) => {
+      if (c === true) return [true];
+      const prefix = Array.isArray(c.prefixItems) ? c.prefixItems : [];
+      return expand(this.root, index < prefix.length ? prefix[index] : c.items ?? true);
+    });
+  }
+
+  /** Whether some of `objects` fix property `key` to a string constant. */
+  constrains(objects: readonly Candidate[], key: string): boolean {
+    return objects.some((c) =>
+      c !== true && isSchemaMap(c.properties) && Object.hasOwn(c.properties, key) &&
+      constant(this.root, c.properties[key]) !== undefined
+    );
+  }
+
+  /** Objects among `objects` whose property `key` may hold `value` (a string): a differing constant rules out. */
+  holding(objects: readonly Candidate[], key: string, value: string): Candidate[] {
+    return objects.filter((c) => {
+      if (c === true || !isSchemaMap(c.properties) || !Object.hasOwn(c.properties, key)) return true;
+      const fixed = constant(this.root, c.properties[key]);
+      return fixed === undefined || fixed === value;
+    });
+  }
+
+  /** Candidates whose values may be of `type`. */
+  ofType(candidates: readonly Candidate[], type: string): Candidate[] {
+    const wanted = new Set([type]);
+    return candidates.filter((c) => c === true || overlap(typesOf(this.root, c), wanted));
+  }
+
+  /** The bounds a string following one of `strings` keeps: those of the guarded ones, together. */
+  bounds(strings: readonly Candidate[]): Bounds | undefined {
+    let bounds: Bounds | undefined;
+    for (const s of strings) {
+      if (s === true || !this.guarded.has(s)) continue;
+      bounds ??= { min: 0, max: Infinity };
+      bounds.min = Math.max(bounds.min, (s.minLength as number | undefined) ?? 0);
+      bounds.max = Math.min(bounds.max, (s.maxLength as number | undefined) ?? Infinity);
+    }
+    return bounds && bounds.min <= bounds.max ? bounds : undefined;
+  }
+
+  #pattern(pattern: string): RegExp {
+    let re = this.#patterns.get(pattern);
+    if (!re) this.#patterns.set(pattern, re = new RegExp(pattern, "u"));
+    return re;
+  }
+}
+
+/**
+ * Where a string stands: `escape` 0 in plain text, 1 after a backslash, 2-5 in the four hex digits of `\u`
+ * (5 before the last).
+ */
+interface Str {
+  key: boolean;
+  bounds?: Bounds;
+  /** Code points so far (an escape counts at its backslash). */
+  count: number;
+  escape: number;
+  /**
+   * The bytes so far as a binary string (copied for free), kept for keys, and for values that may rule out
+   * objects by a constant.
+   */
+  text?: string;
+}
+
+/** An open object or array, and what it may follow. */
+interface Frame {
+  kind: "object" | "array";
+  candidates: Candidate[];
+  /** The last key read (objects), the current item (arrays). */
+  key?: string;
+  index: number;
+}
+
+/** Escape states: past `escape` and one more byte `b` of a string (not the closing quote). */
+function nextEscape(escape: number, b: number): number {
+  if (escape === 0) return b === 0x5c ? 1 : 0;
+  if (escape === 1) return b === 0x75 ? 2 : 0;
+  return escape === 5 ? 0 : escape + 1;
+}
+
+/** Whether byte `b`, in escape state `escape`, begins a character. */
+const begins = (escape: number, b: number) => escape === 0 && (b & 0xc0) !== 0x80;
+
+/**
+ * Per vocabulary: for tokens without a quote, the characters each adds to a string it is written into, from
+ * each escape state; the tokens with a quote, which the tracker follows one by one; and, made when first
+ * needed, for each escape state and room left, the tokens that fit.
+ */
+interface Counts {
+  added: Uint8Array[];
+  /** The most characters a quote-free token adds, per escape state. */
+  longest: number[];
+  quoted: Int32Array;
+  fits: Map<number, Uint32Array>;
+}
+
+const counted = new WeakMap<Vocabulary, Counts>();
+
+function counts(vocab: Vocabulary): Counts {
+  let c = counted.get(vocab);
+  if (c) return c;
+  const n = vocab.offsets.length - 1;
+  const added = Array.from({ length: 6 }, () => new Uint8Array(n));
+  const longest = new Array(6).fill(0);
+  const quoted: number[] = [];
+  for (let id = 0; id < n; id++) {
+    const bytes = vocab.bytes.subarray(vocab.offsets[id], vocab.offsets[id + 1]);
+    if (bytes.includes(0x22)) {
+      quoted.push(id);
+      continue;
+    }
+    for (let start = 0; start < 6; start++) {
+      let escape = start, count = 0;
+      for (const b of bytes) {
+        if (begins(escape, b)) count++;
+        escape = nextEscape(escape, b);
+      }
+      added[start][id] = Math.min(count, 255);
+      longest[start] = Math.max(longest[start], count);
+    }
+  }
+  counted.set(vocab, c = { added, longest, quoted: Int32Array.from(quoted), fits: new Map() });
+  return c;
+}
+
+/** The quote-free tokens that add at most `room` characters from escape state `escape`. */
+function fitting(c: Counts, escape: number, room: number): Uint32Array {
+  const key = escape * 256 + room;
+  let mask = c.fits.get(key);
+  if (!mask) {
+    mask = new Uint32Array(Math.ceil(c.added[escape].length / 32));
+    c.added[escape].forEach((count, id) => {
+      if (count <= room) mask![id >> 5] |= 1 << (id & 31);
+    });
+    c.fits.set(key, mask);
+  }
+  return mask;
+}
+
+const isSpace = (b: number) => b === 0x20 || b === 0x0a || b === 0x09 || b === 0x0d;
+
+/** Follows a JSON text token by token through a LengthPlan's schema, and keeps its strings within bounds. */
+export class LengthTracker {
+  #stack: Frame[] = [];
+  /** What the next value may follow, while one is awaited. */
+  #expect?: Candidate[];
+  #string?: Str;
+  #scalar = false;
+
+  /** At the start of the text; or, `from` given, where that tracker stands. */
+  constructor(readonly plan: LengthPlan, readonly vocabulary: Vocabulary, from?: LengthTracker) {
+    if (!from) {
+      this.#expect = plan.top();
+      return;
+    }
+    this.#stack = [...from.#stack];
+    this.#expect = from.#expect;
+    this.#string = from.#string && { ...from.#string };
+    this.#scalar = from.#scalar;
+  }
+
+  /** Follows a token's bytes; false when they break a string's bounds (the masks keep that from happening). */
+  take(bytes: Uint8Array): boolean {
+    for (const b of bytes) if (!this.#byte(b)) return false;
+    return true;
+  }
+
+  /** Narrows `mask` to the tokens that keep every string within its bounds. */
+  narrow(mask: Uint32Array): void {
+    const c = counts(this.vocabulary);
+    const s = this.#string;
+    if (s?.bounds && s.bounds.max - s.count < c.longest[s.escape]) {
+      const fits = fitting(c, s.escape, s.bounds.max - s.count);
+      for (let w = 0; w < mask.length; w++) mask[w] &= fits[w];
+    }
+    // A token with a quote may end this string and begin others: followed byte by byte, on a copy.
+    const { bytes, offsets } = this.vocabulary;
+    for (const id of c.quoted) {
+      if (!(mask[id >> 5] & (1 << (id & 31)))) continue;
+      if (!this.#copy().take(bytes.subarray(offsets[id], offsets[id + 1]))) {
+        mask[id >> 5] &= ~(1 << (id & 31));
+      }
+    }
+  }
+
+  #copy(): LengthTracker {
+    return new LengthTracker(this.plan, this.vocabulary, this);
+  }
+
+  #byte(b: number): boolean {
+    const s = this.#string;
+    if (s) return this.#stringByte(s, b);
+    if (this.#scalar) {
+      if (!(b === 0x2c || b === 0x5d || b === 0x7d || isSpace(b))) return true;
+      this.#scalar = false;
+      this.#valueDone();
+    }
+    if (isSpace(b)) return true;
+    const top = this.#stack.at(-1);
+    const expected = this.#expect;
+    if (expected) {
+      this.#expect = undefined;
+      if (b === 0x5d && top?.kind === "array" && top.index === 0) return this.#close(); // []
+      return this.#begin(b, expected, top);
+    }
+    if (!top) return true; // after the value
+    if (top.kind === "object") {
+      if (b === 0x22) this.#string = { key: true, count: 0, escape: 0, text: "" };
+      else if (b === 0x3a) this.#expect = this.plan.property(top.candidates, top.key ?? "");
+      else if (b === 0x7d) return this.#close();
+    } else if (b === 0x2c) {
+      this.#stack[this.#stack.length - 1] = { ...top, index: top.index + 1 };
+      this.#expect = this.plan.item(top.candidates, top.index + 1);
+    } else if (b === 0x5d) return this.#close();
+    return true;
+  }
+
+  /** The first byte of a value that may follow `candidates`. */
+  #begin(b: number, candidates: Candidate[], top: Frame | undefined): boolean {
+    const { plan } = this;
+    if (b === 0x22) {
+      const strings = plan.ofType(candidates, "string");
+      // A value may rule out objects by a constant.
+      const keep = top?.kind === "object" && top.candidates.length > 1 && top.key !== undefined &&
+        plan.constrains(top.candidates, top.key);
+      this.#string = {
+        key: false,
+        bounds: plan.bounds(strings),
+        count: 0,
+        escape: 0,
+        text: keep ? "" : undefined,
+      };
+    } else if (b === 0x7b) {
+      this.#stack.push({ kind: "object", candidates: plan.ofType(candidates, "object"), index: 0 });
+    } else if (b === 0x5b) {
+      const arrays = plan.ofType(candidates, "array");
+      this.#stack.push({ kind: "array", candidates: arrays, index: 0 });
+      this.#expect = plan.item(arrays, 0);
+    } else this.#scalar = true;
+    return true;
+  }
+
+  #stringByte(s: Str, b: number): boolean {
+    if (s.escape === 0 && b === 0x22) {
+      this.#string = undefined;
+      const text = s.text === undefined
+        ? undefined
+        : new TextDecoder().decode(Uint8Array.from(s.text, (c) => c.charCodeAt(0)));
+      const top = this.#stack.at(-1);
+      if (s.key && top) this.#stack[this.#stack.length - 1] = { ...top, key: jsonString(text!) };
+      else this.#valueDone(text);
+      return !s.bounds || s.count >= s.bounds.min;
+    }
+    if (begins(s.escape, b)) s.count++;
+    s.escape = nextEscape(s.escape, b);
+    if (s.text !== undefined) s.text += String.fromCharCode(b);
+    return !s.bounds || s.count <= s.bounds.max;
+  }
+
+  #close(): boolean {
+    this.#stack.pop();
+    this.#valueDone();
+    return true;
+  }
+
+  /** A value ended; `text`, a string's (JSON-escaped) text where it was kept. */
+  #valueDone(text?: string): void {
+    const top = this.#stack.at(-1);
+    if (top?.kind !== "object" || text === undefined || top.key === undefined) return;
+    const value = jsonString(text);
+    if (value === undefined) return;
+    this.#stack[this.#stack.length - 1] = {
+      ...top,
+      candidates: this.plan.holding(top.candidates, top.key, value),
+    };
+  }
+}
+
+/** A JSON string's value from its text between the quotes; undefined if it is not one (cannot happen). */
+function jsonString(text: string): string | undefined {
+  try {
+    return JSON.parse(`"${text}"`);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,47 @@
+/** JSON Schema documents as plain values: references, and the JSON types a schema allows. */
+
+export type Schema = Record<string, unknown>;
+export const isSchemaMap = (v: unknown): v is Schema =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+export const TYPES = new Set(["string", "number", "integer", "boolean", "null", "object", "array"]);
+
+/** The schema a local reference names ("#" or a JSON Pointer "#/..."), or undefined. */
+export function resolve(root: unknown, ref: string): unknown {
+  if (ref === "#") return root;
+  if (!ref.startsWith("#/") || ref.includes("%")) return undefined;
+  let at: unknown = root;
+  for (const part of ref.slice(2).split("/")) {
+    const key = part.replaceAll("~1", "/").replaceAll("~0", "~");
+    if (!isSchemaMap(at) || !(key in at)) return undefined;
+    at = at[key];
+  }
+  return at;
+}
+
+/** Follows references to the schema they end at; undefined for a reference that names nothing or a cycle. */
+export function target(root: unknown, schema: unknown): unknown {
+  const seen = new Set<unknown>();
+  while (isSchemaMap(schema) && typeof schema.$ref === "string") {
+    if (seen.has(schema)) return undefined;
+    seen.add(schema);
+    schema = resolve(root, schema.$ref);
+  }
+  return schema;
+}
+
+/** The JSON types a schema's values can have (all of them when it does not say). */
+export function typesOf(root: unknown, schema: unknown): Set<string> {
+  const s = target(root, schema);
+  if (!isSchemaMap(s)) return new Set(TYPES);
+  if (s.type !== undefined) return new Set([s.type].flat() as string[]);
+  const values = "const" in s ? [s.const] : Array.isArray(s.enum) ? s.enum : undefined;
+  return values ? new Set(values.map(jsonType)) : new Set(TYPES);
+}
+
+export function jsonType(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "array";
+  if (typeof value === "number") return Number.isInteger(value) ? "integer" : "number";
+  return typeof value;
+}
