@@ -8,7 +8,7 @@
  */
 
 import { type PatternTarget, xgrammarPattern } from "./regex.ts";
-import { guardedStrings } from "./lengths.ts";
+import { boundsOf, guardedStrings } from "./lengths.ts";
 import { isSchemaMap, jsonType, resolve, type Schema, target, TYPES, typesOf } from "./schema.ts";
 
 export interface OutputFormat {
@@ -221,7 +221,7 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
  * bounds that the masks keep (lengths.ts).
  */
 export function xgrammarSchema(format: OutputFormat): string {
-  const print = (pattern: string) => xgrammarPattern(pattern, "json", "");
+  const print = (pattern: string, counted = false) => xgrammarPattern(pattern, "json", "", counted);
   const root = JSON.parse(format.schema);
   const guarded = guardedStrings(root);
   return JSON.stringify(mapSchemas(root, (s) => {
@@ -230,7 +230,7 @@ export function xgrammarSchema(format: OutputFormat): string {
       delete out.minLength;
       delete out.maxLength;
     }
-    if (typeof s.pattern === "string") out.pattern = print(s.pattern);
+    if (typeof s.pattern === "string") out.pattern = print(s.pattern, guarded.has(s));
     if (isSchemaMap(s.patternProperties)) {
       out.patternProperties = Object.fromEntries(
         Object.entries(s.patternProperties).map(([name, sub]) => [print(name), sub]),
@@ -500,7 +500,11 @@ function checkSchema(
       at("format"),
     );
   }
-  if ("pattern" in s) checkPattern(s.pattern, at("pattern"));
+  if ("pattern" in s) checkPattern(s.pattern, at("pattern"), "json", guarded.has(s));
+  const lengths = guarded.has(s) ? boundsOf(s)! : undefined;
+  if (lengths && lengths.min > lengths.max) {
+    throw new FormatError("the pattern's length and minLength/maxLength allow no string", path);
+  }
   // The grammar keeps only the first of a pattern, a format and length bounds on one string; the masks keep
   // guarded bounds (lengths.ts).
   const shapes = ["pattern", "format", ...guarded.has(s) ? [] : ["minLength|maxLength"]].filter((k) =>
@@ -596,7 +600,7 @@ function checkSchema(
  * A regular expression the grammar can spell: valid, groups nested at most MAX_GROUP_DEPTH deep, and what
  * regex.ts can print for xgrammar (`target`: in a JSON string, or text; no look-around or back-references).
  */
-function checkPattern(pattern: unknown, path: string, target: PatternTarget = "json"): void {
+function checkPattern(pattern: unknown, path: string, target: PatternTarget = "json", counted = false): void {
   if (typeof pattern !== "string") throw new FormatError("a pattern must be a string", path);
   try {
     new RegExp(pattern, "u");
@@ -606,7 +610,7 @@ function checkPattern(pattern: unknown, path: string, target: PatternTarget = "j
   if (groupDepth(pattern) > MAX_GROUP_DEPTH) {
     throw new FormatError(`the pattern nests groups deeper than ${MAX_GROUP_DEPTH}`, path);
   }
-  xgrammarPattern(pattern, target, path);
+  xgrammarPattern(pattern, target, path, counted);
 }
 
 /**

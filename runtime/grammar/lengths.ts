@@ -3,7 +3,8 @@
  * xgrammar spells a bound out as a chain of states, each with its own mask over the vocabulary: over Pixtral's,
  * one string with `maxLength: 80` took 2.5 s to compile and 256 took 5.9 s. Here the grammar gets the string
  * unbounded, and a LengthTracker, following the JSON written so far through the schema, cuts each mask to the
- * tokens that keep the string within its bounds: any bound, at no compile cost.
+ * tokens that keep the string within its bounds: any bound, at no compile cost. So too for a pattern that is one
+ * set repeated (`^.{1,80}$`): the grammar repeats the set freely, and the masks count.
  *
  * The tracker must know which schema a string follows. It does wherever the schema says so: through properties,
  * items, references, and unions whose branches differ in type (a string or null) or are objects that begin with
@@ -14,6 +15,7 @@
  * Lengths are counted in code points, as JSON Schema does, an escape as one: `\ud83d\ude00` counts two.
  */
 import { isSchemaMap, resolve, type Schema, target, TYPES, typesOf } from "./schema.ts";
+import { repeatedSetBounds } from "./regex.ts";
 import type { Vocabulary } from "./vocabulary.ts";
 
 /** What a value may follow: a schema with no reference, allOf or union left in it, or `true` (anything). */
@@ -76,7 +78,15 @@ function discriminated(root: unknown, branches: readonly Candidate[][], i: numbe
   });
 }
 
-const bounded = (s: Schema) => "minLength" in s || "maxLength" in s;
+/** The length bounds a string schema sets: minLength, maxLength, and those of a pattern that is one set repeated. */
+export function boundsOf(s: Schema): Bounds | undefined {
+  const pattern = typeof s.pattern === "string" ? repeatedSetBounds(s.pattern) : undefined;
+  if (!pattern && !("minLength" in s) && !("maxLength" in s)) return undefined;
+  return {
+    min: Math.max((s.minLength as number | undefined) ?? 0, pattern?.min ?? 0),
+    max: Math.min((s.maxLength as number | undefined) ?? Infinity, pattern?.max ?? Infinity),
+  };
+}
 
 /** The string schemas (by identity in `root`) whose bounds the tracker keeps: bounded, and never ambiguous. */
 export function guardedStrings(root: unknown): Set<Schema> {
@@ -105,18 +115,19 @@ export function guardedStrings(root: unknown): Set<Schema> {
     walk(schema.propertyNames, true); // names are keys, which the tracker does not bound
   };
   walk(root, false);
-  return new Set([...reached].filter(([s, ambiguous]) => !ambiguous && bounded(s)).map(([s]) => s));
+  return new Set([...reached].filter(([s, ambiguous]) => !ambiguous && boundsOf(s)).map(([s]) => s));
 }
 
 /** A format's schema as the tracker reads it. */
 export class LengthPlan {
   readonly root: unknown;
-  readonly guarded: Set<Schema>;
+  /** The guarded string schemas and their bounds. */
+  readonly guarded: Map<Schema, Bounds>;
   readonly #patterns = new Map<string, RegExp>();
 
   constructor(schema: string) {
     this.root = JSON.parse(schema);
-    this.guarded = guardedStrings(this.root);
+    this.guarded = new Map([...guardedStrings(this.root)].map((s) => [s, boundsOf(s)!]));
   }
 
   /** The plan of a JSON format's schema, or undefined when no string's bounds are left to the masks. */
@@ -180,10 +191,11 @@ export class LengthPlan {
   bounds(strings: readonly Candidate[]): Bounds | undefined {
     let bounds: Bounds | undefined;
     for (const s of strings) {
-      if (s === true || !this.guarded.has(s)) continue;
+      const own = s === true ? undefined : this.guarded.get(s);
+      if (!own) continue;
       bounds ??= { min: 0, max: Infinity };
-      bounds.min = Math.max(bounds.min, (s.minLength as number | undefined) ?? 0);
-      bounds.max = Math.min(bounds.max, (s.maxLength as number | undefined) ?? Infinity);
+      bounds.min = Math.max(bounds.min, own.min);
+      bounds.max = Math.min(bounds.max, own.max);
     }
     return bounds && bounds.min <= bounds.max ? bounds : undefined;
   }

@@ -72,10 +72,18 @@ const MAX_OPTIONAL_RUN = { parts: 8, cost: 96 };
 
 /**
  * `pattern` printed for xgrammar, matching what it matches whole (anchors at its ends dropped), less what
- * `target` may not hold. Throws a FormatError (at `path`) for what cannot be so.
+ * `target` may not hold. Throws a FormatError (at `path`) for what cannot be so. `counted`: the masks keep the
+ * string's length (lengths.ts), so a pattern that is one set repeated (repeatedSet) is printed repeated freely.
  */
-export function xgrammarPattern(pattern: string, target: PatternTarget, path: string): string {
-  const root = simplify(new Parser([...pattern], path).parse());
+export function xgrammarPattern(
+  pattern: string,
+  target: PatternTarget,
+  path: string,
+  counted = false,
+): string {
+  let root = simplify(new Parser([...pattern], path).parse());
+  const repeat = counted ? repeatedSet(root) : undefined;
+  if (repeat) root = { ...repeat, min: Math.min(repeat.min, 1), max: Infinity };
   const writable = cut(root, WRITABLE[target], target, path);
   const split = splittable(writable);
   if (split) {
@@ -105,6 +113,33 @@ export function xgrammarPattern(pattern: string, target: PatternTarget, path: st
     );
   }
   return print(writable);
+}
+
+/**
+ * The repetition a pattern is, anchors aside, when it repeats one set (`^.{1,80}$`, `[A-Za-z ]{3,40}`) with
+ * bounds the grammar would have to spell out: each match of the set is one character, so the bounds are the
+ * string's length.
+ */
+function repeatedSet(node: Node): (Node & { kind: "repeat" }) | undefined {
+  const items = node.kind === "seq" ? node.items : [node];
+  const anchored = items.length >= 1 && items.length <= 3 &&
+    items.every((n, i) => n.kind !== "anchor" || (n.at === "^" ? i === 0 : i === items.length - 1));
+  const written = items.filter((n) => n.kind !== "anchor");
+  const [repeat] = written;
+  return anchored && written.length === 1 && repeat.kind === "repeat" && repeat.body.kind === "set" &&
+      (repeat.min > 1 || (repeat.max > 1 && repeat.max < Infinity))
+    ? repeat
+    : undefined;
+}
+
+/** The length bounds of a pattern that is one set repeated (see repeatedSet), or undefined. */
+export function repeatedSetBounds(pattern: string): { min: number; max: number } | undefined {
+  try {
+    const repeat = repeatedSet(simplify(new Parser([...pattern], "").parse()));
+    return repeat && { min: repeat.min, max: repeat.max };
+  } catch {
+    return undefined;
+  }
 }
 
 class Parser {
