@@ -15,8 +15,9 @@ export interface ServerMetrics {
 
 export function createMetrics(engine: () => Engine | undefined): ServerMetrics {
   const registry = new Registry();
-  const stat = <K extends "waiting" | "running" | "kvUsage" | "prefixHitTokens">(key: K) => () =>
-    engine()?.stats()[key] ?? 0;
+  const stat =
+    <K extends "waiting" | "running" | "kvUsage" | "prefixHitTokens" | "preemptions">(key: K) => () =>
+      engine()?.stats()[key] ?? 0;
   const metrics = {
     registry,
     requests: registry.register(new Counter("pixtral_requests_total", "HTTP requests by status")),
@@ -39,6 +40,14 @@ export function createMetrics(engine: () => Engine | undefined): ServerMetrics {
       "pixtral_prefix_cache_hit_tokens_total",
       "Prompt tokens taken from the prefix cache instead of computed",
       stat("prefixHitTokens"),
+      "counter",
+    ),
+  );
+  registry.register(
+    new Gauge(
+      "pixtral_preemptions_total",
+      "Sequences preempted when the KV cache was full (computed again later)",
+      stat("preemptions"),
       "counter",
     ),
   );

@@ -386,6 +386,34 @@ Deno.test("health, models, tokenize, detokenize and metrics answer in their docu
   });
 });
 
+Deno.test("token counters count as tokens come: a request cut short counts what it computed", async () => {
+  await withServer({}, async ({ url }) => {
+    const counter = async (name: string) => {
+      const text = await (await fetch(`${url}/metrics`)).text();
+      return Number(new RegExp(`^${name} (\\d+)`, "m").exec(text)?.[1] ?? 0);
+    };
+    const done = await post(`${url}/v1/chat/completions`, { ...user("hi"), max_tokens: 3, ignore_eos: true });
+    assert.equal(await counter("pixtral_generation_tokens_total"), done.json.usage.completion_tokens);
+    assert.equal(await counter("pixtral_prompt_tokens_total"), done.json.usage.prompt_tokens);
+    assert.equal(await counter("pixtral_preemptions_total"), 0);
+    const response = await fetch(`${url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ ...user("hi"), max_tokens: 64, ignore_eos: true, stream: true }),
+    });
+    const reader = response.body!.getReader();
+    let text = "";
+    while ((text.match(/"content"/g) ?? []).length < 4) {
+      text += new TextDecoder().decode((await reader.read()).value);
+    }
+    await reader.cancel();
+    // At least the tokens streamed so far (the first chunk carries the role), fewer than asked.
+    const counted = await counter("pixtral_generation_tokens_total") - 3;
+    assert.ok(counted >= 3 && counted < 64, `${counted} tokens counted`);
+    assert.equal(await counter("pixtral_prompt_tokens_total"), 2 * done.json.usage.prompt_tokens);
+  });
+});
+
 Deno.test("stop strings, n choices with seeds, and log-probabilities", async () => {
   await withServer({}, async ({ url, service }) => {
     const chat = `${url}/v1/chat/completions`;

@@ -81,6 +81,7 @@ Deno.test("32 concurrent streams yield exactly the tokens each yields alone, the
       kvBlocks: model.pool.blocks,
       kvBlocksUsed: 0,
       kvUsage: 0,
+      preemptions: 0,
     });
   } finally {
     await engine.close();
@@ -186,6 +187,48 @@ Deno.test("a full KV cache preempts the newest unscheduled sequence, never one a
     assert.equal(model.pool.usedBlocks, 0);
   } finally {
     await engine.close();
+  }
+});
+
+Deno.test("a preempted sequence is computed again to exactly the tokens and log-probabilities of an unbroken run", async (t) => {
+  // Prefill kernels and decode steps round differently: generated tokens must come back into the cache through
+  // decode steps, as they first went in.
+  for (const act of ["f32", "f16"] as const) {
+    await t.step(`${act} activations and cache`, async () => {
+      const model = await loadTiny("mistral", {
+        quant: act === "f32" ? "f32" : "q4",
+        activations: act,
+        kv: act,
+        kvTokens: 64,
+      });
+      const engine = new LocalEngine(model, { decodeSteps: 1 });
+      try {
+        const a = {
+          ids: [1, 3, ...Array(11).fill(1100), 4],
+          images: [],
+          sampling: GREEDY,
+          maxTokens: 45,
+          stopIds: [],
+        };
+        const b = {
+          ids: [1, 3, 1300, 1301, 4],
+          images: [],
+          sampling: { ...GREEDY, temperature: 1, seed: 5 },
+          maxTokens: 40,
+          stopIds: [],
+          topLogprobs: 0,
+        };
+        const alone = await collect(engine.generate(b));
+        const before = engine.stats().preemptions ?? 0;
+        // a is older: when both need a block and none is free, b (the newest) gives way, midway through its answer.
+        const [, preempted] = await Promise.all([collect(engine.generate(a)), collect(engine.generate(b))]);
+        assert.ok((engine.stats().preemptions ?? 0) > before, "b was not preempted");
+        assert.deepEqual(preempted.events, alone.events);
+        assert.equal(model.pool.usedBlocks, 0);
+      } finally {
+        await engine.close();
+      }
+    });
   }
 });
 

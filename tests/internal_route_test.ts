@@ -90,6 +90,7 @@ Deno.test("internal routes: only mounted with a secret, and only for requests th
       kvBlocksUsed: 0,
       kvUsage: 0,
       prefixHitTokens: 0,
+      preemptions: 0,
     });
   });
 });

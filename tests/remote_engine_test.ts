@@ -147,6 +147,7 @@ Deno.test("remote: requests go to the least loaded host, and spread over equally
       kvBlocks: 200,
       kvBlocksUsed: 0,
       prefixHitTokens: 0,
+      preemptions: 0,
     });
   });
   const a = fakeHost(() => frames(tokens([1])));

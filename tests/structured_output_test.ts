@@ -309,7 +309,11 @@ Deno.test("a stop id that is also text (stop_token_ids) is allowed only where th
 /** Objects told apart by a leading constant, each with its own bounds on the same property. */
 const PET = (kind: string, min: number, max: number) => ({
   type: "object",
-  properties: { kind: { const: kind }, name: { type: "string", minLength: min, maxLength: max } },
+  // The constant's own bound says nothing more (and is dropped): it must not be kept for both branches at once.
+  properties: {
+    kind: { type: "string", const: kind, maxLength: kind.length },
+    name: { type: "string", minLength: min, maxLength: max },
+  },
   required: ["kind", "name"],
 });
 /** Length bounds where the masks keep them: properties, a nullable union, items, objects told apart. */
@@ -322,10 +326,18 @@ const BOUNDED = {
     nullable: { anyOf: [{ type: "string", minLength: 1, maxLength: 3 }, { type: "null" }] },
     tags: { type: "array", items: { type: "string", minLength: 1, maxLength: 1 }, maxItems: 4 },
     code: { type: "string", pattern: "^[a-z]+$", maxLength: 3 },
-    day: { type: ["string", "null"], format: "date", minLength: 10 },
-    pets: { type: "array", maxItems: 3, items: { oneOf: [PET("cat", 0, 2), PET("dog", 4, 5)] } },
+    // One set repeated: the grammar repeats it freely and the masks count (`.{1,80}` alone is refused, below).
+    title: { type: "string", pattern: "^.{1,80}$" },
+    word: { type: "string", pattern: "^[a-z]{2,4}$", minLength: 3 },
+    either: { type: ["string", "integer"], minLength: 2 },
+    pets: {
+      type: "array",
+      minItems: 1,
+      maxItems: 3,
+      items: { oneOf: [PET("cat", 0, 2), PET("hamster", 4, 5)] },
+    },
   },
-  required: ["short", "range", "long", "nullable", "tags", "code", "day", "pets"],
+  required: ["short", "range", "long", "nullable", "tags", "code", "title", "word", "either", "pets"],
 };
 
 Deno.test("length bounds of any size are kept by the masks, where the schema says which string is written", async (t) => {
@@ -343,7 +355,7 @@ Deno.test("length bounds of any size are kept by the masks, where the schema say
       assert.ok(validate(value), `${text}: ${JSON.stringify(validate.errors)}`);
       pets += (value as { pets: unknown[] }).pets.length;
     }
-    assert.ok(finished >= 8 && pets >= 2, `${finished} of 16 walks finished, with ${pets} pets`);
+    assert.ok(finished >= 8 && pets >= finished, `${finished} of 16 walks finished, with ${pets} pets`);
   });
   await t.step("tool calls: each function's arguments with their own bounds", async () => {
     const functions = [1, 2, 3].map((i) => ({
@@ -389,6 +401,13 @@ Deno.test("length bounds of any size are kept by the masks, where the schema say
     assert.deepEqual(takes('"😀é', "中", '"'), [true, true, true]);
     assert.deepEqual(takes('"a"'), [false]);
     assert.deepEqual(takes('"\\"', '"'), [true, false]);
+    // An escaped UTF-16 pair is one code point; a high surrogate alone, or followed by anything else, is one.
+    assert.deepEqual(takes('"\\ud83d\\ude00"'), [false]);
+    assert.deepEqual(takes('"\\ud83d\\ude00x"'), [true]);
+    assert.deepEqual(takes('"\\uD83D', "\\uDE00", "\\uD83D\\uDE00", '"'), [true, true, true, true]);
+    assert.deepEqual(takes('"\\ud83dx', "yz"), [true, false]);
+    assert.deepEqual(takes('"\\ud83d\\n', "yz"), [true, false]);
+    assert.deepEqual(takes('"\\ud83d\\u0041', "yz"), [true, false]);
     // At the bound only a closing quote may come; below the minimum it may not.
     const quote = Array.from({ length: tokenizer.vocabSize }, (_, id) => id).find((id) =>
       !tokenizer.isSpecial(id) && new TextDecoder().decode(tokenizer.tokenBytes(id)) === '"'
@@ -599,6 +618,11 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     // One set repeated is counted by the masks, except where they cannot tell which string is written.
     [{ type: "object", propertyNames: { pattern: "^[a-z]{900}$" } }, /too long to compile/],
     [{ type: "string", pattern: "^[a-z]{5,9}$", maxLength: 3 }, /allow no string/],
+    // Cut at a bound, a text that has yet to match a pattern or a format could not be finished.
+    [{ type: "string", format: "date", maxLength: 16 }, /format and minLength/],
+    [{ type: "string", pattern: "^[a-z]+@[a-z]+$", maxLength: 12 }, /pattern and minLength/],
+    [{ type: "string", const: "hello", maxLength: 3 }, /no value of "enum" or "const" fits/],
+    [{ $defs: { A: { default: { type: "string" } } }, $ref: "#/$defs/A/default" }, /not a subschema/],
     [{ type: "string", pattern: "^[\\b]$" }, /U\+0008, which a JSON string holds only escaped/],
     [
       { type: "object", properties: { a: { type: "integer" } }, dependencies: { a: ["b"] } },
@@ -677,6 +701,9 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
   assert.deepEqual(normalised({ type: "integer", format: "int32" }), { type: "integer" });
   assert.deepEqual(normalised({ type: "string", nullable: true }), { type: ["string", "null"] });
   assert.deepEqual(normalised({ maxLength: 3 }), { maxLength: 3, type: "string" });
+  // Length bounds beside enum or const keep the values that fit.
+  assert.deepEqual(normalised({ enum: ["ab", "abcdefgh", 1], maxLength: 3 }), { enum: ["ab", 1] });
+  assert.deepEqual(normalised({ const: "añb", minLength: 3 }), { const: "añb" });
   assert.deepEqual(
     normalised({
       type: "object",

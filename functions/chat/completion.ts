@@ -109,7 +109,8 @@ async function runChoice(
   stream: AsyncGenerator<TokenEvent, FinishReason>,
   prepared: PreparedChat,
   report: (u: ChoiceUpdate) => void,
-  onToken: () => void,
+  /** Each token generated, as it comes (`stop`: the stop token that ended the choice). */
+  onToken: (stop: boolean) => void,
 ): Promise<ChoiceResult> {
   const { tokenizer } = service;
   // A choice reports its first token even when nothing of it shows yet (calls held back, a stop string's
@@ -136,7 +137,10 @@ async function runChoice(
     const next = await stream.next();
     if (next.done) {
       finish = next.value;
-      if (finish === "stop") tokens++;
+      if (finish === "stop") {
+        tokens++;
+        onToken(true);
+      }
       break;
     }
     if (next.value.prompt) {
@@ -153,7 +157,7 @@ async function runChoice(
     // The stop token, sent only to carry the prompt's log-probabilities: the finish counts it.
     if (next.value.stop) continue;
     tokens++;
-    onToken();
+    onToken(false);
     const entry = logprobEntry(tokenizer, next.value);
     if (entry) logprobs.push(entry);
     if (next.value.id === prepared.tools?.callsId) {
@@ -236,7 +240,13 @@ export function runCompletion(service: Service, prompts: PreparedChat[], signal:
   const channel = new Channel<ChoiceUpdate, ChoiceResult[]>();
   const began = performance.now();
   let last: number | undefined;
-  const onToken = () => {
+  // Counted as they come, so that a request cut short counts what it computed.
+  let prompted = false;
+  const onToken = (stop: boolean) => {
+    service.metrics.generationTokens.inc({}, 1);
+    if (!prompted) service.metrics.promptTokens.inc({}, promptTokens(prompts));
+    prompted = true;
+    if (stop) return;
     const now = performance.now();
     if (last === undefined) service.metrics.timeToFirstToken.observe((now - began) / 1000);
     else service.metrics.interTokenLatency.observe((now - last) / 1000);
@@ -245,11 +255,7 @@ export function runCompletion(service: Service, prompts: PreparedChat[], signal:
   Promise.all(
     streams.map((s, i) => runChoice(service, i, s.stream, s.prepared, (u) => channel.push(u), onToken)),
   )
-    .then((results) => {
-      service.metrics.promptTokens.inc({}, promptTokens(prompts));
-      service.metrics.generationTokens.inc({}, results.reduce((n, r) => n + r.tokens, 0));
-      channel.close(results);
-    }, (err) => {
+    .then((results) => channel.close(results), (err) => {
       controller.abort();
       channel.fail(err);
     });

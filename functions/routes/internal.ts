@@ -16,7 +16,6 @@ import { timingSafeEqual } from "hono/utils/buffer";
 import {
   EngineBusyError,
   EngineClosedError,
-  type FinishReason,
   type GenerateRequest,
   RequestTooLongError,
   type TokenEvent,
@@ -147,16 +146,19 @@ function generate(service: Service, request: GenerateRequest, signal: AbortSigna
   const engine = service.engine!;
   const stream = engine.generate(request, signal);
   const began = performance.now();
-  let last: number | undefined, tokens = 0;
+  let last: number | undefined;
   const observe = () => {
     const now = performance.now();
     if (last === undefined) service.metrics.timeToFirstToken.observe((now - began) / 1000);
     else service.metrics.interTokenLatency.observe((now - last) / 1000);
     last = now;
   };
-  const done = (finish: FinishReason) => {
-    service.metrics.promptTokens.inc({}, request.ids.length);
-    service.metrics.generationTokens.inc({}, tokens + (finish === "stop" ? 1 : 0));
+  // Counted as they come, so that a request cut short counts what it computed.
+  let prompted = false;
+  const count = () => {
+    service.metrics.generationTokens.inc({}, 1);
+    if (!prompted) service.metrics.promptTokens.inc({}, request.ids.length);
+    prompted = true;
   };
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
@@ -164,10 +166,10 @@ function generate(service: Service, request: GenerateRequest, signal: AbortSigna
       try {
         const next = await stream.next();
         if (next.done) {
-          done(next.value);
+          if (next.value === "stop") count();
           frame = { finish: next.value };
         } else {
-          if (!next.value.stop) tokens++; // a stop token's frame carries only the prompt's scores
+          if (!next.value.stop) count(); // a stop token's frame carries only the prompt's scores
           observe();
           frame = { token: next.value as TokenEvent };
         }

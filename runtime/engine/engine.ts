@@ -118,6 +118,8 @@ export interface EngineStats {
   kvBlocksUsed: number;
   /** Prompt tokens taken from the prefix cache instead of computed, since the engine started. */
   prefixHitTokens?: number;
+  /** Sequences preempted (their KV cache dropped, to be computed again) since the engine started. */
+  preemptions?: number;
 }
 
 export interface Engine {

@@ -160,13 +160,22 @@ class Sequence {
     if (request.sampling.repetitionPenalty !== 1) { for (const id of request.ids) this.counts.set(id, 0); }
   }
 
-  /** Positions the prefill must put in the cache: all tokens but a generated last one, which decoding feeds. */
+  /**
+   * Positions prefill chunks put in the cache: the prompt's. Generated tokens are put there by decode steps, also
+   * when a preempted sequence is computed again (replaying), since the prefill's kernels round otherwise and
+   * every later token would differ from the run that was not preempted.
+   */
   get prefillEnd(): number {
-    return this.generated > 0 ? this.tokens.length - 1 : this.tokens.length;
+    return this.request.ids.length;
   }
 
   get prefilling(): boolean {
     return this.past < this.prefillEnd;
+  }
+
+  /** Whether decode steps are putting generated tokens back in the cache (after a preemption), sampling nothing. */
+  get replaying(): boolean {
+    return !this.prefilling && this.past < this.tokens.length - 1;
   }
 
   /** [IMG] tokens of the prompt before `end`: image rows the sequence has no more use for once past it. */
@@ -285,6 +294,7 @@ export class LocalEngine implements Engine {
   /** Where prefix reuse may end: multiples of both the block size and the prefill chunk; 0: no reuse. */
   readonly #prefixUnit: number;
   #prefixHitTokens = 0;
+  #preemptions = 0;
   /** Time of one decode step, averaged over recent steps; undefined until one ran. */
   #stepMs?: number;
   /** Sequences whose output format's matcher is being made (its grammar compiled); they wait outside the queue. */
@@ -348,6 +358,7 @@ export class LocalEngine implements Engine {
       kvBlocksUsed: pool.usedBlocks,
       kvUsage: pool.usedBlocks / pool.blocks,
       prefixHitTokens: this.#prefixHitTokens,
+      preemptions: this.#preemptions,
     };
   }
 
@@ -559,6 +570,7 @@ export class LocalEngine implements Engine {
       victim.embeddings = undefined;
       victim.past = victim.imageRows = victim.published = 0;
       this.#waiting.unshift(victim);
+      this.#preemptions++;
       log.warn("KV cache full: a sequence was preempted and will be recomputed", {
         tokens: victim.tokens.length,
       });
@@ -610,7 +622,7 @@ export class LocalEngine implements Engine {
       ...prefills.filter(({ seq, end }) => end === seq.prefillEnd && seq.generated === 0).map(({ seq }) =>
         seq
       ),
-      ...scheduled,
+      ...scheduled.filter((seq) => !seq.replaying),
     ]);
     const runs = (seq: Sequence) => this.#running.includes(seq) && !unready.has(seq);
     const decoders = scheduled.filter(runs);
@@ -667,13 +679,14 @@ export class LocalEngine implements Engine {
         const out = model.step(
           rec,
           group.map((s) => ({
-            ids: [s.tokens.at(-1)!],
+            ids: [s.tokens[s.past]],
             past: s.past,
             blocks: s.blocks,
-            logits: "last" as const,
+            logits: s.replaying ? "none" as const : "last" as const,
           })),
         );
-        passes.push(this.#sample(rec, out.logits!, group));
+        const sampling = group.filter((s) => !s.replaying);
+        if (sampling.length) passes.push(this.#sample(rec, out.logits!, sampling));
       }
     } catch (err) {
       for (const pass of passes) {
@@ -790,7 +803,7 @@ export class LocalEngine implements Engine {
   #runLength(decoders: readonly Sequence[], ahead = 0): number {
     let run = this.#decodeSteps;
     for (const seq of decoders) {
-      if (seq.stepwise) return 1;
+      if (seq.stepwise || seq.replaying) return 1;
       run = Math.min(
         run,
         seq.request.maxTokens - seq.generated - ahead,
@@ -1004,10 +1017,14 @@ export class LocalEngine implements Engine {
       if (request.topLogprobs !== undefined) {
         event.logprob = logprobs[i];
         if (request.topLogprobs > 0 && logits) {
-          event.top = topLogprobs(
+          // Both from the same row on the host, so that the token's log-probability equals its entry there.
+          const scores = topLogprobs(
             logits.subarray(i * this.vocabSize, (i + 1) * this.vocabSize),
             request.topLogprobs,
+            id,
           );
+          event.logprob = scores.chosen;
+          event.top = scores.top;
         }
       }
       seq.channel.push(event);
@@ -1047,8 +1064,12 @@ function accepts(constraint: TokenConstraint, id: number): boolean {
   }
 }
 
-/** The `n` most likely tokens and their log-probabilities, from one row of logits. */
-export function topLogprobs(logits: Float32Array, n: number): { id: number; logprob: number }[] {
+/** The `n` most likely tokens and their log-probabilities, and that of the `chosen` one, from one row of logits. */
+function topLogprobs(
+  logits: Float32Array,
+  n: number,
+  chosen: number,
+): { top: { id: number; logprob: number }[]; chosen: number } {
   let max = -Infinity;
   for (const v of logits) max = Math.max(max, v);
   let sum = 0;
@@ -1062,5 +1083,5 @@ export function topLogprobs(logits: Float32Array, n: number): { id: number; logp
       if (best.length > n) best.pop();
     }
   }
-  return best.map((id) => ({ id, logprob: logits[id] - logZ }));
+  return { top: best.map((id) => ({ id, logprob: logits[id] - logZ })), chosen: logits[chosen] - logZ };
 }

@@ -200,7 +200,15 @@ export class RemoteEngine implements Engine {
 
   /** Healthy hosts' load, summed. */
   stats(): EngineStats {
-    const total = { waiting: 0, running: 0, kvUsage: 0, kvBlocks: 0, kvBlocksUsed: 0, prefixHitTokens: 0 };
+    const total = {
+      waiting: 0,
+      running: 0,
+      kvUsage: 0,
+      kvBlocks: 0,
+      kvBlocksUsed: 0,
+      prefixHitTokens: 0,
+      preemptions: 0,
+    };
     for (const host of this.#hosts) {
       const stats = host.status?.stats;
       if (host.down || !stats) continue;
@@ -209,6 +217,7 @@ export class RemoteEngine implements Engine {
       total.kvBlocks += stats.kvBlocks;
       total.kvBlocksUsed += stats.kvBlocksUsed;
       total.prefixHitTokens += stats.prefixHitTokens ?? 0;
+      total.preemptions += stats.preemptions ?? 0;
     }
     total.kvUsage = total.kvBlocks ? total.kvBlocksUsed / total.kvBlocks : 0;
     return total;

@@ -304,6 +304,24 @@ function normalise(schema: Schema): Schema {
   ) {
     delete s.propertyNames;
   }
+  // Length bounds beside enum or const: the values whose length fits (the grammar writes the values alone).
+  const values = "const" in s ? [s.const] : Array.isArray(s.enum) ? s.enum : undefined;
+  const lengths = [s.minLength ?? 0, s.maxLength ?? 0];
+  if (
+    values && ("minLength" in s || "maxLength" in s) &&
+    lengths.every((n) => Number.isSafeInteger(n) && (n as number) >= 0)
+  ) {
+    const fits = (v: unknown) =>
+      typeof v !== "string" ||
+      ([...v].length >= ((s.minLength as number) ?? 0) &&
+        [...v].length <= ((s.maxLength as number) ?? Infinity));
+    const kept = values.filter(fits);
+    if (kept.length) {
+      if ("enum" in s) s.enum = kept;
+      delete s.minLength;
+      delete s.maxLength;
+    }
+  }
   if (typeof s.format === "string" && s.format in FORMAT_PATTERNS) {
     s.pattern = FORMAT_PATTERNS[s.format];
     delete s.format;
@@ -324,6 +342,19 @@ function mapSchemas(schema: unknown, f: (s: Schema) => Schema): unknown {
     }
   }
   return s;
+}
+
+/** Whether a local reference's path goes only through keywords that hold schemas (which the check visits). */
+function atSchema(ref: string): boolean {
+  if (ref === "#") return true;
+  const parts = ref.slice(2).split("/");
+  for (let i = 0; i < parts.length; i++) {
+    const key = parts[i].replaceAll("~1", "/").replaceAll("~0", "~");
+    if (MAP.includes(key) || LIST.includes(key)) i++; // a name or an index follows
+    else if (!ONE.includes(key)) return false;
+    if (i >= parts.length) return false;
+  }
+  return true;
 }
 
 const pointer = (path: string, key: string | number) =>
@@ -427,6 +458,13 @@ function checkSchema(
         at("$ref"),
       );
     }
+    if (!atSchema(s.$ref)) {
+      throw new FormatError(
+        `the reference ${JSON.stringify(s.$ref)} names a value that is not a subschema (the check does not ` +
+          "look there): put the schema under $defs",
+        at("$ref"),
+      );
+    }
     if (target(root, s) === undefined) {
       throw new FormatError("the references go round in a circle", at("$ref"));
     }
@@ -493,6 +531,10 @@ function checkSchema(
       }
     }
     if ((s[min] as number) > (s[max] as number)) throw new FormatError(`"${min}" is above "${max}"`, path);
+    if (min === "minLength" && (min in s || max in s) && ("enum" in s || "const" in s)) {
+      // normalise kept the values that fit, and dropped the bounds; these are left when none did.
+      throw new FormatError(`no value of "enum" or "const" fits "${min}"/"${max}"`, path);
+    }
   }
   if ("format" in s && !(typeof s.format === "string" && FORMATS.has(s.format))) {
     throw new FormatError(

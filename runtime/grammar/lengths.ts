@@ -12,7 +12,7 @@
  * grammar writes properties in the order the schema lists them). A string a union reaches otherwise keeps its
  * bounds in the grammar (guardedStrings says which do not).
  *
- * Lengths are counted in code points, as JSON Schema does, an escape as one: `\ud83d\ude00` counts two.
+ * Lengths are counted in code points, as JSON Schema does: an escape as one, an escaped UTF-16 pair as one.
  */
 import { isSchemaMap, resolve, type Schema, target, TYPES, typesOf } from "./schema.ts";
 import { repeatedSetBounds } from "./regex.ts";
@@ -78,9 +78,15 @@ function discriminated(root: unknown, branches: readonly Candidate[][], i: numbe
   });
 }
 
-/** The length bounds a string schema sets: minLength, maxLength, and those of a pattern that is one set repeated. */
+/**
+ * The length bounds the masks can keep for a string schema: minLength, maxLength, and those of a pattern that is
+ * one set repeated. Not beside another pattern or a format: cut at a bound, a text that has yet to match one
+ * could not be finished (the schema check refuses those together); nor beside enum or const, which say it all.
+ */
 export function boundsOf(s: Schema): Bounds | undefined {
+  if ("enum" in s || "const" in s || "format" in s) return undefined;
   const pattern = typeof s.pattern === "string" ? repeatedSetBounds(s.pattern) : undefined;
+  if (s.pattern !== undefined && !pattern) return undefined;
   if (!pattern && !("minLength" in s) && !("maxLength" in s)) return undefined;
   return {
     min: Math.max((s.minLength as number | undefined) ?? 0, pattern?.min ?? 0),
@@ -164,6 +170,11 @@ export class LengthPlan {
     });
   }
 
+  /** Whether the schema of a property's value depends on its name, in an object following one of `objects`. */
+  keyed(objects: readonly Candidate[]): boolean {
+    return objects.some((c) => c !== true && ("properties" in c || "patternProperties" in c));
+  }
+
   /** Whether some of `objects` fix property `key` to a string constant. */
   constrains(objects: readonly Candidate[], key: string): boolean {
     return objects.some((c) =>
@@ -207,16 +218,12 @@ export class LengthPlan {
   }
 }
 
-/**
- * Where a string stands: `escape` 0 in plain text, 1 after a backslash, 2-5 in the four hex digits of `\u`
- * (5 before the last).
- */
+/** Where a string stands: its characters so far, and the counting state (STEP) at its end. */
 interface Str {
   key: boolean;
   bounds?: Bounds;
-  /** Code points so far (an escape counts at its backslash). */
   count: number;
-  escape: number;
+  state: number;
   /**
    * The bytes so far as a binary string (copied for free), kept for keys, and for values that may rule out
    * objects by a constant.
@@ -233,15 +240,61 @@ interface Frame {
   index: number;
 }
 
-/** Escape states: past `escape` and one more byte `b` of a string (not the closing quote). */
-function nextEscape(escape: number, b: number): number {
-  if (escape === 0) return b === 0x5c ? 1 : 0;
-  if (escape === 1) return b === 0x75 ? 2 : 0;
-  return escape === 5 ? 0 : escape + 1;
+/**
+ * Counting characters in a string's bytes: a state per place in an escape, and for each state and byte the next
+ * state and whether a character was counted. A character counts at its first byte, an escape at its backslash;
+ * an escaped UTF-16 pair (`\ud83d\ude00`) is one code point, so the escape after a high surrogate counts only if
+ * it turns out not to be the low half.
+ *
+ *   0 text            1 after \           2 after \u         3, 5, 7 after 1-3 hex digits
+ *   4 after \uD        6, 8 after \uD8-\uDB and one more digit (a high surrogate)
+ *   9 text after a high surrogate       10 after its \     11 after its \u     12 after its \uD
+ *   13, 14 in the low surrogate's last two digits
+ */
+const STATES = 15;
+const isHex = (b: number) => (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66);
+const hexIn = (b: number, from: number, to: number) =>
+  isHex(b) && parseInt(String.fromCharCode(b), 16) >= from &&
+  parseInt(String.fromCharCode(b), 16) <= to;
+
+function transition(state: number, b: number): [next: number, counted: number] {
+  const text = (b & 0xc0) !== 0x80 ? 1 : 0; // a continuation byte goes on a character already counted
+  switch (state) {
+    case 0:
+    case 9:
+      if (b === 0x5c) return state === 0 ? [1, 1] : [10, 0];
+      return [0, text];
+    case 1:
+      return [b === 0x75 ? 2 : 0, 0];
+    case 2:
+      return [hexIn(b, 13, 13) ? 4 : 3, 0];
+    case 4:
+      return [hexIn(b, 8, 11) ? 6 : 5, 0];
+    case 6:
+      return [8, 0];
+    case 8:
+      return [9, 0];
+    case 10: // an escape after a high surrogate: counted now unless it is \u
+      return b === 0x75 ? [11, 0] : [0, 1];
+    case 11:
+      return hexIn(b, 13, 13) ? [12, 0] : [3, 1];
+    case 12:
+      return hexIn(b, 12, 15) ? [13, 0] : [hexIn(b, 8, 11) ? 6 : 5, 1];
+    case 13:
+      return [14, 0];
+    default: // 3, 5, 7, 14: the next hex digit
+      return [state === 7 || state === 14 ? 0 : state + 2, 0];
+  }
 }
 
-/** Whether byte `b`, in escape state `escape`, begins a character. */
-const begins = (escape: number, b: number) => escape === 0 && (b & 0xc0) !== 0x80;
+/** transition() as a table: next state * 2 + counted, by state * 256 + byte. */
+const STEP = Uint8Array.from({ length: STATES * 256 }, (_, i) => {
+  const [next, counted] = transition(Math.floor(i / 256), i % 256);
+  return next * 2 + counted;
+});
+
+/** Whether a quote in this state ends the string (else it is escaped). */
+const ends = (state: number) => state === 0 || state === 9;
 
 /**
  * Per vocabulary: for tokens without a quote, the characters each adds to a string it is written into, from
@@ -262,8 +315,8 @@ function counts(vocab: Vocabulary): Counts {
   let c = counted.get(vocab);
   if (c) return c;
   const n = vocab.offsets.length - 1;
-  const added = Array.from({ length: 6 }, () => new Uint8Array(n));
-  const longest = new Array(6).fill(0);
+  const added = Array.from({ length: STATES }, () => new Uint8Array(n));
+  const longest = new Array(STATES).fill(0);
   const quoted: number[] = [];
   for (let id = 0; id < n; id++) {
     const bytes = vocab.bytes.subarray(vocab.offsets[id], vocab.offsets[id + 1]);
@@ -271,11 +324,12 @@ function counts(vocab: Vocabulary): Counts {
       quoted.push(id);
       continue;
     }
-    for (let start = 0; start < 6; start++) {
-      let escape = start, count = 0;
+    for (let start = 0; start < STATES; start++) {
+      let state = start, count = 0;
       for (const b of bytes) {
-        if (begins(escape, b)) count++;
-        escape = nextEscape(escape, b);
+        const step = STEP[state * 256 + b];
+        count += step & 1;
+        state = step >> 1;
       }
       added[start][id] = Math.min(count, 255);
       longest[start] = Math.max(longest[start], count);
@@ -285,13 +339,13 @@ function counts(vocab: Vocabulary): Counts {
   return c;
 }
 
-/** The quote-free tokens that add at most `room` characters from escape state `escape`. */
-function fitting(c: Counts, escape: number, room: number): Uint32Array {
-  const key = escape * 256 + room;
+/** The quote-free tokens that add at most `room` characters from counting state `state`. */
+function fitting(c: Counts, state: number, room: number): Uint32Array {
+  const key = state * 256 + room;
   let mask = c.fits.get(key);
   if (!mask) {
-    mask = new Uint32Array(Math.ceil(c.added[escape].length / 32));
-    c.added[escape].forEach((count, id) => {
+    mask = new Uint32Array(Math.ceil(c.added[state].length / 32));
+    c.added[state].forEach((count, id) => {
       if (count <= room) mask![id >> 5] |= 1 << (id & 31);
     });
     c.fits.set(key, mask);
@@ -331,8 +385,8 @@ export class LengthTracker {
   narrow(mask: Uint32Array): void {
     const c = counts(this.vocabulary);
     const s = this.#string;
-    if (s?.bounds && s.bounds.max - s.count < c.longest[s.escape]) {
-      const fits = fitting(c, s.escape, s.bounds.max - s.count);
+    if (s?.bounds && s.bounds.max - s.count < c.longest[s.state]) {
+      const fits = fitting(c, s.state, s.bounds.max - s.count);
       for (let w = 0; w < mask.length; w++) mask[w] &= fits[w];
     }
     // A token with a quote may end this string and begin others: followed byte by byte, on a copy.
@@ -367,8 +421,11 @@ export class LengthTracker {
     }
     if (!top) return true; // after the value
     if (top.kind === "object") {
-      if (b === 0x22) this.#string = { key: true, count: 0, escape: 0, text: "" };
-      else if (b === 0x3a) this.#expect = this.plan.property(top.candidates, top.key ?? "");
+      if (b === 0x22) {
+        // Kept where the key decides the value's schema (a map's values all follow one).
+        const text = this.plan.keyed(top.candidates) ? "" : undefined;
+        this.#string = { key: true, count: 0, state: 0, text };
+      } else if (b === 0x3a) this.#expect = this.plan.property(top.candidates, top.key ?? "");
       else if (b === 0x7d) return this.#close();
     } else if (b === 0x2c) {
       this.#stack[this.#stack.length - 1] = { ...top, index: top.index + 1 };
@@ -389,7 +446,7 @@ export class LengthTracker {
         key: false,
         bounds: plan.bounds(strings),
         count: 0,
-        escape: 0,
+        state: 0,
         text: keep ? "" : undefined,
       };
     } else if (b === 0x7b) {
@@ -403,18 +460,23 @@ export class LengthTracker {
   }
 
   #stringByte(s: Str, b: number): boolean {
-    if (s.escape === 0 && b === 0x22) {
+    if (ends(s.state) && b === 0x22) {
       this.#string = undefined;
       const text = s.text === undefined
         ? undefined
         : new TextDecoder().decode(Uint8Array.from(s.text, (c) => c.charCodeAt(0)));
       const top = this.#stack.at(-1);
-      if (s.key && top) this.#stack[this.#stack.length - 1] = { ...top, key: jsonString(text!) };
-      else this.#valueDone(text);
+      if (s.key && top) {
+        this.#stack[this.#stack.length - 1] = {
+          ...top,
+          key: text === undefined ? undefined : jsonString(text),
+        };
+      } else this.#valueDone(text);
       return !s.bounds || s.count >= s.bounds.min;
     }
-    if (begins(s.escape, b)) s.count++;
-    s.escape = nextEscape(s.escape, b);
+    const step = STEP[s.state * 256 + b];
+    s.count += step & 1;
+    s.state = step >> 1;
     if (s.text !== undefined) s.text += String.fromCharCode(b);
     return !s.bounds || s.count <= s.bounds.max;
   }

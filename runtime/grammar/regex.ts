@@ -116,20 +116,18 @@ export function xgrammarPattern(
 }
 
 /**
- * The repetition a pattern is, anchors aside, when it repeats one set (`^.{1,80}$`, `[A-Za-z ]{3,40}`) with
- * bounds the grammar would have to spell out: each match of the set is one character, so the bounds are the
- * string's length.
+ * The repetition a pattern is, anchors aside, when it repeats one set (`^.{1,80}$`, `[A-Za-z ]{3,40}`, `^\w+$`, a
+ * set alone): each match of the set is one character, so its bounds are the string's length.
  */
 function repeatedSet(node: Node): (Node & { kind: "repeat" }) | undefined {
   const items = node.kind === "seq" ? node.items : [node];
   const anchored = items.length >= 1 && items.length <= 3 &&
     items.every((n, i) => n.kind !== "anchor" || (n.at === "^" ? i === 0 : i === items.length - 1));
   const written = items.filter((n) => n.kind !== "anchor");
-  const [repeat] = written;
-  return anchored && written.length === 1 && repeat.kind === "repeat" && repeat.body.kind === "set" &&
-      (repeat.min > 1 || (repeat.max > 1 && repeat.max < Infinity))
-    ? repeat
-    : undefined;
+  if (!anchored || written.length !== 1) return undefined;
+  const [one] = written;
+  if (one.kind === "set") return { kind: "repeat", body: one, min: 1, max: 1 };
+  return one.kind === "repeat" && one.body.kind === "set" ? one : undefined;
 }
 
 /** The length bounds of a pattern that is one set repeated (see repeatedSet), or undefined. */
