@@ -6,7 +6,7 @@ import { LocalEngine } from "../runtime/engine/local.ts";
 import { DEFAULT_MAX_PIXELS } from "../runtime/images/preprocess.ts";
 import { loadModel, openModelFiles } from "../runtime/model/boot.ts";
 import { parseFlags, positiveInt, UsageError } from "./args.ts";
-import { MODEL_FLAGS, MODEL_USAGE, modelOptions } from "./model_flags.ts";
+import { MODEL_FLAGS, modelOptions, modelUsage } from "./model_flags.ts";
 import { localService } from "./service.ts";
 
 export const usage = `pixtral generate --prompt TEXT [--image FILE ...] [flags]
@@ -20,7 +20,7 @@ Prints the model's answer to one user message (Mistral's instruct format), as it
   --temperature T       0 (default) is greedy
   --top-p P             nucleus sampling (default 1)
   --seed S              the random stream for sampling
-${MODEL_USAGE}`;
+${modelUsage()}`;
 
 const encoder = new TextEncoder();
 

@@ -8,7 +8,7 @@ import { preprocessImage } from "../runtime/images/preprocess.ts";
 import { loadModel, openModelFiles } from "../runtime/model/boot.ts";
 import type { ImageInput } from "../runtime/model/vision.ts";
 import { choice, parseFlags, UsageError } from "./args.ts";
-import { MODEL_FLAGS, MODEL_USAGE, modelOptions } from "./model_flags.ts";
+import { MODEL_FLAGS, modelOptions, modelUsage } from "./model_flags.ts";
 
 export const usage =
   `pixtral logits --model PATH --input SEQ.json --out LOGITS.f32 [--embeddings-out EMB.f32] [flags]
@@ -18,7 +18,7 @@ SEQ.json is {"segments": [{"ids": [1, 3]}, {"image": "a.png"}, {"ids": [1091, 4]
 Writes float32 little-endian logits [tokens, vocab]; with --embeddings-out, also the image embeddings after the
 adapter [patches, dim]. Prints {"tokens", "vocab", "patches"}.
 
-${MODEL_USAGE}
+${modelUsage()}
   --image-resize MODE   mistral (default) or hf
   (defaults here, for exactness: --quant f32 --vision-quant f32 --activations f32 --kv f32, i.e. the weights
   as stored and f32 compute; give --quant q4 etc. to see what quantization changes)`;
@@ -86,12 +86,11 @@ export async function logits(argv: string[]): Promise<void> {
   try {
     const values = await model.sequenceLogits(ids, images);
     await Deno.writeFile(flags.out, new Uint8Array(values.buffer));
-    let patches = 0;
+    const patches = images.reduce((n, image) => n + image.rows * image.cols, 0);
     if (flags["embeddings-out"] && images.length) {
       const embeddings = await model.encodeImages(images);
       const floats = await model.ctx.readFloats(embeddings);
       model.ctx.release(embeddings);
-      patches = embeddings.rows;
       await Deno.writeFile(flags["embeddings-out"], new Uint8Array(floats.buffer));
     }
     console.log(JSON.stringify({ tokens: ids.length, vocab: config.decoder.vocabSize, patches }));

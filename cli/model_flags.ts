@@ -15,19 +15,24 @@ export const MODEL_FLAGS = {
   adapter: { type: "string" },
 } as const;
 
-export const MODEL_USAGE =
-  `  --model PATH          a Mistral or Hugging Face model folder, a GGUF text file, or hf:ORG/REPO[@revision]
-                        (see pixtral pull); default: the built-in random-weight demo model
-  --mmproj FILE         the GGUF's vision file (default: the one mmproj GGUF beside it)
-  --quant FORMAT        decoder weights: q4 (default), q8, f16 or f32 (GGUF weights stay as stored)
-  --vision-quant FORMAT vision encoder and adapter: f16 (default), f32, q8 or q4
-  --kv FORMAT           KV cache: f16 (default), q8 or f32
-  --ctx N               KV cache tokens shared by all requests (default: the largest that fits)
-  --activations TYPE    f16 (default where the GPU has shader-f16) or f32
-  --gpu-memory SIZE     GPU memory for the plan, e.g. 24GiB (default $PIXTRAL_GPU_MEMORY)
-  --adapter NAME        require the WebGPU adapter whose name contains NAME (default $PIXTRAL_GPU_ADAPTER)
-  (models under 1B decoder parameters, such as the demo and test models, default to f32 weights, activations
-  and KV cache: quantizing them saves little and would move their outputs)`;
+/** The model flags' help, each description starting at `column` (to line up with a command's own flags). */
+export function modelUsage(column = 24): string {
+  const lines: [string, string][] = [
+    ["--model PATH", "a Mistral or Hugging Face model folder, a GGUF text file, or hf:ORG/REPO[@revision]"],
+    ["", "(see pixtral pull); default: the built-in random-weight demo model"],
+    ["--mmproj FILE", "the GGUF's vision file (default: the one mmproj GGUF beside it)"],
+    ["--quant FORMAT", "decoder weights: q4 (default), q8, f16 or f32 (GGUF weights stay as stored)"],
+    ["--vision-quant FORMAT", "vision encoder and adapter: f16 (default), f32, q8 or q4"],
+    ["--kv FORMAT", "KV cache: f16 (default), q8 or f32"],
+    ["--ctx N", "KV cache tokens shared by all requests (default: the largest that fits)"],
+    ["--activations TYPE", "f16 (default where the GPU has shader-f16) or f32"],
+    ["--gpu-memory SIZE", "GPU memory for the plan, e.g. 24GiB (default $PIXTRAL_GPU_MEMORY)"],
+    ["--adapter NAME", "require the WebGPU adapter whose name contains NAME (default $PIXTRAL_GPU_ADAPTER)"],
+  ];
+  return lines.map(([flag, text]) => `  ${flag.padEnd(column - 3)} ${text}`).join("\n") +
+    "\n  (models under 1B decoder parameters, such as the demo and test models, default to f32 weights, " +
+    "activations\n  and KV cache: quantizing them saves little and would move their outputs)";
+}
 
 type Flags = { [K in keyof typeof MODEL_FLAGS]?: string };
 

@@ -2,6 +2,7 @@
  * The `pixtral` command: `deno task pixtral <command> [flags]`. One entry point for the server and the tools;
  * each subcommand lives in its own module here.
  */
+import { logToStderr } from "../runtime/log.ts";
 import { UsageError } from "./args.ts";
 import { generate, usage as generateUsage } from "./generate.ts";
 import { logits, usage as logitsUsage } from "./logits.ts";
@@ -58,6 +59,8 @@ async function main(argv: string[]): Promise<number> {
     console.log(command.usage);
     return 0;
   }
+  // The server's stdout is its log; the tools' is their result.
+  if (name !== "serve") logToStderr();
   try {
     await command.run(rest);
     return 0;

@@ -15,16 +15,17 @@ import { log } from "../runtime/log.ts";
 import { type ModelOptions, openModelFiles } from "../runtime/model/boot.ts";
 import { parseSize } from "../runtime/model/offer.ts";
 import { choice, parseFlags, parsePort, positiveInt, UsageError } from "./args.ts";
-import { MODEL_FLAGS, MODEL_USAGE, modelOptions } from "./model_flags.ts";
+import { MODEL_FLAGS, modelOptions, modelUsage } from "./model_flags.ts";
 
 export const usage = `pixtral serve [flags]
 
 Serves Pixtral over HTTP: POST /v1/chat/completions (OpenAI and Mistral clients, images, streaming),
-GET /v1/models, POST /tokenize, POST /detokenize, GET /health, GET /metrics.
+POST /v1/completions, POST /v1/responses, GET /v1/models, POST /tokenize, POST /detokenize, GET /health,
+GET /metrics.
 
   --port N                  port (default $PORT or 8080; 0 picks a free one)
   --host ADDR               address to bind (default $HOST or 127.0.0.1; 0.0.0.0 for every interface)
-${MODEL_USAGE}
+${modelUsage(28)}
   --served-model-name NAME  the model id clients use (default: the model folder's name)
   --api-key KEY             require this key (repeatable; also $PIXTRAL_API_KEY, comma-separated)
   --api-key-file FILE       require the keys in FILE, one per line

@@ -4,6 +4,7 @@ import { DEFAULT_IMAGE_FETCH } from "../functions/images/fetch.ts";
 import { createMetrics } from "../functions/metrics.ts";
 import type { Service } from "../functions/service.ts";
 import type { ResizeMode } from "../runtime/images/preprocess.ts";
+import { log } from "../runtime/log.ts";
 import { type OpenedFiles, visionUnavailable } from "../runtime/model/boot.ts";
 
 export interface ImageSettings {
@@ -28,6 +29,8 @@ export function localService(files: OpenedFiles, settings: ServiceSettings): Ser
   const { tokenizer, config } = files;
   const id = settings.servedName ?? files.id;
   const unavailable = visionUnavailable(files);
+  // Said at start-up too, not only to the first request with an image.
+  if (unavailable) log.warn("serving text only", { reason: unavailable });
   const service: Service = {
     model: {
       id,

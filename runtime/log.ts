@@ -1,4 +1,7 @@
-/** Structured logs: one JSON object per line on stdout, easy to grep and to ship to a log store. */
+/**
+ * Structured logs: one JSON object per line on stdout (or stderr, for tools whose stdout is their result), easy
+ * to grep and to ship to a log store.
+ */
 
 type Level = "debug" | "info" | "warn" | "error";
 const ORDER: Record<Level, number> = { debug: 0, info: 1, warn: 2, error: 3 };
@@ -12,9 +15,16 @@ const threshold = (() => {
   }
 })();
 
+let print = (line: string) => console.log(line);
+
+/** Sends the logs to stderr from now on. */
+export function logToStderr(): void {
+  print = (line) => console.error(line);
+}
+
 function write(level: Level, msg: string, fields: Record<string, unknown>) {
   if (ORDER[level] < threshold) return;
-  console.log(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }));
+  print(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }));
 }
 
 export const log = {

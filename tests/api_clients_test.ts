@@ -82,6 +82,7 @@ Deno.test("Mistral client: chat.complete and chat.stream with an image given as 
     const content = whole.choices![0].message!.content;
     assert.equal(typeof content, "string");
     let text = "";
+    const usages = [];
     for await (
       const event of await client.chat.stream({
         model: service.model.id,
@@ -91,8 +92,11 @@ Deno.test("Mistral client: chat.complete and chat.stream with an image given as 
       })
     ) {
       text += event.data.choices[0].delta.content ?? "";
+      if (event.data.usage) usages.push(event.data.usage);
     }
     assert.equal(text, content);
+    // As Mistral's API streams it: the usage once, with the last finish (its client has no stream_options).
+    assert.deepEqual(usages, [whole.usage]);
     assert.equal(
       whole.usage!.promptTokens,
       (await post(`${url}/tokenize`, {

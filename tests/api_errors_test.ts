@@ -42,6 +42,19 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
       /expected string/,
       "messages[0].content[0].text",
     );
+    // OpenAI's deprecated function calling would be answered in text: refused, pointing at tools.
+    expectError(
+      await post(chat, { ...user("hi"), functions: [{ name: "f" }] }),
+      400,
+      /send tools/,
+      "functions",
+    );
+    expectError(
+      await post(chat, { ...user("hi"), function_call: "auto" }),
+      400,
+      /tool_choice/,
+      "function_call",
+    );
     // Function calling: conversations Pixtral's format cannot hold are refused, naming the message.
     const tools = [{ type: "function", function: { name: "f", parameters: { type: "object" } } }];
     expectError(
@@ -326,7 +339,7 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
   });
 });
 
-Deno.test("API keys: 401 without or with a wrong key, 200 with it; /health stays open", async () => {
+Deno.test("API keys: 401 without or with a wrong key, 200 with it; /health and /metrics stay open", async () => {
   await withServer({ apiKeys: ["sk-one", "sk-two"] }, async ({ url }) => {
     const chat = `${url}/v1/chat/completions`;
     expectError(await post(chat, user("hi")), 401, /Missing API key/);
@@ -335,9 +348,11 @@ Deno.test("API keys: 401 without or with a wrong key, 200 with it; /health stays
     const models = await fetch(`${url}/v1/models`);
     assert.equal(models.status, 401);
     await models.body?.cancel();
-    const health = await fetch(`${url}/health`);
-    assert.equal(health.status, 200);
-    await health.body?.cancel();
+    for (const path of ["/health", "/metrics"]) {
+      const open = await fetch(`${url}${path}`);
+      assert.equal(open.status, 200, path);
+      await open.body?.cancel();
+    }
   });
 });
 
@@ -434,9 +449,12 @@ Deno.test("stop strings, n choices with seeds, and log-probabilities", async () 
       (await post(chat, { ...base, n, temperature: 1, seed })).json.choices.map(
         (c: { message: { content: string } }) => c.message.content,
       );
-    const texts = [await text(5), await text(6), await text(5 + 2 ** 32), await text(-5)].map((t) => t[0]);
+    const texts = [await text(5), await text(6), await text(5 + 2 ** 32), await text(-5), await text(2 ** 63)]
+      .map((t) => t[0]);
     assert.equal(texts[0], n.json.choices[0].message.content);
-    assert.equal(new Set([...texts, n.json.choices[1].message.content]).size, 5);
+    assert.equal(new Set([...texts, n.json.choices[1].message.content]).size, 6);
+    assert.deepEqual(await text(2 ** 63), [texts[4]]);
+    expectError(await post(chat, { ...base, seed: 2 ** 64 }), 400, /64 bits/);
     const lp = await post(chat, { ...base, max_tokens: 3, logprobs: true, top_logprobs: 2 });
     const entries = lp.json.choices[0].logprobs.content;
     assert.equal(entries.length, 3);
@@ -444,7 +462,7 @@ Deno.test("stop strings, n choices with seeds, and log-probabilities", async () 
       assert.ok(e.logprob <= 0 && e.top_logprobs.length === 2);
       // Greedy: the chosen token is the most likely one.
       assert.equal(e.token, e.top_logprobs[0].token);
-      assert.ok(Math.abs(e.logprob - e.top_logprobs[0].logprob) < 1e-4);
+      assert.equal(e.logprob, e.top_logprobs[0].logprob);
     }
     assert.equal(service.engine!.stats().kvBlocksUsed, 0);
   });

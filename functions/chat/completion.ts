@@ -51,7 +51,8 @@ export interface ChoiceResult {
 export type ChoiceUpdate =
   | { index: number; text: string; logprobs?: LogprobEntry[]; prompt?: PromptEntry[] }
   | { index: number; toolCalls: ToolCallOut[] }
-  | { index: number; finish: ChoiceFinish };
+  /** `tokens`: the choice's generated tokens, as its usage counts them. */
+  | { index: number; finish: ChoiceFinish; tokens: number };
 
 function tokenEntry(tokenizer: Tokenizer, id: number, logprob: number) {
   const bytes = [...tokenizer.tokenBytes(id)];
@@ -202,7 +203,7 @@ async function runChoice(
       release(callText);
     }
   } else release(text.finish());
-  update({ index, finish });
+  update({ index, finish, tokens });
   return {
     index,
     text: full,

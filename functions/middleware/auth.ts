@@ -1,12 +1,12 @@
 /**
  * API keys: `Authorization: Bearer <key>` (what OpenAI's and Mistral's clients send), compared in constant time.
- * /health stays open for load balancers.
+ * /health stays open for load balancers, and /metrics for Prometheus scrapers (as vLLM leaves them).
  */
 import type { MiddlewareHandler } from "hono";
 import { timingSafeEqual } from "hono/utils/buffer";
 import { apiError } from "../errors.ts";
 
-const OPEN = new Set(["/health"]);
+const OPEN = new Set(["/health", "/metrics"]);
 
 export function apiKeyAuth(keys: readonly string[]): MiddlewareHandler {
   return async (c, next) => {

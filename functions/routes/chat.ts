@@ -50,6 +50,10 @@ export function chatRoutes(service: Service): Hono {
 
     const includeUsage = chat.stream_options?.include_usage ?? false;
     const roleSent = new Set<number>();
+    // Without include_usage the chunk that ends the last choice carries the usage, as Mistral's API streams it
+    // (its clients have no stream_options); OpenAI's clients take the field where it is.
+    let finished = 0, completionTokens = 0;
+    const promptTokens = prepared.request.ids.length;
     return await eventStream(run, {
       id,
       signal,
@@ -69,10 +73,20 @@ export function chatRoutes(service: Service): Hono {
             logprobs: "logprobs" in u && u.logprobs ? { content: u.logprobs } : null,
             finish_reason: "finish" in u ? u.finish : null,
           }],
-          ...(includeUsage ? { usage: null } : {}),
+          ...(includeUsage ? { usage: null } : lastUsage(u)),
         }];
       },
       end: (results) => includeUsage ? [{ ...head, choices: [], usage: usage([prepared], results) }] : [],
     });
+
+    function lastUsage(u: Parameters<Parameters<typeof eventStream>[1]["events"]>[0]) {
+      if (!("finish" in u)) return {};
+      completionTokens += u.tokens;
+      if (++finished < prepared.n) return {};
+      const total = promptTokens + completionTokens;
+      return {
+        usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: total },
+      };
+    }
   });
 }

@@ -197,6 +197,14 @@ export function outputFormatOf(
 const probability = z.number().min(0).max(1);
 const penalty = z.number().min(-2).max(2);
 
+/**
+ * A sampling seed: any integer of 64 bits, signed or not, as OpenAI and vLLM take them (JSON numbers past 2⁵³
+ * arrive rounded, the same way each time); samplerSeed folds it to the sampler's 32.
+ */
+const seed = z.number().refine((v) => Number.isInteger(v) && v >= -(2 ** 63) && v < 2 ** 64, {
+  message: "the seed must be an integer of at most 64 bits",
+});
+
 export const chatRequestSchema = z.object({
   model: z.string().nullish(),
   messages: z.array(message).min(1),
@@ -206,8 +214,8 @@ export const chatRequestSchema = z.object({
   top_p: probability.nullish(),
   top_k: z.number().int().min(-1).nullish(),
   min_p: probability.nullish(),
-  seed: z.number().int().nullish(),
-  random_seed: z.number().int().nullish(),
+  seed: seed.nullish(),
+  random_seed: seed.nullish(),
   stop: z.union([z.string(), z.array(z.string()).max(16)]).nullish(),
   presence_penalty: penalty.nullish(),
   frequency_penalty: penalty.nullish(),
@@ -227,6 +235,9 @@ export const chatRequestSchema = z.object({
   tools: z.array(tool).max(MAX_TOOLS).nullish(),
   tool_choice: toolChoice.nullish(),
   parallel_tool_calls: z.boolean().nullish(),
+  /** OpenAI's deprecated function calling, refused with a pointer to tools (ignored, it would answer in text). */
+  functions: z.unknown().optional(),
+  function_call: z.unknown().optional(),
   /** vLLM's: generate on past the end-of-sequence token (benchmarks that want every answer max_tokens long). */
   ignore_eos: z.boolean().nullish(),
   /** vLLM's: no stop token before this many tokens. */
@@ -292,6 +303,15 @@ export function parseWith<S extends z.ZodType>(schema: S, body: unknown): z.infe
 function refuseUnsupported(request: ChatRequest): void {
   if (request.top_logprobs && !request.logprobs) {
     throw new RequestError("top_logprobs needs logprobs: true", "top_logprobs");
+  }
+  for (const [old, now] of [["functions", "tools"], ["function_call", "tool_choice"]] as const) {
+    if (request[old] != null) {
+      throw new RequestError(
+        `${old} is OpenAI's deprecated form of function calling: send ${now} instead`,
+        old,
+        "unsupported_parameter",
+      );
+    }
   }
 }
 
