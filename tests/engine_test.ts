@@ -232,6 +232,42 @@ Deno.test("a preempted sequence is computed again to exactly the tokens and log-
   }
 });
 
+Deno.test("an image is encoded a few layers per step while other streams decode, to the same answer", async () => {
+  const model = await loadTiny("mistral", {
+    quant: "f32",
+    visionQuant: "f32",
+    activations: "f32",
+    kv: "f32",
+  });
+  const engine = new LocalEngine(model, { decodeSteps: 1 });
+  try {
+    const text = { ids: [1, 3, 1100, 1101, 4], images: [], sampling: GREEDY, maxTokens: 12, stopIds: [] };
+    const withImage = { ...requests()[0], maxTokens: 3 };
+    const alone = await collect(engine.generate(withImage));
+    const a = engine.generate(text);
+    const first = await a.next(); // a is decoding
+    assert.ok(!first.done);
+    const b = engine.generate(withImage);
+    const seen: string[] = [];
+    const drain = async (name: string, stream: AsyncGenerator<TokenEvent, string>) => {
+      const ids: number[] = [];
+      while (true) {
+        const next = await stream.next();
+        if (next.done) return ids;
+        seen.push(name);
+        ids.push(next.value.id);
+      }
+    };
+    const [, bIds] = await Promise.all([drain("a", a), drain("b", b)]);
+    assert.deepEqual(bIds, alone.ids);
+    // The vision pass (patch embedding, each layer, the adapter) went two stages a step, each step decoding a.
+    const stages = model.config.vision!.nLayers + 2;
+    assert.ok(seen.indexOf("b") >= Math.ceil(stages / 2) - 1, seen.join(" "));
+  } finally {
+    await engine.close();
+  }
+});
+
 Deno.test("requests the sampler or the model cannot take are refused before they reach a step", async () => {
   const model = await loadTiny("mistral", { kvTokens: 256 });
   const engine = new LocalEngine(model);

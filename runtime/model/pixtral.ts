@@ -13,7 +13,7 @@ import { decoderStep, type SequenceStep, type StepOutput } from "./decoder.ts";
 import { KvPool } from "./kv_pool.ts";
 import { type LoadedWeights, loadWeights, randomWeights } from "./load.ts";
 import { KV_BLOCK_TOKENS, type WeightFormat } from "./plan.ts";
-import { encodeImages, type ImageInput } from "./vision.ts";
+import { type ImageInput, VisionPass } from "./vision.ts";
 import type { WeightSource } from "./weights/source.ts";
 
 export interface PixtralOptions {
@@ -88,21 +88,25 @@ export class PixtralModel {
 
   /** Image embeddings [patches, dim] after the adapter, in a pooled tensor the caller releases. */
   async encodeImages(images: readonly ImageInput[]): Promise<Tensor> {
-    const rec = this.ctx.record("vision");
-    let out: Tensor;
+    const pass = this.visionPass(images);
     try {
-      out = encodeImages(rec, this.config, this.weight, images, this.act);
-    } catch (err) {
-      rec.discard();
-      throw err;
-    }
-    try {
+      const rec = this.ctx.record("vision");
+      try {
+        pass.record(rec);
+      } catch (err) {
+        rec.discard();
+        throw err;
+      }
       await rec.submit();
-    } catch (err) {
-      this.ctx.release(out);
-      throw err;
+      return pass.take();
+    } finally {
+      pass.release();
     }
-    return out;
+  }
+
+  /** A vision pass over `images` to record in stages (see VisionPass); the caller releases it. */
+  visionPass(images: readonly ImageInput[]): VisionPass {
+    return new VisionPass(this.ctx, this.config, this.weight, images, this.act);
   }
 
   /** Records one decoder step into `rec` (sampling or reading logits is added by the caller). */

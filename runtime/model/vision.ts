@@ -14,6 +14,7 @@ import { linear, linearStacked } from "../gpu/ops/linear.ts";
 import { rmsNorm } from "../gpu/ops/norm.ts";
 import { rope2d } from "../gpu/ops/rope.ts";
 import type { FloatType } from "../gpu/dtype.ts";
+import type { GpuContext } from "../gpu/context.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { ModelConfig, VisionConfig } from "./config.ts";
@@ -27,6 +28,16 @@ export interface ImageInput {
 
 export type WeightLookup = (name: string) => Tensor;
 
+interface Layers {
+  positions: Tensor;
+  plan: ReturnType<typeof denseAttentionPlan>;
+  h: Tensor;
+  qkv: Tensor;
+  o: Tensor;
+  gateUp: Tensor;
+  ffn: Tensor;
+}
+
 /** (row, column) of every patch, image after image; positions restart at (0, 0) for each image. */
 function patchPositions(images: readonly ImageInput[]): Uint32Array {
   const out: number[] = [];
@@ -37,58 +48,130 @@ function patchPositions(images: readonly ImageInput[]): Uint32Array {
 }
 
 /**
- * Records the encoder and adapter for `images` into `rec`; returns their embeddings [patches, dim] in `act`,
- * in a tensor the caller releases.
+ * One pass of the encoder and adapter over a request's images, recorded in stages: the patch embedding, each
+ * transformer layer, the adapter. The engine spreads a large image over several steps this way rather than hold
+ * every stream while it is encoded; the kernels and their order are the same however the stages are grouped.
+ * The activations live in pooled tensors until release(), which may come once the last stage's recorder is
+ * submitted (later submissions run after it).
  */
-export function encodeImages(
-  rec: Recorder,
-  config: ModelConfig,
-  w: WeightLookup,
-  images: readonly ImageInput[],
-  act: FloatType,
-): Tensor {
-  const v = config.vision as VisionConfig;
-  if (!v) throw new Error("this model has no vision encoder (a GGUF text model needs its --mmproj file)");
-  const P = v.patchSize, hidden = v.hiddenSize, dim = config.decoder.dim;
-  const counts = images.map((i) => i.rows * i.cols);
-  const N = counts.reduce((a, b) => a + b, 0);
-  for (const image of images) {
-    const expected = v.numChannels * image.rows * P * image.cols * P;
-    if (image.pixels.length !== expected) {
-      throw new RangeError(`an image of ${image.rows}x${image.cols} patches needs ${expected} values`);
+export class VisionPass {
+  /** Stages in all: the patch embedding, nLayers layers, the adapter. */
+  readonly stages: number;
+  #next = 0;
+  readonly #v: VisionConfig;
+  readonly #counts: number[];
+  /** The residual stream, f32 [patches, hidden]; undefined once released. */
+  #x?: Tensor;
+  #out?: Tensor;
+
+  constructor(
+    readonly ctx: GpuContext,
+    readonly config: ModelConfig,
+    readonly w: WeightLookup,
+    readonly images: readonly ImageInput[],
+    readonly act: FloatType,
+  ) {
+    const v = config.vision as VisionConfig;
+    if (!v) throw new Error("this model has no vision encoder (a GGUF text model needs its --mmproj file)");
+    const P = v.patchSize;
+    for (const image of images) {
+      const expected = v.numChannels * image.rows * P * image.cols * P;
+      if (image.pixels.length !== expected) {
+        throw new RangeError(`an image of ${image.rows}x${image.cols} patches needs ${expected} values`);
+      }
+    }
+    this.#v = v;
+    this.#counts = images.map((i) => i.rows * i.cols);
+    this.stages = v.nLayers + 2;
+    const N = this.#counts.reduce((a, b) => a + b, 0);
+    this.#x = ctx.tensor("f32", [N, v.hiddenSize], { label: "vision residual" });
+  }
+
+  get #residual(): Tensor {
+    if (!this.#x) throw new Error("the vision pass was released");
+    return this.#x;
+  }
+
+  get done(): boolean {
+    return this.#next === this.stages;
+  }
+
+  get remaining(): number {
+    return this.stages - this.#next;
+  }
+
+  /** Records the next `count` stages (at most those left) into `rec`. */
+  record(rec: Recorder, count = this.remaining): void {
+    let layers: Layers | undefined;
+    for (const end = Math.min(this.stages, this.#next + count); this.#next < end; this.#next++) {
+      const stage = this.#next;
+      if (stage === 0) this.#embed(rec);
+      else if (stage <= this.#v.nLayers) this.#layer(rec, layers ??= this.#layers(rec), stage - 1);
+      else this.#adapt(rec);
     }
   }
 
-  // Patch embedding: the 16x16 convolution without bias is a matmul over flattened patches.
-  const cut = rec.scratch(act, [N, v.numChannels * P * P]);
-  let at = 0;
-  images.forEach((image, i) => {
-    const pixels = rec.upload("f32", [v.numChannels, image.rows * P, image.cols * P], image.pixels);
-    patches(rec, { y: cut.sliceRows(at, counts[i]), x: pixels, patch: P });
-    at += counts[i];
-  });
-  const embedded = rec.scratch("f32", [N, hidden]);
-  linear(rec, { y: embedded, x: cut, w: w("vision_encoder.patch_conv.weight") });
-  const x = rec.scratch("f32", [N, hidden]);
-  rmsNorm(rec, { y: x, x: embedded, weight: w("vision_encoder.ln_pre.weight"), eps: v.normEps });
+  /** The embeddings [patches, dim] in `act`, once done: the caller releases them. */
+  take(): Tensor {
+    if (!this.#out) throw new Error("the vision pass is not done");
+    const out = this.#out;
+    this.#out = undefined;
+    return out;
+  }
 
-  const positions = rec.upload("u32", [2 * N], patchPositions(images));
-  const plan = denseAttentionPlan(rec, {
-    segments: counts,
-    headsQ: v.nHeads,
-    headsKv: v.nHeads,
-    headDim: v.headDim,
-  });
-  const h = rec.scratch(act, [N, hidden]);
-  // q|k|v and gate|up each from one product over weights stored as one matrix; the parts are column views.
-  const qkv = rec.scratch(act, [N, 3 * hidden]), o = rec.scratch(act, [N, hidden]);
-  const qk = qkv.sliceCols(0, 2 * hidden), q = qkv.sliceCols(0, hidden);
-  const k = qkv.sliceCols(hidden, hidden), val = qkv.sliceCols(2 * hidden, hidden);
-  const I = v.intermediateSize;
-  const gateUp = rec.scratch(act, [N, 2 * I]), ffn = rec.scratch(act, [N, I]);
-  const gate = gateUp.sliceCols(0, I), up = gateUp.sliceCols(I, I);
+  /** Frees the activations (and the embeddings, unless taken). */
+  release(): void {
+    if (this.#x) this.ctx.release(this.#x);
+    if (this.#out) this.ctx.release(this.#out);
+    this.#x = this.#out = undefined;
+  }
 
-  for (let l = 0; l < v.nLayers; l++) {
+  /** Patch embedding: the 16x16 convolution without bias is a matmul over flattened patches; then ln_pre. */
+  #embed(rec: Recorder): void {
+    const v = this.#v, P = v.patchSize, N = this.#residual.rows;
+    const cut = rec.scratch(this.act, [N, v.numChannels * P * P]);
+    let at = 0;
+    this.images.forEach((image, i) => {
+      const pixels = rec.upload("f32", [v.numChannels, image.rows * P, image.cols * P], image.pixels);
+      patches(rec, { y: cut.sliceRows(at, this.#counts[i]), x: pixels, patch: P });
+      at += this.#counts[i];
+    });
+    const embedded = rec.scratch("f32", [N, v.hiddenSize]);
+    linear(rec, { y: embedded, x: cut, w: this.w("vision_encoder.patch_conv.weight") });
+    rmsNorm(rec, {
+      y: this.#residual,
+      x: embedded,
+      weight: this.w("vision_encoder.ln_pre.weight"),
+      eps: v.normEps,
+    });
+  }
+
+  /** What the layers recorded into one recorder share: their scratch, the patch positions, the attention plan. */
+  #layers(rec: Recorder): Layers {
+    const v = this.#v, hidden = v.hiddenSize, N = this.#residual.rows, act = this.act, I = v.intermediateSize;
+    return {
+      positions: rec.upload("u32", [2 * N], patchPositions(this.images)),
+      plan: denseAttentionPlan(rec, {
+        segments: this.#counts,
+        headsQ: v.nHeads,
+        headsKv: v.nHeads,
+        headDim: v.headDim,
+      }),
+      h: rec.scratch(act, [N, hidden]),
+      // q|k|v and gate|up each from one product over weights stored as one matrix; the parts are column views.
+      qkv: rec.scratch(act, [N, 3 * hidden]),
+      o: rec.scratch(act, [N, hidden]),
+      gateUp: rec.scratch(act, [N, 2 * I]),
+      ffn: rec.scratch(act, [N, I]),
+    };
+  }
+
+  #layer(rec: Recorder, { positions, plan, h, qkv, o, gateUp, ffn }: Layers, l: number): void {
+    const v = this.#v, hidden = v.hiddenSize, x = this.#residual, w = this.w, I = v.intermediateSize;
+    const qk = qkv.sliceCols(0, 2 * hidden), q = qkv.sliceCols(0, hidden);
+    const k = qkv.sliceCols(hidden, hidden), val = qkv.sliceCols(2 * hidden, hidden);
+    const gate = gateUp.sliceCols(0, I), up = gateUp.sliceCols(I, I);
+
     const p = `vision_encoder.transformer.layers.${l}.`;
     rmsNorm(rec, { y: h, x, weight: w(`${p}attention_norm.weight`), eps: v.normEps });
     linearStacked(rec, { y: qkv, x: h, w: ["wq", "wk", "wv"].map((n) => w(`${p}attention.${n}.weight`)) });
@@ -102,22 +185,24 @@ export function encodeImages(
     linear(rec, { y: x, x: ffn, w: w(`${p}feed_forward.w2.weight`), accumulate: true });
   }
 
-  // Adapter: w_out(GELU(w_in(x))), both with bias when the checkpoint has them.
-  const bias = (name: string) => (config.adapter?.bias ? w(name) : undefined);
-  const inner = rec.scratch(act, [N, dim]), activated = rec.scratch(act, [N, dim]);
-  linear(rec, {
-    y: inner,
-    x,
-    w: w("vision_language_adapter.w_in.weight"),
-    bias: bias("vision_language_adapter.w_in.bias"),
-  });
-  geluErf(rec, { y: activated, x: inner });
-  const out = rec.ctx.tensor(act, [N, dim], { label: "image embeddings" });
-  linear(rec, {
-    y: out,
-    x: activated,
-    w: w("vision_language_adapter.w_out.weight"),
-    bias: bias("vision_language_adapter.w_out.bias"),
-  });
-  return out;
+  /** Adapter: w_out(GELU(w_in(x))), both with bias when the checkpoint has them. */
+  #adapt(rec: Recorder): void {
+    const { config, w, act } = this, N = this.#residual.rows, dim = config.decoder.dim;
+    const bias = (name: string) => (config.adapter?.bias ? w(name) : undefined);
+    const inner = rec.scratch(act, [N, dim]), activated = rec.scratch(act, [N, dim]);
+    linear(rec, {
+      y: inner,
+      x: this.#residual,
+      w: w("vision_language_adapter.w_in.weight"),
+      bias: bias("vision_language_adapter.w_in.bias"),
+    });
+    geluErf(rec, { y: activated, x: inner });
+    this.#out = this.ctx.tensor(act, [N, dim], { label: "image embeddings" });
+    linear(rec, {
+      y: this.#out,
+      x: activated,
+      w: w("vision_language_adapter.w_out.weight"),
+      bias: bias("vision_language_adapter.w_out.bias"),
+    });
+  }
 }
