@@ -429,6 +429,35 @@ Deno.test("length bounds of any size are kept by the masks, where the schema say
     );
     assert.ok(!allowedAfter('"a').includes(quote));
     assert.ok(allowedAfter('"ab').includes(quote));
+    // The masks' shortcut for tokens with a quote (the characters before the quote that ends the string) agrees
+    // with following each such token byte by byte.
+    const object = LengthPlan.of(JSON.stringify({
+      type: "object",
+      properties: { a: { type: "string", minLength: 2, maxLength: 4 }, b: { type: "string", maxLength: 1 } },
+    }))!;
+    const quoted = Array.from({ length: tokenizer.vocabSize }, (_, id) => id)
+      .filter((id) => !tokenizer.isSpecial(id) && tokenizer.tokenBytes(id).includes(0x22));
+    for (
+      const prefix of [
+        '{"a": "x',
+        '{"a": "xy',
+        '{"a": "x\\',
+        '{"a": "\\u00',
+        '{"a": "\\ud83d',
+        '{"a": "ab',
+        '{"a"',
+      ]
+    ) {
+      const tracker = new LengthTracker(object, vocab);
+      tracker.take(bytes(prefix));
+      const mask = new Uint32Array(Math.ceil(tokenizer.vocabSize / 32)).fill(~0);
+      tracker.narrow(mask);
+      for (const id of quoted) {
+        const copy = new LengthTracker(object, vocab);
+        const expected = copy.take(bytes(prefix)) && copy.take(tokenizer.tokenBytes(id));
+        assert.equal(!!(mask[id >> 5] & (1 << (id & 31))), expected, `${prefix} + ${tokenizer.decode([id])}`);
+      }
+    }
   });
 });
 

@@ -306,6 +306,13 @@ interface Counts {
   /** The most characters a quote-free token adds, per escape state. */
   longest: number[];
   quoted: Int32Array;
+  /**
+   * Per state, for each token of `quoted` written inside a string: the characters it adds to the string (before
+   * the quote that ends it, if one does), and whether it ends it: 0 no (its quotes are escaped), 1 yes, 2 yes and
+   * a quote follows, beginning another string (such tokens are followed byte by byte).
+   */
+  before: Uint8Array[];
+  closes: Uint8Array[];
   fits: Map<number, Uint32Array>;
 }
 
@@ -318,10 +325,25 @@ function counts(vocab: Vocabulary): Counts {
   const added = Array.from({ length: STATES }, () => new Uint8Array(n));
   const longest = new Array(STATES).fill(0);
   const quoted: number[] = [];
+  const before: number[][] = Array.from({ length: STATES }, () => []);
+  const closes: number[][] = Array.from({ length: STATES }, () => []);
   for (let id = 0; id < n; id++) {
     const bytes = vocab.bytes.subarray(vocab.offsets[id], vocab.offsets[id + 1]);
     if (bytes.includes(0x22)) {
       quoted.push(id);
+      for (let start = 0; start < STATES; start++) {
+        let state = start, count = 0, end = -1;
+        for (let i = 0; i < bytes.length && end < 0; i++) {
+          if (bytes[i] === 0x22 && ends(state)) end = i;
+          else {
+            const step = STEP[state * 256 + bytes[i]];
+            count += step & 1;
+            state = step >> 1;
+          }
+        }
+        before[start].push(Math.min(count, 255));
+        closes[start].push(end < 0 ? 0 : bytes.subarray(end + 1).includes(0x22) ? 2 : 1);
+      }
       continue;
     }
     for (let start = 0; start < STATES; start++) {
@@ -335,7 +357,17 @@ function counts(vocab: Vocabulary): Counts {
       longest[start] = Math.max(longest[start], count);
     }
   }
-  counted.set(vocab, c = { added, longest, quoted: Int32Array.from(quoted), fits: new Map() });
+  counted.set(
+    vocab,
+    c = {
+      added,
+      longest,
+      quoted: Int32Array.from(quoted),
+      before: before.map((list) => Uint8Array.from(list)),
+      closes: closes.map((list) => Uint8Array.from(list)),
+      fits: new Map(),
+    },
+  );
   return c;
 }
 
@@ -389,14 +421,18 @@ export class LengthTracker {
       const fits = fitting(c, s.state, s.bounds.max - s.count);
       for (let w = 0; w < mask.length; w++) mask[w] &= fits[w];
     }
-    // A token with a quote may end this string and begin others: followed byte by byte, on a copy.
+    // A token with a quote may end this string: within it, the characters before the quote count. One that begins
+    // another string, or comes between strings, is followed byte by byte on a copy.
     const { bytes, offsets } = this.vocabulary;
-    for (const id of c.quoted) {
-      if (!(mask[id >> 5] & (1 << (id & 31)))) continue;
-      if (!this.#copy().take(bytes.subarray(offsets[id], offsets[id + 1]))) {
-        mask[id >> 5] &= ~(1 << (id & 31));
-      }
-    }
+    c.quoted.forEach((id, k) => {
+      if (!(mask[id >> 5] & (1 << (id & 31)))) return;
+      let fits: boolean;
+      if (s && c.closes[s.state][k] < 2) {
+        const count = s.count + c.before[s.state][k];
+        fits = !s.bounds || (count <= s.bounds.max && (c.closes[s.state][k] === 0 || count >= s.bounds.min));
+      } else fits = this.#copy().take(bytes.subarray(offsets[id], offsets[id + 1]));
+      if (!fits) mask[id >> 5] &= ~(1 << (id & 31));
+    });
   }
 
   #copy(): LengthTracker {
