@@ -429,6 +429,43 @@ Deno.test("token counters count as tokens come: a request cut short counts what 
   });
 });
 
+Deno.test("a non-streamed answer begins at its first token: a client that leaves stops it, whatever its body's size", async () => {
+  await withServer({}, async ({ url }) => {
+    const running = async () => {
+      const text = await (await fetch(`${url}/metrics`)).text();
+      return Number(/^pixtral_running_sequences (\d+)/m.exec(text)?.[1]);
+    };
+    // An ignored field makes the body 200 KB: Deno reports no disconnect before a response begins for such
+    // bodies (denoland/deno#21653).
+    const body = { ...user("hi"), max_tokens: 1500, ignore_eos: true, padding: "x".repeat(200_000) };
+    const controller = new AbortController();
+    const response = await fetch(`${url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+      signal: controller.signal,
+    });
+    assert.equal(response.status, 200);
+    const reader = response.body!.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    assert.match(first, /^ +$/, "a space each second while the answer is written");
+    controller.abort();
+    const until = Date.now() + 10_000;
+    while (await running() > 0) {
+      assert.ok(Date.now() < until, "the generation went on after its client left");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    // A shorter answer: leading spaces, then JSON.
+    const slow = await fetch(`${url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ ...body, max_tokens: 60 }),
+    });
+    const text = await slow.text();
+    assert.equal(JSON.parse(text).usage.completion_tokens, 60);
+  });
+});
+
 Deno.test("stop strings, n choices with seeds, and log-probabilities", async () => {
   await withServer({}, async ({ url, service }) => {
     const chat = `${url}/v1/chat/completions`;

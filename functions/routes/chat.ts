@@ -7,7 +7,8 @@ import { pySource } from "../chat/tools.ts";
 import { parseChatRequest, RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
 import { readJsonText, requireEngine, requireModel } from "./common.ts";
-import { eventStream, results } from "./sse.ts";
+import { patientJson } from "./patient.ts";
+import { eventStream } from "./sse.ts";
 
 function completionId(): string {
   return `chatcmpl-${crypto.randomUUID().replaceAll("-", "")}`;
@@ -30,21 +31,24 @@ export function chatRoutes(service: Service): Hono {
     const head = { id, object: "chat.completion.chunk", created, model };
 
     if (!chat.stream) {
-      const choices = await results(run);
-      return c.json({
+      return await patientJson(run, {
         id,
-        object: "chat.completion",
-        created,
-        model,
-        choices: choices.map((r) => ({
-          index: r.index,
-          message: r.toolCalls
-            ? { role: "assistant", content: r.text || null, tool_calls: r.toolCalls }
-            : { role: "assistant", content: r.text },
-          logprobs: r.logprobs ? { content: r.logprobs } : null,
-          finish_reason: r.finish,
-        })),
-        usage: usage([prepared], choices),
+        signal,
+        answer: (choices) => ({
+          id,
+          object: "chat.completion",
+          created,
+          model,
+          choices: choices.map((r) => ({
+            index: r.index,
+            message: r.toolCalls
+              ? { role: "assistant", content: r.text || null, tool_calls: r.toolCalls }
+              : { role: "assistant", content: r.text },
+            logprobs: r.logprobs ? { content: r.logprobs } : null,
+            finish_reason: r.finish,
+          })),
+          usage: usage([prepared], choices),
+        }),
       });
     }
 

@@ -10,7 +10,8 @@ import { preparePrompt, promptsOf } from "../chat/raw_prompt.ts";
 import { parseCompletionRequest } from "../schema/completions.ts";
 import type { Service } from "../service.ts";
 import { readJson, requireEngine, requireModel } from "./common.ts";
-import { eventStream, results } from "./sse.ts";
+import { patientJson } from "./patient.ts";
+import { eventStream } from "./sse.ts";
 
 /**
  * Where each token's text starts in a choice's text: its bytes decoded as a stream, so that a character split
@@ -71,22 +72,25 @@ export function completionRoutes(service: Service): Hono {
     const echo = (index: number) => request.echo ? prepared[Math.floor(index / n)].text : "";
 
     if (!request.stream) {
-      const choices = await results(run);
-      return c.json({
-        ...head,
-        choices: choices.map((r) => ({
-          index: r.index,
-          text: echo(r.index) + r.text,
-          // Echoed, the prompt's tokens come first, from offset 0.
-          logprobs: r.logprobs || r.prompt
-            ? legacyLogprobs(
-              [...r.prompt ?? [], ...r.logprobs ?? []],
-              new Offsets(r.prompt ? 0 : echo(r.index).length),
-            )
-            : null,
-          finish_reason: r.finish,
-        })),
-        usage: usage(prepared, choices),
+      return await patientJson(run, {
+        id,
+        signal,
+        answer: (choices) => ({
+          ...head,
+          choices: choices.map((r) => ({
+            index: r.index,
+            text: echo(r.index) + r.text,
+            // Echoed, the prompt's tokens come first, from offset 0.
+            logprobs: r.logprobs || r.prompt
+              ? legacyLogprobs(
+                [...r.prompt ?? [], ...r.logprobs ?? []],
+                new Offsets(r.prompt ? 0 : echo(r.index).length),
+              )
+              : null,
+            finish_reason: r.finish,
+          })),
+          usage: usage(prepared, choices),
+        }),
       });
     }
 

@@ -13,7 +13,8 @@ import type { ToolCallOut } from "../chat/tools.ts";
 import { parseResponsesRequest, type ResponsesRequest } from "../schema/responses.ts";
 import type { Service } from "../service.ts";
 import { readJsonText, requireEngine, requireModel } from "./common.ts";
-import { eventStream, results } from "./sse.ts";
+import { patientJson } from "./patient.ts";
+import { eventStream } from "./sse.ts";
 
 const newId = (prefix: string) => `${prefix}_${crypto.randomUUID().replaceAll("-", "")}`;
 
@@ -128,14 +129,19 @@ export function responseRoutes(service: Service): Hono {
     const response = responseObject(id, request, prepared, service.model.id);
 
     if (!request.stream) {
-      const [result] = await results(run);
-      const output: unknown[] = [];
-      // The message, unless the answer is calls alone; an empty answer is an empty message.
-      if (result.text || !result.toolCalls) {
-        output.push(messageItem(newId("msg"), statusOf(result), result.text, result.logprobs ?? []));
-      }
-      for (const call of result.toolCalls ?? []) output.push(functionCallItem(newId("fc"), call));
-      return c.json(finished(response, output, prepared, result));
+      return await patientJson(run, {
+        id,
+        signal,
+        answer: ([result]) => {
+          const output: unknown[] = [];
+          // The message, unless the answer is calls alone; an empty answer is an empty message.
+          if (result.text || !result.toolCalls) {
+            output.push(messageItem(newId("msg"), statusOf(result), result.text, result.logprobs ?? []));
+          }
+          for (const call of result.toolCalls ?? []) output.push(functionCallItem(newId("fc"), call));
+          return finished(response, output, prepared, result);
+        },
+      });
     }
 
     let sequence = 0;

@@ -100,10 +100,3 @@ export async function eventStream(run: CompletionRun, options: EventStreamOption
     headers: { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" },
   });
 }
-
-/** The results of a run that is not streamed. */
-export async function results(run: CompletionRun): Promise<ChoiceResult[]> {
-  let next;
-  while (!(next = await run.updates.next()).done);
-  return next.value;
-}

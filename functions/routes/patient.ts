@@ -1,0 +1,62 @@
+/**
+ * A non-streamed answer whose response begins once its first token exists, then sends a space each second
+ * until the JSON is ready (leading whitespace is valid JSON; OpenRouter keeps connections alive the same way).
+ * Deno notices a client that left only once the response has begun, and for request bodies of more than a few KB
+ * not at all before (denoland/deno#21653: such a request, an image's, would otherwise run to max_tokens after
+ * its client gave up); the write after a client leaves fails, which stops the generation. Proxies that close
+ * idle connections keep it too. Anything that fails before the first token gets its own status (400, 429, 503);
+ * after it, the status line is sent, and an error travels as the body, in OpenAI's error shape.
+ */
+import { EngineClosedError } from "../../runtime/engine/engine.ts";
+import { log } from "../../runtime/log.ts";
+import type { ChoiceResult, CompletionRun } from "../chat/completion.ts";
+
+const encoder = new TextEncoder();
+const KEEP_ALIVE_MS = 1000;
+const SPACE = encoder.encode(" ");
+
+export async function patientJson(
+  run: CompletionRun,
+  options: { id: string; signal: AbortSignal; answer(results: ChoiceResult[]): unknown },
+): Promise<Response> {
+  let next = await run.updates.next();
+  let pending: typeof next | Promise<typeof next> | undefined;
+  /** When the last space went: tokens keep coming, and the spaces count from there. */
+  let sent = performance.now();
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        while (!next.done) {
+          pending ??= run.updates.next();
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const idle = new Promise<undefined>((resolve) =>
+            timer = setTimeout(() => resolve(undefined), sent + KEEP_ALIVE_MS - performance.now())
+          );
+          const got = await Promise.race([pending, idle]).finally(() => clearTimeout(timer));
+          if (!got) {
+            sent = performance.now();
+            return controller.enqueue(SPACE);
+          }
+          pending = undefined;
+          next = got;
+        }
+        controller.enqueue(encoder.encode(JSON.stringify(options.answer(next.value))));
+        controller.close();
+      } catch (err) {
+        const level = options.signal.aborted ? "debug" : err instanceof EngineClosedError ? "warn" : "error";
+        log[level]("answer failed", { id: options.id, error: String(err) });
+        const message = err instanceof Error ? err.message : String(err);
+        const error = { message, type: "server_error", param: null, code: "generation_failed" };
+        controller.enqueue(encoder.encode(JSON.stringify({ error })));
+        controller.close();
+      }
+    },
+    async cancel() {
+      run.cancel();
+      // A pending update settles once the choices stop; it is nobody's to read.
+      if (pending instanceof Promise) pending.catch(() => {});
+      await run.updates.return([]);
+    },
+  });
+  return new Response(body, { headers: { "content-type": "application/json" } });
+}
