@@ -389,6 +389,32 @@ Deno.test("length bounds of any size are kept by the masks, where the schema say
     };
     assert.equal((xgrammarSchema(jsonSchemaFormat(schema)).match(/maxLength/g) ?? []).length, 2);
   });
+  await t.step(
+    "bounds in several patternProperties, and in an unused definition, need no grammar of their own",
+    async () => {
+      // A name matching both patterns keeps both bounds (JSON Schema applies every matching pattern's schema).
+      const schema = {
+        type: "object",
+        patternProperties: {
+          "^a": { type: "string", maxLength: 100 },
+          "b$": { type: "string", maxLength: 3 },
+        },
+        $defs: { unused: { type: "string", maxLength: 200 } },
+      };
+      const format = jsonSchemaFormat(schema);
+      assert.equal((xgrammarSchema(format).match(/maxLength/g) ?? []).length, 1); // the unused one, as written
+      const validate = ajv.compile(schema);
+      const random = seededRandom(12);
+      let finished = 0;
+      for (let i = 0; i < 8; i++) {
+        const text = await walk(format, random, 600);
+        if (text === undefined) continue;
+        finished++;
+        assert.ok(validate(JSON.parse(text)), `${text}: ${JSON.stringify(validate.errors)}`);
+      }
+      assert.ok(finished >= 3, `${finished} of 8 walks finished`);
+    },
+  );
   await t.step("characters are code points, an escape one; a string ends only within its bounds", () => {
     const vocab = vocabulary(tokenizer, tokenizer.vocabSize);
     const plan = LengthPlan.of(JSON.stringify({ type: "string", minLength: 2, maxLength: 3 }))!;
@@ -649,6 +675,10 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     [{ type: "string", pattern: "^[a-z]{5,9}$", maxLength: 3 }, /allow no string/],
     // Cut at a bound, a text that has yet to match a pattern or a format could not be finished.
     [{ type: "string", format: "date", maxLength: 16 }, /format and minLength/],
+    // Named as written: a format the grammar gets as a pattern is still a format; the bound's size comes after.
+    [{ type: "string", format: "email", maxLength: 100 }, /a string with format and minLength\/maxLength/],
+    // Own names only: Object.prototype's are not definitions (xgrammar aborted on them).
+    [{ properties: { a: { $ref: "#/$defs/constructor" } }, $defs: {} }, /names nothing/],
     [{ type: "string", pattern: "^[a-z]+@[a-z]+$", maxLength: 12 }, /pattern and minLength/],
     [{ type: "string", const: "hello", maxLength: 3 }, /no value of "enum" or "const" fits/],
     [{ $defs: { A: { default: { type: "string" } } }, $ref: "#/$defs/A/default" }, /not a subschema/],
@@ -730,6 +760,8 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
   assert.deepEqual(normalised({ type: "integer", format: "int32" }), { type: "integer" });
   assert.deepEqual(normalised({ type: "string", nullable: true }), { type: ["string", "null"] });
   assert.deepEqual(normalised({ maxLength: 3 }), { maxLength: 3, type: "string" });
+  // String keywords on what cannot be a string assert nothing.
+  assert.deepEqual(normalised({ type: "object", maxLength: 100, pattern: "^.{1,80}$" }), { type: "object" });
   // Length bounds beside enum or const keep the values that fit.
   assert.deepEqual(normalised({ enum: ["ab", "abcdefgh", 1], maxLength: 3 }), { enum: ["ab", 1] });
   assert.deepEqual(normalised({ const: "añb", minLength: 3 }), { const: "añb" });

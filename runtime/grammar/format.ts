@@ -8,7 +8,7 @@
  */
 
 import { type PatternTarget, xgrammarPattern } from "./regex.ts";
-import { boundsOf, guardedStrings } from "./lengths.ts";
+import { boundsOf, guardedStrings, stringBounds } from "./lengths.ts";
 import { isSchemaMap, jsonType, resolve, type Schema, target, TYPES, typesOf } from "./schema.ts";
 
 export interface OutputFormat {
@@ -202,7 +202,7 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
   // Before anything recurses into it: values nested thousands deep (a `default`) stall xgrammar's parser.
   checkValues(schema, MAX_VALUE_DEPTH);
   const normalised = mapSchemas(schema, normalise);
-  checkSchema(normalised, "", 0, normalised, guardedStrings(normalised));
+  checkSchema(normalised, "", 0, normalised, stringBounds(normalised));
   if (nesting(normalised) > MAX_DEPTH) {
     throw new FormatError(`the schema nests deeper than ${MAX_DEPTH} through its references`, "");
   }
@@ -290,6 +290,10 @@ function normalise(schema: Schema): Schema {
   }
   const types = s.type === undefined ? undefined : [s.type].flat();
   if ("format" in s && ((types && !types.includes("string")) || "pattern" in s)) delete s.format;
+  // String keywords on a value that cannot be a string assert nothing.
+  if (types && !types.includes("string") && types.every((t) => typeof t === "string")) {
+    for (const key of ["minLength", "maxLength", "pattern"]) delete s[key];
+  }
   if (
     types === undefined && ["format", "pattern", "minLength", "maxLength"].some((k) => k in s) &&
     !COMBINATORS.some((k) => k in s) && !("enum" in s) && !("const" in s)
@@ -422,7 +426,7 @@ function checkSchema(
   path: string,
   depth: number,
   root: unknown,
-  guarded: Set<Schema>,
+  strings: { guarded: Set<Schema>; ambiguous: Set<Schema> },
 ): void {
   if (typeof schema === "boolean") return;
   if (!isSchemaMap(schema)) throw new FormatError("a schema must be a JSON object or a boolean", path);
@@ -510,8 +514,23 @@ function checkSchema(
     const hi = Math.min((s.maximum as number) ?? Infinity, ((s.exclusiveMaximum as number) ?? Infinity) - 1);
     if (lo > hi) throw new FormatError("the bounds allow no integer", path);
   }
+  const { guarded, ambiguous } = strings;
+  // The grammar keeps only the first of a pattern, a format and length bounds on one string; the masks keep
+  // guarded bounds (lengths.ts). (A format the grammar spells wrongly is a pattern by now.)
+  const format = Object.entries(FORMAT_PATTERNS).find(([, pattern]) => pattern === s.pattern)?.[0];
+  const shapes = [
+    ...("pattern" in s ? [format ? "format" : "pattern"] : []),
+    ...("format" in s ? ["format"] : []),
+    ...(!guarded.has(s) && ("minLength" in s || "maxLength" in s) ? ["minLength/maxLength"] : []),
+  ];
+  if (shapes.length > 1) {
+    throw new FormatError(
+      `a string with ${shapes.join(" and ")} is not supported: give one of them`,
+      path,
+    );
+  }
   for (
-    const [min, max, limit] of [["minLength", "maxLength", guarded.has(s) ? Infinity : MAX_STRING_BOUND], [
+    const [min, max, limit] of [["minLength", "maxLength", ambiguous.has(s) ? MAX_STRING_BOUND : Infinity], [
       "minItems",
       "maxItems",
       Infinity,
@@ -545,16 +564,8 @@ function checkSchema(
   if ("pattern" in s) checkPattern(s.pattern, at("pattern"), "json", guarded.has(s));
   const lengths = guarded.has(s) ? boundsOf(s)! : undefined;
   if (lengths && lengths.min > lengths.max) {
-    throw new FormatError("the pattern's length and minLength/maxLength allow no string", path);
-  }
-  // The grammar keeps only the first of a pattern, a format and length bounds on one string; the masks keep
-  // guarded bounds (lengths.ts).
-  const shapes = ["pattern", "format", ...guarded.has(s) ? [] : ["minLength|maxLength"]].filter((k) =>
-    k.split("|").some((key) => key in s)
-  );
-  if (shapes.length > 1) {
     throw new FormatError(
-      `a string with ${shapes.join(" and ").replace("|", "/")} is not supported: give one of them`,
+      "the pattern's length and minLength/maxLength allow no string (a pattern matches the whole string here)",
       path,
     );
   }
@@ -618,14 +629,14 @@ function checkSchema(
   if ("required" in s && !Array.isArray(s.required)) {
     throw new FormatError(`"required" must be a list`, at("required"));
   }
-  for (const key of ONE) if (key in s) checkSchema(s[key], at(key), depth + 1, root, guarded);
+  for (const key of ONE) if (key in s) checkSchema(s[key], at(key), depth + 1, root, strings);
   for (const key of LIST) {
     if (!(key in s)) continue;
     const list = s[key];
     if (!Array.isArray(list) || list.length === 0) {
       throw new FormatError(`"${key}" must be a non-empty list of schemas`, at(key));
     }
-    list.forEach((sub, i) => checkSchema(sub, pointer(at(key), i), depth + 1, root, guarded));
+    list.forEach((sub, i) => checkSchema(sub, pointer(at(key), i), depth + 1, root, strings));
   }
   for (const key of MAP) {
     if (!(key in s)) continue;
@@ -633,7 +644,7 @@ function checkSchema(
     if (!isSchemaMap(map)) throw new FormatError(`"${key}" must map names to schemas`, at(key));
     for (const [name, sub] of Object.entries(map)) {
       if (key === "patternProperties") checkPattern(name, pointer(at(key), name));
-      checkSchema(sub, pointer(at(key), name), depth + 1, root, guarded);
+      checkSchema(sub, pointer(at(key), name), depth + 1, root, strings);
     }
   }
 }

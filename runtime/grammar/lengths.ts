@@ -63,19 +63,29 @@ function leadingConstant(root: unknown, schema: Candidate): [string, unknown] | 
 }
 
 /**
- * Whether the tracker tells branch `i` of a union from the others: by the type of its value, or as an object
- * whose leading constant differs from theirs.
+ * For each branch of a union, whether the tracker tells it from the others: by the type of its value (no other
+ * branch may have one of its types), or, among branches that are each one object schema, by a leading constant
+ * that differs from every other's. Linear in the branches (a union may have thousands).
  */
-function discriminated(root: unknown, branches: readonly Candidate[][], i: number): boolean {
-  const types = branches.map((b) => typesOfAll(root, b));
-  // A branch that is one object schema, by its leading constant.
-  const lead = (b: Candidate[]) =>
-    b.length === 1 && [...typesOf(root, b[0])].join() === "object" ? leadingConstant(root, b[0]) : undefined;
-  return branches.every((other, j) => {
-    if (j === i || !overlap(types[i], types[j])) return true;
-    const a = lead(branches[i]), b = lead(other);
-    return a !== undefined && b !== undefined && a[0] === b[0] && a[1] !== b[1];
-  });
+function discriminated(root: unknown, branches: readonly Candidate[][]): boolean[] {
+  // Integers are numbers: the two types are one here.
+  const types = branches.map((b) =>
+    new Set([...typesOfAll(root, b)].map((t) => t === "integer" ? "number" : t))
+  );
+  const owners = new Map<string, number>();
+  for (const set of types) for (const t of set) owners.set(t, (owners.get(t) ?? 0) + 1);
+  // The branches that may be objects, told apart when each is one object schema beginning with the same required
+  // property, of distinct constant values.
+  const objects = branches.flatMap((b, i) => types[i].has("object") ? [i] : []);
+  const leads = objects.map((i) =>
+    branches[i].length === 1 && types[i].size === 1 ? leadingConstant(root, branches[i][0]) : undefined
+  );
+  const values = new Set(leads.map((lead) => lead?.[1]));
+  const byConstant = leads.every((lead) => lead !== undefined && lead[0] === leads[0]![0]) &&
+    values.size === leads.length;
+  return types.map((set) =>
+    [...set].every((t) => owners.get(t) === 1) || (byConstant && set.size === 1 && set.has("object"))
+  );
 }
 
 /**
@@ -96,6 +106,14 @@ export function boundsOf(s: Schema): Bounds | undefined {
 
 /** The string schemas (by identity in `root`) whose bounds the tracker keeps: bounded, and never ambiguous. */
 export function guardedStrings(root: unknown): Set<Schema> {
+  return stringBounds(root).guarded;
+}
+
+/**
+ * The bounded string schemas of `root` a value can reach, by identity: those the tracker keeps (`guarded`) and
+ * those it cannot (`ambiguous`, left to the grammar). Unreachable ones (an unused definition) are in neither.
+ */
+export function stringBounds(root: unknown): { guarded: Set<Schema>; ambiguous: Set<Schema> } {
   const reached = new Map<Schema, boolean>(); // whether some path reached it ambiguously
   const walk = (schema: unknown, ambiguous: boolean): void => {
     if (!isSchemaMap(schema)) return;
@@ -106,22 +124,25 @@ export function guardedStrings(root: unknown): Set<Schema> {
     if (Array.isArray(schema.allOf)) walk(schema.allOf[0], ambiguous);
     const branches = schema.anyOf ?? schema.oneOf;
     if (Array.isArray(branches)) {
-      const expanded = branches.map((branch) => expand(root, branch));
-      branches.forEach((branch, i) => walk(branch, ambiguous || !discriminated(root, expanded, i)));
+      const told = discriminated(root, branches.map((branch) => expand(root, branch)));
+      branches.forEach((branch, i) => walk(branch, ambiguous || !told[i]));
     }
     walk(schema.items, ambiguous);
     walk(schema.additionalProperties, ambiguous);
     if (Array.isArray(schema.prefixItems)) schema.prefixItems.forEach((s) => walk(s, ambiguous));
     if (isSchemaMap(schema.properties)) Object.values(schema.properties).forEach((s) => walk(s, ambiguous));
+    // A name that matches several patterns follows all their schemas: the tracker keeps all their bounds.
     if (isSchemaMap(schema.patternProperties)) {
-      // A name may match several patterns.
-      const values = Object.values(schema.patternProperties);
-      values.forEach((s) => walk(s, ambiguous || values.length > 1));
+      Object.values(schema.patternProperties).forEach((s) => walk(s, ambiguous));
     }
     walk(schema.propertyNames, true); // names are keys, which the tracker does not bound
   };
   walk(root, false);
-  return new Set([...reached].filter(([s, ambiguous]) => !ambiguous && boundsOf(s)).map(([s]) => s));
+  const bounded = [...reached].filter(([s]) => "minLength" in s || "maxLength" in s || "pattern" in s);
+  return {
+    guarded: new Set(bounded.filter(([s, ambiguous]) => !ambiguous && boundsOf(s)).map(([s]) => s)),
+    ambiguous: new Set(bounded.filter(([s, ambiguous]) => ambiguous || !boundsOf(s)).map(([s]) => s)),
+  };
 }
 
 /** A format's schema as the tracker reads it. */
@@ -176,15 +197,25 @@ export class LengthPlan {
   }
 
   /** Whether some of `objects` fix property `key` to a string constant. */
-  constrains(objects: readonly Candidate[], key: string): boolean {
-    return objects.some((c) =>
-      c !== true && isSchemaMap(c.properties) && Object.hasOwn(c.properties, key) &&
-      constant(this.root, c.properties[key]) !== undefined
-    );
+  /**
+   * The most bytes a string constant that some of `objects` fix property `key` to may take as JSON text (each
+   * character escaped as \uXXXX); 0 when none fixes it.
+   */
+  constantBytes(objects: readonly Candidate[], key: string): number {
+    let most = 0;
+    for (const c of objects) {
+      if (c === true || !isSchemaMap(c.properties) || !Object.hasOwn(c.properties, key)) continue;
+      const value = constant(this.root, c.properties[key]);
+      if (typeof value === "string") most = Math.max(most, 6 * [...value].length * 2);
+    }
+    return most;
   }
 
-  /** Objects among `objects` whose property `key` may hold `value` (a string): a differing constant rules out. */
-  holding(objects: readonly Candidate[], key: string, value: string): Candidate[] {
+  /**
+   * Objects among `objects` whose property `key` may hold `value` (a string; undefined: one longer than any
+   * constant): a differing constant rules out.
+   */
+  holding(objects: readonly Candidate[], key: string, value: string | undefined): Candidate[] {
     return objects.filter((c) => {
       if (c === true || !isSchemaMap(c.properties) || !Object.hasOwn(c.properties, key)) return true;
       const fixed = constant(this.root, c.properties[key]);
@@ -226,9 +257,11 @@ interface Str {
   state: number;
   /**
    * The bytes so far as a binary string (copied for free), kept for keys, and for values that may rule out
-   * objects by a constant.
+   * objects by a constant: at most `keep` bytes of those (longer, it is no constant: `long`).
    */
   text?: string;
+  keep?: number;
+  long?: boolean;
 }
 
 /** An open object or array, and what it may follow. */
@@ -475,15 +508,17 @@ export class LengthTracker {
     const { plan } = this;
     if (b === 0x22) {
       const strings = plan.ofType(candidates, "string");
-      // A value may rule out objects by a constant.
-      const keep = top?.kind === "object" && top.candidates.length > 1 && top.key !== undefined &&
-        plan.constrains(top.candidates, top.key);
+      // A value may rule out objects by a constant: kept as long as it could equal one.
+      const keep = top?.kind === "object" && top.candidates.length > 1 && top.key !== undefined
+        ? plan.constantBytes(top.candidates, top.key)
+        : 0;
       this.#string = {
         key: false,
         bounds: plan.bounds(strings),
         count: 0,
         state: 0,
         text: keep ? "" : undefined,
+        keep,
       };
     } else if (b === 0x7b) {
       this.#stack.push({ kind: "object", candidates: plan.ofType(candidates, "object"), index: 0 });
@@ -507,13 +542,18 @@ export class LengthTracker {
           ...top,
           key: text === undefined ? undefined : jsonString(text),
         };
-      } else this.#valueDone(text);
+      } else if (s.text !== undefined || s.long) this.#valueDone(text);
       return !s.bounds || s.count >= s.bounds.min;
     }
     const step = STEP[s.state * 256 + b];
     s.count += step & 1;
     s.state = step >> 1;
-    if (s.text !== undefined) s.text += String.fromCharCode(b);
+    if (s.text !== undefined) {
+      if (!s.key && s.text.length >= s.keep!) {
+        s.text = undefined;
+        s.long = true;
+      } else s.text += String.fromCharCode(b);
+    }
     return !s.bounds || s.count <= s.bounds.max;
   }
 
@@ -526,12 +566,14 @@ export class LengthTracker {
   /** A value ended; `text`, a string's (JSON-escaped) text where it was kept. */
   #valueDone(text?: string): void {
     const top = this.#stack.at(-1);
-    if (top?.kind !== "object" || text === undefined || top.key === undefined) return;
-    const value = jsonString(text);
-    if (value === undefined) return;
+    if (top?.kind !== "object" || top.key === undefined) return;
     this.#stack[this.#stack.length - 1] = {
       ...top,
-      candidates: this.plan.holding(top.candidates, top.key, value),
+      candidates: this.plan.holding(
+        top.candidates,
+        top.key,
+        text === undefined ? undefined : jsonString(text),
+      ),
     };
   }
 }

@@ -13,7 +13,8 @@ export function resolve(root: unknown, ref: string): unknown {
   let at: unknown = root;
   for (const part of ref.slice(2).split("/")) {
     const key = part.replaceAll("~1", "/").replaceAll("~0", "~");
-    if (!isSchemaMap(at) || !(key in at)) return undefined;
+    // Own names only: `in` would find Object.prototype's (constructor, toString) too.
+    if (!isSchemaMap(at) || !Object.hasOwn(at, key)) return undefined;
     at = at[key];
   }
   return at;
