@@ -33,7 +33,7 @@ export function chatRoutes(service: Service): Hono {
     if (!chat.stream) {
       return await patientJson(run, {
         id,
-        signal,
+        request: c.req.raw,
         answer: (choices) => ({
           id,
           object: "chat.completion",

@@ -74,7 +74,7 @@ export function completionRoutes(service: Service): Hono {
     if (!request.stream) {
       return await patientJson(run, {
         id,
-        signal,
+        request: c.req.raw,
         answer: (choices) => ({
           ...head,
           choices: choices.map((r) => ({

@@ -1,11 +1,12 @@
 /**
- * A non-streamed answer whose response begins once its first token exists, then sends a space each second
- * until the JSON is ready (leading whitespace is valid JSON; OpenRouter keeps connections alive the same way).
- * Deno notices a client that left only once the response has begun, and for request bodies of more than a few KB
- * not at all before (denoland/deno#21653: such a request, an image's, would otherwise run to max_tokens after
- * its client gave up); the write after a client leaves fails, which stops the generation. Proxies that close
- * idle connections keep it too. Anything that fails before the first token gets its own status (400, 429, 503);
- * after it, the status line is sent, and an error travels as the body, in OpenAI's error shape.
+ * A non-streamed answer. Deno reports a client that leaves before the response begins only for request bodies of
+ * up to about 1 KB (denoland/deno#21653); a larger request (any image) would run to max_tokens after its client
+ * gave up. So for those the response begins once the first token exists, then sends a space each second until
+ * the JSON is ready (leading whitespace is valid JSON; OpenRouter keeps connections alive the same way): the
+ * write after a client leaves fails, which stops the generation, and proxies that close idle connections keep
+ * it. Anything that fails before the first token still gets its own status (400, 429, 503); after it, the
+ * status line is sent, and an error travels as the body, in OpenAI's error shape. Smaller requests keep their
+ * status to the end (a shutdown that cuts one off is a 503, which clients retry).
  */
 import { EngineClosedError } from "../../runtime/engine/engine.ts";
 import { log } from "../../runtime/log.ts";
@@ -15,11 +16,19 @@ const encoder = new TextEncoder();
 const KEEP_ALIVE_MS = 1000;
 const SPACE = encoder.encode(" ");
 
+/** Request bodies Deno still reports a disconnect for, before the response begins. */
+const REPORTED_BYTES = 1024;
+
 export async function patientJson(
   run: CompletionRun,
-  options: { id: string; signal: AbortSignal; answer(results: ChoiceResult[]): unknown },
+  options: { id: string; request: Request; answer(results: ChoiceResult[]): unknown },
 ): Promise<Response> {
+  const length = Number(options.request.headers.get("content-length") ?? NaN);
   let next = await run.updates.next();
+  if (length <= REPORTED_BYTES) {
+    while (!next.done) next = await run.updates.next();
+    return Response.json(options.answer(next.value));
+  }
   let pending: typeof next | Promise<typeof next> | undefined;
   /** When the last space went: tokens keep coming, and the spaces count from there. */
   let sent = performance.now();
@@ -43,7 +52,11 @@ export async function patientJson(
         controller.enqueue(encoder.encode(JSON.stringify(options.answer(next.value))));
         controller.close();
       } catch (err) {
-        const level = options.signal.aborted ? "debug" : err instanceof EngineClosedError ? "warn" : "error";
+        const level = options.request.signal.aborted
+          ? "debug"
+          : err instanceof EngineClosedError
+          ? "warn"
+          : "error";
         log[level]("answer failed", { id: options.id, error: String(err) });
         const message = err instanceof Error ? err.message : String(err);
         const error = { message, type: "server_error", param: null, code: "generation_failed" };

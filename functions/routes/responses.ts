@@ -131,7 +131,7 @@ export function responseRoutes(service: Service): Hono {
     if (!request.stream) {
       return await patientJson(run, {
         id,
-        signal,
+        request: c.req.raw,
         answer: ([result]) => {
           const output: unknown[] = [];
           // The message, unless the answer is calls alone; an empty answer is an empty message.
