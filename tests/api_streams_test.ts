@@ -23,6 +23,27 @@ async function until(check: () => boolean, ms = 5000) {
   }
 }
 
+Deno.test("a stream's usage: on the last finish when include_usage is unset, its own chunk when true, none when false", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const chunks = async (options: Record<string, unknown>) => {
+      const body = { ...JSON.parse(stream(service.model.id, 3)), n: 2, temperature: 1, seed: 3, ...options };
+      const text = await (await fetch(`${url}/v1/chat/completions`, {
+        method: "POST",
+        body: JSON.stringify(body),
+      })).text();
+      return text.split("\n\n").filter((e) => e.startsWith("data: {")).map((e) => JSON.parse(e.slice(6)));
+    };
+    const usageOf = (list: { usage?: unknown; choices: { finish_reason: string | null }[] }[]) =>
+      list.flatMap((c, i) => c.usage ? [{ at: i, usage: c.usage, finishes: c.choices.length }] : []);
+    const unset = usageOf(await chunks({}));
+    assert.equal(unset.length, 1);
+    const own = usageOf(await chunks({ stream_options: { include_usage: true } }));
+    assert.deepEqual(own.map((u) => u.finishes), [0]); // a chunk of its own, no choices
+    assert.deepEqual(unset[0].usage, own[0].usage);
+    assert.deepEqual(usageOf(await chunks({ stream_options: { include_usage: false } })), []);
+  });
+});
+
 Deno.test("a client that disconnects mid-stream frees its sequence and KV blocks", async () => {
   await withServer({}, async ({ url, service }) => {
     const engine = service.engine!;

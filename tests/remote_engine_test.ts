@@ -198,15 +198,22 @@ Deno.test("remote: a host that fails before the first token is replaced; the req
     () => frames([]), // ended without a finish frame
     () => new Response("<html>bad gateway</html>", { status: 502 }),
   ];
+  const counting = (preemptions: number, running = 0) => (): HostStatus => {
+    const status = hostStatus({ running });
+    return { ...status, stats: { ...status.stats!, preemptions, prefixHitTokens: preemptions } };
+  };
   for (const script of failures) {
-    const bad = fakeHost(script);
-    const good = fakeHost(() => frames(tokens([4, 5, 6])), () => hostStatus({ running: 9 }));
+    const bad = fakeHost(script, counting(4));
+    const good = fakeHost(() => frames(tokens([4, 5, 6])), counting(1, 9));
     await withHosts([bad, good], async (engine) => {
       assert.deepEqual(await collect(engine.generate(request)), { ids: [4, 5, 6], finish: "length" });
       assert.deepEqual([bad.calls.length, good.calls.length], [1, 1]);
       assert.deepEqual(good.calls[0].ids, request.ids);
       assert.equal(engine.retries.get(), 1);
       assert.ok(engine.health()[0].down, "the failed host is marked down");
+      // Its load leaves the sums; its counters stay (a counter that went back would read as a reset).
+      const stats = engine.stats();
+      assert.deepEqual([stats.running, stats.preemptions, stats.prefixHitTokens], [9, 5, 5]);
     });
   }
   // A refused connection: the host died since its last status.

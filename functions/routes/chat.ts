@@ -52,7 +52,8 @@ export function chatRoutes(service: Service): Hono {
       });
     }
 
-    const includeUsage = chat.stream_options?.include_usage ?? false;
+    // true: the usage in a chunk of its own (OpenAI's); unset: on the last finish (below); false: none.
+    const includeUsage = chat.stream_options?.include_usage;
     const roleSent = new Set<number>();
     // Without include_usage the chunk that ends the last choice carries the usage, as Mistral's API streams it
     // (its clients have no stream_options); OpenAI's clients take the field where it is.
@@ -77,7 +78,7 @@ export function chatRoutes(service: Service): Hono {
             logprobs: "logprobs" in u && u.logprobs ? { content: u.logprobs } : null,
             finish_reason: "finish" in u ? u.finish : null,
           }],
-          ...(includeUsage ? { usage: null } : lastUsage(u)),
+          ...(includeUsage ? { usage: null } : includeUsage === undefined ? lastUsage(u) : {}),
         }];
       },
       end: (results) => includeUsage ? [{ ...head, choices: [], usage: usage([prepared], results) }] : [],

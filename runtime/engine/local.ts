@@ -616,10 +616,11 @@ export class LocalEngine implements Engine {
 
   async #step(): Promise<void> {
     const model = this.#model;
-    const started = performance.now();
     const { decoders: scheduled, prefills } = this.#schedule();
     const { img } = model.config.imageTokens;
     for (const { seq } of prefills) await this.#encode(seq, scheduled.length > 0);
+    // Decode steps are timed without the vision stages (a step's decode run length comes from it).
+    const started = performance.now();
     const unready = await this.#constrain([
       ...prefills.filter(({ seq, end }) => end === seq.prefillEnd && seq.generated === 0).map(({ seq }) =>
         seq

@@ -211,13 +211,15 @@ export class RemoteEngine implements Engine {
     };
     for (const host of this.#hosts) {
       const stats = host.status?.stats;
-      if (host.down || !stats) continue;
+      if (!stats) continue;
+      // Counters keep a host's last known count when it goes down, so that their sums never go back.
+      total.prefixHitTokens += stats.prefixHitTokens ?? 0;
+      total.preemptions += stats.preemptions ?? 0;
+      if (host.down) continue;
       total.waiting += stats.waiting;
       total.running += stats.running;
       total.kvBlocks += stats.kvBlocks;
       total.kvBlocksUsed += stats.kvBlocksUsed;
-      total.prefixHitTokens += stats.prefixHitTokens ?? 0;
-      total.preemptions += stats.preemptions ?? 0;
     }
     total.kvUsage = total.kvBlocks ? total.kvBlocksUsed / total.kvBlocks : 0;
     return total;
