@@ -52,12 +52,7 @@ async function collect(stream: AsyncGenerator<TokenEvent, string>) {
 }
 
 Deno.test("32 concurrent streams yield exactly the tokens each yields alone, then free every KV block", async () => {
-  const model = await loadTiny("mistral", {
-    quant: "f32",
-    visionQuant: "f32",
-    activations: "f32",
-    kv: "f32",
-  });
+  const model = await loadTiny("mistral", EXACT);
   const engine = new LocalEngine(model, { prefillChunk: 16, prefillBudget: 128 });
   try {
     const pool = model.ctx.pool;
@@ -156,23 +151,19 @@ Deno.test("cancelled and abandoned streams return their KV blocks; limits are ch
   }
 });
 
+/** A long answer started first: under a small KV pool, newer sequences give way to it. */
+const OLDER = {
+  ids: [1, 3, ...Array(11).fill(1100), 4],
+  images: [],
+  sampling: GREEDY,
+  maxTokens: 45,
+  stopIds: [],
+};
+
 Deno.test("a full KV cache preempts the newest unscheduled sequence, never one already in the step", async () => {
-  const model = await loadTiny("mistral", {
-    quant: "f32",
-    visionQuant: "f32",
-    activations: "f32",
-    kv: "f32",
-    kvTokens: 64,
-  });
+  const model = await loadTiny("mistral", { ...EXACT, kvTokens: 64 });
   const engine = new LocalEngine(model, { prefillChunk: 1 });
   try {
-    const a = {
-      ids: [1, 3, ...Array(11).fill(1100), 4],
-      images: [],
-      sampling: GREEDY,
-      maxTokens: 45,
-      stopIds: [],
-    };
     const b = {
       ids: [1, 3, ...Array(27).fill(1200), 4],
       images: [],
@@ -180,8 +171,8 @@ Deno.test("a full KV cache preempts the newest unscheduled sequence, never one a
       maxTokens: 4,
       stopIds: [],
     };
-    const alone = await collect(engine.generate(a));
-    const [withB, bOut] = await Promise.all([collect(engine.generate(a)), collect(engine.generate(b))]);
+    const alone = await collect(engine.generate(OLDER));
+    const [withB, bOut] = await Promise.all([collect(engine.generate(OLDER)), collect(engine.generate(b))]);
     assert.deepEqual(withB, alone); // the older sequence is never the one preempted
     assert.equal(bOut.ids.length, 4);
     assert.equal(model.pool.usedBlocks, 0);
@@ -203,13 +194,6 @@ Deno.test("a preempted sequence is computed again to exactly the tokens and log-
       });
       const engine = new LocalEngine(model, { decodeSteps: 1 });
       try {
-        const a = {
-          ids: [1, 3, ...Array(11).fill(1100), 4],
-          images: [],
-          sampling: GREEDY,
-          maxTokens: 45,
-          stopIds: [],
-        };
         const b = {
           ids: [1, 3, 1300, 1301, 4],
           images: [],
@@ -220,8 +204,11 @@ Deno.test("a preempted sequence is computed again to exactly the tokens and log-
         };
         const alone = await collect(engine.generate(b));
         const before = engine.stats().preemptions ?? 0;
-        // a is older: when both need a block and none is free, b (the newest) gives way, midway through its answer.
-        const [, preempted] = await Promise.all([collect(engine.generate(a)), collect(engine.generate(b))]);
+        // When both need a block and none is free, b (the newest) gives way, midway through its answer.
+        const [, preempted] = await Promise.all([
+          collect(engine.generate(OLDER)),
+          collect(engine.generate(b)),
+        ]);
         assert.ok((engine.stats().preemptions ?? 0) > before, "b was not preempted");
         assert.deepEqual(preempted.events, alone.events);
         assert.equal(model.pool.usedBlocks, 0);
@@ -233,12 +220,7 @@ Deno.test("a preempted sequence is computed again to exactly the tokens and log-
 });
 
 Deno.test("an image is encoded a few layers per step while other streams decode, to the same answer", async () => {
-  const model = await loadTiny("mistral", {
-    quant: "f32",
-    visionQuant: "f32",
-    activations: "f32",
-    kv: "f32",
-  });
+  const model = await loadTiny("mistral", EXACT);
   const engine = new LocalEngine(model, { decodeSteps: 1 });
   try {
     const text = { ids: [1, 3, 1100, 1101, 4], images: [], sampling: GREEDY, maxTokens: 12, stopIds: [] };
