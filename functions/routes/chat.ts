@@ -1,7 +1,7 @@
 /** POST /v1/chat/completions: OpenAI's and Mistral's chat API, streamed as server-sent events or not. */
 import { Hono } from "hono";
 import { log } from "../../runtime/log.ts";
-import { runCompletion, usage } from "../chat/completion.ts";
+import { type ChoiceUpdate, runCompletion, usage } from "../chat/completion.ts";
 import { prepareChat } from "../chat/prepare.ts";
 import { pySource } from "../chat/tools.ts";
 import { parseChatRequest, RequestError } from "../schema/chat.ts";
@@ -84,7 +84,7 @@ export function chatRoutes(service: Service): Hono {
       end: (results) => includeUsage ? [{ ...head, choices: [], usage: usage([prepared], results) }] : [],
     });
 
-    function lastUsage(u: Parameters<Parameters<typeof eventStream>[1]["events"]>[0]) {
+    function lastUsage(u: ChoiceUpdate) {
       if (!("finish" in u)) return {};
       completionTokens += u.tokens;
       if (++finished < prepared.n) return {};

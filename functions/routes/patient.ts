@@ -11,9 +11,9 @@
 import { EngineClosedError } from "../../runtime/engine/engine.ts";
 import { log } from "../../runtime/log.ts";
 import type { ChoiceResult, CompletionRun } from "../chat/completion.ts";
+import { beforeKeepAlive } from "./sse.ts";
 
 const encoder = new TextEncoder();
-const KEEP_ALIVE_MS = 1000;
 const SPACE = encoder.encode(" ");
 
 /** Request bodies Deno still reports a disconnect for, before the response begins. */
@@ -29,7 +29,7 @@ export async function patientJson(
     while (!next.done) next = await run.updates.next();
     return Response.json(options.answer(next.value));
   }
-  let pending: typeof next | Promise<typeof next> | undefined;
+  let pending: Promise<typeof next> | undefined;
   /** When the last space went: tokens keep coming, and the spaces count from there. */
   let sent = performance.now();
   const body = new ReadableStream<Uint8Array>({
@@ -37,11 +37,7 @@ export async function patientJson(
       try {
         while (!next.done) {
           pending ??= run.updates.next();
-          let timer: ReturnType<typeof setTimeout> | undefined;
-          const idle = new Promise<undefined>((resolve) =>
-            timer = setTimeout(() => resolve(undefined), sent + KEEP_ALIVE_MS - performance.now())
-          );
-          const got = await Promise.race([pending, idle]).finally(() => clearTimeout(timer));
+          const got = await beforeKeepAlive(pending, sent);
           if (!got) {
             sent = performance.now();
             return controller.enqueue(SPACE);
@@ -67,7 +63,7 @@ export async function patientJson(
     async cancel() {
       run.cancel();
       // A pending update settles once the choices stop; it is nobody's to read.
-      if (pending instanceof Promise) pending.catch(() => {});
+      pending?.catch(() => {});
       await run.updates.return([]);
     },
   });

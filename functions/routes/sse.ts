@@ -14,6 +14,15 @@ const encoder = new TextEncoder();
  * connections keep it, and a client that left is noticed at the write, so its generation stops.
  */
 const KEEP_ALIVE_MS = 1000;
+
+/** What `pending` gives, or undefined if a keep-alive is due first (KEEP_ALIVE_MS after the last write, `sent`). */
+export async function beforeKeepAlive<T>(pending: Promise<T>, sent: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const idle = new Promise<undefined>((resolve) =>
+    timer = setTimeout(() => resolve(undefined), sent + KEEP_ALIVE_MS - performance.now())
+  );
+  return await Promise.race([pending, idle]).finally(() => clearTimeout(timer));
+}
 const KEEP_ALIVE = encoder.encode(": keep-alive\n\n");
 
 export interface EventStreamOptions {
@@ -58,11 +67,7 @@ export async function eventStream(run: CompletionRun, options: EventStreamOption
           first = undefined;
           if (!next) {
             pending ??= run.updates.next();
-            let timer: ReturnType<typeof setTimeout> | undefined;
-            const idle = new Promise<undefined>((resolve) =>
-              timer = setTimeout(() => resolve(undefined), sent + KEEP_ALIVE_MS - performance.now())
-            );
-            next = await Promise.race([pending, idle]).finally(() => clearTimeout(timer));
+            next = await beforeKeepAlive(pending, sent);
             if (!next) return send(KEEP_ALIVE);
             pending = undefined;
           }

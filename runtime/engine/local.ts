@@ -181,6 +181,11 @@ class Sequence {
     return this.past < this.prefillEnd;
   }
 
+  /** Whether its prompt's images still have to be encoded before it can be prefilled. */
+  get awaitsImages(): boolean {
+    return !this.embeddings && this.imageRows < this.imagePatches;
+  }
+
   /** Whether decode steps are putting generated tokens back in the cache (after a preemption), sampling nothing. */
   get replaying(): boolean {
     return !this.prefilling && this.past < this.tokens.length - 1;
@@ -604,21 +609,26 @@ export class LocalEngine implements Engine {
     let budget = this.#prefillBudget;
     for (const seq of this.#running.filter((s) => s.prefilling)) {
       if (budget <= 0) break;
+      if (seq.awaitsImages) continue; // its vision pass is under way: no chunk, no blocks yet
       const end = Math.min(seq.past + this.prefillChunk, seq.prefillEnd);
       if (!this.#running.includes(seq) || !this.#grow(seq, end, scheduled)) break;
       scheduled.add(seq);
       prefills.push({ seq, end });
       budget -= end - seq.past;
     }
-    if (scheduled.size === 0) throw new Error("the KV cache cannot hold one sequence");
+    if (scheduled.size === 0 && !this.#running.some((s) => s.vision)) {
+      throw new Error("the KV cache cannot hold one sequence");
+    }
     return { decoders, prefills };
   }
 
   async #step(): Promise<void> {
     const model = this.#model;
+    // One request's images at a time, before scheduling: a sequence prefills once its embeddings exist.
+    const encoding = this.#running.find((s) => s.prefilling && s.awaitsImages);
+    if (encoding) await this.#encode(encoding, this.#running.some((s) => !s.prefilling));
     const { decoders: scheduled, prefills } = this.#schedule();
     const { img } = model.config.imageTokens;
-    for (const { seq } of prefills) await this.#encode(seq, scheduled.length > 0);
     // Decode steps are timed without the vision stages (a step's decode run length comes from it).
     const started = performance.now();
     const unready = await this.#constrain([
@@ -629,7 +639,7 @@ export class LocalEngine implements Engine {
     ]);
     const runs = (seq: Sequence) => this.#running.includes(seq) && !unready.has(seq);
     const decoders = scheduled.filter(runs);
-    const ready = prefills.filter(({ seq }) => runs(seq) && !seq.vision);
+    const ready = prefills.filter(({ seq }) => runs(seq));
     if (decoders.length === 0 && ready.length === 0) {
       // Every sequence waits for its mask (a grammar compiling on the grammar thread): wait for one, or a
       // while, so that new requests are still admitted.
@@ -720,7 +730,6 @@ export class LocalEngine implements Engine {
    * embeddings identical to an uncached run's.
    */
   async #encode(seq: Sequence, streaming: boolean): Promise<void> {
-    if (seq.embeddings || seq.imageRows >= seq.imagePatches) return;
     try {
       const pass = seq.vision ??= this.#model.visionPass(seq.request.images);
       const rec = this.#model.ctx.record("vision");

@@ -60,6 +60,7 @@ export class XGrammarConstraints implements Constraints {
   #vocab?: Vocabulary;
   #started = 0;
   readonly #kept: number;
+  readonly #plans = new Map<string, LengthPlan | undefined>();
 
   /** `vocabulary`: the model's, made when first needed. */
   constructor(readonly vocabulary: () => Vocabulary, options: { kept?: number } = {}) {
@@ -113,7 +114,7 @@ export class XGrammarConstraints implements Constraints {
     const matcher = await instance.xg.GrammarMatcher.createGrammarMatcher(compiled, [...stopIds]);
     const vocab = this.#vocabulary();
     const json = format.kind === undefined;
-    const plan = json ? LengthPlan.of(format.schema) : undefined;
+    const plan = json ? this.#plan(format) : undefined;
     const guard = new TokenGuard(vocab, json, plan && new LengthTracker(plan, vocab));
     const tokens = json ? vocab.safe : vocab.text;
     // Stop ids that write nothing (</s>) are allowed where the format may end; one that is also text (a client's
@@ -142,6 +143,16 @@ export class XGrammarConstraints implements Constraints {
       },
       release: () => matcher.dispose(),
     };
+  }
+
+  /** The format's length plan (see lengths.ts), made once for the formats asked for most recently. */
+  #plan(format: OutputFormat): LengthPlan | undefined {
+    const key = formatKey(format);
+    if (this.#plans.has(key)) return this.#plans.get(key);
+    const plan = LengthPlan.of(format.schema);
+    if (this.#plans.size >= 4 * this.#kept) this.#plans.delete(this.#plans.keys().next().value!);
+    this.#plans.set(key, plan);
+    return plan;
   }
 
   #refused(err: XGrammarError): InvalidRequestError {

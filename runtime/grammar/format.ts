@@ -599,7 +599,7 @@ function checkSchema(
   }
   if (Array.isArray(s.required)) {
     const declared = isSchemaMap(s.properties) ? s.properties : {};
-    const missing = s.required.find((name) => typeof name !== "string" || !(name in declared));
+    const missing = s.required.find((name) => typeof name !== "string" || !Object.hasOwn(declared, name));
     if (missing !== undefined) {
       throw new FormatError(`required ${JSON.stringify(missing)} is not among "properties"`, at("required"));
     }

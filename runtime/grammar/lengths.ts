@@ -196,7 +196,6 @@ export class LengthPlan {
     return objects.some((c) => c !== true && ("properties" in c || "patternProperties" in c));
   }
 
-  /** Whether some of `objects` fix property `key` to a string constant. */
   /**
    * The most bytes a string constant that some of `objects` fix property `key` to may take as JSON text (each
    * character escaped as \uXXXX); 0 when none fixes it.
@@ -239,7 +238,9 @@ export class LengthPlan {
       bounds.min = Math.max(bounds.min, own.min);
       bounds.max = Math.min(bounds.max, own.max);
     }
-    return bounds && bounds.min <= bounds.max ? bounds : undefined;
+    // Bounds that allow no string (a name matching two patterns' schemas) are kept: the answer then fails
+    // ("allows no next token") rather than break one of them.
+    return bounds;
   }
 
   #pattern(pattern: string): RegExp {
@@ -387,7 +388,7 @@ function counts(vocab: Vocabulary): Counts {
         state = step >> 1;
       }
       added[start][id] = Math.min(count, 255);
-      longest[start] = Math.max(longest[start], count);
+      longest[start] = Math.min(255, Math.max(longest[start], count));
     }
   }
   counted.set(
@@ -417,6 +418,8 @@ function fitting(c: Counts, state: number, room: number): Uint32Array {
   }
   return mask;
 }
+
+const UTF8 = new TextDecoder();
 
 const isSpace = (b: number) => b === 0x20 || b === 0x0a || b === 0x09 || b === 0x0d;
 
@@ -535,7 +538,7 @@ export class LengthTracker {
       this.#string = undefined;
       const text = s.text === undefined
         ? undefined
-        : new TextDecoder().decode(Uint8Array.from(s.text, (c) => c.charCodeAt(0)));
+        : UTF8.decode(Uint8Array.from(s.text, (c) => c.charCodeAt(0)));
       const top = this.#stack.at(-1);
       if (s.key && top) {
         this.#stack[this.#stack.length - 1] = {
