@@ -9,7 +9,16 @@
 
 import { type PatternTarget, xgrammarPattern } from "./regex.ts";
 import { boundsOf, guardedStrings, stringBounds } from "./lengths.ts";
-import { isSchemaMap, jsonType, resolve, type Schema, target, TYPES, typesOf } from "./schema.ts";
+import {
+  isSchemaMap,
+  jsonType,
+  resolve,
+  type Schema,
+  target,
+  TYPES,
+  typesOf,
+  typesOverlap,
+} from "./schema.ts";
 
 export interface OutputFormat {
   /** The JSON Schema the output must satisfy, as JSON text; a choice's strings as a JSON list; a regex. */
@@ -398,10 +407,7 @@ function nesting(root: unknown): number {
 /** Whether no value can satisfy both schemas: different types, or a required property with different consts. */
 function exclusive(root: unknown, a: unknown, b: unknown): boolean {
   const ta = typesOf(root, a), tb = typesOf(root, b);
-  const overlap = [...ta].some((t) =>
-    tb.has(t) || (t === "integer" && tb.has("number")) || (t === "number" && tb.has("integer"))
-  );
-  if (!overlap) return true;
+  if (!typesOverlap(ta, tb)) return true;
   const sa = target(root, a), sb = target(root, b);
   if (!isSchemaMap(sa) || !isSchemaMap(sb) || !isSchemaMap(sa.properties) || !isSchemaMap(sb.properties)) {
     return false;

@@ -14,7 +14,7 @@
  *
  * Lengths are counted in code points, as JSON Schema does: an escape as one, an escaped UTF-16 pair as one.
  */
-import { isSchemaMap, resolve, type Schema, target, TYPES, typesOf } from "./schema.ts";
+import { isSchemaMap, resolve, type Schema, target, TYPES, typesOf, typesOverlap } from "./schema.ts";
 import { repeatedSetBounds } from "./regex.ts";
 import type { Vocabulary } from "./vocabulary.ts";
 
@@ -40,13 +40,9 @@ function expand(root: unknown, schema: unknown, seen = new Set<unknown>()): Cand
 
 const typesOfAll = (root: unknown, candidates: readonly Candidate[]) =>
   new Set(candidates.flatMap((c) => [...(c === true ? TYPES : typesOf(root, c))]));
-const overlap = (a: Set<string>, b: Set<string>) =>
-  [...a].some((t) =>
-    b.has(t) || (t === "integer" && b.has("number")) || (t === "number" && b.has("integer"))
-  );
 
 /** A string constant's value: `const`, or an `enum` of one. */
-function constant(root: unknown, schema: unknown): unknown {
+function constant(root: unknown, schema: unknown): string | undefined {
   const s = target(root, schema);
   if (!isSchemaMap(s)) return undefined;
   const value = "const" in s ? s.const : Array.isArray(s.enum) && s.enum.length === 1 ? s.enum[0] : undefined;
@@ -54,7 +50,7 @@ function constant(root: unknown, schema: unknown): unknown {
 }
 
 /** The required first property of an object schema whose value is a string constant: [name, value]. */
-function leadingConstant(root: unknown, schema: Candidate): [string, unknown] | undefined {
+function leadingConstant(root: unknown, schema: Candidate): [string, string] | undefined {
   if (schema === true || !isSchemaMap(schema.properties)) return undefined;
   const first = Object.keys(schema.properties)[0];
   const value = constant(root, schema.properties[first]);
@@ -205,7 +201,7 @@ export class LengthPlan {
     for (const c of objects) {
       if (c === true || !isSchemaMap(c.properties) || !Object.hasOwn(c.properties, key)) continue;
       const value = constant(this.root, c.properties[key]);
-      if (typeof value === "string") most = Math.max(most, 6 * [...value].length * 2);
+      if (value !== undefined) most = Math.max(most, 6 * [...value].length * 2);
     }
     return most;
   }
@@ -225,7 +221,7 @@ export class LengthPlan {
   /** Candidates whose values may be of `type`. */
   ofType(candidates: readonly Candidate[], type: string): Candidate[] {
     const wanted = new Set([type]);
-    return candidates.filter((c) => c === true || overlap(typesOf(this.root, c), wanted));
+    return candidates.filter((c) => c === true || typesOverlap(typesOf(this.root, c), wanted));
   }
 
   /** The bounds a string following one of `strings` keeps: those of the guarded ones, together. */

@@ -40,6 +40,13 @@ export function typesOf(root: unknown, schema: unknown): Set<string> {
   return values ? new Set(values.map(jsonType)) : new Set(TYPES);
 }
 
+/** Whether a value can have one of the types of `a` and one of `b` (integers are numbers). */
+export function typesOverlap(a: Set<string>, b: Set<string>): boolean {
+  return [...a].some((t) =>
+    b.has(t) || (t === "integer" && b.has("number")) || (t === "number" && b.has("integer"))
+  );
+}
+
 export function jsonType(value: unknown): string {
   if (value === null) return "null";
   if (Array.isArray(value)) return "array";
