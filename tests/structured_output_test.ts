@@ -637,6 +637,14 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
       /additionalProperties/,
     ],
     [{ oneOf: [{ type: "number" }, { type: "integer" }] }, /"oneOf" may both match/],
+    // Objects told apart by a tag are checked in one pass (hundreds of branches), the same tag twice still found.
+    [{
+      oneOf: ["a", "b", "c", "b"].map((tag) => ({
+        type: "object",
+        properties: { k: { const: tag } },
+        required: ["k"],
+      })),
+    }, /branches 1 and 3 of "oneOf" may both match/],
     [
       { properties: { a: { $ref: "#/$defs/S", maxLength: 2 } }, $defs: { S: { type: "string" } } },
       /"maxLength" beside "\$ref"/,
@@ -760,6 +768,9 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
   assert.deepEqual(normalised({ type: "integer", format: "int32" }), { type: "integer" });
   assert.deepEqual(normalised({ type: "string", nullable: true }), { type: ["string", "null"] });
   assert.deepEqual(normalised({ maxLength: 3 }), { maxLength: 3, type: "string" });
+  // A oneOf of 400 objects told apart by a tag is accepted.
+  const tagged = (tag: number) => ({ type: "object", properties: { k: { const: tag } }, required: ["k"] });
+  jsonSchemaFormat({ oneOf: Array.from({ length: 400 }, (_, i) => tagged(i)) });
   // String keywords on what cannot be a string assert nothing.
   assert.deepEqual(normalised({ type: "object", maxLength: 100, pattern: "^.{1,80}$" }), { type: "object" });
   // Length bounds beside enum or const keep the values that fit.

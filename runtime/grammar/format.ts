@@ -405,6 +405,53 @@ function nesting(root: unknown): number {
 }
 
 /** Whether no value can satisfy both schemas: different types, or a required property with different consts. */
+/**
+ * Two branches of a oneOf that may both match, or undefined. In one pass for the usual shapes (a type each, or
+ * objects told apart by one required property's constants: a oneOf may have hundreds of branches), else pair
+ * by pair among the branches that share a type.
+ */
+function overlapping(root: unknown, branches: unknown[]): [number, number] | undefined {
+  const types = branches.map((b) =>
+    new Set([...typesOf(root, b)].map((t) => t === "integer" ? "number" : t))
+  );
+  const owners = new Map<string, number>();
+  for (const set of types) for (const t of set) owners.set(t, (owners.get(t) ?? 0) + 1);
+  const shared = branches.flatMap((_, i) => [...types[i]].some((t) => owners.get(t)! > 1) ? [i] : []);
+  const constants = (i: number) => {
+    const s = target(root, branches[i]);
+    if (!isSchemaMap(s) || !isSchemaMap(s.properties) || !Array.isArray(s.required)) return undefined;
+    return new Map(
+      s.required.flatMap((name) => {
+        const value = constantOf(root, (s.properties as Schema)[name]);
+        return value === undefined ? [] : [[name, value] as const];
+      }),
+    );
+  };
+  const tags = shared.map(constants);
+  const told = shared.length > 0 && shared.every((i) => types[i].size === 1 && types[i].has("object")) &&
+    [...tags[0]?.keys() ?? []].some((name) =>
+      new Set(tags.map((t) => t?.get(name))).size === shared.length && tags.every((t) => t?.has(name))
+    );
+  if (told) return undefined;
+  for (let a = 0; a < shared.length; a++) {
+    for (let b = a + 1; b < shared.length; b++) {
+      if (!exclusive(root, branches[shared[a]], branches[shared[b]])) return [shared[a], shared[b]];
+    }
+  }
+  return undefined;
+}
+
+/** A schema's constant, as JSON text: `const`, or an `enum` of one. */
+function constantOf(root: unknown, schema: unknown): string | undefined {
+  const p = target(root, schema);
+  if (!isSchemaMap(p)) return undefined;
+  return "const" in p
+    ? JSON.stringify(p.const)
+    : Array.isArray(p.enum) && p.enum.length === 1
+    ? JSON.stringify(p.enum[0])
+    : undefined;
+}
+
 function exclusive(root: unknown, a: unknown, b: unknown): boolean {
   const ta = typesOf(root, a), tb = typesOf(root, b);
   if (!typesOverlap(ta, tb)) return true;
@@ -412,15 +459,10 @@ function exclusive(root: unknown, a: unknown, b: unknown): boolean {
   if (!isSchemaMap(sa) || !isSchemaMap(sb) || !isSchemaMap(sa.properties) || !isSchemaMap(sb.properties)) {
     return false;
   }
-  const constant = (s: Schema, name: string) => {
-    const p = target(root, (s.properties as Schema)[name]);
-    if (!isSchemaMap(p) || !Array.isArray(s.required) || !s.required.includes(name)) return undefined;
-    return "const" in p
-      ? JSON.stringify(p.const)
-      : Array.isArray(p.enum) && p.enum.length === 1
-      ? JSON.stringify(p.enum[0])
+  const constant = (s: Schema, name: string) =>
+    Array.isArray(s.required) && s.required.includes(name)
+      ? constantOf(root, (s.properties as Schema)[name])
       : undefined;
-  };
   return Object.keys(sa.properties).some((name) => {
     const ca = constant(sa, name), cb = constant(sb, name);
     return ca !== undefined && cb !== undefined && ca !== cb;
@@ -611,20 +653,16 @@ function checkSchema(
     }
   }
   if (Array.isArray(s.oneOf)) {
-    const branches = s.oneOf;
-    branches.forEach((a, i) =>
-      branches.slice(i + 1).forEach((b, j) => {
-        if (!exclusive(root, a, b)) {
-          throw new FormatError(
-            `branches ${i} and ${
-              i + 1 + j
-            } of "oneOf" may both match (the grammar would take either): give them ` +
-              'different types or a required property with a different "const", or write "anyOf"',
-            at("oneOf"),
-          );
-        }
-      })
-    );
+    const pair = overlapping(root, s.oneOf);
+    if (pair) {
+      throw new FormatError(
+        `branches ${pair[0]} and ${
+          pair[1]
+        } of "oneOf" may both match (the grammar would take either): give ` +
+          'them different types or a required property with a different "const", or write "anyOf"',
+        at("oneOf"),
+      );
+    }
   }
   if (Array.isArray(s.allOf) && s.allOf.length > 1) {
     throw new FormatError('"allOf" with more than one schema is not supported', at("allOf"));
