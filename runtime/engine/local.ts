@@ -616,7 +616,7 @@ export class LocalEngine implements Engine {
       prefills.push({ seq, end });
       budget -= end - seq.past;
     }
-    if (scheduled.size === 0 && !this.#running.some((s) => s.vision)) {
+    if (scheduled.size === 0 && !this.#running.some((s) => s.prefilling && s.awaitsImages)) {
       throw new Error("the KV cache cannot hold one sequence");
     }
     return { decoders, prefills };
