@@ -28,6 +28,8 @@ const LOST_WAIT_MS = 100;
  * 1024x1024 image are ~200 GFLOP each, about 10 ms for two at tens of TFLOP/s.
  */
 const VISION_STAGES_PER_STEP = 2;
+/** Generated tokens a replaying sequence puts back into the cache per step (see Sequence.decodeRows). */
+const REPLAY_ROWS = 4;
 
 /** Waits for `work`, or `ms` at most. */
 async function within(work: Promise<unknown>, ms: number): Promise<void> {
@@ -179,6 +181,15 @@ class Sequence {
 
   get prefilling(): boolean {
     return this.past < this.prefillEnd;
+  }
+
+  /**
+   * Rows it takes in a decode step: one, or while replaying, up to REPLAY_ROWS of the tokens it puts back. Each is
+   * a row of its own at its position, as each was when first decoded (a row's kernels do not depend on the
+   * others'), so the cache comes back the same, several times faster.
+   */
+  get decodeRows(): number {
+    return this.replaying ? Math.min(REPLAY_ROWS, this.tokens.length - 1 - this.past) : 1;
   }
 
   /** Whether its prompt's images still have to be encoded before it can be prefilled. */
@@ -600,7 +611,7 @@ export class LocalEngine implements Engine {
     const scheduled = new Set<Sequence>();
     const decoders: Sequence[] = [];
     for (const seq of this.#running.filter((s) => !s.prefilling)) {
-      if (this.#running.includes(seq) && this.#grow(seq, seq.past + 1, scheduled)) {
+      if (this.#running.includes(seq) && this.#grow(seq, seq.past + seq.decodeRows, scheduled)) {
         scheduled.add(seq);
         decoders.push(seq);
       }
@@ -687,18 +698,22 @@ export class LocalEngine implements Engine {
         }
         if (final) passes.push(this.#sample(rec, last, [seq]));
       }
-      for (let i = 0; i < decoders.length; i += MATVEC_MAX_ROWS) {
-        const group = decoders.slice(i, i + MATVEC_MAX_ROWS);
+      // A row per decoding sequence; a replaying one puts several of its tokens back, each its own row.
+      const rows = decoders.flatMap((seq) =>
+        Array.from({ length: seq.decodeRows }, (_, j) => ({ seq, at: seq.past + j }))
+      );
+      for (let i = 0; i < rows.length; i += MATVEC_MAX_ROWS) {
+        const group = rows.slice(i, i + MATVEC_MAX_ROWS);
         const out = model.step(
           rec,
-          group.map((s) => ({
-            ids: [s.tokens[s.past]],
-            past: s.past,
-            blocks: s.blocks,
-            logits: s.replaying ? "none" as const : "last" as const,
+          group.map(({ seq, at }) => ({
+            ids: [seq.tokens[at]],
+            past: at,
+            blocks: seq.blocks,
+            logits: seq.replaying ? "none" as const : "last" as const,
           })),
         );
-        const sampling = group.filter((s) => !s.replaying);
+        const sampling = group.filter(({ seq }) => !seq.replaying).map(({ seq }) => seq);
         if (sampling.length) passes.push(this.#sample(rec, out.logits!, sampling));
       }
     } catch (err) {
@@ -716,7 +731,7 @@ export class LocalEngine implements Engine {
       seq.imageRows += step.images?.rows ?? 0;
       this.#publish(seq);
     }
-    for (const seq of decoders) seq.past += 1;
+    for (const seq of decoders) seq.past += seq.decodeRows;
     for (const { seq, past, scores } of scored) this.#scorePrompt(seq, past, await scores);
     for (const pass of passes) await this.#deliver(pass);
     if (steps.length === 0 && decoders.length > 0) this.#timeSteps(performance.now() - started, 1);
