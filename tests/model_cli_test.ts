@@ -25,31 +25,15 @@ Deno.test("pixtral logits: an image segment expands to its token layout; logits 
         segments: [{ ids: mm.ids.slice(0, start) }, { image: "a.png" }, { ids: mm.ids.slice(end + 1) }],
       }),
     );
-    const out = await run([
-      "logits",
-      "--model",
-      model,
-      // No precision flags: the defaults must be the exact ones.
-      "--input",
-      `${dir}/seq.json`,
-      "--out",
-      `${dir}/logits.f32`,
-      "--embeddings-out",
-      `${dir}/emb.f32`,
-    ]);
+    // No precision flags: the defaults must be the exact ones.
+    const logitsOf = (out: string, ...flags: string[]) =>
+      run(["logits", "--model", model, "--input", `${dir}/seq.json`, "--out", out, ...flags]);
+    const out = await logitsOf(`${dir}/logits.f32`, "--embeddings-out", `${dir}/emb.f32`);
     assert.equal(out.code, 0, out.stderr);
     // Stdout is the result alone (logs go to stderr); the patches are counted without --embeddings-out too.
     const result = { tokens: mm.ids.length, vocab: 2048, patches: 12 };
     assert.deepEqual(JSON.parse(out.stdout), result);
-    const bare = await run([
-      "logits",
-      "--model",
-      model,
-      "--input",
-      `${dir}/seq.json`,
-      "--out",
-      `${dir}/l2.f32`,
-    ]);
+    const bare = await logitsOf(`${dir}/l2.f32`);
     assert.equal(bare.code, 0, bare.stderr);
     assert.deepEqual(JSON.parse(bare.stdout), result);
     const logits = new Float32Array((await Deno.readFile(`${dir}/logits.f32`)).buffer);

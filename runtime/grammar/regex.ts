@@ -259,31 +259,8 @@ class Parser {
       if (!/^[0-9a-f]+$/i.test(digits)) this.#fail(`the escape \\${c}${digits}`);
       return this.#codePoint(parseInt(digits, 16));
     };
+    if (Object.hasOwn(SET_ESCAPES, c)) return SET_ESCAPES[c];
     switch (c) {
-      case "d":
-        return DIGIT;
-      case "D":
-        return subtract(UNIVERSE, DIGIT);
-      case "w":
-        return WORD;
-      case "W":
-        return subtract(UNIVERSE, WORD);
-      case "s":
-        return SPACE;
-      case "S":
-        return subtract(UNIVERSE, SPACE);
-      case "t":
-        return single(0x09);
-      case "n":
-        return single(0x0a);
-      case "v":
-        return single(0x0b);
-      case "f":
-        return single(0x0c);
-      case "r":
-        return single(0x0d);
-      case "0":
-        return single(0);
       case "c":
         return single(this.chars[this.#at++].codePointAt(0)! % 32);
       case "x":
@@ -313,6 +290,22 @@ class Parser {
 }
 
 const single = (code: number): Ranges => [[code, code]];
+
+/** Escapes that stand for one set: the classes and the control characters. */
+const SET_ESCAPES: Record<string, Ranges> = {
+  d: DIGIT,
+  D: subtract(UNIVERSE, DIGIT),
+  w: WORD,
+  W: subtract(UNIVERSE, WORD),
+  s: SPACE,
+  S: subtract(UNIVERSE, SPACE),
+  t: single(0x09),
+  n: single(0x0a),
+  v: single(0x0b),
+  f: single(0x0c),
+  r: single(0x0d),
+  "0": single(0),
+};
 
 function union(a: Ranges, b: Ranges): Ranges {
   const all = [...a, ...b].sort((x, y) => x[0] - y[0]);
