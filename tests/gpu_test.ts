@@ -3,6 +3,7 @@ import { acquireGpu, GpuUnavailableError, listAdapters } from "../runtime/gpu/de
 import { GpuContext } from "../runtime/gpu/context.ts";
 import { byteSize, rowBytes } from "../runtime/gpu/dtype.ts";
 import { add } from "../runtime/gpu/ops/activation.ts";
+import { KeyTable } from "../runtime/gpu/key_table.ts";
 import { PipelineCache } from "../runtime/gpu/pipeline.ts";
 import { BufferPool, sizeClass } from "../runtime/gpu/pool.ts";
 import { Tensor } from "../runtime/gpu/tensor.ts";
@@ -91,6 +92,50 @@ Deno.test("where queue.submit blocks, a long step is submitted in parts with the
     // A second recorder waits for the parts to be submitted: its parameters cannot overwrite theirs.
     const [x, y] = await Promise.all([run(), run()]);
     assert.deepEqual([x.values, y.values], [expected, expected]);
+  } finally {
+    ctx.destroy();
+  }
+});
+
+Deno.test("the per-dispatch caches tell keys apart anywhere, above 32 bits too, and find what they hold", async () => {
+  const table = new KeyTable<string>();
+  const keys = [
+    [1, 2, 3],
+    [1, 2, 3 + 2 ** 32],
+    [1, 2 + 2 ** 32, 3],
+    [1, 2],
+    [1, 2, 3, 0],
+    [2, 1, 3],
+    [0],
+    [],
+  ];
+  keys.forEach((key, i) => table.add(key, `v${i}`));
+  keys.forEach((key, i) => assert.equal(table.get([...key]), `v${i}`));
+  assert.equal(table.get([1, 2, 4]), undefined);
+  // Many keys share hash buckets at this count: each is still found, and only under itself.
+  const random = seededRandom(7);
+  const many = Array.from(
+    { length: 20000 },
+    () => Array.from({ length: 4 }, () => Math.floor((random() + 0.5) * 64)),
+  );
+  const distinct = new Map(many.map((key) => [key.join(","), key]));
+  for (const [text, key] of distinct) if (table.get(key) === undefined) table.add(key, text);
+  for (const [text, key] of distinct) assert.equal(table.get(key), text);
+  assert.equal(table.size, keys.length + distinct.size);
+  table.clear();
+  assert.equal(table.get([1, 2, 3]), undefined);
+
+  const ctx = await GpuContext.create();
+  try {
+    const spec = (x: "f32" | "f16", bindings: ("read" | "write")[]) => ({
+      file: "activation.wgsl",
+      entry: "add",
+      aliases: { X: x, Y: x },
+      bindings,
+    });
+    const kernel = ctx.kernels.get(spec("f32", ["read", "read", "write"]));
+    assert.equal(ctx.kernels.get(spec("f32", ["read", "read", "write"])), kernel);
+    assert.notEqual(ctx.kernels.get(spec("f32", ["read", "write", "write"])), kernel);
   } finally {
     ctx.destroy();
   }

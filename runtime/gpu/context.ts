@@ -6,7 +6,7 @@ import { acquireGpu, type Gpu, type GpuOptions } from "./device.ts";
 import { bf16Bits, byteSize, type DType, f16Bits, fromBf16Bits, fromF16Bits } from "./dtype.ts";
 import { type Kernel, type KernelSpec, PARAMS_BYTES, PipelineCache } from "./pipeline.ts";
 import { BufferPool, sizeClass, STORAGE_USAGE } from "./pool.ts";
-import { type PathNode, setValueAt, step, valueAt } from "./path_map.ts";
+import { KeyTable } from "./key_table.ts";
 import { type Bound, Recorder } from "./recorder.ts";
 import { Tensor } from "./tensor.ts";
 
@@ -52,9 +52,11 @@ export class GpuContext {
   /** Submits take turns: one submitted in parts must not have its parameters overwritten between them. */
   #queueTurn: Promise<void> = Promise.resolve();
   #staging = new Map<number, GPUBuffer[]>();
-  /** Bind groups by layout, then buffer, offset and size of each binding. */
-  #bindGroups: PathNode = new Map();
-  #bindGroupCount = 0;
+  /** Bind groups by kernel, then buffer, offset and size of each binding (buffers numbered as first bound). */
+  readonly #bindGroups = new KeyTable<GPUBindGroup>();
+  readonly #bindKey: number[] = [];
+  readonly #bufferIds = new WeakMap<GPUBuffer, number>();
+  #nextBufferId = 1;
   #constants = new Map<string, Tensor>();
   #owned = new Set<GPUBuffer>();
   #ownedBytes = 0;
@@ -244,23 +246,24 @@ export class GpuContext {
         size: Math.max(PARAMS_BYTES * 64, sizeClass(bytes)),
         usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
       });
-      this.#clearBindGroups();
+      this.#bindGroups.clear();
     }
     return this.#arena;
   }
 
   /** The bind group of a kernel's bindings (the parameter arena is one per context: a new one clears these). */
   bindGroup(kernel: Kernel, arena: GPUBuffer, bound: readonly Bound[]): GPUBindGroup {
-    let node = step(this.#bindGroups, kernel.layout);
+    const key = this.#bindKey;
+    key.length = 0;
+    key.push(kernel.id);
     for (const { resource } of bound) {
-      node = step(step(step(node, resource.buffer), resource.offset), resource.size);
+      let id = this.#bufferIds.get(resource.buffer);
+      if (id === undefined) this.#bufferIds.set(resource.buffer, id = this.#nextBufferId++);
+      key.push(id, resource.offset, resource.size);
     }
-    let group = valueAt<GPUBindGroup>(node);
+    let group = this.#bindGroups.get(key);
     if (!group) {
-      if (this.#bindGroupCount >= BIND_GROUP_CACHE_LIMIT) {
-        this.#clearBindGroups();
-        return this.bindGroup(kernel, arena, bound);
-      }
+      if (this.#bindGroups.size >= BIND_GROUP_CACHE_LIMIT) this.#bindGroups.clear();
       group = this.device.createBindGroup({
         layout: kernel.layout,
         entries: [
@@ -268,8 +271,7 @@ export class GpuContext {
           ...bound.map((b, i) => ({ binding: i + 1, resource: b.resource })),
         ],
       });
-      setValueAt(node, group);
-      this.#bindGroupCount++;
+      this.#bindGroups.add(key, group);
     }
     return group;
   }
@@ -291,11 +293,6 @@ export class GpuContext {
     this.pool.destroy();
     for (const buffer of this.#owned) buffer.destroy();
     this.device.destroy();
-  }
-
-  #clearBindGroups(): void {
-    this.#bindGroups = new Map();
-    this.#bindGroupCount = 0;
   }
 
   /** The contiguous byte range spanning a (possibly strided) tensor. */

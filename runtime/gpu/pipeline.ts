@@ -11,11 +11,11 @@
  * parameter arena) and its tensors at @binding(1..n), in the order the wrapper lists them.
  */
 import type { FloatType } from "./dtype.ts";
-import { type PathNode, setValueAt, step, valueAt } from "./path_map.ts";
+import { KeyTable } from "./key_table.ts";
 
 const KERNELS_DIR = new URL("../../kernels/", import.meta.url);
-/** Separators in a kernel's cache path, so that aliases, constants and bindings cannot be confused. */
-const CONSTANTS = Symbol("constants"), BINDINGS = Symbol("bindings");
+/** Ends the aliases and the constants in a kernel's key (above any name number; no constant takes it). */
+const SEPARATOR = 2 ** 52;
 
 /** How a tensor binding is used: read-only storage or read-write storage. */
 export type BindingKind = "read" | "write";
@@ -69,7 +69,9 @@ export class PipelineCache {
   readonly #device: GPUDevice;
   readonly #f16: boolean;
   /** Kernels by file, entry, then each alias, constant and binding (looked up for every dispatch). */
-  readonly #kernels: PathNode = new Map();
+  readonly #kernels = new KeyTable<Kernel>();
+  readonly #names = new Map<string, number>();
+  readonly #key: number[] = [];
   readonly #layouts = new Map<string, GPUBindGroupLayout>();
   readonly #modules = new Map<string, GPUShaderModule>();
   #nextId = 1;
@@ -82,18 +84,27 @@ export class PipelineCache {
   get(spec: KernelSpec): Kernel {
     const aliases = spec.aliases ?? {};
     const constants = spec.constants ?? {};
-    let node = step(step(this.#kernels, spec.file), spec.entry);
-    for (const name in aliases) node = step(step(node, name), aliases[name]);
-    node = step(node, CONSTANTS);
-    for (const name in constants) node = step(step(node, name), constants[name]);
-    node = step(node, BINDINGS);
-    for (const kind of spec.bindings) node = step(node, kind);
-    let kernel = valueAt<Kernel>(node);
+    const key = this.#key;
+    key.length = 0;
+    key.push(this.#intern(spec.file), this.#intern(spec.entry));
+    for (const name in aliases) key.push(this.#intern(name), this.#intern(aliases[name]));
+    key.push(SEPARATOR);
+    for (const name in constants) key.push(this.#intern(name), constants[name]);
+    key.push(SEPARATOR);
+    for (const kind of spec.bindings) key.push(kind === "read" ? 0 : 1);
+    let kernel = this.#kernels.get(key);
     if (!kernel) {
       kernel = this.#build(spec, aliases, constants);
-      setValueAt(node, kernel);
+      this.#kernels.add(key, kernel);
     }
     return kernel;
+  }
+
+  /** A small number for each file, entry, alias or constant name and type of a key. */
+  #intern(text: string): number {
+    let n = this.#names.get(text);
+    if (n === undefined) this.#names.set(text, n = this.#names.size + 1);
+    return n;
   }
 
   #build(
