@@ -18,7 +18,7 @@ export class KeyTable<V> {
   }
 
   get(key: readonly number[]): V | undefined {
-    for (let e = this.#buckets.get(hash(key)); e; e = e.next) {
+    for (let e = this.#buckets.get(keyHash(key)); e; e = e.next) {
       if (same(e.key, key)) return e.value;
     }
     return undefined;
@@ -26,7 +26,7 @@ export class KeyTable<V> {
 
   /** Adds a value under a key not in the table (the key is copied: callers may reuse theirs). */
   add(key: readonly number[], value: V): void {
-    const h = hash(key);
+    const h = keyHash(key);
     this.#buckets.set(h, { key: key.slice(), value, next: this.#buckets.get(h) });
     this.#size++;
   }
@@ -37,8 +37,11 @@ export class KeyTable<V> {
   }
 }
 
-/** A 30-bit hash of non-negative integers below 2^53 (the low and high 32 bits of each mixed in). */
-function hash(key: readonly number[]): number {
+/**
+ * A 30-bit hash of a key (of non-negative integers below 2^53, the low and high 32 bits of each mixed in; other
+ * numbers only hash less evenly). No key may hold NaN, which equals nothing, itself included.
+ */
+export function keyHash(key: readonly number[]): number {
   let h = key.length;
   for (let i = 0; i < key.length; i++) {
     const v = key[i];
