@@ -174,6 +174,8 @@ Deno.test("random walks through the allowed tokens end in JSON that the schema v
       "日本語",
       "line\nbreak",
       " spaced  out ",
+      "tab\tseparated",
+      "crlf\r\n",
     ];
     const random = seededRandom(17);
     const seen = new Set<string>();
@@ -884,7 +886,7 @@ Deno.test("vLLM's guided_json, guided_choice and structured_outputs: response_fo
     const refused: [Record<string, unknown>, string, RegExp][] = [
       [{ guided_choice: [] }, "guided_choice", /list of 1 to 1024 strings/],
       [{ guided_choice: ["a", ""] }, "guided_choice", /non-empty string/],
-      [{ guided_choice: ["a\tb"] }, "guided_choice", /control character/],
+      [{ guided_choice: ["a\u0001b"] }, "guided_choice", /control character/],
       [{ structured_outputs: { choices: ["a"] } }, "structured_outputs", /names no constraint/],
       [{ structured_outputs: { grammar: "root ::= a" } }, "structured_outputs.grammar", /not by a grammar/],
       [{ guided_regex: "(?=a)a" }, "guided_regex", /look-around/],

@@ -37,7 +37,8 @@ const MAX_OPTIONS = 1024;
 
 /**
  * vLLM's `guided_choice`: the output is one of `choices`, exactly. Each is a non-empty string of text that
- * tokens can write (no control characters but newlines: the grammar's vocabulary has no token for them).
+ * tokens can write (no control characters but tab, newline and carriage return: text may hold no token with
+ * another, see vocabulary.ts).
  */
 export function choiceFormat(choices: unknown): OutputFormat {
   if (!Array.isArray(choices) || choices.length === 0 || choices.length > MAX_OPTIONS) {
@@ -48,7 +49,7 @@ export function choiceFormat(choices: unknown): OutputFormat {
       throw new FormatError("a choice must be a non-empty string", `/${i}`);
     }
     // deno-lint-ignore no-control-regex
-    if (!choice.isWellFormed() || /[\x00-\x09\x0b-\x1f]/.test(choice)) {
+    if (!choice.isWellFormed() || /[\x00-\x08\x0b\x0c\x0e-\x1f]/.test(choice)) {
       throw new FormatError("a choice holds a control character or a lone UTF-16 surrogate", `/${i}`);
     }
   });
