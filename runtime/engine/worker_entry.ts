@@ -6,6 +6,7 @@
 import { vocabulary } from "../grammar/vocabulary.ts";
 import { GrammarPool } from "../grammar/pool.ts";
 import { GrammarWorker } from "../grammar/worker.ts";
+import type { GpuContext } from "../gpu/context.ts";
 import { loadModel, openModelFiles } from "../model/boot.ts";
 import { log } from "../log.ts";
 import type { EngineStats } from "./engine.ts";
@@ -25,6 +26,8 @@ let engine: LocalEngine | undefined;
 let grammar: GrammarPool | undefined;
 const controllers = new Map<number, AbortController>();
 let lastStats = "";
+let statsTimer: ReturnType<typeof setInterval> | undefined;
+let gpu: GpuContext | undefined;
 
 function stats(): EngineStats {
   const stats = engine!.stats();
@@ -40,6 +43,7 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
   try {
     const files = await openModelFiles(message.model);
     const { model, plan } = await loadModel(files, message.model);
+    gpu = model.ctx;
     const prefillChunk = message.engine.prefillChunk ??
       (model.ctx.gpu.software ? SOFTWARE_PREFILL_CHUNK : undefined);
     // xgrammar gets the vocabulary now, on its own thread, so no request waits for it later.
@@ -48,7 +52,7 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
     grammar = new GrammarPool(() => new GrammarWorker(vocab), { threads: grammarThreads });
     engine = new LocalEngine(model, { ...options, prefillChunk, constraints: grammar });
     engine.failed.then((error) => post({ type: "dead", reason: error.message }));
-    setInterval(sendStats, STATS_MS);
+    statsTimer = setInterval(sendStats, STATS_MS);
     post({
       type: "ready",
       ready: {
@@ -97,16 +101,16 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
     case "cancel":
       return controllers.get(message.id)?.abort();
     case "close":
-      return void engine!.close(message.graceMs).then(
-        () => {
-          grammar?.close();
-          post({ type: "closed" });
-        },
-        (err) => {
-          log.error("closing the engine failed", { error: String(err) });
-          grammar?.close();
-          post({ type: "closed" });
-        },
-      );
+      return void engine!.close(message.graceMs).catch((err) =>
+        log.error("closing the engine failed", { error: String(err) })
+      ).finally(() => {
+        // Everything this thread holds is let go before the host terminates it, the grammar threads and the GPU
+        // device, rather than by the thread's teardown, which may overlap the process's exit (suspected in rare
+        // crashes at the test suite's exit, after every test had passed).
+        clearInterval(statsTimer);
+        grammar?.close();
+        gpu?.destroy();
+        post({ type: "closed" });
+      });
   }
 };
