@@ -54,7 +54,10 @@ function required(env: EdgeEnv, name: string): string {
 }
 
 /** Builds the gateway: asks the hosts for the model's facts and the tokenizer, then assembles the app. */
-async function startGateway(wasm: WebAssembly.Module, env: EdgeEnv): Promise<Hono> {
+async function startGateway(
+  wasm: WebAssembly.Module,
+  env: EdgeEnv,
+): Promise<{ app: Hono; engine: RemoteEngine }> {
   const started = performance.now();
   const hosts = list(required(env, "PIXTRAL_GPU_HOSTS"));
   const secret = required(env, "PIXTRAL_INTERNAL_SECRET");
@@ -110,11 +113,12 @@ async function startGateway(wasm: WebAssembly.Module, env: EdgeEnv): Promise<Hon
     hostsAndWasmMs: Math.round(wasmReady - started),
     tokenizerMs: Math.round(performance.now() - wasmReady),
   });
-  return createApp(service, {
+  const app = createApp(service, {
     apiKeys: list(env.PIXTRAL_API_KEY),
     corsOrigins: list(env.PIXTRAL_CORS),
     maxBodyBytes: maxBody,
   });
+  return { app, engine };
 }
 
 /** Bindings as workerd passes them (`fetch(request, env)`), else the process environment (Deno). */
@@ -136,13 +140,20 @@ function failure(status: 500 | 503, message: string, code: string): Response {
 
 /** The gateway's fetch handler; the module compiled from wasm/pkg/pixtral_wasm_bg.wasm is passed in. */
 export function edgeWorker(wasm: WebAssembly.Module) {
-  let gateway: Promise<Hono> | undefined;
+  let gateway: Promise<{ app: Hono; engine: RemoteEngine }> | undefined;
   return {
     async fetch(request: Request, env?: unknown, ctx?: unknown): Promise<Response> {
       gateway ??= startGateway(wasm, environment(env));
       let app: Hono;
       try {
-        app = await gateway;
+        let built = await gateway;
+        if (built.engine.superseded) {
+          // Every GPU host now serves another model (an upgrade): built again, with its tokenizer and name.
+          log.warn("the GPU hosts serve another model; the gateway starts again");
+          gateway = startGateway(wasm, environment(env));
+          built = await gateway;
+        }
+        app = built.app;
       } catch (err) {
         gateway = undefined; // the next request tries again
         if (err instanceof ConfigError) return failure(500, err.message, "gateway_misconfigured");

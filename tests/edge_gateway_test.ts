@@ -278,6 +278,22 @@ Deno.test("edge gateway: the bundle under Deno and workerd, two GPU hosts, one k
       const after = await edge.chat.completions.create(params(0));
       assert.equal(after.choices[0].message.content, wanted(0).message.content);
     });
+
+    await t.step("with no GPU host left, /health is a 503 that names no host address", async () => {
+      assert.equal((await fetch(`${gateway.url}/health`)).status, 200);
+      await b.kill();
+      // Statuses are asked again once 2 s old.
+      let health: { status: number; json: { status: string; error?: string } } | undefined;
+      for (let i = 0; i < 60 && health?.status !== 503; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        const res = await fetch(`${gateway.url}/health`);
+        health = { status: res.status, json: await res.json() };
+      }
+      assert.equal(health?.status, 503);
+      assert.equal(health?.json.status, "unavailable");
+      assert.match(health!.json.error!, /GPU host 1 of 2: .*GPU host 2 of 2: /);
+      assert.ok(!health!.json.error!.includes("127.0.0.1"), health!.json.error);
+    });
   } finally {
     await gateway.stop();
     await Promise.all(hosts.map((h) => h.kill()));

@@ -188,3 +188,35 @@ Deno.test("internal routes: bodies that are not valid requests for this model ar
     assert.deepEqual(engine.stats().running, 0);
   });
 });
+
+Deno.test("internal routes: while a request has no frame to send, the host sends keep-alive lines", async () => {
+  await withServer({ internalSecret: SECRET }, async ({ url, service }) => {
+    // An engine that takes 2.5 s before its first token (a long prefill, a full queue).
+    const real = service.engine!;
+    const slow: Engine = {
+      contextLength: real.contextLength,
+      vocabSize: real.vocabSize,
+      stats: () => real.stats(),
+      close: (graceMs) => real.close(graceMs),
+      async *generate(request, signal) {
+        await new Promise((r) => setTimeout(r, 2500));
+        return yield* real.generate(request, signal);
+      },
+    };
+    service.engine = slow;
+    try {
+      const res = await fetch(`${url}/internal/v1/generate`, {
+        method: "POST",
+        headers: { ...auth, "content-type": BINARY },
+        body: encodeRequest(await prepared(service, { maxTokens: 2 })),
+      });
+      const lines = (await res.text()).split("\n");
+      const firstFrame = lines.findIndex((line) => line !== "");
+      assert.ok(firstFrame >= 2, `${firstFrame} keep-alive lines before the first frame`);
+      assert.deepEqual(lines.at(-1), "");
+      assert.ok(JSON.parse(lines.at(-2)!).finish, lines.at(-2));
+    } finally {
+      service.engine = real;
+    }
+  });
+});

@@ -1,7 +1,8 @@
 /**
  * RemoteEngine's routing and failure handling against scripted GPU hosts on loopback (no model): least-loaded
  * choice, retry before the first token, an error (never a silent end) after it, 429 when all are busy, 503
- * when none is healthy, cancellation reaching the host, and hosts of another model left out.
+ * when none is healthy, cancellation reaching the host, hosts of another model left out, hosts that stop
+ * answering or report nonsense left out, and routing by context length.
  */
 import assert from "node:assert/strict";
 import {
@@ -10,6 +11,7 @@ import {
   type FinishReason,
   type GenerateRequest,
   GREEDY,
+  InvalidRequestError,
   RequestTooLongError,
   type TokenEvent,
 } from "../runtime/engine/engine.ts";
@@ -266,7 +268,9 @@ Deno.test("remote: 429 when every host is busy, 503 naming each host when none i
   const engine = new RemoteEngine({ hosts: [dead, loading.url], secret: SECRET });
   await assert.rejects(engine.start(), (err: Error) => {
     assert.ok(err instanceof EngineUnavailableError);
-    assert.match(err.message, new RegExp(`${dead}: .+; ${loading.url}: loading`));
+    // Hosts are named by their place in the list: their addresses stay in the gateway's logs.
+    assert.match(err.message, /GPU host 1 of 2: .+; GPU host 2 of 2: loading/);
+    assert.ok(!err.message.includes("127.0.0.1"), err.message);
     return true;
   });
   await loading.server.shutdown();
@@ -367,5 +371,156 @@ Deno.test("remote: a host that hangs times out and delays no other host", async 
     release.resolve();
     await engine.close();
     for (const host of [stuck, silent, good]) await host.server.shutdown();
+  }
+});
+
+/**
+ * A response that sends `first`, then nothing but keep-alive lines every `keepAliveMs` (none if not given) for
+ * 3 s, then ends (so that the server can shut down: it does not see a client that left while it writes nothing).
+ */
+function stalls(first: Frame[], keepAliveMs?: number): Response {
+  const encoder = new TextEncoder();
+  let timer: ReturnType<typeof setInterval> | undefined, end: ReturnType<typeof setTimeout> | undefined;
+  const stop = () => (clearInterval(timer), clearTimeout(end));
+  const body = new ReadableStream<Uint8Array>({
+    start(c) {
+      for (const frame of first) c.enqueue(encoder.encode(encodeFrame(frame)));
+      if (keepAliveMs) timer = setInterval(() => c.enqueue(encoder.encode("\n")), keepAliveMs);
+      end = setTimeout(() => (stop(), c.close()), 3000);
+    },
+    cancel: stop,
+  });
+  return new Response(body, { headers: { "content-type": NDJSON } });
+}
+
+Deno.test("remote: a host that stops sending is left like one that failed; keep-alive lines keep it", async () => {
+  const silent = fakeHost(() => stalls([]));
+  const good = fakeHost(() => frames(tokens([6])), () => hostStatus({ running: 9 }));
+  const engine = new RemoteEngine({ hosts: [silent.url, good.url], secret: SECRET, stallMs: 300 });
+  try {
+    await engine.start();
+    // Before the first token: the request goes to the other host.
+    assert.deepEqual((await collect(engine.generate(request))).ids, [6]);
+    assert.match(engine.health()[0].down!, /no answer for 300 ms/);
+  } finally {
+    await engine.close();
+    for (const host of [silent, good]) await host.server.shutdown();
+  }
+  // After tokens: the stream ends with an error, in about the stall time rather than never.
+  const halfway = fakeHost(() => stalls([{ token: { id: 4 } }]));
+  await withHostsStalling([halfway], 300, async (engine) => {
+    const started = performance.now();
+    await assert.rejects(
+      collect(engine.generate(request)),
+      (err: Error) =>
+        err instanceof EngineUnavailableError && /after 1 tokens.*no answer for 300 ms/.test(err.message),
+    );
+    assert.ok(performance.now() - started < 3000);
+  });
+  // A host that sends keep-alive lines for longer than the stall time is still working: its tokens come.
+  const slow = fakeHost(() => stalls([], 100));
+  await withHostsStalling([slow], 300, async (engine) => {
+    const stream = engine.generate(request);
+    const first = stream.next();
+    const outcome = await Promise.race([
+      first.then(() => "ended"),
+      new Promise((r) => setTimeout(() => r("waiting"), 800)),
+    ]);
+    assert.equal(outcome, "waiting", "a host sending keep-alive lines is not dropped");
+    await stream.return("stop");
+  });
+});
+
+async function withHostsStalling(
+  hosts: ReturnType<typeof fakeHost>[],
+  stallMs: number,
+  body: (engine: RemoteEngine) => Promise<void>,
+) {
+  const engine = new RemoteEngine({ hosts: hosts.map((h) => h.url), secret: SECRET, stallMs });
+  try {
+    await engine.start();
+    await body(engine);
+  } finally {
+    await engine.close();
+    for (const h of hosts) await h.server.shutdown();
+  }
+}
+
+Deno.test("remote: a request a host refuses as bad is a 400 with the host's reason, tried nowhere else", async () => {
+  const refusing = fakeHost(() =>
+    new Response(encodeFrame({ error: "the schema cannot be compiled: minItems", kind: "bad_request" }), {
+      status: 400,
+    })
+  );
+  const other = fakeHost(() => frames(tokens([6])), () => hostStatus({ running: AFFINITY_SLACK + 1 }));
+  await withHosts([refusing, other], async (engine) => {
+    await assert.rejects(
+      collect(engine.generate(request)),
+      (err: Error) =>
+        err instanceof InvalidRequestError && err.message === "the schema cannot be compiled: minItems",
+    );
+    assert.equal(other.calls.length, 0);
+  });
+});
+
+Deno.test("remote: a malformed status or a token outside the vocabulary puts a host out; Retry-After is bounded", async () => {
+  const nonsense = fakeHost(() => frames(tokens([1])), () => ({ ...hostStatus(), stats: null }));
+  const outside = fakeHost(() => frames(tokens([4_000_000_000])));
+  const good = fakeHost(() => frames(tokens([6])), () => hostStatus({ running: 9 }));
+  await withHosts([nonsense, outside, good], async (engine) => {
+    assert.match(engine.health()[0].down!, /status is malformed/);
+    assert.deepEqual((await collect(engine.generate(request))).ids, [6]);
+    assert.match(engine.health()[1].down!, /token 4000000000, outside the vocabulary/);
+    assert.equal(nonsense.calls.length, 0);
+  });
+  const busy = fakeHost(() =>
+    new Response(encodeFrame({ error: "queue full", kind: "busy", retryAfter: 1e9 }), { status: 429 })
+  );
+  await withHosts([busy], async (engine) => {
+    await assert.rejects(
+      collect(engine.generate(request)),
+      (err: Error) => err instanceof EngineBusyError && err.retryAfterSeconds === 300,
+    );
+  });
+});
+
+Deno.test("remote: requests go to a host whose context holds them; the gateway's context is the largest", async () => {
+  const small = fakeHost(() => frames(tokens([1])), () => ({ ...hostStatus(), contextLength: 512 }));
+  const large = fakeHost(
+    () => frames(tokens([2])),
+    () => ({ ...hostStatus({ running: 9 }), contextLength: 2048 }),
+  );
+  await withHosts([small, large], async (engine) => {
+    assert.equal(engine.contextLength, 2048);
+    const long = { ...request, maxTokens: 1000 };
+    assert.deepEqual((await collect(engine.generate(long))).ids, [2], "only the large host holds it");
+    assert.deepEqual((await collect(engine.generate(request))).ids, [1], "the small one is less loaded");
+    await assert.rejects(collect(engine.generate({ ...request, maxTokens: 3000 })), RequestTooLongError);
+    assert.equal(small.calls.length, 1);
+  });
+});
+
+Deno.test("remote: refresh says when no host can serve; hosts that all changed model supersede the gateway", async () => {
+  let model = "tiny";
+  const a = fakeHost(
+    () => frames(tokens([1])),
+    () => ({ ...hostStatus(), model: { ...hostStatus().model, id: model } }),
+  );
+  const engine = new RemoteEngine({ hosts: [a.url], secret: SECRET, statusTtlMs: 0 });
+  try {
+    await engine.start();
+    assert.equal(await engine.refresh(), undefined);
+    assert.equal(engine.superseded, false);
+    model = "tiny-v2";
+    assert.match(
+      (await engine.refresh())!,
+      /no GPU host can serve: GPU host 1 of 1: it serves model "tiny-v2"/,
+    );
+    assert.equal(engine.superseded, true);
+    await a.server.shutdown();
+    assert.match((await engine.refresh())!, /GPU host 1 of 1: .*refused/);
+    assert.equal(engine.superseded, false, "a host that is down says nothing of its model");
+  } finally {
+    await engine.close();
   }
 });

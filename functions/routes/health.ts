@@ -1,11 +1,21 @@
 import { Hono } from "hono";
 import type { Service } from "../service.ts";
 
-/** Readiness for load balancers: 200 once the model serves, 503 while it loads, after it failed, or when stopping. */
+/**
+ * Readiness for load balancers: 200 once the model serves, 503 while it loads, after it failed, when stopping, or
+ * (a gateway) while none of its GPU hosts can serve.
+ */
 export function healthRoutes(service: Service): Hono {
-  return new Hono().get("/health", (c) => {
+  return new Hono().get("/health", async (c) => {
     if (service.stopping) return c.json({ status: "stopping", model: service.model.id }, 503);
-    if (service.engine) return c.json({ status: "ok", model: service.model.id });
+    if (service.engine) {
+      // A gateway is healthy only while one of its GPU hosts is.
+      const unavailable = await service.engine.refresh?.();
+      if (unavailable) {
+        return c.json({ status: "unavailable", model: service.model.id, error: unavailable }, 503);
+      }
+      return c.json({ status: "ok", model: service.model.id });
+    }
     if (service.failure) {
       return c.json({ status: "failed", model: service.model.id, error: service.failure }, 503);
     }

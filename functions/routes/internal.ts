@@ -27,6 +27,7 @@ import {
   type ErrorKind,
   type Frame,
   type HostStatus,
+  KEEP_ALIVE_MS,
   NDJSON,
   WIRE_MAGIC,
   WireError,
@@ -35,6 +36,7 @@ import { log } from "../../runtime/log.ts";
 import type { Service } from "../service.ts";
 
 const encoder = new TextEncoder();
+const NEWLINE = encoder.encode("\n");
 
 function secretAuth(secret: string): MiddlewareHandler {
   return async (c, next) => {
@@ -160,7 +162,22 @@ function generate(service: Service, request: GenerateRequest, signal: AbortSigna
     if (!prompted) service.metrics.promptTokens.inc({}, request.ids.length);
     prompted = true;
   };
+  // A keep-alive line after each KEEP_ALIVE_MS without a frame, so that the gateway can tell this host from one
+  // that stopped answering (wire.ts).
+  let wrote = performance.now(), keepAlive: ReturnType<typeof setInterval> | undefined;
+  const stopKeepAlive = () => clearInterval(keepAlive);
   const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      keepAlive = setInterval(() => {
+        if (performance.now() - wrote < KEEP_ALIVE_MS) return;
+        try {
+          controller.enqueue(NEWLINE);
+          wrote = performance.now();
+        } catch {
+          stopKeepAlive(); // the stream is closed
+        }
+      }, KEEP_ALIVE_MS / 2);
+    },
     async pull(controller) {
       let frame: Frame;
       try {
@@ -174,7 +191,10 @@ function generate(service: Service, request: GenerateRequest, signal: AbortSigna
           frame = { token: next.value as TokenEvent };
         }
       } catch (err) {
-        if (signal.aborted) return controller.close();
+        if (signal.aborted) {
+          stopKeepAlive();
+          return controller.close();
+        }
         const { kind, retryAfter } = classify(err);
         if (kind === "internal") {
           log.error("generation failed", { error: String((err as Error)?.stack ?? err) });
@@ -182,9 +202,14 @@ function generate(service: Service, request: GenerateRequest, signal: AbortSigna
         frame = { error: (err as Error).message ?? String(err), kind, ...(retryAfter ? { retryAfter } : {}) };
       }
       controller.enqueue(encoder.encode(encodeFrame(frame)));
-      if (!("token" in frame)) controller.close();
+      wrote = performance.now();
+      if (!("token" in frame)) {
+        stopKeepAlive();
+        controller.close();
+      }
     },
     async cancel() {
+      stopKeepAlive();
       // The gateway went away: returning the generator cancels the sequence and frees its KV blocks.
       await stream.return("stop");
     },

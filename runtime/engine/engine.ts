@@ -132,6 +132,11 @@ export interface Engine {
    */
   generate(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<TokenEvent, FinishReason>;
   stats(): EngineStats;
+  /**
+   * Brings what the engine knows of the workers it forwards to up to date (a gateway's GPU hosts) and says why no
+   * request can run now, if none can. Engines that run requests themselves have nothing to refresh.
+   */
+  refresh?(): Promise<string | undefined>;
   /** Stops taking requests, ends running ones (cancelling them after `graceMs`) and frees the model. */
   close(graceMs?: number): Promise<void>;
 }

@@ -30,6 +30,7 @@ import {
   EngineUnavailableError,
   type FinishReason,
   type GenerateRequest,
+  InvalidRequestError,
   mix32,
   RequestTooLongError,
   type TokenEvent,
@@ -37,11 +38,13 @@ import {
 import {
   BINARY,
   decodeFrame,
+  decodeStatus,
   encodeRequest,
   type ErrorKind,
   type HostStatus,
   type PixelType,
   readFrames,
+  STALL_MS,
   WIRE_MAGIC,
 } from "./wire.ts";
 
@@ -80,6 +83,8 @@ export interface RemoteEngineOptions {
   statusTimeoutMs?: number;
   /** Time a host has to start answering a generation, or to send its tokenizer (default 10 s). */
   timeoutMs?: number;
+  /** Time without a byte after which a host's response is taken for dead (default STALL_MS). */
+  stallMs?: number;
 }
 
 interface Host {
@@ -92,6 +97,8 @@ interface Host {
   checked: number;
   /** Requests this gateway sent it since its last status. */
   sent: number;
+  /** Whether it serves another model than the gateway's. */
+  mismatched?: boolean;
   /** The status request in flight, if any. */
   checking?: Promise<void>;
   /** A digest of its URL, for rendezvous hashing. */
@@ -112,6 +119,50 @@ function describe(err: unknown): string {
   return String(err);
 }
 
+/**
+ * A host's failure as clients may read it: without the addresses of the GPU hosts, which stay in the logs. Hosts
+ * are named by their place in the list ("GPU host 2 of 3").
+ */
+function publicReason(message: string): string {
+  return message.replace(/\(?\bhttps?:\/\/[^\s)]*\)?/g, "").replace(
+    /\b\d{1,3}(\.\d{1,3}){3}(:\d+)?\b/g,
+    "[address]",
+  )
+    .replace(/\s+:/g, ":").replace(/\s{2,}/g, " ").trim();
+}
+
+/** The longest Retry-After passed on from a host, in seconds. */
+const MAX_RETRY_AFTER = 300;
+
+/**
+ * The body, failing `attempt` when `stallMs` pass without a byte (hosts send keep-alive lines while they work,
+ * wire.ts): a host that stopped answering is then left like one that failed.
+ */
+function watched(
+  body: ReadableStream<Uint8Array>,
+  stallMs: number,
+  attempt: AbortController,
+): ReadableStream<Uint8Array> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const arm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => attempt.abort(new Error(`no answer for ${stallMs} ms`)), stallMs);
+  };
+  const stop = () => clearTimeout(timer);
+  attempt.signal.addEventListener("abort", stop, { once: true });
+  arm();
+  return body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        arm();
+        controller.enqueue(chunk);
+      },
+      flush: stop,
+    }),
+    { signal: attempt.signal },
+  );
+}
+
 /** The error frame of a failed response, or one made from its status line. */
 async function failureOf(host: Host, res: Response): Promise<HostFailure> {
   const text = await res.text().catch(() => "");
@@ -129,6 +180,7 @@ export class RemoteEngine implements Engine {
   readonly #ttl: number;
   readonly #statusTimeout: number;
   readonly #timeout: number;
+  readonly #stall: number;
   /** The first status seen fixes the model, tokenizer and wire format that every host must share. */
   #reference?: HostStatus;
   #turn = 0;
@@ -158,13 +210,14 @@ export class RemoteEngine implements Engine {
     this.#ttl = options.statusTtlMs ?? 2000;
     this.#statusTimeout = options.statusTimeoutMs ?? 2000;
     this.#timeout = options.timeoutMs ?? 10_000;
+    this.#stall = options.stallMs ?? STALL_MS;
   }
 
   /** Asks every host for its status; resolves with the model's facts once one is ready, else throws. */
   async start(): Promise<HostStatus> {
     await this.#refresh();
     const ready = this.#hosts.find((h) => !h.down);
-    if (!ready) throw new EngineUnavailableError(`no GPU host is ready: ${this.#reasons(this.#hosts)}`);
+    if (!ready) throw new EngineUnavailableError(`no GPU host is ready: ${this.#reasons()}`);
     return ready.status!;
   }
 
@@ -182,16 +235,37 @@ export class RemoteEngine implements Engine {
         }
         return bytes;
       } catch (err) {
-        failures.push(`${host.url}: ${describe(err)}`);
+        log.warn("GPU host did not serve its tokenizer", { host: host.url, error: describe(err) });
+        failures.push(`${this.#name(host)}: ${publicReason(describe(err))}`);
       }
     }
     throw new EngineUnavailableError(`no GPU host served its tokenizer: ${failures.join("; ")}`);
   }
 
-  /** Tokens a request may hold: the smallest context among the hosts serving. */
+  /**
+   * Tokens a request may hold: the largest context among the hosts serving (a request goes to a host it fits;
+   * one that fits none left is too long).
+   */
   get contextLength(): number {
     const lengths = this.#hosts.filter((h) => !h.down).map((h) => h.status!.contextLength!);
-    return lengths.length ? Math.min(...lengths) : this.#reference?.contextLength ?? 0;
+    return lengths.length ? Math.max(...lengths) : this.#reference?.contextLength ?? 0;
+  }
+
+  /**
+   * Asks the hosts whose status is stale (an edge isolate has no timers between requests: /health and /metrics
+   * ask before they answer) and says why no request can run now, if none can.
+   */
+  async refresh(): Promise<string | undefined> {
+    await this.#refresh();
+    return this.#hosts.some((h) => !h.down) ? undefined : `no GPU host can serve: ${this.#reasons()}`;
+  }
+
+  /**
+   * Whether every host that answers serves another model (or tokenizer) than the one this gateway started with:
+   * after an upgrade of all hosts, the gateway has to be built again (functions/edge.ts does).
+   */
+  get superseded(): boolean {
+    return this.#hosts.some((h) => h.mismatched) && this.#hosts.every((h) => h.down !== undefined);
   }
 
   get vocabSize(): number {
@@ -253,11 +327,24 @@ export class RemoteEngine implements Engine {
     let key: number | undefined;
     while (true) {
       signal?.throwIfAborted();
+      const needed = request.ids.length + request.maxTokens;
       const host = await this.#pick(
         tried,
+        needed,
         () => key ??= routingKey(request, this.#reference!.images.tokens.img),
       );
-      if (!host) throw this.#exhausted(failures);
+      if (!host) {
+        const left = this.#hosts.filter((h) => !h.down && !tried.has(h));
+        if (left.length) {
+          throw new RequestTooLongError(
+            `the prompt (${request.ids.length} tokens) plus max_tokens (${request.maxTokens}) is ${needed} ` +
+              `tokens, more than the context of any GPU host serving now (at most ${
+                Math.max(...left.map((h) => h.status!.contextLength!))
+              })`,
+          );
+        }
+        throw this.#exhausted(failures);
+      }
       if (failures.length) this.retries.inc();
       tried.add(host);
       const attempt = new AbortController();
@@ -268,10 +355,14 @@ export class RemoteEngine implements Engine {
       try {
         const res = await this.#post(host, body(host.status!.pixels), attempt);
         if (!res.ok || !res.body) throw await failureOf(host, res);
-        for await (const frame of readFrames(res.body)) {
+        for await (const frame of readFrames(watched(res.body, this.#stall, attempt))) {
           if ("token" in frame) {
+            const { token } = frame;
+            if (![token, ...token.top ?? []].every(({ id }) => id < this.vocabSize)) {
+              throw new HostFailure(host, "internal", `it sent token ${token.id}, outside the vocabulary`);
+            }
             relayed++;
-            yield frame.token;
+            yield token;
           } else if ("finish" in frame) {
             return frame.finish;
           } else {
@@ -283,13 +374,13 @@ export class RemoteEngine implements Engine {
         if (signal?.aborted) throw signal.reason;
         const failure = err instanceof HostFailure ? err : new HostFailure(host, "internal", describe(err));
         if (failure.kind === "too_long") throw new RequestTooLongError(failure.message);
-        if (failure.kind === "bad_request") {
-          throw new Error(`the GPU host ${host.url} refused a prepared request: ${failure.message}`);
-        }
+        // The request is at fault (a schema that cannot compile, say): any host would refuse it.
+        if (failure.kind === "bad_request") throw new InvalidRequestError(failure.message);
         if (relayed > 0) {
           host.down = failure.message;
+          log.warn("GPU host failed during a response", { host: host.url, error: failure.message });
           throw new EngineUnavailableError(
-            `the GPU host failed after ${relayed} tokens of this response: ${failure.message}`,
+            `the GPU host failed after ${relayed} tokens of this response: ${publicReason(failure.message)}`,
           );
         }
         // Nothing reached the client yet: another host can take the request from the start.
@@ -313,35 +404,44 @@ export class RemoteEngine implements Engine {
   #exhausted(failures: HostFailure[]): Error {
     if (failures.length && failures.every((f) => f.kind === "busy")) {
       return new EngineBusyError(
-        `every GPU host's queue is full (${failures.map((f) => f.host.url).join(", ")})`,
-        Math.max(1, ...failures.map((f) => f.retryAfter ?? 1)),
+        `every GPU host's queue is full (${failures.length} tried)`,
+        Math.min(MAX_RETRY_AFTER, Math.max(1, ...failures.map((f) => f.retryAfter ?? 1))),
       );
     }
     const reasons = failures.length
-      ? failures.map((f) => `${f.host.url}: ${f.message}`).join("; ")
-      : this.#reasons(this.#hosts);
+      ? failures.map((f) => `${this.#name(f.host)}: ${publicReason(f.message)}`).join("; ")
+      : this.#reasons();
     return new EngineUnavailableError(`no GPU host can take the request: ${reasons}`);
   }
 
-  #reasons(hosts: Host[]): string {
-    return hosts.map((h) => `${h.url}: ${h.down ?? "healthy"}`).join("; ");
+  /** Each host's state, for clients (see publicReason). */
+  #reasons(): string {
+    return this.#hosts.map((h) => `${this.#name(h)}: ${h.down ? publicReason(h.down) : "healthy"}`).join(
+      "; ",
+    );
+  }
+
+  #name(host: Host): string {
+    return `GPU host ${this.#hosts.indexOf(host) + 1} of ${this.#hosts.length}`;
   }
 
   /**
-   * The least loaded healthy host not in `exclude`, counted as sent to at once (so that concurrent picks
+   * The least loaded healthy host not in `exclude` whose context holds `needed` tokens, counted as sent to at once (so that concurrent picks
    * spread); stale statuses are refreshed, and awaited only when no host is known healthy.
    */
-  async #pick(exclude: Set<Host>, key: () => number): Promise<Host | undefined> {
+  async #pick(exclude: Set<Host>, needed: number, key: () => number): Promise<Host | undefined> {
     const refreshed = this.#refresh();
-    if (!this.#best(exclude, key)) await refreshed;
-    const host = this.#best(exclude, key);
+    if (!this.#best(exclude, needed, key)) await refreshed;
+    const host = this.#best(exclude, needed, key);
     if (host) host.sent++;
     return host;
   }
 
-  #best(exclude: Set<Host>, key: () => number): Host | undefined {
+  #best(exclude: Set<Host>, needed: number, key: () => number): Host | undefined {
     const load = (h: Host) => h.status!.stats!.waiting + h.status!.stats!.running + h.sent;
-    const candidates = this.#hosts.filter((h) => !h.down && !exclude.has(h));
+    const candidates = this.#hosts.filter((h) =>
+      !h.down && !exclude.has(h) && h.status!.contextLength! >= needed
+    );
     if (candidates.length === 0) return undefined;
     const least = Math.min(...candidates.map(load));
     const k = key();
@@ -358,7 +458,7 @@ export class RemoteEngine implements Engine {
   async #refresh(): Promise<void> {
     const now = Date.now();
     await Promise.all(this.#hosts.map((host) => {
-      if (!host.checking && now - host.checked > this.#ttl) {
+      if (!host.checking && now - host.checked >= this.#ttl) {
         host.checking = this.#check(host).finally(() => host.checking = undefined);
       }
       return host.checking;
@@ -368,10 +468,12 @@ export class RemoteEngine implements Engine {
   async #check(host: Host): Promise<void> {
     try {
       const res = await this.#get(host, "/internal/v1/status", this.#statusTimeout);
-      const status = await res.json() as HostStatus;
+      const status = decodeStatus(await res.json());
       host.status = status;
       host.sent = 0;
-      host.down = this.#mismatch(status) ??
+      const mismatch = this.#mismatch(status);
+      host.mismatched = mismatch !== undefined;
+      host.down = mismatch ??
         (status.ready
           ? undefined
           : status.failure
@@ -379,6 +481,7 @@ export class RemoteEngine implements Engine {
           : "loading");
     } catch (err) {
       host.down = describe(err);
+      host.mismatched = false;
     } finally {
       host.checked = Date.now();
     }

@@ -26,7 +26,9 @@
  *     {"error":"...","kind":"internal"}                  a failure; nothing follows
  *
  * A stream that ends without a finish or error frame was cut off (the host died): the gateway treats it as a
- * failure, never as a finished generation.
+ * failure, never as a finished generation. An empty line is a keep-alive: the host sends one after each
+ * KEEP_ALIVE_MS without a frame (a long prefill, a full queue), so that a gateway can tell a host that stopped
+ * answering (STALL_MS without a byte) from one still working.
  */
 import { z } from "zod";
 import { choiceFormat, MAX_SCHEMA_BYTES, regexFormat } from "../grammar/format.ts";
@@ -288,6 +290,11 @@ export function decodeFrame(line: string): Frame {
   return { token };
 }
 
+/** How often a host sends a keep-alive line while a request has no frame to send. */
+export const KEEP_ALIVE_MS = 1000;
+/** Time without a byte from a host after which its response is taken for dead. */
+export const STALL_MS = 15_000;
+
 /** The frames of a response body, as they arrive; a line cut off by the end of the body is an error. */
 export async function* readFrames(body: ReadableStream<Uint8Array>): AsyncGenerator<Frame> {
   let buffered = "";
@@ -340,4 +347,57 @@ export interface HostStatus {
   defaults: { temperature: number; topP: number };
   /** SHA-256 (hex) of the tokenizer that GET /internal/v1/tokenizer serves. */
   tokenizer: string;
+}
+
+const count = z.number().int().min(0);
+const statusSchema = z.object({
+  wire: z.string(),
+  ready: z.boolean(),
+  failure: z.string().optional(),
+  model: z.object({
+    id: z.string(),
+    aliases: z.array(z.string()),
+    created: z.number(),
+    demo: z.boolean(),
+    description: z.string(),
+  }),
+  contextLength: z.number().int().positive().nullable(),
+  stats: z.object({
+    waiting: count,
+    running: count,
+    kvUsage: z.number().min(0).max(1),
+    kvBlocks: count,
+    kvBlocksUsed: count,
+    prefixHitTokens: count.optional(),
+    preemptions: count.optional(),
+  }).nullable(),
+  vocabSize: z.number().int().positive(),
+  images: z.object({
+    enabled: z.boolean(),
+    maxImages: count,
+    maxBytes: count,
+    maxPixels: count,
+    fetchUrls: z.boolean(),
+    timeoutMs: count,
+    maxRedirects: count,
+    resize: z.enum(["mistral", "hf"]),
+    maxImageSize: z.number().int().positive(),
+    patchSize: z.number().int().positive(),
+    tokens: z.object({ img: count, imgBreak: count, imgEnd: count }),
+  }),
+  pixels: z.enum(["f32", "f16"]),
+  defaults: z.object({ temperature: z.number(), topP: z.number() }),
+  tokenizer: z.string(),
+}).refine((s) => !s.ready || (s.contextLength !== null && s.stats !== null), {
+  message: "a ready host reports its context and load",
+});
+
+/** A host's status as it sent it, checked: one that is malformed could not be routed to. */
+export function decodeStatus(value: unknown): HostStatus {
+  const checked = statusSchema.safeParse(value);
+  if (!checked.success) {
+    const issue = checked.error.issues[0];
+    throw new WireError(`its status is malformed: ${issue.path.join(".") || "status"}: ${issue.message}`);
+  }
+  return checked.data;
 }

@@ -72,7 +72,7 @@ function discriminated(root: unknown, branches: readonly Candidate[][]): boolean
   for (const set of types) for (const t of set) owners.set(t, (owners.get(t) ?? 0) + 1);
   // The branches that may be objects, told apart when each is one object schema beginning with the same required
   // property, of distinct constant values.
-  const objects = branches.flatMap((b, i) => types[i].has("object") ? [i] : []);
+  const objects = branches.flatMap((_, i) => types[i].has("object") ? [i] : []);
   const leads = objects.map((i) =>
     branches[i].length === 1 && types[i].size === 1 ? leadingConstant(root, branches[i][0]) : undefined
   );
