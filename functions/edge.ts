@@ -146,11 +146,15 @@ export function edgeWorker(wasm: WebAssembly.Module) {
       gateway ??= startGateway(wasm, environment(env));
       let app: Hono;
       try {
-        let built = await gateway;
+        const current = gateway;
+        let built = await current;
         if (built.engine.superseded) {
-          // Every GPU host now serves another model (an upgrade): built again, with its tokenizer and name.
-          log.warn("the GPU hosts serve another model; the gateway starts again");
-          gateway = startGateway(wasm, environment(env));
+          // Every GPU host now serves another model (an upgrade): built again, with its tokenizer and name (once,
+          // whichever request notices first).
+          if (gateway === current) {
+            log.warn("the GPU hosts serve another model; the gateway starts again");
+            gateway = startGateway(wasm, environment(env));
+          }
           built = await gateway;
         }
         app = built.app;

@@ -191,7 +191,7 @@ Deno.test("internal routes: bodies that are not valid requests for this model ar
 
 Deno.test("internal routes: while a request has no frame to send, the host sends keep-alive lines", async () => {
   await withServer({ internalSecret: SECRET }, async ({ url, service }) => {
-    // An engine that takes 2.5 s before its first token (a long prefill, a full queue).
+    // An engine that takes 3.5 s before its first token (a long prefill, a full queue).
     const real = service.engine!;
     const slow: Engine = {
       contextLength: real.contextLength,
@@ -199,7 +199,7 @@ Deno.test("internal routes: while a request has no frame to send, the host sends
       stats: () => real.stats(),
       close: (graceMs) => real.close(graceMs),
       async *generate(request, signal) {
-        await new Promise((r) => setTimeout(r, 2500));
+        await new Promise((r) => setTimeout(r, 3500));
         return yield* real.generate(request, signal);
       },
     };

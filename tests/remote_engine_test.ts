@@ -417,6 +417,17 @@ Deno.test("remote: a host that stops sending is left like one that failed; keep-
     );
     assert.ok(performance.now() - started < 3000);
   });
+  // A consumer that pauses longer than the stall time is not a silent host.
+  const quick = fakeHost(() => frames(tokens([1, 2, 3])));
+  await withHostsStalling([quick], 300, async (engine) => {
+    const stream = engine.generate(request);
+    const ids: number[] = [];
+    for (let next = await stream.next(); !next.done; next = await stream.next()) {
+      ids.push(next.value.id);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.deepEqual(ids, [1, 2, 3]);
+  });
   // A host that sends keep-alive lines for longer than the stall time is still working: its tokens come.
   const slow = fakeHost(() => stalls([], 100));
   await withHostsStalling([slow], 300, async (engine) => {
@@ -445,6 +456,23 @@ async function withHostsStalling(
     for (const h of hosts) await h.server.shutdown();
   }
 }
+
+Deno.test("remote: errors clients read name no host address, IPv6 and host names included", async () => {
+  const proxy = fakeHost(() => new Response("<html>bad gateway at 10.0.0.7</html>", { status: 502 }));
+  const engine = new RemoteEngine({ hosts: [proxy.url, "http://[fd00::5]:8080", deadUrl()], secret: SECRET });
+  try {
+    await engine.start();
+    const err = await collect(engine.generate(request)).catch((e) => e);
+    assert.ok(err instanceof EngineUnavailableError, String(err));
+    assert.match(err.message, /GPU host 1 of 3: HTTP 502/);
+    for (const hidden of ["127.0.0.1", "fd00", "10.0.0.7", "bad gateway"]) {
+      assert.ok(!err.message.includes(hidden), err.message);
+    }
+  } finally {
+    await engine.close();
+    await proxy.server.shutdown();
+  }
+});
 
 Deno.test("remote: a request a host refuses as bad is a 400 with the host's reason, tried nowhere else", async () => {
   const refusing = fakeHost(() =>
@@ -484,21 +512,44 @@ Deno.test("remote: a malformed status or a token outside the vocabulary puts a h
   });
 });
 
-Deno.test("remote: requests go to a host whose context holds them; the gateway's context is the largest", async () => {
+Deno.test("remote: requests go to a host whose context holds them; the gateway's context is the smallest", async () => {
   const small = fakeHost(() => frames(tokens([1])), () => ({ ...hostStatus(), contextLength: 512 }));
   const large = fakeHost(
     () => frames(tokens([2])),
     () => ({ ...hostStatus({ running: 9 }), contextLength: 2048 }),
   );
   await withHosts([small, large], async (engine) => {
-    assert.equal(engine.contextLength, 2048);
+    assert.equal(engine.contextLength, 512);
     const long = { ...request, maxTokens: 1000 };
     assert.deepEqual((await collect(engine.generate(long))).ids, [2], "only the large host holds it");
     assert.deepEqual((await collect(engine.generate(request))).ids, [1], "the small one is less loaded");
     await assert.rejects(collect(engine.generate({ ...request, maxTokens: 3000 })), RequestTooLongError);
     assert.equal(small.calls.length, 1);
   });
+  // The one host that holds a request is busy: the answer is its 429, not "too long".
+  const busy = fakeHost(
+    () => new Response(encodeFrame({ error: "queue full", kind: "busy", retryAfter: 2 }), { status: 429 }),
+    () => ({ ...hostStatus(), contextLength: 2048 }),
+  );
+  const smaller = fakeHost(() => frames(tokens([1])), () => ({ ...hostStatus(), contextLength: 512 }));
+  await withHosts([busy, smaller], async (engine) => {
+    await assert.rejects(
+      collect(engine.generate({ ...request, maxTokens: 1000 })),
+      (err: Error) => err instanceof EngineBusyError,
+    );
+    assert.equal(smaller.calls.length, 0);
+  });
 });
+
+/** What refresh says once the statuses asked for have come. */
+async function settled(engine: RemoteEngine): Promise<string> {
+  for (let i = 0; i < 100; i++) {
+    const unavailable = await engine.refresh();
+    if (unavailable) return unavailable;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return "still available";
+}
 
 Deno.test("remote: refresh says when no host can serve; hosts that all changed model supersede the gateway", async () => {
   let model = "tiny";
@@ -512,10 +563,8 @@ Deno.test("remote: refresh says when no host can serve; hosts that all changed m
     assert.equal(await engine.refresh(), undefined);
     assert.equal(engine.superseded, false);
     model = "tiny-v2";
-    assert.match(
-      (await engine.refresh())!,
-      /no GPU host can serve: GPU host 1 of 1: it serves model "tiny-v2"/,
-    );
+    // While a host is known healthy the answers are not awaited: the next refresh sees them.
+    assert.match(await settled(engine), /no GPU host can serve: GPU host 1 of 1: it serves model "tiny-v2"/);
     assert.equal(engine.superseded, true);
     await a.server.shutdown();
     assert.match((await engine.refresh())!, /GPU host 1 of 1: .*refused/);

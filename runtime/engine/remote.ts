@@ -97,8 +97,10 @@ interface Host {
   checked: number;
   /** Requests this gateway sent it since its last status. */
   sent: number;
-  /** Whether it serves another model than the gateway's. */
+  /** Whether its last status said it serves another model or tokenizer than the gateway's. */
   mismatched?: boolean;
+  /** Whether its last status said it can serve (a request's failure marks it down, not this). */
+  serving?: boolean;
   /** The status request in flight, if any. */
   checking?: Promise<void>;
   /** A digest of its URL, for rendezvous hashing. */
@@ -120,14 +122,16 @@ function describe(err: unknown): string {
 }
 
 /**
- * A host's failure as clients may read it: without the addresses of the GPU hosts, which stay in the logs. Hosts
- * are named by their place in the list ("GPU host 2 of 3").
+ * A host's failure as clients may read it: without the addresses of the GPU hosts, which stay in the logs (hosts
+ * are named by their place in the list, "GPU host 2 of 3"). `names`: the hosts' URLs, hosts and hostnames.
  */
-function publicReason(message: string): string {
-  return message.replace(/\(?\bhttps?:\/\/[^\s)]*\)?/g, "").replace(
-    /\b\d{1,3}(\.\d{1,3}){3}(:\d+)?\b/g,
-    "[address]",
-  )
+function publicReason(message: string, names: readonly string[]): string {
+  let text = message;
+  for (const name of names) text = text.replaceAll(name, "[address]");
+  return text
+    .replace(/\(?\bhttps?:\/\/[^\s)]*\)?/g, "")
+    .replace(/\[[0-9a-f:.]*:[0-9a-f:.]*\](:\d+)?/gi, "[address]")
+    .replace(/\b\d{1,3}(\.\d{1,3}){3}(:\d+)?\b/g, "[address]")
     .replace(/\s+:/g, ":").replace(/\s{2,}/g, " ").trim();
 }
 
@@ -135,32 +139,31 @@ function publicReason(message: string): string {
 const MAX_RETRY_AFTER = 300;
 
 /**
- * The body, failing `attempt` when `stallMs` pass without a byte (hosts send keep-alive lines while they work,
- * wire.ts): a host that stopped answering is then left like one that failed.
+ * The body, failing `attempt` when a read from the host waits `stallMs` (hosts send keep-alive lines while they
+ * work, wire.ts): a host that stopped answering is then left like one that failed. Only a pending read is
+ * timed, so a consumer that pauses does not pass for a silent host.
  */
 function watched(
   body: ReadableStream<Uint8Array>,
   stallMs: number,
   attempt: AbortController,
 ): ReadableStream<Uint8Array> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const arm = () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => attempt.abort(new Error(`no answer for ${stallMs} ms`)), stallMs);
-  };
-  const stop = () => clearTimeout(timer);
-  attempt.signal.addEventListener("abort", stop, { once: true });
-  arm();
-  return body.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, controller) {
-        arm();
-        controller.enqueue(chunk);
-      },
-      flush: stop,
-    }),
-    { signal: attempt.signal },
-  );
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const timer = setTimeout(() => attempt.abort(new Error(`no answer for ${stallMs} ms`)), stallMs);
+      try {
+        const { done, value } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (err) {
+        controller.error(attempt.signal.aborted ? attempt.signal.reason : err);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
 }
 
 /** The error frame of a failed response, or one made from its status line. */
@@ -171,7 +174,12 @@ async function failureOf(host: Host, res: Response): Promise<HostFailure> {
     if ("error" in frame) return new HostFailure(host, frame.kind, frame.error, frame.retryAfter);
   } catch { /* not one of ours: a proxy's page, say */ }
   const kind: ErrorKind = res.status === 429 ? "busy" : "unavailable";
-  return new HostFailure(host, kind, `HTTP ${res.status} ${text.slice(0, 200)}`.trim());
+  log.warn("GPU host answered with an error that is not a wire frame", {
+    host: host.url,
+    status: res.status,
+    body: text.slice(0, 200),
+  });
+  return new HostFailure(host, kind, `HTTP ${res.status}`);
 }
 
 export class RemoteEngine implements Engine {
@@ -181,6 +189,8 @@ export class RemoteEngine implements Engine {
   readonly #statusTimeout: number;
   readonly #timeout: number;
   readonly #stall: number;
+  /** The hosts' URLs, hosts and hostnames, longest first: kept out of what clients read. */
+  readonly #names: string[];
   /** The first status seen fixes the model, tokenizer and wire format that every host must share. */
   #reference?: HostStatus;
   #turn = 0;
@@ -206,6 +216,10 @@ export class RemoteEngine implements Engine {
       for (const byte of new TextEncoder().encode(href)) seed = mix32((seed ^ byte) + 0x9e3779b9 >>> 0);
       return { url: href, checked: 0, sent: 0, seed };
     });
+    this.#names = this.#hosts.flatMap(({ url }) => {
+      const { host, hostname } = new URL(url);
+      return [url, host, hostname];
+    }).sort((x, y) => y.length - x.length);
     this.#auth = `Bearer ${options.secret}`;
     this.#ttl = options.statusTtlMs ?? 2000;
     this.#statusTimeout = options.statusTimeoutMs ?? 2000;
@@ -236,27 +250,33 @@ export class RemoteEngine implements Engine {
         return bytes;
       } catch (err) {
         log.warn("GPU host did not serve its tokenizer", { host: host.url, error: describe(err) });
-        failures.push(`${this.#name(host)}: ${publicReason(describe(err))}`);
+        failures.push(`${this.#name(host)}: ${this.#public(describe(err))}`);
       }
     }
     throw new EngineUnavailableError(`no GPU host served its tokenizer: ${failures.join("; ")}`);
   }
 
   /**
-   * Tokens a request may hold: the largest context among the hosts serving (a request goes to a host it fits;
-   * one that fits none left is too long).
+   * Tokens a request may hold: the smallest context among the hosts serving, so that a request the gateway takes
+   * fits every host (and one without max_tokens, given the rest of the context, is not sent to one host only).
+   * Reading it asks for stale statuses in the background: a host that went away stops counting soon after.
    */
   get contextLength(): number {
+    void this.#refresh();
     const lengths = this.#hosts.filter((h) => !h.down).map((h) => h.status!.contextLength!);
-    return lengths.length ? Math.max(...lengths) : this.#reference?.contextLength ?? 0;
+    const known = this.#hosts.flatMap((h) => h.status?.contextLength ?? []);
+    return lengths.length ? Math.min(...lengths) : known.length ? Math.max(...known) : 0;
   }
 
   /**
    * Asks the hosts whose status is stale (an edge isolate has no timers between requests: /health and /metrics
-   * ask before they answer) and says why no request can run now, if none can.
+   * call this) and says why no request can run now, if none can.
    */
   async refresh(): Promise<string | undefined> {
-    await this.#refresh();
+    // As for a request: the answers are awaited only when no host is known healthy, so that a host that does not
+    // answer delays no health check while another serves.
+    const refreshed = this.#refresh();
+    if (!this.#hosts.some((h) => !h.down)) await refreshed;
     return this.#hosts.some((h) => !h.down) ? undefined : `no GPU host can serve: ${this.#reasons()}`;
   }
 
@@ -265,7 +285,7 @@ export class RemoteEngine implements Engine {
    * after an upgrade of all hosts, the gateway has to be built again (functions/edge.ts does).
    */
   get superseded(): boolean {
-    return this.#hosts.some((h) => h.mismatched) && this.#hosts.every((h) => h.down !== undefined);
+    return this.#hosts.some((h) => h.mismatched) && !this.#hosts.some((h) => h.serving);
   }
 
   get vocabSize(): number {
@@ -314,6 +334,7 @@ export class RemoteEngine implements Engine {
     const deadline = Date.now() + graceMs;
     while (this.#inflight.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     for (const attempt of this.#inflight) attempt.abort(new DOMException("the gateway closed", "AbortError"));
+    await Promise.all(this.#hosts.map((h) => h.checking));
   }
 
   async *#run(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<TokenEvent, FinishReason> {
@@ -334,13 +355,12 @@ export class RemoteEngine implements Engine {
         () => key ??= routingKey(request, this.#reference!.images.tokens.img),
       );
       if (!host) {
-        const left = this.#hosts.filter((h) => !h.down && !tried.has(h));
-        if (left.length) {
+        // Too long only when no host known holds it; otherwise the hosts that do are busy or failing.
+        const known = this.#hosts.flatMap((h) => h.status?.contextLength ?? []);
+        if (known.length && Math.max(...known) < needed) {
           throw new RequestTooLongError(
             `the prompt (${request.ids.length} tokens) plus max_tokens (${request.maxTokens}) is ${needed} ` +
-              `tokens, more than the context of any GPU host serving now (at most ${
-                Math.max(...left.map((h) => h.status!.contextLength!))
-              })`,
+              `tokens, more than the context of any GPU host (at most ${Math.max(...known)})`,
           );
         }
         throw this.#exhausted(failures);
@@ -358,7 +378,8 @@ export class RemoteEngine implements Engine {
         for await (const frame of readFrames(watched(res.body, this.#stall, attempt))) {
           if ("token" in frame) {
             const { token } = frame;
-            if (![token, ...token.top ?? []].every(({ id }) => id < this.vocabSize)) {
+            const ids = [token, ...token.top ?? [], ...(token.prompt ?? []).flatMap((p) => p.top ?? [])];
+            if (!ids.every(({ id }) => id < this.vocabSize)) {
               throw new HostFailure(host, "internal", `it sent token ${token.id}, outside the vocabulary`);
             }
             relayed++;
@@ -380,7 +401,7 @@ export class RemoteEngine implements Engine {
           host.down = failure.message;
           log.warn("GPU host failed during a response", { host: host.url, error: failure.message });
           throw new EngineUnavailableError(
-            `the GPU host failed after ${relayed} tokens of this response: ${publicReason(failure.message)}`,
+            `the GPU host failed after ${relayed} tokens of this response: ${this.#public(failure.message)}`,
           );
         }
         // Nothing reached the client yet: another host can take the request from the start.
@@ -409,16 +430,20 @@ export class RemoteEngine implements Engine {
       );
     }
     const reasons = failures.length
-      ? failures.map((f) => `${this.#name(f.host)}: ${publicReason(f.message)}`).join("; ")
+      ? failures.map((f) => `${this.#name(f.host)}: ${this.#public(f.message)}`).join("; ")
       : this.#reasons();
     return new EngineUnavailableError(`no GPU host can take the request: ${reasons}`);
   }
 
   /** Each host's state, for clients (see publicReason). */
   #reasons(): string {
-    return this.#hosts.map((h) => `${this.#name(h)}: ${h.down ? publicReason(h.down) : "healthy"}`).join(
+    return this.#hosts.map((h) => `${this.#name(h)}: ${h.down ? this.#public(h.down) : "healthy"}`).join(
       "; ",
     );
+  }
+
+  #public(message: string): string {
+    return publicReason(message, this.#names);
   }
 
   #name(host: Host): string {
@@ -472,7 +497,7 @@ export class RemoteEngine implements Engine {
       host.status = status;
       host.sent = 0;
       const mismatch = this.#mismatch(status);
-      host.mismatched = mismatch !== undefined;
+      host.mismatched = mismatch !== undefined && status.wire === WIRE_MAGIC;
       host.down = mismatch ??
         (status.ready
           ? undefined
@@ -484,6 +509,7 @@ export class RemoteEngine implements Engine {
       host.mismatched = false;
     } finally {
       host.checked = Date.now();
+      host.serving = host.down === undefined;
     }
     if (host.down) log.debug("GPU host not used", { host: host.url, reason: host.down });
   }
