@@ -23,6 +23,7 @@ export interface RequestRecord {
   path: string;
   range: string | null;
   authorization: string | null;
+  acceptEncoding: string | null;
 }
 
 export interface FakeHub {
@@ -36,6 +37,12 @@ export interface FakeHub {
   wrongSize: Set<string>;
   /** Ignore Range requests for these paths (answer 200 with the whole file). */
   noRange: Set<string>;
+  /** Send these paths slowly (64 KiB every 5 ms), so that downloads overlap. */
+  slow: Set<string>;
+  /** Redirect the resolve requests of these (git) paths to the given location. */
+  redirect: Map<string, string>;
+  /** Changes the API's answers before they are sent (a hub that lies). */
+  tamper?: (answer: { sha: string; siblings: Record<string, unknown>[] }) => void;
   close(): Promise<void>;
 }
 
@@ -49,6 +56,7 @@ function ranged(
   headers: Headers,
   cut?: number,
   noRange = false,
+  slow = false,
 ): Response {
   const range = noRange ? null : /^bytes=(\d+)-$/.exec(request.headers.get("range") ?? "");
   let start = 0;
@@ -64,6 +72,19 @@ function ranged(
   }
   const body = bytes.slice(start);
   headers.set("accept-ranges", "bytes");
+  if (slow) {
+    headers.set("content-length", String(body.length));
+    const stream = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        for (let at = 0; at < body.length; at += 65536) {
+          controller.enqueue(body.slice(at, at + 65536));
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        controller.close();
+      },
+    });
+    return new Response(stream, { status, headers });
+  }
   if (cut === undefined) {
     headers.set("content-length", String(body.length));
     return new Response(body, { status, headers });
@@ -85,6 +106,8 @@ export function startFakeHub(repos: Record<string, FakeRepo>): FakeHub {
   const corrupt = new Set<string>();
   const wrongSize = new Set<string>();
   const noRange = new Set<string>();
+  const slow = new Set<string>();
+  const redirect = new Map<string, string>();
   const byLfs = new Map<string, { repo: string; path: string; file: FakeFile }>();
   for (const [repo, r] of Object.entries(repos)) {
     for (const [path, file] of Object.entries(r.files)) {
@@ -107,6 +130,7 @@ export function startFakeHub(repos: Record<string, FakeRepo>): FakeHub {
       path,
       range: request.headers.get("range"),
       authorization: request.headers.get("authorization"),
+      acceptEncoding: request.headers.get("accept-encoding"),
     });
 
     const api = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/(.+)$/.exec(path);
@@ -128,7 +152,9 @@ export function startFakeHub(repos: Record<string, FakeRepo>): FakeHub {
           }
           : { rfilename }
       );
-      return Response.json({ id: api[1], modelId: api[1], sha: commit, siblings });
+      const answer = { id: api[1], modelId: api[1], sha: commit, siblings };
+      hub.tamper?.(answer);
+      return Response.json(answer);
     }
 
     const cdn = /^\/cdn\/([0-9a-f]{64})$/.exec(path);
@@ -137,7 +163,14 @@ export function startFakeHub(repos: Record<string, FakeRepo>): FakeHub {
       if (!entry) return new Response("no such object", { status: 404 });
       const cut = interrupt.get(entry.path);
       interrupt.delete(entry.path);
-      return ranged(request, served(entry.path, entry.file), new Headers(), cut, noRange.has(entry.path));
+      return ranged(
+        request,
+        served(entry.path, entry.file),
+        new Headers(),
+        cut,
+        noRange.has(entry.path),
+        slow.has(entry.path),
+      );
     }
 
     const resolve = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path);
@@ -159,6 +192,8 @@ export function startFakeHub(repos: Record<string, FakeRepo>): FakeHub {
         headers.set("location", `/cdn/${sha}`); // relative, as a CDN URL may be
         return new Response(null, { status: 302, headers });
       }
+      const elsewhere = redirect.get(resolve[3]);
+      if (elsewhere) return new Response(null, { status: 302, headers: { location: elsewhere } });
       headers.set("etag", `"${gitBlobId(file.bytes)}"`);
       const cut = interrupt.get(resolve[3]);
       interrupt.delete(resolve[3]);
@@ -167,13 +202,16 @@ export function startFakeHub(repos: Record<string, FakeRepo>): FakeHub {
     return new Response("not found", { status: 404 });
   });
   const { port } = server.addr as Deno.NetAddr;
-  return {
+  const hub: FakeHub = {
     url: `http://127.0.0.1:${port}`,
     requests,
     interrupt,
     corrupt,
     wrongSize,
     noRange,
+    slow,
+    redirect,
     close: () => server.shutdown(),
   };
+  return hub;
 }

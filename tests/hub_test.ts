@@ -223,7 +223,7 @@ Deno.test("pull: 401 for gated repositories without a token, 404 for unknown rev
     await assert.rejects(() => pull("hf:tiny/pixtral-hf", options), /access denied \(HTTP 401.*set HF_TOKEN/);
     await assert.rejects(
       () => pull("hf:tiny/pixtral-hf", { ...options, token: "wrong" }),
-      /HTTP 401.*HF_TOKEN cannot read it/,
+      /HTTP 401.*the token \(HF_TOKEN, or \$HF_HOME\/token\) cannot read it/,
     );
     await assert.rejects(
       () => pull("hf:nobody/nothing", options),
@@ -323,5 +323,91 @@ Deno.test("pixtral pull (the command) downloads with HF_ENDPOINT/HF_HUB_CACHE, t
     assert.match(new TextDecoder().decode(gated.stderr), /pixtral pull: .*access denied.*set HF_TOKEN/);
     const usage = await pixtral(["pull", "tiny/pixtral-native"], env).output();
     assert.equal(usage.code, 2);
+  });
+});
+
+Deno.test("pull: commits and hashes from the API become paths only when they are commits and hashes", async () => {
+  const victim = await tempDir();
+  await Deno.writeTextFile(`${victim}/params.json`, "mine");
+  const lies: [string, (answer: { sha: string; siblings: Record<string, unknown>[] }) => void, RegExp][] = [
+    ["a commit that is a path", (a) => a.sha = `../../../..${victim}`, /a commit that is not one/],
+    [
+      "a blob id that is a path",
+      (a) => a.siblings[0].blobId = `../../../..${victim}/params.json`,
+      /hash that is not one/,
+    ],
+    [
+      "an LFS sha256 that is a path",
+      (a) => (a.siblings[2].lfs as Record<string, unknown>).sha256 = "../x",
+      /hash that is not one/,
+    ],
+    [
+      "a file name with a backslash",
+      (a) => a.siblings[0].rfilename = "..\\..\\evil.json",
+      /refusing the file name/,
+    ],
+    ["a file name with a newline", (a) => a.siblings[0].rfilename = "a\nb.json", /refusing the file name/],
+  ];
+  try {
+    for (const [what, tamper, message] of lies) {
+      await withHub(async (hub, options) => {
+        hub.tamper = tamper;
+        await assert.rejects(() => pull("hf:tiny/pixtral-native", options), message, what);
+      });
+    }
+    assert.equal(await Deno.readTextFile(`${victim}/params.json`), "mine");
+    // A commit asked for is the commit served.
+    await withHub(async (_hub, options) => {
+      await assert.rejects(
+        () => pull(`hf:tiny/pixtral-native@${COMMIT_B}`, options),
+        /not found|answered commit/,
+      );
+    });
+  } finally {
+    await Deno.remove(victim, { recursive: true });
+  }
+});
+
+Deno.test("pull: two pulls of one repository at once take turns per file and leave every blob whole", async () => {
+  await withHub(async (hub, options) => {
+    hub.slow.add("consolidated.safetensors");
+    const [a, b] = await Promise.all([
+      pull("hf:tiny/pixtral-native", options),
+      pull("hf:tiny/pixtral-native", options),
+    ]);
+    assert.equal(a.commit, b.commit);
+    const weights = Deno.readFileSync(`${a.dir}/consolidated.safetensors`);
+    assert.equal(sha256(weights), sha256(read("mistral/consolidated.safetensors")));
+    // The second found the blob the first made: fetched once in all.
+    assert.equal(hub.requests.filter((r) => r.path.startsWith("/cdn/")).length, 1);
+    assert.ok(hub.requests.every((r) => r.acceptEncoding === "identity" || r.path.startsWith("/api/")));
+  });
+});
+
+Deno.test("pull: redirects go only to the web, never down to http; a ref with folders is kept", async () => {
+  for (const location of ["file:///etc/hostname", "data:text/plain,hello"]) {
+    await withHub(async (hub, options) => {
+      hub.redirect.set("params.json", location);
+      await assert.rejects(() => pull("hf:tiny/pixtral-native", options), /refusing a redirect/);
+    });
+  }
+  await withHub(async (hub, options) => {
+    // A 416 whose retry fails too is an error, not an error page saved as the file.
+    hub.interrupt.set("consolidated.safetensors", 1 << 20);
+    await assert.rejects(() => pull("hf:tiny/pixtral-native", options), /run the same pull again/);
+    const fake = repos()["tiny/pixtral-native"];
+    const info = { ...fake, branches: { ...fake.branches, "refs/pr/1": COMMIT_A } };
+    await hub.close();
+    const again = startFakeHub({ "tiny/pixtral-native": info });
+    try {
+      const result = await pull("hf:tiny/pixtral-native@refs/pr/1", { ...options, endpoint: again.url });
+      assert.equal(
+        await Deno.readTextFile(`${options.cache}/models--tiny--pixtral-native/refs/refs/pr/1`),
+        COMMIT_A,
+      );
+      assert.equal(result.commit, COMMIT_A);
+    } finally {
+      await again.close();
+    }
   });
 });

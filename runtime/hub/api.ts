@@ -7,7 +7,10 @@
  * The endpoint comes from HF_ENDPOINT, the token from HF_TOKEN (or the token file huggingface-cli writes).
  */
 import { join } from "node:path";
-import { HubError, type RepoRef } from "./cache.ts";
+import { COMMIT, HubError, type RepoRef } from "./cache.ts";
+
+/** An LFS file's sha256 and a git blob id, as the cache names blobs by them (checked: they become paths). */
+const SHA256 = /^[0-9a-f]{64}$/, BLOB_ID = /^[0-9a-f]{40}$/;
 
 export interface HubOptions {
   /** Default $HF_ENDPOINT or https://huggingface.co. */
@@ -32,6 +35,9 @@ export interface RepoInfo {
   commit: string;
   files: RepoFile[];
 }
+
+/** Time the API has to answer. */
+const API_TIMEOUT_MS = 30_000;
 
 export function hubEndpoint(options: HubOptions = {}): string {
   return (options.endpoint ?? Deno.env.get("HF_ENDPOINT") ?? "https://huggingface.co").replace(/\/+$/, "");
@@ -64,7 +70,8 @@ export function statusError(response: Response, what: string, hasToken: boolean)
     return new HubError(
       `${what}: access denied (${status}). The repository is private or gated, or does not exist; ` +
         (hasToken
-          ? "the token in HF_TOKEN cannot read it (accept the model's license on its page, or use another token)"
+          ? "the token (HF_TOKEN, or $HF_HOME/token) cannot read it (accept the model's license on its page, or " +
+            "use another token)"
           : "set HF_TOKEN to a token that can read it"),
     );
   }
@@ -80,9 +87,12 @@ export async function repoInfo(ref: RepoRef, options: HubOptions = {}): Promise<
   const headers = await hubHeaders(options);
   let response: Response;
   try {
-    response = await (options.fetch ?? fetch)(url, { headers });
+    response = await (options.fetch ?? fetch)(url, { headers, signal: AbortSignal.timeout(API_TIMEOUT_MS) });
   } catch (err) {
-    throw new HubError(`cannot reach ${endpoint} (${(err as Error).message}); set HF_ENDPOINT for a mirror`);
+    const why = (err as Error).name === "TimeoutError"
+      ? `no answer within ${API_TIMEOUT_MS / 1000} s`
+      : (err as Error).message;
+    throw new HubError(`cannot reach ${endpoint} (${why}); set HF_ENDPOINT for a mirror`);
   }
   const what = `hf:${ref.repo}@${ref.revision} at ${endpoint}`;
   if (!response.ok) {
@@ -94,6 +104,13 @@ export async function repoInfo(ref: RepoRef, options: HubOptions = {}): Promise<
   if (typeof body?.sha !== "string" || !Array.isArray(siblings)) {
     throw new HubError(`${what}: unexpected API answer (no "sha" and "siblings")`);
   }
+  // The commit names a folder of the cache: nothing but a commit id may come through.
+  if (!COMMIT.test(body.sha)) {
+    throw new HubError(`${what}: the API answered a commit that is not one: ${body.sha}`);
+  }
+  if (COMMIT.test(ref.revision) && body.sha !== ref.revision) {
+    throw new HubError(`${what}: the API answered commit ${body.sha}`);
+  }
   const files = siblings.map((s: Record<string, unknown>): RepoFile => {
     const lfs = s.lfs as Record<string, unknown> | undefined;
     const path = s.rfilename;
@@ -103,15 +120,21 @@ export async function repoInfo(ref: RepoRef, options: HubOptions = {}): Promise<
         `${what}: the API listed a file without rfilename and size (was ?blobs=true honoured?)`,
       );
     }
-    if (path.split("/").some((part) => part === ".." || part === "") || path.startsWith("/")) {
-      throw new HubError(`${what}: refusing the file name "${path}"`);
+    if (
+      path.split("/").some((part) => part === ".." || part === "" || part === ".") || path.startsWith("/") ||
+      // deno-lint-ignore no-control-regex
+      /[\\\x00-\x1f]/.test(path)
+    ) {
+      throw new HubError(`${what}: refusing the file name ${JSON.stringify(path)}`);
     }
-    return {
-      path,
-      size,
-      sha256: typeof lfs?.sha256 === "string" ? lfs.sha256 : null,
-      blobId: typeof s.blobId === "string" ? s.blobId : null,
-    };
+    if (!Number.isSafeInteger(size) || size < 0) throw new HubError(`${what}: ${path} has the size ${size}`);
+    const sha256 = lfs?.sha256 ?? null, blobId = s.blobId ?? null;
+    if (
+      (sha256 !== null && !SHA256.test(String(sha256))) || (blobId !== null && !BLOB_ID.test(String(blobId)))
+    ) {
+      throw new HubError(`${what}: ${path} has a hash that is not one (sha256 ${sha256}, blob id ${blobId})`);
+    }
+    return { path, size, sha256: sha256 as string | null, blobId: blobId as string | null };
   });
   return { repo: ref.repo, revision: ref.revision, commit: body.sha, files };
 }

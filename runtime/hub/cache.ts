@@ -62,7 +62,8 @@ export async function resolveCachedRepo(spec: string, root = cacheRoot()): Promi
       commit = (await Deno.readTextFile(join(dir, "refs", revision))).trim();
     } catch {
       throw new HubError(
-        `${spec} is not in the local cache (${dir}); download it first: pixtral pull ${spec}`,
+        `${spec} is not in the local cache (${dir}; HF_HUB_CACHE or HF_HOME choose another); download it ` +
+          `first: pixtral pull ${spec}`,
       );
     }
   }

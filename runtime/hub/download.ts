@@ -1,10 +1,11 @@
 /**
  * One file from the hub into the cache: streamed to blobs/ETAG.incomplete (resumed from its current length with
  * an HTTP Range request), checked for size and hash (LFS sha256, or the git blob id for small files), then
- * renamed to blobs/ETAG and linked from snapshots/COMMIT/PATH.
+ * renamed to blobs/ETAG and linked from snapshots/COMMIT/PATH. A lock per blob (.locks/models--ORG--REPO/
+ * ETAG.lock, where huggingface_hub takes its own) keeps two pulls from writing the same file at once.
  */
 import { createHash, type Hash } from "node:crypto";
-import { dirname, join, relative } from "node:path";
+import { basename, dirname, join, relative } from "node:path";
 import type { Progress } from "../progress.ts";
 import {
   hubEndpoint,
@@ -17,6 +18,8 @@ import {
 import { HubError } from "./cache.ts";
 
 const MAX_REDIRECTS = 5;
+/** Time a server has to answer a request, and to send the next bytes of a body. */
+const STALL_MS = 60_000;
 
 async function exists(path: string): Promise<Deno.FileInfo | null> {
   try {
@@ -54,18 +57,31 @@ async function request(info: RepoInfo, file: RepoFile, from: number, options: Hu
   const endpoint = hubEndpoint(options);
   const path = file.path.split("/").map(encodeURIComponent).join("/");
   let url = new URL(`${endpoint}/${info.repo}/resolve/${info.commit}/${path}`);
-  const range: Record<string, string> = from > 0 ? { range: `bytes=${from}-` } : {};
-  const withToken = await hubHeaders(options, range);
+  // Bytes as stored: a compressed answer would count the offsets of a resumed download in other bytes.
+  const fixed: Record<string, string> = {
+    "accept-encoding": "identity",
+    ...from > 0 ? { range: `bytes=${from}-` } : {},
+  };
+  const withToken = await hubHeaders(options, fixed);
   const origin = url.origin;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
     const headers = url.origin === origin
       ? withToken
-      : new Headers({ "user-agent": "pixtral-server", ...range });
+      : new Headers({ "user-agent": "pixtral-server", ...fixed });
     let response: Response;
     try {
-      response = await (options.fetch ?? fetch)(url, { headers, redirect: "manual" });
+      response = await (options.fetch ?? fetch)(url, {
+        headers,
+        redirect: "manual",
+        signal: AbortSignal.timeout(STALL_MS),
+      });
     } catch (err) {
-      throw new HubError(`${file.path}: cannot reach ${url.origin} (${(err as Error).message})`);
+      const why = (err as Error).name === "TimeoutError"
+        ? `no answer within ${STALL_MS / 1000} s`
+        : (err as Error).message;
+      throw new HubError(
+        `${file.path}: cannot reach ${url.origin} (${why}); run the same pull again to resume`,
+      );
     }
     const commit = response.headers.get("x-repo-commit");
     if (commit && commit !== info.commit) {
@@ -86,7 +102,17 @@ async function request(info: RepoInfo, file: RepoFile, from: number, options: Hu
     const location = response.headers.get("location");
     if (response.status >= 300 && response.status < 400 && location) {
       await response.body?.cancel();
-      url = new URL(location, url);
+      const next = new URL(location, url);
+      // Only to the web, and never from https down to http.
+      if (
+        !["http:", "https:"].includes(next.protocol) ||
+        (url.protocol === "https:" && next.protocol !== "https:")
+      ) {
+        throw new HubError(
+          `${file.path}: refusing a redirect from ${url.origin} to ${next.protocol}//${next.host}`,
+        );
+      }
+      url = next;
       continue;
     }
     if (!response.ok && response.status !== 416) {
@@ -96,6 +122,32 @@ async function request(info: RepoInfo, file: RepoFile, from: number, options: Hu
     return response;
   }
   throw new HubError(`${file.path}: more than ${MAX_REDIRECTS} redirects`);
+}
+
+/** A body's chunks, failing when the next takes longer than `stallMs`. */
+async function* stalling(
+  body: ReadableStream<Uint8Array> | null,
+  stallMs: number,
+): AsyncGenerator<Uint8Array> {
+  if (!body) return;
+  const reader = body.getReader();
+  try {
+    while (true) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const stalled = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no data for ${stallMs / 1000} s`)), stallMs);
+      });
+      try {
+        const { done, value } = await Promise.race([reader.read(), stalled]);
+        if (done) return;
+        yield value;
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
 }
 
 /** Feeds the first `length` bytes of `path` to `hash` (the part of a download done before an interruption). */
@@ -129,6 +181,25 @@ export async function downloadFile(
   options: HubOptions & { progress?: Progress } = {},
 ): Promise<DownloadResult> {
   const etag = etagOf(file);
+  const locks = join(dirname(repoDir), ".locks", basename(repoDir));
+  await Deno.mkdir(locks, { recursive: true });
+  const lock = await Deno.open(join(locks, `${etag}.lock`), { write: true, create: true });
+  try {
+    await lock.lock(true);
+    return await fetchBlob(repoDir, info, file, etag, options);
+  } finally {
+    lock.close(); // and with it the lock
+  }
+}
+
+/** downloadFile's work, under the blob's lock. */
+async function fetchBlob(
+  repoDir: string,
+  info: RepoInfo,
+  file: RepoFile,
+  etag: string,
+  options: HubOptions & { progress?: Progress },
+): Promise<DownloadResult> {
   const blob = join(repoDir, "blobs", etag);
   const partial = `${blob}.incomplete`;
   const snapshot = join(repoDir, "snapshots", info.commit, file.path);
@@ -156,9 +227,13 @@ export async function downloadFile(
   if (response.status === 416) {
     // The server cannot resume from here: start over.
     await response.body?.cancel();
-    await Deno.remove(partial);
+    await Deno.remove(partial).catch(() => {});
     have = 0;
     response = await request(info, file, 0, options);
+    if (!response.ok) {
+      await response.body?.cancel();
+      throw new HubError(`${file.path}: HTTP ${response.status} for the whole file`);
+    }
   } else if (response.status === 200 && have > 0 && !complete) {
     // The server ignored the Range and sends the whole file: take it from the start.
     await Deno.remove(partial);
@@ -180,9 +255,11 @@ export async function downloadFile(
   const out = await Deno.open(partial, { write: true, create: true, append: true });
   let fetched = 0;
   try {
-    for await (const chunk of response.body ?? []) {
+    for await (const chunk of stalling(response.body, STALL_MS)) {
       if (have + fetched + chunk.length > file.size) {
-        throw new HubError(`${file.path}: the server sent more than ${file.size} bytes`);
+        out.close();
+        await Deno.remove(partial); // not the file: nothing of it is worth resuming
+        throw new HubError(`${file.path}: the server sent more than ${file.size} bytes; run the pull again`);
       }
       let written = 0;
       while (written < chunk.length) written += await out.write(chunk.subarray(written));
@@ -199,7 +276,9 @@ export async function downloadFile(
         "run the same pull again to resume",
     );
   } finally {
-    out.close();
+    try {
+      out.close();
+    } catch { /* closed above */ }
   }
   if (have + fetched !== file.size) {
     throw new HubError(

@@ -1,5 +1,5 @@
 /** `pull`: the files a model needs from one hub revision, into the cache, with progress. */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { Progress, type ProgressSink } from "../progress.ts";
 import { type HubOptions, type RepoFile, repoInfo } from "./api.ts";
 import { cacheRoot, COMMIT, HubError, parseRepoRef, repoDir } from "./cache.ts";
@@ -99,8 +99,9 @@ export async function pull(spec: string, options: PullOptions = {}): Promise<Pul
     throw err;
   }
   if (!COMMIT.test(ref.revision)) {
-    await Deno.mkdir(join(dir, "refs"), { recursive: true });
-    await Deno.writeTextFile(join(dir, "refs", ref.revision), info.commit);
+    const refFile = join(dir, "refs", ref.revision); // refs/pr/1 holds a folder
+    await Deno.mkdir(dirname(refFile), { recursive: true });
+    await Deno.writeTextFile(refFile, info.commit);
   }
   progress.finish(`${files.length} files`);
   return {
