@@ -166,7 +166,8 @@ export function edgeWorker(wasm: WebAssembly.Module) {
           return failure(503, err.message, "engine_unavailable");
         }
         log.error("the gateway cannot start", { error: String((err as Error)?.stack ?? err) });
-        return failure(503, `the gateway cannot start: ${(err as Error).message}`, "engine_unavailable");
+        // Its words may name the hosts (addresses, certificates): they stay in the log.
+        return failure(503, "the gateway cannot start (its log says why)", "engine_unavailable");
       }
       // deno-lint-ignore no-explicit-any
       return await app.fetch(request, env as any, ctx as any);

@@ -567,9 +567,28 @@ Deno.test("remote: refresh says when no host can serve; hosts that all changed m
     assert.match(await settled(engine), /no GPU host can serve: GPU host 1 of 1: it serves model "tiny-v2"/);
     assert.equal(engine.superseded, true);
     await a.server.shutdown();
-    assert.match((await engine.refresh())!, /GPU host 1 of 1: .*refused/);
-    assert.equal(engine.superseded, false, "a host that is down says nothing of its model");
+    assert.match((await engine.refresh())!, /GPU host 1 of 1: unreachable/);
+    assert.equal(engine.superseded, true, "last seen serving another model");
   } finally {
     await engine.close();
+  }
+  // The model most hosts serve is the gateway's, whichever answers first; a host serving it that pauses does not
+  // make the gateway change model.
+  const serving = (id: string) => () => ({ ...hostStatus(), model: { ...hostStatus().model, id } });
+  const hosts = [
+    fakeHost(() => frames(tokens([1])), serving("v2")),
+    ...[0, 1].map(() => fakeHost(() => frames(tokens([2])), serving("v1"))),
+  ];
+  const pool = new RemoteEngine({ hosts: hosts.map((h) => h.url), secret: SECRET, statusTtlMs: 0 });
+  try {
+    assert.equal((await pool.start()).model.id, "v1");
+    assert.match(pool.health()[0].down!, /serves model "v2"/);
+    await hosts[1].server.shutdown();
+    await hosts[2].server.shutdown();
+    assert.match(await settled(pool), /GPU host 2 of 3: unreachable/);
+    assert.equal(pool.superseded, false, "its hosts served v1 a moment ago");
+  } finally {
+    await pool.close();
+    await hosts[0].server.shutdown();
   }
 });

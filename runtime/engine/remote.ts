@@ -99,8 +99,11 @@ interface Host {
   sent: number;
   /** Whether its last status said it serves another model or tokenizer than the gateway's. */
   mismatched?: boolean;
-  /** Whether its last status said it can serve (a request's failure marks it down, not this). */
-  serving?: boolean;
+  /**
+   * When a status last said it serves the gateway's model. A host that stops answering still counts as serving
+   * it for SUPERSEDE_AFTER_MS (paused, restarting), so that the gateway is not rebuilt for the other model then.
+   */
+  servedAt?: number;
   /** The status request in flight, if any. */
   checking?: Promise<void>;
   /** A digest of its URL, for rendezvous hashing. */
@@ -131,8 +134,21 @@ function publicReason(message: string, names: readonly string[]): string {
   return text
     .replace(/\(?\bhttps?:\/\/[^\s)]*\)?/g, "")
     .replace(/\[[0-9a-f:.]*:[0-9a-f:.]*\](:\d+)?/gi, "[address]")
+    .replace(/\b[0-9a-f]{0,4}(:[0-9a-f]{0,4}){2,7}\b/gi, "[address]")
     .replace(/\b\d{1,3}(\.\d{1,3}){3}(:\d+)?\b/g, "[address]")
     .replace(/\s+:/g, ":").replace(/\s{2,}/g, " ").trim();
+}
+
+/** How long a host that served the gateway's model and stopped answering keeps the gateway from being rebuilt. */
+const SUPERSEDE_AFTER_MS = 10_000;
+
+/**
+ * A host that could not be reached: the network's words (addresses, names on certificates) go to the log, the
+ * rest of the gateway sees "unreachable".
+ */
+function unreachable(host: Host, err: unknown): Error {
+  log.warn("GPU host unreachable", { host: host.url, error: describe(err) });
+  return new Error("unreachable (connection or TLS failure; see the gateway's log)");
 }
 
 /** The longest Retry-After passed on from a host, in seconds. */
@@ -201,15 +217,15 @@ export class RemoteEngine implements Engine {
 
   constructor(options: RemoteEngineOptions) {
     if (options.hosts.length === 0) throw new Error("the gateway needs at least one GPU host URL");
-    this.#hosts = options.hosts.map((url) => {
+    this.#hosts = options.hosts.map((url, i) => {
       let parsed: URL;
       try {
         parsed = new URL(url);
       } catch {
-        throw new Error(`"${url}" is not a GPU host URL (http://host:port)`);
+        throw new Error(`entry ${i + 1} is not a GPU host URL (http://host:port)`);
       }
       if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-        throw new Error(`"${url}" is not an http(s) URL`);
+        throw new Error(`entry ${i + 1} is not an http(s) URL`);
       }
       const href = parsed.href.replace(/\/+$/, "");
       let seed = 0;
@@ -230,6 +246,19 @@ export class RemoteEngine implements Engine {
   /** Asks every host for its status; resolves with the model's facts once one is ready, else throws. */
   async start(): Promise<HostStatus> {
     await this.#refresh();
+    // The model most ready hosts serve (the first listed among equals), whichever answered first.
+    const answered = this.#hosts.flatMap((h) =>
+      h.status?.ready && h.status.wire === WIRE_MAGIC ? [h.status] : []
+    );
+    const same = (a: HostStatus, b: HostStatus) => a.model.id === b.model.id && a.tokenizer === b.tokenizer;
+    this.#reference = answered.reduce<HostStatus | undefined>(
+      (best, s) =>
+        best && answered.filter((r) => same(r, best)).length >= answered.filter((r) => same(r, s)).length
+          ? best
+          : s,
+      undefined,
+    );
+    for (const host of this.#hosts) if (host.status) this.#judge(host, host.status);
     const ready = this.#hosts.find((h) => !h.down);
     if (!ready) throw new EngineUnavailableError(`no GPU host is ready: ${this.#reasons()}`);
     return ready.status!;
@@ -265,7 +294,7 @@ export class RemoteEngine implements Engine {
     void this.#refresh();
     const lengths = this.#hosts.filter((h) => !h.down).map((h) => h.status!.contextLength!);
     const known = this.#hosts.flatMap((h) => h.status?.contextLength ?? []);
-    return lengths.length ? Math.min(...lengths) : known.length ? Math.max(...known) : 0;
+    return lengths.length ? Math.min(...lengths) : known.length ? Math.min(...known) : 0;
   }
 
   /**
@@ -285,7 +314,9 @@ export class RemoteEngine implements Engine {
    * after an upgrade of all hosts, the gateway has to be built again (functions/edge.ts does).
    */
   get superseded(): boolean {
-    return this.#hosts.some((h) => h.mismatched) && !this.#hosts.some((h) => h.serving);
+    const now = Date.now();
+    return this.#hosts.some((h) => h.mismatched) &&
+      !this.#hosts.some((h) => h.servedAt !== undefined && now - h.servedAt < SUPERSEDE_AFTER_MS);
   }
 
   get vocabSize(): number {
@@ -363,6 +394,11 @@ export class RemoteEngine implements Engine {
               `tokens, more than the context of any GPU host (at most ${Math.max(...known)})`,
           );
         }
+        if (!failures.length && this.#hosts.some((h) => !h.down && !tried.has(h))) {
+          throw new EngineUnavailableError(
+            `no GPU host whose context holds ${needed} tokens can take the request now: ${this.#reasons()}`,
+          );
+        }
         throw this.#exhausted(failures);
       }
       if (failures.length) this.retries.inc();
@@ -437,7 +473,9 @@ export class RemoteEngine implements Engine {
 
   /** Each host's state, for clients (see publicReason). */
   #reasons(): string {
-    return this.#hosts.map((h) => `${this.#name(h)}: ${h.down ? this.#public(h.down) : "healthy"}`).join(
+    return this.#hosts.map((h) =>
+      `${this.#name(h)}: ${h.down ? this.#public(h.down) : `healthy (context ${h.status!.contextLength})`}`
+    ).join(
       "; ",
     );
   }
@@ -496,29 +534,30 @@ export class RemoteEngine implements Engine {
       const status = decodeStatus(await res.json());
       host.status = status;
       host.sent = 0;
-      const mismatch = this.#mismatch(status);
-      host.mismatched = mismatch !== undefined && status.wire === WIRE_MAGIC;
-      host.down = mismatch ??
-        (status.ready
-          ? undefined
-          : status.failure
-          ? `its model failed to load: ${status.failure}`
-          : "loading");
+      this.#judge(host, status);
     } catch (err) {
-      host.down = describe(err);
-      host.mismatched = false;
+      host.down = describe(err); // what it serves is not known: servedAt and mismatched stay
     } finally {
       host.checked = Date.now();
-      host.serving = host.down === undefined;
     }
     if (host.down) log.debug("GPU host not used", { host: host.url, reason: host.down });
+  }
+
+  /** Whether a host can serve, from its status. */
+  #judge(host: Host, status: HostStatus): void {
+    const mismatch = this.#mismatch(status);
+    host.mismatched = mismatch !== undefined && status.wire === WIRE_MAGIC;
+    host.down = mismatch ??
+      (status.ready ? undefined : status.failure ? `its model failed to load: ${status.failure}` : "loading");
+    if (host.mismatched) host.servedAt = undefined;
+    else if (!host.down) host.servedAt = Date.now();
   }
 
   /** Why a host cannot serve this gateway's model, if it cannot. */
   #mismatch(status: HostStatus): string | undefined {
     if (status.wire !== WIRE_MAGIC) return `it speaks wire format ${status.wire}, this gateway ${WIRE_MAGIC}`;
     if (!status.ready) return undefined;
-    const ref = this.#reference ??= status;
+    const ref = this.#reference ??= status; // until start() chooses among all the hosts' answers
     if (status.model.id !== ref.model.id || status.tokenizer !== ref.tokenizer) {
       return `it serves model "${status.model.id}" (tokenizer ${status.tokenizer.slice(0, 12)}), ` +
         `the gateway "${ref.model.id}" (tokenizer ${ref.tokenizer.slice(0, 12)})`;
@@ -537,7 +576,8 @@ export class RemoteEngine implements Engine {
       return new Response(await res.arrayBuffer(), res);
     } catch (err) {
       if ((err as Error).name === "TimeoutError") throw new Error(`no answer within ${timeoutMs} ms`);
-      throw err;
+      if (err instanceof HostFailure) throw err;
+      throw unreachable(host, err);
     }
   }
 
@@ -554,6 +594,8 @@ export class RemoteEngine implements Engine {
         body,
         signal: attempt.signal,
       });
+    } catch (err) {
+      throw attempt.signal.aborted ? err : unreachable(host, err);
     } finally {
       clearTimeout(timer);
     }
