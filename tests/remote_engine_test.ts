@@ -15,7 +15,13 @@ import {
   RequestTooLongError,
   type TokenEvent,
 } from "../runtime/engine/engine.ts";
-import { AFFINITY_SLACK, AFFINITY_TOKENS, RemoteEngine, routingKey } from "../runtime/engine/remote.ts";
+import {
+  AFFINITY_SLACK,
+  AFFINITY_TOKENS,
+  RemoteEngine,
+  type RemoteEngineOptions,
+  routingKey,
+} from "../runtime/engine/remote.ts";
 import {
   decodeRequest,
   encodeFrame,
@@ -117,8 +123,13 @@ async function withHosts(
   hosts: ReturnType<typeof fakeHost>[],
   body: (engine: RemoteEngine) => Promise<void>,
   extra: string[] = [],
+  options: Partial<RemoteEngineOptions> = {},
 ) {
-  const engine = new RemoteEngine({ hosts: [...hosts.map((h) => h.url), ...extra], secret: SECRET });
+  const engine = new RemoteEngine({
+    hosts: [...hosts.map((h) => h.url), ...extra],
+    secret: SECRET,
+    ...options,
+  });
   try {
     await engine.start();
     await body(engine);
@@ -396,66 +407,66 @@ function stalls(first: Frame[], keepAliveMs?: number): Response {
 Deno.test("remote: a host that stops sending is left like one that failed; keep-alive lines keep it", async () => {
   const silent = fakeHost(() => stalls([]));
   const good = fakeHost(() => frames(tokens([6])), () => hostStatus({ running: 9 }));
-  const engine = new RemoteEngine({ hosts: [silent.url, good.url], secret: SECRET, stallMs: 300 });
-  try {
-    await engine.start();
-    // Before the first token: the request goes to the other host.
-    assert.deepEqual((await collect(engine.generate(request))).ids, [6]);
-    assert.match(engine.health()[0].down!, /no answer for 300 ms/);
-  } finally {
-    await engine.close();
-    for (const host of [silent, good]) await host.server.shutdown();
-  }
+  await withHosts(
+    [silent, good],
+    async (engine) => {
+      // Before the first token: the request goes to the other host.
+      assert.deepEqual((await collect(engine.generate(request))).ids, [6]);
+      assert.match(engine.health()[0].down!, /no answer for 300 ms/);
+    },
+    [],
+    { stallMs: 300 },
+  );
   // After tokens: the stream ends with an error, in about the stall time rather than never.
   const halfway = fakeHost(() => stalls([{ token: { id: 4 } }]));
-  await withHostsStalling([halfway], 300, async (engine) => {
-    const started = performance.now();
-    await assert.rejects(
-      collect(engine.generate(request)),
-      (err: Error) =>
-        err instanceof EngineUnavailableError && /after 1 tokens.*no answer for 300 ms/.test(err.message),
-    );
-    assert.ok(performance.now() - started < 3000);
-  });
+  await withHosts(
+    [halfway],
+    async (engine) => {
+      const started = performance.now();
+      await assert.rejects(
+        collect(engine.generate(request)),
+        (err: Error) =>
+          err instanceof EngineUnavailableError && /after 1 tokens.*no answer for 300 ms/.test(err.message),
+      );
+      assert.ok(performance.now() - started < 3000);
+    },
+    [],
+    { stallMs: 300 },
+  );
   // A consumer that pauses longer than the stall time is not a silent host.
   const quick = fakeHost(() => frames(tokens([1, 2, 3])));
-  await withHostsStalling([quick], 300, async (engine) => {
-    const stream = engine.generate(request);
-    const ids: number[] = [];
-    for (let next = await stream.next(); !next.done; next = await stream.next()) {
-      ids.push(next.value.id);
-      await new Promise((r) => setTimeout(r, 500));
-    }
-    assert.deepEqual(ids, [1, 2, 3]);
-  });
+  await withHosts(
+    [quick],
+    async (engine) => {
+      const stream = engine.generate(request);
+      const ids: number[] = [];
+      for (let next = await stream.next(); !next.done; next = await stream.next()) {
+        ids.push(next.value.id);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      assert.deepEqual(ids, [1, 2, 3]);
+    },
+    [],
+    { stallMs: 300 },
+  );
   // A host that sends keep-alive lines for longer than the stall time is still working: its tokens come.
   const slow = fakeHost(() => stalls([], 100));
-  await withHostsStalling([slow], 300, async (engine) => {
-    const stream = engine.generate(request);
-    const first = stream.next();
-    const outcome = await Promise.race([
-      first.then(() => "ended"),
-      new Promise((r) => setTimeout(() => r("waiting"), 800)),
-    ]);
-    assert.equal(outcome, "waiting", "a host sending keep-alive lines is not dropped");
-    await stream.return("stop");
-  });
+  await withHosts(
+    [slow],
+    async (engine) => {
+      const stream = engine.generate(request);
+      const first = stream.next();
+      const outcome = await Promise.race([
+        first.then(() => "ended"),
+        new Promise((r) => setTimeout(() => r("waiting"), 800)),
+      ]);
+      assert.equal(outcome, "waiting", "a host sending keep-alive lines is not dropped");
+      await stream.return("stop");
+    },
+    [],
+    { stallMs: 300 },
+  );
 });
-
-async function withHostsStalling(
-  hosts: ReturnType<typeof fakeHost>[],
-  stallMs: number,
-  body: (engine: RemoteEngine) => Promise<void>,
-) {
-  const engine = new RemoteEngine({ hosts: hosts.map((h) => h.url), secret: SECRET, stallMs });
-  try {
-    await engine.start();
-    await body(engine);
-  } finally {
-    await engine.close();
-    for (const h of hosts) await h.server.shutdown();
-  }
-}
 
 Deno.test("remote: errors clients read name no host address, IPv6 and host names included", async () => {
   const proxy = fakeHost(() => new Response("<html>bad gateway at 10.0.0.7</html>", { status: 502 }));
