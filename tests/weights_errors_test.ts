@@ -3,12 +3,13 @@ import { locateModel, ModelNotFoundError } from "../runtime/model/locate.ts";
 import { loadConfig, openModel } from "../runtime/model/open.ts";
 import { type WeightErrorKind, WeightFileError } from "../runtime/model/weights/errors.ts";
 import { GgufFile } from "../runtime/model/weights/gguf.ts";
-import { SafetensorsFile } from "../runtime/model/weights/safetensors.ts";
+import { openShardedSafetensors, SafetensorsFile } from "../runtime/model/weights/safetensors.ts";
 import {
   buildGguf,
   copyFixture,
   GGUF,
   ggufEntries,
+  type GgufKv,
   kvsOf,
   readSafetensors,
   tempDir,
@@ -316,5 +317,110 @@ Deno.test("metadata round trip: a rewritten GGUF reads back the same (writer san
       copy.weights.close();
     }
     assert.equal(GGUF.STRING, 8);
+  });
+});
+
+/** `bytes` with the stored offset of GGUF tensor `name` (one with `dims` dimensions) set to `offset`. */
+function withTensorOffset(bytes: Uint8Array, name: string, dims: number, offset: number): Uint8Array {
+  const key = new TextEncoder().encode(name);
+  let at = -1;
+  for (let i = 0; i + key.length <= bytes.length && at < 0; i++) {
+    if (key.every((b, j) => bytes[i + j] === b)) at = i;
+  }
+  const out = bytes.slice();
+  new DataView(out.buffer).setBigUint64(at + key.length + 4 + 8 * dims + 4, BigInt(offset), true);
+  return out;
+}
+
+Deno.test("tensors over the same bytes, misaligned or duplicated GGUF entries, and broken shard maps are refused", async () => {
+  await inTemp(async (dir) => {
+    // safetensors: b's bytes begin inside a's.
+    const header = new TextEncoder().encode(JSON.stringify({
+      a: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
+      b: { dtype: "F32", shape: [2], data_offsets: [4, 12] },
+    }));
+    const file = new Uint8Array(8 + header.length + 12);
+    new DataView(file.buffer).setBigUint64(0, BigInt(header.length), true);
+    file.set(header, 8);
+    await Deno.writeFile(`${dir}/overlap.safetensors`, file);
+    await assert.rejects(
+      () => SafetensorsFile.open(`${dir}/overlap.safetensors`),
+      weightError("format", `${dir}/overlap.safetensors`, "b", /overlap those of a/),
+    );
+
+    // GGUF: the second tensor moved onto the first, or off the alignment.
+    const tensor = (name: string) => ({ name, type: 0, ne: [8], data: new Uint8Array(32) });
+    const gguf = buildGguf([], [tensor("first"), tensor("second")]);
+    for (
+      const [offset, message] of [[0, /"second" overlaps tensor "first"/], [
+        36,
+        /starts at 36, not a multiple/,
+      ]] as const
+    ) {
+      await Deno.writeFile(`${dir}/moved.gguf`, withTensorOffset(gguf, "second", 1, offset));
+      await assert.rejects(
+        () => GgufFile.open(`${dir}/moved.gguf`),
+        weightError("format", `${dir}/moved.gguf`, undefined, message),
+      );
+    }
+    await Deno.writeFile(`${dir}/twice.gguf`, buildGguf([["k", GGUF.U32, 1], ["k", GGUF.U32, 2]], []));
+    await assert.rejects(
+      () => GgufFile.open(`${dir}/twice.gguf`),
+      weightError("format", `${dir}/twice.gguf`, undefined, /the key k appears twice/),
+    );
+
+    // A shard map whose entries are not file names, or that lists nothing.
+    for (const map of [{ "tok_embeddings.weight": 7 }, { "tok_embeddings.weight": null }, {}]) {
+      await Deno.writeTextFile(`${dir}/model.safetensors.index.json`, JSON.stringify({ weight_map: map }));
+      await assert.rejects(
+        () => openShardedSafetensors(`${dir}/model.safetensors.index.json`),
+        weightError("format", `${dir}/model.safetensors.index.json`),
+      );
+    }
+  });
+});
+
+Deno.test("configs that disagree with their weights, or hold absurd or infinite values, are refused quickly", async () => {
+  await inTemp(async (dir) => {
+    // Fewer decoder layers than the weights hold: the model would run cut short.
+    await copyFixture(dir, "mistral/consolidated.safetensors", "mistral/tekken.json");
+    const params = JSON.parse(await Deno.readTextFile(`${TINY}mistral/params.json`));
+    await Deno.writeTextFile(`${dir}/params.json`, JSON.stringify({ ...params, n_layers: 1 }));
+    await assert.rejects(
+      () => openDir(dir),
+      weightError(
+        "shape",
+        `${dir}/consolidated.safetensors`,
+        undefined,
+        /tensor "layers\.1\..*decoder 1 layers/,
+      ),
+    );
+    // A layer count from a corrupt file is refused before anything is listed for it (it ran out of memory).
+    await Deno.writeTextFile(`${dir}/params.json`, JSON.stringify({ ...params, n_layers: 2 ** 31 }));
+    const started = performance.now();
+    await assert.rejects(
+      async () => loadConfig(await locateModel(dir)),
+      /decoder layers \(2147483648\) above 1024/,
+    );
+    assert.ok(performance.now() - started < 2000);
+  });
+  await inTemp(async (dir) => {
+    // GGUF: an infinite rope base; an mmproj with one of the adapter's two biases.
+    const text = await ggufEntries(`${TINY}gguf/tiny-pixtral-text-f32.gguf`);
+    const kvs = kvsOf(text.kvs).map(([k, t, v]): GgufKv =>
+      k === "llama.rope.freq_base" ? [k, GGUF.F32, Infinity] : [k, t, v]
+    );
+    await Deno.writeFile(`${dir}/text.gguf`, buildGguf(kvs, text.tensors));
+    await assert.rejects(() => openDir(`${dir}/text.gguf`), /llama.rope.freq_base.*must be a finite number/);
+    await Deno.writeFile(`${dir}/text.gguf`, buildGguf(kvsOf(text.kvs), text.tensors));
+    const mmproj = await ggufEntries(`${TINY}gguf/tiny-pixtral-mmproj-f32.gguf`);
+    await Deno.writeFile(
+      `${dir}/mmproj.gguf`,
+      buildGguf(kvsOf(mmproj.kvs), mmproj.tensors.filter((t) => t.name !== "mm.1.bias")),
+    );
+    await assert.rejects(
+      () => openDir(`${dir}/text.gguf`, `${dir}/mmproj.gguf`),
+      /mm.2.bias but not the other/,
+    );
   });
 });

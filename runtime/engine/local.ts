@@ -1036,6 +1036,16 @@ export class LocalEngine implements Engine {
       const i = order.indexOf(seq);
       if (seq.cancelled || !this.#running.includes(seq)) continue;
       const id = ids[i];
+      if (id >= this.vocabSize) {
+        // The sampler finds no token only when every logit is NaN or infinite.
+        this.#finish(
+          seq,
+          new Error(
+            "the model computed logits that are not numbers (NaN or Inf): its weights may hold such values",
+          ),
+        );
+        continue;
+      }
       const { request } = seq;
       let follows: TokenConstraint | undefined;
       if (request.trigger !== undefined && seq.triggered === undefined) {

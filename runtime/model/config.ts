@@ -507,7 +507,11 @@ export function configFromGguf(text: GgufFile, mmproj?: GgufFile): ModelConfig {
         `clip.vision.projection_dim ${projection} does not match the text model's dim ${decoder.dim} (${file}): wrong mmproj for this model`,
       );
     }
-    adapter = { bias: mmproj.tensors.has("mm.1.bias") };
+    const biases = ["mm.1.bias", "mm.2.bias"].filter((name) => mmproj.tensors.has(name));
+    if (biases.length === 1) {
+      throw new ConfigError(mfile, `the adapter has ${biases[0]} but not the other linear layer's bias`);
+    }
+    adapter = { bias: biases.length === 2 };
     for (
       const [name, id] of Object.entries({
         "[IMG]": imageTokens.img,
@@ -543,7 +547,7 @@ function ggufKeys(gguf: GgufFile, prefix: string) {
     num(key: string, fallback?: number): number {
       const v = numeric(get(key)) ?? fallback;
       if (v === undefined) throw fail(key, "is missing (required)");
-      if (typeof v !== "number") throw fail(key, `must be a number, got ${j(v)}`);
+      if (typeof v !== "number" || !Number.isFinite(v)) throw fail(key, `must be a finite number, got ${v}`);
       return shortestFloat32(v);
     },
     str(key: string): string {
@@ -573,6 +577,9 @@ function shortestFloat32(v: number): number {
 // ---------------------------------------------------------------------------------------------------------------
 
 /** Checks the invariants the forward pass relies on; returns the config unchanged. */
+/** The most layers a config may give the decoder or the vision encoder. */
+const MAX_LAYERS = 1024;
+
 export function validateConfig(config: ModelConfig, file: string): ModelConfig {
   const problems: string[] = [];
   const positive = (what: string, v: number) => {
@@ -605,6 +612,10 @@ export function validateConfig(config: ModelConfig, file: string): ModelConfig {
     }
     if (!(v.ropeTheta > 0)) problems.push(`vision rope_theta must be positive, got ${v.ropeTheta}`);
   }
+  // Far above any model (Pixtral: 40 decoder and 24 vision layers): a count read from a corrupt file would
+  // otherwise list millions of tensors before anything else could say so.
+  if (d.nLayers > MAX_LAYERS) problems.push(`decoder layers (${d.nLayers}) above ${MAX_LAYERS}`);
+  if (v && v.nLayers > MAX_LAYERS) problems.push(`vision layers (${v.nLayers}) above ${MAX_LAYERS}`);
   if ((v === null) !== (config.adapter === null)) {
     problems.push("vision encoder and adapter must come together");
   }

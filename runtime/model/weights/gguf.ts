@@ -7,7 +7,7 @@
 import { CPU_DECODED, type DType, isCpuDecoded, tensorBytes } from "./dtype.ts";
 import { WeightFileError } from "./errors.ts";
 import { BinaryFile } from "./file.ts";
-import type { StoredTensor } from "./safetensors.ts";
+import { overlap, type StoredTensor } from "./safetensors.ts";
 
 export type GgufValue = number | bigint | boolean | string | GgufValue[];
 
@@ -56,6 +56,25 @@ const OTHER_TYPES: Record<number, string> = {
 const MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
 /** First read of the header; a real Pixtral vocabulary (131072 tokens and their merges) takes about 8 MB. */
 const FIRST_WINDOW = 16 << 20;
+
+/** The fewest bytes a metadata value of each type takes (a string its length, an array its type and count). */
+const ITEM_BYTES: Record<number, number> = {
+  0: 1,
+  1: 1,
+  2: 2,
+  3: 2,
+  4: 4,
+  5: 4,
+  6: 4,
+  7: 1,
+  8: 8,
+  9: 12,
+  10: 8,
+  11: 8,
+  12: 8,
+};
+/** The largest header read: real ones (a 131k-token vocabulary and its merges) take a few MB. */
+const MAX_HEADER_BYTES = 256 * 1024 * 1024;
 
 /** The header ran past the bytes read so far: read a larger window and parse again. */
 class NeedMore extends Error {}
@@ -137,9 +156,19 @@ class HeaderReader {
     if (depth > 4) throw this.fail("arrays nested too deeply");
     const itemType = this.u32();
     const count = this.u64();
-    if (count > this.file.size) throw this.fail(`an array claims ${count} items`);
-    const items: GgufValue[] = new Array(count);
-    for (let i = 0; i < count; i++) items[i] = this.value(itemType, depth + 1);
+    // Each item takes at least this many bytes: a count the rest of the header cannot hold is refused before
+    // anything is read or allocated for it.
+    const least = count * (ITEM_BYTES[itemType] ?? 1);
+    if (least > this.file.size - this.#pos) {
+      throw new WeightFileError(
+        "truncated",
+        this.file.path,
+        `file is truncated: the header holds an array of ${count} items, more than the file has bytes for`,
+      );
+    }
+    if (least > this.bytes.length - this.#pos) throw new NeedMore();
+    const items: GgufValue[] = [];
+    for (let i = 0; i < count; i++) items.push(this.value(itemType, depth + 1));
     return items;
   }
   fail(problem: string): WeightFileError {
@@ -182,6 +211,13 @@ export class GgufFile {
         return GgufFile.#parseHeader(file, new HeaderReader(await file.read(0, window), file));
       } catch (err) {
         if (!(err instanceof NeedMore)) throw err;
+        if (window >= MAX_HEADER_BYTES) {
+          throw new WeightFileError(
+            "format",
+            file.path,
+            `malformed GGUF header: it runs past ${MAX_HEADER_BYTES >> 20} MiB`,
+          );
+        }
       }
     }
   }
@@ -203,6 +239,7 @@ export class GgufFile {
     const metadata = new Map<string, GgufValue>();
     for (let i = 0; i < kvCount; i++) {
       const key = r.string();
+      if (metadata.has(key)) throw r.fail(`the key ${key} appears twice`);
       metadata.set(key, r.value(r.u32()));
     }
     const infos: { name: string; ne: number[]; type: number; offset: number }[] = [];
@@ -215,8 +252,11 @@ export class GgufFile {
       infos.push({ name, ne, type: r.u32(), offset: r.u64() });
     }
     const alignment = metadata.get("general.alignment") ?? 32;
-    if (typeof alignment !== "number" || alignment <= 0 || alignment % 8 !== 0) {
-      throw r.fail(`general.alignment ${alignment} is not a positive multiple of 8`);
+    if (
+      typeof alignment !== "number" || !Number.isInteger(alignment) || alignment < 8 ||
+      (alignment & (alignment - 1)) !== 0
+    ) {
+      throw r.fail(`general.alignment ${alignment} is not a power of two of at least 8`);
     }
     const dataStart = Math.ceil(r.position / alignment) * alignment;
 
@@ -243,6 +283,9 @@ export class GgufFile {
           name,
         );
       }
+      if (offset % alignment !== 0) {
+        throw r.fail(`tensor "${name}" starts at ${offset}, not a multiple of ${alignment}`);
+      }
       const at = dataStart + offset;
       if (at + byteLength > file.size) {
         throw new WeightFileError(
@@ -255,6 +298,9 @@ export class GgufFile {
       if (tensors.has(name)) throw r.fail(`tensor "${name}" appears twice`);
       tensors.set(name, { name, dtype, shape, offset: at, byteLength, file });
     }
+    // Two tensors over the same bytes would load as a wrong model without a word.
+    const overlapping = overlap(tensors.values());
+    if (overlapping) throw r.fail(`tensor "${overlapping[1].name}" overlaps tensor "${overlapping[0].name}"`);
     return new GgufFile(file, version, metadata, tensors);
   }
 

@@ -18,6 +18,19 @@ export interface StoredTensor {
   file: BinaryFile;
 }
 
+/**
+ * Two tensors of one file whose bytes overlap (the one that starts first, then the other), if any: each byte
+ * belongs to one tensor at most (safetensors wants them back to back, llama.cpp each at its own offset), and two
+ * over the same bytes would load as a wrong model without a word.
+ */
+export function overlap(tensors: Iterable<StoredTensor>): [StoredTensor, StoredTensor] | undefined {
+  const spans = [...tensors].filter((t) => t.byteLength > 0).sort((a, b) => a.offset - b.offset);
+  for (let i = 1; i < spans.length; i++) {
+    if (spans[i].offset < spans[i - 1].offset + spans[i - 1].byteLength) return [spans[i - 1], spans[i]];
+  }
+  return undefined;
+}
+
 const DTYPES: Record<string, DType> = { F32: "F32", F16: "F16", BF16: "BF16" };
 /** safetensors refuses headers above 100 MB; so do we, before allocating. */
 const MAX_HEADER_BYTES = 100_000_000;
@@ -111,6 +124,12 @@ export class SafetensorsFile {
       }
       tensors.set(name, { name, dtype: known, shape, offset: dataStart + begin, byteLength, file });
     }
+    // Each byte belongs to one tensor at most (the safetensors library itself wants them back to back): two
+    // tensors over the same bytes would load as a wrong model without a word.
+    const overlapping = overlap(tensors.values());
+    if (overlapping) {
+      throw fail(`its data_offsets overlap those of ${overlapping[0].name}`, overlapping[1].name);
+    }
     return new SafetensorsFile(file, tensors, metadata);
   }
 
@@ -144,6 +163,19 @@ export async function openShardedSafetensors(indexPath: string): Promise<Safeten
     throw new WeightFileError("format", indexPath, `the shard index has no "weight_map" object`);
   }
   const dir = indexPath.slice(0, indexPath.lastIndexOf("/") + 1);
+  for (const [tensor, shard] of Object.entries(map)) {
+    if (typeof shard !== "string" || shard === "" || shard === "." || shard === "..") {
+      throw new WeightFileError(
+        "format",
+        indexPath,
+        `the shard of ${tensor} is ${JSON.stringify(shard)}`,
+        tensor,
+      );
+    }
+  }
+  if (Object.keys(map).length === 0) {
+    throw new WeightFileError("format", indexPath, `the shard index's "weight_map" lists no tensor`);
+  }
   const shardNames = [...new Set(Object.values(map))].sort();
   const shards: SafetensorsFile[] = [];
   try {

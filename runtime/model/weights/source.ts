@@ -222,7 +222,23 @@ function build(layout: Layout, config: ModelConfig, containers: TensorContainer[
       },
     });
   }
-  for (const [name, t] of byCanonical) if (!wanted.has(name)) unused.push(t.name);
+  for (const [name, t] of byCanonical) {
+    if (wanted.has(name)) continue;
+    // A layer past the config's count: config and weights disagree, and the model would run cut short.
+    const layer = /^(vision_encoder\.transformer\.)?layers\.(\d+)\./.exec(name);
+    if (layer && (!layer[1] || config.vision)) {
+      const count = layer[1] ? config.vision?.nLayers ?? 0 : config.decoder.nLayers;
+      throw new WeightFileError(
+        "shape",
+        t.file.path,
+        `is in layer ${layer[2]}, but the config gives the ${
+          layer[1] ? "vision encoder" : "decoder"
+        } ${count} layers`,
+        t.name,
+      );
+    }
+    unused.push(t.name);
+  }
   return new FileWeightSource(layout, containers.map((c) => c.file), entries, unused);
 }
 
