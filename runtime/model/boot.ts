@@ -121,6 +121,13 @@ export async function loadModel(files: OpenedFiles, given: ModelOptions): Promis
       kvCache: `${gib(plan.kvCache.bytes)} for ${plan.kvCache.tokens} tokens`,
       total: gib(plan.total),
     });
+    const { unused } = files.weights;
+    if (unused.length) {
+      log.warn("tensors in the weight files that the model does not use", {
+        count: unused.length,
+        first: unused.slice(0, 5),
+      });
+    }
     const total = files.weights.tensors().reduce((n, t) => n + t.byteLength, 0);
     const progress = new Progress({ label: `loading ${files.id}`, total, unit: "bytes" });
     let model: PixtralModel;

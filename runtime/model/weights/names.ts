@@ -89,9 +89,12 @@ const GGUF_RULES: Rule[] = [
   [/^mm\.2\.(weight|bias)$/, "vision_language_adapter.w_out.$1"],
 ];
 
+/** Tensors files hold that the model has no use for, as expected: the mmproj's copy of [IMG_BREAK]'s text row. */
+export const REDUNDANT = new Set(["v.token_embd.img_break"]);
+
 /**
  * The canonical name of a tensor stored under `name` in a file of `layout`, or null for tensors the model does
- * not use (e.g. the mmproj's `v.token_embd.img_break`, a copy of the text embedding row of [IMG_BREAK]).
+ * not use (e.g. the REDUNDANT ones).
  */
 export function canonicalName(layout: Layout, name: string): string | null {
   if (layout === "mistral") return name;

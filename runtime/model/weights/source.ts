@@ -9,7 +9,7 @@ import { type Component, expectedTensors, type TensorRole, type TensorSpec } fro
 import { type DType, isQuantized } from "./dtype.ts";
 import { WeightFileError } from "./errors.ts";
 import type { BinaryFile } from "./file.ts";
-import { canonicalName, type Layout } from "./names.ts";
+import { canonicalName, type Layout, REDUNDANT } from "./names.ts";
 import { rotateHalfToInterleaved } from "./permute.ts";
 import { openShardedSafetensors, SafetensorsFile, type StoredTensor } from "./safetensors.ts";
 
@@ -41,7 +41,7 @@ export interface TensorChunk {
 export interface WeightSource {
   readonly layout: Layout;
   readonly files: readonly string[];
-  /** Tensors in the files that the model does not use (listed so that callers can log them). */
+  /** Tensors in the files that the model does not use, the REDUNDANT ones aside (logged at load). */
   readonly unused: readonly string[];
   /** Every tensor the config needs, in file order (so loading reads each file front to back). */
   tensors(): TensorInfo[];
@@ -158,7 +158,7 @@ function build(layout: Layout, config: ModelConfig, containers: TensorContainer[
   for (const t of containers.flatMap((c) => [...c.tensors.values()])) {
     const name = canonicalName(layout, t.name);
     if (name === null) {
-      unused.push(t.name);
+      if (!REDUNDANT.has(t.name)) unused.push(t.name);
       continue;
     }
     const twin = byCanonical.get(name);
