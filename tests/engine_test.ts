@@ -121,6 +121,23 @@ Deno.test("a lost GPU device ends running, queued and later requests with its re
   }
 });
 
+Deno.test("weights holding NaN end greedy and sampled streams with an error that says so", async () => {
+  const model = await loadTiny("mistral", { ...EXACT, kvTokens: 256 });
+  const norm = model.weight("norm.weight");
+  model.ctx.device.queue.writeBuffer(norm.buffer, norm.offset, new Float32Array(norm.size).fill(NaN));
+  const engine = new LocalEngine(model);
+  try {
+    for (const temperature of [0, 1]) {
+      await assert.rejects(
+        collect(engine.generate({ ...long, maxTokens: 3, sampling: { ...GREEDY, temperature, seed: 1 } })),
+        /logits that are not numbers \(NaN or Inf\)/,
+      );
+    }
+  } finally {
+    await engine.close();
+  }
+});
+
 Deno.test("cancelled and abandoned streams return their KV blocks; limits are checked up front", async () => {
   const model = await loadTiny("mistral", { kvTokens: 256 });
   const engine = new LocalEngine(model, { maxQueue: 4, prefillChunk: 16 });

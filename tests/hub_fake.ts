@@ -39,6 +39,10 @@ export interface FakeHub {
   noRange: Set<string>;
   /** Send these paths slowly (64 KiB every 5 ms), so that downloads overlap. */
   slow: Set<string>;
+  /** Send the first 64 KiB of these paths, then nothing for 2 s, then end. */
+  silent: Set<string>;
+  /** Answer every request for these paths with 416 and an error page (a broken server). */
+  refuse: Set<string>;
   /** Redirect the resolve requests of these (git) paths to the given location. */
   redirect: Map<string, string>;
   /** Changes the API's answers before they are sent (a hub that lies). */
@@ -57,6 +61,7 @@ function ranged(
   cut?: number,
   noRange = false,
   slow = false,
+  silent = false,
 ): Response {
   const range = noRange ? null : /^bytes=(\d+)-$/.exec(request.headers.get("range") ?? "");
   let start = 0;
@@ -72,6 +77,16 @@ function ranged(
   }
   const body = bytes.slice(start);
   headers.set("accept-ranges", "bytes");
+  if (silent) {
+    const stream = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        controller.enqueue(body.slice(0, 65536));
+        await new Promise((r) => setTimeout(r, 2000));
+        controller.close();
+      },
+    });
+    return new Response(stream, { status, headers });
+  }
   if (slow) {
     headers.set("content-length", String(body.length));
     const stream = new ReadableStream<Uint8Array>({
@@ -107,6 +122,8 @@ export function startFakeHub(repos: Record<string, FakeRepo>): FakeHub {
   const wrongSize = new Set<string>();
   const noRange = new Set<string>();
   const slow = new Set<string>();
+  const silent = new Set<string>();
+  const refuse = new Set<string>();
   const redirect = new Map<string, string>();
   const byLfs = new Map<string, { repo: string; path: string; file: FakeFile }>();
   for (const [repo, r] of Object.entries(repos)) {
@@ -163,6 +180,7 @@ export function startFakeHub(repos: Record<string, FakeRepo>): FakeHub {
       if (!entry) return new Response("no such object", { status: 404 });
       const cut = interrupt.get(entry.path);
       interrupt.delete(entry.path);
+      if (refuse.has(entry.path)) return new Response("<html>range not satisfiable</html>", { status: 416 });
       return ranged(
         request,
         served(entry.path, entry.file),
@@ -170,6 +188,7 @@ export function startFakeHub(repos: Record<string, FakeRepo>): FakeHub {
         cut,
         noRange.has(entry.path),
         slow.has(entry.path),
+        silent.has(entry.path),
       );
     }
 
@@ -210,6 +229,8 @@ export function startFakeHub(repos: Record<string, FakeRepo>): FakeHub {
     wrongSize,
     noRange,
     slow,
+    silent,
+    refuse,
     redirect,
     close: () => server.shutdown(),
   };

@@ -395,6 +395,9 @@ Deno.test("pull: redirects go only to the web, never down to http; a ref with fo
     // A 416 whose retry fails too is an error, not an error page saved as the file.
     hub.interrupt.set("consolidated.safetensors", 1 << 20);
     await assert.rejects(() => pull("hf:tiny/pixtral-native", options), /run the same pull again/);
+    hub.refuse.add("consolidated.safetensors");
+    await assert.rejects(() => pull("hf:tiny/pixtral-native", options), /HTTP 416 for the whole file/);
+    hub.refuse.clear();
     const fake = repos()["tiny/pixtral-native"];
     const info = { ...fake, branches: { ...fake.branches, "refs/pr/1": COMMIT_A } };
     await hub.close();
@@ -409,5 +412,25 @@ Deno.test("pull: redirects go only to the web, never down to http; a ref with fo
     } finally {
       await again.close();
     }
+  });
+});
+
+Deno.test("pull: a body that keeps coming is not cut by a timeout; one that stops is, and resumes", async () => {
+  await withHub(async (hub, options) => {
+    // 9 MB at 64 KiB per 5 ms: about 0.7 s, more than the stall time, with data all along.
+    hub.slow.add("consolidated.safetensors");
+    const result = await pull("hf:tiny/pixtral-native", { ...options, stallMs: 300 });
+    const weights = Deno.readFileSync(`${result.dir}/consolidated.safetensors`);
+    assert.equal(sha256(weights), sha256(read("mistral/consolidated.safetensors")));
+  });
+  await withHub(async (hub, options) => {
+    hub.silent.add("consolidated.safetensors");
+    await assert.rejects(
+      () => pull("hf:tiny/pixtral-native", { ...options, stallMs: 300 }),
+      /download interrupted after \d+ of \d+ bytes \(no data for 0.3 s\); run the same pull again/,
+    );
+    hub.silent.clear();
+    const result = await pull("hf:tiny/pixtral-native", options);
+    assert.ok(result.fetched < read("mistral/consolidated.safetensors").length, "resumed, not fetched anew");
   });
 });

@@ -363,6 +363,20 @@ Deno.test("tensors over the same bytes, misaligned or duplicated GGUF entries, a
         weightError("format", `${dir}/moved.gguf`, undefined, message),
       );
     }
+    // An alignment that is not a power of two; an array count no file of this size can hold.
+    await Deno.writeFile(`${dir}/align.gguf`, buildGguf([["general.alignment", GGUF.U32, 24]], []));
+    await assert.rejects(
+      () => GgufFile.open(`${dir}/align.gguf`),
+      weightError("format", `${dir}/align.gguf`, undefined, /alignment 24 is not a power of two/),
+    );
+    const listed = buildGguf([["list", GGUF.ARRAY, ["a", "b"]]], []);
+    const count = new TextEncoder().encode("list").length + 8 + 4 + 4; // after the key and both type ids
+    new DataView(listed.buffer).setBigUint64(24 + count, 2n ** 40n, true);
+    await Deno.writeFile(`${dir}/count.gguf`, listed);
+    await assert.rejects(
+      () => GgufFile.open(`${dir}/count.gguf`),
+      weightError("truncated", `${dir}/count.gguf`, undefined, /array of 1099511627776 items/),
+    );
     await Deno.writeFile(`${dir}/twice.gguf`, buildGguf([["k", GGUF.U32, 1], ["k", GGUF.U32, 2]], []));
     await assert.rejects(
       () => GgufFile.open(`${dir}/twice.gguf`),
@@ -395,6 +409,17 @@ Deno.test("configs that disagree with their weights, or hold absurd or infinite 
         /tensor "layers\.1\..*decoder 1 layers/,
       ),
     );
+    // A tensor the model does not use inside the layers it has is only unused.
+    const entries = await readSafetensors(`${TINY}mistral/consolidated.safetensors`);
+    entries.push({
+      name: "layers.0.attention.extra_scale",
+      dtype: "F32",
+      shape: [1],
+      data: new Uint8Array(4),
+    });
+    await writeSafetensors(`${dir}/consolidated.safetensors`, entries);
+    await Deno.writeTextFile(`${dir}/params.json`, JSON.stringify(params));
+    assert.deepEqual((await openDir(dir)).weights.unused, ["layers.0.attention.extra_scale"]);
     // A layer count from a corrupt file is refused before anything is listed for it (it ran out of memory).
     await Deno.writeTextFile(`${dir}/params.json`, JSON.stringify({ ...params, n_layers: 2 ** 31 }));
     const started = performance.now();

@@ -1036,8 +1036,8 @@ export class LocalEngine implements Engine {
       const i = order.indexOf(seq);
       if (seq.cancelled || !this.#running.includes(seq)) continue;
       const id = ids[i];
-      if (id >= this.vocabSize) {
-        // The sampler finds no token only when every logit is NaN or infinite.
+      if (id >= this.vocabSize || Number.isNaN(logprobs[i])) {
+        // No token found (greedy over logits all NaN), or one drawn from logits holding NaN or +Inf.
         this.#finish(
           seq,
           new Error(

@@ -18,6 +18,8 @@ export interface HubOptions {
   /** Default $HF_TOKEN, else $HF_HOME/token. */
   token?: string | null;
   fetch?: typeof fetch;
+  /** Time a file's server has to answer, and to send each next piece of it (default 60 s). */
+  stallMs?: number;
 }
 
 export interface RepoFile {

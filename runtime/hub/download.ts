@@ -18,7 +18,7 @@ import {
 import { HubError } from "./cache.ts";
 
 const MAX_REDIRECTS = 5;
-/** Time a server has to answer a request, and to send the next bytes of a body. */
+/** Time a server has to answer a request, and to send the next bytes of a body (HubOptions.stallMs). */
 const STALL_MS = 60_000;
 
 async function exists(path: string): Promise<Deno.FileInfo | null> {
@@ -55,6 +55,7 @@ function normalizeEtag(etag: string | null): string | null {
  */
 async function request(info: RepoInfo, file: RepoFile, from: number, options: HubOptions): Promise<Response> {
   const endpoint = hubEndpoint(options);
+  const stallMs = options.stallMs ?? STALL_MS;
   const path = file.path.split("/").map(encodeURIComponent).join("/");
   let url = new URL(`${endpoint}/${info.repo}/resolve/${info.commit}/${path}`);
   // Bytes as stored: a compressed answer would count the offsets of a resumed download in other bytes.
@@ -69,19 +70,20 @@ async function request(info: RepoInfo, file: RepoFile, from: number, options: Hu
       ? withToken
       : new Headers({ "user-agent": "pixtral-server", ...fixed });
     let response: Response;
+    // Only the wait for the answer is timed here: a fetch's signal stays on its body, which stalling() times.
+    const answer = new AbortController();
+    const timer = setTimeout(() => answer.abort(new DOMException("", "TimeoutError")), stallMs);
     try {
-      response = await (options.fetch ?? fetch)(url, {
-        headers,
-        redirect: "manual",
-        signal: AbortSignal.timeout(STALL_MS),
-      });
+      response = await (options.fetch ?? fetch)(url, { headers, redirect: "manual", signal: answer.signal });
     } catch (err) {
       const why = (err as Error).name === "TimeoutError"
-        ? `no answer within ${STALL_MS / 1000} s`
+        ? `no answer within ${stallMs / 1000} s`
         : (err as Error).message;
       throw new HubError(
         `${file.path}: cannot reach ${url.origin} (${why}); run the same pull again to resume`,
       );
+    } finally {
+      clearTimeout(timer);
     }
     const commit = response.headers.get("x-repo-commit");
     if (commit && commit !== info.commit) {
@@ -255,7 +257,7 @@ async function fetchBlob(
   const out = await Deno.open(partial, { write: true, create: true, append: true });
   let fetched = 0;
   try {
-    for await (const chunk of stalling(response.body, STALL_MS)) {
+    for await (const chunk of stalling(response.body, options.stallMs ?? STALL_MS)) {
       if (have + fetched + chunk.length > file.size) {
         out.close();
         await Deno.remove(partial); // not the file: nothing of it is worth resuming

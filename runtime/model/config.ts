@@ -576,10 +576,10 @@ function shortestFloat32(v: number): number {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-/** Checks the invariants the forward pass relies on; returns the config unchanged. */
 /** The most layers a config may give the decoder or the vision encoder. */
 const MAX_LAYERS = 1024;
 
+/** Checks the invariants the forward pass relies on; returns the config unchanged. */
 export function validateConfig(config: ModelConfig, file: string): ModelConfig {
   const problems: string[] = [];
   const positive = (what: string, v: number) => {

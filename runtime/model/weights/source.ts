@@ -226,8 +226,8 @@ function build(layout: Layout, config: ModelConfig, containers: TensorContainer[
     if (wanted.has(name)) continue;
     // A layer past the config's count: config and weights disagree, and the model would run cut short.
     const layer = /^(vision_encoder\.transformer\.)?layers\.(\d+)\./.exec(name);
-    if (layer && (!layer[1] || config.vision)) {
-      const count = layer[1] ? config.vision?.nLayers ?? 0 : config.decoder.nLayers;
+    const count = layer?.[1] ? config.vision?.nLayers : config.decoder.nLayers;
+    if (layer && count !== undefined && Number(layer[2]) >= count) {
       throw new WeightFileError(
         "shape",
         t.file.path,
