@@ -68,8 +68,9 @@ Deno.test("32 concurrent streams yield exactly the tokens each yields alone, the
     assert.equal(model.pool.usedBlocks, 0);
     assert.equal(pool.stats.inUseBytes, baseline);
     // The second round took the image prompts' first blocks from the prefix cache, with the same results.
-    const { prefixHitTokens, ...stats } = engine.stats();
+    const { prefixHitTokens, gpuSubmits, ...stats } = engine.stats();
     assert.ok(prefixHitTokens! > 0);
+    assert.ok(gpuSubmits! > 0);
     assert.deepEqual(stats, {
       waiting: 0,
       running: 0,

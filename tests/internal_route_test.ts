@@ -8,6 +8,7 @@ import { encodeChat } from "../functions/chat/prepare.ts";
 import type { Service } from "../functions/service.ts";
 import type { Engine, FinishReason, GenerateRequest, TokenEvent } from "../runtime/engine/engine.ts";
 import { RemoteEngine } from "../runtime/engine/remote.ts";
+import { internalRoutes } from "../functions/routes/internal.ts";
 import { jsonSchemaFormat } from "../runtime/grammar/format.ts";
 import { BINARY, encodeRequest, type HostStatus } from "../runtime/engine/wire.ts";
 import { dataUrl, serverConfig, withServer } from "./api_helpers.ts";
@@ -83,7 +84,8 @@ Deno.test("internal routes: only mounted with a secret, and only for requests th
     assert.equal(status.ready, true);
     assert.equal(status.contextLength, 2048);
     assert.equal(status.pixels, "f32");
-    assert.deepEqual(status.stats, {
+    const { gpuSubmits, ...load } = status.stats!;
+    assert.deepEqual(load, {
       waiting: 0,
       running: 0,
       kvBlocks: 128,
@@ -92,6 +94,7 @@ Deno.test("internal routes: only mounted with a secret, and only for requests th
       prefixHitTokens: 0,
       preemptions: 0,
     });
+    assert.ok(gpuSubmits! > 0, "loading the model submitted GPU work");
   });
 });
 
@@ -215,6 +218,19 @@ Deno.test("internal routes: while a request has no frame to send, the host sends
       assert.ok(firstFrame >= 2, `${firstFrame} keep-alive lines before the first frame`);
       assert.deepEqual(lines.at(-1), "");
       assert.ok(JSON.parse(lines.at(-2)!).finish, lines.at(-2));
+      // An engine that submits no GPU work for longer than wedgedMs gets no keep-alive lines: a gateway takes the
+      // silence for a hung host.
+      const routes = internalRoutes(service, SECRET, { wedgedMs: 500 });
+      const silent = await routes.request("/internal/v1/generate", {
+        method: "POST",
+        headers: { ...auth, "content-type": BINARY },
+        body: encodeRequest(await prepared(service, { maxTokens: 2 })),
+      });
+      const text = await silent.text();
+      assert.ok(
+        text.startsWith("{"),
+        `keep-alive lines from an engine that did nothing: ${JSON.stringify(text.slice(0, 9))}`,
+      );
     } finally {
       service.engine = real;
     }

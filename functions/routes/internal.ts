@@ -29,6 +29,7 @@ import {
   type HostStatus,
   KEEP_ALIVE_MS,
   NDJSON,
+  WEDGED_MS,
   WIRE_MAGIC,
   WireError,
 } from "../../runtime/engine/wire.ts";
@@ -144,7 +145,12 @@ function maxBodyBytes(service: Service): number {
   return 64 * 1024 + 4 * context + maxImages * 3 * maxImageSize * maxImageSize * 4;
 }
 
-function generate(service: Service, request: GenerateRequest, signal: AbortSignal): Response {
+function generate(
+  service: Service,
+  request: GenerateRequest,
+  signal: AbortSignal,
+  wedgedMs = WEDGED_MS,
+): Response {
   const engine = service.engine!;
   const stream = engine.generate(request, signal);
   const began = performance.now();
@@ -162,14 +168,17 @@ function generate(service: Service, request: GenerateRequest, signal: AbortSigna
     if (!prompted) service.metrics.promptTokens.inc({}, request.ids.length);
     prompted = true;
   };
-  // A keep-alive line after each KEEP_ALIVE_MS without a frame, so that the gateway can tell this host from one
-  // that stopped answering (wire.ts).
+  // A keep-alive line after each KEEP_ALIVE_MS without a frame while the engine submits GPU work, so that the
+  // gateway can tell this host from one that stopped answering or whose engine hangs (wire.ts).
   let wrote = performance.now(), keepAlive: ReturnType<typeof setInterval> | undefined;
+  let submits = engine.stats().gpuSubmits, moved = performance.now();
   const stopKeepAlive = () => clearInterval(keepAlive);
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
       keepAlive = setInterval(() => {
-        if (performance.now() - wrote < KEEP_ALIVE_MS) return;
+        const now = performance.now(), seen = engine.stats().gpuSubmits;
+        if (seen !== submits) [submits, moved] = [seen, now];
+        if (now - wrote < KEEP_ALIVE_MS || now - moved > wedgedMs) return;
         try {
           controller.enqueue(NEWLINE);
           wrote = performance.now();
@@ -217,7 +226,8 @@ function generate(service: Service, request: GenerateRequest, signal: AbortSigna
   return new Response(body, { headers: { "content-type": NDJSON, "cache-control": "no-store" } });
 }
 
-export function internalRoutes(service: Service, secret: string): Hono {
+/** `wedgedMs`: see WEDGED_MS (tests shorten it). */
+export function internalRoutes(service: Service, secret: string, options: { wedgedMs?: number } = {}): Hono {
   return new Hono()
     .use("/internal/*", secretAuth(secret))
     .get("/internal/v1/status", async (c) => c.json(await status(service)))
@@ -241,7 +251,7 @@ export function internalRoutes(service: Service, secret: string): Hono {
         try {
           const request = decodeRequest(await c.req.arrayBuffer());
           checkImages(request, service);
-          return generate(service, request, c.req.raw.signal);
+          return generate(service, request, c.req.raw.signal, options.wedgedMs);
         } catch (err) {
           const { kind, status, retryAfter } = classify(err);
           return failure(path, status, kind, (err as Error).message ?? String(err), retryAfter);

@@ -110,6 +110,11 @@ export type FinishReason = "stop" | "length";
 export interface EngineStats {
   /** Requests waiting to start. */
   waiting: number;
+  /**
+   * GPU submissions so far, for an engine that runs a model: it moves while the engine works, and a GPU host stops
+   * its keep-alive lines when it has not moved for long (functions/routes/internal.ts).
+   */
+  gpuSubmits?: number;
   /** Sequences being prefilled or decoded. */
   running: number;
   /** Fraction of the KV cache in use. */

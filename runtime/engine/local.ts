@@ -383,6 +383,7 @@ export class LocalEngine implements Engine {
       kvUsage: pool.usedBlocks / pool.blocks,
       prefixHitTokens: this.#prefixHitTokens,
       preemptions: this.#preemptions,
+      gpuSubmits: this.#model.ctx.submits,
     };
   }
 

@@ -27,8 +27,9 @@
  *
  * A stream that ends without a finish or error frame was cut off (the host died): the gateway treats it as a
  * failure, never as a finished generation. An empty line is a keep-alive: the host sends one after each
- * KEEP_ALIVE_MS without a frame (a long prefill, a full queue), so that a gateway can tell a host that stopped
- * answering (STALL_MS without a byte) from one still working.
+ * KEEP_ALIVE_MS without a frame (a long prefill, a full queue) while its engine works (WEDGED_MS), so that a
+ * gateway can tell a host that stopped answering, or whose engine hangs (STALL_MS without a byte), from one still
+ * working.
  */
 import { z } from "zod";
 import { choiceFormat, MAX_SCHEMA_BYTES, regexFormat } from "../grammar/format.ts";
@@ -294,6 +295,12 @@ export function decodeFrame(line: string): Frame {
 export const KEEP_ALIVE_MS = 1000;
 /** Time without a byte from a host after which its response is taken for dead. */
 export const STALL_MS = 15_000;
+/**
+ * Time a host's engine may submit no GPU work while a request waits on it before the host stops sending that
+ * request keep-alive lines (its engine hangs: the gateway then sees the silence). Far above any step, grammar
+ * compile or image encode (lavapipe submits those in parts of ~50 ms).
+ */
+export const WEDGED_MS = 30_000;
 
 /** The frames of a response body, as they arrive; a line cut off by the end of the body is an error. */
 export async function* readFrames(body: ReadableStream<Uint8Array>): AsyncGenerator<Frame> {

@@ -45,6 +45,8 @@ export class GpuContext {
   /** Limits read per dispatch or allocation, copied once (each read of `device.limits` is a native call). */
   readonly maxWorkgroupsPerDimension: number;
   readonly maxBufferSize: number;
+  /** queue.submit calls so far: a sign that whoever records steps is still working (see EngineStats). */
+  submits = 0;
   #arena?: GPUBuffer;
   readonly #submitBudgetMs: number;
   /** Host ms per dispatch that queue.submit took lately; undefined until measured. */

@@ -300,6 +300,7 @@ export class Recorder {
             }
             const submitStart = performance.now();
             device.queue.submit([commandBuffer]);
+            ctx.submits++;
             const submitMs = performance.now() - submitStart;
             ctx.noteSubmit(submitMs, cursor.dispatch - first);
             this.timing.encodeMs += submitStart - encodeStart;
