@@ -7,60 +7,14 @@ import {
   Tokenizer,
   TokenizerError,
 } from "../runtime/tokenizer/mod.ts";
+import { GgufFile } from "../runtime/model/weights/gguf.ts";
 import { fixture } from "./helpers.ts";
 
-/** The string and integer arrays among a GGUF file's metadata (enough of the format for this test). */
-async function ggufArrays(path: URL): Promise<Map<string, (string | number)[]>> {
-  const bytes = await Deno.readFile(path);
-  const view = new DataView(bytes.buffer);
-  const text = new TextDecoder();
-  let at = 0;
-  const u32 = () => (at += 4, view.getUint32(at - 4, true));
-  const u64 = () => (at += 8, Number(view.getBigUint64(at - 8, true)));
-  const str = () => {
-    const n = u64();
-    return text.decode(bytes.subarray(at, at += n));
-  };
-  const SIZES: Record<number, number> = {
-    0: 1,
-    1: 1,
-    2: 2,
-    3: 2,
-    4: 4,
-    5: 4,
-    6: 4,
-    7: 1,
-    10: 8,
-    11: 8,
-    12: 8,
-  };
-  const value = (type: number): string | number | (string | number)[] => {
-    if (type === 8) return str();
-    if (type === 9) {
-      const [inner, n] = [u32(), u64()];
-      return Array.from({ length: n }, () => value(inner) as string | number);
-    }
-    if (type === 5) return (at += 4, view.getInt32(at - 4, true));
-    at += SIZES[type];
-    return NaN; // not needed here
-  };
-  assert.equal(text.decode(bytes.subarray(0, 4)), "GGUF");
-  at = 8;
-  u64(); // tensor count
-  const count = u64();
-  const out = new Map<string, (string | number)[]>();
-  for (let i = 0; i < count; i++) {
-    const key = str();
-    const v = value(u32());
-    if (Array.isArray(v)) out.set(key, v);
-  }
-  return out;
-}
-
 Deno.test("a GGUF vocabulary (GPT-2 byte strings, control tokens first) gives the tekken.json tokenizer", async () => {
-  const gguf = await ggufArrays(fixture("gguf/tiny-pixtral-text-f32.gguf"));
-  const tokens = gguf.get("tokenizer.ggml.tokens") as string[];
-  const tokenTypes = gguf.get("tokenizer.ggml.token_type") as number[];
+  const gguf = await GgufFile.open(fixture("gguf/tiny-pixtral-text-f32.gguf").pathname);
+  gguf.close();
+  const tokens = gguf.metadata.get("tokenizer.ggml.tokens") as string[];
+  const tokenTypes = gguf.metadata.get("tokenizer.ggml.token_type") as number[];
   const fromGguf = await Tokenizer.fromParts(partsFromGguf({ tokens, tokenTypes }));
   const tekken = await loadTokenizer(fixture("mistral/tekken.json"), { cache: false });
   assert.deepEqual([fromGguf.vocabSize, fromGguf.numSpecial], [tekken.vocabSize, tekken.numSpecial]);
