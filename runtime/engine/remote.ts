@@ -21,6 +21,7 @@
  * which cancels the sequence there and frees its KV cache.
  */
 import { log } from "../log.ts";
+import { stalling } from "../stalling.ts";
 import { Counter } from "../metrics.ts";
 import {
   type Engine,
@@ -153,34 +154,6 @@ function unreachable(host: Host, err: unknown): Error {
 
 /** The longest Retry-After passed on from a host, in seconds. */
 const MAX_RETRY_AFTER = 300;
-
-/**
- * The body, failing `attempt` when a read from the host waits `stallMs` (hosts send keep-alive lines while they
- * work, wire.ts): a host that stopped answering is then left like one that failed. Only a pending read is
- * timed, so a consumer that pauses does not pass for a silent host.
- */
-function watched(
-  body: ReadableStream<Uint8Array>,
-  stallMs: number,
-  attempt: AbortController,
-): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      const timer = setTimeout(() => attempt.abort(new Error(`no answer for ${stallMs} ms`)), stallMs);
-      try {
-        const { done, value } = await reader.read();
-        if (done) controller.close();
-        else controller.enqueue(value);
-      } catch (err) {
-        controller.error(attempt.signal.aborted ? attempt.signal.reason : err);
-      } finally {
-        clearTimeout(timer);
-      }
-    },
-    cancel: (reason) => reader.cancel(reason),
-  });
-}
 
 /** The error frame of a failed response, or one made from its status line. */
 async function failureOf(host: Host, res: Response): Promise<HostFailure> {
@@ -411,7 +384,9 @@ export class RemoteEngine implements Engine {
       try {
         const res = await this.#post(host, body(host.status!.pixels), attempt);
         if (!res.ok || !res.body) throw await failureOf(host, res);
-        for await (const frame of readFrames(watched(res.body, this.#stall, attempt))) {
+        for await (
+          const frame of readFrames(stalling(res.body, this.#stall, `no answer for ${this.#stall} ms`))
+        ) {
           if ("token" in frame) {
             const { token } = frame;
             const ids = [token, ...token.top ?? [], ...(token.prompt ?? []).flatMap((p) => p.top ?? [])];

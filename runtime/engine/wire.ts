@@ -303,10 +303,11 @@ export const STALL_MS = 15_000;
 export const WEDGED_MS = 30_000;
 
 /** The frames of a response body, as they arrive; a line cut off by the end of the body is an error. */
-export async function* readFrames(body: ReadableStream<Uint8Array>): AsyncGenerator<Frame> {
+export async function* readFrames(body: AsyncIterable<Uint8Array>): AsyncGenerator<Frame> {
+  const decoder = new TextDecoder();
   let buffered = "";
-  for await (const text of body.pipeThrough(new TextDecoderStream())) {
-    buffered += text;
+  for await (const bytes of body) {
+    buffered += decoder.decode(bytes, { stream: true });
     let newline;
     while ((newline = buffered.indexOf("\n")) >= 0) {
       const line = buffered.slice(0, newline);
@@ -314,6 +315,7 @@ export async function* readFrames(body: ReadableStream<Uint8Array>): AsyncGenera
       if (line) yield decodeFrame(line);
     }
   }
+  buffered += decoder.decode();
   if (buffered) throw new WireError("the stream ended inside a frame");
 }
 

@@ -15,6 +15,7 @@ import {
   type RepoInfo,
   statusError,
 } from "./api.ts";
+import { stalling } from "../stalling.ts";
 import { HubError } from "./cache.ts";
 
 const MAX_REDIRECTS = 5;
@@ -126,32 +127,6 @@ async function request(info: RepoInfo, file: RepoFile, from: number, options: Hu
   throw new HubError(`${file.path}: more than ${MAX_REDIRECTS} redirects`);
 }
 
-/** A body's chunks, failing when the next takes longer than `stallMs`. */
-async function* stalling(
-  body: ReadableStream<Uint8Array> | null,
-  stallMs: number,
-): AsyncGenerator<Uint8Array> {
-  if (!body) return;
-  const reader = body.getReader();
-  try {
-    while (true) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const stalled = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no data for ${stallMs / 1000} s`)), stallMs);
-      });
-      try {
-        const { done, value } = await Promise.race([reader.read(), stalled]);
-        if (done) return;
-        yield value;
-      } finally {
-        clearTimeout(timer);
-      }
-    }
-  } finally {
-    await reader.cancel().catch(() => {});
-  }
-}
-
 /** Feeds the first `length` bytes of `path` to `hash` (the part of a download done before an interruption). */
 async function hashExisting(path: string, length: number, hash: Hash): Promise<void> {
   const file = await Deno.open(path, { read: true });
@@ -257,7 +232,8 @@ async function fetchBlob(
   const out = await Deno.open(partial, { write: true, create: true, append: true });
   let fetched = 0;
   try {
-    for await (const chunk of stalling(response.body, options.stallMs ?? STALL_MS)) {
+    const stallMs = options.stallMs ?? STALL_MS;
+    for await (const chunk of stalling(response.body, stallMs, `no data for ${stallMs / 1000} s`)) {
       if (have + fetched + chunk.length > file.size) {
         out.close();
         await Deno.remove(partial); // not the file: nothing of it is worth resuming
