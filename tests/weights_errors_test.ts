@@ -277,6 +277,16 @@ Deno.test("locateModel finds each layout, the tokenizer, and the mmproj beside a
       assert.equal((await loadConfig(found)).vision?.hiddenSize, 256);
     }
     await assert.rejects(() => locateModel(`${dir}/tiny-pixtral-mmproj-Q8_0.gguf`), /is an mmproj.*--mmproj/);
+    // GGUF repositories often keep the original config.json (or params.json) without its weights.
+    await copyFixture(dir, "hf/config.json", "mistral/params.json");
+    const beside = await locateModel(dir);
+    assert.equal(beside.layout, "gguf");
+    assert.equal(beside.configFile, `${dir}/tiny-pixtral-text-Q4_K_M.gguf`);
+    assert.equal(
+      (await locateModel(`${dir}/config.json`)).layout,
+      "hf",
+      "naming the config picks its layout",
+    );
     await copyFixture(dir, "gguf/tiny-pixtral-text-Q8_0.gguf");
     await assert.rejects(() => locateModel(dir), /several GGUF models.*Q4_K_M.*Q8_0/);
     await assert.rejects(() => locateModel(`${dir}/x.gguf`), ModelNotFoundError);
@@ -298,6 +308,8 @@ Deno.test("locateModel finds each layout, the tokenizer, and the mmproj beside a
     await assert.rejects(() => locateModel(`${dir}/notes.txt`), /expected a model folder/);
     await Deno.remove(`${dir}/params.json`);
     await assert.rejects(() => locateModel(dir), /not a model folder/);
+    await new Deno.Command("mkfifo", { args: [`${dir}/fifo`] }).output();
+    await assert.rejects(() => locateModel(`${dir}/fifo`), /got a device, pipe or socket/);
   });
 });
 

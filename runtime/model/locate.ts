@@ -64,6 +64,11 @@ export async function locateModel(spec: string, options: LocateOptions = {}): Pr
       `--model ${spec}: expected a model folder, a .gguf file, params.json or config.json, got the file "${name}"`,
     );
   }
+  if (!stat.isDirectory) {
+    throw new ModelNotFoundError(
+      `--model ${spec}: expected a model folder or file, got a device, pipe or socket`,
+    );
+  }
   return await locateDir(path, undefined, options);
 }
 
@@ -89,6 +94,14 @@ async function locateDir(
     : has("tokenizer.json")
     ? { kind: "hf", path: join(dir, "tokenizer.json") }
     : { kind: "none" };
+
+  const texts = names.filter((n) => n.endsWith(".gguf") && !MMPROJ.test(n));
+  // A GGUF repository may carry the original config.json or params.json beside its files, without their weights:
+  // the folder is the GGUF model then (naming the config file itself still means that layout).
+  const safetensors = consolidated.length > 0 || hfWeights.length > 0;
+  if (prefer === undefined && !safetensors && texts.length > 0) {
+    return await locateGgufIn(dir, texts, options);
+  }
 
   // Mistral repos may carry both layouts; the native one wins when its weights are there (or when asked for).
   const mistral = has("params.json") &&
@@ -122,18 +135,22 @@ async function locateDir(
       tokenizer,
     };
   }
-  const texts = names.filter((n) => n.endsWith(".gguf") && !MMPROJ.test(n));
-  if (texts.length === 1) return await locateGguf(join(dir, texts[0]), options.mmproj);
-  if (texts.length > 1) {
-    throw new ModelNotFoundError(
-      `${dir} holds several GGUF models; pass one as --model: ${texts.join(", ")}`,
-    );
-  }
+  if (texts.length > 0) return await locateGgufIn(dir, texts, options);
   throw new ModelNotFoundError(
     `${dir}: not a model folder (no params.json, config.json or .gguf text model${
       names.some((n) => MMPROJ.test(n)) ? "; an mmproj alone is not enough" : ""
     })`,
   );
+}
+
+/** The one GGUF text model among `texts` in `dir`. */
+async function locateGgufIn(dir: string, texts: string[], options: LocateOptions): Promise<ModelLocation> {
+  if (texts.length > 1) {
+    throw new ModelNotFoundError(
+      `${dir} holds several GGUF models; pass one as --model: ${texts.join(", ")}`,
+    );
+  }
+  return await locateGguf(join(dir, texts[0]), options.mmproj);
 }
 
 async function locateGguf(path: string, mmprojFlag: string | undefined): Promise<ModelLocation> {
