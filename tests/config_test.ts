@@ -6,6 +6,7 @@ import {
   parseHfConfig,
   parseParamsJson,
 } from "../runtime/model/config.ts";
+import { openModelFiles } from "../runtime/model/boot.ts";
 import { locateModel } from "../runtime/model/locate.ts";
 import { loadConfig, openModel } from "../runtime/model/open.ts";
 import { parameterCounts } from "../runtime/model/tensors.ts";
@@ -255,6 +256,29 @@ Deno.test("config.json without head_dim in a folder: checked against the weights
       async () => openModel(await locateModel(dir)),
       /derive hidden_size\/num_attention_heads = 32, but the weights have 512 q_proj rows = 8 heads x 64/,
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("image token ids the tokenizer contradicts are refused when the files are opened", async () => {
+  const dir = await tempDir();
+  try {
+    await copyFixture(dir, "hf/model.safetensors", "hf/tekken.json");
+    const config = await fixtureJson<Record<string, unknown>>("hf/config.json");
+    for (
+      const [index, problem] of [
+        [1, /\[IMG\] is 1 in the config but 10 in the tokenizer/],
+        [12, /\[IMG\] is 12 in the config but 10/],
+      ] as const
+    ) {
+      await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify({ ...config, image_token_index: index }));
+      await assert.rejects(() => openModelFiles({ model: dir }), problem);
+    }
+    await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config));
+    const files = await openModelFiles({ model: dir });
+    files.weights.close();
+    files.tokenizer.free();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -23,7 +23,7 @@ import {
   precision,
   type WeightFormat,
 } from "./plan.ts";
-import { modelTokenizer } from "./tokenizer.ts";
+import { checkImageTokens, modelTokenizer } from "./tokenizer.ts";
 import type { DType } from "./weights/dtype.ts";
 import type { WeightSource } from "./weights/source.ts";
 
@@ -68,6 +68,12 @@ export async function openModelFiles(options: ModelOptions): Promise<OpenedFiles
   const opened = await openModel(location);
   try {
     const tokenizer = await modelTokenizer(location, opened.config.decoder.vocabSize, opened.gguf?.text);
+    try {
+      checkImageTokens(opened.config, tokenizer, location.configFile);
+    } catch (err) {
+      tokenizer.free();
+      throw err;
+    }
     return {
       id: modelId(location, options.model),
       demo: false,

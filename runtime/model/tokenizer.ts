@@ -6,6 +6,7 @@
 import { partsFromGguf } from "../tokenizer/gguf.ts";
 import { loadTokenizer } from "../tokenizer/load.ts";
 import { Tokenizer, TokenizerError } from "../tokenizer/tokenizer.ts";
+import { ConfigError, type ModelConfig } from "./config.ts";
 import type { ModelLocation } from "./locate.ts";
 import type { GgufFile } from "./weights/gguf.ts";
 
@@ -46,5 +47,43 @@ export async function modelTokenizer(
       throw new TokenizerError(
         `no tokenizer beside the model in ${location.dir}: put Pixtral's tekken.json there`,
       );
+  }
+}
+
+/** Control tokens of the chat format, which no image token may be. */
+const TEXT_CONTROLS = new Set(["<unk>", "<s>", "</s>", "[INST]", "[/INST]", "<pad>"]);
+
+/**
+ * Refuses a model whose image token ids the tokenizer contradicts: ids the tokenizer gives other control tokens
+ * (an `image_token_index` of 1 would read every BOS as an image patch), or a tokenizer whose own [IMG] tokens
+ * have other ids. Either way every image request would fail, or be answered wrongly.
+ */
+export function checkImageTokens(config: ModelConfig, tokenizer: Tokenizer, file: string): void {
+  if (!config.vision) return;
+  const names = { img: "[IMG]", imgBreak: "[IMG_BREAK]", imgEnd: "[IMG_END]" } as const;
+  const problems: string[] = [];
+  for (const [key, name] of Object.entries(names) as [keyof typeof names, string][]) {
+    const id = config.imageTokens[key];
+    const own = tokenizer.specialName(id);
+    let expected: number | undefined;
+    try {
+      expected = tokenizer.special(name);
+    } catch {
+      // A tokenizer without the name (none of the known ones) cannot contradict the config.
+    }
+    if (expected !== undefined && expected !== id) {
+      problems.push(`${name} is ${id} in the config but ${expected} in the tokenizer`);
+    } else if (own === undefined) {
+      problems.push(`${name} = ${id} is not a control token of the tokenizer`);
+    } else if (expected === undefined && TEXT_CONTROLS.has(own)) {
+      problems.push(`${name} = ${id} is the tokenizer's ${own}`);
+    }
+  }
+  const ids = Object.values(config.imageTokens);
+  if (new Set(ids).size !== ids.length) {
+    problems.push(`[IMG], [IMG_BREAK] and [IMG_END] share an id (${ids})`);
+  }
+  if (problems.length) {
+    throw new ConfigError(file, `image tokens disagree with the tokenizer: ${problems.join("; ")}`);
   }
 }
