@@ -128,14 +128,29 @@ Deno.test("refusals say what is needed, what the adapter offers, and what to cha
     return true;
   });
   const f16 = planMemory(pixtral12b, { quant: "f16", ctx: 8192 });
-  assert.throws(() => checkPlan(pixtral12b, f16, gpu(16), { quant: "f16" }), /--quant q4 \(now f16\)/);
+  // Only formats that make the weights fit beside the context are suggested, the most precise first: at f16 with
+  // 8192 tokens, q8 fits 15 GiB, q4 14 GiB; 8.5 GiB needs the vision encoder quantized too, 8 GiB nothing does.
+  for (
+    const [memory, hint] of [
+      [15, /--quant q8 \(now f16\) fits$/],
+      [14, /--quant q4 \(now f16\) fits$/],
+      [8.5, /--quant q4 \(now f16\) and --vision-quant q4 \(now f16\) fits$/],
+      [8, /Try: a GPU with more memory/],
+    ] as const
+  ) {
+    assert.throws(() => checkPlan(pixtral12b, f16, gpu(memory), { quant: "f16" }), hint);
+  }
   assert.throws(
     () => checkPlan(pixtral12b, planMemory(pixtral12b, {}, gpu(6)), gpu(6)),
     /a GPU with more memory: the weights and activations alone need 7\.72 GiB/,
   );
   assert.throws(
-    () => checkPlan(pixtral12b, f16, gpu(80, 2 ** 30)),
-    /tok_embeddings\.weight needs one 1\.25 GiB buffer.*maxBufferSize/,
+    () => checkPlan(pixtral12b, f16, gpu(80, 2 ** 30), { quant: "f16" }),
+    /tok_embeddings\.weight needs one 1\.25 GiB buffer.*maxBufferSize\); try --quant q8 \(now f16\)$/,
+  );
+  assert.throws(
+    () => checkPlan(pixtral12b, f16, gpu(80, 2 ** 27), { quant: "f16" }),
+    /at most 0\.13 GiB \(maxBufferSize\); no weight format makes it fit/,
   );
 });
 

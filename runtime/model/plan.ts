@@ -289,12 +289,18 @@ export function checkPlan(
   options: PlanOptions = {},
 ): MemoryPlan {
   const big = plan.largestTensor;
-  if (adapter.maxBufferSize !== null && big.bytes > adapter.maxBufferSize) {
+  const maxBuffer = adapter.maxBufferSize;
+  if (maxBuffer !== null && big.bytes > maxBuffer) {
+    const smaller = smallerFormats(options).find(([, change]) =>
+      fixedPart(config, { ...options, ...change }).largestTensor.bytes <= maxBuffer
+    );
     throw new PlanError(
       `${big.name} needs one ${
         gib(big.bytes)
       } buffer, but the adapter "${adapter.name}" allows buffers of at most ` +
-        `${gib(adapter.maxBufferSize)} (maxBufferSize); choose a smaller --quant`,
+        `${gib(maxBuffer)} (maxBufferSize); ${
+          smaller ? `try ${smaller[0]}` : "no weight format makes it fit: this GPU cannot hold the model"
+        }`,
     );
   }
   if (adapter.memoryBytes === null) return plan;
@@ -310,12 +316,18 @@ export function checkPlan(
   const minimum = plan.context.chosen === "flag" ? 1 : Math.min(minimumContext(config), config.contextLength);
   if (plan.total > adapter.memoryBytes || plan.kvCache.tokens < minimum) {
     const hints: string[] = [];
-    const quant = options.quant ?? "q4";
     if (fixed <= adapter.memoryBytes) {
       if (fitting >= minimum && fitting < plan.kvCache.tokens) hints.push(`--ctx ${fitting} fits`);
       if ((options.kv ?? "f16") === "f16") hints.push("--kv q8 halves the KV cache");
     }
-    if (quant !== "q4") hints.push(`--quant q4 (now ${quant}) shrinks the decoder`);
+    // Only formats that make room for the context asked for (or the smallest useful one): an absurdly large
+    // model gets no false hope.
+    const tokens = plan.context.chosen === "flag" ? plan.kvCache.tokens : minimum;
+    const room = adapter.memoryBytes - tokens * plan.kvCache.bytesPerToken;
+    const smaller = smallerFormats(options).find(([, change]) =>
+      fixedPart(config, { ...options, ...change }).fixed <= room
+    );
+    if (smaller) hints.push(`${smaller[0]} fits`);
     if (hints.length === 0) {
       hints.push(`a GPU with more memory: the weights and activations alone need ${gib(fixed)}`);
     }
@@ -329,6 +341,27 @@ export function checkPlan(
     );
   }
   return plan;
+}
+
+/**
+ * Flags giving smaller weights than `options` do, each with the options it sets, the most precise first: the
+ * decoder's formats, then the vision encoder's (whose quantization costs accuracy, so it comes last).
+ */
+function smallerFormats(options: PlanOptions): [string, PlanOptions][] {
+  const smaller = (now: WeightFormat) =>
+    (["q8", "q4"] as const).filter((f) => WEIGHT_BITS[f] < WEIGHT_BITS[now]);
+  const quant = options.quant ?? "q4", visionQuant = options.visionQuant ?? "f16";
+  const decoder = smaller(quant).map((
+    q,
+  ): [string, PlanOptions] => [`--quant ${q} (now ${quant})`, { quant: q }]);
+  const [least, leastOptions] = decoder.at(-1) ?? ["", {}];
+  return [
+    ...decoder,
+    ...smaller(visionQuant).map((q): [string, PlanOptions] => [
+      `${least ? `${least} and ` : ""}--vision-quant ${q} (now ${visionQuant})`,
+      { ...leastOptions, visionQuant: q },
+    ]),
+  ];
 }
 
 export function gib(bytes: number): string {
