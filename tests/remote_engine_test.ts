@@ -583,6 +583,28 @@ Deno.test("remote: refresh says when no host can serve; hosts that all changed m
   } finally {
     await engine.close();
   }
+  // A host restarted with other settings (image limits, sampling defaults) counts as changed too.
+  let maxImages = hostStatus().images.maxImages;
+  const b = fakeHost(
+    () => frames(tokens([1])),
+    () => ({ ...hostStatus(), images: { ...hostStatus().images, maxImages } }),
+  );
+  const gateway = new RemoteEngine({ hosts: [b.url], secret: SECRET, statusTtlMs: 0 });
+  try {
+    await gateway.start();
+    assert.equal(await gateway.refresh(), undefined);
+    maxImages += 1;
+    assert.match(
+      await settled(gateway),
+      new RegExp(
+        `its settings changed \\(images\\.maxImages ${maxImages}, the gateway's ${maxImages - 1}\\)`,
+      ),
+    );
+    assert.equal(gateway.superseded, true);
+  } finally {
+    await gateway.close();
+    await b.server.shutdown();
+  }
   // The model most hosts serve is the gateway's, whichever answers first; a host serving it that pauses does not
   // make the gateway change model.
   const serving = (id: string) => () => ({ ...hostStatus(), model: { ...hostStatus().model, id } });

@@ -171,6 +171,36 @@ async function failureOf(host: Host, res: Response): Promise<HostFailure> {
   return new HostFailure(host, kind, `HTTP ${res.status}`);
 }
 
+/**
+ * The first of the settings by which the gateway prepares requests (image limits and layout, sampling defaults)
+ * where two hosts differ, as `path: ours, theirs`; undefined when they agree. A host restarted with other settings
+ * counts as serving another model, so that once all have changed the gateway is built again with theirs.
+ */
+function settingsDiffer(status: HostStatus, ref: HostStatus): string | undefined {
+  const differ = (a: unknown, b: unknown, path: string): string | undefined => {
+    if (typeof a === "object" && a !== null && typeof b === "object" && b !== null) {
+      const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+      for (const k of keys) {
+        const found = differ(
+          (a as Record<string, unknown>)[k],
+          (b as Record<string, unknown>)[k],
+          `${path}.${k}`,
+        );
+        if (found) return found;
+      }
+      return undefined;
+    }
+    return a === b ? undefined : `${path.slice(1)} ${JSON.stringify(a)}, the gateway's ${JSON.stringify(b)}`;
+  };
+  const { images, pixels, defaults, vocabSize } = status;
+  return differ({ images, pixels, defaults, vocabSize }, {
+    images: ref.images,
+    pixels: ref.pixels,
+    defaults: ref.defaults,
+    vocabSize: ref.vocabSize,
+  }, "");
+}
+
 export class RemoteEngine implements Engine {
   readonly #hosts: Host[];
   readonly #auth: string;
@@ -223,7 +253,8 @@ export class RemoteEngine implements Engine {
     const answered = this.#hosts.flatMap((h) =>
       h.status?.ready && h.status.wire === WIRE_MAGIC ? [h.status] : []
     );
-    const same = (a: HostStatus, b: HostStatus) => a.model.id === b.model.id && a.tokenizer === b.tokenizer;
+    const same = (a: HostStatus, b: HostStatus) =>
+      a.model.id === b.model.id && a.tokenizer === b.tokenizer && settingsDiffer(a, b) === undefined;
     this.#reference = answered.reduce<HostStatus | undefined>(
       (best, s) =>
         best && answered.filter((r) => same(r, best)).length >= answered.filter((r) => same(r, s)).length
@@ -537,7 +568,8 @@ export class RemoteEngine implements Engine {
       return `it serves model "${status.model.id}" (tokenizer ${status.tokenizer.slice(0, 12)}), ` +
         `the gateway "${ref.model.id}" (tokenizer ${ref.tokenizer.slice(0, 12)})`;
     }
-    return undefined;
+    const differ = settingsDiffer(status, ref);
+    return differ && `its settings changed (${differ}) since the gateway started`;
   }
 
   /** A GET of an internal route, its body read within `timeoutMs`. */
