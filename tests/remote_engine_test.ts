@@ -229,6 +229,24 @@ Deno.test("remote: a host that fails before the first token is replaced; the req
       assert.deepEqual([stats.running, stats.preemptions, stats.prefixHitTokens], [9, 5, 5]);
     });
   }
+  // A host that restarts counts from 0 again: the sums keep what it had counted.
+  let count = 7;
+  const restarting = fakeHost(() => frames(tokens([1])), () => counting(count)());
+  const engine = new RemoteEngine({ hosts: [restarting.url], secret: SECRET, statusTtlMs: 0 });
+  try {
+    await engine.start();
+    for (const [now, summed] of [[7, 7], [2, 9], [3, 10], [0, 10], [1, 11]]) {
+      count = now;
+      for (let i = 0; i < 100 && engine.stats().preemptions !== summed; i++) {
+        await engine.refresh();
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      assert.deepEqual([engine.stats().preemptions, engine.stats().prefixHitTokens], [summed, summed]);
+    }
+  } finally {
+    await engine.close();
+    await restarting.server.shutdown();
+  }
   // A refused connection: the host died since its last status.
   const doomed = fakeHost(() => frames(tokens([9])), () => hostStatus({ running: 0 }));
   const loaded = () => hostStatus({ running: 5 });

@@ -109,6 +109,31 @@ interface Host {
   checking?: Promise<void>;
   /** A digest of its URL, for rendezvous hashing. */
   readonly seed: number;
+  /** Its counters, kept from going back when it restarts (see Counted). */
+  readonly counted: Counted;
+}
+
+type CounterName = "prefixHitTokens" | "preemptions";
+
+/**
+ * A host's counters as the gateway sums them. A host that restarts counts from 0 again: what it had counted is
+ * kept, so that the gateway's sums never go back (Prometheus reads a drop as a reset of the whole sum).
+ */
+class Counted {
+  readonly #before = { prefixHitTokens: 0, preemptions: 0 };
+  readonly #last = { prefixHitTokens: 0, preemptions: 0 };
+
+  update(stats: EngineStats): void {
+    for (const name of ["prefixHitTokens", "preemptions"] as const) {
+      const now = stats[name] ?? 0;
+      if (now < this.#last[name]) this.#before[name] += this.#last[name];
+      this.#last[name] = now;
+    }
+  }
+
+  get(name: CounterName): number {
+    return this.#before[name] + this.#last[name];
+  }
 }
 
 /** A host's refusal or failure of one request. */
@@ -233,7 +258,7 @@ export class RemoteEngine implements Engine {
       const href = parsed.href.replace(/\/+$/, "");
       let seed = 0;
       for (const byte of new TextEncoder().encode(href)) seed = mix32((seed ^ byte) + 0x9e3779b9 >>> 0);
-      return { url: href, checked: 0, sent: 0, seed };
+      return { url: href, checked: 0, sent: 0, seed, counted: new Counted() };
     });
     this.#names = this.#hosts.flatMap(({ url }) => {
       const { host, hostname } = new URL(url);
@@ -339,12 +364,11 @@ export class RemoteEngine implements Engine {
       preemptions: 0,
     };
     for (const host of this.#hosts) {
+      // Counters keep a host's count when it goes down or restarts, so that their sums never go back.
+      total.prefixHitTokens += host.counted.get("prefixHitTokens");
+      total.preemptions += host.counted.get("preemptions");
       const stats = host.status?.stats;
-      if (!stats) continue;
-      // Counters keep a host's last known count when it goes down, so that their sums never go back.
-      total.prefixHitTokens += stats.prefixHitTokens ?? 0;
-      total.preemptions += stats.preemptions ?? 0;
-      if (host.down) continue;
+      if (!stats || host.down) continue;
       total.waiting += stats.waiting;
       total.running += stats.running;
       total.kvBlocks += stats.kvBlocks;
@@ -539,6 +563,7 @@ export class RemoteEngine implements Engine {
       const res = await this.#get(host, "/internal/v1/status", this.#statusTimeout);
       const status = decodeStatus(await res.json());
       host.status = status;
+      if (status.stats) host.counted.update(status.stats);
       host.sent = 0;
       this.#judge(host, status);
     } catch (err) {
