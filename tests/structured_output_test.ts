@@ -888,7 +888,7 @@ Deno.test("vLLM's guided_json, guided_choice and structured_outputs: response_fo
       [{ guided_choice: ["a", ""] }, "guided_choice", /non-empty string/],
       [{ guided_choice: ["a\u0001b"] }, "guided_choice", /control character/],
       [{ structured_outputs: { choices: ["a"] } }, "structured_outputs", /names no constraint/],
-      [{ structured_outputs: { grammar: "root ::= a" } }, "structured_outputs.grammar", /not by a grammar/],
+      [{ structured_outputs: { grammar: "root ::= a" } }, "structured_outputs.grammar", /does not define/],
       [{ guided_regex: "(?=a)a" }, "guided_regex", /look-around/],
       [{ guided_regex: "(a{1000}){1000}" }, "guided_regex", /too long to compile/],
       [{ guided_regex: "" }, "guided_regex", /only the empty string/],

@@ -69,7 +69,11 @@ Deno.test("wire: a request round-trips exactly with f32 pixels", () => {
   const bad = encodeRequest({ ...request, orElse: { schema: "{}", strict: true, kind: "choice" } });
   assert.throws(() => decodeRequest(buffer(bad)), /list of choices/);
   const badRegex = encodeRequest({ ...request, orElse: { schema: "(a", strict: true, kind: "regex" } });
-  assert.throws(() => decodeRequest(buffer(badRegex)), /a pattern this server takes/);
+  assert.throws(() => decodeRequest(buffer(badRegex)), /what this server takes/);
+  const grammar = { schema: 'root ::= "a" [0-9]+', strict: true, kind: "grammar" as const };
+  assert.deepEqual(decodeRequest(buffer(encodeRequest({ ...request, orElse: grammar }))).orElse, grammar);
+  const badGrammar = encodeRequest({ ...request, orElse: { ...grammar, schema: "root ::= x" } });
+  assert.throws(() => decodeRequest(buffer(badGrammar)), /what this server takes/);
   assert.equal(decoded.minTokens, 5);
   assert.equal(decoded.promptLogprobs, 1);
   assert.equal(decoded.images.length, 2);

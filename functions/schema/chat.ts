@@ -10,6 +10,7 @@ import { z } from "zod";
 import {
   choiceFormat,
   FormatError,
+  grammarFormat,
   JSON_OBJECT,
   jsonSchemaFormat,
   type OutputFormat,
@@ -126,25 +127,28 @@ const schemaFormat = formatOf(
 const choiceList = formatOf(choiceFormat);
 /** A regular expression the output must match whole (vLLM's regex). */
 const regex = formatOf(regexFormat);
+/** A GBNF grammar the output must match from its rule `root` (llama.cpp's grammar, vLLM's). */
+const grammar = formatOf(grammarFormat);
 
 /**
- * vLLM's structured outputs, for code written against it: `guided_json`, `guided_choice` and `guided_regex`
- * (its older fields) and `structured_outputs` (`json`, `json_object`, `choice`, `regex`). Its grammar forms are
- * refused (see outputFormatOf).
+ * vLLM's structured outputs, for code written against it: `guided_json`, `guided_choice`, `guided_regex` and
+ * `guided_grammar` (its older fields) and `structured_outputs` (`json`, `json_object`, `choice`, `regex`,
+ * `grammar`; its `structural_tag` is refused, see outputFormatOf); and llama.cpp's `grammar`.
  */
 export const vllmStructured = {
   guided_json: schemaFormat.nullish(),
   guided_choice: choiceList.nullish(),
   guided_regex: regex.nullish(),
+  guided_grammar: grammar.nullish(),
+  grammar: grammar.nullish(),
   structured_outputs: z.object({
     json: schemaFormat.nullish(),
     json_object: z.boolean().nullish(),
     choice: choiceList.nullish(),
     regex: regex.nullish(),
-    grammar: z.unknown().optional(),
+    grammar: grammar.nullish(),
     structural_tag: z.unknown().optional(),
   }).nullish(),
-  guided_grammar: z.unknown().optional(),
 };
 
 type VllmStructured = { [K in keyof typeof vllmStructured]?: z.infer<(typeof vllmStructured)[K]> };
@@ -156,25 +160,22 @@ type VllmStructured = { [K in keyof typeof vllmStructured]?: z.infer<(typeof vll
 export function outputFormatOf(
   request: VllmStructured & { response_format?: OutputFormat | null },
 ): OutputFormat | undefined {
-  const unsupported = (param: string) =>
-    new RequestError(
-      `${param}: the output is enforced as JSON, as one of a list of strings or by a regular expression, not ` +
-        "by a grammar",
-      param,
+  const structured = request.structured_outputs;
+  if (structured?.structural_tag != null) {
+    throw new RequestError(
+      "structured_outputs.structural_tag is not supported: the output is enforced as JSON, as one of a list of " +
+        "strings, by a regular expression or by a grammar",
+      "structured_outputs.structural_tag",
       "unsupported_parameter",
     );
-  if (request.guided_grammar != null) throw unsupported("guided_grammar");
-  const structured = request.structured_outputs;
-  for (const key of ["grammar", "structural_tag"] as const) {
-    if (structured?.[key] != null) throw unsupported(`structured_outputs.${key}`);
   }
   if (
     structured && structured.json == null && !structured.json_object && structured.choice == null &&
-    structured.regex == null
+    structured.regex == null && structured.grammar == null
   ) {
     // As vLLM answers it: its options alone (or a misspelt constraint) would give free text without a word.
     throw new RequestError(
-      "structured_outputs names no constraint: give json, json_object, choice or regex",
+      "structured_outputs names no constraint: give json, json_object, choice, regex or grammar",
       "structured_outputs",
     );
   }
@@ -183,10 +184,13 @@ export function outputFormatOf(
     ["guided_json", request.guided_json ?? undefined],
     ["guided_choice", request.guided_choice ?? undefined],
     ["guided_regex", request.guided_regex ?? undefined],
+    ["guided_grammar", request.guided_grammar ?? undefined],
+    ["grammar", request.grammar ?? undefined],
     ["structured_outputs.json", structured?.json ?? undefined],
     ["structured_outputs.json_object", structured?.json_object ? JSON_OBJECT : undefined],
     ["structured_outputs.choice", structured?.choice ?? undefined],
     ["structured_outputs.regex", structured?.regex ?? undefined],
+    ["structured_outputs.grammar", structured?.grammar ?? undefined],
   ].filter(([, format]) => format !== undefined) as [string, OutputFormat][];
   if (given.length > 1) {
     throw new RequestError(`${given[0][0]} and ${given[1][0]} both ask for a format; give one`, given[1][0]);

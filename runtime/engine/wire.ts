@@ -32,7 +32,7 @@
  * working.
  */
 import { z } from "zod";
-import { choiceFormat, MAX_SCHEMA_BYTES, regexFormat } from "../grammar/format.ts";
+import { choiceFormat, grammarFormat, MAX_SCHEMA_BYTES, regexFormat } from "../grammar/format.ts";
 import type { EngineStats, FinishReason, GenerateRequest, Sampling, TokenEvent } from "./engine.ts";
 import { MAX_BIASED } from "./validate.ts";
 
@@ -74,17 +74,22 @@ const MAX_BANNED = 1024;
 const outputFormat = z.strictObject({
   schema: z.string().max(MAX_SCHEMA_BYTES),
   strict: z.boolean(),
-  kind: z.enum(["choice", "regex"]).optional(),
-}).refine((format) => {
-  // A choice or a regex is checked as the HTTP layer checks it: the grammar engine takes it as it comes.
-  try {
-    if (format.kind === "choice") choiceFormat(JSON.parse(format.schema));
-    if (format.kind === "regex") regexFormat(format.schema);
-    return true;
-  } catch {
-    return false;
-  }
-}, "a choice format's schema must be a list of choices, and a regex format's a pattern this server takes");
+  kind: z.enum(["choice", "regex", "grammar"]).optional(),
+}).refine(
+  (format) => {
+    // A choice, a regex or a grammar is checked as the HTTP layer checks it: the grammar engine takes it as it comes.
+    try {
+      if (format.kind === "choice") choiceFormat(JSON.parse(format.schema));
+      if (format.kind === "regex") regexFormat(format.schema);
+      if (format.kind === "grammar") grammarFormat(format.schema);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  "a format's schema must be what its kind says and what this server takes: a list of choices, a pattern, a " +
+    "grammar",
+);
 
 const headerSchema = z.strictObject({
   ids: u32,

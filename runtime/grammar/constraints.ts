@@ -14,6 +14,7 @@ import { InvalidRequestError } from "../engine/engine.ts";
 import { log } from "../log.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
 import { formatKey, type OutputFormat, xgrammarSchema } from "./format.ts";
+import { xgrammarGrammar } from "./gbnf.ts";
 import { LengthPlan, LengthTracker } from "./lengths.ts";
 import { xgrammarPattern } from "./regex.ts";
 import { TokenGuard, type Vocabulary, vocabulary } from "./vocabulary.ts";
@@ -45,6 +46,7 @@ export function compileFormat(
       { type: "structural_tag", format: { type: "regex", pattern } } as never,
     );
   }
+  if (format.kind === "grammar") return compiler.compileGrammar(xgrammarGrammar(format.schema), "root");
   return compiler.compileJSONSchema(xgrammarSchema(format), true, undefined, undefined, format.strict);
 }
 

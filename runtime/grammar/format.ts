@@ -1,12 +1,13 @@
 /**
  * Output formats a request may ask for (OpenAI's and Mistral's `response_format`): a JSON object, or JSON valid
- * under a JSON Schema; or one of a list of strings, or text a regular expression matches (vLLM's `guided_choice` and
- * `guided_regex`). The engine keeps the output inside the format token by token (constrained decoding with
+ * under a JSON Schema; or one of a list of strings, text a regular expression matches, or text a GBNF grammar matches
+ * (vLLM's `guided_choice`, `guided_regex` and `guided_grammar`, llama.cpp's `grammar`). The engine keeps the output inside the format token by token (constrained decoding with
  * xgrammar, see constraints.ts). Here is what needs no grammar engine, so that the HTTP layer and the edge
  * gateway can refuse a schema at once: the check that every keyword of the schema is one the grammar enforces.
  * Keywords it would silently ignore (`not`, `uniqueItems`, `if`...) are refused rather than half obeyed.
  */
 
+import { xgrammarGrammar } from "./gbnf.ts";
 import { type PatternTarget, xgrammarPattern } from "./regex.ts";
 import { boundsOf, guardedStrings, stringBounds } from "./lengths.ts";
 import {
@@ -28,8 +29,11 @@ export interface OutputFormat {
    * would allow them (`additionalProperties` left out): what OpenAI's structured outputs give.
    */
   strict: boolean;
-  /** Not JSON: one of the strings `schema` lists, or text the regular expression `schema` matches whole. */
-  kind?: "choice" | "regex";
+  /**
+   * Not JSON: one of the strings `schema` lists, text the regular expression `schema` matches whole, or text the
+   * GBNF grammar `schema` matches from its rule `root`.
+   */
+  kind?: "choice" | "regex" | "grammar";
 }
 
 /** The most strings a choice may list. */
@@ -71,6 +75,19 @@ export function regexFormat(pattern: unknown): OutputFormat {
   }
   checkPattern(pattern, "", "text");
   return { schema: pattern as string, strict: true, kind: "regex" };
+}
+
+/**
+ * llama.cpp's `grammar` and vLLM's `guided_grammar`: the output is text the GBNF grammar matches (see gbnf.ts,
+ * which checks and prints it for xgrammar).
+ */
+export function grammarFormat(grammar: unknown): OutputFormat {
+  if (typeof grammar !== "string") throw new FormatError("the grammar must be GBNF text", "");
+  if (new TextEncoder().encode(grammar).length > MAX_SCHEMA_BYTES) {
+    throw new FormatError(`the grammar is larger than ${MAX_SCHEMA_BYTES} bytes`, "");
+  }
+  xgrammarGrammar(grammar);
+  return { schema: grammar, strict: true, kind: "grammar" };
 }
 
 /** The key a format's compiled grammar is kept under. */

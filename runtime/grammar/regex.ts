@@ -15,7 +15,7 @@
 import { FormatError } from "./format.ts";
 
 /** Code point ranges, sorted, disjoint and not adjacent, ends included. */
-type Ranges = readonly (readonly [number, number])[];
+export type Ranges = readonly (readonly [number, number])[];
 
 type Node =
   | { kind: "set"; set: Ranges }
@@ -29,13 +29,13 @@ export type PatternTarget = "json" | "text";
 
 const MAX_CODE_POINT = 0x10ffff;
 /** Every code point UTF-8 encodes (surrogates excluded). */
-const UNIVERSE: Ranges = [[0, 0xd7ff], [0xe000, MAX_CODE_POINT]];
+export const UNIVERSE: Ranges = [[0, 0xd7ff], [0xe000, MAX_CODE_POINT]];
 /**
  * What the output may hold. In a JSON string: no quote, backslash or control character (xgrammar writes a match
  * as it is). In text: no control character but tab, newline and carriage return (tokens with others are never
  * allowed, see vocabulary.ts).
  */
-const WRITABLE: Record<PatternTarget, Ranges> = {
+export const WRITABLE: Record<PatternTarget, Ranges> = {
   json: subtract(UNIVERSE, [[0, 0x1f], [0x22, 0x22], [0x5c, 0x5c]]),
   text: subtract(UNIVERSE, [[0, 0x08], [0x0b, 0x0c], [0x0e, 0x1f]]),
 };
@@ -56,14 +56,14 @@ const SPACE: Ranges = [
   [0xfeff, 0xfeff],
 ];
 /** JavaScript's `.`: anything but a line terminator. */
-const DOT = subtract(UNIVERSE, [[0x0a, 0x0a], [0x0d, 0x0d], [0x2028, 0x2029]]);
+export const DOT = subtract(UNIVERSE, [[0x0a, 0x0a], [0x0d, 0x0d], [0x2028, 0x2029]]);
 
 /**
  * Compile cost, in byte sets after repetitions are spelled out: xgrammar writes `x{0,m}` as m copies of x.
  * Measured over Pixtral's vocabulary on a 2-core machine (helpers running): `[a-z]{0,800}` compiles in 0.7 s,
  * `.{0,36}` (792) in 1.1 s, `[^,]{0,80}` (800) in 2.6 s; before this bound, a 6 KB pattern in minutes.
  */
-const MAX_COST = 800;
+export const MAX_COST = 800;
 /**
  * Parts that may match nothing, in a row: every next token's mask looks through all of them. Measured per mask:
  * 8 `[a-z]?` 11 ms, 64 of them 0.9 s; 4 `.?` (22 byte sets each) 12 ms, 6 of them 49 ms.
@@ -307,7 +307,7 @@ const SET_ESCAPES: Record<string, Ranges> = {
   "0": single(0),
 };
 
-function union(a: Ranges, b: Ranges): Ranges {
+export function union(a: Ranges, b: Ranges): Ranges {
   const all = [...a, ...b].sort((x, y) => x[0] - y[0]);
   const out: [number, number][] = [];
   for (const [lo, hi] of all) {
@@ -318,7 +318,7 @@ function union(a: Ranges, b: Ranges): Ranges {
   return out;
 }
 
-function subtract(a: Ranges, b: Ranges): Ranges {
+export function subtract(a: Ranges, b: Ranges): Ranges {
   let out: Ranges = a;
   for (const [lo, hi] of b) {
     out = out.flatMap(([x, y]): [number, number][] => {
@@ -332,7 +332,7 @@ function subtract(a: Ranges, b: Ranges): Ranges {
   return out;
 }
 
-function intersect(a: Ranges, b: Ranges): Ranges {
+export function intersect(a: Ranges, b: Ranges): Ranges {
   const out: [number, number][] = [];
   for (const [x, y] of a) {
     for (const [lo, hi] of b) {
@@ -643,7 +643,7 @@ function printSetParts(set: Ranges): string[][] {
  * A byte or an ASCII character as \xHH. In a set always: xgrammar's grammar reads as many hex digits as follow
  * `\x`, so `[\x2D0-9]` would be the code point 0x2D0 and a range down to 9.
  */
-const hex = (byte: number) => `\\x${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+export const hex = (byte: number) => `\\x${byte.toString(16).toUpperCase().padStart(2, "0")}`;
 /** An ASCII character outside sets: as it is, escaped, or alone in a set (see hex). */
 const literal = (code: number) => {
   const c = String.fromCharCode(code);
@@ -671,7 +671,7 @@ const BLOCKS = [
  * forms UTF-8 forbids (overlong, surrogates, beyond U+10FFFF): no token writes them, and the byte after E0, ED,
  * F0 or F4 is kept to what UTF-8 allows by the masks (TokenGuard), so fewer, wider ranges mean the same.
  */
-function utf8Ranges(set: Ranges): [number, number][][] {
+export function utf8Ranges(set: Ranges): [number, number][][] {
   const out: [number, number][][] = [];
   const withSurrogates = contains(set, 0xd7ff) && contains(set, 0xe000)
     ? union(set, [[0xd800, 0xdfff]])

@@ -1,0 +1,471 @@
+/**
+ * GBNF grammars, llama.cpp's syntax (its server's `grammar`; vLLM's `guided_grammar` with the xgrammar backend
+ * reads the same): rules `name ::= ...` of literals ("..."), character classes ([a-z], [^"]), `.`, rule names,
+ * groups, alternatives (|) and repetitions (*, +, ?, {m}, {m,}, {m,n}); `#` comments; a rule ends at the end of
+ * its line unless a group or a `|` goes on. The output is matched from the rule `root`.
+ *
+ * xgrammar 0.1.27 reads its own EBNF (a superset of this) with the quirks regex.ts describes: a class with members
+ * beyond ASCII matches bytes, `.` is not read at all, and a syntax error aborts the instance. So a grammar is
+ * parsed here, checked, and printed again in the part of that syntax xgrammar reads as written: classes beyond
+ * ASCII as their UTF-8 byte ranges, each cut to what tokens may write, rules renamed (xgrammar wants a name to
+ * begin with a letter). What cannot be printed so, or would cost too much to compile, is refused with the reason.
+ */
+import { FormatError } from "./format.ts";
+import {
+  hex,
+  intersect,
+  MAX_COST,
+  type Ranges,
+  subtract,
+  union,
+  UNIVERSE,
+  utf8Ranges,
+  WRITABLE,
+} from "./regex.ts";
+
+type Expr =
+  | { kind: "set"; set: Ranges }
+  /** A literal: its code points in order. */
+  | { kind: "text"; codes: number[] }
+  | { kind: "seq"; items: Expr[] }
+  | { kind: "alt"; branches: Expr[] }
+  | { kind: "repeat"; body: Expr; min: number; max: number }
+  | { kind: "ref"; name: string; line: number };
+
+/** The largest bound a repetition may give (xgrammar spells bounded repetitions out copy by copy). */
+const MAX_BOUND = 10_000;
+/**
+ * Compile cost in units of MAX_COST (measured over Pixtral's vocabulary on this 2-core machine, per position a
+ * bounded repetition spells out): a class costs with the tokens it can begin, so an ASCII class a unit per 8 members
+ * (`[a-z]` 0.6 ms, `[ -~]` 6 ms), a class beyond ASCII a unit per byte class it prints as; literal characters and
+ * rule references a thirty-second of a unit (25000 literal characters 75 ms).
+ */
+const ASCII_PER_UNIT = 8;
+const CHARS_PER_UNIT = 32;
+
+/** `grammar` printed for xgrammar (its root rule `root`), matching what it matches. Throws a FormatError. */
+export function xgrammarGrammar(grammar: string): string {
+  const rules = new GbnfParser(grammar).parse();
+  if (!rules.has("root")) {
+    throw new FormatError('the grammar has no rule "root", where the output starts', "");
+  }
+  // Only rules the root reaches are printed (and paid for): each named r1, r2... in the order first reached.
+  const names = new Map([["root", "root"]]);
+  const order = ["root"];
+  const reach = (e: Expr): void => {
+    if (e.kind === "ref") {
+      if (!rules.has(e.name)) {
+        throw new FormatError(
+          `line ${e.line} names the rule "${e.name}", which the grammar does not define`,
+          "",
+        );
+      }
+      if (!names.has(e.name)) {
+        names.set(e.name, `r${names.size}`);
+        order.push(e.name);
+        reach(rules.get(e.name)!);
+      }
+    } else if (e.kind === "seq") e.items.forEach(reach);
+    else if (e.kind === "alt") e.branches.forEach(reach);
+    else if (e.kind === "repeat") reach(e.body);
+  };
+  reach(rules.get("root")!);
+  const cut = new Map(order.map((name) => [name, cutToText(rules.get(name)!, name)]));
+
+  const shortest = shortestLengths(cut);
+  if (shortest.get("root") === Infinity) {
+    throw new FormatError(
+      'the grammar matches no text: every way through "root" goes on forever (a rule that names itself needs an ' +
+        "alternative that does not)",
+      "",
+    );
+  }
+  for (const [name, expr] of cut) {
+    if (emptyRepeated(expr, shortest)) {
+      throw new FormatError(
+        `the rule "${name}" repeats a part that may match nothing (as \`(a?)*\`), whose copies can divide the ` +
+          "same text in many ways, which makes each token's mask slow: make the part match something " +
+          "(\`a*\`, or a rule without its empty alternative)",
+        "",
+      );
+    }
+  }
+  let total = 0;
+  for (const expr of cut.values()) total += cost(expr);
+  if (total > MAX_COST) {
+    throw new FormatError(
+      `the grammar would take too long to compile: its repetitions spell out more than ${MAX_COST} character ` +
+        `classes (an ASCII class counts one per ${ASCII_PER_UNIT} members, a class beyond ASCII one per UTF-8 ` +
+        `byte of each of its ranges: \`.\` 21; every ${CHARS_PER_UNIT} literal characters one): lower the ` +
+        "bounds, or use + or *",
+      "",
+    );
+  }
+  return order.map((name) => `${names.get(name)} ::= ${print(cut.get(name)!, names)}`).join("\n");
+}
+
+class GbnfParser {
+  #at = 0;
+  readonly #chars: string[];
+  readonly #rules = new Map<string, Expr>();
+
+  constructor(text: string) {
+    this.#chars = [...text];
+  }
+
+  parse(): Map<string, Expr> {
+    this.#space(true);
+    while (this.#at < this.#chars.length) {
+      const line = this.#line();
+      const name = this.#name();
+      if (!name) this.#fail("expected a rule name");
+      this.#space(false);
+      if (this.#chars.slice(this.#at, this.#at + 3).join("") !== "::=") {
+        this.#fail('expected "::=" after the name');
+      }
+      this.#at += 3;
+      this.#space(true);
+      if (this.#rules.has(name)) {
+        this.#fail(`the rule "${name}" is defined twice (first before line ${line})`);
+      }
+      this.#rules.set(name, this.#alternatives(false));
+      const c = this.#chars[this.#at];
+      if (c !== undefined && c !== "\n" && c !== "\r") this.#fail(`unexpected "${c}"`);
+      this.#space(true);
+    }
+    return this.#rules;
+  }
+
+  #line(): number {
+    return this.#chars.slice(0, this.#at).filter((c) => c === "\n").length + 1;
+  }
+
+  #fail(message: string): never {
+    const before = this.#chars.slice(0, this.#at);
+    const column = this.#at - before.lastIndexOf("\n");
+    throw new FormatError(
+      `the grammar is not valid GBNF at line ${this.#line()}, column ${column}: ${message}`,
+      "",
+    );
+  }
+
+  /** Skips blanks and comments; line ends too when `newlines`. */
+  #space(newlines: boolean): void {
+    for (;;) {
+      const c = this.#chars[this.#at];
+      if (c === " " || c === "\t" || (newlines && (c === "\n" || c === "\r"))) this.#at++;
+      else if (c === "#") {
+        while (this.#at < this.#chars.length && this.#chars[this.#at] !== "\n") this.#at++;
+      } else return;
+    }
+  }
+
+  #name(): string {
+    const start = this.#at;
+    while (/^[A-Za-z0-9_-]$/.test(this.#chars[this.#at] ?? "")) this.#at++;
+    return this.#chars.slice(start, this.#at).join("");
+  }
+
+  /** Alternatives; inside a group (`nested`) they may go on over line ends. */
+  #alternatives(nested: boolean): Expr {
+    const branches = [this.#sequence(nested)];
+    while (this.#chars[this.#at] === "|") {
+      this.#at++;
+      this.#space(true);
+      branches.push(this.#sequence(nested));
+    }
+    return branches.length === 1 ? branches[0] : { kind: "alt", branches };
+  }
+
+  #sequence(nested: boolean): Expr {
+    const items: Expr[] = [];
+    for (;;) {
+      const c = this.#chars[this.#at];
+      if (c === undefined || c === "|" || c === ")" || c === "\n" || c === "\r") break;
+      let atom: Expr;
+      if (c === '"') {
+        this.#at++;
+        const codes: number[] = [];
+        while (this.#chars[this.#at] !== '"') {
+          if (this.#at >= this.#chars.length) this.#fail("a literal without its closing quote");
+          codes.push(this.#char());
+        }
+        this.#at++;
+        atom = { kind: "text", codes };
+      } else if (c === "[") {
+        this.#at++;
+        atom = { kind: "set", set: this.#class() };
+      } else if (c === ".") {
+        this.#at++;
+        atom = { kind: "set", set: UNIVERSE };
+      } else if (c === "(") {
+        this.#at++;
+        this.#space(true);
+        atom = this.#alternatives(true);
+        if (this.#chars[this.#at] !== ")") this.#fail('expected ")"');
+        this.#at++;
+      } else {
+        const line = this.#line();
+        const name = this.#name();
+        if (!name) this.#fail(`unexpected "${c}"`);
+        atom = { kind: "ref", name, line };
+      }
+      this.#space(nested);
+      items.push(this.#quantified(atom, nested));
+    }
+    return items.length === 1 ? items[0] : { kind: "seq", items };
+  }
+
+  #quantified(body: Expr, nested: boolean): Expr {
+    let expr = body;
+    for (;;) {
+      const c = this.#chars[this.#at];
+      let min: number, max: number;
+      if (c === "*") [min, max] = [0, Infinity];
+      else if (c === "+") [min, max] = [1, Infinity];
+      else if (c === "?") [min, max] = [0, 1];
+      else if (c === "{") {
+        const close = this.#chars.indexOf("}", this.#at);
+        const bounds = /^\s*(\d+)\s*(?:(,)\s*(\d*)\s*)?$/.exec(
+          this.#chars.slice(this.#at + 1, close).join(""),
+        );
+        if (close < 0 || !bounds) this.#fail("a repetition is written {m}, {m,} or {m,n}");
+        min = Number(bounds[1]);
+        max = bounds[2] ? (bounds[3] ? Number(bounds[3]) : Infinity) : min;
+        if (max < min) this.#fail(`the repetition {${min},${max}} has its bounds the wrong way round`);
+        if (min > MAX_BOUND || (max !== Infinity && max > MAX_BOUND)) {
+          this.#fail(`a repetition bound above ${MAX_BOUND}`);
+        }
+        this.#at = close;
+      } else return expr;
+      this.#at++;
+      this.#space(nested);
+      expr = { kind: "repeat", body: expr, min, max };
+    }
+  }
+
+  /** A character class, after its `[`. */
+  #class(): Ranges {
+    const negated = this.#chars[this.#at] === "^";
+    if (negated) this.#at++;
+    let set: Ranges = [];
+    while (this.#chars[this.#at] !== "]") {
+      if (this.#at >= this.#chars.length) this.#fail('a class without its closing "]"');
+      const lo = this.#char();
+      let hi = lo;
+      if (this.#chars[this.#at] === "-" && this.#chars[this.#at + 1] !== "]") {
+        this.#at++;
+        hi = this.#char();
+        if (hi < lo) this.#fail("a range whose end comes before its start");
+      }
+      set = union(set, [[lo, hi]]);
+    }
+    this.#at++;
+    return negated ? subtract(UNIVERSE, set) : set;
+  }
+
+  /** One character of a literal or a class, escapes read; its code point. */
+  #char(): number {
+    const c = this.#chars[this.#at++];
+    let code: number;
+    if (c !== "\\") code = c.codePointAt(0)!;
+    else {
+      const e = this.#chars[this.#at++];
+      const digits = { x: 2, u: 4, U: 8 }[e as "x" | "u" | "U"];
+      if (digits) {
+        const hexDigits = this.#chars.slice(this.#at, this.#at + digits).join("");
+        if (!new RegExp(`^[0-9a-fA-F]{${digits}}$`).test(hexDigits)) {
+          this.#fail(`\\${e} needs ${digits} hex digits`);
+        }
+        this.#at += digits;
+        code = parseInt(hexDigits, 16);
+      } else if (Object.hasOwn(ESCAPES, e)) code = ESCAPES[e];
+      else this.#fail(`the escape \\${e ?? ""}`);
+    }
+    if ((code >= 0xd800 && code <= 0xdfff) || code > 0x10ffff) {
+      this.#fail(`U+${code.toString(16).toUpperCase()} is not a character UTF-8 can write`);
+    }
+    return code;
+  }
+}
+
+const ESCAPES: Record<string, number> = {
+  n: 0x0a,
+  r: 0x0d,
+  t: 0x09,
+  "\\": 0x5c,
+  '"': 0x22,
+  "[": 0x5b,
+  "]": 0x5d,
+  "-": 0x2d,
+};
+
+/** `expr` with classes cut to what tokens may write; a class or literal needing anything else is an error. */
+function cutToText(expr: Expr, rule: string): Expr {
+  const refuse = (what: string): never => {
+    throw new FormatError(
+      `the rule "${rule}" needs ${what}, which no token may write (a control character other than tab, newline ` +
+        "and carriage return)",
+      "",
+    );
+  };
+  switch (expr.kind) {
+    case "set": {
+      if (expr.set.length === 0) refuse("a class that holds nothing");
+      const set = intersect(expr.set, WRITABLE.text);
+      return set.length ? { kind: "set", set } : refuse("a class of such characters only");
+    }
+    case "text": {
+      const bad = expr.codes.find((code) => intersect([[code, code]], WRITABLE.text).length === 0);
+      return bad === undefined ? expr : refuse(`U+${bad.toString(16).toUpperCase().padStart(4, "0")}`);
+    }
+    case "seq":
+      return { kind: "seq", items: expr.items.map((e) => cutToText(e, rule)) };
+    case "alt":
+      return { kind: "alt", branches: expr.branches.map((e) => cutToText(e, rule)) };
+    case "repeat":
+      return { ...expr, body: cutToText(expr.body, rule) };
+    case "ref":
+      return expr;
+  }
+}
+
+/** The fewest characters each rule matches: Infinity for one that never ends (found as a fixed point). */
+function shortestLengths(rules: Map<string, Expr>): Map<string, number> {
+  const shortest = new Map([...rules.keys()].map((name) => [name, Infinity]));
+  for (let changed = true; changed;) {
+    changed = false;
+    for (const [name, expr] of rules) {
+      const n = minLength(expr, shortest);
+      if (n < shortest.get(name)!) {
+        shortest.set(name, n);
+        changed = true;
+      }
+    }
+  }
+  return shortest;
+}
+
+/** The fewest characters `e` matches, given the rules' (`shortest`). */
+function minLength(e: Expr, shortest: Map<string, number>): number {
+  switch (e.kind) {
+    case "set":
+      return 1;
+    case "text":
+      return e.codes.length;
+    case "seq":
+      return e.items.reduce((n, item) => n + minLength(item, shortest), 0);
+    case "alt":
+      return Math.min(...e.branches.map((branch) => minLength(branch, shortest)));
+    case "repeat":
+      return e.min === 0 ? 0 : minLength(e.body, shortest) * e.min;
+    case "ref":
+      return shortest.get(e.name)!;
+  }
+}
+
+/**
+ * A repetition (of two copies or more) of a part that may match nothing, in `e`: its copies can divide one text in
+ * many ways, and xgrammar keeps them all alive (measured: `x*` with `x ::= [a-z]* " "?` 65-120 ms per mask, against
+ * 0.4 ms for `([a-z]+ " "?)*`).
+ */
+function emptyRepeated(e: Expr, shortest: Map<string, number>): boolean {
+  switch (e.kind) {
+    case "seq":
+      return e.items.some((item) => emptyRepeated(item, shortest));
+    case "alt":
+      return e.branches.some((branch) => emptyRepeated(branch, shortest));
+    case "repeat":
+      return (e.max >= 2 && minLength(e.body, shortest) === 0) || emptyRepeated(e.body, shortest);
+    default:
+      return false;
+  }
+}
+
+/** What a rule's body costs to compile, in the units of MAX_COST; bounded repetitions multiply. */
+function cost(e: Expr): number {
+  switch (e.kind) {
+    case "set": {
+      const ascii = intersect(e.set, [[0, 0x7f]]).reduce((n, [lo, hi]) => n + hi - lo + 1, 0);
+      const beyond = utf8Ranges(intersect(e.set, [[0x80, 0x10ffff]])).reduce(
+        (n, bytes) => n + bytes.length,
+        0,
+      );
+      return (ascii ? Math.max(1, ascii / ASCII_PER_UNIT) : 0) + beyond;
+    }
+    case "text":
+      return e.codes.length / CHARS_PER_UNIT;
+    case "seq":
+      return e.items.reduce((n, item) => n + cost(item), 0);
+    case "alt":
+      return e.branches.reduce((n, item) => n + cost(item), 0);
+    case "repeat":
+      return cost(e.body) * Math.max(1, e.max === Infinity ? e.min : e.max);
+    case "ref":
+      return 1 / CHARS_PER_UNIT;
+  }
+}
+
+/** An expression in xgrammar's EBNF, as one element (a group where it has parts). */
+function print(e: Expr, names: Map<string, string>): string {
+  switch (e.kind) {
+    case "set":
+      return printSet(e.set);
+    case "text":
+      return e.codes.length ? `"${e.codes.map(printChar).join("")}"` : '""';
+    case "seq":
+      return e.items.length ? `(${e.items.map((item) => print(item, names)).join(" ")})` : '""';
+    case "alt":
+      return `(${e.branches.map((branch) => print(branch, names)).join(" | ")})`;
+    case "repeat": {
+      const { min, max } = e;
+      const quantifier = max === Infinity
+        ? min === 0 ? "*" : min === 1 ? "+" : `{${min},}`
+        : min === 0 && max === 1
+        ? "?"
+        : min === max
+        ? `{${min}}`
+        : `{${min},${max}}`;
+      const body = print(e.body, names);
+      return max === 0 ? '""' : `${e.body.kind === "repeat" ? `(${body})` : body}${quantifier}`;
+    }
+    case "ref":
+      return names.get(e.name)!;
+  }
+}
+
+/**
+ * A literal's character: quote, backslash and the writable control characters escaped by letter (xgrammar reads
+ * as many hex digits as follow `\x`, so "\x22a" would be U+022A), any other as itself.
+ */
+function printChar(code: number): string {
+  return LITERAL_ESCAPES[code] ?? String.fromCodePoint(code);
+}
+const LITERAL_ESCAPES: Record<number, string> = {
+  0x22: '\\"',
+  0x5c: "\\\\",
+  0x0a: "\\n",
+  0x0d: "\\r",
+  0x09: "\\t",
+};
+
+/**
+ * A class as alternatives: its ASCII part as one class, each code point beyond ASCII alone as a literal, and
+ * ranges beyond ASCII as sequences of byte classes (a byte class of one value written twice: xgrammar reads a
+ * class of one value as that code point).
+ */
+function printSet(set: Ranges): string {
+  const ascii = intersect(set, [[0, 0x7f]]);
+  const parts: string[] = [];
+  if (ascii.length) {
+    parts.push(`[${ascii.map(([lo, hi]) => lo === hi ? hex(lo) : `${hex(lo)}-${hex(hi)}`).join("")}]`);
+  }
+  for (const bytes of utf8Ranges(intersect(set, [[0x80, 0x10ffff]]))) {
+    parts.push(
+      bytes.length === 1
+        ? `"${String.fromCodePoint(bytes[0][0])}"`
+        : `(${bytes.map(([a, b]) => a === b ? `[${hex(a)}${hex(a)}]` : `[${hex(a)}-${hex(b)}]`).join(" ")})`,
+    );
+  }
+  return parts.length === 1 ? parts[0] : `(${parts.join(" | ")})`;
+}

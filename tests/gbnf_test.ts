@@ -1,0 +1,175 @@
+/**
+ * GBNF grammars (llama.cpp's `grammar`, vLLM's `guided_grammar`): random walks through the tokens a grammar allows,
+ * over the real Tekken vocabulary, end in text that an equivalent regular expression matches; what cannot be
+ * enforced is refused with the reason before anything compiles; and the API takes the grammar in each form.
+ */
+import assert from "node:assert/strict";
+import { FormatError, grammarFormat } from "../runtime/grammar/format.ts";
+import { seededRandom, walk } from "./grammar_helpers.ts";
+import { post, withServer } from "./api_helpers.ts";
+
+/** A grammar and a regular expression matching the same texts. */
+const GRAMMARS: [string, RegExp][] = [
+  ['root ::= "yes" | "no"', /^(yes|no)$/],
+  [
+    // llama.cpp's style: rules over several lines, comments, a group going on over line ends.
+    `# a tiny JSON object
+root ::= "{" ws pair ("," ws pair)* "}"
+pair ::= "\\"" [a-z]{1,3} "\\":" ws (
+  [0-9]{1,2} |
+  "true"
+)
+ws ::= [ \\t\\n]{0,2}`,
+    /^\{[ \t\n]{0,2}"[a-z]{1,3}":[ \t\n]{0,2}([0-9]{1,2}|true)(,[ \t\n]{0,2}"[a-z]{1,3}":[ \t\n]{0,2}([0-9]{1,2}|true))*\}$/,
+  ],
+  // Classes beyond ASCII are code points (xgrammar alone would read them as bytes), `.` is any character.
+  ['root ::= [é-ü]{1,4} "x"', /^[é-ü]{1,4}x$/u],
+  ["root ::= [α-ω😀-🙏]{2}", /^[α-ω😀-🙏]{2}$/u],
+  ['root ::= [^é]{2} "."', /^[^é]{2}\.$/u],
+  ['root ::= . . "!"', /^[^]{2}!$/u],
+  // Left recursion, a rule reached twice, names xgrammar would not read (a digit first).
+  ['root ::= root "a" | "b"', /^ba*$/],
+  ['root ::= 1-x 1-x\n1-x ::= "é" | [a-c]', /^(é|[a-c]){2}$/u],
+  // Escapes: quotes and backslashes in literals, \x \u in literals and classes, a literal's hex before hex digits.
+  ['root ::= "a\\"b\\\\c" [0-9]', /^a"b\\c[0-9]$/],
+  ['root ::= "\\x41\\u00e9" [\\x30-\\x39] "\\x22a"', /^Aé[0-9]"a$/u],
+  ['root ::= ("ab" | "cd"?) "e"? "" "f"', /^(ab|cd)?e?f$/],
+];
+
+/** llama.cpp's grammars/json.gbnf, as written there. */
+const JSON_GBNF = String.raw`root   ::= object
+value  ::= object | array | string | number | ("true" | "false" | "null") ws
+
+object ::=
+  "{" ws (
+            string ":" ws value
+    ("," ws string ":" ws value)*
+  )? "}" ws
+
+array  ::=
+  "[" ws (
+            value
+    ("," ws value)*
+  )? "]" ws
+
+string ::=
+  "\"" (
+    [^"\\\x7F\x00-\x1F] |
+    "\\" (["\\bfnrt] | "u" [0-9a-fA-F]{4}) # escapes
+  )* "\"" ws
+
+number ::= ("-"? ([0-9] | [1-9] [0-9]{0,15})) ("." [0-9]+)? ([eE] [-+]? [0-9] [1-9]{0,15})? ws
+
+# Optional space: by convention, applied in this grammar after literal chars when allowed
+ws ::= | " " | "
+" [ 	]{0,20}
+`;
+
+Deno.test("llama.cpp's json.gbnf: random walks end in JSON objects", async () => {
+  const random = seededRandom(7);
+  let finished = 0;
+  for (let i = 0; i < 6; i++) {
+    const text = await walk(grammarFormat(JSON_GBNF), random, 60);
+    if (text === undefined) continue;
+    finished++;
+    const value = JSON.parse(text);
+    assert.ok(typeof value === "object" && value !== null && !Array.isArray(value), text);
+  }
+  assert.ok(finished >= 3, `only ${finished} of 6 walks finished`);
+});
+
+Deno.test("random walks through a GBNF grammar's tokens end in text it matches", async () => {
+  for (const [grammar, whole] of GRAMMARS) {
+    const random = seededRandom(grammar.length);
+    let finished = 0;
+    for (let i = 0; i < 10; i++) {
+      const text = await walk(grammarFormat(grammar), random, 60);
+      if (text === undefined) continue;
+      finished++;
+      assert.ok(whole.test(text), `${grammar}: ${JSON.stringify(text)}`);
+    }
+    assert.ok(finished >= 3, `${grammar}: only ${finished} of 10 walks finished`);
+  }
+});
+
+Deno.test("grammars that cannot be enforced are refused with the reason", () => {
+  const refused: [string, RegExp][] = [
+    ['start ::= "a"', /no rule "root"/],
+    ["root ::= item", /line 1 names the rule "item", which the grammar does not define/],
+    ['root ::= "a" x\nroot ::= "b"', /"root" is defined twice/],
+    ['root ::= "a', /line 1, column 12: a literal without its closing quote/],
+    ["root ::= [a-z", /a class without its closing "]"/],
+    ['root ::= ("a"', /expected "\)"/],
+    ['root := "a"', /expected "::=" after the name/],
+    ['root ::= "a"\n| "b"', /line 2, column 1: expected a rule name/],
+    ['root ::= "\\q"', /the escape \\q/],
+    ['root ::= "\\x4"', /\\x needs 2 hex digits/],
+    ['root ::= "\\uD800"', /U\+D800 is not a character/],
+    ['root ::= "a"{3,2}', /bounds the wrong way round/],
+    ['root ::= "a"{20000}', /bound above 10000/],
+    ["root ::= [z-a]", /end comes before its start/],
+    ['root ::= "a\\x01"', /needs U\+0001, which no token may write/],
+    ["root ::= [\\x00-\\x08]", /a class of such characters only/],
+    ['root ::= "a" root', /matches no text/],
+    ["root ::= .{40}", /too long to compile/],
+    ['root ::= x*\nx ::= [a-z]* " "?', /the rule "root" repeats a part that may match nothing/],
+    ['root ::= ("a"?){2,}', /repeats a part that may match nothing/],
+    ["root ::= x{30}\nx ::= .{30} .{30}", /too long to compile/],
+    [42 as unknown as string, /GBNF text/],
+    ["root ::= " + '"a" '.repeat(20_000), /larger than 65536 bytes/],
+  ];
+  for (const [grammar, message] of refused) {
+    assert.throws(
+      () => grammarFormat(grammar),
+      (err: Error) => err instanceof FormatError && message.test(err.message),
+      JSON.stringify(grammar).slice(0, 80),
+    );
+  }
+  // Rules the root does not reach cost nothing and are not checked further, as a reader of the grammar would expect
+  // of an unused one.
+  grammarFormat('root ::= "a"\nunused ::= [\\x00-\\x08]{5000}');
+});
+
+Deno.test("the API takes a grammar as llama.cpp's grammar, vLLM's guided_grammar and structured_outputs.grammar", async () => {
+  await withServer({}, async ({ url }) => {
+    const chat = `${url}/v1/chat/completions`, completions = `${url}/v1/completions`;
+    const messages = [{ role: "user", content: "Answer." }];
+    const grammar = 'root ::= [A-Z] [a-z]{1,4} " " ("yes" | "no")';
+    for (
+      const [route, extra] of [
+        [chat, { grammar }],
+        [chat, { guided_grammar: grammar }],
+        [chat, { structured_outputs: { grammar } }],
+        [completions, { grammar }],
+      ] as const
+    ) {
+      const body = route === chat ? { messages } : { prompt: "Answer:" };
+      const got = await post(route, { ...body, ...extra, max_tokens: 20, temperature: 1, seed: 3 });
+      assert.equal(got.status, 200, JSON.stringify(got.json));
+      const [choice] = got.json.choices;
+      assert.match(route === chat ? choice.message.content : choice.text, /^[A-Z][a-z]{1,4} (yes|no)$/);
+      assert.equal(choice.finish_reason, "stop");
+    }
+    for (
+      const [extra, param, message] of [
+        [{ grammar: "root ::= x" }, "grammar", /does not define/],
+        [{ guided_grammar: 'root ::= "a' }, "guided_grammar", /closing quote/],
+        [
+          { grammar, guided_regex: "a" },
+          "grammar",
+          /guided_regex and grammar both ask for a format; give one/,
+        ],
+        [
+          { structured_outputs: { structural_tag: {} } },
+          "structured_outputs.structural_tag",
+          /not supported/,
+        ],
+      ] as const
+    ) {
+      const res = await post(chat, { messages, ...extra });
+      assert.equal(res.status, 400, JSON.stringify(extra));
+      assert.equal(res.json.error.param, param, JSON.stringify(res.json));
+      assert.match(res.json.error.message, message);
+    }
+  });
+});
