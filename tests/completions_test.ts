@@ -312,6 +312,17 @@ Deno.test("text completions refuse what they cannot do, naming the field", async
       if (param !== undefined) assert.equal(res.json.error.param, param);
     };
     await expect({ prompt: "a", suffix: "b" }, 400, /suffix/, "suffix");
+    // Prompts x n choices must fit an empty queue (a 429 would never clear); 16 of them do.
+    await expect(
+      { prompt: ["a", "b"], n: 9, max_tokens: 1 },
+      400,
+      /2 prompts with n = 9 ask for 18 choices/,
+      "n",
+    );
+    assert.equal(
+      (await post(completions, { prompt: ["a", "b"], n: 8, max_tokens: 1 })).json.choices.length,
+      16,
+    );
     await expect({ prompt: "a", echo: true, logprobs: 2 }, 400, /at most 1/, "logprobs");
     await expect({ prompt: "a", max_tokens: 3, min_tokens: 4 }, 400, /min_tokens/, "min_tokens");
     await expect(

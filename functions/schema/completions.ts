@@ -10,7 +10,7 @@ import {
 } from "./chat.ts";
 
 /** The most prompts one request may send (each runs `n` choices, each a place in the engine's queue). */
-const MAX_PROMPTS = 16;
+const MAX_PROMPTS = MAX_CHOICES;
 
 const chat = chatRequestSchema.shape;
 
@@ -93,6 +93,20 @@ export function parseCompletionRequest(body: unknown): { request: CompletionRequ
   const request = parseWith(completionRequestSchema, body);
   request.response_format = outputFormatOf(request);
   checkPrompt(request.prompt);
+  // Each prompt's n choices queue on their own; together they must fit an empty queue (--max-queue is at least
+  // MAX_CHOICES), or the request would be refused as busy however long the client waited.
+  const prompts = Array.isArray(request.prompt) && request.prompt.some((p) => typeof p !== "number")
+    ? request.prompt.length
+    : 1;
+  if (prompts * (request.n ?? 1) > MAX_CHOICES) {
+    throw new RequestError(
+      `${prompts} prompts with n = ${request.n} ask for ${
+        prompts * request.n!
+      } choices; at most ${MAX_CHOICES} ` +
+        "in one request",
+      "n",
+    );
+  }
   const unsupported = (message: string, param: string) =>
     new RequestError(message, param, "unsupported_parameter");
   if (request.suffix) throw unsupported("suffix (fill in the middle) is not supported by Pixtral", "suffix");
