@@ -77,6 +77,20 @@ Deno.test("a Hugging Face chat template: same ids where it agrees with Mistral's
   const text = [...tokenizers.full.encode("Describe this image.")];
   const block = textThenImage.ids_full_vocab.slice(2, textThenImage.ids_full_vocab.indexOf(13) + 1);
   assert.deepEqual(ids, [1, 3, ...text, ...block, 4]);
+  // A final assistant message with prefix: true is continued, as with Mistral's rules: no EOS after it.
+  const continued = messages([{ role: "user", content: "a" }, {
+    role: "assistant",
+    content: "b",
+    prefix: true,
+  }]);
+  assert.deepEqual(
+    (await encodeChat(continued, hf)).ids,
+    (await encodeChat(continued, service(tokenizers.full))).ids,
+  );
+  await assert.rejects(
+    encodeChat(messages([{ role: "user", content: "a" }, { role: "assistant", content: "b" }]), hf),
+    /last message/,
+  );
   // Roles that do not alternate are refused with the template's own message.
   await assert.rejects(
     encodeChat(messages([{ role: "user", content: "a" }, { role: "user", content: "b" }]), hf),

@@ -13,7 +13,14 @@
  * as the template joins them (with nothing in between for Pixtral's template).
  */
 import { Template } from "@huggingface/jinja";
-import { append, type EncodedChat, type InstructEncoder, type Message, PromptError } from "./instruct.ts";
+import {
+  append,
+  checkContinuation,
+  type EncodedChat,
+  type InstructEncoder,
+  type Message,
+  PromptError,
+} from "./instruct.ts";
 
 const OPEN = "\uE000", CLOSE = "\uE001";
 
@@ -28,10 +35,14 @@ export function encodeWithTemplate<Image>(
   messages: Message<Image>[],
   enc: TemplateEncoder<Image>,
 ): EncodedChat<Image> {
+  checkContinuation(messages);
   const texts: string[] = [];
   const images: Image[] = [];
   const marker = (text: string) => `${OPEN}${texts.push(text) - 1}${CLOSE}`;
-  const rendered = (() => {
+  // An assistant message to be continued (`prefix`): rendered without a generation prompt and cut after its text,
+  // as transformers' continue_final_message does, so that no end of turn or EOS follows it.
+  const continued = messages.at(-1)?.role === "assistant" && messages.at(-1)!.prefix === true;
+  let rendered = (() => {
     try {
       return new Template(source).render({
         messages: messages.map((m) => ({
@@ -51,12 +62,18 @@ export function encodeWithTemplate<Image>(
         })),
         bos_token: "<s>",
         eos_token: "</s>",
-        add_generation_prompt: true,
+        add_generation_prompt: !continued,
       });
     } catch (err) {
       throw new PromptError(`the chat template refused the conversation: ${(err as Error).message}`);
     }
   })();
+  if (continued) {
+    const last = `${OPEN}${texts.length - 1}${CLOSE}`;
+    const at = rendered.lastIndexOf(last);
+    if (at < 0) throw new PromptError("the chat template left out the assistant message to be continued");
+    rendered = rendered.slice(0, at + last.length);
+  }
 
   // Split the template's own text at special tokens; user text (between markers) stays whole.
   const names = [...enc.specials.keys()].sort((a, b) => b.length - a.length);

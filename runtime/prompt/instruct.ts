@@ -220,6 +220,19 @@ function jsonContent(text: string | PyValue): PyValue {
   return pyJsonLoads(text || "{}") ?? text;
 }
 
+/** Refuses a conversation that ends with a closed assistant turn, or continues one that is not the last. */
+export function checkContinuation(turns: readonly { role: string; prefix?: boolean }[]): void {
+  const last = turns.at(-1);
+  if (last?.role === "assistant" && !last.prefix) {
+    throw new PromptError(
+      "the last message must be from the user or a tool, or an assistant message with prefix: true to be continued",
+    );
+  }
+  if (turns.some((t, i) => t.role === "assistant" && t.prefix && i !== turns.length - 1)) {
+    throw new PromptError("only the last message can be an assistant message with prefix: true");
+  }
+}
+
 export function encodeInstruct<Image>(
   messages: Message<Image>[],
   enc: InstructEncoder<Image>,
@@ -231,15 +244,7 @@ export function encodeInstruct<Image>(
     throw new PromptError("this model's tokenizer has no function-calling tokens");
   }
   const { systemPrompt, turns } = normalize(messages);
-  const last = turns.at(-1)!;
-  if (last.role === "assistant" && !last.prefix) {
-    throw new PromptError(
-      "the last message must be from the user or a tool, or an assistant message with prefix: true to be continued",
-    );
-  }
-  if (turns.some((t, i) => t.role === "assistant" && t.prefix && i !== turns.length - 1)) {
-    throw new PromptError("only the last message can be an assistant message with prefix: true");
-  }
+  checkContinuation(turns);
   const lastUser = turns.findLastIndex((t) => t.role === "user");
   const ids = [enc.bos];
   const images: Image[] = [];
