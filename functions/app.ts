@@ -60,7 +60,9 @@ function toApiError(err: unknown): Mapped {
     return { status: 400, type: "invalid_request_error", code: "invalid_messages", param };
   }
   if (err instanceof ImageSourceError) {
-    return { status: err.status, type: "invalid_request_error", code: "invalid_image_url", param };
+    // Too many bytes is the image's size, as too many pixels is: one code for both.
+    const code = err.status === 413 ? "image_too_large" : "invalid_image_url";
+    return { status: err.status, type: "invalid_request_error", code, param };
   }
   if (err instanceof ImageTooLargeError) {
     return { status: 413, type: "invalid_request_error", code: "image_too_large", param };

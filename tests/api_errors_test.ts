@@ -25,6 +25,7 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
   const config = serverConfig({ maxBodyBytes: 200_000 });
   config.model.ctx = 512;
   config.images.maxImages = 2;
+  config.images.maxBytes = 100_000;
   await withServer(config, async ({ url }) => {
     const chat = `${url}/v1/chat/completions`;
     expectError(await post(chat, "{not json"), 400, /not valid JSON/);
@@ -302,6 +303,11 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
       400,
       /http\(s\) or data/,
     );
+    // Too many bytes is too large an image, as too many pixels is.
+    const heavy = `data:image/png;base64,${new Uint8Array(120_000).toBase64()}`;
+    const tooHeavy = await post(chat, user([{ type: "image_url", image_url: heavy }]));
+    expectError(tooHeavy, 413, /larger than the limit of 100000 bytes/, "messages[0].content[0].image_url");
+    assert.equal(tooHeavy.json.error.code, "image_too_large");
     const big = await post(chat, user("x".repeat(300_000)));
     expectError(big, 413, /larger than 200000 bytes/);
     expectError(await post(chat, user("word ".repeat(600))), 400, /context is 512 tokens/, "messages");

@@ -72,6 +72,8 @@ Deno.test("address classification: private, loopback, link-local and embedded IP
 Deno.test("data: URLs decode base64 and are checked for type, encoding and size", async () => {
   const url = `data:image/png;base64,${PNG.toBase64()}`;
   assert.deepEqual(await fetchImageBytes(url), PNG);
+  // As a URL parser reads it: the scheme in any case, blanks around the URL dropped.
+  assert.deepEqual(await fetchImageBytes(` Data${url.slice(4)}\n`), PNG);
   await assert.rejects(fetchImageBytes("data:image/png,rawbytes"), isSourceError(400, /base64/));
   await assert.rejects(fetchImageBytes("data:text/html;base64,PGI+"), isSourceError(400, /not an image/));
   await assert.rejects(fetchImageBytes("data:image/png;base64,***"), isSourceError(400, /not valid base64/));

@@ -102,10 +102,12 @@ export async function fetchImageBytes(
   options: ImageFetchOptions = DEFAULT_IMAGE_FETCH,
   signal?: AbortSignal,
 ): Promise<Uint8Array> {
-  if (source.startsWith("data:")) return decodeDataUrl(source, options.maxBytes);
+  // As a URL parser reads it: blanks around it dropped, the scheme in any case (RFC 3986).
+  const trimmed = source.trim();
+  if (/^data:/i.test(trimmed)) return decodeDataUrl(trimmed, options.maxBytes);
   let url: URL;
   try {
-    url = new URL(source);
+    url = new URL(trimmed);
   } catch {
     throw new ImageSourceError(`the image URL is not a valid URL: "${source.slice(0, 100)}"`);
   }

@@ -138,7 +138,8 @@ function validate<Image>(messages: Message<Image>[]): void {
     if (i === 0) return;
     const previous = messages[i - 1].role;
     if (!follows[previous].includes(m.role)) {
-      throw new PromptError(`a ${m.role} message cannot follow a ${previous} message`, i);
+      const a = (role: string) => (role === "assistant" ? `an ${role}` : `a ${role}`);
+      throw new PromptError(`${a(m.role)} message cannot follow ${a(previous)} message`, i);
     }
     if (m.role === "tool" && !callIds.includes(m.toolCallId!)) {
       throw new PromptError(
