@@ -28,7 +28,15 @@ Deno.test("while the model loads: /health and chat answer 503, tokenize works", 
     body: JSON.stringify({ prompt: "Hello" }),
   });
   assert.equal(tokens.status, 200);
-  assert.deepEqual((await tokens.json()).tokens, [1, ...service.tokenizer.encode("Hello")]);
+  const counted = await tokens.json();
+  assert.deepEqual(counted.tokens, [1, ...service.tokenizer.encode("Hello")]);
+  assert.equal(counted.max_model_len, null, "the context is sized when the model loads");
+  // One of prompt and messages, not both (the prompt alone was read).
+  for (const [body, message] of [[{ prompt: "a", messages: [] }, /not both/], [{}, /give prompt/]] as const) {
+    const res = await app.request("/tokenize", { method: "POST", body: JSON.stringify(body) });
+    assert.equal(res.status, 400);
+    assert.match((await res.json()).error.message, message);
+  }
 
   service.failure = "out of memory";
   const failed = await app.request("/health");

@@ -34,6 +34,17 @@ export function tokenizeRoutes(service: Service): Hono {
   return new Hono()
     .post("/tokenize", async (c) => {
       const { body: raw, text } = await readJsonText(c);
+      const given = ["prompt", "messages"].filter((key) =>
+        (raw as Record<string, unknown>)?.[key] !== undefined
+      );
+      if (given.length !== 1) {
+        throw new RequestError(
+          given.length
+            ? "give prompt or messages, not both"
+            : "give prompt (text) or messages (a conversation)",
+          given.length ? "messages" : "prompt",
+        );
+      }
       const body = parseWith(tokenizeSchema, raw);
       requireModel(service, body.model);
       let ids: number[];
@@ -48,6 +59,7 @@ export function tokenizeRoutes(service: Service): Hono {
         const options = { signal: c.req.raw.signal, safePrompt: body.safe_prompt, tools, source };
         ids = (await encodeChat(body.messages, service, options)).ids;
       }
+      // While the model loads the context is not known yet (the memory plan sizes it): null until then.
       return c.json({ count: ids.length, max_model_len: service.engine?.contextLength ?? null, tokens: ids });
     })
     .post("/detokenize", async (c) => {
