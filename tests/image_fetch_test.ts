@@ -53,11 +53,35 @@ Deno.test("address classification: private, loopback, link-local and embedded IP
     assert.equal(isPublicAddress(a), false, a);
   }
   for (
-    const a of ["::1", "::", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "::ffff:7f00:1", "64:ff9b::a00:1"]
+    const a of [
+      "::1",
+      "::",
+      "fe80::1",
+      "fd00::1",
+      "::ffff:127.0.0.1",
+      "::ffff:7f00:1",
+      "64:ff9b::a00:1",
+      // IPv4-compatible, IPv4-translated, 6to4 and Teredo forms of loopback and private addresses.
+      "::127.0.0.1",
+      "::ffff:0:127.0.0.1",
+      "2002:7f00:1::",
+      "2002:a00:1::1",
+      "2001:0:4136:e378:8000:63bf:f5ff:fffe", // Teredo, client 10.0.0.1
+    ]
   ) {
     assert.equal(isPublicAddress(a), false, a);
   }
-  for (const a of ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8", "172.32.0.1"]) {
+  for (
+    const a of [
+      "8.8.8.8",
+      "1.1.1.1",
+      "2606:4700:4700::1111",
+      "::ffff:8.8.8.8",
+      "172.32.0.1",
+      "2002:808:808::1",
+      "2001:0:4136:e378:8000:63bf:f7f7:f7f7", // Teredo, server 65.54.227.120, client 8.8.8.8
+    ]
+  ) {
     assert.equal(isPublicAddress(a), true, a);
   }
   assert.equal(isPublicAddress("not-an-ip"), false);

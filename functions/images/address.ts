@@ -85,14 +85,25 @@ const NON_PUBLIC = [
   "ff00::/8",
 ].map(cidr);
 
-const IPV4_MAPPED = cidr("::ffff:0:0/96");
-const NAT64 = cidr("64:ff9b::/96");
+const LOW_32 = (v: bigint) => [v & 0xffffffffn];
+/**
+ * IPv6 ranges that carry IPv4 addresses, with where: an address there is public only if what it carries is
+ * (`[::ffff:127.0.0.1]`, `[2002:7f00:1::]` reach loopback through the host's stack or a relay).
+ */
+const EMBEDDING: [Range, (v: bigint) => bigint[]][] = [
+  [cidr("::ffff:0:0/96"), LOW_32], // IPv4-mapped
+  [cidr("::ffff:0:0:0/96"), LOW_32], // IPv4-translated (RFC 2765)
+  [cidr("::/96"), LOW_32], // IPv4-compatible (deprecated; :: and ::1 among them)
+  [cidr("64:ff9b::/96"), LOW_32], // NAT64
+  [cidr("2002::/16"), (v) => [(v >> 80n) & 0xffffffffn]], // 6to4
+  [cidr("2001::/32"), (v) => [(v >> 64n) & 0xffffffffn, ~v & 0xffffffffn]], // Teredo: server, client (inverted)
+];
 
 export function isPublicAddress(text: string): boolean {
   const ip = parseIp(text);
   if (!ip) return false;
-  // IPv4 embedded in IPv6 (mapped, NAT64) is judged by its IPv4 part.
-  if (inRange(ip, IPV4_MAPPED) || inRange(ip, NAT64)) return isPublicAddress(ipv4Text(ip[0] & 0xffffffffn));
+  const embedded = EMBEDDING.find(([range]) => inRange(ip, range));
+  if (embedded) return embedded[1](ip[0]).every((v4) => isPublicAddress(ipv4Text(v4)));
   return !NON_PUBLIC.some((range) => inRange(ip, range));
 }
 
