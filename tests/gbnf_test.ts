@@ -116,6 +116,8 @@ Deno.test("grammars that cannot be enforced are refused with the reason", () => 
     ['root ::= ("a"?){2,}', /repeats a part that may match nothing/],
     ["root ::= x{30}\nx ::= .{30} .{30}", /too long to compile/],
     [42 as unknown as string, /GBNF text/],
+    ["root ::= " + "(".repeat(101) + '"a"' + ")".repeat(101), /groups nested deeper than 100/],
+    ['root ::= "a"' + "?".repeat(5), /more than 4 repetitions in a row/],
     ["root ::= " + '"a" '.repeat(20_000), /larger than 65536 bytes/],
   ];
   for (const [grammar, message] of refused) {
@@ -128,6 +130,11 @@ Deno.test("grammars that cannot be enforced are refused with the reason", () => 
   // Rules the root does not reach cost nothing and are not checked further, as a reader of the grammar would expect
   // of an unused one.
   grammarFormat('root ::= "a"\nunused ::= [\\x00-\\x08]{5000}');
+  // Thousands of rules in a chain, and a long grammar of references, are checked in linear time and no deep
+  // recursion.
+  const chain = Array.from({ length: 3000 }, (_, i) => `r${i} ::= r${i + 1} "x"`).join("\n");
+  grammarFormat(`root ::= r0\n${chain}\nr3000 ::= "y"`);
+  grammarFormat(`root ::= ${"a ".repeat(20_000)}\na ::= "a"`);
 });
 
 Deno.test("the API takes a grammar as llama.cpp's grammar, vLLM's guided_grammar and structured_outputs.grammar", async () => {

@@ -52,24 +52,21 @@ export function xgrammarGrammar(grammar: string): string {
   // Only rules the root reaches are printed (and paid for): each named r1, r2... in the order first reached.
   const names = new Map([["root", "root"]]);
   const order = ["root"];
-  const reach = (e: Expr): void => {
-    if (e.kind === "ref") {
-      if (!rules.has(e.name)) {
+  // Breadth first, by a work list: a chain of thousands of rules must not recurse as deep.
+  for (let next = 0; next < order.length; next++) {
+    for (const ref of refsOf(rules.get(order[next])!)) {
+      if (!rules.has(ref.name)) {
         throw new FormatError(
-          `line ${e.line} names the rule "${e.name}", which the grammar does not define`,
+          `line ${ref.line} names the rule "${ref.name}", which the grammar does not define`,
           "",
         );
       }
-      if (!names.has(e.name)) {
-        names.set(e.name, `r${names.size}`);
-        order.push(e.name);
-        reach(rules.get(e.name)!);
+      if (!names.has(ref.name)) {
+        names.set(ref.name, `r${names.size}`);
+        order.push(ref.name);
       }
-    } else if (e.kind === "seq") e.items.forEach(reach);
-    else if (e.kind === "alt") e.branches.forEach(reach);
-    else if (e.kind === "repeat") reach(e.body);
-  };
-  reach(rules.get("root")!);
+    }
+  }
   const cut = new Map(order.map((name) => [name, cutToText(rules.get(name)!, name)]));
 
   const shortest = shortestLengths(cut);
@@ -104,13 +101,22 @@ export function xgrammarGrammar(grammar: string): string {
   return order.map((name) => `${names.get(name)} ::= ${print(cut.get(name)!, names)}`).join("\n");
 }
 
+/** Groups nested deeper than this are refused: the parser, and each pass after it, recurses per level. */
+const MAX_NESTING = 100;
+/** Repetitions of a repetition (`"a"*?`) in a row, at most. */
+const MAX_STACKED = 4;
+
 class GbnfParser {
   #at = 0;
+  #depth = 0;
   readonly #chars: string[];
+  /** Where each line starts, for positions in messages. */
+  readonly #lineStarts = [0];
   readonly #rules = new Map<string, Expr>();
 
   constructor(text: string) {
     this.#chars = [...text];
+    this.#chars.forEach((c, i) => c === "\n" && this.#lineStarts.push(i + 1));
   }
 
   parse(): Map<string, Expr> {
@@ -136,17 +142,20 @@ class GbnfParser {
     return this.#rules;
   }
 
+  /** The line of the current position (1-based). */
   #line(): number {
-    return this.#chars.slice(0, this.#at).filter((c) => c === "\n").length + 1;
+    let lo = 0, hi = this.#lineStarts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.#lineStarts[mid] <= this.#at) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo + 1;
   }
 
   #fail(message: string): never {
-    const before = this.#chars.slice(0, this.#at);
-    const column = this.#at - before.lastIndexOf("\n");
-    throw new FormatError(
-      `the grammar is not valid GBNF at line ${this.#line()}, column ${column}: ${message}`,
-      "",
-    );
+    const line = this.#line(), column = this.#at - this.#lineStarts[line - 1] + 1;
+    throw new FormatError(`the grammar is not valid GBNF at line ${line}, column ${column}: ${message}`, "");
   }
 
   /** Skips blanks and comments; line ends too when `newlines`. */
@@ -199,11 +208,13 @@ class GbnfParser {
         this.#at++;
         atom = { kind: "set", set: UNIVERSE };
       } else if (c === "(") {
+        if (++this.#depth > MAX_NESTING) this.#fail(`groups nested deeper than ${MAX_NESTING}`);
         this.#at++;
         this.#space(true);
         atom = this.#alternatives(true);
         if (this.#chars[this.#at] !== ")") this.#fail('expected ")"');
         this.#at++;
+        this.#depth--;
       } else {
         const line = this.#line();
         const name = this.#name();
@@ -218,7 +229,7 @@ class GbnfParser {
 
   #quantified(body: Expr, nested: boolean): Expr {
     let expr = body;
-    for (;;) {
+    for (let stacked = 0;; stacked++) {
       const c = this.#chars[this.#at];
       let min: number, max: number;
       if (c === "*") [min, max] = [0, Infinity];
@@ -238,6 +249,8 @@ class GbnfParser {
         }
         this.#at = close;
       } else return expr;
+      // Each repetition nests the last: a few are a grammar's, thousands would overflow the passes' recursion.
+      if (stacked === MAX_STACKED) this.#fail(`more than ${MAX_STACKED} repetitions in a row: group them`);
       this.#at++;
       this.#space(nested);
       expr = { kind: "repeat", body: expr, min, max };
@@ -330,17 +343,34 @@ function cutToText(expr: Expr, rule: string): Expr {
   }
 }
 
-/** The fewest characters each rule matches: Infinity for one that never ends (found as a fixed point). */
+/** The rule references in `e`, in order. */
+function refsOf(e: Expr, out: (Expr & { kind: "ref" })[] = []): (Expr & { kind: "ref" })[] {
+  if (e.kind === "ref") out.push(e);
+  else if (e.kind === "seq") e.items.forEach((item) => refsOf(item, out));
+  else if (e.kind === "alt") e.branches.forEach((branch) => refsOf(branch, out));
+  else if (e.kind === "repeat") refsOf(e.body, out);
+  return out;
+}
+
+/**
+ * The fewest characters each rule matches: Infinity for one that never ends. A fixed point, by a work list: a rule
+ * is looked at again only when one it names got shorter.
+ */
 function shortestLengths(rules: Map<string, Expr>): Map<string, number> {
   const shortest = new Map([...rules.keys()].map((name) => [name, Infinity]));
-  for (let changed = true; changed;) {
-    changed = false;
-    for (const [name, expr] of rules) {
-      const n = minLength(expr, shortest);
-      if (n < shortest.get(name)!) {
-        shortest.set(name, n);
-        changed = true;
-      }
+  const namedBy = new Map([...rules.keys()].map((name) => [name, new Set<string>()]));
+  for (const [name, expr] of rules) for (const ref of refsOf(expr)) namedBy.get(ref.name)!.add(name);
+  const pending = [...rules.keys()], queued = new Set(pending);
+  while (pending.length) {
+    const name = pending.pop()!;
+    queued.delete(name);
+    const n = minLength(rules.get(name)!, shortest);
+    if (n >= shortest.get(name)!) continue;
+    shortest.set(name, n);
+    for (const user of namedBy.get(name)!) {
+      if (queued.has(user)) continue;
+      queued.add(user);
+      pending.push(user);
     }
   }
   return shortest;
