@@ -182,6 +182,16 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
       /has no tools/,
       "tool_choice",
     );
+    // A forced call is the answer: a format beside it would be dropped.
+    const one = [{ type: "function", function: { name: "f", parameters: { type: "object" } } }];
+    for (const format of [{ response_format: { type: "json_object" } }, { grammar: 'root ::= "a"' }]) {
+      expectError(
+        await post(chat, { ...user("hi"), ...format, tools: one, tool_choice: "required" }),
+        400,
+        /cannot be combined with a tool_choice that forces a call/,
+        "tool_choice",
+      );
+    }
     expectError(
       await post(chat, {
         ...user("hi"),

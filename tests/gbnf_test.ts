@@ -5,7 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { FormatError, grammarFormat } from "../runtime/grammar/format.ts";
-import { seededRandom, walk } from "./grammar_helpers.ts";
+import { EOS, seededRandom, tokenizer, walk } from "./grammar_helpers.ts";
+import { XGrammarConstraints } from "../runtime/grammar/constraints.ts";
+import { InvalidRequestError } from "../runtime/engine/engine.ts";
 import { post, withServer } from "./api_helpers.ts";
 
 /** A grammar and a regular expression matching the same texts. */
@@ -112,11 +114,23 @@ Deno.test("grammars that cannot be enforced are refused with the reason", () => 
     ["root ::= [\\x00-\\x08]", /a class of such characters only/],
     ['root ::= "a" root', /matches no text/],
     ["root ::= .{40}", /too long to compile/],
-    ['root ::= x*\nx ::= [a-z]* " "?', /the rule "root" repeats a part that may match nothing/],
-    ['root ::= ("a"?){2,}', /repeats a part that may match nothing/],
+    [
+      'root ::= x*\nx ::= [a-z]* " "?',
+      /the rule "root" repeats a part whose copies can divide the same text/,
+    ],
+    ['root ::= ("a"?){2,}', /can divide the same text/],
+    // Copies that can divide one text in several ways (masks grew with the text), optional parts in a row.
+    ['root ::= w+ "!"\nw ::= [a-z]+', /can divide the same text in more than one way \(w\+\)/],
+    ['root ::= (w " "?)+ "!"\nw ::= [a-z]+', /can divide the same text/],
+    ['root ::= (x | y)+ "!"\nx ::= [a-z]+\ny ::= [a-m]+', /can divide the same text/],
+    ["root ::= " + "[a-z]? ".repeat(9) + '"!"', /9 optional parts in a row/],
+    ["root ::= " + "y ".repeat(9) + '"!"\ny ::= [a-z]?', /9 optional parts in a row/],
     ["root ::= x{30}\nx ::= .{30} .{30}", /too long to compile/],
     [42 as unknown as string, /GBNF text/],
-    ["root ::= " + "(".repeat(101) + '"a"' + ")".repeat(101), /groups nested deeper than 100/],
+    ["root ::= <[1000]>", /token references .* are not supported/],
+    ['root ::= "a" !<think>', /token references/],
+    ["root ::= " + "(".repeat(51) + '"a"' + ")".repeat(51), /groups nested deeper than 50/],
+    ["root ::= " + '("a" | "b" '.repeat(45) + '"c"' + ")?".repeat(45), /nests its parts deeper than 120/],
     ['root ::= "a"' + "?".repeat(5), /more than 4 repetitions in a row/],
     ["root ::= " + '"a" '.repeat(20_000), /larger than 65536 bytes/],
   ];
@@ -130,11 +144,31 @@ Deno.test("grammars that cannot be enforced are refused with the reason", () => 
   // Rules the root does not reach cost nothing and are not checked further, as a reader of the grammar would expect
   // of an unused one.
   grammarFormat('root ::= "a"\nunused ::= [\\x00-\\x08]{5000}');
+  // A byte order mark first, comments ended by a lone carriage return (as llama.cpp ends them).
+  grammarFormat('\uFEFFroot ::= x # a comment\rx ::= "a"');
   // Thousands of rules in a chain, and a long grammar of references, are checked in linear time and no deep
   // recursion.
   const chain = Array.from({ length: 3000 }, (_, i) => `r${i} ::= r${i + 1} "x"`).join("\n");
   grammarFormat(`root ::= r0\n${chain}\nr3000 ::= "y"`);
   grammarFormat(`root ::= ${"a ".repeat(20_000)}\na ::= "a"`);
+});
+
+Deno.test("a sequence whose masks are slow twice in a row ends with an error that says why", async () => {
+  const strict = XGrammarConstraints.forTokenizer(tokenizer, tokenizer.vocabSize, { slowMaskMs: 0 });
+  const constraint = await strict.constrain(grammarFormat('root ::= [a-z]+ "!"'), [EOS]);
+  try {
+    await constraint.allowed(); // one slow mask is forgiven (a busy machine)
+    await assert.rejects(constraint.allowed(), (err: Error) => {
+      assert.ok(err instanceof InvalidRequestError);
+      assert.match(err.message, /too slow to follow: two tokens in a row took over 0 ms/);
+      return true;
+    });
+  } finally {
+    constraint.release();
+  }
+  // The default bound leaves ordinary grammars alone.
+  const text = await walk(grammarFormat('root ::= [a-z]{1,8} "!"'), seededRandom(3), 20);
+  assert.match(text ?? "", /^[a-z]{1,8}!$/);
 });
 
 Deno.test("the API takes a grammar as llama.cpp's grammar, vLLM's guided_grammar and structured_outputs.grammar", async () => {

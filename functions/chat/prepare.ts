@@ -381,6 +381,15 @@ export async function prepareChat(
     source,
   });
   const { generation } = encoded;
+  if (chat.response_format && generation.format && generation.trigger === undefined) {
+    // The answer is the forced call's JSON: the format would be dropped without a word.
+    throw new RequestError(
+      "an output format (response_format, a grammar, vLLM's guided fields) cannot be combined with a tool_choice " +
+        "that forces a call (required, any or a named function): the answer is the call",
+      "tool_choice",
+      "unsupported_parameter",
+    );
+  }
   if (chat.response_format && tools?.choice === "auto" && generation.trigger === undefined) {
     // The text would follow the format from its first token, leaving no way to call the tools.
     throw new RequestError(

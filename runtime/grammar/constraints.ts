@@ -23,6 +23,13 @@ import { explained, type XGrammar, xgrammar, XGrammarError } from "./xgrammar.ts
 /** Compiled grammars kept per instance, by default. */
 const KEPT = 4;
 /**
+ * A token's mask slower than this, twice in a row, ends the sequence: a grammar whose parts divide a text in many
+ * ways (which the checks of gbnf.ts cannot all see, `s ::= s s | [a-z]` among them) makes each mask slower as the
+ * text grows (0.8 s at the 200th character of that one), and holds the grammar thread that other sequences share.
+ * Masks of the formats that pass the checks take under 100 ms on this 2-core machine.
+ */
+const SLOW_MASK_MS = 500;
+/**
  * The format's grammar, compiled with any whitespace between JSON tokens (TokenGuard bounds its runs, which in
  * the grammar would cost a state per character at each place).
  */
@@ -57,6 +64,13 @@ interface Instance {
   compiled: Map<string, Promise<XGrammar.CompiledGrammar>>;
 }
 
+export interface ConstraintOptions {
+  /** Compiled grammars kept per instance. */
+  kept?: number;
+  /** A mask slower than this, twice in a row, ends the sequence (see SLOW_MASK_MS). */
+  slowMaskMs?: number;
+}
+
 export class XGrammarConstraints implements Constraints {
   #instance?: Promise<Instance>;
   #vocab?: Vocabulary;
@@ -65,12 +79,15 @@ export class XGrammarConstraints implements Constraints {
   readonly #plans = new Map<string, LengthPlan | undefined>();
 
   /** `vocabulary`: the model's, made when first needed. */
-  constructor(readonly vocabulary: () => Vocabulary, options: { kept?: number } = {}) {
+  readonly #slowMaskMs: number;
+
+  constructor(readonly vocabulary: () => Vocabulary, options: ConstraintOptions = {}) {
     this.#kept = options.kept ?? KEPT;
+    this.#slowMaskMs = options.slowMaskMs ?? SLOW_MASK_MS;
   }
 
   /** Over a tokenizer's vocabulary; `vocabSize`: the model's (the logits' width), which may exceed it. */
-  static forTokenizer(tokenizer: Tokenizer, vocabSize: number, options: { kept?: number } = {}) {
+  static forTokenizer(tokenizer: Tokenizer, vocabSize: number, options: ConstraintOptions = {}) {
     return new XGrammarConstraints(() => vocabulary(tokenizer, vocabSize), options);
   }
 
@@ -126,9 +143,22 @@ export class XGrammarConstraints implements Constraints {
     const writesNothing = (id: number) => vocab.offsets[id] === vocab.offsets[id + 1];
     const ending = stopIds.filter(writesNothing), written = stopIds.filter((id) => !writesNothing(id));
     const bit = (mask: ArrayLike<number>, id: number) => mask[id >> 5] & (1 << (id & 31));
+    let slow = 0;
     return {
       allowed: async () => {
+        const started = performance.now();
         const mask = await matcher.getNextTokenBitmask();
+        const ms = performance.now() - started;
+        slow = ms > this.#slowMaskMs ? slow + 1 : 0;
+        if (slow === 2) {
+          throw new InvalidRequestError(
+            `the output format is too slow to follow: two tokens in a row took over ${this.#slowMaskMs} ms each ` +
+              `to constrain (the last ${
+                Math.round(ms)
+              } ms), so the answer was cut; a grammar whose parts can ` +
+              "divide the same text in many ways (as `s ::= s s | [a-z]`) slows down as the text grows",
+          );
+        }
         const allowed = new Uint32Array(tokens.length);
         for (let w = 0; w < allowed.length; w++) allowed[w] = mask[w] & tokens[w];
         for (const id of ending) allowed[id >> 5] |= bit(mask, id);
