@@ -161,7 +161,16 @@ export class XGrammarConstraints implements Constraints {
         }
         const allowed = new Uint32Array(tokens.length);
         for (let w = 0; w < allowed.length; w++) allowed[w] = mask[w] & tokens[w];
-        for (const id of ending) allowed[id >> 5] |= bit(mask, id);
+        // xgrammar 0.1.27 leaves the stop token out of some masks where the format may end, though it accepts it
+        // there (`.* "!"` after "hi!": a class of ASCII and UTF-8 lead bytes repeated before a literal), so that
+        // such answers ran to max_tokens: a stop token left out is tried, and taken back.
+        for (const id of ending) {
+          if (!bit(mask, id) && matcher.acceptToken(id)) {
+            matcher.rollBack(1);
+            mask[id >> 5] |= 1 << (id & 31);
+          }
+          allowed[id >> 5] |= bit(mask, id);
+        }
         if (ending.length && !ending.some((id) => bit(mask, id))) {
           for (const id of written) allowed[id >> 5] &= ~(1 << (id & 31));
         }

@@ -79,10 +79,13 @@ export function xgrammarGrammar(grammar: string): string {
   }
   const first = fixedPoint(cut, [], (e, firsts) => firstOf(e, shortest, firsts));
   const goesOn = fixedPoint(cut, [], (e, later) => goesOnOf(e, shortest, first, later));
-  const facts = { shortest, first, goesOn };
-  for (const [name, expr] of cut) {
-    const simpler = simplify(expr, facts);
-    cut.set(name, simpler);
+  const leadsOn = fixedPoint(cut, [], (e, leading) => leadsOnOf(e, shortest, first, leading));
+  const facts: Facts = { rules: cut, runs: new Map(), ruleRuns: new Map(), shortest, first, goesOn, leadsOn };
+  for (const [name, expr] of cut) cut.set(name, simplify(expr, facts));
+  // Rules reached last first, so that a rule's optional parts are weighed before the rules that name it (those
+  // named on a cycle or further down count as nothing): one pass, without recursion from rule to rule.
+  for (const name of [...order].reverse()) {
+    const simpler = cut.get(name)!;
     const at = `the rule "${name}"`;
     if (depthOf(simpler) > MAX_DEPTH) {
       throw new FormatError(
@@ -100,6 +103,7 @@ export function xgrammarGrammar(grammar: string): string {
       );
     }
     const run = optionalRun(simpler, facts);
+    facts.ruleRuns.set(name, run);
     if (run.parts > MAX_OPTIONAL_RUN.parts || run.cost > MAX_OPTIONAL_RUN.cost) {
       throw new FormatError(
         `${at} has ${run.parts} optional parts in a row (${run.cost} byte classes), more than the ` +
@@ -290,7 +294,7 @@ class GbnfParser {
   #class(): Ranges {
     const negated = this.#chars[this.#at] === "^";
     if (negated) this.#at++;
-    let set: Ranges = [];
+    const members: [number, number][] = [];
     while (this.#chars[this.#at] !== "]") {
       if (this.#at >= this.#chars.length) this.#fail('a class without its closing "]"');
       const lo = this.#char();
@@ -300,9 +304,17 @@ class GbnfParser {
         hi = this.#char();
         if (hi < lo) this.#fail("a range whose end comes before its start");
       }
-      set = union(set, [[lo, hi]]);
+      members.push([lo, hi]);
     }
     this.#at++;
+    // Sorted and merged once (a union per member took quadratic time over a class of thousands).
+    members.sort((a, b) => a[0] - b[0]);
+    const set: [number, number][] = [];
+    for (const [lo, hi] of members) {
+      const last = set.at(-1);
+      if (last && lo <= last[1] + 1) last[1] = Math.max(last[1], hi);
+      else set.push([lo, hi]);
+    }
     return negated ? subtract(UNIVERSE, set) : set;
   }
 
@@ -424,11 +436,17 @@ function minLength(e: Expr, shortest: Map<string, number>): number {
 }
 
 type Facts = {
+  rules: Map<string, Expr>;
+  /** Optional runs weighed so far, by node and by rule (see optionalRun). */
+  runs: Map<Expr, Run>;
+  ruleRuns: Map<string, Run>;
   shortest: Map<string, number>;
   /** The characters each rule's matches may begin with. */
   first: Map<string, Ranges>;
   /** The characters with which an unbounded repetition ending each rule's match could go on instead. */
   goesOn: Map<string, Ranges>;
+  /** The characters an unbounded repetition that may begin each rule's match repeats. */
+  leadsOn: Map<string, Ranges>;
 };
 
 /**
@@ -521,11 +539,45 @@ function goesOnOf(
   }
 }
 
+/** The characters an unbounded repetition that may begin `e`'s match repeats. */
+function leadsOnOf(
+  e: Expr,
+  shortest: Map<string, number>,
+  first: Map<string, Ranges>,
+  leadsOn: Map<string, Ranges>,
+): Ranges {
+  switch (e.kind) {
+    case "set":
+    case "text":
+      return [];
+    case "seq": {
+      let out: Ranges = [];
+      for (const item of e.items) {
+        out = union(out, leadsOnOf(item, shortest, first, leadsOn));
+        if (minLength(item, shortest) > 0) break;
+      }
+      return out;
+    }
+    case "alt":
+      return e.branches.reduce(
+        (out, branch) => union(out, leadsOnOf(branch, shortest, first, leadsOn)),
+        [] as Ranges,
+      );
+    case "repeat": {
+      const inner = leadsOnOf(e.body, shortest, first, leadsOn);
+      return e.max === Infinity ? union(inner, firstOf(e.body, shortest, first)) : inner;
+    }
+    case "ref":
+      return leadsOn.get(e.name)!;
+  }
+}
+
 /**
  * `e` written so that xgrammar follows it faster, matching the same texts: `(X*)*`, `(X+)*` and `(X*)+` as `X*`,
  * `(X+)+` as `X+` (one way to divide a text instead of many); and a repetition of alternatives among which some
- * are classes, `(C | X)*`, as `C* (X C*)*` where no X begins with a character of C (a class run xgrammar takes
- * at once: llama.cpp's JSON string rule went from 50 ms per token's mask to under 1 ms).
+ * are classes, `(C | X)*` (or `c*` with `c ::= C | X` naming no rule), as `C* (X C*)*` where no X begins with a
+ * character of C (a class run xgrammar takes at once: llama.cpp's JSON string rule went from 50 ms per token's
+ * mask to under 4 ms).
  */
 function simplify(e: Expr, facts: Facts): Expr {
   switch (e.kind) {
@@ -534,7 +586,16 @@ function simplify(e: Expr, facts: Facts): Expr {
     case "alt":
       return { kind: "alt", branches: e.branches.map((branch) => simplify(branch, facts)) };
     case "repeat": {
-      const body = simplify(e.body, facts);
+      let body = simplify(e.body, facts);
+      // A rule of alternatives among which a class (json-schema-to-grammar's `char*`) is taken in, to be rewritten.
+      const named = body.kind === "ref" ? facts.rules.get(body.name)! : undefined;
+      if (
+        e.max === Infinity && e.min === 0 && named?.kind === "alt" &&
+        named.branches.some((b) => b.kind === "set") &&
+        !refsOf(named).length
+      ) {
+        body = named;
+      }
       if (
         e.max === Infinity && e.min <= 1 && body.kind === "repeat" && body.max === Infinity && body.min <= 1
       ) {
@@ -590,8 +651,21 @@ function depthOf(e: Expr): number {
  */
 function splittable(e: Expr, facts: Facts): string | undefined {
   switch (e.kind) {
-    case "seq":
+    case "seq": {
+      // Two unbounded repetitions meeting over the same characters (`w w` with `w ::= [a-z]+`): where one ends
+      // and the next begins can be anywhere, and masks slow down as the text grows (166 ms at the 250th token).
+      const { shortest, first, goesOn, leadsOn } = facts;
+      let leading: Ranges = [];
+      for (let i = e.items.length - 1; i >= 0; i--) {
+        if (intersect(goesOnOf(e.items[i], shortest, first, goesOn), leading).length) {
+          const names = new Map([...shortest.keys()].map((name) => [name, name]));
+          return e.items.slice(i).map((item) => print(item, names)).join(" ").slice(0, 80);
+        }
+        const own = leadsOnOf(e.items[i], shortest, first, leadsOn);
+        leading = minLength(e.items[i], shortest) === 0 ? union(own, leading) : own;
+      }
       return e.items.map((item) => splittable(item, facts)).find((found) => found);
+    }
     case "alt":
       return e.branches.map((branch) => splittable(branch, facts)).find((found) => found);
     case "repeat": {
@@ -614,43 +688,63 @@ function splittable(e: Expr, facts: Facts): string | undefined {
 /** Optional parts in a row whose masks each token must look through: as for patterns (regex.ts). */
 const MAX_OPTIONAL_RUN = { parts: 8, cost: 96 };
 type Run = { parts: number; cost: number };
+const NO_RUN: Run = { parts: 0, cost: 0 };
 const worse = (a: Run, b: Run): Run => ({
   parts: Math.max(a.parts, b.parts),
   cost: Math.max(a.cost, b.cost),
 });
 
-/** Of the runs, in any sequence, of parts that may match nothing: the most parts, and the highest cost. */
+/**
+ * Of the runs, in any sequence, of parts that may match nothing and may begin with a class (optional literals cost
+ * little: 40 optional flags compiled in 0.1 s, 24 `[a-z]?` in 3.7 s), the most parts and the highest cost; an
+ * optional rule named counts with the run inside it (facts.ruleRuns). Each node is weighed once (memo): nested
+ * optional groups took exponential time before.
+ */
 function optionalRun(e: Expr, facts: Facts): Run {
+  const known = facts.runs.get(e);
+  if (known) return known;
+  let found: Run;
   switch (e.kind) {
     case "seq": {
-      let run = { parts: 0, cost: 0 }, longest = run;
+      let run = NO_RUN, longest = NO_RUN;
       for (const item of e.items) {
-        if (item.kind === "text" && item.codes.length === 0) continue;
         longest = worse(longest, optionalRun(item, facts));
         const own = minLength(item, facts.shortest) === 0 ? nullableRun(item, facts) : undefined;
-        run = own ? { parts: run.parts + own.parts, cost: run.cost + own.cost } : { parts: 0, cost: 0 };
+        run = own ? { parts: run.parts + own.parts, cost: run.cost + own.cost } : NO_RUN;
         longest = worse(longest, run);
       }
-      return longest;
+      found = longest;
+      break;
     }
     case "alt":
-      return e.branches.map((branch) => optionalRun(branch, facts)).reduce(worse, { parts: 0, cost: 0 });
+      found = e.branches.map((branch) => optionalRun(branch, facts)).reduce(worse, NO_RUN);
+      break;
     case "repeat": {
       const inside = optionalRun(e.body, facts);
-      return minLength(e, facts.shortest) === 0 ? worse(inside, nullableRun(e, facts)) : inside;
+      found = minLength(e, facts.shortest) === 0 ? worse(inside, nullableRun(e, facts)) : inside;
+      break;
     }
-    default:
-      return { parts: 0, cost: 0 };
+    default: // a rule named is weighed as a rule of its own
+      found = NO_RUN;
   }
+  facts.runs.set(e, found);
+  return found;
 }
 
-/** What a part that may match nothing adds to a run: its own run inside (at least one part), its first classes. */
+/**
+ * What a part that may match nothing adds to a run: the run inside it, and itself when it may begin with a class
+ * (more than one character), with the cost of the characters it may begin with.
+ */
 function nullableRun(e: Expr, facts: Facts): Run {
   const inside = e.kind === "ref"
-    ? { parts: 1, cost: 0 }
+    ? facts.ruleRuns.get(e.name) ?? NO_RUN
     : optionalRun(e.kind === "repeat" ? e.body : e, facts);
   const first = firstOf(e, facts.shortest, facts.first);
-  return { parts: Math.max(1, inside.parts), cost: first.length ? cost({ kind: "set", set: first }) : 0 };
+  const classes = first.reduce((n, [lo, hi]) => n + hi - lo + 1, 0) > 1;
+  return {
+    parts: Math.max(classes ? 1 : 0, inside.parts),
+    cost: Math.max(classes ? cost({ kind: "set", set: first }) : 0, inside.cost),
+  };
 }
 
 /** What a rule's body costs to compile, in the units of MAX_COST; bounded repetitions multiply. */
