@@ -15,6 +15,7 @@ import {
   hex,
   intersect,
   MAX_COST,
+  quantifier,
   type Ranges,
   subtract,
   union,
@@ -78,8 +79,8 @@ export function xgrammarGrammar(grammar: string): string {
     );
   }
   const first = fixedPoint(cut, [], (e, firsts) => firstOf(e, shortest, firsts));
-  const goesOn = fixedPoint(cut, [], (e, later) => goesOnOf(e, shortest, first, later));
-  const leadsOn = fixedPoint(cut, [], (e, leading) => leadsOnOf(e, shortest, first, leading));
+  const goesOn = fixedPoint(cut, [], (e, later) => repeatsAt("end", e, shortest, first, later));
+  const leadsOn = fixedPoint(cut, [], (e, leading) => repeatsAt("start", e, shortest, first, leading));
   const facts: Facts = { rules: cut, runs: new Map(), ruleRuns: new Map(), shortest, first, goesOn, leadsOn };
   for (const [name, expr] of cut) cut.set(name, simplify(expr, facts));
   // Rules reached last first, so that a rule's optional parts are weighed before the rules that name it (those
@@ -504,12 +505,18 @@ function firstOf(e: Expr, shortest: Map<string, number>, first: Map<string, Rang
   }
 }
 
-/** The characters with which an unbounded repetition that may end `e`'s match could go on instead. */
-function goesOnOf(
+/**
+ * The characters an unbounded repetition at one `edge` of `e`'s match repeats: at its end, those with which the
+ * match could go on instead; at its start, those it begins with again. Only an unbounded repetition: what a bounded
+ * one adds divides a text in a bounded number of ways, and keeps grammars such as llama.cpp's c.gbnf (an if
+ * statement's optional else, then any statement) as they are.
+ */
+function repeatsAt(
+  edge: "start" | "end",
   e: Expr,
   shortest: Map<string, number>,
   first: Map<string, Ranges>,
-  goesOn: Map<string, Ranges>,
+  rules: Map<string, Ranges>,
 ): Ranges {
   switch (e.kind) {
     case "set":
@@ -517,58 +524,23 @@ function goesOnOf(
       return [];
     case "seq": {
       let out: Ranges = [];
-      for (let i = e.items.length - 1; i >= 0; i--) {
-        out = union(out, goesOnOf(e.items[i], shortest, first, goesOn));
-        if (minLength(e.items[i], shortest) > 0) break;
-      }
-      return out;
-    }
-    case "alt":
-      return e.branches.reduce(
-        (out, branch) => union(out, goesOnOf(branch, shortest, first, goesOn)),
-        [] as Ranges,
-      );
-    case "repeat": {
-      // Only an unbounded repetition: what a bounded one adds divides a text in a bounded number of ways, and keeps
-      // grammars such as llama.cpp's c.gbnf (an if statement's optional else, then any statement) as they are.
-      const inner = goesOnOf(e.body, shortest, first, goesOn);
-      return e.max === Infinity ? union(inner, firstOf(e.body, shortest, first)) : inner;
-    }
-    case "ref":
-      return goesOn.get(e.name)!;
-  }
-}
-
-/** The characters an unbounded repetition that may begin `e`'s match repeats. */
-function leadsOnOf(
-  e: Expr,
-  shortest: Map<string, number>,
-  first: Map<string, Ranges>,
-  leadsOn: Map<string, Ranges>,
-): Ranges {
-  switch (e.kind) {
-    case "set":
-    case "text":
-      return [];
-    case "seq": {
-      let out: Ranges = [];
-      for (const item of e.items) {
-        out = union(out, leadsOnOf(item, shortest, first, leadsOn));
+      for (const item of edge === "start" ? e.items : e.items.toReversed()) {
+        out = union(out, repeatsAt(edge, item, shortest, first, rules));
         if (minLength(item, shortest) > 0) break;
       }
       return out;
     }
     case "alt":
       return e.branches.reduce(
-        (out, branch) => union(out, leadsOnOf(branch, shortest, first, leadsOn)),
+        (out, branch) => union(out, repeatsAt(edge, branch, shortest, first, rules)),
         [] as Ranges,
       );
     case "repeat": {
-      const inner = leadsOnOf(e.body, shortest, first, leadsOn);
+      const inner = repeatsAt(edge, e.body, shortest, first, rules);
       return e.max === Infinity ? union(inner, firstOf(e.body, shortest, first)) : inner;
     }
     case "ref":
-      return leadsOn.get(e.name)!;
+      return rules.get(e.name)!;
   }
 }
 
@@ -657,11 +629,11 @@ function splittable(e: Expr, facts: Facts): string | undefined {
       const { shortest, first, goesOn, leadsOn } = facts;
       let leading: Ranges = [];
       for (let i = e.items.length - 1; i >= 0; i--) {
-        if (intersect(goesOnOf(e.items[i], shortest, first, goesOn), leading).length) {
+        if (intersect(repeatsAt("end", e.items[i], shortest, first, goesOn), leading).length) {
           const names = new Map([...shortest.keys()].map((name) => [name, name]));
           return e.items.slice(i).map((item) => print(item, names)).join(" ").slice(0, 80);
         }
-        const own = leadsOnOf(e.items[i], shortest, first, leadsOn);
+        const own = repeatsAt("start", e.items[i], shortest, first, leadsOn);
         leading = minLength(e.items[i], shortest) === 0 ? union(own, leading) : own;
       }
       return e.items.map((item) => splittable(item, facts)).find((found) => found);
@@ -673,7 +645,8 @@ function splittable(e: Expr, facts: Facts): string | undefined {
         const { shortest, first, goesOn } = facts;
         if (
           minLength(e.body, shortest) === 0 ||
-          intersect(goesOnOf(e.body, shortest, first, goesOn), firstOf(e.body, shortest, first)).length
+          intersect(repeatsAt("end", e.body, shortest, first, goesOn), firstOf(e.body, shortest, first))
+            .length
         ) {
           return print(e, new Map([...shortest.keys()].map((name) => [name, name]))).slice(0, 80);
         }
@@ -783,16 +756,10 @@ function print(e: Expr, names: Map<string, string>): string {
     case "alt":
       return `(${e.branches.map((branch) => print(branch, names)).join(" | ")})`;
     case "repeat": {
-      const { min, max } = e;
-      const quantifier = max === Infinity
-        ? min === 0 ? "*" : min === 1 ? "+" : `{${min},}`
-        : min === 0 && max === 1
-        ? "?"
-        : min === max
-        ? `{${min}}`
-        : `{${min},${max}}`;
       const body = print(e.body, names);
-      return max === 0 ? '""' : `${e.body.kind === "repeat" ? `(${body})` : body}${quantifier}`;
+      return e.max === 0
+        ? '""'
+        : `${e.body.kind === "repeat" ? `(${body})` : body}${quantifier(e.min, e.max)}`;
     }
     case "ref":
       return names.get(e.name)!;

@@ -601,17 +601,16 @@ function print(node: Node): string {
       const body = print(node.body);
       if (body === "" || node.max === 0) return "";
       const atom = node.body.kind === "set" ? body : `(?:${body})`;
-      const { min, max } = node;
-      const quantifier = max === Infinity
-        ? min === 0 ? "*" : min === 1 ? "+" : `{${min},}`
-        : min === 0 && max === 1
-        ? "?"
-        : min === max
-        ? `{${min}}`
-        : `{${min},${max}}`;
-      return atom + quantifier;
+      return atom + quantifier(node.min, node.max);
     }
   }
+}
+
+/** A repetition's bounds as a quantifier (the same in patterns and in xgrammar's EBNF). */
+export function quantifier(min: number, max: number): string {
+  if (max === Infinity) return min === 0 ? "*" : min === 1 ? "+" : `{${min},}`;
+  if (min === 0 && max === 1) return "?";
+  return min === max ? `{${min}}` : `{${min},${max}}`;
 }
 
 /**
