@@ -107,9 +107,11 @@ export function xgrammarGrammar(grammar: string): string {
     facts.ruleRuns.set(name, run);
     if (run.parts > MAX_OPTIONAL_RUN.parts || run.cost > MAX_OPTIONAL_RUN.cost) {
       throw new FormatError(
-        `${at} has ${run.parts} optional parts in a row (${run.cost} byte classes), more than the ` +
-          `${MAX_OPTIONAL_RUN.parts} (${MAX_OPTIONAL_RUN.cost}) that compile in time (24 took 3.4 s): nest ` +
-          "them, e.g. (a (b (c)?)?)?",
+        `${at} has ${run.parts} optional parts in a row that may begin with a class (cost ` +
+          `${
+            Math.round(run.cost)
+          }), more than the ${MAX_OPTIONAL_RUN.parts} (cost ${MAX_OPTIONAL_RUN.cost}) that ` +
+          "compile in time (24 `[a-z]?` took 3.7 s): nest them, e.g. (a (b (c)?)?)?",
         "",
       );
     }
