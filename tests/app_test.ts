@@ -32,6 +32,15 @@ Deno.test("while the model loads: /health and chat answer 503, tokenize works", 
   assert.deepEqual(counted.tokens, [1, ...service.tokenizer.encode("Hello")]);
   assert.equal(counted.max_model_len, null, "the context is sized when the model loads");
   // One of prompt and messages, not both (the prompt alone was read).
+  for (
+    const body of [{ prompt: "a", messages: null }, {
+      prompt: null,
+      messages: [{ role: "user", content: "a" }],
+    }]
+  ) {
+    const nulled = await app.request("/tokenize", { method: "POST", body: JSON.stringify(body) });
+    assert.equal(nulled.status, 200, "a null field is one not given");
+  }
   for (const [body, message] of [[{ prompt: "a", messages: [] }, /not both/], [{}, /give prompt/]] as const) {
     const res = await app.request("/tokenize", { method: "POST", body: JSON.stringify(body) });
     assert.equal(res.status, 400);

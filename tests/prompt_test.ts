@@ -91,6 +91,14 @@ Deno.test("a Hugging Face chat template: same ids where it agrees with Mistral's
     encodeChat(messages([{ role: "user", content: "a" }, { role: "assistant", content: "b" }]), hf),
     /last message/,
   );
+  // Nothing to continue: refused (the cut fell after the user's text, without [/INST]).
+  await assert.rejects(
+    encodeChat(
+      messages([{ role: "user", content: "a" }, { role: "assistant", content: [], prefix: true }]),
+      hf,
+    ),
+    /has no text/,
+  );
   // Roles that do not alternate are refused with the template's own message.
   await assert.rejects(
     encodeChat(messages([{ role: "user", content: "a" }, { role: "user", content: "b" }]), hf),

@@ -34,9 +34,8 @@ export function tokenizeRoutes(service: Service): Hono {
   return new Hono()
     .post("/tokenize", async (c) => {
       const { body: raw, text } = await readJsonText(c);
-      const given = ["prompt", "messages"].filter((key) =>
-        (raw as Record<string, unknown>)?.[key] !== undefined
-      );
+      // A null field is one not given (clients generated from a schema send unused fields as null).
+      const given = ["prompt", "messages"].filter((key) => (raw as Record<string, unknown>)?.[key] != null);
       if (given.length !== 1) {
         throw new RequestError(
           given.length

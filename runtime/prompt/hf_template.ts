@@ -42,6 +42,13 @@ export function encodeWithTemplate<Image>(
   // An assistant message to be continued (`prefix`): rendered without a generation prompt and cut after its text,
   // as transformers' continue_final_message does, so that no end of turn or EOS follows it.
   const continued = messages.at(-1)?.role === "assistant" && messages.at(-1)!.prefix === true;
+  const final = messages.at(-1)?.content;
+  if (continued && !(typeof final === "string" ? final : final?.some((c) => c.type === "text" && c.text))) {
+    throw new PromptError(
+      "the assistant message to be continued (prefix: true) has no text",
+      messages.length - 1,
+    );
+  }
   let rendered = (() => {
     try {
       return new Template(source).render({
