@@ -601,24 +601,46 @@ Deno.test("remote: refresh says when no host can serve; hosts that all changed m
   } finally {
     await engine.close();
   }
-  // A host restarted with other settings (image limits, sampling defaults) counts as changed too.
-  let maxImages = hostStatus().images.maxImages;
-  const b = fakeHost(
-    () => frames(tokens([1])),
-    () => ({ ...hostStatus(), images: { ...hostStatus().images, maxImages } }),
-  );
-  const gateway = new RemoteEngine({ hosts: [b.url], secret: SECRET, statusTtlMs: 0 });
+  // A host restarted with another image layout cannot serve what the gateway prepares: it is left out, and once
+  // all have it the gateway is built again. One with other limits or defaults (which only the gateway applies)
+  // serves on; when every serving host has them, the gateway is built again too.
+  let settings = hostStatus();
+  const b = fakeHost(() => frames(tokens([1])), () => settings);
+  const c = fakeHost(() => frames(tokens([1])), () => hostStatus());
+  const gateway = new RemoteEngine({ hosts: [b.url, c.url], secret: SECRET, statusTtlMs: 0 });
+  const healthy = async () => {
+    for (let i = 0; i < 100; i++) {
+      await gateway.refresh();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
   try {
     await gateway.start();
-    assert.equal(await gateway.refresh(), undefined);
-    maxImages += 1;
+    settings = { ...hostStatus(), images: { ...hostStatus().images, resize: "hf" } };
+    await healthy();
     assert.match(
-      await settled(gateway),
-      new RegExp(
-        `its settings changed \\(images\\.maxImages ${maxImages}, the gateway's ${maxImages - 1}\\)`,
-      ),
+      gateway.health()[0].down ?? "",
+      /its settings differ from the gateway's \(images\.resize "hf"/,
     );
-    assert.equal(gateway.superseded, true);
+    assert.equal(gateway.superseded, false, "host 2 serves the gateway's settings");
+    settings = {
+      ...hostStatus(),
+      defaults: { temperature: 0.3, topP: 1 },
+      images: { ...hostStatus().images, maxImages: 3 },
+    };
+    await healthy();
+    assert.match(
+      gateway.health()[0].down ?? "",
+      /images\.maxImages 3, the gateway's/,
+      "fewer images: left out",
+    );
+    settings = { ...hostStatus(), defaults: { temperature: 0.3, topP: 1 } };
+    await healthy();
+    assert.equal(gateway.health()[0].down, undefined, "other defaults: serves on");
+    assert.equal(gateway.superseded, false);
+    await c.server.shutdown();
+    await healthy();
+    assert.equal(gateway.superseded, true, "every serving host has other defaults");
   } finally {
     await gateway.close();
     await b.server.shutdown();

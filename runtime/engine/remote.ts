@@ -100,6 +100,8 @@ interface Host {
   sent: number;
   /** Whether its last status said it serves another model or tokenizer than the gateway's. */
   mismatched?: boolean;
+  /** Whether its last status had other settings than the gateway's, of those only the gateway applies. */
+  otherPolicy?: boolean;
   /**
    * When a status last said it serves the gateway's model. A host that stops answering still counts as serving
    * it for SUPERSEDE_AFTER_MS (paused, restarting), so that the gateway is not rebuilt for the other model then.
@@ -196,34 +198,49 @@ async function failureOf(host: Host, res: Response): Promise<HostFailure> {
   return new HostFailure(host, kind, `HTTP ${res.status}`);
 }
 
-/**
- * The first of the settings by which the gateway prepares requests (image limits and layout, sampling defaults)
- * where two hosts differ, as `path: ours, theirs`; undefined when they agree. A host restarted with other settings
- * counts as serving another model, so that once all have changed the gateway is built again with theirs.
- */
-function settingsDiffer(status: HostStatus, ref: HostStatus): string | undefined {
-  const differ = (a: unknown, b: unknown, path: string): string | undefined => {
-    if (typeof a === "object" && a !== null && typeof b === "object" && b !== null) {
-      const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
-      for (const k of keys) {
-        const found = differ(
-          (a as Record<string, unknown>)[k],
-          (b as Record<string, unknown>)[k],
-          `${path}.${k}`,
-        );
-        if (found) return found;
-      }
-      return undefined;
+/** The first place where two settings objects differ, as `path theirs, the gateway's ours`; undefined if none. */
+function difference(a: unknown, b: unknown, path = ""): string | undefined {
+  if (typeof a === "object" && a !== null && typeof b === "object" && b !== null) {
+    for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
+      const found = difference(
+        (a as Record<string, unknown>)[k],
+        (b as Record<string, unknown>)[k],
+        `${path}.${k}`,
+      );
+      if (found) return found;
     }
-    return a === b ? undefined : `${path.slice(1)} ${JSON.stringify(a)}, the gateway's ${JSON.stringify(b)}`;
-  };
-  const { images, pixels, defaults, vocabSize } = status;
-  return differ({ images, pixels, defaults, vocabSize }, {
+    return undefined;
+  }
+  return a === b ? undefined : `${path.slice(1)} ${JSON.stringify(a)}, the gateway's ${JSON.stringify(b)}`;
+}
+
+/**
+ * Where a host computes or checks requests otherwise than the gateway prepares them (image layout and token ids,
+ * pixel precision, vocabulary, fewer images taken): it cannot serve them. Undefined when it can.
+ */
+function layoutDiffers(status: HostStatus, ref: HostStatus): string | undefined {
+  const layout = (
+    { images: { enabled, resize, maxImageSize, patchSize, tokens }, pixels, vocabSize }: HostStatus,
+  ) => ({
+    images: { enabled, resize, maxImageSize, patchSize, tokens },
+    pixels,
+    vocabSize,
+  });
+  const found = difference(layout(status), layout(ref));
+  if (found || status.images.maxImages >= ref.images.maxImages) return found;
+  return `images.maxImages ${status.images.maxImages}, the gateway's ${ref.images.maxImages}`;
+}
+
+/**
+ * Whether a host's settings that only the gateway applies (image fetching and limits, sampling defaults) differ
+ * from the gateway's: it serves, and once every serving host has others the gateway is built again with them.
+ */
+function policyDiffers(status: HostStatus, ref: HostStatus): boolean {
+  return difference({ images: status.images, defaults: status.defaults }, {
     images: ref.images,
-    pixels: ref.pixels,
     defaults: ref.defaults,
-    vocabSize: ref.vocabSize,
-  }, "");
+  }) !==
+    undefined;
 }
 
 export class RemoteEngine implements Engine {
@@ -279,7 +296,8 @@ export class RemoteEngine implements Engine {
       h.status?.ready && h.status.wire === WIRE_MAGIC ? [h.status] : []
     );
     const same = (a: HostStatus, b: HostStatus) =>
-      a.model.id === b.model.id && a.tokenizer === b.tokenizer && settingsDiffer(a, b) === undefined;
+      a.model.id === b.model.id && a.tokenizer === b.tokenizer && layoutDiffers(a, b) === undefined &&
+      !policyDiffers(a, b);
     this.#reference = answered.reduce<HostStatus | undefined>(
       (best, s) =>
         best && answered.filter((r) => same(r, best)).length >= answered.filter((r) => same(r, s)).length
@@ -344,6 +362,9 @@ export class RemoteEngine implements Engine {
    */
   get superseded(): boolean {
     const now = Date.now();
+    const serving = this.#hosts.filter((h) => !h.down);
+    // Every serving host has settings of its own (restarted with other limits or defaults): built again with them.
+    if (serving.length && serving.every((h) => h.otherPolicy)) return true;
     return this.#hosts.some((h) => h.mismatched) &&
       !this.#hosts.some((h) => h.servedAt !== undefined && now - h.servedAt < SUPERSEDE_AFTER_MS);
   }
@@ -578,6 +599,8 @@ export class RemoteEngine implements Engine {
   #judge(host: Host, status: HostStatus): void {
     const mismatch = this.#mismatch(status);
     host.mismatched = mismatch !== undefined && status.wire === WIRE_MAGIC;
+    host.otherPolicy = status.ready && this.#reference !== undefined &&
+      policyDiffers(status, this.#reference);
     host.down = mismatch ??
       (status.ready ? undefined : status.failure ? `its model failed to load: ${status.failure}` : "loading");
     if (host.mismatched) host.servedAt = undefined;
@@ -593,8 +616,8 @@ export class RemoteEngine implements Engine {
       return `it serves model "${status.model.id}" (tokenizer ${status.tokenizer.slice(0, 12)}), ` +
         `the gateway "${ref.model.id}" (tokenizer ${ref.tokenizer.slice(0, 12)})`;
     }
-    const differ = settingsDiffer(status, ref);
-    return differ && `its settings changed (${differ}) since the gateway started`;
+    const differ = layoutDiffers(status, ref);
+    return differ && `its settings differ from the gateway's (${differ})`;
   }
 
   /** A GET of an internal route, its body read within `timeoutMs`. */
