@@ -152,6 +152,31 @@ Deno.test("refusals say what is needed, what the adapter offers, and what to cha
     () => checkPlan(pixtral12b, f16, gpu(80, 2 ** 27), { quant: "f16" }),
     /at most 0\.13 GiB \(maxBufferSize\); no weight format makes it fit/,
   );
+  // GGUF blocks are uploaded as stored: a smaller --quant cannot help, a smaller quantization of the file can.
+  const stored = new Map([["tok_embeddings.weight", "Q8_0" as const]]);
+  assert.throws(
+    () => checkPlan(pixtral12b, planMemory(pixtral12b, { stored, ctx: 1024 }), gpu(80, 2 ** 29), { stored }),
+    /use a GGUF of a smaller quantization/,
+  );
+  // A suggested format fits the context as the plan sizes it, in whole blocks: 8193 tokens hold 8208.
+  const odd = planMemory(pixtral12b, { quant: "f16", ctx: 8193 });
+  for (let memory = 8.25; memory <= 8.5; memory += 1 / 1024) {
+    let hint: RegExpExecArray | null = null;
+    try {
+      checkPlan(pixtral12b, odd, gpu(memory), { quant: "f16" });
+    } catch (err) {
+      hint = /--quant (q4|q8) \(now f16\)(?: and --vision-quant (q4|q8) \(now f16\))? fits/.exec(
+        (err as Error).message,
+      );
+    }
+    if (!hint) continue;
+    const options = {
+      quant: hint[1] as "q4" | "q8",
+      visionQuant: (hint[2] ?? "f16") as "q4" | "q8" | "f16",
+      ctx: 8193,
+    };
+    checkPlan(pixtral12b, planMemory(pixtral12b, options), gpu(memory), options);
+  }
 });
 
 Deno.test("GGUF tensors already quantized are planned as stored", async () => {

@@ -229,14 +229,21 @@ Deno.test("remote: a host that fails before the first token is replaced; the req
       assert.deepEqual([stats.running, stats.preemptions, stats.prefixHitTokens], [9, 5, 5]);
     });
   }
-  // A host that restarts counts from 0 again: the sums keep what it had counted.
-  let count = 7;
-  const restarting = fakeHost(() => frames(tokens([1])), () => counting(count)());
+  // A host that restarts counts from 0 again: the sums keep what it had counted, also when its new count has
+  // passed the old one by the time it is asked (its model's load time tells the restart).
+  let count = 7, created = 1000;
+  const restarting = fakeHost(() => frames(tokens([1])), () => {
+    const status = counting(count)();
+    return { ...status, model: { ...status.model, created } };
+  });
   const engine = new RemoteEngine({ hosts: [restarting.url], secret: SECRET, statusTtlMs: 0 });
   try {
     await engine.start();
-    for (const [now, summed] of [[7, 7], [2, 9], [3, 10], [0, 10], [1, 11]]) {
+    for (
+      const [now, summed, load] of [[7, 7, 1000], [2, 9, 1000], [3, 10, 1000], [0, 10, 1000], [12, 22, 1001]]
+    ) {
       count = now;
+      created = load;
       for (let i = 0; i < 100 && engine.stats().preemptions !== summed; i++) {
         await engine.refresh();
         await new Promise((r) => setTimeout(r, 5));

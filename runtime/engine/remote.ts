@@ -124,11 +124,15 @@ type CounterName = "prefixHitTokens" | "preemptions";
 class Counted {
   readonly #before = { prefixHitTokens: 0, preemptions: 0 };
   readonly #last = { prefixHitTokens: 0, preemptions: 0 };
+  /** When the host's model was loaded: another value is a restart, even one whose counts passed the old ones. */
+  #started?: number;
 
-  update(stats: EngineStats): void {
+  update(stats: EngineStats, started: number): void {
+    const restarted = this.#started !== undefined && started !== this.#started;
+    this.#started = started;
     for (const name of ["prefixHitTokens", "preemptions"] as const) {
       const now = stats[name] ?? 0;
-      if (now < this.#last[name]) this.#before[name] += this.#last[name];
+      if (restarted || now < this.#last[name]) this.#before[name] += this.#last[name];
       this.#last[name] = now;
     }
   }
@@ -584,7 +588,7 @@ export class RemoteEngine implements Engine {
       const res = await this.#get(host, "/internal/v1/status", this.#statusTimeout);
       const status = decodeStatus(await res.json());
       host.status = status;
-      if (status.stats) host.counted.update(status.stats);
+      if (status.stats) host.counted.update(status.stats, status.model.created);
       host.sent = 0;
       this.#judge(host, status);
     } catch (err) {

@@ -299,7 +299,11 @@ export function checkPlan(
         gib(big.bytes)
       } buffer, but the adapter "${adapter.name}" allows buffers of at most ` +
         `${gib(maxBuffer)} (maxBufferSize); ${
-          smaller ? `try ${smaller[0]}` : "no weight format makes it fit: this GPU cannot hold the model"
+          smaller
+            ? `try ${smaller[0]}`
+            : isStoredBlocks(options.stored?.get(big.name))
+            ? "a GGUF's blocks are uploaded as stored: use a GGUF of a smaller quantization"
+            : "no weight format makes it fit: this GPU cannot hold the model"
         }`,
     );
   }
@@ -323,7 +327,8 @@ export function checkPlan(
     // Only formats that make room for the context asked for (or the smallest useful one): an absurdly large
     // model gets no false hope.
     const tokens = plan.context.chosen === "flag" ? plan.kvCache.tokens : minimum;
-    const room = adapter.memoryBytes - tokens * plan.kvCache.bytesPerToken;
+    const room = adapter.memoryBytes -
+      Math.ceil(tokens / KV_BLOCK_TOKENS) * KV_BLOCK_TOKENS * plan.kvCache.bytesPerToken;
     const smaller = smallerFormats(options).find(([, change]) =>
       fixedPart(config, { ...options, ...change }).fixed <= room
     );
@@ -363,6 +368,10 @@ function smallerFormats(options: PlanOptions): [string, PlanOptions][] {
     ]),
   ];
 }
+
+/** Whether a tensor stored as `dtype` is uploaded as it is stored (GGUF blocks), whatever --quant says. */
+const isStoredBlocks = (dtype: DType | undefined) =>
+  dtype !== undefined && dtype !== "F32" && dtype !== "F16" && dtype !== "BF16" && !isCpuDecoded(dtype);
 
 export function gib(bytes: number): string {
   return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
