@@ -67,6 +67,9 @@ Deno.test("address classification: private, loopback, link-local and embedded IP
       "2002:7f00:1::",
       "2002:a00:1::1",
       "2001:0:4136:e378:8000:63bf:f5ff:fffe", // Teredo, client 10.0.0.1
+      "fec0::1", // site-local
+      "2001:2::1", // benchmarking
+      "3fff::1", // documentation
     ]
   ) {
     assert.equal(isPublicAddress(a), false, a);
@@ -98,6 +101,7 @@ Deno.test("data: URLs decode base64 and are checked for type, encoding and size"
   assert.deepEqual(await fetchImageBytes(url), PNG);
   // As a URL parser reads it: the scheme in any case, blanks around the URL dropped.
   assert.deepEqual(await fetchImageBytes(` Data${url.slice(4)}\n`), PNG);
+  assert.deepEqual(await fetchImageBytes(`\x01${url}\x00`), PNG);
   await assert.rejects(fetchImageBytes("data:image/png,rawbytes"), isSourceError(400, /base64/));
   await assert.rejects(fetchImageBytes("data:text/html;base64,PGI+"), isSourceError(400, /not an image/));
   await assert.rejects(fetchImageBytes("data:image/png;base64,***"), isSourceError(400, /not valid base64/));

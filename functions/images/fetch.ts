@@ -102,8 +102,9 @@ export async function fetchImageBytes(
   options: ImageFetchOptions = DEFAULT_IMAGE_FETCH,
   signal?: AbortSignal,
 ): Promise<Uint8Array> {
-  // As a URL parser reads it: blanks around it dropped, the scheme in any case (RFC 3986).
-  const trimmed = source.trim();
+  // As a URL parser reads it: control characters and spaces around it dropped, the scheme in any case (RFC 3986).
+  // deno-lint-ignore no-control-regex
+  const trimmed = source.replace(/^[\x00-\x20]+|[\x00-\x20]+$/g, "");
   if (/^data:/i.test(trimmed)) return decodeDataUrl(trimmed, options.maxBytes);
   let url: URL;
   try {
