@@ -78,9 +78,11 @@ export function xgrammarGrammar(grammar: string): string {
       "",
     );
   }
-  const first = fixedPoint(cut, [], (e, firsts) => firstOf(e, shortest, firsts));
-  const goesOn = fixedPoint(cut, [], (e, later) => repeatsAt("end", e, shortest, first, later));
-  const leadsOn = fixedPoint(cut, [], (e, leading) => repeatsAt("start", e, shortest, first, leading));
+  const ranges = (of: (e: Expr, facts: Map<string, Ranges>) => Ranges) =>
+    fixedPoint<Ranges>(cut, [], of, union, sameRanges);
+  const first = ranges((e, firsts) => firstOf(e, shortest, firsts));
+  const goesOn = ranges((e, later) => repeatsAt("end", e, shortest, first, later));
+  const leadsOn = ranges((e, leading) => repeatsAt("start", e, shortest, first, leading));
   const facts: Facts = { rules: cut, runs: new Map(), ruleRuns: new Map(), shortest, first, goesOn, leadsOn };
   for (const [name, expr] of cut) cut.set(name, simplify(expr, facts));
   // Rules reached last first, so that a rule's optional parts are weighed before the rules that name it (those
@@ -396,28 +398,9 @@ function refsOf(e: Expr, out: (Expr & { kind: "ref" })[] = []): (Expr & { kind: 
   return out;
 }
 
-/**
- * The fewest characters each rule matches: Infinity for one that never ends. A fixed point, by a work list: a rule
- * is looked at again only when one it names got shorter.
- */
+/** The fewest characters each rule matches: Infinity for one that never ends. */
 function shortestLengths(rules: Map<string, Expr>): Map<string, number> {
-  const shortest = new Map([...rules.keys()].map((name) => [name, Infinity]));
-  const namedBy = new Map([...rules.keys()].map((name) => [name, new Set<string>()]));
-  for (const [name, expr] of rules) for (const ref of refsOf(expr)) namedBy.get(ref.name)!.add(name);
-  const pending = [...rules.keys()], queued = new Set(pending);
-  while (pending.length) {
-    const name = pending.pop()!;
-    queued.delete(name);
-    const n = minLength(rules.get(name)!, shortest);
-    if (n >= shortest.get(name)!) continue;
-    shortest.set(name, n);
-    for (const user of namedBy.get(name)!) {
-      if (queued.has(user)) continue;
-      queued.add(user);
-      pending.push(user);
-    }
-  }
-  return shortest;
+  return fixedPoint(rules, Infinity, minLength, Math.min, (a, b) => a === b);
 }
 
 /** The fewest characters `e` matches, given the rules' (`shortest`). */
@@ -453,14 +436,16 @@ type Facts = {
 };
 
 /**
- * A per-rule fact as a fixed point: each rule's value grows (by union) from `bottom` until none changes, looked at
- * again only when a rule it names changed.
+ * A per-rule fact as a fixed point, by a work list: each rule's value moves from `bottom` by `join` until none
+ * changes, and a rule is looked at again only when one it names changed.
  */
-function fixedPoint(
+function fixedPoint<T>(
   rules: Map<string, Expr>,
-  bottom: Ranges,
-  of: (e: Expr, facts: Map<string, Ranges>) => Ranges,
-): Map<string, Ranges> {
+  bottom: T,
+  of: (e: Expr, facts: Map<string, T>) => T,
+  join: (old: T, found: T) => T,
+  same: (a: T, b: T) => boolean,
+): Map<string, T> {
   const facts = new Map([...rules.keys()].map((name) => [name, bottom]));
   const namedBy = new Map([...rules.keys()].map((name) => [name, new Set<string>()]));
   for (const [name, expr] of rules) for (const ref of refsOf(expr)) namedBy.get(ref.name)!.add(name);
@@ -468,8 +453,8 @@ function fixedPoint(
   while (pending.length) {
     const name = pending.pop()!;
     queued.delete(name);
-    const value = union(facts.get(name)!, of(rules.get(name)!, facts));
-    if (sameRanges(value, facts.get(name)!)) continue;
+    const value = join(facts.get(name)!, of(rules.get(name)!, facts));
+    if (same(value, facts.get(name)!)) continue;
     facts.set(name, value);
     for (const user of namedBy.get(name)!) {
       if (queued.has(user)) continue;
