@@ -12,7 +12,8 @@
  */
 import { FormatError } from "./format.ts";
 import {
-  hex,
+  asciiClass,
+  byteClass,
   intersect,
   MAX_COST,
   quantifier,
@@ -776,14 +777,10 @@ const LITERAL_ESCAPES: Record<number, string> = {
 function printSet(set: Ranges): string {
   const ascii = intersect(set, [[0, 0x7f]]);
   const parts: string[] = [];
-  if (ascii.length) {
-    parts.push(`[${ascii.map(([lo, hi]) => lo === hi ? hex(lo) : `${hex(lo)}-${hex(hi)}`).join("")}]`);
-  }
+  if (ascii.length) parts.push(asciiClass(ascii));
   for (const bytes of utf8Ranges(intersect(set, [[0x80, 0x10ffff]]))) {
     parts.push(
-      bytes.length === 1
-        ? `"${String.fromCodePoint(bytes[0][0])}"`
-        : `(${bytes.map(([a, b]) => a === b ? `[${hex(a)}${hex(a)}]` : `[${hex(a)}-${hex(b)}]`).join(" ")})`,
+      bytes.length === 1 ? `"${String.fromCodePoint(bytes[0][0])}"` : `(${bytes.map(byteClass).join(" ")})`,
     );
   }
   return parts.length === 1 ? parts[0] : `(${parts.join(" | ")})`;

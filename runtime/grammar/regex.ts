@@ -56,7 +56,7 @@ const SPACE: Ranges = [
   [0xfeff, 0xfeff],
 ];
 /** JavaScript's `.`: anything but a line terminator. */
-export const DOT = subtract(UNIVERSE, [[0x0a, 0x0a], [0x0d, 0x0d], [0x2028, 0x2029]]);
+const DOT = subtract(UNIVERSE, [[0x0a, 0x0a], [0x0d, 0x0d], [0x2028, 0x2029]]);
 
 /**
  * Compile cost, in byte sets after repetitions are spelled out: xgrammar writes `x{0,m}` as m copies of x.
@@ -622,27 +622,29 @@ function printSetParts(set: Ranges): string[][] {
   const beyond = intersect(set, [[0x80, MAX_CODE_POINT]]);
   const parts: string[][] = [];
   if (ascii.length === 1 && ascii[0][0] === ascii[0][1]) parts.push([literal(ascii[0][0])]);
-  else if (ascii.length) {
-    parts.push([
-      `[${ascii.map(([lo, hi]) => lo === hi ? hex(lo) : `${hex(lo)}-${hex(hi)}`).join("")}]`,
-    ]);
-  }
+  else if (ascii.length) parts.push([asciiClass(ascii)]);
   for (const bytes of utf8Ranges(beyond)) {
-    // A set of one value xgrammar writes as that code point, not that byte: the value twice is a byte set.
-    parts.push(
-      bytes.length === 1
-        ? [String.fromCodePoint(bytes[0][0])]
-        : bytes.map(([a, b]) => a === b ? `[${hex(a)}${hex(a)}]` : `[${hex(a)}-${hex(b)}]`),
-    );
+    parts.push(bytes.length === 1 ? [String.fromCodePoint(bytes[0][0])] : bytes.map(byteClass));
   }
   return parts;
 }
+
+/** ASCII ranges as one set, every member as \xHH (the same in patterns and in xgrammar's EBNF). */
+export const asciiClass = (ascii: Ranges) =>
+  `[${ascii.map(([lo, hi]) => lo === hi ? hex(lo) : `${hex(lo)}-${hex(hi)}`).join("")}]`;
+
+/**
+ * A range of byte values as a set. A set of one value xgrammar writes as that code point, not that byte: the value
+ * twice is a byte set.
+ */
+export const byteClass = ([a, b]: readonly [number, number]) =>
+  a === b ? `[${hex(a)}${hex(a)}]` : `[${hex(a)}-${hex(b)}]`;
 
 /**
  * A byte or an ASCII character as \xHH. In a set always: xgrammar's grammar reads as many hex digits as follow
  * `\x`, so `[\x2D0-9]` would be the code point 0x2D0 and a range down to 9.
  */
-export const hex = (byte: number) => `\\x${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+const hex = (byte: number) => `\\x${byte.toString(16).toUpperCase().padStart(2, "0")}`;
 /** An ASCII character outside sets: as it is, escaped, or alone in a set (see hex). */
 const literal = (code: number) => {
   const c = String.fromCharCode(code);
