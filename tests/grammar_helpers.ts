@@ -63,3 +63,19 @@ export function seededRandom(seed: number): () => number {
   const random = centred(seed);
   return () => random() + 0.5;
 }
+
+/**
+ * Ten random walks through `format` (seeded by `source`'s length, at most `limit` tokens each): every one that
+ * finishes matches `whole`, and at least three finish.
+ */
+export async function walksMatch(format: OutputFormat, source: string, whole: RegExp, limit: number) {
+  const random = seededRandom(source.length);
+  let finished = 0;
+  for (let i = 0; i < 10; i++) {
+    const text = await walk(format, random, limit);
+    if (text === undefined) continue;
+    finished++;
+    assert.ok(whole.test(text), `${source}: ${JSON.stringify(text)}`);
+  }
+  assert.ok(finished >= 3, `${source}: only ${finished} of 10 walks finished`);
+}
