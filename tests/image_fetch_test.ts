@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { AddressAllowList, isPublicAddress } from "../functions/images/address.ts";
 import { DEFAULT_IMAGE_FETCH, fetchImageBytes, ImageSourceError } from "../functions/images/fetch.ts";
+import { PinnedRelay } from "../functions/images/relay.ts";
 
 const PNG = Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3, 4]);
 
@@ -185,4 +186,94 @@ Deno.test("wrong content types, HTTP errors, oversized bodies and slow servers g
     await assert.rejects(fetchImageBytes(`${base}/slow`, quick), isSourceError(400, /longer than 200 ms/));
     never.resolve(new Response(PNG));
   });
+});
+
+/**
+ * Fetches `url` in a child process whose resolver sends every name to loopback (IPv6 first, which the IPv4-only
+ * test servers refuse, so that the next address is tried) and approves loopback. The system's DNS knows none of
+ * the test names, and a child may reach them where this process's permissions stop at 127.0.0.1. Prints the
+ * bytes or the error's message.
+ */
+async function fetchInChild(url: string, trustTestCa = false): Promise<string> {
+  const module = (path: string) => new URL(path, import.meta.url);
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      ...(trustTestCa ? ["--cert", module("./fixtures/tls/ca.pem").pathname] : []),
+      `import { DEFAULT_IMAGE_FETCH, fetchImageBytes } from "${module("../functions/images/fetch.ts")}";
+       import { AddressAllowList } from "${module("../functions/images/address.ts")}";
+       const options = { ...DEFAULT_IMAGE_FETCH, allow: new AddressAllowList(["127.0.0.0/8", "::1"]),
+         resolve: () => Promise.resolve(["::1", "127.0.0.1"]) };
+       try {
+         console.log((await fetchImageBytes(${JSON.stringify(url)}, options)).join(","));
+       } catch (err) { console.log(err.message); }`,
+    ],
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return new TextDecoder().decode(out.stdout).trim() || new TextDecoder().decode(out.stderr);
+}
+
+Deno.test("connections go to the addresses the host check approved, not to a second DNS answer", async () => {
+  const hosts: string[] = [];
+  await withServer({
+    "/a.png": (req) => {
+      hosts.push(req.headers.get("host") ?? "");
+      return new Response(PNG, { headers: { "content-type": "image/png" } });
+    },
+    "/hop": (req) => {
+      hosts.push(req.headers.get("host") ?? "");
+      return Response.redirect(`http://second.test:${new URL(req.url).port}/a.png?x=1`, 302);
+    },
+  }, async (base) => {
+    const port = new URL(base).port;
+    // Without pinning, fetch would ask the system's DNS for pinned.test and fail.
+    assert.equal(await fetchInChild(`http://pinned.test:${port}/hop`), PNG.join(","));
+    assert.deepEqual(hosts, [`pinned.test:${port}`, `second.test:${port}`]);
+  });
+});
+
+Deno.test("the relay connects only to the host and port it was opened for", async () => {
+  const relay = new PinnedRelay(new URL("https://pinned.test:4443/a.png"), ["127.0.0.1"]);
+  try {
+    for (
+      const head of [
+        "CONNECT other.test:4443 HTTP/1.1",
+        "CONNECT pinned.test:22 HTTP/1.1",
+        "GET http://pinned.test/ HTTP/1.1",
+      ]
+    ) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: relay.port });
+      await conn.write(new TextEncoder().encode(`${head}\r\nhost: x\r\n\r\n`));
+      const reply = new Uint8Array(64);
+      const n = await conn.read(reply);
+      assert.match(new TextDecoder().decode(reply.subarray(0, n ?? 0)), /^HTTP\/1\.1 403/, head);
+      conn.close();
+    }
+  } finally {
+    relay.close();
+  }
+});
+
+Deno.test("https image URLs are pinned too, with TLS verified for the URL's host name", async () => {
+  const dir = new URL("./fixtures/tls/", import.meta.url);
+  const server = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: await Deno.readTextFile(new URL("cert.pem", dir)),
+    key: await Deno.readTextFile(new URL("key.pem", dir)),
+    onListen() {},
+  }, () => new Response(PNG, { headers: { "content-type": "image/png" } }));
+  try {
+    const port = server.addr.port;
+    assert.equal(await fetchInChild(`https://pinned.test:${port}/a.png`, true), PNG.join(","));
+    // The certificate names pinned.test only: the relay does not make another name's TLS pass.
+    assert.match(
+      await fetchInChild(`https://other.test:${port}/a.png`, true),
+      /fetching the image URL failed/,
+    );
+  } finally {
+    await server.shutdown();
+  }
 });

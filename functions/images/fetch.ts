@@ -3,6 +3,7 @@
  * size, time and redirects, and only from public addresses unless the operator allows more.
  */
 import { AddressAllowList, isPublicAddress, parseIp } from "./address.ts";
+import { PinnedRelay } from "./relay.ts";
 
 export interface ImageFetchOptions {
   /** Largest image accepted, in bytes (encoded, as received). */
@@ -64,10 +65,15 @@ async function resolveDns(hostname: string): Promise<string[]> {
   return lookups.flatMap((r) => (r.status === "fulfilled" ? r.value : []));
 }
 
-async function checkHost(url: URL, options: ImageFetchOptions): Promise<void> {
+/**
+ * Refuses a host that resolves to a non-public address the operator has not allowed. Returns the addresses to
+ * connect to when the host is a name that DNS could answer differently a moment later.
+ */
+async function checkHost(url: URL, options: ImageFetchOptions): Promise<string[] | undefined> {
   const hostname = url.hostname.replace(/^\[|\]$/g, "");
-  if (options.allow.allowsHost(hostname)) return;
-  const addresses = parseIp(hostname) ? [hostname] : await (options.resolve ?? resolveDns)(hostname);
+  if (options.allow.allowsHost(hostname)) return undefined;
+  const literal = parseIp(hostname) !== undefined;
+  const addresses = literal ? [hostname] : await (options.resolve ?? resolveDns)(hostname);
   if (addresses.length === 0) throw new ImageSourceError(`cannot resolve the image host "${hostname}"`);
   const refused = addresses.find((a) => !isPublicAddress(a) && !options.allow.allowsAddress(a));
   if (refused) {
@@ -75,6 +81,26 @@ async function checkHost(url: URL, options: ImageFetchOptions): Promise<void> {
       `image URLs may not point to a private, loopback or link-local address (${hostname} is ${refused}); ` +
         "the server's operator can allow it",
     );
+  }
+  // IPv4 first: a host without an IPv6 route would wait out each AAAA address.
+  return literal
+    ? undefined
+    : addresses.toSorted((a, b) => Number(a.includes(":")) - Number(b.includes(":")));
+}
+
+/**
+ * Whether connections can be pinned to checked addresses: a Deno host (not a Workers-style one) without an egress
+ * proxy in the environment, which would resolve names itself.
+ */
+function canPin(): boolean {
+  const deno = (globalThis as { Deno?: typeof Deno }).Deno;
+  if (typeof deno?.listen !== "function" || typeof deno.createHttpClient !== "function") return false;
+  try {
+    return !["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"].some((name) =>
+      deno.env.get(name) || deno.env.get(name.toLowerCase())
+    );
+  } catch {
+    return true; // no permission to read the environment: Deno cannot read a proxy from it either
   }
 }
 
@@ -121,10 +147,18 @@ export async function fetchImageBytes(
 
   const timeout = AbortSignal.timeout(options.timeoutMs);
   const abort = signal ? AbortSignal.any([signal, timeout]) : timeout;
+  const relays: PinnedRelay[] = [];
   try {
     for (let hop = 0;; hop++) {
-      await checkHost(url, options);
-      const res = await fetch(url, { redirect: "manual", signal: abort, headers: { accept: "image/*" } });
+      const addresses = await checkHost(url, options);
+      const relay = addresses && canPin() ? new PinnedRelay(url, addresses) : undefined;
+      if (relay) relays.push(relay);
+      const res = await fetch(url, {
+        redirect: "manual",
+        signal: abort,
+        headers: { accept: "image/*" },
+        client: relay?.client,
+      });
       const location = res.headers.get("location");
       if (res.status >= 300 && res.status < 400 && location) {
         await res.body?.cancel();
@@ -160,5 +194,7 @@ export async function fetchImageBytes(
     }
     if (signal?.aborted) throw err;
     throw new ImageSourceError(`fetching the image URL failed: ${(err as Error).message}`);
+  } finally {
+    for (const relay of relays) relay.close();
   }
 }
