@@ -4,7 +4,7 @@ import { AddressAllowList } from "../functions/images/address.ts";
 import { GREEDY } from "../runtime/engine/engine.ts";
 import { LocalEngine } from "../runtime/engine/local.ts";
 import { DEFAULT_MAX_PIXELS } from "../runtime/images/preprocess.ts";
-import { loadModel, openModelFiles } from "../runtime/model/boot.ts";
+import { loadModel, openModelFiles, withLocalModel } from "../runtime/model/boot.ts";
 import { parseFlags, positiveInt, UsageError } from "./args.ts";
 import { MODEL_FLAGS, modelOptions, modelUsage } from "./model_flags.ts";
 import { localService } from "./service.ts";
@@ -55,7 +55,7 @@ export async function generate(argv: string[]): Promise<void> {
     throw new UsageError(`--seed must be an integer, got "${flags.seed}"`);
   }
   const maxTokens = positiveInt("--max-tokens", flags["max-tokens"]) ?? 256;
-  const files = await openModelFiles(options);
+  const files = await openModelFiles(await withLocalModel(options));
   const images = await Promise.all((flags.image ?? []).map(async (path) => {
     const bytes = await Deno.readFile(path);
     return { type: "image_url" as const, image_url: `data:image/png;base64,${bytes.toBase64()}` };

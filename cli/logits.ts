@@ -5,7 +5,7 @@
 import { dirname, isAbsolute, join } from "node:path";
 import { imageTokenLayout } from "../runtime/images/layout.ts";
 import { preprocessImage } from "../runtime/images/preprocess.ts";
-import { loadModel, openModelFiles } from "../runtime/model/boot.ts";
+import { loadModel, openModelFiles, withLocalModel } from "../runtime/model/boot.ts";
 import type { ImageInput } from "../runtime/model/vision.ts";
 import { choice, parseFlags, UsageError } from "./args.ts";
 import { MODEL_FLAGS, modelOptions, modelUsage } from "./model_flags.ts";
@@ -63,7 +63,7 @@ export async function logits(argv: string[]): Promise<void> {
   const resize = choice("--image-resize", flags["image-resize"], ["mistral", "hf"] as const) ?? "mistral";
   const segments = await readSequence(flags.input);
 
-  const files = await openModelFiles(options);
+  const files = await openModelFiles(await withLocalModel(options));
   const { config, tokenizer } = files;
   const ids: number[] = [];
   const images: ImageInput[] = [];

@@ -18,8 +18,12 @@ export const MODEL_FLAGS = {
 /** The model flags' help, each description starting at `column` (to line up with a command's own flags). */
 export function modelUsage(column = 24): string {
   const lines: [string, string][] = [
-    ["--model PATH", "a Mistral or Hugging Face model folder, a GGUF text file, or hf:ORG/REPO[@revision]"],
-    ["", "(see pixtral pull); default: the built-in random-weight demo model"],
+    [
+      "--model PATH",
+      "a Mistral or Hugging Face model folder, a GGUF text file, or hf:ORG/REPO[:QUANT][@REV]",
+    ],
+    ["", "(pulled into the hub cache when missing; :QUANT picks a GGUF repository's file, default Q4_K_M;"],
+    ["", "HF_HUB_OFFLINE=1: the cache only); default: the built-in random-weight demo model"],
     ["--mmproj FILE", "the GGUF's vision file (default: the one mmproj GGUF beside it)"],
     ["--quant FORMAT", "decoder weights: q4 (default), q8, f16 or f32 (GGUF weights stay as stored)"],
     ["--vision-quant FORMAT", "vision encoder and adapter: f16 (default), f32, q8 or q4"],

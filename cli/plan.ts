@@ -1,4 +1,5 @@
 /** `pixtral plan`: the memory plan for a model, from its files or from a params.json alone. */
+import { withLocalModel } from "../runtime/model/boot.ts";
 import { locateModel } from "../runtime/model/locate.ts";
 import { adapterOffer, parseSize } from "../runtime/model/offer.ts";
 import { loadConfig, openModel } from "../runtime/model/open.ts";
@@ -22,7 +23,8 @@ Prints the GPU memory a model needs before loading it: weights per component aft
 for the context, and the activation peak, compared with what the WebGPU adapter offers.
 
   --model PATH          a Mistral or Hugging Face model folder, a params.json or config.json alone, a GGUF text
-                        file, or hf:ORG/REPO[@revision] from the local cache (see pixtral pull)
+                        file, or hf:ORG/REPO[:QUANT][@REVISION] (only its config is fetched; for a GGUF
+                        repository the file of the quantization, Q4_K_M unless :QUANT says)
   --mmproj FILE         the GGUF's vision file (default: the one mmproj GGUF beside it)
   --quant FORMAT        decoder weights: q4 (default), q8, f16 or f32
   --vision-quant FORMAT vision encoder and adapter weights: f16 (default), q8, q4 or f32
@@ -83,7 +85,9 @@ export async function plan(argv: string[]): Promise<void> {
   };
   const offer = await findOffer(flags["gpu-memory"] ?? Deno.env.get("PIXTRAL_GPU_MEMORY"), !flags["no-gpu"]);
 
-  const location = await locateModel(flags.model, { mmproj: flags.mmproj });
+  // A hub model's plan needs its config only (a GGUF's is its header: the file).
+  const local = await withLocalModel({ model: flags.model, mmproj: flags.mmproj }, { configOnly: true });
+  const location = await locateModel(local.model!, { mmproj: local.mmproj });
   let config;
   if (location.layout === "gguf") {
     // GGUF tensors may already be quantized: the plan counts them as stored.

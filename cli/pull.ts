@@ -4,15 +4,17 @@ import { pull as pullRepo } from "../runtime/hub/pull.ts";
 import { UsageError } from "./args.ts";
 import { parseArgs } from "node:util";
 
-export const usage = `pixtral pull hf:ORG/REPO[@REVISION] [--include GLOB]... [--cache DIR]
+export const usage = `pixtral pull hf:ORG/REPO[:QUANT][@REVISION] [--include GLOB]... [--cache DIR]
 
 Downloads a model from the Hugging Face hub into the local cache (the layout huggingface_hub uses, so either
 tool finds what the other fetched), resuming interrupted downloads and checking every file's size and hash.
-Then use it with --model hf:ORG/REPO[@REVISION].
+Then use it with --model hf:ORG/REPO[:QUANT][@REVISION] (which also pulls what the cache lacks).
 
-  --include GLOB  files to fetch (repeatable; * within a folder, ** across). Default: the model's files
+  :QUANT          for a GGUF repository, the quantization to fetch (default Q4_K_M): the text GGUF named
+                  ...-QUANT.gguf and an mmproj (of the same quantization, else f16, bf16, f32, q8_0)
+  --include GLOB  files to fetch instead (repeatable; * within a folder, ** across). Default: the model's files
                   (params.json, consolidated*.safetensors, tekken.json; or the Hugging Face JSON and
-                  safetensors files). Required for GGUF repositories, e.g. --include '*Q4_K_M.gguf' --include 'mmproj*'
+                  safetensors files; or a GGUF quantization, above)
   --cache DIR     cache folder (default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub)
 
   HF_ENDPOINT     hub address (default https://huggingface.co), e.g. a mirror
@@ -32,7 +34,7 @@ export async function pull(argv: string[]): Promise<void> {
   }
   const [spec, ...extra] = parsed.positionals;
   if (spec === undefined || extra.length) {
-    throw new UsageError("give one model: pixtral pull hf:ORG/REPO[@REVISION]");
+    throw new UsageError("give one model: pixtral pull hf:ORG/REPO[:QUANT][@REVISION]");
   }
   if (!spec.startsWith("hf:")) throw new UsageError(`"${spec}" is not a hub reference: write hf:ORG/REPO`);
   const result = await pullRepo(spec, {

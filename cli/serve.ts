@@ -12,7 +12,7 @@ import { WorkerEngine, type WorkerLocalOptions } from "../runtime/engine/worker.
 import { findChatTemplate } from "../runtime/prompt/hf_template.ts";
 import { DEFAULT_MAX_PIXELS } from "../runtime/images/preprocess.ts";
 import { log } from "../runtime/log.ts";
-import { type ModelOptions, openModelFiles } from "../runtime/model/boot.ts";
+import { type ModelOptions, openModelFiles, withLocalModel } from "../runtime/model/boot.ts";
 import { parseSize } from "../runtime/model/offer.ts";
 import { choice, parseFlags, parsePort, positiveInt, UsageError } from "./args.ts";
 import { MODEL_FLAGS, modelOptions, modelUsage } from "./model_flags.ts";
@@ -149,7 +149,9 @@ export interface RunningServer {
 
 /** Starts listening at once, then loads the model; /health answers 503 until it serves. */
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
-  const files = await openModelFiles(config.model);
+  // A hub model is pulled here, before listening, as vLLM does; the worker gets the local paths.
+  const model = await withLocalModel(config.model);
+  const files = await openModelFiles(model);
   const service = localService(files, {
     servedName: config.servedName,
     images: config.images,
@@ -163,8 +165,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       "no --model given: serving the built-in demo model, whose weights are RANDOM (its output is noise)",
       {
         model: id,
-        hint:
-          "deno task serve --model /path/to/Pixtral-12B-2409 (or hf:mistralai/Pixtral-12B-2409 after pixtral pull)",
+        hint: "deno task serve --model /path/to/Pixtral-12B-2409 (or hf:mistralai/Pixtral-12B-2409)",
       },
     );
   }
@@ -192,7 +193,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   // The model runs in a worker thread, so that this one keeps serving /health, metrics and the streams while
   // the GPU works (see runtime/engine/worker.ts).
   const ready = WorkerEngine.start({
-    model: config.model,
+    model,
     engine: config.engine,
     signal: stopLoading.signal,
     onFailure: (reason) => {

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { HubError, parseRepoRef, resolveCachedRepo } from "../runtime/hub/cache.ts";
-import { pull, type PullOptions } from "../runtime/hub/pull.ts";
+import { resolveHubModel } from "../runtime/hub/model.ts";
+import { pickGguf, pull, type PullOptions } from "../runtime/hub/pull.ts";
 import { locateModel } from "../runtime/model/locate.ts";
+import { openModelFiles, withLocalModel } from "../runtime/model/boot.ts";
 import { openModel } from "../runtime/model/open.ts";
 import { pixtral } from "./helpers.ts";
 import { type FakeHub, type FakeRepo, gitBlobId, sha256, startFakeHub } from "./hub_fake.ts";
@@ -104,8 +106,12 @@ Deno.test("pull: the native layout into an HF-style cache, verified, then loadab
     assert.equal(events.at(-1).done, events.at(-1).total);
     assert.equal(events.at(-1).task, `pull hf:tiny/pixtral-native@${COMMIT_A.slice(0, 8)}`);
 
-    // --model hf:ORG/REPO reads the cache.
-    const location = await locateModel("hf:tiny/pixtral-native", { hubCache: options.cache });
+    // --model hf:ORG/REPO reads the cache (offline: no request).
+    const before = hub.requests.length;
+    const local = await resolveHubModel("hf:tiny/pixtral-native", { ...options, offline: true });
+    assert.deepEqual(local, { path: result.dir, mmproj: null });
+    assert.equal(hub.requests.length, before);
+    const location = await locateModel(local.path);
     assert.equal(location.layout, "mistral");
     assert.equal(location.tokenizer.kind, "tekken");
     const model = await openModel(location);
@@ -114,7 +120,6 @@ Deno.test("pull: the native layout into an HF-style cache, verified, then loadab
     assert.equal(await resolveCachedRepo(`hf:tiny/pixtral-native@${COMMIT_A}`, options.cache), result.dir);
 
     // A second pull finds everything in place and fetches nothing.
-    const before = hub.requests.length;
     const again = await pull("hf:tiny/pixtral-native", options);
     assert.equal(again.fetched, 0);
     assert.deepEqual(hub.requests.slice(before).map((r) => r.path), [
@@ -252,26 +257,89 @@ Deno.test("pull: 401 for gated repositories without a token, 404 for unknown rev
       ),
       "same origin keeps the token",
     );
-    const model = await openModel(await locateModel("hf:tiny/pixtral-hf@v1", { hubCache: options.cache }));
+    const local = await resolveHubModel("hf:tiny/pixtral-hf@v1", { ...options, offline: true });
+    const model = await openModel(await locateModel(local.path));
     model.weights.close();
     assert.equal(model.location.layout, "hf");
   });
 });
 
-Deno.test("pull: GGUF repositories need --include; the mmproj is then found beside the text model", async () => {
-  await withHub(async (_hub, options) => {
-    await assert.rejects(
-      () => pull("hf:tiny/pixtral-gguf", options),
-      /holds GGUF files; choose .*--include.*tiny-pixtral-text-Q4_K_M\.gguf/,
-    );
-    const result = await pull("hf:tiny/pixtral-gguf", { ...options, include: ["*Q4_K_M.gguf", "mmproj*"] });
+Deno.test("GGUF repositories: a :QUANT tag (default Q4_K_M) picks the text file and an mmproj", async () => {
+  await withHub(async (hub, options) => {
+    const result = await pull("hf:tiny/pixtral-gguf", options);
     assert.deepEqual(result.files.toSorted(), [
       "mmproj-tiny-pixtral-Q8_0.gguf",
       "tiny-pixtral-text-Q4_K_M.gguf",
     ]);
-    const location = await locateModel("hf:tiny/pixtral-gguf", { hubCache: options.cache });
-    assert.equal(location.layout, "gguf");
-    assert.equal(location.mmproj, `${result.dir}/mmproj-tiny-pixtral-Q8_0.gguf`);
+    const q8 = await resolveHubModel("hf:tiny/pixtral-gguf:q8_0", options);
+    assert.deepEqual(q8, {
+      path: `${result.dir}/tiny-pixtral-text-Q8_0.gguf`,
+      mmproj: `${result.dir}/mmproj-tiny-pixtral-Q8_0.gguf`,
+    });
+    // Both quantizations are cached now: offline, the tag still decides.
+    const before = hub.requests.length;
+    const q4 = await resolveHubModel("hf:tiny/pixtral-gguf", { ...options, offline: true });
+    assert.equal(q4.path, `${result.dir}/tiny-pixtral-text-Q4_K_M.gguf`);
+    assert.equal(hub.requests.length, before);
+    await assert.rejects(
+      () => resolveHubModel("hf:tiny/pixtral-gguf:Q5_K_M", { ...options, offline: true }),
+      /no GGUF file of the quantization Q5_K_M; .*tiny-pixtral-text-Q4_K_M\.gguf.*pixtral pull/,
+    );
+    await assert.rejects(
+      () => pull("hf:tiny/pixtral-gguf:Q2_K", options),
+      /no GGUF file of the quantization Q2_K/,
+    );
+    await assert.rejects(
+      () => pull("hf:tiny/pixtral-native:Q4_K_M", options),
+      /has none: write hf:ORG\/REPO/,
+    );
+    await assert.rejects(
+      () => pull("hf:tiny/pixtral-gguf:Q8_0", { ...options, include: ["*.gguf"] }),
+      /--include or with :Q8_0, not both/,
+    );
+  });
+  // The mmproj: the same quantization, else the most precise; a tag is a whole name part.
+  const names = [
+    "a-Q4_K_M.gguf",
+    "a-Q4_K.gguf",
+    "mmproj-a-q8_0.gguf",
+    "mmproj-a-F16.gguf",
+    "mmproj-a-Q4_K.gguf",
+  ];
+  assert.deepEqual(pickGguf(names), { text: "a-Q4_K_M.gguf", mmproj: "mmproj-a-F16.gguf" });
+  assert.deepEqual(pickGguf(names, "q4_k"), { text: "a-Q4_K.gguf", mmproj: "mmproj-a-Q4_K.gguf" });
+  assert.deepEqual(pickGguf(["x/m-Q8_0.gguf"], "Q8_0"), { text: "x/m-Q8_0.gguf", mmproj: null });
+  assert.throws(() => pickGguf(["a-Q8_0.gguf", "b-Q8_0.gguf"], "Q8_0"), /several GGUF files/);
+});
+
+Deno.test("--model hf: pulls what the cache lacks, and falls back to the cache when the hub is unreachable", async () => {
+  await withHub(async (hub, options) => {
+    const model = await withLocalModel({ model: "hf:tiny/pixtral-native", quant: "q8" }, options);
+    assert.equal(model.model, `${options.cache}/models--tiny--pixtral-native/snapshots/${COMMIT_A}`);
+    assert.equal(model.name, "tiny/pixtral-native");
+    assert.equal(model.quant, "q8");
+    const files = await openModelFiles(model);
+    files.weights.close();
+    files.tokenizer.free();
+    assert.equal(files.id, "tiny/pixtral-native");
+
+    // A plan fetches the config only.
+    const planned = await withLocalModel({ model: "hf:tiny/pixtral-hf" }, {
+      ...options,
+      token: "secret-token",
+      configOnly: true,
+    });
+    assert.deepEqual([...Deno.readDirSync(planned.model!)].map((e) => e.name), ["config.json"]);
+    // Offline, a cache holding the config alone cannot serve, and says how to fix it.
+    await assert.rejects(
+      () => resolveHubModel("hf:tiny/pixtral-hf", { ...options, offline: true }),
+      /hf:tiny\/pixtral-hf in the cache .*no Pixtral weights found.*pixtral pull hf:tiny\/pixtral-hf/,
+    );
+
+    const unreachable = { ...options, endpoint: "http://127.0.0.1:9" };
+    assert.equal((await resolveHubModel("hf:tiny/pixtral-native", unreachable)).path, model.model);
+    await assert.rejects(() => resolveHubModel("hf:tiny/pixtral-gguf", unreachable), /cannot reach/);
+    assert.ok(hub.requests.length > 0);
   });
 });
 
@@ -281,7 +349,22 @@ Deno.test("hub references and the cache resolver explain what is wrong", async (
     revision: "main",
   });
   assert.deepEqual(parseRepoRef("hf:org/repo@v1.0"), { repo: "org/repo", revision: "v1.0" });
-  for (const bad of ["hf:norepo", "hf:a/b/c", "hf:../x/y", "hf:org/repo@"]) {
+  assert.deepEqual(parseRepoRef("hf:org/repo-GGUF:Q4_K_M@refs/pr/1"), {
+    repo: "org/repo-GGUF",
+    revision: "refs/pr/1",
+    quant: "Q4_K_M",
+  });
+  for (
+    const bad of [
+      "hf:norepo",
+      "hf:a/b/c",
+      "hf:../x/y",
+      "hf:org/repo@",
+      "hf:org/repo:",
+      "hf:o/r:a:b",
+      "hf:o/r:*",
+    ]
+  ) {
     assert.throws(() => parseRepoRef(bad), HubError, bad);
   }
   const cache = await tempDir();
@@ -290,7 +373,10 @@ Deno.test("hub references and the cache resolver explain what is wrong", async (
       () => resolveCachedRepo("hf:org/missing", cache),
       /hf:org\/missing is not in the local cache .*pixtral pull hf:org\/missing/,
     );
-    await assert.rejects(() => locateModel("hf:org/missing", { hubCache: cache }), /pixtral pull/);
+    await assert.rejects(
+      () => resolveHubModel("hf:org/missing", { cache, offline: true }),
+      /not in the local cache .*pixtral pull/,
+    );
   } finally {
     await Deno.remove(cache, { recursive: true });
   }

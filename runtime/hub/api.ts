@@ -7,7 +7,7 @@
  * The endpoint comes from HF_ENDPOINT, the token from HF_TOKEN (or the token file huggingface-cli writes).
  */
 import { join } from "node:path";
-import { COMMIT, HubError, type RepoRef } from "./cache.ts";
+import { COMMIT, HubError, HubUnreachableError, type RepoRef } from "./cache.ts";
 
 /** An LFS file's sha256 and a git blob id, as the cache names blobs by them (checked: they become paths). */
 const SHA256 = /^[0-9a-f]{64}$/, BLOB_ID = /^[0-9a-f]{40}$/;
@@ -94,7 +94,7 @@ export async function repoInfo(ref: RepoRef, options: HubOptions = {}): Promise<
     const why = (err as Error).name === "TimeoutError"
       ? `no answer within ${API_TIMEOUT_MS / 1000} s`
       : (err as Error).message;
-    throw new HubError(`cannot reach ${endpoint} (${why}); set HF_ENDPOINT for a mirror`);
+    throw new HubUnreachableError(`cannot reach ${endpoint} (${why}); set HF_ENDPOINT for a mirror`);
   }
   const what = `hf:${ref.repo}@${ref.revision} at ${endpoint}`;
   if (!response.ok) {

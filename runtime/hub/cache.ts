@@ -16,27 +16,39 @@ export interface RepoRef {
   repo: string;
   /** Branch, tag or commit; "main" when not given. */
   revision: string;
+  /** For GGUF repositories, the quantization whose file to use (`:Q4_K_M`, as llama.cpp's -hf and Ollama). */
+  quant?: string;
 }
 
 export class HubError extends Error {
   override name = "HubError";
 }
 
+/** The hub could not be reached at all (as opposed to answering with an error). */
+export class HubUnreachableError extends HubError {
+  override name = "HubUnreachableError";
+}
+
 const REPO = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
+const QUANT = /^[\w.-]+$/;
 export const COMMIT = /^[0-9a-f]{40}$/;
 
-/** Parses `hf:ORG/REPO[@revision]`. */
+/** Parses `hf:ORG/REPO[:QUANT][@REVISION]` (neither a repository name nor a git ref may hold a colon). */
 export function parseRepoRef(spec: string): RepoRef {
   const body = spec.startsWith("hf:") ? spec.slice(3) : spec;
   const at = body.indexOf("@");
-  const repo = at < 0 ? body : body.slice(0, at);
+  const [repo, quant, ...more] = (at < 0 ? body : body.slice(0, at)).split(":");
   const revision = at < 0 ? "main" : body.slice(at + 1);
-  if (!REPO.test(repo) || repo.includes("..") || revision === "" || revision.includes("..")) {
+  if (
+    !REPO.test(repo) || repo.includes("..") || revision === "" || revision.includes("..") || more.length ||
+    (quant !== undefined && !QUANT.test(quant))
+  ) {
     throw new HubError(
-      `"${spec}" is not a Hugging Face model reference: expected hf:ORG/REPO or hf:ORG/REPO@REVISION`,
+      `"${spec}" is not a Hugging Face model reference: expected hf:ORG/REPO, with :QUANT to choose a GGUF ` +
+        "quantization and @REVISION a branch, tag or commit",
     );
   }
-  return { repo, revision };
+  return quant === undefined ? { repo, revision } : { repo, revision, quant };
 }
 
 export function cacheRoot(): string {

@@ -5,9 +5,7 @@ import { type HubOptions, type RepoFile, repoInfo } from "./api.ts";
 import { cacheRoot, COMMIT, HubError, parseRepoRef, repoDir } from "./cache.ts";
 import { downloadFile } from "./download.ts";
 
-export interface PullOptions extends HubOptions {
-  /** Glob patterns (`*` within a path segment, `**` across, `?`) choosing files; default: what the model needs. */
-  include?: string[];
+export interface PullOptions extends HubOptions, Omit<FileChoice, "quant"> {
   /** Cache root (default: $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub). */
   cache?: string;
   /** Where progress goes (default stderr). */
@@ -37,13 +35,59 @@ function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${out}$`);
 }
 
+/** The quantization a GGUF repository is used at when the reference names none (as llama.cpp and Ollama do). */
+export const DEFAULT_QUANT = "Q4_K_M";
+
+const MMPROJ = /mmproj/i;
+/** mmproj precisions in order of preference when none matches the text model's quantization. */
+const MMPROJ_PREFERENCE = ["f16", "bf16", "f32", "q8_0"];
+
+const base = (path: string) => path.slice(path.lastIndexOf("/") + 1);
+const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+const tagged = (quant: string) => new RegExp(`(^|[-_.])${escape(quant)}\\.gguf$`, "i");
+
 /**
- * The files a model needs when no --include is given: the native layout (params.json, consolidated weights,
- * tekken.json) when the repo has it, else the Hugging Face layout (JSON files and safetensors). GGUF repos hold
- * several quantizations, so they need --include.
+ * The text GGUF of a quantization among a repository's files (the one named `...-Q4_K_M.gguf`, any case), and
+ * the mmproj to go with it: one of the same quantization, else the most precise of f16, bf16, f32, q8_0, else
+ * the first by name; null when the repository has none.
  */
-export function selectFiles(files: RepoFile[], include?: string[]): RepoFile[] {
+export function pickGguf(paths: string[], quant = DEFAULT_QUANT): { text: string; mmproj: string | null } {
+  const ggufs = paths.filter((p) => p.endsWith(".gguf")).sort();
+  const mmprojs = ggufs.filter((p) => MMPROJ.test(base(p)));
+  const texts = ggufs.filter((p) => !MMPROJ.test(base(p)));
+  const matching = texts.filter((p) => tagged(quant).test(base(p)));
+  if (matching.length !== 1) {
+    throw new HubError(
+      matching.length
+        ? `several GGUF files are of the quantization ${quant}: ${matching.join(", ")}`
+        : `no GGUF file of the quantization ${quant}; choose one with hf:ORG/REPO:QUANT among: ${
+          texts.join(", ")
+        }`,
+    );
+  }
+  const mmproj = [quant, ...MMPROJ_PREFERENCE].map((q) => mmprojs.find((p) => tagged(q).test(base(p))))
+    .find((p) => p !== undefined) ?? mmprojs[0] ?? null;
+  return { text: matching[0], mmproj };
+}
+
+export interface FileChoice {
+  /** Glob patterns (`*` within a path segment, `**` across, `?`); they replace the default choice. */
+  include?: string[];
+  /** For a GGUF repository, the quantization to fetch (default Q4_K_M). */
+  quant?: string;
+  /** Only what a memory plan reads: params.json or config.json (a GGUF's header is the file itself). */
+  configOnly?: boolean;
+}
+
+/**
+ * The files a model needs: the native layout (params.json, consolidated weights, tekken.json) when the repo has
+ * it, else the Hugging Face layout (JSON files and safetensors), or for a GGUF repository the text model of one
+ * quantization and an mmproj (see pickGguf).
+ */
+export function selectFiles(files: RepoFile[], choice: FileChoice = {}): RepoFile[] {
+  const { include, quant, configOnly } = choice;
   if (include?.length) {
+    if (quant !== undefined) throw new HubError(`choose files with --include or with :${quant}, not both`);
     const patterns = include.map(globToRegExp);
     const chosen = files.filter((f) => patterns.some((p) => p.test(f.path)));
     if (chosen.length === 0) {
@@ -54,21 +98,24 @@ export function selectFiles(files: RepoFile[], include?: string[]): RepoFile[] {
     return chosen;
   }
   const names = files.map((f) => f.path);
-  const ggufs = names.filter((n) => n.endsWith(".gguf"));
-  if (ggufs.length) {
-    throw new HubError(
-      `this repository holds GGUF files; choose a text model and its mmproj with --include, e.g. ` +
-        `--include '*Q4_K_M.gguf' --include 'mmproj*': ${ggufs.join(", ")}`,
-    );
+  if (names.some((n) => n.endsWith(".gguf"))) {
+    const { text, mmproj } = pickGguf(names, quant);
+    return files.filter((f) => f.path === text || f.path === mmproj);
+  }
+  if (quant !== undefined) {
+    throw new HubError(`:${quant} chooses among GGUF files, and this repository has none: write hf:ORG/REPO`);
   }
   const native = names.includes("params.json") && names.some((n) => /^consolidated.*\.safetensors$/.test(n));
+  const config = native ? "params.json" : "config.json";
   const chosen = files.filter((f) =>
-    native
+    configOnly
+      ? f.path === config
+      : native
       ? f.path === "params.json" || f.path === "tekken.json" || /^consolidated.*\.safetensors$/.test(f.path)
       : !f.path.includes("/") &&
         (f.path.endsWith(".json") || (f.path.endsWith(".safetensors") && !f.path.startsWith("consolidated")))
   );
-  if (!chosen.some((f) => f.path.endsWith(".safetensors"))) {
+  if (!chosen.some((f) => f.path.endsWith(configOnly ? ".json" : ".safetensors"))) {
     throw new HubError(
       `no Pixtral weights found (params.json + consolidated.safetensors, or config.json + *.safetensors) among: ${
         names.join(", ")
@@ -81,7 +128,7 @@ export function selectFiles(files: RepoFile[], include?: string[]): RepoFile[] {
 export async function pull(spec: string, options: PullOptions = {}): Promise<PullResult> {
   const ref = parseRepoRef(spec);
   const info = await repoInfo(ref, options);
-  const files = selectFiles(info.files, options.include);
+  const files = selectFiles(info.files, { ...options, quant: ref.quant });
   const dir = repoDir(ref.repo, options.cache ?? cacheRoot());
   const total = files.reduce((n, f) => n + f.size, 0);
   const progress = new Progress({

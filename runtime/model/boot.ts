@@ -4,6 +4,7 @@
  * streams the weights onto it with a progress bar.
  */
 import { GpuContext } from "../gpu/context.ts";
+import { type HubModelOptions, resolveHubModel } from "../hub/model.ts";
 import type { FloatType } from "../gpu/dtype.ts";
 import { log } from "../log.ts";
 import { Progress } from "../progress.ts";
@@ -28,9 +29,11 @@ import type { DType } from "./weights/dtype.ts";
 import type { WeightSource } from "./weights/source.ts";
 
 export interface ModelOptions {
-  /** A model folder, GGUF file or hf:ORG/REPO; absent: the built-in random-weight demo. */
+  /** A model folder, GGUF file or hf:ORG/REPO (see withLocalModel); absent: the built-in random-weight demo. */
   model?: string;
   mmproj?: string;
+  /** The id the API serves it under (default: the model folder's or file's name). */
+  name?: string;
   quant?: WeightFormat;
   visionQuant?: WeightFormat;
   kv?: KvFormat;
@@ -53,10 +56,28 @@ export interface OpenedFiles {
   location?: ModelLocation;
 }
 
-function modelId(location: ModelLocation, spec: string): string {
-  if (spec.startsWith("hf:")) return spec.slice(3).split("@")[0];
+function modelId(location: ModelLocation): string {
   const path = location.layout === "gguf" ? location.configFile : location.dir;
   return path.split(/[\\/]/).filter(Boolean).pop()!.replace(/\.gguf$/, "");
+}
+
+/**
+ * The options with `model` on local disk: an `hf:ORG/REPO[:QUANT][@REVISION]` reference becomes the cached
+ * snapshot (pulled first where the cache lacks it), its mmproj and its name, `ORG/REPO[:QUANT]`.
+ */
+export async function withLocalModel(
+  options: ModelOptions,
+  hub: HubModelOptions = {},
+): Promise<ModelOptions> {
+  const spec = options.model;
+  if (!spec?.startsWith("hf:")) return options;
+  const { path, mmproj } = await resolveHubModel(spec, hub);
+  return {
+    ...options,
+    model: path,
+    mmproj: options.mmproj ?? mmproj ?? undefined,
+    name: spec.slice(3).split("@")[0],
+  };
 }
 
 export async function openModelFiles(options: ModelOptions): Promise<OpenedFiles> {
@@ -75,7 +96,7 @@ export async function openModelFiles(options: ModelOptions): Promise<OpenedFiles
       throw err;
     }
     return {
-      id: modelId(location, options.model),
+      id: options.name ?? modelId(location),
       demo: false,
       config: opened.config,
       weights: opened.weights,

@@ -1,11 +1,10 @@
 /**
  * Where a model's files are, from what the user passed as --model: a Mistral-native folder (params.json +
  * consolidated.safetensors), a Hugging Face folder (config.json + model*.safetensors), a GGUF text file (with
- * --mmproj, or the one mmproj GGUF beside it), a folder holding GGUFs, a params.json or config.json alone, or
- * `hf:ORG/REPO[@revision]` from the local hub cache. Only names and directory listings are read here.
+ * --mmproj, or the one mmproj GGUF beside it), a folder holding GGUFs, or a params.json or config.json alone
+ * (hub references are local paths by now: runtime/hub/model.ts). Only names and directory listings are read here.
  */
 import { basename, dirname, join, resolve } from "node:path";
-import { resolveCachedRepo } from "../hub/cache.ts";
 import type { Layout } from "./weights/names.ts";
 
 export type TokenizerLocation =
@@ -41,14 +40,12 @@ export class ModelNotFoundError extends Error {
 export interface LocateOptions {
   /** --mmproj FILE */
   mmproj?: string;
-  /** Hub cache for hf: references (default: $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub). */
-  hubCache?: string;
 }
 
 const MMPROJ = /mmproj/i;
 
 export async function locateModel(spec: string, options: LocateOptions = {}): Promise<ModelLocation> {
-  const path = spec.startsWith("hf:") ? await resolveCachedRepo(spec, options.hubCache) : resolve(spec);
+  const path = resolve(spec);
   let stat: Deno.FileInfo;
   try {
     stat = await Deno.stat(path);
