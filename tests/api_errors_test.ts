@@ -1,6 +1,7 @@
 /** Every kind of bad request gets its HTTP status and an OpenAI-shaped error that says what is wrong. */
 import assert from "node:assert/strict";
 import { SAFE_PROMPT } from "../functions/chat/prepare.ts";
+import { parseChatRequest, RequestError } from "../functions/schema/chat.ts";
 import { dataUrl, post, serverConfig, withServer } from "./api_helpers.ts";
 
 const image = await dataUrl("golden/images/chat_a_32x48.png");
@@ -559,4 +560,39 @@ Deno.test("edge cases: n choices against a full queue, empty stop strings, model
     assert.deepEqual(counted.json.tokens, guarded.json.tokens);
     assert.ok(guarded.json.count > plain.json.usage.prompt_tokens + 20);
   });
+});
+
+Deno.test("fields inside messages and tools that are not understood are reported as ignored; Ollama's images refused", () => {
+  const { ignored } = parseChatRequest({
+    messages: [
+      { role: "system", content: "s", cache: true },
+      {
+        role: "user",
+        content: [
+          { type: "text", text: "hi", cache_control: { type: "ephemeral" } },
+          { type: "image_url", image_url: { url: "data:,", detail: "low", format: "png" } },
+        ],
+      },
+      { role: "tool", tool_call_id: "abcdefghi", name: "f", content: "ok" },
+    ],
+    tools: [{
+      type: "function",
+      function: { name: "f", parameters: { type: "object", x: 1 } },
+      cache_control: 1,
+    }],
+    custom: 1,
+  });
+  assert.deepEqual(ignored, [
+    "custom",
+    "messages[0].cache",
+    "messages[1].content[0].cache_control",
+    "messages[1].content[1].image_url.format",
+    "tools[0].cache_control",
+  ]);
+  assert.throws(
+    () =>
+      parseChatRequest({ messages: [{ role: "user", content: "what is this?", images: ["iVBORw0KGgo="] }] }),
+    (err: RequestError) =>
+      err.param === "messages[0].images" && /content, as parts \{"type": "image_url"/.test(err.message),
+  );
 });

@@ -7,6 +7,7 @@
  * llama.cpp do); the caller logs them. Wrong types are errors that name the field.
  */
 import { z } from "zod";
+import { droppedKeys } from "./dropped.ts";
 import {
   choiceFormat,
   FormatError,
@@ -272,7 +273,7 @@ function fieldPath(path: PropertyKey[]): string {
 
 export interface ParsedChatRequest {
   request: ChatRequest;
-  /** Top-level fields that were not understood and are ignored. */
+  /** Fields that were not understood and are ignored: top-level ones, and paths inside messages and tools. */
   ignored: string[];
 }
 
@@ -324,5 +325,19 @@ export function parseChatRequest(body: unknown): ParsedChatRequest {
   request.response_format = outputFormatOf(request);
   refuseUnsupported(request);
   const known = new Set(Object.keys(chatRequestSchema.shape));
-  return { request, ignored: Object.keys(body as object).filter((key) => !known.has(key)) };
+  const raw = body as Record<string, unknown>;
+  const ignored = [
+    ...Object.keys(raw).filter((key) => !known.has(key)),
+    ...droppedKeys(raw.messages, request.messages, "messages"),
+    ...droppedKeys(raw.tools, request.tools, "tools"),
+  ];
+  // Ollama's form: ignored, the images would silently be missing from the answer.
+  const images = ignored.find((path) => /^messages\[\d+\]\.images$/.test(path));
+  if (images) {
+    throw new RequestError(
+      `${images}: images go in the message's content, as parts {"type": "image_url", "image_url": {"url": ...}}`,
+      images,
+    );
+  }
+  return { request, ignored };
 }

@@ -7,6 +7,7 @@
  * writes none, and their content is another model's. Other unknown fields are ignored, as in the chat API.
  */
 import { z } from "zod";
+import { droppedKeys } from "./dropped.ts";
 import { parseWith, RequestError } from "./chat.ts";
 
 const inputText = z.object({ type: z.literal("input_text"), text: z.string() });
@@ -188,5 +189,12 @@ export function parseResponsesRequest(body: unknown): ParsedResponsesRequest {
   const request = parseWith(responsesRequestSchema, normalized);
   refuseStateful(request);
   const known = new Set(Object.keys(responsesRequestSchema.shape));
-  return { request, ignored: Object.keys(body as object).filter((key) => !known.has(key)) };
+  return {
+    request,
+    ignored: [
+      ...Object.keys(body as object).filter((key) => !known.has(key)),
+      ...droppedKeys((normalized as Record<string, unknown>).input, request.input, "input"),
+      ...droppedKeys((normalized as Record<string, unknown>).tools, request.tools, "tools"),
+    ],
+  };
 }
