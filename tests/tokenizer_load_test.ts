@@ -107,7 +107,7 @@ Deno.test("loading by path names the file in errors", async () => {
   }
 });
 
-Deno.test("the binary cache is written beside the JSON, used, and invalidated when the JSON changes", async () => {
+Deno.test("the binary cache is written to the cache folder, used, and invalidated when the JSON changes", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const path = `${dir}/tekken.json`;
@@ -183,8 +183,11 @@ Deno.test("a damaged cache is ignored and rewritten", async () => {
   }
 });
 
-Deno.test("no cache where the directory is read-only or the cache is turned off", async () => {
+Deno.test("a read-only model folder is cached elsewhere; no cache where the cache folder is read-only or off", async () => {
   const dir = await Deno.makeTempDir();
+  const cache = await Deno.makeTempDir();
+  const before = Deno.env.get("PIXTRAL_CACHE");
+  Deno.env.set("PIXTRAL_CACHE", cache);
   try {
     const path = `${dir}/tekken.json`;
     await Deno.writeTextFile(path, tinyText);
@@ -194,8 +197,22 @@ Deno.test("no cache where the directory is read-only or the cache is turned off"
     const readOnly = await loadTokenizer(path);
     assert.deepEqual(readOnly.encode(sample), uncached.encode(sample));
     assert.deepEqual((await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name), ["tekken.json"]);
+    assert.ok(cachePath(path).startsWith(`${cache}/tokenizers/`));
+    assert.ok((await Deno.stat(cachePath(path))).size > 8 * 2048);
+    // A symlink to the JSON (as in the hub's cache) shares its cache entry.
+    await Deno.symlink(path, `${cache}/link.json`);
+    assert.equal(cachePath(`${cache}/link.json`), cachePath(path));
+
+    await Deno.remove(`${cache}/tokenizers`, { recursive: true });
+    await Deno.chmod(cache, 0o555);
+    assert.deepEqual((await loadTokenizer(path)).encode(sample), uncached.encode(sample));
+    assert.deepEqual((await Array.fromAsync(Deno.readDir(cache))).map((e) => e.name), ["link.json"]);
   } finally {
+    if (before === undefined) Deno.env.delete("PIXTRAL_CACHE");
+    else Deno.env.set("PIXTRAL_CACHE", before);
     await Deno.chmod(dir, 0o755);
+    await Deno.chmod(cache, 0o755);
     await Deno.remove(dir, { recursive: true });
+    await Deno.remove(cache, { recursive: true });
   }
 });

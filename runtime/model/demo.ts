@@ -12,6 +12,7 @@ import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import type { ModelConfig } from "./config.ts";
 import { demoConfig } from "./demo_config.ts";
 import { syntheticWeights } from "./weights/synthetic.ts";
+import { cacheDir } from "../cache_dir.ts";
 import type { WeightSource } from "./weights/source.ts";
 
 export const DEMO_MODEL_ID = "pixtral-demo-random";
@@ -21,12 +22,6 @@ export interface DemoModel {
   config: ModelConfig;
   weights: WeightSource;
   tokenizer: Tokenizer;
-}
-
-function cacheDir(): string {
-  const home = Deno.env.get("HOME") ?? Deno.env.get("USERPROFILE") ?? ".";
-  return Deno.env.get("PIXTRAL_CACHE") ??
-    join(Deno.env.get("XDG_CACHE_HOME") ?? join(home, ".cache"), "pixtral");
 }
 
 /**

@@ -1,22 +1,26 @@
 /**
  * Loading a tekken.json from disk. Parsing the JSON (8-20 MB) dominates start-up, so the built tokenizer is
- * also written beside it in a compact binary form (`<file>.pixtral-cache`, ~3.5 MB), which later processes
- * load in a few milliseconds.
+ * also written in a compact binary form (~3.5 MB) to pixtral's cache folder (`tokenizers/`, named by the
+ * JSON's real path: model folders, read-only mounts and the hub's cache are left as they are), which later
+ * processes load in a few milliseconds.
  *
  * Staleness: the cache records the SHA-256 of the JSON it was built from, and the JSON's file status (size,
  * mtime, ctime, inode, device). When the status is unchanged and the JSON had been still for a few seconds
  * when it was recorded, the JSON is not even read (any later write would have changed its ctime, which no
  * user can set); otherwise the JSON is hashed and the cache used only if the hash matches. The cache is
- * optional: it is skipped where it cannot be written (read-only directory, no write permission) and rebuilt
+ * optional: it is skipped where it cannot be written (read-only folder, no write permission) and rebuilt
  * when damaged.
  */
+import { createHash } from "node:crypto";
+import { dirname, join } from "node:path";
+import { cacheDir } from "../cache_dir.ts";
 import { log } from "../log.ts";
 import { Tokenizer, TokenizerError } from "./tokenizer.ts";
 
 export interface LoadOptions {
   /** The model's vocab size, when it cuts the file's `default_vocab_size`. */
   vocabSize?: number;
-  /** Read and write the binary cache beside the file (default true). */
+  /** Read and write the binary cache (default true). */
   cache?: boolean;
 }
 
@@ -26,8 +30,10 @@ const HEADER_BYTES = 96;
  * (ctime has a one-second resolution in Deno). */
 const SETTLED_MS = 3000;
 
+/** The cache file of the tekken.json at `path` (which must exist). */
 export function cachePath(path: string): string {
-  return `${path}.pixtral-cache`;
+  const key = createHash("sha256").update(Deno.realPathSync(path)).digest("hex").slice(0, 32);
+  return join(cacheDir(), "tokenizers", `${key}.bin`);
 }
 
 /** A tokenizer from a tekken.json path (string or file: URL) or its bytes. */
@@ -162,13 +168,18 @@ async function fromCache(cache: { path: string; body: Uint8Array }): Promise<Tok
 
 async function writeCache(jsonPath: string, header: Header, body: Uint8Array): Promise<void> {
   const path = cachePath(jsonPath);
-  const dir = jsonPath.includes("/") ? jsonPath.slice(0, jsonPath.lastIndexOf("/")) || "/" : ".";
+  const dir = dirname(path);
   const temp = `${path}.${crypto.randomUUID()}.tmp`;
   try {
     // Ask rather than try: an ungranted permission would make Deno prompt on a terminal.
     if ((await Deno.permissions.query({ name: "write", path: dir })).state !== "granted") return;
-    // Respect a directory marked read-only even when running as root, who could write anyway.
-    if ((((await Deno.stat(dir)).mode ?? 0o777) & 0o222) === 0) return;
+    // Respect a folder marked read-only even when running as root, who could write anyway.
+    let existing = dir;
+    while (!(await Deno.stat(existing).catch(() => null)) && dirname(existing) !== existing) {
+      existing = dirname(existing);
+    }
+    if ((((await Deno.stat(existing)).mode ?? 0o777) & 0o222) === 0) return;
+    await Deno.mkdir(dir, { recursive: true });
     const bytes = new Uint8Array(HEADER_BYTES + body.length);
     bytes.set(encodeHeader(header));
     bytes.set(body, HEADER_BYTES);
