@@ -242,6 +242,56 @@ def without_adobe_marker(jpeg):
     return bytes(out + jpeg[i:])
 
 
+def low_bit_gray_trns():
+    """4-bit gray with a tRNS value of 9: Pillow compares it with the samples scaled to 8 bits (9 * 17 = 153), so
+    no pixel is transparent, although the stored 9s are by the PNG specification."""
+    values = (np.add.outer(np.arange(20), np.arange(24)) % 16).astype(np.uint8)
+    writer = png.Writer(24, 20, greyscale=True, bitdepth=4, transparent=9)
+    buf = io.BytesIO()
+    writer.write(buf, values.tolist())
+    return buf.getvalue()
+
+
+def rgb16_trns():
+    """16-bit RGB with tRNS (3, 7, 11): Pillow keeps each sample's high byte and compares the stored value with
+    it, so (0x0300, 0x0700, 0x0B00) is transparent for it and (3, 7, 11) is not."""
+    pixels = rng(37).integers(0, 65536, (16, 20, 3), dtype=np.uint16)
+    pixels[2:6, 3:9] = (0x0300, 0x0700, 0x0B00)
+    pixels[8:12, 10:16] = (3, 7, 11)
+    writer = png.Writer(20, 16, greyscale=False, bitdepth=16, transparent=(3, 7, 11))
+    buf = io.BytesIO()
+    writer.write(buf, pixels.reshape(16, 60).tolist())
+    return buf.getvalue()
+
+
+def rgb_component_ids(image):
+    """A JPEG storing RGB samples, marked only by component ids 'R', 'G', 'B' (no JFIF or Adobe marker), which
+    libjpeg reads as RGB. Pillow writes a YCbCr-mode image's samples as they are."""
+    jpeg = save_bytes(Image.frombytes("YCbCr", image.size, image.tobytes()), "JPEG", quality=95, subsampling=0)
+    out, i = bytearray(jpeg[:2]), 2
+    while True:
+        marker, length = jpeg[i + 1], struct.unpack(">H", jpeg[i + 2 : i + 4])[0]
+        segment = bytearray(jpeg[i : i + 2 + length])
+        if marker == 0xC0:  # components at 10, 13, 16: id, sampling, table
+            segment[10], segment[13], segment[16] = b"RGB"
+        if marker == 0xDA:  # selectors at 5, 7, 9
+            segment[5], segment[7], segment[9] = b"RGB"
+        if marker != 0xE0:
+            out += segment
+        i += 2 + length
+        if marker == 0xDA:
+            return bytes(out + jpeg[i:])
+
+
+def webp_alpha_without_flag(w, h, seed):
+    """A lossy WebP with an ALPH chunk whose VP8X header does not declare alpha: libwebp (so Pillow) leaves it
+    out."""
+    data = bytearray(save_bytes(rgba_image(w, h, seed), "WEBP", quality=80))
+    assert data[12:16] == b"VP8X"
+    data[20] &= ~0x10
+    return bytes(data)
+
+
 def bmp16(image, masks565):
     """A 16-bit BMP, bottom-up: BI_RGB 5-5-5, or BI_BITFIELDS 5-6-5 (Pillow writes neither)."""
     a = np.asarray(image).astype(np.uint32)
@@ -281,6 +331,8 @@ def cases():
     yield "palette4_interlaced_50x40", "palette4_interlaced_50x40.png", interlaced_palette_png(50, 40, 19), 1024, False, "4-bit palette, Adam7 interlaced, tRNS"
     yield "gray_trns_20x20", "gray_trns_20x20.png", png_bytes(gray_trns, transparency=80), 1024, False, "gray with a tRNS colour (transparent where 80)"
     yield "rgb_trns_20x20", "rgb_trns_20x20.png", png_bytes(rgb_trns, transparency=(60, 120, 180)), 1024, False, "RGB with a tRNS colour (mode RGB: the references ignore it)"
+    yield "gray4_trns_24x20", "gray4_trns_24x20.png", low_bit_gray_trns(), 1024, False, "4-bit gray, tRNS 9 (Pillow compares it with 8-bit samples: nothing transparent)"
+    yield "rgb16_trns_20x16", "rgb16_trns_20x16.png", rgb16_trns(), 1024, False, "16-bit RGB with tRNS (Pillow compares it with the high bytes; hf mode composites)"
     yield "rgba_37x29", "rgba_37x29.png", save_bytes(rgba_image(37, 29, 20), "PNG"), 1024, False, "RGBA alpha ramp"
     yield "progressive_64x48", "progressive_64x48.jpg", save_bytes(photo, "JPEG", quality=85, progressive=True), 1024, True, "progressive JPEG, 4:2:0"
     yield "sub422_64x48", "sub422_64x48.jpg", save_bytes(photo, "JPEG", quality=90, subsampling=1), 1024, True, "JPEG with 4:2:2 chroma"
@@ -288,6 +340,7 @@ def cases():
     yield "gray_64x40", "gray_64x40.jpg", save_bytes(scene(64, 40, 22).convert("L"), "JPEG", quality=90), 1024, True, "grayscale JPEG"
     yield "cmyk_40x30", "cmyk_40x30.jpg", save_bytes(scene(40, 30, 23).convert("CMYK"), "JPEG", quality=95), 1024, True, "CMYK JPEG with Adobe marker"
     yield "cmyk_noadobe_40x30", "cmyk_noadobe_40x30.jpg", without_adobe_marker(save_bytes(scene(40, 30, 33).convert("CMYK"), "JPEG", quality=95)), 1024, True, "CMYK JPEG without Adobe marker (Pillow still reads inverted ink)"
+    yield "rgb_ids_40x30", "rgb_ids_40x30.jpg", rgb_component_ids(scene(40, 30, 38)), 1024, True, "RGB JPEG known by its component ids 'R', 'G', 'B' alone"
     yield "anim_30x20", "anim_30x20.gif", animated_gif(30, 20, 24), 1024, False, "animated GIF, transparent index 0: first frame"
     yield "offset_12x9", "offset_12x9.gif", offset_gif(False), 1024, False, "GIF frame 6x5 at (4, 3) on a 12x9 screen: the rest is palette index 0"
     yield "offset_trns_12x9", "offset_trns_12x9.gif", offset_gif(True), 1024, False, "the same with a transparent index: the rest is white"
@@ -295,6 +348,7 @@ def cases():
     yield "lossy_64x48", "lossy_64x48.webp", save_bytes(scene(64, 48, 26), "WEBP", quality=90), 1024, True, "lossy WebP"
     yield "lossy_noise_48x32", "lossy_noise_48x32.webp", save_bytes(noise_rgb(48, 32, 31), "WEBP", quality=75), 1024, True, "lossy WebP of noise: busy, loop-filtered macroblocks everywhere"
     yield "lossy_alpha_40x30", "lossy_alpha_40x30.webp", save_bytes(rgba_image(40, 30, 28), "WEBP", quality=80), 1024, True, "lossy WebP with a lossless alpha plane"
+    yield "alpha_noflag_40x30", "alpha_noflag_40x30.webp", webp_alpha_without_flag(40, 30, 39), 1024, True, "lossy WebP with an ALPH chunk its VP8X header does not declare: opaque"
     yield "anim_lossless_30x20", "anim_lossless_30x20.webp", animated_webp(30, 20, 29), 1024, False, "animated lossless WebP: first frame"
     yield "anim_lossy_40x30", "anim_lossy_40x30.webp", animated_lossy_webp(40, 30, 34), 1024, True, "animated lossy WebP: first frame"
     yield "lossless_exif_40x30", "lossless_exif_40x30.webp", save_bytes(scene(40, 30, 35), "WEBP", lossless=True, exif=exif_orientation(1)), 1024, False, "lossless WebP without alpha in a VP8X container (EXIF chunk)"

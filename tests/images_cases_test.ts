@@ -1,7 +1,9 @@
 /**
  * The patcher against golden cases the shared fixtures lack (tests/fixtures/images, written by
  * scripts/images_goldens.py with Debian's OpenCV and Pillow): 1x1, extreme aspect ratios, 16-bit PNGs,
- * palettes with transparency, interlacing, progressive, 4:2:2, 4:4:4, grayscale and CMYK JPEGs, WebP, GIF
+ * palettes with transparency, tRNS colours as Pillow compares them (4-bit gray, 16-bit RGB), interlacing,
+ * progressive, 4:2:2, 4:4:4, grayscale, CMYK and RGB (known by component ids) JPEGs, WebP (an ALPH chunk the
+ * header does not declare is left out), GIF
  * (animated, and a first frame smaller than the screen), BMP, a grid
  * where rounding and floor disagree, and a 4000x3000 downscale.
  *

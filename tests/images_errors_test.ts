@@ -33,6 +33,7 @@ const valid = {
   webp: await readCase("lossy_64x48.webp"),
   webpLossless: await readCase("lossless_40x30.webp"),
   gif: await readCase("anim_30x20.gif"),
+  webpAnimated: await readCase("anim_lossless_30x20.webp"),
   bmp: await readCase("rgb24_31x17.bmp"),
 };
 
@@ -86,6 +87,86 @@ Deno.test("images over the pixel limit are refused from the header, before any d
     maxPixels: 23_999,
   });
   assert.equal((await preprocessImage(valid.png, { maxPixels: 24_000 })).cols, 13);
+});
+
+/** A WebP file of these chunks. */
+function webp(chunks: [string, number[] | Uint8Array][]): Uint8Array {
+  const body: number[] = [..."WEBP"].map((c) => c.charCodeAt(0));
+  for (const [id, payload] of chunks) {
+    body.push(...[...id].map((c) => c.charCodeAt(0)), ...u32(payload.length), ...payload);
+    if (payload.length % 2) body.push(0);
+  }
+  return Uint8Array.from([..."RIFF"].map((c) => c.charCodeAt(0)).concat(u32(body.length), body));
+}
+
+function u32(value: number): number[] {
+  return [value & 255, (value >> 8) & 255, (value >> 16) & 255, value >>> 24];
+}
+
+/** A VP8L header for width x height (14 bits each, minus one), then a few bytes of nothing. */
+const vp8l = (width: number, height: number) => [0x2f, ...u32((width - 1) | ((height - 1) << 14)), 0, 0, 0];
+
+Deno.test("WebP sizes come from the headers: a hidden large bitstream or a huge frame is refused undecoded", async () => {
+  // A key frame header (tag, start code 9d 01 2a) claiming 16383x16383 in 16 bytes.
+  const vp8 = [0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0xff, 0x3f, 0xff, 0x3f, 0, 0, 0, 0, 0, 0];
+  const ms = await rejects(webp([["VP8 ", vp8]]), ImageTooLargeError, /16383x16383/);
+  assert.ok(ms < 1000, `took ${ms} ms`);
+  // A 1x1 canvas may not hold a 16383x16383 bitstream (libwebp refuses it too).
+  const canvas = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+  await rejects(
+    webp([["VP8X", canvas], ["VP8L", vp8l(16383, 16383)]]),
+    ImageDecodeError,
+    /16383x16383 but its canvas 1x1/,
+  );
+});
+
+Deno.test("an animated WebP is read to its first frame only: later frames are not decoded", async () => {
+  const image = valid.webpAnimated;
+  const expected = await preprocessImage(image);
+  // A last frame of 4000x4000 with no data behind its header: decoding it would fail (or take memory).
+  const frame = [0, 0, 0, 0, 0, 0, ...u32(3999).slice(0, 3), ...u32(3999).slice(0, 3), 100, 0, 0, 0];
+  const extra = webp([["ANMF", [
+    ...frame,
+    ...[..."VP8L"].map((c) => c.charCodeAt(0)),
+    ...u32(8),
+    ...vp8l(4000, 4000),
+  ]]]);
+  const longer = new Uint8Array(image.length + extra.length - 12);
+  longer.set(image);
+  longer.set(extra.subarray(12), image.length);
+  longer.set(u32(longer.length - 8), 4);
+  const out = await preprocessImage(longer);
+  assert.deepEqual(out.pixels, expected.pixels);
+});
+
+/**
+ * A progressive 8x8 gray JPEG of `refinements` AC refinement scans after its first two (each scan a few
+ * bytes: one EOB run over the one block).
+ */
+function manyScans(refinements: number): Uint8Array {
+  const segment = (marker: number, payload: number[]) => [0xff, marker, 0, payload.length + 2, ...payload];
+  const dc = [0x00, 1, ...Array(15).fill(0), 0]; // one code of length 1: category 0
+  const ac = [0x10, 1, ...Array(15).fill(0), 0x00]; // one code of length 1: EOB
+  const scan = (ss: number, se: number, ahal: number) => segment(0xda, [1, 1, 0x00, ss, se, ahal]);
+  const bytes = [
+    0xff,
+    0xd8,
+    ...segment(0xdb, [0, ...Array(64).fill(1)]),
+    ...segment(0xc2, [8, 0, 8, 0, 8, 1, 1, 0x11, 0]),
+    ...segment(0xc4, dc),
+    ...segment(0xc4, ac),
+    ...scan(0, 0, 0x00),
+    0x7f, // DC: the code 0 (difference category 0), padded with ones
+    ...scan(1, 63, 0x00),
+    0x7f, // AC: EOB
+  ];
+  for (let i = 0; i < refinements; i++) bytes.push(...scan(1, 63, 0x10), 0x7f);
+  return Uint8Array.from([...bytes, 0xff, 0xd9]);
+}
+
+Deno.test("a JPEG of more than 100 scans is refused (each costs a pass over the image)", async () => {
+  assert.deepEqual((await preprocessImage(manyScans(98))).rows, 1);
+  await rejects(manyScans(99), ImageDecodeError, /more than 100 scans/);
 });
 
 Deno.test("every image error is an ImageError; option mistakes are RangeErrors", async () => {

@@ -9,7 +9,7 @@ use super::bmp::pillow_levels;
 use super::error::ImageError;
 use super::gif::{decode_gif, gif_dimensions};
 use super::rgb::{to_rgb, RgbImage, Samples};
-use super::webp::decode_webp;
+use super::webp::{decode_webp, webp_dimensions};
 use image::ImageFormat;
 use std::io::Cursor;
 
@@ -76,7 +76,8 @@ pub fn dimensions(bytes: &[u8], format: Format) -> Result<(u32, u32), ImageError
             Ok((info.width as u32, info.height as u32))
         }
         Format::Gif => gif_dimensions(bytes),
-        _ => image::io::Reader::with_format(Cursor::new(bytes), format.image_format())
+        Format::WebP => webp_dimensions(bytes),
+        Format::Bmp => image::io::Reader::with_format(Cursor::new(bytes), format.image_format())
             .into_dimensions()
             .map_err(image_error),
     }
@@ -131,6 +132,12 @@ fn decode_png(bytes: &[u8], width: u32, height: u32, transparency: Transparency)
     decoder.set_transformations(png::Transformations::EXPAND);
     let mut reader = decoder.read_info().map_err(png_error)?;
     let source_color = reader.info().color_type;
+    let source_depth = reader.info().bit_depth;
+    // The tRNS colour at the source's bit depth (png keeps the low byte of each sample below 16 bits).
+    let trns: Option<Vec<u16>> = reader.info().trns.as_ref().map(|t| match source_depth {
+        BitDepth::Sixteen => t.chunks_exact(2).map(|s| u16::from_be_bytes([s[0], s[1]])).collect(),
+        _ => t.iter().map(|&s| s as u16).collect(),
+    });
     let mut buf = vec![0; reader.output_buffer_size()];
     reader.next_frame(&mut buf).map_err(png_error)?;
     let (color, depth) = reader.output_color_type();
@@ -154,6 +161,23 @@ fn decode_png(bytes: &[u8], width: u32, height: u32, transparency: Transparency)
         } else {
             buf.chunks_exact(2).map(|s| s[0]).collect()
         };
+    }
+    // Pillow compares the stored tRNS value with samples after they became 8-bit: gray below 8 bits scaled up,
+    // 16-bit colour cut to its high byte. Only pixels equal in that comparison are transparent.
+    let pillow_trns =
+        |pixel: &[u8], trns: &[u16]| pixel.len() == trns.len() && pixel.iter().zip(trns).all(|(&s, &t)| s as u16 == t);
+    match (&trns, color) {
+        (Some(t), ColorType::GrayscaleAlpha) if source_color == ColorType::Grayscale && (source_depth as u8) < 8 => {
+            for p in buf.chunks_exact_mut(2) {
+                p[1] = if pillow_trns(&p[..1], t) { 0 } else { 255 };
+            }
+        }
+        (Some(t), ColorType::Rgba) if source_color == ColorType::Rgb && depth == BitDepth::Sixteen => {
+            for p in buf.chunks_exact_mut(4) {
+                p[3] = if pillow_trns(&p[..3], t) { 0 } else { 255 };
+            }
+        }
+        _ => {}
     }
     Ok(match color {
         ColorType::Grayscale => Samples::L(buf),

@@ -14,15 +14,81 @@ const ALPHA_FLAG: u8 = 0x10;
 const ANIMATION_FLAG: u8 = 0x02;
 
 pub fn decode_webp(bytes: &[u8]) -> Result<Samples, ImageError> {
+    let chunks = container(bytes)?;
+    match extended_header(&chunks)? {
+        Some(vp8x) if vp8x[0] & ANIMATION_FLAG != 0 => first_frame(vp8x, &chunks),
+        // Pillow reads every WebP through libwebp's animation decoder, whose output has alpha only where the
+        // VP8X header declares it: an ALPH chunk or a VP8L alpha bit without the flag is dropped.
+        Some(vp8x) if vp8x[0] & ALPHA_FLAG == 0 => Ok(opaque(decode_frame(&chunks)?)),
+        _ => decode_frame(&chunks),
+    }
+}
+
+/// Width and height from the headers alone, before anything is decoded (image 0.24.3's WebP reader decodes
+/// every frame of an animation just to say its size). The canvas's, for an extended file; a still image's
+/// bitstream must be that size, as libwebp requires, so that a 1x1 canvas cannot hide a 16383x16383 image.
+pub fn webp_dimensions(bytes: &[u8]) -> Result<(u32, u32), ImageError> {
+    let chunks = container(bytes)?;
+    match extended_header(&chunks)? {
+        Some(vp8x) => {
+            let canvas = (u24(&vp8x[4..7]) + 1, u24(&vp8x[7..10]) + 1);
+            if vp8x[0] & ANIMATION_FLAG == 0 {
+                let size = bitstream_size(&chunks)?;
+                if size != canvas {
+                    return Err(corrupt(&format!(
+                        "the image is {}x{} but its canvas {}x{}",
+                        size.0, size.1, canvas.0, canvas.1
+                    )));
+                }
+            }
+            Ok(canvas)
+        }
+        None => bitstream_size(&chunks),
+    }
+}
+
+fn container(bytes: &[u8]) -> Result<Vec<Chunk<'_>>, ImageError> {
     if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WEBP" {
         return Err(ImageError::Corrupt("not a RIFF WebP container".into()));
     }
-    let chunks = chunks(&bytes[12..])?;
+    chunks(&bytes[12..])
+}
+
+/// The VP8X header's first 10 bytes (flags, canvas size) when the file is in the extended format.
+fn extended_header<'a>(chunks: &[Chunk<'a>]) -> Result<Option<&'a [u8]>, ImageError> {
     match chunks.first() {
-        Some((id, header)) if id == b"VP8X" && header.first().map_or(false, |flags| flags & ANIMATION_FLAG != 0) => {
-            first_frame(header.get(..10).ok_or_else(|| corrupt("VP8X header too short"))?, &chunks)
+        Some((id, header)) if id == b"VP8X" => {
+            Ok(Some(header.get(..10).ok_or_else(|| corrupt("VP8X header too short"))?))
         }
-        _ => decode_frame(&chunks),
+        _ => Ok(None),
+    }
+}
+
+/// The size a VP8 key frame header or a VP8L header declares.
+fn bitstream_size(chunks: &[Chunk]) -> Result<(u32, u32), ImageError> {
+    let find = |id: &[u8; 4]| chunks.iter().find(|chunk| &chunk.0 == id).map(|chunk| chunk.1);
+    if let Some(vp8) = find(b"VP8 ") {
+        // A 3-byte frame tag, the start code 9d 01 2a, then 14-bit width and height (2 bits of scaling each).
+        let header = vp8.get(..10).ok_or_else(|| corrupt("VP8 header too short"))?;
+        if header[3..6] != [0x9d, 0x01, 0x2a] {
+            return Err(corrupt("VP8 data without a key frame"));
+        }
+        let side = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]) as u32 & 0x3fff;
+        return Ok((side(6), side(8)));
+    }
+    let vp8l = find(b"VP8L").ok_or_else(|| corrupt("no image data"))?;
+    let header = vp8l.get(..5).ok_or_else(|| corrupt("VP8L header too short"))?;
+    if header[0] != 0x2f {
+        return Err(corrupt("VP8L data without its signature"));
+    }
+    let bits = u32::from_le_bytes([header[1], header[2], header[3], header[4]]);
+    Ok(((bits & 0x3fff) + 1, ((bits >> 14) & 0x3fff) + 1))
+}
+
+fn opaque(samples: Samples) -> Samples {
+    match samples {
+        Samples::Rgba(rgba) => Samples::Rgb(rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect()),
+        other => other,
     }
 }
 
@@ -30,8 +96,8 @@ fn corrupt(what: &str) -> ImageError {
     ImageError::Corrupt(format!("WebP: {what}"))
 }
 
-/// One image: a VP8 bitstream with an optional ALPH chunk, or a VP8L bitstream. As in libwebp, a VP8X
-/// container's alpha flag does not matter here: an ALPH chunk, or the VP8L header's alpha bit, does.
+/// One image: a VP8 bitstream with an optional ALPH chunk, or a VP8L bitstream (whose header's alpha bit
+/// says whether it has alpha).
 fn decode_frame(chunks: &[Chunk]) -> Result<Samples, ImageError> {
     let find = |id: &[u8; 4]| chunks.iter().find(|chunk| &chunk.0 == id);
     if let Some(vp8) = find(b"VP8 ") {
@@ -69,12 +135,8 @@ fn decode_lossy(vp8: &[u8], alph: Option<&[u8]>) -> Result<Samples, ImageError> 
 fn decode_lossless(vp8l: &[u8]) -> Result<Samples, ImageError> {
     // After the signature byte: 14 bits width - 1, 14 bits height - 1, then the alpha bit.
     let has_alpha = vp8l.get(4).ok_or_else(|| corrupt("VP8L header too short"))? & 0x10 != 0;
-    Ok(match decode_with_image(&riff(&[(*b"VP8L", vp8l)]))? {
-        Samples::Rgba(rgba) if !has_alpha => {
-            Samples::Rgb(rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect())
-        }
-        samples => samples,
-    })
+    let samples = decode_with_image(&riff(&[(*b"VP8L", vp8l)]))?;
+    Ok(if has_alpha { samples } else { opaque(samples) })
 }
 
 fn decode_with_image(bytes: &[u8]) -> Result<Samples, ImageError> {
@@ -98,7 +160,11 @@ fn first_frame(vp8x: &[u8], file: &[Chunk]) -> Result<Samples, ImageError> {
     if x + width > canvas_width || y + height > canvas_height {
         return Err(corrupt("animation frame outside the canvas"));
     }
-    let frame = match decode_frame(&chunks(&anmf[16..])?)? {
+    let frame_chunks = chunks(&anmf[16..])?;
+    if bitstream_size(&frame_chunks)? != (width as u32, height as u32) {
+        return Err(corrupt("animation frame does not match its header"));
+    }
+    let frame = match decode_frame(&frame_chunks)? {
         Samples::Rgb(rgb) => rgb.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect(),
         Samples::Rgba(rgba) => rgba,
         _ => return Err(corrupt("unexpected frame samples")),

@@ -413,6 +413,12 @@ impl<R: Read> Decoder<R> {
                     }
 
                     scans_processed += 1;
+                    // A progressive scan costs a pass over every coefficient; thousands of tiny scans would
+                    // keep a large image decoding for minutes (libjpeg-turbo's TJPARAM_SCANLIMIT, for the same
+                    // reason). Real files have about ten.
+                    if scans_processed > MAX_SCANS {
+                        return Err(Error::Format(format!("more than {} scans", MAX_SCANS)));
+                    }
                 }
 
                 // Table-specification and miscellaneous markers
@@ -1141,6 +1147,9 @@ fn refine_non_zeroes<R: Read>(
     Ok(last)
 }
 
+/// Scans a file may have.
+const MAX_SCANS: usize = 100;
+
 fn compute_image(
     components: &[Component],
     mut data: Vec<Vec<u8>>,
@@ -1181,15 +1190,23 @@ fn compute_image(
 }
 
 pub(crate) fn choose_color_convert_func(
-    component_count: usize,
-    _is_jfif: bool,
+    components: &[Component],
+    is_jfif: bool,
     color_transform: Option<AdobeColorTransform>,
 ) -> Result<fn(&[Vec<u8>], &mut [u8])> {
-    match component_count {
+    match components.len() {
         3 => {
-            // http://www.sno.phy.queensu.ca/~phil/exiftool/TagNames/JPEG.html#Adobe
-            // Unknown means the data is RGB, so we don't need to perform any color conversion on it.
-            if color_transform == Some(AdobeColorTransform::Unknown) {
+            // As libjpeg-turbo's default_decompress_params: a JFIF marker means YCbCr, then an Adobe marker's
+            // transform (0, "Unknown", is RGB), then the component ids ('R', 'G', 'B' is RGB).
+            let ids: Vec<u8> = components.iter().map(|c| c.identifier).collect();
+            let rgb = if is_jfif {
+                false
+            } else if let Some(transform) = color_transform {
+                transform == AdobeColorTransform::Unknown
+            } else {
+                ids == [b'R', b'G', b'B']
+            };
+            if rgb {
                 Ok(color_convert_line_rgb)
             } else {
                 Ok(color_convert_line_ycbcr)

@@ -53,7 +53,7 @@ pub fn compute_image_parallel(
     #[allow(unreachable_code)]
     {
         let color_convert_func =
-            choose_color_convert_func(components.len(), is_jfif, color_transform)?;
+            choose_color_convert_func(components, is_jfif, color_transform)?;
         let mut upsampler = Upsampler::new(components, output_size.width, output_size.height)?;
         let line_size = output_size.width as usize * components.len();
         let mut image = vec![0u8; line_size * output_size.height as usize];
