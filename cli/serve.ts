@@ -10,6 +10,7 @@ import type { Service } from "../functions/service.ts";
 import { type ImageSettings, localService } from "./service.ts";
 import { WorkerEngine, type WorkerLocalOptions } from "../runtime/engine/worker.ts";
 import { findChatTemplate } from "../runtime/prompt/hf_template.ts";
+import { ImagePool } from "../runtime/images/pool.ts";
 import { DEFAULT_MAX_PIXELS } from "../runtime/images/preprocess.ts";
 import { log } from "../runtime/log.ts";
 import { type ModelOptions, openModelFiles, withLocalModel } from "../runtime/model/boot.ts";
@@ -47,6 +48,8 @@ ${modelUsage(28)}
                             token as soon as it exists, at a lower speed)
   --grammar-threads N       threads compiling and following structured outputs' grammars (default 2): a
                             compile holds the streams of its own thread only
+  --image-threads N         threads decoding images (default 2), each image in at most 30 s: a large one
+                            holds neither the server's event loop nor the images of more than its thread
   --no-prefix-cache         compute every prompt in full instead of reusing the KV cache of earlier prompts
                             that begin the same way (reuse starts at multiples of the prefill chunk)
   --grace SECONDS           on SIGINT/SIGTERM, time running requests get to finish (default 10)
@@ -76,6 +79,7 @@ const FLAGS = {
   "prefill-chunk": { type: "string" },
   "decode-steps": { type: "string" },
   "grammar-threads": { type: "string" },
+  "image-threads": { type: "string" },
   grace: { type: "string" },
   "internal-secret": { type: "string" },
 } as const;
@@ -108,6 +112,8 @@ export interface ServerConfig {
   corsOrigins?: string[];
   maxBodyBytes: number;
   images: ImageSettings;
+  /** Threads decoding images (default 2). */
+  imageThreads?: number;
   temperature: number;
   /** "mistral" (default), "hf" (the model folder's template), or the path of a Jinja template. */
   chatTemplate?: string;
@@ -152,9 +158,10 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   // A hub model is pulled here, before listening, as vLLM does; the worker gets the local paths.
   const model = await withLocalModel(config.model);
   const files = await openModelFiles(model);
+  const images = new ImagePool({ threads: config.imageThreads });
   const service = localService(files, {
     servedName: config.servedName,
-    images: config.images,
+    images: { ...config.images, pool: images },
     temperature: config.temperature,
     chatTemplate: await chatTemplate(config.chatTemplate, files.location?.dir),
   });
@@ -228,6 +235,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       const closing = service.engine?.close(config.graceSeconds * 1000);
       await server.shutdown();
       await closing;
+      images.close();
     })();
   return { url: await listening.promise, service, ready, shutdown, failed: failed.promise };
 }
@@ -266,6 +274,7 @@ export async function serve(argv: string[]): Promise<void> {
       fetchUrls: !flags["no-image-urls"],
       resize: choice("--image-resize", flags["image-resize"], ["mistral", "hf"] as const) ?? "mistral",
     },
+    imageThreads: positiveInt("--image-threads", flags["image-threads"]),
     temperature,
     chatTemplate: flags["chat-template"],
     engine: {

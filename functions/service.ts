@@ -2,7 +2,7 @@
  * What the routes need from the deployment: the engine (local GPU or remote), the tokenizer, the model's
  * identity, limits and defaults, and the metrics. The GPU host and the edge build each assemble one.
  */
-import type { ResizeMode } from "../runtime/images/preprocess.ts";
+import type { PreprocessedImage, PreprocessOptions, ResizeMode } from "../runtime/images/preprocess.ts";
 import type { Engine } from "../runtime/engine/engine.ts";
 import type { Tokenizer } from "../runtime/tokenizer/tokenizer.ts";
 import type { ImageFetchOptions } from "./images/fetch.ts";
@@ -33,6 +33,12 @@ export interface ImagePolicy {
   patchSize: number;
   maxPixels: number;
   tokens: { img: number; imgBreak: number; imgEnd: number };
+  /** Where images are decoded (the GPU host: runtime/images/pool.ts); default: in this thread. */
+  preprocess?: (
+    bytes: Uint8Array,
+    options: PreprocessOptions,
+    signal?: AbortSignal,
+  ) => Promise<PreprocessedImage>;
 }
 
 export interface SamplingDefaults {

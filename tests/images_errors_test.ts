@@ -9,7 +9,7 @@ import {
 } from "../runtime/images/errors.ts";
 import { preprocessImage, readImageHeader } from "../runtime/images/preprocess.ts";
 import { fixture } from "./helpers.ts";
-import { gifHeader, jpegHeader, pngWithHeader, readCase } from "./images_helpers.ts";
+import { gifHeader, jpegHeader, pngWithHeader, progressiveJpeg, readCase } from "./images_helpers.ts";
 
 async function rejects(
   bytes: Uint8Array,
@@ -139,34 +139,9 @@ Deno.test("an animated WebP is read to its first frame only: later frames are no
   assert.deepEqual(out.pixels, expected.pixels);
 });
 
-/**
- * A progressive 8x8 gray JPEG of `refinements` AC refinement scans after its first two (each scan a few
- * bytes: one EOB run over the one block).
- */
-function manyScans(refinements: number): Uint8Array {
-  const segment = (marker: number, payload: number[]) => [0xff, marker, 0, payload.length + 2, ...payload];
-  const dc = [0x00, 1, ...Array(15).fill(0), 0]; // one code of length 1: category 0
-  const ac = [0x10, 1, ...Array(15).fill(0), 0x00]; // one code of length 1: EOB
-  const scan = (ss: number, se: number, ahal: number) => segment(0xda, [1, 1, 0x00, ss, se, ahal]);
-  const bytes = [
-    0xff,
-    0xd8,
-    ...segment(0xdb, [0, ...Array(64).fill(1)]),
-    ...segment(0xc2, [8, 0, 8, 0, 8, 1, 1, 0x11, 0]),
-    ...segment(0xc4, dc),
-    ...segment(0xc4, ac),
-    ...scan(0, 0, 0x00),
-    0x7f, // DC: the code 0 (difference category 0), padded with ones
-    ...scan(1, 63, 0x00),
-    0x7f, // AC: EOB
-  ];
-  for (let i = 0; i < refinements; i++) bytes.push(...scan(1, 63, 0x10), 0x7f);
-  return Uint8Array.from([...bytes, 0xff, 0xd9]);
-}
-
 Deno.test("a JPEG of more than 100 scans is refused (each costs a pass over the image)", async () => {
-  assert.deepEqual((await preprocessImage(manyScans(98))).rows, 1);
-  await rejects(manyScans(99), ImageDecodeError, /more than 100 scans/);
+  assert.deepEqual((await preprocessImage(progressiveJpeg(8, 8, 98))).rows, 1);
+  await rejects(progressiveJpeg(8, 8, 99), ImageDecodeError, /more than 100 scans/);
 });
 
 Deno.test("every image error is an ImageError; option mistakes are RangeErrors", async () => {

@@ -197,3 +197,30 @@ export function gifHeader(width: number, height: number): Uint8Array {
     0x3b,
   ]);
 }
+
+/**
+ * A progressive gray JPEG of `refinements` AC refinement scans after its DC and first AC scans, each scan a few
+ * bytes (codes of one bit: DC difference category 0, and an end of band over every block).
+ */
+export function progressiveJpeg(width: number, height: number, refinements: number): Uint8Array {
+  const segment = (marker: number, payload: number[]) => [
+    0xff,
+    marker,
+    (payload.length + 2) >> 8,
+    (payload.length + 2) & 255,
+    ...payload,
+  ];
+  const scan = (ss: number, se: number, ahal: number) => [...segment(0xda, [1, 1, 0x00, ss, se, ahal]), 0x7f];
+  const bytes = [
+    0xff,
+    0xd8,
+    ...segment(0xdb, [0, ...Array(64).fill(1)]),
+    ...segment(0xc2, [8, height >> 8, height & 255, width >> 8, width & 255, 1, 1, 0x11, 0]),
+    ...segment(0xc4, [0x00, 1, ...Array(15).fill(0), 0x00]),
+    ...segment(0xc4, [0x10, 1, ...Array(15).fill(0), 0x00]),
+    ...scan(0, 0, 0x00),
+    ...scan(1, 63, 0x00),
+  ];
+  for (let i = 0; i < refinements; i++) bytes.push(...scan(1, 63, 0x10));
+  return Uint8Array.from([...bytes, 0xff, 0xd9]);
+}

@@ -59,12 +59,12 @@ async function loadImages(
   return await Promise.all(sources.map(async ({ url, param }): Promise<PromptImage> => {
     try {
       const bytes = await fetchImageBytes(url, policy.fetch, signal);
-      const image = await preprocessImage(bytes, {
+      const image = await (policy.preprocess ?? preprocessImage)(bytes, {
         resize: resize ?? policy.resize,
         maxImageSize: policy.maxImageSize,
         patchSize: policy.patchSize,
         maxPixels: policy.maxPixels,
-      });
+      }, signal);
       const tokens = await imageTokenLayout(image, policy.tokens);
       return {
         input: { rows: image.rows, cols: image.cols, pixels: image.pixels as Float32Array },

@@ -1,0 +1,174 @@
+/**
+ * Images preprocessed on worker threads, each with its own WASM instance:
+ * - a large image (tens of megapixels, seconds of decoding) does not stop the event loop that answers /health
+ *   and writes every stream;
+ * - a decoder that traps (out of memory on hostile input) takes down its own instance only: the thread is
+ *   replaced, and the tokenizer, which lives in the main thread's instance, is untouched;
+ * - a decode that runs past the time limit is stopped by ending its thread;
+ * - a thread that decoded a large image is replaced too, since WebAssembly memory never shrinks.
+ */
+import {
+  ImageDecodeError,
+  ImageError,
+  ImageFormatError,
+  ImageSizeError,
+  ImageTooLargeError,
+} from "./errors.ts";
+import type { PreprocessedImage, PreprocessOptions } from "./preprocess.ts";
+
+export interface ImageJob {
+  id: number;
+  bytes: Uint8Array;
+  options: PreprocessOptions;
+}
+
+export type ImageResult =
+  | { id: number; image: PreprocessedImage }
+  /** `trapped`: the WASM instance aborted, and may not be used again. */
+  | { id: number; error: { name: string; message: string; trapped: boolean } };
+
+export interface ImagePoolOptions {
+  /** Threads at most (default 2); they start when first needed. */
+  threads?: number;
+  /** Time one image may take once a thread has it (default 30 s). */
+  timeoutMs?: number;
+  /** A thread that decoded an image of more pixels than this is replaced after it (default 16 M). */
+  recyclePixels?: number;
+}
+
+const ERRORS: Record<string, new (message: string) => Error> = {
+  ImageError,
+  ImageFormatError,
+  ImageDecodeError,
+  ImageSizeError,
+  ImageTooLargeError,
+  RangeError,
+};
+
+interface Pending {
+  job: ImageJob;
+  done: PromiseWithResolvers<PreprocessedImage>;
+  signal?: AbortSignal;
+}
+
+interface Thread {
+  worker: Worker;
+  /** The job it runs, with the timer that stops it. */
+  running?: { pending: Pending; timer: ReturnType<typeof setTimeout> };
+}
+
+export class ImagePool {
+  readonly #threads: Thread[] = [];
+  readonly #queue: Pending[] = [];
+  readonly #threadCount: number;
+  readonly #timeoutMs: number;
+  readonly #recyclePixels: number;
+  #next = 0;
+  #closed = false;
+
+  constructor(options: ImagePoolOptions = {}) {
+    this.#threadCount = options.threads ?? 2;
+    this.#timeoutMs = options.timeoutMs ?? 30_000;
+    this.#recyclePixels = options.recyclePixels ?? 16_000_000;
+  }
+
+  /** Threads running now. */
+  get threads(): number {
+    return this.#threads.length;
+  }
+
+  /** `preprocessImage` on a thread; a signal that aborts while the image waits for one takes it out. */
+  preprocess(
+    bytes: Uint8Array,
+    options: PreprocessOptions = {},
+    signal?: AbortSignal,
+  ): Promise<PreprocessedImage> {
+    if (this.#closed) return Promise.reject(new Error("the image threads were closed"));
+    const pending: Pending = {
+      job: { id: ++this.#next, bytes, options },
+      done: Promise.withResolvers(),
+      signal,
+    };
+    signal?.addEventListener("abort", () => {
+      const at = this.#queue.indexOf(pending);
+      if (at >= 0) {
+        this.#queue.splice(at, 1);
+        pending.done.reject(signal.reason);
+      }
+    }, { once: true });
+    this.#queue.push(pending);
+    this.#dispatch();
+    return pending.done.promise;
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const thread of this.#threads.splice(0)) {
+      if (thread.running) clearTimeout(thread.running.timer);
+      thread.running?.pending.done.reject(new Error("the image threads were closed"));
+      thread.worker.terminate();
+    }
+    for (const pending of this.#queue.splice(0)) {
+      pending.done.reject(new Error("the image threads were closed"));
+    }
+  }
+
+  #dispatch(): void {
+    while (this.#queue.length) {
+      const thread = this.#threads.find((t) => !t.running) ??
+        (this.#threads.length < this.#threadCount ? this.#start() : undefined);
+      if (!thread) return;
+      const pending = this.#queue.shift()!;
+      const timer = setTimeout(() => {
+        this.#end(thread);
+        pending.done.reject(
+          new ImageDecodeError(`the image took longer than ${this.#timeoutMs / 1000} s to decode`),
+        );
+      }, this.#timeoutMs);
+      thread.running = { pending, timer };
+      // A copy goes over: the caller keeps its bytes.
+      const bytes = pending.job.bytes.slice();
+      thread.worker.postMessage({ ...pending.job, bytes } satisfies ImageJob, [bytes.buffer]);
+    }
+  }
+
+  #start(): Thread {
+    const worker = new Worker(new URL("./pool_worker.ts", import.meta.url), { type: "module" });
+    const thread: Thread = { worker };
+    worker.onmessage = ({ data }: MessageEvent<ImageResult>) => {
+      const running = thread.running;
+      if (!running || running.pending.job.id !== data.id) return;
+      clearTimeout(running.timer);
+      thread.running = undefined;
+      if ("image" in data) {
+        if (data.image.width * data.image.height > this.#recyclePixels) this.#end(thread);
+        running.pending.done.resolve(data.image);
+      } else {
+        const Class = ERRORS[data.error.name] ?? Error;
+        if (data.error.trapped) this.#end(thread);
+        running.pending.done.reject(new Class(data.error.message));
+      }
+      this.#dispatch();
+    };
+    worker.onerror = (event) => {
+      event.preventDefault();
+      const running = thread.running;
+      this.#end(thread);
+      if (running) {
+        clearTimeout(running.timer);
+        running.pending.done.reject(new ImageDecodeError(`the image decoder failed: ${event.message}`));
+      }
+      this.#dispatch();
+    };
+    this.#threads.push(thread);
+    return thread;
+  }
+
+  /** Ends a thread; the next image that needs one starts a fresh one. */
+  #end(thread: Thread): void {
+    thread.worker.terminate();
+    const at = this.#threads.indexOf(thread);
+    if (at >= 0) this.#threads.splice(at, 1);
+    if (!this.#closed) queueMicrotask(() => this.#dispatch());
+  }
+}
