@@ -158,3 +158,53 @@ Deno.test("image URLs: fetched from an allowed loopback host, refused without th
     await images.shutdown();
   }
 });
+
+/** A 24-bit BMP of width x height, a gradient (no encoder needed). */
+function bmp(width: number, height: number): Uint8Array {
+  const row = Math.ceil((width * 3) / 4) * 4;
+  const bytes = new Uint8Array(54 + row * height);
+  const view = new DataView(bytes.buffer);
+  bytes.set([0x42, 0x4d]);
+  view.setUint32(2, bytes.length, true);
+  view.setUint32(10, 54, true);
+  view.setUint32(14, 40, true);
+  view.setInt32(18, width, true);
+  view.setInt32(22, height, true);
+  view.setUint16(26, 1, true);
+  view.setUint16(28, 24, true);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) bytes.fill((x + y) & 255, 54 + y * row + 3 * x, 54 + y * row + 3 * x + 3);
+  }
+  return bytes;
+}
+
+Deno.test("/tokenize counts images as the chat request's image_resize lays them out; detail takes any value", async () => {
+  // 1040x17 at most 1024 px: 16.74 px high, 17 rounded (2 rows, mistral) and 16 floored (1 row, hf).
+  const url = `data:image/bmp;base64,${bmp(1040, 17).toBase64()}`;
+  await withServer({}, async ({ url: base }) => {
+    const request = (image_resize: string, detail: unknown) => ({
+      messages: [{
+        role: "user",
+        content: [{ type: "image_url", image_url: { url, detail } }, "x"].map((p) =>
+          typeof p === "string" ? { type: "text", text: p } : p
+        ),
+      }],
+      image_resize,
+      max_tokens: 1,
+    });
+    const breaks = (ids: number[]) => ids.filter((id) => id === 12 || id === 13).length;
+    for (const [mode, rows] of [["mistral", 2], ["hf", 1]] as const) {
+      const counted = await post(`${base}/tokenize`, request(mode, null));
+      assert.equal(counted.status, 200, JSON.stringify(counted.json));
+      assert.equal(breaks(counted.json.tokens), rows, mode);
+      for (const detail of ["original", "HIGH", null, "auto"]) {
+        const chat = await post(`${base}/v1/chat/completions`, request(mode, detail));
+        assert.equal(chat.status, 200, `${detail}: ${JSON.stringify(chat.json)}`);
+        assert.equal(chat.json.usage.prompt_tokens, counted.json.count, `${mode} ${detail}`);
+      }
+    }
+    const bogus = await post(`${base}/tokenize`, request("bogus", null));
+    assert.equal(bogus.status, 400);
+    assert.equal(bogus.json.error.param, "image_resize");
+  });
+});

@@ -11,21 +11,21 @@ import { chatRequestSchema, parseWith, RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
 import { readJson, readJsonText, requireModel } from "./common.ts";
 
-const tokenizeSchema = z.union([
-  z.object({
-    model: z.string().nullish(),
-    prompt: z.string(),
-    add_special_tokens: z.boolean().default(true),
-  }),
-  z.object({
-    model: z.string().nullish(),
-    messages: chatRequestSchema.shape.messages,
-    safe_prompt: chatRequestSchema.shape.safe_prompt,
-    tools: chatRequestSchema.shape.tools,
-    tool_choice: chatRequestSchema.shape.tool_choice,
-    parallel_tool_calls: chatRequestSchema.shape.parallel_tool_calls,
-  }),
-]);
+const promptSchema = z.object({
+  model: z.string().nullish(),
+  prompt: z.string(),
+  add_special_tokens: z.boolean().default(true),
+});
+
+const messagesSchema = z.object({
+  model: z.string().nullish(),
+  messages: chatRequestSchema.shape.messages,
+  safe_prompt: chatRequestSchema.shape.safe_prompt,
+  tools: chatRequestSchema.shape.tools,
+  tool_choice: chatRequestSchema.shape.tool_choice,
+  parallel_tool_calls: chatRequestSchema.shape.parallel_tool_calls,
+  image_resize: chatRequestSchema.shape.image_resize,
+});
 
 const detokenizeSchema = z.object({ model: z.string().nullish(), tokens: z.array(z.number().int()) });
 
@@ -44,7 +44,8 @@ export function tokenizeRoutes(service: Service): Hono {
           given.length ? "messages" : "prompt",
         );
       }
-      const body = parseWith(tokenizeSchema, raw);
+      // The form is known: its own schema names what is wrong in it.
+      const body = given[0] === "prompt" ? parseWith(promptSchema, raw) : parseWith(messagesSchema, raw);
       requireModel(service, body.model);
       let ids: number[];
       if ("prompt" in body) {
@@ -55,7 +56,13 @@ export function tokenizeRoutes(service: Service): Hono {
       } else {
         const source = pySource(body, text);
         const tools = toolUse(body, source);
-        const options = { signal: c.req.raw.signal, safePrompt: body.safe_prompt, tools, source };
+        const options = {
+          signal: c.req.raw.signal,
+          safePrompt: body.safe_prompt,
+          tools,
+          source,
+          resize: body.image_resize ?? undefined,
+        };
         ids = (await encodeChat(body.messages, service, options)).ids;
       }
       // While the model loads the context is not known yet (the memory plan sizes it): null until then.

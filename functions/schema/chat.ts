@@ -24,7 +24,9 @@ const imageUrlPart = z.object({
   type: z.literal("image_url"),
   image_url: z.union([
     z.string(),
-    z.object({ url: z.string(), detail: z.enum(["auto", "low", "high"]).optional() }),
+    // `detail` changes nothing for Pixtral, which sees every image at its own resolution: any value is taken
+    // (OpenAI's auto/low/high, its newer "original", Mistral's open enum, null).
+    z.object({ url: z.string(), detail: z.string().nullish() }),
   ]),
 });
 const contentPart = z.discriminatedUnion("type", [textPart, imageUrlPart]);
