@@ -388,6 +388,6 @@ Deno.test("attention plans refuse inconsistent inputs", async () => {
   );
   assert.throws(
     () => denseAttentionPlan(rec, { headsQ: 2, headsKv: 2, headDim: 256, segments: [1] }),
-    /head dimension 256 is not a multiple of 4/,
+    /head dimension 256 \(must be a multiple of 4 in 4\.\.128\)/,
   );
 });

@@ -160,6 +160,16 @@ Deno.test("params.json errors name the file and the key", async () => {
   rejects({ ...params, n_heads: "32" }, /"n_heads" must be an integer, got "32"/);
   rejects({ ...params, n_kv_heads: 7 }, /heads \(32\) must be a multiple of the KV heads \(7\)/);
   rejects({ ...params, dim: -5 }, /decoder dim must be a positive integer/);
+  // Shapes the attention kernels do not run are refused with the config, not on the first request.
+  rejects({ ...params, n_heads: 12, n_kv_heads: 4 }, /kernels do not run 12 query heads over 4 KV heads/);
+  rejects({ ...params, head_dim: 160 }, /decoder attention: .*head dimension 160 \(must be a multiple of 4/);
+  rejects(
+    {
+      ...params,
+      vision_encoder: { ...(params.vision_encoder as object), hidden_size: 1200, num_attention_heads: 6 },
+    },
+    /vision attention: .*head dimension 200/,
+  );
   rejects({ ...params, moe: { num_experts: 8 } }, /"moe" is set/);
   rejects({ ...params, sliding_window: 4096 }, /sliding-window attention is not supported/);
   rejects({ ...params, model_type: "mamba" }, /"model_type" is "mamba"/);
@@ -200,8 +210,9 @@ Deno.test("config.json: the known-bad revisions are refused with the fix", async
     qProjRows: 4096,
   });
   // When the weights confirm the derived value (a model where dim / heads is right), it is accepted.
-  const derived = parseHfConfig({ ...hf, text_config: noHeadDim }, "config.json", { qProjRows: 5120 });
-  assert.equal(derived.decoder.headDim, 160);
+  const narrow = { ...noHeadDim, hidden_size: 4096 };
+  const derived = parseHfConfig({ ...hf, text_config: narrow }, "config.json", { qProjRows: 4096 });
+  assert.equal(derived.decoder.headDim, 128);
 });
 
 Deno.test("config.json: class defaults and other refusals", async () => {

@@ -5,6 +5,7 @@
  * classes, llama.cpp), so a file means here what it means there; configurations that would run a different
  * function than Pixtral's (known-bad revisions, features this runtime lacks) are refused with the fix.
  */
+import { headShapeProblem } from "../gpu/ops/attention_shape.ts";
 import type { GgufFile, GgufValue } from "./weights/gguf.ts";
 
 export interface DecoderConfig {
@@ -593,6 +594,8 @@ export function validateConfig(config: ModelConfig, file: string): ModelConfig {
     problems.push(`decoder heads (${d.nHeads}) must be a multiple of the KV heads (${d.nKvHeads})`);
   }
   if (d.headDim % 2 !== 0) problems.push(`decoder head_dim (${d.headDim}) must be even for RoPE`);
+  const decoderHeads = headShapeProblem({ headsQ: d.nHeads, headsKv: d.nKvHeads, headDim: d.headDim });
+  if (decoderHeads) problems.push(`decoder attention: the GPU kernels do not run ${decoderHeads}`);
   if (!(d.ropeTheta > 0)) problems.push(`decoder rope_theta must be positive, got ${d.ropeTheta}`);
   if (!(d.normEps > 0)) problems.push(`decoder norm eps must be positive, got ${d.normEps}`);
   positive("context length", config.contextLength);
@@ -607,6 +610,8 @@ export function validateConfig(config: ModelConfig, file: string): ModelConfig {
     if (v.headDim % 4 !== 0) {
       problems.push(`vision head_dim (${v.headDim}) must be a multiple of 4 for 2D RoPE`);
     }
+    const visionHeads = headShapeProblem({ headsQ: v.nHeads, headsKv: v.nHeads, headDim: v.headDim });
+    if (visionHeads) problems.push(`vision attention: the GPU kernels do not run ${visionHeads}`);
     if (v.imageSize % v.patchSize !== 0) {
       problems.push(`vision image_size (${v.imageSize}) must be a multiple of patch_size (${v.patchSize})`);
     }

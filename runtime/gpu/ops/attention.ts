@@ -16,16 +16,11 @@ import type { Tensor } from "../tensor.ts";
 import { floatType, indexTensor, type Indices, WG } from "./common.ts";
 import { frequencyTable, rope } from "./rope.ts";
 
-/** Query rows per tile (kernels/attention.wgsl R): 16 / G positions times the G heads sharing a KV head. */
-const TILE_ROWS = 16;
-const NONE = 0xffffffff;
-const MAX_HEAD_DIM = 128;
+import { type HeadShape, headShapeProblem, TILE_ROWS } from "./attention_shape.ts";
 
-export interface HeadShape {
-  headsQ: number;
-  headsKv: number;
-  headDim: number;
-}
+export type { HeadShape } from "./attention_shape.ts";
+
+const NONE = 0xffffffff;
 
 /** How the KV cache stores keys and values: f16 (default), f32, or 8-bit codes with a scale per token and head. */
 export type KvType = "f16" | "f32" | "q8";
@@ -99,15 +94,10 @@ export interface AttentionPlan {
   readonly slotsBase: number;
 }
 
-function checkShape({ headsQ, headsKv, headDim }: HeadShape): number {
-  const group = headsQ / headsKv;
-  if (!Number.isInteger(group) || TILE_ROWS % group !== 0) {
-    throw new RangeError(`attention: ${headsQ} query heads over ${headsKv} KV heads (group must divide 16)`);
-  }
-  if (!Number.isInteger(headDim) || headDim < 4 || headDim > MAX_HEAD_DIM || headDim % 4) {
-    throw new RangeError(`attention: head dimension ${headDim} is not a multiple of 4 in 4..${MAX_HEAD_DIM}`);
-  }
-  return group;
+function checkShape(shape: HeadShape): number {
+  const problem = headShapeProblem(shape);
+  if (problem) throw new RangeError(`attention: ${problem}`);
+  return shape.headsQ / shape.headsKv;
 }
 
 class InfoBuilder {

@@ -51,6 +51,9 @@ const OTHER_TYPES: Record<number, string> = {
   34: "TQ1_0",
   35: "TQ2_0",
   39: "MXFP4",
+  40: "NVFP4",
+  41: "Q1_0",
+  42: "Q2_0",
 };
 
 const MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
