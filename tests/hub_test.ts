@@ -310,6 +310,7 @@ Deno.test("GGUF repositories: a :QUANT tag (default Q4_K_M) picks the text file 
   assert.deepEqual(pickGguf(names, "q4_k"), { text: "a-Q4_K.gguf", mmproj: "mmproj-a-Q4_K.gguf" });
   assert.deepEqual(pickGguf(["x/m-Q8_0.gguf"], "Q8_0"), { text: "x/m-Q8_0.gguf", mmproj: null });
   assert.throws(() => pickGguf(["a-Q8_0.gguf", "b-Q8_0.gguf"], "Q8_0"), /several GGUF files/);
+  assert.throws(() => pickGguf(names, "K_M"), /no GGUF file of the quantization K_M/);
 });
 
 Deno.test("--model hf: pulls what the cache lacks, and falls back to the cache when the hub is unreachable", async () => {
@@ -323,7 +324,20 @@ Deno.test("--model hf: pulls what the cache lacks, and falls back to the cache w
     files.tokenizer.free();
     assert.equal(files.id, "tiny/pixtral-native");
 
-    // A plan fetches the config only.
+    // A plan fetches the config only, in either layout, and offline finds it again.
+    const native = await resolveHubModel("hf:tiny/pixtral-native@" + COMMIT_A, {
+      ...options,
+      configOnly: true,
+    });
+    assert.equal(native.path, model.model);
+    const nativeCache = { ...options, cache: await tempDir() };
+    const nativePlan = await resolveHubModel("hf:tiny/pixtral-native", { ...nativeCache, configOnly: true });
+    assert.deepEqual([...Deno.readDirSync(nativePlan.path)].map((e) => e.name), ["params.json"]);
+    assert.deepEqual(
+      await resolveHubModel("hf:tiny/pixtral-native", { ...nativeCache, configOnly: true, offline: true }),
+      nativePlan,
+    );
+    await Deno.remove(nativeCache.cache, { recursive: true });
     const planned = await withLocalModel({ model: "hf:tiny/pixtral-hf" }, {
       ...options,
       token: "secret-token",
@@ -363,6 +377,7 @@ Deno.test("hub references and the cache resolver explain what is wrong", async (
       "hf:org/repo:",
       "hf:o/r:a:b",
       "hf:o/r:*",
+      "hf:o/r@v1:Q8_0",
     ]
   ) {
     assert.throws(() => parseRepoRef(bad), HubError, bad);
@@ -519,4 +534,32 @@ Deno.test("pull: a body that keeps coming is not cut by a timeout; one that stop
     const result = await pull("hf:tiny/pixtral-native", options);
     assert.ok(result.fetched < read("mistral/consolidated.safetensors").length, "resumed, not fetched anew");
   });
+});
+
+Deno.test("a cached snapshot that a pull left unfinished is not served offline", async () => {
+  const cache = await tempDir();
+  try {
+    const snapshot = `${cache}/models--org--sharded/snapshots/${COMMIT_A}`;
+    await Deno.mkdir(snapshot, { recursive: true });
+    await Deno.mkdir(`${cache}/models--org--sharded/refs`);
+    await Deno.writeTextFile(`${cache}/models--org--sharded/refs/main`, COMMIT_A);
+    await Deno.writeTextFile(`${snapshot}/config.json`, "{}");
+    await Deno.writeTextFile(`${snapshot}/model-00001-of-00003.safetensors`, "");
+    const offline = { cache, offline: true };
+    await assert.rejects(
+      () => resolveHubModel("hf:org/sharded", offline),
+      /lacks model-00002-of-00003\.safetensors, model-00003-of-00003\.safetensors; pixtral pull/,
+    );
+    await Deno.writeTextFile(`${snapshot}/model-00002-of-00003.safetensors`, "");
+    await Deno.writeTextFile(`${snapshot}/model-00003-of-00003.safetensors`, "");
+    await Deno.writeTextFile(
+      `${snapshot}/model.safetensors.index.json`,
+      JSON.stringify({ weight_map: { a: "model-00001-of-00003.safetensors", b: "extra.safetensors" } }),
+    );
+    await assert.rejects(() => resolveHubModel("hf:org/sharded", offline), /lacks extra\.safetensors/);
+    await Deno.writeTextFile(`${snapshot}/extra.safetensors`, "");
+    assert.equal((await resolveHubModel("hf:org/sharded", offline)).path, snapshot);
+  } finally {
+    await Deno.remove(cache, { recursive: true });
+  }
 });

@@ -40,7 +40,8 @@ export function parseRepoRef(spec: string): RepoRef {
   const [repo, quant, ...more] = (at < 0 ? body : body.slice(0, at)).split(":");
   const revision = at < 0 ? "main" : body.slice(at + 1);
   if (
-    !REPO.test(repo) || repo.includes("..") || revision === "" || revision.includes("..") || more.length ||
+    !REPO.test(repo) || repo.includes("..") || revision === "" || revision.includes("..") ||
+    revision.includes(":") || more.length ||
     (quant !== undefined && !QUANT.test(quant))
   ) {
     throw new HubError(

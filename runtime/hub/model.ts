@@ -34,20 +34,58 @@ async function listFiles(dir: string, prefix = ""): Promise<string[]> {
   return paths;
 }
 
-/** The model's files in one snapshot folder, chosen as a pull chooses them from the repository's listing. */
+/** Safetensors shards the snapshot lacks: parts of `-0000i-of-0000N` series, and files the index names. */
+async function missingShards(dir: string, paths: string[]): Promise<string[]> {
+  const have = new Set(paths);
+  const wanted = new Set<string>();
+  for (const path of paths) {
+    const series = /^(.*)-(\d+)-of-(\d+)\.safetensors$/.exec(path);
+    if (!series) continue;
+    const width = series[2].length;
+    for (let i = 1; i <= Number(series[3]); i++) {
+      wanted.add(`${series[1]}-${String(i).padStart(width, "0")}-of-${series[3]}.safetensors`);
+    }
+  }
+  if (have.has("model.safetensors.index.json")) {
+    try {
+      const index = JSON.parse(await Deno.readTextFile(join(dir, "model.safetensors.index.json")));
+      for (const file of Object.values(index.weight_map ?? {})) wanted.add(String(file));
+    } catch {
+      wanted.add("model.safetensors.index.json (readable)");
+    }
+  }
+  return [...wanted].filter((file) => !have.has(file)).sort();
+}
+
+/**
+ * The model's files in one snapshot folder, chosen as a pull chooses them from the repository's listing, once
+ * they are all there (a pull cut short leaves a snapshot that only looks complete).
+ */
 async function fromSnapshot(dir: string, spec: string, choice: FileChoice): Promise<HubModel> {
   const paths = await listFiles(dir);
-  const files = paths.map((path) => ({ path, size: 0, sha256: null, blobId: null }));
-  try {
-    const chosen = selectFiles(files, choice).map((f) => f.path);
-    if (!paths.some((p) => p.endsWith(".gguf"))) return { path: dir, mmproj: null };
-    const { text, mmproj } = pickGguf(chosen, choice.quant);
-    return { path: join(dir, text), mmproj: mmproj === null ? null : join(dir, mmproj) };
-  } catch (err) {
-    throw new HubError(
-      `${spec} in the cache (${dir}): ${(err as Error).message}; pixtral pull ${spec} fetches it`,
-    );
+  const fail = (why: string) =>
+    new HubError(`${spec} in the cache (${dir}): ${why}; pixtral pull ${spec} fetches it`);
+  if (paths.some((p) => p.endsWith(".gguf"))) {
+    let picked;
+    try {
+      picked = pickGguf(paths, choice.quant);
+    } catch (err) {
+      throw fail((err as Error).message);
+    }
+    return { path: join(dir, picked.text), mmproj: picked.mmproj === null ? null : join(dir, picked.mmproj) };
   }
+  if (choice.configOnly) {
+    if (paths.includes("params.json") || paths.includes("config.json")) return { path: dir, mmproj: null };
+    throw fail("no params.json or config.json");
+  }
+  try {
+    selectFiles(paths.map((path) => ({ path, size: 0, sha256: null, blobId: null })), choice);
+  } catch (err) {
+    throw fail((err as Error).message);
+  }
+  const missing = await missingShards(dir, paths);
+  if (missing.length) throw fail(`it lacks ${missing.join(", ")}`);
+  return { path: dir, mmproj: null };
 }
 
 export async function resolveHubModel(spec: string, options: HubModelOptions = {}): Promise<HubModel> {

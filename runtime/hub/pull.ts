@@ -44,7 +44,8 @@ const MMPROJ_PREFERENCE = ["f16", "bf16", "f32", "q8_0"];
 
 const base = (path: string) => path.slice(path.lastIndexOf("/") + 1);
 const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-const tagged = (quant: string) => new RegExp(`(^|[-_.])${escape(quant)}\\.gguf$`, "i");
+// After "-" or ".", so that a tag is a whole name part: "K_M" is no tag of "model-Q4_K_M.gguf".
+const tagged = (quant: string) => new RegExp(`(^|[-.])${escape(quant)}\\.gguf$`, "i");
 
 /**
  * The text GGUF of a quantization among a repository's files (the one named `...-Q4_K_M.gguf`, any case), and
