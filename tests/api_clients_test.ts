@@ -206,5 +206,10 @@ Deno.test("/tokenize counts images as the chat request's image_resize lays them 
     const bogus = await post(`${base}/tokenize`, request("bogus", null));
     assert.equal(bogus.status, 400);
     assert.equal(bogus.json.error.param, "image_resize");
+    // Ollama's images beside the content: refused here as in chat, not counted as if absent.
+    const ollama = await post(`${base}/tokenize`, {
+      messages: [{ role: "user", content: "x", images: ["AAAA"] }],
+    });
+    assert.deepEqual([ollama.status, ollama.json.error.param], [400, "messages[0].images"]);
   });
 });

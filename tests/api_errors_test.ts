@@ -589,6 +589,18 @@ Deno.test("fields inside messages and tools that are not understood are reported
     "messages[1].content[1].image_url.format",
     "tools[0].cache_control",
   ]);
+  // Found however many other fields were dropped before it (the log list is capped at 20).
+  const chatty = Array.from(
+    { length: 25 },
+    (_, i) => ({ role: i % 2 ? "assistant" : "user", content: "x", id: i }),
+  );
+  assert.throws(
+    () =>
+      parseChatRequest({
+        messages: [...chatty, { role: "user", content: "and this?", images: ["iVBORw0KGgo="] }],
+      }),
+    (err: RequestError) => err.param === "messages[25].images",
+  );
   assert.throws(
     () =>
       parseChatRequest({ messages: [{ role: "user", content: "what is this?", images: ["iVBORw0KGgo="] }] }),

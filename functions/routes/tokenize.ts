@@ -7,7 +7,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { encodeChat } from "../chat/prepare.ts";
 import { pySource, toolUse } from "../chat/tools.ts";
-import { chatRequestSchema, parseWith, RequestError } from "../schema/chat.ts";
+import { chatRequestSchema, parseWith, refuseMessageImages, RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
 import { readJson, readJsonText, requireModel } from "./common.ts";
 
@@ -46,6 +46,7 @@ export function tokenizeRoutes(service: Service): Hono {
       }
       // The form is known: its own schema names what is wrong in it.
       const body = given[0] === "prompt" ? parseWith(promptSchema, raw) : parseWith(messagesSchema, raw);
+      refuseMessageImages((raw as Record<string, unknown>).messages);
       requireModel(service, body.model);
       let ids: number[];
       if ("prompt" in body) {

@@ -333,13 +333,22 @@ export function parseChatRequest(body: unknown): ParsedChatRequest {
     ...droppedKeys(raw.messages, request.messages, "messages"),
     ...droppedKeys(raw.tools, request.tools, "tools"),
   ];
-  // Ollama's form: ignored, the images would silently be missing from the answer.
-  const images = ignored.find((path) => /^messages\[\d+\]\.images$/.test(path));
-  if (images) {
+  refuseMessageImages(raw.messages);
+  return { request, ignored };
+}
+
+/**
+ * Refuses images given beside a message's content (Ollama's form), which the schema would drop: the answer
+ * would silently be made without them.
+ */
+export function refuseMessageImages(messages: unknown): void {
+  if (!Array.isArray(messages)) return;
+  const at = messages.findIndex((m) => typeof m === "object" && m !== null && "images" in m);
+  if (at >= 0) {
     throw new RequestError(
-      `${images}: images go in the message's content, as parts {"type": "image_url", "image_url": {"url": ...}}`,
-      images,
+      `messages[${at}].images: images go in the message's content, as parts ` +
+        `{"type": "image_url", "image_url": {"url": ...}}`,
+      `messages[${at}].images`,
     );
   }
-  return { request, ignored };
 }

@@ -193,7 +193,6 @@ export function parseResponsesRequest(body: unknown): ParsedResponsesRequest {
     request,
     ignored: [
       ...Object.keys(body as object).filter((key) => !known.has(key)),
-      ...droppedKeys((normalized as Record<string, unknown>).input, request.input, "input"),
       ...droppedKeys((normalized as Record<string, unknown>).tools, request.tools, "tools"),
     ],
   };
