@@ -12,10 +12,11 @@ export type Wasm = Omit<typeof bindings, "default" | "initSync">;
 // Resolved only when read: in a bundle on workerd, import.meta.url is no base for a relative URL.
 const wasmFile = () => new URL("../wasm/pkg/pixtral_wasm_bg.wasm", import.meta.url);
 let loading: Promise<Wasm> | undefined;
+let memory: WebAssembly.Memory | undefined;
 
 export function loadWasm(source?: BufferSource | WebAssembly.Module): Promise<Wasm> {
   loading ??= (async () => {
-    await init(source ?? await Deno.readFile(wasmFile()));
+    memory = (await init(source ?? await Deno.readFile(wasmFile()))).memory;
     return bindings;
   })().catch((err) => {
     loading = undefined;
@@ -23,4 +24,9 @@ export function loadWasm(source?: BufferSource | WebAssembly.Module): Promise<Wa
     throw new Error(`cannot load ${what}: ${err.message}`, { cause: err });
   });
   return loading;
+}
+
+/** Bytes of the module's memory (0 before it loads): it grows to the largest working set and never shrinks. */
+export function wasmMemoryBytes(): number {
+  return memory?.buffer.byteLength ?? 0;
 }

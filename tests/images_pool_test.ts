@@ -67,8 +67,8 @@ Deno.test("an image past the time limit ends its thread", async () => {
   });
 });
 
-Deno.test("the event loop runs while an image decodes; a thread that decoded a large image is replaced", async () => {
-  await withPool({ threads: 1, recyclePixels: 5_000_000 }, async (pool) => {
+Deno.test("the event loop runs while an image decodes; a thread whose memory grew large is replaced", async () => {
+  await withPool({ threads: 1, recycleBytes: 32 * 1024 * 1024 }, async (pool) => {
     let settled = false;
     const decoding = pool.preprocess(large).finally(() => settled = true);
     // Decoded in this thread, the image would be done before any timer could run.
@@ -77,6 +77,9 @@ Deno.test("the event loop runs while an image decodes; a thread that decoded a l
     assert.deepEqual([(await decoding).cols, pool.threads], [64, 0]);
     await pool.preprocess(photo);
     assert.equal(pool.threads, 1, "1500x900 is under the limit: its thread stays");
+    // A failed image counts too: a 4000x4000 header without data had the decoder allocate its rows first.
+    await assert.rejects(pool.preprocess(pngWithHeader(4000, 4000)), ImageDecodeError);
+    assert.equal(pool.threads, 0);
   });
 });
 
@@ -88,6 +91,11 @@ Deno.test("an image waiting for a thread leaves when its request is cancelled", 
     cancel.abort(new Error("the client went away"));
     await assert.rejects(second, /the client went away/);
     assert.equal((await first).cols, 64);
+    await assert.rejects(
+      pool.preprocess(photo, {}, cancel.signal),
+      /the client went away/,
+      "already cancelled",
+    );
   });
   const closed = new ImagePool();
   closed.close();

@@ -5,7 +5,8 @@
  * - a decoder that traps (out of memory on hostile input) takes down its own instance only: the thread is
  *   replaced, and the tokenizer, which lives in the main thread's instance, is untouched;
  * - a decode that runs past the time limit is stopped by ending its thread;
- * - a thread that decoded a large image is replaced too, since WebAssembly memory never shrinks.
+ * - a thread whose instance grew large (a large image, decoded or not) is replaced too, since WebAssembly memory
+ *   never shrinks.
  */
 import {
   ImageDecodeError,
@@ -22,18 +23,19 @@ export interface ImageJob {
   options: PreprocessOptions;
 }
 
+/** A thread's answer, with the size of its instance's memory after the image. */
 export type ImageResult =
-  | { id: number; image: PreprocessedImage }
+  | { id: number; image: PreprocessedImage; memoryBytes: number }
   /** `trapped`: the WASM instance aborted, and may not be used again. */
-  | { id: number; error: { name: string; message: string; trapped: boolean } };
+  | { id: number; error: { name: string; message: string; trapped: boolean }; memoryBytes: number };
 
 export interface ImagePoolOptions {
   /** Threads at most (default 2); they start when first needed. */
   threads?: number;
   /** Time one image may take once a thread has it (default 30 s). */
   timeoutMs?: number;
-  /** A thread that decoded an image of more pixels than this is replaced after it (default 16 M). */
-  recyclePixels?: number;
+  /** A thread whose instance's memory grew past this is replaced after its image (default 512 MiB). */
+  recycleBytes?: number;
 }
 
 const ERRORS: Record<string, new (message: string) => Error> = {
@@ -62,14 +64,14 @@ export class ImagePool {
   readonly #queue: Pending[] = [];
   readonly #threadCount: number;
   readonly #timeoutMs: number;
-  readonly #recyclePixels: number;
+  readonly #recycleBytes: number;
   #next = 0;
   #closed = false;
 
   constructor(options: ImagePoolOptions = {}) {
     this.#threadCount = options.threads ?? 2;
     this.#timeoutMs = options.timeoutMs ?? 30_000;
-    this.#recyclePixels = options.recyclePixels ?? 16_000_000;
+    this.#recycleBytes = options.recycleBytes ?? 512 * 1024 * 1024;
   }
 
   /** Threads running now. */
@@ -84,21 +86,23 @@ export class ImagePool {
     signal?: AbortSignal,
   ): Promise<PreprocessedImage> {
     if (this.#closed) return Promise.reject(new Error("the image threads were closed"));
+    if (signal?.aborted) return Promise.reject(signal.reason);
     const pending: Pending = {
       job: { id: ++this.#next, bytes, options },
       done: Promise.withResolvers(),
       signal,
     };
-    signal?.addEventListener("abort", () => {
+    const leave = () => {
       const at = this.#queue.indexOf(pending);
       if (at >= 0) {
         this.#queue.splice(at, 1);
-        pending.done.reject(signal.reason);
+        pending.done.reject(signal!.reason);
       }
-    }, { once: true });
+    };
+    signal?.addEventListener("abort", leave, { once: true });
     this.#queue.push(pending);
     this.#dispatch();
-    return pending.done.promise;
+    return pending.done.promise.finally(() => signal?.removeEventListener("abort", leave));
   }
 
   close(): void {
@@ -140,14 +144,10 @@ export class ImagePool {
       if (!running || running.pending.job.id !== data.id) return;
       clearTimeout(running.timer);
       thread.running = undefined;
-      if ("image" in data) {
-        if (data.image.width * data.image.height > this.#recyclePixels) this.#end(thread);
-        running.pending.done.resolve(data.image);
-      } else {
-        const Class = ERRORS[data.error.name] ?? Error;
-        if (data.error.trapped) this.#end(thread);
-        running.pending.done.reject(new Class(data.error.message));
-      }
+      // A trap leaves the instance unusable (its allocator may be corrupt); a large one holds its memory.
+      if (("error" in data && data.error.trapped) || data.memoryBytes > this.#recycleBytes) this.#end(thread);
+      if ("image" in data) running.pending.done.resolve(data.image);
+      else running.pending.done.reject(new (ERRORS[data.error.name] ?? Error)(data.error.message));
       this.#dispatch();
     };
     worker.onerror = (event) => {
@@ -156,7 +156,8 @@ export class ImagePool {
       this.#end(thread);
       if (running) {
         clearTimeout(running.timer);
-        running.pending.done.reject(new ImageDecodeError(`the image decoder failed: ${event.message}`));
+        // The thread itself failed (it could not load, say): the server's fault, not the image's.
+        running.pending.done.reject(new Error(`an image thread failed: ${event.message}`));
       }
       this.#dispatch();
     };
