@@ -191,10 +191,11 @@ Deno.test("wrong content types, HTTP errors, oversized bodies and slow servers g
 });
 
 /**
- * Fetches `url` in a child process whose resolver sends every name to loopback (IPv6 first, which the IPv4-only
- * test servers refuse, so that the next address is tried) and approves loopback. The system's DNS knows none of
- * the test names, and a child may reach them where this process's permissions stop at 127.0.0.1. Prints the
- * bytes or the error's message.
+ * Fetches `url` in a child process whose resolver sends every name to loopback addresses and approves them:
+ * 127.0.0.2 comes first among the IPv4 ones (tried before IPv6), where nothing listens, so that the next address
+ * is tried. The system's DNS knows none of the test names, and a child may reach them where this process's
+ * permissions stop at 127.0.0.1; no proxy from the environment reaches it. Prints the bytes or the error's
+ * message.
  */
 async function fetchInChild(url: string, trustTestCa = false): Promise<string> {
   const module = (path: string) => new URL(path, import.meta.url);
@@ -205,12 +206,20 @@ async function fetchInChild(url: string, trustTestCa = false): Promise<string> {
       `import { DEFAULT_IMAGE_FETCH, fetchImageBytes } from "${module("../functions/images/fetch.ts")}";
        import { AddressAllowList } from "${module("../functions/images/address.ts")}";
        const options = { ...DEFAULT_IMAGE_FETCH, allow: new AddressAllowList(["127.0.0.0/8", "::1"]),
-         resolve: () => Promise.resolve(["::1", "127.0.0.1"]) };
+         resolve: () => Promise.resolve(["::1", "127.0.0.2", "127.0.0.1"]) };
        try {
          console.log((await fetchImageBytes(${JSON.stringify(url)}, options)).join(","));
        } catch (err) { console.log(err.message); }`,
     ],
-    env: { NO_COLOR: "1" },
+    env: {
+      NO_COLOR: "1",
+      HTTP_PROXY: "",
+      HTTPS_PROXY: "",
+      ALL_PROXY: "",
+      http_proxy: "",
+      https_proxy: "",
+      all_proxy: "",
+    },
     stdout: "piped",
     stderr: "piped",
   }).output();

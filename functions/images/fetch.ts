@@ -87,12 +87,17 @@ async function checkHost(url: URL, options: ImageFetchOptions): Promise<string[]
 }
 
 /**
- * Whether connections can be pinned to checked addresses: a Deno host (not a Workers-style one) without an egress
- * proxy in the environment, which would resolve names itself.
+ * Whether connections can be pinned to checked addresses: a Deno host (not a Workers-style one) that may listen
+ * on loopback, without an egress proxy in the environment, which would resolve names itself.
  */
 function canPin(): boolean {
   const deno = (globalThis as { Deno?: typeof Deno }).Deno;
   if (typeof deno?.listen !== "function" || typeof deno.createHttpClient !== "function") return false;
+  try {
+    if (deno.permissions.querySync({ name: "net", host: "127.0.0.1" }).state !== "granted") return false;
+  } catch {
+    return false;
+  }
   try {
     return !["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"].some((name) =>
       deno.env.get(name) || deno.env.get(name.toLowerCase())

@@ -8,6 +8,8 @@
  */
 
 const MAX_HEAD = 16 * 1024;
+/** Time each address has to accept the connection before the next is tried (an unroutable one never refuses). */
+const CONNECT_MS = 3000;
 const HEAD_END = new Uint8Array([13, 10, 13, 10]);
 
 function indexOfHeadEnd(bytes: Uint8Array): number {
@@ -43,6 +45,8 @@ export class PinnedRelay {
   readonly client: Deno.HttpClient;
   readonly #listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;
   readonly #conns = new Set<Deno.Conn>();
+  /** Aborted on close(): connection attempts still running end with it. */
+  readonly #closed = new AbortController();
   readonly #hostname: string;
   readonly #port: number;
 
@@ -102,12 +106,15 @@ export class PinnedRelay {
     }
     let upstream: Deno.Conn | undefined;
     for (const hostname of this.addresses) {
+      if (this.#closed.signal.aborted) return;
+      const signal = AbortSignal.any([this.#closed.signal, AbortSignal.timeout(CONNECT_MS)]);
       try {
-        upstream = await Deno.connect({ hostname, port: this.#port });
+        upstream = await Deno.connect({ hostname, port: this.#port, signal });
         break;
       } catch { /* the next address */ }
     }
-    if (!upstream) {
+    if (upstream && this.#closed.signal.aborted) upstream.close();
+    if (!upstream || this.#closed.signal.aborted) {
       await conn.write(encoder.encode("HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n"));
       return;
     }
@@ -130,6 +137,7 @@ export class PinnedRelay {
   }
 
   close() {
+    this.#closed.abort();
     this.client.close();
     try {
       this.#listener.close();
