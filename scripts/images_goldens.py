@@ -252,6 +252,15 @@ def low_bit_gray_trns():
     return buf.getvalue()
 
 
+def gray2_trns0():
+    """2-bit gray with a tRNS value of 0: black is 0 scaled or not, so Pillow makes those pixels transparent."""
+    values = (np.add.outer(np.arange(12), np.arange(18)) % 4).astype(np.uint8)
+    writer = png.Writer(18, 12, greyscale=True, bitdepth=2, transparent=0)
+    buf = io.BytesIO()
+    writer.write(buf, values.tolist())
+    return buf.getvalue()
+
+
 def rgb16_trns():
     """16-bit RGB with tRNS (3, 7, 11): Pillow keeps each sample's high byte and compares the stored value with
     it, so (0x0300, 0x0700, 0x0B00) is transparent for it and (3, 7, 11) is not."""
@@ -332,6 +341,7 @@ def cases():
     yield "gray_trns_20x20", "gray_trns_20x20.png", png_bytes(gray_trns, transparency=80), 1024, False, "gray with a tRNS colour (transparent where 80)"
     yield "rgb_trns_20x20", "rgb_trns_20x20.png", png_bytes(rgb_trns, transparency=(60, 120, 180)), 1024, False, "RGB with a tRNS colour (mode RGB: the references ignore it)"
     yield "gray4_trns_24x20", "gray4_trns_24x20.png", low_bit_gray_trns(), 1024, False, "4-bit gray, tRNS 9 (Pillow compares it with 8-bit samples: nothing transparent)"
+    yield "gray2_trns0_18x12", "gray2_trns0_18x12.png", gray2_trns0(), 1024, False, "2-bit gray, tRNS 0: the black pixels are transparent"
     yield "rgb16_trns_20x16", "rgb16_trns_20x16.png", rgb16_trns(), 1024, False, "16-bit RGB with tRNS (Pillow compares it with the high bytes; hf mode composites)"
     yield "rgba_37x29", "rgba_37x29.png", save_bytes(rgba_image(37, 29, 20), "PNG"), 1024, False, "RGBA alpha ramp"
     yield "progressive_64x48", "progressive_64x48.jpg", save_bytes(photo, "JPEG", quality=85, progressive=True), 1024, True, "progressive JPEG, 4:2:0"
