@@ -88,6 +88,16 @@ fn embed_q4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 }
 
 @compute @workgroup_size(WG)
+fn embed_iq4_nl(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {
+  embed(IQ4_NL, gid.x + gid.y * ng.x * WG);
+}
+
+@compute @workgroup_size(WG)
+fn embed_iq4_xs(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {
+  embed(IQ4_XS, gid.x + gid.y * ng.x * WG);
+}
+
+@compute @workgroup_size(WG)
 fn scatter_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {
   let i = gid.x + gid.y * ng.x * WG;
   let t = i / max(p.dim, 1u);

@@ -148,3 +148,15 @@ fn matmul_q4(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: 
              @builtin(num_workgroups) ng: vec3<u32>) {
   matmul(Q4, t, g.x + g.y * ng.x);
 }
+
+@compute @workgroup_size(256)
+fn matmul_iq4_nl(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                 @builtin(num_workgroups) ng: vec3<u32>) {
+  matmul(IQ4_NL, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(256)
+fn matmul_iq4_xs(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                 @builtin(num_workgroups) ng: vec3<u32>) {
+  matmul(IQ4_XS, t, g.x + g.y * ng.x);
+}

@@ -118,6 +118,24 @@ fn load32(format: u32, rb: u32, k: u32) -> Unit {
         u.c[i] = vec4<f32>(unpack4xU8(lo | hi));
       }
     }
+    case IQ4_NL, IQ4_XS: {
+      var bb = rb + (k >> 5u) * 18u + 2u;
+      var d = 0.0;
+      if (format == IQ4_NL) {
+        d = w_f16(bb - 2u);
+      } else {
+        let block = rb + (k >> 8u) * 136u;
+        let s = (k & 255u) >> 5u;
+        d = iq4_xs_scale(block, s);
+        bb = block + 8u + 16u * s;
+      }
+      u.s = vec2<f32>(d);
+      for (var i = 0u; i < 4u; i++) {
+        let q = vec4<u32>(w_u32(bb + 4u * i)) >> BYTE_SHIFTS;
+        u.c[i] = iq4_levels(q & vec4<u32>(15u));
+        u.c[4u + i] = iq4_levels((q >> vec4<u32>(4u)) & vec4<u32>(15u));
+      }
+    }
     default: {  // Q4: byte b of a word holds codes 2b (low nibble) and 2b + 1
       let codes = w4[(rb + (k >> 1u)) >> 4u];
       let d = w_f16(rb + (p.k >> 1u) + (k >> 4u));
@@ -265,4 +283,16 @@ fn matvec_q6_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g
 fn matvec_q4(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
              @builtin(num_workgroups) ng: vec3<u32>) {
   matvec(Q4, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_iq4_nl(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                 @builtin(num_workgroups) ng: vec3<u32>) {
+  matvec(IQ4_NL, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_iq4_xs(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                 @builtin(num_workgroups) ng: vec3<u32>) {
+  matvec(IQ4_XS, t, g.x + g.y * ng.x);
 }

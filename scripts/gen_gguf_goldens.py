@@ -1,5 +1,6 @@
-"""Goldens for the GGUF block types decoded on the CPU (runtime/model/weights/dequant.ts), from llama.cpp's own
-Python package `gguf` (pip install gguf==0.19.0 numpy):
+"""Goldens for the GGUF block types decoded on the CPU (runtime/model/weights/dequant.ts) and for IQ4_NL and
+IQ4_XS, which the kernels read (kernels/lib/weights.wgsl), from llama.cpp's own Python package `gguf`
+(pip install gguf==0.19.0 numpy):
 
 - tests/fixtures/gguf/blocks.json: per type, random blocks (scales kept finite and small) and gguf-py's
   dequantization of them as float32, base64.

@@ -124,6 +124,12 @@ Deno.test("linear kernels match the CPU reference in every weight format", async
     { w: "q6_k", m: 2, n: 29, k: 768 },
     { w: "q6_k", m: 8, n: 3, k: 256, act: "f16" },
     { w: "q6_k", m: 16, n: 71, k: 512, accumulate: true },
+    { w: "iq4_nl", m: 1, n: 7, k: 32 },
+    { w: "iq4_nl", m: 5, n: 33, k: 160, act: "f16", accumulate: true },
+    { w: "iq4_nl", m: 18, n: 41, k: 96, bias: true },
+    { w: "iq4_xs", m: 1, n: 3, k: 256 },
+    { w: "iq4_xs", m: 8, n: 29, k: 512, act: "f16" },
+    { w: "iq4_xs", m: 17, n: 45, k: 768, accumulate: true },
     { w: "q4", m: 1, n: 3, k: 32 },
     { w: "q4", m: 8, n: 17, k: 96, act: "f16" },
     { w: "q4", m: 20, n: 64, k: 160, bias: true },
@@ -146,7 +152,10 @@ Deno.test("stacked weights: one product over consecutive rows equals one product
   const parts = [16, 8, 8];
   for (
     const [i, [dtype, k]]
-      of ([["f32", 40], ["f16", 96], ["q8_0", 64], ["q4_k", 256], ["q6_k", 256], ["q4", 96]] as const)
+      of ([["f32", 40], ["f16", 96], ["q8_0", 64], ["q4_k", 256], ["q6_k", 256], ["iq4_nl", 64], [
+        "iq4_xs",
+        256,
+      ], ["q4", 96]] as const)
         .entries()
   ) {
     for (const m of [1, 5, 20]) {
@@ -193,7 +202,10 @@ Deno.test("SwiGLU applied in the w1|w3 product equals the two products then the 
   const n = 300;
   for (
     const [i, [dtype, k]]
-      of ([["f32", 40], ["f16", 96], ["q8_0", 64], ["q4_k", 256], ["q6_k", 256], ["q4", 96]] as const)
+      of ([["f32", 40], ["f16", 96], ["q8_0", 64], ["q4_k", 256], ["q6_k", 256], ["iq4_nl", 64], [
+        "iq4_xs",
+        256,
+      ], ["q4", 96]] as const)
         .entries()
   ) {
     for (const act of ["f32", "f16"] as const) {
@@ -286,7 +298,7 @@ Deno.test("linear kernels at Pixtral's sizes", async (t) => {
   });
 });
 
-Deno.test("dequantization of synthetic Q8_0, Q4_K, Q6_K and Q4 blocks equals the CPU decoder exactly", async (t) => {
+Deno.test("dequantization of synthetic Q8_0, Q4_K, Q6_K, IQ4_NL, IQ4_XS and Q4 blocks equals the CPU decoder exactly", async (t) => {
   const ctx = await context();
   // Q6_K blocks are 210 bytes and Q8_0 blocks 34: odd block counts leave rows 2-byte aligned.
   const cases: [BlockFormat, number, number][] = [
@@ -296,6 +308,10 @@ Deno.test("dequantization of synthetic Q8_0, Q4_K, Q6_K and Q4 blocks equals the
     ["q4_k", 5, 1024],
     ["q6_k", 1, 256],
     ["q6_k", 7, 768],
+    ["iq4_nl", 1, 32],
+    ["iq4_nl", 5, 96],
+    ["iq4_xs", 3, 256],
+    ["iq4_xs", 2, 1280],
     ["q4", 3, 32],
     ["q4", 9, 160],
   ];

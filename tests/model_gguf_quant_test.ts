@@ -32,7 +32,7 @@ const VOCAB = 2048;
 const weightBytes = (format: WeightFormat, shape: readonly number[]) =>
   shape.reduce((a, b) => a * b, 1) * WEIGHT_BITS[format] / 8;
 
-const GPU_TYPE = { Q8_0: "q8_0", Q4_K: "q4_k", Q6_K: "q6_k" } as const;
+const GPU_TYPE = { Q8_0: "q8_0", Q4_K: "q4_k", Q6_K: "q6_k", IQ4_NL: "iq4_nl", IQ4_XS: "iq4_xs" } as const;
 
 /**
  * The same weights with every quantized tensor decoded to F32 on the CPU (ggml's dequantize_row_*): the kernels'
@@ -139,17 +139,31 @@ Deno.test("GGUF Q4_K_M logits equal those of its weights dequantized on the CPU 
   }
 });
 
-Deno.test("GGUF types decoded at load (Q4_0 ... IQ4_XS): blocks decode exactly as llama.cpp's gguf-py", async () => {
+Deno.test("GGUF blocks decode exactly as llama.cpp's gguf-py: on the CPU at load (Q4_0 ... Q5_K), IQ4 on the GPU", async () => {
   const golden: Record<string, { blocks: string; values: string }> = JSON.parse(
     await Deno.readTextFile(new URL("./fixtures/gguf/blocks.json", import.meta.url)),
   );
-  assert.deepEqual(Object.keys(golden).sort(), Object.keys(CPU_DECODED).sort());
+  assert.deepEqual(Object.keys(golden).sort(), [...Object.keys(CPU_DECODED), "IQ4_NL", "IQ4_XS"].sort());
+  const ctx = await gpu();
   for (const [type, { blocks, values }] of Object.entries(golden)) {
     const want = new Float32Array(Uint8Array.fromBase64(values).buffer);
-    const got = decodeBlocks(type as CpuDecodedType, Uint8Array.fromBase64(blocks));
-    assert.equal(got.length, want.length, type);
-    const wrong = got.findIndex((v, i) => v !== want[i]);
-    assert.equal(wrong, -1, `${type}: value ${wrong} is ${got[wrong]}, gguf-py ${want[wrong]}`);
+    const bytes = Uint8Array.fromBase64(blocks);
+    const decoded: [string, Float32Array][] = [];
+    if (type === "IQ4_NL" || type === "IQ4_XS") {
+      const format = GPU_TYPE[type];
+      decoded.push([`${type} reference`, dequantizeRef(format, bytes, 1, want.length)]);
+      const rec = ctx.record("dequantize");
+      const out = rec.scratch("f32", [1, want.length]);
+      dequantize(rec, out, rec.upload(format, [1, want.length], bytes));
+      const read = rec.read(out);
+      await rec.submit();
+      decoded.push([`${type} kernel`, new Float32Array((await read).buffer)]);
+    } else decoded.push([type, decodeBlocks(type as CpuDecodedType, bytes)]);
+    for (const [what, got] of decoded) {
+      assert.equal(got.length, want.length, what);
+      const wrong = got.findIndex((v, i) => v !== want[i]);
+      assert.equal(wrong, -1, `${what}: value ${wrong} is ${got[wrong]}, gguf-py ${want[wrong]}`);
+    }
   }
 });
 
@@ -159,7 +173,8 @@ Deno.test("the block decoder's threads decode pieces as one thread decodes the w
   );
   const decoder = new BlockDecoder(2);
   try {
-    for (const [type, { blocks }] of Object.entries(golden) as [CpuDecodedType, { blocks: string }][]) {
+    const decodedAtLoad = Object.entries(golden).filter(([type]) => isCpuDecoded(type as CpuDecodedType));
+    for (const [type, { blocks }] of decodedAtLoad as [CpuDecodedType, { blocks: string }][]) {
       const bytes = Uint8Array.fromBase64(blocks);
       const size = CPU_DECODED[type].blockBytes;
       const pieces = await Promise.all(
@@ -185,7 +200,7 @@ Deno.test("a GGUF in types decoded at load: planned as loaded, and computing wha
     [...new Set(tensors.map((t) => t.dtype))].sort(),
     ["F32", "IQ4_NL", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q5_K"],
   );
-  // The plan counts each decoded tensor in the format it becomes: Q4_0 and IQ4_NL as q4, the others as q8.
+  // The plan counts each decoded tensor in the format it becomes (Q4_0 as q4, the others as q8), IQ4_NL as stored.
   const plan = planMemory(opened[0].config, {
     stored: new Map(tensors.map((t) => [t.name, t.dtype])),
     ctx: 1024,
@@ -194,7 +209,11 @@ Deno.test("a GGUF in types decoded at load: planned as loaded, and computing wha
   assert.equal(
     plan.weights.decoder.bytes,
     decoder.reduce(
-      (n, t) => n + weightBytes(isCpuDecoded(t.dtype) ? CPU_DECODED[t.dtype].into : "f32", t.shape),
+      (n, t) =>
+        n +
+        (t.dtype === "IQ4_NL"
+          ? t.shape.reduce((a, b) => a * b, 1) * 18 / 32
+          : weightBytes(isCpuDecoded(t.dtype) ? CPU_DECODED[t.dtype].into : "f32", t.shape)),
       0,
     ),
   );
@@ -228,7 +247,7 @@ Deno.test("a GGUF in types decoded at load: planned as loaded, and computing wha
         (100 * agree(q)).toFixed(0)
       }%); requantized and f32 agree on ${(100 * same).toFixed(0)}%`,
     );
-    // Q4_0 and IQ4_NL go to q4 again: on these random weights 4-bit formats lose top-1 often (Q4_K_M itself
+    // Q4_0 goes to q4 again: on these random weights 4-bit formats lose top-1 often (Q4_K_M itself
     // agrees with f32 on about half), so the bar is the q4 path's, not Q8's.
     assert.ok(same >= 0.7, String(same));
   } finally {

@@ -15,6 +15,12 @@
 //              For half n (128 weights) and l = 0..31: q = 4 low bits from ql[64n + l (+32)] (low nibble for
 //              the first and second 32, high nibble for the third and fourth) | 2 high bits from
 //              qh[32n + l] >> (2 * quarter); w = (d * scales[8n + l/16 + 2*quarter]) * (q - 32).
+//   IQ4_NL     GGUF: per 32 weights an 18-byte block { f16 d; u8 qs[16]; }: weight l < 16 is the low nibble of
+//              qs[l], weight l + 16 its high nibble, each an index into 16 non-uniform levels (IQ4_LEVELS);
+//              w = d * level.
+//   IQ4_XS     GGUF: per 256 weights a 136-byte block { f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]; }:
+//              sub-block s (32 weights) has the 6-bit scale ls = low nibble s of scales_l | 2 bits s of
+//              scales_h << 4 and is an IQ4_NL block of codes qs[16s..16s+15] with d * (ls - 32) as its d.
 //   Q4         ours (quantize-on-load): a row of K weights is K/2 bytes of 4-bit codes followed by K/32 f16
 //              scales, padded with zeros to a multiple of 16 bytes. Code j of the row sits in byte j/2, low
 //              nibble for even j: the 32-bit word i holds codes 8i..8i+7 at bits 4(j-8i), and the 16 bytes of
@@ -26,6 +32,11 @@ const Q8_0: u32 = 2u;
 const Q4_K: u32 = 3u;
 const Q6_K: u32 = 4u;
 const Q4: u32 = 5u;
+const IQ4_NL: u32 = 6u;
+const IQ4_XS: u32 = 7u;
+
+// IQ4's 16 levels (ggml's kvalues_iq4nl: -127, -104, ... 113) as signed bytes, four to a word.
+const IQ4_LEVELS = vec4<u32>(0xbfad9881u, 0xf6eaddcfu, 0x26190d01u, 0x71594535u);
 
 struct W8 {
   lo: vec4<f32>,
@@ -144,6 +155,47 @@ fn load8_q6_k(rb: u32, k: u32) -> W8 {
   return W8(d * (vec4<f32>(q0) - 32.0), d * (vec4<f32>(q1) - 32.0));
 }
 
+// The levels of four 4-bit codes.
+fn iq4_levels(codes: vec4<u32>) -> vec4<f32> {
+  let table = IQ4_LEVELS;
+  let words = vec4<u32>(table[codes.x >> 2u], table[codes.y >> 2u], table[codes.z >> 2u], table[codes.w >> 2u]);
+  let bytes = (words >> ((codes & vec4<u32>(3u)) * 8u)) << vec4<u32>(24u);
+  return vec4<f32>(bitcast<vec4<i32>>(bytes) >> vec4<u32>(24u));
+}
+
+// The eight codes from byte q on, low nibbles (weights l < 16 of a block) or high ones (l >= 16).
+fn iq4_codes8(q: u32, high: u32) -> array<vec4<u32>, 2> {
+  let shifts = BYTE_SHIFTS + vec4<u32>(4u * high);
+  return array<vec4<u32>, 2>(
+    (vec4<u32>(w_u32(q)) >> shifts) & vec4<u32>(15u),
+    (vec4<u32>(w_u32(q + 4u)) >> shifts) & vec4<u32>(15u),
+  );
+}
+
+// The d of IQ4_XS sub-block s of the block at bb.
+fn iq4_xs_scale(bb: u32, s: u32) -> f32 {
+  let low = (w_byte(bb + 4u + (s >> 1u)) >> (4u * (s & 1u))) & 15u;
+  let high = ((w_byte(bb + 2u) | (w_byte(bb + 3u) << 8u)) >> (2u * s)) & 3u;
+  return w_f16(bb) * (f32(low | (high << 4u)) - 32.0);
+}
+
+fn load8_iq4_nl(rb: u32, k: u32) -> W8 {
+  let bb = rb + (k >> 5u) * 18u;
+  let j = k & 31u;
+  let codes = iq4_codes8(bb + 2u + (j & 15u), j >> 4u);
+  let d = w_f16(bb);
+  return W8(d * iq4_levels(codes[0]), d * iq4_levels(codes[1]));
+}
+
+fn load8_iq4_xs(rb: u32, k: u32) -> W8 {
+  let bb = rb + (k >> 8u) * 136u;
+  let s = (k & 255u) >> 5u;
+  let j = k & 31u;
+  let codes = iq4_codes8(bb + 8u + 16u * s + (j & 15u), j >> 4u);
+  let d = iq4_xs_scale(bb, s);
+  return W8(d * iq4_levels(codes[0]), d * iq4_levels(codes[1]));
+}
+
 fn load8_q4(rb: u32, k: u32, K: u32) -> W8 {
   let u = vec4<u32>(w[(rb + (k >> 1u)) >> 2u]);
   let d = w_f16(rb + (K >> 1u) + 2u * (k >> 5u));
@@ -168,6 +220,12 @@ fn load8(format: u32, rb: u32, k: u32, K: u32) -> W8 {
     }
     case Q6_K: {
       return load8_q6_k(rb, k);
+    }
+    case IQ4_NL: {
+      return load8_iq4_nl(rb, k);
+    }
+    case IQ4_XS: {
+      return load8_iq4_xs(rb, k);
     }
     default: {
       return load8_q4(rb, k, K);

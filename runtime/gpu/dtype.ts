@@ -7,7 +7,7 @@
  */
 
 export type ElementType = "f32" | "f16" | "bf16" | "u32" | "i32";
-export type BlockFormat = "q8_0" | "q4_k" | "q6_k" | "q4";
+export type BlockFormat = "q8_0" | "q4_k" | "q6_k" | "iq4_nl" | "iq4_xs" | "q4";
 export type DType = ElementType | BlockFormat;
 
 /** Element types that kernels compute with (activations, f32/f16 weights). */
@@ -23,13 +23,17 @@ export const GGUF_BLOCKS = {
   q4_k: { size: 256, bytes: 144 },
   /** `{ u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d; }`: 16 sub-blocks of 16 with 8-bit scales. */
   q6_k: { size: 256, bytes: 210 },
+  /** `{ f16 d; u8 qs[16]; }`: w = d * IQ4_LEVELS[4-bit code]. */
+  iq4_nl: { size: 32, bytes: 18 },
+  /** `{ f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]; }`: 8 IQ4_NL-like sub-blocks with 6-bit scales. */
+  iq4_xs: { size: 256, bytes: 136 },
 } as const;
 
 /** Our quantize-on-load 4-bit format: groups of 32 weights along a row, one f16 scale per group. */
 export const Q4_GROUP = 32;
 
 export function isBlockFormat(dtype: DType): dtype is BlockFormat {
-  return dtype === "q8_0" || dtype === "q4_k" || dtype === "q6_k" || dtype === "q4";
+  return dtype === "q4" || dtype in GGUF_BLOCKS;
 }
 
 export function elementBytes(dtype: ElementType): number {

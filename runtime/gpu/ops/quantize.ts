@@ -10,6 +10,8 @@ import { rowWindows } from "../windows.ts";
 import { scaleMinK4 } from "../../model/weights/dequant.ts";
 
 const WG = 256;
+/** IQ4's 16 levels (ggml's kvalues_iq4nl; lib/weights.wgsl IQ4_LEVELS). */
+const IQ4_LEVELS = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
 /** Kernel constants naming a weight format (lib/weights.wgsl) or a float source (quantize.wgsl). */
 export const FORMAT_ID: Record<"f32" | "f16" | BlockFormat, number> = {
@@ -19,6 +21,8 @@ export const FORMAT_ID: Record<"f32" | "f16" | BlockFormat, number> = {
   q4_k: 3,
   q6_k: 4,
   q4: 5,
+  iq4_nl: 6,
+  iq4_xs: 7,
 };
 const SOURCE_ID = { f32: 0, f16: 1, bf16: 100 } as const;
 
@@ -168,6 +172,18 @@ export function dequantizeRef(dtype: DType, bytes: Uint8Array, rows: number, k: 
       if (dtype === "q8_0") {
         const d = f16(at);
         for (let j = 0; j < 32; j++) v[j] = f(d * i8(x[2 + j]));
+      } else if (dtype === "iq4_nl" || dtype === "iq4_xs") {
+        // Per 32 weights: d (for XS, the block's d times its 6-bit scale less 32), then 16 bytes of codes.
+        for (let s = 0; s < block.size / 32; s++) {
+          const ls = ((x[4 + (s >> 1)] >> (4 * (s & 1))) & 0xf) |
+            ((((x[2] | (x[3] << 8)) >> (2 * s)) & 3) << 4);
+          const d = dtype === "iq4_nl" ? f16(at) : f(f16(at) * (ls - 32));
+          const qs = x.subarray(dtype === "iq4_nl" ? 2 : 8 + 16 * s);
+          for (let l = 0; l < 16; l++) {
+            v[32 * s + l] = f(d * IQ4_LEVELS[qs[l] & 0xf]);
+            v[32 * s + l + 16] = f(d * IQ4_LEVELS[qs[l] >> 4]);
+          }
+        }
       } else if (dtype === "q4_k") {
         const d = f16(at), dmin = f16(at + 2);
         const scales = x.subarray(4, 16), qs = x.subarray(16);

@@ -1,13 +1,10 @@
 /**
  * GGUF block types that no kernel reads, decoded on the CPU while they load (then quantized to a format the
- * kernels read, see load.ts): the legacy Q4_0, Q4_1, Q5_0, Q5_1, the k-quants Q2_K, Q3_K, Q5_K and the
- * non-linear IQ4_NL and IQ4_XS, so that the GGUFs people already have (Q5_K_M, Q4_0, IQ4_XS, Q3_K_L...) load.
+ * kernels read, see load.ts): the legacy Q4_0, Q4_1, Q5_0, Q5_1 and the k-quants Q2_K, Q3_K, Q5_K, so that the
+ * GGUFs people already have (Q5_K_M, Q4_0, Q3_K_L...) load.
  * Each follows ggml's dequantize_row_* (ggml-quants.c) in float32 arithmetic, operation by operation.
  */
 import { CPU_DECODED, type CpuDecodedType } from "./dtype.ts";
-
-/** IQ4's 16 levels (kvalues_iq4nl). */
-const IQ4_LEVELS = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
 const f = Math.fround;
 
@@ -125,29 +122,6 @@ function decodeBlock(
           const q = x[ql + 32 * j + l], h = x[qh + l];
           v[o + 64 * j + l] = f(f(d1 * ((q & 0xf) + (h & low ? 16 : 0))) - min1);
           v[o + 64 * j + 32 + l] = f(f(d2 * ((q >> 4) + (h & high ? 16 : 0))) - min2);
-        }
-      }
-      return;
-    }
-    case "IQ4_NL": {
-      const d = half(0);
-      for (let j = 0; j < 16; j++) {
-        const q = x[at + 2 + j];
-        v[o + j] = f(d * IQ4_LEVELS[q & 0xf]);
-        v[o + j + 16] = f(d * IQ4_LEVELS[q >> 4]);
-      }
-      return;
-    }
-    case "IQ4_XS": {
-      // d, scales_h (u16), scales_l[4] at 4, qs[128] at 8.
-      const d = half(0), scalesHigh = view.getUint16(at + 2, true);
-      for (let ib = 0; ib < 8; ib++) {
-        const ls = ((x[at + 4 + (ib >> 1)] >> (4 * (ib & 1))) & 0xf) | (((scalesHigh >> (2 * ib)) & 3) << 4);
-        const dl = f(d * (ls - 32));
-        for (let j = 0; j < 16; j++) {
-          const q = x[at + 8 + 16 * ib + j];
-          v[o + 32 * ib + j] = f(dl * IQ4_LEVELS[q & 0xf]);
-          v[o + 32 * ib + j + 16] = f(dl * IQ4_LEVELS[q >> 4]);
         }
       }
       return;

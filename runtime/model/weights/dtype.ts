@@ -16,13 +16,11 @@ export const CPU_DECODED = {
   Q2_K: { blockElems: 256, blockBytes: 84, into: "q4" },
   Q3_K: { blockElems: 256, blockBytes: 110, into: "q4" },
   Q5_K: { blockElems: 256, blockBytes: 176, into: "q8" },
-  IQ4_NL: { blockElems: 32, blockBytes: 18, into: "q4" },
-  IQ4_XS: { blockElems: 256, blockBytes: 136, into: "q4" },
 } as const;
 
 export type CpuDecodedType = keyof typeof CPU_DECODED;
 
-export type DType = "F32" | "F16" | "BF16" | "Q8_0" | "Q4_K" | "Q6_K" | CpuDecodedType;
+export type DType = "F32" | "F16" | "BF16" | "Q8_0" | "Q4_K" | "Q6_K" | "IQ4_NL" | "IQ4_XS" | CpuDecodedType;
 
 export function isCpuDecoded(dtype: DType): dtype is CpuDecodedType {
   return dtype in CPU_DECODED;
@@ -35,7 +33,10 @@ interface Layout {
   blockBytes: number;
 }
 
-/** Block layouts from ggml (ggml-common.h): Q8_0 = f16 scale + 32 int8; Q4_K/Q6_K = 256-element super-blocks. */
+/**
+ * Block layouts from ggml (ggml-common.h): Q8_0 = f16 scale + 32 int8; Q4_K/Q6_K = 256-element super-blocks;
+ * IQ4_NL = f16 scale + 32 4-bit codes into 16 levels; IQ4_XS = 256-element super-blocks of those.
+ */
 const LAYOUTS: Record<DType, Layout> = {
   F32: { blockElems: 1, blockBytes: 4 },
   F16: { blockElems: 1, blockBytes: 2 },
@@ -43,6 +44,8 @@ const LAYOUTS: Record<DType, Layout> = {
   Q8_0: { blockElems: 32, blockBytes: 34 },
   Q4_K: { blockElems: 256, blockBytes: 144 },
   Q6_K: { blockElems: 256, blockBytes: 210 },
+  IQ4_NL: { blockElems: 32, blockBytes: 18 },
+  IQ4_XS: { blockElems: 256, blockBytes: 136 },
   ...CPU_DECODED,
 };
 

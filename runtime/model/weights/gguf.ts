@@ -18,6 +18,8 @@ const TENSOR_TYPES: Record<number, DType> = {
   8: "Q8_0",
   12: "Q4_K",
   14: "Q6_K",
+  20: "IQ4_NL",
+  23: "IQ4_XS",
   30: "BF16",
   // Decoded on the CPU at load (dequant.ts).
   2: "Q4_0",
@@ -27,8 +29,6 @@ const TENSOR_TYPES: Record<number, DType> = {
   10: "Q2_K",
   11: "Q3_K",
   13: "Q5_K",
-  20: "IQ4_NL",
-  23: "IQ4_XS",
 };
 /** The types the kernels read as stored, for error messages. */
 const READ_DIRECTLY = Object.values(TENSOR_TYPES).filter((t) => !isCpuDecoded(t));
