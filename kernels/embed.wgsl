@@ -78,6 +78,11 @@ fn embed_q4_k(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 }
 
 @compute @workgroup_size(WG)
+fn embed_q5_k(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {
+  embed(Q5_K, gid.x + gid.y * ng.x * WG);
+}
+
+@compute @workgroup_size(WG)
 fn embed_q6_k(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {
   embed(Q6_K, gid.x + gid.y * ng.x * WG);
 }

@@ -138,6 +138,12 @@ fn matmul_q4_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g
 }
 
 @compute @workgroup_size(256)
+fn matmul_q5_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+               @builtin(num_workgroups) ng: vec3<u32>) {
+  matmul(Q5_K, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(256)
 fn matmul_q6_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
                @builtin(num_workgroups) ng: vec3<u32>) {
   matmul(Q6_K, t, g.x + g.y * ng.x);

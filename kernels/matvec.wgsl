@@ -101,6 +101,22 @@ fn load32(format: u32, rb: u32, k: u32) -> Unit {
         u.c[i] = vec4<f32>(unpack4xU8((w[q + i] >> (4u * hi)) & LOW_NIBBLES));
       }
     }
+    case Q5_K: {
+      let bb = rb + (k >> 8u) * 176u;
+      let kk = k & 255u;
+      let j = kk >> 6u;
+      let hi = (kk >> 5u) & 1u;
+      let sm = scale_min_k4(bb + 4u, 2u * j + hi);
+      u.s = vec2<f32>(w_f16(bb) * sm.x);
+      u.o = vec2<f32>(w_f16(bb + 2u) * sm.y);
+      let q = (bb + 48u + 32u * j) >> 2u;
+      let h = (bb + 16u) >> 2u;
+      for (var i = 0u; i < 8u; i++) {
+        let low = (w[q + i] >> (4u * hi)) & LOW_NIBBLES;
+        let high = ((w[h + i] >> (2u * j + hi)) & 0x01010101u) << 4u;
+        u.c[i] = vec4<f32>(unpack4xU8(low | high));
+      }
+    }
     case Q6_K: {
       let bb = rb + (k >> 8u) * 210u;
       let kk = k & 255u;
@@ -271,6 +287,12 @@ fn matvec_q8_0(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g
 fn matvec_q4_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
                @builtin(num_workgroups) ng: vec3<u32>) {
   matvec(Q4_K, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_q5_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+               @builtin(num_workgroups) ng: vec3<u32>) {
+  matvec(Q5_K, t, g.x + g.y * ng.x);
 }
 
 @compute @workgroup_size(WG)

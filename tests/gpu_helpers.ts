@@ -62,7 +62,7 @@ export function randomBlocks(
     for (let b = 0; b < k / block.size; b++) {
       const at = r * stride + b * block.bytes;
       if (format === "q8_0") scale(at, true);
-      if (format === "q4_k") {
+      if (format === "q4_k" || format === "q5_k") {
         scale(at, false);
         scale(at + 2, false);
       }

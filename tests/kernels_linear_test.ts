@@ -121,6 +121,9 @@ Deno.test("linear kernels match the CPU reference in every weight format", async
     { w: "q4_k", m: 1, n: 3, k: 256 },
     { w: "q4_k", m: 6, n: 33, k: 512, act: "f16", accumulate: true },
     { w: "q4_k", m: 19, n: 45, k: 768 },
+    { w: "q5_k", m: 1, n: 5, k: 256 },
+    { w: "q5_k", m: 7, n: 37, k: 512, act: "f16", bias: true },
+    { w: "q5_k", m: 21, n: 43, k: 768, accumulate: true },
     { w: "q6_k", m: 2, n: 29, k: 768 },
     { w: "q6_k", m: 8, n: 3, k: 256, act: "f16" },
     { w: "q6_k", m: 16, n: 71, k: 512, accumulate: true },
@@ -145,18 +148,27 @@ Deno.test("linear kernels match the CPU reference in every weight format", async
   });
 });
 
+/** One K per weight format, a whole number of its blocks. */
+const WEIGHT_CASES = [
+  ["f32", 40],
+  ["f16", 96],
+  ["q8_0", 64],
+  ["q4_k", 256],
+  ["q5_k", 256],
+  ["q6_k", 256],
+  ["iq4_nl", 64],
+  ["iq4_xs", 256],
+  ["q4", 96],
+] as const;
+
 Deno.test("stacked weights: one product over consecutive rows equals one product per weight", async (t) => {
   const ctx = await context();
   // q|k|v-like parts of 16, 8 and 8 rows: stored as one matrix (the loader's layout) they take one dispatch,
   // stored apart one each; every output row is computed the same way, so the results are bit-identical.
   const parts = [16, 8, 8];
   for (
-    const [i, [dtype, k]]
-      of ([["f32", 40], ["f16", 96], ["q8_0", 64], ["q4_k", 256], ["q6_k", 256], ["iq4_nl", 64], [
-        "iq4_xs",
-        256,
-      ], ["q4", 96]] as const)
-        .entries()
+    const [i, [dtype, k]] of WEIGHT_CASES
+      .entries()
   ) {
     for (const m of [1, 5, 20]) {
       await t.step(`${dtype} M=${m} K=${k}`, async () => {
@@ -201,12 +213,8 @@ Deno.test("SwiGLU applied in the w1|w3 product equals the two products then the 
   // products and the swiglu kernel. Gate and up are rounded to the output type first either way.
   const n = 300;
   for (
-    const [i, [dtype, k]]
-      of ([["f32", 40], ["f16", 96], ["q8_0", 64], ["q4_k", 256], ["q6_k", 256], ["iq4_nl", 64], [
-        "iq4_xs",
-        256,
-      ], ["q4", 96]] as const)
-        .entries()
+    const [i, [dtype, k]] of WEIGHT_CASES
+      .entries()
   ) {
     for (const act of ["f32", "f16"] as const) {
       for (const m of [1, 3, 8, 20]) {
@@ -298,7 +306,7 @@ Deno.test("linear kernels at Pixtral's sizes", async (t) => {
   });
 });
 
-Deno.test("dequantization of synthetic Q8_0, Q4_K, Q6_K, IQ4_NL, IQ4_XS and Q4 blocks equals the CPU decoder exactly", async (t) => {
+Deno.test("dequantization of synthetic Q8_0, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS and Q4 blocks equals the CPU decoder exactly", async (t) => {
   const ctx = await context();
   // Q6_K blocks are 210 bytes and Q8_0 blocks 34: odd block counts leave rows 2-byte aligned.
   const cases: [BlockFormat, number, number][] = [
@@ -306,6 +314,8 @@ Deno.test("dequantization of synthetic Q8_0, Q4_K, Q6_K, IQ4_NL, IQ4_XS and Q4 b
     ["q8_0", 7, 96],
     ["q4_k", 3, 256],
     ["q4_k", 5, 1024],
+    ["q5_k", 3, 256],
+    ["q5_k", 2, 1280],
     ["q6_k", 1, 256],
     ["q6_k", 7, 768],
     ["iq4_nl", 1, 32],

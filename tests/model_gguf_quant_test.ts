@@ -16,7 +16,12 @@ import { fixture } from "./helpers.ts";
 import { planMemory, WEIGHT_BITS, type WeightFormat } from "../runtime/model/plan.ts";
 import { BlockDecoder } from "../runtime/model/weights/decode_pool.ts";
 import { decodeBlocks } from "../runtime/model/weights/dequant.ts";
-import { CPU_DECODED, type CpuDecodedType, isCpuDecoded } from "../runtime/model/weights/dtype.ts";
+import {
+  CPU_DECODED,
+  type CpuDecodedType,
+  isCpuDecoded,
+  tensorBytes,
+} from "../runtime/model/weights/dtype.ts";
 import {
   argmaxRows,
   goldenImage,
@@ -32,7 +37,14 @@ const VOCAB = 2048;
 const weightBytes = (format: WeightFormat, shape: readonly number[]) =>
   shape.reduce((a, b) => a * b, 1) * WEIGHT_BITS[format] / 8;
 
-const GPU_TYPE = { Q8_0: "q8_0", Q4_K: "q4_k", Q6_K: "q6_k", IQ4_NL: "iq4_nl", IQ4_XS: "iq4_xs" } as const;
+const GPU_TYPE = {
+  Q8_0: "q8_0",
+  Q4_K: "q4_k",
+  Q5_K: "q5_k",
+  Q6_K: "q6_k",
+  IQ4_NL: "iq4_nl",
+  IQ4_XS: "iq4_xs",
+} as const;
 
 /**
  * The same weights with every quantized tensor decoded to F32 on the CPU (ggml's dequantize_row_*): the kernels'
@@ -139,17 +151,20 @@ Deno.test("GGUF Q4_K_M logits equal those of its weights dequantized on the CPU 
   }
 });
 
-Deno.test("GGUF blocks decode exactly as llama.cpp's gguf-py: on the CPU at load (Q4_0 ... Q5_K), IQ4 on the GPU", async () => {
+Deno.test("GGUF blocks decode exactly as llama.cpp's gguf-py: on the CPU at load (Q4_0 ... Q3_K), Q5_K and IQ4 on the GPU", async () => {
   const golden: Record<string, { blocks: string; values: string }> = JSON.parse(
     await Deno.readTextFile(new URL("./fixtures/gguf/blocks.json", import.meta.url)),
   );
-  assert.deepEqual(Object.keys(golden).sort(), [...Object.keys(CPU_DECODED), "IQ4_NL", "IQ4_XS"].sort());
+  assert.deepEqual(
+    Object.keys(golden).sort(),
+    [...Object.keys(CPU_DECODED), "Q5_K", "IQ4_NL", "IQ4_XS"].sort(),
+  );
   const ctx = await gpu();
   for (const [type, { blocks, values }] of Object.entries(golden)) {
     const want = new Float32Array(Uint8Array.fromBase64(values).buffer);
     const bytes = Uint8Array.fromBase64(blocks);
     const decoded: [string, Float32Array][] = [];
-    if (type === "IQ4_NL" || type === "IQ4_XS") {
+    if (type === "Q5_K" || type === "IQ4_NL" || type === "IQ4_XS") {
       const format = GPU_TYPE[type];
       decoded.push([`${type} reference`, dequantizeRef(format, bytes, 1, want.length)]);
       const rec = ctx.record("dequantize");
@@ -200,7 +215,8 @@ Deno.test("a GGUF in types decoded at load: planned as loaded, and computing wha
     [...new Set(tensors.map((t) => t.dtype))].sort(),
     ["F32", "IQ4_NL", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q5_K"],
   );
-  // The plan counts each decoded tensor in the format it becomes (Q4_0 as q4, the others as q8), IQ4_NL as stored.
+  // The plan counts each decoded tensor in the format it becomes (Q4_0 as q4, the others as q8), Q5_K and IQ4_NL
+  // as stored.
   const plan = planMemory(opened[0].config, {
     stored: new Map(tensors.map((t) => [t.name, t.dtype])),
     ctx: 1024,
@@ -211,13 +227,13 @@ Deno.test("a GGUF in types decoded at load: planned as loaded, and computing wha
     decoder.reduce(
       (n, t) =>
         n +
-        (t.dtype === "IQ4_NL"
-          ? t.shape.reduce((a, b) => a * b, 1) * 18 / 32
+        (t.dtype === "IQ4_NL" || t.dtype === "Q5_K"
+          ? tensorBytes(t.dtype, t.shape)!
           : weightBytes(isCpuDecoded(t.dtype) ? CPU_DECODED[t.dtype].into : "f32", t.shape)),
       0,
     ),
   );
-  assert.match(plan.weights.decoder.format, /Q5_K→q8/);
+  assert.match(plan.weights.decoder.format, /Q5_0→q8/);
 
   const ctx = await gpu();
   const mm = manifest.multimodal[0];

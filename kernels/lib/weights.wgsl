@@ -11,6 +11,9 @@
 //              Sub-block s (32 weights, s = 0..7) has a 6-bit scale sc and min m packed in `scales`
 //              (get_scale_min_k4); weights 64j..64j+31 are the low nibbles of qs[32j..32j+31], weights
 //              64j+32..64j+63 the high nibbles; w = (d * sc) * q - (dmin * m).
+//   Q5_K       GGUF: per 256 weights a 176-byte block { f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]; }:
+//              Q4_K's layout and scales, each 4-bit code with a fifth bit: bit 2j (weights 64j + l) or 2j + 1
+//              (weights 64j + 32 + l) of qh[l]; w = (d * sc) * q - (dmin * m), q in 0..31.
 //   Q6_K       GGUF: per 256 weights a 210-byte block { u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d; }.
 //              For half n (128 weights) and l = 0..31: q = 4 low bits from ql[64n + l (+32)] (low nibble for
 //              the first and second 32, high nibble for the third and fourth) | 2 high bits from
@@ -34,6 +37,7 @@ const Q6_K: u32 = 4u;
 const Q4: u32 = 5u;
 const IQ4_NL: u32 = 6u;
 const IQ4_XS: u32 = 7u;
+const Q5_K: u32 = 8u;
 
 // IQ4's 16 levels (ggml's kvalues_iq4nl: -127, -104, ... 113) as signed bytes, four to a word.
 const IQ4_LEVELS = vec4<u32>(0xbfad9881u, 0xf6eaddcfu, 0x26190d01u, 0x71594535u);
@@ -136,6 +140,25 @@ fn load8_q4_k(rb: u32, k: u32) -> W8 {
   return W8(d * lo - m, d * hi4 - m);
 }
 
+fn load8_q5_k(rb: u32, k: u32) -> W8 {
+  let bb = rb + (k >> 8u) * 176u;
+  let kk = k & 255u;
+  let j = kk >> 6u;
+  let hi = (kk >> 5u) & 1u;
+  let l = kk & 31u;
+  let sm = scale_min_k4(bb + 4u, 2u * j + hi);
+  let d = w_f16(bb) * sm.x;
+  let m = w_f16(bb + 2u) * sm.y;
+  let q = (bb + 48u + 32u * j + l) >> 2u;
+  let h = (bb + 16u + l) >> 2u;
+  let shifts = BYTE_SHIFTS + vec4<u32>(4u * hi);
+  let bits = BYTE_SHIFTS + vec4<u32>(2u * j + hi);
+  let q0 = ((vec4<u32>(w[q]) >> shifts) & vec4<u32>(15u)) | (((vec4<u32>(w[h]) >> bits) & vec4<u32>(1u)) << vec4<u32>(4u));
+  let q1 = ((vec4<u32>(w[q + 1u]) >> shifts) & vec4<u32>(15u)) |
+    (((vec4<u32>(w[h + 1u]) >> bits) & vec4<u32>(1u)) << vec4<u32>(4u));
+  return W8(d * vec4<f32>(q0) - m, d * vec4<f32>(q1) - m);
+}
+
 fn load8_q6_k(rb: u32, k: u32) -> W8 {
   let bb = rb + (k >> 8u) * 210u;
   let kk = k & 255u;
@@ -217,6 +240,9 @@ fn load8(format: u32, rb: u32, k: u32, K: u32) -> W8 {
     }
     case Q4_K: {
       return load8_q4_k(rb, k);
+    }
+    case Q5_K: {
+      return load8_q5_k(rb, k);
     }
     case Q6_K: {
       return load8_q6_k(rb, k);

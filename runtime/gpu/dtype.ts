@@ -7,7 +7,7 @@
  */
 
 export type ElementType = "f32" | "f16" | "bf16" | "u32" | "i32";
-export type BlockFormat = "q8_0" | "q4_k" | "q6_k" | "iq4_nl" | "iq4_xs" | "q4";
+export type BlockFormat = "q8_0" | "q4_k" | "q5_k" | "q6_k" | "iq4_nl" | "iq4_xs" | "q4";
 export type DType = ElementType | BlockFormat;
 
 /** Element types that kernels compute with (activations, f32/f16 weights). */
@@ -21,6 +21,8 @@ export const GGUF_BLOCKS = {
   q8_0: { size: 32, bytes: 34 },
   /** `{ f16 d; f16 dmin; u8 scales[12]; u8 qs[128]; }`: 8 sub-blocks of 32 with 6-bit scales and mins. */
   q4_k: { size: 256, bytes: 144 },
+  /** Q4_K's fields and `u8 qh[32]` before qs: each code's fifth bit. */
+  q5_k: { size: 256, bytes: 176 },
   /** `{ u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d; }`: 16 sub-blocks of 16 with 8-bit scales. */
   q6_k: { size: 256, bytes: 210 },
   /** `{ f16 d; u8 qs[16]; }`: w = d * IQ4_LEVELS[4-bit code]. */

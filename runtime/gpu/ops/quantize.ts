@@ -7,7 +7,6 @@ import { type BlockFormat, type DType, GGUF_BLOCKS, isBlockFormat, Q4_GROUP, row
 import { Params, type Recorder } from "../recorder.ts";
 import type { Tensor } from "../tensor.ts";
 import { rowWindows } from "../windows.ts";
-import { scaleMinK4 } from "../../model/weights/dequant.ts";
 
 const WG = 256;
 /** IQ4's 16 levels (ggml's kvalues_iq4nl; lib/weights.wgsl IQ4_LEVELS). */
@@ -23,6 +22,7 @@ export const FORMAT_ID: Record<"f32" | "f16" | BlockFormat, number> = {
   q4: 5,
   iq4_nl: 6,
   iq4_xs: 7,
+  q5_k: 8,
 };
 const SOURCE_ID = { f32: 0, f16: 1, bf16: 100 } as const;
 
@@ -133,6 +133,12 @@ export function dequantize(rec: Recorder, dst: Tensor, src: Tensor): void {
 
 // ---- CPU reference codecs ----
 
+/** ggml's get_scale_min_k4 (Q4_K, Q5_K): the 6-bit scale and min of sub-block j from 12 packed bytes. */
+function scaleMinK4(q: Uint8Array, j: number): [number, number] {
+  if (j < 4) return [q[j] & 63, q[j + 4] & 63];
+  return [(q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4)];
+}
+
 function i8(byte: number): number {
   return byte >= 128 ? byte - 256 : byte;
 }
@@ -182,6 +188,19 @@ export function dequantizeRef(dtype: DType, bytes: Uint8Array, rows: number, k: 
           for (let l = 0; l < 16; l++) {
             v[32 * s + l] = f(d * IQ4_LEVELS[qs[l] & 0xf]);
             v[32 * s + l + 16] = f(d * IQ4_LEVELS[qs[l] >> 4]);
+          }
+        }
+      } else if (dtype === "q5_k") {
+        const d = f16(at), dmin = f16(at + 2);
+        const scales = x.subarray(4, 16), qh = x.subarray(16, 48), qs = x.subarray(48);
+        for (let j = 0; j < 4; j++) {
+          const [sc1, m1] = scaleMinK4(scales, 2 * j);
+          const [sc2, m2] = scaleMinK4(scales, 2 * j + 1);
+          const d1 = f(d * sc1), min1 = f(dmin * m1), d2 = f(d * sc2), min2 = f(dmin * m2);
+          for (let l = 0; l < 32; l++) {
+            const low = (qh[l] >> (2 * j)) & 1, high = (qh[l] >> (2 * j + 1)) & 1;
+            v[64 * j + l] = f(f(d1 * ((qs[32 * j + l] & 0xf) | (low << 4))) - min1);
+            v[64 * j + 32 + l] = f(f(d2 * ((qs[32 * j + l] >> 4) | (high << 4))) - min2);
           }
         }
       } else if (dtype === "q4_k") {

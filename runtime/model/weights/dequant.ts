@@ -1,18 +1,12 @@
 /**
  * GGUF block types that no kernel reads, decoded on the CPU while they load (then quantized to a format the
- * kernels read, see load.ts): the legacy Q4_0, Q4_1, Q5_0, Q5_1 and the k-quants Q2_K, Q3_K, Q5_K, so that the
- * GGUFs people already have (Q5_K_M, Q4_0, Q3_K_L...) load.
+ * kernels read, see load.ts): the legacy Q4_0, Q4_1, Q5_0, Q5_1 and the k-quants Q2_K and Q3_K, so that the
+ * GGUFs people already have (Q4_0, Q3_K_L, Q2_K...) load.
  * Each follows ggml's dequantize_row_* (ggml-quants.c) in float32 arithmetic, operation by operation.
  */
 import { CPU_DECODED, type CpuDecodedType } from "./dtype.ts";
 
 const f = Math.fround;
-
-/** ggml's get_scale_min_k4 (Q4_K, Q5_K): the 6-bit scale and min of sub-block j from 12 packed bytes. */
-export function scaleMinK4(q: Uint8Array, j: number): [number, number] {
-  if (j < 4) return [q[j] & 63, q[j + 4] & 63];
-  return [(q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4)];
-}
 
 /** Q3_K's sixteen 6-bit scales, unpacked from the 12 bytes at x[at..] as ggml does (minus its offset of 32). */
 function q3kScales(x: Uint8Array, at: number, out: Int32Array): void {
@@ -106,22 +100,6 @@ function decodeBlock(
               v[y++] = f(dl * code);
             }
           }
-        }
-      }
-      return;
-    }
-    case "Q5_K": {
-      // d, dmin, scales[12] at 4, qh[32] at 16, qs[128] at 48.
-      const d = half(0), dmin = half(2);
-      const scales = x.subarray(at + 4, at + 16), qh = at + 16, ql = at + 48;
-      for (let j = 0; j < 4; j++) {
-        const [sc1, m1] = scaleMinK4(scales, 2 * j), [sc2, m2] = scaleMinK4(scales, 2 * j + 1);
-        const d1 = f(d * sc1), min1 = f(dmin * m1), d2 = f(d * sc2), min2 = f(dmin * m2);
-        const low = 1 << (2 * j), high = 2 << (2 * j);
-        for (let l = 0; l < 32; l++) {
-          const q = x[ql + 32 * j + l], h = x[qh + l];
-          v[o + 64 * j + l] = f(f(d1 * ((q & 0xf) + (h & low ? 16 : 0))) - min1);
-          v[o + 64 * j + 32 + l] = f(f(d2 * ((q >> 4) + (h & high ? 16 : 0))) - min2);
         }
       }
       return;

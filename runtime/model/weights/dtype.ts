@@ -15,12 +15,21 @@ export const CPU_DECODED = {
   Q5_1: { blockElems: 32, blockBytes: 24, into: "q8" },
   Q2_K: { blockElems: 256, blockBytes: 84, into: "q4" },
   Q3_K: { blockElems: 256, blockBytes: 110, into: "q4" },
-  Q5_K: { blockElems: 256, blockBytes: 176, into: "q8" },
 } as const;
 
 export type CpuDecodedType = keyof typeof CPU_DECODED;
 
-export type DType = "F32" | "F16" | "BF16" | "Q8_0" | "Q4_K" | "Q6_K" | "IQ4_NL" | "IQ4_XS" | CpuDecodedType;
+export type DType =
+  | "F32"
+  | "F16"
+  | "BF16"
+  | "Q8_0"
+  | "Q4_K"
+  | "Q5_K"
+  | "Q6_K"
+  | "IQ4_NL"
+  | "IQ4_XS"
+  | CpuDecodedType;
 
 export function isCpuDecoded(dtype: DType): dtype is CpuDecodedType {
   return dtype in CPU_DECODED;
@@ -43,6 +52,7 @@ const LAYOUTS: Record<DType, Layout> = {
   BF16: { blockElems: 1, blockBytes: 2 },
   Q8_0: { blockElems: 32, blockBytes: 34 },
   Q4_K: { blockElems: 256, blockBytes: 144 },
+  Q5_K: { blockElems: 256, blockBytes: 176 },
   Q6_K: { blockElems: 256, blockBytes: 210 },
   IQ4_NL: { blockElems: 32, blockBytes: 18 },
   IQ4_XS: { blockElems: 256, blockBytes: 136 },
