@@ -73,6 +73,11 @@ fn embed_q8_0(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 }
 
 @compute @workgroup_size(WG)
+fn embed_q3_k(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {
+  embed(Q3_K, gid.x + gid.y * ng.x * WG);
+}
+
+@compute @workgroup_size(WG)
 fn embed_q4_k(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {
   embed(Q4_K, gid.x + gid.y * ng.x * WG);
 }

@@ -132,6 +132,12 @@ fn matmul_q8_0(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g
 }
 
 @compute @workgroup_size(256)
+fn matmul_q3_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+               @builtin(num_workgroups) ng: vec3<u32>) {
+  matmul(Q3_K, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(256)
 fn matmul_q4_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
                @builtin(num_workgroups) ng: vec3<u32>) {
   matmul(Q4_K, t, g.x + g.y * ng.x);

@@ -101,6 +101,21 @@ fn load32(format: u32, rb: u32, k: u32) -> Unit {
         u.c[i] = vec4<f32>(unpack4xU8((w[q + i] >> (4u * hi)) & LOW_NIBBLES));
       }
     }
+    case Q3_K: {
+      // Codes 0..7 (2 bits, plus 4 where the hmask bit is set) with an offset of 4 scales.
+      let bb = rb + (k >> 8u) * 110u;
+      let kk = k & 255u;
+      let n = kk >> 7u;
+      let j = (kk >> 5u) & 3u;
+      let sub = 8u * n + 2u * j;
+      u.s = w_f16(bb + 108u) * vec2<f32>(scale_q3_k(bb + 96u, sub), scale_q3_k(bb + 96u, sub + 1u));
+      u.o = 4.0 * u.s;
+      for (var i = 0u; i < 8u; i++) {
+        let q = (w_u32(bb + 32u + 32u * n + 4u * i) >> (2u * j)) & 0x03030303u;
+        let h = ((w_u32(bb + 4u * i) >> (4u * n + j)) & 0x01010101u) << 2u;
+        u.c[i] = vec4<f32>(unpack4xU8(q | h));
+      }
+    }
     case Q5_K: {
       let bb = rb + (k >> 8u) * 176u;
       let kk = k & 255u;
@@ -281,6 +296,12 @@ fn matvec_f16(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g:
 fn matvec_q8_0(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
                @builtin(num_workgroups) ng: vec3<u32>) {
   matvec(Q8_0, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_q3_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+               @builtin(num_workgroups) ng: vec3<u32>) {
+  matvec(Q3_K, t, g.x + g.y * ng.x);
 }
 
 @compute @workgroup_size(WG)

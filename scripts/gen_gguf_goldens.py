@@ -1,5 +1,5 @@
-"""Goldens for the GGUF block types decoded on the CPU (runtime/model/weights/dequant.ts) and for Q5_K, IQ4_NL
-and IQ4_XS, which the kernels read (kernels/lib/weights.wgsl), from llama.cpp's own Python package `gguf`
+"""Goldens for the GGUF block types decoded on the CPU (runtime/model/weights/dequant.ts) and for Q3_K, Q5_K,
+IQ4_NL and IQ4_XS, which the kernels read (kernels/lib/weights.wgsl), from llama.cpp's own Python package `gguf`
 (pip install gguf==0.19.0 numpy):
 
 - tests/fixtures/gguf/blocks.json: per type, random blocks (scales kept finite and small) and gguf-py's

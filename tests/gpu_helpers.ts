@@ -67,6 +67,7 @@ export function randomBlocks(
         scale(at + 2, false);
       }
       if (format === "q6_k") scale(at + 208, true);
+      if (format === "q3_k") scale(at + 108, true);
       if (format === "iq4_nl" || format === "iq4_xs") scale(at, true);
     }
   }

@@ -121,6 +121,9 @@ Deno.test("linear kernels match the CPU reference in every weight format", async
     { w: "q4_k", m: 1, n: 3, k: 256 },
     { w: "q4_k", m: 6, n: 33, k: 512, act: "f16", accumulate: true },
     { w: "q4_k", m: 19, n: 45, k: 768 },
+    { w: "q3_k", m: 1, n: 9, k: 256 },
+    { w: "q3_k", m: 6, n: 35, k: 768, act: "f16", accumulate: true },
+    { w: "q3_k", m: 18, n: 47, k: 512, bias: true },
     { w: "q5_k", m: 1, n: 5, k: 256 },
     { w: "q5_k", m: 7, n: 37, k: 512, act: "f16", bias: true },
     { w: "q5_k", m: 21, n: 43, k: 768, accumulate: true },
@@ -153,6 +156,7 @@ const WEIGHT_CASES = [
   ["f32", 40],
   ["f16", 96],
   ["q8_0", 64],
+  ["q3_k", 256],
   ["q4_k", 256],
   ["q5_k", 256],
   ["q6_k", 256],
@@ -306,7 +310,7 @@ Deno.test("linear kernels at Pixtral's sizes", async (t) => {
   });
 });
 
-Deno.test("dequantization of synthetic Q8_0, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS and Q4 blocks equals the CPU decoder exactly", async (t) => {
+Deno.test("dequantization of synthetic Q8_0, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS and Q4 blocks equals the CPU decoder exactly", async (t) => {
   const ctx = await context();
   // Q6_K blocks are 210 bytes and Q8_0 blocks 34: odd block counts leave rows 2-byte aligned.
   const cases: [BlockFormat, number, number][] = [
@@ -314,6 +318,8 @@ Deno.test("dequantization of synthetic Q8_0, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS an
     ["q8_0", 7, 96],
     ["q4_k", 3, 256],
     ["q4_k", 5, 1024],
+    ["q3_k", 1, 256],
+    ["q3_k", 3, 768],
     ["q5_k", 3, 256],
     ["q5_k", 2, 1280],
     ["q6_k", 1, 256],

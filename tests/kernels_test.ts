@@ -217,7 +217,18 @@ Deno.test("SwiGLU, exact GELU and residual add match the reference", async (t) =
 
 Deno.test("embedding lookup from tables in every weight format, and row scatter", async (t) => {
   const ctx = await context();
-  const formats: WeightType[] = ["f32", "f16", "q8_0", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs", "q4"];
+  const formats: WeightType[] = [
+    "f32",
+    "f16",
+    "q8_0",
+    "q3_k",
+    "q4_k",
+    "q5_k",
+    "q6_k",
+    "iq4_nl",
+    "iq4_xs",
+    "q4",
+  ];
   for (const [i, format] of formats.entries()) {
     await t.step(`${format} table, f32 and f16 rows`, async () => {
       const [vocab, dim] = [37, 256];

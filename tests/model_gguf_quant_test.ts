@@ -39,6 +39,7 @@ const weightBytes = (format: WeightFormat, shape: readonly number[]) =>
 
 const GPU_TYPE = {
   Q8_0: "q8_0",
+  Q3_K: "q3_k",
   Q4_K: "q4_k",
   Q5_K: "q5_k",
   Q6_K: "q6_k",
@@ -151,21 +152,21 @@ Deno.test("GGUF Q4_K_M logits equal those of its weights dequantized on the CPU 
   }
 });
 
-Deno.test("GGUF blocks decode exactly as llama.cpp's gguf-py: on the CPU at load (Q4_0 ... Q3_K), Q5_K and IQ4 on the GPU", async () => {
+Deno.test("GGUF blocks decode exactly as llama.cpp's gguf-py: on the CPU at load (Q4_0 ... Q2_K), Q3_K, Q5_K and IQ4 on the GPU", async () => {
   const golden: Record<string, { blocks: string; values: string }> = JSON.parse(
     await Deno.readTextFile(new URL("./fixtures/gguf/blocks.json", import.meta.url)),
   );
   assert.deepEqual(
     Object.keys(golden).sort(),
-    [...Object.keys(CPU_DECODED), "Q5_K", "IQ4_NL", "IQ4_XS"].sort(),
+    [...Object.keys(CPU_DECODED), "Q3_K", "Q5_K", "IQ4_NL", "IQ4_XS"].sort(),
   );
   const ctx = await gpu();
   for (const [type, { blocks, values }] of Object.entries(golden)) {
     const want = new Float32Array(Uint8Array.fromBase64(values).buffer);
     const bytes = Uint8Array.fromBase64(blocks);
     const decoded: [string, Float32Array][] = [];
-    if (type === "Q5_K" || type === "IQ4_NL" || type === "IQ4_XS") {
-      const format = GPU_TYPE[type];
+    if (type in GPU_TYPE) {
+      const format = GPU_TYPE[type as keyof typeof GPU_TYPE];
       decoded.push([`${type} reference`, dequantizeRef(format, bytes, 1, want.length)]);
       const rec = ctx.record("dequantize");
       const out = rec.scratch("f32", [1, want.length]);

@@ -7,6 +7,10 @@
 // Formats (runtime/gpu/dtype.ts computes the same row sizes):
 //   F32, F16   row-major, K values per row. F16 is IEEE binary16, two per word, little-endian.
 //   Q8_0       GGUF: per 32 weights a 34-byte block { f16 d; i8 q[32]; }, w = d * q.
+//   Q3_K       GGUF: per 256 weights a 110-byte block { u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d; }: 16
+//              sub-blocks of 16 with 6-bit scales (less 32, packed as ggml unpacks them); for half n (128 weights),
+//              part j (32) and l = 0..31, q = 2 bits (2j) of qs[32n + l] less 4 unless bit 4n + j of hmask[l] is
+//              set; w = (d * scale[8n + 2j + l/16]) * q.
 //   Q4_K       GGUF: per 256 weights a 144-byte block { f16 d; f16 dmin; u8 scales[12]; u8 qs[128]; }.
 //              Sub-block s (32 weights, s = 0..7) has a 6-bit scale sc and min m packed in `scales`
 //              (get_scale_min_k4); weights 64j..64j+31 are the low nibbles of qs[32j..32j+31], weights
@@ -38,6 +42,7 @@ const Q4: u32 = 5u;
 const IQ4_NL: u32 = 6u;
 const IQ4_XS: u32 = 7u;
 const Q5_K: u32 = 8u;
+const Q3_K: u32 = 9u;
 
 // IQ4's 16 levels (ggml's kvalues_iq4nl: -127, -104, ... 113) as signed bytes, four to a word.
 const IQ4_LEVELS = vec4<u32>(0xbfad9881u, 0xf6eaddcfu, 0x26190d01u, 0x71594535u);
@@ -140,6 +145,35 @@ fn load8_q4_k(rb: u32, k: u32) -> W8 {
   return W8(d * lo - m, d * hi4 - m);
 }
 
+// The scale of Q3_K sub-block i (16 weights) from the 12 bytes at b, less 32.
+fn scale_q3_k(b: u32, i: u32) -> f32 {
+  var low: u32;
+  if (i < 8u) {
+    low = w_byte(b + i) & 15u;
+  } else {
+    low = w_byte(b + i - 8u) >> 4u;
+  }
+  let high = (w_byte(b + 8u + (i & 3u)) >> (2u * (i >> 2u))) & 3u;
+  return f32(low | (high << 4u)) - 32.0;
+}
+
+fn load8_q3_k(rb: u32, k: u32) -> W8 {
+  let bb = rb + (k >> 8u) * 110u;
+  let kk = k & 255u;
+  let n = kk >> 7u;
+  let j = (kk >> 5u) & 3u;
+  let l = kk & 31u;
+  let d = w_f16(bb + 108u) * scale_q3_k(bb + 96u, 8u * n + 2u * j + (l >> 4u));
+  let shifts = BYTE_SHIFTS + vec4<u32>(2u * j);
+  let bits = BYTE_SHIFTS + vec4<u32>(4u * n + j);
+  let q = bb + 32u + 32u * n + l;
+  let q0 = ((vec4<u32>(w_u32(q)) >> shifts) & vec4<u32>(3u)) |
+    (((vec4<u32>(w_u32(bb + l)) >> bits) & vec4<u32>(1u)) << vec4<u32>(2u));
+  let q1 = ((vec4<u32>(w_u32(q + 4u)) >> shifts) & vec4<u32>(3u)) |
+    (((vec4<u32>(w_u32(bb + l + 4u)) >> bits) & vec4<u32>(1u)) << vec4<u32>(2u));
+  return W8(d * (vec4<f32>(q0) - 4.0), d * (vec4<f32>(q1) - 4.0));
+}
+
 fn load8_q5_k(rb: u32, k: u32) -> W8 {
   let bb = rb + (k >> 8u) * 176u;
   let kk = k & 255u;
@@ -240,6 +274,9 @@ fn load8(format: u32, rb: u32, k: u32, K: u32) -> W8 {
     }
     case Q4_K: {
       return load8_q4_k(rb, k);
+    }
+    case Q3_K: {
+      return load8_q3_k(rb, k);
     }
     case Q5_K: {
       return load8_q5_k(rb, k);

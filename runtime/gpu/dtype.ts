@@ -7,7 +7,7 @@
  */
 
 export type ElementType = "f32" | "f16" | "bf16" | "u32" | "i32";
-export type BlockFormat = "q8_0" | "q4_k" | "q5_k" | "q6_k" | "iq4_nl" | "iq4_xs" | "q4";
+export type BlockFormat = "q8_0" | "q3_k" | "q4_k" | "q5_k" | "q6_k" | "iq4_nl" | "iq4_xs" | "q4";
 export type DType = ElementType | BlockFormat;
 
 /** Element types that kernels compute with (activations, f32/f16 weights). */
@@ -19,6 +19,8 @@ const ELEMENT_BYTES: Record<ElementType, number> = { f32: 4, f16: 2, bf16: 2, u3
 export const GGUF_BLOCKS = {
   /** `{ f16 d; i8 qs[32]; }`: w = d * qs[i]. */
   q8_0: { size: 32, bytes: 34 },
+  /** `{ u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d; }`: 16 sub-blocks of 16 with 6-bit scales, 3-bit codes. */
+  q3_k: { size: 256, bytes: 110 },
   /** `{ f16 d; f16 dmin; u8 scales[12]; u8 qs[128]; }`: 8 sub-blocks of 32 with 6-bit scales and mins. */
   q4_k: { size: 256, bytes: 144 },
   /** Q4_K's fields and `u8 qh[32]` before qs: each code's fifth bit. */

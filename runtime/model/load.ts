@@ -2,7 +2,7 @@
  * Weights from a WeightSource onto the GPU, tensor by tensor in file order and chunk by chunk, converted or
  * quantized on the GPU as they arrive: the decoder's linear layers (embedding and output head included) to
  * `quant` (q4 by default), the vision encoder and adapter to `visionQuant` (f16 by default: quantizing the
- * vision tower costs accuracy), norms and biases to f32. GGUF blocks (Q8_0, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS) stay as stored, since
+ * vision tower costs accuracy), norms and biases to f32. GGUF blocks (Q8_0, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS) stay as stored, since
  * the kernels read them directly and re-quantizing them would only lose precision; other GGUF block types are
  * decoded on the CPU and quantized again (see CPU_DECODED).
  */
@@ -33,6 +33,7 @@ const STORED: Record<Exclude<StoredType, CpuDecodedType>, DType> = {
   F16: "f16",
   BF16: "bf16",
   Q8_0: "q8_0",
+  Q3_K: "q3_k",
   Q4_K: "q4_k",
   Q5_K: "q5_k",
   Q6_K: "q6_k",

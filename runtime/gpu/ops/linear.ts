@@ -11,7 +11,17 @@ import { swiglu } from "./activation.ts";
 import { FORMAT_ID } from "./quantize.ts";
 
 /** Weight dtypes the linear kernels read. */
-export type WeightType = "f32" | "f16" | "q8_0" | "q4_k" | "q5_k" | "q6_k" | "iq4_nl" | "iq4_xs" | "q4";
+export type WeightType =
+  | "f32"
+  | "f16"
+  | "q8_0"
+  | "q3_k"
+  | "q4_k"
+  | "q5_k"
+  | "q6_k"
+  | "iq4_nl"
+  | "iq4_xs"
+  | "q4";
 
 export interface LinearArgs {
   /** Output [M, N], f32 or f16. */

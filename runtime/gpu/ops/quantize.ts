@@ -23,6 +23,7 @@ export const FORMAT_ID: Record<"f32" | "f16" | BlockFormat, number> = {
   iq4_nl: 6,
   iq4_xs: 7,
   q5_k: 8,
+  q3_k: 9,
 };
 const SOURCE_ID = { f32: 0, f16: 1, bf16: 100 } as const;
 
@@ -133,6 +134,13 @@ export function dequantize(rec: Recorder, dst: Tensor, src: Tensor): void {
 
 // ---- CPU reference codecs ----
 
+/** Q3_K's 6-bit scale of sub-block i (of 16) from its 12 packed bytes, less 32, as ggml unpacks them. */
+function q3kScale(q: Uint8Array, i: number): number {
+  const low = i < 8 ? q[i] & 0xf : q[i - 8] >> 4;
+  const high = (q[8 + (i & 3)] >> (2 * (i >> 2))) & 3;
+  return (low | (high << 4)) - 32;
+}
+
 /** ggml's get_scale_min_k4 (Q4_K, Q5_K): the 6-bit scale and min of sub-block j from 12 packed bytes. */
 function scaleMinK4(q: Uint8Array, j: number): [number, number] {
   if (j < 4) return [q[j] & 63, q[j + 4] & 63];
@@ -188,6 +196,18 @@ export function dequantizeRef(dtype: DType, bytes: Uint8Array, rows: number, k: 
           for (let l = 0; l < 16; l++) {
             v[32 * s + l] = f(d * IQ4_LEVELS[qs[l] & 0xf]);
             v[32 * s + l + 16] = f(d * IQ4_LEVELS[qs[l] >> 4]);
+          }
+        }
+      } else if (dtype === "q3_k") {
+        // hmask[32] at 0, qs[64] at 32, scales[12] at 96, d at 108.
+        const d = f16(at + 108);
+        for (let n = 0; n < 2; n++) {
+          for (let j = 0; j < 4; j++) {
+            for (let l = 0; l < 32; l++) {
+              const dl = f(d * q3kScale(x.subarray(96), 8 * n + 2 * j + (l >> 4)));
+              const code = ((x[32 + 32 * n + l] >> (2 * j)) & 3) - ((x[l] >> (4 * n + j)) & 1 ? 0 : 4);
+              v[128 * n + 32 * j + l] = f(dl * code);
+            }
           }
         }
       } else if (dtype === "q5_k") {

@@ -1,21 +1,12 @@
 /**
  * GGUF block types that no kernel reads, decoded on the CPU while they load (then quantized to a format the
- * kernels read, see load.ts): the legacy Q4_0, Q4_1, Q5_0, Q5_1 and the k-quants Q2_K and Q3_K, so that the
- * GGUFs people already have (Q4_0, Q3_K_L, Q2_K...) load.
+ * kernels read, see load.ts): the legacy Q4_0, Q4_1, Q5_0, Q5_1 and the k-quant Q2_K, so that the GGUFs people
+ * already have (Q4_0, Q2_K...) load.
  * Each follows ggml's dequantize_row_* (ggml-quants.c) in float32 arithmetic, operation by operation.
  */
 import { CPU_DECODED, type CpuDecodedType } from "./dtype.ts";
 
 const f = Math.fround;
-
-/** Q3_K's sixteen 6-bit scales, unpacked from the 12 bytes at x[at..] as ggml does (minus its offset of 32). */
-function q3kScales(x: Uint8Array, at: number, out: Int32Array): void {
-  for (let i = 0; i < 16; i++) {
-    const low = i < 8 ? x[at + i] & 0xf : (x[at + i - 8] >> 4) & 0xf;
-    const high = (x[at + 8 + (i & 3)] >> (2 * (i >> 2))) & 3;
-    out[i] = (low | (high << 4)) - 32;
-  }
-}
 
 /**
  * Decodes the block at x[at..] into v[o..]. Offsets into one buffer rather than views of each block: a 12B
@@ -84,30 +75,9 @@ function decodeBlock(
       }
       return;
     }
-    case "Q3_K": {
-      // hmask[32] at 0, qs[64] at 32, scales[12] at 96, d at 108.
-      const scales = Q3K_SCALES;
-      q3kScales(x, at + 96, scales);
-      const d = half(108);
-      let y = o, is = 0, bit = 1;
-      for (let n = 0; n < 2; n++) {
-        const q = at + 32 + 32 * n;
-        for (let shift = 0; shift < 8; shift += 2, bit <<= 1) {
-          for (let offset = 0; offset < 32; offset += 16) {
-            const dl = f(d * scales[is++]);
-            for (let l = 0; l < 16; l++) {
-              const code = ((x[q + offset + l] >> shift) & 3) - (x[at + offset + l] & bit ? 0 : 4);
-              v[y++] = f(dl * code);
-            }
-          }
-        }
-      }
-      return;
-    }
   }
 }
 
-const Q3K_SCALES = new Int32Array(16);
 /** Every f16 bit pattern's value: a lookup is several times faster than DataView.getFloat16. */
 const HALF = Float32Array.from(new Float16Array(Uint16Array.from({ length: 65536 }, (_, i) => i).buffer));
 

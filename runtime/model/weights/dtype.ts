@@ -14,7 +14,6 @@ export const CPU_DECODED = {
   Q5_0: { blockElems: 32, blockBytes: 22, into: "q8" },
   Q5_1: { blockElems: 32, blockBytes: 24, into: "q8" },
   Q2_K: { blockElems: 256, blockBytes: 84, into: "q4" },
-  Q3_K: { blockElems: 256, blockBytes: 110, into: "q4" },
 } as const;
 
 export type CpuDecodedType = keyof typeof CPU_DECODED;
@@ -24,6 +23,7 @@ export type DType =
   | "F16"
   | "BF16"
   | "Q8_0"
+  | "Q3_K"
   | "Q4_K"
   | "Q5_K"
   | "Q6_K"
@@ -51,6 +51,7 @@ const LAYOUTS: Record<DType, Layout> = {
   F16: { blockElems: 1, blockBytes: 2 },
   BF16: { blockElems: 1, blockBytes: 2 },
   Q8_0: { blockElems: 32, blockBytes: 34 },
+  Q3_K: { blockElems: 256, blockBytes: 110 },
   Q4_K: { blockElems: 256, blockBytes: 144 },
   Q5_K: { blockElems: 256, blockBytes: 176 },
   Q6_K: { blockElems: 256, blockBytes: 210 },

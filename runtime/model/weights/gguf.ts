@@ -16,6 +16,7 @@ const TENSOR_TYPES: Record<number, DType> = {
   0: "F32",
   1: "F16",
   8: "Q8_0",
+  11: "Q3_K",
   12: "Q4_K",
   13: "Q5_K",
   14: "Q6_K",
@@ -28,7 +29,6 @@ const TENSOR_TYPES: Record<number, DType> = {
   6: "Q5_0",
   7: "Q5_1",
   10: "Q2_K",
-  11: "Q3_K",
 };
 /** The types the kernels read as stored, for error messages. */
 const READ_DIRECTLY = Object.values(TENSOR_TYPES).filter((t) => !isCpuDecoded(t));
