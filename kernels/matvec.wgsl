@@ -88,17 +88,24 @@ fn load32(format: u32, rb: u32, k: u32) -> Unit {
         u.c[j] = vec4<f32>(unpack4xI8(w_u32(bb + 2u + 4u * j)));
       }
     }
-    case Q4_K: {
-      let bb = rb + (k >> 8u) * 144u;
+    case Q4_K, Q5_K: {
+      // Q5_K is Q4_K's block with the codes' fifth bits (qh[32]) before the nibbles.
+      let q5 = format == Q5_K;
+      let bb = rb + (k >> 8u) * select(144u, 176u, q5);
       let kk = k & 255u;
       let j = kk >> 6u;
       let hi = (kk >> 5u) & 1u;
       let sm = scale_min_k4(bb + 4u, 2u * j + hi);
       u.s = vec2<f32>(w_f16(bb) * sm.x);
       u.o = vec2<f32>(w_f16(bb + 2u) * sm.y);
-      let q = (bb + 16u + 32u * j) >> 2u;
+      let q = (bb + select(16u, 48u, q5) + 32u * j) >> 2u;
+      let h = (bb + 16u) >> 2u;
       for (var i = 0u; i < 8u; i++) {
-        u.c[i] = vec4<f32>(unpack4xU8((w[q + i] >> (4u * hi)) & LOW_NIBBLES));
+        var code = (w[q + i] >> (4u * hi)) & LOW_NIBBLES;
+        if (q5) {
+          code |= ((w[h + i] >> (2u * j + hi)) & 0x01010101u) << 4u;
+        }
+        u.c[i] = vec4<f32>(unpack4xU8(code));
       }
     }
     case Q3_K: {
@@ -114,22 +121,6 @@ fn load32(format: u32, rb: u32, k: u32) -> Unit {
         let q = (w_u32(bb + 32u + 32u * n + 4u * i) >> (2u * j)) & 0x03030303u;
         let h = ((w_u32(bb + 4u * i) >> (4u * n + j)) & 0x01010101u) << 2u;
         u.c[i] = vec4<f32>(unpack4xU8(q | h));
-      }
-    }
-    case Q5_K: {
-      let bb = rb + (k >> 8u) * 176u;
-      let kk = k & 255u;
-      let j = kk >> 6u;
-      let hi = (kk >> 5u) & 1u;
-      let sm = scale_min_k4(bb + 4u, 2u * j + hi);
-      u.s = vec2<f32>(w_f16(bb) * sm.x);
-      u.o = vec2<f32>(w_f16(bb + 2u) * sm.y);
-      let q = (bb + 48u + 32u * j) >> 2u;
-      let h = (bb + 16u) >> 2u;
-      for (var i = 0u; i < 8u; i++) {
-        let low = (w[q + i] >> (4u * hi)) & LOW_NIBBLES;
-        let high = ((w[h + i] >> (2u * j + hi)) & 0x01010101u) << 4u;
-        u.c[i] = vec4<f32>(unpack4xU8(low | high));
       }
     }
     case Q6_K: {

@@ -242,20 +242,12 @@ def without_adobe_marker(jpeg):
     return bytes(out + jpeg[i:])
 
 
-def low_bit_gray_trns():
-    """4-bit gray with a tRNS value of 9: Pillow compares it with the samples scaled to 8 bits (9 * 17 = 153), so
-    no pixel is transparent, although the stored 9s are by the PNG specification."""
-    values = (np.add.outer(np.arange(20), np.arange(24)) % 16).astype(np.uint8)
-    writer = png.Writer(24, 20, greyscale=True, bitdepth=4, transparent=9)
-    buf = io.BytesIO()
-    writer.write(buf, values.tolist())
-    return buf.getvalue()
-
-
-def gray2_trns0():
-    """2-bit gray with a tRNS value of 0: black is 0 scaled or not, so Pillow makes those pixels transparent."""
-    values = (np.add.outer(np.arange(12), np.arange(18)) % 4).astype(np.uint8)
-    writer = png.Writer(18, 12, greyscale=True, bitdepth=2, transparent=0)
+def low_bit_gray_trns(width, height, bitdepth, transparent):
+    """Gray below 8 bits with a tRNS value: Pillow compares it with the samples scaled to 8 bits, so 4-bit tRNS 9
+    (9 * 17 = 153) makes nothing transparent although the stored 9s are by the PNG specification, and tRNS 0
+    (0 scaled or not) makes black transparent."""
+    values = (np.add.outer(np.arange(height), np.arange(width)) % (1 << bitdepth)).astype(np.uint8)
+    writer = png.Writer(width, height, greyscale=True, bitdepth=bitdepth, transparent=transparent)
     buf = io.BytesIO()
     writer.write(buf, values.tolist())
     return buf.getvalue()
@@ -340,8 +332,8 @@ def cases():
     yield "palette4_interlaced_50x40", "palette4_interlaced_50x40.png", interlaced_palette_png(50, 40, 19), 1024, False, "4-bit palette, Adam7 interlaced, tRNS"
     yield "gray_trns_20x20", "gray_trns_20x20.png", png_bytes(gray_trns, transparency=80), 1024, False, "gray with a tRNS colour (transparent where 80)"
     yield "rgb_trns_20x20", "rgb_trns_20x20.png", png_bytes(rgb_trns, transparency=(60, 120, 180)), 1024, False, "RGB with a tRNS colour (mode RGB: the references ignore it)"
-    yield "gray4_trns_24x20", "gray4_trns_24x20.png", low_bit_gray_trns(), 1024, False, "4-bit gray, tRNS 9 (Pillow compares it with 8-bit samples: nothing transparent)"
-    yield "gray2_trns0_18x12", "gray2_trns0_18x12.png", gray2_trns0(), 1024, False, "2-bit gray, tRNS 0: the black pixels are transparent"
+    yield "gray4_trns_24x20", "gray4_trns_24x20.png", low_bit_gray_trns(24, 20, 4, 9), 1024, False, "4-bit gray, tRNS 9 (Pillow compares it with 8-bit samples: nothing transparent)"
+    yield "gray2_trns0_18x12", "gray2_trns0_18x12.png", low_bit_gray_trns(18, 12, 2, 0), 1024, False, "2-bit gray, tRNS 0: the black pixels are transparent"
     yield "rgb16_trns_20x16", "rgb16_trns_20x16.png", rgb16_trns(), 1024, False, "16-bit RGB with tRNS (Pillow compares it with the high bytes; hf mode composites)"
     yield "rgba_37x29", "rgba_37x29.png", save_bytes(rgba_image(37, 29, 20), "PNG"), 1024, False, "RGBA alpha ramp"
     yield "progressive_64x48", "progressive_64x48.jpg", save_bytes(photo, "JPEG", quality=85, progressive=True), 1024, True, "progressive JPEG, 4:2:0"

@@ -6,9 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { dequantize, dequantizeRef } from "../runtime/gpu/ops/quantize.ts";
-import { type DType as GpuType } from "../runtime/gpu/dtype.ts";
+import { type BlockFormat, isBlockFormat } from "../runtime/gpu/dtype.ts";
 import { locateModel } from "../runtime/model/locate.ts";
-import { matrixShape } from "../runtime/model/load.ts";
+import { matrixShape, STORED } from "../runtime/model/load.ts";
 import { openModel } from "../runtime/model/open.ts";
 import { PixtralModel } from "../runtime/model/pixtral.ts";
 import type { WeightSource } from "../runtime/model/weights/source.ts";
@@ -37,22 +37,17 @@ const VOCAB = 2048;
 const weightBytes = (format: WeightFormat, shape: readonly number[]) =>
   shape.reduce((a, b) => a * b, 1) * WEIGHT_BITS[format] / 8;
 
-const GPU_TYPE = {
-  Q8_0: "q8_0",
-  Q3_K: "q3_k",
-  Q4_K: "q4_k",
-  Q5_K: "q5_k",
-  Q6_K: "q6_k",
-  IQ4_NL: "iq4_nl",
-  IQ4_XS: "iq4_xs",
-} as const;
+/** The GGUF block types the kernels read, and their GPU formats. */
+const GPU_TYPE = Object.fromEntries(
+  Object.entries(STORED).filter(([, gpu]) => isBlockFormat(gpu)),
+) as Record<string, BlockFormat>;
 
 /**
  * The same weights with every quantized tensor decoded to F32 on the CPU (ggml's dequantize_row_*): the kernels'
  * reference for the types they read, and for the others the decoding checked against gguf-py.
  */
 function dequantizedOnCpu(source: WeightSource): WeightSource {
-  const quantized = (dtype: string): dtype is keyof typeof GPU_TYPE => dtype in GPU_TYPE;
+  const quantized = (dtype: string) => dtype in GPU_TYPE;
   const decode = async (name: string): Promise<Uint8Array<ArrayBuffer>> => {
     const info = source.info(name);
     const bytes = await source.read(name);
@@ -62,7 +57,7 @@ function dequantizedOnCpu(source: WeightSource): WeightSource {
     if (!quantized(info.dtype)) return bytes;
     const [rows, k] = matrixShape(info.shape);
     return new Uint8Array(
-      dequantizeRef(GPU_TYPE[info.dtype] as GpuType, bytes, rows, k).buffer as ArrayBuffer,
+      dequantizeRef(GPU_TYPE[info.dtype], bytes, rows, k).buffer as ArrayBuffer,
     );
   };
   const info = (name: string) => {
@@ -102,7 +97,7 @@ Deno.test("GGUF Q8_0, Q4_K and Q6_K blocks: the GPU decodes every fixture tensor
       for (const info of weights.tensors()) {
         if (!(info.dtype in GPU_TYPE)) continue;
         const [rows, k] = matrixShape(info.shape);
-        const type = GPU_TYPE[info.dtype as keyof typeof GPU_TYPE];
+        const type = GPU_TYPE[info.dtype];
         const bytes = await weights.read(info.name);
         const rec = ctx.record("dequantize");
         const src = rec.upload(type, [rows, k], bytes);
@@ -166,7 +161,7 @@ Deno.test("GGUF blocks decode exactly as llama.cpp's gguf-py: on the CPU at load
     const bytes = Uint8Array.fromBase64(blocks);
     const decoded: [string, Float32Array][] = [];
     if (type in GPU_TYPE) {
-      const format = GPU_TYPE[type as keyof typeof GPU_TYPE];
+      const format = GPU_TYPE[type];
       decoded.push([`${type} reference`, dequantizeRef(format, bytes, 1, want.length)]);
       const rec = ctx.record("dequantize");
       const out = rec.scratch("f32", [1, want.length]);

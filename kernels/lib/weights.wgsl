@@ -130,19 +130,27 @@ fn load8_q8_0(rb: u32, k: u32) -> W8 {
   return W8(i8x4(w_u32(q)) * d, i8x4(w_u32(q + 4u)) * d);
 }
 
-fn load8_q4_k(rb: u32, k: u32) -> W8 {
-  let bb = rb + (k >> 8u) * 144u;
+// Q4_K, or with q5 Q5_K: the same block with the codes' fifth bits (qh[32]) before the nibbles.
+fn load8_q4_k(rb: u32, k: u32, q5: bool) -> W8 {
+  let bb = rb + (k >> 8u) * select(144u, 176u, q5);
   let kk = k & 255u;
   let j = kk >> 6u;
   let hi = (kk >> 5u) & 1u;
+  let l = kk & 31u;
   let sm = scale_min_k4(bb + 4u, 2u * j + hi);
   let d = w_f16(bb) * sm.x;
   let m = w_f16(bb + 2u) * sm.y;
-  let q = (bb + 16u + 32u * j + (kk & 31u)) >> 2u;
+  let q = (bb + select(16u, 48u, q5) + 32u * j + l) >> 2u;
   let shifts = BYTE_SHIFTS + vec4<u32>(4u * hi);
-  let lo = vec4<f32>((vec4<u32>(w[q]) >> shifts) & vec4<u32>(15u));
-  let hi4 = vec4<f32>((vec4<u32>(w[q + 1u]) >> shifts) & vec4<u32>(15u));
-  return W8(d * lo - m, d * hi4 - m);
+  var q0 = (vec4<u32>(w[q]) >> shifts) & vec4<u32>(15u);
+  var q1 = (vec4<u32>(w[q + 1u]) >> shifts) & vec4<u32>(15u);
+  if (q5) {
+    let h = (bb + 16u + l) >> 2u;
+    let bits = BYTE_SHIFTS + vec4<u32>(2u * j + hi);
+    q0 |= ((vec4<u32>(w[h]) >> bits) & vec4<u32>(1u)) << vec4<u32>(4u);
+    q1 |= ((vec4<u32>(w[h + 1u]) >> bits) & vec4<u32>(1u)) << vec4<u32>(4u);
+  }
+  return W8(d * vec4<f32>(q0) - m, d * vec4<f32>(q1) - m);
 }
 
 // The scale of Q3_K sub-block i (16 weights) from the 12 bytes at b, less 32.
@@ -172,25 +180,6 @@ fn load8_q3_k(rb: u32, k: u32) -> W8 {
   let q1 = ((vec4<u32>(w_u32(q + 4u)) >> shifts) & vec4<u32>(3u)) |
     (((vec4<u32>(w_u32(bb + l + 4u)) >> bits) & vec4<u32>(1u)) << vec4<u32>(2u));
   return W8(d * (vec4<f32>(q0) - 4.0), d * (vec4<f32>(q1) - 4.0));
-}
-
-fn load8_q5_k(rb: u32, k: u32) -> W8 {
-  let bb = rb + (k >> 8u) * 176u;
-  let kk = k & 255u;
-  let j = kk >> 6u;
-  let hi = (kk >> 5u) & 1u;
-  let l = kk & 31u;
-  let sm = scale_min_k4(bb + 4u, 2u * j + hi);
-  let d = w_f16(bb) * sm.x;
-  let m = w_f16(bb + 2u) * sm.y;
-  let q = (bb + 48u + 32u * j + l) >> 2u;
-  let h = (bb + 16u + l) >> 2u;
-  let shifts = BYTE_SHIFTS + vec4<u32>(4u * hi);
-  let bits = BYTE_SHIFTS + vec4<u32>(2u * j + hi);
-  let q0 = ((vec4<u32>(w[q]) >> shifts) & vec4<u32>(15u)) | (((vec4<u32>(w[h]) >> bits) & vec4<u32>(1u)) << vec4<u32>(4u));
-  let q1 = ((vec4<u32>(w[q + 1u]) >> shifts) & vec4<u32>(15u)) |
-    (((vec4<u32>(w[h + 1u]) >> bits) & vec4<u32>(1u)) << vec4<u32>(4u));
-  return W8(d * vec4<f32>(q0) - m, d * vec4<f32>(q1) - m);
 }
 
 fn load8_q6_k(rb: u32, k: u32) -> W8 {
@@ -273,13 +262,13 @@ fn load8(format: u32, rb: u32, k: u32, K: u32) -> W8 {
       return load8_q8_0(rb, k);
     }
     case Q4_K: {
-      return load8_q4_k(rb, k);
+      return load8_q4_k(rb, k, false);
     }
     case Q3_K: {
       return load8_q3_k(rb, k);
     }
     case Q5_K: {
-      return load8_q5_k(rb, k);
+      return load8_q4_k(rb, k, true);
     }
     case Q6_K: {
       return load8_q6_k(rb, k);

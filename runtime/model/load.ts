@@ -28,7 +28,7 @@ export interface LoadOptions {
 
 const FORMATS: Record<WeightFormat, DType> = { q4: "q4", q8: "q8_0", f16: "f16", f32: "f32" };
 /** The GPU type of each stored type the kernels read (the others are decoded on the CPU, see dequant.ts). */
-const STORED: Record<Exclude<StoredType, CpuDecodedType>, DType> = {
+export const STORED: Record<Exclude<StoredType, CpuDecodedType>, DType> = {
   F32: "f32",
   F16: "f16",
   BF16: "bf16",
