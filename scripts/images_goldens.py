@@ -293,6 +293,36 @@ def webp_alpha_without_flag(w, h, seed):
     return bytes(data)
 
 
+def webp_chunks(data):
+    """The (id, payload) chunks of a WebP file."""
+    out, i = [], 12
+    while i < len(data):
+        size = struct.unpack("<I", data[i + 4 : i + 8])[0]
+        out.append((data[i : i + 4], data[i + 8 : i + 8 + size]))
+        i += 8 + size + (size & 1)
+    return out
+
+
+def riff_webp(chunks):
+    body = b"WEBP" + b"".join(c + struct.pack("<I", len(p)) + p + b"\0" * (len(p) & 1) for c, p in chunks)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def webp_vp8l_alpha_without_flag(w, h, seed):
+    """A lossless WebP with alpha in a VP8X container whose header does not declare alpha: libwebp keeps the
+    VP8L bitstream's own alpha (unlike an ALPH chunk's)."""
+    (vp8l,) = [p for c, p in webp_chunks(save_bytes(rgba_image(w, h, seed), "WEBP", lossless=True)) if c == b"VP8L"]
+    canvas = bytes([0, 0, 0, 0]) + (w - 1).to_bytes(3, "little") + (h - 1).to_bytes(3, "little")
+    return riff_webp([(b"VP8X", canvas), (b"VP8L", vp8l)])
+
+
+def webp_two_bitstreams(w, h, seed):
+    """A simple WebP holding a VP8L chunk, then a VP8 one: libwebp decodes the first."""
+    (vp8l,) = [p for c, p in webp_chunks(save_bytes(noise_rgb(w, h, seed), "WEBP", lossless=True)) if c == b"VP8L"]
+    (vp8,) = [p for c, p in webp_chunks(save_bytes(scene(w, h, seed), "WEBP", quality=80)) if c == b"VP8 "]
+    return riff_webp([(b"VP8L", vp8l), (b"VP8 ", vp8)])
+
+
 def bmp16(image, masks565):
     """A 16-bit BMP, bottom-up: BI_RGB 5-5-5, or BI_BITFIELDS 5-6-5 (Pillow writes neither)."""
     a = np.asarray(image).astype(np.uint32)
@@ -351,6 +381,8 @@ def cases():
     yield "lossy_noise_48x32", "lossy_noise_48x32.webp", save_bytes(noise_rgb(48, 32, 31), "WEBP", quality=75), 1024, True, "lossy WebP of noise: busy, loop-filtered macroblocks everywhere"
     yield "lossy_alpha_40x30", "lossy_alpha_40x30.webp", save_bytes(rgba_image(40, 30, 28), "WEBP", quality=80), 1024, True, "lossy WebP with a lossless alpha plane"
     yield "alpha_noflag_40x30", "alpha_noflag_40x30.webp", webp_alpha_without_flag(40, 30, 39), 1024, True, "lossy WebP with an ALPH chunk its VP8X header does not declare: opaque"
+    yield "vp8l_alpha_noflag_40x30", "vp8l_alpha_noflag_40x30.webp", webp_vp8l_alpha_without_flag(40, 30, 40), 1024, False, "lossless WebP with alpha in a VP8X header not declaring it: the alpha stays"
+    yield "two_bitstreams_32x24", "two_bitstreams_32x24.webp", webp_two_bitstreams(32, 24, 41), 1024, False, "simple WebP of a VP8L chunk then a VP8 one: the first is the image"
     yield "anim_lossless_30x20", "anim_lossless_30x20.webp", animated_webp(30, 20, 29), 1024, False, "animated lossless WebP: first frame"
     yield "anim_lossy_40x30", "anim_lossy_40x30.webp", animated_lossy_webp(40, 30, 34), 1024, True, "animated lossy WebP: first frame"
     yield "lossless_exif_40x30", "lossless_exif_40x30.webp", save_bytes(scene(40, 30, 35), "WEBP", lossless=True, exif=exif_orientation(1)), 1024, False, "lossless WebP without alpha in a VP8X container (EXIF chunk)"

@@ -17,10 +17,10 @@ pub fn decode_webp(bytes: &[u8]) -> Result<Samples, ImageError> {
     let chunks = container(bytes)?;
     match extended_header(&chunks)? {
         Some(vp8x) if vp8x[0] & ANIMATION_FLAG != 0 => first_frame(vp8x, &chunks),
-        // Pillow reads every WebP through libwebp's animation decoder, whose output has alpha only where the
-        // VP8X header declares it: an ALPH chunk or a VP8L alpha bit without the flag is dropped.
-        Some(vp8x) if vp8x[0] & ALPHA_FLAG == 0 => Ok(opaque(decode_frame(&chunks)?)),
-        _ => decode_frame(&chunks),
+        // As libwebp (under Pillow) reads it: an ALPH chunk counts only where the VP8X header declares alpha; a
+        // VP8L bitstream's own alpha bit counts either way.
+        Some(vp8x) => decode_frame(&chunks, vp8x[0] & ALPHA_FLAG != 0),
+        None => decode_frame(&chunks, true),
     }
 }
 
@@ -64,20 +64,28 @@ fn extended_header<'a>(chunks: &[Chunk<'a>]) -> Result<Option<&'a [u8]>, ImageEr
     }
 }
 
+/// The image's bitstream: the first VP8 or VP8L chunk, as libwebp takes it.
+fn bitstream<'a>(chunks: &[Chunk<'a>]) -> Result<Chunk<'a>, ImageError> {
+    chunks
+        .iter()
+        .copied()
+        .find(|chunk| &chunk.0 == b"VP8 " || &chunk.0 == b"VP8L")
+        .ok_or_else(|| corrupt("no image data"))
+}
+
 /// The size a VP8 key frame header or a VP8L header declares.
 fn bitstream_size(chunks: &[Chunk]) -> Result<(u32, u32), ImageError> {
-    let find = |id: &[u8; 4]| chunks.iter().find(|chunk| &chunk.0 == id).map(|chunk| chunk.1);
-    if let Some(vp8) = find(b"VP8 ") {
+    let (id, data) = bitstream(chunks)?;
+    if &id == b"VP8 " {
         // A 3-byte frame tag, the start code 9d 01 2a, then 14-bit width and height (2 bits of scaling each).
-        let header = vp8.get(..10).ok_or_else(|| corrupt("VP8 header too short"))?;
+        let header = data.get(..10).ok_or_else(|| corrupt("VP8 header too short"))?;
         if header[3..6] != [0x9d, 0x01, 0x2a] {
             return Err(corrupt("VP8 data without a key frame"));
         }
         let side = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]) as u32 & 0x3fff;
         return Ok((side(6), side(8)));
     }
-    let vp8l = find(b"VP8L").ok_or_else(|| corrupt("no image data"))?;
-    let header = vp8l.get(..5).ok_or_else(|| corrupt("VP8L header too short"))?;
+    let header = data.get(..5).ok_or_else(|| corrupt("VP8L header too short"))?;
     if header[0] != 0x2f {
         return Err(corrupt("VP8L data without its signature"));
     }
@@ -96,16 +104,15 @@ fn corrupt(what: &str) -> ImageError {
     ImageError::Corrupt(format!("WebP: {what}"))
 }
 
-/// One image: a VP8 bitstream with an optional ALPH chunk, or a VP8L bitstream (whose header's alpha bit
-/// says whether it has alpha).
-fn decode_frame(chunks: &[Chunk]) -> Result<Samples, ImageError> {
-    let find = |id: &[u8; 4]| chunks.iter().find(|chunk| &chunk.0 == id);
-    if let Some(vp8) = find(b"VP8 ") {
-        return decode_lossy(vp8.1, find(b"ALPH").map(|alph| alph.1));
-    }
-    match find(b"VP8L") {
-        Some(vp8l) => decode_lossless(vp8l.1),
-        None => Err(corrupt("no image data")),
+/// One image: a VP8 bitstream with an ALPH chunk (where `alph` allows it), or a VP8L bitstream (whose header's
+/// alpha bit says whether it has alpha).
+fn decode_frame(chunks: &[Chunk], alph: bool) -> Result<Samples, ImageError> {
+    match bitstream(chunks)? {
+        (id, vp8) if &id == b"VP8 " => {
+            let alpha = chunks.iter().find(|chunk| &chunk.0 == b"ALPH").filter(|_| alph).map(|chunk| chunk.1);
+            decode_lossy(vp8, alpha)
+        }
+        (_, vp8l) => decode_lossless(vp8l),
     }
 }
 
@@ -164,7 +171,7 @@ fn first_frame(vp8x: &[u8], file: &[Chunk]) -> Result<Samples, ImageError> {
     if bitstream_size(&frame_chunks)? != (width as u32, height as u32) {
         return Err(corrupt("animation frame does not match its header"));
     }
-    let frame = match decode_frame(&frame_chunks)? {
+    let frame = match decode_frame(&frame_chunks, true)? {
         Samples::Rgb(rgb) => rgb.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect(),
         Samples::Rgba(rgba) => rgba,
         _ => return Err(corrupt("unexpected frame samples")),
