@@ -233,9 +233,10 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       // loading is stopped.
       stopLoading.abort();
       const closing = service.engine?.close(config.graceSeconds * 1000);
+      // Images still decoding end now: their requests would hold the server's shutdown past the grace period.
+      images.close();
       await server.shutdown();
       await closing;
-      images.close();
     })();
   return { url: await listening.promise, service, ready, shutdown, failed: failed.promise };
 }

@@ -2,6 +2,7 @@
  * a thread that traps, overruns its time or decoded a large image is replaced. */
 import assert from "node:assert/strict";
 import { ImageDecodeError, ImageTooLargeError } from "../runtime/images/errors.ts";
+import { EngineClosedError } from "../runtime/engine/engine.ts";
 import { ImagePool } from "../runtime/images/pool.ts";
 import { preprocessImage } from "../runtime/images/preprocess.ts";
 import { fixture } from "./helpers.ts";
@@ -83,7 +84,7 @@ Deno.test("the event loop runs while an image decodes; a thread whose memory gre
   });
 });
 
-Deno.test("an image waiting for a thread leaves when its request is cancelled", async () => {
+Deno.test("a cancelled request's images leave the queue, or end the thread decoding them", async () => {
   await withPool({ threads: 1 }, async (pool) => {
     const first = pool.preprocess(large);
     const cancel = new AbortController();
@@ -97,7 +98,17 @@ Deno.test("an image waiting for a thread leaves when its request is cancelled", 
       "already cancelled",
     );
   });
+  // A decode under way ends with its thread.
+  await withPool({ threads: 1 }, async (pool) => {
+    const cancel = new AbortController();
+    const decoding = pool.preprocess(large, {}, cancel.signal);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    cancel.abort(new Error("gone"));
+    await assert.rejects(decoding, /gone/);
+    assert.equal(pool.threads, 0);
+    assert.equal((await pool.preprocess(photo)).cols, 64);
+  });
   const closed = new ImagePool();
   closed.close();
-  await assert.rejects(closed.preprocess(photo), /closed/);
+  await assert.rejects(closed.preprocess(photo), EngineClosedError);
 });

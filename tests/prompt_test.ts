@@ -157,3 +157,23 @@ Deno.test("a text of hundreds of thousands of tokens is encoded (no spread of it
   ], enc);
   assert.equal(ids.length, 1 + 3 * 400_000 + 5);
 });
+
+Deno.test("the first image of a request that fails ends the others' work", async () => {
+  const s = service(tokenizers.tiny);
+  const aborted: boolean[] = [];
+  // The second image fails at once; the others wait on their signal, as a decode thread would be ended.
+  s.images.preprocess = (bytes, _options, signal) =>
+    bytes[0] === 0 ? Promise.reject(new Error("broken image")) : new Promise((_, reject) => {
+      signal!.addEventListener("abort", () => {
+        aborted.push(true);
+        reject(signal!.reason);
+      });
+    });
+  const url = (byte: number) => `data:image/png;base64,${Uint8Array.of(byte, 1, 2).toBase64()}`;
+  const parts = [1, 0, 1, 1].map((b) => ({ type: "image_url", image_url: { url: url(b) } }));
+  await assert.rejects(
+    encodeChat(messages([{ role: "user", content: [...parts, { type: "text", text: "x" }] }]), s),
+    /broken image/,
+  );
+  assert.equal(aborted.length, 3);
+});

@@ -56,15 +56,18 @@ async function loadImages(
       sources[policy.maxImages].param,
     );
   }
+  // The first image that fails ends the others (their fetches and decodes), which would go on for nothing.
+  const failed = new AbortController();
+  const each = signal ? AbortSignal.any([signal, failed.signal]) : failed.signal;
   return await Promise.all(sources.map(async ({ url, param }): Promise<PromptImage> => {
     try {
-      const bytes = await fetchImageBytes(url, policy.fetch, signal);
+      const bytes = await fetchImageBytes(url, policy.fetch, each);
       const image = await (policy.preprocess ?? preprocessImage)(bytes, {
         resize: resize ?? policy.resize,
         maxImageSize: policy.maxImageSize,
         patchSize: policy.patchSize,
         maxPixels: policy.maxPixels,
-      }, signal);
+      }, each);
       const tokens = await imageTokenLayout(image, policy.tokens);
       return {
         input: { rows: image.rows, cols: image.cols, pixels: image.pixels as Float32Array },
@@ -72,6 +75,7 @@ async function loadImages(
       };
     } catch (err) {
       (err as Error & { param?: string }).param ??= param;
+      failed.abort(err);
       throw err;
     }
   }));

@@ -1,6 +1,7 @@
 /**
- * A non-streamed answer. Deno reports a client that leaves before the response begins only for request bodies of
- * up to about 1 KB (denoland/deno#21653); a larger request (any image) would run to max_tokens after its client
+ * A non-streamed answer. Deno reports a client that leaves before the response begins only for requests of up to
+ * about 512 bytes, head included (denoland/deno#21653); a larger request (most, with an SDK's headers) would run
+ * to max_tokens after its client
  * gave up. So for those the response begins once the first token exists, then sends a space each second until
  * the JSON is ready (leading whitespace is valid JSON; OpenRouter keeps connections alive the same way): the
  * write after a client leaves fails, which stops the generation, and proxies that close idle connections keep
@@ -16,8 +17,15 @@ import { beforeKeepAlive } from "./sse.ts";
 const encoder = new TextEncoder();
 const SPACE = encoder.encode(" ");
 
-/** Request bodies Deno still reports a disconnect for, before the response begins. */
-const REPORTED_BYTES = 1024;
+/** Requests (head and body) Deno still reports a disconnect for before the response begins, with a margin. */
+const REPORTED_BYTES = 448;
+
+/** The request's size on the wire, near enough: request line, headers and body. */
+function requestBytes(request: Request, bodyLength: number): number {
+  let bytes = request.method.length + new URL(request.url).pathname.length + 12;
+  for (const [name, value] of request.headers) bytes += name.length + value.length + 4;
+  return bytes + bodyLength;
+}
 
 export async function patientJson(
   run: CompletionRun,
@@ -25,7 +33,7 @@ export async function patientJson(
 ): Promise<Response> {
   const length = Number(options.request.headers.get("content-length") ?? NaN);
   let next = await run.updates.next();
-  if (length <= REPORTED_BYTES) {
+  if (requestBytes(options.request, length) <= REPORTED_BYTES) {
     while (!next.done) next = await run.updates.next();
     return Response.json(options.answer(next.value));
   }

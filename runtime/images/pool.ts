@@ -15,6 +15,7 @@ import {
   ImageSizeError,
   ImageTooLargeError,
 } from "./errors.ts";
+import { EngineClosedError } from "../engine/engine.ts";
 import type { PreprocessedImage, PreprocessOptions } from "./preprocess.ts";
 
 export interface ImageJob {
@@ -79,13 +80,16 @@ export class ImagePool {
     return this.#threads.length;
   }
 
-  /** `preprocessImage` on a thread; a signal that aborts while the image waits for one takes it out. */
+  /**
+   * `preprocessImage` on a thread. A signal that aborts takes the image out of the queue, or ends the thread
+   * decoding it (a decode cannot be interrupted otherwise).
+   */
   preprocess(
     bytes: Uint8Array,
     options: PreprocessOptions = {},
     signal?: AbortSignal,
   ): Promise<PreprocessedImage> {
-    if (this.#closed) return Promise.reject(new Error("the image threads were closed"));
+    if (this.#closed) return Promise.reject(new EngineClosedError("the server is shutting down"));
     if (signal?.aborted) return Promise.reject(signal.reason);
     const pending: Pending = {
       job: { id: ++this.#next, bytes, options },
@@ -94,10 +98,13 @@ export class ImagePool {
     };
     const leave = () => {
       const at = this.#queue.indexOf(pending);
-      if (at >= 0) {
-        this.#queue.splice(at, 1);
-        pending.done.reject(signal!.reason);
+      if (at >= 0) this.#queue.splice(at, 1);
+      const thread = this.#threads.find((t) => t.running?.pending === pending);
+      if (thread) {
+        clearTimeout(thread.running!.timer);
+        this.#end(thread);
       }
+      pending.done.reject(signal!.reason);
     };
     signal?.addEventListener("abort", leave, { once: true });
     this.#queue.push(pending);
@@ -109,11 +116,11 @@ export class ImagePool {
     this.#closed = true;
     for (const thread of this.#threads.splice(0)) {
       if (thread.running) clearTimeout(thread.running.timer);
-      thread.running?.pending.done.reject(new Error("the image threads were closed"));
+      thread.running?.pending.done.reject(new EngineClosedError("the server is shutting down"));
       thread.worker.terminate();
     }
     for (const pending of this.#queue.splice(0)) {
-      pending.done.reject(new Error("the image threads were closed"));
+      pending.done.reject(new EngineClosedError("the server is shutting down"));
     }
   }
 
