@@ -169,6 +169,33 @@ Deno.test("cancelled and abandoned streams return their KV blocks; limits are ch
   }
 });
 
+Deno.test("requests with images are refused while the images of those waiting pass the budget", async () => {
+  const model = await loadTiny("mistral", { kvTokens: 256 });
+  const bytes = image.pixels.byteLength;
+  // Room for two waiting images: a third waits for a slot, and text still queues.
+  const engine = new LocalEngine(model, { maxRunning: 1, prefillChunk: 16, maxQueuedImageBytes: 2 * bytes });
+  const withImage = {
+    ids: [1, 3, ...mm.ids.slice(2, 17), 4],
+    images: [image],
+    sampling: GREEDY,
+    maxTokens: 2,
+    stopIds: [],
+  };
+  try {
+    const streams = [engine.generate(withImage), engine.generate(withImage), engine.generate(withImage)];
+    assert.throws(() => engine.generate(withImage), (err: Error) => {
+      assert.ok(err instanceof EngineBusyError);
+      assert.match(err.message, /MiB of images are already waiting/);
+      return true;
+    });
+    streams.push(engine.generate({ ...withImage, ids: [1, 3, 1100, 4], images: [] }));
+    await Promise.all(streams.map(collect));
+    await collect(engine.generate(withImage)); // the queue drained: images pass again
+  } finally {
+    await engine.close();
+  }
+});
+
 /** A long answer started first: under a small KV pool, newer sequences give way to it. */
 const OLDER = {
   ids: [1, 3, ...Array(11).fill(1100), 4],

@@ -70,6 +70,11 @@ export interface LocalEngineOptions {
   maxRunning?: number;
   /** Requests waiting beyond which new ones are refused (default 256). */
   maxQueue?: number;
+  /**
+   * Pixel bytes of the images of waiting requests beyond which a request with images is refused (default 1 GiB,
+   * about 80 images at 1024x1024): a queue of small image requests would otherwise hold gigabytes.
+   */
+  maxQueuedImageBytes?: number;
   /** Tokens per sequence, if lower than the model's context. */
   contextLength?: number;
   /**
@@ -311,6 +316,7 @@ export class LocalEngine implements Engine {
   readonly #prefillBudget: number;
   readonly #maxRunning: number;
   readonly #maxQueue: number;
+  readonly #maxQueuedImageBytes: number;
   readonly limits: RequestLimits;
   readonly #decodeSteps: number;
   readonly #decodeRunMs: number;
@@ -342,6 +348,7 @@ export class LocalEngine implements Engine {
     this.#prefillBudget = options.prefillBudget ?? this.prefillChunk;
     this.#maxRunning = options.maxRunning ?? 64;
     this.#maxQueue = options.maxQueue ?? 256;
+    this.#maxQueuedImageBytes = options.maxQueuedImageBytes ?? 1024 ** 3;
     this.limits = {
       contextLength: this.contextLength,
       vocabSize: this.vocabSize,
@@ -398,6 +405,14 @@ export class LocalEngine implements Engine {
     if (waiting >= this.#maxQueue) {
       throw new EngineBusyError(`${waiting} requests are already waiting`, 1);
     }
+    const imageBytes = request.images.reduce((n, image) => n + image.pixels.byteLength, 0);
+    const queuedImageBytes = waiting && imageBytes ? this.#queuedImageBytes() : 0;
+    if (queuedImageBytes && queuedImageBytes + imageBytes > this.#maxQueuedImageBytes) {
+      throw new EngineBusyError(
+        `${Math.round(queuedImageBytes / 2 ** 20)} MiB of images are already waiting`,
+        1,
+      );
+    }
     const seq = new Sequence(request, this.vocabSize);
     // Registered now, not when the stream is first read: a stream that is never read must still be cancellable.
     const abort = () => this.#cancel(seq);
@@ -413,6 +428,15 @@ export class LocalEngine implements Engine {
     if (signal?.aborted) abort();
     this.#kick();
     return this.#stream(seq, () => signal?.removeEventListener("abort", abort));
+  }
+
+  /** Pixel bytes of the images of the sequences not running yet. */
+  #queuedImageBytes(): number {
+    let bytes = 0;
+    for (const seq of [...this.#compiling, ...this.#waiting]) {
+      for (const image of seq.request.images) bytes += image.pixels.byteLength;
+    }
+    return bytes;
   }
 
   /**
