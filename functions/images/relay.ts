@@ -37,6 +37,13 @@ async function readHead(conn: Deno.Conn): Promise<[string, Uint8Array] | undefin
   return undefined;
 }
 
+/** Closes a connection or listener that may have closed already. */
+function closeQuietly(resource: { close(): void }): void {
+  try {
+    resource.close();
+  } catch { /* already closed */ }
+}
+
 function defaultPort(url: URL): number {
   return Number(url.port || (url.protocol === "https:" ? 443 : 80));
 }
@@ -70,9 +77,7 @@ export class PinnedRelay {
         this.#conns.add(conn);
         this.#relay(conn).catch(() => {}).finally(() => {
           this.#conns.delete(conn);
-          try {
-            conn.close();
-          } catch { /* already closed */ }
+          closeQuietly(conn);
         });
       }
     } catch { /* the listener was closed */ }
@@ -130,22 +135,16 @@ export class PinnedRelay {
       ]);
     } finally {
       this.#conns.delete(upstream);
-      try {
-        upstream.close();
-      } catch { /* already closed */ }
+      closeQuietly(upstream);
     }
   }
 
   close() {
     this.#closed.abort();
     this.client.close();
-    try {
-      this.#listener.close();
-    } catch { /* already closed */ }
+    closeQuietly(this.#listener);
     for (const conn of this.#conns) {
-      try {
-        conn.close();
-      } catch { /* already closed */ }
+      closeQuietly(conn);
     }
     this.#conns.clear();
   }

@@ -51,7 +51,6 @@ const ERRORS: Record<string, new (message: string) => Error> = {
 interface Pending {
   job: ImageJob;
   done: PromiseWithResolvers<PreprocessedImage>;
-  signal?: AbortSignal;
 }
 
 interface Thread {
@@ -91,11 +90,7 @@ export class ImagePool {
   ): Promise<PreprocessedImage> {
     if (this.#closed) return Promise.reject(new EngineClosedError("the server is shutting down"));
     if (signal?.aborted) return Promise.reject(signal.reason);
-    const pending: Pending = {
-      job: { id: ++this.#next, bytes, options },
-      done: Promise.withResolvers(),
-      signal,
-    };
+    const pending: Pending = { job: { id: ++this.#next, bytes, options }, done: Promise.withResolvers() };
     const leave = () => {
       const at = this.#queue.indexOf(pending);
       if (at >= 0) this.#queue.splice(at, 1);

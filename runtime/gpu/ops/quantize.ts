@@ -201,10 +201,11 @@ export function dequantizeRef(dtype: DType, bytes: Uint8Array, rows: number, k: 
       } else if (dtype === "q3_k") {
         // hmask[32] at 0, qs[64] at 32, scales[12] at 96, d at 108.
         const d = f16(at + 108);
+        const scales = Array.from({ length: 16 }, (_, i) => f(d * q3kScale(x.subarray(96), i)));
         for (let n = 0; n < 2; n++) {
           for (let j = 0; j < 4; j++) {
             for (let l = 0; l < 32; l++) {
-              const dl = f(d * q3kScale(x.subarray(96), 8 * n + 2 * j + (l >> 4)));
+              const dl = scales[8 * n + 2 * j + (l >> 4)];
               const code = ((x[32 + 32 * n + l] >> (2 * j)) & 3) - ((x[l] >> (4 * n + j)) & 1 ? 0 : 4);
               v[128 * n + 32 * j + l] = f(dl * code);
             }
