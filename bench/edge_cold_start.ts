@@ -61,7 +61,6 @@ const status = {
     patchSize: 16,
     tokens: { img: 10, imgBreak: 12, imgEnd: 13 },
   },
-  pixels: "f16",
   defaults: { temperature: 0.7, topP: 1 },
   tokenizer: sha256,
 };

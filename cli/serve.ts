@@ -212,7 +212,6 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   }).then((engine) => {
     if (stopping) return engine.close();
     service.engine = engine;
-    service.pixelPrecision = engine.ready.pixels;
     log.info("ready", {
       model: id,
       context: engine.contextLength,

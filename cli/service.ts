@@ -4,7 +4,7 @@ import { DEFAULT_IMAGE_FETCH } from "../functions/images/fetch.ts";
 import { createMetrics } from "../functions/metrics.ts";
 import type { Service } from "../functions/service.ts";
 import type { ImagePool } from "../runtime/images/pool.ts";
-import type { ResizeMode } from "../runtime/images/preprocess.ts";
+import { imageInput, type ResizeMode } from "../runtime/images/preprocess.ts";
 import { log } from "../runtime/log.ts";
 import { type OpenedFiles, visionUnavailable } from "../runtime/model/boot.ts";
 
@@ -61,8 +61,9 @@ export function localService(files: OpenedFiles, settings: ServiceSettings): Ser
       patchSize: tokenizer.imageConfig?.patchSize ?? config.vision?.patchSize ?? 16,
       maxPixels: settings.images.maxPixels,
       tokens: { ...config.imageTokens },
-      preprocess: settings.images.pool &&
-        ((bytes, options, signal) => settings.images.pool!.preprocess(bytes, options, signal)),
+      prepare: settings.images.pool &&
+        (async (bytes, options, signal) =>
+          imageInput(await settings.images.pool!.preprocess(bytes, options, signal))),
     },
     defaults: { temperature: settings.temperature, topP: 1 },
     chatTemplate: settings.chatTemplate,

@@ -1,8 +1,10 @@
 /**
  * The edge gateway (Cloudflare Workers and workerd, Deno Deploy, `deno serve`), bundled by `deno task build`:
  * the same Hono app as a GPU host, whose engine is a RemoteEngine over a pool of GPU hosts. Requests are
- * validated, authenticated, their images fetched and patched and their messages tokenized here, with the WASM
- * module; only the prepared ids and pixels travel on to a GPU host.
+ * validated, authenticated, their images fetched and measured (their headers give their token layout) and their
+ * messages tokenized here, with the WASM module; the ids and the image files travel on to a GPU host, which
+ * decodes the images on its threads: decoding can take seconds of CPU, which an isolate has neither the threads
+ * nor the budget for.
  *
  * Configuration comes from environment bindings (wrangler.toml `[vars]` and secrets, or the process
  * environment under Deno):
@@ -27,6 +29,7 @@ import { RemoteEngine } from "../runtime/engine/remote.ts";
 import { log } from "../runtime/log.ts";
 import { parseSize } from "../runtime/model/offer.ts";
 import { Tokenizer } from "../runtime/tokenizer/tokenizer.ts";
+import { encodedImage } from "../runtime/images/preprocess.ts";
 import { loadWasm } from "../runtime/wasm.ts";
 import { createApp } from "./app.ts";
 import type { ApiErrorBody } from "./errors.ts";
@@ -101,6 +104,7 @@ async function startGateway(
       patchSize: host.images.patchSize,
       maxPixels: host.images.maxPixels,
       tokens: host.images.tokens,
+      prepare: encodedImage,
     },
     defaults: host.defaults,
     metrics: createMetrics(() => engine),

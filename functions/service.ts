@@ -2,8 +2,8 @@
  * What the routes need from the deployment: the engine (local GPU or remote), the tokenizer, the model's
  * identity, limits and defaults, and the metrics. The GPU host and the edge build each assemble one.
  */
-import type { PreprocessedImage, PreprocessOptions, ResizeMode } from "../runtime/images/preprocess.ts";
-import type { Engine } from "../runtime/engine/engine.ts";
+import type { PreprocessOptions, ResizeMode } from "../runtime/images/preprocess.ts";
+import type { Engine, RequestImage } from "../runtime/engine/engine.ts";
 import type { Tokenizer } from "../runtime/tokenizer/tokenizer.ts";
 import type { ImageFetchOptions } from "./images/fetch.ts";
 import type { ServerMetrics } from "./metrics.ts";
@@ -33,12 +33,11 @@ export interface ImagePolicy {
   patchSize: number;
   maxPixels: number;
   tokens: { img: number; imgBreak: number; imgEnd: number };
-  /** Where images are decoded (the GPU host: runtime/images/pool.ts); default: in this thread. */
-  preprocess?: (
-    bytes: Uint8Array,
-    options: PreprocessOptions,
-    signal?: AbortSignal,
-  ) => Promise<PreprocessedImage>;
+  /**
+   * An image's file as the engine takes it: decoded (the default, in this thread; the GPU host decodes on worker
+   * threads, runtime/images/pool.ts), or measured only, the GPU host decoding the file it is sent (the edge).
+   */
+  prepare?: (bytes: Uint8Array, options: PreprocessOptions, signal?: AbortSignal) => Promise<RequestImage>;
 }
 
 export interface SamplingDefaults {
@@ -56,8 +55,6 @@ export interface Service {
   /** A Hugging Face chat template to build prompts with; absent: Mistral's instruct rules (the default). */
   chatTemplate?: string;
   metrics: ServerMetrics;
-  /** The precision the vision encoder reads pixels at (f16 activations round them); default f32. */
-  pixelPrecision?: "f32" | "f16";
   /** Why loading failed, when it did. */
   failure?: string;
   /** Set when shutdown begins: load balancers should stop sending requests. */

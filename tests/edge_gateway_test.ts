@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import OpenAI from "openai";
 import type { HostStatus } from "../runtime/engine/wire.ts";
 import { dataUrl, post } from "./api_helpers.ts";
+import { fixture } from "./helpers.ts";
 import {
   buildBundle,
   denoGateway,
@@ -92,6 +93,20 @@ Deno.test("edge gateway: the bundle under Deno and workerd, two GPU hosts, one k
       const refused = await post(`${gateway.url}/v1/chat/completions`, { messages: [] });
       assert.equal(refused.status, 401);
       await assertSameAnswers(gateway.url, b.url);
+      // The gateway reads an image's header only: a file whose data is broken is refused by the host decoding it.
+      const png = await Deno.readFile(fixture("golden/images/chat_a_32x48.png"));
+      const broken = `data:image/png;base64,${png.subarray(0, png.length - 40).toBase64()}`;
+      const refusedImage = await post(`${gateway.url}/v1/chat/completions`, {
+        model: "mistral",
+        messages: [{
+          role: "user",
+          content: [{ type: "image_url", image_url: { url: broken } }, { type: "text", text: "x" }],
+        }],
+        max_tokens: 2,
+      }, { authorization: `Bearer ${KEY}` });
+      assert.equal(refusedImage.status, 400, JSON.stringify(refusedImage.json));
+      assert.equal(refusedImage.json.error.type, "invalid_request_error");
+      assert.match(refusedImage.json.error.message, /image 1: .*(corrupt|truncated|end)/i);
       // Function calling: the output format, its trigger and the banned [TOOL_CALLS] travel to the host.
       const direct = new OpenAI({ baseURL: `${b.url}/v1`, apiKey: "unused", maxRetries: 0 });
       const edge = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: KEY, maxRetries: 0 });

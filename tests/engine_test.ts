@@ -161,6 +161,9 @@ Deno.test("cancelled and abandoned streams return their KV blocks; limits are ch
     assert.throws(() => engine.generate({ ...long, maxTokens: 1000 }), RequestTooLongError);
     assert.throws(() => engine.generate({ ...long, ids: [] }), RequestTooLongError);
     assert.throws(() => engine.generate({ ...long, ids: [5000] }), /not in the vocabulary/);
+    // An image file (a gateway's, which the internal route decodes first) never reaches the model.
+    const file = { rows: 1, cols: 1, bytes: new Uint8Array(8), resize: "mistral" as const };
+    assert.throws(() => engine.generate({ ...long, ids: [1, 10, 13], images: [file] }), /not decoded/);
     const queued = Array.from({ length: 5 }, () => engine.generate({ ...long, maxTokens: 3 }));
     assert.throws(() => engine.generate(long), EngineBusyError);
     await Promise.all(queued.map(collect));

@@ -13,7 +13,7 @@
  * decoder and libwebp's upsampling and conversion).
  */
 import assert from "node:assert/strict";
-import { decodeImageRgb, preprocessImage } from "../runtime/images/preprocess.ts";
+import { decodeImageRgb, measureImage, preprocessImage } from "../runtime/images/preprocess.ts";
 import { casesManifest, channelMeans, compare, levels, readCase, referenceValues } from "./images_helpers.ts";
 
 const { images } = await casesManifest();
@@ -41,11 +41,16 @@ for (const mode of ["mistral", "hf"] as const) {
   Deno.test(`${mode} mode matches the reference on every case`, async () => {
     for (const c of images) {
       const reference = c[mode];
-      const out = await preprocessImage(await readCase(c.file), {
-        resize: mode,
-        maxImageSize: c.max_image_size,
-      });
+      const bytes = await readCase(c.file);
+      const out = await preprocessImage(bytes, { resize: mode, maxImageSize: c.max_image_size });
       assert.deepEqual([out.cols, out.rows], [reference.cols, reference.rows], c.name);
+      // What an edge gateway lays out from the header alone is what decoding gives.
+      const { rows, cols, width, height } = out;
+      assert.deepEqual(
+        await measureImage(bytes, { resize: mode, maxImageSize: c.max_image_size }),
+        { rows, cols, width, height },
+        `${c.name} measured`,
+      );
       assert.equal(out.pixels.length, reference.shape[0] * reference.shape[1] * reference.shape[2], c.name);
       const pixels = out.pixels as Float32Array;
       const { values, index } = await referenceValues(reference, mode, pixels.length);

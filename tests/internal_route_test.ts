@@ -1,17 +1,27 @@
 /**
  * The GPU host's internal routes on a real server (tiny-pixtral): the secret, the status, and generation through
- * RemoteEngine giving exactly what the host's own engine gives (ids, log-probabilities, seeded sampling, images
- * at f32, and at f16 on a host computing in f16); cancellation freeing the KV cache; bad bodies refused.
+ * RemoteEngine giving exactly what the host's own engine gives (ids, log-probabilities, seeded sampling, image
+ * files the host decodes, also on a host computing in f16); cancellation freeing the KV cache; bad bodies and
+ * bad image files refused.
  */
 import assert from "node:assert/strict";
 import { encodeChat } from "../functions/chat/prepare.ts";
 import type { Service } from "../functions/service.ts";
-import type { Engine, FinishReason, GenerateRequest, TokenEvent } from "../runtime/engine/engine.ts";
+import type {
+  EncodedImage,
+  Engine,
+  FinishReason,
+  GenerateRequest,
+  TokenEvent,
+} from "../runtime/engine/engine.ts";
+import { decodeImage, encodedImage } from "../runtime/images/preprocess.ts";
+import type { ImageInput } from "../runtime/model/vision.ts";
 import { RemoteEngine } from "../runtime/engine/remote.ts";
 import { internalRoutes } from "../functions/routes/internal.ts";
 import { jsonSchemaFormat } from "../runtime/grammar/format.ts";
 import { BINARY, encodeRequest, type HostStatus } from "../runtime/engine/wire.ts";
 import { dataUrl, serverConfig, withServer } from "./api_helpers.ts";
+import { fixture } from "./helpers.ts";
 
 const SECRET = "internal-secret-for-tests";
 const auth = { authorization: `Bearer ${SECRET}` };
@@ -26,17 +36,19 @@ async function collect(stream: AsyncGenerator<TokenEvent, FinishReason>) {
   }
 }
 
+/** The request as a gateway prepares it: the image measured, its file sent on. */
 async function prepared(
   service: Service,
-  overrides: Partial<GenerateRequest> = {},
-): Promise<GenerateRequest> {
+  overrides: Partial<GenerateRequest<EncodedImage>> = {},
+): Promise<GenerateRequest<EncodedImage>> {
+  const gateway = { ...service, images: { ...service.images, prepare: encodedImage } };
   const { ids, images } = await encodeChat([{
     role: "user",
     content: [{ type: "text", text: "What is in" }, { type: "image_url", image_url: { url: image } }],
-  }], service);
+  }], gateway);
   return {
     ids,
-    images,
+    images: images as EncodedImage[],
     sampling: {
       temperature: 0.9,
       topP: 0.95,
@@ -52,6 +64,12 @@ async function prepared(
     topLogprobs: 2,
     ...overrides,
   };
+}
+
+/** The same request as the host's own routes prepare it: the images decoded. */
+async function decoded(request: GenerateRequest<EncodedImage>): Promise<GenerateRequest<ImageInput>> {
+  const images = await Promise.all(request.images.map((i) => decodeImage(i.bytes, { resize: i.resize })));
+  return { ...request, images };
 }
 
 async function until(what: string, ok: () => boolean) {
@@ -83,7 +101,6 @@ Deno.test("internal routes: only mounted with a secret, and only for requests th
     const status: HostStatus = await (await fetch(`${url}/internal/v1/status`, { headers: auth })).json();
     assert.equal(status.ready, true);
     assert.equal(status.contextLength, 2048);
-    assert.equal(status.pixels, "f32");
     const { gpuSubmits, ...load } = status.stats!;
     assert.deepEqual(load, {
       waiting: 0,
@@ -105,7 +122,8 @@ Deno.test("internal routes: generation through RemoteEngine equals the host's ow
     assert.equal(remote.contextLength, service.engine!.contextLength);
     const request = await prepared(service);
     assert.equal(request.images.length, 1);
-    const local = await collect(service.engine!.generate(request));
+    assert.deepEqual(request.images[0].bytes, await Deno.readFile(fixture("golden/images/chat_a_32x48.png")));
+    const local = await collect(service.engine!.generate(await decoded(request)));
     const viaWire = await collect(remote.generate(request));
     assert.equal(local.events.length, 6);
     assert.ok(local.events.every((e) => e.logprob !== undefined && e.top?.length === 2));
@@ -114,7 +132,7 @@ Deno.test("internal routes: generation through RemoteEngine equals the host's ow
     // An output format travels with the request, and the host keeps the output inside it as its engine does.
     const constrained = { ...request, maxTokens: 60, format: jsonSchemaFormat({ enum: ["yes", "no"] }) };
     const json = await collect(remote.generate(constrained));
-    assert.deepEqual(json, await collect(service.engine!.generate(constrained)));
+    assert.deepEqual(json, await collect(service.engine!.generate(await decoded(constrained))));
     assert.equal(json.finish, "stop");
     assert.match(service.tokenizer.decode(json.events.map((e) => e.id)), /^"(yes|no)"$/);
 
@@ -130,18 +148,15 @@ Deno.test("internal routes: generation through RemoteEngine equals the host's ow
   });
 });
 
-Deno.test("internal routes: a host computing in f16 takes f16 pixels with the same result", async () => {
+Deno.test("internal routes: a host computing in f16 gives through the wire what its own engine gives", async () => {
   const model = { ...serverConfig().model, activations: "f16" as const };
   await withServer({ internalSecret: SECRET, model }, async ({ url, service }) => {
     const remote = new RemoteEngine({ hosts: [url], secret: SECRET });
-    assert.equal((await remote.start()).pixels, "f16");
-    const request = await prepared(service, {
-      topLogprobs: undefined,
-      sampling: (await prepared(service)).sampling,
-    });
+    await remote.start();
+    const request = await prepared(service, { topLogprobs: undefined });
     assert.deepEqual(
       await collect(remote.generate(request)),
-      await collect(service.engine!.generate(request)),
+      await collect(service.engine!.generate(await decoded(request))),
     );
   });
 });
@@ -159,8 +174,10 @@ Deno.test("internal routes: bodies that are not valid requests for this model ar
     const request = await prepared(service);
     const engine: Engine = service.engine!;
     const img = service.images.tokens.img;
+    const { rows, cols, bytes: file } = request.images[0];
+    assert.deepEqual([rows, cols], [3, 2]);
     const cases: [BodyInit, number, string, RegExp][] = [
-      ['{"messages": []}', 400, "bad_request", /must start with "PXG4"/],
+      ['{"messages": []}', 400, "bad_request", /must start with "PXG5"/],
       [
         encodeRequest({ ...request, ids: request.ids.map((id) => id === img ? 5 : id) }),
         400,
@@ -171,7 +188,32 @@ Deno.test("internal routes: bodies that are not valid requests for this model ar
         encodeRequest({ ...request, images: [{ ...request.images[0], rows: request.images[0].rows + 1 }] }),
         400,
         "bad_request",
-        /needs \d+ values/,
+        /image tokens for images of/,
+      ],
+      [
+        // As many patches, another grid: the tokens were laid out for an image the file is not.
+        encodeRequest({ ...request, images: [{ ...request.images[0], rows: cols, cols: rows }] }),
+        400,
+        "bad_request",
+        /image 1 decodes to 2x3 patches, not the gateway's 3x2/,
+      ],
+      [
+        encodeRequest({
+          ...request,
+          images: [{ ...request.images[0], bytes: file.subarray(0, file.length / 2) }],
+        }),
+        400,
+        "bad_request",
+        /^image 1: /,
+      ],
+      [
+        encodeRequest({
+          ...request,
+          images: [{ ...request.images[0], bytes: new TextEncoder().encode("GIF89a") }],
+        }),
+        400,
+        "bad_request",
+        /^image 1: /,
       ],
       [
         encodeRequest({ ...request, ids: [...request.ids, 999_999] }),

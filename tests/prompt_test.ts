@@ -162,7 +162,7 @@ Deno.test("the first image of a request that fails ends the others' work", async
   const s = service(tokenizers.tiny);
   const aborted: boolean[] = [];
   // The second image fails at once; the others wait on their signal, as a decode thread would be ended.
-  s.images.preprocess = (bytes, _options, signal) =>
+  s.images.prepare = (bytes, _options, signal) =>
     bytes[0] === 0 ? Promise.reject(new Error("broken image")) : new Promise((_, reject) => {
       signal!.addEventListener("abort", () => {
         aborted.push(true);

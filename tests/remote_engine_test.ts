@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import {
+  type EncodedImage,
   EngineBusyError,
   EngineUnavailableError,
   type FinishReason,
@@ -60,7 +61,6 @@ function hostStatus(load: { waiting?: number; running?: number; kvUsage?: number
       patchSize: 16,
       tokens: { img: 10, imgBreak: 12, imgEnd: 13 },
     },
-    pixels: "f32",
     defaults: { temperature: 0.7, topP: 1 },
     tokenizer: "ab".repeat(32),
   };
@@ -108,7 +108,13 @@ const tokens = (ids: number[], finish: FinishReason = "length"): Frame[] => [
   { finish },
 ];
 
-const request: GenerateRequest = { ids: [1, 5, 6], images: [], sampling: GREEDY, maxTokens: 3, stopIds: [2] };
+const request: GenerateRequest<EncodedImage> = {
+  ids: [1, 5, 6],
+  images: [],
+  sampling: GREEDY,
+  maxTokens: 3,
+  stopIds: [2],
+};
 
 async function collect(stream: AsyncGenerator<TokenEvent, FinishReason>) {
   const ids: number[] = [];
@@ -188,9 +194,11 @@ Deno.test("remote: a request's routing key covers its first tokens and an image 
   const image = {
     rows: 1,
     cols: 2,
-    pixels: Float32Array.from({ length: 3 * 16 * 32 }, (_, i) => Math.sin(i)),
+    bytes: Uint8Array.from({ length: 20_000 }, (_, i) => (i * i) & 255),
+    resize: "mistral" as const,
   };
-  const other = { ...image, pixels: image.pixels.map((v) => -v) };
+  // Files that differ in one of the bytes the key samples (one in every 4 here).
+  const other = { ...image, bytes: image.bytes.with(10_000, 7) };
   const early = { ...request, ids: [1, 3, 10, 10, 13, 1500, 4], images: [image] };
   const key = routingKey(early, 10);
   assert.equal(routingKey({ ...early, ids: [...early.ids] }, 10), key);
@@ -201,6 +209,10 @@ Deno.test("remote: a request's routing key covers its first tokens and an image 
   const late = { ...request, ids: [...head, 10, 10, 13, 4], images: [image] };
   assert.equal(routingKey(late, 10), routingKey({ ...late, images: [other] }, 10));
   assert.equal(routingKey(late, 10), routingKey({ ...request, ids: [...head, 2000] }, 10));
+  // A gateway sends files; decoded pixels are the GPU host's own.
+  const engine = new RemoteEngine({ hosts: ["http://127.0.0.1:9"], secret: "s" });
+  const decoded = { rows: 1, cols: 2, pixels: new Float32Array(3 * 16 * 32) };
+  assert.throws(() => engine.generate({ ...early, images: [decoded] }), /images as files/);
 });
 
 Deno.test("remote: a host that fails before the first token is replaced; the request is retried", async () => {

@@ -1,10 +1,9 @@
 /**
- * The gateway <-> GPU host wire format: requests round-trip exactly (f32) or rounded to nearest-even (f16, as
- * the Rust patcher rounds), malformed bodies are refused with what is wrong, and token frames survive any
- * chunking of the stream.
+ * The gateway <-> GPU host wire format: requests round-trip exactly, image files byte for byte, malformed bodies
+ * are refused with what is wrong, and token frames survive any chunking of the stream.
  */
 import assert from "node:assert/strict";
-import type { GenerateRequest } from "../runtime/engine/engine.ts";
+import type { EncodedImage, GenerateRequest } from "../runtime/engine/engine.ts";
 import {
   decodeFrame,
   decodeRequest,
@@ -14,22 +13,15 @@ import {
   readFrames,
   WireError,
 } from "../runtime/engine/wire.ts";
-import { preprocessImage } from "../runtime/images/preprocess.ts";
-import { fixture } from "./helpers.ts";
 
-function image(rows: number, cols: number, seed: number) {
-  const pixels = new Float32Array(3 * rows * 16 * cols * 16);
-  let x = seed;
-  for (let i = 0; i < pixels.length; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    pixels[i] = (x / 2 ** 32) * 4 - 2; // CLIP-normalized pixels lie in about [-1.8, 2.2]
-  }
-  return { rows, cols, pixels };
+/** A stand-in for an image file: the wire carries any bytes; lengths that are not multiples of 4 are padded. */
+function image(rows: number, cols: number, length: number, resize: "mistral" | "hf"): EncodedImage {
+  return { rows, cols, bytes: Uint8Array.from({ length }, (_, i) => (i * 37 + length) & 255), resize };
 }
 
-const request: GenerateRequest = {
+const request: GenerateRequest<EncodedImage> = {
   ids: [1, 3, 10, 10, 12, 10, 10, 13, 2 ** 32 - 1, 0, 4],
-  images: [image(2, 2, 1), image(1, 3, 2)],
+  images: [image(2, 2, 1001, "mistral"), image(1, 3, 64, "hf")],
   sampling: {
     temperature: 0.7,
     topP: 0.9,
@@ -54,7 +46,7 @@ const request: GenerateRequest = {
 
 const buffer = (bytes: Uint8Array) => bytes.slice().buffer;
 
-Deno.test("wire: a request round-trips exactly with f32 pixels", () => {
+Deno.test("wire: a request round-trips exactly, with its image files", () => {
   const decoded = decodeRequest(buffer(encodeRequest(request)));
   assert.deepEqual(decoded.ids, request.ids);
   assert.deepEqual(decoded.sampling, request.sampling);
@@ -79,15 +71,14 @@ Deno.test("wire: a request round-trips exactly with f32 pixels", () => {
   assert.equal(decoded.images.length, 2);
   decoded.images.forEach((got, i) => {
     const want = request.images[i];
-    assert.deepEqual([got.rows, got.cols], [want.rows, want.cols]);
-    assert.ok(got.pixels instanceof Float32Array);
-    assert.deepEqual(got.pixels, want.pixels);
+    assert.deepEqual([got.rows, got.cols, got.resize], [want.rows, want.cols, want.resize]);
+    assert.deepEqual(got.bytes, want.bytes);
   });
 });
 
 Deno.test("wire: optional fields stay absent; no images, no seed, no log-probabilities, no format, no bans", () => {
   const { seed: _, ...sampling } = request.sampling;
-  const plain: GenerateRequest = {
+  const plain: GenerateRequest<EncodedImage> = {
     ...request,
     images: [],
     sampling,
@@ -108,24 +99,6 @@ Deno.test("wire: optional fields stay absent; no images, no seed, no log-probabi
   assert.deepEqual(decoded.ids, plain.ids);
 });
 
-Deno.test("wire: f16 pixels are half the bytes and rounded exactly as the WASM patcher rounds", async () => {
-  const bytes = await Deno.readFile(fixture("golden/images/chat_a_32x48.png"));
-  const f32 = await preprocessImage(bytes);
-  const f16 = await preprocessImage(bytes, { dtype: "f16" });
-  const req: GenerateRequest = {
-    ...request,
-    ids: [1],
-    images: [{ rows: f32.rows, cols: f32.cols, pixels: f32.pixels as Float32Array }],
-  };
-  const small = encodeRequest(req, "f16"), large = encodeRequest(req, "f32");
-  assert.ok(Math.abs(small.length - large.length / 2) < 1024, `${small.length} vs ${large.length}`);
-  const decoded = decodeRequest(buffer(small)).images[0].pixels;
-  const patcher = new Float16Array((f16.pixels as Uint16Array).buffer);
-  assert.equal(decoded.length, patcher.length);
-  for (let i = 0; i < decoded.length; i++) assert.equal(decoded[i], patcher[i], `pixel ${i}`);
-  assert.ok(decoded.some((v, i) => v !== f32.pixels[i]), "f16 rounding changed nothing: not f16");
-});
-
 Deno.test("wire: malformed bodies are refused with what is wrong", () => {
   const good = encodeRequest(request);
   const header = new DataView(good.buffer).getUint32(4, true);
@@ -139,7 +112,7 @@ Deno.test("wire: malformed bodies are refused with what is wrong", () => {
   };
   const json = JSON.parse(new TextDecoder().decode(good.subarray(8, 8 + header)));
   const cases: [ArrayBuffer, RegExp][] = [
-    [new TextEncoder().encode('{"messages": []}').buffer, /must start with "PXG4"/],
+    [new TextEncoder().encode('{"messages": []}').buffer, /must start with "PXG5"/],
     [good.slice(0, 20).buffer, /ends inside its header/],
     [withHeader("{not json"), /header is not JSON/],
     [withHeader(JSON.stringify({ ...json, maxTokens: 0 })), /invalid at maxTokens/],
@@ -147,6 +120,11 @@ Deno.test("wire: malformed bodies are refused with what is wrong", () => {
     [withHeader(JSON.stringify({ ...json, extra: 1 })), /invalid at the top/],
     [withHeader(JSON.stringify({ ...json, images: [] })), /ends inside the token ids/],
     [good.slice(0, good.length - 4).buffer, /ends inside image 1/],
+    [
+      withHeader(JSON.stringify({ ...json, images: [{ ...json.images[0], resize: "bilinear" }] })),
+      /images\.0\.resize/,
+    ],
+    [withHeader(JSON.stringify({ ...json, images: [{ ...json.images[0], bytes: 0 }] })), /images\.0\.bytes/],
     [buffer(new Uint8Array([...good, 0, 0, 0, 0])), /4 bytes after its last image/],
   ];
   for (const [body, message] of cases) {

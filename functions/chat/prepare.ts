@@ -2,11 +2,10 @@
  * A validated chat request to what the engine runs: images fetched and preprocessed, the conversation encoded
  * as token ids by Mistral's instruct rules, the sampling settings resolved against the server's defaults.
  */
-import type { GenerateRequest, Sampling } from "../../runtime/engine/engine.ts";
+import type { GenerateRequest, RequestImage, Sampling } from "../../runtime/engine/engine.ts";
 import { MAX_BIASED } from "../../runtime/engine/validate.ts";
 import { imageTokenLayout } from "../../runtime/images/layout.ts";
-import { preprocessImage, type ResizeMode } from "../../runtime/images/preprocess.ts";
-import type { ImageInput } from "../../runtime/model/vision.ts";
+import { decodeImage, type ResizeMode } from "../../runtime/images/preprocess.ts";
 import { encodeWithTemplate } from "../../runtime/prompt/hf_template.ts";
 import { encodeInstruct, type Message, PromptError } from "../../runtime/prompt/instruct.ts";
 import type { Tokenizer } from "../../runtime/tokenizer/tokenizer.ts";
@@ -17,7 +16,7 @@ import type { Service } from "../service.ts";
 import { fromRequest, promptToolCallId, toolGeneration, type ToolUse, toolUse } from "./tools.ts";
 
 interface PromptImage {
-  input: ImageInput;
+  input: RequestImage;
   tokens: number[];
 }
 
@@ -62,17 +61,13 @@ async function loadImages(
   return await Promise.all(sources.map(async ({ url, param }): Promise<PromptImage> => {
     try {
       const bytes = await fetchImageBytes(url, policy.fetch, each);
-      const image = await (policy.preprocess ?? preprocessImage)(bytes, {
+      const image = await (policy.prepare ?? decodeImage)(bytes, {
         resize: resize ?? policy.resize,
         maxImageSize: policy.maxImageSize,
         patchSize: policy.patchSize,
         maxPixels: policy.maxPixels,
       }, each);
-      const tokens = await imageTokenLayout(image, policy.tokens);
-      return {
-        input: { rows: image.rows, cols: image.cols, pixels: image.pixels as Float32Array },
-        tokens: [...tokens],
-      };
+      return { input: image, tokens: [...await imageTokenLayout(image, policy.tokens)] };
     } catch (err) {
       (err as Error & { param?: string }).param ??= param;
       failed.abort(err);

@@ -4,7 +4,8 @@
  *
  * - GET  /internal/v1/status     load (queue, running, KV cache), readiness and the model's facts (HostStatus)
  * - GET  /internal/v1/tokenizer  the tokenizer in its compact binary form, for gateways to load
- * - POST /internal/v1/generate   a prepared request (wire.ts) in, NDJSON token frames out, unbuffered
+ * - POST /internal/v1/generate   a prepared request (wire.ts) in, its image files decoded here, NDJSON token
+ *                                frames out, unbuffered
  *
  * Errors leave as `{"error": message, "kind": ...}` (an error frame) with an HTTP status, so a gateway knows
  * whether another host may take the request.
@@ -14,12 +15,16 @@ import { bodyLimit } from "hono/body-limit";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { timingSafeEqual } from "hono/utils/buffer";
 import {
+  type EncodedImage,
   EngineBusyError,
   EngineClosedError,
   type GenerateRequest,
   RequestTooLongError,
   type TokenEvent,
 } from "../../runtime/engine/engine.ts";
+import { ImageError } from "../../runtime/images/errors.ts";
+import { decodeImage } from "../../runtime/images/preprocess.ts";
+import type { ImageInput } from "../../runtime/model/vision.ts";
 import {
   BINARY,
   decodeRequest,
@@ -61,7 +66,9 @@ function failure(
 
 /** How a failure of the engine travels: its kind and HTTP status. */
 function classify(err: unknown): { kind: ErrorKind; status: ContentfulStatusCode; retryAfter?: number } {
-  if (err instanceof WireError || err instanceof RangeError) return { kind: "bad_request", status: 400 };
+  if (err instanceof WireError || err instanceof RangeError || err instanceof ImageError) {
+    return { kind: "bad_request", status: 400 };
+  }
   if (err instanceof RequestTooLongError) return { kind: "too_long", status: 400 };
   if (err instanceof EngineBusyError) return { kind: "busy", status: 429, retryAfter: err.retryAfterSeconds };
   if (err instanceof EngineClosedError) return { kind: "unavailable", status: 503 };
@@ -106,48 +113,78 @@ async function status(service: Service): Promise<HostStatus> {
       patchSize: images.patchSize,
       tokens: { ...images.tokens },
     },
-    pixels: service.pixelPrecision ?? "f32",
     defaults: { ...service.defaults },
     tokenizer: (await tokenizerBlob(service)).sha256,
   };
 }
 
-/** Checks that the images fit the model and the prompt's image tokens, which the engine takes on trust. */
-function checkImages(request: GenerateRequest, service: Service): void {
+/**
+ * The request with its image files decoded (on the image threads, as the public routes decode), each checked to
+ * have the grid the gateway laid its tokens out for; the engine takes images on trust. The first image that fails
+ * ends the others' decoding.
+ */
+async function decodeImages(
+  request: GenerateRequest<EncodedImage>,
+  service: Service,
+  signal: AbortSignal,
+): Promise<GenerateRequest<ImageInput>> {
   const { images } = request;
-  if (images.length === 0) return;
   const policy = service.images;
-  if (!policy.enabled) throw new WireError("this model has no vision encoder: the request has images");
+  if (images.length && !policy.enabled) {
+    throw new WireError("this model has no vision encoder: the request has images");
+  }
   if (images.length > policy.maxImages) {
     throw new WireError(`${images.length} images; this host takes at most ${policy.maxImages}`);
   }
-  const P = policy.patchSize, side = Math.ceil(policy.maxImageSize / P);
-  let patches = 0;
-  images.forEach(({ rows, cols, pixels }, i) => {
-    if (rows > side || cols > side) {
-      throw new WireError(`image ${i} has ${rows}x${cols} patches; at most ${side}x${side} fit`);
-    }
-    if (pixels.length !== 3 * rows * P * cols * P) {
-      throw new WireError(`image ${i} of ${rows}x${cols} patches needs ${3 * rows * P * cols * P} values`);
-    }
-    patches += rows * cols;
-  });
+  const patches = images.reduce((n, image) => n + image.rows * image.cols, 0);
   const slots = request.ids.reduce((n, id) => n + (id === policy.tokens.img ? 1 : 0), 0);
   if (slots !== patches) {
     throw new WireError(`the prompt has ${slots} image tokens for images of ${patches} patches`);
   }
+  const failed = new AbortController();
+  const each = AbortSignal.any([signal, failed.signal]);
+  const decoded = await Promise.all(images.map(async (image, i) => {
+    try {
+      if (image.bytes.length > policy.fetch.maxBytes) {
+        throw new WireError(
+          `image ${i + 1} has ${image.bytes.length} bytes; the limit is ${policy.fetch.maxBytes}`,
+        );
+      }
+      const options = {
+        resize: image.resize,
+        maxImageSize: policy.maxImageSize,
+        patchSize: policy.patchSize,
+        maxPixels: policy.maxPixels,
+      };
+      const input = await (policy.prepare ?? decodeImage)(image.bytes, options, each);
+      if (!("pixels" in input)) throw new Error("this host's images are not decoded");
+      if (input.rows !== image.rows || input.cols !== image.cols) {
+        throw new WireError(
+          `image ${
+            i + 1
+          } decodes to ${input.cols}x${input.rows} patches, not the gateway's ${image.cols}x${image.rows}`,
+        );
+      }
+      return input;
+    } catch (err) {
+      if (err instanceof ImageError) err.message = `image ${i + 1}: ${err.message}`;
+      failed.abort(err);
+      throw err;
+    }
+  }));
+  return { ...request, images: decoded };
 }
 
 /** The largest body a request for this model can need: a full context of ids and the most images. */
 function maxBodyBytes(service: Service): number {
-  const { maxImages, maxImageSize } = service.images;
+  const { maxImages, fetch } = service.images;
   const context = service.engine?.contextLength ?? 0;
-  return 64 * 1024 + 4 * context + maxImages * 3 * maxImageSize * maxImageSize * 4;
+  return 64 * 1024 + 4 * context + maxImages * (fetch.maxBytes + 4);
 }
 
 function generate(
   service: Service,
-  request: GenerateRequest,
+  request: GenerateRequest<ImageInput>,
   signal: AbortSignal,
   wedgedMs = WEDGED_MS,
 ): Response {
@@ -244,15 +281,15 @@ export function internalRoutes(service: Service, secret: string, options: { wedg
             failure(c.req.path, 413, "bad_request", `the body is larger than this model's largest request`),
         })(c, next),
       async (c) => {
-        const path = c.req.path;
+        const path = c.req.path, signal = c.req.raw.signal;
         if (!service.engine) {
           return failure(path, 503, "unavailable", service.failure ?? "the model is loading");
         }
         try {
-          const request = decodeRequest(await c.req.arrayBuffer());
-          checkImages(request, service);
-          return generate(service, request, c.req.raw.signal, options.wedgedMs);
+          const request = await decodeImages(decodeRequest(await c.req.arrayBuffer()), service, signal);
+          return generate(service, request, signal, options.wedgedMs);
         } catch (err) {
+          if (signal.aborted) return failure(path, 503, "unavailable", "the gateway left");
           const { kind, status, retryAfter } = classify(err);
           return failure(path, status, kind, (err as Error).message ?? String(err), retryAfter);
         }

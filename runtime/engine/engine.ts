@@ -4,6 +4,7 @@
  * LocalEngine; the edge build with a client of a GPU host.
  */
 import type { OutputFormat } from "../grammar/format.ts";
+import type { ResizeMode } from "../images/preprocess.ts";
 import type { ImageInput } from "../model/vision.ts";
 
 export interface Sampling {
@@ -32,11 +33,28 @@ export const GREEDY: Sampling = {
   repetitionPenalty: 1,
 };
 
-export interface GenerateRequest {
+/**
+ * An image an edge gateway measured but did not decode: its file, and the patch grid its header gives under
+ * `resize` (the prompt's tokens are laid out for that grid). The GPU host decodes it (functions/routes/internal.ts)
+ * before its engine takes the request.
+ */
+export interface EncodedImage {
+  rows: number;
+  cols: number;
+  bytes: Uint8Array;
+  resize: ResizeMode;
+}
+
+export type RequestImage = ImageInput | EncodedImage;
+
+export interface GenerateRequest<Image extends RequestImage = RequestImage> {
   /** The prompt: token ids, with each image's block of [IMG] tokens. */
   ids: readonly number[];
-  /** The images in the order of their blocks in `ids`. */
-  images: readonly ImageInput[];
+  /**
+   * The images in the order of their blocks in `ids`: decoded, for an engine that runs the model; encoded, for one
+   * that forwards to GPU hosts.
+   */
+  images: readonly Image[];
   sampling: Sampling;
   /** Tokens to generate at most. */
   maxTokens: number;

@@ -16,7 +16,7 @@ import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { SequenceStep } from "../model/decoder.ts";
 import type { PixtralModel } from "../model/pixtral.ts";
-import type { VisionPass } from "../model/vision.ts";
+import type { ImageInput, VisionPass } from "../model/vision.ts";
 import { nextTurn } from "../event_loop.ts";
 
 /** How long a step waits for the masks of its constrained sequences before it runs without those still coming. */
@@ -158,7 +158,7 @@ class Sequence {
   /** Every token but the banned ones and the stop ids, while fewer than `minTokens` were generated. */
   readonly early?: Uint32Array;
 
-  constructor(readonly request: GenerateRequest, readonly vocabSize: number) {
+  constructor(readonly request: GenerateRequest<ImageInput>, readonly vocabSize: number) {
     this.tokens = [...request.ids];
     const except = (ids: readonly number[]) => {
       const mask = new Uint32Array(Math.ceil(vocabSize / 32));

@@ -1,5 +1,5 @@
 /**
- * The engine of an edge gateway: requests prepared at the edge (ids and pixels) run on a pool of GPU hosts, each
+ * The engine of an edge gateway: requests prepared at the edge (ids and image files) run on a pool of GPU hosts, each
  * a `pixtral serve --internal-secret` whose internal routes speak wire.ts.
  *
  * Routing: every host reports its queue, running sequences and KV cache use (GET /internal/v1/status). A
@@ -24,6 +24,7 @@ import { log } from "../log.ts";
 import { stalling } from "../stalling.ts";
 import { Counter } from "../metrics.ts";
 import {
+  type EncodedImage,
   type Engine,
   EngineBusyError,
   EngineClosedError,
@@ -43,7 +44,6 @@ import {
   encodeRequest,
   type ErrorKind,
   type HostStatus,
-  type PixelType,
   readFrames,
   STALL_MS,
   WIRE_MAGIC,
@@ -56,19 +56,18 @@ export const AFFINITY_SLACK = 4;
 
 /**
  * A 32-bit digest of the request's first AFFINITY_TOKENS tokens and of the first image when its [IMG] tokens
- * start among them (a sample of its pixels: enough to tell images apart for routing).
+ * start among them (a sample of its file's bytes: enough to tell images apart for routing).
  */
-export function routingKey(request: GenerateRequest, imageToken: number): number {
+export function routingKey(request: GenerateRequest<EncodedImage>, imageToken: number): number {
   let h = 0x811c9dc5;
   const head = request.ids.slice(0, AFFINITY_TOKENS);
   for (const id of head) h = mix32((h ^ id) + 0x9e3779b9 >>> 0);
   const image = request.images[0];
   if (image && head.includes(imageToken)) {
-    const { pixels } = image;
-    const words = new Uint32Array(pixels.buffer, pixels.byteOffset, pixels.length);
-    const stride = Math.max(1, Math.floor(words.length / 1024));
-    h = mix32(h ^ image.rows ^ (image.cols << 16));
-    for (let i = 0; i < words.length; i += stride) h = mix32((h ^ words[i]) + 0x9e3779b9 >>> 0);
+    const { bytes } = image;
+    const stride = Math.max(1, Math.floor(bytes.length / 4096));
+    h = mix32(h ^ image.rows ^ (image.cols << 16) ^ bytes.length);
+    for (let i = 0; i < bytes.length; i += stride) h = mix32((h ^ bytes[i]) + 0x9e3779b9 >>> 0);
   }
   return h;
 }
@@ -220,16 +219,12 @@ function difference(a: unknown, b: unknown, path = ""): string | undefined {
 
 /**
  * Where a host computes or checks requests otherwise than the gateway prepares them (image layout and token ids,
- * pixel precision, vocabulary, fewer images taken): it cannot serve them. Undefined when it can.
+ * vocabulary, fewer images taken): it cannot serve them. Undefined when it can.
  */
 function layoutDiffers(status: HostStatus, ref: HostStatus): string | undefined {
   const layout = (
-    { images: { enabled, resize, maxImageSize, patchSize, tokens }, pixels, vocabSize }: HostStatus,
-  ) => ({
-    images: { enabled, resize, maxImageSize, patchSize, tokens },
-    pixels,
-    vocabSize,
-  });
+    { images: { enabled, resize, maxImageSize, patchSize, tokens }, vocabSize }: HostStatus,
+  ) => ({ images: { enabled, resize, maxImageSize, patchSize, tokens }, vocabSize });
   const found = difference(layout(status), layout(ref));
   if (found || status.images.maxImages >= ref.images.maxImages) return found;
   return `images.maxImages ${status.images.maxImages}, the gateway's ${ref.images.maxImages}`;
@@ -410,7 +405,10 @@ export class RemoteEngine implements Engine {
 
   generate(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<TokenEvent, FinishReason> {
     if (this.#closed) throw new EngineClosedError("the gateway is shutting down");
-    return this.#run(request, signal);
+    if (!request.images.every((image) => "bytes" in image)) {
+      throw new InvalidRequestError("a gateway sends images as files: the GPU hosts decode them");
+    }
+    return this.#run(request as GenerateRequest<EncodedImage>, signal);
   }
 
   async close(graceMs = 0): Promise<void> {
@@ -421,12 +419,11 @@ export class RemoteEngine implements Engine {
     await Promise.all(this.#hosts.map((h) => h.checking));
   }
 
-  async *#run(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<TokenEvent, FinishReason> {
-    const bodies = new Map<PixelType, Uint8Array<ArrayBuffer>>();
-    const body = (pixels: PixelType) => {
-      if (!bodies.has(pixels)) bodies.set(pixels, encodeRequest(request, pixels));
-      return bodies.get(pixels)!;
-    };
+  async *#run(
+    request: GenerateRequest<EncodedImage>,
+    signal?: AbortSignal,
+  ): AsyncGenerator<TokenEvent, FinishReason> {
+    const body = encodeRequest(request);
     const tried = new Set<Host>();
     const failures: HostFailure[] = [];
     let key: number | undefined;
@@ -462,7 +459,7 @@ export class RemoteEngine implements Engine {
       this.#inflight.add(attempt);
       let relayed = 0;
       try {
-        const res = await this.#post(host, body(host.status!.pixels), attempt);
+        const res = await this.#post(host, body, attempt);
         if (!res.ok || !res.body) throw await failureOf(host, res);
         for await (
           const frame of readFrames(stalling(res.body, this.#stall, `no answer for ${this.#stall} ms`))

@@ -1,5 +1,6 @@
 /** The checks every engine runs on a request before it takes it, so that a bad one never disturbs a step. */
 import { type GenerateRequest, InvalidRequestError, RequestTooLongError } from "./engine.ts";
+import type { ImageInput } from "../model/vision.ts";
 
 /** The most tokens one request may bias. */
 export const MAX_BIASED = 1024;
@@ -13,7 +14,11 @@ export interface RequestLimits {
   vision: boolean;
 }
 
-export function validateRequest(request: GenerateRequest, limits: RequestLimits): void {
+/** Also that the images are decoded: the engines that check requests so run the model. */
+export function validateRequest(
+  request: GenerateRequest,
+  limits: RequestLimits,
+): asserts request is GenerateRequest<ImageInput> {
   const total = request.ids.length + request.maxTokens;
   if (request.ids.length === 0) throw new RequestTooLongError("the prompt is empty");
   if (total > limits.contextLength) {
@@ -78,6 +83,9 @@ export function validateRequest(request: GenerateRequest, limits: RequestLimits)
   }
   if (request.images.some((image) => !(image.rows >= 1 && image.cols >= 1))) {
     throw new InvalidRequestError("an image has no patches");
+  }
+  if (request.images.some((image) => !("pixels" in image))) {
+    throw new InvalidRequestError("an image was not decoded: this engine takes pixels");
   }
   const patches = request.images.reduce((n, image) => n + image.rows * image.cols, 0);
   if (imageTokens !== patches) {

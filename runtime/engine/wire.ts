@@ -4,19 +4,19 @@
  *
  * Request body, little-endian:
  *
- *     "PXG4"                  magic and version
+ *     "PXG5"                  magic and version
  *     u32 H                   length of the header
- *     H bytes                 header, JSON: sampling, maxTokens, minTokens, stopIds, topLogprobs, the output format, its trigger and alternative, banned ids, and per
- *                             image its patch grid, pixel type and value count (RequestHeader)
+ *     H bytes                 header, JSON: sampling, maxTokens, minTokens, stopIds, topLogprobs, the output
+ *                             format, its trigger and alternative, banned ids, and per image its patch grid,
+ *                             resize mode and file size (RequestHeader)
  *     0-3 bytes               padding to a multiple of 4
  *     u32 × header.ids        the prompt's token ids
- *     per image               its pixels, f32 or f16 (IEEE half), channel-first as the patcher made them,
- *                             padded to a multiple of 4 bytes
+ *     per image               its file as the client sent it (PNG, JPEG, ...), padded to a multiple of 4 bytes
  *
- * Ids and pixels are the bulk of a request and travel as raw arrays (a 1024×1024 image is 12 MiB in f32, 6 MiB
- * in f16, and would be ~30 MiB as JSON numbers); the few settings travel as JSON, where a number keeps all of
- * its 64 bits. f16 pixels are for hosts whose vision encoder computes in f16 anyway (it rounds its input the
- * same way), so halving the bytes changes nothing there.
+ * Images travel as files, which the host decodes on its image threads: the gateway reads only their headers to
+ * lay out their tokens (a 1024×1024 image would be 12 MiB of f32 pixels, and decoding one can take seconds of
+ * CPU that an edge isolate, with no threads and a CPU budget, does not have). The ids travel as a raw array; the
+ * few settings as JSON, where a number keeps all of its 64 bits.
  *
  * Response: one JSON object per line, flushed as produced:
  *
@@ -33,14 +33,19 @@
  */
 import { z } from "zod";
 import { choiceFormat, grammarFormat, MAX_SCHEMA_BYTES, regexFormat } from "../grammar/format.ts";
-import type { EngineStats, FinishReason, GenerateRequest, Sampling, TokenEvent } from "./engine.ts";
+import type {
+  EncodedImage,
+  EngineStats,
+  FinishReason,
+  GenerateRequest,
+  Sampling,
+  TokenEvent,
+} from "./engine.ts";
 import { MAX_BIASED } from "./validate.ts";
 
-export const WIRE_MAGIC = "PXG4";
+export const WIRE_MAGIC = "PXG5";
 export const NDJSON = "application/x-ndjson";
 export const BINARY = "application/octet-stream";
-
-export type PixelType = "f32" | "f16";
 
 /** A body that is not a valid request; the message says what is wrong with it. */
 export class WireError extends Error {
@@ -106,18 +111,17 @@ const headerSchema = z.strictObject({
   images: z.array(z.strictObject({
     rows: z.number().int().min(1),
     cols: z.number().int().min(1),
-    type: z.enum(["f32", "f16"]),
-    values: z.number().int().min(1),
+    resize: z.enum(["mistral", "hf"]),
+    bytes: z.number().int().min(1),
   })),
 });
 
 type RequestHeader = z.infer<typeof headerSchema>;
 
-const BYTES: Record<PixelType, number> = { f32: 4, f16: 2 };
 const pad4 = (n: number) => (n + 3) & ~3;
 
-/** The request as a body for the internal route; `pixels` says at which precision the images travel. */
-export function encodeRequest(request: GenerateRequest, pixels: PixelType = "f32"): Uint8Array<ArrayBuffer> {
+/** The request as a body for the internal route. */
+export function encodeRequest(request: GenerateRequest<EncodedImage>): Uint8Array<ArrayBuffer> {
   const sampling: Sampling = { ...request.sampling };
   if (sampling.seed === undefined) delete sampling.seed;
   if (!sampling.bias?.ids.length) delete sampling.bias;
@@ -136,8 +140,8 @@ export function encodeRequest(request: GenerateRequest, pixels: PixelType = "f32
     images: request.images.map((i) => ({
       rows: i.rows,
       cols: i.cols,
-      type: pixels,
-      values: i.pixels.length,
+      resize: i.resize,
+      bytes: i.bytes.length,
     })),
   };
   const json = new TextEncoder().encode(JSON.stringify(header));
@@ -145,7 +149,7 @@ export function encodeRequest(request: GenerateRequest, pixels: PixelType = "f32
   let size = idsAt + 4 * request.ids.length;
   const imageAt = header.images.map((image) => {
     const at = size;
-    size = pad4(size + image.values * BYTES[image.type]);
+    size = pad4(size + image.bytes);
     return at;
   });
   const body = new Uint8Array(size);
@@ -153,18 +157,15 @@ export function encodeRequest(request: GenerateRequest, pixels: PixelType = "f32
   new DataView(body.buffer).setUint32(4, json.length, true);
   body.set(json, 8);
   new Uint32Array(body.buffer, idsAt, request.ids.length).set(request.ids);
-  request.images.forEach((image, i) => {
-    if (pixels === "f32") new Float32Array(body.buffer, imageAt[i], image.pixels.length).set(image.pixels);
-    else new Float16Array(body.buffer, imageAt[i], image.pixels.length).set(image.pixels);
-  });
+  request.images.forEach((image, i) => body.set(image.bytes, imageAt[i]));
   return body;
 }
 
 /**
  * A request from its body. Checks the body's own consistency (sizes, types, ranges); whether the ids and images
- * fit the model is the engine's and the route's to check. f32 pixels are views into `body`, not copies.
+ * fit the model is the engine's and the route's to check. Image files are views into `body`, not copies.
  */
-export function decodeRequest(body: ArrayBuffer): GenerateRequest {
+export function decodeRequest(body: ArrayBuffer): GenerateRequest<EncodedImage> {
   const bytes = new Uint8Array(body);
   if (bytes.length < 8 || new TextDecoder().decode(bytes.subarray(0, 4)) !== WIRE_MAGIC) {
     throw new WireError(`the body is not a generate request (it must start with "${WIRE_MAGIC}")`);
@@ -193,12 +194,9 @@ export function decodeRequest(body: ArrayBuffer): GenerateRequest {
     return start;
   };
   const ids = new Uint32Array(body, take(4 * header.ids, "the token ids"), header.ids);
-  const images = header.images.map((image, i) => {
-    const start = take(image.values * BYTES[image.type], `image ${i}`);
-    const pixels = image.type === "f32"
-      ? new Float32Array(body, start, image.values)
-      : Float32Array.from(new Float16Array(body, start, image.values));
-    return { rows: image.rows, cols: image.cols, pixels };
+  const images = header.images.map(({ rows, cols, resize, bytes }, i): EncodedImage => {
+    const start = take(bytes, `image ${i}`);
+    return { rows, cols, resize, bytes: new Uint8Array(body, start, bytes) };
   });
   if (at !== body.byteLength) {
     throw new WireError(`the body has ${body.byteLength - at} bytes after its last image`);
@@ -356,8 +354,6 @@ export interface HostStatus {
     patchSize: number;
     tokens: { img: number; imgBreak: number; imgEnd: number };
   };
-  /** The precision its vision encoder reads pixels at: f16 pixels on the wire change nothing there. */
-  pixels: PixelType;
   defaults: { temperature: number; topP: number };
   /** SHA-256 (hex) of the tokenizer that GET /internal/v1/tokenizer serves. */
   tokenizer: string;
@@ -399,7 +395,6 @@ const statusSchema = z.object({
     patchSize: z.number().int().positive(),
     tokens: z.object({ img: count, imgBreak: count, imgEnd: count }),
   }),
-  pixels: z.enum(["f32", "f16"]),
   defaults: z.object({ temperature: z.number(), topP: z.number() }),
   tokenizer: z.string(),
 }).refine((s) => !s.ready || (s.contextLength !== null && s.stats !== null), {

@@ -5,6 +5,7 @@
  * adapter blocks in submit, which in one thread would stall /health, metrics and every other stream meanwhile.
  */
 import type { ModelOptions } from "../model/boot.ts";
+import type { ImageInput } from "../model/vision.ts";
 import { Channel } from "./channel.ts";
 import {
   type Engine,
@@ -31,8 +32,6 @@ export type WorkerLocalOptions = Omit<LocalEngineOptions, "constraints"> & {
 export interface WorkerReady {
   limits: RequestLimits;
   prefillChunk: number;
-  /** The precision the vision encoder reads pixels at. */
-  pixels: "f32" | "f16";
   adapter: string;
   kvTokens: number;
   stats: EngineStats;
@@ -46,7 +45,7 @@ export interface SerializedError {
 
 export type ToWorker =
   | { type: "start"; model: ModelOptions; engine: WorkerLocalOptions }
-  | { type: "generate"; id: number; request: GenerateRequest }
+  | { type: "generate"; id: number; request: GenerateRequest<ImageInput> }
   | { type: "cancel"; id: number }
   | { type: "close"; graceMs: number };
 

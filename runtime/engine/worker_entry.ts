@@ -58,7 +58,6 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
       ready: {
         limits: engine.limits,
         prefillChunk: engine.prefillChunk,
-        pixels: model.act,
         adapter: model.ctx.gpu.name,
         kvTokens: plan.kvCache.tokens,
         stats: stats(),

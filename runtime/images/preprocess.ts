@@ -6,6 +6,8 @@
  * - "mistral" (default): mistral_common and vLLM. Grid rounded half to even, OpenCV INTER_CUBIC on float32.
  * - "hf": the Hugging Face slow PixtralImageProcessor. Grid floored, Pillow BICUBIC on uint8.
  */
+import type { EncodedImage } from "../engine/engine.ts";
+import type { ImageInput } from "../model/vision.ts";
 import { loadWasm } from "../wasm.ts";
 import { imageError } from "./errors.ts";
 
@@ -69,6 +71,64 @@ export async function preprocessImage(
   } finally {
     result.free();
   }
+}
+
+/** An image as the engine takes it (float32 pixels). */
+export function imageInput({ rows, cols, pixels }: PreprocessedImage): ImageInput {
+  if (!(pixels instanceof Float32Array)) throw new TypeError("the engine takes float32 pixels");
+  return { rows, cols, pixels };
+}
+
+/** `preprocessImage` in this thread, to the engine's form. */
+export async function decodeImage(bytes: Uint8Array, options: PreprocessOptions = {}): Promise<ImageInput> {
+  return imageInput(await preprocessImage(bytes, options));
+}
+
+export interface MeasuredImage {
+  /** The patch grid preprocessImage gives the image. */
+  rows: number;
+  cols: number;
+  width: number;
+  height: number;
+}
+
+/**
+ * The size and patch grid `preprocessImage` gives an image, from its header alone (microseconds, where decoding
+ * takes up to seconds): enough to lay out its tokens. The image is not checked beyond its header.
+ */
+export async function measureImage(
+  bytes: Uint8Array,
+  options: Omit<PreprocessOptions, "dtype"> = {},
+): Promise<MeasuredImage> {
+  const maxImageSize = positiveInteger(options.maxImageSize ?? DEFAULT_MAX_IMAGE_SIZE, "maxImageSize");
+  const patchSize = positiveInteger(options.patchSize ?? DEFAULT_PATCH_SIZE, "patchSize");
+  const wasm = await loadWasm();
+  let measured;
+  try {
+    measured = wasm.measureImage(
+      bytes,
+      options.resize ?? "mistral",
+      maxImageSize,
+      patchSize,
+      options.maxPixels ?? DEFAULT_MAX_PIXELS,
+    );
+  } catch (err) {
+    throw imageError(err);
+  }
+  try {
+    return { rows: measured.rows, cols: measured.cols, width: measured.width, height: measured.height };
+  } finally {
+    measured.free();
+  }
+}
+
+/** An image for a GPU host to decode: its file, with the grid `measureImage` gives it (an edge gateway's images). */
+export async function encodedImage(
+  bytes: Uint8Array,
+  options: Omit<PreprocessOptions, "dtype"> = {},
+): Promise<EncodedImage> {
+  const { rows, cols } = await measureImage(bytes, options);
+  return { rows, cols, bytes, resize: options.resize ?? "mistral" };
 }
 
 export interface ImageHeader {

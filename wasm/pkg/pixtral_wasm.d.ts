@@ -46,6 +46,18 @@ export function decodeRgb(bytes: Uint8Array, max_pixels: number): DecodedImage;
 */
 export function preprocessImage(bytes: Uint8Array, mode: string, max_image_size: number, patch_size: number, max_pixels: number, dtype: string): PreprocessedImage;
 /**
+* What `preprocessImage` would make of an image, from its header alone: its size and patch grid (the decoded
+* image always has the header's size). An edge gateway lays out an image's tokens so and leaves the decoding to
+* the GPU host.
+* @param {Uint8Array} bytes
+* @param {string} mode
+* @param {number} max_image_size
+* @param {number} patch_size
+* @param {number} max_pixels
+* @returns {MeasuredImage}
+*/
+export function measureImage(bytes: Uint8Array, mode: string, max_image_size: number, patch_size: number, max_pixels: number): MeasuredImage;
+/**
 */
 export class DecodedImage {
   free(): void;
@@ -71,6 +83,23 @@ export class ImageHeader {
 /**
 */
   height: number;
+/**
+*/
+  width: number;
+}
+/**
+*/
+export class MeasuredImage {
+  free(): void;
+/**
+*/
+  cols: number;
+/**
+*/
+  height: number;
+/**
+*/
+  rows: number;
 /**
 */
   width: number;
@@ -205,11 +234,13 @@ export interface InitOutput {
   readonly __wbg_set_decodedimage_height: (a: number, b: number) => void;
   readonly decodedimage_takePixels: (a: number, b: number) => void;
   readonly preprocessImage: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number, i: number, j: number) => void;
+  readonly measureImage: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number) => void;
+  readonly __wbg_measuredimage_free: (a: number) => void;
+  readonly __wbg_get_measuredimage_cols: (a: number) => number;
+  readonly __wbg_set_measuredimage_cols: (a: number, b: number) => void;
+  readonly __wbg_get_measuredimage_rows: (a: number) => number;
+  readonly __wbg_set_measuredimage_rows: (a: number, b: number) => void;
   readonly __wbg_preprocessedimage_free: (a: number) => void;
-  readonly __wbg_get_preprocessedimage_cols: (a: number) => number;
-  readonly __wbg_set_preprocessedimage_cols: (a: number, b: number) => void;
-  readonly __wbg_get_preprocessedimage_rows: (a: number) => number;
-  readonly __wbg_set_preprocessedimage_rows: (a: number, b: number) => void;
   readonly preprocessedimage_takePixelsF32: (a: number, b: number) => void;
   readonly preprocessedimage_takePixelsF16: (a: number, b: number) => void;
   readonly __wbg_tekken_free: (a: number) => void;
@@ -227,10 +258,18 @@ export interface InitOutput {
   readonly tekken_pattern: (a: number, b: number) => void;
   readonly tekken_version: (a: number, b: number) => void;
   readonly tekken_imageConfig: (a: number, b: number) => void;
+  readonly __wbg_get_measuredimage_height: (a: number) => number;
   readonly __wbg_get_preprocessedimage_height: (a: number) => number;
+  readonly __wbg_get_preprocessedimage_cols: (a: number) => number;
+  readonly __wbg_get_preprocessedimage_rows: (a: number) => number;
+  readonly __wbg_get_measuredimage_width: (a: number) => number;
   readonly __wbg_get_preprocessedimage_width: (a: number) => number;
+  readonly __wbg_set_measuredimage_width: (a: number, b: number) => void;
   readonly __wbg_set_preprocessedimage_width: (a: number, b: number) => void;
+  readonly __wbg_set_measuredimage_height: (a: number, b: number) => void;
   readonly __wbg_set_preprocessedimage_height: (a: number, b: number) => void;
+  readonly __wbg_set_preprocessedimage_cols: (a: number, b: number) => void;
+  readonly __wbg_set_preprocessedimage_rows: (a: number, b: number) => void;
   readonly __wbindgen_add_to_stack_pointer: (a: number) => number;
   readonly __wbindgen_export_0: (a: number, b: number) => void;
   readonly __wbindgen_export_1: (a: number) => number;

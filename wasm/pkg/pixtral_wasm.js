@@ -268,6 +268,37 @@ export function preprocessImage(bytes, mode, max_image_size, patch_size, max_pix
     }
 }
 
+/**
+* What `preprocessImage` would make of an image, from its header alone: its size and patch grid (the decoded
+* image always has the header's size). An edge gateway lays out an image's tokens so and leaves the decoding to
+* the GPU host.
+* @param {Uint8Array} bytes
+* @param {string} mode
+* @param {number} max_image_size
+* @param {number} patch_size
+* @param {number} max_pixels
+* @returns {MeasuredImage}
+*/
+export function measureImage(bytes, mode, max_image_size, patch_size, max_pixels) {
+    try {
+        const retptr = wasm.__wbindgen_add_to_stack_pointer(-16);
+        const ptr0 = passArray8ToWasm0(bytes, wasm.__wbindgen_export_1);
+        const len0 = WASM_VECTOR_LEN;
+        const ptr1 = passStringToWasm0(mode, wasm.__wbindgen_export_1, wasm.__wbindgen_export_2);
+        const len1 = WASM_VECTOR_LEN;
+        wasm.measureImage(retptr, ptr0, len0, ptr1, len1, max_image_size, patch_size, max_pixels);
+        var r0 = getInt32Memory0()[retptr / 4 + 0];
+        var r1 = getInt32Memory0()[retptr / 4 + 1];
+        var r2 = getInt32Memory0()[retptr / 4 + 2];
+        if (r2) {
+            throw takeObject(r1);
+        }
+        return MeasuredImage.__wrap(r0);
+    } finally {
+        wasm.__wbindgen_add_to_stack_pointer(16);
+    }
+}
+
 let cachedFloat32Memory0 = new Float32Array();
 
 function getFloat32Memory0() {
@@ -440,6 +471,81 @@ export class ImageHeader {
     }
 }
 /**
+*/
+export class MeasuredImage {
+
+    static __wrap(ptr) {
+        const obj = Object.create(MeasuredImage.prototype);
+        obj.ptr = ptr;
+
+        return obj;
+    }
+
+    __destroy_into_raw() {
+        const ptr = this.ptr;
+        this.ptr = 0;
+
+        return ptr;
+    }
+
+    free() {
+        const ptr = this.__destroy_into_raw();
+        wasm.__wbg_measuredimage_free(ptr);
+    }
+    /**
+    * @returns {number}
+    */
+    get width() {
+        const ret = wasm.__wbg_get_decodedimage_width(this.ptr);
+        return ret >>> 0;
+    }
+    /**
+    * @param {number} arg0
+    */
+    set width(arg0) {
+        wasm.__wbg_set_decodedimage_width(this.ptr, arg0);
+    }
+    /**
+    * @returns {number}
+    */
+    get height() {
+        const ret = wasm.__wbg_get_decodedimage_height(this.ptr);
+        return ret >>> 0;
+    }
+    /**
+    * @param {number} arg0
+    */
+    set height(arg0) {
+        wasm.__wbg_set_decodedimage_height(this.ptr, arg0);
+    }
+    /**
+    * @returns {number}
+    */
+    get cols() {
+        const ret = wasm.__wbg_get_measuredimage_cols(this.ptr);
+        return ret >>> 0;
+    }
+    /**
+    * @param {number} arg0
+    */
+    set cols(arg0) {
+        wasm.__wbg_set_measuredimage_cols(this.ptr, arg0);
+    }
+    /**
+    * @returns {number}
+    */
+    get rows() {
+        const ret = wasm.__wbg_get_measuredimage_rows(this.ptr);
+        return ret >>> 0;
+    }
+    /**
+    * @param {number} arg0
+    */
+    set rows(arg0) {
+        wasm.__wbg_set_measuredimage_rows(this.ptr, arg0);
+    }
+}
+/**
 * The result of `preprocessImage`: the decoded size, the patch grid, and the tensor `[3, rows·patch,
 * cols·patch]`, moved out once with `takePixelsF32` or `takePixelsF16` (whichever dtype was asked for).
 */
@@ -493,27 +599,27 @@ export class PreprocessedImage {
     * @returns {number}
     */
     get cols() {
-        const ret = wasm.__wbg_get_preprocessedimage_cols(this.ptr);
+        const ret = wasm.__wbg_get_measuredimage_cols(this.ptr);
         return ret >>> 0;
     }
     /**
     * @param {number} arg0
     */
     set cols(arg0) {
-        wasm.__wbg_set_preprocessedimage_cols(this.ptr, arg0);
+        wasm.__wbg_set_measuredimage_cols(this.ptr, arg0);
     }
     /**
     * @returns {number}
     */
     get rows() {
-        const ret = wasm.__wbg_get_preprocessedimage_rows(this.ptr);
+        const ret = wasm.__wbg_get_measuredimage_rows(this.ptr);
         return ret >>> 0;
     }
     /**
     * @param {number} arg0
     */
     set rows(arg0) {
-        wasm.__wbg_set_preprocessedimage_rows(this.ptr, arg0);
+        wasm.__wbg_set_measuredimage_rows(this.ptr, arg0);
     }
     /**
     * @returns {Float32Array}

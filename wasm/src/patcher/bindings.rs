@@ -2,7 +2,7 @@
 
 use super::decode::{check_size, dimensions, sniff, Transparency};
 use super::error::ImageError;
-use super::layout::{self, Grid, TokenIds};
+use super::layout::{self, Grid, SizeRounding, TokenIds};
 use super::preprocess::{preprocess, DType, Mode, Options, Pixels, Preprocessed};
 use wasm_bindgen::prelude::*;
 
@@ -93,11 +93,7 @@ pub fn preprocess_image(
     dtype: &str,
 ) -> Result<PreprocessedImage, JsError> {
     let invalid = |what: String| js_error(ImageError::InvalidOptions(what));
-    let mode = match mode {
-        "mistral" => Mode::Mistral,
-        "hf" => Mode::Hf,
-        other => return Err(invalid(format!("resize mode must be \"mistral\" or \"hf\", not {other:?}"))),
-    };
+    let mode = resize_mode(mode)?;
     let dtype = match dtype {
         "f32" => DType::F32,
         "f16" => DType::F16,
@@ -106,6 +102,46 @@ pub fn preprocess_image(
     let options = Options { mode, max_image_size, patch_size, max_pixels: pixel_limit(max_pixels)?, dtype };
     let Preprocessed { width, height, grid, pixels } = preprocess(bytes, &options).map_err(js_error)?;
     Ok(PreprocessedImage { width, height, cols: grid.cols, rows: grid.rows, pixels: Some(pixels) })
+}
+
+fn resize_mode(mode: &str) -> Result<Mode, JsError> {
+    match mode {
+        "mistral" => Ok(Mode::Mistral),
+        "hf" => Ok(Mode::Hf),
+        other => Err(js_error(ImageError::InvalidOptions(format!(
+            "resize mode must be \"mistral\" or \"hf\", not {other:?}"
+        )))),
+    }
+}
+
+/// What `preprocessImage` would make of an image, from its header alone: its size and patch grid (the decoded
+/// image always has the header's size). An edge gateway lays out an image's tokens so and leaves the decoding to
+/// the GPU host.
+#[wasm_bindgen(js_name = measureImage)]
+pub fn measure_image(
+    bytes: &[u8],
+    mode: &str,
+    max_image_size: u32,
+    patch_size: u32,
+    max_pixels: f64,
+) -> Result<MeasuredImage, JsError> {
+    let rounding = match resize_mode(mode)? {
+        Mode::Mistral => SizeRounding::HalfEven,
+        Mode::Hf => SizeRounding::Floor,
+    };
+    let (width, height) = dimensions(bytes, sniff(bytes).map_err(js_error)?).map_err(js_error)?;
+    check_size(width, height, pixel_limit(max_pixels)?).map_err(js_error)?;
+    let grid = layout::image_grid_rounded(width, height, max_image_size, patch_size, rounding)
+        .map_err(|e| js_error(ImageError::InvalidOptions(e)))?;
+    Ok(MeasuredImage { width, height, cols: grid.cols, rows: grid.rows })
+}
+
+#[wasm_bindgen]
+pub struct MeasuredImage {
+    pub width: u32,
+    pub height: u32,
+    pub cols: u32,
+    pub rows: u32,
 }
 
 /// The result of `preprocessImage`: the decoded size, the patch grid, and the tensor `[3, rows·patch,
