@@ -323,6 +323,55 @@ def webp_two_bitstreams(w, h, seed):
     return riff_webp([(b"VP8L", vp8l), (b"VP8 ", vp8)])
 
 
+def png_chunks(data):
+    """(type, payload) of each chunk of a PNG."""
+    chunks, i = [], 8
+    while i < len(data):
+        (length,) = struct.unpack(">I", data[i : i + 4])
+        chunks.append((data[i + 4 : i + 8], data[i + 8 : i + 8 + length]))
+        i += 12 + length
+    return chunks
+
+
+def png_of_chunks(chunks, bad_crc=()):
+    """A PNG of (type, payload) chunks; those whose place is in bad_crc get a wrong CRC."""
+    out = bytearray(b"\x89PNG\r\n\x1a\n")
+    for at, (kind, payload) in enumerate(chunks):
+        crc = zlib.crc32(kind + payload) ^ (0x5A5A5A5A if at in bad_crc else 0)
+        out += struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+    return bytes(out)
+
+
+def png_without_iend(image):
+    """A PNG cut right after its image data: no IEND chunk, which Pillow does not need."""
+    return png_of_chunks([c for c in png_chunks(png_bytes(image)) if c[0] != b"IEND"])
+
+
+def png_bad_data_crcs(image):
+    """The image data in three IDAT chunks, the second with a wrong CRC, then a text chunk with a wrong CRC and no
+    IEND: Pillow checks the CRCs of the chunks before the image data only."""
+    chunks = png_chunks(png_bytes(image))
+    data = b"".join(payload for kind, payload in chunks if kind == b"IDAT")
+    head = [c for c in chunks if c[0] not in (b"IDAT", b"IEND")]
+    third = len(data) // 3
+    idat = [(b"IDAT", data[:third]), (b"IDAT", data[third : 2 * third]), (b"IDAT", data[2 * third :])]
+    return png_of_chunks(head + idat + [(b"tEXt", b"Comment\0after the image")], bad_crc={len(head) + 1, len(head) + 3})
+
+
+def gif_without_colour_table(w, h, seed):
+    """A GIF with neither a global nor a local colour table: Pillow opens it as mode L, each index a gray level."""
+    indices = rng(seed).integers(0, 256, (h, w)).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(indices, "L").save(buf, "GIF")
+    data = bytearray(buf.getvalue())
+    flags = data[10]
+    assert flags & 0x80, "Pillow wrote a global table"
+    table = 3 << ((flags & 7) + 1)
+    out = data[:10] + bytes([flags & 0x78]) + data[11:13] + data[13 + table :]
+    assert b"\x2c" in out[13:] and Image.open(io.BytesIO(bytes(out))).mode == "L"
+    return bytes(out)
+
+
 def bmp16(image, masks565):
     """A 16-bit BMP, bottom-up: BI_RGB 5-5-5, or BI_BITFIELDS 5-6-5 (Pillow writes neither)."""
     a = np.asarray(image).astype(np.uint32)
@@ -365,6 +414,8 @@ def cases():
     yield "gray4_trns_24x20", "gray4_trns_24x20.png", low_bit_gray_trns(24, 20, 4, 9), 1024, False, "4-bit gray, tRNS 9 (Pillow compares it with 8-bit samples: nothing transparent)"
     yield "gray2_trns0_18x12", "gray2_trns0_18x12.png", low_bit_gray_trns(18, 12, 2, 0), 1024, False, "2-bit gray, tRNS 0: the black pixels are transparent"
     yield "rgb16_trns_20x16", "rgb16_trns_20x16.png", rgb16_trns(), 1024, False, "16-bit RGB with tRNS (Pillow compares it with the high bytes; hf mode composites)"
+    yield "no_iend_40x30", "no_iend_40x30.png", png_without_iend(scene(40, 30, 42)), 1024, False, "PNG without IEND (cut after its image data)"
+    yield "bad_data_crcs_40x30", "bad_data_crcs_40x30.png", png_bad_data_crcs(rgba_image(40, 30, 43)), 1024, False, "PNG whose IDAT and trailing chunks have wrong CRCs, without IEND"
     yield "rgba_37x29", "rgba_37x29.png", save_bytes(rgba_image(37, 29, 20), "PNG"), 1024, False, "RGBA alpha ramp"
     yield "progressive_64x48", "progressive_64x48.jpg", save_bytes(photo, "JPEG", quality=85, progressive=True), 1024, True, "progressive JPEG, 4:2:0"
     yield "sub422_64x48", "sub422_64x48.jpg", save_bytes(photo, "JPEG", quality=90, subsampling=1), 1024, True, "JPEG with 4:2:2 chroma"
@@ -376,6 +427,7 @@ def cases():
     yield "anim_30x20", "anim_30x20.gif", animated_gif(30, 20, 24), 1024, False, "animated GIF, transparent index 0: first frame"
     yield "offset_12x9", "offset_12x9.gif", offset_gif(False), 1024, False, "GIF frame 6x5 at (4, 3) on a 12x9 screen: the rest is palette index 0"
     yield "offset_trns_12x9", "offset_trns_12x9.gif", offset_gif(True), 1024, False, "the same with a transparent index: the rest is white"
+    yield "no_palette_23x17", "no_palette_23x17.gif", gif_without_colour_table(23, 17, 44), 1024, False, "GIF without any colour table: indices as gray levels (Pillow's mode L)"
     yield "lossless_40x30", "lossless_40x30.webp", save_bytes(rgba_image(40, 30, 25), "WEBP", lossless=True), 1024, False, "lossless WebP with alpha"
     yield "lossy_64x48", "lossy_64x48.webp", save_bytes(scene(64, 48, 26), "WEBP", quality=90), 1024, True, "lossy WebP"
     yield "lossy_noise_48x32", "lossy_noise_48x32.webp", save_bytes(noise_rgb(48, 32, 31), "WEBP", quality=75), 1024, True, "lossy WebP of noise: busy, loop-filtered macroblocks everywhere"

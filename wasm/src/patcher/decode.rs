@@ -9,6 +9,7 @@ use super::bmp::pillow_levels;
 use super::error::ImageError;
 use super::gif::{decode_gif, gif_dimensions};
 use super::rgb::{to_rgb, RgbImage, Samples};
+use super::png_repair::repaired_png;
 use super::webp::{decode_webp, webp_dimensions};
 use image::ImageFormat;
 use std::io::Cursor;
@@ -110,7 +111,11 @@ pub fn decode_rgb(bytes: &[u8], max_pixels: u64, transparency: Transparency) -> 
     let (width, height) = dimensions(bytes, format)?;
     check_size(width, height, max_pixels)?;
     let samples = match format {
-        Format::Png => decode_png(bytes, width, height, transparency)?,
+        // Pillow reads some PNGs the crate refuses (png_repair.rs): those are decoded again, repaired.
+        Format::Png => decode_png(bytes, width, height, transparency).or_else(|err| match repaired_png(bytes) {
+            Some(repaired) => decode_png(&repaired, width, height, transparency),
+            None => Err(err),
+        })?,
         Format::Jpeg => decode_jpeg(bytes)?,
         Format::WebP => decode_webp(bytes)?,
         Format::Gif => decode_gif(bytes, max_pixels)?,

@@ -4,6 +4,9 @@
 //! fills what the frame does not cover with the frame's transparent index if it has one (white after
 //! compositing) and with palette index 0 otherwise. `image` fills it with transparent black instead, so the
 //! frame is read with the `gif` crate here.
+//!
+//! A GIF with no colour table at all is an "L" image for Pillow, its indices read as gray levels; the crate
+//! refuses it, so it gets a gray global table here.
 
 use super::error::ImageError;
 use super::rgb::Samples;
@@ -37,6 +40,8 @@ fn first_frame(bytes: &[u8], max_pixels: u64) -> Result<FirstFrame<'_>, ImageErr
 /// The canvas size Pillow reports, from the headers alone: the logical screen grown to the first frame's
 /// extent, or just the screen when no frame header follows (decoding then reports the missing data).
 pub fn gif_dimensions(bytes: &[u8]) -> Result<(u32, u32), ImageError> {
+    let gray = with_gray_table(bytes);
+    let bytes = gray.as_deref().unwrap_or(bytes);
     match first_frame(bytes, u64::MAX) {
         Ok(frame) => Ok((frame.width, frame.height)),
         Err(err) => {
@@ -48,6 +53,8 @@ pub fn gif_dimensions(bytes: &[u8]) -> Result<(u32, u32), ImageError> {
 
 /// The first frame as RGBA on its canvas; the caller has checked the canvas size against `max_pixels`.
 pub fn decode_gif(bytes: &[u8], max_pixels: u64) -> Result<Samples, ImageError> {
+    let gray = with_gray_table(bytes);
+    let bytes = gray.as_deref().unwrap_or(bytes);
     let FirstFrame { mut decoder, frame, width, height } = first_frame(bytes, max_pixels)?;
     let mut indices = vec![0u8; decoder.buffer_size()];
     decoder.read_into_buffer(&mut indices).map_err(corrupt)?;
@@ -71,4 +78,25 @@ pub fn decode_gif(bytes: &[u8], max_pixels: u64) -> Result<Samples, ImageError> 
         }
     }
     Ok(Samples::Rgba(rgba))
+}
+
+/// Header (6 bytes) and logical screen descriptor (7): the descriptor's flags byte says whether a global table
+/// follows, and its size.
+const SCREEN_FLAGS: usize = 10;
+const TABLE_AT: usize = 13;
+
+/// The file with a global table mapping each index to its gray level, when it has none; None when it has one.
+/// A frame's own table still takes precedence, as in Pillow.
+fn with_gray_table(bytes: &[u8]) -> Option<Vec<u8>> {
+    let flags = *bytes.get(SCREEN_FLAGS)?;
+    if flags & 0x80 != 0 || bytes.len() < TABLE_AT {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() + 768);
+    out.extend_from_slice(&bytes[..SCREEN_FLAGS]);
+    out.push(flags | 0x87); // a global table of 2^(7+1) = 256 entries
+    out.extend_from_slice(&bytes[SCREEN_FLAGS + 1..TABLE_AT]);
+    out.extend((0..=255u8).flat_map(|level| [level; 3]));
+    out.extend_from_slice(&bytes[TABLE_AT..]);
+    Some(out)
 }
