@@ -253,6 +253,19 @@ def low_bit_gray_trns(width, height, bitdepth, transparent):
     return buf.getvalue()
 
 
+def gray16_trns(transparent):
+    """16-bit gray with a tRNS value: Pillow clamps the samples to 255 and compares them with the value's low
+    byte, so tRNS 300 makes the 44s transparent (and not the 300s), tRNS 255 every sample from 255 up."""
+    values = (np.add.outer(np.arange(16) * 7, np.arange(20) * 3) % 80).astype(np.uint16)
+    values[3:6, 4:9] = 300
+    values[8:11, 2:7] = 44
+    values[12:15, 10:17] = 4000
+    writer = png.Writer(20, 16, greyscale=True, bitdepth=16, transparent=transparent)
+    buf = io.BytesIO()
+    writer.write(buf, values.tolist())
+    return buf.getvalue()
+
+
 def rgb16_trns():
     """16-bit RGB with tRNS (3, 7, 11): Pillow keeps each sample's high byte and compares the stored value with
     it, so (0x0300, 0x0700, 0x0B00) is transparent for it and (3, 7, 11) is not."""
@@ -413,6 +426,8 @@ def cases():
     yield "rgb_trns_20x20", "rgb_trns_20x20.png", png_bytes(rgb_trns, transparency=(60, 120, 180)), 1024, False, "RGB with a tRNS colour (mode RGB: the references ignore it)"
     yield "gray4_trns_24x20", "gray4_trns_24x20.png", low_bit_gray_trns(24, 20, 4, 9), 1024, False, "4-bit gray, tRNS 9 (Pillow compares it with 8-bit samples: nothing transparent)"
     yield "gray2_trns0_18x12", "gray2_trns0_18x12.png", low_bit_gray_trns(18, 12, 2, 0), 1024, False, "2-bit gray, tRNS 0: the black pixels are transparent"
+    yield "gray16_trns300_20x16", "gray16_trns300_20x16.png", gray16_trns(300), 1024, False, "16-bit gray, tRNS 300: the 44s are transparent (Pillow compares the low byte with clamped samples)"
+    yield "gray16_trns255_20x16", "gray16_trns255_20x16.png", gray16_trns(255), 1024, False, "16-bit gray, tRNS 255: every sample from 255 up is transparent"
     yield "rgb16_trns_20x16", "rgb16_trns_20x16.png", rgb16_trns(), 1024, False, "16-bit RGB with tRNS (Pillow compares it with the high bytes; hf mode composites)"
     yield "no_iend_40x30", "no_iend_40x30.png", png_without_iend(scene(40, 30, 42)), 1024, False, "PNG without IEND (cut after its image data)"
     yield "bad_data_crcs_40x30", "bad_data_crcs_40x30.png", png_bad_data_crcs(rgba_image(40, 30, 43)), 1024, False, "PNG whose IDAT and trailing chunks have wrong CRCs, without IEND"

@@ -177,6 +177,13 @@ fn decode_png(bytes: &[u8], width: u32, height: u32, transparency: Transparency)
                 p[1] = if pillow_trns(&p[..1], t) { 0 } else { 255 };
             }
         }
+        // 16-bit gray: Pillow clamps each sample to 255 and compares it with the tRNS value's low byte (tRNS 300
+        // makes the 44s transparent, 255 every sample from 255 up).
+        (Some(t), ColorType::GrayscaleAlpha) if source_color == ColorType::Grayscale && depth == BitDepth::Sixteen => {
+            for p in buf.chunks_exact_mut(2) {
+                p[1] = if p[0] as u16 == t[0] & 0xFF { 0 } else { 255 };
+            }
+        }
         (Some(t), ColorType::Rgba) if source_color == ColorType::Rgb && depth == BitDepth::Sixteen => {
             for p in buf.chunks_exact_mut(4) {
                 p[3] = if pillow_trns(&p[..3], t) { 0 } else { 255 };
