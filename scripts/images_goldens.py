@@ -321,6 +321,34 @@ def riff_webp(chunks):
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
+def webp_raw_alpha(w, h, seed, filtering):
+    """Lossy WebP with noisy alpha, which libwebp stores uncompressed, its plane filtered again here by libwebp's
+    filter (0 none, 1 horizontal, 2 vertical, 3 gradient; the first row always horizontal) with the header
+    saying so. w·h even: the chunk has a padding byte."""
+    r = rng(seed)
+    rgba = np.dstack([np.asarray(scene(w, h, seed)), r.integers(0, 256, (h, w), dtype=np.uint8)])
+    chunks = webp_chunks(save_bytes(Image.fromarray(rgba, "RGBA"), "WEBP", quality=50))
+    alph = dict(chunks)[b"ALPH"]
+    assert alph[0] & 3 == 0 and (w * h) % 2 == 0, "libwebp compressed the alpha plane"
+    alpha = np.asarray(Image.open(io.BytesIO(riff_webp(chunks))).getchannel("A")).astype(np.int16)
+    out = np.empty_like(alpha)
+    for y in range(h):
+        prev = alpha[y - 1] if y else None
+        row = alpha[y]
+        if filtering == 0:
+            out[y] = row
+        elif prev is None or filtering == 1:
+            out[y, 0] = row[0] - (prev[0] if prev is not None else 0)
+            out[y, 1:] = row[1:] - row[:-1]
+        elif filtering == 2:
+            out[y] = row - prev
+        else:
+            out[y, 0] = row[0] - prev[0]
+            out[y, 1:] = row[1:] - np.clip(row[:-1] + prev[1:] - prev[:-1], 0, 255)
+    plane = bytes([filtering << 2]) + (out % 256).astype(np.uint8).tobytes()
+    return riff_webp([(c, plane if c == b"ALPH" else p) for c, p in chunks])
+
+
 def webp_vp8l_alpha_without_flag(w, h, seed):
     """A lossless WebP with alpha in a VP8X container whose header does not declare alpha: libwebp keeps the
     VP8L bitstream's own alpha (unlike an ALPH chunk's)."""
@@ -448,6 +476,10 @@ def cases():
     yield "lossy_noise_48x32", "lossy_noise_48x32.webp", save_bytes(noise_rgb(48, 32, 31), "WEBP", quality=75), 1024, True, "lossy WebP of noise: busy, loop-filtered macroblocks everywhere"
     yield "lossy_alpha_40x30", "lossy_alpha_40x30.webp", save_bytes(rgba_image(40, 30, 28), "WEBP", quality=80), 1024, True, "lossy WebP with a lossless alpha plane"
     yield "alpha_noflag_40x30", "alpha_noflag_40x30.webp", webp_alpha_without_flag(40, 30, 39), 1024, True, "lossy WebP with an ALPH chunk its VP8X header does not declare: opaque"
+    yield "raw_alpha_40x30", "raw_alpha_40x30.webp", webp_raw_alpha(40, 30, 45, 0), 1024, True, "lossy WebP with an uncompressed alpha plane of even size (the chunk is padded)"
+    yield "raw_alpha_horizontal_40x30", "raw_alpha_horizontal_40x30.webp", webp_raw_alpha(40, 30, 46, 1), 1024, True, "uncompressed alpha, horizontally filtered"
+    yield "raw_alpha_vertical_40x30", "raw_alpha_vertical_40x30.webp", webp_raw_alpha(40, 30, 47, 2), 1024, True, "uncompressed alpha, vertically filtered"
+    yield "raw_alpha_gradient_40x30", "raw_alpha_gradient_40x30.webp", webp_raw_alpha(40, 30, 48, 3), 1024, True, "uncompressed alpha, gradient filtered"
     yield "vp8l_alpha_noflag_40x30", "vp8l_alpha_noflag_40x30.webp", webp_vp8l_alpha_without_flag(40, 30, 40), 1024, False, "lossless WebP with alpha in a VP8X header not declaring it: the alpha stays"
     yield "two_bitstreams_32x24", "two_bitstreams_32x24.webp", webp_two_bitstreams(32, 24, 41), 1024, False, "simple WebP of a VP8L chunk then a VP8 one: the first is the image"
     yield "anim_lossless_30x20", "anim_lossless_30x20.webp", animated_webp(30, 20, 29), 1024, False, "animated lossless WebP: first frame"

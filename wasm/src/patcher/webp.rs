@@ -1,8 +1,9 @@
 //! WebP as Pillow decodes it through libwebp. Still lossy images and lossy frames: image-webp's VP8 decoder
 //! (vendored: `image` 0.24.3's misdecodes some macroblocks) for the Y'CbCr planes, then libwebp's conversion to
-//! RGB. Lossless bitstreams and alpha planes: `image`, each handed to it alone in a minimal container, since
-//! `image` 0.24.3 mislabels the samples of lossless images in an extended container and traps composing
-//! lossy animations.
+//! RGB. Lossless bitstreams and compressed alpha planes: `image`, each handed to it alone in a minimal container,
+//! since `image` 0.24.3 mislabels the samples of lossless images in an extended container and traps composing
+//! lossy animations. Uncompressed alpha planes (which libwebp writes when compressing does not pay, as for noisy
+//! alpha): here, since `image` reads a chunk's padding byte into them.
 
 use super::error::ImageError;
 use super::rgb::Samples;
@@ -126,17 +127,65 @@ fn decode_lossy(vp8: &[u8], alph: Option<&[u8]>) -> Result<Samples, ImageError> 
         Some(alph) => alph,
         None => return Ok(Samples::Rgb(rgb)),
     };
-    // The alpha plane is coded losslessly; `image` decodes it exactly from a still image of its own.
-    let (width, height) = (frame.width as u32, frame.height as u32);
-    let vp8x = vp8x_header(ALPHA_FLAG, width, height);
-    let file = riff(&[(*b"VP8X", &vp8x), (*b"ALPH", alph), (*b"VP8 ", vp8)]);
-    let rgba = match decode_with_image(&file)? {
-        Samples::Rgba(rgba) if rgba.len() / 4 == rgb.len() / 3 => rgba,
-        _ => return Err(corrupt("alpha plane does not match the image")),
+    let (width, height) = (frame.width as usize, frame.height as usize);
+    let alpha = if alph.first().map_or(false, |&header| header & 3 == 0) {
+        raw_alpha(alph, width, height)?
+    } else {
+        // Compressed losslessly: `image` decodes it exactly from a still image of its own.
+        let vp8x = vp8x_header(ALPHA_FLAG, width as u32, height as u32);
+        let file = riff(&[(*b"VP8X", &vp8x), (*b"ALPH", alph), (*b"VP8 ", vp8)]);
+        match decode_with_image(&file)? {
+            Samples::Rgba(rgba) if rgba.len() / 4 == width * height => rgba.chunks_exact(4).map(|p| p[3]).collect(),
+            _ => return Err(corrupt("alpha plane does not match the image")),
+        }
     };
-    Ok(Samples::Rgba(
-        rgb.chunks_exact(3).zip(rgba.chunks_exact(4)).flat_map(|(c, a)| [c[0], c[1], c[2], a[3]]).collect(),
-    ))
+    Ok(Samples::Rgba(rgb.chunks_exact(3).zip(alpha).flat_map(|(c, a)| [c[0], c[1], c[2], a]).collect()))
+}
+
+/// An uncompressed ALPH chunk's plane, as libwebp reads it: the header byte (reserved bits zero, at most level
+/// pre-processing, whose dithering Pillow leaves off), then at least width·height filtered values, each row
+/// predicted by libwebp's unfilters (`dsp/filters.c`): none, horizontal, vertical or gradient; the first row
+/// always horizontally, from zero.
+fn raw_alpha(alph: &[u8], width: usize, height: usize) -> Result<Vec<u8>, ImageError> {
+    let header = alph[0];
+    if header >> 6 != 0 || (header >> 4) & 3 > 1 {
+        return Err(corrupt("invalid alpha header"));
+    }
+    let filter = (header >> 2) & 3;
+    let data = alph.get(1..1 + width * height).ok_or_else(|| corrupt("alpha plane shorter than the image"))?;
+    let mut plane = vec![0u8; width * height];
+    for y in 0..height {
+        let (above, rest) = plane.split_at_mut(y * width);
+        let prev = above.get(above.len().saturating_sub(width)..).filter(|_| y > 0);
+        let (row, input) = (&mut rest[..width], &data[y * width..(y + 1) * width]);
+        match (filter, prev) {
+            (0, _) => row.copy_from_slice(input),
+            (2, Some(prev)) => {
+                for i in 0..width {
+                    row[i] = prev[i].wrapping_add(input[i]);
+                }
+            }
+            (3, Some(prev)) => {
+                let (mut left, mut top_left) = (prev[0], prev[0]);
+                for i in 0..width {
+                    let top = prev[i];
+                    let predicted = (left as i16 + top as i16 - top_left as i16).clamp(0, 255) as u8;
+                    left = input[i].wrapping_add(predicted);
+                    top_left = top;
+                    row[i] = left;
+                }
+            }
+            // Horizontal, and the first row of the vertical and gradient filters.
+            (_, prev) => {
+                let mut predicted = prev.map_or(0, |prev| prev[0]);
+                for i in 0..width {
+                    row[i] = predicted.wrapping_add(input[i]);
+                    predicted = row[i];
+                }
+            }
+        }
+    }
+    Ok(plane)
 }
 
 fn decode_lossless(vp8l: &[u8]) -> Result<Samples, ImageError> {
