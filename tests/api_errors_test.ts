@@ -428,6 +428,14 @@ Deno.test("token counters count as tokens come: a request cut short counts what 
     assert.equal(await counter("pixtral_generation_tokens_total"), done.json.usage.completion_tokens);
     assert.equal(await counter("pixtral_prompt_tokens_total"), done.json.usage.prompt_tokens);
     assert.equal(await counter("pixtral_preemptions_total"), 0);
+    // Latencies: one time to first token per request, and the gaps between each choice's own tokens.
+    const [ttft, itl] = [
+      await counter("pixtral_time_to_first_token_seconds_count"),
+      await counter("pixtral_inter_token_latency_seconds_count"),
+    ];
+    await post(`${url}/v1/chat/completions`, { ...user("hi"), max_tokens: 4, n: 3, ignore_eos: true });
+    assert.equal(await counter("pixtral_time_to_first_token_seconds_count"), ttft + 1);
+    assert.equal(await counter("pixtral_inter_token_latency_seconds_count"), itl + 3 * 3);
     const response = await fetch(`${url}/v1/chat/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
@@ -440,9 +448,9 @@ Deno.test("token counters count as tokens come: a request cut short counts what 
     }
     await reader.cancel();
     // At least the tokens streamed so far (the first chunk carries the role), fewer than asked.
-    const counted = await counter("pixtral_generation_tokens_total") - 3;
+    const counted = await counter("pixtral_generation_tokens_total") - 3 - 3 * 4;
     assert.ok(counted >= 3 && counted < 64, `${counted} tokens counted`);
-    assert.equal(await counter("pixtral_prompt_tokens_total"), 2 * done.json.usage.prompt_tokens);
+    assert.equal(await counter("pixtral_prompt_tokens_total"), 3 * done.json.usage.prompt_tokens);
   });
 });
 

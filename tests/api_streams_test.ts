@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import type { ChoiceResult, ChoiceUpdate } from "../functions/chat/completion.ts";
+import { patientJson } from "../functions/routes/patient.ts";
 import { eventStream } from "../functions/routes/sse.ts";
 import { serverConfig, withServer } from "./api_helpers.ts";
 
@@ -61,6 +62,48 @@ Deno.test("a client that disconnects mid-stream frees its sequence and KV blocks
     controller.abort();
     await until(() => engine.stats().running === 0 && engine.stats().kvBlocksUsed === 0);
   });
+});
+
+Deno.test("a client that leaves is no server error: the answer's body cancelled, its run's end logs no error", async () => {
+  // Deno reports a client that leaves a large request only by cancelling the response's body; the request's
+  // signal never aborts. The run then ends with the AbortError of its own cancellation.
+  const lines: string[] = [];
+  const print = console.log;
+  console.log = (line: unknown) => void lines.push(String(line));
+  try {
+    for (const kind of ["stream", "json"]) {
+      const cancelled = Promise.withResolvers<never>();
+      cancelled.promise.catch(() => {}); // awaited by the run, if it got there
+      async function* updates(): AsyncGenerator<ChoiceUpdate, ChoiceResult[]> {
+        yield { index: 0, text: "a" };
+        return await cancelled.promise;
+      }
+      const run = {
+        updates: updates(),
+        cancel: () => cancelled.reject(new DOMException("the request was cancelled", "AbortError")),
+      };
+      const request = new Request("http://x/v1/chat/completions", {
+        method: "POST",
+        headers: { "content-length": "4000" },
+        body: "x".repeat(4000),
+      });
+      const res = kind === "stream"
+        ? await eventStream(run, {
+          id: kind,
+          signal: request.signal,
+          events: (u) => "text" in u ? [{ text: u.text }] : [],
+          end: () => [],
+        })
+        : await patientJson(run, { id: kind, request, answer: () => ({}) });
+      const reader = res.body!.getReader();
+      if (kind === "stream") await reader.read();
+      await reader.cancel();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } finally {
+    console.log = print;
+  }
+  assert.deepEqual(lines.filter((line) => line.includes('"level":"error"')), []);
 });
 
 Deno.test("a full queue answers 429 with Retry-After, and the server recovers", async () => {

@@ -299,6 +299,12 @@ Deno.test("echo with logprobs scores the prompt: each token given those before i
     for (const key of ["tokens", "token_logprobs", "text_offset"]) {
       assert.deepEqual(events.flatMap((e) => e.logprobs?.[key] ?? []), whole.logprobs[key], key);
     }
+    // Scoring the prompt changes nothing of the answer, bit for bit: the first token comes from the prompt's last
+    // row as it would without echo (its last chunk, 22 rows, goes through the tiled kernel otherwise).
+    const plain = (await ask({ prompt: ids, logprobs: 1, max_tokens: 3 })).choices[0];
+    for (const key of ["tokens", "token_logprobs", "top_logprobs"]) {
+      assert.deepEqual(whole.logprobs[key].slice(ids.length), plain.logprobs[key], key);
+    }
   });
 });
 

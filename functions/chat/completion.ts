@@ -240,21 +240,25 @@ export function runCompletion(service: Service, prompts: PreparedChat[], signal:
   }
   const channel = new Channel<ChoiceUpdate, ChoiceResult[]>();
   const began = performance.now();
-  let last: number | undefined;
+  // The request's first token is its time to first token; the gaps between each choice's own tokens are inter-token
+  // latencies (choices of one step arrive together: gaps across choices would read as ~0).
+  let first = true;
+  const last: (number | undefined)[] = streams.map(() => undefined);
   // Counted as they come, so that a request cut short counts what it computed.
-  let prompted = false;
-  const onToken = (stop: boolean) => {
+  const onToken = (choice: number, stop: boolean) => {
     service.metrics.generationTokens.inc({}, 1);
-    if (!prompted) service.metrics.promptTokens.inc({}, promptTokens(prompts));
-    prompted = true;
-    if (stop) return;
+    if (first) service.metrics.promptTokens.inc({}, promptTokens(prompts));
+    if (stop) return void (first = false);
     const now = performance.now();
-    if (last === undefined) service.metrics.timeToFirstToken.observe((now - began) / 1000);
-    else service.metrics.interTokenLatency.observe((now - last) / 1000);
-    last = now;
+    if (first) service.metrics.timeToFirstToken.observe((now - began) / 1000);
+    if (last[choice] !== undefined) service.metrics.interTokenLatency.observe((now - last[choice]!) / 1000);
+    first = false;
+    last[choice] = now;
   };
   Promise.all(
-    streams.map((s, i) => runChoice(service, i, s.stream, s.prepared, (u) => channel.push(u), onToken)),
+    streams.map((s, i) =>
+      runChoice(service, i, s.stream, s.prepared, (u) => channel.push(u), (stop) => onToken(i, stop))
+    ),
   )
     .then((results) => channel.close(results), (err) => {
       controller.abort();

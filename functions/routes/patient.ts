@@ -40,6 +40,8 @@ export async function patientJson(
   let pending: Promise<typeof next> | undefined;
   /** When the last space went: tokens keep coming, and the spaces count from there. */
   let sent = performance.now();
+  /** Set when the client went away: the run's end is then its doing, and nobody reads what follows. */
+  let cancelled = false;
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
@@ -56,12 +58,10 @@ export async function patientJson(
         controller.enqueue(encoder.encode(JSON.stringify(options.answer(next.value))));
         controller.close();
       } catch (err) {
-        const level = options.request.signal.aborted
-          ? "debug"
-          : err instanceof EngineClosedError
-          ? "warn"
-          : "error";
+        const left = cancelled || options.request.signal.aborted;
+        const level = left ? "debug" : err instanceof EngineClosedError ? "warn" : "error";
         log[level]("answer failed", { id: options.id, error: String(err) });
+        if (cancelled) return;
         const message = err instanceof Error ? err.message : String(err);
         const error = { message, type: "server_error", param: null, code: "generation_failed" };
         controller.enqueue(encoder.encode(JSON.stringify({ error })));
@@ -69,6 +69,7 @@ export async function patientJson(
       }
     },
     async cancel() {
+      cancelled = true;
       run.cancel();
       // A pending update settles once the choices stop; it is nobody's to read.
       pending?.catch(() => {});

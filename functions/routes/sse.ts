@@ -54,6 +54,8 @@ export async function eventStream(run: CompletionRun, options: EventStreamOption
   let first: Awaited<ReturnType<typeof run.updates.next>> | undefined = await run.updates.next();
   /** When the stream last sent something: the keep-alive counts from there, however many updates were silent. */
   let sent = performance.now();
+  /** Set when the client went away: the run's end is then its doing, and nobody reads what follows. */
+  let cancelled = false;
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       const send = (bytes: Uint8Array) => {
@@ -85,8 +87,10 @@ export async function eventStream(run: CompletionRun, options: EventStreamOption
         // The status line is sent already: the error travels as the last event, so no client takes a
         // truncated stream for a finished one.
         // A client that went away is not a server error, nor is a shutdown that outlasted the grace period.
-        const level = options.signal.aborted ? "debug" : err instanceof EngineClosedError ? "warn" : "error";
+        const left = cancelled || options.signal.aborted;
+        const level = left ? "debug" : err instanceof EngineClosedError ? "warn" : "error";
         log[level]("stream failed", { id: options.id, error: String(err) });
+        if (cancelled) return;
         const message = err instanceof Error ? err.message : String(err);
         const failed = options.named?.failed(message) ??
           [{ error: { message, type: "server_error", param: null, code: "stream_error" } }];
@@ -95,6 +99,7 @@ export async function eventStream(run: CompletionRun, options: EventStreamOption
       }
     },
     async cancel() {
+      cancelled = true;
       run.cancel();
       // A pending update settles once the choices stop; it is nobody's to read.
       pending?.catch(() => {});

@@ -9,7 +9,7 @@
  */
 import { attention, pagedAttentionPlan, ropeKvWrite } from "../gpu/ops/attention.ts";
 import { embed, scatterRows } from "../gpu/ops/embed.ts";
-import { linear, linearStacked, linearSwiglu } from "../gpu/ops/linear.ts";
+import { linear, linearStacked, linearSwiglu, MATVEC_MAX_ROWS } from "../gpu/ops/linear.ts";
 import { rmsNorm } from "../gpu/ops/norm.ts";
 import type { FloatType } from "../gpu/dtype.ts";
 import type { Recorder } from "../gpu/recorder.ts";
@@ -185,6 +185,19 @@ export function decoderStep(
   const normed = rec.scratch(act, [wanted.length, d.dim]);
   rmsNorm(rec, { y: normed, x: last, weight: w("norm.weight"), eps: d.normEps });
   const logits = rec.scratch("f32", [wanted.length, d.vocabSize]);
-  linear(rec, { y: logits, x: normed, w: w("output.weight") });
+  const head = (start: number, count: number) =>
+    linear(rec, {
+      y: logits.sliceRows(start, count),
+      x: normed.sliceRows(start, count),
+      w: w("output.weight"),
+    });
+  // A prompt whose rows are all scored (echo) samples its first token from its last row: that row goes through
+  // the head alone, by the kernel it takes when the prompt is not scored, so scoring changes no sampled token or
+  // log-probability (the tiled kernel rounds otherwise).
+  const split = steps.length === 1 && steps[0].logits === "all" && wanted.length > MATVEC_MAX_ROWS;
+  if (split) {
+    head(0, wanted.length - 1);
+    head(wanted.length - 1, 1);
+  } else head(0, wanted.length);
   return { logits, rows };
 }
