@@ -128,6 +128,33 @@ Deno.test("reusing cached prefixes (text, whole and partly covered images) chang
   }
 });
 
+Deno.test("sequences sent together with one prompt read it once: the others wait for its blocks, same results", async () => {
+  const model = await loadTiny("mistral", { ...EXACT, kvTokens: 1024 });
+  // 150 tokens with an image: the reusable part is 128 (4 units of 32), the image's encoder runs once.
+  const ids = [1, 3, ...text(26, 5), ...imageIds, ...text(90, 9), 4];
+  const request = (seed: number) => ({
+    ids,
+    images: [image],
+    sampling: { ...GREEDY, temperature: 0.9, seed },
+    maxTokens: 4,
+    stopIds: [2],
+    topLogprobs: 2,
+  });
+  const options = { prefillChunk: 32, decodeSteps: 1 };
+  try {
+    const alone = new LocalEngine(model, { ...options, prefixCache: false });
+    const expected = [];
+    for (const seed of [1, 2, 3, 4]) expected.push(await collect(alone.generate(request(seed))));
+    const engine = new LocalEngine(model, options);
+    const got = await Promise.all([1, 2, 3, 4].map((seed) => collect(engine.generate(request(seed)))));
+    assert.deepEqual(got, expected);
+    assert.equal(engine.stats().prefixHitTokens, 3 * 128, "three of the four took the prompt from the first");
+    assert.equal(model.pool.usedBlocks, 0);
+  } finally {
+    model.release();
+  }
+});
+
 Deno.test("a chunk size that is not a multiple of the block size: only blocks of full chunks are shared", async () => {
   const model = await loadTiny("mistral", { ...EXACT, kvTokens: 1024 });
   const request = (ids: number[]) => ({

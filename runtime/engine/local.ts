@@ -541,20 +541,25 @@ export class LocalEngine implements Engine {
 
   #admit(): void {
     const { pool } = this.#model;
-    while (this.#waiting.length && this.#running.length < this.#maxRunning) {
-      const seq = this.#waiting[0];
+    for (let i = 0; i < this.#waiting.length && this.#running.length < this.#maxRunning;) {
+      const seq = this.#waiting[i];
+      // Prompt log-probabilities need every position computed.
+      const reusing = this.#prefixUnit > 0 && seq.past === 0 && !seq.promptScores;
+      if (reusing && this.#follows(seq)) {
+        i++;
+        continue;
+      }
       // Room for the whole prompt plus one block of growth for every running sequence.
       const needed = pool.blocksFor(seq.tokens.length + 1) + this.#running.length;
       if (needed > pool.freeBlocks && this.#running.length > 0) return;
-      this.#waiting.shift();
+      this.#waiting.splice(i, 1);
       this.#running.push(seq);
-      // Prompt log-probabilities need every position computed.
-      if (this.#prefixUnit && seq.past === 0 && !seq.promptScores) this.#reuse(seq);
+      if (reusing) this.#reuse(seq);
     }
   }
 
-  /** Starts `seq` after the longest prefix whose blocks are cached, cut to whole prefix units. */
-  #reuse(seq: Sequence): void {
+  /** The prefix keys of a sequence that may use the prefix cache, and how many of its blocks it could reuse. */
+  #prefixOf(seq: Sequence): { keys: PrefixKeys; reusable: number } {
     const { pool } = this.#model, { img } = this.#model.config.imageTokens;
     seq.prefix ??= new PrefixKeys(
       seq.tokens,
@@ -565,9 +570,40 @@ export class LocalEngine implements Engine {
     );
     // At least the last token is computed: its logits give the first sample.
     const reusable = Math.floor((seq.prefillEnd - 1) / this.#prefixUnit) * this.#prefixUnit / pool.blockSize;
+    return { keys: seq.prefix, reusable };
+  }
+
+  /** How many of its first blocks are in the cache. */
+  #cachedBlocks(seq: Sequence): number {
+    const { keys, reusable } = this.#prefixOf(seq);
     let cached = 0;
-    while (cached < reusable && pool.has(seq.prefix.key(cached))) cached++;
-    const tokens = Math.floor(cached * pool.blockSize / this.#prefixUnit) * this.#prefixUnit;
+    while (cached < reusable && this.#model.pool.has(keys.key(cached))) cached++;
+    return cached;
+  }
+
+  /**
+   * Whether `seq` waits for a running sequence that is reading the same prompt: that one's prefill publishes the
+   * next prefix unit `seq` begins with, which `seq` then takes from the cache rather than computing it again
+   * alongside (the `n` choices of a request; one prompt sent by several clients at once, an image included, whose
+   * vision encoder then runs once). It waits only while the other reads that unit.
+   */
+  #follows(seq: Sequence): boolean {
+    const { blockSize } = this.#model.pool;
+    const { keys, reusable } = this.#prefixOf(seq);
+    const perUnit = this.#prefixUnit / blockSize;
+    const unitEnd = (Math.floor(this.#cachedBlocks(seq) / perUnit) + 1) * perUnit;
+    if (unitEnd > reusable) return false;
+    const wanted = keys.key(unitEnd - 1);
+    return this.#running.some((leader) =>
+      leader.prefix !== undefined && leader.prefilling && leader.published < unitEnd &&
+      leader.prefillEnd >= unitEnd * blockSize && leader.prefix.key(unitEnd - 1) === wanted
+    );
+  }
+
+  /** Starts `seq` after the longest prefix whose blocks are cached, cut to whole prefix units. */
+  #reuse(seq: Sequence): void {
+    const { pool } = this.#model, { img } = this.#model.config.imageTokens;
+    const tokens = Math.floor(this.#cachedBlocks(seq) * pool.blockSize / this.#prefixUnit) * this.#prefixUnit;
     if (tokens === 0) return;
     pool.share(seq.blocks, Array.from({ length: tokens / pool.blockSize }, (_, i) => seq.prefix!.key(i)));
     seq.past = tokens;
