@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import OpenAI from "openai";
+import { type OutputItem, OutputItems } from "../functions/chat/output_items.ts";
 import { renamed } from "../functions/chat/responses.ts";
 import { dataUrl, post, withServer } from "./api_helpers.ts";
 
@@ -218,6 +219,50 @@ Deno.test("Responses API: function calls, streamed as items, and their outputs s
       text?.type === "message" && text.content[0].type === "output_text" && text.content[0].text,
       again.choices[0].message.content ?? false,
     );
+
+    // Earlier outputs may come back as references to their ids (as the Vercel AI SDK sends them): the same
+    // conversation, the same answer. The streamed response's items are remembered as well.
+    const reference = (item: { id?: string }) => ({ type: "item_reference", id: item.id! }) as const;
+    for (const from of [calls, response.output]) {
+      const conversation = (items: unknown[]) => ({
+        model,
+        input: [
+          input[0],
+          ...items,
+          ...from.map((c) => ({
+            type: "function_call_output" as const,
+            call_id: (c as { call_id: string }).call_id,
+            output: '{"temp": 21.0}',
+          })),
+        ] as OpenAI.Responses.ResponseInput,
+        tools: request.tools,
+        max_output_tokens: 6,
+        temperature: 0,
+      });
+      const [byItems, byReferences] = await Promise.all([
+        client.responses.create(conversation(from)),
+        client.responses.create(conversation(from.map(reference))),
+      ]);
+      assert.equal(byReferences.output_text, byItems.output_text);
+      assert.equal(byReferences.usage?.input_tokens, byItems.usage?.input_tokens);
+    }
+    const turn = (previous: unknown) => ({
+      model,
+      input: [...input, previous, {
+        role: "user",
+        content: "And tomorrow?",
+      }] as OpenAI.Responses.ResponseInput,
+      tools: request.tools,
+      max_output_tokens: 4,
+      temperature: 0,
+    });
+    const message = next.output.find((item) => item.type === "message")!;
+    const [byItem, byReference] = await Promise.all([
+      client.responses.create(turn({ role: "assistant", content: next.output_text })),
+      client.responses.create(turn(reference(message))),
+    ]);
+    assert.equal(byReference.usage?.input_tokens, byItem.usage?.input_tokens);
+    assert.equal(byReference.output_text, byItem.output_text);
   });
 });
 
@@ -295,7 +340,7 @@ Deno.test("Responses API: errors name the Responses request's fields", async () 
         "input[0].content[0]",
         /hold text only/,
       ],
-      [{ input: [user("Hi"), { type: "item_reference", id: "msg_1" }] }, "input[1].type", /stores none/],
+      [{ input: [user("Hi"), { type: "item_reference", id: "msg_1" }] }, "input[1].id", /store: false/],
       [{ input: [{ type: "web_search_call", id: "ws_1" }] }, "input[0].type", /not supported/],
       [{ input: "Hi", tools: [{ type: "web_search" }] }, "tools[0].type", /hosted tools/],
       [{ input: "Hi", max_output_tokens: 0 }, "max_output_tokens", /max_output_tokens/],
@@ -392,4 +437,22 @@ Deno.test("Responses API: an error that cannot be renamed (a client's AbortError
   const abort = new DOMException("the request was cancelled", "AbortError");
   assert.equal(renamed(abort, () => "input"), abort);
   assert.equal(abort.name, "AbortError");
+});
+
+Deno.test("Responses API: remembered output items are bounded, the least recently used given up first", () => {
+  const items = new OutputItems(2, 1000);
+  const text = (t: string): OutputItem => ({
+    type: "message",
+    role: "assistant",
+    content: [{ type: "output_text", text: t }],
+  });
+  items.remember("a", text("a"));
+  items.remember("b", text("b"));
+  assert.ok(items.recall("a")); // a is now the most recently used
+  items.remember("c", text("c"));
+  assert.deepEqual([!!items.recall("a"), !!items.recall("b"), !!items.recall("c")], [true, false, true]);
+  items.remember("d", text("x".repeat(400))); // 2 bytes a character: with c, over the byte bound
+  assert.deepEqual([items.size, !!items.recall("d"), !!items.recall("c")], [1, true, false]);
+  items.remember("e", text("x".repeat(600))); // larger than the bound: not kept
+  assert.deepEqual([items.size, !!items.recall("e")], [1, false]);
 });

@@ -1,8 +1,9 @@
 /**
  * POST /v1/responses: OpenAI's Responses API, which newer OpenAI SDK code and agent frameworks call. The request
  * runs as the chat completion it amounts to (functions/chat/responses.ts); the answer is a response object whose
- * output is a message and the function calls, streamed as Responses' typed events or not. Nothing is stored:
- * each request carries its whole conversation, as with `store: false` at OpenAI.
+ * output is a message and the function calls, streamed as Responses' typed events or not. No conversation is
+ * stored: each request carries its whole conversation, as with `store: false` at OpenAI, though its earlier
+ * outputs may come as `item_reference` items naming what this route answered with (OutputItems).
  */
 import { Hono } from "hono";
 import { log } from "../../runtime/log.ts";
@@ -10,6 +11,7 @@ import { type ChoiceResult, type LogprobEntry, runCompletion } from "../chat/com
 import { prepareChat, type PreparedChat } from "../chat/prepare.ts";
 import { renamed, toChat } from "../chat/responses.ts";
 import type { ToolCallOut } from "../chat/tools.ts";
+import { OutputItems } from "../chat/output_items.ts";
 import { parseResponsesRequest, type ResponsesRequest } from "../schema/responses.ts";
 import type { Service } from "../service.ts";
 import { readJsonText, requireEngine, requireModel } from "./common.ts";
@@ -22,6 +24,19 @@ type Status = "completed" | "incomplete";
 
 function outputText(text: string, logprobs: LogprobEntry[]) {
   return { type: "output_text", text, annotations: [], logprobs };
+}
+
+/** The output items of an answer, remembered for the `item_reference` items that may name them later. */
+function remember(items: OutputItems, output: unknown[]): void {
+  for (const item of output as ({ id: string } & Record<string, unknown>)[]) {
+    if (item.type === "message") {
+      const text = (item.content as { text: string }[]).map((part) => part.text).join("");
+      items.remember(item.id, { type: "message", role: "assistant", content: [{ type: "output_text", text }] });
+    } else if (item.type === "function_call") {
+      const { call_id, name, arguments: args } = item as unknown as ReturnType<typeof functionCallItem>;
+      items.remember(item.id, { type: "function_call", call_id, name, arguments: args });
+    }
+  }
 }
 
 function messageItem(id: string, status: Status | "in_progress", text: string, logprobs: LogprobEntry[]) {
@@ -109,10 +124,10 @@ function finished(response: ResponseObject, output: unknown[], prepared: Prepare
   };
 }
 
-export function responseRoutes(service: Service): Hono {
+export function responseRoutes(service: Service, items = new OutputItems()): Hono {
   return new Hono().post("/v1/responses", async (c) => {
     const { body, text } = await readJsonText(c);
-    const { request, ignored } = parseResponsesRequest(body);
+    const { request, ignored } = parseResponsesRequest(body, items);
     if (ignored.length) log.info("ignoring unknown request fields", { fields: ignored, path: c.req.path });
     requireModel(service, request.model);
     requireEngine(service);
@@ -139,6 +154,7 @@ export function responseRoutes(service: Service): Hono {
             output.push(messageItem(newId("msg"), statusOf(result), result.text, result.logprobs ?? []));
           }
           for (const call of result.toolCalls ?? []) output.push(functionCallItem(newId("fc"), call));
+          remember(items, output);
           return finished(response, output, prepared, result);
         },
       });
@@ -236,6 +252,7 @@ export function responseRoutes(service: Service): Hono {
       },
       end([result]) {
         const done = finished(response, output, prepared, result);
+        remember(items, output);
         return [
           event(done.status === "completed" ? "response.completed" : "response.incomplete", {
             response: done,

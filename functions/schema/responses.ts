@@ -2,13 +2,15 @@
  * OpenAI's Responses API request (`POST /v1/responses`), validated with zod: the conversation as input items
  * (messages, function calls and their outputs), function tools, `text.format` for structured output.
  *
- * This server keeps no state between requests, so what needs stored responses, files or OpenAI's hosted tools is
- * refused with a message that says what to send instead. Reasoning items a client sends back are skipped: Pixtral
+ * This server keeps no conversations between requests, so what needs stored responses, files or OpenAI's hosted
+ * tools is refused with a message that says what to send instead; `item_reference` items naming output items this
+ * process answered with are replaced by those items (functions/chat/output_items.ts). Reasoning items a client sends back are skipped: Pixtral
  * writes none, and their content is another model's. Other unknown fields are ignored, as in the chat API.
  */
 import { z } from "zod";
 import { droppedKeys } from "./dropped.ts";
 import { parseWith, RequestError } from "./chat.ts";
+import type { OutputItem, OutputItems } from "../chat/output_items.ts";
 
 const inputText = z.object({ type: z.literal("input_text"), text: z.string() });
 const inputImage = z.object({
@@ -42,11 +44,6 @@ const reasoning = z.object({ type: z.literal("reasoning") });
 
 const item = z.discriminatedUnion("type", [message, functionCall, functionCallOutput, reasoning]);
 const ITEM_TYPES = new Set<string>(item.options.map((o) => o.shape.type.value));
-
-/** Item types of the API that name what this server does not have. */
-const STATEFUL_ITEMS: Record<string, string> = {
-  item_reference: "it names a stored item, and this server stores none: send the item itself",
-};
 
 const functionTool = z.object({
   type: z.literal("function"),
@@ -137,9 +134,11 @@ function refuseKinds(body: Record<string, unknown>): void {
       ) {
         return;
       }
-      const why = STATEFUL_ITEMS[type] ??
-        "this server takes messages, function_call and function_call_output items";
-      throw new RequestError(`input[${i}]: "${type}" items are not supported (${why})`, `input[${i}].type`);
+      throw new RequestError(
+        `input[${i}]: "${type}" items are not supported (this server takes messages, function_call, ` +
+          "function_call_output and item_reference items)",
+        `input[${i}].type`,
+      );
     });
   }
   if (Array.isArray(body.tools)) {
@@ -170,15 +169,31 @@ function refuseStateful(request: ResponsesRequest): void {
   if (request.prompt != null) refuse("prompt", "a stored prompt template");
 }
 
-export function parseResponsesRequest(body: unknown): ParsedResponsesRequest {
-  // A message may leave its type out (OpenAI's "easy" input message).
+/** An `item_reference` replaced by the item it names. */
+function referenced(value: { id?: unknown }, at: number, items: OutputItems): OutputItem {
+  const item = typeof value.id === "string" ? items.recall(value.id) : undefined;
+  if (item) return item;
+  throw new RequestError(
+    `input[${at}]: the item_reference ${JSON.stringify(value.id)} names no output item this server remembers ` +
+      `(it keeps the last ${items.maxItems} it answered with, in this process): send the item itself (the Vercel ` +
+      `AI SDK sends references unless its OpenAI provider options say store: false)`,
+    `input[${at}].id`,
+  );
+}
+
+export function parseResponsesRequest(body: unknown, items: OutputItems): ParsedResponsesRequest {
+  // A message may leave its type out (OpenAI's "easy" input message); a reference stands for an earlier output.
   const input = (body as { input?: unknown })?.input;
   const normalized = Array.isArray(input)
     ? {
       ...body as object,
-      input: input.map((item) =>
-        typeof item === "object" && item !== null && !("type" in item) && "role" in item
+      input: input.map((item, i) =>
+        typeof item !== "object" || item === null
+          ? item
+          : !("type" in item) && "role" in item
           ? { ...item, type: "message" }
+          : "type" in item && item.type === "item_reference"
+          ? referenced(item, i, items)
           : item
       ),
     }
