@@ -8,7 +8,13 @@ import { Ajv2020 } from "ajv/dist/2020.js";
 import OpenAI from "openai";
 import { Mistral } from "@mistralai/mistralai";
 import { createApp } from "../functions/app.ts";
-import { parseToolCalls, promptToolCallId } from "../functions/chat/tools.ts";
+import {
+  fromRequest,
+  parseToolCalls,
+  promptToolCallId,
+  toolGeneration,
+  type ToolUse,
+} from "../functions/chat/tools.ts";
 import {
   type Engine,
   type FinishReason,
@@ -18,7 +24,7 @@ import {
 } from "../runtime/engine/engine.ts";
 import { LocalEngine } from "../runtime/engine/local.ts";
 import { XGrammarConstraints } from "../runtime/grammar/constraints.ts";
-import { jsonSchemaFormat, toolCallsFormat } from "../runtime/grammar/format.ts";
+import { jsonSchemaFormat, relaxedSchema, toolCallsFormat } from "../runtime/grammar/format.ts";
 import { pyJsonDumps, pyJsonLoads } from "../runtime/prompt/pyjson.ts";
 import { loadTokenizer } from "../runtime/tokenizer/mod.ts";
 import { fixture } from "./helpers.ts";
@@ -94,6 +100,50 @@ Deno.test("forced calls: random walks give lists of calls to the functions, argu
     }
     assert.ok(finished >= 8, `only ${finished} walks finished`);
   }
+});
+
+Deno.test("a forced non-strict function whose schema is not wholly enforceable keeps its types and required properties", async () => {
+  // What instructor sends for a pydantic model with `confidence: float = Field(ge=0, le=1)`, and more.
+  const parameters = {
+    type: "object",
+    properties: {
+      label: { type: "string", enum: ["a", "b"] },
+      confidence: { type: "number", minimum: 0, maximum: 1 },
+      tags: { type: "array", items: { type: "integer", multipleOf: 5 }, uniqueItems: true, maxItems: 3 },
+    },
+    required: ["label", "confidence", "tags"],
+    additionalProperties: false,
+  };
+  assert.throws(() => jsonSchemaFormat(parameters), /numeric bounds/);
+  const use: ToolUse = {
+    definitions: [{ name: "classify", description: "", parameters: fromRequest(parameters, "tools[0]") }],
+    choice: { name: "classify" },
+    parallel: true,
+    strict: new Map([["classify", false]]),
+  };
+  const { format } = toolGeneration(use, 9);
+  // The relaxed schema: the same but for the keywords the grammar cannot enforce.
+  const { schema, dropped } = relaxedSchema(parameters);
+  assert.deepEqual(dropped.sort(), ["maximum", "minimum", "multipleOf", "uniqueItems"]);
+  assert.deepEqual(format, toolCallsFormat([{ name: "classify", parameters: schema }], true));
+  const validate = ajv.compile(schema as object);
+  const random = seededRandom(5);
+  let finished = 0;
+  for (let i = 0; i < 8; i++) {
+    const text = await walk(format!, random, 400);
+    if (text === undefined) continue;
+    finished++;
+    const [call] = parseToolCalls(text)!;
+    const args = JSON.parse(call.function.arguments) as Record<string, unknown>;
+    assert.ok(validate(args), `${text}: ${JSON.stringify(validate.errors)}`);
+    assert.deepEqual(Object.keys(args), ["label", "confidence", "tags"]);
+  }
+  assert.ok(finished >= 5, `only ${finished} walks finished`);
+  // A strict one is refused, as before.
+  assert.throws(
+    () => toolGeneration({ ...use, strict: new Map([["classify", true]]) }, 9),
+    /cannot be enforced/,
+  );
 });
 
 Deno.test("calls are read from the model's text; ids are Pixtral's 9 characters", () => {

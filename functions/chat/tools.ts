@@ -13,6 +13,7 @@ import {
   FormatError,
   jsonSchemaFormat,
   type OutputFormat,
+  relaxedSchema,
   toolCallsFormat,
 } from "../../runtime/grammar/format.ts";
 import {
@@ -137,8 +138,9 @@ export interface ToolGeneration {
 
 /**
  * The generation `use` asks for (`toolCalls`: the [TOOL_CALLS] id). A call's arguments follow the function's
- * parameter schema; a schema the grammar cannot enforce is a 400 for a `strict` function, and any JSON
- * object otherwise (what OpenAI promises without `strict`).
+ * parameter schema; a schema the grammar cannot enforce is a 400 for a `strict` function under a forced choice;
+ * otherwise (OpenAI enforces nothing without `strict`) what the grammar can enforce of it holds (relaxedSchema),
+ * or, when not even that, any JSON object.
  */
 export function toolGeneration(use: ToolUse | undefined, toolCalls: number): ToolGeneration {
   if (!use) return { lead: [], banned: [] };
@@ -162,7 +164,22 @@ export function toolGeneration(use: ToolUse | undefined, toolCalls: number): Too
           `tools[${i}].function.parameters`,
         );
       }
-      parameters = { type: "object" };
+      try {
+        const relaxed = relaxedSchema(parameters);
+        log.warn("a function's arguments are constrained without what the grammar cannot enforce", {
+          function: d.name,
+          reason: err.message,
+          dropped: relaxed.dropped,
+        });
+        parameters = relaxed.schema;
+      } catch (again) {
+        if (!(again instanceof FormatError)) throw again;
+        log.warn("a function's arguments cannot be constrained: any JSON object", {
+          function: d.name,
+          reason: err.message,
+        });
+        parameters = { type: "object" };
+      }
     }
     return [{ name: d.name, parameters }];
   });

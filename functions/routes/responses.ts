@@ -31,7 +31,11 @@ function remember(items: OutputItems, output: unknown[]): void {
   for (const item of output as ({ id: string } & Record<string, unknown>)[]) {
     if (item.type === "message") {
       const text = (item.content as { text: string }[]).map((part) => part.text).join("");
-      items.remember(item.id, { type: "message", role: "assistant", content: [{ type: "output_text", text }] });
+      items.remember(item.id, {
+        type: "message",
+        role: "assistant",
+        content: [{ type: "output_text", text }],
+      });
     } else if (item.type === "function_call") {
       const { call_id, name, arguments: args } = item as unknown as ReturnType<typeof functionCallItem>;
       items.remember(item.id, { type: "function_call", call_id, name, arguments: args });

@@ -174,7 +174,9 @@ function referenced(value: { id?: unknown }, at: number, items: OutputItems): Ou
   const item = typeof value.id === "string" ? items.recall(value.id) : undefined;
   if (item) return item;
   throw new RequestError(
-    `input[${at}]: the item_reference ${JSON.stringify(value.id)} names no output item this server remembers ` +
+    `input[${at}]: the item_reference ${
+      JSON.stringify(value.id)
+    } names no output item this server remembers ` +
       `(it keeps the last ${items.maxItems} it answered with, in this process): send the item itself (the Vercel ` +
       `AI SDK sends references unless its OpenAI provider options say store: false)`,
     `input[${at}].id`,

@@ -242,6 +242,39 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
 }
 
 /**
+ * For arguments the client does not hold to the schema (a function that is not `strict`, whose arguments OpenAI
+ * does not enforce): the schema without what the grammar cannot enforce (the unsupported keywords, numeric bounds
+ * on non-integers, keywords beside a reference or a combination), so that its types, properties and required
+ * properties still hold. Throws FormatError when even that cannot be enforced.
+ */
+export function relaxedSchema(schema: unknown): { schema: unknown; dropped: string[] } {
+  const dropped = new Set<string>();
+  const relaxed = mapSchemas(schema, (s) => {
+    const out = { ...s };
+    const drop = (key: string) => {
+      if (!(key in out)) return;
+      dropped.add(key);
+      delete out[key];
+    };
+    for (const key of Object.keys(UNSUPPORTED)) if (key !== "nullable" && out[key] !== false) drop(key);
+    if (out.unevaluatedProperties !== undefined && out.unevaluatedProperties !== false) {
+      drop("unevaluatedProperties");
+    }
+    const types = out.type === undefined ? undefined : [out.type].flat();
+    if (!types?.includes("integer") || types.some((t) => t !== "integer" && t !== "null")) {
+      BOUNDS.forEach(drop);
+    }
+    const combinator = COMBINATORS.find((k) => k in out);
+    for (const key of combinator ? Object.keys(out) : []) {
+      if (key !== combinator && !ANNOTATIONS.has(key) && !BESIDE.has(key)) drop(key);
+    }
+    return out;
+  });
+  jsonSchemaFormat(relaxed);
+  return { schema: relaxed, dropped: [...dropped] };
+}
+
+/**
  * The JSON Schema text xgrammar compiles for a (checked) JSON format: its patterns, and the patterns of its
  * patternProperties, printed as regex.ts prints them for JSON strings (which also puts an alternation in a
  * group: xgrammar binds the quotes to the first and last alternative of `a|b` otherwise); without the length
