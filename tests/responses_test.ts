@@ -430,6 +430,14 @@ Deno.test("Responses API: errors name the Responses request's fields", async () 
     }
     const unknown = await post(`${url}/v1/responses`, { model: "gpt-5", input: "Hi" });
     assert.equal(unknown.status, 404);
+    // Stored responses: there are none to retrieve, cancel or delete, and the answer says so.
+    for (const [method, path] of [["GET", "resp_1"], ["DELETE", "resp_1"], ["POST", "resp_1/cancel"]]) {
+      const res = await fetch(`${url}/v1/responses/${path}`, { method });
+      const json = await res.json();
+      assert.equal(res.status, 404);
+      assert.equal(json.error.code, "response_not_found");
+      assert.match(json.error.message, /no response resp_1: this server stores no responses/);
+    }
   });
 });
 

@@ -226,7 +226,11 @@ Deno.test("forced calls over HTTP with the OpenAI client: whole, streamed, named
     });
     const calls: { id?: string; name?: string; arguments: string }[] = [];
     let finish: string | null = null;
+    const contents: unknown[] = [];
     for await (const chunk of named) {
+      if (chunk.choices[0] && "content" in chunk.choices[0].delta) {
+        contents.push(chunk.choices[0].delta.content);
+      }
       for (const delta of chunk.choices[0]?.delta.tool_calls ?? []) {
         calls[delta.index] ??= { arguments: "" };
         calls[delta.index].id ??= delta.id;
@@ -236,6 +240,8 @@ Deno.test("forced calls over HTTP with the OpenAI client: whole, streamed, named
       finish = chunk.choices[0]?.finish_reason ?? finish;
     }
     assert.equal(finish, "tool_calls");
+    // No text part: the first chunk's content is null, as OpenAI streams calls (the AI SDK made an empty text of "").
+    assert.deepEqual(contents, [null]);
     assert.equal(calls.length, 1);
     assert.equal(calls[0].name, "get_weather");
     assert.ok(validators.get("get_weather")!(JSON.parse(calls[0].arguments)), calls[0].arguments);

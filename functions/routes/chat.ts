@@ -68,7 +68,8 @@ export function chatRoutes(service: Service): Hono {
           roleSent.add(u.index);
           delta.role = "assistant";
         }
-        if ("text" in u) delta.content = u.text;
+        // A forced call's answer has no text: its first chunk says so, as OpenAI's does (content null).
+        if ("text" in u) delta.content = u.text === "" && prepared.tools?.forced ? null : u.text;
         if ("toolCalls" in u) delta.tool_calls = u.toolCalls.map((call, i) => ({ index: i, ...call }));
         return [{
           ...head,

@@ -5,7 +5,8 @@
  * stored: each request carries its whole conversation, as with `store: false` at OpenAI, though its earlier
  * outputs may come as `item_reference` items naming what this route answered with (OutputItems).
  */
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
+import { apiError } from "../errors.ts";
 import { log } from "../../runtime/log.ts";
 import { type ChoiceResult, type LogprobEntry, runCompletion } from "../chat/completion.ts";
 import { prepareChat, type PreparedChat } from "../chat/prepare.ts";
@@ -128,157 +129,176 @@ function finished(response: ResponseObject, output: unknown[], prepared: Prepare
   };
 }
 
+/** Retrieving, cancelling or deleting a stored response: there are none (each says `store: false`). */
+function notStored(c: Context) {
+  return apiError(
+    c,
+    404,
+    `no response ${
+      c.req.param("id")
+    }: this server stores no responses (each says store: false); the answer ` +
+      "came with the request that asked for it",
+    "invalid_request_error",
+    "response_not_found",
+  );
+}
+
 export function responseRoutes(service: Service, items = new OutputItems()): Hono {
-  return new Hono().post("/v1/responses", async (c) => {
-    const { body, text } = await readJsonText(c);
-    const { request, ignored } = parseResponsesRequest(body, items);
-    if (ignored.length) log.info("ignoring unknown request fields", { fields: ignored, path: c.req.path });
-    requireModel(service, request.model);
-    requireEngine(service);
-    const { chat, source, param } = toChat(request, text);
-    const signal = c.req.raw.signal;
-    let prepared: PreparedChat;
-    try {
-      prepared = await prepareChat(chat, service, signal, source);
-    } catch (err) {
-      throw renamed(err, param);
-    }
-    const run = runCompletion(service, [prepared], signal);
-    const id = newId("resp");
-    const response = responseObject(id, request, prepared, service.model.id);
+  return new Hono()
+    .get("/v1/responses/:id", notStored)
+    .delete("/v1/responses/:id", notStored)
+    .post("/v1/responses/:id/cancel", notStored)
+    .get("/v1/responses/:id/input_items", notStored)
+    .post("/v1/responses", async (c) => {
+      const { body, text } = await readJsonText(c);
+      const { request, ignored } = parseResponsesRequest(body, items);
+      if (ignored.length) log.info("ignoring unknown request fields", { fields: ignored, path: c.req.path });
+      requireModel(service, request.model);
+      requireEngine(service);
+      const { chat, source, param } = toChat(request, text);
+      const signal = c.req.raw.signal;
+      let prepared: PreparedChat;
+      try {
+        prepared = await prepareChat(chat, service, signal, source);
+      } catch (err) {
+        throw renamed(err, param);
+      }
+      const run = runCompletion(service, [prepared], signal);
+      const id = newId("resp");
+      const response = responseObject(id, request, prepared, service.model.id);
 
-    if (!request.stream) {
-      return await patientJson(run, {
-        id,
-        request: c.req.raw,
-        answer: ([result]) => {
-          const output: unknown[] = [];
-          // The message, unless the answer is calls alone; an empty answer is an empty message.
-          if (result.text || !result.toolCalls) {
-            output.push(messageItem(newId("msg"), statusOf(result), result.text, result.logprobs ?? []));
-          }
-          for (const call of result.toolCalls ?? []) output.push(functionCallItem(newId("fc"), call));
-          remember(items, output);
-          return finished(response, output, prepared, result);
-        },
+      if (!request.stream) {
+        return await patientJson(run, {
+          id,
+          request: c.req.raw,
+          answer: ([result]) => {
+            const output: unknown[] = [];
+            // The message, unless the answer is calls alone; an empty answer is an empty message.
+            if (result.text || !result.toolCalls) {
+              output.push(messageItem(newId("msg"), statusOf(result), result.text, result.logprobs ?? []));
+            }
+            for (const call of result.toolCalls ?? []) output.push(functionCallItem(newId("fc"), call));
+            remember(items, output);
+            return finished(response, output, prepared, result);
+          },
+        });
+      }
+
+      let sequence = 0;
+      const event = (type: string, fields: Record<string, unknown>) => ({
+        type,
+        sequence_number: sequence++,
+        ...fields,
       });
-    }
-
-    let sequence = 0;
-    const event = (type: string, fields: Record<string, unknown>) => ({
-      type,
-      sequence_number: sequence++,
-      ...fields,
-    });
-    const output: unknown[] = [];
-    /** The message being written, and log-probabilities of tokens whose text has not shown yet. */
-    let message: { id: string; index: number; text: string; logprobs: LogprobEntry[] } | undefined;
-    let pending: LogprobEntry[] = [];
-    const openMessage = (events: unknown[]) => {
-      message = { id: newId("msg"), index: output.length, text: "", logprobs: [] };
-      const at = { item_id: message.id, output_index: message.index };
-      events.push(
-        event("response.output_item.added", {
-          output_index: message.index,
-          item: messageItem(message.id, "in_progress", "", []),
-        }),
-        event("response.content_part.added", { ...at, content_index: 0, part: outputText("", []) }),
-      );
-    };
-    const write = (events: unknown[], delta: string) => {
-      const m = message!;
-      const logprobs = pending;
-      pending = [];
-      m.text += delta;
-      m.logprobs.push(...logprobs);
-      events.push(event("response.output_text.delta", {
-        item_id: m.id,
-        output_index: m.index,
-        content_index: 0,
-        delta,
-        logprobs,
-      }));
-    };
-    const closeMessage = (events: unknown[], status: Status) => {
-      if (!message) return;
-      if (pending.length) write(events, "");
-      const { id: itemId, index, text, logprobs } = message;
-      const at = { item_id: itemId, output_index: index, content_index: 0 };
-      const item = messageItem(itemId, status, text, logprobs);
-      events.push(
-        event("response.output_text.done", { ...at, text, logprobs }),
-        event("response.content_part.done", { ...at, part: outputText(text, logprobs) }),
-        event("response.output_item.done", { output_index: index, item }),
-      );
-      output.push(item);
-      message = undefined;
-    };
-    return await eventStream(run, {
-      id,
-      signal,
-      events(u) {
-        const events: unknown[] = [];
-        if (sequence === 0) {
-          events.push(event("response.created", { response }), event("response.in_progress", { response }));
-        }
-        if ("text" in u) {
-          pending.push(...u.logprobs ?? []);
-          if (u.text) {
-            if (!message) openMessage(events);
-            write(events, u.text);
-          }
-        } else if ("toolCalls" in u) {
-          closeMessage(events, "completed");
-          for (const call of u.toolCalls) {
-            const item = functionCallItem(newId("fc"), call);
-            const at = { item_id: item.id, output_index: output.length };
-            events.push(
-              event("response.output_item.added", {
-                output_index: at.output_index,
-                item: { ...item, arguments: "", status: "in_progress" },
-              }),
-              event("response.function_call_arguments.delta", { ...at, delta: item.arguments }),
-              event("response.function_call_arguments.done", {
-                ...at,
-                name: item.name,
-                arguments: item.arguments,
-              }),
-              event("response.output_item.done", { output_index: at.output_index, item }),
-            );
-            output.push(item);
-          }
-        } else {
-          const status: Status = u.finish === "length" ? "incomplete" : "completed";
-          if (!message && output.length === 0) openMessage(events);
-          closeMessage(events, status);
-        }
-        return events;
-      },
-      end([result]) {
-        const done = finished(response, output, prepared, result);
-        remember(items, output);
-        return [
-          event(done.status === "completed" ? "response.completed" : "response.incomplete", {
-            response: done,
+      const output: unknown[] = [];
+      /** The message being written, and log-probabilities of tokens whose text has not shown yet. */
+      let message: { id: string; index: number; text: string; logprobs: LogprobEntry[] } | undefined;
+      let pending: LogprobEntry[] = [];
+      const openMessage = (events: unknown[]) => {
+        message = { id: newId("msg"), index: output.length, text: "", logprobs: [] };
+        const at = { item_id: message.id, output_index: message.index };
+        events.push(
+          event("response.output_item.added", {
+            output_index: message.index,
+            item: messageItem(message.id, "in_progress", "", []),
           }),
-        ];
-      },
-      named: {
-        failed(reason) {
-          const open = message;
-          const error = { code: "server_error", message: reason };
-          // The message being written was announced: it stays in the output, incomplete.
-          const partial = open
-            ? [messageItem(open.id, "incomplete", open.text, [...open.logprobs, ...pending])]
-            : [];
+          event("response.content_part.added", { ...at, content_index: 0, part: outputText("", []) }),
+        );
+      };
+      const write = (events: unknown[], delta: string) => {
+        const m = message!;
+        const logprobs = pending;
+        pending = [];
+        m.text += delta;
+        m.logprobs.push(...logprobs);
+        events.push(event("response.output_text.delta", {
+          item_id: m.id,
+          output_index: m.index,
+          content_index: 0,
+          delta,
+          logprobs,
+        }));
+      };
+      const closeMessage = (events: unknown[], status: Status) => {
+        if (!message) return;
+        if (pending.length) write(events, "");
+        const { id: itemId, index, text, logprobs } = message;
+        const at = { item_id: itemId, output_index: index, content_index: 0 };
+        const item = messageItem(itemId, status, text, logprobs);
+        events.push(
+          event("response.output_text.done", { ...at, text, logprobs }),
+          event("response.content_part.done", { ...at, part: outputText(text, logprobs) }),
+          event("response.output_item.done", { output_index: index, item }),
+        );
+        output.push(item);
+        message = undefined;
+      };
+      return await eventStream(run, {
+        id,
+        signal,
+        events(u) {
+          const events: unknown[] = [];
+          if (sequence === 0) {
+            events.push(event("response.created", { response }), event("response.in_progress", { response }));
+          }
+          if ("text" in u) {
+            pending.push(...u.logprobs ?? []);
+            if (u.text) {
+              if (!message) openMessage(events);
+              write(events, u.text);
+            }
+          } else if ("toolCalls" in u) {
+            closeMessage(events, "completed");
+            for (const call of u.toolCalls) {
+              const item = functionCallItem(newId("fc"), call);
+              const at = { item_id: item.id, output_index: output.length };
+              events.push(
+                event("response.output_item.added", {
+                  output_index: at.output_index,
+                  item: { ...item, arguments: "", status: "in_progress" },
+                }),
+                event("response.function_call_arguments.delta", { ...at, delta: item.arguments }),
+                event("response.function_call_arguments.done", {
+                  ...at,
+                  name: item.name,
+                  arguments: item.arguments,
+                }),
+                event("response.output_item.done", { output_index: at.output_index, item }),
+              );
+              output.push(item);
+            }
+          } else {
+            const status: Status = u.finish === "length" ? "incomplete" : "completed";
+            if (!message && output.length === 0) openMessage(events);
+            closeMessage(events, status);
+          }
+          return events;
+        },
+        end([result]) {
+          const done = finished(response, output, prepared, result);
+          remember(items, output);
           return [
-            event("error", { ...error, param: null }),
-            event("response.failed", {
-              response: { ...response, status: "failed", error, output: [...output, ...partial] },
+            event(done.status === "completed" ? "response.completed" : "response.incomplete", {
+              response: done,
             }),
           ];
         },
-      },
+        named: {
+          failed(reason) {
+            const open = message;
+            const error = { code: "server_error", message: reason };
+            // The message being written was announced: it stays in the output, incomplete.
+            const partial = open
+              ? [messageItem(open.id, "incomplete", open.text, [...open.logprobs, ...pending])]
+              : [];
+            return [
+              event("error", { ...error, param: null }),
+              event("response.failed", {
+                response: { ...response, status: "failed", error, output: [...output, ...partial] },
+              }),
+            ];
+          },
+        },
+      });
     });
-  });
 }

@@ -403,7 +403,11 @@ export class LocalEngine implements Engine {
     }
     const waiting = this.#waiting.length + this.#compiling.size;
     if (waiting >= this.#maxQueue) {
-      throw new EngineBusyError(`${waiting} requests are already waiting`, 1);
+      // Each choice of a request (`n`) is a sequence of its own.
+      throw new EngineBusyError(
+        `${waiting} sequences are already waiting (a request's n choices count n)`,
+        1,
+      );
     }
     const imageBytes = request.images.reduce((n, image) => n + image.pixels.byteLength, 0);
     const queuedImageBytes = waiting && imageBytes ? this.#queuedImageBytes() : 0;
