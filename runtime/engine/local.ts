@@ -734,7 +734,7 @@ export class LocalEngine implements Engine {
         blocks: seq.blocks,
         images: images ? seq.embeddings!.sliceRows(seq.imageRows, images) : undefined,
         logits: seq.promptScores && seq.generated === 0
-          ? "all" as const
+          ? "scored" as const
           : final
           ? "last" as const
           : "none" as const,
@@ -754,7 +754,7 @@ export class LocalEngine implements Engine {
         const out = model.step(rec, [step]);
         if (!out.logits) continue;
         let last = out.logits;
-        if (step.logits === "all") {
+        if (step.logits === "scored") {
           // Row r scores the prompt token after it (the last row, the prompt's last token: anything).
           const { ids } = seq.request;
           const targets = step.ids.map((_, r) => ids[Math.min(step.past + r + 1, ids.length - 1)]);

@@ -34,8 +34,12 @@ export interface SequenceStep {
    * Without them, [IMG] ids (a generated one, say) are embedded as text.
    */
   images?: Tensor;
-  /** Logits wanted: for the last position (to sample the next token), every position, or none. */
-  logits: "last" | "all" | "none";
+  /**
+   * Logits wanted: for the last position (to sample the next token), every position, every position of a prompt
+   * whose next token is then sampled ("scored": the last row computed as "last" computes it, so that scoring a
+   * prompt changes no sampled token), or none.
+   */
+  logits: "last" | "all" | "scored" | "none";
 }
 
 export interface StepOutput {
@@ -174,8 +178,9 @@ export function decoderStep(
   const wanted: number[] = [];
   steps.forEach((s, i) => {
     const { qStart, qLen } = seqs[i];
-    const first = s.logits === "all" ? qStart : qStart + qLen - 1;
-    const count = s.logits === "none" || qLen === 0 ? 0 : s.logits === "all" ? qLen : 1;
+    const every = s.logits === "all" || s.logits === "scored";
+    const first = every ? qStart : qStart + qLen - 1;
+    const count = s.logits === "none" || qLen === 0 ? 0 : every ? qLen : 1;
     rows.push({ start: wanted.length, count });
     for (let r = 0; r < count; r++) wanted.push(first + r);
   });
@@ -191,10 +196,10 @@ export function decoderStep(
       x: normed.sliceRows(start, count),
       w: w("output.weight"),
     });
-  // A prompt whose rows are all scored (echo) samples its first token from its last row: that row goes through
-  // the head alone, by the kernel it takes when the prompt is not scored, so scoring changes no sampled token or
-  // log-probability (the tiled kernel rounds otherwise).
-  const split = steps.length === 1 && steps[0].logits === "all" && wanted.length > MATVEC_MAX_ROWS;
+  // A scored prompt (echo) samples its first token from its last row: that row goes through the head alone, by
+  // the kernel it takes when the prompt is not scored, so scoring changes no sampled token or log-probability
+  // (the tiled kernel rounds otherwise).
+  const split = steps.length === 1 && steps[0].logits === "scored" && wanted.length > MATVEC_MAX_ROWS;
   if (split) {
     head(0, wanted.length - 1);
     head(wanted.length - 1, 1);
