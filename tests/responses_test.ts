@@ -263,6 +263,15 @@ Deno.test("Responses API: function calls, streamed as items, and their outputs s
     ]);
     assert.equal(byReference.usage?.input_tokens, byItem.usage?.input_tokens);
     assert.equal(byReference.output_text, byItem.output_text);
+    // An answer asked for with store: false is not remembered.
+    const unstored = await client.responses.create({
+      ...turn({ role: "assistant", content: "x" }),
+      store: false,
+    });
+    await assert.rejects(
+      client.responses.create(turn(reference(unstored.output.find((item) => item.type === "message")!))),
+      /names no output item this server remembers/,
+    );
   });
 });
 

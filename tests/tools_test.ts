@@ -139,6 +139,21 @@ Deno.test("a forced non-strict function whose schema is not wholly enforceable k
     assert.deepEqual(Object.keys(args), ["label", "confidence", "tags"]);
   }
   assert.ok(finished >= 5, `only ${finished} walks finished`);
+  // Beside a combination every keyword goes, the root's type too: the arguments would be any value, so they are
+  // any object instead.
+  const conditional = {
+    ...parameters,
+    allOf: [{ if: { required: ["tags"] }, then: { required: ["label"] } }],
+  };
+  assert.throws(() => relaxedSchema(conditional), /does not make the value an object/);
+  const plain = toolGeneration({
+    ...use,
+    definitions: [{ name: "classify", description: "", parameters: fromRequest(conditional, "tools[0]") }],
+  }, 9);
+  assert.deepEqual(
+    plain.format,
+    toolCallsFormat([{ name: "classify", parameters: { type: "object" } }], true),
+  );
   // A strict one is refused, as before.
   assert.throws(
     () => toolGeneration({ ...use, strict: new Map([["classify", true]]) }, 9),

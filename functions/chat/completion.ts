@@ -242,13 +242,14 @@ export function runCompletion(service: Service, prompts: PreparedChat[], signal:
   const began = performance.now();
   // The request's first token is its time to first token; the gaps between each choice's own tokens are inter-token
   // latencies (choices of one step arrive together: gaps across choices would read as ~0).
-  let first = true;
+  let prompted = false, first = true;
   const last: (number | undefined)[] = streams.map(() => undefined);
   // Counted as they come, so that a request cut short counts what it computed.
   const onToken = (choice: number, stop: boolean) => {
     service.metrics.generationTokens.inc({}, 1);
-    if (first) service.metrics.promptTokens.inc({}, promptTokens(prompts));
-    if (stop) return void (first = false);
+    if (!prompted) service.metrics.promptTokens.inc({}, promptTokens(prompts));
+    prompted = true;
+    if (stop) return;
     const now = performance.now();
     if (first) service.metrics.timeToFirstToken.observe((now - began) / 1000);
     if (last[choice] !== undefined) service.metrics.interTokenLatency.observe((now - last[choice]!) / 1000);

@@ -178,7 +178,7 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
               output.push(messageItem(newId("msg"), statusOf(result), result.text, result.logprobs ?? []));
             }
             for (const call of result.toolCalls ?? []) output.push(functionCallItem(newId("fc"), call));
-            remember(items, output);
+            if (request.store !== false) remember(items, output);
             return finished(response, output, prepared, result);
           },
         });
@@ -276,7 +276,7 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
         },
         end([result]) {
           const done = finished(response, output, prepared, result);
-          remember(items, output);
+          if (request.store !== false) remember(items, output);
           return [
             event(done.status === "completed" ? "response.completed" : "response.incomplete", {
               response: done,

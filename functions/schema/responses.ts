@@ -86,7 +86,10 @@ const responsesRequestSchema = z.object({
   parallel_tool_calls: z.boolean().nullish(),
   text: z.object({ format: textFormat.nullish(), verbosity: z.string().nullish() }).nullish(),
   metadata: z.record(z.string(), z.string()).nullish(),
-  /** Accepted, never honoured as true: nothing is stored, and the response says `store: false`. */
+  /**
+   * No response is stored (each says `store: false`); unless this is false, its output items are remembered for
+   * `item_reference` items that may name them (clients that send those leave it out).
+   */
   store: z.boolean().nullish(),
   /** Pixtral does not reason: accepted and answered with none. */
   reasoning: z.unknown().optional(),

@@ -270,6 +270,12 @@ export function relaxedSchema(schema: unknown): { schema: unknown; dropped: stri
     }
     return out;
   });
+  // Keywords beside a combination go (the root's type among them): what is left must still be an object's schema,
+  // or arguments could be any value, less than the plain object a failure gives.
+  const root = isSchemaMap(relaxed) ? relaxed.type : undefined;
+  if (root !== "object" && !(Array.isArray(root) && root.length === 1 && root[0] === "object")) {
+    throw new FormatError("what the grammar can enforce of the schema does not make the value an object", "");
+  }
   jsonSchemaFormat(relaxed);
   return { schema: relaxed, dropped: [...dropped] };
 }
