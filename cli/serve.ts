@@ -41,7 +41,7 @@ ${modelUsage(28)}
   --chat-template T         mistral (default: Mistral's instruct rules, as mistral_common), hf (the model
                             folder's Hugging Face chat template), or a .jinja file
   --temperature T           default temperature when a request gives none (default 0.7)
-  --max-queue N             waiting requests before 429 (default 256, at least 16)
+  --max-queue N             waiting sequences (a request's n choices count n) before 429 (default 256, at least 16)
   --max-running N           sequences generated at once (default 64)
   --prefill-chunk N         prompt tokens per prefill step (default 512; 64 on a CPU adapter)
   --decode-steps N          decode steps run on the GPU between token readbacks (default 8; 1 streams every

@@ -68,8 +68,9 @@ export function chatRoutes(service: Service): Hono {
           roleSent.add(u.index);
           delta.role = "assistant";
         }
-        // A forced call's answer has no text: its first chunk says so, as OpenAI's does (content null).
-        if ("text" in u) delta.content = u.text === "" && prepared.tools?.forced ? null : u.text;
+        // A first chunk without text (a call, under a forced choice or "auto") says so with content null, as
+        // OpenAI's does: clients would begin an empty text part with "".
+        if ("text" in u) delta.content = u.text === "" && delta.role ? null : u.text;
         if ("toolCalls" in u) delta.tool_calls = u.toolCalls.map((call, i) => ({ index: i, ...call }));
         return [{
           ...head,

@@ -68,7 +68,7 @@ export interface LocalEngineOptions {
   prefillBudget?: number;
   /** Sequences running at once (default 64). */
   maxRunning?: number;
-  /** Requests waiting beyond which new ones are refused (default 256). */
+  /** Sequences waiting (a request's n choices count n) beyond which new ones are refused (default 256). */
   maxQueue?: number;
   /**
    * Pixel bytes of the images of waiting requests beyond which a request with images is refused (default 1 GiB,
