@@ -11,6 +11,7 @@ import { encodeInstruct, type Message, PromptError } from "../../runtime/prompt/
 import type { Tokenizer } from "../../runtime/tokenizer/tokenizer.ts";
 import { pyAt, type PyValue } from "../../runtime/prompt/pyjson.ts";
 import { fetchImageBytes } from "../images/fetch.ts";
+import { allOrNone, imageOptions } from "../images/together.ts";
 import { type ChatMessage, type ChatRequest, RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
 import { fromRequest, promptToolCallId, toolGeneration, type ToolUse, toolUse } from "./tools.ts";
@@ -55,25 +56,17 @@ async function loadImages(
       sources[policy.maxImages].param,
     );
   }
-  // The first image that fails ends the others (their fetches and decodes), which would go on for nothing.
-  const failed = new AbortController();
-  const each = signal ? AbortSignal.any([signal, failed.signal]) : failed.signal;
-  return await Promise.all(sources.map(async ({ url, param }): Promise<PromptImage> => {
+  const options = imageOptions(policy, resize ?? policy.resize);
+  return await allOrNone(sources, signal, async ({ url, param }, _, each): Promise<PromptImage> => {
     try {
       const bytes = await fetchImageBytes(url, policy.fetch, each);
-      const image = await (policy.prepare ?? decodeImage)(bytes, {
-        resize: resize ?? policy.resize,
-        maxImageSize: policy.maxImageSize,
-        patchSize: policy.patchSize,
-        maxPixels: policy.maxPixels,
-      }, each);
+      const image = await (policy.prepare ?? decodeImage)(bytes, options, each);
       return { input: image, tokens: [...await imageTokenLayout(image, policy.tokens)] };
     } catch (err) {
       (err as Error & { param?: string }).param ??= param;
-      failed.abort(err);
       throw err;
     }
-  }));
+  });
 }
 
 /** A call id as the prompt needs it: present (v3 requires one), in Pixtral's 9-character form. */

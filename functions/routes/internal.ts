@@ -40,6 +40,7 @@ import {
 } from "../../runtime/engine/wire.ts";
 import { log } from "../../runtime/log.ts";
 import type { Service } from "../service.ts";
+import { allOrNone, imageOptions } from "../images/together.ts";
 
 const encoder = new TextEncoder();
 const NEWLINE = encoder.encode("\n");
@@ -141,21 +142,14 @@ async function decodeImages(
   if (slots !== patches) {
     throw new WireError(`the prompt has ${slots} image tokens for images of ${patches} patches`);
   }
-  const failed = new AbortController();
-  const each = AbortSignal.any([signal, failed.signal]);
-  const decoded = await Promise.all(images.map(async (image, i) => {
+  const decoded = await allOrNone(images, signal, async (image, i, each) => {
     try {
       if (image.bytes.length > policy.fetch.maxBytes) {
         throw new WireError(
           `image ${i + 1} has ${image.bytes.length} bytes; the limit is ${policy.fetch.maxBytes}`,
         );
       }
-      const options = {
-        resize: image.resize,
-        maxImageSize: policy.maxImageSize,
-        patchSize: policy.patchSize,
-        maxPixels: policy.maxPixels,
-      };
+      const options = imageOptions(policy, image.resize);
       const input = await (policy.prepare ?? decodeImage)(image.bytes, options, each);
       if (!("pixels" in input)) throw new Error("this host's images are not decoded");
       if (input.rows !== image.rows || input.cols !== image.cols) {
@@ -168,10 +162,9 @@ async function decodeImages(
       return input;
     } catch (err) {
       if (err instanceof ImageError) err.message = `image ${i + 1}: ${err.message}`;
-      failed.abort(err);
       throw err;
     }
-  }));
+  });
   return { ...request, images: decoded };
 }
 
