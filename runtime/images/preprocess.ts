@@ -51,12 +51,8 @@ export async function preprocessImage(
   bytes: Uint8Array,
   options: PreprocessOptions = {},
 ): Promise<PreprocessedImage> {
-  const resize = options.resize ?? "mistral";
   const dtype = options.dtype ?? "f32";
-  const maxImageSize = positiveInteger(options.maxImageSize ?? DEFAULT_MAX_IMAGE_SIZE, "maxImageSize");
-  const patchSize = positiveInteger(options.patchSize ?? DEFAULT_PATCH_SIZE, "patchSize");
-  const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
-  if (!(maxPixels >= 1)) throw new RangeError(`maxPixels must be at least 1, got ${maxPixels}`);
+  const { resize, maxImageSize, patchSize, maxPixels } = checked(options);
   const wasm = await loadWasm();
   let result;
   try {
@@ -100,18 +96,11 @@ export async function measureImage(
   bytes: Uint8Array,
   options: Omit<PreprocessOptions, "dtype"> = {},
 ): Promise<MeasuredImage> {
-  const maxImageSize = positiveInteger(options.maxImageSize ?? DEFAULT_MAX_IMAGE_SIZE, "maxImageSize");
-  const patchSize = positiveInteger(options.patchSize ?? DEFAULT_PATCH_SIZE, "patchSize");
+  const { resize, maxImageSize, patchSize, maxPixels } = checked(options);
   const wasm = await loadWasm();
   let measured;
   try {
-    measured = wasm.measureImage(
-      bytes,
-      options.resize ?? "mistral",
-      maxImageSize,
-      patchSize,
-      options.maxPixels ?? DEFAULT_MAX_PIXELS,
-    );
+    measured = wasm.measureImage(bytes, resize, maxImageSize, patchSize, maxPixels);
   } catch (err) {
     throw imageError(err);
   }
@@ -177,6 +166,18 @@ export async function decodeImageRgb(
   } finally {
     decoded.free();
   }
+}
+
+/** The options with their defaults, checked. */
+function checked(options: PreprocessOptions) {
+  const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
+  if (!(maxPixels >= 1)) throw new RangeError(`maxPixels must be at least 1, got ${maxPixels}`);
+  return {
+    resize: options.resize ?? "mistral",
+    maxImageSize: positiveInteger(options.maxImageSize ?? DEFAULT_MAX_IMAGE_SIZE, "maxImageSize"),
+    patchSize: positiveInteger(options.patchSize ?? DEFAULT_PATCH_SIZE, "patchSize"),
+    maxPixels,
+  };
 }
 
 function positiveInteger(value: number, name: string): number {
