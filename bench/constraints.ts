@@ -45,6 +45,26 @@ const INVOICE = {
   },
   required: ["vendor", "date", "total", "lines"],
 };
+/** Readings with numeric bounds (pydantic's confloat and conint), which the masks keep digit by digit. */
+const READINGS = {
+  type: "object",
+  properties: {
+    station: { type: "string", maxLength: 40 },
+    readings: {
+      type: "array",
+      items: {
+        type: "object",
+        properties: {
+          celsius: { type: "number", minimum: -90, maximum: 60 },
+          humidity: { type: "number", minimum: 0, maximum: 1 },
+          hour: { type: "integer", minimum: 0, maximum: 23 },
+        },
+        required: ["celsius", "humidity", "hour"],
+      },
+    },
+  },
+  required: ["station", "readings"],
+};
 /** A forced call over 16 functions of four parameters each, as agent frameworks send them. */
 const TOOLS = toolCallsFormat(
   Array.from({ length: 16 }, (_, i) => ({
@@ -72,6 +92,22 @@ const TEXTS: [string, OutputFormat, string][] = [
         date: "2024-03-15",
         total: 1234.5,
         lines: [{ item: "Blue widgets, large", qty: 12 }, { item: "Shipping", qty: 1 }],
+      },
+      null,
+      2,
+    ),
+  ],
+  [
+    "numeric bounds",
+    jsonSchemaFormat(READINGS),
+    JSON.stringify(
+      {
+        station: "Zugspitze",
+        readings: [
+          { celsius: -12.75, humidity: 0.83, hour: 6 },
+          { celsius: -3.5, humidity: 0.6125, hour: 14 },
+          { celsius: -8, humidity: 1, hour: 22 },
+        ],
       },
       null,
       2,

@@ -19,7 +19,7 @@ import {
 } from "../runtime/grammar/format.ts";
 import { XGrammarConstraints } from "../runtime/grammar/constraints.ts";
 import { xgrammarPattern } from "../runtime/grammar/regex.ts";
-import { LengthPlan, LengthTracker } from "../runtime/grammar/lengths.ts";
+import { BoundsPlan, BoundsTracker } from "../runtime/grammar/bounds.ts";
 import { vocabulary } from "../runtime/grammar/vocabulary.ts";
 import {
   allowedIds,
@@ -141,6 +141,26 @@ const SCHEMAS: Record<string, unknown> = {
     properties: { a: { type: "integer", maximum: 9, minimum: 0 }, b: { type: "boolean" } },
     required: ["b"],
   },
+  // Numeric bounds, kept by the masks: pydantic's confloat, an optional, items, integers with bounds of any kind.
+  ranges: {
+    type: "object",
+    properties: {
+      p: { type: "number", minimum: 0, maximum: 1 },
+      t: { type: "number", exclusiveMinimum: -0.5, exclusiveMaximum: 0.25 },
+      big: { type: "number", minimum: 1e6, maximum: 2e6 },
+      neg: { anyOf: [{ type: "number", maximum: -2.5 }, { type: "null" }] },
+      i: { type: "integer", minimum: 0.5, exclusiveMaximum: 7.5 },
+      list: {
+        type: "array",
+        items: { type: "number", minimum: 10, maximum: 12.5 },
+        minItems: 1,
+        maxItems: 3,
+      },
+    },
+    required: ["p", "t", "big", "neg", "i", "list"],
+    additionalProperties: false,
+  },
+  number: { type: "number", exclusiveMinimum: 2.5, maximum: 3 },
 };
 
 Deno.test("random walks through the allowed tokens end in JSON that the schema validates, or in a choice", async (t) => {
@@ -418,10 +438,10 @@ Deno.test("length bounds of any size are kept by the masks, where the schema say
   );
   await t.step("characters are code points, an escape one; a string ends only within its bounds", () => {
     const vocab = vocabulary(tokenizer, tokenizer.vocabSize);
-    const plan = LengthPlan.of(JSON.stringify({ type: "string", minLength: 2, maxLength: 3 }))!;
+    const plan = BoundsPlan.of(JSON.stringify({ type: "string", minLength: 2, maxLength: 3 }))!;
     const bytes = (text: string) => new TextEncoder().encode(text);
     const takes = (...parts: string[]) => {
-      const tracker = new LengthTracker(plan, vocab);
+      const tracker = new BoundsTracker(plan, vocab);
       return parts.map((part) => tracker.take(bytes(part)));
     };
     assert.deepEqual(takes('"', "\\u00e9", "\\n", "x", "y"), [true, true, true, true, false]);
@@ -440,7 +460,7 @@ Deno.test("length bounds of any size are kept by the masks, where the schema say
       !tokenizer.isSpecial(id) && new TextDecoder().decode(tokenizer.tokenBytes(id)) === '"'
     )!;
     const allowedAfter = (text: string) => {
-      const tracker = new LengthTracker(plan, vocab);
+      const tracker = new BoundsTracker(plan, vocab);
       tracker.take(bytes(text));
       const mask = new Uint32Array(Math.ceil(tokenizer.vocabSize / 32)).fill(~0);
       tracker.narrow(mask);
@@ -458,7 +478,7 @@ Deno.test("length bounds of any size are kept by the masks, where the schema say
     assert.ok(allowedAfter('"ab').includes(quote));
     // The masks' shortcut for tokens with a quote (the characters before the quote that ends the string) agrees
     // with following each such token byte by byte.
-    const object = LengthPlan.of(JSON.stringify({
+    const object = BoundsPlan.of(JSON.stringify({
       type: "object",
       properties: { a: { type: "string", minLength: 2, maxLength: 4 }, b: { type: "string", maxLength: 1 } },
     }))!;
@@ -475,17 +495,61 @@ Deno.test("length bounds of any size are kept by the masks, where the schema say
         '{"a"',
       ]
     ) {
-      const tracker = new LengthTracker(object, vocab);
+      const tracker = new BoundsTracker(object, vocab);
       tracker.take(bytes(prefix));
       const mask = new Uint32Array(Math.ceil(tokenizer.vocabSize / 32)).fill(~0);
       tracker.narrow(mask);
       for (const id of quoted) {
-        const copy = new LengthTracker(object, vocab);
+        const copy = new BoundsTracker(object, vocab);
         const expected = copy.take(bytes(prefix)) && copy.take(tokenizer.tokenBytes(id));
         assert.equal(!!(mask[id >> 5] & (1 << (id & 31))), expected, `${prefix} + ${tokenizer.decode([id])}`);
       }
     }
   });
+});
+
+Deno.test("numeric bounds are kept by the masks digit by digit, exponents left out, the stop token only inside", async () => {
+  const texts = async (schema: unknown, prefix: string) => {
+    const constraint = await constraints.constrain(jsonSchemaFormat(schema), [EOS]);
+    try {
+      for (const id of tokenizer.encode(prefix)) {
+        await constraint.allowed();
+        assert.ok(constraint.accept(id), `${prefix}: ${tokenizer.decode([id])}`);
+      }
+      return new Set(
+        allowedIds(await constraint.allowed()).map((id) => id === EOS ? "</s>" : tokenizer.decode([id])),
+      );
+    } finally {
+      constraint.release();
+    }
+  };
+  const digits = (set: Set<string>) => [..."0123456789"].filter((d) => set.has(d)).join("");
+  const unit = {
+    type: "object",
+    properties: { p: { type: "number", minimum: 0.25, maximum: 1 } },
+    required: ["p"],
+  };
+  // 0.25 <= p <= 1: a sign never, "1" then only "." and zeros, "0.2" then 5 and above.
+  const start = await texts(unit, '{"p": ');
+  assert.equal(digits(start), "01");
+  assert.ok(!start.has("-"));
+  const one = await texts(unit, '{"p": 1');
+  assert.ok(one.has(".") && one.has("}") && !one.has("e") && !one.has("E") && digits(one) === "");
+  assert.equal(digits(await texts(unit, '{"p": 1.')), "0");
+  assert.equal(digits(await texts(unit, '{"p": 0.2')), "56789");
+  const below = await texts(unit, '{"p": 0.2');
+  assert.ok(!below.has("}") && !below.has(",") && !below.has(" "), "0.2 is below the minimum");
+  // A number that is the whole answer ends with the stop token, there only when it is inside the bounds.
+  const top = { type: "number", exclusiveMinimum: 2.5, maximum: 3 };
+  assert.ok(!(await texts(top, "2.5")).has("</s>"));
+  assert.ok((await texts(top, "2.51")).has("</s>"));
+  assert.equal(digits(await texts(top, "")), "23");
+  assert.equal(digits(await texts(top, "3.")), "0");
+  // Integers: whole bounds, whatever the schema wrote; digits without a point reach every power of ten.
+  const count = { type: "integer", exclusiveMinimum: 99.5, maximum: 1e30 };
+  assert.equal(digits(await texts(count, "")), "123456789");
+  assert.ok(!(await texts(count, "99")).has("</s>") && (await texts(count, "100")).has("</s>"));
+  assert.ok((await texts(count, "9")).has("9"));
 });
 
 Deno.test("text stays valid UTF-8 across tokens: no overlong form, surrogate or code point past U+10FFFF", async () => {
@@ -653,7 +717,11 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     [{ type: "object", properties: { a: { type: "integer" } }, required: ["b"] }, /required "b"/],
     [{ type: "string", enum: ["a", 1] }, /1 is not of the schema's type/],
     [{ type: "integer", minimum: 5, maximum: 4 }, /allow no integer/],
-    [{ type: "integer", minimum: 0.5 }, /whole number/],
+    [{ type: "integer", minimum: 0.2, maximum: 0.8 }, /allow no integer/],
+    [{ type: "number", exclusiveMinimum: 1, exclusiveMaximum: 1 }, /allow no number/],
+    [{ enum: [1, 2.5], minimum: 3 }, /no value of "enum" or "const" is inside the bounds/],
+    [{ type: "number", minimum: "1" }, /"minimum" must be a number/],
+    [{ type: "integer", exclusiveMinimum: true }, /"exclusiveMinimum" must be a number/],
     [{ type: "string", minLength: 3, maxLength: 2 }, /"minLength" is above/],
     // Bounds the masks cannot follow (a union whose branches share a type) stay in the grammar, up to 64.
     [{
@@ -696,8 +764,15 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
       { type: "object", properties: { a: { type: "integer" } }, dependencies: { a: ["b"] } },
       /"dependencies"/,
     ],
-    [{ type: "number", minimum: 0.5 }, /integer/],
-    [{ type: ["number", "null"], maximum: 5 }, /integer/],
+    // Numbers the masks cannot tell apart: whole bounds on integers stay in the grammar, others cannot.
+    [
+      { anyOf: [{ type: "number", minimum: 0.5 }, { type: "integer" }] },
+      /numeric bounds are not supported here/,
+    ],
+    [
+      { type: "array", items: { anyOf: [{ type: "integer", maximum: 2 ** 60 }, { type: "number" }] } },
+      /numeric bounds are not supported here/,
+    ],
     [{ type: "string", pattern: "[a-" }, /invalid pattern/],
     [{ type: "string", pattern: "^(?!x)" }, /look-around/],
     // References followed count: a chain of 50 broke xgrammar's instance.
@@ -794,6 +869,14 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     },
   });
   jsonSchemaFormat({ type: ["integer", "null"], minimum: 0, maximum: 10 });
+  jsonSchemaFormat({ anyOf: [{ type: "integer", minimum: 0, maximum: 10 }, { type: "number" }] });
+  // What pydantic writes for confloat, conint beyond 2^53, and draft 4's flags.
+  jsonSchemaFormat({ type: ["number", "null"], exclusiveMinimum: 0, maximum: 1.5 });
+  jsonSchemaFormat({ type: "integer", minimum: -(2 ** 63), maximum: 2 ** 63 - 1 });
+  jsonSchemaFormat({ type: "number", minimum: 0, exclusiveMinimum: true });
+  assert.deepEqual(JSON.parse(jsonSchemaFormat({ enum: [1, 2.5, "x", 7], maximum: 2.5 }).schema), {
+    enum: [1, 2.5, "x"],
+  });
   jsonSchemaFormat({ title: "T", description: "d", type: "integer", uniqueItems: false, examples: [1] });
   for (
     const pattern of [

@@ -15,7 +15,7 @@ import { log } from "../log.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
 import { formatKey, type OutputFormat, xgrammarSchema } from "./format.ts";
 import { xgrammarGrammar } from "./gbnf.ts";
-import { LengthPlan, LengthTracker } from "./lengths.ts";
+import { BoundsPlan, BoundsTracker } from "./bounds.ts";
 import { xgrammarPattern } from "./regex.ts";
 import { TokenGuard, type Vocabulary, vocabulary } from "./vocabulary.ts";
 import { explained, type XGrammar, xgrammar, XGrammarError } from "./xgrammar.ts";
@@ -76,7 +76,7 @@ export class XGrammarConstraints implements Constraints {
   #vocab?: Vocabulary;
   #started = 0;
   readonly #kept: number;
-  readonly #plans = new Map<string, LengthPlan | undefined>();
+  readonly #plans = new Map<string, BoundsPlan | undefined>();
 
   /** `vocabulary`: the model's, made when first needed. */
   readonly #slowMaskMs: number;
@@ -134,7 +134,7 @@ export class XGrammarConstraints implements Constraints {
     const vocab = this.#vocabulary();
     const json = format.kind === undefined;
     const plan = json ? this.#plan(format) : undefined;
-    const guard = new TokenGuard(vocab, json, plan && new LengthTracker(plan, vocab));
+    const guard = new TokenGuard(vocab, json, plan && new BoundsTracker(plan, vocab));
     const tokens = json ? vocab.safe : vocab.text;
     // Stop ids that write nothing (</s>) are allowed where the format may end; one that is also text (a client's
     // stop_token_ids) ends the answer too, so it is allowed only there, not wherever the text could hold it. Where
@@ -186,11 +186,11 @@ export class XGrammarConstraints implements Constraints {
     };
   }
 
-  /** The format's length plan (see lengths.ts), made once for the formats asked for most recently. */
-  #plan(format: OutputFormat): LengthPlan | undefined {
+  /** The format's bounds plan (see bounds.ts), made once for the formats asked for most recently. */
+  #plan(format: OutputFormat): BoundsPlan | undefined {
     const key = formatKey(format);
     if (this.#plans.has(key)) return this.#plans.get(key);
-    const plan = LengthPlan.of(format.schema);
+    const plan = BoundsPlan.of(format.schema);
     if (this.#plans.size >= 4 * this.#kept) this.#plans.delete(this.#plans.keys().next().value!);
     this.#plans.set(key, plan);
     return plan;

@@ -9,7 +9,8 @@
 
 import { xgrammarGrammar } from "./gbnf.ts";
 import { type PatternTarget, xgrammarPattern } from "./regex.ts";
-import { boundsOf, guardedStrings, stringBounds } from "./lengths.ts";
+import { type Bounded, boundsOf, integerOnly, NUMBER_BOUNDS, numberBounds, stringBounds } from "./bounds.ts";
+import { boundsInterval, holds, nonEmpty } from "./numbers.ts";
 import {
   isSchemaMap,
   jsonType,
@@ -185,9 +186,8 @@ const FORMAT_PATTERNS: Record<string, string> = {
   // Unbounded repeats: bounded ones multiply the grammar's states (4.5 s to compile one email field).
   email: "^[A-Za-z0-9_+-]+(\\.[A-Za-z0-9_+-]+)*@([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\\.)+[A-Za-z]{2,16}$",
 };
-const BOUNDS = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
 /**
- * Length bounds on strings that the grammar keeps (those lengths.ts cannot follow) above this compile to grammars
+ * Length bounds on strings that the grammar keeps (those bounds.ts cannot follow) above this compile to grammars
  * that take seconds (and hundreds of MB) to build.
  */
 const MAX_STRING_BOUND = 64;
@@ -229,7 +229,10 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
   // Before anything recurses into it: values nested thousands deep (a `default`) stall xgrammar's parser.
   checkValues(schema, MAX_VALUE_DEPTH);
   const normalised = mapSchemas(schema, normalise);
-  checkSchema(normalised, "", 0, normalised, stringBounds(normalised));
+  checkSchema(normalised, "", 0, normalised, {
+    strings: stringBounds(normalised),
+    numbers: numberBounds(normalised),
+  });
   if (nesting(normalised) > MAX_DEPTH) {
     throw new FormatError(`the schema nests deeper than ${MAX_DEPTH} through its references`, "");
   }
@@ -244,12 +247,12 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
 /**
  * For arguments the client does not hold to the schema (a function that is not `strict`, whose arguments OpenAI
  * does not enforce): the schema without what the grammar cannot enforce (the unsupported keywords, numeric bounds
- * on non-integers, keywords beside a reference or a combination), so that its types, properties and required
- * properties still hold. Throws FormatError when even that cannot be enforced.
+ * the masks cannot tell apart or that are not numbers, keywords beside a reference or a combination), so that its
+ * types, properties and required properties still hold. Throws FormatError when even that cannot be enforced.
  */
 export function relaxedSchema(schema: unknown): { schema: unknown; dropped: string[] } {
   const dropped = new Set<string>();
-  const relaxed = mapSchemas(schema, (s) => {
+  const kept = mapSchemas(schema, (s) => {
     const out = { ...s };
     const drop = (key: string) => {
       if (!(key in out)) return;
@@ -260,13 +263,29 @@ export function relaxedSchema(schema: unknown): { schema: unknown; dropped: stri
     if (out.unevaluatedProperties !== undefined && out.unevaluatedProperties !== false) {
       drop("unevaluatedProperties");
     }
-    const types = out.type === undefined ? undefined : [out.type].flat();
-    if (!types?.includes("integer") || types.some((t) => t !== "integer" && t !== "null")) {
-      BOUNDS.forEach(drop);
+    if (
+      NUMBER_BOUNDS.some((key) => key in out && !Number.isFinite(out[key])) ||
+      !nonEmpty(boundsInterval(out, integerOnly(out)))
+    ) {
+      NUMBER_BOUNDS.forEach(drop);
     }
     const combinator = COMBINATORS.find((k) => k in out);
     for (const key of combinator ? Object.keys(out) : []) {
       if (key !== combinator && !ANNOTATIONS.has(key) && !BESIDE.has(key)) drop(key);
+    }
+    return out;
+  });
+  // Numbers a union reaches where the masks cannot tell them apart lose their bounds (bar whole ones on integers,
+  // which the grammar keeps).
+  const { ambiguous } = numberBounds(kept);
+  const relaxed = mapSchemas(kept, (s) => {
+    if (!ambiguous.has(s) || grammarBounds(s)) return s;
+    const out = { ...s };
+    for (const key of NUMBER_BOUNDS) {
+      if (key in out) {
+        dropped.add(key);
+        delete out[key];
+      }
     }
     return out;
   });
@@ -284,18 +303,19 @@ export function relaxedSchema(schema: unknown): { schema: unknown; dropped: stri
  * The JSON Schema text xgrammar compiles for a (checked) JSON format: its patterns, and the patterns of its
  * patternProperties, printed as regex.ts prints them for JSON strings (which also puts an alternation in a
  * group: xgrammar binds the quotes to the first and last alternative of `a|b` otherwise); without the length
- * bounds that the masks keep (lengths.ts).
+ * and numeric bounds that the masks keep (bounds.ts).
  */
 export function xgrammarSchema(format: OutputFormat): string {
   const print = (pattern: string, counted = false) => xgrammarPattern(pattern, "json", "", counted);
   const root = JSON.parse(format.schema);
-  const guarded = guardedStrings(root);
+  const guarded = stringBounds(root).guarded, numbers = numberBounds(root).guarded;
   return JSON.stringify(mapSchemas(root, (s) => {
     const out = { ...s };
     if (guarded.has(s)) {
       delete out.minLength;
       delete out.maxLength;
     }
+    if (numbers.has(s)) { for (const key of NUMBER_BOUNDS) delete out[key]; }
     if (typeof s.pattern === "string") out.pattern = print(s.pattern, guarded.has(s));
     if (isSchemaMap(s.patternProperties)) {
       out.patternProperties = Object.fromEntries(
@@ -356,6 +376,21 @@ function normalise(schema: Schema): Schema {
   }
   const types = s.type === undefined ? undefined : [s.type].flat();
   if ("format" in s && ((types && !types.includes("string")) || "pattern" in s)) delete s.format;
+  // JSON Schema draft 4's exclusive bounds: a flag on minimum or maximum.
+  for (const [flag, bound] of [["exclusiveMinimum", "minimum"], ["exclusiveMaximum", "maximum"]]) {
+    if (s[flag] === false) delete s[flag];
+    if (s[flag] === true && typeof s[bound] === "number") {
+      s[flag] = s[bound];
+      delete s[bound];
+    }
+  }
+  // Numeric bounds on a value that cannot be a number assert nothing.
+  if (
+    types && !types.some((t) => t === "number" || t === "integer") &&
+    types.every((t) => typeof t === "string")
+  ) {
+    for (const key of NUMBER_BOUNDS) delete s[key];
+  }
   // String keywords on a value that cannot be a string assert nothing.
   if (types && !types.includes("string") && types.every((t) => typeof t === "string")) {
     for (const key of ["minLength", "maxLength", "pattern"]) delete s[key];
@@ -390,6 +425,19 @@ function normalise(schema: Schema): Schema {
       if ("enum" in s) s.enum = kept;
       delete s.minLength;
       delete s.maxLength;
+    }
+  }
+  // Numeric bounds beside enum or const: the values inside them.
+  const choices = "const" in s ? [s.const] : Array.isArray(s.enum) ? s.enum : undefined;
+  if (
+    choices && NUMBER_BOUNDS.some((k) => k in s) &&
+    NUMBER_BOUNDS.every((k) => !(k in s) || Number.isFinite(s[k]))
+  ) {
+    const range = boundsInterval(s, integerOnly(s));
+    const kept = choices.filter((v) => typeof v !== "number" || holds(range, v));
+    if (kept.length) {
+      if ("enum" in s) s.enum = kept;
+      for (const key of NUMBER_BOUNDS) delete s[key];
     }
   }
   if (typeof s.format === "string" && s.format in FORMAT_PATTERNS) {
@@ -526,12 +574,21 @@ function exclusive(root: unknown, a: unknown, b: unknown): boolean {
   });
 }
 
+/**
+ * Whether the grammar keeps a number's bounds itself, where the masks cannot tell it apart (see bounds.ts):
+ * integers with whole bounds, which xgrammar spells out exactly.
+ */
+function grammarBounds(s: Schema): boolean {
+  return integerOnly(s) && NUMBER_BOUNDS.every((key) => !(key in s) || Number.isSafeInteger(s[key])) &&
+    nonEmpty(boundsInterval(s, true));
+}
+
 function checkSchema(
   schema: unknown,
   path: string,
   depth: number,
   root: unknown,
-  strings: { guarded: Set<Schema>; ambiguous: Set<Schema> },
+  bounded: { strings: Bounded; numbers: Bounded },
 ): void {
   if (typeof schema === "boolean") return;
   if (!isSchemaMap(schema)) throw new FormatError("a schema must be a JSON object or a boolean", path);
@@ -601,27 +658,29 @@ function checkSchema(
       );
     }
   }
-  // xgrammar's grammar for bounded numbers (not integers) lets through values outside the bounds.
-  const bounds = BOUNDS.filter((key) => key in s);
-  if (bounds.length) {
-    if (!types?.includes("integer") || types.some((t) => t !== "integer" && t !== "null")) {
-      throw new FormatError('numeric bounds are supported only with "type": "integer"', path);
-    }
-    for (const key of bounds) {
-      if (!Number.isSafeInteger(s[key])) {
-        throw new FormatError(`"${key}" must be a whole number below 2^53`, at(key));
-      }
-    }
-    const lo = Math.max(
-      (s.minimum as number) ?? -Infinity,
-      ((s.exclusiveMinimum as number) ?? -Infinity) + 1,
-    );
-    const hi = Math.min((s.maximum as number) ?? Infinity, ((s.exclusiveMaximum as number) ?? Infinity) - 1);
-    if (lo > hi) throw new FormatError("the bounds allow no integer", path);
+  for (const key of NUMBER_BOUNDS) {
+    if (key in s && !Number.isFinite(s[key])) throw new FormatError(`"${key}" must be a number`, at(key));
   }
-  const { guarded, ambiguous } = strings;
+  if (NUMBER_BOUNDS.some((key) => key in s)) {
+    // normalise kept the values inside, and dropped the bounds; these are left when none is.
+    if ("enum" in s || "const" in s) {
+      throw new FormatError('no value of "enum" or "const" is inside the bounds', path);
+    }
+    if (!nonEmpty(boundsInterval(s, integerOnly(s)))) {
+      throw new FormatError(`the bounds allow no ${integerOnly(s) ? "integer" : "number"}`, path);
+    }
+    // xgrammar's grammar for bounded numbers lets values outside the bounds through; its integer ranges are exact.
+    if (bounded.numbers.ambiguous.has(s) && !grammarBounds(s)) {
+      throw new FormatError(
+        "numeric bounds are not supported here: in a union whose branches may both be numbers (and do not begin " +
+          'with distinct "const" properties), only whole bounds on integers are',
+        path,
+      );
+    }
+  }
+  const { guarded, ambiguous } = bounded.strings;
   // The grammar keeps only the first of a pattern, a format and length bounds on one string; the masks keep
-  // guarded bounds (lengths.ts). (A format the grammar spells wrongly is a pattern by now.)
+  // guarded bounds (bounds.ts). (A format the grammar spells wrongly is a pattern by now.)
   const format = Object.entries(FORMAT_PATTERNS).find(([, pattern]) => pattern === s.pattern)?.[0];
   const shapes = [
     ...("pattern" in s ? [format ? "format" : "pattern"] : []),
@@ -730,14 +789,14 @@ function checkSchema(
   if ("required" in s && !Array.isArray(s.required)) {
     throw new FormatError(`"required" must be a list`, at("required"));
   }
-  for (const key of ONE) if (key in s) checkSchema(s[key], at(key), depth + 1, root, strings);
+  for (const key of ONE) if (key in s) checkSchema(s[key], at(key), depth + 1, root, bounded);
   for (const key of LIST) {
     if (!(key in s)) continue;
     const list = s[key];
     if (!Array.isArray(list) || list.length === 0) {
       throw new FormatError(`"${key}" must be a non-empty list of schemas`, at(key));
     }
-    list.forEach((sub, i) => checkSchema(sub, pointer(at(key), i), depth + 1, root, strings));
+    list.forEach((sub, i) => checkSchema(sub, pointer(at(key), i), depth + 1, root, bounded));
   }
   for (const key of MAP) {
     if (!(key in s)) continue;
@@ -745,7 +804,7 @@ function checkSchema(
     if (!isSchemaMap(map)) throw new FormatError(`"${key}" must map names to schemas`, at(key));
     for (const [name, sub] of Object.entries(map)) {
       if (key === "patternProperties") checkPattern(name, pointer(at(key), name));
-      checkSchema(sub, pointer(at(key), name), depth + 1, root, strings);
+      checkSchema(sub, pointer(at(key), name), depth + 1, root, bounded);
     }
   }
 }

@@ -73,7 +73,7 @@ const MAX_OPTIONAL_RUN = { parts: 8, cost: 96 };
 /**
  * `pattern` printed for xgrammar, matching what it matches whole (anchors at its ends dropped), less what
  * `target` may not hold. Throws a FormatError (at `path`) for what cannot be so. `counted`: the masks keep the
- * string's length (lengths.ts), so a pattern that is one set repeated (repeatedSet) is printed repeated freely.
+ * string's length (bounds.ts), so a pattern that is one set repeated (repeatedSet) is printed repeated freely.
  */
 export function xgrammarPattern(
   pattern: string,

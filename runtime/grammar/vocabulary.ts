@@ -8,7 +8,7 @@
  * functions ran out of memory; unbounded, 0.37 s and 0.35 s (64 functions: 0.68 s).
  */
 import { gpt2TokenString, type Tokenizer } from "../tokenizer/mod.ts";
-import type { LengthTracker } from "./lengths.ts";
+import type { BoundsTracker } from "./bounds.ts";
 
 /** Whitespace characters allowed in a row between JSON tokens: more would let a model loop on newlines. */
 const MAX_WHITESPACE = 20;
@@ -142,16 +142,16 @@ export class TokenGuard {
 
   /**
    * `json`: the text is JSON, whose whitespace runs are bounded (a choice's text is the grammar's alone);
-   * `lengths`: the schema's strings whose length bounds the masks keep.
+   * `bounds`: the schema's strings and numbers whose bounds the masks keep.
    */
-  constructor(readonly vocabulary: Vocabulary, readonly json = true, readonly lengths?: LengthTracker) {}
+  constructor(readonly vocabulary: Vocabulary, readonly json = true, readonly bounds?: BoundsTracker) {}
 
   take(id: number): void {
     const { bytes, offsets, leads } = this.vocabulary;
     if (id >= leads.length || offsets[id] === offsets[id + 1]) return; // a special token writes nothing
     const piece = bytes.subarray(offsets[id], offsets[id + 1]);
     if (this.json) this.#lexical = lex(this.#lexical, piece).state;
-    this.lengths?.take(piece);
+    this.bounds?.take(piece);
     this.#lead = leads[id];
   }
 
@@ -166,6 +166,6 @@ export class TokenGuard {
       : spaced[Math.max(0, MAX_WHITESPACE - run)];
     if (this.json) { for (let w = 0; w < mask.length; w++) mask[w] &= lexical[w]; }
     if (this.#lead) { for (let w = 0; w < mask.length; w++) mask[w] &= follows[this.#lead - 1][w]; }
-    this.lengths?.narrow(mask);
+    this.bounds?.narrow(mask);
   }
 }

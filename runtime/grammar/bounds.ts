@@ -1,22 +1,29 @@
 /**
- * Length bounds of JSON strings (`minLength`, `maxLength`) kept by the masks rather than by the grammar.
- * xgrammar spells a bound out as a chain of states, each with its own mask over the vocabulary: over Pixtral's,
- * one string with `maxLength: 80` took 2.5 s to compile and 256 took 5.9 s. Here the grammar gets the string
- * unbounded, and a LengthTracker, following the JSON written so far through the schema, cuts each mask to the
- * tokens that keep the string within its bounds: any bound, at no compile cost. So too for a pattern that is one
- * set repeated (`^.{1,80}$`): the grammar repeats the set freely, and the masks count.
+ * Bounds kept by the masks rather than by the grammar: the lengths of JSON strings (`minLength`, `maxLength`) and
+ * the ranges of numbers (`minimum`, `maximum` and their exclusive forms).
  *
- * The tracker must know which schema a string follows. It does wherever the schema says so: through properties,
+ * xgrammar spells a length bound out as a chain of states, each with its own mask over the vocabulary: over
+ * Pixtral's, one string with `maxLength: 80` took 2.5 s to compile and 256 took 5.9 s. Its bounded numbers let
+ * values outside the bounds through. Here the grammar gets strings and numbers unbounded, and a BoundsTracker,
+ * following the JSON written so far through the schema, cuts each mask to the tokens that keep the value within
+ * its bounds: any bound, at no compile cost. So too for a pattern that is one set repeated (`^.{1,80}$`): the
+ * grammar repeats the set freely, and the masks count. numbers.ts decides a number's text against its bounds.
+ *
+ * The tracker must know which schema a value follows. It does wherever the schema says so: through properties,
  * items, references, and unions whose branches differ in type (a string or null) or are objects that begin with
  * a required property of distinct constant values (a tool call's function name comes before its arguments; the
  * grammar writes properties in the order the schema lists them). A string a union reaches otherwise keeps its
- * bounds in the grammar (guardedStrings says which do not).
+ * bounds in the grammar (stringBounds says which), as does an integer; other numbers there are refused.
  *
  * Lengths are counted in code points, as JSON Schema does: an escape as one, an escaped UTF-16 pair as one.
  */
 import { isSchemaMap, resolve, type Schema, target, TYPES, typesOf, typesOverlap } from "./schema.ts";
 import { repeatedSetBounds } from "./regex.ts";
+import { boundsInterval, intersect, type Interval, reachable, within } from "./numbers.ts";
 import type { Vocabulary } from "./vocabulary.ts";
+
+/** The keywords of numeric bounds. */
+export const NUMBER_BOUNDS = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
 
 /** What a value may follow: a schema with no reference, allOf or union left in it, or `true` (anything). */
 type Candidate = Schema | true;
@@ -100,17 +107,42 @@ export function boundsOf(s: Schema): Bounds | undefined {
   };
 }
 
-/** The string schemas (by identity in `root`) whose bounds the tracker keeps: bounded, and never ambiguous. */
-export function guardedStrings(root: unknown): Set<Schema> {
-  return stringBounds(root).guarded;
+/** Whether a number's values are whole: its type says integer, and not number. */
+export function integerOnly(s: Schema): boolean {
+  const types = s.type === undefined ? [] : [s.type].flat();
+  return types.includes("integer") && !types.includes("number");
+}
+
+/** Bounded schemas of a schema, by identity: those the tracker keeps, and those it cannot tell (ambiguous). */
+export interface Bounded {
+  guarded: Set<Schema>;
+  ambiguous: Set<Schema>;
 }
 
 /**
  * The bounded string schemas of `root` a value can reach, by identity: those the tracker keeps (`guarded`) and
  * those it cannot (`ambiguous`, left to the grammar). Unreachable ones (an unused definition) are in neither.
  */
-export function stringBounds(root: unknown): { guarded: Set<Schema>; ambiguous: Set<Schema> } {
-  const reached = new Map<Schema, boolean>(); // whether some path reached it ambiguously
+export function stringBounds(root: unknown): Bounded {
+  const bounded = [...reached(root)].filter(([s]) => "minLength" in s || "maxLength" in s || "pattern" in s);
+  return {
+    guarded: new Set(bounded.filter(([s, ambiguous]) => !ambiguous && boundsOf(s)).map(([s]) => s)),
+    ambiguous: new Set(bounded.filter(([s, ambiguous]) => ambiguous || !boundsOf(s)).map(([s]) => s)),
+  };
+}
+
+/** The schemas of `root` with numeric bounds that a value can reach, by identity, as stringBounds. */
+export function numberBounds(root: unknown): Bounded {
+  const bounded = [...reached(root)].filter(([s]) => NUMBER_BOUNDS.some((key) => key in s));
+  return {
+    guarded: new Set(bounded.filter(([, ambiguous]) => !ambiguous).map(([s]) => s)),
+    ambiguous: new Set(bounded.filter(([, ambiguous]) => ambiguous).map(([s]) => s)),
+  };
+}
+
+/** The schemas a value can reach, by identity, and whether some path reaches each where the tracker cannot tell. */
+function reached(root: unknown): Map<Schema, boolean> {
+  const reached = new Map<Schema, boolean>();
   const walk = (schema: unknown, ambiguous: boolean): void => {
     if (!isSchemaMap(schema)) return;
     const before = reached.get(schema);
@@ -134,29 +166,30 @@ export function stringBounds(root: unknown): { guarded: Set<Schema>; ambiguous: 
     walk(schema.propertyNames, true); // names are keys, which the tracker does not bound
   };
   walk(root, false);
-  const bounded = [...reached].filter(([s]) => "minLength" in s || "maxLength" in s || "pattern" in s);
-  return {
-    guarded: new Set(bounded.filter(([s, ambiguous]) => !ambiguous && boundsOf(s)).map(([s]) => s)),
-    ambiguous: new Set(bounded.filter(([s, ambiguous]) => ambiguous || !boundsOf(s)).map(([s]) => s)),
-  };
+  return reached;
 }
 
 /** A format's schema as the tracker reads it. */
-export class LengthPlan {
+export class BoundsPlan {
   readonly root: unknown;
   /** The guarded string schemas and their bounds. */
   readonly guarded: Map<Schema, Bounds>;
+  /** The guarded number schemas and their ranges. */
+  readonly numbers: Map<Schema, Interval>;
   readonly #patterns = new Map<string, RegExp>();
 
   constructor(schema: string) {
     this.root = JSON.parse(schema);
-    this.guarded = new Map([...guardedStrings(this.root)].map((s) => [s, boundsOf(s)!]));
+    this.guarded = new Map([...stringBounds(this.root).guarded].map((s) => [s, boundsOf(s)!]));
+    this.numbers = new Map(
+      [...numberBounds(this.root).guarded].map((s) => [s, boundsInterval(s, integerOnly(s))]),
+    );
   }
 
-  /** The plan of a JSON format's schema, or undefined when no string's bounds are left to the masks. */
-  static of(schema: string): LengthPlan | undefined {
-    const plan = new LengthPlan(schema);
-    return plan.guarded.size ? plan : undefined;
+  /** The plan of a JSON format's schema, or undefined when no bounds are left to the masks. */
+  static of(schema: string): BoundsPlan | undefined {
+    const plan = new BoundsPlan(schema);
+    return plan.guarded.size || plan.numbers.size ? plan : undefined;
   }
 
   top(): Candidate[] {
@@ -239,6 +272,16 @@ export class LengthPlan {
     return bounds;
   }
 
+  /** The range a number following one of `numbers` keeps: those of the guarded ones, together. */
+  range(numbers: readonly Candidate[]): Interval | undefined {
+    let range: Interval | undefined;
+    for (const s of numbers) {
+      const own = s === true ? undefined : this.numbers.get(s);
+      if (own) range = range ? intersect(range, own) : own;
+    }
+    return range;
+  }
+
   #pattern(pattern: string): RegExp {
     let re = this.#patterns.get(pattern);
     if (!re) this.#patterns.set(pattern, re = new RegExp(pattern, "u"));
@@ -259,6 +302,12 @@ interface Str {
   text?: string;
   keep?: number;
   long?: boolean;
+}
+
+/** A bounded number: its text so far and its range. */
+interface Num {
+  text: string;
+  range: Interval;
 }
 
 /** An open object or array, and what it may follow. */
@@ -336,6 +385,10 @@ interface Counts {
   /** The most characters a quote-free token adds, per escape state. */
   longest: number[];
   quoted: Int32Array;
+  /** The tokens with a quote, a bit per id; those without a quote that hold a digit or a minus; those empty. */
+  quotedMask: Uint32Array;
+  numeric: Uint32Array;
+  empty: Int32Array;
   /**
    * Per state, for each token of `quoted` written inside a string: the characters it adds to the string (before
    * the quote that ends it, if one does), and whether it ends it: 0 no (its quotes are escaped), 1 yes, 2 yes and
@@ -355,12 +408,17 @@ function counts(vocab: Vocabulary): Counts {
   const added = Array.from({ length: STATES }, () => new Uint8Array(n));
   const longest = new Array(STATES).fill(0);
   const quoted: number[] = [];
+  const quotedMask = new Uint32Array(Math.ceil(n / 32)), numeric = new Uint32Array(Math.ceil(n / 32));
+  const empty: number[] = [];
   const before: number[][] = Array.from({ length: STATES }, () => []);
   const closes: number[][] = Array.from({ length: STATES }, () => []);
   for (let id = 0; id < n; id++) {
     const bytes = vocab.bytes.subarray(vocab.offsets[id], vocab.offsets[id + 1]);
+    if (!bytes.length) empty.push(id);
+    if (bytes.some((b) => b === 0x2d || (b >= 0x30 && b <= 0x39))) numeric[id >> 5] |= 1 << (id & 31);
     if (bytes.includes(0x22)) {
       quoted.push(id);
+      quotedMask[id >> 5] |= 1 << (id & 31);
       for (let start = 0; start < STATES; start++) {
         let state = start, count = 0, end = -1;
         for (let i = 0; i < bytes.length && end < 0; i++) {
@@ -393,6 +451,9 @@ function counts(vocab: Vocabulary): Counts {
       added,
       longest,
       quoted: Int32Array.from(quoted),
+      quotedMask,
+      numeric,
+      empty: Int32Array.from(empty),
       before: before.map((list) => Uint8Array.from(list)),
       closes: closes.map((list) => Uint8Array.from(list)),
       fits: new Map(),
@@ -418,17 +479,19 @@ function fitting(c: Counts, state: number, room: number): Uint32Array {
 const UTF8 = new TextDecoder();
 
 const isSpace = (b: number) => b === 0x20 || b === 0x0a || b === 0x09 || b === 0x0d;
+const isDigit = (b: number) => b >= 0x30 && b <= 0x39;
 
-/** Follows a JSON text token by token through a LengthPlan's schema, and keeps its strings within bounds. */
-export class LengthTracker {
+/** Follows a JSON text token by token through a BoundsPlan's schema, and keeps its values within bounds. */
+export class BoundsTracker {
   #stack: Frame[] = [];
   /** What the next value may follow, while one is awaited. */
   #expect?: Candidate[];
   #string?: Str;
+  #number?: Num;
   #scalar = false;
 
   /** At the start of the text; or, `from` given, where that tracker stands. */
-  constructor(readonly plan: LengthPlan, readonly vocabulary: Vocabulary, from?: LengthTracker) {
+  constructor(readonly plan: BoundsPlan, readonly vocabulary: Vocabulary, from?: BoundsTracker) {
     if (!from) {
       this.#expect = plan.top();
       return;
@@ -436,6 +499,7 @@ export class LengthTracker {
     this.#stack = [...from.#stack];
     this.#expect = from.#expect;
     this.#string = from.#string && { ...from.#string };
+    this.#number = from.#number && { ...from.#number };
     this.#scalar = from.#scalar;
   }
 
@@ -456,8 +520,11 @@ export class LengthTracker {
     // A token with a quote may end this string: within it, the characters before the quote count. One that begins
     // another string, or comes between strings, is followed byte by byte on a copy.
     const { bytes, offsets } = this.vocabulary;
+    // Without string bounds, only a token that may write or end a bounded number can break a bound.
+    const strings = this.plan.guarded.size > 0;
     c.quoted.forEach((id, k) => {
       if (!(mask[id >> 5] & (1 << (id & 31)))) return;
+      if (!strings && !this.#number && !(c.numeric[id >> 5] & (1 << (id & 31)))) return;
       let fits: boolean;
       if (s && c.closes[s.state][k] < 2) {
         const count = s.count + c.before[s.state][k];
@@ -465,16 +532,53 @@ export class LengthTracker {
       } else fits = this.#copy().take(bytes.subarray(offsets[id], offsets[id + 1]));
       if (!fits) mask[id >> 5] &= ~(1 << (id & 31));
     });
+    if (!s && this.plan.numbers.size) this.#narrowNumbers(mask, c);
   }
 
-  #copy(): LengthTracker {
-    return new LengthTracker(this.plan, this.vocabulary, this);
+  /**
+   * Outside strings, the tokens that may begin a bounded number (those with a digit or a minus), and in one every
+   * token, followed byte by byte (few: the grammar allows little there). Tokens with a quote were followed above.
+   */
+  #narrowNumbers(mask: Uint32Array, c: Counts): void {
+    const { bytes, offsets } = this.vocabulary;
+    const number = this.#number;
+    for (let w = 0; w < mask.length; w++) {
+      let bits = mask[w] & ~c.quotedMask[w] & (number ? ~0 : c.numeric[w]);
+      while (bits) {
+        const bit = bits & -bits;
+        bits ^= bit;
+        const id = w * 32 + 31 - Math.clz32(bit);
+        if (
+          offsets[id] !== offsets[id + 1] && !this.#copy().take(bytes.subarray(offsets[id], offsets[id + 1]))
+        ) {
+          mask[w] &= ~bit;
+        }
+      }
+    }
+    // A number that is the whole text ends with the stop token, which writes nothing.
+    if (number && !this.#stack.length && !within(number.text, number.range)) {
+      for (const id of c.empty) mask[id >> 5] &= ~(1 << (id & 31));
+    }
+  }
+
+  #copy(): BoundsTracker {
+    return new BoundsTracker(this.plan, this.vocabulary, this);
   }
 
   #byte(b: number): boolean {
     const s = this.#string;
     if (s) return this.#stringByte(s, b);
-    if (this.#scalar) {
+    const number = this.#number;
+    if (number) {
+      if (isDigit(b) || b === 0x2e) {
+        number.text += String.fromCharCode(b);
+        return reachable(number.text, number.range);
+      }
+      if (!(b === 0x2c || b === 0x5d || b === 0x7d || isSpace(b))) return false; // an exponent (see numbers.ts)
+      this.#number = undefined;
+      if (!within(number.text, number.range)) return false;
+      this.#valueDone();
+    } else if (this.#scalar) {
       if (!(b === 0x2c || b === 0x5d || b === 0x7d || isSpace(b))) return true;
       this.#scalar = false;
       this.#valueDone();
@@ -525,6 +629,13 @@ export class LengthTracker {
       const arrays = plan.ofType(candidates, "array");
       this.#stack.push({ kind: "array", candidates: arrays, index: 0 });
       this.#expect = plan.item(arrays, 0);
+    } else if (b === 0x2d || isDigit(b)) {
+      const range = plan.range(plan.ofType(candidates, "number"));
+      if (!range) this.#scalar = true;
+      else {
+        this.#number = { text: String.fromCharCode(b), range };
+        return reachable(this.#number.text, range);
+      }
     } else this.#scalar = true;
     return true;
   }
