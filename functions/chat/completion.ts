@@ -259,6 +259,9 @@ export function runCompletion(service: Service, prompts: PreparedChat[], signal:
   Promise.all(
     streams.map((s, i) =>
       runChoice(service, i, s.stream, s.prepared, (u) => channel.push(u), (stop) => onToken(i, stop))
+        .catch((err) => {
+          throw located(err, s.prepared);
+        })
     ),
   )
     .then((results) => channel.close(results), (err) => {
@@ -274,6 +277,18 @@ export function runCompletion(service: Service, prompts: PreparedChat[], signal:
     }
   }
   return { updates: updates(), cancel: abort };
+}
+
+/**
+ * An error about one of the request's images found by the engine (a GPU host behind a gateway decodes them), with
+ * the image's place in the request as its `param`, as a direct host names it.
+ */
+function located(err: unknown, prepared: PreparedChat): unknown {
+  const image = (err as { image?: number } | undefined)?.image;
+  if (err instanceof Error && image !== undefined) {
+    (err as Error & { param?: string }).param ??= prepared.imageParams?.[image];
+  }
+  return err;
 }
 
 function promptTokens(prompts: PreparedChat[]): number {

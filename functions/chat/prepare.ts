@@ -19,6 +19,8 @@ import { fromRequest, promptToolCallId, toolGeneration, type ToolUse, toolUse } 
 interface PromptImage {
   input: RequestImage;
   tokens: number[];
+  /** Where the image sits in the request (for errors found later, by a GPU host behind a gateway). */
+  param: string;
 }
 
 /** The image URLs of the conversation in order, with where each sits (for error messages). */
@@ -61,7 +63,7 @@ async function loadImages(
     try {
       const bytes = await fetchImageBytes(url, policy.fetch, each);
       const image = await (policy.prepare ?? decodeImage)(bytes, options, each);
-      return { input: image, tokens: [...await imageTokenLayout(image, policy.tokens)] };
+      return { input: image, tokens: [...await imageTokenLayout(image, policy.tokens)], param };
     } catch (err) {
       (err as Error & { param?: string }).param ??= param;
       throw err;
@@ -126,6 +128,8 @@ export interface PreparedChat {
    * functions' names, and whether one call at most is asked for.
    */
   tools?: { callsId: number; forced: boolean; names: string[]; single: boolean };
+  /** Where each of the request's images sits in the chat request, in the request's order. */
+  imageParams?: string[];
 }
 
 const specialNames = new WeakMap<Tokenizer, Map<string, number>>();
@@ -211,6 +215,7 @@ export async function encodeChat(
   return {
     ids: [...encoded.ids, ...generation.lead],
     images: encoded.images.map((i) => i.input),
+    imageParams: encoded.images.map((i) => i.param),
     generation,
     callsId,
   };
@@ -415,6 +420,7 @@ export async function prepareChat(
       ...(generation.banned.length ? { banned: generation.banned } : {}),
     },
     n: chat.n ?? 1,
+    imageParams: encoded.imageParams,
     tools: tools && tools.choice !== "none"
       ? {
         callsId: encoded.callsId,

@@ -22,7 +22,7 @@ import {
   RequestTooLongError,
   type TokenEvent,
 } from "../../runtime/engine/engine.ts";
-import { ImageError } from "../../runtime/images/errors.ts";
+import { ImageError, ImageTooLargeError } from "../../runtime/images/errors.ts";
 import { decodeImage } from "../../runtime/images/preprocess.ts";
 import type { ImageInput } from "../../runtime/model/vision.ts";
 import {
@@ -59,14 +59,21 @@ function failure(
   kind: ErrorKind,
   message: string,
   retryAfter?: number,
+  image?: number,
 ): Response {
   if (kind === "internal") log.error("internal route failed", { path, error: message });
-  const frame: Frame = { error: message, kind, ...(retryAfter ? { retryAfter } : {}) };
+  const frame: Frame = {
+    error: message,
+    kind,
+    ...(retryAfter ? { retryAfter } : {}),
+    ...(image === undefined ? {} : { image }),
+  };
   return new Response(encodeFrame(frame), { status, headers: { "content-type": NDJSON } });
 }
 
 /** How a failure of the engine travels: its kind and HTTP status. */
 function classify(err: unknown): { kind: ErrorKind; status: ContentfulStatusCode; retryAfter?: number } {
+  if (err instanceof ImageTooLargeError) return { kind: "bad_request", status: 413 };
   if (err instanceof WireError || err instanceof RangeError || err instanceof ImageError) {
     return { kind: "bad_request", status: 400 };
   }
@@ -161,7 +168,8 @@ async function decodeImages(
       }
       return input;
     } catch (err) {
-      if (err instanceof ImageError) err.message = `image ${i + 1}: ${err.message}`;
+      // Which image: the gateway names its place in the client's request.
+      if (err instanceof ImageError) Object.assign(err, { image: i });
       throw err;
     }
   });
@@ -284,7 +292,8 @@ export function internalRoutes(service: Service, secret: string, options: { wedg
         } catch (err) {
           if (signal.aborted) return failure(path, 503, "unavailable", "the gateway left");
           const { kind, status, retryAfter } = classify(err);
-          return failure(path, status, kind, (err as Error).message ?? String(err), retryAfter);
+          const image = (err as { image?: number }).image;
+          return failure(path, status, kind, (err as Error).message ?? String(err), retryAfter, image);
         }
       },
     );

@@ -22,6 +22,7 @@
  */
 import { log } from "../log.ts";
 import { stalling } from "../stalling.ts";
+import { ImageDecodeError, ImageTooLargeError } from "../images/errors.ts";
 import { Counter } from "../metrics.ts";
 import {
   type EncodedImage,
@@ -143,7 +144,14 @@ class Counted {
 
 /** A host's refusal or failure of one request. */
 class HostFailure extends Error {
-  constructor(readonly host: Host, readonly kind: ErrorKind, message: string, readonly retryAfter?: number) {
+  constructor(
+    readonly host: Host,
+    readonly kind: ErrorKind,
+    message: string,
+    readonly retryAfter?: number,
+    /** The request's image at fault, and the HTTP status the host gave (413: too many pixels). */
+    readonly image?: { index: number; status: number },
+  ) {
     super(message);
   }
 }
@@ -190,7 +198,10 @@ async function failureOf(host: Host, res: Response): Promise<HostFailure> {
   const text = await res.text().catch(() => "");
   try {
     const frame = decodeFrame(text.trim());
-    if ("error" in frame) return new HostFailure(host, frame.kind, frame.error, frame.retryAfter);
+    if ("error" in frame) {
+      const image = frame.image === undefined ? undefined : { index: frame.image, status: res.status };
+      return new HostFailure(host, frame.kind, frame.error, frame.retryAfter, image);
+    }
   } catch { /* not one of ours: a proxy's page, say */ }
   const kind: ErrorKind = res.status === 429 ? "busy" : "unavailable";
   log.warn("GPU host answered with an error that is not a wire frame", {
@@ -483,7 +494,15 @@ export class RemoteEngine implements Engine {
         if (signal?.aborted) throw signal.reason;
         const failure = err instanceof HostFailure ? err : new HostFailure(host, "internal", describe(err));
         if (failure.kind === "too_long") throw new RequestTooLongError(failure.message);
-        // The request is at fault (a schema that cannot compile, say): any host would refuse it.
+        // The request is at fault (a schema that cannot compile, an image that does not decode): any host would
+        // refuse it.
+        if (failure.image) {
+          const { index, status } = failure.image;
+          throw Object.assign(
+            status === 413 ? new ImageTooLargeError(failure.message) : new ImageDecodeError(failure.message),
+            { image: index },
+          );
+        }
         if (failure.kind === "bad_request") throw new InvalidRequestError(failure.message);
         if (relayed > 0) {
           host.down = failure.message;

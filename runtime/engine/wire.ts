@@ -4,7 +4,7 @@
  *
  * Request body, little-endian:
  *
- *     "PXG5"                  magic and version
+ *     "PXG6"                  magic and version
  *     u32 H                   length of the header
  *     H bytes                 header, JSON: sampling, maxTokens, minTokens, stopIds, topLogprobs, the output
  *                             format, its trigger and alternative, banned ids, and per image its patch grid,
@@ -24,6 +24,7 @@
  *     {"id":17,"logprob":-0.25,"top":[[17,-0.25],...]}   a token with log-probabilities (when asked for)
  *     {"finish":"stop"}                                  the end ("stop" or "length"); nothing follows
  *     {"error":"...","kind":"internal"}                  a failure; nothing follows
+ *     {"error":"...","kind":"bad_request","image":1}     a failure of the request's image 1 (from 0)
  *
  * A stream that ends without a finish or error frame was cut off (the host died): the gateway treats it as a
  * failure, never as a finished generation. An empty line is a keep-alive: the host sends one after each
@@ -43,7 +44,7 @@ import type {
 } from "./engine.ts";
 import { MAX_BIASED } from "./validate.ts";
 
-export const WIRE_MAGIC = "PXG5";
+export const WIRE_MAGIC = "PXG6";
 export const NDJSON = "application/x-ndjson";
 export const BINARY = "application/octet-stream";
 
@@ -233,7 +234,7 @@ export type ErrorKind =
 export type Frame =
   | { token: TokenEvent }
   | { finish: FinishReason }
-  | { error: string; kind: ErrorKind; retryAfter?: number };
+  | { error: string; kind: ErrorKind; retryAfter?: number; image?: number };
 
 /** One frame as a line of NDJSON. */
 export function encodeFrame(frame: Frame): string {
@@ -268,6 +269,7 @@ const frameSchema = z.union([
     error: z.string(),
     kind: z.enum(["bad_request", "too_long", "busy", "unavailable", "internal"]),
     retryAfter: z.number().optional(),
+    image: u32.optional(),
   }),
 ]);
 
