@@ -74,10 +74,10 @@ Deno.test("a client that leaves is no server error: the answer's body cancelled,
     for (const kind of ["stream", "json"]) {
       const cancelled = Promise.withResolvers<never>();
       cancelled.promise.catch(() => {}); // awaited by the run, if it got there
-      async function* updates(): AsyncGenerator<ChoiceUpdate, ChoiceResult[]> {
+      const updates = async function* (): AsyncGenerator<ChoiceUpdate, ChoiceResult[]> {
         yield { index: 0, text: "a" };
         return await cancelled.promise;
-      }
+      };
       const run = {
         updates: updates(),
         cancel: () => cancelled.reject(new DOMException("the request was cancelled", "AbortError")),
