@@ -454,7 +454,7 @@ Deno.test("token counters count as tokens come: a request cut short counts what 
   });
 });
 
-Deno.test("a non-streamed answer begins at its first token: a client that leaves stops it, whatever its body's size", async () => {
+Deno.test("a long non-streamed answer begins a few seconds after its first token: a client that leaves stops it, whatever its body's size", async () => {
   await withServer({}, async ({ url }) => {
     const running = async () => {
       const text = await (await fetch(`${url}/metrics`)).text();

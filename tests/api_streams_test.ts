@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import type { ChoiceResult, ChoiceUpdate } from "../functions/chat/completion.ts";
 import { patientJson } from "../functions/routes/patient.ts";
 import { eventStream } from "../functions/routes/sse.ts";
+import { EngineClosedError } from "../runtime/engine/engine.ts";
 import { serverConfig, withServer } from "./api_helpers.ts";
 
 const stream = (model: string, maxTokens: number) =>
@@ -104,6 +105,43 @@ Deno.test("a client that leaves is no server error: the answer's body cancelled,
     console.log = print;
   }
   assert.deepEqual(lines.filter((line) => line.includes('"level":"error"')), []);
+});
+
+Deno.test("a large request's non-streamed answer keeps its status for a while after its first token", async () => {
+  /** A run that writes a token, then fails after `failMs`. */
+  const failing = (failMs: number) => {
+    const updates = async function* (): AsyncGenerator<ChoiceUpdate, ChoiceResult[]> {
+      yield { index: 0, text: "a" };
+      await new Promise((resolve) => setTimeout(resolve, failMs));
+      throw new EngineClosedError("the engine is closing");
+    };
+    return { updates: updates(), cancel: () => {} };
+  };
+  const request = () =>
+    new Request("http://x/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-length": "4000" },
+      body: "x".repeat(4000),
+    });
+  const options = { id: "held", answer: () => ({}), holdMs: 400 };
+  // Failing within the hold: the error itself (a 503 for the route), which clients raise on or retry.
+  await assert.rejects(patientJson(failing(50), { ...options, request: request() }), EngineClosedError);
+  // After it, the status line went: the error is the body, in OpenAI's shape.
+  const late = await patientJson(failing(900), { ...options, request: request() });
+  assert.equal(late.status, 200);
+  const body = await late.text();
+  assert.match(body, /^ *\{"error":\{"message":"the engine is closing","type":"server_error"/);
+  // An answer that ends within the hold is plain JSON.
+  const quick = async function* (): AsyncGenerator<ChoiceUpdate, ChoiceResult[]> {
+    yield { index: 0, text: "a" };
+    return [];
+  };
+  const done = await patientJson({ updates: quick(), cancel: () => {} }, {
+    ...options,
+    request: request(),
+    answer: () => ({ ok: true }),
+  });
+  assert.equal(await done.text(), '{"ok":true}');
 });
 
 Deno.test("a full queue answers 429 with Retry-After, and the server recovers", async () => {

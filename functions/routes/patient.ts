@@ -1,24 +1,26 @@
 /**
  * A non-streamed answer. Deno reports a client that leaves before the response begins only for requests of up to
  * about 512 bytes, head included (denoland/deno#21653); a larger request (most, with an SDK's headers) would run
- * to max_tokens after its client
- * gave up. So for those the response begins once the first token exists, then sends a space each second until
- * the JSON is ready (leading whitespace is valid JSON; OpenRouter keeps connections alive the same way): the
- * write after a client leaves fails, which stops the generation, and proxies that close idle connections keep
- * it. Anything that fails before the first token still gets its own status (400, 429, 503); after it, the
- * status line is sent, and an error travels as the body, in OpenAI's error shape. Smaller requests keep their
- * status to the end (a shutdown that cuts one off is a 503, which clients retry).
+ * to max_tokens after its client gave up. So for those, an answer still running HOLD_MS after its first token
+ * begins its response then, and sends a space each second until the JSON is ready (leading whitespace is valid
+ * JSON; OpenRouter keeps connections alive the same way): the write after a client leaves fails, which stops the
+ * generation, and proxies that close idle connections keep it. Anything that fails before that still gets its
+ * own status (400, 429, 503, which clients raise on or retry); after it, the status line is sent, and an error
+ * travels as the body, in OpenAI's error shape. Smaller requests keep their status to the end. A client that
+ * leaves costs at most HOLD_MS of generation.
  */
 import { EngineClosedError } from "../../runtime/engine/engine.ts";
 import { log } from "../../runtime/log.ts";
 import type { ChoiceResult, CompletionRun } from "../chat/completion.ts";
-import { beforeKeepAlive } from "./sse.ts";
+import { before, beforeKeepAlive } from "./sse.ts";
 
 const encoder = new TextEncoder();
 const SPACE = encoder.encode(" ");
 
 /** Requests (head and body) Deno still reports a disconnect for before the response begins, with a margin. */
 const REPORTED_BYTES = 448;
+/** How long after its first token a larger request's answer keeps its status: most answers end within it. */
+const HOLD_MS = 5000;
 
 /** The request's size on the wire, near enough: request line, headers and body. */
 function requestBytes(request: Request, bodyLength: number): number {
@@ -29,15 +31,21 @@ function requestBytes(request: Request, bodyLength: number): number {
 
 export async function patientJson(
   run: CompletionRun,
-  options: { id: string; request: Request; answer(results: ChoiceResult[]): unknown },
+  options: { id: string; request: Request; answer(results: ChoiceResult[]): unknown; holdMs?: number },
 ): Promise<Response> {
   const length = Number(options.request.headers.get("content-length") ?? NaN);
   let next = await run.updates.next();
-  if (requestBytes(options.request, length) <= REPORTED_BYTES) {
-    while (!next.done) next = await run.updates.next();
-    return Response.json(options.answer(next.value));
-  }
+  const held = requestBytes(options.request, length) <= REPORTED_BYTES ? Infinity : options.holdMs ?? HOLD_MS;
   let pending: Promise<typeof next> | undefined;
+  const deadline = performance.now() + held;
+  while (!next.done) {
+    pending ??= run.updates.next();
+    const got = held === Infinity ? await pending : await before(pending, deadline);
+    if (!got) break;
+    pending = undefined;
+    next = got;
+  }
+  if (next.done) return Response.json(options.answer(next.value));
   /** When the last space went: tokens keep coming, and the spaces count from there. */
   let sent = performance.now();
   /** Set when the client went away: the run's end is then its doing, and nobody reads what follows. */

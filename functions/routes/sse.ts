@@ -16,12 +16,17 @@ const encoder = new TextEncoder();
 const KEEP_ALIVE_MS = 1000;
 
 /** What `pending` gives, or undefined if a keep-alive is due first (KEEP_ALIVE_MS after the last write, `sent`). */
-export async function beforeKeepAlive<T>(pending: Promise<T>, sent: number): Promise<T | undefined> {
+export function beforeKeepAlive<T>(pending: Promise<T>, sent: number): Promise<T | undefined> {
+  return before(pending, sent + KEEP_ALIVE_MS);
+}
+
+/** What `pending` gives, or undefined if `deadline` (a finite performance.now() time) comes first. */
+export async function before<T>(pending: Promise<T>, deadline: number): Promise<T | undefined> {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const idle = new Promise<undefined>((resolve) =>
-    timer = setTimeout(() => resolve(undefined), sent + KEEP_ALIVE_MS - performance.now())
+  const late = new Promise<undefined>((resolve) =>
+    timer = setTimeout(() => resolve(undefined), deadline - performance.now())
   );
-  return await Promise.race([pending, idle]).finally(() => clearTimeout(timer));
+  return await Promise.race([pending, late]).finally(() => clearTimeout(timer));
 }
 const KEEP_ALIVE = encoder.encode(": keep-alive\n\n");
 
