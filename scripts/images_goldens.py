@@ -388,6 +388,12 @@ def png_without_iend(image):
     return png_of_chunks([c for c in png_chunks(png_bytes(image)) if c[0] != b"IEND"])
 
 
+def png_cut_in_crc(image, cut):
+    """A PNG cut inside the CRC of its last IDAT chunk (`cut` of its 4 bytes gone, and IEND): Pillow reads it."""
+    chunks = [c for c in png_chunks(png_bytes(image)) if c[0] != b"IEND"]
+    return png_of_chunks(chunks)[:-cut]
+
+
 def png_bad_data_crcs(image):
     """The image data in three IDAT chunks, the second with a wrong CRC, then a text chunk with a wrong CRC and no
     IEND: Pillow checks the CRCs of the chunks before the image data only."""
@@ -458,6 +464,7 @@ def cases():
     yield "gray16_trns255_20x16", "gray16_trns255_20x16.png", gray16_trns(255), 1024, False, "16-bit gray, tRNS 255: every sample from 255 up is transparent"
     yield "rgb16_trns_20x16", "rgb16_trns_20x16.png", rgb16_trns(), 1024, False, "16-bit RGB with tRNS (Pillow compares it with the high bytes; hf mode composites)"
     yield "no_iend_40x30", "no_iend_40x30.png", png_without_iend(scene(40, 30, 42)), 1024, False, "PNG without IEND (cut after its image data)"
+    yield "cut_crc_40x30", "cut_crc_40x30.png", png_cut_in_crc(scene(40, 30, 49), 3), 1024, False, "PNG cut 3 bytes into its last IDAT chunk's CRC (no IEND)"
     yield "bad_data_crcs_40x30", "bad_data_crcs_40x30.png", png_bad_data_crcs(rgba_image(40, 30, 43)), 1024, False, "PNG whose IDAT and trailing chunks have wrong CRCs, without IEND"
     yield "rgba_37x29", "rgba_37x29.png", save_bytes(rgba_image(37, 29, 20), "PNG"), 1024, False, "RGBA alpha ramp"
     yield "progressive_64x48", "progressive_64x48.jpg", save_bytes(photo, "JPEG", quality=85, progressive=True), 1024, True, "progressive JPEG, 4:2:0"

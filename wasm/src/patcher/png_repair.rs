@@ -1,6 +1,7 @@
 //! PNGs that Pillow (and so mistral_common) reads but the `png` crate refuses: Pillow checks the CRCs of the
 //! chunks before the image data only, reads the image data up to the first chunk that is not IDAT, and needs no
-//! IEND. Such files come from tools that cut a file short after its image or rewrite chunks carelessly.
+//! IEND, nor the CRC of an image data chunk the file ends in. Such files come from tools that cut a file short
+//! after its image or rewrite chunks carelessly.
 
 const SIGNATURE_LEN: usize = 8;
 const IEND: [u8; 12] = [0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82];
@@ -23,14 +24,19 @@ pub fn repaired_png(bytes: &[u8]) -> Option<Vec<u8>> {
     (out != bytes).then_some(out)
 }
 
-/// The byte range of the first run of whole IDAT chunks.
+/// The byte range of the first run of whole IDAT chunks (the last may lack all or part of its CRC, at the end of
+/// the file).
 fn idat_run(bytes: &[u8]) -> Option<(usize, usize)> {
     let mut at = SIGNATURE_LEN;
     let mut run: Option<(usize, usize)> = None;
     while let Some(header) = bytes.get(at..at + 8) {
-        // A chunk cut short by the end of the file ends the walk.
-        let end = at.checked_add(12).and_then(|n| n.checked_add(chunk_length(header)));
-        let end = match end.filter(|&end| end <= bytes.len()) {
+        let data_end = (at + 8).checked_add(chunk_length(header));
+        // An IDAT chunk whose data is whole, cut short in its CRC by the end of the file, ends the run.
+        if &header[4..8] == b"IDAT" && data_end.map_or(false, |end| end <= bytes.len() && end + 4 > bytes.len()) {
+            return Some((run.map_or(at, |(start, _)| start), data_end? + 4));
+        }
+        // Any other chunk cut short ends the walk.
+        let end = match data_end.map(|n| n + 4).filter(|&end| end <= bytes.len()) {
             Some(end) => end,
             None => break,
         };
@@ -94,6 +100,10 @@ mod tests {
             file(&[ihdr.clone(), chunk(b"IDAT", b"abc", true), chunk(b"IDAT", b"de", true), chunk(b"tEXt", b"k\0v", false), IEND.to_vec()]),
             [file(&[ihdr.clone(), chunk(b"IDAT", b"abc", true), chunk(b"IDAT", b"de", true)]), b"\0\0\0\x09tE".to_vec()].concat(),
         ];
+        let whole = file(&[ihdr.clone(), chunk(b"IDAT", b"abc", true), chunk(b"IDAT", b"de", true)]);
+        // The last chunk's CRC cut short, or missing.
+        let cut = (1..=4).map(|k| whole[..whole.len() - k].to_vec());
+        let cases = cases.into_iter().chain(cut);
         for case in cases {
             assert_eq!(repaired_png(&case).as_deref(), Some(&want[..]));
         }
