@@ -238,6 +238,38 @@ Deno.test("internal routes: bodies that are not valid requests for this model ar
   });
 });
 
+Deno.test("internal routes: a full queue answers 429 before the request's images are decoded", async () => {
+  const config = serverConfig({ engine: { maxQueue: 1, maxRunning: 1 } });
+  await withServer({ ...config, internalSecret: SECRET }, async ({ url, service }) => {
+    let decodes = 0;
+    service.images.prepare = (...args: Parameters<typeof decodeImage>) => (decodes++, decodeImage(...args));
+    const request = await prepared(service, { maxTokens: 1000, stopIds: [], topLogprobs: undefined });
+    const send = (signal?: AbortSignal) =>
+      fetch(`${url}/internal/v1/generate`, {
+        method: "POST",
+        headers: { ...auth, "content-type": BINARY },
+        body: encodeRequest(request),
+        signal,
+      });
+    const controller = new AbortController();
+    const running = send(controller.signal);
+    await until("one runs", () => service.engine!.stats().running === 1);
+    const waiting = send(controller.signal);
+    await until("one waits", () => service.engine!.stats().waiting === 1);
+    assert.equal(decodes, 2);
+    const refused = await send();
+    assert.equal(refused.status, 429);
+    assert.equal((await refused.json()).kind, "busy");
+    assert.equal(decodes, 2, "the refused request's image was not decoded");
+    controller.abort();
+    await Promise.allSettled([running, waiting].map((r) => r.then((res) => res.body?.cancel())));
+    await until("the host freed both", () => {
+      const stats = service.engine!.stats();
+      return stats.running === 0 && stats.waiting === 0;
+    });
+  });
+});
+
 Deno.test("internal routes: while a request has no frame to send, the host sends keep-alive lines", async () => {
   await withServer({ internalSecret: SECRET }, async ({ url, service }) => {
     // An engine that takes 3.5 s before its first token (a long prefill, a full queue).

@@ -287,7 +287,13 @@ export function internalRoutes(service: Service, secret: string, options: { wedg
           return failure(path, 503, "unavailable", service.failure ?? "the model is loading");
         }
         try {
-          const request = await decodeImages(decodeRequest(await c.req.arrayBuffer()), service, signal);
+          const wired = decodeRequest(await c.req.arrayBuffer());
+          // A full queue refuses at once, before the images take the host's CPU (the engine checks again).
+          const { waiting, maxWaiting } = service.engine.stats();
+          if (wired.images.length && maxWaiting !== undefined && waiting >= maxWaiting) {
+            return failure(path, 429, "busy", `${waiting} sequences are already waiting`, 1);
+          }
+          const request = await decodeImages(wired, service, signal);
           return generate(service, request, signal, options.wedgedMs);
         } catch (err) {
           if (signal.aborted) return failure(path, 503, "unavailable", "the gateway left");

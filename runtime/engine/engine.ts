@@ -128,6 +128,8 @@ export type FinishReason = "stop" | "length";
 export interface EngineStats {
   /** Requests waiting to start. */
   waiting: number;
+  /** Sequences that may wait at once: more are refused (EngineBusyError). */
+  maxWaiting?: number;
   /**
    * GPU submissions so far, for an engine that runs a model: it moves while the engine works, and a GPU host stops
    * its keep-alive lines when it has not moved for long (functions/routes/internal.ts).

@@ -384,6 +384,7 @@ export class LocalEngine implements Engine {
     const { pool } = this.#model;
     return {
       waiting: this.#waiting.length + this.#compiling.size,
+      maxWaiting: this.#maxQueue,
       running: this.#running.length,
       kvBlocks: pool.blocks,
       kvBlocksUsed: pool.usedBlocks,

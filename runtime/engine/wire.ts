@@ -376,6 +376,7 @@ const statusSchema = z.object({
   contextLength: z.number().int().positive().nullable(),
   stats: z.object({
     waiting: count,
+    maxWaiting: count.optional(),
     running: count,
     kvUsage: z.number().min(0).max(1),
     kvBlocks: count,
