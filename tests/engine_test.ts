@@ -73,6 +73,7 @@ Deno.test("32 concurrent streams yield exactly the tokens each yields alone, the
     assert.ok(gpuSubmits! > 0);
     assert.deepEqual(stats, {
       waiting: 0,
+      maxWaiting: 256,
       running: 0,
       kvBlocks: model.pool.blocks,
       kvBlocksUsed: 0,
