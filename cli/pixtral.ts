@@ -66,7 +66,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof UsageError) {
-      console.error(`pixtral ${name}: ${err.message}\n\n${command.usage}`);
+      // The mistake alone, not buried under every flag.
+      console.error(`pixtral ${name}: ${err.message}\n(pixtral ${name} --help lists the flags)`);
       return 2;
     }
     console.error(`pixtral ${name}: ${err instanceof Error ? err.message : err}`);

@@ -41,6 +41,8 @@ ${modelUsage(28)}
   --chat-template T         mistral (default: Mistral's instruct rules, as mistral_common), hf (the model
                             folder's Hugging Face chat template), or a .jinja file
   --temperature T           default temperature when a request gives none (default 0.7)
+  --max-tokens N            a chat answer's most tokens when its request gives none (default: what the context
+                            leaves, as OpenAI and vLLM; 512 for the built-in demo model)
   --max-queue N             waiting sequences (a request's n choices count n) before 429 (default 256, at least 16)
   --max-running N           sequences generated at once (default 64)
   --prefill-chunk N         prompt tokens per prefill step (default 512; 64 on a CPU adapter)
@@ -74,6 +76,7 @@ const FLAGS = {
   "image-resize": { type: "string" },
   "chat-template": { type: "string" },
   temperature: { type: "string" },
+  "max-tokens": { type: "string" },
   "max-queue": { type: "string" },
   "max-running": { type: "string" },
   "prefill-chunk": { type: "string" },
@@ -91,16 +94,32 @@ function size(flag: string, text: string | undefined, fallback: number): number 
   return bytes;
 }
 
-async function apiKeys(flags: { "api-key"?: string[]; "api-key-file"?: string }): Promise<string[]> {
-  const keys = [...(flags["api-key"] ?? []), ...(Deno.env.get("PIXTRAL_API_KEY")?.split(",") ?? [])];
-  if (flags["api-key-file"]) {
+/**
+ * The API keys from --api-key, $PIXTRAL_API_KEY (comma-separated; empty is unset) and --api-key-file (a key per
+ * line; blank lines and lines beginning with # skipped). A source given that holds no key is an error: the server
+ * would run without authentication where its operator asked for it.
+ */
+export async function apiKeys(
+  flags: { "api-key"?: string[]; "api-key-file"?: string },
+  env = Deno.env.get("PIXTRAL_API_KEY"),
+): Promise<string[]> {
+  const clean = (list: string[]) => list.map((k) => k.trim()).filter((k) => k && !k.startsWith("#"));
+  const sources: [string, string[]][] = [];
+  if (flags["api-key"]) sources.push(["--api-key", clean(flags["api-key"])]);
+  if (env?.trim()) sources.push(["PIXTRAL_API_KEY", clean(env.split(","))]);
+  const file = flags["api-key-file"];
+  if (file !== undefined) {
     try {
-      keys.push(...(await Deno.readTextFile(flags["api-key-file"])).split(/\r?\n/));
+      sources.push([`--api-key-file ${file}`, clean((await Deno.readTextFile(file)).split(/\r?\n/))]);
     } catch (err) {
       throw new UsageError(`--api-key-file: ${(err as Error).message}`);
     }
   }
-  return keys.map((k) => k.trim()).filter(Boolean);
+  const empty = sources.find(([, keys]) => keys.length === 0);
+  if (empty) {
+    throw new UsageError(`${empty[0]} holds no API key: the server would accept requests without one`);
+  }
+  return sources.flatMap(([, keys]) => keys);
 }
 
 export interface ServerConfig {
@@ -115,6 +134,8 @@ export interface ServerConfig {
   /** Threads decoding images (default 2). */
   imageThreads?: number;
   temperature: number;
+  /** A chat answer's most tokens when its request gives none. */
+  maxTokens?: number;
   /** "mistral" (default), "hf" (the model folder's template), or the path of a Jinja template. */
   chatTemplate?: string;
   engine: WorkerLocalOptions;
@@ -163,6 +184,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     servedName: config.servedName,
     images: { ...config.images, pool: images },
     temperature: config.temperature,
+    maxTokens: config.maxTokens,
     chatTemplate: await chatTemplate(config.chatTemplate, files.location?.dir),
   });
   files.weights.close(); // the worker opens its own
@@ -184,15 +206,26 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     internalSecret: config.internalSecret,
   });
   const listening = Promise.withResolvers<string>();
-  const server = Deno.serve({
-    port: config.port,
-    hostname: config.hostname,
-    onListen: (addr) => {
-      const url = `http://${addr.hostname}:${addr.port}`;
-      log.info("listening", { url, model: id });
-      listening.resolve(url);
-    },
-  }, app.fetch);
+  let server: Deno.HttpServer;
+  try {
+    server = Deno.serve({
+      port: config.port,
+      hostname: config.hostname,
+      onListen: (addr) => {
+        const url = `http://${addr.hostname}:${addr.port}`;
+        const keys = config.apiKeys.length;
+        log.info("listening", { url, model: id, apiKeys: keys || "none: no authentication" });
+        listening.resolve(url);
+      },
+    }, app.fetch);
+  } catch (err) {
+    images.close();
+    throw new UsageError(
+      `cannot listen on ${config.hostname}:${config.port} (--host, --port; $HOST, $PORT): ${
+        (err as Error).message
+      }`,
+    );
+  }
 
   let stopping: Promise<void> | undefined;
   const stopLoading = new AbortController();
@@ -276,6 +309,7 @@ export async function serve(argv: string[]): Promise<void> {
     },
     imageThreads: positiveInt("--image-threads", flags["image-threads"]),
     temperature,
+    maxTokens: positiveInt("--max-tokens", flags["max-tokens"]),
     chatTemplate: flags["chat-template"],
     engine: {
       // At least one request's choices: a request asking for n = 16 must fit an empty queue.
@@ -293,9 +327,15 @@ export async function serve(argv: string[]): Promise<void> {
   const onSignal = () => server.shutdown().then(stopped.resolve);
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
-  // A server whose engine is gone answers nothing but 503: it exits (status 1), so that a supervisor (systemd,
-  // a container's restart policy) starts it again, as vLLM's server does when its engine dies.
-  const failure = await Promise.race([stopped.promise, server.failed]);
+  // A server whose engine is gone, or whose model failed to load, answers nothing but 503: it exits (status 1),
+  // so that a supervisor (systemd, a container's restart policy) sees it and starts it again, as vLLM's server
+  // does when its engine dies.
+  const loadFailed = server.ready.then(() =>
+    server.service.failure === undefined || server.service.engine
+      ? new Promise<never>(() => {})
+      : `the model failed to load: ${server.service.failure}`
+  );
+  const failure = await Promise.race([stopped.promise, server.failed, loadFailed]);
   Deno.removeSignalListener("SIGINT", onSignal);
   Deno.removeSignalListener("SIGTERM", onSignal);
   if (failure !== undefined) {

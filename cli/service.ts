@@ -8,6 +8,9 @@ import { imageInput, type ResizeMode } from "../runtime/images/preprocess.ts";
 import { log } from "../runtime/log.ts";
 import { type OpenedFiles, visionUnavailable } from "../runtime/model/boot.ts";
 
+/** A demo answer's tokens when its request does not say. */
+export const DEMO_MAX_TOKENS = 512;
+
 export interface ImageSettings {
   maxImages: number;
   maxBytes: number;
@@ -24,6 +27,8 @@ export interface ServiceSettings {
   servedName?: string;
   images: ImageSettings;
   temperature: number;
+  /** A chat answer's tokens when its request does not say; absent: what the context leaves (DEMO_MAX_TOKENS for the demo). */
+  maxTokens?: number;
   /** A Hugging Face chat template; absent: Mistral's instruct rules. */
   chatTemplate?: string;
 }
@@ -32,6 +37,8 @@ export function localService(files: OpenedFiles, settings: ServiceSettings): Ser
   const { tokenizer, config } = files;
   const id = settings.servedName ?? files.id;
   const unavailable = visionUnavailable(files);
+  // The demo's random weights rarely write the end token: unbounded, an answer would run for the whole context.
+  const maxTokens = settings.maxTokens ?? (files.demo ? DEMO_MAX_TOKENS : undefined);
   // Said at start-up too, not only to the first request with an image.
   if (unavailable) log.warn("serving text only", { reason: unavailable });
   const service: Service = {
@@ -65,7 +72,11 @@ export function localService(files: OpenedFiles, settings: ServiceSettings): Ser
         (async (bytes, options, signal) =>
           imageInput(await settings.images.pool!.preprocess(bytes, options, signal))),
     },
-    defaults: { temperature: settings.temperature, topP: 1 },
+    defaults: {
+      temperature: settings.temperature,
+      topP: 1,
+      ...(maxTokens === undefined ? {} : { maxTokens }),
+    },
     chatTemplate: settings.chatTemplate,
     metrics: createMetrics(() => service.engine),
   };

@@ -43,6 +43,8 @@ export interface ImagePolicy {
 export interface SamplingDefaults {
   temperature: number;
   topP: number;
+  /** Tokens a chat answer may have when its request does not say; undefined: what the context leaves. */
+  maxTokens?: number;
 }
 
 export interface Service {

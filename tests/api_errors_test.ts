@@ -1,5 +1,6 @@
 /** Every kind of bad request gets its HTTP status and an OpenAI-shaped error that says what is wrong. */
 import assert from "node:assert/strict";
+import { apiKeys } from "../cli/serve.ts";
 import { SAFE_PROMPT } from "../functions/chat/prepare.ts";
 import { parseChatRequest, RequestError } from "../functions/schema/chat.ts";
 import { dataUrl, post, serverConfig, withServer } from "./api_helpers.ts";
@@ -370,6 +371,42 @@ Deno.test("API keys: 401 without or with a wrong key, 200 with it; /health and /
       assert.equal(open.status, 200, path);
       await open.body?.cancel();
     }
+  });
+});
+
+Deno.test("API keys come from flags, PIXTRAL_API_KEY and a file (comments skipped); a source without one is refused", async () => {
+  const file = await Deno.makeTempFile();
+  try {
+    await Deno.writeTextFile(file, "# the team's keys\n\nsk-file \n  # old: sk-gone\n");
+    assert.deepEqual(await apiKeys({ "api-key": ["sk-flag"], "api-key-file": file }, " sk-a, sk-b "), [
+      "sk-flag",
+      "sk-a",
+      "sk-b",
+      "sk-file",
+    ]);
+    assert.deepEqual(await apiKeys({}, ""), []);
+    await Deno.writeTextFile(file, "\n# none yet\n");
+    await assert.rejects(apiKeys({ "api-key-file": file }), /holds no API key/);
+    await assert.rejects(apiKeys({}, " , "), /PIXTRAL_API_KEY holds no API key/);
+  } finally {
+    await Deno.remove(file);
+  }
+});
+
+Deno.test("--max-tokens: a chat answer's length when its request gives none", async () => {
+  await withServer({ maxTokens: 5 }, async ({ url }) => {
+    const unasked = await post(`${url}/v1/chat/completions`, {
+      messages: [{ role: "user", content: "hi" }],
+      ignore_eos: true,
+    });
+    assert.equal(unasked.json.usage.completion_tokens, 5, JSON.stringify(unasked.json));
+    assert.equal(unasked.json.choices[0].finish_reason, "length");
+    const asked = await post(`${url}/v1/chat/completions`, {
+      ...user("hi"),
+      ignore_eos: true,
+      max_tokens: 7,
+    });
+    assert.equal(asked.json.usage.completion_tokens, 7);
   });
 });
 

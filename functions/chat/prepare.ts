@@ -263,7 +263,7 @@ export function maxTokens(
       "context_length_exceeded",
     );
   }
-  return asked ?? room;
+  return asked ?? Math.min(room, service.defaults.maxTokens ?? room);
 }
 
 /**

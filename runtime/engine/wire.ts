@@ -356,7 +356,7 @@ export interface HostStatus {
     patchSize: number;
     tokens: { img: number; imgBreak: number; imgEnd: number };
   };
-  defaults: { temperature: number; topP: number };
+  defaults: { temperature: number; topP: number; maxTokens?: number };
   /** SHA-256 (hex) of the tokenizer that GET /internal/v1/tokenizer serves. */
   tokenizer: string;
 }
@@ -398,7 +398,7 @@ const statusSchema = z.object({
     patchSize: z.number().int().positive(),
     tokens: z.object({ img: count, imgBreak: count, imgEnd: count }),
   }),
-  defaults: z.object({ temperature: z.number(), topP: z.number() }),
+  defaults: z.object({ temperature: z.number(), topP: z.number(), maxTokens: count.optional() }),
   tokenizer: z.string(),
 }).refine((s) => !s.ready || (s.contextLength !== null && s.stats !== null), {
   message: "a ready host reports its context and load",
