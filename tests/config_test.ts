@@ -77,7 +77,8 @@ Deno.test("params.json, config.json and GGUF metadata of the tiny model give one
     contextLength: 128_000,
   });
   // A text GGUF alone has the same decoder and no vision tower.
-  const textOnly = await loadConfig(await locateModel(`${TINY}gguf/tiny-pixtral-text-Q4_K_M.gguf`));
+  const located = await locateModel(`${TINY}gguf/tiny-pixtral-text-Q4_K_M.gguf`);
+  const textOnly = await loadConfig({ ...located, mmproj: null });
   assert.deepEqual(textOnly.decoder, configs[0].decoder);
   assert.equal(textOnly.vision, null);
   assert.equal(textOnly.adapter, null);

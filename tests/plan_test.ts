@@ -184,7 +184,8 @@ Deno.test("GGUF tensors already quantized are planned as stored", async () => {
   model.weights.close();
   const stored = new Map(model.weights.tensors().map((t) => [t.name, t.dtype]));
   const plan = planMemory(model.config, { stored, ctx: 1024 });
-  const bytes = model.weights.tensors().reduce((n, t) => n + t.byteLength, 0);
+  const decoder = model.weights.tensors().filter((t) => t.component === "decoder");
+  const bytes = decoder.reduce((n, t) => n + t.byteLength, 0);
   assert.equal(plan.weights.decoder.bytes, bytes);
   assert.equal(plan.weights.decoder.format, "Q4_K+Q6_K");
 });

@@ -258,12 +258,15 @@ Deno.test("locateModel finds each layout, the tokenizer, and the mmproj beside a
   assert.equal(hf.layout, "hf");
   assert.deepEqual(hf.weightFiles, [`${TINY}hf/model.safetensors`]);
 
-  // The fixture's gguf/ folder has two mmproj files, so none is picked without --mmproj.
-  const ambiguous = await locateModel(`${TINY}gguf/tiny-pixtral-text-Q8_0.gguf`);
-  assert.equal(ambiguous.mmproj, null);
-  assert.equal(ambiguous.mmprojCandidates.length, 2);
-  assert.deepEqual(ambiguous.tokenizer, { kind: "gguf", path: `${TINY}gguf/tiny-pixtral-text-Q8_0.gguf` });
-  assert.equal((await loadConfig(ambiguous)).vision, null);
+  // The fixture's gguf/ folder has two mmproj files: the one of the text model's quantization is taken, else the
+  // most precise (as `pull` chooses from a repository).
+  const q8 = await locateModel(`${TINY}gguf/tiny-pixtral-text-Q8_0.gguf`);
+  assert.equal(q8.mmproj, `${TINY}gguf/tiny-pixtral-mmproj-Q8_0.gguf`);
+  assert.equal(q8.mmprojCandidates.length, 2);
+  assert.deepEqual(q8.tokenizer, { kind: "gguf", path: `${TINY}gguf/tiny-pixtral-text-Q8_0.gguf` });
+  const q4 = await locateModel(`${TINY}gguf/tiny-pixtral-text-Q4_K_M.gguf`);
+  assert.equal(q4.mmproj, `${TINY}gguf/tiny-pixtral-mmproj-f32.gguf`);
+  assert.notEqual((await loadConfig(q4)).vision, null);
 
   await inTemp(async (dir) => {
     await copyFixture(dir, "gguf/tiny-pixtral-text-Q4_K_M.gguf", "gguf/tiny-pixtral-mmproj-Q8_0.gguf");
@@ -317,7 +320,9 @@ Deno.test("metadata round trip: a rewritten GGUF reads back the same (writer san
   await inTemp(async (dir) => {
     const { kvs, tensors } = await ggufEntries(`${TINY}gguf/tiny-pixtral-text-Q4_K_M.gguf`);
     await Deno.writeFile(`${dir}/copy.gguf`, buildGguf(kvsOf(kvs), tensors));
-    const original = await openModel(await locateModel(`${TINY}gguf/tiny-pixtral-text-Q4_K_M.gguf`));
+    // The text model alone, as the copy (no mmproj beside it).
+    const located = await locateModel(`${TINY}gguf/tiny-pixtral-text-Q4_K_M.gguf`);
+    const original = await openModel({ ...located, mmproj: null });
     const copy = await openModel(await locateModel(`${dir}/copy.gguf`));
     try {
       assert.deepEqual(copy.config, original.config);

@@ -4,6 +4,7 @@ import { Progress, type ProgressSink } from "../progress.ts";
 import { type HubOptions, type RepoFile, repoInfo } from "./api.ts";
 import { cacheRoot, COMMIT, HubError, parseRepoRef, repoDir } from "./cache.ts";
 import { downloadFile } from "./download.ts";
+import { preferredMmproj, taggedAs } from "../model/locate.ts";
 
 export interface PullOptions extends HubOptions, Omit<FileChoice, "quant"> {
   /** Cache root (default: $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub). */
@@ -39,13 +40,8 @@ function globToRegExp(glob: string): RegExp {
 export const DEFAULT_QUANT = "Q4_K_M";
 
 const MMPROJ = /mmproj/i;
-/** mmproj precisions in order of preference when none matches the text model's quantization. */
-const MMPROJ_PREFERENCE = ["f16", "bf16", "f32", "q8_0"];
 
 const base = (path: string) => path.slice(path.lastIndexOf("/") + 1);
-const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-// After "-" or ".", so that a tag is a whole name part: "K_M" is no tag of "model-Q4_K_M.gguf".
-const tagged = (quant: string) => new RegExp(`(^|[-.])${escape(quant)}\\.gguf$`, "i");
 
 /**
  * The text GGUF of a quantization among a repository's files (the one named `...-Q4_K_M.gguf`, any case), and
@@ -56,7 +52,7 @@ export function pickGguf(paths: string[], quant = DEFAULT_QUANT): { text: string
   const ggufs = paths.filter((p) => p.endsWith(".gguf")).sort();
   const mmprojs = ggufs.filter((p) => MMPROJ.test(base(p)));
   const texts = ggufs.filter((p) => !MMPROJ.test(base(p)));
-  const matching = texts.filter((p) => tagged(quant).test(base(p)));
+  const matching = texts.filter((p) => taggedAs(quant).test(base(p)));
   if (matching.length !== 1) {
     throw new HubError(
       matching.length
@@ -66,9 +62,7 @@ export function pickGguf(paths: string[], quant = DEFAULT_QUANT): { text: string
         }`,
     );
   }
-  const mmproj = [quant, ...MMPROJ_PREFERENCE].map((q) => mmprojs.find((p) => tagged(q).test(base(p))))
-    .find((p) => p !== undefined) ?? mmprojs[0] ?? null;
-  return { text: matching[0], mmproj };
+  return { text: matching[0], mmproj: preferredMmproj(mmprojs, quant) };
 }
 
 export interface FileChoice {

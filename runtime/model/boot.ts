@@ -86,6 +86,13 @@ export async function openModelFiles(options: ModelOptions): Promise<OpenedFiles
     return { id: DEMO_MODEL_ID, demo: true, ...demo };
   }
   const location = await locateModel(options.model, { mmproj: options.mmproj });
+  if (location.mmprojCandidates.length > 1) {
+    log.info("several mmproj files beside the GGUF: taking one", {
+      mmproj: location.mmproj,
+      of: location.mmprojCandidates,
+      hint: "--mmproj FILE chooses another",
+    });
+  }
   const opened = await openModel(location);
   try {
     const tokenizer = await modelTokenizer(location, opened.config.decoder.vocabSize, opened.gguf?.text);
@@ -114,11 +121,7 @@ export function visionUnavailable(files: OpenedFiles): string | undefined {
   if (files.config.vision && files.weights.tensors().some((t) => t.component === "vision")) return undefined;
   const location = files.location;
   if (location?.layout === "gguf" && !location.mmproj) {
-    return location.mmprojCandidates.length > 1
-      ? `the GGUF model's folder holds several mmproj files (${
-        location.mmprojCandidates.map((p) => p.split(/[\\/]/).pop()).join(", ")
-      }): choose one with --mmproj FILE to use images`
-      : "this GGUF text model has no vision encoder: give its mmproj file with --mmproj FILE to use images";
+    return "this GGUF text model has no vision encoder: give its mmproj file with --mmproj FILE to use images";
   }
   return "this model has no vision encoder: images cannot be used";
 }

@@ -28,7 +28,7 @@ export interface ModelLocation {
   weightFiles: string[];
   /** The mmproj GGUF, or null (text only). */
   mmproj: string | null;
-  /** mmproj files seen beside a GGUF when none was chosen because there were several. */
+  /** mmproj files beside a GGUF, when --mmproj did not choose (`mmproj` is the one taken). */
   mmprojCandidates: string[];
   tokenizer: TokenizerLocation;
 }
@@ -43,6 +43,23 @@ export interface LocateOptions {
 }
 
 const MMPROJ = /mmproj/i;
+/** mmproj precisions in order of preference when none matches the text model's quantization. */
+const MMPROJ_PREFERENCE = ["f16", "bf16", "f32", "q8_0"];
+
+const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+/** Whether a GGUF's name ends in a quantization tag, after "-" or "." ("K_M" is no tag of "model-Q4_K_M.gguf"). */
+export const taggedAs = (quant: string) => new RegExp(`(^|[-.])${escape(quant)}\\.gguf$`, "i");
+
+/**
+ * The mmproj GGUF to go with a text GGUF of quantization `quant`: one of the same quantization, else the most
+ * precise of f16, bf16, f32, q8_0, else the first by name; null when there is none.
+ */
+export function preferredMmproj(mmprojs: readonly string[], quant: string | undefined): string | null {
+  const sorted = [...mmprojs].sort();
+  const tags = quant === undefined ? MMPROJ_PREFERENCE : [quant, ...MMPROJ_PREFERENCE];
+  return tags.map((q) => sorted.find((p) => taggedAs(q).test(basename(p)))).find((p) => p !== undefined) ??
+    sorted[0] ?? null;
+}
 
 export async function locateModel(spec: string, options: LocateOptions = {}): Promise<ModelLocation> {
   const path = resolve(spec);
@@ -168,8 +185,9 @@ async function locateGguf(path: string, mmprojFlag: string | undefined): Promise
     } catch {
       throw new ModelNotFoundError(`--mmproj ${mmprojFlag}: no such file`);
     }
-  } else if (candidates.length === 1) {
-    mmproj = candidates[0];
+  } else {
+    // As `pull` chooses among a repository's (hub/pull.ts): the text model's quantization, else the most precise.
+    mmproj = preferredMmproj(candidates, /[-.]([A-Za-z0-9_]+)\.gguf$/i.exec(basename(path))?.[1]);
   }
   return {
     layout: "gguf",
@@ -177,7 +195,7 @@ async function locateGguf(path: string, mmprojFlag: string | undefined): Promise
     configFile: path,
     weightFiles: [path],
     mmproj,
-    mmprojCandidates: mmproj === null ? candidates : [],
+    mmprojCandidates: mmprojFlag === undefined ? candidates : [],
     tokenizer: { kind: "gguf", path },
   };
 }
