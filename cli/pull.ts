@@ -1,6 +1,7 @@
 /** `pixtral pull hf:ORG/REPO[@revision]`: download a model from the Hugging Face hub into the local cache. */
 import { cacheRoot } from "../runtime/hub/cache.ts";
 import { pull as pullRepo } from "../runtime/hub/pull.ts";
+import { offlineFromEnv, resolveHubModel } from "../runtime/hub/model.ts";
 import { UsageError } from "./args.ts";
 import { parseArgs } from "node:util";
 
@@ -18,6 +19,7 @@ Then use it with --model hf:ORG/REPO[:QUANT][@REVISION] (which also pulls what t
   --cache DIR     cache folder (default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub)
 
   HF_ENDPOINT     hub address (default https://huggingface.co), e.g. a mirror
+  HF_HUB_OFFLINE  1: fetch nothing, only check that the cache holds the model (as huggingface-cli does)
   HF_TOKEN        access token for gated or private repositories (else the token file of huggingface-cli login)`;
 
 export async function pull(argv: string[]): Promise<void> {
@@ -37,9 +39,16 @@ export async function pull(argv: string[]): Promise<void> {
     throw new UsageError("give one model: pixtral pull hf:ORG/REPO[:QUANT][@REVISION]");
   }
   if (!spec.startsWith("hf:")) throw new UsageError(`"${spec}" is not a hub reference: write hf:ORG/REPO`);
+  const cache = parsed.values.cache ?? cacheRoot();
+  if (offlineFromEnv()) {
+    if (parsed.values.include) throw new UsageError("--include needs the hub, and HF_HUB_OFFLINE is set");
+    const { path } = await resolveHubModel(spec, { cache, offline: true });
+    console.log(JSON.stringify({ model: spec, path, offline: true }));
+    return;
+  }
   const result = await pullRepo(spec, {
     include: parsed.values.include,
-    cache: parsed.values.cache ?? cacheRoot(),
+    cache,
   });
   console.log(
     JSON.stringify({

@@ -424,6 +424,19 @@ Deno.test("pixtral pull (the command) downloads with HF_ENDPOINT/HF_HUB_CACHE, t
     assert.match(new TextDecoder().decode(gated.stderr), /pixtral pull: .*access denied.*set HF_TOKEN/);
     const usage = await pixtral(["pull", "tiny/pixtral-native"], env).output();
     assert.equal(usage.code, 2);
+
+    // HF_HUB_OFFLINE: nothing fetched (the hub is unreachable here); the cache is checked, as huggingface-cli does.
+    const offline = { ...env, HF_HUB_OFFLINE: "1", HF_ENDPOINT: "http://127.0.0.1:9" };
+    const cached = await pixtral(["pull", "hf:tiny/pixtral-native"], offline).output();
+    assert.equal(cached.code, 0, new TextDecoder().decode(cached.stderr));
+    assert.deepEqual(JSON.parse(new TextDecoder().decode(cached.stdout)), {
+      model: "hf:tiny/pixtral-native",
+      path: printed.path,
+      offline: true,
+    });
+    const absent = await pixtral(["pull", "hf:tiny/pixtral-hf"], offline).output();
+    assert.equal(absent.code, 1);
+    assert.match(new TextDecoder().decode(absent.stderr), /pixtral pull: .*pixtral-hf.*cache/i);
   });
 });
 

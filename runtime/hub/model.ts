@@ -20,7 +20,8 @@ export interface HubModelOptions extends PullOptions {
   offline?: boolean;
 }
 
-function offlineFromEnv(): boolean {
+/** Whether HF_HUB_OFFLINE asks for the cache only, as huggingface_hub reads it. */
+export function offlineFromEnv(): boolean {
   return ["1", "ON", "YES", "TRUE"].includes((Deno.env.get("HF_HUB_OFFLINE") ?? "").toUpperCase());
 }
 
