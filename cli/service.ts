@@ -50,7 +50,8 @@ export function localService(files: OpenedFiles, settings: ServiceSettings): Ser
       description: files.demo
         ? "Built-in demo: Pixtral's architecture at a tiny size with RANDOM weights (its output is noise). " +
           "Serve real Pixtral weights with --model PATH."
-        : `Pixtral (${config.source}) from ${files.location?.dir ?? files.id}`,
+        // Not where its files are: the models list is every client's to read (through a gateway too).
+        : `Pixtral (${config.source})`,
     },
     tokenizer,
     images: {

@@ -167,6 +167,8 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
     if (err instanceof EngineBusyError || err instanceof EngineUnavailableError) {
       c.header("Retry-After", String(err.retryAfterSeconds));
     }
+    // Loading, or shutting down (another instance may take it): worth a retry; a failed load is not.
+    if (err instanceof EngineClosedError && !service.failure) c.header("Retry-After", "5");
     const message = mapped.status === 500 ? "internal server error" : err.message;
     return apiError(c, mapped.status, message, mapped.type, mapped.code, mapped.param ?? null);
   });

@@ -393,6 +393,25 @@ Deno.test("API keys come from flags, PIXTRAL_API_KEY and a file (comments skippe
   }
 });
 
+Deno.test("a model still loading answers 503 with Retry-After; one that failed to load, without", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const engine = service.engine;
+    try {
+      service.engine = undefined;
+      const loading = await post(`${url}/v1/chat/completions`, user("hi"));
+      expectError(loading, 503, /the model is loading/);
+      assert.equal(loading.headers.get("retry-after"), "5");
+      service.failure = "out of memory";
+      const failed = await post(`${url}/v1/chat/completions`, user("hi"));
+      expectError(failed, 503, /the model failed to load: out of memory/);
+      assert.equal(failed.headers.get("retry-after"), null);
+    } finally {
+      service.engine = engine;
+      service.failure = undefined;
+    }
+  });
+});
+
 Deno.test("--max-tokens: a chat answer's length when its request gives none", async () => {
   await withServer({ maxTokens: 5 }, async ({ url }) => {
     const unasked = await post(`${url}/v1/chat/completions`, {
@@ -419,6 +438,8 @@ Deno.test("health, models, tokenize, detokenize and metrics answer in their docu
     assert.equal(models.data[0].id, service.model.id);
     assert.equal(models.data[0].max_context_length, 2048);
     assert.equal(models.data[0].max_model_len, 2048);
+    // The card does not tell clients where the model's files are on the host.
+    assert.equal(models.data[0].description, "Pixtral (params.json)");
     // Mistral's clients send tools only to models whose card says they take them.
     assert.deepEqual(models.data[0].capabilities, {
       completion_chat: true,

@@ -159,6 +159,11 @@ Deno.test("params.json errors name the file and the key", async () => {
   const { head_dim: _, ...noHeadDim } = params;
   rejects(noHeadDim, /"head_dim" is missing/);
   rejects({ ...params, n_heads: "32" }, /"n_heads" must be an integer, got "32"/);
+  // JSON's 1e999 reads as Infinity, which JSON would write as null.
+  rejects(
+    JSON.parse(JSON.stringify(params).replace(/"rope_theta":[^,}]+/, '"rope_theta":1e999')),
+    /"rope_theta" must be a number, got Infinity/,
+  );
   rejects({ ...params, n_kv_heads: 7 }, /heads \(32\) must be a multiple of the KV heads \(7\)/);
   rejects({ ...params, dim: -5 }, /decoder dim must be a positive integer/);
   // Shapes the attention kernels do not run are refused with the config, not on the first request.

@@ -264,6 +264,10 @@ Deno.test("locateModel finds each layout, the tokenizer, and the mmproj beside a
   assert.equal(q8.mmproj, `${TINY}gguf/tiny-pixtral-mmproj-Q8_0.gguf`);
   assert.equal(q8.mmprojCandidates.length, 2);
   assert.deepEqual(q8.tokenizer, { kind: "gguf", path: `${TINY}gguf/tiny-pixtral-text-Q8_0.gguf` });
+  await assert.rejects(
+    locateModel(`${TINY}mistral`, { mmproj: `${TINY}gguf/tiny-pixtral-mmproj-f32.gguf` }),
+    /--mmproj is the vision half of a GGUF text model; .* is in Mistral's layout/,
+  );
   const q4 = await locateModel(`${TINY}gguf/tiny-pixtral-text-Q4_K_M.gguf`);
   assert.equal(q4.mmproj, `${TINY}gguf/tiny-pixtral-mmproj-f32.gguf`);
   assert.notEqual((await loadConfig(q4)).vision, null);

@@ -142,7 +142,8 @@ class Keys {
 }
 
 function j(v: unknown): string {
-  return v === undefined ? "absent" : JSON.stringify(v);
+  // JSON writes a number too large for a double (1e999, which reads as Infinity) as null.
+  return v === undefined ? "absent" : typeof v === "number" ? String(v) : JSON.stringify(v);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

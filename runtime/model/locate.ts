@@ -62,6 +62,18 @@ export function preferredMmproj(mmprojs: readonly string[], quant: string | unde
 }
 
 export async function locateModel(spec: string, options: LocateOptions = {}): Promise<ModelLocation> {
+  const location = await locate(spec, options);
+  if (options.mmproj !== undefined && location.layout !== "gguf") {
+    throw new ModelNotFoundError(
+      `--mmproj is the vision half of a GGUF text model; --model ${spec} is in ${
+        location.layout === "hf" ? "Hugging Face" : "Mistral"
+      }'s layout, whose weights hold the vision encoder: leave --mmproj out`,
+    );
+  }
+  return location;
+}
+
+async function locate(spec: string, options: LocateOptions): Promise<ModelLocation> {
   const path = resolve(spec);
   let stat: Deno.FileInfo;
   try {

@@ -45,7 +45,8 @@ export async function modelTokenizer(
     }
     case "none":
       throw new TokenizerError(
-        `no tokenizer beside the model in ${location.dir}: put Pixtral's tekken.json there`,
+        `no tokenizer beside the model in ${location.dir}: put Pixtral's tekken.json (or the Hugging Face ` +
+          "tokenizer.json) there",
       );
   }
 }
