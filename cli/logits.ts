@@ -18,10 +18,10 @@ SEQ.json is {"segments": [{"ids": [1, 3]}, {"image": "a.png"}, {"ids": [1091, 4]
 Writes float32 little-endian logits [tokens, vocab]; with --embeddings-out, also the image embeddings after the
 adapter [patches, dim]. Prints {"tokens", "vocab", "patches"}.
 
-${modelUsage()}
+${modelUsage(24, true)}
   --image-resize MODE   mistral (default) or hf
-  (defaults here, for exactness: --quant f32 --vision-quant f32 --activations f32 --kv f32, i.e. the weights
-  as stored and f32 compute; give --quant q4 etc. to see what quantization changes)`;
+  (for exactness, the weights as stored and f32 compute by default; give --quant q4 etc. to see what
+  quantization changes)`;
 
 type Segment = { ids: number[] } | { image: string };
 

@@ -15,8 +15,12 @@ export const MODEL_FLAGS = {
   adapter: { type: "string" },
 } as const;
 
-/** The model flags' help, each description starting at `column` (to line up with a command's own flags). */
-export function modelUsage(column = 24): string {
+/**
+ * The model flags' help, each description starting at `column` (to line up with a command's own flags); `exact`:
+ * the command defaults to the weights as stored and f32 compute (`pixtral logits`).
+ */
+export function modelUsage(column = 24, exact = false): string {
+  const byDefault = (usual: string) => exact ? "f32 here" : usual;
   const lines: [string, string][] = [
     [
       "--model PATH",
@@ -24,18 +28,24 @@ export function modelUsage(column = 24): string {
     ],
     ["", "(pulled into the hub cache when missing; :QUANT picks a GGUF repository's file, default Q4_K_M;"],
     ["", "HF_HUB_OFFLINE=1: the cache only); default: the built-in random-weight demo model"],
-    ["--mmproj FILE", "the GGUF's vision file (default: the one mmproj GGUF beside it)"],
-    ["--quant FORMAT", "decoder weights: q4 (default), q8, f16 or f32 (GGUF weights stay as stored)"],
-    ["--vision-quant FORMAT", "vision encoder and adapter: f16 (default), f32, q8 or q4"],
-    ["--kv FORMAT", "KV cache: f16 (default), q8 or f32"],
+    ["--mmproj FILE", "the GGUF's vision file (default: the mmproj GGUF beside it; of several, the one"],
+    ["", "of the text model's quantization, else the most precise)"],
+    [
+      "--quant FORMAT",
+      `decoder weights: q4, q8, f16 or f32 (default ${byDefault("q4")}; GGUF weights stay as stored)`,
+    ],
+    ["--vision-quant FORMAT", `vision encoder and adapter: f16, f32, q8 or q4 (default ${byDefault("f16")})`],
+    ["--kv FORMAT", `KV cache: f16, q8 or f32 (default ${byDefault("f16")})`],
     ["--ctx N", "KV cache tokens shared by all requests (default: the largest that fits)"],
-    ["--activations TYPE", "f16 (default where the GPU has shader-f16) or f32"],
+    ["--activations TYPE", `f16 or f32 (default ${byDefault("f16 where the GPU has shader-f16")})`],
     ["--gpu-memory SIZE", "GPU memory for the plan, e.g. 24GiB (default $PIXTRAL_GPU_MEMORY)"],
     ["--adapter NAME", "require the WebGPU adapter whose name contains NAME (default $PIXTRAL_GPU_ADAPTER)"],
   ];
-  return lines.map(([flag, text]) => `  ${flag.padEnd(column - 3)} ${text}`).join("\n") +
-    "\n  (models under 1B decoder parameters, such as the demo and test models, default to f32 weights, " +
-    "activations\n  and KV cache: quantizing them saves little and would move their outputs)";
+  const small = exact
+    ? ""
+    : "\n  (models under 1B decoder parameters, such as the demo and test models, default to f32 weights, " +
+      "activations\n  and KV cache: quantizing them saves little and would move their outputs)";
+  return lines.map(([flag, text]) => `  ${flag.padEnd(column - 3)} ${text}`).join("\n") + small;
 }
 
 type Flags = { [K in keyof typeof MODEL_FLAGS]?: string };

@@ -4,7 +4,7 @@ import { parseFlags, UsageError } from "./args.ts";
 
 export const tokenizeUsage = `pixtral tokenize --tokenizer FILE (--text S | --file F)
 
-  --tokenizer FILE  tekken.json (a compact cache of it is kept beside it where the directory is writable)
+  --tokenizer FILE  tekken.json (parsed once: a compact form is kept in $PIXTRAL_CACHE/tokenizers)
   --text S          the text to encode
   --file F          read the text from a file (- for standard input)
 

@@ -27,7 +27,11 @@ export function createMetrics(engine: () => Engine | undefined): ServerMetrics {
       new Histogram("pixtral_time_to_first_token_seconds", "Request start to first token", LATENCY_BUCKETS),
     ),
     interTokenLatency: registry.register(
-      new Histogram("pixtral_inter_token_latency_seconds", "Time between streamed tokens", LATENCY_BUCKETS),
+      new Histogram(
+        "pixtral_inter_token_latency_seconds",
+        "Time between a sequence's tokens",
+        LATENCY_BUCKETS,
+      ),
     ),
   };
   registry.register(new Gauge("pixtral_queue_depth", "Requests waiting to start", stat("waiting")));

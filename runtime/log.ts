@@ -7,13 +7,25 @@ type Level = "debug" | "info" | "warn" | "error";
 const ORDER: Record<Level, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
 const threshold = (() => {
+  let level: string | undefined;
   try {
-    const level = globalThis.Deno?.env.get("PIXTRAL_LOG_LEVEL") as Level | undefined;
-    return ORDER[level ?? "info"] ?? ORDER.info;
+    level = globalThis.Deno?.env.get("PIXTRAL_LOG_LEVEL");
   } catch {
     return ORDER.info; // no env permission, or a host without Deno.env
   }
+  if (level === undefined || level in ORDER) return ORDER[(level ?? "info") as Level];
+  console.error(JSON.stringify({
+    time: new Date().toISOString(),
+    level: "warn",
+    msg: `PIXTRAL_LOG_LEVEL=${level} is none of debug, info, warn, error: logging at info`,
+  }));
+  return ORDER.info;
 })();
+
+/** Whether lines of `level` are written (PIXTRAL_LOG_LEVEL). */
+export function logs(level: Level): boolean {
+  return ORDER[level] >= threshold;
+}
 
 let print = (line: string) => console.log(line);
 

@@ -2,6 +2,7 @@
  * Progress of a long operation (download, load, quantization): a redrawn bar when stderr is a terminal, JSON
  * lines at a steady interval otherwise (the same shape as runtime/log.ts, so log collectors read both).
  */
+import { logs } from "./log.ts";
 
 export interface ProgressSink {
   write(text: string): void;
@@ -102,6 +103,8 @@ export class Progress {
     const now = this.#now();
     if (!force && now - this.#lastEmit < this.#interval) return;
     this.#lastEmit = now;
+    // JSON lines are log lines: PIXTRAL_LOG_LEVEL=warn silences them (a terminal's bar is for the eye).
+    if (!this.#sink.isTerminal && !logs("info")) return;
     const json = message === undefined
       ? this.#json("progress")
       : this.#json("done", message === "done" ? {} : { detail: message });

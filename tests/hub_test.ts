@@ -425,6 +425,22 @@ Deno.test("pixtral pull (the command) downloads with HF_ENDPOINT/HF_HUB_CACHE, t
     const usage = await pixtral(["pull", "tiny/pixtral-native"], env).output();
     assert.equal(usage.code, 2);
 
+    // PIXTRAL_LOG_LEVEL=warn silences the progress lines too (into a fresh cache, so that there is progress); a
+    // level that is none of the four says so.
+    const quiet = await pixtral(["pull", "hf:tiny/pixtral-native"], {
+      ...env,
+      HF_HUB_CACHE: await Deno.makeTempDir(),
+      PIXTRAL_LOG_LEVEL: "warn",
+    }).output();
+    assert.equal(quiet.code, 0);
+    assert.doesNotMatch(new TextDecoder().decode(quiet.stderr), /"level":"info"/);
+    const verbose = await pixtral(["pull", "hf:tiny/pixtral-native"], {
+      ...env,
+      PIXTRAL_LOG_LEVEL: "verbose",
+    })
+      .output();
+    assert.match(new TextDecoder().decode(verbose.stderr), /PIXTRAL_LOG_LEVEL=verbose is none of debug/);
+
     // HF_HUB_OFFLINE: nothing fetched (the hub is unreachable here); the cache is checked, as huggingface-cli does.
     const offline = { ...env, HF_HUB_OFFLINE: "1", HF_ENDPOINT: "http://127.0.0.1:9" };
     const cached = await pixtral(["pull", "hf:tiny/pixtral-native"], offline).output();
