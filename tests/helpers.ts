@@ -4,6 +4,15 @@ export const FIXTURES = new URL(
   import.meta.url,
 );
 
+try {
+  Deno.statSync(FIXTURES);
+} catch {
+  throw new Error(
+    `the tiny-pixtral fixtures are not at ${FIXTURES.pathname}: put shared/ beside the checkout (as CI does) or ` +
+      "set PIXTRAL_FIXTURES to their folder",
+  );
+}
+
 export function fixture(path: string): URL {
   return new URL(path, FIXTURES);
 }

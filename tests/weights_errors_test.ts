@@ -264,6 +264,15 @@ Deno.test("locateModel finds each layout, the tokenizer, and the mmproj beside a
   assert.equal(q8.mmproj, `${TINY}gguf/tiny-pixtral-mmproj-Q8_0.gguf`);
   assert.equal(q8.mmprojCandidates.length, 2);
   assert.deepEqual(q8.tokenizer, { kind: "gguf", path: `${TINY}gguf/tiny-pixtral-text-Q8_0.gguf` });
+  // A series of shards with one missing (and no index to say so) is named before any tensor is looked for.
+  await inTemp(async (dir) => {
+    await copyFixture(dir, "hf/config.json", "hf/tekken.json");
+    await Deno.copyFile(`${TINY}hf/model.safetensors`, `${dir}/model-00001-of-00002.safetensors`);
+    await assert.rejects(
+      locateModel(dir),
+      /part of the weights is missing: model-00002-of-00002\.safetensors/,
+    );
+  });
   await assert.rejects(
     locateModel(`${TINY}mistral`, { mmproj: `${TINY}gguf/tiny-pixtral-mmproj-f32.gguf` }),
     /--mmproj is the vision half of a GGUF text model; .* is in Mistral's layout/,

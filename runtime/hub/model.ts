@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { log } from "../log.ts";
 import { cacheRoot, HubError, HubUnreachableError, parseRepoRef, resolveCachedRepo } from "./cache.ts";
 import { type FileChoice, pickGguf, pull, type PullOptions, selectFiles } from "./pull.ts";
+import { missingParts } from "../model/locate.ts";
 
 export interface HubModel {
   /** The snapshot folder, or for a GGUF repository its text GGUF. */
@@ -38,15 +39,7 @@ async function listFiles(dir: string, prefix = ""): Promise<string[]> {
 /** Safetensors shards the snapshot lacks: parts of `-0000i-of-0000N` series, and files the index names. */
 async function missingShards(dir: string, paths: string[]): Promise<string[]> {
   const have = new Set(paths);
-  const wanted = new Set<string>();
-  for (const path of paths) {
-    const series = /^(.*)-(\d+)-of-(\d+)\.safetensors$/.exec(path);
-    if (!series) continue;
-    const width = series[2].length;
-    for (let i = 1; i <= Number(series[3]); i++) {
-      wanted.add(`${series[1]}-${String(i).padStart(width, "0")}-of-${series[3]}.safetensors`);
-    }
-  }
+  const wanted = new Set<string>(missingParts(paths));
   if (have.has("model.safetensors.index.json")) {
     try {
       const index = JSON.parse(await Deno.readTextFile(join(dir, "model.safetensors.index.json")));

@@ -98,6 +98,21 @@ async function locate(spec: string, options: LocateOptions): Promise<ModelLocati
   return await locateDir(path, undefined, options);
 }
 
+/** The parts of `-0000i-of-0000N.safetensors` series that `names` lack. */
+export function missingParts(names: readonly string[]): string[] {
+  const have = new Set(names);
+  const wanted = new Set<string>();
+  for (const name of names) {
+    const series = /^(.*)-(\d+)-of-(\d+)\.safetensors$/.exec(name);
+    if (!series) continue;
+    const width = series[2].length;
+    for (let i = 1; i <= Number(series[3]); i++) {
+      wanted.add(`${series[1]}-${String(i).padStart(width, "0")}-of-${series[3]}.safetensors`);
+    }
+  }
+  return [...wanted].filter((name) => !have.has(name)).sort();
+}
+
 async function listDir(dir: string): Promise<string[]> {
   const names: string[] = [];
   for await (const entry of Deno.readDir(dir)) if (entry.isFile || entry.isSymlink) names.push(entry.name);
@@ -111,6 +126,10 @@ async function locateDir(
 ): Promise<ModelLocation> {
   const names = await listDir(dir);
   const has = (n: string) => names.includes(n);
+  const missing = missingParts(names);
+  if (missing.length) {
+    throw new ModelNotFoundError(`${dir}: part of the weights is missing: ${missing.join(", ")}`);
+  }
   const consolidated = names.filter((n) => /^consolidated(\.|-\d+-of-\d+\.)safetensors$/.test(n));
   const hfWeights = has("model.safetensors.index.json")
     ? ["model.safetensors.index.json"]

@@ -184,7 +184,11 @@ function build(layout: Layout, config: ModelConfig, containers: TensorContainer[
     if (!t) {
       const why = layout === "gguf" && spec.component !== "decoder" && paths.length === 1
         ? "is missing: vision tensors live in the mmproj GGUF (pass --mmproj FILE)"
-        : "is missing";
+        : layout === "mistral"
+        ? "is missing"
+        : `is missing (named as Mistral's files name it; ${
+          layout === "hf" ? "Hugging Face" : "GGUF"
+        } files name it their own way)`;
       throw new WeightFileError("missing", home(spec), why, spec.name);
     }
     const label = t.name !== spec.name ? `${spec.name}" (stored as "${t.name}` : spec.name;
