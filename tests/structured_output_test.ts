@@ -720,8 +720,16 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     [{ type: "integer", minimum: 0.2, maximum: 0.8 }, /allow no integer/],
     [{ type: "number", exclusiveMinimum: 1, exclusiveMaximum: 1 }, /allow no number/],
     [{ enum: [1, 2.5], minimum: 3 }, /no value of "enum" or "const" is inside the bounds/],
+    // Found by an adversarial helper: the const's check overwrote the enum, so that 3 was written.
+    [{ type: "number", minimum: 0, enum: [1, 2], const: 3 }, /"const" is not among "enum"/],
+    [{ type: "number", enum: [1, 2], const: 3 }, /"const" is not among "enum"/],
+    // The grammar writes "ab" for the first pattern, whose value could then not be the second's string.
+    [
+      { type: "object", patternProperties: { "^ab$": { type: "number" }, "b": { type: "string" } } },
+      /several patternProperties whose schemas differ in more than bounds/,
+    ],
     [{ type: "number", minimum: "1" }, /"minimum" must be a number/],
-    [{ type: "integer", exclusiveMinimum: true }, /"exclusiveMinimum" must be a number/],
+    [{ type: "integer", exclusiveMinimum: "1" }, /"exclusiveMinimum" must be a number/],
     [{ type: "string", minLength: 3, maxLength: 2 }, /"minLength" is above/],
     // Bounds the masks cannot follow (a union whose branches share a type) stay in the grammar, up to 64.
     [{
@@ -874,6 +882,8 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
   jsonSchemaFormat({ type: ["number", "null"], exclusiveMinimum: 0, maximum: 1.5 });
   jsonSchemaFormat({ type: "integer", minimum: -(2 ** 63), maximum: 2 ** 63 - 1 });
   jsonSchemaFormat({ type: "number", minimum: 0, exclusiveMinimum: true });
+  jsonSchemaFormat({ type: "number", exclusiveMinimum: true }); // draft 4: a flag without its bound
+  assert.deepEqual(JSON.parse(jsonSchemaFormat({ enum: [1, 2], const: 2 }).schema), { const: 2 });
   assert.deepEqual(JSON.parse(jsonSchemaFormat({ enum: [1, 2.5, "x", 7], maximum: 2.5 }).schema), {
     enum: [1, 2.5, "x"],
   });

@@ -272,7 +272,7 @@ export class BoundsPlan {
     return bounds;
   }
 
-  /** The range a number following one of `numbers` keeps: those of the guarded ones, together. */
+  /** The range a number following one of `numbers` keeps: those of the guarded ones, together (as `bounds`). */
   range(numbers: readonly Candidate[]): Interval | undefined {
     let range: Interval | undefined;
     for (const s of numbers) {

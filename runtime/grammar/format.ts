@@ -378,11 +378,18 @@ function normalise(schema: Schema): Schema {
   if ("format" in s && ((types && !types.includes("string")) || "pattern" in s)) delete s.format;
   // JSON Schema draft 4's exclusive bounds: a flag on minimum or maximum.
   for (const [flag, bound] of [["exclusiveMinimum", "minimum"], ["exclusiveMaximum", "maximum"]]) {
-    if (s[flag] === false) delete s[flag];
+    // A flag without its bound asserts nothing.
+    if (s[flag] === false || (s[flag] === true && !(bound in s))) delete s[flag];
     if (s[flag] === true && typeof s[bound] === "number") {
       s[flag] = s[bound];
       delete s[bound];
     }
+  }
+  // `const` beside an `enum` that holds it says it all (the checks below keep the values that fit in one list).
+  if (
+    "const" in s && Array.isArray(s.enum) && s.enum.some((v) => JSON.stringify(v) === JSON.stringify(s.const))
+  ) {
+    delete s.enum;
   }
   // Numeric bounds on a value that cannot be a number assert nothing.
   if (
@@ -574,6 +581,14 @@ function exclusive(root: unknown, a: unknown, b: unknown): boolean {
   });
 }
 
+/** A subschema without the length and numeric bounds the masks keep (for comparing shapes). */
+function withoutBounds(schema: unknown): unknown {
+  if (!isSchemaMap(schema)) return schema;
+  const out = { ...schema };
+  for (const key of ["minLength", "maxLength", ...NUMBER_BOUNDS]) delete out[key];
+  return out;
+}
+
 /**
  * Whether the grammar keeps a number's bounds itself, where the masks cannot tell it apart (see bounds.ts):
  * integers with whole bounds, which xgrammar spells out exactly.
@@ -640,6 +655,10 @@ function checkSchema(
     if (typeof type !== "string" || !TYPES.has(type)) {
       throw new FormatError(`unknown type ${JSON.stringify(type)}`, at("type"));
     }
+  }
+  // normalise dropped an `enum` that holds the `const`: one left beside it does not.
+  if ("enum" in s && "const" in s) {
+    throw new FormatError('"const" is not among "enum": no value satisfies both', path);
   }
   for (const key of ["enum", "const"] as const) {
     if (!(key in s)) continue;
@@ -740,6 +759,21 @@ function checkSchema(
       '"properties" with "patternProperties" or "additionalProperties" (other than false) is not supported',
       path,
     );
+  }
+  // A name follows the schemas of every pattern it matches; xgrammar writes a value after the schema of the one
+  // pattern it wrote the name for. Those agree when the schemas differ at most in bounds, which the masks keep
+  // together (bounds.ts): otherwise a name written for "^ab$" could be a number where "b" wants a string.
+  if (isSchemaMap(s.patternProperties)) {
+    const shapes = new Set(
+      Object.values(s.patternProperties).map((sub) => JSON.stringify(withoutBounds(sub))),
+    );
+    if (shapes.size > 1) {
+      throw new FormatError(
+        "several patternProperties whose schemas differ in more than bounds are not supported: a name may " +
+          "match more than one pattern, and then follows all their schemas",
+        at("patternProperties"),
+      );
+    }
   }
   if ("propertyNames" in s && ["patternProperties", "additionalProperties"].some((k) => k in s)) {
     throw new FormatError(

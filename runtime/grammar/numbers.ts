@@ -5,10 +5,11 @@
  * ranges are exact but cost a state per digit. Arithmetic is exact (decimals as BigInt), so that "0.1" meets
  * `minimum: 0.1`.
  *
- * A bound is the shortest decimal that reads back as the schema's double (what the schema's text said). An
- * exclusive bound is pushed out to halfway to the next double, so that a validator that reads the answer as a
- * double (Python's jsonschema, Ajv) never finds it equal to the bound: "0.10000000000000001" is not above 0.1
- * once read. On integers the bounds are whole: `minimum: 0.5` is 1, `exclusiveMaximum: 10` is 9.
+ * A bound is the shortest decimal that reads back as the schema's double (what the schema's text said; from 2^53
+ * up, the double's exact value, see inclusive). An exclusive bound is pushed out to halfway to the next double,
+ * so that a validator that reads the answer as a double (Python's jsonschema, Ajv) never finds it equal to the
+ * bound: "0.10000000000000001" is not above 0.1 once read, nor 9007199254740993 above 2^53. On integers the
+ * bounds are then made whole: `minimum: 0.5` is 1, `exclusiveMaximum: 10` is 9.
  *
  * Bounded numbers are written without an exponent ("1e-3" is 0.001): the sets of values a prefix can still reach
  * are then intervals, which is what makes the decision cheap.
@@ -144,25 +145,21 @@ export function boundsInterval(s: Record<string, unknown>, integer: boolean): In
     xmin = num("exclusiveMinimum"),
     xmax = num("exclusiveMaximum");
   let i: Interval = {};
-  if (min !== undefined) i = intersect(i, { lo: decimal(String(min)) });
-  if (max !== undefined) i = intersect(i, { hi: decimal(String(max)) });
-  if (xmin !== undefined) {
-    i = intersect(
-      i,
-      integer
-        ? { lo: decimal(String(xmin)), loOpen: true }
-        : { lo: halfway(xmin, nextUp(xmin)), loOpen: true },
-    );
-  }
-  if (xmax !== undefined) {
-    i = intersect(
-      i,
-      integer
-        ? { hi: decimal(String(xmax)), hiOpen: true }
-        : { hi: halfway(-nextUp(-xmax), xmax), hiOpen: true },
-    );
-  }
+  if (min !== undefined) i = intersect(i, { lo: inclusive(min) });
+  if (max !== undefined) i = intersect(i, { hi: inclusive(max) });
+  if (xmin !== undefined) i = intersect(i, { lo: halfway(xmin, nextUp(xmin)), loOpen: true });
+  if (xmax !== undefined) i = intersect(i, { hi: halfway(-nextUp(-xmax), xmax), hiOpen: true });
   return integer ? whole(i) : i;
+}
+
+/**
+ * An inclusive bound: the shortest decimal of its double, which is what the schema wrote; from 2^53 up its exact
+ * value (every double there is whole): a validator that reads whole answers exactly (Python's) compares them with
+ * that, and 10^23 is above `maximum: 1e23` (99999999999999991611392). Below 2^53 no whole number lies between the
+ * two, and one that reads answers as doubles agrees with either.
+ */
+function inclusive(x: number): Decimal {
+  return Math.abs(x) >= 2 ** 53 ? exact(x) : decimal(String(x));
 }
 
 /** A number's text so far: its sign, integer digits, whether a point came, fraction digits. */
