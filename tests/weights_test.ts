@@ -123,7 +123,8 @@ Deno.test("HF q/k rows are stored in rotate-half order and are permuted back per
 Deno.test("GGUF Q8_0 and Q4_K_M tensors come back as raw blocks of the right size and orientation", async () => {
   const mistral = await open(`${TINY}mistral`);
   const q8 = await open(`${GGUF}tiny-pixtral-text-Q8_0.gguf`, `${GGUF}tiny-pixtral-mmproj-Q8_0.gguf`);
-  const q4 = await open(`${GGUF}tiny-pixtral-text-Q4_K_M.gguf`);
+  // The text GGUF alone (its folder's mmproj left out).
+  const q4 = await openModel({ ...await locateModel(`${GGUF}tiny-pixtral-text-Q4_K_M.gguf`), mmproj: null });
   try {
     assert.equal(q4.config.vision, null, "text-only without an mmproj");
     const counts: Record<string, number> = {};
