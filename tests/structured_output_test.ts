@@ -40,10 +40,10 @@ import OpenAI from "openai";
 import { Mistral } from "@mistralai/mistralai";
 
 const ajv = new Ajv2020({ strict: false, allErrors: true });
-// Fast mode checks formats by their form (a date's day is 01-31 whatever its month), as the grammar spells them;
-// the full email check, which fast mode loosens, too.
+// Full checks where the grammar spells a format exactly (a date's day within its month; the email check, which
+// fast mode loosens), fast ones (by form) for the others.
 addFormats.default(ajv, { mode: "fast" });
-addFormats.default(ajv, { mode: "full", keywords: false, formats: ["email"] });
+addFormats.default(ajv, { mode: "full", keywords: false, formats: ["email", "date", "date-time"] });
 
 /** The schemas a structured-output client sends: pydantic's $defs and anyOf-null, enums, nesting, bounds. */
 const SCHEMAS: Record<string, unknown> = {
@@ -552,6 +552,29 @@ Deno.test("numeric bounds are kept by the masks digit by digit, exponents left o
   assert.ok((await texts(count, "9")).has("9"));
 });
 
+Deno.test("a date's day is within its month (pydantic refuses June 31st), February's to the 28th", async () => {
+  const digits = async (prefix: string) => {
+    const constraint = await constraints.constrain(jsonSchemaFormat({ type: "string", format: "date" }), [
+      EOS,
+    ]);
+    try {
+      for (const id of tokenizer.encode(prefix)) {
+        await constraint.allowed();
+        assert.ok(constraint.accept(id), prefix);
+      }
+      const allowed = allowedIds(await constraint.allowed()).map((id) => tokenizer.decode([id]));
+      return [..."0123456789"].filter((d) => allowed.includes(d)).join("");
+    } finally {
+      constraint.release();
+    }
+  };
+  assert.equal(await digits('"2024-04-3'), "0");
+  assert.equal(await digits('"2024-05-3'), "01");
+  assert.equal(await digits('"2024-02-'), "012");
+  assert.equal(await digits('"2024-02-2'), "012345678");
+  assert.equal(await digits('"2024-1'), "012");
+});
+
 Deno.test("text stays valid UTF-8 across tokens: no overlong form, surrogate or code point past U+10FFFF", async () => {
   // After these lead bytes UTF-8 allows only part of the continuation bytes (xgrammar alone takes any).
   const ranges = new Map([[0xe0, [0xa0, 0xbf]], [0xed, [0x80, 0x9f]], [0xf0, [0x90, 0xbf]], [0xf4, [
@@ -772,7 +795,12 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
       { type: "object", properties: { a: { type: "integer" } }, dependencies: { a: ["b"] } },
       /"dependencies"/,
     ],
-    // Numbers the masks cannot tell apart: whole bounds on integers stay in the grammar, others cannot.
+    // Numbers the masks cannot tell apart: xgrammar's own bounds let values through, integers' too (2035 for
+    // 2000-2030).
+    [
+      { anyOf: [{ type: "integer", minimum: 0, maximum: 10 }, { type: "number" }] },
+      /numeric bounds are not supported here/,
+    ],
     [
       { anyOf: [{ type: "number", minimum: 0.5 }, { type: "integer" }] },
       /numeric bounds are not supported here/,
@@ -877,7 +905,7 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     },
   });
   jsonSchemaFormat({ type: ["integer", "null"], minimum: 0, maximum: 10 });
-  jsonSchemaFormat({ anyOf: [{ type: "integer", minimum: 0, maximum: 10 }, { type: "number" }] });
+
   // What pydantic writes for confloat, conint beyond 2^53, and draft 4's flags.
   jsonSchemaFormat({ type: ["number", "null"], exclusiveMinimum: 0, maximum: 1.5 });
   jsonSchemaFormat({ type: "integer", minimum: -(2 ** 63), maximum: 2 ** 63 - 1 });

@@ -24,7 +24,7 @@ export function beforeKeepAlive<T>(pending: Promise<T>, sent: number): Promise<T
 export async function before<T>(pending: Promise<T>, deadline: number): Promise<T | undefined> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const late = new Promise<undefined>((resolve) =>
-    timer = setTimeout(() => resolve(undefined), deadline - performance.now())
+    timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - performance.now()))
   );
   return await Promise.race([pending, late]).finally(() => clearTimeout(timer));
 }

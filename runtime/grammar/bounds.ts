@@ -13,7 +13,7 @@
  * items, references, and unions whose branches differ in type (a string or null) or are objects that begin with
  * a required property of distinct constant values (a tool call's function name comes before its arguments; the
  * grammar writes properties in the order the schema lists them). A string a union reaches otherwise keeps its
- * bounds in the grammar (stringBounds says which), as does an integer; other numbers there are refused.
+ * bounds in the grammar (stringBounds says which); a number there may have none.
  *
  * Lengths are counted in code points, as JSON Schema does: an escape as one, an escaped UTF-16 pair as one.
  */

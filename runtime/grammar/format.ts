@@ -177,8 +177,15 @@ const UNSUPPORTED: Record<string, string> = {
   nullable: ': write "type": [..., "null"] instead',
   multipleOf: "",
 };
+/**
+ * A calendar day: 31 only in the months that have it, and February's days to the 28th (the 29th of a leap year is
+ * valid, but pydantic refuses it in the other years: an answer is never invalid for keeping to the 28th).
+ */
+const DAY =
+  "(0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8])";
 const FORMAT_PATTERNS: Record<string, string> = {
-  "date-time": "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]" +
+  date: `^[0-9]{4}-(${DAY})$`,
+  "date-time": `^[0-9]{4}-(${DAY})T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]` +
     "(\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$",
   time: "^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$",
   ipv4:
@@ -275,11 +282,10 @@ export function relaxedSchema(schema: unknown): { schema: unknown; dropped: stri
     }
     return out;
   });
-  // Numbers a union reaches where the masks cannot tell them apart lose their bounds (bar whole ones on integers,
-  // which the grammar keeps).
+  // Numbers a union reaches where the masks cannot tell them apart lose their bounds.
   const { ambiguous } = numberBounds(kept);
   const relaxed = mapSchemas(kept, (s) => {
-    if (!ambiguous.has(s) || grammarBounds(s)) return s;
+    if (!ambiguous.has(s)) return s;
     const out = { ...s };
     for (const key of NUMBER_BOUNDS) {
       if (key in out) {
@@ -589,15 +595,6 @@ function withoutBounds(schema: unknown): unknown {
   return out;
 }
 
-/**
- * Whether the grammar keeps a number's bounds itself, where the masks cannot tell it apart (see bounds.ts):
- * integers with whole bounds, which xgrammar spells out exactly.
- */
-function grammarBounds(s: Schema): boolean {
-  return integerOnly(s) && NUMBER_BOUNDS.every((key) => !(key in s) || Number.isSafeInteger(s[key])) &&
-    nonEmpty(boundsInterval(s, true));
-}
-
 function checkSchema(
   schema: unknown,
   path: string,
@@ -688,11 +685,12 @@ function checkSchema(
     if (!nonEmpty(boundsInterval(s, integerOnly(s)))) {
       throw new FormatError(`the bounds allow no ${integerOnly(s) ? "integer" : "number"}`, path);
     }
-    // xgrammar's grammar for bounded numbers lets values outside the bounds through; its integer ranges are exact.
-    if (bounded.numbers.ambiguous.has(s) && !grammarBounds(s)) {
+    // xgrammar's grammar for bounded numbers lets values outside the bounds through, integers' too (2035 for
+    // 2000-2030, a bare "-" for minimum -3: an adversarial helper's cases).
+    if (bounded.numbers.ambiguous.has(s)) {
       throw new FormatError(
         "numeric bounds are not supported here: in a union whose branches may both be numbers (and do not begin " +
-          'with distinct "const" properties), only whole bounds on integers are',
+          'with distinct "const" properties)',
         path,
       );
     }
