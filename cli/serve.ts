@@ -95,22 +95,24 @@ function size(flag: string, text: string | undefined, fallback: number): number 
 }
 
 /**
- * The API keys from --api-key, $PIXTRAL_API_KEY (comma-separated; empty is unset) and --api-key-file (a key per
- * line; blank lines and lines beginning with # skipped). A source given that holds no key is an error: the server
- * would run without authentication where its operator asked for it.
+ * The API keys from --api-key, $PIXTRAL_API_KEY (comma-separated) and --api-key-file (a key per line; blank lines
+ * and lines beginning with # skipped). A source given that holds no key is an error, an empty PIXTRAL_API_KEY too
+ * (a compose file's `${KEY}` with KEY unset): the server would run without authentication where its operator
+ * asked for it.
  */
 export async function apiKeys(
   flags: { "api-key"?: string[]; "api-key-file"?: string },
   env = Deno.env.get("PIXTRAL_API_KEY"),
 ): Promise<string[]> {
-  const clean = (list: string[]) => list.map((k) => k.trim()).filter((k) => k && !k.startsWith("#"));
+  const clean = (list: string[]) => list.map((k) => k.trim()).filter(Boolean);
   const sources: [string, string[]][] = [];
   if (flags["api-key"]) sources.push(["--api-key", clean(flags["api-key"])]);
-  if (env?.trim()) sources.push(["PIXTRAL_API_KEY", clean(env.split(","))]);
+  if (env !== undefined) sources.push(["PIXTRAL_API_KEY", clean(env.split(","))]);
   const file = flags["api-key-file"];
   if (file !== undefined) {
     try {
-      sources.push([`--api-key-file ${file}`, clean((await Deno.readTextFile(file)).split(/\r?\n/))]);
+      const lines = (await Deno.readTextFile(file)).split(/\r?\n/);
+      sources.push([`--api-key-file ${file}`, clean(lines).filter((k) => !k.startsWith("#"))]);
     } catch (err) {
       throw new UsageError(`--api-key-file: ${(err as Error).message}`);
     }
@@ -220,10 +222,9 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     }, app.fetch);
   } catch (err) {
     images.close();
-    throw new UsageError(
-      `cannot listen on ${config.hostname}:${config.port} (--host, --port; $HOST, $PORT): ${
-        (err as Error).message
-      }`,
+    const host = config.hostname.includes(":") ? `[${config.hostname}]` : config.hostname;
+    throw new Error(
+      `cannot listen on ${host}:${config.port} (--host, --port; $HOST, $PORT): ${(err as Error).message}`,
     );
   }
 

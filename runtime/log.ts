@@ -13,7 +13,7 @@ const threshold = (() => {
   } catch {
     return ORDER.info; // no env permission, or a host without Deno.env
   }
-  if (level === undefined || level in ORDER) return ORDER[(level ?? "info") as Level];
+  if (level === undefined || Object.hasOwn(ORDER, level)) return ORDER[(level ?? "info") as Level];
   console.error(JSON.stringify({
     time: new Date().toISOString(),
     level: "warn",

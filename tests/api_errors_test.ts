@@ -203,6 +203,22 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
       /arguments of a call are a JSON object/,
       "tools[0].function.parameters",
     );
+    // Found by an adversarial helper: schemas without a type that allow no object came back as text.
+    for (
+      const parameters of [{ const: "hello" }, { enum: [1, "a"] }, {
+        oneOf: [{ type: "string" }, { type: "null" }],
+      }]
+    ) {
+      expectError(
+        await post(chat, {
+          ...user("hi"),
+          tools: [{ type: "function", function: { name: "f", parameters } }],
+        }),
+        400,
+        /arguments of a call are a JSON object; the schema allows none/,
+        "tools[0].function.parameters",
+      );
+    }
     // A strict function whose parameters the grammar cannot enforce cannot be forced.
     const strictNot = [{
       type: "function",
@@ -384,7 +400,10 @@ Deno.test("API keys come from flags, PIXTRAL_API_KEY and a file (comments skippe
       "sk-b",
       "sk-file",
     ]);
-    assert.deepEqual(await apiKeys({}, ""), []);
+    assert.deepEqual(await apiKeys({}, undefined), []);
+    await assert.rejects(apiKeys({}, ""), /PIXTRAL_API_KEY holds no API key/);
+    // Comments are the file's: a key given otherwise is a key.
+    assert.deepEqual(await apiKeys({ "api-key": ["#sk-hash"] }, undefined), ["#sk-hash"]);
     await Deno.writeTextFile(file, "\n# none yet\n");
     await assert.rejects(apiKeys({ "api-key-file": file }), /holds no API key/);
     await assert.rejects(apiKeys({}, " , "), /PIXTRAL_API_KEY holds no API key/);
@@ -420,6 +439,13 @@ Deno.test("--max-tokens: a chat answer's length when its request gives none", as
     });
     assert.equal(unasked.json.usage.completion_tokens, 5, JSON.stringify(unasked.json));
     assert.equal(unasked.json.choices[0].finish_reason, "length");
+    // min_tokens asks for more than the default: the default gives way (a review's finding).
+    const least = await post(`${url}/v1/chat/completions`, {
+      messages: [{ role: "user", content: "hi" }],
+      min_tokens: 9,
+    });
+    assert.equal(least.status, 200, JSON.stringify(least.json));
+    assert.equal(least.json.usage.completion_tokens, 9);
     const asked = await post(`${url}/v1/chat/completions`, {
       ...user("hi"),
       ignore_eos: true,
@@ -538,7 +564,7 @@ Deno.test("a long non-streamed answer begins a few seconds after its first token
       assert.ok(Date.now() < until, "the generation went on after its client left");
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    // A shorter answer: leading spaces, then JSON.
+    // A shorter answer, whole within the hold: plain JSON.
     const slow = await fetch(`${url}/v1/chat/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },

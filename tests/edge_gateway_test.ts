@@ -119,6 +119,20 @@ Deno.test("edge gateway: the bundle under Deno and workerd, two GPU hosts, one k
       assert.deepEqual(refusedImage.json.error, hostRefused.json.error);
       assert.equal(refusedImage.json.error.param, "messages[0].content[0].image_url");
       assert.equal(refusedImage.json.error.code, "invalid_image");
+      // The Responses API's names for it too.
+      const input = [{
+        role: "user",
+        content: [{ type: "input_image", image_url: broken }, { type: "input_text", text: "x" }],
+      }];
+      const [viaEdge, viaHost] = await Promise.all([
+        post(`${gateway.url}/v1/responses`, { model: "mistral", input, max_output_tokens: 2 }, {
+          authorization: `Bearer ${KEY}`,
+        }),
+        post(`${b.url}/v1/responses`, { model: "mistral", input, max_output_tokens: 2 }),
+      ]);
+      assert.equal(viaEdge.status, 400, JSON.stringify(viaEdge.json));
+      assert.deepEqual(viaEdge.json.error, viaHost.json.error);
+      assert.match(viaEdge.json.error.param, /^input\[0\]\.content\[0\]/);
       // Function calling: the output format, its trigger and the banned [TOOL_CALLS] travel to the host.
       const direct = new OpenAI({ baseURL: `${b.url}/v1`, apiKey: "unused", maxRetries: 0 });
       const edge = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: KEY, maxRetries: 0 });

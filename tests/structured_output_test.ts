@@ -746,10 +746,16 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     // Found by an adversarial helper: the const's check overwrote the enum, so that 3 was written.
     [{ type: "number", minimum: 0, enum: [1, 2], const: 3 }, /"const" is not among "enum"/],
     [{ type: "number", enum: [1, 2], const: 3 }, /"const" is not among "enum"/],
+    // Found by an adversarial helper: xgrammar wrote "abc" for these.
+    [
+      { type: "string", const: "abc", pattern: "^[0-9]+$" },
+      /no value of "enum" or "const" matches the pattern/,
+    ],
+    [{ type: [] }, /"type" lists no type/],
     // The grammar writes "ab" for the first pattern, whose value could then not be the second's string.
     [
       { type: "object", patternProperties: { "^ab$": { type: "number" }, "b": { type: "string" } } },
-      /several patternProperties whose schemas differ in more than bounds/,
+      /patternProperties "\^ab\$" and "b" may match one name/,
     ],
     [{ type: "number", minimum: "1" }, /"minimum" must be a number/],
     [{ type: "integer", exclusiveMinimum: "1" }, /"exclusiveMinimum" must be a number/],
@@ -911,7 +917,20 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
   jsonSchemaFormat({ type: "integer", minimum: -(2 ** 63), maximum: 2 ** 63 - 1 });
   jsonSchemaFormat({ type: "number", minimum: 0, exclusiveMinimum: true });
   jsonSchemaFormat({ type: "number", exclusiveMinimum: true }); // draft 4: a flag without its bound
+  jsonSchemaFormat({ type: "number", enum: [1e23], maximum: 1e23 }); // the enum's double is the bound's
+  // Patterns no name matches both of, or schemas that differ in bounds and annotations alone.
+  jsonSchemaFormat({
+    type: "object",
+    patternProperties: { "^x-": { type: "string" }, "^y-": { type: "number" } },
+  });
+  jsonSchemaFormat({
+    type: "object",
+    patternProperties: { a: { type: "string", description: "A" }, b: { type: "string", maxLength: 3 } },
+  });
   assert.deepEqual(JSON.parse(jsonSchemaFormat({ enum: [1, 2], const: 2 }).schema), { const: 2 });
+  assert.deepEqual(JSON.parse(jsonSchemaFormat({ enum: ["12", "ab", 3], pattern: "^[0-9]+$" }).schema), {
+    enum: ["12", 3],
+  });
   assert.deepEqual(JSON.parse(jsonSchemaFormat({ enum: [1, 2.5, "x", 7], maximum: 2.5 }).schema), {
     enum: [1, 2.5, "x"],
   });
@@ -964,9 +983,10 @@ Deno.test("vLLM's guided_json, guided_choice and structured_outputs: response_fo
     const text = want.json.choices[0].message.content;
     assert.ok(ajv.compile(SHORT)(JSON.parse(text)), text);
     for (
+      // llama.cpp's server takes a schema as `json_schema` (an adversarial helper found it ignored).
       const extra of [{ guided_json: SHORT }, { guided_json: JSON.stringify(SHORT) }, {
         structured_outputs: { json: SHORT },
-      }]
+      }, { json_schema: SHORT }]
     ) {
       const got = await post(chat, { ...base, ...extra });
       assert.equal(got.status, 200, JSON.stringify(got.json));

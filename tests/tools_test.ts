@@ -146,6 +146,19 @@ Deno.test("a forced non-strict function whose schema is not wholly enforceable k
     allOf: [{ if: { required: ["tags"] }, then: { required: ["label"] } }],
   };
   assert.throws(() => relaxedSchema(conditional), /does not make the value an object/);
+  // Normalised before it is relaxed (a review's finding: OpenAPI's nullable made it fail, and draft 4's flag
+  // dropped both bounds).
+  const nullable = relaxedSchema({
+    type: "object",
+    properties: {
+      x: { anyOf: [{ type: "number", minimum: 0, nullable: true }, { type: "null" }] },
+      y: { type: "number", minimum: 5, exclusiveMinimum: true },
+    },
+  });
+  assert.deepEqual((nullable.schema as { properties: { y: unknown } }).properties.y, {
+    type: "number",
+    exclusiveMinimum: 5,
+  });
   const plain = toolGeneration({
     ...use,
     definitions: [{ name: "classify", description: "", parameters: fromRequest(conditional, "tools[0]") }],

@@ -246,12 +246,16 @@ export function withSafePrompt(messages: ChatMessage[], safe: boolean | null | u
   return safe ? [{ role: "system", content: SAFE_PROMPT }, ...messages] : messages;
 }
 
-/** How many tokens a prompt of `length` may be followed by: `asked`, or all the context leaves when not asked. */
+/**
+ * How many tokens a prompt of `length` may be followed by: `asked`, or when not asked the server's default
+ * (--max-tokens; none: all the context leaves), raised to `least` (min_tokens).
+ */
 export function maxTokens(
   service: Service,
   length: number,
   asked: number | undefined,
   params: { param: string; prompt: string },
+  least = 0,
 ): number {
   const context = service.engine!.contextLength;
   const room = context - length;
@@ -263,7 +267,8 @@ export function maxTokens(
       "context_length_exceeded",
     );
   }
-  return asked ?? Math.min(room, service.defaults.maxTokens ?? room);
+  // Unasked: the server's default (--max-tokens), as long as min_tokens (`least`) asks, within the context.
+  return asked ?? Math.min(room, Math.max(service.defaults.maxTokens ?? room, least));
 }
 
 /**
@@ -398,7 +403,13 @@ export async function prepareChat(
   }
   const param = chat.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
   const asked = chat.max_completion_tokens ?? chat.max_tokens ?? undefined;
-  const most = maxTokens(service, encoded.ids.length, asked, { param, prompt: "messages" });
+  const most = maxTokens(
+    service,
+    encoded.ids.length,
+    asked,
+    { param, prompt: "messages" },
+    chat.min_tokens ?? 0,
+  );
   const format = Boolean(chat.response_format ?? generation.format);
   return {
     request: {

@@ -28,6 +28,7 @@ import {
 import type { ToolDefinition } from "../../runtime/prompt/instruct.ts";
 import { log } from "../../runtime/log.ts";
 import { type ChatRequest, RequestError } from "../schema/chat.ts";
+import { mayBe } from "../../runtime/grammar/schema.ts";
 
 /** The tools of a request and how the model may use them. */
 export interface ToolUse {
@@ -76,10 +77,11 @@ export function toolUse(
   }
   tools.forEach(({ function: f }, i) => {
     const type = f.parameters?.type;
-    if (type !== undefined && type !== "object" && !(Array.isArray(type) && type.includes("object"))) {
+    // Through references, constants and combinations too ({"const": "hello"}, a oneOf of scalars).
+    if (f.parameters && !mayBe(f.parameters, f.parameters, "object")) {
       throw new RequestError(
-        `tools[${i}].function.parameters: the arguments of a call are a JSON object; the schema says ${
-          JSON.stringify(type)
+        `tools[${i}].function.parameters: the arguments of a call are a JSON object; the schema ${
+          type === undefined ? "allows none" : `says ${JSON.stringify(type)}`
         }`,
         `tools[${i}].function.parameters`,
       );

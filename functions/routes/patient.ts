@@ -7,7 +7,7 @@
  * generation, and proxies that close idle connections keep it. Anything that fails before that still gets its
  * own status (400, 429, 503, which clients raise on or retry); after it, the status line is sent, and an error
  * travels as the body, in OpenAI's error shape. Smaller requests keep their status to the end. A client that
- * leaves costs at most HOLD_MS of generation.
+ * leaves costs about HOLD_MS and a second of generation (the first space's write finds it gone).
  */
 import { EngineClosedError } from "../../runtime/engine/engine.ts";
 import { log } from "../../runtime/log.ts";

@@ -163,6 +163,8 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
       } catch (err) {
         throw renamed(err, param);
       }
+      // An image a GPU host behind a gateway cannot decode is named as this request names it.
+      prepared.imageParams = prepared.imageParams?.map(param);
       const run = runCompletion(service, [prepared], signal);
       const id = newId("resp");
       const response = responseObject(id, request, prepared, service.model.id);

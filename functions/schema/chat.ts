@@ -136,10 +136,11 @@ const grammar = formatOf(grammarFormat);
 /**
  * vLLM's structured outputs, for code written against it: `guided_json`, `guided_choice`, `guided_regex` and
  * `guided_grammar` (its older fields) and `structured_outputs` (`json`, `json_object`, `choice`, `regex`,
- * `grammar`; its `structural_tag` is refused, see outputFormatOf); and llama.cpp's `grammar`.
+ * `grammar`; its `structural_tag` is refused, see outputFormatOf); and llama.cpp's `grammar` and `json_schema`.
  */
 export const vllmStructured = {
   guided_json: schemaFormat.nullish(),
+  json_schema: schemaFormat.nullish(),
   guided_choice: choiceList.nullish(),
   guided_regex: regex.nullish(),
   guided_grammar: grammar.nullish(),
@@ -189,6 +190,7 @@ export function outputFormatOf(
     ["guided_regex", request.guided_regex ?? undefined],
     ["guided_grammar", request.guided_grammar ?? undefined],
     ["grammar", request.grammar ?? undefined],
+    ["json_schema", request.json_schema ?? undefined],
     ["structured_outputs.json", structured?.json ?? undefined],
     ["structured_outputs.json_object", structured?.json_object ? JSON_OBJECT : undefined],
     ["structured_outputs.choice", structured?.choice ?? undefined],

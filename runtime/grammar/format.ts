@@ -259,7 +259,8 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
  */
 export function relaxedSchema(schema: unknown): { schema: unknown; dropped: string[] } {
   const dropped = new Set<string>();
-  const kept = mapSchemas(schema, (s) => {
+  // Normalised first, as the check below sees it (OpenAPI's nullable as a type, draft 4's flags as bounds).
+  const kept = mapSchemas(mapSchemas(schema, normalise), (s) => {
     const out = { ...s };
     const drop = (key: string) => {
       if (!(key in out)) return;
@@ -457,6 +458,19 @@ function normalise(schema: Schema): Schema {
     s.pattern = FORMAT_PATTERNS[s.format];
     delete s.format;
   }
+  // A pattern beside enum or const: the values it matches (xgrammar writes the values and ignores the pattern).
+  const listed = "const" in s ? [s.const] : Array.isArray(s.enum) ? s.enum : undefined;
+  if (listed && typeof s.pattern === "string") {
+    let re: RegExp | undefined;
+    try {
+      re = new RegExp(s.pattern, "u");
+    } catch { /* the check refuses it */ }
+    const kept = re && listed.filter((v) => typeof v !== "string" || re.test(v));
+    if (kept?.length) {
+      if ("enum" in s) s.enum = kept;
+      delete s.pattern;
+    }
+  }
   return s;
 }
 
@@ -587,12 +601,26 @@ function exclusive(root: unknown, a: unknown, b: unknown): boolean {
   });
 }
 
-/** A subschema without the length and numeric bounds the masks keep (for comparing shapes). */
+/** A subschema without its annotations and the length and numeric bounds the masks keep (to compare shapes). */
 function withoutBounds(schema: unknown): unknown {
   if (!isSchemaMap(schema)) return schema;
   const out = { ...schema };
-  for (const key of ["minLength", "maxLength", ...NUMBER_BOUNDS]) delete out[key];
+  for (const key of ["minLength", "maxLength", ...NUMBER_BOUNDS, ...ANNOTATIONS]) delete out[key];
   return out;
+}
+
+/**
+ * Whether no name can match both patterns: each begins with "^" and a literal prefix, and neither prefix begins
+ * the other ("^x-" and "^y-").
+ */
+function disjoint(a: string, b: string): boolean {
+  const prefix = (pattern: string) => {
+    const literal = /^\^([A-Za-z0-9_\- ]*)/.exec(pattern)?.[1] ?? "";
+    // A quantifier after the last character makes it optional.
+    return /^[?*{]/.test(pattern.slice(1 + literal.length)) ? literal.slice(0, -1) : literal;
+  };
+  const [x, y] = [prefix(a), prefix(b)];
+  return a.startsWith("^") && b.startsWith("^") && !x.startsWith(y) && !y.startsWith(x);
 }
 
 function checkSchema(
@@ -657,6 +685,11 @@ function checkSchema(
   if ("enum" in s && "const" in s) {
     throw new FormatError('"const" is not among "enum": no value satisfies both', path);
   }
+  // normalise kept the values a pattern matches, and dropped it; one left matches none.
+  if (("enum" in s || "const" in s) && "pattern" in s) {
+    throw new FormatError('no value of "enum" or "const" matches the pattern (or the format)', path);
+  }
+  if (Array.isArray(s.type) && s.type.length === 0) throw new FormatError('"type" lists no type', at("type"));
   for (const key of ["enum", "const"] as const) {
     if (!(key in s)) continue;
     const values = key === "const" ? [s.const] : s.enum;
@@ -689,8 +722,8 @@ function checkSchema(
     // 2000-2030, a bare "-" for minimum -3: an adversarial helper's cases).
     if (bounded.numbers.ambiguous.has(s)) {
       throw new FormatError(
-        "numeric bounds are not supported here: in a union whose branches may both be numbers (and do not begin " +
-          'with distinct "const" properties)',
+        "numeric bounds are not supported here: in a union whose branches the masks cannot tell apart (they " +
+          'share a type, and do not begin with distinct "const" properties)',
         path,
       );
     }
@@ -762,15 +795,20 @@ function checkSchema(
   // pattern it wrote the name for. Those agree when the schemas differ at most in bounds, which the masks keep
   // together (bounds.ts): otherwise a name written for "^ab$" could be a number where "b" wants a string.
   if (isSchemaMap(s.patternProperties)) {
-    const shapes = new Set(
-      Object.values(s.patternProperties).map((sub) => JSON.stringify(withoutBounds(sub))),
-    );
-    if (shapes.size > 1) {
-      throw new FormatError(
-        "several patternProperties whose schemas differ in more than bounds are not supported: a name may " +
-          "match more than one pattern, and then follows all their schemas",
-        at("patternProperties"),
-      );
+    const entries = Object.entries(s.patternProperties);
+    for (let a = 0; a < entries.length; a++) {
+      for (let b = a + 1; b < entries.length; b++) {
+        const [pa, sa] = entries[a], [pb, sb] = entries[b];
+        if (JSON.stringify(withoutBounds(sa)) === JSON.stringify(withoutBounds(sb)) || disjoint(pa, pb)) {
+          continue;
+        }
+        throw new FormatError(
+          `patternProperties ${JSON.stringify(pa)} and ${JSON.stringify(pb)} may match one name and their ` +
+            "schemas differ in more than bounds: not supported (the grammar would follow one of them); begin " +
+            'each with "^" and a literal prefix of its own',
+          at("patternProperties"),
+        );
+      }
     }
   }
   if ("propertyNames" in s && ["patternProperties", "additionalProperties"].some((k) => k in s)) {

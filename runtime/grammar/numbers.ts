@@ -204,8 +204,10 @@ export function reachable(text: string, bounds: Interval): boolean {
   // Digits without a point may go on: [I·10^k, (I+1)·10^k) for every k, ascending. The first that ends above the
   // lower bound is the only one that may meet the bounds, if any does.
   let k = 0;
-  if (b.lo) {
+  // (A lower bound at or below zero: the first already ends above it.)
+  if (b.lo && b.lo.n > 0n) {
     const above = (k: number) => compare({ n: end.n * pow10(k), scale: 0 }, b.lo!) > 0;
+    // Digits of the bound's whole part, less the prefix's: (I+1)·10^k stays below it for any smaller k.
     k = Math.max(0, b.lo.n.toString().length - b.lo.scale - p.digits.length - 1);
     while (!above(k)) k++;
   }
@@ -220,7 +222,7 @@ export function reachable(text: string, bounds: Interval): boolean {
 
 /** Whether a schema's number (`enum`, `const`) is inside `bounds`. */
 export function holds(bounds: Interval, value: number): boolean {
-  return contains(bounds, decimal(String(value)));
+  return contains(bounds, inclusive(value));
 }
 
 /** Whether `text` is a whole JSON number without exponent inside `bounds`. */

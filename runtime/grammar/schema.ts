@@ -40,6 +40,19 @@ export function typesOf(root: unknown, schema: unknown): Set<string> {
   return values ? new Set(values.map(jsonType)) : new Set(TYPES);
 }
 
+/** Whether a value of `schema` can be of `type`: its own types, through references and every combination. */
+export function mayBe(root: unknown, schema: unknown, type: string, seen = new Set<unknown>()): boolean {
+  const s = target(root, schema);
+  if (s === false) return false;
+  if (!isSchemaMap(s) || seen.has(s)) return true; // anything, or being looked at already
+  seen.add(s);
+  const own = !("type" in s || "const" in s || "enum" in s) || typesOf(root, s).has(type);
+  const all = Array.isArray(s.allOf) ? s.allOf.every((sub) => mayBe(root, sub, type, seen)) : true;
+  const branches = s.anyOf ?? s.oneOf;
+  const some = Array.isArray(branches) ? branches.some((sub) => mayBe(root, sub, type, seen)) : true;
+  return own && all && some;
+}
+
 /** Whether a value can have one of the types of `a` and one of `b` (integers are numbers). */
 export function typesOverlap(a: Set<string>, b: Set<string>): boolean {
   return [...a].some((t) =>
