@@ -161,6 +161,56 @@ const SCHEMAS: Record<string, unknown> = {
     additionalProperties: false,
   },
   number: { type: "number", exclusiveMinimum: 2.5, maximum: 3 },
+  // pydantic's discriminated union whose tag has a default (so the schema requires it nowhere), written last, and
+  // bounds in the branches: the tag is written first and always (an adversarial helper found it refused).
+  drawing: {
+    $defs: {
+      Circle: {
+        properties: {
+          r: { type: "number", exclusiveMinimum: 0, maximum: 10 },
+          kind: { const: "circle", default: "circle", type: "string" },
+        },
+        required: ["r"],
+        type: "object",
+      },
+      Square: {
+        properties: {
+          side: { type: "number", minimum: 20 },
+          kind: { const: "square", default: "square", type: "string" },
+        },
+        required: ["side"],
+        type: "object",
+      },
+    },
+    properties: {
+      shape: {
+        discriminator: {
+          mapping: { circle: "#/$defs/Circle", square: "#/$defs/Square" },
+          propertyName: "kind",
+        },
+        oneOf: [{ $ref: "#/$defs/Circle" }, { $ref: "#/$defs/Square" }],
+      },
+    },
+    required: ["shape"],
+    type: "object",
+  },
+  // zod-to-json-schema's reference into a list (a schema used twice), escaped names: xgrammar found none of them.
+  references: {
+    type: "object",
+    properties: {
+      a: {
+        anyOf: [{ type: "object", properties: { x: { enum: ["p", "q"] } }, required: ["x"] }, {
+          type: "null",
+        }],
+      },
+      b: { $ref: "#/properties/a/anyOf/0" },
+      c: { $ref: "#/$defs/a~1b" },
+      d: { $ref: "#/$defs/with%20space" },
+    },
+    required: ["a", "b", "c", "d"],
+    additionalProperties: false,
+    $defs: { "a/b": { type: "integer", minimum: 3 }, "with space": { type: "boolean" } },
+  },
 };
 
 Deno.test("random walks through the allowed tokens end in JSON that the schema validates, or in a choice", async (t) => {

@@ -14,6 +14,7 @@ import { boundsInterval, holds, nonEmpty } from "./numbers.ts";
 import {
   isSchemaMap,
   jsonType,
+  pointerKeys,
   resolve,
   type Schema,
   target,
@@ -235,7 +236,7 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
   if (schema === false) throw new FormatError("the schema `false` allows nothing", "");
   // Before anything recurses into it: values nested thousands deep (a `default`) stall xgrammar's parser.
   checkValues(schema, MAX_VALUE_DEPTH);
-  const normalised = mapSchemas(schema, normalise);
+  const normalised = hoistReferences(mapSchemas(taggedFirst(schema), normalise));
   checkSchema(normalised, "", 0, normalised, {
     strings: stringBounds(normalised),
     numbers: numberBounds(normalised),
@@ -489,12 +490,74 @@ function mapSchemas(schema: unknown, f: (s: Schema) => Schema): unknown {
   return s;
 }
 
+/**
+ * The schema with each branch of a union that names its `discriminator` (pydantic's, OpenAPI's) writing the tag
+ * first and always: pydantic gives the tag a default (`kind: Literal["circle"] = "circle"`), so that the schema
+ * does not require it and the branches could both match an object without it; pydantic itself requires it. First,
+ * the masks tell the branches apart by it (bounds.ts). Stricter than the schema, never invalid.
+ */
+function taggedFirst(schema: unknown): unknown {
+  if (!JSON.stringify(schema)?.includes('"discriminator"')) return schema;
+  const root = structuredClone(schema);
+  const visit = (value: unknown): void => {
+    if (typeof value !== "object" || value === null) return;
+    Object.values(value).forEach(visit);
+    if (!isSchemaMap(value) || !isSchemaMap(value.discriminator)) return;
+    const tag = value.discriminator.propertyName;
+    const branches = value.oneOf ?? value.anyOf;
+    if (typeof tag !== "string" || !Array.isArray(branches)) return;
+    for (const branch of branches) {
+      const s = target(root, branch);
+      if (!isSchemaMap(s) || !isSchemaMap(s.properties) || !Object.hasOwn(s.properties, tag)) continue;
+      const { [tag]: first, ...rest } = s.properties;
+      s.properties = { [tag]: first, ...rest };
+      const required = Array.isArray(s.required) ? s.required : [];
+      if (!required.includes(tag)) s.required = [tag, ...required];
+    }
+  };
+  visit(root);
+  return root;
+}
+
+/**
+ * The schema with every reference xgrammar may misread made a plain `#/$defs/NAME`: its target copied under
+ * `$defs` with a name of its own. xgrammar finds nothing inside lists (zod-to-json-schema's `#/properties/a/
+ * anyOf/0`, what the AI SDK and LangChain.js send for a schema used twice) and reads no escapes (`~1`, `%20`).
+ * References that name nothing, or no subschema, stay for the check to refuse.
+ */
+function hoistReferences(root: unknown): unknown {
+  if (!isSchemaMap(root)) return root;
+  const plain = /^#\/(\$defs|definitions)\/[A-Za-z0-9_.-]+$/;
+  const refs = new Set<string>();
+  mapSchemas(root, (s) => {
+    if (typeof s.$ref === "string" && s.$ref !== "#" && !plain.test(s.$ref)) refs.add(s.$ref);
+    return s;
+  });
+  const defs: Record<string, unknown> = isSchemaMap(root.$defs) ? { ...root.$defs } : {};
+  const names = new Map<string, string>();
+  let n = 0;
+  for (const ref of refs) {
+    const target = resolve(root, ref);
+    if (target === undefined || !atSchema(ref)) continue;
+    let name: string;
+    do name = `ref${n++}`; while (Object.hasOwn(defs, name));
+    names.set(ref, name);
+    defs[name] = target;
+  }
+  if (!names.size) return root;
+  return mapSchemas(
+    { ...root, $defs: defs },
+    (s) =>
+      typeof s.$ref === "string" && names.has(s.$ref) ? { ...s, $ref: `#/$defs/${names.get(s.$ref)}` } : s,
+  );
+}
+
 /** Whether a local reference's path goes only through keywords that hold schemas (which the check visits). */
 function atSchema(ref: string): boolean {
-  if (ref === "#") return true;
-  const parts = ref.slice(2).split("/");
+  const parts = pointerKeys(ref);
+  if (!parts) return false;
   for (let i = 0; i < parts.length; i++) {
-    const key = parts[i].replaceAll("~1", "/").replaceAll("~0", "~");
+    const key = parts[i];
     if (MAP.includes(key) || LIST.includes(key)) i++; // a name or an index follows
     else if (!ONE.includes(key)) return false;
     if (i >= parts.length) return false;

@@ -6,13 +6,32 @@ export const isSchemaMap = (v: unknown): v is Schema =>
 
 export const TYPES = new Set(["string", "number", "integer", "boolean", "null", "object", "array"]);
 
-/** The schema a local reference names ("#" or a JSON Pointer "#/..."), or undefined. */
+/**
+ * The keys of a local reference's JSON Pointer ("#/a/b~1c/0"), unescaped as a URI fragment and then as a pointer;
+ * undefined for a reference that is not local. "#" is no keys.
+ */
+export function pointerKeys(ref: string): string[] | undefined {
+  if (ref === "#") return [];
+  if (!ref.startsWith("#/")) return undefined;
+  try {
+    return ref.slice(2).split("/").map((part) =>
+      decodeURIComponent(part).replaceAll("~1", "/").replaceAll("~0", "~")
+    );
+  } catch {
+    return undefined; // a malformed %-escape
+  }
+}
+
+/** The schema a local reference names ("#" or a JSON Pointer "#/...", through objects and lists), or undefined. */
 export function resolve(root: unknown, ref: string): unknown {
-  if (ref === "#") return root;
-  if (!ref.startsWith("#/") || ref.includes("%")) return undefined;
+  const keys = pointerKeys(ref);
+  if (!keys) return undefined;
   let at: unknown = root;
-  for (const part of ref.slice(2).split("/")) {
-    const key = part.replaceAll("~1", "/").replaceAll("~0", "~");
+  for (const key of keys) {
+    if (Array.isArray(at) && /^(0|[1-9][0-9]*)$/.test(key)) {
+      at = at[Number(key)];
+      continue;
+    }
     // Own names only: `in` would find Object.prototype's (constructor, toString) too.
     if (!isSchemaMap(at) || !Object.hasOwn(at, key)) return undefined;
     at = at[key];
