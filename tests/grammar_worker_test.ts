@@ -287,3 +287,39 @@ Deno.test("grammar pool: a schema goes to a thread not compiling, or back to the
   assert.ok(threads.every((t) => t.closed));
   await assert.rejects(pool.constrain(a, [EOS]), /closed/);
 });
+
+Deno.test("grammar pool: a schema to compile goes to a thread holding no running stream's matcher", async () => {
+  // An adversarial helper's case: a 20 s compile went to the idle thread where a running stream's matcher lived,
+  // whose masks then waited for it.
+  const inner = XGrammarConstraints.forTokenizer(tokenizer, tokenizer.vocabSize);
+  const threads: SlowConstraints[] = [];
+  const pool = new GrammarPool(() => {
+    const thread = Object.assign(new SlowConstraints(inner), { close() {} });
+    threads.push(thread);
+    return thread;
+  }, { threads: 2 });
+  const format = (values: string[]) => jsonSchemaFormat({ enum: values });
+  try {
+    const running = pool.constrain(format(["a"]), [EOS]);
+    threads[0].pending[0]();
+    const stream = await running; // thread 0: compiling nothing, one live matcher
+    const next = pool.constrain(format(["b"]), [EOS]);
+    assert.equal(pool.threads, 2);
+    assert.deepEqual(
+      threads.map((t) => t.pending.length),
+      [1, 1],
+      "the new schema went to a thread of its own",
+    );
+    threads[1].pending[0]();
+    (await next).release();
+    // Released, the first thread is free again: the next new schema may go there (or to the second, free too).
+    stream.release();
+    const third = pool.constrain(format(["c"]), [EOS]);
+    assert.deepEqual(threads.map((t) => t.pending.length), [2, 1]);
+    threads[0].pending[1]();
+    (await third).release();
+    assert.deepEqual(threads.map((t) => t.live), [0, 0]);
+  } finally {
+    pool.close();
+  }
+});

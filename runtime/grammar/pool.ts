@@ -1,10 +1,11 @@
 /**
  * Several grammar threads. A thread compiling a schema answers nothing else until it is done (xgrammar's compile
- * is one WebAssembly call), so the masks of every stream whose matcher lives there wait; with a pool, a new
- * schema goes to a thread that is not compiling, and the streams on the others keep their pace. Matchers stay
- * on the thread that made them; a schema goes back to the thread that compiled it last (which keeps its
- * grammar), unless that one is compiling something else. Threads start when first needed: one that is always
- * idle costs nothing.
+ * is one WebAssembly call), so the masks of every stream whose matcher lives there wait; with a pool, a schema
+ * to compile goes to a thread that neither compiles nor holds a running stream's matcher (starting one while
+ * there are fewer than `threads`), else to the idle one holding the fewest, and the streams on the others keep
+ * their pace. Matchers stay on the thread that made them; a schema goes back to the thread that compiled it last
+ * (which keeps its grammar: no compile), unless that one is compiling something else. Threads start when first
+ * needed: one that is always idle costs nothing.
  */
 import type { Constraints, TokenConstraint } from "../engine/engine.ts";
 import { formatKey, type OutputFormat } from "./format.ts";
@@ -16,6 +17,8 @@ interface Slot {
   thread: GrammarThread;
   /** Matchers being made there (a compile, or a grammar it keeps). */
   making: number;
+  /** Matchers made there and not released: streams whose masks a compile there would hold. */
+  live: number;
   /** The formats it compiled, most recent last (as many as it keeps). */
   formats: string[];
 }
@@ -44,18 +47,31 @@ export class GrammarPool implements Constraints {
     if (this.#closed) throw new Error("the grammar threads were closed");
     const key = formatKey(format);
     const home = this.#slots.find((s) => s.formats.includes(key));
-    const idle = this.#slots.find((s) => s.making === 0);
-    const slot = home?.making === 0 ? home : idle ??
+    const fewest = (slots: Slot[], by: (s: Slot) => number) =>
+      slots.reduce<Slot | undefined>((a, b) => a && by(a) <= by(b) ? a : b, undefined);
+    const slot = home?.making === 0 ? home : this.#slots.find((s) => s.making === 0 && s.live === 0) ??
       (this.#slots.length < (this.options.threads ?? 2)
         ? this.#add()
-        : home ?? this.#slots.reduce((a, b) => b.making < a.making ? b : a));
+        : fewest(this.#slots.filter((s) => s.making === 0), (s) => s.live) ?? home ??
+          fewest(this.#slots, (s) => s.making)!);
     slot.formats = [...slot.formats.filter((k) => k !== key), key].slice(-(this.options.kept ?? 4));
     slot.making++;
+    let constraint: TokenConstraint;
     try {
-      return await slot.thread.constrain(format, stopIds);
+      constraint = await slot.thread.constrain(format, stopIds);
     } finally {
       slot.making--;
     }
+    slot.live++;
+    let released = false;
+    return {
+      ...constraint,
+      release: () => {
+        if (!released) slot.live--;
+        released = true;
+        constraint.release();
+      },
+    };
   }
 
   close(): void {
@@ -64,7 +80,7 @@ export class GrammarPool implements Constraints {
   }
 
   #add(): Slot {
-    const slot = { thread: this.start(), making: 0, formats: [] };
+    const slot = { thread: this.start(), making: 0, live: 0, formats: [] };
     this.#slots.push(slot);
     return slot;
   }
