@@ -625,6 +625,37 @@ Deno.test("a date's day is within its month (pydantic refuses June 31st), Februa
   assert.equal(await digits('"2024-1'), "012");
 });
 
+Deno.test("strings write no UTF-16 surrogate as an escape (pydantic refuses a lone one: \\udbdb)", async () => {
+  const next = async (prefix: string) => {
+    const constraint = await constraints.constrain(jsonSchemaFormat({ type: "string" }), [EOS]);
+    try {
+      for (const id of tokenizer.encode(prefix)) {
+        await constraint.allowed();
+        assert.ok(constraint.accept(id), prefix);
+      }
+      return allowedIds(await constraint.allowed()).map((id) => tokenizer.decode([id]));
+    } finally {
+      constraint.release();
+    }
+  };
+  const hex = (allowed: string[]) =>
+    [..."0123456789abcdefABCDEF"].filter((d) => allowed.includes(d)).join("");
+  // \uD000-\uD7FF are characters; \uD800-\uDFFF are halves of a pair.
+  assert.equal(hex(await next('"\\uD')), "01234567");
+  assert.equal(hex(await next('"x\\ud')), "01234567");
+  assert.ok((await next('"\\u')).includes("D"));
+  // No token writes one whole either, from anywhere in a string.
+  const vocab = vocabulary(tokenizer, tokenizer.vocabSize);
+  const lone = /\\u[dD][89a-fA-F]/;
+  for (const [at, mask] of Object.entries(vocab.inString)) {
+    for (const id of allowedIds(mask)) {
+      const text = (at === "escape" ? "\\" : at === "unicode" ? "\\u" : at === "surrogate" ? "\\ud" : "") +
+        new TextDecoder().decode(vocab.bytes.subarray(vocab.offsets[id], vocab.offsets[id + 1]));
+      assert.ok(!lone.test(text), `${at}: ${JSON.stringify(text)}`);
+    }
+  }
+});
+
 Deno.test("text stays valid UTF-8 across tokens: no overlong form, surrogate or code point past U+10FFFF", async () => {
   // After these lead bytes UTF-8 allows only part of the continuation bytes (xgrammar alone takes any).
   const ranges = new Map([[0xe0, [0xa0, 0xbf]], [0xed, [0x80, 0x9f]], [0xf0, [0x90, 0xbf]], [0xf4, [

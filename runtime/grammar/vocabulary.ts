@@ -41,29 +41,44 @@ const RESTRICTED_LEADS: readonly { lead: number; from: number; to: number }[] = 
   { lead: 0xf4, from: 0x80, to: 0x8f },
 ];
 
-/** Where JSON text stands, lexically: between tokens (with the whitespace run so far), in a string, after `\`. */
+/**
+ * Where JSON text stands, lexically: between tokens (with the whitespace run so far), in a string, after `\`,
+ * after `\u`, after `\uD`.
+ */
 interface Lexical {
-  at: "between" | "string" | "escape";
+  at: "between" | "string" | "escape" | "unicode" | "surrogate";
   /** Whitespace characters in a row just written, between tokens. */
   run: number;
 }
 
 const isSpace = (b: number) => b === 0x20 || b === 0x0a || b === 0x09 || b === 0x0d;
+/** 8-9, A-F, a-f: after `\uD`, a UTF-16 surrogate. */
+const surrogateDigit = (b: number) =>
+  (b >= 0x38 && b <= 0x39) || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66);
 
-/** `state` after `bytes`, and the longest whitespace run between tokens the bytes complete or extend. */
-function lex(state: Lexical, bytes: Uint8Array): { state: Lexical; longest: number } {
+/**
+ * `state` after `bytes`, the longest whitespace run between tokens the bytes complete or extend, and whether they
+ * write a UTF-16 surrogate as an escape (`\ud83d`). xgrammar writes any escape; a lone surrogate is no text
+ * (pydantic and serde refuse the JSON), and one of a pair is what a raw UTF-8 character says as well, so strings
+ * hold none.
+ */
+function lex(state: Lexical, bytes: Uint8Array): { state: Lexical; longest: number; surrogate: boolean } {
   let { at, run } = state;
-  let longest = 0;
+  let longest = 0, surrogate = false;
   for (const b of bytes) {
-    if (at === "escape") at = "string";
-    else if (at === "string") at = b === 0x5c ? "escape" : b === 0x22 ? "between" : "string";
+    if (at === "escape") at = b === 0x75 ? "unicode" : "string";
+    else if (at === "unicode") at = b === 0x44 || b === 0x64 ? "surrogate" : "string";
+    else if (at === "surrogate") {
+      surrogate ||= surrogateDigit(b);
+      at = "string";
+    } else if (at === "string") at = b === 0x5c ? "escape" : b === 0x22 ? "between" : "string";
     else if (isSpace(b)) longest = Math.max(longest, ++run);
     else {
       run = 0;
       if (b === 0x22) at = "string";
     }
   }
-  return { state: { at, run }, longest };
+  return { state: { at, run }, longest, surrogate };
 }
 
 export interface Vocabulary {
@@ -82,11 +97,10 @@ export interface Vocabulary {
   follows: Uint32Array[];
   /**
    * Between JSON tokens after a whitespace run of MAX_WHITESPACE - k (k = 0..MAX_WHITESPACE), the tokens that keep
-   * every run within the bound; then in a string, and after a backslash in one.
+   * every run within the bound and write no surrogate escape; then so from each place in a string (lex's states).
    */
   spaced: Uint32Array[];
-  inString: Uint32Array;
-  inEscape: Uint32Array;
+  inString: Record<"string" | "escape" | "unicode" | "surrogate", Uint32Array>;
 }
 
 /** The model's vocabulary for xgrammar (`vocabSize`, the logits' width, may exceed the tokenizer's). */
@@ -99,7 +113,10 @@ export function vocabulary(tokenizer: Tokenizer, vocabSize: number): Vocabulary 
   const leads = new Uint8Array(vocabSize);
   const follows = RESTRICTED_LEADS.map(() => new Uint32Array(words));
   const spaced = Array.from({ length: MAX_WHITESPACE + 1 }, () => new Uint32Array(words));
-  const inString = new Uint32Array(words), inEscape = new Uint32Array(words);
+  const places = ["string", "escape", "unicode", "surrogate"] as const;
+  const inString = Object.fromEntries(
+    places.map((at) => [at, new Uint32Array(words)]),
+  ) as Vocabulary["inString"];
   const set = (mask: Uint32Array, id: number) => mask[id >> 5] |= 1 << (id & 31);
   const empty = new Uint8Array();
   for (let id = 0; id < vocabSize; id++) {
@@ -111,15 +128,17 @@ export function vocabulary(tokenizer: Tokenizer, vocabSize: number): Vocabulary 
     pieces.push(piece);
     offsets[id + 1] = offsets[id] + piece.length;
     // From the start of a run: the longest run a token makes alone, and the one its leading whitespace begins.
-    const alone = lex({ at: "between", run: 0 }, piece).longest;
+    const alone = lex({ at: "between", run: 0 }, piece);
     let leading = 0;
     while (leading < piece.length && isSpace(piece[leading])) leading++;
     for (let k = 0; k <= MAX_WHITESPACE; k++) {
       // After a run of MAX_WHITESPACE - k, the leading whitespace extends it; later runs stand alone.
-      if (alone <= MAX_WHITESPACE && leading <= k) set(spaced[k], id);
+      if (alone.longest <= MAX_WHITESPACE && !alone.surrogate && leading <= k) set(spaced[k], id);
     }
-    if (lex({ at: "string", run: 0 }, piece).longest <= MAX_WHITESPACE) set(inString, id);
-    if (lex({ at: "escape", run: 0 }, piece).longest <= MAX_WHITESPACE) set(inEscape, id);
+    for (const at of places) {
+      const from = lex({ at, run: 0 }, piece);
+      if (from.longest <= MAX_WHITESPACE && !from.surrogate) set(inString[at], id);
+    }
     if (!piece.length) continue;
     leads[id] = RESTRICTED_LEADS.findIndex(({ lead }) => lead === piece.at(-1)) + 1;
     RESTRICTED_LEADS.forEach(({ from, to }, i) => {
@@ -128,7 +147,7 @@ export function vocabulary(tokenizer: Tokenizer, vocabSize: number): Vocabulary 
   }
   const all = new Uint8Array(offsets[vocabSize]);
   pieces.forEach((piece, id) => all.set(piece, offsets[id]));
-  return { tokens, bytes: all, offsets, safe, text, leads, follows, spaced, inString, inEscape };
+  return { tokens, bytes: all, offsets, safe, text, leads, follows, spaced, inString };
 }
 
 /**
@@ -157,13 +176,9 @@ export class TokenGuard {
 
   /** Narrows `mask` (already cut to the tokens safe in JSON, or in text) in place. */
   narrow(mask: Uint32Array): void {
-    const { follows, spaced, inString, inEscape } = this.vocabulary;
+    const { follows, spaced, inString } = this.vocabulary;
     const { at, run } = this.#lexical;
-    const lexical = at === "string"
-      ? inString
-      : at === "escape"
-      ? inEscape
-      : spaced[Math.max(0, MAX_WHITESPACE - run)];
+    const lexical = at === "between" ? spaced[Math.max(0, MAX_WHITESPACE - run)] : inString[at];
     if (this.json) { for (let w = 0; w < mask.length; w++) mask[w] &= lexical[w]; }
     if (this.#lead) { for (let w = 0; w < mask.length; w++) mask[w] &= follows[this.#lead - 1][w]; }
     this.bounds?.narrow(mask);
