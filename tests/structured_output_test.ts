@@ -194,6 +194,31 @@ const SCHEMAS: Record<string, unknown> = {
     required: ["shape"],
     type: "object",
   },
+  // A tag of several values in one branch (pydantic's Literal["reptile", "lizard"]), bounds in each branch.
+  animals: {
+    type: "array",
+    items: {
+      oneOf: [
+        {
+          type: "object",
+          properties: {
+            kind: { enum: ["reptile", "lizard"] },
+            legs: { type: "integer", minimum: 0, maximum: 4 },
+          },
+          required: ["kind", "legs"],
+          additionalProperties: false,
+        },
+        {
+          type: "object",
+          properties: { kind: { const: "bird" }, legs: { type: "integer", minimum: 2, maximum: 2 } },
+          required: ["kind", "legs"],
+          additionalProperties: false,
+        },
+      ],
+    },
+    minItems: 2,
+    maxItems: 3,
+  },
   // zod-to-json-schema's reference into a list (a schema used twice), escaped names: xgrammar found none of them.
   references: {
     type: "object",
@@ -827,6 +852,14 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     // Found by an adversarial helper: the const's check overwrote the enum, so that 3 was written.
     [{ type: "number", minimum: 0, enum: [1, 2], const: 3 }, /"const" is not among "enum"/],
     [{ type: "number", enum: [1, 2], const: 3 }, /"const" is not among "enum"/],
+    // Tags of several values must not share one.
+    [{
+      oneOf: [["a", "b"], ["b", "c"]].map((values) => ({
+        type: "object",
+        properties: { k: { enum: values } },
+        required: ["k"],
+      })),
+    }, /branches 0 and 1 of "oneOf" may both match/],
     // Found by an adversarial helper: xgrammar wrote "abc" for these.
     [
       { type: "string", const: "abc", pattern: "^[0-9]+$" },

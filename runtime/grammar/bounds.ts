@@ -48,21 +48,21 @@ function expand(root: unknown, schema: unknown, seen = new Set<unknown>()): Cand
 const typesOfAll = (root: unknown, candidates: readonly Candidate[]) =>
   new Set(candidates.flatMap((c) => [...(c === true ? TYPES : typesOf(root, c))]));
 
-/** A string constant's value: `const`, or an `enum` of one. */
-function constant(root: unknown, schema: unknown): string | undefined {
+/** A string schema's only values: `const`, or an `enum` of strings (pydantic's tag of several values). */
+function constants(root: unknown, schema: unknown): string[] | undefined {
   const s = target(root, schema);
   if (!isSchemaMap(s)) return undefined;
-  const value = "const" in s ? s.const : Array.isArray(s.enum) && s.enum.length === 1 ? s.enum[0] : undefined;
-  return typeof value === "string" ? value : undefined;
+  const values = "const" in s ? [s.const] : Array.isArray(s.enum) ? s.enum : undefined;
+  return values?.every((v) => typeof v === "string") ? values as string[] : undefined;
 }
 
-/** The required first property of an object schema whose value is a string constant: [name, value]. */
-function leadingConstant(root: unknown, schema: Candidate): [string, string] | undefined {
+/** The required first property of an object schema whose values are string constants: [name, values]. */
+function leadingConstant(root: unknown, schema: Candidate): [string, string[]] | undefined {
   if (schema === true || !isSchemaMap(schema.properties)) return undefined;
   const first = Object.keys(schema.properties)[0];
-  const value = constant(root, schema.properties[first]);
+  const values = constants(root, schema.properties[first]);
   const required = Array.isArray(schema.required) && schema.required.includes(first);
-  return first !== undefined && required && value !== undefined ? [first, value] : undefined;
+  return first !== undefined && required && values !== undefined ? [first, values] : undefined;
 }
 
 /**
@@ -83,9 +83,9 @@ function discriminated(root: unknown, branches: readonly Candidate[][]): boolean
   const leads = objects.map((i) =>
     branches[i].length === 1 && types[i].size === 1 ? leadingConstant(root, branches[i][0]) : undefined
   );
-  const values = new Set(leads.map((lead) => lead?.[1]));
+  const values = leads.flatMap((lead) => lead?.[1] ?? []);
   const byConstant = leads.every((lead) => lead !== undefined && lead[0] === leads[0]![0]) &&
-    values.size === leads.length;
+    new Set(values).size === values.length;
   return types.map((set) =>
     [...set].every((t) => owners.get(t) === 1) || (byConstant && set.size === 1 && set.has("object"))
   );
@@ -233,8 +233,9 @@ export class BoundsPlan {
     let most = 0;
     for (const c of objects) {
       if (c === true || !isSchemaMap(c.properties) || !Object.hasOwn(c.properties, key)) continue;
-      const value = constant(this.root, c.properties[key]);
-      if (value !== undefined) most = Math.max(most, 6 * [...value].length * 2);
+      for (const value of constants(this.root, c.properties[key]) ?? []) {
+        most = Math.max(most, 6 * [...value].length * 2);
+      }
     }
     return most;
   }
@@ -246,8 +247,8 @@ export class BoundsPlan {
   holding(objects: readonly Candidate[], key: string, value: string | undefined): Candidate[] {
     return objects.filter((c) => {
       if (c === true || !isSchemaMap(c.properties) || !Object.hasOwn(c.properties, key)) return true;
-      const fixed = constant(this.root, c.properties[key]);
-      return fixed === undefined || fixed === value;
+      const fixed = constants(this.root, c.properties[key]);
+      return fixed === undefined || (value !== undefined && fixed.includes(value));
     });
   }
 

@@ -617,16 +617,18 @@ function overlapping(root: unknown, branches: unknown[]): [number, number] | und
     if (!isSchemaMap(s) || !isSchemaMap(s.properties) || !Array.isArray(s.required)) return undefined;
     return new Map(
       s.required.flatMap((name) => {
-        const value = constantOf(root, (s.properties as Schema)[name]);
-        return value === undefined ? [] : [[name, value] as const];
+        const values = valuesOf(root, (s.properties as Schema)[name]);
+        return values === undefined ? [] : [[name, values] as const];
       }),
     );
   };
   const tags = shared.map(constants);
+  // Told apart by a tag whose values (one, or several: pydantic's Literal["reptile", "lizard"]) no two share.
   const told = shared.length > 0 && shared.every((i) => types[i].size === 1 && types[i].has("object")) &&
-    [...tags[0]?.keys() ?? []].some((name) =>
-      new Set(tags.map((t) => t?.get(name))).size === shared.length && tags.every((t) => t?.has(name))
-    );
+    [...tags[0]?.keys() ?? []].some((name) => {
+      const values = tags.flatMap((t) => t?.get(name) ?? []);
+      return tags.every((t) => t?.has(name)) && new Set(values).size === values.length;
+    });
   if (told) return undefined;
   for (let a = 0; a < shared.length; a++) {
     for (let b = a + 1; b < shared.length; b++) {
@@ -636,15 +638,12 @@ function overlapping(root: unknown, branches: unknown[]): [number, number] | und
   return undefined;
 }
 
-/** A schema's constant, as JSON text: `const`, or an `enum` of one. */
-function constantOf(root: unknown, schema: unknown): string | undefined {
+/** A schema's only values, as JSON texts: `const`, or an `enum`. */
+function valuesOf(root: unknown, schema: unknown): string[] | undefined {
   const p = target(root, schema);
   if (!isSchemaMap(p)) return undefined;
-  return "const" in p
-    ? JSON.stringify(p.const)
-    : Array.isArray(p.enum) && p.enum.length === 1
-    ? JSON.stringify(p.enum[0])
-    : undefined;
+  const values = "const" in p ? [p.const] : Array.isArray(p.enum) ? p.enum : undefined;
+  return values?.map((v) => JSON.stringify(v));
 }
 
 function exclusive(root: unknown, a: unknown, b: unknown): boolean {
@@ -654,13 +653,13 @@ function exclusive(root: unknown, a: unknown, b: unknown): boolean {
   if (!isSchemaMap(sa) || !isSchemaMap(sb) || !isSchemaMap(sa.properties) || !isSchemaMap(sb.properties)) {
     return false;
   }
-  const constant = (s: Schema, name: string) =>
+  const values = (s: Schema, name: string) =>
     Array.isArray(s.required) && s.required.includes(name)
-      ? constantOf(root, (s.properties as Schema)[name])
+      ? valuesOf(root, (s.properties as Schema)[name])
       : undefined;
   return Object.keys(sa.properties).some((name) => {
-    const ca = constant(sa, name), cb = constant(sb, name);
-    return ca !== undefined && cb !== undefined && ca !== cb;
+    const va = values(sa, name), vb = values(sb, name);
+    return va !== undefined && vb !== undefined && !va.some((v) => vb.includes(v));
   });
 }
 
