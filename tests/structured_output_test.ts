@@ -866,6 +866,15 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
       /no value of "enum" or "const" matches the pattern/,
     ],
     [{ type: [] }, /"type" lists no type/],
+    // No finite value: every answer would run to max_tokens (an adversarial helper's case).
+    [{ properties: { a: { $ref: "#" } }, required: ["a"] }, /allows no finite value/],
+    [{
+      type: "array",
+      minItems: 1,
+      items: {
+        anyOf: [{ $ref: "#" }, { type: "object", properties: { b: { $ref: "#" } }, required: ["b"] }],
+      },
+    }, /allows no finite value/],
     // The grammar writes "ab" for the first pattern, whose value could then not be the second's string.
     [
       { type: "object", patternProperties: { "^ab$": { type: "number" }, "b": { type: "string" } } },

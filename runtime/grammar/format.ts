@@ -244,6 +244,13 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
   if (nesting(normalised) > MAX_DEPTH) {
     throw new FormatError(`the schema nests deeper than ${MAX_DEPTH} through its references`, "");
   }
+  if (!finite(normalised)) {
+    throw new FormatError(
+      "the schema allows no finite value: a required property or item leads back to where it began, on every " +
+        "branch (the answer would run to max_tokens)",
+      "",
+    );
+  }
   const text = JSON.stringify(normalised);
   // Measured as the wire sends it (formats become patterns), in bytes, which its limit on characters then meets.
   if (new TextEncoder().encode(text).length > MAX_SCHEMA_BYTES) {
@@ -488,6 +495,60 @@ function mapSchemas(schema: unknown, f: (s: Schema) => Schema): unknown {
     }
   }
   return s;
+}
+
+/**
+ * Whether some value of the (checked) schema is finite: a least fixpoint over its subschemas, where an object is
+ * finite when its required properties are, an array when its first minItems items are, a union when a branch is.
+ */
+function finite(root: unknown): boolean {
+  const nodes: Schema[] = [];
+  const seen = new Set<Schema>();
+  const collect = (s: unknown) => {
+    if (!isSchemaMap(s) || seen.has(s)) return;
+    seen.add(s);
+    nodes.push(s);
+    for (const key of ONE) collect(s[key]);
+    for (const key of LIST) if (Array.isArray(s[key])) s[key].forEach(collect);
+    for (const key of MAP) if (isSchemaMap(s[key])) Object.values(s[key]).forEach(collect);
+  };
+  collect(root);
+  const known = new Set<Schema>();
+  const is = (s: unknown): boolean => s === true || s === undefined || (isSchemaMap(s) && known.has(s));
+  const own = (s: Schema): boolean => {
+    if (typeof s.$ref === "string") return is(resolve(root, s.$ref));
+    if (Array.isArray(s.allOf)) return s.allOf.every(is);
+    const branches = s.anyOf ?? s.oneOf;
+    if (Array.isArray(branches)) return branches.some(is);
+    // Without a type, xgrammar writes an object for object keywords, an array for array keywords.
+    const types = s.type !== undefined
+      ? typesOf(root, s)
+      : "properties" in s || "required" in s
+      ? new Set(["object"])
+      : "items" in s || "prefixItems" in s || "minItems" in s
+      ? new Set(["array"])
+      : typesOf(root, s);
+    if ("const" in s || "enum" in s || [...types].some((t) => t !== "object" && t !== "array")) return true;
+    if (types.has("object")) {
+      const properties = isSchemaMap(s.properties) ? s.properties : {};
+      return (Array.isArray(s.required) ? s.required : []).every((name) => is(properties[name as string]));
+    }
+    const least = typeof s.minItems === "number" ? s.minItems : 0;
+    const prefix = Array.isArray(s.prefixItems) ? s.prefixItems : [];
+    return Array.from({ length: Math.min(least, prefix.length + 1) }, (_, i) => prefix[i] ?? s.items).every(
+      is,
+    );
+  };
+  for (let changed = true; changed;) {
+    changed = false;
+    for (const s of nodes) {
+      if (!known.has(s) && own(s)) {
+        known.add(s);
+        changed = true;
+      }
+    }
+  }
+  return is(root);
 }
 
 /**
