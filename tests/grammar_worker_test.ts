@@ -323,3 +323,29 @@ Deno.test("grammar pool: a schema to compile goes to a thread holding no running
     pool.close();
   }
 });
+
+Deno.test("grammar pool: a schema that failed to compile has no home thread to go back to", async () => {
+  const inner = XGrammarConstraints.forTokenizer(tokenizer, tokenizer.vocabSize);
+  const threads: SlowConstraints[] = [];
+  const pool = new GrammarPool(() => {
+    const thread = Object.assign(new SlowConstraints(inner), { close() {} });
+    threads.push(thread);
+    return thread;
+  }, { threads: 2 });
+  const bad = { ...jsonSchemaFormat({ enum: ["x"] }), schema: '{"type":"frobnicate"}' };
+  try {
+    const failing = pool.constrain(bad, [EOS]);
+    threads[0].pending[0]();
+    await assert.rejects(failing);
+    const stream = pool.constrain(jsonSchemaFormat({ enum: ["a"] }), [EOS]);
+    threads[0].pending[1]();
+    const live = await stream; // thread 0 holds a running stream's matcher now
+    const again = pool.constrain(bad, [EOS]);
+    assert.deepEqual(threads.map((t) => t.pending.length), [2, 1], "the retry went to a free thread");
+    threads[1].pending[0]();
+    await assert.rejects(again);
+    live.release();
+  } finally {
+    pool.close();
+  }
+});

@@ -866,6 +866,15 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
       /no value of "enum" or "const" matches the pattern/,
     ],
     [{ type: [] }, /"type" lists no type/],
+    // A new name for a hoisted reference must not be one a reference names in vain (a review's case).
+    [{
+      type: "object",
+      properties: {
+        a: { anyOf: [{ type: "integer" }, { type: "null" }] },
+        p: { $ref: "#/$defs/ref0" },
+        q: { $ref: "#/properties/a/anyOf/0" },
+      },
+    }, /"#\/\$defs\/ref0" names nothing/],
     // No finite value: every answer would run to max_tokens (an adversarial helper's case).
     [{ properties: { a: { $ref: "#" } }, required: ["a"] }, /allows no finite value/],
     [{
@@ -1041,6 +1050,29 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
   jsonSchemaFormat({ type: "number", minimum: 0, exclusiveMinimum: true });
   jsonSchemaFormat({ type: "number", exclusiveMinimum: true }); // draft 4: a flag without its bound
   jsonSchemaFormat({ type: "number", enum: [1e23], maximum: 1e23 }); // the enum's double is the bound's
+  // A discriminator whose tag is no constant (OpenAPI's petType: string) leaves the branches as written, told
+  // apart by their leading constant; a branch two unions share is ordered for the first; data is not a schema.
+  const openapi = (tag: string, n: [number, number]) => ({
+    type: "object",
+    properties: {
+      kind: { const: tag },
+      petType: { type: "string" },
+      n: { type: "integer", minimum: n[0], maximum: n[1] },
+    },
+    required: ["kind", "petType", "n"],
+  });
+  jsonSchemaFormat({
+    oneOf: [openapi("cat", [0, 3]), openapi("dog", [10, 13])],
+    discriminator: { propertyName: "petType" },
+  });
+  const data = { discriminator: { propertyName: "k" }, oneOf: [{ properties: { k: { const: "a" } } }] };
+  assert.deepEqual(
+    JSON.parse(
+      jsonSchemaFormat({ type: "object", properties: { spec: { const: data } }, required: ["spec"] }).schema,
+    )
+      .properties.spec.const,
+    data,
+  );
   // Patterns no name matches both of, or schemas that differ in bounds and annotations alone.
   jsonSchemaFormat({
     type: "object",

@@ -560,17 +560,28 @@ function finite(root: unknown): boolean {
 function taggedFirst(schema: unknown): unknown {
   if (!JSON.stringify(schema)?.includes('"discriminator"')) return schema;
   const root = structuredClone(schema);
+  /** The tag each branch was ordered for: a branch two unions share keeps the first's. */
+  const ordered = new Map<Schema, string>();
+  // Through the keywords that hold schemas only: a `const` or `default` that looks like one is data.
   const visit = (value: unknown): void => {
-    if (typeof value !== "object" || value === null) return;
-    Object.values(value).forEach(visit);
-    if (!isSchemaMap(value) || !isSchemaMap(value.discriminator)) return;
+    if (!isSchemaMap(value)) return;
+    for (const key of ONE) visit(value[key]);
+    for (const key of LIST) if (Array.isArray(value[key])) value[key].forEach(visit);
+    for (const key of MAP) if (isSchemaMap(value[key])) Object.values(value[key]).forEach(visit);
+    if (!isSchemaMap(value.discriminator)) return;
     const tag = value.discriminator.propertyName;
-    const branches = value.oneOf ?? value.anyOf;
-    if (typeof tag !== "string" || !Array.isArray(branches)) return;
-    for (const branch of branches) {
-      const s = target(root, branch);
-      if (!isSchemaMap(s) || !isSchemaMap(s.properties) || !Object.hasOwn(s.properties, tag)) continue;
-      const { [tag]: first, ...rest } = s.properties;
+    const branches = (value.oneOf ?? value.anyOf) as unknown[] | undefined;
+    if (typeof tag !== "string" || !Array.isArray(branches) || branches.length < 2) return;
+    const targets = branches.map((branch) => target(root, branch));
+    // Only where the tag is a constant in every branch (an OpenAPI tag of type string tells nothing apart).
+    const tagged = targets.every((s) =>
+      isSchemaMap(s) && isSchemaMap(s.properties) && Object.hasOwn(s.properties, tag) &&
+      valuesOf(root, s.properties[tag]) !== undefined && (ordered.get(s) ?? tag) === tag
+    );
+    if (!tagged) return;
+    for (const s of targets as Schema[]) {
+      ordered.set(s, tag);
+      const { [tag]: first, ...rest } = s.properties as Schema;
       s.properties = { [tag]: first, ...rest };
       const required = Array.isArray(s.required) ? s.required : [];
       if (!required.includes(tag)) s.required = [tag, ...required];
@@ -589,8 +600,9 @@ function taggedFirst(schema: unknown): unknown {
 function hoistReferences(root: unknown): unknown {
   if (!isSchemaMap(root)) return root;
   const plain = /^#\/(\$defs|definitions)\/[A-Za-z0-9_.-]+$/;
-  const refs = new Set<string>();
+  const refs = new Set<string>(), all = new Set<string>();
   mapSchemas(root, (s) => {
+    if (typeof s.$ref === "string") all.add(s.$ref);
     if (typeof s.$ref === "string" && s.$ref !== "#" && !plain.test(s.$ref)) refs.add(s.$ref);
     return s;
   });
@@ -600,8 +612,9 @@ function hoistReferences(root: unknown): unknown {
   for (const ref of refs) {
     const target = resolve(root, ref);
     if (target === undefined || !atSchema(ref)) continue;
+    // A name neither defined nor named by a reference (one that names nothing must stay so, for the check).
     let name: string;
-    do name = `ref${n++}`; while (Object.hasOwn(defs, name));
+    do name = `ref${n++}`; while (Object.hasOwn(defs, name) || all.has(`#/$defs/${name}`));
     names.set(ref, name);
     defs[name] = target;
   }

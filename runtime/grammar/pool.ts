@@ -54,11 +54,15 @@ export class GrammarPool implements Constraints {
         ? this.#add()
         : fewest(this.#slots.filter((s) => s.making === 0), (s) => s.live) ?? home ??
           fewest(this.#slots, (s) => s.making)!);
+    // Its home from now (the n choices of a request share the compile), unless it fails to compile.
     slot.formats = [...slot.formats.filter((k) => k !== key), key].slice(-(this.options.kept ?? 4));
     slot.making++;
     let constraint: TokenConstraint;
     try {
       constraint = await slot.thread.constrain(format, stopIds);
+    } catch (err) {
+      slot.formats = slot.formats.filter((k) => k !== key);
+      throw err;
     } finally {
       slot.making--;
     }
