@@ -349,3 +349,23 @@ Deno.test("grammar pool: a schema that failed to compile has no home thread to g
     pool.close();
   }
 });
+
+Deno.test("grammar pool: the choices of one request share their schema's compile on one thread", async () => {
+  const inner = XGrammarConstraints.forTokenizer(tokenizer, tokenizer.vocabSize);
+  const threads: SlowConstraints[] = [];
+  const pool = new GrammarPool(() => {
+    const thread = Object.assign(new SlowConstraints(inner), { close() {} });
+    threads.push(thread);
+    return thread;
+  }, { threads: 2 });
+  try {
+    const format = jsonSchemaFormat({ enum: ["n", "choices"] });
+    const choices = [0, 1, 2].map(() => pool.constrain(format, [EOS]));
+    assert.equal(pool.threads, 1);
+    assert.deepEqual(threads.map((t) => t.pending.length), [3]);
+    for (const go of threads[0].pending) go();
+    for (const choice of await Promise.all(choices)) choice.release();
+  } finally {
+    pool.close();
+  }
+});

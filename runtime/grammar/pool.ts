@@ -4,8 +4,8 @@
  * to compile goes to a thread that neither compiles nor holds a running stream's matcher (starting one while
  * there are fewer than `threads`), else to the idle one holding the fewest, and the streams on the others keep
  * their pace. Matchers stay on the thread that made them; a schema goes back to the thread that compiled it last
- * (which keeps its grammar: no compile), unless that one is compiling something else. Threads start when first
- * needed: one that is always idle costs nothing.
+ * (which keeps its grammar: no compile), or compiles it now (a request's n choices share one compile), unless
+ * that one is compiling something else. Threads start when first needed: one that is always idle costs nothing.
  */
 import type { Constraints, TokenConstraint } from "../engine/engine.ts";
 import { formatKey, type OutputFormat } from "./format.ts";
@@ -17,6 +17,8 @@ interface Slot {
   thread: GrammarThread;
   /** Matchers being made there (a compile, or a grammar it keeps). */
   making: number;
+  /** The formats whose matchers are being made there, and how many of each. */
+  pending: Map<string, number>;
   /** Matchers made there and not released: streams whose masks a compile there would hold. */
   live: number;
   /** The formats it compiled, most recent last (as many as it keeps). */
@@ -49,14 +51,18 @@ export class GrammarPool implements Constraints {
     const home = this.#slots.find((s) => s.formats.includes(key));
     const fewest = (slots: Slot[], by: (s: Slot) => number) =>
       slots.reduce<Slot | undefined>((a, b) => a && by(a) <= by(b) ? a : b, undefined);
-    const slot = home?.making === 0 ? home : this.#slots.find((s) => s.making === 0 && s.live === 0) ??
-      (this.#slots.length < (this.options.threads ?? 2)
-        ? this.#add()
-        : fewest(this.#slots.filter((s) => s.making === 0), (s) => s.live) ?? home ??
-          fewest(this.#slots, (s) => s.making)!);
-    // Its home from now (the n choices of a request share the compile), unless it fails to compile.
+    // Home when it makes nothing, or makes this very format: the n choices of a request share one compile.
+    const slot = home && (home.making === 0 || home.pending.has(key))
+      ? home
+      : this.#slots.find((s) => s.making === 0 && s.live === 0) ??
+        (this.#slots.length < (this.options.threads ?? 2)
+          ? this.#add()
+          : fewest(this.#slots.filter((s) => s.making === 0), (s) => s.live) ?? home ??
+            fewest(this.#slots, (s) => s.making)!);
+    // Its home from now, unless it fails to compile.
     slot.formats = [...slot.formats.filter((k) => k !== key), key].slice(-(this.options.kept ?? 4));
     slot.making++;
+    slot.pending.set(key, (slot.pending.get(key) ?? 0) + 1);
     let constraint: TokenConstraint;
     try {
       constraint = await slot.thread.constrain(format, stopIds);
@@ -65,6 +71,9 @@ export class GrammarPool implements Constraints {
       throw err;
     } finally {
       slot.making--;
+      const left = slot.pending.get(key)! - 1;
+      if (left) slot.pending.set(key, left);
+      else slot.pending.delete(key);
     }
     slot.live++;
     let released = false;
@@ -84,7 +93,7 @@ export class GrammarPool implements Constraints {
   }
 
   #add(): Slot {
-    const slot = { thread: this.start(), making: 0, live: 0, formats: [] };
+    const slot = { thread: this.start(), making: 0, pending: new Map(), live: 0, formats: [] };
     this.#slots.push(slot);
     return slot;
   }
