@@ -96,26 +96,22 @@ Deno.test("edge gateway: the bundle under Deno and workerd, two GPU hosts, one k
       // The gateway reads an image's header only: a file whose data is broken is refused by the host decoding it.
       const png = await Deno.readFile(fixture("golden/images/chat_a_32x48.png"));
       const broken = `data:image/png;base64,${png.subarray(0, png.length - 40).toBase64()}`;
-      const refusedImage = await post(`${gateway.url}/v1/chat/completions`, {
+      const withBroken = {
         model: "mistral",
         messages: [{
           role: "user",
           content: [{ type: "image_url", image_url: { url: broken } }, { type: "text", text: "x" }],
         }],
         max_tokens: 2,
-      }, { authorization: `Bearer ${KEY}` });
+      };
+      const refusedImage = await post(`${gateway.url}/v1/chat/completions`, withBroken, {
+        authorization: `Bearer ${KEY}`,
+      });
       assert.equal(refusedImage.status, 400, JSON.stringify(refusedImage.json));
       assert.equal(refusedImage.json.error.type, "invalid_request_error");
       assert.match(refusedImage.json.error.message, /corrupt|truncated|end/i);
       // As the GPU host answers it directly: the image's place in the request, and its code.
-      const hostRefused = await post(`${b.url}/v1/chat/completions`, {
-        model: "mistral",
-        messages: [{
-          role: "user",
-          content: [{ type: "image_url", image_url: { url: broken } }, { type: "text", text: "x" }],
-        }],
-        max_tokens: 2,
-      });
+      const hostRefused = await post(`${b.url}/v1/chat/completions`, withBroken);
       assert.deepEqual(refusedImage.json.error, hostRefused.json.error);
       assert.equal(refusedImage.json.error.param, "messages[0].content[0].image_url");
       assert.equal(refusedImage.json.error.code, "invalid_image");

@@ -288,9 +288,8 @@ Deno.test("grammar pool: a schema goes to a thread not compiling, or back to the
   await assert.rejects(pool.constrain(a, [EOS]), /closed/);
 });
 
-Deno.test("grammar pool: a schema to compile goes to a thread holding no running stream's matcher", async () => {
-  // An adversarial helper's case: a 20 s compile went to the idle thread where a running stream's matcher lived,
-  // whose masks then waited for it.
+/** A pool of two threads whose constrain calls each wait for their `pending` gate. */
+function slowPool() {
   const inner = XGrammarConstraints.forTokenizer(tokenizer, tokenizer.vocabSize);
   const threads: SlowConstraints[] = [];
   const pool = new GrammarPool(() => {
@@ -298,6 +297,13 @@ Deno.test("grammar pool: a schema to compile goes to a thread holding no running
     threads.push(thread);
     return thread;
   }, { threads: 2 });
+  return { pool, threads };
+}
+
+Deno.test("grammar pool: a schema to compile goes to a thread holding no running stream's matcher", async () => {
+  // An adversarial helper's case: a 20 s compile went to the idle thread where a running stream's matcher lived,
+  // whose masks then waited for it.
+  const { pool, threads } = slowPool();
   const format = (values: string[]) => jsonSchemaFormat({ enum: values });
   try {
     const running = pool.constrain(format(["a"]), [EOS]);
@@ -325,13 +331,7 @@ Deno.test("grammar pool: a schema to compile goes to a thread holding no running
 });
 
 Deno.test("grammar pool: a schema that failed to compile has no home thread to go back to", async () => {
-  const inner = XGrammarConstraints.forTokenizer(tokenizer, tokenizer.vocabSize);
-  const threads: SlowConstraints[] = [];
-  const pool = new GrammarPool(() => {
-    const thread = Object.assign(new SlowConstraints(inner), { close() {} });
-    threads.push(thread);
-    return thread;
-  }, { threads: 2 });
+  const { pool, threads } = slowPool();
   const bad = { ...jsonSchemaFormat({ enum: ["x"] }), schema: '{"type":"frobnicate"}' };
   try {
     const failing = pool.constrain(bad, [EOS]);
@@ -351,13 +351,7 @@ Deno.test("grammar pool: a schema that failed to compile has no home thread to g
 });
 
 Deno.test("grammar pool: the choices of one request share their schema's compile on one thread", async () => {
-  const inner = XGrammarConstraints.forTokenizer(tokenizer, tokenizer.vocabSize);
-  const threads: SlowConstraints[] = [];
-  const pool = new GrammarPool(() => {
-    const thread = Object.assign(new SlowConstraints(inner), { close() {} });
-    threads.push(thread);
-    return thread;
-  }, { threads: 2 });
+  const { pool, threads } = slowPool();
   try {
     const format = jsonSchemaFormat({ enum: ["n", "choices"] });
     const choices = [0, 1, 2].map(() => pool.constrain(format, [EOS]));
