@@ -35,7 +35,7 @@ function pow10(k: number): bigint {
   return powers[k];
 }
 
-export function compare(a: Decimal, b: Decimal): number {
+function compare(a: Decimal, b: Decimal): number {
   const x = a.n * pow10(Math.max(0, b.scale - a.scale)), y = b.n * pow10(Math.max(0, a.scale - b.scale));
   return x < y ? -1 : x > y ? 1 : 0;
 }
@@ -43,7 +43,7 @@ export function compare(a: Decimal, b: Decimal): number {
 const negate = (d: Decimal): Decimal => ({ n: -d.n, scale: d.scale });
 
 /** A decimal from plain JSON number text or JavaScript's String(number) ("1e-7", "1.5e+300"). */
-export function decimal(text: string): Decimal {
+function decimal(text: string): Decimal {
   const m = /^(-?)(\d+)(?:\.(\d+))?(?:e([+-]?\d+))?$/i.exec(text);
   if (!m) throw new RangeError(`not a number: ${text}`);
   const fraction = m[3] ?? "";
