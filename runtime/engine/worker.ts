@@ -124,9 +124,9 @@ export class WorkerEngine implements Engine {
   static start(options: WorkerEngineOptions): Promise<WorkerEngine> {
     const worker = new Worker(new URL("./worker_entry.ts", import.meta.url), { type: "module" });
     const started = Promise.withResolvers<WorkerEngine>();
-    const fail = (error: Error) => {
+    const fail = (error: Error, ended = false) => {
       options.signal?.removeEventListener("abort", abort);
-      worker.terminate();
+      if (!ended) worker.terminate();
       started.reject(error);
     };
     const abort = () => fail(new EngineClosedError("the model load was stopped"));
@@ -139,7 +139,7 @@ export class WorkerEngine implements Engine {
       if (e.data.type !== "ready" && e.data.type !== "failed") return;
       options.signal?.removeEventListener("abort", abort);
       if (e.data.type === "ready") started.resolve(new WorkerEngine(worker, e.data.ready, options.onFailure));
-      else fail(deserializeError(e.data.error));
+      else fail(deserializeError(e.data.error), true); // the worker ends itself
     };
     worker.postMessage(
       { type: "start", model: options.model, engine: options.engine ?? {} } satisfies ToWorker,

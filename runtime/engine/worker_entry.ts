@@ -65,6 +65,9 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
     });
   } catch (err) {
     post({ type: "failed", error: serializeError(err) });
+    // The thread ends itself once the load's last work is done (its GPU device let go, see loadModel): a host
+    // that terminated it at once and exited crashed in Mesa now and then (1 in 5 runs, with lavapipe preloaded).
+    self.close();
   }
 }
 
