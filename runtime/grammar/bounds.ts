@@ -13,11 +13,20 @@
  * items, references, and unions whose branches differ in type (a string or null) or are objects that begin with
  * a required property of distinct constant values (a tool call's function name comes before its arguments; the
  * grammar writes properties in the order the schema lists them). A string a union reaches otherwise keeps its
- * bounds in the grammar (stringBounds says which); a number there may have none.
+ * bounds in the grammar (boundedSchemas says which); a number there may have none.
  *
  * Lengths are counted in code points, as JSON Schema does: an escape as one, an escaped UTF-16 pair as one.
  */
-import { isSchemaMap, resolve, type Schema, target, TYPES, typesOf, typesOverlap } from "./schema.ts";
+import {
+  isSchemaMap,
+  listedValues,
+  resolve,
+  type Schema,
+  target,
+  TYPES,
+  typesOf,
+  typesOverlap,
+} from "./schema.ts";
 import { repeatedSetBounds } from "./regex.ts";
 import { boundsInterval, intersect, type Interval, reachable, within } from "./numbers.ts";
 import type { Vocabulary } from "./vocabulary.ts";
@@ -52,7 +61,7 @@ const typesOfAll = (root: unknown, candidates: readonly Candidate[]) =>
 function constants(root: unknown, schema: unknown): string[] | undefined {
   const s = target(root, schema);
   if (!isSchemaMap(s)) return undefined;
-  const values = "const" in s ? [s.const] : Array.isArray(s.enum) ? s.enum : undefined;
+  const values = listedValues(s);
   return values?.every((v) => typeof v === "string") ? values as string[] : undefined;
 }
 
@@ -120,23 +129,23 @@ export interface Bounded {
 }
 
 /**
- * The bounded string schemas of `root` a value can reach, by identity: those the tracker keeps (`guarded`) and
- * those it cannot (`ambiguous`, left to the grammar). Unreachable ones (an unused definition) are in neither.
+ * The bounded string and number schemas of `root` a value can reach, by identity: those the tracker keeps
+ * (`guarded`) and those it cannot (`ambiguous`: strings' bounds are left to the grammar). Unreachable ones (an
+ * unused definition) are in neither.
  */
-export function stringBounds(root: unknown): Bounded {
-  const bounded = [...reached(root)].filter(([s]) => "minLength" in s || "maxLength" in s || "pattern" in s);
+export function boundedSchemas(root: unknown): { strings: Bounded; numbers: Bounded } {
+  const all = [...reached(root)];
+  const strings = all.filter(([s]) => "minLength" in s || "maxLength" in s || "pattern" in s);
+  const numbers = all.filter(([s]) => NUMBER_BOUNDS.some((key) => key in s));
   return {
-    guarded: new Set(bounded.filter(([s, ambiguous]) => !ambiguous && boundsOf(s)).map(([s]) => s)),
-    ambiguous: new Set(bounded.filter(([s, ambiguous]) => ambiguous || !boundsOf(s)).map(([s]) => s)),
-  };
-}
-
-/** The schemas of `root` with numeric bounds that a value can reach, by identity, as stringBounds. */
-export function numberBounds(root: unknown): Bounded {
-  const bounded = [...reached(root)].filter(([s]) => NUMBER_BOUNDS.some((key) => key in s));
-  return {
-    guarded: new Set(bounded.filter(([, ambiguous]) => !ambiguous).map(([s]) => s)),
-    ambiguous: new Set(bounded.filter(([, ambiguous]) => ambiguous).map(([s]) => s)),
+    strings: {
+      guarded: new Set(strings.filter(([s, ambiguous]) => !ambiguous && boundsOf(s)).map(([s]) => s)),
+      ambiguous: new Set(strings.filter(([s, ambiguous]) => ambiguous || !boundsOf(s)).map(([s]) => s)),
+    },
+    numbers: {
+      guarded: new Set(numbers.filter(([, ambiguous]) => !ambiguous).map(([s]) => s)),
+      ambiguous: new Set(numbers.filter(([, ambiguous]) => ambiguous).map(([s]) => s)),
+    },
   };
 }
 
@@ -180,10 +189,9 @@ export class BoundsPlan {
 
   constructor(schema: string) {
     this.root = JSON.parse(schema);
-    this.guarded = new Map([...stringBounds(this.root).guarded].map((s) => [s, boundsOf(s)!]));
-    this.numbers = new Map(
-      [...numberBounds(this.root).guarded].map((s) => [s, boundsInterval(s, integerOnly(s))]),
-    );
+    const { strings, numbers } = boundedSchemas(this.root);
+    this.guarded = new Map([...strings.guarded].map((s) => [s, boundsOf(s)!]));
+    this.numbers = new Map([...numbers.guarded].map((s) => [s, boundsInterval(s, integerOnly(s))]));
   }
 
   /** The plan of a JSON format's schema, or undefined when no bounds are left to the masks. */

@@ -9,11 +9,12 @@
 
 import { xgrammarGrammar } from "./gbnf.ts";
 import { type PatternTarget, xgrammarPattern } from "./regex.ts";
-import { type Bounded, boundsOf, integerOnly, NUMBER_BOUNDS, numberBounds, stringBounds } from "./bounds.ts";
+import { type Bounded, boundedSchemas, boundsOf, integerOnly, NUMBER_BOUNDS } from "./bounds.ts";
 import { boundsInterval, holds, nonEmpty } from "./numbers.ts";
 import {
   isSchemaMap,
   jsonType,
+  listedValues,
   pointerKeys,
   resolve,
   type Schema,
@@ -237,10 +238,7 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
   // Before anything recurses into it: values nested thousands deep (a `default`) stall xgrammar's parser.
   checkValues(schema, MAX_VALUE_DEPTH);
   const normalised = hoistReferences(mapSchemas(taggedFirst(schema), normalise));
-  checkSchema(normalised, "", 0, normalised, {
-    strings: stringBounds(normalised),
-    numbers: numberBounds(normalised),
-  });
+  checkSchema(normalised, "", 0, normalised, boundedSchemas(normalised));
   if (nesting(normalised) > MAX_DEPTH) {
     throw new FormatError(`the schema nests deeper than ${MAX_DEPTH} through its references`, "");
   }
@@ -292,7 +290,7 @@ export function relaxedSchema(schema: unknown): { schema: unknown; dropped: stri
     return out;
   });
   // Numbers a union reaches where the masks cannot tell them apart lose their bounds.
-  const { ambiguous } = numberBounds(kept);
+  const { ambiguous } = boundedSchemas(kept).numbers;
   const relaxed = mapSchemas(kept, (s) => {
     if (!ambiguous.has(s)) return s;
     const out = { ...s };
@@ -323,7 +321,7 @@ export function relaxedSchema(schema: unknown): { schema: unknown; dropped: stri
 export function xgrammarSchema(format: OutputFormat): string {
   const print = (pattern: string, counted = false) => xgrammarPattern(pattern, "json", "", counted);
   const root = JSON.parse(format.schema);
-  const guarded = stringBounds(root).guarded, numbers = numberBounds(root).guarded;
+  const { strings: { guarded }, numbers: { guarded: numbers } } = boundedSchemas(root);
   return JSON.stringify(mapSchemas(root, (s) => {
     const out = { ...s };
     if (guarded.has(s)) {
@@ -432,7 +430,7 @@ function normalise(schema: Schema): Schema {
     delete s.propertyNames;
   }
   // Length bounds beside enum or const: the values whose length fits (the grammar writes the values alone).
-  const values = "const" in s ? [s.const] : Array.isArray(s.enum) ? s.enum : undefined;
+  const values = listedValues(s);
   const lengths = [s.minLength ?? 0, s.maxLength ?? 0];
   if (
     values && ("minLength" in s || "maxLength" in s) &&
@@ -450,7 +448,7 @@ function normalise(schema: Schema): Schema {
     }
   }
   // Numeric bounds beside enum or const: the values inside them.
-  const choices = "const" in s ? [s.const] : Array.isArray(s.enum) ? s.enum : undefined;
+  const choices = listedValues(s);
   if (
     choices && NUMBER_BOUNDS.some((k) => k in s) &&
     NUMBER_BOUNDS.every((k) => !(k in s) || Number.isFinite(s[k]))
@@ -467,7 +465,7 @@ function normalise(schema: Schema): Schema {
     delete s.format;
   }
   // A pattern beside enum or const: the values it matches (xgrammar writes the values and ignores the pattern).
-  const listed = "const" in s ? [s.const] : Array.isArray(s.enum) ? s.enum : undefined;
+  const listed = listedValues(s);
   if (listed && typeof s.pattern === "string") {
     let re: RegExp | undefined;
     try {
@@ -497,22 +495,31 @@ function mapSchemas(schema: unknown, f: (s: Schema) => Schema): unknown {
   return s;
 }
 
+/** The subschemas `s` holds itself (through the keywords that hold schemas); definitions too unless told not. */
+function subschemas(s: Schema, definitions = true): unknown[] {
+  return [
+    ...ONE.map((key) => s[key]),
+    ...LIST.flatMap((key) => Array.isArray(s[key]) ? s[key] : []),
+    ...MAP.filter((key) => definitions || (key !== "$defs" && key !== "definitions"))
+      .flatMap((key) => isSchemaMap(s[key]) ? Object.values(s[key]) : []),
+  ];
+}
+
+/** Calls `f` on every schema inside `schema` and then on it, once each, without copying any. */
+function eachSchema(schema: unknown, f: (s: Schema) => void, seen = new Set<Schema>()): void {
+  if (!isSchemaMap(schema) || seen.has(schema)) return;
+  seen.add(schema);
+  for (const sub of subschemas(schema)) eachSchema(sub, f, seen);
+  f(schema);
+}
+
 /**
  * Whether some value of the (checked) schema is finite: a least fixpoint over its subschemas, where an object is
  * finite when its required properties are, an array when its first minItems items are, a union when a branch is.
  */
 function finite(root: unknown): boolean {
   const nodes: Schema[] = [];
-  const seen = new Set<Schema>();
-  const collect = (s: unknown) => {
-    if (!isSchemaMap(s) || seen.has(s)) return;
-    seen.add(s);
-    nodes.push(s);
-    for (const key of ONE) collect(s[key]);
-    for (const key of LIST) if (Array.isArray(s[key])) s[key].forEach(collect);
-    for (const key of MAP) if (isSchemaMap(s[key])) Object.values(s[key]).forEach(collect);
-  };
-  collect(root);
+  eachSchema(root, (s) => nodes.push(s));
   const known = new Set<Schema>();
   const is = (s: unknown): boolean => s === true || s === undefined || (isSchemaMap(s) && known.has(s));
   const own = (s: Schema): boolean => {
@@ -563,11 +570,7 @@ function taggedFirst(schema: unknown): unknown {
   /** The tag each branch was ordered for: a branch two unions share keeps the first's. */
   const ordered = new Map<Schema, string>();
   // Through the keywords that hold schemas only: a `const` or `default` that looks like one is data.
-  const visit = (value: unknown): void => {
-    if (!isSchemaMap(value)) return;
-    for (const key of ONE) visit(value[key]);
-    for (const key of LIST) if (Array.isArray(value[key])) value[key].forEach(visit);
-    for (const key of MAP) if (isSchemaMap(value[key])) Object.values(value[key]).forEach(visit);
+  eachSchema(root, (value) => {
     if (!isSchemaMap(value.discriminator)) return;
     const tag = value.discriminator.propertyName;
     const branches = (value.oneOf ?? value.anyOf) as unknown[] | undefined;
@@ -586,8 +589,7 @@ function taggedFirst(schema: unknown): unknown {
       const required = Array.isArray(s.required) ? s.required : [];
       if (!required.includes(tag)) s.required = [tag, ...required];
     }
-  };
-  visit(root);
+  });
   return root;
 }
 
@@ -601,10 +603,9 @@ function hoistReferences(root: unknown): unknown {
   if (!isSchemaMap(root)) return root;
   const plain = /^#\/(\$defs|definitions)\/[A-Za-z0-9_.-]+$/;
   const refs = new Set<string>(), all = new Set<string>();
-  mapSchemas(root, (s) => {
+  eachSchema(root, (s) => {
     if (typeof s.$ref === "string") all.add(s.$ref);
     if (typeof s.$ref === "string" && s.$ref !== "#" && !plain.test(s.$ref)) refs.add(s.$ref);
-    return s;
   });
   const defs: Record<string, unknown> = isSchemaMap(root.$defs) ? { ...root.$defs } : {};
   const names = new Map<string, string>();
@@ -660,14 +661,8 @@ function nesting(root: unknown): number {
       }
       deepest = below.get(ref)!;
     }
-    const children = [
-      ...ONE.map((key) => schema[key]),
-      ...LIST.flatMap((key) => Array.isArray(schema[key]) ? schema[key] : []),
-      // Definitions count where a reference reaches them.
-      ...MAP.filter((key) => key !== "$defs" && key !== "definitions")
-        .flatMap((key) => isSchemaMap(schema[key]) ? Object.values(schema[key]) : []),
-    ];
-    for (const child of children) deepest = Math.max(deepest, 1 + walk(child, path));
+    // Definitions count where a reference reaches them.
+    for (const child of subschemas(schema, false)) deepest = Math.max(deepest, 1 + walk(child, path));
     return deepest;
   };
   return walk(root, new Set());
@@ -716,8 +711,7 @@ function overlapping(root: unknown, branches: unknown[]): [number, number] | und
 function valuesOf(root: unknown, schema: unknown): string[] | undefined {
   const p = target(root, schema);
   if (!isSchemaMap(p)) return undefined;
-  const values = "const" in p ? [p.const] : Array.isArray(p.enum) ? p.enum : undefined;
-  return values?.map((v) => JSON.stringify(v));
+  return listedValues(p)?.map((v) => JSON.stringify(v));
 }
 
 function exclusive(root: unknown, a: unknown, b: unknown): boolean {

@@ -50,12 +50,17 @@ export function target(root: unknown, schema: unknown): unknown {
   return schema;
 }
 
+/** The only values a schema allows, where it lists them: `const`, or `enum`. */
+export function listedValues(s: Schema): unknown[] | undefined {
+  return "const" in s ? [s.const] : Array.isArray(s.enum) ? s.enum : undefined;
+}
+
 /** The JSON types a schema's values can have (all of them when it does not say). */
 export function typesOf(root: unknown, schema: unknown): Set<string> {
   const s = target(root, schema);
   if (!isSchemaMap(s)) return new Set(TYPES);
   if (s.type !== undefined) return new Set([s.type].flat() as string[]);
-  const values = "const" in s ? [s.const] : Array.isArray(s.enum) ? s.enum : undefined;
+  const values = listedValues(s);
   return values ? new Set(values.map(jsonType)) : new Set(TYPES);
 }
 
