@@ -40,7 +40,7 @@ export async function patientJson(
   const deadline = performance.now() + held;
   while (!next.done) {
     pending ??= run.updates.next();
-    const got = held === Infinity ? await pending : await before(pending, deadline);
+    const got = await before(pending, deadline);
     if (!got) break;
     pending = undefined;
     next = got;

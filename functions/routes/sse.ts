@@ -20,8 +20,9 @@ export function beforeKeepAlive<T>(pending: Promise<T>, sent: number): Promise<T
   return before(pending, sent + KEEP_ALIVE_MS);
 }
 
-/** What `pending` gives, or undefined if `deadline` (a finite performance.now() time) comes first. */
+/** What `pending` gives, or undefined if `deadline` (a performance.now() time; Infinity: none) comes first. */
 export async function before<T>(pending: Promise<T>, deadline: number): Promise<T | undefined> {
+  if (deadline === Infinity) return await pending;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const late = new Promise<undefined>((resolve) =>
     timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - performance.now()))

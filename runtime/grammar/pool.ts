@@ -15,15 +15,16 @@ export type GrammarThread = Constraints & { close(): void };
 
 interface Slot {
   thread: GrammarThread;
-  /** Matchers being made there (a compile, or a grammar it keeps). */
-  making: number;
-  /** The formats whose matchers are being made there, and how many of each. */
+  /** The formats whose matchers are being made there (a compile, or a grammar it keeps), and how many of each. */
   pending: Map<string, number>;
   /** Matchers made there and not released: streams whose masks a compile there would hold. */
   live: number;
   /** The formats it compiled, most recent last (as many as it keeps). */
   formats: string[];
 }
+
+/** Matchers being made on a slot's thread. */
+const making = (slot: Slot) => [...slot.pending.values()].reduce((a, b) => a + b, 0);
 
 export class GrammarPool implements Constraints {
   readonly #slots: Slot[] = [];
@@ -52,16 +53,15 @@ export class GrammarPool implements Constraints {
     const fewest = (slots: Slot[], by: (s: Slot) => number) =>
       slots.reduce<Slot | undefined>((a, b) => a && by(a) <= by(b) ? a : b, undefined);
     // Home when it makes nothing, or makes this very format: the n choices of a request share one compile.
-    const slot = home && (home.making === 0 || home.pending.has(key))
+    const slot = home && (home.pending.size === 0 || home.pending.has(key))
       ? home
-      : this.#slots.find((s) => s.making === 0 && s.live === 0) ??
+      : this.#slots.find((s) => s.pending.size === 0 && s.live === 0) ??
         (this.#slots.length < (this.options.threads ?? 2)
           ? this.#add()
-          : fewest(this.#slots.filter((s) => s.making === 0), (s) => s.live) ?? home ??
-            fewest(this.#slots, (s) => s.making)!);
+          : fewest(this.#slots.filter((s) => s.pending.size === 0), (s) => s.live) ?? home ??
+            fewest(this.#slots, making)!);
     // Its home from now, unless it fails to compile.
     slot.formats = [...slot.formats.filter((k) => k !== key), key].slice(-(this.options.kept ?? 4));
-    slot.making++;
     slot.pending.set(key, (slot.pending.get(key) ?? 0) + 1);
     let constraint: TokenConstraint;
     try {
@@ -70,7 +70,6 @@ export class GrammarPool implements Constraints {
       slot.formats = slot.formats.filter((k) => k !== key);
       throw err;
     } finally {
-      slot.making--;
       const left = slot.pending.get(key)! - 1;
       if (left) slot.pending.set(key, left);
       else slot.pending.delete(key);
@@ -93,7 +92,7 @@ export class GrammarPool implements Constraints {
   }
 
   #add(): Slot {
-    const slot = { thread: this.start(), making: 0, pending: new Map(), live: 0, formats: [] };
+    const slot = { thread: this.start(), pending: new Map(), live: 0, formats: [] };
     this.#slots.push(slot);
     return slot;
   }
