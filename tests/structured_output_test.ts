@@ -43,7 +43,7 @@ const ajv = new Ajv2020({ strict: false, allErrors: true });
 // Full checks where the grammar spells a format exactly (a date's day within its month; the email check, which
 // fast mode loosens), fast ones (by form) for the others.
 addFormats.default(ajv, { mode: "fast" });
-addFormats.default(ajv, { mode: "full", keywords: false, formats: ["email", "date", "date-time"] });
+addFormats.default(ajv, { mode: "full", keywords: false, formats: ["email", "date", "date-time", "uri"] });
 
 /** The schemas a structured-output client sends: pydantic's $defs and anyOf-null, enums, nesting, bounds. */
 const SCHEMAS: Record<string, unknown> = {
@@ -89,6 +89,16 @@ const SCHEMAS: Record<string, unknown> = {
       ),
     ),
     required: ["email", "uri-reference", "hostname"],
+  },
+  // pydantic's HttpUrl and AnyUrl.
+  urls: {
+    type: "object",
+    properties: {
+      http: { type: "string", format: "uri", minLength: 1, maxLength: 2083 },
+      any: { type: "string", format: "uri", minLength: 1 },
+      short: { type: "string", format: "uri", maxLength: 12 },
+    },
+    required: ["http", "any", "short"],
   },
   times: {
     type: "array",
@@ -650,6 +660,23 @@ Deno.test("a date's day is within its month (pydantic refuses June 31st), Februa
   assert.equal(await digits('"2024-1'), "012");
 });
 
+Deno.test("a URL (format uri) is one WHATWG parsers read as written, cut anywhere by maxLength past https://a", async () => {
+  const random = seededRandom(41);
+  for (const max of [9, 10, 13, 40]) {
+    const format = jsonSchemaFormat({ type: "string", format: "uri", maxLength: max });
+    for (let i = 0; i < 12; i++) {
+      // Every walk ends (no dead end at the bound) when it is long enough to reach it.
+      const text = await walk(format, random, 80);
+      assert.ok(text !== undefined, `maxLength ${max}: the walk did not end`);
+      const url = JSON.parse(text);
+      assert.ok([...url].length <= max, `${url} is longer than ${max}`);
+      // A host label of digits alone would make it an IPv4 address to WHATWG parsers (pydantic, zod): refused.
+      assert.doesNotThrow(() => new URL(url), url);
+      assert.ok(/^https?:\/\/[a-z]/i.test(url), url);
+    }
+  }
+});
+
 Deno.test("strings write no UTF-16 surrogate as an escape (pydantic refuses a lone one: \\udbdb)", async () => {
   const next = async (prefix: string) => {
     const constraint = await constraints.constrain(jsonSchemaFormat({ type: "string" }), [EOS]);
@@ -815,7 +842,7 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     [{ nullable: true, enum: ["a"] }, /"null"/],
     [{ type: "strin" }, /unknown type "strin" \(at \/type\)/],
     [{ type: "string", format: "iri" }, /format "iri"/],
-    [{ type: "string", format: "uri" }, /format "uri"/],
+    [{ type: "string", format: "uri", maxLength: 8 }, /"maxLength" below 9 .* format "uri"/],
     // xgrammar's grammars for these let values outside the schema through.
     [{ type: "integer", multipleOf: 3 }, /"multipleOf"/],
     [

@@ -28,6 +28,7 @@ import {
   typesOverlap,
 } from "./schema.ts";
 import { repeatedSetBounds } from "./regex.ts";
+import { formatOf } from "./formats.ts";
 import { boundsInterval, intersect, type Interval, reachable, within } from "./numbers.ts";
 import type { Vocabulary } from "./vocabulary.ts";
 
@@ -103,12 +104,15 @@ function discriminated(root: unknown, branches: readonly Candidate[][]): boolean
 /**
  * The length bounds the masks can keep for a string schema: minLength, maxLength, and those of a pattern that is
  * one set repeated. Not beside another pattern or a format: cut at a bound, a text that has yet to match one
- * could not be finished (the schema check refuses those together); nor beside enum or const, which say it all.
+ * could not be finished (the schema check refuses those together; a URL is the exception); nor beside enum or
+ * const, which say it all.
  */
 export function boundsOf(s: Schema): Bounds | undefined {
   if ("enum" in s || "const" in s || "format" in s) return undefined;
-  const pattern = typeof s.pattern === "string" ? repeatedSetBounds(s.pattern) : undefined;
-  if (s.pattern !== undefined && !pattern) return undefined;
+  // A URL can be cut anywhere past its first few characters (formats.ts); format.ts refuses a maxLength below.
+  const open = formatOf(s.pattern) === "uri";
+  const pattern = typeof s.pattern === "string" && !open ? repeatedSetBounds(s.pattern) : undefined;
+  if (s.pattern !== undefined && !pattern && !open) return undefined;
   if (!pattern && !("minLength" in s) && !("maxLength" in s)) return undefined;
   return {
     min: Math.max((s.minLength as number | undefined) ?? 0, pattern?.min ?? 0),

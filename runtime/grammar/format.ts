@@ -11,6 +11,7 @@ import { xgrammarGrammar } from "./gbnf.ts";
 import { type PatternTarget, xgrammarPattern } from "./regex.ts";
 import { type Bounded, boundedSchemas, boundsOf, integerOnly, NUMBER_BOUNDS } from "./bounds.ts";
 import { boundsInterval, holds, nonEmpty } from "./numbers.ts";
+import { FORMAT_PATTERNS, formatOf, FORMATS, URI_OPEN } from "./formats.ts";
 import {
   isSchemaMap,
   jsonType,
@@ -142,23 +143,6 @@ export class FormatError extends Error {
   }
 }
 
-/**
- * String formats the grammar spells out (others would be plain strings); those that random walks through
- * xgrammar 0.1.27's own grammars found producing invalid values (minute 60 in a date-time, leading zeros in an
- * IPv4 address, emails a validator refuses) go to it as the patterns of FORMAT_PATTERNS instead.
- */
-const FORMATS = new Set([
-  "date",
-  "date-time",
-  "time",
-  "duration",
-  "uuid",
-  "email",
-  "hostname",
-  "uri-reference",
-  "ipv4",
-  "ipv6",
-]);
 /** Assertions the grammar does not enforce (it would ignore them), with what to do instead where there is one. */
 const UNSUPPORTED: Record<string, string> = {
   not: "",
@@ -178,22 +162,6 @@ const UNSUPPORTED: Record<string, string> = {
   $recursiveRef: "",
   nullable: ': write "type": [..., "null"] instead',
   multipleOf: "",
-};
-/**
- * A calendar day: 31 only in the months that have it, and February's days to the 28th (the 29th of a leap year is
- * valid, but pydantic refuses it in the other years: an answer is never invalid for keeping to the 28th).
- */
-const DAY =
-  "(0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8])";
-const FORMAT_PATTERNS: Record<string, string> = {
-  date: `^[0-9]{4}-(${DAY})$`,
-  "date-time": `^[0-9]{4}-(${DAY})T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]` +
-    "(\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$",
-  time: "^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$",
-  ipv4:
-    "^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$",
-  // Unbounded repeats: bounded ones multiply the grammar's states (4.5 s to compile one email field).
-  email: "^[A-Za-z0-9_+-]+(\\.[A-Za-z0-9_+-]+)*@([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\\.)+[A-Za-z]{2,16}$",
 };
 /**
  * Length bounds on strings that the grammar keeps (those bounds.ts cannot follow) above this compile to grammars
@@ -861,7 +829,7 @@ function checkSchema(
   const { guarded, ambiguous } = bounded.strings;
   // The grammar keeps only the first of a pattern, a format and length bounds on one string; the masks keep
   // guarded bounds (bounds.ts). (A format the grammar spells wrongly is a pattern by now.)
-  const format = Object.entries(FORMAT_PATTERNS).find(([, pattern]) => pattern === s.pattern)?.[0];
+  const format = formatOf(s.pattern);
   const shapes = [
     ...("pattern" in s ? [format ? "format" : "pattern"] : []),
     ...("format" in s ? ["format"] : []),
@@ -907,6 +875,12 @@ function checkSchema(
   }
   if ("pattern" in s) checkPattern(s.pattern, at("pattern"), "json", guarded.has(s));
   const lengths = guarded.has(s) ? boundsOf(s)! : undefined;
+  if (lengths && format === "uri" && lengths.max < URI_OPEN) {
+    throw new FormatError(
+      `"maxLength" below ${URI_OPEN} is not supported with format "uri"`,
+      at("maxLength"),
+    );
+  }
   if (lengths && lengths.min > lengths.max) {
     throw new FormatError(
       "the pattern's length and minLength/maxLength allow no string (a pattern matches the whole string here)",

@@ -1,0 +1,61 @@
+/**
+ * JSON Schema's string formats, as the grammar writes them: those xgrammar spells out itself, and those it is
+ * given as patterns.
+ */
+
+/**
+ * String formats the grammar spells out (others would be plain strings); those that random walks through
+ * xgrammar 0.1.27's own grammars found producing invalid values (minute 60 in a date-time, leading zeros in an
+ * IPv4 address, emails a validator refuses) go to it as the patterns of FORMAT_PATTERNS instead.
+ */
+export const FORMATS = new Set([
+  "date",
+  "date-time",
+  "time",
+  "duration",
+  "uuid",
+  "email",
+  "hostname",
+  "uri",
+  "uri-reference",
+  "ipv4",
+  "ipv6",
+]);
+
+/**
+ * A calendar day: 31 only in the months that have it, and February's days to the 28th (the 29th of a leap year is
+ * valid, but pydantic refuses it in the other years: an answer is never invalid for keeping to the 28th).
+ */
+const DAY =
+  "(0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8])";
+
+/** What a URI's path, query and fragment hold: RFC 3986's unreserved and sub-delims, ":" and "@" (no escapes). */
+const URI_CHARS = "A-Za-z0-9._~!$&'()*+,;=:@/-";
+
+export const FORMAT_PATTERNS: Record<string, string> = {
+  date: `^[0-9]{4}-(${DAY})$`,
+  "date-time": `^[0-9]{4}-(${DAY})T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]` +
+    "(\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$",
+  time: "^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$",
+  ipv4:
+    "^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$",
+  // Unbounded repeats: bounded ones multiply the grammar's states (4.5 s to compile one email field).
+  email: "^[A-Za-z0-9_+-]+(\\.[A-Za-z0-9_+-]+)*@([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\\.)+[A-Za-z]{2,16}$",
+  // An http(s) URL, what pydantic's HttpUrl and zod's url() also take. Each host label begins with a letter: a
+  // last label of digits is read as an IPv4 address by WHATWG parsers (pydantic, `new URL`), and refused if it is
+  // none. Past "http://a" every text this begins is a whole URL (a trailing dot, an empty port, a path of any
+  // characters are all valid), so the masks can cut it at maxLength anywhere (URI_OPEN).
+  uri: `^https?://[A-Za-z][A-Za-z0-9-]*(\\.[A-Za-z][A-Za-z0-9-]*)*\\.?(:[0-9]{0,4})?(/[${URI_CHARS}]*)?` +
+    `(\\?[${URI_CHARS}?]*)?(#[${URI_CHARS}?]*)?$`,
+};
+
+/**
+ * The length from which every text the uri pattern begins is a match that can also go on: "https://a" (a shorter
+ * one may not be: "https://"). Length bounds beside it are kept by the masks when maxLength is at least this.
+ */
+export const URI_OPEN = 9;
+
+/** The format a pattern spells, if it is one of FORMAT_PATTERNS. */
+export function formatOf(pattern: unknown): string | undefined {
+  return Object.entries(FORMAT_PATTERNS).find(([, p]) => p === pattern)?.[0];
+}
