@@ -100,6 +100,39 @@ const SCHEMAS: Record<string, unknown> = {
     },
     required: ["http", "any", "short"],
   },
+  // zod's .and(), OpenAPI's inheritance, and "one of these properties": each merged into one schema (merge.ts).
+  intersection: {
+    allOf: [
+      { type: "object", properties: { id: { type: "integer", minimum: 1 } }, required: ["id"] },
+      {
+        type: "object",
+        properties: { name: { type: "string", maxLength: 5 }, id: { type: "integer", maximum: 9 } },
+        required: ["name"],
+      },
+    ],
+  },
+  inheritance: {
+    $defs: { Pet: { type: "object", properties: { name: { type: "string" } }, required: ["name"] } },
+    type: "object",
+    properties: {
+      pet: {
+        allOf: [{ $ref: "#/$defs/Pet" }, {
+          properties: { lives: { type: "integer", minimum: 1, maximum: 9 } },
+          required: ["lives"],
+        }],
+      },
+    },
+    required: ["pet"],
+  },
+  oneRequired: {
+    type: "object",
+    properties: {
+      email: { type: "string", format: "email" },
+      phone: { type: "string", pattern: "^[0-9]{6}$" },
+    },
+    anyOf: [{ required: ["email"] }, { required: ["phone"] }],
+    additionalProperties: false,
+  },
   times: {
     type: "array",
     prefixItems: ["date", "date-time", "time", "ipv4", "ipv6", "duration"].map((format) => ({
@@ -660,6 +693,42 @@ Deno.test("a date's day is within its month (pydantic refuses June 31st), Februa
   assert.equal(await digits('"2024-1'), "012");
 });
 
+Deno.test("allOf, and assertions beside a reference or a union, are merged into one schema", () => {
+  const sent = (schema: unknown) => JSON.parse(jsonSchemaFormat(schema).schema);
+  // Properties by name, required together, the tighter bound; a reference inlined, definitions kept.
+  assert.deepEqual(sent(SCHEMAS.intersection), {
+    type: "object",
+    properties: { id: { type: "integer", minimum: 1, maximum: 9 }, name: { type: "string", maxLength: 5 } },
+    required: ["id", "name"],
+  });
+  assert.deepEqual(
+    sent({ properties: { a: { $ref: "#/$defs/S", maxLength: 2 } }, $defs: { S: { type: "string" } } })
+      .properties.a,
+    { type: "string", maxLength: 2 },
+  );
+  // A union distributed, the branches nothing satisfies dropped: integers of at least 1.
+  assert.deepEqual(
+    sent({
+      allOf: [
+        { oneOf: [{ type: "string" }, { type: "integer" }] },
+        { oneOf: [{ type: "integer", minimum: 1 }, { type: "boolean" }] },
+      ],
+    }),
+    { type: "integer", minimum: 1 },
+  );
+  // A name one side does not declare meets its additionalProperties (false: b is left out); listed values keep
+  // the other's type.
+  assert.deepEqual(
+    sent({
+      allOf: [
+        { type: "object", properties: { a: { enum: ["x", 1] } }, additionalProperties: false },
+        { properties: { a: { type: "string" }, b: { maxLength: 3 } } },
+      ],
+    }),
+    { type: "object", properties: { a: { enum: ["x"], type: "string" } }, additionalProperties: false },
+  );
+});
+
 Deno.test("a URL (format uri) is one WHATWG parsers read as written, cut anywhere by maxLength past https://a", async () => {
   const random = seededRandom(41);
   for (const max of [9, 10, 13, 40]) {
@@ -866,10 +935,6 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
         required: ["k"],
       })),
     }, /branches 1 and 3 of "oneOf" may both match/],
-    [
-      { properties: { a: { $ref: "#/$defs/S", maxLength: 2 } }, $defs: { S: { type: "string" } } },
-      /"maxLength" beside "\$ref"/,
-    ],
     [{ type: "object", properties: { a: { type: "integer" } }, required: ["b"] }, /required "b"/],
     [{ type: "string", enum: ["a", 1] }, /1 is not of the schema's type/],
     [{ type: "integer", minimum: 5, maximum: 4 }, /allow no integer/],
@@ -1007,7 +1072,20 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
       }, { type: "object" }],
     }, /format and minLength/],
     [{ $ref: "https://example.com/s.json" }, /names nothing in the schema/],
-    [{ allOf: [{ type: "string" }, { maxLength: 2 }] }, /"allOf"/],
+    // allOf that cannot be one schema, or that nothing satisfies.
+    [{ allOf: [{ type: "string", pattern: "^a" }, { pattern: "^b" }] }, /"pattern" different values/],
+    [{ allOf: [{ type: "string" }, { type: "integer" }] }, /no value satisfies .* share none/],
+    [{
+      allOf: [
+        { type: "object", properties: { a: { type: "integer" } }, additionalProperties: false },
+        { required: ["b"], properties: { b: { type: "string" } } },
+      ],
+    }, /required property "b" may not appear/],
+    [
+      { $defs: { A: { allOf: [{ $ref: "#/$defs/A" }, { type: "object" }] } }, $ref: "#/$defs/A" },
+      /lead back/,
+    ],
+    [{ type: "object", anyOf: [{ type: "string" }, { type: "array" }] }, /no branch of "anyOf" fits/],
     [{ items: [{ type: "string" }] }, /prefixItems/],
     [{ $defs: { a: { dependentRequired: {} } } }, /\/\$defs\/a/],
     [false, /allows nothing/],

@@ -139,11 +139,18 @@ Deno.test("a forced non-strict function whose schema is not wholly enforceable k
     assert.deepEqual(Object.keys(args), ["label", "confidence", "tags"]);
   }
   assert.ok(finished >= 5, `only ${finished} walks finished`);
-  // Beside a combination every keyword goes, the root's type too: the arguments would be any value, so they are
-  // any object instead.
-  const conditional = {
+  // A condition beside the properties is merged with them, then dropped: the properties hold.
+  const merged = relaxedSchema({
     ...parameters,
     allOf: [{ if: { required: ["tags"] }, then: { required: ["label"] } }],
+  });
+  assert.deepEqual(merged.schema, schema);
+  assert.deepEqual(merged.dropped.sort(), ["if", "multipleOf", "then", "uniqueItems"]);
+  // Beside a combination that cannot be merged every keyword goes, the root's type too: the arguments would be
+  // any value, so they are any object instead.
+  const conditional = {
+    ...parameters,
+    allOf: [{ type: "object", pattern: "^a" }, { pattern: "^b" }],
   };
   assert.throws(() => relaxedSchema(conditional), /does not make the value an object/);
   // Normalised before it is relaxed (a review's finding: OpenAPI's nullable made it fail, and draft 4's flag

@@ -12,6 +12,7 @@ import { type PatternTarget, xgrammarPattern } from "./regex.ts";
 import { type Bounded, boundedSchemas, boundsOf, integerOnly, NUMBER_BOUNDS } from "./bounds.ts";
 import { boundsInterval, holds, nonEmpty } from "./numbers.ts";
 import { FORMAT_PATTERNS, formatOf, FORMATS, URI_OPEN } from "./formats.ts";
+import { mergeCombinations } from "./merge.ts";
 import {
   isSchemaMap,
   jsonType,
@@ -205,7 +206,7 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
   if (schema === false) throw new FormatError("the schema `false` allows nothing", "");
   // Before anything recurses into it: values nested thousands deep (a `default`) stall xgrammar's parser.
   checkValues(schema, MAX_VALUE_DEPTH);
-  const normalised = hoistReferences(mapSchemas(taggedFirst(schema), normalise));
+  const normalised = merged(hoistReferences(mapSchemas(taggedFirst(schema), normalise)));
   checkSchema(normalised, "", 0, normalised, boundedSchemas(normalised));
   if (nesting(normalised) > MAX_DEPTH) {
     throw new FormatError(`the schema nests deeper than ${MAX_DEPTH} through its references`, "");
@@ -225,6 +226,10 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
   return { schema: text, strict: true };
 }
 
+/** A normalised schema with allOf and keywords beside combinations merged (merge.ts). */
+const merged = (schema: unknown) =>
+  mergeCombinations(schema, normalise, (message, path) => new FormatError(message, path));
+
 /**
  * For arguments the client does not hold to the schema (a function that is not `strict`, whose arguments OpenAI
  * does not enforce): the schema without what the grammar cannot enforce (the unsupported keywords, numeric bounds
@@ -233,8 +238,15 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
  */
 export function relaxedSchema(schema: unknown): { schema: unknown; dropped: string[] } {
   const dropped = new Set<string>();
-  // Normalised first, as the check below sees it (OpenAPI's nullable as a type, draft 4's flags as bounds).
-  const kept = mapSchemas(mapSchemas(schema, normalise), (s) => {
+  // Normalised and merged first, as the check below sees it (OpenAPI's nullable as a type, draft 4's flags as
+  // bounds, allOf as one schema); what cannot be merged is dropped below.
+  let normalised = mapSchemas(schema, normalise);
+  try {
+    normalised = merged(normalised);
+  } catch (err) {
+    if (!(err instanceof FormatError)) throw err;
+  }
+  const kept = mapSchemas(normalised, (s) => {
     const out = { ...s };
     const drop = (key: string) => {
       if (!(key in out)) return;
@@ -953,9 +965,6 @@ function checkSchema(
         at("oneOf"),
       );
     }
-  }
-  if (Array.isArray(s.allOf) && s.allOf.length > 1) {
-    throw new FormatError('"allOf" with more than one schema is not supported', at("allOf"));
   }
   if (Array.isArray(s.items)) {
     throw new FormatError('"items" as a list is not supported: use "prefixItems"', at("items"));
