@@ -65,6 +65,15 @@ const READINGS = {
   },
   required: ["station", "readings"],
 };
+/** pydantic's set[str] and set[int]: the masks keep the items apart. */
+const SETS = {
+  type: "object",
+  properties: {
+    tags: { type: "array", items: { type: "string" }, uniqueItems: true },
+    ids: { type: "array", items: { type: "integer" }, uniqueItems: true },
+  },
+  required: ["tags", "ids"],
+};
 /** A forced call over 16 functions of four parameters each, as agent frameworks send them. */
 const TOOLS = toolCallsFormat(
   Array.from({ length: 16 }, (_, i) => ({
@@ -108,6 +117,18 @@ const TEXTS: [string, OutputFormat, string][] = [
           { celsius: -3.5, humidity: 0.6125, hour: 14 },
           { celsius: -8, humidity: 1, hour: 22 },
         ],
+      },
+      null,
+      2,
+    ),
+  ],
+  [
+    "uniqueItems",
+    jsonSchemaFormat(SETS),
+    JSON.stringify(
+      {
+        tags: ["sofa", "cat", "sofa cushion", "window", "red", "sunlight", "plant", "rug"],
+        ids: [3, 14, 15, 92, 65, 35, 8, 97, 932, 38],
       },
       null,
       2,

@@ -1,7 +1,7 @@
 /** Random walks through what an output format allows, over the real Tekken vocabulary (as a random model). */
 import assert from "node:assert/strict";
 import { XGrammarConstraints } from "../runtime/grammar/constraints.ts";
-import type { OutputFormat } from "../runtime/grammar/format.ts";
+import { jsonSchemaFormat, type OutputFormat } from "../runtime/grammar/format.ts";
 import { loadTokenizer } from "../runtime/tokenizer/mod.ts";
 import { seededRandom as centred } from "./gpu_helpers.ts";
 import { fixture } from "./helpers.ts";
@@ -78,4 +78,20 @@ export async function walksMatch(format: OutputFormat, source: string, whole: Re
     assert.ok(whole.test(text), `${source}: ${JSON.stringify(text)}`);
   }
   assert.ok(finished >= 3, `${source}: only ${finished} of 10 walks finished`);
+}
+
+/** What a schema's format allows after `prefix` (tokenized as the model would write it): texts, "</s>" the stop. */
+export async function allowedAfter(schema: unknown, prefix: string): Promise<Set<string>> {
+  const constraint = await constraints.constrain(jsonSchemaFormat(schema), [EOS]);
+  try {
+    for (const id of tokenizer.encode(prefix)) {
+      await constraint.allowed();
+      assert.ok(constraint.accept(id), `${prefix}: ${tokenizer.decode([id])}`);
+    }
+    return new Set(
+      allowedIds(await constraint.allowed()).map((id) => id === EOS ? "</s>" : tokenizer.decode([id])),
+    );
+  } finally {
+    constraint.release();
+  }
 }

@@ -22,6 +22,7 @@ import { xgrammarPattern } from "../runtime/grammar/regex.ts";
 import { BoundsPlan, BoundsTracker } from "../runtime/grammar/bounds.ts";
 import { vocabulary } from "../runtime/grammar/vocabulary.ts";
 import {
+  allowedAfter,
   allowedIds,
   constraints,
   EOS,
@@ -627,20 +628,7 @@ Deno.test("length bounds of any size are kept by the masks, where the schema say
 });
 
 Deno.test("numeric bounds are kept by the masks digit by digit, exponents left out, the stop token only inside", async () => {
-  const texts = async (schema: unknown, prefix: string) => {
-    const constraint = await constraints.constrain(jsonSchemaFormat(schema), [EOS]);
-    try {
-      for (const id of tokenizer.encode(prefix)) {
-        await constraint.allowed();
-        assert.ok(constraint.accept(id), `${prefix}: ${tokenizer.decode([id])}`);
-      }
-      return new Set(
-        allowedIds(await constraint.allowed()).map((id) => id === EOS ? "</s>" : tokenizer.decode([id])),
-      );
-    } finally {
-      constraint.release();
-    }
-  };
+  const texts = allowedAfter;
   const digits = (set: Set<string>) => [..."0123456789"].filter((d) => set.has(d)).join("");
   const unit = {
     type: "object",
@@ -672,19 +660,8 @@ Deno.test("numeric bounds are kept by the masks digit by digit, exponents left o
 
 Deno.test("a date's day is within its month (pydantic refuses June 31st), February's to the 28th", async () => {
   const digits = async (prefix: string) => {
-    const constraint = await constraints.constrain(jsonSchemaFormat({ type: "string", format: "date" }), [
-      EOS,
-    ]);
-    try {
-      for (const id of tokenizer.encode(prefix)) {
-        await constraint.allowed();
-        assert.ok(constraint.accept(id), prefix);
-      }
-      const allowed = allowedIds(await constraint.allowed()).map((id) => tokenizer.decode([id]));
-      return [..."0123456789"].filter((d) => allowed.includes(d)).join("");
-    } finally {
-      constraint.release();
-    }
+    const allowed = await allowedAfter({ type: "string", format: "date" }, prefix);
+    return [..."0123456789"].filter((d) => allowed.has(d)).join("");
   };
   assert.equal(await digits('"2024-04-3'), "0");
   assert.equal(await digits('"2024-05-3'), "01");
@@ -729,6 +706,58 @@ Deno.test("allOf, and assertions beside a reference or a union, are merged into 
   );
 });
 
+Deno.test("uniqueItems: an item cannot end as one written already, nor begin one it could only become", async () => {
+  const strings = { type: "array", items: { type: "string" }, uniqueItems: true };
+  // "ab" written: a string begun "ab" may go on, not end; "a" may end.
+  const ab = await allowedAfter(strings, '["ab", "a');
+  assert.ok(ab.has('"') && ab.has("b"));
+  const again = await allowedAfter(strings, '["ab", "ab');
+  assert.ok(!again.has('"') && !again.has('",') && !again.has('"]') && again.has("c"));
+  // Escapes are values: "\u0061b" is "ab".
+  assert.ok(!(await allowedAfter(strings, '["ab", "\\u0061b')).has('"'));
+  // Numbers by value: 1.50 is 1.5; an integer begun with 0 is 0.
+  const numbers = { type: "array", items: { type: "number" }, uniqueItems: true };
+  const decimal = await allowedAfter(numbers, "[1.5, 1.50");
+  assert.ok(!decimal.has(",") && !decimal.has("]") && decimal.has("1"));
+  const integers = { type: "array", items: { type: "integer" }, uniqueItems: true };
+  const zero = await allowedAfter(integers, "[0, ");
+  assert.ok(!zero.has("0") && zero.has("1") && zero.has("-"));
+  assert.ok(!(await allowedAfter(integers, "[12, 12")).has(","));
+  // Listed values: only those not written; a prefix that could only become one written is refused; no comma
+  // once every value is written.
+  const colours = { type: "array", items: { enum: ["red", "re", "blue"] }, uniqueItems: true };
+  assert.ok(!(await allowedAfter(colours, '["red", "re", "')).has("r"));
+  const all = await allowedAfter(colours, '["red", "re", "blue"');
+  assert.ok(all.has("]") && !all.has(",") && !all.has(", "));
+  // Random walks: items differ (ajv checks uniqueItems), pydantic's set[str] and set[int] among them.
+  const validate = ajv.compile({
+    type: "object",
+    properties: { tags: strings, ids: integers, colours },
+    required: ["tags", "ids", "colours"],
+  });
+  const random = seededRandom(8);
+  let finished = 0;
+  for (let i = 0; i < 12; i++) {
+    const text = await walk(
+      jsonSchemaFormat({
+        type: "object",
+        properties: {
+          tags: { ...strings, minItems: 3 },
+          ids: { ...integers, minItems: 5 },
+          colours: { ...colours, minItems: 3 },
+        },
+        required: ["tags", "ids", "colours"],
+      }),
+      random,
+      600,
+    );
+    if (text === undefined) continue;
+    finished++;
+    assert.ok(validate(JSON.parse(text)), `${text}: ${JSON.stringify(validate.errors)}`);
+  }
+  assert.ok(finished >= 3, `only ${finished} of 12 walks finished`);
+});
+
 Deno.test("a URL (format uri) is one WHATWG parsers read as written, cut anywhere by maxLength past https://a", async () => {
   const random = seededRandom(41);
   for (const max of [9, 10, 13, 40]) {
@@ -747,18 +776,7 @@ Deno.test("a URL (format uri) is one WHATWG parsers read as written, cut anywher
 });
 
 Deno.test("strings write no UTF-16 surrogate as an escape (pydantic refuses a lone one: \\udbdb)", async () => {
-  const next = async (prefix: string) => {
-    const constraint = await constraints.constrain(jsonSchemaFormat({ type: "string" }), [EOS]);
-    try {
-      for (const id of tokenizer.encode(prefix)) {
-        await constraint.allowed();
-        assert.ok(constraint.accept(id), prefix);
-      }
-      return allowedIds(await constraint.allowed()).map((id) => tokenizer.decode([id]));
-    } finally {
-      constraint.release();
-    }
-  };
+  const next = async (prefix: string) => [...await allowedAfter({ type: "string" }, prefix)];
   const hex = (allowed: string[]) =>
     [..."0123456789abcdefABCDEF"].filter((d) => allowed.includes(d)).join("");
   // \uD000-\uD7FF are characters; \uD800-\uDFFF are halves of a pair.
@@ -905,7 +923,22 @@ const nested = (n: number): unknown => n === 0 ? [] : [nested(n - 1)];
 Deno.test("the schema check refuses keywords the grammar would ignore, naming them and where", () => {
   const refused: [unknown, RegExp][] = [
     [{ type: "object", properties: { a: { not: { type: "null" } } } }, /"not" .* \/properties\/a/],
-    [{ type: "array", items: { type: "integer" }, uniqueItems: true }, /"uniqueItems"/],
+    [
+      { type: "array", items: { type: "integer", minimum: 0 }, uniqueItems: true },
+      /"uniqueItems" .* without bounds/,
+    ],
+    [
+      { type: "array", items: { enum: ["a", "b"] }, uniqueItems: true, minItems: 3 },
+      /more items than .* \(2\)/,
+    ],
+    [{ type: "array", items: { type: ["string", "null"] }, uniqueItems: true }, /strings or numbers/],
+    [{
+      anyOf: [{ type: "array", items: { type: "string" } }, {
+        type: "array",
+        uniqueItems: true,
+        items: { type: "string" },
+      }],
+    }, /"uniqueItems" .* union/],
     [{ type: "array", contains: { const: 1 } }, /"contains"/],
     [{ if: { type: "string" }, then: { maxLength: 2 } }, /"if"/],
     [{ nullable: true, enum: ["a"] }, /"null"/],

@@ -29,7 +29,7 @@ import {
 } from "./schema.ts";
 import { repeatedSetBounds } from "./regex.ts";
 import { formatOf } from "./formats.ts";
-import { boundsInterval, intersect, type Interval, reachable, within } from "./numbers.ts";
+import { boundsInterval, canonical, intersect, type Interval, reachable, within } from "./numbers.ts";
 import type { Vocabulary } from "./vocabulary.ts";
 
 /** The keywords of numeric bounds. */
@@ -120,6 +120,43 @@ export function boundsOf(s: Schema): Bounds | undefined {
   };
 }
 
+/**
+ * Why the masks cannot keep the items of an array schema with `uniqueItems` apart, or undefined if they can. They
+ * follow each item as it is written and refuse the token that would end it as one written already, and any token
+ * after which it could only become one: strings of any value or of listed values, and numbers without bounds (an
+ * item of other values, or a bounded one, could be left with nothing it may still become).
+ */
+export function uniqueItemsProblem(root: unknown, s: Schema): string | undefined {
+  const places = [...(Array.isArray(s.prefixItems) ? s.prefixItems : []), s.items ?? true];
+  const all = new Set<string>();
+  let finite = true;
+  for (const place of places) {
+    if (place === false) continue;
+    const candidates = expand(root, place);
+    if (candidates.some((c) => c === true)) return "give its items a schema";
+    const types = typesOfAll(root, candidates);
+    const strings = [...types].every((t) => t === "string");
+    if (!strings && ![...types].every((t) => t === "integer" || t === "number")) {
+      return "its items must be strings or numbers, one or the other";
+    }
+    for (const c of candidates as Schema[]) {
+      const values = listedValues(c);
+      if (strings && !values && ["pattern", "format", "minLength", "maxLength"].some((k) => k in c)) {
+        return "its items may be strings with a pattern, a format or length bounds only as an enum";
+      }
+      if (!strings && (values || NUMBER_BOUNDS.some((k) => k in c))) {
+        return "its items may be numbers without bounds or listed values only";
+      }
+      if (values) values.forEach((v) => all.add(v as string));
+      else finite = false;
+    }
+  }
+  if (finite && typeof s.minItems === "number" && s.minItems > all.size) {
+    return `"minItems" asks for more items than there are different values (${all.size})`;
+  }
+  return undefined;
+}
+
 /** Whether a number's values are whole: its type says integer, and not number. */
 export function integerOnly(s: Schema): boolean {
   const types = s.type === undefined ? [] : [s.type].flat();
@@ -137,11 +174,16 @@ export interface Bounded {
  * (`guarded`) and those it cannot (`ambiguous`: strings' bounds are left to the grammar). Unreachable ones (an
  * unused definition) are in neither.
  */
-export function boundedSchemas(root: unknown): { strings: Bounded; numbers: Bounded } {
+export function boundedSchemas(root: unknown): { strings: Bounded; numbers: Bounded; unique: Bounded } {
   const all = [...reached(root)];
   const strings = all.filter(([s]) => "minLength" in s || "maxLength" in s || "pattern" in s);
   const numbers = all.filter(([s]) => NUMBER_BOUNDS.some((key) => key in s));
+  const unique = all.filter(([s]) => s.uniqueItems === true);
   return {
+    unique: {
+      guarded: new Set(unique.filter(([, ambiguous]) => !ambiguous).map(([s]) => s)),
+      ambiguous: new Set(unique.filter(([, ambiguous]) => ambiguous).map(([s]) => s)),
+    },
     strings: {
       guarded: new Set(strings.filter(([s, ambiguous]) => !ambiguous && boundsOf(s)).map(([s]) => s)),
       ambiguous: new Set(strings.filter(([s, ambiguous]) => ambiguous || !boundsOf(s)).map(([s]) => s)),
@@ -189,19 +231,33 @@ export class BoundsPlan {
   readonly guarded: Map<Schema, Bounds>;
   /** The guarded number schemas and their ranges. */
   readonly numbers: Map<Schema, Interval>;
+  /** The array schemas whose items must differ (`uniqueItems`), all guarded (format.ts checks). */
+  readonly unique: Set<Schema>;
   readonly #patterns = new Map<string, RegExp>();
 
   constructor(schema: string) {
     this.root = JSON.parse(schema);
-    const { strings, numbers } = boundedSchemas(this.root);
+    const { strings, numbers, unique } = boundedSchemas(this.root);
     this.guarded = new Map([...strings.guarded].map((s) => [s, boundsOf(s)!]));
     this.numbers = new Map([...numbers.guarded].map((s) => [s, boundsInterval(s, integerOnly(s))]));
+    this.unique = unique.guarded;
   }
 
   /** The plan of a JSON format's schema, or undefined when no bounds are left to the masks. */
   static of(schema: string): BoundsPlan | undefined {
     const plan = new BoundsPlan(schema);
-    return plan.guarded.size || plan.numbers.size ? plan : undefined;
+    return plan.guarded.size || plan.numbers.size || plan.unique.size ? plan : undefined;
+  }
+
+  /** The values each string of `strings` may only take (its enum or const), or undefined if one has none. */
+  choices(strings: readonly Candidate[]): string[] | undefined {
+    const all: string[] = [];
+    for (const s of strings) {
+      const values = s === true ? undefined : constants(this.root, s);
+      if (!values) return undefined;
+      all.push(...values);
+    }
+    return all;
   }
 
   top(): Candidate[] {
@@ -315,12 +371,16 @@ interface Str {
   text?: string;
   keep?: number;
   long?: boolean;
+  /** An item of an array whose items differ: what it must differ from, and its only values if it has a list. */
+  distinct?: { seen: ReadonlySet<string>; choices?: string[] };
 }
 
-/** A bounded number: its text so far and its range. */
+/** A bounded number, or an item of an array whose items differ: its text so far and its range. */
 interface Num {
   text: string;
   range: Interval;
+  /** The canonical values (numbers.ts) it must differ from, and whether it is whole. */
+  distinct?: { seen: ReadonlySet<string>; integer: boolean };
 }
 
 /** An open object or array, and what it may follow. */
@@ -330,6 +390,8 @@ interface Frame {
   /** The last key read (objects), the current item (arrays). */
   key?: string;
   index: number;
+  /** In an array whose items must differ, the items so far: strings' values, numbers' canonical values. */
+  seen?: ReadonlySet<string>;
 }
 
 /**
@@ -534,18 +596,27 @@ export class BoundsTracker {
     // another string, or comes between strings, is followed byte by byte on a copy.
     const { bytes, offsets } = this.vocabulary;
     // Without string bounds, only a token that may write or end a bounded number can break a bound.
-    const strings = this.plan.guarded.size > 0;
+    const strings = this.plan.guarded.size > 0 || this.plan.unique.size > 0;
+    // An item that must differ from others: followed byte by byte while it may still become one of them.
+    const distinct = s?.distinct && (s.distinct.choices || mayEqual(s.text!, s.distinct.seen));
     c.quoted.forEach((id, k) => {
       if (!(mask[id >> 5] & (1 << (id & 31)))) return;
       if (!strings && !this.#number && !(c.numeric[id >> 5] & (1 << (id & 31)))) return;
       let fits: boolean;
-      if (s && c.closes[s.state][k] < 2) {
+      if (s && c.closes[s.state][k] < 2 && !distinct) {
         const count = s.count + c.before[s.state][k];
         fits = !s.bounds || (count <= s.bounds.max && (c.closes[s.state][k] === 0 || count >= s.bounds.min));
       } else fits = this.#copy().take(bytes.subarray(offsets[id], offsets[id + 1]));
       if (!fits) mask[id >> 5] &= ~(1 << (id & 31));
     });
-    if (!s && this.plan.numbers.size) this.#narrowNumbers(mask, c);
+    // An item with listed values: only those not written yet.
+    if (s?.distinct?.choices) this.#narrowEach(mask, (w) => mask[w] & ~c.quotedMask[w]);
+    // Between items whose values run out: no comma.
+    const top = this.#stack.at(-1);
+    if (!s && !this.#number && top?.seen && this.#exhausted(top)) {
+      this.#narrowEach(mask, (w) => mask[w] & ~c.quotedMask[w]);
+    }
+    if (!s && (this.plan.numbers.size || this.plan.unique.size)) this.#narrowNumbers(mask, c);
   }
 
   /**
@@ -553,10 +624,19 @@ export class BoundsTracker {
    * token, followed byte by byte (few: the grammar allows little there). Tokens with a quote were followed above.
    */
   #narrowNumbers(mask: Uint32Array, c: Counts): void {
-    const { bytes, offsets } = this.vocabulary;
     const number = this.#number;
+    this.#narrowEach(mask, (w) => mask[w] & ~c.quotedMask[w] & (number ? ~0 : c.numeric[w]));
+    // A number that is the whole text ends with the stop token, which writes nothing.
+    if (number && !this.#stack.length && !within(number.text, number.range)) {
+      for (const id of c.empty) mask[id >> 5] &= ~(1 << (id & 31));
+    }
+  }
+
+  /** Clears from `mask` each (non-empty) token among `which(word)` that a copy of this tracker refuses. */
+  #narrowEach(mask: Uint32Array, which: (w: number) => number): void {
+    const { bytes, offsets } = this.vocabulary;
     for (let w = 0; w < mask.length; w++) {
-      let bits = mask[w] & ~c.quotedMask[w] & (number ? ~0 : c.numeric[w]);
+      let bits = which(w);
       while (bits) {
         const bit = bits & -bits;
         bits ^= bit;
@@ -567,10 +647,6 @@ export class BoundsTracker {
           mask[w] &= ~bit;
         }
       }
-    }
-    // A number that is the whole text ends with the stop token, which writes nothing.
-    if (number && !this.#stack.length && !within(number.text, number.range)) {
-      for (const id of c.empty) mask[id >> 5] &= ~(1 << (id & 31));
     }
   }
 
@@ -585,11 +661,12 @@ export class BoundsTracker {
     if (number) {
       if (isDigit(b) || b === 0x2e) {
         number.text += String.fromCharCode(b);
-        return reachable(number.text, number.range);
+        return this.#numberGoesOn(number);
       }
       if (!(b === 0x2c || b === 0x5d || b === 0x7d || isSpace(b))) return false; // an exponent (see numbers.ts)
       this.#number = undefined;
       if (!within(number.text, number.range)) return false;
+      if (number.distinct && !this.#itemDone(canonical(number.text))) return false;
       this.#valueDone();
     } else if (this.#scalar) {
       if (!(b === 0x2c || b === 0x5d || b === 0x7d || isSpace(b))) return true;
@@ -613,6 +690,7 @@ export class BoundsTracker {
       } else if (b === 0x3a) this.#expect = this.plan.property(top.candidates, top.key ?? "");
       else if (b === 0x7d) return this.#close();
     } else if (b === 0x2c) {
+      if (top.seen && this.#exhausted(top)) return false;
       this.#stack[this.#stack.length - 1] = { ...top, index: top.index + 1 };
       this.#expect = this.plan.item(top.candidates, top.index + 1);
     } else if (b === 0x5d) return this.#close();
@@ -627,6 +705,8 @@ export class BoundsTracker {
       // A value may rule out objects by a constant: kept as long as it could equal one.
       const keep = top?.kind === "object" && top.candidates.length > 1 && top.key !== undefined
         ? plan.constantBytes(top.candidates, top.key)
+        : top?.seen
+        ? Infinity
         : 0;
       this.#string = {
         key: false,
@@ -635,19 +715,28 @@ export class BoundsTracker {
         state: 0,
         text: keep ? "" : undefined,
         keep,
+        distinct: top?.seen && { seen: top.seen, choices: plan.choices(strings) },
       };
     } else if (b === 0x7b) {
       this.#stack.push({ kind: "object", candidates: plan.ofType(candidates, "object"), index: 0 });
     } else if (b === 0x5b) {
       const arrays = plan.ofType(candidates, "array");
-      this.#stack.push({ kind: "array", candidates: arrays, index: 0 });
+      const seen = arrays.some((c) => c !== true && plan.unique.has(c)) ? new Set<string>() : undefined;
+      this.#stack.push({ kind: "array", candidates: arrays, index: 0, seen });
       this.#expect = plan.item(arrays, 0);
     } else if (b === 0x2d || isDigit(b)) {
-      const range = plan.range(plan.ofType(candidates, "number"));
+      const numbers = plan.ofType(candidates, "number");
+      // An item that must differ from others is followed unbounded (format.ts allows no bounds there).
+      const range = plan.range(numbers) ?? (top?.seen ? {} : undefined);
       if (!range) this.#scalar = true;
       else {
-        this.#number = { text: String.fromCharCode(b), range };
-        return reachable(this.#number.text, range);
+        const integer = numbers.every((c) => c !== true && integerOnly(c));
+        this.#number = {
+          text: String.fromCharCode(b),
+          range,
+          distinct: top?.seen && { seen: top.seen, integer },
+        };
+        return this.#numberGoesOn(this.#number);
       }
     } else this.#scalar = true;
     return true;
@@ -659,6 +748,7 @@ export class BoundsTracker {
       const text = s.text === undefined
         ? undefined
         : UTF8.decode(Uint8Array.from(s.text, (c) => c.charCodeAt(0)));
+      if (s.distinct && !this.#itemDone(jsonString(text!) ?? "")) return false;
       const top = this.#stack.at(-1);
       if (s.key && top) {
         this.#stack[this.#stack.length - 1] = {
@@ -677,7 +767,35 @@ export class BoundsTracker {
         s.long = true;
       } else s.text += String.fromCharCode(b);
     }
+    // Listed values: one not written yet must still begin so.
+    const choices = s.distinct?.choices;
+    if (choices) {
+      const prefix = decodedPrefix(s.text!);
+      if (!choices.some((v) => v.startsWith(prefix) && !s.distinct!.seen.has(v))) return false;
+    }
     return !s.bounds || s.count <= s.bounds.max;
+  }
+
+  /** Whether a number's text so far can still be finished inside its range (and as no item written already). */
+  #numberGoesOn(number: Num): boolean {
+    // A whole number begun with 0 is 0 (xgrammar writes no "-0").
+    if (number.distinct?.integer && number.text === "0" && number.distinct.seen.has("0")) return false;
+    return reachable(number.text, number.range);
+  }
+
+  /** Whether the next item of an array whose items differ has listed values only, all written already. */
+  #exhausted(top: Frame): boolean {
+    const next = this.plan.item(top.candidates, top.index + 1);
+    const choices = this.plan.choices(next);
+    return choices !== undefined && choices.every((v) => top.seen!.has(v));
+  }
+
+  /** An item of an array whose items differ ended with `value`: false if it was written already. */
+  #itemDone(value: string): boolean {
+    const top = this.#stack.at(-1)!;
+    if (top.seen!.has(value)) return false;
+    this.#stack[this.#stack.length - 1] = { ...top, seen: new Set([...top.seen!, value]) };
+    return true;
   }
 
   #close(): boolean {
@@ -699,6 +817,34 @@ export class BoundsTracker {
       ),
     };
   }
+}
+
+/**
+ * The characters a string's text (UTF-8 bytes as a binary string, JSON escapes in it) holds for sure: an escape or
+ * a character not yet whole is left out.
+ */
+function decodedPrefix(text: string): string {
+  let whole = text.length;
+  for (let i = 0; i < text.length; i++) {
+    if (text[i] !== "\\") continue;
+    const end = i + (text[i + 1] === "u" ? 6 : 2);
+    if (end > text.length) {
+      whole = i;
+      break;
+    }
+    i = end - 1;
+  }
+  const bytes = Uint8Array.from(text.slice(0, whole), (c) => c.charCodeAt(0));
+  // A character whose bytes are not all here decodes as U+FFFD, at the end only.
+  return (jsonString(UTF8.decode(bytes)) ?? "").replace(/\uFFFD$/, "");
+}
+
+/** Whether a string begun with `text` may still end as one of `seen`. */
+function mayEqual(text: string, seen: ReadonlySet<string>): boolean {
+  if (!seen.size) return false;
+  const prefix = decodedPrefix(text);
+  for (const value of seen) if (value.startsWith(prefix)) return true;
+  return false;
 }
 
 /** A JSON string's value from its text between the quotes; undefined if it is not one (cannot happen). */

@@ -4,12 +4,19 @@
  * (vLLM's `guided_choice`, `guided_regex` and `guided_grammar`, llama.cpp's `grammar`). The engine keeps the output inside the format token by token (constrained decoding with
  * xgrammar, see constraints.ts). Here is what needs no grammar engine, so that the HTTP layer and the edge
  * gateway can refuse a schema at once: the check that every keyword of the schema is one the grammar enforces.
- * Keywords it would silently ignore (`not`, `uniqueItems`, `if`...) are refused rather than half obeyed.
+ * Keywords it would silently ignore (`not`, `if`, `multipleOf`...) are refused rather than half obeyed.
  */
 
 import { xgrammarGrammar } from "./gbnf.ts";
 import { type PatternTarget, xgrammarPattern } from "./regex.ts";
-import { type Bounded, boundedSchemas, boundsOf, integerOnly, NUMBER_BOUNDS } from "./bounds.ts";
+import {
+  type Bounded,
+  boundedSchemas,
+  boundsOf,
+  integerOnly,
+  NUMBER_BOUNDS,
+  uniqueItemsProblem,
+} from "./bounds.ts";
 import { boundsInterval, holds, nonEmpty } from "./numbers.ts";
 import { FORMAT_PATTERNS, formatOf, FORMATS, URI_OPEN } from "./formats.ts";
 import { mergeCombinations } from "./merge.ts";
@@ -154,7 +161,6 @@ const UNSUPPORTED: Record<string, string> = {
   minContains: "",
   maxContains: "",
   minProperties: "",
-  uniqueItems: "",
   dependentRequired: "",
   dependentSchemas: "",
   dependencies: "",
@@ -269,16 +275,20 @@ export function relaxedSchema(schema: unknown): { schema: unknown; dropped: stri
     }
     return out;
   });
-  // Numbers a union reaches where the masks cannot tell them apart lose their bounds.
-  const { ambiguous } = boundedSchemas(kept).numbers;
+  // Numbers a union reaches where the masks cannot tell them apart lose their bounds, arrays whose items the
+  // masks cannot keep apart their uniqueItems.
+  const { numbers: { ambiguous }, unique } = boundedSchemas(kept);
   const relaxed = mapSchemas(kept, (s) => {
-    if (!ambiguous.has(s)) return s;
     const out = { ...s };
-    for (const key of NUMBER_BOUNDS) {
-      if (key in out) {
-        dropped.add(key);
-        delete out[key];
-      }
+    const keys = [
+      ...(ambiguous.has(s) ? NUMBER_BOUNDS : []),
+      ...(s.uniqueItems === true && (unique.ambiguous.has(s) || uniqueItemsProblem(kept, s))
+        ? ["uniqueItems"]
+        : []),
+    ];
+    for (const key of keys.filter((k) => k in out)) {
+      dropped.add(key);
+      delete out[key];
     }
     return out;
   });
@@ -738,7 +748,7 @@ function checkSchema(
   path: string,
   depth: number,
   root: unknown,
-  bounded: { strings: Bounded; numbers: Bounded },
+  bounded: { strings: Bounded; numbers: Bounded; unique: Bounded },
 ): void {
   if (typeof schema === "boolean") return;
   if (!isSchemaMap(schema)) throw new FormatError("a schema must be a JSON object or a boolean", path);
@@ -746,7 +756,7 @@ function checkSchema(
   const s = schema;
   const at = (key: string) => pointer(path, key);
   for (const [key, hint] of Object.entries(UNSUPPORTED)) {
-    // `uniqueItems: false` and `nullable: false` assert nothing.
+    // `nullable: false` asserts nothing.
     if (key in s && s[key] !== false) {
       throw new FormatError(`"${key}" is not supported by this server's constrained decoding${hint}`, path);
     }
@@ -969,6 +979,19 @@ function checkSchema(
   if (Array.isArray(s.items)) {
     throw new FormatError('"items" as a list is not supported: use "prefixItems"', at("items"));
   }
+  if ("uniqueItems" in s && typeof s.uniqueItems !== "boolean") {
+    throw new FormatError('"uniqueItems" must be true or false', at("uniqueItems"));
+  }
+  // The masks keep items apart (bounds.ts), where they know the array's schema and its items allow it.
+  if (bounded.unique.ambiguous.has(s)) {
+    throw new FormatError(
+      '"uniqueItems" is not supported here: in a union whose branches the masks cannot tell apart (they share a ' +
+        'type, and do not begin with distinct "const" properties)',
+      at("uniqueItems"),
+    );
+  }
+  const problem = s.uniqueItems === true ? uniqueItemsProblem(root, s) : undefined;
+  if (problem) throw new FormatError(`"uniqueItems" is not supported here: ${problem}`, at("uniqueItems"));
   if ("required" in s && !Array.isArray(s.required)) {
     throw new FormatError(`"required" must be a list`, at("required"));
   }
