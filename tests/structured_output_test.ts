@@ -125,6 +125,12 @@ const SCHEMAS: Record<string, unknown> = {
     },
     required: ["pet"],
   },
+  extraAllowed: {
+    type: "object",
+    properties: { name: { type: "string" }, age: { type: "integer" } },
+    required: ["name"],
+    additionalProperties: true,
+  },
   oneRequired: {
     type: "object",
     properties: {
@@ -693,6 +699,22 @@ Deno.test("allOf, and assertions beside a reference or a union, are merged into 
     }),
     { type: "integer", minimum: 1 },
   );
+  // Beside additionalProperties only the declared properties are written (pydantic's extra="allow"), after the
+  // merge, where additionalProperties still let b in; empty properties beside them are a map.
+  assert.deepEqual(
+    sent({
+      allOf: [
+        { type: "object", properties: { a: { type: "integer" } }, additionalProperties: true },
+        { properties: { b: { type: "string" } }, required: ["b"] },
+      ],
+    }),
+    { type: "object", properties: { a: { type: "integer" }, b: { type: "string" } }, required: ["b"] },
+  );
+  assert.equal(sent(SCHEMAS.extraAllowed).additionalProperties, false);
+  assert.deepEqual(sent({ type: "object", properties: {}, additionalProperties: { type: "integer" } }), {
+    type: "object",
+    additionalProperties: { type: "integer" },
+  });
   // A name one side does not declare meets its additionalProperties (false: b is left out); listed values keep
   // the other's type.
   assert.deepEqual(
@@ -956,8 +978,12 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     [{ type: "string", pattern: "^\\bword$" }, /word boundaries/],
     [{ type: "object", additionalProperties: { type: "integer" }, minProperties: 2 }, /"minProperties"/],
     [
-      { type: "object", properties: { a: { type: "integer" } }, additionalProperties: true },
-      /additionalProperties/,
+      {
+        type: "object",
+        properties: { a: { type: "integer" } },
+        patternProperties: { "^b": { type: "integer" } },
+      },
+      /"properties" with "patternProperties"/,
     ],
     [{ oneOf: [{ type: "number" }, { type: "integer" }] }, /"oneOf" may both match/],
     // Objects told apart by a tag are checked in one pass (hundreds of branches), the same tag twice still found.

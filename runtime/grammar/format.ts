@@ -212,7 +212,10 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
   if (schema === false) throw new FormatError("the schema `false` allows nothing", "");
   // Before anything recurses into it: values nested thousands deep (a `default`) stall xgrammar's parser.
   checkValues(schema, MAX_VALUE_DEPTH);
-  const normalised = merged(hoistReferences(mapSchemas(taggedFirst(schema), normalise)));
+  const normalised = mapSchemas(
+    merged(hoistReferences(mapSchemas(taggedFirst(schema), normalise))),
+    declaredOnly,
+  );
   checkSchema(normalised, "", 0, normalised, boundedSchemas(normalised));
   if (nesting(normalised) > MAX_DEPTH) {
     throw new FormatError(`the schema nests deeper than ${MAX_DEPTH} through its references`, "");
@@ -230,6 +233,19 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
     throw new FormatError(`the schema is larger than ${MAX_SCHEMA_BYTES} bytes`, "");
   }
   return { schema: text, strict: true };
+}
+
+/**
+ * Properties beside additionalProperties (pydantic's `extra="allow"`, zod's `passthrough()`): the declared ones
+ * only, an answer the schema allows (more properties are allowed, not asked for); xgrammar would let a declared
+ * name come again with the other schema. Empty `properties` beside them say nothing (a map). After merging, where
+ * additionalProperties still meant what it says.
+ */
+function declaredOnly(s: Schema): Schema {
+  const open = s.additionalProperties !== undefined && s.additionalProperties !== false;
+  if (!isSchemaMap(s.properties) || !open || "patternProperties" in s) return s;
+  const { properties, ...rest } = s;
+  return Object.keys(properties).length ? { ...s, additionalProperties: false } : rest;
 }
 
 /** A normalised schema with allOf and keywords beside combinations merged (merge.ts). */
@@ -909,13 +925,10 @@ function checkSchema(
       path,
     );
   }
-  // Objects: xgrammar lets a declared name come again through patternProperties or additionalProperties (with
-  // the other schema, or twice), which also defeats minProperties; and propertyNames admits any value.
-  if ("properties" in s && ("patternProperties" in s || (s.additionalProperties ?? false) !== false)) {
-    throw new FormatError(
-      '"properties" with "patternProperties" or "additionalProperties" (other than false) is not supported',
-      path,
-    );
+  // Objects: xgrammar lets a declared name come again through patternProperties (with the other schema, or
+  // twice), which also defeats minProperties. (Beside additionalProperties, only the declared ones are written.)
+  if ("properties" in s && "patternProperties" in s) {
+    throw new FormatError('"properties" with "patternProperties" is not supported', path);
   }
   // A name follows the schemas of every pattern it matches; xgrammar writes a value after the schema of the one
   // pattern it wrote the name for. Those agree when the schemas differ at most in bounds, which the masks keep
