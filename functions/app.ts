@@ -7,6 +7,7 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
+import { matchedRoutes } from "hono/route";
 import {
   EngineBusyError,
   EngineClosedError,
@@ -95,7 +96,10 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
   app.use(async (c, next) => {
     const started = performance.now();
     await next();
-    service.metrics.requests.inc({ status: String(c.res.status) });
+    // By the route the request went to (middleware, registered for ALL, may have answered it), so that scrapes
+    // and health checks can be told from the API's requests.
+    const route = matchedRoutes(c).find((r) => r.method !== "ALL")?.path ?? "unmatched";
+    service.metrics.requests.inc({ route, status: String(c.res.status) });
     // Gateways poll the status every few seconds: those lines only at debug level.
     log[c.req.path === "/internal/v1/status" ? "debug" : "info"]("request", {
       id: c.get("requestId"),

@@ -20,7 +20,7 @@ export function createMetrics(engine: () => Engine | undefined): ServerMetrics {
       engine()?.stats()[key] ?? 0;
   const metrics = {
     registry,
-    requests: registry.register(new Counter("pixtral_requests_total", "HTTP requests by status")),
+    requests: registry.register(new Counter("pixtral_requests_total", "HTTP requests by route and status")),
     promptTokens: registry.register(new Counter("pixtral_prompt_tokens_total", "Prompt tokens processed")),
     generationTokens: registry.register(new Counter("pixtral_generation_tokens_total", "Tokens generated")),
     timeToFirstToken: registry.register(

@@ -350,7 +350,9 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
     const requests = async (status: number) =>
       Number(
         (await (await fetch(`${url}/metrics`)).text())
-          .match(new RegExp(`pixtral_requests_total\\{status="${status}"\\} (\\d+)`))?.[1] ?? 0,
+          .match(
+            new RegExp(`pixtral_requests_total\\{route="/v1/chat/completions",status="${status}"\\} (\\d+)`),
+          )?.[1] ?? 0,
       );
     const [errorsBefore, cancelledBefore] = [await requests(500), await requests(499)];
     const { port } = new URL(url);
@@ -483,6 +485,7 @@ Deno.test("health, models, tokenize, detokenize and metrics answer in their docu
     const text = await post(`${url}/detokenize`, { tokens: tokens.json.tokens });
     assert.equal(text.json.prompt, "Hello, how are you?");
     await post(`${url}/v1/chat/completions`, user("hi"));
+    await (await fetch(`${url}/no/such/route`)).body?.cancel();
     const metrics = await (await fetch(`${url}/metrics`)).text();
     for (
       const name of [
@@ -498,7 +501,10 @@ Deno.test("health, models, tokenize, detokenize and metrics answer in their docu
     ) {
       assert.match(metrics, new RegExp(`^${name}`, "m"), name);
     }
-    assert.match(metrics, /^pixtral_requests_total\{status="200"\} [1-9]/m);
+    // By route: the API's requests apart from scrapes; a path no route has is "unmatched".
+    assert.match(metrics, /^pixtral_requests_total\{route="\/v1\/chat\/completions",status="200"\} [1-9]/m);
+    assert.match(metrics, /^pixtral_requests_total\{route="\/tokenize",status="200"\} [1-9]/m);
+    assert.match(metrics, /^pixtral_requests_total\{route="unmatched",status="404"\} 1$/m);
   });
 });
 
