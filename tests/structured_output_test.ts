@@ -101,6 +101,17 @@ const SCHEMAS: Record<string, unknown> = {
     },
     required: ["http", "any", "short"],
   },
+  multiples: {
+    type: "array",
+    prefixItems: [
+      { type: "integer", multipleOf: 7 },
+      { type: "integer", multipleOf: 25, minimum: -60, maximum: 60 },
+      { type: "number", multipleOf: 4, exclusiveMinimum: 3 },
+      { type: "integer", multipleOf: 0.5 },
+    ],
+    minItems: 4,
+    maxItems: 4,
+  },
   // zod's .and(), OpenAPI's inheritance, and "one of these properties": each merged into one schema (merge.ts).
   intersection: {
     allOf: [
@@ -662,6 +673,19 @@ Deno.test("numeric bounds are kept by the masks digit by digit, exponents left o
   assert.equal(digits(await texts(count, "")), "123456789");
   assert.ok(!(await texts(count, "99")).has("</s>") && (await texts(count, "100")).has("</s>"));
   assert.ok((await texts(count, "9")).has("9"));
+  // Multiples of whole numbers (zod's .multipleOf(), pydantic's conint(multiple_of=)): a digit only where one can
+  // still be reached inside the bounds, the end only on one; a number so bounded is written whole.
+  const fives = { type: "integer", multipleOf: 5, minimum: 10, maximum: 32 };
+  assert.equal(digits(await texts(fives, "")), "123");
+  assert.equal(digits(await texts(fives, "1")), "05");
+  assert.ok(!(await texts(fives, "3")).has("</s>") && (await texts(fives, "30")).has("</s>"));
+  const threes = await texts({ type: "number", multipleOf: 3 }, "1");
+  assert.ok(digits(threes) === "0123456789" && !threes.has(".") && !threes.has("</s>"));
+  assert.ok((await texts({ type: "number", multipleOf: 3 }, "12")).has("</s>"));
+  assert.equal(
+    digits(await texts({ type: "integer", multipleOf: 4, minimum: -20, maximum: -1 }, "-1")),
+    "26",
+  );
 });
 
 Deno.test("a date's day is within its month (pydantic refuses June 31st), February's to the 28th", async () => {
@@ -967,8 +991,10 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     [{ type: "strin" }, /unknown type "strin" \(at \/type\)/],
     [{ type: "string", format: "iri" }, /format "iri"/],
     [{ type: "string", format: "uri", maxLength: 8 }, /"maxLength" below 9 .* format "uri"/],
-    // xgrammar's grammars for these let values outside the schema through.
-    [{ type: "integer", multipleOf: 3 }, /"multipleOf"/],
+    // Validators divide in floating point: 0.07 is no multiple of 0.01 to them.
+    [{ type: "number", multipleOf: 0.01 }, /"multipleOf" is supported on integers/],
+    [{ type: "integer", multipleOf: 0 }, /"multipleOf" must be above 0/],
+    [{ type: "integer", multipleOf: 7, minimum: 1, maximum: 6 }, /the bounds allow no integer/],
     [
       { type: "object", propertyNames: { maxLength: 2 }, additionalProperties: { type: "integer" } },
       /propertyNames/,

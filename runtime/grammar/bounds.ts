@@ -1,6 +1,7 @@
 /**
- * Bounds kept by the masks rather than by the grammar: the lengths of JSON strings (`minLength`, `maxLength`) and
- * the ranges of numbers (`minimum`, `maximum` and their exclusive forms).
+ * Bounds kept by the masks rather than by the grammar: the lengths of JSON strings (`minLength`, `maxLength`),
+ * the ranges of numbers (`minimum`, `maximum` and their exclusive forms, `multipleOf` on integers), and the items
+ * of arrays that must differ (`uniqueItems`).
  *
  * xgrammar spells a length bound out as a chain of states, each with its own mask over the vocabulary: over
  * Pixtral's, one string with `maxLength: 80` took 2.5 s to compile and 256 took 5.9 s. Its bounded numbers let
@@ -32,8 +33,8 @@ import { formatOf } from "./formats.ts";
 import { boundsInterval, canonical, intersect, type Interval, reachable, within } from "./numbers.ts";
 import type { Vocabulary } from "./vocabulary.ts";
 
-/** The keywords of numeric bounds. */
-export const NUMBER_BOUNDS = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
+/** The keywords of numeric bounds (a multiple too: the masks keep it as they keep the others). */
+export const NUMBER_BOUNDS = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"];
 
 /** What a value may follow: a schema with no reference, allOf or union left in it, or `true` (anything). */
 type Candidate = Schema | true;

@@ -168,7 +168,6 @@ const UNSUPPORTED: Record<string, string> = {
   $dynamicRef: "",
   $recursiveRef: "",
   nullable: ': write "type": [..., "null"] instead',
-  multipleOf: "",
 };
 /**
  * Length bounds on strings that the grammar keeps (those bounds.ts cannot follow) above this compile to grammars
@@ -284,6 +283,9 @@ export function relaxedSchema(schema: unknown): { schema: unknown; dropped: stri
       !nonEmpty(boundsInterval(out, integerOnly(out)))
     ) {
       NUMBER_BOUNDS.forEach(drop);
+    }
+    if ("multipleOf" in out && !(integerOnly(out) && Number.isSafeInteger(out.multipleOf))) {
+      drop("multipleOf");
     }
     const combinator = COMBINATORS.find((k) => k in out);
     for (const key of combinator ? Object.keys(out) : []) {
@@ -409,6 +411,20 @@ function normalise(schema: Schema): Schema {
     "const" in s && Array.isArray(s.enum) && s.enum.some((v) => JSON.stringify(v) === JSON.stringify(s.const))
   ) {
     delete s.enum;
+  }
+  // A whole multiple makes a number whole (writing integers only is an answer the schema allows); on integers, a
+  // multiple of 1/2^k (exact in floating point) asserts nothing.
+  const step = s.multipleOf;
+  if (typeof step === "number" && step > 0 && types?.includes("number") && Number.isSafeInteger(step)) {
+    s.type = Array.isArray(s.type)
+      ? [...new Set(types.map((t) => t === "number" ? "integer" : t))]
+      : "integer";
+  }
+  if (
+    typeof step === "number" && step > 0 && integerOnly(s) && Number.isInteger(1 / step) &&
+    Number.isInteger(Math.log2(1 / step))
+  ) {
+    delete s.multipleOf;
   }
   // Numeric bounds on a value that cannot be a number assert nothing.
   if (
@@ -845,6 +861,17 @@ function checkSchema(
   }
   for (const key of NUMBER_BOUNDS) {
     if (key in s && !Number.isFinite(s[key])) throw new FormatError(`"${key}" must be a number`, at(key));
+  }
+  if ("multipleOf" in s && !((s.multipleOf as number) > 0)) {
+    throw new FormatError('"multipleOf" must be above 0', at("multipleOf"));
+  }
+  // Validators divide non-integers in floating point: 0.07 is no multiple of 0.01 to Ajv or Python's jsonschema.
+  if ("multipleOf" in s && !(integerOnly(s) && Number.isSafeInteger(s.multipleOf))) {
+    throw new FormatError(
+      '"multipleOf" is supported on integers, by a whole number (validators divide other numbers in floating ' +
+        "point, where 0.07 is no multiple of 0.01)",
+      at("multipleOf"),
+    );
   }
   if (NUMBER_BOUNDS.some((key) => key in s)) {
     // normalise kept the values inside, and dropped the bounds; these are left when none is.

@@ -1,5 +1,5 @@
 /**
- * Numeric bounds (`minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum`) decided on a JSON number's text
+ * Numeric bounds (`minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum`, and `multipleOf` on integers) decided on a JSON number's text
  * as it is written, digit by digit: whether a prefix can still be finished inside the bounds, and whether it is a
  * number inside them. xgrammar's own grammar for bounded numbers lets values outside them through; its integer
  * ranges are exact but cost a state per digit. Arithmetic is exact (decimals as BigInt), so that "0.1" meets
@@ -21,12 +21,13 @@ export interface Decimal {
   scale: number;
 }
 
-/** Values between two ends, each missing (unbounded), closed or open. */
+/** Values between two ends, each missing (unbounded), closed or open; whole multiples of `step` if given. */
 export interface Interval {
   lo?: Decimal;
   loOpen?: boolean;
   hi?: Decimal;
   hiOpen?: boolean;
+  step?: bigint;
 }
 
 const powers: bigint[] = [1n];
@@ -101,17 +102,29 @@ function tighterHigh(a: Interval, b: Interval): Interval {
   return { hi: c <= 0 ? a.hi : b.hi, hiOpen: c < 0 ? a.hiOpen : c > 0 ? b.hiOpen : a.hiOpen || b.hiOpen };
 }
 
+const gcd = (a: bigint, b: bigint): bigint => b ? gcd(b, a % b) : a;
+
 /** Values in both. */
 export function intersect(a: Interval, b: Interval): Interval {
   const { lo, loOpen } = tighterLow(a, b), { hi, hiOpen } = tighterHigh(a, b);
-  return { lo, loOpen, hi, hiOpen };
+  const step = a.step && b.step ? a.step / gcd(a.step, b.step) * b.step : a.step ?? b.step;
+  return { lo, loOpen, hi, hiOpen, step };
 }
 
 /** Whether an interval holds a value (then a finite decimal: its ends are finite decimals). */
 export function nonEmpty(i: Interval): boolean {
+  if (i.step) return multipleIn(i, i.step);
   if (!i.lo || !i.hi) return true;
   const c = compare(i.lo, i.hi);
   return c < 0 || (c === 0 && !i.loOpen && !i.hiOpen);
+}
+
+/** Whether an interval holds a whole multiple of `step`. */
+function multipleIn(i: Interval, step: bigint): boolean {
+  if (!i.lo || !i.hi) return true;
+  const wholes = whole(i);
+  const first = -floorDiv(-wholes.lo!.n, step) * step; // the least multiple at or above the lower end
+  return first <= wholes.hi!.n;
 }
 
 const contains = (i: Interval, d: Decimal) => nonEmpty(intersect(i, { lo: d, hi: d }));
@@ -120,7 +133,7 @@ const floorDiv = (n: bigint, d: bigint) => n >= 0n ? n / d : -((-n + d - 1n) / d
 
 /** The whole numbers of an interval, as a closed interval of them. */
 function whole(i: Interval): Interval {
-  const out: Interval = {};
+  const out: Interval = { step: i.step };
   if (i.lo) {
     const p = pow10(i.lo.scale);
     const floor = floorDiv(i.lo.n, p);
@@ -149,6 +162,13 @@ export function boundsInterval(s: Record<string, unknown>, integer: boolean): In
   if (max !== undefined) i = intersect(i, { hi: inclusive(max) });
   if (xmin !== undefined) i = intersect(i, { lo: halfway(xmin, nextUp(xmin)), loOpen: true });
   if (xmax !== undefined) i = intersect(i, { hi: halfway(-nextUp(-xmax), xmax), hiOpen: true });
+  // On whole numbers, by a whole number (format.ts allows no other multipleOf).
+  // Below 2^53, where a validator that reads answers as doubles (Ajv) divides them exactly.
+  const step = num("multipleOf");
+  if (integer && step !== undefined && Number.isSafeInteger(step) && step > 1) {
+    const safe = { n: BigInt(Number.MAX_SAFE_INTEGER), scale: 0 };
+    i = intersect(i, { lo: negate(safe), hi: safe, step: BigInt(step) });
+  }
   return integer ? whole(i) : i;
 }
 
@@ -191,11 +211,13 @@ export function reachable(text: string, bounds: Interval): boolean {
         loOpen: bounds.hiOpen,
         hi: bounds.lo && negate(bounds.lo),
         hiOpen: bounds.loOpen,
+        step: bounds.step,
       },
       { lo: { n: 0n, scale: 0 }, loOpen: true },
     )
     : bounds;
   if (!p.digits) return nonEmpty(intersect(b, { lo: { n: 0n, scale: 0 } }));
+  if (b.step && p.digits !== "0") return reachableMultiple(BigInt(p.digits), b, b.step);
   const unit = { n: 1n, scale: p.fraction.length };
   const start = decimal(`${p.digits}${p.point ? "." : ""}${p.fraction}${p.point && !p.fraction ? "0" : ""}`);
   const end = { n: start.n + pow10(start.scale - unit.scale), scale: start.scale };
@@ -218,6 +240,24 @@ export function reachable(text: string, bounds: Interval): boolean {
       hiOpen: true,
     }),
   );
+}
+
+/**
+ * Whether digits `prefix` (a magnitude, no point: whole numbers) can go on to a multiple of `step` inside `b`:
+ * through the ranges [prefix·10^k, (prefix+1)·10^k), ascending, until one begins above the upper end or is wide
+ * enough to hold a multiple whole.
+ */
+function reachableMultiple(prefix: bigint, b: Interval, step: bigint): boolean {
+  for (let k = 0;; k++) {
+    const range: Interval = {
+      lo: { n: prefix * pow10(k), scale: 0 },
+      hi: { n: (prefix + 1n) * pow10(k), scale: 0 },
+      hiOpen: true,
+      step,
+    };
+    if (b.hi && compare(range.lo!, b.hi) > 0) return false;
+    if (nonEmpty(intersect(b, range))) return true;
+  }
 }
 
 /** Whether a schema's number (`enum`, `const`) is inside `bounds`. */
