@@ -82,6 +82,37 @@ Deno.test("a prefix is reachable exactly when some number beginning with it is i
   assert.ok(checked > 5_000, `${checked}`);
 });
 
+Deno.test("multiples of whole numbers: a prefix is reachable exactly when a multiple inside the bounds begins with it", () => {
+  const all = numbers(5).filter((n) => !n.includes(".") && !n.startsWith("-0"));
+  const prefixes = new Set(
+    all.flatMap((n) => [...n].map((_, i) => n.slice(0, i + 1))).filter((p) => p.length <= 3),
+  );
+  const random = seededRandom(11);
+  const ends = [-120, -13, -1, 0, 1, 6, 40, 99.5, 250];
+  let checked = 0;
+  for (let round = 0; round < 40; round++) {
+    const schema: Record<string, number> = { multipleOf: [2, 3, 7, 25, 60][Math.floor(random() * 5)] };
+    for (const key of ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"]) {
+      if (random() < 0.4) schema[key] = ends[Math.floor(random() * ends.length)];
+    }
+    const range = boundsInterval(schema, true);
+    const reached = new Set<string>();
+    for (const n of all) {
+      const valid = inside(schema, n) && BigInt(n) % BigInt(schema.multipleOf) === 0n;
+      assert.equal(within(n, range), valid, `${n} in ${JSON.stringify(schema)}`);
+      if (valid) [...n].forEach((_, i) => reached.add(n.slice(0, i + 1)));
+    }
+    for (const p of prefixes) {
+      assert.equal(reachable(p, range), reached.has(p), `${p}… in ${JSON.stringify(schema)}`);
+      checked++;
+    }
+  }
+  assert.ok(checked > 10_000, `${checked}`);
+  // Whole answers stay below 2^53, where a validator reading doubles (ajv) divides them exactly.
+  const sevens = boundsInterval({ multipleOf: 7, minimum: 2 ** 60 }, true);
+  assert.ok(!reachable("1", sevens) && !within(String(7n * 2n ** 60n), sevens));
+});
+
 Deno.test("large and small bounds: digits without a point reach every power of ten above them", () => {
   const min = boundsInterval({ minimum: 1e21 }, false);
   assert.ok(reachable("9", min) && reachable("1", min) && !within("9", min));
