@@ -4,6 +4,7 @@
  */
 import { logToStderr } from "../runtime/log.ts";
 import { UsageError } from "./args.ts";
+import { batch, usage as batchUsage } from "./batch.ts";
 import { generate, usage as generateUsage } from "./generate.ts";
 import { logits, usage as logitsUsage } from "./logits.ts";
 import { plan, usage as planUsage } from "./plan.ts";
@@ -20,6 +21,11 @@ interface Command {
 
 const COMMANDS: Record<string, Command> = {
   serve: { summary: "start the HTTP server", usage: serveUsage, run: serve },
+  batch: {
+    summary: "run a file of requests (OpenAI's batch format) through the model, without a server",
+    usage: batchUsage,
+    run: batch,
+  },
   pull: {
     summary: "download a model from the Hugging Face hub into the local cache",
     usage: pullUsage,

@@ -58,7 +58,7 @@ ${modelUsage(28)}
   --internal-secret SECRET  serve the internal routes that edge gateways call (/internal/v1/*), to requests
                             carrying this secret (also $PIXTRAL_INTERNAL_SECRET; at least 16 characters)`;
 
-const FLAGS = {
+export const SERVE_FLAGS = {
   ...MODEL_FLAGS,
   port: { type: "string" },
   host: { type: "string" },
@@ -166,8 +166,11 @@ async function chatTemplate(
 }
 
 export interface RunningServer {
+  /** Where it listens; "" when started without listening (startServer's `listen`). */
   url: string;
   service: Service;
+  /** Answers a request in this process, as the server answers it over HTTP. */
+  fetch(request: Request): Promise<Response>;
   /** Settles once the model serves (or failed to load: then `service.failure` says why). */
   ready: Promise<void>;
   /** Lets running requests finish (up to the grace period), then stops. */
@@ -176,8 +179,11 @@ export interface RunningServer {
   failed: Promise<string>;
 }
 
-/** Starts listening at once, then loads the model; /health answers 503 until it serves. */
-export async function startServer(config: ServerConfig): Promise<RunningServer> {
+/**
+ * Starts listening at once, then loads the model; /health answers 503 until it serves. `listen: false` (`pixtral
+ * batch`): no port, requests come through `fetch`.
+ */
+export async function startServer(config: ServerConfig, listen = true): Promise<RunningServer> {
   // A hub model is pulled here, before listening, as vLLM does; the worker gets the local paths.
   const model = await withLocalModel(config.model);
   const files = await openModelFiles(model);
@@ -208,25 +214,26 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     internalSecret: config.internalSecret,
   });
   const listening = Promise.withResolvers<string>();
-  let server: Deno.HttpServer;
-  try {
-    server = Deno.serve({
-      port: config.port,
-      hostname: config.hostname,
-      onListen: (addr) => {
-        const url = `http://${addr.hostname}:${addr.port}`;
-        const keys = config.apiKeys.length;
-        log.info("listening", { url, model: id, apiKeys: keys || "none: no authentication" });
-        listening.resolve(url);
-      },
-    }, app.fetch);
-  } catch (err) {
-    images.close();
-    const host = config.hostname.includes(":") ? `[${config.hostname}]` : config.hostname;
-    throw new Error(
-      `cannot listen on ${host}:${config.port} (--host, --port; $HOST, $PORT): ${(err as Error).message}`,
-    );
-  }
+  let server: Deno.HttpServer | undefined;
+  if (!listen) listening.resolve("");
+  else {try {
+      server = Deno.serve({
+        port: config.port,
+        hostname: config.hostname,
+        onListen: (addr) => {
+          const url = `http://${addr.hostname}:${addr.port}`;
+          const keys = config.apiKeys.length;
+          log.info("listening", { url, model: id, apiKeys: keys || "none: no authentication" });
+          listening.resolve(url);
+        },
+      }, app.fetch);
+    } catch (err) {
+      images.close();
+      const host = config.hostname.includes(":") ? `[${config.hostname}]` : config.hostname;
+      throw new Error(
+        `cannot listen on ${host}:${config.port} (--host, --port; $HOST, $PORT): ${(err as Error).message}`,
+      );
+    }}
 
   let stopping: Promise<void> | undefined;
   const stopLoading = new AbortController();
@@ -268,17 +275,26 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       const closing = service.engine?.close(config.graceSeconds * 1000);
       // Images still decoding end now: their requests would hold the server's shutdown past the grace period.
       images.close();
-      await server.shutdown();
+      await server?.shutdown();
       await closing;
     })();
-  return { url: await listening.promise, service, ready, shutdown, failed: failed.promise };
+  return {
+    url: await listening.promise,
+    service,
+    fetch: async (request) => await app.fetch(request),
+    ready,
+    shutdown,
+    failed: failed.promise,
+  };
 }
 
 /** How long a server whose engine failed waits for the engine's thread to end before it exits. */
 const EXIT_GRACE_MS = 500;
 
-export async function serve(argv: string[]): Promise<void> {
-  const flags = parseFlags(argv, FLAGS);
+/** The server's configuration from serve's flags (and the environment variables they stand for). */
+export async function serverConfig(
+  flags: ReturnType<typeof parseFlags<typeof SERVE_FLAGS>>,
+): Promise<ServerConfig> {
   const temperature = flags.temperature === undefined ? 0.7 : Number(flags.temperature);
   if (!(temperature >= 0 && temperature <= 2)) throw new UsageError("--temperature must be between 0 and 2");
   let allow: AddressAllowList;
@@ -293,7 +309,7 @@ export async function serve(argv: string[]): Promise<void> {
   }
   const grace = flags.grace === undefined ? 10 : Number(flags.grace);
   if (!(grace >= 0)) throw new UsageError("--grace must be a number of seconds");
-  const server = await startServer({
+  return {
     port: flags.port !== undefined
       ? parsePort(flags.port, "--port")
       : parsePort(Deno.env.get("PORT") ?? "8080", "PORT"),
@@ -326,7 +342,11 @@ export async function serve(argv: string[]): Promise<void> {
     },
     graceSeconds: grace,
     internalSecret,
-  });
+  };
+}
+
+export async function serve(argv: string[]): Promise<void> {
+  const server = await startServer(await serverConfig(parseFlags(argv, SERVE_FLAGS)));
   const stopped = Promise.withResolvers<void>();
   const onSignal = () => server.shutdown().then(stopped.resolve);
   Deno.addSignalListener("SIGINT", onSignal);

@@ -96,6 +96,11 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
   app.use(async (c, next) => {
     const started = performance.now();
     await next();
+    // Answers made as Responses of their own (JSON held open, event streams) carry the id too.
+    if (!c.res.headers.has("X-Request-Id")) {
+      c.res = new Response(c.res.body, c.res);
+      c.res.headers.set("X-Request-Id", c.get("requestId"));
+    }
     // By the route the request went to (middleware, registered for ALL, may have answered it), so that scrapes
     // and health checks can be told from the API's requests.
     const route = matchedRoutes(c).find((r) => r.method !== "ALL")?.path ?? "unmatched";

@@ -484,7 +484,9 @@ Deno.test("health, models, tokenize, detokenize and metrics answer in their docu
     assert.equal(tokens.json.count, tokens.json.tokens.length);
     const text = await post(`${url}/detokenize`, { tokens: tokens.json.tokens });
     assert.equal(text.json.prompt, "Hello, how are you?");
-    await post(`${url}/v1/chat/completions`, user("hi"));
+    // Every answer names its request, those made as Responses of their own (a held JSON answer) too.
+    const chat = await post(`${url}/v1/chat/completions`, user("hi"));
+    assert.match(chat.headers.get("x-request-id") ?? "", /^[0-9a-f-]{36}$/);
     await (await fetch(`${url}/no/such/route`)).body?.cancel();
     const metrics = await (await fetch(`${url}/metrics`)).text();
     for (

@@ -33,16 +33,4 @@ export function pixtral(args: string[], env: Record<string, string> = {}): Deno.
   });
 }
 
-/** Splits a byte stream into lines of text. */
-export async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  let buffered = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    buffered += chunk;
-    let newline;
-    while ((newline = buffered.indexOf("\n")) >= 0) {
-      yield buffered.slice(0, newline);
-      buffered = buffered.slice(newline + 1);
-    }
-  }
-  if (buffered) yield buffered;
-}
+export { lines } from "../runtime/lines.ts";
