@@ -21,9 +21,14 @@ import { boundsInterval, holds, nonEmpty } from "./numbers.ts";
 import { FORMAT_PATTERNS, formatOf, FORMATS, URI_OPEN } from "./formats.ts";
 import { mergeCombinations } from "./merge.ts";
 import {
+  ANNOTATIONS,
   isSchemaMap,
   jsonType,
+  LIST,
   listedValues,
+  MAP,
+  ONE,
+  pointer,
   pointerKeys,
   resolve,
   type Schema,
@@ -175,27 +180,8 @@ const UNSUPPORTED: Record<string, string> = {
  */
 const MAX_STRING_BOUND = 64;
 const COMBINATORS = ["$ref", "anyOf", "oneOf", "allOf"];
-/** Keywords that assert nothing. */
-const ANNOTATIONS = new Set([
-  "title",
-  "description",
-  "default",
-  "examples",
-  "$comment",
-  "$schema",
-  "$id",
-  "deprecated",
-  "readOnly",
-  "writeOnly",
-  "contentEncoding",
-  "contentMediaType",
-]);
 /** Keywords beside a reference or a combination that xgrammar does not need to enforce. */
 const BESIDE = new Set(["$defs", "definitions", "discriminator"]);
-/** Keywords whose value is one schema, a list of them, or a map of them. */
-const ONE = ["additionalProperties", "items", "propertyNames"];
-const LIST = ["anyOf", "oneOf", "allOf", "prefixItems"];
-const MAP = ["properties", "patternProperties", "$defs", "definitions"];
 
 /**
  * `response_format: {type: "json_schema"}`: the schema, normalised (see normalise) and checked, as text. Its
@@ -661,9 +647,6 @@ function atSchema(ref: string): boolean {
   }
   return true;
 }
-
-const pointer = (path: string, key: string | number) =>
-  `${path}/${String(key).replaceAll("~", "~0").replaceAll("/", "~1")}`;
 
 /**
  * The deepest nesting of subschemas, references followed (xgrammar's compiler recurses through them), a

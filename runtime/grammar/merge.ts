@@ -10,7 +10,17 @@
  * and C`), dropping the branches nothing satisfies. Keywords that cannot be merged (two different patterns) are a
  * FormatError.
  */
-import { isSchemaMap, jsonType, resolve, type Schema } from "./schema.ts";
+import {
+  ANNOTATIONS,
+  isSchemaMap,
+  jsonType,
+  LIST,
+  MAP,
+  ONE,
+  pointer,
+  resolve,
+  type Schema,
+} from "./schema.ts";
 
 /** A schema error at a place in the schema; format.ts's FormatError. */
 type Fail = (message: string, path: string) => Error;
@@ -19,19 +29,7 @@ type Fail = (message: string, path: string) => Error;
 const MAX_BRANCHES = 64;
 
 /** Keywords that assert nothing, kept from the first schema that has them. */
-const FIRST = new Set([
-  "title",
-  "description",
-  "default",
-  "examples",
-  "$comment",
-  "$schema",
-  "$id",
-  "deprecated",
-  "readOnly",
-  "writeOnly",
-  "discriminator",
-]);
+const FIRST = new Set([...ANNOTATIONS, "discriminator"]);
 const LOWER = ["minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties"];
 const UPPER = ["maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties"];
 const UNIONS = ["anyOf", "oneOf"];
@@ -69,17 +67,13 @@ class Merger {
     }
     const out: Schema = { ...s };
     for (const [key, value] of Object.entries(s)) {
-      const at = `${path}/${key}`;
-      if (["additionalProperties", "items", "propertyNames"].includes(key)) out[key] = this.walk(value, at);
-      else if (["anyOf", "oneOf", "allOf", "prefixItems"].includes(key) && Array.isArray(value)) {
-        out[key] = value.map((sub, i) => this.walk(sub, `${at}/${i}`));
-      } else if (
-        ["properties", "patternProperties", "$defs", "definitions"].includes(key) && isSchemaMap(value)
-      ) {
+      const at = pointer(path, key);
+      if (ONE.includes(key)) out[key] = this.walk(value, at);
+      else if (LIST.includes(key) && Array.isArray(value)) {
+        out[key] = value.map((sub, i) => this.walk(sub, pointer(at, i)));
+      } else if (MAP.includes(key) && isSchemaMap(value)) {
         out[key] = Object.fromEntries(
-          Object.entries(value).map((
-            [name, sub],
-          ) => [name, this.walk(sub, `${at}/${name.replaceAll("~", "~0").replaceAll("/", "~1")}`)]),
+          Object.entries(value).map(([name, sub]) => [name, this.walk(sub, pointer(at, name))]),
         );
       }
     }
@@ -219,7 +213,7 @@ class Merger {
     if (LOWER.includes(key) && typeof a === "number" && typeof b === "number") return Math.max(a, b);
     if (UPPER.includes(key) && typeof a === "number" && typeof b === "number") return Math.min(a, b);
     if (key === "uniqueItems") return a === true || b === true;
-    if (key === "propertyNames") return this.merge([a, b], `${path}/${key}`);
+    if (key === "propertyNames") return this.merge([a, b], pointer(path, key));
     if (["properties", "additionalProperties", "patternProperties", "items", "prefixItems"].includes(key)) {
       return a; // merged with what the other side implies (objects, arrays)
     }
@@ -248,7 +242,7 @@ class Merger {
       const value = this.sub(
         Object.hasOwn(pa, name) ? pa[name] : a.additionalProperties ?? true,
         Object.hasOwn(pb, name) ? pb[name] : b.additionalProperties ?? true,
-        `${path}/properties/${name}`,
+        pointer(`${path}/properties`, name),
       );
       if (value !== false) properties[name] = value;
       else if (required.has(name)) throw new Unsatisfiable(`required property "${name}" may not appear`);

@@ -6,6 +6,27 @@ export const isSchemaMap = (v: unknown): v is Schema =>
 
 export const TYPES = new Set(["string", "number", "integer", "boolean", "null", "object", "array"]);
 
+/** Keywords that assert nothing. */
+export const ANNOTATIONS = new Set([
+  "title",
+  "description",
+  "default",
+  "examples",
+  "$comment",
+  "$schema",
+  "$id",
+  "deprecated",
+  "readOnly",
+  "writeOnly",
+  "contentEncoding",
+  "contentMediaType",
+]);
+
+/** Keywords whose value is one schema, a list of them, or a map of them. */
+export const ONE = ["additionalProperties", "items", "propertyNames"];
+export const LIST = ["anyOf", "oneOf", "allOf", "prefixItems"];
+export const MAP = ["properties", "patternProperties", "$defs", "definitions"];
+
 /**
  * The keys of a local reference's JSON Pointer ("#/a/b~1c/0"), unescaped as a URI fragment and then as a pointer;
  * undefined for a reference that is not local. "#" is no keys.
@@ -21,6 +42,10 @@ export function pointerKeys(ref: string): string[] | undefined {
     return undefined; // a malformed %-escape
   }
 }
+
+/** The JSON Pointer of `key` inside the schema at `path`, escaped. */
+export const pointer = (path: string, key: string | number) =>
+  `${path}/${String(key).replaceAll("~", "~0").replaceAll("/", "~1")}`;
 
 /** The schema a local reference names ("#" or a JSON Pointer "#/...", through objects and lists), or undefined. */
 export function resolve(root: unknown, ref: string): unknown {
