@@ -149,6 +149,32 @@ Deno.test("internal routes: generation through RemoteEngine equals the host's ow
   });
 });
 
+Deno.test("internal routes: a request's n choices, sent apart by a gateway, decode their image once", async () => {
+  await withServer({ internalSecret: SECRET }, async ({ url, service }) => {
+    let decodes = 0;
+    // Slow enough that the choices' requests meet while it runs.
+    service.images.prepare = async (...args: Parameters<typeof decodeImage>) => {
+      decodes++;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      return decodeImage(...args);
+    };
+    const remote = new RemoteEngine({ hosts: [url], secret: SECRET });
+    await remote.start();
+    const request = await prepared(service);
+    const choices = await Promise.all(
+      [1, 2, 3].map((seed) =>
+        collect(remote.generate({ ...request, sampling: { ...request.sampling, seed } }))
+      ),
+    );
+    assert.equal(decodes, 1);
+    // Each choice is its own seeded answer, as the host's engine gives it.
+    for (const [i, choice] of choices.entries()) {
+      const alone = await decoded({ ...request, sampling: { ...request.sampling, seed: i + 1 } });
+      assert.deepEqual(choice, await collect(service.engine!.generate(alone)));
+    }
+  });
+});
+
 Deno.test("internal routes: a host computing in f16 gives through the wire what its own engine gives", async () => {
   const model = { ...serverConfig().model, activations: "f16" as const };
   await withServer({ internalSecret: SECRET, model }, async ({ url, service }) => {

@@ -19,6 +19,7 @@ import {
   EngineBusyError,
   EngineClosedError,
   type GenerateRequest,
+  type RequestImage,
   RequestTooLongError,
   type TokenEvent,
 } from "../../runtime/engine/engine.ts";
@@ -41,6 +42,7 @@ import {
 import { log } from "../../runtime/log.ts";
 import type { Service } from "../service.ts";
 import { allOrNone, imageOptions } from "../images/together.ts";
+import { SharedWork } from "../images/shared.ts";
 
 const encoder = new TextEncoder();
 const NEWLINE = encoder.encode("\n");
@@ -134,6 +136,7 @@ async function status(service: Service): Promise<HostStatus> {
 async function decodeImages(
   request: GenerateRequest<EncodedImage>,
   service: Service,
+  decodes: SharedWork<RequestImage>,
   signal: AbortSignal,
 ): Promise<GenerateRequest<ImageInput>> {
   const { images } = request;
@@ -157,7 +160,12 @@ async function decodeImages(
         );
       }
       const options = imageOptions(policy, image.resize);
-      const input = await (policy.prepare ?? decodeImage)(image.bytes, options, each);
+      const input = await decodes.run(
+        image.bytes,
+        options,
+        each,
+        (signal) => (policy.prepare ?? decodeImage)(image.bytes, options, signal),
+      );
       if (!("pixels" in input)) throw new Error("this host's images are not decoded");
       if (input.rows !== image.rows || input.cols !== image.cols) {
         throw new WireError(
@@ -266,6 +274,8 @@ function generate(
 
 /** `wedgedMs`: see WEDGED_MS (tests shorten it). */
 export function internalRoutes(service: Service, secret: string, options: { wedgedMs?: number } = {}): Hono {
+  // A request's n choices come as n requests with the same images: each decoded once.
+  const decodes = new SharedWork<RequestImage>();
   return new Hono()
     .use("/internal/*", secretAuth(secret))
     .get("/internal/v1/status", async (c) => c.json(await status(service)))
@@ -293,7 +303,7 @@ export function internalRoutes(service: Service, secret: string, options: { wedg
           if (wired.images.length && maxWaiting !== undefined && waiting >= maxWaiting) {
             return failure(path, 429, "busy", `${waiting} sequences are already waiting`, 1);
           }
-          const request = await decodeImages(wired, service, signal);
+          const request = await decodeImages(wired, service, decodes, signal);
           return generate(service, request, signal, options.wedgedMs);
         } catch (err) {
           if (signal.aborted) return failure(path, 503, "unavailable", "the gateway left");
