@@ -27,6 +27,8 @@ type Fail = (message: string, path: string) => Error;
 
 /** The most branches a distributed union may have. */
 const MAX_BRANCHES = 64;
+/** The most merges one schema may take: unions distributed over each other multiply them (8 of 4 branches: 65536). */
+const MAX_MERGES = 1024;
 
 /** Keywords that assert nothing, kept from the first schema that has them. */
 const FIRST = new Set([...ANNOTATIONS, "discriminator"]);
@@ -95,8 +97,16 @@ class Merger {
   /** The references being inlined, by how many merges below inline each (one met again inside is a cycle). */
   readonly #inlining = new Map<string, number>();
 
+  #merges = 0;
+
   /** One schema satisfied by what satisfies every member. */
   merge(members: readonly unknown[], path: string): Schema {
+    if (++this.#merges > MAX_MERGES) {
+      throw this.fail(
+        `merging the combined schemas takes more than ${MAX_MERGES} steps: not supported`,
+        path,
+      );
+    }
     const inlined: string[] = [];
     try {
       return this.#merge(members, path, inlined);
