@@ -136,6 +136,22 @@ const SCHEMAS: Record<string, unknown> = {
     },
     required: ["pet"],
   },
+  // pydantic's dict[Literal["x", "y"], int], dict[SomeEnum, float] (names by reference, one with a regex
+  // character) and dict[constr(pattern=...), str].
+  dicts: {
+    $defs: { C: { enum: ["red", "blue.x"], type: "string" } },
+    type: "object",
+    properties: {
+      a: { type: "object", additionalProperties: { type: "integer" }, propertyNames: { enum: ["x", "y"] } },
+      b: { type: "object", additionalProperties: { type: "number" }, propertyNames: { $ref: "#/$defs/C" } },
+      c: {
+        type: "object",
+        additionalProperties: { type: "string" },
+        propertyNames: { pattern: "^[a-c]{1,3}$" },
+      },
+    },
+    required: ["a", "b", "c"],
+  },
   extraAllowed: {
     type: "object",
     properties: { name: { type: "string" }, age: { type: "integer" } },
@@ -735,6 +751,12 @@ Deno.test("allOf, and assertions beside a reference or a union, are merged into 
     { type: "object", properties: { a: { type: "integer" }, b: { type: "string" } }, required: ["b"] },
   );
   assert.equal(sent(SCHEMAS.extraAllowed).additionalProperties, false);
+  // Names listed or patterned beside additionalProperties are patternProperties.
+  assert.deepEqual(sent(SCHEMAS.dicts).properties.b, {
+    type: "object",
+    patternProperties: { "^(?:red|blue\\.x)$": { type: "number" } },
+    additionalProperties: false,
+  });
   assert.deepEqual(sent({ type: "object", properties: {}, additionalProperties: { type: "integer" } }), {
     type: "object",
     additionalProperties: { type: "integer" },

@@ -197,9 +197,8 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
   if (schema === false) throw new FormatError("the schema `false` allows nothing", "");
   // Before anything recurses into it: values nested thousands deep (a `default`) stall xgrammar's parser.
   checkValues(schema, MAX_VALUE_DEPTH);
-  const normalised = mapSchemas(
-    merged(hoistReferences(mapSchemas(taggedFirst(schema), normalise))),
-    declaredOnly,
+  const normalised = namesAsPatterns(
+    mapSchemas(merged(hoistReferences(mapSchemas(taggedFirst(schema), normalise))), declaredOnly),
   );
   checkSchema(normalised, "", 0, normalised, boundedSchemas(normalised));
   if (nesting(normalised) > MAX_DEPTH) {
@@ -231,6 +230,30 @@ function declaredOnly(s: Schema): Schema {
   if (!isSchemaMap(s.properties) || !open || "patternProperties" in s) return s;
   const { properties, ...rest } = s;
   return Object.keys(properties).length ? { ...s, additionalProperties: false } : rest;
+}
+
+/**
+ * pydantic's `dict[Literal["a", "b"], V]`, `dict[SomeEnum, V]` and `dict[constr(pattern=P), V]`: propertyNames that
+ * list the names or give a pattern, beside additionalProperties, are patternProperties (xgrammar would let such
+ * names take values of any schema).
+ */
+function namesAsPatterns(root: unknown): unknown {
+  return mapSchemas(root, (s) => {
+    const open = s.additionalProperties !== undefined && s.additionalProperties !== false;
+    if (!("propertyNames" in s) || !open || "patternProperties" in s || "properties" in s) return s;
+    const names = target(root, s.propertyNames);
+    if (!isSchemaMap(names)) return s;
+    const values = listedValues(names);
+    const plain = Object.keys(names).every((k) => k === "pattern" || k === "type" || ANNOTATIONS.has(k));
+    const pattern = values?.every((v) => typeof v === "string")
+      ? `^(?:${values.map((v) => v.replace(/[\\^$.*+?()[\]{}|/]/g, "\\$&")).join("|")})$`
+      : plain && typeof names.pattern === "string"
+      ? names.pattern
+      : undefined;
+    if (pattern === undefined) return s;
+    const { propertyNames: _, additionalProperties, ...rest } = s;
+    return { ...rest, patternProperties: { [pattern]: additionalProperties }, additionalProperties: false };
+  });
 }
 
 /** A normalised schema with allOf and keywords beside combinations merged (merge.ts). */
