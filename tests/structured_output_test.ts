@@ -797,6 +797,19 @@ Deno.test("uniqueItems: an item cannot end as one written already, nor begin one
   assert.ok(!(await allowedAfter(colours, '["red", "re", "')).has("r"));
   const all = await allowedAfter(colours, '["red", "re", "blue"');
   assert.ok(all.has("]") && !all.has(",") && !all.has(", "));
+  // Values that begin with an escape: one written, an escape that could only become it is refused.
+  const quotes = { type: "array", items: { enum: ['"', "\\", "a"] }, uniqueItems: true };
+  const escaped = await allowedAfter(quotes, '["\\"", "\\');
+  assert.ok(escaped.has("\\") && !escaped.has('"'));
+  // Items are told apart as validators compare them: a number by its double, a string apart from numbers.
+  assert.ok(!(await allowedAfter(numbers, "[1, 1.0000000000000001")).has("]"));
+  const mixed = {
+    type: "array",
+    prefixItems: [{ type: "integer" }, { type: "string" }],
+    items: false,
+    uniqueItems: true,
+  };
+  assert.ok((await allowedAfter(mixed, '[0, "0')).has('"'));
   // Random walks: items differ (ajv checks uniqueItems), pydantic's set[str] and set[int] among them.
   const validate = ajv.compile({
     type: "object",
@@ -824,6 +837,33 @@ Deno.test("uniqueItems: an item cannot end as one written already, nor begin one
     assert.ok(validate(JSON.parse(text)), `${text}: ${JSON.stringify(validate.errors)}`);
   }
   assert.ok(finished >= 3, `only ${finished} of 12 walks finished`);
+});
+
+Deno.test("listed values are written exactly: xgrammar 0.1.27 lets alternatives sharing leading characters run on", async () => {
+  const ratings = ["AAA", "AA", "A", "BBB", "BB", "B"];
+  const formats: [string, OutputFormat, (text: string) => unknown][] = [
+    ["enum", jsonSchemaFormat({ enum: ratings }), JSON.parse],
+    ["anyOf of const", jsonSchemaFormat({ anyOf: ratings.map((c) => ({ const: c })) }), JSON.parse],
+    [
+      "a property",
+      jsonSchemaFormat({ type: "object", properties: { r: { enum: ["xx", "x"] } }, required: ["r"] }),
+      (text) => JSON.parse(text).r,
+    ],
+    ["guided_choice", choiceFormat(ratings), (text) => text],
+  ];
+  for (const [name, format, value] of formats) {
+    const random = seededRandom(7);
+    let finished = 0;
+    for (let i = 0; i < 25; i++) {
+      const text = await walk(format, random, 60);
+      if (text === undefined) continue;
+      finished++;
+      assert.ok([...ratings, "xx", "x"].includes(value(text) as string), `${name}: ${text}`);
+    }
+    assert.ok(finished >= 20, `${name}: ${finished}`);
+  }
+  assert.ok(!(await allowedAfter({ enum: ratings }, '"AA')).has("B"));
+  assert.ok(!(await allowedAfter({ enum: ["xx", "x"] }, '"xx')).has("x"));
 });
 
 Deno.test("a URL (format uri) is one WHATWG parsers read as written, cut anywhere by maxLength past https://a", async () => {
@@ -1000,6 +1040,10 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
       /more items than .* \(2\)/,
     ],
     [{ type: "array", items: { type: ["string", "null"] }, uniqueItems: true }, /strings or numbers/],
+    [
+      { type: "array", prefixItems: [{ enum: ["a", "b"] }], items: { const: "a" }, uniqueItems: true },
+      /one schema for every place/,
+    ],
     [{
       anyOf: [{ type: "array", items: { type: "string" } }, {
         type: "array",

@@ -30,7 +30,7 @@ import {
 } from "./schema.ts";
 import { repeatedSetBounds } from "./regex.ts";
 import { formatOf } from "./formats.ts";
-import { boundsInterval, canonical, intersect, type Interval, reachable, within } from "./numbers.ts";
+import { boundsInterval, intersect, type Interval, reachable, within } from "./numbers.ts";
 import type { Vocabulary } from "./vocabulary.ts";
 
 /** The keywords of numeric bounds (a multiple too: the masks keep it as they keep the others). */
@@ -142,8 +142,14 @@ export function uniqueItemsProblem(root: unknown, s: Schema): string | undefined
     }
     for (const c of candidates as Schema[]) {
       const values = listedValues(c);
-      if (strings && !values && ["pattern", "format", "minLength", "maxLength"].some((k) => k in c)) {
-        return "its items may be strings with a pattern, a format or length bounds only as an enum";
+      // A URL can always go on (formats.ts), up to a maxLength long enough that no answer reaches it.
+      const url = formatOf(c.pattern) === "uri" && ((c.maxLength as number | undefined) ?? Infinity) >= 64;
+      if (strings && !values && !url && ["pattern", "format", "minLength", "maxLength"].some((k) => k in c)) {
+        return "its items may be strings with a pattern, a format or length bounds only as an enum or URLs";
+      }
+      // An item of one place could take the last value another place may have.
+      if (values && Array.isArray(s.prefixItems)) {
+        return "items with listed values need one schema for every place";
       }
       if (!strings && (values || NUMBER_BOUNDS.some((k) => k in c))) {
         return "its items may be numbers without bounds or listed values only";
@@ -234,6 +240,12 @@ export class BoundsPlan {
   readonly numbers: Map<Schema, Interval>;
   /** The array schemas whose items must differ (`uniqueItems`), all guarded (format.ts checks). */
   readonly unique: Set<Schema>;
+  /**
+   * Whether some string's values are listed (enum, const): the masks keep such a string to them, since xgrammar
+   * 0.1.27 lets through texts that begin as one listed value and go on as another (`"AABA"` for `["AAA", "AA",
+   * "A", "BBB", "BB", "B"]`, `"xxx"` for `["xx", "x"]`).
+   */
+  readonly listed: boolean;
   readonly #patterns = new Map<string, RegExp>();
 
   constructor(schema: string) {
@@ -242,23 +254,28 @@ export class BoundsPlan {
     this.guarded = new Map([...strings.guarded].map((s) => [s, boundsOf(s)!]));
     this.numbers = new Map([...numbers.guarded].map((s) => [s, boundsInterval(s, integerOnly(s))]));
     this.unique = unique.guarded;
+    this.listed = [...reached(this.root).keys()].some((s) => constants(this.root, s) !== undefined);
   }
 
   /** The plan of a JSON format's schema, or undefined when no bounds are left to the masks. */
   static of(schema: string): BoundsPlan | undefined {
     const plan = new BoundsPlan(schema);
-    return plan.guarded.size || plan.numbers.size || plan.unique.size ? plan : undefined;
+    return plan.guarded.size || plan.numbers.size || plan.unique.size || plan.listed ? plan : undefined;
   }
 
-  /** The values each string of `strings` may only take (its enum or const), or undefined if one has none. */
+  /**
+   * The values a string following one of `strings` may only take (each lists its values: enum or const), sorted;
+   * undefined if one lists none.
+   */
   choices(strings: readonly Candidate[]): string[] | undefined {
-    const all: string[] = [];
+    if (!strings.length) return undefined;
+    const all = new Set<string>();
     for (const s of strings) {
       const values = s === true ? undefined : constants(this.root, s);
       if (!values) return undefined;
-      all.push(...values);
+      for (const v of values) all.add(v);
     }
-    return all;
+    return [...all].sort();
   }
 
   top(): Candidate[] {
@@ -372,16 +389,18 @@ interface Str {
   text?: string;
   keep?: number;
   long?: boolean;
-  /** An item of an array whose items differ: what it must differ from, and its only values if it has a list. */
-  distinct?: { seen: ReadonlySet<string>; choices?: string[] };
+  /** Its only values (sorted), where every schema it may follow lists them. */
+  choices?: string[];
+  /** An item of an array whose items differ (the frame's `seen`). */
+  item?: boolean;
 }
 
 /** A bounded number, or an item of an array whose items differ: its text so far and its range. */
 interface Num {
   text: string;
   range: Interval;
-  /** The canonical values (numbers.ts) it must differ from, and whether it is whole. */
-  distinct?: { seen: ReadonlySet<string>; integer: boolean };
+  /** An item of an array whose items differ (the frame's `seen`), and whether it is whole. */
+  item?: { integer: boolean };
 }
 
 /** An open object or array, and what it may follow. */
@@ -391,7 +410,7 @@ interface Frame {
   /** The last key read (objects), the current item (arrays). */
   key?: string;
   index: number;
-  /** In an array whose items must differ, the items so far: strings' values, numbers' canonical values. */
+  /** In an array whose items must differ, the items so far (seenKey). */
   seen?: ReadonlySet<string>;
 }
 
@@ -597,21 +616,20 @@ export class BoundsTracker {
     // another string, or comes between strings, is followed byte by byte on a copy.
     const { bytes, offsets } = this.vocabulary;
     // Without string bounds, only a token that may write or end a bounded number can break a bound.
-    const strings = this.plan.guarded.size > 0 || this.plan.unique.size > 0;
-    // An item that must differ from others: followed byte by byte while it may still become one of them.
-    const distinct = s?.distinct && (s.distinct.choices || mayEqual(s.text!, s.distinct.seen));
+    const strings = this.plan.guarded.size > 0 || this.plan.unique.size > 0 || this.plan.listed;
+    // A string of listed values, or an item that may still become one written already: followed byte by byte.
+    const exact = s?.choices || (s?.item && mayEqual(s.text!, this.#stack.at(-1)!.seen!));
     c.quoted.forEach((id, k) => {
       if (!(mask[id >> 5] & (1 << (id & 31)))) return;
       if (!strings && !this.#number && !(c.numeric[id >> 5] & (1 << (id & 31)))) return;
       let fits: boolean;
-      if (s && c.closes[s.state][k] < 2 && !distinct) {
+      if (s && c.closes[s.state][k] < 2 && !exact) {
         const count = s.count + c.before[s.state][k];
         fits = !s.bounds || (count <= s.bounds.max && (c.closes[s.state][k] === 0 || count >= s.bounds.min));
       } else fits = this.#copy().take(bytes.subarray(offsets[id], offsets[id + 1]));
       if (!fits) mask[id >> 5] &= ~(1 << (id & 31));
     });
-    // An item with listed values: only those not written yet.
-    if (s?.distinct?.choices) this.#narrowEach(mask, (w) => mask[w] & ~c.quotedMask[w]);
+    if (s?.choices) this.#narrowEach(mask, (w) => mask[w] & ~c.quotedMask[w]);
     // Between items whose values run out: no comma.
     const top = this.#stack.at(-1);
     if (!s && !this.#number && top?.seen && this.#exhausted(top)) {
@@ -667,7 +685,7 @@ export class BoundsTracker {
       if (!(b === 0x2c || b === 0x5d || b === 0x7d || isSpace(b))) return false; // an exponent (see numbers.ts)
       this.#number = undefined;
       if (!within(number.text, number.range)) return false;
-      if (number.distinct && !this.#itemDone(canonical(number.text))) return false;
+      if (number.item && !this.#itemDone(seenKey(number.text, "number"))) return false;
       this.#valueDone();
     } else if (this.#scalar) {
       if (!(b === 0x2c || b === 0x5d || b === 0x7d || isSpace(b))) return true;
@@ -704,10 +722,12 @@ export class BoundsTracker {
     if (b === 0x22) {
       const strings = plan.ofType(candidates, "string");
       // A value may rule out objects by a constant: kept as long as it could equal one.
-      const keep = top?.kind === "object" && top.candidates.length > 1 && top.key !== undefined
-        ? plan.constantBytes(top.candidates, top.key)
-        : top?.seen
+      const choices = plan.listed ? plan.choices(strings) : undefined;
+      const item = top?.seen !== undefined;
+      const keep = choices || item
         ? Infinity
+        : top?.kind === "object" && top.candidates.length > 1 && top.key !== undefined
+        ? plan.constantBytes(top.candidates, top.key)
         : 0;
       this.#string = {
         key: false,
@@ -716,7 +736,8 @@ export class BoundsTracker {
         state: 0,
         text: keep ? "" : undefined,
         keep,
-        distinct: top?.seen && { seen: top.seen, choices: plan.choices(strings) },
+        choices,
+        item,
       };
     } else if (b === 0x7b) {
       this.#stack.push({ kind: "object", candidates: plan.ofType(candidates, "object"), index: 0 });
@@ -732,11 +753,7 @@ export class BoundsTracker {
       if (!range) this.#scalar = true;
       else {
         const integer = numbers.every((c) => c !== true && integerOnly(c));
-        this.#number = {
-          text: String.fromCharCode(b),
-          range,
-          distinct: top?.seen && { seen: top.seen, integer },
-        };
+        this.#number = { text: String.fromCharCode(b), range, item: top?.seen && { integer } };
         return this.#numberGoesOn(this.#number);
       }
     } else this.#scalar = true;
@@ -749,7 +766,9 @@ export class BoundsTracker {
       const text = s.text === undefined
         ? undefined
         : UTF8.decode(Uint8Array.from(s.text, (c) => c.charCodeAt(0)));
-      if (s.distinct && !this.#itemDone(jsonString(text!) ?? "")) return false;
+      const value = s.choices || s.item ? jsonString(text!) ?? "" : undefined;
+      if (s.choices && !s.choices.includes(value!)) return false;
+      if (s.item && !this.#itemDone(seenKey(value!, "string"))) return false;
       const top = this.#stack.at(-1);
       if (s.key && top) {
         this.#stack[this.#stack.length - 1] = {
@@ -768,11 +787,9 @@ export class BoundsTracker {
         s.long = true;
       } else s.text += String.fromCharCode(b);
     }
-    // Listed values: one not written yet must still begin so.
-    const choices = s.distinct?.choices;
-    if (choices) {
-      const prefix = decodedPrefix(s.text!);
-      if (!choices.some((v) => v.startsWith(prefix) && !s.distinct!.seen.has(v))) return false;
+    // Listed values: one (not written yet, for an item) must still begin so.
+    if (s.choices && !mayBecome(s.text!, s.choices, s.item ? this.#stack.at(-1)!.seen : undefined)) {
+      return false;
     }
     return !s.bounds || s.count <= s.bounds.max;
   }
@@ -780,7 +797,11 @@ export class BoundsTracker {
   /** Whether a number's text so far can still be finished inside its range (and as no item written already). */
   #numberGoesOn(number: Num): boolean {
     // A whole number begun with 0 is 0 (xgrammar writes no "-0").
-    if (number.distinct?.integer && number.text === "0" && number.distinct.seen.has("0")) return false;
+    if (
+      number.item?.integer && number.text === "0" && this.#stack.at(-1)!.seen!.has(seenKey("0", "number"))
+    ) {
+      return false;
+    }
     return reachable(number.text, number.range);
   }
 
@@ -788,7 +809,7 @@ export class BoundsTracker {
   #exhausted(top: Frame): boolean {
     const next = this.plan.item(top.candidates, top.index + 1);
     const choices = this.plan.choices(next);
-    return choices !== undefined && choices.every((v) => top.seen!.has(v));
+    return choices !== undefined && choices.every((v) => top.seen!.has(seenKey(v, "string")));
   }
 
   /** An item of an array whose items differ ended with `value`: false if it was written already. */
@@ -821,10 +842,18 @@ export class BoundsTracker {
 }
 
 /**
- * The characters a string's text (UTF-8 bytes as a binary string, JSON escapes in it) holds for sure: an escape or
- * a character not yet whole is left out.
+ * How an item is told from others in its array's `seen`: a string by its value, a number by the double it reads as
+ * (validators compare numbers so: 1.0000000000000001 is 1, and 1.50 is 1.5).
  */
-function decodedPrefix(text: string): string {
+function seenKey(value: string, type: "string" | "number"): string {
+  return type === "string" ? `s${value}` : `n${Number(value)}`;
+}
+
+/**
+ * What a string's text (UTF-8 bytes as a binary string, JSON escapes in it) holds for sure, and the escape it ends
+ * in if that is not whole yet ("\u00" ...; "" if none). A character whose bytes are not all here is left out.
+ */
+function written(text: string): { prefix: string; partial: string } {
   let whole = text.length;
   for (let i = 0; i < text.length; i++) {
     if (text[i] !== "\\") continue;
@@ -837,14 +866,51 @@ function decodedPrefix(text: string): string {
   }
   const bytes = Uint8Array.from(text.slice(0, whole), (c) => c.charCodeAt(0));
   // A character whose bytes are not all here decodes as U+FFFD, at the end only.
-  return (jsonString(UTF8.decode(bytes)) ?? "").replace(/\uFFFD$/, "");
+  return {
+    prefix: (jsonString(UTF8.decode(bytes)) ?? "").replace(/\uFFFD$/, ""),
+    partial: text.slice(whole),
+  };
 }
 
-/** Whether a string begun with `text` may still end as one of `seen`. */
+const SHORT_ESCAPES: Record<number, string> = {
+  0x22: '\\"',
+  0x5c: "\\\\",
+  0x2f: "\\/",
+  0x08: "\\b",
+  0x0c: "\\f",
+  0x0a: "\\n",
+  0x0d: "\\r",
+  0x09: "\\t",
+};
+
+/** Whether an escape begun as `partial` can be the UTF-16 unit `code` (short, or \uXXXX in either case). */
+function escapes(partial: string, code: number): boolean {
+  const long = `\\u${code.toString(16).padStart(4, "0")}`;
+  return (SHORT_ESCAPES[code]?.startsWith(partial) ?? false) || long.startsWith(partial.toLowerCase());
+}
+
+/** Whether a string begun with `text` may still become one of the sorted `choices` (and none of `seen`). */
+function mayBecome(text: string, choices: readonly string[], seen?: ReadonlySet<string>): boolean {
+  const { prefix, partial } = written(text);
+  let lo = 0, hi = choices.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (choices[mid] < prefix) lo = mid + 1;
+    else hi = mid;
+  }
+  for (let i = lo; i < choices.length && choices[i].startsWith(prefix); i++) {
+    const v = choices[i];
+    if (seen?.has(seenKey(v, "string"))) continue;
+    if (!partial || (v.length > prefix.length && escapes(partial, v.charCodeAt(prefix.length)))) return true;
+  }
+  return false;
+}
+
+/** Whether a string begun with `text` may still end as one of the strings among `seen`. */
 function mayEqual(text: string, seen: ReadonlySet<string>): boolean {
   if (!seen.size) return false;
-  const prefix = decodedPrefix(text);
-  for (const value of seen) if (value.startsWith(prefix)) return true;
+  const key = seenKey(written(text).prefix, "string");
+  for (const value of seen) if (value.startsWith(key)) return true;
   return false;
 }
 

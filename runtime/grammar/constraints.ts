@@ -38,14 +38,7 @@ export function compileFormat(
   format: OutputFormat,
 ): Promise<XGrammar.CompiledGrammar> {
   if (format.kind === "choice") {
-    // Constant strings: nothing to escape, as an EBNF grammar's literals would need.
-    const elements = (JSON.parse(format.schema) as string[]).map((value) => ({
-      type: "const_string",
-      value,
-    }));
-    return compiler.compileStructuralTag(
-      { type: "structural_tag", format: { type: "or", elements } } as never,
-    );
+    return compiler.compileGrammar(`root ::= ${choiceTrie(JSON.parse(format.schema) as string[])}`, "root");
   }
   if (format.kind === "regex") {
     const pattern = xgrammarPattern(format.schema, "text", "");
@@ -55,6 +48,35 @@ export function compileFormat(
   }
   if (format.kind === "grammar") return compiler.compileGrammar(xgrammarGrammar(format.schema), "root");
   return compiler.compileJSONSchema(xgrammarSchema(format), true, undefined, undefined, format.strict);
+}
+
+/**
+ * Strings as EBNF alternatives that begin with different characters, their common beginnings written once
+ * ("a" ("xb" | "b") for "axb" and "ab"): xgrammar 0.1.27 matches alternatives that share two or more leading
+ * characters wrongly ("axxb" | "axb" also took "axxxb"; a list of choices wrote "AABA" for AAA, AA, A, BBB).
+ */
+export function choiceTrie(values: readonly string[]): string {
+  const literal = (text: string) =>
+    `"${
+      text.replace(/[\\"\n\r\t]/g, (c) =>
+        ({ "\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t" })[c]!)
+    }"`;
+  const groups = new Map<string, string[]>();
+  for (const v of values) {
+    if (!v) continue;
+    const first = String.fromCodePoint(v.codePointAt(0)!);
+    groups.set(first, [...groups.get(first) ?? [], v]);
+  }
+  const branches = [...groups.values()].map((group) => {
+    let common = group[0];
+    for (const v of group) while (!v.startsWith(common)) common = common.slice(0, -1);
+    // Whole code points only: a cut surrogate pair would be no literal.
+    if (/[\uD800-\uDBFF]$/.test(common)) common = common.slice(0, -1);
+    const rest = group.map((v) => v.slice(common.length));
+    return rest.every((r) => !r) ? literal(common) : `${literal(common)} ${choiceTrie(rest)}`;
+  });
+  const body = branches.length === 1 ? branches[0] : `(${branches.join(" | ")})`;
+  return values.includes("") ? `(${body})?` : body;
 }
 
 /** One instance of xgrammar with the vocabulary loaded, and the grammars compiled in it. */

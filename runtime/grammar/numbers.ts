@@ -271,13 +271,3 @@ export function within(text: string, bounds: Interval): boolean {
   if (!p || !p.digits || (p.point && !p.fraction)) return false;
   return contains(bounds, decimal(text));
 }
-
-/** A JSON number's exact value as text, the same for every way of writing it ("1.50", "1.5"; "-0", "0"). */
-export function canonical(text: string): string {
-  let { n, scale } = decimal(text);
-  while (scale > 0 && n % 10n === 0n) {
-    n /= 10n;
-    scale--;
-  }
-  return n === 0n ? "0" : `${n}e-${scale}`;
-}
