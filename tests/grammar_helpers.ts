@@ -81,8 +81,13 @@ export async function walksMatch(format: OutputFormat, source: string, whole: Re
 }
 
 /** What a schema's format allows after `prefix` (tokenized as the model would write it): texts, "</s>" the stop. */
-export async function allowedAfter(schema: unknown, prefix: string): Promise<Set<string>> {
-  const constraint = await constraints.constrain(jsonSchemaFormat(schema), [EOS]);
+export function allowedAfter(schema: unknown, prefix: string): Promise<Set<string>> {
+  return allowedAfterFormat(jsonSchemaFormat(schema), prefix);
+}
+
+/** What a format allows after `prefix`, as allowedAfter. */
+export async function allowedAfterFormat(format: OutputFormat, prefix: string): Promise<Set<string>> {
+  const constraint = await constraints.constrain(format, [EOS]);
   try {
     for (const id of tokenizer.encode(prefix)) {
       await constraint.allowed();

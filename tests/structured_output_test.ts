@@ -10,6 +10,7 @@ import addFormats from "ajv-formats";
 import {
   choiceFormat,
   FormatError,
+  grammarFormat,
   JSON_OBJECT,
   jsonSchemaFormat,
   type OutputFormat,
@@ -23,6 +24,7 @@ import { BoundsPlan, BoundsTracker } from "../runtime/grammar/bounds.ts";
 import { vocabulary } from "../runtime/grammar/vocabulary.ts";
 import {
   allowedAfter,
+  allowedAfterFormat,
   allowedIds,
   constraints,
   EOS,
@@ -864,6 +866,11 @@ Deno.test("listed values are written exactly: xgrammar 0.1.27 lets alternatives 
   }
   assert.ok(!(await allowedAfter({ enum: ratings }, '"AA')).has("B"));
   assert.ok(!(await allowedAfter({ enum: ["xx", "x"] }, '"xx')).has("x"));
+  // Patterns, guided_regex and grammars: alternatives printed with their common beginnings once.
+  assert.ok(!(await allowedAfter({ type: "string", pattern: "^(axxb|axb)$" }, '"axx')).has("x"));
+  assert.ok(!(await allowedAfterFormat(regexFormat("Mrs|Mr|Ms"), "Mr")).has("r"));
+  assert.ok(!(await allowedAfterFormat(grammarFormat('root ::= "axxb" | "axb"'), "axx")).has("x"));
+  assert.equal(xgrammarPattern("^(Mr|Mrs|Ms|Dr)$", "text", ""), "(?:M(?:r(?:s)?|s)|Dr)");
 });
 
 Deno.test("a URL (format uri) is one WHATWG parsers read as written, cut anywhere by maxLength past https://a", async () => {

@@ -14,9 +14,9 @@ import { InvalidRequestError } from "../engine/engine.ts";
 import { log } from "../log.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
 import { formatKey, type OutputFormat, xgrammarSchema } from "./format.ts";
-import { xgrammarGrammar } from "./gbnf.ts";
+import { printChar, xgrammarGrammar } from "./gbnf.ts";
 import { BoundsPlan, BoundsTracker } from "./bounds.ts";
-import { xgrammarPattern } from "./regex.ts";
+import { factored, xgrammarPattern } from "./regex.ts";
 import { TokenGuard, type Vocabulary, vocabulary } from "./vocabulary.ts";
 import { explained, type XGrammar, xgrammar, XGrammarError } from "./xgrammar.ts";
 
@@ -50,33 +50,13 @@ export function compileFormat(
   return compiler.compileJSONSchema(xgrammarSchema(format), true, undefined, undefined, format.strict);
 }
 
-/**
- * Strings as EBNF alternatives that begin with different characters, their common beginnings written once
- * ("a" ("xb" | "b") for "axb" and "ab"): xgrammar 0.1.27 matches alternatives that share two or more leading
- * characters wrongly ("axxb" | "axb" also took "axxxb"; a list of choices wrote "AABA" for AAA, AA, A, BBB).
- */
-export function choiceTrie(values: readonly string[]): string {
-  const literal = (text: string) =>
-    `"${
-      text.replace(/[\\"\n\r\t]/g, (c) =>
-        ({ "\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t" })[c]!)
-    }"`;
-  const groups = new Map<string, string[]>();
-  for (const v of values) {
-    if (!v) continue;
-    const first = String.fromCodePoint(v.codePointAt(0)!);
-    groups.set(first, [...groups.get(first) ?? [], v]);
-  }
-  const branches = [...groups.values()].map((group) => {
-    let common = group[0];
-    for (const v of group) while (!v.startsWith(common)) common = common.slice(0, -1);
-    // Whole code points only: a cut surrogate pair would be no literal.
-    if (/[\uD800-\uDBFF]$/.test(common)) common = common.slice(0, -1);
-    const rest = group.map((v) => v.slice(common.length));
-    return rest.every((r) => !r) ? literal(common) : `${literal(common)} ${choiceTrie(rest)}`;
-  });
-  const body = branches.length === 1 ? branches[0] : `(${branches.join(" | ")})`;
-  return values.includes("") ? `(${body})?` : body;
+/** Strings as EBNF alternatives, factored (regex.ts's factored: xgrammar 0.1.27 runs "AA" | "A" into "AABA"). */
+function choiceTrie(values: readonly string[]): string {
+  return factored(
+    values.map((v) => [...v].map((c) => `"${printChar(c.codePointAt(0)!)}"`)),
+    (items) => items.length ? `(${items.join(" ")})` : '""',
+    (branches) => `(${branches.join(" | ")})`,
+  );
 }
 
 /** One instance of xgrammar with the vocabulary loaded, and the grammars compiled in it. */

@@ -14,6 +14,7 @@ import { FormatError } from "./format.ts";
 import {
   asciiClass,
   byteClass,
+  factored,
   intersect,
   MAX_COST,
   quantifier,
@@ -130,7 +131,47 @@ export function xgrammarGrammar(grammar: string): string {
       "",
     );
   }
-  return order.map((name) => `${names.get(name)} ::= ${print(cut.get(name)!, names)}`).join("\n");
+  return order.map((name) => `${names.get(name)} ::= ${print(factor(cut.get(name)!), names)}`).join("\n");
+}
+
+/**
+ * A rule with the alternatives of every group factored, literals character by character (see regex.ts's
+ * factored: xgrammar 0.1.27 lets `"axxb" | "axb"` take "axxxb"). Alternatives that begin with a rule that begins
+ * alike are not seen.
+ */
+function factor(e: Expr): Expr {
+  switch (e.kind) {
+    case "seq":
+      return { kind: "seq", items: e.items.map(factor) };
+    case "repeat":
+      return { ...e, body: factor(e.body) };
+    case "alt":
+      return factored(
+        e.branches.map((b) =>
+          (b.kind === "seq" ? b.items : [b]).flatMap((item): Expr[] =>
+            item.kind === "text"
+              ? item.codes.map((code) => ({ kind: "text", codes: [code] }))
+              : [factor(item)]
+          )
+        ),
+        (items) => ({ kind: "seq", items: joinTexts(items) }),
+        (branches) => ({ kind: "alt", branches }),
+      );
+    default:
+      return e;
+  }
+}
+
+/** A sequence's neighbouring literals as one. */
+function joinTexts(items: Expr[]): Expr[] {
+  const out: Expr[] = [];
+  for (const item of items) {
+    const last = out.at(-1);
+    if (item.kind === "text" && last?.kind === "text") {
+      out[out.length - 1] = { kind: "text", codes: [...last.codes, ...item.codes] };
+    } else out.push(item);
+  }
+  return out;
 }
 
 /** Groups nested deeper than this are refused: the parser, and each pass after it, recurses per level. */
@@ -758,7 +799,7 @@ function print(e: Expr, names: Map<string, string>): string {
  * A literal's character: quote, backslash and the writable control characters escaped by letter (xgrammar reads
  * as many hex digits as follow `\x`, so "\x22a" would be U+022A), any other as itself.
  */
-function printChar(code: number): string {
+export function printChar(code: number): string {
   return LITERAL_ESCAPES[code] ?? String.fromCodePoint(code);
 }
 const LITERAL_ESCAPES: Record<number, string> = {

@@ -112,7 +112,54 @@ export function xgrammarPattern(
       path,
     );
   }
-  return print(writable);
+  return print(factor(writable));
+}
+
+/** A pattern with the alternatives of every group factored (see factored). */
+function factor(node: Node): Node {
+  switch (node.kind) {
+    case "seq":
+      return { kind: "seq", items: node.items.map(factor) };
+    case "repeat":
+      return { ...node, body: factor(node.body) };
+    case "alt":
+      return factored(
+        node.branches.map((b) => (b.kind === "seq" ? b.items : [b]).map(factor)),
+        (items) => ({ kind: "seq", items }),
+        (branches) => ({ kind: "alt", branches }),
+      );
+    default:
+      return node;
+  }
+}
+
+/**
+ * Alternatives (each a list of items) with their common beginnings written once (`ax(?:xb|b)` for `axxb|axb`),
+ * recursively, so that no two begin with the same item: xgrammar 0.1.27 matches alternatives that share two or
+ * more leading characters wrongly (`axxb|axb` also took "axxxb", `Mrs|Mr` "Mrrs"). Items are compared as JSON.
+ */
+export function factored<T>(branches: T[][], seq: (items: T[]) => T, alt: (branches: T[]) => T): T {
+  const key = (item: T) => JSON.stringify(item);
+  const groups = new Map<string, T[][]>();
+  for (const items of branches) {
+    const k = items.length ? key(items[0]) : "";
+    groups.set(k, [...groups.get(k) ?? [], items]);
+  }
+  const out: T[] = [];
+  for (const [k, group] of groups) {
+    if (k === "" || group.length === 1) {
+      out.push(seq(k === "" ? [] : group[0]));
+      continue;
+    }
+    let common = 1;
+    while (group.every((items) => items.length > common && key(items[common]) === key(group[0][common]))) {
+      common++;
+    }
+    out.push(
+      seq([...group[0].slice(0, common), factored(group.map((items) => items.slice(common)), seq, alt)]),
+    );
+  }
+  return out.length === 1 ? out[0] : alt(out);
 }
 
 /**
