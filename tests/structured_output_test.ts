@@ -763,6 +763,45 @@ Deno.test("allOf, and assertions beside a reference or a union, are merged into 
     type: "object",
     additionalProperties: { type: "integer" },
   });
+  // A property the merge rules out does not come back through additionalProperties (a helper's case).
+  assert.deepEqual(
+    sent({
+      $defs: { Labels: { type: "object", additionalProperties: { type: "string" } } },
+      allOf: [{ $ref: "#/$defs/Labels" }, { properties: { count: { type: "integer" } } }],
+    }).additionalProperties,
+    false,
+  );
+  // pydantic v1's reference wrapped in an allOf beside a description stays as it is (recursion too).
+  const node = {
+    type: "object",
+    properties: { v: { type: "integer" }, child: { allOf: [{ $ref: "#/$defs/Node" }], description: "c" } },
+    required: ["v"],
+  };
+  assert.deepEqual(sent({ $defs: { Node: node }, $ref: "#/$defs/Node" }).$defs.Node, node);
+  // "One of these properties" keeps the first branch: the masks then follow one schema, bounds and all.
+  assert.deepEqual(
+    sent({
+      type: "object",
+      properties: { a: { type: "integer", minimum: 0 }, b: { type: "string" } },
+      anyOf: [{ required: ["a"] }, { required: ["b"] }],
+    }),
+    {
+      type: "object",
+      properties: { a: { type: "integer", minimum: 0 }, b: { type: "string" } },
+      required: ["a"],
+    },
+  );
+  // A plain string beside a URL in a union says it all (pydantic's Union[HttpUrl, str]); listed URLs are kept.
+  assert.deepEqual(
+    sent({ anyOf: [{ type: "string", format: "uri", maxLength: 2083 }, { type: "string" }] }),
+    {
+      anyOf: [{ type: "string" }],
+    },
+  );
+  assert.equal(
+    sent({ type: "string", format: "uri", const: "http://127.0.0.1:8000" }).const,
+    "http://127.0.0.1:8000",
+  );
   // A name one side does not declare meets its additionalProperties (false: b is left out); listed values keep
   // the other's type.
   assert.deepEqual(
@@ -888,6 +927,8 @@ Deno.test("a URL (format uri) is one WHATWG parsers read as written, cut anywher
       assert.ok(/^https?:\/\/[a-z]/i.test(url), url);
     }
   }
+  // No label begins "xn--" (WHATWG parsers want valid punycode there: a helper's case).
+  assert.ok(!(await allowedAfter({ type: "string", format: "uri" }, '"http://xn-')).has("-"));
 });
 
 Deno.test("strings write no UTF-16 surrogate as an escape (pydantic refuses a lone one: \\udbdb)", async () => {
@@ -1244,6 +1285,20 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
       /lead back/,
     ],
     [{ type: "object", anyOf: [{ type: "string" }, { type: "array" }] }, /no branch of "anyOf" fits/],
+    // An adversarial helper's cases: a const beside another's enum it is not in; one's format, another's pattern.
+    [{
+      type: "object",
+      properties: {
+        s: { allOf: [{ type: "string", enum: ["placed", "approved"] }, { const: "delivered" }] },
+      },
+      required: ["s"],
+    }, /no value satisfies .* "const" is not in the "enum"/],
+    [
+      { allOf: [{ type: "string", format: "uuid" }, { pattern: "^[0-9a-z-]+$" }] },
+      /"format" and a "pattern"/,
+    ],
+    // zod's url().regex(): the regex does not make a URL.
+    [{ type: "string", format: "uri", pattern: "^https://.*$" }, /pattern and format/],
     // Unions distributed over each other multiply: cut before they take seconds.
     [{
       allOf: Array.from({ length: 10 }, (_, i) => ({
@@ -1260,7 +1315,7 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
       assert.ok(err instanceof FormatError, String(err));
       assert.match(err.message, message);
       return true;
-    });
+    }, JSON.stringify(schema));
   }
   // Annotations and assertions the grammar keeps pass; the schema travels as its JSON text, in strict mode, its
   // patterns in a group (xgrammar would bind the quotes to the outer alternatives of "a|b").

@@ -883,10 +883,14 @@ const SHORT_ESCAPES: Record<number, string> = {
   0x09: "\\t",
 };
 
-/** Whether an escape begun as `partial` can be the UTF-16 unit `code` (short, or \uXXXX in either case). */
+/**
+ * Whether an escape begun as `partial` is how xgrammar writes the UTF-16 unit `code` in a listed value: a quote,
+ * backslash and slash, and the control characters JSON names by letter, escaped so, other control characters as
+ * \u00XX (lowercase), nothing else (its enum grammar, printed: "\"é\\/\\u0001\\t\\\"\\\\x\"").
+ */
 function escapes(partial: string, code: number): boolean {
-  const long = `\\u${code.toString(16).padStart(4, "0")}`;
-  return (SHORT_ESCAPES[code]?.startsWith(partial) ?? false) || long.startsWith(partial.toLowerCase());
+  const form = SHORT_ESCAPES[code] ?? (code < 0x20 ? `\\u${code.toString(16).padStart(4, "0")}` : undefined);
+  return form?.startsWith(partial) ?? false;
 }
 
 /** Whether a string begun with `text` may still become one of the sorted `choices` (and none of `seen`). */

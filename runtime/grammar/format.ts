@@ -405,7 +405,11 @@ function normalise(schema: Schema): Schema {
     delete s.nullable;
   }
   const types = s.type === undefined ? undefined : [s.type].flat();
-  if ("format" in s && ((types && !types.includes("string")) || "pattern" in s)) delete s.format;
+  // zod writes its own pattern for a format (email, uuid...); a URL's pattern beside one is the client's own regex,
+  // which does not make it a URL.
+  if ("format" in s && ((types && !types.includes("string")) || ("pattern" in s && s.format !== "uri"))) {
+    delete s.format;
+  }
   // JSON Schema draft 4's exclusive bounds: a flag on minimum or maximum.
   for (const [flag, bound] of [["exclusiveMinimum", "minimum"], ["exclusiveMaximum", "maximum"]]) {
     // A flag without its bound asserts nothing.
@@ -491,9 +495,21 @@ function normalise(schema: Schema): Schema {
       for (const key of NUMBER_BOUNDS) delete s[key];
     }
   }
-  if (typeof s.format === "string" && s.format in FORMAT_PATTERNS) {
-    s.pattern = FORMAT_PATTERNS[s.format];
+  if (typeof s.format === "string" && s.format in FORMAT_PATTERNS && !("pattern" in s)) {
+    // Listed values say it all: they need not fit a pattern of ours, narrower than the format (a URL's host).
+    if (listedValues(s) === undefined) s.pattern = FORMAT_PATTERNS[s.format];
     delete s.format;
+  }
+  // A union with a branch of one scalar type alone: other branches of that type say no more (pydantic's
+  // Union[HttpUrl, str]), and would leave the masks two strings to tell apart. (An object or a list alone is
+  // written empty: it says less than the others.)
+  if (Array.isArray(s.anyOf)) {
+    const alone = (b: unknown) =>
+      isSchemaMap(b) && ["string", "number", "integer", "boolean"].includes(b.type as string) &&
+      Object.keys(b).every((k) => k === "type" || ANNOTATIONS.has(k));
+    const plain = new Set(s.anyOf.filter(alone).map((b) => (b as Schema).type));
+    const kept = s.anyOf.filter((b) => alone(b) || !(isSchemaMap(b) && plain.has(b.type) && !("$ref" in b)));
+    if (kept.length < s.anyOf.length) s.anyOf = kept;
   }
   // A pattern beside enum or const: the values it matches (xgrammar writes the values and ignores the pattern).
   const listed = listedValues(s);

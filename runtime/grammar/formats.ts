@@ -32,6 +32,14 @@ const DAY =
 /** What a URI's path, query and fragment hold: RFC 3986's unreserved and sub-delims, ":" and "@" (no escapes). */
 const URI_CHARS = "A-Za-z0-9._~!$&'()*+,;=:@/-";
 
+/**
+ * A host label of a URL: a letter first, and not "xn--" first (such a label must be valid punycode, which WHATWG
+ * parsers check), each of its beginnings a label too (so that every text begun is a URL).
+ */
+const LABEL =
+  "([A-WYZa-wyz][A-Za-z0-9-]*|[xX]([A-MO-Za-mo-z0-9-][A-Za-z0-9-]*|[nN]([A-Za-z0-9][A-Za-z0-9-]*|" +
+  "-([A-Za-z0-9][A-Za-z0-9-]*)?)?)?)";
+
 export const FORMAT_PATTERNS: Record<string, string> = {
   date: `^[0-9]{4}-(${DAY})$`,
   "date-time": `^[0-9]{4}-(${DAY})T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]` +
@@ -43,9 +51,9 @@ export const FORMAT_PATTERNS: Record<string, string> = {
   email: "^[A-Za-z0-9_+-]+(\\.[A-Za-z0-9_+-]+)*@([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\\.)+[A-Za-z]{2,16}$",
   // An http(s) URL, what pydantic's HttpUrl and zod's url() also take. Each host label begins with a letter: a
   // last label of digits is read as an IPv4 address by WHATWG parsers (pydantic, `new URL`), and refused if it is
-  // none. Past "http://a" every text this begins is a whole URL (a trailing dot, an empty port, a path of any
+  // none; and none begins "xn--". Past "http://a" every text this begins is a whole URL (a trailing dot, an empty port, a path of any
   // characters are all valid), so the masks can cut it at maxLength anywhere (URI_OPEN).
-  uri: `^https?://[A-Za-z][A-Za-z0-9-]*(\\.[A-Za-z][A-Za-z0-9-]*)*\\.?(:[0-9]{0,4})?(/[${URI_CHARS}]*)?` +
+  uri: `^https?://${LABEL}(\\.${LABEL})*\\.?(:[0-9]{0,4})?(/[${URI_CHARS}]*)?` +
     `(\\?[${URI_CHARS}?]*)?(#[${URI_CHARS}?]*)?$`,
 };
 

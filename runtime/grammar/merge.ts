@@ -136,7 +136,7 @@ class Merger {
         this.#inlining.set(member.$ref, (this.#inlining.get(member.$ref) ?? 0) + 1);
         inlined.push(member.$ref);
         add(target);
-      } else if (combined(member)) {
+      } else if (combined(member) || Array.isArray(member.allOf)) {
         for (const m of this.members(member)) add(m);
       } else if (Object.keys(member).length) flat.push(member);
     };
@@ -157,6 +157,12 @@ class Merger {
       if (!branches.length) throw new Unsatisfiable(`no branch of "${kind}" fits the other schemas`);
       if (branches.length > MAX_BRANCHES) {
         throw this.fail(`merged, the schemas make a union of more than ${MAX_BRANCHES} branches`, path);
+      }
+      // "One of these properties" (anyOf branches differing in `required` only): the first one's, which
+      // satisfies the union and leaves the masks one schema to follow.
+      const unrequired = (b: Schema) => JSON.stringify({ ...b, required: undefined });
+      if (kind === "anyOf" && branches.every((b) => unrequired(b) === unrequired(branches[0]))) {
+        return branches[0];
       }
       const annotations = others.reduce<Schema>((out, m) => ({ ...pick(m, FIRST), ...out }), {});
       return branches.length === 1 ? branches[0] : { ...annotations, [kind]: branches };
@@ -182,6 +188,13 @@ class Merger {
     for (const key of ["properties", "prefixItems", "additionalProperties", "items"]) {
       if (out[key] === undefined) delete out[key];
     }
+    // A const from one side and an enum from the other: the const, if the enum holds it.
+    if ("const" in out && Array.isArray(out.enum)) {
+      if (!out.enum.some((v) => same(v, out.const))) {
+        throw new Unsatisfiable('the "const" is not in the "enum"');
+      }
+      delete out.enum;
+    }
     // Listed values hold only where the other's type allows them.
     const values = "const" in out ? [out.const] : Array.isArray(out.enum) ? out.enum : undefined;
     if (values && out.type !== undefined) {
@@ -191,6 +204,10 @@ class Merger {
       );
       if (!kept.length) throw new Unsatisfiable('no value of "enum" or "const" has the type');
       if ("enum" in out) out.enum = kept;
+    }
+    // One side's format and the other's pattern: xgrammar keeps one of them on a string.
+    if ("format" in out && "pattern" in out) {
+      throw this.fail('a "format" and a "pattern" from schemas combined cannot be merged into one', path);
     }
     return out;
   }
@@ -248,6 +265,7 @@ class Merger {
       pb = isSchemaMap(b.properties) ? b.properties : {};
     const required = new Set([a.required, b.required].flatMap((r) => Array.isArray(r) ? r : []));
     const properties: Schema = {};
+    let forbidden = false;
     for (const name of new Set([...Object.keys(pa), ...Object.keys(pb)])) {
       const value = this.sub(
         Object.hasOwn(pa, name) ? pa[name] : a.additionalProperties ?? true,
@@ -256,6 +274,7 @@ class Merger {
       );
       if (value !== false) properties[name] = value;
       else if (required.has(name)) throw new Unsatisfiable(`required property "${name}" may not appear`);
+      else forbidden = true;
     }
     const rest = this.sub(
       a.additionalProperties ?? true,
@@ -266,7 +285,8 @@ class Merger {
       properties: Object.keys(properties).length || "properties" in a || "properties" in b
         ? properties
         : undefined,
-      additionalProperties: rest === true ? undefined : rest,
+      // A name that may not appear must not come back through additionalProperties: only the declared ones then.
+      additionalProperties: rest === true ? undefined : forbidden ? false : rest,
     };
   }
 
@@ -303,7 +323,11 @@ class Merger {
 
 /** Whether a schema combines: an allOf, or assertions beside a reference or a union. */
 function combined(s: Schema): boolean {
-  if (Array.isArray(s.allOf)) return true;
+  // An allOf of one schema beside annotations (pydantic v1's reference with a description) stays as it is.
+  if (Array.isArray(s.allOf)) {
+    return s.allOf.length > 1 ||
+      Object.keys(s).some((k) => k !== "allOf" && !FIRST.has(k) && k !== "$defs" && k !== "definitions");
+  }
   const combinator = ["$ref", ...UNIONS].filter((k) => k in s);
   if (!combinator.length) return false;
   return combinator.length > 1 ||
