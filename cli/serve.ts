@@ -43,7 +43,8 @@ ${modelUsage(28)}
   --temperature T           default temperature when a request gives none (default 0.7)
   --max-tokens N            a chat answer's most tokens when its request gives none (default: what the context
                             leaves, as OpenAI and vLLM; 512 for the built-in demo model)
-  --max-queue N             waiting sequences (a request's n choices count n) before 429 (default 256, at least 16)
+  --max-queue N             sequences waiting beyond the free running places (a request's n choices count n)
+                            before 429 (default 256, at least 16)
   --max-running N           sequences generated at once (default 64)
   --prefill-chunk N         prompt tokens per prefill step (default 512; 64 on a CPU adapter)
   --decode-steps N          decode steps run on the GPU between token readbacks (default 8; 1 streams every

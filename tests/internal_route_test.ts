@@ -104,7 +104,7 @@ Deno.test("internal routes: only mounted with a secret, and only for requests th
     const { gpuSubmits, ...load } = status.stats!;
     assert.deepEqual(load, {
       waiting: 0,
-      maxWaiting: 256,
+      maxWaiting: 320, // the queue and the free running places
       running: 0,
       kvBlocks: 128,
       kvBlocksUsed: 0,

@@ -384,7 +384,7 @@ export class LocalEngine implements Engine {
     const { pool } = this.#model;
     return {
       waiting: this.#waiting.length + this.#compiling.size,
-      maxWaiting: this.#maxQueue,
+      maxWaiting: this.#maxWaiting(),
       running: this.#running.length,
       kvBlocks: pool.blocks,
       kvBlocksUsed: pool.usedBlocks,
@@ -403,7 +403,7 @@ export class LocalEngine implements Engine {
       throw new InvalidRequestError("this engine cannot constrain the output to a format");
     }
     const waiting = this.#waiting.length + this.#compiling.size;
-    if (waiting >= this.#maxQueue) {
+    if (waiting >= this.#maxWaiting()) {
       // Each choice of a request (`n`) is a sequence of its own.
       throw new EngineBusyError(
         `${waiting} sequences are already waiting (a request's n choices count n)`,
@@ -433,6 +433,14 @@ export class LocalEngine implements Engine {
     if (signal?.aborted) abort();
     this.#kick();
     return this.#stream(seq, () => signal?.removeEventListener("abort", abort));
+  }
+
+  /**
+   * Sequences that may wait at once: the queue, and the running places still free (a burst arriving between two
+   * steps waits for the next to be admitted, and should not be refused while there is room to run it).
+   */
+  #maxWaiting(): number {
+    return this.#maxQueue + Math.max(0, this.#maxRunning - this.#running.length);
   }
 
   /** Pixel bytes of the images of the sequences not running yet. */
