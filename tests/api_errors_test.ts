@@ -339,6 +339,25 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
     const big = await post(chat, user("x".repeat(300_000)));
     expectError(big, 413, /larger than 200000 bytes/);
     expectError(await post(chat, user("word ".repeat(600))), 400, /context is 512 tokens/, "messages");
+    // A text far beyond the context is refused from its start's estimate, before it is tokenized whole (60 MB of
+    // random letters held the server 12 s): in chat and completions.
+    const letters = Array.from({ length: 150_000 }, (_, i) => String.fromCharCode(97 + (i * 7919) % 26)).join(
+      "",
+    );
+    expectError(
+      await post(chat, user(letters)),
+      400,
+      /about \d+ tokens; this server's context is 512/,
+      "messages",
+    );
+    expectError(
+      await post(`${url}/v1/completions`, { prompt: letters, max_tokens: 1 }),
+      400,
+      /about \d+ tokens/,
+      "prompt",
+    );
+    // /tokenize counts beyond the context (up to 2^20 tokens).
+    assert.equal((await post(`${url}/tokenize`, { prompt: letters })).status, 200);
     expectError(await post(chat, { ...user("hi"), max_tokens: 600 }), 400, /max_tokens is 600/, "max_tokens");
     expectError(
       await post(chat, { messages: [{ role: "user", content: "a" }, { role: "assistant", content: "b" }] }),

@@ -9,12 +9,20 @@ import { decodeImage, type ResizeMode } from "../../runtime/images/preprocess.ts
 import { encodeWithTemplate } from "../../runtime/prompt/hf_template.ts";
 import { encodeInstruct, type Message, PromptError } from "../../runtime/prompt/instruct.ts";
 import type { Tokenizer } from "../../runtime/tokenizer/tokenizer.ts";
+import { TextBudget } from "./long_text.ts";
 import { pyAt, type PyValue } from "../../runtime/prompt/pyjson.ts";
 import { fetchImageBytes } from "../images/fetch.ts";
 import { allOrNone, imageOptions } from "../images/together.ts";
 import { type ChatMessage, type ChatRequest, RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
-import { fromRequest, promptToolCallId, toolGeneration, type ToolUse, toolUse } from "./tools.ts";
+import {
+  fromRequest,
+  promptToolCallId,
+  type ToolGeneration,
+  toolGeneration,
+  type ToolUse,
+  toolUse,
+} from "./tools.ts";
 
 interface PromptImage {
   input: RequestImage;
@@ -157,12 +165,38 @@ export interface EncodeOptions {
   tools?: ToolUse;
   /** The request body as Python reads it (see pySource). */
   source?: PyValue;
+  /** For /tokenize: texts beyond the context are counted (up to a limit), not refused. */
+  counting?: boolean;
+  /** Whether the request gives an output format (response_format), which the tools must leave room for. */
+  format?: boolean;
+}
+
+/** Refuses tools that leave an output format no room (checked before the prompt is encoded). */
+function checkToolsWithFormat(generation: ToolGeneration, format: boolean, tools: ToolUse | undefined): void {
+  if (format && generation.format && generation.trigger === undefined) {
+    // The answer is the forced call's JSON: the format would be dropped without a word.
+    throw new RequestError(
+      "an output format (response_format, a grammar, vLLM's guided fields) cannot be combined with a tool_choice " +
+        "that forces a call (required, any or a named function): the answer is the call",
+      "tool_choice",
+      "unsupported_parameter",
+    );
+  }
+  if (format && tools?.choice === "auto" && generation.trigger === undefined) {
+    // The text would follow the format from its first token, leaving no way to call the tools.
+    throw new RequestError(
+      "response_format with these tools under tool_choice auto needs the grammar of their calls, which they are " +
+        "too large together to make; send fewer tools or leave response_format out",
+      "response_format",
+      "unsupported_parameter",
+    );
+  }
 }
 
 export async function encodeChat(
   requested: ChatMessage[],
   service: Service,
-  { signal, resize, safePrompt, tools, source }: EncodeOptions = {},
+  { signal, resize, safePrompt, tools, source, counting, format }: EncodeOptions = {},
 ) {
   const { tokenizer } = service;
   const messages = withSafePrompt(requested, safePrompt);
@@ -179,8 +213,9 @@ export async function encodeChat(
     );
   }
   const images = await loadImages(requested, service, resize, signal);
+  const budget = new TextBudget(tokenizer, service.engine?.contextLength ?? Infinity, "messages", counting);
   const encoder = {
-    encode: (text: string) => [...tokenizer.encode(text)],
+    encode: (text: string) => budget.encode(text),
     imageTokens: (image: PromptImage) => image.tokens,
     bos: tokenizer.special("<s>"),
     eos: tokenizer.special("</s>"),
@@ -188,6 +223,11 @@ export async function encodeChat(
     instEnd: tokenizer.special("[/INST]"),
     tools: toolTokens(tokenizer),
   };
+  // What the tools ask of the answer is checked before the prompt is encoded: a request whose tools cannot be
+  // followed is refused for that, not for its length.
+  const callsId = encoder.tools?.calls ?? -1;
+  const generation = toolGeneration(tools, callsId);
+  checkToolsWithFormat(generation, format ?? false, tools);
   const sourceMessages = pyAt(source, "messages");
   const conversation = toMessages(
     messages,
@@ -210,8 +250,6 @@ export async function encodeChat(
     }
     throw err;
   }
-  const callsId = encoder.tools?.calls ?? -1;
-  const generation = toolGeneration(tools, callsId);
   return {
     ids: [...encoded.ids, ...generation.lead],
     images: encoded.images.map((i) => i.input),
@@ -381,26 +419,9 @@ export async function prepareChat(
     safePrompt: chat.safe_prompt,
     tools,
     source,
+    format: Boolean(chat.response_format),
   });
   const { generation } = encoded;
-  if (chat.response_format && generation.format && generation.trigger === undefined) {
-    // The answer is the forced call's JSON: the format would be dropped without a word.
-    throw new RequestError(
-      "an output format (response_format, a grammar, vLLM's guided fields) cannot be combined with a tool_choice " +
-        "that forces a call (required, any or a named function): the answer is the call",
-      "tool_choice",
-      "unsupported_parameter",
-    );
-  }
-  if (chat.response_format && tools?.choice === "auto" && generation.trigger === undefined) {
-    // The text would follow the format from its first token, leaving no way to call the tools.
-    throw new RequestError(
-      "response_format with these tools under tool_choice auto needs the grammar of their calls, which they are " +
-        "too large together to make; send fewer tools or leave response_format out",
-      "response_format",
-      "unsupported_parameter",
-    );
-  }
   const param = chat.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
   const asked = chat.max_completion_tokens ?? chat.max_tokens ?? undefined;
   const most = maxTokens(

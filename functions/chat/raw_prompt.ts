@@ -3,6 +3,7 @@
  * it is after a BOS token (as vLLM encodes it for Mistral's tokenizer, and as /tokenize counts it), or token ids
  * taken as they are (control tokens included: the way to write Pixtral's format by hand).
  */
+import { TextBudget } from "./long_text.ts";
 import type { CompletionRequest } from "../schema/completions.ts";
 import { RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
@@ -32,8 +33,10 @@ export function preparePrompt(
 ): PreparedPrompt {
   const { tokenizer } = service;
   let ids: number[];
-  if (typeof prompt === "string") ids = [tokenizer.special("<s>"), ...tokenizer.encode(prompt)];
-  else {
+  if (typeof prompt === "string") {
+    const budget = new TextBudget(tokenizer, service.engine?.contextLength ?? Infinity, param);
+    ids = [tokenizer.special("<s>"), ...budget.encode(prompt)];
+  } else {
     const bad = prompt.findIndex((id) => id >= tokenizer.vocabSize);
     if (bad >= 0) {
       throw new RequestError(`token ${prompt[bad]} is not in the vocabulary`, `${param}[${bad}]`);

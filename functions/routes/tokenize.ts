@@ -3,6 +3,7 @@
  * and ids back to text. The chat form counts exactly what /v1/chat/completions would send, images and tools
  * included.
  */
+import { TextBudget } from "../chat/long_text.ts";
 import { Hono } from "hono";
 import { z } from "zod";
 import { encodeChat } from "../chat/prepare.ts";
@@ -52,7 +53,9 @@ export function tokenizeRoutes(service: Service): Hono {
       if ("prompt" in body) {
         ids = [
           ...(body.add_special_tokens ? [tokenizer.special("<s>")] : []),
-          ...tokenizer.encode(body.prompt),
+          ...new TextBudget(tokenizer, service.engine?.contextLength ?? Infinity, "prompt", true).encode(
+            body.prompt,
+          ),
         ];
       } else {
         const source = pySource(body, text);
@@ -63,6 +66,7 @@ export function tokenizeRoutes(service: Service): Hono {
           tools,
           source,
           resize: body.image_resize ?? undefined,
+          counting: true,
         };
         ids = (await encodeChat(body.messages, service, options)).ids;
       }
