@@ -91,7 +91,7 @@ Deno.test("a client that leaves is no server error: the answer's body cancelled,
       const res = kind === "stream"
         ? await eventStream(run, {
           id: kind,
-          signal: request.signal,
+          request,
           events: (u) => "text" in u ? [{ text: u.text }] : [],
           end: () => [],
         })
@@ -107,7 +107,7 @@ Deno.test("a client that leaves is no server error: the answer's body cancelled,
   assert.deepEqual(lines.filter((line) => line.includes('"level":"error"')), []);
 });
 
-Deno.test("a large request's non-streamed answer keeps its status for a while after its first token", async () => {
+Deno.test("a large request's non-streamed answer keeps its status for a while after it came", async () => {
   /** A run that writes a token, then fails after `failMs`. */
   const failing = (failMs: number) => {
     const updates = async function* (): AsyncGenerator<ChoiceUpdate, ChoiceResult[]> {
@@ -230,7 +230,7 @@ Deno.test("an event stream goes on past updates that have no events (text held b
     const run = { updates: updates(), cancel() {} };
     const res = await eventStream(run, {
       id: "test",
-      signal: new AbortController().signal,
+      request: new Request("http://x/v1/chat/completions"),
       events: (u) => "text" in u && u.text ? [{ type: "delta", text: u.text }] : [],
       end: () => [{ type: "end" }],
       named,
@@ -245,5 +245,44 @@ Deno.test("an event stream goes on past updates that have no events (text held b
     ]);
     assert.equal(body.includes("event: delta\n"), Boolean(named));
     assert.ok(body.includes(": keep-alive\n\n"), body);
+  }
+});
+
+Deno.test("a large request's response begins while it is still queued, so that a client that leaves is seen", async () => {
+  /** A run that never writes (queued behind others) until cancelled. */
+  const queued = () => {
+    const cancelled = Promise.withResolvers<void>();
+    const updates = async function* (): AsyncGenerator<ChoiceUpdate, ChoiceResult[]> {
+      await cancelled.promise;
+      throw new Error("cancelled");
+    };
+    return { updates: updates(), cancel: () => cancelled.resolve(), cancelled: cancelled.promise };
+  };
+  // Deno reports a disconnect before the response begins only for requests of up to about 512 bytes.
+  const large = () =>
+    new Request("http://x/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-length": "4000" },
+      body: "x".repeat(4000),
+    });
+  const soon = <T>(promise: Promise<T>) =>
+    Promise.race([
+      promise,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error("held")), 8000)),
+    ]);
+  for (const kind of ["stream", "json"]) {
+    const run = queued();
+    const res = await soon(
+      kind === "stream"
+        ? eventStream(run, { id: "q", request: large(), events: () => [], end: () => [] })
+        : patientJson(run, { id: "q", request: large(), answer: () => ({}), holdMs: 300 }),
+    );
+    assert.equal(res.status, 200);
+    const reader = res.body!.getReader();
+    // Keep-alives (comments, or spaces) go out, and the client leaving cancels the run.
+    const { value } = await soon(reader.read());
+    assert.match(new TextDecoder().decode(value), kind === "stream" ? /^: keep-alive/ : /^ $/);
+    await reader.cancel();
+    await soon(run.cancelled);
   }
 });

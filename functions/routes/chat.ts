@@ -61,7 +61,7 @@ export function chatRoutes(service: Service): Hono {
     const promptTokens = prepared.request.ids.length;
     return await eventStream(run, {
       id,
-      signal,
+      request: c.req.raw,
       events(u) {
         const delta: Record<string, unknown> = {};
         if (!roleSent.has(u.index)) {

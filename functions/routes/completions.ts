@@ -99,7 +99,7 @@ export function completionRoutes(service: Service): Hono {
     const offsets = new Map<number, Offsets>();
     return await eventStream(run, {
       id,
-      signal,
+      request: c.req.raw,
       events(u) {
         if ("toolCalls" in u) return []; // no tools here
         let text = "";

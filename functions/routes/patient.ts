@@ -1,51 +1,41 @@
 /**
  * A non-streamed answer. Deno reports a client that leaves before the response begins only for requests of up to
  * about 512 bytes, head included (denoland/deno#21653); a larger request (most, with an SDK's headers) would run
- * to max_tokens after its client gave up. So for those, an answer still running HOLD_MS after its first token
- * begins its response then, and sends a space each second until the JSON is ready (leading whitespace is valid
- * JSON; OpenRouter keeps connections alive the same way): the write after a client leaves fails, which stops the
- * generation, and proxies that close idle connections keep it. Anything that fails before that still gets its
- * own status (400, 429, 503, which clients raise on or retry); after it, the status line is sent, and an error
- * travels as the body, in OpenAI's error shape. Smaller requests keep their status to the end. A client that
- * leaves costs about HOLD_MS and a second of generation (the first space's write finds it gone).
+ * to max_tokens after its client gave up, or wait in the queue for its turn. So for those, an answer still running
+ * HOLD_MS after its request came (queued, reading its prompt or writing) begins its response then, and sends a
+ * space each second until the JSON is ready (leading whitespace is valid JSON; OpenRouter keeps connections alive
+ * the same way): the write after a client leaves fails, which stops the generation, and proxies that close idle
+ * connections keep it. Anything that fails before that still gets its own status (400, 429, 503, which clients
+ * raise on or retry); after it, the status line is sent, and an error travels as the body, in OpenAI's error
+ * shape. Smaller requests keep their status to the end. A client that leaves costs at most about HOLD_MS and a
+ * second (the first space's write finds it gone).
  */
 import { EngineClosedError } from "../../runtime/engine/engine.ts";
 import { log } from "../../runtime/log.ts";
 import type { ChoiceResult, CompletionRun } from "../chat/completion.ts";
-import { before, beforeKeepAlive } from "./sse.ts";
+import { before, beforeKeepAlive, holdFor } from "./sse.ts";
 
 const encoder = new TextEncoder();
 const SPACE = encoder.encode(" ");
 
-/** Requests (head and body) Deno still reports a disconnect for before the response begins, with a margin. */
-const REPORTED_BYTES = 448;
-/** How long after its first token a larger request's answer keeps its status: most answers end within it. */
+/** How long an answer keeps its status: most answers end within it. */
 const HOLD_MS = 5000;
-
-/** The request's size on the wire, near enough: request line, headers and body. */
-function requestBytes(request: Request, bodyLength: number): number {
-  let bytes = request.method.length + new URL(request.url).pathname.length + 12;
-  for (const [name, value] of request.headers) bytes += name.length + value.length + 4;
-  return bytes + bodyLength;
-}
 
 export async function patientJson(
   run: CompletionRun,
   options: { id: string; request: Request; answer(results: ChoiceResult[]): unknown; holdMs?: number },
 ): Promise<Response> {
-  const length = Number(options.request.headers.get("content-length") ?? NaN);
-  let next = await run.updates.next();
-  const held = requestBytes(options.request, length) <= REPORTED_BYTES ? Infinity : options.holdMs ?? HOLD_MS;
-  let pending: Promise<typeof next> | undefined;
-  const deadline = performance.now() + held;
-  while (!next.done) {
+  let next: Awaited<ReturnType<typeof run.updates.next>> | undefined;
+  let pending: ReturnType<typeof run.updates.next> | undefined;
+  const deadline = performance.now() + holdFor(options.request, options.holdMs ?? HOLD_MS);
+  while (!next?.done) {
     pending ??= run.updates.next();
     const got = await before(pending, deadline);
     if (!got) break;
     pending = undefined;
     next = got;
   }
-  if (next.done) return Response.json(options.answer(next.value));
+  if (next?.done) return Response.json(options.answer(next.value));
   /** When the last space went: tokens keep coming, and the spaces count from there. */
   let sent = performance.now();
   /** Set when the client went away: the run's end is then its doing, and nobody reads what follows. */
@@ -53,7 +43,7 @@ export async function patientJson(
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
-        while (!next.done) {
+        while (!next?.done) {
           pending ??= run.updates.next();
           const got = await beforeKeepAlive(pending, sent);
           if (!got) {

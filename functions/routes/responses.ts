@@ -237,7 +237,7 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
       };
       return await eventStream(run, {
         id,
-        signal,
+        request: c.req.raw,
         events(u) {
           const events: unknown[] = [];
           if (sequence === 0) {

@@ -31,11 +31,33 @@ export async function before<T>(pending: Promise<T>, deadline: number): Promise<
 }
 const KEEP_ALIVE = encoder.encode(": keep-alive\n\n");
 
+/** Requests (head and body) Deno still reports a disconnect for before the response begins, with a margin. */
+const REPORTED_BYTES = 448;
+
+/** The request's size on the wire, near enough: request line, headers and body. */
+function requestBytes(request: Request): number {
+  const body = Number(request.headers.get("content-length") ?? NaN);
+  let bytes = request.method.length + new URL(request.url).pathname.length + 12;
+  for (const [name, value] of request.headers) bytes += name.length + value.length + 4;
+  return bytes + body;
+}
+
+/**
+ * How long a response may wait before it begins: `ms` for a request whose client Deno would not be seen leaving
+ * until then (denoland/deno#21653: only those of up to about 512 bytes are), without limit for the others.
+ */
+export function holdFor(request: Request, ms: number): number {
+  return requestBytes(request) <= REPORTED_BYTES ? Infinity : ms;
+}
+
+/** How long a stream waits for its first update, keeping its status for a failure, before it begins anyway. */
+const FIRST_HOLD_MS = 2000;
+
 export interface EventStreamOptions {
   /** The completion's id, for the logs. */
   id: string;
-  /** The request's signal: a stream that fails after the client left is not a server error. */
-  signal: AbortSignal;
+  /** The request: a stream that fails after the client left is not a server error. */
+  request: Request;
   /** The events of an update. */
   events(update: ChoiceUpdate): unknown[];
   /** Events after the last update (the usage), before [DONE]. */
@@ -49,15 +71,18 @@ export interface EventStreamOptions {
 
 /**
  * The response streaming `run`. It waits for the first update, so that a request no engine could start (a
- * gateway's GPU hosts all down or busy) gets its 503 or 429 instead of a stream that fails at once.
+ * gateway's GPU hosts all down or busy) gets its 503 or 429 instead of a stream that fails at once; a large
+ * request (holdFor) only FIRST_HOLD_MS, then begins with keep-alives, so that a client that leaves while it is
+ * queued or its prompt is read is seen, and its place given up.
  */
 export async function eventStream(run: CompletionRun, options: EventStreamOptions): Promise<Response> {
   const chunk = (data: unknown) => {
     const name = options.named ? `event: ${(data as { type: string }).type}\n` : "";
     return encoder.encode(`${name}data: ${JSON.stringify(data)}\n\n`);
   };
-  let pending: ReturnType<typeof run.updates.next> | undefined;
-  let first: Awaited<ReturnType<typeof run.updates.next>> | undefined = await run.updates.next();
+  let pending: ReturnType<typeof run.updates.next> | undefined = run.updates.next();
+  let first = await before(pending, performance.now() + holdFor(options.request, FIRST_HOLD_MS));
+  if (first) pending = undefined;
   /** When the stream last sent something: the keep-alive counts from there, however many updates were silent. */
   let sent = performance.now();
   /** Set when the client went away: the run's end is then its doing, and nobody reads what follows. */
@@ -93,7 +118,7 @@ export async function eventStream(run: CompletionRun, options: EventStreamOption
         // The status line is sent already: the error travels as the last event, so no client takes a
         // truncated stream for a finished one.
         // A client that went away is not a server error, nor is a shutdown that outlasted the grace period.
-        const left = cancelled || options.signal.aborted;
+        const left = cancelled || options.request.signal.aborted;
         const level = left ? "debug" : err instanceof EngineClosedError ? "warn" : "error";
         log[level]("stream failed", { id: options.id, error: String(err) });
         if (cancelled) return;
