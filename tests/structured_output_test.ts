@@ -154,6 +154,16 @@ const SCHEMAS: Record<string, unknown> = {
     },
     required: ["a", "b", "c"],
   },
+  // pydantic's own formats: IPvAnyAddress, IPv6Network, SecretStr, bytes, Path.
+  pydanticFormats: {
+    type: "object",
+    properties: Object.fromEntries(
+      ["ipvanyaddress", "ipv6network", "password", "binary", "path"].map((
+        format,
+      ) => [format, { type: "string", format }]),
+    ),
+    required: ["ipvanyaddress", "ipv6network", "password", "binary", "path"],
+  },
   extraAllowed: {
     type: "object",
     properties: { name: { type: "string" }, age: { type: "integer" } },

@@ -18,7 +18,7 @@ import {
   uniqueItemsProblem,
 } from "./bounds.ts";
 import { boundsInterval, holds, nonEmpty } from "./numbers.ts";
-import { FORMAT_PATTERNS, formatOf, FORMATS, URI_OPEN } from "./formats.ts";
+import { FORMAT_ALIASES, FORMAT_PATTERNS, formatOf, FORMATS, URI_OPEN } from "./formats.ts";
 import { mergeCombinations } from "./merge.ts";
 import {
   ANNOTATIONS,
@@ -494,6 +494,11 @@ function normalise(schema: Schema): Schema {
       if ("enum" in s) s.enum = kept;
       for (const key of NUMBER_BOUNDS) delete s[key];
     }
+  }
+  if (typeof s.format === "string" && Object.hasOwn(FORMAT_ALIASES, s.format)) {
+    const alias = FORMAT_ALIASES[s.format];
+    if (alias) s.format = alias;
+    else delete s.format;
   }
   if (typeof s.format === "string" && s.format in FORMAT_PATTERNS && !("pattern" in s)) {
     // Listed values say it all: they need not fit a pattern of ours, narrower than the format (a URL's host).

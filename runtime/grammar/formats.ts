@@ -63,6 +63,24 @@ export const FORMAT_PATTERNS: Record<string, string> = {
  */
 export const URI_OPEN = 9;
 
+/**
+ * pydantic's own formats, as the JSON Schema format all of whose values they take, or none (any string): SecretStr
+ * ("password"), bytes ("binary", any string in JSON) and Path; IPvAnyAddress and the network and interface types
+ * (a plain address is one of those, as /32 or /128).
+ */
+export const FORMAT_ALIASES: Record<string, string | undefined> = {
+  password: undefined,
+  binary: undefined,
+  path: undefined,
+  ipvanyaddress: "ipv4",
+  ipvanyinterface: "ipv4",
+  ipvanynetwork: "ipv4",
+  ipv4interface: "ipv4",
+  ipv4network: "ipv4",
+  ipv6interface: "ipv6",
+  ipv6network: "ipv6",
+};
+
 /** The format a pattern spells, if it is one of FORMAT_PATTERNS. */
 export function formatOf(pattern: unknown): string | undefined {
   return Object.entries(FORMAT_PATTERNS).find(([, p]) => p === pattern)?.[0];
