@@ -3,6 +3,7 @@
  * the model onto the GPU, then serves the OpenAI- and Mistral-compatible API.
  */
 import { createApp } from "../functions/app.ts";
+import { inProcess } from "../functions/routes/sse.ts";
 import { AddressAllowList } from "../functions/images/address.ts";
 import { DEFAULT_IMAGE_FETCH } from "../functions/images/fetch.ts";
 import { MAX_CHOICES } from "../functions/schema/chat.ts";
@@ -282,7 +283,7 @@ export async function startServer(config: ServerConfig, listen = true): Promise<
   return {
     url: await listening.promise,
     service,
-    fetch: async (request) => await app.fetch(request),
+    fetch: async (request) => await app.fetch(inProcess(request)),
     ready,
     shutdown,
     failed: failed.promise,

@@ -347,7 +347,7 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
     expectError(
       await post(chat, user(letters)),
       400,
-      /about \d+ tokens; this server's context is 512/,
+      /about \d+ tokens or more; this server's context is 512/,
       "messages",
     );
     expectError(

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import type { ChoiceResult, ChoiceUpdate } from "../functions/chat/completion.ts";
 import { patientJson } from "../functions/routes/patient.ts";
-import { eventStream } from "../functions/routes/sse.ts";
+import { eventStream, inProcess } from "../functions/routes/sse.ts";
 import { EngineClosedError } from "../runtime/engine/engine.ts";
 import { serverConfig, withServer } from "./api_helpers.ts";
 
@@ -270,6 +270,17 @@ Deno.test("a large request's response begins while it is still queued, so that a
       promise,
       new Promise<never>((_, reject) => setTimeout(() => reject(new Error("held")), 8000)),
     ]);
+  // A request answered in this process (pixtral batch) has no client to leave: it keeps its status.
+  const held = patientJson(queued(), {
+    id: "q",
+    request: inProcess(large()),
+    answer: () => ({}),
+    holdMs: 50,
+  });
+  assert.equal(
+    await Promise.race([held.then(() => "began"), new Promise((r) => setTimeout(() => r("held"), 400))]),
+    "held",
+  );
   for (const kind of ["stream", "json"]) {
     const run = queued();
     const res = await soon(

@@ -763,6 +763,12 @@ Deno.test("allOf, and assertions beside a reference or a union, are merged into 
     { type: "object", properties: { a: { type: "integer" }, b: { type: "string" } }, required: ["b"] },
   );
   assert.equal(sent(SCHEMAS.extraAllowed).additionalProperties, false);
+  // A multiple beside listed numbers keeps those that are (a reviewer's case: 1 and 3 were allowed).
+  assert.deepEqual(sent({ enum: [1, 2, 3, 4], multipleOf: 2 }), { enum: [2, 4] });
+  assert.deepEqual(sent({ type: "number", enum: [0.3, 0.5], multipleOf: 0.5 }), {
+    type: "number",
+    enum: [0.5],
+  });
   // Names listed or patterned beside additionalProperties are patternProperties.
   assert.deepEqual(sent(SCHEMAS.dicts).properties.b, {
     type: "object",
@@ -852,6 +858,14 @@ Deno.test("uniqueItems: an item cannot end as one written already, nor begin one
   const quotes = { type: "array", items: { enum: ['"', "\\", "a"] }, uniqueItems: true };
   const escaped = await allowedAfter(quotes, '["\\"", "\\');
   assert.ok(escaped.has("\\") && !escaped.has('"'));
+  // A character whose UTF-8 bytes are not all written yet could only become one written (a reviewer's case).
+  const accents = {
+    type: "array",
+    items: { enum: ["é", "x", "èa", "日本"] },
+    uniqueItems: true,
+    minItems: 2,
+  };
+  for (let i = 0, random = seededRandom(9); i < 10; i++) await walk(jsonSchemaFormat(accents), random, 60);
   // Items are told apart as validators compare them: a number by its double, a string apart from numbers.
   assert.ok(!(await allowedAfter(numbers, "[1, 1.0000000000000001")).has("]"));
   const mixed = {
@@ -1307,6 +1321,9 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
       { allOf: [{ type: "string", format: "uuid" }, { pattern: "^[0-9a-z-]+$" }] },
       /"format" and a "pattern"/,
     ],
+    // Malformed combinations are named, not a crash (a reviewer's cases).
+    [{ anyOf: 5, type: "object" }, /"anyOf" must be a non-empty list/],
+    [{ allOf: [{ enum: "a" }, { enum: ["a"] }] }, /"enum" must be a non-empty list/],
     // zod's url().regex(): the regex does not make a URL.
     [{ type: "string", format: "uri", pattern: "^https://.*$" }, /pattern and format/],
     // Unions distributed over each other multiply: cut before they take seconds.

@@ -42,12 +42,21 @@ function requestBytes(request: Request): number {
   return bytes + body;
 }
 
+/** Requests answered in this process (`pixtral batch`): no client can leave them. */
+const IN_PROCESS = new WeakSet<Request>();
+
+/** `request`, marked as answered in this process: its response keeps its status to the end. */
+export function inProcess(request: Request): Request {
+  IN_PROCESS.add(request);
+  return request;
+}
+
 /**
  * How long a response may wait before it begins: `ms` for a request whose client Deno would not be seen leaving
  * until then (denoland/deno#21653: only those of up to about 512 bytes are), without limit for the others.
  */
 export function holdFor(request: Request, ms: number): number {
-  return requestBytes(request) <= REPORTED_BYTES ? Infinity : ms;
+  return IN_PROCESS.has(request) || requestBytes(request) <= REPORTED_BYTES ? Infinity : ms;
 }
 
 /** How long a stream waits for its first update, keeping its status for a failure, before it begins anyway. */

@@ -246,6 +246,8 @@ export class BoundsPlan {
    * "A", "BBB", "BB", "B"]`, `"xxx"` for `["xx", "x"]`).
    */
   readonly listed: boolean;
+  /** Whether some number's values are listed: kept so too (`[1001, 101]` wrote 10001). */
+  readonly listedNumbers: boolean;
   readonly #patterns = new Map<string, RegExp>();
 
   constructor(schema: string) {
@@ -254,13 +256,17 @@ export class BoundsPlan {
     this.guarded = new Map([...strings.guarded].map((s) => [s, boundsOf(s)!]));
     this.numbers = new Map([...numbers.guarded].map((s) => [s, boundsInterval(s, integerOnly(s))]));
     this.unique = unique.guarded;
-    this.listed = [...reached(this.root).keys()].some((s) => constants(this.root, s) !== undefined);
+    const listed = [...reached(this.root).keys()].map((s) => listedValues(s) ?? []);
+    this.listed = listed.some((values) => values.some((v) => typeof v === "string"));
+    this.listedNumbers = listed.some((values) => values.some((v) => typeof v === "number"));
   }
 
   /** The plan of a JSON format's schema, or undefined when no bounds are left to the masks. */
   static of(schema: string): BoundsPlan | undefined {
     const plan = new BoundsPlan(schema);
-    return plan.guarded.size || plan.numbers.size || plan.unique.size || plan.listed ? plan : undefined;
+    return plan.guarded.size || plan.numbers.size || plan.unique.size || plan.listed || plan.listedNumbers
+      ? plan
+      : undefined;
   }
 
   /**
@@ -268,14 +274,37 @@ export class BoundsPlan {
    * undefined if one lists none.
    */
   choices(strings: readonly Candidate[]): string[] | undefined {
-    if (!strings.length) return undefined;
+    return this.#listed(strings, (v) => typeof v === "string" ? v : undefined);
+  }
+
+  /**
+   * The texts a number following one of `numbers` may only be (as xgrammar writes them: JSON), sorted; undefined
+   * if one lists none, or one is written with an exponent (which the masks do not follow).
+   */
+  numberChoices(numbers: readonly Candidate[]): string[] | undefined {
+    const texts = this.#listed(numbers, (v) => typeof v === "number" ? JSON.stringify(v) : undefined);
+    return texts?.some((t) => /e/i.test(t)) ? undefined : texts;
+  }
+
+  /** The listed values of each of `candidates` that `text` writes, together and sorted (see choices). */
+  #listed(candidates: readonly Candidate[], text: (v: unknown) => string | undefined): string[] | undefined {
+    if (!candidates.length) return undefined;
     const all = new Set<string>();
-    for (const s of strings) {
-      const values = s === true ? undefined : constants(this.root, s);
+    for (const s of candidates) {
+      const target = s === true ? undefined : this.#target(s);
+      const values = target && listedValues(target);
       if (!values) return undefined;
-      for (const v of values) all.add(v);
+      for (const v of values) {
+        const t = text(v);
+        if (t !== undefined) all.add(t);
+      }
     }
     return [...all].sort();
+  }
+
+  #target(s: Schema): Schema | undefined {
+    const t = target(this.root, s);
+    return isSchemaMap(t) ? t : undefined;
   }
 
   top(): Candidate[] {
@@ -401,6 +430,13 @@ interface Num {
   range: Interval;
   /** An item of an array whose items differ (the frame's `seen`), and whether it is whole. */
   item?: { integer: boolean };
+  /** Its only texts, where every schema it may follow lists its values. */
+  choices?: string[];
+}
+
+/** Whether a number may end with its text: inside its range, and one of its listed values if it has them. */
+function numberEnds(number: Num): boolean {
+  return within(number.text, number.range) && (!number.choices || number.choices.includes(number.text));
 }
 
 /** An open object or array, and what it may follow. */
@@ -572,6 +608,7 @@ function fitting(c: Counts, state: number, room: number): Uint32Array {
 }
 
 const UTF8 = new TextDecoder();
+const ENCODER = new TextEncoder();
 
 const isSpace = (b: number) => b === 0x20 || b === 0x0a || b === 0x09 || b === 0x0d;
 const isDigit = (b: number) => b >= 0x30 && b <= 0x39;
@@ -635,7 +672,9 @@ export class BoundsTracker {
     if (!s && !this.#number && top?.seen && this.#exhausted(top)) {
       this.#narrowEach(mask, (w) => mask[w] & ~c.quotedMask[w]);
     }
-    if (!s && (this.plan.numbers.size || this.plan.unique.size)) this.#narrowNumbers(mask, c);
+    if (!s && (this.plan.numbers.size || this.plan.unique.size || this.plan.listedNumbers)) {
+      this.#narrowNumbers(mask, c);
+    }
   }
 
   /**
@@ -646,7 +685,7 @@ export class BoundsTracker {
     const number = this.#number;
     this.#narrowEach(mask, (w) => mask[w] & ~c.quotedMask[w] & (number ? ~0 : c.numeric[w]));
     // A number that is the whole text ends with the stop token, which writes nothing.
-    if (number && !this.#stack.length && !within(number.text, number.range)) {
+    if (number && !this.#stack.length && !numberEnds(number)) {
       for (const id of c.empty) mask[id >> 5] &= ~(1 << (id & 31));
     }
   }
@@ -684,7 +723,7 @@ export class BoundsTracker {
       }
       if (!(b === 0x2c || b === 0x5d || b === 0x7d || isSpace(b))) return false; // an exponent (see numbers.ts)
       this.#number = undefined;
-      if (!within(number.text, number.range)) return false;
+      if (!numberEnds(number)) return false;
       if (number.item && !this.#itemDone(seenKey(number.text, "number"))) return false;
       this.#valueDone();
     } else if (this.#scalar) {
@@ -749,11 +788,12 @@ export class BoundsTracker {
     } else if (b === 0x2d || isDigit(b)) {
       const numbers = plan.ofType(candidates, "number");
       // An item that must differ from others is followed unbounded (format.ts allows no bounds there).
-      const range = plan.range(numbers) ?? (top?.seen ? {} : undefined);
+      const choices = plan.listedNumbers ? plan.numberChoices(numbers) : undefined;
+      const range = plan.range(numbers) ?? (top?.seen || choices ? {} : undefined);
       if (!range) this.#scalar = true;
       else {
         const integer = numbers.every((c) => c !== true && integerOnly(c));
-        this.#number = { text: String.fromCharCode(b), range, item: top?.seen && { integer } };
+        this.#number = { text: String.fromCharCode(b), range, item: top?.seen && { integer }, choices };
         return this.#numberGoesOn(this.#number);
       }
     } else this.#scalar = true;
@@ -802,6 +842,7 @@ export class BoundsTracker {
     ) {
       return false;
     }
+    if (number.choices && !number.choices.some((t) => t.startsWith(number.text))) return false;
     return reachable(number.text, number.range);
   }
 
@@ -853,7 +894,7 @@ function seenKey(value: string, type: "string" | "number"): string {
  * What a string's text (UTF-8 bytes as a binary string, JSON escapes in it) holds for sure, and the escape it ends
  * in if that is not whole yet ("\u00" ...; "" if none). A character whose bytes are not all here is left out.
  */
-function written(text: string): { prefix: string; partial: string } {
+function written(text: string): { prefix: string; partial: string; pending: Uint8Array } {
   let whole = text.length;
   for (let i = 0; i < text.length; i++) {
     if (text[i] !== "\\") continue;
@@ -865,10 +906,18 @@ function written(text: string): { prefix: string; partial: string } {
     i = end - 1;
   }
   const bytes = Uint8Array.from(text.slice(0, whole), (c) => c.charCodeAt(0));
-  // A character whose bytes are not all here decodes as U+FFFD, at the end only.
+  // The bytes of a character not yet whole, kept apart.
+  let tail = 0;
+  for (let k = 1; k <= Math.min(3, bytes.length); k++) {
+    const b = bytes[bytes.length - k];
+    if ((b & 0xc0) === 0x80) continue;
+    tail = (b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1) > k ? k : 0;
+    break;
+  }
   return {
-    prefix: (jsonString(UTF8.decode(bytes)) ?? "").replace(/\uFFFD$/, ""),
+    prefix: jsonString(UTF8.decode(bytes.subarray(0, bytes.length - tail))) ?? "",
     partial: text.slice(whole),
+    pending: bytes.subarray(bytes.length - tail),
   };
 }
 
@@ -895,7 +944,7 @@ function escapes(partial: string, code: number): boolean {
 
 /** Whether a string begun with `text` may still become one of the sorted `choices` (and none of `seen`). */
 function mayBecome(text: string, choices: readonly string[], seen?: ReadonlySet<string>): boolean {
-  const { prefix, partial } = written(text);
+  const { prefix, partial, pending } = written(text);
   let lo = 0, hi = choices.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
@@ -905,7 +954,14 @@ function mayBecome(text: string, choices: readonly string[], seen?: ReadonlySet<
   for (let i = lo; i < choices.length && choices[i].startsWith(prefix); i++) {
     const v = choices[i];
     if (seen?.has(seenKey(v, "string"))) continue;
-    if (!partial || (v.length > prefix.length && escapes(partial, v.charCodeAt(prefix.length)))) return true;
+    if (pending.length) {
+      // The next character's UTF-8 bytes must begin with those written.
+      const next = v.codePointAt(prefix.length);
+      const bytes = next === undefined ? [] : ENCODER.encode(String.fromCodePoint(next));
+      if (pending.every((b, k) => bytes[k] === b)) return true;
+    } else if (!partial || (v.length > prefix.length && escapes(partial, v.charCodeAt(prefix.length)))) {
+      return true;
+    }
   }
   return false;
 }

@@ -38,7 +38,7 @@ export function compileFormat(
   format: OutputFormat,
 ): Promise<XGrammar.CompiledGrammar> {
   if (format.kind === "choice") {
-    return compiler.compileGrammar(`root ::= ${choiceTrie(JSON.parse(format.schema) as string[])}`, "root");
+    return compiler.compileGrammar(choiceGrammar(JSON.parse(format.schema) as string[]), "root");
   }
   if (format.kind === "regex") {
     const pattern = xgrammarPattern(format.schema, "text", "");
@@ -50,13 +50,22 @@ export function compileFormat(
   return compiler.compileJSONSchema(xgrammarSchema(format), true, undefined, undefined, format.strict);
 }
 
-/** Strings as EBNF alternatives, factored (regex.ts's factored: xgrammar 0.1.27 runs "AA" | "A" into "AABA"). */
-function choiceTrie(values: readonly string[]): string {
-  return factored(
+/**
+ * Strings as EBNF alternatives, factored (regex.ts's factored: xgrammar 0.1.27 runs "AA" | "A" into "AABA"), each
+ * group of alternatives a rule of its own: nested, a hundred choices each the last's prefix went deeper than
+ * xgrammar's parser goes.
+ */
+function choiceGrammar(values: readonly string[]): string {
+  const rules: string[] = [];
+  const root = factored(
     values.map((v) => [...v].map((c) => `"${printChar(c.codePointAt(0)!)}"`)),
-    (items) => items.length ? `(${items.join(" ")})` : '""',
-    (branches) => `(${branches.join(" | ")})`,
+    (items) => items.length ? items.join(" ") : '""',
+    (branches) => {
+      rules.push(`c${rules.length + 1} ::= ${branches.map((b) => `(${b})`).join(" | ")}`);
+      return `c${rules.length}`;
+    },
   );
+  return [`root ::= ${root}`, ...rules].join("\n");
 }
 
 /** One instance of xgrammar with the vocabulary loaded, and the grammars compiled in it. */

@@ -8,7 +8,7 @@
  */
 
 import { xgrammarGrammar } from "./gbnf.ts";
-import { type PatternTarget, xgrammarPattern } from "./regex.ts";
+import { groupDepth, type PatternTarget, xgrammarPattern } from "./regex.ts";
 import {
   type Bounded,
   boundedSchemas,
@@ -489,7 +489,10 @@ function normalise(schema: Schema): Schema {
     NUMBER_BOUNDS.every((k) => !(k in s) || Number.isFinite(s[k]))
   ) {
     const range = boundsInterval(s, integerOnly(s));
-    const kept = choices.filter((v) => typeof v !== "number" || holds(range, v));
+    // A multiple as validators check it, in floating point (the range keeps one on integers only).
+    const step = s.multipleOf as number | undefined;
+    const multiple = (v: number) => step === undefined || (step > 0 && Number.isInteger(v / step));
+    const kept = choices.filter((v) => typeof v !== "number" || (holds(range, v) && multiple(v)));
     if (kept.length) {
       if ("enum" in s) s.enum = kept;
       for (const key of NUMBER_BOUNDS) delete s[key];
@@ -1104,17 +1107,3 @@ function checkPattern(pattern: unknown, path: string, target: PatternTarget = "j
  * memory broken for the grammars of other requests.
  */
 const MAX_GROUP_DEPTH = 32;
-
-/** How deep a pattern's groups nest (escapes and sets skipped; a valid pattern). */
-function groupDepth(pattern: string): number {
-  let depth = 0, deepest = 0;
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i];
-    if (c === "\\") i++;
-    else if (c === "[") {
-      while (i < pattern.length && pattern[i] !== "]") i += pattern[i] === "\\" ? 2 : 1;
-    } else if (c === "(") deepest = Math.max(deepest, ++depth);
-    else if (c === ")") depth--;
-  }
-  return deepest;
-}

@@ -131,7 +131,17 @@ export function xgrammarGrammar(grammar: string): string {
       "",
     );
   }
-  return order.map((name) => `${names.get(name)} ::= ${print(factor(cut.get(name)!), names)}`).join("\n");
+  const factoredRules = order.map((name) => [name, factor(cut.get(name)!)] as const);
+  for (const [name, expr] of factoredRules) {
+    if (depthOf(expr) > MAX_DEPTH) {
+      throw new FormatError(
+        `the rule "${name}", its alternatives written with their common beginnings once, nests its parts deeper ` +
+          `than ${MAX_DEPTH} (xgrammar's parser overflows)`,
+        "",
+      );
+    }
+  }
+  return factoredRules.map(([name, expr]) => `${names.get(name)} ::= ${print(expr, names)}`).join("\n");
 }
 
 /**
@@ -148,10 +158,12 @@ function factor(e: Expr): Expr {
     case "alt":
       return factored(
         e.branches.map((b) =>
-          (b.kind === "seq" ? b.items : [b]).flatMap((item): Expr[] =>
-            item.kind === "text"
-              ? item.codes.map((code) => ({ kind: "text", codes: [code] }))
-              : [factor(item)]
+          flat(b).map((item): Expr =>
+            item.kind === "set" && item.set.length === 1 && item.set[0][0] === item.set[0][1]
+              ? { kind: "text", codes: [item.set[0][0]] }
+              : item.kind === "text"
+              ? item
+              : factor(item)
           )
         ),
         (items) => ({ kind: "seq", items: joinTexts(items) }),
@@ -160,6 +172,15 @@ function factor(e: Expr): Expr {
     default:
       return e;
   }
+}
+
+/**
+ * An expression as the items of a sequence: nested sequences taken apart, literals character by character (`"a"
+ * "xb"` is a, x, b), so that alternatives spelt differently are factored alike.
+ */
+function flat(e: Expr): Expr[] {
+  if (e.kind === "seq") return e.items.flatMap(flat);
+  return e.kind === "text" ? e.codes.map((code): Expr => ({ kind: "text", codes: [code] })) : [e];
 }
 
 /** A sequence's neighbouring literals as one. */

@@ -57,7 +57,8 @@ class Merger {
     let s = schema;
     if (combined(s)) {
       try {
-        s = this.merge(this.members(s), path);
+        this.#merges = 0; // counted per combined schema: unions multiply there, not across a large schema
+        s = this.merge(this.members(s, path), path);
       } catch (err) {
         if (err instanceof Unsatisfiable) {
           throw this.fail(`no value satisfies the schemas together: ${err.message}`, path);
@@ -83,7 +84,12 @@ class Merger {
   }
 
   /** The schemas a combined schema stands for together: its allOf's, its reference or union, and the rest. */
-  members(s: Schema): unknown[] {
+  members(s: Schema, path: string): unknown[] {
+    for (const key of ["allOf", ...UNIONS]) {
+      if (key in s && !(Array.isArray(s[key]) && (s[key] as unknown[]).length)) {
+        throw this.fail(`"${key}" must be a non-empty list of schemas`, pointer(path, key));
+      }
+    }
     const { allOf, $ref, anyOf, oneOf, $defs: _d, definitions: _ds, ...rest } = s;
     return [
       ...(Array.isArray(allOf) ? allOf : []),
@@ -121,7 +127,8 @@ class Merger {
     const add = (member: unknown): void => {
       if (member === true) return;
       if (member === false || !isSchemaMap(member)) throw new Unsatisfiable("one of them is `false`");
-      if (typeof member.$ref === "string" && Object.keys(member).length === 1) {
+      // A reference with annotations (pydantic's, with a description) is the schema it names.
+      if (typeof member.$ref === "string" && Object.keys(member).every((k) => k === "$ref" || FIRST.has(k))) {
         // Merging recursive schemas would make a new recursive one: not done.
         if (this.#inlining.get(member.$ref)) {
           throw this.fail(
@@ -137,7 +144,7 @@ class Merger {
         inlined.push(member.$ref);
         add(target);
       } else if (combined(member) || Array.isArray(member.allOf)) {
-        for (const m of this.members(member)) add(m);
+        for (const m of this.members(member, path)) add(m);
       } else if (Object.keys(member).length) flat.push(member);
     };
     for (const member of members) add(member);
@@ -229,6 +236,9 @@ class Merger {
         throw new Unsatisfiable(`the types ${JSON.stringify(a)} and ${JSON.stringify(b)} share none`);
       }
       return types.length === 1 ? types[0] : [...new Set(types)];
+    }
+    if (key === "enum" && !(Array.isArray(a) && Array.isArray(b))) {
+      throw this.fail('"enum" must be a non-empty list', pointer(path, key));
     }
     if (key === "enum" || key === "const") {
       const as = key === "const" ? [a] : a as unknown[], bs = key === "const" ? [b] : b as unknown[];

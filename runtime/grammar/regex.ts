@@ -112,7 +112,31 @@ export function xgrammarPattern(
       path,
     );
   }
-  return print(factor(writable));
+  const printed = print(factor(writable));
+  if (groupDepth(printed) > MAX_PRINTED_DEPTH) {
+    throw new FormatError(
+      `the pattern's alternatives, written with their common beginnings once, nest deeper than ${MAX_PRINTED_DEPTH}`,
+      path,
+    );
+  }
+  return printed;
+}
+
+/** Groups nested deeper than this in a printed pattern abort xgrammar's regex conversion (300 levels did). */
+const MAX_PRINTED_DEPTH = 64;
+
+/** How deep a pattern's groups nest (escapes and sets skipped; a valid pattern). */
+export function groupDepth(pattern: string): number {
+  let depth = 0, deepest = 0;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === "\\") i++;
+    else if (c === "[") {
+      while (i < pattern.length && pattern[i] !== "]") i += pattern[i] === "\\" ? 2 : 1;
+    } else if (c === "(") deepest = Math.max(deepest, ++depth);
+    else if (c === ")") depth--;
+  }
+  return deepest;
 }
 
 /** A pattern with the alternatives of every group factored (see factored). */
@@ -124,13 +148,18 @@ function factor(node: Node): Node {
       return { ...node, body: factor(node.body) };
     case "alt":
       return factored(
-        node.branches.map((b) => (b.kind === "seq" ? b.items : [b]).map(factor)),
+        node.branches.map((b) => flat(b).map(factor)),
         (items) => ({ kind: "seq", items }),
         (branches) => ({ kind: "alt", branches }),
       );
     default:
       return node;
   }
+}
+
+/** A node as the items of a sequence, nested sequences taken apart (`(?:ax)xb` is a, x, x, b). */
+function flat(node: Node): Node[] {
+  return node.kind === "seq" ? node.items.flatMap(flat) : [node];
 }
 
 /**
