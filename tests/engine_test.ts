@@ -383,3 +383,17 @@ Deno.test("decode runs (steps fed on the GPU between readbacks) change no token,
     await runs.close();
   }
 });
+
+Deno.test("a shutdown refuses at once what has not begun, and gives the running answers their grace", async () => {
+  const model = await loadTiny("mistral", { kvTokens: 256 });
+  const engine = new LocalEngine(model, { maxRunning: 1, prefillChunk: 16 });
+  const running = engine.generate({ ...long, maxTokens: 40 });
+  await running.next();
+  const queued = engine.generate({ ...long, maxTokens: 4 });
+  const closing = engine.close(60_000);
+  // The queued one fails before the running one ends, which it does in full, within the grace.
+  await assert.rejects(queued.next(), EngineClosedError);
+  const rest = await collect(running);
+  assert.equal(rest.events.length, 39);
+  await closing;
+});
