@@ -1180,7 +1180,9 @@ export class LocalEngine implements Engine {
     const reason = new EngineClosedError("the server shut down before the request finished");
     // What has not begun is refused at once, so that its clients retry elsewhere, rather than started in the
     // grace period and cut off at its end; the grace is for answers under way (a preempted one among them).
-    for (const seq of [...this.#compiling, ...this.#waiting]) if (seq.generated === 0) this.#cancel(seq, reason);
+    for (const seq of [...this.#compiling, ...this.#waiting]) {
+      if (seq.generated === 0) this.#cancel(seq, reason);
+    }
     const deadline = Date.now() + graceMs;
     while (this.#loop && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     for (const seq of [...this.#compiling, ...this.#waiting, ...this.#running]) this.#cancel(seq, reason);
