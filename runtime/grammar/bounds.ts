@@ -177,12 +177,15 @@ export interface Bounded {
 }
 
 /**
- * The bounded string and number schemas of `root` a value can reach, by identity: those the tracker keeps
- * (`guarded`) and those it cannot (`ambiguous`: strings' bounds are left to the grammar). Unreachable ones (an
- * unused definition) are in neither.
+ * The bounded string and number schemas of `root` a value can reach (`reachedFrom`, if known), by identity:
+ * those the tracker keeps (`guarded`) and those it cannot (`ambiguous`: strings' bounds are left to the grammar).
+ * Unreachable ones (an unused definition) are in neither.
  */
-export function boundedSchemas(root: unknown): { strings: Bounded; numbers: Bounded; unique: Bounded } {
-  const all = [...reached(root)];
+export function boundedSchemas(
+  root: unknown,
+  reachedFrom = reached(root),
+): { strings: Bounded; numbers: Bounded; unique: Bounded } {
+  const all = [...reachedFrom];
   const strings = all.filter(([s]) => "minLength" in s || "maxLength" in s || "pattern" in s);
   const numbers = all.filter(([s]) => NUMBER_BOUNDS.some((key) => key in s));
   const unique = all.filter(([s]) => s.uniqueItems === true);
@@ -252,11 +255,12 @@ export class BoundsPlan {
 
   constructor(schema: string) {
     this.root = JSON.parse(schema);
-    const { strings, numbers, unique } = boundedSchemas(this.root);
+    const schemas = reached(this.root);
+    const { strings, numbers, unique } = boundedSchemas(this.root, schemas);
     this.guarded = new Map([...strings.guarded].map((s) => [s, boundsOf(s)!]));
     this.numbers = new Map([...numbers.guarded].map((s) => [s, boundsInterval(s, integerOnly(s))]));
     this.unique = unique.guarded;
-    const listed = [...reached(this.root).keys()].map((s) => listedValues(s) ?? []);
+    const listed = [...schemas.keys()].map((s) => listedValues(s) ?? []);
     this.listed = listed.some((values) => values.some((v) => typeof v === "string"));
     this.listedNumbers = listed.some((values) => values.some((v) => typeof v === "number"));
   }
@@ -274,7 +278,7 @@ export class BoundsPlan {
    * undefined if one lists none.
    */
   choices(strings: readonly Candidate[]): string[] | undefined {
-    return this.#listed(strings, (v) => typeof v === "string" ? v : undefined);
+    return this.#listed(strings, "strings");
   }
 
   /**
@@ -282,29 +286,33 @@ export class BoundsPlan {
    * if one lists none, or one is written with an exponent (which the masks do not follow).
    */
   numberChoices(numbers: readonly Candidate[]): string[] | undefined {
-    const texts = this.#listed(numbers, (v) => typeof v === "number" ? JSON.stringify(v) : undefined);
+    const texts = this.#listed(numbers, "numbers");
     return texts?.some((t) => /e/i.test(t)) ? undefined : texts;
   }
 
   /** The listed values of each of `candidates` that `text` writes, together and sorted (see choices). */
-  #listed(candidates: readonly Candidate[], text: (v: unknown) => string | undefined): string[] | undefined {
+  /** The listed values of each of `candidates` of a kind, together and sorted (see choices). */
+  #listed(candidates: readonly Candidate[], kind: "strings" | "numbers"): string[] | undefined {
     if (!candidates.length) return undefined;
-    const all = new Set<string>();
-    for (const s of candidates) {
-      const target = s === true ? undefined : this.#target(s);
-      const values = target && listedValues(target);
-      if (!values) return undefined;
-      for (const v of values) {
-        const t = text(v);
-        if (t !== undefined) all.add(t);
-      }
-    }
-    return [...all].sort();
+    const lists = candidates.map((c) => c === true ? undefined : this.#texts(c)?.[kind]);
+    if (lists.some((list) => !list)) return undefined;
+    // One schema (the usual case) gives its own list, sorted once per format rather than at every string.
+    return lists.length === 1 ? lists[0] : [...new Set(lists.flat() as string[])].sort();
   }
 
-  #target(s: Schema): Schema | undefined {
+  readonly #listedTexts = new Map<Schema, { strings: string[]; numbers: string[] } | undefined>();
+
+  /** A schema's listed values as the texts a string or a number writes (JSON for numbers), each sorted. */
+  #texts(s: Schema): { strings: string[]; numbers: string[] } | undefined {
+    if (this.#listedTexts.has(s)) return this.#listedTexts.get(s);
     const t = target(this.root, s);
-    return isSchemaMap(t) ? t : undefined;
+    const values = isSchemaMap(t) ? listedValues(t) : undefined;
+    const texts = values && {
+      strings: [...new Set(values.filter((v) => typeof v === "string") as string[])].sort(),
+      numbers: [...new Set(values.filter((v) => typeof v === "number").map((v) => JSON.stringify(v)))].sort(),
+    };
+    this.#listedTexts.set(s, texts);
+    return texts;
   }
 
   top(): Candidate[] {
