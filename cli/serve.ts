@@ -33,6 +33,7 @@ ${modelUsage(28)}
   --api-key-file FILE       require the keys in FILE, one per line
   --cors ORIGIN             allow browser requests from ORIGIN (repeatable; * for any)
   --max-body SIZE           largest request body (default 64MiB)
+  --body-timeout SECONDS    longest wait for the next part of a request body before a 408 (default 60)
   --max-images N            images per request (default 8)
   --max-image-bytes SIZE    size of one image (default 10MB)
   --max-image-pixels N      pixels an image header may declare (default 50000000)
@@ -69,6 +70,7 @@ export const SERVE_FLAGS = {
   "api-key-file": { type: "string" },
   cors: { type: "string", multiple: true },
   "max-body": { type: "string" },
+  "body-timeout": { type: "string" },
   "max-images": { type: "string" },
   "max-image-bytes": { type: "string" },
   "max-image-pixels": { type: "string" },
@@ -88,6 +90,16 @@ export const SERVE_FLAGS = {
   grace: { type: "string" },
   "internal-secret": { type: "string" },
 } as const;
+
+/** A positive number of seconds, in milliseconds. */
+function seconds(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!(value > 0 && value <= 86_400)) {
+    throw new UsageError(`${flag} must be a number of seconds, got "${text}"`);
+  }
+  return value * 1000;
+}
 
 function size(flag: string, text: string | undefined, fallback: number): number {
   if (text === undefined) return fallback;
@@ -134,6 +146,8 @@ export interface ServerConfig {
   apiKeys: string[];
   corsOrigins?: string[];
   maxBodyBytes: number;
+  /** Longest wait for the next part of a request body, in milliseconds. */
+  bodyIdleMs?: number;
   images: ImageSettings;
   /** Threads decoding images (default 2). */
   imageThreads?: number;
@@ -213,6 +227,7 @@ export async function startServer(config: ServerConfig, listen = true): Promise<
     apiKeys: config.apiKeys,
     corsOrigins: config.corsOrigins,
     maxBodyBytes: config.maxBodyBytes,
+    bodyIdleMs: config.bodyIdleMs,
     internalSecret: config.internalSecret,
   });
   const listening = Promise.withResolvers<string>();
@@ -321,6 +336,7 @@ export async function serverConfig(
     apiKeys: await apiKeys(flags),
     corsOrigins: flags.cors,
     maxBodyBytes: size("--max-body", flags["max-body"], 64 * 1024 * 1024),
+    bodyIdleMs: seconds("--body-timeout", flags["body-timeout"]),
     images: {
       maxImages: positiveInt("--max-images", flags["max-images"]) ?? 8,
       maxBytes: size("--max-image-bytes", flags["max-image-bytes"], DEFAULT_IMAGE_FETCH.maxBytes),

@@ -4,7 +4,6 @@
  */
 import { Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
 import { matchedRoutes } from "hono/route";
@@ -21,6 +20,13 @@ import { PromptError } from "../runtime/prompt/instruct.ts";
 import { apiError } from "./errors.ts";
 import { ImageSourceError } from "./images/fetch.ts";
 import { apiKeyAuth } from "./middleware/auth.ts";
+import {
+  BODY_IDLE_MS,
+  bodyLimits,
+  BodyTimeoutError,
+  BodyTooLargeError,
+  MAX_BODY_BYTES,
+} from "./middleware/body.ts";
 import { chatRoutes } from "./routes/chat.ts";
 import { completionRoutes } from "./routes/completions.ts";
 import { ClientClosedError, UnknownModelError } from "./routes/common.ts";
@@ -38,14 +44,16 @@ export interface AppOptions {
   apiKeys?: string[];
   /** Origins allowed by CORS ("*" for any); none: no CORS headers. */
   corsOrigins?: string[];
-  /** Largest request body in bytes (default 64 MiB: eight 10 MB images as base64 fit). */
+  /** Largest request body in bytes (default MAX_BODY_BYTES, 64 MiB). */
   maxBodyBytes?: number;
   /** Shared secret of the internal routes that edge gateways call; none: the routes are not mounted. */
   internalSecret?: string;
+  /** Longest wait for the next part of a request body before a 408 (default BODY_IDLE_MS, 60 s). */
+  bodyIdleMs?: number;
 }
 
 type Mapped = {
-  status: 400 | 401 | 404 | 413 | 429 | 500 | 503;
+  status: 400 | 401 | 404 | 408 | 413 | 429 | 500 | 503;
   type: string;
   code: string | null;
   param?: string;
@@ -76,6 +84,12 @@ function toApiError(err: unknown): Mapped {
   }
   if (err instanceof RequestTooLongError) {
     return { status: 400, type: "invalid_request_error", code: "context_length_exceeded" };
+  }
+  if (err instanceof BodyTooLargeError) {
+    return { status: 413, type: "invalid_request_error", code: "request_too_large" };
+  }
+  if (err instanceof BodyTimeoutError) {
+    return { status: 408, type: "invalid_request_error", code: "request_timeout" };
   }
   if (err instanceof UnknownModelError) {
     return { status: 404, type: "invalid_request_error", code: "model_not_found" };
@@ -123,16 +137,9 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
     );
   }
   app.use(apiKeyAuth(options.apiKeys ?? []));
-  app.use(bodyLimit({
-    maxSize: options.maxBodyBytes ?? 64 * 1024 * 1024,
-    onError: (c) =>
-      apiError(
-        c,
-        413,
-        `the request body is larger than ${options.maxBodyBytes ?? 64 * 1024 * 1024} bytes`,
-        "invalid_request_error",
-        "request_too_large",
-      ),
+  app.use(bodyLimits({
+    maxBytes: options.maxBodyBytes ?? MAX_BODY_BYTES,
+    idleMs: options.bodyIdleMs ?? BODY_IDLE_MS,
   }));
   for (
     const routes of [

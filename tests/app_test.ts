@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { parseFlags, UsageError } from "../cli/args.ts";
+import { SERVE_FLAGS, serverConfig } from "../cli/serve.ts";
 import { createApp } from "../functions/app.ts";
 import { loadTokenizer } from "../runtime/tokenizer/load.ts";
 import { fixture } from "./helpers.ts";
@@ -64,4 +66,91 @@ Deno.test("CORS headers for allowed origins only", async () => {
     headers: { origin: "https://app.example", "access-control-request-method": "POST" },
   });
   assert.equal(preflight.status, 204);
+});
+
+/** A body that sends `parts` one each `everyMs`, then ends, or stalls (never ends) when `stall` is set. */
+function tricklingBody(parts: string[], everyMs: number, stall: boolean): ReadableStream<Uint8Array> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return new ReadableStream({
+    start(controller) {
+      const next = (i: number) => {
+        if (i === parts.length) {
+          if (!stall) controller.close();
+          return;
+        }
+        controller.enqueue(new TextEncoder().encode(parts[i]));
+        timer = setTimeout(() => next(i + 1), everyMs);
+      };
+      next(0);
+    },
+    cancel: () => clearTimeout(timer),
+  });
+}
+
+Deno.test("a request body that stops arriving midway is a 408; a slow one that keeps coming is read", async () => {
+  const service = await loadingService();
+  const app = createApp(service, { bodyIdleMs: 300 });
+  const post = (body: ReadableStream<Uint8Array>) =>
+    app.request("/tokenize", { method: "POST", body, duplex: "half" } as RequestInit);
+  const json = JSON.stringify({ prompt: "Hello there" });
+  const halves = [json.slice(0, 10), json.slice(10)];
+
+  const started = performance.now();
+  const stalled = await post(tricklingBody(halves.slice(0, 1), 0, true));
+  assert.equal(stalled.status, 408);
+  const error = (await stalled.json()).error;
+  assert.equal(error.code, "request_timeout");
+  assert.match(error.message, /no more of the request body came for 0.3 s \(after 10 bytes\)/);
+  assert.ok(performance.now() - started < 5000);
+  // Nothing at all after the headers: the same.
+  assert.equal((await post(tricklingBody([], 0, true))).status, 408);
+
+  // Without a Content-Length, a body over the size is refused as it streams in.
+  const small = createApp(service, { maxBodyBytes: 1000, bodyIdleMs: 300 });
+  const big = await small.request("/tokenize", {
+    method: "POST",
+    body: tricklingBody(Array(20).fill(json + " ".repeat(100)), 1, true),
+    duplex: "half",
+  } as RequestInit);
+  assert.equal(big.status, 413);
+  assert.equal((await big.json()).error.code, "request_too_large");
+
+  // Six parts 120 ms apart: 720 ms in all, longer than the wait for any one part.
+  const size = Math.ceil(json.length / 6);
+  const parts = Array.from({ length: 6 }, (_, i) => json.slice(i * size, (i + 1) * size));
+  const slow = await post(tricklingBody(parts, 120, false));
+  assert.equal(slow.status, 200);
+  assert.equal((await slow.json()).count, 1 + service.tokenizer.encode("Hello there").length);
+});
+
+Deno.test("a stalled upload over a real connection gets its 408 and the connection is let go", async () => {
+  const app = createApp(await loadingService(), { bodyIdleMs: 300 });
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.fetch);
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    const head =
+      "POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n";
+    await conn.write(new TextEncoder().encode(head + '{"prompt": "a'));
+    let answer = "";
+    const buffer = new Uint8Array(4096);
+    for (;;) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      answer += new TextDecoder().decode(buffer.subarray(0, n));
+      if (answer.includes("request_timeout")) break;
+    }
+    conn.close();
+    assert.match(answer, /^HTTP\/1.1 408 /);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("--body-timeout: seconds, positive", async () => {
+  const config = (argv: string[]) => serverConfig(parseFlags(argv, SERVE_FLAGS));
+  assert.equal((await config(["--body-timeout", "2.5"])).bodyIdleMs, 2500);
+  assert.equal((await config([])).bodyIdleMs, undefined, "the app's default, 60 s");
+  for (const bad of ["0", "-1", "soon"]) {
+    await assert.rejects(config([`--body-timeout=${bad}`]), UsageError);
+  }
 });

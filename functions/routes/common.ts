@@ -1,6 +1,7 @@
 /** Checks shared by the routes; their errors become OpenAI-shaped responses in app.onError. */
 import type { Context } from "hono";
 import { EngineClosedError } from "../../runtime/engine/engine.ts";
+import { bodyText, BodyTimeoutError, BodyTooLargeError } from "../middleware/body.ts";
 import { RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
 
@@ -31,8 +32,9 @@ export async function readJson(c: Context): Promise<unknown> {
 export async function readJsonText(c: Context): Promise<{ body: unknown; text: string }> {
   let text: string;
   try {
-    text = await c.req.text();
+    text = await bodyText(c);
   } catch (err) {
+    if (err instanceof BodyTimeoutError || err instanceof BodyTooLargeError) throw err;
     if (c.req.raw.signal.aborted || CONNECTION_ERRORS.has((err as Error)?.name)) {
       throw new ClientClosedError("the client closed the connection while sending its request");
     }

@@ -1,0 +1,80 @@
+/**
+ * Request bodies, read by the routes under two limits: a size (413), checked from Content-Length before anything
+ * is read and counted while a body without one streams in, and a longest wait for its next part (408, as nginx's
+ * client_body_timeout). Deno's server has no such wait: a client that sent its headers and part of a body, then
+ * nothing (a stalled upload, a slowloris), held its connection and handler for ever.
+ */
+import type { Context, MiddlewareHandler } from "hono";
+import { before } from "../routes/sse.ts";
+
+/** The request body is over the server's limit (413). */
+export class BodyTooLargeError extends Error {
+  override name = "BodyTooLargeError";
+}
+
+/** The client stopped sending its request body midway (408). */
+export class BodyTimeoutError extends Error {
+  override name = "BodyTimeoutError";
+}
+
+export interface BodyLimits {
+  /** Largest body in bytes. */
+  maxBytes: number;
+  /** Longest wait for the next part of a body, in milliseconds. */
+  idleMs: number;
+}
+
+/** 64 MiB: eight 10 MB images as base64 fit. */
+export const MAX_BODY_BYTES = 64 * 1024 * 1024;
+/** nginx's default client_body_timeout. */
+export const BODY_IDLE_MS = 60_000;
+
+declare module "hono" {
+  interface ContextVariableMap {
+    bodyLimits: BodyLimits;
+  }
+}
+
+/** Sets the limits `bodyText` reads under, and refuses a body whose Content-Length is over the size at once. */
+export function bodyLimits(limits: BodyLimits): MiddlewareHandler {
+  return async (c, next) => {
+    c.set("bodyLimits", limits);
+    if (Number(c.req.header("content-length")) > limits.maxBytes) throw tooLarge(limits.maxBytes);
+    await next();
+  };
+}
+
+function tooLarge(maxBytes: number): BodyTooLargeError {
+  return new BodyTooLargeError(`the request body is larger than ${maxBytes} bytes`);
+}
+
+/** The request's body as text: UTF-8 with a byte order mark dropped, as `Request.text()` reads it. */
+export async function bodyText(c: Context): Promise<string> {
+  const { maxBytes, idleMs } = c.get("bodyLimits") ?? { maxBytes: MAX_BODY_BYTES, idleMs: BODY_IDLE_MS };
+  const body = c.req.raw.body;
+  if (!body) return "";
+  const reader = body.getReader();
+  const parts: Uint8Array[] = [];
+  let length = 0;
+  try {
+    for (;;) {
+      const read = await before(reader.read(), performance.now() + idleMs);
+      if (!read) {
+        throw new BodyTimeoutError(
+          `no more of the request body came for ${idleMs / 1000} s (after ${length} bytes)`,
+        );
+      }
+      if (read.done) break;
+      length += read.value.length;
+      if (length > maxBytes) throw tooLarge(maxBytes);
+      parts.push(read.value);
+    }
+  } catch (err) {
+    reader.cancel().catch(() => {});
+    throw err;
+  }
+  const bytes = new Uint8Array(length);
+  let at = 0;
+  for (const part of parts) bytes.set(part, at), at += part.length;
+  return new TextDecoder().decode(bytes);
+}
