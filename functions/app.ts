@@ -34,6 +34,7 @@ import { healthRoutes } from "./routes/health.ts";
 import { internalRoutes } from "./routes/internal.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { responseRoutes } from "./routes/responses.ts";
+import { messageRoutes } from "./routes/messages.ts";
 import { modelRoutes } from "./routes/models.ts";
 import { tokenizeRoutes } from "./routes/tokenize.ts";
 import { RequestError } from "./schema/chat.ts";
@@ -150,6 +151,7 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
       chatRoutes,
       completionRoutes,
       responseRoutes,
+      messageRoutes,
     ]
   ) {
     app.route("/", routes(service));

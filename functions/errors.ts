@@ -1,10 +1,25 @@
-/** Errors in OpenAI's shape, `{"error": {message, type, param, code}}`, which every OpenAI and Mistral client parses. */
+/**
+ * Errors in OpenAI's shape, `{"error": {message, type, param, code}}`, which every OpenAI and Mistral client parses;
+ * on Anthropic's Messages routes in Anthropic's, `{"type": "error", "error": {type, message}}`.
+ */
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 
 export interface ApiErrorBody {
   error: { message: string; type: string; param: string | null; code: string | null };
 }
+
+/** Anthropic's error types by status. */
+const ANTHROPIC_TYPES: Record<number, string> = {
+  400: "invalid_request_error",
+  401: "authentication_error",
+  403: "permission_error",
+  404: "not_found_error",
+  413: "request_too_large",
+  429: "rate_limit_error",
+  500: "api_error",
+  503: "overloaded_error",
+};
 
 export function apiError(
   c: Context,
@@ -14,5 +29,9 @@ export function apiError(
   code: string | null = null,
   param: string | null = null,
 ): Response {
+  if (c.req.path === "/v1/messages" || c.req.path.startsWith("/v1/messages/")) {
+    const error = { type: ANTHROPIC_TYPES[status] ?? "invalid_request_error", message };
+    return c.json({ type: "error", error }, status);
+  }
   return c.json<ApiErrorBody>({ error: { message, type, param, code } }, status);
 }

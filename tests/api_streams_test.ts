@@ -252,6 +252,7 @@ Deno.test("a large request's response begins while it is still queued, so that a
   /** A run that never writes (queued behind others) until cancelled. */
   const queued = () => {
     const cancelled = Promise.withResolvers<void>();
+    // deno-lint-ignore require-yield
     const updates = async function* (): AsyncGenerator<ChoiceUpdate, ChoiceResult[]> {
       await cancelled.promise;
       throw new Error("cancelled");

@@ -40,6 +40,8 @@ export interface ChoiceResult {
   text: string;
   toolCalls?: ToolCallOut[];
   finish: ChoiceFinish;
+  /** The stop string that ended the answer, if one did. */
+  stopSequence?: string;
   /** Tokens the model generated, the stop token included (as vLLM counts them). */
   tokens: number;
   logprobs?: LogprobEntry[];
@@ -52,7 +54,7 @@ export type ChoiceUpdate =
   | { index: number; text: string; logprobs?: LogprobEntry[]; prompt?: PromptEntry[] }
   | { index: number; toolCalls: ToolCallOut[] }
   /** `tokens`: the choice's generated tokens, as its usage counts them. */
-  | { index: number; finish: ChoiceFinish; tokens: number };
+  | { index: number; finish: ChoiceFinish; tokens: number; stopSequence?: string };
 
 function tokenEntry(tokenizer: Tokenizer, id: number, logprob: number) {
   const bytes = [...tokenizer.tokenBytes(id)];
@@ -203,12 +205,14 @@ async function runChoice(
       release(callText);
     }
   } else release(text.finish());
-  update({ index, finish, tokens });
+  const stopSequence = text.matched;
+  update({ index, finish, tokens, ...(stopSequence === undefined ? {} : { stopSequence }) });
   return {
     index,
     text: full,
     toolCalls,
     finish,
+    ...(stopSequence === undefined ? {} : { stopSequence }),
     tokens,
     logprobs: logprobs.length ? logprobs : undefined,
     ...(prompt ? { prompt } : {}),

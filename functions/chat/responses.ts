@@ -235,9 +235,13 @@ const WORDS: [RegExp, string][] = [
   [/an assistant message has neither content nor tool_calls/, "an assistant message has no content"],
 ];
 
-/** `err` with its parameter and message in the Responses request's terms. */
-export function renamed(err: unknown, param: (chatParam: string) => string): unknown {
-  const words = (message: string) => WORDS.reduce((m, [from, to]) => m.replace(from, to), message);
+/** `err` with its parameter and message in the terms of the request it came as (by default a Responses one). */
+export function renamed(
+  err: unknown,
+  param: (chatParam: string) => string,
+  vocabulary: [RegExp, string][] = WORDS,
+): unknown {
+  const words = (message: string) => vocabulary.reduce((m, [from, to]) => m.replace(from, to), message);
   if (err instanceof PromptError) {
     const at = param(err.index === undefined ? "messages" : `messages[${err.index}]${err.at}`);
     return new RequestError(`${at}: ${words(err.message)}`, at, "invalid_input");

@@ -8,12 +8,18 @@ import type { StreamDecoder } from "../../runtime/tokenizer/stream.ts";
 export class TextAssembler {
   #held = "";
   #stopped = false;
+  #matched: string | undefined;
   #pushed = 0;
 
   constructor(readonly decoder: StreamDecoder, readonly stops: readonly string[], readonly after = 0) {}
 
   get stopped(): boolean {
     return this.#stopped;
+  }
+
+  /** The stop string that ended the text, if one did. */
+  get matched(): string | undefined {
+    return this.#matched;
   }
 
   /** The text this token releases (possibly empty). After a stop string, always empty. */
@@ -38,7 +44,7 @@ export class TextAssembler {
     let cut = -1;
     for (const stop of this.stops) {
       const at = text.indexOf(stop);
-      if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+      if (at >= 0 && (cut < 0 || at < cut)) cut = at, this.#matched = stop;
     }
     if (cut >= 0) {
       this.#stopped = true;

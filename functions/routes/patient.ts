@@ -23,7 +23,14 @@ const HOLD_MS = 5000;
 
 export async function patientJson(
   run: CompletionRun,
-  options: { id: string; request: Request; answer(results: ChoiceResult[]): unknown; holdMs?: number },
+  options: {
+    id: string;
+    request: Request;
+    answer(results: ChoiceResult[]): unknown;
+    /** The body of a failure after the status went (default OpenAI's error shape). */
+    failed?(message: string): unknown;
+    holdMs?: number;
+  },
 ): Promise<Response> {
   let next: Awaited<ReturnType<typeof run.updates.next>> | undefined;
   let pending: ReturnType<typeof run.updates.next> | undefined;
@@ -62,7 +69,7 @@ export async function patientJson(
         if (cancelled) return;
         const message = err instanceof Error ? err.message : String(err);
         const error = { message, type: "server_error", param: null, code: "generation_failed" };
-        controller.enqueue(encoder.encode(JSON.stringify({ error })));
+        controller.enqueue(encoder.encode(JSON.stringify(options.failed?.(message) ?? { error })));
         controller.close();
       }
     },

@@ -1,0 +1,187 @@
+/**
+ * POST /v1/messages and /v1/messages/count_tokens: Anthropic's Messages API, which Anthropic's SDKs and the
+ * tools built on them call (llama.cpp's server, vLLM and Ollama answer it too). The request runs as the chat
+ * completion it amounts to (functions/chat/messages.ts); the answer is a message of text and tool_use blocks,
+ * streamed as Anthropic's named events or not. Errors take Anthropic's shape (functions/errors.ts).
+ */
+import { type Context, Hono } from "hono";
+import { log } from "../../runtime/log.ts";
+import { type ChoiceResult, runCompletion } from "../chat/completion.ts";
+import { toChat, WORDS } from "../chat/messages.ts";
+import { encodeChat, prepareChat, type PreparedChat } from "../chat/prepare.ts";
+import { renamed } from "../chat/responses.ts";
+import { type ToolCallOut, toolUse } from "../chat/tools.ts";
+import { parseMessagesRequest } from "../schema/messages.ts";
+import type { Service } from "../service.ts";
+import { readJsonText, requireEngine, requireModel } from "./common.ts";
+import { patientJson } from "./patient.ts";
+import { eventStream } from "./sse.ts";
+
+const newId = (prefix: string) => `${prefix}_${crypto.randomUUID().replaceAll("-", "")}`;
+
+function toolUseBlock(call: ToolCallOut) {
+  return {
+    type: "tool_use",
+    id: call.id,
+    name: call.function.name,
+    input: JSON.parse(call.function.arguments),
+  };
+}
+
+function stopReason(result: Pick<ChoiceResult, "finish" | "stopSequence">): string {
+  if (result.finish === "tool_calls") return "tool_use";
+  if (result.finish === "length") return "max_tokens";
+  return result.stopSequence === undefined ? "end_turn" : "stop_sequence";
+}
+
+function usage(prepared: PreparedChat, outputTokens: number) {
+  return {
+    input_tokens: prepared.request.ids.length,
+    cache_creation_input_tokens: 0,
+    cache_read_input_tokens: 0,
+    output_tokens: outputTokens,
+  };
+}
+
+/** A stream's failure, as Anthropic's streams end with one. */
+const errorEvent = (message: string) => ({ type: "error", error: { type: "api_error", message } });
+
+async function parsed(c: Context, service: Service) {
+  const { body, text } = await readJsonText(c);
+  const { request, ignored } = parseMessagesRequest(body);
+  if (ignored.length) log.info("ignoring unknown request fields", { fields: ignored, path: c.req.path });
+  requireModel(service, request.model);
+  return { request, ...toChat(request, text) };
+}
+
+export function messageRoutes(service: Service): Hono {
+  return new Hono()
+    .post("/v1/messages/count_tokens", async (c) => {
+      const { chat, source, param } = await parsed(c, service);
+      try {
+        const tools = toolUse(chat, source);
+        const options = {
+          signal: c.req.raw.signal,
+          tools,
+          source,
+          resize: chat.image_resize ?? undefined,
+          counting: true,
+        };
+        const { ids } = await encodeChat(chat.messages, service, options);
+        return c.json({ input_tokens: ids.length });
+      } catch (err) {
+        throw renamed(err, param, WORDS);
+      }
+    })
+    .post("/v1/messages", async (c) => {
+      const { request, chat, source, param } = await parsed(c, service);
+      requireEngine(service);
+      const signal = c.req.raw.signal;
+      let prepared: PreparedChat;
+      try {
+        prepared = await prepareChat(chat, service, signal, source);
+      } catch (err) {
+        throw renamed(err, param, WORDS);
+      }
+      prepared.imageParams = prepared.imageParams?.map(param);
+      const run = runCompletion(service, [prepared], signal);
+      const id = newId("msg");
+      const message = {
+        id,
+        type: "message",
+        role: "assistant",
+        model: service.model.id,
+        content: [] as unknown[],
+        stop_reason: null as string | null,
+        stop_sequence: null as string | null,
+        usage: usage(prepared, 0),
+      };
+
+      if (!request.stream) {
+        return await patientJson(run, {
+          id,
+          request: c.req.raw,
+          answer: ([result]) => ({
+            ...message,
+            content: [
+              // The text, unless the answer is calls alone.
+              ...result.text || !result.toolCalls ? [{ type: "text", text: result.text }] : [],
+              ...(result.toolCalls ?? []).map(toolUseBlock),
+            ],
+            stop_reason: stopReason(result),
+            stop_sequence: result.stopSequence ?? null,
+            usage: usage(prepared, result.tokens),
+          }),
+          failed: errorEvent,
+        });
+      }
+
+      /** The index of the next content block, and whether a text block is open. */
+      let blocks = 0, textOpen = false, started = false;
+      const closeText = (events: unknown[]) => {
+        if (textOpen) events.push({ type: "content_block_stop", index: blocks++ });
+        textOpen = false;
+      };
+      return await eventStream(run, {
+        id,
+        request: c.req.raw,
+        events(u) {
+          const events: unknown[] = [];
+          if (!started) {
+            started = true;
+            events.push({ type: "message_start", message });
+          }
+          if ("text" in u) {
+            if (!u.text) return events;
+            if (!textOpen) {
+              events.push({
+                type: "content_block_start",
+                index: blocks,
+                content_block: { type: "text", text: "" },
+              });
+              textOpen = true;
+            }
+            events.push({
+              type: "content_block_delta",
+              index: blocks,
+              delta: { type: "text_delta", text: u.text },
+            });
+          } else if ("toolCalls" in u) {
+            closeText(events);
+            for (const call of u.toolCalls) {
+              const index = blocks++;
+              const block = toolUseBlock(call);
+              events.push(
+                { type: "content_block_start", index, content_block: { ...block, input: {} } },
+                {
+                  type: "content_block_delta",
+                  index,
+                  delta: { type: "input_json_delta", partial_json: call.function.arguments },
+                },
+                { type: "content_block_stop", index },
+              );
+            }
+          } else {
+            // An empty answer is an empty text block, as the answer without a stream has it.
+            if (blocks === 0 && !textOpen) {
+              events.push({
+                type: "content_block_start",
+                index: 0,
+                content_block: { type: "text", text: "" },
+              });
+              textOpen = true;
+            }
+            closeText(events);
+            events.push({
+              type: "message_delta",
+              delta: { stop_reason: stopReason(u), stop_sequence: u.stopSequence ?? null },
+              usage: { output_tokens: u.tokens },
+            });
+          }
+          return events;
+        },
+        end: () => [{ type: "message_stop" }],
+        named: { failed: (reason) => [errorEvent(reason)] },
+      });
+    });
+}

@@ -1,0 +1,371 @@
+/**
+ * Anthropic's Messages API (`/v1/messages`) through Anthropic's own npm client against a real server on loopback
+ * (tiny-pixtral, f32): each request must answer what the same conversation answers through the chat API (same
+ * tokens at temperature 0 or one seed, same prompt length), streamed and not, with tools, stop sequences, prefill
+ * and structured output; errors in Anthropic's shape.
+ */
+import Anthropic from "@anthropic-ai/sdk";
+import assert from "node:assert/strict";
+import { dataUrl, post, withServer } from "./api_helpers.ts";
+
+const image = await dataUrl("golden/images/chat_a_32x48.png");
+const base64 = image.slice(image.indexOf(",") + 1);
+
+/**
+ * Anthropic's client no longer types sampling parameters (temperature, top_k), which its newer models refuse;
+ * it sends them as given, and this server takes them as the chat API does.
+ */
+type Params = Anthropic.MessageCreateParamsNonStreaming & Record<string, unknown>;
+
+/** The text of a message's text blocks. */
+const textOf = (m: Anthropic.Message) => m.content.map((b) => b.type === "text" ? b.text : "").join("");
+
+Deno.test("Messages API: text, images, system and prefill answer as the chat API does, streamed and not", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const client = new Anthropic({ baseURL: url, apiKey: "unused" });
+    const model = service.model.id;
+    const cases: [Params, Record<string, unknown>[]][] = [
+      [
+        {
+          model,
+          max_tokens: 12,
+          temperature: 0,
+          messages: [{ role: "user", content: "Hello, how are you?" }],
+        },
+        [{ role: "user", content: "Hello, how are you?" }],
+      ],
+      [
+        {
+          model,
+          max_tokens: 12,
+          temperature: 0,
+          system: [{ type: "text", text: "Be brief." }],
+          messages: [{
+            role: "user",
+            content: [
+              { type: "text", text: "What is this?" },
+              { type: "image", source: { type: "base64", media_type: "image/png", data: base64 } },
+            ],
+          }],
+        },
+        [{ role: "system", content: [{ type: "text", text: "Be brief." }] }, {
+          role: "user",
+          content: [{ type: "text", text: "What is this?" }, {
+            type: "image_url",
+            image_url: { url: image },
+          }],
+        }],
+      ],
+      [
+        // A last assistant message is continued (Anthropic's prefill, Mistral's prefix).
+        {
+          model,
+          max_tokens: 8,
+          temperature: 0.9,
+          top_k: 40,
+          system: "You answer in French.",
+          messages: [
+            { role: "user", content: "Name a colour." },
+            { role: "assistant", content: "Bleu" },
+            { role: "user", content: "Another?" },
+            { role: "assistant", content: "Le" },
+          ],
+        },
+        [
+          { role: "system", content: "You answer in French." },
+          { role: "user", content: "Name a colour." },
+          { role: "assistant", content: "Bleu" },
+          { role: "user", content: "Another?" },
+          { role: "assistant", content: "Le", prefix: true },
+        ],
+      ],
+    ];
+    for (const [params, messages] of cases) {
+      // The third case samples: one seed on both sides.
+      const extra = { seed: 7 } as Record<string, unknown>;
+      const answer = await client.messages.create({ ...params, ...extra } as Params);
+      const chat = await post(`${url}/v1/chat/completions`, {
+        messages,
+        max_tokens: params.max_tokens,
+        temperature: params.temperature,
+        top_k: params.top_k,
+        seed: 7,
+      });
+      assert.equal(chat.status, 200, JSON.stringify(chat.json));
+      const choice = chat.json.choices[0];
+      assert.equal(textOf(answer), choice.message.content);
+      assert.equal(answer.stop_reason, choice.finish_reason === "length" ? "max_tokens" : "end_turn");
+      assert.equal(answer.usage.input_tokens, chat.json.usage.prompt_tokens);
+      assert.equal(answer.usage.output_tokens, chat.json.usage.completion_tokens);
+      assert.match(answer.id, /^msg_/);
+      assert.equal(answer.role, "assistant");
+
+      const counted = await client.messages.countTokens({ ...params, max_tokens: undefined } as never);
+      assert.equal(counted.input_tokens, answer.usage.input_tokens);
+
+      const events: string[] = [];
+      const stream = client.messages.stream({ ...params, ...extra } as Params);
+      stream.on("streamEvent", (e) => events.push(e.type));
+      const streamed = await stream.finalMessage();
+      assert.deepEqual(streamed.content, answer.content);
+      assert.equal(streamed.stop_reason, answer.stop_reason);
+      assert.deepEqual(streamed.usage, answer.usage);
+      assert.equal(events[0], "message_start");
+      assert.deepEqual(events.slice(-2), ["message_delta", "message_stop"]);
+    }
+  });
+});
+
+Deno.test("Messages API: stop sequences end the answer and are named", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const client = new Anthropic({ baseURL: url, apiKey: "unused" });
+    const params: Params = {
+      model: service.model.id,
+      max_tokens: 16,
+      temperature: 0,
+      messages: [{ role: "user", content: "Tell me a story." }],
+    };
+    const full = textOf(await client.messages.create(params));
+    // A piece of the greedy answer past its beginning: the answer stops before its first occurrence.
+    const stop = [...full].slice(3, 5).join("");
+    assert.ok(stop.trim().length > 0, `a stop sequence taken from ${JSON.stringify(full)}`);
+    const stopped = await client.messages.create({ ...params, stop_sequences: ["never written", stop] });
+    assert.equal(textOf(stopped), full.slice(0, full.indexOf(stop)));
+    assert.equal(stopped.stop_reason, "stop_sequence");
+    assert.equal(stopped.stop_sequence, stop);
+    const streamed = await client.messages.stream({ ...params, stop_sequences: [stop] }).finalMessage();
+    assert.equal(streamed.stop_reason, "stop_sequence");
+    assert.equal(streamed.stop_sequence, stop);
+    assert.equal(textOf(streamed), textOf(stopped));
+  });
+});
+
+Deno.test("Messages API: tools, tool_use and tool_result as the chat API's calls and tool messages", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const client = new Anthropic({ baseURL: url, apiKey: "unused" });
+    const model = service.model.id;
+    const tools: Anthropic.Tool[] = [{
+      name: "get_weather",
+      description: "The weather in a city",
+      input_schema: {
+        type: "object",
+        properties: {
+          city: { type: "string", maxLength: 8 },
+          days: { type: "integer", minimum: 1, maximum: 5 },
+        },
+        required: ["city", "days"],
+        additionalProperties: false,
+      },
+      strict: true,
+    } as Anthropic.Tool];
+    const params: Params = {
+      model,
+      max_tokens: 300,
+      temperature: 0,
+      messages: [{ role: "user", content: "Weather in Paris for two days?" }],
+      tools,
+      tool_choice: { type: "tool", name: "get_weather" },
+    };
+    const answer = await client.messages.create(params);
+    assert.equal(answer.stop_reason, "tool_use");
+    const calls = answer.content.filter((b) => b.type === "tool_use");
+    assert.equal(calls.length, 1);
+    const call = calls[0] as Anthropic.ToolUseBlock;
+    assert.equal(call.name, "get_weather");
+    const input = call.input as { city: string; days: number };
+    assert.equal(typeof input.city, "string");
+    assert.ok(input.city.length <= 8 && Number.isInteger(input.days) && input.days >= 1 && input.days <= 5);
+
+    const chat = await post(`${url}/v1/chat/completions`, {
+      messages: [{ role: "user", content: "Weather in Paris for two days?" }],
+      max_tokens: 300,
+      temperature: 0,
+      tools: tools.map((t) => ({
+        type: "function",
+        function: { name: t.name, description: t.description, parameters: t.input_schema, strict: true },
+      })),
+      tool_choice: { type: "function", function: { name: "get_weather" } },
+    });
+    assert.deepEqual(JSON.parse(chat.json.choices[0].message.tool_calls[0].function.arguments), input);
+    assert.equal(answer.usage.input_tokens, chat.json.usage.prompt_tokens);
+
+    const streamed = await client.messages.stream(params).finalMessage();
+    assert.deepEqual(
+      streamed.content.map((b) => b.type === "tool_use" ? { name: b.name, input: b.input } : b),
+      answer.content.map((b) => b.type === "tool_use" ? { name: b.name, input: b.input } : b),
+    );
+
+    // The call and its result sent back: the same prompt as the chat form with tool_calls and a tool message.
+    const turn: Anthropic.MessageParam[] = [
+      { role: "user", content: "Weather in Paris for two days?" },
+      { role: "assistant", content: [{ type: "text", text: "Let me look." }, call] },
+      {
+        role: "user",
+        content: [
+          {
+            type: "tool_result",
+            tool_use_id: call.id,
+            content: [{ type: "text", text: '{"sky": "clear"}' }],
+          },
+          { type: "text", text: "And tomorrow?" },
+        ],
+      },
+    ];
+    const counted = await client.messages.countTokens({ model, messages: turn, tools });
+    const tokenized = await post(`${url}/tokenize`, {
+      messages: [
+        { role: "user", content: "Weather in Paris for two days?" },
+        {
+          role: "assistant",
+          content: "Let me look.",
+          tool_calls: [{
+            id: call.id,
+            type: "function",
+            function: { name: call.name, arguments: call.input },
+          }],
+        },
+        { role: "tool", tool_call_id: call.id, content: '{"sky": "clear"}' },
+        { role: "user", content: "And tomorrow?" },
+      ],
+      tools: tools.map((t) => ({
+        type: "function",
+        function: { name: t.name, description: t.description, parameters: t.input_schema },
+      })),
+    });
+    assert.equal(tokenized.status, 200, JSON.stringify(tokenized.json));
+    assert.equal(counted.input_tokens, tokenized.json.count);
+    const again = await client.messages.create({ model, max_tokens: 4, messages: turn, tools });
+    assert.equal(again.usage.input_tokens, counted.input_tokens);
+  });
+});
+
+Deno.test("Messages API: structured output, x-api-key, and errors in Anthropic's shape", async () => {
+  await withServer({ apiKeys: ["key-1"] }, async ({ url, service }) => {
+    const client = new Anthropic({ baseURL: url, apiKey: "key-1" });
+    const model = service.model.id;
+    const schema = {
+      type: "object",
+      properties: { colour: { enum: ["red", "green"] }, count: { type: "integer", minimum: 0, maximum: 9 } },
+      required: ["colour", "count"],
+      additionalProperties: false,
+    };
+    for (const field of ["output_format", "output_config"]) {
+      const format = { type: "json_schema", schema };
+      const answer = await client.messages.create({
+        model,
+        max_tokens: 200,
+        seed: 3,
+        messages: [{ role: "user", content: "A colour and a count, as JSON." }],
+        ...(field === "output_format" ? { output_format: format } : { output_config: { format } }),
+      } as Params);
+      assert.equal(answer.stop_reason, "end_turn");
+      const value = JSON.parse(textOf(answer));
+      assert.ok(["red", "green"].includes(value.colour) && Number.isInteger(value.count), textOf(answer));
+      assert.deepEqual(Object.keys(value).sort(), ["colour", "count"]);
+    }
+
+    await assert.rejects(
+      new Anthropic({ baseURL: url, apiKey: "wrong" }).messages.create({
+        model,
+        max_tokens: 4,
+        messages: [{ role: "user", content: "hi" }],
+      }),
+      (err: InstanceType<typeof Anthropic.APIError>) => {
+        assert.equal(err.status, 401);
+        assert.deepEqual((err.error as { error: { type: string } }).error.type, "authentication_error");
+        return true;
+      },
+    );
+    // Bearer keys work here too, as on the other routes.
+    const bearer = await post(`${url}/v1/messages/count_tokens`, {
+      messages: [{ role: "user", content: "hi" }],
+    }, {
+      authorization: "Bearer key-1",
+    });
+    assert.equal(bearer.status, 200);
+
+    const refused = async (body: unknown, status: number, type: string, message: RegExp) => {
+      const res = await post(`${url}/v1/messages`, body, { "x-api-key": "key-1" });
+      assert.equal(res.status, status, JSON.stringify(res.json));
+      assert.equal(res.json.type, "error");
+      assert.equal(res.json.error.type, type);
+      assert.match(res.json.error.message, message);
+    };
+    const user = (content: unknown) => ({ role: "user", content });
+    await refused("{not json", 400, "invalid_request_error", /not valid JSON/);
+    await refused(
+      { max_tokens: 4, messages: [user("hi")], model: "claude-sonnet-4-5" },
+      404,
+      "not_found_error",
+      /does not exist/,
+    );
+    await refused(
+      { max_tokens: 4, messages: [user([{ type: "document", source: { type: "text", data: "x" } }])] },
+      400,
+      "invalid_request_error",
+      /messages\[0\]\.content\[0\]: "document" blocks are not supported: send the document's text/,
+    );
+    await refused(
+      { max_tokens: 4, messages: [user("hi")], tools: [{ type: "web_search_20250305", name: "web_search" }] },
+      400,
+      "invalid_request_error",
+      /tools\[0\]: "web_search_20250305" is one of Anthropic's server tools/,
+    );
+    const call = { type: "tool_use", id: "toolu_01", name: "f", input: {} };
+    const tools = [{ name: "f", input_schema: { type: "object" } }];
+    await refused(
+      {
+        max_tokens: 4,
+        tools,
+        messages: [
+          user("go"),
+          { role: "assistant", content: [call] },
+          user([{
+            type: "tool_result",
+            tool_use_id: "toolu_01",
+            content: [{ type: "image", source: { type: "base64", media_type: "image/png", data: base64 } }],
+          }]),
+        ],
+      },
+      400,
+      "invalid_request_error",
+      /messages\[2\]\.content\[0\]\.content\[0\]: a tool_result holds text only/,
+    );
+    await refused(
+      {
+        max_tokens: 4,
+        tools,
+        messages: [
+          user("go"),
+          { role: "assistant", content: [call] },
+          user([{
+            type: "tool_result",
+            tool_use_id: "toolu_02",
+            content: "done",
+          }]),
+        ],
+      },
+      400,
+      "invalid_request_error",
+      /^messages\[2\]\.content\[0\]\.tool_use_id: a tool_result's tool_use_id names no tool_use/,
+    );
+    await refused(
+      { max_tokens: 4, tools, messages: [user("go"), { role: "assistant", content: [call] }] },
+      400,
+      "invalid_request_error",
+      /^messages\[1\]: the messages end with an assistant's tool_use: send its tool_result/,
+    );
+    await refused(
+      { max_tokens: 4, messages: [user([{ type: "image", source: { type: "file", file_id: "file_1" } }])] },
+      400,
+      "invalid_request_error",
+      /Files API/,
+    );
+    await refused(
+      { max_tokens: 0, messages: [user("hi")] },
+      400,
+      "invalid_request_error",
+      /^max_tokens/,
+    );
+  });
+});
