@@ -65,6 +65,12 @@ CASES = {
         {"role": "user", "content": "more"},
     ],
     "prefix_assistant": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "Sure", "prefix": True}],
+    # The last of two assistant messages continued: they merge, and the answer continues both.
+    "prefix_after_assistant": [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "a"},
+        {"role": "assistant", "content": [text(""), text("b")], "prefix": True},
+    ],
     "unicode_and_newlines": [{"role": "user", "content": "Héllo\n\n日本語 🙂\r\n\ttab"}],
     # A system message without parts is dropped; one whose only part is empty text still adds "\n\n".
     "empty_system_messages": [
@@ -173,6 +179,16 @@ TOOL_CASES = {
             {"role": "tool", "tool_call_id": "obj000001", "content": "ok"},
         ],
         [ODD],
+    ),
+    # json.loads gives None for "null": the value null goes into the prompt, not the string "null".
+    "null_arguments_and_results": (
+        [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "tool_calls": [call("nul000001", "now", "null"), call("nul000002", "now", " null\n")]},
+            {"role": "tool", "tool_call_id": "nul000001", "content": "null"},
+            {"role": "tool", "tool_call_id": "nul000002", "content": [text("null")]},
+        ],
+        [BARE],
     ),
     "two_tool_rounds": (
         [

@@ -114,8 +114,66 @@ Deno.test("messages that cannot be encoded are refused", async () => {
       [{ role: "user", content: "a" }, { role: "assistant", content: "" }, { role: "user", content: "c" }],
       /neither content nor tool_calls/,
     ],
+    // Text parts that are all empty are no content (mistral_common: "Invalid assistant message").
+    [
+      [{ role: "user", content: "a" }, {
+        role: "assistant",
+        content: [{ type: "text", text: "" }, {
+          type: "text",
+          text: "",
+        }],
+      }, { role: "user", content: "c" }],
+      /neither content nor tool_calls/,
+    ],
+    // Checked as sent, before consecutive assistant messages merge, as mistral_common checks them.
+    [
+      [{ role: "user", content: "a" }, { role: "assistant", content: "b", prefix: true }, {
+        role: "assistant",
+        content: "c",
+      }],
+      /last message must be/,
+    ],
+    [
+      [{ role: "user", content: "a" }, { role: "assistant", content: "b", prefix: true }, {
+        role: "assistant",
+        content: "c",
+        prefix: true,
+      }],
+      /only the last message can be/,
+    ],
   ];
   for (const [m, why] of bad) await assert.rejects(encodeChat(messages(m as ChatMessage[]), s), why);
+  // JSON text deeper than this server reads: mistral_common would put its value in the prompt, so it is refused
+  // rather than written as a string (a tool result, and a call's arguments).
+  const deep = "[".repeat(300) + "]".repeat(300);
+  const call = { id: "abcdefghi", type: "function", function: { name: "f", arguments: "{}" } };
+  const tools = [{ type: "function", function: { name: "f", parameters: { type: "object" } } }];
+  for (
+    const [conversation, at] of [
+      [[{ role: "user", content: "q" }, { role: "assistant", tool_calls: [call] }, {
+        role: "tool",
+        tool_call_id: "abcdefghi",
+        content: deep,
+      }], "messages[2].content"],
+      [
+        [{ role: "user", content: "q" }, {
+          role: "assistant",
+          tool_calls: [{ ...call, function: { name: "f", arguments: deep } }],
+        }, { role: "tool", tool_call_id: "abcdefghi", content: "ok" }],
+        "messages[1].tool_calls[0].function.arguments",
+      ],
+    ] as const
+  ) {
+    const app = createApp(s);
+    const res = await app.request("/tokenize", {
+      method: "POST",
+      body: JSON.stringify({ messages: conversation, tools }),
+    });
+    assert.equal(res.status, 400);
+    const error = (await res.json()).error;
+    assert.equal(error.param, at);
+    assert.match(error.message, /nested deeper than 256 levels/);
+  }
   // A final assistant message with prefix: true is continued, not closed.
   const { ids } = await encodeChat(
     messages([{ role: "user", content: "a" }, { role: "assistant", content: "b", prefix: true }]),

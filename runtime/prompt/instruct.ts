@@ -6,7 +6,7 @@
  *
  * The prompt is built as ids, never as a templated string, so user text cannot become a control token.
  */
-import { pyJsonDumps, pyJsonLoads, type PyValue } from "./pyjson.ts";
+import { pyJsonDumps, pyJsonLoads, type PyValue, TooDeepError } from "./pyjson.ts";
 
 export type Chunk<Image> = { type: "text"; text: string } | { type: "image"; image: Image };
 
@@ -114,9 +114,12 @@ function validate<Image>(messages: Message<Image>[]): void {
   let callIds: string[] = [];
   messages.forEach((m, i) => {
     if (m.role === "assistant") callIds = m.toolCalls?.map((c) => c.id) ?? [];
-    if (m.role === "assistant" && !m.content?.length && !m.toolCalls?.length) {
+    // Empty text parts are dropped (mistral_common's normalizer): parts that are all empty are no content.
+    if (m.role === "assistant" && !m.toolCalls?.length && (!m.content || aggregate([m.content]).length === 0)) {
       throw new PromptError("an assistant message has neither content nor tool_calls", i);
     }
+    if (m.role === "tool" && m.content) jsonDepth(aggregate([m.content]), i, ".content");
+    m.toolCalls?.forEach((call, j) => jsonDepth(call.arguments, i, `.tool_calls[${j}].function.arguments`));
     if (m.role === "assistant" && m.toolCalls?.length) {
       if (m.prefix) throw new PromptError("an assistant message with tool_calls cannot be a prefix", i);
       m.toolCalls.forEach((call, j) => {
@@ -215,22 +218,43 @@ export function append(ids: number[], more: ArrayLike<number>): void {
   for (let i = 0; i < more.length; i++) ids.push(more[i]);
 }
 
-/** JSON text as mistral_common reads it into a prompt: as its value when it parses, else as a string. */
+/** JSON text as mistral_common reads it into a prompt: as its value when it parses (null too), else as a string. */
 function jsonContent(text: string | PyValue): PyValue {
   if (typeof text !== "string") return text;
-  return pyJsonLoads(text || "{}") ?? text;
+  const value = pyJsonLoads(text || "{}");
+  return value === undefined ? text : value;
 }
 
-/** Refuses a conversation that ends with a closed assistant turn, or continues one that is not the last. */
-export function checkContinuation(turns: readonly { role: string; prefix?: boolean }[]): void {
-  const last = turns.at(-1);
+/**
+ * Refuses JSON text nested deeper than this server reads (MAX_DEPTH): mistral_common would put it in the prompt
+ * as its value (up to Python's own limit, near 1000 levels), and as a string it would make another prompt.
+ */
+function jsonDepth(text: string | PyValue | Chunk<unknown>[], index: number, at: string): void {
+  if (typeof text !== "string") return;
+  try {
+    pyJsonLoads(text, { tooDeep: "throw" });
+  } catch (err) {
+    if (err instanceof TooDeepError) throw new PromptError(`the JSON text is ${err.message}`, index, at);
+    throw err;
+  }
+}
+
+/**
+ * Refuses a conversation that ends with a closed assistant message, or continues one that is not the last: the
+ * messages as sent, before any are merged, as mistral_common checks them (an assistant message with prefix: true
+ * followed by another assistant message is refused, not merged into one to continue).
+ */
+export function checkContinuation(messages: readonly { role: string; prefix?: boolean }[]): void {
+  const last = messages.at(-1);
   if (last?.role === "assistant" && !last.prefix) {
     throw new PromptError(
       "the last message must be from the user or a tool, or an assistant message with prefix: true to be continued",
+      messages.length - 1,
     );
   }
-  if (turns.some((t, i) => t.role === "assistant" && t.prefix && i !== turns.length - 1)) {
-    throw new PromptError("only the last message can be an assistant message with prefix: true");
+  const early = messages.findIndex((m, i) => m.role === "assistant" && m.prefix && i !== messages.length - 1);
+  if (early >= 0) {
+    throw new PromptError("only the last message can be an assistant message with prefix: true", early);
   }
 }
 
@@ -244,8 +268,8 @@ export function encodeInstruct<Image>(
   if (!toolIds && (tools.length || messages.some((m) => m.role === "tool" || m.toolCalls?.length))) {
     throw new PromptError("this model's tokenizer has no function-calling tokens");
   }
+  checkContinuation(messages);
   const { systemPrompt, turns } = normalize(messages);
-  checkContinuation(turns);
   const lastUser = turns.findLastIndex((t) => t.role === "user");
   const ids = [enc.bos];
   const images: Image[] = [];

@@ -24,8 +24,11 @@ export class PyNumber {
 
 export type PyValue = null | boolean | string | PyNumber | PyValue[] | Map<string, PyValue>;
 
-/** `json.loads(text)`, or undefined where Python raises JSONDecodeError. */
-export function pyJsonLoads(text: string): PyValue | undefined {
+/**
+ * `json.loads(text)`, or undefined where Python raises JSONDecodeError; text nested deeper than MAX_DEPTH is
+ * undefined too, unless `tooDeep` says to throw a TooDeepError.
+ */
+export function pyJsonLoads(text: string, options: { tooDeep?: "throw" } = {}): PyValue | undefined {
   const parser = new Parser(text);
   try {
     parser.space();
@@ -34,6 +37,7 @@ export function pyJsonLoads(text: string): PyValue | undefined {
     return parser.at === text.length ? value : undefined;
   } catch (err) {
     if (err instanceof SyntaxError) return undefined;
+    if (err instanceof TooDeepError && options.tooDeep !== "throw") return undefined;
     throw err;
   }
 }
@@ -146,7 +150,7 @@ class Parser {
   value(): PyValue {
     const c = this.text[this.at];
     if (c === "{" || c === "[") {
-      if (++this.#depth > MAX_DEPTH) throw new SyntaxError(`nested deeper than ${MAX_DEPTH} levels`);
+      if (++this.#depth > MAX_DEPTH) throw new TooDeepError(`nested deeper than ${MAX_DEPTH} levels`);
       const value = c === "{" ? this.object() : this.array();
       this.#depth--;
       return value;
