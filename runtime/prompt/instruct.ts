@@ -115,7 +115,9 @@ function validate<Image>(messages: Message<Image>[]): void {
   messages.forEach((m, i) => {
     if (m.role === "assistant") callIds = m.toolCalls?.map((c) => c.id) ?? [];
     // Empty text parts are dropped (mistral_common's normalizer): parts that are all empty are no content.
-    if (m.role === "assistant" && !m.toolCalls?.length && (!m.content || aggregate([m.content]).length === 0)) {
+    if (
+      m.role === "assistant" && !m.toolCalls?.length && (!m.content || aggregate([m.content]).length === 0)
+    ) {
       throw new PromptError("an assistant message has neither content nor tool_calls", i);
     }
     if (m.role === "tool" && m.content) jsonDepth(aggregate([m.content]), i, ".content");
