@@ -435,6 +435,19 @@ def bmp16(image, masks565):
     return b"BM" + struct.pack("<IHHI", offset + len(rows), 0, 0, offset) + header + masks + rows
 
 
+def bmp16_alpha_mask(image):
+    """A 16-bit BMP with a V4 header and an alpha mask (ARGB1555), every alpha bit clear: Pillow ignores the mask."""
+    a = np.asarray(image).astype(np.uint32)
+    h, w = a.shape[:2]
+    pixels = (a[..., 0] >> 3) << 10 | (a[..., 1] >> 3) << 5 | a[..., 2] >> 3
+    stride = (w * 2 + 3) & ~3
+    rows = b"".join(pixels[y].astype("<u2").tobytes().ljust(stride, b"\0") for y in range(h - 1, -1, -1))
+    info = struct.pack("<IiiHHIIiiII", 108, w, h, 1, 16, 3, len(rows), 2835, 2835, 0, 0)
+    header = info + struct.pack("<IIII", 0x7C00, 0x03E0, 0x001F, 0x8000) + b"sRGB" + bytes(48)
+    offset = 14 + len(header)
+    return b"BM" + struct.pack("<IHHI", offset + len(rows), 0, 0, offset) + header + rows
+
+
 def cases():
     """(name, file name, encoded bytes, max image size, whether the decode is lossy, description)."""
     noise = noise_rgb(48, 36, 11)
@@ -496,6 +509,7 @@ def cases():
     yield "pal8_30x20", "pal8_30x20.bmp", save_bytes(noise.crop((0, 0, 30, 20)).quantize(50), "BMP"), 1024, False, "8-bit palette BMP"
     yield "rgb555_31x17", "rgb555_31x17.bmp", bmp16(noise.crop((0, 0, 31, 17)), False), 1024, False, "16-bit BMP 5-5-5 (Pillow expands 5 bits rounding down)"
     yield "rgb565_31x17", "rgb565_31x17.bmp", bmp16(noise.crop((0, 0, 31, 17)), True), 1024, False, "16-bit BMP 5-6-5 bitfields"
+    yield "argb1555_31x17", "argb1555_31x17.bmp", bmp16_alpha_mask(noise.crop((0, 0, 31, 17))), 1024, False, "16-bit BMP with an alpha mask, alpha bits clear (Pillow ignores it)"
     yield "downscale_4000x3000", "downscale_4000x3000.png", png_bytes(scene(4000, 3000, 27)), 1024, False, "4000x3000 synthetic scene: 1024x768, checked by means and samples"
 
 

@@ -1,6 +1,7 @@
 //! 16-bit BMP levels as Pillow gives them. Pillow expands a 5- or 6-bit sample v to `v·255 / max` rounded
 //! down (its BGR;15 and BGR;16 unpackers); `image` rounds to nearest. Both maps are one-to-one, so the
-//! samples `image` decodes are mapped back to v and forward again Pillow's way.
+//! samples `image` decodes are mapped back to v and forward again Pillow's way. Pillow picks the unpacker by
+//! the red, green and blue masks alone, so a 16-bit alpha mask (ARGB1555) is ignored, as `image` does not.
 
 use super::rgb::Samples;
 
@@ -8,7 +9,8 @@ use super::rgb::Samples;
 fn rgb_bits(bytes: &[u8]) -> Option<[u32; 3]> {
     let u16_at = |at: usize| bytes.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as u32);
     let u32_at = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-    // BITMAPINFOHEADER or later (40 bytes and up): bit count at 28, compression at 30, masks from 54.
+    // BITMAPINFOHEADER or later (40 bytes and up): bit count at 28, compression at 30, masks from 54 (the
+    // alpha mask after them, which Pillow does not look at for 16 bits).
     if u32_at(14)? < 40 || u16_at(28)? != 16 {
         return None;
     }
@@ -22,6 +24,7 @@ fn rgb_bits(bytes: &[u8]) -> Option<[u32; 3]> {
 pub fn pillow_levels(bytes: &[u8], samples: Samples) -> Samples {
     let (bits, mut rgb) = match (rgb_bits(bytes), samples) {
         (Some(bits), Samples::Rgb(rgb)) => (bits, rgb),
+        (Some(bits), Samples::Rgba(rgba)) => (bits, rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect()),
         (_, samples) => return samples,
     };
     let tables = bits.map(|n| {
@@ -51,6 +54,25 @@ mod tests {
         bmp[28] = 16;
         let rounded = |v: u32| ((v * 255 + 15) / 31) as u8;
         let out = match pillow_levels(&bmp, Samples::Rgb(vec![rounded(1), rounded(30), rounded(31)])) {
+            Samples::Rgb(rgb) => rgb,
+            _ => unreachable!(),
+        };
+        assert_eq!(out, vec![8, 246, 255]);
+    }
+
+    #[test]
+    fn a_sixteen_bit_alpha_mask_is_ignored() {
+        // A V4 header with masks 7C00/03E0/001F/8000 and the alpha bit clear: Pillow reads BGR;15, no alpha.
+        let mut bmp = vec![0; 70];
+        bmp[14] = 108;
+        bmp[28] = 16;
+        bmp[30] = 3;
+        bmp[54..58].copy_from_slice(&0x7C00u32.to_le_bytes());
+        bmp[58..62].copy_from_slice(&0x03E0u32.to_le_bytes());
+        bmp[62..66].copy_from_slice(&0x001Fu32.to_le_bytes());
+        bmp[66..70].copy_from_slice(&0x8000u32.to_le_bytes());
+        let rounded = |v: u32| ((v * 255 + 15) / 31) as u8;
+        let out = match pillow_levels(&bmp, Samples::Rgba(vec![rounded(1), rounded(30), rounded(31), 0])) {
             Samples::Rgb(rgb) => rgb,
             _ => unreachable!(),
         };
