@@ -392,8 +392,8 @@ Deno.test("Responses API: errors name the Responses request's fields", async () 
       ],
       [
         { input: [user("Hi"), { role: "assistant", content: "Yo" }] },
-        "input",
-        /must end with a user message/,
+        "input[1]",
+        /^input\[1\]: the input must end with a user message/,
       ],
       [
         { input: "Hi", tools: [{ ...tool, parameters: { type: "string" } }] },
