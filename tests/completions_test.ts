@@ -32,6 +32,7 @@ Deno.test("text completions: prompts as text or ids, lists with n each, echo, lo
       prompt_tokens: ids.length,
       completion_tokens: 6,
       total_tokens: ids.length + 6,
+      prompt_tokens_details: { cached_tokens: 0 },
     });
     // The prompt counts as /tokenize counts it.
     assert.equal((await post(`${url}/tokenize`, { prompt })).json.count, ids.length);

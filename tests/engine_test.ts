@@ -41,13 +41,15 @@ function requests(): GenerateRequest[] {
   });
 }
 
+/** A stream's ids, events and finish; the cached-token count (what the prefix cache held then) left out. */
 async function collect(stream: AsyncGenerator<TokenEvent, string>) {
   const ids: number[] = [], events: TokenEvent[] = [];
   while (true) {
     const { value, done } = await stream.next();
     if (done) return { ids, events, finish: value };
     ids.push(value.id);
-    events.push(value);
+    const { cached: _, ...event } = value;
+    events.push(event);
   }
 }
 

@@ -369,3 +369,54 @@ Deno.test("Messages API: structured output, x-api-key, and errors in Anthropic's
     );
   });
 });
+
+Deno.test("usage reports the prompt tokens the prefix cache gave, in each API's own fields", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const client = new Anthropic({ baseURL: url, apiKey: "unused" });
+    const model = service.model.id;
+    // About 200 tokens: read in chunks of 64 (lavapipe), of which the whole ones are cached for the next request.
+    const long = (tag: string) =>
+      `${tag}: ` + Array.from({ length: 60 }, (_, i) => `word${i * 7 % 23}`).join(" ");
+    const twice = async <T>(ask: () => Promise<T>, cached: (answer: T) => number) => {
+      const first = cached(await ask());
+      const second = cached(await ask());
+      assert.equal(first, 0);
+      assert.ok(second >= 128 && second % 64 === 0, `${second} cached tokens`);
+      return second;
+    };
+    const chat = () =>
+      post(`${url}/v1/chat/completions`, {
+        messages: [{ role: "user", content: long("chat") }],
+        max_tokens: 2,
+      });
+    await twice(chat, (res) => res.json.usage.prompt_tokens_details.cached_tokens);
+    await twice(
+      () => post(`${url}/v1/responses`, { input: long("responses"), max_output_tokens: 2 }),
+      (res) => res.json.usage.input_tokens_details.cached_tokens,
+    );
+    const params: Params = { model, max_tokens: 2, messages: [{ role: "user", content: long("messages") }] };
+    const total = (await client.messages.countTokens(params)).input_tokens;
+    const cached = await twice(
+      () => client.messages.create(params),
+      (m) => m.usage.cache_read_input_tokens ?? 0,
+    );
+    const again = await client.messages.create(params);
+    assert.equal(again.usage.input_tokens, total - cached, "input_tokens are the tokens read anew");
+    const streamed = await client.messages.stream(params).finalMessage();
+    assert.deepEqual(streamed.usage, again.usage);
+    // A stream's usage (chat) carries it too.
+    const res = await fetch(`${url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        messages: [{ role: "user", content: long("chat") }],
+        max_tokens: 2,
+        stream: true,
+      }),
+    });
+    const usage = (await res.text()).split("\n").filter((l) => l.startsWith("data: {")).map((l) =>
+      JSON.parse(l.slice(6))
+    ).findLast((chunk) => chunk.usage)?.usage;
+    assert.ok(usage.prompt_tokens_details.cached_tokens >= 128, JSON.stringify(usage));
+  });
+});

@@ -112,7 +112,7 @@ Deno.test("wire: malformed bodies are refused with what is wrong", () => {
   };
   const json = JSON.parse(new TextDecoder().decode(good.subarray(8, 8 + header)));
   const cases: [ArrayBuffer, RegExp][] = [
-    [new TextEncoder().encode('{"messages": []}').buffer, /must start with "PXG6"/],
+    [new TextEncoder().encode('{"messages": []}').buffer, /must start with "PXG7"/],
     [good.slice(0, 20).buffer, /ends inside its header/],
     [withHeader("{not json"), /header is not JSON/],
     [withHeader(JSON.stringify({ ...json, maxTokens: 0 })), /invalid at maxTokens/],
@@ -144,6 +144,9 @@ Deno.test("wire: frames round-trip, log-probabilities bit for bit", () => {
     // The prompt's log-probabilities with the first token, or with the stop token that ended it at once.
     { token: { id: 7, prompt: [{ logprob }, { logprob: -2, top: [{ id: 3, logprob: -0.1 }] }] } },
     { token: { id: 2, logprob: -0.5, prompt: [{ logprob: -1 }], stop: true } },
+    // The prompt tokens the prefix cache gave, with the first token (or the stop token that ended it at once).
+    { token: { id: 8, cached: 512 } },
+    { token: { id: 2, cached: 64, stop: true } },
     { finish: "length" },
     { error: "the GPU failed", kind: "internal" },
     { error: "queue full", kind: "busy", retryAfter: 2 },

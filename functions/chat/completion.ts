@@ -42,6 +42,8 @@ export interface ChoiceResult {
   finish: ChoiceFinish;
   /** The stop string that ended the answer, if one did. */
   stopSequence?: string;
+  /** Prompt tokens the prefix cache gave this choice. */
+  cachedTokens?: number;
   /** Tokens the model generated, the stop token included (as vLLM counts them). */
   tokens: number;
   logprobs?: LogprobEntry[];
@@ -54,7 +56,7 @@ export type ChoiceUpdate =
   | { index: number; text: string; logprobs?: LogprobEntry[]; prompt?: PromptEntry[] }
   | { index: number; toolCalls: ToolCallOut[] }
   /** `tokens`: the choice's generated tokens, as its usage counts them. */
-  | { index: number; finish: ChoiceFinish; tokens: number; stopSequence?: string };
+  | { index: number; finish: ChoiceFinish; tokens: number; stopSequence?: string; cachedTokens?: number };
 
 function tokenEntry(tokenizer: Tokenizer, id: number, logprob: number) {
   const bytes = [...tokenizer.tokenBytes(id)];
@@ -128,7 +130,7 @@ async function runChoice(
   // list after each [TOOL_CALLS] if the model writes it again.
   let calls = prepared.tools?.forced ? tokenizer.decoder() : undefined;
   const lists: string[] = [""];
-  let tokens = 0, full = "";
+  let tokens = 0, full = "", cachedTokens: number | undefined;
   let prompt: PromptEntry[] | undefined;
   let finish: ChoiceFinish;
   const logprobs: LogprobEntry[] = [];
@@ -157,7 +159,8 @@ async function runChoice(
       ];
       update({ index, text: "", prompt });
     }
-    // The stop token, sent only to carry the prompt's log-probabilities: the finish counts it.
+    if (next.value.cached) cachedTokens = next.value.cached;
+    // The stop token, sent only to carry the prompt's log-probabilities or cached tokens: the finish counts it.
     if (next.value.stop) continue;
     tokens++;
     onToken(false);
@@ -206,14 +209,18 @@ async function runChoice(
     }
   } else release(text.finish());
   const stopSequence = text.matched;
-  update({ index, finish, tokens, ...(stopSequence === undefined ? {} : { stopSequence }) });
+  const ended = {
+    finish,
+    tokens,
+    ...(stopSequence === undefined ? {} : { stopSequence }),
+    ...(cachedTokens === undefined ? {} : { cachedTokens }),
+  };
+  update({ index, ...ended });
   return {
     index,
     text: full,
     toolCalls,
-    finish,
-    ...(stopSequence === undefined ? {} : { stopSequence }),
-    tokens,
+    ...ended,
     logprobs: logprobs.length ? logprobs : undefined,
     ...(prompt ? { prompt } : {}),
   };
@@ -299,8 +306,30 @@ function promptTokens(prompts: PreparedChat[]): number {
   return prompts.reduce((n, p) => n + p.request.ids.length, 0);
 }
 
-export function usage(prompts: PreparedChat[], results: ChoiceResult[]) {
+type Counted = Pick<ChoiceResult, "index" | "tokens" | "cachedTokens">;
+
+/**
+ * Prompt tokens the prefix cache gave: for each prompt, what the choice given the fewest had (the others of its
+ * `n` took what that one read).
+ */
+export function cachedTokens(prompts: PreparedChat[], results: Counted[]): number {
+  let start = 0, total = 0;
+  for (const { n } of prompts) {
+    const own = results.filter((r) => r.index >= start && r.index < start + n);
+    if (own.length) total += Math.min(...own.map((r) => r.cachedTokens ?? 0));
+    start += n;
+  }
+  return total;
+}
+
+/** OpenAI's usage, with the cached prompt tokens as OpenAI (and vLLM) report them. */
+export function usage(prompts: PreparedChat[], results: Counted[]) {
   const completion = results.reduce((n, r) => n + r.tokens, 0);
   const prompt = promptTokens(prompts);
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: prompt + completion,
+    prompt_tokens_details: { cached_tokens: cachedTokens(prompts, results) },
+  };
 }

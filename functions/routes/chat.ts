@@ -57,8 +57,7 @@ export function chatRoutes(service: Service): Hono {
     const roleSent = new Set<number>();
     // Without include_usage the chunk that ends the last choice carries the usage, as Mistral's API streams it
     // (its clients have no stream_options); OpenAI's clients take the field where it is.
-    let finished = 0, completionTokens = 0;
-    const promptTokens = prepared.request.ids.length;
+    const finished: Extract<ChoiceUpdate, { finish: unknown }>[] = [];
     return await eventStream(run, {
       id,
       request: c.req.raw,
@@ -88,12 +87,9 @@ export function chatRoutes(service: Service): Hono {
 
     function lastUsage(u: ChoiceUpdate) {
       if (!("finish" in u)) return {};
-      completionTokens += u.tokens;
-      if (++finished < prepared.n) return {};
-      const total = promptTokens + completionTokens;
-      return {
-        usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: total },
-      };
+      finished.push(u);
+      if (finished.length < prepared.n) return {};
+      return { usage: usage([prepared], finished) };
     }
   });
 }

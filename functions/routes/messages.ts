@@ -34,11 +34,12 @@ function stopReason(result: Pick<ChoiceResult, "finish" | "stopSequence">): stri
   return result.stopSequence === undefined ? "end_turn" : "stop_sequence";
 }
 
-function usage(prepared: PreparedChat, outputTokens: number) {
+/** Anthropic's usage: `input_tokens` are the prompt's tokens read anew, those the cache gave are apart. */
+function usage(prepared: PreparedChat, outputTokens: number, cachedTokens = 0) {
   return {
-    input_tokens: prepared.request.ids.length,
+    input_tokens: prepared.request.ids.length - cachedTokens,
     cache_creation_input_tokens: 0,
-    cache_read_input_tokens: 0,
+    cache_read_input_tokens: cachedTokens,
     output_tokens: outputTokens,
   };
 }
@@ -110,7 +111,7 @@ export function messageRoutes(service: Service): Hono {
             ],
             stop_reason: stopReason(result),
             stop_sequence: result.stopSequence ?? null,
-            usage: usage(prepared, result.tokens),
+            usage: usage(prepared, result.tokens, result.cachedTokens),
           }),
           failed: errorEvent,
         });
@@ -175,7 +176,8 @@ export function messageRoutes(service: Service): Hono {
             events.push({
               type: "message_delta",
               delta: { stop_reason: stopReason(u), stop_sequence: u.stopSequence ?? null },
-              usage: { output_tokens: u.tokens },
+              // The whole usage, as Anthropic's message_delta carries it: the cached tokens are known by now.
+              usage: usage(prepared, u.tokens, u.cachedTokens),
             });
           }
           return events;

@@ -111,7 +111,7 @@ function usage(prepared: PreparedChat, result: ChoiceResult) {
   const input = prepared.request.ids.length;
   return {
     input_tokens: input,
-    input_tokens_details: { cached_tokens: 0 },
+    input_tokens_details: { cached_tokens: result.cachedTokens ?? 0 },
     output_tokens: result.tokens,
     output_tokens_details: { reasoning_tokens: 0 },
     total_tokens: input + result.tokens,

@@ -116,9 +116,11 @@ export interface TokenEvent {
   top?: { id: number; logprob: number }[];
   /** With the first event of a request asking for them: the prompt's tokens after the first (promptLogprobs). */
   prompt?: PromptLogprob[];
+  /** With the first event: the prompt's tokens the prefix cache gave (none computed again), when any. */
+  cached?: number;
   /**
-   * This token is the stop token that ended the generation at once, sent only to carry `prompt` (stop tokens
-   * are otherwise not sent).
+   * This token is the stop token that ended the generation at once, sent only to carry `prompt` or `cached`
+   * (stop tokens are otherwise not sent).
    */
   stop?: true;
 }

@@ -115,6 +115,8 @@ class Sequence {
   /** The prefix cache's keys of this sequence's blocks, and how many of its first blocks are published. */
   prefix?: PrefixKeys;
   published = 0;
+  /** Prompt tokens the prefix cache gave before the first token: reported with it (usage's cached tokens). */
+  cachedTokens = 0;
   /** [IMG] tokens in the prompt: its images' patches. */
   readonly imagePatches: number;
   /** Why it was cancelled, once it is: the error its stream ends with. */
@@ -622,6 +624,7 @@ export class LocalEngine implements Engine {
     seq.past = tokens;
     seq.published = tokens / pool.blockSize;
     seq.imageRows = seq.imageTokensBefore(tokens, img);
+    if (seq.generated === 0) seq.cachedTokens = tokens;
     this.#prefixHitTokens += tokens;
   }
 
@@ -1146,14 +1149,16 @@ export class LocalEngine implements Engine {
       if (seq.counts.size || request.sampling.presencePenalty || request.sampling.frequencyPenalty) {
         seq.counts.set(id, (seq.counts.get(id) ?? 0) + 1);
       }
-      // The prompt's log-probabilities come with the first token, even one that stops at once.
-      const prompt = seq.generated === 1 ? seq.promptScores : undefined;
+      // The prompt's log-probabilities and cached tokens come with the first token, even one that stops at once.
+      const first = seq.generated === 1;
+      const prompt = first ? seq.promptScores : undefined;
+      const cached = first && seq.cachedTokens ? seq.cachedTokens : undefined;
+      const event: TokenEvent = { id, ...(prompt ? { prompt } : {}), ...(cached ? { cached } : {}) };
       if (request.stopIds.includes(id)) {
-        if (prompt) seq.channel.push({ id, prompt, stop: true });
+        if (prompt || cached) seq.channel.push({ ...event, stop: true });
         this.#finish(seq, "stop");
         continue;
       }
-      const event: TokenEvent = prompt ? { id, prompt } : { id };
       if (request.topLogprobs !== undefined) {
         event.logprob = logprobs[i];
         if (request.topLogprobs > 0 && logits) {

@@ -4,7 +4,7 @@
  *
  * Request body, little-endian:
  *
- *     "PXG6"                  magic and version
+ *     "PXG7"                  magic and version
  *     u32 H                   length of the header
  *     H bytes                 header, JSON: sampling, maxTokens, minTokens, stopIds, topLogprobs, the output
  *                             format, its trigger and alternative, banned ids, and per image its patch grid,
@@ -22,6 +22,7 @@
  *
  *     {"id":17}                                          a token
  *     {"id":17,"logprob":-0.25,"top":[[17,-0.25],...]}   a token with log-probabilities (when asked for)
+ *     {"id":17,"cached":512}                             a first token, after prompt tokens the cache gave
  *     {"finish":"stop"}                                  the end ("stop" or "length"); nothing follows
  *     {"error":"...","kind":"internal"}                  a failure; nothing follows
  *     {"error":"...","kind":"bad_request","image":1}     a failure of the request's image 1 (from 0)
@@ -44,7 +45,7 @@ import type {
 } from "./engine.ts";
 import { MAX_BIASED } from "./validate.ts";
 
-export const WIRE_MAGIC = "PXG6";
+export const WIRE_MAGIC = "PXG7";
 export const NDJSON = "application/x-ndjson";
 export const BINARY = "application/octet-stream";
 
@@ -239,14 +240,15 @@ export type Frame =
 /** One frame as a line of NDJSON. */
 export function encodeFrame(frame: Frame): string {
   if ("token" in frame) {
-    const { id, logprob, top, prompt, stop } = frame.token;
-    if (logprob === undefined && !prompt) return `{"id":${id}}\n`;
+    const { id, logprob, top, prompt, cached, stop } = frame.token;
+    if (logprob === undefined && !prompt && !cached) return `{"id":${id}}\n`;
     const pairs = (list: { id: number; logprob: number }[]) => list.map((t) => [t.id, t.logprob]);
     return JSON.stringify({
       id,
       ...(logprob === undefined ? {} : { logprob }),
       ...(top ? { top: pairs(top) } : {}),
       ...(prompt ? { prompt: prompt.map((p) => p.top ? [p.logprob, pairs(p.top)] : [p.logprob]) } : {}),
+      ...(cached ? { cached } : {}),
       ...(stop ? { stop } : {}),
     }) + "\n";
   }
@@ -262,6 +264,7 @@ const frameSchema = z.union([
       z.union([z.tuple([z.number()]), z.tuple([z.number(), z.array(z.tuple([u32, z.number()]))])]),
     )
       .optional(),
+    cached: u32.optional(),
     stop: z.literal(true).optional(),
   }),
   z.strictObject({ finish: z.enum(["stop", "length"]) }),
@@ -292,6 +295,7 @@ export function decodeFrame(line: string): Frame {
       top ? { logprob, top: top.map(([id, lp]) => ({ id, logprob: lp })) } : { logprob }
     );
   }
+  if (frame.cached) token.cached = frame.cached;
   if (frame.stop) token.stop = true;
   return { token };
 }
