@@ -292,7 +292,13 @@ export async function startServer(config: ServerConfig, listen = true): Promise<
       const closing = service.engine?.close(config.graceSeconds * 1000);
       // Images still decoding end now: their requests would hold the server's shutdown past the grace period.
       images.close();
-      await server?.shutdown();
+      // Deno waits for every open request, and one whose client stopped sending its body (it had its 408) waits
+      // until that client goes: the wait ends a second after the grace period whatever is still open.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<void>((resolve) =>
+        timer = setTimeout(resolve, config.graceSeconds * 1000 + 1000)
+      );
+      await Promise.race([server?.shutdown(), late]).finally(() => clearTimeout(timer));
       await closing;
     })();
   return {

@@ -105,6 +105,12 @@ function toApiError(err: unknown): Mapped {
   return { status: 500, type: "server_error", code: "internal_error" };
 }
 
+/** A request whose body has not been touched. */
+function unread(request: Request): boolean {
+  const declared = Number(request.headers.get("content-length") ?? 0);
+  return (declared > 0 || request.headers.has("transfer-encoding")) && !request.bodyUsed;
+}
+
 export function createApp(service: Service, options: AppOptions = {}): Hono {
   const app = new Hono();
   app.use(requestId());
@@ -115,6 +121,11 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
     if (!c.res.headers.has("X-Request-Id")) {
       c.res = new Response(c.res.body, c.res);
       c.res.headers.set("X-Request-Id", c.get("requestId"));
+    }
+    // Answered before its body was read (a 401, a 404, a 413 from its Content-Length) or while it was (a 408, a
+    // 413): the connection would wait for the rest of the body for ever, holding a shutdown too; it is closed.
+    if (unread(c.req.raw) || c.res.status === 408 || c.res.status === 413) {
+      c.res.headers.set("Connection", "close");
     }
     // By the route the request went to (middleware, registered for ALL, may have answered it), so that scrapes
     // and health checks can be told from the API's requests.

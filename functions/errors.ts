@@ -30,7 +30,9 @@ export function apiError(
   param: string | null = null,
 ): Response {
   if (c.req.path === "/v1/messages" || c.req.path.startsWith("/v1/messages/")) {
-    const error = { type: ANTHROPIC_TYPES[status] ?? "invalid_request_error", message };
+    // Anthropic's errors have no `param`: the message names the field (unless it begins with one already).
+    const named = param && !/^[\w.[\]]+: /.test(message) ? `${param}: ${message}` : message;
+    const error = { type: ANTHROPIC_TYPES[status] ?? "invalid_request_error", message: named };
     return c.json({ type: "error", error }, status);
   }
   return c.json<ApiErrorBody>({ error: { message, type, param, code } }, status);

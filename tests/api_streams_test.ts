@@ -131,6 +131,10 @@ Deno.test("a large request's non-streamed answer keeps its status for a while af
   assert.equal(late.status, 200);
   const body = await late.text();
   assert.match(body, /^ *\{"error":\{"message":"the engine is closing","type":"server_error"/);
+  // Anthropic's route: no body that a client could take for an answer; the body breaks off, and clients raise.
+  const broken = await patientJson(failing(900), { ...options, request: request(), breakOnFailure: true });
+  assert.equal(broken.status, 200);
+  await assert.rejects(broken.text(), /engine is closing/);
   // An answer that ends within the hold is plain JSON.
   const quick = async function* (): AsyncGenerator<ChoiceUpdate, ChoiceResult[]> {
     yield { index: 0, text: "a" };

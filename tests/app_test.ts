@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { parseFlags, UsageError } from "../cli/args.ts";
-import { SERVE_FLAGS, serverConfig } from "../cli/serve.ts";
+import { SERVE_FLAGS, serverConfig as cliConfig, startServer } from "../cli/serve.ts";
 import { createApp } from "../functions/app.ts";
 import { loadTokenizer } from "../runtime/tokenizer/load.ts";
 import { fixture } from "./helpers.ts";
 import { engineLessService } from "./service_helpers.ts";
+import { serverConfig } from "./api_helpers.ts";
 
 /** A service whose model is still loading (or failed): no engine yet. */
 async function loadingService() {
@@ -133,24 +134,40 @@ Deno.test("a stalled upload over a real connection gets its 408 and the connecti
     await conn.write(new TextEncoder().encode(head + '{"prompt": "a'));
     let answer = "";
     const buffer = new Uint8Array(4096);
-    for (;;) {
+    while (!answer.includes("request_timeout")) {
       const n = await conn.read(buffer);
       if (n === null) break;
       answer += new TextDecoder().decode(buffer.subarray(0, n));
-      if (answer.includes("request_timeout")) break;
     }
     conn.close();
     assert.match(answer, /^HTTP\/1.1 408 /);
+    // The client is told to close the connection, which would wait for the rest of the body.
+    assert.match(answer, /\r\nconnection: close\r\n/i);
   } finally {
     await server.shutdown();
   }
 });
 
 Deno.test("--body-timeout: seconds, positive", async () => {
-  const config = (argv: string[]) => serverConfig(parseFlags(argv, SERVE_FLAGS));
+  const config = (argv: string[]) => cliConfig(parseFlags(argv, SERVE_FLAGS));
   assert.equal((await config(["--body-timeout", "2.5"])).bodyIdleMs, 2500);
   assert.equal((await config([])).bodyIdleMs, undefined, "the app's default, 60 s");
   for (const bad of ["0", "-1", "soon"]) {
     await assert.rejects(config([`--body-timeout=${bad}`]), UsageError);
   }
+});
+
+Deno.test("a shutdown does not wait past its grace for a client that stopped sending its body", async () => {
+  const server = await startServer(serverConfig({ bodyIdleMs: 60_000 }));
+  await server.ready;
+  const port = Number(new URL(server.url).port);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const head =
+    "POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n";
+  await conn.write(new TextEncoder().encode(head + '{"prompt": "a'));
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const started = performance.now();
+  await server.shutdown(); // grace 0: at most a second more
+  assert.ok(performance.now() - started < 3000, `shutdown took ${performance.now() - started} ms`);
+  conn.close();
 });

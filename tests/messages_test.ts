@@ -367,6 +367,69 @@ Deno.test("Messages API: structured output, x-api-key, and errors in Anthropic's
       "invalid_request_error",
       /^max_tokens/,
     );
+    // Anthropic's errors have no param: the message names the block.
+    await refused(
+      {
+        max_tokens: 4,
+        messages: [user([{ type: "text", text: "a" }, {
+          type: "image",
+          source: { type: "base64", media_type: "image/png", data: "AAAA" },
+        }])],
+      },
+      400,
+      "invalid_request_error",
+      /^messages\[0\]\.content\[1\]\.source: /,
+    );
+    await refused(
+      { max_tokens: 4, messages: [user([{ type: "tool_result", tool_use_id: "x", content: "y" }])] },
+      400,
+      "invalid_request_error",
+      /^messages\[0\]\.content\[0\]: a tool_result must answer a tool_use block/,
+    );
+    await refused(
+      { max_tokens: 4, messages: [user("hi"), { role: "assistant", content: "Sure, " }] },
+      400,
+      "invalid_request_error",
+      /^messages\[1\]: final assistant content cannot end with trailing whitespace/,
+    );
+    const format = { type: "json_schema", schema: { type: "nonsense" } };
+    await refused(
+      { max_tokens: 4, messages: [user("hi")], output_config: { format } },
+      400,
+      "invalid_request_error",
+      /^output_config\.format/,
+    );
+    await refused(
+      { max_tokens: 4, messages: [user("hi")], output_config: { format }, output_format: format },
+      400,
+      "invalid_request_error",
+      /not both/,
+    );
+    let deep: unknown = {};
+    for (let i = 0; i < 20_000; i++) deep = { a: deep };
+    await refused(
+      {
+        max_tokens: 4,
+        messages: [user("go"), { role: "assistant", content: [{ ...call, input: deep }] }, user("x")],
+      },
+      400,
+      "invalid_request_error",
+      /nested deeper than 256 levels/,
+    );
+    // An empty last assistant message (or one of thinking blocks) is no prefill.
+    for (const content of ["", [], [{ type: "thinking", thinking: "hm", signature: "s" }]]) {
+      const res = await post(`${url}/v1/messages`, {
+        max_tokens: 2,
+        messages: [user("hi"), { role: "assistant", content }],
+      }, { "x-api-key": "key-1" });
+      assert.equal(res.status, 200, JSON.stringify(res.json));
+    }
+    // Either header may carry the key.
+    const both = await post(`${url}/v1/messages/count_tokens`, { messages: [user("hi")] }, {
+      authorization: "Bearer wrong",
+      "x-api-key": "key-1",
+    });
+    assert.equal(both.status, 200);
   });
 });
 
@@ -418,5 +481,45 @@ Deno.test("usage reports the prompt tokens the prefix cache gave, in each API's 
       JSON.parse(l.slice(6))
     ).findLast((chunk) => chunk.usage)?.usage;
     assert.ok(usage.prompt_tokens_details.cached_tokens >= 128, JSON.stringify(usage));
+  });
+});
+
+Deno.test("Messages API: a call whose number is past a double is a tool_use block, not a crash", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const schema = {
+      type: "object",
+      properties: { x: { type: "number" } },
+      required: ["x"],
+      additionalProperties: false,
+    };
+    // Tokens "e" and "9" favoured: the model writes numbers such as 9e999, which Python's json reads as inf.
+    const body = {
+      model: service.model.id,
+      max_tokens: 200,
+      seed: 0,
+      logit_bias: { "1101": 100, "1057": 4 },
+      tools: [{ name: "setx", description: "Set x", input_schema: schema, strict: true }],
+      tool_choice: { type: "any" },
+      messages: [{ role: "user", content: "Set x" }],
+    };
+    const chat = await post(`${url}/v1/chat/completions`, {
+      ...body,
+      tools: [{
+        type: "function",
+        function: { name: "setx", description: "Set x", parameters: schema, strict: true },
+      }],
+      tool_choice: "required",
+    });
+    const args: string[] = chat.json.choices[0].message.tool_calls.map((
+      c: { function: { arguments: string } },
+    ) => c.function.arguments);
+    assert.ok(args.some((a) => a.includes("Infinity")), `the case needs a number past a double: ${args}`);
+    const answer = await post(`${url}/v1/messages`, body);
+    assert.equal(answer.status, 200, JSON.stringify(answer.json));
+    const inputs = answer.json.content.filter((b: { type: string }) => b.type === "tool_use").map((
+      b: { input: { x: number | null } },
+    ) => b.input.x);
+    assert.equal(inputs.length, args.length);
+    assert.ok(inputs.includes(null), "a number past a double is null, as JSON.stringify writes Infinity");
   });
 });

@@ -85,6 +85,13 @@ function chatMessages(request: MessagesRequest) {
       m.content.forEach((block, b) => {
         const param = `${at}.content[${b}]`;
         if (block.type === "tool_result") {
+          const before = messages.at(-1);
+          if (!(before?.role === "tool" || (before?.role === "assistant" && before.tool_calls))) {
+            throw new RequestError(
+              `${param}: a tool_result must answer a tool_use block of the assistant message just before it`,
+              `${param}.tool_use_id`,
+            );
+          }
           const message = {
             role: "tool",
             tool_call_id: block.tool_use_id,
@@ -130,13 +137,25 @@ function chatMessages(request: MessagesRequest) {
       { at, parts, calls: callBlocks },
     );
   });
-  // The answer continues a last assistant message, as Anthropic's prefill.
+  // The answer continues a last assistant message, as Anthropic's prefill; an empty one (or of thinking blocks
+  // only) is no prefill, as Anthropic takes it.
   const last = messages.at(-1);
-  if (last?.role === "assistant") last.prefix = true;
+  if (last?.role === "assistant" && !last.tool_calls) {
+    const text = typeof last.content === "string"
+      ? last.content
+      : ((last.content ?? []) as { text: string }[]).map((part) => part.text).join("");
+    if (!text) {
+      messages.pop();
+      origins.pop();
+    } else if (/\s$/.test(text)) {
+      const at = origins.at(-1)!.at;
+      throw new RequestError(`${at}: final assistant content cannot end with trailing whitespace`, at);
+    } else last.prefix = true;
+  } else if (last?.role === "assistant") last.prefix = true;
   return { messages, origins };
 }
 
-function renamer(origins: Origin[]) {
+function renamer(origins: Origin[], formatField: string) {
   return (param: string): string => {
     const message = /^messages\[(\d+)\](.*)$/.exec(param);
     if (message) {
@@ -164,7 +183,7 @@ function renamer(origins: Origin[]) {
     if (param === "stop") return "stop_sequences";
     if (param === "tool_choice.function.name") return "tool_choice.name";
     if (param.startsWith("response_format")) {
-      return "output_format" + param.slice("response_format".length).replace(/^\.json_schema/, "");
+      return formatField + param.slice("response_format".length).replace(/^\.json_schema/, "");
     }
     return param;
   };
@@ -179,8 +198,14 @@ function toolChoice(choice: MessagesRequest["tool_choice"]) {
 
 /** `text`: the request body as sent, for the tools' schemas and the calls' inputs as Python reads them. */
 export function toChat(request: MessagesRequest, text: string): MessagesChat {
+  if (request.output_config?.format && request.output_format) {
+    throw new RequestError(
+      "give output_config.format or output_format (its older name), not both",
+      "output_format",
+    );
+  }
   const { messages, origins } = chatMessages(request);
-  const param = renamer(origins);
+  const param = renamer(origins, request.output_config?.format ? "output_config.format" : "output_format");
   const format = request.output_config?.format ?? request.output_format;
   const choice = request.tool_choice;
   const body = {

@@ -12,6 +12,7 @@ import { encodeChat, prepareChat, type PreparedChat } from "../chat/prepare.ts";
 import { renamed } from "../chat/responses.ts";
 import { type ToolCallOut, toolUse } from "../chat/tools.ts";
 import { parseMessagesRequest } from "../schema/messages.ts";
+import { pyJsonLoads, toJs } from "../../runtime/prompt/pyjson.ts";
 import type { Service } from "../service.ts";
 import { readJsonText, requireEngine, requireModel } from "./common.ts";
 import { patientJson } from "./patient.ts";
@@ -19,13 +20,13 @@ import { eventStream } from "./sse.ts";
 
 const newId = (prefix: string) => `${prefix}_${crypto.randomUUID().replaceAll("-", "")}`;
 
+/**
+ * A call as a tool_use block. Its arguments are JSON as Python writes it (NaN, Infinity for a number past a
+ * double): read that way, as a plain object (such numbers as null, as JSON.stringify writes them).
+ */
 function toolUseBlock(call: ToolCallOut) {
-  return {
-    type: "tool_use",
-    id: call.id,
-    name: call.function.name,
-    input: JSON.parse(call.function.arguments),
-  };
+  const input = toJs(pyJsonLoads(call.function.arguments) ?? new Map()) as Record<string, unknown>;
+  return { type: "tool_use", id: call.id, name: call.function.name, input };
 }
 
 function stopReason(result: Pick<ChoiceResult, "finish" | "stopSequence">): string {
@@ -104,16 +105,18 @@ export function messageRoutes(service: Service): Hono {
           request: c.req.raw,
           answer: ([result]) => ({
             ...message,
+            // An empty answer has no blocks, as Anthropic's.
             content: [
-              // The text, unless the answer is calls alone.
-              ...result.text || !result.toolCalls ? [{ type: "text", text: result.text }] : [],
+              ...result.text ? [{ type: "text", text: result.text }] : [],
               ...(result.toolCalls ?? []).map(toolUseBlock),
             ],
             stop_reason: stopReason(result),
             stop_sequence: result.stopSequence ?? null,
             usage: usage(prepared, result.tokens, result.cachedTokens),
           }),
-          failed: errorEvent,
+          // A failure after the status went ends the connection without a whole body: Anthropic's clients then
+          // raise (and retry) rather than take an error for a message.
+          breakOnFailure: true,
         });
       }
 
@@ -157,21 +160,12 @@ export function messageRoutes(service: Service): Hono {
                 {
                   type: "content_block_delta",
                   index,
-                  delta: { type: "input_json_delta", partial_json: call.function.arguments },
+                  delta: { type: "input_json_delta", partial_json: JSON.stringify(block.input) },
                 },
                 { type: "content_block_stop", index },
               );
             }
           } else {
-            // An empty answer is an empty text block, as the answer without a stream has it.
-            if (blocks === 0 && !textOpen) {
-              events.push({
-                type: "content_block_start",
-                index: 0,
-                content_block: { type: "text", text: "" },
-              });
-              textOpen = true;
-            }
             closeText(events);
             events.push({
               type: "message_delta",

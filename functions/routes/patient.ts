@@ -27,8 +27,11 @@ export async function patientJson(
     id: string;
     request: Request;
     answer(results: ChoiceResult[]): unknown;
-    /** The body of a failure after the status went (default OpenAI's error shape). */
-    failed?(message: string): unknown;
+    /**
+     * A failure after the status went ends the connection without a whole body, instead of sending OpenAI's error
+     * shape as the body (which Anthropic's clients would take for an answer).
+     */
+    breakOnFailure?: boolean;
     holdMs?: number;
   },
 ): Promise<Response> {
@@ -68,8 +71,9 @@ export async function patientJson(
         log[level]("answer failed", { id: options.id, error: String(err) });
         if (cancelled) return;
         const message = err instanceof Error ? err.message : String(err);
+        if (options.breakOnFailure) return controller.error(err);
         const error = { message, type: "server_error", param: null, code: "generation_failed" };
-        controller.enqueue(encoder.encode(JSON.stringify(options.failed?.(message) ?? { error })));
+        controller.enqueue(encoder.encode(JSON.stringify({ error })));
         controller.close();
       }
     },
