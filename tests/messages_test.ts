@@ -367,6 +367,12 @@ Deno.test("Messages API: structured output, x-api-key, and errors in Anthropic's
       "invalid_request_error",
       /^max_tokens/,
     );
+    await refused(
+      { max_tokens: 4, messages: [user("hi")], stop_sequences: Array(17).fill("x") },
+      400,
+      "invalid_request_error",
+      /^stop_sequences: at most 16 stop strings/,
+    );
     // Anthropic's errors have no param: the message names the block.
     await refused(
       {

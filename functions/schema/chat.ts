@@ -225,7 +225,7 @@ export const chatRequestSchema = z.object({
   min_p: probability.nullish(),
   seed: seed.nullish(),
   random_seed: seed.nullish(),
-  stop: z.union([z.string(), z.array(z.string()).max(16)]).nullish(),
+  stop: z.union([z.string(), z.array(z.string()).max(16, "at most 16 stop strings")]).nullish(),
   presence_penalty: penalty.nullish(),
   frequency_penalty: penalty.nullish(),
   repetition_penalty: z.number().positive().max(10).nullish(),
@@ -290,7 +290,12 @@ function deepestIssue(issue: Issue): Issue {
   for (const branch of issue.errors) {
     for (const inner of branch) {
       const candidate = deepestIssue({ ...inner, path: [...issue.path, ...inner.path] } as Issue);
-      if (candidate.path.length > best.path.length) best = candidate;
+      // Deeper is more telling; at the same depth, a branch whose type matched but whose check failed (a list
+      // of stop strings too long) says more than the union's "Invalid input".
+      const checked = best === issue && candidate.code !== "invalid_type" && candidate.code !== "invalid_union";
+      if (candidate.path.length > best.path.length || (candidate.path.length === best.path.length && checked)) {
+        best = candidate;
+      }
     }
   }
   return best;
