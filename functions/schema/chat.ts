@@ -292,8 +292,11 @@ function deepestIssue(issue: Issue): Issue {
       const candidate = deepestIssue({ ...inner, path: [...issue.path, ...inner.path] } as Issue);
       // Deeper is more telling; at the same depth, a branch whose type matched but whose check failed (a list
       // of stop strings too long) says more than the union's "Invalid input".
-      const checked = best === issue && candidate.code !== "invalid_type" && candidate.code !== "invalid_union";
-      if (candidate.path.length > best.path.length || (candidate.path.length === best.path.length && checked)) {
+      const checked = best === issue && candidate.code !== "invalid_type" &&
+        candidate.code !== "invalid_union";
+      if (
+        candidate.path.length > best.path.length || (candidate.path.length === best.path.length && checked)
+      ) {
         best = candidate;
       }
     }
