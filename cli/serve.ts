@@ -3,6 +3,7 @@
  * the model onto the GPU, then serves the OpenAI- and Mistral-compatible API.
  */
 import { createApp } from "../functions/app.ts";
+import { MAX_BODY_BYTES } from "../functions/middleware/body.ts";
 import { inProcess } from "../functions/routes/sse.ts";
 import { AddressAllowList } from "../functions/images/address.ts";
 import { DEFAULT_IMAGE_FETCH } from "../functions/images/fetch.ts";
@@ -292,14 +293,13 @@ export async function startServer(config: ServerConfig, listen = true): Promise<
       const closing = service.engine?.close(config.graceSeconds * 1000);
       // Images still decoding end now: their requests would hold the server's shutdown past the grace period.
       images.close();
-      // Deno waits for every open request, and one whose client stopped sending its body (it had its 408) waits
-      // until that client goes: the wait ends a second after the grace period whatever is still open.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const late = new Promise<void>((resolve) =>
-        timer = setTimeout(resolve, config.graceSeconds * 1000 + 1000)
-      );
-      await Promise.race([server?.shutdown(), late]).finally(() => clearTimeout(timer));
+      const closed = server?.shutdown();
       await closing;
+      // The answers the engine ended have a second to write their last words. Deno waits for every open request,
+      // and one whose client stopped sending its body (it had its 408) until that client goes: not past that.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<void>((resolve) => timer = setTimeout(resolve, 1000));
+      await Promise.race([closed, late]).finally(() => clearTimeout(timer));
     })();
   return {
     url: await listening.promise,
@@ -341,7 +341,7 @@ export async function serverConfig(
     servedName: flags["served-model-name"],
     apiKeys: await apiKeys(flags),
     corsOrigins: flags.cors,
-    maxBodyBytes: size("--max-body", flags["max-body"], 64 * 1024 * 1024),
+    maxBodyBytes: size("--max-body", flags["max-body"], MAX_BODY_BYTES),
     bodyIdleMs: seconds("--body-timeout", flags["body-timeout"]),
     images: {
       maxImages: positiveInt("--max-images", flags["max-images"]) ?? 8,

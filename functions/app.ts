@@ -1,6 +1,7 @@
 /**
  * The HTTP API as one Hono app on web-standard Request/Response, shared by the GPU host (`pixtral serve`) and the
- * edge build. Every error leaves as OpenAI's error shape with its status, mapped in one place (`toApiError`).
+ * edge build. Every error leaves with its status, mapped in one place (`toApiError`), in OpenAI's error shape
+ * (Anthropic's on the Messages routes, functions/errors.ts).
  */
 import { Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
@@ -123,10 +124,9 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
       c.res.headers.set("X-Request-Id", c.get("requestId"));
     }
     // Answered before its body was read (a 401, a 404, a 413 from its Content-Length) or while it was (a 408, a
-    // 413): the connection would wait for the rest of the body for ever, holding a shutdown too; it is closed.
-    if (unread(c.req.raw) || c.res.status === 408 || c.res.status === 413) {
-      c.res.headers.set("Connection", "close");
-    }
+    // 413): the client is asked to close the connection, which waits for the rest of the body (Deno itself keeps
+    // it open until the client closes it; a proxy's idle limits are what free it from a client that never does).
+    if (unread(c.req.raw) || c.get("bodyFailed")) c.res.headers.set("Connection", "close");
     // By the route the request went to (middleware, registered for ALL, may have answered it), so that scrapes
     // and health checks can be told from the API's requests.
     const route = matchedRoutes(c).find((r) => r.method !== "ALL")?.path ?? "unmatched";
@@ -189,6 +189,7 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
       log.debug("request cancelled by the client", { path: c.req.path });
       return c.body(null, 499 as ContentfulStatusCode);
     }
+    if (err instanceof BodyTimeoutError || err instanceof BodyTooLargeError) c.set("bodyFailed", true);
     const mapped = toApiError(err);
     if (mapped.status === 500) {
       log.error("unhandled error", { path: c.req.path, error: String(err?.stack ?? err) });

@@ -32,6 +32,7 @@ import { Tokenizer } from "../runtime/tokenizer/tokenizer.ts";
 import { encodedImage } from "../runtime/images/preprocess.ts";
 import { loadWasm } from "../runtime/wasm.ts";
 import { createApp } from "./app.ts";
+import { MAX_BODY_BYTES } from "./middleware/body.ts";
 import type { ApiErrorBody } from "./errors.ts";
 import { AddressAllowList } from "./images/address.ts";
 import { DEFAULT_IMAGE_FETCH } from "./images/fetch.ts";
@@ -64,7 +65,7 @@ async function startGateway(
   const started = performance.now();
   const hosts = list(required(env, "PIXTRAL_GPU_HOSTS"));
   const secret = required(env, "PIXTRAL_INTERNAL_SECRET");
-  const maxBody = env.PIXTRAL_MAX_BODY ? parseSize(env.PIXTRAL_MAX_BODY) : 64 * 1024 * 1024;
+  const maxBody = env.PIXTRAL_MAX_BODY ? parseSize(env.PIXTRAL_MAX_BODY) : MAX_BODY_BYTES;
   if (!maxBody) throw new ConfigError(`PIXTRAL_MAX_BODY must be a size such as 64MiB`);
   let allow: AddressAllowList;
   try {

@@ -116,6 +116,22 @@ Deno.test("a request body that stops arriving midway is a 408; a slow one that k
   assert.equal(big.status, 413);
   assert.equal((await big.json()).error.code, "request_too_large");
 
+  // Read as Request.text() reads it: a byte order mark dropped, bytes that are not UTF-8 as U+FFFD; an answer to
+  // a body read whole keeps its connection.
+  const bytes = new Uint8Array([
+    0xef,
+    0xbb,
+    0xbf,
+    ...new TextEncoder().encode('{"prompt": "a'),
+    0xff,
+    0x22,
+    0x7d,
+  ]);
+  const odd = await app.request("/tokenize", { method: "POST", body: bytes });
+  assert.equal(odd.status, 200);
+  assert.deepEqual((await odd.json()).tokens, [1, ...service.tokenizer.encode("a\uFFFD")]);
+  assert.equal(odd.headers.get("connection"), null);
+
   // Six parts 120 ms apart: 720 ms in all, longer than the wait for any one part.
   const size = Math.ceil(json.length / 6);
   const parts = Array.from({ length: 6 }, (_, i) => json.slice(i * size, (i + 1) * size));

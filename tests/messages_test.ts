@@ -430,6 +430,16 @@ Deno.test("Messages API: structured output, x-api-key, and errors in Anthropic's
       }, { "x-api-key": "key-1" });
       assert.equal(res.status, 200, JSON.stringify(res.json));
     }
+    // After another assistant message, that one is the prefill.
+    const counted = (messages: unknown[]) =>
+      post(`${url}/v1/messages/count_tokens`, { messages }, { "x-api-key": "key-1" });
+    const prefilled = await counted([user("hi"), { role: "assistant", content: "Hello" }, {
+      role: "assistant",
+      content: "",
+    }]);
+    assert.equal(prefilled.status, 200, JSON.stringify(prefilled.json));
+    const alone = await counted([user("hi"), { role: "assistant", content: "Hello" }]);
+    assert.equal(prefilled.json.input_tokens, alone.json.input_tokens);
     // Either header may carry the key.
     const both = await post(`${url}/v1/messages/count_tokens`, { messages: [user("hi")] }, {
       authorization: "Bearer wrong",

@@ -146,6 +146,18 @@ Deno.test("messages that cannot be encoded are refused", async () => {
   // JSON text deeper than this server reads: mistral_common would put its value in the prompt, so it is refused
   // rather than written as a string (a tool result, and a call's arguments).
   const deep = "[".repeat(300) + "]".repeat(300);
+  // Deep text that is not JSON (json.loads fails on it too) goes in as a string.
+  const notJson = await createApp(s).request("/tokenize", {
+    method: "POST",
+    body: JSON.stringify({
+      messages: [{ role: "user", content: "q" }, {
+        role: "assistant",
+        tool_calls: [{ id: "abcdefghi", type: "function", function: { name: "f", arguments: "{}" } }],
+      }, { role: "tool", tool_call_id: "abcdefghi", content: "[".repeat(300) + " not json" }],
+      tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }],
+    }),
+  });
+  assert.equal(notJson.status, 200);
   const call = { id: "abcdefghi", type: "function", function: { name: "f", arguments: "{}" } };
   const tools = [{ type: "function", function: { name: "f", parameters: { type: "object" } } }];
   for (

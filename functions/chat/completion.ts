@@ -208,7 +208,8 @@ async function runChoice(
       release(callText);
     }
   } else release(text.finish());
-  const stopSequence = text.matched;
+  // A stop string met in the text before calls, or in the last flush after max_tokens, did not end the answer.
+  const stopSequence = finish === "stop" ? text.matched : undefined;
   const ended = {
     finish,
     tokens,

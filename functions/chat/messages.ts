@@ -139,19 +139,22 @@ function chatMessages(request: MessagesRequest) {
   });
   // The answer continues a last assistant message, as Anthropic's prefill; an empty one (or of thinking blocks
   // only) is no prefill, as Anthropic takes it.
+  const textOf = (m: Record<string, unknown>) =>
+    typeof m.content === "string"
+      ? m.content
+      : ((m.content ?? []) as { text: string }[]).map((part) => part.text).join("");
+  while (messages.at(-1)?.role === "assistant" && !messages.at(-1)!.tool_calls && !textOf(messages.at(-1)!)) {
+    messages.pop();
+    origins.pop();
+  }
   const last = messages.at(-1);
-  if (last?.role === "assistant" && !last.tool_calls) {
-    const text = typeof last.content === "string"
-      ? last.content
-      : ((last.content ?? []) as { text: string }[]).map((part) => part.text).join("");
-    if (!text) {
-      messages.pop();
-      origins.pop();
-    } else if (/\s$/.test(text)) {
+  if (last?.role === "assistant") {
+    if (!last.tool_calls && /\s$/.test(textOf(last))) {
       const at = origins.at(-1)!.at;
       throw new RequestError(`${at}: final assistant content cannot end with trailing whitespace`, at);
-    } else last.prefix = true;
-  } else if (last?.role === "assistant") last.prefix = true;
+    }
+    last.prefix = true;
+  }
   return { messages, origins };
 }
 

@@ -5,7 +5,7 @@
  * nothing (a stalled upload, a slowloris), held its connection and handler for ever.
  */
 import type { Context, MiddlewareHandler } from "hono";
-import { before } from "../routes/sse.ts";
+import { before } from "../deadline.ts";
 
 /** The request body is over the server's limit (413). */
 export class BodyTooLargeError extends Error {
@@ -32,6 +32,8 @@ export const BODY_IDLE_MS = 60_000;
 declare module "hono" {
   interface ContextVariableMap {
     bodyLimits: BodyLimits;
+    /** Set when the body was refused partway (a 408, a 413 as it streamed in): its connection is to close. */
+    bodyFailed: boolean;
   }
 }
 

@@ -1,4 +1,4 @@
-/** Checks shared by the routes; their errors become OpenAI-shaped responses in app.onError. */
+/** Checks shared by the routes; their errors become error responses (OpenAI's or Anthropic's shape) in app.onError. */
 import type { Context } from "hono";
 import { EngineClosedError } from "../../runtime/engine/engine.ts";
 import { bodyText, BodyTimeoutError, BodyTooLargeError } from "../middleware/body.ts";

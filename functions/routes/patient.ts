@@ -7,13 +7,14 @@
  * the same way): the write after a client leaves fails, which stops the generation, and proxies that close idle
  * connections keep it. Anything that fails before that still gets its own status (400, 429, 503, which clients
  * raise on or retry); after it, the status line is sent, and an error travels as the body, in OpenAI's error
- * shape. Smaller requests keep their status to the end. A client that leaves costs at most about HOLD_MS and a
+ * shape (or, with `breakOnFailure`, breaks the body off). Smaller requests keep their status to the end. A client that leaves costs at most about HOLD_MS and a
  * second (the first space's write finds it gone).
  */
 import { EngineClosedError } from "../../runtime/engine/engine.ts";
 import { log } from "../../runtime/log.ts";
 import type { ChoiceResult, CompletionRun } from "../chat/completion.ts";
-import { before, beforeKeepAlive, holdFor } from "./sse.ts";
+import { before } from "../deadline.ts";
+import { beforeKeepAlive, holdFor } from "./sse.ts";
 
 const encoder = new TextEncoder();
 const SPACE = encoder.encode(" ");

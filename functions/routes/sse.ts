@@ -5,6 +5,7 @@
  */
 import { EngineClosedError } from "../../runtime/engine/engine.ts";
 import { log } from "../../runtime/log.ts";
+import { before } from "../deadline.ts";
 import type { ChoiceResult, ChoiceUpdate, CompletionRun } from "../chat/completion.ts";
 
 const encoder = new TextEncoder();
@@ -20,15 +21,6 @@ export function beforeKeepAlive<T>(pending: Promise<T>, sent: number): Promise<T
   return before(pending, sent + KEEP_ALIVE_MS);
 }
 
-/** What `pending` gives, or undefined if `deadline` (a performance.now() time; Infinity: none) comes first. */
-export async function before<T>(pending: Promise<T>, deadline: number): Promise<T | undefined> {
-  if (deadline === Infinity) return await pending;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<undefined>((resolve) =>
-    timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - performance.now()))
-  );
-  return await Promise.race([pending, late]).finally(() => clearTimeout(timer));
-}
 const KEEP_ALIVE = encoder.encode(": keep-alive\n\n");
 
 /** Requests (head and body) Deno still reports a disconnect for before the response begins, with a margin. */

@@ -115,8 +115,11 @@ class Sequence {
   /** The prefix cache's keys of this sequence's blocks, and how many of its first blocks are published. */
   prefix?: PrefixKeys;
   published = 0;
-  /** Prompt tokens the prefix cache gave before the first token: reported with it (usage's cached tokens). */
-  cachedTokens = 0;
+  /**
+   * Prompt tokens the prefix cache gave when the sequence was first admitted, reported with its first token
+   * (usage's cached tokens); a preempted sequence admitted again may reuse what it published itself, not counted.
+   */
+  cachedTokens?: number;
   /** [IMG] tokens in the prompt: its images' patches. */
   readonly imagePatches: number;
   /** Why it was cancelled, once it is: the error its stream ends with. */
@@ -619,12 +622,12 @@ export class LocalEngine implements Engine {
   #reuse(seq: Sequence): void {
     const { pool } = this.#model, { img } = this.#model.config.imageTokens;
     const tokens = Math.floor(this.#cachedBlocks(seq) * pool.blockSize / this.#prefixUnit) * this.#prefixUnit;
+    seq.cachedTokens ??= tokens;
     if (tokens === 0) return;
     pool.share(seq.blocks, Array.from({ length: tokens / pool.blockSize }, (_, i) => seq.prefix!.key(i)));
     seq.past = tokens;
     seq.published = tokens / pool.blockSize;
     seq.imageRows = seq.imageTokensBefore(tokens, img);
-    if (seq.generated === 0) seq.cachedTokens = tokens;
     this.#prefixHitTokens += tokens;
   }
 

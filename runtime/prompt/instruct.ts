@@ -236,8 +236,15 @@ function jsonDepth(text: string | PyValue | Chunk<unknown>[], index: number, at:
   try {
     pyJsonLoads(text, { tooDeep: "throw" });
   } catch (err) {
-    if (err instanceof TooDeepError) throw new PromptError(`the JSON text is ${err.message}`, index, at);
-    throw err;
+    if (!(err instanceof TooDeepError)) throw err;
+    // Only JSON: other deep text (unclosed brackets) goes in as a string, as json.loads fails on it too.
+    // (JSON.parse does not recurse into the stack.)
+    try {
+      JSON.parse(text);
+    } catch {
+      return;
+    }
+    throw new PromptError(`the JSON text is ${err.message}`, index, at);
   }
 }
 
