@@ -141,7 +141,9 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
     });
   });
   // Before CORS, API keys and the body limit: the internal routes have their own secret and limit.
-  if (options.internalSecret) app.route("/", internalRoutes(service, options.internalSecret));
+  if (options.internalSecret) {
+    app.route("/", internalRoutes(service, options.internalSecret, { bodyIdleMs: options.bodyIdleMs }));
+  }
   if (options.corsOrigins?.length) {
     const origins = options.corsOrigins;
     app.use(

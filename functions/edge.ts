@@ -137,10 +137,16 @@ function environment(env: unknown): EdgeEnv {
   }
 }
 
-function failure(status: 500 | 503, message: string, code: string): Response {
+/** The gateway's own failure, in the shape of the API asked (Anthropic's on the Messages routes). */
+function failure(request: Request, status: 500 | 503, message: string, code: string): Response {
+  const headers: Record<string, string> = status === 503 ? { "retry-after": "1" } : {};
+  if (/^\/v1\/messages(\/|$)/.test(new URL(request.url).pathname)) {
+    const type = status === 503 ? "overloaded_error" : "api_error";
+    return Response.json({ type: "error", error: { type, message } }, { status, headers });
+  }
   const type = status === 503 ? "service_unavailable" : "server_error";
   const body: ApiErrorBody = { error: { message, type, param: null, code } };
-  return Response.json(body, { status, headers: status === 503 ? { "retry-after": "1" } : {} });
+  return Response.json(body, { status, headers });
 }
 
 /** The gateway's fetch handler; the module compiled from wasm/pkg/pixtral_wasm_bg.wasm is passed in. */
@@ -165,14 +171,14 @@ export function edgeWorker(wasm: WebAssembly.Module) {
         app = built.app;
       } catch (err) {
         gateway = undefined; // the next request tries again
-        if (err instanceof ConfigError) return failure(500, err.message, "gateway_misconfigured");
+        if (err instanceof ConfigError) return failure(request, 500, err.message, "gateway_misconfigured");
         if (err instanceof EngineUnavailableError) {
           log.warn("the gateway cannot start yet", { error: err.message });
-          return failure(503, err.message, "engine_unavailable");
+          return failure(request, 503, err.message, "engine_unavailable");
         }
         log.error("the gateway cannot start", { error: String((err as Error)?.stack ?? err) });
         // Its words may name the hosts (addresses, certificates): they stay in the log.
-        return failure(503, "the gateway cannot start (its log says why)", "engine_unavailable");
+        return failure(request, 503, "the gateway cannot start (its log says why)", "engine_unavailable");
       }
       // deno-lint-ignore no-explicit-any
       return await app.fetch(request, env as any, ctx as any);

@@ -23,6 +23,16 @@ Deno.test("the edge bundle builds small enough for Workers and answers clear err
     const body = await unconfigured.json();
     assert.equal(body.error.code, "gateway_misconfigured");
     assert.match(body.error.message, /set PIXTRAL_GPU_HOSTS/);
+    // Anthropic's clients get Anthropic's shape.
+    const messages: Response = await worker.fetch(
+      new Request("http://edge.test/v1/messages", { method: "POST", body: "{}" }),
+      { PIXTRAL_GPU_HOSTS: "" },
+    );
+    assert.equal(messages.status, 500);
+    const anthropic = await messages.json();
+    assert.equal(anthropic.type, "error");
+    assert.equal(anthropic.error.type, "api_error");
+    assert.match(anthropic.error.message, /set PIXTRAL_GPU_HOSTS/);
 
     const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const dead = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;

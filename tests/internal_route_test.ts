@@ -189,13 +189,14 @@ Deno.test("internal routes: a host computing in f16 gives through the wire what 
 });
 
 Deno.test("internal routes: bodies that are not valid requests for this model are refused", async () => {
-  await withServer({ internalSecret: SECRET }, async ({ url, service }) => {
+  await withServer({ internalSecret: SECRET, bodyIdleMs: 500 }, async ({ url, service }) => {
     const post = async (body: BodyInit) => {
       const res = await fetch(`${url}/internal/v1/generate`, {
         method: "POST",
         headers: { ...auth, "content-type": BINARY },
         body,
-      });
+        ...(body instanceof ReadableStream ? { duplex: "half" } : {}),
+      } as RequestInit);
       return { status: res.status, json: await res.json() };
     };
     const request = await prepared(service);
@@ -252,6 +253,13 @@ Deno.test("internal routes: bodies that are not valid requests for this model ar
       ],
       [encodeRequest({ ...request, maxTokens: engine.contextLength }), 400, "too_long", /context of 2048/],
       [new Uint8Array(200 * 1024 * 1024), 413, "bad_request", /larger than/],
+      // A gateway that stops sending its body midway: the host's handler does not wait for ever.
+      [
+        new ReadableStream({ start: (c) => c.enqueue(encodeRequest(request).subarray(0, 10)) }),
+        408,
+        "bad_request",
+        /no more of the request body came for 0.5 s \(after 10 bytes\)/,
+      ],
     ];
     for (const [body, status, kind, message, image] of cases) {
       const res = await post(body);

@@ -52,9 +52,15 @@ function tooLarge(maxBytes: number): BodyTooLargeError {
 
 /** The request's body as text: UTF-8 with a byte order mark dropped, as `Request.text()` reads it. */
 export async function bodyText(c: Context): Promise<string> {
-  const { maxBytes, idleMs } = c.get("bodyLimits") ?? { maxBytes: MAX_BODY_BYTES, idleMs: BODY_IDLE_MS };
-  const body = c.req.raw.body;
-  if (!body) return "";
+  const limits = c.get("bodyLimits") ?? { maxBytes: MAX_BODY_BYTES, idleMs: BODY_IDLE_MS };
+  return new TextDecoder().decode(await bodyBytes(c.req.raw, limits));
+}
+
+/** The request's body, read under `limits`. */
+export async function bodyBytes(request: Request, { maxBytes, idleMs }: BodyLimits): Promise<Uint8Array> {
+  const body = request.body;
+  if (!body) return new Uint8Array();
+  if (Number(request.headers.get("content-length")) > maxBytes) throw tooLarge(maxBytes);
   const reader = body.getReader();
   const parts: Uint8Array[] = [];
   let length = 0;
@@ -78,5 +84,5 @@ export async function bodyText(c: Context): Promise<string> {
   const bytes = new Uint8Array(length);
   let at = 0;
   for (const part of parts) bytes.set(part, at), at += part.length;
-  return new TextDecoder().decode(bytes);
+  return bytes;
 }

@@ -11,7 +11,6 @@
  * whether another host may take the request.
  */
 import { Hono, type MiddlewareHandler } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { timingSafeEqual } from "hono/utils/buffer";
 import {
@@ -43,6 +42,7 @@ import { log } from "../../runtime/log.ts";
 import type { Service } from "../service.ts";
 import { allOrNone, imageOptions } from "../images/together.ts";
 import { SharedWork } from "../images/shared.ts";
+import { BODY_IDLE_MS, bodyBytes, BodyTimeoutError, BodyTooLargeError } from "../middleware/body.ts";
 
 const encoder = new TextEncoder();
 const NEWLINE = encoder.encode("\n");
@@ -273,7 +273,11 @@ function generate(
 }
 
 /** `wedgedMs`: see WEDGED_MS (tests shorten it). */
-export function internalRoutes(service: Service, secret: string, options: { wedgedMs?: number } = {}): Hono {
+export function internalRoutes(
+  service: Service,
+  secret: string,
+  options: { wedgedMs?: number; bodyIdleMs?: number } = {},
+): Hono {
   // A request's n choices come as n requests with the same images: each decoded once.
   const decodes = new SharedWork<RequestImage>();
   return new Hono()
@@ -285,19 +289,15 @@ export function internalRoutes(service: Service, secret: string, options: { wedg
     })
     .post(
       "/internal/v1/generate",
-      (c, next) =>
-        bodyLimit({
-          maxSize: maxBodyBytes(service),
-          onError: () =>
-            failure(c.req.path, 413, "bad_request", `the body is larger than this model's largest request`),
-        })(c, next),
       async (c) => {
         const path = c.req.path, signal = c.req.raw.signal;
         if (!service.engine) {
           return failure(path, 503, "unavailable", service.failure ?? "the model is loading");
         }
         try {
-          const wired = decodeRequest(await c.req.arrayBuffer());
+          const idleMs = options.bodyIdleMs ?? BODY_IDLE_MS;
+          const body = await bodyBytes(c.req.raw, { maxBytes: maxBodyBytes(service), idleMs });
+          const wired = decodeRequest(body.buffer as ArrayBuffer);
           // A full queue refuses at once, before the images take the host's CPU (the engine checks again).
           const { waiting, maxWaiting } = service.engine.stats();
           if (wired.images.length && maxWaiting !== undefined && waiting >= maxWaiting) {
@@ -306,6 +306,10 @@ export function internalRoutes(service: Service, secret: string, options: { wedg
           const request = await decodeImages(wired, service, decodes, signal);
           return generate(service, request, signal, options.wedgedMs);
         } catch (err) {
+          if (err instanceof BodyTooLargeError) {
+            return failure(path, 413, "bad_request", "the body is larger than this model's largest request");
+          }
+          if (err instanceof BodyTimeoutError) return failure(path, 408, "bad_request", err.message);
           if (signal.aborted) return failure(path, 503, "unavailable", "the gateway left");
           const { kind, status, retryAfter } = classify(err);
           const image = (err as { image?: number }).image;
