@@ -469,6 +469,14 @@ Deno.test("usage reports the prompt tokens the prefix cache gave, in each API's 
         max_tokens: 2,
       });
     await twice(chat, (res) => res.json.usage.prompt_tokens_details.cached_tokens);
+    // n choices: the prompt was read once (its followers took it from the cache), so counted as the first read it.
+    const choices = () =>
+      post(`${url}/v1/chat/completions`, {
+        messages: [{ role: "user", content: long("choices") }],
+        max_tokens: 2,
+        n: 3,
+      });
+    await twice(choices, (res) => res.json.usage.prompt_tokens_details.cached_tokens);
     await twice(
       () => post(`${url}/v1/responses`, { input: long("responses"), max_output_tokens: 2 }),
       (res) => res.json.usage.input_tokens_details.cached_tokens,
