@@ -33,7 +33,7 @@ export function apiError(
     // Anthropic's errors have no `param`: the message names the field (unless it begins with one already).
     const named = param && !/^[\w.[\]]+: /.test(message) ? `${param}: ${message}` : message;
     const error = { type: ANTHROPIC_TYPES[status] ?? "invalid_request_error", message: named };
-    return c.json({ type: "error", error }, status);
+    return c.json({ type: "error", error, request_id: c.get("requestId") ?? null }, status);
   }
   return c.json<ApiErrorBody>({ error: { message, type, param, code } }, status);
 }

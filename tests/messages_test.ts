@@ -289,6 +289,8 @@ Deno.test("Messages API: structured output, x-api-key, and errors in Anthropic's
       assert.equal(res.status, status, JSON.stringify(res.json));
       assert.equal(res.json.type, "error");
       assert.equal(res.json.error.type, type);
+      assert.equal(res.json.request_id, res.headers.get("request-id"));
+      assert.ok(res.json.request_id);
       assert.match(res.json.error.message, message);
     };
     const user = (content: unknown) => ({ role: "user", content });
