@@ -116,6 +116,18 @@ Deno.test("Messages API: text, images, system and prefill answer as the chat API
   });
 });
 
+Deno.test("Anthropic's client lists the model", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const client = new Anthropic({ baseURL: url, apiKey: "unused" });
+    const models = [];
+    for await (const model of client.models.list()) models.push(model);
+    assert.deepEqual(models.map((m) => [m.id, m.display_name]), [[service.model.id, service.model.id]]);
+    assert.ok(!Number.isNaN(Date.parse(models[0].created_at)));
+    const one = await client.models.retrieve(service.model.id);
+    assert.equal(one.id, service.model.id);
+  });
+});
+
 Deno.test("Messages API: stop sequences end the answer and are named", async () => {
   await withServer({}, async ({ url, service }) => {
     const client = new Anthropic({ baseURL: url, apiKey: "unused" });

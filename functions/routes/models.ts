@@ -1,4 +1,7 @@
-/** GET /v1/models: the one model served, in OpenAI's list shape with the fields Mistral's clients read. */
+/**
+ * GET /v1/models: the one model served, in OpenAI's list shape with the fields Mistral's and Anthropic's clients
+ * read (a card's `type` is Mistral's "base": Anthropic's clients, which would find "model", do not check it).
+ */
 import { Hono } from "hono";
 import type { Service } from "../service.ts";
 import { UnknownModelError } from "./common.ts";
@@ -37,12 +40,19 @@ function card(service: Service) {
     },
     deprecation: null,
     demo: model.demo,
+    // Anthropic's.
+    display_name: model.id,
+    created_at: new Date(model.created * 1000).toISOString(),
   };
 }
 
 export function modelRoutes(service: Service): Hono {
   return new Hono()
-    .get("/v1/models", (c) => c.json({ object: "list", data: [card(service)] }))
+    .get("/v1/models", (c) => {
+      const id = service.model.id;
+      // One page: Anthropic's list fields say so.
+      return c.json({ object: "list", data: [card(service)], has_more: false, first_id: id, last_id: id });
+    })
     // Ids may contain "/" (hf:ORG/REPO models), which clients send unencoded.
     .get("/v1/models/:id{.+}", (c) => {
       const id = c.req.param("id");
