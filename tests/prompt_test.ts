@@ -145,6 +145,14 @@ Deno.test("messages that cannot be encoded are refused", async () => {
   for (const [m, why] of bad) await assert.rejects(encodeChat(messages(m as ChatMessage[]), s), why);
   // JSON text deeper than this server reads: mistral_common would put its value in the prompt, so it is refused
   // rather than written as a string (a tool result, and a call's arguments).
+  // A tool without its `type` is a function, as vLLM and mistral_common take it.
+  const typed = async (tool: Record<string, unknown>) =>
+    (await (await createApp(s).request("/tokenize", {
+      method: "POST",
+      body: JSON.stringify({ messages: [{ role: "user", content: "q" }], tools: [tool] }),
+    })).json()).tokens;
+  const fn = { name: "f", parameters: { type: "object" } };
+  assert.deepEqual(await typed({ function: fn }), await typed({ type: "function", function: fn }));
   const deep = "[".repeat(300) + "]".repeat(300);
   // Deep text that is not JSON (json.loads fails on it too) goes in as a string.
   const notJson = await createApp(s).request("/tokenize", {

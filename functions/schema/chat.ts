@@ -60,7 +60,8 @@ const message = z.discriminatedUnion("role", [
 ]);
 
 const tool = z.object({
-  type: z.literal("function"),
+  // The only kind: left out, it is this one (as vLLM and mistral_common take it).
+  type: z.literal("function").default("function"),
   function: z.object({
     name: z.string().regex(FUNCTION_NAME, "a function name is 1-64 of a-z, A-Z, 0-9, _ and -"),
     description: z.string().nullish(),
