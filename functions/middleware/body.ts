@@ -37,11 +37,10 @@ declare module "hono" {
   }
 }
 
-/** Sets the limits `bodyText` reads under, and refuses a body whose Content-Length is over the size at once. */
+/** Sets the limits `bodyText` reads under. */
 export function bodyLimits(limits: BodyLimits): MiddlewareHandler {
   return async (c, next) => {
     c.set("bodyLimits", limits);
-    if (Number(c.req.header("content-length")) > limits.maxBytes) throw tooLarge(limits.maxBytes);
     await next();
   };
 }
@@ -56,7 +55,7 @@ export async function bodyText(c: Context): Promise<string> {
   return new TextDecoder().decode(await bodyBytes(c.req.raw, limits));
 }
 
-/** The request's body, read under `limits`. */
+/** The request's body, read under `limits`: one whose Content-Length is over the size is refused unread. */
 export async function bodyBytes(request: Request, { maxBytes, idleMs }: BodyLimits): Promise<Uint8Array> {
   const body = request.body;
   if (!body) return new Uint8Array();
