@@ -349,3 +349,17 @@ Deno.test("internal routes: while a request has no frame to send, the host sends
     }
   });
 });
+
+Deno.test("internal routes: the prompt tokens the host's prefix cache gave cross the wire", async () => {
+  await withServer({ internalSecret: SECRET }, async ({ url, service }) => {
+    const remote = new RemoteEngine({ hosts: [url], secret: SECRET });
+    await remote.start();
+    // 150 tokens read in chunks of 64 (lavapipe): the second time, the first 128 come from the cache.
+    const ids = [1, 3, ...Array.from({ length: 147 }, (_, i) => 1000 + (i * 31) % 1000), 4];
+    const request = await prepared(service, { ids, images: [], topLogprobs: undefined });
+    const first = await collect(remote.generate(request));
+    const second = await collect(remote.generate(request));
+    assert.equal(first.events[0].cached, undefined);
+    assert.equal(second.events[0].cached, 128);
+  });
+});
