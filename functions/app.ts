@@ -149,7 +149,10 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
   if (options.corsOrigins?.length) {
     const origins = options.corsOrigins;
     app.use(
-      cors({ origin: origins.includes("*") ? "*" : origins, exposeHeaders: ["X-Request-Id", "Retry-After"] }),
+      cors({
+        origin: origins.includes("*") ? "*" : origins,
+        exposeHeaders: ["X-Request-Id", "request-id", "Retry-After"],
+      }),
     );
   }
   app.use(apiKeyAuth(options.apiKeys ?? []));

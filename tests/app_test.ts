@@ -67,6 +67,20 @@ Deno.test("CORS headers for allowed origins only", async () => {
     headers: { origin: "https://app.example", "access-control-request-method": "POST" },
   });
   assert.equal(preflight.status, 204);
+  // Anthropic's browser clients send their key and a header of their own: both allowed; request-id readable.
+  const anthropic = await app.request("/v1/messages", {
+    method: "OPTIONS",
+    headers: {
+      origin: "https://app.example",
+      "access-control-request-method": "POST",
+      "access-control-request-headers":
+        "x-api-key,anthropic-version,anthropic-dangerous-direct-browser-access",
+    },
+  });
+  assert.equal(anthropic.status, 204);
+  assert.match(anthropic.headers.get("access-control-allow-headers") ?? "", /x-api-key/);
+  const listed = await app.request("/v1/models", { headers: { origin: "https://app.example" } });
+  assert.match(listed.headers.get("access-control-expose-headers") ?? "", /request-id/i);
 });
 
 /** A body that sends `parts` one each `everyMs`, then ends, or stalls (never ends) when `stall` is set. */
