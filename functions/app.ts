@@ -18,7 +18,7 @@ import {
 import { ImageError, ImageTooLargeError } from "../runtime/images/errors.ts";
 import { log } from "../runtime/log.ts";
 import { PromptError } from "../runtime/prompt/instruct.ts";
-import { apiError } from "./errors.ts";
+import { apiError, isAnthropicPath } from "./errors.ts";
 import { ImageSourceError } from "./images/fetch.ts";
 import { apiKeyAuth } from "./middleware/auth.ts";
 import {
@@ -124,7 +124,7 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
       c.res.headers.set("X-Request-Id", c.get("requestId"));
     }
     // Anthropic's clients read it as `request-id` (their `requestID`).
-    if (/^\/v1\/messages(\/|$)/.test(c.req.path)) c.res.headers.set("request-id", c.get("requestId"));
+    if (isAnthropicPath(c.req.path)) c.res.headers.set("request-id", c.get("requestId"));
     // Answered before its body was read (a 401, a 404, a 413 from its Content-Length) or while it was (a 408, a
     // 413): the client is asked to close the connection, which waits for the rest of the body (Deno itself keeps
     // it open until the client closes it; a proxy's idle limits are what free it from a client that never does).

@@ -21,6 +21,11 @@ const ANTHROPIC_TYPES: Record<number, string> = {
   503: "overloaded_error",
 };
 
+/** Whether `path` is one of Anthropic's Messages routes, which answer in Anthropic's shapes. */
+export function isAnthropicPath(path: string): boolean {
+  return path === "/v1/messages" || path.startsWith("/v1/messages/");
+}
+
 export function apiError(
   c: Context,
   status: ContentfulStatusCode,
@@ -29,7 +34,7 @@ export function apiError(
   code: string | null = null,
   param: string | null = null,
 ): Response {
-  if (c.req.path === "/v1/messages" || c.req.path.startsWith("/v1/messages/")) {
+  if (isAnthropicPath(c.req.path)) {
     // Anthropic's errors have no `param`: the message names the field (unless it begins with one already).
     const named = param && !/^[\w.[\]]+: /.test(message) ? `${param}: ${message}` : message;
     const error = { type: ANTHROPIC_TYPES[status] ?? "invalid_request_error", message: named };
