@@ -409,10 +409,19 @@ Deno.test("auto: text, then [TOOL_CALLS] and calls, is content plus tool_calls, 
     .split("\n\n").filter((e) => e.startsWith("data: {")).map((e) => JSON.parse(e.slice(6)));
   const deltas = events.map((e) => e.choices[0]);
   assert.equal(deltas.map((d) => d.delta.content ?? "").join(""), "Let me check.");
-  const callDeltas = deltas.filter((d) => d.delta.tool_calls);
-  assert.equal(callDeltas.length, 1);
-  assert.equal(callDeltas[0].delta.tool_calls[0].index, 0);
-  assert.equal(callDeltas[0].delta.tool_calls[0].function.name, "get_weather");
+  // The call begins once its name is written (id, type, name, empty arguments, as OpenAI streams it); its
+  // arguments follow as they are written, in the form the whole answer gives them.
+  const callDeltas = deltas.filter((d) => d.delta.tool_calls).map((d) => d.delta.tool_calls[0]);
+  assert.deepEqual(callDeltas[0], {
+    index: 0,
+    id: callDeltas[0].id,
+    type: "function",
+    function: { name: "get_weather", arguments: "" },
+  });
+  assert.match(callDeltas[0].id, /^[a-zA-Z0-9]{9}$/);
+  assert.ok(callDeltas.slice(1).every((d) => d.index === 0 && d.id === undefined && !("name" in d.function)));
+  assert.ok(callDeltas.length > 4, `arguments in ${callDeltas.length - 1} pieces`);
+  assert.equal(callDeltas.map((d) => d.function.arguments).join(""), '{"city": "Paris", "unit": "c"}');
   assert.equal(deltas.at(-1).finish_reason, "tool_calls");
 
   // [TOOL_CALLS] written again starts another list.
@@ -466,7 +475,96 @@ Deno.test("auto: text, then [TOOL_CALLS] and calls, is content plus tool_calls, 
   assert.equal(cut.choices[0].message.tool_calls, undefined);
 });
 
-Deno.test("a forced call's stream starts at its first token and keeps alive while the calls are written", async () => {
+Deno.test("calls stream as they are written on the chat, Messages and Responses APIs; cut short, as far as they went", async () => {
+  const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
+  const calls = '[{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}, ' +
+    '{"name": "get_weather", "arguments": {"city": "Oslo \\u00e9", "unit": "f"}}]';
+  const args = ['{"city": "Paris", "unit": "c"}', '{"city": "Oslo é", "unit": "f"}'];
+  const ids = [...full.encode("Let me check."), full.special("[TOOL_CALLS]"), ...full.encode(calls)];
+  const events = async (path: string, body: object, script = ids, finish: FinishReason = "stop") => {
+    const app = createApp({ ...engineLessService(full), engine: new ScriptedEngine(script, finish) });
+    const res = await app.request(path, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ ...body, stream: true }),
+    });
+    assert.equal(res.status, 200);
+    return (await res.text()).split("\n\n").flatMap((e) => {
+      const data = e.split("\n").find((l) => l.startsWith("data: {"));
+      return data ? [JSON.parse(data.slice(6))] : [];
+    });
+  };
+  const chat = { messages: [{ role: "user", content: "Paris?" }], tools: TOOLS };
+  const tools = TOOLS.map(({ function: f }) => ({ name: f.name, input_schema: f.parameters }));
+  const messages = { model: "tiny", max_tokens: 100, messages: chat.messages, tools };
+  const responses = { input: "Paris?", tools: TOOLS.map(({ function: f }) => ({ type: "function", ...f })) };
+
+  // Chat: each call begins with its id and name, its arguments follow in pieces.
+  const chunks = (await events("/v1/chat/completions", chat)).flatMap((e) =>
+    e.choices[0]?.delta.tool_calls ?? []
+  );
+  for (const [i, expected] of args.entries()) {
+    const own = chunks.filter((c) => c.index === i);
+    assert.equal(own[0].function.name, "get_weather");
+    assert.ok(own.length > 3);
+    assert.equal(own.map((c) => c.function.arguments).join(""), expected);
+  }
+
+  // Messages: a tool_use block per call, its input as input_json_delta pieces, each block stopped.
+  const anthropic = await events("/v1/messages", messages);
+  const blocks = anthropic.filter((e) => e.type === "content_block_start").map((e) => e.content_block);
+  assert.deepEqual(blocks.map((b) => b.type), ["text", "tool_use", "tool_use"]);
+  for (const [i, expected] of args.entries()) {
+    const pieces = anthropic.filter((e) => e.index === i + 1 && e.type === "content_block_delta");
+    assert.ok(pieces.length > 3);
+    assert.equal(pieces.map((e) => e.delta.partial_json).join(""), expected);
+  }
+  assert.equal(anthropic.filter((e) => e.type === "content_block_stop").length, 3);
+  assert.equal(anthropic.find((e) => e.type === "message_delta").delta.stop_reason, "tool_use");
+
+  // Responses: an item per call, its arguments as delta events, then done with the whole.
+  const openai = await events("/v1/responses", responses);
+  const done = openai.filter((e) => e.type === "response.function_call_arguments.done");
+  assert.deepEqual(done.map((e) => e.arguments), args);
+  for (const { item_id, arguments: whole } of done) {
+    const pieces = openai.filter((e) =>
+      e.type === "response.function_call_arguments.delta" && e.item_id === item_id
+    );
+    assert.ok(pieces.length > 3);
+    assert.equal(pieces.map((e) => e.delta).join(""), whole);
+  }
+  const completed = openai.at(-1);
+  assert.equal(completed.type, "response.completed");
+  assert.deepEqual(completed.response.output.map((o: { type: string }) => o.type), [
+    "message",
+    "function_call",
+    "function_call",
+  ]);
+
+  // Cut by max_tokens inside the second call's arguments: the stream has the calls as far as they went and
+  // says why it ended (as OpenAI's and vLLM's streams do); the second call is incomplete.
+  const cut = [
+    ...full.encode("Let me check."),
+    full.special("[TOOL_CALLS]"),
+    ...full.encode(calls.slice(0, -16)),
+  ];
+  const cutChunks = await events("/v1/chat/completions", chat, cut, "length");
+  assert.equal(cutChunks.at(-1).choices[0].finish_reason, "length");
+  const partial = cutChunks.flatMap((e) => e.choices[0]?.delta.tool_calls ?? []).filter((c) => c.index === 1);
+  assert.equal(partial.map((c) => c.function.arguments).join(""), '{"city": "Oslo \u00e9"');
+  const cutResponses = await events("/v1/responses", responses, cut, "length");
+  assert.equal(cutResponses.at(-1).type, "response.incomplete");
+  assert.deepEqual(cutResponses.at(-1).response.output.map((o: { status: string }) => o.status), [
+    "completed",
+    "completed",
+    "incomplete",
+  ]);
+  const cutMessages = await events("/v1/messages", messages, cut, "length");
+  assert.equal(cutMessages.find((e) => e.type === "message_delta").delta.stop_reason, "max_tokens");
+  assert.equal(cutMessages.filter((e) => e.type === "content_block_stop").length, 3);
+});
+
+Deno.test("a forced call's stream starts at its first token and sends the arguments as they are written", async () => {
   const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
   const calls = [...full.encode('[{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}]')];
   const body = JSON.stringify({
@@ -475,7 +573,7 @@ Deno.test("a forced call's stream starts at its first token and keeps alive whil
     tool_choice: "required",
     stream: true,
   });
-  // One token each 150 ms: the calls take about 3 s, and held back until they are complete.
+  // One token each 150 ms: the calls take about 3 s.
   const serve = async (engine: ScriptedEngine, use: (url: string) => Promise<void>) => {
     const app = createApp({ ...engineLessService(full), engine });
     const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.fetch);
@@ -497,16 +595,18 @@ Deno.test("a forced call's stream starts at its first token and keeps alive whil
     }
     const text = parts.map((p) => p.text).join("");
     const events = text.split("\n\n").filter(Boolean);
-    // The role comes with the first token, keep-alive comments while the rest is written, then the calls.
+    // The role comes with the first token, the call once its name is written, its arguments as they come.
     assert.match(events[0], /^data: .*"role":"assistant"/);
     assert.ok(parts[0].given < calls.length / 2, `the stream began after ${parts[0].given} tokens`);
-    const comments = events.filter((e) => e.startsWith(": "));
-    assert.ok(comments.length >= 1, text);
-    assert.ok(comments.every((e) => e === ": keep-alive"));
+    const city = parts.find((p) => p.text.includes("city"));
+    assert.ok(city && city.given < calls.length - 4, `the arguments began after ${city?.given} tokens`);
     const data = events.filter((e) => e.startsWith("data: {")).map((e) => JSON.parse(e.slice(6)));
     const call = data.flatMap((d) => d.choices[0]?.delta.tool_calls ?? []);
-    assert.equal(call.length, 1);
-    assert.deepEqual(JSON.parse(call[0].function.arguments), { city: "Paris", unit: "c" });
+    assert.ok(call.length > 4);
+    assert.deepEqual(JSON.parse(call.map((c) => c.function.arguments).join("")), {
+      city: "Paris",
+      unit: "c",
+    });
     assert.equal(events.at(-1), "data: [DONE]");
 
     // Clients skip the comments.
@@ -518,14 +618,14 @@ Deno.test("a forced call's stream starts at its first token and keeps alive whil
       tool_choice: "required",
       stream: true,
     });
-    const names: string[] = [];
+    const names: (string | undefined)[] = [];
     for await (const chunk of stream) {
-      for (const c of chunk.choices[0]?.delta.tool_calls ?? []) names.push(c.function!.name!);
+      for (const c of chunk.choices[0]?.delta.tool_calls ?? []) names.push(c.function!.name);
     }
-    assert.deepEqual(names, ["get_weather"]);
+    assert.deepEqual(names.filter(Boolean), ["get_weather"]);
   });
 
-  // A client that leaves while the calls are written stops their generation at the next keep-alive.
+  // A client that leaves while the calls are written stops their generation.
   const left = new ScriptedEngine(calls, "stop", 150);
   await serve(left, async (url) => {
     const res = await fetch(`${url}/v1/chat/completions`, request);

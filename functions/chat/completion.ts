@@ -1,8 +1,8 @@
 /**
  * Running a prepared chat on the engine and shaping the result as OpenAI's chat completion: one JSON response,
  * or server-sent events in OpenAI's chunk format ending with `data: [DONE]`. Several choices (`n`) run
- * concurrently; text is released token by token, cut at stop strings. What follows [TOOL_CALLS] is held back
- * and reported as tool calls once the generation ends.
+ * concurrently; text is released token by token, cut at stop strings. What follows [TOOL_CALLS] is read as calls, each
+ * reported when its name is written and its arguments as they come (CallReader).
  */
 import { Channel } from "../../runtime/engine/channel.ts";
 import {
@@ -17,7 +17,8 @@ import type { Service } from "../service.ts";
 import { log } from "../../runtime/log.ts";
 import type { PreparedChat } from "./prepare.ts";
 import { TextAssembler } from "./text.ts";
-import { parseToolCalls, type ToolCallOut } from "./tools.ts";
+import { newToolCallId, parseToolCalls, type ToolCallOut } from "./tools.ts";
+import { type CallDelta, CallReader } from "./call_reader.ts";
 
 export interface LogprobEntry {
   token: string;
@@ -51,10 +52,13 @@ export interface ChoiceResult {
   prompt?: PromptEntry[];
 }
 
-/** What a choice reports as it goes: text deltas with their tokens' log-probabilities, then how it ended. */
+/**
+ * What a choice reports as it goes: text deltas with their tokens' log-probabilities, calls (each begun with its id
+ * and name, then its arguments as they come), then how it ended.
+ */
 export type ChoiceUpdate =
   | { index: number; text: string; logprobs?: LogprobEntry[]; prompt?: PromptEntry[] }
-  | { index: number; toolCalls: ToolCallOut[] }
+  | { index: number; toolCall: CallDelta }
   /** `tokens`: the choice's generated tokens, as its usage counts them. */
   | { index: number; finish: ChoiceFinish; tokens: number; stopSequence?: string; cachedTokens?: number };
 
@@ -126,10 +130,15 @@ async function runChoice(
     report(u);
   };
   const text = new TextAssembler(tokenizer.decoder(), prepared.stop, prepared.request.minTokens);
-  // The calls' JSON, once [TOOL_CALLS] came (at once for a forced call): decoded whole, never cut by stops; a
-  // list after each [TOOL_CALLS] if the model writes it again.
+  // The calls' JSON, once [TOOL_CALLS] came (at once for a forced call): never cut by stops; a list after each
+  // [TOOL_CALLS] if the model writes it again. The reader passes each call on as it is written.
   let calls = prepared.tools?.forced ? tokenizer.decoder() : undefined;
   const lists: string[] = [""];
+  const reader = prepared.tools && new CallReader(prepared.tools.names, prepared.tools.single, newToolCallId);
+  const writeCalls = (piece: string) => {
+    lists[lists.length - 1] += piece;
+    for (const toolCall of reader!.push(piece)) update({ index, toolCall });
+  };
   let tokens = 0, full = "", cachedTokens: number | undefined;
   let prompt: PromptEntry[] | undefined;
   let finish: ChoiceFinish;
@@ -171,12 +180,13 @@ async function runChoice(
         release(text.finish());
         calls = tokenizer.decoder();
       } else if (lists.at(-1)!.trim()) {
-        lists[lists.length - 1] += calls.flush();
+        writeCalls(calls.flush());
         lists.push("");
+        reader!.next();
       }
     }
     if (calls) {
-      lists[lists.length - 1] += calls.push(next.value.id);
+      writeCalls(calls.push(next.value.id));
       if (entry || !reported) update({ index, text: "", logprobs: entry ? [entry] : undefined });
       continue;
     }
@@ -191,21 +201,38 @@ async function runChoice(
   }
   let toolCalls: ToolCallOut[] | undefined;
   if (calls) {
-    lists[lists.length - 1] += calls.flush();
-    // Calls the grammar did not check (tools too large for one grammar, or a grammar that failed to compile) must
-    // name the tools, and come alone if asked to.
-    const parsed = lists.map((list) => parseToolCalls(list, prepared.tools!.names));
-    toolCalls = parsed.every((list) => list !== undefined) ? parsed.flat() : undefined;
-    if (toolCalls && prepared.tools!.single && toolCalls.length > 1) toolCalls = undefined;
+    writeCalls(calls.flush());
+    if (reader!.complete) {
+      toolCalls = reader!.calls.map(({ id, name, arguments: args }) => ({
+        id,
+        type: "function",
+        function: { name, arguments: args },
+      }));
+    } else if (reader!.calls.length === 0) {
+      // Calls the grammar did not check (tools too large for one grammar, or a grammar that failed to compile),
+      // in a form the reader does not follow (a lone object, keys in another order), must name the tools, and
+      // come alone if asked to; they are reported whole.
+      const parsed = lists.map((list) => parseToolCalls(list, prepared.tools!.names));
+      toolCalls = parsed.every((list) => list !== undefined) ? parsed.flat() : undefined;
+      if (toolCalls && prepared.tools!.single && toolCalls.length > 1) toolCalls = undefined;
+      toolCalls?.forEach(({ id, function: { name, arguments: args } }, call) => {
+        update({ index, toolCall: { call, id, name, arguments: "" } });
+        update({ index, toolCall: { call, arguments: args } });
+      });
+    }
+    const callText = lists.join("");
     if (toolCalls) {
-      update({ index, toolCalls });
       // Complete calls are what the client acts on, even if whitespace after them ran into max_tokens (as vLLM).
       finish = "tool_calls";
-    } else {
+    } else if (reader!.calls.length === 0) {
       // Not a list of calls (cut short by max_tokens, or malformed): the client gets what the model wrote.
-      const callText = lists.join("");
       log.warn("the model's tool calls are not a JSON list of calls; returned as text", { text: callText });
       release(callText);
+    } else {
+      // Calls began and were cut short (max_tokens) or went astray: a stream has them as they were written (as
+      // OpenAI's and vLLM's streams do); the answer whole has what the model wrote, as text (as vLLM's does).
+      log.warn("the model's tool calls broke off; returned as text", { text: callText });
+      full += callText;
     }
   } else release(text.finish());
   // A stop string met in the text before calls, or in the last flush after max_tokens, did not end the answer.

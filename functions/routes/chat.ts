@@ -70,7 +70,14 @@ export function chatRoutes(service: Service): Hono {
         // A first chunk without text (a call, under a forced choice or "auto") says so with content null, as
         // OpenAI's does: clients would begin an empty text part with "".
         if ("text" in u) delta.content = u.text === "" && delta.role ? null : u.text;
-        if ("toolCalls" in u) delta.tool_calls = u.toolCalls.map((call, i) => ({ index: i, ...call }));
+        if ("toolCall" in u) {
+          const { call, id, name, arguments: args } = u.toolCall;
+          delta.tool_calls = [
+            id === undefined
+              ? { index: call, function: { arguments: args } }
+              : { index: call, id, type: "function", function: { name, arguments: args } },
+          ];
+        }
         return [{
           ...head,
           choices: [{

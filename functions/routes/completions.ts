@@ -101,7 +101,7 @@ export function completionRoutes(service: Service): Hono {
       id,
       request: c.req.raw,
       events(u) {
-        if ("toolCalls" in u) return []; // no tools here
+        if ("toolCall" in u) return []; // no tools here
         let text = "";
         const scored = "prompt" in u ? u.prompt : undefined;
         if (!offsets.has(u.index)) {

@@ -120,11 +120,11 @@ export function messageRoutes(service: Service): Hono {
         });
       }
 
-      /** The index of the next content block, and whether a text block is open. */
-      let blocks = 0, textOpen = false, started = false;
-      const closeText = (events: unknown[]) => {
-        if (textOpen) events.push({ type: "content_block_stop", index: blocks++ });
-        textOpen = false;
+      /** The index of the next content block, and which kind of block is open. */
+      let blocks = 0, open: "text" | "tool_use" | undefined, started = false;
+      const close = (events: unknown[]) => {
+        if (open) events.push({ type: "content_block_stop", index: blocks++ });
+        open = undefined;
       };
       return await eventStream(run, {
         id,
@@ -137,36 +137,41 @@ export function messageRoutes(service: Service): Hono {
           }
           if ("text" in u) {
             if (!u.text) return events;
-            if (!textOpen) {
+            if (open !== "text") {
+              close(events);
               events.push({
                 type: "content_block_start",
                 index: blocks,
                 content_block: { type: "text", text: "" },
               });
-              textOpen = true;
+              open = "text";
             }
             events.push({
               type: "content_block_delta",
               index: blocks,
               delta: { type: "text_delta", text: u.text },
             });
-          } else if ("toolCalls" in u) {
-            closeText(events);
-            for (const call of u.toolCalls) {
-              const index = blocks++;
-              const block = toolUseBlock(call);
-              events.push(
-                { type: "content_block_start", index, content_block: { ...block, input: {} } },
-                {
-                  type: "content_block_delta",
-                  index,
-                  delta: { type: "input_json_delta", partial_json: JSON.stringify(block.input) },
-                },
-                { type: "content_block_stop", index },
-              );
+          } else if ("toolCall" in u) {
+            const { id, name, arguments: args } = u.toolCall;
+            if (id !== undefined) {
+              close(events);
+              events.push({
+                type: "content_block_start",
+                index: blocks,
+                content_block: { type: "tool_use", id, name, input: {} },
+              });
+              open = "tool_use";
+            }
+            // The input's JSON as it is written (as Python writes it: ", " and ": "; it reads as the same object).
+            if (args) {
+              events.push({
+                type: "content_block_delta",
+                index: blocks,
+                delta: { type: "input_json_delta", partial_json: args },
+              });
             }
           } else {
-            closeText(events);
+            close(events);
             events.push({
               type: "message_delta",
               delta: { stop_reason: stopReason(u), stop_sequence: u.stopSequence ?? null },

@@ -235,6 +235,25 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
         output.push(item);
         message = undefined;
       };
+      /** The call being written (its arguments as they came); once done, an output item. */
+      let call:
+        | { type: "function_call"; id: string; call_id: string; name: string; arguments: string }
+        | undefined;
+      const closeCall = (events: unknown[], status: Status) => {
+        if (!call) return;
+        const at = { item_id: call.id, output_index: output.length };
+        const item = { ...call, status };
+        events.push(
+          event("response.function_call_arguments.done", {
+            ...at,
+            name: call.name,
+            arguments: call.arguments,
+          }),
+          event("response.output_item.done", { output_index: at.output_index, item }),
+        );
+        output.push(item);
+        call = undefined;
+      };
       return await eventStream(run, {
         id,
         request: c.req.raw,
@@ -249,28 +268,28 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
               if (!message) openMessage(events);
               write(events, u.text);
             }
-          } else if ("toolCalls" in u) {
-            closeMessage(events, "completed");
-            for (const call of u.toolCalls) {
-              const item = functionCallItem(newId("fc"), call);
-              const at = { item_id: item.id, output_index: output.length };
-              events.push(
-                event("response.output_item.added", {
-                  output_index: at.output_index,
-                  item: { ...item, arguments: "", status: "in_progress" },
-                }),
-                event("response.function_call_arguments.delta", { ...at, delta: item.arguments }),
-                event("response.function_call_arguments.done", {
-                  ...at,
-                  name: item.name,
-                  arguments: item.arguments,
-                }),
-                event("response.output_item.done", { output_index: at.output_index, item }),
-              );
-              output.push(item);
+          } else if ("toolCall" in u) {
+            const { id, name, arguments: args } = u.toolCall;
+            if (id !== undefined) {
+              closeMessage(events, "completed");
+              closeCall(events, "completed");
+              call = { type: "function_call", id: newId("fc"), call_id: id, name, arguments: "" };
+              events.push(event("response.output_item.added", {
+                output_index: output.length,
+                item: { ...call, status: "in_progress" },
+              }));
+            }
+            if (args) {
+              call!.arguments += args;
+              events.push(event("response.function_call_arguments.delta", {
+                item_id: call!.id,
+                output_index: output.length,
+                delta: args,
+              }));
             }
           } else {
             const status: Status = u.finish === "length" ? "incomplete" : "completed";
+            closeCall(events, status);
             if (!message && output.length === 0) openMessage(events);
             closeMessage(events, status);
           }
@@ -289,9 +308,11 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
           failed(reason) {
             const open = message;
             const error = { code: "server_error", message: reason };
-            // The message being written was announced: it stays in the output, incomplete.
+            // The message or call being written was announced: it stays in the output, incomplete.
             const partial = open
               ? [messageItem(open.id, "incomplete", open.text, [...open.logprobs, ...pending])]
+              : call
+              ? [{ ...call, status: "incomplete" }]
               : [];
             return [
               event("error", { ...error, param: null }),

@@ -1,0 +1,289 @@
+/**
+ * The model's calls read as it writes them, so that a stream can send each call's name as soon as it is written
+ * and its arguments as they come, as OpenAI's API and vLLM stream them (a client shows a long argument, the text
+ * of a file to write, while it is written).
+ *
+ * After [TOOL_CALLS] the model writes a JSON list of `{"name", "arguments"}`, in that order under the calls'
+ * grammar. The arguments are passed on as Python's `json.dumps` would write what `json.loads` reads of them (the
+ * form the prompt takes them back in: ", " and ": ", numbers as Python prints them, non-ASCII kept), built piece
+ * by piece: a string as its characters come, a number once it ends. Two differences from dumping the whole value,
+ * neither of which changes the prompt the arguments make when sent back: a key written twice stays twice (Python
+ * keeps the last value), and a number past a double stays as written (Python would print `Infinity`, which is
+ * not JSON).
+ *
+ * Anything else (calls the grammar did not check: a lone object, keys in another order, a name that is not a
+ * tool's) stops the reading; what was read stands, and nothing more is passed on.
+ */
+import { floatRepr, pyJsonLoads } from "../../runtime/prompt/pyjson.ts";
+
+/**
+ * What a push adds to a call (`call`: its place among the answer's calls): its id and name when it begins, then
+ * more of its arguments.
+ */
+export type CallDelta =
+  | { call: number; id: string; name: string; arguments: string }
+  | { call: number; id?: undefined; name?: undefined; arguments: string };
+
+export interface ReadCall {
+  id: string;
+  name: string;
+  arguments: string;
+}
+
+type Where =
+  | "list" // before the list's `[`
+  | "item" // after `[` or `,`: a call's `{`
+  | "key" // a key of the call's object (name first, arguments second)
+  | "colon"
+  | "comma" // after the name
+  | "value" // the name's string, or the arguments' `{`
+  | "arguments" // inside the arguments
+  | "close" // after the arguments: the call's `}`
+  | "next" // after a call: `,` or `]`
+  | "after"; // after the list: whitespace only
+
+const SPACE = " \t\n\r";
+const SHORT_ESCAPES: Record<string, string> = {
+  '"': '"',
+  "\\": "\\",
+  "/": "/",
+  b: "\b",
+  f: "\f",
+  n: "\n",
+  r: "\r",
+  t: "\t",
+};
+const WRITTEN_ESCAPES: Record<string, string> = {
+  '"': '\\"',
+  "\\": "\\\\",
+  "\n": "\\n",
+  "\r": "\\r",
+  "\t": "\\t",
+  "\b": "\\b",
+  "\f": "\\f",
+};
+const NUMBER = /^-?(?:0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/;
+const SCALAR = /[-+.eE0-9a-z]/;
+
+/** A character as `json.dumps` writes it inside a string. */
+function written(c: string): string {
+  if (c >= " " && c !== '"' && c !== "\\") return c;
+  return WRITTEN_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
+}
+
+/** A complete number or word as Python writes what it reads; undefined when it is not JSON. */
+function scalar(text: string): string | undefined {
+  if (text === "true" || text === "false" || text === "null") return text;
+  const m = NUMBER.exec(text);
+  if (!m) return undefined;
+  if (m[1] === undefined && m[2] === undefined) return BigInt(text).toString();
+  const x = Number(text);
+  return Number.isFinite(x) ? floatRepr(x) : text;
+}
+
+/** Reads a JSON string character by character: decoded characters out, escapes held until whole. */
+class StringReader {
+  /** Whether the closing quote came. */
+  ended = false;
+  #escape: string | undefined;
+  /** A \uD800-\uDBFF escape waiting for the low half of its pair. */
+  #high = "";
+
+  /** The characters `c` completes; undefined when the string is not JSON. */
+  push(c: string): string | undefined {
+    if (this.#escape === undefined) {
+      if (c === "\\") {
+        this.#escape = "";
+        return "";
+      }
+      if (c < " ") return undefined; // raw control characters are not JSON (Python reads strictly)
+      this.ended = c === '"';
+      return this.#flush() + (this.ended ? "" : c);
+    }
+    const e = this.#escape += c;
+    if (e[0] !== "u") {
+      this.#escape = undefined;
+      return SHORT_ESCAPES[e] === undefined ? undefined : this.#flush() + SHORT_ESCAPES[e];
+    }
+    if (!/^u[0-9a-fA-F]*$/.test(e)) return undefined;
+    if (e.length < 5) return "";
+    this.#escape = undefined;
+    const unit = String.fromCharCode(parseInt(e.slice(1), 16));
+    if (this.#high && unit >= "\udc00" && unit <= "\udfff") return this.#flush() + unit;
+    const before = this.#flush();
+    if (unit >= "\ud800" && unit <= "\udbff") {
+      this.#high = unit;
+      return before;
+    }
+    return before + unit;
+  }
+
+  #flush(): string {
+    const high = this.#high;
+    this.#high = "";
+    return high;
+  }
+}
+
+/** Reads the answer's call lists ([TOOL_CALLS] again begins another) and says what each push adds. */
+export class CallReader {
+  readonly calls: ReadCall[] = [];
+  #where: Where = "list";
+  #failed = false;
+  /** The keys of the current call read so far: "name" first, then "arguments". */
+  #keys = 0;
+  /** A key or the name being read, or a string inside the arguments. */
+  #string: StringReader | undefined;
+  #text = "";
+  /** Inside the arguments: the brackets open, and a number or word being read. */
+  #open: string[] = [];
+  #scalar = "";
+
+  constructor(
+    readonly names: readonly string[],
+    readonly single: boolean,
+    readonly newId: () => string,
+  ) {}
+
+  /** Whether every list so far was read whole and its calls are what they must be. */
+  get complete(): boolean {
+    return !this.#failed && this.#where === "after";
+  }
+
+  /** The model wrote [TOOL_CALLS] again: another list follows (with none written yet, this one goes on). */
+  next(): void {
+    if (this.#where === "after") this.#where = "list";
+    else if (this.#where !== "list") this.#failed = true;
+  }
+
+  push(text: string): CallDelta[] {
+    const out: CallDelta[] = [];
+    for (const c of text) {
+      if (this.#failed) break;
+      if (!(this.#where === "arguments" ? this.#argument(c, out) : this.#call(c, out))) this.#failed = true;
+    }
+    return out;
+  }
+
+  /** A character of the list or of a call's object outside its arguments. */
+  #call(c: string, out: CallDelta[]): boolean {
+    if (this.#string) {
+      const got = this.#string.push(c);
+      if (got === undefined) return false;
+      this.#text += got;
+      if (!this.#string.ended) return true;
+      this.#string = undefined;
+      return this.#where === "key" ? this.#key() : this.#name(out);
+    }
+    if (SPACE.includes(c)) return true;
+    const where = this.#where;
+    switch (where) {
+      case "list":
+        this.#where = "item";
+        return c === "[";
+      case "item":
+        this.#where = "key";
+        this.#keys = 0;
+        return c === "{" && !(this.single && this.calls.length > 0);
+      case "comma":
+        this.#where = "key";
+        return c === ",";
+      case "colon":
+        this.#where = "value";
+        return c === ":";
+      case "key":
+      case "value":
+        if (where === "value" && this.#keys === 2) {
+          if (c !== "{") return false;
+          this.#where = "arguments";
+          this.#open = ["{"];
+          this.#emit(out, "{");
+          return true;
+        }
+        this.#string = new StringReader();
+        this.#text = "";
+        return c === '"';
+      case "close":
+        this.#where = "next";
+        return c === "}";
+      case "next":
+        this.#where = c === "," ? "item" : "after";
+        return c === "," || c === "]";
+      default:
+        return false;
+    }
+  }
+
+  #key(): boolean {
+    this.#where = "colon";
+    return this.#text === ["name", "arguments"][this.#keys++];
+  }
+
+  /** The name, read whole: the call begins. */
+  #name(out: CallDelta[]): boolean {
+    this.#where = "comma";
+    if (!this.names.includes(this.#text)) return false;
+    const call = { id: this.newId(), name: this.#text, arguments: "" };
+    this.calls.push(call);
+    out.push({ call: this.calls.length - 1, id: call.id, name: call.name, arguments: "" });
+    return true;
+  }
+
+  /** A character inside a call's arguments, passed on as `json.dumps` writes it. */
+  #argument(c: string, out: CallDelta[]): boolean {
+    if (this.#string) {
+      const got = this.#string.push(c);
+      if (got === undefined) return false;
+      this.#emit(out, [...got].map(written).join("") + (this.#string.ended ? '"' : ""));
+      if (this.#string.ended) this.#string = undefined;
+      return true;
+    }
+    if (SCALAR.test(c)) {
+      this.#scalar += c;
+      return true;
+    }
+    if (this.#scalar) {
+      const value = scalar(this.#scalar);
+      this.#scalar = "";
+      if (value === undefined) return false;
+      this.#emit(out, value);
+    }
+    if (SPACE.includes(c)) return true;
+    switch (c) {
+      case '"':
+        this.#string = new StringReader();
+        this.#emit(out, '"');
+        return true;
+      case "{":
+      case "[":
+        this.#open.push(c);
+        this.#emit(out, c);
+        return true;
+      case "}":
+      case "]":
+        if (this.#open.pop() !== (c === "}" ? "{" : "[")) return false;
+        this.#emit(out, c);
+        if (this.#open.length > 0) return true;
+        this.#where = "close";
+        // The brackets were followed, not the whole syntax: what was written must be an object Python reads.
+        return pyJsonLoads(this.calls.at(-1)!.arguments) instanceof Map;
+      case ",":
+        this.#emit(out, ", ");
+        return true;
+      case ":":
+        this.#emit(out, ": ");
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  #emit(out: CallDelta[], text: string): void {
+    if (!text) return;
+    const call = this.calls.length - 1;
+    this.calls[call].arguments += text;
+    const last = out.at(-1);
+    if (last?.call === call) last.arguments += text;
+    else out.push({ call, arguments: text });
+  }
+}
