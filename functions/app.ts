@@ -35,6 +35,7 @@ import { healthRoutes } from "./routes/health.ts";
 import { internalRoutes } from "./routes/internal.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { responseRoutes } from "./routes/responses.ts";
+import { ollamaRoutes } from "./routes/ollama.ts";
 import { messageRoutes } from "./routes/messages.ts";
 import { modelRoutes } from "./routes/models.ts";
 import { tokenizeRoutes } from "./routes/tokenize.ts";
@@ -170,6 +171,7 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
       completionRoutes,
       responseRoutes,
       messageRoutes,
+      ollamaRoutes,
     ]
   ) {
     app.route("/", routes(service));

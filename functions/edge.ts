@@ -33,7 +33,7 @@ import { encodedImage } from "../runtime/images/preprocess.ts";
 import { loadWasm } from "../runtime/wasm.ts";
 import { createApp } from "./app.ts";
 import { MAX_BODY_BYTES } from "./middleware/body.ts";
-import { type ApiErrorBody, isAnthropicPath } from "./errors.ts";
+import { type ApiErrorBody, isAnthropicPath, isOllamaPath } from "./errors.ts";
 import { AddressAllowList } from "./images/address.ts";
 import { DEFAULT_IMAGE_FETCH } from "./images/fetch.ts";
 import { dohResolver } from "./images/resolve.ts";
@@ -140,7 +140,9 @@ function environment(env: unknown): EdgeEnv {
 /** The gateway's own failure, in the shape of the API asked (Anthropic's on the Messages routes). */
 function failure(request: Request, status: 500 | 503, message: string, code: string): Response {
   const headers: Record<string, string> = status === 503 ? { "retry-after": "1" } : {};
-  if (isAnthropicPath(new URL(request.url).pathname)) {
+  const path = new URL(request.url).pathname;
+  if (isOllamaPath(path)) return Response.json({ error: message }, { status, headers });
+  if (isAnthropicPath(path)) {
     const type = status === 503 ? "overloaded_error" : "api_error";
     return Response.json({ type: "error", error: { type, message } }, { status, headers });
   }

@@ -1,6 +1,7 @@
 /**
  * Errors in OpenAI's shape, `{"error": {message, type, param, code}}`, which every OpenAI and Mistral client parses;
- * on Anthropic's Messages routes in Anthropic's, `{"type": "error", "error": {type, message}}`.
+ * on Anthropic's Messages routes in Anthropic's, `{"type": "error", "error": {type, message}}`; on Ollama's routes
+ * in Ollama's, `{"error": message}`.
  */
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
@@ -26,6 +27,16 @@ export function isAnthropicPath(path: string): boolean {
   return path === "/v1/messages" || path.startsWith("/v1/messages/");
 }
 
+/** Whether `path` is one of Ollama's routes, which answer in Ollama's shape. */
+export function isOllamaPath(path: string): boolean {
+  return path === "/api" || path.startsWith("/api/");
+}
+
+/** An error message that names its field, as Anthropic's and Ollama's errors do (they have no `param`). */
+function named(message: string, param: string | null): string {
+  return param && !/^[\w.[\]]+: /.test(message) ? `${param}: ${message}` : message;
+}
+
 export function apiError(
   c: Context,
   status: ContentfulStatusCode,
@@ -34,10 +45,12 @@ export function apiError(
   code: string | null = null,
   param: string | null = null,
 ): Response {
+  if (isOllamaPath(c.req.path)) return c.json({ error: named(message, param) }, status);
   if (isAnthropicPath(c.req.path)) {
-    // Anthropic's errors have no `param`: the message names the field (unless it begins with one already).
-    const named = param && !/^[\w.[\]]+: /.test(message) ? `${param}: ${message}` : message;
-    const error = { type: ANTHROPIC_TYPES[status] ?? "invalid_request_error", message: named };
+    const error = {
+      type: ANTHROPIC_TYPES[status] ?? "invalid_request_error",
+      message: named(message, param),
+    };
     return c.json({ type: "error", error, request_id: c.get("requestId") ?? null }, status);
   }
   return c.json<ApiErrorBody>({ error: { message, type, param, code } }, status);

@@ -15,13 +15,7 @@ import {
   toolGeneration,
   type ToolUse,
 } from "../functions/chat/tools.ts";
-import {
-  type Engine,
-  type FinishReason,
-  GREEDY,
-  InvalidRequestError,
-  type TokenEvent,
-} from "../runtime/engine/engine.ts";
+import { type FinishReason, GREEDY, InvalidRequestError } from "../runtime/engine/engine.ts";
 import { LocalEngine } from "../runtime/engine/local.ts";
 import { XGrammarConstraints } from "../runtime/grammar/constraints.ts";
 import { jsonSchemaFormat, relaxedSchema, toolCallsFormat } from "../runtime/grammar/format.ts";
@@ -31,7 +25,7 @@ import { fixture } from "./helpers.ts";
 import { post, withServer } from "./api_helpers.ts";
 import { seededRandom, walk } from "./grammar_helpers.ts";
 import { collect, EXACT, loadTiny } from "./model_helpers.ts";
-import { engineLessService } from "./service_helpers.ts";
+import { engineLessService, ScriptedEngine } from "./service_helpers.ts";
 
 const ajv = new Ajv2020({ strict: false, allErrors: true });
 
@@ -354,32 +348,6 @@ Deno.test("forced calls with the Mistral client (tool_choice any), and its call 
     assert.ok(next.choices![0].finishReason);
   });
 });
-
-/** An engine that answers every request with the same tokens: what a model that calls functions writes. */
-class ScriptedEngine implements Engine {
-  readonly contextLength = 4096;
-  readonly vocabSize = 131072;
-  /** Tokens given so far, and whether a request's signal stopped them. */
-  given = 0;
-  stopped = false;
-  constructor(readonly ids: number[], readonly finish: FinishReason = "stop", readonly delayMs = 0) {}
-  async *generate(_request: unknown, signal?: AbortSignal): AsyncGenerator<TokenEvent, FinishReason> {
-    for (const id of this.ids) {
-      if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
-      if (signal?.aborted) {
-        this.stopped = true;
-        throw signal.reason;
-      }
-      this.given++;
-      yield { id };
-    }
-    return this.finish;
-  }
-  stats() {
-    return { waiting: 0, running: 0, kvUsage: 0, kvBlocks: 0, kvBlocksUsed: 0 };
-  }
-  async close() {}
-}
 
 Deno.test("auto: text, then [TOOL_CALLS] and calls, is content plus tool_calls, whole and streamed", async () => {
   const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });

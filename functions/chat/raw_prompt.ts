@@ -24,12 +24,16 @@ export interface PreparedPrompt extends PreparedChat {
   text: string;
 }
 
-/** One prompt of the request (`param` names it in errors), prepared to run. */
+/**
+ * One prompt of the request (`param` names it in errors), prepared to run; `defaultMaxTokens` when `max_tokens` is
+ * not given (OpenAI's 16; Ollama's raw prompts have no limit).
+ */
 export function preparePrompt(
   request: CompletionRequest,
   prompt: string | number[],
   param: string,
   service: Service,
+  defaultMaxTokens = DEFAULT_MAX_TOKENS,
 ): PreparedPrompt {
   const { tokenizer } = service;
   let ids: number[];
@@ -47,7 +51,7 @@ export function preparePrompt(
   const asked = request.max_tokens ?? undefined;
   // Unasked: OpenAI's default, or as many as the context leaves.
   const checked = maxTokens(service, ids.length, asked, params);
-  const most = asked === undefined ? Math.min(DEFAULT_MAX_TOKENS, checked) : checked;
+  const most = asked === undefined ? Math.min(defaultMaxTokens, checked) : checked;
   return {
     text: typeof prompt === "string" ? prompt : tokenizer.decode(ids),
     request: {

@@ -1,7 +1,7 @@
 /**
  * A completion run as server-sent events, in OpenAI's two styles: chat and completions send `data:` events ending
  * with `data: [DONE]`; Responses names each event by its type and ends with its terminal event. Comments go out
- * while nothing comes.
+ * while nothing comes. Or as Ollama streams: one JSON object per line.
  */
 import { EngineClosedError } from "../../runtime/engine/engine.ts";
 import { log } from "../../runtime/log.ts";
@@ -22,6 +22,7 @@ export function beforeKeepAlive<T>(pending: Promise<T>, sent: number): Promise<T
 }
 
 const KEEP_ALIVE = encoder.encode(": keep-alive\n\n");
+const SPACE = encoder.encode(" ");
 
 /** Requests (head and body) Deno still reports a disconnect for before the response begins, with a margin. */
 const REPORTED_BYTES = 448;
@@ -68,6 +69,11 @@ export interface EventStreamOptions {
    * events. Otherwise a failure is one chunk with an error, as OpenAI's chat streams fail.
    */
   named?: { failed(message: string): unknown[] };
+  /**
+   * Ollama's style: a JSON object per line, a failure as these lines. A keep-alive is a space, which begins the
+   * next line (JSON readers skip it; an empty line would break them).
+   */
+  lines?: { failed(message: string): unknown[] };
 }
 
 /**
@@ -78,9 +84,11 @@ export interface EventStreamOptions {
  */
 export async function eventStream(run: CompletionRun, options: EventStreamOptions): Promise<Response> {
   const chunk = (data: unknown) => {
+    if (options.lines) return encoder.encode(`${JSON.stringify(data)}\n`);
     const name = options.named ? `event: ${(data as { type: string }).type}\n` : "";
     return encoder.encode(`${name}data: ${JSON.stringify(data)}\n\n`);
   };
+  const keepAlive = options.lines ? SPACE : KEEP_ALIVE;
   let pending: ReturnType<typeof run.updates.next> | undefined = run.updates.next();
   let first = await before(pending, performance.now() + holdFor(options.request, FIRST_HOLD_MS));
   if (first) pending = undefined;
@@ -102,12 +110,12 @@ export async function eventStream(run: CompletionRun, options: EventStreamOption
           if (!next) {
             pending ??= run.updates.next();
             next = await beforeKeepAlive(pending, sent);
-            if (!next) return send(KEEP_ALIVE);
+            if (!next) return send(keepAlive);
             pending = undefined;
           }
           if (next.done) {
             for (const event of options.end(next.value)) send(chunk(event));
-            if (!options.named) send(encoder.encode("data: [DONE]\n\n"));
+            if (!options.named && !options.lines) send(encoder.encode("data: [DONE]\n\n"));
             controller.close();
             return;
           }
@@ -124,7 +132,7 @@ export async function eventStream(run: CompletionRun, options: EventStreamOption
         log[level]("stream failed", { id: options.id, error: String(err) });
         if (cancelled) return;
         const message = err instanceof Error ? err.message : String(err);
-        const failed = options.named?.failed(message) ??
+        const failed = (options.named ?? options.lines)?.failed(message) ??
           [{ error: { message, type: "server_error", param: null, code: "stream_error" } }];
         for (const event of failed) controller.enqueue(chunk(event));
         controller.close();
@@ -138,7 +146,8 @@ export async function eventStream(run: CompletionRun, options: EventStreamOption
       await run.updates.return([]);
     },
   });
+  const type = options.lines ? "application/x-ndjson" : "text/event-stream";
   return new Response(body, {
-    headers: { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" },
+    headers: { "content-type": type, "cache-control": "no-cache", connection: "keep-alive" },
   });
 }

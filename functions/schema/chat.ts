@@ -358,7 +358,7 @@ export function refuseMessageImages(messages: unknown): void {
   if (at >= 0) {
     throw new RequestError(
       `messages[${at}].images: images go in the message's content, as parts ` +
-        `{"type": "image_url", "image_url": {"url": ...}}`,
+        `{"type": "image_url", "image_url": {"url": ...}} (Ollama's form is taken at /api/chat)`,
       `messages[${at}].images`,
     );
   }

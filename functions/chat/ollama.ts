@@ -1,0 +1,181 @@
+/**
+ * Ollama's `/api/chat` and `/api/generate` requests as the chat request they amount to: a message's base64
+ * `images` become image parts before its text (where Ollama puts them), tool calls get ids (Ollama's have none;
+ * Pixtral's format links each result to its call) and each tool result the id of the call it answers (by
+ * `tool_name`, else in order), `format` becomes `response_format`, and the Modelfile options the chat API's
+ * sampling fields. The result goes through the chat API's own validation, whose parameters name the same fields
+ * here (messages map one to one).
+ */
+import { type ChatRequest, parseChatRequest, RequestError } from "../schema/chat.ts";
+import type { OllamaChatRequest, OllamaGenerateRequest, OllamaOptions } from "../schema/ollama.ts";
+
+type OllamaMessage = NonNullable<OllamaChatRequest["messages"]>[number];
+
+/** An image as Ollama's clients send it (base64, or a data: URL) as a chat image part. */
+function imagePart(image: string) {
+  const url = /^data:/i.test(image.trimStart()) ? image : `data:image;base64,${image}`;
+  return { type: "image_url", image_url: { url } };
+}
+
+function content(m: Pick<OllamaMessage, "content" | "images">) {
+  if (!m.images?.length) return m.content ?? "";
+  return [...m.images.map(imagePart), ...m.content ? [{ type: "text", text: m.content }] : []];
+}
+
+/** The id a call without one is given: the same each time the conversation is sent. */
+const callId = (message: number, call: number) => `ollama_${message}_${call}`;
+
+function chatMessages(messages: OllamaMessage[]) {
+  /** The calls of the last assistant message not yet answered: their ids and names. */
+  let open: { id: string; name: string }[] = [];
+  const chat: Record<string, unknown>[] = messages.map((m, i) => {
+    if (m.role === "assistant") {
+      const calls = (m.tool_calls ?? []).map((c, k) => ({
+        id: c.id ?? callId(i, k),
+        type: "function",
+        function: { name: c.function.name, arguments: c.function.arguments ?? {} },
+      }));
+      open = calls.map((c) => ({ id: c.id, name: c.function.name }));
+      if (m.images?.length) {
+        throw new RequestError(
+          `messages[${i}].images: an assistant message holds no images`,
+          `messages[${i}].images`,
+        );
+      }
+      return {
+        role: "assistant",
+        content: m.content || (calls.length ? null : ""),
+        ...calls.length ? { tool_calls: calls } : {},
+      };
+    }
+    if (m.role === "tool") {
+      if (m.images?.length) {
+        throw new RequestError(
+          `messages[${i}].images: a tool result holds text only: Pixtral's prompt format has no images in tool ` +
+            "results (send the image in a user message)",
+          `messages[${i}].images`,
+        );
+      }
+      const answered = open.find((c) => c.id === m.tool_call_id) ??
+        open.find((c) => m.tool_name != null && c.name === m.tool_name) ?? open[0];
+      open = open.filter((c) => c !== answered);
+      return { role: "tool", tool_call_id: m.tool_call_id ?? answered?.id ?? "", content: m.content ?? "" };
+    }
+    open = [];
+    return { role: m.role, content: content(m) };
+  });
+  // A last assistant message is continued, as Ollama continues it (Mistral's `prefix`).
+  const last = chat.at(-1);
+  if (last?.role === "assistant" && !last.tool_calls) last.prefix = true;
+  return chat;
+}
+
+function responseFormat(format: OllamaChatRequest["format"]) {
+  if (!format) return undefined;
+  if (format === "json") return { type: "json_object" };
+  return { type: "json_schema", json_schema: { name: "format", schema: format, strict: true } };
+}
+
+/** The options as the chat API's fields. */
+function sampling(options: OllamaOptions) {
+  const predict = options.num_predict;
+  return {
+    // Ollama's -1 and -2, and 0, set no limit: the context's end is the limit.
+    max_tokens: predict != null && predict > 0 ? predict : undefined,
+    temperature: options.temperature,
+    top_p: options.top_p,
+    // Ollama's top_k 0 takes every token, as the chat API's -1 does.
+    top_k: options.top_k === 0 ? -1 : options.top_k,
+    min_p: options.min_p,
+    seed: options.seed,
+    stop: options.stop ?? undefined,
+    repetition_penalty: options.repeat_penalty,
+    presence_penalty: options.presence_penalty,
+    frequency_penalty: options.frequency_penalty,
+  };
+}
+
+/** The chat API's name for a field, as Ollama's request has it. */
+export function ollamaParam(param: string): string {
+  const names: Record<string, string> = {
+    max_tokens: "options.num_predict",
+    temperature: "options.temperature",
+    top_p: "options.top_p",
+    top_k: "options.top_k",
+    min_p: "options.min_p",
+    seed: "options.seed",
+    stop: "options.stop",
+    repetition_penalty: "options.repeat_penalty",
+    presence_penalty: "options.presence_penalty",
+    frequency_penalty: "options.frequency_penalty",
+  };
+  const head = /^[a-z_]+/.exec(param)?.[0] ?? "";
+  if (head in names) return names[head] + param.slice(head.length);
+  if (head === "response_format") return "format";
+  // Images are a user message's first parts, its text the last.
+  return param.replace(/\.content\[(\d+)\]\.image_url(\.url)?$/, ".images[$1]").replace(
+    /\.content\[\d+\].*$/,
+    ".content",
+  );
+}
+
+/** The chat API's words in error messages, as Ollama's request says them. */
+export const OLLAMA_WORDS: [RegExp, string][] = [
+  [/max_tokens/g, "num_predict"],
+  [/repetition_penalty/g, "repeat_penalty"],
+  [/response_format/g, "format"],
+];
+
+function parsed(body: Record<string, unknown>): ChatRequest {
+  try {
+    return parseChatRequest(body).request;
+  } catch (err) {
+    if (!(err instanceof RequestError)) throw err;
+    const param = err.param === null ? null : ollamaParam(err.param);
+    const message = OLLAMA_WORDS.reduce((m, [from, to]) => m.replace(from, to), err.message);
+    throw new RequestError(message, param, err.code);
+  }
+}
+
+export function chatOfOllama(request: OllamaChatRequest, options: OllamaOptions): ChatRequest {
+  return parsed({
+    model: request.model,
+    messages: chatMessages(request.messages ?? []),
+    tools: request.tools ?? undefined,
+    response_format: responseFormat(request.format),
+    logprobs: request.logprobs ?? undefined,
+    top_logprobs: request.logprobs ? request.top_logprobs ?? undefined : undefined,
+    ...sampling(options),
+  });
+}
+
+/** `/api/generate` without `raw`: the system prompt and the prompt, with its images, as a conversation. */
+export function chatOfGenerate(request: OllamaGenerateRequest, options: OllamaOptions): ChatRequest {
+  const messages = [
+    ...request.system ? [{ role: "system", content: request.system }] : [],
+    { role: "user", content: content({ content: request.prompt, images: request.images }) },
+  ];
+  return parsed({
+    model: request.model,
+    messages,
+    response_format: responseFormat(request.format),
+    logprobs: request.logprobs ?? undefined,
+    top_logprobs: request.logprobs ? request.top_logprobs ?? undefined : undefined,
+    ...sampling(options),
+  });
+}
+
+/** `/api/generate` with `raw`: the prompt as a text completion's, as Ollama passes it to the model unformatted. */
+export function completionOfGenerate(request: OllamaGenerateRequest, options: OllamaOptions) {
+  const { max_tokens, top_k, ...rest } = sampling(options);
+  return {
+    model: request.model,
+    prompt: request.prompt ?? "",
+    // A text completion's default is 16 tokens; Ollama's is no limit.
+    max_tokens: max_tokens ?? null,
+    top_k,
+    ...rest,
+    response_format: responseFormat(request.format),
+    logprobs: request.logprobs ? request.top_logprobs ?? 0 : undefined,
+  };
+}

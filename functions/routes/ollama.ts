@@ -1,0 +1,338 @@
+/**
+ * Ollama's own API (`/api/chat`, `/api/generate`, `/api/tags`, `/api/show`, `/api/ps`, `/api/version`), which
+ * Ollama's Python and JavaScript libraries and the many apps built on them speak (LangChain's ChatOllama, Open
+ * WebUI, Home Assistant, Continue...). A request runs as the chat completion (or, with `raw`, the text
+ * completion) it amounts to (functions/chat/ollama.ts); answers stream as JSON lines by default, as Ollama's do,
+ * with Ollama's counts and timings. Errors take Ollama's shape, `{"error": "..."}` (functions/errors.ts).
+ */
+import { type Context, Hono } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { log } from "../../runtime/log.ts";
+import { pyJsonLoads, toJs } from "../../runtime/prompt/pyjson.ts";
+import { type ChoiceResult, type CompletionRun, runCompletion } from "../chat/completion.ts";
+import {
+  chatOfGenerate,
+  chatOfOllama,
+  completionOfGenerate,
+  OLLAMA_WORDS,
+  ollamaParam,
+} from "../chat/ollama.ts";
+import { prepareChat, type PreparedChat } from "../chat/prepare.ts";
+import { preparePrompt } from "../chat/raw_prompt.ts";
+import { renamed } from "../chat/responses.ts";
+import { pySource } from "../chat/tools.ts";
+import { RequestError } from "../schema/chat.ts";
+import { parseCompletionRequest } from "../schema/completions.ts";
+import {
+  type OllamaChatRequest,
+  ollamaChatSchema,
+  ollamaGenerateSchema,
+  ollamaShowSchema,
+  parseOllama,
+} from "../schema/ollama.ts";
+import { parseWith } from "../schema/chat.ts";
+import type { Service } from "../service.ts";
+import { readJsonText, requireEngine, requireModel } from "./common.ts";
+import { patientJson } from "./patient.ts";
+import { eventStream } from "./sse.ts";
+
+/** The Ollama API version whose shapes this server answers in (clients check it before using newer fields). */
+const OLLAMA_VERSION = "0.13.0";
+
+/** Ollama names models `name:tag`; the served model is also `ID:latest`. */
+function requireOllamaModel(service: Service, name: string | null | undefined): void {
+  requireModel(service, name?.replace(/:latest$/, "") ?? name);
+}
+
+/** A run whose first update and end are timed: Ollama's answers say how long the prompt and the answer took. */
+function timed(run: CompletionRun, start: number) {
+  const times = { start, first: NaN, end: NaN };
+  const inner = run.updates;
+  async function* updates() {
+    try {
+      while (true) {
+        const next = await inner.next();
+        const now = performance.now();
+        if (next.done) {
+          times.end = now;
+          return next.value;
+        }
+        if (Number.isNaN(times.first)) times.first = now;
+        yield next.value;
+      }
+    } finally {
+      await inner.return([]);
+    }
+  }
+  return { run: { updates: updates(), cancel: run.cancel }, times };
+}
+
+const ns = (ms: number) => Math.max(0, Math.round(ms * 1e6));
+
+/** What ends an answer: why it ended, its counts, and its timings in nanoseconds. */
+function ending(
+  result: Pick<ChoiceResult, "finish" | "tokens">,
+  prepared: PreparedChat,
+  times: ReturnType<typeof timed>["times"],
+) {
+  const end = Number.isNaN(times.end) ? performance.now() : times.end;
+  const first = Number.isNaN(times.first) ? end : times.first;
+  return {
+    done: true,
+    done_reason: result.finish === "length" ? "length" : "stop",
+    total_duration: ns(end - times.start),
+    load_duration: 0,
+    prompt_eval_count: prepared.request.ids.length,
+    prompt_eval_duration: ns(first - times.start),
+    eval_count: result.tokens,
+    eval_duration: ns(end - first),
+  };
+}
+
+/** A call as Ollama reports it: its arguments an object. */
+function ollamaCall(call: { id: string; name: string; arguments: string }, index: number) {
+  const args = toJs(pyJsonLoads(call.arguments) ?? new Map());
+  return { id: call.id, function: { index, name: call.name, arguments: args } };
+}
+
+/** A request with nothing to answer loads (or, with `keep_alive` 0, unloads) the model, as Ollama's do. */
+function loadAnswer(model: string, keepAlive: unknown, answer: Record<string, unknown>) {
+  const unload = keepAlive === 0 || keepAlive === "0" || keepAlive === "0s";
+  return {
+    model,
+    created_at: new Date().toISOString(),
+    ...answer,
+    done: true,
+    done_reason: unload ? "unload" : "load",
+  };
+}
+
+async function prepared(make: () => Promise<PreparedChat>): Promise<PreparedChat> {
+  try {
+    return await make();
+  } catch (err) {
+    throw renamed(err, ollamaParam, OLLAMA_WORDS);
+  }
+}
+
+function answer(
+  c: Context,
+  service: Service,
+  model: string,
+  chat: PreparedChat,
+  /** When the request came: the prompt's time counts from there (images decoded, prompt encoded). */
+  started: number,
+  stream: boolean,
+  shape: {
+    /** A text delta (with its tokens' log-probabilities) as the answer's fields. */
+    text(text: string, logprobs?: unknown[]): Record<string, unknown>;
+    /** Calls: only on /api/chat. */
+    calls?(calls: ReturnType<typeof ollamaCall>[]): Record<string, unknown>;
+    whole(result: ChoiceResult): Record<string, unknown>;
+  },
+): Promise<Response> {
+  const { run, times } = timed(runCompletion(service, [chat], c.req.raw.signal), started);
+  const id = crypto.randomUUID();
+  const head = () => ({ model, created_at: new Date().toISOString() });
+  if (!stream) {
+    return patientJson(run, {
+      id,
+      request: c.req.raw,
+      answer: ([result]) => ({ ...head(), ...shape.whole(result), ...ending(result, chat, times) }),
+      // Ollama's clients would read an error body sent after the status as an answer.
+      breakOnFailure: true,
+    });
+  }
+  /** The call being written: Ollama's streams send each call whole. */
+  let call: { id: string; name: string; arguments: string; index: number } | undefined;
+  const flush = (lines: unknown[]) => {
+    if (!call || !shape.calls) return;
+    // A call cut short (max_tokens) is no call: what the model wrote reaches the client as text, never dropped.
+    const whole = pyJsonLoads(call.arguments) instanceof Map;
+    const fields = whole
+      ? shape.calls([ollamaCall(call, call.index)])
+      : shape.text(`{"name": ${JSON.stringify(call.name)}, "arguments": ${call.arguments}`);
+    lines.push({ ...head(), ...fields, done: false });
+    call = undefined;
+  };
+  return eventStream(run, {
+    id,
+    request: c.req.raw,
+    lines: { failed: (message) => [{ error: message }] },
+    events(u) {
+      const lines: unknown[] = [];
+      if ("text" in u) {
+        if (u.text || u.logprobs?.length) {
+          lines.push({ ...head(), ...shape.text(u.text, u.logprobs), done: false });
+        }
+      } else if ("toolCall" in u) {
+        const { call: index, id, name, arguments: args } = u.toolCall;
+        if (id !== undefined) {
+          flush(lines);
+          call = { id, name, arguments: "", index };
+        }
+        call!.arguments += args;
+      } else {
+        flush(lines);
+        lines.push({ ...head(), ...shape.text(""), ...ending(u, chat, times) });
+      }
+      return lines;
+    },
+    end: () => [],
+  });
+}
+
+export function ollamaRoutes(service: Service): Hono {
+  const app = new Hono();
+  const details = () => ({
+    parent_model: "",
+    format: "",
+    family: "pixtral",
+    families: ["pixtral"],
+    parameter_size: "",
+    quantization_level: "",
+  });
+  const listed = async () => ({
+    name: `${service.model.id}:latest`,
+    model: `${service.model.id}:latest`,
+    modified_at: new Date(service.model.created * 1000).toISOString(),
+    size: 0,
+    digest: [
+      ...new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(service.model.id))),
+    ].map((b) => b.toString(16).padStart(2, "0")).join(""),
+    details: details(),
+  });
+
+  app.get("/api/version", (c) => c.json({ version: OLLAMA_VERSION }));
+  app.get("/api/tags", async (c) => c.json({ models: [await listed()] }));
+  app.get("/api/ps", async (c) => {
+    const models = service.engine
+      ? [{
+        ...await listed(),
+        expires_at: "2318-01-01T00:00:00Z",
+        size_vram: 0,
+        context_length: service.engine.contextLength,
+      }]
+      : [];
+    return c.json({ models });
+  });
+  app.post("/api/show", async (c) => {
+    const { body } = await readJsonText(c);
+    const request = parseWith(ollamaShowSchema, body);
+    const name = request.model ?? request.name;
+    if (!name) throw new RequestError("model: give the model's name", "model");
+    requireOllamaModel(service, name);
+    const capabilities = ["completion", ...service.images.enabled ? ["vision"] : [], "tools"];
+    return c.json({
+      license: "",
+      modelfile: `FROM ${service.model.id}\n`,
+      parameters: "",
+      template: "",
+      details: details(),
+      model_info: {
+        "general.architecture": "pixtral",
+        ...service.engine ? { "pixtral.context_length": service.engine.contextLength } : {},
+      },
+      capabilities,
+      modified_at: new Date(service.model.created * 1000).toISOString(),
+    });
+  });
+
+  app.post("/api/chat", async (c) => {
+    const started = performance.now();
+    const { body, text } = await readJsonText(c);
+    const { request, options, ignored } = parseOllama(ollamaChatSchema, body);
+    if (ignored.length) log.info("ignoring unknown request fields", { fields: ignored, path: c.req.path });
+    requireOllamaModel(service, request.model);
+    const messages: OllamaChatRequest["messages"] = request.messages ?? [];
+    if (messages.length === 0) {
+      requireEngine(service);
+      return c.json(
+        loadAnswer(request.model, request.keep_alive, { message: { role: "assistant", content: "" } }),
+      );
+    }
+    requireEngine(service);
+    const chat = await prepared(() => {
+      const req = chatOfOllama(request, options);
+      return prepareChat(req, service, c.req.raw.signal, pySource(req, text));
+    });
+    const message = (content: string, extra: Record<string, unknown> = {}) => ({
+      message: { role: "assistant", content, ...extra },
+    });
+    return answer(c, service, request.model, chat, started, request.stream ?? true, {
+      text: (content, logprobs) => ({ ...message(content), ...logprobs?.length ? { logprobs } : {} }),
+      calls: (calls) => message("", { tool_calls: calls }),
+      whole: (result) => ({
+        ...message(
+          result.text,
+          result.toolCalls
+            ? {
+              tool_calls: result.toolCalls.map((call, i) =>
+                ollamaCall({ id: call.id, name: call.function.name, arguments: call.function.arguments }, i)
+              ),
+            }
+            : {},
+        ),
+        ...result.logprobs ? { logprobs: result.logprobs } : {},
+      }),
+    });
+  });
+
+  app.post("/api/generate", async (c) => {
+    const started = performance.now();
+    const { body } = await readJsonText(c);
+    const { request, options, ignored } = parseOllama(ollamaGenerateSchema, body);
+    if (ignored.length) log.info("ignoring unknown request fields", { fields: ignored, path: c.req.path });
+    requireOllamaModel(service, request.model);
+    if (request.suffix) {
+      throw new RequestError("suffix: Pixtral has no fill-in-the-middle format", "suffix");
+    }
+    if (request.template) {
+      throw new RequestError(
+        "template: Ollama's Go templates are not run here: send raw: true with the prompt as the model should read it, " +
+          "or leave template out for Pixtral's own format",
+        "template",
+      );
+    }
+    if (request.context?.length) {
+      throw new RequestError(
+        "context: token contexts from earlier answers are not taken: send the conversation to /api/chat as messages",
+        "context",
+      );
+    }
+    if (!request.prompt && !request.images?.length) {
+      requireEngine(service);
+      return c.json(loadAnswer(request.model, request.keep_alive, { response: "" }));
+    }
+    requireEngine(service);
+    const chat = await prepared(async () => {
+      if (!request.raw) return await prepareChat(chatOfGenerate(request, options), service, c.req.raw.signal);
+      if (request.images?.length) {
+        throw new RequestError(
+          "images: a raw prompt has no place for images: leave raw out, or send them to /api/chat",
+          "images",
+        );
+      }
+      const completion = parseCompletionRequest(completionOfGenerate(request, options)).request;
+      return preparePrompt(completion, completion.prompt as string, "prompt", service, Infinity);
+    });
+    return answer(c, service, request.model, chat, started, request.stream ?? true, {
+      text: (response, logprobs) => ({ response, ...logprobs?.length ? { logprobs } : {} }),
+      whole: (result) => ({ response: result.text, ...result.logprobs ? { logprobs: result.logprobs } : {} }),
+    });
+  });
+
+  // What an Ollama server also does, which this one does not: a clear answer rather than a 404.
+  const models =
+    "this server serves one model, given at start-up with --model; it does not pull, push, create, " +
+    "copy or delete models";
+  for (
+    const path of ["/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete", "/api/blobs/:digest"]
+  ) {
+    app.on(["POST", "DELETE", "HEAD"], path, (c) => c.json({ error: models }, 501 as ContentfulStatusCode));
+  }
+  for (const path of ["/api/embed", "/api/embeddings"]) {
+    app.post(path, (c) => c.json({ error: "Pixtral is a generative model: it makes no embeddings" }, 501));
+  }
+  return app;
+}

@@ -1,0 +1,331 @@
+/**
+ * Ollama's own API (`/api/chat`, `/api/generate`, `/api/tags`, `/api/show`, ...) through Ollama's npm client
+ * against a real server on loopback (tiny-pixtral, f32): each request must answer what the same conversation
+ * answers through the chat API (same tokens at temperature 0, same prompt length), streamed and not, with images,
+ * tools and formats; errors in Ollama's shape. Tool calls are read from a scripted engine's tokens.
+ */
+import assert from "node:assert/strict";
+import { Ollama } from "ollama";
+import { createApp } from "../functions/app.ts";
+import { loadTokenizer } from "../runtime/tokenizer/mod.ts";
+import { dataUrl, post, withServer } from "./api_helpers.ts";
+import { fixture } from "./helpers.ts";
+import { engineLessService, ScriptedEngine } from "./service_helpers.ts";
+
+const image = await dataUrl("golden/images/chat_a_32x48.png");
+const base64 = image.slice(image.indexOf(",") + 1);
+
+Deno.test("Ollama API: chat and generate answer as the chat API does, streamed and not, with images", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const ollama = new Ollama({ host: url });
+    const model = `${service.model.id}:latest`;
+    const chat = async (messages: unknown[], max = 10) => {
+      const res = await post(`${url}/v1/chat/completions`, { messages, max_tokens: max, temperature: 0 });
+      assert.equal(res.status, 200, JSON.stringify(res.json));
+      return res.json;
+    };
+    const options = { temperature: 0, num_predict: 10 };
+
+    // Text, and an image before the text (where Ollama puts a message's images).
+    const cases = [
+      {
+        ollama: [{ role: "system", content: "Be brief." }, { role: "user", content: "Hello, how are you?" }],
+        chat: [{ role: "system", content: "Be brief." }, { role: "user", content: "Hello, how are you?" }],
+      },
+      {
+        ollama: [{ role: "user", content: "What is this?", images: [base64] }],
+        chat: [{
+          role: "user",
+          content: [{ type: "image_url", image_url: { url: image } }, {
+            type: "text",
+            text: "What is this?",
+          }],
+        }],
+      },
+    ];
+    for (const { ollama: messages, chat: same } of cases) {
+      const expected = await chat(same);
+      const whole = await ollama.chat({ model, messages, options, stream: false });
+      assert.equal(whole.message.role, "assistant");
+      assert.equal(whole.message.content, expected.choices[0].message.content);
+      assert.equal(whole.done, true);
+      assert.equal(whole.done_reason, "length");
+      assert.equal(whole.prompt_eval_count, expected.usage.prompt_tokens);
+      assert.equal(whole.eval_count, expected.usage.completion_tokens);
+      assert.ok(whole.total_duration >= whole.prompt_eval_duration + whole.eval_duration - 1e6);
+      assert.ok(whole.eval_duration > 0);
+
+      let text = "";
+      let last;
+      for await (const part of await ollama.chat({ model, messages, options, stream: true })) {
+        text += part.message.content;
+        last = part;
+      }
+      assert.equal(text, expected.choices[0].message.content);
+      assert.equal(last?.done, true);
+      assert.equal(last?.eval_count, expected.usage.completion_tokens);
+    }
+
+    // generate: the prompt as a user turn (with the system prompt and images), or with raw as a text completion.
+    const expected = await chat([{ role: "system", content: "Be brief." }, {
+      role: "user",
+      content: [{ type: "image_url", image_url: { url: image } }, { type: "text", text: "Describe it." }],
+    }]);
+    const generated = await ollama.generate({
+      model,
+      prompt: "Describe it.",
+      system: "Be brief.",
+      images: [base64],
+      options,
+      stream: false,
+    });
+    assert.equal(generated.response, expected.choices[0].message.content);
+    assert.equal(generated.prompt_eval_count, expected.usage.prompt_tokens);
+    const completion = await post(`${url}/v1/completions`, {
+      prompt: "Once upon",
+      max_tokens: 10,
+      temperature: 0,
+    });
+    let raw = "";
+    for await (
+      const part of await ollama.generate({ model, prompt: "Once upon", raw: true, options, stream: true })
+    ) {
+      raw += part.response;
+    }
+    assert.equal(raw, completion.json.choices[0].text);
+    // Without num_predict, an answer runs to its end (Ollama's default), not a text completion's 16 tokens.
+    const long = await ollama.generate({
+      model,
+      prompt: "Once upon",
+      raw: true,
+      options: { temperature: 0, stop: ["\u0000"] },
+      stream: false,
+    });
+    assert.ok(long.eval_count > 16, `${long.eval_count} tokens`);
+
+    // A last assistant message is continued, as Ollama continues it.
+    const prefixed = await chat([{ role: "user", content: "Hi" }, {
+      role: "assistant",
+      content: "Well",
+      prefix: true,
+    }]);
+    const continued = await ollama.chat({
+      model,
+      messages: [{ role: "user", content: "Hi" }, { role: "assistant", content: "Well" }],
+      options,
+      stream: false,
+    });
+    assert.equal(continued.message.content, prefixed.choices[0].message.content);
+
+    // Nothing to answer: the model is (already) loaded.
+    const load = await ollama.chat({ model, messages: [], stream: false });
+    assert.equal(load.done_reason, "load");
+    const unload = await post(`${url}/api/generate`, { model, keep_alive: 0 });
+    assert.equal(unload.json.done_reason, "unload");
+  });
+});
+
+Deno.test("Ollama API: format, logprobs, the model list and errors in Ollama's shape", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const ollama = new Ollama({ host: url });
+    const model = service.model.id;
+    const schema = {
+      type: "object",
+      properties: { name: { type: "string", maxLength: 8 }, age: { type: "integer" } },
+      required: ["name", "age"],
+      additionalProperties: false,
+    };
+    const formatted = await ollama.chat({
+      model,
+      messages: [{ role: "user", content: "Who?" }],
+      format: schema,
+      options: { seed: 1, num_predict: 60 },
+      stream: false,
+    });
+    const value = JSON.parse(formatted.message.content);
+    assert.deepEqual(Object.keys(value), ["name", "age"]);
+    assert.ok(Number.isInteger(value.age));
+    const json = await ollama.generate({
+      model,
+      prompt: "JSON?",
+      format: "json",
+      options: { seed: 2, num_predict: 60 },
+    });
+    assert.equal(typeof JSON.parse(json.response!), "object");
+
+    const scored = await post(`${url}/api/chat`, {
+      model,
+      messages: [{ role: "user", content: "Hi" }],
+      options: { temperature: 0, num_predict: 3 },
+      logprobs: true,
+      top_logprobs: 2,
+      stream: false,
+    });
+    assert.equal(scored.json.logprobs.length, 3);
+    assert.equal(scored.json.logprobs[0].top_logprobs.length, 2);
+    assert.ok(scored.json.logprobs[0].logprob <= 0);
+
+    const list = await ollama.list();
+    assert.deepEqual(list.models.map((m) => m.name), [`${model}:latest`]);
+    assert.match(list.models[0].digest, /^[0-9a-f]{64}$/);
+    const shown = await ollama.show({ model: `${model}:latest` });
+    assert.deepEqual(shown.capabilities, ["completion", "vision", "tools"]);
+    assert.equal((shown.model_info as unknown as Record<string, unknown>)["pixtral.context_length"], 2048);
+    assert.equal(
+      ((await ollama.ps()).models[0] as unknown as { context_length: number }).context_length,
+      2048,
+    );
+    assert.match((await ollama.version()).version, /^\d+\.\d+\.\d+$/);
+
+    // Errors: Ollama's client raises them with the message the server gave.
+    const refused = async (
+      body: Record<string, unknown>,
+      status: number,
+      message: RegExp,
+      path = "/api/chat",
+    ) => {
+      const res = await post(`${url}${path}`, body);
+      assert.equal(res.status, status, JSON.stringify(res.json));
+      assert.deepEqual(Object.keys(res.json), ["error"]);
+      assert.match(res.json.error, message);
+    };
+    const hello = [{ role: "user", content: "Hi" }];
+    await refused({ model: "llava", messages: hello }, 404, /"llava" does not exist here/);
+    await refused(
+      { model, messages: hello, options: { temperature: "hot" } },
+      400,
+      /^options\.temperature: /,
+    );
+    await refused({ model, messages: hello, options: { num_predict: 5000 } }, 400, /num_predict is 5000/);
+    await refused(
+      { model, messages: [{ role: "user", content: "x", images: ["bm90IGFuIGltYWdl"] }] },
+      400,
+      /^messages\[0\]\.images\[0\]: /,
+    );
+    await refused(
+      { model, messages: [{ role: "assistant", content: "x", images: [base64] }] },
+      400,
+      /no images/,
+    );
+    await refused({ model, prompt: "x", template: "{{ .Prompt }}" }, 400, /^template: /, "/api/generate");
+    await refused({ model, prompt: "x", suffix: "y" }, 400, /^suffix: /, "/api/generate");
+    await refused({ model, prompt: "x", context: [1, 2] }, 400, /^context: /, "/api/generate");
+    await refused({ model, prompt: "x", raw: true, images: [base64] }, 400, /^images: /, "/api/generate");
+    await refused({ model, input: "x" }, 501, /no embeddings/, "/api/embed");
+    await refused({ model: "llama3" }, 501, /does not pull/, "/api/pull");
+    await assert.rejects(ollama.chat({ model: "llava", messages: hello }), /"llava" does not exist here/);
+  });
+});
+
+Deno.test("Ollama API: calls come as Ollama's tool_calls (arguments an object); results go back by tool_name", async () => {
+  const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
+  const tools = [{
+    type: "function",
+    function: {
+      name: "get_weather",
+      parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+    },
+  }];
+  const calls = '[{"name": "get_weather", "arguments": {"city": "Paris"}}, ' +
+    '{"name": "get_weather", "arguments": {"city": "Oslo"}}]';
+  const ids = [full.special("[TOOL_CALLS]"), ...full.encode(calls)];
+  const app = createApp({ ...engineLessService(full), engine: new ScriptedEngine(ids) });
+  const ollama = new Ollama({
+    host: "http://ollama.test",
+    fetch: async (input, init) => await app.request(input as Request, init),
+  });
+  const messages = [{ role: "user", content: "Weather in Paris and Oslo?" }];
+  const whole = await ollama.chat({ model: "tiny", messages, tools, stream: false });
+  const expected = [{ city: "Paris" }, { city: "Oslo" }];
+  assert.deepEqual(whole.message.tool_calls?.map((c) => c.function.arguments), expected);
+  assert.equal(whole.done_reason, "stop");
+  // Streamed, each call comes whole, in a line of its own, as Ollama's streams send them.
+  const lines = [];
+  for await (const part of await ollama.chat({ model: "tiny", messages, tools, stream: true })) {
+    lines.push(part);
+  }
+  const called = lines.filter((l) => l.message.tool_calls);
+  assert.deepEqual(called.map((l) => l.message.tool_calls!.map((c) => c.function.arguments)), [
+    [expected[0]],
+    [
+      expected[1],
+    ],
+  ]);
+
+  // Cut short by num_predict, a call is no call: the stream has what the model wrote as text.
+  const cut = createApp({
+    ...engineLessService(full),
+    engine: new ScriptedEngine([full.special("[TOOL_CALLS]"), ...full.encode(calls.slice(0, 50))], "length"),
+  });
+  const cutClient = new Ollama({
+    host: "http://ollama.test",
+    fetch: async (input, init) => await cut.request(input as Request, init),
+  });
+  const cutLines = [];
+  for await (const part of await cutClient.chat({ model: "tiny", messages, tools, stream: true })) {
+    cutLines.push(part);
+  }
+  assert.ok(cutLines.every((l) => !l.message.tool_calls));
+  assert.equal(
+    cutLines.map((l) => l.message.content).join(""),
+    '{"name": "get_weather", "arguments": {"city": "Pa',
+  );
+  assert.equal(cutLines.at(-1)!.done_reason, "length");
+
+  // The conversation goes back without call ids (Ollama's have none): results answer calls by tool_name, else
+  // in order, and the prompt is the chat API's with the ids those calls are given.
+  const history = [
+    ...messages,
+    {
+      role: "assistant",
+      content: "",
+      tool_calls: expected.map((args) => ({ function: { name: "get_weather", arguments: args } })),
+    },
+    { role: "tool", content: "sunny", tool_name: "get_weather" },
+    { role: "tool", content: "rainy" },
+  ];
+  const answered = await ollama.chat({ model: "tiny", messages: history, tools, stream: false });
+  const tokenized = await app.request("/tokenize", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      messages: [
+        ...messages,
+        {
+          role: "assistant",
+          content: null,
+          tool_calls: expected.map((args, k) => ({
+            id: `ollama_1_${k}`,
+            type: "function",
+            function: { name: "get_weather", arguments: JSON.stringify(args) },
+          })),
+        },
+        { role: "tool", tool_call_id: "ollama_1_0", content: "sunny" },
+        { role: "tool", tool_call_id: "ollama_1_1", content: "rainy" },
+      ],
+      tools,
+    }),
+  });
+  assert.equal(answered.prompt_eval_count, (await tokenized.json()).count);
+});
+
+Deno.test("Ollama API: a stream's keep-alive is a space that begins the next line, which JSON readers skip", async () => {
+  const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
+  const app = createApp({
+    ...engineLessService(full),
+    engine: new ScriptedEngine([...full.encode("Hi there")], "stop", 1300),
+  });
+  const res = await app.request("/api/chat", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "Hi" }] }),
+  });
+  assert.equal(res.headers.get("content-type"), "application/x-ndjson");
+  const body = await res.text();
+  const lines = body.split("\n");
+  assert.equal(lines.pop(), "");
+  assert.ok(lines.slice(1).some((line) => line.startsWith(" {")), JSON.stringify(body));
+  const parts = lines.map((line) => JSON.parse(line));
+  assert.equal(parts.map((p) => p.message.content).join(""), "Hi there");
+  assert.equal(parts.at(-1).done, true);
+});
