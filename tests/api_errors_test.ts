@@ -394,7 +394,7 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
   });
 });
 
-Deno.test("API keys: 401 without or with a wrong key, 200 with it; /health and /metrics stay open", async () => {
+Deno.test("API keys: 401 without or with a wrong key, 200 with it; /, /health and /metrics stay open", async () => {
   await withServer({ apiKeys: ["sk-one", "sk-two"] }, async ({ url }) => {
     const chat = `${url}/v1/chat/completions`;
     expectError(await post(chat, user("hi")), 401, /Missing API key/);
@@ -403,11 +403,16 @@ Deno.test("API keys: 401 without or with a wrong key, 200 with it; /health and /
     const models = await fetch(`${url}/v1/models`);
     assert.equal(models.status, 401);
     await models.body?.cancel();
-    for (const path of ["/health", "/metrics"]) {
+    for (const path of ["/", "/health", "/metrics"]) {
       const open = await fetch(`${url}${path}`);
       assert.equal(open.status, 200, path);
       await open.body?.cancel();
     }
+    // Ollama's CLI checks a server with HEAD /.
+    assert.equal((await fetch(url, { method: "HEAD" })).status, 200);
+    const tags = await fetch(`${url}/api/tags`);
+    assert.equal(tags.status, 401);
+    assert.match((await tags.json()).error, /Missing API key/);
   });
 });
 

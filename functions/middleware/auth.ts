@@ -1,13 +1,14 @@
 /**
  * API keys: `Authorization: Bearer <key>` (what OpenAI's and Mistral's clients send) or `x-api-key: <key>`
  * (Anthropic's), compared in constant time.
- * /health stays open for load balancers, and /metrics for Prometheus scrapers (as vLLM leaves them).
+ * /health stays open for load balancers, / for liveness probes, and /metrics for Prometheus scrapers (as vLLM
+ * leaves them).
  */
 import type { MiddlewareHandler } from "hono";
 import { timingSafeEqual } from "hono/utils/buffer";
 import { apiError } from "../errors.ts";
 
-const OPEN = new Set(["/health", "/metrics"]);
+const OPEN = new Set(["/", "/health", "/metrics"]);
 
 export function apiKeyAuth(keys: readonly string[]): MiddlewareHandler {
   return async (c, next) => {
