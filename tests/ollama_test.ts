@@ -120,8 +120,46 @@ Deno.test("Ollama API: chat and generate answer as the chat API does, streamed a
     // Nothing to answer: the model is (already) loaded.
     const load = await ollama.chat({ model, messages: [], stream: false });
     assert.equal(load.done_reason, "load");
-    const unload = await post(`${url}/api/generate`, { model, keep_alive: 0 });
-    assert.equal(unload.json.done_reason, "unload");
+    for (const keep_alive of [0, "0", "0m", "0.0s"]) {
+      const unload = await post(`${url}/api/generate`, { model, keep_alive });
+      assert.equal(unload.json.done_reason, "unload", String(keep_alive));
+    }
+    assert.equal((await post(`${url}/api/generate`, { model, keep_alive: "5m" })).json.done_reason, "load");
+
+    // A raw prompt writes Pixtral's format: control tokens written as text are control tokens, as Ollama's
+    // tokenizers read them; it answers as the chat API answers the same turn.
+    const turn = await chat([{ role: "user", content: "Hello" }]);
+    const rawTurn = await ollama.generate({
+      model,
+      prompt: "[INST]Hello[/INST]",
+      raw: true,
+      options,
+      stream: false,
+    });
+    assert.equal(rawTurn.prompt_eval_count, turn.usage.prompt_tokens);
+    assert.equal(rawTurn.response, turn.choices[0].message.content);
+    const withBos = await ollama.generate({
+      model,
+      prompt: "<s>[INST]Hello[/INST]",
+      raw: true,
+      options,
+      stream: false,
+    });
+    assert.equal(withBos.prompt_eval_count, turn.usage.prompt_tokens);
+
+    // An empty answer sent back (this server's own, or an empty turn) is left out rather than refused.
+    const history = await ollama.chat({
+      model,
+      messages: [{ role: "user", content: "Hi" }, { role: "assistant", content: "" }, {
+        role: "user",
+        content: "Hello",
+      }],
+      options,
+      stream: false,
+    });
+    const same = await chat([{ role: "user", content: "Hi" }, { role: "user", content: "Hello" }]);
+    assert.equal(history.prompt_eval_count, same.usage.prompt_tokens);
+    assert.equal(history.message.content, same.choices[0].message.content);
   });
 });
 
@@ -196,7 +234,22 @@ Deno.test("Ollama API: format, logprobs, the model list and errors in Ollama's s
       400,
       /^options\.temperature: /,
     );
-    await refused({ model, messages: hello, options: { num_predict: 5000 } }, 400, /num_predict is 5000/);
+    await refused({ model, messages: hello, options: { top_p: 2 } }, 400, /^options\.top_p: /);
+    await refused(
+      { model, messages: hello, format: '{"type": "object"}' },
+      400,
+      /^format: .*"json" or a JSON schema/,
+    );
+    await refused(
+      { model, messages: [{ role: "user", content: "x", images: ["https://x.test/a.png"] }] },
+      400,
+      /^messages\[0\]\.images\[0\]: .*not as URLs/,
+    );
+    await refused(
+      { model, messages: [{ role: "system", content: "x", images: [base64] }, ...hello] },
+      400,
+      /^messages\[0\]\.images: a system message/,
+    );
     await refused(
       { model, messages: [{ role: "user", content: "x", images: ["bm90IGFuIGltYWdl"] }] },
       400,
@@ -239,20 +292,37 @@ Deno.test("Ollama API: calls come as Ollama's tool_calls (arguments an object); 
   const expected = [{ city: "Paris" }, { city: "Oslo" }];
   assert.deepEqual(whole.message.tool_calls?.map((c) => c.function.arguments), expected);
   assert.equal(whole.done_reason, "stop");
-  // Streamed, each call comes whole, in a line of its own, as Ollama's streams send them.
+  // Streamed, the calls come whole in a line when the answer ends, as Ollama's streams send them.
   const lines = [];
   for await (const part of await ollama.chat({ model: "tiny", messages, tools, stream: true })) {
     lines.push(part);
   }
   const called = lines.filter((l) => l.message.tool_calls);
-  assert.deepEqual(called.map((l) => l.message.tool_calls!.map((c) => c.function.arguments)), [
-    [expected[0]],
-    [
-      expected[1],
-    ],
-  ]);
+  assert.deepEqual(called.map((l) => l.message.tool_calls!.map((c) => c.function.arguments)), [expected]);
+  assert.equal(lines.at(-1)!.done, true);
 
-  // Cut short by num_predict, a call is no call: the stream has what the model wrote as text.
+  // num_predict past the context is what the context leaves, as Ollama's runner stops at its end.
+  const fitted = await app.request("/api/chat", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: "tiny", messages, stream: false, options: { num_predict: 1_000_000 } }),
+  });
+  assert.equal(fitted.status, 200, await fitted.clone().text());
+  const rawFitted = await app.request("/api/generate", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      model: "tiny",
+      prompt: "x",
+      raw: true,
+      stream: false,
+      options: { num_predict: 1_000_000 },
+    }),
+  });
+  assert.equal(rawFitted.status, 200, await rawFitted.clone().text());
+
+  // Cut short by num_predict, calls are no calls: the stream has what the model wrote as text, as the answer
+  // whole has it.
   const cut = createApp({
     ...engineLessService(full),
     engine: new ScriptedEngine([full.special("[TOOL_CALLS]"), ...full.encode(calls.slice(0, 50))], "length"),
@@ -268,7 +338,7 @@ Deno.test("Ollama API: calls come as Ollama's tool_calls (arguments an object); 
   assert.ok(cutLines.every((l) => !l.message.tool_calls));
   assert.equal(
     cutLines.map((l) => l.message.content).join(""),
-    '{"name": "get_weather", "arguments": {"city": "Pa',
+    calls.slice(0, 50),
   );
   assert.equal(cutLines.at(-1)!.done_reason, "length");
 

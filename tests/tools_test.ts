@@ -377,19 +377,17 @@ Deno.test("auto: text, then [TOOL_CALLS] and calls, is content plus tool_calls, 
     .split("\n\n").filter((e) => e.startsWith("data: {")).map((e) => JSON.parse(e.slice(6)));
   const deltas = events.map((e) => e.choices[0]);
   assert.equal(deltas.map((d) => d.delta.content ?? "").join(""), "Let me check.");
-  // The call begins once its name is written (id, type, name, empty arguments, as OpenAI streams it); its
-  // arguments follow as they are written, in the form the whole answer gives them.
-  const callDeltas = deltas.filter((d) => d.delta.tool_calls).map((d) => d.delta.tool_calls[0]);
-  assert.deepEqual(callDeltas[0], {
+  // The calls come whole in one chunk when the answer ends (as Mistral's API streams them).
+  const callDeltas = deltas.filter((d) => d.delta.tool_calls).map((d) => d.delta.tool_calls);
+  assert.equal(callDeltas.length, 1);
+  assert.equal(callDeltas[0].length, 1);
+  assert.match(callDeltas[0][0].id, /^[a-zA-Z0-9]{9}$/);
+  assert.deepEqual({ ...callDeltas[0][0], id: undefined }, {
     index: 0,
-    id: callDeltas[0].id,
+    id: undefined,
     type: "function",
-    function: { name: "get_weather", arguments: "" },
+    function: { name: "get_weather", arguments: '{"city": "Paris", "unit": "c"}' },
   });
-  assert.match(callDeltas[0].id, /^[a-zA-Z0-9]{9}$/);
-  assert.ok(callDeltas.slice(1).every((d) => d.index === 0 && d.id === undefined && !("name" in d.function)));
-  assert.ok(callDeltas.length > 4, `arguments in ${callDeltas.length - 1} pieces`);
-  assert.equal(callDeltas.map((d) => d.function.arguments).join(""), '{"city": "Paris", "unit": "c"}');
   assert.equal(deltas.at(-1).finish_reason, "tool_calls");
 
   // [TOOL_CALLS] written again starts another list.
@@ -443,7 +441,7 @@ Deno.test("auto: text, then [TOOL_CALLS] and calls, is content plus tool_calls, 
   assert.equal(cut.choices[0].message.tool_calls, undefined);
 });
 
-Deno.test("calls stream as they are written on the chat, Messages and Responses APIs; cut short, as far as they went", async () => {
+Deno.test("calls stream whole on the chat API, as they are written on Messages and Responses; cut short, as far as they went or as text", async () => {
   const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
   const calls = '[{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}, ' +
     '{"name": "get_weather", "arguments": {"city": "Oslo \\u00e9", "unit": "f"}}]';
@@ -467,16 +465,18 @@ Deno.test("calls stream as they are written on the chat, Messages and Responses 
   const messages = { model: "tiny", max_tokens: 100, messages: chat.messages, tools };
   const responses = { input: "Paris?", tools: TOOLS.map(({ function: f }) => ({ type: "function", ...f })) };
 
-  // Chat: each call begins with its id and name, its arguments follow in pieces.
-  const chunks = (await events("/v1/chat/completions", chat)).flatMap((e) =>
-    e.choices[0]?.delta.tool_calls ?? []
-  );
-  for (const [i, expected] of args.entries()) {
-    const own = chunks.filter((c) => c.index === i);
-    assert.equal(own[0].function.name, "get_weather");
-    assert.ok(own.length > 3);
-    assert.equal(own.map((c) => c.function.arguments).join(""), expected);
-  }
+  // Chat: the calls whole in one chunk before the last, with their ids and names, as Mistral's API streams calls:
+  // Mistral's clients need a call's name in every chunk.
+  const chatEvents = await events("/v1/chat/completions", chat);
+  const chunks = chatEvents.flatMap((e) => e.choices[0]?.delta.tool_calls ?? []);
+  assert.deepEqual(chunks.map((c) => [c.index, c.function.name, c.function.arguments]), [
+    [0, "get_weather", args[0]],
+    [1, "get_weather", args[1]],
+  ]);
+  assert.ok(chunks.every((c) => /^[a-zA-Z0-9]{9}$/.test(c.id) && c.type === "function"));
+  const last = chatEvents.findLastIndex((e) => e.choices[0]?.delta.tool_calls);
+  assert.equal(chatEvents[last].choices[0].finish_reason, null);
+  assert.equal(chatEvents[last + 1].choices[0].finish_reason, "tool_calls");
 
   // Messages: a tool_use block per call, its input as input_json_delta pieces, each block stopped.
   const anthropic = await events("/v1/messages", messages);
@@ -509,8 +509,9 @@ Deno.test("calls stream as they are written on the chat, Messages and Responses 
     "function_call",
   ]);
 
-  // Cut by max_tokens inside the second call's arguments: the stream has the calls as far as they went and
-  // says why it ended (as OpenAI's and vLLM's streams do); the second call is incomplete.
+  // Cut by max_tokens inside the second call's arguments: the Messages and Responses streams have the calls as
+  // far as they went and say why they ended; the chat stream has what the model wrote as text, as its answer
+  // whole has it.
   const cut = [
     ...full.encode("Let me check."),
     full.special("[TOOL_CALLS]"),
@@ -518,8 +519,11 @@ Deno.test("calls stream as they are written on the chat, Messages and Responses 
   ];
   const cutChunks = await events("/v1/chat/completions", chat, cut, "length");
   assert.equal(cutChunks.at(-1).choices[0].finish_reason, "length");
-  const partial = cutChunks.flatMap((e) => e.choices[0]?.delta.tool_calls ?? []).filter((c) => c.index === 1);
-  assert.equal(partial.map((c) => c.function.arguments).join(""), '{"city": "Oslo \u00e9"');
+  assert.ok(cutChunks.every((e) => !e.choices[0]?.delta.tool_calls));
+  assert.equal(
+    cutChunks.map((e) => e.choices[0]?.delta.content ?? "").join(""),
+    `Let me check.${calls.slice(0, -16)}`,
+  );
   const cutResponses = await events("/v1/responses", responses, cut, "length");
   assert.equal(cutResponses.at(-1).type, "response.incomplete");
   assert.deepEqual(cutResponses.at(-1).response.output.map((o: { status: string }) => o.status), [
@@ -532,7 +536,7 @@ Deno.test("calls stream as they are written on the chat, Messages and Responses 
   assert.equal(cutMessages.filter((e) => e.type === "content_block_stop").length, 3);
 });
 
-Deno.test("a forced call's stream starts at its first token and sends the arguments as they are written", async () => {
+Deno.test("a forced call's stream starts at its first token and keeps alive while the call is written", async () => {
   const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
   const calls = [...full.encode('[{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}]')];
   const body = JSON.stringify({
@@ -541,7 +545,7 @@ Deno.test("a forced call's stream starts at its first token and sends the argume
     tool_choice: "required",
     stream: true,
   });
-  // One token each 150 ms: the calls take about 3 s.
+  // One token each 150 ms: the call takes about 3 s.
   const serve = async (engine: ScriptedEngine, use: (url: string) => Promise<void>) => {
     const app = createApp({ ...engineLessService(full), engine });
     const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.fetch);
@@ -563,18 +567,16 @@ Deno.test("a forced call's stream starts at its first token and sends the argume
     }
     const text = parts.map((p) => p.text).join("");
     const events = text.split("\n\n").filter(Boolean);
-    // The role comes with the first token, the call once its name is written, its arguments as they come.
+    // The role comes with the first token, keep-alive comments while the call is written, then the call.
     assert.match(events[0], /^data: .*"role":"assistant"/);
     assert.ok(parts[0].given < calls.length / 2, `the stream began after ${parts[0].given} tokens`);
-    const city = parts.find((p) => p.text.includes("city"));
-    assert.ok(city && city.given < calls.length - 4, `the arguments began after ${city?.given} tokens`);
+    const comments = events.filter((e) => e.startsWith(": "));
+    assert.ok(comments.length >= 1, text);
+    assert.ok(comments.every((e) => e === ": keep-alive"));
     const data = events.filter((e) => e.startsWith("data: {")).map((e) => JSON.parse(e.slice(6)));
     const call = data.flatMap((d) => d.choices[0]?.delta.tool_calls ?? []);
-    assert.ok(call.length > 4);
-    assert.deepEqual(JSON.parse(call.map((c) => c.function.arguments).join("")), {
-      city: "Paris",
-      unit: "c",
-    });
+    assert.equal(call.length, 1);
+    assert.deepEqual(JSON.parse(call[0].function.arguments), { city: "Paris", unit: "c" });
     assert.equal(events.at(-1), "data: [DONE]");
 
     // Clients skip the comments.
@@ -586,11 +588,11 @@ Deno.test("a forced call's stream starts at its first token and sends the argume
       tool_choice: "required",
       stream: true,
     });
-    const names: (string | undefined)[] = [];
+    const names: string[] = [];
     for await (const chunk of stream) {
-      for (const c of chunk.choices[0]?.delta.tool_calls ?? []) names.push(c.function!.name);
+      for (const c of chunk.choices[0]?.delta.tool_calls ?? []) names.push(c.function!.name!);
     }
-    assert.deepEqual(names.filter(Boolean), ["get_weather"]);
+    assert.deepEqual(names, ["get_weather"]);
   });
 
   // A client that leaves while the calls are written stops their generation.

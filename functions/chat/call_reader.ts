@@ -1,7 +1,7 @@
 /**
  * The model's calls read as it writes them, so that a stream can send each call's name as soon as it is written
- * and its arguments as they come, as OpenAI's API and vLLM stream them (a client shows a long argument, the text
- * of a file to write, while it is written).
+ * and its arguments as they come, as Anthropic's Messages and OpenAI's Responses streams carry them (a client
+ * shows a long argument, the text of a file to write, while it is written).
  *
  * After [TOOL_CALLS] the model writes a JSON list of `{"name", "arguments"}`, in that order under the calls'
  * grammar. The arguments are passed on as Python's `json.dumps` would write what `json.loads` reads of them (the

@@ -2,7 +2,7 @@
  * Running a prepared chat on the engine and shaping the result as OpenAI's chat completion: one JSON response,
  * or server-sent events in OpenAI's chunk format ending with `data: [DONE]`. Several choices (`n`) run
  * concurrently; text is released token by token, cut at stop strings. What follows [TOOL_CALLS] is read as calls, each
- * reported when its name is written and its arguments as they come (CallReader).
+ * reported when its name is written and its arguments as they come (CallReader), and whole when the choice ends.
  */
 import { Channel } from "../../runtime/engine/channel.ts";
 import {
@@ -59,8 +59,25 @@ export interface ChoiceResult {
 export type ChoiceUpdate =
   | { index: number; text: string; logprobs?: LogprobEntry[]; prompt?: PromptEntry[] }
   | { index: number; toolCall: CallDelta }
-  /** `tokens`: the choice's generated tokens, as its usage counts them. */
-  | { index: number; finish: ChoiceFinish; tokens: number; stopSequence?: string; cachedTokens?: number };
+  | ChoiceEnd;
+
+/** How a choice ended. `tokens`: its generated tokens, as its usage counts them. */
+export interface ChoiceEnd {
+  index: number;
+  finish: ChoiceFinish;
+  tokens: number;
+  stopSequence?: string;
+  cachedTokens?: number;
+  /** The calls, whole, when the answer made some (the streams that send calls whole send them then). */
+  toolCalls?: ToolCallOut[];
+  /**
+   * What the model wrote after [TOOL_CALLS] when it is no list of calls (cut by max_tokens): text, which the
+   * answer whole has after its text. A stream sends it as text unless it sent the calls as they began.
+   */
+  callText?: string;
+  /** Whether calls were reported as they began (`toolCall` updates) before the writing broke off. */
+  callsBegun?: boolean;
+}
 
 function tokenEntry(tokenizer: Tokenizer, id: number, logprob: number) {
   const bytes = [...tokenizer.tokenBytes(id)];
@@ -200,6 +217,7 @@ async function runChoice(
     }
   }
   let toolCalls: ToolCallOut[] | undefined;
+  let callText: string | undefined;
   if (calls) {
     writeCalls(calls.flush());
     if (reader!.complete) {
@@ -220,18 +238,13 @@ async function runChoice(
         update({ index, toolCall: { call, arguments: args } });
       });
     }
-    const callText = lists.join("");
     if (toolCalls) {
       // Complete calls are what the client acts on, even if whitespace after them ran into max_tokens (as vLLM).
       finish = "tool_calls";
-    } else if (reader!.calls.length === 0) {
-      // Not a list of calls (cut short by max_tokens, or malformed): the client gets what the model wrote.
-      log.warn("the model's tool calls are not a JSON list of calls; returned as text", { text: callText });
-      release(callText);
     } else {
-      // Calls began and were cut short (max_tokens) or went astray: a stream has them as they were written (as
-      // OpenAI's and vLLM's streams do); the answer whole has what the model wrote, as text (as vLLM's does).
-      log.warn("the model's tool calls broke off; returned as text", { text: callText });
+      // Not a list of calls (cut short by max_tokens, or malformed): the client gets what the model wrote.
+      callText = lists.join("");
+      log.warn("the model's tool calls are not a JSON list of calls; returned as text", { text: callText });
       full += callText;
     }
   } else release(text.finish());
@@ -243,7 +256,12 @@ async function runChoice(
     ...(stopSequence === undefined ? {} : { stopSequence }),
     ...(cachedTokens === undefined ? {} : { cachedTokens }),
   };
-  update({ index, ...ended });
+  update({
+    index,
+    ...ended,
+    ...(toolCalls ? { toolCalls } : {}),
+    ...(callText === undefined ? {} : { callText, callsBegun: reader!.calls.length > 0 }),
+  });
   return {
     index,
     text: full,

@@ -6,29 +6,52 @@
  * sampling fields. The result goes through the chat API's own validation, whose parameters name the same fields
  * here (messages map one to one).
  */
+import { pyAt, type PyValue } from "../../runtime/prompt/pyjson.ts";
+import type { Tokenizer } from "../../runtime/tokenizer/tokenizer.ts";
 import { type ChatRequest, parseChatRequest, RequestError } from "../schema/chat.ts";
+import { renamed } from "./responses.ts";
+import { pySource } from "./tools.ts";
+import { TextBudget } from "./long_text.ts";
 import type { OllamaChatRequest, OllamaGenerateRequest, OllamaOptions } from "../schema/ollama.ts";
 
 type OllamaMessage = NonNullable<OllamaChatRequest["messages"]>[number];
 
 /** An image as Ollama's clients send it (base64, or a data: URL) as a chat image part. */
-function imagePart(image: string) {
-  const url = /^data:/i.test(image.trimStart()) ? image : `data:image;base64,${image}`;
+function imagePart(image: string, param: string) {
+  if (/^\s*https?:/i.test(image)) {
+    throw new RequestError(
+      `${param}: images are sent as base64 data here, as Ollama takes them, not as URLs`,
+      param,
+    );
+  }
+  const url = /^\s*data:/i.test(image) ? image : `data:image;base64,${image}`;
   return { type: "image_url", image_url: { url } };
 }
 
-function content(m: Pick<OllamaMessage, "content" | "images">) {
+function content(m: Pick<OllamaMessage, "content" | "images">, param: string) {
   if (!m.images?.length) return m.content ?? "";
-  return [...m.images.map(imagePart), ...m.content ? [{ type: "text", text: m.content }] : []];
+  return [
+    ...m.images.map((image, k) => imagePart(image, `${param}[${k}]`)),
+    ...m.content ? [{ type: "text", text: m.content }] : [],
+  ];
 }
 
 /** The id a call without one is given: the same each time the conversation is sent. */
 const callId = (message: number, call: number) => `ollama_${message}_${call}`;
 
+/**
+ * The chat messages, and the place in the request of each (`kept`): an assistant message with neither text nor
+ * calls is left out (Ollama renders it as an empty turn; Pixtral's format has none, and such an answer of this
+ * server's, sent back, would otherwise stop the conversation).
+ */
 function chatMessages(messages: OllamaMessage[]) {
   /** The calls of the last assistant message not yet answered: their ids and names. */
   let open: { id: string; name: string }[] = [];
-  const chat: Record<string, unknown>[] = messages.map((m, i) => {
+  const kept = messages.flatMap((m, i) =>
+    m.role === "assistant" && !m.content && !m.tool_calls?.length ? [] : [i]
+  );
+  const chat: Record<string, unknown>[] = kept.map((i) => messages[i]).map((m, j) => {
+    const i = kept[j];
     if (m.role === "assistant") {
       const calls = (m.tool_calls ?? []).map((c, k) => ({
         id: c.id ?? callId(i, k),
@@ -59,15 +82,23 @@ function chatMessages(messages: OllamaMessage[]) {
       const answered = open.find((c) => c.id === m.tool_call_id) ??
         open.find((c) => m.tool_name != null && c.name === m.tool_name) ?? open[0];
       open = open.filter((c) => c !== answered);
-      return { role: "tool", tool_call_id: m.tool_call_id ?? answered?.id ?? "", content: m.content ?? "" };
+      // A result no call is left for (one that begins the conversation) still needs an id in Pixtral's format.
+      const id = m.tool_call_id ?? answered?.id ?? `ollama_result_${i}`;
+      return { role: "tool", tool_call_id: id, content: m.content ?? "" };
     }
     open = [];
-    return { role: m.role, content: content(m) };
+    if (m.role === "system" && m.images?.length) {
+      throw new RequestError(
+        `messages[${i}].images: a system message holds no images`,
+        `messages[${i}].images`,
+      );
+    }
+    return { role: m.role, content: content(m, `messages[${i}].images`) };
   });
   // A last assistant message is continued, as Ollama continues it (Mistral's `prefix`).
   const last = chat.at(-1);
   if (last?.role === "assistant" && !last.tool_calls) last.prefix = true;
-  return chat;
+  return { messages: chat, kept };
 }
 
 function responseFormat(format: OllamaChatRequest["format"]) {
@@ -95,8 +126,12 @@ function sampling(options: OllamaOptions) {
   };
 }
 
-/** The chat API's name for a field, as Ollama's request has it. */
-export function ollamaParam(param: string): string {
+/** The chat API's name for a field, as Ollama's request has it (`kept`: each chat message's place in it). */
+export function ollamaParam(param: string, kept?: number[]): string {
+  const message = /^messages\[(\d+)\]/.exec(param);
+  if (message && kept) {
+    param = `messages[${kept[Number(message[1])] ?? message[1]}]${param.slice(message[0].length)}`;
+  }
   const names: Record<string, string> = {
     max_tokens: "options.num_predict",
     temperature: "options.temperature",
@@ -126,35 +161,58 @@ export const OLLAMA_WORDS: [RegExp, string][] = [
   [/response_format/g, "format"],
 ];
 
-function parsed(body: Record<string, unknown>): ChatRequest {
+function parsed(body: Record<string, unknown>, param: (chatParam: string) => string): ChatRequest {
   try {
     return parseChatRequest(body).request;
   } catch (err) {
-    if (!(err instanceof RequestError)) throw err;
-    const param = err.param === null ? null : ollamaParam(err.param);
-    const message = OLLAMA_WORDS.reduce((m, [from, to]) => m.replace(from, to), err.message);
-    throw new RequestError(message, param, err.code);
+    throw renamed(err, param, OLLAMA_WORDS);
   }
 }
 
-export function chatOfOllama(request: OllamaChatRequest, options: OllamaOptions): ChatRequest {
-  return parsed({
+export interface OllamaChat {
+  chat: ChatRequest;
+  /** The tools' schemas and the calls' arguments as Python reads them (see pySource), at the chat's paths. */
+  source?: PyValue;
+  /** A chat request's parameter as Ollama's request names it. */
+  param(chatParam: string): string;
+}
+
+/** `text`: the request body as sent, for the tools' schemas and the calls' arguments as Python reads them. */
+export function chatOfOllama(request: OllamaChatRequest, options: OllamaOptions, text: string): OllamaChat {
+  const { messages, kept } = chatMessages(request.messages ?? []);
+  const param = (chatParam: string) => ollamaParam(chatParam, kept);
+  const chat = parsed({
     model: request.model,
-    messages: chatMessages(request.messages ?? []),
+    messages,
     tools: request.tools ?? undefined,
     response_format: responseFormat(request.format),
     logprobs: request.logprobs ?? undefined,
     top_logprobs: request.logprobs ? request.top_logprobs ?? undefined : undefined,
     ...sampling(options),
-  });
+  }, param);
+  let source: PyValue | undefined;
+  const read = pySource(chat, text);
+  if (read !== undefined) {
+    source = new Map<string, PyValue>([
+      ["messages", kept.map((i) => pyAt(read, "messages", i) ?? new Map())],
+      ["tools", pyAt(read, "tools") ?? []],
+    ]);
+  }
+  return { chat, source, param };
 }
 
 /** `/api/generate` without `raw`: the system prompt and the prompt, with its images, as a conversation. */
 export function chatOfGenerate(request: OllamaGenerateRequest, options: OllamaOptions): ChatRequest {
   const messages = [
     ...request.system ? [{ role: "system", content: request.system }] : [],
-    { role: "user", content: content({ content: request.prompt, images: request.images }) },
+    { role: "user", content: content({ content: request.prompt, images: request.images }, "images") },
   ];
+  const system = request.system ? 1 : 0;
+  const param = (chatParam: string) => {
+    const image = new RegExp(`^messages\\[${system}\\]\\.content\\[(\\d+)\\]\\.image_url`).exec(chatParam);
+    if (image) return `images[${image[1]}]`;
+    return chatParam.startsWith(`messages[${system}]`) ? "prompt" : ollamaParam(chatParam);
+  };
   return parsed({
     model: request.model,
     messages,
@@ -162,15 +220,18 @@ export function chatOfGenerate(request: OllamaGenerateRequest, options: OllamaOp
     logprobs: request.logprobs ?? undefined,
     top_logprobs: request.logprobs ? request.top_logprobs ?? undefined : undefined,
     ...sampling(options),
-  });
+  }, param);
 }
 
-/** `/api/generate` with `raw`: the prompt as a text completion's, as Ollama passes it to the model unformatted. */
-export function completionOfGenerate(request: OllamaGenerateRequest, options: OllamaOptions) {
+/**
+ * `/api/generate` with `raw`: the prompt (its token ids, rawPromptIds) as a text completion's, as Ollama passes it
+ * to the model unformatted.
+ */
+export function completionOfGenerate(request: OllamaGenerateRequest, options: OllamaOptions, ids: number[]) {
   const { max_tokens, top_k, ...rest } = sampling(options);
   return {
     model: request.model,
-    prompt: request.prompt ?? "",
+    prompt: ids,
     // A text completion's default is 16 tokens; Ollama's is no limit.
     max_tokens: max_tokens ?? null,
     top_k,
@@ -178,4 +239,33 @@ export function completionOfGenerate(request: OllamaGenerateRequest, options: Ol
     response_format: responseFormat(request.format),
     logprobs: request.logprobs ? request.top_logprobs ?? 0 : undefined,
   };
+}
+
+const SPECIALS = new WeakMap<Tokenizer, RegExp>();
+
+/**
+ * A raw prompt's token ids as Ollama's tokenizers read it: control tokens written as text (`[INST]`, `</s>`) are
+ * the control tokens, so that a raw prompt can write Pixtral's format; a BOS token first unless it has one.
+ */
+export function rawPromptIds(tokenizer: Tokenizer, text: string, context: number): number[] {
+  let pattern = SPECIALS.get(tokenizer);
+  if (!pattern) {
+    const names = Array.from({ length: tokenizer.numSpecial }, (_, id) => tokenizer.specialName(id))
+      .filter((name): name is string => Boolean(name))
+      .sort((a, b) => b.length - a.length)
+      .map((name) => name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+    pattern = new RegExp(names.join("|"), "g");
+    SPECIALS.set(tokenizer, pattern);
+  }
+  const budget = new TextBudget(tokenizer, context, "prompt");
+  const ids: number[] = [];
+  let at = 0;
+  for (const match of text.matchAll(pattern)) {
+    if (match.index > at) ids.push(...budget.encode(text.slice(at, match.index)));
+    ids.push(tokenizer.special(match[0]));
+    at = match.index + match[0].length;
+  }
+  if (at < text.length) ids.push(...budget.encode(text.slice(at)));
+  const bos = tokenizer.special("<s>");
+  return ids[0] === bos ? ids : [bos, ...ids];
 }

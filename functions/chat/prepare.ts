@@ -286,17 +286,19 @@ export function withSafePrompt(messages: ChatMessage[], safe: boolean | null | u
 
 /**
  * How many tokens a prompt of `length` may be followed by: `asked`, or when not asked the server's default
- * (--max-tokens; none: all the context leaves), raised to `least` (min_tokens).
+ * (--max-tokens; none: all the context leaves), raised to `least` (min_tokens). With `fit`, more asked than the
+ * context leaves is what it leaves (Ollama's `num_predict`, which its runner stops at the context's end), not a 400.
  */
 export function maxTokens(
   service: Service,
   length: number,
   asked: number | undefined,
-  params: { param: string; prompt: string },
+  params: { param: string; prompt: string; fit?: boolean },
   least = 0,
 ): number {
   const context = service.engine!.contextLength;
   const room = context - length;
+  if (params.fit && asked !== undefined && room >= 1) asked = Math.min(asked, room);
   if (room < 1 || (asked !== undefined && asked > room)) {
     throw new RequestError(
       `the prompt has ${length} tokens` + (asked !== undefined ? ` and ${params.param} is ${asked}` : "") +
@@ -411,6 +413,7 @@ export async function prepareChat(
   service: Service,
   signal?: AbortSignal,
   source?: PyValue,
+  options: { fitMaxTokens?: boolean } = {},
 ): Promise<PreparedChat> {
   const tools = toolUse(chat, source);
   const encoded = await encodeChat(chat.messages, service, {
@@ -428,7 +431,7 @@ export async function prepareChat(
     service,
     encoded.ids.length,
     asked,
-    { param, prompt: "messages" },
+    { param, prompt: "messages", fit: options.fitMaxTokens },
     chat.min_tokens ?? 0,
   );
   const format = Boolean(chat.response_format ?? generation.format);

@@ -62,6 +62,10 @@ export function chatRoutes(service: Service): Hono {
       id,
       request: c.req.raw,
       events(u) {
+        // Calls go whole in one chunk when the choice ends, as Mistral's API streams them: Mistral's SDKs need a
+        // call's name in every chunk, LangChain's ChatMistralAI and LlamaIndex's MistralAI take each chunk as
+        // calls; OpenAI's clients take it too. What was no list of calls (cut short) goes as text, as whole.
+        if ("toolCall" in u) return [];
         const delta: Record<string, unknown> = {};
         if (!roleSent.has(u.index)) {
           roleSent.add(u.index);
@@ -70,15 +74,22 @@ export function chatRoutes(service: Service): Hono {
         // A first chunk without text (a call, under a forced choice or "auto") says so with content null, as
         // OpenAI's does: clients would begin an empty text part with "".
         if ("text" in u) delta.content = u.text === "" && delta.role ? null : u.text;
-        if ("toolCall" in u) {
-          const { call, id, name, arguments: args } = u.toolCall;
-          delta.tool_calls = [
-            id === undefined
-              ? { index: call, function: { arguments: args } }
-              : { index: call, id, type: "function", function: { name, arguments: args } },
-          ];
+        const before: unknown[] = [];
+        if ("finish" in u && (u.toolCalls || u.callText)) {
+          const calls = u.toolCalls?.map((call, i) => ({ index: i, ...call }));
+          before.push({
+            ...head,
+            choices: [{
+              index: u.index,
+              delta: { ...delta, ...calls ? { tool_calls: calls } : { content: u.callText } },
+              logprobs: null,
+              finish_reason: null,
+            }],
+            ...(includeUsage ? { usage: null } : {}),
+          });
+          delete delta.role;
         }
-        return [{
+        return [...before, {
           ...head,
           choices: [{
             index: u.index,

@@ -126,6 +126,18 @@ export function messageRoutes(service: Service): Hono {
         if (open) events.push({ type: "content_block_stop", index: blocks++ });
         open = undefined;
       };
+      const writeText = (events: unknown[], text: string) => {
+        if (open !== "text") {
+          close(events);
+          events.push({
+            type: "content_block_start",
+            index: blocks,
+            content_block: { type: "text", text: "" },
+          });
+          open = "text";
+        }
+        events.push({ type: "content_block_delta", index: blocks, delta: { type: "text_delta", text } });
+      };
       return await eventStream(run, {
         id,
         request: c.req.raw,
@@ -136,21 +148,7 @@ export function messageRoutes(service: Service): Hono {
             events.push({ type: "message_start", message });
           }
           if ("text" in u) {
-            if (!u.text) return events;
-            if (open !== "text") {
-              close(events);
-              events.push({
-                type: "content_block_start",
-                index: blocks,
-                content_block: { type: "text", text: "" },
-              });
-              open = "text";
-            }
-            events.push({
-              type: "content_block_delta",
-              index: blocks,
-              delta: { type: "text_delta", text: u.text },
-            });
+            if (u.text) writeText(events, u.text);
           } else if ("toolCall" in u) {
             const { id, name, arguments: args } = u.toolCall;
             if (id !== undefined) {
@@ -171,6 +169,8 @@ export function messageRoutes(service: Service): Hono {
               });
             }
           } else {
+            // What was no list of calls goes as text, unless calls began (they stand as far as they went).
+            if (u.callText && !u.callsBegun) writeText(events, u.callText);
             close(events);
             events.push({
               type: "message_delta",

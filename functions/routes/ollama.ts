@@ -16,11 +16,12 @@ import {
   completionOfGenerate,
   OLLAMA_WORDS,
   ollamaParam,
+  rawPromptIds,
 } from "../chat/ollama.ts";
 import { prepareChat, type PreparedChat } from "../chat/prepare.ts";
 import { preparePrompt } from "../chat/raw_prompt.ts";
 import { renamed } from "../chat/responses.ts";
-import { pySource } from "../chat/tools.ts";
+import type { ToolCallOut } from "../chat/tools.ts";
 import { RequestError } from "../schema/chat.ts";
 import { parseCompletionRequest } from "../schema/completions.ts";
 import {
@@ -90,14 +91,16 @@ function ending(
 }
 
 /** A call as Ollama reports it: its arguments an object. */
-function ollamaCall(call: { id: string; name: string; arguments: string }, index: number) {
-  const args = toJs(pyJsonLoads(call.arguments) ?? new Map());
-  return { id: call.id, function: { index, name: call.name, arguments: args } };
+function ollamaCall(call: ToolCallOut, index: number) {
+  const args = toJs(pyJsonLoads(call.function.arguments) ?? new Map());
+  return { id: call.id, function: { index, name: call.function.name, arguments: args } };
 }
 
 /** A request with nothing to answer loads (or, with `keep_alive` 0, unloads) the model, as Ollama's do. */
 function loadAnswer(model: string, keepAlive: unknown, answer: Record<string, unknown>) {
-  const unload = keepAlive === 0 || keepAlive === "0" || keepAlive === "0s";
+  // 0, "0", or a duration of nothing ("0s", "0m", "0.0h").
+  const unload = keepAlive === 0 ||
+    (typeof keepAlive === "string" && /^\s*0+(\.0*)?\s*(ns|us|µs|ms|s|m|h)?\s*$/.test(keepAlive));
   return {
     model,
     created_at: new Date().toISOString(),
@@ -107,11 +110,14 @@ function loadAnswer(model: string, keepAlive: unknown, answer: Record<string, un
   };
 }
 
-async function prepared(make: () => Promise<PreparedChat>): Promise<PreparedChat> {
+async function prepared(
+  make: () => Promise<PreparedChat>,
+  param: (chatParam: string) => string = ollamaParam,
+): Promise<PreparedChat> {
   try {
     return await make();
   } catch (err) {
-    throw renamed(err, ollamaParam, OLLAMA_WORDS);
+    throw renamed(err, param, OLLAMA_WORDS);
   }
 }
 
@@ -143,18 +149,6 @@ function answer(
       breakOnFailure: true,
     });
   }
-  /** The call being written: Ollama's streams send each call whole. */
-  let call: { id: string; name: string; arguments: string; index: number } | undefined;
-  const flush = (lines: unknown[]) => {
-    if (!call || !shape.calls) return;
-    // A call cut short (max_tokens) is no call: what the model wrote reaches the client as text, never dropped.
-    const whole = pyJsonLoads(call.arguments) instanceof Map;
-    const fields = whole
-      ? shape.calls([ollamaCall(call, call.index)])
-      : shape.text(`{"name": ${JSON.stringify(call.name)}, "arguments": ${call.arguments}`);
-    lines.push({ ...head(), ...fields, done: false });
-    call = undefined;
-  };
   return eventStream(run, {
     id,
     request: c.req.raw,
@@ -165,15 +159,14 @@ function answer(
         if (u.text || u.logprobs?.length) {
           lines.push({ ...head(), ...shape.text(u.text, u.logprobs), done: false });
         }
-      } else if ("toolCall" in u) {
-        const { call: index, id, name, arguments: args } = u.toolCall;
-        if (id !== undefined) {
-          flush(lines);
-          call = { id, name, arguments: "", index };
+      } else if (!("toolCall" in u)) {
+        // Calls come whole when the answer ends, as Ollama's streams send them; what was no list of calls (cut
+        // short) comes as text, as in the answer whole.
+        if (u.toolCalls && shape.calls) {
+          const calls = u.toolCalls.map((call, i) => ollamaCall(call, i));
+          lines.push({ ...head(), ...shape.calls(calls), done: false });
         }
-        call!.arguments += args;
-      } else {
-        flush(lines);
+        if (u.callText) lines.push({ ...head(), ...shape.text(u.callText), done: false });
         lines.push({ ...head(), ...shape.text(""), ...ending(u, chat, times) });
       }
       return lines;
@@ -252,10 +245,11 @@ export function ollamaRoutes(service: Service): Hono {
       );
     }
     requireEngine(service);
-    const chat = await prepared(() => {
-      const req = chatOfOllama(request, options);
-      return prepareChat(req, service, c.req.raw.signal, pySource(req, text));
-    });
+    const { chat: asked, source, param } = chatOfOllama(request, options, text);
+    const chat = await prepared(
+      () => prepareChat(asked, service, c.req.raw.signal, source, { fitMaxTokens: true }),
+      param,
+    );
     const message = (content: string, extra: Record<string, unknown> = {}) => ({
       message: { role: "assistant", content, ...extra },
     });
@@ -267,9 +261,7 @@ export function ollamaRoutes(service: Service): Hono {
           result.text,
           result.toolCalls
             ? {
-              tool_calls: result.toolCalls.map((call, i) =>
-                ollamaCall({ id: call.id, name: call.function.name, arguments: call.function.arguments }, i)
-              ),
+              tool_calls: result.toolCalls.map((call, i) => ollamaCall(call, i)),
             }
             : {},
         ),
@@ -306,15 +298,19 @@ export function ollamaRoutes(service: Service): Hono {
     }
     requireEngine(service);
     const chat = await prepared(async () => {
-      if (!request.raw) return await prepareChat(chatOfGenerate(request, options), service, c.req.raw.signal);
+      if (!request.raw) {
+        const asked = chatOfGenerate(request, options);
+        return await prepareChat(asked, service, c.req.raw.signal, undefined, { fitMaxTokens: true });
+      }
       if (request.images?.length) {
         throw new RequestError(
           "images: a raw prompt has no place for images: leave raw out, or send them to /api/chat",
           "images",
         );
       }
-      const completion = parseCompletionRequest(completionOfGenerate(request, options)).request;
-      return preparePrompt(completion, completion.prompt as string, "prompt", service, Infinity);
+      const ids = rawPromptIds(service.tokenizer, request.prompt ?? "", service.engine!.contextLength);
+      const completion = parseCompletionRequest(completionOfGenerate(request, options, ids)).request;
+      return preparePrompt(completion, ids, "prompt", service, Infinity, true);
     });
     return answer(c, service, request.model, chat, started, request.stream ?? true, {
       text: (response, logprobs) => ({ response, ...logprobs?.length ? { logprobs } : {} }),
@@ -329,7 +325,7 @@ export function ollamaRoutes(service: Service): Hono {
   for (
     const path of ["/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete", "/api/blobs/:digest"]
   ) {
-    app.on(["POST", "DELETE", "HEAD"], path, (c) => c.json({ error: models }, 501 as ContentfulStatusCode));
+    app.on(["POST", "DELETE"], path, (c) => c.json({ error: models }, 501 as ContentfulStatusCode));
   }
   for (const path of ["/api/embed", "/api/embeddings"]) {
     app.post(path, (c) => c.json({ error: "Pixtral is a generative model: it makes no embeddings" }, 501));

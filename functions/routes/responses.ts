@@ -290,6 +290,11 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
           } else {
             const status: Status = u.finish === "length" ? "incomplete" : "completed";
             closeCall(events, status);
+            // What was no list of calls goes as text, unless calls began (they stand as far as they went).
+            if (u.callText && !u.callsBegun) {
+              if (!message) openMessage(events);
+              write(events, u.callText);
+            }
             if (!message && output.length === 0) openMessage(events);
             closeMessage(events, status);
           }

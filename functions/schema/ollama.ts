@@ -11,22 +11,31 @@ import { z } from "zod";
 import { droppedKeys } from "./dropped.ts";
 import { parseWith, RequestError } from "./chat.ts";
 
+const whole = z.number().transform(Math.trunc).nullish();
+
 /** The options this server follows; the others are named in the log as ignored. */
 export const optionsSchema = z.object({
   temperature: z.number().min(0).nullish(),
   top_p: z.number().nullish(),
-  top_k: z.number().int().nullish(),
+  // Whole-number options take a fraction's whole part, as Ollama reads them.
+  top_k: whole,
   min_p: z.number().nullish(),
-  seed: z.number().int().nullish(),
+  seed: whole,
   /** -1 (no limit) and -2 (to the end of the context) are Ollama's; 0 is no limit too, as in Ollama's runner. */
-  num_predict: z.number().int().nullish(),
+  num_predict: whole,
   stop: z.union([z.string(), z.array(z.string())]).nullish(),
   repeat_penalty: z.number().nullish(),
   presence_penalty: z.number().nullish(),
   frequency_penalty: z.number().nullish(),
 });
 
-const format = z.union([z.literal(""), z.literal("json"), z.record(z.string(), z.unknown())]).nullish();
+const FORMAT = 'format is "json" or a JSON schema (an object)';
+const format = z.union([
+  z.enum(["", "json"], { error: FORMAT }),
+  z.record(z.string(), z.unknown(), { error: FORMAT }),
+], {
+  error: FORMAT,
+}).nullish();
 
 const common = {
   model: z.string().min(1),
