@@ -531,9 +531,79 @@ Deno.test("calls stream whole on the chat API, as they are written on Messages a
     "completed",
     "incomplete",
   ]);
+  // Cut just after a call whose arguments are whole: that call is complete.
+  const after = [
+    ...full.encode("Let me check."),
+    full.special("[TOOL_CALLS]"),
+    ...full.encode(calls.slice(0, calls.indexOf("}}, ") + 6)),
+  ];
+  const afterResponses = await events("/v1/responses", responses, after, "length");
+  assert.deepEqual(afterResponses.at(-1).response.output.map((o: { status: string }) => o.status), [
+    "completed",
+    "completed",
+  ]);
   const cutMessages = await events("/v1/messages", messages, cut, "length");
   assert.equal(cutMessages.find((e) => e.type === "message_delta").delta.stop_reason, "max_tokens");
   assert.equal(cutMessages.filter((e) => e.type === "content_block_stop").length, 3);
+});
+
+Deno.test("calls the grammar did not check, in a form the reader does not follow, are still calls in every stream", async () => {
+  const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
+  const args = '{"city": "Paris", "unit": "c"}';
+  // A key more (as the prompt writes past calls, with their ids), and arguments as JSON text.
+  const texts = [
+    `[{"name": "get_weather", "arguments": ${args}, "id": "abcdefghi"}]`,
+    `[{"name": "get_weather", "arguments": ${JSON.stringify(args)}}]`,
+  ];
+  for (const text of texts) {
+    const ids = [...full.encode("Let me check."), full.special("[TOOL_CALLS]"), ...full.encode(text)];
+    const request = async (path: string, body: object, stream: boolean) => {
+      const app = createApp({ ...engineLessService(full), engine: new ScriptedEngine(ids) });
+      const res = await app.request(path, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ ...body, stream }),
+      });
+      if (!stream) return await res.json();
+      return (await res.text()).split("\n\n").flatMap((e) => {
+        const data = e.split("\n").find((l) => l.startsWith("data: {"));
+        return data ? [JSON.parse(data.slice(6))] : [];
+      });
+    };
+    const chat = { messages: [{ role: "user", content: "Paris?" }], tools: TOOLS };
+    const whole = await request("/v1/chat/completions", chat, false);
+    assert.equal(whole.choices[0].finish_reason, "tool_calls", text);
+    assert.equal(whole.choices[0].message.tool_calls[0].function.arguments, args);
+    const streamed = await request("/v1/chat/completions", chat, true);
+    const calls = streamed.flatMap((e: { choices: { delta: { tool_calls?: unknown[] } }[] }) =>
+      e.choices[0]?.delta.tool_calls ?? []
+    );
+    assert.deepEqual(
+      calls.map((c: { function: { arguments: string } }) => c.function.arguments),
+      [args],
+      text,
+    );
+
+    const tools = TOOLS.map(({ function: f }) => ({ name: f.name, input_schema: f.parameters }));
+    const messages = { model: "tiny", max_tokens: 100, messages: chat.messages, tools };
+    const anthropic = await request("/v1/messages", messages, true);
+    const pieces = anthropic.filter((e: { type: string; delta?: { type: string } }) =>
+      e.type === "content_block_delta" && e.delta?.type === "input_json_delta"
+    );
+    assert.equal(
+      pieces.map((e: { delta: { partial_json: string } }) => e.delta.partial_json).join(""),
+      args,
+      text,
+    );
+    const started = anthropic.filter((e: { type: string; content_block?: { type: string } }) =>
+      e.type === "content_block_start" && e.content_block?.type === "tool_use"
+    );
+    assert.equal(started.length, 1);
+    assert.equal(
+      anthropic.find((e: { type: string }) => e.type === "message_delta").delta.stop_reason,
+      "tool_use",
+    );
+  }
 });
 
 Deno.test("a forced call's stream starts at its first token and keeps alive while the call is written", async () => {

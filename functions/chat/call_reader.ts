@@ -28,6 +28,8 @@ export interface ReadCall {
   id: string;
   name: string;
   arguments: string;
+  /** Whether its arguments were read whole (an object Python reads). */
+  whole?: boolean;
 }
 
 type Where =
@@ -266,7 +268,9 @@ export class CallReader {
         if (this.#open.length > 0) return true;
         this.#where = "close";
         // The brackets were followed, not the whole syntax: what was written must be an object Python reads.
-        return pyJsonLoads(this.calls.at(-1)!.arguments) instanceof Map;
+        if (!(pyJsonLoads(this.calls.at(-1)!.arguments) instanceof Map)) return false;
+        this.calls.at(-1)!.whole = true;
+        return true;
       case ",":
         this.#emit(out, ", ");
         return true;

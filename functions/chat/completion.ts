@@ -220,22 +220,36 @@ async function runChoice(
   let callText: string | undefined;
   if (calls) {
     writeCalls(calls.flush());
+    const read = reader!.calls;
     if (reader!.complete) {
-      toolCalls = reader!.calls.map(({ id, name, arguments: args }) => ({
+      toolCalls = read.map(({ id, name, arguments: args }) => ({
         id,
         type: "function",
         function: { name, arguments: args },
       }));
-    } else if (reader!.calls.length === 0) {
+    } else {
       // Calls the grammar did not check (tools too large for one grammar, or a grammar that failed to compile),
-      // in a form the reader does not follow (a lone object, keys in another order), must name the tools, and
-      // come alone if asked to; they are reported whole.
+      // in a form the reader does not follow (a lone object, keys in another order, a key more, arguments as JSON
+      // text), must name the tools, and come alone if asked to.
       const parsed = lists.map((list) => parseToolCalls(list, prepared.tools!.names));
       toolCalls = parsed.every((list) => list !== undefined) ? parsed.flat() : undefined;
       if (toolCalls && prepared.tools!.single && toolCalls.length > 1) toolCalls = undefined;
-      toolCalls?.forEach(({ id, function: { name, arguments: args } }, call) => {
-        update({ index, toolCall: { call, id, name, arguments: "" } });
-        update({ index, toolCall: { call, arguments: args } });
+      // Those the reader began keep their ids and what was passed on of them; the rest of each is passed on.
+      toolCalls?.forEach((out, call) => {
+        const begun = read[call];
+        const args = out.function.arguments;
+        if (!begun) {
+          update({ index, toolCall: { call, id: out.id, name: out.function.name, arguments: "" } });
+          update({ index, toolCall: { call, arguments: args } });
+          return;
+        }
+        out.id = begun.id;
+        if (begun.whole) out.function.arguments = begun.arguments;
+        else if (args.startsWith(begun.arguments)) {
+          if (args.length > begun.arguments.length) {
+            update({ index, toolCall: { call, arguments: args.slice(begun.arguments.length) } });
+          }
+        } else log.warn("a call's arguments were streamed otherwise than they read whole", { call, args });
       });
     }
     if (toolCalls) {

@@ -8,6 +8,7 @@
 import { type Context, Hono } from "hono";
 import { apiError } from "../errors.ts";
 import { log } from "../../runtime/log.ts";
+import { pyJsonLoads } from "../../runtime/prompt/pyjson.ts";
 import { type ChoiceResult, type LogprobEntry, runCompletion } from "../chat/completion.ts";
 import { prepareChat, type PreparedChat } from "../chat/prepare.ts";
 import { renamed, toChat } from "../chat/responses.ts";
@@ -241,6 +242,8 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
         | undefined;
       const closeCall = (events: unknown[], status: Status) => {
         if (!call) return;
+        // A call whose arguments were written whole is complete, even if the answer was cut just after it.
+        if (pyJsonLoads(call.arguments) instanceof Map) status = "completed";
         const at = { item_id: call.id, output_index: output.length };
         const item = { ...call, status };
         events.push(
