@@ -14,7 +14,7 @@
  * Anything else (calls the grammar did not check: a lone object, keys in another order, a name that is not a
  * tool's) stops the reading; what was read stands, and nothing more is passed on.
  */
-import { floatRepr, pyJsonLoads } from "../../runtime/prompt/pyjson.ts";
+import { floatRepr, pyEscaped, pyJsonLoads } from "../../runtime/prompt/pyjson.ts";
 
 /**
  * What a push adds to a call (`call`: its place among the answer's calls): its id and name when it begins, then
@@ -55,23 +55,8 @@ const SHORT_ESCAPES: Record<string, string> = {
   r: "\r",
   t: "\t",
 };
-const WRITTEN_ESCAPES: Record<string, string> = {
-  '"': '\\"',
-  "\\": "\\\\",
-  "\n": "\\n",
-  "\r": "\\r",
-  "\t": "\\t",
-  "\b": "\\b",
-  "\f": "\\f",
-};
 const NUMBER = /^-?(?:0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/;
 const SCALAR = /[-+.eE0-9a-z]/;
-
-/** A character as `json.dumps` writes it inside a string. */
-function written(c: string): string {
-  if (c >= " " && c !== '"' && c !== "\\") return c;
-  return WRITTEN_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
-}
 
 /** A complete number or word as Python writes what it reads; undefined when it is not JSON. */
 function scalar(text: string): string | undefined {
@@ -236,7 +221,7 @@ export class CallReader {
     if (this.#string) {
       const got = this.#string.push(c);
       if (got === undefined) return false;
-      this.#emit(out, [...got].map(written).join("") + (this.#string.ended ? '"' : ""));
+      this.#emit(out, pyEscaped(got) + (this.#string.ended ? '"' : ""));
       if (this.#string.ended) this.#string = undefined;
       return true;
     }

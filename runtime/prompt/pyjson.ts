@@ -106,8 +106,13 @@ const ESCAPES: Record<string, string> = {
 const NEEDS_ESCAPE = /["\\\x00-\x1f]/g;
 
 function pyString(s: string): string {
+  return `"${pyEscaped(s)}"`;
+}
+
+/** A string's characters as `json.dumps` writes them between its quotes. */
+export function pyEscaped(s: string): string {
   const escape = (c: string) => ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
-  return `"${s.replace(NEEDS_ESCAPE, escape)}"`;
+  return s.replace(NEEDS_ESCAPE, escape);
 }
 
 /** Python's repr of a float: the shortest digits that read back, positional for exponents -4..15. */
