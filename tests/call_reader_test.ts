@@ -182,7 +182,11 @@ Deno.test("calls in another form are not read on; what was read stands", () => {
     ['[{"name": "f", "arguments": {"a": 1]}]', ["f"], ['{"a": 1']],
     ['[{"name": "f", "arguments": {"a": "\x01"}}]', ["f"], ['{"a": "']],
     ['[{"name": "f", "arguments": {"a": "\\x"}}]', ["f"], ['{"a": "']],
-    ['[{"name": "f", "arguments": {"a" "b"}}]', ["f"], ['{"a""b"}']],
+    ['[{"name": "f", "arguments": {"a" "b"}}]', ["f"], ['{"a"']],
+    // Two values that spaces kept apart would run together once written.
+    ['[{"name": "f", "arguments": {"a": 1 2}}]', ["f"], ['{"a": 1']],
+    ['[{"name": "f", "arguments": {"a": -1\n5.5}}]', ["f"], ['{"a": -1']],
+    ['[{"name": "f", "arguments": {"a": [1] [2]}}]', ["f"], ['{"a": [1]']],
     ['[{"name": "f", "arguments": {}, "extra": 1}]', ["f"], ["{}"]],
     ['[{"name": "f", "arguments": {}}] and more', ["f"], ["{}"]],
   ];
@@ -221,6 +225,12 @@ Deno.test("[TOOL_CALLS] written again begins another list, numbered on; a number
   cut.push('[{"name": "f", "arguments": {}}]');
   assert.equal(cut.complete, false);
   assert.equal(cut.calls.length, 1);
+  // [TOOL_CALLS] again with nothing after it (cut by max_tokens) leaves the calls whole.
+  const trailing = new CallReader(NAMES, false, () => "id");
+  trailing.push('[{"name": "f", "arguments": {}}]');
+  trailing.next();
+  trailing.push("  ");
+  assert.ok(trailing.complete);
   // With nothing of the list written yet, it goes on.
   const early = new CallReader(NAMES, false, () => "id");
   early.push(" ");

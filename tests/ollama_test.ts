@@ -264,6 +264,14 @@ Deno.test("Ollama API: format, logprobs, the model list and errors in Ollama's s
     await refused({ model, prompt: "x", suffix: "y" }, 400, /^suffix: /, "/api/generate");
     await refused({ model, prompt: "x", context: [1, 2] }, 400, /^context: /, "/api/generate");
     await refused({ model, prompt: "x", raw: true, images: [base64] }, 400, /^images: /, "/api/generate");
+    for (const system of [undefined, "Be brief."]) {
+      await refused(
+        { model, prompt: "x", system, images: ["bm90IGFuIGltYWdl"] },
+        400,
+        /^images\[0\]: /,
+        "/api/generate",
+      );
+    }
     await refused({ model, input: "x" }, 501, /no embeddings/, "/api/embed");
     await refused({ model: "llama3" }, 501, /does not pull/, "/api/pull");
     await assert.rejects(ollama.chat({ model: "llava", messages: hello }), /"llava" does not exist here/);

@@ -606,6 +606,71 @@ Deno.test("calls the grammar did not check, in a form the reader does not follow
   }
 });
 
+Deno.test("calls that are none (not JSON, a name twice) are text in every answer, also after calls began", async () => {
+  const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
+  const texts = [
+    '[{"name": "get_weather", "arguments": {"city": "a",}}]',
+    '[{"name": "get_weather", "arguments": {"city": "a" "b"}}]',
+    '[{"name": "get_weather", "name": "book-room_2", "arguments": {}}]',
+  ];
+  for (const text of texts) {
+    const ids = [...full.encode("Let me check."), full.special("[TOOL_CALLS]"), ...full.encode(text)];
+    const request = async (path: string, body: object, stream: boolean) => {
+      const app = createApp({ ...engineLessService(full), engine: new ScriptedEngine(ids) });
+      const res = await app.request(path, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ ...body, stream }),
+      });
+      if (!stream) return await res.json();
+      return (await res.text()).split("\n\n").flatMap((e) => {
+        const data = e.split("\n").find((l) => l.startsWith("data: {"));
+        return data ? [JSON.parse(data.slice(6))] : [];
+      });
+    };
+    const chat = { messages: [{ role: "user", content: "Paris?" }], tools: TOOLS };
+    const whole = await request("/v1/chat/completions", chat, false);
+    assert.equal(whole.choices[0].finish_reason, "stop", text);
+    assert.equal(whole.choices[0].message.content, `Let me check.${text}`);
+    assert.equal(whole.choices[0].message.tool_calls, undefined);
+
+    const tools = TOOLS.map(({ function: f }) => ({ name: f.name, input_schema: f.parameters }));
+    const anthropic = await request("/v1/messages", {
+      model: "tiny",
+      max_tokens: 100,
+      messages: chat.messages,
+      tools,
+    }, true);
+    const written = anthropic.filter((e: { type: string; delta?: { type: string } }) =>
+      e.delta?.type === "text_delta"
+    )
+      .map((e: { delta: { text: string } }) => e.delta.text).join("");
+    assert.equal(written, `Let me check.${text}`, text);
+    assert.equal(
+      anthropic.find((e: { type: string }) => e.type === "message_delta").delta.stop_reason,
+      "end_turn",
+    );
+
+    const responses = {
+      input: "Paris?",
+      tools: TOOLS.map(({ function: f }) => ({ type: "function", ...f })),
+    };
+    const openai = await request("/v1/responses", responses, true);
+    const output = openai.at(-1).response.output;
+    assert.ok(
+      output.every((o: { type: string; status: string }) =>
+        o.type === "message" || o.status === "incomplete"
+      ),
+    );
+    assert.equal(
+      output.filter((o: { type: string }) => o.type === "message").map((o: { content: { text: string }[] }) =>
+        o.content[0].text
+      ).join(""),
+      `Let me check.${text}`,
+    );
+  }
+});
+
 Deno.test("a forced call's stream starts at its first token and keeps alive while the call is written", async () => {
   const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
   const calls = [...full.encode('[{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}]')];

@@ -12,7 +12,7 @@
  * not JSON).
  *
  * Anything else (calls the grammar did not check: a lone object, keys in another order, a name that is not a
- * tool's) stops the reading; what was read stands, and nothing more is passed on.
+ * tool's) stops the reading; what was passed on stands (completion.ts reads such calls whole at the end).
  */
 import { floatRepr, pyEscaped, pyJsonLoads } from "../../runtime/prompt/pyjson.ts";
 
@@ -24,7 +24,7 @@ export type CallDelta =
   | { call: number; id: string; name: string; arguments: string }
   | { call: number; id?: undefined; name?: undefined; arguments: string };
 
-export interface ReadCall {
+interface ReadCall {
   id: string;
   name: string;
   arguments: string;
@@ -122,9 +122,12 @@ export class CallReader {
   /** A key or the name being read, or a string inside the arguments. */
   #string: StringReader | undefined;
   #text = "";
-  /** Inside the arguments: the brackets open, and a number or word being read. */
+  /** Inside the arguments: the brackets open, a number or word being read, and whether a value just ended. */
   #open: string[] = [];
   #scalar = "";
+  #ended = false;
+  /** Lists read whole so far. */
+  #lists = 0;
 
   constructor(
     readonly names: readonly string[],
@@ -132,15 +135,20 @@ export class CallReader {
     readonly newId: () => string,
   ) {}
 
-  /** Whether every list so far was read whole and its calls are what they must be. */
+  /**
+   * Whether every list so far was read whole and its calls are what they must be ([TOOL_CALLS] again with nothing
+   * after it, cut by max_tokens, leaves them so).
+   */
   get complete(): boolean {
-    return !this.#failed && this.#where === "after";
+    return !this.#failed && (this.#where === "after" || (this.#where === "list" && this.#lists > 0));
   }
 
   /** The model wrote [TOOL_CALLS] again: another list follows (with none written yet, this one goes on). */
   next(): void {
-    if (this.#where === "after") this.#where = "list";
-    else if (this.#where !== "list") this.#failed = true;
+    if (this.#where === "after") {
+      this.#where = "list";
+      this.#lists++;
+    } else if (this.#where !== "list") this.#failed = true;
   }
 
   push(text: string): CallDelta[] {
@@ -184,6 +192,7 @@ export class CallReader {
           if (c !== "{") return false;
           this.#where = "arguments";
           this.#open = ["{"];
+          this.#ended = false;
           this.#emit(out, "{");
           return true;
         }
@@ -222,10 +231,15 @@ export class CallReader {
       const got = this.#string.push(c);
       if (got === undefined) return false;
       this.#emit(out, pyEscaped(got) + (this.#string.ended ? '"' : ""));
-      if (this.#string.ended) this.#string = undefined;
+      if (this.#string.ended) {
+        this.#string = undefined;
+        this.#ended = true;
+      }
       return true;
     }
     if (SCALAR.test(c)) {
+      // A value right after another (`1 2`, which spaces hid once written) is not JSON.
+      if (!this.#scalar && this.#ended) return false;
       this.#scalar += c;
       return true;
     }
@@ -234,15 +248,18 @@ export class CallReader {
       this.#scalar = "";
       if (value === undefined) return false;
       this.#emit(out, value);
+      this.#ended = true;
     }
     if (SPACE.includes(c)) return true;
     switch (c) {
       case '"':
+        if (this.#ended) return false;
         this.#string = new StringReader();
         this.#emit(out, '"');
         return true;
       case "{":
       case "[":
+        if (this.#ended) return false;
         this.#open.push(c);
         this.#emit(out, c);
         return true;
@@ -250,6 +267,7 @@ export class CallReader {
       case "]":
         if (this.#open.pop() !== (c === "}" ? "{" : "[")) return false;
         this.#emit(out, c);
+        this.#ended = true;
         if (this.#open.length > 0) return true;
         this.#where = "close";
         // The brackets were followed, not the whole syntax: what was written must be an object Python reads.
@@ -257,9 +275,11 @@ export class CallReader {
         this.calls.at(-1)!.whole = true;
         return true;
       case ",":
+        this.#ended = false;
         this.#emit(out, ", ");
         return true;
       case ":":
+        this.#ended = false;
         this.#emit(out, ": ");
         return true;
       default:

@@ -62,7 +62,7 @@ export type ChoiceUpdate =
   | ChoiceEnd;
 
 /** How a choice ended. `tokens`: its generated tokens, as its usage counts them. */
-export interface ChoiceEnd {
+interface ChoiceEnd {
   index: number;
   finish: ChoiceFinish;
   tokens: number;
@@ -72,7 +72,8 @@ export interface ChoiceEnd {
   toolCalls?: ToolCallOut[];
   /**
    * What the model wrote after [TOOL_CALLS] when it is no list of calls (cut by max_tokens): text, which the
-   * answer whole has after its text. A stream sends it as text unless it sent the calls as they began.
+   * answer whole has after its text. A stream sends it as text unless it sent the calls as they began and
+   * max_tokens cut them (they then stand as far as they went).
    */
   callText?: string;
   /** Whether calls were reported as they began (`toolCall` updates) before the writing broke off. */
@@ -234,7 +235,14 @@ async function runChoice(
       const parsed = lists.map((list) => parseToolCalls(list, prepared.tools!.names));
       toolCalls = parsed.every((list) => list !== undefined) ? parsed.flat() : undefined;
       if (toolCalls && prepared.tools!.single && toolCalls.length > 1) toolCalls = undefined;
-      // Those the reader began keep their ids and what was passed on of them; the rest of each is passed on.
+      // Those the reader began keep their ids and what was passed on of them, which the whole must go on from
+      // (else they are no calls: a name given twice, numbers Python prints otherwise); the rest is passed on.
+      const agrees = toolCalls?.every((out, call) => {
+        const begun = read[call];
+        return !begun || (begun.name === out.function.name &&
+          (begun.whole || out.function.arguments.startsWith(begun.arguments)));
+      });
+      if (!agrees) toolCalls = undefined;
       toolCalls?.forEach((out, call) => {
         const begun = read[call];
         const args = out.function.arguments;
@@ -245,11 +253,9 @@ async function runChoice(
         }
         out.id = begun.id;
         if (begun.whole) out.function.arguments = begun.arguments;
-        else if (args.startsWith(begun.arguments)) {
-          if (args.length > begun.arguments.length) {
-            update({ index, toolCall: { call, arguments: args.slice(begun.arguments.length) } });
-          }
-        } else log.warn("a call's arguments were streamed otherwise than they read whole", { call, args });
+        else if (args.length > begun.arguments.length) {
+          update({ index, toolCall: { call, arguments: args.slice(begun.arguments.length) } });
+        }
       });
     }
     if (toolCalls) {

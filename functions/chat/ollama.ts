@@ -202,18 +202,23 @@ export function chatOfOllama(request: OllamaChatRequest, options: OllamaOptions,
 }
 
 /** `/api/generate` without `raw`: the system prompt and the prompt, with its images, as a conversation. */
-export function chatOfGenerate(request: OllamaGenerateRequest, options: OllamaOptions): ChatRequest {
+export function chatOfGenerate(
+  request: OllamaGenerateRequest,
+  options: OllamaOptions,
+): { chat: ChatRequest; param(chatParam: string): string } {
   const messages = [
     ...request.system ? [{ role: "system", content: request.system }] : [],
     { role: "user", content: content({ content: request.prompt, images: request.images }, "images") },
   ];
-  const system = request.system ? 1 : 0;
+  const user = request.system ? 1 : 0;
   const param = (chatParam: string) => {
-    const image = new RegExp(`^messages\\[${system}\\]\\.content\\[(\\d+)\\]\\.image_url`).exec(chatParam);
+    const image = new RegExp(`^messages\\[${user}\\]\\.content\\[(\\d+)\\]\\.image_url`).exec(chatParam);
     if (image) return `images[${image[1]}]`;
-    return chatParam.startsWith(`messages[${system}]`) ? "prompt" : ollamaParam(chatParam);
+    if (chatParam === "messages" || chatParam.startsWith(`messages[${user}]`)) return "prompt";
+    if (user && chatParam.startsWith("messages[0]")) return "system";
+    return ollamaParam(chatParam);
   };
-  return parsed({
+  const chat = parsed({
     model: request.model,
     messages,
     response_format: responseFormat(request.format),
@@ -221,6 +226,7 @@ export function chatOfGenerate(request: OllamaGenerateRequest, options: OllamaOp
     top_logprobs: request.logprobs ? request.top_logprobs ?? undefined : undefined,
     ...sampling(options),
   }, param);
+  return { chat, param };
 }
 
 /**

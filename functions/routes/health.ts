@@ -2,8 +2,8 @@ import { Hono } from "hono";
 import type { Service } from "../service.ts";
 
 /**
- * `GET /`: the server is up. `GET /health`: readiness for load balancers: 200 once the model serves, 503 while it loads, after it failed, when stopping, or
- * (a gateway) while none of its GPU hosts can serve.
+ * `GET /`: the server is up. `GET /health`: readiness for load balancers: 200 once the model serves, 503 while it
+ * loads, after it failed, when stopping, or (a gateway) while none of its GPU hosts can serve.
  */
 export function healthRoutes(service: Service): Hono {
   return new Hono()

@@ -169,8 +169,9 @@ export function messageRoutes(service: Service): Hono {
               });
             }
           } else {
-            // What was no list of calls goes as text, unless calls began (they stand as far as they went).
-            if (u.callText && !u.callsBegun) writeText(events, u.callText);
+            // What was no list of calls goes as text, unless max_tokens cut calls that had begun (they stand as far
+            // as they went).
+            if (u.callText && (!u.callsBegun || u.finish !== "length")) writeText(events, u.callText);
             close(events);
             events.push({
               type: "message_delta",

@@ -297,25 +297,36 @@ export function ollamaRoutes(service: Service): Hono {
       return c.json(loadAnswer(request.model, request.keep_alive, { response: "" }));
     }
     requireEngine(service);
-    const chat = await prepared(async () => {
-      if (!request.raw) {
-        const asked = chatOfGenerate(request, options);
-        return await prepareChat(asked, service, c.req.raw.signal, undefined, { fitMaxTokens: true });
-      }
-      if (request.images?.length) {
-        throw new RequestError(
-          "images: a raw prompt has no place for images: leave raw out, or send them to /api/chat",
-          "images",
-        );
-      }
+    if (!request.raw) {
+      const { chat: asked, param } = chatOfGenerate(request, options);
+      const chat = await prepared(
+        () => prepareChat(asked, service, c.req.raw.signal, undefined, { fitMaxTokens: true }),
+        param,
+      );
+      return generated(chat);
+    }
+    if (request.images?.length) {
+      throw new RequestError(
+        "images: a raw prompt has no place for images: leave raw out, or send them to /api/chat",
+        "images",
+      );
+    }
+    const chat = await prepared(() => {
       const ids = rawPromptIds(service.tokenizer, request.prompt ?? "", service.engine!.contextLength);
       const completion = parseCompletionRequest(completionOfGenerate(request, options, ids)).request;
-      return preparePrompt(completion, ids, "prompt", service, Infinity, true);
+      return Promise.resolve(preparePrompt(completion, ids, "prompt", service, Infinity, true));
     });
-    return answer(c, service, request.model, chat, started, request.stream ?? true, {
-      text: (response, logprobs) => ({ response, ...logprobs?.length ? { logprobs } : {} }),
-      whole: (result) => ({ response: result.text, ...result.logprobs ? { logprobs: result.logprobs } : {} }),
-    });
+    return generated(chat);
+
+    function generated(chat: PreparedChat) {
+      return answer(c, service, request.model, chat, started, request.stream ?? true, {
+        text: (response, logprobs) => ({ response, ...logprobs?.length ? { logprobs } : {} }),
+        whole: (result) => ({
+          response: result.text,
+          ...result.logprobs ? { logprobs: result.logprobs } : {},
+        }),
+      });
+    }
   });
 
   // What an Ollama server also does, which this one does not: a clear answer rather than a 404.

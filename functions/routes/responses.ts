@@ -240,10 +240,10 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
       let call:
         | { type: "function_call"; id: string; call_id: string; name: string; arguments: string }
         | undefined;
-      const closeCall = (events: unknown[], status: Status) => {
+      // A call is complete when its arguments were written whole (even if the answer was cut just after it).
+      const closeCall = (events: unknown[]) => {
         if (!call) return;
-        // A call whose arguments were written whole is complete, even if the answer was cut just after it.
-        if (pyJsonLoads(call.arguments) instanceof Map) status = "completed";
+        const status: Status = pyJsonLoads(call.arguments) instanceof Map ? "completed" : "incomplete";
         const at = { item_id: call.id, output_index: output.length };
         const item = { ...call, status };
         events.push(
@@ -275,7 +275,7 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
             const { id, name, arguments: args } = u.toolCall;
             if (id !== undefined) {
               closeMessage(events, "completed");
-              closeCall(events, "completed");
+              closeCall(events);
               call = { type: "function_call", id: newId("fc"), call_id: id, name, arguments: "" };
               events.push(event("response.output_item.added", {
                 output_index: output.length,
@@ -292,9 +292,10 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
             }
           } else {
             const status: Status = u.finish === "length" ? "incomplete" : "completed";
-            closeCall(events, status);
-            // What was no list of calls goes as text, unless calls began (they stand as far as they went).
-            if (u.callText && !u.callsBegun) {
+            closeCall(events);
+            // What was no list of calls goes as text, unless max_tokens cut calls that had begun (they stand as far
+            // as they went).
+            if (u.callText && (!u.callsBegun || u.finish !== "length")) {
               if (!message) openMessage(events);
               write(events, u.callText);
             }

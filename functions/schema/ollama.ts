@@ -14,7 +14,7 @@ import { parseWith, RequestError } from "./chat.ts";
 const whole = z.number().transform(Math.trunc).nullish();
 
 /** The options this server follows; the others are named in the log as ignored. */
-export const optionsSchema = z.object({
+const optionsSchema = z.object({
   temperature: z.number().min(0).nullish(),
   top_p: z.number().nullish(),
   // Whole-number options take a fraction's whole part, as Ollama reads them.
