@@ -1716,3 +1716,21 @@ Deno.test("when xgrammar aborts without a reason a fresh instance takes over; ma
     first.release();
   }
 });
+
+Deno.test("listed values with DEL or control characters can be written (xgrammar writes them \\u007f, \\u0001)", async () => {
+  const schema = {
+    type: "object",
+    properties: { a: { enum: ["a\u007f", "b\u0001", "c"] } },
+    required: ["a"],
+    additionalProperties: false,
+  };
+  const seen = new Set<string>();
+  for (let i = 0, random = seededRandom(3); i < 12; i++) {
+    const text = await walk(jsonSchemaFormat(schema), random, 60);
+    assert.ok(text !== undefined);
+    const value = JSON.parse(text).a;
+    assert.ok(schema.properties.a.enum.includes(value), JSON.stringify(text));
+    seen.add(value);
+  }
+  assert.ok(seen.has("a\u007f"), [...seen].join(","));
+});

@@ -942,11 +942,12 @@ const SHORT_ESCAPES: Record<number, string> = {
 
 /**
  * Whether an escape begun as `partial` is how xgrammar writes the UTF-16 unit `code` in a listed value: a quote,
- * backslash and slash, and the control characters JSON names by letter, escaped so, other control characters as
- * \u00XX (lowercase), nothing else (its enum grammar, printed: "\"é\\/\\u0001\\t\\\"\\\\x\"").
+ * backslash and slash, and the control characters JSON names by letter, escaped so, other control characters and
+ * DEL as \u00XX (lowercase: picojson's), nothing else (its enum grammar, printed: "\"é\\/\\u0001\\t\\\"\\\\x\"").
  */
 function escapes(partial: string, code: number): boolean {
-  const form = SHORT_ESCAPES[code] ?? (code < 0x20 ? `\\u${code.toString(16).padStart(4, "0")}` : undefined);
+  const hex = code < 0x20 || code === 0x7f;
+  const form = SHORT_ESCAPES[code] ?? (hex ? `\\u${code.toString(16).padStart(4, "0")}` : undefined);
   return form?.startsWith(partial) ?? false;
 }
 
