@@ -7,6 +7,7 @@ import type { ImagePool } from "../runtime/images/pool.ts";
 import { imageInput, type ResizeMode } from "../runtime/images/preprocess.ts";
 import { log } from "../runtime/log.ts";
 import { type OpenedFiles, visionUnavailable } from "../runtime/model/boot.ts";
+import { expectedTensors } from "../runtime/model/tensors.ts";
 
 /** A demo answer's tokens when its request does not say. */
 export const DEMO_MAX_TOKENS = 512;
@@ -52,6 +53,7 @@ export function localService(files: OpenedFiles, settings: ServiceSettings): Ser
           "Serve real Pixtral weights with --model PATH."
         // Not where its files are: the models list is every client's to read (through a gateway too).
         : `Pixtral (${config.source})`,
+      parameters: expectedTensors(config).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0),
     },
     tokenizer,
     images: {

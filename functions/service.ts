@@ -19,6 +19,8 @@ export interface ModelInfo {
   demo: boolean;
   /** One line on what is served, for /v1/models. */
   description: string;
+  /** Weights in all (decoder, vision encoder, adapter), where known (Ollama's `parameter_size`). */
+  parameters?: number;
 }
 
 export interface ImagePolicy {

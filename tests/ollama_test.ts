@@ -205,6 +205,10 @@ Deno.test("Ollama API: format, logprobs, the model list and errors in Ollama's s
 
     const list = await ollama.list();
     assert.deepEqual(list.models.map((m) => m.name), [`${model}:latest`]);
+    // The tiny model's weights in all, as Ollama writes a size.
+    const parameters = service.model.parameters!;
+    assert.ok(parameters > 1e5 && parameters < 1e8, String(parameters));
+    assert.equal(list.models[0].details.parameter_size, `${(parameters / 1e6).toFixed(1)}M`);
     assert.match(list.models[0].digest, /^[0-9a-f]{64}$/);
     const shown = await ollama.show({ model: `${model}:latest` });
     assert.deepEqual(shown.capabilities, ["completion", "vision", "tools"]);

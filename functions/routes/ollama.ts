@@ -40,6 +40,15 @@ import { eventStream } from "./sse.ts";
 /** The Ollama API version whose shapes this server answers in (clients check it before using newer fields). */
 const OLLAMA_VERSION = "0.13.0";
 
+/** A parameter count as Ollama writes it ("12.4B", "8.6M"); empty where not known. */
+function parameterSize(parameters: number | undefined): string {
+  if (!parameters) return "";
+  for (const [unit, scale] of [["B", 1e9], ["M", 1e6], ["K", 1e3]] as const) {
+    if (parameters >= scale) return `${(parameters / scale).toFixed(1)}${unit}`;
+  }
+  return String(parameters);
+}
+
 /** Ollama names models `name:tag`; the served model is also `ID:latest`. */
 function requireOllamaModel(service: Service, name: string | null | undefined): void {
   requireModel(service, name?.replace(/:latest$/, "") ?? name);
@@ -182,7 +191,7 @@ export function ollamaRoutes(service: Service): Hono {
     format: "",
     family: "pixtral",
     families: ["pixtral"],
-    parameter_size: "",
+    parameter_size: parameterSize(service.model.parameters),
     quantization_level: "",
   });
   const listed = async () => ({
@@ -224,6 +233,7 @@ export function ollamaRoutes(service: Service): Hono {
       details: details(),
       model_info: {
         "general.architecture": "pixtral",
+        ...service.model.parameters ? { "general.parameter_count": service.model.parameters } : {},
         ...service.engine ? { "pixtral.context_length": service.engine.contextLength } : {},
       },
       capabilities,
