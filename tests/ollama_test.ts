@@ -120,7 +120,7 @@ Deno.test("Ollama API: chat and generate answer as the chat API does, streamed a
     // Nothing to answer: the model is (already) loaded.
     const load = await ollama.chat({ model, messages: [], stream: false });
     assert.equal(load.done_reason, "load");
-    for (const keep_alive of [0, "0", "0m", "0.0s"]) {
+    for (const keep_alive of [0, "0", "0m", "0.0s", "0m0s"]) {
       const unload = await post(`${url}/api/generate`, { model, keep_alive });
       assert.equal(unload.json.done_reason, "unload", String(keep_alive));
     }
@@ -268,6 +268,24 @@ Deno.test("Ollama API: format, logprobs, the model list and errors in Ollama's s
     await refused({ model, prompt: "x", suffix: "y" }, 400, /^suffix: /, "/api/generate");
     await refused({ model, prompt: "x", context: [1, 2] }, 400, /^context: /, "/api/generate");
     await refused({ model, prompt: "x", raw: true, images: [base64] }, 400, /^images: /, "/api/generate");
+    await refused({ model, prompt: "x", raw: true, system: "s" }, 400, /^system: /, "/api/generate");
+    await refused(
+      { model, prompt: "[INST][IMG][/INST]", raw: true },
+      400,
+      /^prompt: .*\[IMG\]/,
+      "/api/generate",
+    );
+    // A raw prompt past the context (here 2048) is the client's error, named, however long.
+    for (const words of [3000, 140_000]) {
+      await refused(
+        { model, prompt: "hello ".repeat(words), raw: true },
+        400,
+        /^prompt: the prompt has/,
+        "/api/generate",
+      );
+    }
+    // Names in any case, with or without the tag, as Ollama takes them.
+    assert.equal((await post(`${url}/api/show`, { model: `${model.toUpperCase()}:LATEST` })).status, 200);
     for (const system of [undefined, "Be brief."]) {
       await refused(
         { model, prompt: "x", system, images: ["bm90IGFuIGltYWdl"] },

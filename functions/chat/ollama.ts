@@ -112,7 +112,7 @@ function sampling(options: OllamaOptions) {
   const predict = options.num_predict;
   return {
     // Ollama's -1 and -2, and 0, set no limit: the context's end is the limit.
-    max_tokens: predict != null && predict > 0 ? predict : undefined,
+    max_tokens: predict != null && predict > 0 ? Math.min(predict, Number.MAX_SAFE_INTEGER) : undefined,
     temperature: options.temperature,
     top_p: options.top_p,
     // Ollama's top_k 0 takes every token, as the chat API's -1 does.
@@ -264,14 +264,29 @@ export function rawPromptIds(tokenizer: Tokenizer, text: string, context: number
     SPECIALS.set(tokenizer, pattern);
   }
   const budget = new TextBudget(tokenizer, context, "prompt");
+  const images = ["[IMG]", "[IMG_BREAK]", "[IMG_END]"].flatMap((name) => {
+    try {
+      return [tokenizer.special(name)];
+    } catch {
+      return [];
+    }
+  });
   const ids: number[] = [];
   let at = 0;
   for (const match of text.matchAll(pattern)) {
-    if (match.index > at) ids.push(...budget.encode(text.slice(at, match.index)));
-    ids.push(tokenizer.special(match[0]));
+    // Pushed one by one: a prompt near a 128k context is too many arguments for one call.
+    if (match.index > at) { for (const id of budget.encode(text.slice(at, match.index))) ids.push(id); }
+    const id = tokenizer.special(match[0]);
+    if (images.includes(id)) {
+      throw new RequestError(
+        `prompt: a raw prompt cannot hold ${match[0]}: images go to /api/chat or /api/generate without raw`,
+        "prompt",
+      );
+    }
+    ids.push(id);
     at = match.index + match[0].length;
   }
-  if (at < text.length) ids.push(...budget.encode(text.slice(at)));
+  if (at < text.length) { for (const id of budget.encode(text.slice(at))) ids.push(id); }
   const bos = tokenizer.special("<s>");
   return ids[0] === bos ? ids : [bos, ...ids];
 }

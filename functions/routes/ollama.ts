@@ -49,9 +49,13 @@ function parameterSize(parameters: number | undefined): string {
   return String(parameters);
 }
 
-/** Ollama names models `name:tag`; the served model is also `ID:latest`. */
+/** Ollama names models `name:tag`, in any case; the served model is also `ID:latest`. */
 function requireOllamaModel(service: Service, name: string | null | undefined): void {
-  requireModel(service, name?.replace(/:latest$/, "") ?? name);
+  const bare = name?.replace(/:latest$/i, "");
+  const known = [service.model.id, ...service.model.aliases].find((id) =>
+    id.toLowerCase() === bare?.toLowerCase()
+  );
+  requireModel(service, known ?? bare ?? name);
 }
 
 /** A run whose first update and end are timed: Ollama's answers say how long the prompt and the answer took. */
@@ -107,9 +111,9 @@ function ollamaCall(call: ToolCallOut, index: number) {
 
 /** A request with nothing to answer loads (or, with `keep_alive` 0, unloads) the model, as Ollama's do. */
 function loadAnswer(model: string, keepAlive: unknown, answer: Record<string, unknown>) {
-  // 0, "0", or a duration of nothing ("0s", "0m", "0.0h").
+  // 0, "0", or a duration of nothing, as Go writes durations ("0s", "0m0s", "0.0h").
   const unload = keepAlive === 0 ||
-    (typeof keepAlive === "string" && /^\s*0+(\.0*)?\s*(ns|us|µs|ms|s|m|h)?\s*$/.test(keepAlive));
+    (typeof keepAlive === "string" && /^\s*(0+(\.0*)?|(0+(\.0*)?(ns|us|µs|ms|s|m|h))+)\s*$/.test(keepAlive));
   return {
     model,
     created_at: new Date().toISOString(),
@@ -320,6 +324,9 @@ export function ollamaRoutes(service: Service): Hono {
         "images: a raw prompt has no place for images: leave raw out, or send them to /api/chat",
         "images",
       );
+    }
+    if (request.system) {
+      throw new RequestError("system: a raw prompt has no system prompt: write it into the prompt", "system");
     }
     const chat = await prepared(() => {
       const ids = rawPromptIds(service.tokenizer, request.prompt ?? "", service.engine!.contextLength);

@@ -1,14 +1,14 @@
 /**
- * A non-streamed answer. Deno reports a client that leaves before the response begins only for requests of up to
- * about 512 bytes, head included (denoland/deno#21653); a larger request (most, with an SDK's headers) would run
- * to max_tokens after its client gave up, or wait in the queue for its turn. So for those, an answer still running
- * HOLD_MS after its request came (queued, reading its prompt or writing) begins its response then, and sends a
- * space each second until the JSON is ready (leading whitespace is valid JSON; OpenRouter keeps connections alive
- * the same way): the write after a client leaves fails, which stops the generation, and proxies that close idle
- * connections keep it. Anything that fails before that still gets its own status (400, 429, 503, which clients
- * raise on or retry); after it, the status line is sent, and an error travels as the body, in OpenAI's error
- * shape (or, with `breakOnFailure`, breaks the body off). Smaller requests keep their status to the end. A client that leaves costs at most about HOLD_MS and a
- * second (the first space's write finds it gone).
+ * A non-streamed answer. Deno reports a client that leaves before the response begins only for a request of up
+ * to about 512 bytes that came in one packet (denoland/deno#21653; httpx, under the OpenAI and Ollama Python
+ * clients, sends a body in a packet of its own); another would run to max_tokens after its client gave up, or
+ * wait in the queue for its turn. So an answer still running HOLD_MS after its request came (queued, reading its
+ * prompt or writing) begins its response then, and sends a space each second until the JSON is ready (leading
+ * whitespace is valid JSON; OpenRouter keeps connections alive the same way): the write after a client leaves
+ * fails, which stops the generation, and proxies that close idle connections keep it. Anything that fails before
+ * that still gets its own status (400, 429, 503, which clients raise on or retry); after it, the status line is
+ * sent, and an error travels as the body, in OpenAI's error shape (or, with `breakOnFailure`, breaks the body
+ * off). A client that leaves costs at most about HOLD_MS and a second (the first space's write finds it gone).
  */
 import { EngineClosedError } from "../../runtime/engine/engine.ts";
 import { log } from "../../runtime/log.ts";

@@ -24,17 +24,6 @@ export function beforeKeepAlive<T>(pending: Promise<T>, sent: number): Promise<T
 const KEEP_ALIVE = encoder.encode(": keep-alive\n\n");
 const SPACE = encoder.encode(" ");
 
-/** Requests (head and body) Deno still reports a disconnect for before the response begins, with a margin. */
-const REPORTED_BYTES = 448;
-
-/** The request's size on the wire, near enough: request line, headers and body. */
-function requestBytes(request: Request): number {
-  const body = Number(request.headers.get("content-length") ?? NaN);
-  let bytes = request.method.length + new URL(request.url).pathname.length + 12;
-  for (const [name, value] of request.headers) bytes += name.length + value.length + 4;
-  return bytes + body;
-}
-
 /** Requests answered in this process (`pixtral batch`): no client can leave them. */
 const IN_PROCESS = new WeakSet<Request>();
 
@@ -45,11 +34,13 @@ export function inProcess(request: Request): Request {
 }
 
 /**
- * How long a response may wait before it begins: `ms` for a request whose client Deno would not be seen leaving
- * until then (denoland/deno#21653: only those of up to about 512 bytes are), without limit for the others.
+ * How long a response may wait before it begins: `ms`, since Deno would not see its client leave until then
+ * (denoland/deno#21653: it reports a disconnect before the response only for a request of up to about 512 bytes
+ * that came in one packet, and httpx, under the OpenAI and Ollama Python clients, sends the body in a packet of
+ * its own); without limit for a request answered in this process.
  */
 export function holdFor(request: Request, ms: number): number {
-  return IN_PROCESS.has(request) || requestBytes(request) <= REPORTED_BYTES ? Infinity : ms;
+  return IN_PROCESS.has(request) ? Infinity : ms;
 }
 
 /** How long a stream waits for its first update, keeping its status for a failure, before it begins anyway. */
@@ -78,8 +69,8 @@ export interface EventStreamOptions {
 
 /**
  * The response streaming `run`. It waits for the first update, so that a request no engine could start (a
- * gateway's GPU hosts all down or busy) gets its 503 or 429 instead of a stream that fails at once; a large
- * request (holdFor) only FIRST_HOLD_MS, then begins with keep-alives, so that a client that leaves while it is
+ * gateway's GPU hosts all down or busy) gets its 503 or 429 instead of a stream that fails at once; but only
+ * FIRST_HOLD_MS (holdFor), then it begins with keep-alives, so that a client that leaves while its request is
  * queued or its prompt is read is seen, and its place given up.
  */
 export async function eventStream(run: CompletionRun, options: EventStreamOptions): Promise<Response> {
