@@ -21,6 +21,7 @@ import { XGrammarConstraints } from "../runtime/grammar/constraints.ts";
 import { jsonSchemaFormat, relaxedSchema, toolCallsFormat } from "../runtime/grammar/format.ts";
 import { pyJsonDumps, pyJsonLoads } from "../runtime/prompt/pyjson.ts";
 import { loadTokenizer } from "../runtime/tokenizer/mod.ts";
+import type { Tokenizer } from "../runtime/tokenizer/tokenizer.ts";
 import { fixture } from "./helpers.ts";
 import { post, withServer } from "./api_helpers.ts";
 import { seededRandom, walk } from "./grammar_helpers.ts";
@@ -441,25 +442,41 @@ Deno.test("auto: text, then [TOOL_CALLS] and calls, is content plus tool_calls, 
   assert.equal(cut.choices[0].message.tool_calls, undefined);
 });
 
+/** The response of an app whose engine writes `ids` (then ends with `finish`) to `body` at `path`. */
+async function scripted(
+  tokenizer: Tokenizer,
+  ids: number[],
+  path: string,
+  body: object,
+  stream: boolean,
+  finish: FinishReason = "stop",
+): Promise<Response> {
+  const app = createApp({ ...engineLessService(tokenizer), engine: new ScriptedEngine(ids, finish) });
+  const res = await app.request(path, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ ...body, stream }),
+  });
+  assert.equal(res.status, 200);
+  return res;
+}
+
+/** A stream's data events. */
+async function dataEvents(res: Response) {
+  return (await res.text()).split("\n\n").flatMap((e) => {
+    const data = e.split("\n").find((l) => l.startsWith("data: {"));
+    return data ? [JSON.parse(data.slice(6))] : [];
+  });
+}
+
 Deno.test("calls stream whole on the chat API, as they are written on Messages and Responses; cut short, as far as they went or as text", async () => {
   const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
   const calls = '[{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}, ' +
     '{"name": "get_weather", "arguments": {"city": "Oslo \\u00e9", "unit": "f"}}]';
   const args = ['{"city": "Paris", "unit": "c"}', '{"city": "Oslo é", "unit": "f"}'];
   const ids = [...full.encode("Let me check."), full.special("[TOOL_CALLS]"), ...full.encode(calls)];
-  const events = async (path: string, body: object, script = ids, finish: FinishReason = "stop") => {
-    const app = createApp({ ...engineLessService(full), engine: new ScriptedEngine(script, finish) });
-    const res = await app.request(path, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ ...body, stream: true }),
-    });
-    assert.equal(res.status, 200);
-    return (await res.text()).split("\n\n").flatMap((e) => {
-      const data = e.split("\n").find((l) => l.startsWith("data: {"));
-      return data ? [JSON.parse(data.slice(6))] : [];
-    });
-  };
+  const events = async (path: string, body: object, script = ids, finish: FinishReason = "stop") =>
+    await dataEvents(await scripted(full, script, path, body, true, finish));
   const chat = { messages: [{ role: "user", content: "Paris?" }], tools: TOOLS };
   const tools = TOOLS.map(({ function: f }) => ({ name: f.name, input_schema: f.parameters }));
   const messages = { model: "tiny", max_tokens: 100, messages: chat.messages, tools };
@@ -558,17 +575,8 @@ Deno.test("calls the grammar did not check, in a form the reader does not follow
   for (const text of texts) {
     const ids = [...full.encode("Let me check."), full.special("[TOOL_CALLS]"), ...full.encode(text)];
     const request = async (path: string, body: object, stream: boolean) => {
-      const app = createApp({ ...engineLessService(full), engine: new ScriptedEngine(ids) });
-      const res = await app.request(path, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ ...body, stream }),
-      });
-      if (!stream) return await res.json();
-      return (await res.text()).split("\n\n").flatMap((e) => {
-        const data = e.split("\n").find((l) => l.startsWith("data: {"));
-        return data ? [JSON.parse(data.slice(6))] : [];
-      });
+      const res = await scripted(full, ids, path, body, stream);
+      return stream ? await dataEvents(res) : await res.json();
     };
     const chat = { messages: [{ role: "user", content: "Paris?" }], tools: TOOLS };
     const whole = await request("/v1/chat/completions", chat, false);
@@ -616,17 +624,8 @@ Deno.test("calls that are none (not JSON, a name twice) are text in every answer
   for (const text of texts) {
     const ids = [...full.encode("Let me check."), full.special("[TOOL_CALLS]"), ...full.encode(text)];
     const request = async (path: string, body: object, stream: boolean) => {
-      const app = createApp({ ...engineLessService(full), engine: new ScriptedEngine(ids) });
-      const res = await app.request(path, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ ...body, stream }),
-      });
-      if (!stream) return await res.json();
-      return (await res.text()).split("\n\n").flatMap((e) => {
-        const data = e.split("\n").find((l) => l.startsWith("data: {"));
-        return data ? [JSON.parse(data.slice(6))] : [];
-      });
+      const res = await scripted(full, ids, path, body, stream);
+      return stream ? await dataEvents(res) : await res.json();
     };
     const chat = { messages: [{ role: "user", content: "Paris?" }], tools: TOOLS };
     const whole = await request("/v1/chat/completions", chat, false);
