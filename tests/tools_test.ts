@@ -350,12 +350,17 @@ Deno.test("forced calls with the Mistral client (tool_choice any), and its call 
   });
 });
 
+/** What a model writes that answers with some text, then [TOOL_CALLS] and `calls`. */
+const textThenCalls = (tokenizer: Tokenizer, calls: string) => [
+  ...tokenizer.encode("Let me check."),
+  tokenizer.special("[TOOL_CALLS]"),
+  ...tokenizer.encode(calls),
+];
+
 Deno.test("auto: text, then [TOOL_CALLS] and calls, is content plus tool_calls, whole and streamed", async () => {
   const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
   const calls = '[{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}]';
-  const script = (
-    text: string,
-  ) => [...full.encode("Let me check."), full.special("[TOOL_CALLS]"), ...full.encode(text)];
+  const script = (text: string) => textThenCalls(full, text);
   const app = (ids: number[], finish?: FinishReason) =>
     createApp({ ...engineLessService(full), engine: new ScriptedEngine(ids, finish) });
   const request = (stream: boolean) => ({
@@ -474,7 +479,7 @@ Deno.test("calls stream whole on the chat API, as they are written on Messages a
   const calls = '[{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}, ' +
     '{"name": "get_weather", "arguments": {"city": "Oslo \\u00e9", "unit": "f"}}]';
   const args = ['{"city": "Paris", "unit": "c"}', '{"city": "Oslo é", "unit": "f"}'];
-  const ids = [...full.encode("Let me check."), full.special("[TOOL_CALLS]"), ...full.encode(calls)];
+  const ids = textThenCalls(full, calls);
   const events = async (path: string, body: object, script = ids, finish: FinishReason = "stop") =>
     await dataEvents(await scripted(full, script, path, body, true, finish));
   const chat = { messages: [{ role: "user", content: "Paris?" }], tools: TOOLS };
@@ -529,11 +534,7 @@ Deno.test("calls stream whole on the chat API, as they are written on Messages a
   // Cut by max_tokens inside the second call's arguments: the Messages and Responses streams have the calls as
   // far as they went and say why they ended; the chat stream has what the model wrote as text, as its answer
   // whole has it.
-  const cut = [
-    ...full.encode("Let me check."),
-    full.special("[TOOL_CALLS]"),
-    ...full.encode(calls.slice(0, -16)),
-  ];
+  const cut = textThenCalls(full, calls.slice(0, -16));
   const cutChunks = await events("/v1/chat/completions", chat, cut, "length");
   assert.equal(cutChunks.at(-1).choices[0].finish_reason, "length");
   assert.ok(cutChunks.every((e) => !e.choices[0]?.delta.tool_calls));
@@ -549,11 +550,7 @@ Deno.test("calls stream whole on the chat API, as they are written on Messages a
     "incomplete",
   ]);
   // Cut just after a call whose arguments are whole: that call is complete.
-  const after = [
-    ...full.encode("Let me check."),
-    full.special("[TOOL_CALLS]"),
-    ...full.encode(calls.slice(0, calls.indexOf("}}, ") + 6)),
-  ];
+  const after = textThenCalls(full, calls.slice(0, calls.indexOf("}}, ") + 6));
   const afterResponses = await events("/v1/responses", responses, after, "length");
   assert.deepEqual(afterResponses.at(-1).response.output.map((o: { status: string }) => o.status), [
     "completed",
@@ -573,7 +570,7 @@ Deno.test("calls the grammar did not check, in a form the reader does not follow
     `[{"name": "get_weather", "arguments": ${JSON.stringify(args)}}]`,
   ];
   for (const text of texts) {
-    const ids = [...full.encode("Let me check."), full.special("[TOOL_CALLS]"), ...full.encode(text)];
+    const ids = textThenCalls(full, text);
     const request = async (path: string, body: object, stream: boolean) => {
       const res = await scripted(full, ids, path, body, stream);
       return stream ? await dataEvents(res) : await res.json();
@@ -622,7 +619,7 @@ Deno.test("calls that are none (not JSON, a name twice) are text in every answer
     '[{"name": "get_weather", "name": "book-room_2", "arguments": {}}]',
   ];
   for (const text of texts) {
-    const ids = [...full.encode("Let me check."), full.special("[TOOL_CALLS]"), ...full.encode(text)];
+    const ids = textThenCalls(full, text);
     const request = async (path: string, body: object, stream: boolean) => {
       const res = await scripted(full, ids, path, body, stream);
       return stream ? await dataEvents(res) : await res.json();
