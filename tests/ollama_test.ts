@@ -7,6 +7,8 @@
 import assert from "node:assert/strict";
 import { Ollama } from "ollama";
 import { createApp } from "../functions/app.ts";
+import { historyStarts } from "../functions/chat/ollama_history.ts";
+import { decodeImage } from "../runtime/images/preprocess.ts";
 import { loadTokenizer } from "../runtime/tokenizer/mod.ts";
 import { dataUrl, post, withServer } from "./api_helpers.ts";
 import { fixture } from "./helpers.ts";
@@ -428,4 +430,138 @@ Deno.test("Ollama API: a stream's keep-alive is a space that begins the next lin
   const parts = lines.map((line) => JSON.parse(line));
   assert.equal(parts.map((p) => p.message.content).join(""), "Hi there");
   assert.equal(parts.at(-1).done, true);
+});
+
+Deno.test("Ollama API: a conversation longer than the context is cut as Ollama cuts it, leaving the answer room", async () => {
+  const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
+  const prompts: (readonly number[])[] = [];
+  class Recording extends ScriptedEngine {
+    override generate(request: { ids: readonly number[] }, signal?: AbortSignal) {
+      prompts.push(request.ids);
+      return super.generate(request, signal);
+    }
+  }
+  let decodes = 0;
+  const base = engineLessService(full);
+  const app = createApp({
+    ...base,
+    images: {
+      ...base.images,
+      prepare: (bytes, options) => {
+        decodes++;
+        return decodeImage(bytes, options);
+      },
+    },
+    engine: new Recording([...full.encode("Fine.")]),
+  });
+  const context = 4096;
+  const send = async (path: string, body: Record<string, unknown>) => {
+    const res = await app.request(path, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "tiny", stream: false, ...body }),
+    });
+    return { status: res.status, json: await res.json() };
+  };
+  /** The prompt the chat API makes of `messages` (the engine's record of it); undefined: longer than the context. */
+  const chatPrompt = async (messages: unknown[]) => {
+    const res = await send("/v1/chat/completions", { messages, max_tokens: 1 });
+    if (res.json.error?.code === "context_length_exceeded") return undefined;
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+    return prompts.at(-1)!;
+  };
+  const words = (n: number, tag: string) => Array.from({ length: n }, (_, i) => `${tag}${i}`).join(" ");
+  const system = { role: "system", content: "You answer briefly." };
+  const conversation: Record<string, unknown>[] = [system];
+  for (let turn = 0; turn < 24; turn++) {
+    conversation.push({
+      role: "user",
+      content: `question ${turn}: ${words(60, "q")}`,
+      ...turn % 6 === 0 ? { images: [base64] } : {},
+    });
+    conversation.push({ role: "assistant", content: `answer ${turn}: ${words(60, "a")}` });
+  }
+  conversation.push({ role: "user", content: "And the last question?" });
+  const asChat = (messages: Record<string, unknown>[]) =>
+    messages.map(({ images, ...m }) =>
+      images
+        ? {
+          ...m,
+          content: [{ type: "image_url", image_url: { url: image } }, { type: "text", text: m.content }],
+        }
+        : m
+    );
+  assert.equal(await chatPrompt(asChat(conversation)), undefined, "the whole conversation must not fit");
+
+  for (const [numPredict, room] of [[200, 200], [undefined, context / 4]] as const) {
+    decodes = 0;
+    const res = await send("/api/chat", {
+      messages: conversation,
+      options: numPredict ? { num_predict: numPredict } : {},
+    });
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+    assert.equal(res.json.message.content, "Fine.");
+    // Each of the 4 images decoded once, however many cuts were tried.
+    assert.equal(decodes, 4);
+    const cut = prompts.at(-1)!;
+    assert.equal(res.json.prompt_eval_count, cut.length);
+    // The latest beginning whose prompt leaves the room, found by trying each beginning through the chat API.
+    let expected: readonly number[] | undefined;
+    for (let from = 1; from < conversation.length && !expected; from++) {
+      const ids = await chatPrompt(asChat([system, ...conversation.slice(from)]));
+      if (ids && context - ids.length >= room) expected = ids;
+    }
+    assert.deepEqual(cut, expected);
+    const text = full.decode(cut);
+    assert.ok(text.includes("You answer briefly.") && text.includes("And the last question?"), text);
+    assert.ok(!text.includes("question 0:"), text);
+  }
+
+  // truncate: false asks for the context error instead.
+  const refused = await send("/api/chat", { messages: conversation, truncate: false });
+  assert.equal(refused.status, 400);
+  assert.match(refused.json.error, /context is 4096 tokens/);
+
+  // A tool result is never cut from the call it answers: the cut begins at the assistant message with the call.
+  const calls = [
+    { role: "system" as const, content: "Use the tools." },
+    { role: "user" as const, content: `look it up: ${words(1000, "w")}` },
+    {
+      role: "assistant" as const,
+      content: "",
+      tool_calls: [{ function: { name: "find", arguments: { q: "x" } } }],
+    },
+    { role: "tool" as const, tool_name: "find", content: `found: ${words(500, "r")}` },
+  ];
+  const tools = [{ type: "function", function: { name: "find", parameters: { type: "object" } } }];
+  const answered = await send("/api/chat", { messages: calls, tools, options: { num_predict: 100 } });
+  assert.equal(answered.status, 200, JSON.stringify(answered.json));
+  const kept = full.decode(prompts.at(-1)!);
+  assert.ok(!kept.includes("look it up") && kept.includes('"find"') && kept.includes("found: r0"), kept);
+  assert.deepEqual(historyStarts(calls), [0, 1, 2]);
+  // Without a system message first, calls cannot begin a conversation (mistral_common's serving checks): here
+  // nothing can be left out, and the answer is the context error.
+  assert.deepEqual(historyStarts(calls.slice(1)), [0]);
+  const unanswerable = await send("/api/chat", {
+    messages: calls.slice(1),
+    tools,
+    options: { num_predict: 100 },
+  });
+  assert.equal(unanswerable.status, 400);
+  assert.match(unanswerable.json.error, /context is 4096 tokens/);
+  assert.deepEqual(
+    historyStarts([
+      { role: "system" },
+      { role: "user" },
+      { role: "assistant", tool_calls: [{ function: { name: "f" } }, { function: { name: "g" } }] },
+      { role: "tool" },
+      { role: "tool" },
+      { role: "tool" },
+      { role: "user" },
+      { role: "assistant" },
+    ]),
+    [0, 1, 2, 6, 7],
+  );
+  // A result that answers no call in the messages sent begins where it is.
+  assert.deepEqual(historyStarts([{ role: "user" }, { role: "assistant" }, { role: "tool" }]), [0, 1, 2]);
 });

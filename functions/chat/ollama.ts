@@ -42,13 +42,16 @@ const callId = (message: number, call: number) => `ollama_${message}_${call}`;
 /**
  * The chat messages, and the place in the request of each (`kept`): an assistant message with neither text nor
  * calls is left out (Ollama renders it as an empty turn; Pixtral's format has none, and such an answer of this
- * server's, sent back, would otherwise stop the conversation).
+ * server's, sent back, would otherwise stop the conversation), and so are the messages before `from` other than
+ * system messages (a conversation cut to fit the context, see historyStarts).
  */
-function chatMessages(messages: OllamaMessage[]) {
+function chatMessages(messages: OllamaMessage[], from: number) {
   /** The calls of the last assistant message not yet answered: their ids and names. */
   let open: { id: string; name: string }[] = [];
   const kept = messages.flatMap((m, i) =>
-    m.role === "assistant" && !m.content && !m.tool_calls?.length ? [] : [i]
+    (m.role === "assistant" && !m.content && !m.tool_calls?.length) || (i < from && m.role !== "system")
+      ? []
+      : [i]
   );
   const chat: Record<string, unknown>[] = kept.map((i) => messages[i]).map((m, j) => {
     const i = kept[j];
@@ -177,9 +180,17 @@ export interface OllamaChat {
   param(chatParam: string): string;
 }
 
-/** `text`: the request body as sent, for the tools' schemas and the calls' arguments as Python reads them. */
-export function chatOfOllama(request: OllamaChatRequest, options: OllamaOptions, text: string): OllamaChat {
-  const { messages, kept } = chatMessages(request.messages ?? []);
+/**
+ * `text`: the request body as sent, for the tools' schemas and the calls' arguments as Python reads them. `from`:
+ * where the conversation begins when cut to fit (one of historyStarts; the system messages before it are kept).
+ */
+export function chatOfOllama(
+  request: OllamaChatRequest,
+  options: OllamaOptions,
+  text: string,
+  from = 0,
+): OllamaChat {
+  const { messages, kept } = chatMessages(request.messages ?? [], from);
   const param = (chatParam: string) => ollamaParam(chatParam, kept);
   const chat = parsed({
     model: request.model,

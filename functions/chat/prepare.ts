@@ -45,11 +45,15 @@ function imageSources(messages: ChatMessage[]): { url: string; param: string }[]
   return out;
 }
 
+/** Images decoded for one request, by URL: a request prepared again (cut to fit) decodes each image once. */
+export type DecodedImages = Map<string, Omit<PromptImage, "param">>;
+
 async function loadImages(
   messages: ChatMessage[],
   service: Service,
   resize: ResizeMode | undefined,
   signal?: AbortSignal,
+  decoded?: DecodedImages,
 ) {
   const sources = imageSources(messages);
   const policy = service.images;
@@ -68,10 +72,14 @@ async function loadImages(
   }
   const options = imageOptions(policy, resize ?? policy.resize);
   return await allOrNone(sources, signal, async ({ url, param }, _, each): Promise<PromptImage> => {
+    const known = decoded?.get(url);
+    if (known) return { ...known, param };
     try {
       const bytes = await fetchImageBytes(url, policy.fetch, each);
       const image = await (policy.prepare ?? decodeImage)(bytes, options, each);
-      return { input: image, tokens: [...await imageTokenLayout(image, policy.tokens)], param };
+      const prepared = { input: image, tokens: [...await imageTokenLayout(image, policy.tokens)] };
+      decoded?.set(url, prepared);
+      return { ...prepared, param };
     } catch (err) {
       (err as Error & { param?: string }).param ??= param;
       throw err;
@@ -169,6 +177,8 @@ export interface EncodeOptions {
   counting?: boolean;
   /** Whether the request gives an output format (response_format), which the tools must leave room for. */
   format?: boolean;
+  /** Images this request has decoded already. */
+  decoded?: DecodedImages;
 }
 
 /** Refuses tools that leave an output format no room (checked before the prompt is encoded). */
@@ -196,7 +206,7 @@ function checkToolsWithFormat(generation: ToolGeneration, format: boolean, tools
 export async function encodeChat(
   requested: ChatMessage[],
   service: Service,
-  { signal, resize, safePrompt, tools, source, counting, format }: EncodeOptions = {},
+  { signal, resize, safePrompt, tools, source, counting, format, decoded }: EncodeOptions = {},
 ) {
   const { tokenizer } = service;
   const messages = withSafePrompt(requested, safePrompt);
@@ -212,7 +222,7 @@ export async function encodeChat(
       "unsupported_parameter",
     );
   }
-  const images = await loadImages(requested, service, resize, signal);
+  const images = await loadImages(requested, service, resize, signal, decoded);
   const budget = new TextBudget(tokenizer, service.engine?.contextLength ?? Infinity, "messages", counting);
   const encoder = {
     encode: (text: string) => budget.encode(text),
@@ -413,11 +423,12 @@ export async function prepareChat(
   service: Service,
   signal?: AbortSignal,
   source?: PyValue,
-  options: { fitMaxTokens?: boolean } = {},
+  options: { fitMaxTokens?: boolean; decoded?: DecodedImages } = {},
 ): Promise<PreparedChat> {
   const tools = toolUse(chat, source);
   const encoded = await encodeChat(chat.messages, service, {
     signal,
+    decoded: options.decoded,
     resize: chat.image_resize ?? undefined,
     safePrompt: chat.safe_prompt,
     tools,

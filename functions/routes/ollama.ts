@@ -12,12 +12,12 @@ import { pyJsonLoads, toJs } from "../../runtime/prompt/pyjson.ts";
 import { type ChoiceResult, type CompletionRun, runCompletion } from "../chat/completion.ts";
 import {
   chatOfGenerate,
-  chatOfOllama,
   completionOfGenerate,
   OLLAMA_WORDS,
   ollamaParam,
   rawPromptIds,
 } from "../chat/ollama.ts";
+import { preparedHistory } from "../chat/ollama_history.ts";
 import { prepareChat, type PreparedChat } from "../chat/prepare.ts";
 import { preparePrompt } from "../chat/raw_prompt.ts";
 import { renamed } from "../chat/responses.ts";
@@ -259,11 +259,7 @@ export function ollamaRoutes(service: Service): Hono {
       );
     }
     requireEngine(service);
-    const { chat: asked, source, param } = chatOfOllama(request, options, text);
-    const chat = await prepared(
-      () => prepareChat(asked, service, c.req.raw.signal, source, { fitMaxTokens: true }),
-      param,
-    );
+    const chat = await preparedHistory(request, options, text, service, c.req.raw.signal);
     const message = (content: string, extra: Record<string, unknown> = {}) => ({
       message: { role: "assistant", content, ...extra },
     });
