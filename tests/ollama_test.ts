@@ -517,6 +517,21 @@ Deno.test("Ollama API: a conversation longer than the context is cut as Ollama c
     assert.ok(!text.includes("question 0:"), text);
   }
 
+  // More images than the server takes (8 here) are cut alike: the oldest go.
+  const pictures: Record<string, unknown>[] = Array.from({ length: 10 }, (_, i) => [
+    { role: "user", content: `picture ${i}`, images: [base64] },
+    { role: "assistant", content: `seen ${i}` },
+  ]).flat();
+  pictures.push({ role: "user", content: "Which came first?" });
+  const seen = await send("/api/chat", { messages: pictures });
+  assert.equal(seen.status, 200, JSON.stringify(seen.json));
+  const shown = full.decode(prompts.at(-1)!);
+  assert.ok(shown.includes("seen 1") && !shown.includes("picture 1"), shown);
+  assert.equal(prompts.at(-1)!.filter((id) => id === full.special("[IMG_END]")).length, 8);
+  const many = await send("/api/chat", { messages: pictures, truncate: false });
+  assert.equal(many.status, 400);
+  assert.match(many.json.error, /10 images in one request/);
+
   // truncate: false asks for the context error instead.
   const refused = await send("/api/chat", { messages: conversation, truncate: false });
   assert.equal(refused.status, 400);

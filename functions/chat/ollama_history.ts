@@ -1,7 +1,8 @@
 /**
  * A conversation longer than the context, cut to fit as Ollama cuts it: the oldest messages are left out, the
  * system messages kept, the last message always kept, and a tool result never without the call it answers
- * (`truncate: false` asks for the context error instead). Unlike Ollama, whose runner then shifts the context as
+ * (`truncate: false` asks for the context error instead). A conversation of more images than this server takes
+ * (Ollama has no such limit) is cut alike. Unlike Ollama, whose runner then shifts the context as
  * the answer grows, a cut here leaves room for the answer: `num_predict` tokens, else the server's --max-tokens,
  * at most a quarter of the context.
  */
@@ -32,7 +33,9 @@ export function historyStarts(messages: Message[]): number[] {
   return [...new Set(starts)].filter((i) => i === 0 || !calls(i) || (system >= 0 && system < i));
 }
 
-const tooLong = (err: unknown) => err instanceof RequestError && err.code === "context_length_exceeded";
+/** What a cut mends: a prompt longer than the context, or more images than the server takes (--max-images). */
+const tooLong = (err: unknown) =>
+  err instanceof RequestError && (err.code === "context_length_exceeded" || err.code === "too_many_images");
 
 /** The request prepared whole, or cut to the latest beginning that leaves the answer its room. */
 export async function preparedHistory(

@@ -68,6 +68,7 @@ async function loadImages(
     throw new RequestError(
       `${sources.length} images in one request; this server takes at most ${policy.maxImages}`,
       sources[policy.maxImages].param,
+      "too_many_images",
     );
   }
   const options = imageOptions(policy, resize ?? policy.resize);
