@@ -19,6 +19,7 @@ import {
   xgrammarSchema,
 } from "../runtime/grammar/format.ts";
 import { XGrammarConstraints } from "../runtime/grammar/constraints.ts";
+import { xgrammarGrammar } from "../runtime/grammar/gbnf.ts";
 import { xgrammarPattern } from "../runtime/grammar/regex.ts";
 import { BoundsPlan, BoundsTracker } from "../runtime/grammar/bounds.ts";
 import { vocabulary } from "../runtime/grammar/vocabulary.ts";
@@ -934,6 +935,41 @@ Deno.test("listed values are written exactly: xgrammar 0.1.27 lets alternatives 
   assert.ok(!(await allowedAfterFormat(regexFormat("Mrs|Mr|Ms"), "Mr")).has("r"));
   assert.ok(!(await allowedAfterFormat(grammarFormat('root ::= "axxb" | "axb"'), "axx")).has("x"));
   assert.equal(xgrammarPattern("^(Mr|Mrs|Ms|Dr)$", "text", ""), "(?:M(?:r(?:s)?|s)|Dr)");
+});
+
+Deno.test("alternatives whose beginnings hide in a rule, a group or a repetition do not run into each other", async () => {
+  // Each ran on before (xgrammar 0.1.27, found by a helper with its own recognizer): after the prefix, tokens
+  // beginning with the character shown were allowed, so "Drsssss." and "xxyyb" were written.
+  const cases: [string, ReturnType<typeof grammarFormat>, string, string][] = [
+    ["rules", grammarFormat('root ::= a | b\na ::= "axxb"\nb ::= "axb"'), "axx", "x"],
+    ["rule and literal", grammarFormat('root ::= t "." | "Mr."\nt ::= "Mrs"'), "Mrs", "s"],
+    ["rule of a repetition", grammarFormat('root ::= a "yb" | "xxb"\na ::= "x"{2}'), "xxy", "y"],
+    ["rule of a group", grammarFormat('root ::= a "." | "Mr."\na ::= "Mrs" | "Drs"'), "Drs", "s"],
+    ["group", grammarFormat('root ::= ("Mr" | "Dr") "s." | "Mr."'), "Drs", "s"],
+    ["rule in a repetition", grammarFormat('root ::= (t "." | "Mr.")+\nt ::= "Mrs"'), "Mrs", "s"],
+    ["repetition", grammarFormat('root ::= "x"{2} "yb" | "xxb"'), "xxy", "y"],
+    ["bounded repetition", grammarFormat('root ::= ("ab"){1,2} "xc" | "abc"'), "abx", "x"],
+    ["group that factors", grammarFormat('root ::= "<" ("Mrs" | "Mrx") "." | "<Mr."'), "<Mrs", "s"],
+    ["pattern group", regexFormat("(?:Mrs|Drs)\\.|Mr\\."), "Mrs", "s"],
+    ["pattern group that factors", regexFormat("(?:Mrs|Mrx)\\.|Mr\\."), "Mrs", "s"],
+    ["pattern repetition", regexFormat("(?:ab){1,2}xc|abc"), "abx", "x"],
+  ];
+  for (const [name, format, prefix, bad] of cases) {
+    const wrong = [...await allowedAfterFormat(format, prefix)].filter((t) => t.startsWith(bad));
+    assert.deepEqual(wrong, [], name);
+  }
+  // A rule spread into every alternative that names it is not printed; a group of more alternatives than
+  // spreading takes (64) stays as written.
+  assert.equal(
+    xgrammarGrammar('root ::= a "." | "Mr."\na ::= "Mrs" | "Drs"'),
+    'root ::= (("Mr" (("s.") | ("."))) | ("Drs."))',
+  );
+  const group = (n: number) =>
+    `root ::= (${
+      Array.from({ length: n }, (_, i) => `"${String.fromCodePoint(0x4e00 + i)}x"`).join(" | ")
+    }) "." | "\u4e00."`;
+  assert.ok(xgrammarGrammar(group(60)).startsWith('root ::= (("\u4e00" (("x.") | ("."))) | ("\u4e01x.")'));
+  assert.ok(xgrammarGrammar(group(70)).startsWith('root ::= (((("\u4e00x") | ("\u4e01x")'));
 });
 
 Deno.test("a URL (format uri) is one WHATWG parsers read as written, cut anywhere by maxLength past https://a", async () => {

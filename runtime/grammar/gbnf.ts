@@ -19,6 +19,9 @@ import {
   MAX_COST,
   quantifier,
   type Ranges,
+  spreadHeads,
+  type Spreading,
+  spreadParts,
   subtract,
   union,
   UNIVERSE,
@@ -131,7 +134,7 @@ export function xgrammarGrammar(grammar: string): string {
       "",
     );
   }
-  const factoredRules = order.map((name) => [name, factor(cut.get(name)!)] as const);
+  const factoredRules = order.map((name) => [name, factor(cut.get(name)!, facts)] as const);
   for (const [name, expr] of factoredRules) {
     if (depthOf(expr) > MAX_DEPTH) {
       throw new FormatError(
@@ -141,37 +144,71 @@ export function xgrammarGrammar(grammar: string): string {
       );
     }
   }
-  return factoredRules.map(([name, expr]) => `${names.get(name)} ::= ${print(expr, names)}`).join("\n");
+  // A rule whose every use was spread into the rules naming it is not printed.
+  const used = new Set(["root"]);
+  for (const [name, expr] of factoredRules) {
+    if (used.has(name)) { for (const ref of refsOf(expr)) used.add(ref.name); }
+  }
+  return factoredRules.filter(([name]) => used.has(name)).map(([name, expr]) =>
+    `${names.get(name)} ::= ${print(expr, names)}`
+  ).join("\n");
 }
 
 /**
  * A rule with the alternatives of every group factored, literals character by character (see regex.ts's
- * factored: xgrammar 0.1.27 lets `"axxb" | "axb"` take "axxxb"). Alternatives that begin with a rule that begins
- * alike are not seen.
+ * factored: xgrammar 0.1.27 lets `"axxb" | "axb"` take "axxxb"). An alternative whose beginning may be another's
+ * and hides in its first part is spread first (see regex.ts's spreadHeads): `("Mr" | "Dr") "s." | "Mr."` took "Mrsss.".
  */
-function factor(e: Expr): Expr {
+function factor(e: Expr, facts: Facts): Expr {
   switch (e.kind) {
     case "seq":
-      return { kind: "seq", items: e.items.map(factor) };
+      return { kind: "seq", items: e.items.map((item) => factor(item, facts)) };
     case "repeat":
-      return { ...e, body: factor(e.body) };
+      return { ...e, body: factor(e.body, facts) };
     case "alt":
       return factored(
-        e.branches.map((b) =>
-          flat(b).map((item): Expr =>
-            item.kind === "set" && item.set.length === 1 && item.set[0][0] === item.set[0][1]
-              ? { kind: "text", codes: [item.set[0][0]] }
-              : item.kind === "text"
-              ? item
-              : factor(item)
-          )
-        ),
+        e.branches.map((b) => itemsOf(b, facts)),
         (items) => ({ kind: "seq", items: joinTexts(items) }),
         (branches) => ({ kind: "alt", branches }),
+        (branches) => spreadHeads(branches, spreading(facts)),
       );
     default:
       return e;
   }
+}
+
+/**
+ * An alternative as factored compares it: flat, one-character classes as literals, its groups factored and taken
+ * apart where that leaves a sequence (`("Mrs" | "Mrx")` is M, r, then the group of s and x).
+ */
+function itemsOf(e: Expr, facts: Facts): Expr[] {
+  return flat(e).flatMap((item): Expr[] =>
+    item.kind === "set" && item.set.length === 1 && item.set[0][0] === item.set[0][1]
+      ? [{ kind: "text", codes: [item.set[0][0]] }]
+      : item.kind === "text"
+      ? [item]
+      : flat(factor(item, facts))
+  );
+}
+
+const seqOf = (items: Expr[]): Expr => ({ kind: "seq", items });
+
+/**
+ * What hides a beginning from factored in a grammar: a group, a repetition of a few copies, and a rule naming no
+ * rule (xgrammar takes such a rule's text into the rule that names it and runs on as with literals: `t "." |
+ * "Mr."` with `t ::= "Mrs"` took "Mrssss.").
+ */
+function spreading(facts: Facts): Spreading<Expr> {
+  return {
+    parts: (head) =>
+      head.kind === "ref"
+        ? refsOf(facts.rules.get(head.name)!).length === 0 ? [[facts.rules.get(head.name)!]] : undefined
+        : spreadParts(head),
+    items: (part) => itemsOf(part, facts),
+    first: (items) => firstOf(seqOf(items), facts.shortest, facts.first),
+    cost: (items) => cost(seqOf(items)),
+    spareCost: 16,
+  };
 }
 
 /**

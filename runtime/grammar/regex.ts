@@ -139,7 +139,7 @@ export function groupDepth(pattern: string): number {
   return deepest;
 }
 
-/** A pattern with the alternatives of every group factored (see factored). */
+/** A pattern with the alternatives of every group factored (see factored and spreadHeads). */
 function factor(node: Node): Node {
   switch (node.kind) {
     case "seq":
@@ -148,26 +148,48 @@ function factor(node: Node): Node {
       return { ...node, body: factor(node.body) };
     case "alt":
       return factored(
-        node.branches.map((b) => flat(b).map(factor)),
+        node.branches.map(items),
         (items) => ({ kind: "seq", items }),
         (branches) => ({ kind: "alt", branches }),
+        (branches) => spreadHeads(branches, SPREADING),
       );
     default:
       return node;
   }
 }
 
+const SPREADING: Spreading<Node> = {
+  parts: spreadParts,
+  items,
+  first: (items) => first({ kind: "seq", items }),
+  cost: (items) => cost({ kind: "seq", items }),
+  spareCost: 64,
+};
+
 /** A node as the items of a sequence, nested sequences taken apart (`(?:ax)xb` is a, x, x, b). */
 function flat(node: Node): Node[] {
   return node.kind === "seq" ? node.items.flatMap(flat) : [node];
+}
+
+/** An alternative as factored compares it: flat, its groups factored and taken apart where that leaves a sequence. */
+function items(node: Node): Node[] {
+  return flat(node).flatMap((item) => flat(factor(item)));
 }
 
 /**
  * Alternatives (each a list of items) with their common beginnings written once (`ax(?:xb|b)` for `axxb|axb`),
  * recursively, so that no two begin with the same item: xgrammar 0.1.27 matches alternatives that share two or
  * more leading characters wrongly (`axxb|axb` also took "axxxb", `Mrs|Mr` "Mrrs"). Items are compared as JSON.
+ * `spread`, given, rewrites each list of alternatives first (at every level) so that beginnings hidden in a
+ * group or a rule come out where they can be compared.
  */
-export function factored<T>(branches: T[][], seq: (items: T[]) => T, alt: (branches: T[]) => T): T {
+export function factored<T>(
+  branches: T[][],
+  seq: (items: T[]) => T,
+  alt: (branches: T[]) => T,
+  spread?: (branches: T[][]) => T[][],
+): T {
+  if (spread) branches = spread(branches);
   const key = (item: T) => JSON.stringify(item);
   const groups = new Map<string, T[][]>();
   for (const items of branches) {
@@ -185,10 +207,77 @@ export function factored<T>(branches: T[][], seq: (items: T[]) => T, alt: (branc
       common++;
     }
     out.push(
-      seq([...group[0].slice(0, common), factored(group.map((items) => items.slice(common)), seq, alt)]),
+      seq([
+        ...group[0].slice(0, common),
+        factored(group.map((items) => items.slice(common)), seq, alt, spread),
+      ]),
     );
   }
   return out.length === 1 ? out[0] : alt(out);
+}
+
+/** How an AST's alternatives are spread (see spreadHeads). */
+export interface Spreading<T> {
+  /** What a part stands for as alternatives (each a list of parts) where it hides its beginning; else undefined. */
+  parts(head: T): T[][] | undefined;
+  /** A part as the items factored compares. */
+  items(part: T): T[];
+  /** The characters an alternative may begin with. */
+  first(items: T[]): Ranges;
+  /** An alternative's compile cost, and how much spreading one may add. */
+  cost(items: T[]): number;
+  spareCost: number;
+}
+
+/** The most alternatives one spreads into. */
+const MAX_SPREAD = 64;
+/** A repetition at the head is spelt out (each count an alternative) up to this many copies. */
+const MAX_SPREAD_COPIES = 8;
+
+/**
+ * What a group or a repetition stands for as alternatives (regex and GBNF trees alike): a group its branches, a
+ * repetition of a few copies each count spelt out (not `?`: optional heads match as written).
+ */
+export function spreadParts<T>(head: T): T[][] | undefined {
+  const h = head as { kind: string; branches?: T[]; body?: T; min?: number; max?: number };
+  if (h.kind === "alt") return h.branches!.map((b) => [b]);
+  if (h.kind !== "repeat" || h.max! < 2 || h.max! > MAX_SPREAD_COPIES) return undefined;
+  return Array.from({ length: h.max! - h.min! + 1 }, (_, k) => Array(h.min! + k).fill(h.body!));
+}
+
+/**
+ * Alternatives whose beginning hides in their first part (a group, a repetition of a few copies, for GBNF a rule)
+ * spread into the alternatives they amount to, where another alternative may begin alike: xgrammar 0.1.27 runs on
+ * there as with literals (`("Mr" | "Dr") "s." | "Mr."` took "Mrsss.", `"x"{2} "yb" | "xxb"` "xxyyb"). Each stays
+ * as it is where spreading it would pass MAX_SPREAD alternatives or its spare cost.
+ */
+export function spreadHeads<T>(branches: T[][], how: Spreading<T>): T[][] {
+  const firsts = branches.map((items) => how.first(items));
+  const shared = (i: number) => firsts.some((f, j) => j !== i && intersect(f, firsts[i]).length > 0);
+  return branches.flatMap((items, i) => {
+    if (!items.length || !how.parts(items[0]) || !shared(i)) return [items];
+    return spreadHead(items, how, { branches: MAX_SPREAD, cost: how.cost(items) + how.spareCost }) ?? [items];
+  });
+}
+
+function spreadHead<T>(
+  items: T[],
+  how: Spreading<T>,
+  budget: { branches: number; cost: number },
+): T[][] | undefined {
+  const parts = items.length ? how.parts(items[0]) : undefined;
+  if (!parts) {
+    budget.branches--;
+    budget.cost -= how.cost(items);
+    return budget.branches < 0 || budget.cost < 0 ? undefined : [items];
+  }
+  const out: T[][] = [];
+  for (const part of parts) {
+    const spread = spreadHead([...part.flatMap((p) => how.items(p)), ...items.slice(1)], how, budget);
+    if (!spread) return undefined;
+    out.push(...spread);
+  }
+  return out;
 }
 
 /**
