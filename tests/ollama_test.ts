@@ -432,7 +432,8 @@ Deno.test("Ollama API: a stream's keep-alive is a space that begins the next lin
   assert.equal(parts.at(-1).done, true);
 });
 
-Deno.test("Ollama API: a conversation longer than the context is cut as Ollama cuts it, leaving the answer room", async () => {
+/** An app over a scripted engine that records each prompt, and counts image decodes. */
+async function recordingApp() {
   const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
   const prompts: (readonly number[])[] = [];
   class Recording extends ScriptedEngine {
@@ -441,20 +442,19 @@ Deno.test("Ollama API: a conversation longer than the context is cut as Ollama c
       return super.generate(request, signal);
     }
   }
-  let decodes = 0;
+  const counts = { decodes: 0 };
   const base = engineLessService(full);
   const app = createApp({
     ...base,
     images: {
       ...base.images,
       prepare: (bytes, options) => {
-        decodes++;
+        counts.decodes++;
         return decodeImage(bytes, options);
       },
     },
     engine: new Recording([...full.encode("Fine.")]),
   });
-  const context = 4096;
   const send = async (path: string, body: Record<string, unknown>) => {
     const res = await app.request(path, {
       method: "POST",
@@ -470,6 +470,29 @@ Deno.test("Ollama API: a conversation longer than the context is cut as Ollama c
     assert.equal(res.status, 200, JSON.stringify(res.json));
     return prompts.at(-1)!;
   };
+  return { full, prompts, counts, send, chatPrompt };
+}
+
+Deno.test("Ollama API: a system message after an answer joins the others, as Pixtral's format places them", async () => {
+  const { prompts, send, chatPrompt } = await recordingApp();
+  const messages = [
+    { role: "system", content: "S1" },
+    { role: "user", content: "u1" },
+    { role: "assistant", content: "a1" },
+    { role: "system", content: "S2" },
+    { role: "user", content: "u2" },
+  ];
+  // The chat API keeps mistral_common's rule.
+  assert.equal((await send("/v1/chat/completions", { messages })).status, 400);
+  const res = await send("/api/chat", { messages });
+  assert.equal(res.status, 200, JSON.stringify(res.json));
+  const expected = await chatPrompt([messages[0], messages[3], messages[1], messages[2], messages[4]]);
+  assert.deepEqual(prompts.at(-2), expected);
+});
+
+Deno.test("Ollama API: a conversation longer than the context is cut as Ollama cuts it, leaving the answer room", async () => {
+  const { full, prompts, counts, send, chatPrompt } = await recordingApp();
+  const context = 4096;
   const words = (n: number, tag: string) => Array.from({ length: n }, (_, i) => `${tag}${i}`).join(" ");
   const system = { role: "system", content: "You answer briefly." };
   const conversation: Record<string, unknown>[] = [system];
@@ -494,7 +517,7 @@ Deno.test("Ollama API: a conversation longer than the context is cut as Ollama c
   assert.equal(await chatPrompt(asChat(conversation)), undefined, "the whole conversation must not fit");
 
   for (const [numPredict, room] of [[200, 200], [undefined, context / 4]] as const) {
-    decodes = 0;
+    counts.decodes = 0;
     const res = await send("/api/chat", {
       messages: conversation,
       options: numPredict ? { num_predict: numPredict } : {},
@@ -502,7 +525,7 @@ Deno.test("Ollama API: a conversation longer than the context is cut as Ollama c
     assert.equal(res.status, 200, JSON.stringify(res.json));
     assert.equal(res.json.message.content, "Fine.");
     // Each of the 4 images decoded once, however many cuts were tried.
-    assert.equal(decodes, 4);
+    assert.equal(counts.decodes, 4);
     const cut = prompts.at(-1)!;
     assert.equal(res.json.prompt_eval_count, cut.length);
     // The latest beginning whose prompt leaves the room, found by trying each beginning through the chat API.

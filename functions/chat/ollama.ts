@@ -43,16 +43,30 @@ const callId = (message: number, call: number) => `ollama_${message}_${call}`;
  * The chat messages, and the place in the request of each (`kept`): an assistant message with neither text nor
  * calls is left out (Ollama renders it as an empty turn; Pixtral's format has none, and such an answer of this
  * server's, sent back, would otherwise stop the conversation), and so are the messages before `from` other than
- * system messages (a conversation cut to fit the context, see historyStarts).
+ * system messages (a conversation cut to fit the context, see ollama_history.ts).
  */
 function chatMessages(messages: OllamaMessage[], from: number) {
   /** The calls of the last assistant message not yet answered: their ids and names. */
   let open: { id: string; name: string }[] = [];
-  const kept = messages.flatMap((m, i) =>
+  const shown = messages.flatMap((m, i) =>
     (m.role === "assistant" && !m.content && !m.tool_calls?.length) || (i < from && m.role !== "system")
       ? []
       : [i]
   );
+  // A system message after an answer or a tool result (which mistral_common's checks refuse and Ollama's
+  // templates take) goes up to the others: Pixtral's format puts them all before the last user message.
+  let after: string | undefined;
+  const moved = shown.filter((i) => {
+    const role = messages[i].role;
+    if (role !== "system") after = role;
+    return role === "system" && (after === "assistant" || after === "tool");
+  });
+  const lead = shown.findIndex((i) => messages[i].role !== "system");
+  const kept = lead < 0 ? shown : [
+    ...shown.slice(0, lead),
+    ...moved,
+    ...shown.slice(lead).filter((i) => !moved.includes(i)),
+  ];
   const chat: Record<string, unknown>[] = kept.map((i) => messages[i]).map((m, j) => {
     const i = kept[j];
     if (m.role === "assistant") {
