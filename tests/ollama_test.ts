@@ -433,10 +433,11 @@ Deno.test("Ollama API: a stream's keep-alive is a space that begins the next lin
 });
 
 /** An app over a scripted engine that records each prompt, and counts image decodes. */
-async function recordingApp() {
+async function recordingApp(context = 4096) {
   const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
   const prompts: (readonly number[])[] = [];
   class Recording extends ScriptedEngine {
+    override readonly contextLength: number = context;
     override generate(request: { ids: readonly number[] }, signal?: AbortSignal) {
       prompts.push(request.ids);
       return super.generate(request, signal);
@@ -539,6 +540,21 @@ Deno.test("Ollama API: a conversation longer than the context is cut as Ollama c
     assert.ok(text.includes("You answer briefly.") && text.includes("And the last question?"), text);
     assert.ok(!text.includes("question 0:"), text);
   }
+
+  // In a large context, an answer of no asked length is left 4096 tokens, the rest kept for the conversation.
+  const large = await recordingApp(65536);
+  const long = [
+    system,
+    ...Array.from(
+      { length: 60 },
+      (_, i) => ({ role: i % 2 ? "assistant" : "user", content: words(500, "w") }),
+    ),
+  ];
+  long.push({ role: "user", content: "And now?" });
+  const roomy = await large.send("/api/chat", { messages: long });
+  assert.equal(roomy.status, 200, JSON.stringify(roomy.json));
+  const length = large.prompts.at(-1)!.length;
+  assert.ok(length <= 65536 - 4096 && length > 65536 - 4096 - 2000, String(length));
 
   // More images than the server takes (8 here) are cut alike: the oldest go.
   const pictures: Record<string, unknown>[] = Array.from({ length: 10 }, (_, i) => [

@@ -31,7 +31,7 @@ export function engineLessService(tokenizer: Tokenizer, chatTemplate?: string): 
 
 /** An engine that answers every request with the same tokens: what a model that calls functions writes. */
 export class ScriptedEngine implements Engine {
-  readonly contextLength = 4096;
+  readonly contextLength: number = 4096;
   readonly vocabSize = 131072;
   /** Tokens given so far, and whether a request's signal stopped them. */
   given = 0;

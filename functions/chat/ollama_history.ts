@@ -4,7 +4,7 @@
  * (`truncate: false` asks for the context error instead). A conversation of more images than this server takes
  * (Ollama has no such limit) is cut alike. Unlike Ollama, whose runner then shifts the context as
  * the answer grows, a cut here leaves room for the answer: `num_predict` tokens, else the server's --max-tokens,
- * at most a quarter of the context.
+ * else ANSWER_ROOM, at most a quarter of the context.
  */
 import { log } from "../../runtime/log.ts";
 import { RequestError } from "../schema/chat.ts";
@@ -13,6 +13,9 @@ import type { Service } from "../service.ts";
 import { type DecodedImages, prepareChat, type PreparedChat } from "./prepare.ts";
 import { chatOfOllama, OLLAMA_WORDS } from "./ollama.ts";
 import { renamed } from "./responses.ts";
+
+/** The room a cut leaves an answer of no asked length: a long answer's tokens, the rest of the context history. */
+const ANSWER_ROOM = 4096;
 
 type Message = Pick<NonNullable<OllamaChatRequest["messages"]>[number], "role" | "tool_calls">;
 
@@ -47,7 +50,7 @@ export async function preparedHistory(
 ): Promise<PreparedChat> {
   const context = service.engine!.contextLength;
   const asked = options.num_predict != null && options.num_predict > 0 ? options.num_predict : undefined;
-  const room = Math.min(asked ?? service.defaults.maxTokens ?? Infinity, Math.floor(context / 4));
+  const room = Math.min(asked ?? service.defaults.maxTokens ?? ANSWER_ROOM, Math.floor(context / 4));
   const decoded: DecodedImages = new Map();
   /** The chat from `from` prepared, or the context error it meets. */
   const attempt = async (from: number): Promise<PreparedChat | RequestError> => {
