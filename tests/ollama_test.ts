@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { Ollama } from "ollama";
 import { createApp } from "../functions/app.ts";
-import { historyStarts } from "../functions/chat/ollama_history.ts";
+import { historyStarts } from "../functions/chat/history.ts";
 import { decodeImage } from "../runtime/images/preprocess.ts";
 import { loadTokenizer } from "../runtime/tokenizer/mod.ts";
 import { dataUrl, post, withServer } from "./api_helpers.ts";

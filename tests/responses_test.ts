@@ -473,3 +473,53 @@ Deno.test("Responses API: remembered output items are bounded, the least recentl
   items.remember("e", text("x".repeat(600))); // larger than the bound: not kept
   assert.deepEqual([items.size, !!items.recall("e")], [1, false]);
 });
+
+Deno.test('Responses API: truncation "auto" leaves out the oldest input items that do not fit', async () => {
+  await withServer({}, async ({ url, service }) => {
+    const model = service.model.id;
+    const context = service.engine!.contextLength;
+    const words = (n: number, tag: string) => Array.from({ length: n }, (_, i) => `${tag}${i}`).join(" ");
+    const input: Record<string, unknown>[] = [];
+    for (let turn = 0; turn < 12; turn++) {
+      input.push({ role: "user", content: `question ${turn}: ${words(150, "q")}` });
+      input.push({ role: "assistant", content: `answer ${turn}: ${words(150, "a")}` });
+    }
+    input.push({
+      role: "user",
+      content: [{ type: "input_image", image_url: image }, { type: "input_text", text: "Last?" }],
+    });
+    const instructions = "Answer briefly.";
+    const refused = await post(`${url}/v1/responses`, { model, input, instructions, max_output_tokens: 5 });
+    assert.equal(refused.status, 400);
+    assert.equal(refused.json.error.code, "context_length_exceeded");
+
+    const res = await post(`${url}/v1/responses`, {
+      model,
+      input,
+      instructions,
+      max_output_tokens: 5,
+      truncation: "auto",
+    });
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+    assert.equal(res.json.truncation, "auto");
+    const used = res.json.usage.input_tokens;
+    assert.ok(used <= context - 5, String(used));
+    // The same as the chat API's prompt for the latest beginning that fits (instructions kept as the system).
+    const chatMessage = (item: Record<string, unknown>) =>
+      Array.isArray(item.content)
+        ? {
+          role: item.role,
+          content: [{ type: "image_url", image_url: { url: image } }, { type: "text", text: "Last?" }],
+        }
+        : item;
+    let expected: number | undefined;
+    for (let from = 1; from < input.length && expected === undefined; from++) {
+      const chat = await post(`${url}/v1/chat/completions`, {
+        messages: [{ role: "system", content: instructions }, ...input.slice(from).map(chatMessage)],
+        max_tokens: 5,
+      });
+      if (chat.status === 200) expected = chat.json.usage.prompt_tokens;
+    }
+    assert.equal(used, expected);
+  });
+});

@@ -12,6 +12,7 @@ import { type ChatRequest, parseChatRequest, RequestError } from "../schema/chat
 import { renamed } from "./responses.ts";
 import { pySource } from "./tools.ts";
 import { TextBudget } from "./long_text.ts";
+import { keptFrom } from "./history.ts";
 import type { OllamaChatRequest, OllamaGenerateRequest, OllamaOptions } from "../schema/ollama.ts";
 
 type OllamaMessage = NonNullable<OllamaChatRequest["messages"]>[number];
@@ -43,15 +44,14 @@ const callId = (message: number, call: number) => `ollama_${message}_${call}`;
  * The chat messages, and the place in the request of each (`kept`): an assistant message with neither text nor
  * calls is left out (Ollama renders it as an empty turn; Pixtral's format has none, and such an answer of this
  * server's, sent back, would otherwise stop the conversation), and so are the messages before `from` other than
- * system messages (a conversation cut to fit the context, see ollama_history.ts).
+ * system messages (a conversation cut to fit the context, see history.ts).
  */
 function chatMessages(messages: OllamaMessage[], from: number) {
   /** The calls of the last assistant message not yet answered: their ids and names. */
   let open: { id: string; name: string }[] = [];
+  const inCut = keptFrom(from);
   const shown = messages.flatMap((m, i) =>
-    (m.role === "assistant" && !m.content && !m.tool_calls?.length) || (i < from && m.role !== "system")
-      ? []
-      : [i]
+    (m.role === "assistant" && !m.content && !m.tool_calls?.length) || !inCut(m, i) ? [] : [i]
   );
   // A system message after an answer or a tool result (which mistral_common's checks refuse and Ollama's
   // templates take) goes up to the others: Pixtral's format puts them all before the last user message.

@@ -8,6 +8,7 @@ import { PromptError } from "../../runtime/prompt/instruct.ts";
 import { pyAt, pyJsonLoads, type PyValue } from "../../runtime/prompt/pyjson.ts";
 import { type ChatRequest, parseChatRequest, RequestError } from "../schema/chat.ts";
 import type { ResponsesPart, ResponsesRequest } from "../schema/responses.ts";
+import { keptFrom } from "./history.ts";
 
 /** Where a chat message came from in the Responses request. */
 interface Origin {
@@ -161,10 +162,16 @@ function responseFormat(format: NonNullable<ResponsesRequest["text"]>["format"])
   return { type: "json_schema", json_schema: { name, description, schema, strict } };
 }
 
-/** `text`: the request body as sent, for the tools' parameter schemas as Python reads them. */
-export function toChat(request: ResponsesRequest, text: string): ResponsesChat {
-  const { messages, origins } = chatMessages(request);
-  const param = renamer(origins);
+/**
+ * `text`: the request body as sent, for the tools' parameter schemas as Python reads them. `from`: where a
+ * conversation cut to fit the context (`truncation: "auto"`, see history.ts) begins, in chat messages.
+ */
+export function toChat(request: ResponsesRequest, text: string, from = 0): ResponsesChat {
+  const all = chatMessages(request);
+  const inCut = keptFrom(from);
+  const kept = (all.messages as unknown as { role: string }[]).map(inCut);
+  const messages = all.messages.filter((_, i) => kept[i]);
+  const param = renamer(all.origins.filter((_, i) => kept[i]));
   const tool = request.tool_choice;
   const body = {
     model: request.model,

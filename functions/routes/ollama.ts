@@ -12,13 +12,14 @@ import { pyJsonLoads, toJs } from "../../runtime/prompt/pyjson.ts";
 import { type ChoiceResult, type CompletionRun, runCompletion } from "../chat/completion.ts";
 import {
   chatOfGenerate,
+  chatOfOllama,
   completionOfGenerate,
   OLLAMA_WORDS,
   ollamaParam,
   rawPromptIds,
 } from "../chat/ollama.ts";
-import { preparedHistory } from "../chat/ollama_history.ts";
-import { prepareChat, type PreparedChat } from "../chat/prepare.ts";
+import { answerRoom, cutToFit } from "../chat/history.ts";
+import { type DecodedImages, prepareChat, type PreparedChat } from "../chat/prepare.ts";
 import { preparePrompt } from "../chat/raw_prompt.ts";
 import { renamed } from "../chat/responses.ts";
 import type { ToolCallOut } from "../chat/tools.ts";
@@ -259,7 +260,18 @@ export function ollamaRoutes(service: Service): Hono {
       );
     }
     requireEngine(service);
-    const chat = await preparedHistory(request, options, text, service, c.req.raw.signal);
+    const decoded: DecodedImages = new Map();
+    const prepare = (from: number) => {
+      const { chat, source, param } = chatOfOllama(request, options, text, from);
+      return prepared(
+        () => prepareChat(chat, service, c.req.raw.signal, source, { fitMaxTokens: true, decoded }),
+        param,
+      );
+    };
+    const predict = options.num_predict != null && options.num_predict > 0 ? options.num_predict : undefined;
+    const chat = request.truncate === false
+      ? await prepare(0)
+      : await cutToFit(messages, answerRoom(service, predict, true), service, prepare);
     const message = (content: string, extra: Record<string, unknown> = {}) => ({
       message: { role: "assistant", content, ...extra },
     });

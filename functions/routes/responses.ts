@@ -10,7 +10,8 @@ import { apiError } from "../errors.ts";
 import { log } from "../../runtime/log.ts";
 import { pyJsonLoads } from "../../runtime/prompt/pyjson.ts";
 import { type ChoiceResult, type LogprobEntry, runCompletion } from "../chat/completion.ts";
-import { prepareChat, type PreparedChat } from "../chat/prepare.ts";
+import { answerRoom, cutToFit } from "../chat/history.ts";
+import { type DecodedImages, prepareChat, type PreparedChat } from "../chat/prepare.ts";
 import { renamed, toChat } from "../chat/responses.ts";
 import type { ToolCallOut } from "../chat/tools.ts";
 import { OutputItems } from "../chat/output_items.ts";
@@ -156,16 +157,28 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
       if (ignored.length) log.info("ignoring unknown request fields", { fields: ignored, path: c.req.path });
       requireModel(service, request.model);
       requireEngine(service);
-      const { chat, source, param } = toChat(request, text);
       const signal = c.req.raw.signal;
-      let prepared: PreparedChat;
-      try {
-        prepared = await prepareChat(chat, service, signal, source);
-      } catch (err) {
-        throw renamed(err, param);
-      }
-      // An image a GPU host behind a gateway cannot decode is named as this request names it.
-      prepared.imageParams = prepared.imageParams?.map(param);
+      const decoded: DecodedImages = new Map();
+      const prepare = async (from: number) => {
+        const { chat, source, param } = toChat(request, text, from);
+        try {
+          const prepared = await prepareChat(chat, service, signal, source, { decoded });
+          // An image a GPU host behind a gateway cannot decode is named as this request names it.
+          prepared.imageParams = prepared.imageParams?.map(param);
+          return prepared;
+        } catch (err) {
+          throw renamed(err, param);
+        }
+      };
+      const { chat } = toChat(request, text);
+      const prepared = request.truncation === "auto"
+        ? await cutToFit(
+          chat.messages,
+          answerRoom(service, chat.max_completion_tokens ?? undefined, false),
+          service,
+          prepare,
+        )
+        : await prepare(0);
       const run = runCompletion(service, [prepared], signal);
       const id = newId("resp");
       const response = responseObject(id, request, prepared, service.model.id);

@@ -1,23 +1,35 @@
 /**
- * A conversation longer than the context, cut to fit as Ollama cuts it: the oldest messages are left out, the
- * system messages kept, the last message always kept, and a tool result never without the call it answers
- * (`truncate: false` asks for the context error instead). A conversation of more images than this server takes
- * (Ollama has no such limit) is cut alike. Unlike Ollama, whose runner then shifts the context as
- * the answer grows, a cut here leaves room for the answer: `num_predict` tokens, else the server's --max-tokens,
- * else ANSWER_ROOM, at most a quarter of the context.
+ * A conversation longer than the context, cut to fit: the oldest messages are left out, the system messages kept,
+ * the last message always kept, and a tool result never without the call it answers. Ollama cuts every
+ * conversation so (unless `truncate: false`), OpenAI's Responses API those with `truncation: "auto"`. Unlike
+ * Ollama, whose runner then shifts the context as the answer grows, a cut here leaves the answer room (see
+ * answerRoom). A conversation of more images than this server takes (Ollama has no such limit) is cut alike.
  */
 import { log } from "../../runtime/log.ts";
 import { RequestError } from "../schema/chat.ts";
-import type { OllamaChatRequest, OllamaOptions } from "../schema/ollama.ts";
 import type { Service } from "../service.ts";
-import { type DecodedImages, prepareChat, type PreparedChat } from "./prepare.ts";
-import { chatOfOllama, OLLAMA_WORDS } from "./ollama.ts";
-import { renamed } from "./responses.ts";
+import type { PreparedChat } from "./prepare.ts";
 
 /** The room a cut leaves an answer of no asked length: a long answer's tokens, the rest of the context history. */
 const ANSWER_ROOM = 4096;
 
-type Message = Pick<NonNullable<OllamaChatRequest["messages"]>[number], "role" | "tool_calls">;
+interface Message {
+  role: string;
+  tool_calls?: readonly unknown[] | null;
+}
+
+const isSystem = (m: Message) => m.role === "system" || m.role === "developer";
+
+/**
+ * The tokens a cut leaves the answer: what the request asks, else the server's --max-tokens, else ANSWER_ROOM, at
+ * most a quarter of the context; `fit` (Ollama's `num_predict`, which stops at the context's end): what it asks
+ * at most a quarter of the context too.
+ */
+export function answerRoom(service: Service, asked: number | undefined, fit: boolean): number {
+  const quarter = Math.floor(service.engine!.contextLength / 4);
+  if (asked !== undefined && !fit) return asked;
+  return Math.min(asked ?? service.defaults.maxTokens ?? ANSWER_ROOM, quarter);
+}
 
 /**
  * The places where a cut conversation may begin, earliest first: any message, except that tool results begin
@@ -32,44 +44,44 @@ export function historyStarts(messages: Message[]): number[] {
     while (start > 0 && messages[start - 1].role === "tool") start--;
     return calls(start - 1) ? start - 1 : i;
   });
-  const system = messages.findIndex((m) => m.role === "system");
+  const system = messages.findIndex(isSystem);
   return [...new Set(starts)].filter((i) => i === 0 || !calls(i) || (system >= 0 && system < i));
 }
+
+/** Whether a message is kept in a conversation cut to begin at `from`. */
+export const keptFrom = (from: number) => (m: Message, i: number) => i >= from || isSystem(m);
 
 /** What a cut mends: a prompt longer than the context, or more images than the server takes (--max-images). */
 const tooLong = (err: unknown) =>
   err instanceof RequestError && (err.code === "context_length_exceeded" || err.code === "too_many_images");
 
-/** The request prepared whole, or cut to the latest beginning that leaves the answer its room. */
-export async function preparedHistory(
-  request: OllamaChatRequest,
-  options: OllamaOptions,
-  text: string,
+/**
+ * The conversation prepared whole, or cut to the latest beginning that leaves the answer `room` tokens.
+ * `prepare(from)`: the request with the messages before `from` left out (see keptFrom), prepared.
+ */
+export async function cutToFit(
+  messages: Message[],
+  room: number,
   service: Service,
-  signal: AbortSignal,
+  prepare: (from: number) => Promise<PreparedChat>,
 ): Promise<PreparedChat> {
   const context = service.engine!.contextLength;
-  const asked = options.num_predict != null && options.num_predict > 0 ? options.num_predict : undefined;
-  const room = Math.min(asked ?? service.defaults.maxTokens ?? ANSWER_ROOM, Math.floor(context / 4));
-  const decoded: DecodedImages = new Map();
-  /** The chat from `from` prepared, or the context error it meets. */
   const attempt = async (from: number): Promise<PreparedChat | RequestError> => {
-    const { chat, source, param } = chatOfOllama(request, options, text, from);
     try {
-      return await prepareChat(chat, service, signal, source, { fitMaxTokens: true, decoded });
+      return await prepare(from);
     } catch (err) {
-      if (tooLong(err)) return renamed(err, param, OLLAMA_WORDS) as RequestError;
-      throw renamed(err, param, OLLAMA_WORDS);
+      if (tooLong(err)) return err as RequestError;
+      throw err;
     }
   };
   const fits = (tried: PreparedChat | RequestError) =>
     !(tried instanceof RequestError) && context - tried.request.ids.length >= room;
   const whole = await attempt(0);
-  const starts = historyStarts(request.messages ?? []);
-  if (fits(whole) || request.truncate === false || starts.length < 2) return settled(whole);
+  const starts = historyStarts(messages);
+  if (fits(whole) || starts.length < 2) return settled(whole);
   // Leaving out more messages never lengthens the prompt: the first beginning that fits is found by halves.
   let [low, high] = [1, starts.length - 1];
-  let best: PreparedChat | RequestError = await attempt(starts[high]);
+  let best = await attempt(starts[high]);
   if (!fits(best)) return settled(best);
   while (low < high) {
     const middle = (low + high) >> 1;
@@ -77,9 +89,8 @@ export async function preparedHistory(
     if (fits(tried)) [high, best] = [middle, tried];
     else low = middle + 1;
   }
-  const messages = request.messages ?? [];
   log.info("left out the oldest messages to fit the context", {
-    messages: messages.slice(0, starts[high]).filter((m) => m.role !== "system").length,
+    messages: messages.slice(0, starts[high]).filter((m) => !isSystem(m)).length,
     tokens: (best as PreparedChat).request.ids.length,
     context,
   });
