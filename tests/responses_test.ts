@@ -523,3 +523,34 @@ Deno.test('Responses API: truncation "auto" leaves out the oldest input items th
     assert.equal(used, expected);
   });
 });
+
+Deno.test("Responses API: a developer message after an answer joins the instructions, as Pixtral's format places them", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const model = service.model.id;
+    const input = [
+      { role: "user", content: "Hello there." },
+      { role: "assistant", content: "Hi." },
+      { role: "developer", content: "Now answer in French." },
+      { role: "user", content: "How are you?" },
+    ];
+    const res = await post(`${url}/v1/responses`, {
+      model,
+      input,
+      instructions: "Be brief.",
+      max_output_tokens: 6,
+      temperature: 0,
+    });
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+    const chat = await post(`${url}/v1/chat/completions`, {
+      messages: [
+        { role: "system", content: "Be brief." },
+        { role: "system", content: "Now answer in French." },
+        ...input.filter((m) => m.role !== "developer"),
+      ],
+      max_tokens: 6,
+      temperature: 0,
+    });
+    assert.equal(res.json.usage.input_tokens, chat.json.usage.prompt_tokens);
+    assert.equal(res.json.output[0].content[0].text, chat.json.choices[0].message.content);
+  });
+});

@@ -1,9 +1,14 @@
 /**
- * A conversation longer than the context, cut to fit: the oldest messages are left out, the system messages kept,
- * the last message always kept, and a tool result never without the call it answers. Ollama cuts every
+ * Conversations as the lenient APIs (Ollama's, OpenAI's Responses) take them, made ones Pixtral's format takes.
+ *
+ * A conversation longer than the context is cut to fit: the oldest messages are left out, the system messages
+ * kept, the last message always kept, and a tool result never without the call it answers. Ollama cuts every
  * conversation so (unless `truncate: false`), OpenAI's Responses API those with `truncation: "auto"`. Unlike
  * Ollama, whose runner then shifts the context as the answer grows, a cut here leaves the answer room (see
  * answerRoom). A conversation of more images than this server takes (Ollama has no such limit) is cut alike.
+ *
+ * A system message after an answer or a tool result, which mistral_common's checks refuse, goes up to the system
+ * messages before the conversation (systemsLifted): Pixtral's format puts them all before the last user message.
  */
 import { log } from "../../runtime/log.ts";
 import { RequestError } from "../schema/chat.ts";
@@ -46,6 +51,22 @@ export function historyStarts(messages: Message[]): number[] {
   });
   const system = messages.findIndex(isSystem);
   return [...new Set(starts)].filter((i) => i === 0 || !calls(i) || (system >= 0 && system < i));
+}
+
+/**
+ * The order of the messages with each system message that follows an answer or a tool result (after any system
+ * messages between) moved up to the system messages that begin the conversation.
+ */
+export function systemsLifted(messages: Message[]): number[] {
+  let after: string | undefined;
+  const lifted = new Set(messages.flatMap((m, i) => {
+    if (!isSystem(m)) after = m.role;
+    return isSystem(m) && (after === "assistant" || after === "tool") ? [i] : [];
+  }));
+  const order = messages.map((_, i) => i);
+  const lead = messages.findIndex((m) => !isSystem(m));
+  if (lead < 0 || lifted.size === 0) return order;
+  return [...order.slice(0, lead), ...lifted, ...order.slice(lead).filter((i) => !lifted.has(i))];
 }
 
 /** Whether a message is kept in a conversation cut to begin at `from`. */

@@ -12,7 +12,7 @@ import { type ChatRequest, parseChatRequest, RequestError } from "../schema/chat
 import { renamed } from "./responses.ts";
 import { pySource } from "./tools.ts";
 import { TextBudget } from "./long_text.ts";
-import { keptFrom } from "./history.ts";
+import { keptFrom, systemsLifted } from "./history.ts";
 import type { OllamaChatRequest, OllamaGenerateRequest, OllamaOptions } from "../schema/ollama.ts";
 
 type OllamaMessage = NonNullable<OllamaChatRequest["messages"]>[number];
@@ -53,20 +53,7 @@ function chatMessages(messages: OllamaMessage[], from: number) {
   const shown = messages.flatMap((m, i) =>
     (m.role === "assistant" && !m.content && !m.tool_calls?.length) || !inCut(m, i) ? [] : [i]
   );
-  // A system message after an answer or a tool result (which mistral_common's checks refuse and Ollama's
-  // templates take) goes up to the others: Pixtral's format puts them all before the last user message.
-  let after: string | undefined;
-  const moved = shown.filter((i) => {
-    const role = messages[i].role;
-    if (role !== "system") after = role;
-    return role === "system" && (after === "assistant" || after === "tool");
-  });
-  const lead = shown.findIndex((i) => messages[i].role !== "system");
-  const kept = lead < 0 ? shown : [
-    ...shown.slice(0, lead),
-    ...moved,
-    ...shown.slice(lead).filter((i) => !moved.includes(i)),
-  ];
+  const kept = systemsLifted(shown.map((i) => messages[i])).map((j) => shown[j]);
   const chat: Record<string, unknown>[] = kept.map((i) => messages[i]).map((m, j) => {
     const i = kept[j];
     if (m.role === "assistant") {

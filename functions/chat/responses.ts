@@ -8,7 +8,7 @@ import { PromptError } from "../../runtime/prompt/instruct.ts";
 import { pyAt, pyJsonLoads, type PyValue } from "../../runtime/prompt/pyjson.ts";
 import { type ChatRequest, parseChatRequest, RequestError } from "../schema/chat.ts";
 import type { ResponsesPart, ResponsesRequest } from "../schema/responses.ts";
-import { keptFrom } from "./history.ts";
+import { keptFrom, systemsLifted } from "./history.ts";
 
 /** Where a chat message came from in the Responses request. */
 interface Origin {
@@ -164,14 +164,17 @@ function responseFormat(format: NonNullable<ResponsesRequest["text"]>["format"])
 
 /**
  * `text`: the request body as sent, for the tools' parameter schemas as Python reads them. `from`: where a
- * conversation cut to fit the context (`truncation: "auto"`, see history.ts) begins, in chat messages.
+ * conversation cut to fit the context (`truncation: "auto"`, see history.ts) begins, in the chat request's
+ * messages (system messages lifted, see systemsLifted).
  */
 export function toChat(request: ResponsesRequest, text: string, from = 0): ResponsesChat {
   const all = chatMessages(request);
+  const roles = all.messages as unknown as { role: string }[];
   const inCut = keptFrom(from);
-  const kept = (all.messages as unknown as { role: string }[]).map(inCut);
-  const messages = all.messages.filter((_, i) => kept[i]);
-  const param = renamer(all.origins.filter((_, i) => kept[i]));
+  // Cut in the order given to the model (the chat request's messages, where `from` counts).
+  const kept = systemsLifted(roles).filter((i, at) => inCut(roles[i], at));
+  const messages = kept.map((i) => all.messages[i]);
+  const param = renamer(kept.map((i) => all.origins[i]));
   const tool = request.tool_choice;
   const body = {
     model: request.model,
