@@ -33,10 +33,10 @@ ${modelUsage(28)}
   --api-key KEY             require this key (repeatable; also $PIXTRAL_API_KEY, comma-separated)
   --api-key-file FILE       require the keys in FILE, one per line
   --cors ORIGIN             allow browser requests from ORIGIN (repeatable; * for any)
-  --max-body SIZE           largest request body (default 64MiB)
+  --max-body SIZE           largest request body (default 256MiB)
   --body-timeout SECONDS    longest wait for the next part of a request body before a 408 (default 60)
-  --max-images N            images per request (default 8)
-  --max-image-bytes SIZE    size of one image (default 10MB)
+  --max-images N            images per request (default 64)
+  --max-image-bytes SIZE    size of one image (default 20MiB)
   --max-image-pixels N      pixels an image header may declare (default 50000000)
   --allow-image-host HOST   let image URLs reach this private host, address or CIDR range (repeatable)
   --no-image-urls           accept data: URLs only
@@ -313,6 +313,11 @@ export async function startServer(config: ServerConfig, listen = true): Promise<
 
 /** How long a server whose engine failed waits for the engine's thread to end before it exits. */
 const EXIT_GRACE_MS = 500;
+/**
+ * Images a request may hold: chat apps send a conversation's images again with every turn, and Pixtral takes any
+ * number (the context bounds them: some 30 of 1024x1024), so this only guards the decoding work.
+ */
+const DEFAULT_MAX_IMAGES = 64;
 
 /** The server's configuration from serve's flags (and the environment variables they stand for). */
 export async function serverConfig(
@@ -344,7 +349,7 @@ export async function serverConfig(
     maxBodyBytes: size("--max-body", flags["max-body"], MAX_BODY_BYTES),
     bodyIdleMs: seconds("--body-timeout", flags["body-timeout"]),
     images: {
-      maxImages: positiveInt("--max-images", flags["max-images"]) ?? 8,
+      maxImages: positiveInt("--max-images", flags["max-images"]) ?? DEFAULT_MAX_IMAGES,
       maxBytes: size("--max-image-bytes", flags["max-image-bytes"], DEFAULT_IMAGE_FETCH.maxBytes),
       maxPixels: positiveInt("--max-image-pixels", flags["max-image-pixels"]) ?? DEFAULT_MAX_PIXELS,
       allow,

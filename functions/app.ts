@@ -47,7 +47,7 @@ export interface AppOptions {
   apiKeys?: string[];
   /** Origins allowed by CORS ("*" for any); none: no CORS headers. */
   corsOrigins?: string[];
-  /** Largest request body in bytes (default MAX_BODY_BYTES, 64 MiB). */
+  /** Largest request body in bytes (default MAX_BODY_BYTES, 256 MiB). */
   maxBodyBytes?: number;
   /** Shared secret of the internal routes that edge gateways call; none: the routes are not mounted. */
   internalSecret?: string;

@@ -15,7 +15,7 @@
  * | `PIXTRAL_INTERNAL_SECRET`  | the hosts' `--internal-secret` (required)                                |
  * | `PIXTRAL_API_KEY`          | API keys clients must send, comma-separated (none: no authentication)    |
  * | `PIXTRAL_CORS`             | origins allowed by CORS, comma-separated (`*` for any)                   |
- * | `PIXTRAL_MAX_BODY`         | largest request body (default 64MiB)                                     |
+ * | `PIXTRAL_MAX_BODY`         | largest request body (default 256MiB)                                    |
  * | `PIXTRAL_ALLOW_IMAGE_HOST` | private hosts, addresses or CIDR ranges image URLs may reach             |
  * | `PIXTRAL_DOH_URL`          | DNS-over-HTTPS resolver where the runtime has no DNS API (workerd)       |
  *

@@ -110,8 +110,10 @@ export async function cutToFit(
     if (fits(tried)) [high, best] = [middle, tried];
     else low = middle + 1;
   }
-  log.info("left out the oldest messages to fit the context", {
+  log.info("left out the oldest messages", {
     messages: messages.slice(0, starts[high]).filter((m) => !isSystem(m)).length,
+    // Why: the whole was longer than the context, held more images than --max-images, or left the answer no room.
+    reason: whole instanceof RequestError ? whole.code : "answer_room",
     tokens: (best as PreparedChat).request.ids.length,
     context,
   });

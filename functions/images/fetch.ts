@@ -20,7 +20,7 @@ export interface ImageFetchOptions {
 }
 
 export const DEFAULT_IMAGE_FETCH: ImageFetchOptions = {
-  maxBytes: 10 * 1024 * 1024,
+  maxBytes: 20 * 1024 * 1024,
   timeoutMs: 10_000,
   maxRedirects: 3,
   allow: new AddressAllowList(),

@@ -24,8 +24,11 @@ export interface BodyLimits {
   idleMs: number;
 }
 
-/** 64 MiB: eight 10 MB images as base64 fit. */
-export const MAX_BODY_BYTES = 64 * 1024 * 1024;
+/**
+ * 256 MiB: a chat app sends the whole conversation's images with each turn (a dozen 20 MB photos as base64 fit;
+ * Ollama, vLLM and llama.cpp's servers set no limit).
+ */
+export const MAX_BODY_BYTES = 256 * 1024 * 1024;
 /** nginx's default client_body_timeout. */
 export const BODY_IDLE_MS = 60_000;
 
