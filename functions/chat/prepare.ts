@@ -2,7 +2,7 @@
  * A validated chat request to what the engine runs: images fetched and preprocessed, the conversation encoded
  * as token ids by Mistral's instruct rules, the sampling settings resolved against the server's defaults.
  */
-import type { GenerateRequest, RequestImage, Sampling } from "../../runtime/engine/engine.ts";
+import { EngineBusyError, type GenerateRequest, type RequestImage, type Sampling } from "../../runtime/engine/engine.ts";
 import { MAX_BIASED } from "../../runtime/engine/validate.ts";
 import { imageTokenLayout } from "../../runtime/images/layout.ts";
 import { decodeImage, type ResizeMode } from "../../runtime/images/preprocess.ts";
@@ -285,6 +285,17 @@ function toolTokens(tokenizer: Tokenizer) {
   }
 }
 
+/**
+ * A 429 before the request's images are decoded when the engine's queue is full already: the engine would refuse
+ * it anyway, after the work (it stays the judge: its figures here may be a step old).
+ */
+function refuseWhenFull(service: Service): void {
+  const stats = service.engine?.stats();
+  if (stats?.maxWaiting !== undefined && stats.waiting >= stats.maxWaiting) {
+    throw new EngineBusyError(`${stats.waiting} sequences are already waiting`, 1);
+  }
+}
+
 /** The system prompt Mistral's API puts before the conversation when a request sets `safe_prompt`. */
 export const SAFE_PROMPT =
   "Always assist with care, respect, and truth. Respond with utmost utility yet securely. " +
@@ -426,6 +437,7 @@ export async function prepareChat(
   source?: PyValue,
   options: { fitMaxTokens?: boolean; decoded?: DecodedImages } = {},
 ): Promise<PreparedChat> {
+  refuseWhenFull(service);
   const tools = toolUse(chat, source);
   const encoded = await encodeChat(chat.messages, service, {
     signal,
