@@ -949,6 +949,8 @@ Deno.test("alternatives whose beginnings hide in a rule, a group or a repetition
     ["rule in a repetition", grammarFormat('root ::= (t "." | "Mr.")+\nt ::= "Mrs"'), "Mrs", "s"],
     ["repetition", grammarFormat('root ::= "x"{2} "yb" | "xxb"'), "xxy", "y"],
     ["bounded repetition", grammarFormat('root ::= ("ab"){1,2} "xc" | "abc"'), "abx", "x"],
+    ["one copy", grammarFormat('root ::= ("Mr" | "Dr"){1} "s." | "Mr."'), "Drs", "s"],
+    ["many copies", grammarFormat('root ::= "Mrs"{1,9} "." | "Mr."'), "Mrs", "s"],
     ["group that factors", grammarFormat('root ::= "<" ("Mrs" | "Mrx") "." | "<Mr."'), "<Mrs", "s"],
     ["pattern group", regexFormat("(?:Mrs|Drs)\\.|Mr\\."), "Mrs", "s"],
     ["pattern group that factors", regexFormat("(?:Mrs|Mrx)\\.|Mr\\."), "Mrs", "s"],
@@ -970,6 +972,18 @@ Deno.test("alternatives whose beginnings hide in a rule, a group or a repetition
     }) "." | "\u4e00."`;
   assert.ok(xgrammarGrammar(group(60)).startsWith('root ::= (("\u4e00" (("x.") | ("."))) | ("\u4e01x.")'));
   assert.ok(xgrammarGrammar(group(70)).startsWith('root ::= (((("\u4e00x") | ("\u4e01x")'));
+  // Spreading at every level of the factoring shares one budget per grammar: these printed megabytes (or never
+  // ended) when each level had its own (found by a fuzzing helper).
+  for (
+    const grammar of [
+      'root ::= "Mr." | ("Mr"{1,8} | "Ms"){0,8}',
+      'root ::= "rss." | ("rs" "rs"{1,5} | "rs"){0,8}',
+      `root ::= ${
+        Array.from({ length: 10 }, (_, i) => `("Mr" | "Ms" | "Mx"){2,8} "${"MrsxM"[i % 5]}${"rsM"[i % 3]}"`)
+          .join(" | ")
+      } | "MrMr."`,
+    ]
+  ) assert.ok(xgrammarGrammar(grammar).length < 10_000, grammar);
 });
 
 Deno.test("a URL (format uri) is one WHATWG parsers read as written, cut anywhere by maxLength past https://a", async () => {

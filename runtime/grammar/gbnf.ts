@@ -17,6 +17,7 @@ import {
   factored,
   intersect,
   MAX_COST,
+  MAX_SPREAD_TRIES,
   quantifier,
   type Ranges,
   spreadHeads,
@@ -88,7 +89,8 @@ export function xgrammarGrammar(grammar: string): string {
   const first = ranges((e, firsts) => firstOf(e, shortest, firsts));
   const goesOn = ranges((e, later) => repeatsAt("end", e, shortest, first, later));
   const leadsOn = ranges((e, leading) => repeatsAt("start", e, shortest, first, leading));
-  const facts: Facts = { rules: cut, runs: new Map(), ruleRuns: new Map(), shortest, first, goesOn, leadsOn };
+  const known = { rules: cut, runs: new Map(), ruleRuns: new Map(), shortest, first, goesOn, leadsOn };
+  const facts: Facts = { ...known, spreading: spreading(known) };
   for (const [name, expr] of cut) cut.set(name, simplify(expr, facts));
   // Rules reached last first, so that a rule's optional parts are weighed before the rules that name it (those
   // named on a cycle or further down count as nothing): one pass, without recursion from rule to rule.
@@ -170,7 +172,7 @@ function factor(e: Expr, facts: Facts): Expr {
         e.branches.map((b) => itemsOf(b, facts)),
         (items) => ({ kind: "seq", items: joinTexts(items) }),
         (branches) => ({ kind: "alt", branches }),
-        (branches) => spreadHeads(branches, spreading(facts)),
+        (branches) => spreadHeads(branches, facts.spreading),
       );
     default:
       return e;
@@ -194,21 +196,23 @@ function itemsOf(e: Expr, facts: Facts): Expr[] {
 const seqOf = (items: Expr[]): Expr => ({ kind: "seq", items });
 
 /**
- * What hides a beginning from factored in a grammar: a group, a repetition of a few copies, and a rule naming no
- * rule (xgrammar takes such a rule's text into the rule that names it and runs on as with literals: `t "." |
- * "Mr."` with `t ::= "Mrs"` took "Mrssss.").
+ * What hides a beginning from factored in a grammar (see regex.ts's spreadHeads): a group, a bounded repetition,
+ * and a rule naming no rule (xgrammar takes such a rule's text into the rule that names it and runs on as with
+ * literals: `t "." | "Mr."` with `t ::= "Mrs"` took "Mrssss."). Spreading may add 64 units of compile cost to
+ * the grammar at most.
  */
-function spreading(facts: Facts): Spreading<Expr> {
-  return {
+function spreading(facts: Omit<Facts, "spreading">): Spreading<Expr> {
+  const how: Spreading<Expr> = {
     parts: (head) =>
       head.kind === "ref"
         ? refsOf(facts.rules.get(head.name)!).length === 0 ? [[facts.rules.get(head.name)!]] : undefined
         : spreadParts(head),
-    items: (part) => itemsOf(part, facts),
+    items: (part) => itemsOf(part, { ...facts, spreading: how }),
     first: (items) => firstOf(seqOf(items), facts.shortest, facts.first),
     cost: (items) => cost(seqOf(items)),
-    spareCost: 16,
+    budget: { cost: 64, tries: MAX_SPREAD_TRIES },
   };
+  return how;
 }
 
 /**
@@ -533,6 +537,8 @@ type Facts = {
   goesOn: Map<string, Ranges>;
   /** The characters an unbounded repetition that may begin each rule's match repeats. */
   leadsOn: Map<string, Ranges>;
+  /** How alternatives are spread before they are factored, with the grammar's budget. */
+  spreading: Spreading<Expr>;
 };
 
 /**

@@ -112,7 +112,7 @@ export function xgrammarPattern(
       path,
     );
   }
-  const printed = print(factor(writable));
+  const printed = print(factor(writable, regexSpreading()));
   if (groupDepth(printed) > MAX_PRINTED_DEPTH) {
     throw new FormatError(
       `the pattern's alternatives, written with their common beginnings once, nest deeper than ${MAX_PRINTED_DEPTH}`,
@@ -140,31 +140,35 @@ export function groupDepth(pattern: string): number {
 }
 
 /** A pattern with the alternatives of every group factored (see factored and spreadHeads). */
-function factor(node: Node): Node {
+function factor(node: Node, how: Spreading<Node>): Node {
   switch (node.kind) {
     case "seq":
-      return { kind: "seq", items: node.items.map(factor) };
+      return { kind: "seq", items: node.items.map((item) => factor(item, how)) };
     case "repeat":
-      return { ...node, body: factor(node.body) };
+      return { ...node, body: factor(node.body, how) };
     case "alt":
       return factored(
-        node.branches.map(items),
+        node.branches.map((b) => items(b, how)),
         (items) => ({ kind: "seq", items }),
         (branches) => ({ kind: "alt", branches }),
-        (branches) => spreadHeads(branches, SPREADING),
+        (branches) => spreadHeads(branches, how),
       );
     default:
       return node;
   }
 }
 
-const SPREADING: Spreading<Node> = {
-  parts: spreadParts,
-  items,
-  first: (items) => first({ kind: "seq", items }),
-  cost: (items) => cost({ kind: "seq", items }),
-  spareCost: 64,
-};
+/** A pattern's spreading (see spreadHeads), with a budget of its own: 128 byte sets more at most. */
+function regexSpreading(): Spreading<Node> {
+  const how: Spreading<Node> = {
+    parts: spreadParts,
+    items: (part) => items(part, how),
+    first: (items) => first({ kind: "seq", items }),
+    cost: (items) => cost({ kind: "seq", items }),
+    budget: { cost: 128, tries: MAX_SPREAD_TRIES },
+  };
+  return how;
+}
 
 /** A node as the items of a sequence, nested sequences taken apart (`(?:ax)xb` is a, x, x, b). */
 function flat(node: Node): Node[] {
@@ -172,8 +176,8 @@ function flat(node: Node): Node[] {
 }
 
 /** An alternative as factored compares it: flat, its groups factored and taken apart where that leaves a sequence. */
-function items(node: Node): Node[] {
-  return flat(node).flatMap((item) => flat(factor(item)));
+function items(node: Node, how: Spreading<Node>): Node[] {
+  return flat(node).flatMap((item) => flat(factor(item, how)));
 }
 
 /**
@@ -216,7 +220,7 @@ export function factored<T>(
   return out.length === 1 ? out[0] : alt(out);
 }
 
-/** How an AST's alternatives are spread (see spreadHeads). */
+/** How an AST's alternatives are spread (see spreadHeads): one for a whole pattern or grammar. */
 export interface Spreading<T> {
   /** What a part stands for as alternatives (each a list of parts) where it hides its beginning; else undefined. */
   parts(head: T): T[][] | undefined;
@@ -224,56 +228,76 @@ export interface Spreading<T> {
   items(part: T): T[];
   /** The characters an alternative may begin with. */
   first(items: T[]): Ranges;
-  /** An alternative's compile cost, and how much spreading one may add. */
+  /** An alternative's compile cost. */
   cost(items: T[]): number;
-  spareCost: number;
+  /**
+   * What spreading may still add to the compile cost (in `cost`'s units), and how many more alternatives it may
+   * try, over the whole pattern or grammar: past either, alternatives stay as written.
+   */
+  budget: { cost: number; tries: number };
 }
 
 /** The most alternatives one spreads into. */
 const MAX_SPREAD = 64;
-/** A repetition at the head is spelt out (each count an alternative) up to this many copies. */
+/** The most alternatives spreading tries in a whole pattern or grammar (each level of factored spreads again). */
+export const MAX_SPREAD_TRIES = 2048;
+/** A repetition at the head is spelt out (each count an alternative) up to this many copies; beyond, one is peeled. */
 const MAX_SPREAD_COPIES = 8;
 
 /**
- * What a group or a repetition stands for as alternatives (regex and GBNF trees alike): a group its branches, a
- * repetition of a few copies each count spelt out (not `?`: optional heads match as written).
+ * What a group or a repetition stands for as alternatives (regex and GBNF trees alike): a group its branches; a
+ * repetition of a few copies each count spelt out, a longer bounded one its first copy then the rest (`?`, `*` and
+ * `+` heads match as written).
  */
 export function spreadParts<T>(head: T): T[][] | undefined {
   const h = head as { kind: string; branches?: T[]; body?: T; min?: number; max?: number };
   if (h.kind === "alt") return h.branches!.map((b) => [b]);
-  if (h.kind !== "repeat" || h.max! < 2 || h.max! > MAX_SPREAD_COPIES) return undefined;
-  return Array.from({ length: h.max! - h.min! + 1 }, (_, k) => Array(h.min! + k).fill(h.body!));
+  if (h.kind !== "repeat" || h.max === Infinity || (h.min === 0 && h.max === 1)) return undefined;
+  const [min, max, body] = [h.min!, h.max!, h.body!];
+  if (max <= MAX_SPREAD_COPIES) {
+    return Array.from({ length: max - min + 1 }, (_, k) => Array(min + k).fill(body));
+  }
+  const rest = { ...h, min: Math.max(0, min - 1), max: max - 1 } as T;
+  return min === 0 ? [[], [body, rest]] : [[body, rest]];
 }
 
 /**
- * Alternatives whose beginning hides in their first part (a group, a repetition of a few copies, for GBNF a rule)
- * spread into the alternatives they amount to, where another alternative may begin alike: xgrammar 0.1.27 runs on
- * there as with literals (`("Mr" | "Dr") "s." | "Mr."` took "Mrsss.", `"x"{2} "yb" | "xxb"` "xxyyb"). Each stays
- * as it is where spreading it would pass MAX_SPREAD alternatives or its spare cost.
+ * Alternatives whose beginning hides in their first part (a group, a bounded repetition, for GBNF a rule) spread
+ * into the alternatives they amount to, where another alternative may begin alike: xgrammar 0.1.27 runs on there
+ * as with literals (`("Mr" | "Dr") "s." | "Mr."` took "Mrsss.", `"x"{2} "yb" | "xxb"` "xxyyb"). Each stays as it
+ * is where spreading it would pass MAX_SPREAD alternatives or the budget left.
  */
 export function spreadHeads<T>(branches: T[][], how: Spreading<T>): T[][] {
+  if (how.budget.tries <= 0 || how.budget.cost <= 0) return branches;
   const firsts = branches.map((items) => how.first(items));
   const shared = (i: number) => firsts.some((f, j) => j !== i && intersect(f, firsts[i]).length > 0);
   return branches.flatMap((items, i) => {
     if (!items.length || !how.parts(items[0]) || !shared(i)) return [items];
-    return spreadHead(items, how, { branches: MAX_SPREAD, cost: how.cost(items) + how.spareCost }) ?? [items];
+    const base = how.cost(items);
+    const start = base + how.budget.cost;
+    const left = { branches: MAX_SPREAD, cost: start };
+    const spread = spreadHead(items, how, left);
+    if (!spread) return [items];
+    how.budget.cost -= Math.max(0, start - left.cost - base);
+    return spread;
   });
 }
 
 function spreadHead<T>(
   items: T[],
   how: Spreading<T>,
-  budget: { branches: number; cost: number },
+  left: { branches: number; cost: number },
 ): T[][] | undefined {
+  if (--how.budget.tries < 0) return undefined;
   const parts = items.length ? how.parts(items[0]) : undefined;
   if (!parts) {
-    budget.branches--;
-    budget.cost -= how.cost(items);
-    return budget.branches < 0 || budget.cost < 0 ? undefined : [items];
+    left.branches--;
+    left.cost -= how.cost(items);
+    return left.branches < 0 || left.cost < 0 ? undefined : [items];
   }
   const out: T[][] = [];
   for (const part of parts) {
-    const spread = spreadHead([...part.flatMap((p) => how.items(p)), ...items.slice(1)], how, budget);
+    const spread = spreadHead([...part.flatMap((p) => how.items(p)), ...items.slice(1)], how, left);
     if (!spread) return undefined;
     out.push(...spread);
   }
