@@ -15,7 +15,7 @@
  * | `PIXTRAL_INTERNAL_SECRET`  | the hosts' `--internal-secret` (required)                                |
  * | `PIXTRAL_API_KEY`          | API keys clients must send, comma-separated (none: no authentication)    |
  * | `PIXTRAL_CORS`             | origins allowed by CORS, comma-separated (`*` for any)                   |
- * | `PIXTRAL_MAX_BODY`         | largest request body (default 256MiB)                                    |
+ * | `PIXTRAL_MAX_BODY`         | largest request body (default 64MiB: an isolate has 128 MB of memory)   |
  * | `PIXTRAL_ALLOW_IMAGE_HOST` | private hosts, addresses or CIDR ranges image URLs may reach             |
  * | `PIXTRAL_DOH_URL`          | DNS-over-HTTPS resolver where the runtime has no DNS API (workerd)       |
  *
@@ -32,7 +32,6 @@ import { Tokenizer } from "../runtime/tokenizer/tokenizer.ts";
 import { encodedImage } from "../runtime/images/preprocess.ts";
 import { loadWasm } from "../runtime/wasm.ts";
 import { createApp } from "./app.ts";
-import { MAX_BODY_BYTES } from "./middleware/body.ts";
 import { type ApiErrorBody, isAnthropicPath, isOllamaPath } from "./errors.ts";
 import { AddressAllowList } from "./images/address.ts";
 import { DEFAULT_IMAGE_FETCH } from "./images/fetch.ts";
@@ -43,6 +42,8 @@ import type { Service } from "./service.ts";
 export type EdgeEnv = Record<string, string | undefined>;
 
 const DEFAULT_DOH = "https://cloudflare-dns.com/dns-query";
+/** 64 MiB, below the GPU hosts' 256: an isolate has 128 MB of memory. */
+const EDGE_MAX_BODY_BYTES = 64 * 1024 * 1024;
 
 /** A misconfigured gateway: the message names the variable to fix. */
 class ConfigError extends Error {
@@ -65,7 +66,7 @@ async function startGateway(
   const started = performance.now();
   const hosts = list(required(env, "PIXTRAL_GPU_HOSTS"));
   const secret = required(env, "PIXTRAL_INTERNAL_SECRET");
-  const maxBody = env.PIXTRAL_MAX_BODY ? parseSize(env.PIXTRAL_MAX_BODY) : MAX_BODY_BYTES;
+  const maxBody = env.PIXTRAL_MAX_BODY ? parseSize(env.PIXTRAL_MAX_BODY) : EDGE_MAX_BODY_BYTES;
   if (!maxBody) throw new ConfigError(`PIXTRAL_MAX_BODY must be a size such as 64MiB`);
   let allow: AddressAllowList;
   try {

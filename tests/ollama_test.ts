@@ -614,8 +614,80 @@ Deno.test("Ollama API: a conversation longer than the context is cut as Ollama c
       { role: "user" },
       { role: "assistant" },
     ]),
-    [0, 1, 2, 6, 7],
+    // Not 7: an answer is not continued alone.
+    [0, 1, 2, 6],
   );
   // A result that answers no call in the messages sent begins where it is.
   assert.deepEqual(historyStarts([{ role: "user" }, { role: "assistant" }, { role: "tool" }]), [0, 1, 2]);
+});
+
+Deno.test("Ollama API: cuts and lifted system messages keep a conversation Pixtral's format takes", async () => {
+  const { full, prompts, send, chatPrompt } = await recordingApp();
+  const long = (tag: string) => Array.from({ length: 400 }, (_, i) => `${tag}${i}`).join(" ");
+  const text = () => full.decode(prompts.at(-1)!);
+  const ok = async (messages: unknown[], extra: Record<string, unknown> = {}) => {
+    const res = await send("/api/chat", { messages, ...extra });
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+    return text();
+  };
+  // An answer to continue, or an empty one, is never left alone by a cut.
+  const turns = [
+    { role: "user", content: long("x") },
+    { role: "assistant", content: "a" },
+    { role: "user", content: long("y") },
+    { role: "assistant", content: "a" },
+    { role: "user", content: long("z") },
+  ];
+  const continued = await ok([...turns, { role: "assistant", content: "Sure," }]);
+  assert.ok(continued.includes("z0") && continued.endsWith("Sure,") && !continued.includes("x0"), continued);
+  const empty = await ok([...turns, { role: "assistant", content: "" }]);
+  assert.ok(empty.includes("z0") && prompts.at(-1)!.at(-1) === full.special("[/INST]"), empty);
+  // A system message between a call and its results does not part them.
+  const calls = [
+    { role: "system", content: "S" },
+    { role: "user", content: long("x") },
+    { role: "user", content: long("y") },
+    {
+      role: "assistant",
+      content: "",
+      tool_calls: [{ function: { name: "find", arguments: { q: 1 } } }, {
+        function: { name: "find", arguments: { q: 2 } },
+      }],
+    },
+    { role: "tool", tool_name: "find", content: "r1" },
+    { role: "system", content: "N" },
+    { role: "tool", tool_name: "find", content: "r2" },
+    { role: "user", content: "q" },
+  ];
+  const tools = [{ type: "function", function: { name: "find", parameters: { type: "object" } } }];
+  const parted = await ok(calls, { tools });
+  assert.ok(parted.includes('"r1"') && parted.includes('"r2"') && !parted.includes("x0"), parted);
+  // System messages after the last answer: a new answer, not the old one continued; the system prompt in order.
+  const french = await ok([
+    { role: "user", content: "hi" },
+    { role: "assistant", content: "Hello" },
+    { role: "system", content: "Reply in French." },
+  ]);
+  assert.deepEqual(
+    prompts.at(-1),
+    await chatPrompt([
+      { role: "system", content: "Reply in French." },
+      { role: "user", content: "hi" },
+      { role: "assistant", content: "Hello" },
+      { role: "user", content: "" },
+    ]),
+  );
+  assert.ok(
+    french.trimEnd().endsWith("HelloReply in French.") && prompts.at(-1)!.at(-1) === full.special("[/INST]"),
+    french,
+  );
+  const ordered = await ok([
+    { role: "system", content: "S1" },
+    { role: "user", content: "u1" },
+    { role: "system", content: "S3" },
+    { role: "assistant", content: "a1" },
+    { role: "system", content: "S2" },
+    { role: "user", content: "u2" },
+  ]);
+  assert.ok(ordered.includes("S1\n\nS3\n\nS2\n\nu2"), ordered);
 });

@@ -552,5 +552,16 @@ Deno.test("Responses API: a developer message after an answer joins the instruct
     });
     assert.equal(res.json.usage.input_tokens, chat.json.usage.prompt_tokens);
     assert.equal(res.json.output[0].content[0].text, chat.json.choices[0].message.content);
+    // Last, after an answer: a new answer, the developer's text in an empty user turn after it.
+    const last = await post(`${url}/v1/responses`, { model, input: input.slice(0, 3), max_output_tokens: 6 });
+    assert.equal(last.status, 200, JSON.stringify(last.json));
+    const same = await post(`${url}/v1/chat/completions`, {
+      messages: [{ role: "system", content: "Now answer in French." }, ...input.slice(0, 2), {
+        role: "user",
+        content: "",
+      }],
+      max_tokens: 6,
+    });
+    assert.equal(last.json.usage.input_tokens, same.json.usage.prompt_tokens);
   });
 });

@@ -38,35 +38,51 @@ export function answerRoom(service: Service, asked: number | undefined, fit: boo
 
 /**
  * The places where a cut conversation may begin, earliest first: any message, except that tool results begin
- * with the assistant message whose calls they answer, and that only a system message may come before calls
- * (mistral_common's serving checks count no calls in a conversation's first message).
+ * with the assistant message whose calls they answer (system messages between go up anyway), that only a system
+ * message may come before calls (mistral_common's serving checks count no calls in a conversation's first
+ * message), and that a user message or a tool result must be left (not an answer to continue alone).
  */
 export function historyStarts(messages: Message[]): number[] {
   const calls = (i: number) => messages[i]?.role === "assistant" && Boolean(messages[i].tool_calls?.length);
   const starts = messages.map((m, i) => {
     if (m.role !== "tool") return i;
     let start = i;
-    while (start > 0 && messages[start - 1].role === "tool") start--;
+    while (start > 0 && (messages[start - 1].role === "tool" || isSystem(messages[start - 1]))) start--;
     return calls(start - 1) ? start - 1 : i;
   });
   const system = messages.findIndex(isSystem);
-  return [...new Set(starts)].filter((i) => i === 0 || !calls(i) || (system >= 0 && system < i));
+  const asked = messages.findLastIndex((m) => m.role === "user" || m.role === "tool");
+  return [...new Set(starts)].filter((i) =>
+    i === 0 || (i <= asked && (!calls(i) || (system >= 0 && system < i)))
+  );
 }
 
 /**
- * The order of the messages with each system message that follows an answer or a tool result (after any system
- * messages between) moved up to the system messages that begin the conversation.
+ * The order of the messages: as they are, unless a system message follows an answer or a tool result (after any
+ * system messages between), which mistral_common refuses; then every system message first, in their order (the
+ * system prompt reads as written).
  */
 export function systemsLifted(messages: Message[]): number[] {
   let after: string | undefined;
-  const lifted = new Set(messages.flatMap((m, i) => {
+  const misplaced = messages.some((m) => {
     if (!isSystem(m)) after = m.role;
-    return isSystem(m) && (after === "assistant" || after === "tool") ? [i] : [];
-  }));
+    return isSystem(m) && (after === "assistant" || after === "tool");
+  });
   const order = messages.map((_, i) => i);
-  const lead = messages.findIndex((m) => !isSystem(m));
-  if (lead < 0 || lifted.size === 0) return order;
-  return [...order.slice(0, lead), ...lifted, ...order.slice(lead).filter((i) => !lifted.has(i))];
+  if (!misplaced) return order;
+  return [...order.filter((i) => isSystem(messages[i])), ...order.filter((i) => !isSystem(messages[i]))];
+}
+
+/**
+ * Whether the conversation ends with system messages after an answer: lifted, they leave the answer last, which
+ * would be continued; an empty user turn after it takes them (Pixtral's format puts the system prompt in the last
+ * user turn) and asks for a new answer, as Ollama's templates and OpenAI answer such a conversation.
+ */
+export function endsInSystemAfterAnswer(messages: Message[]): boolean {
+  let i = messages.length - 1;
+  if (i < 0 || !isSystem(messages[i])) return false;
+  while (i >= 0 && isSystem(messages[i])) i--;
+  return messages[i]?.role === "assistant";
 }
 
 /** Whether a message is kept in a conversation cut to begin at `from`. */
@@ -91,7 +107,8 @@ export async function cutToFit(
     try {
       return await prepare(from);
     } catch (err) {
-      if (tooLong(err)) return err as RequestError;
+      // A cut the request's own checks refuse does not fit either (the whole's refusal is the request's fault).
+      if (tooLong(err) || (from > 0 && err instanceof RequestError)) return err as RequestError;
       throw err;
     }
   };

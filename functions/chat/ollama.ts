@@ -12,7 +12,7 @@ import { type ChatRequest, parseChatRequest, RequestError } from "../schema/chat
 import { renamed } from "./responses.ts";
 import { pySource } from "./tools.ts";
 import { TextBudget } from "./long_text.ts";
-import { keptFrom, systemsLifted } from "./history.ts";
+import { endsInSystemAfterAnswer, keptFrom, systemsLifted } from "./history.ts";
 import type { OllamaChatRequest, OllamaGenerateRequest, OllamaOptions } from "../schema/ollama.ts";
 
 type OllamaMessage = NonNullable<OllamaChatRequest["messages"]>[number];
@@ -99,9 +99,14 @@ function chatMessages(messages: OllamaMessage[], from: number) {
     }
     return { role: m.role, content: content(m, `messages[${i}].images`) };
   });
-  // A last assistant message is continued, as Ollama continues it (Mistral's `prefix`).
+  // A last assistant message is continued, as Ollama continues it (Mistral's `prefix`); one that system messages
+  // follow is answered anew.
   const last = chat.at(-1);
-  if (last?.role === "assistant" && !last.tool_calls) last.prefix = true;
+  const shownMessages = shown.map((i) => messages[i]);
+  if (endsInSystemAfterAnswer(shownMessages)) {
+    chat.push({ role: "user", content: "" });
+    kept.push(shown.at(-1)!);
+  } else if (last?.role === "assistant" && !last.tool_calls) last.prefix = true;
   return { messages: chat, kept };
 }
 

@@ -2,7 +2,12 @@
  * A validated chat request to what the engine runs: images fetched and preprocessed, the conversation encoded
  * as token ids by Mistral's instruct rules, the sampling settings resolved against the server's defaults.
  */
-import { EngineBusyError, type GenerateRequest, type RequestImage, type Sampling } from "../../runtime/engine/engine.ts";
+import {
+  EngineBusyError,
+  type GenerateRequest,
+  type RequestImage,
+  type Sampling,
+} from "../../runtime/engine/engine.ts";
 import { MAX_BIASED } from "../../runtime/engine/validate.ts";
 import { imageTokenLayout } from "../../runtime/images/layout.ts";
 import { decodeImage, type ResizeMode } from "../../runtime/images/preprocess.ts";
@@ -287,7 +292,8 @@ function toolTokens(tokenizer: Tokenizer) {
 
 /**
  * A 429 before the request's images are decoded when the engine's queue is full already: the engine would refuse
- * it anyway, after the work (it stays the judge: its figures here may be a step old).
+ * it anyway, after the work. Its figures may be a step old: a request refused so might have been taken a moment
+ * later, and is told to come back in a second.
  */
 function refuseWhenFull(service: Service): void {
   const stats = service.engine?.stats();

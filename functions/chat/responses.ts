@@ -8,7 +8,7 @@ import { PromptError } from "../../runtime/prompt/instruct.ts";
 import { pyAt, pyJsonLoads, type PyValue } from "../../runtime/prompt/pyjson.ts";
 import { type ChatRequest, parseChatRequest, RequestError } from "../schema/chat.ts";
 import type { ResponsesPart, ResponsesRequest } from "../schema/responses.ts";
-import { keptFrom, systemsLifted } from "./history.ts";
+import { endsInSystemAfterAnswer, keptFrom, systemsLifted } from "./history.ts";
 
 /** Where a chat message came from in the Responses request. */
 interface Origin {
@@ -174,7 +174,12 @@ export function toChat(request: ResponsesRequest, text: string, from = 0): Respo
   // Cut in the order given to the model (the chat request's messages, where `from` counts).
   const kept = systemsLifted(roles).filter((i, at) => inCut(roles[i], at));
   const messages = kept.map((i) => all.messages[i]);
-  const param = renamer(kept.map((i) => all.origins[i]));
+  const origins = kept.map((i) => all.origins[i]);
+  if (endsInSystemAfterAnswer(roles)) {
+    messages.push({ role: "user", content: "" });
+    origins.push(all.origins.at(-1)!);
+  }
+  const param = renamer(origins);
   const tool = request.tool_choice;
   const body = {
     model: request.model,

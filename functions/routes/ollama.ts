@@ -263,10 +263,15 @@ export function ollamaRoutes(service: Service): Hono {
     const decoded: DecodedImages = new Map();
     const prepare = (from: number) => {
       const { chat, source, param } = chatOfOllama(request, options, text, from);
-      return prepared(
-        () => prepareChat(chat, service, c.req.raw.signal, source, { fitMaxTokens: true, decoded }),
-        param,
-      );
+      return prepared(async () => {
+        const ready = await prepareChat(chat, service, c.req.raw.signal, source, {
+          fitMaxTokens: true,
+          decoded,
+        });
+        // An image a GPU host behind a gateway cannot decode is named as this request names it.
+        ready.imageParams = ready.imageParams?.map(param);
+        return ready;
+      }, param);
     };
     const predict = options.num_predict != null && options.num_predict > 0 ? options.num_predict : undefined;
     const chat = request.truncate === false

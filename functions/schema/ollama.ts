@@ -74,7 +74,7 @@ const message = z.object({
 export const ollamaChatSchema = z.object({
   ...common,
   messages: z.array(message).nullish(),
-  /** false: a conversation longer than the context is an error rather than cut (functions/chat/ollama_history.ts). */
+  /** false: a conversation longer than the context is an error rather than cut (functions/chat/history.ts). */
   truncate: z.boolean().nullish(),
   /** Ollama's context shift while answering, which this server does not do: an answer ends at the context's end. */
   shift: z.boolean().nullish(),

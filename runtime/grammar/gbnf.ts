@@ -202,12 +202,15 @@ const seqOf = (items: Expr[]): Expr => ({ kind: "seq", items });
  * the grammar at most.
  */
 function spreading(facts: Omit<Facts, "spreading">): Spreading<Expr> {
+  // A part is taken apart again each time spreading meets it (a repetition's copies are one node): once is enough.
+  const taken = new WeakMap<Expr, Expr[]>();
   const how: Spreading<Expr> = {
     parts: (head) =>
       head.kind === "ref"
         ? refsOf(facts.rules.get(head.name)!).length === 0 ? [[facts.rules.get(head.name)!]] : undefined
         : spreadParts(head),
-    items: (part) => itemsOf(part, { ...facts, spreading: how }),
+    items: (part) =>
+      taken.get(part) ?? taken.set(part, itemsOf(part, { ...facts, spreading: how })).get(part)!,
     first: (items) => firstOf(seqOf(items), facts.shortest, facts.first),
     cost: (items) => cost(seqOf(items)),
     budget: { cost: 64, tries: MAX_SPREAD_TRIES },

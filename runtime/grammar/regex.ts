@@ -160,9 +160,11 @@ function factor(node: Node, how: Spreading<Node>): Node {
 
 /** A pattern's spreading (see spreadHeads), with a budget of its own: 128 byte sets more at most. */
 function regexSpreading(): Spreading<Node> {
+  // A part is taken apart again each time spreading meets it (a repetition's copies are one node): once is enough.
+  const taken = new WeakMap<Node, Node[]>();
   const how: Spreading<Node> = {
     parts: spreadParts,
-    items: (part) => items(part, how),
+    items: (part) => taken.get(part) ?? taken.set(part, items(part, how)).get(part)!,
     first: (items) => first({ kind: "seq", items }),
     cost: (items) => cost({ kind: "seq", items }),
     budget: { cost: 128, tries: MAX_SPREAD_TRIES },
