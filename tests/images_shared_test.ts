@@ -1,6 +1,7 @@
 /** SharedWork (functions/images/shared.ts): the same bytes' work, asked for while it runs, done once. */
 import assert from "node:assert/strict";
 import { SharedWork } from "../functions/images/shared.ts";
+import { allOrNone } from "../functions/images/together.ts";
 
 /** Work that counts its runs and ends when told, with the signal it was given. */
 function gated() {
@@ -60,4 +61,26 @@ Deno.test("SharedWork: the work stops only when every request waiting for it has
   const d = shared.run(file, {}, new AbortController().signal, slow);
   assert.equal(again.length, 2);
   d.catch(() => {});
+});
+
+Deno.test("allOrNone: at most `limit` at once, results in order; the first failure ends the rest", async () => {
+  let running = 0, most = 0, begun = 0;
+  const work = async (n: number) => {
+    begun++;
+    running++;
+    most = Math.max(most, running);
+    await new Promise((r) => setTimeout(r, n % 3));
+    running--;
+    if (n === 13) throw new Error("thirteen");
+    return n * 2;
+  };
+  const items = Array.from({ length: 12 }, (_, i) => i);
+  assert.deepEqual(await allOrNone(items, undefined, work, 3), items.map((n) => n * 2));
+  assert.equal(most, 3);
+  most = 0;
+  await allOrNone(items, undefined, work);
+  assert.equal(most, 12);
+  begun = 0;
+  await assert.rejects(allOrNone(Array.from({ length: 40 }, (_, i) => i), undefined, work, 2), /thirteen/);
+  assert.ok(begun < 20, String(begun));
 });

@@ -53,6 +53,12 @@ function imageSources(messages: ChatMessage[]): { url: string; param: string }[]
 /** Images decoded for one request, by URL: a request prepared again (cut to fit) decodes each image once. */
 export type DecodedImages = Map<string, Omit<PromptImage, "param">>;
 
+/**
+ * Images a request fetches and decodes at once: 64 images of 20 MiB each fetched together would hold 1.3 GiB;
+ * the decoding threads (--image-threads) are fewer anyway.
+ */
+const IMAGES_AT_ONCE = 8;
+
 async function loadImages(
   messages: ChatMessage[],
   service: Service,
@@ -90,7 +96,7 @@ async function loadImages(
       (err as Error & { param?: string }).param ??= param;
       throw err;
     }
-  });
+  }, IMAGES_AT_ONCE);
 }
 
 /** A call id as the prompt needs it: present (v3 requires one), in Pixtral's 9-character form. */

@@ -9,20 +9,29 @@ export function imageOptions(policy: ImagePolicy, resize: ResizeMode): Preproces
 }
 
 /**
- * `work` on every item at once. The first that fails ends the others (their signal aborts: their fetches and
- * decodes would go on for nothing), and its error is the result.
+ * `work` on every item, `limit` at once, in order. The first that fails ends the others (their signal aborts:
+ * their fetches and decodes would go on for nothing; those not begun do not begin), and its error is the result.
  */
-export function allOrNone<T, R>(
+export async function allOrNone<T, R>(
   items: readonly T[],
   signal: AbortSignal | undefined,
   work: (item: T, index: number, signal: AbortSignal) => Promise<R>,
+  limit = Infinity,
 ): Promise<R[]> {
   const failed = new AbortController();
   const each = signal ? AbortSignal.any([signal, failed.signal]) : failed.signal;
-  return Promise.all(items.map((item, i) =>
-    work(item, i, each).catch((err) => {
-      failed.abort(err);
-      throw err;
-    })
-  ));
+  const results: R[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      each.throwIfAborted();
+      const i = next++;
+      results[i] = await work(items[i], i, each).catch((err) => {
+        failed.abort(err);
+        throw err;
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
 }
