@@ -4,11 +4,10 @@ import { apiKeys } from "../cli/serve.ts";
 import { SAFE_PROMPT } from "../functions/chat/prepare.ts";
 import { parseChatRequest, RequestError } from "../functions/schema/chat.ts";
 import { createApp } from "../functions/app.ts";
-import { decodeImage } from "../runtime/images/preprocess.ts";
 import { loadTokenizer } from "../runtime/tokenizer/mod.ts";
 import { dataUrl, post, serverConfig, withServer } from "./api_helpers.ts";
 import { fixture } from "./helpers.ts";
-import { engineLessService, ScriptedEngine } from "./service_helpers.ts";
+import { countingDecodes, engineLessService, ScriptedEngine } from "./service_helpers.ts";
 
 const image = await dataUrl("golden/images/chat_a_32x48.png");
 const user = (content: unknown) => ({ messages: [{ role: "user", content }], max_tokens: 2 });
@@ -740,25 +739,14 @@ Deno.test("fields inside messages and tools that are not understood are reported
 
 Deno.test("a full queue is a 429 before the request's images are decoded", async () => {
   const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
-  let decodes = 0;
   let waiting = 20;
   class Busy extends ScriptedEngine {
     override stats() {
       return { ...super.stats(), waiting, maxWaiting: 20 };
     }
   }
-  const base = engineLessService(full);
-  const app = createApp({
-    ...base,
-    images: {
-      ...base.images,
-      prepare: (bytes, options) => {
-        decodes++;
-        return decodeImage(bytes, options);
-      },
-    },
-    engine: new Busy([...full.encode("Hi")]),
-  });
+  const { service, counts } = countingDecodes(engineLessService(full));
+  const app = createApp({ ...service, engine: new Busy([...full.encode("Hi")]) });
   const ask = () =>
     app.request("/v1/chat/completions", {
       method: "POST",
@@ -768,9 +756,9 @@ Deno.test("a full queue is a 429 before the request's images are decoded", async
   const refused = await ask();
   assert.equal(refused.status, 429);
   assert.equal((await refused.json()).error.code, "server_busy");
-  assert.equal(decodes, 0);
+  assert.equal(counts.decodes, 0);
   waiting = 19;
   const answered = await ask();
   assert.equal(answered.status, 200);
-  assert.equal(decodes, 1);
+  assert.equal(counts.decodes, 1);
 });

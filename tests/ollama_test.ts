@@ -8,11 +8,10 @@ import assert from "node:assert/strict";
 import { Ollama } from "ollama";
 import { createApp } from "../functions/app.ts";
 import { historyStarts } from "../functions/chat/history.ts";
-import { decodeImage } from "../runtime/images/preprocess.ts";
 import { loadTokenizer } from "../runtime/tokenizer/mod.ts";
 import { dataUrl, post, withServer } from "./api_helpers.ts";
 import { fixture } from "./helpers.ts";
-import { engineLessService, ScriptedEngine } from "./service_helpers.ts";
+import { countingDecodes, engineLessService, ScriptedEngine } from "./service_helpers.ts";
 
 const image = await dataUrl("golden/images/chat_a_32x48.png");
 const base64 = image.slice(image.indexOf(",") + 1);
@@ -443,19 +442,8 @@ async function recordingApp(context = 4096) {
       return super.generate(request, signal);
     }
   }
-  const counts = { decodes: 0 };
-  const base = engineLessService(full);
-  const app = createApp({
-    ...base,
-    images: {
-      ...base.images,
-      prepare: (bytes, options) => {
-        counts.decodes++;
-        return decodeImage(bytes, options);
-      },
-    },
-    engine: new Recording([...full.encode("Fine.")]),
-  });
+  const { service, counts } = countingDecodes(engineLessService(full));
+  const app = createApp({ ...service, engine: new Recording([...full.encode("Fine.")]) });
   const send = async (path: string, body: Record<string, unknown>) => {
     const res = await app.request(path, {
       method: "POST",

@@ -8,6 +8,7 @@ import { createMetrics } from "../functions/metrics.ts";
 import type { Service } from "../functions/service.ts";
 import type { Tokenizer } from "../runtime/tokenizer/tokenizer.ts";
 import type { Engine, FinishReason, TokenEvent } from "../runtime/engine/engine.ts";
+import { decodeImage } from "../runtime/images/preprocess.ts";
 
 export function engineLessService(tokenizer: Tokenizer, chatTemplate?: string): Service {
   return {
@@ -27,6 +28,16 @@ export function engineLessService(tokenizer: Tokenizer, chatTemplate?: string): 
     chatTemplate,
     metrics: createMetrics(() => undefined),
   };
+}
+
+/** `service` with its image decodes counted (`counts.decodes`). */
+export function countingDecodes(service: Service): { service: Service; counts: { decodes: number } } {
+  const counts = { decodes: 0 };
+  const prepare = (bytes: Uint8Array, options: Parameters<typeof decodeImage>[1]) => {
+    counts.decodes++;
+    return decodeImage(bytes, options);
+  };
+  return { service: { ...service, images: { ...service.images, prepare } }, counts };
 }
 
 /** An engine that answers every request with the same tokens: what a model that calls functions writes. */
