@@ -7,8 +7,8 @@
  * Ollama, whose runner then shifts the context as the answer grows, a cut here leaves the answer room (see
  * answerRoom). A conversation of more images than this server takes (Ollama has no such limit) is cut alike.
  *
- * A system message after an answer or a tool result, which mistral_common's checks refuse, goes up to the system
- * messages before the conversation (systemsLifted): Pixtral's format puts them all before the last user message.
+ * A system message after an answer or a tool result, which mistral_common's checks refuse, sends every system
+ * message first, in order (systemsLifted): Pixtral's format puts them all in the last user turn anyway.
  */
 import { log } from "../../runtime/log.ts";
 import { RequestError } from "../schema/chat.ts";

@@ -53,7 +53,8 @@ function chatMessages(messages: OllamaMessage[], from: number) {
   const shown = messages.flatMap((m, i) =>
     (m.role === "assistant" && !m.content && !m.tool_calls?.length) || !inCut(m, i) ? [] : [i]
   );
-  const kept = systemsLifted(shown.map((i) => messages[i])).map((j) => shown[j]);
+  const shownMessages = shown.map((i) => messages[i]);
+  const kept = systemsLifted(shownMessages).map((j) => shown[j]);
   const chat: Record<string, unknown>[] = kept.map((i) => messages[i]).map((m, j) => {
     const i = kept[j];
     if (m.role === "assistant") {
@@ -102,7 +103,6 @@ function chatMessages(messages: OllamaMessage[], from: number) {
   // A last assistant message is continued, as Ollama continues it (Mistral's `prefix`); one that system messages
   // follow is answered anew.
   const last = chat.at(-1);
-  const shownMessages = shown.map((i) => messages[i]);
   if (endsInSystemAfterAnswer(shownMessages)) {
     chat.push({ role: "user", content: "" });
     kept.push(shown.at(-1)!);

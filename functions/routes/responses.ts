@@ -170,15 +170,12 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
           throw renamed(err, param);
         }
       };
-      const { chat } = toChat(request, text);
-      const prepared = request.truncation === "auto"
-        ? await cutToFit(
-          chat.messages,
-          answerRoom(service, chat.max_completion_tokens ?? undefined, false),
-          service,
-          prepare,
-        )
-        : await prepare(0);
+      let prepared: PreparedChat;
+      if (request.truncation === "auto") {
+        const { chat } = toChat(request, text);
+        const room = answerRoom(service, chat.max_completion_tokens ?? undefined, false);
+        prepared = await cutToFit(chat.messages, room, service, prepare);
+      } else prepared = await prepare(0);
       const run = runCompletion(service, [prepared], signal);
       const id = newId("resp");
       const response = responseObject(id, request, prepared, service.model.id);
