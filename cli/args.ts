@@ -7,8 +7,10 @@ export class UsageError extends Error {
 }
 
 export function parseFlags<T extends NonNullable<ParseArgsConfig["options"]>>(argv: string[], options: T) {
+  // `deno task serve -- --port 8095` (npm's habit) passes the `--` on: the flags follow it.
+  const args = argv[0] === "--" ? argv.slice(1) : argv;
   try {
-    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
   } catch (err) {
     throw new UsageError((err as Error).message);
   }

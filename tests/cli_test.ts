@@ -27,6 +27,10 @@ Deno.test("pixtral serve rejects a bad port or an unknown flag with exit 2", asy
   const unknown = await run(["serve", "--prot", "1"]);
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /--prot/);
+  // Flags after npm's `--` (which `deno task serve -- --port 1` passes on) are read as flags.
+  const dashed = await run(["serve", "--", "--port", "70000"]);
+  assert.equal(dashed.code, 2);
+  assert.match(dashed.stderr, /--port must be a port number/);
 });
 
 Deno.test("pixtral serve: a key file without keys, a port in use and a model that fails to load each end it", async () => {

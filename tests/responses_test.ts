@@ -366,16 +366,18 @@ Deno.test("Responses API: errors name the Responses request's fields", async () 
       ],
       [
         { input: [user("Hi"), { type: "function_call_output", call_id: "abc", output: "1" }] },
-        "input[1]",
-        /a function_call_output cannot follow a user message/,
+        "input[1].call_id",
+        /no function_call before it has this call_id/,
       ],
       [
-        { input: [...mergedTurn, { type: "function_call_output", call_id: "zzz", output: [imagePart] }] },
+        {
+          input: [...mergedTurn, { type: "function_call_output", call_id: "bbcdefghi", output: [imagePart] }],
+        },
         "input[5].output[0]",
         /no images in function results/,
       ],
       [
-        { input: [...mergedTurn, { type: "function_call_output", call_id: "zzz", output: "2" }] },
+        { input: [...mergedTurn, { type: "function_call_output", call_id: "bbcdefghi", output: "2" }] },
         "input[3].name",
         /function name "bad name"/,
       ],
@@ -563,5 +565,40 @@ Deno.test("Responses API: a developer message after an answer joins the instruct
       max_tokens: 6,
     });
     assert.equal(last.json.usage.input_tokens, same.json.usage.prompt_tokens);
+  });
+});
+
+Deno.test("Responses API: an agent's history may open with calls; an output answers a call before it", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const model = service.model.id;
+    const tools = [{ type: "function", name: "lookup", parameters: { type: "object" } }];
+    const call = { type: "function_call", call_id: "c1", name: "lookup", arguments: '{"q": "x"}' };
+    const output = { type: "function_call_output", call_id: "c1", output: "42" };
+    const words = Array.from({ length: 800 }, (_, i) => `w${i}`).join(" ");
+    const opened = await post(`${url}/v1/responses`, {
+      model,
+      tools,
+      input: [call, output],
+      max_output_tokens: 1,
+    });
+    assert.equal(opened.status, 200, JSON.stringify(opened.json));
+    // A cut may begin with the call too: the long question goes, the call and its output stay.
+    const cut = await post(`${url}/v1/responses`, {
+      model,
+      tools,
+      input: [{ role: "user", content: words }, call, output],
+      max_output_tokens: 1,
+      truncation: "auto",
+    });
+    assert.equal(cut.status, 200, JSON.stringify(cut.json));
+    assert.equal(cut.json.usage.input_tokens, opened.json.usage.input_tokens);
+    for (
+      const input of [[output, { role: "user", content: "hi" }], [{ role: "user", content: "hi" }, output]]
+    ) {
+      const orphan = await post(`${url}/v1/responses`, { model, tools, input, instructions: "Be brief." });
+      assert.equal(orphan.status, 400);
+      assert.match(orphan.json.error.message, /no function_call before it has this call_id/);
+      assert.match(orphan.json.error.param, /^input\[\d\]\.call_id$/);
+    }
   });
 });

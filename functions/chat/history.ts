@@ -38,9 +38,8 @@ export function answerRoom(service: Service, asked: number | undefined, fit: boo
 
 /**
  * The places where a cut conversation may begin, earliest first: any message, except that tool results begin
- * with the assistant message whose calls they answer (system messages between go up anyway), that only a system
- * message may come before calls (mistral_common's serving checks count no calls in a conversation's first
- * message), and that a user message or a tool result must be left (not an answer to continue alone).
+ * with the assistant message whose calls they answer (system messages between go up anyway), and that a user
+ * message or a tool result must be left (not an answer to continue alone).
  */
 export function historyStarts(messages: Message[]): number[] {
   const calls = (i: number) => messages[i]?.role === "assistant" && Boolean(messages[i].tool_calls?.length);
@@ -50,11 +49,18 @@ export function historyStarts(messages: Message[]): number[] {
     while (start > 0 && (messages[start - 1].role === "tool" || isSystem(messages[start - 1]))) start--;
     return calls(start - 1) ? start - 1 : i;
   });
-  const system = messages.findIndex(isSystem);
   const asked = messages.findLastIndex((m) => m.role === "user" || m.role === "tool");
-  return [...new Set(starts)].filter((i) =>
-    i === 0 || (i <= asked && (!calls(i) || (system >= 0 && system < i)))
-  );
+  return [...new Set(starts)].filter((i) => i === 0 || i <= asked);
+}
+
+/**
+ * Where a conversation that opens with an answer (after its system messages) takes an empty user turn first, or
+ * -1: Pixtral's format puts one there anyway, and mistral_common's serving checks, which count no calls in a
+ * conversation's first message, then see the calls an agent's history (or a cut) begins with.
+ */
+export function openingTurn(messages: Message[]): number {
+  const first = messages.findIndex((m) => !isSystem(m));
+  return messages[first]?.role === "assistant" ? first : -1;
 }
 
 /**

@@ -8,7 +8,7 @@ import { PromptError } from "../../runtime/prompt/instruct.ts";
 import { pyAt, pyJsonLoads, type PyValue } from "../../runtime/prompt/pyjson.ts";
 import { type ChatRequest, parseChatRequest, RequestError } from "../schema/chat.ts";
 import type { ResponsesPart, ResponsesRequest } from "../schema/responses.ts";
-import { endsInSystemAfterAnswer, keptFrom, systemsLifted } from "./history.ts";
+import { endsInSystemAfterAnswer, keptFrom, openingTurn, systemsLifted } from "./history.ts";
 
 /** Where a chat message came from in the Responses request. */
 interface Origin {
@@ -89,6 +89,8 @@ function chatMessages(request: ResponsesRequest) {
     add({ role: "user", content: request.input }, { at: "input", whole: true });
     return { messages, origins };
   }
+  /** The call ids of the function_call items so far: an output answers one of them, as OpenAI requires. */
+  const called = new Set<string>();
   request.input.forEach((item, i) => {
     const at = `input[${i}]`;
     switch (item.type) {
@@ -103,6 +105,7 @@ function chatMessages(request: ResponsesRequest) {
           type: "function",
           function: { name: item.name, arguments: item.arguments },
         };
+        called.add(item.call_id);
         const last = messages.at(-1);
         // Calls belong to the assistant's turn: with its text when the text came just before.
         if (last?.role === "assistant") {
@@ -112,6 +115,13 @@ function chatMessages(request: ResponsesRequest) {
         return;
       }
       case "function_call_output":
+        if (!called.has(item.call_id)) {
+          throw new RequestError(
+            `${at}.call_id: no function_call before it has this call_id`,
+            `${at}.call_id`,
+            "invalid_input",
+          );
+        }
         return add(
           {
             role: "tool",
@@ -178,6 +188,11 @@ export function toChat(request: ResponsesRequest, text: string, from = 0): Respo
   if (endsInSystemAfterAnswer(roles)) {
     messages.push({ role: "user", content: "" });
     origins.push(all.origins.at(-1)!);
+  }
+  const opening = openingTurn(messages as unknown as { role: string }[]);
+  if (opening >= 0) {
+    messages.splice(opening, 0, { role: "user", content: "" });
+    origins.splice(opening, 0, origins[opening]);
   }
   const param = renamer(origins);
   const tool = request.tool_choice;
