@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { type OutputItem, OutputItems } from "../functions/chat/output_items.ts";
-import { renamed } from "../functions/chat/responses.ts";
+import { flatTools, renamed } from "../functions/chat/responses.ts";
+import type { ResponsesRequest } from "../functions/schema/responses.ts";
 import { dataUrl, post, withServer } from "./api_helpers.ts";
 
 const image = await dataUrl("golden/images/chat_a_32x48.png");
@@ -351,7 +352,13 @@ Deno.test("Responses API: errors name the Responses request's fields", async () 
       ],
       [{ input: [user("Hi"), { type: "item_reference", id: "msg_1" }] }, "input[1].id", /store: false/],
       [{ input: [{ type: "web_search_call", id: "ws_1" }] }, "input[0].type", /not supported/],
-      [{ input: "Hi", tools: [{ type: "web_search" }] }, "tools[0].type", /hosted tools/],
+      [{ input: "Hi", tools: [{ type: "code_interpreter" }] }, "tools[0].type", /hosted tools/],
+      [{ input: "Hi", tools: [{ type: "foo" }] }, "tools[0].type", /"foo" tools are not supported/],
+      [
+        { input: "Hi", tools: [{ type: "namespace", name: "ns", tools: [{ type: "custom", name: "c" }] }] },
+        "tools[0].tools[0].type",
+        /"custom" tools are not supported/,
+      ],
       [{ input: "Hi", max_output_tokens: 0 }, "max_output_tokens", /max_output_tokens/],
       [{ input: "Hi", temperature: 3 }, "temperature", /temperature/],
       [
@@ -368,13 +375,6 @@ Deno.test("Responses API: errors name the Responses request's fields", async () 
         { input: [user("Hi"), { type: "function_call_output", call_id: "abc", output: "1" }] },
         "input[1].call_id",
         /no function_call before it has this call_id/,
-      ],
-      [
-        {
-          input: [...mergedTurn, { type: "function_call_output", call_id: "bbcdefghi", output: [imagePart] }],
-        },
-        "input[5].output[0]",
-        /no images in function results/,
       ],
       [
         { input: [...mergedTurn, { type: "function_call_output", call_id: "bbcdefghi", output: "2" }] },
@@ -601,4 +601,104 @@ Deno.test("Responses API: an agent's history may open with calls; an output answ
       assert.match(orphan.json.error.param, /^input\[\d\]\.call_id$/);
     }
   });
+});
+
+Deno.test("Responses API: Codex's tools: namespaces of functions, web search left out, images that a function returns", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const model = service.model.id;
+    const object = {
+      type: "object",
+      properties: { id: { enum: [1, 2] } },
+      required: ["id"],
+      additionalProperties: false,
+    };
+    const tools = [
+      { type: "web_search", external_web_access: false },
+      {
+        type: "namespace",
+        name: "multi_agent_v1",
+        description: "Agents.",
+        tools: [
+          { type: "function", name: "close_agent", parameters: object },
+          { type: "function", name: "spawn_agent", parameters: object },
+        ],
+      },
+    ];
+    const called = await post(`${url}/v1/responses`, {
+      model,
+      input: "Close agent 1.",
+      tools,
+      tool_choice: "required",
+      max_output_tokens: 200,
+      reasoning: { effort: "low", summary: "auto" },
+    });
+    assert.equal(called.status, 200, JSON.stringify(called.json));
+    const call = called.json.output.find((item: { type: string }) => item.type === "function_call");
+    assert.ok(["close_agent", "spawn_agent"].includes(call.name), JSON.stringify(call));
+    assert.equal(call.namespace, "multi_agent_v1");
+    assert.deepEqual(called.json.reasoning, { effort: "low", summary: "auto" });
+    assert.deepEqual(called.json.tools[0], { type: "web_search" });
+    assert.equal(called.json.tools[1].tools[1].name, "spawn_agent");
+    // The call sent back with its namespace, and an image a function returned (a user turn after the results).
+    const back = [
+      { role: "user", content: "Close agent 1." },
+      {
+        type: "function_call",
+        call_id: call.call_id,
+        name: call.name,
+        namespace: call.namespace,
+        arguments: call.arguments,
+      },
+      {
+        type: "function_call_output",
+        call_id: call.call_id,
+        output: [{ type: "input_text", text: "closed" }, { type: "input_image", image_url: image }],
+      },
+    ];
+    const answered = await post(`${url}/v1/responses`, { model, input: back, tools, max_output_tokens: 2 });
+    assert.equal(answered.status, 200, JSON.stringify(answered.json));
+    const chat = await post(`${url}/v1/chat/completions`, {
+      messages: [
+        { role: "user", content: "Close agent 1." },
+        {
+          role: "assistant",
+          content: null,
+          tool_calls: [{
+            id: call.call_id,
+            type: "function",
+            function: { name: call.name, arguments: call.arguments },
+          }],
+        },
+        { role: "tool", tool_call_id: call.call_id, content: "closed" },
+        { role: "user", content: [{ type: "image_url", image_url: { url: image } }] },
+      ],
+      tools: tools[1].tools!.map(({ name, parameters }) => ({
+        type: "function",
+        function: { name, parameters, strict: true },
+      })),
+      max_tokens: 2,
+    });
+    assert.equal(chat.status, 200, JSON.stringify(chat.json));
+    assert.equal(answered.json.usage.input_tokens, chat.json.usage.prompt_tokens);
+  });
+});
+
+Deno.test("Responses API: a namespace's function named as another tool is known to the model as namespace__name", () => {
+  const { callName, flatName } = flatTools({
+    input: "Hi",
+    tools: [
+      { type: "function", name: "f" },
+      {
+        type: "namespace",
+        name: "ns",
+        tools: [{ type: "function", name: "f" }, { type: "function", name: "g" }],
+      },
+    ],
+  } as ResponsesRequest);
+  assert.equal(flatName("f"), "f");
+  assert.equal(flatName("f", "ns"), "ns__f");
+  assert.equal(flatName("g", "ns"), "g");
+  assert.deepEqual(callName("ns__f"), { name: "f", namespace: "ns" });
+  assert.deepEqual(callName("g"), { name: "g", namespace: "ns" });
+  assert.deepEqual(callName("f"), { name: "f" });
 });

@@ -8,7 +8,7 @@
 
 export type OutputItem =
   | { type: "message"; role: "assistant"; content: { type: "output_text"; text: string }[] }
-  | { type: "function_call"; call_id: string; name: string; arguments: string };
+  | { type: "function_call"; call_id: string; name: string; namespace?: string; arguments: string };
 
 export class OutputItems {
   readonly #items = new Map<string, { item: OutputItem; bytes: number }>();

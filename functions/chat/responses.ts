@@ -27,6 +27,49 @@ export interface ResponsesChat {
   source?: PyValue;
   /** A chat request's parameter (`messages[2].content[0]`) as the Responses request names it. */
   param(chatParam: string): string;
+  /** A called function's name as the Responses request names it: with its namespace, if in one. */
+  callName(name: string): { name: string; namespace?: string };
+}
+
+type ResponsesTool = NonNullable<ResponsesRequest["tools"]>[number];
+type FunctionTool = Extract<ResponsesTool, { type: "function" }>;
+
+/** A function tool of the request, where it stands in it, and the name the model knows it by. */
+interface FlatTool {
+  tool: FunctionTool;
+  name: string;
+  namespace?: string;
+  /** Its path in the request body (`["tools", 4, "tools", 0]`). */
+  path: (string | number)[];
+}
+
+/**
+ * The request's function tools, those of namespace tools among them (Pixtral's format has no namespaces): each
+ * under its own name, or `namespace__name` where another tool has the name. Web search tools are left out.
+ */
+export function flatTools(request: ResponsesRequest) {
+  const tools: FlatTool[] = [];
+  (request.tools ?? []).forEach((tool, i) => {
+    if (tool.type === "function") tools.push({ tool, name: tool.name, path: ["tools", i] });
+    if (tool.type === "namespace") {
+      tool.tools.forEach((child, j) =>
+        tools.push({ tool: child, name: child.name, namespace: tool.name, path: ["tools", i, "tools", j] })
+      );
+    }
+  });
+  const count = new Map<string, number>();
+  for (const t of tools) count.set(t.name, (count.get(t.name) ?? 0) + 1);
+  const flatName = (name: string, namespace?: string | null) =>
+    namespace && (count.get(name) ?? 0) > 1 ? `${namespace}__${name}` : name;
+  const byFlat = new Map(tools.map((t) => [flatName(t.name, t.namespace), t]));
+  return {
+    tools,
+    flatName,
+    callName(flat: string): { name: string; namespace?: string } {
+      const t = byFlat.get(flat);
+      return t?.namespace ? { name: t.name, namespace: t.namespace } : { name: flat };
+    },
+  };
 }
 
 /** Whether the response carries log-probabilities: asked for by `include` or by `top_logprobs`. */
@@ -41,7 +84,6 @@ const NO_IMAGES: Record<string, string> = {
   system: "system and developer messages hold text only",
   developer: "system and developer messages hold text only",
   assistant: "an assistant message holds text only",
-  tool: "a function_call_output holds text only: Pixtral's prompt format has no images in function results",
 };
 
 function chatPart(part: ResponsesPart, param: string, role: string) {
@@ -74,11 +116,22 @@ function chatContent(content: string | ResponsesPart[], param: string, role: str
   return typeof content === "string" ? content : content.map((p, j) => chatPart(p, `${param}[${j}]`, role));
 }
 
-/** The messages of the request, each with where it came from. */
-function chatMessages(request: ResponsesRequest) {
+/** The messages of the request, each with where it came from (`flatName`: a call's name for the model). */
+function chatMessages(
+  request: ResponsesRequest,
+  flatName: (name: string, namespace?: string | null) => string,
+) {
   const messages: Record<string, unknown>[] = [];
   const origins: Origin[] = [];
+  /**
+   * Images that function outputs returned (Codex's view_image): Pixtral's format has no images in function
+   * results, so they follow the run of results as a user turn of their own.
+   */
+  const returned: { message: Record<string, unknown>; origin: Origin }[] = [];
   const add = (message: Record<string, unknown>, origin: Origin) => {
+    if (message.role !== "tool") {
+      for (const r of returned.splice(0)) add(r.message, r.origin);
+    }
     messages.push(message);
     origins.push(origin);
   };
@@ -103,7 +156,7 @@ function chatMessages(request: ResponsesRequest) {
         const call = {
           id: item.call_id,
           type: "function",
-          function: { name: item.name, arguments: item.arguments },
+          function: { name: flatName(item.name, item.namespace), arguments: item.arguments },
         };
         called.add(item.call_id);
         const last = messages.at(-1);
@@ -122,22 +175,28 @@ function chatMessages(request: ResponsesRequest) {
             "invalid_input",
           );
         }
-        return add(
-          {
-            role: "tool",
-            tool_call_id: item.call_id,
-            content: chatContent(item.output, `${at}.output`, "tool"),
-          },
-          { at, content: ".output" },
-        );
+        {
+          const output = chatContent(item.output, `${at}.output`, "tool");
+          const images = typeof output === "string" ? [] : output.filter((p) => p.type === "image_url");
+          const text = typeof output === "string" ? output : output.filter((p) => p.type !== "image_url");
+          add({ role: "tool", tool_call_id: item.call_id, content: text }, { at, content: ".output" });
+          if (images.length) {
+            returned.push({
+              message: { role: "user", content: images },
+              origin: { at: `${at}.output`, whole: true },
+            });
+          }
+          return;
+        }
       case "reasoning":
         return; // another model's thoughts: Pixtral has none to continue
     }
   });
+  for (const r of returned.splice(0)) add(r.message, r.origin);
   return { messages, origins };
 }
 
-function renamer(origins: Origin[]) {
+function renamer(origins: Origin[], tools: FlatTool[]) {
   return (param: string): string => {
     const message = /^messages\[(\d+)\](.*)$/.exec(param);
     if (message) {
@@ -154,7 +213,11 @@ function renamer(origins: Origin[]) {
       return origin.at + (origin.content ? rest.replace(/^\.content/, origin.content) : rest);
     }
     const tool = /^tools\[(\d+)\]\.function(.*)$/.exec(param);
-    if (tool) return `tools[${tool[1]}]${tool[2]}`;
+    if (tool) {
+      const path = tools[Number(tool[1])]?.path ?? ["tools", Number(tool[1])];
+      return path.map((key, i) => typeof key === "number" ? `[${key}]` : `${i ? "." : ""}${key}`).join("") +
+        tool[2];
+    }
     if (param === "messages") return "input";
     if (param === "max_completion_tokens") return "max_output_tokens";
     if (param === "logprobs") return "top_logprobs";
@@ -178,7 +241,8 @@ function responseFormat(format: NonNullable<ResponsesRequest["text"]>["format"])
  * messages (system messages lifted, see systemsLifted).
  */
 export function toChat(request: ResponsesRequest, text: string, from = 0): ResponsesChat {
-  const all = chatMessages(request);
+  const flat = flatTools(request);
+  const all = chatMessages(request, flat.flatName);
   const roles = all.messages as unknown as { role: string }[];
   const inCut = keptFrom(from);
   // Cut in the order given to the model (the chat request's messages, where `from` counts).
@@ -194,7 +258,7 @@ export function toChat(request: ResponsesRequest, text: string, from = 0): Respo
     messages.splice(opening, 0, { role: "user", content: "" });
     origins.splice(opening, 0, origins[opening]);
   }
-  const param = renamer(origins);
+  const param = renamer(origins, flat.tools);
   const tool = request.tool_choice;
   const body = {
     model: request.model,
@@ -206,10 +270,12 @@ export function toChat(request: ResponsesRequest, text: string, from = 0): Respo
     top_logprobs: request.top_logprobs,
     response_format: responseFormat(request.text?.format),
     // Function tools are strict unless they say otherwise, as in OpenAI's Responses API.
-    tools: request.tools?.map(({ name, description, parameters, strict }) => ({
-      type: "function",
-      function: { name, description, parameters, strict: strict ?? true },
-    })),
+    tools: flat.tools.length
+      ? flat.tools.map(({ tool: { description, parameters, strict }, name, namespace }) => ({
+        type: "function",
+        function: { name: flat.flatName(name, namespace), description, parameters, strict: strict ?? true },
+      }))
+      : undefined,
     tool_choice: typeof tool === "object" && tool
       ? { type: "function", function: { name: tool.name } }
       : tool,
@@ -231,17 +297,17 @@ export function toChat(request: ResponsesRequest, text: string, from = 0): Respo
     throw renamed(err, param);
   }
   let source: PyValue | undefined;
-  if (request.tools?.length) {
+  if (flat.tools.length) {
     const read = pyJsonLoads(text);
     source = new Map([[
       "tools",
-      request.tools.map((_, i): PyValue => {
-        const parameters = pyAt(read, "tools", i, "parameters");
+      flat.tools.map(({ path }): PyValue => {
+        const parameters = pyAt(read, ...path, "parameters");
         return new Map([["function", new Map(parameters === undefined ? [] : [["parameters", parameters]])]]);
       }),
     ]]);
   }
-  return { chat, source, param };
+  return { chat, source, param, callName: flat.callName };
 }
 
 /** The chat API's words in error messages, as the Responses API says them. */

@@ -12,7 +12,7 @@ import { pyJsonLoads } from "../../runtime/prompt/pyjson.ts";
 import { type ChoiceResult, type LogprobEntry, runCompletion } from "../chat/completion.ts";
 import { answerRoom, cutToFit } from "../chat/history.ts";
 import { type DecodedImages, prepareChat, type PreparedChat } from "../chat/prepare.ts";
-import { renamed, toChat } from "../chat/responses.ts";
+import { flatTools, renamed, toChat } from "../chat/responses.ts";
 import type { ToolCallOut } from "../chat/tools.ts";
 import { OutputItems } from "../chat/output_items.ts";
 import { parseResponsesRequest, type ResponsesRequest } from "../schema/responses.ts";
@@ -40,8 +40,16 @@ function remember(items: OutputItems, output: unknown[]): void {
         content: [{ type: "output_text", text }],
       });
     } else if (item.type === "function_call") {
-      const { call_id, name, arguments: args } = item as unknown as ReturnType<typeof functionCallItem>;
-      items.remember(item.id, { type: "function_call", call_id, name, arguments: args });
+      const { call_id, name, namespace, arguments: args } = item as unknown as ReturnType<
+        typeof functionCallItem
+      >;
+      items.remember(item.id, {
+        type: "function_call",
+        call_id,
+        name,
+        ...namespace ? { namespace } : {},
+        arguments: args,
+      });
     }
   }
 }
@@ -56,10 +64,20 @@ function messageItem(id: string, status: Status | "in_progress", text: string, l
   };
 }
 
-function functionCallItem(id: string, call: ToolCallOut) {
+/** A call as an output item, its function named as the request names it (`callName`: with its namespace). */
+function functionCallItem(id: string, call: ToolCallOut, callName: CallName) {
   const { name, arguments: args } = call.function;
-  return { type: "function_call", id, call_id: call.id, name, arguments: args, status: "completed" };
+  return {
+    type: "function_call",
+    id,
+    call_id: call.id,
+    ...callName(name) as { name: string; namespace?: string },
+    arguments: args,
+    status: "completed",
+  };
 }
+
+type CallName = ReturnType<typeof flatTools>["callName"];
 
 /** A response that stopped at max_output_tokens is incomplete, as OpenAI reports it; calls are complete. */
 const statusOf = (result: ChoiceResult): Status => result.finish === "length" ? "incomplete" : "completed";
@@ -83,7 +101,8 @@ function responseObject(id: string, request: ResponsesRequest, prepared: Prepare
     output: [] as unknown[],
     parallel_tool_calls: request.parallel_tool_calls ?? true,
     previous_response_id: null,
-    reasoning: { effort: null, summary: null },
+    // As asked: Pixtral does not reason before answering, whatever the effort.
+    reasoning: { effort: null, summary: null, ...reasoningAsked(request.reasoning) },
     service_tier: "default",
     store: false,
     temperature: sampling.temperature,
@@ -92,13 +111,7 @@ function responseObject(id: string, request: ResponsesRequest, prepared: Prepare
       verbosity: request.text?.verbosity ?? "medium",
     },
     tool_choice: request.tool_choice ?? "auto",
-    tools: (request.tools ?? []).map((t) => ({
-      type: "function",
-      name: t.name,
-      description: t.description ?? null,
-      parameters: t.parameters ?? null,
-      strict: t.strict ?? true,
-    })),
+    tools: (request.tools ?? []).map(echoedTool),
     top_logprobs: request.top_logprobs ?? 0,
     top_p: sampling.topP,
     truncation: request.truncation ?? "disabled",
@@ -108,6 +121,31 @@ function responseObject(id: string, request: ResponsesRequest, prepared: Prepare
 }
 
 type ResponseObject = ReturnType<typeof responseObject>;
+
+/** A tool as the response object lists it: as the request gave it, defaults filled in. */
+function echoedTool(tool: NonNullable<ResponsesRequest["tools"]>[number]): Record<string, unknown> {
+  if (tool.type === "web_search") return { type: tool.kind };
+  if (tool.type === "namespace") {
+    return { ...tool, description: tool.description ?? null, tools: tool.tools.map(echoedTool) };
+  }
+  return {
+    type: "function",
+    name: tool.name,
+    description: tool.description ?? null,
+    parameters: tool.parameters ?? null,
+    strict: tool.strict ?? true,
+  };
+}
+
+/** The request's `reasoning` settings that the response echoes (`effort`, `summary`). */
+function reasoningAsked(reasoning: unknown): Record<string, unknown> {
+  if (typeof reasoning !== "object" || reasoning === null) return {};
+  const { effort, summary } = reasoning as Record<string, unknown>;
+  return {
+    ...typeof effort === "string" ? { effort } : {},
+    ...typeof summary === "string" ? { summary } : {},
+  };
+}
 
 function usage(prepared: PreparedChat, result: ChoiceResult) {
   const input = prepared.request.ids.length;
@@ -158,6 +196,7 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
       requireModel(service, request.model);
       requireEngine(service);
       const signal = c.req.raw.signal;
+      const { callName } = flatTools(request);
       const decoded: DecodedImages = new Map();
       const prepare = async (from: number) => {
         const { chat, source, param } = toChat(request, text, from);
@@ -190,7 +229,9 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
             if (result.text || !result.toolCalls) {
               output.push(messageItem(newId("msg"), statusOf(result), result.text, result.logprobs ?? []));
             }
-            for (const call of result.toolCalls ?? []) output.push(functionCallItem(newId("fc"), call));
+            for (const call of result.toolCalls ?? []) {
+              output.push(functionCallItem(newId("fc"), call, callName));
+            }
             if (request.store !== false) remember(items, output);
             return finished(response, output, prepared, result);
           },
@@ -248,7 +289,14 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
       };
       /** The call being written (its arguments as they came); once done, an output item. */
       let call:
-        | { type: "function_call"; id: string; call_id: string; name: string; arguments: string }
+        | {
+          type: "function_call";
+          id: string;
+          call_id: string;
+          name: string;
+          namespace?: string;
+          arguments: string;
+        }
         | undefined;
       // A call is complete when its arguments were written whole (even if the answer was cut just after it).
       const closeCall = (events: unknown[]) => {
@@ -286,7 +334,13 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
             if (id !== undefined) {
               closeMessage(events, "completed");
               closeCall(events);
-              call = { type: "function_call", id: newId("fc"), call_id: id, name, arguments: "" };
+              call = {
+                type: "function_call",
+                id: newId("fc"),
+                call_id: id,
+                ...callName(name),
+                arguments: "",
+              };
               events.push(event("response.output_item.added", {
                 output_index: output.length,
                 item: { ...call, status: "in_progress" },

@@ -33,6 +33,8 @@ const functionCall = z.object({
   type: z.literal("function_call"),
   call_id: z.string().min(1),
   name: z.string(),
+  /** The namespace tool the function belongs to (see namespaceTool). */
+  namespace: z.string().nullish(),
   arguments: z.string(),
 });
 const functionCallOutput = z.object({
@@ -52,6 +54,29 @@ const functionTool = z.object({
   parameters: z.record(z.string(), z.unknown()).nullish(),
   strict: z.boolean().nullish(),
 });
+
+/** Function tools grouped under a name (Codex's, MCP servers'): each is a function tool of this server's. */
+const namespaceTool = z.object({
+  type: z.literal("namespace"),
+  name: z.string(),
+  description: z.string().nullish(),
+  tools: z.array(functionTool),
+});
+
+/**
+ * Web search tools, which coding agents (Codex) send with every request: taken and left out of the prompt, so
+ * that the model answers without searching, as when it chooses not to (a local model has no search behind it).
+ */
+const SEARCH = [
+  "web_search",
+  "web_search_preview",
+  "web_search_2025_08_26",
+  "web_search_preview_2025_03_11",
+] as const;
+const searchTool = z.object({ type: z.enum(SEARCH) }).transform(({ type }) => ({
+  type: "web_search" as const,
+  kind: type,
+}));
 
 const toolChoice = z.union([
   z.enum(["none", "auto", "required"]),
@@ -81,7 +106,7 @@ const responsesRequestSchema = z.object({
   /** `message.output_text.logprobs` asks for log-probabilities; what else can be included, Pixtral has none of. */
   include: z.array(z.string()).nullish(),
   stream: z.boolean().nullish(),
-  tools: z.array(functionTool).nullish(),
+  tools: z.array(z.union([functionTool, namespaceTool, searchTool])).nullish(),
   tool_choice: toolChoice.nullish(),
   parallel_tool_calls: z.boolean().nullish(),
   text: z.object({ format: textFormat.nullish(), verbosity: z.string().nullish() }).nullish(),
@@ -125,8 +150,11 @@ export interface ParsedResponsesRequest {
   ignored: string[];
 }
 
-/** Items and tools of kinds the schema does not know get a message naming them, not "invalid input". */
-function refuseKinds(body: Record<string, unknown>): void {
+/**
+ * Items and tools of kinds the schema does not know get a message naming them, not "invalid input" (`at`: where
+ * the tools are, inside a namespace).
+ */
+function refuseKinds(body: Record<string, unknown>, at = ""): void {
   const kind = (value: unknown) =>
     typeof value === "object" && value !== null && "type" in value ? String(value.type) : undefined;
   if (Array.isArray(body.input)) {
@@ -147,15 +175,41 @@ function refuseKinds(body: Record<string, unknown>): void {
   if (Array.isArray(body.tools)) {
     body.tools.forEach((value, i) => {
       const type = kind(value);
-      if (type === undefined || type === "function") return;
+      if (
+        type === undefined || type === "function" || type === "namespace" ||
+        (SEARCH as readonly string[]).includes(type)
+      ) {
+        if (type === "namespace") {
+          refuseKinds({ tools: (value as { tools?: unknown }).tools }, `tools[${i}].`);
+        }
+        return;
+      }
       throw new RequestError(
-        `tools[${i}]: "${type}" is one of OpenAI's hosted tools; this server runs function tools, whose calls your ` +
-          "code carries out",
-        `tools[${i}].type`,
+        HOSTED.has(type)
+          ? `${at}tools[${i}]: "${type}" is one of OpenAI's hosted tools, which run on OpenAI's servers; this server ` +
+            "runs function tools (and namespaces of them), whose calls your code carries out"
+          : `${at}tools[${i}]: "${type}" tools are not supported: this server runs function tools (and namespaces ` +
+            "of them), whose calls your code carries out",
+        `${at}tools[${i}].type`,
       );
     });
   }
 }
+
+/** OpenAI's hosted tools: run by OpenAI, not by the client. */
+const HOSTED = new Set([
+  "file_search",
+  "web_search",
+  "web_search_preview",
+  "web_search_2025_08_26",
+  "web_search_preview_2025_03_11",
+  "computer_use_preview",
+  "code_interpreter",
+  "image_generation",
+  "mcp",
+  "local_shell",
+  "shell",
+]);
 
 /** Fields that need what this server does not keep: refused rather than answered as if they were absent. */
 function refuseStateful(request: ResponsesRequest): void {
@@ -213,6 +267,9 @@ export function parseResponsesRequest(body: unknown, items: OutputItems): Parsed
     request,
     ignored: [
       ...Object.keys(body as object).filter((key) => !known.has(key)),
+      ...(request.tools ?? []).flatMap((tool, i) =>
+        tool.type === "web_search" ? [`tools[${i}] (${tool.kind}: answered without searching)`] : []
+      ),
       ...droppedKeys((normalized as Record<string, unknown>).tools, request.tools, "tools"),
     ],
   };
