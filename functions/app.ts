@@ -23,6 +23,7 @@ import { ImageSourceError } from "./images/fetch.ts";
 import { apiKeyAuth } from "./middleware/auth.ts";
 import {
   BODY_IDLE_MS,
+  BodyEncodingError,
   bodyLimits,
   BodyTimeoutError,
   BodyTooLargeError,
@@ -56,7 +57,7 @@ export interface AppOptions {
 }
 
 type Mapped = {
-  status: 400 | 401 | 404 | 408 | 413 | 429 | 500 | 503;
+  status: 400 | 401 | 404 | 408 | 413 | 415 | 429 | 500 | 503;
   type: string;
   code: string | null;
   param?: string;
@@ -93,6 +94,10 @@ function toApiError(err: unknown): Mapped {
   }
   if (err instanceof BodyTimeoutError) {
     return { status: 408, type: "invalid_request_error", code: "request_timeout" };
+  }
+  if (err instanceof BodyEncodingError) {
+    const code = err.status === 415 ? "unsupported_content_encoding" : "invalid_request_body";
+    return { status: err.status, type: "invalid_request_error", code };
   }
   if (err instanceof UnknownModelError) {
     return { status: 404, type: "invalid_request_error", code: "model_not_found" };
@@ -198,7 +203,11 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
       log.debug("request cancelled by the client", { path: c.req.path });
       return c.body(null, 499 as ContentfulStatusCode);
     }
-    if (err instanceof BodyTimeoutError || err instanceof BodyTooLargeError) c.set("bodyFailed", true);
+    if (
+      err instanceof BodyTimeoutError || err instanceof BodyTooLargeError || err instanceof BodyEncodingError
+    ) {
+      c.set("bodyFailed", true);
+    }
     const mapped = toApiError(err);
     if (mapped.status === 500) {
       log.error("unhandled error", { path: c.req.path, error: String(err?.stack ?? err) });

@@ -762,3 +762,38 @@ Deno.test("a full queue is a 429 before the request's images are decoded", async
   assert.equal(answered.status, 200);
   assert.equal(counts.decodes, 1);
 });
+
+Deno.test("a compressed body (gzip, deflate) is read; another encoding is a 415; a bomb stops at the size limit", async () => {
+  const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
+  const app = createApp(
+    { ...engineLessService(full), engine: new ScriptedEngine([...full.encode("Hi")]) },
+    { maxBodyBytes: 100_000 },
+  );
+  const pack = async (text: string, format: CompressionFormat) =>
+    new Uint8Array(
+      await new Response(new Blob([text]).stream().pipeThrough(new CompressionStream(format))).arrayBuffer(),
+    );
+  const send = (body: Uint8Array<ArrayBuffer>, encoding: string) =>
+    app.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-encoding": encoding },
+      body,
+    });
+  const request = JSON.stringify({ ...user("Hello"), model: "tiny" });
+  for (const encoding of ["gzip", "deflate"] as const) {
+    const res = await send(await pack(request, encoding), encoding);
+    assert.equal(res.status, 200, await res.clone().text());
+    assert.equal((await res.json()).choices[0].message.content, "Hi");
+  }
+  const zstd = await send(new TextEncoder().encode(request), "zstd");
+  assert.equal(zstd.status, 415);
+  assert.match((await zstd.json()).error.message, /Content-Encoding "zstd" is not taken/);
+  const garbled = await send(new TextEncoder().encode(request), "gzip");
+  assert.equal(garbled.status, 400);
+  assert.match((await garbled.json()).error.message, /not valid gzip/);
+  // 10 MB of spaces packs into some 10 kB: it is refused once 100 kB have come out.
+  const bomb = await pack(" ".repeat(10_000_000) + request, "gzip");
+  assert.ok(bomb.length < 100_000);
+  const refused = await send(bomb, "gzip");
+  assert.equal(refused.status, 413);
+});

@@ -17,6 +17,23 @@ export class BodyTimeoutError extends Error {
   override name = "BodyTimeoutError";
 }
 
+/** A body in a Content-Encoding this server does not decode (415), or not valid in its own (400). */
+export class BodyEncodingError extends Error {
+  override name = "BodyEncodingError";
+  constructor(message: string, readonly status: 400 | 415) {
+    super(message);
+  }
+}
+
+/** The Content-Encodings a body may come in (OpenAI's clients may compress), as DecompressionStream names them. */
+const DECODINGS: Record<string, CompressionFormat | undefined> = {
+  "": undefined,
+  identity: undefined,
+  gzip: "gzip",
+  "x-gzip": "gzip",
+  deflate: "deflate",
+};
+
 export interface BodyLimits {
   /** Largest body in bytes. */
   maxBytes: number;
@@ -58,17 +75,40 @@ export async function bodyText(c: Context): Promise<string> {
   return new TextDecoder().decode(await bodyBytes(c.req.raw, limits));
 }
 
-/** The request's body, read under `limits`: one whose Content-Length is over the size is refused unread. */
+/**
+ * The request's body, read under `limits`: one whose Content-Length is over the size is refused unread; a
+ * compressed one is decompressed, its size counted as it comes out (a small body that unpacks to gigabytes stops
+ * at the limit).
+ */
 export async function bodyBytes(request: Request, { maxBytes, idleMs }: BodyLimits): Promise<Uint8Array> {
   const body = request.body;
   if (!body) return new Uint8Array();
   if (Number(request.headers.get("content-length")) > maxBytes) throw tooLarge(maxBytes);
-  const reader = body.getReader();
+  const encoding = (request.headers.get("content-encoding") ?? "").trim().toLowerCase();
+  if (!(encoding in DECODINGS)) {
+    throw new BodyEncodingError(
+      `the request body's Content-Encoding ${
+        JSON.stringify(encoding)
+      } is not taken: send it as is, gzip or deflate`,
+      415,
+    );
+  }
+  const format = DECODINGS[encoding];
+  const reader = (format ? body.pipeThrough(new DecompressionStream(format)) : body).getReader();
   const parts: Uint8Array[] = [];
   let length = 0;
   try {
     for (;;) {
-      const read = await before(reader.read(), performance.now() + idleMs);
+      const read = await before(
+        reader.read().catch((err) => {
+          if (!format) throw err;
+          throw new BodyEncodingError(
+            `the request body is not valid ${encoding}: ${(err as Error).message}`,
+            400,
+          );
+        }),
+        performance.now() + idleMs,
+      );
       if (!read) {
         throw new BodyTimeoutError(
           `no more of the request body came for ${idleMs / 1000} s (after ${length} bytes)`,
