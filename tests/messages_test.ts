@@ -6,7 +6,11 @@
  */
 import Anthropic from "@anthropic-ai/sdk";
 import assert from "node:assert/strict";
+import { createApp } from "../functions/app.ts";
+import { loadTokenizer } from "../runtime/tokenizer/mod.ts";
 import { dataUrl, post, withServer } from "./api_helpers.ts";
+import { fixture } from "./helpers.ts";
+import { engineLessService, ScriptedEngine } from "./service_helpers.ts";
 
 const image = await dataUrl("golden/images/chat_a_32x48.png");
 const base64 = image.slice(image.indexOf(",") + 1);
@@ -336,24 +340,6 @@ Deno.test("Messages API: structured output, x-api-key, and errors in Anthropic's
           { role: "assistant", content: [call] },
           user([{
             type: "tool_result",
-            tool_use_id: "toolu_01",
-            content: [{ type: "image", source: { type: "base64", media_type: "image/png", data: base64 } }],
-          }]),
-        ],
-      },
-      400,
-      "invalid_request_error",
-      /messages\[2\]\.content\[0\]\.content\[0\]: a tool_result holds text only/,
-    );
-    await refused(
-      {
-        max_tokens: 4,
-        tools,
-        messages: [
-          user("go"),
-          { role: "assistant", content: [call] },
-          user([{
-            type: "tool_result",
             tool_use_id: "toolu_02",
             content: "done",
           }]),
@@ -564,4 +550,93 @@ Deno.test("Messages API: a call whose number is past a double is a tool_use bloc
     assert.equal(inputs.length, args.length);
     assert.ok(inputs.includes(null), "a number past a double is null, as JSON.stringify writes Infinity");
   });
+});
+
+Deno.test("Messages API: Claude Code's system messages, images in tool results, message_start at once", async () => {
+  await withServer({}, async ({ url }) => {
+    const ask = (body: Record<string, unknown>) => post(`${url}/v1/messages`, { max_tokens: 2, ...body });
+    const chat = (messages: unknown[], tools?: unknown[]) =>
+      post(`${url}/v1/chat/completions`, { messages, max_tokens: 2, ...tools ? { tools } : {} });
+    // A system message among the messages (Claude Code's mid-conversation-system beta), after an answer too.
+    const lifted = await ask({
+      system: "S1",
+      messages: [
+        { role: "user", content: "say hi" },
+        { role: "system", content: "Available agents: none." },
+        { role: "assistant", content: "Hi." },
+        { role: "system", content: [{ type: "text", text: "Be brief." }] },
+        { role: "user", content: "again" },
+      ],
+    });
+    assert.equal(lifted.status, 200, JSON.stringify(lifted.json));
+    const same = await chat([
+      { role: "system", content: "S1" },
+      { role: "system", content: "Available agents: none." },
+      { role: "system", content: "Be brief." },
+      { role: "user", content: "say hi" },
+      { role: "assistant", content: "Hi." },
+      { role: "user", content: "again" },
+    ]);
+    assert.equal(lifted.json.usage.input_tokens, same.json.usage.prompt_tokens);
+    // An image in a tool result (a screenshot) goes to the user turn after the results.
+    const call = { type: "tool_use", id: "toolu_01", name: "f", input: {} };
+    const tools = [{ name: "f", input_schema: { type: "object" } }];
+    const shot = await ask({
+      tools,
+      messages: [
+        { role: "user", content: "go" },
+        { role: "assistant", content: [call] },
+        {
+          role: "user",
+          content: [{
+            type: "tool_result",
+            tool_use_id: "toolu_01",
+            content: [{ type: "text", text: "shot" }, {
+              type: "image",
+              source: { type: "base64", media_type: "image/png", data: base64 },
+            }],
+          }],
+        },
+      ],
+    });
+    assert.equal(shot.status, 200, JSON.stringify(shot.json));
+    const shotChat = await chat([
+      { role: "user", content: "go" },
+      {
+        role: "assistant",
+        content: null,
+        tool_calls: [{ id: "toolu_01", type: "function", function: { name: "f", arguments: "{}" } }],
+      },
+      { role: "tool", tool_call_id: "toolu_01", content: "shot" },
+      { role: "user", content: [{ type: "image_url", image_url: { url: image } }] },
+    ], [{ type: "function", function: { name: "f", parameters: { type: "object" } } }]);
+    assert.equal(shotChat.status, 200, JSON.stringify(shotChat.json));
+    assert.equal(shot.json.usage.input_tokens, shotChat.json.usage.prompt_tokens);
+  });
+});
+
+Deno.test("Messages API: a stream begins with message_start and pings while the prompt is read", async () => {
+  const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
+  const app = createApp({
+    ...engineLessService(full),
+    engine: new ScriptedEngine([...full.encode("Hi")], "stop", 3500),
+  });
+  const res = await app.request("/v1/messages", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      model: "tiny",
+      max_tokens: 4,
+      stream: true,
+      messages: [{ role: "user", content: "Hi" }],
+    }),
+  });
+  const body = await res.text();
+  const events = [...body.matchAll(/^event: (\w+)$/gm)].map((m) => m[1]);
+  // Before the first token (3.5 s): message_start once the stream begins (2 s), then a ping each second.
+  assert.equal(events[0], "message_start");
+  assert.equal(events[1], "ping");
+  assert.ok(!body.includes(": keep-alive"), body);
+  assert.ok(events.indexOf("content_block_start") > 1, events.join());
+  assert.equal(events.at(-1), "message_stop");
 });

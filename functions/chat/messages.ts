@@ -8,6 +8,7 @@
 import { pyAt, pyJsonLoads, type PyValue } from "../../runtime/prompt/pyjson.ts";
 import { type ChatRequest, parseChatRequest, RequestError } from "../schema/chat.ts";
 import type { MessagesBlock, MessagesRequest } from "../schema/messages.ts";
+import { endsInSystemAfterAnswer, openingTurn, systemsLifted } from "./history.ts";
 import { renamed } from "./responses.ts";
 
 /** Where a chat message came from in the Messages request. */
@@ -45,20 +46,19 @@ function imagePart(block: ImageBlock, param: string) {
   return { type: "image_url", image_url: { url } };
 }
 
-/** A tool_result's content as a tool message's: Pixtral's format has text results only. */
+/**
+ * A tool_result's content as a tool message's text, and its images: Pixtral's format has text results only, so
+ * the images (Claude Code's screenshots, image files it read) go to the user turn after the results.
+ */
 function resultContent(block: Extract<MessagesBlock, { type: "tool_result" }>, param: string) {
   const content = block.content ?? "";
-  if (typeof content === "string") return content;
-  return content.map((part, k) => {
-    if (part.type === "image") {
-      throw new RequestError(
-        `${param}.content[${k}]: a tool_result holds text only: Pixtral's prompt format has no images in tool ` +
-          "results (send the image in a user message's image block)",
-        `${param}.content[${k}]`,
-      );
-    }
-    return { type: "text", text: part.text };
-  });
+  if (typeof content === "string") return { text: content, images: [] };
+  return {
+    text: content.flatMap((part) => part.type === "text" ? [{ type: "text", text: part.text }] : []),
+    images: content.flatMap((part, k) =>
+      part.type === "image" ? [imagePart(part, `${param}.content[${k}]`)] : []
+    ),
+  };
 }
 
 /** The chat messages of the request, each with where it came from. */
@@ -81,23 +81,30 @@ function chatMessages(request: MessagesRequest) {
     if (typeof m.content === "string") return add({ role: m.role, content: m.content }, { at, whole: true });
     const content: unknown[] = [];
     const parts: number[] = [];
+    if (m.role === "system") {
+      m.content.forEach((block, b) => {
+        const param = `${at}.content[${b}]`;
+        if (block.type !== "text") {
+          throw new RequestError(`${param}: a system message holds text blocks only`, `${param}.type`);
+        }
+        content.push({ type: "text", text: block.text }), parts.push(b);
+      });
+      return add({ role: "system", content }, { at, parts });
+    }
     if (m.role === "user") {
       m.content.forEach((block, b) => {
         const param = `${at}.content[${b}]`;
         if (block.type === "tool_result") {
-          const before = messages.at(-1);
+          const before = messages.findLast((earlier) => earlier.role !== "system");
           if (!(before?.role === "tool" || (before?.role === "assistant" && before.tool_calls))) {
             throw new RequestError(
               `${param}: a tool_result must answer a tool_use block of the assistant message just before it`,
               `${param}.tool_use_id`,
             );
           }
-          const message = {
-            role: "tool",
-            tool_call_id: block.tool_use_id,
-            content: resultContent(block, param),
-          };
-          return add(message, { at: param });
+          const { text, images } = resultContent(block, param);
+          for (const image of images) content.push(image), parts.push(b);
+          return add({ role: "tool", tool_call_id: block.tool_use_id, content: text }, { at: param });
         }
         if (block.type === "text") content.push({ type: "text", text: block.text }), parts.push(b);
         else if (block.type === "image") content.push(imagePart(block, param)), parts.push(b);
@@ -137,6 +144,14 @@ function chatMessages(request: MessagesRequest) {
       { at, parts, calls: callBlocks },
     );
   });
+  // System messages after an answer (Claude Code's) go up with the others, and a new answer comes after them.
+  const roles = messages as unknown as { role: string }[];
+  const answerAfter = endsInSystemAfterAnswer(roles);
+  const order = systemsLifted(roles);
+  const lifted = { messages: order.map((j) => messages[j]), origins: order.map((j) => origins[j]) };
+  messages.splice(0, messages.length, ...lifted.messages);
+  origins.splice(0, origins.length, ...lifted.origins);
+  if (answerAfter) add({ role: "user", content: "" }, origins.at(-1)!);
   // The answer continues a last assistant message, as Anthropic's prefill; an empty one (or of thinking blocks
   // only) is no prefill, as Anthropic takes it.
   const textOf = (m: Record<string, unknown>) =>
@@ -154,6 +169,11 @@ function chatMessages(request: MessagesRequest) {
       throw new RequestError(`${at}: final assistant content cannot end with trailing whitespace`, at);
     }
     last.prefix = true;
+  }
+  const opening = openingTurn(messages as unknown as { role: string }[]);
+  if (opening >= 0) {
+    messages.splice(opening, 0, { role: "user", content: "" });
+    origins.splice(opening, 0, origins[opening]);
   }
   return { messages, origins };
 }

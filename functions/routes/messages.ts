@@ -121,7 +121,7 @@ export function messageRoutes(service: Service): Hono {
       }
 
       /** The index of the next content block, and which kind of block is open. */
-      let blocks = 0, open: "text" | "tool_use" | undefined, started = false;
+      let blocks = 0, open: "text" | "tool_use" | undefined;
       const close = (events: unknown[]) => {
         if (open) events.push({ type: "content_block_stop", index: blocks++ });
         open = undefined;
@@ -141,12 +141,11 @@ export function messageRoutes(service: Service): Hono {
       return await eventStream(run, {
         id,
         request: c.req.raw,
+        // The message begins as soon as the stream does, as Anthropic's does, and pings keep it alive.
+        opening: () => [{ type: "message_start", message }],
+        ping: { type: "ping" },
         events(u) {
           const events: unknown[] = [];
-          if (!started) {
-            started = true;
-            events.push({ type: "message_start", message });
-          }
           if ("text" in u) {
             if (u.text) writeText(events, u.text);
           } else if ("toolCall" in u) {

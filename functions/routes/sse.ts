@@ -65,6 +65,13 @@ export interface EventStreamOptions {
    * next line (JSON readers skip it; an empty line would break them).
    */
   lines?: { failed(message: string): unknown[] };
+  /** Events that begin the stream, sent at once when it begins, before any update's (Anthropic's message_start). */
+  opening?: () => unknown[];
+  /**
+   * A keep-alive as an event rather than a comment (Anthropic's `ping`): clients whose idle watchdogs count only
+   * events (Claude Code's) keep waiting while a long prompt is read.
+   */
+  ping?: unknown;
 }
 
 /**
@@ -79,7 +86,8 @@ export async function eventStream(run: CompletionRun, options: EventStreamOption
     const name = options.named ? `event: ${(data as { type: string }).type}\n` : "";
     return encoder.encode(`${name}data: ${JSON.stringify(data)}\n\n`);
   };
-  const keepAlive = options.lines ? SPACE : KEEP_ALIVE;
+  const keepAlive = options.lines ? SPACE : options.ping ? chunk(options.ping) : KEEP_ALIVE;
+  let opening = options.opening;
   let pending: ReturnType<typeof run.updates.next> | undefined = run.updates.next();
   let first = await before(pending, performance.now() + holdFor(options.request, FIRST_HOLD_MS));
   if (first) pending = undefined;
@@ -90,6 +98,11 @@ export async function eventStream(run: CompletionRun, options: EventStreamOption
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       const send = (bytes: Uint8Array) => {
+        if (opening) {
+          const events = opening();
+          opening = undefined;
+          for (const event of events) send(chunk(event));
+        }
         controller.enqueue(bytes);
         sent = performance.now();
       };

@@ -44,7 +44,8 @@ const block = z.discriminatedUnion("type", [text, image, toolUse, toolResult, th
 const BLOCK_TYPES = new Set(["text", "image", "tool_use", "tool_result", "thinking", "redacted_thinking"]);
 
 const message = z.object({
-  role: z.enum(["user", "assistant"]),
+  /** `system`: Claude Code's mid-conversation system messages (a beta of Anthropic's). */
+  role: z.enum(["user", "assistant", "system"]),
   content: z.union([z.string(), z.array(block)]),
 });
 
