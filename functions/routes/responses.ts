@@ -318,11 +318,10 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
       return await eventStream(run, {
         id,
         request: c.req.raw,
+        // The response is created as soon as the stream begins, as OpenAI's is, before the prompt has been read.
+        opening: () => [event("response.created", { response }), event("response.in_progress", { response })],
         events(u) {
           const events: unknown[] = [];
-          if (sequence === 0) {
-            events.push(event("response.created", { response }), event("response.in_progress", { response }));
-          }
           if ("text" in u) {
             pending.push(...u.logprobs ?? []);
             if (u.text) {

@@ -98,13 +98,14 @@ export async function eventStream(run: CompletionRun, options: EventStreamOption
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       const send = (bytes: Uint8Array) => {
-        if (opening) {
-          const events = opening();
-          opening = undefined;
-          for (const event of events) send(chunk(event));
-        }
         controller.enqueue(bytes);
         sent = performance.now();
+      };
+      /** The opening events, once, before anything else (their numbers come first where events are numbered). */
+      const begin = () => {
+        const events = opening?.() ?? [];
+        opening = undefined;
+        for (const event of events) send(chunk(event));
       };
       try {
         // A pull that enqueues nothing is not called again: updates without events (text held back) are skipped.
@@ -114,9 +115,11 @@ export async function eventStream(run: CompletionRun, options: EventStreamOption
           if (!next) {
             pending ??= run.updates.next();
             next = await beforeKeepAlive(pending, sent);
+            begin();
             if (!next) return send(keepAlive);
             pending = undefined;
           }
+          begin();
           if (next.done) {
             for (const event of options.end(next.value)) send(chunk(event));
             if (!options.named && !options.lines) send(encoder.encode("data: [DONE]\n\n"));
