@@ -54,13 +54,16 @@ export function historyStarts(messages: Message[]): number[] {
 }
 
 /**
- * Where a conversation that opens with an answer (after its system messages) takes an empty user turn first, or
- * -1: Pixtral's format puts one there anyway, and mistral_common's serving checks, which count no calls in a
- * conversation's first message, then see the calls an agent's history (or a cut) begins with.
+ * An empty user turn before an answer that opens the conversation (after its system messages), in `messages` and
+ * at the same place in `origins` (the answer's origin): Pixtral's format puts one there anyway, and
+ * mistral_common's serving checks, which count no calls in a conversation's first message, then see the calls an
+ * agent's history (or a cut) begins with.
  */
-export function openingTurn(messages: Message[]): number {
-  const first = messages.findIndex((m) => !isSystem(m));
-  return messages[first]?.role === "assistant" ? first : -1;
+export function addOpeningTurn<T>(messages: Record<string, unknown>[], origins: T[]): void {
+  const first = messages.findIndex((m) => !isSystem(m as unknown as Message));
+  if (messages[first]?.role !== "assistant") return;
+  messages.splice(first, 0, { role: "user", content: "" });
+  origins.splice(first, 0, origins[first]);
 }
 
 /**

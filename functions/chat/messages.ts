@@ -8,7 +8,7 @@
 import { pyAt, pyJsonLoads, type PyValue } from "../../runtime/prompt/pyjson.ts";
 import { type ChatRequest, parseChatRequest, RequestError } from "../schema/chat.ts";
 import type { MessagesBlock, MessagesRequest } from "../schema/messages.ts";
-import { endsInSystemAfterAnswer, openingTurn, systemsLifted } from "./history.ts";
+import { addOpeningTurn, endsInSystemAfterAnswer, systemsLifted } from "./history.ts";
 import { renamed } from "./responses.ts";
 
 /** Where a chat message came from in the Messages request. */
@@ -170,11 +170,7 @@ function chatMessages(request: MessagesRequest) {
     }
     last.prefix = true;
   }
-  const opening = openingTurn(messages as unknown as { role: string }[]);
-  if (opening >= 0) {
-    messages.splice(opening, 0, { role: "user", content: "" });
-    origins.splice(opening, 0, origins[opening]);
-  }
+  addOpeningTurn(messages, origins);
   return { messages, origins };
 }
 

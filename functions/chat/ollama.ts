@@ -12,7 +12,7 @@ import { type ChatRequest, parseChatRequest, RequestError } from "../schema/chat
 import { renamed } from "./responses.ts";
 import { pySource } from "./tools.ts";
 import { TextBudget } from "./long_text.ts";
-import { endsInSystemAfterAnswer, keptFrom, openingTurn, systemsLifted } from "./history.ts";
+import { addOpeningTurn, endsInSystemAfterAnswer, keptFrom, systemsLifted } from "./history.ts";
 import type { OllamaChatRequest, OllamaGenerateRequest, OllamaOptions } from "../schema/ollama.ts";
 
 type OllamaMessage = NonNullable<OllamaChatRequest["messages"]>[number];
@@ -107,11 +107,7 @@ function chatMessages(messages: OllamaMessage[], from: number) {
     chat.push({ role: "user", content: "" });
     kept.push(shown.at(-1)!);
   } else if (last?.role === "assistant" && !last.tool_calls) last.prefix = true;
-  const opening = openingTurn(chat as { role: string }[]);
-  if (opening >= 0) {
-    chat.splice(opening, 0, { role: "user", content: "" });
-    kept.splice(opening, 0, kept[opening]);
-  }
+  addOpeningTurn(chat, kept);
   return { messages: chat, kept };
 }
 

@@ -8,7 +8,7 @@ import { PromptError } from "../../runtime/prompt/instruct.ts";
 import { pyAt, pyJsonLoads, type PyValue } from "../../runtime/prompt/pyjson.ts";
 import { type ChatRequest, parseChatRequest, RequestError } from "../schema/chat.ts";
 import type { ResponsesPart, ResponsesRequest } from "../schema/responses.ts";
-import { endsInSystemAfterAnswer, keptFrom, openingTurn, systemsLifted } from "./history.ts";
+import { addOpeningTurn, endsInSystemAfterAnswer, keptFrom, systemsLifted } from "./history.ts";
 
 /** Where a chat message came from in the Responses request. */
 interface Origin {
@@ -253,11 +253,7 @@ export function toChat(request: ResponsesRequest, text: string, from = 0): Respo
     messages.push({ role: "user", content: "" });
     origins.push(all.origins.at(-1)!);
   }
-  const opening = openingTurn(messages as unknown as { role: string }[]);
-  if (opening >= 0) {
-    messages.splice(opening, 0, { role: "user", content: "" });
-    origins.splice(opening, 0, origins[opening]);
-  }
+  addOpeningTurn(messages, origins);
   const param = renamer(origins, flat.tools);
   const tool = request.tool_choice;
   const body = {
