@@ -466,6 +466,14 @@ async function scripted(
   return res;
 }
 
+/** `scripted`'s answers read: a stream's data events, or the answer's JSON. */
+function answers(tokenizer: Tokenizer, ids: number[]) {
+  return async (path: string, body: object, stream: boolean) => {
+    const res = await scripted(tokenizer, ids, path, body, stream);
+    return stream ? await dataEvents(res) : await res.json();
+  };
+}
+
 /** A stream's data events. */
 async function dataEvents(res: Response) {
   return (await res.text()).split("\n\n").flatMap((e) => {
@@ -571,10 +579,7 @@ Deno.test("calls the grammar did not check, in a form the reader does not follow
   ];
   for (const text of texts) {
     const ids = textThenCalls(full, text);
-    const request = async (path: string, body: object, stream: boolean) => {
-      const res = await scripted(full, ids, path, body, stream);
-      return stream ? await dataEvents(res) : await res.json();
-    };
+    const request = answers(full, ids);
     const chat = { messages: [{ role: "user", content: "Paris?" }], tools: TOOLS };
     const whole = await request("/v1/chat/completions", chat, false);
     assert.equal(whole.choices[0].finish_reason, "tool_calls", text);
@@ -620,10 +625,7 @@ Deno.test("calls that are none (not JSON, a name twice) are text in every answer
   ];
   for (const text of texts) {
     const ids = textThenCalls(full, text);
-    const request = async (path: string, body: object, stream: boolean) => {
-      const res = await scripted(full, ids, path, body, stream);
-      return stream ? await dataEvents(res) : await res.json();
-    };
+    const request = answers(full, ids);
     const chat = { messages: [{ role: "user", content: "Paris?" }], tools: TOOLS };
     const whole = await request("/v1/chat/completions", chat, false);
     assert.equal(whole.choices[0].finish_reason, "stop", text);
