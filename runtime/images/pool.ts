@@ -24,8 +24,9 @@ export interface ImageJob {
   options: PreprocessOptions;
 }
 
-/** A thread's answer, with the size of its instance's memory after the image. */
+/** A thread's answer, with the size of its instance's memory after the image; or that it has loaded. */
 export type ImageResult =
+  | { ready: true }
   | { id: number; image: PreprocessedImage; memoryBytes: number }
   /** `trapped`: the WASM instance aborted, and may not be used again. */
   | { id: number; error: { name: string; message: string; trapped: boolean }; memoryBytes: number };
@@ -33,7 +34,7 @@ export type ImageResult =
 export interface ImagePoolOptions {
   /** Threads at most (default 2); they start when first needed. */
   threads?: number;
-  /** Time one image may take once a thread has it (default 30 s). */
+  /** Time one image may take once a thread has it and has loaded (default 30 s). */
   timeoutMs?: number;
   /** A thread whose instance's memory grew past this is replaced after its image (default 512 MiB). */
   recycleBytes?: number;
@@ -55,8 +56,10 @@ interface Pending {
 
 interface Thread {
   worker: Worker;
-  /** The job it runs, with the timer that stops it. */
-  running?: { pending: Pending; timer: ReturnType<typeof setTimeout> };
+  /** Whether its WASM instance has loaded: an image's time limit runs from then. */
+  ready?: boolean;
+  /** The job it runs, with the timer that stops it (once the thread is ready). */
+  running?: { pending: Pending; timer?: ReturnType<typeof setTimeout> };
 }
 
 export class ImagePool {
@@ -125,17 +128,20 @@ export class ImagePool {
         (this.#threads.length < this.#threadCount ? this.#start() : undefined);
       if (!thread) return;
       const pending = this.#queue.shift()!;
-      const timer = setTimeout(() => {
-        this.#end(thread);
-        pending.done.reject(
-          new ImageDecodeError(`the image took longer than ${this.#timeoutMs / 1000} s to decode`),
-        );
-      }, this.#timeoutMs);
-      thread.running = { pending, timer };
+      thread.running = { pending, timer: thread.ready ? this.#timer(thread, pending) : undefined };
       // A copy goes over: the caller keeps its bytes.
       const bytes = pending.job.bytes.slice();
       thread.worker.postMessage({ ...pending.job, bytes } satisfies ImageJob, [bytes.buffer]);
     }
+  }
+
+  #timer(thread: Thread, pending: Pending): ReturnType<typeof setTimeout> {
+    return setTimeout(() => {
+      this.#end(thread);
+      pending.done.reject(
+        new ImageDecodeError(`the image took longer than ${this.#timeoutMs / 1000} s to decode`),
+      );
+    }, this.#timeoutMs);
   }
 
   #start(): Thread {
@@ -143,6 +149,12 @@ export class ImagePool {
     const thread: Thread = { worker };
     worker.onmessage = ({ data }: MessageEvent<ImageResult>) => {
       const running = thread.running;
+      // Starting a thread (loading its module and WASM: seconds on a busy machine) is not the image's time.
+      if ("ready" in data) {
+        thread.ready = true;
+        if (running && !running.timer) running.timer = this.#timer(thread, running.pending);
+        return;
+      }
       if (!running || running.pending.job.id !== data.id) return;
       clearTimeout(running.timer);
       thread.running = undefined;

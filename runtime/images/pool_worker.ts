@@ -3,7 +3,7 @@
  * reports with each result.
  */
 /// <reference lib="deno.worker" />
-import { wasmMemoryBytes } from "../wasm.ts";
+import { loadWasm, wasmMemoryBytes } from "../wasm.ts";
 import type { ImageJob, ImageResult } from "./pool.ts";
 import { preprocessImage } from "./preprocess.ts";
 
@@ -19,3 +19,8 @@ self.onmessage = async ({ data }: MessageEvent<ImageJob>) => {
     self.postMessage({ id: data.id, error, memoryBytes: wasmMemoryBytes() } satisfies ImageResult);
   }
 };
+
+// Loaded before the first image, so that the image's time limit counts its decoding only (a failure to load is
+// this thread's error event).
+await loadWasm();
+self.postMessage({ ready: true } satisfies ImageResult);
