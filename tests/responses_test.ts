@@ -7,7 +7,13 @@
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { type OutputItem, OutputItems } from "../functions/chat/output_items.ts";
-import { flatTools, renamed } from "../functions/chat/responses.ts";
+import {
+  CUSTOM_INPUT,
+  customInput,
+  customInputSoFar,
+  flatTools,
+  renamed,
+} from "../functions/chat/responses.ts";
 import type { ResponsesRequest } from "../functions/schema/responses.ts";
 import { dataUrl, post, withServer } from "./api_helpers.ts";
 
@@ -336,7 +342,6 @@ Deno.test("Responses API: errors name the Responses request's fields", async () 
       { type: "function_call", call_id: "bbcdefghi", name: "bad name", arguments: "{}" },
       { type: "function_call_output", call_id: "abcdefghi", output: "1" },
     ];
-    const imagePart = { type: "input_image", image_url: image };
     const cases: [Record<string, unknown>, string, RegExp][] = [
       [{ input: "Hi", previous_response_id: "resp_1" }, "previous_response_id", /stores no responses/],
       [{ input: "Hi", prompt: { id: "pmpt_1" } }, "prompt", /stored prompt template/],
@@ -701,4 +706,132 @@ Deno.test("Responses API: a namespace's function named as another tool is known 
   assert.deepEqual(callName("ns__f"), { name: "f", namespace: "ns" });
   assert.deepEqual(callName("g"), { name: "g", namespace: "ns" });
   assert.deepEqual(callName("f"), { name: "f" });
+});
+
+/** Codex's apply_patch tool (its Lark grammar shortened). */
+const APPLY_PATCH = {
+  type: "custom",
+  name: "apply_patch",
+  description: "Use the `apply_patch` tool to edit files.",
+  format: {
+    type: "grammar",
+    syntax: "lark",
+    definition:
+      'start: begin_patch hunk+ end_patch\nbegin_patch: "*** Begin Patch" LF\nend_patch: "*** End Patch" LF?',
+  },
+} as const;
+
+Deno.test("Responses API: custom tools are called as functions of one string, their input streamed as written", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused" });
+    const model = service.model.id;
+    const request = {
+      model,
+      input: "Add a README.",
+      tools: [APPLY_PATCH],
+      tool_choice: { type: "custom", name: "apply_patch" },
+      temperature: 1,
+      max_output_tokens: 200,
+      seed: 5,
+    } as unknown as OpenAI.Responses.ResponseCreateParamsNonStreaming;
+    const whole = await client.responses.create(request);
+    assert.equal(whole.output.length, 1, JSON.stringify(whole.output));
+    const call = whole.output[0] as OpenAI.Responses.ResponseCustomToolCall & { status: string };
+    assert.equal(call.type, "custom_tool_call");
+    assert.equal(call.name, "apply_patch");
+    assert.equal(typeof call.input, "string");
+    assert.equal(call.status, whole.status === "incomplete" ? "incomplete" : "completed");
+    assert.deepEqual(whole.tools, [APPLY_PATCH]);
+    // The model calls a function of one string: the chat API's call of it has that string as `input`.
+    const fn = {
+      type: "function",
+      function: {
+        name: "apply_patch",
+        description: `${APPLY_PATCH.description}\n\nThe input is text in this format (lark grammar):\n` +
+          APPLY_PATCH.format.definition,
+        parameters: CUSTOM_INPUT,
+        strict: true,
+      },
+    };
+    const chat = await post(`${url}/v1/chat/completions`, {
+      model,
+      messages: [{ role: "user", content: "Add a README." }],
+      tools: [fn],
+      tool_choice: { type: "function", function: { name: "apply_patch" } },
+      temperature: 1,
+      max_tokens: 200,
+      seed: 5,
+    });
+    const args = chat.json.choices[0].message.tool_calls[0].function.arguments;
+    assert.equal(call.input, whole.status === "completed" ? JSON.parse(args).input : customInputSoFar(args));
+    assert.equal(whole.usage?.input_tokens, chat.json.usage.prompt_tokens);
+
+    // Streamed, the input comes as it is written: its deltas add up to the input of the item that ends it.
+    const stream = client.responses.stream(
+      request as unknown as OpenAI.Responses.ResponseCreateParamsStreaming,
+    );
+    let deltas = "", done: string | undefined;
+    for await (const event of stream) {
+      if (event.type === "response.custom_tool_call_input.delta") deltas += event.delta;
+      if (event.type === "response.custom_tool_call_input.done") done = event.input;
+    }
+    const final = await stream.finalResponse();
+    assert.equal(deltas, call.input);
+    assert.equal(done, call.input);
+    assert.equal((final.output[0] as { input: string }).input, call.input);
+
+    // The call and its output sent back: the prompt is the chat API's for the same conversation.
+    const back = await client.responses.create({
+      model,
+      input: [
+        { role: "user", content: "Add a README." },
+        { type: "custom_tool_call", call_id: call.call_id, name: "apply_patch", input: "*** Begin Patch\n" },
+        { type: "custom_tool_call_output", call_id: call.call_id, output: "Done!" },
+      ],
+      tools: [APPLY_PATCH],
+      max_output_tokens: 2,
+    } as unknown as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+    const counted = await post(`${url}/tokenize`, {
+      messages: [
+        { role: "user", content: "Add a README." },
+        {
+          role: "assistant",
+          content: null,
+          tool_calls: [{
+            id: call.call_id,
+            type: "function",
+            function: { name: "apply_patch", arguments: JSON.stringify({ input: "*** Begin Patch\n" }) },
+          }],
+        },
+        { role: "tool", tool_call_id: call.call_id, content: "Done!" },
+      ],
+      tools: [fn],
+    });
+    assert.equal(back.usage?.input_tokens, counted.json.count);
+    const orphan = await post(`${url}/v1/responses`, {
+      model,
+      input: [{ role: "user", content: "Hi" }, {
+        type: "custom_tool_call_output",
+        call_id: "x",
+        output: "1",
+      }],
+    });
+    assert.equal(orphan.status, 400);
+    assert.match(orphan.json.error.message, /no custom_tool_call before it has this call_id/);
+  });
+});
+
+Deno.test("Responses API: a custom tool's input is read from its arguments as far as they go", () => {
+  assert.equal(customInputSoFar(""), "");
+  assert.equal(customInputSoFar('{"inp'), "");
+  assert.equal(customInputSoFar('{"input": "a\\nb'), "a\nb");
+  assert.equal(customInputSoFar('{"input": "a\\'), "a");
+  assert.equal(customInputSoFar('{"input": "a\\u00'), "a");
+  assert.equal(customInputSoFar('{"input": "\\u00e9\\"\\\\'), 'é"\\');
+  // Half a surrogate pair waits for the other half.
+  assert.equal(customInputSoFar('{"input": "x\\ud83d'), "x");
+  assert.equal(customInputSoFar('{"input": "x\\ud83d\\ude00'), "x😀");
+  assert.equal(customInputSoFar('{"input": "done", "x'), "done");
+  assert.equal(customInput('{"input": "a\\tb"}'), "a\tb");
+  assert.equal(customInput('{"input": "cut'), "cut");
 });

@@ -1,14 +1,15 @@
 /**
- * The output items this server's Responses answers gave (messages and function calls), remembered by id so that
- * a client can send `item_reference` items back instead of the items: the Vercel AI SDK's OpenAI provider does so
- * for every earlier answer of a conversation unless told `store: false`, whatever the response said. Only what
- * the conversation needs is kept (a message's text, a call's name and arguments), the most recently used first,
- * within a count and a size; a process (or an edge isolate) knows only its own answers.
+ * The output items this server's Responses answers gave (messages, function and custom tool calls), remembered
+ * by id so that a client can send `item_reference` items back instead of the items: the Vercel AI SDK's OpenAI
+ * provider does so for every earlier answer of a conversation unless told `store: false`, whatever the response
+ * said. Only what the conversation needs is kept (a message's text, a call's name and arguments or input), the
+ * most recently used first, within a count and a size; a process (or an edge isolate) knows only its own answers.
  */
 
 export type OutputItem =
   | { type: "message"; role: "assistant"; content: { type: "output_text"; text: string }[] }
-  | { type: "function_call"; call_id: string; name: string; namespace?: string; arguments: string };
+  | { type: "function_call"; call_id: string; name: string; namespace?: string; arguments: string }
+  | { type: "custom_tool_call"; call_id: string; name: string; input: string };
 
 export class OutputItems {
   readonly #items = new Map<string, { item: OutputItem; bytes: number }>();

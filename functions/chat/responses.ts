@@ -28,29 +28,106 @@ export interface ResponsesChat {
   /** A chat request's parameter (`messages[2].content[0]`) as the Responses request names it. */
   param(chatParam: string): string;
   /** A called function's name as the Responses request names it: with its namespace, if in one. */
-  callName(name: string): { name: string; namespace?: string };
+  callName(name: string): CallName;
 }
 
 type ResponsesTool = NonNullable<ResponsesRequest["tools"]>[number];
 type FunctionTool = Extract<ResponsesTool, { type: "function" }>;
+type CustomTool = Extract<ResponsesTool, { type: "custom" }>;
 
 /** A function tool of the request, where it stands in it, and the name the model knows it by. */
 interface FlatTool {
   tool: FunctionTool;
   name: string;
   namespace?: string;
+  /** A custom tool, which the model calls as `tool`: a function of one string, its input. */
+  custom?: boolean;
   /** Its path in the request body (`["tools", 4, "tools", 0]`). */
   path: (string | number)[];
 }
 
+/** The parameters of the function a custom tool is called as: its input, as one string. */
+export const CUSTOM_INPUT = {
+  type: "object",
+  properties: { input: { type: "string" } },
+  required: ["input"],
+  additionalProperties: false,
+} as const;
+
 /**
- * The request's function tools, those of namespace tools among them (Pixtral's format has no namespaces): each
- * under its own name, or `namespace__name` where another tool has the name. Web search tools are left out.
+ * A custom tool as the function the model calls: its grammar, if any, goes in the description, for the model to
+ * follow (it is not enforced: the grammar engine takes JSON Schema, GBNF and regular expressions, not Lark).
+ */
+function customFunction(tool: CustomTool): FunctionTool {
+  const format = tool.format?.type === "grammar"
+    ? `The input is text in this format (${tool.format.syntax} grammar):\n${tool.format.definition}`
+    : undefined;
+  return {
+    type: "function",
+    name: tool.name,
+    description: [tool.description, format].filter(Boolean).join("\n\n") || undefined,
+    parameters: CUSTOM_INPUT,
+    strict: true,
+  };
+}
+
+/** The input a custom tool's call gives: its arguments' `input`, or as much of it as they hold (cut short). */
+export function customInput(args: string): string {
+  const value = pyJsonLoads(args);
+  const input = value instanceof Map ? value.get("input") : undefined;
+  return typeof input === "string" ? input : customInputSoFar(args);
+}
+
+const ESCAPED: Record<string, string> = {
+  '"': '"',
+  "\\": "\\",
+  "/": "/",
+  b: "\b",
+  f: "\f",
+  n: "\n",
+  r: "\r",
+  t: "\t",
+};
+
+/**
+ * The input of a custom tool's call as far as its arguments, still being written, give it: `{"input": "` and the
+ * string's characters up to the last whole one (an escape or a surrogate pair cut short waits for the rest).
+ */
+export function customInputSoFar(args: string): string {
+  const open = /^\s*\{\s*"input"\s*:\s*"/.exec(args);
+  if (!open) return "";
+  let input = "";
+  for (let i = open[0].length; i < args.length && args[i] !== '"';) {
+    if (args[i] !== "\\") {
+      input += args[i++];
+      continue;
+    }
+    const hex = args[i + 1] === "u" ? args.slice(i + 2, i + 6) : undefined;
+    if (hex !== undefined) {
+      if (!/^[0-9a-fA-F]{4}$/.test(hex)) break;
+      input += String.fromCharCode(parseInt(hex, 16));
+      i += 6;
+    } else if (ESCAPED[args[i + 1]] !== undefined) {
+      input += ESCAPED[args[i + 1]];
+      i += 2;
+    } else break;
+  }
+  const last = input.charCodeAt(input.length - 1);
+  return last >= 0xd800 && last <= 0xdbff ? input.slice(0, -1) : input;
+}
+
+/**
+ * The request's function tools, those of namespace tools and custom tools among them (Pixtral's format has
+ * neither): each under its own name, or `namespace__name` where another tool has the name. Web search tools are
+ * left out.
  */
 export function flatTools(request: ResponsesRequest) {
   const tools: FlatTool[] = [];
   (request.tools ?? []).forEach((tool, i) => {
     if (tool.type === "function") tools.push({ tool, name: tool.name, path: ["tools", i] });
+    if (tool.type === "custom") {
+      tools.push({ tool: customFunction(tool), name: tool.name, custom: true, path: ["tools", i] });
+    }
     if (tool.type === "namespace") {
       tool.tools.forEach((child, j) =>
         tools.push({ tool: child, name: child.name, namespace: tool.name, path: ["tools", i, "tools", j] })
@@ -65,11 +142,22 @@ export function flatTools(request: ResponsesRequest) {
   return {
     tools,
     flatName,
-    callName(flat: string): { name: string; namespace?: string } {
+    callName(flat: string): CallName {
       const t = byFlat.get(flat);
-      return t?.namespace ? { name: t.name, namespace: t.namespace } : { name: flat };
+      return t?.namespace
+        ? { name: t.name, namespace: t.namespace }
+        : t?.custom
+        ? { name: flat, custom: true }
+        : { name: flat };
     },
   };
+}
+
+/** A called function as the request names it: with its namespace if in one; `custom`: a custom tool's call. */
+export interface CallName {
+  name: string;
+  namespace?: string;
+  custom?: boolean;
 }
 
 /** Whether the response carries log-probabilities: asked for by `include` or by `top_logprobs`. */
@@ -152,11 +240,14 @@ function chatMessages(
           at,
           content: ".content",
         });
-      case "function_call": {
+      case "function_call":
+      case "custom_tool_call": {
         const call = {
           id: item.call_id,
           type: "function",
-          function: { name: flatName(item.name, item.namespace), arguments: item.arguments },
+          function: item.type === "function_call"
+            ? { name: flatName(item.name, item.namespace), arguments: item.arguments }
+            : { name: item.name, arguments: JSON.stringify({ input: item.input }) },
         };
         called.add(item.call_id);
         const last = messages.at(-1);
@@ -168,9 +259,10 @@ function chatMessages(
         return;
       }
       case "function_call_output":
+      case "custom_tool_call_output":
         if (!called.has(item.call_id)) {
           throw new RequestError(
-            `${at}.call_id: no function_call before it has this call_id`,
+            `${at}.call_id: no ${item.type.slice(0, -"_output".length)} before it has this call_id`,
             `${at}.call_id`,
             "invalid_input",
           );

@@ -12,7 +12,14 @@ import { pyJsonLoads } from "../../runtime/prompt/pyjson.ts";
 import { type ChoiceResult, type LogprobEntry, runCompletion } from "../chat/completion.ts";
 import { answerRoom, cutToFit } from "../chat/history.ts";
 import { type DecodedImages, prepareChat, type PreparedChat } from "../chat/prepare.ts";
-import { flatTools, renamed, toChat } from "../chat/responses.ts";
+import {
+  type CallName,
+  customInput,
+  customInputSoFar,
+  flatTools,
+  renamed,
+  toChat,
+} from "../chat/responses.ts";
 import type { ToolCallOut } from "../chat/tools.ts";
 import { OutputItems } from "../chat/output_items.ts";
 import { parseResponsesRequest, type ResponsesRequest } from "../schema/responses.ts";
@@ -40,9 +47,7 @@ function remember(items: OutputItems, output: unknown[]): void {
         content: [{ type: "output_text", text }],
       });
     } else if (item.type === "function_call") {
-      const { call_id, name, namespace, arguments: args } = item as unknown as ReturnType<
-        typeof functionCallItem
-      >;
+      const { call_id, name, namespace, arguments: args } = item as unknown as FunctionCallItem;
       items.remember(item.id, {
         type: "function_call",
         call_id,
@@ -50,6 +55,9 @@ function remember(items: OutputItems, output: unknown[]): void {
         ...namespace ? { namespace } : {},
         arguments: args,
       });
+    } else if (item.type === "custom_tool_call") {
+      const { call_id, name, input } = item as unknown as CustomToolCallItem;
+      items.remember(item.id, { type: "custom_tool_call", call_id, name, input });
     }
   }
 }
@@ -64,22 +72,50 @@ function messageItem(id: string, status: Status | "in_progress", text: string, l
   };
 }
 
-/** A call as an output item, its function named as the request names it (`callName`: with its namespace). */
-function functionCallItem(id: string, call: ToolCallOut, callName: CallName) {
-  const { name, arguments: args } = call.function;
-  return {
-    type: "function_call",
-    id,
-    call_id: call.id,
-    ...callName(name) as { name: string; namespace?: string },
-    arguments: args,
-    status: "completed",
-  };
+interface FunctionCallItem {
+  type: "function_call";
+  id: string;
+  call_id: string;
+  name: string;
+  namespace?: string;
+  arguments: string;
+  status: Status | "in_progress";
 }
 
-type CallName = ReturnType<typeof flatTools>["callName"];
+interface CustomToolCallItem {
+  type: "custom_tool_call";
+  id: string;
+  call_id: string;
+  name: string;
+  input: string;
+  status: Status | "in_progress";
+}
 
-/** A response that stopped at max_output_tokens is incomplete, as OpenAI reports it; calls are complete. */
+/**
+ * A call as an output item, its function named as the request names it (`callName`: with its namespace); a
+ * custom tool's call with its input.
+ */
+function callItem(
+  call: ToolCallOut,
+  callName: (flat: string) => CallName,
+): FunctionCallItem | CustomToolCallItem {
+  const { name, arguments: args } = call.function;
+  const { custom, ...named } = callName(name);
+  // Cut short by max_output_tokens, a call stands as far as it went.
+  const status = pyJsonLoads(args) instanceof Map ? "completed" : "incomplete";
+  return custom
+    ? {
+      type: "custom_tool_call",
+      id: newId("ctc"),
+      call_id: call.id,
+      name: named.name,
+      input: customInput(args),
+      status,
+    }
+    : { type: "function_call", id: newId("fc"), call_id: call.id, ...named, arguments: args, status };
+}
+
+/** A response that stopped at max_output_tokens is incomplete, as OpenAI reports it. */
 const statusOf = (result: ChoiceResult): Status => result.finish === "length" ? "incomplete" : "completed";
 
 /** The response object: the request's settings as it ran them, and (once done) the output and usage. */
@@ -127,6 +163,9 @@ function echoedTool(tool: NonNullable<ResponsesRequest["tools"]>[number]): Recor
   if (tool.type === "web_search") return { type: tool.kind };
   if (tool.type === "namespace") {
     return { ...tool, description: tool.description ?? null, tools: tool.tools.map(echoedTool) };
+  }
+  if (tool.type === "custom") {
+    return { ...tool, description: tool.description ?? null, format: tool.format ?? { type: "text" } };
   }
   return {
     type: "function",
@@ -229,9 +268,7 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
             if (result.text || !result.toolCalls) {
               output.push(messageItem(newId("msg"), statusOf(result), result.text, result.logprobs ?? []));
             }
-            for (const call of result.toolCalls ?? []) {
-              output.push(functionCallItem(newId("fc"), call, callName));
-            }
+            for (const call of result.toolCalls ?? []) output.push(callItem(call, callName));
             if (request.store !== false) remember(items, output);
             return finished(response, output, prepared, result);
           },
@@ -287,32 +324,35 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
         output.push(item);
         message = undefined;
       };
-      /** The call being written (its arguments as they came); once done, an output item. */
-      let call:
-        | {
-          type: "function_call";
-          id: string;
-          call_id: string;
-          name: string;
-          namespace?: string;
-          arguments: string;
-        }
-        | undefined;
+      /** The call being written, and its arguments as they came (a custom tool's: its input, read as they come). */
+      let call: { item: FunctionCallItem | CustomToolCallItem; args: string } | undefined;
+      const inputDelta = (events: unknown[], item: CustomToolCallItem, input: string) => {
+        const delta = input.slice(item.input.length);
+        if (!delta) return;
+        item.input = input;
+        events.push(event("response.custom_tool_call_input.delta", {
+          item_id: item.id,
+          output_index: output.length,
+          delta,
+        }));
+      };
       // A call is complete when its arguments were written whole (even if the answer was cut just after it).
       const closeCall = (events: unknown[]) => {
         if (!call) return;
-        const status: Status = pyJsonLoads(call.arguments) instanceof Map ? "completed" : "incomplete";
-        const at = { item_id: call.id, output_index: output.length };
-        const item = { ...call, status };
-        events.push(
-          event("response.function_call_arguments.done", {
-            ...at,
-            name: call.name,
-            arguments: call.arguments,
-          }),
-          event("response.output_item.done", { output_index: at.output_index, item }),
-        );
-        output.push(item);
+        const { item, args } = call;
+        const complete = pyJsonLoads(args) instanceof Map;
+        const at = { item_id: item.id, output_index: output.length };
+        if (item.type === "function_call") {
+          events.push(
+            event("response.function_call_arguments.done", { ...at, name: item.name, arguments: args }),
+          );
+        } else {
+          inputDelta(events, item, customInput(args));
+          events.push(event("response.custom_tool_call_input.done", { ...at, input: item.input }));
+        }
+        const done = { ...item, status: complete ? "completed" : "incomplete" };
+        events.push(event("response.output_item.done", { output_index: at.output_index, item: done }));
+        output.push(done);
         call = undefined;
       };
       return await eventStream(run, {
@@ -333,25 +373,25 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
             if (id !== undefined) {
               closeMessage(events, "completed");
               closeCall(events);
-              call = {
-                type: "function_call",
-                id: newId("fc"),
-                call_id: id,
-                ...callName(name),
-                arguments: "",
-              };
+              const item = callItem({ id, type: "function", function: { name, arguments: "" } }, callName);
+              call = { item: { ...item, status: "in_progress" }, args: "" };
               events.push(event("response.output_item.added", {
                 output_index: output.length,
-                item: { ...call, status: "in_progress" },
+                item: { ...call.item },
               }));
             }
             if (args) {
-              call!.arguments += args;
-              events.push(event("response.function_call_arguments.delta", {
-                item_id: call!.id,
-                output_index: output.length,
-                delta: args,
-              }));
+              const { item } = call!;
+              call!.args += args;
+              if (item.type === "custom_tool_call") inputDelta(events, item, customInputSoFar(call!.args));
+              else {
+                item.arguments += args;
+                events.push(event("response.function_call_arguments.delta", {
+                  item_id: item.id,
+                  output_index: output.length,
+                  delta: args,
+                }));
+              }
             }
           } else {
             const status: Status = u.finish === "length" ? "incomplete" : "completed";
@@ -384,7 +424,7 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
             const partial = open
               ? [messageItem(open.id, "incomplete", open.text, [...open.logprobs, ...pending])]
               : call
-              ? [{ ...call, status: "incomplete" }]
+              ? [{ ...call.item, status: "incomplete" }]
               : [];
             return [
               event("error", { ...error, param: null }),

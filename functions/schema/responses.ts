@@ -1,6 +1,7 @@
 /**
  * OpenAI's Responses API request (`POST /v1/responses`), validated with zod: the conversation as input items
- * (messages, function calls and their outputs), function tools, `text.format` for structured output.
+ * (messages, function and custom tool calls and their outputs), function and custom tools, `text.format` for
+ * structured output.
  *
  * This server keeps no conversations between requests, so what needs stored responses, files or OpenAI's hosted
  * tools is refused with a message that says what to send instead; `item_reference` items naming output items this
@@ -42,9 +43,28 @@ const functionCallOutput = z.object({
   call_id: z.string().min(1),
   output: z.union([z.string(), z.array(contentPart)]),
 });
+/** A call of a custom tool (see customTool): its input is text. */
+const customToolCall = z.object({
+  type: z.literal("custom_tool_call"),
+  call_id: z.string().min(1),
+  name: z.string(),
+  input: z.string(),
+});
+const customToolCallOutput = z.object({
+  type: z.literal("custom_tool_call_output"),
+  call_id: z.string().min(1),
+  output: z.union([z.string(), z.array(contentPart)]),
+});
 const reasoning = z.object({ type: z.literal("reasoning") });
 
-const item = z.discriminatedUnion("type", [message, functionCall, functionCallOutput, reasoning]);
+const item = z.discriminatedUnion("type", [
+  message,
+  functionCall,
+  functionCallOutput,
+  customToolCall,
+  customToolCallOutput,
+  reasoning,
+]);
 const ITEM_TYPES = new Set<string>(item.options.map((o) => o.shape.type.value));
 
 const functionTool = z.object({
@@ -53,6 +73,21 @@ const functionTool = z.object({
   description: z.string().nullish(),
   parameters: z.record(z.string(), z.unknown()).nullish(),
   strict: z.boolean().nullish(),
+});
+
+/**
+ * A tool whose input is free text rather than JSON arguments (Codex's `apply_patch`), in a format given as a
+ * grammar or none. Pixtral calls functions with JSON arguments: the model calls it as a function of one string,
+ * `input` (as gateways to chat models do), with the grammar in its description.
+ */
+const customTool = z.object({
+  type: z.literal("custom"),
+  name: z.string(),
+  description: z.string().nullish(),
+  format: z.discriminatedUnion("type", [
+    z.object({ type: z.literal("text") }),
+    z.object({ type: z.literal("grammar"), syntax: z.enum(["lark", "regex"]), definition: z.string() }),
+  ]).nullish(),
 });
 
 /** Function tools grouped under a name (Codex's, MCP servers'): each is a function tool of this server's. */
@@ -80,7 +115,7 @@ const searchTool = z.object({ type: z.enum(SEARCH) }).transform(({ type }) => ({
 
 const toolChoice = z.union([
   z.enum(["none", "auto", "required"]),
-  z.object({ type: z.literal("function"), name: z.string() }),
+  z.object({ type: z.enum(["function", "custom"]), name: z.string() }),
 ]);
 
 const textFormat = z.discriminatedUnion("type", [
@@ -106,7 +141,7 @@ const responsesRequestSchema = z.object({
   /** `message.output_text.logprobs` asks for log-probabilities; what else can be included, Pixtral has none of. */
   include: z.array(z.string()).nullish(),
   stream: z.boolean().nullish(),
-  tools: z.array(z.union([functionTool, namespaceTool, searchTool])).nullish(),
+  tools: z.array(z.union([functionTool, customTool, namespaceTool, searchTool])).nullish(),
   tool_choice: toolChoice.nullish(),
   parallel_tool_calls: z.boolean().nullish(),
   text: z.object({ format: textFormat.nullish(), verbosity: z.string().nullish() }).nullish(),
@@ -166,8 +201,8 @@ function refuseKinds(body: Record<string, unknown>, at = ""): void {
         return;
       }
       throw new RequestError(
-        `input[${i}]: "${type}" items are not supported (this server takes messages, function_call, ` +
-          "function_call_output and item_reference items)",
+        `input[${i}]: "${type}" items are not supported (this server takes messages, function and custom ` +
+          "tool calls and their outputs, and item_reference items)",
         `input[${i}].type`,
       );
     });
@@ -176,7 +211,7 @@ function refuseKinds(body: Record<string, unknown>, at = ""): void {
     body.tools.forEach((value, i) => {
       const type = kind(value);
       if (
-        type === undefined || type === "function" || type === "namespace" ||
+        type === undefined || type === "function" || (type === "custom" && !at) || type === "namespace" ||
         (SEARCH as readonly string[]).includes(type)
       ) {
         if (type === "namespace") {
@@ -187,9 +222,10 @@ function refuseKinds(body: Record<string, unknown>, at = ""): void {
       throw new RequestError(
         HOSTED.has(type)
           ? `${at}tools[${i}]: "${type}" is one of OpenAI's hosted tools, which run on OpenAI's servers; this server ` +
-            "runs function tools (and namespaces of them), whose calls your code carries out"
-          : `${at}tools[${i}]: "${type}" tools are not supported: this server runs function tools (and namespaces ` +
-            "of them), whose calls your code carries out",
+            "runs function and custom tools (and namespaces of functions), whose calls your code carries out"
+          : `${at}tools[${i}]: "${type}" tools are not supported: this server runs function ${
+            at ? "" : "and custom "
+          }tools (and namespaces of functions), whose calls your code carries out`,
         `${at}tools[${i}].type`,
       );
     });
