@@ -373,7 +373,9 @@ Deno.test("text completions refuse what they cannot do, naming the field", async
     await expect({ prompt: ["a", [1, 2]] }, 400, /only strings or only lists/, "prompt[0]");
     // An [IMG] token with no image to fill it.
     await expect({ prompt: [1, service.images.tokens.img] }, 400, /\[IMG\]/);
-    await expect({ prompt: "a", max_tokens: 100_000 }, 400, /context/, "max_tokens");
+    // More asked than the context leaves is what it leaves; a prompt that leaves nothing is refused.
+    const full = Array(service.engine!.contextLength).fill(1091);
+    await expect({ prompt: full, max_tokens: 1 }, 400, /context/, "prompt");
     await expect({ prompt: "a", model: "gpt-4" }, 404, /does not exist/);
     await expect({ prompt: "a", stream_options: { include_usage: true } }, 400, /stream/, "stream_options");
     // Still serving.

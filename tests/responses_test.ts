@@ -346,11 +346,6 @@ Deno.test("Responses API: errors name the Responses request's fields", async () 
       [{ input: "Hi", previous_response_id: "resp_1" }, "previous_response_id", /stores no responses/],
       [{ input: "Hi", prompt: { id: "pmpt_1" } }, "prompt", /stored prompt template/],
       [
-        { input: "Hi", truncation: "auto", max_output_tokens: 1e6 },
-        "max_output_tokens",
-        /^the prompt has \d+ tokens and max_output_tokens is 1000000/,
-      ],
-      [
         { input: [{ role: "system", content: [{ type: "input_image", image_url: image }] }, user("Hi")] },
         "input[0].content[0]",
         /hold text only/,

@@ -27,13 +27,13 @@ const isSystem = (m: Message) => m.role === "system" || m.role === "developer";
 
 /**
  * The tokens a cut leaves the answer: what the request asks, else the server's --max-tokens, else ANSWER_ROOM, at
- * most a quarter of the context; `fit` (Ollama's `num_predict`, which stops at the context's end): what it asks
- * at most a quarter of the context too.
+ * most a quarter of the context (an answer asked longer than what is left runs to the context's end, maxTokens).
  */
-export function answerRoom(service: Service, asked: number | undefined, fit: boolean): number {
-  const quarter = Math.floor(service.engine!.contextLength / 4);
-  if (asked !== undefined && !fit) return asked;
-  return Math.min(asked ?? service.defaults.maxTokens ?? ANSWER_ROOM, quarter);
+export function answerRoom(service: Service, asked: number | undefined): number {
+  return Math.min(
+    asked ?? service.defaults.maxTokens ?? ANSWER_ROOM,
+    Math.floor(service.engine!.contextLength / 4),
+  );
 }
 
 /**

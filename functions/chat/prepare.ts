@@ -9,6 +9,7 @@ import {
   type Sampling,
 } from "../../runtime/engine/engine.ts";
 import { MAX_BIASED } from "../../runtime/engine/validate.ts";
+import { log } from "../../runtime/log.ts";
 import { imageTokenLayout } from "../../runtime/images/layout.ts";
 import { decodeImage, type ResizeMode } from "../../runtime/images/preprocess.ts";
 import { encodeWithTemplate } from "../../runtime/prompt/hf_template.ts";
@@ -320,26 +321,30 @@ export function withSafePrompt(messages: ChatMessage[], safe: boolean | null | u
 
 /**
  * How many tokens a prompt of `length` may be followed by: `asked`, or when not asked the server's default
- * (--max-tokens; none: all the context leaves), raised to `least` (min_tokens). With `fit`, more asked than the
- * context leaves is what it leaves (Ollama's `num_predict`, which its runner stops at the context's end), not a 400.
+ * (--max-tokens; none: all the context leaves), raised to `least` (min_tokens). More asked than the context leaves
+ * is what it leaves, the answer ending there with finish reason "length", as llama.cpp's server and Ollama answer:
+ * agents ask for the most their usual model writes (Claude Code and opencode 32000 with every request), which a
+ * self-hosted context may not leave. Only a prompt that leaves no room at all is refused.
  */
 export function maxTokens(
   service: Service,
   length: number,
   asked: number | undefined,
-  params: { param: string; prompt: string; fit?: boolean },
+  params: { param: string; prompt: string },
   least = 0,
 ): number {
   const context = service.engine!.contextLength;
   const room = context - length;
-  if (params.fit && asked !== undefined && room >= 1) asked = Math.min(asked, room);
-  if (room < 1 || (asked !== undefined && asked > room)) {
+  if (room < 1) {
     throw new RequestError(
-      `the prompt has ${length} tokens` + (asked !== undefined ? ` and ${params.param} is ${asked}` : "") +
-        `; this server's context is ${context} tokens`,
-      asked !== undefined && room >= 1 ? params.param : params.prompt,
+      `the prompt has ${length} tokens; this server's context is ${context} tokens`,
+      params.prompt,
       "context_length_exceeded",
     );
+  }
+  if (asked !== undefined && asked > room) {
+    log.info("the answer may run to the context's end only", { [params.param]: asked, room });
+    asked = room;
   }
   // Unasked: the server's default (--max-tokens), as long as min_tokens (`least`) asks, within the context.
   return asked ?? Math.min(room, Math.max(service.defaults.maxTokens ?? room, least));
@@ -447,7 +452,7 @@ export async function prepareChat(
   service: Service,
   signal?: AbortSignal,
   source?: PyValue,
-  options: { fitMaxTokens?: boolean; decoded?: DecodedImages } = {},
+  options: { decoded?: DecodedImages } = {},
 ): Promise<PreparedChat> {
   refuseWhenFull(service);
   const tools = toolUse(chat, source);
@@ -467,7 +472,7 @@ export async function prepareChat(
     service,
     encoded.ids.length,
     asked,
-    { param, prompt: "messages", fit: options.fitMaxTokens },
+    { param, prompt: "messages" },
     chat.min_tokens ?? 0,
   );
   const format = Boolean(chat.response_format ?? generation.format);

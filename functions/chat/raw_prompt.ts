@@ -26,7 +26,7 @@ export interface PreparedPrompt extends PreparedChat {
 
 /**
  * One prompt of the request (`param` names it in errors), prepared to run; `defaultMaxTokens` when `max_tokens` is
- * not given (OpenAI's 16; Ollama's raw prompts have no limit), and `fitMaxTokens` as maxTokens takes it.
+ * not given (OpenAI's 16; Ollama's raw prompts have no limit).
  */
 export function preparePrompt(
   request: CompletionRequest,
@@ -34,7 +34,6 @@ export function preparePrompt(
   param: string,
   service: Service,
   defaultMaxTokens = DEFAULT_MAX_TOKENS,
-  fitMaxTokens = false,
 ): PreparedPrompt {
   const { tokenizer } = service;
   let ids: number[];
@@ -48,7 +47,7 @@ export function preparePrompt(
     }
     ids = prompt;
   }
-  const params = { param: "max_tokens", prompt: param, fit: fitMaxTokens };
+  const params = { param: "max_tokens", prompt: param };
   const asked = request.max_tokens ?? undefined;
   // Unasked: OpenAI's default, or as many as the context leaves.
   const checked = maxTokens(service, ids.length, asked, params);

@@ -264,10 +264,7 @@ export function ollamaRoutes(service: Service): Hono {
     const prepare = (from: number) => {
       const { chat, source, param } = chatOfOllama(request, options, text, from);
       return prepared(async () => {
-        const ready = await prepareChat(chat, service, c.req.raw.signal, source, {
-          fitMaxTokens: true,
-          decoded,
-        });
+        const ready = await prepareChat(chat, service, c.req.raw.signal, source, { decoded });
         // An image a GPU host behind a gateway cannot decode is named as this request names it.
         ready.imageParams = ready.imageParams?.map(param);
         return ready;
@@ -276,7 +273,7 @@ export function ollamaRoutes(service: Service): Hono {
     const predict = options.num_predict != null && options.num_predict > 0 ? options.num_predict : undefined;
     const chat = request.truncate === false
       ? await prepare(0)
-      : await cutToFit(messages, answerRoom(service, predict, true), service, prepare);
+      : await cutToFit(messages, answerRoom(service, predict), service, prepare);
     const message = (content: string, extra: Record<string, unknown> = {}) => ({
       message: { role: "assistant", content, ...extra },
     });
@@ -327,7 +324,7 @@ export function ollamaRoutes(service: Service): Hono {
     if (!request.raw) {
       const { chat: asked, param } = chatOfGenerate(request, options);
       const chat = await prepared(
-        () => prepareChat(asked, service, c.req.raw.signal, undefined, { fitMaxTokens: true }),
+        () => prepareChat(asked, service, c.req.raw.signal),
         param,
       );
       return generated(chat);
@@ -344,7 +341,7 @@ export function ollamaRoutes(service: Service): Hono {
     const chat = await prepared(() => {
       const ids = rawPromptIds(service.tokenizer, request.prompt ?? "", service.engine!.contextLength);
       const completion = parseCompletionRequest(completionOfGenerate(request, options, ids)).request;
-      return Promise.resolve(preparePrompt(completion, ids, "prompt", service, Infinity, true));
+      return Promise.resolve(preparePrompt(completion, ids, "prompt", service, Infinity));
     });
     return generated(chat);
 

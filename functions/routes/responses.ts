@@ -251,7 +251,7 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
       let prepared: PreparedChat;
       if (request.truncation === "auto") {
         const { chat } = toChat(request, text);
-        const room = answerRoom(service, chat.max_completion_tokens ?? undefined, false);
+        const room = answerRoom(service, chat.max_completion_tokens ?? undefined);
         prepared = await cutToFit(chat.messages, room, service, prepare);
       } else prepared = await prepare(0);
       const run = runCompletion(service, [prepared], signal);
