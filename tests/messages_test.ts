@@ -6,7 +6,9 @@
  */
 import Anthropic from "@anthropic-ai/sdk";
 import assert from "node:assert/strict";
+import OpenAI from "openai";
 import { createApp } from "../functions/app.ts";
+import { IDLE_EVENT_MS } from "../functions/routes/sse.ts";
 import { loadTokenizer } from "../runtime/tokenizer/mod.ts";
 import { dataUrl, post, withServer } from "./api_helpers.ts";
 import { fixture } from "./helpers.ts";
@@ -615,13 +617,56 @@ Deno.test("Messages API: Claude Code's system messages, images in tool results, 
   });
 });
 
-Deno.test("Messages API: a stream begins with message_start and pings while the prompt is read", async () => {
+Deno.test("Messages and Responses streams begin at once and, while the prompt is read, tell agents' watchdogs they live", async () => {
   const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
+  const ids = [...full.encode("Hi")];
+  // The first token comes IDLE_EVENT_MS after the stream began (2 s in): a prompt read slowly.
   const app = createApp({
     ...engineLessService(full),
-    engine: new ScriptedEngine([...full.encode("Hi")], "stop", 3500),
+    engine: new ScriptedEngine(ids, "stop", IDLE_EVENT_MS + 4000),
   });
-  const res = await app.request("/v1/messages", {
+  const fetch = async (url: string | URL | Request, init?: RequestInit) =>
+    await app.request(String(url), init);
+  const anthropic = new Anthropic({ baseURL: "http://pixtral.test", apiKey: "unused", fetch });
+  const openai = new OpenAI({ baseURL: "http://pixtral.test/v1", apiKey: "unused", fetch });
+  const messages: string[] = [], responses: string[] = [];
+  const [message, response] = await Promise.all([
+    (async () => {
+      const stream = anthropic.messages.stream({
+        model: "tiny",
+        max_tokens: 4,
+        messages: [{ role: "user", content: "Hi" }],
+      });
+      for await (const event of stream) {
+        messages.push(
+          event.type === "message_delta" ? `message_delta:${event.delta.stop_reason}` : event.type,
+        );
+      }
+      return await stream.finalMessage();
+    })(),
+    (async () => {
+      const stream = openai.responses.stream({ model: "tiny", input: "Hi", max_output_tokens: 4 });
+      for await (const event of stream) responses.push(event.type);
+      return await stream.finalResponse();
+    })(),
+  ]);
+  // Anthropic's: message_start once the stream begins (2 s), pings each second (which the SDK drops), and after
+  // IDLE_EVENT_MS without an event a message_delta that changes nothing, which it passes on.
+  assert.equal(messages[0], "message_start");
+  assert.equal(messages[1], "message_delta:null", messages.join());
+  assert.ok(messages.indexOf("content_block_start") > 1, messages.join());
+  assert.equal(messages.at(-2), "message_delta:end_turn");
+  assert.equal(message.stop_reason, "end_turn");
+  assert.ok(message.usage.output_tokens >= ids.length, "the keep-alive's 0 was no count");
+  // OpenAI's: response.in_progress again.
+  assert.deepEqual(responses.slice(0, 3), [
+    "response.created",
+    "response.in_progress",
+    "response.in_progress",
+  ]);
+  assert.equal(response.status, "completed");
+  assert.equal(response.usage?.output_tokens, message.usage.output_tokens);
+  const raw = await (await app.request("/v1/messages", {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({
@@ -630,13 +675,8 @@ Deno.test("Messages API: a stream begins with message_start and pings while the 
       stream: true,
       messages: [{ role: "user", content: "Hi" }],
     }),
-  });
-  const body = await res.text();
-  const events = [...body.matchAll(/^event: (\w+)$/gm)].map((m) => m[1]);
-  // Before the first token (3.5 s): message_start once the stream begins (2 s), then a ping each second.
-  assert.equal(events[0], "message_start");
-  assert.equal(events[1], "ping");
-  assert.ok(!body.includes(": keep-alive"), body);
-  assert.ok(events.indexOf("content_block_start") > 1, events.join());
-  assert.equal(events.at(-1), "message_stop");
+  })).text();
+  const events = [...raw.matchAll(/^event: (\w+)$/gm)].map((m) => m[1]);
+  assert.deepEqual(events.slice(0, 3), ["message_start", "ping", "ping"]);
+  assert.ok(!raw.includes(": keep-alive"), raw);
 });

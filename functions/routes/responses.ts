@@ -360,6 +360,8 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
         request: c.req.raw,
         // The response is created as soon as the stream begins, as OpenAI's is, before the prompt has been read.
         opening: () => [event("response.created", { response }), event("response.in_progress", { response })],
+        // Codex's idle watchdog counts events, not comments: while a long prompt is read, it is told again.
+        idle: () => event("response.in_progress", { response }),
         events(u) {
           const events: unknown[] = [];
           if ("text" in u) {

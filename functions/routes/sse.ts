@@ -22,6 +22,12 @@ export function beforeKeepAlive<T>(pending: Promise<T>, sent: number): Promise<T
 }
 
 const KEEP_ALIVE = encoder.encode(": keep-alive\n\n");
+/**
+ * A stream that sent no event for this long sends its `idle` event in place of a keep-alive: the idle watchdogs of
+ * agents (Codex's, Claude Code's: 300 s by default) count events their SDK passes on, which comments and
+ * Anthropic's `ping` are not, and a long prompt read on a slow GPU or a long wait in the queue outlasted them.
+ */
+export const IDLE_EVENT_MS = 10_000;
 const SPACE = encoder.encode(" ");
 
 /** Requests answered in this process (`pixtral batch`): no client can leave them. */
@@ -67,11 +73,10 @@ export interface EventStreamOptions {
   lines?: { failed(message: string): unknown[] };
   /** Events that begin the stream, sent at once when it begins, before any update's (Anthropic's message_start). */
   opening?: () => unknown[];
-  /**
-   * A keep-alive as an event rather than a comment (Anthropic's `ping`): clients whose idle watchdogs count only
-   * events (Claude Code's) keep waiting while a long prompt is read.
-   */
+  /** A keep-alive as an event rather than a comment (Anthropic's `ping`). */
   ping?: unknown;
+  /** The event that goes out when none has for IDLE_EVENT_MS (see there), made when sent. */
+  idle?: () => unknown;
 }
 
 /**
@@ -93,6 +98,8 @@ export async function eventStream(run: CompletionRun, options: EventStreamOption
   if (first) pending = undefined;
   /** When the stream last sent something: the keep-alive counts from there, however many updates were silent. */
   let sent = performance.now();
+  /** When it last sent an event (not a keep-alive): the idle event counts from there. */
+  let evented = sent;
   /** Set when the client went away: the run's end is then its doing, and nobody reads what follows. */
   let cancelled = false;
   const body = new ReadableStream<Uint8Array>({
@@ -101,11 +108,15 @@ export async function eventStream(run: CompletionRun, options: EventStreamOption
         controller.enqueue(bytes);
         sent = performance.now();
       };
+      const sendEvent = (event: unknown) => {
+        send(chunk(event));
+        evented = sent;
+      };
       /** The opening events, once, before anything else (their numbers come first where events are numbered). */
       const begin = () => {
         const events = opening?.() ?? [];
         opening = undefined;
-        for (const event of events) send(chunk(event));
+        for (const event of events) sendEvent(event);
       };
       try {
         // A pull that enqueues nothing is not called again: updates without events (text held back) are skipped.
@@ -116,18 +127,23 @@ export async function eventStream(run: CompletionRun, options: EventStreamOption
             pending ??= run.updates.next();
             next = await beforeKeepAlive(pending, sent);
             begin();
-            if (!next) return send(keepAlive);
+            if (!next) {
+              if (options.idle && performance.now() - evented >= IDLE_EVENT_MS) {
+                return sendEvent(options.idle());
+              }
+              return send(keepAlive);
+            }
             pending = undefined;
           }
           begin();
           if (next.done) {
-            for (const event of options.end(next.value)) send(chunk(event));
+            for (const event of options.end(next.value)) sendEvent(event);
             if (!options.named && !options.lines) send(encoder.encode("data: [DONE]\n\n"));
             controller.close();
             return;
           }
           const events = options.events(next.value);
-          for (const event of events) send(chunk(event));
+          for (const event of events) sendEvent(event);
           if (events.length) return;
         }
       } catch (err) {
