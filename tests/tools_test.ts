@@ -438,13 +438,21 @@ Deno.test("auto: text, then [TOOL_CALLS] and calls, is content plus tool_calls, 
     .json();
   assert.equal(complete.choices[0].finish_reason, "tool_calls");
 
-  // What is not a list of calls (here cut short) reaches the client as text, never dropped.
+  // A call cut short once its name was whole stands as far as it went, as OpenAI's do; before that, what the
+  // model wrote reaches the client as text, never dropped.
   const cut =
     await (await app(script(calls.slice(0, 30)), "length").request("/v1/chat/completions", request(false)))
       .json();
   assert.equal(cut.choices[0].finish_reason, "length");
-  assert.equal(cut.choices[0].message.content, `Let me check.${calls.slice(0, 30)}`);
-  assert.equal(cut.choices[0].message.tool_calls, undefined);
+  assert.equal(cut.choices[0].message.content, "Let me check.");
+  assert.deepEqual(cut.choices[0].message.tool_calls.map((c: { function: unknown }) => c.function), [
+    { name: "get_weather", arguments: "" },
+  ]);
+  const early =
+    await (await app(script(calls.slice(0, 12)), "length").request("/v1/chat/completions", request(false)))
+      .json();
+  assert.equal(early.choices[0].message.content, `Let me check.${calls.slice(0, 12)}`);
+  assert.equal(early.choices[0].message.tool_calls, undefined);
 });
 
 /** The response of an app whose engine writes `ids` (then ends with `finish`) to `body` at `path`. */
@@ -539,24 +547,36 @@ Deno.test("calls stream whole on the chat API, as they are written on Messages a
     "function_call",
   ]);
 
-  // Cut by max_tokens inside the second call's arguments: the Messages and Responses streams have the calls as
-  // far as they went and say why they ended; the chat stream has what the model wrote as text, as its answer
-  // whole has it.
+  // Cut by max_tokens inside the second call's arguments: every API has the calls as far as they went and says
+  // why they ended, streamed or not (the raw call syntax is never the answer's text).
   const cut = textThenCalls(full, calls.slice(0, -16));
+  const whole = async (path: string, body: object) =>
+    await (await scripted(full, cut, path, body, false, "length")).json();
   const cutChunks = await events("/v1/chat/completions", chat, cut, "length");
   assert.equal(cutChunks.at(-1).choices[0].finish_reason, "length");
-  assert.ok(cutChunks.every((e) => !e.choices[0]?.delta.tool_calls));
-  assert.equal(
-    cutChunks.map((e) => e.choices[0]?.delta.content ?? "").join(""),
-    `Let me check.${calls.slice(0, -16)}`,
+  const cutCalls = cutChunks.flatMap((e) => e.choices[0]?.delta.tool_calls ?? []).map((c) => c.function);
+  assert.deepEqual(cutCalls, [
+    { name: "get_weather", arguments: args[0] },
+    { name: "get_weather", arguments: '{"city": "Oslo é"' },
+  ]);
+  assert.equal(cutChunks.map((e) => e.choices[0]?.delta.content ?? "").join(""), "Let me check.");
+  const cutChat = await whole("/v1/chat/completions", chat);
+  assert.equal(cutChat.choices[0].finish_reason, "length");
+  assert.equal(cutChat.choices[0].message.content, "Let me check.");
+  assert.deepEqual(
+    cutChat.choices[0].message.tool_calls.map((c: { function: unknown }) => c.function),
+    cutCalls,
   );
   const cutResponses = await events("/v1/responses", responses, cut, "length");
   assert.equal(cutResponses.at(-1).type, "response.incomplete");
-  assert.deepEqual(cutResponses.at(-1).response.output.map((o: { status: string }) => o.status), [
-    "completed",
-    "completed",
-    "incomplete",
-  ]);
+  const statuses = ["completed", "completed", "incomplete"];
+  assert.deepEqual(cutResponses.at(-1).response.output.map((o: { status: string }) => o.status), statuses);
+  const cutWhole = await whole("/v1/responses", responses);
+  assert.deepEqual(cutWhole.output.map((o: { status: string }) => o.status), statuses);
+  assert.deepEqual(
+    cutWhole.output.slice(1).map((o: { arguments: string }) => o.arguments),
+    cutCalls.map((c) => c.arguments),
+  );
   // Cut just after a call whose arguments are whole: that call is complete.
   const after = textThenCalls(full, calls.slice(0, calls.indexOf("}}, ") + 6));
   const afterResponses = await events("/v1/responses", responses, after, "length");
@@ -567,6 +587,11 @@ Deno.test("calls stream whole on the chat API, as they are written on Messages a
   const cutMessages = await events("/v1/messages", messages, cut, "length");
   assert.equal(cutMessages.find((e) => e.type === "message_delta").delta.stop_reason, "max_tokens");
   assert.equal(cutMessages.filter((e) => e.type === "content_block_stop").length, 3);
+  const cutMessage = await whole("/v1/messages", messages);
+  assert.equal(cutMessage.stop_reason, "max_tokens");
+  assert.deepEqual(cutMessage.content.map((b: { type: string }) => b.type), ["text", "tool_use", "tool_use"]);
+  assert.deepEqual(cutMessage.content[1].input, JSON.parse(args[0]));
+  assert.deepEqual(cutMessage.content[2].input, {});
 });
 
 Deno.test("calls the grammar did not check, in a form the reader does not follow, are still calls in every stream", async () => {

@@ -50,6 +50,11 @@ export interface ChoiceResult {
   logprobs?: LogprobEntry[];
   /** The prompt's tokens with their log-probabilities, when asked for. */
   prompt?: PromptEntry[];
+  /**
+   * Calls max_tokens cut short after they began, as far as they went, and the text before them: the answer as
+   * the streams that send calls as they begin leave it (Responses', Messages'); `text` has what the calls wrote.
+   */
+  cutCalls?: { calls: ToolCallOut[]; text: string };
 }
 
 /**
@@ -78,6 +83,8 @@ interface ChoiceEnd {
   callText?: string;
   /** Whether calls were reported as they began (`toolCall` updates) before the writing broke off. */
   callsBegun?: boolean;
+  /** The calls max_tokens cut short after they began, as far as they went (see ChoiceResult). */
+  cutCalls?: ToolCallOut[];
 }
 
 function tokenEntry(tokenizer: Tokenizer, id: number, logprob: number) {
@@ -219,6 +226,7 @@ async function runChoice(
   }
   let toolCalls: ToolCallOut[] | undefined;
   let callText: string | undefined;
+  let cutCalls: ChoiceResult["cutCalls"];
   if (calls) {
     writeCalls(calls.flush());
     const read = reader!.calls;
@@ -265,6 +273,14 @@ async function runChoice(
       // Not a list of calls (cut short by max_tokens, or malformed): the client gets what the model wrote.
       callText = lists.join("");
       log.warn("the model's tool calls are not a JSON list of calls; returned as text", { text: callText });
+      if (finish === "length" && reader!.calls.length) {
+        const calls = reader!.calls.map(({ id, name, arguments: args }): ToolCallOut => ({
+          id,
+          type: "function",
+          function: { name, arguments: args },
+        }));
+        cutCalls = { calls, text: full };
+      }
       full += callText;
     }
   } else release(text.finish());
@@ -281,6 +297,7 @@ async function runChoice(
     ...ended,
     ...(toolCalls ? { toolCalls } : {}),
     ...(callText === undefined ? {} : { callText, callsBegun: reader!.calls.length > 0 }),
+    ...(cutCalls ? { cutCalls: cutCalls.calls } : {}),
   });
   return {
     index,
@@ -289,6 +306,7 @@ async function runChoice(
     ...ended,
     logprobs: logprobs.length ? logprobs : undefined,
     ...(prompt ? { prompt } : {}),
+    ...(cutCalls ? { cutCalls } : {}),
   };
 }
 

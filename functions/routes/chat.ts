@@ -41,8 +41,13 @@ export function chatRoutes(service: Service): Hono {
           model,
           choices: choices.map((r) => ({
             index: r.index,
-            message: r.toolCalls
-              ? { role: "assistant", content: r.text || null, tool_calls: r.toolCalls }
+            // Calls max_tokens cut stand as far as they went (finish_reason "length"), as OpenAI's do.
+            message: r.toolCalls ?? r.cutCalls
+              ? {
+                role: "assistant",
+                content: (r.cutCalls?.text ?? r.text) || null,
+                tool_calls: r.toolCalls ?? r.cutCalls!.calls,
+              }
               : { role: "assistant", content: r.text },
             logprobs: r.logprobs ? { content: r.logprobs } : null,
             finish_reason: r.finish,
@@ -64,7 +69,8 @@ export function chatRoutes(service: Service): Hono {
       events(u) {
         // Calls go whole in one chunk when the choice ends, as Mistral's API streams them: Mistral's SDKs need a
         // call's name in every chunk, LangChain's ChatMistralAI and LlamaIndex's MistralAI take each chunk as
-        // calls; OpenAI's clients take it too. What was no list of calls (cut short) goes as text, as whole.
+        // calls; OpenAI's clients take it too. Calls max_tokens cut go as far as they went; what was no list of
+        // calls at all goes as text, as whole.
         if ("toolCall" in u) return [];
         const delta: Record<string, unknown> = {};
         if (!roleSent.has(u.index)) {
@@ -76,7 +82,7 @@ export function chatRoutes(service: Service): Hono {
         if ("text" in u) delta.content = u.text === "" && delta.role ? null : u.text;
         const before: unknown[] = [];
         if ("finish" in u && (u.toolCalls || u.callText)) {
-          const calls = u.toolCalls?.map((call, i) => ({ index: i, ...call }));
+          const calls = (u.toolCalls ?? u.cutCalls)?.map((call, i) => ({ index: i, ...call }));
           before.push({
             ...head,
             choices: [{

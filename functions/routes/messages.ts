@@ -105,10 +105,13 @@ export function messageRoutes(service: Service): Hono {
           request: c.req.raw,
           answer: ([result]) => ({
             ...message,
-            // An empty answer has no blocks, as Anthropic's.
+            // An empty answer has no blocks, as Anthropic's; calls max_tokens cut stand as far as they went, as
+            // a stream leaves them (their input: what of it is whole, or nothing).
             content: [
-              ...result.text ? [{ type: "text", text: result.text }] : [],
-              ...(result.toolCalls ?? []).map(toolUseBlock),
+              ...(result.cutCalls?.text ?? result.text)
+                ? [{ type: "text", text: result.cutCalls?.text ?? result.text }]
+                : [],
+              ...(result.cutCalls?.calls ?? result.toolCalls ?? []).map(toolUseBlock),
             ],
             stop_reason: stopReason(result),
             stop_sequence: result.stopSequence ?? null,

@@ -264,11 +264,16 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
           request: c.req.raw,
           answer: ([result]) => {
             const output: unknown[] = [];
-            // The message, unless the answer is calls alone; an empty answer is an empty message.
-            if (result.text || !result.toolCalls) {
-              output.push(messageItem(newId("msg"), statusOf(result), result.text, result.logprobs ?? []));
+            // Calls max_tokens cut stand as far as they went, as a stream leaves them.
+            const text = result.cutCalls?.text ?? result.text;
+            const calls = result.cutCalls?.calls ?? result.toolCalls;
+            // The message, unless the answer is calls alone; an empty answer is an empty message. Text before
+            // calls is complete, as a stream ends it when they begin.
+            if (text || !calls) {
+              const status = calls ? "completed" : statusOf(result);
+              output.push(messageItem(newId("msg"), status, text, result.logprobs ?? []));
             }
-            for (const call of result.toolCalls ?? []) output.push(callItem(call, callName));
+            for (const call of calls ?? []) output.push(callItem(call, callName));
             if (request.store !== false) remember(items, output);
             return finished(response, output, prepared, result);
           },
