@@ -194,16 +194,14 @@ export interface EncodeOptions {
   decoded?: DecodedImages;
 }
 
-/** Refuses tools that leave an output format no room (checked before the prompt is encoded). */
+/**
+ * Refuses tools that leave an output format no room (checked before the prompt is encoded). A forced call takes
+ * the format's place in this answer, as at OpenAI: agents (OpenAI's Agents SDK, the Vercel AI SDK) send their
+ * output type with every turn, and force a call on the first; the format is for the answer in text after them.
+ */
 function checkToolsWithFormat(generation: ToolGeneration, format: boolean, tools: ToolUse | undefined): void {
   if (format && generation.format && generation.trigger === undefined) {
-    // The answer is the forced call's JSON: the format would be dropped without a word.
-    throw new RequestError(
-      "an output format (response_format, a grammar, vLLM's guided fields) cannot be combined with a tool_choice " +
-        "that forces a call (required, any or a named function): the answer is the call",
-      "tool_choice",
-      "unsupported_parameter",
-    );
+    log.info("a forced call is this answer: the output format is for answers in text");
   }
   if (format && tools?.choice === "auto" && generation.trigger === undefined) {
     // The text would follow the format from its first token, leaving no way to call the tools.
