@@ -50,6 +50,9 @@ export function apiError(
     const error = {
       type: ANTHROPIC_TYPES[status] ?? "invalid_request_error",
       message: named(message, param),
+      // Anthropic's SDKs read the code here (a `thread` refused with thread_unsupported_request is sent again
+      // whole, without it).
+      ...code ? { details: { error_code: code } } : {},
     };
     return c.json({ type: "error", error, request_id: c.get("requestId") ?? null }, status);
   }

@@ -680,3 +680,42 @@ Deno.test("Messages and Responses streams begin at once and, while the prompt is
   assert.deepEqual(events.slice(0, 3), ["message_start", "ping", "ping"]);
   assert.ok(!raw.includes(": keep-alive"), raw);
 });
+
+Deno.test("Messages API: a tool runner's thread is refused so that Anthropic's SDK sends each turn whole", async () => {
+  const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
+  // The first answer calls the tool; the next answers in text.
+  const turns = [
+    [full.special("[TOOL_CALLS]"), ...full.encode('[{"name": "weather", "arguments": {"city": "Oslo"}}]')],
+    [...full.encode("Sunny.")],
+  ];
+  const bodies: Record<string, unknown>[] = [];
+  let answers = 0;
+  const engine = new class extends ScriptedEngine {
+    override generate(request: unknown, signal?: AbortSignal) {
+      return new ScriptedEngine(turns[Math.min(answers++, 1)]).generate(request, signal);
+    }
+  }([]);
+  const app = createApp({ ...engineLessService(full), engine });
+  const fetch = async (url: string | URL | Request, init?: RequestInit) => {
+    bodies.push(JSON.parse(String(init?.body)));
+    return await app.request(String(url), init);
+  };
+  const anthropic = new Anthropic({ baseURL: "http://pixtral.test", apiKey: "unused", fetch });
+  const runner = anthropic.beta.messages.toolRunner({
+    model: "tiny",
+    max_tokens: 100,
+    messages: [{ role: "user", content: "Weather in Oslo?" }],
+    tools: [{
+      name: "weather",
+      input_schema: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+      run: (input: unknown) => `sunny in ${(input as { city: string }).city}`,
+    }],
+  });
+  const final = await runner;
+  assert.deepEqual(final.content.map((b) => b.type === "text" && b.text), ["Sunny."]);
+  // Asked with a thread first, refused, then every turn whole: the tools and the conversation so far.
+  const answered = bodies.filter((b) => b.thread === undefined);
+  assert.ok(answered.length >= 2, JSON.stringify(bodies));
+  assert.ok(answered.every((b) => Array.isArray(b.tools)));
+  assert.equal((answered.at(-1)!.messages as unknown[]).length, 3);
+});

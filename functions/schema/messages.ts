@@ -136,6 +136,14 @@ function refuseKinds(body: Record<string, unknown>): void {
       );
     });
   }
+  if (body.thread != null) {
+    // Anthropic's SDK threads a tool runner's turns unless told it cannot: then it sends each turn whole.
+    throw new RequestError(
+      "thread: this server keeps no message threads; send the whole conversation in messages",
+      "thread",
+      "thread_unsupported_request",
+    );
+  }
   if (Array.isArray(body.mcp_servers) && body.mcp_servers.length) {
     throw new RequestError(
       "mcp_servers: this server connects to no MCP server; give their tools as custom tools",
