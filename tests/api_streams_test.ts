@@ -126,15 +126,21 @@ Deno.test("a large request's non-streamed answer keeps its status for a while af
   const options = { id: "held", answer: () => ({}), holdMs: 400 };
   // Failing within the hold: the error itself (a 503 for the route), which clients raise on or retry.
   await assert.rejects(patientJson(failing(50), { ...options, request: request() }), EngineClosedError);
-  // After it, the status line went: the error is the body, in OpenAI's shape.
-  const late = await patientJson(failing(900), { ...options, request: request() });
-  assert.equal(late.status, 200);
-  const body = await late.text();
-  assert.match(body, /^ *\{"error":\{"message":"the engine is closing","type":"server_error"/);
-  // Anthropic's route: no body that a client could take for an answer; the body breaks off, and clients raise.
-  const broken = await patientJson(failing(900), { ...options, request: request(), breakOnFailure: true });
-  assert.equal(broken.status, 200);
-  await assert.rejects(broken.text(), /engine is closing/);
+  // After it, the status line went: the error is the body, in the route's shape, and the body breaks off, so
+  // that clients raise rather than take it for an answer.
+  for (const failure of [undefined, (message: string) => ({ type: "error", error: { message } })]) {
+    const late = await patientJson(failing(900), { ...options, request: request(), failure });
+    assert.equal(late.status, 200);
+    const reader = late.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let body = "";
+    await assert.rejects(async () => {
+      for (let part = await reader.read(); !part.done; part = await reader.read()) body += part.value;
+    }, /engine is closing/);
+    const shape = failure
+      ? /^ *\{"type":"error","error":\{"message"/
+      : /^ *\{"error":\{"message":"the engine/;
+    assert.match(body, shape);
+  }
   // An answer that ends within the hold is plain JSON.
   const quick = async function* (): AsyncGenerator<ChoiceUpdate, ChoiceResult[]> {
     yield { index: 0, text: "a" };

@@ -117,9 +117,7 @@ export function messageRoutes(service: Service): Hono {
             stop_sequence: result.stopSequence ?? null,
             usage: usage(prepared, result.tokens, result.cachedTokens),
           }),
-          // A failure after the status went ends the connection without a whole body: Anthropic's clients then
-          // raise (and retry) rather than take an error for a message.
-          breakOnFailure: true,
+          failure: (message) => ({ type: "error", error: { type: "api_error", message } }),
         });
       }
 

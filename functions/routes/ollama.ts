@@ -159,8 +159,7 @@ function answer(
       id,
       request: c.req.raw,
       answer: ([result]) => ({ ...head(), ...shape.whole(result), ...ending(result, chat, times) }),
-      // Ollama's clients would read an error body sent after the status as an answer.
-      breakOnFailure: true,
+      failure: (message) => ({ error: message }),
     });
   }
   return eventStream(run, {

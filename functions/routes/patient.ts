@@ -7,8 +7,9 @@
  * whitespace is valid JSON; OpenRouter keeps connections alive the same way): the write after a client leaves
  * fails, which stops the generation, and proxies that close idle connections keep it. Anything that fails before
  * that still gets its own status (400, 429, 503, which clients raise on or retry); after it, the status line is
- * sent, and an error travels as the body, in OpenAI's error shape (or, with `breakOnFailure`, breaks the body
- * off). A client that leaves costs at most about HOLD_MS and a second (the first space's write finds it gone).
+ * sent: the error is the body, in the route's error shape (for people reading it), and the body then breaks off,
+ * so that clients raise rather than take it for an answer (the OpenAI SDK returned an object without choices).
+ * A client that leaves costs at most about HOLD_MS and a second (the first space's write finds it gone).
  */
 import { EngineClosedError } from "../../runtime/engine/engine.ts";
 import { log } from "../../runtime/log.ts";
@@ -28,11 +29,8 @@ export async function patientJson(
     id: string;
     request: Request;
     answer(results: ChoiceResult[]): unknown;
-    /**
-     * A failure after the status went ends the connection without a whole body, instead of sending OpenAI's error
-     * shape as the body (which Anthropic's clients would take for an answer).
-     */
-    breakOnFailure?: boolean;
+    /** The body of a failure after the status went, in the route's error shape (default OpenAI's). */
+    failure?: (message: string) => unknown;
     holdMs?: number;
   },
 ): Promise<Response> {
@@ -72,10 +70,10 @@ export async function patientJson(
         log[level]("answer failed", { id: options.id, error: String(err) });
         if (cancelled) return;
         const message = err instanceof Error ? err.message : String(err);
-        if (options.breakOnFailure) return controller.error(err);
-        const error = { message, type: "server_error", param: null, code: "generation_failed" };
-        controller.enqueue(encoder.encode(JSON.stringify({ error })));
-        controller.close();
+        const body = options.failure?.(message) ??
+          { error: { message, type: "server_error", param: null, code: "generation_failed" } };
+        controller.enqueue(encoder.encode(JSON.stringify(body)));
+        controller.error(err);
       }
     },
     async cancel() {
