@@ -314,6 +314,11 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
     assert.ok(auto.json.count > plain.json.count + 10);
     assert.deepEqual(forced.json.tokens, [...auto.json.tokens, 9]);
     expectError(await post(chat, { ...user("hi"), model: "gpt-4o" }), 404, /"gpt-4o" does not exist/);
+    // The name Ollama's API lists (`id:latest`) is the model on every route, as at Ollama.
+    const listed = (await (await fetch(`${url}/api/tags`)).json()).models[0].name;
+    assert.match(listed, /:latest$/);
+    assert.equal((await post(chat, { ...user("hi"), model: listed })).status, 200);
+    expectError(await post(chat, { ...user("hi"), model: `${listed}:latest` }), 404, /does not exist/);
     const three = [1, 2, 3].map(() => ({ type: "image_url", image_url: { url: image } }));
     expectError(
       await post(chat, user(three)),

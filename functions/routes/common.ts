@@ -48,7 +48,9 @@ export async function readJsonText(c: Context): Promise<{ body: unknown; text: s
 }
 
 export function requireModel(service: Service, name: string | undefined | null): void {
-  if (name == null || name === service.model.id || service.model.aliases.includes(name)) return;
+  // Also by the name Ollama's API lists it under (`id:latest`), as Ollama's OpenAI-compatible routes take it.
+  const bare = name?.replace(/:latest$/, "");
+  if (bare == null || bare === service.model.id || service.model.aliases.includes(bare)) return;
   throw new UnknownModelError(
     `the model "${name}" does not exist here; this server serves "${service.model.id}"`,
   );
