@@ -192,7 +192,10 @@ export interface RunningServer {
   ready: Promise<void>;
   /** Lets running requests finish (up to the grace period), then stops. */
   shutdown(): Promise<void>;
-  /** Resolves with why, if the engine stops for good after it served (its GPU device was lost, its worker died). */
+  /**
+   * Resolves with why, if the server stops for good after it served: its engine (its GPU device was lost, its
+   * worker died), or its listener (out of file descriptors).
+   */
   failed: Promise<string>;
 }
 
@@ -256,6 +259,19 @@ export async function startServer(config: ServerConfig, listen = true): Promise<
   let stopping: Promise<void> | undefined;
   const stopLoading = new AbortController();
   const failed = Promise.withResolvers<string>();
+  // Deno's server stops accepting when an accept fails (no file descriptor left: Deno.serve closes no idle
+  // connection and has no header timeout, so clients that hold connections open can use them all up). Its
+  // rejection went unhandled and killed the process mid-answer; now the server shuts down in order and exits 1.
+  server?.finished.catch((err) => {
+    if (stopping) return;
+    const reason = `the server stopped accepting connections: ${(err as Error).message}`;
+    log.error(reason, {
+      open: openFiles(),
+      hint:
+        "raise the open-file limit (ulimit -n), or serve behind a reverse proxy that closes idle connections",
+    });
+    failed.resolve(reason);
+  });
   // The model runs in a worker thread, so that this one keeps serving /health, metrics and the streams while
   // the GPU works (see runtime/engine/worker.ts).
   const ready = WorkerEngine.start({
@@ -293,7 +309,8 @@ export async function startServer(config: ServerConfig, listen = true): Promise<
       const closing = service.engine?.close(config.graceSeconds * 1000);
       // Images still decoding end now: their requests would hold the server's shutdown past the grace period.
       images.close();
-      const closed = server?.shutdown();
+      // A listener that failed has nothing more to shut down.
+      const closed = server?.shutdown().catch(() => {});
       await closing;
       // The answers the engine ended have a second to write their last words. Deno waits for every open request,
       // and one whose client stopped sending its body (it had its 408) until that client goes: not past that.
@@ -309,6 +326,15 @@ export async function startServer(config: ServerConfig, listen = true): Promise<
     shutdown,
     failed: failed.promise,
   };
+}
+
+/** The process's open file descriptors, where /proc tells them. */
+function openFiles(): number | undefined {
+  try {
+    return [...Deno.readDirSync("/proc/self/fd")].length;
+  } catch {
+    return undefined;
+  }
 }
 
 /** How long a server whose engine failed waits for the engine's thread to end before it exits. */

@@ -37,3 +37,38 @@ Deno.test("pixtral serve (the README's command): listens, loads the demo model, 
   await child.stderr.cancel();
   assert.equal((await child.status).code, 0);
 });
+
+Deno.test("pixtral serve: out of file descriptors, it stops accepting, shuts down in order and exits 1", async () => {
+  // Deno's server closes no idle connection: clients that hold connections open use the descriptors up.
+  const cli = new URL("../cli/pixtral.ts", import.meta.url).pathname;
+  const serve = ["run", "--unstable-no-legacy-abort", "-A", cli, "serve", "--port", "0", "--grace", "0"];
+  const child = new Deno.Command("bash", {
+    args: ["-c", 'ulimit -n 256 && exec "$@"', "bash", Deno.execPath(), ...serve],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const log = lines(child.stdout);
+  const until = async (msg: RegExp) => {
+    for (let next = await log.next(); !next.done; next = await log.next()) {
+      const entry = JSON.parse(next.value);
+      if (msg.test(entry.msg)) return entry;
+    }
+    throw new Error(`the server exited before logging ${msg}`);
+  };
+  const { url } = await until(/^listening$/);
+  const { hostname, port } = new URL(url);
+  const held: Deno.TcpConn[] = [];
+  const stopped = until(/stopped accepting connections/);
+  let failure;
+  while (!failure) {
+    held.push(await Deno.connect({ hostname, port: Number(port) }));
+    failure = await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, 5))]);
+    assert.ok(held.length < 1000, "the server never ran out of descriptors");
+  }
+  assert.match(failure.msg, /Too many open files/);
+  await until(/^shutting down$/);
+  for (const conn of held) conn.close();
+  for (let next = await log.next(); !next.done; next = await log.next());
+  await child.stderr.cancel();
+  assert.equal((await child.status).code, 1);
+});
