@@ -199,10 +199,14 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
   });
   app.onError((err, c) => {
     // The client went away (the request's signal was aborted): nobody reads the answer; not a server error.
-    if ((err.name === "AbortError" && c.req.raw.signal.aborted) || err instanceof ClientClosedError) {
+    // Unless the server is shutting down: then the shutdown cut the request off, and a client still there gets a
+    // 503 to retry elsewhere (a stalled upload got a 499, a status for logs, not clients).
+    const cut = (err.name === "AbortError" && c.req.raw.signal.aborted) || err instanceof ClientClosedError;
+    if (cut && !service.stopping) {
       log.debug("request cancelled by the client", { path: c.req.path });
       return c.body(null, 499 as ContentfulStatusCode);
     }
+    if (cut) err = new EngineClosedError("the server shut down before the request was read");
     if (
       err instanceof BodyTimeoutError || err instanceof BodyTooLargeError || err instanceof BodyEncodingError
     ) {

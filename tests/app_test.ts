@@ -201,3 +201,26 @@ Deno.test("a shutdown does not wait past its grace for a client that stopped sen
   assert.ok(performance.now() - started < 3000, `shutdown took ${performance.now() - started} ms`);
   conn.close();
 });
+
+Deno.test("a body cut off by its client is a 499 for the logs; cut off by a shutdown, a 503 to retry elsewhere", async () => {
+  const tokenizer = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
+  const service = engineLessService(tokenizer);
+  const app = createApp(service);
+  // A connection that drops while its body comes (the error Deno raises then).
+  const dropped = () =>
+    new Request("http://x/v1/chat/completions", {
+      method: "POST",
+      body: new ReadableStream({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode('{"messages": ['));
+          controller.error(Object.assign(new Error("connection reset"), { name: "ConnectionReset" }));
+        },
+      }),
+    });
+  assert.equal((await app.request(dropped())).status, 499);
+  service.stopping = true;
+  const cut = await app.request(dropped());
+  assert.equal(cut.status, 503);
+  assert.equal(cut.headers.get("retry-after"), "5");
+  assert.match((await cut.json()).error.message, /shut down/);
+});
