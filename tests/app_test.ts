@@ -2,6 +2,9 @@ import assert from "node:assert/strict";
 import { parseFlags, UsageError } from "../cli/args.ts";
 import { SERVE_FLAGS, serverConfig as cliConfig, startServer } from "../cli/serve.ts";
 import { createApp } from "../functions/app.ts";
+import { answerRoom } from "../functions/chat/history.ts";
+import { requireModel } from "../functions/routes/common.ts";
+import type { Service } from "../functions/service.ts";
 import { loadTokenizer } from "../runtime/tokenizer/load.ts";
 import { fixture } from "./helpers.ts";
 import { engineLessService } from "./service_helpers.ts";
@@ -223,4 +226,26 @@ Deno.test("a body cut off by its client is a 499 for the logs; cut off by a shut
   assert.equal(cut.status, 503);
   assert.equal(cut.headers.get("retry-after"), "5");
   assert.match((await cut.json()).error.message, /shut down/);
+});
+
+Deno.test("a request names the model by its id, an alias, or the id:latest Ollama's API lists", async () => {
+  const tokenizer = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
+  for (
+    const [id, names] of [["tiny", ["tiny", "tiny:latest", "mini", "mini:latest"]], ["tiny:latest", [
+      "tiny:latest",
+    ]]] as const
+  ) {
+    const service = engineLessService(tokenizer);
+    service.model = { ...service.model, id, aliases: ["mini"] };
+    for (const name of names) assert.doesNotThrow(() => requireModel(service, name), name);
+    assert.throws(() => requireModel(service, "tiny:7b"), /does not exist/);
+  }
+});
+
+Deno.test("a cut conversation leaves the answer what it asks up to half the context, a quarter for more", () => {
+  const service = { engine: { contextLength: 4096 }, defaults: {} } as unknown as Service;
+  assert.equal(answerRoom(service, 2000), 2000);
+  assert.equal(answerRoom(service, 32000), 1024);
+  assert.equal(answerRoom(service, undefined), 1024);
+  assert.equal(answerRoom({ ...service, defaults: { maxTokens: 300 } } as Service, undefined), 300);
 });

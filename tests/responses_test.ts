@@ -10,11 +10,14 @@ import { type OutputItem, OutputItems } from "../functions/chat/output_items.ts"
 import {
   CUSTOM_INPUT,
   customInput,
+  CustomInputReader,
   customInputSoFar,
   flatTools,
   renamed,
+  toChat,
 } from "../functions/chat/responses.ts";
-import type { ResponsesRequest } from "../functions/schema/responses.ts";
+import { parseResponsesRequest, type ResponsesRequest } from "../functions/schema/responses.ts";
+import { pyAt } from "../runtime/prompt/pyjson.ts";
 import { dataUrl, post, withServer } from "./api_helpers.ts";
 
 const image = await dataUrl("golden/images/chat_a_32x48.png");
@@ -828,5 +831,28 @@ Deno.test("Responses API: a custom tool's input is read from its arguments as fa
   assert.equal(customInputSoFar('{"input": "x\\ud83d\\ude00'), "x😀");
   assert.equal(customInputSoFar('{"input": "done", "x'), "done");
   assert.equal(customInput('{"input": "a\\tb"}'), "a\tb");
+  // Read a character at a time, as a stream writes it: the input only grows, and ends as JSON reads it.
+  const args = '{"input": "a\\nb\\u00e9\\ud83d\\ude00\\"c"}';
+  const reader = new CustomInputReader();
+  let last = "";
+  for (const c of args) {
+    const now = reader.push(c);
+    assert.ok(now.startsWith(last), JSON.stringify([last, now]));
+    last = now;
+  }
+  assert.equal(last, JSON.parse(args).input);
   assert.equal(customInput('{"input": "cut'), "cut");
+});
+
+Deno.test("Responses API: a custom tool's parameters are its input's, whatever else it carries", () => {
+  const request = {
+    input: "Hi",
+    tools: [{ type: "custom", name: "apply_patch", parameters: { type: "object", properties: { p: {} } } }],
+  };
+  const { chat, source } = toChat(
+    parseResponsesRequest(request, new OutputItems()).request,
+    JSON.stringify(request),
+  );
+  assert.deepEqual(chat.tools?.[0].function.parameters, CUSTOM_INPUT);
+  assert.equal(pyAt(source, "tools", 0, "function", "parameters"), undefined);
 });

@@ -26,14 +26,14 @@ interface Message {
 const isSystem = (m: Message) => m.role === "system" || m.role === "developer";
 
 /**
- * The tokens a cut leaves the answer: what the request asks, else the server's --max-tokens, else ANSWER_ROOM, at
- * most a quarter of the context (an answer asked longer than what is left runs to the context's end, maxTokens).
+ * The tokens a cut leaves the answer: what the request asks, up to half the context; else (more asked, as agents
+ * ask 32000 whatever the context) the server's --max-tokens, else ANSWER_ROOM, at most a quarter of the context.
+ * An answer asked longer than what is left runs to the context's end (maxTokens).
  */
 export function answerRoom(service: Service, asked: number | undefined): number {
-  return Math.min(
-    asked ?? service.defaults.maxTokens ?? ANSWER_ROOM,
-    Math.floor(service.engine!.contextLength / 4),
-  );
+  const context = service.engine!.contextLength;
+  if (asked !== undefined && asked <= context / 2) return asked;
+  return Math.min(asked ?? service.defaults.maxTokens ?? ANSWER_ROOM, Math.floor(context / 4));
 }
 
 /**

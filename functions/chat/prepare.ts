@@ -381,7 +381,11 @@ export function stopping(
   const stopIds = [...new Set([...eos, ...extra])];
   const minTokens = request.min_tokens ?? 0;
   if (minTokens > maxTokens) {
-    throw new RequestError(`min_tokens (${minTokens}) is more than max_tokens (${maxTokens})`, "min_tokens");
+    throw new RequestError(
+      `min_tokens (${minTokens}) is more than the answer may have: ${maxTokens} tokens (max_tokens, or what the ` +
+        "context leaves after the prompt)",
+      "min_tokens",
+    );
   }
   if (minTokens && format) {
     throw new RequestError(

@@ -90,30 +90,49 @@ const ESCAPED: Record<string, string> = {
 };
 
 /**
- * The input of a custom tool's call as far as its arguments, still being written, give it: `{"input": "` and the
- * string's characters up to the last whole one (an escape or a surrogate pair cut short waits for the rest).
+ * The input of a custom tool's call read as its arguments are written: `{"input": "` and then the string's
+ * characters up to the last whole one (an escape or a surrogate pair cut short waits for the rest). Each piece is
+ * read once: a long patch streams in linear time.
  */
-export function customInputSoFar(args: string): string {
-  const open = /^\s*\{\s*"input"\s*:\s*"/.exec(args);
-  if (!open) return "";
-  let input = "";
-  for (let i = open[0].length; i < args.length && args[i] !== '"';) {
-    if (args[i] !== "\\") {
-      input += args[i++];
-      continue;
+export class CustomInputReader {
+  #args = "";
+  /** Where reading goes on in the arguments: -1 before the string opens. */
+  #at = -1;
+  #closed = false;
+  #input = "";
+
+  /** The input so far, with `piece` of the arguments added. */
+  push(piece: string): string {
+    this.#args += piece;
+    const args = this.#args;
+    if (this.#at < 0) {
+      const open = /^\s*\{\s*"input"\s*:\s*"/.exec(args);
+      if (!open) return "";
+      this.#at = open[0].length;
     }
-    const hex = args[i + 1] === "u" ? args.slice(i + 2, i + 6) : undefined;
-    if (hex !== undefined) {
-      if (!/^[0-9a-fA-F]{4}$/.test(hex)) break;
-      input += String.fromCharCode(parseInt(hex, 16));
-      i += 6;
-    } else if (ESCAPED[args[i + 1]] !== undefined) {
-      input += ESCAPED[args[i + 1]];
-      i += 2;
-    } else break;
+    let i = this.#at;
+    while (!this.#closed && i < args.length) {
+      if (args[i] === '"') this.#closed = true;
+      else if (args[i] !== "\\") this.#input += args[i++];
+      else if (args[i + 1] === "u") {
+        const hex = args.slice(i + 2, i + 6);
+        if (!/^[0-9a-fA-F]{4}$/.test(hex)) break;
+        this.#input += String.fromCharCode(parseInt(hex, 16));
+        i += 6;
+      } else if (ESCAPED[args[i + 1]] !== undefined) {
+        this.#input += ESCAPED[args[i + 1]];
+        i += 2;
+      } else break;
+    }
+    this.#at = i;
+    const last = this.#input.charCodeAt(this.#input.length - 1);
+    return last >= 0xd800 && last <= 0xdbff ? this.#input.slice(0, -1) : this.#input;
   }
-  const last = input.charCodeAt(input.length - 1);
-  return last >= 0xd800 && last <= 0xdbff ? input.slice(0, -1) : input;
+}
+
+/** The input of a custom tool's call as far as `args`, its arguments written so far, give it. */
+export function customInputSoFar(args: string): string {
+  return new CustomInputReader().push(args);
 }
 
 /**
@@ -389,8 +408,9 @@ export function toChat(request: ResponsesRequest, text: string, from = 0): Respo
     const read = pyJsonLoads(text);
     source = new Map([[
       "tools",
-      flat.tools.map(({ path }): PyValue => {
-        const parameters = pyAt(read, ...path, "parameters");
+      flat.tools.map(({ path, custom }): PyValue => {
+        // A custom tool's parameters are its input's, whatever else it carries.
+        const parameters = custom ? undefined : pyAt(read, ...path, "parameters");
         return new Map([["function", new Map(parameters === undefined ? [] : [["parameters", parameters]])]]);
       }),
     ]]);

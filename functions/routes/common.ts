@@ -49,8 +49,8 @@ export async function readJsonText(c: Context): Promise<{ body: unknown; text: s
 
 export function requireModel(service: Service, name: string | undefined | null): void {
   // Also by the name Ollama's API lists it under (`id:latest`), as Ollama's OpenAI-compatible routes take it.
-  const bare = name?.replace(/:latest$/, "");
-  if (bare == null || bare === service.model.id || service.model.aliases.includes(bare)) return;
+  const known = (n: string) => n === service.model.id || service.model.aliases.includes(n);
+  if (name == null || known(name) || known(name.replace(/:latest$/, ""))) return;
   throw new UnknownModelError(
     `the model "${name}" does not exist here; this server serves "${service.model.id}"`,
   );

@@ -15,7 +15,7 @@ import { type DecodedImages, prepareChat, type PreparedChat } from "../chat/prep
 import {
   type CallName,
   customInput,
-  customInputSoFar,
+  CustomInputReader,
   flatTools,
   renamed,
   toChat,
@@ -330,7 +330,9 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
         message = undefined;
       };
       /** The call being written, and its arguments as they came (a custom tool's: its input, read as they come). */
-      let call: { item: FunctionCallItem | CustomToolCallItem; args: string } | undefined;
+      let call:
+        | { item: FunctionCallItem | CustomToolCallItem; args: string; input?: CustomInputReader }
+        | undefined;
       const inputDelta = (events: unknown[], item: CustomToolCallItem, input: string) => {
         const delta = input.slice(item.input.length);
         if (!delta) return;
@@ -381,7 +383,11 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
               closeMessage(events, "completed");
               closeCall(events);
               const item = callItem({ id, type: "function", function: { name, arguments: "" } }, callName);
-              call = { item: { ...item, status: "in_progress" }, args: "" };
+              call = {
+                item: { ...item, status: "in_progress" },
+                args: "",
+                input: item.type === "custom_tool_call" ? new CustomInputReader() : undefined,
+              };
               events.push(event("response.output_item.added", {
                 output_index: output.length,
                 item: { ...call.item },
@@ -390,7 +396,7 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
             if (args) {
               const { item } = call!;
               call!.args += args;
-              if (item.type === "custom_tool_call") inputDelta(events, item, customInputSoFar(call!.args));
+              if (item.type === "custom_tool_call") inputDelta(events, item, call!.input!.push(args));
               else {
                 item.arguments += args;
                 events.push(event("response.function_call_arguments.delta", {
