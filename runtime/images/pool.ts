@@ -58,9 +58,12 @@ interface Thread {
   worker: Worker;
   /** Whether its WASM instance has loaded: an image's time limit runs from then. */
   ready?: boolean;
-  /** The job it runs, with the timer that stops it (once the thread is ready). */
-  running?: { pending: Pending; timer?: ReturnType<typeof setTimeout> };
+  /** The job it runs, with the timer that stops it (before the thread is ready, the timer of its start). */
+  running?: { pending: Pending; timer: ReturnType<typeof setTimeout> };
 }
+
+/** How long a thread may take to start (load its module and WASM): seconds on a busy machine. */
+const START_LIMIT_MS = 120_000;
 
 export class ImagePool {
   readonly #threads: Thread[] = [];
@@ -128,20 +131,24 @@ export class ImagePool {
         (this.#threads.length < this.#threadCount ? this.#start() : undefined);
       if (!thread) return;
       const pending = this.#queue.shift()!;
-      thread.running = { pending, timer: thread.ready ? this.#timer(thread, pending) : undefined };
+      thread.running = { pending, timer: this.#timer(thread, pending) };
       // A copy goes over: the caller keeps its bytes.
       const bytes = pending.job.bytes.slice();
       thread.worker.postMessage({ ...pending.job, bytes } satisfies ImageJob, [bytes.buffer]);
     }
   }
 
+  /** The image's time limit on a ready thread; on one starting, a limit on its start (a hang is the server's). */
   #timer(thread: Thread, pending: Pending): ReturnType<typeof setTimeout> {
+    const ms = thread.ready ? this.#timeoutMs : START_LIMIT_MS;
     return setTimeout(() => {
       this.#end(thread);
       pending.done.reject(
-        new ImageDecodeError(`the image took longer than ${this.#timeoutMs / 1000} s to decode`),
+        thread.ready
+          ? new ImageDecodeError(`the image took longer than ${this.#timeoutMs / 1000} s to decode`)
+          : new Error(`an image thread did not start within ${START_LIMIT_MS / 1000} s`),
       );
-    }, this.#timeoutMs);
+    }, ms);
   }
 
   #start(): Thread {
@@ -152,7 +159,10 @@ export class ImagePool {
       // Starting a thread (loading its module and WASM: seconds on a busy machine) is not the image's time.
       if ("ready" in data) {
         thread.ready = true;
-        if (running && !running.timer) running.timer = this.#timer(thread, running.pending);
+        if (running) {
+          clearTimeout(running.timer);
+          running.timer = this.#timer(thread, running.pending);
+        }
         return;
       }
       if (!running || running.pending.job.id !== data.id) return;
