@@ -606,7 +606,7 @@ Deno.test("Responses API: an agent's history may open with calls; an output answ
   });
 });
 
-Deno.test("Responses API: Codex's tools: namespaces of functions, web search left out, images that a function returns", async () => {
+Deno.test("Responses API: Codex's tools: namespaces of functions, web and tool search left out, images that a function returns", async () => {
   await withServer({}, async ({ url, service }) => {
     const model = service.model.id;
     const object = {
@@ -626,6 +626,8 @@ Deno.test("Responses API: Codex's tools: namespaces of functions, web search lef
           { type: "function", name: "spawn_agent", parameters: object },
         ],
       },
+      // The search of the tools Codex holds back, which it runs itself.
+      { type: "tool_search", execution: "client", parameters: { type: "object", properties: {} } },
     ];
     const called = await post(`${url}/v1/responses`, {
       model,
@@ -641,6 +643,7 @@ Deno.test("Responses API: Codex's tools: namespaces of functions, web search lef
     assert.equal(call.namespace, "multi_agent_v1");
     assert.deepEqual(called.json.reasoning, { effort: "low", summary: "auto" });
     assert.deepEqual(called.json.tools[0], { type: "web_search" });
+    assert.deepEqual(called.json.tools[2], { type: "tool_search" });
     assert.equal(called.json.tools[1].tools[1].name, "spawn_agent");
     // The call sent back with its namespace, and an image a function returned (a user turn after the results).
     const back = [

@@ -160,7 +160,7 @@ type ResponseObject = ReturnType<typeof responseObject>;
 
 /** A tool as the response object lists it: as the request gave it, defaults filled in. */
 function echoedTool(tool: NonNullable<ResponsesRequest["tools"]>[number]): Record<string, unknown> {
-  if (tool.type === "web_search") return { type: tool.kind };
+  if (tool.type === "search") return { type: tool.kind };
   if (tool.type === "namespace") {
     return { ...tool, description: tool.description ?? null, tools: tool.tools.map(echoedTool) };
   }

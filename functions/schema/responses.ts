@@ -99,17 +99,20 @@ const namespaceTool = z.object({
 });
 
 /**
- * Web search tools, which coding agents (Codex) send with every request: taken and left out of the prompt, so
- * that the model answers without searching, as when it chooses not to (a local model has no search behind it).
+ * Search tools, which coding agents send with every request: web search (Codex's, OpenAI's hosted tool) and the
+ * search of the tools an agent holds back (Codex's `tool_search`, which the client runs): taken and left out of
+ * the prompt, so that the model answers without searching, as when it chooses not to (a local model has no web
+ * search behind it, and uses the tools it is given).
  */
 const SEARCH = [
   "web_search",
   "web_search_preview",
   "web_search_2025_08_26",
   "web_search_preview_2025_03_11",
+  "tool_search",
 ] as const;
 const searchTool = z.object({ type: z.enum(SEARCH) }).transform(({ type }) => ({
-  type: "web_search" as const,
+  type: "search" as const,
   kind: type,
 }));
 
@@ -304,7 +307,7 @@ export function parseResponsesRequest(body: unknown, items: OutputItems): Parsed
     ignored: [
       ...Object.keys(body as object).filter((key) => !known.has(key)),
       ...(request.tools ?? []).flatMap((tool, i) =>
-        tool.type === "web_search" ? [`tools[${i}] (${tool.kind}: answered without searching)`] : []
+        tool.type === "search" ? [`tools[${i}] (${tool.kind}: answered without searching)`] : []
       ),
       ...droppedKeys((normalized as Record<string, unknown>).tools, request.tools, "tools"),
     ],
