@@ -144,14 +144,16 @@ export function messageRoutes(service: Service): Hono {
         request: c.req.raw,
         // The message begins as soon as the stream does, as Anthropic's does, and pings keep it alive. The SDK
         // drops pings: while a long prompt is read, a message_delta that changes nothing (no stop reason yet, no
-        // tokens: readers that add usage up add nothing) tells Claude Code's idle watchdog the stream lives.
+        // tokens: readers that add usage up add nothing) tells Claude Code's idle watchdog the stream lives. Not
+        // inside a content block, where none comes at Anthropic's.
         opening: () => [{ type: "message_start", message }],
         ping: { type: "ping" },
-        idle: () => ({
-          type: "message_delta",
-          delta: { stop_reason: null, stop_sequence: null },
-          usage: { output_tokens: 0 },
-        }),
+        idle: () =>
+          open ? undefined : {
+            type: "message_delta",
+            delta: { stop_reason: null, stop_sequence: null },
+            usage: { output_tokens: 0 },
+          },
         events(u) {
           const events: unknown[] = [];
           if ("text" in u) {

@@ -75,8 +75,8 @@ export interface EventStreamOptions {
   opening?: () => unknown[];
   /** A keep-alive as an event rather than a comment (Anthropic's `ping`). */
   ping?: unknown;
-  /** The event that goes out when none has for IDLE_EVENT_MS (see there), made when sent. */
-  idle?: () => unknown;
+  /** The event that goes out when none has for IDLE_EVENT_MS (see there), made when sent; none: a keep-alive. */
+  idle?: () => unknown | undefined;
 }
 
 /**
@@ -128,10 +128,8 @@ export async function eventStream(run: CompletionRun, options: EventStreamOption
             next = await beforeKeepAlive(pending, sent);
             begin();
             if (!next) {
-              if (options.idle && performance.now() - evented >= IDLE_EVENT_MS) {
-                return sendEvent(options.idle());
-              }
-              return send(keepAlive);
+              const idle = performance.now() - evented >= IDLE_EVENT_MS ? options.idle?.() : undefined;
+              return idle === undefined ? send(keepAlive) : sendEvent(idle);
             }
             pending = undefined;
           }
