@@ -287,6 +287,7 @@ export async function startServer(config: ServerConfig, listen = true): Promise<
   }).then((engine) => {
     if (stopping) return engine.close();
     service.engine = engine;
+    service.model.loaded = engine.ready.weights;
     log.info("ready", {
       model: id,
       context: engine.contextLength,

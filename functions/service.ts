@@ -21,6 +21,8 @@ export interface ModelInfo {
   description: string;
   /** Weights in all (decoder, vision encoder, adapter), where known (Ollama's `parameter_size`). */
   parameters?: number;
+  /** Once loaded, where known: the weights' bytes and the decoder's format (Ollama's `size`, `quantization_level`). */
+  loaded?: { bytes: number; format: string };
 }
 
 export interface ImagePolicy {

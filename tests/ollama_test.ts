@@ -211,6 +211,9 @@ Deno.test("Ollama API: format, logprobs, the model list and errors in Ollama's s
     assert.ok(parameters > 1e5 && parameters < 1e8, String(parameters));
     assert.equal(list.models[0].details.parameter_size, `${(parameters / 1e6).toFixed(1)}M`);
     assert.match(list.models[0].digest, /^[0-9a-f]{64}$/);
+    // What the weights take on the GPU, and their format: the tiny model loads exactly, in f32.
+    assert.equal(list.models[0].details.quantization_level, "F32");
+    assert.ok(list.models[0].size > parameters * 4 * 0.9, String(list.models[0].size));
     const shown = await ollama.show({ model: `${model}:latest` });
     assert.deepEqual(shown.capabilities, ["completion", "vision", "tools"]);
     assert.equal((shown.model_info as unknown as Record<string, unknown>)["pixtral.context_length"], 2048);

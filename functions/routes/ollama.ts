@@ -196,13 +196,14 @@ export function ollamaRoutes(service: Service): Hono {
     family: "pixtral",
     families: ["pixtral"],
     parameter_size: parameterSize(service.model.parameters),
-    quantization_level: "",
+    // As Ollama names them (Q4_K_M, F16): the format the decoder's weights take on the GPU (q4: ours).
+    quantization_level: service.model.loaded?.format.toUpperCase() ?? "",
   });
   const listed = async () => ({
     name: `${service.model.id}:latest`,
     model: `${service.model.id}:latest`,
     modified_at: new Date(service.model.created * 1000).toISOString(),
-    size: 0,
+    size: service.model.loaded?.bytes ?? 0,
     digest: [
       ...new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(service.model.id))),
     ].map((b) => b.toString(16).padStart(2, "0")).join(""),

@@ -30,6 +30,8 @@ export type WorkerLocalOptions = Omit<LocalEngineOptions, "constraints"> & {
 
 /** What the worker reports once the model serves. */
 export interface WorkerReady {
+  /** The weights as loaded: bytes on the GPU, and the decoder's format (see ComponentPlan). */
+  weights: { bytes: number; format: string };
   limits: RequestLimits;
   prefillChunk: number;
   adapter: string;

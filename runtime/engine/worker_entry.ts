@@ -56,6 +56,7 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
     post({
       type: "ready",
       ready: {
+        weights: { bytes: plan.weights.total, format: plan.weights.decoder.format },
         limits: engine.limits,
         prefillChunk: engine.prefillChunk,
         adapter: model.ctx.gpu.name,
