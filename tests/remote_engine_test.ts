@@ -684,3 +684,25 @@ Deno.test("remote: refresh says when no host can serve; hosts that all changed m
     await hosts[0].server.shutdown();
   }
 });
+
+Deno.test("remote: a gateway without requests is not superseded by time alone", async () => {
+  // One host serves the gateway's model, one another: a gateway that checks nothing while idle (statuses are
+  // asked for with requests) keeps its model, as its last statuses had it.
+  const hosts = [
+    fakeHost(() => frames(tokens([1])), () => hostStatus()),
+    fakeHost(
+      () => frames(tokens([1])),
+      () => ({ ...hostStatus(), model: { ...hostStatus().model, id: "v2" } }),
+    ),
+  ];
+  const pool = new RemoteEngine({ hosts: hosts.map((h) => h.url), secret: SECRET, statusTtlMs: 60_000 });
+  try {
+    await pool.start();
+    assert.equal(pool.superseded, false);
+    await new Promise((resolve) => setTimeout(resolve, 10_500));
+    assert.equal(pool.superseded, false, "idle for longer than a host's pause may last");
+  } finally {
+    await pool.close();
+    for (const host of hosts) await host.server.shutdown();
+  }
+});

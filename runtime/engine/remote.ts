@@ -104,7 +104,8 @@ interface Host {
   otherPolicy?: boolean;
   /**
    * When a status last said it serves the gateway's model. A host that stops answering still counts as serving
-   * it for SUPERSEDE_AFTER_MS (paused, restarting), so that the gateway is not rebuilt for the other model then.
+   * it for SUPERSEDE_AFTER_MS of checks after that (paused, restarting), so that the gateway is not rebuilt for
+   * the other model then; counted from its last check, not from now: a gateway without requests checks nothing.
    */
   servedAt?: number;
   /** The status request in flight, if any. */
@@ -371,12 +372,11 @@ export class RemoteEngine implements Engine {
    * after an upgrade of all hosts, the gateway has to be built again (functions/edge.ts does).
    */
   get superseded(): boolean {
-    const now = Date.now();
     const serving = this.#hosts.filter((h) => !h.down);
     // Every serving host has settings of its own (restarted with other limits or defaults): built again with them.
     if (serving.length && serving.every((h) => h.otherPolicy)) return true;
     return this.#hosts.some((h) => h.mismatched) &&
-      !this.#hosts.some((h) => h.servedAt !== undefined && now - h.servedAt < SUPERSEDE_AFTER_MS);
+      !this.#hosts.some((h) => h.servedAt !== undefined && h.checked - h.servedAt < SUPERSEDE_AFTER_MS);
   }
 
   get vocabSize(): number {
