@@ -93,6 +93,17 @@ Deno.test("edge gateway: the bundle under Deno and workerd, two GPU hosts, one k
       const refused = await post(`${gateway.url}/v1/chat/completions`, { messages: [] });
       assert.equal(refused.status, 401);
       await assertSameAnswers(gateway.url, b.url);
+      // Ollama's model list as the host gives it: parameters, size and format of the weights.
+      const [edgeTags, hostTags] = await Promise.all([
+        fetch(`${gateway.url}/api/tags`, { headers: { authorization: `Bearer ${KEY}` } }).then((r) =>
+          r.json()
+        ),
+        fetch(`${b.url}/api/tags`).then((r) => r.json()),
+      ]);
+      assert.ok(hostTags.models[0].size > 0);
+      const listed = (tags: { models: { size: number; details: unknown }[] }) =>
+        tags.models.map(({ size, details }) => ({ size, details }));
+      assert.deepEqual(listed(edgeTags), listed(hostTags));
       // The gateway reads an image's header only: a file whose data is broken is refused by the host decoding it.
       const png = await Deno.readFile(fixture("golden/images/chat_a_32x48.png"));
       const broken = `data:image/png;base64,${png.subarray(0, png.length - 40).toBase64()}`;

@@ -342,6 +342,9 @@ export interface HostStatus {
     created: number;
     demo: boolean;
     description: string;
+    /** The weights in all, and once loaded their bytes on the GPU and format (see ModelInfo). */
+    parameters?: number;
+    loaded?: { bytes: number; format: string };
   };
   /** Null while loading. */
   contextLength: number | null;
@@ -376,6 +379,8 @@ const statusSchema = z.object({
     created: z.number(),
     demo: z.boolean(),
     description: z.string(),
+    parameters: z.number().optional(),
+    loaded: z.object({ bytes: z.number(), format: z.string() }).optional(),
   }),
   contextLength: z.number().int().positive().nullable(),
   stats: z.object({
