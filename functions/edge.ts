@@ -25,7 +25,7 @@
  */
 import type { Hono } from "hono";
 import { EngineUnavailableError } from "../runtime/engine/engine.ts";
-import { RemoteEngine } from "../runtime/engine/remote.ts";
+import { RemoteEngine, SecretRefusedError } from "../runtime/engine/remote.ts";
 import { log } from "../runtime/log.ts";
 import { parseSize } from "../runtime/model/offer.ts";
 import { Tokenizer } from "../runtime/tokenizer/tokenizer.ts";
@@ -174,7 +174,10 @@ export function edgeWorker(wasm: WebAssembly.Module) {
         app = built.app;
       } catch (err) {
         gateway = undefined; // the next request tries again
-        if (err instanceof ConfigError) return failure(request, 500, err.message, "gateway_misconfigured");
+        if (err instanceof ConfigError || err instanceof SecretRefusedError) {
+          log.error("the gateway is misconfigured", { error: err.message });
+          return failure(request, 500, err.message, "gateway_misconfigured");
+        }
         if (err instanceof EngineUnavailableError) {
           log.warn("the gateway cannot start yet", { error: err.message });
           return failure(request, 503, err.message, "engine_unavailable");

@@ -22,6 +22,7 @@ import {
   RemoteEngine,
   type RemoteEngineOptions,
   routingKey,
+  SecretRefusedError,
 } from "../runtime/engine/remote.ts";
 import {
   decodeRequest,
@@ -323,8 +324,13 @@ Deno.test("remote: 429 when every host is busy, 503 naming each host when none i
   });
   await loading.server.shutdown();
   const guarded = fakeHost(() => frames([]));
+  // Every host refusing the secret is a misconfiguration (the gateway's 500), not an outage to retry.
   const wrong = new RemoteEngine({ hosts: [guarded.url], secret: "not-the-secret" });
-  await assert.rejects(wrong.start(), /wrong secret/);
+  await assert.rejects(wrong.start(), (err: Error) => {
+    assert.ok(err instanceof SecretRefusedError, String(err));
+    assert.match(err.message, /PIXTRAL_INTERNAL_SECRET must equal the hosts' --internal-secret/);
+    return true;
+  });
   await guarded.server.shutdown();
 });
 

@@ -100,6 +100,8 @@ interface Host {
   sent: number;
   /** Whether its last status said it serves another model or tokenizer than the gateway's. */
   mismatched?: boolean;
+  /** Whether it refused the gateway's internal secret (a 401) when last asked. */
+  refused?: boolean;
   /** Whether its last status had other settings than the gateway's, of those only the gateway applies. */
   otherPolicy?: boolean;
   /**
@@ -144,6 +146,11 @@ class Counted {
 }
 
 /** A host's refusal or failure of one request. */
+/** Every host refused the gateway's internal secret: a misconfiguration, which no retry mends. */
+export class SecretRefusedError extends Error {
+  override name = "SecretRefusedError";
+}
+
 class HostFailure extends Error {
   constructor(
     readonly host: Host,
@@ -197,6 +204,10 @@ const MAX_RETRY_AFTER = 300;
 /** The error frame of a failed response, or one made from its status line. */
 async function failureOf(host: Host, res: Response): Promise<HostFailure> {
   const text = await res.text().catch(() => "");
+  if (res.status === 401) {
+    host.refused = true;
+    return new HostFailure(host, "unavailable", "it refused the gateway's internal secret");
+  }
   try {
     const frame = decodeFrame(text.trim());
     if ("error" in frame) {
@@ -318,6 +329,12 @@ export class RemoteEngine implements Engine {
     );
     for (const host of this.#hosts) if (host.status) this.#judge(host, host.status);
     const ready = this.#hosts.find((h) => !h.down);
+    if (!ready && this.#hosts.every((h) => h.refused)) {
+      throw new SecretRefusedError(
+        "every GPU host refused the gateway's internal secret: PIXTRAL_INTERNAL_SECRET must equal the hosts' " +
+          "--internal-secret",
+      );
+    }
     if (!ready) throw new EngineUnavailableError(`no GPU host is ready: ${this.#reasons()}`);
     return ready.status!;
   }
@@ -606,6 +623,7 @@ export class RemoteEngine implements Engine {
       host.status = status;
       if (status.stats) host.counted.update(status.stats, status.model.created);
       host.sent = 0;
+      host.refused = false;
       this.#judge(host, status);
     } catch (err) {
       host.down = describe(err); // what it serves is not known: servedAt and mismatched stay
