@@ -270,9 +270,9 @@ async function runChoice(
       // Complete calls are what the client acts on, even if whitespace after them ran into max_tokens (as vLLM).
       finish = "tool_calls";
     } else {
-      // Not a list of calls (cut short by max_tokens, or malformed): the client gets what the model wrote.
+      // Not a list of calls (cut short by max_tokens, or malformed): the client gets what the model wrote, as
+      // text, or (the Messages, Responses and chat APIs) the calls max_tokens cut as far as they went.
       callText = lists.join("");
-      log.warn("the model's tool calls are not a JSON list of calls; returned as text", { text: callText });
       if (finish === "length" && reader!.calls.length) {
         const calls = reader!.calls.map(({ id, name, arguments: args }): ToolCallOut => ({
           id,
@@ -280,6 +280,11 @@ async function runChoice(
           function: { name, arguments: args },
         }));
         cutCalls = { calls, text: full };
+        log.info("max_tokens cut the model's tool calls: they stand as far as they went", {
+          calls: calls.length,
+        });
+      } else {
+        log.warn("the model's tool calls are not a JSON list of calls; returned as text", { text: callText });
       }
       full += callText;
     }
