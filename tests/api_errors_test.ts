@@ -164,6 +164,30 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
       /a tool message cannot follow a user message/,
       "messages[1]",
     );
+    // A system message after an answer goes first with the others, as OpenAI takes it (mistral_common refuses it
+    // there); after the last answer, an empty user turn takes it. Errors name messages where the request has them.
+    const late = [
+      { role: "user", content: "hi" },
+      { role: "assistant", content: "yo" },
+      { role: "system", content: "Be brief." },
+      { role: "user", content: "again" },
+    ];
+    const [lifted, counted] = await Promise.all([
+      post(chat, { messages: late, max_tokens: 1 }),
+      post(`${url}/tokenize`, { messages: [late[2], late[0], late[1], late[3]] }),
+    ]);
+    assert.equal(lifted.status, 200, JSON.stringify(lifted.json));
+    assert.equal(lifted.json.usage.prompt_tokens, counted.json.count);
+    assert.equal((await post(`${url}/tokenize`, { messages: late })).json.count, counted.json.count);
+    const ending = await post(chat, { messages: late.slice(0, 3), max_tokens: 1 });
+    assert.equal(ending.status, 200, JSON.stringify(ending.json));
+    const badImage = {
+      role: "user",
+      content: [{ type: "image_url", image_url: { url: "data:image/png;base64,AAAA" } }],
+    };
+    const misplaced = await post(chat, { messages: [badImage, ...late.slice(1)], max_tokens: 1 });
+    assert.equal(misplaced.status, 400, JSON.stringify(misplaced.json));
+    assert.equal(misplaced.json.error.param, "messages[0].content[0].image_url");
     expectError(
       await post(chat, { ...user("hi"), tools: [...tools, ...tools] }),
       400,

@@ -11,6 +11,7 @@
  * message first, in order (systemsLifted): Pixtral's format puts them all in the last user turn anyway.
  */
 import { log } from "../../runtime/log.ts";
+import { pyAt, type PyValue } from "../../runtime/prompt/pyjson.ts";
 import { RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
 import type { PreparedChat } from "./prepare.ts";
@@ -149,4 +150,28 @@ export async function cutToFit(
 function settled(tried: PreparedChat | RequestError): PreparedChat {
   if (tried instanceof RequestError) throw tried;
   return tried;
+}
+
+/**
+ * A system message after an answer or a tool result, which mistral_common refuses and OpenAI takes: every system
+ * message goes first, in order, as the other routes place them, and after a last answer an empty
+ * user turn takes them. `param` names a chat message as the request placed it.
+ */
+export function systemsFirst<R extends { messages: Message[] }>(chat: R, source: PyValue | undefined) {
+  const order = systemsLifted(chat.messages);
+  if (order.every((j, i) => j === i)) return { request: chat, source };
+  const empty = { role: "user" as const, content: "" };
+  const after = endsInSystemAfterAnswer(chat.messages);
+  const messages = [...order.map((j) => chat.messages[j]), ...after ? [empty] : []];
+  const sourceMessages = pyAt(source, "messages");
+  if (source instanceof Map && Array.isArray(sourceMessages)) {
+    const emptySource: PyValue = new Map([["role", "user"], ["content", ""]]);
+    source = new Map([...source, ["messages", [
+      ...order.map((j) => sourceMessages[j]),
+      ...after ? [emptySource] : [],
+    ]]]);
+  }
+  const param = (p: string) =>
+    p.replace(/^messages\[(\d+)\]/, (_, i) => `messages[${order[Number(i)] ?? chat.messages.length - 1}]`);
+  return { request: { ...chat, messages: messages as R["messages"] }, source, param };
 }

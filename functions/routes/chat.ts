@@ -2,7 +2,9 @@
 import { Hono } from "hono";
 import { log } from "../../runtime/log.ts";
 import { type ChoiceUpdate, runCompletion, usage } from "../chat/completion.ts";
+import { systemsFirst } from "../chat/history.ts";
 import { prepareChat } from "../chat/prepare.ts";
+import { renamed } from "../chat/responses.ts";
 import { pySource } from "../chat/tools.ts";
 import { parseChatRequest, RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
@@ -25,7 +27,10 @@ export function chatRoutes(service: Service): Hono {
       throw new RequestError("stream_options is only allowed with stream: true", "stream_options");
     }
     const signal = c.req.raw.signal;
-    const prepared = await prepareChat(chat, service, signal, pySource(chat, text));
+    const { request, source, param } = systemsFirst(chat, pySource(chat, text));
+    const prepared = await prepareChat(request, service, signal, source).catch((err) => {
+      throw param ? renamed(err, param, []) : err;
+    });
     const run = runCompletion(service, [prepared], signal);
     const id = completionId(), created = Math.floor(Date.now() / 1000), model = service.model.id;
     const head = { id, object: "chat.completion.chunk", created, model };

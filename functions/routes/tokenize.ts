@@ -6,6 +6,7 @@
 import { TextBudget } from "../chat/long_text.ts";
 import { Hono } from "hono";
 import { z } from "zod";
+import { systemsFirst } from "../chat/history.ts";
 import { encodeChat } from "../chat/prepare.ts";
 import { pySource, toolUse } from "../chat/tools.ts";
 import { chatRequestSchema, parseWith, refuseMessageImages, RequestError } from "../schema/chat.ts";
@@ -58,8 +59,9 @@ export function tokenizeRoutes(service: Service): Hono {
           ),
         ];
       } else {
-        const source = pySource(body, text);
-        const tools = toolUse(body, source);
+        // As the chat route takes them: system messages after an answer go first.
+        const { request, source } = systemsFirst(body, pySource(body, text));
+        const tools = toolUse(request, source);
         const options = {
           signal: c.req.raw.signal,
           safePrompt: body.safe_prompt,
@@ -68,7 +70,7 @@ export function tokenizeRoutes(service: Service): Hono {
           resize: body.image_resize ?? undefined,
           counting: true,
         };
-        ids = (await encodeChat(body.messages, service, options)).ids;
+        ids = (await encodeChat(request.messages, service, options)).ids;
       }
       // While the model loads the context is not known yet (the memory plan sizes it): null until then.
       return c.json({ count: ids.length, max_model_len: service.engine?.contextLength ?? null, tokens: ids });
