@@ -69,7 +69,7 @@ function scalar(text: string): string | undefined {
 }
 
 /** Reads a JSON string character by character: decoded characters out, escapes held until whole. */
-class StringReader {
+export class StringReader {
   /** Whether the closing quote came. */
   ended = false;
   #escape: string | undefined;

@@ -8,6 +8,7 @@ import { PromptError } from "../../runtime/prompt/instruct.ts";
 import { pyAt, pyJsonLoads, type PyValue } from "../../runtime/prompt/pyjson.ts";
 import { type ChatRequest, parseChatRequest, RequestError } from "../schema/chat.ts";
 import type { ResponsesPart, ResponsesRequest } from "../schema/responses.ts";
+import { StringReader } from "./call_reader.ts";
 import { addOpeningTurn, endsInSystemAfterAnswer, keptFrom, systemsLifted } from "./history.ts";
 
 /** Where a chat message came from in the Responses request. */
@@ -78,55 +79,35 @@ export function customInput(args: string): string {
   return typeof input === "string" ? input : customInputSoFar(args);
 }
 
-const ESCAPED: Record<string, string> = {
-  '"': '"',
-  "\\": "\\",
-  "/": "/",
-  b: "\b",
-  f: "\f",
-  n: "\n",
-  r: "\r",
-  t: "\t",
-};
-
 /**
  * The input of a custom tool's call read as its arguments are written: `{"input": "` and then the string's
  * characters up to the last whole one (an escape or a surrogate pair cut short waits for the rest). Each piece is
  * read once: a long patch streams in linear time.
  */
 export class CustomInputReader {
-  #args = "";
-  /** Where reading goes on in the arguments: -1 before the string opens. */
-  #at = -1;
-  #closed = false;
+  /** The arguments until the string opens. */
+  #head = "";
+  #string?: StringReader;
+  #stopped = false;
   #input = "";
 
   /** The input so far, with `piece` of the arguments added. */
   push(piece: string): string {
-    this.#args += piece;
-    const args = this.#args;
-    if (this.#at < 0) {
-      const open = /^\s*\{\s*"input"\s*:\s*"/.exec(args);
+    let rest = piece;
+    if (!this.#string) {
+      this.#head += piece;
+      const open = /^\s*\{\s*"input"\s*:\s*"/.exec(this.#head);
       if (!open) return "";
-      this.#at = open[0].length;
+      this.#string = new StringReader();
+      rest = this.#head.slice(open[0].length);
     }
-    let i = this.#at;
-    while (!this.#closed && i < args.length) {
-      if (args[i] === '"') this.#closed = true;
-      else if (args[i] !== "\\") this.#input += args[i++];
-      else if (args[i + 1] === "u") {
-        const hex = args.slice(i + 2, i + 6);
-        if (!/^[0-9a-fA-F]{4}$/.test(hex)) break;
-        this.#input += String.fromCharCode(parseInt(hex, 16));
-        i += 6;
-      } else if (ESCAPED[args[i + 1]] !== undefined) {
-        this.#input += ESCAPED[args[i + 1]];
-        i += 2;
-      } else break;
+    for (const c of rest) {
+      if (this.#stopped || this.#string.ended) break;
+      const read = this.#string.push(c);
+      if (read === undefined) this.#stopped = true; // not JSON: the input stands as far as it went
+      else this.#input += read;
     }
-    this.#at = i;
-    const last = this.#input.charCodeAt(this.#input.length - 1);
-    return last >= 0xd800 && last <= 0xdbff ? this.#input.slice(0, -1) : this.#input;
+    return this.#input;
   }
 }
 
