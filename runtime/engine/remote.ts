@@ -164,6 +164,9 @@ class HostFailure extends Error {
   }
 }
 
+/** A host's 401: the gateway's internal secret is not its own. */
+class SecretRefusal extends HostFailure {}
+
 function describe(err: unknown): string {
   if (err instanceof Error) {
     return err.cause instanceof Error ? `${err.message}: ${err.cause.message}` : err.message;
@@ -205,8 +208,7 @@ const MAX_RETRY_AFTER = 300;
 async function failureOf(host: Host, res: Response): Promise<HostFailure> {
   const text = await res.text().catch(() => "");
   if (res.status === 401) {
-    host.refused = true;
-    return new HostFailure(host, "unavailable", "it refused the gateway's internal secret");
+    return new SecretRefusal(host, "unavailable", "it refused the gateway's internal secret");
   }
   try {
     const frame = decodeFrame(text.trim());
@@ -626,6 +628,7 @@ export class RemoteEngine implements Engine {
       host.refused = false;
       this.#judge(host, status);
     } catch (err) {
+      host.refused = err instanceof SecretRefusal;
       host.down = describe(err); // what it serves is not known: servedAt and mismatched stay
     } finally {
       host.checked = Date.now();
