@@ -208,7 +208,19 @@ const SCHEMAS: Record<string, unknown> = {
     maxItems: 2,
   },
   patterned: { type: "object", patternProperties: { "^a[0-9]$": { type: "boolean" } } },
-  // Sets beyond ASCII, `.` and negated sets: in a JSON string they match no quote, backslash or control character.
+  // What a JSON string holds only escaped, matched by the string's value (as a patch or a quote is written).
+  escaped: {
+    type: "object",
+    properties: {
+      quote: { type: "string", pattern: '^say "(hi|\\\\)"$' },
+      lines: { type: "string", pattern: "^(?:[+-].?.?\\n){1,3}$" },
+      tabbed: { type: "string", pattern: "^a[\t\r]b$" },
+    },
+    required: ["quote", "lines", "tabbed"],
+    additionalProperties: false,
+  },
+  // Sets beyond ASCII, `.` and negated sets: in a JSON string they match quotes, backslashes, tabs and newlines
+  // (escaped), no other control character.
   wider: {
     type: "array",
     prefixItems: [
@@ -444,6 +456,9 @@ Deno.test("random walks through the allowed tokens end in JSON that the schema v
       }
       assert.equal(xgrammarPattern("(.*)*x", "text", ""), xgrammarPattern(".*x", "text", ""));
       assert.equal(xgrammarPattern("((?:ab)+)+", "text", ""), xgrammarPattern("(?:ab)+", "text", ""));
+      // In a JSON string, what must be escaped is written escaped; in text, as it is.
+      assert.equal(xgrammarPattern('a"\n', "json", ""), 'a\\\\"\\\\n');
+      assert.equal(xgrammarPattern('a"\n', "text", ""), 'a"\\n');
     },
   );
 });
@@ -1293,7 +1308,7 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     [{ type: "string", pattern: "^[a-z]+@[a-z]+$", maxLength: 12 }, /pattern and minLength/],
     [{ type: "string", const: "hello", maxLength: 3 }, /no value of "enum" or "const" fits/],
     [{ $defs: { A: { default: { type: "string" } } }, $ref: "#/$defs/A/default" }, /not a subschema/],
-    [{ type: "string", pattern: "^[\\b]$" }, /U\+0008, which a JSON string holds only escaped/],
+    [{ type: "string", pattern: "^[\\b]$" }, /U\+0008, which no token may write/],
     [
       { type: "object", properties: { a: { type: "integer" } }, dependencies: { a: ["b"] } },
       /"dependencies"/,
@@ -1324,11 +1339,6 @@ Deno.test("the schema check refuses keywords the grammar would ignore, naming th
     [{ type: "integer", default: nested(200) }, /values nested deeper than 128/],
     // Deeper groups break xgrammar's regex conversion (300 levels did); 32 compile.
     [{ type: "string", pattern: "(".repeat(33) + "a" + ")".repeat(33) }, /nests groups deeper than 32/],
-    // xgrammar writes a pattern's matches unescaped: a quote, a backslash or a control character the pattern
-    // needs (sets lose them: `.` matches none).
-    [{ type: "string", pattern: '^say "hi"$' }, /U\+0022, which a JSON string holds only escaped/],
-    [{ type: "string", pattern: "^a\\\\b$" }, /U\+005C/],
-    [{ type: "string", pattern: '^["\\\\]$' }, /a set of such characters only/],
     // The grammar would keep one of these and drop the other.
     [{
       anyOf: [{

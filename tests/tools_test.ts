@@ -118,6 +118,7 @@ Deno.test("a forced non-strict function whose schema is not wholly enforceable k
     choice: { name: "classify" },
     parallel: true,
     strict: new Map([["classify", false]]),
+    inputs: new Map(),
   };
   const { format } = toolGeneration(use, 9);
   // The relaxed schema: the same but for the keywords the grammar cannot enforce (the bounds on confidence it can).

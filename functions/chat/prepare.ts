@@ -448,16 +448,19 @@ export function samplingOf(
   return sampling;
 }
 
-/** `source`: the request body as Python reads it (see pySource), for tools and arguments given as objects. */
+/**
+ * `source`: the request body as Python reads it (see pySource), for tools and arguments given as objects;
+ * `inputs`: custom tools' input patterns (see ToolUse).
+ */
 export async function prepareChat(
   chat: ChatRequest,
   service: Service,
   signal?: AbortSignal,
   source?: PyValue,
-  options: { decoded?: DecodedImages } = {},
+  options: { decoded?: DecodedImages; inputs?: Map<string, string> } = {},
 ): Promise<PreparedChat> {
   refuseWhenFull(service);
-  const tools = toolUse(chat, source);
+  const tools = toolUse(chat, source, options.inputs);
   const encoded = await encodeChat(chat.messages, service, {
     signal,
     decoded: options.decoded,

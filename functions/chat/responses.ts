@@ -8,7 +8,7 @@ import { PromptError } from "../../runtime/prompt/instruct.ts";
 import { pyAt, pyJsonLoads, type PyValue } from "../../runtime/prompt/pyjson.ts";
 import { type ChatRequest, parseChatRequest, RequestError } from "../schema/chat.ts";
 import type { ResponsesPart, ResponsesRequest } from "../schema/responses.ts";
-import { StringReader } from "./call_reader.ts";
+import { CUSTOM_INPUT, inputPattern } from "./custom_tools.ts";
 import { addOpeningTurn, endsInSystemAfterAnswer, keptFrom, systemsLifted } from "./history.ts";
 
 /** Where a chat message came from in the Responses request. */
@@ -28,6 +28,8 @@ export interface ResponsesChat {
   source?: PyValue;
   /** A chat request's parameter (`messages[2].content[0]`) as the Responses request names it. */
   param(chatParam: string): string;
+  /** The patterns custom tools' inputs are held to, by the name the model calls them by. */
+  inputs: Map<string, string>;
   /** A called function's name as the Responses request names it: with its namespace, if in one. */
   callName(name: string): CallName;
 }
@@ -43,21 +45,15 @@ interface FlatTool {
   namespace?: string;
   /** A custom tool, which the model calls as `tool`: a function of one string, its input. */
   custom?: boolean;
+  /** A custom tool's: the pattern its input is held to (see inputPattern). */
+  input?: string;
   /** Its path in the request body (`["tools", 4, "tools", 0]`). */
   path: (string | number)[];
 }
 
-/** The parameters of the function a custom tool is called as: its input, as one string. */
-export const CUSTOM_INPUT = {
-  type: "object",
-  properties: { input: { type: "string" } },
-  required: ["input"],
-  additionalProperties: false,
-} as const;
-
 /**
- * A custom tool as the function the model calls: its grammar, if any, goes in the description, for the model to
- * follow (it is not enforced: the grammar engine takes JSON Schema, GBNF and regular expressions, not Lark).
+ * A custom tool as the function the model calls (see custom_tools.ts): its grammar, if any, goes in the
+ * description, for the model to follow.
  */
 function customFunction(tool: CustomTool): FunctionTool {
   const format = tool.format?.type === "grammar"
@@ -72,50 +68,6 @@ function customFunction(tool: CustomTool): FunctionTool {
   };
 }
 
-/** The input a custom tool's call gives: its arguments' `input`, or as much of it as they hold (cut short). */
-export function customInput(args: string): string {
-  const value = pyJsonLoads(args);
-  const input = value instanceof Map ? value.get("input") : undefined;
-  return typeof input === "string" ? input : customInputSoFar(args);
-}
-
-/**
- * The input of a custom tool's call read as its arguments are written: `{"input": "` and then the string's
- * characters up to the last whole one (an escape or a surrogate pair cut short waits for the rest). Each piece is
- * read once: a long patch streams in linear time.
- */
-export class CustomInputReader {
-  /** The arguments until the string opens. */
-  #head = "";
-  #string?: StringReader;
-  #stopped = false;
-  #input = "";
-
-  /** The input so far, with `piece` of the arguments added. */
-  push(piece: string): string {
-    let rest = piece;
-    if (!this.#string) {
-      this.#head += piece;
-      const open = /^\s*\{\s*"input"\s*:\s*"/.exec(this.#head);
-      if (!open) return "";
-      this.#string = new StringReader();
-      rest = this.#head.slice(open[0].length);
-    }
-    for (const c of rest) {
-      if (this.#stopped || this.#string.ended) break;
-      const read = this.#string.push(c);
-      if (read === undefined) this.#stopped = true; // not JSON: the input stands as far as it went
-      else this.#input += read;
-    }
-    return this.#input;
-  }
-}
-
-/** The input of a custom tool's call as far as `args`, its arguments written so far, give it. */
-export function customInputSoFar(args: string): string {
-  return new CustomInputReader().push(args);
-}
-
 /**
  * The request's function tools, those of namespace tools and custom tools among them (Pixtral's format has
  * neither): each under its own name, or `namespace__name` where another tool has the name. Web search tools are
@@ -126,7 +78,9 @@ export function flatTools(request: ResponsesRequest) {
   (request.tools ?? []).forEach((tool, i) => {
     if (tool.type === "function") tools.push({ tool, name: tool.name, path: ["tools", i] });
     if (tool.type === "custom") {
-      tools.push({ tool: customFunction(tool), name: tool.name, custom: true, path: ["tools", i] });
+      const grammar = tool.format?.type === "grammar" ? tool.format : undefined;
+      const input = grammar && inputPattern(tool.name, grammar, `tools[${i}].format.definition`);
+      tools.push({ tool: customFunction(tool), name: tool.name, custom: true, input, path: ["tools", i] });
     }
     if (tool.type === "namespace") {
       tool.tools.forEach((child, j) =>
@@ -396,7 +350,10 @@ export function toChat(request: ResponsesRequest, text: string, from = 0): Respo
       }),
     ]]);
   }
-  return { chat, source, param, callName: flat.callName };
+  const inputs = new Map(
+    flat.tools.flatMap((t) => t.input === undefined ? [] : [[flat.flatName(t.name, t.namespace), t.input]]),
+  );
+  return { chat, source, param, callName: flat.callName, inputs };
 }
 
 /** The chat API's words in error messages, as the Responses API says them. */

@@ -29,6 +29,7 @@ import type { ToolDefinition } from "../../runtime/prompt/instruct.ts";
 import { log } from "../../runtime/log.ts";
 import { type ChatRequest, RequestError } from "../schema/chat.ts";
 import { mayBe } from "../../runtime/grammar/schema.ts";
+import { inputSchema } from "./custom_tools.ts";
 
 /** The tools of a request and how the model may use them. */
 export interface ToolUse {
@@ -38,6 +39,11 @@ export interface ToolUse {
   parallel: boolean;
   /** Each function's `strict` flag, by name. */
   strict: Map<string, boolean>;
+  /**
+   * Custom tools' input patterns, by name: a call's `input` string is held to it (the prompt shows the function
+   * without it; see custom_tools.ts).
+   */
+  inputs: Map<string, string>;
 }
 
 /** A call as the API reports it: `arguments` as JSON text. */
@@ -54,6 +60,7 @@ export interface ToolCallOut {
 export function toolUse(
   chat: Pick<ChatRequest, "tools" | "tool_choice" | "parallel_tool_calls">,
   source?: PyValue,
+  inputs = new Map<string, string>(),
 ): ToolUse | undefined {
   const tools = chat.tools ?? [];
   const choice = chat.tool_choice ?? "auto";
@@ -102,6 +109,7 @@ export function toolUse(
       : choice,
     parallel: chat.parallel_tool_calls ?? true,
     strict: new Map(tools.map(({ function: f }) => [f.name, f.strict ?? false])),
+    inputs,
   };
 }
 
@@ -150,7 +158,8 @@ export function toolGeneration(use: ToolUse | undefined, toolCalls: number): Too
   const named = typeof use.choice === "object" ? use.choice.name : undefined;
   const functions = use.definitions.flatMap((d, i) => {
     if (named !== undefined && d.name !== named) return [];
-    let parameters = toJs(d.parameters);
+    const input = use.inputs.get(d.name);
+    let parameters = input === undefined ? toJs(d.parameters) : inputSchema(input);
     if (typeof parameters !== "object" || parameters === null || Object.keys(parameters).length === 0) {
       parameters = { type: "object" };
     }

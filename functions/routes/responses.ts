@@ -12,14 +12,8 @@ import { pyJsonLoads } from "../../runtime/prompt/pyjson.ts";
 import { type ChoiceResult, type LogprobEntry, runCompletion } from "../chat/completion.ts";
 import { answerRoom, cutToFit } from "../chat/history.ts";
 import { type DecodedImages, prepareChat, type PreparedChat } from "../chat/prepare.ts";
-import {
-  type CallName,
-  customInput,
-  CustomInputReader,
-  flatTools,
-  renamed,
-  toChat,
-} from "../chat/responses.ts";
+import { type CallName, flatTools, renamed, toChat } from "../chat/responses.ts";
+import { customInput, CustomInputReader } from "../chat/custom_tools.ts";
 import type { ToolCallOut } from "../chat/tools.ts";
 import { OutputItems } from "../chat/output_items.ts";
 import { parseResponsesRequest, type ResponsesRequest } from "../schema/responses.ts";
@@ -238,9 +232,9 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
       const { callName } = flatTools(request);
       const decoded: DecodedImages = new Map();
       const prepare = async (from: number) => {
-        const { chat, source, param } = toChat(request, text, from);
+        const { chat, source, param, inputs } = toChat(request, text, from);
         try {
-          const prepared = await prepareChat(chat, service, signal, source, { decoded });
+          const prepared = await prepareChat(chat, service, signal, source, { decoded, inputs });
           // An image a GPU host behind a gateway cannot decode is named as this request names it.
           prepared.imageParams = prepared.imageParams?.map(param);
           return prepared;

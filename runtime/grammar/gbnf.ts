@@ -478,11 +478,11 @@ function cutToText(expr: Expr, rule: string): Expr {
   switch (expr.kind) {
     case "set": {
       if (expr.set.length === 0) refuse("a class that holds nothing");
-      const set = intersect(expr.set, WRITABLE.text);
+      const set = intersect(expr.set, WRITABLE);
       return set.length ? { kind: "set", set } : refuse("a class of such characters only");
     }
     case "text": {
-      const bad = expr.codes.find((code) => intersect([[code, code]], WRITABLE.text).length === 0);
+      const bad = expr.codes.find((code) => intersect([[code, code]], WRITABLE).length === 0);
       return bad === undefined ? expr : refuse(`U+${bad.toString(16).toUpperCase().padStart(4, "0")}`);
     }
     case "seq":

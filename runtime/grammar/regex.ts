@@ -24,21 +24,25 @@ type Node =
   | { kind: "repeat"; body: Node; min: number; max: number }
   | { kind: "anchor"; at: "^" | "$" };
 
-/** Where a pattern's matches go: JSON strings (written unescaped between the quotes), or text. */
+/** Where a pattern's matches go: JSON strings (between the quotes, escaped), or text. */
 export type PatternTarget = "json" | "text";
 
 const MAX_CODE_POINT = 0x10ffff;
 /** Every code point UTF-8 encodes (surrogates excluded). */
 export const UNIVERSE: Ranges = [[0, 0xd7ff], [0xe000, MAX_CODE_POINT]];
 /**
- * What the output may hold. In a JSON string: no quote, backslash or control character (xgrammar writes a match
- * as it is). In text: no control character but tab, newline and carriage return (tokens with others are never
- * allowed, see vocabulary.ts).
+ * What a match may hold: no control character but tab, newline and carriage return (tokens with others are
+ * never allowed, see vocabulary.ts; in a JSON string they would take a \\u escape, which is not written here).
  */
-export const WRITABLE: Record<PatternTarget, Ranges> = {
-  json: subtract(UNIVERSE, [[0, 0x1f], [0x22, 0x22], [0x5c, 0x5c]]),
-  text: subtract(UNIVERSE, [[0, 0x08], [0x0b, 0x0c], [0x0e, 0x1f]]),
-};
+export const WRITABLE: Ranges = subtract(UNIVERSE, [[0, 0x08], [0x0b, 0x0c], [0x0e, 0x1f]]);
+
+/**
+ * The characters a JSON string holds only escaped, and the letter of each one's escape (`\\n` for a newline).
+ * xgrammar writes a pattern's match between the quotes as it is, so a match for a JSON string is printed with
+ * them escaped: the string's value, once read, is what the pattern matches, as JSON Schema means it.
+ */
+const JSON_ESCAPES = new Map([[0x22, 0x22], [0x5c, 0x5c], [0x09, 0x74], [0x0a, 0x6e], [0x0d, 0x72]]);
+const ESCAPED: Ranges = union([], [...JSON_ESCAPES.keys()].map((c): [number, number] => [c, c]));
 
 const DIGIT: Ranges = [[0x30, 0x39]];
 const WORD: Ranges = [[0x30, 0x39], [0x41, 0x5a], [0x5f, 0x5f], [0x61, 0x7a]];
@@ -71,8 +75,8 @@ export const MAX_COST = 800;
 const MAX_OPTIONAL_RUN = { parts: 8, cost: 96 };
 
 /**
- * `pattern` printed for xgrammar, matching what it matches whole (anchors at its ends dropped), less what
- * `target` may not hold. Throws a FormatError (at `path`) for what cannot be so. `counted`: the masks keep the
+ * `pattern` printed for xgrammar, matching what it matches whole (anchors at its ends dropped), less what is not
+ * written (WRITABLE), as `target` writes it (a JSON string: escaped). Throws a FormatError (at `path`) for what cannot be so. `counted`: the masks keep the
  * string's length (bounds.ts), so a pattern that is one set repeated (repeatedSet) is printed repeated freely.
  */
 export function xgrammarPattern(
@@ -84,7 +88,8 @@ export function xgrammarPattern(
   let root = simplify(new Parser([...pattern], path).parse());
   const repeat = counted ? repeatedSet(root) : undefined;
   if (repeat) root = { ...repeat, min: Math.min(repeat.min, 1), max: Infinity };
-  const writable = cut(root, WRITABLE[target], target, path);
+  const cutTo = cut(root, WRITABLE, path);
+  const writable = target === "json" ? escaped(cutTo) : cutTo;
   const split = splittable(writable);
   if (split) {
     throw new FormatError(
@@ -534,7 +539,7 @@ export function intersect(a: Ranges, b: Ranges): Ranges {
 }
 
 /** `node` with every set cut to `writable`; a set left empty is an error that says what it needed. */
-function cut(node: Node, writable: Ranges, target: PatternTarget, path: string): Node {
+function cut(node: Node, writable: Ranges, path: string): Node {
   switch (node.kind) {
     case "set": {
       if (node.set.length === 0) {
@@ -546,23 +551,49 @@ function cut(node: Node, writable: Ranges, target: PatternTarget, path: string):
           ? `U+${node.set[0][0].toString(16).toUpperCase().padStart(4, "0")}`
           : "a set of such characters only";
         throw new FormatError(
-          `the pattern needs ${what}, which ${
-            target === "json"
-              ? "a JSON string holds only escaped (xgrammar writes matches as they are): a quote, a backslash or " +
-                "a control character"
-              : "no token may write (a control character other than tab, newline and carriage return)"
-          }`,
+          `the pattern needs ${what}, which no token may write (a control character other than tab, newline ` +
+            "and carriage return; in a JSON string, where it takes a \\u escape, none is written)",
           path,
         );
       }
       return { kind: "set", set };
     }
     case "seq":
-      return { kind: "seq", items: node.items.map((n) => cut(n, writable, target, path)) };
+      return { kind: "seq", items: node.items.map((n) => cut(n, writable, path)) };
     case "alt":
-      return { kind: "alt", branches: node.branches.map((n) => cut(n, writable, target, path)) };
+      return { kind: "alt", branches: node.branches.map((n) => cut(n, writable, path)) };
     case "repeat":
-      return { ...node, body: cut(node.body, writable, target, path) };
+      return { ...node, body: cut(node.body, writable, path) };
+    case "anchor":
+      return node;
+  }
+}
+
+/** `node` as a JSON string writes its matches: each set's members that must be escaped as their escapes. */
+function escaped(node: Node): Node {
+  switch (node.kind) {
+    case "set": {
+      const special = intersect(node.set, ESCAPED);
+      if (special.length === 0) return node;
+      const letters = special.flatMap(([lo, hi]) =>
+        Array.from({ length: hi - lo + 1 }, (_, i) => JSON_ESCAPES.get(lo + i)!)
+      );
+      const escape: Node = {
+        kind: "seq",
+        items: [{ kind: "set", set: single(0x5c) }, {
+          kind: "set",
+          set: union([], letters.map((c): [number, number] => [c, c])),
+        }],
+      };
+      const plain = subtract(node.set, ESCAPED);
+      return plain.length ? { kind: "alt", branches: [{ kind: "set", set: plain }, escape] } : escape;
+    }
+    case "seq":
+      return { kind: "seq", items: node.items.map(escaped) };
+    case "alt":
+      return { kind: "alt", branches: node.branches.map(escaped) };
+    case "repeat":
+      return { ...node, body: escaped(node.body) };
     case "anchor":
       return node;
   }
@@ -702,9 +733,11 @@ function simplify(node: Node): Node {
 
 /**
  * A repetition (of two copies or more) whose copies can divide one text in more than one way: a body that may
- * match nothing, or one that may end in a repetition going on with what begins the body (`(\w+ ?)*`). xgrammar's
- * parser keeps every division alive, so each mask costs more as the text grows (measured: `(.*)*x` 14 ms per
- * mask at the first token, 3.4 s at the 24th; a common URL pattern stalled for minutes).
+ * match nothing, or one that may end in a repetition going on with what begins the body (`(\w+ ?)*`), unless
+ * the two part within LOOKAHEAD characters (Codex's patches: a hunk's `*** End of File` line or the next hunk's
+ * `*** Update File:`). xgrammar's parser keeps every division alive, so each mask costs more as the text grows
+ * (measured: `(.*)*x` 14 ms per mask at the first token, 3.4 s at the 24th; a common URL pattern stalled for
+ * minutes); ways that part within a few characters end there.
  */
 function splittable(node: Node): Node | undefined {
   switch (node.kind) {
@@ -718,10 +751,99 @@ function splittable(node: Node): Node | undefined {
     case "repeat": {
       if (node.max >= 2) {
         if (length(node.body, "min") === 0) return node;
-        if (intersect(goesOn(node.body), first(node.body)).length) return node;
+        if (intersect(goesOn(node.body), first(node.body)).length && !parted(node.body)) return node;
       }
       return splittable(node.body);
     }
+  }
+}
+
+/** Characters within which a repetition's next copy and a repetition going on inside the last must part. */
+const LOOKAHEAD = 16;
+/** Beginnings kept apart at most: past them, those of one length are merged (the check gets stricter). */
+const MAX_BEGINNINGS = 256;
+
+/** The first characters of a match, as sets; `ended`: the match may end after them. */
+type Beginning = { sets: Ranges[]; ended: boolean };
+
+/**
+ * Whether, after a copy of `body`, the next copy and any repetition in the copy going on instead differ within
+ * LOOKAHEAD characters (what follows such a repetition's extra copy is taken to match anything).
+ */
+function parted(body: Node): boolean {
+  const next = beginnings(body, LOOKAHEAD);
+  return goingOn(body).every((a) =>
+    next.every((b) => a.sets.some((set, i) => i < b.sets.length && !intersect(set, b.sets[i]).length))
+  );
+}
+
+/** Beginnings, those of one length and end merged (their sets joined) if there are too many. */
+function kept(list: Beginning[]): Beginning[] {
+  if (list.length <= MAX_BEGINNINGS) return list;
+  const merged = new Map<string, Beginning>();
+  for (const b of list) {
+    const key = `${b.sets.length}:${b.ended}`, known = merged.get(key);
+    merged.set(key, known ? { sets: known.sets.map((set, i) => union(set, b.sets[i])), ended: b.ended } : b);
+  }
+  return [...merged.values()];
+}
+
+/** The beginnings of a node's matches, up to `k` characters. */
+function beginnings(node: Node, k: number): Beginning[] {
+  const then = (heads: Beginning[], next: Node) =>
+    kept(
+      heads.flatMap((head) =>
+        !head.ended || head.sets.length >= k
+          ? [head]
+          : beginnings(next, k - head.sets.length).map((tail) => ({
+            sets: [...head.sets, ...tail.sets],
+            ended: tail.ended,
+          }))
+      ),
+    );
+  switch (node.kind) {
+    case "set":
+      return [{ sets: [node.set], ended: true }];
+    case "anchor":
+      return [{ sets: [], ended: true }];
+    case "seq":
+      return node.items.reduce(then, [{ sets: [], ended: true }]);
+    case "alt":
+      return kept(node.branches.flatMap((branch) => beginnings(branch, k)));
+    case "repeat": {
+      const out: Beginning[] = node.min === 0 ? [{ sets: [], ended: true }] : [];
+      let copies: Beginning[] = [{ sets: [], ended: true }];
+      // Past k copies every beginning is k long (copies that match nothing make no new ones).
+      for (let n = 1; n <= Math.min(node.max, Math.max(node.min, k + 1)); n++) {
+        copies = then(copies, node.body);
+        if (n >= node.min) out.push(...copies);
+        if (copies.every((c) => !c.ended || c.sets.length >= k)) break;
+      }
+      return kept(out);
+    }
+  }
+}
+
+/** The beginnings (see beginnings) of what a repetition that may end a node's match would go on with instead. */
+function goingOn(node: Node): Beginning[] {
+  switch (node.kind) {
+    case "set":
+    case "anchor":
+      return [];
+    case "seq": {
+      const out: Beginning[] = [];
+      for (let i = node.items.length - 1; i >= 0; i--) {
+        out.push(...goingOn(node.items[i]));
+        if (length(node.items[i], "min") > 0) break;
+      }
+      return kept(out);
+    }
+    case "alt":
+      return kept(node.branches.flatMap(goingOn));
+    case "repeat":
+      return node.max <= node.min
+        ? goingOn(node.body)
+        : kept([...goingOn(node.body), ...beginnings(node.body, LOOKAHEAD)]);
   }
 }
 
