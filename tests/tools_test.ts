@@ -312,6 +312,103 @@ Deno.test("forced calls over HTTP with the OpenAI client: whole, streamed, named
   });
 });
 
+Deno.test("custom tools on the chat API: called with text held to their grammar, whole and streamed, and sent back", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused" });
+    const model = service.model.id;
+    const definition = 'start: op " " INT ("," INT) ~ 0..2\nop: "add" | "sub"\n%import common.INT';
+    const tools: OpenAI.Chat.ChatCompletionTool[] = [
+      {
+        type: "custom",
+        custom: {
+          name: "calc",
+          description: "Compute.",
+          format: { type: "grammar", grammar: { syntax: "lark", definition } },
+        },
+      },
+      { type: "custom", custom: { name: "note" } },
+      { type: "function", function: { name: "get_weather", parameters: { type: "object" } } },
+    ];
+    const messages: OpenAI.Chat.ChatCompletionMessageParam[] = [{ role: "user", content: "Add 2 and 3." }];
+    const request = {
+      model,
+      messages,
+      tools,
+      tool_choice: { type: "custom", custom: { name: "calc" } },
+      temperature: 1,
+      max_tokens: 200,
+    } as const;
+    let held = 0;
+    for (const seed of [1, 2, 3]) {
+      const whole = await client.chat.completions.create({ ...request, seed });
+      const call = whole.choices[0].message.tool_calls![0];
+      assert.ok(call.type === "custom", JSON.stringify(call));
+      assert.equal(call.custom.name, "calc");
+      if (whole.choices[0].finish_reason !== "tool_calls") continue;
+      held++;
+      assert.match(call.custom.input, /^(add|sub) [0-9]+(,[0-9]+){0,2}$/);
+      // Streamed, the same call (the chunk that carries it, as a function's).
+      const stream = await client.chat.completions.create({ ...request, seed, stream: true });
+      const streamed: unknown[] = [];
+      for await (const chunk of stream) streamed.push(...chunk.choices[0]?.delta.tool_calls ?? []);
+      const id = (streamed[0] as { id: string }).id;
+      assert.match(id, /^[a-zA-Z0-9]{9}$/);
+      assert.deepEqual(streamed, [{ index: 0, ...call, id }]);
+    }
+    assert.ok(held >= 2, `${held} of 3 calls completed`);
+
+    // Sent back, a custom call is the call of the function the model called: the same prompt.
+    const back = (call: unknown) => [
+      ...messages,
+      { role: "assistant", content: null, tool_calls: [call] },
+      { role: "tool", tool_call_id: "abcdefghi", content: "5" },
+    ];
+    const custom = await post(`${url}/tokenize`, {
+      model,
+      tools,
+      messages: back({ id: "abcdefghi", type: "custom", custom: { name: "calc", input: 'add 2,3\n"' } }),
+    });
+    const asFunction = await post(`${url}/tokenize`, {
+      model,
+      tools,
+      messages: back({
+        id: "abcdefghi",
+        type: "function",
+        function: { name: "calc", arguments: JSON.stringify({ input: 'add 2,3\n"' }) },
+      }),
+    });
+    assert.equal(custom.status, 200, JSON.stringify(custom.json));
+    assert.deepEqual(custom.json.tokens, asFunction.json.tokens);
+    const answered = await client.chat.completions.create({
+      model,
+      messages: back({
+        id: "abcdefghi",
+        type: "custom",
+        custom: { name: "calc", input: "add 2,3" },
+      }) as never,
+      tools,
+      max_tokens: 3,
+    });
+    assert.equal(answered.object, "chat.completion");
+
+    // A grammar Lark would not read is the client's error.
+    const refused = await post(`${url}/v1/chat/completions`, {
+      model,
+      messages,
+      tools: [{
+        type: "custom",
+        custom: {
+          name: "calc",
+          format: { type: "grammar", grammar: { syntax: "lark", definition: "start: x" } },
+        },
+      }],
+    });
+    assert.equal(refused.status, 400);
+    assert.equal(refused.json.error.param, "tools[0].custom.format.grammar.definition");
+    assert.match(refused.json.error.message, /x, which is not defined/);
+  });
+});
+
 Deno.test("forced calls with the Mistral client (tool_choice any), and its call sent back", async () => {
   await withServer({}, async ({ url, service }) => {
     const client = new Mistral({ serverURL: url, apiKey: "unused" });

@@ -9,7 +9,6 @@ import { FormatError, jsonSchemaFormat } from "../../runtime/grammar/format.ts";
 import { larkPattern, UnwrittenGrammar } from "../../runtime/grammar/lark.ts";
 import { log } from "../../runtime/log.ts";
 import { pyJsonLoads } from "../../runtime/prompt/pyjson.ts";
-import { RequestError } from "../schema/chat.ts";
 import { StringReader } from "./call_reader.ts";
 
 /** The parameters of the function a custom tool is called as: its input, as one string. */
@@ -78,29 +77,34 @@ export function inputSchema(pattern: string) {
 /**
  * The pattern a custom tool's input is held to, or undefined where the grammar engine cannot hold it to the
  * grammar (the grammar is then only in the description, for the model to follow; the log says why). A Lark
- * grammar that is not valid is a 400 at `param`.
+ * grammar that Lark would not read throws its FormatError: the client's error.
  */
-export function inputPattern(name: string, grammar: InputGrammar, param: string): string | undefined {
+export function inputPattern(name: string, grammar: InputGrammar): string | undefined {
   // A request's tools are read more than once (a conversation cut to fit is prepared again).
   if (checked.has(grammar)) return checked.get(grammar);
-  const pattern = heldTo(name, grammar, param);
+  const pattern = heldTo(name, grammar);
   checked.set(grammar, pattern);
   return pattern;
 }
 
 const checked = new WeakMap<InputGrammar, string | undefined>();
 
-function heldTo(name: string, grammar: InputGrammar, param: string): string | undefined {
-  let pattern = grammar.definition;
+function heldTo(name: string, grammar: InputGrammar): string | undefined {
   try {
-    if (grammar.syntax === "lark") pattern = larkPattern(grammar.definition, "");
-    jsonSchemaFormat(inputSchema(pattern));
-    return pattern;
-  } catch (err) {
-    if (err instanceof FormatError && grammar.syntax === "lark" && pattern === grammar.definition) {
-      throw new RequestError(`${param}: ${err.message}`, param);
+    const pattern = grammar.syntax === "lark" ? larkPattern(grammar.definition, "") : grammar.definition;
+    try {
+      jsonSchemaFormat(inputSchema(pattern));
+      return pattern;
+    } catch (err) {
+      if (!(err instanceof FormatError)) throw err;
+      return unheld(err);
     }
-    if (!(err instanceof FormatError || err instanceof UnwrittenGrammar)) throw err;
+  } catch (err) {
+    if (err instanceof UnwrittenGrammar) return unheld(err);
+    throw err;
+  }
+
+  function unheld(err: Error): undefined {
     log.warn("a custom tool's input is not held to its grammar; the model is given it to follow", {
       tool: name,
       syntax: grammar.syntax,
@@ -108,4 +112,19 @@ function heldTo(name: string, grammar: InputGrammar, param: string): string | un
     });
     return undefined;
   }
+}
+
+/**
+ * A custom tool as the function the model calls: a function of one string, its grammar, if any, in its
+ * description for the model to follow.
+ */
+export function customFunction(name: string, description?: string | null, grammar?: InputGrammar) {
+  const format = grammar &&
+    `The input is text in this format (${grammar.syntax} grammar):\n${grammar.definition}`;
+  return {
+    name,
+    description: [description, format].filter(Boolean).join("\n\n") || undefined,
+    parameters: CUSTOM_INPUT,
+    strict: true,
+  };
 }

@@ -8,7 +8,8 @@ import { PromptError } from "../../runtime/prompt/instruct.ts";
 import { pyAt, pyJsonLoads, type PyValue } from "../../runtime/prompt/pyjson.ts";
 import { type ChatRequest, parseChatRequest, RequestError } from "../schema/chat.ts";
 import type { ResponsesPart, ResponsesRequest } from "../schema/responses.ts";
-import { CUSTOM_INPUT, inputPattern } from "./custom_tools.ts";
+import { customFunction } from "./custom_tools.ts";
+import { heldInput } from "./tools.ts";
 import { addOpeningTurn, endsInSystemAfterAnswer, keptFrom, systemsLifted } from "./history.ts";
 
 /** Where a chat message came from in the Responses request. */
@@ -36,7 +37,6 @@ export interface ResponsesChat {
 
 type ResponsesTool = NonNullable<ResponsesRequest["tools"]>[number];
 type FunctionTool = Extract<ResponsesTool, { type: "function" }>;
-type CustomTool = Extract<ResponsesTool, { type: "custom" }>;
 
 /** A function tool of the request, where it stands in it, and the name the model knows it by. */
 interface FlatTool {
@@ -52,23 +52,6 @@ interface FlatTool {
 }
 
 /**
- * A custom tool as the function the model calls (see custom_tools.ts): its grammar, if any, goes in the
- * description, for the model to follow.
- */
-function customFunction(tool: CustomTool): FunctionTool {
-  const format = tool.format?.type === "grammar"
-    ? `The input is text in this format (${tool.format.syntax} grammar):\n${tool.format.definition}`
-    : undefined;
-  return {
-    type: "function",
-    name: tool.name,
-    description: [tool.description, format].filter(Boolean).join("\n\n") || undefined,
-    parameters: CUSTOM_INPUT,
-    strict: true,
-  };
-}
-
-/**
  * The request's function tools, those of namespace tools and custom tools among them (Pixtral's format has
  * neither): each under its own name, or `namespace__name` where another tool has the name. Web search tools are
  * left out.
@@ -79,8 +62,9 @@ export function flatTools(request: ResponsesRequest) {
     if (tool.type === "function") tools.push({ tool, name: tool.name, path: ["tools", i] });
     if (tool.type === "custom") {
       const grammar = tool.format?.type === "grammar" ? tool.format : undefined;
-      const input = grammar && inputPattern(tool.name, grammar, `tools[${i}].format.definition`);
-      tools.push({ tool: customFunction(tool), name: tool.name, custom: true, input, path: ["tools", i] });
+      const input = grammar && heldInput(tool.name, grammar, `tools[${i}].format.definition`);
+      const called = { type: "function" as const, ...customFunction(tool.name, tool.description, grammar) };
+      tools.push({ tool: called, name: tool.name, custom: true, input, path: ["tools", i] });
     }
     if (tool.type === "namespace") {
       tool.tools.forEach((child, j) =>

@@ -29,7 +29,7 @@ import type { ToolDefinition } from "../../runtime/prompt/instruct.ts";
 import { log } from "../../runtime/log.ts";
 import { type ChatRequest, RequestError } from "../schema/chat.ts";
 import { mayBe } from "../../runtime/grammar/schema.ts";
-import { inputSchema } from "./custom_tools.ts";
+import { type InputGrammar, inputPattern, inputSchema } from "./custom_tools.ts";
 
 /** The tools of a request and how the model may use them. */
 export interface ToolUse {
@@ -46,6 +46,16 @@ export interface ToolUse {
   inputs: Map<string, string>;
 }
 
+/** inputPattern (see custom_tools.ts), a grammar Lark would not read a 400 at `param`. */
+export function heldInput(name: string, grammar: InputGrammar, param: string): string | undefined {
+  try {
+    return inputPattern(name, grammar);
+  } catch (err) {
+    if (err instanceof FormatError) throw new RequestError(`${param}: ${err.message}`, param);
+    throw err;
+  }
+}
+
 /** A call as the API reports it: `arguments` as JSON text. */
 export interface ToolCallOut {
   id: string;
@@ -55,13 +65,15 @@ export interface ToolCallOut {
 
 /**
  * The request's tools, checked; undefined when it has none. `source`, the request body as Python reads it, gives
- * the parameter schemas as the client wrote them (key order, 1.0), which JSON.parse loses.
+ * the parameter schemas as the client wrote them (key order, 1.0), which JSON.parse loses; `given`, custom tools'
+ * input patterns found before (the Responses API's), to which the chat API's own are added.
  */
 export function toolUse(
   chat: Pick<ChatRequest, "tools" | "tool_choice" | "parallel_tool_calls">,
   source?: PyValue,
-  inputs = new Map<string, string>(),
+  given?: Map<string, string>,
 ): ToolUse | undefined {
+  const inputs = new Map(given);
   const tools = chat.tools ?? [];
   const choice = chat.tool_choice ?? "auto";
   if (tools.length === 0) {
@@ -93,6 +105,17 @@ export function toolUse(
         `tools[${i}].function.parameters`,
       );
     }
+  });
+  // Custom tools of the chat API (those of the Responses API come as `inputs`).
+  tools.forEach((t, i) => {
+    const format = "custom" in t ? t.custom.format : undefined;
+    if (format?.type !== "grammar") return;
+    const pattern = heldInput(
+      t.function.name,
+      format.grammar,
+      `tools[${i}].custom.format.grammar.definition`,
+    );
+    if (pattern !== undefined) inputs.set(t.function.name, pattern);
   });
   const definitions = tools.map(({ function: f }, i): ToolDefinition => ({
     name: f.name,

@@ -5,12 +5,28 @@ import { type ChoiceUpdate, runCompletion, usage } from "../chat/completion.ts";
 import { systemsFirst } from "../chat/history.ts";
 import { prepareChat } from "../chat/prepare.ts";
 import { renamed } from "../chat/responses.ts";
-import { pySource } from "../chat/tools.ts";
-import { parseChatRequest, RequestError } from "../schema/chat.ts";
+import { pySource, type ToolCallOut } from "../chat/tools.ts";
+import { customInput } from "../chat/custom_tools.ts";
+import { type ChatRequest, parseChatRequest, RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
 import { readJsonText, requireEngine, requireModel } from "./common.ts";
 import { patientJson } from "./patient.ts";
 import { eventStream } from "./sse.ts";
+
+/** Calls as the chat API reports them: a custom tool's as `{type: "custom", custom: {name, input}}`. */
+function customCalls(chat: ChatRequest) {
+  const custom = new Set((chat.tools ?? []).flatMap((t) => "custom" in t ? [t.function.name] : []));
+  return (calls: ToolCallOut[]) =>
+    calls.map((call) =>
+      custom.has(call.function.name)
+        ? {
+          id: call.id,
+          type: "custom" as const,
+          custom: { name: call.function.name, input: customInput(call.function.arguments) },
+        }
+        : call
+    );
+}
 
 function completionId(): string {
   return `chatcmpl-${crypto.randomUUID().replaceAll("-", "")}`;
@@ -31,6 +47,7 @@ export function chatRoutes(service: Service): Hono {
     const prepared = await prepareChat(request, service, signal, source).catch((err) => {
       throw param ? renamed(err, param, []) : err;
     });
+    const shown = customCalls(request);
     const run = runCompletion(service, [prepared], signal);
     const id = completionId(), created = Math.floor(Date.now() / 1000), model = service.model.id;
     const head = { id, object: "chat.completion.chunk", created, model };
@@ -51,7 +68,7 @@ export function chatRoutes(service: Service): Hono {
               ? {
                 role: "assistant",
                 content: (r.cutCalls?.text ?? r.text) || null,
-                tool_calls: r.toolCalls ?? r.cutCalls!.calls,
+                tool_calls: shown(r.toolCalls ?? r.cutCalls!.calls),
               }
               : { role: "assistant", content: r.text },
             logprobs: r.logprobs ? { content: r.logprobs } : null,
@@ -87,7 +104,8 @@ export function chatRoutes(service: Service): Hono {
         if ("text" in u) delta.content = u.text === "" && delta.role ? null : u.text;
         const before: unknown[] = [];
         if ("finish" in u && (u.toolCalls || u.callText)) {
-          const calls = (u.toolCalls ?? u.cutCalls)?.map((call, i) => ({ index: i, ...call }));
+          const made = u.toolCalls ?? u.cutCalls;
+          const calls = made && shown(made).map((call, i) => ({ index: i, ...call }));
           before.push({
             ...head,
             choices: [{

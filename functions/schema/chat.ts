@@ -18,6 +18,7 @@ import {
   regexFormat,
 } from "../../runtime/grammar/format.ts";
 import { FUNCTION_NAME } from "../../runtime/prompt/instruct.ts";
+import { customFunction } from "../chat/custom_tools.ts";
 
 const textPart = z.object({ type: z.literal("text"), text: z.string() });
 const imageUrlPart = z.object({
@@ -31,7 +32,7 @@ const imageUrlPart = z.object({
 });
 const contentPart = z.discriminatedUnion("type", [textPart, imageUrlPart]);
 
-const toolCall = z.object({
+const functionCall = z.object({
   id: z.string().nullish(),
   type: z.literal("function").nullish(),
   function: z.object({
@@ -39,6 +40,18 @@ const toolCall = z.object({
     arguments: z.union([z.string(), z.record(z.string(), z.unknown())]).nullish(),
   }),
 });
+/** A custom tool's call (see customTool), read as the call of the function it is: its input as `input`. */
+const customCall = z.object({
+  id: z.string().nullish(),
+  type: z.literal("custom"),
+  custom: z.object({ name: z.string(), input: z.string() }),
+}).transform(({ id, custom }) => ({
+  id,
+  type: "function" as const,
+  function: { name: custom.name, arguments: JSON.stringify({ input: custom.input }) },
+  custom,
+}));
+const toolCall = z.union([customCall, functionCall]);
 
 const message = z.discriminatedUnion("role", [
   z.object({ role: z.literal("system"), content: z.union([z.string(), z.array(textPart)]) }),
@@ -59,20 +72,54 @@ const message = z.discriminatedUnion("role", [
   }),
 ]);
 
-const tool = z.object({
-  // The only kind: left out, it is this one (as vLLM and mistral_common take it).
+const toolName = z.string().regex(FUNCTION_NAME, "a function name is 1-64 of a-z, A-Z, 0-9, _ and -");
+const functionTool = z.object({
+  // Left out, it is this kind (as vLLM and mistral_common take it).
   type: z.literal("function").default("function"),
   function: z.object({
-    name: z.string().regex(FUNCTION_NAME, "a function name is 1-64 of a-z, A-Z, 0-9, _ and -"),
+    name: toolName,
     description: z.string().nullish(),
     parameters: z.record(z.string(), z.unknown()).nullish(),
     strict: z.boolean().nullish(),
   }),
 });
+/**
+ * OpenAI's custom tool, whose input is text, in a grammar or free: read as the function of one string the model
+ * calls (see custom_tools.ts), the tool kept beside it as `custom`.
+ */
+const customTool = z.object({
+  type: z.literal("custom"),
+  custom: z.object({
+    name: toolName,
+    description: z.string().nullish(),
+    format: z.discriminatedUnion("type", [
+      z.object({ type: z.literal("text") }),
+      z.object({
+        type: z.literal("grammar"),
+        grammar: z.object({ syntax: z.enum(["lark", "regex"]), definition: z.string() }),
+      }),
+    ]).nullish(),
+  }),
+}).transform(({ custom }) => {
+  const grammar = custom.format?.type === "grammar" ? custom.format.grammar : undefined;
+  return {
+    type: "function" as const,
+    function: customFunction(custom.name, custom.description, grammar) as FunctionOf<typeof functionTool>,
+    custom,
+  };
+});
+type FunctionOf<T extends z.ZodType> = z.infer<T> extends { function: infer F } ? F : never;
+const tool = z.union([customTool, functionTool]);
 
 const toolChoice = z.union([
   z.enum(["none", "auto", "required", "any"]),
   z.object({ type: z.literal("function"), function: z.object({ name: z.string() }) }),
+  // A custom tool, called as the function it is.
+  z.object({ type: z.literal("custom"), custom: z.object({ name: z.string() }) }).transform(({ custom }) => ({
+    type: "function" as const,
+    function: { name: custom.name },
+    custom,
+  })),
 ]);
 
 /** The most tools one request may offer (each one's schema becomes prompt tokens and, when forced, grammar). */
