@@ -85,6 +85,18 @@ DIGIT: "0".."9"
 """,
         ["hi, Ann2024-01-31", "HI hello Bob !!1999-12-01", "Hello Zed0000-00-00"],
     ),
+    # What %ignore ignores comes between any two terminals.
+    "ignored": (
+        r"""start: "SELECT" columns "FROM" NAME ("WHERE" NAME "=" NUMBER)? ";"
+columns: NAME ("," NAME)* | "*"
+NAME: /[a-z_]+/
+%import common.NUMBER
+%import common.WS
+%ignore WS
+%ignore "\\\n"
+""",
+        ["SELECT a, b FROM t WHERE x = 3;", " SELECT * FROM t ;\n", "SELECT a\n,b FROM t\\\nWHERE y=1.5e3;"],
+    ),
     "regex_flags": (
         r"""start: "<" BODY ">" (";" /[^;<>]+/)*
 BODY: /.+/s
@@ -140,7 +152,7 @@ def main():
             cases.append({"text": text, "accepted": accepted})
         goldens[name] = {"grammar": grammar, "cases": cases}
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"lark": lark.__version__, "grammars": goldens}, ensure_ascii=False, indent=1) + "\n")
+    OUT.write_text(json.dumps({"lark": lark.__version__, "grammars": goldens}, ensure_ascii=False, indent=2) + "\n")
     for name, g in goldens.items():
         print(name, sum(c["accepted"] for c in g["cases"]), "of", len(g["cases"]), "accepted")
 

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { FormatError, toolCallsFormat } from "../runtime/grammar/format.ts";
 import { larkPattern, UnwrittenGrammar } from "../runtime/grammar/lark.ts";
 import { xgrammarPattern } from "../runtime/grammar/regex.ts";
-import { inputSchema } from "../functions/chat/custom_tools.ts";
+import { inputPattern, inputSchema } from "../functions/chat/custom_tools.ts";
 import { allowedIds, constraints, EOS, seededRandom, tokenizer } from "./grammar_helpers.ts";
 
 const GOLDENS = JSON.parse(
@@ -25,6 +25,12 @@ Deno.test("a Lark grammar's pattern accepts the texts Lark accepts, and no other
   }
 });
 
+Deno.test("the grammar engine takes the goldens' grammars as patterns of JSON strings", () => {
+  for (const [name, { grammar }] of Object.entries(GOLDENS.grammars)) {
+    assert.ok(xgrammarPattern(larkPattern(grammar, ""), "json", "").length > 0, name);
+  }
+});
+
 Deno.test("the grammar engine takes Codex's apply_patch grammar as the pattern of a JSON string", () => {
   // Its copies part within a few characters (a hunk's `*** End of File` line and the next hunk's header).
   const printed = xgrammarPattern(larkPattern(APPLY_PATCH, ""), "json", "");
@@ -37,7 +43,6 @@ Deno.test("what no pattern writes is an UnwrittenGrammar; what Lark would not re
   const unwritten: [string, RegExp][] = [
     ['start: "(" start ")" | "x"', /refers to itself/],
     ['start: a\na: "[" b "]"\nb: a | "x"', /refers to itself/],
-    ['start: WORD+\n%import common.WORD\n%ignore " "', /%ignore/],
     ['start: _sep{"a", ","}\n_sep{x, s}: x (s x)*', /template/],
     ["start: /ab/i", /flag i/],
     ["start: /(?i)ab/", /\(\?i\)/],
@@ -76,6 +81,22 @@ Deno.test("what no pattern writes is an UnwrittenGrammar; what Lark would not re
       grammar,
     );
   }
+});
+
+Deno.test("a custom tool's input pattern: none where the grammar engine would refuse it, the model then left to follow it", () => {
+  assert.equal(inputPattern("t", { syntax: "lark", definition: APPLY_PATCH }), larkPattern(APPLY_PATCH, ""));
+  assert.equal(inputPattern("t", { syntax: "regex", definition: "^a+$" }), "^a+$");
+  for (
+    const definition of [
+      'start: "(" start ")" | "x"',
+      // What is ignored divides a text in more than one way: `--a--b` is one comment or two.
+      'start: "x"\n%ignore /--[^\\n]*/',
+    ]
+  ) {
+    assert.equal(inputPattern("t", { syntax: "lark", definition }), undefined, definition);
+  }
+  assert.equal(inputPattern("t", { syntax: "regex", definition: "(?=a)a" }), undefined);
+  assert.throws(() => inputPattern("t", { syntax: "lark", definition: "start: x" }), FormatError);
 });
 
 /** Whether the format takes `text` whole (tokenized as the model would write it), the stop token after it. */

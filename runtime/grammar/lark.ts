@@ -1,14 +1,15 @@
 /**
  * Lark grammars, the syntax OpenAI's custom tools take their input's format in (Codex's `apply_patch`), as one
  * regular expression: rules and terminals written out where they are named, Lark's regular expressions (Python's
- * syntax) in JavaScript's, `common` terminals as Lark defines them. A grammar whose rules do not refer to
- * themselves describes a regular language, and the pattern matches exactly its texts (as a parser without a
- * lexer reads them: Lark's lexer would also refuse some texts where one terminal's longest match takes what the
- * next needs). A grammar Lark would not read is a FormatError; one that is valid but uses what no pattern writes
- * (recursion, `%ignore`, templates, flags on a regular expression) is an UnwrittenGrammar, whose format is then
- * left to the model.
+ * syntax) in JavaScript's, `common` terminals as Lark defines them, what `%ignore` ignores after every terminal of
+ * a rule. A grammar whose rules do not refer to themselves describes a regular language, and the pattern matches
+ * exactly its texts (as a parser without a lexer reads them: Lark's lexer would also refuse some texts where one
+ * terminal's longest match takes what the next needs). A grammar Lark would not read is a FormatError; one that is valid but uses what no pattern writes
+ * (recursion, templates, flags on a regular expression) is an UnwrittenGrammar, whose format is then left to the
+ * model.
  */
 import { FormatError } from "./format.ts";
+import { quantifier } from "./regex.ts";
 
 /** A valid grammar that no pattern here writes; `message` says why. */
 export class UnwrittenGrammar extends Error {
@@ -71,14 +72,23 @@ type Definitions = Map<string, Expr>;
 
 /** `definition`, a Lark grammar, as a pattern (JavaScript's syntax) that its `start` rule's texts match whole. */
 export function larkPattern(definition: string, path: string): string {
-  const definitions = parse(definition, path, true);
+  const { definitions, ignored } = parse(definition, path, true);
   if (!definitions.has("start")) throw new FormatError("the Lark grammar has no `start` rule", path);
-  const pattern = new Printer(definitions, path).print({ kind: "ref", name: "start" });
-  return `^${pattern}$`;
+  const printer = new Printer(definitions, ignored, path);
+  return `^${printer.ignore}${printer.print({ kind: "ref", name: "start" })}$`;
 }
 
-function parse(source: string, path: string, imports: boolean): Definitions {
+/** Whether a name is a terminal's (upper case), not a rule's. */
+const isTerminal = (name: string) => /^_*[A-Z]/.test(name);
+
+function parse(
+  source: string,
+  path: string,
+  imports: boolean,
+): { definitions: Definitions; ignored: Expr[] } {
   const definitions: Definitions = new Map();
+  // What `%ignore` lets come between any two terminals.
+  const ignored: Expr[] = [];
   const tokens = tokenize(source, path);
   let at = 0;
   const fail = (message: string): never => {
@@ -91,7 +101,7 @@ function parse(source: string, path: string, imports: boolean): Definitions {
     while (peek()?.type === "newline") at++;
   };
 
-  const common = imports ? parse(COMMON, path, false) : new Map();
+  const common = imports ? parse(COMMON, path, false).definitions : new Map();
   const importCommon = (name: string, as = name) => {
     const expr = common.get(name);
     if (!expr) fail(`\`common\` has no terminal ${name}`);
@@ -199,6 +209,11 @@ function parse(source: string, path: string, imports: boolean): Definitions {
     if (!token) break;
     if (token.type === "directive") {
       at++;
+      if (token.value === "%ignore") {
+        ignored.push(expansions());
+        if (at < tokens.length && peek().type !== "newline") fail(`unexpected \`${peek().value}\``);
+        continue;
+      }
       const line: Token[] = [];
       while (at < tokens.length && peek().type !== "newline") line.push(tokens[at++]);
       if (token.value === "%import") {
@@ -233,12 +248,15 @@ function parse(source: string, path: string, imports: boolean): Definitions {
     definitions.set(name, expansions());
     if (at < tokens.length && peek().type !== "newline") fail(`unexpected \`${peek().value}\``);
   }
-  for (const [name, expr] of definitions) {
+  for (const [name, expr] of [...definitions, ...ignored.map((expr) => ["%ignore", expr] as const)]) {
     for (const used of names(expr)) {
       if (!definitions.has(used)) fail(`${name} names ${used}, which is not defined`);
+      if (name === "%ignore" || isTerminal(name)) {
+        if (!isTerminal(used)) fail(`${name} names the rule ${used}: a terminal is made of terminals only`);
+      }
     }
   }
-  return definitions;
+  return { definitions, ignored };
 }
 
 /** The names an expression refers to. */
@@ -381,52 +399,65 @@ function pythonRegex(source: string, flags: string, path: string): string {
   return out;
 }
 
-/** Definitions written out as one pattern, each where it is named. */
+/**
+ * Definitions written out as one pattern, each where it is named; after each terminal a rule names, what
+ * `%ignore` ignores, any number of times (and before the first: `ignore`).
+ */
 class Printer {
+  readonly ignore: string;
   #printing = new Set<string>();
   #printed = new Map<string, string>();
   #chars = 0;
-  constructor(readonly definitions: Definitions, readonly path: string) {}
 
-  print(expr: Expr): string {
+  constructor(readonly definitions: Definitions, ignored: Expr[], readonly path: string) {
+    // Repeated anyway: `WS: /[ \t]/+` as its one character, or its copies could divide a run of spaces.
+    const once = (expr: Expr): Expr =>
+      expr.kind === "ref"
+        ? once(definitions.get(expr.name)!)
+        : expr.kind === "repeat" && expr.min <= 1 && expr.max === Infinity
+        ? expr.body
+        : expr;
+    this.ignore = ignored.length
+      ? `(?:${ignored.map((expr) => `(?:${this.print(once(expr), true)})`).join("|")})*`
+      : "";
+  }
+
+  /** `expr` as a pattern; `inTerminal`: as part of a terminal, which nothing ignored comes into. */
+  print(expr: Expr, inTerminal = false): string {
+    const token = (text: string) => inTerminal ? text : text + this.ignore;
     switch (expr.kind) {
       case "text":
-        return [...expr.text].map((c) => {
-          const lower = c.toLowerCase(), upper = c.toUpperCase();
-          return expr.caseless && lower !== upper && [...lower].length === 1 && [...upper].length === 1
-            ? `[${lower}${upper}]`
-            : escape(c);
-        }).join("");
+        return token(
+          [...expr.text].map((c) => {
+            const lower = c.toLowerCase(), upper = c.toUpperCase();
+            return expr.caseless && lower !== upper && [...lower].length === 1 && [...upper].length === 1
+              ? `[${lower}${upper}]`
+              : escape(c);
+          }).join(""),
+        );
       case "regex":
-        return `(?:${expr.source})`;
+        return token(`(?:${expr.source})`);
       case "range":
-        return `[${escape(expr.from, true)}-${escape(expr.to, true)}]`;
+        return token(`[${escape(expr.from, true)}-${escape(expr.to, true)}]`);
       case "seq":
-        return expr.items.map((item) => this.print(item)).join("");
+        return expr.items.map((item) => this.print(item, inTerminal)).join("");
       case "alt":
-        return `(?:${expr.branches.map((branch) => this.print(branch)).join("|")})`;
-      case "repeat": {
-        const { min, max } = expr;
-        const quantifier = max === Infinity
-          ? (min === 0 ? "*" : min === 1 ? "+" : `{${min},}`)
-          : min === 0 && max === 1
-          ? "?"
-          : min === max
-          ? `{${min}}`
-          : `{${min},${max}}`;
-        return `(?:${this.print(expr.body)})${quantifier}`;
-      }
+        return `(?:${expr.branches.map((branch) => this.print(branch, inTerminal)).join("|")})`;
+      case "repeat":
+        return `(?:${this.print(expr.body, inTerminal)})${quantifier(expr.min, expr.max)}`;
       case "ref": {
-        const known = this.#printed.get(expr.name);
-        if (known !== undefined) return this.#count(known);
-        if (this.#printing.has(expr.name)) {
-          throw new UnwrittenGrammar(`${expr.name} refers to itself, which no pattern writes`);
+        const terminal = isTerminal(expr.name);
+        let text = this.#printed.get(expr.name);
+        if (text === undefined) {
+          if (this.#printing.has(expr.name)) {
+            throw new UnwrittenGrammar(`${expr.name} refers to itself, which no pattern writes`);
+          }
+          this.#printing.add(expr.name);
+          text = `(?:${this.print(this.definitions.get(expr.name)!, terminal)})`;
+          this.#printing.delete(expr.name);
+          this.#printed.set(expr.name, text);
         }
-        this.#printing.add(expr.name);
-        const text = `(?:${this.print(this.definitions.get(expr.name)!)})`;
-        this.#printing.delete(expr.name);
-        this.#printed.set(expr.name, text);
-        return this.#count(text);
+        return this.#count(terminal ? token(text) : text);
       }
     }
   }
