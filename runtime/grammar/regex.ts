@@ -76,8 +76,9 @@ const MAX_OPTIONAL_RUN = { parts: 8, cost: 96 };
 
 /**
  * `pattern` printed for xgrammar, matching what it matches whole (anchors at its ends dropped), less what is not
- * written (WRITABLE), as `target` writes it (a JSON string: escaped). Throws a FormatError (at `path`) for what cannot be so. `counted`: the masks keep the
- * string's length (bounds.ts), so a pattern that is one set repeated (repeatedSet) is printed repeated freely.
+ * written (WRITABLE), as `target` writes it (a JSON string: escaped). Throws a FormatError (at `path`) for what
+ * cannot be so. `counted`: the masks keep the string's length (bounds.ts), so a pattern that is one set repeated
+ * (repeatedSet) is printed repeated freely.
  */
 export function xgrammarPattern(
   pattern: string,
@@ -85,6 +86,29 @@ export function xgrammarPattern(
   path: string,
   counted = false,
 ): string {
+  // Agents send the same tools with every request, and a request's schemas are checked more than once.
+  const key = `${target}\0${counted}\0${pattern}`;
+  let printed = recent.get(key);
+  if (printed === undefined) {
+    try {
+      printed = printedPattern(pattern, target, counted);
+    } catch (err) {
+      if (!(err instanceof FormatError)) throw err;
+      printed = { refused: err.message };
+    }
+    if (recent.size >= RECENT) recent.delete(recent.keys().next().value!);
+  } else recent.delete(key);
+  recent.set(key, printed);
+  if (typeof printed === "object") throw new FormatError(printed.refused, path);
+  return printed;
+}
+
+/** Patterns printed (or refused, and why) most recently, by target, count and text; the oldest first. */
+const recent = new Map<string, string | { refused: string }>();
+const RECENT = 256;
+
+function printedPattern(pattern: string, target: PatternTarget, counted: boolean): string {
+  const path = ""; // its errors get the caller's (xgrammarPattern)
   let root = simplify(new Parser([...pattern], path).parse());
   const repeat = counted ? repeatedSet(root) : undefined;
   if (repeat) root = { ...repeat, min: Math.min(repeat.min, 1), max: Infinity };
@@ -761,35 +785,50 @@ function splittable(node: Node): Node | undefined {
 /** Characters within which a repetition's next copy and a repetition going on inside the last must part. */
 const LOOKAHEAD = 16;
 /** Beginnings kept apart at most: past them, those of one length are merged (the check gets stricter). */
-const MAX_BEGINNINGS = 256;
+const MAX_BEGINNINGS = 32;
 
 /** The first characters of a match, as sets; `ended`: the match may end after them. */
 type Beginning = { sets: Ranges[]; ended: boolean };
 
 /**
  * Whether, after a copy of `body`, the next copy and any repetition in the copy going on instead differ within
- * LOOKAHEAD characters (what follows such a repetition's extra copy is taken to match anything).
+ * LOOKAHEAD characters (what follows such a repetition's extra copy is taken to match anything). Beginnings of
+ * the latter that already differ from every beginning of the next copy are followed no further.
  */
 function parted(body: Node): boolean {
   const next = beginnings(body, LOOKAHEAD);
-  return goingOn(body).every((a) =>
-    next.every((b) => a.sets.some((set, i) => i < b.sets.length && !intersect(set, b.sets[i]).length))
-  );
+  const alike = (a: Beginning) =>
+    next.some((b) => a.sets.every((set, i) => i >= b.sets.length || intersect(set, b.sets[i]).length > 0));
+  return goingOn(body, alike).length === 0;
 }
 
+/** Which beginnings to follow (all when not given). */
+type Alike = ((b: Beginning) => boolean) | undefined;
+
 /** Beginnings, those of one length and end merged (their sets joined) if there are too many. */
-function kept(list: Beginning[]): Beginning[] {
-  if (list.length <= MAX_BEGINNINGS) return list;
+function kept(list: Beginning[], alike: Alike): Beginning[] {
+  const followed = alike ? list.filter(alike) : list;
+  if (followed.length <= MAX_BEGINNINGS) return followed;
   const merged = new Map<string, Beginning>();
-  for (const b of list) {
+  for (const b of followed) {
     const key = `${b.sets.length}:${b.ended}`, known = merged.get(key);
     merged.set(key, known ? { sets: known.sets.map((set, i) => union(set, b.sets[i])), ended: b.ended } : b);
   }
   return [...merged.values()];
 }
 
-/** The beginnings of a node's matches, up to `k` characters. */
-function beginnings(node: Node, k: number): Beginning[] {
+/** Beginnings found, by node and length (all of them): a sequence asks for its items' once per length left. */
+const found = new WeakMap<Node, Map<number, Beginning[]>>();
+
+/** The beginnings of a node's matches, up to `k` characters; with `alike`, those it follows. */
+function beginnings(node: Node, k: number, alike?: Alike): Beginning[] {
+  if (alike) return beginningsOf(node, k, alike);
+  const known = found.get(node) ?? found.set(node, new Map()).get(node)!;
+  return known.get(k) ?? known.set(k, beginningsOf(node, k, undefined)).get(k)!;
+}
+
+function beginningsOf(node: Node, k: number, alike: Alike): Beginning[] {
+  // Each head that ended short of k, followed by each beginning of `next` in what is left.
   const then = (heads: Beginning[], next: Node) =>
     kept(
       heads.flatMap((head) =>
@@ -800,6 +839,7 @@ function beginnings(node: Node, k: number): Beginning[] {
             ended: tail.ended,
           }))
       ),
+      alike,
     );
   switch (node.kind) {
     case "set":
@@ -809,23 +849,29 @@ function beginnings(node: Node, k: number): Beginning[] {
     case "seq":
       return node.items.reduce(then, [{ sets: [], ended: true }]);
     case "alt":
-      return kept(node.branches.flatMap((branch) => beginnings(branch, k)));
+      return kept(node.branches.flatMap((branch) => beginnings(branch, k, alike)), alike);
     case "repeat": {
       const out: Beginning[] = node.min === 0 ? [{ sets: [], ended: true }] : [];
-      let copies: Beginning[] = [{ sets: [], ended: true }];
-      // Past k copies every beginning is k long (copies that match nothing make no new ones).
-      for (let n = 1; n <= Math.min(node.max, Math.max(node.min, k + 1)); n++) {
-        copies = then(copies, node.body);
-        if (n >= node.min) out.push(...copies);
-        if (copies.every((c) => !c.ended || c.sets.length >= k)) break;
+      // Beginnings that ended after n copies short of k, which another copy goes on.
+      let open: Beginning[] = [{ sets: [], ended: true }];
+      for (let n = 1; n <= node.max && open.length; n++) {
+        const made = then(open, node.body);
+        open = made.filter((b) => b.ended && b.sets.length < k);
+        // Before the fewest copies, only those cut at k are beginnings.
+        out.push(...(n >= node.min ? made : made.filter((b) => !b.ended || b.sets.length >= k)));
+        // Copies that match nothing leave open what was open: nothing new comes after k of them.
+        if (n > k && n >= node.min) break;
       }
-      return kept(out);
+      return kept(out, alike);
     }
   }
 }
 
-/** The beginnings (see beginnings) of what a repetition that may end a node's match would go on with instead. */
-function goingOn(node: Node): Beginning[] {
+/**
+ * The beginnings (see beginnings) of what a repetition that may end a node's match would go on with instead;
+ * with `alike`, those it follows.
+ */
+function goingOn(node: Node, alike?: Alike): Beginning[] {
   switch (node.kind) {
     case "set":
     case "anchor":
@@ -833,17 +879,17 @@ function goingOn(node: Node): Beginning[] {
     case "seq": {
       const out: Beginning[] = [];
       for (let i = node.items.length - 1; i >= 0; i--) {
-        out.push(...goingOn(node.items[i]));
+        out.push(...goingOn(node.items[i], alike));
         if (length(node.items[i], "min") > 0) break;
       }
-      return kept(out);
+      return kept(out, alike);
     }
     case "alt":
-      return kept(node.branches.flatMap(goingOn));
+      return kept(node.branches.flatMap((branch) => goingOn(branch, alike)), alike);
     case "repeat":
       return node.max <= node.min
-        ? goingOn(node.body)
-        : kept([...goingOn(node.body), ...beginnings(node.body, LOOKAHEAD)]);
+        ? goingOn(node.body, alike)
+        : kept([...goingOn(node.body, alike), ...beginnings(node.body, LOOKAHEAD, alike)], alike);
   }
 }
 
