@@ -456,6 +456,13 @@ Deno.test("random walks through the allowed tokens end in JSON that the schema v
       }
       assert.equal(xgrammarPattern("(.*)*x", "text", ""), xgrammarPattern(".*x", "text", ""));
       assert.equal(xgrammarPattern("((?:ab)+)+", "text", ""), xgrammarPattern("(?:ab)+", "text", ""));
+      // A pattern refused again (kept from before) is refused where it is now.
+      for (const path of ["/a/pattern", "/b/pattern"]) {
+        assert.throws(
+          () => xgrammarPattern("(?=x)", "json", path),
+          new RegExp(`look-around \\(at ${path}\\)`),
+        );
+      }
       // In a JSON string, what must be escaped is written escaped; in text, as it is.
       assert.equal(xgrammarPattern('a"\n', "json", ""), 'a\\\\"\\\\n');
       assert.equal(xgrammarPattern('a"\n', "text", ""), 'a"\\n');
