@@ -97,6 +97,17 @@ NAME: /[a-z_]+/
 """,
         ["SELECT a, b FROM t WHERE x = 3;", " SELECT * FROM t ;\n", "SELECT a\n,b FROM t\\\nWHERE y=1.5e3;"],
     ),
+    # Python's regular expressions as Lark reads them: flags, Unicode's \w, Python's escapes.
+    "python_regex": (
+        r"""# a comment as Python writes one
+start: KEY " " NAME ("," " "? NAME)* END
+KEY: /select|show/i
+NAME: /\w+/ \
+    | /"[^"\n]+"/
+END: /[.!?] \s* /x
+""",
+        ['SELECT café, "x y".', "show a!", "Select é1,b2 ?  ", "selecT x_9.\n"],
+    ),
     "regex_flags": (
         r"""start: "<" BODY ">" (";" /[^;<>]+/)*
 BODY: /.+/s

@@ -3,10 +3,12 @@
  * regular expression: rules and terminals written out where they are named, Lark's regular expressions (Python's
  * syntax) in JavaScript's, `common` terminals as Lark defines them, what `%ignore` ignores after every terminal of
  * a rule. A grammar whose rules do not refer to themselves describes a regular language, and the pattern matches
- * exactly its texts (as a parser without a lexer reads them: Lark's lexer would also refuse some texts where one
- * terminal's longest match takes what the next needs). A grammar Lark would not read is a FormatError; one that is valid but uses what no pattern writes
- * (recursion, templates, flags on a regular expression) is an UnwrittenGrammar, whose format is then left to the
- * model.
+ * its texts, as what the grammar says: a terminal's regular expression takes every text it matches (Lark's parser
+ * tries only its first match and that match's beginnings, so that it refuses `ab` for `/a|ab/`, and reads lazy
+ * repetitions as short as they go), and no lexer picks a terminal's longest match. Where it differs from Python
+ * otherwise, see pythonRegex. A grammar Lark would not read is a FormatError; one that is valid but uses what no
+ * pattern writes (recursion, templates, possessive repetitions) is an UnwrittenGrammar, whose format is then left
+ * to the model.
  */
 import { FormatError } from "./format.ts";
 import { quantifier } from "./regex.ts";
@@ -103,12 +105,18 @@ function parse(
 
   const common = imports ? parse(COMMON, path, false).definitions : new Map();
   const importCommon = (name: string, as = name) => {
-    const expr = common.get(name);
-    if (!expr) fail(`\`common\` has no terminal ${name}`);
-    definitions.set(as, expr!);
-    // The terminals it names come along.
-    for (const used of names(expr!)) if (!definitions.has(used)) importCommon(used);
+    const expr = common.get(name) ?? fail(`\`common\` has no terminal ${name}`);
+    if (definitions.has(as)) fail(`${as} is defined twice`);
+    definitions.set(as, ownParts(expr));
   };
+  // The terminals a common one names come along under names of their own (`LETTER@common`), apart from the
+  // grammar's, as Lark keeps them.
+  const ownParts = (expr: Expr): Expr =>
+    renamed(expr, (name) => {
+      const own = `${name}@common`;
+      if (!definitions.has(own)) definitions.set(own, ownParts(common.get(name)!));
+      return own;
+    });
 
   const expansions = (): Expr => {
     const branches = [alias()];
@@ -235,7 +243,7 @@ function parse(
     }
     if (token.type !== "name") fail(`a definition begins with \`${token.value}\``);
     at++;
-    const name = token.value.replace(/^[?!]/, "");
+    const name = token.value.replace(/^[?!]+/, "");
     if (isOp("{")) throw new UnwrittenGrammar(`its template ${name}{...} is not written as a pattern here`);
     if (isOp(".")) {
       at++; // a priority orders the lexer's choices, not the texts
@@ -257,6 +265,22 @@ function parse(
     }
   }
   return { definitions, ignored };
+}
+
+/** An expression with the names it refers to renamed. */
+function renamed(expr: Expr, rename: (name: string) => string): Expr {
+  switch (expr.kind) {
+    case "ref":
+      return { kind: "ref", name: rename(expr.name) };
+    case "seq":
+      return { kind: "seq", items: expr.items.map((item) => renamed(item, rename)) };
+    case "alt":
+      return { kind: "alt", branches: expr.branches.map((branch) => renamed(branch, rename)) };
+    case "repeat":
+      return { ...expr, body: renamed(expr.body, rename) };
+    default:
+      return expr;
+  }
 }
 
 /** The names an expression refers to. */
@@ -292,8 +316,13 @@ function tokenize(source: string, path: string): Token[] {
       line++;
       i++;
     } else if (/\s/.test(c)) i++;
-    else if (rest.startsWith("//")) i += rest.indexOf("\n") < 0 ? rest.length : rest.indexOf("\n");
-    else if (c === '"') {
+    else if (/^\\[ \t]*\r?\n/.test(rest)) {
+      // A line ended by a backslash goes on.
+      i += /^\\[ \t]*\r?\n/.exec(rest)![0].length;
+      line++;
+    } else if (rest.startsWith("//") || c === "#") {
+      i += rest.indexOf("\n") < 0 ? rest.length : rest.indexOf("\n");
+    } else if (c === '"') {
       let end = i + 1;
       while (end < source.length && source[end] !== '"') end += source[end] === "\\" ? 2 : 1;
       if (end >= source.length) fail("a string is not closed");
@@ -316,12 +345,12 @@ function tokenize(source: string, path: string): Token[] {
     } else {
       // `?rule` and `!rule` only where a definition begins (`a?b` is `a`, `?`, `b`).
       const begins = tokens.length === 0 || tokens.at(-1)!.type === "newline";
-      const match = (begins ? /^[?!]?[A-Za-z_][A-Za-z0-9_]*/ : /^[A-Za-z_][A-Za-z0-9_]*/).exec(rest) ??
-        /^[0-9]+/.exec(rest) ??
+      const match = (begins ? /^[?!]{0,2}[A-Za-z_][A-Za-z0-9_]*/ : /^[A-Za-z_][A-Za-z0-9_]*/).exec(rest) ??
+        /^-?[0-9]+/.exec(rest) ??
         /^(?:->|\.\.|[:|()[\]?*+~.{},])/.exec(rest);
       if (!match) fail(`unexpected \`${c}\``);
       const value = match![0];
-      const type = /^[0-9]/.test(value) ? "number" : /^[?!]?[A-Za-z_]/.test(value) ? "name" : "op";
+      const type = /^-?[0-9]/.test(value) ? "number" : /^[?!]*[A-Za-z_]/.test(value) ? "name" : "op";
       if (value === "(" || value === "[") depth++;
       if ((value === ")" || value === "]") && depth > 0) depth--;
       tokens.push({ type, value, line });
@@ -331,70 +360,116 @@ function tokenize(source: string, path: string): Token[] {
   return tokens;
 }
 
-/** A Lark string's text, its escapes read as Python reads them. */
+/**
+ * A Lark string's text, its escapes read as Lark reads them: `\\n`, `\\t`, `\\r`, `\\f`, `\\x..`, `\\u....`,
+ * `\\U........`, `\\\\` and `\\"` as Python does, any other backslash as itself.
+ */
 function unescape(text: string, fail: (message: string) => never): string {
   return text.replace(
     /\\(?:x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.))/gs,
-    (_, x, u, U, c) => {
-      if (x || u || U) return String.fromCodePoint(parseInt(x ?? u ?? U, 16));
-      const simple: Record<string, string> = {
-        n: "\n",
-        t: "\t",
-        r: "\r",
-        f: "\f",
-        v: "\v",
-        b: "\b",
-        0: "\0",
-      };
-      if (c in simple) return simple[c];
-      if (c === "\\" || c === '"' || c === "'") return c;
-      return fail(`the escape \\${c} in a string`);
+    (whole, x, u, U, c) => {
+      if (x || u || U) {
+        const code = parseInt(x ?? u ?? U, 16);
+        return code <= 0x10ffff ? String.fromCodePoint(code) : fail(`the escape ${whole} in a string`);
+      }
+      const simple: Record<string, string> = { n: "\n", t: "\t", r: "\r", f: "\f", "\\": "\\", '"': '"' };
+      return simple[c] ?? whole;
     },
   );
 }
 
+/** Python's `\\s` (str.isspace), which JavaScript's is not, as a set's members. */
+const PYTHON_SPACE =
+  "\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
 /**
- * A Lark (Python) regular expression in JavaScript's syntax: `.` outside sets as Python's (anything but a
- * newline; with the `s` flag, anything), named groups without their P. Flags that change what it matches
- * otherwise (`i`, `x`) and what JavaScript has no form of are an UnwrittenGrammar.
+ * Python's `\\w` as a set's members: in Latin-1 exactly its letters and digits; beyond, every block of letters
+ * and digits whole (Unicode's tables written out would cost too much to compile: a little more than Python's).
+ */
+const PYTHON_WORD = "0-9A-Za-z_\\xaa\\xb2\\xb3\\xb5\\xb9\\xba\\xbc-\\xbe\\xc0-\\xd6\\xd8-\\xf6\\xf8-\\u167f" +
+  "\\u1681-\\u1fff\\u2070-\\u218f\\u2460-\\u24ff\\u2c00-\\u2dff\\u2e80-\\u2fff\\u3040-\\u{10ffff}";
+/** Characters JavaScript's syntax escapes (with the `u` flag, only these may be escaped). */
+const SYNTAX = "^$\\.*+?()[]{}|/";
+
+/**
+ * A Lark (Python) regular expression in JavaScript's syntax (with the `u` flag): `.` outside sets as Python's
+ * (anything but a newline; with the `s` flag, anything), `\\s` and `\\w` as Python's (see PYTHON_WORD; `\\d` is
+ * ASCII's, as a model writes digits), `\\A` and `\\Z` as `^` and `$`, group names and comments left out, what
+ * Python reads literally escaped (`\\-`, `{`, `]`); the flags `i` (ASCII letters in either case) and `x` (white
+ * space and comments left out) written into it. Possessive repetitions and what else JavaScript has no form of
+ * are an UnwrittenGrammar.
  */
 function pythonRegex(source: string, flags: string, path: string): string {
-  for (const flag of flags) {
-    if (flag === "i" || flag === "x") {
-      throw new UnwrittenGrammar(`its regular expression /${source}/ has the flag ${flag}`);
-    }
-  }
+  const unwritten = (what: string): never => {
+    throw new UnwrittenGrammar(`its regular expression /${source}/ has ${what}`);
+  };
   const dot = flags.includes("s") ? "[^]" : "[^\\n]";
-  let out = "";
+  const caseless = flags.includes("i"), verbose = flags.includes("x");
+  // A letter's other case (caseless), and in a set, the other case of its members (set's end: `[a-fA-F]`).
+  const other = (c: string) => c === c.toLowerCase() ? c.toUpperCase() : c.toLowerCase();
+  const letter = (c: string | undefined) => c !== undefined && /^[A-Za-z]$/.test(c);
+  let out = "", inSet = false, quantified = false, otherCases = "";
   for (let i = 0; i < source.length; i++) {
-    const c = source[i];
+    const c = source[i], rest = source.slice(i);
+    const wasQuantified = quantified;
+    quantified = false;
+    if (verbose && !inSet && /\s/.test(c)) continue;
+    if (verbose && !inSet && c === "#") {
+      i = source.indexOf("\n", i) < 0 ? source.length : source.indexOf("\n", i);
+      continue;
+    }
     if (c === "\\") {
-      const next = source[i + 1];
+      const next = source[++i];
       if (next === undefined) {
         throw new FormatError(`the Lark grammar's /${source}/ ends in a backslash`, path);
       }
-      if ("AZNg".includes(next)) {
-        throw new UnwrittenGrammar(`its regular expression /${source}/ has \\${next}`);
+      if (next === "w" || next === "s") {
+        const members = next === "w" ? PYTHON_WORD : PYTHON_SPACE;
+        out += inSet ? members : `[${members}]`;
+      } else if (next === "W" || next === "S") {
+        if (inSet) unwritten(`\\${next} in a set`);
+        out += `[^${next === "W" ? PYTHON_WORD : PYTHON_SPACE}]`;
+      } else if (next === "U") {
+        out += `\\u{${source.slice(i + 1, i + 9)}}`;
+        i += 8;
+      } else if (!inSet && (next === "A" || next === "Z")) out += next === "A" ? "^" : "$";
+      else if (next === "N" || next === "A" || next === "Z") unwritten(`\\${next}`);
+      else if (/[0-9A-Za-z]/.test(next)) out += `\\${next}`;
+      else out += SYNTAX.includes(next) || (inSet && next === "-") ? `\\${next}` : next;
+    } else if (inSet) {
+      if (c === "]") {
+        inSet = false;
+        out += otherCases;
+        otherCases = "";
       }
-      out += c + next;
-      i++;
+      if (caseless && letter(c)) otherCases += other(c);
+      if (caseless && c === "-" && letter(source[i - 1]) && letter(source[i + 1])) otherCases += "-";
+      out += c === "[" ? "\\[" : c;
     } else if (c === "[") {
-      // A set, copied whole (a `]` first in it is a member, as in Python).
-      let end = i + 1;
-      if (source[end] === "^") end++;
-      if (source[end] === "]") end++;
-      while (end < source.length && source[end] !== "]") end += source[end] === "\\" ? 2 : 1;
-      const start = source[i + 1] === "^" ? i + 2 : i + 1;
-      out += source.slice(i, start) +
-        (source[start] === "]" ? "\\]" + source.slice(start + 1, end + 1) : source.slice(start, end + 1));
-      i = end;
+      inSet = true;
+      const negated = source[i + 1] === "^";
+      // A `]` first in a set is a member, as in Python.
+      const first = source[i + (negated ? 2 : 1)] === "]";
+      out += `[${negated ? "^" : ""}${first ? "\\]" : ""}`;
+      i += (negated ? 1 : 0) + (first ? 1 : 0);
     } else if (c === ".") out += dot;
-    else if (source.startsWith("(?P<", i)) {
-      out += "(?<";
-      i += 3;
-    } else if (source.startsWith("(?P=", i) || /^\(\?[aiLmsux-]/.test(source.slice(i))) {
-      throw new UnwrittenGrammar(`its regular expression /${source}/ has ${source.slice(i, i + 4)}`);
-    } else out += c;
+    else if (c === "(" && rest.startsWith("(?P<")) {
+      out += "(?:";
+      i = source.indexOf(">", i);
+    } else if (c === "(" && rest.startsWith("(?#")) i = source.indexOf(")", i);
+    else if (c === "(" && /^\(\?(?:P=|>|[aiLmsux-])/.test(rest)) unwritten(rest.slice(0, 4));
+    else if (c === "{") {
+      const bounds = /^\{(\d*)(,?)(\d*)\}/.exec(rest);
+      if (bounds && (bounds[1] || bounds[3])) {
+        out += `{${bounds[1] || "0"}${bounds[2]}${bounds[3]}}`;
+        i += bounds[0].length - 1;
+        quantified = true;
+      } else out += "\\{";
+    } else if (c === "}" || c === "]") out += `\\${c}`;
+    else if (c === "+" && wasQuantified) unwritten("a possessive repetition");
+    else {
+      out += caseless && letter(c) ? `[${c}${other(c)}]` : c;
+      quantified = c === "*" || c === "+" || c === "?";
+    }
   }
   return out;
 }
