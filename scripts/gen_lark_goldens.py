@@ -85,6 +85,16 @@ DIGIT: "0".."9"
 """,
         ["hi, Ann2024-01-31", "HI hello Bob !!1999-12-01", "Hello Zed0000-00-00"],
     ),
+    # A common terminal's parts are its own (WORD's letters are not this LETTER); `\d` in a string is itself.
+    "imports": (
+        r"""start: WORD "=" DIGITS "\d" LETTER?
+LETTER: "a"
+DIGITS: INT
+%import common.WORD
+%import common.INT
+""",
+        ["bcd=12\\d", "Zed=0\\da", "a=7\\d"],
+    ),
     # What %ignore ignores comes between any two terminals.
     "ignored": (
         r"""start: "SELECT" columns "FROM" NAME ("WHERE" NAME "=" NUMBER)? ";"
