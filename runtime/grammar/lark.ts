@@ -80,6 +80,9 @@ export function larkPattern(definition: string, path: string): string {
   return `^${printer.ignore}${printer.print({ kind: "ref", name: "start" })}$`;
 }
 
+/** COMMON, read once. */
+let commonTerminals: Definitions | undefined;
+
 /** Whether a name is a terminal's (upper case), not a rule's. */
 const isTerminal = (name: string) => /^_*[A-Z]/.test(name);
 
@@ -103,7 +106,7 @@ function parse(
     while (peek()?.type === "newline") at++;
   };
 
-  const common = imports ? parse(COMMON, path, false).definitions : new Map();
+  const common = imports ? commonTerminals ??= parse(COMMON, "", false).definitions : new Map();
   const importCommon = (name: string, as = name) => {
     const expr = common.get(name) ?? fail(`\`common\` has no terminal ${name}`);
     if (definitions.has(as)) fail(`${as} is defined twice`);
