@@ -19,7 +19,8 @@ export function allowedIds(mask: Uint32Array): number[] {
   return ids;
 }
 
-const UTF8 = new TextDecoder("utf-8", { fatal: true });
+// A walk may begin with U+FEFF (`\s` allows it): it is text, not a byte-order mark.
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** Tokens that begin with a quote, a bracket or a brace. */
 const CLOSES = Array.from({ length: tokenizer.vocabSize }, (_, id) => {

@@ -445,6 +445,11 @@ Deno.test("random walks through the allowed tokens end in JSON that the schema v
         ["(a|)*b", /divide the same text/],
         ["(?i:a)", /group modifier/],
         ["(\\w+ ?){2,4}", /divide the same text/],
+        // Copies that part only past 16 characters, or whose required part runs past them, are not taken apart.
+        ["(?:a{17}a*)+", /divide the same text/],
+        ["(?:a(?:a{17})*)+", /divide the same text/],
+        ["(?:.{17}.*)+", /divide the same text/],
+        ["(?:x{16}y(?:x{16}z)*)+", /divide the same text/],
         ["a?^b", /"\^" where something may come before it/],
         ["\\uD83D\\uDE00", /UTF-16 surrogate/],
       ];
@@ -456,6 +461,8 @@ Deno.test("random walks through the allowed tokens end in JSON that the schema v
       }
       assert.equal(xgrammarPattern("(.*)*x", "text", ""), xgrammarPattern(".*x", "text", ""));
       assert.equal(xgrammarPattern("((?:ab)+)+", "text", ""), xgrammarPattern("(?:ab)+", "text", ""));
+      // Within 16 characters they do.
+      assert.ok(xgrammarPattern("(?:x{15}y(?:x{15}z)*)+", "text", ""));
       // A pattern refused again (kept from before) is refused where it is now.
       for (const path of ["/a/pattern", "/b/pattern"]) {
         assert.throws(
