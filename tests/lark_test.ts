@@ -97,7 +97,22 @@ Deno.test("a custom tool's input pattern: none where the grammar engine would re
     assert.equal(inputPattern("t", { syntax: "lark", definition }), undefined, definition);
   }
   assert.equal(inputPattern("t", { syntax: "regex", definition: "(?=a)a" }), undefined);
-  assert.throws(() => inputPattern("t", { syntax: "lark", definition: "start: x" }), FormatError);
+  // Python's and Rust's syntax, as OpenAI's regex grammars are written.
+  assert.equal(
+    inputPattern("t", { syntax: "regex", definition: "(?P<ans>yes|no) \\d+\\z" }),
+    "(?:yes|no) \\d+$",
+  );
+  // What is no grammar, or no regular expression, is the client's error.
+  for (
+    const grammar of [
+      { syntax: "lark", definition: "start: x" },
+      { syntax: "lark", definition: "start: /(a/" },
+      { syntax: "regex", definition: "(abc" },
+      { syntax: "regex", definition: "a{2,1}" },
+    ] as const
+  ) {
+    assert.throws(() => inputPattern("t", grammar), FormatError, grammar.definition);
+  }
 });
 
 /** Whether the format takes `text` whole (tokenized as the model would write it), the stop token after it. */

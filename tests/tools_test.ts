@@ -406,6 +406,14 @@ Deno.test("custom tools on the chat API: called with text held to their grammar,
     assert.equal(refused.status, 400);
     assert.equal(refused.json.error.param, "tools[0].custom.format.grammar.definition");
     assert.match(refused.json.error.message, /x, which is not defined/);
+    const unknown = await post(`${url}/v1/chat/completions`, {
+      model,
+      messages,
+      tools,
+      tool_choice: { type: "custom", custom: { name: "nope" } },
+    });
+    assert.equal(unknown.status, 400);
+    assert.equal(unknown.json.error.param, "tool_choice.custom.name");
   });
 });
 

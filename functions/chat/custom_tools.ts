@@ -6,7 +6,7 @@
  * shows the function without it, the grammar in the tool's description.
  */
 import { FormatError, jsonSchemaFormat } from "../../runtime/grammar/format.ts";
-import { larkPattern, UnwrittenGrammar } from "../../runtime/grammar/lark.ts";
+import { larkPattern, pythonPattern, UnwrittenGrammar } from "../../runtime/grammar/lark.ts";
 import { log } from "../../runtime/log.ts";
 import { pyJsonLoads } from "../../runtime/prompt/pyjson.ts";
 import { StringReader } from "./call_reader.ts";
@@ -77,7 +77,8 @@ export function inputSchema(pattern: string) {
 /**
  * The pattern a custom tool's input is held to, or undefined where the grammar engine cannot hold it to the
  * grammar (the grammar is then only in the description, for the model to follow; the log says why). A Lark
- * grammar that Lark would not read throws its FormatError: the client's error.
+ * grammar that Lark would not read, or a regular expression (Python's or Rust's syntax) that is none, throws its
+ * FormatError: the client's error.
  */
 export function inputPattern(name: string, grammar: InputGrammar): string | undefined {
   // A request's tools are read more than once (a conversation cut to fit is prepared again).
@@ -91,7 +92,14 @@ const checked = new WeakMap<InputGrammar, string | undefined>();
 
 function heldTo(name: string, grammar: InputGrammar): string | undefined {
   try {
-    const pattern = grammar.syntax === "lark" ? larkPattern(grammar.definition, "") : grammar.definition;
+    const pattern = grammar.syntax === "lark"
+      ? larkPattern(grammar.definition, "")
+      : pythonPattern(grammar.definition);
+    try {
+      new RegExp(pattern, "u");
+    } catch (err) {
+      throw new FormatError(`not a valid regular expression: ${(err as Error).message}`, "");
+    }
     try {
       jsonSchemaFormat(inputSchema(pattern));
       return pattern;

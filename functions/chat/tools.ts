@@ -91,7 +91,7 @@ export function toolUse(
   if (typeof choice === "object" && !names.includes(choice.function.name)) {
     throw new RequestError(
       `tool_choice names ${JSON.stringify(choice.function.name)}, which is not among the tools`,
-      "tool_choice.function.name",
+      "custom" in choice ? "tool_choice.custom.name" : "tool_choice.function.name",
     );
   }
   tools.forEach(({ function: f }, i) => {

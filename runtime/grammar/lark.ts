@@ -396,11 +396,19 @@ const SYNTAX = "^$\\.*+?()[]{}|/";
 /**
  * A Lark (Python) regular expression in JavaScript's syntax (with the `u` flag): `.` outside sets as Python's
  * (anything but a newline; with the `s` flag, anything), `\\s` and `\\w` as Python's (see PYTHON_WORD; `\\d` is
- * ASCII's, as a model writes digits), `\\A` and `\\Z` as `^` and `$`, group names and comments left out, what
+ * ASCII's, as a model writes digits), `\\A` and `\\Z` (`\\z`) as `^` and `$`, group names and comments left out, what
  * Python reads literally escaped (`\\-`, `{`, `]`); the flags `i` (ASCII letters in either case) and `x` (white
  * space and comments left out) written into it. Possessive repetitions and what else JavaScript has no form of
  * are an UnwrittenGrammar.
  */
+/**
+ * A regular expression in Python's syntax (or Rust's, which OpenAI's `regex` grammars are written in: `\\z` as
+ * Python's `\\Z`) in JavaScript's; an UnwrittenGrammar where it has no form there.
+ */
+export function pythonPattern(source: string): string {
+  return pythonRegex(source, "", "");
+}
+
 function pythonRegex(source: string, flags: string, path: string): string {
   const unwritten = (what: string): never => {
     throw new UnwrittenGrammar(`its regular expression /${source}/ has ${what}`);
@@ -434,8 +442,8 @@ function pythonRegex(source: string, flags: string, path: string): string {
       } else if (next === "U") {
         out += `\\u{${source.slice(i + 1, i + 9)}}`;
         i += 8;
-      } else if (!inSet && (next === "A" || next === "Z")) out += next === "A" ? "^" : "$";
-      else if (next === "N" || next === "A" || next === "Z") unwritten(`\\${next}`);
+      } else if (!inSet && (next === "A" || next === "Z" || next === "z")) out += next === "A" ? "^" : "$";
+      else if (next === "N" || next === "A" || next === "Z" || next === "z") unwritten(`\\${next}`);
       else if (/[0-9A-Za-z]/.test(next)) out += `\\${next}`;
       else out += SYNTAX.includes(next) || (inSet && next === "-") ? `\\${next}` : next;
     } else if (inSet) {
