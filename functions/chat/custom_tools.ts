@@ -91,25 +91,26 @@ export function inputPattern(name: string, grammar: InputGrammar): string | unde
 const checked = new WeakMap<InputGrammar, string | undefined>();
 
 function heldTo(name: string, grammar: InputGrammar): string | undefined {
+  let pattern: string;
   try {
-    const pattern = grammar.syntax === "lark"
+    pattern = grammar.syntax === "lark"
       ? larkPattern(grammar.definition, "")
       : pythonPattern(grammar.definition);
-    try {
-      new RegExp(pattern, "u");
-    } catch (err) {
-      throw new FormatError(`not a valid regular expression: ${(err as Error).message}`, "");
-    }
-    try {
-      jsonSchemaFormat(inputSchema(pattern));
-      return pattern;
-    } catch (err) {
-      if (!(err instanceof FormatError)) throw err;
-      return unheld(err);
-    }
   } catch (err) {
     if (err instanceof UnwrittenGrammar) return unheld(err);
     throw err;
+  }
+  try {
+    new RegExp(pattern, "u");
+  } catch (err) {
+    throw new FormatError(`not a valid regular expression: ${(err as Error).message}`, "");
+  }
+  try {
+    jsonSchemaFormat(inputSchema(pattern));
+    return pattern;
+  } catch (err) {
+    if (!(err instanceof FormatError)) throw err;
+    return unheld(err);
   }
 
   function unheld(err: Error): undefined {

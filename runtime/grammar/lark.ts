@@ -76,7 +76,7 @@ type Definitions = Map<string, Expr>;
 export function larkPattern(definition: string, path: string): string {
   const { definitions, ignored } = parse(definition, path, true);
   if (!definitions.has("start")) throw new FormatError("the Lark grammar has no `start` rule", path);
-  const printer = new Printer(definitions, ignored, path);
+  const printer = new Printer(definitions, ignored);
   return `^${printer.ignore}${printer.print({ kind: "ref", name: "start" })}$`;
 }
 
@@ -495,7 +495,7 @@ class Printer {
   #printed = new Map<string, string>();
   #chars = 0;
 
-  constructor(readonly definitions: Definitions, ignored: Expr[], readonly path: string) {
+  constructor(readonly definitions: Definitions, ignored: Expr[]) {
     // Repeated anyway: `WS: /[ \t]/+` as its one character, or its copies could divide a run of spaces.
     const once = (expr: Expr): Expr =>
       expr.kind === "ref"
