@@ -569,6 +569,47 @@ Deno.test("Responses API: a developer message after an answer joins the instruct
   });
 });
 
+Deno.test("Responses API: an empty answer sent back (an agent's history of it) is left out, not refused", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const model = service.model.id;
+    const empty = {
+      type: "message",
+      role: "assistant",
+      status: "completed",
+      content: [{ type: "output_text", text: "", annotations: [] }],
+    };
+    const [sent, without] = await Promise.all([
+      post(`${url}/v1/responses`, {
+        model,
+        input: [{ role: "user", content: "Hi" }, empty, { role: "user", content: "Hello" }],
+        max_output_tokens: 3,
+        temperature: 0,
+      }),
+      post(`${url}/v1/chat/completions`, {
+        messages: [{ role: "user", content: "Hi" }, { role: "user", content: "Hello" }],
+        max_tokens: 3,
+        temperature: 0,
+      }),
+    ]);
+    assert.equal(sent.status, 200, JSON.stringify(sent.json));
+    assert.equal(sent.json.usage.input_tokens, without.json.usage.prompt_tokens);
+    assert.equal(sent.json.output[0].content[0].text, without.json.choices[0].message.content);
+    // The chat API likewise, for content "" or null.
+    for (const content of ["", null]) {
+      const chat = await post(`${url}/v1/chat/completions`, {
+        messages: [{ role: "user", content: "Hi" }, { role: "assistant", content }, {
+          role: "user",
+          content: "Hello",
+        }],
+        max_tokens: 3,
+        temperature: 0,
+      });
+      assert.equal(chat.status, 200, JSON.stringify(chat.json));
+      assert.equal(chat.json.usage.prompt_tokens, without.json.usage.prompt_tokens);
+    }
+  });
+});
+
 Deno.test("Responses API: an agent's history may open with calls; an output answers a call before it", async () => {
   await withServer({}, async ({ url, service }) => {
     const model = service.model.id;

@@ -280,7 +280,6 @@ export const WORDS: [RegExp, string][] = [
     /the tool messages do not answer the (previous|last) assistant message's calls one for one/,
     "the tool_result blocks do not answer the assistant message's tool_use blocks one for one",
   ],
-  [/an assistant message has neither content nor tool_calls/, "an assistant message has no content"],
   [/tool message/g, "tool_result"],
 ];
 

@@ -42,8 +42,8 @@ const callId = (message: number, call: number) => `ollama_${message}_${call}`;
 
 /**
  * The chat messages, and the place in the request of each (`kept`): an assistant message with neither text nor
- * calls is left out (Ollama renders it as an empty turn; Pixtral's format has none, and such an answer of this
- * server's, sent back, would otherwise stop the conversation), and so are the messages before `from` other than
+ * calls is left out (Ollama renders it as an empty turn; Pixtral's format has none, see encodeInstruct, and here
+ * a chat template's prompt leaves it out too), and so are the messages before `from` other than
  * system messages (a conversation cut to fit the context, see history.ts).
  */
 function chatMessages(messages: OllamaMessage[], from: number) {

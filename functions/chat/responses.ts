@@ -358,7 +358,6 @@ const WORDS: [RegExp, string][] = [
   ],
   [/a tool message's content must be text/, "a function_call_output's output must be text"],
   [/\btool message/g, "function_call_output"],
-  [/an assistant message has neither content nor tool_calls/, "an assistant message has no content"],
 ];
 
 /** `err` with its parameter and message in the terms of the request it came as (by default a Responses one). */

@@ -114,12 +114,6 @@ function validate<Image>(messages: Message<Image>[]): void {
   let callIds: string[] = [];
   messages.forEach((m, i) => {
     if (m.role === "assistant") callIds = m.toolCalls?.map((c) => c.id) ?? [];
-    // Empty text parts are dropped (mistral_common's normalizer): parts that are all empty are no content.
-    if (
-      m.role === "assistant" && !m.toolCalls?.length && (!m.content || aggregate([m.content]).length === 0)
-    ) {
-      throw new PromptError("an assistant message has neither content nor tool_calls", i);
-    }
     if (m.role === "tool" && m.content) jsonDepth(aggregate([m.content]), i, ".content");
     m.toolCalls?.forEach((call, j) => jsonDepth(call.arguments, i, `.tool_calls[${j}].function.arguments`));
     if (m.role === "assistant" && m.toolCalls?.length) {
@@ -267,10 +261,35 @@ export function checkContinuation(messages: readonly { role: string; prefix?: bo
   }
 }
 
+/** An assistant message with neither calls nor text (empty text parts are dropped, as mistral_common drops them). */
+const noAnswer = <Image>(m: Message<Image>) =>
+  m.role === "assistant" && !m.toolCalls?.length && (!m.content || aggregate([m.content]).length === 0);
+
+/**
+ * The conversation's prompt. An assistant message with neither text nor calls is left out, where mistral_common
+ * refuses it: clients send back the empty answers they were given (one cut by a stop string at its start), and
+ * Pixtral's format has no empty turn. Errors name the messages as sent.
+ */
 export function encodeInstruct<Image>(
   messages: Message<Image>[],
   enc: InstructEncoder<Image>,
   tools: readonly ToolDefinition[] = [],
+): EncodedChat<Image> {
+  const kept = messages.flatMap((m, i) => noAnswer(m) ? [] : [i]);
+  try {
+    return encodeAnswered(kept.map((i) => messages[i]), enc, tools);
+  } catch (err) {
+    if (err instanceof PromptError && err.index !== undefined) {
+      throw new PromptError(err.message, kept[err.index], err.at);
+    }
+    throw err;
+  }
+}
+
+function encodeAnswered<Image>(
+  messages: Message<Image>[],
+  enc: InstructEncoder<Image>,
+  tools: readonly ToolDefinition[],
 ): EncodedChat<Image> {
   validate(messages);
   const toolIds = enc.tools;
