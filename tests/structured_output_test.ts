@@ -966,6 +966,23 @@ Deno.test("listed values are written exactly: xgrammar 0.1.27 lets alternatives 
   assert.equal(xgrammarPattern("^(Mr|Mrs|Ms|Dr)$", "text", ""), "(?:M(?:r(?:s)?|s)|Dr)");
 });
 
+Deno.test("alternatives whose first sets overlap do not run into each other", async () => {
+  // xgrammar 0.1.27 took "bxy" for each (found by a fuzzing helper): the "b" of [^a]x went on as [^b]{3,4}.
+  const formats: [string, OutputFormat, string][] = [
+    ["pattern", regexFormat("a|[^b]{3,4}|[^a]x"), "bx"],
+    ["unbounded", regexFormat("a|[^b]{3,}|[^a]x"), "bx"],
+    ["JSON string", jsonSchemaFormat({ type: "string", pattern: "^(?:a|[^b]{3,4}|[^a]x)$" }), '"bx'],
+    ["grammar", grammarFormat('root ::= "a" | [^b]{3,4} | [^a] "x"'), "bx"],
+  ];
+  for (const [name, format, prefix] of formats) {
+    const after = [...await allowedAfterFormat(format, prefix)];
+    assert.deepEqual(after.filter((t) => t !== "</s>" && !t.startsWith('"')), [], name);
+    assert.ok(after.length > 0, name);
+  }
+  // Split by the parts the sets share, each written once.
+  assert.equal(xgrammarPattern("^(?:[a-c]x|[b-d]y)$", "text", ""), "(?:[\\x62-\\x63](?:x|y)|ax|dy)");
+});
+
 Deno.test("alternatives whose beginnings hide in a rule, a group or a repetition do not run into each other", async () => {
   // Each ran on before (xgrammar 0.1.27, found by a helper with its own recognizer): after the prefix, tokens
   // beginning with the character shown were allowed, so "Drsssss." and "xxyyb" were written.

@@ -14,6 +14,7 @@ import { FormatError } from "./format.ts";
 import {
   asciiClass,
   byteClass,
+  disjointHeads,
   factored,
   intersect,
   MAX_COST,
@@ -172,7 +173,7 @@ function factor(e: Expr, facts: Facts): Expr {
         e.branches.map((b) => itemsOf(b, facts)),
         (items) => ({ kind: "seq", items: joinTexts(items) }),
         (branches) => ({ kind: "alt", branches }),
-        (branches) => spreadHeads(branches, facts.spreading),
+        (branches) => disjointHeads(spreadHeads(branches, facts.spreading), facts.spreading),
       );
     default:
       return e;
@@ -199,7 +200,7 @@ const seqOf = (items: Expr[]): Expr => ({ kind: "seq", items });
  * What hides a beginning from factored in a grammar (see regex.ts's spreadHeads): a group, a bounded repetition,
  * and a rule naming no rule (xgrammar takes such a rule's text into the rule that names it and runs on as with
  * literals: `t "." | "Mr."` with `t ::= "Mrs"` took "Mrssss."). Spreading may add 64 units of compile cost to
- * the grammar at most.
+ * the grammar at most, splitting (disjointHeads) half of MAX_COST.
  */
 function spreading(facts: Omit<Facts, "spreading">): Spreading<Expr> {
   // A part is taken apart again each time spreading meets it (a repetition's copies are one node): once is enough.
@@ -213,7 +214,18 @@ function spreading(facts: Omit<Facts, "spreading">): Spreading<Expr> {
       taken.get(part) ?? taken.set(part, itemsOf(part, { ...facts, spreading: how })).get(part)!,
     first: (items) => firstOf(seqOf(items), facts.shortest, facts.first),
     cost: (items) => cost(seqOf(items)),
-    budget: { cost: 64, tries: MAX_SPREAD_TRIES },
+    set: (part) =>
+      part.kind === "set"
+        ? part.set
+        : part.kind === "text" && part.codes.length === 1
+        ? [[part.codes[0], part.codes[0]]]
+        : undefined,
+    // One character as a literal, as itemsOf writes it, so that factored compares it with the literals.
+    ofSet: (set) =>
+      set.length === 1 && set[0][0] === set[0][1]
+        ? { kind: "text", codes: [set[0][0]] }
+        : { kind: "set", set },
+    budget: { cost: 64, tries: MAX_SPREAD_TRIES, split: MAX_COST / 2 },
   };
   return how;
 }

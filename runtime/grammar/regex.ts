@@ -180,14 +180,17 @@ function factor(node: Node, how: Spreading<Node>): Node {
         node.branches.map((b) => items(b, how)),
         (items) => ({ kind: "seq", items }),
         (branches) => ({ kind: "alt", branches }),
-        (branches) => spreadHeads(branches, how),
+        (branches) => disjointHeads(spreadHeads(branches, how), how),
       );
     default:
       return node;
   }
 }
 
-/** A pattern's spreading (see spreadHeads), with a budget of its own: 128 byte sets more at most. */
+/**
+ * A pattern's spreading (see spreadHeads and disjointHeads), with budgets of its own: 128 byte sets more at most
+ * by spreading, half of MAX_COST by splitting.
+ */
 function regexSpreading(): Spreading<Node> {
   // A part is taken apart again each time spreading meets it (a repetition's copies are one node): once is enough.
   const taken = new WeakMap<Node, Node[]>();
@@ -196,7 +199,9 @@ function regexSpreading(): Spreading<Node> {
     items: (part) => taken.get(part) ?? taken.set(part, items(part, how)).get(part)!,
     first: (items) => first({ kind: "seq", items }),
     cost: (items) => cost({ kind: "seq", items }),
-    budget: { cost: 128, tries: MAX_SPREAD_TRIES },
+    set: (part) => part.kind === "set" ? part.set : undefined,
+    ofSet: (set) => ({ kind: "set", set }),
+    budget: { cost: 128, tries: MAX_SPREAD_TRIES, split: MAX_COST / 2 },
   };
   return how;
 }
@@ -261,11 +266,15 @@ export interface Spreading<T> {
   first(items: T[]): Ranges;
   /** An alternative's compile cost. */
   cost(items: T[]): number;
+  /** The code points a part matches when it is one set (one character), else undefined; and a set as a part. */
+  set(part: T): Ranges | undefined;
+  ofSet(set: Ranges): T;
   /**
-   * What spreading may still add to the compile cost (in `cost`'s units), and how many more alternatives it may
-   * try, over the whole pattern or grammar: past either, alternatives stay as written.
+   * What spreading may still add to the compile cost (in `cost`'s units), how many more alternatives it may try,
+   * and what splitting (disjointHeads) may still add, over the whole pattern or grammar: past any, alternatives
+   * stay as written.
    */
-  budget: { cost: number; tries: number };
+  budget: { cost: number; tries: number; split: number };
 }
 
 /** The most alternatives one spreads into. */
@@ -277,14 +286,15 @@ const MAX_SPREAD_COPIES = 8;
 
 /**
  * What a group or a repetition stands for as alternatives (regex and GBNF trees alike): a group its branches; a
- * repetition of a few copies each count spelt out, a longer bounded one its first copy then the rest (`?`, `*` and
- * `+` heads match as written).
+ * repetition of a few copies each count spelt out, a longer one its first copy then the rest (`?`, `*` and `+`
+ * heads match as written; `{2,}` does too, `{3,}` did not).
  */
 export function spreadParts<T>(head: T): T[][] | undefined {
   const h = head as { kind: string; branches?: T[]; body?: T; min?: number; max?: number };
   if (h.kind === "alt") return h.branches!.map((b) => [b]);
-  if (h.kind !== "repeat" || h.max === Infinity || (h.min === 0 && h.max === 1)) return undefined;
+  if (h.kind !== "repeat" || (h.min === 0 && h.max === 1)) return undefined;
   const [min, max, body] = [h.min!, h.max!, h.body!];
+  if (max === Infinity) return min > 2 ? [[body, { ...h, min: min - 1 } as T]] : undefined;
   if (max <= MAX_SPREAD_COPIES) {
     return Array.from({ length: max - min + 1 }, (_, k) => Array(min + k).fill(body));
   }
@@ -311,6 +321,33 @@ export function spreadHeads<T>(branches: T[][], how: Spreading<T>): T[][] {
     if (!spread) return [items];
     how.budget.cost -= Math.max(0, start - left.cost - base);
     return spread;
+  });
+}
+
+/**
+ * Alternatives that begin with sets overlapping without being equal, each split by the parts of the sets it
+ * shares, so that factored writes each shared part once: xgrammar 0.1.27 mixes up what follows alternatives
+ * whose first sets overlap (`a|[^b]{3,4}|[^a]x` took "bxy": the `b` of `[^a]x` went on as `[^b]{3,4}`). Each split
+ * writes the rest of its alternative once more per part: one that would pass the budget left is left as written.
+ */
+export function disjointHeads<T>(branches: T[][], how: Spreading<T>): T[][] {
+  const heads = branches.map((items) => items.length ? how.set(items[0]) : undefined);
+  // The parts of the sets' union in which each code point belongs to the same sets.
+  let parts: Ranges[] = [];
+  for (const set of heads) {
+    if (!set) continue;
+    const rest = parts.reduce((left, part) => subtract(left, part), set);
+    parts = parts.flatMap((part) => [intersect(part, set), subtract(part, set)].filter((p) => p.length > 0));
+    if (rest.length) parts.push(rest);
+  }
+  return branches.flatMap((items, i) => {
+    const head = heads[i];
+    const own = head ? parts.filter((part) => intersect(part, head).length > 0) : [];
+    if (own.length < 2) return [items];
+    const more = (own.length - 1) * how.cost(items);
+    if (more > how.budget.split) return [items];
+    how.budget.split -= more;
+    return own.map((set) => [how.ofSet(set), ...items.slice(1)]);
   });
 }
 
