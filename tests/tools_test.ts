@@ -116,6 +116,7 @@ Deno.test("a forced non-strict function whose schema is not wholly enforceable k
   const use: ToolUse = {
     definitions: [{ name: "classify", description: "", parameters: fromRequest(parameters, "tools[0]") }],
     choice: { name: "classify" },
+    callable: ["classify"],
     parallel: true,
     strict: new Map([["classify", false]]),
     inputs: new Map(),
@@ -309,6 +310,74 @@ Deno.test("forced calls over HTTP with the OpenAI client: whole, streamed, named
     assert.ok(
       tiny.decode(ids).includes(`{"content": {"temp": 21.0}, "call_id": "${message.tool_calls![0].id}"}`),
     );
+  });
+});
+
+Deno.test("allowed_tools: every tool stays in the prompt, only the allowed are called (chat and Responses)", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const model = service.model.id;
+    const messages = [{ role: "user", content: "Book a room" }];
+    const allowed = (mode: string, names: string[]) => ({
+      type: "allowed_tools",
+      allowed_tools: { mode, tools: names.map((name) => ({ type: "function", function: { name } })) },
+    });
+    const chat = (tool_choice: unknown, more = {}) =>
+      post(`${url}/v1/chat/completions`, {
+        model,
+        messages,
+        tools: TOOLS,
+        tool_choice,
+        n: 3,
+        temperature: 1,
+        seed: 3,
+        max_tokens: 40,
+        ...more,
+      });
+    const [only, all] = await Promise.all([chat(allowed("required", ["book-room_2"])), chat("required")]);
+    assert.equal(only.status, 200, JSON.stringify(only.json));
+    assert.equal(only.json.usage.prompt_tokens, all.json.usage.prompt_tokens);
+    const names = (choices: { message: { tool_calls?: { function: { name: string } }[] } }[]) =>
+      choices.flatMap((c) => c.message.tool_calls?.map((call) => call.function.name) ?? []);
+    assert.ok(names(only.json.choices).length >= 3, JSON.stringify(only.json.choices));
+    assert.ok(
+      names(only.json.choices).every((name) => name === "book-room_2"),
+      JSON.stringify(names(only.json.choices)),
+    );
+    // "auto" among none: no call.
+    const none = await chat(allowed("auto", []), { max_tokens: 5 });
+    assert.equal(none.status, 200, JSON.stringify(none.json));
+    assert.deepEqual(names(none.json.choices), []);
+    for (
+      const [choice, param] of [
+        [allowed("auto", ["get_weather", "lookup"]), "tool_choice.allowed_tools.tools[1].function.name"],
+        [allowed("required", []), "tool_choice.allowed_tools.tools"],
+      ] as const
+    ) {
+      const res = await chat(choice);
+      assert.equal(res.status, 400, JSON.stringify(res.json));
+      assert.equal(res.json.error.param, param);
+    }
+    // The Responses API's shape; a hosted tool's entry names nothing the model may call.
+    const responses = (tools: unknown[]) =>
+      post(`${url}/v1/responses`, {
+        model,
+        input: "Book a room",
+        tools: TOOLS.map((t) => ({ type: "function", ...t.function })),
+        tool_choice: { type: "allowed_tools", mode: "required", tools },
+        max_output_tokens: 40,
+        temperature: 1,
+        seed: 4,
+      });
+    const response = await responses([{ type: "web_search" }, { type: "function", name: "get_weather" }]);
+    assert.equal(response.status, 200, JSON.stringify(response.json));
+    const calls = response.json.output.filter((item: { type: string }) => item.type === "function_call");
+    assert.ok(calls.length >= 1 && calls.every((c: { name: string }) => c.name === "get_weather"));
+    const unknown = await responses([{ type: "web_search" }, { type: "function", name: "lookup" }]);
+    assert.equal(unknown.status, 400);
+    assert.equal(unknown.json.error.param, "tool_choice.tools[1].name");
+    const hostedOnly = await responses([{ type: "web_search" }]);
+    assert.equal(hostedOnly.status, 400);
+    assert.equal(hostedOnly.json.error.param, "tool_choice.tools");
   });
 });
 

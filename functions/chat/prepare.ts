@@ -506,7 +506,7 @@ export async function prepareChat(
       ? {
         callsId: encoded.callsId,
         forced: generation.lead.length > 0,
-        names: tools.definitions.map((d) => d.name),
+        names: tools.callable,
         single: typeof tools.choice === "object" || !tools.parallel,
       }
       : undefined,

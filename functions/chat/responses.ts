@@ -226,7 +226,7 @@ function chatMessages(
   return { messages, origins };
 }
 
-function renamer(origins: Origin[], tools: FlatTool[]) {
+function renamer(origins: Origin[], tools: FlatTool[], allowed: number[]) {
   return (param: string): string => {
     const message = /^messages\[(\d+)\](.*)$/.exec(param);
     if (message) {
@@ -252,10 +252,39 @@ function renamer(origins: Origin[], tools: FlatTool[]) {
     if (param === "max_completion_tokens") return "max_output_tokens";
     if (param === "logprobs") return "top_logprobs";
     if (param === "tool_choice.function.name") return "tool_choice.name";
+    const entry = /^tool_choice\.allowed_tools\.tools\[(\d+)\]\.function\.name$/.exec(param);
+    if (entry) return `tool_choice.tools[${allowed[Number(entry[1])]}].name`;
+    if (param.startsWith("tool_choice.allowed_tools")) return "tool_choice" + param.slice(25);
     if (param.startsWith("response_format")) {
       return "text.format" + param.slice("response_format".length).replace(/^\.json_schema/, "");
     }
     return param;
+  };
+}
+
+/** The places in `tool_choice.tools` of the allowed tools that are functions or custom tools. */
+function allowedCallable(choice: ResponsesRequest["tool_choice"]): number[] {
+  if (typeof choice !== "object" || choice?.type !== "allowed_tools") return [];
+  // A hosted tool's entry (web search, MCP) names none of the tools the model is given.
+  return choice.tools.flatMap((t, i) => t.name && (t.type === "function" || t.type === "custom") ? [i] : []);
+}
+
+/** The request's tool_choice as the chat API's. */
+function toolChoice(
+  choice: ResponsesRequest["tool_choice"],
+  flatName: (name: string, namespace?: string | null) => string,
+) {
+  if (typeof choice !== "object" || !choice) return choice;
+  if (choice.type !== "allowed_tools") return { type: "function", function: { name: choice.name } };
+  return {
+    type: "allowed_tools",
+    allowed_tools: {
+      mode: choice.mode,
+      tools: allowedCallable(choice).map((i) => ({
+        type: "function",
+        function: { name: flatName(choice.tools[i].name!, choice.tools[i].namespace) },
+      })),
+    },
   };
 }
 
@@ -284,7 +313,7 @@ export function toChat(request: ResponsesRequest, text: string, from = 0): Respo
     origins.push(all.origins.at(-1)!);
   }
   addOpeningTurn(messages, origins);
-  const param = renamer(origins, flat.tools);
+  const param = renamer(origins, flat.tools, allowedCallable(request.tool_choice));
   const tool = request.tool_choice;
   const body = {
     model: request.model,
@@ -302,9 +331,7 @@ export function toChat(request: ResponsesRequest, text: string, from = 0): Respo
         function: { name: flat.flatName(name, namespace), description, parameters, strict: strict ?? true },
       }))
       : undefined,
-    tool_choice: typeof tool === "object" && tool
-      ? { type: "function", function: { name: tool.name } }
-      : tool,
+    tool_choice: toolChoice(tool, flat.flatName),
     parallel_tool_calls: request.parallel_tool_calls,
     seed: request.seed,
     top_k: request.top_k,

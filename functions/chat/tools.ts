@@ -35,6 +35,8 @@ import { type InputGrammar, inputPattern, inputSchema } from "./custom_tools.ts"
 export interface ToolUse {
   definitions: ToolDefinition[];
   choice: "none" | "auto" | "required" | { name: string };
+  /** The names the model may call: every tool's, the named one's, or those of OpenAI's `allowed_tools`. */
+  callable: string[];
   /** Whether one answer may make several calls (OpenAI's `parallel_tool_calls`, default true). */
   parallel: boolean;
   /** Each function's `strict` flag, by name. */
@@ -88,11 +90,33 @@ export function toolUse(
       `tools[${names.lastIndexOf(twice)}]`,
     );
   }
-  if (typeof choice === "object" && !names.includes(choice.function.name)) {
-    throw new RequestError(
-      `tool_choice names ${JSON.stringify(choice.function.name)}, which is not among the tools`,
+  const unknown = (name: string, param: string) => {
+    if (!names.includes(name)) {
+      throw new RequestError(
+        `tool_choice names ${JSON.stringify(name)}, which is not among the tools`,
+        param,
+      );
+    }
+  };
+  let callable = names;
+  if (typeof choice === "object" && choice.type === "allowed_tools") {
+    callable = choice.allowed_tools.tools.map((t, i) => {
+      const [name, param] = t.type === "function" ? [t.function.name, "function"] : [t.custom.name, "custom"];
+      unknown(name, `tool_choice.allowed_tools.tools[${i}].${param}.name`);
+      return name;
+    });
+    if (!callable.length && choice.allowed_tools.mode === "required") {
+      throw new RequestError(
+        "tool_choice asks for a call of one of no tools",
+        "tool_choice.allowed_tools.tools",
+      );
+    }
+  } else if (typeof choice === "object") {
+    unknown(
+      choice.function.name,
       "custom" in choice ? "tool_choice.custom.name" : "tool_choice.function.name",
     );
+    callable = [choice.function.name];
   }
   tools.forEach(({ function: f }, i) => {
     const type = f.parameters?.type;
@@ -125,11 +149,14 @@ export function toolUse(
   }));
   return {
     definitions,
-    choice: typeof choice === "object"
+    choice: typeof choice !== "object"
+      ? choice === "any" ? "required" : choice
+      : choice.type !== "allowed_tools"
       ? { name: choice.function.name }
-      : choice === "any"
-      ? "required"
-      : choice,
+      : callable.length
+      ? choice.allowed_tools.mode
+      : "none",
+    callable,
     parallel: chat.parallel_tool_calls ?? true,
     strict: new Map(tools.map(({ function: f }) => [f.name, f.strict ?? false])),
     inputs,
@@ -178,9 +205,8 @@ export interface ToolGeneration {
 export function toolGeneration(use: ToolUse | undefined, toolCalls: number): ToolGeneration {
   if (!use) return { lead: [], banned: [] };
   if (use.choice === "none") return { lead: [], banned: [toolCalls] };
-  const named = typeof use.choice === "object" ? use.choice.name : undefined;
   const functions = use.definitions.flatMap((d, i) => {
-    if (named !== undefined && d.name !== named) return [];
+    if (!use.callable.includes(d.name)) return [];
     const input = use.inputs.get(d.name);
     let parameters = input === undefined ? toJs(d.parameters) : inputSchema(input);
     if (typeof parameters !== "object" || parameters === null || Object.keys(parameters).length === 0) {
@@ -219,7 +245,7 @@ export function toolGeneration(use: ToolUse | undefined, toolCalls: number): Too
   });
   let format: OutputFormat;
   try {
-    format = toolCallsFormat(functions, named !== undefined || !use.parallel);
+    format = toolCallsFormat(functions, typeof use.choice === "object" || !use.parallel);
   } catch (err) {
     if (!(err instanceof FormatError)) throw err;
     // Each schema passed alone; together they are too large or deep. "auto" asked for no enforcement.

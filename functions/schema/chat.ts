@@ -120,6 +120,17 @@ const toolChoice = z.union([
     function: { name: custom.name },
     custom,
   })),
+  // OpenAI's: every tool stays in the prompt, the model calls only these ("required": one of them).
+  z.object({
+    type: z.literal("allowed_tools"),
+    allowed_tools: z.object({
+      mode: z.enum(["auto", "required"]),
+      tools: z.array(z.union([
+        z.object({ type: z.literal("function"), function: z.object({ name: z.string() }) }),
+        z.object({ type: z.literal("custom"), custom: z.object({ name: z.string() }) }),
+      ])),
+    }),
+  }),
 ]);
 
 /** The most tools one request may offer (each one's schema becomes prompt tokens and, when forced, grammar). */

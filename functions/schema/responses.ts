@@ -119,6 +119,15 @@ const searchTool = z.object({ type: z.enum(SEARCH) }).transform(({ type }) => ({
 const toolChoice = z.union([
   z.enum(["none", "auto", "required"]),
   z.object({ type: z.enum(["function", "custom"]), name: z.string() }),
+  // Every tool stays in the prompt, the model calls only these; hosted tools among them are none this server has.
+  z.object({
+    type: z.literal("allowed_tools"),
+    mode: z.enum(["auto", "required"]),
+    tools: z.array(
+      z.object({ type: z.string(), name: z.string().nullish(), namespace: z.string().nullish() })
+        .passthrough(),
+    ),
+  }),
 ]);
 
 const textFormat = z.discriminatedUnion("type", [
