@@ -908,7 +908,7 @@ Deno.test("Responses API: a custom tool's input is held to its grammar, Lark's o
     });
     assert.equal(refused.status, 400);
     assert.equal(refused.json.error.param, "tools[0].format.definition");
-    assert.match(refused.json.error.message, /op, which is not defined/);
+    assert.match(refused.json.error.message, /^tools\[0\]\.format\.definition: .*op, which is not defined/);
   });
 });
 

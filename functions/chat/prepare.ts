@@ -449,18 +449,17 @@ export function samplingOf(
 }
 
 /**
- * `source`: the request body as Python reads it (see pySource), for tools and arguments given as objects;
- * `inputs`: custom tools' input patterns (see ToolUse).
+ * `source`: the request body as Python reads it (see pySource), for tools and arguments given as objects.
  */
 export async function prepareChat(
   chat: ChatRequest,
   service: Service,
   signal?: AbortSignal,
   source?: PyValue,
-  options: { decoded?: DecodedImages; inputs?: Map<string, string> } = {},
+  options: { decoded?: DecodedImages } = {},
 ): Promise<PreparedChat> {
   refuseWhenFull(service);
-  const tools = toolUse(chat, source, options.inputs);
+  const tools = toolUse(chat, source);
   const encoded = await encodeChat(chat.messages, service, {
     signal,
     decoded: options.decoded,

@@ -8,8 +8,6 @@ import { PromptError } from "../../runtime/prompt/instruct.ts";
 import { pyAt, pyJsonLoads, type PyValue } from "../../runtime/prompt/pyjson.ts";
 import { type ChatRequest, parseChatRequest, RequestError } from "../schema/chat.ts";
 import type { ResponsesPart, ResponsesRequest } from "../schema/responses.ts";
-import { customFunction } from "./custom_tools.ts";
-import { heldInput } from "./tools.ts";
 import { addOpeningTurn, endsInSystemAfterAnswer, keptFrom, systemsLifted } from "./history.ts";
 
 /** Where a chat message came from in the Responses request. */
@@ -29,24 +27,19 @@ export interface ResponsesChat {
   source?: PyValue;
   /** A chat request's parameter (`messages[2].content[0]`) as the Responses request names it. */
   param(chatParam: string): string;
-  /** The patterns custom tools' inputs are held to, by the name the model calls them by. */
-  inputs: Map<string, string>;
   /** A called function's name as the Responses request names it: with its namespace, if in one. */
   callName(name: string): CallName;
 }
 
 type ResponsesTool = NonNullable<ResponsesRequest["tools"]>[number];
 type FunctionTool = Extract<ResponsesTool, { type: "function" }>;
+type CustomTool = Extract<ResponsesTool, { type: "custom" }>;
 
-/** A function tool of the request, where it stands in it, and the name the model knows it by. */
+/** A function or custom tool of the request, where it stands in it, and the name the model knows it by. */
 interface FlatTool {
-  tool: FunctionTool;
+  tool: FunctionTool | CustomTool;
   name: string;
   namespace?: string;
-  /** A custom tool, which the model calls as `tool`: a function of one string, its input. */
-  custom?: boolean;
-  /** A custom tool's: the pattern its input is held to (see inputPattern). */
-  input?: string;
   /** Its path in the request body (`["tools", 4, "tools", 0]`). */
   path: (string | number)[];
 }
@@ -59,12 +52,8 @@ interface FlatTool {
 export function flatTools(request: ResponsesRequest) {
   const tools: FlatTool[] = [];
   (request.tools ?? []).forEach((tool, i) => {
-    if (tool.type === "function") tools.push({ tool, name: tool.name, path: ["tools", i] });
-    if (tool.type === "custom") {
-      const grammar = tool.format?.type === "grammar" ? tool.format : undefined;
-      const input = grammar && heldInput(tool.name, grammar, `tools[${i}].format.definition`);
-      const called = { type: "function" as const, ...customFunction(tool.name, tool.description, grammar) };
-      tools.push({ tool: called, name: tool.name, custom: true, input, path: ["tools", i] });
+    if (tool.type === "function" || tool.type === "custom") {
+      tools.push({ tool, name: tool.name, path: ["tools", i] });
     }
     if (tool.type === "namespace") {
       tool.tools.forEach((child, j) =>
@@ -84,7 +73,7 @@ export function flatTools(request: ResponsesRequest) {
       const t = byFlat.get(flat);
       return t?.namespace
         ? { name: t.name, namespace: t.namespace }
-        : t?.custom
+        : t?.tool.type === "custom"
         ? { name: flat, custom: true }
         : { name: flat };
     },
@@ -242,11 +231,11 @@ function renamer(origins: Origin[], tools: FlatTool[], allowed: number[]) {
       if (origin.whole) return origin.at;
       return origin.at + (origin.content ? rest.replace(/^\.content/, origin.content) : rest);
     }
-    const tool = /^tools\[(\d+)\]\.function(.*)$/.exec(param);
+    const tool = /^tools\[(\d+)\]\.(?:function|custom)(.*)$/.exec(param);
     if (tool) {
       const path = tools[Number(tool[1])]?.path ?? ["tools", Number(tool[1])];
       return path.map((key, i) => typeof key === "number" ? `[${key}]` : `${i ? "." : ""}${key}`).join("") +
-        tool[2];
+        tool[2].replace(/^\.format\.grammar\./, ".format.");
     }
     if (param === "messages") return "input";
     if (param === "max_completion_tokens") return "max_output_tokens";
@@ -259,6 +248,25 @@ function renamer(origins: Origin[], tools: FlatTool[], allowed: number[]) {
       return "text.format" + param.slice("response_format".length).replace(/^\.json_schema/, "");
     }
     return param;
+  };
+}
+
+/** A tool as the chat API's, named `name`: function tools strict unless they say otherwise, as in the Responses API. */
+function chatTool({ tool }: FlatTool, name: string) {
+  if (tool.type === "function") {
+    const { description, parameters, strict } = tool;
+    return { type: "function", function: { name, description, parameters, strict: strict ?? true } };
+  }
+  const { format } = tool;
+  return {
+    type: "custom",
+    custom: {
+      name,
+      description: tool.description,
+      format: format?.type === "grammar"
+        ? { type: "grammar", grammar: { syntax: format.syntax, definition: format.definition } }
+        : format,
+    },
   };
 }
 
@@ -324,12 +332,8 @@ export function toChat(request: ResponsesRequest, text: string, from = 0): Respo
     logprobs: wantsLogprobs(request) || undefined,
     top_logprobs: request.top_logprobs,
     response_format: responseFormat(request.text?.format),
-    // Function tools are strict unless they say otherwise, as in OpenAI's Responses API.
     tools: flat.tools.length
-      ? flat.tools.map(({ tool: { description, parameters, strict }, name, namespace }) => ({
-        type: "function",
-        function: { name: flat.flatName(name, namespace), description, parameters, strict: strict ?? true },
-      }))
+      ? flat.tools.map((t) => chatTool(t, flat.flatName(t.name, t.namespace)))
       : undefined,
     tool_choice: toolChoice(tool, flat.flatName),
     parallel_tool_calls: request.parallel_tool_calls,
@@ -354,17 +358,14 @@ export function toChat(request: ResponsesRequest, text: string, from = 0): Respo
     const read = pyJsonLoads(text);
     source = new Map([[
       "tools",
-      flat.tools.map(({ path, custom }): PyValue => {
+      flat.tools.map(({ path, tool }): PyValue => {
         // A custom tool's parameters are its input's, whatever else it carries.
-        const parameters = custom ? undefined : pyAt(read, ...path, "parameters");
+        const parameters = tool.type === "custom" ? undefined : pyAt(read, ...path, "parameters");
         return new Map([["function", new Map(parameters === undefined ? [] : [["parameters", parameters]])]]);
       }),
     ]]);
   }
-  const inputs = new Map(
-    flat.tools.flatMap((t) => t.input === undefined ? [] : [[flat.flatName(t.name, t.namespace), t.input]]),
-  );
-  return { chat, source, param, callName: flat.callName, inputs };
+  return { chat, source, param, callName: flat.callName };
 }
 
 /** The chat API's words in error messages, as the Responses API says them. */

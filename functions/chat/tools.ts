@@ -67,15 +67,13 @@ export interface ToolCallOut {
 
 /**
  * The request's tools, checked; undefined when it has none. `source`, the request body as Python reads it, gives
- * the parameter schemas as the client wrote them (key order, 1.0), which JSON.parse loses; `given`, custom tools'
- * input patterns found before (the Responses API's), to which the chat API's own are added.
+ * the parameter schemas as the client wrote them (key order, 1.0), which JSON.parse loses.
  */
 export function toolUse(
   chat: Pick<ChatRequest, "tools" | "tool_choice" | "parallel_tool_calls">,
   source?: PyValue,
-  given?: Map<string, string>,
 ): ToolUse | undefined {
-  const inputs = new Map(given);
+  const inputs = new Map<string, string>();
   const tools = chat.tools ?? [];
   const choice = chat.tool_choice ?? "auto";
   if (tools.length === 0) {
@@ -130,7 +128,7 @@ export function toolUse(
       );
     }
   });
-  // Custom tools of the chat API (those of the Responses API come as `inputs`).
+  // Custom tools: a call's input held to the tool's grammar.
   tools.forEach((t, i) => {
     const format = "custom" in t ? t.custom.format : undefined;
     if (format?.type !== "grammar") return;

@@ -232,9 +232,9 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
       const { callName } = flatTools(request);
       const decoded: DecodedImages = new Map();
       const prepare = async (from: number) => {
-        const { chat, source, param, inputs } = toChat(request, text, from);
+        const { chat, source, param } = toChat(request, text, from);
         try {
-          const prepared = await prepareChat(chat, service, signal, source, { decoded, inputs });
+          const prepared = await prepareChat(chat, service, signal, source, { decoded });
           // An image a GPU host behind a gateway cannot decode is named as this request names it.
           prepared.imageParams = prepared.imageParams?.map(param);
           return prepared;
