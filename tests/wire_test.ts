@@ -11,6 +11,7 @@ import {
   encodeRequest,
   type Frame,
   readFrames,
+  requestParts,
   WireError,
 } from "../runtime/engine/wire.ts";
 
@@ -74,6 +75,21 @@ Deno.test("wire: a request round-trips exactly, with its image files", () => {
     assert.deepEqual([got.rows, got.cols, got.resize], [want.rows, want.cols, want.resize]);
     assert.deepEqual(got.bytes, want.bytes);
   });
+});
+
+Deno.test("wire: a body's parts are the header and the request's own image files, which choices share", () => {
+  const choices = [1, 2, 3].map((seed) => ({ ...request, sampling: { ...request.sampling, seed } }));
+  for (const choice of choices) {
+    const parts = requestParts(choice);
+    // The files themselves, not copies: n choices of a request hold one copy of its images.
+    assert.equal(parts[1], request.images[0].bytes);
+    assert.equal(parts[3], request.images[1].bytes);
+    assert.deepEqual(parts.map((p) => p.length % 4), [0, 1001 % 4, 4 - (1001 % 4), 0]);
+    const joined = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    parts.reduce((at, p) => (joined.set(p, at), at + p.length), 0);
+    assert.deepEqual(joined, encodeRequest(choice));
+    assert.equal(decodeRequest(buffer(joined)).sampling.seed, choice.sampling.seed);
+  }
 });
 
 Deno.test("wire: optional fields stay absent; no images, no seed, no log-probabilities, no format, no bans", () => {

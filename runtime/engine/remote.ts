@@ -42,10 +42,10 @@ import {
   BINARY,
   decodeFrame,
   decodeStatus,
-  encodeRequest,
   type ErrorKind,
   type HostStatus,
   readFrames,
+  requestParts,
   STALL_MS,
   WIRE_MAGIC,
 } from "./wire.ts";
@@ -453,7 +453,7 @@ export class RemoteEngine implements Engine {
     request: GenerateRequest<EncodedImage>,
     signal?: AbortSignal,
   ): AsyncGenerator<TokenEvent, FinishReason> {
-    const body = encodeRequest(request);
+    const body = requestParts(request);
     const tried = new Set<Host>();
     const failures: HostFailure[] = [];
     let key: number | undefined;
@@ -678,7 +678,7 @@ export class RemoteEngine implements Engine {
   }
 
   /** Posts a prepared request; the host has `timeoutMs` to start answering (the tokens may take longer). */
-  async #post(host: Host, body: Uint8Array<ArrayBuffer>, attempt: AbortController): Promise<Response> {
+  async #post(host: Host, body: Uint8Array[], attempt: AbortController): Promise<Response> {
     const timer = setTimeout(
       () => attempt.abort(new Error(`no answer within ${this.#timeout} ms`)),
       this.#timeout,
@@ -687,7 +687,7 @@ export class RemoteEngine implements Engine {
       return await fetch(`${host.url}/internal/v1/generate`, {
         method: "POST",
         headers: { authorization: this.#auth, "content-type": BINARY },
-        body,
+        body: streamOf(body),
         signal: attempt.signal,
       });
     } catch (err) {
@@ -696,4 +696,15 @@ export class RemoteEngine implements Engine {
       clearTimeout(timer);
     }
   }
+}
+
+/** A body streamed from its parts, so that no attempt copies a request's images. */
+function streamOf(parts: Uint8Array[]): ReadableStream<Uint8Array> {
+  let next = 0;
+  return new ReadableStream({
+    pull(controller) {
+      if (next < parts.length) controller.enqueue(parts[next++]);
+      else controller.close();
+    },
+  });
 }

@@ -122,8 +122,12 @@ type RequestHeader = z.infer<typeof headerSchema>;
 
 const pad4 = (n: number) => (n + 3) & ~3;
 
-/** The request as a body for the internal route. */
-export function encodeRequest(request: GenerateRequest<EncodedImage>): Uint8Array<ArrayBuffer> {
+/**
+ * The request as the parts of a body for the internal route, in order: its header and ids, then each image's file
+ * (the request's own bytes, not a copy: the `n` choices of a request, each a request of its own, send one copy of
+ * the images between them) padded to 4 bytes.
+ */
+export function requestParts(request: GenerateRequest<EncodedImage>): Uint8Array[] {
   const sampling: Sampling = { ...request.sampling };
   if (sampling.seed === undefined) delete sampling.seed;
   if (!sampling.bias?.ids.length) delete sampling.bias;
@@ -148,18 +152,29 @@ export function encodeRequest(request: GenerateRequest<EncodedImage>): Uint8Arra
   };
   const json = new TextEncoder().encode(JSON.stringify(header));
   const idsAt = pad4(8 + json.length);
-  let size = idsAt + 4 * request.ids.length;
-  const imageAt = header.images.map((image) => {
-    const at = size;
-    size = pad4(size + image.bytes);
-    return at;
-  });
-  const body = new Uint8Array(size);
-  body.set(new TextEncoder().encode(WIRE_MAGIC));
-  new DataView(body.buffer).setUint32(4, json.length, true);
-  body.set(json, 8);
-  new Uint32Array(body.buffer, idsAt, request.ids.length).set(request.ids);
-  request.images.forEach((image, i) => body.set(image.bytes, imageAt[i]));
+  const head = new Uint8Array(idsAt + 4 * request.ids.length);
+  head.set(new TextEncoder().encode(WIRE_MAGIC));
+  new DataView(head.buffer).setUint32(4, json.length, true);
+  head.set(json, 8);
+  new Uint32Array(head.buffer, idsAt, request.ids.length).set(request.ids);
+  return [
+    head,
+    ...request.images.flatMap(({ bytes }) => {
+      const pad = pad4(bytes.length) - bytes.length;
+      return pad ? [bytes, new Uint8Array(pad)] : [bytes];
+    }),
+  ];
+}
+
+/** The request as one body for the internal route (requestParts joined). */
+export function encodeRequest(request: GenerateRequest<EncodedImage>): Uint8Array<ArrayBuffer> {
+  const parts = requestParts(request);
+  const body = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    body.set(part, at);
+    at += part.length;
+  }
   return body;
 }
 
