@@ -20,6 +20,7 @@ import {
 import { boundsInterval, holds, nonEmpty } from "./numbers.ts";
 import { FORMAT_ALIASES, FORMAT_PATTERNS, formatOf, FORMATS, URI_OPEN } from "./formats.ts";
 import { mergeCombinations } from "./merge.ts";
+import { log } from "../log.ts";
 import {
   ANNOTATIONS,
   isSchemaMap,
@@ -397,6 +398,16 @@ export function toolCallsFormat(functions: readonly CallableFunction[], single: 
  * alone imply a string; `propertyNames: {type: "string"}` says nothing; formats xgrammar spells wrongly become
  * patterns.
  */
+/** Whether a pattern is one the grammar writes in a JSON string. */
+function writable(pattern: unknown): boolean {
+  try {
+    return typeof pattern === "string" && (xgrammarPattern(pattern, "json", ""), true);
+  } catch (err) {
+    if (err instanceof FormatError) return false;
+    throw err;
+  }
+}
+
 function normalise(schema: Schema): Schema {
   const s = { ...schema };
   // OpenAPI 3.0's nullable, where the type says what else the value may be.
@@ -406,10 +417,22 @@ function normalise(schema: Schema): Schema {
   }
   const types = s.type === undefined ? undefined : [s.type].flat();
   // zod writes its own pattern for a format (email, uuid...); a URL's pattern beside one is the client's own regex,
-  // which does not make it a URL.
+  // which does not make it a URL. zod 4's patterns for a duration or a host name look around, which no grammar
+  // writes: the format says the same.
+  if ("pattern" in s && typeof s.format === "string" && FORMATS.has(s.format) && !writable(s.pattern)) {
+    log.warn("a pattern beside a format cannot be enforced; the format is", { format: s.format });
+    delete s.pattern;
+  }
   if ("format" in s && ((types && !types.includes("string")) || ("pattern" in s && s.format !== "uri"))) {
     delete s.format;
   }
+  // Draft 4 to 7's tuples (zod's, through the AI SDK): a list of items, and what may follow them.
+  if (Array.isArray(s.items)) {
+    s.prefixItems = s.items;
+    if ("additionalItems" in s) s.items = s.additionalItems;
+    else delete s.items;
+  }
+  delete s.additionalItems;
   // JSON Schema draft 4's exclusive bounds: a flag on minimum or maximum.
   for (const [flag, bound] of [["exclusiveMinimum", "minimum"], ["exclusiveMaximum", "maximum"]]) {
     // A flag without its bound asserts nothing.
@@ -1045,9 +1068,6 @@ function checkSchema(
         at("oneOf"),
       );
     }
-  }
-  if (Array.isArray(s.items)) {
-    throw new FormatError('"items" as a list is not supported: use "prefixItems"', at("items"));
   }
   if ("uniqueItems" in s && typeof s.uniqueItems !== "boolean") {
     throw new FormatError('"uniqueItems" must be true or false', at("uniqueItems"));

@@ -29,6 +29,21 @@ export const FORMATS = new Set([
 const DAY =
   "(0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8])";
 
+/** A year as Python's dates hold it: 0001 to 9999 (pydantic refuses year 0). */
+const YEAR = "(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})";
+
+/** A number of a duration: four digits at most, so that pydantic's timedelta holds any the pattern writes. */
+const AMOUNT = "[0-9]{1,4}";
+/**
+ * A duration's time part: hours, minutes, seconds, each after the one before, one at least (whole seconds: JSON
+ * Schema validators such as ajv's refuse a fraction).
+ */
+const TIME_PART = `(${AMOUNT}H(${AMOUNT}M)?(${AMOUNT}S)?|${AMOUNT}M(${AMOUNT}S)?|${AMOUNT}S)`;
+
+/** A UUID of a version (pydantic's UUID1 to UUID5 check it), RFC 4122's variant. */
+const uuid = (version: number) =>
+  `^[0-9a-f]{8}-[0-9a-f]{4}-${version}[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`;
+
 /** What a URI's path, query and fragment hold: RFC 3986's unreserved and sub-delims, ":" and "@" (no escapes). */
 const URI_CHARS = "A-Za-z0-9._~!$&'()*+,;=:@/-";
 
@@ -41,10 +56,19 @@ const LABEL =
   "-([A-Za-z0-9][A-Za-z0-9-]*)?)?)?)";
 
 export const FORMAT_PATTERNS: Record<string, string> = {
-  date: `^[0-9]{4}-(${DAY})$`,
-  "date-time": `^[0-9]{4}-(${DAY})T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]` +
+  date: `^${YEAR}-(${DAY})$`,
+  "date-time": `^${YEAR}-(${DAY})T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]` +
     "(\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$",
   time: "^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$",
+  // ISO 8601's, years, months and days, then the time: weeks, which not every reader takes with the rest, left out.
+  duration:
+    `^P((${AMOUNT}Y(${AMOUNT}M)?(${AMOUNT}D)?|${AMOUNT}M(${AMOUNT}D)?|${AMOUNT}D)(T${TIME_PART})?|T${TIME_PART})$`,
+  uuid1: uuid(1),
+  uuid3: uuid(3),
+  uuid4: uuid(4),
+  uuid5: uuid(5),
+  // pydantic's Base64Str and Base64Bytes: whole groups of four, the last padded.
+  base64: "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
   ipv4:
     "^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$",
   // Unbounded repeats: bounded ones multiply the grammar's states (4.5 s to compile one email field).
@@ -64,12 +88,14 @@ export const FORMAT_PATTERNS: Record<string, string> = {
 export const URI_OPEN = 9;
 
 /**
- * pydantic's own formats, as the JSON Schema format all of whose values they take, or none (any string): SecretStr
+ * pydantic's own formats, as the JSON Schema format all of whose values they take, or none (any string): NameEmail, SecretStr
  * ("password"), bytes ("binary", any string in JSON) and Path; IPvAnyAddress and the network and interface types
  * (a plain address is one of those, as /32 or /128).
  */
 export const FORMAT_ALIASES: Record<string, string | undefined> = {
   password: undefined,
+  // NameEmail: "Name <address>" or an address alone.
+  "name-email": "email",
   binary: undefined,
   path: undefined,
   ipvanyaddress: "ipv4",
