@@ -146,6 +146,8 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
       path: c.req.path,
       status: c.res.status,
       ms: Math.round(performance.now() - started),
+      // Why it was refused, where it was: a 4xx line alone says nothing an operator can act on.
+      ...c.get("refusal") === undefined ? {} : { error: c.get("refusal") },
     });
   });
   // Before CORS, API keys and the body limit: the internal routes have their own secret and limit.

@@ -6,6 +6,13 @@
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 
+declare module "hono" {
+  interface ContextVariableMap {
+    /** The message of the error the request was answered with, for its log line. */
+    refusal: string;
+  }
+}
+
 export interface ApiErrorBody {
   error: { message: string; type: string; param: string | null; code: string | null };
 }
@@ -45,6 +52,7 @@ export function apiError(
   code: string | null = null,
   param: string | null = null,
 ): Response {
+  c.set("refusal", named(message, param));
   if (isOllamaPath(c.req.path)) return c.json({ error: named(message, param) }, status);
   if (isAnthropicPath(c.req.path)) {
     const error = {

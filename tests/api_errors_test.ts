@@ -836,3 +836,26 @@ Deno.test("a compressed body (gzip, deflate) is read; another encoding is a 415;
   const refused = await send(bomb, "gzip");
   assert.equal(refused.status, 413);
 });
+
+Deno.test("a refused request's log line says why", async () => {
+  const app = createApp(
+    engineLessService(await loadTokenizer(fixture("tekken-full.json"), { cache: false })),
+  );
+  const lines: string[] = [];
+  const print = console.log;
+  console.log = (line: unknown) => void lines.push(String(line));
+  try {
+    const res = await app.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ messages: [{ role: "user", content: "a" }], temperature: "hot" }),
+    });
+    assert.equal(res.status, 400);
+    await res.body?.cancel();
+  } finally {
+    console.log = print;
+  }
+  const request = lines.map((line) => JSON.parse(line)).find((line) => line.msg === "request");
+  assert.equal(request?.status, 400);
+  assert.match(request?.error, /^temperature: /);
+});
