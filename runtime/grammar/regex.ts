@@ -141,7 +141,9 @@ function printedPattern(pattern: string, target: PatternTarget, counted: boolean
       path,
     );
   }
-  const printed = print(factor(inBytes(writable), regexSpreading()));
+  // Factored by code points first, where a set shared by alternatives is one part (what their encodings share
+  // need not be spread), then by bytes, for the lead bytes that sets apart still share.
+  const printed = print(factor(inBytes(factor(writable, regexSpreading(setCost))), regexSpreading(() => 1)));
   if (groupDepth(printed) > MAX_PRINTED_DEPTH) {
     throw new FormatError(
       `the pattern's alternatives, written with their common beginnings once, nest deeper than ${MAX_PRINTED_DEPTH}`,
@@ -197,17 +199,17 @@ function joined(branches: Node[]): Node {
 }
 
 /**
- * A pattern's spreading (see spreadHeads and disjointHeads) over bytes (see inBytes), with budgets of its own:
- * half of MAX_COST more byte sets at most by spreading, as many by splitting.
+ * A pattern's spreading (see spreadHeads and disjointHeads), with budgets of its own: half of MAX_COST more at
+ * most by spreading, as much by splitting, a set costing `ofSet` (its byte sets as printed; one over bytes).
  */
-function regexSpreading(): Spreading<Node> {
+function regexSpreading(ofSet: (set: Ranges) => number): Spreading<Node> {
   // A part is taken apart again each time spreading meets it (a repetition's copies are one node): once is enough.
   const taken = new WeakMap<Node, Node[]>();
   const how: Spreading<Node> = {
     parts: spreadParts,
     items: (part) => taken.get(part) ?? taken.set(part, items(part, how)).get(part)!,
     first: (items) => first({ kind: "seq", items }),
-    cost: (items) => cost({ kind: "seq", items }, () => 1),
+    cost: (items) => cost({ kind: "seq", items }, ofSet),
     set: (part) => part.kind === "set" ? part.set : undefined,
     ofSet: (set) => ({ kind: "set", set }),
     budget: { cost: MAX_COST / 2, tries: MAX_SPREAD_TRIES, split: MAX_COST / 2 },
