@@ -32,7 +32,7 @@ const VISION_STAGES_PER_STEP = 2;
 const REPLAY_ROWS = 4;
 
 /** Waits for `work`, or `ms` at most. */
-async function within(work: Promise<unknown>, ms: number): Promise<void> {
+export async function within(work: Promise<unknown>, ms: number): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<void>((resolve) => timer = setTimeout(resolve, ms));
   try {

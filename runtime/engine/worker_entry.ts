@@ -10,7 +10,7 @@ import type { GpuContext } from "../gpu/context.ts";
 import { loadModel, openModelFiles } from "../model/boot.ts";
 import { log } from "../log.ts";
 import type { EngineStats } from "./engine.ts";
-import { LocalEngine } from "./local.ts";
+import { LocalEngine, within } from "./local.ts";
 import { type FromWorker, serializeError, type ToWorker } from "./worker.ts";
 
 /**
@@ -106,13 +106,18 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
     case "close":
       return void engine!.close(message.graceMs).catch((err) =>
         log.error("closing the engine failed", { error: String(err) })
-      ).finally(() => {
+      ).finally(async () => {
         // Everything this thread holds is let go before the host terminates it, the grammar threads and the GPU
         // device, rather than by the thread's teardown, which may overlap the process's exit (suspected in rare
-        // crashes at the test suite's exit, after every test had passed).
+        // crashes at the test suite's exit, after every test had passed, and once a batch's exit, 139, after its
+        // last line): the GPU's work done first, and the device's loss seen, each waited for a second at most.
         clearInterval(statsTimer);
         grammar?.close();
-        gpu?.destroy();
+        if (gpu) {
+          await within(gpu.device.queue.onSubmittedWorkDone(), 1000);
+          gpu.destroy();
+          await within(gpu.device.lost, 1000);
+        }
         post({ type: "closed" });
       });
   }
