@@ -612,63 +612,43 @@ export function intersect(a: Ranges, b: Ranges): Ranges {
 
 /** `node` with every set cut to `writable`; a set left empty is an error that says what it needed. */
 function cut(node: Node, writable: Ranges, path: string): Node {
-  switch (node.kind) {
-    case "set": {
-      if (node.set.length === 0) {
-        throw new FormatError("the pattern has an empty set ([]), which matches nothing", path);
-      }
-      const set = intersect(node.set, writable);
-      if (set.length === 0) {
-        const what = node.set.length === 1 && node.set[0][0] === node.set[0][1]
-          ? `U+${node.set[0][0].toString(16).toUpperCase().padStart(4, "0")}`
-          : "a set of such characters only";
-        throw new FormatError(
-          `the pattern needs ${what}, which no token may write (a control character other than tab, newline ` +
-            "and carriage return; in a JSON string, where it takes a \\u escape, none is written)",
-          path,
-        );
-      }
-      return { kind: "set", set };
+  return mapSets(node, (whole) => {
+    if (whole.length === 0) {
+      throw new FormatError("the pattern has an empty set ([]), which matches nothing", path);
     }
-    case "seq":
-      return { kind: "seq", items: node.items.map((n) => cut(n, writable, path)) };
-    case "alt":
-      return { kind: "alt", branches: node.branches.map((n) => cut(n, writable, path)) };
-    case "repeat":
-      return { ...node, body: cut(node.body, writable, path) };
-    case "anchor":
-      return node;
-  }
+    const set = intersect(whole, writable);
+    if (set.length === 0) {
+      const what = whole.length === 1 && whole[0][0] === whole[0][1]
+        ? `U+${whole[0][0].toString(16).toUpperCase().padStart(4, "0")}`
+        : "a set of such characters only";
+      throw new FormatError(
+        `the pattern needs ${what}, which no token may write (a control character other than tab, newline ` +
+          "and carriage return; in a JSON string, where it takes a \\u escape, none is written)",
+        path,
+      );
+    }
+    return { kind: "set", set };
+  });
 }
 
 /** `node` as a JSON string writes its matches: each set's members that must be escaped as their escapes. */
 function escaped(node: Node): Node {
-  switch (node.kind) {
-    case "set": {
-      const special = intersect(node.set, ESCAPED);
-      if (special.length === 0) return node;
-      const letters = special.flatMap(([lo, hi]) =>
-        Array.from({ length: hi - lo + 1 }, (_, i) => JSON_ESCAPES.get(lo + i)!)
-      );
-      const escape: Node = {
-        kind: "seq",
-        items: [{ kind: "set", set: single(0x5c) }, {
-          kind: "set",
-          set: union([], letters.map((c): [number, number] => [c, c])),
-        }],
-      };
-      const plain = subtract(node.set, ESCAPED);
-      return plain.length ? { kind: "alt", branches: [{ kind: "set", set: plain }, escape] } : escape;
-    }
-    case "seq":
-      return { kind: "seq", items: node.items.map(escaped) };
-    case "alt":
-      return { kind: "alt", branches: node.branches.map(escaped) };
-    case "repeat":
-      return { ...node, body: escaped(node.body) };
-    case "anchor":
-      return node;
-  }
+  return mapSets(node, (set) => {
+    const special = intersect(set, ESCAPED);
+    if (special.length === 0) return { kind: "set", set };
+    const letters = special.flatMap(([lo, hi]) =>
+      Array.from({ length: hi - lo + 1 }, (_, i) => JSON_ESCAPES.get(lo + i)!)
+    );
+    const escape: Node = {
+      kind: "seq",
+      items: [{ kind: "set", set: single(0x5c) }, {
+        kind: "set",
+        set: union([], letters.map((c): [number, number] => [c, c])),
+      }],
+    };
+    const plain = subtract(set, ESCAPED);
+    return plain.length ? { kind: "alt", branches: [{ kind: "set", set: plain }, escape] } : escape;
+  });
 }
 
 /** Checks that `^` comes only where a match starts and `$` only where it ends (the match is the whole output). */
@@ -1027,27 +1007,33 @@ function print(node: Node): string {
  * points but shared a lead byte (`[^é]` and `é` both begin with C3).
  */
 function inBytes(node: Node): Node {
+  return mapSets(node, (set) => {
+    const ascii = intersect(set, [[0, 0x7f]]);
+    const sequences = utf8Ranges(intersect(set, [[0x80, MAX_CODE_POINT]])).map((ranges): Node => {
+      // A code point alone is its bytes.
+      const bytes = ranges.length === 1
+        ? [...new TextEncoder().encode(String.fromCodePoint(ranges[0][0]))].map((
+          b,
+        ): [number, number] => [b, b])
+        : ranges;
+      return { kind: "seq", items: bytes.map((range): Node => ({ kind: "set", set: [range] })) };
+    });
+    const branches: Node[] = [...ascii.length ? [{ kind: "set", set: ascii } as Node] : [], ...sequences];
+    return branches.length === 1 ? branches[0] : { kind: "alt", branches };
+  });
+}
+
+/** `node` with each set replaced by what `f` makes of it. */
+function mapSets(node: Node, f: (set: Ranges) => Node): Node {
   switch (node.kind) {
-    case "set": {
-      const ascii = intersect(node.set, [[0, 0x7f]]);
-      const sequences = utf8Ranges(intersect(node.set, [[0x80, MAX_CODE_POINT]])).map((ranges): Node => {
-        // A code point alone is its bytes.
-        const bytes = ranges.length === 1
-          ? [...new TextEncoder().encode(String.fromCodePoint(ranges[0][0]))].map((
-            b,
-          ): [number, number] => [b, b])
-          : ranges;
-        return { kind: "seq", items: bytes.map((range): Node => ({ kind: "set", set: [range] })) };
-      });
-      const branches: Node[] = [...ascii.length ? [{ kind: "set", set: ascii } as Node] : [], ...sequences];
-      return branches.length === 1 ? branches[0] : { kind: "alt", branches };
-    }
+    case "set":
+      return f(node.set);
     case "seq":
-      return { kind: "seq", items: node.items.map(inBytes) };
+      return { kind: "seq", items: node.items.map((item) => mapSets(item, f)) };
     case "alt":
-      return { kind: "alt", branches: node.branches.map(inBytes) };
+      return { kind: "alt", branches: node.branches.map((branch) => mapSets(branch, f)) };
     case "repeat":
-      return { ...node, body: inBytes(node.body) };
+      return { ...node, body: mapSets(node.body, f) };
     case "anchor":
       return node;
   }
