@@ -19,7 +19,8 @@ import type { ImageInput } from "../runtime/model/vision.ts";
 import { RemoteEngine } from "../runtime/engine/remote.ts";
 import { internalRoutes } from "../functions/routes/internal.ts";
 import { jsonSchemaFormat } from "../runtime/grammar/format.ts";
-import { BINARY, encodeRequest, type HostStatus } from "../runtime/engine/wire.ts";
+import { BINARY, type HostStatus } from "../runtime/engine/wire.ts";
+import { encodeRequest } from "./wire_helpers.ts";
 import { dataUrl, serverConfig, withServer } from "./api_helpers.ts";
 import { fixture } from "./helpers.ts";
 

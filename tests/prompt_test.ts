@@ -121,6 +121,11 @@ Deno.test("an empty answer sent back is left out (mistral_common refuses it)", a
     }]);
     assert.deepEqual((await encodeChat(sent, s)).ids, merged.ids);
   }
+  // Nothing but an empty answer: refused as sent.
+  await assert.rejects(
+    encodeChat(messages([{ role: "assistant", content: "" }]), s),
+    /a conversation of one message must be a user or system message/,
+  );
   // Errors still name the messages as sent.
   await assert.rejects(
     encodeChat(

@@ -1008,6 +1008,11 @@ Deno.test("what pydantic and zod write: versioned UUIDs, base64, name-email, dra
     }
     assert.ok(finished >= 3, `${name}: ${finished} of 6 walks finished`);
   }
+  // Only a pattern that looks around gives way to its format; any other is kept (here, counted).
+  const own = JSON.parse(
+    jsonSchemaFormat({ type: "string", format: "email", pattern: "^[a-z.@]{1,2000}$" }).schema,
+  );
+  assert.equal(own.pattern, "^[a-z.@]{1,2000}$");
   // NameEmail takes an address alone.
   assert.deepEqual(
     jsonSchemaFormat({ type: "string", format: "name-email" }),

@@ -375,6 +375,15 @@ Deno.test("allowed_tools: every tool stays in the prompt, only the allowed are c
     const unknown = await responses([{ type: "web_search" }, { type: "function", name: "lookup" }]);
     assert.equal(unknown.status, 400);
     assert.equal(unknown.json.error.param, "tool_choice.tools[1].name");
+    // Hosted tools alone: "auto" calls none, "required" has none to call.
+    const hostedAuto = await post(`${url}/v1/responses`, {
+      model,
+      input: "Hi",
+      tools: [{ type: "web_search" }],
+      tool_choice: { type: "allowed_tools", mode: "auto", tools: [{ type: "web_search" }] },
+      max_output_tokens: 2,
+    });
+    assert.equal(hostedAuto.status, 200, JSON.stringify(hostedAuto.json));
     const hostedOnly = await responses([{ type: "web_search" }]);
     assert.equal(hostedOnly.status, 400);
     assert.equal(hostedOnly.json.error.param, "tool_choice.tools");

@@ -8,12 +8,12 @@ import {
   decodeFrame,
   decodeRequest,
   encodeFrame,
-  encodeRequest,
   type Frame,
   readFrames,
   requestParts,
   WireError,
 } from "../runtime/engine/wire.ts";
+import { encodeRequest } from "./wire_helpers.ts";
 
 /** A stand-in for an image file: the wire carries any bytes; lengths that are not multiples of 4 are padded. */
 function image(rows: number, cols: number, length: number, resize: "mistral" | "hf"): EncodedImage {

@@ -49,7 +49,7 @@ export interface ToolUse {
 }
 
 /** inputPattern (see custom_tools.ts), a grammar Lark would not read a 400 at `param`. */
-export function heldInput(name: string, grammar: InputGrammar, param: string): string | undefined {
+function heldInput(name: string, grammar: InputGrammar, param: string): string | undefined {
   try {
     return inputPattern(name, grammar);
   } catch (err) {
@@ -77,7 +77,10 @@ export function toolUse(
   const tools = chat.tools ?? [];
   const choice = chat.tool_choice ?? "auto";
   if (tools.length === 0) {
-    if (choice === "auto" || choice === "none") return undefined;
+    // (The Responses API's allowed tools may all be hosted ones, which the model is not given.)
+    const auto = typeof choice === "object" && choice.type === "allowed_tools" &&
+      choice.allowed_tools.mode === "auto";
+    if (choice === "auto" || choice === "none" || auto) return undefined;
     throw new RequestError("tool_choice asks for a call but the request has no tools", "tool_choice");
   }
   const names = tools.map((t) => t.function.name);

@@ -166,18 +166,6 @@ export function requestParts(request: GenerateRequest<EncodedImage>): Uint8Array
   ];
 }
 
-/** The request as one body for the internal route (requestParts joined). */
-export function encodeRequest(request: GenerateRequest<EncodedImage>): Uint8Array<ArrayBuffer> {
-  const parts = requestParts(request);
-  const body = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    body.set(part, at);
-    at += part.length;
-  }
-  return body;
-}
-
 /**
  * A request from its body. Checks the body's own consistency (sizes, types, ranges); whether the ids and images
  * fit the model is the engine's and the route's to check. Image files are views into `body`, not copies.

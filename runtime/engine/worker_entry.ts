@@ -114,7 +114,7 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
         clearInterval(statsTimer);
         grammar?.close();
         if (gpu) {
-          await within(gpu.device.queue.onSubmittedWorkDone(), 1000);
+          await within(gpu.device.queue.onSubmittedWorkDone().catch(() => {}), 1000);
           gpu.destroy();
           await within(gpu.device.lost, 1000);
         }

@@ -398,12 +398,12 @@ export function toolCallsFormat(functions: readonly CallableFunction[], single: 
  * alone imply a string; `propertyNames: {type: "string"}` says nothing; formats xgrammar spells wrongly become
  * patterns.
  */
-/** Whether a pattern is one the grammar writes in a JSON string. */
-function writable(pattern: unknown): boolean {
+/** Whether a pattern is refused for looking around (and for nothing before that). */
+function looksAround(pattern: unknown): boolean {
   try {
-    return typeof pattern === "string" && (xgrammarPattern(pattern, "json", ""), true);
+    return typeof pattern === "string" && (xgrammarPattern(pattern, "json", ""), false);
   } catch (err) {
-    if (err instanceof FormatError) return false;
+    if (err instanceof FormatError) return err.message.endsWith("not supported: look-around");
     throw err;
   }
 }
@@ -419,7 +419,7 @@ function normalise(schema: Schema): Schema {
   // zod writes its own pattern for a format (email, uuid...); a URL's pattern beside one is the client's own regex,
   // which does not make it a URL. zod 4's patterns for a duration or a host name look around, which no grammar
   // writes: the format says the same.
-  if ("pattern" in s && typeof s.format === "string" && FORMATS.has(s.format) && !writable(s.pattern)) {
+  if ("pattern" in s && typeof s.format === "string" && FORMATS.has(s.format) && looksAround(s.pattern)) {
     log.warn("a pattern beside a format cannot be enforced; the format is", { format: s.format });
     delete s.pattern;
   }

@@ -143,7 +143,11 @@ function printedPattern(pattern: string, target: PatternTarget, counted: boolean
   }
   // Factored by code points first, where a set shared by alternatives is one part (what their encodings share
   // need not be spread), then by bytes, for the lead bytes that sets apart still share.
-  const printed = print(factor(inBytes(factor(writable, regexSpreading(setCost))), regexSpreading(() => 1)));
+  // One budget for both, so that the printed pattern stays within MAX_COST and what spreading may add.
+  const budget = { cost: MAX_COST / 2, tries: MAX_SPREAD_TRIES, split: MAX_COST / 2 };
+  const printed = print(
+    factor(inBytes(factor(writable, regexSpreading(setCost, budget))), regexSpreading(() => 1, budget)),
+  );
   if (groupDepth(printed) > MAX_PRINTED_DEPTH) {
     throw new FormatError(
       `the pattern's alternatives, written with their common beginnings once, nest deeper than ${MAX_PRINTED_DEPTH}`,
@@ -199,10 +203,11 @@ function joined(branches: Node[]): Node {
 }
 
 /**
- * A pattern's spreading (see spreadHeads and disjointHeads), with budgets of its own: half of MAX_COST more at
- * most by spreading, as much by splitting, a set costing `ofSet` (its byte sets as printed; one over bytes).
+ * A pattern's spreading (see spreadHeads and disjointHeads) under `budget`, one for the whole pattern (half of
+ * MAX_COST more at most by spreading, as much by splitting), a set costing `ofSet` (its byte sets as printed; one
+ * over bytes).
  */
-function regexSpreading(ofSet: (set: Ranges) => number): Spreading<Node> {
+function regexSpreading(ofSet: (set: Ranges) => number, budget: Spreading<Node>["budget"]): Spreading<Node> {
   // A part is taken apart again each time spreading meets it (a repetition's copies are one node): once is enough.
   const taken = new WeakMap<Node, Node[]>();
   const how: Spreading<Node> = {
@@ -212,7 +217,7 @@ function regexSpreading(ofSet: (set: Ranges) => number): Spreading<Node> {
     cost: (items) => cost({ kind: "seq", items }, ofSet),
     set: (part) => part.kind === "set" ? part.set : undefined,
     ofSet: (set) => ({ kind: "set", set }),
-    budget: { cost: MAX_COST / 2, tries: MAX_SPREAD_TRIES, split: MAX_COST / 2 },
+    budget,
   };
   return how;
 }

@@ -275,7 +275,9 @@ export function encodeInstruct<Image>(
   enc: InstructEncoder<Image>,
   tools: readonly ToolDefinition[] = [],
 ): EncodedChat<Image> {
-  const kept = messages.flatMap((m, i) => noAnswer(m) ? [] : [i]);
+  let kept = messages.flatMap((m, i) => noAnswer(m) ? [] : [i]);
+  // Nothing but empty answers: refused as sent.
+  if (kept.length === 0) kept = messages.map((_, i) => i);
   try {
     return encodeAnswered(kept.map((i) => messages[i]), enc, tools);
   } catch (err) {
