@@ -7,7 +7,7 @@ import { requireModel } from "../functions/routes/common.ts";
 import type { Service } from "../functions/service.ts";
 import { loadTokenizer } from "../runtime/tokenizer/load.ts";
 import { fixture } from "./helpers.ts";
-import { engineLessService } from "./service_helpers.ts";
+import { engineLessService, ScriptedEngine } from "./service_helpers.ts";
 import { serverConfig } from "./api_helpers.ts";
 
 /** A service whose model is still loading (or failed): no engine yet. */
@@ -248,4 +248,48 @@ Deno.test("a cut conversation leaves the answer what it asks up to half the cont
   assert.equal(answerRoom(service, 32000), 1024);
   assert.equal(answerRoom(service, undefined), 1024);
   assert.equal(answerRoom({ ...service, defaults: { maxTokens: 300 } } as Service, undefined), 300);
+});
+
+Deno.test("each generation ends with a log line under its request's id: tokens read and written, times, how it ended", async () => {
+  const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
+  const answer = [...full.encode("Hello there")];
+  const lines: string[] = [];
+  const print = console.log;
+  console.log = (line: unknown) => void lines.push(String(line));
+  const send = (engine: ScriptedEngine, body: Record<string, unknown>, init: RequestInit = {}) =>
+    createApp({ ...engineLessService(full), engine }).request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ messages: [{ role: "user", content: "Say hi" }], ...body }),
+      ...init,
+    });
+  const generations = () => lines.map((line) => JSON.parse(line)).filter((line) => line.msg === "generation");
+  try {
+    const whole = await send(new ScriptedEngine(answer, "length"), { n: 2, max_tokens: answer.length });
+    const { usage } = await whole.json();
+    const [line] = generations();
+    assert.equal(line.id, whole.headers.get("X-Request-Id"));
+    assert.equal(line.prompt_tokens, usage.prompt_tokens);
+    assert.equal(line.completion_tokens, usage.completion_tokens);
+    assert.equal(line.completion_tokens, 2 * answer.length);
+    assert.equal(line.choices, 2);
+    assert.equal(line.finish, "length");
+    assert.ok(line.ttft_ms <= line.ms);
+
+    // A stream the client leaves: the line says it was cancelled.
+    const leaving = new AbortController();
+    const engine = new ScriptedEngine(answer, "stop", 20);
+    const streamed = await send(engine, { stream: true }, { signal: leaving.signal });
+    const reader = streamed.body!.getReader();
+    await reader.read();
+    leaving.abort();
+    await reader.cancel().catch(() => {});
+    for (let i = 0; i < 100 && generations().length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    const cancelled = generations()[1];
+    assert.equal(cancelled?.id, streamed.headers.get("X-Request-Id"));
+    assert.equal(cancelled.finish, "cancelled");
+    assert.ok(engine.given < answer.length);
+  } finally {
+    console.log = print;
+  }
 });

@@ -324,9 +324,16 @@ export interface CompletionRun {
 
 /**
  * Runs the choices of each prompt (`n` each, numbered on from one prompt to the next); cancelling `signal` (or
- * abandoning `updates`) stops them and frees their memory.
+ * abandoning `updates`) stops them and frees their memory. When they end, one log line (`generation`, with the
+ * request's id) says what they read and wrote and how long it took: the request's own line is written when its
+ * status goes, before a stream's tokens.
  */
-export function runCompletion(service: Service, prompts: PreparedChat[], signal: AbortSignal): CompletionRun {
+export function runCompletion(
+  service: Service,
+  prompts: PreparedChat[],
+  signal: AbortSignal,
+  requestId: string,
+): CompletionRun {
   const controller = new AbortController();
   const abort = () => controller.abort();
   signal.addEventListener("abort", abort);
@@ -342,7 +349,7 @@ export function runCompletion(service: Service, prompts: PreparedChat[], signal:
   const began = performance.now();
   // The request's first token is its time to first token; the gaps between each choice's own tokens are inter-token
   // latencies (choices of one step arrive together: gaps across choices would read as ~0).
-  let prompted = false, first = true;
+  let prompted = false, first: number | undefined;
   const last: (number | undefined)[] = streams.map(() => undefined);
   // Counted as they come, so that a request cut short counts what it computed.
   const onToken = (choice: number, stop: boolean) => {
@@ -351,10 +358,29 @@ export function runCompletion(service: Service, prompts: PreparedChat[], signal:
     prompted = true;
     if (stop) return;
     const now = performance.now();
-    if (first) service.metrics.timeToFirstToken.observe((now - began) / 1000);
+    if (first === undefined) service.metrics.timeToFirstToken.observe((now - began) / 1000);
     if (last[choice] !== undefined) service.metrics.interTokenLatency.observe((now - last[choice]!) / 1000);
-    first = false;
+    first ??= now;
     last[choice] = now;
+  };
+  const logged = (outcome: Record<string, unknown>, results: Counted[] = []) => {
+    const end = performance.now(), tokens = results.reduce((n, r) => n + r.tokens, 0);
+    // Tokens after each choice's first, over the time since the request's first: the decoding speed.
+    const after = tokens - results.length;
+    log.info("generation", {
+      id: requestId,
+      prompt_tokens: promptTokens(prompts),
+      cached_tokens: results.length ? cachedTokens(prompts, results) : undefined,
+      images: prompts.reduce((n, p) => n + p.request.images.length, 0),
+      choices: streams.length,
+      completion_tokens: results.length ? tokens : undefined,
+      ...outcome,
+      ttft_ms: first === undefined ? undefined : Math.round(first - began),
+      ms: Math.round(end - began),
+      tokens_per_s: first !== undefined && after > 0 && end > first
+        ? Math.round(after / ((end - first) / 1000) * 10) / 10
+        : undefined,
+    });
   };
   Promise.all(
     streams.map((s, i) =>
@@ -364,8 +390,16 @@ export function runCompletion(service: Service, prompts: PreparedChat[], signal:
         })
     ),
   )
-    .then((results) => channel.close(results), (err) => {
+    .then((results) => {
+      logged({ finish: [...new Set(results.map((r) => r.finish))].join(",") }, results);
+      channel.close(results);
+    }, (err) => {
+      // Stopped by the client (it left, or the route gave up on the updates) rather than by a failure.
+      const cancelled = controller.signal.aborted;
       controller.abort();
+      logged(
+        cancelled ? { finish: "cancelled" } : { error: err instanceof Error ? err.message : String(err) },
+      );
       channel.fail(err);
     });
   async function* updates(): AsyncGenerator<ChoiceUpdate, ChoiceResult[]> {

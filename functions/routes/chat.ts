@@ -48,7 +48,7 @@ export function chatRoutes(service: Service): Hono {
       throw param ? renamed(err, param, []) : err;
     });
     const shown = customCalls(request);
-    const run = runCompletion(service, [prepared], signal);
+    const run = runCompletion(service, [prepared], signal, c.get("requestId"));
     const id = completionId(), created = Math.floor(Date.now() / 1000), model = service.model.id;
     const head = { id, object: "chat.completion.chunk", created, model };
 

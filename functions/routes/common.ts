@@ -1,5 +1,7 @@
 /** Checks shared by the routes; their errors become error responses (OpenAI's or Anthropic's shape) in app.onError. */
 import type { Context } from "hono";
+// The `requestId` context variable the app's requestId middleware sets.
+import type {} from "hono/request-id";
 import { EngineClosedError } from "../../runtime/engine/engine.ts";
 import { bodyText, BodyTimeoutError, BodyTooLargeError } from "../middleware/body.ts";
 import { RequestError } from "../schema/chat.ts";

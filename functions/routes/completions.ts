@@ -59,7 +59,7 @@ export function completionRoutes(service: Service): Hono {
       preparePrompt(request, prompt, prompts.length > 1 ? `prompt[${i}]` : "prompt", service)
     );
     const signal = c.req.raw.signal;
-    const run = runCompletion(service, prepared, signal);
+    const run = runCompletion(service, prepared, signal, c.get("requestId"));
     const id = `cmpl-${crypto.randomUUID().replaceAll("-", "")}`;
     const head = {
       id,

@@ -86,7 +86,7 @@ export function messageRoutes(service: Service): Hono {
         throw renamed(err, param, WORDS);
       }
       prepared.imageParams = prepared.imageParams?.map(param);
-      const run = runCompletion(service, [prepared], signal);
+      const run = runCompletion(service, [prepared], signal, c.get("requestId"));
       const id = newId("msg");
       const message = {
         id,

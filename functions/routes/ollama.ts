@@ -151,7 +151,7 @@ function answer(
     whole(result: ChoiceResult): Record<string, unknown>;
   },
 ): Promise<Response> {
-  const { run, times } = timed(runCompletion(service, [chat], c.req.raw.signal), started);
+  const { run, times } = timed(runCompletion(service, [chat], c.req.raw.signal, c.get("requestId")), started);
   const id = crypto.randomUUID();
   const head = () => ({ model, created_at: new Date().toISOString() });
   if (!stream) {

@@ -248,7 +248,7 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
         const room = answerRoom(service, chat.max_completion_tokens ?? undefined);
         prepared = await cutToFit(chat.messages, room, service, prepare);
       } else prepared = await prepare(0);
-      const run = runCompletion(service, [prepared], signal);
+      const run = runCompletion(service, [prepared], signal, c.get("requestId"));
       const id = newId("resp");
       const response = responseObject(id, request, prepared, service.model.id);
 
