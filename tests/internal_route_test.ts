@@ -364,3 +364,38 @@ Deno.test("internal routes: the prompt tokens the host's prefix cache gave cross
     assert.equal(second.events[0].cached, 128);
   });
 });
+
+Deno.test("internal routes: an image a gateway measured at low detail is decoded by the host at that size", async () => {
+  await withServer({ internalSecret: SECRET }, async ({ url, service }) => {
+    const remote = new RemoteEngine({ hosts: [url], secret: SECRET });
+    await remote.start();
+    const wide = await dataUrl("golden/images/wide_1500x900.png");
+    const gateway = { ...service, images: { ...service.images, prepare: encodedImage } };
+    const { ids, images } = await encodeChat([{
+      role: "user",
+      content: [{ type: "image_url", image_url: { url: wide, detail: "low" } }, { type: "text", text: "Hi" }],
+    }], gateway);
+    const [image] = images as EncodedImage[];
+    // 1500x900 scaled to 512x307: 32x20 patches (64x39 at the host's own 1024).
+    assert.deepEqual([image.cols, image.rows, image.maxImageSize], [32, 20, 512]);
+    const request = {
+      ...(await prepared(service)),
+      ids,
+      images: [image],
+      maxTokens: 2,
+      topLogprobs: undefined,
+    };
+    const own = await decodeImage(image.bytes, { maxImageSize: 512 });
+    const viaWire = await collect(remote.generate(request));
+    const local = await collect(service.engine!.generate({ ...request, images: [own] }));
+    assert.deepEqual(local.events.map((e) => e.id), viaWire.events.map((e) => e.id));
+    // The prefix cache gave the second its image: the host's pixels were these.
+    assert.ok(local.events[0].cached! >= 512);
+    // Without the size the host decodes it at its own and finds the layout apart from the prompt's.
+    const { maxImageSize: _, ...unsized } = image;
+    await assert.rejects(
+      collect(remote.generate({ ...request, images: [unsized] })),
+      /not the gateway's 32x20/,
+    );
+  });
+});

@@ -273,3 +273,21 @@ Deno.test("the first image of a request that fails ends the others' work", async
   );
   assert.equal(aborted.length, 3);
 });
+
+Deno.test('an image at detail "low" is scaled to 512 pixels on its longest side, as OpenAI\'s low detail', async () => {
+  const s = service(tokenizers.full);
+  const wide = `data:image/png;base64,${
+    (await Deno.readFile(fixture("golden/images/wide_1500x900.png"))).toBase64()
+  }`;
+  const count = async (detail?: string) => {
+    const { ids } = await encodeChat(
+      messages([{ role: "user", content: [{ type: "image_url", image_url: { url: wide, detail } }] }]),
+      s,
+    );
+    return ids.filter((id) => id === s.images.tokens.img).length;
+  };
+  // mistral_common's scaling: 1500x900 to 512x307 (32x20 patches), and at 1024 to 1024x614 (64x39).
+  assert.equal(await count("low"), 32 * 20);
+  assert.equal(await count("high"), 64 * 39);
+  assert.equal(await count(), 64 * 39);
+});

@@ -37,21 +37,29 @@ interface PromptImage {
   param: string;
 }
 
-/** The image URLs of the conversation in order, with where each sits (for error messages). */
-function imageSources(messages: ChatMessage[]): { url: string; param: string }[] {
-  const out: { url: string; param: string }[] = [];
+/**
+ * The image URLs of the conversation in order, with where each sits (for error messages) and whether it asks for
+ * OpenAI's low detail.
+ */
+function imageSources(messages: ChatMessage[]): { url: string; low: boolean; param: string }[] {
+  const out: { url: string; low: boolean; param: string }[] = [];
   messages.forEach((m, i) => {
     if (m.role !== "user" || typeof m.content === "string") return;
     m.content.forEach((part, j) => {
       if (part.type !== "image_url") return;
-      const url = typeof part.image_url === "string" ? part.image_url : part.image_url.url;
-      out.push({ url, param: `messages[${i}].content[${j}].image_url` });
+      const [url, detail] = typeof part.image_url === "string"
+        ? [part.image_url, undefined]
+        : [part.image_url.url, part.image_url.detail];
+      out.push({ url, low: detail === "low", param: `messages[${i}].content[${j}].image_url` });
     });
   });
   return out;
 }
 
-/** Images decoded for one request, by URL: a request prepared again (cut to fit) decodes each image once. */
+/**
+ * Images decoded for one request, by URL (and detail): a request prepared again (cut to fit) decodes each image
+ * once.
+ */
 export type DecodedImages = Map<string, Omit<PromptImage, "param">>;
 
 /**
@@ -83,15 +91,16 @@ async function loadImages(
       "too_many_images",
     );
   }
-  const options = imageOptions(policy, resize ?? policy.resize);
-  return await allOrNone(sources, signal, async ({ url, param }, _, each): Promise<PromptImage> => {
-    const known = decoded?.get(url);
+  return await allOrNone(sources, signal, async ({ url, low, param }, _, each): Promise<PromptImage> => {
+    const key = low ? `low ${url}` : url;
+    const known = decoded?.get(key);
     if (known) return { ...known, param };
     try {
       const bytes = await fetchImageBytes(url, policy.fetch, each);
+      const options = imageOptions(policy, resize ?? policy.resize, low);
       const image = await (policy.prepare ?? decodeImage)(bytes, options, each);
       const prepared = { input: image, tokens: [...await imageTokenLayout(image, policy.tokens)] };
-      decoded?.set(url, prepared);
+      decoded?.set(key, prepared);
       return { ...prepared, param };
     } catch (err) {
       (err as Error & { param?: string }).param ??= param;

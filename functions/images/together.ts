@@ -2,10 +2,29 @@
 import type { PreprocessOptions, ResizeMode } from "../../runtime/images/preprocess.ts";
 import type { ImagePolicy } from "../service.ts";
 
-/** The options an image is prepared with under `policy`, in `resize` mode. */
-export function imageOptions(policy: ImagePolicy, resize: ResizeMode): PreprocessOptions {
-  const { maxImageSize, patchSize, maxPixels } = policy;
-  return { resize, maxImageSize, patchSize, maxPixels };
+/**
+ * The longest side of an image asked for at OpenAI's low detail ("a low-res 512px x 512px version"): a quarter of
+ * the tokens of one at Pixtral's 1024.
+ */
+export const LOW_DETAIL_SIZE = 512;
+
+/**
+ * The options an image is prepared with under `policy`, in `resize` mode: at low detail, or at most `maxSize` on
+ * its longest side (a gateway's low detail), scaled down further.
+ */
+export function imageOptions(
+  policy: ImagePolicy,
+  resize: ResizeMode,
+  low = false,
+  maxSize = Infinity,
+): PreprocessOptions {
+  const { patchSize, maxPixels } = policy;
+  return {
+    resize,
+    maxImageSize: Math.min(policy.maxImageSize, low ? LOW_DETAIL_SIZE : Infinity, maxSize),
+    patchSize,
+    maxPixels,
+  };
 }
 
 /**

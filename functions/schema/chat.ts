@@ -25,8 +25,9 @@ const imageUrlPart = z.object({
   type: z.literal("image_url"),
   image_url: z.union([
     z.string(),
-    // `detail` changes nothing for Pixtral, which sees every image at its own resolution: any value is taken
-    // (OpenAI's auto/low/high, its newer "original", Mistral's open enum, null).
+    // `detail`: "low" scales the image to 512 pixels on its longest side at most, as OpenAI's low detail; any
+    // other value is taken and leaves it as Pixtral sees it (OpenAI's auto/high, its newer "original", Mistral's
+    // open enum, null).
     z.object({ url: z.string(), detail: z.string().nullish() }),
   ]),
 });

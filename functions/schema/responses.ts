@@ -18,7 +18,7 @@ const inputImage = z.object({
   type: z.literal("input_image"),
   image_url: z.string().nullish(),
   file_id: z.string().nullish(),
-  detail: z.string().nullish(), // changes nothing for Pixtral (as in the chat API)
+  detail: z.string().nullish(), // "low" as in the chat API
 });
 /** An earlier answer's text, as clients send back the output items they were given. */
 const outputText = z.object({ type: z.literal("output_text"), text: z.string() });

@@ -43,6 +43,8 @@ export interface EncodedImage {
   cols: number;
   bytes: Uint8Array;
   resize: ResizeMode;
+  /** The longest side it was measured at: the host decodes it so (below its own for OpenAI's low detail). */
+  maxImageSize?: number;
 }
 
 export type RequestImage = ImageInput | EncodedImage;

@@ -114,6 +114,7 @@ const headerSchema = z.strictObject({
     rows: z.number().int().min(1),
     cols: z.number().int().min(1),
     resize: z.enum(["mistral", "hf"]),
+    maxImageSize: z.number().int().min(1).optional(),
     bytes: z.number().int().min(1),
   })),
 });
@@ -147,6 +148,7 @@ export function requestParts(request: GenerateRequest<EncodedImage>): Uint8Array
       rows: i.rows,
       cols: i.cols,
       resize: i.resize,
+      ...i.maxImageSize ? { maxImageSize: i.maxImageSize } : {},
       bytes: i.bytes.length,
     })),
   };
@@ -199,9 +201,15 @@ export function decodeRequest(body: ArrayBuffer): GenerateRequest<EncodedImage> 
     return start;
   };
   const ids = new Uint32Array(body, take(4 * header.ids, "the token ids"), header.ids);
-  const images = header.images.map(({ rows, cols, resize, bytes }, i): EncodedImage => {
+  const images = header.images.map(({ rows, cols, resize, maxImageSize, bytes }, i): EncodedImage => {
     const start = take(bytes, `image ${i}`);
-    return { rows, cols, resize, bytes: new Uint8Array(body, start, bytes) };
+    return {
+      rows,
+      cols,
+      resize,
+      ...maxImageSize ? { maxImageSize } : {},
+      bytes: new Uint8Array(body, start, bytes),
+    };
   });
   if (at !== body.byteLength) {
     throw new WireError(`the body has ${body.byteLength - at} bytes after its last image`);

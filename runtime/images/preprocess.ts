@@ -117,7 +117,8 @@ export async function encodedImage(
   options: Omit<PreprocessOptions, "dtype"> = {},
 ): Promise<EncodedImage> {
   const { rows, cols } = await measureImage(bytes, options);
-  return { rows, cols, bytes, resize: options.resize ?? "mistral" };
+  const { maxImageSize } = options;
+  return { rows, cols, bytes, resize: options.resize ?? "mistral", ...maxImageSize ? { maxImageSize } : {} };
 }
 
 export interface ImageHeader {
