@@ -3,6 +3,7 @@ import type { Engine } from "../runtime/engine/engine.ts";
 import { Counter, Gauge, Histogram, Registry } from "../runtime/metrics.ts";
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const DURATION_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600];
 
 export interface ServerMetrics {
   registry: Registry;
@@ -11,6 +12,9 @@ export interface ServerMetrics {
   generationTokens: Counter;
   timeToFirstToken: Histogram;
   interTokenLatency: Histogram;
+  generationDuration: Histogram;
+  /** Choices ended, by how: stop, length, tool_calls, cancelled (the client left), error. */
+  choicesFinished: Counter;
 }
 
 export function createMetrics(engine: () => Engine | undefined): ServerMetrics {
@@ -31,6 +35,19 @@ export function createMetrics(engine: () => Engine | undefined): ServerMetrics {
         "pixtral_inter_token_latency_seconds",
         "Time between a sequence's tokens",
         LATENCY_BUCKETS,
+      ),
+    ),
+    generationDuration: registry.register(
+      new Histogram(
+        "pixtral_generation_duration_seconds",
+        "Request start to the end of its generation (every choice)",
+        DURATION_BUCKETS,
+      ),
+    ),
+    choicesFinished: registry.register(
+      new Counter(
+        "pixtral_choices_finished_total",
+        "Choices ended, by finish: stop, length, tool_calls, cancelled, error",
       ),
     ),
   };

@@ -250,14 +250,15 @@ Deno.test("a cut conversation leaves the answer what it asks up to half the cont
   assert.equal(answerRoom({ ...service, defaults: { maxTokens: 300 } } as Service, undefined), 300);
 });
 
-Deno.test("each generation ends with a log line under its request's id: tokens read and written, times, how it ended", async () => {
+Deno.test("each generation ends with a log line under its request's id (tokens read and written, times, how it ended) and in the metrics", async () => {
   const full = await loadTokenizer(fixture("tekken-full.json"), { cache: false });
+  const service = engineLessService(full);
   const answer = [...full.encode("Hello there")];
   const lines: string[] = [];
   const print = console.log;
   console.log = (line: unknown) => void lines.push(String(line));
   const send = (engine: ScriptedEngine, body: Record<string, unknown>, init: RequestInit = {}) =>
-    createApp({ ...engineLessService(full), engine }).request("/v1/chat/completions", {
+    createApp({ ...service, engine }).request("/v1/chat/completions", {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ messages: [{ role: "user", content: "Say hi" }], ...body }),
@@ -289,6 +290,11 @@ Deno.test("each generation ends with a log line under its request's id: tokens r
     assert.equal(cancelled?.id, streamed.headers.get("X-Request-Id"));
     assert.equal(cancelled.finish, "cancelled");
     assert.ok(engine.given < answer.length);
+
+    const metrics = service.metrics.registry.render();
+    assert.match(metrics, /^pixtral_choices_finished_total\{finish="length"\} 2$/m);
+    assert.match(metrics, /^pixtral_choices_finished_total\{finish="cancelled"\} 1$/m);
+    assert.match(metrics, /^pixtral_generation_duration_seconds_count 2$/m);
   } finally {
     console.log = print;
   }

@@ -365,6 +365,7 @@ export function runCompletion(
   };
   const logged = (outcome: Record<string, unknown>, results: Counted[] = []) => {
     const end = performance.now(), tokens = results.reduce((n, r) => n + r.tokens, 0);
+    service.metrics.generationDuration.observe((end - began) / 1000);
     // Tokens after each choice's first, over the time since the request's first: the decoding speed.
     const after = tokens - results.length;
     log.info("generation", {
@@ -391,12 +392,14 @@ export function runCompletion(
     ),
   )
     .then((results) => {
+      for (const r of results) service.metrics.choicesFinished.inc({ finish: r.finish });
       logged({ finish: [...new Set(results.map((r) => r.finish))].join(",") }, results);
       channel.close(results);
     }, (err) => {
       // Stopped by the client (it left, or the route gave up on the updates) rather than by a failure.
       const cancelled = controller.signal.aborted;
       controller.abort();
+      service.metrics.choicesFinished.inc({ finish: cancelled ? "cancelled" : "error" }, streams.length);
       logged(
         cancelled ? { finish: "cancelled" } : { error: err instanceof Error ? err.message : String(err) },
       );
