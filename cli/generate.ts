@@ -70,6 +70,8 @@ export async function generate(argv: string[]): Promise<void> {
       allow: new AddressAllowList(),
       fetchUrls: false,
       resize: "mistral",
+      // As `serve` turns them: a phone's photo is seen as its owner sees it.
+      orientation: "exif",
     },
     temperature: 0,
   });

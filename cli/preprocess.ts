@@ -20,7 +20,9 @@ the normalized tensor [3, rows*patch, cols*patch], channel-first RGB, little-end
   --max-image-size N      longest side after downscaling (default ${DEFAULT_MAX_IMAGE_SIZE})
   --patch-size N          patch side (default ${DEFAULT_PATCH_SIZE})
   --max-pixels N          refuse images whose header declares more pixels (default ${DEFAULT_MAX_PIXELS})
-  --dtype f32|f16         tensor element type (default f32)`;
+  --dtype f32|f16         tensor element type (default f32)
+  --orientation HOW       ignore (default: as stored, as mistral_common reads it) or exif (turned as the
+                          EXIF orientation tag says, as \`serve\` does by default)`;
 
 export async function preprocess(argv: string[]): Promise<void> {
   const flags = parseFlags(argv, {
@@ -31,17 +33,23 @@ export async function preprocess(argv: string[]): Promise<void> {
     "patch-size": { type: "string" },
     "max-pixels": { type: "string" },
     dtype: { type: "string" },
+    orientation: { type: "string" },
   });
   if (flags.image === undefined) throw new UsageError("--image FILE is required");
   const resize = flags.resize ?? "mistral";
   if (resize !== "mistral" && resize !== "hf") {
     throw new UsageError(`--resize must be mistral or hf, got "${resize}"`);
   }
+  const orientation = flags.orientation ?? "ignore";
+  if (orientation !== "exif" && orientation !== "ignore") {
+    throw new UsageError(`--orientation must be exif or ignore, got "${orientation}"`);
+  }
   const dtype = flags.dtype ?? "f32";
   if (dtype !== "f32" && dtype !== "f16") throw new UsageError(`--dtype must be f32 or f16, got "${dtype}"`);
   const bytes = await Deno.readFile(flags.image);
   const image = await preprocessImage(bytes, {
     resize: resize as ResizeMode,
+    orientation,
     dtype,
     maxImageSize: integerFlag(flags["max-image-size"], "--max-image-size"),
     patchSize: integerFlag(flags["patch-size"], "--patch-size"),

@@ -41,6 +41,8 @@ ${modelUsage(28)}
   --allow-image-host HOST   let image URLs reach this private host, address or CIDR range (repeatable)
   --no-image-urls           accept data: URLs only
   --image-resize MODE       mistral (default: OpenCV bicubic, as mistral_common and vLLM) or hf (Pillow)
+  --image-orientation HOW   exif (default: turned as the photo's EXIF tag says, as viewers show it) or
+                            ignore (as stored, as mistral_common reads it)
   --chat-template T         mistral (default: Mistral's instruct rules, as mistral_common), hf (the model
                             folder's Hugging Face chat template), or a .jinja file
   --temperature T           default temperature when a request gives none (default 0.7)
@@ -79,6 +81,7 @@ export const SERVE_FLAGS = {
   "no-image-urls": { type: "boolean" },
   "no-prefix-cache": { type: "boolean" },
   "image-resize": { type: "string" },
+  "image-orientation": { type: "string" },
   "chat-template": { type: "string" },
   temperature: { type: "string" },
   "max-tokens": { type: "string" },
@@ -382,6 +385,8 @@ export async function serverConfig(
       allow,
       fetchUrls: !flags["no-image-urls"],
       resize: choice("--image-resize", flags["image-resize"], ["mistral", "hf"] as const) ?? "mistral",
+      orientation: choice("--image-orientation", flags["image-orientation"], ["exif", "ignore"] as const) ??
+        "exif",
     },
     imageThreads: positiveInt("--image-threads", flags["image-threads"]),
     temperature,

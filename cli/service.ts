@@ -4,7 +4,7 @@ import { DEFAULT_IMAGE_FETCH } from "../functions/images/fetch.ts";
 import { createMetrics } from "../functions/metrics.ts";
 import type { Service } from "../functions/service.ts";
 import type { ImagePool } from "../runtime/images/pool.ts";
-import { imageInput, type ResizeMode } from "../runtime/images/preprocess.ts";
+import { imageInput, type Orientation, type ResizeMode } from "../runtime/images/preprocess.ts";
 import { log } from "../runtime/log.ts";
 import { type OpenedFiles, visionUnavailable } from "../runtime/model/boot.ts";
 import { expectedTensors } from "../runtime/model/tensors.ts";
@@ -19,6 +19,7 @@ export interface ImageSettings {
   allow: AddressAllowList;
   fetchUrls: boolean;
   resize: ResizeMode;
+  orientation: Orientation;
   /** Threads that decode images; absent: they are decoded in this thread. */
   pool?: ImagePool;
 }
@@ -67,6 +68,7 @@ export function localService(files: OpenedFiles, settings: ServiceSettings): Ser
         fetchUrls: settings.images.fetchUrls,
       },
       resize: settings.images.resize,
+      orientation: settings.images.orientation,
       maxImageSize: tokenizer.imageConfig?.maxImageSize ?? config.vision?.imageSize ?? 1024,
       patchSize: tokenizer.imageConfig?.patchSize ?? config.vision?.patchSize ?? 16,
       maxPixels: settings.images.maxPixels,

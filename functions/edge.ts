@@ -102,6 +102,7 @@ async function startGateway(
         resolve: hasDns ? undefined : dohResolver(env.PIXTRAL_DOH_URL ?? DEFAULT_DOH),
       },
       resize: host.images.resize,
+      orientation: host.images.orientation,
       maxImageSize: host.images.maxImageSize,
       patchSize: host.images.patchSize,
       maxPixels: host.images.maxPixels,

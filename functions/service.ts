@@ -2,7 +2,7 @@
  * What the routes need from the deployment: the engine (local GPU or remote), the tokenizer, the model's
  * identity, limits and defaults, and the metrics. The GPU host and the edge build each assemble one.
  */
-import type { PreprocessOptions, ResizeMode } from "../runtime/images/preprocess.ts";
+import type { Orientation, PreprocessOptions, ResizeMode } from "../runtime/images/preprocess.ts";
 import type { Engine, RequestImage } from "../runtime/engine/engine.ts";
 import type { Tokenizer } from "../runtime/tokenizer/tokenizer.ts";
 import type { ImageFetchOptions } from "./images/fetch.ts";
@@ -33,6 +33,7 @@ export interface ImagePolicy {
   maxImages: number;
   fetch: ImageFetchOptions;
   resize: ResizeMode;
+  orientation: Orientation;
   maxImageSize: number;
   patchSize: number;
   maxPixels: number;

@@ -19,6 +19,7 @@ export function serverConfig(overrides: Partial<ServerConfig> = {}): ServerConfi
       allow: new AddressAllowList(),
       fetchUrls: true,
       resize: "mistral",
+      orientation: "exif",
     },
     temperature: 0.7,
     engine: { prefillChunk: 64 },

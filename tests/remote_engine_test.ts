@@ -58,6 +58,7 @@ function hostStatus(load: { waiting?: number; running?: number; kvUsage?: number
       timeoutMs: 1e4,
       maxRedirects: 3,
       resize: "mistral",
+      orientation: "exif",
       maxImageSize: 1024,
       patchSize: 16,
       tokens: { img: 10, imgBreak: 12, imgEnd: 13 },

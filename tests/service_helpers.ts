@@ -19,6 +19,7 @@ export function engineLessService(tokenizer: Tokenizer, chatTemplate?: string): 
       maxImages: 8,
       fetch: { ...DEFAULT_IMAGE_FETCH, allow: new AddressAllowList() },
       resize: "mistral",
+      orientation: "exif",
       maxImageSize: 1024,
       patchSize: 16,
       maxPixels: 50_000_000,

@@ -18,9 +18,10 @@ export function imageOptions(
   low = false,
   maxSize = Infinity,
 ): PreprocessOptions {
-  const { patchSize, maxPixels } = policy;
+  const { patchSize, maxPixels, orientation } = policy;
   return {
     resize,
+    orientation,
     maxImageSize: Math.min(policy.maxImageSize, low ? LOW_DETAIL_SIZE : Infinity, maxSize),
     patchSize,
     maxPixels,

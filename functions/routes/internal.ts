@@ -119,6 +119,7 @@ async function status(service: Service): Promise<HostStatus> {
       timeoutMs: images.fetch.timeoutMs,
       maxRedirects: images.fetch.maxRedirects,
       resize: images.resize,
+      orientation: images.orientation,
       maxImageSize: images.maxImageSize,
       patchSize: images.patchSize,
       tokens: { ...images.tokens },

@@ -248,8 +248,8 @@ function difference(a: unknown, b: unknown, path = ""): string | undefined {
  */
 function layoutDiffers(status: HostStatus, ref: HostStatus): string | undefined {
   const layout = (
-    { images: { enabled, resize, maxImageSize, patchSize, tokens }, vocabSize }: HostStatus,
-  ) => ({ images: { enabled, resize, maxImageSize, patchSize, tokens }, vocabSize });
+    { images: { enabled, resize, orientation, maxImageSize, patchSize, tokens }, vocabSize }: HostStatus,
+  ) => ({ images: { enabled, resize, orientation, maxImageSize, patchSize, tokens }, vocabSize });
   const found = difference(layout(status), layout(ref));
   if (found || status.images.maxImages >= ref.images.maxImages) return found;
   return `images.maxImages ${status.images.maxImages}, the gateway's ${ref.images.maxImages}`;

@@ -370,6 +370,7 @@ export interface HostStatus {
     timeoutMs: number;
     maxRedirects: number;
     resize: "mistral" | "hf";
+    orientation: "exif" | "ignore";
     maxImageSize: number;
     patchSize: number;
     tokens: { img: number; imgBreak: number; imgEnd: number };
@@ -414,6 +415,7 @@ const statusSchema = z.object({
     timeoutMs: count,
     maxRedirects: count,
     resize: z.enum(["mistral", "hf"]),
+    orientation: z.enum(["exif", "ignore"]),
     maxImageSize: z.number().int().positive(),
     patchSize: z.number().int().positive(),
     tokens: z.object({ img: count, imgBreak: count, imgEnd: count }),

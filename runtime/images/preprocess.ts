@@ -12,6 +12,11 @@ import { loadWasm } from "../wasm.ts";
 import { imageError } from "./errors.ts";
 
 export type ResizeMode = "mistral" | "hf";
+/**
+ * "exif": turned as the image's EXIF orientation tag says, as viewers show it (a phone's portrait photo is stored
+ * on its side); "ignore": as stored, as mistral_common reads it.
+ */
+export type Orientation = "exif" | "ignore";
 export type PixelDType = "f32" | "f16";
 
 export interface PreprocessOptions {
@@ -25,6 +30,8 @@ export interface PreprocessOptions {
   maxPixels?: number;
   /** "f32" (default) or "f16": IEEE half-precision bit patterns, half the bytes to upload. */
   dtype?: PixelDType;
+  /** Default "ignore", the reference's; the server turns images ("exif") unless told otherwise. */
+  orientation?: Orientation;
 }
 
 export interface PreprocessedImage {
@@ -34,7 +41,7 @@ export interface PreprocessedImage {
   /** Float32Array for "f32"; Uint16Array of float16 bit patterns for "f16". */
   pixels: Float32Array | Uint16Array;
   dtype: PixelDType;
-  /** The decoded image's size before resizing. */
+  /** The decoded image's size before resizing (turned, with orientation "exif"). */
   width: number;
   height: number;
 }
@@ -52,11 +59,11 @@ export async function preprocessImage(
   options: PreprocessOptions = {},
 ): Promise<PreprocessedImage> {
   const dtype = options.dtype ?? "f32";
-  const { resize, maxImageSize, patchSize, maxPixels } = checked(options);
+  const { resize, maxImageSize, patchSize, maxPixels, orientation } = checked(options);
   const wasm = await loadWasm();
   let result;
   try {
-    result = wasm.preprocessImage(bytes, resize, maxImageSize, patchSize, maxPixels, dtype);
+    result = wasm.preprocessImage(bytes, resize, maxImageSize, patchSize, maxPixels, dtype, orientation);
   } catch (err) {
     throw imageError(err);
   }
@@ -96,11 +103,11 @@ export async function measureImage(
   bytes: Uint8Array,
   options: Omit<PreprocessOptions, "dtype"> = {},
 ): Promise<MeasuredImage> {
-  const { resize, maxImageSize, patchSize, maxPixels } = checked(options);
+  const { resize, maxImageSize, patchSize, maxPixels, orientation } = checked(options);
   const wasm = await loadWasm();
   let measured;
   try {
-    measured = wasm.measureImage(bytes, resize, maxImageSize, patchSize, maxPixels);
+    measured = wasm.measureImage(bytes, resize, maxImageSize, patchSize, maxPixels, orientation);
   } catch (err) {
     throw imageError(err);
   }
@@ -150,7 +157,7 @@ export interface DecodedImage {
   rgb: Uint8Array;
 }
 
-/** Decodes to 8-bit RGB without resizing (the first frame of an animation). */
+/** Decodes to 8-bit RGB without resizing (the first frame of an animation), as stored. */
 export async function decodeImageRgb(
   bytes: Uint8Array,
   maxPixels = DEFAULT_MAX_PIXELS,
@@ -178,6 +185,7 @@ function checked(options: PreprocessOptions) {
     maxImageSize: positiveInteger(options.maxImageSize ?? DEFAULT_MAX_IMAGE_SIZE, "maxImageSize"),
     patchSize: positiveInteger(options.patchSize ?? DEFAULT_PATCH_SIZE, "patchSize"),
     maxPixels,
+    orientation: options.orientation ?? "ignore",
   };
 }
 

@@ -34,17 +34,19 @@ export function imageHeader(bytes: Uint8Array): ImageHeader;
 */
 export function decodeRgb(bytes: Uint8Array, max_pixels: number): DecodedImage;
 /**
-* Decodes, resizes and normalizes an image. `mode` is "mistral" or "hf", `dtype` "f32" or "f16";
-* `max_pixels` (a JS number) bounds width·height as declared by the header.
+* Decodes, turns, resizes and normalizes an image. `mode` is "mistral" or "hf", `dtype` "f32" or "f16",
+* `orientation` "exif" (turned as its EXIF tag says) or "ignore" (as stored); `max_pixels` (a JS number)
+* bounds width·height as declared by the header.
 * @param {Uint8Array} bytes
 * @param {string} mode
 * @param {number} max_image_size
 * @param {number} patch_size
 * @param {number} max_pixels
 * @param {string} dtype
+* @param {string} orientation
 * @returns {PreprocessedImage}
 */
-export function preprocessImage(bytes: Uint8Array, mode: string, max_image_size: number, patch_size: number, max_pixels: number, dtype: string): PreprocessedImage;
+export function preprocessImage(bytes: Uint8Array, mode: string, max_image_size: number, patch_size: number, max_pixels: number, dtype: string, orientation: string): PreprocessedImage;
 /**
 * What `preprocessImage` would make of an image, from its header alone: its size and patch grid (the decoded
 * image always has the header's size). An edge gateway lays out an image's tokens so and leaves the decoding to
@@ -54,9 +56,10 @@ export function preprocessImage(bytes: Uint8Array, mode: string, max_image_size:
 * @param {number} max_image_size
 * @param {number} patch_size
 * @param {number} max_pixels
+* @param {string} orientation
 * @returns {MeasuredImage}
 */
-export function measureImage(bytes: Uint8Array, mode: string, max_image_size: number, patch_size: number, max_pixels: number): MeasuredImage;
+export function measureImage(bytes: Uint8Array, mode: string, max_image_size: number, patch_size: number, max_pixels: number, orientation: string): MeasuredImage;
 /**
 */
 export class DecodedImage {
@@ -233,8 +236,8 @@ export interface InitOutput {
   readonly __wbg_get_decodedimage_height: (a: number) => number;
   readonly __wbg_set_decodedimage_height: (a: number, b: number) => void;
   readonly decodedimage_takePixels: (a: number, b: number) => void;
-  readonly preprocessImage: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number, i: number, j: number) => void;
-  readonly measureImage: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number) => void;
+  readonly preprocessImage: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number, i: number, j: number, k: number, l: number) => void;
+  readonly measureImage: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number, i: number, j: number) => void;
   readonly __wbg_measuredimage_free: (a: number) => void;
   readonly __wbg_get_measuredimage_cols: (a: number) => number;
   readonly __wbg_set_measuredimage_cols: (a: number, b: number) => void;

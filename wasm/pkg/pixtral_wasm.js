@@ -236,17 +236,19 @@ function passStringToWasm0(arg, malloc, realloc) {
     return ptr;
 }
 /**
-* Decodes, resizes and normalizes an image. `mode` is "mistral" or "hf", `dtype` "f32" or "f16";
-* `max_pixels` (a JS number) bounds width·height as declared by the header.
+* Decodes, turns, resizes and normalizes an image. `mode` is "mistral" or "hf", `dtype` "f32" or "f16",
+* `orientation` "exif" (turned as its EXIF tag says) or "ignore" (as stored); `max_pixels` (a JS number)
+* bounds width·height as declared by the header.
 * @param {Uint8Array} bytes
 * @param {string} mode
 * @param {number} max_image_size
 * @param {number} patch_size
 * @param {number} max_pixels
 * @param {string} dtype
+* @param {string} orientation
 * @returns {PreprocessedImage}
 */
-export function preprocessImage(bytes, mode, max_image_size, patch_size, max_pixels, dtype) {
+export function preprocessImage(bytes, mode, max_image_size, patch_size, max_pixels, dtype, orientation) {
     try {
         const retptr = wasm.__wbindgen_add_to_stack_pointer(-16);
         const ptr0 = passArray8ToWasm0(bytes, wasm.__wbindgen_export_1);
@@ -255,7 +257,9 @@ export function preprocessImage(bytes, mode, max_image_size, patch_size, max_pix
         const len1 = WASM_VECTOR_LEN;
         const ptr2 = passStringToWasm0(dtype, wasm.__wbindgen_export_1, wasm.__wbindgen_export_2);
         const len2 = WASM_VECTOR_LEN;
-        wasm.preprocessImage(retptr, ptr0, len0, ptr1, len1, max_image_size, patch_size, max_pixels, ptr2, len2);
+        const ptr3 = passStringToWasm0(orientation, wasm.__wbindgen_export_1, wasm.__wbindgen_export_2);
+        const len3 = WASM_VECTOR_LEN;
+        wasm.preprocessImage(retptr, ptr0, len0, ptr1, len1, max_image_size, patch_size, max_pixels, ptr2, len2, ptr3, len3);
         var r0 = getInt32Memory0()[retptr / 4 + 0];
         var r1 = getInt32Memory0()[retptr / 4 + 1];
         var r2 = getInt32Memory0()[retptr / 4 + 2];
@@ -277,16 +281,19 @@ export function preprocessImage(bytes, mode, max_image_size, patch_size, max_pix
 * @param {number} max_image_size
 * @param {number} patch_size
 * @param {number} max_pixels
+* @param {string} orientation
 * @returns {MeasuredImage}
 */
-export function measureImage(bytes, mode, max_image_size, patch_size, max_pixels) {
+export function measureImage(bytes, mode, max_image_size, patch_size, max_pixels, orientation) {
     try {
         const retptr = wasm.__wbindgen_add_to_stack_pointer(-16);
         const ptr0 = passArray8ToWasm0(bytes, wasm.__wbindgen_export_1);
         const len0 = WASM_VECTOR_LEN;
         const ptr1 = passStringToWasm0(mode, wasm.__wbindgen_export_1, wasm.__wbindgen_export_2);
         const len1 = WASM_VECTOR_LEN;
-        wasm.measureImage(retptr, ptr0, len0, ptr1, len1, max_image_size, patch_size, max_pixels);
+        const ptr2 = passStringToWasm0(orientation, wasm.__wbindgen_export_1, wasm.__wbindgen_export_2);
+        const len2 = WASM_VECTOR_LEN;
+        wasm.measureImage(retptr, ptr0, len0, ptr1, len1, max_image_size, patch_size, max_pixels, ptr2, len2);
         var r0 = getInt32Memory0()[retptr / 4 + 0];
         var r1 = getInt32Memory0()[retptr / 4 + 1];
         var r2 = getInt32Memory0()[retptr / 4 + 2];

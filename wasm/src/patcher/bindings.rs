@@ -3,6 +3,7 @@
 use super::decode::{check_size, dimensions, sniff, Transparency};
 use super::error::ImageError;
 use super::layout::{self, Grid, SizeRounding, TokenIds};
+use super::orientation::{exif_orientation, swaps_sides};
 use super::preprocess::{preprocess, DType, Mode, Options, Pixels, Preprocessed};
 use wasm_bindgen::prelude::*;
 
@@ -81,8 +82,9 @@ fn pixel_limit(max_pixels: f64) -> Result<u64, JsError> {
     }
 }
 
-/// Decodes, resizes and normalizes an image. `mode` is "mistral" or "hf", `dtype` "f32" or "f16";
-/// `max_pixels` (a JS number) bounds width·height as declared by the header.
+/// Decodes, turns, resizes and normalizes an image. `mode` is "mistral" or "hf", `dtype` "f32" or "f16",
+/// `orientation` "exif" (turned as its EXIF tag says) or "ignore" (as stored); `max_pixels` (a JS number)
+/// bounds width·height as declared by the header.
 #[wasm_bindgen(js_name = preprocessImage)]
 pub fn preprocess_image(
     bytes: &[u8],
@@ -91,6 +93,7 @@ pub fn preprocess_image(
     patch_size: u32,
     max_pixels: f64,
     dtype: &str,
+    orientation: &str,
 ) -> Result<PreprocessedImage, JsError> {
     let invalid = |what: String| js_error(ImageError::InvalidOptions(what));
     let mode = resize_mode(mode)?;
@@ -99,9 +102,26 @@ pub fn preprocess_image(
         "f16" => DType::F16,
         other => return Err(invalid(format!("dtype must be \"f32\" or \"f16\", not {other:?}"))),
     };
-    let options = Options { mode, max_image_size, patch_size, max_pixels: pixel_limit(max_pixels)?, dtype };
+    let options = Options {
+        mode,
+        max_image_size,
+        patch_size,
+        max_pixels: pixel_limit(max_pixels)?,
+        dtype,
+        exif_orientation: exif_turns(orientation)?,
+    };
     let Preprocessed { width, height, grid, pixels } = preprocess(bytes, &options).map_err(js_error)?;
     Ok(PreprocessedImage { width, height, cols: grid.cols, rows: grid.rows, pixels: Some(pixels) })
+}
+
+fn exif_turns(orientation: &str) -> Result<bool, JsError> {
+    match orientation {
+        "exif" => Ok(true),
+        "ignore" => Ok(false),
+        other => Err(js_error(ImageError::InvalidOptions(format!(
+            "orientation must be \"exif\" or \"ignore\", not {other:?}"
+        )))),
+    }
 }
 
 fn resize_mode(mode: &str) -> Result<Mode, JsError> {
@@ -124,13 +144,18 @@ pub fn measure_image(
     max_image_size: u32,
     patch_size: u32,
     max_pixels: f64,
+    orientation: &str,
 ) -> Result<MeasuredImage, JsError> {
     let rounding = match resize_mode(mode)? {
         Mode::Mistral => SizeRounding::HalfEven,
         Mode::Hf => SizeRounding::Floor,
     };
-    let (width, height) = dimensions(bytes, sniff(bytes).map_err(js_error)?).map_err(js_error)?;
+    let format = sniff(bytes).map_err(js_error)?;
+    let (mut width, mut height) = dimensions(bytes, format).map_err(js_error)?;
     check_size(width, height, pixel_limit(max_pixels)?).map_err(js_error)?;
+    if exif_turns(orientation)? && swaps_sides(exif_orientation(bytes, format)) {
+        (width, height) = (height, width);
+    }
     let grid = layout::image_grid_rounded(width, height, max_image_size, patch_size, rounding)
         .map_err(|e| js_error(ImageError::InvalidOptions(e)))?;
     Ok(MeasuredImage { width, height, cols: grid.cols, rows: grid.rows })

@@ -3,7 +3,7 @@
 //! PNG and JPEG go through their codec crates directly, because matching Pillow needs what `image` hides:
 //! the PNG's original colour type and bit depth (Pillow keeps the high byte of 16-bit colour, clamps 16-bit
 //! gray, ignores tRNS on RGB images) and a JPEG's CMYK samples (`image` converts them to RGB its own way).
-//! BMP goes through `image` and bmp.rs, WebP through webp.rs, GIF (the first frame) through gif.rs. EXIF orientation is not applied, as in the reference.
+//! BMP goes through `image` and bmp.rs, WebP through webp.rs, GIF (the first frame) through gif.rs. The pixels are as stored: EXIF orientation is orientation.rs's.
 
 use super::bmp::pillow_levels;
 use super::error::ImageError;
@@ -221,7 +221,7 @@ fn decode_jpeg(bytes: &[u8]) -> Result<Samples, ImageError> {
 
 /// The marker segments before the first scan, as (marker, payload). Stops at anything malformed: the codec
 /// reports that.
-fn jpeg_segments(bytes: &[u8]) -> Vec<(u8, &[u8])> {
+pub(super) fn jpeg_segments(bytes: &[u8]) -> Vec<(u8, &[u8])> {
     let mut segments = Vec::new();
     let mut i = 2; // after SOI
     while i + 4 <= bytes.len() && bytes[i] == 0xFF {

@@ -6,6 +6,7 @@ pub mod decode;
 pub mod error;
 pub mod gif;
 pub mod layout;
+pub mod orientation;
 pub mod png_repair;
 pub mod preprocess;
 pub mod resize_cv;

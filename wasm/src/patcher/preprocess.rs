@@ -1,8 +1,9 @@
 //! The whole path from encoded bytes to the normalized channel-first tensor (spec section 6).
 
-use super::decode::{decode_rgb, Transparency};
+use super::decode::{decode_rgb, sniff, Transparency};
 use super::error::ImageError;
 use super::layout::{image_grid_rounded, Grid, SizeRounding};
+use super::orientation::{exif_orientation, orient};
 use super::simd::F32x4;
 use super::{resize_cv, resize_pil};
 
@@ -32,6 +33,8 @@ pub struct Options {
     /// Images whose header declares more pixels are refused before decoding.
     pub max_pixels: u64,
     pub dtype: DType,
+    /// Whether the image is turned as its EXIF orientation says (mistral_common leaves it as stored).
+    pub exif_orientation: bool,
 }
 
 pub enum Pixels {
@@ -41,7 +44,7 @@ pub enum Pixels {
 }
 
 pub struct Preprocessed {
-    /// The decoded image's size.
+    /// The decoded image's size (turned, with exif_orientation).
     pub width: u32,
     pub height: u32,
     pub grid: Grid,
@@ -57,7 +60,10 @@ pub fn preprocess(bytes: &[u8], options: &Options) -> Result<Preprocessed, Image
         Mode::Mistral => (SizeRounding::HalfEven, Transparency::IgnoreOnRgb),
         Mode::Hf => (SizeRounding::Floor, Transparency::Composite),
     };
-    let image = decode_rgb(bytes, options.max_pixels, transparency)?;
+    let mut image = decode_rgb(bytes, options.max_pixels, transparency)?;
+    if options.exif_orientation {
+        image = orient(image, exif_orientation(bytes, sniff(bytes)?));
+    }
     let grid = image_grid_rounded(image.width, image.height, options.max_image_size, options.patch_size, rounding)
         .map_err(ImageError::InvalidOptions)?;
     let (dst_w, dst_h) = (grid.cols * options.patch_size, grid.rows * options.patch_size);

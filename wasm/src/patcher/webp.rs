@@ -48,6 +48,11 @@ pub fn webp_dimensions(bytes: &[u8]) -> Result<(u32, u32), ImageError> {
     }
 }
 
+/// The EXIF chunk's data, if the file has one.
+pub fn webp_exif(bytes: &[u8]) -> Option<&[u8]> {
+    container(bytes).ok()?.into_iter().find_map(|(id, data)| (&id == b"EXIF").then(|| data))
+}
+
 fn container(bytes: &[u8]) -> Result<Vec<Chunk<'_>>, ImageError> {
     if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WEBP" {
         return Err(ImageError::Corrupt("not a RIFF WebP container".into()));
