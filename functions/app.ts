@@ -21,6 +21,7 @@ import { PromptError } from "../runtime/prompt/instruct.ts";
 import { apiError, isAnthropicPath } from "./errors.ts";
 import { ImageSourceError } from "./images/fetch.ts";
 import { apiKeyAuth } from "./middleware/auth.ts";
+import { crossSiteGuard } from "./middleware/cross_site.ts";
 import {
   BODY_IDLE_MS,
   BodyEncodingError,
@@ -163,6 +164,7 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
       }),
     );
   }
+  app.use(crossSiteGuard(options.corsOrigins ?? []));
   app.use(apiKeyAuth(options.apiKeys ?? []));
   app.use(bodyLimits({
     maxBytes: options.maxBodyBytes ?? MAX_BODY_BYTES,

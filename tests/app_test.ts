@@ -299,3 +299,37 @@ Deno.test("each generation ends with a log line under its request's id (tokens r
     console.log = print;
   }
 });
+
+Deno.test("a web page's form or text/plain POST from another site is refused; JSON, same-site, --cors sites and clients without an Origin pass", async () => {
+  const app = createApp(await loadingService(), { corsOrigins: ["https://app.example"] });
+  const body = JSON.stringify({ prompt: "hi" });
+  const send = (headers: Record<string, string>) =>
+    app.request("http://localhost:8080/tokenize", {
+      method: "POST",
+      headers: { host: "localhost:8080", ...headers },
+      body,
+    });
+  for (
+    const type of [
+      "text/plain;charset=UTF-8",
+      "application/x-www-form-urlencoded",
+      "multipart/form-data; boundary=x",
+    ]
+  ) {
+    const refused = await send({ origin: "https://evil.example", "content-type": type });
+    assert.equal(refused.status, 403, type);
+    assert.match((await refused.json()).error.message, /--cors https:\/\/evil\.example/);
+  }
+  assert.equal((await send({ origin: "null", "content-type": "text/plain" })).status, 403);
+  // Typed as JSON (a browser asks first), from a --cors site, from the server's own host, or from no browser.
+  for (
+    const headers of <Record<string, string>[]> [
+      { origin: "https://evil.example", "content-type": "application/json" },
+      { origin: "https://app.example", "content-type": "text/plain" },
+      { origin: "http://localhost:8080", "content-type": "text/plain" },
+      { "content-type": "application/x-www-form-urlencoded" },
+    ]
+  ) {
+    assert.equal((await send(headers)).status, 200, JSON.stringify(headers));
+  }
+});

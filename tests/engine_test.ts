@@ -399,3 +399,27 @@ Deno.test("a shutdown refuses at once what has not begun, and gives the running 
   assert.equal(rest.events.length, 39);
   await closing;
 });
+
+Deno.test("a short prompt is read before a long one that came first, and the long one still goes on", async () => {
+  const model = await loadTiny("mistral", EXACT);
+  const engine = new LocalEngine(model, { prefillChunk: 4, decodeSteps: 1 });
+  try {
+    const prompt = (n: number, from: number) => ({
+      ids: [1, 3, ...Array.from({ length: n }, (_, i) => from + i), 4],
+      images: [],
+      sampling: GREEDY,
+      maxTokens: 2,
+      stopIds: [],
+    });
+    const long = engine.generate(prompt(60, 1200)), short = engine.generate(prompt(3, 1500));
+    const firsts: string[] = [];
+    const first = (name: string, stream: AsyncGenerator<TokenEvent, string>) =>
+      stream.next().then(() => firsts.push(name));
+    // Both join the same step; the long one, first in the queue, has 16 chunks to read.
+    await Promise.all([first("long", long), first("short", short)]);
+    assert.deepEqual(firsts, ["short", "long"]);
+    await Promise.all([collect(long), collect(short)]);
+  } finally {
+    await engine.close();
+  }
+});

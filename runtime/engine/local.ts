@@ -330,6 +330,8 @@ export class LocalEngine implements Engine {
   readonly #prefixUnit: number;
   #prefixHitTokens = 0;
   #preemptions = 0;
+  /** Steps that chose among several prompts to read (see #schedule). */
+  #prefillTurns = 0;
   /** Time of one decode step, averaged over recent steps; undefined until one ran. */
   #stepMs?: number;
   /** Sequences whose output format's matcher is being made (its grammar compiled); they wait outside the queue. */
@@ -698,9 +700,16 @@ export class LocalEngine implements Engine {
     }
     const prefills: { seq: Sequence; end: number }[] = [];
     let budget = this.#prefillBudget;
-    for (const seq of this.#running.filter((s) => s.prefilling)) {
+    // A sequence whose vision pass is under way takes no chunk and no blocks yet.
+    const reading = this.#running.filter((s) => s.prefilling && !s.awaitsImages);
+    // The prompt with the fewest tokens left goes first, so that a short prompt is not held behind a long one's
+    // chunks (a 16k-token prompt held a greeting for its whole reading); every other step the one admitted first
+    // does, so that a run of short prompts cannot hold a long one for ever.
+    if (reading.length > 1 && this.#prefillTurns++ % 2 === 0) {
+      reading.sort((a, b) => (a.prefillEnd - a.past) - (b.prefillEnd - b.past));
+    }
+    for (const seq of reading) {
       if (budget <= 0) break;
-      if (seq.awaitsImages) continue; // its vision pass is under way: no chunk, no blocks yet
       const end = Math.min(seq.past + this.prefillChunk, seq.prefillEnd);
       if (!this.#running.includes(seq) || !this.#grow(seq, end, scheduled)) break;
       scheduled.add(seq);

@@ -1,0 +1,46 @@
+/**
+ * Cross-site requests a browser sends without asking first: a web page can POST a form or a `text/plain` fetch
+ * to any address, the server's on localhost too, with no CORS preflight, and a server without API keys would run
+ * it (a page a user visits making their GPU generate, or fetch image URLs). Such a request carries the page's
+ * `Origin`: one that is neither this server's nor allowed by `--cors` is refused (403) unless its body is typed
+ * as JSON, which a browser only sends cross-site after a preflight the server answers for `--cors` origins alone.
+ * Clients outside a browser send no `Origin` and are not concerned (`curl -d` sends form-typed JSON and works).
+ */
+import type { MiddlewareHandler } from "hono";
+import { apiError } from "../errors.ts";
+
+/** The content types a browser sends cross-site without a preflight (the Fetch standard's safelisted ones). */
+const SIMPLE = new Set(["", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]);
+
+export function crossSiteGuard(allowed: readonly string[]): MiddlewareHandler {
+  return async (c, next) => {
+    const origin = c.req.header("origin");
+    if (origin === undefined || ["GET", "HEAD", "OPTIONS"].includes(c.req.method)) return await next();
+    const type = (c.req.header("content-type") ?? "").split(";")[0].trim().toLowerCase();
+    if (
+      !SIMPLE.has(type) || allowed.includes("*") || allowed.includes(origin) || sameHost(origin, c.req.raw)
+    ) {
+      return await next();
+    }
+    return apiError(
+      c,
+      403,
+      `a cross-site request from ${origin.slice(0, 200)} with a body a browser sends without asking first ` +
+        `(${type || "no content type"}) is refused; start the server with --cors ${
+          origin.slice(0, 200)
+        } to ` +
+        "let that site call it",
+      "invalid_request_error",
+      "cross_site_request",
+    );
+  };
+}
+
+/** Whether the page is served from the host the request was sent to (a proxy in front keeps the Host header). */
+function sameHost(origin: string, request: Request): boolean {
+  try {
+    return new URL(origin).host === (request.headers.get("host") ?? new URL(request.url).host);
+  } catch {
+    return false; // "null" (a sandboxed frame, a file), or not a URL
+  }
+}
