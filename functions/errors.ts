@@ -44,14 +44,18 @@ function named(message: string, param: string | null): string {
   return param && !/^[\w.[\]]+: /.test(message) ? `${param}: ${message}` : message;
 }
 
+/** The most of an error message sent and logged: some echo what the request had (a model name of 100 KB). */
+const MESSAGE_CHARS = 2000;
+
 export function apiError(
   c: Context,
   status: ContentfulStatusCode,
-  message: string,
+  text: string,
   type: string,
   code: string | null = null,
   param: string | null = null,
 ): Response {
+  const message = text.length > MESSAGE_CHARS ? `${text.slice(0, MESSAGE_CHARS)}… (${text.length} characters)` : text;
   c.set("refusal", named(message, param));
   if (isOllamaPath(c.req.path)) return c.json({ error: named(message, param) }, status);
   if (isAnthropicPath(c.req.path)) {

@@ -859,3 +859,19 @@ Deno.test("a refused request's log line says why", async () => {
   assert.equal(request?.status, 400);
   assert.match(request?.error, /^temperature: /);
 });
+
+Deno.test("an error that echoes the request is cut: a 100 KB model name gives a short 404", async () => {
+  const app = createApp(
+    engineLessService(await loadTokenizer(fixture("tekken-full.json"), { cache: false })),
+  );
+  const res = await app.request("/v1/chat/completions", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: "A".repeat(100_000), messages: [{ role: "user", content: "a" }] }),
+  });
+  assert.equal(res.status, 404);
+  const { error } = await res.json();
+  assert.ok(error.message.length < 2100, `${error.message.length} characters`);
+  assert.match(error.message, /^the model "AAAA/);
+  assert.match(error.message, /\(\d+ characters\)$/);
+});
