@@ -44,6 +44,11 @@ function named(message: string, param: string | null): string {
   return param && !/^[\w.[\]]+: /.test(message) ? `${param}: ${message}` : message;
 }
 
+/** What the details of a refused thread add: the features it could not thread (the thread itself). */
+const THREAD_REFUSED: Record<string, { unsupported: string[] }> = {
+  thread_unsupported_request: { unsupported: ["thread"] },
+};
+
 /** The most of an error message sent and logged: some echo what the request had (a model name of 100 KB). */
 const MESSAGE_CHARS = 2000;
 
@@ -55,7 +60,9 @@ export function apiError(
   code: string | null = null,
   param: string | null = null,
 ): Response {
-  const message = text.length > MESSAGE_CHARS ? `${text.slice(0, MESSAGE_CHARS)}… (${text.length} characters)` : text;
+  const message = text.length > MESSAGE_CHARS
+    ? `${text.slice(0, MESSAGE_CHARS)}… (${text.length} characters)`
+    : text;
   c.set("refusal", named(message, param));
   if (isOllamaPath(c.req.path)) return c.json({ error: named(message, param) }, status);
   if (isAnthropicPath(c.req.path)) {
@@ -64,7 +71,8 @@ export function apiError(
       message: named(message, param),
       // Anthropic's SDKs read the code here (a `thread` refused with thread_unsupported_request is sent again
       // whole, without it).
-      ...code ? { details: { error_code: code } } : {},
+      // The features it cannot thread: its log line names them.
+      ...code ? { details: { error_code: code, ...THREAD_REFUSED[code] } } : {},
     };
     return c.json({ type: "error", error, request_id: c.get("requestId") ?? null }, status);
   }

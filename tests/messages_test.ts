@@ -718,4 +718,15 @@ Deno.test("Messages API: a tool runner's thread is refused so that Anthropic's S
   assert.ok(answered.length >= 2, JSON.stringify(bodies));
   assert.ok(answered.every((b) => Array.isArray(b.tools)));
   assert.equal((answered.at(-1)!.messages as unknown[]).length, 3);
+  // The refusal's details name what could not be threaded, as the SDK logs them.
+  const refused = await app.request("/v1/messages", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ ...bodies.find((b) => b.thread !== undefined), stream: false }),
+  });
+  assert.equal(refused.status, 400);
+  assert.deepEqual((await refused.json()).error.details, {
+    error_code: "thread_unsupported_request",
+    unsupported: ["thread"],
+  });
 });

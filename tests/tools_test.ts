@@ -14,7 +14,9 @@ import {
   promptToolCallId,
   toolGeneration,
   type ToolUse,
+  toolUse,
 } from "../functions/chat/tools.ts";
+import { parseChatRequest } from "../functions/schema/chat.ts";
 import { type FinishReason, GREEDY, InvalidRequestError } from "../runtime/engine/engine.ts";
 import { LocalEngine } from "../runtime/engine/local.ts";
 import { XGrammarConstraints } from "../runtime/grammar/constraints.ts";
@@ -1173,4 +1175,24 @@ Deno.test("response_format with tools under auto: calls, or text in the format (
     assert.equal(response.status, "completed");
     assert.ok(validate(JSON.parse(response.output_text)), response.output_text);
   });
+});
+
+Deno.test("tool_choice as a tool's name alone (LangChain's ChatMistralAI) forces that function; another word is a 400", () => {
+  const tools = [
+    { type: "function", function: { name: "get_weather", parameters: { type: "object" } } },
+    { type: "function", function: { name: "lookup", parameters: { type: "object" } } },
+  ];
+  const use = (tool_choice: unknown) =>
+    toolUse(parseChatRequest({ messages: [{ role: "user", content: "hi" }], tools, tool_choice }).request);
+  const named = use({ type: "function", function: { name: "lookup" } })!;
+  const bare = use("lookup")!;
+  assert.deepEqual(bare.callable, ["lookup"]);
+  assert.deepEqual(toolGeneration(bare, 9), toolGeneration(named, 9));
+  // The keywords stay keywords.
+  assert.equal(use("required")!.choice, "required");
+  assert.throws(
+    () => use("requird"),
+    (err: Error & { param?: string }) =>
+      err.param === "tool_choice" && /"requird" is none of/.test(err.message),
+  );
 });

@@ -113,6 +113,13 @@ export function toolUse(
       );
     }
   } else if (typeof choice === "object") {
+    if ("bare" in choice && !names.includes(choice.function.name)) {
+      throw new RequestError(
+        `tool_choice ${JSON.stringify(choice.function.name)} is none of "none", "auto", "required", "any" ` +
+          "and no tool's name",
+        "tool_choice",
+      );
+    }
     unknown(
       choice.function.name,
       "custom" in choice ? "tool_choice.custom.name" : "tool_choice.function.name",

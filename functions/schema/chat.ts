@@ -114,6 +114,8 @@ const tool = z.union([customTool, functionTool]);
 
 const toolChoice = z.union([
   z.enum(["none", "auto", "required", "any"]),
+  // A tool's name alone, as LangChain's ChatMistralAI sends a named choice: that function is called.
+  z.string().transform((name) => ({ type: "function" as const, function: { name }, bare: true as const })),
   z.object({ type: z.literal("function"), function: z.object({ name: z.string() }) }),
   // A custom tool, called as the function it is.
   z.object({ type: z.literal("custom"), custom: z.object({ name: z.string() }) }).transform(({ custom }) => ({
