@@ -108,6 +108,7 @@ Deno.test("data: URLs decode base64 of any declared type and are checked for enc
     assert.deepEqual(await fetchImageBytes(`data:${type};base64,${PNG.toBase64()}`), PNG, type);
   }
   await assert.rejects(fetchImageBytes("data:image/png;base64,***"), isSourceError(400, /not valid base64/));
+  await assert.rejects(fetchImageBytes("data:image/png;base64,"), isSourceError(400, /holds no image/));
   const big = `data:image/png;base64,${new Uint8Array(2048).toBase64()}`;
   await assert.rejects(
     fetchImageBytes(big, { ...DEFAULT_IMAGE_FETCH, maxBytes: 1000 }),

@@ -1883,3 +1883,17 @@ Deno.test("listed values with DEL or control characters can be written (xgrammar
   }
   assert.ok(seen.has("a\u007f"), [...seen].join(","));
 });
+
+Deno.test("additionalProperties that is neither a boolean nor a schema is refused, beside properties too", () => {
+  for (const additionalProperties of ["abc", 7, null, [1]]) {
+    assert.throws(
+      () =>
+        jsonSchemaFormat({ type: "object", properties: { a: { type: "integer" } }, additionalProperties }),
+      /a schema must be a JSON object or a boolean \(at \/additionalProperties\)/,
+      JSON.stringify(additionalProperties),
+    );
+  }
+  for (const additionalProperties of [true, false, { type: "string" }]) {
+    jsonSchemaFormat({ type: "object", properties: { a: { type: "integer" } }, additionalProperties });
+  }
+});

@@ -1196,3 +1196,34 @@ Deno.test("tool_choice as a tool's name alone (LangChain's ChatMistralAI) forces
       err.param === "tool_choice" && /"requird" is none of/.test(err.message),
   );
 });
+
+Deno.test("a function whose parameters are no JSON Schema is a 400, strict or not; an unsupported one is relaxed", () => {
+  const use = (parameters: unknown) =>
+    toolUse(
+      parseChatRequest({
+        messages: [{ role: "user", content: "hi" }],
+        tools: [{ type: "function", function: { name: "f", parameters } }],
+      }).request,
+    )!;
+  for (
+    const [parameters, at] of [
+      [{ type: "object", properties: { city: { type: "int" } } }, "/properties/city/type"],
+      [
+        { type: "object", properties: { a: { type: "string" } }, additionalProperties: "abc" },
+        "/additionalProperties",
+      ],
+      [{ type: "object", required: 7 }, "/required"],
+      [{ type: "object", properties: { a: { type: "string", minLength: "3" } } }, "/properties/a/minLength"],
+    ] as const
+  ) {
+    assert.throws(
+      () => toolGeneration(use(parameters), 9),
+      (err: Error & { param?: string }) =>
+        err.param === "tools[0].function.parameters" && err.message.includes(`(at ${at})`),
+      JSON.stringify(parameters),
+    );
+  }
+  // A schema the grammar cannot enforce all of is still taken (OpenAI enforces nothing without strict).
+  const relaxed = toolGeneration(use({ type: "object", properties: { a: { not: { type: "string" } } } }), 9);
+  assert.ok(relaxed.format);
+});

@@ -11,6 +11,7 @@
  */
 import {
   FormatError,
+  InvalidSchemaError,
   jsonSchemaFormat,
   type OutputFormat,
   relaxedSchema,
@@ -224,6 +225,13 @@ export function toolGeneration(use: ToolUse | undefined, toolCalls: number): Too
       jsonSchemaFormat(parameters);
     } catch (err) {
       if (!(err instanceof FormatError)) throw err;
+      // No JSON Schema at all (a type "int", additionalProperties "abc"): refused as OpenAI refuses it, strict or not.
+      if (err instanceof InvalidSchemaError) {
+        throw new RequestError(
+          `tools[${i}].function.parameters: ${err.message}`,
+          `tools[${i}].function.parameters`,
+        );
+      }
       // Under "auto" the calls are constrained only if the model makes one: a schema that cannot be enforced
       // then leaves that function's arguments free rather than failing an answer that may be text.
       if (use.strict.get(d.name) && use.choice !== "auto") {

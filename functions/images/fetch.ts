@@ -47,11 +47,16 @@ export function decodeDataUrl(url: string, maxBytes: number): Uint8Array {
   if (Math.floor(payload.length * 3 / 4) > maxBytes + 2) {
     throw new ImageSourceError(`the image is larger than the limit of ${maxBytes} bytes`, 413);
   }
+  let bytes: Uint8Array;
   try {
-    return Uint8Array.fromBase64(payload);
+    bytes = Uint8Array.fromBase64(payload);
   } catch {
     throw new ImageSourceError("the data: URL image is not valid base64");
   }
+  if (bytes.length === 0) {
+    throw new ImageSourceError("the data: URL holds no image (nothing after the comma)");
+  }
+  return bytes;
 }
 
 async function resolveDns(hostname: string): Promise<string[]> {

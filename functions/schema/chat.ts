@@ -345,11 +345,20 @@ export interface ParsedChatRequest {
 
 type Issue = z.core.$ZodIssue;
 
-/** For a value matching no branch of a union, the branch that got furthest explains the mistake best. */
+/**
+ * For a value matching no branch of a union, the branch that got furthest explains the mistake best; a branch of
+ * another `type` than the value's (a custom tool's, for a function tool whose `function` is wrong) explains
+ * nothing.
+ */
 function deepestIssue(issue: Issue): Issue {
   if (issue.code !== "invalid_union" || issue.errors.length === 0) return issue;
+  const otherType = (branch: Issue[]) =>
+    branch.some((inner) =>
+      inner.code === "invalid_value" && inner.path.length === 1 && inner.path[0] === "type"
+    );
+  const typed = issue.errors.filter((branch) => !otherType(branch));
   let best: Issue = issue;
-  for (const branch of issue.errors) {
+  for (const branch of typed.length ? typed : issue.errors) {
     for (const inner of branch) {
       const candidate = deepestIssue({ ...inner, path: [...issue.path, ...inner.path] } as Issue);
       // Deeper is more telling; at the same depth, a branch whose type matched but whose check failed (a list

@@ -157,6 +157,11 @@ export class FormatError extends Error {
   }
 }
 
+/** A schema that is no JSON Schema (a keyword's value of the wrong kind, an unknown type): not merely unsupported. */
+export class InvalidSchemaError extends FormatError {
+  override name = "InvalidSchemaError";
+}
+
 /** Assertions the grammar does not enforce (it would ignore them), with what to do instead where there is one. */
 const UNSUPPORTED: Record<string, string> = {
   not: "",
@@ -220,6 +225,11 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
   return { schema: text, strict: true };
 }
 
+/** Whether additionalProperties allows more properties: true or a schema (anything else is refused later). */
+function opens(additional: unknown): boolean {
+  return additional === true || isSchemaMap(additional);
+}
+
 /**
  * Properties beside additionalProperties (pydantic's `extra="allow"`, zod's `passthrough()`): the declared ones
  * only, an answer the schema allows (more properties are allowed, not asked for); xgrammar would let a declared
@@ -227,7 +237,7 @@ export function jsonSchemaFormat(schema: unknown): OutputFormat {
  * additionalProperties still meant what it says.
  */
 function declaredOnly(s: Schema): Schema {
-  const open = s.additionalProperties !== undefined && s.additionalProperties !== false;
+  const open = opens(s.additionalProperties);
   if (!isSchemaMap(s.properties) || !open || "patternProperties" in s) return s;
   const { properties, ...rest } = s;
   return Object.keys(properties).length ? { ...s, additionalProperties: false } : rest;
@@ -240,7 +250,7 @@ function declaredOnly(s: Schema): Schema {
  */
 function namesAsPatterns(root: unknown): unknown {
   return mapSchemas(root, (s) => {
-    const open = s.additionalProperties !== undefined && s.additionalProperties !== false;
+    const open = opens(s.additionalProperties);
     if (!("propertyNames" in s) || !open || "patternProperties" in s || "properties" in s) return s;
     const names = target(root, s.propertyNames);
     if (!isSchemaMap(names)) return s;
@@ -836,7 +846,7 @@ function checkSchema(
   bounded: { strings: Bounded; numbers: Bounded; unique: Bounded },
 ): void {
   if (typeof schema === "boolean") return;
-  if (!isSchemaMap(schema)) throw new FormatError("a schema must be a JSON object or a boolean", path);
+  if (!isSchemaMap(schema)) throw new InvalidSchemaError("a schema must be a JSON object or a boolean", path);
   if (depth > MAX_DEPTH) throw new FormatError(`the schema nests deeper than ${MAX_DEPTH}`, path);
   const s = schema;
   const at = (key: string) => pointer(path, key);
@@ -883,7 +893,7 @@ function checkSchema(
   const types = s.type === undefined ? undefined : [s.type].flat();
   for (const type of types ?? []) {
     if (typeof type !== "string" || !TYPES.has(type)) {
-      throw new FormatError(`unknown type ${JSON.stringify(type)}`, at("type"));
+      throw new InvalidSchemaError(`unknown type ${JSON.stringify(type)}`, at("type"));
     }
   }
   // normalise dropped an `enum` that holds the `const`: one left beside it does not.
@@ -894,12 +904,14 @@ function checkSchema(
   if (("enum" in s || "const" in s) && "pattern" in s) {
     throw new FormatError('no value of "enum" or "const" matches the pattern (or the format)', path);
   }
-  if (Array.isArray(s.type) && s.type.length === 0) throw new FormatError('"type" lists no type', at("type"));
+  if (Array.isArray(s.type) && s.type.length === 0) {
+    throw new InvalidSchemaError('"type" lists no type', at("type"));
+  }
   for (const key of ["enum", "const"] as const) {
     if (!(key in s)) continue;
     const values = key === "const" ? [s.const] : s.enum;
     if (!Array.isArray(values) || values.length === 0) {
-      throw new FormatError(`"enum" must be a non-empty list`, at(key));
+      throw new InvalidSchemaError(`"enum" must be a non-empty list`, at(key));
     }
     const wrong = types &&
       values.find((v) =>
@@ -913,7 +925,9 @@ function checkSchema(
     }
   }
   for (const key of NUMBER_BOUNDS) {
-    if (key in s && !Number.isFinite(s[key])) throw new FormatError(`"${key}" must be a number`, at(key));
+    if (key in s && !Number.isFinite(s[key])) {
+      throw new InvalidSchemaError(`"${key}" must be a number`, at(key));
+    }
   }
   if ("multipleOf" in s && !((s.multipleOf as number) > 0)) {
     throw new FormatError('"multipleOf" must be above 0', at("multipleOf"));
@@ -968,7 +982,7 @@ function checkSchema(
   ) {
     for (const key of [min, max]) {
       if (key in s && !(Number.isSafeInteger(s[key]) && (s[key] as number) >= 0)) {
-        throw new FormatError(`"${key}" must be a whole number`, at(key));
+        throw new InvalidSchemaError(`"${key}" must be a whole number`, at(key));
       }
       if ((s[key] as number) > limit) {
         throw new FormatError(
@@ -1070,7 +1084,7 @@ function checkSchema(
     }
   }
   if ("uniqueItems" in s && typeof s.uniqueItems !== "boolean") {
-    throw new FormatError('"uniqueItems" must be true or false', at("uniqueItems"));
+    throw new InvalidSchemaError('"uniqueItems" must be true or false', at("uniqueItems"));
   }
   // The masks keep items apart (bounds.ts), where they know the array's schema and its items allow it.
   if (bounded.unique.ambiguous.has(s)) {
@@ -1083,21 +1097,21 @@ function checkSchema(
   const problem = s.uniqueItems === true ? uniqueItemsProblem(root, s) : undefined;
   if (problem) throw new FormatError(`"uniqueItems" is not supported here: ${problem}`, at("uniqueItems"));
   if ("required" in s && !Array.isArray(s.required)) {
-    throw new FormatError(`"required" must be a list`, at("required"));
+    throw new InvalidSchemaError(`"required" must be a list`, at("required"));
   }
   for (const key of ONE) if (key in s) checkSchema(s[key], at(key), depth + 1, root, bounded);
   for (const key of LIST) {
     if (!(key in s)) continue;
     const list = s[key];
     if (!Array.isArray(list) || list.length === 0) {
-      throw new FormatError(`"${key}" must be a non-empty list of schemas`, at(key));
+      throw new InvalidSchemaError(`"${key}" must be a non-empty list of schemas`, at(key));
     }
     list.forEach((sub, i) => checkSchema(sub, pointer(at(key), i), depth + 1, root, bounded));
   }
   for (const key of MAP) {
     if (!(key in s)) continue;
     const map = s[key];
-    if (!isSchemaMap(map)) throw new FormatError(`"${key}" must map names to schemas`, at(key));
+    if (!isSchemaMap(map)) throw new InvalidSchemaError(`"${key}" must map names to schemas`, at(key));
     for (const [name, sub] of Object.entries(map)) {
       if (key === "patternProperties") checkPattern(name, pointer(at(key), name));
       checkSchema(sub, pointer(at(key), name), depth + 1, root, bounded);
@@ -1110,7 +1124,7 @@ function checkSchema(
  * regex.ts can print for xgrammar (`target`: in a JSON string, or text; no look-around or back-references).
  */
 function checkPattern(pattern: unknown, path: string, target: PatternTarget = "json", counted = false): void {
-  if (typeof pattern !== "string") throw new FormatError("a pattern must be a string", path);
+  if (typeof pattern !== "string") throw new InvalidSchemaError("a pattern must be a string", path);
   try {
     new RegExp(pattern, "u");
   } catch (err) {
