@@ -82,12 +82,13 @@ fn tiff_orientation(tiff: &[u8]) -> Option<u8> {
         b"II" => false,
         _ => return None,
     };
+    // Offsets come from the file: every sum is checked (a wrapped one would read elsewhere).
     let u16_at = |at: usize| -> Option<u16> {
-        let b: [u8; 2] = tiff.get(at..at + 2)?.try_into().ok()?;
+        let b: [u8; 2] = tiff.get(at..at.checked_add(2)?)?.try_into().ok()?;
         Some(if big { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) })
     };
     let u32_at = |at: usize| -> Option<u32> {
-        let b: [u8; 4] = tiff.get(at..at + 4)?.try_into().ok()?;
+        let b: [u8; 4] = tiff.get(at..at.checked_add(4)?)?.try_into().ok()?;
         Some(if big { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
     };
     if u16_at(2)? != 42 {
@@ -95,15 +96,15 @@ fn tiff_orientation(tiff: &[u8]) -> Option<u8> {
     }
     let ifd = u32_at(4)? as usize;
     for i in 0..u16_at(ifd)? as usize {
-        let entry = ifd + 2 + 12 * i;
+        let entry = ifd.checked_add(2 + 12 * i)?;
         if u16_at(entry)? != 0x0112 {
             continue;
         }
         // A SHORT as written; a LONG or a BYTE taken too (Pillow reads whichever type the entry says).
-        let value = match u16_at(entry + 2)? {
-            3 => u16_at(entry + 8)? as u32,
-            4 => u32_at(entry + 8)?,
-            1 => *tiff.get(entry + 8)? as u32,
+        let value = match u16_at(entry.checked_add(2)?)? {
+            3 => u16_at(entry.checked_add(8)?)? as u32,
+            4 => u32_at(entry.checked_add(8)?)?,
+            1 => *tiff.get(entry.checked_add(8)?)? as u32,
             _ => return None,
         };
         return (1..=8).contains(&value).then(|| value as u8);
@@ -149,6 +150,20 @@ mod tests {
             assert_eq!(tiff_orientation(&tiff(9, big)), None);
             assert_eq!(tiff_orientation(&tiff(6, big)[..20]), None);
         }
+    }
+
+    #[test]
+    fn offsets_past_the_end_read_nothing() {
+        let mut t = tiff(6, false);
+        t[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(tiff_orientation(&t), None);
+        let mut t = tiff(6, false);
+        t[4..8].copy_from_slice(&(u32::MAX - 1).to_le_bytes());
+        assert_eq!(tiff_orientation(&t), None);
+        let mut t = tiff(6, false);
+        t[8..10].copy_from_slice(&u16::MAX.to_le_bytes()); // 65535 entries in a 38-byte header,
+        t[22..24].copy_from_slice(&0x0113u16.to_le_bytes()); // none of them the orientation
+        assert_eq!(tiff_orientation(&t), None);
     }
 
     #[test]
