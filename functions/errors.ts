@@ -60,9 +60,9 @@ export function apiError(
   code: string | null = null,
   param: string | null = null,
 ): Response {
-  const message = text.length > MESSAGE_CHARS
-    ? `${text.slice(0, MESSAGE_CHARS)}… (${text.length} characters)`
-    : text;
+  // Cut before a UTF-16 pair's high half rather than inside the pair.
+  const cut = /[\ud800-\udbff]/.test(text[MESSAGE_CHARS - 1] ?? "") ? MESSAGE_CHARS - 1 : MESSAGE_CHARS;
+  const message = text.length > MESSAGE_CHARS ? `${text.slice(0, cut)}… (${text.length} characters)` : text;
   c.set("refusal", named(message, param));
   if (isOllamaPath(c.req.path)) return c.json({ error: named(message, param) }, status);
   if (isAnthropicPath(c.req.path)) {

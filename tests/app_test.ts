@@ -8,6 +8,7 @@ import type { Service } from "../functions/service.ts";
 import { loadTokenizer } from "../runtime/tokenizer/load.ts";
 import { fixture } from "./helpers.ts";
 import { engineLessService, ScriptedEngine } from "./service_helpers.ts";
+import type { FinishReason, TokenEvent } from "../runtime/engine/engine.ts";
 import { serverConfig } from "./api_helpers.ts";
 
 /** A service whose model is still loading (or failed): no engine yet. */
@@ -290,11 +291,28 @@ Deno.test("each generation ends with a log line under its request's id (tokens r
     assert.equal(cancelled?.id, streamed.headers.get("X-Request-Id"));
     assert.equal(cancelled.finish, "cancelled");
     assert.ok(engine.given < answer.length);
+    assert.ok(cancelled.completion_tokens >= 1, JSON.stringify(cancelled));
+
+    // An engine that fails after a token: the line says why; the metrics count the choice as an error.
+    const failing = new class extends ScriptedEngine {
+      override async *generate(): AsyncGenerator<TokenEvent, FinishReason> {
+        yield { id: answer[0] };
+        throw new Error("the GPU fell over");
+      }
+    }([]);
+    const failed = await send(failing, {});
+    assert.equal(failed.status, 500);
+    await failed.body?.cancel();
+    const error = generations().at(-1);
+    assert.equal(error.id, failed.headers.get("X-Request-Id"));
+    assert.match(error.error, /the GPU fell over/);
+    assert.equal(error.completion_tokens, 1);
 
     const metrics = service.metrics.registry.render();
     assert.match(metrics, /^pixtral_choices_finished_total\{finish="length"\} 2$/m);
     assert.match(metrics, /^pixtral_choices_finished_total\{finish="cancelled"\} 1$/m);
-    assert.match(metrics, /^pixtral_generation_duration_seconds_count 2$/m);
+    assert.match(metrics, /^pixtral_choices_finished_total\{finish="error"\} 1$/m);
+    assert.match(metrics, /^pixtral_generation_duration_seconds_count 3$/m);
   } finally {
     console.log = print;
   }
@@ -332,4 +350,12 @@ Deno.test("a web page's form or text/plain POST from another site is refused; JS
   ) {
     assert.equal((await send(headers)).status, 200, JSON.stringify(headers));
   }
+  // A --cors origin as a person writes it is the origin a browser sends.
+  const written = createApp(await loadingService(), { corsOrigins: ["https://App.example/"] });
+  const fromIt = await written.request("http://localhost:8080/tokenize", {
+    method: "POST",
+    headers: { host: "localhost:8080", origin: "https://app.example", "content-type": "text/plain" },
+    body,
+  });
+  assert.equal(fromIt.status, 200);
 });

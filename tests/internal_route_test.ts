@@ -206,7 +206,7 @@ Deno.test("internal routes: bodies that are not valid requests for this model ar
     const { rows, cols, bytes: file } = request.images[0];
     assert.deepEqual([rows, cols], [3, 2]);
     const cases: [BodyInit, number, string, RegExp, number?][] = [
-      ['{"messages": []}', 400, "bad_request", /must start with "PXG7"/],
+      ['{"messages": []}', 400, "bad_request", /must start with "PXG8"/],
       [
         encodeRequest({ ...request, ids: request.ids.map((id) => id === img ? 5 : id) }),
         400,

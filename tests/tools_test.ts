@@ -1195,6 +1195,11 @@ Deno.test("tool_choice as a tool's name alone (LangChain's ChatMistralAI) forces
     (err: Error & { param?: string }) =>
       err.param === "tool_choice" && /"requird" is none of/.test(err.message),
   );
+  assert.throws(
+    () =>
+      toolUse(parseChatRequest({ messages: [{ role: "user", content: "hi" }], tool_choice: "Auto" }).request),
+    /"Auto" is none of/,
+  );
 });
 
 Deno.test("a function whose parameters are no JSON Schema is a 400, strict or not; an unsupported one is relaxed", () => {
@@ -1221,6 +1226,25 @@ Deno.test("a function whose parameters are no JSON Schema is a 400, strict or no
       (err: Error & { param?: string }) =>
         err.param === "tools[0].function.parameters" && err.message.includes(`(at ${at})`),
       JSON.stringify(parameters),
+    );
+  }
+  // Whatever the choice: none, or another function named.
+  const two = (tool_choice: unknown) =>
+    toolUse(
+      parseChatRequest({
+        messages: [{ role: "user", content: "hi" }],
+        tools: [
+          { type: "function", function: { name: "f", parameters: { type: "object" } } },
+          { type: "function", function: { name: "g", parameters: { type: "object", required: 7 } } },
+        ],
+        tool_choice,
+      }).request,
+    )!;
+  for (const choice of ["none", "f", { type: "function", function: { name: "f" } }]) {
+    assert.throws(
+      () => toolGeneration(two(choice), 9),
+      (err: Error & { param?: string }) => err.param === "tools[1].function.parameters",
+      JSON.stringify(choice),
     );
   }
   // A schema the grammar cannot enforce all of is still taken (OpenAI enforces nothing without strict).

@@ -128,7 +128,7 @@ Deno.test("wire: malformed bodies are refused with what is wrong", () => {
   };
   const json = JSON.parse(new TextDecoder().decode(good.subarray(8, 8 + header)));
   const cases: [ArrayBuffer, RegExp][] = [
-    [new TextEncoder().encode('{"messages": []}').buffer, /must start with "PXG7"/],
+    [new TextEncoder().encode('{"messages": []}').buffer, /must start with "PXG8"/],
     [good.slice(0, 20).buffer, /ends inside its header/],
     [withHeader("{not json"), /header is not JSON/],
     [withHeader(JSON.stringify({ ...json, maxTokens: 0 })), /invalid at maxTokens/],

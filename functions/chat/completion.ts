@@ -353,6 +353,7 @@ export function runCompletion(
   const last: (number | undefined)[] = streams.map(() => undefined);
   // Counted as they come, so that a request cut short counts what it computed.
   const onToken = (choice: number, stop: boolean) => {
+    made[choice]++;
     service.metrics.generationTokens.inc({}, 1);
     if (!prompted) service.metrics.promptTokens.inc({}, promptTokens(prompts));
     prompted = true;
@@ -363,18 +364,21 @@ export function runCompletion(
     first ??= now;
     last[choice] = now;
   };
-  const logged = (outcome: Record<string, unknown>, results: Counted[] = []) => {
-    const end = performance.now(), tokens = results.reduce((n, r) => n + r.tokens, 0);
+  // Each choice's tokens as they come, and how it ended once it did: a request cut short reports what it made.
+  const made = streams.map(() => 0);
+  const ended: (Counted & { finish: ChoiceFinish })[] = [];
+  const logged = (outcome: Record<string, unknown>) => {
+    const end = performance.now(), tokens = made.reduce((n, t) => n + t, 0);
     service.metrics.generationDuration.observe((end - began) / 1000);
     // Tokens after each choice's first, over the time since the request's first: the decoding speed.
-    const after = tokens - results.length;
+    const after = tokens - made.filter((t) => t > 0).length;
     log.info("generation", {
       id: requestId,
       prompt_tokens: promptTokens(prompts),
-      cached_tokens: results.length ? cachedTokens(prompts, results) : undefined,
+      cached_tokens: ended.length === streams.length ? cachedTokens(prompts, ended) : undefined,
       images: prompts.reduce((n, p) => n + p.request.images.length, 0),
       choices: streams.length,
-      completion_tokens: results.length ? tokens : undefined,
+      completion_tokens: tokens,
       ...outcome,
       ttft_ms: first === undefined ? undefined : Math.round(first - began),
       ms: Math.round(end - began),
@@ -386,23 +390,29 @@ export function runCompletion(
   Promise.all(
     streams.map((s, i) =>
       runChoice(service, i, s.stream, s.prepared, (u) => channel.push(u), (stop) => onToken(i, stop))
-        .catch((err) => {
+        .then((result) => {
+          ended.push(result);
+          service.metrics.choicesFinished.inc({ finish: result.finish });
+          return result;
+        }, (err) => {
           throw located(err, s.prepared);
         })
     ),
   )
     .then((results) => {
-      for (const r of results) service.metrics.choicesFinished.inc({ finish: r.finish });
-      logged({ finish: [...new Set(results.map((r) => r.finish))].join(",") }, results);
+      logged({ finish: [...new Set(results.map((r) => r.finish))].join(",") });
       channel.close(results);
     }, (err) => {
       // Stopped by the client (it left, or the route gave up on the updates) rather than by a failure.
       const cancelled = controller.signal.aborted;
       controller.abort();
-      service.metrics.choicesFinished.inc({ finish: cancelled ? "cancelled" : "error" }, streams.length);
-      logged(
-        cancelled ? { finish: "cancelled" } : { error: err instanceof Error ? err.message : String(err) },
+      // The choices that had not ended (those that had are counted by how they ended).
+      service.metrics.choicesFinished.inc(
+        { finish: cancelled ? "cancelled" : "error" },
+        streams.length - ended.length,
       );
+      const message = err instanceof Error ? err.message : String(err);
+      logged(cancelled ? { finish: "cancelled" } : { error: message.slice(0, 2000) });
       channel.fail(err);
     });
   async function* updates(): AsyncGenerator<ChoiceUpdate, ChoiceResult[]> {

@@ -77,6 +77,17 @@ export function toolUse(
   const inputs = new Map<string, string>();
   const tools = chat.tools ?? [];
   const choice = chat.tool_choice ?? "auto";
+  const names = tools.map((t) => t.function.name);
+  if (
+    typeof choice === "object" && choice.type === "function" && "bare" in choice &&
+    !names.includes(choice.function.name)
+  ) {
+    throw new RequestError(
+      `tool_choice ${JSON.stringify(choice.function.name)} is none of "none", "auto", "required", "any" ` +
+        "and no tool's name",
+      "tool_choice",
+    );
+  }
   if (tools.length === 0) {
     // (The Responses API's allowed tools may all be hosted ones, which the model is not given.)
     const auto = typeof choice === "object" && choice.type === "allowed_tools" &&
@@ -84,7 +95,6 @@ export function toolUse(
     if (choice === "auto" || choice === "none" || auto) return undefined;
     throw new RequestError("tool_choice asks for a call but the request has no tools", "tool_choice");
   }
-  const names = tools.map((t) => t.function.name);
   const twice = names.find((name, i) => names.indexOf(name) !== i);
   if (twice !== undefined) {
     throw new RequestError(
@@ -114,13 +124,6 @@ export function toolUse(
       );
     }
   } else if (typeof choice === "object") {
-    if ("bare" in choice && !names.includes(choice.function.name)) {
-      throw new RequestError(
-        `tool_choice ${JSON.stringify(choice.function.name)} is none of "none", "auto", "required", "any" ` +
-          "and no tool's name",
-        "tool_choice",
-      );
-    }
     unknown(
       choice.function.name,
       "custom" in choice ? "tool_choice.custom.name" : "tool_choice.function.name",
@@ -206,16 +209,12 @@ export interface ToolGeneration {
 }
 
 /**
- * The generation `use` asks for (`toolCalls`: the [TOOL_CALLS] id). A call's arguments follow the function's
- * parameter schema; a schema the grammar cannot enforce is a 400 for a `strict` function under a forced choice;
- * otherwise (OpenAI enforces nothing without `strict`) what the grammar can enforce of it holds (relaxedSchema),
- * or, when not even that, any JSON object.
+ * Each function's parameter schema as the grammar takes it, and why the grammar cannot enforce it where it cannot.
+ * One that is no JSON Schema at all (a type "int", additionalProperties "abc") is a 400 whatever the choice, as
+ * OpenAI's.
  */
-export function toolGeneration(use: ToolUse | undefined, toolCalls: number): ToolGeneration {
-  if (!use) return { lead: [], banned: [] };
-  if (use.choice === "none") return { lead: [], banned: [toolCalls] };
-  const functions = use.definitions.flatMap((d, i) => {
-    if (!use.callable.includes(d.name)) return [];
+function checkedParameters(use: ToolUse): { parameters: unknown; problem?: FormatError }[] {
+  return use.definitions.map((d, i) => {
     const input = use.inputs.get(d.name);
     let parameters = input === undefined ? toJs(d.parameters) : inputSchema(input);
     if (typeof parameters !== "object" || parameters === null || Object.keys(parameters).length === 0) {
@@ -223,15 +222,35 @@ export function toolGeneration(use: ToolUse | undefined, toolCalls: number): Too
     }
     try {
       jsonSchemaFormat(parameters);
+      return { parameters };
     } catch (err) {
       if (!(err instanceof FormatError)) throw err;
-      // No JSON Schema at all (a type "int", additionalProperties "abc"): refused as OpenAI refuses it, strict or not.
       if (err instanceof InvalidSchemaError) {
         throw new RequestError(
           `tools[${i}].function.parameters: ${err.message}`,
           `tools[${i}].function.parameters`,
         );
       }
+      return { parameters, problem: err };
+    }
+  });
+}
+
+/**
+ * The generation `use` asks for (`toolCalls`: the [TOOL_CALLS] id). A call's arguments follow the function's
+ * parameter schema; a schema the grammar cannot enforce is a 400 for a `strict` function under a forced choice;
+ * otherwise (OpenAI enforces nothing without `strict`) what the grammar can enforce of it holds (relaxedSchema),
+ * or, when not even that, any JSON object.
+ */
+export function toolGeneration(use: ToolUse | undefined, toolCalls: number): ToolGeneration {
+  if (!use) return { lead: [], banned: [] };
+  const checked = checkedParameters(use);
+  if (use.choice === "none") return { lead: [], banned: [toolCalls] };
+  const functions = use.definitions.flatMap((d, i) => {
+    if (!use.callable.includes(d.name)) return [];
+    let { parameters } = checked[i];
+    const err = checked[i].problem;
+    if (err) {
       // Under "auto" the calls are constrained only if the model makes one: a schema that cannot be enforced
       // then leaves that function's arguments free rather than failing an answer that may be text.
       if (use.strict.get(d.name) && use.choice !== "auto") {

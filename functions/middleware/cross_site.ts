@@ -12,7 +12,15 @@ import { apiError } from "../errors.ts";
 /** The content types a browser sends cross-site without a preflight (the Fetch standard's safelisted ones). */
 const SIMPLE = new Set(["", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]);
 
-export function crossSiteGuard(allowed: readonly string[]): MiddlewareHandler {
+export function crossSiteGuard(origins: readonly string[]): MiddlewareHandler {
+  // As a browser writes an Origin: "https://App.example/" is "https://app.example".
+  const allowed = origins.map((o) => {
+    try {
+      return o === "*" ? o : new URL(o).origin;
+    } catch {
+      return o;
+    }
+  });
   return async (c, next) => {
     const origin = c.req.header("origin");
     if (origin === undefined || ["GET", "HEAD", "OPTIONS"].includes(c.req.method)) return await next();
@@ -22,14 +30,13 @@ export function crossSiteGuard(allowed: readonly string[]): MiddlewareHandler {
     ) {
       return await next();
     }
+    const site = origin.slice(0, 200);
     return apiError(
       c,
       403,
-      `a cross-site request from ${origin.slice(0, 200)} with a body a browser sends without asking first ` +
-        `(${type || "no content type"}) is refused; start the server with --cors ${
-          origin.slice(0, 200)
-        } to ` +
-        "let that site call it",
+      `a cross-site request from ${site} with a body a browser sends without asking first ` +
+        `(${type || "no content type"}) is refused; start the server with --cors ${site} (at the edge, ` +
+        "PIXTRAL_CORS) to let that site call it",
       "invalid_request_error",
       "cross_site_request",
     );

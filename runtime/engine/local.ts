@@ -665,13 +665,15 @@ export class LocalEngine implements Engine {
 
   /**
    * Makes room for `seq` to hold `tokens` positions, preempting the newest sequences not yet scheduled in this
-   * step if needed; false when only scheduled ones could make room (then `seq` waits for a later step).
+   * step if needed (with `newer`, only those admitted after it); false when no such one could make room (then
+   * `seq` waits for a later step).
    */
-  #grow(seq: Sequence, tokens: number, scheduled: ReadonlySet<Sequence>): boolean {
+  #grow(seq: Sequence, tokens: number, scheduled: ReadonlySet<Sequence>, newer = false): boolean {
     const { pool } = this.#model;
     while (!pool.reserve(seq.blocks, tokens)) {
       // Preferably one that frees blocks: a sequence holding only shared ones frees nothing.
-      const candidates = this.#running.filter((s) => s !== seq && !scheduled.has(s));
+      const from = newer ? this.#running.indexOf(seq) + 1 : 0;
+      const candidates = this.#running.slice(from).filter((s) => s !== seq && !scheduled.has(s));
       const victim = candidates.findLast((s) => pool.exclusiveBlocks(s.blocks) > 0) ?? candidates.at(-1);
       if (!victim) return false;
       // Recompute later: drop its cache, keep its tokens, and put it first in line.
@@ -711,7 +713,8 @@ export class LocalEngine implements Engine {
     for (const seq of reading) {
       if (budget <= 0) break;
       const end = Math.min(seq.past + this.prefillChunk, seq.prefillEnd);
-      if (!this.#running.includes(seq) || !this.#grow(seq, end, scheduled)) break;
+      // A prompt read before an older one (it has fewer tokens left) must not throw away the older one's work.
+      if (!this.#running.includes(seq) || !this.#grow(seq, end, scheduled, true)) break;
       scheduled.add(seq);
       prefills.push({ seq, end });
       budget -= end - seq.past;

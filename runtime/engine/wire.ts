@@ -4,7 +4,7 @@
  *
  * Request body, little-endian:
  *
- *     "PXG7"                  magic and version
+ *     "PXG8"                  magic and version
  *     u32 H                   length of the header
  *     H bytes                 header, JSON: sampling, maxTokens, minTokens, stopIds, topLogprobs, the output
  *                             format, its trigger and alternative, banned ids, and per image its patch grid,
@@ -45,7 +45,7 @@ import type {
 } from "./engine.ts";
 import { MAX_BIASED } from "./validate.ts";
 
-export const WIRE_MAGIC = "PXG7";
+export const WIRE_MAGIC = "PXG8";
 export const NDJSON = "application/x-ndjson";
 export const BINARY = "application/octet-stream";
 

@@ -95,21 +95,25 @@ fn tiff_orientation(tiff: &[u8]) -> Option<u8> {
         return None;
     }
     let ifd = u32_at(4)? as usize;
+    // Pillow keeps the last entry of a tag written twice.
+    let mut found = None;
     for i in 0..u16_at(ifd)? as usize {
         let entry = ifd.checked_add(2 + 12 * i)?;
         if u16_at(entry)? != 0x0112 {
             continue;
         }
-        // A SHORT as written; a LONG or a BYTE taken too (Pillow reads whichever type the entry says).
-        let value = match u16_at(entry.checked_add(2)?)? {
-            3 => u16_at(entry.checked_add(8)?)? as u32,
-            4 => u32_at(entry.checked_add(8)?)?,
-            1 => *tiff.get(entry.checked_add(8)?)? as u32,
-            _ => return None,
+        // One value, a SHORT as written, or a LONG or a BYTE (Pillow reads whichever type the entry says; more than
+        // one value it reads as a tuple, which turns nothing).
+        let at = entry.checked_add(8)?;
+        let value = match (u16_at(entry.checked_add(2)?)?, u32_at(entry.checked_add(4)?)?) {
+            (3, 1) => u16_at(at)? as u32,
+            (4, 1) => u32_at(at)?,
+            (1, 1) => *tiff.get(at)? as u32,
+            _ => 0,
         };
-        return (1..=8).contains(&value).then(|| value as u8);
+        found = Some(value);
     }
-    None
+    found.filter(|v| (1..=8).contains(v)).map(|v| v as u8)
 }
 
 #[cfg(test)]
@@ -148,6 +152,15 @@ mod tests {
                 assert_eq!(tiff_orientation(&tiff(o, big)), Some(o as u8));
             }
             assert_eq!(tiff_orientation(&tiff(9, big)), None);
+            // Two values: Pillow reads a tuple, which turns nothing.
+            let mut two = tiff(6, big);
+            two[26..30].copy_from_slice(&if big { 2u32.to_be_bytes() } else { 2u32.to_le_bytes() });
+            assert_eq!(tiff_orientation(&two), None);
+            // Written twice: the last one.
+            let mut twice = tiff(6, big);
+            twice[10..12].copy_from_slice(&if big { 0x0112u16.to_be_bytes() } else { 0x0112u16.to_le_bytes() });
+            twice[18..20].copy_from_slice(&if big { 3u16.to_be_bytes() } else { 3u16.to_le_bytes() });
+            assert_eq!(tiff_orientation(&twice), Some(6));
             assert_eq!(tiff_orientation(&tiff(6, big)[..20]), None);
         }
     }
