@@ -52,6 +52,13 @@ const THREAD_REFUSED: Record<string, { unsupported: string[] }> = {
 /** The most of an error message sent and logged: some echo what the request had (a model name of 100 KB). */
 const MESSAGE_CHARS = 2000;
 
+/** `text` cut at MESSAGE_CHARS, before a UTF-16 pair's high half rather than inside the pair. */
+export function clipped(text: string): string {
+  if (text.length <= MESSAGE_CHARS) return text;
+  const cut = /[\ud800-\udbff]/.test(text[MESSAGE_CHARS - 1]) ? MESSAGE_CHARS - 1 : MESSAGE_CHARS;
+  return `${text.slice(0, cut)}… (${text.length} characters)`;
+}
+
 export function apiError(
   c: Context,
   status: ContentfulStatusCode,
@@ -60,9 +67,7 @@ export function apiError(
   code: string | null = null,
   param: string | null = null,
 ): Response {
-  // Cut before a UTF-16 pair's high half rather than inside the pair.
-  const cut = /[\ud800-\udbff]/.test(text[MESSAGE_CHARS - 1] ?? "") ? MESSAGE_CHARS - 1 : MESSAGE_CHARS;
-  const message = text.length > MESSAGE_CHARS ? `${text.slice(0, cut)}… (${text.length} characters)` : text;
+  const message = clipped(text);
   c.set("refusal", named(message, param));
   if (isOllamaPath(c.req.path)) return c.json({ error: named(message, param) }, status);
   if (isAnthropicPath(c.req.path)) {

@@ -15,6 +15,7 @@ import {
 import type { Tokenizer } from "../../runtime/tokenizer/tokenizer.ts";
 import type { Service } from "../service.ts";
 import { log } from "../../runtime/log.ts";
+import { clipped } from "../errors.ts";
 import type { PreparedChat } from "./prepare.ts";
 import { TextAssembler } from "./text.ts";
 import { newToolCallId, parseToolCalls, type ToolCallOut } from "./tools.ts";
@@ -412,7 +413,7 @@ export function runCompletion(
         streams.length - ended.length,
       );
       const message = err instanceof Error ? err.message : String(err);
-      logged(cancelled ? { finish: "cancelled" } : { error: message.slice(0, 2000) });
+      logged(cancelled ? { finish: "cancelled" } : { error: clipped(message) });
       channel.fail(err);
     });
   async function* updates(): AsyncGenerator<ChoiceUpdate, ChoiceResult[]> {

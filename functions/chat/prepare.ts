@@ -18,7 +18,7 @@ import type { Tokenizer } from "../../runtime/tokenizer/tokenizer.ts";
 import { TextBudget } from "./long_text.ts";
 import { pyAt, type PyValue } from "../../runtime/prompt/pyjson.ts";
 import { fetchImageBytes } from "../images/fetch.ts";
-import { allOrNone, imageOptions } from "../images/together.ts";
+import { allOrNone, imageOptions, LOW_DETAIL_SIZE } from "../images/together.ts";
 import { type ChatMessage, type ChatRequest, RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
 import {
@@ -97,7 +97,7 @@ async function loadImages(
     if (known) return { ...known, param };
     try {
       const bytes = await fetchImageBytes(url, policy.fetch, each);
-      const options = imageOptions(policy, resize ?? policy.resize, low);
+      const options = imageOptions(policy, resize ?? policy.resize, low ? LOW_DETAIL_SIZE : Infinity);
       const image = await (policy.prepare ?? decodeImage)(bytes, options, each);
       const prepared = { input: image, tokens: [...await imageTokenLayout(image, policy.tokens)] };
       decoded?.set(key, prepared);

@@ -9,20 +9,15 @@ import type { ImagePolicy } from "../service.ts";
 export const LOW_DETAIL_SIZE = 512;
 
 /**
- * The options an image is prepared with under `policy`, in `resize` mode: at low detail, or at most `maxSize` on
- * its longest side (a gateway's low detail), scaled down further.
+ * The options an image is prepared with under `policy`, in `resize` mode, at most `maxSize` on its longest side
+ * (LOW_DETAIL_SIZE at low detail) where that is below the policy's.
  */
-export function imageOptions(
-  policy: ImagePolicy,
-  resize: ResizeMode,
-  low = false,
-  maxSize = Infinity,
-): PreprocessOptions {
+export function imageOptions(policy: ImagePolicy, resize: ResizeMode, maxSize = Infinity): PreprocessOptions {
   const { patchSize, maxPixels, orientation } = policy;
   return {
     resize,
     orientation,
-    maxImageSize: Math.min(policy.maxImageSize, low ? LOW_DETAIL_SIZE : Infinity, maxSize),
+    maxImageSize: Math.min(policy.maxImageSize, maxSize),
     patchSize,
     maxPixels,
   };

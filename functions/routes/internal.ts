@@ -160,7 +160,7 @@ async function decodeImages(
           `image ${i + 1} has ${image.bytes.length} bytes; the limit is ${policy.fetch.maxBytes}`,
         );
       }
-      const options = imageOptions(policy, image.resize, false, image.maxImageSize);
+      const options = imageOptions(policy, image.resize, image.maxImageSize);
       const input = await decodes.run(
         image.bytes,
         options,
