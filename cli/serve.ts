@@ -4,6 +4,7 @@
  */
 import { createApp } from "../functions/app.ts";
 import { MAX_BODY_BYTES } from "../functions/middleware/body.ts";
+import { isLoopback } from "../functions/middleware/host_guard.ts";
 import { inProcess } from "../functions/routes/sse.ts";
 import { AddressAllowList } from "../functions/images/address.ts";
 import { DEFAULT_IMAGE_FETCH } from "../functions/images/fetch.ts";
@@ -28,6 +29,9 @@ GET /metrics.
 
   --port N                  port (default $PORT or 8080; 0 picks a free one)
   --host ADDR               address to bind (default $HOST or 127.0.0.1; 0.0.0.0 for every interface)
+  --allowed-host NAME       on loopback, answer to this name in Host besides addresses and localhost, as behind
+                            a proxy that keeps it (repeatable; * for any): others are refused against DNS
+                            rebinding
 ${modelUsage(28)}
   --served-model-name NAME  the model id clients use (default: the model folder's name)
   --api-key KEY             require this key (repeatable; also $PIXTRAL_API_KEY, comma-separated)
@@ -68,6 +72,7 @@ export const SERVE_FLAGS = {
   ...MODEL_FLAGS,
   port: { type: "string" },
   host: { type: "string" },
+  "allowed-host": { type: "string", multiple: true },
   "served-model-name": { type: "string" },
   "api-key": { type: "string", multiple: true },
   "api-key-file": { type: "string" },
@@ -145,6 +150,8 @@ export async function apiKeys(
 export interface ServerConfig {
   port: number;
   hostname: string;
+  /** Names besides addresses and localhost that requests may give in Host when listening on loopback. */
+  allowedHosts?: string[];
   model: ModelOptions;
   servedName?: string;
   apiKeys: string[];
@@ -236,6 +243,7 @@ export async function startServer(config: ServerConfig, listen = true): Promise<
     maxBodyBytes: config.maxBodyBytes,
     bodyIdleMs: config.bodyIdleMs,
     internalSecret: config.internalSecret,
+    allowedHosts: isLoopback(config.hostname) ? config.allowedHosts ?? [] : undefined,
   });
   const listening = Promise.withResolvers<string>();
   let server: Deno.HttpServer | undefined;
@@ -372,6 +380,7 @@ export async function serverConfig(
       ? parsePort(flags.port, "--port")
       : parsePort(Deno.env.get("PORT") ?? "8080", "PORT"),
     hostname: flags.host ?? Deno.env.get("HOST") ?? "127.0.0.1",
+    allowedHosts: flags["allowed-host"],
     model: modelOptions(flags),
     servedName: flags["served-model-name"],
     apiKeys: await apiKeys(flags),

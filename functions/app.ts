@@ -22,6 +22,7 @@ import { apiError, isAnthropicPath } from "./errors.ts";
 import { ImageSourceError } from "./images/fetch.ts";
 import { apiKeyAuth } from "./middleware/auth.ts";
 import { crossSiteGuard } from "./middleware/cross_site.ts";
+import { hostGuard } from "./middleware/host_guard.ts";
 import {
   BODY_IDLE_MS,
   BodyEncodingError,
@@ -55,6 +56,11 @@ export interface AppOptions {
   internalSecret?: string;
   /** Longest wait for the next part of a request body before a 408 (default BODY_IDLE_MS, 60 s). */
   bodyIdleMs?: number;
+  /**
+   * Given when the server listens on loopback only: the names besides addresses and localhost that requests may
+   * give in Host ("*": any), against DNS rebinding; none: any name.
+   */
+  allowedHosts?: string[];
 }
 
 type Mapped = {
@@ -155,6 +161,7 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
   if (options.internalSecret) {
     app.route("/", internalRoutes(service, options.internalSecret, { bodyIdleMs: options.bodyIdleMs }));
   }
+  if (options.allowedHosts) app.use(hostGuard(options.allowedHosts));
   if (options.corsOrigins?.length) {
     const origins = options.corsOrigins;
     app.use(

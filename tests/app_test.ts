@@ -359,3 +359,43 @@ Deno.test("a web page's form or text/plain POST from another site is refused; JS
   });
   assert.equal(fromIt.status, 200);
 });
+
+Deno.test("on loopback, a request naming the server by a host of its own (DNS rebinding) is refused; addresses, localhost and --allowed-host names pass", async () => {
+  const service = await loadingService();
+  const get = (app: ReturnType<typeof createApp>, host: string, path = "/v1/models", headers = {}) =>
+    app.request(`http://${host}${path}`, { headers: { host, ...headers } });
+  const guarded = createApp(service, { allowedHosts: ["proxy.example"], internalSecret: "s".repeat(16) });
+  for (
+    const host of ["evil.example:8080", "evil.example", "127.0.0.1.nip.io:8080", "localhost.evil.example"]
+  ) {
+    const refused = await get(guarded, host);
+    assert.equal(refused.status, 403, host);
+    const { error } = await refused.json();
+    assert.equal(error.code, "host_not_allowed");
+    assert.match(error.message, new RegExp(`--allowed-host ${host.split(":")[0].replaceAll(".", "\\.")}`));
+  }
+  for (
+    const host of [
+      "localhost:8080",
+      "LOCALHOST",
+      "localhost.:8080",
+      "app.localhost:8080",
+      "127.0.0.1:8080",
+      "[::1]:8080",
+      "192.168.1.20",
+      "printer.local",
+      "Proxy.Example:443",
+    ]
+  ) {
+    assert.equal((await get(guarded, host)).status, 200, host);
+  }
+  // Gateways call the internal routes with their secret, under any name.
+  const internal = await get(guarded, "tunnel.example", "/internal/v1/status", {
+    authorization: `Bearer ${"s".repeat(16)}`,
+  });
+  assert.notEqual(internal.status, 403);
+  await internal.body?.cancel();
+  assert.equal((await get(createApp(service, { allowedHosts: ["*"] }), "evil.example")).status, 200);
+  // Listening beyond loopback (no allowedHosts), the server is reached under any name.
+  assert.equal((await get(createApp(service), "evil.example")).status, 200);
+});

@@ -491,8 +491,16 @@ Deno.test("usage reports the prompt tokens the prefix cache gave, in each API's 
     );
     const again = await client.messages.create(params);
     assert.equal(again.usage.input_tokens, total - cached, "input_tokens are the tokens read anew");
-    const streamed = await client.messages.stream(params).finalMessage();
+    const stream = client.messages.stream(params);
+    let started: Anthropic.Usage | undefined;
+    stream.on("streamEvent", (event) => {
+      if (event.type === "message_start") started = { ...event.message.usage }; // (the SDK adds to it later)
+    });
+    const streamed = await stream.finalMessage();
     assert.deepEqual(streamed.usage, again.usage);
+    // message_start splits the input as the end does (LangChain's ChatAnthropic reads it from there).
+    assert.equal(started?.cache_read_input_tokens, cached);
+    assert.equal(started?.input_tokens, total - cached);
     // A stream's usage (chat) carries it too.
     const res = await fetch(`${url}/v1/chat/completions`, {
       method: "POST",

@@ -30,6 +30,15 @@ Deno.test("pixtral serve (the README's command): listens, loads the demo model, 
   });
   assert.equal(chat.status, 200);
   assert.equal((await chat.json()).usage.completion_tokens, 2);
+  // Listening on loopback, it answers to its address but not to a name a web page could rebind.
+  // (fetch writes its own Host header: the request is written by hand.)
+  const socket = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(url).port) });
+  await socket.write(
+    new TextEncoder().encode("GET /v1/models HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"),
+  );
+  const rebound = await new Response(socket.readable).text();
+  assert.match(rebound, /^HTTP\/1\.1 403 /);
+  assert.match(rebound, /"host_not_allowed"/);
 
   child.kill("SIGTERM");
   await until("shutting down");

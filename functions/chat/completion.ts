@@ -144,8 +144,11 @@ async function runChoice(
   stream: AsyncGenerator<TokenEvent, FinishReason>,
   prepared: PreparedChat,
   report: (u: ChoiceUpdate) => void,
-  /** Each token generated, as it comes (`stop`: the stop token that ended the choice). */
-  onToken: (stop: boolean) => void,
+  /**
+   * Each token generated, as it comes (`stop`: the stop token that ended the choice), with the prompt tokens the
+   * prefix cache gave (known from the first).
+   */
+  onToken: (stop: boolean, cached: number) => void,
 ): Promise<ChoiceResult> {
   const { tokenizer } = service;
   // A choice reports its first token even when nothing of it shows yet (calls held back, a stop string's
@@ -179,7 +182,7 @@ async function runChoice(
       finish = next.value;
       if (finish === "stop") {
         tokens++;
-        onToken(true);
+        onToken(true, cachedTokens ?? 0);
       }
       break;
     }
@@ -198,7 +201,7 @@ async function runChoice(
     // The stop token, sent only to carry the prompt's log-probabilities or cached tokens: the finish counts it.
     if (next.value.stop) continue;
     tokens++;
-    onToken(false);
+    onToken(false, cachedTokens ?? 0);
     const entry = logprobEntry(tokenizer, next.value);
     if (entry) logprobs.push(entry);
     if (next.value.id === prepared.tools?.callsId) {
@@ -334,7 +337,10 @@ export function runCompletion(
   prompts: PreparedChat[],
   signal: AbortSignal,
   requestId: string,
-): CompletionRun {
+): CompletionRun & {
+  /** Prompt tokens the prefix cache gave, once every choice has its first token (undefined before). */
+  cached(): number | undefined;
+} {
   const controller = new AbortController();
   const abort = () => controller.abort();
   signal.addEventListener("abort", abort);
@@ -353,8 +359,9 @@ export function runCompletion(
   let prompted = false, first: number | undefined;
   const last: (number | undefined)[] = streams.map(() => undefined);
   // Counted as they come, so that a request cut short counts what it computed.
-  const onToken = (choice: number, stop: boolean) => {
+  const onToken = (choice: number, stop: boolean, cached: number) => {
     made[choice]++;
+    read[choice] = cached;
     service.metrics.generationTokens.inc({}, 1);
     if (!prompted) service.metrics.promptTokens.inc({}, promptTokens(prompts));
     prompted = true;
@@ -367,6 +374,7 @@ export function runCompletion(
   };
   // Each choice's tokens as they come, and how it ended once it did: a request cut short reports what it made.
   const made = streams.map(() => 0);
+  const read: (number | undefined)[] = streams.map(() => undefined);
   const ended: (Counted & { finish: ChoiceFinish })[] = [];
   const logged = (outcome: Record<string, unknown>) => {
     const end = performance.now(), tokens = made.reduce((n, t) => n + t, 0);
@@ -390,7 +398,14 @@ export function runCompletion(
   };
   Promise.all(
     streams.map((s, i) =>
-      runChoice(service, i, s.stream, s.prepared, (u) => channel.push(u), (stop) => onToken(i, stop))
+      runChoice(
+        service,
+        i,
+        s.stream,
+        s.prepared,
+        (u) => channel.push(u),
+        (stop, cached) => onToken(i, stop, cached),
+      )
         .then((result) => {
           ended.push(result);
           service.metrics.choicesFinished.inc({ finish: result.finish });
@@ -424,7 +439,11 @@ export function runCompletion(
       controller.abort();
     }
   }
-  return { updates: updates(), cancel: abort };
+  const cached = () =>
+    read.includes(undefined)
+      ? undefined
+      : cachedTokens(prompts, read.map((c, index) => ({ index, tokens: 0, cachedTokens: c })));
+  return { updates: updates(), cancel: abort, cached };
 }
 
 /**

@@ -146,7 +146,10 @@ export function messageRoutes(service: Service): Hono {
         // drops pings: while a long prompt is read, a message_delta that changes nothing (no stop reason yet, no
         // tokens: readers that add usage up add nothing) tells Claude Code's idle watchdog the stream lives. Not
         // inside a content block, where none comes at Anthropic's.
-        opening: () => [{ type: "message_start", message }],
+        // Sent once the prompt is read (its first update, or the first keep-alive), its usage splits the input
+        // as the prefix cache did where that is known by then (the message_delta at the end has it always).
+        opening:
+          () => [{ type: "message_start", message: { ...message, usage: usage(prepared, 0, run.cached()) } }],
         ping: { type: "ping" },
         idle: () =>
           open ? undefined : {
