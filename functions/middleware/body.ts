@@ -6,6 +6,7 @@
  */
 import type { Context, MiddlewareHandler } from "hono";
 import { before } from "../deadline.ts";
+import { decompressed, decompressionError } from "./decompress.ts";
 
 /** The request body is over the server's limit (413). */
 export class BodyTooLargeError extends Error {
@@ -94,7 +95,7 @@ export async function bodyBytes(request: Request, { maxBytes, idleMs }: BodyLimi
     );
   }
   const format = DECODINGS[encoding];
-  const reader = (format ? body.pipeThrough(new DecompressionStream(format)) : body).getReader();
+  const reader = (format ? decompressed(body, format) : body).getReader();
   const parts: Uint8Array[] = [];
   let length = 0;
   try {
@@ -103,7 +104,7 @@ export async function bodyBytes(request: Request, { maxBytes, idleMs }: BodyLimi
         reader.read().catch((err) => {
           if (!format) throw err;
           throw new BodyEncodingError(
-            `the request body is not valid ${encoding}: ${(err as Error).message}`,
+            `the request body is not valid ${encoding}: ${decompressionError(err)}`,
             400,
           );
         }),
