@@ -355,6 +355,13 @@ Deno.test("Responses API: errors name the Responses request's fields", async () 
       [{ input: [{ type: "web_search_call", id: "ws_1" }] }, "input[0].type", /not supported/],
       [{ input: "Hi", tools: [{ type: "code_interpreter" }] }, "tools[0].type", /hosted tools/],
       [{ input: "Hi", tools: [{ type: "foo" }] }, "tools[0].type", /"foo" tools are not supported/],
+      // A type that is no string is named as such (it read "[object Object]" tools).
+      [
+        { input: "Hi", tools: [{ type: { a: 1 } }] },
+        "tools[0].type",
+        /^tools\[0\]\.type: .*expected "function"/,
+      ],
+      [{ input: [{ type: 5, role: "user", content: "x" }] }, "input[0].type", /Expected 'message'/],
       [
         { input: "Hi", tools: [{ type: "namespace", name: "ns", tools: [{ type: "custom", name: "c" }] }] },
         "tools[0].tools[0].type",

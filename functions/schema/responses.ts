@@ -202,8 +202,11 @@ export interface ParsedResponsesRequest {
  * the tools are, inside a namespace).
  */
 function refuseKinds(body: Record<string, unknown>, at = ""): void {
+  // A type of another kind than a string is left to the schema, which says what it should be.
   const kind = (value: unknown) =>
-    typeof value === "object" && value !== null && "type" in value ? String(value.type) : undefined;
+    typeof value === "object" && value !== null && "type" in value && typeof value.type === "string"
+      ? value.type
+      : undefined;
   if (Array.isArray(body.input)) {
     body.input.forEach((value, i) => {
       const type = kind(value);
