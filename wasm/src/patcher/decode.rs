@@ -267,8 +267,32 @@ fn decode_with_image(bytes: &[u8], format: Format) -> Result<Samples, ImageError
 fn png_error(err: png::DecodingError) -> ImageError {
     match err {
         png::DecodingError::LimitsExceeded => ImageError::Unsupported("PNG needs more memory than allowed".into()),
-        other => ImageError::Corrupt(format!("PNG: {other}")),
+        other => ImageError::Corrupt(format!("PNG: {}", worded(&other.to_string()))),
     }
+}
+
+/// The png crate's message with its debug forms in words: a chunk's `ChunkType { type: IHDR, critical: true, ..
+/// }` as `IHDR`, and a corrupt deflate stream without miniz's status name.
+fn worded(message: &str) -> String {
+    const CHUNK: &str = "ChunkType { type: ";
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(at) = rest.find(CHUNK) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + CHUNK.len()..];
+        match after.find(" }") {
+            Some(end) => {
+                out.push_str(after[..end].split(',').next().unwrap_or(""));
+                rest = &after[end + 2..];
+            }
+            None => {
+                rest = &rest[at..];
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out.replace(" Error number Failed.", "")
 }
 
 fn jpeg_error(err: jpeg_decoder::Error) -> ImageError {
@@ -295,6 +319,29 @@ mod tests {
         0xFF, 0xD8, 0xFF, 0xEE, 0x00, 0x0E, b'A', b'd', b'o', b'b', b'e', 0, 100, 0, 0, 0, 0, 1, 0xFF, 0xC0, 0x00,
         0x0B, 8, 0x00, 0xC8, 0x01, 0x2C, 1, 1, 0x11, 0, 0xFF, 0xDA,
     ];
+
+    #[test]
+    fn png_errors_in_words() {
+        let crc = "CRC error: expected 0xfdeb8a5a have 0x2eb8a5a while decoding ChunkType { type: IHDR, critical: \
+                   true, private: false, reserved: false, safecopy: false } chunk.";
+        assert_eq!(worded(crc), "CRC error: expected 0xfdeb8a5a have 0x2eb8a5a while decoding IHDR chunk.");
+        assert_eq!(worded("Corrupt deflate stream. Error number Failed."), "Corrupt deflate stream.");
+        assert_eq!(worded("cut ChunkType { type: IDAT"), "cut ChunkType { type: IDAT");
+        // A real file: the IHDR's checksum flipped.
+        let mut png = Vec::new();
+        {
+            let mut encoder = png::Encoder::new(&mut png, 3, 2);
+            encoder.set_color(png::ColorType::Rgb);
+            encoder.set_depth(png::BitDepth::Eight);
+            encoder.write_header().unwrap().write_image_data(&[7; 18]).unwrap();
+        }
+        png[8 + 8 + 13] ^= 0xff;
+        let message = match decode_rgb(&png, u64::MAX, Transparency::IgnoreOnRgb) {
+            Err(err) => err.to_string(),
+            Ok(_) => panic!("a PNG whose header fails its checksum was decoded"),
+        };
+        assert!(message.contains("while decoding IHDR chunk."), "{message}");
+    }
 
     #[test]
     fn jpeg_header_segments() {
