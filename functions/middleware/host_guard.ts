@@ -38,16 +38,16 @@ export function hostGuard(allowed: readonly string[], machine = machineName()): 
   };
 }
 
-/** The name of a Host header without its port or a final dot, lower case ("[::1]:8080" is "::1"). */
+/** The name of a Host header without its port or a final dot, lower case ("[::1]:8080" is "[::1]"). */
 function hostName(host: string): string {
-  const bracketed = /^\[([^\]]*)\](?::\d*)?$/.exec(host);
-  return (bracketed ? bracketed[1] : host.replace(/:\d*$/, "")).replace(/\.$/, "").toLowerCase();
+  const ipv6 = /^(\[[0-9a-f:.]*\])(?::\d*)?$/i.exec(host);
+  return (ipv6 ? ipv6[1] : host.replace(/:\d*$/, "").replace(/\.$/, "")).toLowerCase();
 }
 
 function localName(name: string, machine: string | undefined): boolean {
   if (name === "localhost" || name === machine) return true;
   if ([".localhost", ".local", ".internal"].some((suffix) => name.endsWith(suffix))) return true;
-  return /^\d{1,3}(\.\d{1,3}){3}$/.test(name) || name.includes(":"); // IPv4 or IPv6 (only these hold a colon)
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(name) || /^\[[0-9a-f:.]*\]$/.test(name); // IPv4, IPv6
 }
 
 /** This machine's name (needs --allow-sys=hostname), or undefined. */
