@@ -90,6 +90,12 @@ Deno.test("Responses API: text and images answer as chat completions do, streame
       assert.equal(whole.usage?.total_tokens, chat.usage?.total_tokens);
       assert.deepEqual(whole.metadata, { case: String(max) });
       assert.equal((whole as unknown as { store: boolean }).store, false);
+      // The SDK's count of a request's input tokens (POST /v1/responses/input_tokens) is what the answer read.
+      const { max_output_tokens: _, metadata: __, temperature: ___, ...input } = request;
+      assert.deepEqual(await client.responses.inputTokens.count(input), {
+        object: "response.input_tokens",
+        input_tokens: whole.usage?.input_tokens,
+      });
       assert.equal(whole.output.length, 1);
       assert.equal(whole.output[0].type, "message");
 
@@ -144,6 +150,9 @@ Deno.test("Responses API: function calls, streamed as items, and their outputs s
     };
     const whole = await client.responses.create(request);
     const calls = whole.output.filter((item) => item.type === "function_call");
+    const asked = { model, input: request.input, tools: request.tools, tool_choice: request.tool_choice };
+    const { input_tokens } = await client.responses.inputTokens.count(asked);
+    assert.equal(input_tokens, whole.usage?.input_tokens, "the tools are counted");
     assert.equal(whole.status, "completed");
     assert.equal(calls.length, whole.output.length, "calls alone, no message");
     assert.ok(calls.length >= 1);

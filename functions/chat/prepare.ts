@@ -458,6 +458,21 @@ export function samplingOf(
 }
 
 /**
+ * The prompt tokens a chat amounts to, its tools and images included, counted beyond the context too (Anthropic's
+ * count_tokens, OpenAI's Responses input_tokens).
+ */
+export async function countChat(
+  chat: ChatRequest,
+  service: Service,
+  signal?: AbortSignal,
+  source?: PyValue,
+): Promise<number> {
+  const tools = toolUse(chat, source);
+  const options = { signal, tools, source, resize: chat.image_resize ?? undefined, counting: true };
+  return (await encodeChat(chat.messages, service, options)).ids.length;
+}
+
+/**
  * `source`: the request body as Python reads it (see pySource), for tools and arguments given as objects.
  */
 export async function prepareChat(

@@ -8,9 +8,9 @@ import { type Context, Hono } from "hono";
 import { log } from "../../runtime/log.ts";
 import { type ChoiceResult, runCompletion } from "../chat/completion.ts";
 import { toChat, WORDS } from "../chat/messages.ts";
-import { encodeChat, prepareChat, type PreparedChat } from "../chat/prepare.ts";
+import { countChat, prepareChat, type PreparedChat } from "../chat/prepare.ts";
 import { renamed } from "../chat/responses.ts";
-import { type ToolCallOut, toolUse } from "../chat/tools.ts";
+import type { ToolCallOut } from "../chat/tools.ts";
 import { parseMessagesRequest } from "../schema/messages.ts";
 import { pyJsonLoads, toJs } from "../../runtime/prompt/pyjson.ts";
 import type { Service } from "../service.ts";
@@ -61,16 +61,7 @@ export function messageRoutes(service: Service): Hono {
     .post("/v1/messages/count_tokens", async (c) => {
       const { chat, source, param } = await parsed(c, service);
       try {
-        const tools = toolUse(chat, source);
-        const options = {
-          signal: c.req.raw.signal,
-          tools,
-          source,
-          resize: chat.image_resize ?? undefined,
-          counting: true,
-        };
-        const { ids } = await encodeChat(chat.messages, service, options);
-        return c.json({ input_tokens: ids.length });
+        return c.json({ input_tokens: await countChat(chat, service, c.req.raw.signal, source) });
       } catch (err) {
         throw renamed(err, param, WORDS);
       }

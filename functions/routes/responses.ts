@@ -11,7 +11,7 @@ import { log } from "../../runtime/log.ts";
 import { pyJsonLoads } from "../../runtime/prompt/pyjson.ts";
 import { type ChoiceResult, type LogprobEntry, runCompletion } from "../chat/completion.ts";
 import { answerRoom, cutToFit } from "../chat/history.ts";
-import { type DecodedImages, prepareChat, type PreparedChat } from "../chat/prepare.ts";
+import { countChat, type DecodedImages, prepareChat, type PreparedChat } from "../chat/prepare.ts";
 import { type CallName, flatTools, renamed, toChat } from "../chat/responses.ts";
 import { customInput, CustomInputReader } from "../chat/custom_tools.ts";
 import type { ToolCallOut } from "../chat/tools.ts";
@@ -218,6 +218,21 @@ function notStored(c: Context) {
 
 export function responseRoutes(service: Service, items = new OutputItems()): Hono {
   return new Hono()
+    // What a request's input amounts to in tokens, its instructions, tools and images included (OpenAI's SDK:
+    // responses.input_tokens.count), counted beyond the context too.
+    .post("/v1/responses/input_tokens", async (c) => {
+      const { body, text } = await readJsonText(c);
+      const { request, ignored } = parseResponsesRequest(body, items);
+      if (ignored.length) log.info("ignoring unknown request fields", { fields: ignored, path: c.req.path });
+      requireModel(service, request.model);
+      const { chat, source, param } = toChat(request, text);
+      try {
+        const tokens = await countChat(chat, service, c.req.raw.signal, source);
+        return c.json({ object: "response.input_tokens", input_tokens: tokens });
+      } catch (err) {
+        throw renamed(err, param);
+      }
+    })
     .get("/v1/responses/:id", notStored)
     .delete("/v1/responses/:id", notStored)
     .post("/v1/responses/:id/cancel", notStored)
