@@ -237,13 +237,19 @@ export async function startServer(config: ServerConfig, listen = true): Promise<
     );
   }
 
+  const loopback = isLoopback(config.hostname);
+  if (config.allowedHosts?.length && !loopback) {
+    log.warn("--allowed-host has no effect: listening beyond loopback, the server answers to any Host name", {
+      host: config.hostname,
+    });
+  }
   const app = createApp(service, {
     apiKeys: config.apiKeys,
     corsOrigins: config.corsOrigins,
     maxBodyBytes: config.maxBodyBytes,
     bodyIdleMs: config.bodyIdleMs,
     internalSecret: config.internalSecret,
-    allowedHosts: isLoopback(config.hostname) ? config.allowedHosts ?? [] : undefined,
+    allowedHosts: loopback ? config.allowedHosts ?? [] : undefined,
   });
   const listening = Promise.withResolvers<string>();
   let server: Deno.HttpServer | undefined;

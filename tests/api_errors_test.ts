@@ -831,16 +831,14 @@ Deno.test("a compressed body (gzip, deflate) is read; another encoding is a 415;
   assert.equal(garbled.status, 400);
   assert.match((await garbled.json()).error.message, /not valid gzip/);
   // Deno's DecompressionStream reads a zlib body cut short as the part that came (here a whole request, since
-  // what is cut is trailing spaces and the checksum), and does not check its checksum.
+  // what is cut is trailing spaces and the checksum).
   const padded = await pack(request + " ".repeat(2000), "deflate");
-  const flipped = padded.slice();
-  flipped[flipped.length - 1] ^= 1;
-  for (const body of [padded.slice(0, -2), padded.slice(0, -12), flipped]) {
+  for (const body of [padded.slice(0, -2), padded.slice(0, -12)]) {
     const cut = await send(body, "deflate");
     assert.equal(cut.status, 400);
     assert.match(
       (await cut.json()).error.message,
-      /not valid deflate: (it ends before .* or its checksum is wrong|corrupt deflate stream)$/,
+      /not valid deflate: it ends before its compressed data does$/,
     );
   }
   const gzipped = await pack(request, "gzip");

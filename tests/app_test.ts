@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { parseFlags, UsageError } from "../cli/args.ts";
 import { SERVE_FLAGS, serverConfig as cliConfig, startServer } from "../cli/serve.ts";
+import { isLoopback } from "../functions/middleware/host_guard.ts";
 import { createApp } from "../functions/app.ts";
 import { answerRoom } from "../functions/chat/history.ts";
 import { requireModel } from "../functions/routes/common.ts";
@@ -364,7 +365,10 @@ Deno.test("on loopback, a request naming the server by a host of its own (DNS re
   const service = await loadingService();
   const get = (app: ReturnType<typeof createApp>, host: string, path = "/v1/models", headers = {}) =>
     app.request(`http://localhost${path}`, { headers: { host, ...headers } });
-  const guarded = createApp(service, { allowedHosts: ["proxy.example"], internalSecret: "s".repeat(16) });
+  const guarded = createApp(service, {
+    allowedHosts: ["Proxy.Example.:443"],
+    internalSecret: "s".repeat(16),
+  });
   for (
     const host of [
       "evil.example:8080",
@@ -404,4 +408,20 @@ Deno.test("on loopback, a request naming the server by a host of its own (DNS re
   assert.equal((await get(createApp(service, { allowedHosts: ["*"] }), "evil.example")).status, 200);
   // Listening beyond loopback (no allowedHosts), the server is reached under any name.
   assert.equal((await get(createApp(service), "evil.example")).status, 200);
+  for (
+    const host of [
+      "127.0.0.1",
+      "127.1.2.3",
+      "localhost",
+      "::1",
+      "[::1]",
+      "0:0:0:0:0:0:0:1",
+      "::ffff:127.0.0.1",
+    ]
+  ) {
+    assert.ok(isLoopback(host), host);
+  }
+  for (const host of ["0.0.0.0", "::", "192.168.1.2", "example.com", "1::1"]) {
+    assert.ok(!isLoopback(host), host);
+  }
 });

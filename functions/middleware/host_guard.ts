@@ -10,8 +10,9 @@ import { apiError } from "../errors.ts";
 
 /** Whether a `--host` address accepts connections from this machine only. */
 export function isLoopback(address: string): boolean {
-  const host = address.replace(/^\[(.*)\]$/, "$1").toLowerCase();
-  return host === "localhost" || host === "::1" || /^127(\.\d{1,3}){3}$/.test(host);
+  const host = address.replace(/^\[(.*)\]$/, "$1").replace(/\.$/, "").toLowerCase();
+  return host === "localhost" || /^(0{0,4}:){2,7}0{0,3}1$/.test(host) ||
+    /^(::ffff:)?127(\.\d{1,3}){3}$/.test(host);
 }
 
 /**
@@ -20,7 +21,7 @@ export function isLoopback(address: string): boolean {
  * ("*": any).
  */
 export function hostGuard(allowed: readonly string[], machine = machineName()): MiddlewareHandler {
-  const names = new Set(allowed.map((h) => h.toLowerCase()));
+  const names = new Set(allowed.map(hostName)); // "App.example.:8443" is "app.example"
   return async (c, next) => {
     const given = c.req.header("host") ?? new URL(c.req.url).host;
     const name = hostName(given);
@@ -50,9 +51,10 @@ function localName(name: string, machine: string | undefined): boolean {
   return /^\d{1,3}(\.\d{1,3}){3}$/.test(name) || /^\[[0-9a-f:.]*\]$/.test(name); // IPv4, IPv6
 }
 
-/** This machine's name (needs --allow-sys=hostname), or undefined. */
+/** This machine's name, or undefined without --allow-sys=hostname (asked first: Deno would prompt for it). */
 function machineName(): string | undefined {
   try {
+    if (Deno.permissions.querySync({ name: "sys", kind: "hostname" }).state !== "granted") return undefined;
     return Deno.hostname().toLowerCase();
   } catch {
     return undefined;

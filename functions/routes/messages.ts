@@ -133,12 +133,12 @@ export function messageRoutes(service: Service): Hono {
       return await eventStream(run, {
         id,
         request: c.req.raw,
-        // The message begins as soon as the stream does, as Anthropic's does, and pings keep it alive. The SDK
-        // drops pings: while a long prompt is read, a message_delta that changes nothing (no stop reason yet, no
+        // The message begins the stream, as Anthropic's does: sent with its first update, or with the first
+        // keep-alive while a long prompt is read, its usage splits the input as the prefix cache did where that
+        // is known by then (the message_delta at the end has it always). Pings keep the stream alive; the SDK
+        // drops them: while a long prompt is read, a message_delta that changes nothing (no stop reason yet, no
         // tokens: readers that add usage up add nothing) tells Claude Code's idle watchdog the stream lives. Not
         // inside a content block, where none comes at Anthropic's.
-        // Sent once the prompt is read (its first update, or the first keep-alive), its usage splits the input
-        // as the prefix cache did where that is known by then (the message_delta at the end has it always).
         opening:
           () => [{ type: "message_start", message: { ...message, usage: usage(prepared, 0, run.cached()) } }],
         ping: { type: "ping" },

@@ -71,7 +71,10 @@ export interface EventStreamOptions {
    * next line (JSON readers skip it; an empty line would break them).
    */
   lines?: { failed(message: string): unknown[] };
-  /** Events that begin the stream, sent at once when it begins, before any update's (Anthropic's message_start). */
+  /**
+   * Events that begin the stream (Anthropic's message_start), made when its first update or keep-alive goes and
+   * sent before it.
+   */
   opening?: () => unknown[];
   /** A keep-alive as an event rather than a comment (Anthropic's `ping`). */
   ping?: unknown;
