@@ -17,6 +17,7 @@ import {
 import { parseResponsesRequest, type ResponsesRequest } from "../functions/schema/responses.ts";
 import { pyAt } from "../runtime/prompt/pyjson.ts";
 import { dataUrl, post, withServer } from "./api_helpers.ts";
+import { SUMMARY_REQUEST } from "../functions/chat/compaction.ts";
 
 const image = await dataUrl("golden/images/chat_a_32x48.png");
 const WEATHER = {
@@ -540,6 +541,80 @@ Deno.test('Responses API: truncation "auto" leaves out the oldest input items th
       if (chat.status === 200) expected = chat.json.usage.prompt_tokens;
     }
     assert.equal(used, expected);
+  });
+});
+
+Deno.test("Responses API: compact leaves a conversation's user messages and a summary, which later requests read", async () => {
+  await withServer({}, async ({ url, service }) => {
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused" });
+    const model = service.model.id;
+    const instructions = "You are a coding agent.";
+    const input: OpenAI.Responses.ResponseInput = [
+      { role: "user", content: "Fix the bug in main.py" },
+      { type: "function_call", call_id: "c1", name: "shell", arguments: '{"cmd": "cat main.py"}' },
+      { type: "function_call_output", call_id: "c1", output: "print(1/0)" },
+      { role: "assistant", content: "It divides by zero." },
+      { role: "user", content: [{ type: "input_text", text: "Go on." }] },
+    ];
+    const sampling = { max_output_tokens: 6, temperature: 0 };
+    const compacted = await client.responses.compact({ model, input, instructions, ...sampling });
+    assert.equal(compacted.object, "response.compaction");
+    assert.deepEqual(
+      compacted.output.map((item) => item.type === "message" ? [item.role, item.content] : [item.type]),
+      [
+        ["user", [{ type: "input_text", text: "Fix the bug in main.py" }]],
+        ["user", [{ type: "input_text", text: "Go on." }]],
+        ["compaction"],
+      ],
+    );
+    // The summary is what the model writes when asked for one after the conversation.
+    const asked = await client.responses.create({
+      model,
+      instructions,
+      input: [...input, { role: "user", content: SUMMARY_REQUEST }],
+      ...sampling,
+    });
+    assert.equal(compacted.usage.input_tokens, asked.usage!.input_tokens);
+    assert.equal(compacted.usage.output_tokens, asked.usage!.output_tokens);
+    assert.ok(asked.usage!.input_tokens_details.cached_tokens > 0, "the same prompt, from the prefix cache");
+    // A later request reads it as a user turn after the user messages.
+    const next: OpenAI.Responses.ResponseInput = [
+      ...compacted.output as OpenAI.Responses.ResponseInputItem[],
+      { role: "user", content: "And now?" },
+    ];
+    const turns = [
+      "Fix the bug in main.py",
+      "Go on.",
+      `A summary of the conversation so far:\n\n${asked.output_text}`,
+    ];
+    const count = async (input: OpenAI.Responses.ResponseInput) =>
+      (await client.responses.inputTokens.count({ model, input })).input_tokens;
+    assert.equal(
+      await count(next),
+      await count([...turns.map((content) => ({ role: "user" as const, content })), next.at(-1)!]),
+    );
+    assert.equal(
+      (await client.responses.create({ model, input: next, max_output_tokens: 2 })).status,
+      "incomplete",
+    );
+    // Another server's compaction item (encrypted for it) cannot be read here.
+    const foreign = await post(`${url}/v1/responses`, {
+      model,
+      input: [{ type: "compaction", encrypted_content: "gAAAAABpZ2V0" }, { role: "user", content: "Hi" }],
+    });
+    assert.equal(foreign.status, 400);
+    assert.equal(foreign.json.error.param, "input[0].encrypted_content");
+    assert.match(foreign.json.error.message, /not made by this server/);
+    // A conversation past the context is summed up from the latest items that fit.
+    const long: Record<string, unknown>[] = [];
+    for (let turn = 0; turn < 12; turn++) {
+      long.push({ role: "user", content: `question ${turn}: ${"word ".repeat(150)}` });
+      long.push({ role: "assistant", content: `answer ${turn}: ${"word ".repeat(150)}` });
+    }
+    const whole = await post(`${url}/v1/responses/compact`, { model, input: long, max_output_tokens: 4 });
+    assert.equal(whole.status, 200, JSON.stringify(whole.json));
+    assert.equal(whole.json.output.length, 13, "every user message and the compaction item");
+    assert.ok(whole.json.usage.input_tokens <= service.engine!.contextLength - 4);
   });
 });
 

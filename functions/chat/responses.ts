@@ -8,6 +8,7 @@ import { PromptError } from "../../runtime/prompt/instruct.ts";
 import { pyAt, pyJsonLoads, type PyValue } from "../../runtime/prompt/pyjson.ts";
 import { type ChatRequest, parseChatRequest, RequestError } from "../schema/chat.ts";
 import type { ResponsesPart, ResponsesRequest } from "../schema/responses.ts";
+import { summaryTurn } from "./compaction.ts";
 import { addOpeningTurn, endsInSystemAfterAnswer, keptFrom, systemsLifted } from "./history.ts";
 
 /** Where a chat message came from in the Responses request. */
@@ -209,6 +210,10 @@ function chatMessages(
         }
       case "reasoning":
         return; // another model's thoughts: Pixtral has none to continue
+      case "compaction": {
+        const content = summaryTurn(item.encrypted_content, `${at}.encrypted_content`);
+        return add({ role: "user", content }, { at, content: ".encrypted_content" });
+      }
     }
   });
   for (const r of returned.splice(0)) add(r.message, r.origin);

@@ -13,6 +13,7 @@ import { type ChoiceResult, type LogprobEntry, runCompletion } from "../chat/com
 import { answerRoom, cutToFit } from "../chat/history.ts";
 import { countChat, type DecodedImages, prepareChat, type PreparedChat } from "../chat/prepare.ts";
 import { type CallName, flatTools, renamed, toChat } from "../chat/responses.ts";
+import { compactedOutput, summaryRequest } from "../chat/compaction.ts";
 import { customInput, CustomInputReader } from "../chat/custom_tools.ts";
 import type { ToolCallOut } from "../chat/tools.ts";
 import { OutputItems } from "../chat/output_items.ts";
@@ -216,15 +217,51 @@ function notStored(c: Context) {
   );
 }
 
+/** The request's body, parsed, for the model this server serves. */
+async function parsed(c: Context, service: Service, items: OutputItems) {
+  const { body, text } = await readJsonText(c);
+  const { request, ignored } = parseResponsesRequest(body, items);
+  if (ignored.length) log.info("ignoring unknown request fields", { fields: ignored, path: c.req.path });
+  requireModel(service, request.model);
+  return { request, text };
+}
+
+/** The request as the engine's prompt; with `truncate`, the oldest input items that do not fit left out. */
+async function prepare(
+  service: Service,
+  request: ResponsesRequest,
+  text: string,
+  signal: AbortSignal,
+  truncate: boolean,
+): Promise<PreparedChat> {
+  const decoded: DecodedImages = new Map();
+  const from = async (first: number) => {
+    const { chat, source, param } = toChat(request, text, first);
+    try {
+      const prepared = await prepareChat(chat, service, signal, source, { decoded });
+      // An image a GPU host behind a gateway cannot decode is named as this request names it.
+      prepared.imageParams = prepared.imageParams?.map(param);
+      return prepared;
+    } catch (err) {
+      throw renamed(err, param);
+    }
+  };
+  if (!truncate) return await from(0);
+  const { chat } = toChat(request, text);
+  return await cutToFit(
+    chat.messages,
+    answerRoom(service, chat.max_completion_tokens ?? undefined),
+    service,
+    from,
+  );
+}
+
 export function responseRoutes(service: Service, items = new OutputItems()): Hono {
   return new Hono()
     // What a request's input amounts to in tokens, its instructions, tools and images included (OpenAI's SDK:
     // responses.input_tokens.count), counted beyond the context too.
     .post("/v1/responses/input_tokens", async (c) => {
-      const { body, text } = await readJsonText(c);
-      const { request, ignored } = parseResponsesRequest(body, items);
-      if (ignored.length) log.info("ignoring unknown request fields", { fields: ignored, path: c.req.path });
-      requireModel(service, request.model);
+      const { request, text } = await parsed(c, service, items);
       const { chat, source, param } = toChat(request, text);
       try {
         const tokens = await countChat(chat, service, c.req.raw.signal, source);
@@ -233,36 +270,37 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
         throw renamed(err, param);
       }
     })
+    // A conversation replaced by its user messages and a summary of the rest (functions/chat/compaction.ts), its
+    // oldest items left out of what is summed up when it does not fit with the summary.
+    .post("/v1/responses/compact", async (c) => {
+      const { request, text } = await parsed(c, service, items);
+      requireEngine(service);
+      const signal = c.req.raw.signal;
+      const prepared = await prepare(service, summaryRequest(request), text, signal, true);
+      const run = runCompletion(service, [prepared], signal, c.get("requestId"));
+      const id = newId("resp");
+      return await patientJson(run, {
+        id,
+        request: c.req.raw,
+        answer: ([result]) => ({
+          id,
+          object: "response.compaction",
+          created_at: Math.floor(Date.now() / 1000),
+          output: compactedOutput(request, result.text, newId),
+          usage: usage(prepared, result),
+        }),
+      });
+    })
     .get("/v1/responses/:id", notStored)
     .delete("/v1/responses/:id", notStored)
     .post("/v1/responses/:id/cancel", notStored)
     .get("/v1/responses/:id/input_items", notStored)
     .post("/v1/responses", async (c) => {
-      const { body, text } = await readJsonText(c);
-      const { request, ignored } = parseResponsesRequest(body, items);
-      if (ignored.length) log.info("ignoring unknown request fields", { fields: ignored, path: c.req.path });
-      requireModel(service, request.model);
+      const { request, text } = await parsed(c, service, items);
       requireEngine(service);
       const signal = c.req.raw.signal;
       const { callName } = flatTools(request);
-      const decoded: DecodedImages = new Map();
-      const prepare = async (from: number) => {
-        const { chat, source, param } = toChat(request, text, from);
-        try {
-          const prepared = await prepareChat(chat, service, signal, source, { decoded });
-          // An image a GPU host behind a gateway cannot decode is named as this request names it.
-          prepared.imageParams = prepared.imageParams?.map(param);
-          return prepared;
-        } catch (err) {
-          throw renamed(err, param);
-        }
-      };
-      let prepared: PreparedChat;
-      if (request.truncation === "auto") {
-        const { chat } = toChat(request, text);
-        const room = answerRoom(service, chat.max_completion_tokens ?? undefined);
-        prepared = await cutToFit(chat.messages, room, service, prepare);
-      } else prepared = await prepare(0);
+      const prepared = await prepare(service, request, text, signal, request.truncation === "auto");
       const run = runCompletion(service, [prepared], signal, c.get("requestId"));
       const id = newId("resp");
       const response = responseObject(id, request, prepared, service.model.id);

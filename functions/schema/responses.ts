@@ -56,6 +56,8 @@ const customToolCallOutput = z.object({
   output: z.union([z.string(), z.array(contentPart)]),
 });
 const reasoning = z.object({ type: z.literal("reasoning") });
+/** What POST /v1/responses/compact left of a conversation (functions/chat/compaction.ts). */
+const compaction = z.object({ type: z.literal("compaction"), encrypted_content: z.string() });
 
 const item = z.discriminatedUnion("type", [
   message,
@@ -64,6 +66,7 @@ const item = z.discriminatedUnion("type", [
   customToolCall,
   customToolCallOutput,
   reasoning,
+  compaction,
 ]);
 const ITEM_TYPES = new Set<string>(item.options.map((o) => o.shape.type.value));
 
