@@ -184,6 +184,13 @@ Deno.test("params.json errors name the file and the key", async () => {
     /"vision_encoder.mm_projector_id" is "patch_merge"/,
   );
   rejects(
+    {
+      ...params,
+      vision_encoder: { ...(params.vision_encoder as object), patch_size: 512, image_size: 1024 },
+    },
+    /vision patch_size \(512\) above 256/,
+  );
+  rejects(
     { ...params, vision_encoder: { ...(params.vision_encoder as object), image_size: 1000 } },
     /image_size \(1000\) must be a multiple of patch_size \(16\)/,
   );

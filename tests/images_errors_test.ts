@@ -148,6 +148,8 @@ Deno.test("every image error is an ImageError; option mistakes are RangeErrors",
   await assert.rejects(preprocessImage(pngWithHeader(0, 1)), ImageError);
   await assert.rejects(preprocessImage(valid.png, { maxImageSize: 0 }), RangeError);
   await assert.rejects(preprocessImage(valid.png, { patchSize: 1.5 }), RangeError);
+  // (A patch of 2^24 pixels a side trapped the WebAssembly module, asking it for petabytes.)
+  await assert.rejects(preprocessImage(valid.png, { patchSize: 2 ** 24 }), /patchSize must be .* up to 256/);
   await assert.rejects(preprocessImage(valid.png, { maxPixels: 0 }), RangeError);
   // deno-lint-ignore no-explicit-any
   await assert.rejects(preprocessImage(valid.png, { resize: "bilinear" as any }), /resize mode must be/);

@@ -354,6 +354,11 @@ Deno.test("Responses API: errors name the Responses request's fields", async () 
       { type: "function_call_output", call_id: "abcdefghi", output: "1" },
     ];
     const cases: [Record<string, unknown>, string, RegExp][] = [
+      [
+        { instructions: "Hi" },
+        "input",
+        /^input: expected the conversation, a string or a list of input items$/,
+      ],
       [{ input: "Hi", previous_response_id: "resp_1" }, "previous_response_id", /stores no responses/],
       [{ input: "Hi", prompt: { id: "pmpt_1" } }, "prompt", /stored prompt template/],
       [

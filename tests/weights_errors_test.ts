@@ -135,6 +135,22 @@ Deno.test("a tensor of the wrong shape names file, tensor, and both shapes", asy
       weightError("shape", path, "vision_language_adapter.w_in.weight", /\[128,512\].*\[256,256\]/),
     );
   });
+  // A GGUF names the tensor as the model does and as the file stores it.
+  await inTemp(async (dir) => {
+    const { kvs, tensors } = await ggufEntries(`${TINY}gguf/tiny-pixtral-text-f32.gguf`);
+    const norm = tensors.find((t) => t.name === "output_norm.weight")!;
+    norm.ne = [norm.ne[0] / 2, 2];
+    await Deno.writeFile(`${dir}/text.gguf`, buildGguf(kvsOf(kvs), tensors));
+    await assert.rejects(
+      () => openDir(`${dir}/text.gguf`),
+      weightError(
+        "shape",
+        `${dir}/text.gguf`,
+        "norm.weight",
+        /"norm\.weight" \(stored as "output_norm\.weight"\): has/,
+      ),
+    );
+  });
   // A config whose head_dim disagrees with the weights fails the same way.
   await inTemp(async (dir) => {
     await mistralWith(dir, () => {});
@@ -153,6 +169,13 @@ Deno.test("an unsupported or wrong dtype names the file and tensor", async () =>
       entries.find((e) => e.name === "norm.weight")!.dtype = "I16";
     });
     await assert.rejects(() => openDir(dir), weightError("unsupported", path, "norm.weight", /I16/));
+  });
+  await inTemp(async (dir) => {
+    // A name every JavaScript object answers to is no dtype either.
+    const path = await mistralWith(dir, (entries) => {
+      entries.find((e) => e.name === "norm.weight")!.dtype = "toString";
+    });
+    await assert.rejects(() => openDir(dir), weightError("unsupported", path, "norm.weight", /toString/));
   });
   await inTemp(async (dir) => {
     // A norm stored quantized (never produced by llama.cpp), in a type the kernels read and in one decoded at
@@ -271,6 +294,15 @@ Deno.test("locateModel finds each layout, the tokenizer, and the mmproj beside a
     await assert.rejects(
       locateModel(dir),
       /part of the weights is missing: model-00002-of-00002\.safetensors/,
+    );
+  });
+  // A stray file of a series it would take billions of parts to complete: the first few are named.
+  await inTemp(async (dir) => {
+    await copyFixture(dir, "mistral/params.json");
+    await Deno.writeFile(`${dir}/x-1-of-99999999999.safetensors`, new Uint8Array());
+    await assert.rejects(
+      locateModel(dir),
+      /missing: x-2-of-99999999999\.safetensors, .*x-9-of-99999999999\.safetensors, 99999999990 more of x-\*-of-/,
     );
   });
   await assert.rejects(

@@ -147,7 +147,9 @@ const textFormat = z.discriminatedUnion("type", [
 
 const responsesRequestSchema = z.object({
   model: z.string().nullish(),
-  input: z.union([z.string(), z.array(item)]),
+  input: z.union([z.string(), z.array(item)], {
+    error: "expected the conversation, a string or a list of input items",
+  }),
   instructions: z.string().nullish(),
   max_output_tokens: z.unknown().optional(),
   temperature: z.unknown().optional(),

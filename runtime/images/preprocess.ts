@@ -176,6 +176,12 @@ export async function decodeImageRgb(
   }
 }
 
+/**
+ * Far above any model's patch (Pixtral's is 16): the patcher pads an image to whole patches, so a patch of
+ * millions of pixels a side would ask the WebAssembly memory for petabytes.
+ */
+export const MAX_PATCH_SIZE = 256;
+
 /** The options with their defaults, checked. */
 function checked(options: PreprocessOptions) {
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
@@ -183,15 +189,15 @@ function checked(options: PreprocessOptions) {
   return {
     resize: options.resize ?? "mistral",
     maxImageSize: positiveInteger(options.maxImageSize ?? DEFAULT_MAX_IMAGE_SIZE, "maxImageSize"),
-    patchSize: positiveInteger(options.patchSize ?? DEFAULT_PATCH_SIZE, "patchSize"),
+    patchSize: positiveInteger(options.patchSize ?? DEFAULT_PATCH_SIZE, "patchSize", MAX_PATCH_SIZE),
     maxPixels,
     orientation: options.orientation ?? "ignore",
   };
 }
 
-function positiveInteger(value: number, name: string): number {
-  if (!Number.isInteger(value) || value < 1 || value > 0xffff_ffff) {
-    throw new RangeError(`${name} must be a positive integer, got ${value}`);
+function positiveInteger(value: number, name: string, most = 0xffff_ffff): number {
+  if (!Number.isInteger(value) || value < 1 || value > most) {
+    throw new RangeError(`${name} must be a positive integer up to ${most}, got ${value}`);
   }
   return value;
 }

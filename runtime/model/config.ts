@@ -7,6 +7,7 @@
  */
 import { headShapeProblem } from "../gpu/ops/attention_shape.ts";
 import type { GgufFile, GgufValue } from "./weights/gguf.ts";
+import { MAX_PATCH_SIZE } from "../images/preprocess.ts";
 
 export interface DecoderConfig {
   dim: number;
@@ -613,6 +614,9 @@ export function validateConfig(config: ModelConfig, file: string): ModelConfig {
     }
     const visionHeads = headShapeProblem({ headsQ: v.nHeads, headsKv: v.nHeads, headDim: v.headDim });
     if (visionHeads) problems.push(`vision attention: the GPU kernels do not run ${visionHeads}`);
+    if (v.patchSize > MAX_PATCH_SIZE) {
+      problems.push(`vision patch_size (${v.patchSize}) above ${MAX_PATCH_SIZE}`);
+    }
     if (v.imageSize % v.patchSize !== 0) {
       problems.push(`vision image_size (${v.imageSize}) must be a multiple of patch_size (${v.patchSize})`);
     }

@@ -98,20 +98,38 @@ async function locate(spec: string, options: LocateOptions): Promise<ModelLocati
   return await locateDir(path, undefined, options);
 }
 
-/** The parts of `-0000i-of-0000N.safetensors` series that `names` lack. */
+/**
+ * The parts of `-0000i-of-0000N.safetensors` series that `names` lack, the first few of each series named (a
+ * stray `x-1-of-99999999999.safetensors` lacks billions).
+ */
 export function missingParts(names: readonly string[]): string[] {
-  const have = new Set(names);
-  const wanted = new Set<string>();
+  const series = new Map<string, { prefix: string; width: number; total: string; have: Set<number> }>();
   for (const name of names) {
-    const series = /^(.*)-(\d+)-of-(\d+)\.safetensors$/.exec(name);
-    if (!series) continue;
-    const width = series[2].length;
-    for (let i = 1; i <= Number(series[3]); i++) {
-      wanted.add(`${series[1]}-${String(i).padStart(width, "0")}-of-${series[3]}.safetensors`);
+    const part = /^(.*)-(\d+)-of-(\d+)\.safetensors$/.exec(name);
+    if (!part) continue;
+    const key = `${part[1]}|${part[2].length}|${part[3]}`;
+    if (!series.has(key)) {
+      series.set(key, { prefix: part[1], width: part[2].length, total: part[3], have: new Set() });
     }
+    series.get(key)!.have.add(Number(part[2]));
   }
-  return [...wanted].filter((name) => !have.has(name)).sort();
+  const missing: string[] = [];
+  for (const [, { prefix, width, total, have }] of [...series].sort(([a], [b]) => a < b ? -1 : 1)) {
+    const count = Number(total) - [...have].filter((i) => i >= 1 && i <= Number(total)).length;
+    const named: string[] = [];
+    for (let i = 1; i <= Number(total) && named.length < MISSING_NAMED; i++) {
+      if (!have.has(i)) named.push(`${prefix}-${String(i).padStart(width, "0")}-of-${total}.safetensors`);
+    }
+    if (count > named.length) {
+      named.push(`${count - named.length} more of ${prefix}-*-of-${total}.safetensors`);
+    }
+    missing.push(...named);
+  }
+  return missing;
 }
+
+/** Missing parts named one by one in a series; the rest are counted. */
+const MISSING_NAMED = 8;
 
 async function listDir(dir: string): Promise<string[]> {
   const names: string[] = [];

@@ -9,7 +9,12 @@ export class WeightFileError extends Error {
     readonly file: string,
     problem: string,
     readonly tensor?: string,
+    /** The tensor's name in the file, where the file names it its own way. */
+    stored?: string,
   ) {
-    super(`${file}: ${tensor !== undefined ? `tensor "${tensor}": ` : ""}${problem}`);
+    const named = tensor === undefined
+      ? ""
+      : `tensor "${tensor}"${stored ? ` (stored as "${stored}")` : ""}: `;
+    super(`${file}: ${named}${problem}`);
   }
 }

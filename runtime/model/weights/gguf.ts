@@ -259,7 +259,7 @@ export class GgufFile {
       typeof alignment !== "number" || !Number.isInteger(alignment) || alignment < 8 ||
       (alignment & (alignment - 1)) !== 0
     ) {
-      throw r.fail(`general.alignment ${alignment} is not a power of two of at least 8`);
+      throw r.fail(`general.alignment ${JSON.stringify(alignment)} is not a power of two of at least 8`);
     }
     const dataStart = Math.ceil(r.position / alignment) * alignment;
 

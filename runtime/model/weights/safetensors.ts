@@ -97,7 +97,7 @@ export class SafetensorsFile {
       if (typeof dtype !== "string" || !isShape(shape) || !isOffsets(offsets)) {
         throw fail("malformed header entry (needs dtype, shape, data_offsets)", name);
       }
-      const known = DTYPES[dtype];
+      const known = Object.hasOwn(DTYPES, dtype) ? DTYPES[dtype] : undefined;
       if (!known) {
         throw new WeightFileError(
           "unsupported",

@@ -191,13 +191,14 @@ function build(layout: Layout, config: ModelConfig, containers: TensorContainer[
         } files name it their own way)`;
       throw new WeightFileError("missing", home(spec), why, spec.name);
     }
-    const label = t.name !== spec.name ? `${spec.name}" (stored as "${t.name}` : spec.name;
+    const stored = t.name !== spec.name ? t.name : undefined;
     if (t.shape.length !== spec.shape.length || t.shape.some((d, i) => d !== spec.shape[i])) {
       throw new WeightFileError(
         "shape",
         t.file.path,
         `has shape ${JSON.stringify(t.shape)} but the config needs ${JSON.stringify(spec.shape)}`,
-        label,
+        spec.name,
+        stored,
       );
     }
     if (isQuantized(t.dtype) && FLOAT_ONLY.includes(spec.role)) {
@@ -205,7 +206,8 @@ function build(layout: Layout, config: ModelConfig, containers: TensorContainer[
         "dtype",
         t.file.path,
         `is ${t.dtype} but a ${spec.role} must be F32, F16 or BF16`,
-        label,
+        spec.name,
+        stored,
       );
     }
     // GGUF q/k are already interleaved (llama.cpp's converter un-permutes them); only HF files need it.
