@@ -20,10 +20,7 @@ const MARK = "pixtral-summary.";
 
 /** A compaction item's content: the summary, base64 of its UTF-8, behind the mark. */
 export function sealed(summary: string): string {
-  const bytes = new TextEncoder().encode(summary);
-  let binary = "";
-  for (const byte of bytes) binary += String.fromCharCode(byte);
-  return MARK + btoa(binary);
+  return MARK + new TextEncoder().encode(summary).toBase64();
 }
 
 /** The user turn a compaction item stands for; `at` names the item's content in errors. */
@@ -31,9 +28,8 @@ export function summaryTurn(content: string, at: string): string {
   let summary: string | undefined;
   if (content.startsWith(MARK)) {
     try {
-      const binary = atob(content.slice(MARK.length));
       summary = new TextDecoder("utf-8", { fatal: true }).decode(
-        Uint8Array.from(binary, (c) => c.charCodeAt(0)),
+        Uint8Array.fromBase64(content.slice(MARK.length)),
       );
     } catch {
       summary = undefined;
@@ -55,12 +51,9 @@ export function summaryTurn(content: string, at: string): string {
  * write text), then the question. The user's own last message, if the input ends with one, merges with it.
  */
 export function summaryRequest(request: ResponsesRequest): ResponsesRequest {
-  const input = typeof request.input === "string"
-    ? [{ type: "message" as const, role: "user" as const, content: request.input }]
-    : request.input;
   return {
     ...request,
-    input: [...input, { type: "message", role: "user", content: SUMMARY_REQUEST }],
+    input: [...inputItems(request), { type: "message", role: "user", content: SUMMARY_REQUEST }],
     tools: undefined,
     tool_choice: undefined,
     text: undefined,
@@ -74,10 +67,7 @@ export function compactedOutput(
   summary: string,
   newId: (prefix: string) => string,
 ) {
-  const items = typeof request.input === "string"
-    ? [{ type: "message" as const, role: "user" as const, content: request.input }]
-    : request.input;
-  const users = items.flatMap((item) =>
+  const users = inputItems(request).flatMap((item) =>
     item.type === "message" && item.role === "user"
       ? [{
         id: newId("msg"),
@@ -91,4 +81,11 @@ export function compactedOutput(
       : []
   );
   return [...users, { id: newId("cmp"), type: "compaction", encrypted_content: sealed(summary) }];
+}
+
+/** The input as items (a string is one user message). */
+function inputItems(request: ResponsesRequest): Exclude<ResponsesRequest["input"], string> {
+  return typeof request.input === "string"
+    ? [{ type: "message", role: "user", content: request.input }]
+    : request.input;
 }
