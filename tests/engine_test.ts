@@ -234,6 +234,32 @@ Deno.test("a full KV cache preempts the newest unscheduled sequence, never one a
   }
 });
 
+Deno.test("a prompt read first for its few tokens left that finds the KV cache full lets the older one go on", async () => {
+  // 4 blocks of 16: a (60 tokens) and b (40), read 16 at a time in turns, fill them before either is read; b,
+  // with fewer tokens left, cannot take an older prompt's blocks, so a goes on, taking b's (the engine failed
+  // here: "the KV cache cannot hold one sequence").
+  const model = await loadTiny("mistral", { ...EXACT, kvTokens: 64 });
+  // (Without the prefix cache: the prompts alone would leave their blocks for the prompts together.)
+  const engine = new LocalEngine(model, { prefillChunk: 16, decodeSteps: 1, prefixCache: false });
+  try {
+    const prompt = (n: number, from: number) => ({
+      ids: [1, 3, ...Array.from({ length: n - 3 }, (_, i) => from + i), 4],
+      images: [],
+      sampling: GREEDY,
+      maxTokens: 2,
+      stopIds: [],
+    });
+    const a = prompt(60, 1200), b = prompt(40, 1500), c = { ...prompt(5, 1700), maxTokens: 1 };
+    const alone = [await collect(engine.generate(a)), await collect(engine.generate(b))];
+    // a and b queue while c runs, and are admitted together when it ends.
+    const [, ...together] = await Promise.all([c, a, b].map((p) => collect(engine.generate(p))));
+    assert.deepEqual(together, alone);
+    assert.ok((engine.stats().preemptions ?? 0) > 0, "b gave way");
+  } finally {
+    await engine.close();
+  }
+});
+
 Deno.test("a preempted sequence is computed again to exactly the tokens and log-probabilities of an unbroken run", async (t) => {
   // Prefill kernels and decode steps round differently: generated tokens must come back into the cache through
   // decode steps, as they first went in.

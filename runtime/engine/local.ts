@@ -713,8 +713,9 @@ export class LocalEngine implements Engine {
     for (const seq of reading) {
       if (budget <= 0) break;
       const end = Math.min(seq.past + this.prefillChunk, seq.prefillEnd);
-      // A prompt read before an older one (it has fewer tokens left) must not throw away the older one's work.
-      if (!this.#running.includes(seq) || !this.#grow(seq, end, scheduled, true)) break;
+      // A prompt read before an older one (it has fewer tokens left) must not throw away the older one's work;
+      // when it finds no room, the older ones are tried, and may take its blocks.
+      if (!this.#running.includes(seq) || !this.#grow(seq, end, scheduled, true)) continue;
       scheduled.add(seq);
       prefills.push({ seq, end });
       budget -= end - seq.past;
