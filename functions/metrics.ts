@@ -47,7 +47,7 @@ export function createMetrics(engine: () => Engine | undefined): ServerMetrics {
     choicesFinished: registry.register(
       new Counter(
         "pixtral_choices_finished_total",
-        "Choices ended, by finish: stop, length, tool_calls, cancelled, error",
+        "Choices ended, by finish: stop, length, tool_calls, cancelled, rejected (queue full), error",
       ),
     ),
   };

@@ -9,7 +9,7 @@ import type { Service } from "../functions/service.ts";
 import { loadTokenizer } from "../runtime/tokenizer/load.ts";
 import { fixture } from "./helpers.ts";
 import { engineLessService, ScriptedEngine } from "./service_helpers.ts";
-import type { FinishReason, TokenEvent } from "../runtime/engine/engine.ts";
+import { EngineBusyError, type FinishReason, type TokenEvent } from "../runtime/engine/engine.ts";
 import { serverConfig } from "./api_helpers.ts";
 
 /** A service whose model is still loading (or failed): no engine yet. */
@@ -309,11 +309,24 @@ Deno.test("each generation ends with a log line under its request's id (tokens r
     assert.match(error.error, /the GPU fell over/);
     assert.equal(error.completion_tokens, 1);
 
+    // A full queue turns it away (429): load, told apart from faults.
+    const busy = new class extends ScriptedEngine {
+      // deno-lint-ignore require-yield
+      override async *generate(): AsyncGenerator<TokenEvent, FinishReason> {
+        throw new EngineBusyError("16 sequences are already waiting", 1);
+      }
+    }([]);
+    const turned = await send(busy, {});
+    assert.equal(turned.status, 429);
+    await turned.body?.cancel();
+    assert.equal(generations().at(-1).finish, "rejected");
+
     const metrics = service.metrics.registry.render();
+    assert.match(metrics, /^pixtral_choices_finished_total\{finish="rejected"\} 1$/m);
     assert.match(metrics, /^pixtral_choices_finished_total\{finish="length"\} 2$/m);
     assert.match(metrics, /^pixtral_choices_finished_total\{finish="cancelled"\} 1$/m);
     assert.match(metrics, /^pixtral_choices_finished_total\{finish="error"\} 1$/m);
-    assert.match(metrics, /^pixtral_generation_duration_seconds_count 3$/m);
+    assert.match(metrics, /^pixtral_generation_duration_seconds_count 4$/m);
   } finally {
     console.log = print;
   }

@@ -7,6 +7,7 @@
 import { Channel } from "../../runtime/engine/channel.ts";
 import {
   type Engine,
+  EngineBusyError,
   type FinishReason,
   mix32,
   samplerSeed,
@@ -419,16 +420,18 @@ export function runCompletion(
       logged({ finish: [...new Set(results.map((r) => r.finish))].join(",") });
       channel.close(results);
     }, (err) => {
-      // Stopped by the client (it left, or the route gave up on the updates) rather than by a failure.
-      const cancelled = controller.signal.aborted;
+      // Stopped by the client (it left, or the route gave up on the updates) rather than by a failure; turned
+      // away by a full queue (a 429: load, not a fault).
+      const finish = controller.signal.aborted
+        ? "cancelled"
+        : err instanceof EngineBusyError
+        ? "rejected"
+        : "error";
       controller.abort();
       // The choices that had not ended (those that had are counted by how they ended).
-      service.metrics.choicesFinished.inc(
-        { finish: cancelled ? "cancelled" : "error" },
-        streams.length - ended.length,
-      );
+      service.metrics.choicesFinished.inc({ finish }, streams.length - ended.length);
       const message = err instanceof Error ? err.message : String(err);
-      logged(cancelled ? { finish: "cancelled" } : { error: clipped(message) });
+      logged(finish === "error" ? { error: clipped(message) } : { finish });
       channel.fail(err);
     });
   async function* updates(): AsyncGenerator<ChoiceUpdate, ChoiceResult[]> {

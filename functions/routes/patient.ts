@@ -73,7 +73,10 @@ export async function patientJson(
         const body = options.failure?.(message) ??
           { error: { message, type: "server_error", param: null, code: "generation_failed" } };
         controller.enqueue(encoder.encode(JSON.stringify(body)));
-        controller.error(err);
+        // Deno writes what a body breaks off with to stderr, stack and all: one line (the log line above has it).
+        const broken = new Error(`an answer broke off after its status went: ${message}`);
+        broken.stack = broken.message;
+        controller.error(broken);
       }
     },
     async cancel() {
