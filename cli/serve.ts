@@ -237,8 +237,9 @@ export async function startServer(config: ServerConfig, listen = true): Promise<
     );
   }
 
-  const loopback = isLoopback(config.hostname);
-  if (config.allowedHosts?.length && !loopback) {
+  // In process (a batch), requests come from no network: the guard against rebound names has nothing to guard.
+  const guarded = listen && isLoopback(config.hostname);
+  if (config.allowedHosts?.length && listen && !guarded) {
     log.warn("--allowed-host has no effect: listening beyond loopback, the server answers to any Host name", {
       host: config.hostname,
     });
@@ -249,7 +250,7 @@ export async function startServer(config: ServerConfig, listen = true): Promise<
     maxBodyBytes: config.maxBodyBytes,
     bodyIdleMs: config.bodyIdleMs,
     internalSecret: config.internalSecret,
-    allowedHosts: loopback ? config.allowedHosts ?? [] : undefined,
+    allowedHosts: guarded ? config.allowedHosts ?? [] : undefined,
   });
   const listening = Promise.withResolvers<string>();
   let server: Deno.HttpServer | undefined;

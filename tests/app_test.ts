@@ -198,7 +198,7 @@ Deno.test("a shutdown does not wait past its grace for a client that stopped sen
   const port = Number(new URL(server.url).port);
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   const head =
-    "POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n";
+    "POST /tokenize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n";
   await conn.write(new TextEncoder().encode(head + '{"prompt": "a'));
   await new Promise((resolve) => setTimeout(resolve, 200));
   const started = performance.now();
