@@ -445,7 +445,7 @@ export function runCompletion(
   const cached = () =>
     read.includes(undefined)
       ? undefined
-      : cachedTokens(prompts, read.map((c, index) => ({ index, tokens: 0, cachedTokens: c })));
+      : cachedTokens(prompts, read.map((cachedTokens, index) => ({ index, cachedTokens })));
   return { updates: updates(), cancel: abort, cached };
 }
 
@@ -471,7 +471,10 @@ type Counted = Pick<ChoiceResult, "index" | "tokens" | "cachedTokens">;
  * Prompt tokens the prefix cache gave: for each prompt, what the choice given the fewest had (the others of its
  * `n` took what that one read).
  */
-export function cachedTokens(prompts: PreparedChat[], results: Counted[]): number {
+export function cachedTokens(
+  prompts: PreparedChat[],
+  results: Pick<ChoiceResult, "index" | "cachedTokens">[],
+): number {
   let start = 0, total = 0;
   for (const { n } of prompts) {
     const own = results.filter((r) => r.index >= start && r.index < start + n);

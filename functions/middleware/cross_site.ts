@@ -8,6 +8,7 @@
  */
 import type { MiddlewareHandler } from "hono";
 import { apiError } from "../errors.ts";
+import { requestHost } from "./host_guard.ts";
 
 /** The content types a browser sends cross-site without a preflight (the Fetch standard's safelisted ones). */
 const SIMPLE = new Set(["", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]);
@@ -43,10 +44,10 @@ export function crossSiteGuard(origins: readonly string[]): MiddlewareHandler {
   };
 }
 
-/** Whether the page is served from the host the request was sent to (a proxy in front keeps the Host header). */
+/** Whether the page is served from the host the request was sent to. */
 function sameHost(origin: string, request: Request): boolean {
   try {
-    return new URL(origin).host === (request.headers.get("host") ?? new URL(request.url).host);
+    return new URL(origin).host === requestHost(request);
   } catch {
     return false; // "null" (a sandboxed frame, a file), or not a URL
   }

@@ -23,7 +23,7 @@ export function isLoopback(address: string): boolean {
 export function hostGuard(allowed: readonly string[], machine = machineName()): MiddlewareHandler {
   const names = new Set(allowed.map(hostName)); // "App.example.:8443" is "app.example"
   return async (c, next) => {
-    const given = c.req.header("host") ?? new URL(c.req.url).host;
+    const given = requestHost(c.req.raw);
     const name = hostName(given);
     if (names.has("*") || names.has(name) || localName(name, machine)) return await next();
     const shown = given.slice(0, 200);
@@ -37,6 +37,11 @@ export function hostGuard(allowed: readonly string[], machine = machineName()): 
       "host_not_allowed",
     );
   };
+}
+
+/** The host a request was sent to, as its Host header says (a proxy in front keeps it), else its URL. */
+export function requestHost(request: Request): string {
+  return request.headers.get("host") ?? new URL(request.url).host;
 }
 
 /** The name of a Host header without its port or a final dot, lower case ("[::1]:8080" is "[::1]"). */

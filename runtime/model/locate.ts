@@ -103,27 +103,28 @@ async function locate(spec: string, options: LocateOptions): Promise<ModelLocati
  * stray `x-1-of-99999999999.safetensors` lacks billions).
  */
 export function missingParts(names: readonly string[]): string[] {
-  const series = new Map<string, { prefix: string; width: number; total: string; have: Set<number> }>();
+  // The parts present of each series, by the series' name pattern (prefix, digits, total).
+  const series = new Map<string, Set<number>>();
   for (const name of names) {
     const part = /^(.*)-(\d+)-of-(\d+)\.safetensors$/.exec(name);
     if (!part) continue;
-    const key = `${part[1]}|${part[2].length}|${part[3]}`;
-    if (!series.has(key)) {
-      series.set(key, { prefix: part[1], width: part[2].length, total: part[3], have: new Set() });
-    }
-    series.get(key)!.have.add(Number(part[2]));
+    const key = JSON.stringify([part[1], part[2].length, part[3]]);
+    if (!series.has(key)) series.set(key, new Set());
+    series.get(key)!.add(Number(part[2]));
   }
   const missing: string[] = [];
-  for (const [, { prefix, width, total, have }] of [...series].sort(([a], [b]) => a < b ? -1 : 1)) {
-    const count = Number(total) - [...have].filter((i) => i >= 1 && i <= Number(total)).length;
-    const named: string[] = [];
-    for (let i = 1; i <= Number(total) && named.length < MISSING_NAMED; i++) {
-      if (!have.has(i)) named.push(`${prefix}-${String(i).padStart(width, "0")}-of-${total}.safetensors`);
+  for (const [key, have] of [...series].sort(([a], [b]) => a < b ? -1 : 1)) {
+    const [prefix, width, total] = JSON.parse(key) as [string, number, string];
+    const parts = Number(total);
+    const count = parts - [...have].filter((i) => i >= 1 && i <= parts).length;
+    for (let i = 1, named = 0; i <= parts && named < MISSING_NAMED; i++) {
+      if (!have.has(i)) {
+        missing.push(`${prefix}-${String(i).padStart(width, "0")}-of-${total}.safetensors`), named++;
+      }
     }
-    if (count > named.length) {
-      named.push(`${count - named.length} more of ${prefix}-*-of-${total}.safetensors`);
+    if (count > MISSING_NAMED) {
+      missing.push(`${count - MISSING_NAMED} more of ${prefix}-*-of-${total}.safetensors`);
     }
-    missing.push(...named);
   }
   return missing;
 }
