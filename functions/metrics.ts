@@ -1,5 +1,5 @@
 /** The server's Prometheus metrics: requests, tokens, latencies, and the engine's queue and KV cache. */
-import type { Engine } from "../runtime/engine/engine.ts";
+import type { Engine, EngineStats } from "../runtime/engine/engine.ts";
 import { Counter, Gauge, Histogram, Registry } from "../runtime/metrics.ts";
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -19,9 +19,7 @@ export interface ServerMetrics {
 
 export function createMetrics(engine: () => Engine | undefined): ServerMetrics {
   const registry = new Registry();
-  const stat =
-    <K extends "waiting" | "running" | "kvUsage" | "prefixHitTokens" | "preemptions">(key: K) => () =>
-      engine()?.stats()[key] ?? 0;
+  const stat = (key: keyof EngineStats) => () => engine()?.stats()[key] ?? 0;
   const metrics = {
     registry,
     requests: registry.register(new Counter("pixtral_requests_total", "HTTP requests by route and status")),
@@ -56,6 +54,10 @@ export function createMetrics(engine: () => Engine | undefined): ServerMetrics {
   registry.register(
     new Gauge("pixtral_kv_cache_usage_ratio", "Fraction of the KV cache in use", stat("kvUsage")),
   );
+  registry.register(new Gauge("pixtral_kv_cache_blocks", "KV cache blocks in the pool", stat("kvBlocks")));
+  registry.register(
+    new Gauge("pixtral_kv_cache_blocks_used", "KV cache blocks held by sequences", stat("kvBlocksUsed")),
+  );
   registry.register(
     new Gauge(
       "pixtral_prefix_cache_hit_tokens_total",
@@ -72,5 +74,15 @@ export function createMetrics(engine: () => Engine | undefined): ServerMetrics {
       "counter",
     ),
   );
+  // The process's own memory, under the names Prometheus' client libraries give it; an edge isolate has no process.
+  const memory = globalThis.Deno?.memoryUsage;
+  if (memory) {
+    registry.register(
+      new Gauge("process_resident_memory_bytes", "Resident memory of the server process", () => memory().rss),
+    );
+    registry.register(
+      new Gauge("process_heap_bytes", "JavaScript heap in use (V8's used heap)", () => memory().heapUsed),
+    );
+  }
   return metrics;
 }

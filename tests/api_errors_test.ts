@@ -570,6 +570,14 @@ Deno.test("health, models, tokenize, detokenize and metrics answer in their docu
     ) {
       assert.match(metrics, new RegExp(`^${name}`, "m"), name);
     }
+    // The pool's blocks as the engine counts them (idle: none held), and the process's memory.
+    const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1]);
+    const { kvBlocks } = service.engine!.stats();
+    assert.ok(kvBlocks > 0);
+    assert.equal(value("pixtral_kv_cache_blocks"), kvBlocks);
+    assert.equal(value("pixtral_kv_cache_blocks_used"), 0);
+    assert.ok(value("process_resident_memory_bytes") > value("process_heap_bytes"));
+    assert.ok(value("process_heap_bytes") > 1e6);
     // By route: the API's requests apart from scrapes; a path no route has is "unmatched".
     assert.match(metrics, /^pixtral_requests_total\{route="\/v1\/chat\/completions",status="200"\} [1-9]/m);
     assert.match(metrics, /^pixtral_requests_total\{route="\/tokenize",status="200"\} [1-9]/m);
