@@ -410,21 +410,40 @@ Deno.test("tensors over the same bytes, misaligned or duplicated GGUF entries, a
       weightError("format", `${dir}/overlap.safetensors`, "b", /overlap those of a/),
     );
 
-    // GGUF: the second tensor moved onto the first, or off the alignment.
+    // GGUF: the second tensor moved onto the first, off the alignment, or past a gap: each tensor follows the one
+    // before it (ggml's reader refuses others).
     const tensor = (name: string) => ({ name, type: 0, ne: [8], data: new Uint8Array(32) });
-    const gguf = buildGguf([], [tensor("first"), tensor("second")]);
-    for (
-      const [offset, message] of [[0, /"second" overlaps tensor "first"/], [
-        36,
-        /starts at 36, not a multiple/,
-      ]] as const
-    ) {
+    const gguf = buildGguf([], [tensor("first"), tensor("second"), tensor("third")]);
+    for (const offset of [0, 36, 64]) {
       await Deno.writeFile(`${dir}/moved.gguf`, withTensorOffset(gguf, "second", 1, offset));
       await assert.rejects(
         () => GgufFile.open(`${dir}/moved.gguf`),
-        weightError("format", `${dir}/moved.gguf`, undefined, message),
+        weightError(
+          "format",
+          `${dir}/moved.gguf`,
+          undefined,
+          new RegExp(`"second" starts at ${offset} but the tensors before it end at 32 \\(padded to 32\\)`),
+        ),
       );
     }
+    // A type id swapped for one of another size (F32 read as F16): the next tensor no longer follows it.
+    const swapped = buildGguf([], [
+      { name: "wide", type: 0, ne: [16], data: new Uint8Array(64) },
+      tensor("next"),
+    ]);
+    const typeAt = new TextDecoder("latin1").decode(swapped).indexOf("wide") + 4 + 4 + 8;
+    assert.equal(new DataView(swapped.buffer).getUint32(typeAt, true), 0);
+    new DataView(swapped.buffer).setUint32(typeAt, 1, true);
+    await Deno.writeFile(`${dir}/swapped.gguf`, swapped);
+    await assert.rejects(
+      () => GgufFile.open(`${dir}/swapped.gguf`),
+      weightError(
+        "format",
+        `${dir}/swapped.gguf`,
+        undefined,
+        /"next" starts at 64 but the tensors before it end at 32/,
+      ),
+    );
     // An alignment that is not a power of two; an array count no file of this size can hold.
     await Deno.writeFile(`${dir}/align.gguf`, buildGguf([["general.alignment", GGUF.U32, 24]], []));
     await assert.rejects(

@@ -7,7 +7,7 @@
 import { CPU_DECODED, type DType, isCpuDecoded, tensorBytes } from "./dtype.ts";
 import { WeightFileError } from "./errors.ts";
 import { BinaryFile } from "./file.ts";
-import { overlap, type StoredTensor } from "./safetensors.ts";
+import type { StoredTensor } from "./safetensors.ts";
 
 export type GgufValue = number | bigint | boolean | string | GgufValue[];
 
@@ -264,6 +264,7 @@ export class GgufFile {
     const dataStart = Math.ceil(r.position / alignment) * alignment;
 
     const tensors = new Map<string, StoredTensor>();
+    let expected = 0;
     for (const { name, ne, type, offset } of infos) {
       const dtype = TENSOR_TYPES[type];
       if (!dtype) {
@@ -286,9 +287,15 @@ export class GgufFile {
           name,
         );
       }
-      if (offset % alignment !== 0) {
-        throw r.fail(`tensor "${name}" starts at ${offset}, not a multiple of ${alignment}`);
+      // Each tensor follows the one before it, padded to the alignment, as ggml's reader requires: a gap or an overlap
+      // means a tensor's type, shape or general.alignment is declared wrong, and its bytes would load as another's.
+      if (offset !== expected) {
+        throw r.fail(
+          `tensor "${name}" starts at ${offset} but the tensors before it end at ${expected} ` +
+            `(padded to ${alignment}): a type, shape or general.alignment is declared wrong`,
+        );
       }
+      expected += Math.ceil(byteLength / alignment) * alignment;
       const at = dataStart + offset;
       if (at + byteLength > file.size) {
         throw new WeightFileError(
@@ -301,9 +308,6 @@ export class GgufFile {
       if (tensors.has(name)) throw r.fail(`tensor "${name}" appears twice`);
       tensors.set(name, { name, dtype, shape, offset: at, byteLength, file });
     }
-    // Two tensors over the same bytes would load as a wrong model without a word.
-    const overlapping = overlap(tensors.values());
-    if (overlapping) throw r.fail(`tensor "${overlapping[1].name}" overlaps tensor "${overlapping[0].name}"`);
     return new GgufFile(file, version, metadata, tensors);
   }
 

@@ -20,10 +20,9 @@ export interface StoredTensor {
 
 /**
  * Two tensors of one file whose bytes overlap (the one that starts first, then the other), if any: each byte
- * belongs to one tensor at most (safetensors wants them back to back, llama.cpp each at its own offset), and two
- * over the same bytes would load as a wrong model without a word.
+ * belongs to one tensor at most, and two over the same bytes would load as a wrong model without a word.
  */
-export function overlap(tensors: Iterable<StoredTensor>): [StoredTensor, StoredTensor] | undefined {
+function overlap(tensors: Iterable<StoredTensor>): [StoredTensor, StoredTensor] | undefined {
   const spans = [...tensors].filter((t) => t.byteLength > 0).sort((a, b) => a.offset - b.offset);
   for (let i = 1; i < spans.length; i++) {
     if (spans[i].offset < spans[i - 1].offset + spans[i - 1].byteLength) return [spans[i - 1], spans[i]];
