@@ -716,6 +716,17 @@ Deno.test("edge cases: n choices against a full queue, empty stop strings, model
     assert.equal(emptyStop.json.choices[0].message.content, plain.json.choices[0].message.content);
     const card = await (await fetch(`${url}/v1/models/mistralai/Pixtral-12B-2409`)).json();
     assert.equal(card.id, "mistralai/Pixtral-12B-2409");
+    // By the name Ollama's API lists it under, as the other routes take it.
+    const tagged = await (await fetch(`${url}/v1/models/mistralai/Pixtral-12B-2409:latest`)).json();
+    assert.equal(tagged.id, "mistralai/Pixtral-12B-2409");
+    expectError(
+      await fetch(`${url}/v1/models/mistralai/Pixtral-12B-2409:v2`).then(async (r) => ({
+        status: r.status,
+        json: await r.json(),
+      })),
+      404,
+      /does not exist/,
+    );
     const prefixFirst = {
       messages: [
         { role: "user", content: "a" },

@@ -29,10 +29,13 @@ Deno.test("a stream's usage: on the last finish when include_usage is unset, its
   await withServer({}, async ({ url, service }) => {
     const chunks = async (options: Record<string, unknown>) => {
       const body = { ...JSON.parse(stream(service.model.id, 3)), n: 2, temperature: 1, seed: 3, ...options };
-      const text = await (await fetch(`${url}/v1/chat/completions`, {
+      const response = await fetch(`${url}/v1/chat/completions`, {
         method: "POST",
         body: JSON.stringify(body),
-      })).text();
+      });
+      // The charset named: a client that decodes lines itself would take ISO-8859-1 otherwise.
+      assert.equal(response.headers.get("content-type"), "text/event-stream; charset=utf-8");
+      const text = await response.text();
       return text.split("\n\n").filter((e) => e.startsWith("data: {")).map((e) => JSON.parse(e.slice(6)));
     };
     const usageOf = (list: { usage?: unknown; choices: { finish_reason: string | null }[] }[]) =>

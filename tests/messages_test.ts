@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { createApp } from "../functions/app.ts";
 import { IDLE_EVENT_MS } from "../functions/routes/sse.ts";
+import { MAX_STOPS } from "../functions/schema/chat.ts";
 import { loadTokenizer } from "../runtime/tokenizer/mod.ts";
 import { dataUrl, post, withServer } from "./api_helpers.ts";
 import { fixture } from "./helpers.ts";
@@ -370,10 +371,10 @@ Deno.test("Messages API: structured output, x-api-key, and errors in Anthropic's
       /^max_tokens/,
     );
     await refused(
-      { max_tokens: 4, messages: [user("hi")], stop_sequences: Array(17).fill("x") },
+      { max_tokens: 4, messages: [user("hi")], stop_sequences: Array(MAX_STOPS + 1).fill("x") },
       400,
       "invalid_request_error",
-      /^stop_sequences: at most 16 stop strings/,
+      new RegExp(`^stop_sequences: at most ${MAX_STOPS} stop strings`),
     );
     // Anthropic's errors have no param: the message names the block.
     await refused(

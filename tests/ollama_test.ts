@@ -217,10 +217,10 @@ Deno.test("Ollama API: format, logprobs, the model list and errors in Ollama's s
     const shown = await ollama.show({ model: `${model}:latest` });
     assert.deepEqual(shown.capabilities, ["completion", "vision", "tools"]);
     assert.equal((shown.model_info as unknown as Record<string, unknown>)["pixtral.context_length"], 2048);
-    assert.equal(
-      ((await ollama.ps()).models[0] as unknown as { context_length: number }).context_length,
-      2048,
-    );
+    const running = (await ollama.ps()).models[0];
+    assert.equal((running as unknown as { context_length: number }).context_length, 2048);
+    // On the GPU, all of it.
+    assert.equal(running.size_vram, list.models[0].size);
     assert.match((await ollama.version()).version, /^\d+\.\d+\.\d+$/);
 
     // Errors: Ollama's client raises them with the message the server gave.
@@ -236,7 +236,7 @@ Deno.test("Ollama API: format, logprobs, the model list and errors in Ollama's s
       assert.match(res.json.error, message);
     };
     const hello = [{ role: "user", content: "Hi" }];
-    await refused({ model: "llava", messages: hello }, 404, /"llava" does not exist here/);
+    await refused({ model: "llava", messages: hello }, 404, /^model "llava" not found; this server serves/);
     await refused(
       { model, messages: hello, options: { temperature: "hot" } },
       400,
@@ -300,7 +300,7 @@ Deno.test("Ollama API: format, logprobs, the model list and errors in Ollama's s
     }
     await refused({ model, input: "x" }, 501, /no embeddings/, "/api/embed");
     await refused({ model: "llama3" }, 501, /does not pull/, "/api/pull");
-    await assert.rejects(ollama.chat({ model: "llava", messages: hello }), /"llava" does not exist here/);
+    await assert.rejects(ollama.chat({ model: "llava", messages: hello }), /model "llava" not found/);
   });
 });
 

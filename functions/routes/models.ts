@@ -4,7 +4,7 @@
  */
 import { Hono } from "hono";
 import type { Service } from "../service.ts";
-import { UnknownModelError } from "./common.ts";
+import { requireModel } from "./common.ts";
 
 /** Whether requests may carry tools: Mistral's own prompt format with its tool tokens (no chat template). */
 function functionCalling(service: Service): boolean {
@@ -55,12 +55,7 @@ export function modelRoutes(service: Service): Hono {
     })
     // Ids may contain "/" (hf:ORG/REPO models), which clients send unencoded.
     .get("/v1/models/:id{.+}", (c) => {
-      const id = c.req.param("id");
-      if (id !== service.model.id && !service.model.aliases.includes(id)) {
-        throw new UnknownModelError(
-          `the model "${id}" does not exist here; this server serves "${service.model.id}"`,
-        );
-      }
+      requireModel(service, c.req.param("id"));
       return c.json(card(service));
     });
 }

@@ -34,7 +34,7 @@ import {
 } from "../schema/ollama.ts";
 import { parseWith } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
-import { readJsonText, requireEngine, requireModel } from "./common.ts";
+import { readJsonText, requireEngine, UnknownModelError } from "./common.ts";
 import { patientJson } from "./patient.ts";
 import { eventStream } from "./sse.ts";
 
@@ -50,13 +50,19 @@ function parameterSize(parameters: number | undefined): string {
   return String(parameters);
 }
 
-/** Ollama names models `name:tag`, in any case; the served model is also `ID:latest`. */
+/**
+ * Ollama names models `name:tag`, in any case; the served model is also `ID:latest`. Another name is refused in
+ * Ollama's words (`model "x" not found`), which its clients look for.
+ */
 function requireOllamaModel(service: Service, name: string | null | undefined): void {
-  const bare = name?.replace(/:latest$/i, "");
-  const known = [service.model.id, ...service.model.aliases].find((id) =>
-    id.toLowerCase() === bare?.toLowerCase()
+  if (name == null) return;
+  const bare = name.replace(/:latest$/i, "");
+  const known = [service.model.id, ...service.model.aliases].some((id) =>
+    id.toLowerCase() === bare.toLowerCase()
   );
-  requireModel(service, known ?? bare ?? name);
+  if (!known) {
+    throw new UnknownModelError(`model "${name}" not found; this server serves "${service.model.id}"`);
+  }
 }
 
 /** A run whose first update and end are timed: Ollama's answers say how long the prompt and the answer took. */
@@ -217,7 +223,8 @@ export function ollamaRoutes(service: Service): Hono {
       ? [{
         ...await listed(),
         expires_at: "2318-01-01T00:00:00Z",
-        size_vram: 0,
+        // All of it is on the GPU (Ollama's clients show the share as "100% GPU").
+        size_vram: service.model.loaded?.bytes ?? 0,
         context_length: service.engine.contextLength,
       }]
       : [];

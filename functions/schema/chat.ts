@@ -141,6 +141,11 @@ export const MAX_TOOLS = 128;
 
 /** The most choices (`n`) one request may ask for; each takes a place in the engine's queue. */
 export const MAX_CHOICES = 16;
+/**
+ * Stop strings (and stop token ids) a request may give: OpenAI takes 4, Ollama and vLLM any number; tools send a
+ * dozen or more (Continue's autocomplete: its template's, the language's and the user's).
+ */
+export const MAX_STOPS = 64;
 
 /**
  * OpenAI's and Mistral's `response_format`, as the OutputFormat the engine enforces (undefined for plain text).
@@ -287,7 +292,8 @@ export const chatRequestSchema = z.object({
   min_p: probability.nullish(),
   seed: seed.nullish(),
   random_seed: seed.nullish(),
-  stop: z.union([z.string(), z.array(z.string()).max(16, "at most 16 stop strings")]).nullish(),
+  stop: z.union([z.string(), z.array(z.string()).max(MAX_STOPS, `at most ${MAX_STOPS} stop strings`)])
+    .nullish(),
   presence_penalty: penalty.nullish(),
   frequency_penalty: penalty.nullish(),
   repetition_penalty: z.number().positive().max(10).nullish(),
@@ -314,7 +320,7 @@ export const chatRequestSchema = z.object({
   /** vLLM's: no stop token before this many tokens. */
   min_tokens: z.number().int().min(0).nullish(),
   /** vLLM's: more tokens that end the answer. */
-  stop_token_ids: z.array(z.number().int().min(0)).max(16).nullish(),
+  stop_token_ids: z.array(z.number().int().min(0)).max(MAX_STOPS).nullish(),
   /** Our extension: which reference's image resizing to reproduce for this request (default: the server's). */
   image_resize: z.enum(["mistral", "hf"]).nullish(),
 });
