@@ -402,11 +402,6 @@ Deno.test("bad requests: JSON, types, model, images, body size, context", async 
     );
     // /tokenize counts beyond the context (up to 2^20 tokens).
     assert.equal((await post(`${url}/tokenize`, { prompt: letters })).status, 200);
-    expectError(
-      await post(chat, { messages: [{ role: "user", content: "a" }, { role: "assistant", content: "b" }] }),
-      400,
-      /last message/,
-    );
     expectError(await post(`${url}/detokenize`, { tokens: [1, 999999] }), 400, /999999/, "tokens[1]");
     // A client that drops the connection halfway through its body is a cancellation (499), not a server error.
     const requests = async (status: number) =>
@@ -735,6 +730,53 @@ Deno.test("edge cases: n choices against a full queue, empty stop strings, model
       ],
     };
     expectError(await post(chat, prefixFirst), 400, /prefix/);
+    // A conversation ending with an answer has it continued (Open WebUI's "continue", Ollama's and llama.cpp's
+    // reading), as with prefix: true or vLLM's flags; prefix: false closes it, which stays a 400.
+    const partial = [{ role: "user", content: "a" }, { role: "assistant", content: "Once upon" }];
+    const greedy = { max_tokens: 4, temperature: 0, ignore_eos: true };
+    const marked = await post(chat, { ...greedy, messages: [partial[0], { ...partial[1], prefix: true }] });
+    assert.equal(marked.status, 200, JSON.stringify(marked.json));
+    for (const extra of [{}, { continue_final_message: true }, { add_generation_prompt: false }]) {
+      const continued = await post(chat, { ...greedy, ...extra, messages: partial });
+      assert.equal(continued.status, 200, JSON.stringify(continued.json));
+      assert.deepEqual(continued.json.choices, marked.json.choices);
+      assert.equal(continued.json.usage.prompt_tokens, marked.json.usage.prompt_tokens);
+    }
+    const counts = await Promise.all(
+      [partial, [partial[0], { ...partial[1], prefix: true }]].map((messages) =>
+        post(`${url}/tokenize`, { messages })
+      ),
+    );
+    assert.deepEqual(counts[0].json.tokens, counts[1].json.tokens);
+    expectError(
+      await post(chat, { ...greedy, messages: [partial[0], { ...partial[1], prefix: false }] }),
+      400,
+      /last message must be/,
+    );
+    expectError(
+      await post(chat, {
+        ...greedy,
+        messages: partial,
+        continue_final_message: true,
+        add_generation_prompt: true,
+      }),
+      400,
+      /cannot both be true/,
+      "continue_final_message",
+    );
+    expectError(
+      await post(chat, { ...greedy, messages: [partial[0]], continue_final_message: true }),
+      400,
+      /must be an assistant message/,
+      "continue_final_message",
+    );
+    // An empty last answer continues nothing: the question is answered anew.
+    const fresh = await post(chat, { ...greedy, messages: [partial[0]] });
+    const emptied = await post(chat, {
+      ...greedy,
+      messages: [partial[0], { role: "assistant", content: "" }],
+    });
+    assert.deepEqual(emptied.json.choices, fresh.json.choices);
     // `model: null` means the served model; `safe_prompt` puts Mistral's guardrail prompt first.
     const safe = await post(chat, { ...user("hi"), max_tokens: 1, model: null, safe_prompt: true });
     assert.equal(safe.status, 200, JSON.stringify(safe.json));

@@ -9,10 +9,13 @@
  *
  * A system message after an answer or a tool result, which mistral_common's checks refuse, sends every system
  * message first, in order (systemsLifted): Pixtral's format puts them all in the last user turn anyway.
+ *
+ * A conversation that ends with an answer, which mistral_common refuses unless it is marked `prefix: true`, has that
+ * answer continued (continuedAnswer).
  */
 import { log } from "../../runtime/log.ts";
 import { pyAt, type PyValue } from "../../runtime/prompt/pyjson.ts";
-import { RequestError } from "../schema/chat.ts";
+import { type ChatRequest, RequestError } from "../schema/chat.ts";
 import type { Service } from "../service.ts";
 import type { PreparedChat } from "./prepare.ts";
 
@@ -174,4 +177,44 @@ export function systemsFirst<R extends { messages: Message[] }>(chat: R, source:
   const param = (p: string) =>
     p.replace(/^messages\[(\d+)\]/, (_, i) => `messages[${order[Number(i)] ?? chat.messages.length - 1}]`);
   return { request: { ...chat, messages: messages as R["messages"] }, source, param };
+}
+
+/**
+ * A conversation that ends with an answer (no calls, `prefix` not given) has it continued, as Ollama, llama.cpp's
+ * server and vLLM's `continue_final_message` continue it and as clients' "continue" buttons (Open WebUI's) expect:
+ * Pixtral's format has no answer right after an answer. vLLM's flags ask for it explicitly and need such an end;
+ * `prefix: false` says the answer is closed, which stays an error.
+ */
+export function continuedAnswer<
+  R extends Pick<ChatRequest, "messages" | "continue_final_message" | "add_generation_prompt">,
+>(chat: R): R {
+  if (chat.continue_final_message && chat.add_generation_prompt) {
+    throw new RequestError(
+      "continue_final_message and add_generation_prompt cannot both be true",
+      "continue_final_message",
+    );
+  }
+  const last = chat.messages.at(-1);
+  const answer = last?.role === "assistant" && !last.tool_calls?.length ? last : undefined;
+  const asked = chat.continue_final_message
+    ? "continue_final_message"
+    : chat.add_generation_prompt === false
+    ? "add_generation_prompt"
+    : undefined;
+  if (asked && !answer) {
+    throw new RequestError(
+      `${asked}: ${
+        chat.continue_final_message ? "true" : "false"
+      } continues the last message, which must be an ` +
+        "assistant message without tool_calls",
+      asked,
+    );
+  }
+  if (!answer || (answer.prefix !== undefined && !asked)) return chat;
+  // An empty one continues nothing: answered anew, as the Messages route takes one.
+  const text = typeof answer.content === "string"
+    ? answer.content
+    : (answer.content ?? []).map((p) => p.text).join("");
+  const messages = chat.messages.slice(0, -1);
+  return { ...chat, messages: text ? [...messages, { ...answer, prefix: true }] : messages };
 }

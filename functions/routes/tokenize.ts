@@ -6,7 +6,7 @@
 import { TextBudget } from "../chat/long_text.ts";
 import { Hono } from "hono";
 import { z } from "zod";
-import { systemsFirst } from "../chat/history.ts";
+import { continuedAnswer, systemsFirst } from "../chat/history.ts";
 import { encodeChat } from "../chat/prepare.ts";
 import { pySource, toolUse } from "../chat/tools.ts";
 import { chatRequestSchema, parseWith, refuseMessageImages, RequestError } from "../schema/chat.ts";
@@ -27,6 +27,8 @@ const messagesSchema = z.object({
   tool_choice: chatRequestSchema.shape.tool_choice,
   parallel_tool_calls: chatRequestSchema.shape.parallel_tool_calls,
   image_resize: chatRequestSchema.shape.image_resize,
+  continue_final_message: chatRequestSchema.shape.continue_final_message,
+  add_generation_prompt: chatRequestSchema.shape.add_generation_prompt,
 });
 
 const detokenizeSchema = z.object({ model: z.string().nullish(), tokens: z.array(z.number().int()) });
@@ -59,8 +61,10 @@ export function tokenizeRoutes(service: Service): Hono {
           ),
         ];
       } else {
-        // As the chat route takes them: system messages after an answer go first.
-        const { request, source } = systemsFirst(body, pySource(body, text));
+        // As the chat route takes them: system messages after an answer go first, a last answer is continued.
+        const lifted = systemsFirst(body, pySource(body, text));
+        const { source } = lifted;
+        const request = continuedAnswer(lifted.request);
         const tools = toolUse(request, source);
         const options = {
           signal: c.req.raw.signal,

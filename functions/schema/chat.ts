@@ -319,6 +319,10 @@ export const chatRequestSchema = z.object({
   ignore_eos: z.boolean().nullish(),
   /** vLLM's: no stop token before this many tokens. */
   min_tokens: z.number().int().min(0).nullish(),
+  /** vLLM's: continue the last (assistant) message, which a conversation ending in one gets anyway here. */
+  continue_final_message: z.boolean().nullish(),
+  /** vLLM's: false continues the last message, as continue_final_message does. */
+  add_generation_prompt: z.boolean().nullish(),
   /** vLLM's: more tokens that end the answer. */
   stop_token_ids: z.array(z.number().int().min(0)).max(MAX_STOPS).nullish(),
   /** Our extension: which reference's image resizing to reproduce for this request (default: the server's). */
