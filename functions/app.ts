@@ -5,7 +5,6 @@
  */
 import { Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
 import { matchedRoutes } from "hono/route";
 import {
@@ -21,6 +20,7 @@ import { PromptError } from "../runtime/prompt/instruct.ts";
 import { apiError, isAnthropicPath } from "./errors.ts";
 import { ImageSourceError } from "./images/fetch.ts";
 import { apiKeyAuth } from "./middleware/auth.ts";
+import { corsFor, LOCAL_ORIGINS, originCheck } from "./middleware/cors.ts";
 import { crossSiteGuard } from "./middleware/cross_site.ts";
 import { hostGuard } from "./middleware/host_guard.ts";
 import {
@@ -48,7 +48,7 @@ import type { Service } from "./service.ts";
 export interface AppOptions {
   /** Accepted API keys; none: no authentication. */
   apiKeys?: string[];
-  /** Origins allowed by CORS ("*" for any); none: no CORS headers. */
+  /** Origins allowed by CORS besides local pages' (patterns: "*" for any, `*` in a host or port). */
   corsOrigins?: string[];
   /** Largest request body in bytes (default MAX_BODY_BYTES, 256 MiB). */
   maxBodyBytes?: number;
@@ -162,16 +162,10 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
     app.route("/", internalRoutes(service, options.internalSecret, { bodyIdleMs: options.bodyIdleMs }));
   }
   if (options.allowedHosts) app.use(hostGuard(options.allowedHosts));
-  if (options.corsOrigins?.length) {
-    const origins = options.corsOrigins;
-    app.use(
-      cors({
-        origin: origins.includes("*") ? "*" : origins,
-        exposeHeaders: ["X-Request-Id", "request-id", "Retry-After"],
-      }),
-    );
-  }
-  app.use(crossSiteGuard(options.corsOrigins ?? []));
+  const origins = options.corsOrigins ?? [];
+  const allowed = originCheck([...LOCAL_ORIGINS, ...origins]);
+  app.use(corsFor(allowed, origins.includes("*")));
+  app.use(crossSiteGuard(allowed));
   app.use(apiKeyAuth(options.apiKeys ?? []));
   app.use(bodyLimits({
     maxBytes: options.maxBodyBytes ?? MAX_BODY_BYTES,

@@ -88,6 +88,77 @@ Deno.test("CORS headers for allowed origins only", async () => {
   assert.match(listed.headers.get("access-control-expose-headers") ?? "", /request-id/i);
 });
 
+Deno.test("local pages and desktop apps' web views may call without --cors, as Ollama allows them; patterns take a * for a host or port", async () => {
+  const app = createApp(await loadingService(), {});
+  const preflight = (origin: string, extra: Record<string, string> = {}) =>
+    app.request("/v1/chat/completions", {
+      method: "OPTIONS",
+      headers: { origin, "access-control-request-method": "POST", ...extra },
+    });
+  for (
+    const origin of [
+      "http://localhost:3000",
+      "http://localhost",
+      "https://127.0.0.1:8443",
+      "http://[::1]:5173",
+      "tauri://localhost",
+      "vscode-webview://1a2b3c",
+      "app://-",
+    ]
+  ) {
+    const answer = await preflight(origin);
+    assert.equal(answer.status, 204, origin);
+    assert.equal(answer.headers.get("access-control-allow-origin"), origin);
+  }
+  // Another site's preflight is a 403 naming the flag (a bare answer without headers said nothing).
+  for (
+    const origin of [
+      "https://evil.example",
+      "http://localhost.evil.example",
+      "http://127.0.0.1.evil.example:80",
+    ]
+  ) {
+    const refused = await preflight(origin);
+    assert.equal(refused.status, 403, origin);
+    assert.match((await refused.json()).error.message, new RegExp(`--cors ${origin.replace(/[.]/g, "\\.")}`));
+  }
+  const plain = await app.request("/v1/models", { headers: { origin: "https://evil.example" } });
+  assert.equal(plain.headers.get("access-control-allow-origin"), null);
+
+  const patterned = createApp(await loadingService(), {
+    corsOrigins: ["https://*.example.com", "chrome-extension://*", "http://lan-box:*"],
+  });
+  const check = async (origin: string) =>
+    (await patterned.request("/v1/models", { headers: { origin } })).headers.get(
+      "access-control-allow-origin",
+    );
+  for (
+    const origin of [
+      "https://chat.example.com",
+      "https://a.b.example.com",
+      "chrome-extension://abcdef",
+      "http://lan-box:8080",
+    ]
+  ) {
+    assert.equal(await check(origin), origin);
+  }
+  for (
+    const origin of [
+      "https://example.com",
+      "https://example.com.evil.net",
+      "http://chat.example.com",
+      "http://lan-box",
+    ]
+  ) {
+    assert.equal(await check(origin), null, origin);
+  }
+  // A public page calling a private address (Chrome's Private Network Access) is let through for allowed origins.
+  const privateNetwork = await preflight("http://localhost:3000", {
+    "access-control-request-private-network": "true",
+  });
+  assert.equal(privateNetwork.headers.get("access-control-allow-private-network"), "true");
+});
+
 /** A body that sends `parts` one each `everyMs`, then ends, or stalls (never ends) when `stall` is set. */
 function tricklingBody(parts: string[], everyMs: number, stall: boolean): ReadableStream<Uint8Array> {
   let timer: ReturnType<typeof setTimeout> | undefined;

@@ -2,32 +2,25 @@
  * Cross-site requests a browser sends without asking first: a web page can POST a form or a `text/plain` fetch
  * to any address, the server's on localhost too, with no CORS preflight, and a server without API keys would run
  * it (a page a user visits making their GPU generate, or fetch image URLs). Such a request carries the page's
- * `Origin`: one that is neither this server's nor allowed by `--cors` is refused (403) unless its body is typed
- * as JSON, which a browser only sends cross-site after a preflight the server answers for `--cors` origins alone.
+ * `Origin`: one that is neither this server's nor allowed (cors.ts: local pages, `--cors`) is refused (403) unless
+ * its body is typed as JSON, which a browser only sends cross-site after a preflight answered for allowed origins.
  * Clients outside a browser send no `Origin` and are not concerned (`curl -d` sends form-typed JSON and works).
  */
 import type { MiddlewareHandler } from "hono";
 import { apiError } from "../errors.ts";
+import type { OriginCheck } from "./cors.ts";
 import { requestHost } from "./host_guard.ts";
 
 /** The content types a browser sends cross-site without a preflight (the Fetch standard's safelisted ones). */
 const SIMPLE = new Set(["", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]);
 
-export function crossSiteGuard(origins: readonly string[]): MiddlewareHandler {
-  // As a browser writes an Origin: "https://App.example/" is "https://app.example".
-  const allowed = origins.map((o) => {
-    try {
-      return o === "*" ? o : new URL(o).origin;
-    } catch {
-      return o;
-    }
-  });
+export function crossSiteGuard(allowed: OriginCheck): MiddlewareHandler {
   return async (c, next) => {
     const origin = c.req.header("origin");
     if (origin === undefined || ["GET", "HEAD", "OPTIONS"].includes(c.req.method)) return await next();
     const type = (c.req.header("content-type") ?? "").split(";")[0].trim().toLowerCase();
     if (
-      !SIMPLE.has(type) || allowed.includes("*") || allowed.includes(origin) || sameHost(origin, c.req.raw)
+      !SIMPLE.has(type) || allowed(origin) || sameHost(origin, c.req.raw)
     ) {
       return await next();
     }
