@@ -61,6 +61,16 @@ export interface AppOptions {
    * give in Host ("*": any), against DNS rebinding; none: any name.
    */
   allowedHosts?: string[];
+  /**
+   * Told when this thread's WASM module trapped (the tokenizer lives in it): its memory is then in no known state,
+   * so that the server can stop and a supervisor start it again rather than answer 500 to every request.
+   */
+  onFatal?: (reason: string) => void;
+}
+
+/** A trap of this thread's WASM module (a Rust panic or abort), possibly wrapped. */
+function isTrap(err: unknown): boolean {
+  return err instanceof WebAssembly.RuntimeError || (err as Error)?.cause instanceof WebAssembly.RuntimeError;
 }
 
 type Mapped = {
@@ -220,6 +230,11 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
     const mapped = toApiError(err);
     if (mapped.status === 500) {
       log.error("unhandled error", { path: c.req.path, error: String(err?.stack ?? err) });
+    }
+    if (isTrap(err) && mapped.status === 500) {
+      service.failure =
+        `the WASM module trapped (${err.message}); the tokenizer in it cannot be trusted after`;
+      options.onFatal?.(service.failure);
     }
     if (err instanceof EngineBusyError || err instanceof EngineUnavailableError) {
       c.header("Retry-After", String(err.retryAfterSeconds));

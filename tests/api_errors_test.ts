@@ -580,6 +580,17 @@ Deno.test("health, models, tokenize, detokenize and metrics answer in their docu
   });
 });
 
+Deno.test("a WASM trap on the server's own thread stops the server (a supervisor starts it again)", async () => {
+  await withServer({}, async ({ url, service, failed }) => {
+    service.tokenizer.encode = () => {
+      throw new WebAssembly.RuntimeError("unreachable");
+    };
+    const answer = await post(`${url}/tokenize`, { prompt: "hi" });
+    assert.equal(answer.status, 500);
+    assert.match(await failed, /the WASM module trapped \(unreachable\)/);
+  });
+});
+
 Deno.test("token counters count as tokens come: a request cut short counts what it computed", async () => {
   await withServer({}, async ({ url }) => {
     const counter = async (name: string) => {

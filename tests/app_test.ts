@@ -61,6 +61,24 @@ Deno.test("while the model loads: /health and chat answer 503, tokenize works", 
   assert.equal((await failed.json()).status, "failed");
 });
 
+Deno.test("a trap of this thread's WASM module (the tokenizer's) is fatal: told once, and /health says failed", async () => {
+  const service = await loadingService();
+  // A panic in the Rust code reaches JavaScript as a RuntimeError ("unreachable").
+  service.tokenizer.encode = () => {
+    throw new WebAssembly.RuntimeError("unreachable");
+  };
+  const told: string[] = [];
+  const app = createApp(service, { onFatal: (reason) => told.push(reason) });
+  const answer = await app.request("/tokenize", { method: "POST", body: JSON.stringify({ prompt: "hi" }) });
+  assert.equal(answer.status, 500);
+  await answer.body?.cancel();
+  assert.equal(told.length, 1);
+  assert.match(told[0], /WASM module trapped \(unreachable\)/);
+  const health = await app.request("/health");
+  assert.equal(health.status, 503);
+  assert.equal((await health.json()).status, "failed");
+});
+
 Deno.test("CORS headers for allowed origins only", async () => {
   const app = createApp(await loadingService(), { corsOrigins: ["https://app.example"] });
   const allowed = await app.request("/v1/models", { headers: { origin: "https://app.example" } });
