@@ -37,7 +37,8 @@ ${modelUsage(28)}
   --api-key KEY             require this key (repeatable; also $PIXTRAL_API_KEY, comma-separated)
   --api-key-file FILE       require the keys in FILE, one per line
   --cors ORIGIN             allow browser requests from ORIGIN besides local pages' (repeatable; * for any,
-                            or in a host or port: https://*.example.com, chrome-extension://*)
+                            or in a host or port: https://*.example.com, chrome-extension://*; none: not
+                            even local pages)
   --max-body SIZE           largest request body (default 256MiB)
   --body-timeout SECONDS    longest wait for the next part of a request body before a 408 (default 60)
   --max-images N            images per request (default 64)

@@ -20,7 +20,7 @@ import { PromptError } from "../runtime/prompt/instruct.ts";
 import { apiError, isAnthropicPath } from "./errors.ts";
 import { ImageSourceError } from "./images/fetch.ts";
 import { apiKeyAuth } from "./middleware/auth.ts";
-import { corsFor, LOCAL_ORIGINS, originCheck } from "./middleware/cors.ts";
+import { corsFor, LOCAL_ORIGINS, NO_ORIGINS, originCheck } from "./middleware/cors.ts";
 import { crossSiteGuard } from "./middleware/cross_site.ts";
 import { hostGuard } from "./middleware/host_guard.ts";
 import {
@@ -48,8 +48,10 @@ import type { Service } from "./service.ts";
 export interface AppOptions {
   /** Accepted API keys; none: no authentication. */
   apiKeys?: string[];
-  /** Origins allowed by CORS besides local pages' (patterns: "*" for any, `*` in a host or port). */
+  /** Origins allowed by CORS (patterns: "*" for any, `*` in a host or port; "none": not even local pages). */
   corsOrigins?: string[];
+  /** Whether local pages and apps' web views may call without being listed (default true; not at the edge). */
+  localOrigins?: boolean;
   /** Largest request body in bytes (default MAX_BODY_BYTES, 256 MiB). */
   maxBodyBytes?: number;
   /** Shared secret of the internal routes that edge gateways call; none: the routes are not mounted. */
@@ -173,7 +175,8 @@ export function createApp(service: Service, options: AppOptions = {}): Hono {
   }
   if (options.allowedHosts) app.use(hostGuard(options.allowedHosts));
   const origins = options.corsOrigins ?? [];
-  const allowed = originCheck([...LOCAL_ORIGINS, ...origins]);
+  const local = options.localOrigins !== false && !origins.includes(NO_ORIGINS);
+  const allowed = originCheck([...local ? LOCAL_ORIGINS : [], ...origins]);
   app.use(corsFor(allowed, origins.includes("*")));
   app.use(crossSiteGuard(allowed));
   app.use(apiKeyAuth(options.apiKeys ?? []));

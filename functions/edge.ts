@@ -14,7 +14,7 @@
  * | `PIXTRAL_GPU_HOSTS`        | GPU host base URLs, comma- or space-separated (required)                 |
  * | `PIXTRAL_INTERNAL_SECRET`  | the hosts' `--internal-secret` (required)                                |
  * | `PIXTRAL_API_KEY`          | API keys clients must send, comma-separated (none: no authentication)    |
- * | `PIXTRAL_CORS`             | origins allowed by CORS, comma-separated (`*` for any)                   |
+ * | `PIXTRAL_CORS`             | origins allowed by CORS, comma-separated (`*` for any, or in a host/port) |
  * | `PIXTRAL_MAX_BODY`         | largest request body (default 64MiB: an isolate has 128 MB of memory)   |
  * | `PIXTRAL_ALLOW_IMAGE_HOST` | private hosts, addresses or CIDR ranges image URLs may reach             |
  * | `PIXTRAL_DOH_URL`          | DNS-over-HTTPS resolver where the runtime has no DNS API (workerd)       |
@@ -123,6 +123,8 @@ async function startGateway(
   const app = createApp(service, {
     apiKeys: list(env.PIXTRAL_API_KEY),
     corsOrigins: list(env.PIXTRAL_CORS),
+    // Public: a page on a visitor's own machine is no nearer to it than any other site.
+    localOrigins: false,
     maxBodyBytes: maxBody,
   });
   return { app, engine };

@@ -81,7 +81,11 @@ export function createMetrics(engine: () => Engine | undefined): ServerMetrics {
       new Gauge("process_resident_memory_bytes", "Resident memory of the server process", () => memory().rss),
     );
     registry.register(
-      new Gauge("process_heap_bytes", "JavaScript heap in use (V8's used heap)", () => memory().heapUsed),
+      new Gauge(
+        "process_heap_bytes",
+        "JavaScript heap in use on the server's thread (V8's used heap; the engine's thread not counted)",
+        () => memory().heapUsed,
+      ),
     );
   }
   return metrics;

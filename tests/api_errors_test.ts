@@ -781,6 +781,19 @@ Deno.test("edge cases: n choices against a full queue, empty stop strings, model
       /must be an assistant message/,
       "continue_final_message",
     );
+    expectError(
+      await post(chat, {
+        ...greedy,
+        messages: [partial[0], { ...partial[1], prefix: false }],
+        continue_final_message: true,
+      }),
+      400,
+      /prefix: false/,
+      "continue_final_message",
+    );
+    // add_generation_prompt: false asks for nothing here (Pixtral's format has no generation prompt).
+    const unchanged = await post(chat, { ...greedy, messages: [partial[0]], add_generation_prompt: false });
+    assert.equal(unchanged.status, 200, JSON.stringify(unchanged.json));
     // An empty last answer continues nothing: the question is answered anew.
     const fresh = await post(chat, { ...greedy, messages: [partial[0]] });
     const emptied = await post(chat, {

@@ -107,7 +107,8 @@ Deno.test("CORS headers for allowed origins only", async () => {
 });
 
 Deno.test("local pages and desktop apps' web views may call without --cors, as Ollama allows them; patterns take a * for a host or port", async () => {
-  const app = createApp(await loadingService(), {});
+  const service = await loadingService();
+  const app = createApp(service, {});
   const preflight = (origin: string, extra: Record<string, string> = {}) =>
     app.request("/v1/chat/completions", {
       method: "OPTIONS",
@@ -134,6 +135,7 @@ Deno.test("local pages and desktop apps' web views may call without --cors, as O
       "https://evil.example",
       "http://localhost.evil.example",
       "http://127.0.0.1.evil.example:80",
+      "http://localhost:1@evil.example",
     ]
   ) {
     const refused = await preflight(origin);
@@ -166,9 +168,24 @@ Deno.test("local pages and desktop apps' web views may call without --cors, as O
       "https://example.com.evil.net",
       "http://chat.example.com",
       "http://lan-box",
+      "https://x:1@a.example.com",
+      "http://lan-box:80@evil.example",
     ]
   ) {
     assert.equal(await check(origin), null, origin);
+  }
+  // `none` leaves out the local pages too; an origin that is no scheme://host[:port] is refused at start-up.
+  const closed = createApp(await loadingService(), { corsOrigins: ["none"] });
+  const local = await closed.request("/v1/models", { headers: { origin: "http://localhost:3000" } });
+  assert.equal(local.headers.get("access-control-allow-origin"), null);
+  const edgeLike = createApp(await loadingService(), { localOrigins: false });
+  const fromLocal = await edgeLike.request("/v1/models", { headers: { origin: "http://localhost:3000" } });
+  assert.equal(fromLocal.headers.get("access-control-allow-origin"), null);
+  for (const written of ["app.example", "https://app.example/chat", "*.example.com"]) {
+    assert.throws(
+      () => createApp(service, { corsOrigins: [written] }),
+      new RegExp(`"${written.replace(/[.*]/g, "\\$&")}" is not scheme://host\\[:port\\]`),
+    );
   }
   // A public page calling a private address (Chrome's Private Network Access) is let through for allowed origins.
   const privateNetwork = await preflight("http://localhost:3000", {

@@ -179,42 +179,75 @@ export function systemsFirst<R extends { messages: Message[] }>(chat: R, source:
   return { request: { ...chat, messages: messages as R["messages"] }, source, param };
 }
 
+/** A message of any route's shape (the chat API's, or one a route made). */
+interface Answer {
+  role?: unknown;
+  content?: unknown;
+  tool_calls?: unknown;
+  prefix?: unknown;
+}
+
+/** An assistant message without calls: an answer that may be continued. */
+function isAnswer(m: Answer | undefined): boolean {
+  return m?.role === "assistant" && !(Array.isArray(m.tool_calls) && m.tool_calls.length);
+}
+
+/** A message's text: its string, or its parts' texts. */
+function textOf(m: Answer): string {
+  if (typeof m.content === "string") return m.content;
+  return Array.isArray(m.content)
+    ? m.content.map((part) => typeof part?.text === "string" ? part.text : "").join("")
+    : "";
+}
+
 /**
- * A conversation that ends with an answer (no calls, `prefix` not given) has it continued, as Ollama, llama.cpp's
- * server and vLLM's `continue_final_message` continue it and as clients' "continue" buttons (Open WebUI's) expect:
- * Pixtral's format has no answer right after an answer. vLLM's flags ask for it explicitly and need such an end;
- * `prefix: false` says the answer is closed, which stays an error.
+ * How many answers without text end the conversation: they continue nothing, and each route leaves them out, so
+ * that the question is answered anew (as Anthropic takes an empty prefill).
+ */
+export function emptyAnswersAtEnd(messages: readonly Answer[]): number {
+  let n = 0;
+  while (isAnswer(messages.at(-1 - n)) && !textOf(messages.at(-1 - n)!)) n++;
+  return n;
+}
+
+/** The last message, when it is an answer with text: the one the model is to continue. */
+export function answerToContinue<M extends Answer>(
+  messages: readonly M[],
+): (M & { prefix?: boolean }) | undefined {
+  const last = messages.at(-1);
+  return isAnswer(last) && textOf(last!) ? last as M & { prefix?: boolean } : undefined;
+}
+
+/**
+ * A conversation that ends with an answer (`prefix` not given) has it continued, as Ollama, llama.cpp's server and
+ * vLLM's `continue_final_message` continue it and as clients' "continue" buttons (Open WebUI's) expect: Pixtral's
+ * format has no answer right after an answer. `continue_final_message: true` asks for it and needs such an end;
+ * `prefix: false` says the answer is closed, which stays an error. vLLM's `add_generation_prompt` changes nothing:
+ * Pixtral's format has no generation prompt (`[/INST]` closes the user's turn).
  */
 export function continuedAnswer<
   R extends Pick<ChatRequest, "messages" | "continue_final_message" | "add_generation_prompt">,
 >(chat: R): R {
-  if (chat.continue_final_message && chat.add_generation_prompt) {
+  const asked = chat.continue_final_message === true;
+  if (asked && chat.add_generation_prompt) {
     throw new RequestError(
       "continue_final_message and add_generation_prompt cannot both be true",
       "continue_final_message",
     );
   }
-  const last = chat.messages.at(-1);
-  const answer = last?.role === "assistant" && !last.tool_calls?.length ? last : undefined;
-  const asked = chat.continue_final_message
-    ? "continue_final_message"
-    : chat.add_generation_prompt === false
-    ? "add_generation_prompt"
-    : undefined;
-  if (asked && !answer) {
+  const messages = chat.messages.slice(0, chat.messages.length - emptyAnswersAtEnd(chat.messages));
+  const answer = answerToContinue(messages);
+  if (asked && (!answer || answer.prefix === false)) {
     throw new RequestError(
-      `${asked}: ${
-        chat.continue_final_message ? "true" : "false"
-      } continues the last message, which must be an ` +
-        "assistant message without tool_calls",
-      asked,
+      answer
+        ? "continue_final_message: true asks to continue the last message, which says prefix: false"
+        : "continue_final_message: true continues the last message, which must be an assistant message with " +
+          "text and without tool_calls",
+      "continue_final_message",
     );
   }
-  if (!answer || (answer.prefix !== undefined && !asked)) return chat;
-  // An empty one continues nothing: answered anew, as the Messages route takes one.
-  const text = typeof answer.content === "string"
-    ? answer.content
-    : (answer.content ?? []).map((p) => p.text).join("");
-  const messages = chat.messages.slice(0, -1);
-  return { ...chat, messages: text ? [...messages, { ...answer, prefix: true }] : messages };
+  if (answer && answer.prefix === undefined) {
+    messages[messages.length - 1] = { ...answer, prefix: true } as typeof answer;
+  }
+  return { ...chat, messages };
 }

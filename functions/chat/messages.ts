@@ -8,7 +8,13 @@
 import { pyAt, pyJsonLoads, type PyValue } from "../../runtime/prompt/pyjson.ts";
 import { type ChatRequest, parseChatRequest, RequestError } from "../schema/chat.ts";
 import type { MessagesBlock, MessagesRequest } from "../schema/messages.ts";
-import { addOpeningTurn, endsInSystemAfterAnswer, systemsLifted } from "./history.ts";
+import {
+  addOpeningTurn,
+  answerToContinue,
+  emptyAnswersAtEnd,
+  endsInSystemAfterAnswer,
+  systemsLifted,
+} from "./history.ts";
 import { renamed } from "./responses.ts";
 
 /** Where a chat message came from in the Messages request. */
@@ -154,22 +160,17 @@ function chatMessages(request: MessagesRequest) {
   if (answerAfter) add({ role: "user", content: "" }, origins.at(-1)!);
   // The answer continues a last assistant message, as Anthropic's prefill; an empty one (or of thinking blocks
   // only) is no prefill, as Anthropic takes it.
-  const textOf = (m: Record<string, unknown>) =>
-    typeof m.content === "string"
-      ? m.content
-      : ((m.content ?? []) as { text: string }[]).map((part) => part.text).join("");
-  while (messages.at(-1)?.role === "assistant" && !messages.at(-1)!.tool_calls && !textOf(messages.at(-1)!)) {
-    messages.pop();
-    origins.pop();
+  const empty = emptyAnswersAtEnd(messages);
+  messages.splice(messages.length - empty);
+  origins.splice(origins.length - empty);
+  const answer = answerToContinue(messages);
+  if (answer && typeof answer.content === "string" && /\s$/.test(answer.content)) {
+    const at = origins.at(-1)!.at;
+    throw new RequestError(`${at}: final assistant content cannot end with trailing whitespace`, at);
   }
+  // A last tool_use is marked too, for the prompt's refusal of it (worded as Anthropic's, below).
   const last = messages.at(-1);
-  if (last?.role === "assistant") {
-    if (!last.tool_calls && /\s$/.test(textOf(last))) {
-      const at = origins.at(-1)!.at;
-      throw new RequestError(`${at}: final assistant content cannot end with trailing whitespace`, at);
-    }
-    last.prefix = true;
-  }
+  if (last?.role === "assistant") last.prefix = true;
   addOpeningTurn(messages, origins);
   return { messages, origins };
 }

@@ -12,7 +12,14 @@ import { type ChatRequest, parseChatRequest, RequestError } from "../schema/chat
 import { renamed } from "./responses.ts";
 import { pySource } from "./tools.ts";
 import { TextBudget } from "./long_text.ts";
-import { addOpeningTurn, endsInSystemAfterAnswer, keptFrom, systemsLifted } from "./history.ts";
+import {
+  addOpeningTurn,
+  answerToContinue,
+  emptyAnswersAtEnd,
+  endsInSystemAfterAnswer,
+  keptFrom,
+  systemsLifted,
+} from "./history.ts";
 import type { OllamaChatRequest, OllamaGenerateRequest, OllamaOptions } from "../schema/ollama.ts";
 
 type OllamaMessage = NonNullable<OllamaChatRequest["messages"]>[number];
@@ -100,13 +107,18 @@ function chatMessages(messages: OllamaMessage[], from: number) {
     }
     return { role: m.role, content: content(m, `messages[${i}].images`) };
   });
-  // A last assistant message is continued, as Ollama continues it (Mistral's `prefix`); one that system messages
-  // follow is answered anew.
-  const last = chat.at(-1);
+  // A last assistant message is continued, as Ollama continues it (Mistral's `prefix`); an empty one, or one that
+  // system messages follow, is answered anew.
   if (endsInSystemAfterAnswer(shownMessages)) {
     chat.push({ role: "user", content: "" });
     kept.push(shown.at(-1)!);
-  } else if (last?.role === "assistant" && !last.tool_calls) last.prefix = true;
+  } else {
+    const empty = emptyAnswersAtEnd(chat);
+    chat.splice(chat.length - empty);
+    kept.splice(kept.length - empty);
+    const answer = answerToContinue(chat);
+    if (answer) answer.prefix = true;
+  }
   addOpeningTurn(chat, kept);
   return { messages: chat, kept };
 }

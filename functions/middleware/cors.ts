@@ -1,9 +1,10 @@
 /**
  * Which browser pages may call the server (CORS). An origin is allowed by a pattern: written out
- * (`https://app.example`), `*` for any, or with `*` standing for what a host or port may hold
- * (`http://localhost:*`, `https://*.example.com`, `chrome-extension://*`). Local pages and desktop apps' web views
- * are allowed without a flag, as Ollama allows them: a chat UI on `http://localhost:3000` (Open WebUI's direct
- * connections), Tauri, Electron and VS Code webviews.
+ * (`https://app.example`), `*` for any, or with `*` for any host name or part of one (`https://*.example.com`,
+ * `chrome-extension://*`) or any port (`http://localhost:*`). Local pages and desktop apps' web views are allowed
+ * without a flag on a server, as Ollama allows them: a chat UI on `http://localhost:3000` (Open WebUI's direct
+ * connections), Tauri, Electron and VS Code webviews; `none` leaves them out too. API keys, not origins, are what
+ * keeps other programs of the machine out.
  */
 import type { MiddlewareHandler } from "hono";
 import { cors } from "hono/cors";
@@ -24,20 +25,36 @@ export const LOCAL_ORIGINS: readonly string[] = [
 /** Whether a page of `origin` may call the server, for these patterns. */
 export type OriginCheck = (origin: string) => boolean;
 
+/** The pattern that allows no origin, not even local ones. */
+export const NO_ORIGINS = "none";
+
 export function originCheck(patterns: readonly string[]): OriginCheck {
   if (patterns.includes("*")) return () => true;
   const exact = new Set<string>();
   const wild: RegExp[] = [];
   for (const pattern of patterns) {
-    if (pattern.includes("*")) {
-      // A browser's Origin is scheme://host[:port], lower case: `*` spans no path.
-      const source = pattern.toLowerCase().replace(/\/+$/, "").split("*").map((part) =>
-        part.replace(/[.+?^${}()|[\]\\]/g, "\\$&")
-      ).join("[^/]*");
-      wild.push(new RegExp(`^${source}$`));
-    } else exact.add(asBrowserWrites(pattern));
+    if (pattern === NO_ORIGINS) continue;
+    const written = pattern.replace(/\/+$/, "");
+    // A browser's Origin is scheme://host[:port]: a path or a missing scheme would never match, silently.
+    if (!/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*$/i.test(written)) {
+      throw new Error(`the CORS origin "${pattern}" is not scheme://host[:port] (e.g. https://app.example)`);
+    }
+    if (!written.includes("*")) {
+      exact.add(asBrowserWrites(written));
+      continue;
+    }
+    // `*` as the port: digits; elsewhere, what a host name holds (so that it spans no port, user or path).
+    const source = written.toLowerCase().split(/(:\*$|\*)/).map((part) =>
+      part === ":*" ? ":\\d+" : part === "*" ? "[a-z0-9._~-]*" : part.replace(/[.+?^${}()|[\]\\]/g, "\\$&")
+    ).join("");
+    wild.push(new RegExp(`^${source}$`));
   }
   return (origin) => exact.has(origin) || wild.some((re) => re.test(origin));
+}
+
+/** What to do to let a site call the server, for the refusals. */
+export function allowHint(site: string): string {
+  return `start the server with --cors ${site} (at the edge, PIXTRAL_CORS) to let that site call it`;
 }
 
 /** As a browser writes an Origin: "https://App.example/" is "https://app.example". */
@@ -70,8 +87,7 @@ export function corsFor(allowed: OriginCheck, anyOrigin: boolean): MiddlewareHan
       return apiError(
         c,
         403,
-        `browser requests from ${site} are not allowed; start the server with --cors ${site} ` +
-          "(at the edge, PIXTRAL_CORS) to let that site call it",
+        `browser requests from ${site} are not allowed; ${allowHint(site)}`,
         "invalid_request_error",
         "cross_site_request",
       );

@@ -8,7 +8,7 @@
  */
 import type { MiddlewareHandler } from "hono";
 import { apiError } from "../errors.ts";
-import type { OriginCheck } from "./cors.ts";
+import { allowHint, type OriginCheck } from "./cors.ts";
 import { requestHost } from "./host_guard.ts";
 
 /** The content types a browser sends cross-site without a preflight (the Fetch standard's safelisted ones). */
@@ -29,8 +29,7 @@ export function crossSiteGuard(allowed: OriginCheck): MiddlewareHandler {
       c,
       403,
       `a cross-site request from ${site} with a body a browser sends without asking first ` +
-        `(${type || "no content type"}) is refused; start the server with --cors ${site} (at the edge, ` +
-        "PIXTRAL_CORS) to let that site call it",
+        `(${type || "no content type"}) is refused; ${allowHint(site)}`,
       "invalid_request_error",
       "cross_site_request",
     );

@@ -321,7 +321,7 @@ export const chatRequestSchema = z.object({
   min_tokens: z.number().int().min(0).nullish(),
   /** vLLM's: continue the last (assistant) message, which a conversation ending in one gets anyway here. */
   continue_final_message: z.boolean().nullish(),
-  /** vLLM's: false continues the last message, as continue_final_message does. */
+  /** vLLM's: nothing to add or leave out here (Pixtral's format has no generation prompt); true with the above, a 400. */
   add_generation_prompt: z.boolean().nullish(),
   /** vLLM's: more tokens that end the answer. */
   stop_token_ids: z.array(z.number().int().min(0)).max(MAX_STOPS).nullish(),
