@@ -2,7 +2,7 @@
  * Model speed and memory: load (and quantize) time, prefill tokens/s, decode tokens/s at batch 1 and 8, the
  * vision encoder on one 1024x1024 image, time to first token with and without the prefix cache, peak GPU memory,
  * and decode speed against the memory-bandwidth limit (bandwidth / bytes read per decode step). Prints a
- * markdown table.
+ * markdown table, a row as each is measured.
  *
  *   deno task bench:model --synthetic 12b   Pixtral 12B's exact shapes, random weights made on the GPU (no files)
  *   deno task bench:model --synthetic tiny  the demo's shape (runs on lavapipe)
@@ -63,8 +63,9 @@ let t = performance.now();
 const model = await PixtralModel.load(ctx, config, source, { quant, activations: act, kvTokens });
 await ctx.device.queue.onSubmittedWorkDone();
 const loadSeconds = (performance.now() - t) / 1000;
-const rows: string[] = [];
-const row = (what: string, value: string) => rows.push(`| ${what} | ${value} |`);
+// Each row as soon as it is measured: a run cut short (a device's time limit) keeps what it measured.
+console.log("| measure | value |\n| --- | --- |");
+const row = (what: string, value: string) => console.log(`| ${what} | ${value} |`);
 row(
   "model",
   `${values.model ?? `synthetic ${values.synthetic ?? "12b"}`}, decoder ${quant}, activations ${act}`,
@@ -256,6 +257,5 @@ row(
     (ctx.pool.stats.peakInUseBytes / 2 ** 30).toFixed(2)
   } GiB)`,
 );
-console.log(["| measure | value |", "| --- | --- |", ...rows].join("\n"));
 model.release();
 ctx.destroy();
