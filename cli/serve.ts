@@ -4,6 +4,7 @@
  */
 import { createApp } from "../functions/app.ts";
 import { MAX_BODY_BYTES } from "../functions/middleware/body.ts";
+import { originCheck } from "../functions/middleware/cors.ts";
 import { isLoopback } from "../functions/middleware/host_guard.ts";
 import { inProcess } from "../functions/routes/sse.ts";
 import { AddressAllowList } from "../functions/images/address.ts";
@@ -36,7 +37,8 @@ ${modelUsage(28)}
   --served-model-name NAME  the model id clients use (default: the model folder's name)
   --api-key KEY             require this key (repeatable; also $PIXTRAL_API_KEY, comma-separated)
   --api-key-file FILE       require the keys in FILE, one per line
-  --cors ORIGIN             allow browser requests from ORIGIN besides local pages' (repeatable; * for any,
+  --cors ORIGIN             allow browser requests from ORIGIN besides local pages' (repeatable; also
+                            $PIXTRAL_CORS, comma-separated; * for any,
                             or in a host or port: https://*.example.com, chrome-extension://*; none: not
                             even local pages)
   --max-body SIZE           largest request body (default 256MiB)
@@ -373,6 +375,23 @@ const EXIT_GRACE_MS = 500;
  */
 const DEFAULT_MAX_IMAGES = 64;
 
+/**
+ * The origins of --cors and of $PIXTRAL_CORS (comma-separated, as Ollama's OLLAMA_ORIGINS and the edge gateway's),
+ * checked here so that a wrong one is a usage error.
+ */
+export function corsOrigins(
+  given: string[] | undefined,
+  env = Deno.env.get("PIXTRAL_CORS"),
+): string[] | undefined {
+  const origins = [...given ?? [], ...(env ?? "").split(",").map((o) => o.trim()).filter(Boolean)];
+  try {
+    originCheck(origins);
+  } catch (err) {
+    throw new UsageError(`--cors${env ? " (or PIXTRAL_CORS)" : ""}: ${(err as Error).message}`);
+  }
+  return origins.length ? origins : undefined;
+}
+
 /** The server's configuration from serve's flags (and the environment variables they stand for). */
 export async function serverConfig(
   flags: ReturnType<typeof parseFlags<typeof SERVE_FLAGS>>,
@@ -400,7 +419,7 @@ export async function serverConfig(
     model: modelOptions(flags),
     servedName: flags["served-model-name"],
     apiKeys: await apiKeys(flags),
-    corsOrigins: flags.cors,
+    corsOrigins: corsOrigins(flags.cors),
     maxBodyBytes: size("--max-body", flags["max-body"], MAX_BODY_BYTES),
     bodyIdleMs: seconds("--body-timeout", flags["body-timeout"]),
     images: {

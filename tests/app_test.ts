@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { parseFlags, UsageError } from "../cli/args.ts";
-import { SERVE_FLAGS, serverConfig as cliConfig, startServer } from "../cli/serve.ts";
+import { corsOrigins, SERVE_FLAGS, serverConfig as cliConfig, startServer } from "../cli/serve.ts";
 import { isLoopback } from "../functions/middleware/host_guard.ts";
 import { createApp } from "../functions/app.ts";
 import { answerRoom } from "../functions/chat/history.ts";
@@ -296,6 +296,17 @@ Deno.test("--body-timeout: seconds, positive", async () => {
   for (const bad of ["0", "-1", "soon"]) {
     await assert.rejects(config([`--body-timeout=${bad}`]), UsageError);
   }
+});
+
+Deno.test("--cors and PIXTRAL_CORS: origins from both, a wrong one a usage error", () => {
+  assert.deepEqual(corsOrigins(["https://a.example"], " https://b.example, chrome-extension://* "), [
+    "https://a.example",
+    "https://b.example",
+    "chrome-extension://*",
+  ]);
+  assert.equal(corsOrigins(undefined, ""), undefined);
+  assert.throws(() => corsOrigins(["a.example"], undefined), UsageError);
+  assert.throws(() => corsOrigins(undefined, "https://a.example/app"), /PIXTRAL_CORS.*not scheme:\/\/host/);
 });
 
 Deno.test("a shutdown does not wait past its grace for a client that stopped sending its body", async () => {
