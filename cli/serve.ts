@@ -248,8 +248,7 @@ export async function startServer(config: ServerConfig, listen = true): Promise<
       host: config.hostname,
     });
   }
-  // Set below, once the server's end can be told (the app is made before it listens).
-  let fatal = (_reason: string) => {};
+  const failed = Promise.withResolvers<string>();
   const app = createApp(service, {
     apiKeys: config.apiKeys,
     corsOrigins: config.corsOrigins,
@@ -257,7 +256,10 @@ export async function startServer(config: ServerConfig, listen = true): Promise<
     bodyIdleMs: config.bodyIdleMs,
     internalSecret: config.internalSecret,
     allowedHosts: guarded ? config.allowedHosts ?? [] : undefined,
-    onFatal: (reason) => fatal(reason),
+    onFatal: (reason) => {
+      log.error("stopping: a request left the server unable to answer", { error: reason });
+      failed.resolve(reason);
+    },
   });
   const listening = Promise.withResolvers<string>();
   let server: Deno.HttpServer | undefined;
@@ -283,11 +285,6 @@ export async function startServer(config: ServerConfig, listen = true): Promise<
 
   let stopping: Promise<void> | undefined;
   const stopLoading = new AbortController();
-  const failed = Promise.withResolvers<string>();
-  fatal = (reason) => {
-    log.error("stopping: a request left the server unable to answer", { error: reason });
-    failed.resolve(reason);
-  };
   // Deno's server stops accepting when an accept fails (no file descriptor left: Deno.serve closes no idle
   // connection and has no header timeout, so clients that hold connections open can use them all up). Its
   // rejection went unhandled and killed the process mid-answer; now the server shuts down in order and exits 1.

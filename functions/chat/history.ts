@@ -11,7 +11,7 @@
  * message first, in order (systemsLifted): Pixtral's format puts them all in the last user turn anyway.
  *
  * A conversation that ends with an answer, which mistral_common refuses unless it is marked `prefix: true`, has that
- * answer continued (continuedAnswer).
+ * answer continued (continuedAnswer); the chat API's route and /tokenize take both steps (chatConversation).
  */
 import { log } from "../../runtime/log.ts";
 import { pyAt, type PyValue } from "../../runtime/prompt/pyjson.ts";
@@ -201,13 +201,14 @@ function textOf(m: Answer): string {
 }
 
 /**
- * How many answers without text end the conversation: they continue nothing, and each route leaves them out, so
- * that the question is answered anew (as Anthropic takes an empty prefill).
+ * Leaves out the answers without text that end the conversation (and their entries in `alongside`, a list kept
+ * beside it): they continue nothing, and the question is answered anew (as Anthropic takes an empty prefill).
  */
-export function emptyAnswersAtEnd(messages: readonly Answer[]): number {
-  let n = 0;
-  while (isAnswer(messages.at(-1 - n)) && !textOf(messages.at(-1 - n)!)) n++;
-  return n;
+export function dropEmptyAnswers(messages: Answer[], alongside: unknown[] = []): void {
+  while (isAnswer(messages.at(-1)) && !textOf(messages.at(-1)!)) {
+    messages.pop();
+    alongside.pop();
+  }
 }
 
 /** The last message, when it is an answer with text: the one the model is to continue. */
@@ -219,13 +220,24 @@ export function answerToContinue<M extends Answer>(
 }
 
 /**
+ * The conversation as the chat API takes it (its route and /tokenize alike): system messages first
+ * (systemsFirst), a last answer continued (continuedAnswer).
+ */
+export function chatConversation<
+  R extends Pick<ChatRequest, "messages" | "continue_final_message" | "add_generation_prompt">,
+>(chat: R, source: PyValue | undefined) {
+  const lifted = systemsFirst(chat, source);
+  return { ...lifted, request: continuedAnswer(lifted.request) };
+}
+
+/**
  * A conversation that ends with an answer (`prefix` not given) has it continued, as Ollama, llama.cpp's server and
  * vLLM's `continue_final_message` continue it and as clients' "continue" buttons (Open WebUI's) expect: Pixtral's
  * format has no answer right after an answer. `continue_final_message: true` asks for it and needs such an end;
  * `prefix: false` says the answer is closed, which stays an error. vLLM's `add_generation_prompt` changes nothing:
  * Pixtral's format has no generation prompt (`[/INST]` closes the user's turn).
  */
-export function continuedAnswer<
+function continuedAnswer<
   R extends Pick<ChatRequest, "messages" | "continue_final_message" | "add_generation_prompt">,
 >(chat: R): R {
   const asked = chat.continue_final_message === true;
@@ -235,7 +247,8 @@ export function continuedAnswer<
       "continue_final_message",
     );
   }
-  const messages = chat.messages.slice(0, chat.messages.length - emptyAnswersAtEnd(chat.messages));
+  const messages = [...chat.messages];
+  dropEmptyAnswers(messages);
   const answer = answerToContinue(messages);
   if (asked && (!answer || answer.prefix === false)) {
     throw new RequestError(

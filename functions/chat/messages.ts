@@ -11,7 +11,7 @@ import type { MessagesBlock, MessagesRequest } from "../schema/messages.ts";
 import {
   addOpeningTurn,
   answerToContinue,
-  emptyAnswersAtEnd,
+  dropEmptyAnswers,
   endsInSystemAfterAnswer,
   systemsLifted,
 } from "./history.ts";
@@ -160,9 +160,7 @@ function chatMessages(request: MessagesRequest) {
   if (answerAfter) add({ role: "user", content: "" }, origins.at(-1)!);
   // The answer continues a last assistant message, as Anthropic's prefill; an empty one (or of thinking blocks
   // only) is no prefill, as Anthropic takes it.
-  const empty = emptyAnswersAtEnd(messages);
-  messages.splice(messages.length - empty);
-  origins.splice(origins.length - empty);
+  dropEmptyAnswers(messages, origins);
   const answer = answerToContinue(messages);
   if (answer && typeof answer.content === "string" && /\s$/.test(answer.content)) {
     const at = origins.at(-1)!.at;

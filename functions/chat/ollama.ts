@@ -15,7 +15,7 @@ import { TextBudget } from "./long_text.ts";
 import {
   addOpeningTurn,
   answerToContinue,
-  emptyAnswersAtEnd,
+  dropEmptyAnswers,
   endsInSystemAfterAnswer,
   keptFrom,
   systemsLifted,
@@ -113,9 +113,7 @@ function chatMessages(messages: OllamaMessage[], from: number) {
     chat.push({ role: "user", content: "" });
     kept.push(shown.at(-1)!);
   } else {
-    const empty = emptyAnswersAtEnd(chat);
-    chat.splice(chat.length - empty);
-    kept.splice(kept.length - empty);
+    dropEmptyAnswers(chat, kept);
     const answer = answerToContinue(chat);
     if (answer) answer.prefix = true;
   }

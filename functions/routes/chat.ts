@@ -2,7 +2,7 @@
 import { Hono } from "hono";
 import { log } from "../../runtime/log.ts";
 import { type ChoiceUpdate, runCompletion, usage } from "../chat/completion.ts";
-import { continuedAnswer, systemsFirst } from "../chat/history.ts";
+import { chatConversation } from "../chat/history.ts";
 import { prepareChat } from "../chat/prepare.ts";
 import { renamed } from "../chat/responses.ts";
 import { pySource, type ToolCallOut } from "../chat/tools.ts";
@@ -43,9 +43,7 @@ export function chatRoutes(service: Service): Hono {
       throw new RequestError("stream_options is only allowed with stream: true", "stream_options");
     }
     const signal = c.req.raw.signal;
-    const lifted = systemsFirst(chat, pySource(chat, text));
-    const { source, param } = lifted;
-    const request = continuedAnswer(lifted.request);
+    const { request, source, param } = chatConversation(chat, pySource(chat, text));
     const prepared = await prepareChat(request, service, signal, source).catch((err) => {
       throw param ? renamed(err, param, []) : err;
     });

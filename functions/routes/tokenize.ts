@@ -6,7 +6,7 @@
 import { TextBudget } from "../chat/long_text.ts";
 import { Hono } from "hono";
 import { z } from "zod";
-import { continuedAnswer, systemsFirst } from "../chat/history.ts";
+import { chatConversation } from "../chat/history.ts";
 import { encodeChat } from "../chat/prepare.ts";
 import { pySource, toolUse } from "../chat/tools.ts";
 import { chatRequestSchema, parseWith, refuseMessageImages, RequestError } from "../schema/chat.ts";
@@ -62,9 +62,7 @@ export function tokenizeRoutes(service: Service): Hono {
         ];
       } else {
         // As the chat route takes them: system messages after an answer go first, a last answer is continued.
-        const lifted = systemsFirst(body, pySource(body, text));
-        const { source } = lifted;
-        const request = continuedAnswer(lifted.request);
+        const { request, source } = chatConversation(body, pySource(body, text));
         const tools = toolUse(request, source);
         const options = {
           signal: c.req.raw.signal,
