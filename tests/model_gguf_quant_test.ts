@@ -74,6 +74,7 @@ function dequantizedOnCpu(source: WeightSource): WeightSource {
     async *chunks(name) {
       yield { byteOffset: 0, bytes: await decode(name) };
     },
+    scales: (name) => source.scales(name),
     close: () => source.close(),
   };
 }

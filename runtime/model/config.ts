@@ -5,6 +5,7 @@
  * classes, llama.cpp), so a file means here what it means there; configurations that would run a different
  * function than Pixtral's (known-bad revisions, features this runtime lacks) are refused with the fix.
  */
+import { checkQuantizationConfig } from "./weights/scaled.ts";
 import { headShapeProblem } from "../gpu/ops/attention_shape.ts";
 import type { GgufFile, GgufValue } from "./weights/gguf.ts";
 import { MAX_PATCH_SIZE } from "../images/preprocess.ts";
@@ -276,6 +277,8 @@ export function parseHfConfig(
       `not a LLaVA (Pixtral) config: model_type ${j(c.obj.model_type)}, architectures ${j(architectures)}`,
     );
   }
+  const quantization = checkQuantizationConfig(c.obj.quantization_config);
+  if (quantization) throw c.fail("quantization_config", quantization);
   const t = c.child("text_config");
   const textType = t.str("model_type", "llama"); // LlavaConfig's default text model
   const td = TEXT_DEFAULTS[textType];

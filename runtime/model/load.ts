@@ -17,7 +17,15 @@ import { decodedFormat, type WeightFormat } from "./plan.ts";
 import { expectedTensors } from "./tensors.ts";
 import { syntheticScale } from "./weights/synthetic.ts";
 import { BlockDecoder } from "./weights/decode_pool.ts";
-import { type CpuDecodedType, type DType as StoredType, isCpuDecoded, tensorBytes } from "./weights/dtype.ts";
+import {
+  type CpuDecodedType,
+  type DType as StoredType,
+  isCpuDecoded,
+  isScaled,
+  type ScaledType,
+  tensorBytes,
+} from "./weights/dtype.ts";
+import { codeRowBytes, exactBlockFormat, scaleRows, toBlocks } from "./weights/scaled.ts";
 import type { TensorInfo, WeightSource } from "./weights/source.ts";
 
 export interface LoadOptions {
@@ -28,7 +36,7 @@ export interface LoadOptions {
 
 const FORMATS: Record<WeightFormat, DType> = { q4: "q4", q8: "q8_0", f16: "f16", f32: "f32" };
 /** The GPU type of each stored type the kernels read (the others are decoded on the CPU, see dequant.ts). */
-export const STORED: Record<Exclude<StoredType, CpuDecodedType>, DType> = {
+export const STORED: Record<Exclude<StoredType, CpuDecodedType | ScaledType | "I32" | "I64">, DType> = {
   F32: "f32",
   F16: "f16",
   BF16: "bf16",
@@ -57,12 +65,15 @@ function targetType(
   options: LoadOptions,
 ): DType {
   const quant = info.component === "decoder" ? options.quant : options.visionQuant;
-  if (isCpuDecoded(info.dtype)) return FORMATS[decodedFormat(info.dtype, quant)];
-  const stored = STORED[info.dtype];
+  const [, k] = matrixShape(info.shape);
+  if (isCpuDecoded(info.dtype) || isScaled(info.dtype)) {
+    const format = FORMATS[decodedFormat(info.dtype, quant)];
+    return isBlockFormat(format) && k % 32 !== 0 ? "f16" : format;
+  }
+  const stored = STORED[info.dtype as keyof typeof STORED];
   if (isBlockFormat(stored)) return stored;
   if (info.role === "norm" || info.role === "bias") return "f32";
   const wanted = FORMATS[quant];
-  const [, k] = matrixShape(info.shape);
   // Block formats need whole groups of 32 along a row.
   return isBlockFormat(wanted) && k % 32 !== 0 ? "f16" : wanted;
 }
@@ -155,6 +166,10 @@ export async function loadWeights(
         else convert(rec, part, src);
         await rec.submit();
       };
+      if (isScaled(info.dtype)) {
+        await loadScaled(ctx, source, info, dst, put, () => decoder ??= new BlockDecoder(), options.progress);
+        continue;
+      }
       const decoded = isCpuDecoded(info.dtype) ? info.dtype : undefined;
       const stored = decoded ? undefined : STORED[info.dtype as keyof typeof STORED];
       const storedRow = decoded ? tensorBytes(decoded, [k])! : rowBytes(stored!, k);
@@ -194,6 +209,51 @@ export async function loadWeights(
     decoder?.close();
   }
   return weights;
+}
+
+/**
+ * A compressed-tensors weight: its codes copied into q4 / q8_0 blocks where those hold them exactly, else decoded
+ * to float32 on the block decoder's threads (a piece of at most DECODED_BYTES each) and quantized or converted on
+ * the GPU.
+ */
+async function loadScaled(
+  ctx: GpuContext,
+  source: WeightSource,
+  info: TensorInfo,
+  dst: Tensor,
+  put: (stored: DType, first: number, count: number, bytes: Uint8Array) => Promise<void>,
+  decoder: () => BlockDecoder,
+  progress?: Progress,
+): Promise<void> {
+  const type = info.dtype as ScaledType, k = dst.rowLength;
+  const scales = await source.scales(info.name);
+  const exact = exactBlockFormat(type, scales) === dst.dtype ? dst.dtype as "q4" | "q8_0" : undefined;
+  const codeRow = codeRowBytes(type, k), target = rowBytes(dst.dtype, k);
+  const pool = exact ? undefined : decoder();
+  const chunkBytes = pool
+    ? Math.max(1, Math.floor(pool.threads * DECODED_BYTES / (4 * k))) * codeRow
+    : CHUNK_BYTES;
+  for await (const chunk of source.chunks(info.name, chunkBytes)) {
+    const first = chunk.byteOffset / codeRow, count = chunk.bytes.byteLength / codeRow;
+    if (!pool) {
+      ctx.write(dst, toBlocks(exact!, chunk.bytes, first, scales, target), first * target);
+    } else {
+      // As for GGUF types decoded at load: every thread at once, uploaded in order.
+      const rows = Math.ceil(count / Math.min(count, pool.threads));
+      const parts = [];
+      for (let r = 0; r < count; r += rows) {
+        const n = Math.min(rows, count - r);
+        const job = { type, scales: scaleRows(scales, first + r, n), name: info.name };
+        const values = pool.decode(job, chunk.bytes.subarray(r * codeRow, (r + n) * codeRow));
+        values.catch(() => {}); // an earlier part's failure is the one thrown
+        parts.push({ r, n, values });
+      }
+      for (const { r, n, values } of parts) {
+        await put("f32", first + r, n, new Uint8Array((await values).buffer));
+      }
+    }
+    progress?.add(chunk.bytes.byteLength);
+  }
 }
 
 /**

@@ -6,6 +6,7 @@ import { ConfigError, configFromGguf, type ModelConfig, parseHfConfig, parsePara
 import type { ModelLocation } from "./locate.ts";
 import { WeightFileError } from "./weights/errors.ts";
 import { GgufFile } from "./weights/gguf.ts";
+import { joinScaled, quantizationHint } from "./weights/scaled.ts";
 import type { SafetensorsFile } from "./weights/safetensors.ts";
 import { createWeightSource, openSafetensors, type WeightSource } from "./weights/source.ts";
 
@@ -42,14 +43,23 @@ async function readJsonIfPresent(path: string): Promise<unknown> {
   }
 }
 
-const HF_Q_PROJ = /^(?:language_model\.model|model\.language_model)\.layers\.0\.self_attn\.q_proj\.weight$/;
+const HF_Q_PROJ =
+  /^(?:language_model\.model|model\.language_model)\.layers\.0\.self_attn\.q_proj\.weight(?:_packed)?$/;
 
+/**
+ * The config of a Hugging Face folder, its quantized layers' codes and scales joined into one tensor each first
+ * (scaled.ts), so that the weights are checked under the names and shapes of an unquantized checkpoint.
+ */
 async function hfConfig(location: ModelLocation, files: SafetensorsFile[]): Promise<ModelConfig> {
+  const json = await readJson(location.configFile);
   const q = files.flatMap((f) => [...f.tensors.values()]).find((t) => HF_Q_PROJ.test(t.name));
-  return parseHfConfig(await readJson(location.configFile), location.configFile, {
+  const config = parseHfConfig(json, location.configFile, {
     qProjRows: q?.shape[0],
     tokenizerConfig: await readJsonIfPresent(`${location.dir}/tokenizer_config.json`),
   });
+  const quantization = (json as { quantization_config?: unknown }).quantization_config;
+  await joinScaled(files, quantizationHint(quantization));
+  return config;
 }
 
 /** The config alone: needs no weight files (except a GGUF, whose header is its config). */

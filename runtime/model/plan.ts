@@ -5,7 +5,16 @@
  */
 import type { ModelConfig } from "./config.ts";
 import { type Component, expectedTensors } from "./tensors.ts";
-import { CPU_DECODED, type CpuDecodedType, type DType, isCpuDecoded, tensorBytes } from "./weights/dtype.ts";
+import {
+  CPU_DECODED,
+  type CpuDecodedType,
+  type DType,
+  isCpuDecoded,
+  isScaled,
+  SCALED_CODES,
+  type ScaledType,
+  tensorBytes,
+} from "./weights/dtype.ts";
 
 /** On-GPU weight formats chosen with --quant (f32 is for exactness tests). */
 export type WeightFormat = "q4" | "q8" | "f16" | "f32";
@@ -18,9 +27,12 @@ export type KvFormat = "f16" | "q8" | "f32";
  */
 export const WEIGHT_BITS: Record<WeightFormat, number> = { q4: 4.5, q8: 8.5, f16: 16, f32: 32 };
 
-/** The format a GGUF type decoded at load becomes: its own `into`, or `quant` when that is more precise. */
-export function decodedFormat(dtype: CpuDecodedType, quant: WeightFormat): WeightFormat {
-  const into = CPU_DECODED[dtype].into;
+/**
+ * The format a GGUF type decoded at load, or compressed-tensors codes, become: its own `into`, or `quant` when
+ * that is more precise.
+ */
+export function decodedFormat(dtype: CpuDecodedType | ScaledType, quant: WeightFormat): WeightFormat {
+  const into = isScaled(dtype) ? SCALED_CODES[dtype].into : CPU_DECODED[dtype].into;
   return WEIGHT_BITS[quant] > WEIGHT_BITS[into] ? quant : into;
 }
 /** Weights per quantization group: a quantized tensor's rows must be a whole number of groups. */
@@ -157,7 +169,7 @@ function fixedPart(config: ModelConfig, options: PlanOptions) {
     const w = weights[t.component];
     const stored = options.stored?.get(t.name);
     let bytes: number;
-    if (stored && isCpuDecoded(stored)) {
+    if (stored && (isCpuDecoded(stored) || isScaled(stored))) {
       const format = decodedFormat(stored, t.component === "decoder" ? quant : visionQuant);
       bytes = weightBytes(format, t.shape);
       w.format.add(`${stored}→${format}`);
@@ -371,7 +383,8 @@ function smallerFormats(options: PlanOptions): [string, PlanOptions][] {
 
 /** Whether a tensor stored as `dtype` is uploaded as it is stored (GGUF blocks), whatever --quant says. */
 const isStoredBlocks = (dtype: DType | undefined) =>
-  dtype !== undefined && dtype !== "F32" && dtype !== "F16" && dtype !== "BF16" && !isCpuDecoded(dtype);
+  dtype !== undefined && dtype !== "F32" && dtype !== "F16" && dtype !== "BF16" && !isCpuDecoded(dtype) &&
+  !isScaled(dtype);
 
 export function gib(bytes: number): string {
   return `${(bytes / 2 ** 30).toFixed(2)} GiB`;

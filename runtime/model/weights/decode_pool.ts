@@ -1,14 +1,30 @@
 /**
- * GGUF blocks decoded on worker threads while a model loads (dequant.ts does the decoding): a 12B model in Q5_K
- * is 12 billion weights, about two minutes on one thread and a few seconds spread over a server's cores.
+ * GGUF blocks (dequant.ts) and compressed-tensors codes (scaled.ts) decoded on worker threads while a model
+ * loads: a 12B model in Q5_K or FP8 is 12 billion weights, one to two minutes on one thread and a few seconds
+ * spread over a server's cores.
  */
 import { decodeBlocks } from "./dequant.ts";
-import type { CpuDecodedType } from "./dtype.ts";
+import type { CpuDecodedType, ScaledType } from "./dtype.ts";
+import { decodeScaled, type Scales } from "./scaled.ts";
+
+/** Codes with the scales of their rows (the first row's at 0), and the tensor's name for errors. */
+export interface ScaledRows {
+  type: ScaledType;
+  scales: Scales;
+  name: string;
+}
 
 export interface DecodeJob {
   id: number;
-  type: CpuDecodedType;
+  type: CpuDecodedType | ScaledRows;
   bytes: Uint8Array;
+}
+
+/** The values of one job, on whichever thread runs it. */
+export function decodeJob(type: DecodeJob["type"], bytes: Uint8Array): Float32Array {
+  return typeof type === "string"
+    ? decodeBlocks(type, bytes)
+    : decodeScaled(type.type, bytes, 0, type.scales, type.name);
 }
 
 export type DecodeResult = { id: number; values: Float32Array } | { id: number; error: string };
@@ -30,9 +46,9 @@ export class BlockDecoder {
 
   constructor(readonly threads = decodeThreads()) {}
 
-  /** The values of whole blocks of `type`, decoded on the least busy thread. */
-  decode(type: CpuDecodedType, bytes: Uint8Array): Promise<Float32Array> {
-    if (this.threads <= 1) return Promise.resolve(decodeBlocks(type, bytes));
+  /** The values of whole blocks of `type`, or of rows of scaled codes, decoded on the least busy thread. */
+  decode(type: DecodeJob["type"], bytes: Uint8Array): Promise<Float32Array> {
+    if (this.threads <= 1) return Promise.resolve().then(() => decodeJob(type, bytes));
     const thread = this.#threads.length < this.threads
       ? this.#start()
       : this.#threads.reduce((a, b) => b.busy < a.busy ? b : a);

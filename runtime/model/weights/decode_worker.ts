@@ -1,11 +1,10 @@
 /** A thread of the block decoder (decode_pool.ts). */
 /// <reference lib="deno.worker" />
-import { decodeBlocks } from "./dequant.ts";
-import type { DecodeJob, DecodeResult } from "./decode_pool.ts";
+import { type DecodeJob, decodeJob, type DecodeResult } from "./decode_pool.ts";
 
 self.onmessage = ({ data }: MessageEvent<DecodeJob>) => {
   try {
-    const values = decodeBlocks(data.type, data.bytes);
+    const values = decodeJob(data.type, data.bytes);
     self.postMessage({ id: data.id, values } satisfies DecodeResult, [values.buffer as ArrayBuffer]);
   } catch (err) {
     self.postMessage({ id: data.id, error: String(err) } satisfies DecodeResult);

@@ -18,6 +18,21 @@ export const CPU_DECODED = {
 
 export type CpuDecodedType = keyof typeof CPU_DECODED;
 
+/**
+ * Codes of a checkpoint quantized with compressed-tensors (llm-compressor's FP8, W8A8 and W4A16 files), each
+ * weight beside its scales (scaled.ts): FP8 E4M3 values, int8 codes (stored as int8, or packed four to an int32
+ * word with 128 added), and 4-bit codes (eight to an int32 word, 8 added). Decoded on the CPU while they load,
+ * or copied as they are into q4 / q8_0 blocks where those hold them exactly, and become `into` (the format of
+ * their own size, so that nothing is lost twice) or what `--quant` asks when that is more precise.
+ */
+export const SCALED_CODES = {
+  F8_E4M3: { into: "q8" },
+  I8: { into: "q8" },
+  I4: { into: "q4" },
+} as const;
+
+export type ScaledType = keyof typeof SCALED_CODES;
+
 export type DType =
   | "F32"
   | "F16"
@@ -29,7 +44,15 @@ export type DType =
   | "Q6_K"
   | "IQ4_NL"
   | "IQ4_XS"
-  | CpuDecodedType;
+  | CpuDecodedType
+  | ScaledType
+  // compressed-tensors' companions (packed words, zero points, group indices, shapes): never a weight.
+  | "I32"
+  | "I64";
+
+export function isScaled(dtype: DType): dtype is ScaledType {
+  return dtype in SCALED_CODES;
+}
 
 export function isCpuDecoded(dtype: DType): dtype is CpuDecodedType {
   return dtype in CPU_DECODED;
@@ -58,10 +81,17 @@ const LAYOUTS: Record<DType, Layout> = {
   IQ4_NL: { blockElems: 32, blockBytes: 18 },
   IQ4_XS: { blockElems: 256, blockBytes: 136 },
   ...CPU_DECODED,
+  F8_E4M3: { blockElems: 1, blockBytes: 1 },
+  I8: { blockElems: 1, blockBytes: 1 },
+  // One int32 word of eight codes: a row is whole words.
+  I4: { blockElems: 8, blockBytes: 4 },
+  I32: { blockElems: 1, blockBytes: 4 },
+  I64: { blockElems: 1, blockBytes: 8 },
 };
 
-export function isQuantized(dtype: DType): boolean {
-  return LAYOUTS[dtype].blockElems > 1;
+/** Plain floating-point values (everything else is codes that need scales or blocks to mean anything). */
+export function isFloat(dtype: DType): boolean {
+  return dtype === "F32" || dtype === "F16" || dtype === "BF16";
 }
 
 /**

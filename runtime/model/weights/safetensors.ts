@@ -6,6 +6,7 @@
 import { type DType, tensorBytes } from "./dtype.ts";
 import { WeightFileError } from "./errors.ts";
 import { BinaryFile } from "./file.ts";
+import type { ScaledParts } from "./scaled.ts";
 
 /** One tensor as stored: its bytes are `byteLength` bytes at `offset` (absolute) in `file`. */
 export interface StoredTensor {
@@ -16,6 +17,8 @@ export interface StoredTensor {
   offset: number;
   byteLength: number;
   file: BinaryFile;
+  /** For a compressed-tensors weight, its scales and the rest (joined by scaled.ts). */
+  scaled?: ScaledParts;
 }
 
 /**
@@ -30,7 +33,16 @@ function overlap(tensors: Iterable<StoredTensor>): [StoredTensor, StoredTensor] 
   return undefined;
 }
 
-const DTYPES: Record<string, DType> = { F32: "F32", F16: "F16", BF16: "BF16" };
+/** Floats, and the codes and companions of compressed-tensors checkpoints (scaled.ts). */
+const DTYPES: Record<string, DType> = {
+  F32: "F32",
+  F16: "F16",
+  BF16: "BF16",
+  F8_E4M3: "F8_E4M3",
+  I8: "I8",
+  I32: "I32",
+  I64: "I64",
+};
 /** safetensors refuses headers above 100 MB; so do we, before allocating. */
 const MAX_HEADER_BYTES = 100_000_000;
 
@@ -101,7 +113,7 @@ export class SafetensorsFile {
         throw new WeightFileError(
           "unsupported",
           file.path,
-          `dtype ${dtype} is not supported (F32, F16, BF16)`,
+          `dtype ${dtype} is not supported (${Object.keys(DTYPES).join(", ")})`,
           name,
         );
       }

@@ -6,11 +6,12 @@
  */
 import type { ModelConfig } from "../config.ts";
 import { type Component, expectedTensors, type TensorRole, type TensorSpec } from "../tensors.ts";
-import { type DType, isQuantized } from "./dtype.ts";
+import { type DType, isFloat } from "./dtype.ts";
 import { WeightFileError } from "./errors.ts";
 import type { BinaryFile } from "./file.ts";
 import { canonicalName, type Layout, REDUNDANT } from "./names.ts";
 import { rotateHalfToInterleaved } from "./permute.ts";
+import { readScales, type Scales } from "./scaled.ts";
 import { openShardedSafetensors, SafetensorsFile, type StoredTensor } from "./safetensors.ts";
 
 export type { Layout } from "./names.ts";
@@ -50,6 +51,8 @@ export interface WeightSource {
   read(name: string): Promise<Uint8Array<ArrayBuffer>>;
   /** The same bytes in pieces of at most `maxBytes` (whole rows; whole heads for permuted q/k). */
   chunks(name: string, maxBytes?: number): AsyncGenerator<TensorChunk>;
+  /** The scales of a compressed-tensors weight (a ScaledType), rows in the order chunks() gives them. */
+  scales(name: string): Promise<Scales>;
   close(): void;
 }
 
@@ -107,6 +110,12 @@ class FileWeightSource implements WeightSource {
       const bytes = await stored.file.read(stored.offset + at, length, info.name);
       yield { byteOffset: at, bytes: rope ? rotateHalfToInterleaved(bytes, row, rope.headDim) : bytes };
     }
+  }
+
+  async scales(name: string): Promise<Scales> {
+    const { stored, rope } = this.#entry(name);
+    if (!stored.scaled) throw new TypeError(`tensor "${name}" has no scales`);
+    return await readScales(stored, rope?.headDim);
   }
 
   #entry(name: string): Entry {
@@ -201,7 +210,10 @@ function build(layout: Layout, config: ModelConfig, containers: TensorContainer[
         stored,
       );
     }
-    if (isQuantized(t.dtype) && FLOAT_ONLY.includes(spec.role)) {
+    if (t.dtype === "I32" || t.dtype === "I64") {
+      throw new WeightFileError("dtype", t.file.path, `is ${t.dtype}, not a weight type`, spec.name, stored);
+    }
+    if (!isFloat(t.dtype) && FLOAT_ONLY.includes(spec.role)) {
       throw new WeightFileError(
         "dtype",
         t.file.path,

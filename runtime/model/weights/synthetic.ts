@@ -113,6 +113,7 @@ export function syntheticWeights(config: ModelConfig, seed = 0): WeightSource {
         };
       }
     },
+    scales: (name) => Promise.reject(new TypeError(`synthetic tensor "${spec(name).name}" has no scales`)),
     close() {},
   };
 }

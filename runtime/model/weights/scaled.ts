@@ -1,0 +1,437 @@
+/**
+ * Checkpoints quantized with compressed-tensors, what llm-compressor writes (neuralmagic/pixtral-12b-FP8-dynamic,
+ * ...-quantized.w8a8, W4A16 repositories): a quantized linear layer `P` is stored as codes, `P.weight` (FP8 E4M3
+ * or int8) or `P.weight_packed` (int32 words of 4- or 8-bit codes, `P.weight_shape` giving the matrix shape),
+ * beside `P.weight_scale` (one scale for the tensor, a row, a group of columns or a block), for asymmetric
+ * schemes `P.weight_zero_point`, and for GPTQ's activation order `P.weight_g_idx` (the group of each column):
+ *
+ *   weight[r, c] = (code[r, c] - zero[r, g]) * scale[r, g],   g = g_idx[c], else c / group size
+ *
+ * Layers the recipe left alone (the vision tower, the adapter, lm_head) are plain tensors. Decoding follows
+ * compressed-tensors' unpack_from_int32 and dequantize, in float64 rounded once to float32.
+ */
+import { toFloat32 } from "./convert.ts";
+import { isScaled, type ScaledType } from "./dtype.ts";
+import { WeightFileError } from "./errors.ts";
+import type { BinaryFile } from "./file.ts";
+import { rotateHalfToInterleaved } from "./permute.ts";
+import type { StoredTensor } from "./safetensors.ts";
+
+/** The tensors beside a weight's codes, checked against its shape when the files are opened. */
+export interface ScaledParts {
+  scale: StoredTensor;
+  zeroPoint?: StoredTensor;
+  groupIndex?: StoredTensor;
+  /** What the stored codes have added (packed words hold them unsigned: 8 for 4-bit, 128 for 8-bit). */
+  offset: number;
+  /** Scales stored: [rows, columns] of them, and the weight rows and columns each covers. */
+  grid: { rows: number; cols: number; rowSpan: number; colSpan: number };
+}
+
+/** Columns per group, or [rows, columns] per block, as quantization_config gives them (for ragged shapes). */
+export interface QuantizationHint {
+  groupSize?: number;
+  block?: [number, number];
+}
+
+/** A weight's scales in the rows' order: one row of groups per weight row. */
+export interface Scales {
+  rows: number;
+  k: number;
+  groups: number;
+  /** Columns per group in natural order (the last group may be short). */
+  groupSize: number;
+  /** [rows, groups] */
+  scale: Float32Array;
+  /** [rows, groups], absent for symmetric schemes. */
+  zero?: Float32Array;
+  /** The group of each column, where activation order permuted them. */
+  groupOf?: Int32Array;
+  /** What the stored codes have added (ScaledParts.offset). */
+  offset: number;
+}
+
+/** Companions that carry nothing for weights computed in floating point (static activation scales). */
+const ACTIVATION_PARAMS = /\.(input|output)_(scale|zero_point|global_scale)$/;
+/** What only a quantized weight has beside it. */
+const COMPANION = /\.weight_(packed|shape|zero_point|g_idx)$/;
+
+/** `quantization_config` of a Hugging Face config.json: what this reader takes, else why not. */
+export function checkQuantizationConfig(q: unknown): string | undefined {
+  if (q === undefined || q === null) return undefined;
+  if (typeof q !== "object" || Array.isArray(q)) return "is not an object";
+  const { quant_method: method, format } = q as Record<string, unknown>;
+  if (method !== "compressed-tensors") {
+    return `has quant_method ${JSON.stringify(method)}: of quantized Hugging Face checkpoints only ` +
+      `compressed-tensors ones (llm-compressor's FP8, INT8 and INT4/W4A16) load; use the unquantized ` +
+      `checkpoint or a GGUF`;
+  }
+  const FORMATS = [
+    "float-quantized",
+    "int-quantized",
+    "pack-quantized",
+    "naive-quantized",
+    "dense",
+    "mixed-precision",
+  ];
+  if (format !== undefined && !FORMATS.includes(format as string)) {
+    return `has compressed-tensors format ${JSON.stringify(format)}: only ${FORMATS.join(", ")} load`;
+  }
+  return undefined;
+}
+
+/** Group size and block shape from quantization_config, when all its groups agree on them. */
+export function quantizationHint(q: unknown): QuantizationHint {
+  const groups = Object.values(
+    ((q ?? {}) as { config_groups?: Record<string, unknown> }).config_groups ?? {},
+  );
+  const weights = groups.map((g) => ((g ?? {}) as { weights?: Record<string, unknown> }).weights ?? {});
+  const sizes = new Set(weights.map((w) => w.group_size).filter((s) => Number.isSafeInteger(s)));
+  const blocks = new Set(
+    weights.map((w) => JSON.stringify(w.block_structure ?? null)).filter((b) => b !== "null"),
+  );
+  const block = blocks.size === 1 ? JSON.parse([...blocks][0]) : undefined;
+  return {
+    groupSize: sizes.size === 1 ? [...sizes][0] as number : undefined,
+    block: Array.isArray(block) && block.length === 2 && block.every((n) => Number.isSafeInteger(n) && n > 0)
+      ? block as [number, number]
+      : undefined,
+  };
+}
+
+/**
+ * The tensors of one checkpoint with each quantized layer's codes and companions joined into one tensor
+ * `P.weight` of a ScaledType that carries its ScaledParts; the companions leave the maps. Reads the few bytes of
+ * each `weight_shape`.
+ */
+export async function joinScaled(
+  files: { file: BinaryFile; tensors: Map<string, StoredTensor> }[],
+  hint: QuantizationHint = {},
+): Promise<void> {
+  const all = new Map(files.flatMap((f) => [...f.tensors]));
+  const take = (name: string) => {
+    const t = all.get(name);
+    if (t) { for (const f of files) f.tensors.delete(name); }
+    return t;
+  };
+  for (const name of all.keys()) if (ACTIVATION_PARAMS.test(name)) take(name);
+  for (const [name, scale] of all) {
+    if (!name.endsWith(".weight_scale")) continue;
+    const p = name.slice(0, -"_scale".length); // `P.weight`
+    const packed = all.get(`${p}_packed`);
+    const codes = packed ?? all.get(p);
+    if (!codes) {
+      throw new WeightFileError("missing", scale.file.path, `has no ${p} or ${p}_packed beside it`, name);
+    }
+    const fail = (problem: string) => new WeightFileError("format", codes.file.path, problem, codes.name);
+    let dtype: ScaledType, shape: number[], offset = 0;
+    if (packed) {
+      const stored = all.get(`${p}_shape`);
+      if (
+        !stored || stored.shape.length !== 1 || stored.shape[0] !== 2 ||
+        !["I32", "I64"].includes(stored.dtype)
+      ) {
+        throw fail(`needs ${p}_shape, the unpacked [rows, columns]`);
+      }
+      const bytes = await stored.file.read(stored.offset, stored.byteLength, stored.name);
+      const view = new DataView(bytes.buffer);
+      shape = stored.dtype === "I64"
+        ? [Number(view.getBigInt64(0, true)), Number(view.getBigInt64(8, true))]
+        : [view.getInt32(0, true), view.getInt32(4, true)];
+      const [rows, k] = shape;
+      const bits = packed.dtype === "I32" && packed.shape.length === 2 && packed.shape[0] === rows && k > 0
+        ? (packed.shape[1] * 32) / k
+        : NaN;
+      if (bits !== 4 && bits !== 8) {
+        throw fail(
+          `is ${packed.dtype} ${JSON.stringify(packed.shape)} for a ${
+            JSON.stringify(shape)
+          } weight: only 4- and ` +
+            `8-bit codes packed in int32 words, whole words a row, are read`,
+        );
+      }
+      dtype = bits === 4 ? "I4" : "I8";
+      offset = bits === 4 ? 8 : 128;
+      take(`${p}_shape`);
+    } else {
+      if (codes.dtype !== "F8_E4M3" && codes.dtype !== "I8") {
+        throw fail(`is ${codes.dtype} beside a weight_scale: quantized codes are F8_E4M3 or I8`);
+      }
+      if (codes.shape.length !== 2) throw fail(`has shape ${JSON.stringify(codes.shape)}, not a matrix`);
+      dtype = codes.dtype;
+      shape = codes.shape;
+    }
+    const zeroPoint = take(`${p}_zero_point`), groupIndex = take(`${p}_g_idx`);
+    if (dtype === "F8_E4M3" && zeroPoint) throw fail("is FP8 with a zero point, which no scheme writes");
+    const grid = scaleGrid(scale, shape, hint);
+    const bits = dtype === "I4" ? 4 : 8;
+    if (
+      zeroPoint && !(zeroPoint.dtype === "I8" && same(zeroPoint.shape, [grid.rows, grid.cols])) &&
+      !(zeroPoint.dtype === "I32" && same(zeroPoint.shape, [Math.ceil((grid.rows * bits) / 32), grid.cols]))
+    ) {
+      throw new WeightFileError(
+        "format",
+        zeroPoint.file.path,
+        `is ${zeroPoint.dtype} ${JSON.stringify(zeroPoint.shape)}, not one zero point per scale ` +
+          `(${grid.rows}x${grid.cols}, int8 or packed in int32 words along the rows)`,
+        zeroPoint.name,
+      );
+    }
+    if (groupIndex && !(groupIndex.dtype === "I32" && same(groupIndex.shape, [shape[1]]))) {
+      throw new WeightFileError(
+        "format",
+        groupIndex.file.path,
+        `is ${groupIndex.dtype} ${JSON.stringify(groupIndex.shape)}, not one int32 group per column`,
+        groupIndex.name,
+      );
+    }
+    take(name);
+    take(codes.name);
+    const joined: StoredTensor = {
+      name: p,
+      dtype,
+      shape,
+      offset: codes.offset,
+      byteLength: codes.byteLength,
+      file: codes.file,
+      scaled: { scale, zeroPoint, groupIndex, offset, grid },
+    };
+    files.find((f) => f.file === codes.file)!.tensors.set(p, joined);
+  }
+  for (const f of files) {
+    for (const t of f.tensors.values()) {
+      if ((isScaled(t.dtype) && !t.scaled) || COMPANION.test(t.name)) {
+        throw new WeightFileError(
+          "format",
+          t.file.path,
+          `is ${t.dtype} without a weight_scale beside it`,
+          t.name,
+        );
+      }
+    }
+  }
+}
+
+const same = (a: readonly number[], b: readonly number[]) =>
+  a.length === b.length && a.every((d, i) => d === b[i]);
+
+/**
+ * How a scale tensor covers a [rows, k] weight: one scale ([] or [1]), one per row ([rows, 1]), per group of
+ * columns ([rows, groups]) or per block ([row blocks, column blocks]), of the size quantization_config gives,
+ * else dividing the weight evenly.
+ */
+function scaleGrid(scale: StoredTensor, [rows, k]: number[], hint: QuantizationHint): ScaledParts["grid"] {
+  const numel = scale.shape.reduce((n, d) => n * d, 1);
+  const [sr, sc] = numel === 1 ? [1, 1] : scale.shape.length === 2 ? scale.shape : [0, 0];
+  // quantization_config's size first: 136 rows in 2 blocks of 128 also divide evenly in 68.
+  const span = (n: number, count: number, hinted?: number) =>
+    count === 1 ? n : hinted && Math.ceil(n / hinted) === count ? hinted : n % count === 0 ? n / count : 0;
+  const rowSpan = span(rows, sr, hint.block?.[0]);
+  const colSpan = span(k, sc, sr === rows ? hint.groupSize : hint.block?.[1]);
+  if (!["F32", "F16", "BF16"].includes(scale.dtype) || !rowSpan || !colSpan) {
+    throw new WeightFileError(
+      "format",
+      scale.file.path,
+      `is ${scale.dtype} ${
+        JSON.stringify(scale.shape)
+      }, which is not float scales dividing a ${rows}x${k} weight`,
+      scale.name,
+    );
+  }
+  return { rows: sr, cols: sc, rowSpan, colSpan };
+}
+
+/**
+ * The scales of a joined tensor [rows, k], one row of groups per weight row (a block's scale repeated over its
+ * rows), with Hugging Face's q/k rows put in native order like the codes (`headDim`).
+ */
+export async function readScales(t: StoredTensor, headDim?: number): Promise<Scales> {
+  const { scale, zeroPoint, groupIndex, offset, grid } = t.scaled!;
+  const [rows, k] = t.shape, { rows: sr, cols: sc, rowSpan } = grid;
+  const read = async (s: StoredTensor) => await s.file.read(s.offset, s.byteLength, s.name);
+  // One row of groups per weight row (a block's scales repeated over its rows), in the codes' row order.
+  const perRow = (v: Float32Array) => {
+    const out = rowSpan === 1 ? v : new Float32Array(rows * sc);
+    if (rowSpan !== 1) {
+      for (let r = 0; r < rows; r++) {
+        out.set(v.subarray(Math.floor(r / rowSpan) * sc).subarray(0, sc), r * sc);
+      }
+    }
+    return headDim
+      ? new Float32Array(rotateHalfToInterleaved(new Uint8Array(out.buffer), sc * 4, headDim).buffer)
+      : out;
+  };
+  const result: Scales = {
+    rows,
+    k,
+    groups: sc,
+    groupSize: grid.colSpan,
+    scale: perRow(toFloat32(scale.dtype, await read(scale))),
+    offset,
+  };
+  if (zeroPoint) {
+    let zeros: Float32Array;
+    if (zeroPoint.dtype === "I8") zeros = Float32Array.from(new Int8Array((await read(zeroPoint)).buffer));
+    else {
+      // Packed along the rows: word (i, g) holds group g of rows i·per.., the first in the low bits.
+      const bits = t.dtype === "I4" ? 4 : 8, per = 32 / bits, mask = (1 << bits) - 1;
+      const words = new Int32Array((await read(zeroPoint)).buffer);
+      zeros = new Float32Array(sr * sc);
+      for (let r = 0; r < sr; r++) {
+        for (let g = 0; g < sc; g++) {
+          zeros[r * sc + g] = ((words[Math.floor(r / per) * sc + g] >>> (bits * (r % per))) & mask) - offset;
+        }
+      }
+    }
+    result.zero = perRow(zeros);
+  }
+  if (groupIndex) {
+    const groupOf = new Int32Array((await read(groupIndex)).buffer);
+    // GPTQ writes all -1 where it did not reorder.
+    if (groupOf.every((g) => g === -1)) return result;
+    const outside = groupOf.findIndex((g) => g < 0 || g >= sc);
+    if (outside >= 0) {
+      throw new WeightFileError(
+        "format",
+        groupIndex.file.path,
+        `puts column ${outside} in group ${groupOf[outside]}, outside 0..${sc - 1}`,
+        groupIndex.name,
+      );
+    }
+    // In natural order it says what the group size does; only a real permutation is kept.
+    if (groupOf.some((g, c) => g !== Math.floor(c / grid.colSpan))) result.groupOf = groupOf;
+  }
+  return result;
+}
+
+/** The scales of rows [first, first + count) alone (as the first rows of a Scales), for a worker thread. */
+export function scaleRows(scales: Scales, first: number, count: number): Scales {
+  const { groups } = scales, from = first * groups, to = (first + count) * groups;
+  return {
+    ...scales,
+    rows: count,
+    scale: scales.scale.slice(from, to),
+    zero: scales.zero?.slice(from, to),
+  };
+}
+
+/** FP8 E4M3 (the "fn" variant: no infinities, S.1111.111 is NaN) by bit pattern. */
+const E4M3 = Float64Array.from({ length: 256 }, (_, b) => {
+  const sign = b & 0x80 ? -1 : 1, e = (b >> 3) & 15, m = b & 7;
+  if (e === 15 && m === 7) return NaN;
+  return sign * (e === 0 ? (m / 8) * 2 ** -6 : (1 + m / 8) * 2 ** (e - 7));
+});
+
+/** Bytes of one row of codes. */
+export function codeRowBytes(dtype: ScaledType, k: number): number {
+  return dtype === "I4" ? k / 2 : k;
+}
+
+/**
+ * The signed codes of columns [from, to) of the row starting at byte `at`, as float64, into `q` (one loop per
+ * type: a function call per weight would take most of the time).
+ */
+function readCodes(
+  dtype: ScaledType,
+  offset: number,
+  codes: Uint8Array,
+  at: number,
+  from: number,
+  to: number,
+  q: Float64Array,
+): void {
+  if (dtype === "F8_E4M3") {
+    for (let c = from; c < to; c++) q[c] = E4M3[codes[at + c]];
+  } else if (dtype === "I8" && offset === 0) {
+    for (let c = from; c < to; c++) q[c] = (codes[at + c] << 24) >> 24;
+  } else if (dtype === "I8") {
+    for (let c = from; c < to; c++) q[c] = codes[at + c] - offset;
+  } else {
+    for (let c = from; c < to; c++) q[c] = ((codes[at + (c >> 1)] >> ((c & 1) << 2)) & 15) - offset;
+  }
+}
+
+/**
+ * The weights of the rows from row `first`, as float32, from their codes (`codes`: those rows, in order). A NaN
+ * code (a corrupt file) is an error naming the tensor.
+ */
+export function decodeScaled(
+  dtype: ScaledType,
+  codes: Uint8Array,
+  first: number,
+  scales: Scales,
+  name: string,
+): Float32Array {
+  const { k, groups, groupSize, scale, zero, groupOf, offset } = scales;
+  const rowBytes = codeRowBytes(dtype, k), count = codes.length / rowBytes;
+  const out = new Float32Array(count * k);
+  const q = new Float64Array(k);
+  for (let i = 0; i < count; i++) {
+    const row = (first + i) * groups, o = i * k;
+    readCodes(dtype, offset, codes, i * rowBytes, 0, k, q);
+    if (groupOf) {
+      for (let c = 0; c < k; c++) {
+        const g = row + groupOf[c];
+        out[o + c] = (q[c] - (zero ? zero[g] : 0)) * scale[g];
+      }
+    } else {
+      for (let g = 0; g < groups; g++) {
+        const s = scale[row + g], z = zero ? zero[row + g] : 0, end = Math.min(k, (g + 1) * groupSize);
+        for (let c = g * groupSize; c < end; c++) out[o + c] = (q[c] - z) * s;
+      }
+    }
+    if (dtype === "F8_E4M3") {
+      for (let c = 0; c < k; c++) {
+        if (q[c] !== q[c]) {
+          throw new RangeError(
+            `tensor "${name}": the code at row ${first + i}, column ${c} is NaN (a corrupt file?)`,
+          );
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * The GPU block format that holds these codes exactly, if any: 4-bit codes are q4 (codes 0..15 meaning
+ * d·(code − 8), as stored here with 8 added), int8 codes q8_0, when the scheme is symmetric, in natural column
+ * order, and every group of 32 columns lies within one scale's group. Scales become f16 (exact for bf16 ones in
+ * f16's normal range).
+ */
+export function exactBlockFormat(dtype: ScaledType, scales: Scales): "q4" | "q8_0" | undefined {
+  if (scales.zero || scales.groupOf || scales.groupSize % 32 !== 0 || scales.k % 32 !== 0) return undefined;
+  return dtype === "I4" ? "q4" : dtype === "I8" ? "q8_0" : undefined;
+}
+
+/** Rows of codes as q4 or q8_0 blocks (see exactBlockFormat), `rowBytes` bytes a row in the GPU's layout. */
+export function toBlocks(
+  format: "q4" | "q8_0",
+  codes: Uint8Array,
+  first: number,
+  scales: Scales,
+  rowBytes: number,
+): Uint8Array<ArrayBuffer> {
+  const { k, groups, groupSize, scale, offset } = scales;
+  const codeBytes = format === "q4" ? k / 2 : k, count = codes.length / codeBytes;
+  const out = new Uint8Array(count * rowBytes);
+  const view = new DataView(out.buffer);
+  for (let i = 0; i < count; i++) {
+    const src = i * codeBytes, dst = i * rowBytes, row = (first + i) * groups;
+    for (let b = 0; b < k / 32; b++) {
+      const d = scale[row + Math.floor((32 * b) / groupSize)];
+      if (format === "q4") {
+        // Codes as stored (byte j: columns 2j and 2j + 1, low nibble first), then the row's f16 scales.
+        out.set(codes.subarray(src + 16 * b, src + 16 * b + 16), dst + 16 * b);
+        view.setFloat16(dst + k / 2 + 2 * b, d, true);
+      } else {
+        // Each block: an f16 scale, then 32 int8 codes (stored ones with 128 added flip their top bit).
+        view.setFloat16(dst + 34 * b, d, true);
+        for (let j = 0; j < 32; j++) {
+          out[dst + 34 * b + 2 + j] = codes[src + 32 * b + j] ^ (offset ? 0x80 : 0);
+        }
+      }
+    }
+  }
+  return out;
+}
