@@ -155,7 +155,10 @@ export async function joinScaled(
       take(`${p}_shape`);
     } else {
       if (codes.dtype !== "F8_E4M3" && codes.dtype !== "I8") {
-        throw fail(`is ${codes.dtype} beside a weight_scale: quantized codes are F8_E4M3 or I8`);
+        throw fail(
+          `is ${codes.dtype} beside a weight_scale: only compressed codes (F8_E4M3, I8, packed I32) are read, ` +
+            `not a checkpoint saved uncompressed`,
+        );
       }
       if (codes.shape.length !== 2) throw fail(`has shape ${JSON.stringify(codes.shape)}, not a matrix`);
       dtype = codes.dtype;
