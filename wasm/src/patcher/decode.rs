@@ -148,24 +148,19 @@ fn decode_png(bytes: &[u8], width: u32, height: u32, transparency: Transparency)
     let (color, depth) = reader.output_color_type();
     if depth == BitDepth::Sixteen {
         // Big-endian samples. Pillow opens 16-bit gray as I;16 and clamps it to 255 when converting; every
-        // other 16-bit mode keeps the high byte of each sample.
-        buf = if matches!(color, ColorType::Grayscale | ColorType::GrayscaleAlpha)
-            && source_color == ColorType::Grayscale
-        {
-            let n = color.samples();
-            buf.chunks_exact(2 * n)
-                .flat_map(|s| {
-                    let gray = u16::from_be_bytes([s[0], s[1]]).min(255) as u8;
-                    if n == 2 {
-                        vec![gray, s[2]]
-                    } else {
-                        vec![gray]
-                    }
-                })
-                .collect()
-        } else {
-            buf.chunks_exact(2).map(|s| s[0]).collect()
-        };
+        // other 16-bit mode keeps the high byte of each sample. Narrowed in place (sample i is written at or
+        // before byte 2i, which is read first): a 50-megapixel RGBA image does not hold a second copy.
+        let clamped_gray =
+            matches!(color, ColorType::Grayscale | ColorType::GrayscaleAlpha) && source_color == ColorType::Grayscale;
+        for i in 0..buf.len() / 2 {
+            // Gray's alpha (the second sample of a pixel) keeps its high byte too.
+            buf[i] = if clamped_gray && i % color.samples() == 0 {
+                u16::from_be_bytes([buf[2 * i], buf[2 * i + 1]]).min(255) as u8
+            } else {
+                buf[2 * i]
+            };
+        }
+        buf.truncate(buf.len() / 2);
     }
     // Pillow compares the stored tRNS value with samples after they became 8-bit: gray below 8 bits scaled up,
     // 16-bit colour cut to its high byte. Only pixels equal in that comparison are transparent.

@@ -62,28 +62,58 @@ impl Samples {
 }
 
 pub fn to_rgb(width: u32, height: u32, samples: Samples) -> RgbImage {
-    let pixels = match samples {
+    // Converted in the decoder's own buffer (narrowing front to back, widening back to front, so that no sample
+    // is overwritten before it is read): a large image is never held twice.
+    let mut pixels = match samples {
         Samples::Rgb(rgb) => rgb,
-        Samples::L(l) => l.iter().flat_map(|&v| [v, v, v]).collect(),
-        Samples::La(la) => la
-            .chunks_exact(2)
-            .flat_map(|p| {
-                let v = over_white(p[0], p[1]);
-                [v, v, v]
-            })
-            .collect(),
-        Samples::Rgba(rgba) => {
-            let mut rgb = Vec::with_capacity(rgba.len() / 4 * 3);
-            for p in rgba.chunks_exact(4) {
-                rgb.extend_from_slice(&[over_white(p[0], p[3]), over_white(p[1], p[3]), over_white(p[2], p[3])]);
+        Samples::L(mut l) => {
+            let n = l.len();
+            l.resize(3 * n, 0);
+            for p in (0..n).rev() {
+                let v = l[p];
+                l[3 * p..3 * p + 3].copy_from_slice(&[v, v, v]);
             }
-            rgb
+            l
         }
-        Samples::Cmyk(cmyk) => cmyk
-            .chunks_exact(4)
-            .flat_map(|p| [cmyk_channel(p[0], p[3]), cmyk_channel(p[1], p[3]), cmyk_channel(p[2], p[3])])
-            .collect(),
+        Samples::La(mut la) => {
+            let n = la.len() / 2;
+            la.resize(3 * n, 0);
+            for p in (0..n).rev() {
+                let v = over_white(la[2 * p], la[2 * p + 1]);
+                la[3 * p..3 * p + 3].copy_from_slice(&[v, v, v]);
+            }
+            la
+        }
+        Samples::Rgba(mut rgba) => {
+            let n = rgba.len() / 4;
+            for p in 0..n {
+                let a = rgba[4 * p + 3];
+                let rgb = [
+                    over_white(rgba[4 * p], a),
+                    over_white(rgba[4 * p + 1], a),
+                    over_white(rgba[4 * p + 2], a),
+                ];
+                rgba[3 * p..3 * p + 3].copy_from_slice(&rgb);
+            }
+            rgba.truncate(3 * n);
+            rgba
+        }
+        Samples::Cmyk(mut cmyk) => {
+            let n = cmyk.len() / 4;
+            for p in 0..n {
+                let k = cmyk[4 * p + 3];
+                let rgb = [
+                    cmyk_channel(cmyk[4 * p], k),
+                    cmyk_channel(cmyk[4 * p + 1], k),
+                    cmyk_channel(cmyk[4 * p + 2], k),
+                ];
+                cmyk[3 * p..3 * p + 3].copy_from_slice(&rgb);
+            }
+            cmyk.truncate(3 * n);
+            cmyk
+        }
     };
+    pixels.shrink_to_fit();
     debug_assert_eq!(pixels.len(), width as usize * height as usize * 3);
     RgbImage { width, height, pixels }
 }
