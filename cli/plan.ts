@@ -98,8 +98,8 @@ export async function plan(argv: string[]): Promise<void> {
   } else {
     config = await loadConfig(location);
   }
-  const { quant, visionQuant, kv } = precision(config, options);
-  Object.assign(options, { quant, visionQuant, kv });
+  const { quant, visionQuant, kv, explicit } = precision(config, options);
+  Object.assign(options, { quant, visionQuant, kv, explicit });
   const result = planMemory(config, options, offer);
   let refusal: Error | undefined;
   if (offer) {

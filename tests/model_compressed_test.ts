@@ -9,7 +9,7 @@ import { rowBytes } from "../runtime/gpu/dtype.ts";
 import { locateModel } from "../runtime/model/locate.ts";
 import { openModel } from "../runtime/model/open.ts";
 import { PixtralModel, type PixtralOptions } from "../runtime/model/pixtral.ts";
-import { planMemory } from "../runtime/model/plan.ts";
+import { checkPlan, planMemory, type Precision, precision } from "../runtime/model/plan.ts";
 import { SafetensorsFile } from "../runtime/model/weights/safetensors.ts";
 import { BlockDecoder } from "../runtime/model/weights/decode_pool.ts";
 import {
@@ -357,6 +357,52 @@ Deno.test("the block decoder's threads decode rows of scaled codes as one thread
     );
   } finally {
     decoder.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("codes keep their own size by default; a --quant flag below it is followed (plan, hints and load)", async () => {
+  const dir = await tempDir();
+  try {
+    await writeCompressedTiny(dir, { codes: "fp8", strategy: "channel" });
+    const opened = await open(`${dir}/compressed`);
+    const stored = new Map(opened.weights.tensors().map((t) => [t.name, t.dtype]));
+    opened.weights.close();
+    const { config } = opened;
+    const format = (options: Partial<Precision>) =>
+      planMemory(config, { stored, ...precision(config, options), ctx: 64 }).weights.decoder.format;
+    // This model is small enough to load exactly (f32) by default; a large one would take q4 and keep q8.
+    assert.equal(format({}), "F8_E4M3→f32+f32");
+    assert.equal(
+      planMemory(config, { stored, quant: "q4", ctx: 64 }).weights.decoder.format,
+      "F8_E4M3→q8+q4",
+    );
+    assert.equal(format({ quant: "q4" }), "F8_E4M3→q4+q4");
+    assert.equal(format({ quant: "f16" }), "F8_E4M3→f16+f16");
+    // A GPU too small for q8 codes is told that --quant q4 fits, though q4 is already the default.
+    const options = { stored, quant: "q4" as const, ctx: 64 };
+    const at = (quant: "q4" | "q8") => {
+      const p = planMemory(config, { ...options, quant, explicit: { quant: true } });
+      return p.total;
+    };
+    const offer = {
+      name: "small",
+      memoryBytes: Math.floor((at("q4") + at("q8")) / 2),
+      maxBufferSize: null,
+      maxStorageBufferBindingSize: null,
+    };
+    assert.throws(
+      () => checkPlan(config, planMemory(config, options, offer), offer, options),
+      /Try: .*--quant q4 \(now F8_E4M3→q8\+q4\) fits/,
+    );
+    const loaded = await loadedDecoderLinears(`${dir}/compressed`, {
+      quant: "q4",
+      explicit: { quant: true },
+    });
+    assert.deepEqual([...loaded.types], ["q4"]);
+    const kept = await loadedDecoderLinears(`${dir}/compressed`, { quant: "q4" });
+    assert.deepEqual([...kept.types], ["q8_0"]);
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -21,6 +21,7 @@ import {
   type KvFormat,
   type MemoryPlan,
   planMemory,
+  type Precision,
   precision,
   type WeightFormat,
 } from "./plan.ts";
@@ -133,12 +134,13 @@ export interface LoadedModel {
 
 /** Plans memory (refusing, before any upload, a model that does not fit), then loads the weights. */
 export async function loadModel(files: OpenedFiles, given: ModelOptions): Promise<LoadedModel> {
-  const options: ModelOptions = { ...given, ...precision(files.config, given) };
+  const options: ModelOptions & Precision = { ...given, ...precision(files.config, given) };
   const ctx = await GpuContext.create({ adapter: options.adapter });
   try {
     const planOptions = {
       quant: options.quant,
       visionQuant: options.visionQuant,
+      explicit: options.explicit,
       kv: options.kv,
       ctx: options.ctx,
       stored: new Map<string, DType>(files.weights.tensors().map((t) => [t.name, t.dtype])),
@@ -165,6 +167,7 @@ export async function loadModel(files: OpenedFiles, given: ModelOptions): Promis
       model = await PixtralModel.load(ctx, files.config, files.weights, {
         quant: options.quant,
         visionQuant: options.visionQuant,
+        explicit: options.explicit,
         kv: options.kv,
         activations: options.activations,
         kvTokens: plan.kvCache.tokens,

@@ -13,7 +13,7 @@ import { randomUniform } from "../gpu/ops/random.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { Progress } from "../progress.ts";
 import type { ModelConfig } from "./config.ts";
-import { decodedFormat, type WeightFormat } from "./plan.ts";
+import { decodedFormat, type Explicit, type WeightFormat } from "./plan.ts";
 import { expectedTensors } from "./tensors.ts";
 import { syntheticScale } from "./weights/synthetic.ts";
 import { BlockDecoder } from "./weights/decode_pool.ts";
@@ -31,6 +31,8 @@ import type { TensorInfo, WeightSource } from "./weights/source.ts";
 export interface LoadOptions {
   quant: WeightFormat;
   visionQuant: WeightFormat;
+  /** Which of the two flags gave (they then apply to codes stored quantized too). */
+  explicit?: Explicit;
   progress?: Progress;
 }
 
@@ -64,10 +66,12 @@ function targetType(
   info: Pick<TensorInfo, "dtype" | "role" | "component" | "shape">,
   options: LoadOptions,
 ): DType {
-  const quant = info.component === "decoder" ? options.quant : options.visionQuant;
+  const decoder = info.component === "decoder";
+  const quant = decoder ? options.quant : options.visionQuant;
   const [, k] = matrixShape(info.shape);
   if (isCpuDecoded(info.dtype) || isScaled(info.dtype)) {
-    const format = FORMATS[decodedFormat(info.dtype, quant)];
+    const explicit = decoder ? options.explicit?.quant : options.explicit?.visionQuant;
+    const format = FORMATS[decodedFormat(info.dtype, quant, explicit)];
     return isBlockFormat(format) && k % 32 !== 0 ? "f16" : format;
   }
   const stored = STORED[info.dtype as keyof typeof STORED];

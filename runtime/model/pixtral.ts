@@ -12,7 +12,7 @@ import type { ModelConfig } from "./config.ts";
 import { decoderStep, type SequenceStep, type StepOutput } from "./decoder.ts";
 import { KvPool } from "./kv_pool.ts";
 import { type LoadedWeights, loadWeights, randomWeights } from "./load.ts";
-import { KV_BLOCK_TOKENS, type WeightFormat } from "./plan.ts";
+import { type Explicit, KV_BLOCK_TOKENS, type WeightFormat } from "./plan.ts";
 import { type ImageInput, VisionPass } from "./vision.ts";
 import type { WeightSource } from "./weights/source.ts";
 
@@ -21,6 +21,8 @@ export interface PixtralOptions {
   quant?: WeightFormat;
   /** Vision encoder and adapter weights (default f16). */
   visionQuant?: WeightFormat;
+  /** Which of the two a flag gave: those apply to codes stored quantized too (plan.ts decodedFormat). */
+  explicit?: Explicit;
   /** Activations: f16 where the GPU has shader-f16 (default), f32 for exactness. */
   activations?: FloatType;
   /** KV cache entries (default f16). */
@@ -63,6 +65,7 @@ export class PixtralModel {
     const loadOptions = {
       quant: options.quant ?? "q4",
       visionQuant: options.visionQuant ?? "f16",
+      explicit: options.explicit,
       progress: options.progress,
     };
     const loaded: LoadedWeights = source === "random"

@@ -28,12 +28,17 @@ export type KvFormat = "f16" | "q8" | "f32";
 export const WEIGHT_BITS: Record<WeightFormat, number> = { q4: 4.5, q8: 8.5, f16: 16, f32: 32 };
 
 /**
- * The format a GGUF type decoded at load, or compressed-tensors codes, become: its own `into`, or `quant` when
- * that is more precise.
+ * The format a GGUF type decoded at load, or compressed-tensors codes, become: `quant` when a flag asked for it
+ * (`explicit`), else its own `into`, or the default `quant` when that is more precise (a default never rounds
+ * codes a second time).
  */
-export function decodedFormat(dtype: CpuDecodedType | ScaledType, quant: WeightFormat): WeightFormat {
+export function decodedFormat(
+  dtype: CpuDecodedType | ScaledType,
+  quant: WeightFormat,
+  explicit = false,
+): WeightFormat {
   const into = isScaled(dtype) ? SCALED_CODES[dtype].into : CPU_DECODED[dtype].into;
-  return WEIGHT_BITS[quant] > WEIGHT_BITS[into] ? quant : into;
+  return explicit || WEIGHT_BITS[quant] > WEIGHT_BITS[into] ? quant : into;
 }
 /** Weights per quantization group: a quantized tensor's rows must be a whole number of groups. */
 export const QUANT_GROUP = 32;
@@ -66,6 +71,13 @@ export interface Precision {
   kv: KvFormat;
   /** Undefined: f16 where the GPU has shader-f16. */
   activations?: "f16" | "f32";
+  /** The weight formats flags gave: those apply to codes stored quantized too (decodedFormat). */
+  explicit?: Explicit;
+}
+
+export interface Explicit {
+  quant?: boolean;
+  visionQuant?: boolean;
 }
 
 /** The formats a model loads with: those `chosen` (by flags), the defaults for its size for the rest. */
@@ -78,6 +90,7 @@ export function precision(config: ModelConfig, chosen: Partial<Precision>): Prec
     visionQuant: chosen.visionQuant ?? defaults.visionQuant,
     kv: chosen.kv ?? defaults.kv,
     activations: chosen.activations ?? defaults.activations,
+    explicit: { quant: chosen.quant !== undefined, visionQuant: chosen.visionQuant !== undefined },
   };
 }
 
@@ -99,6 +112,7 @@ export interface PlanOptions {
    * uploaded as stored. Float tensors follow `quant` / `visionQuant`.
    */
   stored?: ReadonlyMap<string, DType>;
+  explicit?: Explicit;
 }
 
 /** What a GPU adapter offers: a plain object, so that plans are testable without a GPU. */
@@ -170,7 +184,12 @@ function fixedPart(config: ModelConfig, options: PlanOptions) {
     const stored = options.stored?.get(t.name);
     let bytes: number;
     if (stored && (isCpuDecoded(stored) || isScaled(stored))) {
-      const format = decodedFormat(stored, t.component === "decoder" ? quant : visionQuant);
+      const decoder = t.component === "decoder";
+      const format = decodedFormat(
+        stored,
+        decoder ? quant : visionQuant,
+        decoder ? options.explicit?.quant : options.explicit?.visionQuant,
+      );
       bytes = weightBytes(format, t.shape);
       w.format.add(`${stored}→${format}`);
     } else if (stored && stored !== "F32" && stored !== "F16" && stored !== "BF16") {
@@ -303,7 +322,7 @@ export function checkPlan(
   const big = plan.largestTensor;
   const maxBuffer = adapter.maxBufferSize;
   if (maxBuffer !== null && big.bytes > maxBuffer) {
-    const smaller = smallerFormats(options).find(([, change]) =>
+    const smaller = smallerFormats(options, plan).find(([, change]) =>
       fixedPart(config, { ...options, ...change }).largestTensor.bytes <= maxBuffer
     );
     throw new PlanError(
@@ -341,7 +360,7 @@ export function checkPlan(
     const tokens = plan.context.chosen === "flag" ? plan.kvCache.tokens : minimum;
     const room = adapter.memoryBytes -
       Math.ceil(tokens / KV_BLOCK_TOKENS) * KV_BLOCK_TOKENS * plan.kvCache.bytesPerToken;
-    const smaller = smallerFormats(options).find(([, change]) =>
+    const smaller = smallerFormats(options, plan).find(([, change]) =>
       fixedPart(config, { ...options, ...change }).fixed <= room
     );
     if (smaller) hints.push(`${smaller[0]} fits`);
@@ -364,19 +383,23 @@ export function checkPlan(
  * Flags giving smaller weights than `options` do, each with the options it sets, the most precise first: the
  * decoder's formats, then the vision encoder's (whose quantization costs accuracy, so it comes last).
  */
-function smallerFormats(options: PlanOptions): [string, PlanOptions][] {
-  const smaller = (now: WeightFormat) =>
-    (["q8", "q4"] as const).filter((f) => WEIGHT_BITS[f] < WEIGHT_BITS[now]);
+function smallerFormats(options: PlanOptions, plan: MemoryPlan): [string, PlanOptions][] {
+  // Below a format a flag gave; a default may be above it where codes keep their own size (decodedFormat), so
+  // every format is tried: the callers keep the first that fits.
+  const smaller = (now: WeightFormat, explicit?: boolean) =>
+    (["q8", "q4"] as const).filter((f) => !explicit || WEIGHT_BITS[f] < WEIGHT_BITS[now]);
   const quant = options.quant ?? "q4", visionQuant = options.visionQuant ?? "f16";
-  const decoder = smaller(quant).map((
-    q,
-  ): [string, PlanOptions] => [`--quant ${q} (now ${quant})`, { quant: q }]);
-  const [least, leastOptions] = decoder.at(-1) ?? ["", {}];
+  const explicit = options.explicit ?? {};
+  const decoder = smaller(quant, explicit.quant).map((q): [string, PlanOptions] => [
+    `--quant ${q} (now ${plan.weights.decoder.format})`,
+    { quant: q, explicit: { ...explicit, quant: true } },
+  ]);
+  const [least, leastOptions] = decoder.at(-1) ?? ["", { explicit }];
   return [
     ...decoder,
-    ...smaller(visionQuant).map((q): [string, PlanOptions] => [
-      `${least ? `${least} and ` : ""}--vision-quant ${q} (now ${visionQuant})`,
-      { ...leastOptions, visionQuant: q },
+    ...smaller(visionQuant, explicit.visionQuant).map((q): [string, PlanOptions] => [
+      `${least ? `${least} and ` : ""}--vision-quant ${q} (now ${plan.weights.vision.format})`,
+      { ...leastOptions, visionQuant: q, explicit: { ...leastOptions.explicit, visionQuant: true } },
     ]),
   ];
 }
