@@ -156,7 +156,8 @@ async function loadedDecoderLinears(dir: string, options: Partial<PixtralOptions
 }
 
 const EXACT_BLOCKS: [string, Scheme, "q4" | "q8", string][] = [
-  ["a W4A16 checkpoint loads as q4", { codes: "int4", strategy: "group", groupSize: 128 }, "q4", "I4→q4+q4"],
+  // lm_head and the embedding, which the recipes leave unquantized, take q8 beside the codes.
+  ["a W4A16 checkpoint loads as q4", { codes: "int4", strategy: "group", groupSize: 128 }, "q4", "I4→q4+q8"],
   ["a W8A8 checkpoint loads as q8_0", { codes: "int8", strategy: "channel" }, "q8", "I8→q8+q8"],
 ];
 
@@ -210,6 +211,15 @@ Deno.test("compressed-tensors checkpoints that cannot load say why, naming the f
       quantization_config: { ...config.quantization_config, format: "nvfp4-pack-quantized" },
     });
     await refused(/format "nvfp4-pack-quantized": only float-quantized/);
+    // ... before the files' dtypes (NVFP4 codes are U8, which the safetensors reader does not take).
+    await rewrite(
+      (e) => [...e, { name: "x.weight_packed", dtype: "U8", shape: [2], data: new Uint8Array(2) }],
+      {
+        ...config,
+        quantization_config: { ...config.quantization_config, format: "nvfp4-pack-quantized" },
+      },
+    );
+    await refused(/format "nvfp4-pack-quantized": only float-quantized/);
     // 3-bit codes: three int32 words per 32 columns.
     await rewrite((e) =>
       e.map((t) =>
@@ -246,6 +256,13 @@ Deno.test("compressed-tensors checkpoints that cannot load say why, naming the f
       },
     });
     (await open(`${dir}/compressed`)).weights.close();
+    // An asymmetric scheme's weight without its zero point would read every code off by it.
+    const asymmetric = structuredClone(config);
+    asymmetric.quantization_config.config_groups.group_0.weights.symmetric = false;
+    await rewrite((e) => e, asymmetric);
+    await refused(
+      new RegExp(`tensor "${q}weight_packed": has no ${q}weight_zero_point, which .* asymmetric`),
+    );
     await rewrite((e) => e.filter((t) => t.name !== `${q}weight_scale`));
     await refused(new RegExp(`tensor "${q}weight_packed": is I32 without a weight_scale beside it`));
     // An FP8 weight without its scale, and a NaN code in one with a scale.
@@ -371,11 +388,12 @@ Deno.test("codes keep their own size by default; a --quant flag below it is foll
     const { config } = opened;
     const format = (options: Partial<Precision>) =>
       planMemory(config, { stored, ...precision(config, options), ctx: 64 }).weights.decoder.format;
-    // This model is small enough to load exactly (f32) by default; a large one would take q4 and keep q8.
+    // This model is small enough to load exactly (f32) by default; a large one would take q4 and keep q8, and
+    // lm_head and the embedding, left unquantized by the recipe, would take q8 too unless a flag says otherwise.
     assert.equal(format({}), "F8_E4M3→f32+f32");
     assert.equal(
       planMemory(config, { stored, quant: "q4", ctx: 64 }).weights.decoder.format,
-      "F8_E4M3→q8+q4",
+      "F8_E4M3→q8+q8",
     );
     assert.equal(format({ quant: "q4" }), "F8_E4M3→q4+q4");
     assert.equal(format({ quant: "f16" }), "F8_E4M3→f16+f16");
@@ -393,7 +411,7 @@ Deno.test("codes keep their own size by default; a --quant flag below it is foll
     };
     assert.throws(
       () => checkPlan(config, planMemory(config, options, offer), offer, options),
-      /Try: .*--quant q4 \(now F8_E4M3→q8\+q4\) fits/,
+      /Try: .*--quant q4 \(now F8_E4M3→q8\+q8\) fits/,
     );
     const loaded = await loadedDecoderLinears(`${dir}/compressed`, {
       quant: "q4",

@@ -262,6 +262,12 @@ const TEXT_DEFAULTS: Record<string, Json> = {
   },
 };
 
+/** A quantization_config this reader cannot load is a ConfigError naming it (before any weight file is parsed). */
+export function checkHfQuantization(json: unknown, file: string): void {
+  const problem = checkQuantizationConfig((json as { quantization_config?: unknown } | null)?.quantization_config);
+  if (problem) throw new ConfigError(file, `"quantization_config" ${problem}`);
+}
+
 export function parseHfConfig(
   json: unknown,
   file = "config.json",
@@ -277,8 +283,7 @@ export function parseHfConfig(
       `not a LLaVA (Pixtral) config: model_type ${j(c.obj.model_type)}, architectures ${j(architectures)}`,
     );
   }
-  const quantization = checkQuantizationConfig(c.obj.quantization_config);
-  if (quantization) throw c.fail("quantization_config", quantization);
+  checkHfQuantization(json, file);
   const t = c.child("text_config");
   const textType = t.str("model_type", "llama"); // LlavaConfig's default text model
   const td = TEXT_DEFAULTS[textType];

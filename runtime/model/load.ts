@@ -13,7 +13,7 @@ import { randomUniform } from "../gpu/ops/random.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { Progress } from "../progress.ts";
 import type { ModelConfig } from "./config.ts";
-import { decodedFormat, type Explicit, type WeightFormat } from "./plan.ts";
+import { decodedFormat, type Explicit, floatFormat, type WeightFormat } from "./plan.ts";
 import { expectedTensors } from "./tensors.ts";
 import { syntheticScale } from "./weights/synthetic.ts";
 import { BlockDecoder } from "./weights/decode_pool.ts";
@@ -65,6 +65,7 @@ export function matrixShape(shape: readonly number[]): [number, number] {
 function targetType(
   info: Pick<TensorInfo, "dtype" | "role" | "component" | "shape">,
   options: LoadOptions,
+  besideCodes = false,
 ): DType {
   const decoder = info.component === "decoder";
   const quant = decoder ? options.quant : options.visionQuant;
@@ -77,7 +78,7 @@ function targetType(
   const stored = STORED[info.dtype as keyof typeof STORED];
   if (isBlockFormat(stored)) return stored;
   if (info.role === "norm" || info.role === "bias") return "f32";
-  const wanted = FORMATS[quant];
+  const wanted = FORMATS[decoder ? floatFormat(quant, options.explicit?.quant, besideCodes) : quant];
   // Block formats need whole groups of 32 along a row.
   return isBlockFormat(wanted) && k % 32 !== 0 ? "f16" : wanted;
 }
@@ -150,11 +151,12 @@ export async function loadWeights(
   options: LoadOptions,
 ): Promise<LoadedWeights> {
   const infos = [...source.tensors()];
+  const besideCodes = infos.some((t) => isScaled(t.dtype));
   const weights = allocate(
     ctx,
     infos.map((info) => {
       const [rows, k] = matrixShape(info.shape);
-      return { name: info.name, dtype: targetType(info, options), rows, k };
+      return { name: info.name, dtype: targetType(info, options, besideCodes), rows, k };
     }),
   );
   let decoder: BlockDecoder | undefined;

@@ -2,7 +2,14 @@
  * From a located model to its config and weights. Opening parses headers only (safetensors JSON headers, GGUF
  * metadata and tensor tables) and checks every tensor against the config; no tensor data is read here.
  */
-import { ConfigError, configFromGguf, type ModelConfig, parseHfConfig, parseParamsJson } from "./config.ts";
+import {
+  checkHfQuantization,
+  ConfigError,
+  configFromGguf,
+  type ModelConfig,
+  parseHfConfig,
+  parseParamsJson,
+} from "./config.ts";
 import type { ModelLocation } from "./locate.ts";
 import { WeightFileError } from "./weights/errors.ts";
 import { GgufFile } from "./weights/gguf.ts";
@@ -68,6 +75,7 @@ export async function loadConfig(location: ModelLocation): Promise<ModelConfig> 
     case "mistral":
       return parseParamsJson(await readJson(location.configFile), location.configFile);
     case "hf": {
+      checkHfQuantization(await readJson(location.configFile), location.configFile);
       const files = location.weightFiles.length ? await openSafetensors(location.weightFiles) : [];
       try {
         return await hfConfig(location, files);
@@ -117,6 +125,8 @@ export async function openModel(location: ModelLocation): Promise<OpenedModel> {
       };
     }
     case "hf": {
+      // A quantization this reader refuses is named before the files' dtypes are.
+      checkHfQuantization(await readJson(location.configFile), location.configFile);
       const files = await openSafetensors(location.weightFiles);
       let config: ModelConfig;
       try {

@@ -40,6 +40,15 @@ export function decodedFormat(
   const into = isScaled(dtype) ? SCALED_CODES[dtype].into : CPU_DECODED[dtype].into;
   return explicit || WEIGHT_BITS[quant] > WEIGHT_BITS[into] ? quant : into;
 }
+/**
+ * The format of the decoder's float tensors: `quant`, but by default at least q8 in a checkpoint whose other
+ * layers are compressed-tensors codes (`besideCodes`): its recipe left these (lm_head, the embedding)
+ * unquantized on purpose, as vLLM serves them, and 4 bits there would undo what it kept.
+ */
+export function floatFormat(quant: WeightFormat, explicit = false, besideCodes = false): WeightFormat {
+  return besideCodes && !explicit && WEIGHT_BITS[quant] < WEIGHT_BITS.q8 ? "q8" : quant;
+}
+
 /** Weights per quantization group: a quantized tensor's rows must be a whole number of groups. */
 export const QUANT_GROUP = 32;
 /** KV cache element sizes: fp16, or 8-bit with an f16 scale per 32 values (8.5 bits). */
@@ -179,6 +188,7 @@ function fixedPart(config: ModelConfig, options: PlanOptions) {
     adapter: { parameters: 0, format: new Set<string>(), bytes: 0 },
   };
   let largest = { name: "", bytes: 0 };
+  const besideCodes = [...options.stored?.values() ?? []].some(isScaled);
   for (const t of expectedTensors(config)) {
     const w = weights[t.component];
     const stored = options.stored?.get(t.name);
@@ -198,7 +208,9 @@ function fixedPart(config: ModelConfig, options: PlanOptions) {
     } else if (t.role === "norm" || t.role === "bias") {
       bytes = weightBytes("f32", t.shape); // small, kept exact
     } else {
-      let format = t.component === "decoder" ? quant : visionQuant;
+      let format = t.component === "decoder"
+        ? floatFormat(quant, options.explicit?.quant, besideCodes)
+        : visionQuant;
       // The patch convolution stays float; so does any matrix whose rows are not whole quantization groups.
       if (
         (format === "q4" || format === "q8") && (t.role === "conv" || t.shape.at(-1)! % QUANT_GROUP !== 0)

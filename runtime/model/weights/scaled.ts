@@ -28,10 +28,14 @@ export interface ScaledParts {
   grid: { rows: number; cols: number; rowSpan: number; colSpan: number };
 }
 
-/** Columns per group, or [rows, columns] per block, as quantization_config gives them (for ragged shapes). */
+/**
+ * What quantization_config says of every weight, where all its groups agree: columns per group, or [rows,
+ * columns] per block (for ragged shapes), and whether codes have zero points (asymmetric).
+ */
 export interface QuantizationHint {
   groupSize?: number;
   block?: [number, number];
+  symmetric?: boolean;
 }
 
 /** A weight's scales in the rows' order: one row of groups per weight row. */
@@ -53,8 +57,8 @@ export interface Scales {
 
 /** Companions that carry nothing for weights computed in floating point (static activation scales). */
 const ACTIVATION_PARAMS = /\.(input|output)_(scale|zero_point|global_scale)$/;
-/** What only a quantized weight has beside it. */
-const COMPANION = /\.weight_(packed|shape|zero_point|g_idx)$/;
+/** What only a quantized weight's codes have beside them. */
+const COMPANION = /\.weight_(shape|zero_point|g_idx)$/;
 
 /** `quantization_config` of a Hugging Face config.json: what this reader takes, else why not. */
 export function checkQuantizationConfig(q: unknown): string | undefined {
@@ -91,7 +95,9 @@ export function quantizationHint(q: unknown): QuantizationHint {
     weights.map((w) => JSON.stringify(w.block_structure ?? null)).filter((b) => b !== "null"),
   );
   const block = blocks.size === 1 ? JSON.parse([...blocks][0]) : undefined;
+  const symmetric = new Set(weights.map((w) => w.symmetric ?? true));
   return {
+    symmetric: symmetric.size === 1 ? [...symmetric][0] === true : undefined,
     groupSize: sizes.size === 1 ? [...sizes][0] as number : undefined,
     block: Array.isArray(block) && block.length === 2 && block.every((n) => Number.isSafeInteger(n) && n > 0)
       ? block as [number, number]
@@ -166,6 +172,10 @@ export async function joinScaled(
     }
     const zeroPoint = take(`${p}_zero_point`), groupIndex = take(`${p}_g_idx`);
     if (dtype === "F8_E4M3" && zeroPoint) throw fail("is FP8 with a zero point, which no scheme writes");
+    if (hint.symmetric === false && !zeroPoint && dtype !== "F8_E4M3") {
+      // Read as symmetric its codes would all be off by their zero point.
+      throw fail(`has no ${p}_zero_point, which quantization_config's asymmetric scheme needs`);
+    }
     const grid = scaleGrid(scale, shape, hint);
     const bits = dtype === "I4" ? 4 : 8;
     if (
@@ -201,17 +211,18 @@ export async function joinScaled(
     };
     files.find((f) => f.file === codes.file)!.tensors.set(p, joined);
   }
-  for (const f of files) {
-    for (const t of f.tensors.values()) {
-      if ((isScaled(t.dtype) && !t.scaled) || COMPANION.test(t.name)) {
-        throw new WeightFileError(
-          "format",
-          t.file.path,
-          `is ${t.dtype} without a weight_scale beside it`,
-          t.name,
-        );
-      }
-    }
+  // Codes or companions left without a scale: the codes are named first.
+  const companion = (t: StoredTensor) => COMPANION.test(t.name);
+  const codes = (t: StoredTensor) => (isScaled(t.dtype) && !t.scaled) || t.name.endsWith(".weight_packed");
+  const rest = files.flatMap((f) => [...f.tensors.values()]);
+  const orphan = rest.find(codes) ?? rest.find(companion);
+  if (orphan) {
+    throw new WeightFileError(
+      "format",
+      orphan.file.path,
+      `is ${orphan.dtype} without a weight_scale beside it`,
+      orphan.name,
+    );
   }
 }
 
