@@ -29,7 +29,7 @@ const { values } = parseArgs({
   options: {
     synthetic: { type: "string" },
     model: { type: "string" },
-    quant: { type: "string", default: "q4" },
+    quant: { type: "string" },
     activations: { type: "string" },
     prefill: { type: "string" },
     steps: { type: "string" },
@@ -40,7 +40,7 @@ const { values } = parseArgs({
 
 const ctx = await GpuContext.create();
 const act = (values.activations ?? (ctx.f16 ? "f16" : "f32")) as FloatType;
-const quant = values.quant as WeightFormat;
+const quant = (values.quant ?? "q4") as WeightFormat;
 let config: ModelConfig;
 let source: Parameters<typeof PixtralModel.load>[2] = "random";
 if (values.model) {
@@ -60,7 +60,9 @@ const steps = Math.ceil(Number(values.steps ?? (big ? 64 : 16)) / 8) * 8; // who
 const kvTokens = 8 * Math.ceil((prefillTokens + steps + 16) / 16) * 16; // 8 sequences of the prefill's length
 
 let t = performance.now();
-const model = await PixtralModel.load(ctx, config, source, { quant, activations: act, kvTokens });
+// A --quant given applies to codes stored quantized too (plan.ts decodedFormat).
+const explicit = { quant: values.quant !== undefined };
+const model = await PixtralModel.load(ctx, config, source, { quant, explicit, activations: act, kvTokens });
 await ctx.device.queue.onSubmittedWorkDone();
 const loadSeconds = (performance.now() - t) / 1000;
 // Each row as soon as it is measured: a run cut short (a device's time limit) keeps what it measured.

@@ -14,6 +14,7 @@ import {
   precision,
   type WeightFormat,
 } from "../runtime/model/plan.ts";
+import { storedFromConfig } from "../runtime/model/weights/compressed_config.ts";
 import type { DType } from "../runtime/model/weights/dtype.ts";
 import { choice, parseFlags, positiveInt, UsageError } from "./args.ts";
 
@@ -89,14 +90,19 @@ export async function plan(argv: string[]): Promise<void> {
   const local = await withLocalModel({ model: flags.model, mmproj: flags.mmproj }, { configOnly: true });
   const location = await locateModel(local.model!, { mmproj: local.mmproj });
   let config;
-  if (location.layout === "gguf") {
-    // GGUF tensors may already be quantized: the plan counts them as stored.
+  if (location.layout === "gguf" || (location.layout === "hf" && location.weightFiles.length)) {
+    // Tensors may already be quantized (GGUF blocks, compressed-tensors codes): the plan counts them as stored.
     const opened = await openModel(location);
     opened.weights.close();
     config = opened.config;
     options.stored = new Map<string, DType>(opened.weights.tensors().map((t) => [t.name, t.dtype]));
   } else {
     config = await loadConfig(location);
+    // A hub model's config alone (its weights not fetched) says how a compressed-tensors checkpoint stores them.
+    if (location.layout === "hf") {
+      const json = JSON.parse(await Deno.readTextFile(location.configFile));
+      options.stored = storedFromConfig(config, json.quantization_config);
+    }
   }
   const { quant, visionQuant, kv, explicit } = precision(config, options);
   Object.assign(options, { quant, visionQuant, kv, explicit });

@@ -6,6 +6,7 @@
 import { type SafetensorsEntry, TINY, writeSafetensors } from "./weights_helpers.ts";
 import { readSafetensors } from "./weights_helpers.ts";
 import { toFloat32 } from "../runtime/model/weights/convert.ts";
+import type { QuantizationHint } from "../runtime/model/weights/compressed_config.ts";
 
 export interface Scheme {
   codes: "fp8" | "int8" | "int4";
@@ -209,6 +210,15 @@ export async function writeCompressedTiny(dir: string, scheme: Scheme): Promise<
     await Deno.writeTextFile(`${dir}/${name}/config.json`, JSON.stringify({ ...config, ...quantization }));
   }
   return count;
+}
+
+/** What quantization_config would say of a matrix compressed with `scheme` (joinScaled's hint). */
+export function hintOf(scheme: Scheme): QuantizationHint {
+  return {
+    groupSize: scheme.strategy === "group" ? scheme.groupSize : undefined,
+    block: scheme.strategy === "block" ? [BLOCK, BLOCK] : undefined,
+    symmetric: scheme.symmetric ?? true,
+  };
 }
 
 /** The quantization_config llm-compressor writes for the scheme (the fields this reader looks at and a few more). */

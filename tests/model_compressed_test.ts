@@ -21,9 +21,16 @@ import {
   toBlocks,
 } from "../runtime/model/weights/scaled.ts";
 import type { ScaledType } from "../runtime/model/weights/dtype.ts";
-import { compressMatrix, type Scheme, writeCompressedTiny } from "./compressed_helpers.ts";
+import { compressMatrix, hintOf, type Scheme, writeCompressedTiny } from "./compressed_helpers.ts";
+import { pixtral } from "./helpers.ts";
 import { EXACT, goldenImage, gpu, gridOf, manifest, maxAbsDiff } from "./model_helpers.ts";
-import { readSafetensors, type SafetensorsEntry, tempDir, writeSafetensors } from "./weights_helpers.ts";
+import {
+  readSafetensors,
+  type SafetensorsEntry,
+  tempDir,
+  TINY,
+  writeSafetensors,
+} from "./weights_helpers.ts";
 
 const SCHEMES: Record<string, Scheme> = {
   "FP8 per channel (FP8_DYNAMIC), vision tower too": { codes: "fp8", strategy: "channel", all: true },
@@ -108,12 +115,12 @@ Deno.test("compressed-tensors 4- and 8-bit codes become q4 and q8_0 blocks that 
       await writeSafetensors(path, Object.entries(stored).map(([s, t]) => ({ name: `m.${s}`, ...t })));
       const file = await SafetensorsFile.open(path);
       try {
-        await joinScaled([file]);
+        await joinScaled([file], hintOf(scheme));
         const t = file.tensors.get("m.weight")!;
         assert.equal(t.dtype, dtype, JSON.stringify(scheme));
         const scales = await readScales(t);
         const codes = await file.file.read(t.offset, t.byteLength);
-        const values = decodeScaled(dtype, codes, 0, scales, t.name);
+        const values = decodeScaled(dtype, codes, 0, scales);
         assert.deepEqual(values, dequantized, JSON.stringify(scheme));
         assert.equal(exactBlockFormat(dtype, scales), format, JSON.stringify(scheme));
         if (!format) continue;
@@ -211,6 +218,11 @@ Deno.test("compressed-tensors checkpoints that cannot load say why, naming the f
       quantization_config: { ...config.quantization_config, format: "nvfp4-pack-quantized" },
     });
     await refused(/format "nvfp4-pack-quantized": only float-quantized/);
+    await rewrite((e) => e, {
+      ...config,
+      quantization_config: { ...config.quantization_config, sparsity_config: { format: "sparse-bitmask" } },
+    });
+    await refused(/sparsity format "sparse-bitmask": sparse \(compressed\) weights do not load/);
     // ... before the files' dtypes (NVFP4 codes are U8, which the safetensors reader does not take).
     await rewrite(
       (e) => [...e, { name: "x.weight_packed", dtype: "U8", shape: [2], data: new Uint8Array(2) }],
@@ -243,19 +255,27 @@ Deno.test("compressed-tensors checkpoints that cannot load say why, naming the f
       );
     await rewrite(scales([512, 3]));
     await refused(/weight_scale": is BF16 \[512,3\], which is not float scales dividing a 512x256 weight/);
-    // Groups of 96 columns leave a ragged last one: taken only where quantization_config says so.
-    await rewrite(scales([512, 3]), {
+    // Groups of 96 columns leave a ragged last one (3 scales a row): taken where quantization_config says so,
+    // and a config that says otherwise of a layer is refused rather than read by another grouping.
+    const grouped96 = (size: number) => ({
       ...config,
       quantization_config: {
         ...config.quantization_config,
         config_groups: {
           group_0: {
-            weights: { ...config.quantization_config.config_groups.group_0.weights, group_size: 96 },
+            weights: { ...config.quantization_config.config_groups.group_0.weights, group_size: size },
           },
         },
       },
     });
-    (await open(`${dir}/compressed`)).weights.close();
+    await rewrite(scales([512, 3]), grouped96(128));
+    await refused(
+      /q_proj\.weight_scale": is BF16 \[512,3\], which is not float scales dividing a 512x256 weight/,
+    );
+    await rewrite(scales([512, 3]), grouped96(96));
+    await refused(
+      /k_proj\.weight_scale": is BF16 \[128,2\], which is not float scales dividing a 128x256 weight/,
+    );
     // An asymmetric scheme's weight without its zero point would read every code off by it.
     const asymmetric = structuredClone(config);
     asymmetric.quantization_config.config_groups.group_0.weights.symmetric = false;
@@ -278,7 +298,10 @@ Deno.test("compressed-tensors checkpoints that cannot load say why, naming the f
     );
     await assert.rejects(
       () => logitsOf(`${dir}/compressed`, EXACT),
-      /tensor "layers\.0\.attention\.wq\.weight": the code at row \d+, column \d+ is NaN/,
+      new RegExp(
+        `model\\.safetensors: tensor "layers\\.0\\.attention\\.wq\\.weight" \\(stored as "${q}weight"\\): ` +
+          `the code at row \\d+, column \\d+ is NaN`,
+      ),
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -317,7 +340,7 @@ Deno.test("compressed-tensors codes decode as the library decodes them (golden v
       const t = tensors.get("m.weight")!;
       assert.deepEqual(t.shape, shape, name);
       const codes = await file.file.read(t.offset, t.byteLength);
-      const values = decodeScaled(t.dtype as ScaledType, codes, 0, await readScales(t), name);
+      const values = decodeScaled(t.dtype as ScaledType, codes, 0, await readScales(t));
       const want = file.tensors.get(`${name}.expected`)!;
       const expected = new Float32Array((await file.file.read(want.offset, want.byteLength)).buffer);
       const wrong = values.findIndex((v, i) => !Object.is(v, expected[i]));
@@ -348,13 +371,13 @@ Deno.test("the block decoder's threads decode rows of scaled codes as one thread
       );
       const file = await SafetensorsFile.open(`${dir}/m.safetensors`);
       try {
-        await joinScaled([file], { block: [16, 128] });
+        await joinScaled([file], hintOf(scheme));
         const t = file.tensors.get("m.weight")!;
         const codes = await file.file.read(t.offset, t.byteLength), scales = await readScales(t);
         const type = t.dtype as ScaledType, half = codes.length / 2;
         const pieces = await Promise.all([0, 1].map((p) =>
           decoder.decode(
-            { type, scales: scaleRows(scales, p * rows / 2, rows / 2), name: t.name },
+            { type, scales: scaleRows(scales, p * rows / 2, rows / 2) },
             codes.subarray(p * half, (p + 1) * half),
           )
         ));
@@ -366,11 +389,10 @@ Deno.test("the block decoder's threads decode rows of scaled codes as one thread
     const nan = {
       type: "F8_E4M3" as const,
       scales: { rows: 1, k: 4, groups: 1, groupSize: 4, scale: new Float32Array([1]), offset: 0 },
-      name: "x",
     };
     await assert.rejects(
       () => decoder.decode(nan, Uint8Array.of(1, 2, 0xff, 3)),
-      /tensor "x": the code at row 0, column 2 is NaN/,
+      /^Error: the code at row 0, column 2 is NaN/,
     );
   } finally {
     decoder.close();
@@ -420,6 +442,102 @@ Deno.test("codes keep their own size by default; a --quant flag below it is foll
     assert.deepEqual([...loaded.types], ["q4"]);
     const kept = await loadedDecoderLinears(`${dir}/compressed`, { quant: "q4" });
     assert.deepEqual([...kept.types], ["q8_0"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("pixtral plan counts a compressed-tensors model as stored: from its files, or from its config alone", async () => {
+  const dir = await tempDir();
+  try {
+    await writeCompressedTiny(dir, { codes: "fp8", strategy: "channel" });
+    await Deno.mkdir(`${dir}/config-only`);
+    await Deno.copyFile(`${dir}/compressed/config.json`, `${dir}/config-only/config.json`);
+    for (const model of [`${dir}/compressed`, `${dir}/config-only/config.json`]) {
+      for (
+        const [flags, format] of [[[], "F8_E4M3→f32+f32"], [["--quant", "q4"], "F8_E4M3→q4+q4"]] as const
+      ) {
+        const { code, stdout, stderr } = await pixtral([
+          "plan",
+          "--model",
+          model,
+          "--no-gpu",
+          "--json",
+          ...flags,
+        ])
+          .output();
+        assert.equal(code, 0, new TextDecoder().decode(stderr));
+        assert.equal(JSON.parse(new TextDecoder().decode(stdout)).plan.weights.decoder.format, format, model);
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("codes where no scale can be meant, twice-stored codes, and per-tensor zero points", async () => {
+  const dir = await tempDir();
+  try {
+    const [rows, k] = [64, 256];
+    const w = Float32Array.from({ length: rows * k }, (_, i) => Math.sin(i) * 0.02);
+    const write = async (path: string, scheme: Scheme, extra: SafetensorsEntry[] = []) => {
+      const { stored } = compressMatrix(w, rows, k, scheme);
+      await writeSafetensors(path, [
+        ...Object.entries(stored).map(([s, t]) => ({ name: `m.${s}`, ...t })),
+        ...extra,
+      ]);
+      return await SafetensorsFile.open(path);
+    };
+    const float = { name: "m.weight", dtype: "F32", shape: [rows, k], data: new Uint8Array(w.buffer) };
+    let file = await write(`${dir}/a.safetensors`, { codes: "int4", strategy: "channel" }, [float]);
+    await assert.rejects(() => joinScaled([file]), /"m\.weight_packed": has m\.weight beside it too/);
+    file.close();
+    // The same codes in two shards.
+    const a = await write(`${dir}/a.safetensors`, { codes: "int4", strategy: "channel" });
+    const b = await write(`${dir}/b.safetensors`, { codes: "int4", strategy: "channel" });
+    await assert.rejects(
+      () => joinScaled([a, b]),
+      /b\.safetensors: tensor "m\.weight_\w+": stored twice \(also in .*a\.safetensors\)/,
+    );
+    a.close();
+    b.close();
+    // compressed-tensors writes a per-tensor zero point as [1].
+    const { stored, dequantized } = compressMatrix(w, rows, k, {
+      codes: "int8",
+      strategy: "tensor",
+      symmetric: false,
+    });
+    stored.weight_zero_point.shape = [1];
+    await writeSafetensors(
+      `${dir}/c.safetensors`,
+      Object.entries(stored).map(([s, t]) => ({ name: `m.${s}`, ...t })),
+    );
+    file = await SafetensorsFile.open(`${dir}/c.safetensors`);
+    await joinScaled([file]);
+    const t = file.tensors.get("m.weight")!;
+    assert.deepEqual(
+      decodeScaled("I8", await file.file.read(t.offset, t.byteLength), 0, await readScales(t)),
+      dequantized,
+    );
+    file.close();
+    // Codes in a Mistral-layout file, where no scales are read beside them.
+    const entries = await readSafetensors(`${TINY}mistral/consolidated.safetensors`);
+    await Deno.mkdir(`${dir}/mistral`);
+    for (const f of ["params.json", "tekken.json"]) {
+      await Deno.copyFile(`${TINY}mistral/${f}`, `${dir}/mistral/${f}`);
+    }
+    await writeSafetensors(
+      `${dir}/mistral/consolidated.safetensors`,
+      entries.map((e) =>
+        e.name === "layers.0.attention.wq.weight"
+          ? { ...e, dtype: "F8_E4M3", data: new Uint8Array(e.data.length / 2) }
+          : e
+      ),
+    );
+    await assert.rejects(
+      async () => (await open(`${dir}/mistral`)).weights.close(),
+      /tensor "layers\.0\.attention\.wq\.weight": is F8_E4M3 codes without their scales/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

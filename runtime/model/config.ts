@@ -5,7 +5,7 @@
  * classes, llama.cpp), so a file means here what it means there; configurations that would run a different
  * function than Pixtral's (known-bad revisions, features this runtime lacks) are refused with the fix.
  */
-import { checkQuantizationConfig } from "./weights/scaled.ts";
+import { checkQuantizationConfig } from "./weights/compressed_config.ts";
 import { headShapeProblem } from "../gpu/ops/attention_shape.ts";
 import type { GgufFile, GgufValue } from "./weights/gguf.ts";
 import { MAX_PATCH_SIZE } from "../images/preprocess.ts";
@@ -264,7 +264,9 @@ const TEXT_DEFAULTS: Record<string, Json> = {
 
 /** A quantization_config this reader cannot load is a ConfigError naming it (before any weight file is parsed). */
 export function checkHfQuantization(json: unknown, file: string): void {
-  const problem = checkQuantizationConfig((json as { quantization_config?: unknown } | null)?.quantization_config);
+  const problem = checkQuantizationConfig(
+    (json as { quantization_config?: unknown } | null)?.quantization_config,
+  );
   if (problem) throw new ConfigError(file, `"quantization_config" ${problem}`);
 }
 

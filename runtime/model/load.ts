@@ -25,7 +25,8 @@ import {
   type ScaledType,
   tensorBytes,
 } from "./weights/dtype.ts";
-import { codeRowBytes, exactBlockFormat, scaleRows, toBlocks } from "./weights/scaled.ts";
+import { exactBlockFormat, scaleRows, toBlocks } from "./weights/scaled.ts";
+import { WeightFileError } from "./weights/errors.ts";
 import type { TensorInfo, WeightSource } from "./weights/source.ts";
 
 export interface LoadOptions {
@@ -182,24 +183,18 @@ export async function loadWeights(
       // A decoded chunk is read as one piece per thread, each at most DECODED_BYTES as f32 (Q2_K would grow a
       // 64 MiB chunk to 780 MB).
       const pool = decoded ? decoder ??= new BlockDecoder() : undefined;
-      const chunkBytes = pool
-        ? Math.max(1, Math.floor(pool.threads * DECODED_BYTES / (4 * k))) * storedRow
-        : CHUNK_BYTES;
+      const chunkBytes = pool ? decodedChunkBytes(pool, k, storedRow) : CHUNK_BYTES;
       for await (const chunk of source.chunks(info.name, chunkBytes)) {
         const first = chunk.byteOffset / storedRow, count = chunk.bytes.byteLength / storedRow;
         if (pool) {
-          // Decoded on every thread at once, uploaded in order as they come.
-          const rows = Math.ceil(count / Math.min(count, pool.threads));
-          const parts = [];
-          for (let r = 0; r < count; r += rows) {
-            const n = Math.min(rows, count - r);
-            const values = pool.decode(decoded!, chunk.bytes.subarray(r * storedRow, (r + n) * storedRow));
-            values.catch(() => {}); // an earlier part's failure is the one thrown
-            parts.push({ r, n, values });
-          }
-          for (const { r, n, values } of parts) {
-            await put("f32", first + r, n, new Uint8Array((await values).buffer));
-          }
+          await decodeRows(
+            info,
+            pool,
+            count,
+            put,
+            (r, n) => pool.decode(decoded!, chunk.bytes.subarray(r * storedRow, (r + n) * storedRow)),
+            first,
+          );
         } else if (stored === target) {
           ctx.write(dst, chunk.bytes, chunk.byteOffset);
         } else {
@@ -215,6 +210,42 @@ export async function loadWeights(
     decoder?.close();
   }
   return weights;
+}
+
+/** Bytes of stored rows a chunk decoded on the CPU takes: one piece per thread, each at most DECODED_BYTES as f32. */
+function decodedChunkBytes(pool: BlockDecoder, k: number, storedRow: number): number {
+  return Math.max(1, Math.floor(pool.threads * DECODED_BYTES / (4 * k))) * storedRow;
+}
+
+/**
+ * `count` rows from row `first` decoded on every thread of the pool at once (`decode(r, n)`: n rows from the
+ * chunk's row r) and uploaded in order as they come; a failure names the file and the tensor.
+ */
+async function decodeRows(
+  info: TensorInfo,
+  pool: BlockDecoder,
+  count: number,
+  put: (stored: DType, first: number, count: number, bytes: Uint8Array) => Promise<void>,
+  decode: (r: number, n: number) => Promise<Float32Array>,
+  first: number,
+): Promise<void> {
+  const rows = Math.ceil(count / Math.min(count, pool.threads));
+  const parts = [];
+  for (let r = 0; r < count; r += rows) {
+    const n = Math.min(rows, count - r);
+    const values = decode(r, n);
+    values.catch(() => {}); // an earlier part's failure is the one thrown
+    parts.push({ r, n, values });
+  }
+  for (const { r, n, values } of parts) {
+    let decoded: Float32Array;
+    try {
+      decoded = await values;
+    } catch (err) {
+      throw new WeightFileError("format", info.file, (err as Error).message, info.name, info.storedName);
+    }
+    await put("f32", first + r, n, new Uint8Array(decoded.buffer));
+  }
 }
 
 /**
@@ -234,29 +265,19 @@ async function loadScaled(
   const type = info.dtype as ScaledType, k = dst.rowLength;
   const scales = await source.scales(info.name);
   const exact = exactBlockFormat(type, scales) === dst.dtype ? dst.dtype as "q4" | "q8_0" : undefined;
-  const codeRow = codeRowBytes(type, k), target = rowBytes(dst.dtype, k);
+  const codeRow = tensorBytes(type, [k])!, target = rowBytes(dst.dtype, k);
   const pool = exact ? undefined : decoder();
-  const chunkBytes = pool
-    ? Math.max(1, Math.floor(pool.threads * DECODED_BYTES / (4 * k))) * codeRow
-    : CHUNK_BYTES;
+  const chunkBytes = pool ? decodedChunkBytes(pool, k, codeRow) : CHUNK_BYTES;
   for await (const chunk of source.chunks(info.name, chunkBytes)) {
     const first = chunk.byteOffset / codeRow, count = chunk.bytes.byteLength / codeRow;
     if (!pool) {
       ctx.write(dst, toBlocks(exact!, chunk.bytes, first, scales, target), first * target);
     } else {
-      // As for GGUF types decoded at load: every thread at once, uploaded in order.
-      const rows = Math.ceil(count / Math.min(count, pool.threads));
-      const parts = [];
-      for (let r = 0; r < count; r += rows) {
-        const n = Math.min(rows, count - r);
-        const job = { type, scales: scaleRows(scales, first + r, n), name: info.name };
-        const values = pool.decode(job, chunk.bytes.subarray(r * codeRow, (r + n) * codeRow));
-        values.catch(() => {}); // an earlier part's failure is the one thrown
-        parts.push({ r, n, values });
-      }
-      for (const { r, n, values } of parts) {
-        await put("f32", first + r, n, new Uint8Array((await values).buffer));
-      }
+      await decodeRows(info, pool, count, put, (r, n) =>
+        pool.decode(
+          { type, scales: scaleRows(scales, first + r, n) },
+          chunk.bytes.subarray(r * codeRow, (r + n) * codeRow),
+        ), first);
     }
     progress?.add(chunk.bytes.byteLength);
   }

@@ -13,7 +13,8 @@ import {
 import type { ModelLocation } from "./locate.ts";
 import { WeightFileError } from "./weights/errors.ts";
 import { GgufFile } from "./weights/gguf.ts";
-import { joinScaled, quantizationHint } from "./weights/scaled.ts";
+import { quantizationHint } from "./weights/compressed_config.ts";
+import { joinScaled } from "./weights/scaled.ts";
 import type { SafetensorsFile } from "./weights/safetensors.ts";
 import { createWeightSource, openSafetensors, type WeightSource } from "./weights/source.ts";
 
@@ -53,20 +54,23 @@ async function readJsonIfPresent(path: string): Promise<unknown> {
 const HF_Q_PROJ =
   /^(?:language_model\.model|model\.language_model)\.layers\.0\.self_attn\.q_proj\.weight(?:_packed)?$/;
 
-/**
- * The config of a Hugging Face folder, its quantized layers' codes and scales joined into one tensor each first
- * (scaled.ts), so that the weights are checked under the names and shapes of an unquantized checkpoint.
- */
-async function hfConfig(location: ModelLocation, files: SafetensorsFile[]): Promise<ModelConfig> {
-  const json = await readJson(location.configFile);
+async function hfConfig(
+  location: ModelLocation,
+  json: unknown,
+  files: SafetensorsFile[],
+): Promise<ModelConfig> {
   const q = files.flatMap((f) => [...f.tensors.values()]).find((t) => HF_Q_PROJ.test(t.name));
-  const config = parseHfConfig(json, location.configFile, {
+  return parseHfConfig(json, location.configFile, {
     qProjRows: q?.shape[0],
     tokenizerConfig: await readJsonIfPresent(`${location.dir}/tokenizer_config.json`),
   });
-  const quantization = (json as { quantization_config?: unknown }).quantization_config;
-  await joinScaled(files, quantizationHint(quantization));
-  return config;
+}
+
+/** A Hugging Face folder's config.json, its quantization checked before any weight file is parsed. */
+async function hfJson(location: ModelLocation): Promise<unknown> {
+  const json = await readJson(location.configFile);
+  checkHfQuantization(json, location.configFile);
+  return json;
 }
 
 /** The config alone: needs no weight files (except a GGUF, whose header is its config). */
@@ -75,10 +79,10 @@ export async function loadConfig(location: ModelLocation): Promise<ModelConfig> 
     case "mistral":
       return parseParamsJson(await readJson(location.configFile), location.configFile);
     case "hf": {
-      checkHfQuantization(await readJson(location.configFile), location.configFile);
+      const json = await hfJson(location);
       const files = location.weightFiles.length ? await openSafetensors(location.weightFiles) : [];
       try {
-        return await hfConfig(location, files);
+        return await hfConfig(location, json, files);
       } finally {
         files.forEach((f) => f.close());
       }
@@ -125,12 +129,17 @@ export async function openModel(location: ModelLocation): Promise<OpenedModel> {
       };
     }
     case "hf": {
-      // A quantization this reader refuses is named before the files' dtypes are.
-      checkHfQuantization(await readJson(location.configFile), location.configFile);
+      const json = await hfJson(location);
       const files = await openSafetensors(location.weightFiles);
       let config: ModelConfig;
       try {
-        config = await hfConfig(location, files);
+        config = await hfConfig(location, json, files);
+        // Quantized layers' codes and scales joined into one tensor each (scaled.ts), so that the weights are
+        // checked under the names and shapes of an unquantized checkpoint.
+        await joinScaled(
+          files,
+          quantizationHint((json as { quantization_config?: unknown }).quantization_config),
+        );
       } catch (err) {
         files.forEach((f) => f.close());
         throw err;

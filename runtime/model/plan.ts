@@ -195,11 +195,13 @@ function fixedPart(config: ModelConfig, options: PlanOptions) {
     let bytes: number;
     if (stored && (isCpuDecoded(stored) || isScaled(stored))) {
       const decoder = t.component === "decoder";
-      const format = decodedFormat(
+      let format = decodedFormat(
         stored,
         decoder ? quant : visionQuant,
         decoder ? options.explicit?.quant : options.explicit?.visionQuant,
       );
+      // As the loader does: block formats need whole groups of 32 along a row.
+      if ((format === "q4" || format === "q8") && t.shape.at(-1)! % QUANT_GROUP !== 0) format = "f16";
       bytes = weightBytes(format, t.shape);
       w.format.add(`${stored}→${format}`);
     } else if (stored && stored !== "F32" && stored !== "F16" && stored !== "BF16") {

@@ -7,11 +7,10 @@ import { decodeBlocks } from "./dequant.ts";
 import type { CpuDecodedType, ScaledType } from "./dtype.ts";
 import { decodeScaled, type Scales } from "./scaled.ts";
 
-/** Codes with the scales of their rows (the first row's at 0), and the tensor's name for errors. */
+/** Codes with the scales of their rows (the first row's at 0). */
 export interface ScaledRows {
   type: ScaledType;
   scales: Scales;
-  name: string;
 }
 
 export interface DecodeJob {
@@ -24,7 +23,7 @@ export interface DecodeJob {
 export function decodeJob(type: DecodeJob["type"], bytes: Uint8Array): Float32Array {
   return typeof type === "string"
     ? decodeBlocks(type, bytes)
-    : decodeScaled(type.type, bytes, 0, type.scales, type.name);
+    : decodeScaled(type.type, bytes, 0, type.scales);
 }
 
 export type DecodeResult = { id: number; values: Float32Array } | { id: number; error: string };

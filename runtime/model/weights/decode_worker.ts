@@ -7,6 +7,6 @@ self.onmessage = ({ data }: MessageEvent<DecodeJob>) => {
     const values = decodeJob(data.type, data.bytes);
     self.postMessage({ id: data.id, values } satisfies DecodeResult, [values.buffer as ArrayBuffer]);
   } catch (err) {
-    self.postMessage({ id: data.id, error: String(err) } satisfies DecodeResult);
+    self.postMessage({ id: data.id, error: (err as Error).message ?? String(err) } satisfies DecodeResult);
   }
 };

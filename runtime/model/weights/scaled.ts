@@ -10,8 +10,9 @@
  * Layers the recipe left alone (the vision tower, the adapter, lm_head) are plain tensors. Decoding follows
  * compressed-tensors' unpack_from_int32 and dequantize, in float64 rounded once to float32.
  */
+import type { QuantizationHint } from "./compressed_config.ts";
 import { toFloat32 } from "./convert.ts";
-import { isScaled, type ScaledType } from "./dtype.ts";
+import { isScaled, type ScaledType, tensorBytes } from "./dtype.ts";
 import { WeightFileError } from "./errors.ts";
 import type { BinaryFile } from "./file.ts";
 import { rotateHalfToInterleaved } from "./permute.ts";
@@ -26,16 +27,6 @@ export interface ScaledParts {
   offset: number;
   /** Scales stored: [rows, columns] of them, and the weight rows and columns each covers. */
   grid: { rows: number; cols: number; rowSpan: number; colSpan: number };
-}
-
-/**
- * What quantization_config says of every weight, where all its groups agree: columns per group, or [rows,
- * columns] per block (for ragged shapes), and whether codes have zero points (asymmetric).
- */
-export interface QuantizationHint {
-  groupSize?: number;
-  block?: [number, number];
-  symmetric?: boolean;
 }
 
 /** A weight's scales in the rows' order: one row of groups per weight row. */
@@ -60,51 +51,6 @@ const ACTIVATION_PARAMS = /\.(input|output)_(scale|zero_point|global_scale)$/;
 /** What only a quantized weight's codes have beside them. */
 const COMPANION = /\.weight_(shape|zero_point|g_idx)$/;
 
-/** `quantization_config` of a Hugging Face config.json: what this reader takes, else why not. */
-export function checkQuantizationConfig(q: unknown): string | undefined {
-  if (q === undefined || q === null) return undefined;
-  if (typeof q !== "object" || Array.isArray(q)) return "is not an object";
-  const { quant_method: method, format } = q as Record<string, unknown>;
-  if (method !== "compressed-tensors") {
-    return `has quant_method ${JSON.stringify(method)}: of quantized Hugging Face checkpoints only ` +
-      `compressed-tensors ones (llm-compressor's FP8, INT8 and INT4/W4A16) load; use the unquantized ` +
-      `checkpoint or a GGUF`;
-  }
-  const FORMATS = [
-    "float-quantized",
-    "int-quantized",
-    "pack-quantized",
-    "naive-quantized",
-    "dense",
-    "mixed-precision",
-  ];
-  if (format !== undefined && !FORMATS.includes(format as string)) {
-    return `has compressed-tensors format ${JSON.stringify(format)}: only ${FORMATS.join(", ")} load`;
-  }
-  return undefined;
-}
-
-/** Group size and block shape from quantization_config, when all its groups agree on them. */
-export function quantizationHint(q: unknown): QuantizationHint {
-  const groups = Object.values(
-    ((q ?? {}) as { config_groups?: Record<string, unknown> }).config_groups ?? {},
-  );
-  const weights = groups.map((g) => ((g ?? {}) as { weights?: Record<string, unknown> }).weights ?? {});
-  const sizes = new Set(weights.map((w) => w.group_size).filter((s) => Number.isSafeInteger(s)));
-  const blocks = new Set(
-    weights.map((w) => JSON.stringify(w.block_structure ?? null)).filter((b) => b !== "null"),
-  );
-  const block = blocks.size === 1 ? JSON.parse([...blocks][0]) : undefined;
-  const symmetric = new Set(weights.map((w) => w.symmetric ?? true));
-  return {
-    symmetric: symmetric.size === 1 ? [...symmetric][0] === true : undefined,
-    groupSize: sizes.size === 1 ? [...sizes][0] as number : undefined,
-    block: Array.isArray(block) && block.length === 2 && block.every((n) => Number.isSafeInteger(n) && n > 0)
-      ? block as [number, number]
-      : undefined,
-  };
-}
-
 /**
  * The tensors of one checkpoint with each quantized layer's codes and companions joined into one tensor
  * `P.weight` of a ScaledType that carries its ScaledParts; the companions leave the maps. Reads the few bytes of
@@ -114,7 +60,14 @@ export async function joinScaled(
   files: { file: BinaryFile; tensors: Map<string, StoredTensor> }[],
   hint: QuantizationHint = {},
 ): Promise<void> {
-  const all = new Map(files.flatMap((f) => [...f.tensors]));
+  const all = new Map<string, StoredTensor>();
+  for (const t of files.flatMap((f) => [...f.tensors.values()])) {
+    const twin = all.get(t.name);
+    if (twin) {
+      throw new WeightFileError("format", t.file.path, `stored twice (also in ${twin.file.path})`, t.name);
+    }
+    all.set(t.name, t);
+  }
   const take = (name: string) => {
     const t = all.get(name);
     if (t) { for (const f of files) f.tensors.delete(name); }
@@ -131,6 +84,7 @@ export async function joinScaled(
     }
     const fail = (problem: string) => new WeightFileError("format", codes.file.path, problem, codes.name);
     let dtype: ScaledType, shape: number[], offset = 0;
+    if (packed && all.has(p)) throw fail(`has ${p} beside it too: which holds the weights?`);
     if (packed) {
       const stored = all.get(`${p}_shape`);
       if (
@@ -178,9 +132,13 @@ export async function joinScaled(
     }
     const grid = scaleGrid(scale, shape, hint);
     const bits = dtype === "I4" ? 4 : 8;
+    // int8 (a per-tensor one may be [1]), or for packed codes packed along the rows like them.
+    const oneZero = grid.rows * grid.cols === 1 && zeroPoint?.shape.reduce((n, d) => n * d, 1) === 1;
     if (
-      zeroPoint && !(zeroPoint.dtype === "I8" && same(zeroPoint.shape, [grid.rows, grid.cols])) &&
-      !(zeroPoint.dtype === "I32" && same(zeroPoint.shape, [Math.ceil((grid.rows * bits) / 32), grid.cols]))
+      zeroPoint &&
+      !(zeroPoint.dtype === "I8" && (oneZero || same(zeroPoint.shape, [grid.rows, grid.cols]))) &&
+      !(zeroPoint.dtype === "I32" && offset !== 0 &&
+        same(zeroPoint.shape, [Math.ceil((grid.rows * bits) / 32), grid.cols]))
     ) {
       throw new WeightFileError(
         "format",
@@ -231,17 +189,26 @@ const same = (a: readonly number[], b: readonly number[]) =>
 
 /**
  * How a scale tensor covers a [rows, k] weight: one scale ([] or [1]), one per row ([rows, 1]), per group of
- * columns ([rows, groups]) or per block ([row blocks, column blocks]), of the size quantization_config gives,
- * else dividing the weight evenly.
+ * columns ([rows, groups]) or per block ([row blocks, column blocks]).
  */
 function scaleGrid(scale: StoredTensor, [rows, k]: number[], hint: QuantizationHint): ScaledParts["grid"] {
   const numel = scale.shape.reduce((n, d) => n * d, 1);
   const [sr, sc] = numel === 1 ? [1, 1] : scale.shape.length === 2 ? scale.shape : [0, 0];
-  // quantization_config's size first: 136 rows in 2 blocks of 128 also divide evenly in 68.
-  const span = (n: number, count: number, hinted?: number) =>
-    count === 1 ? n : hinted && Math.ceil(n / hinted) === count ? hinted : n % count === 0 ? n / count : 0;
-  const rowSpan = span(rows, sr, hint.block?.[0]);
-  const colSpan = span(k, sc, sr === rows ? hint.groupSize : hint.block?.[1]);
+  // quantization_config's size where it gives one (136 rows in 2 blocks of 128 also divide evenly in 68), else
+  // one per row, or an even division into spans of whole groups of 32 (what every scheme makes of Pixtral's
+  // matrices): anything else would be a guess.
+  const span = (n: number, count: number, hinted: number | undefined, perItem: boolean) =>
+    count === 1
+      ? n
+      : hinted
+      ? (Math.ceil(n / hinted) === count ? hinted : 0)
+      : perItem && count === n
+      ? 1
+      : n % count === 0 && (n / count) % 32 === 0
+      ? n / count
+      : 0;
+  const rowSpan = span(rows, sr, hint.block?.[0], true);
+  const colSpan = span(k, sc, sr === rows ? hint.groupSize : hint.block?.[1], false);
   if (!["F32", "F16", "BF16"].includes(scale.dtype) || !rowSpan || !colSpan) {
     throw new WeightFileError(
       "format",
@@ -259,6 +226,13 @@ function scaleGrid(scale: StoredTensor, [rows, k]: number[], hint: QuantizationH
  * The scales of a joined tensor [rows, k], one row of groups per weight row (a block's scale repeated over its
  * rows), with Hugging Face's q/k rows put in native order like the codes (`headDim`).
  */
+/** The values, unless one is not finite (a corrupt file). */
+function finite(values: Float32Array, t: StoredTensor): Float32Array {
+  const bad = values.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw new WeightFileError("format", t.file.path, `value ${bad} is ${values[bad]}`, t.name);
+  return values;
+}
+
 export async function readScales(t: StoredTensor, headDim?: number): Promise<Scales> {
   const { scale, zeroPoint, groupIndex, offset, grid } = t.scaled!;
   const [rows, k] = t.shape, { rows: sr, cols: sc, rowSpan } = grid;
@@ -280,7 +254,7 @@ export async function readScales(t: StoredTensor, headDim?: number): Promise<Sca
     k,
     groups: sc,
     groupSize: grid.colSpan,
-    scale: perRow(toFloat32(scale.dtype, await read(scale))),
+    scale: perRow(finite(toFloat32(scale.dtype, await read(scale)), scale)),
     offset,
   };
   if (zeroPoint) {
@@ -336,53 +310,40 @@ const E4M3 = Float64Array.from({ length: 256 }, (_, b) => {
   return sign * (e === 0 ? (m / 8) * 2 ** -6 : (1 + m / 8) * 2 ** (e - 7));
 });
 
-/** Bytes of one row of codes. */
-export function codeRowBytes(dtype: ScaledType, k: number): number {
-  return dtype === "I4" ? k / 2 : k;
-}
-
 /**
- * The signed codes of columns [from, to) of the row starting at byte `at`, as float64, into `q` (one loop per
- * type: a function call per weight would take most of the time).
+ * The signed codes of the row starting at byte `at`, as float64, into `q` (one loop per type: a function call
+ * per weight would take most of the time).
  */
-function readCodes(
-  dtype: ScaledType,
-  offset: number,
-  codes: Uint8Array,
-  at: number,
-  from: number,
-  to: number,
-  q: Float64Array,
-): void {
+function readCodes(dtype: ScaledType, offset: number, codes: Uint8Array, at: number, q: Float64Array): void {
+  const k = q.length;
   if (dtype === "F8_E4M3") {
-    for (let c = from; c < to; c++) q[c] = E4M3[codes[at + c]];
+    for (let c = 0; c < k; c++) q[c] = E4M3[codes[at + c]];
   } else if (dtype === "I8" && offset === 0) {
-    for (let c = from; c < to; c++) q[c] = (codes[at + c] << 24) >> 24;
+    for (let c = 0; c < k; c++) q[c] = (codes[at + c] << 24) >> 24;
   } else if (dtype === "I8") {
-    for (let c = from; c < to; c++) q[c] = codes[at + c] - offset;
+    for (let c = 0; c < k; c++) q[c] = codes[at + c] - offset;
   } else {
-    for (let c = from; c < to; c++) q[c] = ((codes[at + (c >> 1)] >> ((c & 1) << 2)) & 15) - offset;
+    for (let c = 0; c < k; c++) q[c] = ((codes[at + (c >> 1)] >> ((c & 1) << 2)) & 15) - offset;
   }
 }
 
 /**
  * The weights of the rows from row `first`, as float32, from their codes (`codes`: those rows, in order). A NaN
- * code (a corrupt file) is an error naming the tensor.
+ * code (a corrupt file) is a RangeError.
  */
 export function decodeScaled(
   dtype: ScaledType,
   codes: Uint8Array,
   first: number,
   scales: Scales,
-  name: string,
 ): Float32Array {
   const { k, groups, groupSize, scale, zero, groupOf, offset } = scales;
-  const rowBytes = codeRowBytes(dtype, k), count = codes.length / rowBytes;
+  const rowBytes = tensorBytes(dtype, [k])!, count = codes.length / rowBytes;
   const out = new Float32Array(count * k);
   const q = new Float64Array(k);
   for (let i = 0; i < count; i++) {
     const row = (first + i) * groups, o = i * k;
-    readCodes(dtype, offset, codes, i * rowBytes, 0, k, q);
+    readCodes(dtype, offset, codes, i * rowBytes, q);
     if (groupOf) {
       for (let c = 0; c < k; c++) {
         const g = row + groupOf[c];
@@ -397,9 +358,7 @@ export function decodeScaled(
     if (dtype === "F8_E4M3") {
       for (let c = 0; c < k; c++) {
         if (q[c] !== q[c]) {
-          throw new RangeError(
-            `tensor "${name}": the code at row ${first + i}, column ${c} is NaN (a corrupt file?)`,
-          );
+          throw new RangeError(`the code at row ${first + i}, column ${c} is NaN (a corrupt file?)`);
         }
       }
     }

@@ -6,7 +6,7 @@
  */
 import type { ModelConfig } from "../config.ts";
 import { type Component, expectedTensors, type TensorRole, type TensorSpec } from "../tensors.ts";
-import { type DType, isFloat } from "./dtype.ts";
+import { type DType, isFloat, isScaled } from "./dtype.ts";
 import { WeightFileError } from "./errors.ts";
 import type { BinaryFile } from "./file.ts";
 import { canonicalName, type Layout, REDUNDANT } from "./names.ts";
@@ -206,6 +206,16 @@ function build(layout: Layout, config: ModelConfig, containers: TensorContainer[
         "shape",
         t.file.path,
         `has shape ${JSON.stringify(t.shape)} but the config needs ${JSON.stringify(spec.shape)}`,
+        spec.name,
+        stored,
+      );
+    }
+    if (isScaled(t.dtype) && !t.scaled) {
+      // compressed-tensors codes come with their scales only in Hugging Face folders (joinScaled).
+      throw new WeightFileError(
+        "dtype",
+        t.file.path,
+        `is ${t.dtype} codes without their scales`,
         spec.name,
         stored,
       );

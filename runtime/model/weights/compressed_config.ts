@@ -1,0 +1,100 @@
+/**
+ * The `quantization_config` of a compressed-tensors checkpoint (config.json): whether this reader takes it, what
+ * it says of every weight (group size, block shape, symmetry), and, for a plan made from the config alone, the
+ * types its layers are stored in (scaled.ts reads the files themselves).
+ */
+import type { ModelConfig } from "../config.ts";
+import { expectedTensors } from "../tensors.ts";
+import type { DType } from "./dtype.ts";
+
+/**
+ * What quantization_config says of every weight, where all its groups agree: columns per group, or [rows,
+ * columns] per block, and whether codes have zero points (asymmetric).
+ */
+export interface QuantizationHint {
+  groupSize?: number;
+  block?: [number, number];
+  symmetric?: boolean;
+}
+
+const FORMATS = [
+  "float-quantized",
+  "int-quantized",
+  "pack-quantized",
+  "naive-quantized",
+  "dense",
+  "mixed-precision",
+];
+
+type Json = Record<string, unknown>;
+const object = (v: unknown): Json => (v && typeof v === "object" && !Array.isArray(v) ? v as Json : {});
+
+/** What this reader takes, else why not. */
+export function checkQuantizationConfig(q: unknown): string | undefined {
+  if (q === undefined || q === null) return undefined;
+  if (typeof q !== "object" || Array.isArray(q)) return "is not an object";
+  const { quant_method: method, format, sparsity_config: sparsity } = q as Json;
+  if (method !== "compressed-tensors") {
+    return `has quant_method ${JSON.stringify(method)}: of quantized Hugging Face checkpoints only ` +
+      `compressed-tensors ones (llm-compressor's FP8, INT8 and INT4/W4A16) load; use the unquantized ` +
+      `checkpoint or a GGUF`;
+  }
+  if (format !== undefined && !FORMATS.includes(format as string)) {
+    return `has compressed-tensors format ${JSON.stringify(format)}: only ${FORMATS.join(", ")} load`;
+  }
+  const sparse = object(sparsity).format;
+  if (sparse !== undefined && sparse !== "dense") {
+    return `has sparsity format ${JSON.stringify(sparse)}: sparse (compressed) weights do not load`;
+  }
+  return undefined;
+}
+
+/** The weights' quantization arguments of each config group. */
+function weightArgs(q: unknown): Json[] {
+  return Object.values(object(object(q).config_groups)).map((g) => object(object(g).weights));
+}
+
+export function quantizationHint(q: unknown): QuantizationHint {
+  const weights = weightArgs(q);
+  const agreed = <T>(values: T[]) =>
+    new Set(values.map((v) => JSON.stringify(v))).size === 1 ? values[0] : undefined;
+  const groupSize = agreed(weights.map((w) => w.group_size ?? null));
+  const block = agreed(weights.map((w) => w.block_structure ?? null));
+  const symmetric = agreed(weights.map((w) => w.symmetric ?? true));
+  return {
+    groupSize: Number.isSafeInteger(groupSize) && (groupSize as number) > 0 ? groupSize as number : undefined,
+    block: Array.isArray(block) && block.length === 2 && block.every((n) => Number.isSafeInteger(n) && n > 0)
+      ? block as [number, number]
+      : undefined,
+    symmetric: typeof symmetric === "boolean" ? symmetric : undefined,
+  };
+}
+
+/**
+ * The types a checkpoint's matrices are stored in, from quantization_config alone (a hub model's plan, before
+ * any weight is fetched), when it has one scheme for every Linear layer: the decoder's layers in that scheme's
+ * codes, lm_head, the vision tower and the adapter too unless `ignore` names them, everything else float.
+ */
+export function storedFromConfig(config: ModelConfig, q: unknown): Map<string, DType> | undefined {
+  const weights = weightArgs(q);
+  if (weights.length !== 1) return undefined;
+  const [w] = weights;
+  const codes: DType | undefined = w.type === "float" && w.num_bits === 8
+    ? "F8_E4M3"
+    : w.type === "int" && (w.num_bits === 8 || w.num_bits === 4)
+    ? (w.num_bits === 8 ? "I8" : "I4")
+    : undefined;
+  if (!codes) return undefined;
+  const ignored = (Array.isArray(object(q).ignore) ? object(q).ignore as unknown[] : []).map(String);
+  const kept = (part: string) => ignored.some((i) => i.includes(part));
+  const stored = new Map<string, DType>();
+  for (const t of expectedTensors(config)) {
+    const quantized = t.role === "linear" && (
+      t.component === "decoder"
+        ? t.name !== "output.weight" || !kept("lm_head")
+        : !kept(t.component === "vision" ? "vision_tower" : "multi_modal_projector")
+    );
+    stored.set(t.name, quantized ? codes : "BF16");
+  }
+  return stored;
+}
