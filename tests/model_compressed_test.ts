@@ -223,6 +223,32 @@ Deno.test("compressed-tensors checkpoints that cannot load say why, naming the f
       quantization_config: { ...config.quantization_config, sparsity_config: { format: "sparse-bitmask" } },
     });
     await refused(/sparsity format "sparse-bitmask": sparse \(compressed\) weights do not load/);
+    const rotated = (location: string) => ({
+      ...config,
+      quantization_config: {
+        ...config.quantization_config,
+        transform_config: {
+          config_groups: { R1: { type: "hadamard", apply: [{ targets: ["Linear"], location }] } },
+        },
+      },
+    });
+    await rewrite((e) => e, rotated("input"));
+    await refused(/a transform applied at "input" as the model runs \(an online rotation\)/);
+    // Fused into the weights (offline), with the KV cache scales of a kv_cache_scheme beside them: loads.
+    await rewrite(
+      (
+        e,
+      ) => [...e, {
+        name: "language_model.model.layers.0.self_attn.k_scale",
+        dtype: "F32",
+        shape: [],
+        data: new Uint8Array(4),
+      }],
+      rotated("weight_input"),
+    );
+    const loads = await open(`${dir}/compressed`);
+    assert.deepEqual(loads.weights.unused, []);
+    loads.weights.close();
     // ... before the files' dtypes (NVFP4 codes are U8, which the safetensors reader does not take).
     await rewrite(
       (e) => [...e, { name: "x.weight_packed", dtype: "U8", shape: [2], data: new Uint8Array(2) }],

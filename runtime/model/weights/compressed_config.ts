@@ -46,6 +46,15 @@ export function checkQuantizationConfig(q: unknown): string | undefined {
   if (sparse !== undefined && sparse !== "dense") {
     return `has sparsity format ${JSON.stringify(sparse)}: sparse (compressed) weights do not load`;
   }
+  // Rotations fused into the weights need nothing; those applied to activations as the model runs (SpinQuant's
+  // and QuIP's online Hadamards) would be missing.
+  const transforms = Object.values(object(object((q as Json).transform_config).config_groups));
+  const online = transforms.flatMap((t) => Array.isArray(object(t).apply) ? object(t).apply as unknown[] : [])
+    .map((a) => object(a).location).find((l) => !["weight_input", "weight_output"].includes(l as string));
+  if (online !== undefined) {
+    return `has a transform applied at ${JSON.stringify(online)} as the model runs (an online rotation), ` +
+      `which this server does not apply`;
+  }
   return undefined;
 }
 

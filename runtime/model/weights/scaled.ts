@@ -46,8 +46,11 @@ export interface Scales {
   offset: number;
 }
 
-/** Companions that carry nothing for weights computed in floating point (static activation scales). */
-const ACTIVATION_PARAMS = /\.(input|output)_(scale|zero_point|global_scale)$/;
+/**
+ * Companions that carry nothing for weights computed in floating point: static activation scales, and the
+ * attention layers' KV cache scales (kv_cache_scheme; this server keeps its own cache).
+ */
+const ACTIVATION_PARAMS = /\.(input|output)_(scale|zero_point|global_scale)$|\.self_attn\.[kv]_scale$/;
 /** What only a quantized weight's codes have beside them. */
 const COMPANION = /\.weight_(shape|zero_point|g_idx)$/;
 
