@@ -32,8 +32,9 @@ export function modelUsage(column = 24, exact = false): string {
     ["", "of the text model's quantization, else the most precise)"],
     [
       "--quant FORMAT",
-      `decoder weights: q4, q8, f16 or f32 (default ${byDefault("q4")}; GGUF weights stay as stored)`,
+      `decoder weights: q4, q8, f16 or f32 (default ${byDefault("q4")}; GGUF blocks stay as stored, other`,
     ],
+    ["", "quantized weights keep their own size unless this flag is given)"],
     ["--vision-quant FORMAT", `vision encoder and adapter: f16, f32, q8 or q4 (default ${byDefault("f16")})`],
     ["--kv FORMAT", `KV cache: f16, q8 or f32 (default ${byDefault("f16")})`],
     ["--ctx N", "KV cache tokens shared by all requests (default: the largest that fits)"],

@@ -214,10 +214,8 @@ Deno.test("a GGUF in types decoded at load: planned as loaded, and computing wha
   );
   // The plan counts each decoded tensor in the format it becomes (Q4_0 as q4, the others as q8), Q5_K and IQ4_NL
   // as stored.
-  const plan = planMemory(opened[0].config, {
-    stored: new Map(tensors.map((t) => [t.name, t.dtype])),
-    ctx: 1024,
-  });
+  const stored = new Map(tensors.map((t) => [t.name, t.dtype]));
+  const plan = planMemory(opened[0].config, { stored, ctx: 1024 });
   const decoder = tensors.filter((t) => t.component === "decoder");
   assert.equal(
     plan.weights.decoder.bytes,
@@ -231,6 +229,13 @@ Deno.test("a GGUF in types decoded at load: planned as loaded, and computing wha
     ),
   );
   assert.match(plan.weights.decoder.format, /Q5_0→q8/);
+  // A --quant flag below a type's own size is followed; the default never goes below it.
+  const asked = (quant: "q4" | "q8", explicit: boolean) =>
+    planMemory(opened[0].config, { stored, quant, explicit: { quant: explicit }, ctx: 1024 })
+      .weights.decoder.format;
+  assert.match(asked("q4", false), /Q5_0→q8/);
+  assert.match(asked("q4", true), /Q5_0→q4/);
+  assert.match(asked("q8", true), /Q4_0→q8/);
 
   const ctx = await gpu();
   const mm = manifest.multimodal[0];

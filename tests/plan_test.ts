@@ -140,6 +140,12 @@ Deno.test("refusals say what is needed, what the adapter offers, and what to cha
   ) {
     assert.throws(() => checkPlan(pixtral12b, f16, gpu(memory), { quant: "f16" }), hint);
   }
+  // At the default q4 only the vision encoder can shrink: no "--quant q4 (now q4)" that changes nothing.
+  const q4 = planMemory(pixtral12b, { ctx: 8192 });
+  assert.throws(
+    () => checkPlan(pixtral12b, q4, gpu(8.7), { ctx: 8192 }),
+    /halves the KV cache; --vision-quant q8 \(now f16\) fits$/,
+  );
   assert.throws(
     () => checkPlan(pixtral12b, planMemory(pixtral12b, {}, gpu(6)), gpu(6)),
     /a GPU with more memory: the weights and activations alone need 7\.72 GiB/,

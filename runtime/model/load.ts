@@ -80,8 +80,8 @@ function targetType(
   if (isBlockFormat(stored)) return stored;
   if (info.role === "norm" || info.role === "bias") return "f32";
   const wanted = FORMATS[decoder ? floatFormat(quant, options.explicit?.quant, besideCodes) : quant];
-  // Block formats need whole groups of 32 along a row.
-  return isBlockFormat(wanted) && k % 32 !== 0 ? "f16" : wanted;
+  // Block formats need whole groups of 32 along a row; the patch convolution stays float (as the plan counts it).
+  return isBlockFormat(wanted) && (k % 32 !== 0 || info.role === "conv") ? "f16" : wanted;
 }
 
 export interface LoadedWeights {

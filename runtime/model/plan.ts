@@ -29,8 +29,8 @@ export const WEIGHT_BITS: Record<WeightFormat, number> = { q4: 4.5, q8: 8.5, f16
 
 /**
  * The format a GGUF type decoded at load, or compressed-tensors codes, become: `quant` when a flag asked for it
- * (`explicit`), else its own `into`, or the default `quant` when that is more precise (a default never rounds
- * codes a second time).
+ * (`explicit`), else its own `into`, or the default `quant` when that is more precise (a default never picks a
+ * format smaller than the codes' own).
  */
 export function decodedFormat(
   dtype: CpuDecodedType | ScaledType,
@@ -117,8 +117,9 @@ export interface PlanOptions {
   /** Sequences decoded together (default 8). */
   decodeBatch?: number;
   /**
-   * Dtypes as stored, by canonical tensor name, for files whose tensors are already quantized (GGUF): those are
-   * uploaded as stored. Float tensors follow `quant` / `visionQuant`.
+   * Dtypes as stored, by canonical tensor name, for files whose tensors are already quantized: GGUF blocks the
+   * kernels read are uploaded as stored, other GGUF types and compressed-tensors codes become decodedFormat's,
+   * float tensors follow `quant` / `visionQuant` (floatFormat beside codes).
    */
   stored?: ReadonlyMap<string, DType>;
   explicit?: Explicit;
@@ -336,7 +337,7 @@ export function checkPlan(
   const big = plan.largestTensor;
   const maxBuffer = adapter.maxBufferSize;
   if (maxBuffer !== null && big.bytes > maxBuffer) {
-    const smaller = smallerFormats(options, plan).find(([, change]) =>
+    const smaller = smallerFormats(config, options, plan).find(([, change]) =>
       fixedPart(config, { ...options, ...change }).largestTensor.bytes <= maxBuffer
     );
     throw new PlanError(
@@ -374,7 +375,7 @@ export function checkPlan(
     const tokens = plan.context.chosen === "flag" ? plan.kvCache.tokens : minimum;
     const room = adapter.memoryBytes -
       Math.ceil(tokens / KV_BLOCK_TOKENS) * KV_BLOCK_TOKENS * plan.kvCache.bytesPerToken;
-    const smaller = smallerFormats(options, plan).find(([, change]) =>
+    const smaller = smallerFormats(config, options, plan).find(([, change]) =>
       fixedPart(config, { ...options, ...change }).fixed <= room
     );
     if (smaller) hints.push(`${smaller[0]} fits`);
@@ -397,25 +398,34 @@ export function checkPlan(
  * Flags giving smaller weights than `options` do, each with the options it sets, the most precise first: the
  * decoder's formats, then the vision encoder's (whose quantization costs accuracy, so it comes last).
  */
-function smallerFormats(options: PlanOptions, plan: MemoryPlan): [string, PlanOptions][] {
-  // Below a format a flag gave; a default may be above it where codes keep their own size (decodedFormat), so
-  // every format is tried: the callers keep the first that fits.
-  const smaller = (now: WeightFormat, explicit?: boolean) =>
-    (["q8", "q4"] as const).filter((f) => !explicit || WEIGHT_BITS[f] < WEIGHT_BITS[now]);
-  const quant = options.quant ?? "q4", visionQuant = options.visionQuant ?? "f16";
+function smallerFormats(
+  config: ModelConfig,
+  options: PlanOptions,
+  plan: MemoryPlan,
+): [string, PlanOptions][] {
+  // Every format, as a flag: a default may be above it where codes keep their own size (decodedFormat); only
+  // those that make a component smaller are offered (the callers keep the first that fits).
   const explicit = options.explicit ?? {};
-  const decoder = smaller(quant, explicit.quant).map((q): [string, PlanOptions] => [
-    `--quant ${q} (now ${plan.weights.decoder.format})`,
-    { quant: q, explicit: { ...explicit, quant: true } },
-  ]);
-  const [least, leastOptions] = decoder.at(-1) ?? ["", { explicit }];
-  return [
-    ...decoder,
-    ...smaller(visionQuant, explicit.visionQuant).map((q): [string, PlanOptions] => [
+  const shrinks = (component: "decoder" | "vision", change: PlanOptions) =>
+    fixedPart(config, { ...options, ...change }).weights[component].bytes < plan.weights[component].bytes;
+  const decoder = (["q8", "q4"] as const)
+    .map((q): [string, PlanOptions] => [
+      `--quant ${q} (now ${plan.weights.decoder.format})`,
+      { quant: q, explicit: { ...explicit, quant: true } },
+    ])
+    .filter(([, change]) => shrinks("decoder", change));
+  const [least, leastOptions] = decoder.at(-1) ?? ["", {}];
+  const vision = (["q8", "q4"] as const)
+    .map((q): [string, PlanOptions] => [
       `${least ? `${least} and ` : ""}--vision-quant ${q} (now ${plan.weights.vision.format})`,
-      { ...leastOptions, visionQuant: q, explicit: { ...leastOptions.explicit, visionQuant: true } },
-    ]),
-  ];
+      {
+        ...leastOptions,
+        visionQuant: q,
+        explicit: { ...explicit, ...leastOptions.explicit, visionQuant: true },
+      },
+    ])
+    .filter(([, change]) => shrinks("vision", change));
+  return [...decoder, ...vision];
 }
 
 /** Whether a tensor stored as `dtype` is uploaded as it is stored (GGUF blocks), whatever --quant says. */

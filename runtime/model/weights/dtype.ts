@@ -5,8 +5,8 @@
 
 /**
  * GGUF block types that no kernel reads: decoded on the CPU while they load (dequant.ts) and quantized again, to
- * `into` (q8 for types of more than 4.5 bits a weight, so that nothing is lost twice; q4 for the others) or to
- * what `--quant` asks when that is more precise.
+ * `into` (q8 for types of more than 4.5 bits a weight, q4 for the others) or to what a `--quant` flag asks
+ * (plan.ts decodedFormat).
  */
 export const CPU_DECODED = {
   Q4_0: { blockElems: 32, blockBytes: 18, into: "q4" },
@@ -23,7 +23,7 @@ export type CpuDecodedType = keyof typeof CPU_DECODED;
  * weight beside its scales (scaled.ts): FP8 E4M3 values, int8 codes (stored as int8, or packed four to an int32
  * word with 128 added), and 4-bit codes (eight to an int32 word, 8 added). Decoded on the CPU while they load,
  * or copied as they are into q4 / q8_0 blocks where those hold them exactly, and become `into` (the format of
- * their own size, so that nothing is lost twice) or what `--quant` asks when that is more precise.
+ * their own size) or what a `--quant` flag asks (plan.ts decodedFormat).
  */
 export const SCALED_CODES = {
   F8_E4M3: { into: "q8" },

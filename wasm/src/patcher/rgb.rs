@@ -63,7 +63,7 @@ impl Samples {
 
 pub fn to_rgb(width: u32, height: u32, samples: Samples) -> RgbImage {
     // Converted in the decoder's own buffer (narrowing front to back, widening back to front, so that no sample
-    // is overwritten before it is read): a large image is never held twice.
+    // is overwritten before it is read): narrowing holds no second copy, widening grows the buffer.
     let mut pixels = match samples {
         Samples::Rgb(rgb) => rgb,
         Samples::L(mut l) => {
