@@ -14,7 +14,7 @@ import {
   precision,
   type WeightFormat,
 } from "../runtime/model/plan.ts";
-import { storedFromConfig } from "../runtime/model/weights/compressed_config.ts";
+import { storedFromConfig } from "../runtime/model/weights/quantization_config.ts";
 import type { DType } from "../runtime/model/weights/dtype.ts";
 import { choice, parseFlags, positiveInt, UsageError } from "./args.ts";
 

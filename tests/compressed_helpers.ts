@@ -6,7 +6,7 @@
 import { type SafetensorsEntry, TINY, writeSafetensors } from "./weights_helpers.ts";
 import { readSafetensors } from "./weights_helpers.ts";
 import { toFloat32 } from "../runtime/model/weights/convert.ts";
-import type { QuantizationHint } from "../runtime/model/weights/compressed_config.ts";
+import type { QuantizationHint } from "../runtime/model/weights/quantization_config.ts";
 
 export interface Scheme {
   codes: "fp8" | "int8" | "int4";
@@ -69,7 +69,7 @@ export function compressMatrix(
   k: number,
   scheme: Scheme,
   seed = 1,
-): { stored: Record<string, Omit<SafetensorsEntry, "name">>; dequantized: Float32Array } {
+): Quantized {
   const { codes, strategy } = scheme;
   const symmetric = scheme.symmetric ?? true;
   const qmax = codes === "int4" ? 7 : 127, qmin = -qmax - 1;
@@ -177,26 +177,41 @@ const TEXT_LINEAR = /^language_model\.model\.layers\.\d+\.(self_attn|mlp)\.\w+_p
 const VISION_LINEAR =
   /^(vision_tower\.transformer\.layers\.\d+\.(attention|feed_forward)\.\w+_proj|multi_modal_projector\.linear_\d)\.weight$/;
 
+/** A matrix stored quantized: its tensors by suffix after the layer's name (`weight`, `weight_scale`...). */
+export type Quantized = { stored: Record<string, Omit<SafetensorsEntry, "name">>; dequantized: Float32Array };
+
 /**
- * The tiny fixture's hf/ folder compressed with `scheme` into `dir`/compressed, and its dense float32 twin with
- * the dequantized weights into `dir`/dense. Returns the number of matrices compressed.
+ * The tiny fixture's hf/ folder with the matrices `quantize` takes (it returns undefined for the others) stored
+ * its way, into `dir`/compressed with `quantizationConfig` in config.json, and its dense float32 twin holding
+ * exactly the dequantized weights into `dir`/dense. Returns the number of matrices quantized.
  */
-export async function writeCompressedTiny(dir: string, scheme: Scheme): Promise<number> {
+export async function writeQuantizedTiny(
+  dir: string,
+  quantize: (name: string, w: Float32Array, rows: number, k: number, seed: number) => Quantized | undefined,
+  quantizationConfig: unknown,
+): Promise<number> {
   const entries = await readSafetensors(`${TINY}hf/model.safetensors`);
   const compressed: SafetensorsEntry[] = [], dense: SafetensorsEntry[] = [];
   let count = 0;
   for (const [i, e] of entries.entries()) {
-    const quantized = TEXT_LINEAR.test(e.name) || (scheme.all && VISION_LINEAR.test(e.name));
+    const quantized = e.shape.length === 2 && e.name.endsWith(".weight")
+      ? quantize(e.name, toFloat32("BF16", e.data), e.shape[0], e.shape[1], i + 1)
+      : undefined;
     if (!quantized) {
       compressed.push(e);
       dense.push(e);
       continue;
     }
-    const [rows, k] = e.shape;
-    const { stored, dequantized } = compressMatrix(toFloat32("BF16", e.data), rows, k, scheme, i + 1);
     const prefix = e.name.slice(0, -"weight".length);
-    for (const [suffix, t] of Object.entries(stored)) compressed.push({ name: prefix + suffix, ...t });
-    dense.push({ name: e.name, dtype: "F32", shape: e.shape, data: new Uint8Array(dequantized.buffer) });
+    for (const [suffix, t] of Object.entries(quantized.stored)) {
+      compressed.push({ name: prefix + suffix, ...t });
+    }
+    dense.push({
+      name: e.name,
+      dtype: "F32",
+      shape: e.shape,
+      data: new Uint8Array(quantized.dequantized.buffer),
+    });
     count++;
   }
   const config = JSON.parse(await Deno.readTextFile(`${TINY}hf/config.json`));
@@ -206,10 +221,22 @@ export async function writeCompressedTiny(dir: string, scheme: Scheme): Promise<
     for (const f of ["tekken.json", "preprocessor_config.json", "tokenizer_config.json"]) {
       await Deno.copyFile(`${TINY}hf/${f}`, `${dir}/${name}/${f}`);
     }
-    const quantization = name === "dense" ? {} : { quantization_config: quantizationConfig(scheme) };
+    const quantization = name === "dense" ? {} : { quantization_config: quantizationConfig };
     await Deno.writeTextFile(`${dir}/${name}/config.json`, JSON.stringify({ ...config, ...quantization }));
   }
   return count;
+}
+
+/** The tiny fixture compressed with `scheme` as llm-compressor would (writeQuantizedTiny). */
+export async function writeCompressedTiny(dir: string, scheme: Scheme): Promise<number> {
+  return await writeQuantizedTiny(
+    dir,
+    (name, w, rows, k, seed) =>
+      TEXT_LINEAR.test(name) || (scheme.all && VISION_LINEAR.test(name))
+        ? compressMatrix(w, rows, k, scheme, seed)
+        : undefined,
+    quantizationConfig(scheme),
+  );
 }
 
 /** What quantization_config would say of a matrix compressed with `scheme` (joinScaled's hint). */

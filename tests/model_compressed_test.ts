@@ -209,7 +209,7 @@ Deno.test("compressed-tensors checkpoints that cannot load say why, naming the f
     const refused = async (pattern: RegExp) => {
       await assert.rejects(async () => (await open(`${dir}/compressed`)).weights.close(), pattern);
     };
-    for (const method of ["awq", "gptq", "bitsandbytes"]) {
+    for (const method of ["awq", "gptq", "fp8"]) {
       await rewrite((e) => e, { ...config, quantization_config: { quant_method: method } });
       await refused(new RegExp(`"quantization_config" has quant_method "${method}": .*compressed-tensors`));
     }
@@ -310,12 +310,12 @@ Deno.test("compressed-tensors checkpoints that cannot load say why, naming the f
       new RegExp(`tensor "${q}weight_packed": has no ${q}weight_zero_point, which .* asymmetric`),
     );
     await rewrite((e) => e.filter((t) => t.name !== `${q}weight_scale`));
-    await refused(new RegExp(`tensor "${q}weight_packed": is I32 without a weight_scale beside it`));
+    await refused(new RegExp(`tensor "${q}weight_packed": is I32 without the scales beside it`));
     // An FP8 weight without its scale, and a NaN code in one with a scale.
     await writeCompressedTiny(dir, { codes: "fp8", strategy: "channel" });
     const fp8 = await readSafetensors(path);
     await writeSafetensors(path, fp8.filter((t) => t.name !== `${q}weight_scale`));
-    await refused(new RegExp(`tensor "${q}weight": is F8_E4M3 without a weight_scale beside it`));
+    await refused(new RegExp(`tensor "${q}weight": is F8_E4M3 without the scales beside it`));
     await writeSafetensors(
       path,
       fp8.map((t) =>

@@ -5,7 +5,7 @@
  * classes, llama.cpp), so a file means here what it means there; configurations that would run a different
  * function than Pixtral's (known-bad revisions, features this runtime lacks) are refused with the fix.
  */
-import { checkQuantizationConfig } from "./weights/compressed_config.ts";
+import { checkQuantizationConfig } from "./weights/quantization_config.ts";
 import { headShapeProblem } from "../gpu/ops/attention_shape.ts";
 import type { GgufFile, GgufValue } from "./weights/gguf.ts";
 import { MAX_PATCH_SIZE } from "../images/preprocess.ts";

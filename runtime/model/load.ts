@@ -39,18 +39,19 @@ export interface LoadOptions {
 
 const FORMATS: Record<WeightFormat, DType> = { q4: "q4", q8: "q8_0", f16: "f16", f32: "f32" };
 /** The GPU type of each stored type the kernels read (the others are decoded on the CPU, see dequant.ts). */
-export const STORED: Record<Exclude<StoredType, CpuDecodedType | ScaledType | "I32" | "I64">, DType> = {
-  F32: "f32",
-  F16: "f16",
-  BF16: "bf16",
-  Q8_0: "q8_0",
-  Q3_K: "q3_k",
-  Q4_K: "q4_k",
-  Q5_K: "q5_k",
-  Q6_K: "q6_k",
-  IQ4_NL: "iq4_nl",
-  IQ4_XS: "iq4_xs",
-};
+export const STORED: Record<Exclude<StoredType, CpuDecodedType | ScaledType | "I32" | "I64" | "U8">, DType> =
+  {
+    F32: "f32",
+    F16: "f16",
+    BF16: "bf16",
+    Q8_0: "q8_0",
+    Q3_K: "q3_k",
+    Q4_K: "q4_k",
+    Q5_K: "q5_k",
+    Q6_K: "q6_k",
+    IQ4_NL: "iq4_nl",
+    IQ4_XS: "iq4_xs",
+  };
 const CHUNK_BYTES = 64 << 20;
 /** The most f32 bytes one piece of a tensor decoded on the CPU becomes. */
 const DECODED_BYTES = 16 << 20;

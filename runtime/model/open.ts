@@ -13,7 +13,8 @@ import {
 import type { ModelLocation } from "./locate.ts";
 import { WeightFileError } from "./weights/errors.ts";
 import { GgufFile } from "./weights/gguf.ts";
-import { quantizationHint } from "./weights/compressed_config.ts";
+import { quantizationHint } from "./weights/quantization_config.ts";
+import { joinBnb } from "./weights/bnb.ts";
 import { joinScaled } from "./weights/scaled.ts";
 import type { SafetensorsFile } from "./weights/safetensors.ts";
 import { createWeightSource, openSafetensors, type WeightSource } from "./weights/source.ts";
@@ -134,8 +135,9 @@ export async function openModel(location: ModelLocation): Promise<OpenedModel> {
       let config: ModelConfig;
       try {
         config = await hfConfig(location, json, files);
-        // Quantized layers' codes and scales joined into one tensor each (scaled.ts), so that the weights are
-        // checked under the names and shapes of an unquantized checkpoint.
+        // Quantized layers' codes and scales joined into one tensor each (bnb.ts, scaled.ts), so that the
+        // weights are checked under the names and shapes of an unquantized checkpoint.
+        await joinBnb(files);
         await joinScaled(
           files,
           quantizationHint((json as { quantization_config?: unknown }).quantization_config),

@@ -29,6 +29,8 @@ export const SCALED_CODES = {
   F8_E4M3: { into: "q8" },
   I8: { into: "q8" },
   I4: { into: "q4" },
+  // bitsandbytes' 4-bit codes into a table of 16 levels (nf4, fp4), two a byte, the first in the high nibble.
+  N4: { into: "q4" },
 } as const;
 
 export type ScaledType = keyof typeof SCALED_CODES;
@@ -46,9 +48,11 @@ export type DType =
   | "IQ4_XS"
   | CpuDecodedType
   | ScaledType
-  // compressed-tensors' companions (packed words, zero points, group indices, shapes): never a weight.
+  // compressed-tensors' and bitsandbytes' companions (packed words, zero points, group indices, shapes, quant
+  // states): never a weight.
   | "I32"
-  | "I64";
+  | "I64"
+  | "U8";
 
 export function isScaled(dtype: DType): dtype is ScaledType {
   return dtype in SCALED_CODES;
@@ -85,6 +89,8 @@ const LAYOUTS: Record<DType, Layout> = {
   I8: { blockElems: 1, blockBytes: 1 },
   // One int32 word of eight codes: a row is whole words.
   I4: { blockElems: 8, blockBytes: 4 },
+  N4: { blockElems: 2, blockBytes: 1 },
+  U8: { blockElems: 1, blockBytes: 1 },
   I32: { blockElems: 1, blockBytes: 4 },
   I64: { blockElems: 1, blockBytes: 8 },
 };

@@ -33,7 +33,7 @@ function overlap(tensors: Iterable<StoredTensor>): [StoredTensor, StoredTensor] 
   return undefined;
 }
 
-/** Floats, and the codes and companions of compressed-tensors checkpoints (scaled.ts). */
+/** Floats, and the codes and companions of compressed-tensors and bitsandbytes checkpoints (scaled.ts, bnb.ts). */
 const DTYPES: Record<string, DType> = {
   F32: "F32",
   F16: "F16",
@@ -42,6 +42,7 @@ const DTYPES: Record<string, DType> = {
   I8: "I8",
   I32: "I32",
   I64: "I64",
+  U8: "U8",
 };
 /** safetensors refuses headers above 100 MB; so do we, before allocating. */
 const MAX_HEADER_BYTES = 100_000_000;

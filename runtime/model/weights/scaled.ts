@@ -10,7 +10,7 @@
  * Layers the recipe left alone (the vision tower, the adapter, lm_head) are plain tensors. Decoding follows
  * compressed-tensors' unpack_from_int32 and dequantize, in float64 rounded once to float32.
  */
-import type { QuantizationHint } from "./compressed_config.ts";
+import type { QuantizationHint } from "./quantization_config.ts";
 import { toFloat32 } from "./convert.ts";
 import { isScaled, type ScaledType, tensorBytes } from "./dtype.ts";
 import { WeightFileError } from "./errors.ts";
@@ -27,6 +27,21 @@ export interface ScaledParts {
   offset: number;
   /** Scales stored: [rows, columns] of them, and the weight rows and columns each covers. */
   grid: { rows: number; cols: number; rowSpan: number; colSpan: number };
+  /** bitsandbytes (bnb.ts): the 16 levels of 4-bit codes, and scales stored as 8-bit codes themselves. */
+  levels?: StoredTensor;
+  nested?: NestedScales;
+  /** bitsandbytes' int8: each weight is also multiplied by this (float32 1/127), after its scale. */
+  factor?: number;
+}
+
+/** bitsandbytes' double quantization: scale j = round(round(map[code j] · absmax[j / 256]) + offset). */
+export interface NestedScales {
+  map: StoredTensor;
+  absmax: StoredTensor;
+  blocksize: number;
+  offset: number;
+  /** Whether each step rounds to bfloat16 (nested_dtype), else float32. */
+  bf16: boolean;
 }
 
 /** A weight's scales in the rows' order: one row of groups per weight row. */
@@ -44,6 +59,10 @@ export interface Scales {
   groupOf?: Int32Array;
   /** What the stored codes have added (ScaledParts.offset). */
   offset: number;
+  /** N4's 16 levels. */
+  levels?: Float32Array;
+  /** ScaledParts.factor */
+  factor?: number;
 }
 
 /**
@@ -181,7 +200,7 @@ export async function joinScaled(
     throw new WeightFileError(
       "format",
       orphan.file.path,
-      `is ${orphan.dtype} without a weight_scale beside it`,
+      `is ${orphan.dtype} without the scales beside it (a weight_scale, or bitsandbytes' absmax or SCB)`,
       orphan.name,
     );
   }
@@ -236,8 +255,15 @@ function finite(values: Float32Array, t: StoredTensor): Float32Array {
   return values;
 }
 
+/** Rounds to bfloat16, nearest, ties to even. */
+function bf16(x: number): number {
+  const u = new Uint32Array(new Float32Array([x]).buffer);
+  u[0] = (u[0] + 0x7fff + ((u[0] >> 16) & 1)) & 0xffff0000;
+  return new Float32Array(u.buffer)[0];
+}
+
 export async function readScales(t: StoredTensor, headDim?: number): Promise<Scales> {
-  const { scale, zeroPoint, groupIndex, offset, grid } = t.scaled!;
+  const { scale, zeroPoint, groupIndex, offset, grid, levels, nested, factor } = t.scaled!;
   const [rows, k] = t.shape, { rows: sr, cols: sc, rowSpan } = grid;
   const read = async (s: StoredTensor) => await s.file.read(s.offset, s.byteLength, s.name);
   // One row of groups per weight row (a block's scales repeated over its rows), in the codes' row order.
@@ -252,13 +278,26 @@ export async function readScales(t: StoredTensor, headDim?: number): Promise<Sca
       ? new Float32Array(rotateHalfToInterleaved(new Uint8Array(out.buffer), sc * 4, headDim).buffer)
       : out;
   };
+  let values: Float32Array;
+  if (nested) {
+    const codes = await read(scale);
+    const map = toFloat32("F32", await read(nested.map)),
+      absmax = toFloat32("F32", await read(nested.absmax));
+    const round = nested.bf16 ? bf16 : Math.fround;
+    values = Float32Array.from(
+      codes,
+      (c, j) => round(round(map[c] * absmax[Math.floor(j / nested.blocksize)]) + round(nested.offset)),
+    );
+  } else values = toFloat32(scale.dtype, await read(scale));
   const result: Scales = {
     rows,
     k,
     groups: sc,
     groupSize: grid.colSpan,
-    scale: perRow(finite(toFloat32(scale.dtype, await read(scale)), scale)),
+    scale: perRow(finite(values, scale)),
     offset,
+    levels: levels ? toFloat32("F32", await read(levels)) : undefined,
+    factor,
   };
   if (zeroPoint) {
     let zeros: Float32Array;
@@ -317,7 +356,14 @@ const E4M3 = Float64Array.from({ length: 256 }, (_, b) => {
  * The signed codes of the row starting at byte `at`, as float64, into `q` (one loop per type: a function call
  * per weight would take most of the time).
  */
-function readCodes(dtype: ScaledType, offset: number, codes: Uint8Array, at: number, q: Float64Array): void {
+function readCodes(
+  dtype: ScaledType,
+  offset: number,
+  levels: Float32Array | undefined,
+  codes: Uint8Array,
+  at: number,
+  q: Float64Array,
+): void {
   const k = q.length;
   if (dtype === "F8_E4M3") {
     for (let c = 0; c < k; c++) q[c] = E4M3[codes[at + c]];
@@ -325,6 +371,8 @@ function readCodes(dtype: ScaledType, offset: number, codes: Uint8Array, at: num
     for (let c = 0; c < k; c++) q[c] = (codes[at + c] << 24) >> 24;
   } else if (dtype === "I8") {
     for (let c = 0; c < k; c++) q[c] = codes[at + c] - offset;
+  } else if (dtype === "N4") {
+    for (let c = 0; c < k; c++) q[c] = levels![(codes[at + (c >> 1)] >> ((c & 1) ? 0 : 4)) & 15];
   } else {
     for (let c = 0; c < k; c++) q[c] = ((codes[at + (c >> 1)] >> ((c & 1) << 2)) & 15) - offset;
   }
@@ -340,13 +388,13 @@ export function decodeScaled(
   first: number,
   scales: Scales,
 ): Float32Array {
-  const { k, groups, groupSize, scale, zero, groupOf, offset } = scales;
+  const { k, groups, groupSize, scale, zero, groupOf, offset, levels, factor } = scales;
   const rowBytes = tensorBytes(dtype, [k])!, count = codes.length / rowBytes;
   const out = new Float32Array(count * k);
   const q = new Float64Array(k);
   for (let i = 0; i < count; i++) {
     const row = (first + i) * groups, o = i * k;
-    readCodes(dtype, offset, codes, i * rowBytes, q);
+    readCodes(dtype, offset, levels, codes, i * rowBytes, q);
     if (groupOf) {
       for (let c = 0; c < k; c++) {
         const g = row + groupOf[c];
@@ -358,6 +406,8 @@ export function decodeScaled(
         for (let c = g * groupSize; c < end; c++) out[o + c] = (q[c] - z) * s;
       }
     }
+    // bitsandbytes' int8 rounds the scaled code, then multiplies by float32 1/127.
+    if (factor !== undefined) { for (let c = o; c < o + k; c++) out[c] = out[c] * factor; }
     if (dtype === "F8_E4M3") {
       for (let c = 0; c < k; c++) {
         if (q[c] !== q[c]) {
@@ -376,7 +426,8 @@ export function decodeScaled(
  * f16's normal range).
  */
 export function exactBlockFormat(dtype: ScaledType, scales: Scales): "q4" | "q8_0" | undefined {
-  if (scales.zero || scales.groupOf || scales.groupSize % 32 !== 0 || scales.k % 32 !== 0) return undefined;
+  const plain = !scales.zero && !scales.groupOf && scales.factor === undefined;
+  if (!plain || scales.groupSize % 32 !== 0 || scales.k % 32 !== 0) return undefined;
   return dtype === "I4" ? "q4" : dtype === "I8" ? "q8_0" : undefined;
 }
 

@@ -220,7 +220,7 @@ function build(layout: Layout, config: ModelConfig, containers: TensorContainer[
         stored,
       );
     }
-    if (t.dtype === "I32" || t.dtype === "I64") {
+    if (t.dtype === "I32" || t.dtype === "I64" || t.dtype === "U8") {
       throw new WeightFileError("dtype", t.file.path, `is ${t.dtype}, not a weight type`, spec.name, stored);
     }
     if (!isFloat(t.dtype) && FLOAT_ONLY.includes(spec.role)) {

@@ -1,7 +1,8 @@
 /**
- * The `quantization_config` of a compressed-tensors checkpoint (config.json): whether this reader takes it, what
- * it says of every weight (group size, block shape, symmetry), and, for a plan made from the config alone, the
- * types its layers are stored in (scaled.ts reads the files themselves).
+ * The `quantization_config` of a quantized Hugging Face checkpoint (config.json): whether this reader takes it
+ * (compressed-tensors, bitsandbytes), what a compressed-tensors one says of every weight (group size, block
+ * shape, symmetry), and, for a plan made from the config alone, the types the layers are stored in (scaled.ts
+ * and bnb.ts read the files themselves).
  */
 import type { ModelConfig } from "../config.ts";
 import { expectedTensors } from "../tensors.ts";
@@ -34,10 +35,11 @@ export function checkQuantizationConfig(q: unknown): string | undefined {
   if (q === undefined || q === null) return undefined;
   if (typeof q !== "object" || Array.isArray(q)) return "is not an object";
   const { quant_method: method, format, sparsity_config: sparsity } = q as Json;
+  if (method === "bitsandbytes") return undefined; // bnb.ts reads what each layer's tensors say
   if (method !== "compressed-tensors") {
     return `has quant_method ${JSON.stringify(method)}: of quantized Hugging Face checkpoints only ` +
-      `compressed-tensors ones (llm-compressor's FP8, INT8 and INT4/W4A16) load; use the unquantized ` +
-      `checkpoint or a GGUF`;
+      `compressed-tensors (llm-compressor's FP8, INT8 and INT4/W4A16) and bitsandbytes (nf4, fp4, int8) ones ` +
+      `load; use the unquantized checkpoint or a GGUF`;
   }
   if (format !== undefined && !FORMATS.includes(format as string)) {
     return `has compressed-tensors format ${JSON.stringify(format)}: only ${FORMATS.join(", ")} load`;
@@ -81,27 +83,35 @@ export function quantizationHint(q: unknown): QuantizationHint {
 
 /**
  * The types a checkpoint's matrices are stored in, from quantization_config alone (a hub model's plan, before
- * any weight is fetched), when it has one scheme for every Linear layer: the decoder's layers in that scheme's
- * codes, lm_head, the vision tower and the adapter too unless `ignore` names them, everything else float.
+ * any weight is fetched): compressed-tensors with one scheme for every Linear layer (those `ignore` names kept
+ * float), or bitsandbytes (every linear layer but those in llm_int8_skip_modules, by default lm_head);
+ * everything else float.
  */
 export function storedFromConfig(config: ModelConfig, q: unknown): Map<string, DType> | undefined {
-  const weights = weightArgs(q);
-  if (weights.length !== 1) return undefined;
-  const [w] = weights;
-  const codes: DType | undefined = w.type === "float" && w.num_bits === 8
-    ? "F8_E4M3"
-    : w.type === "int" && (w.num_bits === 8 || w.num_bits === 4)
-    ? (w.num_bits === 8 ? "I8" : "I4")
-    : undefined;
+  const json = object(q);
+  let codes: DType | undefined, kept: string[];
+  if (json.quant_method === "bitsandbytes") {
+    codes = json.load_in_4bit ? "N4" : json.load_in_8bit ? "I8" : undefined;
+    kept = Array.isArray(json.llm_int8_skip_modules) ? json.llm_int8_skip_modules.map(String) : ["lm_head"];
+  } else {
+    const weights = weightArgs(q);
+    if (weights.length !== 1) return undefined;
+    const [w] = weights;
+    codes = w.type === "float" && w.num_bits === 8
+      ? "F8_E4M3"
+      : w.type === "int" && (w.num_bits === 8 || w.num_bits === 4)
+      ? (w.num_bits === 8 ? "I8" : "I4")
+      : undefined;
+    kept = Array.isArray(json.ignore) ? json.ignore.map(String) : [];
+  }
   if (!codes) return undefined;
-  const ignored = (Array.isArray(object(q).ignore) ? object(q).ignore as unknown[] : []).map(String);
-  const kept = (part: string) => ignored.some((i) => i.includes(part));
+  const keeps = (part: string) => kept.some((i) => i.includes(part));
   const stored = new Map<string, DType>();
   for (const t of expectedTensors(config)) {
     const quantized = t.role === "linear" && (
       t.component === "decoder"
-        ? t.name !== "output.weight" || !kept("lm_head")
-        : !kept(t.component === "vision" ? "vision_tower" : "multi_modal_projector")
+        ? t.name !== "output.weight" || !keeps("lm_head")
+        : !keeps(t.component === "vision" ? "vision_tower" : "multi_modal_projector")
     );
     stored.set(t.name, quantized ? codes : "BF16");
   }

@@ -1,0 +1,255 @@
+/**
+ * bitsandbytes checkpoints (transformers' load_in_4bit / load_in_8bit): codes decode as bitsandbytes
+ * dequantizes them (golden vectors it wrote, scripts/gen_bnb_goldens.py), and a tiny model saved that way loads
+ * into the same function as a dense checkpoint of its dequantized weights.
+ */
+import assert from "node:assert/strict";
+import { SafetensorsFile, type StoredTensor } from "../runtime/model/weights/safetensors.ts";
+import { joinBnb } from "../runtime/model/weights/bnb.ts";
+import { decodeScaled, readScales } from "../runtime/model/weights/scaled.ts";
+import type { ScaledType } from "../runtime/model/weights/dtype.ts";
+import { locateModel } from "../runtime/model/locate.ts";
+import { openModel } from "../runtime/model/open.ts";
+import { PixtralModel } from "../runtime/model/pixtral.ts";
+import { type Quantized, writeQuantizedTiny } from "./compressed_helpers.ts";
+import { EXACT, goldenImage, gpu, gridOf, manifest, maxAbsDiff } from "./model_helpers.ts";
+import { tempDir } from "./weights_helpers.ts";
+import { fixture } from "./helpers.ts";
+import { planMemory } from "../runtime/model/plan.ts";
+import { storedFromConfig } from "../runtime/model/weights/quantization_config.ts";
+
+const DIR = new URL("./fixtures/bnb/", import.meta.url).pathname;
+
+Deno.test("bitsandbytes nf4, fp4 (double quantized or not, any storage) and int8 decode as bitsandbytes does", async () => {
+  const { cases } = JSON.parse(await Deno.readTextFile(`${DIR}manifest.json`)) as {
+    cases: { name: string; shape: number[]; blocksize?: number }[];
+  };
+  const file = await SafetensorsFile.open(`${DIR}cases.safetensors`);
+  try {
+    const decoded: string[] = [];
+    for (const { name, shape, blocksize } of cases) {
+      const tensors = new Map<string, StoredTensor>();
+      for (const [n, t] of file.tensors) {
+        if (!n.startsWith(`${name}.`) || /\.(expected|expected_native|original|bias)$/.test(n)) continue;
+        const renamed = `m.${n.slice(name.length + 1)}`;
+        tensors.set(renamed, { ...t, name: renamed });
+      }
+      if (blocksize && shape[1] % blocksize !== 0) {
+        // Blocks across rows (a ragged or odd weight): no Pixtral matrix has them; refused by name.
+        await assert.rejects(
+          () => joinBnb([{ file: file.file, tensors }]),
+          /only blocks that divide the rows/,
+        );
+        continue;
+      }
+      await joinBnb([{ file: file.file, tensors }]);
+      assert.deepEqual([...tensors.keys()], ["m.weight"], name);
+      const t = tensors.get("m.weight")!;
+      assert.deepEqual(t.shape, shape, name);
+      const values = decodeScaled(
+        t.dtype as ScaledType,
+        await file.file.read(t.offset, t.byteLength),
+        0,
+        await readScales(t),
+      );
+      const want = file.tensors.get(`${name}.expected`)!;
+      const expected = new Float32Array((await file.file.read(want.offset, want.byteLength)).buffer);
+      const wrong = values.findIndex((v, i) => !Object.is(v, expected[i]));
+      assert.equal(
+        wrong,
+        -1,
+        `${name}: value ${wrong} is ${values[wrong]}, bitsandbytes' ${expected[wrong]}`,
+      );
+      decoded.push(name);
+    }
+    assert.equal(decoded.length, cases.length - 2);
+  } finally {
+    file.close();
+  }
+});
+
+/** The 16 levels bitsandbytes stores for a quant type (as its golden file holds them). */
+async function levelsOf(type: "nf4" | "fp4"): Promise<Float32Array> {
+  const file = await SafetensorsFile.open(`${DIR}cases.safetensors`);
+  try {
+    const t = file.tensors.get(`${type}.weight.quant_map`)!;
+    return new Float32Array((await file.file.read(t.offset, t.byteLength)).buffer);
+  } finally {
+    file.close();
+  }
+}
+
+/** A matrix as transformers saves it with load_in_4bit (absmax in float32, blocks of 64) or load_in_8bit. */
+function bnbMatrix(
+  w: Float32Array,
+  rows: number,
+  k: number,
+  type: "nf4" | "fp4" | "int8",
+  levels: Float32Array,
+): Quantized {
+  const bytes = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  const dequantized = new Float32Array(rows * k);
+  if (type === "int8") {
+    const scb = new Float32Array(rows), q = new Int8Array(rows * k);
+    for (let r = 0; r < rows; r++) {
+      scb[r] = Math.max(...w.subarray(r * k, (r + 1) * k).map(Math.abs));
+      for (let c = 0; c < k; c++) {
+        q[r * k + c] = Math.round((w[r * k + c] * 127) / scb[r]);
+        dequantized[r * k + c] = Math.fround(Math.fround(q[r * k + c] * scb[r]) * Math.fround(1 / 127));
+      }
+    }
+    return {
+      stored: {
+        weight: { dtype: "I8", shape: [rows, k], data: bytes(q) },
+        SCB: { dtype: "F32", shape: [rows], data: bytes(scb) },
+        weight_format: { dtype: "U8", shape: [], data: new Uint8Array(1) },
+      },
+      dequantized,
+    };
+  }
+  const blocks = (rows * k) / 64, absmax = new Float32Array(blocks), packed = new Uint8Array((rows * k) / 2);
+  for (let b = 0; b < blocks; b++) {
+    absmax[b] = Math.max(...w.subarray(b * 64, (b + 1) * 64).map(Math.abs)) || 1;
+    for (let e = b * 64; e < (b + 1) * 64; e++) {
+      let best = 0;
+      for (let c = 1; c < 16; c++) {
+        if (Math.abs(levels[c] - w[e] / absmax[b]) < Math.abs(levels[best] - w[e] / absmax[b])) best = c;
+      }
+      packed[e >> 1] |= e % 2 ? best : best << 4;
+      dequantized[e] = levels[best] * absmax[b];
+    }
+  }
+  const state = JSON.stringify({ quant_type: type, blocksize: 64, dtype: "bfloat16", shape: [rows, k] });
+  return {
+    stored: {
+      weight: { dtype: "U8", shape: [packed.length, 1], data: packed },
+      "weight.absmax": { dtype: "F32", shape: [blocks], data: bytes(absmax) },
+      "weight.quant_map": { dtype: "F32", shape: [16], data: bytes(levels) },
+      [`weight.quant_state.bitsandbytes__${type}`]: {
+        dtype: "U8",
+        shape: [state.length],
+        data: new TextEncoder().encode(state),
+      },
+    },
+    dequantized,
+  };
+}
+
+for (const type of ["nf4", "fp4", "int8"] as const) {
+  Deno.test(`a bitsandbytes ${type} checkpoint computes what its dequantized weights compute, bit for bit (f32)`, async () => {
+    const dir = await tempDir();
+    try {
+      const levels = await levelsOf(type === "fp4" ? "fp4" : "nf4");
+      // As transformers quantizes by default: every linear layer but lm_head, the vision tower's too.
+      const count = await writeQuantizedTiny(
+        dir,
+        (name, w, rows, k) =>
+          /_proj\.weight$|linear_\d\.weight$/.test(name) ? bnbMatrix(w, rows, k, type, levels) : undefined,
+        { quant_method: "bitsandbytes", load_in_4bit: type !== "int8", load_in_8bit: type === "int8" },
+      );
+      assert.equal(count, 14 + 14 + 2);
+      const opened = await openModel(await locateModel(`${dir}/compressed`));
+      opened.weights.close();
+      assert.deepEqual(opened.weights.unused, []);
+      assert.equal(
+        opened.weights.tensors().filter((t) => t.dtype === (type === "int8" ? "I8" : "N4")).length,
+        count,
+      );
+      const mm = manifest.multimodal[0];
+      const image = await goldenImage(mm.pixels_from, ...Object.values(gridOf(mm.ids)) as [number, number]);
+      const logits = [];
+      for (const model of [`${dir}/compressed`, `${dir}/dense`]) {
+        const o = await openModel(await locateModel(model));
+        const m = await PixtralModel.load(await gpu(), o.config, o.weights, { ...EXACT, kvTokens: 256 });
+        o.weights.close();
+        logits.push(await m.sequenceLogits(mm.ids, [image]));
+        m.release();
+      }
+      assert.equal(maxAbsDiff(logits[0], logits[1]), 0);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+Deno.test("bitsandbytes layers that cannot load say why, naming the file and the tensor", async () => {
+  const dir = await tempDir();
+  try {
+    const levels = await levelsOf("nf4");
+    const write = async (type: "nf4" | "int8", change: (stored: Quantized["stored"]) => void = () => {}) => {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      return await writeQuantizedTiny(
+        dir,
+        (name, w, rows, k) => {
+          if (!/layers\.0\.self_attn\.q_proj\.weight$/.test(name)) return undefined;
+          const q = bnbMatrix(w, rows, k, type, levels);
+          change(q.stored);
+          return q;
+        },
+        { quant_method: "bitsandbytes", load_in_4bit: type === "nf4", load_in_8bit: type === "int8" },
+      );
+    };
+    const refused = (pattern: RegExp) =>
+      assert.rejects(
+        async () => (await openModel(await locateModel(`${dir}/compressed`))).weights.close(),
+        pattern,
+      );
+    const q = "language_model.model.layers.0.self_attn.q_proj.";
+    await write("nf4", (s) => delete s["weight.quant_map"]);
+    await refused(
+      new RegExp(`tensor "${q}weight.quant_state.bitsandbytes__nf4": needs ${q}weight.quant_map`),
+    );
+    await write(
+      "nf4",
+      (s) =>
+        s["weight.quant_state.bitsandbytes__nf4"] = { dtype: "U8", shape: [1], data: Uint8Array.of(123) },
+    );
+    await refused(/bitsandbytes__nf4": is not a bitsandbytes quant state/);
+    await write("nf4", (s) => {
+      const state = JSON.stringify({
+        quant_type: "nf4",
+        blocksize: 48,
+        dtype: "bfloat16",
+        shape: [512, 256],
+      });
+      s["weight.quant_state.bitsandbytes__nf4"] = {
+        dtype: "U8",
+        shape: [state.length],
+        data: new TextEncoder().encode(state),
+      };
+    });
+    await refused(/has blocks of 48 over rows of 256: only blocks that divide the rows are read/);
+    await write("int8", (s) => s.weight_format.data = Uint8Array.of(2));
+    await refused(
+      new RegExp(`tensor "${q}SCB": has weight_format 2, a tile layout this reader does not know`),
+    );
+    await write("int8", (s) => delete s.SCB);
+    // Without SCB the int8 codes are a weight with no scales.
+    await refused(
+      new RegExp(
+        `tensor "${q}weight": is I8 without the scales beside it \\(a weight_scale, or bitsandbytes' absmax or SCB\\)`,
+      ),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("a bitsandbytes model's plan from its config alone: every linear layer but lm_head (or the skip list) in codes", async () => {
+  const { config } = await openModel(await locateModel(fixture("hf/config.json").pathname));
+  const nf4 = storedFromConfig(config, { quant_method: "bitsandbytes", load_in_4bit: true })!;
+  assert.equal(nf4.get("layers.0.attention.wq.weight"), "N4");
+  assert.equal(nf4.get("vision_encoder.transformer.layers.1.feed_forward.w2.weight"), "N4");
+  assert.equal(nf4.get("vision_language_adapter.w_in.weight"), "N4");
+  assert.equal(nf4.get("output.weight"), "BF16");
+  assert.equal(nf4.get("tok_embeddings.weight"), "BF16");
+  const int8 = storedFromConfig(config, {
+    quant_method: "bitsandbytes",
+    load_in_8bit: true,
+    llm_int8_skip_modules: ["vision_tower", "multi_modal_projector"],
+  })!;
+  assert.equal(int8.get("layers.0.attention.wq.weight"), "I8");
+  assert.equal(int8.get("output.weight"), "I8");
+  assert.equal(int8.get("vision_encoder.transformer.layers.0.attention.wq.weight"), "BF16");
+  assert.equal(planMemory(config, { stored: nf4, quant: "q4", ctx: 64 }).weights.decoder.format, "N4→q4+q8");
+});
