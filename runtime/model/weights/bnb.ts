@@ -47,6 +47,9 @@ async function join4bit(p: string, state: StoredTensor, take: Take): Promise<Sto
   } catch (err) {
     throw fail(`is not a bitsandbytes quant state (${(err as Error).message})`);
   }
+  if (typeof json !== "object" || json === null) {
+    throw fail("is not a bitsandbytes quant state (not an object)");
+  }
   const shape = json.shape, blocksize = json.blocksize as number;
   if (!Array.isArray(shape) || shape.length !== 2 || !shape.every((d) => Number.isSafeInteger(d) && d > 0)) {
     throw fail(`has shape ${JSON.stringify(shape)}, not a matrix`);
