@@ -5,7 +5,11 @@
  */
 import { type SafetensorsEntry, TINY, writeSafetensors } from "./weights_helpers.ts";
 import { readSafetensors } from "./weights_helpers.ts";
+import assert from "node:assert/strict";
 import { toFloat32 } from "../runtime/model/weights/convert.ts";
+import type { ScaledType } from "../runtime/model/weights/dtype.ts";
+import type { SafetensorsFile, StoredTensor } from "../runtime/model/weights/safetensors.ts";
+import { decodeScaled, readScales } from "../runtime/model/weights/scaled.ts";
 import type { QuantizationHint } from "../runtime/model/weights/quantization_config.ts";
 
 export interface Scheme {
@@ -176,6 +180,27 @@ export function compressMatrix(
 const TEXT_LINEAR = /^language_model\.model\.layers\.\d+\.(self_attn|mlp)\.\w+_proj\.weight$/;
 const VISION_LINEAR =
   /^(vision_tower\.transformer\.layers\.\d+\.(attention|feed_forward)\.\w+_proj|multi_modal_projector\.linear_\d)\.weight$/;
+
+/**
+ * Asserts that the joined tensor `m.weight` of a golden case (tensors named `<name>.<suffix>` in `file`) decodes
+ * to `<name>.expected`, bit for bit (-0.0 included).
+ */
+export async function assertDecodesAsGolden(
+  file: SafetensorsFile,
+  tensors: Map<string, StoredTensor>,
+  name: string,
+  shape: number[],
+): Promise<void> {
+  assert.deepEqual([...tensors.keys()], ["m.weight"], name);
+  const t = tensors.get("m.weight")!;
+  assert.deepEqual(t.shape, shape, name);
+  const codes = await file.file.read(t.offset, t.byteLength);
+  const values = decodeScaled(t.dtype as ScaledType, codes, 0, await readScales(t));
+  const want = file.tensors.get(`${name}.expected`)!;
+  const expected = new Float32Array((await file.file.read(want.offset, want.byteLength)).buffer);
+  const wrong = values.findIndex((v, i) => !Object.is(v, expected[i]));
+  assert.equal(wrong, -1, `${name}: value ${wrong} is ${values[wrong]}, the reference's ${expected[wrong]}`);
+}
 
 /** A matrix stored quantized: its tensors by suffix after the layer's name (`weight`, `weight_scale`...). */
 export type Quantized = { stored: Record<string, Omit<SafetensorsEntry, "name">>; dequantized: Float32Array };

@@ -6,12 +6,10 @@
 import assert from "node:assert/strict";
 import { SafetensorsFile, type StoredTensor } from "../runtime/model/weights/safetensors.ts";
 import { joinBnb } from "../runtime/model/weights/bnb.ts";
-import { decodeScaled, readScales } from "../runtime/model/weights/scaled.ts";
-import type { ScaledType } from "../runtime/model/weights/dtype.ts";
 import { locateModel } from "../runtime/model/locate.ts";
 import { openModel } from "../runtime/model/open.ts";
 import { PixtralModel } from "../runtime/model/pixtral.ts";
-import { type Quantized, writeQuantizedTiny } from "./compressed_helpers.ts";
+import { assertDecodesAsGolden, type Quantized, writeQuantizedTiny } from "./compressed_helpers.ts";
 import { EXACT, goldenImage, gpu, gridOf, manifest, maxAbsDiff } from "./model_helpers.ts";
 import { tempDir } from "./weights_helpers.ts";
 import { fixture } from "./helpers.ts";
@@ -43,23 +41,7 @@ Deno.test("bitsandbytes nf4, fp4 (double quantized or not, any storage) and int8
         continue;
       }
       await joinBnb([{ file: file.file, tensors }]);
-      assert.deepEqual([...tensors.keys()], ["m.weight"], name);
-      const t = tensors.get("m.weight")!;
-      assert.deepEqual(t.shape, shape, name);
-      const values = decodeScaled(
-        t.dtype as ScaledType,
-        await file.file.read(t.offset, t.byteLength),
-        0,
-        await readScales(t),
-      );
-      const want = file.tensors.get(`${name}.expected`)!;
-      const expected = new Float32Array((await file.file.read(want.offset, want.byteLength)).buffer);
-      const wrong = values.findIndex((v, i) => !Object.is(v, expected[i]));
-      assert.equal(
-        wrong,
-        -1,
-        `${name}: value ${wrong} is ${values[wrong]}, bitsandbytes' ${expected[wrong]}`,
-      );
+      await assertDecodesAsGolden(file, tensors, name, shape);
       decoded.push(name);
     }
     assert.equal(decoded.length, cases.length - 2);

@@ -61,57 +61,45 @@ impl Samples {
     }
 }
 
+/// Pixels of `from` samples made gray RGB in place, back to front: a pixel's samples are read before any write
+/// reaches them.
+fn widen_to_gray(mut v: Vec<u8>, from: usize, gray: impl Fn(&[u8]) -> u8) -> Vec<u8> {
+    let n = v.len() / from;
+    v.resize(3 * n, 0);
+    for p in (0..n).rev() {
+        let g = gray(&v[from * p..from * p + from]);
+        v[3 * p..3 * p + 3].copy_from_slice(&[g, g, g]);
+    }
+    v
+}
+
+/// Pixels of four samples made RGB in place, front to back.
+fn narrow4(mut v: Vec<u8>, rgb: impl Fn(&[u8]) -> [u8; 3]) -> Vec<u8> {
+    let n = v.len() / 4;
+    for p in 0..n {
+        let out = rgb(&v[4 * p..4 * p + 4]);
+        v[3 * p..3 * p + 3].copy_from_slice(&out);
+    }
+    v.truncate(3 * n);
+    v
+}
+
 pub fn to_rgb(width: u32, height: u32, samples: Samples) -> RgbImage {
-    // Converted in the decoder's own buffer (narrowing front to back, widening back to front, so that no sample
-    // is overwritten before it is read): narrowing holds no second copy, widening grows the buffer.
+    // Converted in the decoder's own buffer: narrowing holds no second copy, widening grows the buffer.
     let mut pixels = match samples {
         Samples::Rgb(rgb) => rgb,
-        Samples::L(mut l) => {
-            let n = l.len();
-            l.resize(3 * n, 0);
-            for p in (0..n).rev() {
-                let v = l[p];
-                l[3 * p..3 * p + 3].copy_from_slice(&[v, v, v]);
-            }
-            l
-        }
-        Samples::La(mut la) => {
-            let n = la.len() / 2;
-            la.resize(3 * n, 0);
-            for p in (0..n).rev() {
-                let v = over_white(la[2 * p], la[2 * p + 1]);
-                la[3 * p..3 * p + 3].copy_from_slice(&[v, v, v]);
-            }
-            la
-        }
-        Samples::Rgba(mut rgba) => {
-            let n = rgba.len() / 4;
-            for p in 0..n {
-                let a = rgba[4 * p + 3];
-                let rgb = [
-                    over_white(rgba[4 * p], a),
-                    over_white(rgba[4 * p + 1], a),
-                    over_white(rgba[4 * p + 2], a),
-                ];
-                rgba[3 * p..3 * p + 3].copy_from_slice(&rgb);
-            }
-            rgba.truncate(3 * n);
-            rgba
-        }
-        Samples::Cmyk(mut cmyk) => {
-            let n = cmyk.len() / 4;
-            for p in 0..n {
-                let k = cmyk[4 * p + 3];
-                let rgb = [
-                    cmyk_channel(cmyk[4 * p], k),
-                    cmyk_channel(cmyk[4 * p + 1], k),
-                    cmyk_channel(cmyk[4 * p + 2], k),
-                ];
-                cmyk[3 * p..3 * p + 3].copy_from_slice(&rgb);
-            }
-            cmyk.truncate(3 * n);
-            cmyk
-        }
+        Samples::L(l) => widen_to_gray(l, 1, |p| p[0]),
+        Samples::La(la) => widen_to_gray(la, 2, |p| over_white(p[0], p[1])),
+        Samples::Rgba(rgba) => narrow4(rgba, |p| {
+            [over_white(p[0], p[3]), over_white(p[1], p[3]), over_white(p[2], p[3])]
+        }),
+        Samples::Cmyk(cmyk) => narrow4(cmyk, |p| {
+            [
+                cmyk_channel(p[0], p[3]),
+                cmyk_channel(p[1], p[3]),
+                cmyk_channel(p[2], p[3]),
+            ]
+        }),
     };
     pixels.shrink_to_fit();
     debug_assert_eq!(pixels.len(), width as usize * height as usize * 3);
