@@ -91,14 +91,14 @@ export async function plan(argv: string[]): Promise<void> {
   const location = await locateModel(local.model!, { mmproj: local.mmproj });
   let config;
   if (location.layout === "gguf" || (location.layout === "hf" && location.weightFiles.length)) {
-    // Tensors may already be quantized (GGUF blocks, compressed-tensors codes): the plan counts them as stored.
+    // Tensors may already be quantized (GGUF blocks, scaled codes): the plan counts them as stored.
     const opened = await openModel(location);
     opened.weights.close();
     config = opened.config;
     options.stored = new Map<string, DType>(opened.weights.tensors().map((t) => [t.name, t.dtype]));
   } else {
     config = await loadConfig(location);
-    // A hub model's config alone (its weights not fetched) says how a compressed-tensors checkpoint stores them.
+    // A hub model's config alone (its weights not fetched) says how a compressed-tensors or bitsandbytes checkpoint stores them.
     if (location.layout === "hf") {
       const json = JSON.parse(await Deno.readTextFile(location.configFile));
       options.stored = storedFromConfig(config, json.quantization_config);

@@ -11,7 +11,8 @@ import { openModel } from "../runtime/model/open.ts";
 import { PixtralModel } from "../runtime/model/pixtral.ts";
 import { assertDecodesAsGolden, type Quantized, writeQuantizedTiny } from "./compressed_helpers.ts";
 import { EXACT, goldenImage, gpu, gridOf, manifest, maxAbsDiff } from "./model_helpers.ts";
-import { tempDir } from "./weights_helpers.ts";
+import { tempDir, writeSafetensors } from "./weights_helpers.ts";
+import { readScales } from "../runtime/model/weights/scaled.ts";
 import { fixture } from "./helpers.ts";
 import { planMemory } from "../runtime/model/plan.ts";
 import { storedFromConfig } from "../runtime/model/weights/quantization_config.ts";
@@ -201,6 +202,43 @@ Deno.test("bitsandbytes layers that cannot load say why, naming the file and the
       };
     });
     await refused(/has blocks of 48 over rows of 256: only blocks that divide the rows are read/);
+    // Double quantization's companions must be what bitsandbytes writes (float32, one nested scale per block).
+    const doubled = (change: (stored: Quantized["stored"], state: Record<string, unknown>) => void) =>
+      write("nf4", (s) => {
+        const blocks = s["weight.absmax"].data.length / 4;
+        const state: Record<string, unknown> = {
+          quant_type: "nf4",
+          blocksize: 64,
+          dtype: "bfloat16",
+          shape: [512, 256],
+          nested_blocksize: 256,
+          nested_offset: 0.2,
+          nested_dtype: "float32",
+        };
+        s["weight.absmax"] = { dtype: "U8", shape: [blocks], data: new Uint8Array(blocks) };
+        s["weight.nested_absmax"] = {
+          dtype: "F32",
+          shape: [Math.ceil(blocks / 256)],
+          data: new Uint8Array(4 * Math.ceil(blocks / 256)),
+        };
+        s["weight.nested_quant_map"] = { dtype: "F32", shape: [256], data: new Uint8Array(1024) };
+        change(s, state);
+        const json = new TextEncoder().encode(JSON.stringify(state));
+        s["weight.quant_state.bitsandbytes__nf4"] = { dtype: "U8", shape: [json.length], data: json };
+      });
+    await doubled(() => {});
+    (await openModel(await locateModel(`${dir}/compressed`))).weights.close();
+    await doubled((s) => s["weight.nested_absmax"] = { ...s["weight.nested_absmax"], dtype: "I32" });
+    await refused(/has 8-bit absmax without float32 nested_absmax and nested_quant_map/);
+    await doubled((_, state) => state.nested_dtype = "float16");
+    await refused(
+      /or a nested_blocksize, nested_offset or nested_dtype \(float32, bfloat16\) it does not give/,
+    );
+    await doubled((_, state) => state.nested_blocksize = 8);
+    await refused(/has 8 nested_absmax for 2048 blocks in blocks of 8/);
+    // Scales left without their quant state.
+    await write("nf4", (s) => delete s["weight.quant_state.bitsandbytes__nf4"]);
+    await refused(/weight\.(absmax|quant_map)": is a bitsandbytes scale without its weight's quant_state/);
     await write("int8", (s) => s.weight_format.data = Uint8Array.of(2));
     await refused(
       new RegExp(`tensor "${q}SCB": has weight_format 2, a tile layout this reader does not know`),
@@ -234,4 +272,65 @@ Deno.test("a bitsandbytes model's plan from its config alone: every linear layer
   assert.equal(int8.get("output.weight"), "I8");
   assert.equal(int8.get("vision_encoder.transformer.layers.0.attention.wq.weight"), "BF16");
   assert.equal(planMemory(config, { stored: nf4, quant: "q4", ctx: 64 }).weights.decoder.format, "N4→q4+q8");
+});
+
+Deno.test("bitsandbytes double quantization rounds as bitsandbytes does; q_proj's rows are read from the quant state", async () => {
+  const dir = await tempDir();
+  try {
+    // bfloat16 nested steps, the offset in float32: absmax = bf16(bf16(map[code] · nested) + f32(offset)).
+    const offset = 0.20884,
+      map = Float32Array.from({ length: 256 }, (_, i) => (i - 128) / 97),
+      nested = 0.0371;
+    const state = new TextEncoder().encode(JSON.stringify({
+      quant_type: "nf4",
+      blocksize: 64,
+      dtype: "bfloat16",
+      shape: [2, 64],
+      nested_blocksize: 256,
+      nested_offset: offset,
+      nested_dtype: "bfloat16",
+    }));
+    const f32 = (a: Float32Array) => new Uint8Array(a.buffer);
+    await writeSafetensors(`${dir}/m.safetensors`, [
+      { name: "m.weight", dtype: "U8", shape: [64, 1], data: new Uint8Array(64).fill(0x7f) },
+      { name: "m.weight.absmax", dtype: "U8", shape: [2], data: Uint8Array.of(4, 250) },
+      { name: "m.weight.quant_map", dtype: "F32", shape: [16], data: f32(await levelsOf("nf4")) },
+      { name: "m.weight.nested_absmax", dtype: "F32", shape: [1], data: f32(Float32Array.of(nested)) },
+      { name: "m.weight.nested_quant_map", dtype: "F32", shape: [256], data: f32(map) },
+      { name: "m.weight.quant_state.bitsandbytes__nf4", dtype: "U8", shape: [state.length], data: state },
+    ]);
+    const file = await SafetensorsFile.open(`${dir}/m.safetensors`);
+    await joinBnb([file]);
+    const { scale } = await readScales(file.tensors.get("m.weight")!);
+    file.close();
+    const bf16 = (x: number) => {
+      const u = new Uint32Array(Float32Array.of(x).buffer);
+      u[0] = (u[0] + 0x7fff + ((u[0] >> 16) & 1)) & 0xffff0000;
+      return new Float32Array(u.buffer)[0];
+    };
+    assert.deepEqual(
+      [...scale],
+      [4, 250].map((c) => bf16(bf16(map[c] * Math.fround(nested)) + Math.fround(offset))),
+    );
+    // (the offset rounded to bfloat16 first would move the first one)
+    assert.notEqual(scale[0], bf16(bf16(map[4] * Math.fround(nested)) + bf16(offset)));
+
+    // Without head_dim in the config, the rows of q_proj (not its packed bytes) say which head size is meant.
+    const levels = await levelsOf("nf4");
+    await writeQuantizedTiny(
+      `${dir}/tiny`,
+      (name, w, rows, k) => name.endsWith("_proj.weight") ? bnbMatrix(w, rows, k, "nf4", levels) : undefined,
+      { quant_method: "bitsandbytes", load_in_4bit: true },
+    );
+    const configPath = `${dir}/tiny/compressed/config.json`;
+    const config = JSON.parse(await Deno.readTextFile(configPath));
+    delete config.text_config.head_dim;
+    await Deno.writeTextFile(configPath, JSON.stringify(config));
+    await assert.rejects(
+      async () => (await openModel(await locateModel(`${dir}/tiny/compressed`))).weights.close(),
+      /the weights have 512 q_proj rows = 8 heads x 64/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

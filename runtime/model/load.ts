@@ -250,7 +250,7 @@ async function decodeRows(
 }
 
 /**
- * A compressed-tensors weight: its codes copied into q4 / q8_0 blocks where those hold them exactly, else decoded
+ * A compressed-tensors or bitsandbytes weight: its codes copied into q4 / q8_0 blocks where those hold them exactly, else decoded
  * to float32 on the block decoder's threads (a piece of at most DECODED_BYTES each) and quantized or converted on
  * the GPU.
  */

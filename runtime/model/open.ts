@@ -52,8 +52,7 @@ async function readJsonIfPresent(path: string): Promise<unknown> {
   }
 }
 
-const HF_Q_PROJ =
-  /^(?:language_model\.model|model\.language_model)\.layers\.0\.self_attn\.q_proj\.weight(?:_packed)?$/;
+const HF_Q_PROJ = /^(?:language_model\.model|model\.language_model)\.layers\.0\.self_attn\.q_proj\.weight$/;
 
 async function hfConfig(
   location: ModelLocation,
@@ -65,6 +64,25 @@ async function hfConfig(
     qProjRows: q?.shape[0],
     tokenizerConfig: await readJsonIfPresent(`${location.dir}/tokenizer_config.json`),
   });
+}
+
+/**
+ * A Hugging Face folder's weight files, each quantized layer's codes and scales joined into one tensor (bnb.ts,
+ * scaled.ts), so that the weights are checked under the names and shapes of an unquantized checkpoint.
+ */
+async function hfFiles(location: ModelLocation, json: unknown): Promise<SafetensorsFile[]> {
+  const files = await openSafetensors(location.weightFiles);
+  try {
+    await joinBnb(files);
+    await joinScaled(
+      files,
+      quantizationHint((json as { quantization_config?: unknown }).quantization_config),
+    );
+  } catch (err) {
+    files.forEach((f) => f.close());
+    throw err;
+  }
+  return files;
 }
 
 /** A Hugging Face folder's config.json, its quantization checked before any weight file is parsed. */
@@ -81,7 +99,7 @@ export async function loadConfig(location: ModelLocation): Promise<ModelConfig> 
       return parseParamsJson(await readJson(location.configFile), location.configFile);
     case "hf": {
       const json = await hfJson(location);
-      const files = location.weightFiles.length ? await openSafetensors(location.weightFiles) : [];
+      const files = location.weightFiles.length ? await hfFiles(location, json) : [];
       try {
         return await hfConfig(location, json, files);
       } finally {
@@ -131,17 +149,10 @@ export async function openModel(location: ModelLocation): Promise<OpenedModel> {
     }
     case "hf": {
       const json = await hfJson(location);
-      const files = await openSafetensors(location.weightFiles);
+      const files = await hfFiles(location, json);
       let config: ModelConfig;
       try {
         config = await hfConfig(location, json, files);
-        // Quantized layers' codes and scales joined into one tensor each (bnb.ts, scaled.ts), so that the
-        // weights are checked under the names and shapes of an unquantized checkpoint.
-        await joinBnb(files);
-        await joinScaled(
-          files,
-          quantizationHint((json as { quantization_config?: unknown }).quantization_config),
-        );
       } catch (err) {
         files.forEach((f) => f.close());
         throw err;

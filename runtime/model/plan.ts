@@ -28,7 +28,7 @@ export type KvFormat = "f16" | "q8" | "f32";
 export const WEIGHT_BITS: Record<WeightFormat, number> = { q4: 4.5, q8: 8.5, f16: 16, f32: 32 };
 
 /**
- * The format a GGUF type decoded at load, or compressed-tensors codes, become: `quant` when a flag asked for it
+ * The format a GGUF type decoded at load, or compressed-tensors or bitsandbytes codes, become: `quant` when a flag asked for it
  * (`explicit`), else its own `into`, or the default `quant` when that is more precise (a default never picks a
  * format smaller than the codes' own).
  */
@@ -42,7 +42,7 @@ export function decodedFormat(
 }
 /**
  * The format of the decoder's float tensors: `quant`, but by default at least q8 in a checkpoint whose other
- * layers are compressed-tensors codes (`besideCodes`): its recipe left these (lm_head, the embedding)
+ * layers are compressed-tensors or bitsandbytes codes (`besideCodes`): its recipe left these (lm_head, the embedding)
  * unquantized on purpose, as vLLM serves them, and 4 bits there would undo what it kept.
  */
 export function floatFormat(quant: WeightFormat, explicit = false, besideCodes = false): WeightFormat {
@@ -118,7 +118,7 @@ export interface PlanOptions {
   decodeBatch?: number;
   /**
    * Dtypes as stored, by canonical tensor name, for files whose tensors are already quantized: GGUF blocks the
-   * kernels read are uploaded as stored, other GGUF types and compressed-tensors codes become decodedFormat's,
+   * kernels read are uploaded as stored, other GGUF types and scaled codes become decodedFormat's,
    * float tensors follow `quant` / `visionQuant` (floatFormat beside codes).
    */
   stored?: ReadonlyMap<string, DType>;

@@ -14,24 +14,27 @@
  */
 import type { StoredTensor } from "./safetensors.ts";
 import { WeightFileError } from "./errors.ts";
-import type { BinaryFile } from "./file.ts";
+import { type TensorFiles, tensorIndex } from "./scaled.ts";
 
 const QUANT_STATE = /^(.*\.weight)\.quant_state\.bitsandbytes__(nf4|fp4)$/;
+/** What only a 4-bit layer's codes have beside them. */
+const COMPANION = /\.weight\.(absmax|quant_map|nested_absmax|nested_quant_map)$/;
 
-type Files = { file: BinaryFile; tensors: Map<string, StoredTensor> }[];
-
-export async function joinBnb(files: Files): Promise<void> {
-  const all = new Map(files.flatMap((f) => [...f.tensors]));
-  const take = (name: string) => {
-    const t = all.get(name);
-    if (t) { for (const f of files) f.tensors.delete(name); }
-    return t;
-  };
-  const put = (t: StoredTensor) => files.find((f) => f.file === t.file)!.tensors.set(t.name, t);
+export async function joinBnb(files: TensorFiles): Promise<void> {
+  const { all, take, put } = tensorIndex(files);
   for (const [name, state] of all) {
     const match = QUANT_STATE.exec(name);
     if (match) put(await join4bit(match[1], state, take));
     else if (name.endsWith(".SCB")) put(await join8bit(name.slice(0, -".SCB".length), state, take, all));
+  }
+  const orphan = files.flatMap((f) => [...f.tensors.values()]).find((t) => COMPANION.test(t.name));
+  if (orphan) {
+    throw new WeightFileError(
+      "format",
+      orphan.file.path,
+      "is a bitsandbytes scale without its weight's quant_state",
+      orphan.name,
+    );
   }
 }
 
@@ -76,12 +79,18 @@ async function join4bit(p: string, state: StoredTensor, take: Take): Promise<Sto
   if (absmax.dtype === "U8") {
     const nestedBlock = json.nested_blocksize as number;
     if (
-      !nestedAbsmax || !nestedMap || nestedMap.byteLength !== 1024 || !Number.isSafeInteger(nestedBlock) ||
-      nestedAbsmax.byteLength !== 4 * Math.ceil(blocks / nestedBlock) ||
-      typeof json.nested_offset !== "number"
+      nestedAbsmax?.dtype !== "F32" || nestedMap?.dtype !== "F32" || nestedMap.byteLength !== 1024 ||
+      !Number.isSafeInteger(nestedBlock) || nestedBlock <= 0 || typeof json.nested_offset !== "number" ||
+      !["float32", "bfloat16", undefined].includes(json.nested_dtype as string)
     ) {
       throw fail(
-        `has 8-bit absmax without their nested_absmax, nested_quant_map, nested_blocksize and nested_offset`,
+        `has 8-bit absmax without float32 nested_absmax and nested_quant_map (256) beside it, or a ` +
+          `nested_blocksize, nested_offset or nested_dtype (float32, bfloat16) it does not give`,
+      );
+    }
+    if (nestedAbsmax.byteLength !== 4 * Math.ceil(blocks / nestedBlock)) {
+      throw fail(
+        `has ${nestedAbsmax.byteLength / 4} nested_absmax for ${blocks} blocks in blocks of ${nestedBlock}`,
       );
     }
     nested = {
@@ -122,8 +131,10 @@ async function join8bit(
   if (scb.dtype !== "F32" || scb.byteLength !== 4 * rows) throw fail(`is not ${rows} float32 row scales`);
   // 0 is row-major; the others are GPU tile layouts of older releases.
   const format = take(`${module}.weight_format`);
-  const layout = format ? (await format.file.read(format.offset, format.byteLength, format.name))[0] : 0;
-  if (layout !== 0) {
+  const layout = format
+    ? (await format.file.read(format.offset, format.byteLength, format.name)).join(",")
+    : "0";
+  if (layout !== "0") {
     throw fail(`has weight_format ${layout}, a tile layout this reader does not know (0: rows)`);
   }
   take(p);

@@ -1,5 +1,5 @@
 /**
- * GGUF blocks (dequant.ts) and compressed-tensors codes (scaled.ts) decoded on worker threads while a model
+ * GGUF blocks (dequant.ts) and compressed-tensors or bitsandbytes codes (scaled.ts) decoded on worker threads while a model
  * loads: a 12B model in Q5_K or FP8 is 12 billion weights, one to two minutes on one thread and a few seconds
  * spread over a server's cores.
  */

@@ -19,7 +19,8 @@ export const CPU_DECODED = {
 export type CpuDecodedType = keyof typeof CPU_DECODED;
 
 /**
- * Codes of a checkpoint quantized with compressed-tensors (llm-compressor's FP8, W8A8 and W4A16 files), each
+ * Codes of a checkpoint quantized with compressed-tensors (llm-compressor's FP8, W8A8 and W4A16 files) or
+ * bitsandbytes (bnb.ts: N4, and I8 rows), each
  * weight beside its scales (scaled.ts): FP8 E4M3 values, int8 codes (stored as int8, or packed four to an int32
  * word with 128 added), and 4-bit codes (eight to an int32 word, 8 added). Decoded on the CPU while they load,
  * or copied as they are into q4 / q8_0 blocks where those hold them exactly, and become `into` (the format of

@@ -85,7 +85,8 @@ export function quantizationHint(q: unknown): QuantizationHint {
  * The types a checkpoint's matrices are stored in, from quantization_config alone (a hub model's plan, before
  * any weight is fetched): compressed-tensors with one scheme for every Linear layer (those `ignore` names kept
  * float), or bitsandbytes (every linear layer but those in llm_int8_skip_modules, by default lm_head);
- * everything else float.
+ * everything else float. An estimate: lists are matched by component (lm_head, vision_tower,
+ * multi_modal_projector), so single decoder layers kept float are counted as codes.
  */
 export function storedFromConfig(config: ModelConfig, q: unknown): Map<string, DType> | undefined {
   const json = object(q);

@@ -8,7 +8,8 @@
  *   weight[r, c] = (code[r, c] - zero[r, g]) * scale[r, g],   g = g_idx[c], else c / group size
  *
  * Layers the recipe left alone (the vision tower, the adapter, lm_head) are plain tensors. Decoding follows
- * compressed-tensors' unpack_from_int32 and dequantize, in float64 rounded once to float32.
+ * compressed-tensors' unpack_from_int32 and dequantize, in float64 rounded once to float32; bitsandbytes' layers
+ * (bnb.ts) join the same path with a table of levels, nested scales and a factor, rounded as it rounds them.
  */
 import type { QuantizationHint } from "./quantization_config.ts";
 import { toFloat32 } from "./convert.ts";
@@ -34,7 +35,7 @@ export interface ScaledParts {
   factor?: number;
 }
 
-/** bitsandbytes' double quantization: scale j = round(round(map[code j] · absmax[j / 256]) + offset). */
+/** bitsandbytes' double quantization: scale j = round(round(map[code j] · absmax[j / blocksize]) + offset). */
 export interface NestedScales {
   map: StoredTensor;
   absmax: StoredTensor;
@@ -73,15 +74,14 @@ const ACTIVATION_PARAMS = /\.(input|output)_(scale|zero_point|global_scale)$|\.s
 /** What only a quantized weight's codes have beside them. */
 const COMPANION = /\.weight_(shape|zero_point|g_idx)$/;
 
+/** A checkpoint's files, each with its tensors by name (what the joins rewrite). */
+export type TensorFiles = { file: BinaryFile; tensors: Map<string, StoredTensor> }[];
+
 /**
- * The tensors of one checkpoint with each quantized layer's codes and companions joined into one tensor
- * `P.weight` of a ScaledType that carries its ScaledParts; the companions leave the maps. Reads the few bytes of
- * each `weight_shape`.
+ * Every tensor of the files by name (a name stored twice is an error), `take` to remove one from its file's map
+ * (a companion joined into its weight) and `put` to add one there (the joined weight).
  */
-export async function joinScaled(
-  files: { file: BinaryFile; tensors: Map<string, StoredTensor> }[],
-  hint: QuantizationHint = {},
-): Promise<void> {
+export function tensorIndex(files: TensorFiles) {
   const all = new Map<string, StoredTensor>();
   for (const t of files.flatMap((f) => [...f.tensors.values()])) {
     const twin = all.get(t.name);
@@ -95,6 +95,17 @@ export async function joinScaled(
     if (t) { for (const f of files) f.tensors.delete(name); }
     return t;
   };
+  const put = (t: StoredTensor) => files.find((f) => f.file === t.file)!.tensors.set(t.name, t);
+  return { all, take, put };
+}
+
+/**
+ * The tensors of one checkpoint with each quantized layer's codes and companions joined into one tensor
+ * `P.weight` of a ScaledType that carries its ScaledParts; the companions leave the maps. Reads the few bytes of
+ * each `weight_shape`.
+ */
+export async function joinScaled(files: TensorFiles, hint: QuantizationHint = {}): Promise<void> {
+  const { all, take, put } = tensorIndex(files);
   for (const name of all.keys()) if (ACTIVATION_PARAMS.test(name)) take(name);
   for (const [name, scale] of all) {
     if (!name.endsWith(".weight_scale")) continue;
@@ -189,7 +200,7 @@ export async function joinScaled(
       file: codes.file,
       scaled: { scale, zeroPoint, groupIndex, offset, grid },
     };
-    files.find((f) => f.file === codes.file)!.tensors.set(p, joined);
+    put(joined);
   }
   // Codes or companions left without a scale: the codes are named first.
   const companion = (t: StoredTensor) => COMPANION.test(t.name);
@@ -244,10 +255,6 @@ function scaleGrid(scale: StoredTensor, [rows, k]: number[], hint: QuantizationH
   return { rows: sr, cols: sc, rowSpan, colSpan };
 }
 
-/**
- * The scales of a joined tensor [rows, k], one row of groups per weight row (a block's scale repeated over its
- * rows), with Hugging Face's q/k rows put in native order like the codes (`headDim`).
- */
 /** The values, unless one is not finite (a corrupt file). */
 function finite(values: Float32Array, t: StoredTensor): Float32Array {
   const bad = values.findIndex((v) => !Number.isFinite(v));
@@ -262,6 +269,10 @@ function bf16(x: number): number {
   return new Float32Array(u.buffer)[0];
 }
 
+/**
+ * The scales of a joined tensor [rows, k], one row of groups per weight row (a block's scale repeated over its
+ * rows), with Hugging Face's q/k rows put in native order like the codes (`headDim`).
+ */
 export async function readScales(t: StoredTensor, headDim?: number): Promise<Scales> {
   const { scale, zeroPoint, groupIndex, offset, grid, levels, nested, factor } = t.scaled!;
   const [rows, k] = t.shape, { rows: sr, cols: sc, rowSpan } = grid;
@@ -286,7 +297,7 @@ export async function readScales(t: StoredTensor, headDim?: number): Promise<Sca
     const round = nested.bf16 ? bf16 : Math.fround;
     values = Float32Array.from(
       codes,
-      (c, j) => round(round(map[c] * absmax[Math.floor(j / nested.blocksize)]) + round(nested.offset)),
+      (c, j) => round(round(map[c] * absmax[Math.floor(j / nested.blocksize)]) + Math.fround(nested.offset)),
     );
   } else values = toFloat32(scale.dtype, await read(scale));
   const result: Scales = {
@@ -296,7 +307,7 @@ export async function readScales(t: StoredTensor, headDim?: number): Promise<Sca
     groupSize: grid.colSpan,
     scale: perRow(finite(values, scale)),
     offset,
-    levels: levels ? toFloat32("F32", await read(levels)) : undefined,
+    levels: levels ? finite(toFloat32("F32", await read(levels)), levels) : undefined,
     factor,
   };
   if (zeroPoint) {

@@ -51,7 +51,7 @@ export interface WeightSource {
   read(name: string): Promise<Uint8Array<ArrayBuffer>>;
   /** The same bytes in pieces of at most `maxBytes` (whole rows; whole heads for permuted q/k). */
   chunks(name: string, maxBytes?: number): AsyncGenerator<TensorChunk>;
-  /** The scales of a compressed-tensors weight (a ScaledType), rows in the order chunks() gives them. */
+  /** The scales of a weight stored as codes (a ScaledType), rows in the order chunks() gives them. */
   scales(name: string): Promise<Scales>;
   close(): void;
 }
@@ -211,7 +211,7 @@ function build(layout: Layout, config: ModelConfig, containers: TensorContainer[
       );
     }
     if (isScaled(t.dtype) && !t.scaled) {
-      // compressed-tensors codes come with their scales only in Hugging Face folders (joinScaled).
+      // Codes come with their scales only in Hugging Face folders (joinScaled, joinBnb).
       throw new WeightFileError(
         "dtype",
         t.file.path,
