@@ -6,6 +6,7 @@ import { choice, positiveInt, UsageError } from "./args.ts";
 export const MODEL_FLAGS = {
   model: { type: "string" },
   mmproj: { type: "string" },
+  lora: { type: "string", multiple: true },
   quant: { type: "string" },
   "vision-quant": { type: "string" },
   kv: { type: "string" },
@@ -30,6 +31,8 @@ export function modelUsage(column = 24, exact = false): string {
     ["", "HF_HUB_OFFLINE=1: the cache only); default: the built-in random-weight demo model"],
     ["--mmproj FILE", "the GGUF's vision file (default: the mmproj GGUF beside it; of several, the one"],
     ["", "of the text model's quantization, else the most precise)"],
+    ["--lora PATH", "a LoRA adapter merged into the weights as they load: a PEFT adapter folder,"],
+    ["", "mistral-finetune's lora.safetensors, or hf:ORG/REPO (repeat for several; their updates add up)"],
     [
       "--quant FORMAT",
       `decoder weights: q4, q8, f16 or f32 (default ${byDefault("q4")}; GGUF blocks stay as stored, other`,
@@ -49,7 +52,7 @@ export function modelUsage(column = 24, exact = false): string {
   return lines.map(([flag, text]) => `  ${flag.padEnd(column - 3)} ${text}`).join("\n") + small;
 }
 
-type Flags = { [K in keyof typeof MODEL_FLAGS]?: string };
+type Flags = { [K in Exclude<keyof typeof MODEL_FLAGS, "lora">]?: string } & { lora?: string[] };
 
 const WEIGHTS = ["q4", "q8", "f16", "f32"] as const;
 
@@ -62,6 +65,7 @@ export function modelOptions(flags: Flags): ModelOptions {
   return {
     model: flags.model,
     mmproj: flags.mmproj,
+    lora: flags.lora,
     quant: choice("--quant", flags.quant, WEIGHTS),
     visionQuant: choice("--vision-quant", flags["vision-quant"], WEIGHTS),
     kv: choice("--kv", flags.kv, ["f16", "q8", "f32"] as const),

@@ -1,5 +1,5 @@
 /** `pixtral plan`: the memory plan for a model, from its files or from a params.json alone. */
-import { withLocalModel } from "../runtime/model/boot.ts";
+import { localAdapters, withLocalModel } from "../runtime/model/boot.ts";
 import { locateModel } from "../runtime/model/locate.ts";
 import { adapterOffer, parseSize } from "../runtime/model/offer.ts";
 import { loadConfig, openModel } from "../runtime/model/open.ts";
@@ -15,7 +15,9 @@ import {
   type WeightFormat,
 } from "../runtime/model/plan.ts";
 import { storedFromConfig } from "../runtime/model/weights/quantization_config.ts";
+import type { ModelConfig } from "../runtime/model/config.ts";
 import type { DType } from "../runtime/model/weights/dtype.ts";
+import { openLora } from "../runtime/model/weights/lora.ts";
 import { choice, parseFlags, positiveInt, UsageError } from "./args.ts";
 
 export const usage = `pixtral plan --model PATH [--quant q4|q8|f16] [--ctx N] [flags]
@@ -27,6 +29,8 @@ for the context, and the activation peak, compared with what the WebGPU adapter 
                         file, or hf:ORG/REPO[:QUANT][@REVISION] (only its config is fetched; for a GGUF
                         repository the file of the quantization, Q4_K_M unless :QUANT says)
   --mmproj FILE         the GGUF's vision file (default: the one mmproj GGUF beside it)
+  --lora PATH           a LoRA adapter to merge, or hf:ORG/REPO (repeatable): GGUF blocks it updates are
+                        quantized again
   --quant FORMAT        decoder weights: q4 (default), q8, f16 or f32
   --vision-quant FORMAT vision encoder and adapter weights: f16 (default), q8, q4 or f32
   --kv FORMAT           KV cache: f16 (default), q8 or f32
@@ -66,6 +70,7 @@ export async function plan(argv: string[]): Promise<void> {
   const flags = parseFlags(argv, {
     model: { type: "string" },
     mmproj: { type: "string" },
+    lora: { type: "string", multiple: true },
     quant: { type: "string" },
     "vision-quant": { type: "string" },
     kv: { type: "string" },
@@ -104,6 +109,7 @@ export async function plan(argv: string[]): Promise<void> {
       options.stored = storedFromConfig(config, json.quantization_config);
     }
   }
+  if (flags.lora?.length) options.merged = await mergedBy((await localAdapters(flags.lora))!, config);
   const { quant, visionQuant, kv, explicit } = precision(config, options);
   Object.assign(options, { quant, visionQuant, kv, explicit });
   const result = planMemory(config, options, offer);
@@ -133,6 +139,17 @@ export async function plan(argv: string[]): Promise<void> {
     console.log(describe(location.configFile, result, offer, refusal === undefined));
   }
   if (refusal) throw refusal;
+}
+
+/** The tensors the adapters update (their headers read, and checked against the config). */
+async function mergedBy(paths: string[], config: ModelConfig): Promise<Set<string>> {
+  const merged = new Set<string>();
+  for (const path of paths) {
+    const adapter = await openLora(path, config);
+    adapter.file.close();
+    for (const name of adapter.updates.keys()) merged.add(name);
+  }
+  return merged;
 }
 
 function count(n: number): string {

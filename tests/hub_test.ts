@@ -13,6 +13,7 @@ const read = (p: string) => Deno.readFileSync(`${TINY}${p}`);
 const COMMIT_A = "a".repeat(40);
 const COMMIT_B = "b".repeat(40);
 const COMMIT_C = "c".repeat(40);
+const LORA = new URL("./fixtures/lora/peft/", import.meta.url).pathname;
 
 function repos(): Record<string, FakeRepo> {
   return {
@@ -35,6 +36,18 @@ function repos(): Record<string, FakeRepo> {
         "tokenizer_config.json": { bytes: read("hf/tokenizer_config.json"), lfs: false },
         "model.safetensors": { bytes: read("hf/model.safetensors"), lfs: true },
         "images/example.png": { bytes: new Uint8Array(10), lfs: false },
+      },
+    },
+    "tiny/pixtral-lora": {
+      commit: COMMIT_A,
+      branches: { main: COMMIT_A },
+      files: {
+        "adapter_config.json": { bytes: Deno.readFileSync(`${LORA}adapter_config.json`), lfs: false },
+        "adapter_model.safetensors": {
+          bytes: Deno.readFileSync(`${LORA}adapter_model.safetensors`),
+          lfs: true,
+        },
+        "README.md": { bytes: new TextEncoder().encode("# adapter"), lfs: false },
       },
     },
     "tiny/pixtral-gguf": {
@@ -354,6 +367,25 @@ Deno.test("--model hf: pulls what the cache lacks, and falls back to the cache w
     assert.equal((await resolveHubModel("hf:tiny/pixtral-native", unreachable)).path, model.model);
     await assert.rejects(() => resolveHubModel("hf:tiny/pixtral-gguf", unreachable), /cannot reach/);
     assert.ok(hub.requests.length > 0);
+  });
+});
+
+Deno.test("--lora hf:ORG/REPO pulls a PEFT adapter repository into the cache and merges it", async () => {
+  await withHub(async (_hub, options) => {
+    const local = await withLocalModel(
+      { model: "hf:tiny/pixtral-native", lora: ["hf:tiny/pixtral-lora"] },
+      options,
+    );
+    const snapshot = `${options.cache}/models--tiny--pixtral-lora/snapshots/${COMMIT_A}`;
+    assert.deepEqual(local.lora, [snapshot]);
+    assert.deepEqual(
+      [...Deno.readDirSync(snapshot)].map((e) => e.name).sort(),
+      ["adapter_config.json", "adapter_model.safetensors"],
+    );
+    const files = await openModelFiles(local);
+    files.weights.close();
+    files.tokenizer.free();
+    assert.equal(files.weights.merged?.size, 31);
   });
 });
 

@@ -41,6 +41,21 @@ Deno.test("pixtral logits: an image segment expands to its token layout; logits 
     const emb = new Float32Array((await Deno.readFile(`${dir}/emb.f32`)).buffer);
     assert.ok(maxAbsDiff(emb, await readF32("golden/model/vision_gradient_64x48.emb.f32.bin")) < 1e-3);
 
+    // --lora (twice: the flag repeats) merges adapters; PEFT's forward gives the reference (model_lora_test.ts).
+    const lora = new URL("./fixtures/lora/", import.meta.url).pathname;
+    const adapted = await logitsOf(`${dir}/l3.f32`, "--lora", `${lora}mistral`, "--lora", `${lora}peft`);
+    assert.equal(adapted.code, 0, adapted.stderr);
+    assert.match(adapted.stderr, /LoRA adapter: merged into the weights as they load.*"kind":"peft"/);
+    const once = await logitsOf(`${dir}/l4.f32`, "--lora", `${lora}mistral`);
+    const [l3, l4] = [`${dir}/l3.f32`, `${dir}/l4.f32`].map((f) =>
+      new Float32Array(Deno.readFileSync(f).buffer)
+    );
+    assert.ok(
+      maxAbsDiff(l4, new Float32Array(Deno.readFileSync(`${lora}plain.${mm.name}.logits.f32.bin`).buffer)) <
+        2e-3,
+    );
+    assert.ok(maxAbsDiff(l3, l4) > 0.5, once.stderr);
+
     await Deno.writeTextFile(`${dir}/bad.json`, JSON.stringify({ segments: [{ text: "x" }] }));
     const bad = await run(["logits", "--model", model, "--input", `${dir}/bad.json`, "--out", `${dir}/x`]);
     assert.equal(bad.code, 2);

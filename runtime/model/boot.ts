@@ -27,12 +27,15 @@ import {
 } from "./plan.ts";
 import { checkImageTokens, modelTokenizer } from "./tokenizer.ts";
 import type { DType } from "./weights/dtype.ts";
+import { type LoraAdapter, openLora, withLora } from "./weights/lora.ts";
 import type { WeightSource } from "./weights/source.ts";
 
 export interface ModelOptions {
   /** A model folder, GGUF file or hf:ORG/REPO (see withLocalModel); absent: the built-in random-weight demo. */
   model?: string;
   mmproj?: string;
+  /** LoRA adapters merged into the weights as they load (lora.ts): folders or files. */
+  lora?: string[];
   /** The id the API serves it under (default: the model folder's or file's name). */
   name?: string;
   quant?: WeightFormat;
@@ -63,26 +66,45 @@ function modelId(location: ModelLocation): string {
 }
 
 /**
- * The options with `model` on local disk: an `hf:ORG/REPO[:QUANT][@REVISION]` reference becomes the cached
- * snapshot (pulled first where the cache lacks it), its mmproj and its name, `ORG/REPO[:QUANT]`.
+ * The options with `model` and `lora` on local disk: an `hf:ORG/REPO[:QUANT][@REVISION]` reference becomes the
+ * cached snapshot (pulled first where the cache lacks it), its mmproj and its name, `ORG/REPO[:QUANT]`.
  */
 export async function withLocalModel(
   options: ModelOptions,
   hub: HubModelOptions = {},
 ): Promise<ModelOptions> {
+  const local = { ...options, lora: await localAdapters(options.lora, hub) };
   const spec = options.model;
-  if (!spec?.startsWith("hf:")) return options;
+  if (!spec?.startsWith("hf:")) return local;
   const { path, mmproj } = await resolveHubModel(spec, hub);
   return {
-    ...options,
+    ...local,
     model: path,
     mmproj: options.mmproj ?? mmproj ?? undefined,
     name: spec.slice(3).split("@")[0],
   };
 }
 
+/** LoRA adapters on local disk: `hf:ORG/REPO[@REVISION]` ones pulled into the hub cache (all of their files). */
+export async function localAdapters(
+  paths: string[] | undefined,
+  hub: HubModelOptions = {},
+): Promise<string[] | undefined> {
+  if (!paths) return undefined;
+  const local = [];
+  for (const path of paths) {
+    local.push(
+      path.startsWith("hf:") ? (await resolveHubModel(path, { ...hub, configOnly: false })).path : path,
+    );
+  }
+  return local;
+}
+
 export async function openModelFiles(options: ModelOptions): Promise<OpenedFiles> {
   if (!options.model) {
+    if (options.lora?.length) {
+      throw new Error("--lora needs --model: the built-in demo model has random weights");
+    }
     const demo = await demoModel();
     return { id: DEMO_MODEL_ID, demo: true, ...demo };
   }
@@ -95,26 +117,50 @@ export async function openModelFiles(options: ModelOptions): Promise<OpenedFiles
     });
   }
   const opened = await openModel(location);
+  let weights = opened.weights;
+  let tokenizer: Tokenizer | undefined;
   try {
-    const tokenizer = await modelTokenizer(location, opened.config.decoder.vocabSize, opened.gguf?.text);
-    try {
-      checkImageTokens(opened.config, tokenizer, location.configFile);
-    } catch (err) {
-      tokenizer.free();
-      throw err;
-    }
+    tokenizer = await modelTokenizer(location, opened.config.decoder.vocabSize, opened.gguf?.text);
+    checkImageTokens(opened.config, tokenizer, location.configFile);
+    if (options.lora?.length) weights = await withAdapters(weights, options.lora, opened.config);
     return {
       id: options.name ?? modelId(location),
       demo: false,
       config: opened.config,
-      weights: opened.weights,
+      weights,
       tokenizer,
       location,
     };
   } catch (err) {
-    opened.weights.close();
+    tokenizer?.free();
+    weights.close();
     throw err;
   }
+}
+
+/** The weights with LoRA adapters merged in as they load; on failure the adapters are closed, not `weights`. */
+async function withAdapters(weights: WeightSource, paths: readonly string[], config: ModelConfig) {
+  const adapters: LoraAdapter[] = [];
+  try {
+    for (const path of paths) adapters.push(await openLora(path, config));
+  } catch (err) {
+    adapters.forEach((a) => a.file.close());
+    throw err;
+  }
+  for (const a of adapters) {
+    const ranks = new Set([...a.updates.values()].map((u) => u.a.shape[0]));
+    log.info("LoRA adapter: merged into the weights as they load", {
+      path: a.path,
+      kind: a.kind,
+      updated: a.updates.size,
+      rank: [...ranks].join("/"),
+      replaced: [...a.whole.keys()],
+      ...a.skipped.length
+        ? { skipped: `${a.skipped.length} vision tensors (the model has no vision encoder)` }
+        : {},
+    });
+  }
+  return withLora(weights, adapters);
 }
 
 /** Why the model cannot see images, when it cannot; undefined when it can. */
@@ -144,6 +190,7 @@ export async function loadModel(files: OpenedFiles, given: ModelOptions): Promis
       kv: options.kv,
       ctx: options.ctx,
       stored: new Map<string, DType>(files.weights.tensors().map((t) => [t.name, t.dtype])),
+      merged: files.weights.merged,
     };
     const offer = adapterOffer(ctx.gpu.adapter, options.gpuMemory);
     const plan = checkPlan(files.config, planMemory(files.config, planOptions, offer), offer, planOptions);

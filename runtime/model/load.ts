@@ -8,8 +8,10 @@
  */
 import type { GpuContext } from "../gpu/context.ts";
 import { type DType, isBlockFormat, rowBytes } from "../gpu/dtype.ts";
-import { convert, quantize } from "../gpu/ops/quantize.ts";
+import { linear } from "../gpu/ops/linear.ts";
+import { convert, dequantize, quantize } from "../gpu/ops/quantize.ts";
 import { randomUniform } from "../gpu/ops/random.ts";
+import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { Progress } from "../progress.ts";
 import type { ModelConfig } from "./config.ts";
@@ -21,12 +23,14 @@ import {
   type CpuDecodedType,
   type DType as StoredType,
   isCpuDecoded,
+  isRequantized,
   isScaled,
   type ScaledType,
   tensorBytes,
 } from "./weights/dtype.ts";
 import { exactBlockFormat, scaleRows, toBlocks } from "./weights/scaled.ts";
 import { WeightFileError } from "./weights/errors.ts";
+import type { LowRank } from "./weights/lora.ts";
 import type { TensorInfo, WeightSource } from "./weights/source.ts";
 
 export interface LoadOptions {
@@ -55,6 +59,8 @@ export const STORED: Record<Exclude<StoredType, CpuDecodedType | ScaledType | "I
 const CHUNK_BYTES = 64 << 20;
 /** The most f32 bytes one piece of a tensor decoded on the CPU becomes. */
 const DECODED_BYTES = 16 << 20;
+/** The most f32 bytes a chunk of a tensor with a LoRA merged in becomes on the GPU. */
+const MERGED_BYTES = 32 << 20;
 
 /** The tensor as the kernels see it: a matrix [rows, K] (a vector is one row; the patch conv is [out, C·P·P]). */
 export function matrixShape(shape: readonly number[]): [number, number] {
@@ -64,15 +70,17 @@ export function matrixShape(shape: readonly number[]): [number, number] {
   return [shape.slice(0, -1).reduce((a, b) => a * b, 1), k];
 }
 
+/** `merged`: a LoRA adapter updates the tensor, so GGUF blocks are quantized again rather than kept as stored. */
 function targetType(
   info: Pick<TensorInfo, "dtype" | "role" | "component" | "shape">,
   options: LoadOptions,
   besideCodes = false,
+  merged = false,
 ): DType {
   const decoder = info.component === "decoder";
   const quant = decoder ? options.quant : options.visionQuant;
   const [, k] = matrixShape(info.shape);
-  if (isCpuDecoded(info.dtype) || isScaled(info.dtype)) {
+  if (isCpuDecoded(info.dtype) || isScaled(info.dtype) || (merged && isRequantized(info.dtype))) {
     const explicit = decoder ? options.explicit?.quant : options.explicit?.visionQuant;
     const format = FORMATS[decodedFormat(info.dtype, quant, explicit)];
     return isBlockFormat(format) && k % 32 !== 0 ? "f16" : format;
@@ -154,11 +162,17 @@ export async function loadWeights(
 ): Promise<LoadedWeights> {
   const infos = [...source.tensors()];
   const besideCodes = infos.some((t) => isScaled(t.dtype));
+  const merged = source.merged ?? new Set<string>();
   const weights = allocate(
     ctx,
     infos.map((info) => {
       const [rows, k] = matrixShape(info.shape);
-      return { name: info.name, dtype: targetType(info, options, besideCodes), rows, k };
+      return {
+        name: info.name,
+        dtype: targetType(info, options, besideCodes, merged.has(info.name)),
+        rows,
+        k,
+      };
     }),
   );
   let decoder: BlockDecoder | undefined;
@@ -166,16 +180,21 @@ export async function loadWeights(
     for (const info of infos) {
       const dst = weights.tensors.get(info.name)!;
       const target = dst.dtype, k = dst.rowLength;
+      const update = merged.has(info.name) ? await source.lowRank?.(info.name) : undefined;
       const put = async (stored: DType, first: number, count: number, bytes: Uint8Array) => {
         const rec = ctx.record(`load ${info.name}`);
-        const src = rec.upload(stored, [count, k], bytes);
+        let src = rec.upload(stored, [count, k], bytes);
+        if (update) src = addLowRank(rec, src, update, first);
         const part = dst.sliceRows(first, count);
         if (isBlockFormat(target)) quantize(rec, part, src);
         else convert(rec, part, src);
         await rec.submit();
       };
       if (isScaled(info.dtype)) {
-        await loadScaled(ctx, source, info, dst, put, () => decoder ??= new BlockDecoder(), options.progress);
+        await loadScaled(ctx, source, info, dst, put, () => decoder ??= new BlockDecoder(), {
+          merged: update !== undefined,
+          progress: options.progress,
+        });
         continue;
       }
       const decoded = isCpuDecoded(info.dtype) ? info.dtype : undefined;
@@ -184,7 +203,11 @@ export async function loadWeights(
       // A decoded chunk is read as one piece per thread, each at most DECODED_BYTES as f32 (Q2_K would grow a
       // 64 MiB chunk to 780 MB).
       const pool = decoded ? decoder ??= new BlockDecoder() : undefined;
-      const chunkBytes = pool ? decodedChunkBytes(pool, k, storedRow) : CHUNK_BYTES;
+      const chunkBytes = pool
+        ? decodedChunkBytes(pool, k, storedRow)
+        : update
+        ? Math.max(1, Math.floor(MERGED_BYTES / (4 * k))) * storedRow
+        : CHUNK_BYTES;
       for await (const chunk of source.chunks(info.name, chunkBytes)) {
         const first = chunk.byteOffset / storedRow, count = chunk.bytes.byteLength / storedRow;
         if (pool) {
@@ -196,7 +219,7 @@ export async function loadWeights(
             (r, n) => pool.decode(decoded!, chunk.bytes.subarray(r * storedRow, (r + n) * storedRow)),
             first,
           );
-        } else if (stored === target) {
+        } else if (stored === target && !update) {
           ctx.write(dst, chunk.bytes, chunk.byteOffset);
         } else {
           await put(stored!, first, count, chunk.bytes);
@@ -216,6 +239,21 @@ export async function loadWeights(
 /** Bytes of stored rows a chunk decoded on the CPU takes: one piece per thread, each at most DECODED_BYTES as f32. */
 function decodedChunkBytes(pool: BlockDecoder, k: number, storedRow: number): number {
   return Math.max(1, Math.floor(pool.threads * DECODED_BYTES / (4 * k))) * storedRow;
+}
+
+/** A chunk of rows from row `first` of a weight plus their LoRA update, as f32: W + left · rightᵀ. */
+function addLowRank(rec: Recorder, src: Tensor, update: LowRank, first: number): Tensor {
+  const [count, k] = src.shape, r = update.rank;
+  const sum = src.dtype === "f32" ? src : rec.scratch("f32", [count, k]);
+  if (isBlockFormat(src.dtype)) dequantize(rec, sum, src);
+  else if (sum !== src) convert(rec, sum, src);
+  linear(rec, {
+    y: sum,
+    x: rec.upload("f32", [count, r], update.left.subarray(first * r, (first + count) * r)),
+    w: rec.upload("f32", [k, r], update.right),
+    accumulate: true,
+  });
+  return sum;
 }
 
 /**
@@ -261,11 +299,14 @@ async function loadScaled(
   dst: Tensor,
   put: (stored: DType, first: number, count: number, bytes: Uint8Array) => Promise<void>,
   decoder: () => BlockDecoder,
-  progress?: Progress,
+  { merged, progress }: { merged: boolean; progress?: Progress },
 ): Promise<void> {
   const type = info.dtype as ScaledType, k = dst.rowLength;
   const scales = await source.scales(info.name);
-  const exact = exactBlockFormat(type, scales) === dst.dtype ? dst.dtype as "q4" | "q8_0" : undefined;
+  // Codes are copied as they are unless a LoRA update must be added to their values first.
+  const exact = !merged && exactBlockFormat(type, scales) === dst.dtype
+    ? dst.dtype as "q4" | "q8_0"
+    : undefined;
   const codeRow = tensorBytes(type, [k])!, target = rowBytes(dst.dtype, k);
   const pool = exact ? undefined : decoder();
   const chunkBytes = pool ? decodedChunkBytes(pool, k, codeRow) : CHUNK_BYTES;

@@ -10,7 +10,10 @@ import {
   type CpuDecodedType,
   type DType,
   isCpuDecoded,
+  isRequantized,
   isScaled,
+  REQUANTIZED,
+  type RequantizedType,
   SCALED_CODES,
   type ScaledType,
   tensorBytes,
@@ -28,16 +31,20 @@ export type KvFormat = "f16" | "q8" | "f32";
 export const WEIGHT_BITS: Record<WeightFormat, number> = { q4: 4.5, q8: 8.5, f16: 16, f32: 32 };
 
 /**
- * The format a GGUF type decoded at load, or compressed-tensors or bitsandbytes codes, become: `quant` when a flag asked for it
- * (`explicit`), else its own `into`, or the default `quant` when that is more precise (a default never picks a
- * format smaller than the codes' own).
+ * The format a GGUF type decoded at load (or re-quantized with a LoRA merged in), or compressed-tensors or
+ * bitsandbytes codes, become: `quant` when a flag asked for it (`explicit`), else its own `into`, or the default
+ * `quant` when that is more precise (a default never picks a format smaller than the codes' own).
  */
 export function decodedFormat(
-  dtype: CpuDecodedType | ScaledType,
+  dtype: CpuDecodedType | ScaledType | RequantizedType,
   quant: WeightFormat,
   explicit = false,
 ): WeightFormat {
-  const into = isScaled(dtype) ? SCALED_CODES[dtype].into : CPU_DECODED[dtype].into;
+  const into = isScaled(dtype)
+    ? SCALED_CODES[dtype].into
+    : isCpuDecoded(dtype)
+    ? CPU_DECODED[dtype].into
+    : REQUANTIZED[dtype].into;
   return explicit || WEIGHT_BITS[quant] > WEIGHT_BITS[into] ? quant : into;
 }
 /**
@@ -122,6 +129,8 @@ export interface PlanOptions {
    * float tensors follow `quant` / `visionQuant` (floatFormat beside codes).
    */
   stored?: ReadonlyMap<string, DType>;
+  /** Tensors a LoRA adapter updates at load: GGUF blocks among them are quantized again (decodedFormat). */
+  merged?: ReadonlySet<string>;
   explicit?: Explicit;
 }
 
@@ -194,7 +203,10 @@ function fixedPart(config: ModelConfig, options: PlanOptions) {
     const w = weights[t.component];
     const stored = options.stored?.get(t.name);
     let bytes: number;
-    if (stored && (isCpuDecoded(stored) || isScaled(stored))) {
+    if (
+      stored &&
+      (isCpuDecoded(stored) || isScaled(stored) || (isRequantized(stored) && options.merged?.has(t.name)))
+    ) {
       const decoder = t.component === "decoder";
       let format = decodedFormat(
         stored,

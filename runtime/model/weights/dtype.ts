@@ -19,6 +19,26 @@ export const CPU_DECODED = {
 export type CpuDecodedType = keyof typeof CPU_DECODED;
 
 /**
+ * GGUF block types the kernels read as stored, and what each becomes when it must be quantized again because a
+ * LoRA adapter is merged into it (lora.ts): the format of its own size, as for CPU_DECODED.
+ */
+export const REQUANTIZED = {
+  Q8_0: { into: "q8" },
+  Q6_K: { into: "q8" },
+  Q5_K: { into: "q8" },
+  Q4_K: { into: "q4" },
+  Q3_K: { into: "q4" },
+  IQ4_NL: { into: "q4" },
+  IQ4_XS: { into: "q4" },
+} as const;
+
+export type RequantizedType = keyof typeof REQUANTIZED;
+
+export function isRequantized(dtype: DType): dtype is RequantizedType {
+  return dtype in REQUANTIZED;
+}
+
+/**
  * Codes of a checkpoint quantized with compressed-tensors (llm-compressor's FP8, W8A8 and W4A16 files) or
  * bitsandbytes (bnb.ts: N4, and I8 rows), each
  * weight beside its scales (scaled.ts): FP8 E4M3 values, int8 codes (stored as int8, or packed four to an int32

@@ -11,6 +11,7 @@ import { WeightFileError } from "./errors.ts";
 import type { BinaryFile } from "./file.ts";
 import { canonicalName, type Layout, REDUNDANT } from "./names.ts";
 import { rotateHalfToInterleaved } from "./permute.ts";
+import type { LowRank } from "./lora.ts";
 import { readScales, type Scales } from "./scaled.ts";
 import { openShardedSafetensors, SafetensorsFile, type StoredTensor } from "./safetensors.ts";
 
@@ -53,6 +54,10 @@ export interface WeightSource {
   chunks(name: string, maxBytes?: number): AsyncGenerator<TensorChunk>;
   /** The scales of a weight stored as codes (a ScaledType), rows in the order chunks() gives them. */
   scales(name: string): Promise<Scales>;
+  /** Tensors that LoRA adapters update as they load (lora.ts withLora); none when absent. */
+  readonly merged?: ReadonlySet<string>;
+  /** The update of a tensor in `merged`, rows in the order chunks() gives them. */
+  lowRank?(name: string): Promise<LowRank | undefined>;
   close(): void;
 }
 

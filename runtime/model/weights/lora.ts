@@ -1,0 +1,446 @@
+/**
+ * LoRA adapters, merged into the weights while they load: W' = W + Σ scale · B·A (Hu et al., 2021), added on the
+ * GPU to each chunk of rows before it is quantized (load.ts), so that the fine-tuned model is served at the base
+ * model's speed. Two ways of storing one are read:
+ *
+ * - PEFT's adapter folder (adapter_config.json, adapter_model.safetensors), as Hugging Face fine-tunes (unsloth,
+ *   TRL, axolotl) save it: Hugging Face names under `base_model.model.`, `lora_A`/`lora_B` per linear layer
+ *   (`lora_embedding_A`/`_B` for the embedding), scale lora_alpha / r (/ √r with use_rslora), per module by
+ *   rank_pattern and alpha_pattern; whole tensors for modules_to_save and saved embedding layers.
+ * - mistral-finetune's lora.safetensors (in a folder or alone): the model's own names, scale from the params.json
+ *   beside it (`lora.scaling`, 2.0 by default as in mistral-inference); whole tensors (norms) besides.
+ *
+ * Whole tensors replace the base model's (PEFT saves an embedding it updates whole too: the update is added to
+ * the saved one); every tensor of an adapter must belong to the model, with its shape.
+ */
+import type { ModelConfig } from "../config.ts";
+import { expectedTensors, type TensorSpec } from "../tensors.ts";
+import { toFloat32 } from "./convert.ts";
+import { isFloat } from "./dtype.ts";
+import { WeightFileError } from "./errors.ts";
+import { canonicalName } from "./names.ts";
+import { rotateHalfToInterleaved } from "./permute.ts";
+import { SafetensorsFile, type StoredTensor } from "./safetensors.ts";
+import type { TensorChunk, TensorInfo, WeightSource } from "./source.ts";
+
+/** The update of one weight [rows, k]: W += left · rightᵀ, left [rows, R] (scale applied), right [k, R], f32. */
+export interface LowRank {
+  left: Float32Array;
+  right: Float32Array;
+  rank: number;
+}
+
+/** One adapter's update of one weight: scale · B·A (for an embedding, its transpose). */
+interface Update {
+  a: StoredTensor;
+  b: StoredTensor;
+  scale: number;
+  embedding: boolean;
+  spec: TensorSpec;
+}
+
+interface Whole {
+  stored: StoredTensor;
+  spec: TensorSpec;
+}
+
+export interface LoraAdapter {
+  path: string;
+  kind: "peft" | "mistral-finetune";
+  /** Hugging Face names (q/k rows in rotate-half order) or the model's own. */
+  layout: "hf" | "mistral";
+  updates: Map<string, Update>;
+  whole: Map<string, Whole>;
+  /** Tensors for the vision encoder of a model loaded without one. */
+  skipped: string[];
+  file: SafetensorsFile;
+}
+
+/** PEFT settings that change what an adapter computes in ways a plain merge cannot reproduce. */
+const PEFT_REFUSED: [string, (v: unknown) => boolean, string][] = [
+  ["use_dora", (v) => v === true, "DoRA adapters"],
+  ["lora_bias", (v) => v === true, "LoRA biases"],
+  ["fan_in_fan_out", (v) => v === true, "fan_in_fan_out (Conv1D) adapters"],
+  ["use_qalora", (v) => v === true, "QALoRA adapters"],
+  ["use_bdlora", (v) => v !== null && v !== undefined && v !== false, "block-diagonal LoRA"],
+  ["layer_replication", (v) => v !== null && v !== undefined, "layer replication"],
+  [
+    "target_parameters",
+    (v) => Array.isArray(v) ? v.length > 0 : v !== null && v !== undefined,
+    "target_parameters",
+  ],
+  ["trainable_token_indices", (v) => v !== null && v !== undefined, "trainable tokens"],
+  [
+    "alora_invocation_tokens",
+    (v) => v !== null && v !== undefined,
+    "activated LoRA (it applies only after its invocation tokens)",
+  ],
+  [
+    "init_lora_weights",
+    (v) => typeof v === "string" && /^(pissa|olora|corda|loftq)/i.test(v),
+    "adapters initialised from the base weights (PiSSA, OLoRA, CorDA, LoftQ: they change the base model; " +
+    "save them converted with PEFT's path_initial_model_for_weight_conversion)",
+  ],
+];
+
+interface PeftConfig {
+  r: number;
+  alpha: number;
+  rslora: boolean;
+  rankPattern: Record<string, number>;
+  alphaPattern: Record<string, number>;
+}
+
+function peftConfig(json: unknown, path: string): PeftConfig {
+  const fail = (problem: string): never => {
+    throw new WeightFileError("unsupported", path, problem);
+  };
+  if (typeof json !== "object" || json === null || Array.isArray(json)) fail("not a JSON object");
+  const c = json as Record<string, unknown>;
+  if (c.peft_type !== "LORA") {
+    fail(`peft_type ${JSON.stringify(c.peft_type)}: only LoRA adapters can be merged`);
+  }
+  for (const [key, refused, what] of PEFT_REFUSED) {
+    if (refused(c[key])) fail(`${what} cannot be merged here (${key}: ${JSON.stringify(c[key])})`);
+  }
+  const number = (v: unknown, key: string) =>
+    typeof v === "number" && Number.isFinite(v) && v > 0 ? v : fail(`${key} must be a positive number`);
+  const pattern = (v: unknown, key: string): Record<string, number> => {
+    if (v === undefined || v === null) return {};
+    if (typeof v !== "object" || Array.isArray(v)) return fail(`${key} must be an object`);
+    return Object.fromEntries(Object.entries(v).map(([k, n]) => [k, number(n, `${key}.${k}`)]));
+  };
+  return {
+    r: number(c.r, "r"),
+    alpha: number(c.lora_alpha ?? c.r, "lora_alpha"),
+    rslora: c.use_rslora === true,
+    rankPattern: pattern(c.rank_pattern, "rank_pattern"),
+    alphaPattern: pattern(c.alpha_pattern, "alpha_pattern"),
+  };
+}
+
+/**
+ * The pattern key that applies to a module, as PEFT's get_pattern_key matches it: the module's full name, else
+ * the first key that matches a whole dotted suffix of it (a key may be a regular expression).
+ */
+function patternKey(keys: string[], module: string): string | undefined {
+  if (keys.includes(module)) return module;
+  return keys.find((k) => new RegExp(`^(?:.*\\.)?(?:${k})$`).test(module));
+}
+
+function peftScale(config: PeftConfig, module: string, rank: number, file: string, tensor: string): number {
+  const rankKey = patternKey(Object.keys(config.rankPattern), module);
+  const r = rankKey === undefined ? config.r : config.rankPattern[rankKey];
+  if (r !== rank) {
+    throw new WeightFileError(
+      "shape",
+      file,
+      `has rank ${rank} but adapter_config.json gives this module r = ${r}`,
+      tensor,
+    );
+  }
+  const alphaKey = patternKey(Object.keys(config.alphaPattern), module);
+  const alpha = alphaKey === undefined ? config.alpha : config.alphaPattern[alphaKey];
+  return config.rslora ? alpha / Math.sqrt(r) : alpha / r;
+}
+
+async function readJson(path: string): Promise<unknown> {
+  const text = await Deno.readTextFile(path);
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new WeightFileError("format", path, `not valid JSON (${(err as Error).message})`);
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Where the adapter's files are: a PEFT folder, a mistral-finetune folder, or a lora.safetensors file. */
+async function findAdapter(
+  path: string,
+): Promise<{ kind: LoraAdapter["kind"]; weights: string; config?: string }> {
+  let stat: Deno.FileInfo;
+  try {
+    stat = await Deno.stat(path);
+  } catch {
+    throw new WeightFileError("missing", path, "no such LoRA adapter file or folder");
+  }
+  const dir = stat.isDirectory ? path : path.replace(/[\\/][^\\/]*$/, "") || ".";
+  if (await exists(`${dir}/adapter_config.json`)) {
+    const weights = stat.isDirectory ? `${dir}/adapter_model.safetensors` : path;
+    if (!await exists(weights)) {
+      const pickle = await exists(`${dir}/adapter_model.bin`);
+      throw new WeightFileError(
+        "missing",
+        dir,
+        pickle
+          ? "has adapter_model.bin only: PyTorch pickles are not read; save the adapter with PEFT's default " +
+            "safe_serialization=True"
+          : "has adapter_config.json but no adapter_model.safetensors",
+      );
+    }
+    return { kind: "peft", weights, config: `${dir}/adapter_config.json` };
+  }
+  const weights = stat.isDirectory ? `${dir}/lora.safetensors` : path;
+  if (!await exists(weights)) {
+    throw new WeightFileError(
+      "missing",
+      path,
+      "is not a LoRA adapter: expected PEFT's adapter_config.json with adapter_model.safetensors, or " +
+        "mistral-finetune's lora.safetensors",
+    );
+  }
+  const params = `${dir}/params.json`;
+  return { kind: "mistral-finetune", weights, config: await exists(params) ? params : undefined };
+}
+
+/** A tensor name of the adapter split into the base weight it belongs to and its part. */
+function parseName(
+  kind: LoraAdapter["kind"],
+  name: string,
+): { module: string; part: "A" | "B" | "whole"; embedding: boolean } | null {
+  let rest = name;
+  if (kind === "peft") {
+    if (!rest.startsWith("base_model.model.")) return null;
+    rest = rest.slice("base_model.model.".length).replace(/\.(base_layer|modules_to_save)(?=\.)/g, "");
+  }
+  const low = /^(.+)\.lora_(A|B)\.weight$/.exec(rest) ?? /^(.+)\.lora_embedding_(A|B)$/.exec(rest);
+  if (low) return { module: low[1], part: low[2] as "A" | "B", embedding: rest.includes(".lora_embedding_") };
+  const whole = /^(.+)\.(weight|bias)$/.exec(rest);
+  return whole ? { module: rest, part: "whole", embedding: false } : null;
+}
+
+/** Opens a LoRA adapter and checks every tensor in it against the model's config. No weights are read here. */
+export async function openLora(path: string, config: ModelConfig): Promise<LoraAdapter> {
+  const found = await findAdapter(path);
+  const peft = found.kind === "peft" ? peftConfig(await readJson(found.config!), found.config!) : undefined;
+  let scaling = 2.0;
+  if (found.kind === "mistral-finetune" && found.config) {
+    const lora = (await readJson(found.config) as { lora?: { scaling?: unknown } })?.lora;
+    if (lora?.scaling !== undefined) {
+      if (typeof lora.scaling !== "number" || !Number.isFinite(lora.scaling)) {
+        throw new WeightFileError("format", found.config, "lora.scaling must be a number");
+      }
+      scaling = lora.scaling;
+    }
+  }
+  const file = await SafetensorsFile.open(found.weights);
+  try {
+    const layout = found.kind === "peft" ? "hf" : "mistral";
+    const specs = new Map(expectedTensors(config).map((s) => [s.name, s]));
+    const pairs = new Map<
+      string,
+      { a?: StoredTensor; b?: StoredTensor; embedding: boolean; module: string }
+    >();
+    const whole = new Map<string, Whole>();
+    const skipped: string[] = [];
+    const fail = (kind: "format" | "shape" | "dtype", t: StoredTensor, problem: string): never => {
+      throw new WeightFileError(kind, file.path, problem, t.name);
+    };
+    for (const t of file.tensors.values()) {
+      const parsed = parseName(found.kind, t.name);
+      const name = parsed &&
+        canonicalName(layout, parsed.module + (parsed.part === "whole" ? "" : ".weight"));
+      const spec = name ? specs.get(name) : undefined;
+      if (name && !spec && !config.vision && /^vision_(encoder|language_adapter)\./.test(name)) {
+        skipped.push(t.name); // a text-only model (a GGUF without its mmproj) has no vision weights to update
+        continue;
+      }
+      if (!parsed || !spec) {
+        fail("format", t, "is not a tensor of this model (an adapter for another model?)");
+      }
+      if (!isFloat(t.dtype)) fail("dtype", t, `is ${t.dtype}; adapter tensors must be F32, F16 or BF16`);
+      if (parsed!.part === "whole") {
+        if (t.shape.join() !== spec!.shape.join()) {
+          fail(
+            "shape",
+            t,
+            `has shape ${JSON.stringify(t.shape)} but the model's is ${JSON.stringify(spec!.shape)}`,
+          );
+        }
+        whole.set(spec!.name, { stored: t, spec: spec! });
+        continue;
+      }
+      if (spec!.role !== "linear" && spec!.role !== "embedding") {
+        fail("format", t, `is a LoRA update of a ${spec!.role}, which is not supported`);
+      }
+      const pair = pairs.get(spec!.name) ?? { embedding: parsed!.embedding, module: parsed!.module };
+      pair[parsed!.part === "A" ? "a" : "b"] = t;
+      pairs.set(spec!.name, pair);
+    }
+    const updates = new Map<string, Update>();
+    for (const [name, { a, b, embedding, module }] of pairs) {
+      const spec = specs.get(name)!;
+      const missing = a ? undefined : "A";
+      if (!a || !b) {
+        throw new WeightFileError(
+          "missing",
+          file.path,
+          `has lora_${missing ?? "B"} missing beside its pair`,
+          name,
+        );
+      }
+      // [rows, k] of the weight; A is [r, in], B [out, r]; an embedding's A is [r, vocab] and B [dim, r].
+      const [rows, k] = spec.shape;
+      const rank = a.shape[0];
+      const [aIn, bOut] = embedding ? [rows, k] : [k, rows];
+      if (a.shape.length !== 2 || a.shape[1] !== aIn || b.shape.length !== 2 || b.shape[0] !== bOut) {
+        fail(
+          "shape",
+          a,
+          `and its B have shapes ${JSON.stringify(a.shape)} and ${
+            JSON.stringify(b.shape)
+          }, which do not fit the weight ${JSON.stringify(spec.shape)}`,
+        );
+      }
+      if (b.shape[1] !== rank) fail("shape", b, `has rank ${b.shape[1]} but its A has rank ${rank}`);
+      const scale = peft ? peftScale(peft, module, rank, found.config!, a.name) : scaling;
+      updates.set(name, { a, b, scale, embedding, spec });
+    }
+    if (updates.size === 0 && whole.size === 0) {
+      throw new WeightFileError("format", file.path, "holds no LoRA tensors");
+    }
+    return { path, kind: found.kind, layout, updates, whole, skipped, file };
+  } catch (err) {
+    file.close();
+    throw err;
+  }
+}
+
+async function floats(t: StoredTensor): Promise<Float32Array> {
+  return toFloat32(t.dtype, await t.file.read(t.offset, t.byteLength, t.name));
+}
+
+/** The update of one weight by the adapters that change it, their ranks side by side (one product adds all). */
+async function lowRankOf(name: string, adapters: readonly LoraAdapter[]): Promise<LowRank | undefined> {
+  const parts: { left: Float32Array; right: Float32Array; rank: number }[] = [];
+  for (const adapter of adapters) {
+    const u = adapter.updates.get(name);
+    if (!u) continue;
+    const [rows, k] = u.spec.shape;
+    const rank = u.a.shape[0];
+    const a = await floats(u.a), b = await floats(u.b);
+    const left = new Float32Array(rows * rank), right = new Float32Array(k * rank);
+    if (u.embedding) {
+      // Δ[vocab, dim] = (B·A)ᵀ = Aᵀ·Bᵀ: left = Aᵀ [vocab, r], right = B [dim, r].
+      for (let i = 0; i < rank; i++) {
+        for (let v = 0; v < rows; v++) left[v * rank + i] = a[i * rows + v] * u.scale;
+      }
+      right.set(b);
+    } else {
+      for (let i = 0; i < rows * rank; i++) left[i] = b[i] * u.scale;
+      for (let i = 0; i < rank; i++) for (let j = 0; j < k; j++) right[j * rank + i] = a[i * k + j];
+    }
+    const rope = adapter.layout === "hf" ? u.spec.rope : undefined;
+    parts.push({
+      left: rope
+        ? new Float32Array(
+          rotateHalfToInterleaved(new Uint8Array(left.buffer), rank * 4, rope.headDim).buffer,
+        )
+        : left,
+      right,
+      rank,
+    });
+  }
+  if (parts.length === 0) return undefined;
+  if (parts.length === 1) return parts[0];
+  const rank = parts.reduce((n, p) => n + p.rank, 0);
+  const join = (key: "left" | "right") => {
+    const rows = parts[0][key].length / parts[0].rank;
+    const out = new Float32Array(rows * rank);
+    let at = 0;
+    for (const p of parts) {
+      for (let r = 0; r < rows; r++) out.set(p[key].subarray(r * p.rank, (r + 1) * p.rank), r * rank + at);
+      at += p.rank;
+    }
+    return out;
+  };
+  return { left: join("left"), right: join("right"), rank };
+}
+
+interface Replaced {
+  info: TensorInfo;
+  stored: StoredTensor;
+  rope?: { headDim: number };
+}
+
+/**
+ * The weights with the adapters applied: tensors an adapter stores whole read from it, the others from the base
+ * model, and `lowRank` giving what each merged tensor adds. Takes ownership of the adapters' files (closed on
+ * failure; `base` is then the caller's to close).
+ */
+export function withLora(base: WeightSource, adapters: readonly LoraAdapter[]): WeightSource {
+  const whole = new Map<string, Replaced>();
+  try {
+    for (const adapter of adapters) {
+      for (const [name, w] of adapter.whole) {
+        const twin = whole.get(name);
+        if (twin) {
+          throw new WeightFileError(
+            "format",
+            adapter.file.path,
+            `is replaced by two adapters (also by ${twin.info.file})`,
+            name,
+          );
+        }
+        const rope = adapter.layout === "hf" ? w.spec.rope : undefined;
+        whole.set(name, {
+          stored: w.stored,
+          rope,
+          info: {
+            ...base.info(name),
+            dtype: w.stored.dtype,
+            byteLength: w.stored.byteLength,
+            file: adapter.file.path,
+            storedName: w.stored.name,
+            permuted: rope !== undefined,
+          },
+        });
+      }
+    }
+  } catch (err) {
+    adapters.forEach((a) => a.file.close());
+    throw err;
+  }
+  const merged = new Set(adapters.flatMap((a) => [...a.updates.keys()]));
+  const rowBytes = (w: Replaced) =>
+    w.stored.byteLength / w.info.shape.slice(0, -1).reduce((n, d) => n * d, 1);
+  const read = async (w: Replaced, at: number, length: number) => {
+    const bytes = await w.stored.file.read(w.stored.offset + at, length, w.info.name);
+    return w.rope ? rotateHalfToInterleaved(bytes, rowBytes(w), w.rope.headDim) : bytes;
+  };
+  return {
+    layout: base.layout,
+    files: [...base.files, ...adapters.map((a) => a.file.path)],
+    unused: base.unused,
+    merged,
+    tensors: () => base.tensors().map((t) => whole.get(t.name)?.info ?? t),
+    info: (name) => whole.get(name)?.info ?? base.info(name),
+    read: (name) => {
+      const w = whole.get(name);
+      return w ? read(w, 0, w.stored.byteLength) : base.read(name);
+    },
+    async *chunks(name, maxBytes = 64 << 20): AsyncGenerator<TensorChunk> {
+      const w = whole.get(name);
+      if (!w) return yield* base.chunks(name, maxBytes);
+      const unit = rowBytes(w) * (w.rope?.headDim ?? 1);
+      const step = Math.max(1, Math.floor(maxBytes / unit)) * unit;
+      for (let at = 0; at < w.stored.byteLength; at += step) {
+        yield { byteOffset: at, bytes: await read(w, at, Math.min(step, w.stored.byteLength - at)) };
+      }
+    },
+    scales: (name) => base.scales(name),
+    lowRank: (name) => merged.has(name) ? lowRankOf(name, adapters) : Promise.resolve(undefined),
+    close: () => {
+      base.close();
+      adapters.forEach((a) => a.file.close());
+    },
+  };
+}

@@ -1,0 +1,305 @@
+/**
+ * LoRA adapters merged at load (runtime/model/weights/lora.ts): PEFT's adapter folders and mistral-finetune's
+ * lora.safetensors, on every base layout and storage, against the logits of PEFT's own forward
+ * (scripts/gen_lora_goldens.py wrote the adapters and those logits).
+ */
+import assert from "node:assert/strict";
+import { openModelFiles } from "../runtime/model/boot.ts";
+import { PixtralModel, type PixtralOptions } from "../runtime/model/pixtral.ts";
+import { planMemory } from "../runtime/model/plan.ts";
+import { dequantize, dequantizeRef, quantizeRef } from "../runtime/gpu/ops/quantize.ts";
+import { toFloat32 } from "../runtime/model/weights/convert.ts";
+import { openLora } from "../runtime/model/weights/lora.ts";
+import type { WeightSource } from "../runtime/model/weights/source.ts";
+import { writeCompressedTiny } from "./compressed_helpers.ts";
+import { fixture, pixtral } from "./helpers.ts";
+import {
+  argmaxRows,
+  EXACT,
+  goldenImage,
+  gpu,
+  gridOf,
+  LAYOUTS,
+  manifest,
+  maxAbsDiff,
+  readF32,
+} from "./model_helpers.ts";
+import { readSafetensors, tempDir, writeSafetensors } from "./weights_helpers.ts";
+
+const DIR = new URL("./fixtures/lora/", import.meta.url).pathname;
+const CASES = ["text_six", "mm_gradient_64x48"] as const;
+type Case = typeof CASES[number];
+
+/**
+ * PEFT's forward in float32 against ours in float32: the base model alone agrees with the float64 goldens to
+ * 4e-5 in both; the adapters' products (rank 2-8, values up to ~0.3) move logits by several units, and the two
+ * sum them in different orders. 2e-3 is 4x the largest difference seen (4.5e-4, logits up to 18).
+ */
+const TOLERANCE = 2e-3;
+
+async function reference(adapter: "peft" | "plain", c: Case): Promise<Float32Array> {
+  const bytes = await Deno.readFile(`${DIR}${adapter}.${c}.logits.f32.bin`);
+  return new Float32Array(bytes.buffer);
+}
+
+async function sequence(c: Case) {
+  if (c === "text_six") return { ids: manifest.text.find((t) => t.name === c)!.ids, images: [] };
+  const mm = manifest.multimodal.find((m) => m.name === c)!;
+  const { rows, cols } = gridOf(mm.ids);
+  return { ids: mm.ids, images: [await goldenImage(mm.pixels_from, rows, cols)] };
+}
+
+/** A model folder or file of the fixture, or any path. */
+function modelPath(model: keyof typeof LAYOUTS | string) {
+  const spec = (LAYOUTS as Record<string, { model: string; mmproj?: string }>)[model];
+  return spec
+    ? { model: fixture(spec.model).pathname, mmproj: spec.mmproj && fixture(spec.mmproj).pathname }
+    : { model };
+}
+
+async function logitsWith(
+  model: keyof typeof LAYOUTS | string,
+  lora: string[],
+  cases: readonly Case[] = CASES,
+  options: Partial<PixtralOptions> = EXACT,
+): Promise<{ logits: Float32Array[]; weights: WeightSource }> {
+  const files = await openModelFiles({ ...modelPath(model), lora });
+  files.tokenizer.free();
+  const loaded = await PixtralModel.load(await gpu(), files.config, files.weights, {
+    kvTokens: 256,
+    ...options,
+  });
+  files.weights.close();
+  try {
+    const logits = [];
+    for (const c of cases) {
+      const { ids, images } = await sequence(c);
+      logits.push(await loaded.sequenceLogits(ids, images));
+    }
+    return { logits, weights: files.weights };
+  } finally {
+    loaded.release();
+  }
+}
+
+const MERGES: [string, keyof typeof LAYOUTS, string, "peft" | "plain"][] = [
+  // rank_pattern, alpha_pattern, the embedding's lora_embedding_A/B, modules_to_save, vision and projector.
+  ["a PEFT adapter on the Hugging Face layout", "hf", "peft", "peft"],
+  ["the same PEFT adapter on the Mistral layout (its q/k rows reordered)", "mistral", "peft", "peft"],
+  ["mistral-finetune's lora.safetensors on the Mistral layout", "mistral", "mistral", "plain"],
+  ["a PEFT adapter on a GGUF f32 pair", "gguf", "plain", "plain"],
+];
+
+for (const [what, layout, adapter, expected] of MERGES) {
+  Deno.test(`LoRA: ${what} computes what PEFT's forward computes (f32)`, async () => {
+    const { logits, weights } = await logitsWith(layout, [`${DIR}${adapter}`]);
+    assert.equal(weights.merged!.size, expected === "peft" ? 31 : 28);
+    for (const [i, c] of CASES.entries()) {
+      const want = await reference(expected, c);
+      const diff = maxAbsDiff(logits[i], want);
+      assert.ok(diff < TOLERANCE, `${c}: max |diff| ${diff}`);
+      assert.deepEqual(argmaxRows(logits[i], 2048), argmaxRows(want, 2048), c);
+    }
+  });
+}
+
+Deno.test("LoRA: the reference logits are not the base model's (a merge that did nothing would fail above)", async () => {
+  for (const adapter of ["peft", "plain"] as const) {
+    const base = await readF32(`golden/model/${manifest.multimodal[0].logits.file}`);
+    assert.ok(maxAbsDiff(base, await reference(adapter, "mm_gradient_64x48")) > 1, adapter);
+  }
+});
+
+Deno.test("LoRA: several adapters add up; mistral-finetune's scaling comes from params.json", async () => {
+  const dir = await tempDir();
+  try {
+    await Deno.mkdir(`${dir}/x4`);
+    await Deno.copyFile(`${DIR}mistral/lora.safetensors`, `${dir}/x4/lora.safetensors`);
+    const params = JSON.parse(await Deno.readTextFile(`${DIR}mistral/params.json`));
+    await Deno.writeTextFile(`${dir}/x4/params.json`, JSON.stringify({ ...params, lora: { scaling: 4.0 } }));
+    const twice = await logitsWith("mistral", [`${DIR}mistral`, `${DIR}mistral/lora.safetensors`], [
+      "text_six",
+    ]);
+    const once = await logitsWith("mistral", [`${dir}/x4`], ["text_six"]);
+    assert.ok(maxAbsDiff(twice.logits[0], once.logits[0]) < 1e-4);
+    const single = await logitsWith("mistral", [`${DIR}mistral`], ["text_six"]);
+    assert.ok(maxAbsDiff(single.logits[0], once.logits[0]) > 0.5);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("LoRA on quantized bases: codes are decoded, not copied, and GGUF blocks are quantized again", async () => {
+  const dir = await tempDir();
+  try {
+    // W4A16 codes load as exact q4 copies without an adapter; with one, its update must reach them.
+    await writeCompressedTiny(dir, { codes: "int4", strategy: "group", groupSize: 128 });
+    // An explicit q4 for both (the checkpoint's float lm_head would otherwise take q8 beside codes).
+    const q4: Partial<PixtralOptions> = {
+      ...EXACT,
+      quant: "q4",
+      explicit: { quant: true, visionQuant: false },
+    };
+    const lora = [`${DIR}plain`];
+    const codes = await logitsWith(`${dir}/compressed`, lora, ["text_six"], q4);
+    const dense = await logitsWith(`${dir}/dense`, lora, ["text_six"], q4);
+    assert.equal(maxAbsDiff(codes.logits[0], dense.logits[0]), 0);
+    const without = await logitsWith(`${dir}/compressed`, [], ["text_six"], q4);
+    assert.ok(maxAbsDiff(codes.logits[0], without.logits[0]) > 0.5);
+
+    // A Q8_0 GGUF: the updated matrices become q8_0 again (as the plan says), the rest stay as stored; each holds
+    // q8_0(dequantized Q8_0 + Δ) with Δ = 2·B·A computed here in float64: the rounding is the format's.
+    const files = await openModelFiles({ ...modelPath("ggufQ8"), lora });
+    files.tokenizer.free();
+    const stored = new Map(files.weights.tensors().map((t) => [t.name, t.dtype]));
+    const plan = (merged?: ReadonlySet<string>) =>
+      planMemory(files.config, {
+        quant: "q8",
+        explicit: { quant: true, visionQuant: false },
+        stored,
+        merged,
+      });
+    assert.equal(plan().weights.decoder.format, "Q8_0");
+    assert.equal(plan(files.weights.merged).weights.decoder.format, "Q8_0+Q8_0→q8");
+    const cli = await pixtral([
+      "plan",
+      "--model",
+      fixture(LAYOUTS.ggufQ4KM.model).pathname,
+      "--lora",
+      `${DIR}plain`,
+      "--quant",
+      "q4",
+      "--no-gpu",
+    ]).output();
+    assert.match(new TextDecoder().decode(cli.stdout), /decoder .* Q4_K\+Q4_K→q4\+Q6_K\+Q6_K→q4\n/);
+    const name = "layers.1.feed_forward.w2.weight", [rows, k] = [256, 768];
+    const base = dequantizeRef("q8_0", await files.weights.read(name), rows, k);
+    const model = await PixtralModel.load(await gpu(), files.config, files.weights, {
+      ...EXACT,
+      quant: "q8",
+      explicit: { quant: true, visionQuant: false },
+      kvTokens: 64,
+    });
+    files.weights.close();
+    let loaded: Float32Array;
+    try {
+      const w = model.weight(name);
+      assert.equal(w.dtype, "q8_0");
+      const rec = model.ctx.record("read back");
+      const values = rec.scratch("f32", [rows, k]);
+      dequantize(rec, values, w);
+      const read = rec.read(values);
+      await rec.submit();
+      loaded = new Float32Array((await read).buffer);
+    } finally {
+      model.release();
+    }
+    const adapter = await readSafetensors(`${DIR}plain/adapter_model.safetensors`);
+    const part = (p: string) =>
+      toFloat32("F32", adapter.find((t) => t.name.endsWith(`layers.1.mlp.down_proj.lora_${p}.weight`))!.data);
+    const [a, b] = [part("A"), part("B")];
+    const merged = new Float32Array(rows * k);
+    for (let i = 0; i < rows; i++) {
+      for (let j = 0; j < k; j++) {
+        let d = 0;
+        for (let r = 0; r < 8; r++) d += b[i * 8 + r] * a[r * k + j];
+        merged[i * k + j] = base[i * k + j] + 2 * d;
+      }
+    }
+    const expected = dequantizeRef("q8_0", quantizeRef("q8_0", merged, rows, k), rows, k);
+    // A float32 product may land across a rounding boundary where float64 does not: one step, rarely.
+    const off = expected.filter((v, i) => v !== loaded[i]).length;
+    assert.ok(off <= rows * k / 1000, `${off} weights differ`);
+    assert.ok(maxAbsDiff(expected, loaded) < 0.01);
+    assert.ok(maxAbsDiff(base, loaded) > 0.1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** A copy of the PEFT adapter with its config and tensors changed. */
+async function peftVariant(
+  dir: string,
+  config: (c: Record<string, unknown>) => void = () => {},
+  tensors: (entries: Awaited<ReturnType<typeof readSafetensors>>) => typeof entries = (e) => e,
+): Promise<string> {
+  const out = `${dir}/variant-${crypto.randomUUID()}`;
+  await Deno.mkdir(out);
+  const json = JSON.parse(await Deno.readTextFile(`${DIR}peft/adapter_config.json`));
+  config(json);
+  await Deno.writeTextFile(`${out}/adapter_config.json`, JSON.stringify(json));
+  await writeSafetensors(
+    `${out}/adapter_model.safetensors`,
+    tensors(await readSafetensors(`${DIR}peft/adapter_model.safetensors`)),
+  );
+  return out;
+}
+
+Deno.test("LoRA adapters that cannot be merged say why, naming the file and the tensor", async () => {
+  const dir = await tempDir();
+  const files = await openModelFiles(modelPath("hf"));
+  files.tokenizer.free();
+  files.weights.close();
+  const { config } = files;
+  const refused = async (path: string, pattern: RegExp) => {
+    await assert.rejects(() => openLora(path, config), pattern);
+  };
+  const Q = "base_model.model.model.language_model.layers.0.self_attn.q_proj";
+  try {
+    await refused(await peftVariant(dir, (c) => c.use_dora = true), /DoRA adapters cannot be merged/);
+    await refused(await peftVariant(dir, (c) => c.peft_type = "LOHA"), /peft_type "LOHA": only LoRA/);
+    await refused(await peftVariant(dir, (c) => c.init_lora_weights = "pissa"), /PiSSA/);
+    await refused(
+      await peftVariant(dir, (c) => c.rank_pattern = {}),
+      /q_proj\.lora_A\.weight": has rank 2 but adapter_config\.json gives this module r = 4/,
+    );
+    await refused(
+      await peftVariant(
+        dir,
+        undefined,
+        (e) => e.map((t) => ({ ...t, name: t.name.replace("layers.1.", "layers.7.") })),
+      ),
+      /layers\.7\..*is not a tensor of this model/,
+    );
+    await refused(
+      await peftVariant(dir, undefined, (e) => e.filter((t) => t.name !== `${Q}.lora_B.weight`)),
+      /tensor "layers\.0\.attention\.wq\.weight": has lora_B missing/,
+    );
+    await refused(
+      await peftVariant(
+        dir,
+        undefined,
+        (e) =>
+          e.map((t) =>
+            t.name === `${Q}.lora_A.weight`
+              ? { ...t, shape: [2, 128], data: t.data.subarray(0, 2 * 128 * 2) }
+              : t
+          ),
+      ),
+      /q_proj\.lora_A\.weight.*do not fit the weight \[512,256\]/,
+    );
+    await refused(
+      await peftVariant(
+        dir,
+        undefined,
+        (e) => e.map((t) => t.name === `${Q}.lora_A.weight` ? { ...t, dtype: "I8", shape: [2, 512] } : t),
+      ),
+      /is I8; adapter tensors must be F32, F16 or BF16/,
+    );
+    const pickle = `${dir}/pickle`;
+    await Deno.mkdir(pickle);
+    await Deno.copyFile(`${DIR}peft/adapter_config.json`, `${pickle}/adapter_config.json`);
+    await Deno.writeFile(`${pickle}/adapter_model.bin`, new Uint8Array(8));
+    await refused(pickle, /adapter_model\.bin only: PyTorch pickles are not read/);
+    await refused(fixture("hf").pathname, /is not a LoRA adapter/);
+    await refused(`${dir}/nothing`, /no such LoRA adapter/);
+    // Two adapters that both replace one tensor; a demo model with an adapter.
+    await assert.rejects(
+      () => openModelFiles({ ...modelPath("hf"), lora: [`${DIR}peft`, `${DIR}peft`] }),
+      /tensor "tok_embeddings\.weight": .*replaced by two adapters/,
+    );
+    await assert.rejects(() => openModelFiles({ lora: [`${DIR}peft`] }), /--lora needs --model/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
