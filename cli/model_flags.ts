@@ -32,7 +32,7 @@ export function modelUsage(column = 24, exact = false): string {
     ["--mmproj FILE", "the GGUF's vision file (default: the mmproj GGUF beside it; of several, the one"],
     ["", "of the text model's quantization, else the most precise)"],
     ["--lora PATH", "a LoRA adapter merged into the weights as they load: a PEFT adapter folder,"],
-    ["", "mistral-finetune's lora.safetensors, or hf:ORG/REPO (repeat for several; their updates add up)"],
+    ["", "mistral-finetune's lora.safetensors, a LoRA GGUF, or hf:ORG/REPO (repeat for several)"],
     [
       "--quant FORMAT",
       `decoder weights: q4, q8, f16 or f32 (default ${byDefault("q4")}; GGUF blocks stay as stored, other`,

@@ -109,7 +109,7 @@ export async function plan(argv: string[]): Promise<void> {
       options.stored = storedFromConfig(config, json.quantization_config);
     }
   }
-  if (flags.lora?.length) options.merged = await mergedBy((await localAdapters(flags.lora))!, config);
+  if (flags.lora?.length) await planAdapters((await localAdapters(flags.lora))!, config, options);
   const { quant, visionQuant, kv, explicit } = precision(config, options);
   Object.assign(options, { quant, visionQuant, kv, explicit });
   const result = planMemory(config, options, offer);
@@ -141,15 +141,20 @@ export async function plan(argv: string[]): Promise<void> {
   if (refusal) throw refusal;
 }
 
-/** The tensors the adapters update (their headers read, and checked against the config). */
-async function mergedBy(paths: string[], config: ModelConfig): Promise<Set<string>> {
+/**
+ * What LoRA adapters change in the plan (their headers read and checked against the config): the tensors they
+ * update, and the dtypes of those they replace whole.
+ */
+async function planAdapters(paths: string[], config: ModelConfig, options: PlanOptions): Promise<void> {
   const merged = new Set<string>();
+  const stored = options.stored && new Map(options.stored);
   for (const path of paths) {
     const adapter = await openLora(path, config);
     adapter.file.close();
     for (const name of adapter.updates.keys()) merged.add(name);
+    for (const [name, w] of adapter.whole) stored?.set(name, w.stored.dtype);
   }
-  return merged;
+  Object.assign(options, { merged, stored });
 }
 
 function count(n: number): string {

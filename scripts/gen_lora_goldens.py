@@ -22,18 +22,25 @@ with PEFT's own `save_pretrained`:
             rows of lora_B put back in Mistral's interleaved order, and `params.json`
             with {"lora": {"rank": 8, "scaling": 2.0}}.
 
+  embed/    r=4, lora_alpha=8 on the token embedding and o_proj, the final norm in
+            modules_to_save, the embedding's base weight not saved.
+  plain.gguf, embed.gguf  those adapters converted by llama.cpp's own
+            convert_lora_to_gguf.py (text layers only, as it converts; f32), when LLAMA_CPP
+            names a llama.cpp checkout (the llama-cpp-python sdist's vendor/llama.cpp is one).
+
 For each adapter the logits of the PEFT model's own forward (adapters unmerged, float32)
 are written for two sequences of the fixture's goldens: text_six (6 tokens) and
 mm_gradient_64x48 (27 tokens with one image): <adapter>.<case>.logits.f32.bin.
 The logits of the model without adapters are compared with the float64 goldens as a
 check of the setup (printed, and kept in manifest.json).
 
-Usage:  python3 scripts/gen_lora_goldens.py SHARED_DIR OUT_DIR
+Usage:  [LLAMA_CPP=.../llama.cpp] python3 scripts/gen_lora_goldens.py SHARED_DIR OUT_DIR
 Needs:  torch, transformers (written against 5.24), peft (0.21.2), safetensors.
 """
 
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -100,6 +107,12 @@ ADAPTERS = {
         modules_to_save=["language_model.norm", "ln_pre"],
     ),
     "plain": LoraConfig(r=8, lora_alpha=16, target_modules=LINEAR),
+    "embed": LoraConfig(
+        r=4,
+        lora_alpha=8,
+        target_modules=r".*language_model\.(embed_tokens|layers\.\d+\.self_attn\.o_proj)",
+        modules_to_save=["language_model.norm"],
+    ),
 }
 
 manifest = {
@@ -122,7 +135,7 @@ for seed, (adapter, config) in enumerate(ADAPTERS.items()):
     randomize(model, 1000 + seed)
     model.eval()
     folder = os.path.join(out, adapter)
-    model.save_pretrained(folder)
+    model.save_pretrained(folder, save_embedding_layers=False if adapter == "embed" else "auto")
     os.remove(os.path.join(folder, "README.md"))  # PEFT's model card template
     config_file = os.path.join(folder, "adapter_config.json")
     write_json(config_file, json.load(open(config_file)))
@@ -164,6 +177,15 @@ params = json.load(open(os.path.join(fixture, "mistral/params.json")))
 params["lora"] = {"enable": True, "rank": 8, "dropout": 0.0, "scaling": 2.0}
 write_json(os.path.join(out, "mistral/params.json"), params)
 manifest["adapters"]["mistral"] = {"folder": "mistral", "same_function_as": "plain"}
+
+llama_cpp = os.environ.get("LLAMA_CPP")
+for adapter in ["plain", "embed"] if llama_cpp else []:
+    subprocess.run(
+        [sys.executable, os.path.join(llama_cpp, "convert_lora_to_gguf.py"), "--base", os.path.join(fixture, "hf"),
+         "--outtype", "f32", "--outfile", os.path.join(out, f"{adapter}.gguf"), os.path.join(out, adapter)],
+        check=True, env={**os.environ, "PYTHONPATH": os.path.join(llama_cpp, "gguf-py") + os.pathsep + llama_cpp},
+    )
+    manifest["adapters"][f"{adapter}.gguf"] = {"file": f"{adapter}.gguf", "same_function_as": f"{adapter} (text layers)"}
 
 write_json(os.path.join(out, "manifest.json"), manifest)
 print(json.dumps(manifest["adapters"]["peft"]["keys"], indent=1))

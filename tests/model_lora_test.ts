@@ -10,6 +10,8 @@ import { planMemory } from "../runtime/model/plan.ts";
 import { dequantize, dequantizeRef, quantizeRef } from "../runtime/gpu/ops/quantize.ts";
 import { toFloat32 } from "../runtime/model/weights/convert.ts";
 import { openLora } from "../runtime/model/weights/lora.ts";
+import { GgufFile } from "../runtime/model/weights/gguf.ts";
+import { configFromGguf } from "../runtime/model/config.ts";
 import type { WeightSource } from "../runtime/model/weights/source.ts";
 import { writeCompressedTiny } from "./compressed_helpers.ts";
 import { fixture, pixtral } from "./helpers.ts";
@@ -37,7 +39,7 @@ type Case = typeof CASES[number];
  */
 const TOLERANCE = 2e-3;
 
-async function reference(adapter: "peft" | "plain", c: Case): Promise<Float32Array> {
+async function reference(adapter: Reference, c: Case): Promise<Float32Array> {
   const bytes = await Deno.readFile(`${DIR}${adapter}.${c}.logits.f32.bin`);
   return new Float32Array(bytes.buffer);
 }
@@ -82,19 +84,33 @@ async function logitsWith(
   }
 }
 
-const MERGES: [string, keyof typeof LAYOUTS, string, "peft" | "plain"][] = [
+type Reference = "peft" | "plain" | "embed";
+const MERGES: [string, keyof typeof LAYOUTS, string, Reference, number, readonly Case[]][] = [
   // rank_pattern, alpha_pattern, the embedding's lora_embedding_A/B, modules_to_save, vision and projector.
-  ["a PEFT adapter on the Hugging Face layout", "hf", "peft", "peft"],
-  ["the same PEFT adapter on the Mistral layout (its q/k rows reordered)", "mistral", "peft", "peft"],
-  ["mistral-finetune's lora.safetensors on the Mistral layout", "mistral", "mistral", "plain"],
-  ["a PEFT adapter on a GGUF f32 pair", "gguf", "plain", "plain"],
+  ["a PEFT adapter on the Hugging Face layout", "hf", "peft", "peft", 31, CASES],
+  [
+    "the same PEFT adapter on the Mistral layout (its q/k rows reordered)",
+    "mistral",
+    "peft",
+    "peft",
+    31,
+    CASES,
+  ],
+  ["mistral-finetune's lora.safetensors on the Mistral layout", "mistral", "mistral", "plain", 28, CASES],
+  ["a PEFT adapter on a GGUF f32 pair", "gguf", "plain", "plain", 28, CASES],
+  // llama.cpp's converter keeps the text layers: the image case would miss the vision tower's updates.
+  ["llama.cpp's LoRA GGUF of it on the GGUF f32 pair", "gguf", "plain.gguf", "plain", 14, ["text_six"]],
+  ["llama.cpp's LoRA GGUF on the Hugging Face layout", "hf", "plain.gguf", "plain", 14, ["text_six"]],
+  // An embedding update without its saved base weight, and the GGUF's transposed token_embd.lora_a.
+  ["a PEFT embedding update on the Mistral layout", "mistral", "embed", "embed", 3, CASES],
+  ["llama.cpp's LoRA GGUF of an embedding update", "gguf", "embed.gguf", "embed", 3, CASES],
 ];
 
-for (const [what, layout, adapter, expected] of MERGES) {
+for (const [what, layout, adapter, expected, count, cases] of MERGES) {
   Deno.test(`LoRA: ${what} computes what PEFT's forward computes (f32)`, async () => {
-    const { logits, weights } = await logitsWith(layout, [`${DIR}${adapter}`]);
-    assert.equal(weights.merged!.size, expected === "peft" ? 31 : 28);
-    for (const [i, c] of CASES.entries()) {
+    const { logits, weights } = await logitsWith(layout, [`${DIR}${adapter}`], cases);
+    assert.equal(weights.merged!.size, count);
+    for (const [i, c] of cases.entries()) {
       const want = await reference(expected, c);
       const diff = maxAbsDiff(logits[i], want);
       assert.ok(diff < TOLERANCE, `${c}: max |diff| ${diff}`);
@@ -104,7 +120,7 @@ for (const [what, layout, adapter, expected] of MERGES) {
 }
 
 Deno.test("LoRA: the reference logits are not the base model's (a merge that did nothing would fail above)", async () => {
-  for (const adapter of ["peft", "plain"] as const) {
+  for (const adapter of ["peft", "plain", "embed"] as const) {
     const base = await readF32(`golden/model/${manifest.multimodal[0].logits.file}`);
     assert.ok(maxAbsDiff(base, await reference(adapter, "mm_gradient_64x48")) > 1, adapter);
   }
@@ -121,6 +137,19 @@ Deno.test("LoRA: several adapters add up; mistral-finetune's scaling comes from 
       "text_six",
     ]);
     const once = await logitsWith("mistral", [`${dir}/x4`], ["text_six"]);
+    // A bare file name finds the params.json of the folder it is in.
+    const cwd = Deno.cwd();
+    Deno.chdir(`${dir}/x4`);
+    try {
+      const files = await openModelFiles(modelPath("mistral"));
+      files.tokenizer.free();
+      files.weights.close();
+      const adapter = await openLora("lora.safetensors", files.config);
+      adapter.file.close();
+      assert.equal([...adapter.updates.values()][0].scale, 4);
+    } finally {
+      Deno.chdir(cwd);
+    }
     assert.ok(maxAbsDiff(twice.logits[0], once.logits[0]) < 1e-4);
     const single = await logitsWith("mistral", [`${DIR}mistral`], ["text_six"]);
     assert.ok(maxAbsDiff(single.logits[0], once.logits[0]) > 0.5);
@@ -143,7 +172,8 @@ Deno.test("LoRA on quantized bases: codes are decoded, not copied, and GGUF bloc
     const lora = [`${DIR}plain`];
     const codes = await logitsWith(`${dir}/compressed`, lora, ["text_six"], q4);
     const dense = await logitsWith(`${dir}/dense`, lora, ["text_six"], q4);
-    assert.equal(maxAbsDiff(codes.logits[0], dense.logits[0]), 0);
+    // The same float32 values meet the same update (0 here; chunks of other sizes could round apart).
+    assert.ok(maxAbsDiff(codes.logits[0], dense.logits[0]) <= 1e-4);
     const without = await logitsWith(`${dir}/compressed`, [], ["text_six"], q4);
     assert.ok(maxAbsDiff(codes.logits[0], without.logits[0]) > 0.5);
 
@@ -172,6 +202,18 @@ Deno.test("LoRA on quantized bases: codes are decoded, not copied, and GGUF bloc
       "--no-gpu",
     ]).output();
     assert.match(new TextDecoder().decode(cli.stdout), /decoder .* Q4_K\+Q4_K→q4\+Q6_K\+Q6_K→q4\n/);
+    // The PEFT adapter replaces the embedding whole (its bf16 base_layer), which then takes --quant.
+    const replaced = await pixtral([
+      "plan",
+      "--model",
+      fixture(LAYOUTS.ggufQ4KM.model).pathname,
+      "--lora",
+      `${DIR}peft`,
+      "--quant",
+      "q4",
+      "--no-gpu",
+    ]).output();
+    assert.match(new TextDecoder().decode(replaced.stdout), /decoder .* Q4_K→q4\+Q6_K\+Q6_K→q4\+q4\n/);
     const name = "layers.1.feed_forward.w2.weight", [rows, k] = [256, 768];
     const base = dequantizeRef("q8_0", await files.weights.read(name), rows, k);
     const model = await PixtralModel.load(await gpu(), files.config, files.weights, {
@@ -241,14 +283,26 @@ Deno.test("LoRA adapters that cannot be merged say why, naming the file and the 
   files.tokenizer.free();
   files.weights.close();
   const { config } = files;
-  const refused = async (path: string, pattern: RegExp) => {
-    await assert.rejects(() => openLora(path, config), pattern);
+  const refused = async (path: string, pattern: RegExp, of = config) => {
+    await assert.rejects(() => openLora(path, of), pattern);
   };
   const Q = "base_model.model.model.language_model.layers.0.self_attn.q_proj";
   try {
-    await refused(await peftVariant(dir, (c) => c.use_dora = true), /DoRA adapters cannot be merged/);
+    await refused(
+      await peftVariant(dir, (c) => c.use_dora = true),
+      /use_dora true: DoRA is not supported: merge it with PEFT.s merge_and_unload/,
+    );
     await refused(await peftVariant(dir, (c) => c.peft_type = "LOHA"), /peft_type "LOHA": only LoRA/);
-    await refused(await peftVariant(dir, (c) => c.init_lora_weights = "pissa"), /PiSSA/);
+    await refused(
+      await peftVariant(dir, (c) => c.init_lora_weights = "pissa"),
+      /PiSSA.*change the base weights/,
+    );
+    await refused(await peftVariant(dir, (c) => c.init_lora_weights = "lora_ga"), /LoRA-GA/);
+    await refused(await peftVariant(dir, (c) => c.kasa_config = {}), /KaSA changes the base weights/);
+    await refused(
+      await peftVariant(dir, (c) => c.rank_pattern = { "q_proj(": 2 }),
+      /rank_pattern has a key that is not a regular expression this reader takes: "q_proj\("/,
+    );
     await refused(
       await peftVariant(dir, (c) => c.rank_pattern = {}),
       /q_proj\.lora_A\.weight": has rank 2 but adapter_config\.json gives this module r = 4/,
@@ -292,6 +346,26 @@ Deno.test("LoRA adapters that cannot be merged say why, naming the file and the 
     await Deno.writeFile(`${pickle}/adapter_model.bin`, new Uint8Array(8));
     await refused(pickle, /adapter_model\.bin only: PyTorch pickles are not read/);
     await refused(fixture("hf").pathname, /is not a LoRA adapter/);
+    await refused(fixture(LAYOUTS.gguf.model).pathname, /is not a LoRA GGUF \(general.type "model"/);
+    // As PEFT's get_pattern_key: the first pattern that matches applies, even where a later one names the module.
+    const ordered = await openLora(
+      await peftVariant(dir, (c) => {
+        c.rank_pattern = { q_proj: 2, "model.language_model.layers.0.self_attn.q_proj": 4 };
+        c.alpha_pattern = { down_proj: 3, "model.language_model.layers.0.mlp.down_proj": 5 };
+      }),
+      config,
+    );
+    ordered.file.close();
+    assert.equal(ordered.updates.get("layers.0.feed_forward.w2.weight")!.scale, 3 / 4);
+    assert.equal(ordered.updates.get("layers.0.attention.wq.weight")!.scale, 8 / 2);
+    // An adapter of the vision tower alone, for a GGUF text model without its mmproj.
+    const text = await GgufFile.open(fixture(LAYOUTS.gguf.model).pathname);
+    text.close();
+    await refused(
+      await peftVariant(dir, undefined, (e) => e.filter((t) => t.name.includes("vision_tower"))),
+      /updates only the vision encoder, which this model does not have/,
+      configFromGguf(text),
+    );
     await refused(`${dir}/nothing`, /no such LoRA adapter/);
     // Two adapters that both replace one tensor; a demo model with an adapter.
     await assert.rejects(

@@ -148,7 +148,7 @@ async function withAdapters(weights: WeightSource, paths: readonly string[], con
     throw err;
   }
   for (const a of adapters) {
-    const ranks = new Set([...a.updates.values()].map((u) => u.a.shape[0]));
+    const ranks = new Set([...a.updates.values()].map((u) => u.b.shape[1]));
     log.info("LoRA adapter: merged into the weights as they load", {
       path: a.path,
       kind: a.kind,

@@ -9,16 +9,22 @@
  *   rank_pattern and alpha_pattern; whole tensors for modules_to_save and saved embedding layers.
  * - mistral-finetune's lora.safetensors (in a folder or alone): the model's own names, scale from the params.json
  *   beside it (`lora.scaling`, 2.0 by default as in mistral-inference); whole tensors (norms) besides.
+ * - llama.cpp's LoRA GGUF (convert_lora_to_gguf.py): `blk.N.attn_q.weight.lora_a` / `.lora_b` in GGUF names and
+ *   the native row order, scale `adapter.lora.alpha` / rank (1 without an alpha) as llama.cpp applies it, the
+ *   token embedding's `lora_a` stored transposed; its `_norm.weight` tensors replace the model's (llama.cpp
+ *   itself skips them).
  *
  * Whole tensors replace the base model's (PEFT saves an embedding it updates whole too: the update is added to
  * the saved one); every tensor of an adapter must belong to the model, with its shape.
  */
+import { dirname } from "node:path";
 import type { ModelConfig } from "../config.ts";
 import { expectedTensors, type TensorSpec } from "../tensors.ts";
 import { toFloat32 } from "./convert.ts";
 import { isFloat } from "./dtype.ts";
 import { WeightFileError } from "./errors.ts";
-import { canonicalName } from "./names.ts";
+import { GgufFile } from "./gguf.ts";
+import { canonicalName, type Layout } from "./names.ts";
 import { rotateHalfToInterleaved } from "./permute.ts";
 import { SafetensorsFile, type StoredTensor } from "./safetensors.ts";
 import type { TensorChunk, TensorInfo, WeightSource } from "./source.ts";
@@ -30,12 +36,18 @@ export interface LowRank {
   rank: number;
 }
 
-/** One adapter's update of one weight: scale · B·A (for an embedding, its transpose). */
+/**
+ * How A and B make the update Δ [rows, k] of a weight: a linear layer's A [r, k] and B [rows, r] (Δ = B·A); PEFT's
+ * embedding A [r, vocab] and B [dim, r] (Δ = (B·A)ᵀ); llama.cpp's embedding A [vocab, r] and B [dim, r] (Δ = A·Bᵀ).
+ */
+type Orientation = "linear" | "embedding" | "embedding-transposed";
+
+/** One adapter's update of one weight: scale times Δ. */
 interface Update {
   a: StoredTensor;
   b: StoredTensor;
   scale: number;
-  embedding: boolean;
+  orientation: Orientation;
   spec: TensorSpec;
 }
 
@@ -46,49 +58,70 @@ interface Whole {
 
 export interface LoraAdapter {
   path: string;
-  kind: "peft" | "mistral-finetune";
-  /** Hugging Face names (q/k rows in rotate-half order) or the model's own. */
-  layout: "hf" | "mistral";
+  kind: "peft" | "mistral-finetune" | "gguf";
+  /** Hugging Face names (q/k rows in rotate-half order), the model's own, or llama.cpp's. */
+  layout: Layout;
   updates: Map<string, Update>;
   whole: Map<string, Whole>;
   /** Tensors for the vision encoder of a model loaded without one. */
   skipped: string[];
-  file: SafetensorsFile;
+  file: { readonly path: string; close(): void };
 }
 
-/** PEFT settings that change what an adapter computes in ways a plain merge cannot reproduce. */
+const MERGE_FIRST = "merge it with PEFT's merge_and_unload() and serve the merged model";
+const CONVERT_FIRST = "the adapter assumes a changed base model; save it converted with PEFT's " +
+  "path_initial_model_for_weight_conversion";
+
+/** PEFT settings under which an adapter is not a plain W + s·B·A on the base weights: why each is refused. */
 const PEFT_REFUSED: [string, (v: unknown) => boolean, string][] = [
-  ["use_dora", (v) => v === true, "DoRA adapters"],
-  ["lora_bias", (v) => v === true, "LoRA biases"],
-  ["fan_in_fan_out", (v) => v === true, "fan_in_fan_out (Conv1D) adapters"],
-  ["use_qalora", (v) => v === true, "QALoRA adapters"],
-  ["use_bdlora", (v) => v !== null && v !== undefined && v !== false, "block-diagonal LoRA"],
-  ["layer_replication", (v) => v !== null && v !== undefined, "layer replication"],
+  ["use_dora", (v) => v === true, `DoRA is not supported: ${MERGE_FIRST}`],
+  ["lora_bias", (v) => v === true, `LoRA biases are not supported: ${MERGE_FIRST}`],
+  ["fan_in_fan_out", (v) => v === true, "fan_in_fan_out (GPT-2 Conv1D) adapters do not fit this model"],
+  ["use_qalora", (v) => v === true, `QALoRA is not supported: ${MERGE_FIRST}`],
+  [
+    "use_bdlora",
+    (v) => v !== null && v !== undefined && v !== false,
+    `block-diagonal LoRA is not supported: ${MERGE_FIRST}`,
+  ],
+  ["layer_replication", (v) => v !== null && v !== undefined, "layer replication changes the model's layers"],
   [
     "target_parameters",
     (v) => Array.isArray(v) ? v.length > 0 : v !== null && v !== undefined,
-    "target_parameters",
+    `target_parameters is not supported: ${MERGE_FIRST}`,
   ],
-  ["trainable_token_indices", (v) => v !== null && v !== undefined, "trainable tokens"],
+  [
+    "trainable_token_indices",
+    (v) => v !== null && v !== undefined,
+    `trainable tokens are not supported: ${MERGE_FIRST}`,
+  ],
+  ["kasa_config", (v) => v !== null && v !== undefined, `KaSA changes the base weights: ${MERGE_FIRST}`],
+  ["velora_config", (v) => v !== null && v !== undefined, `VeLoRA is not supported: ${MERGE_FIRST}`],
+  [
+    "arrow_config",
+    (v) => v !== null && v !== undefined,
+    "Arrow routes each token among adapters: it cannot be merged",
+  ],
   [
     "alora_invocation_tokens",
     (v) => v !== null && v !== undefined,
-    "activated LoRA (it applies only after its invocation tokens)",
+    "activated LoRA applies only after its invocation tokens: it cannot be merged",
   ],
   [
     "init_lora_weights",
-    (v) => typeof v === "string" && /^(pissa|olora|corda|loftq)/i.test(v),
-    "adapters initialised from the base weights (PiSSA, OLoRA, CorDA, LoftQ: they change the base model; " +
-    "save them converted with PEFT's path_initial_model_for_weight_conversion)",
+    (v) => typeof v === "string" && /^(pissa|olora|corda|loftq|lora_ga)/i.test(v),
+    `PiSSA, OLoRA, CorDA, LoftQ and LoRA-GA initialisations change the base weights: ${CONVERT_FIRST}`,
   ],
 ];
+
+/** PEFT's per-module values: a pattern (a regular expression) and its value, in the config's order. */
+type Patterns = [RegExp, number][];
 
 interface PeftConfig {
   r: number;
   alpha: number;
   rslora: boolean;
-  rankPattern: Record<string, number>;
-  alphaPattern: Record<string, number>;
+  rankPattern: Patterns;
+  alphaPattern: Patterns;
 }
 
 function peftConfig(json: unknown, path: string): PeftConfig {
@@ -101,36 +134,40 @@ function peftConfig(json: unknown, path: string): PeftConfig {
     fail(`peft_type ${JSON.stringify(c.peft_type)}: only LoRA adapters can be merged`);
   }
   for (const [key, refused, what] of PEFT_REFUSED) {
-    if (refused(c[key])) fail(`${what} cannot be merged here (${key}: ${JSON.stringify(c[key])})`);
+    if (refused(c[key])) fail(`${key} ${JSON.stringify(c[key])}: ${what}`);
   }
   const number = (v: unknown, key: string) =>
     typeof v === "number" && Number.isFinite(v) && v > 0 ? v : fail(`${key} must be a positive number`);
-  const pattern = (v: unknown, key: string): Record<string, number> => {
-    if (v === undefined || v === null) return {};
+  // As PEFT's get_pattern_key: the first key (in order) that matches the module's name or a dotted suffix of it.
+  const pattern = (v: unknown, key: string): Patterns => {
+    if (v === undefined || v === null) return [];
     if (typeof v !== "object" || Array.isArray(v)) return fail(`${key} must be an object`);
-    return Object.fromEntries(Object.entries(v).map(([k, n]) => [k, number(n, `${key}.${k}`)]));
+    return Object.entries(v).map(([k, n]) => {
+      try {
+        return [new RegExp(`^(?:.*\\.)?(?:${k})$`), number(n, `${key}.${k}`)];
+      } catch (err) {
+        if (err instanceof WeightFileError) throw err;
+        return fail(
+          `${key} has a key that is not a regular expression this reader takes: ${JSON.stringify(k)}`,
+        );
+      }
+    });
   };
   return {
     r: number(c.r, "r"),
-    alpha: number(c.lora_alpha ?? c.r, "lora_alpha"),
+    alpha: number(c.lora_alpha ?? 8, "lora_alpha"), // PEFT's default
     rslora: c.use_rslora === true,
     rankPattern: pattern(c.rank_pattern, "rank_pattern"),
     alphaPattern: pattern(c.alpha_pattern, "alpha_pattern"),
   };
 }
 
-/**
- * The pattern key that applies to a module, as PEFT's get_pattern_key matches it: the module's full name, else
- * the first key that matches a whole dotted suffix of it (a key may be a regular expression).
- */
-function patternKey(keys: string[], module: string): string | undefined {
-  if (keys.includes(module)) return module;
-  return keys.find((k) => new RegExp(`^(?:.*\\.)?(?:${k})$`).test(module));
+function patternValue(patterns: Patterns, module: string): number | undefined {
+  return patterns.find(([re]) => re.test(module))?.[1];
 }
 
 function peftScale(config: PeftConfig, module: string, rank: number, file: string, tensor: string): number {
-  const rankKey = patternKey(Object.keys(config.rankPattern), module);
-  const r = rankKey === undefined ? config.r : config.rankPattern[rankKey];
+  const r = patternValue(config.rankPattern, module) ?? config.r;
   if (r !== rank) {
     throw new WeightFileError(
       "shape",
@@ -139,8 +176,7 @@ function peftScale(config: PeftConfig, module: string, rank: number, file: strin
       tensor,
     );
   }
-  const alphaKey = patternKey(Object.keys(config.alphaPattern), module);
-  const alpha = alphaKey === undefined ? config.alpha : config.alphaPattern[alphaKey];
+  const alpha = patternValue(config.alphaPattern, module) ?? config.alpha;
   return config.rslora ? alpha / Math.sqrt(r) : alpha / r;
 }
 
@@ -162,7 +198,7 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Where the adapter's files are: a PEFT folder, a mistral-finetune folder, or a lora.safetensors file. */
+/** Where the adapter's files are: a PEFT folder, a mistral-finetune folder or lora.safetensors, or a LoRA GGUF. */
 async function findAdapter(
   path: string,
 ): Promise<{ kind: LoraAdapter["kind"]; weights: string; config?: string }> {
@@ -172,7 +208,8 @@ async function findAdapter(
   } catch {
     throw new WeightFileError("missing", path, "no such LoRA adapter file or folder");
   }
-  const dir = stat.isDirectory ? path : path.replace(/[\\/][^\\/]*$/, "") || ".";
+  if (stat.isFile && /\.gguf$/i.test(path)) return { kind: "gguf", weights: path };
+  const dir = stat.isDirectory ? path : dirname(path);
   if (await exists(`${dir}/adapter_config.json`)) {
     const weights = stat.isDirectory ? `${dir}/adapter_model.safetensors` : path;
     if (!await exists(weights)) {
@@ -193,28 +230,60 @@ async function findAdapter(
     throw new WeightFileError(
       "missing",
       path,
-      "is not a LoRA adapter: expected PEFT's adapter_config.json with adapter_model.safetensors, or " +
-        "mistral-finetune's lora.safetensors",
+      "is not a LoRA adapter: expected PEFT's adapter_config.json with adapter_model.safetensors, " +
+        "mistral-finetune's lora.safetensors, or a LoRA GGUF",
     );
   }
   const params = `${dir}/params.json`;
   return { kind: "mistral-finetune", weights, config: await exists(params) ? params : undefined };
 }
 
-/** A tensor name of the adapter split into the base weight it belongs to and its part. */
+/** A tensor name of the adapter split into the name of the weight it belongs to (in the adapter's layout) and its part. */
 function parseName(
   kind: LoraAdapter["kind"],
   name: string,
-): { module: string; part: "A" | "B" | "whole"; embedding: boolean } | null {
+): { weight: string; part: "A" | "B" | "whole"; embedding: boolean } | null {
+  if (kind === "gguf") {
+    const low = /^(.+)\.lora_(a|b)$/.exec(name);
+    if (low) {
+      return { weight: low[1], part: low[2] === "a" ? "A" : "B", embedding: low[1] === "token_embd.weight" };
+    }
+    return /_norm\.weight$/.test(name) ? { weight: name, part: "whole", embedding: false } : null;
+  }
   let rest = name;
   if (kind === "peft") {
     if (!rest.startsWith("base_model.model.")) return null;
     rest = rest.slice("base_model.model.".length).replace(/\.(base_layer|modules_to_save)(?=\.)/g, "");
   }
   const low = /^(.+)\.lora_(A|B)\.weight$/.exec(rest) ?? /^(.+)\.lora_embedding_(A|B)$/.exec(rest);
-  if (low) return { module: low[1], part: low[2] as "A" | "B", embedding: rest.includes(".lora_embedding_") };
-  const whole = /^(.+)\.(weight|bias)$/.exec(rest);
-  return whole ? { module: rest, part: "whole", embedding: false } : null;
+  if (low) {
+    return {
+      weight: `${low[1]}.weight`,
+      part: low[2] as "A" | "B",
+      embedding: rest.includes(".lora_embedding_"),
+    };
+  }
+  return /\.(weight|bias)$/.test(rest) ? { weight: rest, part: "whole", embedding: false } : null;
+}
+
+/** A LoRA GGUF's alpha, once its header says it is an adapter llama.cpp would apply as a plain LoRA. */
+function ggufAlpha(file: GgufFile): number {
+  const fail = (problem: string): never => {
+    throw new WeightFileError("unsupported", file.path, problem);
+  };
+  const type = file.metadata.get("general.type"), adapter = file.metadata.get("adapter.type");
+  if (type !== "adapter" || adapter !== "lora") {
+    fail(
+      `is not a LoRA GGUF (general.type ${JSON.stringify(type)}, adapter.type ${JSON.stringify(adapter)})`,
+    );
+  }
+  if (file.metadata.has("adapter.alora.invocation_tokens")) {
+    fail("is an activated LoRA (it applies only after its invocation tokens), which cannot be merged");
+  }
+  const alpha = file.metadata.get("adapter.lora.alpha") ?? 0;
+  return typeof alpha === "number" && Number.isFinite(alpha)
+    ? alpha
+    : fail("adapter.lora.alpha is not a number");
 }
 
 /** Opens a LoRA adapter and checks every tensor in it against the model's config. No weights are read here. */
@@ -231,9 +300,12 @@ export async function openLora(path: string, config: ModelConfig): Promise<LoraA
       scaling = lora.scaling;
     }
   }
-  const file = await SafetensorsFile.open(found.weights);
+  const file = found.kind === "gguf"
+    ? await GgufFile.open(found.weights)
+    : await SafetensorsFile.open(found.weights);
   try {
-    const layout = found.kind === "peft" ? "hf" : "mistral";
+    const alpha = file instanceof GgufFile ? ggufAlpha(file) : 0;
+    const layout: Layout = found.kind === "peft" ? "hf" : found.kind === "gguf" ? "gguf" : "mistral";
     const specs = new Map(expectedTensors(config).map((s) => [s.name, s]));
     const pairs = new Map<
       string,
@@ -246,8 +318,7 @@ export async function openLora(path: string, config: ModelConfig): Promise<LoraA
     };
     for (const t of file.tensors.values()) {
       const parsed = parseName(found.kind, t.name);
-      const name = parsed &&
-        canonicalName(layout, parsed.module + (parsed.part === "whole" ? "" : ".weight"));
+      const name = parsed && canonicalName(layout, parsed.weight);
       const spec = name ? specs.get(name) : undefined;
       if (name && !spec && !config.vision && /^vision_(encoder|language_adapter)\./.test(name)) {
         skipped.push(t.name); // a text-only model (a GGUF without its mmproj) has no vision weights to update
@@ -256,7 +327,10 @@ export async function openLora(path: string, config: ModelConfig): Promise<LoraA
       if (!parsed || !spec) {
         fail("format", t, "is not a tensor of this model (an adapter for another model?)");
       }
-      if (!isFloat(t.dtype)) fail("dtype", t, `is ${t.dtype}; adapter tensors must be F32, F16 or BF16`);
+      if (!isFloat(t.dtype)) {
+        const hint = found.kind === "gguf" ? " (convert_lora_to_gguf.py --outtype f16 writes them so)" : "";
+        fail("dtype", t, `is ${t.dtype}; adapter tensors must be F32, F16 or BF16${hint}`);
+      }
       if (parsed!.part === "whole") {
         if (t.shape.join() !== spec!.shape.join()) {
           fail(
@@ -271,7 +345,9 @@ export async function openLora(path: string, config: ModelConfig): Promise<LoraA
       if (spec!.role !== "linear" && spec!.role !== "embedding") {
         fail("format", t, `is a LoRA update of a ${spec!.role}, which is not supported`);
       }
-      const pair = pairs.get(spec!.name) ?? { embedding: parsed!.embedding, module: parsed!.module };
+      // PEFT's rank and alpha patterns match the module: the weight's name without `.weight`.
+      const module = parsed!.weight.replace(/\.weight$/, "");
+      const pair = pairs.get(spec!.name) ?? { embedding: parsed!.embedding, module };
       pair[parsed!.part === "A" ? "a" : "b"] = t;
       pairs.set(spec!.name, pair);
     }
@@ -287,11 +363,17 @@ export async function openLora(path: string, config: ModelConfig): Promise<LoraA
           name,
         );
       }
-      // [rows, k] of the weight; A is [r, in], B [out, r]; an embedding's A is [r, vocab] and B [dim, r].
+      const orientation: Orientation = !embedding
+        ? "linear"
+        : found.kind === "gguf"
+        ? "embedding-transposed"
+        : "embedding";
       const [rows, k] = spec.shape;
-      const rank = a.shape[0];
-      const [aIn, bOut] = embedding ? [rows, k] : [k, rows];
-      if (a.shape.length !== 2 || a.shape[1] !== aIn || b.shape.length !== 2 || b.shape[0] !== bOut) {
+      const rank = b.shape[1];
+      const wantA =
+        { linear: [rank, k], embedding: [rank, rows], "embedding-transposed": [rows, rank] }[orientation];
+      const wantB = orientation === "linear" ? [rows, rank] : [k, rank];
+      if (a.shape.join() !== wantA.join() || b.shape.join() !== wantB.join()) {
         fail(
           "shape",
           a,
@@ -300,12 +382,21 @@ export async function openLora(path: string, config: ModelConfig): Promise<LoraA
           }, which do not fit the weight ${JSON.stringify(spec.shape)}`,
         );
       }
-      if (b.shape[1] !== rank) fail("shape", b, `has rank ${b.shape[1]} but its A has rank ${rank}`);
-      const scale = peft ? peftScale(peft, module, rank, found.config!, a.name) : scaling;
-      updates.set(name, { a, b, scale, embedding, spec });
+      const scale = peft
+        ? peftScale(peft, module, rank, found.config!, a.name)
+        : found.kind === "gguf"
+        ? (alpha ? alpha / rank : 1)
+        : scaling;
+      updates.set(name, { a, b, scale, orientation, spec });
     }
     if (updates.size === 0 && whole.size === 0) {
-      throw new WeightFileError("format", file.path, "holds no LoRA tensors");
+      throw new WeightFileError(
+        "format",
+        file.path,
+        skipped.length
+          ? "updates only the vision encoder, which this model does not have"
+          : "holds no LoRA tensors",
+      );
     }
     return { path, kind: found.kind, layout, updates, whole, skipped, file };
   } catch (err) {
@@ -325,18 +416,22 @@ async function lowRankOf(name: string, adapters: readonly LoraAdapter[]): Promis
     const u = adapter.updates.get(name);
     if (!u) continue;
     const [rows, k] = u.spec.shape;
-    const rank = u.a.shape[0];
+    const rank = u.b.shape[1];
     const a = await floats(u.a), b = await floats(u.b);
-    const left = new Float32Array(rows * rank), right = new Float32Array(k * rank);
-    if (u.embedding) {
+    const left = new Float32Array(rows * rank);
+    let right = b;
+    if (u.orientation === "linear") {
+      // Δ = B·A: left = B [rows, r], right = Aᵀ [k, r].
+      for (let i = 0; i < rows * rank; i++) left[i] = b[i] * u.scale;
+      right = new Float32Array(k * rank);
+      for (let i = 0; i < rank; i++) for (let j = 0; j < k; j++) right[j * rank + i] = a[i * k + j];
+    } else if (u.orientation === "embedding") {
       // Δ[vocab, dim] = (B·A)ᵀ = Aᵀ·Bᵀ: left = Aᵀ [vocab, r], right = B [dim, r].
       for (let i = 0; i < rank; i++) {
         for (let v = 0; v < rows; v++) left[v * rank + i] = a[i * rows + v] * u.scale;
       }
-      right.set(b);
     } else {
-      for (let i = 0; i < rows * rank; i++) left[i] = b[i] * u.scale;
-      for (let i = 0; i < rank; i++) for (let j = 0; j < k; j++) right[j * rank + i] = a[i * k + j];
+      for (let i = 0; i < rows * rank; i++) left[i] = a[i] * u.scale;
     }
     const rope = adapter.layout === "hf" ? u.spec.rope : undefined;
     parts.push({
