@@ -40,6 +40,7 @@ export function localService(files: OpenedFiles, settings: ServiceSettings): Ser
   const id = settings.servedName ?? files.id;
   const unavailable = visionUnavailable(files);
   // The demo's random weights rarely write the end token: unbounded, an answer would run for the whole context.
+  const lora = files.lora?.length ?? 0;
   const maxTokens = settings.maxTokens ?? (files.demo ? DEMO_MAX_TOKENS : undefined);
   // Said at start-up too, not only to the first request with an image.
   if (unavailable) log.warn("serving text only", { reason: unavailable });
@@ -53,7 +54,8 @@ export function localService(files: OpenedFiles, settings: ServiceSettings): Ser
         ? "Built-in demo: Pixtral's architecture at a tiny size with RANDOM weights (its output is noise). " +
           "Serve real Pixtral weights with --model PATH."
         // Not where its files are: the models list is every client's to read (through a gateway too).
-        : `Pixtral (${config.source})`,
+        : `Pixtral (${config.source})${lora ? `, ${lora} LoRA adapter${lora > 1 ? "s" : ""} merged` : ""}`,
+      ...files.demo ? {} : { format: config.source === "gguf" ? "gguf" : "safetensors" },
       parameters: expectedTensors(config).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0),
     },
     tokenizer,

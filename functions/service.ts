@@ -19,6 +19,8 @@ export interface ModelInfo {
   demo: boolean;
   /** One line on what is served, for /v1/models. */
   description: string;
+  /** The weight files' format, where known: "gguf" or "safetensors" (Ollama's `format`). */
+  format?: string;
   /** Weights in all (decoder, vision encoder, adapter), where known (Ollama's `parameter_size`). */
   parameters?: number;
   /** Once loaded, where known: the weights' bytes and the decoder's format (Ollama's `size`, `quantization_level`). */

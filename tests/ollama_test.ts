@@ -213,6 +213,7 @@ Deno.test("Ollama API: format, logprobs, the model list and errors in Ollama's s
     assert.match(list.models[0].digest, /^[0-9a-f]{64}$/);
     // What the weights take on the GPU, and their format: the tiny model loads exactly, in f32.
     assert.equal(list.models[0].details.quantization_level, "F32");
+    assert.equal(list.models[0].details.format, "safetensors");
     assert.ok(list.models[0].size > parameters * 4 * 0.9, String(list.models[0].size));
     const shown = await ollama.show({ model: `${model}:latest` });
     assert.deepEqual(shown.capabilities, ["completion", "vision", "tools"]);

@@ -198,7 +198,7 @@ export function ollamaRoutes(service: Service): Hono {
   const app = new Hono();
   const details = () => ({
     parent_model: "",
-    format: "",
+    format: service.model.format ?? "",
     family: "pixtral",
     families: ["pixtral"],
     parameter_size: parameterSize(service.model.parameters),

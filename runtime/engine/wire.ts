@@ -353,6 +353,7 @@ export interface HostStatus {
     created: number;
     demo: boolean;
     description: string;
+    format?: string;
     /** The weights in all, and once loaded their bytes on the GPU and format (see ModelInfo). */
     parameters?: number;
     loaded?: { bytes: number; format: string };
@@ -391,6 +392,7 @@ const statusSchema = z.object({
     created: z.number(),
     demo: z.boolean(),
     description: z.string(),
+    format: z.string().optional(),
     parameters: z.number().optional(),
     loaded: z.object({ bytes: z.number(), format: z.string() }).optional(),
   }),

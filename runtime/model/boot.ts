@@ -58,6 +58,8 @@ export interface OpenedFiles {
   weights: WeightSource;
   tokenizer: Tokenizer;
   location?: ModelLocation;
+  /** The LoRA adapters merged in (their paths). */
+  lora?: string[];
 }
 
 function modelId(location: ModelLocation): string {
@@ -130,6 +132,7 @@ export async function openModelFiles(options: ModelOptions): Promise<OpenedFiles
       weights,
       tokenizer,
       location,
+      lora: options.lora,
     };
   } catch (err) {
     tokenizer?.free();
