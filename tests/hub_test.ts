@@ -42,7 +42,14 @@ function repos(): Record<string, FakeRepo> {
       commit: COMMIT_A,
       branches: { main: COMMIT_A },
       files: {
-        "adapter_config.json": { bytes: Deno.readFileSync(`${LORA}adapter_config.json`), lfs: false },
+        "adapter_config.json": {
+          // Naming its base model on the hub, as a fine-tune's adapter does.
+          bytes: new TextEncoder().encode(JSON.stringify({
+            ...JSON.parse(Deno.readTextFileSync(`${LORA}adapter_config.json`)),
+            base_model_name_or_path: "tiny/pixtral-native",
+          })),
+          lfs: false,
+        },
         "adapter_model.safetensors": {
           bytes: Deno.readFileSync(`${LORA}adapter_model.safetensors`),
           lfs: true,
@@ -386,6 +393,10 @@ Deno.test("--lora hf:ORG/REPO pulls a PEFT adapter repository into the cache and
     files.weights.close();
     files.tokenizer.free();
     assert.equal(files.weights.merged?.size, 31);
+    // Without --model, the base model the adapter names (pulled too).
+    const alone = await withLocalModel({ lora: ["hf:tiny/pixtral-lora"] }, options);
+    assert.equal(alone.model, `${options.cache}/models--tiny--pixtral-native/snapshots/${COMMIT_A}`);
+    assert.equal(alone.name, "tiny/pixtral-native");
   });
 });
 

@@ -4,7 +4,7 @@
  * (scripts/gen_lora_goldens.py wrote the adapters and those logits).
  */
 import assert from "node:assert/strict";
-import { openModelFiles } from "../runtime/model/boot.ts";
+import { openModelFiles, withLocalModel } from "../runtime/model/boot.ts";
 import { PixtralModel, type PixtralOptions } from "../runtime/model/pixtral.ts";
 import { planMemory } from "../runtime/model/plan.ts";
 import { dequantize, dequantizeRef, quantizeRef } from "../runtime/gpu/ops/quantize.ts";
@@ -373,6 +373,19 @@ Deno.test("LoRA adapters that cannot be merged say why, naming the file and the 
       /tensor "tok_embeddings\.weight": .*replaced by two adapters/,
     );
     await assert.rejects(() => openModelFiles({ lora: [`${DIR}peft`] }), /--lora needs --model/);
+    // Without --model, the base model a PEFT adapter names: a folder here, or a hub model (hub_test.ts).
+    const named = await peftVariant(dir, (c) => c.base_model_name_or_path = fixture("hf").pathname);
+    assert.equal((await withLocalModel({ lora: [named] })).model, fixture("hf").pathname);
+    for (
+      const [base, why] of [[null, /does not name its base model/], [
+        "a b",
+        /neither a folder here nor/,
+      ]] as const
+    ) {
+      const variant = await peftVariant(dir, (c) => c.base_model_name_or_path = base);
+      await assert.rejects(() => withLocalModel({ lora: [variant] }), why);
+    }
+    await assert.rejects(() => withLocalModel({ lora: [`${DIR}mistral`] }), /does not name its base model/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -4,6 +4,8 @@
  * streams the weights onto it with a progress bar.
  */
 import { GpuContext } from "../gpu/context.ts";
+import { dirname } from "node:path";
+import { parseRepoRef } from "../hub/cache.ts";
 import { type HubModelOptions, resolveHubModel } from "../hub/model.ts";
 import type { FloatType } from "../gpu/dtype.ts";
 import { log } from "../log.ts";
@@ -75,8 +77,9 @@ export async function withLocalModel(
   options: ModelOptions,
   hub: HubModelOptions = {},
 ): Promise<ModelOptions> {
-  const local = { ...options, lora: await localAdapters(options.lora, hub) };
-  const spec = options.model;
+  const lora = await localAdapters(options.lora, hub);
+  const spec = options.model ?? (lora?.length ? await adapterBase(lora[0]) : undefined);
+  const local = { ...options, model: spec, lora };
   if (!spec?.startsWith("hf:")) return local;
   const { path, mmproj } = await resolveHubModel(spec, hub);
   return {
@@ -85,6 +88,36 @@ export async function withLocalModel(
     mmproj: options.mmproj ?? mmproj ?? undefined,
     name: spec.slice(3).split("@")[0],
   };
+}
+
+/**
+ * The base model a PEFT adapter names (adapter_config.json's base_model_name_or_path), for `--lora` without
+ * `--model`: a folder on this machine, else that hub model.
+ */
+async function adapterBase(path: string): Promise<string> {
+  const dir = (await Deno.stat(path).catch(() => null))?.isDirectory ? path : dirname(path);
+  let base: unknown;
+  try {
+    base = JSON.parse(await Deno.readTextFile(`${dir}/adapter_config.json`)).base_model_name_or_path;
+  } catch {
+    // Not a PEFT folder (or not readable): openModelFiles says --model is needed.
+  }
+  if (typeof base !== "string" || base === "") {
+    throw new Error(`--lora ${path}: the adapter does not name its base model; give it with --model`);
+  }
+  if ((await Deno.stat(base).catch(() => null))?.isDirectory) {
+    log.info("no --model: serving the LoRA adapter's base model", { model: base, adapter: path });
+    return base;
+  }
+  try {
+    parseRepoRef(base);
+  } catch {
+    throw new Error(
+      `--lora ${path}: its base model "${base}" is neither a folder here nor a Hugging Face model; give --model`,
+    );
+  }
+  log.info("no --model: serving the LoRA adapter's base model", { model: `hf:${base}`, adapter: path });
+  return `hf:${base}`;
 }
 
 /** LoRA adapters on local disk: `hf:ORG/REPO[@REVISION]` ones pulled into the hub cache (all of their files). */
