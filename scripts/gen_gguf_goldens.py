@@ -1,4 +1,5 @@
-"""Goldens for the GGUF block types decoded on the CPU (runtime/model/weights/dequant.ts) and for Q3_K, Q5_K,
+"""Goldens for the GGUF block types decoded on the CPU (runtime/model/weights/dequant.ts: the legacy types, Q2_K
+and the i-quants IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS and IQ3_S) and for Q3_K, Q5_K,
 IQ4_NL and IQ4_XS, which the kernels read (kernels/lib/weights.wgsl), from llama.cpp's own Python package `gguf`
 (pip install gguf==0.19.0 numpy):
 
@@ -19,11 +20,13 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T, GGUFReader, quants
 
 FIXTURE = "../shared/fixtures/tiny-pixtral/gguf/tiny-pixtral-text-f32.gguf"
 OUT = "tests/fixtures/gguf"
-TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q2_K, T.Q3_K, T.Q5_K, T.IQ4_NL, T.IQ4_XS]
+TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q2_K, T.Q3_K, T.Q5_K, T.IQ4_NL, T.IQ4_XS,
+         T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ3_XXS, T.IQ3_S]
 # Where each type keeps its f16 scales (d, and m or dmin), by byte offset in the block (ggml-common.h).
 HALVES = {
     T.Q4_0: [0], T.Q4_1: [0, 2], T.Q5_0: [0], T.Q5_1: [0, 2], T.Q2_K: [80, 82],
     T.Q3_K: [108], T.Q5_K: [0, 2], T.IQ4_NL: [0], T.IQ4_XS: [0],
+    T.IQ2_XXS: [0], T.IQ2_XS: [0], T.IQ2_S: [0], T.IQ3_XXS: [0], T.IQ3_S: [0],
 }
 IQ4_LEVELS = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], np.float32)
 

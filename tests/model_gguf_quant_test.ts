@@ -32,6 +32,8 @@ import {
   maxAbsDiff,
   readF32,
 } from "./model_helpers.ts";
+import { buildGguf, ggufEntries, kvsOf } from "./weights_helpers.ts";
+import { randomBytes } from "./gpu_helpers.ts";
 
 const VOCAB = 2048;
 const weightBytes = (format: WeightFormat, shape: readonly number[]) =>
@@ -270,5 +272,57 @@ Deno.test("a GGUF in types decoded at load: planned as loaded, and computing wha
     assert.ok(same >= 0.7, String(same));
   } finally {
     models.forEach((m) => m.release());
+  }
+});
+
+Deno.test("an i-quant GGUF (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S) loads, planned as q4, and computes what its decoded weights compute", async () => {
+  // gguf-py cannot quantize to i-quants (they need an importance matrix): random blocks with small finite scales,
+  // whose decoding is checked bit for bit against gguf-py above.
+  const IQ = [["IQ2_XXS", 16], ["IQ2_XS", 17], ["IQ2_S", 22], ["IQ3_XXS", 18], ["IQ3_S", 21]] as const;
+  const { kvs, tensors } = await ggufEntries(fixture(LAYOUTS.gguf.model).pathname);
+  const quantized = [], decoded = [];
+  let n = 0;
+  for (const t of tensors) {
+    if (t.ne.length !== 2 || t.ne[0] % 256 !== 0) {
+      quantized.push(t);
+      decoded.push(t);
+      continue;
+    }
+    const [type, id] = IQ[n % IQ.length];
+    const { blockBytes } = CPU_DECODED[type];
+    const bytes = randomBytes((t.ne[0] * t.ne[1] / 256) * blockBytes, 100 + n++);
+    for (let at = 0; at < bytes.length; at += blockBytes) {
+      bytes.set(new Uint8Array(Float16Array.of(0.002 + (at % 7) * 1e-4).buffer), at);
+    }
+    quantized.push({ ...t, type: id, data: bytes });
+    decoded.push({ ...t, data: new Uint8Array(decodeBlocks(type, bytes).buffer) });
+  }
+  const dir = await Deno.makeTempDir();
+  try {
+    const logits = [];
+    for (const [name, entries] of [["iq", quantized], ["f32", decoded]] as const) {
+      await Deno.writeFile(`${dir}/${name}.gguf`, buildGguf(kvsOf(kvs), entries));
+      const opened = await openModel(await locateModel(`${dir}/${name}.gguf`));
+      if (name === "iq") {
+        const stored = new Map(opened.weights.tensors().map((t) => [t.name, t.dtype]));
+        const format = planMemory(opened.config, { stored, quant: "q4", ctx: 64 }).weights.decoder.format;
+        assert.equal(format, "IQ2_S→q4+IQ2_XS→q4+IQ2_XXS→q4+IQ3_S→q4+IQ3_XXS→q4");
+      }
+      const model = await PixtralModel.load(await gpu(), opened.config, opened.weights, {
+        activations: "f32",
+        kv: "f32",
+        quant: "f32",
+        kvTokens: 64,
+      });
+      opened.weights.close();
+      try {
+        logits.push(await model.sequenceLogits(manifest.text[1].ids, []));
+      } finally {
+        model.release();
+      }
+    }
+    assert.equal(maxAbsDiff(logits[0], logits[1]), 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -29,6 +29,11 @@ const TENSOR_TYPES: Record<number, DType> = {
   6: "Q5_0",
   7: "Q5_1",
   10: "Q2_K",
+  16: "IQ2_XXS",
+  17: "IQ2_XS",
+  18: "IQ3_XXS",
+  21: "IQ3_S",
+  22: "IQ2_S",
 };
 /** The types the kernels read as stored, for error messages. */
 const READ_DIRECTLY = Object.values(TENSOR_TYPES).filter((t) => !isCpuDecoded(t));
@@ -36,12 +41,7 @@ const READ_DIRECTLY = Object.values(TENSOR_TYPES).filter((t) => !isCpuDecoded(t)
 const OTHER_TYPES: Record<number, string> = {
   9: "Q8_1",
   15: "Q8_K",
-  16: "IQ2_XXS",
-  17: "IQ2_XS",
-  18: "IQ3_XXS",
   19: "IQ1_S",
-  21: "IQ3_S",
-  22: "IQ2_S",
   24: "I8",
   25: "I16",
   26: "I32",
