@@ -39,3 +39,24 @@ fn rms_norm(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: v
     y[yb + i] = Y(f32(X(f32(x[xb + i]) * r)) * weight[p.w_off + i]);
   }
 }
+
+// DoRA's merge at load (f32): each row rescaled to the length norm[row], y = x · (norm[row] / ‖x‖).
+@compute @workgroup_size(WG)
+fn row_norm_scale(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                  @builtin(num_workgroups) ng: vec3<u32>) {
+  let row = g.x + g.y * ng.x;
+  if (row >= p.rows) {
+    return;
+  }
+  let xb = p.x_off + row * p.x_stride;
+  var s = 0.0;
+  for (var i = t; i < p.dim; i += WG) {
+    let v = f32(x[xb + i]);
+    s += v * v;
+  }
+  let r = weight[p.w_off + row] / sqrt(sum_f(s, t));
+  let yb = p.y_off + row * p.y_stride;
+  for (var i = t; i < p.dim; i += WG) {
+    y[yb + i] = Y(f32(x[xb + i]) * r);
+  }
+}

@@ -22,6 +22,9 @@ with PEFT's own `save_pretrained`:
             rows of lora_B put back in Mistral's interleaved order, and `params.json`
             with {"lora": {"rank": 8, "scaling": 2.0}}.
 
+  dora/     r=4, lora_alpha=8, use_dora=True on every linear layer of the decoder and the
+            vision tower (DoRA: lora_magnitude_vector, perturbed from its start at the rows'
+            lengths).
   embed/    r=4, lora_alpha=8 on the token embedding and o_proj, the final norm in
             modules_to_save, the embedding's base weight not saved.
   plain.gguf, embed.gguf  those adapters converted by llama.cpp's own
@@ -90,7 +93,9 @@ def logits_of(model, case):
 def randomize(model, seed):
     g = torch.Generator().manual_seed(seed)
     for name, p in model.named_parameters():
-        if "lora_" in name:
+        if "lora_magnitude_vector" in name:
+            p.data = p.data * (1 + torch.randn(p.shape, generator=g) * 0.1)
+        elif "lora_" in name:
             p.data = torch.randn(p.shape, generator=g) * (0.3 if "lora_A" in name or "embedding_A" in name else 0.1)
         elif "modules_to_save" in name:
             p.data = p.data + torch.randn(p.shape, generator=g) * 0.2
@@ -113,6 +118,7 @@ ADAPTERS = {
         target_modules=r".*language_model\.(embed_tokens|layers\.\d+\.self_attn\.o_proj)",
         modules_to_save=["language_model.norm"],
     ),
+    "dora": LoraConfig(r=4, lora_alpha=8, use_dora=True, target_modules=LINEAR),
 }
 
 manifest = {

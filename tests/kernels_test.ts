@@ -15,7 +15,7 @@ import {
   scatterRowsRef,
 } from "../runtime/gpu/ops/embed.ts";
 import type { WeightType } from "../runtime/gpu/ops/linear.ts";
-import { rmsNorm, rmsNormRef } from "../runtime/gpu/ops/norm.ts";
+import { rmsNorm, rmsNormRef, rowNormScale, rowNormScaleRef } from "../runtime/gpu/ops/norm.ts";
 import { dequantizeRef } from "../runtime/gpu/ops/quantize.ts";
 import { rope, rope2d, ropeRef } from "../runtime/gpu/ops/rope.ts";
 import {
@@ -75,6 +75,23 @@ Deno.test("RMSNorm matches the reference", async (t) => {
     const x = Float32Array.from({ length: 4 * 64 }, (_, j) => wide[Math.floor(j / 64) * 96 + 16 + (j % 64)]);
     assertClose(await ctx.readFloats(yt), rmsNormRef(x, w, 4, 64, 1e-5), 1e-5, "strided rms_norm");
   });
+});
+
+Deno.test("row rescaling to given lengths (DoRA's merge) matches the reference", async () => {
+  const ctx = await context();
+  // The sum of squares in f32 against f64 over up to 14336 terms, then one product: a few ulps a term.
+  for (const [i, [rows, dim]] of [[1, 1], [3, 7], [9, 257], [4, 14336]].entries()) {
+    const x = randomFloats(rows * dim, 40 + i, 0.5), norms = randomFloats(rows, 50 + i, 2);
+    const yt = ctx.tensor("f32", [rows, dim]);
+    await run(ctx, (rec) =>
+      rowNormScale(rec, {
+        y: yt,
+        x: ctx.fromFloats("f32", [rows, dim], x),
+        norms: ctx.fromFloats("f32", [rows], norms),
+      }));
+    const ref = rowNormScaleRef(x, norms, rows, dim);
+    assertClose(await ctx.readFloats(yt), ref, (j) => 64 * EPS32 * Math.abs(ref[j]), `${rows}x${dim}`);
+  }
 });
 
 Deno.test("RoPE: decoder (interleaved, θ = 1e9) and vision 2D (θ = 1e4)", async (t) => {

@@ -84,7 +84,7 @@ async function logitsWith(
   }
 }
 
-type Reference = "peft" | "plain" | "embed";
+type Reference = "peft" | "plain" | "embed" | "dora";
 const MERGES: [string, keyof typeof LAYOUTS, string, Reference, number, readonly Case[]][] = [
   // rank_pattern, alpha_pattern, the embedding's lora_embedding_A/B, modules_to_save, vision and projector.
   ["a PEFT adapter on the Hugging Face layout", "hf", "peft", "peft", 31, CASES],
@@ -104,6 +104,9 @@ const MERGES: [string, keyof typeof LAYOUTS, string, Reference, number, readonly
   // An embedding update without its saved base weight, and the GGUF's transposed token_embd.lora_a.
   ["a PEFT embedding update on the Mistral layout", "mistral", "embed", "embed", 3, CASES],
   ["llama.cpp's LoRA GGUF of an embedding update", "gguf", "embed.gguf", "embed", 3, CASES],
+  // DoRA: each row rescaled to its magnitude after the update (q/k magnitudes reordered like their rows).
+  ["a PEFT DoRA adapter on the Hugging Face layout", "hf", "dora", "dora", 28, CASES],
+  ["a PEFT DoRA adapter on the Mistral layout", "mistral", "dora", "dora", 28, CASES],
 ];
 
 for (const [what, layout, adapter, expected, count, cases] of MERGES) {
@@ -120,7 +123,7 @@ for (const [what, layout, adapter, expected, count, cases] of MERGES) {
 }
 
 Deno.test("LoRA: the reference logits are not the base model's (a merge that did nothing would fail above)", async () => {
-  for (const adapter of ["peft", "plain", "embed"] as const) {
+  for (const adapter of ["peft", "plain", "embed", "dora"] as const) {
     const base = await readF32(`golden/model/${manifest.multimodal[0].logits.file}`);
     assert.ok(maxAbsDiff(base, await reference(adapter, "mm_gradient_64x48")) > 1, adapter);
   }
@@ -290,7 +293,7 @@ Deno.test("LoRA adapters that cannot be merged say why, naming the file and the 
   try {
     await refused(
       await peftVariant(dir, (c) => c.use_dora = true),
-      /use_dora true: DoRA is not supported: merge it with PEFT.s merge_and_unload/,
+      /tensor "tok_embeddings\.weight": has no lora_magnitude_vector \(use_dora is set\)/,
     );
     await refused(await peftVariant(dir, (c) => c.peft_type = "LOHA"), /peft_type "LOHA": only LoRA/);
     await refused(
@@ -373,6 +376,10 @@ Deno.test("LoRA adapters that cannot be merged say why, naming the file and the 
       /tensor "tok_embeddings\.weight": .*replaced by two adapters/,
     );
     await assert.rejects(() => openModelFiles({ lora: [`${DIR}peft`] }), /--lora needs --model/);
+    await assert.rejects(
+      () => openModelFiles({ ...modelPath("hf"), lora: [`${DIR}plain`, `${DIR}dora`] }),
+      /dora\/adapter_model\.safetensors: tensor ".*": is a DoRA update, which cannot be combined with another/,
+    );
     // Without --model, the base model a PEFT adapter names: a folder here, or a hub model (hub_test.ts).
     const named = await peftVariant(dir, (c) => c.base_model_name_or_path = fixture("hf").pathname);
     assert.equal((await withLocalModel({ lora: [named] })).model, fixture("hf").pathname);

@@ -9,6 +9,7 @@
 import type { GpuContext } from "../gpu/context.ts";
 import { type DType, isBlockFormat, rowBytes } from "../gpu/dtype.ts";
 import { linear } from "../gpu/ops/linear.ts";
+import { rowNormScale } from "../gpu/ops/norm.ts";
 import { convert, dequantize, quantize } from "../gpu/ops/quantize.ts";
 import { randomUniform } from "../gpu/ops/random.ts";
 import type { Recorder } from "../gpu/recorder.ts";
@@ -241,7 +242,10 @@ function decodedChunkBytes(pool: BlockDecoder, k: number, storedRow: number): nu
   return Math.max(1, Math.floor(pool.threads * DECODED_BYTES / (4 * k))) * storedRow;
 }
 
-/** A chunk of rows from row `first` of a weight plus their LoRA update, as f32: W + left · rightᵀ. */
+/**
+ * A chunk of rows from row `first` of a weight plus their LoRA update, as f32: W + left · rightᵀ, each row then
+ * rescaled to its DoRA magnitude where the update has one.
+ */
 function addLowRank(rec: Recorder, src: Tensor, update: LowRank, first: number): Tensor {
   const [count, k] = src.shape, r = update.rank;
   const sum = src.dtype === "f32" ? src : rec.scratch("f32", [count, k]);
@@ -253,7 +257,14 @@ function addLowRank(rec: Recorder, src: Tensor, update: LowRank, first: number):
     w: rec.upload("f32", [k, r], update.right),
     accumulate: true,
   });
-  return sum;
+  if (!update.magnitude) return sum;
+  const rescaled = rec.scratch("f32", [count, k]);
+  rowNormScale(rec, {
+    y: rescaled,
+    x: sum,
+    norms: rec.upload("f32", [count], update.magnitude.subarray(first, first + count)),
+  });
+  return rescaled;
 }
 
 /**

@@ -1,4 +1,4 @@
-/** RMSNorm (kernels/norm.wgsl) and its CPU reference. */
+/** RMSNorm and DoRA's row rescaling (kernels/norm.wgsl), and their CPU references. */
 import { roundTo } from "../dtype.ts";
 import { Params, type Recorder } from "../recorder.ts";
 import type { Tensor } from "../tensor.ts";
@@ -40,6 +40,50 @@ export function rmsNorm(rec: Recorder, { y, x, weight, eps }: RmsNormArgs): void
     ),
     x.rows,
   );
+}
+
+/** y = x with each row rescaled to the length norms[row] (DoRA's merge; f32, at load), x and y [rows, dim]. */
+export function rowNormScale(rec: Recorder, { y, x, norms }: { y: Tensor; x: Tensor; norms: Tensor }): void {
+  if (x.dtype !== "f32" || y.dtype !== "f32") throw new TypeError(`rowNormScale: x and y must be f32`);
+  sameShape(x, y, "rowNormScale");
+  if (norms.dtype !== "f32" || norms.size !== x.rows) {
+    throw new RangeError(`rowNormScale: norms must be f32 [${x.rows}], got ${norms}`);
+  }
+  const kernel = rec.ctx.kernel({
+    file: "norm.wgsl",
+    entry: "row_norm_scale",
+    aliases: { X: "f32", Y: "f32" },
+    bindings: ["read", "read", "write"],
+  });
+  const [xb, wb, yb] = [rec.bind(x), rec.bind(norms), rec.bind(y)];
+  rec.dispatch(
+    kernel,
+    [xb, wb, yb],
+    new Params().u32(x.rows, x.rowLength).f32(0).u32(
+      xb.offset,
+      x.rowStride,
+      yb.offset,
+      y.rowStride,
+      wb.offset,
+    ),
+    x.rows,
+  );
+}
+
+/** CPU reference of rowNormScale, in f64. */
+export function rowNormScaleRef(
+  x: Float32Array,
+  norms: Float32Array,
+  rows: number,
+  dim: number,
+): Float64Array {
+  const y = new Float64Array(rows * dim);
+  for (let r = 0; r < rows; r++) {
+    const row = x.subarray(r * dim, (r + 1) * dim);
+    const scale = norms[r] / Math.sqrt(row.reduce((s, v) => s + v * v, 0));
+    for (let i = 0; i < dim; i++) y[r * dim + i] = row[i] * scale;
+  }
+  return y;
 }
 
 /** CPU reference: f64 mean of squares, normalised value rounded to the activation type, times the weight. */

@@ -29,11 +29,15 @@ import { rotateHalfToInterleaved } from "./permute.ts";
 import { SafetensorsFile, type StoredTensor } from "./safetensors.ts";
 import type { TensorChunk, TensorInfo, WeightSource } from "./source.ts";
 
-/** The update of one weight [rows, k]: W += left · rightᵀ, left [rows, R] (scale applied), right [k, R], f32. */
+/**
+ * The update of one weight [rows, k]: W += left · rightᵀ, left [rows, R] (scale applied), right [k, R], f32; with
+ * DoRA's magnitude [rows], each row of the sum is then rescaled to its length.
+ */
 export interface LowRank {
   left: Float32Array;
   right: Float32Array;
   rank: number;
+  magnitude?: Float32Array;
 }
 
 /**
@@ -42,10 +46,11 @@ export interface LowRank {
  */
 type Orientation = "linear" | "embedding" | "embedding-transposed";
 
-/** One adapter's update of one weight: scale times Δ. */
+/** One adapter's update of one weight: scale times Δ, and for DoRA the length of each row after it. */
 interface Update {
   a: StoredTensor;
   b: StoredTensor;
+  magnitude?: StoredTensor;
   scale: number;
   orientation: Orientation;
   spec: TensorSpec;
@@ -74,7 +79,6 @@ const CONVERT_FIRST = "the adapter assumes a changed base model; save it convert
 
 /** PEFT settings under which an adapter is not a plain W + s·B·A on the base weights: why each is refused. */
 const PEFT_REFUSED: [string, (v: unknown) => boolean, string][] = [
-  ["use_dora", (v) => v === true, `DoRA is not supported: ${MERGE_FIRST}`],
   ["lora_bias", (v) => v === true, `LoRA biases are not supported: ${MERGE_FIRST}`],
   ["fan_in_fan_out", (v) => v === true, "fan_in_fan_out (GPT-2 Conv1D) adapters do not fit this model"],
   ["use_qalora", (v) => v === true, `QALoRA is not supported: ${MERGE_FIRST}`],
@@ -117,6 +121,7 @@ const PEFT_REFUSED: [string, (v: unknown) => boolean, string][] = [
 type Patterns = [RegExp, number][];
 
 interface PeftConfig {
+  dora: boolean;
   r: number;
   alpha: number;
   rslora: boolean;
@@ -154,6 +159,7 @@ function peftConfig(json: unknown, path: string): PeftConfig {
     });
   };
   return {
+    dora: c.use_dora === true,
     r: number(c.r, "r"),
     alpha: number(c.lora_alpha ?? 8, "lora_alpha"), // PEFT's default
     rslora: c.use_rslora === true,
@@ -242,7 +248,7 @@ async function findAdapter(
 function parseName(
   kind: LoraAdapter["kind"],
   name: string,
-): { weight: string; part: "A" | "B" | "whole"; embedding: boolean } | null {
+): { weight: string; part: "A" | "B" | "M" | "whole"; embedding: boolean } | null {
   if (kind === "gguf") {
     const low = /^(.+)\.lora_(a|b)$/.exec(name);
     if (low) {
@@ -255,6 +261,8 @@ function parseName(
     if (!rest.startsWith("base_model.model.")) return null;
     rest = rest.slice("base_model.model.".length).replace(/\.(base_layer|modules_to_save)(?=\.)/g, "");
   }
+  const magnitude = /^(.+)\.lora_magnitude_vector(?:\.weight)?$/.exec(rest);
+  if (magnitude) return { weight: `${magnitude[1]}.weight`, part: "M", embedding: false };
   const low = /^(.+)\.lora_(A|B)\.weight$/.exec(rest) ?? /^(.+)\.lora_embedding_(A|B)$/.exec(rest);
   if (low) {
     return {
@@ -309,7 +317,7 @@ export async function openLora(path: string, config: ModelConfig): Promise<LoraA
     const specs = new Map(expectedTensors(config).map((s) => [s.name, s]));
     const pairs = new Map<
       string,
-      { a?: StoredTensor; b?: StoredTensor; embedding: boolean; module: string }
+      { a?: StoredTensor; b?: StoredTensor; m?: StoredTensor; embedding: boolean; module: string }
     >();
     const whole = new Map<string, Whole>();
     const skipped: string[] = [];
@@ -348,11 +356,12 @@ export async function openLora(path: string, config: ModelConfig): Promise<LoraA
       // PEFT's rank and alpha patterns match the module: the weight's name without `.weight`.
       const module = parsed!.weight.replace(/\.weight$/, "");
       const pair = pairs.get(spec!.name) ?? { embedding: parsed!.embedding, module };
-      pair[parsed!.part === "A" ? "a" : "b"] = t;
+      pair[parsed!.part === "A" ? "a" : parsed!.part === "B" ? "b" : "m"] = t;
+      pair.embedding ||= parsed!.embedding;
       pairs.set(spec!.name, pair);
     }
     const updates = new Map<string, Update>();
-    for (const [name, { a, b, embedding, module }] of pairs) {
+    for (const [name, { a, b, m, embedding, module }] of pairs) {
       const spec = specs.get(name)!;
       const missing = a ? undefined : "A";
       if (!a || !b) {
@@ -382,12 +391,25 @@ export async function openLora(path: string, config: ModelConfig): Promise<LoraA
           }, which do not fit the weight ${JSON.stringify(spec.shape)}`,
         );
       }
+      // DoRA (PEFT's use_dora): W' = magnitude / ‖W + Δ‖ · (W + Δ), row by row (Liu et al., 2024).
+      if (peft?.dora && !m) {
+        throw new WeightFileError(
+          "missing",
+          file.path,
+          "has no lora_magnitude_vector (use_dora is set)",
+          name,
+        );
+      }
+      if (m && orientation !== "linear") fail("format", m, "is DoRA on an embedding, which is not supported");
+      if (m && m.shape.join() !== String(rows)) {
+        fail("shape", m, `has shape ${JSON.stringify(m.shape)} but the weight has ${rows} rows`);
+      }
       const scale = peft
         ? peftScale(peft, module, rank, found.config!, a.name)
         : found.kind === "gguf"
         ? (alpha ? alpha / rank : 1)
         : scaling;
-      updates.set(name, { a, b, scale, orientation, spec });
+      updates.set(name, { a, b, magnitude: m, scale, orientation, spec });
     }
     if (updates.size === 0 && whole.size === 0) {
       throw new WeightFileError(
@@ -411,7 +433,7 @@ async function floats(t: StoredTensor): Promise<Float32Array> {
 
 /** The update of one weight by the adapters that change it, their ranks side by side (one product adds all). */
 async function lowRankOf(name: string, adapters: readonly LoraAdapter[]): Promise<LowRank | undefined> {
-  const parts: { left: Float32Array; right: Float32Array; rank: number }[] = [];
+  const parts: LowRank[] = [];
   for (const adapter of adapters) {
     const u = adapter.updates.get(name);
     if (!u) continue;
@@ -434,15 +456,14 @@ async function lowRankOf(name: string, adapters: readonly LoraAdapter[]): Promis
       for (let i = 0; i < rows * rank; i++) left[i] = a[i] * u.scale;
     }
     const rope = adapter.layout === "hf" ? u.spec.rope : undefined;
-    parts.push({
-      left: rope
+    const rows4 = (values: Float32Array, width: number) =>
+      rope
         ? new Float32Array(
-          rotateHalfToInterleaved(new Uint8Array(left.buffer), rank * 4, rope.headDim).buffer,
+          rotateHalfToInterleaved(new Uint8Array(values.buffer), width * 4, rope.headDim).buffer,
         )
-        : left,
-      right,
-      rank,
-    });
+        : values;
+    const magnitude = u.magnitude && rows4(await floats(u.magnitude), 1);
+    parts.push({ left: rows4(left, rank), right, rank, ...magnitude ? { magnitude } : {} });
   }
   if (parts.length === 0) return undefined;
   if (parts.length === 1) return parts[0];
@@ -505,6 +526,20 @@ export function withLora(base: WeightSource, adapters: readonly LoraAdapter[]): 
     throw err;
   }
   const merged = new Set(adapters.flatMap((a) => [...a.updates.keys()]));
+  for (const [i, adapter] of adapters.entries()) {
+    for (const [name, u] of adapter.updates) {
+      const other = adapters.find((o, j) => j !== i && o.updates.has(name));
+      if (u.magnitude && other) {
+        adapters.forEach((a) => a.file.close());
+        throw new WeightFileError(
+          "unsupported",
+          adapter.file.path,
+          `is a DoRA update, which cannot be combined with another adapter's (${other.file.path})`,
+          name,
+        );
+      }
+    }
+  }
   const rowBytes = (w: Replaced) =>
     w.stored.byteLength / w.info.shape.slice(0, -1).reduce((n, d) => n * d, 1);
   const read = async (w: Replaced, at: number, length: number) => {
