@@ -57,6 +57,14 @@ function repos(): Record<string, FakeRepo> {
         "README.md": { bytes: new TextEncoder().encode("# adapter"), lfs: false },
       },
     },
+    "tiny/pixtral-lora-gguf": {
+      commit: COMMIT_B,
+      branches: { main: COMMIT_B },
+      files: {
+        "pixtral-lora-F32.gguf": { bytes: Deno.readFileSync(`${LORA}../plain.gguf`), lfs: true },
+        "pixtral-embed-F32.gguf": { bytes: Deno.readFileSync(`${LORA}../embed.gguf`), lfs: true },
+      },
+    },
     "tiny/pixtral-gguf": {
       commit: COMMIT_C,
       branches: { main: COMMIT_C },
@@ -397,6 +405,22 @@ Deno.test("--lora hf:ORG/REPO pulls a PEFT adapter repository into the cache and
     const alone = await withLocalModel({ lora: ["hf:tiny/pixtral-lora"] }, options);
     assert.equal(alone.model, `${options.cache}/models--tiny--pixtral-native/snapshots/${COMMIT_A}`);
     assert.equal(alone.name, "tiny/pixtral-native");
+    // A repository of LoRA GGUFs: one file, chosen by :TAG where there are several.
+    await assert.rejects(
+      () => withLocalModel({ model: local.model, lora: ["hf:tiny/pixtral-lora-gguf"] }, options),
+      /several LoRA GGUF files: choose one with hf:ORG\/REPO:TAG among pixtral-embed-F32.gguf, pixtral-lora-F32.gguf/,
+    );
+    const tagged = await withLocalModel(
+      { model: local.model, lora: ["hf:tiny/pixtral-lora-gguf:lora-F32"] },
+      options,
+    );
+    assert.deepEqual(tagged.lora, [
+      `${options.cache}/models--tiny--pixtral-lora-gguf/snapshots/${COMMIT_B}/pixtral-lora-F32.gguf`,
+    ]);
+    const merged = await openModelFiles(tagged);
+    merged.weights.close();
+    merged.tokenizer.free();
+    assert.equal(merged.weights.merged?.size, 14);
   });
 });
 

@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { log } from "../log.ts";
 import { cacheRoot, HubError, HubUnreachableError, parseRepoRef, resolveCachedRepo } from "./cache.ts";
-import { type FileChoice, pickGguf, pull, type PullOptions, selectFiles } from "./pull.ts";
+import { type FileChoice, pickAdapterGguf, pickGguf, pull, type PullOptions, selectFiles } from "./pull.ts";
 import { missingParts } from "../model/locate.ts";
 
 export interface HubModel {
@@ -59,6 +59,13 @@ async function fromSnapshot(dir: string, spec: string, choice: FileChoice): Prom
   const paths = await listFiles(dir);
   const fail = (why: string) =>
     new HubError(`${spec} in the cache (${dir}): ${why}; pixtral pull ${spec} fetches it`);
+  if (choice.adapter && paths.some((p) => p.endsWith(".gguf"))) {
+    try {
+      return { path: join(dir, pickAdapterGguf(paths, choice.quant)), mmproj: null };
+    } catch (err) {
+      throw fail((err as Error).message);
+    }
+  }
   if (paths.some((p) => p.endsWith(".gguf"))) {
     let picked;
     try {
@@ -85,7 +92,7 @@ async function fromSnapshot(dir: string, spec: string, choice: FileChoice): Prom
 export async function resolveHubModel(spec: string, options: HubModelOptions = {}): Promise<HubModel> {
   const { quant } = parseRepoRef(spec);
   const cache = options.cache ?? cacheRoot();
-  const choice: FileChoice = { quant, configOnly: options.configOnly };
+  const choice: FileChoice = { quant, configOnly: options.configOnly, adapter: options.adapter };
   if (options.offline ?? offlineFromEnv()) {
     return await fromSnapshot(await resolveCachedRepo(spec, cache), spec, choice);
   }

@@ -65,7 +65,25 @@ export function pickGguf(paths: string[], quant = DEFAULT_QUANT): { text: string
   return { text: matching[0], mmproj: preferredMmproj(mmprojs, quant) };
 }
 
+/**
+ * The LoRA GGUF among a repository's files: the only one, or of several the one `:TAG` names (as a quantization
+ * tag names a model's, `...-F16.gguf`).
+ */
+export function pickAdapterGguf(paths: string[], tag?: string): string {
+  const ggufs = paths.filter((p) => p.endsWith(".gguf")).sort();
+  const matching = tag === undefined ? ggufs : ggufs.filter((p) => taggedAs(tag).test(base(p)));
+  if (matching.length !== 1) {
+    throw new HubError(
+      `${matching.length ? "several" : "no"} LoRA GGUF files${tag === undefined ? "" : ` tagged ${tag}`}: ` +
+        `choose one with hf:ORG/REPO:TAG among ${ggufs.join(", ")}`,
+    );
+  }
+  return matching[0];
+}
+
 export interface FileChoice {
+  /** A LoRA adapter's repository: its adapter files, or one LoRA GGUF (pickAdapterGguf). */
+  adapter?: boolean;
   /** Glob patterns (`*` within a path segment, `**` across, `?`); they replace the default choice. */
   include?: string[];
   /** For a GGUF repository, the quantization to fetch (default Q4_K_M). */
@@ -93,6 +111,10 @@ export function selectFiles(files: RepoFile[], choice: FileChoice = {}): RepoFil
     return chosen;
   }
   const names = files.map((f) => f.path);
+  if (choice.adapter && names.some((n) => n.endsWith(".gguf"))) {
+    const picked = pickAdapterGguf(names, quant);
+    return files.filter((f) => f.path === picked);
+  }
   if (names.some((n) => n.endsWith(".gguf"))) {
     const { text, mmproj } = pickGguf(names, quant);
     return files.filter((f) => f.path === text || f.path === mmproj);

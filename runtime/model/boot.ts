@@ -120,7 +120,10 @@ async function adapterBase(path: string): Promise<string> {
   return `hf:${base}`;
 }
 
-/** LoRA adapters on local disk: `hf:ORG/REPO[@REVISION]` ones pulled into the hub cache (all of their files). */
+/**
+ * LoRA adapters on local disk: `hf:ORG/REPO[:TAG][@REVISION]` ones pulled into the hub cache (a PEFT or
+ * mistral-finetune repository's files, or one LoRA GGUF: the only one, or the one TAG names).
+ */
 export async function localAdapters(
   paths: string[] | undefined,
   hub: HubModelOptions = {},
@@ -128,9 +131,8 @@ export async function localAdapters(
   if (!paths) return undefined;
   const local = [];
   for (const path of paths) {
-    local.push(
-      path.startsWith("hf:") ? (await resolveHubModel(path, { ...hub, configOnly: false })).path : path,
-    );
+    const adapter = { ...hub, configOnly: false, adapter: true };
+    local.push(path.startsWith("hf:") ? (await resolveHubModel(path, adapter)).path : path);
   }
   return local;
 }
