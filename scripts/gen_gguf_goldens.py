@@ -12,6 +12,7 @@ IQ4_NL and IQ4_XS, which the kernels read (kernels/lib/weights.wgsl), from llama
 Run from the repository root: python3 scripts/gen_gguf_goldens.py
 """
 import base64
+import hashlib
 import json
 import struct
 
@@ -52,6 +53,11 @@ def blocks_golden():
         values = quants.dequantize(raw.reshape(1, -1), t).astype(np.float32)
         assert np.isfinite(values).all()
         out[t.name] = {"blocks": b64(raw), "values": b64(values)}
+        cls = quants._type_traits[t]
+        if getattr(cls, "grid_hex", None) is not None:
+            # Four random blocks use a fraction of a grid's rows: the whole grid, as gguf-py unpacks it, by hash.
+            cls.init_grid()
+            out[t.name]["grid_sha256"] = hashlib.sha256(cls.grid.astype(np.uint8).tobytes()).hexdigest()
     with open(f"{OUT}/blocks.json", "w") as f:
         json.dump(out, f, indent=1)
         f.write("\n")

@@ -15,7 +15,7 @@ import type { WeightSource } from "../runtime/model/weights/source.ts";
 import { fixture } from "./helpers.ts";
 import { planMemory, WEIGHT_BITS, type WeightFormat } from "../runtime/model/plan.ts";
 import { BlockDecoder } from "../runtime/model/weights/decode_pool.ts";
-import { decodeBlocks } from "../runtime/model/weights/dequant.ts";
+import { decodeBlocks, grid, type IqType } from "../runtime/model/weights/dequant.ts";
 import {
   CPU_DECODED,
   type CpuDecodedType,
@@ -151,7 +151,7 @@ Deno.test("GGUF Q4_K_M logits equal those of its weights dequantized on the CPU 
 });
 
 Deno.test("GGUF blocks decode exactly as llama.cpp's gguf-py: on the CPU at load (Q4_0 ... Q2_K), Q3_K, Q5_K and IQ4 on the GPU", async () => {
-  const golden: Record<string, { blocks: string; values: string }> = JSON.parse(
+  const golden: Record<string, { blocks: string; values: string; grid_sha256?: string }> = JSON.parse(
     await Deno.readTextFile(new URL("./fixtures/gguf/blocks.json", import.meta.url)),
   );
   assert.deepEqual(
@@ -159,7 +159,12 @@ Deno.test("GGUF blocks decode exactly as llama.cpp's gguf-py: on the CPU at load
     [...Object.keys(CPU_DECODED), "Q3_K", "Q5_K", "IQ4_NL", "IQ4_XS"].sort(),
   );
   const ctx = await gpu();
-  for (const [type, { blocks, values }] of Object.entries(golden)) {
+  for (const [type, { blocks, values, grid_sha256 }] of Object.entries(golden)) {
+    if (grid_sha256) {
+      // The random blocks reach a fraction of an i-quant grid's rows: the whole grid, unpacked, against gguf-py's.
+      const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", grid(type as IqType)));
+      assert.equal(digest.toHex(), grid_sha256, `${type} grid`);
+    }
     const want = new Float32Array(Uint8Array.fromBase64(values).buffer);
     const bytes = Uint8Array.fromBase64(blocks);
     const decoded: [string, Float32Array][] = [];

@@ -166,11 +166,11 @@ const KSIGNS = Uint8Array.from({ length: 128 }, (_, i) => {
   return i | ((bits & 1) << 7);
 });
 
-type IqType = keyof typeof IQ_GRIDS;
-const grids = new Map<IqType, Uint8Array>();
+export type IqType = keyof typeof IQ_GRIDS;
+const grids = new Map<IqType, Uint8Array<ArrayBuffer>>();
 
 /** A grid's values, row after row, unpacked (once) as gguf-py's init_grid unpacks them. */
-function grid(type: IqType): Uint8Array {
+export function grid(type: IqType): Uint8Array<ArrayBuffer> {
   let g = grids.get(type);
   if (!g) {
     const { rows, width, values, hex } = IQ_GRIDS[type];

@@ -528,13 +528,14 @@ export function withLora(base: WeightSource, adapters: readonly LoraAdapter[]): 
   const merged = new Set(adapters.flatMap((a) => [...a.updates.keys()]));
   for (const [i, adapter] of adapters.entries()) {
     for (const [name, u] of adapter.updates) {
-      const other = adapters.find((o, j) => j !== i && o.updates.has(name));
+      // DoRA's norms are of this adapter's sum with the base weight; another update or a replacement would change it.
+      const other = adapters.find((o, j) => (j !== i && o.updates.has(name)) || o.whole.has(name));
       if (u.magnitude && other) {
         adapters.forEach((a) => a.file.close());
         throw new WeightFileError(
           "unsupported",
           adapter.file.path,
-          `is a DoRA update, which cannot be combined with another adapter's (${other.file.path})`,
+          `is a DoRA update, which cannot be combined with another update or replacement of it (${other.file.path})`,
           name,
         );
       }
