@@ -198,12 +198,17 @@ Deno.test("an unsupported or wrong dtype names the file and tensor", async () =>
       weightError("dtype", `${dir}/text.gguf`, "norm.weight", /Q4_0/),
     );
 
-    norm.type = 16; // IQ2_XXS: 66 bytes per 256
-    norm.data = new Uint8Array(66);
+    norm.type = 19; // IQ1_S: 50 bytes per 256
+    norm.data = new Uint8Array(50);
     await Deno.writeFile(`${dir}/text.gguf`, buildGguf(kvsOf(kvs), tensors));
     await assert.rejects(
       () => openDir(`${dir}/text.gguf`),
-      weightError("unsupported", `${dir}/text.gguf`, "output_norm.weight", /IQ2_XXS.*decoded at load/),
+      weightError(
+        "unsupported",
+        `${dir}/text.gguf`,
+        "output_norm.weight",
+        /IQ1_S is not supported.*IQ3_S are decoded at load/,
+      ),
     );
   });
 });
