@@ -1,6 +1,6 @@
 /**
- * RMSNorm, DoRA's row rescaling, RoPE (1D and 2D), SwiGLU, exact GELU, residual add, embedding lookup and row scatter against their
- * CPU references, at odd sizes and Pixtral's (5120, 1024, 14336, 131072-row tables).
+ * RMSNorm, DoRA's row rescaling, RoPE (1D and 2D), SwiGLU, exact GELU, residual add, embedding lookup and row
+ * scatter against their CPU references, at odd sizes and Pixtral's (5120, 1024, 14336, 131072-row tables).
  */
 import assert from "node:assert/strict";
 import type { GpuContext } from "../runtime/gpu/context.ts";
