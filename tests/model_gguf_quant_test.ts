@@ -280,7 +280,7 @@ Deno.test("a GGUF in types decoded at load: planned as loaded, and computing wha
   }
 });
 
-Deno.test("an i-quant GGUF (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S) loads, planned as q4, and computes what its decoded weights compute", async () => {
+Deno.test("an i-quant GGUF (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S), planned as q4, computes its decoded weights", async () => {
   // gguf-py cannot quantize to i-quants (they need an importance matrix): random blocks with small finite scales,
   // whose decoding is checked bit for bit against gguf-py above.
   const IQ = [["IQ2_XXS", 16], ["IQ2_XS", 17], ["IQ2_S", 22], ["IQ3_XXS", 18], ["IQ3_S", 21]] as const;

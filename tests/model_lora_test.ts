@@ -122,7 +122,7 @@ for (const [what, layout, adapter, expected, count, cases] of MERGES) {
   });
 }
 
-Deno.test("LoRA: the reference logits are not the base model's (a merge that did nothing would fail above)", async () => {
+Deno.test("LoRA: the reference logits are not the base model's (a merge doing nothing fails above)", async () => {
   for (const adapter of ["peft", "plain", "embed", "dora"] as const) {
     const base = await readF32(`golden/model/${manifest.multimodal[0].logits.file}`);
     assert.ok(maxAbsDiff(base, await reference(adapter, "mm_gradient_64x48")) > 1, adapter);

@@ -244,7 +244,7 @@ async function findAdapter(
   return { kind: "mistral-finetune", weights, config: await exists(params) ? params : undefined };
 }
 
-/** A tensor name of the adapter split into the name of the weight it belongs to (in the adapter's layout) and its part. */
+/** An adapter tensor's name split into the weight it belongs to (named in the adapter's layout) and its part. */
 function parseName(
   kind: LoraAdapter["kind"],
   name: string,
