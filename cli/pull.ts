@@ -5,7 +5,7 @@ import { offlineFromEnv, resolveHubModel } from "../runtime/hub/model.ts";
 import { UsageError } from "./args.ts";
 import { parseArgs } from "node:util";
 
-export const usage = `pixtral pull hf:ORG/REPO[:QUANT][@REVISION] [--include GLOB]... [--cache DIR]
+export const usage = `pixtral pull hf:ORG/REPO[:QUANT][@REVISION] [--include GLOB]... [--lora] [--cache DIR]
 
 Downloads a model from the Hugging Face hub into the local cache (the layout huggingface_hub uses, so either
 tool finds what the other fetched), resuming interrupted downloads and checking every file's size and hash.
@@ -16,6 +16,8 @@ Then use it with --model hf:ORG/REPO[:QUANT][@REVISION] (which also pulls what t
   --include GLOB  files to fetch instead (repeatable; * within a folder, ** across). Default: the model's files
                   (params.json, consolidated*.safetensors, tekken.json; or the Hugging Face JSON and
                   safetensors files; or a GGUF quantization, above)
+  --lora          the repository is a LoRA adapter's (for --lora): its PEFT files, or one LoRA GGUF (the
+                  only one, or the one :TAG names)
   --cache DIR     cache folder (default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub)
 
   HF_ENDPOINT     hub address (default https://huggingface.co), e.g. a mirror
@@ -27,7 +29,11 @@ export async function pull(argv: string[]): Promise<void> {
   try {
     parsed = parseArgs({
       args: argv,
-      options: { include: { type: "string", multiple: true }, cache: { type: "string" } },
+      options: {
+        include: { type: "string", multiple: true },
+        lora: { type: "boolean" },
+        cache: { type: "string" },
+      },
       allowPositionals: true,
       strict: true,
     });
@@ -42,12 +48,13 @@ export async function pull(argv: string[]): Promise<void> {
   const cache = parsed.values.cache ?? cacheRoot();
   if (offlineFromEnv()) {
     if (parsed.values.include) throw new UsageError("--include needs the hub, and HF_HUB_OFFLINE is set");
-    const { path } = await resolveHubModel(spec, { cache, offline: true });
+    const { path } = await resolveHubModel(spec, { cache, offline: true, adapter: parsed.values.lora });
     console.log(JSON.stringify({ model: spec, path, offline: true }));
     return;
   }
   const result = await pullRepo(spec, {
     include: parsed.values.include,
+    adapter: parsed.values.lora,
     cache,
   });
   console.log(

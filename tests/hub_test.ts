@@ -486,6 +486,11 @@ Deno.test("pixtral pull (the command) downloads with HF_ENDPOINT/HF_HUB_CACHE, t
     assert.equal(plan.code, 0, new TextDecoder().decode(plan.stderr));
     assert.equal(JSON.parse(new TextDecoder().decode(plan.stdout)).config.decoder.dim, 256);
 
+    // A repository of LoRA GGUFs, with --lora: the one :TAG names.
+    const lora = await pixtral(["pull", "hf:tiny/pixtral-lora-gguf:lora-F32", "--lora"], env).output();
+    assert.equal(lora.code, 0, new TextDecoder().decode(lora.stderr));
+    assert.deepEqual(JSON.parse(new TextDecoder().decode(lora.stdout)).files, ["pixtral-lora-F32.gguf"]);
+
     const gated = await pixtral(["pull", "hf:tiny/pixtral-hf"], env).output();
     assert.equal(gated.code, 1);
     assert.match(new TextDecoder().decode(gated.stderr), /pixtral pull: .*access denied.*set HF_TOKEN/);
