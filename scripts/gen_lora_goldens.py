@@ -27,8 +27,9 @@ with PEFT's own `save_pretrained`:
             lengths).
   embed/    r=4, lora_alpha=8 on the token embedding and o_proj, the final norm in
             modules_to_save, the embedding's base weight not saved.
-  plain.gguf, embed.gguf  those adapters converted by llama.cpp's own
-            convert_lora_to_gguf.py (text layers only, as it converts; f32), when LLAMA_CPP
+  plain.gguf, embed.gguf, plain-q8_0.gguf  those adapters converted by llama.cpp's own
+            convert_lora_to_gguf.py (text layers only, as it converts; f32, and lora_a in
+            Q8_0 with lora_b in f16 for --outtype q8_0), when LLAMA_CPP
             names a llama.cpp checkout (the llama-cpp-python sdist's vendor/llama.cpp is one).
 
 For each adapter the logits of the PEFT model's own forward (adapters unmerged, float32)
@@ -185,13 +186,14 @@ write_json(os.path.join(out, "mistral/params.json"), params)
 manifest["adapters"]["mistral"] = {"folder": "mistral", "same_function_as": "plain"}
 
 llama_cpp = os.environ.get("LLAMA_CPP")
-for adapter in ["plain", "embed"] if llama_cpp else []:
+for adapter, outtype, file in [("plain", "f32", "plain.gguf"), ("embed", "f32", "embed.gguf"),
+                                ("plain", "q8_0", "plain-q8_0.gguf")] if llama_cpp else []:
     subprocess.run(
         [sys.executable, os.path.join(llama_cpp, "convert_lora_to_gguf.py"), "--base", os.path.join(fixture, "hf"),
-         "--outtype", "f32", "--outfile", os.path.join(out, f"{adapter}.gguf"), os.path.join(out, adapter)],
+         "--outtype", outtype, "--outfile", os.path.join(out, file), os.path.join(out, adapter)],
         check=True, env={**os.environ, "PYTHONPATH": os.path.join(llama_cpp, "gguf-py") + os.pathsep + llama_cpp},
     )
-    manifest["adapters"][f"{adapter}.gguf"] = {"file": f"{adapter}.gguf", "same_function_as": f"{adapter} (text layers)"}
+    manifest["adapters"][file] = {"file": file, "same_function_as": f"{adapter} (text layers, {outtype})"}
 
 write_json(os.path.join(out, "manifest.json"), manifest)
 print(json.dumps(manifest["adapters"]["peft"]["keys"], indent=1))

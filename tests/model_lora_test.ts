@@ -26,7 +26,14 @@ import {
   maxAbsDiff,
   readF32,
 } from "./model_helpers.ts";
-import { readSafetensors, tempDir, writeSafetensors } from "./weights_helpers.ts";
+import {
+  buildGguf,
+  ggufEntries,
+  kvsOf,
+  readSafetensors,
+  tempDir,
+  writeSafetensors,
+} from "./weights_helpers.ts";
 
 const DIR = new URL("./fixtures/lora/", import.meta.url).pathname;
 const CASES = ["text_six", "mm_gradient_64x48"] as const;
@@ -126,6 +133,27 @@ Deno.test("LoRA: the reference logits are not the base model's (a merge doing no
   for (const adapter of ["peft", "plain", "embed", "dora"] as const) {
     const base = await readF32(`golden/model/${manifest.multimodal[0].logits.file}`);
     assert.ok(maxAbsDiff(base, await reference(adapter, "mm_gradient_64x48")) > 1, adapter);
+  }
+});
+
+Deno.test("LoRA: llama.cpp's --outtype q8_0 conversion (lora_a in Q8_0) merges its decoded values", async () => {
+  // The same adapter with its Q8_0 tensors decoded by the kernels' CPU reference into F32: equal logits.
+  const { kvs, tensors } = await ggufEntries(`${DIR}plain-q8_0.gguf`);
+  assert.ok(tensors.some((t) => t.type === 8) && tensors.some((t) => t.type === 1));
+  const dir = await tempDir();
+  try {
+    const decoded = tensors.map((t) =>
+      t.type === 8
+        ? { ...t, type: 0, data: new Uint8Array(dequantizeRef("q8_0", t.data, t.ne[1], t.ne[0]).buffer) }
+        : t
+    );
+    await Deno.writeFile(`${dir}/f32.gguf`, buildGguf(kvsOf(kvs), decoded));
+    const q8 = await logitsWith("gguf", [`${DIR}plain-q8_0.gguf`], ["text_six"]);
+    const f32 = await logitsWith("gguf", [`${dir}/f32.gguf`], ["text_six"]);
+    assert.equal(maxAbsDiff(q8.logits[0], f32.logits[0]), 0);
+    assert.equal(q8.weights.merged!.size, 14);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

@@ -1,4 +1,7 @@
-/** Unquantized tensor bytes as float32 values on the CPU (for references and tests; the GPU decodes its own). */
+/**
+ * Tensor bytes as float32 values on the CPU: floats, and Q8_0 blocks (a LoRA GGUF may store its A and B so);
+ * for LoRA adapters, references and tests (the GPU decodes model weights itself).
+ */
 import type { DType } from "./dtype.ts";
 
 export function toFloat32(dtype: DType, bytes: Uint8Array): Float32Array {
@@ -17,6 +20,15 @@ export function toFloat32(dtype: DType, bytes: Uint8Array): Float32Array {
     case "F16": {
       const out = new Float32Array(bytes.byteLength / 2);
       for (let i = 0; i < out.length; i++) out[i] = halfToFloat(view.getUint16(i * 2, true));
+      return out;
+    }
+    case "Q8_0": {
+      // ggml's block_q8_0: an f16 scale and 32 int8, each weight d·q.
+      const out = new Float32Array((bytes.byteLength / 34) * 32);
+      for (let b = 0, at = 0; at < bytes.byteLength; b++, at += 34) {
+        const d = halfToFloat(view.getUint16(at, true));
+        for (let j = 0; j < 32; j++) out[b * 32 + j] = d * view.getInt8(at + 2 + j);
+      }
       return out;
     }
     default:

@@ -335,9 +335,16 @@ export async function openLora(path: string, config: ModelConfig): Promise<LoraA
       if (!parsed || !spec) {
         fail("format", t, "is not a tensor of this model (an adapter for another model?)");
       }
-      if (!isFloat(t.dtype)) {
-        const hint = found.kind === "gguf" ? " (convert_lora_to_gguf.py --outtype f16 writes them so)" : "";
-        fail("dtype", t, `is ${t.dtype}; adapter tensors must be F32, F16 or BF16${hint}`);
+      // llama.cpp's converter writes A and B in Q8_0 with --outtype q8_0; whole tensors stay float.
+      const lowRankQ8 = found.kind === "gguf" && t.dtype === "Q8_0" && parsed?.part !== "whole";
+      if (!isFloat(t.dtype) && !lowRankQ8) {
+        fail(
+          "dtype",
+          t,
+          `is ${t.dtype}; adapter tensors must be F32, F16 or BF16${
+            found.kind === "gguf" ? " (or Q8_0 for lora_a/lora_b)" : ""
+          }`,
+        );
       }
       if (parsed!.part === "whole") {
         if (t.shape.join() !== spec!.shape.join()) {
