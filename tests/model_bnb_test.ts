@@ -8,6 +8,7 @@ import { SafetensorsFile, type StoredTensor } from "../runtime/model/weights/saf
 import { joinBnb } from "../runtime/model/weights/bnb.ts";
 import { locateModel } from "../runtime/model/locate.ts";
 import { openModel } from "../runtime/model/open.ts";
+import { openModelFiles } from "../runtime/model/boot.ts";
 import { PixtralModel } from "../runtime/model/pixtral.ts";
 import { assertDecodesAsGolden, type Quantized, writeQuantizedTiny } from "./compressed_helpers.ts";
 import { EXACT, goldenImage, gpu, gridOf, manifest, maxAbsDiff } from "./model_helpers.ts";
@@ -149,6 +150,24 @@ for (const type of ["nf4", "fp4", "int8"] as const) {
         m.release();
       }
       assert.equal(maxAbsDiff(logits[0], logits[1]), 0);
+      if (type === "nf4") {
+        // QLoRA's case: an adapter trained over nf4 weights merges into their decoded values.
+        const lora = [new URL("./fixtures/lora/plain", import.meta.url).pathname];
+        const adapted = [];
+        for (const model of [`${dir}/compressed`, `${dir}/dense`]) {
+          const files = await openModelFiles({ model, lora });
+          files.tokenizer.free();
+          const m = await PixtralModel.load(await gpu(), files.config, files.weights, {
+            ...EXACT,
+            kvTokens: 256,
+          });
+          files.weights.close();
+          adapted.push(await m.sequenceLogits(mm.ids, [image]));
+          m.release();
+        }
+        assert.equal(maxAbsDiff(adapted[0], adapted[1]), 0);
+        assert.ok(maxAbsDiff(adapted[0], logits[0]) > 0.5);
+      }
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
