@@ -20,6 +20,16 @@ struct Params {
 
 #include "lib/reduce.wgsl"
 
+// The sum of squares of the row at xb in f32, every thread of the workgroup taking part.
+fn row_squares(xb: u32, t: u32) -> f32 {
+  var s = 0.0;
+  for (var i = t; i < p.dim; i += WG) {
+    let v = f32(x[xb + i]);
+    s += v * v;
+  }
+  return sum_f(s, t);
+}
+
 @compute @workgroup_size(WG)
 fn rms_norm(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
             @builtin(num_workgroups) ng: vec3<u32>) {
@@ -28,12 +38,7 @@ fn rms_norm(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: v
     return;
   }
   let xb = p.x_off + row * p.x_stride;
-  var s = 0.0;
-  for (var i = t; i < p.dim; i += WG) {
-    let v = f32(x[xb + i]);
-    s += v * v;
-  }
-  let r = 1.0 / sqrt(sum_f(s, t) / f32(p.dim) + p.eps);
+  let r = 1.0 / sqrt(row_squares(xb, t) / f32(p.dim) + p.eps);
   let yb = p.y_off + row * p.y_stride;
   for (var i = t; i < p.dim; i += WG) {
     y[yb + i] = Y(f32(X(f32(x[xb + i]) * r)) * weight[p.w_off + i]);
@@ -49,12 +54,7 @@ fn row_norm_scale(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id
     return;
   }
   let xb = p.x_off + row * p.x_stride;
-  var s = 0.0;
-  for (var i = t; i < p.dim; i += WG) {
-    let v = f32(x[xb + i]);
-    s += v * v;
-  }
-  let r = weight[p.w_off + row] / sqrt(sum_f(s, t));
+  let r = weight[p.w_off + row] / sqrt(row_squares(xb, t));
   let yb = p.y_off + row * p.y_stride;
   for (var i = t; i < p.dim; i += WG) {
     y[yb + i] = Y(f32(x[xb + i]) * r);

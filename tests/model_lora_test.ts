@@ -222,29 +222,22 @@ Deno.test("LoRA on quantized bases: codes are decoded, not copied, and GGUF bloc
       });
     assert.equal(plan().weights.decoder.format, "Q8_0");
     assert.equal(plan(files.weights.merged).weights.decoder.format, "Q8_0+Q8_0→q8");
-    const cli = await pixtral([
-      "plan",
-      "--model",
-      fixture(LAYOUTS.ggufQ4KM.model).pathname,
-      "--lora",
-      `${DIR}plain`,
-      "--quant",
-      "q4",
-      "--no-gpu",
-    ]).output();
-    assert.match(new TextDecoder().decode(cli.stdout), /decoder .* Q4_K\+Q4_K→q4\+Q6_K\+Q6_K→q4\n/);
+    const planned = async (adapter: string) =>
+      new TextDecoder().decode(
+        (await pixtral([
+          "plan",
+          "--model",
+          fixture(LAYOUTS.ggufQ4KM.model).pathname,
+          "--lora",
+          `${DIR}${adapter}`,
+          "--quant",
+          "q4",
+          "--no-gpu",
+        ]).output()).stdout,
+      );
+    assert.match(await planned("plain"), /decoder .* Q4_K\+Q4_K→q4\+Q6_K\+Q6_K→q4\n/);
     // The PEFT adapter replaces the embedding whole (its bf16 base_layer), which then takes --quant.
-    const replaced = await pixtral([
-      "plan",
-      "--model",
-      fixture(LAYOUTS.ggufQ4KM.model).pathname,
-      "--lora",
-      `${DIR}peft`,
-      "--quant",
-      "q4",
-      "--no-gpu",
-    ]).output();
-    assert.match(new TextDecoder().decode(replaced.stdout), /decoder .* Q4_K→q4\+Q6_K\+Q6_K→q4\+q4\n/);
+    assert.match(await planned("peft"), /decoder .* Q4_K→q4\+Q6_K\+Q6_K→q4\+q4\n/);
     const name = "layers.1.feed_forward.w2.weight", [rows, k] = [256, 768];
     const base = dequantizeRef("q8_0", await files.weights.read(name), rows, k);
     const model = await PixtralModel.load(await gpu(), files.config, files.weights, {

@@ -1,5 +1,5 @@
 /** RMSNorm and DoRA's row rescaling (kernels/norm.wgsl), and their CPU references. */
-import { roundTo } from "../dtype.ts";
+import { type FloatType, roundTo } from "../dtype.ts";
 import { Params, type Recorder } from "../recorder.ts";
 import type { Tensor } from "../tensor.ts";
 import { floatType, sameShape } from "./common.ts";
@@ -21,25 +21,7 @@ export function rmsNorm(rec: Recorder, { y, x, weight, eps }: RmsNormArgs): void
   if (weight.dtype !== "f32" || weight.size !== x.rowLength) {
     throw new RangeError(`rmsNorm: weight must be f32 [${x.rowLength}], got ${weight}`);
   }
-  const kernel = rec.ctx.kernel({
-    file: "norm.wgsl",
-    entry: "rms_norm",
-    aliases: { X, Y },
-    bindings: ["read", "read", "write"],
-  });
-  const [xb, wb, yb] = [rec.bind(x), rec.bind(weight), rec.bind(y)];
-  rec.dispatch(
-    kernel,
-    [xb, wb, yb],
-    new Params().u32(x.rows, x.rowLength).f32(eps).u32(
-      xb.offset,
-      x.rowStride,
-      yb.offset,
-      y.rowStride,
-      wb.offset,
-    ),
-    x.rows,
-  );
+  rowKernel(rec, "rms_norm", { X, Y }, x, weight, y, eps);
 }
 
 /** y = x with each row rescaled to the length norms[row] (DoRA's merge; f32, at load), x and y [rows, dim]. */
@@ -49,17 +31,25 @@ export function rowNormScale(rec: Recorder, { y, x, norms }: { y: Tensor; x: Ten
   if (norms.dtype !== "f32" || norms.size !== x.rows) {
     throw new RangeError(`rowNormScale: norms must be f32 [${x.rows}], got ${norms}`);
   }
-  const kernel = rec.ctx.kernel({
-    file: "norm.wgsl",
-    entry: "row_norm_scale",
-    aliases: { X: "f32", Y: "f32" },
-    bindings: ["read", "read", "write"],
-  });
-  const [xb, wb, yb] = [rec.bind(x), rec.bind(norms), rec.bind(y)];
+  rowKernel(rec, "row_norm_scale", { X: "f32", Y: "f32" }, x, norms, y, 0);
+}
+
+/** One workgroup per row of x into y, with an f32 vector beside (per column for rms_norm, per row otherwise). */
+function rowKernel(
+  rec: Recorder,
+  entry: string,
+  aliases: { X: FloatType; Y: FloatType },
+  x: Tensor,
+  weight: Tensor,
+  y: Tensor,
+  eps: number,
+): void {
+  const kernel = rec.ctx.kernel({ file: "norm.wgsl", entry, aliases, bindings: ["read", "read", "write"] });
+  const [xb, wb, yb] = [rec.bind(x), rec.bind(weight), rec.bind(y)];
   rec.dispatch(
     kernel,
     [xb, wb, yb],
-    new Params().u32(x.rows, x.rowLength).f32(0).u32(
+    new Params().u32(x.rows, x.rowLength).f32(eps).u32(
       xb.offset,
       x.rowStride,
       yb.offset,
