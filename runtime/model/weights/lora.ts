@@ -1,7 +1,7 @@
 /**
  * LoRA adapters, merged into the weights while they load: W' = W + Σ scale · B·A (Hu et al., 2021), added on the
  * GPU to each chunk of rows before it is quantized (load.ts), so that the fine-tuned model is served at the base
- * model's speed. Two ways of storing one are read:
+ * model's speed; DoRA's magnitudes then rescale each row (Liu et al., 2024). Three ways of storing one are read:
  *
  * - PEFT's adapter folder (adapter_config.json, adapter_model.safetensors), as Hugging Face fine-tunes (unsloth,
  *   TRL, axolotl) save it: Hugging Face names under `base_model.model.`, `lora_A`/`lora_B` per linear layer
