@@ -1,5 +1,6 @@
 """Goldens for the GGUF block types decoded on the CPU (runtime/model/weights/dequant.ts: the legacy types, Q2_K
-and the i-quants IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS and IQ3_S) and for Q3_K, Q5_K,
+and the i-quants IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S and IQ1_M, the last by gguf-py's code mended as
+iq1_m_values says) and for Q3_K, Q5_K,
 IQ4_NL and IQ4_XS, which the kernels read (kernels/lib/weights.wgsl), from llama.cpp's own Python package `gguf`
 (pip install gguf==0.19.0 numpy):
 
@@ -22,12 +23,12 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T, GGUFReader, quants
 FIXTURE = "../shared/fixtures/tiny-pixtral/gguf/tiny-pixtral-text-f32.gguf"
 OUT = "tests/fixtures/gguf"
 TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q2_K, T.Q3_K, T.Q5_K, T.IQ4_NL, T.IQ4_XS,
-         T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ3_XXS, T.IQ3_S]
+         T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ3_XXS, T.IQ3_S, T.IQ1_S, T.IQ1_M]
 # Where each type keeps its f16 scales (d, and m or dmin), by byte offset in the block (ggml-common.h).
 HALVES = {
     T.Q4_0: [0], T.Q4_1: [0, 2], T.Q5_0: [0], T.Q5_1: [0, 2], T.Q2_K: [80, 82],
     T.Q3_K: [108], T.Q5_K: [0, 2], T.IQ4_NL: [0], T.IQ4_XS: [0],
-    T.IQ2_XXS: [0], T.IQ2_XS: [0], T.IQ2_S: [0], T.IQ3_XXS: [0], T.IQ3_S: [0],
+    T.IQ2_XXS: [0], T.IQ2_XS: [0], T.IQ2_S: [0], T.IQ3_XXS: [0], T.IQ3_S: [0], T.IQ1_S: [0], T.IQ1_M: [],
 }
 IQ4_LEVELS = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], np.float32)
 
@@ -38,7 +39,40 @@ def random_blocks(t, count, rng):
     for at in HALVES[t]:
         scale = (rng.uniform(1e-3, 0.05, size=count) * rng.choice([-1, 1], size=count)).astype(np.float16)
         raw[:, at:at + 2] = scale.view(np.uint8).reshape(count, 2)
+    if t == T.IQ1_M:
+        # The f16 d is spread over the top nibbles of the four u16 scales at 48.
+        bits = (rng.uniform(1e-3, 0.05, size=count) * rng.choice([-1, 1], size=count)).astype(np.float16).view(np.uint16)
+        scales = raw[:, 48:56].copy().view(np.uint16)
+        for i in range(4):
+            scales[:, i] = (scales[:, i] & 0x0FFF) | (((bits >> (4 * i)) & 0xF) << 12)
+        raw[:, 48:56] = scales.view(np.uint8)
     return raw
+
+
+def iq1_m_values(blocks):
+    """gguf-py 0.19.0's IQ1_M dequantization with its delta's sign test mended: it reads `qh & 0x08 == 0`, which
+    Python parses as `qh & (0x08 == 0)`, always 0, so every delta came out negative; ggml's dequantize_row_iq1_m
+    tests bit 3 of each nibble."""
+    cls = quants.IQ1_M
+    cls.init_grid()
+    n_blocks = blocks.shape[0]
+    qs, rest = np.hsplit(blocks, [256 // 8])
+    qh, scales = np.hsplit(rest, [256 // 16])
+    scales = scales.view(np.uint16)
+    d = (scales.reshape((n_blocks, 4)) & np.uint16(0xF000)) >> np.array([12, 8, 4, 0], dtype=np.uint16).reshape((1, 4))
+    d = d[..., 0] | d[..., 1] | d[..., 2] | d[..., 3]
+    d = d.view(np.float16).astype(np.float32).reshape((n_blocks, 1))
+    scales = scales.reshape(n_blocks, -1, 1) >> np.array([0, 3, 6, 9], dtype=np.uint16).reshape((1, 1, 4))
+    scales = (scales & 0x07).reshape((n_blocks, -1))
+    dl = d * (2 * scales + 1)
+    dl = dl.reshape((n_blocks, -1, 2, 1, 1))
+    qh = qh.reshape((n_blocks, -1, 1)) >> np.array([0, 4], dtype=np.uint8).reshape((1, 1, 2))
+    qs = qs.astype(np.uint16) | ((qh & 0x07).astype(np.uint16) << 8).reshape((n_blocks, -1))
+    delta = np.where((qh & 0x08) == 0, cls.delta, -cls.delta)
+    delta = delta.reshape((n_blocks, -1, 2, 2, 1))
+    grid = np.take_along_axis(cls.grid, qs.reshape((n_blocks, -1, 1, 1)), axis=-2)
+    grid = grid.reshape((n_blocks, -1, 2, 2, 8))
+    return (dl * (grid + delta)).reshape(1, -1)
 
 
 def b64(array):
@@ -50,11 +84,11 @@ def blocks_golden():
     out = {}
     for t in TYPES:
         raw = random_blocks(t, 4, rng)
-        values = quants.dequantize(raw.reshape(1, -1), t).astype(np.float32)
+        values = (iq1_m_values(raw) if t == T.IQ1_M else quants.dequantize(raw.reshape(1, -1), t)).astype(np.float32)
         assert np.isfinite(values).all()
         out[t.name] = {"blocks": b64(raw), "values": b64(values)}
         cls = quants._type_traits[t]
-        if getattr(cls, "grid_hex", None) is not None:
+        if getattr(cls, "grid_hex", None) is not None and t != T.IQ1_M:  # IQ1_M's grid is IQ1_S's
             # Four random blocks use a fraction of a grid's rows: the whole grid, as gguf-py unpacks it, by hash.
             cls.init_grid()
             out[t.name]["grid_sha256"] = hashlib.sha256(cls.grid.astype(np.uint8).tobytes()).hexdigest()

@@ -280,10 +280,18 @@ Deno.test("a GGUF in types decoded at load: planned as loaded, and computing wha
   }
 });
 
-Deno.test("an i-quant GGUF (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S), planned as q4, computes its decoded weights", async () => {
+Deno.test("an i-quant GGUF (IQ1_S ... IQ3_S), planned as q4, computes what its decoded weights compute", async () => {
   // gguf-py cannot quantize to i-quants (they need an importance matrix): random blocks with small finite scales,
   // whose decoding is checked bit for bit against gguf-py above.
-  const IQ = [["IQ2_XXS", 16], ["IQ2_XS", 17], ["IQ2_S", 22], ["IQ3_XXS", 18], ["IQ3_S", 21]] as const;
+  const IQ = [
+    ["IQ2_XXS", 16],
+    ["IQ2_XS", 17],
+    ["IQ2_S", 22],
+    ["IQ3_XXS", 18],
+    ["IQ3_S", 21],
+    ["IQ1_S", 19],
+    ["IQ1_M", 29],
+  ] as const;
   const { kvs, tensors } = await ggufEntries(fixture(LAYOUTS.gguf.model).pathname);
   const quantized = [], decoded = [];
   let n = 0;
@@ -296,8 +304,17 @@ Deno.test("an i-quant GGUF (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S), planned as 
     const [type, id] = IQ[n % IQ.length];
     const { blockBytes } = CPU_DECODED[type];
     const bytes = randomBytes((t.ne[0] * t.ne[1] / 256) * blockBytes, 100 + n++);
+    const view = new DataView(bytes.buffer);
     for (let at = 0; at < bytes.length; at += blockBytes) {
-      bytes.set(new Uint8Array(Float16Array.of(0.002 + (at % 7) * 1e-4).buffer), at);
+      const d = new Uint16Array(Float16Array.of(0.002 + (at % 7) * 1e-4).buffer)[0];
+      if (type !== "IQ1_M") view.setUint16(at, d, true);
+      // IQ1_M keeps its d in the top nibbles of the four u16 scales at 48.
+      else {
+        for (let i = 0; i < 4; i++) {
+          const sc = at + 48 + 2 * i;
+          view.setUint16(sc, (view.getUint16(sc, true) & 0x0fff) | (((d >> (4 * i)) & 15) << 12), true);
+        }
+      }
     }
     quantized.push({ ...t, type: id, data: bytes });
     decoded.push({ ...t, data: new Uint8Array(decodeBlocks(type, bytes).buffer) });
@@ -311,7 +328,7 @@ Deno.test("an i-quant GGUF (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S), planned as 
       if (name === "iq") {
         const stored = new Map(opened.weights.tensors().map((t) => [t.name, t.dtype]));
         const format = planMemory(opened.config, { stored, quant: "q4", ctx: 64 }).weights.decoder.format;
-        assert.equal(format, "IQ2_S→q4+IQ2_XS→q4+IQ2_XXS→q4+IQ3_S→q4+IQ3_XXS→q4");
+        assert.equal(format, "IQ1_M→q4+IQ1_S→q4+IQ2_S→q4+IQ2_XS→q4+IQ2_XXS→q4+IQ3_S→q4+IQ3_XXS→q4");
       }
       const model = await PixtralModel.load(await gpu(), opened.config, opened.weights, {
         activations: "f32",

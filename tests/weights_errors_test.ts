@@ -198,8 +198,8 @@ Deno.test("an unsupported or wrong dtype names the file and tensor", async () =>
       weightError("dtype", `${dir}/text.gguf`, "norm.weight", /Q4_0/),
     );
 
-    norm.type = 19; // IQ1_S: 50 bytes per 256
-    norm.data = new Uint8Array(50);
+    norm.type = 34; // TQ1_0: 54 bytes per 256
+    norm.data = new Uint8Array(54);
     await Deno.writeFile(`${dir}/text.gguf`, buildGguf(kvsOf(kvs), tensors));
     await assert.rejects(
       () => openDir(`${dir}/text.gguf`),
@@ -207,7 +207,7 @@ Deno.test("an unsupported or wrong dtype names the file and tensor", async () =>
         "unsupported",
         `${dir}/text.gguf`,
         "output_norm.weight",
-        /IQ1_S is not supported.*IQ3_S are decoded at load/,
+        /TQ1_0 is not supported.*IQ1_M are decoded at load/,
       ),
     );
   });

@@ -1,7 +1,7 @@
 /**
  * GGUF block types that no kernel reads, decoded on the CPU while they load (then quantized to a format the
- * kernels read, see load.ts): the legacy Q4_0, Q4_1, Q5_0, Q5_1, the k-quant Q2_K and the i-quants IQ2_XXS,
- * IQ2_XS, IQ2_S, IQ3_XXS and IQ3_S, so that the GGUFs people already have (Q4_0, Q2_K, IQ3_M...) load.
+ * kernels read, see load.ts): the legacy Q4_0, Q4_1, Q5_0, Q5_1, the k-quant Q2_K and the i-quants IQ1_S, IQ1_M,
+ * IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS and IQ3_S, so that the GGUFs people already have (Q4_0, Q2_K, IQ3_M...) load.
  * Each follows ggml's dequantize_row_* (ggml-quants.c) in float32 arithmetic, operation by operation.
  */
 import { CPU_DECODED, type CpuDecodedType } from "./dtype.ts";
@@ -124,6 +124,30 @@ function decodeBlock(
       }
       return;
     }
+    case "IQ1_S":
+    case "IQ1_M": {
+      // Per 8 weights an 11-bit row of {-1, 0, 1} (8 bits, and 3 in qh) and a shift of ±1/8; a 3-bit scale per 32
+      // (S: in qh with the shift's sign) or per 16 (M: four to a u16, whose top nibbles hold the f16 d).
+      const g = grid("IQ1_S"), m = type === "IQ1_M";
+      const d = m
+        ? HALF[
+          (view.getUint16(at + 48, true) >> 12) | ((view.getUint16(at + 50, true) >> 8) & 0x00f0) |
+          ((view.getUint16(at + 52, true) >> 4) & 0x0f00) | (view.getUint16(at + 54, true) & 0xf000)
+        ]
+        : half(0);
+      for (let ib = 0; ib < 8; ib++) {
+        const qh = m ? 0 : view.getUint16(at + 34 + 2 * ib, true);
+        const sc = m ? view.getUint16(at + 48 + 2 * (ib >> 1), true) >> (6 * (ib & 1)) : qh >> 12;
+        for (let l = 0; l < 4; l++) {
+          const hi = m ? x[at + 32 + 2 * ib + (l >> 1)] >> (4 * (l & 1)) : qh >> (3 * l);
+          const row = x[at + (m ? 0 : 2) + 4 * ib + l] | ((hi & 7) << 8);
+          const dl = f(d * (2 * ((m ? sc >> (3 * (l >> 1)) : sc) & 7) + 1));
+          const delta = (m ? hi & 8 : qh & 0x8000) ? -0.125 : 0.125;
+          for (let j = 0; j < 8; j++) v[o + 32 * ib + 8 * l + j] = f(dl * (g[row * 8 + j] + delta));
+        }
+      }
+      return;
+    }
     case "Q2_K": {
       // scales[16] at 0, qs[64] at 16, d and dmin at 80.
       const d = half(80), dmin = half(82);
@@ -147,7 +171,7 @@ function decodeBlock(
 function gridRow(
   v: Float32Array,
   o: number,
-  g: Uint8Array,
+  g: Int8Array,
   row: number,
   n: number,
   db: number,
@@ -167,15 +191,15 @@ const KSIGNS = Uint8Array.from({ length: 128 }, (_, i) => {
 });
 
 export type IqType = keyof typeof IQ_GRIDS;
-const grids = new Map<IqType, Uint8Array<ArrayBuffer>>();
+const grids = new Map<IqType, Int8Array<ArrayBuffer>>();
 
 /** A grid's values, row after row, unpacked (once) as gguf-py's init_grid unpacks them. */
-export function grid(type: IqType): Uint8Array<ArrayBuffer> {
+export function grid(type: IqType): Int8Array<ArrayBuffer> {
   let g = grids.get(type);
   if (!g) {
     const { rows, width, values, hex } = IQ_GRIDS[type];
     const bits = Math.ceil(Math.log2(values.length)), perByte = Math.floor(8 / bits), step = 8 / perByte;
-    g = new Uint8Array(rows * width);
+    g = new Int8Array(rows * width);
     for (let i = 0; i < g.length; i++) {
       const byte = parseInt(hex.substr(2 * Math.floor(i / perByte), 2), 16);
       g[i] = values[(byte >> (step * (i % perByte))) & ((1 << bits) - 1)];

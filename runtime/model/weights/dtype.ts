@@ -14,12 +14,14 @@ export const CPU_DECODED = {
   Q5_0: { blockElems: 32, blockBytes: 22, into: "q8" },
   Q5_1: { blockElems: 32, blockBytes: 24, into: "q8" },
   Q2_K: { blockElems: 256, blockBytes: 84, into: "q4" },
-  // The i-quants of the IQ2_XXS ... IQ3_M files: codes into grids of 8 or 4 values (iq_grids.ts).
+  // The i-quants of the IQ1_S ... IQ3_M files: codes into grids of 8 or 4 values (iq_grids.ts).
   IQ2_XXS: { blockElems: 256, blockBytes: 66, into: "q4" },
   IQ2_XS: { blockElems: 256, blockBytes: 74, into: "q4" },
   IQ2_S: { blockElems: 256, blockBytes: 82, into: "q4" },
   IQ3_XXS: { blockElems: 256, blockBytes: 98, into: "q4" },
   IQ3_S: { blockElems: 256, blockBytes: 110, into: "q4" },
+  IQ1_S: { blockElems: 256, blockBytes: 50, into: "q4" },
+  IQ1_M: { blockElems: 256, blockBytes: 56, into: "q4" },
 } as const;
 
 export type CpuDecodedType = keyof typeof CPU_DECODED;

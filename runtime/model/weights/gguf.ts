@@ -34,6 +34,8 @@ const TENSOR_TYPES: Record<number, DType> = {
   18: "IQ3_XXS",
   21: "IQ3_S",
   22: "IQ2_S",
+  19: "IQ1_S",
+  29: "IQ1_M",
 };
 /** The types the kernels read as stored, for error messages. */
 const READ_DIRECTLY = Object.values(TENSOR_TYPES).filter((t) => !isCpuDecoded(t));
@@ -41,13 +43,11 @@ const READ_DIRECTLY = Object.values(TENSOR_TYPES).filter((t) => !isCpuDecoded(t)
 const OTHER_TYPES: Record<number, string> = {
   9: "Q8_1",
   15: "Q8_K",
-  19: "IQ1_S",
   24: "I8",
   25: "I16",
   26: "I32",
   27: "I64",
   28: "F64",
-  29: "IQ1_M",
   34: "TQ1_0",
   35: "TQ2_0",
   39: "MXFP4",
