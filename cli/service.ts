@@ -56,6 +56,7 @@ export function localService(files: OpenedFiles, settings: ServiceSettings): Ser
         // Not where its files are: the models list is every client's to read (through a gateway too).
         : `Pixtral (${config.source})${lora ? `, ${lora} LoRA adapter${lora > 1 ? "s" : ""} merged` : ""}`,
       ...files.demo ? {} : { format: config.source === "gguf" ? "gguf" : "safetensors" },
+      ...files.fileType ? { quantization: files.fileType } : {},
       parameters: expectedTensors(config).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0),
     },
     tokenizer,

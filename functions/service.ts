@@ -21,6 +21,8 @@ export interface ModelInfo {
   description: string;
   /** The weight files' format, where known: "gguf" or "safetensors" (Ollama's `format`). */
   format?: string;
+  /** A GGUF's quantization by llama.cpp's name, e.g. Q4_K_M (Ollama's `quantization_level`). */
+  quantization?: string;
   /** Weights in all (decoder, vision encoder, adapter), where known (Ollama's `parameter_size`). */
   parameters?: number;
   /** Once loaded, where known: the weights' bytes and the decoder's format (Ollama's `size`, `quantization_level`). */

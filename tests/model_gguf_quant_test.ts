@@ -10,6 +10,7 @@ import { type BlockFormat, isBlockFormat } from "../runtime/gpu/dtype.ts";
 import { locateModel } from "../runtime/model/locate.ts";
 import { matrixShape, STORED } from "../runtime/model/load.ts";
 import { openModel } from "../runtime/model/open.ts";
+import { openModelFiles } from "../runtime/model/boot.ts";
 import { PixtralModel } from "../runtime/model/pixtral.ts";
 import type { WeightSource } from "../runtime/model/weights/source.ts";
 import { fixture } from "./helpers.ts";
@@ -346,5 +347,14 @@ Deno.test("an i-quant GGUF (IQ1_S ... IQ3_S), planned as q4, computes what its d
     assert.equal(maxAbsDiff(logits[0], logits[1]), 0);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a GGUF's quantization is named as llama.cpp and Ollama name it (general.file_type)", async () => {
+  for (const [layout, name] of [["ggufQ4KM", "Q4_K_M"], ["ggufQ8", "Q8_0"], ["gguf", "F32"]] as const) {
+    const files = await openModelFiles({ model: fixture(LAYOUTS[layout].model).pathname });
+    files.tokenizer.free();
+    files.weights.close();
+    assert.equal(files.fileType, name);
   }
 });

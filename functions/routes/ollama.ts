@@ -202,8 +202,8 @@ export function ollamaRoutes(service: Service): Hono {
     family: "pixtral",
     families: ["pixtral"],
     parameter_size: parameterSize(service.model.parameters),
-    // As Ollama names them (Q4_K_M, F16): the format the decoder's weights take on the GPU (q4: ours).
-    quantization_level: service.model.loaded?.format.toUpperCase() ?? "",
+    // As Ollama names them: a GGUF's own (Q4_K_M), else the format the decoder's weights take on the GPU (q4: ours).
+    quantization_level: service.model.quantization ?? service.model.loaded?.format.toUpperCase() ?? "",
   });
   const listed = async () => ({
     name: `${service.model.id}:latest`,

@@ -354,6 +354,7 @@ export interface HostStatus {
     demo: boolean;
     description: string;
     format?: string;
+    quantization?: string;
     /** The weights in all, and once loaded their bytes on the GPU and format (see ModelInfo). */
     parameters?: number;
     loaded?: { bytes: number; format: string };
@@ -393,6 +394,7 @@ const statusSchema = z.object({
     demo: z.boolean(),
     description: z.string(),
     format: z.string().optional(),
+    quantization: z.string().optional(),
     parameters: z.number().optional(),
     loaded: z.object({ bytes: z.number(), format: z.string() }).optional(),
   }),

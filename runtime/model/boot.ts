@@ -16,6 +16,7 @@ import { DEMO_MODEL_ID, demoModel } from "./demo.ts";
 import { locateModel, type ModelLocation } from "./locate.ts";
 import { adapterOffer } from "./offer.ts";
 import { openModel } from "./open.ts";
+import { fileTypeName } from "./weights/gguf.ts";
 import { PixtralModel } from "./pixtral.ts";
 import {
   checkPlan,
@@ -62,6 +63,8 @@ export interface OpenedFiles {
   location?: ModelLocation;
   /** The LoRA adapters merged in (their paths). */
   lora?: string[];
+  /** A GGUF's quantization by llama.cpp's name (`Q4_K_M`). */
+  fileType?: string;
 }
 
 function modelId(location: ModelLocation): string {
@@ -168,6 +171,7 @@ export async function openModelFiles(options: ModelOptions): Promise<OpenedFiles
       tokenizer,
       location,
       lora: options.lora,
+      fileType: opened.gguf && fileTypeName(opened.gguf.text),
     };
   } catch (err) {
     tokenizer?.free();

@@ -56,6 +56,19 @@ const OTHER_TYPES: Record<number, string> = {
   42: "Q2_0",
 };
 
+/** llama.cpp's file types (llama_ftype, general.file_type): the quantization a GGUF is named by, as Ollama shows it. */
+const FILE_TYPES = (
+  "F32 F16 Q4_0 Q4_1 - - - Q8_0 Q5_0 Q5_1 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K IQ2_XXS " +
+  "IQ2_XS Q2_K_S IQ3_XS IQ3_XXS IQ1_S IQ4_NL IQ3_S IQ3_M IQ2_S IQ2_M IQ4_XS IQ1_M BF16"
+).split(" ");
+
+/** The file's quantization by llama.cpp's name (`Q4_K_M`), when its general.file_type gives a known one. */
+export function fileTypeName(file: GgufFile): string | undefined {
+  const type = file.metadata.get("general.file_type");
+  const name = typeof type === "number" ? FILE_TYPES[type] : undefined;
+  return name && name !== "-" ? name : undefined;
+}
+
 const MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
 /** First read of the header; a real Pixtral vocabulary (131072 tokens and their merges) takes about 8 MB. */
 const FIRST_WINDOW = 16 << 20;
