@@ -4,7 +4,7 @@
  * dequantized weights, and 4- and 8-bit codes copied into q4 / q8_0 blocks without loss.
  */
 import assert from "node:assert/strict";
-import { dequantize, dequantizeRef } from "../runtime/gpu/ops/quantize.ts";
+import { dequantizeRef } from "../runtime/gpu/ops/quantize.ts";
 import { rowBytes } from "../runtime/gpu/dtype.ts";
 import { locateModel } from "../runtime/model/locate.ts";
 import { openModel } from "../runtime/model/open.ts";
@@ -29,7 +29,7 @@ import {
   writeCompressedTiny,
 } from "./compressed_helpers.ts";
 import { pixtral } from "./helpers.ts";
-import { EXACT, goldenImage, gpu, gridOf, manifest, maxAbsDiff } from "./model_helpers.ts";
+import { EXACT, goldenImage, gpu, gridOf, loadedWeight, manifest, maxAbsDiff } from "./model_helpers.ts";
 import {
   readSafetensors,
   type SafetensorsEntry,
@@ -146,22 +146,16 @@ Deno.test("compressed-tensors 4- and 8-bit codes become q4 and q8_0 blocks that 
 /** The decoder's linear layers as loaded on the GPU, dequantized to float32, by name. */
 async function loadedDecoderLinears(dir: string, options: Partial<PixtralOptions>) {
   const opened = await open(dir);
-  const ctx = await gpu();
-  const model = await PixtralModel.load(ctx, opened.config, opened.weights, { kvTokens: 64, ...options });
+  const model = await PixtralModel.load(await gpu(), opened.config, opened.weights, {
+    kvTokens: 64,
+    ...options,
+  });
   const names = opened.weights.tensors().filter((t) => t.component === "decoder" && t.role === "linear")
     .map((t) => t.name).filter((n) => n.startsWith("layers."));
   opened.weights.close();
   try {
     const out = new Map<string, Float32Array>();
-    for (const name of names) {
-      const w = model.weight(name);
-      const rec = ctx.record("dequantize");
-      const values = rec.scratch("f32", [w.rows, w.rowLength]);
-      dequantize(rec, values, w);
-      const read = rec.read(values);
-      await rec.submit();
-      out.set(name, new Float32Array((await read).buffer));
-    }
+    for (const name of names) out.set(name, await loadedWeight(model, name));
     return { out, types: new Set(names.map((n) => model.weight(n).dtype)) };
   } finally {
     model.release();

@@ -1,5 +1,6 @@
 /** Loading the tiny-pixtral fixture model and its goldens for the model tests. */
 import { GpuContext } from "../runtime/gpu/context.ts";
+import { dequantize } from "../runtime/gpu/ops/quantize.ts";
 import { locateModel } from "../runtime/model/locate.ts";
 import { openModel } from "../runtime/model/open.ts";
 import { PixtralModel, type PixtralOptions } from "../runtime/model/pixtral.ts";
@@ -46,6 +47,17 @@ export async function loadTiny(
   } finally {
     opened.weights.close();
   }
+}
+
+/** A weight as the GPU holds it, dequantized to float32 by the kernels. */
+export async function loadedWeight(model: PixtralModel, name: string): Promise<Float32Array> {
+  const w = model.weight(name);
+  const rec = model.ctx.record("read back");
+  const values = rec.scratch("f32", [w.rows, w.rowLength]);
+  dequantize(rec, values, w);
+  const read = rec.read(values);
+  await rec.submit();
+  return new Float32Array((await read).buffer);
 }
 
 export async function readF32(path: string): Promise<Float32Array> {

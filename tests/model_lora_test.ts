@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { openModelFiles, withLocalModel } from "../runtime/model/boot.ts";
 import { PixtralModel, type PixtralOptions } from "../runtime/model/pixtral.ts";
 import { planMemory } from "../runtime/model/plan.ts";
-import { dequantize, dequantizeRef, quantizeRef } from "../runtime/gpu/ops/quantize.ts";
+import { dequantizeRef, quantizeRef } from "../runtime/gpu/ops/quantize.ts";
 import { toFloat32 } from "../runtime/model/weights/convert.ts";
 import { openLora } from "../runtime/model/weights/lora.ts";
 import { GgufFile } from "../runtime/model/weights/gguf.ts";
@@ -22,6 +22,7 @@ import {
   gpu,
   gridOf,
   LAYOUTS,
+  loadedWeight,
   manifest,
   maxAbsDiff,
   readF32,
@@ -249,14 +250,8 @@ Deno.test("LoRA on quantized bases: codes are decoded, not copied, and GGUF bloc
     files.weights.close();
     let loaded: Float32Array;
     try {
-      const w = model.weight(name);
-      assert.equal(w.dtype, "q8_0");
-      const rec = model.ctx.record("read back");
-      const values = rec.scratch("f32", [rows, k]);
-      dequantize(rec, values, w);
-      const read = rec.read(values);
-      await rec.submit();
-      loaded = new Float32Array((await read).buffer);
+      assert.equal(model.weight(name).dtype, "q8_0");
+      loaded = await loadedWeight(model, name);
     } finally {
       model.release();
     }
