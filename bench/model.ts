@@ -1,6 +1,7 @@
 /**
  * Model speed and memory: load (and quantize) time, prefill tokens/s, decode tokens/s at batch 1 and 8, the
- * vision encoder on one 1024x1024 image, time to first token with and without the prefix cache, peak GPU memory,
+ * vision encoder on one 1024x1024 image, time to first token with and without the prefix cache, decode with LoRA
+ * adapters served per request against without, peak GPU memory,
  * and decode speed against the memory-bandwidth limit (bandwidth / bytes read per decode step). Prints a
  * markdown table, a row as each is measured.
  *
@@ -20,6 +21,7 @@ import { demoConfig } from "../runtime/model/demo_config.ts";
 import { locateModel } from "../runtime/model/locate.ts";
 import { openModel } from "../runtime/model/open.ts";
 import { PixtralModel } from "../runtime/model/pixtral.ts";
+import type { LoraModule } from "../runtime/model/lora_modules.ts";
 import type { WeightFormat } from "../runtime/model/plan.ts";
 import { sample } from "../runtime/gpu/ops/sampling.ts";
 import { GREEDY } from "../runtime/engine/engine.ts";
@@ -62,7 +64,14 @@ const kvTokens = 8 * Math.ceil((prefillTokens + steps + 16) / 16) * 16; // 8 seq
 let t = performance.now();
 // A --quant given applies to codes stored quantized too (plan.ts decodedFormat).
 const explicit = { quant: values.quant !== undefined };
-const model = await PixtralModel.load(ctx, config, source, { quant, explicit, activations: act, kvTokens });
+// With 4 rank-16 LoRA adapters served per request, for the rows that measure them.
+const model = await PixtralModel.load(ctx, config, source, {
+  quant,
+  explicit,
+  activations: act,
+  kvTokens,
+  randomLoras: { count: 4, rank: 16 },
+});
 await ctx.device.queue.onSubmittedWorkDone();
 const loadSeconds = (performance.now() - t) / 1000;
 // Each row as soon as it is measured: a run cut short (a device's time limit) keeps what it measured.
@@ -111,7 +120,12 @@ const host = { steps: 0, dispatches: 0, record: 0, encode: 0, submit: 0 };
  * step embeds the ids the previous one sampled, on the GPU; `chained` submits the next run before reading this
  * one back (fed by its last ids), as the engine does, so that the readback's wait overlaps the next run.
  */
-async function decode(batch: number, run: number, chained = false): Promise<number> {
+async function decode(
+  batch: number,
+  run: number,
+  chained = false,
+  loras: readonly LoraModule[] = [],
+): Promise<number> {
   const past = new Array(batch).fill(prefillTokens);
   for (let s = 1; s < batch; s++) {
     model.pool.release(blocks[s]);
@@ -133,6 +147,7 @@ async function decode(batch: number, run: number, chained = false): Promise<numb
           past: p + k,
           blocks: blocks[s],
           logits: "last" as const,
+          lora: loras[s % loras.length],
         })),
       );
       sample(rec, {
@@ -179,6 +194,24 @@ const hostRow = `${host.dispatches / host.steps} dispatches: record ${perStep(ho
 row("decode, batch 8, one step per readback", `${(await decode(8, 1)).toFixed(1)} tokens/s`);
 row("decode, batch 8, runs of 8 chained", `${(await decode(8, 8, true)).toFixed(1)} tokens/s`);
 row("host time of a decode step, batch 1", hostRow);
+
+// LoRA adapters served per request (rank 16 on the decoder's linear layers): the same decode runs, each sequence
+// with one, against the runs above.
+const loras = model.loraBank!.modules;
+await decode(1, 8, true, loras.slice(0, 1)); // compiles the kernels' LoRA variants
+const withLora = await decode(1, 8, true, loras.slice(0, 1));
+row(
+  "decode, batch 1, runs of 8 chained, with a rank-16 LoRA adapter",
+  `${withLora.toFixed(1)} tokens/s (${(withLora / singleRuns).toFixed(2)} of without; ` +
+    `${(loras[0].bytes / 2 ** 20).toFixed(0)} MiB)`,
+);
+const batch8 = await decode(8, 8, true);
+await decode(8, 8, true, loras);
+const mixed = await decode(8, 8, true, loras);
+row(
+  "decode, batch 8, runs of 8 chained, 4 LoRA adapters (2 sequences each)",
+  `${mixed.toFixed(1)} tokens/s (${(mixed / batch8).toFixed(2)} of without, ${batch8.toFixed(1)})`,
+);
 
 // Bytes one decode step reads: every decoder matrix but the embedding table (only gathered), plus the KV cache.
 let weightBytes = 0;

@@ -1,5 +1,6 @@
 /** `pixtral plan`: the memory plan for a model, from its files or from a params.json alone. */
-import { localAdapters, withLocalModel } from "../runtime/model/boot.ts";
+import { localAdapters, namedModule, withLocalModel } from "../runtime/model/boot.ts";
+import { checkServable, loraModuleBytes } from "../runtime/model/lora_modules.ts";
 import { locateModel } from "../runtime/model/locate.ts";
 import { adapterOffer, parseSize } from "../runtime/model/offer.ts";
 import { loadConfig, openModel } from "../runtime/model/open.ts";
@@ -31,6 +32,8 @@ for the context, and the activation peak, compared with what the WebGPU adapter 
   --mmproj FILE         the GGUF's vision file (default: the one mmproj GGUF beside it)
   --lora PATH           a LoRA adapter to merge, or hf:ORG/REPO (repeatable): GGUF blocks it updates are
                         quantized again
+  --lora-module NAME=PATH
+                        a LoRA adapter served per request (repeatable): its own GPU memory
   --quant FORMAT        decoder weights: q4 (default), q8, f16 or f32
   --vision-quant FORMAT vision encoder and adapter weights: f16 (default), q8, q4 or f32
   --kv FORMAT           KV cache: f16 (default), q8 or f32
@@ -71,6 +74,7 @@ export async function plan(argv: string[]): Promise<void> {
     model: { type: "string" },
     mmproj: { type: "string" },
     lora: { type: "string", multiple: true },
+    "lora-module": { type: "string", multiple: true },
     quant: { type: "string" },
     "vision-quant": { type: "string" },
     kv: { type: "string" },
@@ -110,8 +114,11 @@ export async function plan(argv: string[]): Promise<void> {
     }
   }
   if (flags.lora?.length) await planAdapters((await localAdapters(flags.lora))!, config, options);
-  const { quant, visionQuant, kv, explicit } = precision(config, options);
+  const { quant, visionQuant, kv, explicit, activations } = precision(config, options);
   Object.assign(options, { quant, visionQuant, kv, explicit });
+  if (flags["lora-module"]?.length) {
+    options.loraModules = await planModules(flags["lora-module"], config, activations === "f32" ? 4 : 2);
+  }
   const result = planMemory(config, options, offer);
   let refusal: Error | undefined;
   if (offer) {
@@ -157,6 +164,19 @@ async function planAdapters(paths: string[], config: ModelConfig, options: PlanO
   Object.assign(options, { merged, stored });
 }
 
+/** The GPU bytes of LoRA adapters served per request (their headers read and checked). */
+async function planModules(specs: string[], config: ModelConfig, elementBytes: number): Promise<number> {
+  let bytes = 0;
+  for (const spec of specs) {
+    const { path } = namedModule(spec);
+    const adapter = await openLora((await localAdapters([path]))![0], config);
+    adapter.file.close();
+    checkServable(adapter);
+    bytes += loraModuleBytes(adapter, config, elementBytes);
+  }
+  return bytes;
+}
+
 function count(n: number): string {
   return n >= 1e9
     ? `${(n / 1e9).toFixed(2)}B`
@@ -180,6 +200,7 @@ function describe(source: string, p: MemoryPlan, offer: AdapterOffer | undefined
   lines.push(
     row("weights", `largest tensor ${p.largestTensor.name} (${gib(p.largestTensor.bytes)})`, p.weights.total),
   );
+  if (p.loraModules) lines.push(row("LoRA", "adapters served per request", p.loraModules));
   const kv = p.kvCache;
   const why = {
     flag: "--ctx",

@@ -17,7 +17,7 @@ import { findChatTemplate } from "../runtime/prompt/hf_template.ts";
 import { ImagePool } from "../runtime/images/pool.ts";
 import { DEFAULT_MAX_PIXELS } from "../runtime/images/preprocess.ts";
 import { log } from "../runtime/log.ts";
-import { type ModelOptions, openModelFiles, withLocalModel } from "../runtime/model/boot.ts";
+import { closeModelFiles, type ModelOptions, openModelFiles, withLocalModel } from "../runtime/model/boot.ts";
 import { parseSize } from "../runtime/model/offer.ts";
 import { choice, parseFlags, parsePort, positiveInt, UsageError } from "./args.ts";
 import { MODEL_FLAGS, modelOptions, modelUsage } from "./model_flags.ts";
@@ -34,6 +34,9 @@ GET /metrics.
                             a proxy that keeps it (repeatable; * for any): others are refused against DNS
                             rebinding
 ${modelUsage(28)}
+  --lora-module NAME=PATH   a LoRA adapter applied per request: a request whose model is NAME runs with it, the
+                            others without (repeatable; PATH as --lora's, whole-tensor, embedding and DoRA
+                            adapters excepted; without NAME=, named after its folder)
   --served-model-name NAME  the model id clients use (default: the model folder's name)
   --api-key KEY             require this key (repeatable; also $PIXTRAL_API_KEY, comma-separated)
   --api-key-file FILE       require the keys in FILE, one per line
@@ -77,6 +80,7 @@ export const SERVE_FLAGS = {
   port: { type: "string" },
   host: { type: "string" },
   "allowed-host": { type: "string", multiple: true },
+  "lora-module": { type: "string", multiple: true },
   "served-model-name": { type: "string" },
   "api-key": { type: "string", multiple: true },
   "api-key-file": { type: "string" },
@@ -229,7 +233,7 @@ export async function startServer(config: ServerConfig, listen = true): Promise<
     maxTokens: config.maxTokens,
     chatTemplate: await chatTemplate(config.chatTemplate, files.location?.dir),
   });
-  files.weights.close(); // the worker opens its own
+  closeModelFiles(files); // the worker opens its own
   const id = service.model.id;
   if (files.demo) {
     log.warn(
@@ -413,7 +417,7 @@ export async function serverConfig(
       : parsePort(Deno.env.get("PORT") ?? "8080", "PORT"),
     hostname: flags.host ?? Deno.env.get("HOST") ?? "127.0.0.1",
     allowedHosts: flags["allowed-host"],
-    model: modelOptions(flags),
+    model: { ...modelOptions(flags), loraModules: flags["lora-module"] },
     servedName: flags["served-model-name"],
     apiKeys: await apiKeys(flags),
     corsOrigins: corsOrigins(flags.cors),

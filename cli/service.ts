@@ -44,6 +44,8 @@ export function localService(files: OpenedFiles, settings: ServiceSettings): Ser
   const maxTokens = settings.maxTokens ?? (files.demo ? DEMO_MAX_TOKENS : undefined);
   // Said at start-up too, not only to the first request with an image.
   if (unavailable) log.warn("serving text only", { reason: unavailable });
+  const clash = files.loraModules?.find((m) => m.name === id || m.name === files.id);
+  if (clash) throw new Error(`--lora-module ${clash.name}=...: the model itself is served under that name`);
   const service: Service = {
     model: {
       id,
@@ -58,6 +60,7 @@ export function localService(files: OpenedFiles, settings: ServiceSettings): Ser
       ...files.demo ? {} : { format: config.source === "gguf" ? "gguf" : "safetensors" },
       ...files.fileType ? { quantization: files.fileType } : {},
       parameters: expectedTensors(config).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0),
+      ...files.loraModules ? { loras: files.loraModules.map((m) => m.name) } : {},
     },
     tokenizer,
     images: {

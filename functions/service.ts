@@ -27,6 +27,8 @@ export interface ModelInfo {
   parameters?: number;
   /** Once loaded, where known: the weights' bytes and the decoder's format (Ollama's `size`, `quantization_level`). */
   loaded?: { bytes: number; format: string };
+  /** LoRA adapters served per request: names a request may give as `model` instead of `id`. */
+  loras?: string[];
 }
 
 export interface ImagePolicy {
@@ -70,4 +72,17 @@ export interface Service {
   failure?: string;
   /** Set when shutdown begins: load balancers should stop sending requests. */
   stopping?: boolean;
+}
+
+/** The LoRA adapter served per request that `name` (a request's `model`) names, if it names one. */
+export function loraNamed(service: Service, name: string | undefined | null): string | undefined {
+  if (name == null) return undefined;
+  const bare = name.replace(/:latest$/, "");
+  return service.model.loras?.find((l) => l === name || l === bare);
+}
+
+/** A GenerateRequest's `lora` field for the request whose `model` is `name`: none when it names the model. */
+export function loraField(service: Service, name: string | undefined | null): { lora?: string } {
+  const lora = loraNamed(service, name);
+  return lora === undefined ? {} : { lora };
 }

@@ -12,6 +12,11 @@
 // GLU: the weights are w1|w3 ([2n, k], gate rows then up rows) and y = silu(gate) * up, SwiGLU's input side in
 // one dispatch. A workgroup's first half of rows are gate rows, its second half the up rows of the same outputs;
 // gate and up are rounded to Y before the activation, as the two kernels it replaces would store them.
+//
+// LORA: LoRA updates of the product, one adapter (or none) per activation row, are added with the rest
+// (runtime/model/lora_modules.ts): y[m, n] += sum_j t[m, j] * B_m[n, j] for j < rank(m), where t = x·Aᵀ was
+// computed before (kernels/lora.wgsl) and B_m [outputs, rank(m)] (scale applied) is row m's adapter's; with GLU,
+// to gate and up before the activation. It saves the updates' own dispatches and passes over y.
 
 #include "lib/weights.wgsl"
 
@@ -29,6 +34,14 @@ struct Params {
   bias_off: u32,   // element offset of bias[first row of the window]
   has_bias: u32,
   accumulate: u32,
+  lora_t_off: u32,     // LORA: t's element offset and row stride, the B binding's element offset, and the row
+  lora_t_stride: u32,  // of each B that the window's first output is
+  lora_b_off: u32,
+  lora_row0: u32,
+  pad0: u32,
+  pad1: u32,
+  pad2: u32,
+  lora_rows: array<vec4<u32>, 8>,  // per activation row: its A offset (unused here), rank, B's first element
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -39,10 +52,14 @@ struct Params {
 // The same weights and x bound a second time as vec4s (one entry point may not view a binding two ways).
 @group(0) @binding(5) var<storage, read> w4: array<vec4<u32>>;
 @group(0) @binding(6) var<storage, read> xv: array<vec4<X>>;
+// LORA: t and every adapter's B, in the activations' type (else x again, unread).
+@group(0) @binding(7) var<storage, read> lora_t: array<X>;
+@group(0) @binding(8) var<storage, read> lora_b: array<X>;
 
 override M: u32 = 1u;         // activation rows compiled for: 1, 2, 4 or 8
 override WIDE: bool = true;   // the 32-column fast path
 override GLU: bool = false;   // y = silu(x·w1) * (x·w3), see above
+override LORA: bool = false;  // LoRA updates added in the epilogue, see above
 
 const WG: u32 = 256u;
 
@@ -188,6 +205,20 @@ fn x4(m: u32, k: u32) -> vec4<f32> {
   return v;
 }
 
+// The LoRA update of output `n` (a row of the window) for activation row m (0 without an adapter).
+fn lora(m: u32, n: u32) -> f32 {
+  var s = 0.0;
+  if (LORA) {
+    let slot = p.lora_rows[m];
+    let ti = p.lora_t_off + m * p.lora_t_stride;
+    let bi = p.lora_b_off + slot.z + (p.lora_row0 + n) * slot.y;
+    for (var j = 0u; j < slot.y; j++) {
+      s += f32(lora_t[ti + j]) * f32(lora_b[bi + j]);
+    }
+  }
+  return s;
+}
+
 fn matvec(format: u32, t: u32, group: u32) {
   let lane = t % p.tpr;
   var rows = WG / p.tpr;
@@ -245,8 +276,8 @@ fn matvec(format: u32, t: u32, group: u32) {
     if (lane == 0u && t / p.tpr < rows && out_row < p.n) {
       for (var m = 0u; m < M; m++) {
         if (m < p.m) {
-          let gate = f32(Y(partial[t * 8u + m]));
-          let up = f32(Y(partial[(t + rows * p.tpr) * 8u + m]));
+          let gate = f32(Y(partial[t * 8u + m] + lora(m, out_row)));
+          let up = f32(Y(partial[(t + rows * p.tpr) * 8u + m] + lora(m, out_row + p.n)));
           y[p.y_off + m * p.y_stride + out_row] = Y(gate / (1.0 + exp(-gate)) * up);
         }
       }
@@ -261,7 +292,7 @@ fn matvec(format: u32, t: u32, group: u32) {
     for (var m = 0u; m < M; m++) {
       if (m < p.m) {
         let i = p.y_off + m * p.y_stride + row;
-        var v = partial[t * 8u + m] + b;
+        var v = partial[t * 8u + m] + b + lora(m, row);
         if (p.accumulate != 0u) {
           v += f32(y[i]);
         }

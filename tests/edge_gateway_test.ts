@@ -80,7 +80,9 @@ async function assertSameAnswers(gatewayUrl: string, hostUrl: string) {
 Deno.test("edge gateway: the bundle under Deno and workerd, two GPU hosts, one killed mid-run", async (t) => {
   const bundle = await buildBundle();
   // a runs two sequences at a time, so that a burst of requests leaves some waiting in its queue.
-  const hosts = await Promise.all([startHost(["--max-running", "2"]), startHost()]);
+  // Both serve a LoRA adapter per request, which requests through the gateway name as their model.
+  const lora = ["--lora-module", `ft=${new URL("./fixtures/lora/plain", import.meta.url).pathname}`];
+  const hosts = await Promise.all([startHost(["--max-running", "2", ...lora]), startHost(lora)]);
   const [a, b] = hosts;
   const env = {
     PIXTRAL_GPU_HOSTS: hosts.map((h) => h.url).join(","),
@@ -93,6 +95,26 @@ Deno.test("edge gateway: the bundle under Deno and workerd, two GPU hosts, one k
       const refused = await post(`${gateway.url}/v1/chat/completions`, { messages: [] });
       assert.equal(refused.status, 401);
       await assertSameAnswers(gateway.url, b.url);
+      const adapted = {
+        model: "ft",
+        messages: [{ role: "user", content: "Hi" }],
+        temperature: 0,
+        max_tokens: 6,
+      };
+      const [viaGateway, fromHost, unadapted] = await Promise.all([
+        post(`${gateway.url}/v1/chat/completions`, adapted, { authorization: `Bearer ${KEY}` }),
+        post(`${b.url}/v1/chat/completions`, adapted),
+        post(`${b.url}/v1/chat/completions`, { ...adapted, model: "mistral" }),
+      ]);
+      assert.equal(viaGateway.status, 200, JSON.stringify(viaGateway.json));
+      assert.equal(viaGateway.json.model, "ft");
+      assert.deepEqual(viaGateway.json.choices, fromHost.json.choices);
+      assert.notDeepEqual(fromHost.json.choices, unadapted.json.choices);
+      const listedModels = await fetch(`${gateway.url}/v1/models`, {
+        headers: { authorization: `Bearer ${KEY}` },
+      })
+        .then((r) => r.json());
+      assert.deepEqual(listedModels.data.map((m: { id: string }) => m.id), ["mistral", "ft"]);
       // Ollama's model list as the host gives it: parameters, size and format of the weights.
       const [edgeTags, hostTags] = await Promise.all([
         fetch(`${gateway.url}/api/tags`, { headers: { authorization: `Bearer ${KEY}` } }).then((r) =>

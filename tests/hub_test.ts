@@ -3,7 +3,7 @@ import { HubError, parseRepoRef, resolveCachedRepo } from "../runtime/hub/cache.
 import { resolveHubModel } from "../runtime/hub/model.ts";
 import { pickGguf, pull, type PullOptions } from "../runtime/hub/pull.ts";
 import { locateModel } from "../runtime/model/locate.ts";
-import { openModelFiles, withLocalModel } from "../runtime/model/boot.ts";
+import { closeModelFiles, openModelFiles, withLocalModel } from "../runtime/model/boot.ts";
 import { openModel } from "../runtime/model/open.ts";
 import { pixtral } from "./helpers.ts";
 import { type FakeHub, type FakeRepo, gitBlobId, sha256, startFakeHub } from "./hub_fake.ts";
@@ -421,6 +421,22 @@ Deno.test("--lora hf:ORG/REPO pulls a PEFT adapter repository into the cache and
     merged.weights.close();
     merged.tokenizer.free();
     assert.equal(merged.weights.merged?.size, 14);
+    // Served per request: pulled the same way, named NAME= or after the repository.
+    const served = await withLocalModel(
+      {
+        model: local.model,
+        loraModules: ["ocr=hf:tiny/pixtral-lora-gguf:lora-F32", "hf:tiny/pixtral-lora-gguf:lora-F32"],
+      },
+      options,
+    );
+    assert.deepEqual(served.loraModules, [`ocr=${tagged.lora![0]}`, `pixtral-lora-gguf=${tagged.lora![0]}`]);
+    const opened = await openModelFiles(served);
+    closeModelFiles(opened);
+    opened.tokenizer.free();
+    assert.deepEqual(opened.loraModules?.map((m) => [m.name, m.adapter.updates.size]), [["ocr", 14], [
+      "pixtral-lora-gguf",
+      14,
+    ]]);
   });
 });
 

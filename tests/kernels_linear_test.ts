@@ -19,6 +19,7 @@ import {
   matvec,
   type WeightType,
 } from "../runtime/gpu/ops/linear.ts";
+import { loraShrink, loraShrinkRef } from "../runtime/gpu/ops/lora.ts";
 import { convert, dequantize, dequantizeRef, quantize, quantizeRef } from "../runtime/gpu/ops/quantize.ts";
 import { joinRows, type Tensor } from "../runtime/gpu/tensor.ts";
 import {
@@ -255,6 +256,174 @@ Deno.test("SwiGLU applied in the w1|w3 product equals the two products then the 
       }
     }
   }
+});
+
+interface LoraCase {
+  w: WeightType;
+  m: number;
+  n: number;
+  k: number;
+  /** The adapters' ranks, and each activation row's adapter (-1: none). */
+  ranks: number[];
+  rows: number[];
+  act?: "f32" | "f16";
+  /** t and B in f32 under f16 activations: not fusable, products of their own follow. */
+  apart?: boolean;
+  accumulate?: boolean;
+  glu?: boolean;
+}
+
+/**
+ * y = x·Wᵀ (+ y0) + t[m]·B_mᵀ for each row m's adapter, t given; with `glu`, W and each B are w1|w3 and
+ * y = silu(gate) · up of the updated products. Returns the product's dispatches.
+ */
+async function runLoraCase(ctx: GpuContext, c: LoraCase, seed: number): Promise<number> {
+  const { m, n, k, ranks, rows } = c;
+  const act = c.act ?? "f32", loraType = c.apart ? "f32" : act;
+  const outs = c.glu ? 2 * n : n, maxRank = Math.max(...ranks);
+  const weights = makeWeights(ctx, c.w, outs, k, seed);
+  const x = roundTo(act, randomFloats(m * k, seed + 1, 0.05));
+  // Every adapter's B [outs, rank] one after the other; row m's t in its first rank columns.
+  const bases = ranks.map((_, i) => ranks.slice(0, i).reduce((a, r) => a + r * outs, 0));
+  const slots = rows.map((a) =>
+    a < 0 ? undefined : { offset: ranks.slice(0, a).reduce((s, r) => s + r, 0), rank: ranks[a], b: bases[a] }
+  );
+  const b = roundTo(loraType, randomFloats(ranks.reduce((s, r) => s + r * outs, 0), seed + 3, 0.01));
+  const t = roundTo(loraType, randomFloats(m * maxRank, seed + 2));
+  const y0 = c.accumulate ? roundTo(act, randomFloats(m * n, seed + 4)) : undefined;
+  const xt = ctx.fromFloats(act, [m, k], x);
+  const yt = y0 ? ctx.fromFloats(act, [m, n], y0) : ctx.tensor(act, [m, n]);
+  const tt = ctx.fromFloats(loraType, [m, maxRank], t), bt = ctx.fromFloats(loraType, [b.length], b);
+  const gateUp = ctx.tensor(act, [m, 2 * n]);
+  const lora = { t: tt, b: bt, slots };
+  const rec = ctx.record();
+  if (c.glu) {
+    const w = [weights.tensor.sliceRows(0, n), weights.tensor.sliceRows(n, n)] as const;
+    linearSwiglu(rec, { y: yt, x: xt, w, gateUp: () => gateUp, lora });
+  } else linear(rec, { y: yt, x: xt, w: weights.tensor, accumulate: c.accumulate, lora });
+  const dispatches = rec.dispatches;
+  await rec.submit();
+  const y = await ctx.readFloats(yt);
+  // The updates as y0 of the reference, plus the previous y.
+  const update = new Float32Array(m * outs);
+  slots.forEach((slot, row) => {
+    if (!slot) return;
+    const bm = b.subarray(slot.b, slot.b + outs * slot.rank);
+    const tm = t.subarray(row * maxRank, row * maxRank + slot.rank);
+    update.set(Float32Array.from(linearRef(tm, bm, 1, outs, slot.rank)), row * outs);
+  });
+  const { ref, tol } = reference(
+    x,
+    weights.decode(),
+    [m, outs, k],
+    false,
+    undefined,
+    update.map((u, i) => u + (y0?.[i] ?? 0)),
+  );
+  if (c.glu) {
+    const want = Float64Array.from({ length: m * n }, (_, j) => {
+      const [row, col] = [Math.floor(j / n), j % n];
+      const g = ref[row * outs + col], u = ref[row * outs + n + col];
+      return g / (1 + Math.exp(-g)) * u;
+    });
+    const scale = Math.max(...want.map(Math.abs));
+    assertClose(y, want, () => (act === "f16" ? 4e-3 : 1e-4) * scale, `${c.w} LoRA swiglu`);
+  } else {
+    // In f16, y is rounded once, or twice where the update is added by a product of its own.
+    const f16 = (i: number) =>
+      act === "f16" ? EPS16 * (Math.abs(ref[i]) + Math.abs(ref[i] - update[i])) + SUB16 : 0;
+    assertClose(y, ref, (i) => tol[i] + f16(i), `${c.w} LoRA`);
+  }
+  for (const tensor of [xt, yt, tt, bt, gateUp, weights.tensor]) ctx.release(tensor);
+  return dispatches;
+}
+
+Deno.test("LoRA: the shrink takes each row's own adapter's rows of A", async (t) => {
+  const ctx = await context();
+  for (const act of ["f32", "f16"] as const) {
+    await t.step(act, async () => {
+      const k = 333, ranks = [4, 16, 1], rows = [1, -1, 0, 2, 1, 1, 0];
+      const a = roundTo(act, randomFloats(21 * k, 11));
+      const x = roundTo(act, randomFloats(rows.length * k, 12));
+      const slots = rows.map((i) =>
+        i < 0 ? undefined : { offset: ranks.slice(0, i).reduce((s, r) => s + r, 0), rank: ranks[i], b: 0 }
+      );
+      const [at, xt] = [ctx.fromFloats(act, [21, k], a), ctx.fromFloats(act, [rows.length, k], x)];
+      const tt = ctx.fromFloats(act, [rows.length, 16], new Float32Array(rows.length * 16));
+      const rec = ctx.record();
+      loraShrink(rec, { t: tt, x: xt, a: at, slots });
+      await rec.submit();
+      const got = await ctx.readFloats(tt);
+      const want = loraShrinkRef(x, a, k, slots, 16);
+      const abs = loraShrinkRef(x.map(Math.abs), a.map(Math.abs), k, slots, 16);
+      assertClose(
+        got,
+        want,
+        (i) => 4 * Math.sqrt(k) * EPS32 * abs[i] + (act === "f16" ? EPS16 * Math.abs(want[i]) : 0),
+        act,
+      );
+      for (const tensor of [at, xt, tt]) ctx.release(tensor);
+    });
+  }
+});
+
+Deno.test("LoRA updates: added in the matrix-vector kernel's epilogue, or by products of their own", async (t) => {
+  const ctx = await context();
+  // Rows of several adapters, of one, or none; ranks 1 to 48.
+  const cases: LoraCase[] = [
+    { w: "f32", m: 1, n: 13, k: 40, ranks: [1], rows: [0] },
+    { w: "q4", m: 5, n: 61, k: 96, ranks: [8, 4], rows: [-1, 1, 0, 0, -1], act: "f16" },
+    { w: "q4_k", m: 8, n: 33, k: 256, ranks: [16, 2, 5], rows: [2, 2, 1, 0, -1, 0, 1, 2], accumulate: true },
+    { w: "q6_k", m: 3, n: 29, k: 256, ranks: [48], rows: [0, 0, 0], act: "f16", accumulate: true },
+    { w: "q8_0", m: 4, n: 300, k: 64, ranks: [4, 6], rows: [1, -1, 0, 1], glu: true },
+    { w: "f16", m: 2, n: 45, k: 96, ranks: [12], rows: [-1, 0], act: "f16", glu: true },
+    { w: "q4", m: 6, n: 37, k: 160, ranks: [8, 3], rows: [0, 1, 1, -1, 0, 0], act: "f16", apart: true },
+    {
+      w: "q4_k",
+      m: 6,
+      n: 50,
+      k: 256,
+      ranks: [8],
+      rows: [0, 0, 0, 0, 0, 0],
+      act: "f16",
+      apart: true,
+      glu: true,
+    },
+    {
+      w: "q8_0",
+      m: 20,
+      n: 41,
+      k: 96,
+      ranks: [8, 2],
+      rows: [...Array(10).fill(0), ...Array(10).fill(1)],
+      accumulate: true,
+    },
+    { w: "q4", m: 20, n: 64, k: 160, ranks: [16], rows: Array(20).fill(0), act: "f16", glu: true },
+  ];
+  for (const [i, c] of cases.entries()) {
+    const name = `${c.w} M=${c.m} N=${c.n} K=${c.k} ranks ${c.ranks.join("/")} rows ${c.rows.join(",")} ` +
+      `${c.act ?? "f32"}${c.apart ? " (t, B in f32)" : ""}${c.glu ? " SwiGLU" : ""}${
+        c.accumulate ? " +=" : ""
+      }`;
+    await t.step(name, async () => {
+      const dispatches = await runLoraCase(ctx, c, 700 + 10 * i);
+      // In the epilogue: no dispatch of its own; otherwise one per run of rows of one adapter (and SwiGLU's
+      // own kernel).
+      const runs = c.rows.filter((r, j) => r >= 0 && r !== c.rows[j - 1]).length;
+      const fused = c.m <= 8 && !c.apart;
+      assert.equal(dispatches, fused ? 1 : (c.glu ? 2 : 1) + runs);
+    });
+  }
+  // Weights larger than a binding: each window adds the updates of its own rows.
+  const windowed = await windowedContext();
+  await t.step("q8_0 M=2 N=1003 K=96 in binding windows", async () => {
+    const dispatches = await runLoraCase(
+      windowed,
+      { w: "q8_0", m: 2, n: 1003, k: 96, ranks: [2, 1], rows: [1, 0] },
+      900,
+    );
+    assert.ok(dispatches > 1);
+  });
 });
 
 Deno.test("weights larger than a binding are processed in windows of rows", async (t) => {

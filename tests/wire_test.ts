@@ -43,6 +43,7 @@ const request: GenerateRequest<EncodedImage> = {
   orElse: { schema: '["yes","no"]', strict: true, kind: "choice" },
   minTokens: 5,
   promptLogprobs: 1,
+  lora: "sql-lora",
 };
 
 const buffer = (bytes: Uint8Array) => bytes.slice().buffer;
@@ -69,6 +70,7 @@ Deno.test("wire: a request round-trips exactly, with its image files", () => {
   assert.throws(() => decodeRequest(buffer(badGrammar)), /what this server takes/);
   assert.equal(decoded.minTokens, 5);
   assert.equal(decoded.promptLogprobs, 1);
+  assert.equal(decoded.lora, "sql-lora");
   assert.equal(decoded.images.length, 2);
   decoded.images.forEach((got, i) => {
     const want = request.images[i];
@@ -103,8 +105,10 @@ Deno.test("wire: optional fields stay absent; no images, no seed, no log-probabi
     banned: [],
     trigger: undefined,
     orElse: undefined,
+    lora: undefined,
   };
   const decoded = decodeRequest(buffer(encodeRequest(plain)));
+  assert.equal("lora" in decoded, false);
   assert.equal("seed" in decoded.sampling, false);
   assert.equal("format" in decoded, false);
   assert.equal("banned" in decoded, false);

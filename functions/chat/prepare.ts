@@ -20,7 +20,7 @@ import { pyAt, type PyValue } from "../../runtime/prompt/pyjson.ts";
 import { fetchImageBytes } from "../images/fetch.ts";
 import { allOrNone, imageOptions, LOW_DETAIL_SIZE } from "../images/together.ts";
 import { type ChatMessage, type ChatRequest, RequestError } from "../schema/chat.ts";
-import type { Service } from "../service.ts";
+import { loraField, type Service } from "../service.ts";
 import {
   fromRequest,
   promptToolCallId,
@@ -522,6 +522,7 @@ export async function prepareChat(
       // Under "auto" the model answers with calls or with text, and the text follows response_format.
       ...(generation.trigger !== undefined && chat.response_format ? { orElse: chat.response_format } : {}),
       ...(generation.banned.length ? { banned: generation.banned } : {}),
+      ...loraField(service, chat.model),
     },
     n: chat.n ?? 1,
     imageParams: encoded.imageParams,

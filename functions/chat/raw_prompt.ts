@@ -6,7 +6,7 @@
 import { TextBudget } from "./long_text.ts";
 import type { CompletionRequest } from "../schema/completions.ts";
 import { RequestError } from "../schema/chat.ts";
-import type { Service } from "../service.ts";
+import { loraField, type Service } from "../service.ts";
 import { maxTokens, type PreparedChat, samplingOf, stopping } from "./prepare.ts";
 
 /** OpenAI's default for `max_tokens` in text completions (vLLM's too). */
@@ -64,6 +64,7 @@ export function preparePrompt(
       // Echoed with log-probabilities: the prompt's too (what evaluation harnesses score).
       ...(request.echo && request.logprobs != null ? { promptLogprobs: request.logprobs } : {}),
       ...(request.response_format ? { format: request.response_format } : {}),
+      ...loraField(service, request.model),
     },
     n: request.n ?? 1,
     stop: (request.stop == null ? [] : typeof request.stop === "string" ? [request.stop] : request.stop)

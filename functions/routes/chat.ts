@@ -37,7 +37,7 @@ export function chatRoutes(service: Service): Hono {
     const { body: json, text } = await readJsonText(c);
     const { request: chat, ignored } = parseChatRequest(json);
     if (ignored.length) log.info("ignoring unknown request fields", { fields: ignored, path: c.req.path });
-    requireModel(service, chat.model);
+    const lora = requireModel(service, chat.model);
     requireEngine(service);
     if (chat.stream_options && !chat.stream) {
       throw new RequestError("stream_options is only allowed with stream: true", "stream_options");
@@ -49,7 +49,8 @@ export function chatRoutes(service: Service): Hono {
     });
     const shown = customCalls(request);
     const run = runCompletion(service, [prepared], signal, c.get("requestId"));
-    const id = completionId(), created = Math.floor(Date.now() / 1000), model = service.model.id;
+    const id = completionId(), created = Math.floor(Date.now() / 1000);
+    const model = lora ?? service.model.id;
     const head = { id, object: "chat.completion.chunk", created, model };
 
     if (!chat.stream) {

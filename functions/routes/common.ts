@@ -5,7 +5,7 @@ import type {} from "hono/request-id";
 import { EngineClosedError } from "../../runtime/engine/engine.ts";
 import { bodyText, BodyTimeoutError, BodyTooLargeError } from "../middleware/body.ts";
 import { RequestError } from "../schema/chat.ts";
-import type { Service } from "../service.ts";
+import { loraNamed, type Service } from "../service.ts";
 
 /** The model named in a request is not served here (404, as OpenAI answers). */
 export class UnknownModelError extends Error {
@@ -49,12 +49,22 @@ export async function readJsonText(c: Context): Promise<{ body: unknown; text: s
   }
 }
 
-export function requireModel(service: Service, name: string | undefined | null): void {
+/**
+ * Checks that the request names a model served here (or none); returns the LoRA adapter it names, when it names
+ * one served per request instead of the model itself.
+ */
+export function requireModel(service: Service, name: string | undefined | null): string | undefined {
+  if (name == null) return undefined;
+  const lora = loraNamed(service, name);
+  if (lora !== undefined) return lora;
   // Also by the name Ollama's API lists it under (`id:latest`), as Ollama's OpenAI-compatible routes take it.
   const known = (n: string) => n === service.model.id || service.model.aliases.includes(n);
-  if (name == null || known(name) || known(name.replace(/:latest$/, ""))) return;
+  if (known(name) || known(name.replace(/:latest$/, ""))) return undefined;
+  const loras = service.model.loras?.length
+    ? ` and its LoRA adapters ${JSON.stringify(service.model.loras)}`
+    : "";
   throw new UnknownModelError(
-    `the model "${name}" does not exist here; this server serves "${service.model.id}"`,
+    `the model "${name}" does not exist here; this server serves "${service.model.id}"${loras}`,
   );
 }
 

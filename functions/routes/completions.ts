@@ -52,7 +52,7 @@ export function completionRoutes(service: Service): Hono {
   return new Hono().post("/v1/completions", async (c) => {
     const { request, ignored } = parseCompletionRequest(await readJson(c));
     if (ignored.length) log.info("ignoring unknown request fields", { fields: ignored, path: c.req.path });
-    requireModel(service, request.model);
+    const lora = requireModel(service, request.model);
     requireEngine(service);
     const prompts = promptsOf(request.prompt);
     const prepared = prompts.map((prompt, i) =>
@@ -65,7 +65,7 @@ export function completionRoutes(service: Service): Hono {
       id,
       object: "text_completion",
       created: Math.floor(Date.now() / 1000),
-      model: service.model.id,
+      model: lora ?? service.model.id,
     };
     const n = request.n ?? 1;
     // Choice i answers prompt i / n; with echo its text begins with that prompt.

@@ -1,6 +1,7 @@
 /**
- * GET /v1/models: the one model served, in OpenAI's list shape with the fields Mistral's and Anthropic's clients
- * read (a card's `type` is Mistral's "base": Anthropic's clients, which would find "model", do not check it).
+ * GET /v1/models: the model served and the LoRA adapters it serves per request, in OpenAI's list shape with the
+ * fields Mistral's and Anthropic's clients read (a card's `type` is Mistral's "base", or "fine-tuned" with the
+ * base model as `root` and, as vLLM's, `parent`: Anthropic's clients, which would find "model", do not check it).
  */
 import { Hono } from "hono";
 import type { Service } from "../service.ts";
@@ -17,17 +18,21 @@ function functionCalling(service: Service): boolean {
   }
 }
 
-function card(service: Service) {
+function card(service: Service, lora?: string) {
   const { model, engine, images } = service;
+  const id = lora ?? model.id;
   return {
-    id: model.id,
+    id,
     object: "model",
     created: model.created,
     owned_by: "pixtral-server",
-    type: "base",
-    name: model.id,
-    description: model.description,
-    aliases: model.aliases,
+    type: lora === undefined ? "base" : "fine-tuned",
+    ...lora === undefined ? {} : { root: model.id, parent: model.id },
+    name: id,
+    description: lora === undefined
+      ? model.description
+      : `LoRA adapter over ${model.id}, applied per request`,
+    aliases: lora === undefined ? model.aliases : [],
     max_context_length: engine?.contextLength ?? null,
     // vLLM's name for it.
     max_model_len: engine?.contextLength ?? null,
@@ -41,7 +46,7 @@ function card(service: Service) {
     deprecation: null,
     demo: model.demo,
     // Anthropic's.
-    display_name: model.id,
+    display_name: id,
     created_at: new Date(model.created * 1000).toISOString(),
   };
 }
@@ -49,13 +54,18 @@ function card(service: Service) {
 export function modelRoutes(service: Service): Hono {
   return new Hono()
     .get("/v1/models", (c) => {
-      const id = service.model.id;
+      const data = [card(service), ...(service.model.loras ?? []).map((lora) => card(service, lora))];
       // One page: Anthropic's list fields say so.
-      return c.json({ object: "list", data: [card(service)], has_more: false, first_id: id, last_id: id });
+      return c.json({
+        object: "list",
+        data,
+        has_more: false,
+        first_id: data[0].id,
+        last_id: data.at(-1)!.id,
+      });
     })
     // Ids may contain "/" (hf:ORG/REPO models), which clients send unencoded.
     .get("/v1/models/:id{.+}", (c) => {
-      requireModel(service, c.req.param("id"));
-      return c.json(card(service));
+      return c.json(card(service, requireModel(service, c.req.param("id"))));
     });
 }

@@ -33,7 +33,7 @@ import {
   parseOllama,
 } from "../schema/ollama.ts";
 import { parseWith } from "../schema/chat.ts";
-import type { Service } from "../service.ts";
+import { loraNamed, type Service } from "../service.ts";
 import { readJsonText, requireEngine, UnknownModelError } from "./common.ts";
 import { patientJson } from "./patient.ts";
 import { eventStream } from "./sse.ts";
@@ -55,7 +55,7 @@ function parameterSize(parameters: number | undefined): string {
  * Ollama's words (`model "x" not found`), which its clients look for.
  */
 function requireOllamaModel(service: Service, name: string | null | undefined): void {
-  if (name == null) return;
+  if (name == null || loraNamed(service, name) !== undefined) return;
   const bare = name.replace(/:latest$/i, "");
   const known = [service.model.id, ...service.model.aliases].some((id) =>
     id.toLowerCase() === bare.toLowerCase()
@@ -196,8 +196,8 @@ function answer(
 
 export function ollamaRoutes(service: Service): Hono {
   const app = new Hono();
-  const details = () => ({
-    parent_model: "",
+  const details = (lora?: string) => ({
+    parent_model: lora === undefined ? "" : `${service.model.id}:latest`,
     format: service.model.format ?? "",
     family: "pixtral",
     families: ["pixtral"],
@@ -205,19 +205,24 @@ export function ollamaRoutes(service: Service): Hono {
     // As Ollama names them: a GGUF's own (Q4_K_M), else the format the decoder's weights take on the GPU (q4: ours).
     quantization_level: service.model.quantization ?? service.model.loaded?.format.toUpperCase() ?? "",
   });
-  const listed = async () => ({
-    name: `${service.model.id}:latest`,
-    model: `${service.model.id}:latest`,
+  const listed = async (lora?: string) => ({
+    name: `${lora ?? service.model.id}:latest`,
+    model: `${lora ?? service.model.id}:latest`,
     modified_at: new Date(service.model.created * 1000).toISOString(),
     size: service.model.loaded?.bytes ?? 0,
     digest: [
-      ...new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(service.model.id))),
+      ...new Uint8Array(
+        await crypto.subtle.digest("SHA-256", new TextEncoder().encode(lora ?? service.model.id)),
+      ),
     ].map((b) => b.toString(16).padStart(2, "0")).join(""),
-    details: details(),
+    details: details(lora),
   });
 
   app.get("/api/version", (c) => c.json({ version: OLLAMA_VERSION }));
-  app.get("/api/tags", async (c) => c.json({ models: [await listed()] }));
+  app.get("/api/tags", async (c) =>
+    c.json({
+      models: [await listed(), ...await Promise.all((service.model.loras ?? []).map((l) => listed(l)))],
+    }));
   app.get("/api/ps", async (c) => {
     const models = service.engine
       ? [{

@@ -88,6 +88,11 @@ export interface GenerateRequest<Image extends RequestImage = RequestImage> {
    * without (0): reported with the first event. The whole prompt is computed (no prefix cache).
    */
   promptLogprobs?: number;
+  /**
+   * A LoRA adapter the engine serves per request (by the name given as the request's `model`), applied to this
+   * request alone; undefined: the model as loaded.
+   */
+  lora?: string;
 }
 
 /** A prompt token's log-probability given the tokens before it, and the most likely tokens there. */

@@ -15,6 +15,7 @@ import { logprobRows, sample, type SamplingParams } from "../gpu/ops/sampling.ts
 import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { SequenceStep } from "../model/decoder.ts";
+import type { LoraModule } from "../model/lora_modules.ts";
 import type { PixtralModel } from "../model/pixtral.ts";
 import type { ImageInput, VisionPass } from "../model/vision.ts";
 import { nextTurn } from "../event_loop.ts";
@@ -122,6 +123,8 @@ class Sequence {
   cachedTokens?: number;
   /** [IMG] tokens in the prompt: its images' patches. */
   readonly imagePatches: number;
+  /** The LoRA adapter its request named. */
+  lora?: LoraModule;
   /** Why it was cancelled, once it is: the error its stream ends with. */
   cancelled?: Error;
   /** Penalised tokens and how often each was generated (prompt tokens count 0, for the repetition penalty). */
@@ -361,6 +364,7 @@ export class LocalEngine implements Engine {
       vocabSize: this.vocabSize,
       imageToken: model.config.imageTokens.img,
       vision: Boolean(model.config.vision),
+      loras: [...model.loras.keys()],
     };
     this.#decodeSteps = Math.max(1, Math.floor(options.decodeSteps ?? 8));
     this.#decodeRunMs = options.decodeRunMs ?? 100;
@@ -426,6 +430,7 @@ export class LocalEngine implements Engine {
       );
     }
     const seq = new Sequence(request, this.vocabSize);
+    if (request.lora !== undefined) seq.lora = this.#model.loras.get(request.lora);
     // Registered now, not when the stream is first read: a stream that is never read must still be cancellable.
     const abort = () => this.#cancel(seq);
     signal?.addEventListener("abort", abort);
@@ -587,6 +592,7 @@ export class LocalEngine implements Engine {
       seq.request.ids.length,
       img,
       pool.blockSize,
+      seq.request.lora,
     );
     // At least the last token is computed: its logits give the first sample.
     const reusable = Math.floor((seq.prefillEnd - 1) / this.#prefixUnit) * this.#prefixUnit / pool.blockSize;
@@ -761,6 +767,7 @@ export class LocalEngine implements Engine {
         past: seq.past,
         blocks: seq.blocks,
         images: images ? seq.embeddings!.sliceRows(seq.imageRows, images) : undefined,
+        lora: seq.lora,
         logits: seq.promptScores && seq.generated === 0
           ? "scored" as const
           : final
@@ -803,6 +810,7 @@ export class LocalEngine implements Engine {
             ids: [seq.tokens[at]],
             past: at,
             blocks: seq.blocks,
+            lora: seq.lora,
             logits: seq.replaying ? "none" as const : "last" as const,
           })),
         );
@@ -839,7 +847,7 @@ export class LocalEngine implements Engine {
    */
   async #encode(seq: Sequence, streaming: boolean): Promise<void> {
     try {
-      const pass = seq.vision ??= this.#model.visionPass(seq.request.images);
+      const pass = seq.vision ??= this.#model.visionPass(seq.request.images, seq.lora);
       const rec = this.#model.ctx.record("vision");
       try {
         pass.record(rec, streaming ? VISION_STAGES_PER_STEP : pass.remaining);
@@ -1054,6 +1062,7 @@ export class LocalEngine implements Engine {
                 ids: k === 0 ? firstIds(s) : ids.sliceRows(k - 1, 1).sliceCols(i + j, 1),
                 past: s.past + ahead + k,
                 blocks: s.blocks,
+                lora: s.lora,
                 logits: "last" as const,
               })),
             );

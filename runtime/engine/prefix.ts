@@ -1,7 +1,8 @@
 /**
  * Content keys for the prefix cache: the key of a sequence's KV block i is a SHA-256 digest chained over every
  * token of positions [0, (i + 1) * blockSize), and, with each image's first [IMG] token, a digest of the image's
- * pixels. Two sequences share a block only when everything it attends to is the same. The hash is a
+ * pixels, all chained from the LoRA adapter the sequence runs with (none: nothing). Two sequences share a block
+ * only when everything it attends to, and what computed it, is the same. The hash is a
  * cryptographic one so that no client can craft a prompt whose blocks pass for another's (with a fast unkeyed
  * hash, a collision would let it poison the cache of a shared system prompt or image).
  */
@@ -34,7 +35,9 @@ export class PrefixKeys {
     readonly promptLength: number,
     readonly imageToken: number,
     readonly blockSize: number,
+    lora?: string,
   ) {
+    if (lora !== undefined) this.#parent = createHash("sha256").update(`LoRA ${lora}`).digest();
     this.#fewPatches = images.reduce((n, image) => n + image.rows * image.cols, 0) <= MATVEC_MAX_ROWS;
   }
 

@@ -12,6 +12,8 @@ export interface RequestLimits {
   imageToken: number;
   /** Whether the model has a vision encoder. */
   vision: boolean;
+  /** The LoRA adapters served per request, by name. */
+  loras?: readonly string[];
 }
 
 /** Also that the images are decoded: the engines that check requests so run the model. */
@@ -26,6 +28,9 @@ export function validateRequest(
       `the prompt (${request.ids.length} tokens) plus max_tokens (${request.maxTokens}) is ${total} tokens, ` +
         `more than this server's context of ${limits.contextLength}`,
     );
+  }
+  if (request.lora !== undefined && !limits.loras?.includes(request.lora)) {
+    throw new InvalidRequestError(`no LoRA adapter "${request.lora}" is served here`);
   }
   let imageTokens = 0;
   for (const id of request.ids) {

@@ -7,8 +7,8 @@
  *     "PXG8"                  magic and version
  *     u32 H                   length of the header
  *     H bytes                 header, JSON: sampling, maxTokens, minTokens, stopIds, topLogprobs, the output
- *                             format, its trigger and alternative, banned ids, and per image its patch grid,
- *                             resize mode and file size (RequestHeader)
+ *                             format, its trigger and alternative, banned ids, the LoRA adapter, and per
+ *                             image its patch grid, resize mode and file size (RequestHeader)
  *     0-3 bytes               padding to a multiple of 4
  *     u32 × header.ids        the prompt's token ids
  *     per image               its file as the client sent it (PNG, JPEG, ...), padded to a multiple of 4 bytes
@@ -109,6 +109,7 @@ const headerSchema = z.strictObject({
   trigger: u32.optional(),
   minTokens: z.number().int().min(0).optional(),
   promptLogprobs: z.number().int().min(0).max(1).optional(),
+  lora: z.string().min(1).max(256).optional(),
   sampling: samplingSchema,
   images: z.array(z.strictObject({
     rows: z.number().int().min(1),
@@ -143,6 +144,7 @@ export function requestParts(request: GenerateRequest<EncodedImage>): Uint8Array
     ...(request.orElse === undefined ? {} : { orElse: request.orElse }),
     ...(request.minTokens ? { minTokens: request.minTokens } : {}),
     ...(request.promptLogprobs === undefined ? {} : { promptLogprobs: request.promptLogprobs }),
+    ...(request.lora === undefined ? {} : { lora: request.lora }),
     sampling,
     images: request.images.map((i) => ({
       rows: i.rows,
@@ -227,6 +229,7 @@ export function decodeRequest(body: ArrayBuffer): GenerateRequest<EncodedImage> 
     ...(header.orElse === undefined ? {} : { orElse: header.orElse }),
     ...(header.minTokens === undefined ? {} : { minTokens: header.minTokens }),
     ...(header.promptLogprobs === undefined ? {} : { promptLogprobs: header.promptLogprobs }),
+    ...(header.lora === undefined ? {} : { lora: header.lora }),
   };
 }
 
@@ -397,6 +400,7 @@ const statusSchema = z.object({
     quantization: z.string().optional(),
     parameters: z.number().optional(),
     loaded: z.object({ bytes: z.number(), format: z.string() }).optional(),
+    loras: z.array(z.string()).optional(),
   }),
   contextLength: z.number().int().positive().nullable(),
   stats: z.object({

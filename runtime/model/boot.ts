@@ -31,6 +31,7 @@ import {
 import { checkImageTokens, modelTokenizer } from "./tokenizer.ts";
 import type { DType } from "./weights/dtype.ts";
 import { type LoraAdapter, openLora, withLora } from "./weights/lora.ts";
+import { checkServable, loraModuleBytes } from "./lora_modules.ts";
 import type { WeightSource } from "./weights/source.ts";
 
 export interface ModelOptions {
@@ -39,6 +40,11 @@ export interface ModelOptions {
   mmproj?: string;
   /** LoRA adapters merged into the weights as they load (lora.ts): folders or files. */
   lora?: string[];
+  /**
+   * LoRA adapters served per request (lora_modules.ts), each `NAME=PATH` (a request whose `model` is NAME runs
+   * with it) or PATH (named after its folder or file).
+   */
+  loraModules?: string[];
   /** The id the API serves it under (default: the model folder's or file's name). */
   name?: string;
   quant?: WeightFormat;
@@ -63,6 +69,8 @@ export interface OpenedFiles {
   location?: ModelLocation;
   /** The LoRA adapters merged in (their paths). */
   lora?: string[];
+  /** The LoRA adapters served per request, opened: PixtralModel.load takes them (closeModelFiles otherwise). */
+  loraModules?: { name: string; adapter: LoraAdapter }[];
   /** A GGUF's quantization by llama.cpp's name (`Q4_K_M`). */
   fileType?: string;
 }
@@ -81,8 +89,12 @@ export async function withLocalModel(
   hub: HubModelOptions = {},
 ): Promise<ModelOptions> {
   const lora = await localAdapters(options.lora, hub);
-  const spec = options.model ?? (lora?.length ? await adapterBase(lora[0]) : undefined);
-  const local = { ...options, model: spec, lora };
+  const modules = options.loraModules?.map(namedModule);
+  const modulePaths = await localAdapters(modules?.map((m) => m.path), hub);
+  const loraModules = modules?.map((m, i) => `${m.name}=${modulePaths![i]}`);
+  const first = lora?.[0] ?? modulePaths?.[0];
+  const spec = options.model ?? (first ? await adapterBase(first) : undefined);
+  const local = { ...options, model: spec, lora, loraModules };
   if (!spec?.startsWith("hf:")) return local;
   const { path, mmproj } = await resolveHubModel(spec, hub);
   return {
@@ -91,6 +103,17 @@ export async function withLocalModel(
     mmproj: options.mmproj ?? mmproj ?? undefined,
     name: spec.slice(3).split("@")[0],
   };
+}
+
+/** `NAME=PATH`, or PATH named after its folder or file (a hub repository's name). */
+export function namedModule(spec: string): { name: string; path: string } {
+  // A name has no slash: "=" after one is part of a path.
+  const eq = /^[^\\/=]*=/.test(spec) ? spec.indexOf("=") : -1;
+  if (eq > 0 && eq < spec.length - 1) return { name: spec.slice(0, eq), path: spec.slice(eq + 1) };
+  const bare = spec.startsWith("hf:") ? spec.slice(3).split(/[@:]/)[0] : spec;
+  const name = bare.split(/[\\/]/).filter(Boolean).pop()?.replace(/\.(gguf|safetensors)$/, "");
+  if (!name || eq >= 0) throw new Error(`--lora-module ${spec}: give it as NAME=PATH`);
+  return { name, path: spec };
 }
 
 /**
@@ -142,8 +165,9 @@ export async function localAdapters(
 
 export async function openModelFiles(options: ModelOptions): Promise<OpenedFiles> {
   if (!options.model) {
-    if (options.lora?.length) {
-      throw new Error("--lora needs --model: the built-in demo model has random weights");
+    if (options.lora?.length || options.loraModules?.length) {
+      const flag = options.lora?.length ? "--lora" : "--lora-module";
+      throw new Error(`${flag} needs --model: the built-in demo model has random weights`);
     }
     const demo = await demoModel();
     return { id: DEMO_MODEL_ID, demo: true, ...demo };
@@ -163,6 +187,7 @@ export async function openModelFiles(options: ModelOptions): Promise<OpenedFiles
     tokenizer = await modelTokenizer(location, opened.config.decoder.vocabSize, opened.gguf?.text);
     checkImageTokens(opened.config, tokenizer, location.configFile);
     if (options.lora?.length) weights = await withAdapters(weights, options.lora, opened.config);
+    const loraModules = await openLoraModules(options.loraModules ?? [], opened.config);
     return {
       id: options.name ?? modelId(location),
       demo: false,
@@ -171,6 +196,7 @@ export async function openModelFiles(options: ModelOptions): Promise<OpenedFiles
       tokenizer,
       location,
       lora: options.lora,
+      ...loraModules.length ? { loraModules } : {},
       fileType: opened.gguf && fileTypeName(opened.gguf.text),
     };
   } catch (err) {
@@ -205,6 +231,40 @@ async function withAdapters(weights: WeightSource, paths: readonly string[], con
   return withLora(weights, adapters);
 }
 
+/** The adapters served per request, opened and checked; on failure those opened are closed. */
+async function openLoraModules(specs: readonly string[], config: ModelConfig) {
+  const opened: { name: string; adapter: LoraAdapter }[] = [];
+  try {
+    for (const spec of specs) {
+      const { name, path } = namedModule(spec);
+      if (opened.some((m) => m.name === name)) {
+        throw new Error(`--lora-module: two adapters are named "${name}"`);
+      }
+      const adapter = await openLora(path, config);
+      opened.push({ name, adapter });
+      checkServable(adapter);
+      const ranks = new Set([...adapter.updates.values()].map((u) => u.b.shape[1]));
+      log.info("LoRA adapter: served per request", {
+        name,
+        path: adapter.path,
+        kind: adapter.kind,
+        updated: adapter.updates.size,
+        rank: [...ranks].join("/"),
+      });
+    }
+  } catch (err) {
+    opened.forEach((m) => m.adapter.file.close());
+    throw err;
+  }
+  return opened;
+}
+
+/** Closes what openModelFiles opened, when no model was loaded from it. */
+export function closeModelFiles(files: OpenedFiles): void {
+  files.weights.close();
+  files.loraModules?.forEach((m) => m.adapter.file.close());
+}
+
 /** Why the model cannot see images, when it cannot; undefined when it can. */
 export function visionUnavailable(files: OpenedFiles): string | undefined {
   if (files.config.vision && files.weights.tensors().some((t) => t.component === "vision")) return undefined;
@@ -233,6 +293,10 @@ export async function loadModel(files: OpenedFiles, given: ModelOptions): Promis
       ctx: options.ctx,
       stored: new Map<string, DType>(files.weights.tensors().map((t) => [t.name, t.dtype])),
       merged: files.weights.merged,
+      loraModules: (files.loraModules ?? []).reduce(
+        (n, m) => n + loraModuleBytes(m.adapter, files.config, options.activations === "f32" ? 4 : 2),
+        0,
+      ),
     };
     const offer = adapterOffer(ctx.gpu.adapter, options.gpuMemory);
     const plan = checkPlan(files.config, planMemory(files.config, planOptions, offer), offer, planOptions);
@@ -253,7 +317,10 @@ export async function loadModel(files: OpenedFiles, given: ModelOptions): Promis
     const progress = new Progress({ label: `loading ${files.id}`, total, unit: "bytes" });
     let model: PixtralModel;
     try {
+      const loraModules = files.loraModules;
+      files.loraModules = undefined; // the model closes them
       model = await PixtralModel.load(ctx, files.config, files.weights, {
+        loraModules,
         quant: options.quant,
         visionQuant: options.visionQuant,
         explicit: options.explicit,
@@ -272,6 +339,6 @@ export async function loadModel(files: OpenedFiles, given: ModelOptions): Promis
     ctx.destroy();
     throw err;
   } finally {
-    files.weights.close();
+    closeModelFiles(files);
   }
 }

@@ -9,13 +9,14 @@
  */
 import { attention, pagedAttentionPlan, ropeKvWrite } from "../gpu/ops/attention.ts";
 import { embed, scatterRows } from "../gpu/ops/embed.ts";
-import { linear, linearStacked, linearSwiglu, MATVEC_MAX_ROWS } from "../gpu/ops/linear.ts";
+import { linear, linearStacked, linearSwiglu, type LoraUpdate, MATVEC_MAX_ROWS } from "../gpu/ops/linear.ts";
 import { rmsNorm } from "../gpu/ops/norm.ts";
 import type { FloatType } from "../gpu/dtype.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import type { ModelConfig } from "./config.ts";
 import type { KvPool } from "./kv_pool.ts";
+import { type LoraBank, type LoraModule, LoraRows, productKey } from "./lora_modules.ts";
 import type { WeightLookup } from "./vision.ts";
 
 export interface SequenceStep {
@@ -40,6 +41,8 @@ export interface SequenceStep {
    * prompt changes no sampled token), or none.
    */
   logits: "last" | "all" | "scored" | "none";
+  /** The LoRA adapter the sequence's request named (lora_modules.ts), added to every product of its rows. */
+  lora?: LoraModule;
 }
 
 export interface StepOutput {
@@ -104,19 +107,25 @@ const layerNames = (() => {
   const made: {
     attentionNorm: string;
     qkv: string[];
+    qkvKey: string;
     wo: string;
     ffnNorm: string;
     gateUp: string[];
+    gateUpKey: string;
     w2: string;
   }[] = [];
   return (l: number) => {
     const p = `layers.${l}.`;
+    const qkv = ["wq", "wk", "wv"].map((n) => `${p}attention.${n}.weight`);
+    const gateUp = ["w1", "w3"].map((n) => `${p}feed_forward.${n}.weight`);
     return made[l] ??= {
       attentionNorm: `${p}attention_norm.weight`,
-      qkv: ["wq", "wk", "wv"].map((n) => `${p}attention.${n}.weight`),
+      qkv,
+      qkvKey: productKey(qkv),
       wo: `${p}attention.wo.weight`,
       ffnNorm: `${p}ffn_norm.weight`,
-      gateUp: ["w1", "w3"].map((n) => `${p}feed_forward.${n}.weight`),
+      gateUp,
+      gateUpKey: productKey(gateUp),
       w2: `${p}feed_forward.w2.weight`,
     };
   };
@@ -129,6 +138,7 @@ export function decoderStep(
   pool: KvPool,
   steps: readonly SequenceStep[],
   act: FloatType,
+  bank?: LoraBank,
 ): StepOutput {
   const d = config.decoder;
   const positions: number[] = [];
@@ -159,18 +169,31 @@ export function decoderStep(
   const ffn = rec.scratch(act, [T, d.hiddenDim]);
   let gateUp: Tensor | undefined;
   const gateUpScratch = () => gateUp ??= rec.scratch(act, [T, 2 * d.hiddenDim]);
+  const lora = LoraRows.of(
+    bank,
+    steps.map((s, i) => ({ module: s.lora, start: seqs[i].qStart, count: seqs[i].qLen })),
+  );
+
+  // A product with the step's LoRA updates of its weights (lora_modules.ts), or without.
+  const product = (key: string, x: Tensor, record: (lora?: LoraUpdate) => void) =>
+    lora ? lora.product(rec, key, x, record) : record();
 
   for (let l = 0; l < d.nLayers; l++) {
     const n = layerNames(l);
     rmsNorm(rec, { y: h, x, weight: w(n.attentionNorm), eps: d.normEps });
-    linearStacked(rec, { y: qkv, x: h, w: n.qkv.map(w) });
+    product(n.qkvKey, h, (u) => linearStacked(rec, { y: qkv, x: h, w: n.qkv.map(w), lora: u }));
     ropeKvWrite(rec, plan, { qkv, cache: pool.layers[l], theta: d.ropeTheta, positions: pos });
     attention(rec, plan, { q, out: o, cache: pool.layers[l] });
-    linear(rec, { y: x, x: o, w: w(n.wo), accumulate: true });
+    product(n.wo, o, (u) => linear(rec, { y: x, x: o, w: w(n.wo), accumulate: true, lora: u }));
 
     rmsNorm(rec, { y: h, x, weight: w(n.ffnNorm), eps: d.normEps });
-    linearSwiglu(rec, { y: ffn, x: h, w: [w(n.gateUp[0]), w(n.gateUp[1])], gateUp: gateUpScratch });
-    linear(rec, { y: x, x: ffn, w: w(n.w2), accumulate: true });
+    const gateUpWeights = [w(n.gateUp[0]), w(n.gateUp[1])] as const;
+    product(
+      n.gateUpKey,
+      h,
+      (u) => linearSwiglu(rec, { y: ffn, x: h, w: gateUpWeights, gateUp: gateUpScratch, lora: u }),
+    );
+    product(n.w2, ffn, (u) => linear(rec, { y: x, x: ffn, w: w(n.w2), accumulate: true, lora: u }));
   }
 
   // Only the rows whose logits are wanted go through the final norm and the (large) output head.
@@ -190,12 +213,14 @@ export function decoderStep(
   const normed = rec.scratch(act, [wanted.length, d.dim]);
   rmsNorm(rec, { y: normed, x: last, weight: w("norm.weight"), eps: d.normEps });
   const logits = rec.scratch("f32", [wanted.length, d.vocabSize]);
-  const head = (start: number, count: number) =>
-    linear(rec, {
-      y: logits.sliceRows(start, count),
-      x: normed.sliceRows(start, count),
-      w: w("output.weight"),
-    });
+  const headLora = LoraRows.of(bank, steps.map((s, i) => ({ module: s.lora, ...rows[i] })));
+  const head = (start: number, count: number) => {
+    const y = logits.sliceRows(start, count), x = normed.sliceRows(start, count);
+    const record = (lora?: LoraUpdate) => linear(rec, { y, x, w: w("output.weight"), lora });
+    const part = headLora?.slice(start, count);
+    if (part) part.product(rec, "output.weight", x, record);
+    else record();
+  };
   // A scored prompt (echo) samples its first token from its last row: that row goes through the head alone, by
   // the kernel it takes when the prompt is not scored, so scoring changes no sampled token or log-probability
   // (the tiled kernel rounds otherwise).

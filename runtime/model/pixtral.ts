@@ -11,9 +11,17 @@ import type { Progress } from "../progress.ts";
 import type { ModelConfig } from "./config.ts";
 import { decoderStep, type SequenceStep, type StepOutput } from "./decoder.ts";
 import { KvPool } from "./kv_pool.ts";
+import {
+  loadLoraBank,
+  type LoraBank,
+  type LoraModule,
+  randomLoraBank,
+  releaseLoraBank,
+} from "./lora_modules.ts";
 import { type LoadedWeights, loadWeights, randomWeights } from "./load.ts";
 import { type Explicit, KV_BLOCK_TOKENS, type WeightFormat } from "./plan.ts";
 import { type ImageInput, VisionPass } from "./vision.ts";
+import type { LoraAdapter } from "./weights/lora.ts";
 import type { WeightSource } from "./weights/source.ts";
 
 export interface PixtralOptions {
@@ -30,6 +38,10 @@ export interface PixtralOptions {
   /** KV cache capacity in tokens, shared by all sequences. */
   kvTokens: number;
   progress?: Progress;
+  /** LoRA adapters served per request under these names (lora_modules.ts); their files are closed. */
+  loraModules?: readonly { name: string; adapter: LoraAdapter }[];
+  /** Instead: adapters of random values (randomLoraBank), for benchmarks. */
+  randomLoras?: { count: number; rank: number };
 }
 
 export class PixtralModel {
@@ -37,6 +49,9 @@ export class PixtralModel {
   readonly config: ModelConfig;
   readonly act: FloatType;
   readonly pool: KvPool;
+  /** LoRA adapters served per request, by the name requests give, and their updates. */
+  readonly loras: ReadonlyMap<string, LoraModule>;
+  readonly loraBank?: LoraBank;
   readonly #weights: LoadedWeights;
 
   private constructor(
@@ -45,12 +60,15 @@ export class PixtralModel {
     weights: LoadedWeights,
     pool: KvPool,
     act: FloatType,
+    loraBank?: LoraBank,
   ) {
     this.ctx = ctx;
     this.config = config;
     this.#weights = weights;
     this.pool = pool;
     this.act = act;
+    this.loraBank = loraBank;
+    this.loras = new Map(loraBank?.modules.map((m) => [m.name, m]));
   }
 
   /** `source` gives the weights; "random" makes seeded random ones on the GPU (real-size benchmarks). */
@@ -68,9 +86,27 @@ export class PixtralModel {
       explicit: options.explicit,
       progress: options.progress,
     };
-    const loaded: LoadedWeights = source === "random"
-      ? await randomWeights(ctx, config, loadOptions)
-      : await loadWeights(ctx, source, loadOptions);
+    const modules = options.loraModules ?? [];
+    let loaded: LoadedWeights | undefined;
+    let bank: LoraBank | undefined;
+    try {
+      loaded = source === "random"
+        ? await randomWeights(ctx, config, loadOptions)
+        : await loadWeights(ctx, source, loadOptions);
+    } catch (err) {
+      modules.forEach(({ adapter }) => adapter.file.close());
+      throw err;
+    }
+    try {
+      // In the activations' type: their products are small next to the weights'.
+      if (modules.length) bank = await loadLoraBank(ctx, config, modules, act);
+      else if (options.randomLoras) {
+        bank = randomLoraBank(ctx, config, options.randomLoras.count, options.randomLoras.rank, act);
+      }
+    } catch (err) {
+      for (const t of loaded.owned) ctx.release(t);
+      throw err;
+    }
     const d = config.decoder;
     const pool = new KvPool(ctx, {
       layers: d.nLayers,
@@ -80,7 +116,7 @@ export class PixtralModel {
       headDim: d.headDim,
       dtype: options.kv ?? "f16",
     });
-    return new PixtralModel(ctx, config, loaded, pool, act);
+    return new PixtralModel(ctx, config, loaded, pool, act, bank);
   }
 
   readonly weight = (name: string): Tensor => {
@@ -90,8 +126,8 @@ export class PixtralModel {
   };
 
   /** Image embeddings [patches, dim] after the adapter, in a pooled tensor the caller releases. */
-  async encodeImages(images: readonly ImageInput[]): Promise<Tensor> {
-    const pass = this.visionPass(images);
+  async encodeImages(images: readonly ImageInput[], lora?: LoraModule): Promise<Tensor> {
+    const pass = this.visionPass(images, lora);
     try {
       const rec = this.ctx.record("vision");
       try {
@@ -108,27 +144,29 @@ export class PixtralModel {
   }
 
   /** A vision pass over `images` to record in stages (see VisionPass); the caller releases it. */
-  visionPass(images: readonly ImageInput[]): VisionPass {
-    return new VisionPass(this.ctx, this.config, this.weight, images, this.act);
+  visionPass(images: readonly ImageInput[], lora?: LoraModule): VisionPass {
+    const adapter = lora && this.loraBank && { bank: this.loraBank, module: lora };
+    return new VisionPass(this.ctx, this.config, this.weight, images, this.act, adapter);
   }
 
   /** Records one decoder step into `rec` (sampling or reading logits is added by the caller). */
   step(rec: Recorder, steps: readonly SequenceStep[]): StepOutput {
-    return decoderStep(rec, this.config, this.weight, this.pool, steps, this.act);
+    return decoderStep(rec, this.config, this.weight, this.pool, steps, this.act, this.loraBank);
   }
 
   /**
    * Logits at every position of one sequence ([ids.length, vocab], row-major), prefilled in chunks of `chunk`
-   * tokens, with `images` (in prompt order) at its [IMG] tokens. Uses and returns KV cache blocks of its own.
+   * tokens, with `images` (in prompt order) at its [IMG] tokens, and with a LoRA adapter served per request. Uses
+   * and returns KV cache blocks of its own.
    */
   async sequenceLogits(
     ids: readonly number[],
     images: readonly ImageInput[] = [],
-    { chunk = 512 }: { chunk?: number } = {},
+    { chunk = 512, lora }: { chunk?: number; lora?: LoraModule } = {},
   ): Promise<Float32Array> {
     const vocab = this.config.decoder.vocabSize;
     const imageTokens = ids.filter((id) => id === this.config.imageTokens.img).length;
-    const embeddings = images.length ? await this.encodeImages(images) : undefined;
+    const embeddings = images.length ? await this.encodeImages(images, lora) : undefined;
     if ((embeddings?.rows ?? 0) !== imageTokens) {
       embeddings && this.ctx.release(embeddings);
       throw new RangeError(
@@ -152,6 +190,7 @@ export class PixtralModel {
           blocks,
           images: count ? embeddings!.sliceRows(imageAt, count) : undefined,
           logits: "all",
+          lora,
         }]);
         const bytes = rec.read(logits!);
         await rec.submit();
@@ -169,6 +208,7 @@ export class PixtralModel {
   release(): void {
     this.pool.destroy(this.ctx);
     for (const t of this.#weights.owned) this.ctx.release(t);
+    if (this.loraBank) releaseLoraBank(this.ctx, this.loraBank);
     this.#weights.tensors.clear();
     this.#weights.owned = [];
   }

@@ -131,6 +131,8 @@ export interface PlanOptions {
   stored?: ReadonlyMap<string, DType>;
   /** Tensors a LoRA adapter updates at load: GGUF blocks among them are quantized again (decodedFormat). */
   merged?: ReadonlySet<string>;
+  /** GPU bytes of the LoRA adapters served per request (lora_modules.ts). */
+  loraModules?: number;
   explicit?: Explicit;
 }
 
@@ -154,6 +156,8 @@ export interface ComponentPlan {
 export interface MemoryPlan {
   weights: Record<Component, ComponentPlan> & { total: number };
   largestTensor: { name: string; bytes: number };
+  /** LoRA adapters served per request. */
+  loraModules: number;
   kvCache: {
     format: KvFormat;
     tokens: number;
@@ -270,7 +274,7 @@ function fixedPart(config: ModelConfig, options: PlanOptions) {
     weights: { ...components, total: weightTotal },
     largestTensor: largest,
     activations: { prefillChunk: chunk, prefill, vision, decode, peak },
-    fixed: weightTotal + peak + LOAD_STAGING_BYTES,
+    fixed: weightTotal + (options.loraModules ?? 0) + peak + LOAD_STAGING_BYTES,
   };
 }
 
@@ -314,6 +318,7 @@ export function planMemory(
   return {
     weights: fixed.weights,
     largestTensor: fixed.largestTensor,
+    loraModules: options.loraModules ?? 0,
     kvCache: {
       format,
       tokens,

@@ -10,7 +10,7 @@
 import { geluErf, swiglu } from "../gpu/ops/activation.ts";
 import { attention, denseAttentionPlan } from "../gpu/ops/attention.ts";
 import { patches } from "../gpu/ops/embed.ts";
-import { linear, linearStacked } from "../gpu/ops/linear.ts";
+import { linear, linearStacked, type LoraUpdate } from "../gpu/ops/linear.ts";
 import { rmsNorm } from "../gpu/ops/norm.ts";
 import { rope2d } from "../gpu/ops/rope.ts";
 import type { FloatType } from "../gpu/dtype.ts";
@@ -18,6 +18,7 @@ import type { GpuContext } from "../gpu/context.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { ModelConfig, VisionConfig } from "./config.ts";
+import { type LoraBank, type LoraModule, LoraRows, productKey } from "./lora_modules.ts";
 
 /** A preprocessed image: channel-first float32 pixels of (3, rows·P, cols·P). */
 export interface ImageInput {
@@ -63,6 +64,8 @@ export class VisionPass {
   /** The residual stream, f32 [patches, hidden]; undefined once released. */
   #x?: Tensor;
   #out?: Tensor;
+  /** The request's LoRA adapter, over every patch. */
+  readonly #lora?: LoraRows;
 
   constructor(
     readonly ctx: GpuContext,
@@ -70,6 +73,7 @@ export class VisionPass {
     readonly w: WeightLookup,
     readonly images: readonly ImageInput[],
     readonly act: FloatType,
+    lora?: { bank: LoraBank; module: LoraModule },
   ) {
     const v = config.vision as VisionConfig;
     if (!v) throw new Error("this model has no vision encoder (a GGUF text model needs its --mmproj file)");
@@ -85,6 +89,24 @@ export class VisionPass {
     this.stages = v.nLayers + 2;
     const N = this.#counts.reduce((a, b) => a + b, 0);
     this.#x = ctx.tensor("f32", [N, v.hiddenSize], { label: "vision residual" });
+    this.#lora = LoraRows.of(lora?.bank, [{ module: lora?.module, start: 0, count: N }]);
+  }
+
+  /** y = x · Wᵀ (+ bias) (+ y) with the adapter's update of W. */
+  #linear(
+    rec: Recorder,
+    args: { y: Tensor; x: Tensor; w: string; bias?: Tensor; accumulate?: boolean },
+  ): void {
+    const record = (lora?: LoraUpdate) => linear(rec, { ...args, w: this.w(args.w), lora });
+    if (this.#lora) this.#lora.product(rec, args.w, args.x, record);
+    else record();
+  }
+
+  /** The products with weights stored as one matrix (q|k|v, w1|w3), with the adapter's updates. */
+  #linearStacked(rec: Recorder, args: { y: Tensor; x: Tensor; w: string[] }): void {
+    const record = (lora?: LoraUpdate) => linearStacked(rec, { ...args, w: args.w.map(this.w), lora });
+    if (this.#lora) this.#lora.product(rec, productKey(args.w), args.x, record);
+    else record();
   }
 
   get #residual(): Tensor {
@@ -137,7 +159,7 @@ export class VisionPass {
       at += this.#counts[i];
     });
     const embedded = rec.scratch("f32", [N, v.hiddenSize]);
-    linear(rec, { y: embedded, x: cut, w: this.w("vision_encoder.patch_conv.weight") });
+    this.#linear(rec, { y: embedded, x: cut, w: "vision_encoder.patch_conv.weight" });
     rmsNorm(rec, {
       y: this.#residual,
       x: embedded,
@@ -174,15 +196,15 @@ export class VisionPass {
 
     const p = `vision_encoder.transformer.layers.${l}.`;
     rmsNorm(rec, { y: h, x, weight: w(`${p}attention_norm.weight`), eps: v.normEps });
-    linearStacked(rec, { y: qkv, x: h, w: ["wq", "wk", "wv"].map((n) => w(`${p}attention.${n}.weight`)) });
+    this.#linearStacked(rec, { y: qkv, x: h, w: ["wq", "wk", "wv"].map((n) => `${p}attention.${n}.weight`) });
     rope2d(rec, { x: qk, headDim: v.headDim, theta: v.ropeTheta, positions });
     attention(rec, plan, { q, k, v: val, out: o });
-    linear(rec, { y: x, x: o, w: w(`${p}attention.wo.weight`), accumulate: true });
+    this.#linear(rec, { y: x, x: o, w: `${p}attention.wo.weight`, accumulate: true });
 
     rmsNorm(rec, { y: h, x, weight: w(`${p}ffn_norm.weight`), eps: v.normEps });
-    linearStacked(rec, { y: gateUp, x: h, w: ["w1", "w3"].map((n) => w(`${p}feed_forward.${n}.weight`)) });
+    this.#linearStacked(rec, { y: gateUp, x: h, w: ["w1", "w3"].map((n) => `${p}feed_forward.${n}.weight`) });
     swiglu(rec, { y: ffn, gate, up });
-    linear(rec, { y: x, x: ffn, w: w(`${p}feed_forward.w2.weight`), accumulate: true });
+    this.#linear(rec, { y: x, x: ffn, w: `${p}feed_forward.w2.weight`, accumulate: true });
   }
 
   /** Adapter: w_out(GELU(w_in(x))), both with bias when the checkpoint has them. */
@@ -190,18 +212,18 @@ export class VisionPass {
     const { config, w, act } = this, N = this.#residual.rows, dim = config.decoder.dim;
     const bias = (name: string) => (config.adapter?.bias ? w(name) : undefined);
     const inner = rec.scratch(act, [N, dim]), activated = rec.scratch(act, [N, dim]);
-    linear(rec, {
+    this.#linear(rec, {
       y: inner,
       x: this.#residual,
-      w: w("vision_language_adapter.w_in.weight"),
+      w: "vision_language_adapter.w_in.weight",
       bias: bias("vision_language_adapter.w_in.bias"),
     });
     geluErf(rec, { y: activated, x: inner });
     this.#out = this.ctx.tensor(act, [N, dim], { label: "image embeddings" });
-    linear(rec, {
+    this.#linear(rec, {
       y: this.#out,
       x: activated,
-      w: w("vision_language_adapter.w_out.weight"),
+      w: "vision_language_adapter.w_out.weight",
       bias: bias("vision_language_adapter.w_out.bias"),
     });
   }

@@ -3,9 +3,9 @@
  * kernels/matvec.wgsl) and the tiled matrix-matrix kernel for prefill (kernels/matmul.wgsl). Weights larger than
  * one binding are processed in row windows.
  */
-import type { DType } from "../dtype.ts";
+import { type DType, elementBytes } from "../dtype.ts";
 import { Params, type Recorder } from "../recorder.ts";
-import { joinRows, type Tensor } from "../tensor.ts";
+import { joinRows, Tensor } from "../tensor.ts";
 import { rowWindows } from "../windows.ts";
 import { swiglu } from "./activation.ts";
 import { FORMAT_ID } from "./quantize.ts";
@@ -34,6 +34,30 @@ export interface LinearArgs {
   bias?: Tensor;
   /** Add the product to y's current contents (a fused residual add). */
   accumulate?: boolean;
+  /** A LoRA update to add (runtime/model/lora_modules.ts). */
+  lora?: LoraUpdate;
+}
+
+/** An adapter's place in a bank of LoRA updates: its rows of A [offset, offset + rank), its B's first element. */
+export interface LoraSlot {
+  offset: number;
+  rank: number;
+  b: number;
+}
+
+/**
+ * LoRA updates of a product, one adapter (or none) per activation row: y[m] += t[m] · B_mᵀ, where t = x · Aᵀ was
+ * computed before ([rows, ≥ rank]: row m's update in its first slots[m].rank columns) and B_m [N, rank] (scale
+ * applied) is its adapter's, at element slots[m].b of `b` (every adapter's B one after the other). The
+ * matrix-vector kernel adds it in its epilogue when t and B are in x's type; otherwise a product of its own per
+ * run of rows follows.
+ */
+export interface LoraUpdate {
+  t: Tensor;
+  b: Tensor;
+  slots: readonly (LoraSlot | undefined)[];
+  /** The first row of each B this product's outputs begin at (a part of stacked weights); default 0. */
+  row0?: number;
 }
 
 /** The largest M the matrix-vector kernel takes; beyond it linear() uses the tiled kernel. */
@@ -71,21 +95,75 @@ function check(args: LinearArgs, glu = false): { m: number; n: number; k: number
 /** y = x · Wᵀ: the matrix-vector kernel for M <= 8, the tiled kernel above. */
 export function linear(rec: Recorder, args: LinearArgs): void {
   if (args.x.rows <= MATVEC_MAX_ROWS) matvec(rec, args);
-  else matmul(rec, args);
+  else {
+    matmul(rec, args);
+    if (args.lora) addLora(rec, args.y, args.lora);
+  }
+}
+
+/** y += t · Bᵀ as products of their own, one per run of rows of one adapter. */
+export function addLora(rec: Recorder, y: Tensor, { t, b, slots, row0 = 0 }: LoraUpdate): void {
+  const n = y.rowLength;
+  for (const { start, count, slot } of loraRuns(slots)) {
+    const bm = new Tensor(
+      b.buffer,
+      b.dtype,
+      [n, slot.rank],
+      b.offset + (slot.b + row0 * slot.rank) * elementBytes(b.dtype as "f32"),
+    );
+    linear(rec, {
+      y: y.sliceRows(start, count),
+      x: t.sliceRows(start, count).sliceCols(0, slot.rank),
+      w: bm,
+      accumulate: true,
+    });
+  }
+}
+
+/** Consecutive rows of one adapter. */
+export function loraRuns(
+  slots: readonly (LoraSlot | undefined)[],
+): { start: number; count: number; slot: LoraSlot }[] {
+  const out: { start: number; count: number; slot: LoraSlot }[] = [];
+  slots.forEach((slot, i) => {
+    if (!slot) return;
+    const last = out.at(-1);
+    const same = last && last.slot.offset === slot.offset && last.slot.rank === slot.rank &&
+      last.slot.b === slot.b;
+    if (same && last.start + last.count === i) last.count++;
+    else out.push({ start: i, count: 1, slot });
+  });
+  return out;
+}
+
+/** Whether the matrix-vector kernel can add these updates in its epilogue (B bound whole, in x's type). */
+function fusable(rec: Recorder, x: Tensor, lora: LoraUpdate | undefined): lora is LoraUpdate {
+  return lora !== undefined && lora.t.dtype === x.dtype && lora.b.dtype === x.dtype &&
+    lora.slots.length <= MATVEC_MAX_ROWS &&
+    lora.b.byteLength <= rec.ctx.bindingLimits.maxStorageBufferBindingSize;
 }
 
 /**
  * y = x · [W₀; W₁; ...]ᵀ: y's columns are the products with each weight in turn (q|k|v, w1|w3). One product when the
  * weights are consecutive rows of one matrix, as the loader stores them; one per weight otherwise.
  */
-export function linearStacked(rec: Recorder, args: { y: Tensor; x: Tensor; w: readonly Tensor[] }): void {
-  const { y, x, w } = args;
+export function linearStacked(
+  rec: Recorder,
+  args: { y: Tensor; x: Tensor; w: readonly Tensor[]; lora?: LoraUpdate },
+): void {
+  const { y, x, w, lora } = args;
   const joined = joinRows(w);
-  if (joined) return linear(rec, { y, x, w: joined });
+  if (joined) return linear(rec, { y, x, w: joined, lora });
   let at = 0;
   for (const part of w) {
-    linear(rec, { y: y.sliceCols(at, part.shape[0]), x, w: part });
-    at += part.shape[0];
+    const n = part.shape[0];
+    linear(rec, {
+      y: y.sliceCols(at, n),
+      x,
+      w: part,
+      lora: lora && { ...lora, row0: (lora.row0 ?? 0) + at },
+    });
+    at += n;
   }
   if (at !== y.rowLength) throw new RangeError(`linearStacked: y ${y} does not have ${at} columns`);
 }
@@ -98,18 +176,18 @@ export function linearStacked(rec: Recorder, args: { y: Tensor; x: Tensor; w: re
  */
 export function linearSwiglu(
   rec: Recorder,
-  args: { y: Tensor; x: Tensor; w: readonly [Tensor, Tensor]; gateUp: () => Tensor },
+  args: { y: Tensor; x: Tensor; w: readonly [Tensor, Tensor]; gateUp: () => Tensor; lora?: LoraUpdate },
 ): void {
-  const { y, x, w } = args;
+  const { y, x, w, lora } = args;
   const joined = joinRows(w);
   if (
-    joined && x.rows <= MATVEC_MAX_ROWS &&
+    joined && x.rows <= MATVEC_MAX_ROWS && (!lora || fusable(rec, x, lora)) &&
     rowWindows(rec.ctx.bindingLimits, joined.shape[0], [joined.rowByteStride]).length === 1
   ) {
-    return matvecKernel(rec, { y, x, w: joined }, true);
+    return matvecKernel(rec, { y, x, w: joined, lora }, true);
   }
   const n = w[0].shape[0], gateUp = args.gateUp();
-  linearStacked(rec, { y: gateUp, x, w });
+  linearStacked(rec, { y: gateUp, x, w, lora });
   swiglu(rec, { y, gate: gateUp.sliceCols(0, n), up: gateUp.sliceCols(n, n) });
 }
 
@@ -122,7 +200,9 @@ function threadsPerRow(steps: number): number {
 
 /** The matrix-vector kernel (M <= 8). */
 export function matvec(rec: Recorder, args: LinearArgs): void {
-  matvecKernel(rec, args, false);
+  if (!args.lora || fusable(rec, args.x, args.lora)) return matvecKernel(rec, args, false);
+  matvecKernel(rec, { ...args, lora: undefined }, false);
+  addLora(rec, args.y, args.lora);
 }
 
 /** `glu`: w is w1|w3, bound in one window (linearSwiglu checks), and y = silu(gate) ⊙ up. */
@@ -130,7 +210,7 @@ function matvecKernel(rec: Recorder, args: LinearArgs, glu: boolean): void {
   const { m, n, k, w } = check(args, glu);
   if (m > MATVEC_MAX_ROWS) throw new RangeError(`matvec takes at most ${MATVEC_MAX_ROWS} rows, got ${m}`);
   if (m === 0 || n === 0) return;
-  const { x } = args;
+  const { x, lora } = args;
   const xb = rec.bind(x);
   // The 32-column path reads x as vec4s and f32/f16/q4 weights as aligned vec4s.
   const wide = k % 32 === 0 && xb.offset % 4 === 0 && (m === 1 || x.rowStride % 4 === 0) &&
@@ -140,11 +220,20 @@ function matvecKernel(rec: Recorder, args: LinearArgs, glu: boolean): void {
     file: "matvec.wgsl",
     entry: `matvec_${w}`,
     aliases: { X: args.x.dtype as "f32", Y: args.y.dtype as "f32" },
-    constants: { M: 2 ** Math.ceil(Math.log2(m)), WIDE: wide ? 1 : 0, GLU: glu ? 1 : 0 },
-    bindings: ["read", "read", "read", "write", "read", "read"],
+    constants: { M: 2 ** Math.ceil(Math.log2(m)), WIDE: wide ? 1 : 0, GLU: glu ? 1 : 0, LORA: lora ? 1 : 0 },
+    bindings: ["read", "read", "read", "write", "read", "read", "read", "read"],
   });
   // With GLU a workgroup computes half as many outputs.
   const outputsPerGroup = 256 / tpr / (glu ? 2 : 1);
+  const tb = lora && rec.bind(lora.t), lb = lora && rec.bind(lora.b);
+  if (lora && lora.slots.length !== m) {
+    throw new RangeError(`linear: LoRA slots for ${lora.slots.length} rows, not ${m}`);
+  }
+  // Each row's (A offset, rank, B element) as a vec4 (the shrink's and the epilogue's table).
+  const table = Array.from({ length: MATVEC_MAX_ROWS }, (_, i) => {
+    const slot = lora?.slots[i];
+    return slot ? [slot.offset, slot.rank, slot.b, 0] : [0, 0, 0, 0];
+  }).flat();
   dispatchWindows(rec, args, kernel, (win, wb, xb, bb, yb) => [
     new Params().u32(
       glu ? n : win.count,
@@ -160,9 +249,17 @@ function matvecKernel(rec: Recorder, args: LinearArgs, glu: boolean): void {
       bb.offset + win.start,
       args.bias ? 1 : 0,
       args.accumulate ? 1 : 0,
+      tb?.offset ?? 0,
+      lora?.t.rowStride ?? 0,
+      lb?.offset ?? 0,
+      (lora?.row0 ?? 0) + win.start,
+      0,
+      0,
+      0,
+      ...table,
     ),
     Math.ceil((glu ? n : win.count) / outputsPerGroup),
-  ]);
+  ], tb && lb && [tb, lb]);
 }
 
 export function matmul(rec: Recorder, args: LinearArgs): void {
@@ -211,6 +308,7 @@ function dispatchWindows(
     bb: Bound,
     yb: Bound,
   ) => [Params, number],
+  lora?: [Bound, Bound],
 ): void {
   const { x, y, w, bias } = args;
   const xb = rec.bind(x);
@@ -221,7 +319,9 @@ function dispatchWindows(
     const wb = rec.bind(w, win.start * row, (win.start + win.count) * row);
     const [params, groups] = make(win, wb, xb, bb, yb);
     const bound = [wb, xb, bias ? bb : xb, yb];
-    rec.dispatch(kernel, kernel.bindings.length > 4 ? [...bound, wb, xb] : bound, params, groups);
+    // The matrix-vector kernel binds w and x again as vec4s, and a LoRA update's t and B (else x, unread).
+    const extra = kernel.bindings.length > 4 ? [wb, xb, ...lora ?? [xb, xb]] : [];
+    rec.dispatch(kernel, [...bound, ...extra], params, groups);
   }
 }
 

@@ -439,7 +439,10 @@ async function floats(t: StoredTensor): Promise<Float32Array> {
 }
 
 /** The update of one weight by the adapters that change it, their ranks side by side (one product adds all). */
-async function lowRankOf(name: string, adapters: readonly LoraAdapter[]): Promise<LowRank | undefined> {
+export async function lowRankOf(
+  name: string,
+  adapters: readonly LoraAdapter[],
+): Promise<LowRank | undefined> {
   const parts: LowRank[] = [];
   for (const adapter of adapters) {
     const u = adapter.updates.get(name);
