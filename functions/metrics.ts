@@ -15,6 +15,8 @@ export interface ServerMetrics {
   generationDuration: Histogram;
   /** Choices ended, by how: stop, length, tool_calls, cancelled (the client left), error. */
   choicesFinished: Counter;
+  /** Requests (choices) run with a LoRA adapter served per request, by adapter. */
+  loraRequests: Counter;
 }
 
 export function createMetrics(engine: () => Engine | undefined): ServerMetrics {
@@ -46,6 +48,12 @@ export function createMetrics(engine: () => Engine | undefined): ServerMetrics {
       new Counter(
         "pixtral_choices_finished_total",
         "Choices ended, by finish: stop, length, tool_calls, cancelled, rejected (queue full), error",
+      ),
+    ),
+    loraRequests: registry.register(
+      new Counter(
+        "pixtral_lora_requests_total",
+        "Choices run with a LoRA adapter served per request, by adapter",
       ),
     ),
   };

@@ -75,6 +75,9 @@ Deno.test("serve --lora-module: requests naming the adapter get the merged model
     });
     assert.equal(unknown.status, 404);
     assert.match(unknown.json.error.message, /LoRA adapters \["ft"\]/);
+    // Two chats and a completion named it.
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    assert.match(metrics, /^pixtral_lora_requests_total\{adapter="ft"\} 3$/m);
   });
 });
 

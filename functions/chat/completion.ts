@@ -353,6 +353,9 @@ export function runCompletion(
     signal.removeEventListener("abort", abort);
     throw err;
   }
+  for (const { request, n } of prompts) {
+    if (request.lora !== undefined) service.metrics.loraRequests.inc({ adapter: request.lora }, n);
+  }
   const channel = new Channel<ChoiceUpdate, ChoiceResult[]>();
   const began = performance.now();
   // The request's first token is its time to first token; the gaps between each choice's own tokens are inter-token

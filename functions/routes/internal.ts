@@ -200,6 +200,7 @@ function generate(
 ): Response {
   const engine = service.engine!;
   const stream = engine.generate(request, signal);
+  if (request.lora !== undefined) service.metrics.loraRequests.inc({ adapter: request.lora });
   const began = performance.now();
   let last: number | undefined;
   const observe = () => {
