@@ -10,6 +10,7 @@
  *   ... --layers 40                           the same with another number of decoder layers (host costs of a
  *                                             step shaped like Pixtral 12B's, at the demo's size)
  *   deno task bench:model --model PATH      real weights
+ *   ... --loras 0                             without the LoRA rows (4 rank-16 adapters, loaded with the model)
  *
  * Imports nothing from npm, so it runs with the Deno binary and this repository alone (e.g. on a GPU host).
  */
@@ -37,6 +38,7 @@ const { values } = parseArgs({
     steps: { type: "string" },
     layers: { type: "string" },
     bandwidth: { type: "string", default: "4.8e12" },
+    loras: { type: "string", default: "4" },
   },
 });
 
@@ -64,13 +66,14 @@ const kvTokens = 8 * Math.ceil((prefillTokens + steps + 16) / 16) * 16; // 8 seq
 let t = performance.now();
 // A --quant given applies to codes stored quantized too (plan.ts decodedFormat).
 const explicit = { quant: values.quant !== undefined };
-// With 4 rank-16 LoRA adapters served per request, for the rows that measure them.
+// With rank-16 LoRA adapters served per request, for the rows that measure them.
+const loraCount = Number(values.loras);
 const model = await PixtralModel.load(ctx, config, source, {
   quant,
   explicit,
   activations: act,
   kvTokens,
-  randomLoras: { count: 4, rank: 16 },
+  randomLoras: loraCount ? { count: loraCount, rank: 16 } : undefined,
 });
 await ctx.device.queue.onSubmittedWorkDone();
 const loadSeconds = (performance.now() - t) / 1000;
@@ -196,22 +199,23 @@ row("decode, batch 8, runs of 8 chained", `${(await decode(8, 8, true)).toFixed(
 row("host time of a decode step, batch 1", hostRow);
 
 // LoRA adapters served per request (rank 16 on the decoder's linear layers): the same decode runs, each sequence
-// with one, against the runs above.
-const loras = model.loraBank!.modules;
-await decode(1, 8, true, loras.slice(0, 1)); // compiles the kernels' LoRA variants
-const withLora = await decode(1, 8, true, loras.slice(0, 1));
-row(
-  "decode, batch 1, runs of 8 chained, with a rank-16 LoRA adapter",
-  `${withLora.toFixed(1)} tokens/s (${(withLora / singleRuns).toFixed(2)} of without; ` +
-    `${(loras[0].bytes / 2 ** 20).toFixed(0)} MiB)`,
-);
-const batch8 = await decode(8, 8, true);
-await decode(8, 8, true, loras);
-const mixed = await decode(8, 8, true, loras);
-row(
-  "decode, batch 8, runs of 8 chained, 4 LoRA adapters (2 sequences each)",
-  `${mixed.toFixed(1)} tokens/s (${(mixed / batch8).toFixed(2)} of without, ${batch8.toFixed(1)})`,
-);
+// with one, against the same runs without, measured again beside them.
+if (model.loraBank) {
+  const loras = model.loraBank.modules;
+  await decode(1, 8, true, loras.slice(0, 1)); // compiles the kernels' LoRA variants
+  const [single, withLora] = [await decode(1, 8, true), await decode(1, 8, true, loras.slice(0, 1))];
+  row(
+    "decode, batch 1, runs of 8 chained, with a rank-16 LoRA adapter",
+    `${withLora.toFixed(1)} tokens/s (${(withLora / single).toFixed(2)} of ${single.toFixed(1)} without; ` +
+      `${(loras[0].bytes / 2 ** 20).toFixed(0)} MiB each)`,
+  );
+  await decode(8, 8, true, loras);
+  const [batch8, mixed] = [await decode(8, 8, true), await decode(8, 8, true, loras)];
+  row(
+    `decode, batch 8, runs of 8 chained, ${loras.length} LoRA adapters (sequence i takes adapter i mod ${loras.length})`,
+    `${mixed.toFixed(1)} tokens/s (${(mixed / batch8).toFixed(2)} of ${batch8.toFixed(1)} without)`,
+  );
+}
 
 // Bytes one decode step reads: every decoder matrix but the embedding table (only gathered), plus the KV cache.
 let weightBytes = 0;
@@ -287,7 +291,7 @@ if (config.vision) {
   );
 }
 row(
-  "GPU memory (weights, KV cache, peak scratch)",
+  `GPU memory (weights, KV cache${loraCount ? `, ${loraCount} LoRA adapters` : ""}, peak scratch)`,
   `${(ctx.allocatedBytes / 2 ** 30).toFixed(2)} GiB (pool peak ${
     (ctx.pool.stats.peakInUseBytes / 2 ** 30).toFixed(2)
   } GiB)`,

@@ -226,14 +226,21 @@ export async function startServer(config: ServerConfig, listen = true): Promise<
   const model = await withLocalModel(config.model);
   const files = await openModelFiles(model);
   const images = new ImagePool({ threads: config.imageThreads });
-  const service = localService(files, {
-    servedName: config.servedName,
-    images: { ...config.images, pool: images },
-    temperature: config.temperature,
-    maxTokens: config.maxTokens,
-    chatTemplate: await chatTemplate(config.chatTemplate, files.location?.dir),
-  });
-  closeModelFiles(files); // the worker opens its own
+  let service: Service;
+  try {
+    service = localService(files, {
+      servedName: config.servedName,
+      images: { ...config.images, pool: images },
+      temperature: config.temperature,
+      maxTokens: config.maxTokens,
+      chatTemplate: await chatTemplate(config.chatTemplate, files.location?.dir),
+    });
+  } catch (err) {
+    images.close();
+    throw err;
+  } finally {
+    closeModelFiles(files); // the worker opens its own
+  }
   const id = service.model.id;
   if (files.demo) {
     log.warn(

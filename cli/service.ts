@@ -44,7 +44,9 @@ export function localService(files: OpenedFiles, settings: ServiceSettings): Ser
   const maxTokens = settings.maxTokens ?? (files.demo ? DEMO_MAX_TOKENS : undefined);
   // Said at start-up too, not only to the first request with an image.
   if (unavailable) log.warn("serving text only", { reason: unavailable });
-  const clash = files.loraModules?.find((m) => m.name === id || m.name === files.id);
+  // Also as Ollama's clients name models (`ID:latest`, in any case).
+  const taken = [id, files.id].map((n) => n.toLowerCase());
+  const clash = files.loraModules?.find((m) => taken.includes(m.name.toLowerCase().replace(/:latest$/, "")));
   if (clash) throw new Error(`--lora-module ${clash.name}=...: the model itself is served under that name`);
   const service: Service = {
     model: {

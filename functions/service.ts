@@ -77,8 +77,10 @@ export interface Service {
 /** The LoRA adapter served per request that `name` (a request's `model`) names, if it names one. */
 export function loraNamed(service: Service, name: string | undefined | null): string | undefined {
   if (name == null) return undefined;
-  const bare = name.replace(/:latest$/, "");
-  return service.model.loras?.find((l) => l === name || l === bare);
+  const bare = name.replace(/:latest$/i, "");
+  return service.model.loras?.find((l) => l === name || l === bare) ??
+    // As Ollama matches names: in any case.
+    service.model.loras?.find((l) => l.toLowerCase() === bare.toLowerCase());
 }
 
 /** A GenerateRequest's `lora` field for the request whose `model` is `name`: none when it names the model. */

@@ -56,12 +56,31 @@ Deno.test("serve --lora-module: requests naming the adapter get the merged model
     assert.deepEqual(text(base), text(baseAnswers!));
     assert.notDeepEqual(text(adapted), text(base));
 
+    // Anthropic's and the Responses API name it too.
+    const messages = await post(`${url}/v1/messages`, {
+      model: "ft",
+      max_tokens: 8,
+      temperature: 0,
+      messages: [{ role: "user", content: "Describe a cat." }],
+    });
+    assert.equal(messages.status, 200, JSON.stringify(messages.json));
+    assert.equal(messages.json.model, "ft");
+    assert.equal(messages.json.content[0].text, adapted.chat.choices[0].message.content);
+    const responses = await post(`${url}/v1/responses`, {
+      model: "ft",
+      max_output_tokens: 8,
+      temperature: 0,
+      input: "Describe a cat.",
+    });
+    assert.equal(responses.status, 200, JSON.stringify(responses.json));
+    assert.equal(responses.json.model, "ft");
+
     // Ollama's API lists it and answers under its name too.
     const tags = await (await fetch(`${url}/api/tags`)).json();
     assert.deepEqual(tags.models.map((m: { name: string }) => m.name), ["mistral:latest", "ft:latest"]);
     assert.equal(tags.models[1].details.parent_model, "mistral:latest");
     const ollama = await post(`${url}/api/chat`, {
-      model: "ft:latest",
+      model: "FT:latest", // Ollama matches names in any case
       messages: [{ role: "user", content: "Describe a cat." }],
       stream: false,
       options: { temperature: 0, num_predict: 8 },
@@ -75,9 +94,9 @@ Deno.test("serve --lora-module: requests naming the adapter get the merged model
     });
     assert.equal(unknown.status, 404);
     assert.match(unknown.json.error.message, /LoRA adapters \["ft"\]/);
-    // Two chats and a completion named it.
+    // Three chats, a completion, a message and a response named it.
     const metrics = await (await fetch(`${url}/metrics`)).text();
-    assert.match(metrics, /^pixtral_lora_requests_total\{adapter="ft"\} 3$/m);
+    assert.match(metrics, /^pixtral_lora_requests_total\{adapter="ft"\} 5$/m);
   });
 });
 

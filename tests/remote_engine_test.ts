@@ -393,6 +393,16 @@ Deno.test("remote: a host serving another model or tokenizer is left out", async
     assert.deepEqual((await collect(engine.generate(request))).ids, [1]);
     assert.equal(other.calls.length, 0);
   });
+  // One serving other LoRA adapters per request would refuse the requests naming the gateway's.
+  const withLora = (loras: string[]) => () => ({ ...hostStatus(), model: { ...hostStatus().model, loras } });
+  const a = fakeHost(() => frames(tokens([1])), withLora(["sql", "ocr"]));
+  const b = fakeHost(() => frames(tokens([2])), withLora(["sql"]));
+  await withHosts([a, b], async (engine) => {
+    assert.match(engine.health()[1].down!, /LoRA adapters \["sql"\], the gateway \["ocr","sql"\]/);
+    assert.deepEqual((await collect(engine.generate({ ...request, lora: "ocr" }))).ids, [1]);
+    assert.equal(b.calls.length, 0);
+    assert.equal(a.calls[0].lora, "ocr");
+  });
 });
 
 Deno.test("remote: a host that hangs times out and delays no other host", async () => {

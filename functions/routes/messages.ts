@@ -83,7 +83,7 @@ export function messageRoutes(service: Service): Hono {
         id,
         type: "message",
         role: "assistant",
-        model: service.model.id,
+        model: prepared.request.lora ?? service.model.id,
         content: [] as unknown[],
         stop_reason: null as string | null,
         stop_sequence: null as string | null,

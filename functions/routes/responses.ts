@@ -303,7 +303,7 @@ export function responseRoutes(service: Service, items = new OutputItems()): Hon
       const prepared = await prepare(service, request, text, signal, request.truncation === "auto");
       const run = runCompletion(service, [prepared], signal, c.get("requestId"));
       const id = newId("resp");
-      const response = responseObject(id, request, prepared, service.model.id);
+      const response = responseObject(id, request, prepared, prepared.request.lora ?? service.model.id);
 
       if (!request.stream) {
         return await patientJson(run, {

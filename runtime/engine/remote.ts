@@ -657,6 +657,11 @@ export class RemoteEngine implements Engine {
       return `it serves model "${status.model.id}" (tokenizer ${status.tokenizer.slice(0, 12)}), ` +
         `the gateway "${ref.model.id}" (tokenizer ${ref.tokenizer.slice(0, 12)})`;
     }
+    // The gateway lists and accepts the reference's adapters: a host without them would refuse their requests.
+    const loras = (s: HostStatus) => JSON.stringify([...s.model.loras ?? []].sort());
+    if (loras(status) !== loras(ref)) {
+      return `it serves the LoRA adapters ${loras(status)}, the gateway ${loras(ref)}`;
+    }
     const differ = layoutDiffers(status, ref);
     return differ && `its settings differ from the gateway's (${differ})`;
   }

@@ -361,6 +361,8 @@ export interface HostStatus {
     /** The weights in all, and once loaded their bytes on the GPU and format (see ModelInfo). */
     parameters?: number;
     loaded?: { bytes: number; format: string };
+    /** The LoRA adapters served per request (see ModelInfo). */
+    loras?: string[];
   };
   /** Null while loading. */
   contextLength: number | null;

@@ -294,7 +294,14 @@ export async function loadModel(files: OpenedFiles, given: ModelOptions): Promis
       stored: new Map<string, DType>(files.weights.tensors().map((t) => [t.name, t.dtype])),
       merged: files.weights.merged,
       loraModules: (files.loraModules ?? []).reduce(
-        (n, m) => n + loraModuleBytes(m.adapter, files.config, options.activations === "f32" ? 4 : 2),
+        // In the activations' type, as PixtralModel.load banks them.
+        (n, m) =>
+          n +
+          loraModuleBytes(
+            m.adapter,
+            files.config,
+            (options.activations ?? (ctx.f16 ? "f16" : "f32")) === "f32" ? 4 : 2,
+          ),
         0,
       ),
     };

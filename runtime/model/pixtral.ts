@@ -79,14 +79,17 @@ export class PixtralModel {
     options: PixtralOptions,
   ): Promise<PixtralModel> {
     const act = options.activations ?? (ctx.f16 ? "f16" : "f32");
-    if (act === "f16" && !ctx.f16) throw new Error("f16 activations need a GPU with shader-f16");
+    const modules = options.loraModules ?? [];
+    if (act === "f16" && !ctx.f16) {
+      modules.forEach(({ adapter }) => adapter.file.close());
+      throw new Error("f16 activations need a GPU with shader-f16");
+    }
     const loadOptions = {
       quant: options.quant ?? "q4",
       visionQuant: options.visionQuant ?? "f16",
       explicit: options.explicit,
       progress: options.progress,
     };
-    const modules = options.loraModules ?? [];
     let loaded: LoadedWeights | undefined;
     let bank: LoraBank | undefined;
     try {
