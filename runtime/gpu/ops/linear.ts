@@ -136,6 +136,14 @@ export function loraRuns(
   return out;
 }
 
+/** Each row's (A offset, rank, B's first element) as a vec4: the shrink's and the epilogue's table. */
+export function loraTable(slots: readonly (LoraSlot | undefined)[]): number[] {
+  return Array.from({ length: MATVEC_MAX_ROWS }, (_, i) => {
+    const slot = slots[i];
+    return slot ? [slot.offset, slot.rank, slot.b, 0] : [0, 0, 0, 0];
+  }).flat();
+}
+
 /** Whether the matrix-vector kernel can add these updates in its epilogue (B bound whole, in x's type). */
 function fusable(rec: Recorder, x: Tensor, lora: LoraUpdate | undefined): lora is LoraUpdate {
   return lora !== undefined && lora.t.dtype === x.dtype && lora.b.dtype === x.dtype &&
@@ -229,11 +237,7 @@ function matvecKernel(rec: Recorder, args: LinearArgs, glu: boolean): void {
   if (lora && lora.slots.length !== m) {
     throw new RangeError(`linear: LoRA slots for ${lora.slots.length} rows, not ${m}`);
   }
-  // Each row's (A offset, rank, B element) as a vec4 (the shrink's and the epilogue's table).
-  const table = Array.from({ length: MATVEC_MAX_ROWS }, (_, i) => {
-    const slot = lora?.slots[i];
-    return slot ? [slot.offset, slot.rank, slot.b, 0] : [0, 0, 0, 0];
-  }).flat();
+  const table = lora ? loraTable(lora.slots) : [];
   dispatchWindows(rec, args, kernel, (win, wb, xb, bb, yb) => [
     new Params().u32(
       glu ? n : win.count,
@@ -249,14 +253,10 @@ function matvecKernel(rec: Recorder, args: LinearArgs, glu: boolean): void {
       bb.offset + win.start,
       args.bias ? 1 : 0,
       args.accumulate ? 1 : 0,
-      tb?.offset ?? 0,
-      lora?.t.rowStride ?? 0,
-      lb?.offset ?? 0,
-      (lora?.row0 ?? 0) + win.start,
-      0,
-      0,
-      0,
-      ...table,
+      // The LoRA fields only where the kernel reads them (each dispatch has a whole parameter slot).
+      ...tb && lb
+        ? [tb.offset, lora!.t.rowStride, lb.offset, (lora!.row0 ?? 0) + win.start, 0, 0, 0, ...table]
+        : [],
     ),
     Math.ceil((glu ? n : win.count) / outputsPerGroup),
   ], tb && lb && [tb, lb]);

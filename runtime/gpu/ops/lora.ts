@@ -2,7 +2,7 @@
 import { Params, type Recorder } from "../recorder.ts";
 import type { Tensor } from "../tensor.ts";
 import { floatType } from "./common.ts";
-import { type LoraSlot, MATVEC_MAX_ROWS } from "./linear.ts";
+import { type LoraSlot, loraTable, MATVEC_MAX_ROWS } from "./linear.ts";
 
 /**
  * t[m, j] = x[m] · A[slots[m].offset + j] for j < slots[m].rank: x [M, k] (M <= 8), A [Σ ranks, k] and t
@@ -35,14 +35,20 @@ export function loraShrink(
     bindings: ["read", "read", "write"],
   });
   const [xb, ab, tb] = [rec.bind(x), rec.bind(a), rec.bind(t)];
-  const table = Array.from({ length: MATVEC_MAX_ROWS }, (_, i) => {
-    const slot = slots[i];
-    return slot ? [slot.offset, slot.rank, slot.b, 0] : [0, 0, 0, 0];
-  }).flat();
   rec.dispatch(
     kernel,
     [xb, ab, tb],
-    new Params().u32(x.rowLength, xb.offset, x.rowStride, ab.offset, tb.offset, t.rowStride, 0, 0, ...table),
+    new Params().u32(
+      x.rowLength,
+      xb.offset,
+      x.rowStride,
+      ab.offset,
+      tb.offset,
+      t.rowStride,
+      0,
+      0,
+      ...loraTable(slots),
+    ),
     [rank, x.rows, 1],
   );
 }
