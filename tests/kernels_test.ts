@@ -15,7 +15,14 @@ import {
   scatterRowsRef,
 } from "../runtime/gpu/ops/embed.ts";
 import type { WeightType } from "../runtime/gpu/ops/linear.ts";
-import { rmsNorm, rmsNormRef, rowNormScale, rowNormScaleRef } from "../runtime/gpu/ops/norm.ts";
+import {
+  rmsNorm,
+  rmsNormRef,
+  rmsNormShrink,
+  rowNormScale,
+  rowNormScaleRef,
+} from "../runtime/gpu/ops/norm.ts";
+import { loraShrink, loraShrinkRef } from "../runtime/gpu/ops/lora.ts";
 import { dequantizeRef } from "../runtime/gpu/ops/quantize.ts";
 import { rope, rope2d, ropeRef } from "../runtime/gpu/ops/rope.ts";
 import {
@@ -75,6 +82,41 @@ Deno.test("RMSNorm matches the reference", async (t) => {
     const x = Float32Array.from({ length: 4 * 64 }, (_, j) => wide[Math.floor(j / 64) * 96 + 16 + (j % 64)]);
     assertClose(await ctx.readFloats(yt), rmsNormRef(x, w, 4, 64, 1e-5), 1e-5, "strided rms_norm");
   });
+});
+
+Deno.test("RMSNorm with LoRA's shrink of its output equals RMSNorm then the shrink, bit for bit", async (t) => {
+  const ctx = await context();
+  // The same sums in the same order (256 threads striding the row, then one workgroup reduction), from y as stored.
+  for (const [X, Y] of [["f32", "f32"], ["f32", "f16"]] as const) {
+    await t.step(`${X} -> ${Y}`, async () => {
+      const rows = 5, dim = 1000, ranks = [3, 8];
+      const x = roundTo(X, randomFloats(rows * dim, 60, 3)), w = randomFloats(dim, 61);
+      const a = roundTo(Y, randomFloats(11 * dim, 62, 0.1));
+      const slots = [1, -1, 0, 1, 0].map((i) =>
+        i < 0 ? undefined : { offset: i ? ranks[0] : 0, rank: ranks[i], b: 0 }
+      );
+      const [xt, wt, at] = [
+        ctx.fromFloats(X, [rows, dim], x),
+        ctx.fromFloats("f32", [dim], w),
+        ctx.fromFloats(Y, [11, dim], a),
+      ];
+      const zeros = new Float32Array(rows * 8);
+      const [y1, y2] = [ctx.tensor(Y, [rows, dim]), ctx.tensor(Y, [rows, dim])];
+      const [t1, t2] = [ctx.fromFloats(Y, [rows, 8], zeros), ctx.fromFloats(Y, [rows, 8], zeros)];
+      await run(ctx, (rec) => {
+        rmsNormShrink(rec, { y: y1, x: xt, weight: wt, eps: 1e-5, a: at, t: t1, slots });
+        rmsNorm(rec, { y: y2, x: xt, weight: wt, eps: 1e-5 });
+        loraShrink(rec, { t: t2, x: y2, a: at, slots });
+      });
+      const [fusedY, fusedT] = [await ctx.readFloats(y1), await ctx.readFloats(t1)];
+      assert.deepEqual(fusedY, await ctx.readFloats(y2));
+      assert.deepEqual(fusedT, await ctx.readFloats(t2));
+      // And they are the shrink of the normalized rows (rows without an adapter left alone).
+      const want = loraShrinkRef(fusedY, a, dim, slots, 8);
+      assertClose(fusedT, want, (j) => 1e-5 + (Y === "f16" ? EPS16 : 4 * EPS32) * 4 * Math.abs(want[j]), "t");
+      assert.ok(fusedT.subarray(8, 16).every((v) => v === 0));
+    });
+  }
 });
 
 Deno.test("row rescaling to given lengths (DoRA's merge) matches the reference", async () => {

@@ -10,13 +10,13 @@
 import { attention, pagedAttentionPlan, ropeKvWrite } from "../gpu/ops/attention.ts";
 import { embed, scatterRows } from "../gpu/ops/embed.ts";
 import { linear, linearStacked, linearSwiglu, type LoraUpdate, MATVEC_MAX_ROWS } from "../gpu/ops/linear.ts";
-import { rmsNorm } from "../gpu/ops/norm.ts";
+import { rmsNorm, rmsNormShrink } from "../gpu/ops/norm.ts";
 import type { FloatType } from "../gpu/dtype.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import type { ModelConfig } from "./config.ts";
 import type { KvPool } from "./kv_pool.ts";
-import { type LoraBank, type LoraModule, LoraRows, productKey } from "./lora_modules.ts";
+import { type LoraBank, type LoraModule, LoraRows, productKey, type Shrink } from "./lora_modules.ts";
 import type { WeightLookup } from "./vision.ts";
 
 export interface SequenceStep {
@@ -175,23 +175,31 @@ export function decoderStep(
   );
 
   // A product with the step's LoRA updates of its weights (lora_modules.ts), or without.
-  const product = (key: string, x: Tensor, record: (lora?: LoraUpdate) => void) =>
-    lora ? lora.product(rec, key, x, record) : record();
+  const product = (key: string, x: Tensor, record: (lora?: LoraUpdate) => void, shrunk?: Shrink) =>
+    lora ? lora.product(rec, key, x, record, shrunk) : record();
+  // h = RMSNorm(x), with the shrink of the product h goes into where a decode step's rows have its updates.
+  const norm = (weight: Tensor, key: string): Shrink | undefined => {
+    const shrink = lora?.shrinkOf(rec, key);
+    if (shrink) rmsNormShrink(rec, { y: h, x, weight, eps: d.normEps, ...shrink });
+    else rmsNorm(rec, { y: h, x, weight, eps: d.normEps });
+    return shrink;
+  };
 
   for (let l = 0; l < d.nLayers; l++) {
     const n = layerNames(l);
-    rmsNorm(rec, { y: h, x, weight: w(n.attentionNorm), eps: d.normEps });
-    product(n.qkvKey, h, (u) => linearStacked(rec, { y: qkv, x: h, w: n.qkv.map(w), lora: u }));
+    const qkvShrink = norm(w(n.attentionNorm), n.qkvKey);
+    product(n.qkvKey, h, (u) => linearStacked(rec, { y: qkv, x: h, w: n.qkv.map(w), lora: u }), qkvShrink);
     ropeKvWrite(rec, plan, { qkv, cache: pool.layers[l], theta: d.ropeTheta, positions: pos });
     attention(rec, plan, { q, out: o, cache: pool.layers[l] });
     product(n.wo, o, (u) => linear(rec, { y: x, x: o, w: w(n.wo), accumulate: true, lora: u }));
 
-    rmsNorm(rec, { y: h, x, weight: w(n.ffnNorm), eps: d.normEps });
+    const gateUpShrink = norm(w(n.ffnNorm), n.gateUpKey);
     const gateUpWeights = [w(n.gateUp[0]), w(n.gateUp[1])] as const;
     product(
       n.gateUpKey,
       h,
       (u) => linearSwiglu(rec, { y: ffn, x: h, w: gateUpWeights, gateUp: gateUpScratch, lora: u }),
+      gateUpShrink,
     );
     product(n.w2, ffn, (u) => linear(rec, { y: x, x: ffn, w: w(n.w2), accumulate: true, lora: u }));
   }

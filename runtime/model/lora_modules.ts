@@ -272,6 +272,13 @@ export function releaseLoraBank(ctx: GpuContext, bank: LoraBank): void {
   bank.products.clear();
 }
 
+/** A shrink for the kernel making a product's input to compute (rmsNormShrink's operands). */
+export interface Shrink {
+  a: Tensor;
+  t: Tensor;
+  slots: readonly (LoraSlot | undefined)[];
+}
+
 /** The adapters of a pass's rows (a decoder step's sequences, an image's patches), and their products. */
 export class LoraRows {
   readonly #bank: LoraBank;
@@ -305,26 +312,44 @@ export class LoraRows {
   }
 
   /**
-   * Records a product of the weights `key` names (`record`, given the update it is to add) with the rows'
-   * updates: t = x · Aᵀ first (each row against its adapter's A), then the product, which adds t · Bᵀ.
+   * The shrink of the product of the weights `key` names for a kernel that makes its input (rmsNormShrink), in a
+   * decode step whose rows have updates of it; undefined otherwise. Give it to `product`.
    */
-  product(rec: Recorder, key: string, x: Tensor, record: (lora?: LoraUpdate) => void): void {
+  shrinkOf(rec: Recorder, key: string): Shrink | undefined {
+    const product = this.#bank.products.get(key);
+    const slots = this.#rows.map((r) => r < 0 ? undefined : product?.slots[r]);
+    if (!product || slots.every((s) => !s) || slots.length > MATVEC_MAX_ROWS) return undefined;
+    return { a: product.a, t: this.#shrunk(rec).sliceRows(0, slots.length), slots };
+  }
+
+  /**
+   * Records a product of the weights `key` names (`record`, given the update it is to add) with the rows'
+   * updates: t = x · Aᵀ first (each row against its adapter's A; done already with `shrunk`, from shrinkOf),
+   * then the product, which adds t · Bᵀ.
+   */
+  product(rec: Recorder, key: string, x: Tensor, record: (lora?: LoraUpdate) => void, shrunk?: Shrink): void {
     const product = this.#bank.products.get(key);
     const slots = this.#rows.map((r) => r < 0 ? undefined : product?.slots[r]);
     if (!product || slots.every((s) => !s)) return record();
-    const t = this.#shrunk(rec).sliceRows(0, x.rows);
-    if (x.rows <= MATVEC_MAX_ROWS && x.dtype === product.a.dtype) {
-      loraShrink(rec, { t, x, a: product.a, slots });
-    } else {
-      for (const run of loraRuns(slots)) {
-        linear(rec, {
-          y: t.sliceRows(run.start, run.count).sliceCols(0, run.slot.rank),
-          x: x.sliceRows(run.start, run.count),
-          w: product.a.sliceRows(run.slot.offset, run.slot.rank),
-        });
-      }
-    }
+    const t = shrunk?.t ?? this.#shrink(rec, x, product.a, slots);
     record({ t, b: product.b, slots });
+  }
+
+  /** t = x · Aᵀ, each row against its adapter's rows of A: one dispatch for a decode step, else one per run. */
+  #shrink(rec: Recorder, x: Tensor, a: Tensor, slots: readonly (LoraSlot | undefined)[]): Tensor {
+    const t = this.#shrunk(rec).sliceRows(0, x.rows);
+    if (x.rows <= MATVEC_MAX_ROWS && x.dtype === a.dtype) {
+      loraShrink(rec, { t, x, a, slots });
+      return t;
+    }
+    for (const run of loraRuns(slots)) {
+      linear(rec, {
+        y: t.sliceRows(run.start, run.count).sliceCols(0, run.slot.rank),
+        x: x.sliceRows(run.start, run.count),
+        w: a.sliceRows(run.slot.offset, run.slot.rank),
+      });
+    }
+    return t;
   }
 
   #shrunk(rec: Recorder): Tensor {

@@ -1,8 +1,12 @@
-/** RMSNorm and DoRA's row rescaling (kernels/norm.wgsl), and their CPU references. */
+/**
+ * RMSNorm (also with LoRA's shrink of the normalized rows) and DoRA's row rescaling (kernels/norm.wgsl), and their
+ * CPU references.
+ */
 import { type FloatType, roundTo } from "../dtype.ts";
 import { Params, type Recorder } from "../recorder.ts";
 import type { Tensor } from "../tensor.ts";
 import { floatType, sameShape } from "./common.ts";
+import { type LoraSlot, loraTable, MATVEC_MAX_ROWS } from "./linear.ts";
 
 export interface RmsNormArgs {
   /** Output [rows, dim], f32 or f16. */
@@ -24,6 +28,31 @@ export function rmsNorm(rec: Recorder, { y, x, weight, eps }: RmsNormArgs): void
   rowKernel(rec, "rms_norm", { X, Y }, x, weight, y, eps);
 }
 
+/**
+ * rmsNorm, and LoRA's shrink of its output in the same dispatch: t[m, j] = y[m] · A[slots[m].offset + j] for
+ * j < slots[m].rank (as loraShrink computes it from y), for at most 8 rows; A and t in y's type.
+ */
+export function rmsNormShrink(
+  rec: Recorder,
+  args: RmsNormArgs & { a: Tensor; t: Tensor; slots: readonly (LoraSlot | undefined)[] },
+): void {
+  const { y, x, weight, eps, a, t, slots } = args;
+  const X = floatType(x, "rmsNormShrink: x"), Y = floatType(y, "rmsNormShrink: y");
+  sameShape(x, y, "rmsNormShrink");
+  if (weight.dtype !== "f32" || weight.size !== x.rowLength) {
+    throw new RangeError(`rmsNormShrink: weight must be f32 [${x.rowLength}], got ${weight}`);
+  }
+  if (a.dtype !== Y || t.dtype !== Y || a.rowLength !== x.rowLength || x.rows > MATVEC_MAX_ROWS) {
+    throw new RangeError(
+      `rmsNormShrink: A ${a} and t ${t} must be in y's type, A [*, ${x.rowLength}], rows <= 8`,
+    );
+  }
+  if (slots.length !== x.rows || t.rows !== x.rows) {
+    throw new RangeError(`rmsNormShrink: ${slots.length} slots and t ${t} for ${x.rows} rows`);
+  }
+  rowKernel(rec, "rms_norm_shrink", { X, Y }, x, weight, y, eps, { a, t, slots });
+}
+
 /** y = x with each row rescaled to the length norms[row] (DoRA's merge; f32, at load), x and y [rows, dim]. */
 export function rowNormScale(rec: Recorder, { y, x, norms }: { y: Tensor; x: Tensor; norms: Tensor }): void {
   if (x.dtype !== "f32" || y.dtype !== "f32") throw new TypeError(`rowNormScale: x and y must be f32`);
@@ -43,18 +72,24 @@ function rowKernel(
   weight: Tensor,
   y: Tensor,
   eps: number,
+  lora?: { a: Tensor; t: Tensor; slots: readonly (LoraSlot | undefined)[] },
 ): void {
-  const kernel = rec.ctx.kernel({ file: "norm.wgsl", entry, aliases, bindings: ["read", "read", "write"] });
+  const bindings = lora
+    ? ["read", "read", "write", "read", "write"] as const
+    : ["read", "read", "write"] as const;
+  const kernel = rec.ctx.kernel({ file: "norm.wgsl", entry, aliases, bindings });
   const [xb, wb, yb] = [rec.bind(x), rec.bind(weight), rec.bind(y)];
+  const [ab, tb] = lora ? [rec.bind(lora.a), rec.bind(lora.t)] : [];
   rec.dispatch(
     kernel,
-    [xb, wb, yb],
+    ab && tb ? [xb, wb, yb, ab, tb] : [xb, wb, yb],
     new Params().u32(x.rows, x.rowLength).f32(eps).u32(
       xb.offset,
       x.rowStride,
       yb.offset,
       y.rowStride,
       wb.offset,
+      ...ab && tb ? [ab.offset, tb.offset, lora!.t.rowStride, 0, ...loraTable(lora!.slots)] : [],
     ),
     x.rows,
   );
