@@ -42,18 +42,28 @@ fn row_squares(xb: u32, t: u32) -> f32 {
   return sum_f(s, t);
 }
 
-@compute @workgroup_size(WG)
-fn rms_norm(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
-            @builtin(num_workgroups) ng: vec3<u32>) {
-  let row = g.x + g.y * ng.x;
-  if (row >= p.rows) {
-    return;
-  }
+// Element i of the row at xb normalized with scale r, as stored in Y.
+fn normed(xb: u32, i: u32, r: f32) -> Y {
+  return Y(f32(X(f32(x[xb + i]) * r)) * weight[p.w_off + i]);
+}
+
+// Normalizes the row into y (every thread of the workgroup taking part); returns its scale.
+fn rms_norm_row(row: u32, t: u32) -> f32 {
   let xb = p.x_off + row * p.x_stride;
   let r = 1.0 / sqrt(row_squares(xb, t) / f32(p.dim) + p.eps);
   let yb = p.y_off + row * p.y_stride;
   for (var i = t; i < p.dim; i += WG) {
-    y[yb + i] = Y(f32(X(f32(x[xb + i]) * r)) * weight[p.w_off + i]);
+    y[yb + i] = normed(xb, i, r);
+  }
+  return r;
+}
+
+@compute @workgroup_size(WG)
+fn rms_norm(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+            @builtin(num_workgroups) ng: vec3<u32>) {
+  let row = g.x + g.y * ng.x;
+  if (row < p.rows) {
+    rms_norm_row(row, t);
   }
 }
 
@@ -64,18 +74,14 @@ fn rms_norm_shrink(@builtin(local_invocation_index) t: u32, @builtin(workgroup_i
   if (row >= p.rows) {
     return;
   }
+  let r = rms_norm_row(row, t);
   let xb = p.x_off + row * p.x_stride;
-  let r = 1.0 / sqrt(row_squares(xb, t) / f32(p.dim) + p.eps);
-  let yb = p.y_off + row * p.y_stride;
-  for (var i = t; i < p.dim; i += WG) {
-    y[yb + i] = Y(f32(X(f32(x[xb + i]) * r)) * weight[p.w_off + i]);
-  }
   let slot = p.lora_rows[row];
   for (var j = 0u; j < slot.y; j++) {
     let ab = p.a_off + (slot.x + j) * p.dim;
     var s = 0.0;
     for (var i = t; i < p.dim; i += WG) {
-      s += f32(Y(f32(X(f32(x[xb + i]) * r)) * weight[p.w_off + i])) * f32(lora_a[ab + i]);
+      s += f32(normed(xb, i, r)) * f32(lora_a[ab + i]);
     }
     let total = sum_f(s, t);
     if (t == 0u) {
