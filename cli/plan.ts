@@ -172,7 +172,7 @@ async function planModules(specs: string[], config: ModelConfig, elementBytes: n
     const adapter = await openLora((await localAdapters([path]))![0], config);
     adapter.file.close();
     checkServable(adapter);
-    bytes += loraModuleBytes(adapter, config, elementBytes);
+    bytes += loraModuleBytes(adapter, elementBytes);
   }
   return bytes;
 }

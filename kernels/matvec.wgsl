@@ -38,10 +38,12 @@ struct Params {
   lora_t_stride: u32,  // of each B that the window's first output is
   lora_b_off: u32,
   lora_row0: u32,
+  lora_bound1: u32,   // where the product's second and third weights (k, v; w3) begin among its rows
+  lora_bound2: u32,
   pad0: u32,
-  pad1: u32,
-  pad2: u32,
-  lora_rows: array<vec4<u32>, 8>,  // per activation row: its A offset (unused here), rank, B's first element
+  // Per activation row: its A offset (unused here), rank, B's first element, and the ranks of the product's first
+  // two weights (16 bits each; the third's is the rest).
+  lora_rows: array<vec4<u32>, 8>,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -205,14 +207,33 @@ fn x4(m: u32, k: u32) -> vec4<f32> {
   return v;
 }
 
-// The LoRA update of output `n` (a row of the window) for activation row m (0 without an adapter).
+// The LoRA update of output `n` (a row of the window) for activation row m (0 without an adapter): from the
+// columns of t and the block of B of the weight of the product whose rows hold the output.
 fn lora(m: u32, n: u32) -> f32 {
   var s = 0.0;
   if (LORA) {
     let slot = p.lora_rows[m];
-    let ti = p.lora_t_off + m * p.lora_t_stride;
-    let bi = p.lora_b_off + slot.z + (p.lora_row0 + n) * slot.y;
-    for (var j = 0u; j < slot.y; j++) {
+    let row = p.lora_row0 + n;
+    let r0 = slot.w & 0xffffu;
+    let r1 = slot.w >> 16u;
+    var col = 0u;
+    var rank = r0;
+    var first = 0u;
+    var base = 0u;
+    if (row >= p.lora_bound2) {
+      col = r0 + r1;
+      rank = slot.y - r0 - r1;
+      first = p.lora_bound2;
+      base = p.lora_bound1 * r0 + (p.lora_bound2 - p.lora_bound1) * r1;
+    } else if (row >= p.lora_bound1) {
+      col = r0;
+      rank = r1;
+      first = p.lora_bound1;
+      base = p.lora_bound1 * r0;
+    }
+    let ti = p.lora_t_off + m * p.lora_t_stride + col;
+    let bi = p.lora_b_off + slot.z + base + (row - first) * rank;
+    for (var j = 0u; j < rank; j++) {
       s += f32(lora_t[ti + j]) * f32(lora_b[bi + j]);
     }
   }

@@ -270,36 +270,63 @@ interface LoraCase {
   /** t and B in f32 under f16 activations: not fusable, products of their own follow. */
   apart?: boolean;
   accumulate?: boolean;
+  /** W and B are w1|w3 (each adapter's up rank one more than its gate rank), and y = silu(gate) · up. */
   glu?: boolean;
+  /** The product is of weights of these rows (q|k|v), each adapter's ranks r, r + 1, r + 2: joined, or apart. */
+  stacked?: { rows: number[]; apart: boolean };
 }
 
 /**
- * y = x·Wᵀ (+ y0) + t[m]·B_mᵀ for each row m's adapter, t given; with `glu`, W and each B are w1|w3 and
- * y = silu(gate) · up of the updated products. Returns the product's dispatches.
+ * y = x·Wᵀ (+ y0) + t[m]·B_mᵀ for each row m's adapter, t given, B of each of the product's weights compact
+ * ([its rows, its rank]); with `glu`, y = silu(gate) · up of the updated products. Returns the dispatches.
  */
 async function runLoraCase(ctx: GpuContext, c: LoraCase, seed: number): Promise<number> {
-  const { m, n, k, ranks, rows } = c;
+  const { m, n, k, rows } = c;
   const act = c.act ?? "f32", loraType = c.apart ? "f32" : act;
-  const outs = c.glu ? 2 * n : n, maxRank = Math.max(...ranks);
+  const members = c.stacked?.rows ?? (c.glu ? [n, n] : [n]);
+  const outs = members.reduce((a, b) => a + b, 0);
+  const ranksOf = (a: number) => members.map((_, j) => c.ranks[a] + j);
+  const maxRank = Math.max(...c.ranks.map((_, a) => ranksOf(a).reduce((s, r) => s + r, 0)));
   const weights = makeWeights(ctx, c.w, outs, k, seed);
   const x = roundTo(act, randomFloats(m * k, seed + 1, 0.05));
-  // Every adapter's B [outs, rank] one after the other; row m's t in its first rank columns.
-  const bases = ranks.map((_, i) => ranks.slice(0, i).reduce((a, r) => a + r * outs, 0));
-  const slots = rows.map((a) =>
-    a < 0 ? undefined : { offset: ranks.slice(0, a).reduce((s, r) => s + r, 0), rank: ranks[a], b: bases[a] }
-  );
-  const b = roundTo(loraType, randomFloats(ranks.reduce((s, r) => s + r * outs, 0), seed + 3, 0.01));
+  // Each adapter's B: for each weight of the product [its rows, its rank], one after the other.
+  const sizes = c.ranks.map((_, a) => ranksOf(a).reduce((s, r, j) => s + r * members[j], 0));
+  const slots = rows.map((a) => {
+    if (a < 0) return undefined;
+    const offset = c.ranks.slice(0, a).reduce((s, _, i) => s + ranksOf(i).reduce((t, r) => t + r, 0), 0);
+    const ranks = ranksOf(a);
+    return {
+      offset,
+      rank: ranks.reduce((s, r) => s + r, 0),
+      b: sizes.slice(0, a).reduce((s, z) => s + z, 0),
+      ranks,
+    };
+  });
+  const b = roundTo(loraType, randomFloats(sizes.reduce((s, z) => s + z, 0), seed + 3, 0.01));
   const t = roundTo(loraType, randomFloats(m * maxRank, seed + 2));
   const y0 = c.accumulate ? roundTo(act, randomFloats(m * n, seed + 4)) : undefined;
   const xt = ctx.fromFloats(act, [m, k], x);
-  const yt = y0 ? ctx.fromFloats(act, [m, n], y0) : ctx.tensor(act, [m, n]);
+  const yt = y0 ? ctx.fromFloats(act, [m, c.glu ? n : outs], y0) : ctx.tensor(act, [m, c.glu ? n : outs]);
   const tt = ctx.fromFloats(loraType, [m, maxRank], t), bt = ctx.fromFloats(loraType, [b.length], b);
   const gateUp = ctx.tensor(act, [m, 2 * n]);
-  const lora = { t: tt, b: bt, slots };
+  const lora = { t: tt, b: bt, slots, members };
+  const parts: Tensor[] = [];
   const rec = ctx.record();
   if (c.glu) {
     const w = [weights.tensor.sliceRows(0, n), weights.tensor.sliceRows(n, n)] as const;
     linearSwiglu(rec, { y: yt, x: xt, w, gateUp: () => gateUp, lora });
+  } else if (c.stacked) {
+    let at = 0;
+    const bytes = await ctx.readBytes(weights.tensor), row = rowBytes(c.w, k);
+    for (const r of members) {
+      parts.push(
+        c.stacked.apart
+          ? ctx.fromBytes(c.w, [r, k], bytes.subarray(at * row, (at + r) * row), { pooled: false })
+          : weights.tensor.sliceRows(at, r),
+      );
+      at += r;
+    }
+    linearStacked(rec, { y: yt, x: xt, w: parts, lora });
   } else linear(rec, { y: yt, x: xt, w: weights.tensor, accumulate: c.accumulate, lora });
   const dispatches = rec.dispatches;
   await rec.submit();
@@ -308,9 +335,18 @@ async function runLoraCase(ctx: GpuContext, c: LoraCase, seed: number): Promise<
   const update = new Float32Array(m * outs);
   slots.forEach((slot, row) => {
     if (!slot) return;
-    const bm = b.subarray(slot.b, slot.b + outs * slot.rank);
-    const tm = t.subarray(row * maxRank, row * maxRank + slot.rank);
-    update.set(Float32Array.from(linearRef(tm, bm, 1, outs, slot.rank)), row * outs);
+    let first = 0, col = 0, base = slot.b;
+    members.forEach((count, j) => {
+      const r = slot.ranks[j];
+      for (let o = 0; o < count; o++) {
+        let s = 0;
+        for (let i = 0; i < r; i++) s += t[row * maxRank + col + i] * b[base + o * r + i];
+        update[row * outs + first + o] = s;
+      }
+      first += count;
+      col += r;
+      base += count * r;
+    });
   });
   const { ref, tol } = reference(
     x,
@@ -335,6 +371,7 @@ async function runLoraCase(ctx: GpuContext, c: LoraCase, seed: number): Promise<
     assertClose(y, ref, (i) => tol[i] + f16(i), `${c.w} LoRA`);
   }
   for (const tensor of [xt, yt, tt, bt, gateUp, weights.tensor]) ctx.release(tensor);
+  if (c.stacked?.apart) parts.forEach((p) => ctx.release(p));
   return dispatches;
 }
 
@@ -346,7 +383,12 @@ Deno.test("LoRA: the shrink takes each row's own adapter's rows of A", async (t)
       const a = roundTo(act, randomFloats(21 * k, 11));
       const x = roundTo(act, randomFloats(rows.length * k, 12));
       const slots = rows.map((i) =>
-        i < 0 ? undefined : { offset: ranks.slice(0, i).reduce((s, r) => s + r, 0), rank: ranks[i], b: 0 }
+        i < 0 ? undefined : {
+          offset: ranks.slice(0, i).reduce((s, r) => s + r, 0),
+          rank: ranks[i],
+          b: 0,
+          ranks: [ranks[i]],
+        }
       );
       const [at, xt] = [ctx.fromFloats(act, [21, k], a), ctx.fromFloats(act, [rows.length, k], x)];
       const tt = ctx.fromFloats(act, [rows.length, 16], new Float32Array(rows.length * 16));
@@ -399,6 +441,34 @@ Deno.test("LoRA updates: added in the matrix-vector kernel's epilogue, or by pro
       accumulate: true,
     },
     { w: "q4", m: 20, n: 64, k: 160, ranks: [16], rows: Array(20).fill(0), act: "f16", glu: true },
+    // q|k|v-like: each output takes its own weight's columns of t and block of B.
+    {
+      w: "q4_k",
+      m: 3,
+      n: 64,
+      k: 256,
+      ranks: [2, 5],
+      rows: [1, 0, -1],
+      stacked: { rows: [32, 16, 16], apart: false },
+    },
+    {
+      w: "q8_0",
+      m: 4,
+      n: 64,
+      k: 64,
+      ranks: [3],
+      rows: [0, 0, -1, 0],
+      stacked: { rows: [32, 16, 16], apart: true },
+    },
+    {
+      w: "f16",
+      m: 12,
+      n: 24,
+      k: 96,
+      ranks: [1, 4],
+      rows: [...Array(6).fill(0), ...Array(6).fill(1)],
+      stacked: { rows: [8, 8, 8], apart: false },
+    },
   ];
   for (const [i, c] of cases.entries()) {
     const name = `${c.w} M=${c.m} N=${c.n} K=${c.k} ranks ${c.ranks.join("/")} rows ${c.rows.join(",")} ` +
@@ -407,11 +477,13 @@ Deno.test("LoRA updates: added in the matrix-vector kernel's epilogue, or by pro
       }`;
     await t.step(name, async () => {
       const dispatches = await runLoraCase(ctx, c, 700 + 10 * i);
-      // In the epilogue: no dispatch of its own; otherwise one per run of rows of one adapter (and SwiGLU's
-      // own kernel).
+      // In the epilogue: no dispatch of its own; otherwise one per run of rows of one adapter and weight of the
+      // product (and SwiGLU's own kernel); weights stored apart take a product each.
       const runs = c.rows.filter((r, j) => r >= 0 && r !== c.rows[j - 1]).length;
+      const products = c.stacked?.apart ? c.stacked.rows.length : 1;
+      const weightsPer = c.stacked?.rows.length ?? (c.glu ? 2 : 1);
       const fused = c.m <= 8 && !c.apart;
-      assert.equal(dispatches, fused ? 1 : (c.glu ? 2 : 1) + runs);
+      assert.equal(dispatches, fused ? products : (c.glu ? 2 : 1) + runs * weightsPer);
     });
   }
   // Weights larger than a binding: each window adds the updates of its own rows.

@@ -93,7 +93,7 @@ Deno.test("RMSNorm with LoRA's shrink of its output equals RMSNorm then the shri
       const x = roundTo(X, randomFloats(rows * dim, 60, 3)), w = randomFloats(dim, 61);
       const a = roundTo(Y, randomFloats(11 * dim, 62, 0.1));
       const slots = [1, -1, 0, 1, 0].map((i) =>
-        i < 0 ? undefined : { offset: i ? ranks[0] : 0, rank: ranks[i], b: 0 }
+        i < 0 ? undefined : { offset: i ? ranks[0] : 0, rank: ranks[i], b: 0, ranks: [ranks[i]] }
       );
       const [xt, wt, at] = [
         ctx.fromFloats(X, [rows, dim], x),

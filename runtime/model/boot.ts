@@ -299,7 +299,6 @@ export async function loadModel(files: OpenedFiles, given: ModelOptions): Promis
           n +
           loraModuleBytes(
             m.adapter,
-            files.config,
             (options.activations ?? (ctx.f16 ? "f16" : "f32")) === "f32" ? 4 : 2,
           ),
         0,

@@ -40,6 +40,8 @@ interface BankedProduct {
   b: Tensor;
   /** By adapter index; undefined where the adapter leaves the product alone. */
   slots: (LoraSlot | undefined)[];
+  /** The rows of each weight of the product. */
+  members: number[];
 }
 
 /** The adapters served per request and their updates, by productKey. */
@@ -76,15 +78,9 @@ function productsOf(adapter: LoraAdapter): Map<string, string[]> {
 }
 
 /** The GPU bytes of an adapter served per request with `elementBytes` per value (for the memory plan). */
-export function loraModuleBytes(adapter: LoraAdapter, config: ModelConfig, elementBytes: number): number {
-  const rowsOf = new Map(expectedTensors(config).map((s) => [s.name, s.shape[0]]));
+export function loraModuleBytes(adapter: LoraAdapter, elementBytes: number): number {
   let values = 0;
-  for (const members of productsOf(adapter).values()) {
-    const updates = members.flatMap((m) => adapter.updates.get(m) ?? []);
-    const rank = updates.reduce((n, u) => n + u.b.shape[1], 0);
-    const rows = members.reduce((n, m) => n + rowsOf.get(m)!, 0);
-    values += rank * (updates[0].spec.shape[1] + rows);
-  }
+  for (const u of adapter.updates.values()) values += u.b.shape[1] * (u.spec.shape[1] + u.spec.shape[0]);
   return values * elementBytes;
 }
 
@@ -108,11 +104,14 @@ function unservable(adapter: LoraAdapter): string | undefined {
   return undefined;
 }
 
-/** One adapter's update of one product: A [rank, k] and B [rows, rank] (scale applied), f32. */
+/**
+ * One adapter's update of one product, f32: A [rank, k] (each weight's rows in turn) and for each weight of the
+ * product its B [rows, its rank] (scale applied), one after the other.
+ */
 interface Block {
   a: Float32Array;
   b: Float32Array;
-  rank: number;
+  ranks: number[];
   k: number;
 }
 
@@ -134,7 +133,7 @@ export async function loadLoraBank(
     for (const [key, members] of keys) {
       const blocks: (Block | undefined)[] = [];
       for (const { adapter } of adapters) blocks.push(await blockOf(adapter, members, rowsOf));
-      bankProduct(ctx, bank, key, members.reduce((n, m) => n + rowsOf.get(m)!, 0), blocks);
+      bankProduct(ctx, bank, key, members.map((m) => rowsOf.get(m)!), blocks);
     }
     return bank;
   } catch (err) {
@@ -172,52 +171,56 @@ async function blockOf(
     }
   }
   if (rank === 0) return undefined;
-  // A: each member's Aᵀ [k, r] transposed, stacked; B: each member's scaled B [rows, r] at its rows and ranks.
-  const a = new Float32Array(rank * k), b = new Float32Array(rows * rank);
-  let col = 0;
-  for (const { row, rows: count, update } of parts) {
+  // A: each member's Aᵀ [k, r] transposed, stacked; B: each member's scaled B [rows, r], one after the other.
+  const a = new Float32Array(rank * k);
+  const b = new Float32Array(parts.reduce((n, p) => n + p.rows * (p.update?.rank ?? 0), 0));
+  let col = 0, at = 0;
+  for (const { update } of parts) {
     if (!update) continue;
     const r = update.rank;
     for (let i = 0; i < r; i++) {
       for (let j = 0; j < k; j++) a[(col + i) * k + j] = update.right[j * r + i];
     }
-    for (let y = 0; y < count; y++) {
-      for (let i = 0; i < r; i++) b[(row + y) * rank + col + i] = update.left[y * r + i];
-    }
+    b.set(update.left, at);
     col += r;
+    at += update.left.length;
   }
-  return { a, b, rank, k };
+  return { a, b, ranks: parts.map((p) => p.update?.rank ?? 0), k };
 }
 
-/** Puts every adapter's block of one product (`rows` outputs) on the GPU, stacked. */
+/** Puts every adapter's block of one product (its weights of `members` rows each) on the GPU, stacked. */
 function bankProduct(
   ctx: GpuContext,
   bank: LoraBank,
   key: string,
-  rows: number,
+  members: number[],
   blocks: readonly (Block | undefined)[],
 ): void {
   const k = blocks.find((b) => b)!.k;
-  const rank = blocks.reduce((n, b) => n + (b?.rank ?? 0), 0);
-  const a = new Float32Array(rank * k), b = new Float32Array(rows * rank);
+  const rankOf = (block: Block) => block.ranks.reduce((n, r) => n + r, 0);
+  const a = new Float32Array(blocks.reduce((n, b) => n + (b ? rankOf(b) : 0), 0) * k);
+  const b = new Float32Array(blocks.reduce((n, b) => n + (b?.b.length ?? 0), 0));
   const slots: (LoraSlot | undefined)[] = [];
-  let offset = 0;
+  let offset = 0, at = 0;
   for (const [i, block] of blocks.entries()) {
     if (!block) {
       slots.push(undefined);
       continue;
     }
+    const rank = rankOf(block);
     a.set(block.a, offset * k);
-    b.set(block.b, offset * rows);
-    slots.push({ offset, rank: block.rank, b: offset * rows });
-    bank.modules[i].bytes += block.rank * (k + rows) * elementBytes(bank.dtype);
-    bank.maxRank = Math.max(bank.maxRank, block.rank);
-    offset += block.rank;
+    b.set(block.b, at);
+    slots.push({ offset, rank, b: at, ranks: block.ranks });
+    bank.modules[i].bytes += (block.a.length + block.b.length) * elementBytes(bank.dtype);
+    bank.maxRank = Math.max(bank.maxRank, rank);
+    offset += rank;
+    at += block.b.length;
   }
   const product = {
-    a: ctx.fromFloats(bank.dtype, [rank, k], a, { label: `LoRA ${key} A` }),
-    b: ctx.tensor(bank.dtype, [rank * rows], { label: `LoRA ${key} B` }),
+    a: ctx.fromFloats(bank.dtype, [offset, k], a, { label: `LoRA ${key} A` }),
+    b: ctx.tensor(bank.dtype, [b.length], { label: `LoRA ${key} B` }),
     slots,
+    members,
   };
   bank.products.set(key, product);
   ctx.write(product.b, bank.dtype === "f32" ? b : f16Bits(b));
@@ -251,12 +254,11 @@ export function randomLoraBank(
     });
   const products = new Map([...shapes.keys()].map((w) => [productKey(productOf(w)), productOf(w)]));
   for (const [key, members] of products) {
-    const k = shapes.get(members[0])![1], rows = members.reduce((n, m) => n + shapes.get(m)![0], 0);
-    const r = rank * members.length;
+    const k = shapes.get(members[0])![1], rows = members.map((m) => shapes.get(m)![0]);
     const blocks = Array.from({ length: count }, () => ({
-      a: random(r * k, 2 / Math.sqrt(k)),
-      b: random(rows * r, 0.02),
-      rank: r,
+      a: random(rank * members.length * k, 2 / Math.sqrt(k)),
+      b: random(rows.reduce((n, r) => n + r, 0) * rank, 0.02),
+      ranks: members.map(() => rank),
       k,
     }));
     bankProduct(ctx, bank, key, rows, blocks);
@@ -332,7 +334,7 @@ export class LoraRows {
     const slots = this.#rows.map((r) => r < 0 ? undefined : product?.slots[r]);
     if (!product || slots.every((s) => !s)) return record();
     const t = shrunk?.t ?? this.#shrink(rec, x, product.a, slots);
-    record({ t, b: product.b, slots });
+    record({ t, b: product.b, slots, members: product.members });
   }
 
   /** t = x · Aᵀ, each row against its adapter's rows of A: one dispatch for a decode step, else one per run. */

@@ -38,25 +38,32 @@ export interface LinearArgs {
   lora?: LoraUpdate;
 }
 
-/** An adapter's place in a bank of LoRA updates: its rows of A [offset, offset + rank), its B's first element. */
+/**
+ * An adapter's place in a bank of LoRA updates of one product: its rows of A [offset, offset + rank), the first
+ * element of its B, and its rank for each weight of the product (q, k, v; w1, w3), which sum to `rank`.
+ */
 export interface LoraSlot {
   offset: number;
   rank: number;
   b: number;
+  ranks: readonly number[];
 }
 
 /**
  * LoRA updates of a product, one adapter (or none) per activation row: y[m] += t[m] · B_mᵀ, where t = x · Aᵀ was
- * computed before ([rows, ≥ rank]: row m's update in its first slots[m].rank columns) and B_m [N, rank] (scale
- * applied) is its adapter's, at element slots[m].b of `b` (every adapter's B one after the other). The
- * matrix-vector kernel adds it in its epilogue when t and B are in x's type; otherwise a product of its own per
- * run of rows follows.
+ * computed before ([rows, ≥ rank]: row m's update in its first slots[m].rank columns, weight by weight) and B_m
+ * (scale applied) is its adapter's, at element slots[m].b of `b` (every adapter's B one after the other): for
+ * each weight of the product, [its rows, its rank], so that an output of weight i takes t's columns of weight i
+ * only. The matrix-vector kernel adds it in its epilogue when t and B are in x's type; otherwise products of
+ * their own per run of rows follow.
  */
 export interface LoraUpdate {
   t: Tensor;
   b: Tensor;
   slots: readonly (LoraSlot | undefined)[];
-  /** The first row of each B this product's outputs begin at (a part of stacked weights); default 0. */
+  /** The rows of each weight of the product (at most 3). */
+  members: readonly number[];
+  /** The first row of the product's outputs that y begins at (a part of stacked weights); default 0. */
   row0?: number;
 }
 
@@ -101,21 +108,24 @@ export function linear(rec: Recorder, args: LinearArgs): void {
   }
 }
 
-/** y += t · Bᵀ as products of their own, one per run of rows of one adapter. */
-export function addLora(rec: Recorder, y: Tensor, { t, b, slots, row0 = 0 }: LoraUpdate): void {
-  const n = y.rowLength;
+/** y += t · Bᵀ as products of their own, one per run of rows of one adapter and weight of the product. */
+export function addLora(rec: Recorder, y: Tensor, { t, b, slots, members, row0 = 0 }: LoraUpdate): void {
+  const n = y.rowLength, element = elementBytes(b.dtype as "f32");
   for (const { start, count, slot } of loraRuns(slots)) {
-    const bm = new Tensor(
-      b.buffer,
-      b.dtype,
-      [n, slot.rank],
-      b.offset + (slot.b + row0 * slot.rank) * elementBytes(b.dtype as "f32"),
-    );
-    linear(rec, {
-      y: y.sliceRows(start, count),
-      x: t.sliceRows(start, count).sliceCols(0, slot.rank),
-      w: bm,
-      accumulate: true,
+    let first = 0, col = 0, base = slot.b;
+    members.forEach((rows, i) => {
+      const r = slot.ranks[i], lo = Math.max(first, row0), hi = Math.min(first + rows, row0 + n);
+      if (r > 0 && lo < hi) {
+        linear(rec, {
+          y: y.sliceRows(start, count).sliceCols(lo - row0, hi - lo),
+          x: t.sliceRows(start, count).sliceCols(col, r),
+          w: new Tensor(b.buffer, b.dtype, [hi - lo, r], b.offset + (base + (lo - first) * r) * element),
+          accumulate: true,
+        });
+      }
+      first += rows;
+      col += r;
+      base += rows * r;
     });
   }
 }
@@ -128,20 +138,31 @@ export function loraRuns(
   slots.forEach((slot, i) => {
     if (!slot) return;
     const last = out.at(-1);
-    const same = last && last.slot.offset === slot.offset && last.slot.rank === slot.rank &&
-      last.slot.b === slot.b;
+    const same = last && last.slot.offset === slot.offset && last.slot.b === slot.b;
     if (same && last.start + last.count === i) last.count++;
     else out.push({ start: i, count: 1, slot });
   });
   return out;
 }
 
-/** Each row's (A offset, rank, B's first element) as a vec4: the shrink's and the epilogue's table. */
+/**
+ * Each row's (A offset, rank, B's first element, ranks of the product's first two weights as 16-bit halves) as a
+ * vec4: the shrinks' and the epilogue's table.
+ */
 export function loraTable(slots: readonly (LoraSlot | undefined)[]): number[] {
   return Array.from({ length: MATVEC_MAX_ROWS }, (_, i) => {
     const slot = slots[i];
-    return slot ? [slot.offset, slot.rank, slot.b, 0] : [0, 0, 0, 0];
+    return slot
+      ? [slot.offset, slot.rank, slot.b, slot.ranks[0] | ((slot.ranks[1] ?? 0) << 16)]
+      : [0, 0, 0, 0];
   }).flat();
+}
+
+/** Where the product's second and third weights begin among its rows (none: 2³² - 1). */
+function memberBounds(members: readonly number[]): [number, number] {
+  if (members.length > 3) throw new RangeError(`linear: a LoRA update of ${members.length} stacked weights`);
+  const none = 0xffffffff;
+  return [members.length > 1 ? members[0] : none, members.length > 2 ? members[0] + members[1] : none];
 }
 
 /** Whether the matrix-vector kernel can add these updates in its epilogue (B bound whole, in x's type). */
@@ -255,7 +276,15 @@ function matvecKernel(rec: Recorder, args: LinearArgs, glu: boolean): void {
       args.accumulate ? 1 : 0,
       // The LoRA fields only where the kernel reads them (each dispatch has a whole parameter slot).
       ...tb && lb
-        ? [tb.offset, lora!.t.rowStride, lb.offset, (lora!.row0 ?? 0) + win.start, 0, 0, 0, ...table]
+        ? [
+          tb.offset,
+          lora!.t.rowStride,
+          lb.offset,
+          (lora!.row0 ?? 0) + win.start,
+          ...memberBounds(lora!.members),
+          0,
+          ...table,
+        ]
         : [],
     ),
     Math.ceil((glu ? n : win.count) / outputsPerGroup),
