@@ -7,10 +7,11 @@
  *
  * The adapters' updates of one product are banked together (as punica's batched kernels in vLLM): A of every
  * adapter stacked [Σ ranks, k], B of every adapter one after the other, so that a decode step whose rows use any
- * mix of adapters takes one shrink dispatch (t = x·Aᵀ, each row against its own adapter's rows of A:
- * kernels/lora.wgsl) and adds t·Bᵀ in the product's own epilogue (kernels/matvec.wgsl). Weights the forward
- * multiplies by one product (q|k|v, w1|w3) take one shrink over their updates' joined A and one expand over a
- * block-diagonal B. Prefill chunks (more than 8 rows) take the tiled kernels, per run of rows of one adapter.
+ * mix of adapters takes one shrink (t = x·Aᵀ, each row against its own adapter's rows of A: kernels/lora.wgsl,
+ * or inside the RMSNorm that makes the product's input) and adds t·Bᵀ in the product's own epilogue
+ * (kernels/matvec.wgsl). Weights the forward multiplies by one product (q|k|v, w1|w3) take one shrink over their
+ * updates' joined A; each keeps its own B [rows, rank], an output reading only its weight's columns of t.
+ * Prefill chunks (more than 8 rows) take the tiled kernels, per run of rows of one adapter.
  */
 import type { GpuContext } from "../gpu/context.ts";
 import { elementBytes, f16Bits, type FloatType } from "../gpu/dtype.ts";
