@@ -11,6 +11,7 @@ import { locateModel } from "../runtime/model/locate.ts";
 import { openModel } from "../runtime/model/open.ts";
 import { PixtralModel, type PixtralOptions } from "../runtime/model/pixtral.ts";
 import { openLora } from "../runtime/model/weights/lora.ts";
+import { loraModuleBytes } from "../runtime/model/lora_modules.ts";
 import { fixture } from "./helpers.ts";
 import {
   argmaxRows,
@@ -74,6 +75,11 @@ for (
     const model = await withModules(layout, { ft: `${DIR}${adapter}` });
     try {
       const lora = model.loras.get("ft")!;
+      // The memory plan counts what the bank holds (f32 here).
+      const opened = await openLora(`${DIR}${adapter}`, model.config);
+      opened.file.close();
+      assert.equal(loraModuleBytes(opened, 4), lora.bytes);
+      assert.ok(lora.bytes > 0);
       const cases = adapter.endsWith(".gguf") ? [["text_six", text.ids, []] as const] : [
         ["text_six", text.ids, []] as const,
         ["mm_gradient_64x48", mm.ids, await mmImages()] as const,
