@@ -14,9 +14,11 @@
 // gate and up are rounded to Y before the activation, as the two kernels it replaces would store them.
 //
 // LORA: LoRA updates of the product, one adapter (or none) per activation row, are added with the rest
-// (runtime/model/lora_modules.ts): y[m, n] += sum_j t[m, j] * B_m[n, j] for j < rank(m), where t = x·Aᵀ was
-// computed before (kernels/lora.wgsl) and B_m [outputs, rank(m)] (scale applied) is row m's adapter's; with GLU,
-// to gate and up before the activation. It saves the updates' own dispatches and passes over y.
+// (runtime/model/lora_modules.ts): y[m, n] += sum_j t[m, c + j] * B_m,i[n - first_i, j] for j < rank_i(m), where
+// i is the weight of the product (q, k, v; w1, w3) whose rows hold output n, t = x·Aᵀ was computed before
+// (kernels/lora.wgsl, or the RMSNorm) with weight i's columns from c, and B_m,i [rows_i, rank_i(m)] (scale
+// applied) is row m's adapter's block for weight i; with GLU, to gate and up before the activation. It saves the
+// updates' own dispatches and passes over y.
 
 #include "lib/weights.wgsl"
 
@@ -35,7 +37,7 @@ struct Params {
   has_bias: u32,
   accumulate: u32,
   lora_t_off: u32,     // LORA: t's element offset and row stride, the B binding's element offset, and the row
-  lora_t_stride: u32,  // of each B that the window's first output is
+  lora_t_stride: u32,  // of the product that the window's first output is
   lora_b_off: u32,
   lora_row0: u32,
   lora_bound1: u32,   // where the product's second and third weights (k, v; w3) begin among its rows

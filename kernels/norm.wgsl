@@ -4,7 +4,8 @@
 //
 // rms_norm_shrink also computes LoRA's shrink of the rows it normalizes (a decode step's rows with adapters,
 // runtime/model/lora_modules.ts): t[row, j] = y[row] · A[offset(row) + j] for j < rank(row), from y as stored,
-// as kernels/lora.wgsl would from y, a dispatch fewer.
+// as kernels/lora.wgsl would from y, a dispatch fewer. Workgroup (0, row) writes the row of y, workgroup
+// (1 + j, row) normalizes it again (the same sums) for t[row, j]: the ranks are spread over workgroups.
 
 struct Params {
   rows: u32,
@@ -19,7 +20,7 @@ struct Params {
   t_off: u32,
   t_stride: u32,
   pad0: u32,
-  lora_rows: array<vec4<u32>, 8>,  // per row: its A offset, rank (B's first element, unused here)
+  lora_rows: array<vec4<u32>, 8>,  // per row: its A offset, rank (then B's start and ranks, unused here)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -68,25 +69,27 @@ fn rms_norm(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: v
 }
 
 @compute @workgroup_size(WG)
-fn rms_norm_shrink(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
-                   @builtin(num_workgroups) ng: vec3<u32>) {
-  let row = g.x + g.y * ng.x;
-  if (row >= p.rows) {
+fn rms_norm_shrink(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>) {
+  let row = g.y;
+  if (g.x == 0u) {
+    rms_norm_row(row, t);
     return;
   }
-  let r = rms_norm_row(row, t);
-  let xb = p.x_off + row * p.x_stride;
+  let j = g.x - 1u;
   let slot = p.lora_rows[row];
-  for (var j = 0u; j < slot.y; j++) {
-    let ab = p.a_off + (slot.x + j) * p.dim;
-    var s = 0.0;
-    for (var i = t; i < p.dim; i += WG) {
-      s += f32(normed(xb, i, r)) * f32(lora_a[ab + i]);
-    }
-    let total = sum_f(s, t);
-    if (t == 0u) {
-      lora_t[p.t_off + row * p.t_stride + j] = Y(total);
-    }
+  if (j >= slot.y) {
+    return;
+  }
+  let xb = p.x_off + row * p.x_stride;
+  let r = 1.0 / sqrt(row_squares(xb, t) / f32(p.dim) + p.eps);
+  let ab = p.a_off + (slot.x + j) * p.dim;
+  var s = 0.0;
+  for (var i = t; i < p.dim; i += WG) {
+    s += f32(normed(xb, i, r)) * f32(lora_a[ab + i]);
+  }
+  let total = sum_f(s, t);
+  if (t == 0u) {
+    lora_t[p.t_off + row * p.t_stride + j] = Y(total);
   }
 }
 

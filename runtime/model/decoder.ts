@@ -179,7 +179,7 @@ export function decoderStep(
     lora ? lora.product(rec, key, x, record, shrunk) : record();
   // h = RMSNorm(x), with the shrink of the product h goes into where a decode step's rows have its updates.
   const norm = (weight: Tensor, key: string): Shrink | undefined => {
-    const shrink = lora?.shrinkOf(rec, key);
+    const shrink = lora?.shrinkOf(rec, key, act);
     if (shrink) rmsNormShrink(rec, { y: h, x, weight, eps: d.normEps, ...shrink });
     else rmsNorm(rec, { y: h, x, weight, eps: d.normEps });
     return shrink;

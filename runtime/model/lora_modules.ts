@@ -209,6 +209,8 @@ function bankProduct(
       continue;
     }
     const rank = rankOf(block);
+    // The kernels' table packs the first two weights' ranks in 16 bits each.
+    if (block.ranks.some((r) => r >= 1 << 15)) throw new RangeError(`LoRA ${key}: a rank of 32768 or more`);
     a.set(block.a, offset * k);
     b.set(block.b, at);
     slots.push({ offset, rank, b: at, ranks: block.ranks });
@@ -318,10 +320,12 @@ export class LoraRows {
    * The shrink of the product of the weights `key` names for a kernel that makes its input (rmsNormShrink), in a
    * decode step whose rows have updates of it; undefined otherwise. Give it to `product`.
    */
-  shrinkOf(rec: Recorder, key: string): Shrink | undefined {
+  shrinkOf(rec: Recorder, key: string, input: FloatType): Shrink | undefined {
     const product = this.#bank.products.get(key);
     const slots = this.#rows.map((r) => r < 0 ? undefined : product?.slots[r]);
-    if (!product || slots.every((s) => !s) || slots.length > MATVEC_MAX_ROWS) return undefined;
+    if (!product || slots.every((s) => !s) || slots.length > MATVEC_MAX_ROWS || input !== product.a.dtype) {
+      return undefined;
+    }
     return { a: product.a, t: this.#shrunk(rec).sliceRows(0, slots.length), slots };
   }
 

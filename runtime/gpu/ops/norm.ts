@@ -47,8 +47,10 @@ export function rmsNormShrink(
       `rmsNormShrink: A ${a} and t ${t} must be in y's type, A [*, ${x.rowLength}], rows <= 8`,
     );
   }
-  if (slots.length !== x.rows || t.rows !== x.rows) {
-    throw new RangeError(`rmsNormShrink: ${slots.length} slots and t ${t} for ${x.rows} rows`);
+  if (slots.length !== x.rows || t.rows !== x.rows || slots.some((s) => s && s.rank > t.rowLength)) {
+    throw new RangeError(
+      `rmsNormShrink: ${slots.length} slots and t ${t} (as wide as the ranks) for ${x.rows} rows`,
+    );
   }
   rowKernel(rec, "rms_norm_shrink", { X, Y }, x, weight, y, eps, { a, t, slots });
 }
@@ -80,6 +82,8 @@ function rowKernel(
   const kernel = rec.ctx.kernel({ file: "norm.wgsl", entry, aliases, bindings });
   const [xb, wb, yb] = [rec.bind(x), rec.bind(weight), rec.bind(y)];
   const [ab, tb] = lora ? [rec.bind(lora.a), rec.bind(lora.t)] : [];
+  // With the shrink: workgroup (0, row) normalizes the row, (1 + j, row) makes t[row, j].
+  const rank = Math.max(0, ...lora?.slots.map((s) => s?.rank ?? 0) ?? []);
   rec.dispatch(
     kernel,
     ab && tb ? [xb, wb, yb, ab, tb] : [xb, wb, yb],
@@ -91,7 +95,7 @@ function rowKernel(
       wb.offset,
       ...ab && tb ? [ab.offset, tb.offset, lora!.t.rowStride, 0, ...loraTable(lora!.slots)] : [],
     ),
-    x.rows,
+    lora ? [1 + rank, x.rows, 1] : x.rows,
   );
 }
 
