@@ -4,6 +4,7 @@ import { dequantize } from "../runtime/gpu/ops/quantize.ts";
 import { locateModel } from "../runtime/model/locate.ts";
 import { openModel } from "../runtime/model/open.ts";
 import { PixtralModel, type PixtralOptions } from "../runtime/model/pixtral.ts";
+import { type LoraAdapter, openLora } from "../runtime/model/weights/lora.ts";
 import type { TokenEvent } from "../runtime/engine/engine.ts";
 import type { ImageInput } from "../runtime/model/vision.ts";
 import { fixture, fixtureJson } from "./helpers.ts";
@@ -28,21 +29,36 @@ export function gpu(): Promise<GpuContext> {
   return shared ??= GpuContext.create();
 }
 
-/** The tiny model in one layout, on the tests' shared GPU context unless given another. */
+/**
+ * The tiny model in one layout, on the tests' shared GPU context unless given another; `loras`: LoRA adapters to
+ * serve per request, by name.
+ */
 export async function loadTiny(
   layout: keyof typeof LAYOUTS,
   options: Partial<PixtralOptions> = {},
   ctx?: GpuContext,
+  loras: Record<string, string> = {},
 ) {
   const spec = LAYOUTS[layout];
   const location = await locateModel(fixture(spec.model).pathname, {
     mmproj: "mmproj" in spec ? fixture(spec.mmproj).pathname : undefined,
   });
   const opened = await openModel(location);
+  const loraModules: { name: string; adapter: LoraAdapter }[] = [];
+  try {
+    for (const [name, path] of Object.entries(loras)) {
+      loraModules.push({ name, adapter: await openLora(path, opened.config) });
+    }
+  } catch (err) {
+    loraModules.forEach((m) => m.adapter.file.close());
+    opened.weights.close();
+    throw err;
+  }
   try {
     return await PixtralModel.load(ctx ?? await gpu(), opened.config, opened.weights, {
       kvTokens: 1024,
       ...options,
+      loraModules,
     });
   } finally {
     opened.weights.close();

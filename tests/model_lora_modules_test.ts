@@ -7,9 +7,7 @@ import assert from "node:assert/strict";
 import { type GenerateRequest, GREEDY } from "../runtime/engine/engine.ts";
 import { LocalEngine } from "../runtime/engine/local.ts";
 import { openModelFiles } from "../runtime/model/boot.ts";
-import { locateModel } from "../runtime/model/locate.ts";
-import { openModel } from "../runtime/model/open.ts";
-import { PixtralModel, type PixtralOptions } from "../runtime/model/pixtral.ts";
+import { PixtralModel } from "../runtime/model/pixtral.ts";
 import { openLora } from "../runtime/model/weights/lora.ts";
 import { loraModuleBytes } from "../runtime/model/lora_modules.ts";
 import { fixture } from "./helpers.ts";
@@ -20,6 +18,7 @@ import {
   gpu,
   gridOf,
   LAYOUTS,
+  loadTiny,
   manifest,
   maxAbsDiff,
   readF32,
@@ -30,31 +29,9 @@ const VOCAB = 2048;
 /** As tests/model_lora_test.ts: 4x the largest difference between PEFT's float32 forward and a merged one. */
 const TOLERANCE = 2e-3;
 
-/** The tiny model in `layout` with adapters served per request, by name. */
-export async function withModules(
-  layout: keyof typeof LAYOUTS,
-  modules: Record<string, string>,
-  options: Partial<PixtralOptions> = EXACT,
-): Promise<PixtralModel> {
-  const spec = LAYOUTS[layout];
-  const location = await locateModel(fixture(spec.model).pathname, {
-    mmproj: "mmproj" in spec ? fixture(spec.mmproj).pathname : undefined,
-  });
-  const opened = await openModel(location);
-  try {
-    const loraModules = [];
-    for (const [name, path] of Object.entries(modules)) {
-      loraModules.push({ name, adapter: await openLora(path, opened.config) });
-    }
-    return await PixtralModel.load(await gpu(), opened.config, opened.weights, {
-      kvTokens: 512,
-      ...options,
-      loraModules,
-    });
-  } finally {
-    opened.weights.close();
-  }
-}
+/** The tiny model in `layout` (f32) with adapters served per request, by name. */
+const withModules = (layout: keyof typeof LAYOUTS, modules: Record<string, string>) =>
+  loadTiny(layout, { ...EXACT, kvTokens: 512 }, undefined, modules);
 
 const text = manifest.text.find((t) => t.name === "text_six")!;
 const mm = manifest.multimodal.find((m) => m.name === "mm_gradient_64x48")!;
