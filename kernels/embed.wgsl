@@ -31,6 +31,10 @@ struct Params {
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
 @group(0) @binding(3) var<storage, read_write> y: array<Y>;
 @group(0) @binding(1) var<storage, read> x: array<X>;
+#ifdef IQ
+// The i-quants' grids (lib/weights.wgsl).
+@group(0) @binding(4) var<storage, read> grid: array<u32>;
+#endif
 
 const WG: u32 = 256u;
 
@@ -106,6 +110,48 @@ fn embed_iq4_nl(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 fn embed_iq4_xs(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {
   embed(IQ4_XS, gid.x + gid.y * ng.x * WG);
 }
+
+@compute @workgroup_size(WG)
+fn embed_q2_k(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {
+  embed(Q2_K, gid.x + gid.y * ng.x * WG);
+}
+
+#ifdef IQ
+@compute @workgroup_size(WG)
+fn embed_iq2_xxs(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {
+  embed(IQ2_XXS, gid.x + gid.y * ng.x * WG);
+}
+
+@compute @workgroup_size(WG)
+fn embed_iq2_xs(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {
+  embed(IQ2_XS, gid.x + gid.y * ng.x * WG);
+}
+
+@compute @workgroup_size(WG)
+fn embed_iq2_s(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {
+  embed(IQ2_S, gid.x + gid.y * ng.x * WG);
+}
+
+@compute @workgroup_size(WG)
+fn embed_iq3_xxs(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {
+  embed(IQ3_XXS, gid.x + gid.y * ng.x * WG);
+}
+
+@compute @workgroup_size(WG)
+fn embed_iq3_s(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {
+  embed(IQ3_S, gid.x + gid.y * ng.x * WG);
+}
+
+@compute @workgroup_size(WG)
+fn embed_iq1_s(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {
+  embed(IQ1_S, gid.x + gid.y * ng.x * WG);
+}
+
+@compute @workgroup_size(WG)
+fn embed_iq1_m(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {
+  embed(IQ1_M, gid.x + gid.y * ng.x * WG);
+}
+#endif
 
 @compute @workgroup_size(WG)
 fn scatter_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {

@@ -29,6 +29,10 @@ struct Params {
 @group(0) @binding(2) var<storage, read> x: array<X>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<Y>;
+#ifdef IQ
+// The i-quants' grids (lib/weights.wgsl).
+@group(0) @binding(5) var<storage, read> grid: array<u32>;
+#endif
 
 const TILE: u32 = 64u;
 const BK: u32 = 32u;
@@ -172,3 +176,53 @@ fn matmul_iq4_xs(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
                  @builtin(num_workgroups) ng: vec3<u32>) {
   matmul(IQ4_XS, t, g.x + g.y * ng.x);
 }
+
+@compute @workgroup_size(256)
+fn matmul_q2_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+               @builtin(num_workgroups) ng: vec3<u32>) {
+  matmul(Q2_K, t, g.x + g.y * ng.x);
+}
+
+#ifdef IQ
+@compute @workgroup_size(256)
+fn matmul_iq2_xxs(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                  @builtin(num_workgroups) ng: vec3<u32>) {
+  matmul(IQ2_XXS, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(256)
+fn matmul_iq2_xs(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                 @builtin(num_workgroups) ng: vec3<u32>) {
+  matmul(IQ2_XS, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(256)
+fn matmul_iq2_s(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                @builtin(num_workgroups) ng: vec3<u32>) {
+  matmul(IQ2_S, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(256)
+fn matmul_iq3_xxs(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                  @builtin(num_workgroups) ng: vec3<u32>) {
+  matmul(IQ3_XXS, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(256)
+fn matmul_iq3_s(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                @builtin(num_workgroups) ng: vec3<u32>) {
+  matmul(IQ3_S, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(256)
+fn matmul_iq1_s(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                @builtin(num_workgroups) ng: vec3<u32>) {
+  matmul(IQ1_S, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(256)
+fn matmul_iq1_m(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                @builtin(num_workgroups) ng: vec3<u32>) {
+  matmul(IQ1_M, t, g.x + g.y * ng.x);
+}
+#endif

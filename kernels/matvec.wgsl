@@ -59,6 +59,10 @@ struct Params {
 // LORA: t and every adapter's B, in the activations' type (else x again, unread).
 @group(0) @binding(7) var<storage, read> lora_t: array<X>;
 @group(0) @binding(8) var<storage, read> lora_b: array<X>;
+#ifdef IQ
+// The i-quants' grids (lib/weights.wgsl).
+@group(0) @binding(9) var<storage, read> grid: array<u32>;
+#endif
 
 override M: u32 = 1u;         // activation rows compiled for: 1, 2, 4 or 8
 override WIDE: bool = true;   // the 32-column fast path
@@ -144,6 +148,31 @@ fn load32(format: u32, rb: u32, k: u32) -> Unit {
         u.c[i] = vec4<f32>(unpack4xU8(q | h));
       }
     }
+    case Q2_K: {
+      let bb = rb + (k >> 8u) * 84u;
+      let kk = k & 255u;
+      let n = kk >> 7u;
+      let j = (kk >> 5u) & 3u;
+      let sc = vec2<u32>(w_byte(bb + 8u * n + 2u * j), w_byte(bb + 8u * n + 2u * j + 1u));
+      u.s = w_f16(bb + 80u) * vec2<f32>(sc & vec2<u32>(15u));
+      u.o = w_f16(bb + 82u) * vec2<f32>(sc >> vec2<u32>(4u));
+      for (var i = 0u; i < 8u; i++) {
+        u.c[i] = vec4<f32>(unpack4xU8((w_u32(bb + 16u + 32u * n + 4u * i) >> (2u * j)) & 0x03030303u));
+      }
+    }
+#ifdef IQ
+    case IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M: {
+      // Four groups of 8; the scale may change after 16 weights (IQ2_XS, IQ2_S, IQ1_M).
+      let bb = rb + (k >> 8u) * iq_block_bytes(format);
+      let i = (k & 255u) >> 3u;
+      for (var l = 0u; l < 4u; l++) {
+        let g = iq_group(format, bb, i + l);
+        u.c[2u * l] = g.lo;
+        u.c[2u * l + 1u] = g.hi;
+      }
+      u.s = vec2<f32>(iq_scale(format, bb, i), iq_scale(format, bb, i + 2u));
+    }
+#endif
     case Q6_K: {
       let bb = rb + (k >> 8u) * 210u;
       let kk = k & 255u;
@@ -384,3 +413,53 @@ fn matvec_iq4_xs(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
                  @builtin(num_workgroups) ng: vec3<u32>) {
   matvec(IQ4_XS, t, g.x + g.y * ng.x);
 }
+
+@compute @workgroup_size(WG)
+fn matvec_q2_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+               @builtin(num_workgroups) ng: vec3<u32>) {
+  matvec(Q2_K, t, g.x + g.y * ng.x);
+}
+
+#ifdef IQ
+@compute @workgroup_size(WG)
+fn matvec_iq2_xxs(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                  @builtin(num_workgroups) ng: vec3<u32>) {
+  matvec(IQ2_XXS, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_iq2_xs(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                 @builtin(num_workgroups) ng: vec3<u32>) {
+  matvec(IQ2_XS, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_iq2_s(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                @builtin(num_workgroups) ng: vec3<u32>) {
+  matvec(IQ2_S, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_iq3_xxs(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                  @builtin(num_workgroups) ng: vec3<u32>) {
+  matvec(IQ3_XXS, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_iq3_s(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                @builtin(num_workgroups) ng: vec3<u32>) {
+  matvec(IQ3_S, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_iq1_s(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                @builtin(num_workgroups) ng: vec3<u32>) {
+  matvec(IQ1_S, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_iq1_m(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                @builtin(num_workgroups) ng: vec3<u32>) {
+  matvec(IQ1_M, t, g.x + g.y * ng.x);
+}
+#endif

@@ -22,6 +22,10 @@ struct Params {
 @group(0) @binding(1) var<storage, read> w: array<u32>;        // source words (weights.wgsl decoders use `w`)
 @group(0) @binding(2) var<storage, read_write> dst: array<u32>;
 @group(0) @binding(2) var<storage, read_write> dst_float: array<Y>;
+#ifdef IQ
+// The i-quants' grids (lib/weights.wgsl), for dequantize.
+@group(0) @binding(3) var<storage, read> grid: array<u32>;
+#endif
 
 override SRC: u32 = 0u;  // F32, F16 or BF16 below
 const BF16: u32 = 100u;

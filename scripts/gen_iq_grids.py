@@ -1,4 +1,4 @@
-"""The lookup grids of the GGUF i-quant types decoded on the CPU (runtime/model/weights/iq_grids.ts), taken from
+"""The lookup grids of the GGUF i-quant types (runtime/gpu/iq_grids.ts), taken from
 llama.cpp's own Python package `gguf` (pip install gguf==0.19.0 numpy), which holds ggml's iq2xxs_grid,
 iq2xs_grid, iq2s_grid, iq3xxs_grid, iq3s_grid and iq1s_grid (ggml-common.h) packed as hexadecimal.
 
@@ -9,12 +9,12 @@ Run from the repository root: python3 scripts/gen_iq_grids.py
 """
 from gguf import quants
 
-OUT = "runtime/model/weights/iq_grids.ts"
+OUT = "runtime/gpu/iq_grids.ts"
 TYPES = ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S"]
 
 lines = [
     "/**",
-    " * The grids of the GGUF i-quant types decoded at load (dequant.ts): ggml's iq2xxs_grid, iq2xs_grid, iq2s_grid,",
+    " * The grids of the GGUF i-quant types (ops/iq.ts): ggml's iq2xxs_grid, iq2xs_grid, iq2s_grid,",
     " * iq3xxs_grid, iq3s_grid and iq1s_grid (IQ1_M's too; ggml-common.h), packed as llama.cpp's gguf-py packs",
     " * them: a hex string of bytes holding, from their lowest bits, codes into `values` (2-bit codes four to a",
     " * byte, 3-bit codes one a nibble).",

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { GpuContext } from "../runtime/gpu/context.ts";
 import { type BlockFormat, f16Bits, GGUF_BLOCKS, rowBytes } from "../runtime/gpu/dtype.ts";
+import { isIq } from "../runtime/gpu/ops/iq.ts";
 
 /** A seeded generator of uniform numbers in [-0.5, 0.5). */
 export function seededRandom(seed: number): () => number {
@@ -68,7 +69,19 @@ export function randomBlocks(
       }
       if (format === "q6_k") scale(at + 208, true);
       if (format === "q3_k") scale(at + 108, true);
-      if (format === "iq4_nl" || format === "iq4_xs") scale(at, true);
+      if (format === "q2_k") {
+        scale(at + 80, false);
+        scale(at + 82, false);
+      }
+      if (format === "iq4_nl" || format === "iq4_xs" || (isIq(format) && format !== "iq1_m")) scale(at, true);
+      if (format === "iq1_m") {
+        // IQ1_M keeps its d in the top nibbles of the four u16 scales at 48.
+        const d = positivePool[(n++ * 7919) & 1023];
+        for (let i = 0; i < 4; i++) {
+          const h = (at + 48 + 2 * i) >> 1;
+          halves[h] = (halves[h] & 0x0fff) | (((d >> (4 * i)) & 15) << 12);
+        }
+      }
     }
   }
   return bytes;

@@ -4,7 +4,7 @@ import { GpuContext } from "../runtime/gpu/context.ts";
 import { byteSize, rowBytes } from "../runtime/gpu/dtype.ts";
 import { add } from "../runtime/gpu/ops/activation.ts";
 import { keyHash, KeyTable } from "../runtime/gpu/key_table.ts";
-import { PipelineCache } from "../runtime/gpu/pipeline.ts";
+import { kernelSource, PipelineCache } from "../runtime/gpu/pipeline.ts";
 import { BufferPool, sizeClass } from "../runtime/gpu/pool.ts";
 import { Tensor } from "../runtime/gpu/tensor.ts";
 import { rowWindows } from "../runtime/gpu/windows.ts";
@@ -228,6 +228,37 @@ Deno.test("GPU errors surface as exceptions naming the kernel or the limit", asy
       bindings: [],
     });
     await assert.rejects(wrong.ready, /activation.wgsl:no_such_entry<X=f32,Y=f32> does not compile/);
+  } finally {
+    ctx.destroy();
+  }
+});
+
+Deno.test("#ifdef sections: a kernel file's optional binding and entry points only where defined", async () => {
+  const plain = kernelSource("matvec.wgsl"), iq = kernelSource("matvec.wgsl", ["IQ"]);
+  for (const source of [plain, iq]) assert.doesNotMatch(source, /^#(ifdef|else|endif)/m);
+  const grid = /var<storage, read> grid/;
+  assert.doesNotMatch(plain, grid);
+  assert.match(iq, grid);
+  assert.doesNotMatch(plain, /fn matvec_iq2_xxs/);
+  assert.match(iq, /fn matvec_iq2_xxs/);
+  assert.equal(plain.match(/fn matvec_q4_k/g)?.length, 1);
+  assert.equal(iq.match(/fn matvec_q4_k/g)?.length, 1);
+  // Pipelines of one entry with and without the section are different kernels.
+  const ctx = await GpuContext.create();
+  try {
+    const spec = {
+      file: "matvec.wgsl",
+      entry: "matvec_q4",
+      aliases: { X: "f32", Y: "f32" },
+      bindings: ["read", "read", "read", "write", "read", "read", "read", "read"],
+    } as const;
+    const [a, b] = [
+      ctx.kernels.get(spec),
+      ctx.kernels.get({ ...spec, defines: ["IQ"], bindings: [...spec.bindings, "read"] }),
+    ];
+    assert.notEqual(a.id, b.id);
+    assert.match(b.name, /\[IQ\]$/);
+    await Promise.all([a.ready, b.ready]);
   } finally {
     ctx.destroy();
   }

@@ -137,6 +137,15 @@ Deno.test("linear kernels match the CPU reference in every weight format", async
     { w: "iq4_xs", m: 1, n: 3, k: 256 },
     { w: "iq4_xs", m: 8, n: 29, k: 512, act: "f16" },
     { w: "iq4_xs", m: 17, n: 45, k: 768, accumulate: true },
+    { w: "q2_k", m: 1, n: 11, k: 256 },
+    { w: "q2_k", m: 5, n: 37, k: 512, act: "f16", accumulate: true },
+    { w: "q2_k", m: 17, n: 41, k: 768, bias: true },
+    // The i-quants: matrix-vector (M = 1, 6), tiled (M >= 16), each with a different activation and epilogue.
+    ...(["iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s", "iq1_s", "iq1_m"] as const).flatMap((w, i) => [
+      { w, m: 1, n: 5 + 2 * i, k: 256 * (1 + (i % 2)) },
+      { w, m: 6, n: 33 + i, k: 512, act: "f16" as const, accumulate: i % 2 === 0, bias: i % 2 === 1 },
+      { w, m: 16 + i, n: 39 + 2 * i, k: 768, act: (i % 2 ? "f16" : "f32") as "f16" | "f32" },
+    ]),
     { w: "q4", m: 1, n: 3, k: 32 },
     { w: "q4", m: 8, n: 17, k: 96, act: "f16" },
     { w: "q4", m: 20, n: 64, k: 160, bias: true },
@@ -157,12 +166,15 @@ const WEIGHT_CASES = [
   ["f32", 40],
   ["f16", 96],
   ["q8_0", 64],
+  ["q2_k", 256],
   ["q3_k", 256],
   ["q4_k", 256],
   ["q5_k", 256],
   ["q6_k", 256],
   ["iq4_nl", 64],
   ["iq4_xs", 256],
+  ["iq2_s", 256],
+  ["iq1_m", 256],
   ["q4", 96],
 ] as const;
 
@@ -551,7 +563,7 @@ Deno.test("linear kernels at Pixtral's sizes", async (t) => {
   });
 });
 
-Deno.test("dequantization of synthetic Q8_0, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS and Q4 blocks equals the CPU decoder exactly", async (t) => {
+Deno.test("dequantization of synthetic blocks of every GGUF format the kernels read and of Q4 equals the CPU decoder exactly", async (t) => {
   const ctx = await context();
   // Q6_K blocks are 210 bytes and Q8_0 blocks 34: odd block counts leave rows 2-byte aligned.
   const cases: [BlockFormat, number, number][] = [
@@ -569,6 +581,10 @@ Deno.test("dequantization of synthetic Q8_0, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4
     ["iq4_nl", 5, 96],
     ["iq4_xs", 3, 256],
     ["iq4_xs", 2, 1280],
+    // Odd rows of 50-, 66- or 98-byte blocks start 2 bytes past a word.
+    ...(["q2_k", "iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s", "iq1_s", "iq1_m"] as const).map((
+      f,
+    ): [BlockFormat, number, number] => [f, 3, 768]),
     ["q4", 3, 32],
     ["q4", 9, 160],
   ];

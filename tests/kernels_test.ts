@@ -3,6 +3,7 @@
  * scatter against their CPU references, at odd sizes and Pixtral's (5120, 1024, 14336, 131072-row tables).
  */
 import assert from "node:assert/strict";
+import { IQ_FORMATS } from "../runtime/gpu/ops/iq.ts";
 import type { GpuContext } from "../runtime/gpu/context.ts";
 import { f16Bits, type FloatType, roundTo, rowBytes } from "../runtime/gpu/dtype.ts";
 import { add, addRef, geluErf, geluRef, swiglu, swigluRef } from "../runtime/gpu/ops/activation.ts";
@@ -286,6 +287,8 @@ Deno.test("embedding lookup from tables in every weight format, and row scatter"
     "q6_k",
     "iq4_nl",
     "iq4_xs",
+    "q2_k",
+    ...IQ_FORMATS,
     "q4",
   ];
   for (const [i, format] of formats.entries()) {

@@ -28,6 +28,14 @@
 //   IQ4_XS     GGUF: per 256 weights a 136-byte block { f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]; }:
 //              sub-block s (32 weights) has the 6-bit scale ls = low nibble s of scales_l | 2 bits s of
 //              scales_h << 4 and is an IQ4_NL block of codes qs[16s..16s+15] with d * (ls - 32) as its d.
+//   Q2_K       GGUF: per 256 weights an 84-byte block { u8 scales[16]; u8 qs[64]; f16 d; f16 dmin; }: for half n
+//              (128 weights), part j (32) and l = 0..31, q = 2 bits (2j) of qs[32n + l], sc = scales[8n + 2j + l/16];
+//              w = (d * (sc & 15)) * q - dmin * (sc >> 4).
+//   IQ*        GGUF i-quants (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M; blocks of 256 weights), read only
+//              where the kernel is built with IQ: each group of 8 weights is one row of 8 grid values, or two
+//              of 4, from ggml's grids (a table the kernel binds as `grid`, runtime/gpu/ops/iq.ts), signed by a
+//              sign pattern (IQ2, IQ3) or shifted by ±1/8 (IQ1), times its sub-block's scale. iq_group and
+//              iq_scale below give each format's fields as ggml's dequantize_row_iq* reads them.
 //   Q4         ours (quantize-on-load): a row of K weights is K/2 bytes of 4-bit codes followed by K/32 f16
 //              scales, padded with zeros to a multiple of 16 bytes. Code j of the row sits in byte j/2, low
 //              nibble for even j: the 32-bit word i holds codes 8i..8i+7 at bits 4(j-8i), and the 16 bytes of
@@ -43,6 +51,14 @@ const IQ4_NL: u32 = 6u;
 const IQ4_XS: u32 = 7u;
 const Q5_K: u32 = 8u;
 const Q3_K: u32 = 9u;
+const Q2_K: u32 = 10u;
+const IQ2_XXS: u32 = 11u;
+const IQ2_XS: u32 = 12u;
+const IQ2_S: u32 = 13u;
+const IQ3_XXS: u32 = 14u;
+const IQ3_S: u32 = 15u;
+const IQ1_S: u32 = 16u;
+const IQ1_M: u32 = 17u;
 
 // IQ4's 16 levels (ggml's kvalues_iq4nl: -127, -104, ... 113) as signed bytes, four to a word.
 const IQ4_LEVELS = vec4<u32>(0xbfad9881u, 0xf6eaddcfu, 0x26190d01u, 0x71594535u);
@@ -182,6 +198,22 @@ fn load8_q3_k(rb: u32, k: u32) -> W8 {
   return W8(d * (vec4<f32>(q0) - 4.0), d * (vec4<f32>(q1) - 4.0));
 }
 
+fn load8_q2_k(rb: u32, k: u32) -> W8 {
+  let bb = rb + (k >> 8u) * 84u;
+  let kk = k & 255u;
+  let n = kk >> 7u;
+  let j = (kk >> 5u) & 3u;
+  let l = kk & 31u;
+  let sc = w_byte(bb + 8u * n + 2u * j + (l >> 4u));
+  let d = w_f16(bb + 80u) * f32(sc & 15u);
+  let m = w_f16(bb + 82u) * f32(sc >> 4u);
+  let q = bb + 16u + 32u * n + l;
+  let shifts = BYTE_SHIFTS + vec4<u32>(2u * j);
+  let q0 = (vec4<u32>(w_u32(q)) >> shifts) & vec4<u32>(3u);
+  let q1 = (vec4<u32>(w_u32(q + 4u)) >> shifts) & vec4<u32>(3u);
+  return W8(d * vec4<f32>(q0) - m, d * vec4<f32>(q1) - m);
+}
+
 fn load8_q6_k(rb: u32, k: u32) -> W8 {
   let bb = rb + (k >> 8u) * 210u;
   let kk = k & 255u;
@@ -242,6 +274,159 @@ fn load8_iq4_xs(rb: u32, k: u32) -> W8 {
   return W8(d * iq4_levels(codes[0]), d * iq4_levels(codes[1]));
 }
 
+#ifdef IQ
+// Word offsets of the grids in the table (runtime/gpu/ops/iq.ts GRID_ORDER): rows of 8 values take 2 words.
+const IQ2_XXS_GRID: u32 = 0u;
+const IQ2_XS_GRID: u32 = 512u;
+const IQ2_S_GRID: u32 = 1536u;
+const IQ3_XXS_GRID: u32 = 3584u;
+const IQ3_S_GRID: u32 = 3840u;
+const IQ1_S_GRID: u32 = 4352u;
+
+fn w_u16(b: u32) -> u32 {
+  return (w[b >> 2u] >> ((b & 2u) * 8u)) & 0xffffu;
+}
+
+// ggml's ksigns_iq2xs: a 7-bit sign pattern and the eighth bit that makes its count of set bits even.
+fn ksigns(s: u32) -> u32 {
+  return s | ((countOneBits(s) & 1u) << 7u);
+}
+
+// +1 or -1 for four weights: -1 where bit j of s is set.
+fn signs4(s: u32) -> vec4<f32> {
+  return vec4<f32>(1.0) - 2.0 * vec4<f32>((vec4<u32>(s) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u));
+}
+
+// Four grid values from table word `i`.
+fn grid4(i: u32) -> vec4<f32> {
+  return vec4<f32>(unpack4xI8(grid[i]));
+}
+
+fn iq_block_bytes(format: u32) -> u32 {
+  switch (format) {
+    case IQ2_XXS: {
+      return 66u;
+    }
+    case IQ2_XS: {
+      return 74u;
+    }
+    case IQ2_S: {
+      return 82u;
+    }
+    case IQ3_XXS: {
+      return 98u;
+    }
+    case IQ3_S: {
+      return 110u;
+    }
+    case IQ1_S: {
+      return 50u;
+    }
+    default: {  // IQ1_M
+      return 56u;
+    }
+  }
+}
+
+// Group i (weights 8i..8i+7) of the block at bb, before its scale: signed grid values (IQ1: shifted).
+fn iq_group(format: u32, bb: u32, i: u32) -> W8 {
+  let ib = i >> 2u;
+  let l = i & 3u;
+  switch (format) {
+    case IQ2_XXS: {
+      // Per 32 weights two words: four grid rows (bytes), then four 7-bit sign patterns and the scale.
+      let row = (w_u32(bb + 2u + 8u * ib) >> (8u * l)) & 255u;
+      let s = ksigns((w_u32(bb + 6u + 8u * ib) >> (7u * l)) & 127u);
+      let g = IQ2_XXS_GRID + 2u * row;
+      return W8(grid4(g) * signs4(s), grid4(g + 1u) * signs4(s >> 4u));
+    }
+    case IQ2_XS: {
+      // Per 8 weights a u16: a 9-bit grid row and a 7-bit sign pattern.
+      let q = w_u16(bb + 2u + 2u * i);
+      let s = ksigns(q >> 9u);
+      let g = IQ2_XS_GRID + 2u * (q & 511u);
+      return W8(grid4(g) * signs4(s), grid4(g + 1u) * signs4(s >> 4u));
+    }
+    case IQ2_S: {
+      // Per 8 weights a 10-bit grid row (a byte of qs, 2 bits of qh) and a sign byte.
+      let row = w_byte(bb + 2u + i) | (((w_byte(bb + 66u + ib) >> (2u * l)) & 3u) << 8u);
+      let s = w_byte(bb + 34u + i);
+      let g = IQ2_S_GRID + 2u * row;
+      return W8(grid4(g) * signs4(s), grid4(g + 1u) * signs4(s >> 4u));
+    }
+    case IQ3_XXS: {
+      // Two grid rows of 4 (bytes); per 32 weights a word of four 7-bit sign patterns and the scale.
+      let q = bb + 2u + 2u * i;
+      let s = ksigns((w_u32(bb + 66u + 4u * ib) >> (7u * l)) & 127u);
+      return W8(
+        grid4(IQ3_XXS_GRID + w_byte(q)) * signs4(s),
+        grid4(IQ3_XXS_GRID + w_byte(q + 1u)) * signs4(s >> 4u),
+      );
+    }
+    case IQ3_S: {
+      // Two 9-bit grid rows of 4 (bytes of qs, a bit of qh each) and a sign byte.
+      let j = 2u * i;
+      let qh = w_byte(bb + 66u + (j >> 3u));
+      let r0 = w_byte(bb + 2u + j) | (((qh >> (j & 7u)) & 1u) << 8u);
+      let r1 = w_byte(bb + 3u + j) | (((qh >> ((j + 1u) & 7u)) & 1u) << 8u);
+      let s = w_byte(bb + 74u + i);
+      return W8(grid4(IQ3_S_GRID + r0) * signs4(s), grid4(IQ3_S_GRID + r1) * signs4(s >> 4u));
+    }
+    case IQ1_S: {
+      // An 11-bit row of {-1, 0, 1} (a byte of qs, 3 bits of the sub-block's u16 qh) and qh's shift sign.
+      let qh = w_u16(bb + 34u + 2u * ib);
+      let g = IQ1_S_GRID + 2u * (w_byte(bb + 2u + i) | (((qh >> (3u * l)) & 7u) << 8u));
+      let delta = select(0.125, -0.125, (qh & 0x8000u) != 0u);
+      return W8(grid4(g) + delta, grid4(g + 1u) + delta);
+    }
+    default: {  // IQ1_M: the row's 3 high bits and the shift's sign in a nibble of qh
+      let hi = w_byte(bb + 32u + 2u * ib + (l >> 1u)) >> (4u * (l & 1u));
+      let g = IQ1_S_GRID + 2u * (w_byte(bb + i) | ((hi & 7u) << 8u));
+      let delta = select(0.125, -0.125, (hi & 8u) != 0u);
+      return W8(grid4(g) + delta, grid4(g + 1u) + delta);
+    }
+  }
+}
+
+// The scale of group i of the block at bb.
+fn iq_scale(format: u32, bb: u32, i: u32) -> f32 {
+  let ib = i >> 2u;
+  switch (format) {
+    case IQ2_XXS: {
+      return w_f16(bb) * (0.5 + f32(w_u32(bb + 6u + 8u * ib) >> 28u)) * 0.25;
+    }
+    case IQ2_XS, IQ2_S: {
+      // A 4-bit scale per 16 weights.
+      let at = bb + select(74u, 66u, format == IQ2_XS) + ib;
+      return w_f16(bb) * (0.5 + f32((w_byte(at) >> (4u * ((i >> 1u) & 1u))) & 15u)) * 0.25;
+    }
+    case IQ3_XXS: {
+      return w_f16(bb) * (0.5 + f32(w_u32(bb + 66u + 4u * ib) >> 28u)) * 0.5;
+    }
+    case IQ3_S: {
+      return w_f16(bb) * f32(1u + 2u * ((w_byte(bb + 106u + (ib >> 1u)) >> (4u * (ib & 1u))) & 15u));
+    }
+    case IQ1_S: {
+      return w_f16(bb) * f32(2u * ((w_u16(bb + 34u + 2u * ib) >> 12u) & 7u) + 1u);
+    }
+    default: {  // IQ1_M: d's 16 bits in the top nibbles of the four u16 scales; a 3-bit scale per 16 weights
+      let d = unpack2x16float((w_u16(bb + 48u) >> 12u) | ((w_u16(bb + 50u) >> 8u) & 0xf0u) |
+        ((w_u16(bb + 52u) >> 4u) & 0xf00u) | (w_u16(bb + 54u) & 0xf000u)).x;
+      let sc = w_u16(bb + 48u + 2u * (ib >> 1u)) >> (6u * (ib & 1u));
+      return d * f32(2u * ((sc >> (3u * ((i >> 1u) & 1u))) & 7u) + 1u);
+    }
+  }
+}
+
+fn load8_iq(format: u32, rb: u32, k: u32) -> W8 {
+  let bb = rb + (k >> 8u) * iq_block_bytes(format);
+  let i = (k & 255u) >> 3u;
+  let g = iq_group(format, bb, i);
+  let d = iq_scale(format, bb, i);
+  return W8(d * g.lo, d * g.hi);
+}
+#endif
+
 fn load8_q4(rb: u32, k: u32, K: u32) -> W8 {
   let u = vec4<u32>(w[(rb + (k >> 1u)) >> 2u]);
   let d = w_f16(rb + (K >> 1u) + 2u * (k >> 5u));
@@ -273,6 +458,14 @@ fn load8(format: u32, rb: u32, k: u32, K: u32) -> W8 {
     case Q6_K: {
       return load8_q6_k(rb, k);
     }
+    case Q2_K: {
+      return load8_q2_k(rb, k);
+    }
+#ifdef IQ
+    case IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M: {
+      return load8_iq(format, rb, k);
+    }
+#endif
     case IQ4_NL: {
       return load8_iq4_nl(rb, k);
     }

@@ -7,7 +7,7 @@
  */
 
 export type ElementType = "f32" | "f16" | "bf16" | "u32" | "i32";
-export type BlockFormat = "q8_0" | "q3_k" | "q4_k" | "q5_k" | "q6_k" | "iq4_nl" | "iq4_xs" | "q4";
+export type BlockFormat = keyof typeof GGUF_BLOCKS | "q4";
 export type DType = ElementType | BlockFormat;
 
 /** Element types that kernels compute with (activations, f32/f16 weights). */
@@ -19,6 +19,8 @@ const ELEMENT_BYTES: Record<ElementType, number> = { f32: 4, f16: 2, bf16: 2, u3
 export const GGUF_BLOCKS = {
   /** `{ f16 d; i8 qs[32]; }`: w = d * qs[i]. */
   q8_0: { size: 32, bytes: 34 },
+  /** `{ u8 scales[16]; u8 qs[64]; f16 d; f16 dmin; }`: 16 sub-blocks of 16 with 4-bit scales and mins. */
+  q2_k: { size: 256, bytes: 84 },
   /** `{ u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d; }`: 16 sub-blocks of 16 with 6-bit scales, 3-bit codes. */
   q3_k: { size: 256, bytes: 110 },
   /** `{ f16 d; f16 dmin; u8 scales[12]; u8 qs[128]; }`: 8 sub-blocks of 32 with 6-bit scales and mins. */
@@ -31,6 +33,21 @@ export const GGUF_BLOCKS = {
   iq4_nl: { size: 32, bytes: 18 },
   /** `{ f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]; }`: 8 IQ4_NL-like sub-blocks with 6-bit scales. */
   iq4_xs: { size: 256, bytes: 136 },
+  // The i-quants of grids (ops/iq.ts): per 8 weights a grid row, with signs or a shift, scaled per 16 or 32.
+  /** `{ f16 d; u16 qs[32]; }`: per 32 weights four 8-bit rows, four 7-bit sign patterns and a 4-bit scale. */
+  iq2_xxs: { size: 256, bytes: 66 },
+  /** `{ f16 d; u16 qs[32]; u8 scales[8]; }`: per 8 weights a 9-bit row and a 7-bit sign pattern. */
+  iq2_xs: { size: 256, bytes: 74 },
+  /** `{ f16 d; u8 qs[32]; u8 signs[32]; u8 qh[8]; u8 scales[8]; }`: 10-bit rows, sign bytes. */
+  iq2_s: { size: 256, bytes: 82 },
+  /** `{ f16 d; u8 qs[64]; u32 signs_scales[8]; }`: rows of 4, per 32 weights four sign patterns and a scale. */
+  iq3_xxs: { size: 256, bytes: 98 },
+  /** `{ f16 d; u8 qs[64]; u8 qh[8]; u8 signs[32]; u8 scales[4]; }`: 9-bit rows of 4, sign bytes. */
+  iq3_s: { size: 256, bytes: 110 },
+  /** `{ f16 d; u8 qs[32]; u16 qh[8]; }`: 11-bit rows of {-1, 0, 1}, a shift of ±1/8 and a 3-bit scale per 32. */
+  iq1_s: { size: 256, bytes: 50 },
+  /** `{ u8 qs[32]; u8 qh[16]; u16 scales[4]; }`: IQ1_S's rows, a shift per 8 and a scale per 16; d in scales. */
+  iq1_m: { size: 256, bytes: 56 },
 } as const;
 
 /** Our quantize-on-load 4-bit format: groups of 32 weights along a row, one f16 scale per group. */

@@ -2,8 +2,11 @@
  * Compute pipelines built from the WGSL files in kernels/, cached per device, file, entry point, type aliases and
  * specialization constants.
  *
- * Two small source conventions keep one file per operation family:
+ * Three small source conventions keep one file per operation family:
  * - `#include "lib/x.wgsl"` lines are replaced by that file (once per module), for helpers several families share;
+ * - `#ifdef NAME` ... (`#else` ...) `#endif` keep their lines where the caller defines NAME: a binding only some
+ *   entry points need (the i-quants' grid) must be left out of the others' modules, since WGSL counts every
+ *   binding a called function names as used, whatever branch it sits in;
  * - type aliases come from the caller (`alias X = f16;` is prepended), so one entry point serves f32 and f16
  *   activations; `enable f16;` is added only when an alias is f16, so f32 kernels run on any WebGPU device.
  *
@@ -27,6 +30,8 @@ export interface KernelSpec {
   aliases?: Record<string, FloatType | "u32">;
   /** Values of the file's `override` constants. */
   constants?: Record<string, number>;
+  /** Names that `#ifdef` sections test. */
+  defines?: readonly string[];
   /** Bindings 1..n. */
   bindings: readonly BindingKind[];
 }
@@ -56,13 +61,36 @@ function readSource(file: string): string {
   return source;
 }
 
-/** The WGSL of a kernel file with its includes expanded (each included file once). */
-export function kernelSource(file: string, included = new Set<string>()): string {
+/** The WGSL of a kernel file with its includes expanded (each included file once) and its sections chosen. */
+export function kernelSource(file: string, defines: readonly string[] = []): string {
+  return sections(expand(file, new Set()), new Set(defines));
+}
+
+function expand(file: string, included: Set<string>): string {
   return readSource(file).replace(/^#include "([^"]+)"$/gm, (_, path: string) => {
     if (included.has(path)) return "";
     included.add(path);
-    return kernelSource(path, included);
+    return expand(path, included);
   });
+}
+
+/** Keeps the lines of the `#ifdef` sections (nested or not) whose names are defined. */
+function sections(source: string, defines: ReadonlySet<string>): string {
+  const kept: boolean[] = [];
+  const lines: string[] = [];
+  for (const line of source.split("\n")) {
+    const directive = /^#(ifdef|else|endif)\b\s*(\w*)/.exec(line);
+    if (!directive) {
+      if (kept.every((k) => k)) lines.push(line);
+      continue;
+    }
+    if (directive[1] === "ifdef") kept.push(defines.has(directive[2]));
+    else if (!kept.length) throw new SyntaxError(`#${directive[1]} without #ifdef`);
+    else if (directive[1] === "else") kept.push(!kept.pop());
+    else kept.pop();
+  }
+  if (kept.length) throw new SyntaxError("#ifdef without #endif");
+  return lines.join("\n");
 }
 
 export class PipelineCache {
@@ -91,6 +119,8 @@ export class PipelineCache {
     key.push(SEPARATOR);
     for (const name in constants) key.push(this.#intern(name), constants[name]);
     key.push(SEPARATOR);
+    for (const name of spec.defines ?? []) key.push(this.#intern(name));
+    key.push(SEPARATOR);
     for (const kind of spec.bindings) key.push(kind === "read" ? 0 : 1);
     let kernel = this.#kernels.get(key);
     if (!kernel) {
@@ -113,7 +143,9 @@ export class PipelineCache {
     constants: Record<string, number>,
   ): Kernel {
     const types = Object.entries(aliases).map(([name, type]) => `${name}=${type}`).join(",");
-    const name = `${spec.file}:${spec.entry}${types ? `<${types}>` : ""}`;
+    const name = `${spec.file}:${spec.entry}${types ? `<${types}>` : ""}${
+      spec.defines?.length ? `[${spec.defines.join(",")}]` : ""
+    }`;
     const f16 = Object.values(aliases).includes("f16");
     if (f16 && !this.#f16) {
       throw new Error(
@@ -122,12 +154,16 @@ export class PipelineCache {
     }
     const prelude = (f16 ? "enable f16;\n" : "") +
       Object.entries(aliases).map(([alias, type]) => `alias ${alias} = ${type};\n`).join("");
-    const moduleKey = `${spec.file}|${prelude}`;
+    const defines = spec.defines ?? [];
+    const moduleKey = `${spec.file}|${defines.join(",")}|${prelude}`;
     let module = this.#modules.get(moduleKey);
     const device = this.#device;
     device.pushErrorScope("validation");
     if (!module) {
-      module = device.createShaderModule({ label: spec.file, code: prelude + kernelSource(spec.file) });
+      module = device.createShaderModule({
+        label: spec.file,
+        code: prelude + kernelSource(spec.file, defines),
+      });
       this.#modules.set(moduleKey, module);
     }
     const layout = this.#layout(spec.bindings);

@@ -2,9 +2,9 @@
  * Weights from a WeightSource onto the GPU, tensor by tensor in file order and chunk by chunk, converted or
  * quantized on the GPU as they arrive: the decoder's linear layers (embedding and output head included) to
  * `quant` (q4 by default), the vision encoder and adapter to `visionQuant` (f16 by default: quantizing the
- * vision tower costs accuracy), norms and biases to f32. GGUF blocks (Q8_0, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS) stay as stored, since
- * the kernels read them directly and re-quantizing them would only lose precision; other GGUF block types are
- * decoded on the CPU and quantized again (see CPU_DECODED).
+ * vision tower costs accuracy), norms and biases to f32. GGUF k-quant and i-quant blocks and Q8_0 stay as stored,
+ * since the kernels read them directly and re-quantizing them would only lose precision; the legacy Q4_0 ... Q5_1
+ * are decoded on the CPU and quantized again (see CPU_DECODED).
  */
 import type { GpuContext } from "../gpu/context.ts";
 import { type DType, isBlockFormat, rowBytes } from "../gpu/dtype.ts";
@@ -50,12 +50,20 @@ export const STORED: Record<Exclude<StoredType, CpuDecodedType | ScaledType | "I
     F16: "f16",
     BF16: "bf16",
     Q8_0: "q8_0",
+    Q2_K: "q2_k",
     Q3_K: "q3_k",
     Q4_K: "q4_k",
     Q5_K: "q5_k",
     Q6_K: "q6_k",
     IQ4_NL: "iq4_nl",
     IQ4_XS: "iq4_xs",
+    IQ3_S: "iq3_s",
+    IQ3_XXS: "iq3_xxs",
+    IQ2_S: "iq2_s",
+    IQ2_XS: "iq2_xs",
+    IQ2_XXS: "iq2_xxs",
+    IQ1_M: "iq1_m",
+    IQ1_S: "iq1_s",
   };
 const CHUNK_BYTES = 64 << 20;
 /** The most f32 bytes one piece of a tensor decoded on the CPU becomes. */

@@ -7,6 +7,7 @@ import { Params, type Recorder } from "../recorder.ts";
 import type { Tensor } from "../tensor.ts";
 import { rowWindows } from "../windows.ts";
 import { count, floatType, indexTensor, type Indices, WG } from "./common.ts";
+import { gridBinding } from "./iq.ts";
 import type { WeightType } from "./linear.ts";
 import { FORMAT_ID } from "./quantize.ts";
 
@@ -21,11 +22,13 @@ export function embed(rec: Recorder, { y, table, ids }: { y: Tensor; table: Tens
     throw new RangeError(`embed: y ${y} is not [${count(ids)}, ${dim}]`);
   }
   const idt = indexTensor(rec, ids, "embed ids", vocab);
+  const grid = gridBinding(rec, table.dtype);
   const kernel = rec.ctx.kernel({
     file: "embed.wgsl",
     entry: `embed_${table.dtype as WeightType}`,
     aliases: { X: Y, Y },
-    bindings: ["read", "read", "write"],
+    defines: grid.defines,
+    bindings: ["read", "read", "write", ...grid.kinds],
   });
   const [ib, yb] = [rec.bind(idt), rec.bind(y)];
   const row = table.rowByteStride;
@@ -33,7 +36,7 @@ export function embed(rec: Recorder, { y, table, ids }: { y: Tensor; table: Tens
     const wb = rec.bind(table, win.start * row, (win.start + win.count) * row);
     rec.dispatch(
       kernel,
-      [wb, ib, yb],
+      [wb, ib, yb, ...grid.bound],
       new Params().u32(
         y.rows,
         dim,

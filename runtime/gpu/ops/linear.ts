@@ -3,25 +3,16 @@
  * kernels/matvec.wgsl) and the tiled matrix-matrix kernel for prefill (kernels/matmul.wgsl). Weights larger than
  * one binding are processed in row windows.
  */
-import { type DType, elementBytes } from "../dtype.ts";
+import { type BlockFormat, type DType, elementBytes } from "../dtype.ts";
 import { Params, type Recorder } from "../recorder.ts";
 import { joinRows, Tensor } from "../tensor.ts";
 import { rowWindows } from "../windows.ts";
 import { swiglu } from "./activation.ts";
+import { gridBinding } from "./iq.ts";
 import { FORMAT_ID } from "./quantize.ts";
 
 /** Weight dtypes the linear kernels read. */
-export type WeightType =
-  | "f32"
-  | "f16"
-  | "q8_0"
-  | "q3_k"
-  | "q4_k"
-  | "q5_k"
-  | "q6_k"
-  | "iq4_nl"
-  | "iq4_xs"
-  | "q4";
+export type WeightType = "f32" | "f16" | BlockFormat;
 
 export interface LinearArgs {
   /** Output [M, N], f32 or f16. */
@@ -245,12 +236,14 @@ function matvecKernel(rec: Recorder, args: LinearArgs, glu: boolean): void {
   const wide = k % 32 === 0 && xb.offset % 4 === 0 && (m === 1 || x.rowStride % 4 === 0) &&
     args.w.offset % 16 === 0;
   const tpr = threadsPerRow(Math.ceil(k / (wide ? 32 : 8)));
+  const grid = gridBinding(rec, w);
   const kernel = rec.ctx.kernel({
     file: "matvec.wgsl",
     entry: `matvec_${w}`,
     aliases: { X: args.x.dtype as "f32", Y: args.y.dtype as "f32" },
     constants: { M: 2 ** Math.ceil(Math.log2(m)), WIDE: wide ? 1 : 0, GLU: glu ? 1 : 0, LORA: lora ? 1 : 0 },
-    bindings: ["read", "read", "read", "write", "read", "read", "read", "read"],
+    defines: grid.defines,
+    bindings: ["read", "read", "read", "write", "read", "read", "read", "read", ...grid.kinds],
   });
   // With GLU a workgroup computes half as many outputs.
   const outputsPerGroup = 256 / tpr / (glu ? 2 : 1);
@@ -295,11 +288,13 @@ export function matmul(rec: Recorder, args: LinearArgs): void {
   const { m, n, k, w } = check(args);
   if (m === 0 || n === 0) return;
   const tile = 64; // kernels/matmul.wgsl TILE
+  const grid = gridBinding(rec, w);
   const kernel = rec.ctx.kernel({
     file: "matmul.wgsl",
     entry: `matmul_${w}`,
     aliases: { X: args.x.dtype as "f32", Y: args.y.dtype as "f32" },
-    bindings: ["read", "read", "read", "write"],
+    defines: grid.defines,
+    bindings: ["read", "read", "read", "write", ...grid.kinds],
   });
   dispatchWindows(rec, args, kernel, (win, wb, xb, bb, yb) => {
     const tilesN = Math.ceil(win.count / tile);
@@ -343,14 +338,15 @@ function dispatchWindows(
   const xb = rec.bind(x);
   const yb = rec.bind(y);
   const bb = bias ? rec.bind(bias) : xb;
+  const grid = gridBinding(rec, w.dtype).bound;
   const row = w.rowByteStride;
   for (const win of rowWindows(rec.ctx.bindingLimits, w.shape[0], [row])) {
     const wb = rec.bind(w, win.start * row, (win.start + win.count) * row);
     const [params, groups] = make(win, wb, xb, bb, yb);
     const bound = [wb, xb, bias ? bb : xb, yb];
     // The matrix-vector kernel binds w and x again as vec4s, and a LoRA update's t and B (else x, unread).
-    const extra = kernel.bindings.length > 4 ? [wb, xb, ...lora ?? [xb, xb]] : [];
-    rec.dispatch(kernel, [...bound, ...extra], params, groups);
+    const extra = kernel.bindings.length - grid.length > 4 ? [wb, xb, ...lora ?? [xb, xb]] : [];
+    rec.dispatch(kernel, [...bound, ...extra, ...grid], params, groups);
   }
 }
 

@@ -7,6 +7,7 @@ import { type BlockFormat, type DType, GGUF_BLOCKS, isBlockFormat, Q4_GROUP, row
 import { Params, type Recorder } from "../recorder.ts";
 import type { Tensor } from "../tensor.ts";
 import { rowWindows } from "../windows.ts";
+import { decodeIqBlock, gridBinding, isIq } from "./iq.ts";
 
 const WG = 256;
 /** IQ4's 16 levels (ggml's kvalues_iq4nl; lib/weights.wgsl IQ4_LEVELS). */
@@ -24,6 +25,14 @@ export const FORMAT_ID: Record<"f32" | "f16" | BlockFormat, number> = {
   iq4_xs: 7,
   q5_k: 8,
   q3_k: 9,
+  q2_k: 10,
+  iq2_xxs: 11,
+  iq2_xs: 12,
+  iq2_s: 13,
+  iq3_xxs: 14,
+  iq3_s: 15,
+  iq1_s: 16,
+  iq1_m: 17,
 };
 const SOURCE_ID = { f32: 0, f16: 1, bf16: 100 } as const;
 
@@ -112,12 +121,14 @@ export function dequantize(rec: Recorder, dst: Tensor, src: Tensor): void {
   if ((dst.dtype !== "f16" && dst.dtype !== "f32") || !dst.contiguous || !src.contiguous) {
     throw new TypeError(`dequantize: the destination must be a contiguous f16 or f32 tensor, got ${dst}`);
   }
+  const grid = gridBinding(rec, src.dtype);
   const kernel = rec.ctx.kernel({
     file: "quantize.wgsl",
     entry: "dequantize",
     aliases: { Y: dst.dtype },
     constants: { SRC: FORMAT_ID[src.dtype] },
-    bindings: ["read", "write"],
+    defines: grid.defines,
+    bindings: ["read", "write", ...grid.kinds],
   });
   const srcRow = src.rowByteStride;
   for (const win of rowWindows(rec.ctx.bindingLimits, rows, [srcRow, dst.rowByteStride])) {
@@ -125,7 +136,7 @@ export function dequantize(rec: Recorder, dst: Tensor, src: Tensor): void {
     const d = rec.bind(dst, win.start * dst.rowByteStride, (win.start + win.count) * dst.rowByteStride);
     rec.dispatch(
       kernel,
-      [s, d],
+      [s, d, ...grid.bound],
       new Params().u32(win.count, k, s.byteOffset, d.offset, srcRow),
       Math.ceil(win.count * Math.ceil(k / 8) / WG),
     );
@@ -186,6 +197,20 @@ export function dequantizeRef(dtype: DType, bytes: Uint8Array, rows: number, k: 
       if (dtype === "q8_0") {
         const d = f16(at);
         for (let j = 0; j < 32; j++) v[j] = f(d * i8(x[2 + j]));
+      } else if (isIq(dtype)) {
+        decodeIqBlock(dtype, x, v);
+      } else if (dtype === "q2_k") {
+        // scales[16] at 0, qs[64] at 16, d and dmin at 80.
+        const d = f16(at + 80), dmin = f16(at + 82);
+        for (let n = 0; n < 2; n++) {
+          for (let j = 0; j < 4; j++) {
+            for (let l = 0; l < 32; l++) {
+              const sc = x[8 * n + 2 * j + (l >> 4)];
+              const code = (x[16 + 32 * n + l] >> (2 * j)) & 3;
+              v[128 * n + 32 * j + l] = f(f(f(d * (sc & 0xf)) * code) - f(dmin * (sc >> 4)));
+            }
+          }
+        }
       } else if (dtype === "iq4_nl" || dtype === "iq4_xs") {
         // Per 32 weights: d (for XS, the block's d times its 6-bit scale less 32), then 16 bytes of codes.
         for (let s = 0; s < block.size / 32; s++) {

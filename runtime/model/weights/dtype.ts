@@ -13,15 +13,6 @@ export const CPU_DECODED = {
   Q4_1: { blockElems: 32, blockBytes: 20, into: "q8" },
   Q5_0: { blockElems: 32, blockBytes: 22, into: "q8" },
   Q5_1: { blockElems: 32, blockBytes: 24, into: "q8" },
-  Q2_K: { blockElems: 256, blockBytes: 84, into: "q4" },
-  // The i-quants of the IQ1_S ... IQ3_M files: codes into grids of 8 or 4 values (iq_grids.ts).
-  IQ2_XXS: { blockElems: 256, blockBytes: 66, into: "q4" },
-  IQ2_XS: { blockElems: 256, blockBytes: 74, into: "q4" },
-  IQ2_S: { blockElems: 256, blockBytes: 82, into: "q4" },
-  IQ3_XXS: { blockElems: 256, blockBytes: 98, into: "q4" },
-  IQ3_S: { blockElems: 256, blockBytes: 110, into: "q4" },
-  IQ1_S: { blockElems: 256, blockBytes: 50, into: "q4" },
-  IQ1_M: { blockElems: 256, blockBytes: 56, into: "q4" },
 } as const;
 
 export type CpuDecodedType = keyof typeof CPU_DECODED;
@@ -36,8 +27,16 @@ export const REQUANTIZED = {
   Q5_K: { into: "q8" },
   Q4_K: { into: "q4" },
   Q3_K: { into: "q4" },
+  Q2_K: { into: "q4" },
   IQ4_NL: { into: "q4" },
   IQ4_XS: { into: "q4" },
+  IQ3_S: { into: "q4" },
+  IQ3_XXS: { into: "q4" },
+  IQ2_S: { into: "q4" },
+  IQ2_XS: { into: "q4" },
+  IQ2_XXS: { into: "q4" },
+  IQ1_M: { into: "q4" },
+  IQ1_S: { into: "q4" },
 } as const;
 
 export type RequantizedType = keyof typeof REQUANTIZED;
@@ -69,12 +68,7 @@ export type DType =
   | "F16"
   | "BF16"
   | "Q8_0"
-  | "Q3_K"
-  | "Q4_K"
-  | "Q5_K"
-  | "Q6_K"
-  | "IQ4_NL"
-  | "IQ4_XS"
+  | RequantizedType
   | CpuDecodedType
   | ScaledType
   // compressed-tensors' and bitsandbytes' companions (packed words, zero points, group indices, shapes, quant
@@ -99,20 +93,28 @@ interface Layout {
 }
 
 /**
- * Block layouts from ggml (ggml-common.h): Q8_0 = f16 scale + 32 int8; Q4_K/Q6_K = 256-element super-blocks;
- * IQ4_NL = f16 scale + 32 4-bit codes into 16 levels; IQ4_XS = 256-element super-blocks of those.
+ * Block layouts from ggml (ggml-common.h): Q8_0 = f16 scale + 32 int8; the k-quants and i-quants but IQ4_NL =
+ * 256-element super-blocks; IQ4_NL = f16 scale + 32 4-bit codes into 16 levels (runtime/gpu/dtype.ts details them).
  */
 const LAYOUTS: Record<DType, Layout> = {
   F32: { blockElems: 1, blockBytes: 4 },
   F16: { blockElems: 1, blockBytes: 2 },
   BF16: { blockElems: 1, blockBytes: 2 },
   Q8_0: { blockElems: 32, blockBytes: 34 },
+  Q2_K: { blockElems: 256, blockBytes: 84 },
   Q3_K: { blockElems: 256, blockBytes: 110 },
   Q4_K: { blockElems: 256, blockBytes: 144 },
   Q5_K: { blockElems: 256, blockBytes: 176 },
   Q6_K: { blockElems: 256, blockBytes: 210 },
   IQ4_NL: { blockElems: 32, blockBytes: 18 },
   IQ4_XS: { blockElems: 256, blockBytes: 136 },
+  IQ3_S: { blockElems: 256, blockBytes: 110 },
+  IQ3_XXS: { blockElems: 256, blockBytes: 98 },
+  IQ2_S: { blockElems: 256, blockBytes: 82 },
+  IQ2_XS: { blockElems: 256, blockBytes: 74 },
+  IQ2_XXS: { blockElems: 256, blockBytes: 66 },
+  IQ1_M: { blockElems: 256, blockBytes: 56 },
+  IQ1_S: { blockElems: 256, blockBytes: 50 },
   ...CPU_DECODED,
   F8_E4M3: { blockElems: 1, blockBytes: 1 },
   I8: { blockElems: 1, blockBytes: 1 },

@@ -1,5 +1,5 @@
 /**
- * The grids of the GGUF i-quant types decoded at load (dequant.ts): ggml's iq2xxs_grid, iq2xs_grid, iq2s_grid,
+ * The grids of the GGUF i-quant types (ops/iq.ts): ggml's iq2xxs_grid, iq2xs_grid, iq2s_grid,
  * iq3xxs_grid, iq3s_grid and iq1s_grid (IQ1_M's too; ggml-common.h), packed as llama.cpp's gguf-py packs
  * them: a hex string of bytes holding, from their lowest bits, codes into `values` (2-bit codes four to a
  * byte, 3-bit codes one a nibble).
