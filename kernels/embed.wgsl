@@ -116,6 +116,26 @@ fn embed_q2_k(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
   embed(Q2_K, gid.x + gid.y * ng.x * WG);
 }
 
+@compute @workgroup_size(WG)
+fn embed_q4_0(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {
+  embed(Q4_0, gid.x + gid.y * ng.x * WG);
+}
+
+@compute @workgroup_size(WG)
+fn embed_q4_1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {
+  embed(Q4_1, gid.x + gid.y * ng.x * WG);
+}
+
+@compute @workgroup_size(WG)
+fn embed_q5_0(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {
+  embed(Q5_0, gid.x + gid.y * ng.x * WG);
+}
+
+@compute @workgroup_size(WG)
+fn embed_q5_1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {
+  embed(Q5_1, gid.x + gid.y * ng.x * WG);
+}
+
 #ifdef IQ
 @compute @workgroup_size(WG)
 fn embed_iq2_xxs(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>) {

@@ -183,6 +183,30 @@ fn matmul_q2_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g
   matmul(Q2_K, t, g.x + g.y * ng.x);
 }
 
+@compute @workgroup_size(256)
+fn matmul_q4_0(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+               @builtin(num_workgroups) ng: vec3<u32>) {
+  matmul(Q4_0, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(256)
+fn matmul_q4_1(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+               @builtin(num_workgroups) ng: vec3<u32>) {
+  matmul(Q4_1, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(256)
+fn matmul_q5_0(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+               @builtin(num_workgroups) ng: vec3<u32>) {
+  matmul(Q5_0, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(256)
+fn matmul_q5_1(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+               @builtin(num_workgroups) ng: vec3<u32>) {
+  matmul(Q5_1, t, g.x + g.y * ng.x);
+}
+
 #ifdef IQ
 @compute @workgroup_size(256)
 fn matmul_iq2_xxs(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,

@@ -148,6 +148,32 @@ fn load32(format: u32, rb: u32, k: u32) -> Unit {
         u.c[i] = vec4<f32>(unpack4xU8(q | h));
       }
     }
+    case Q4_0, Q4_1, Q5_0, Q5_1: {
+      // One block: codes 0..15 the low nibbles, 16..31 the high ones (and qh's fifth bits); w = d * q + m.
+      let f = legacy(format);
+      let bb = rb + (k >> 5u) * f.bytes;
+      let d = w_f16(bb);
+      u.s = vec2<f32>(d);
+      switch (format) {
+        case Q4_0: {
+          u.o = vec2<f32>(8.0 * d);
+        }
+        case Q5_0: {
+          u.o = vec2<f32>(16.0 * d);
+        }
+        default: {
+          u.o = vec2<f32>(-w_f16(bb + 2u));
+        }
+      }
+      let qh = select(0u, w_u32(bb + f.qh), f.qh != 0u);
+      for (var i = 0u; i < 4u; i++) {
+        let q = w_u32(bb + f.qs + 4u * i);
+        let h = (vec4<u32>(qh) >> (vec4<u32>(0u, 1u, 2u, 3u) + vec4<u32>(4u * i))) & vec4<u32>(1u);
+        let g = (vec4<u32>(qh) >> (vec4<u32>(16u, 17u, 18u, 19u) + vec4<u32>(4u * i))) & vec4<u32>(1u);
+        u.c[i] = vec4<f32>(unpack4xU8(q & LOW_NIBBLES) | (h << vec4<u32>(4u)));
+        u.c[4u + i] = vec4<f32>(unpack4xU8((q >> 4u) & LOW_NIBBLES) | (g << vec4<u32>(4u)));
+      }
+    }
     case Q2_K: {
       let bb = rb + (k >> 8u) * 84u;
       let kk = k & 255u;
@@ -418,6 +444,30 @@ fn matvec_iq4_xs(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
 fn matvec_q2_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
                @builtin(num_workgroups) ng: vec3<u32>) {
   matvec(Q2_K, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_q4_0(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+               @builtin(num_workgroups) ng: vec3<u32>) {
+  matvec(Q4_0, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_q4_1(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+               @builtin(num_workgroups) ng: vec3<u32>) {
+  matvec(Q4_1, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_q5_0(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+               @builtin(num_workgroups) ng: vec3<u32>) {
+  matvec(Q5_0, t, g.x + g.y * ng.x);
+}
+
+@compute @workgroup_size(WG)
+fn matvec_q5_1(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+               @builtin(num_workgroups) ng: vec3<u32>) {
+  matvec(Q5_1, t, g.x + g.y * ng.x);
 }
 
 #ifdef IQ

@@ -1,8 +1,7 @@
-"""Goldens for the GGUF block types decoded on the CPU (runtime/model/weights/dequant.ts: the legacy types, Q2_K
-and the i-quants IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S and IQ1_M, the last by gguf-py's code mended as
-iq1_m_values says) and for Q3_K, Q5_K,
-IQ4_NL and IQ4_XS, which the kernels read (kernels/lib/weights.wgsl), from llama.cpp's own Python package `gguf`
-(pip install gguf==0.19.0 numpy):
+"""Goldens for the GGUF block types the kernels read (kernels/lib/weights.wgsl) beyond those of the fixture's own
+files: the legacy types, Q2_K, Q3_K, Q5_K, IQ4_NL, IQ4_XS and the i-quants IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S,
+IQ1_S and IQ1_M (the last by gguf-py's code mended as iq1_m_values says), from llama.cpp's own Python package
+`gguf` (pip install gguf==0.19.0 numpy):
 
 - tests/fixtures/gguf/blocks.json: per type, random blocks (scales kept finite and small) and gguf-py's
   dequantization of them as float32, base64.

@@ -62,7 +62,11 @@ export function randomBlocks(
     const block = GGUF_BLOCKS[format];
     for (let b = 0; b < k / block.size; b++) {
       const at = r * stride + b * block.bytes;
-      if (format === "q8_0") scale(at, true);
+      if (format === "q8_0" || format === "q4_0" || format === "q5_0") scale(at, true);
+      if (format === "q4_1" || format === "q5_1") {
+        scale(at, true);
+        scale(at + 2, true);
+      }
       if (format === "q4_k" || format === "q5_k") {
         scale(at, false);
         scale(at + 2, false);

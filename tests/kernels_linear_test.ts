@@ -137,6 +137,12 @@ Deno.test("linear kernels match the CPU reference in every weight format", async
     { w: "iq4_xs", m: 1, n: 3, k: 256 },
     { w: "iq4_xs", m: 8, n: 29, k: 512, act: "f16" },
     { w: "iq4_xs", m: 17, n: 45, k: 768, accumulate: true },
+    // The legacy blocks of 32 (22- and 18-byte ones leave odd blocks 2 bytes past a word).
+    ...(["q4_0", "q4_1", "q5_0", "q5_1"] as const).flatMap((w, i) => [
+      { w, m: 1, n: 3 + 2 * i, k: 32 * (1 + 2 * i) },
+      { w, m: 7, n: 29 + i, k: 96, act: "f16" as const, accumulate: i % 2 === 0, bias: i % 2 === 1 },
+      { w, m: 16 + i, n: 37 + 2 * i, k: 160, act: (i % 2 ? "f32" : "f16") as "f16" | "f32" },
+    ]),
     { w: "q2_k", m: 1, n: 11, k: 256 },
     { w: "q2_k", m: 5, n: 37, k: 512, act: "f16", accumulate: true },
     { w: "q2_k", m: 17, n: 41, k: 768, bias: true },
@@ -166,6 +172,7 @@ const WEIGHT_CASES = [
   ["f32", 40],
   ["f16", 96],
   ["q8_0", 64],
+  ["q5_0", 64],
   ["q2_k", 256],
   ["q3_k", 256],
   ["q4_k", 256],
@@ -582,6 +589,7 @@ Deno.test("dequantization of synthetic blocks of every GGUF format the kernels r
     ["iq4_xs", 3, 256],
     ["iq4_xs", 2, 1280],
     // Odd rows of 50-, 66- or 98-byte blocks start 2 bytes past a word.
+    ...(["q4_0", "q4_1", "q5_0", "q5_1"] as const).map((f): [BlockFormat, number, number] => [f, 5, 96]),
     ...(["q2_k", "iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s", "iq1_s", "iq1_m"] as const).map((
       f,
     ): [BlockFormat, number, number] => [f, 3, 768]),

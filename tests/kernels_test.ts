@@ -288,6 +288,10 @@ Deno.test("embedding lookup from tables in every weight format, and row scatter"
     "iq4_nl",
     "iq4_xs",
     "q2_k",
+    "q4_0",
+    "q4_1",
+    "q5_0",
+    "q5_1",
     ...IQ_FORMATS,
     "q4",
   ];

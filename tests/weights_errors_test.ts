@@ -207,7 +207,7 @@ Deno.test("an unsupported or wrong dtype names the file and tensor", async () =>
         "unsupported",
         `${dir}/text.gguf`,
         "output_norm.weight",
-        /TQ1_0 is not supported.*IQ1_M are decoded at load/,
+        /TQ1_0 is not supported \(F32, F16, Q4_0, .*IQ1_M, BF16 are\)/,
       ),
     );
   });

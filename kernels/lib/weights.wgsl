@@ -7,6 +7,10 @@
 // Formats (runtime/gpu/dtype.ts computes the same row sizes):
 //   F32, F16   row-major, K values per row. F16 is IEEE binary16, two per word, little-endian.
 //   Q8_0       GGUF: per 32 weights a 34-byte block { f16 d; i8 q[32]; }, w = d * q.
+//   Q4_0, Q4_1 GGUF: per 32 weights a block { f16 d; (Q4_1: f16 m;) u8 qs[16]; } of 18 or 20 bytes: weight l < 16
+//              is the low nibble q of qs[l], weight l + 16 its high nibble; w = d * (q - 8), or d * q + m.
+//   Q5_0, Q5_1 GGUF: Q4_0's and Q4_1's blocks with a u32 qh before qs (22 and 24 bytes): bit l of qh is weight l's
+//              fifth bit; w = d * (q - 16), or d * q + m, q in 0..31.
 //   Q3_K       GGUF: per 256 weights a 110-byte block { u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d; }: 16
 //              sub-blocks of 16 with 6-bit scales (less 32, packed as ggml unpacks them); for half n (128 weights),
 //              part j (32) and l = 0..31, q = 2 bits (2j) of qs[32n + l] less 4 unless bit 4n + j of hmask[l] is
@@ -59,6 +63,10 @@ const IQ3_XXS: u32 = 14u;
 const IQ3_S: u32 = 15u;
 const IQ1_S: u32 = 16u;
 const IQ1_M: u32 = 17u;
+const Q4_0: u32 = 18u;
+const Q4_1: u32 = 19u;
+const Q5_0: u32 = 20u;
+const Q5_1: u32 = 21u;
 
 // IQ4's 16 levels (ggml's kvalues_iq4nl: -127, -104, ... 113) as signed bytes, four to a word.
 const IQ4_LEVELS = vec4<u32>(0xbfad9881u, 0xf6eaddcfu, 0x26190d01u, 0x71594535u);
@@ -196,6 +204,61 @@ fn load8_q3_k(rb: u32, k: u32) -> W8 {
   let q1 = ((vec4<u32>(w_u32(q + 4u)) >> shifts) & vec4<u32>(3u)) |
     (((vec4<u32>(w_u32(bb + l + 4u)) >> bits) & vec4<u32>(1u)) << vec4<u32>(2u));
   return W8(d * (vec4<f32>(q0) - 4.0), d * (vec4<f32>(q1) - 4.0));
+}
+
+// The legacy blocks of 32 (Q4_0, Q4_1, Q5_0, Q5_1): the byte offset of their nibbles, of qh, their size.
+struct Legacy {
+  qs: u32,
+  qh: u32,
+  bytes: u32,
+}
+
+fn legacy(format: u32) -> Legacy {
+  switch (format) {
+    case Q4_0: {
+      return Legacy(2u, 0u, 18u);
+    }
+    case Q4_1: {
+      return Legacy(4u, 0u, 20u);
+    }
+    case Q5_0: {
+      return Legacy(6u, 2u, 22u);
+    }
+    default: {  // Q5_1
+      return Legacy(8u, 4u, 24u);
+    }
+  }
+}
+
+// Weights k..k+7 of a legacy block at bb, each as d * q + m.
+fn load8_legacy(format: u32, rb: u32, k: u32) -> W8 {
+  let f = legacy(format);
+  let bb = rb + (k >> 5u) * f.bytes;
+  let j = k & 31u;
+  let high = j >> 4u;
+  let shifts = BYTE_SHIFTS + vec4<u32>(4u * high);
+  let q = bb + f.qs + (j & 15u);
+  var q0 = (vec4<u32>(w_u32(q)) >> shifts) & vec4<u32>(15u);
+  var q1 = (vec4<u32>(w_u32(q + 4u)) >> shifts) & vec4<u32>(15u);
+  if (f.qh != 0u) {
+    let qh = w_u32(bb + f.qh) >> j;
+    q0 |= ((vec4<u32>(qh) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u)) << vec4<u32>(4u);
+    q1 |= ((vec4<u32>(qh) >> vec4<u32>(4u, 5u, 6u, 7u)) & vec4<u32>(1u)) << vec4<u32>(4u);
+  }
+  let d = w_f16(bb);
+  var m = 0.0;
+  switch (format) {
+    case Q4_0: {
+      m = -8.0 * d;
+    }
+    case Q5_0: {
+      m = -16.0 * d;
+    }
+    default: {
+      m = w_f16(bb + 2u);
+    }
+  }
+  return W8(d * vec4<f32>(q0) + m, d * vec4<f32>(q1) + m);
 }
 
 fn load8_q2_k(rb: u32, k: u32) -> W8 {
@@ -460,6 +523,9 @@ fn load8(format: u32, rb: u32, k: u32, K: u32) -> W8 {
     }
     case Q2_K: {
       return load8_q2_k(rb, k);
+    }
+    case Q4_0, Q4_1, Q5_0, Q5_1: {
+      return load8_legacy(format, rb, k);
     }
 #ifdef IQ
     case IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M: {

@@ -19,6 +19,15 @@ const ELEMENT_BYTES: Record<ElementType, number> = { f32: 4, f16: 2, bf16: 2, u3
 export const GGUF_BLOCKS = {
   /** `{ f16 d; i8 qs[32]; }`: w = d * qs[i]. */
   q8_0: { size: 32, bytes: 34 },
+  // The legacy blocks of 32: 4-bit codes (Q5: a fifth bit each in qh), less 8 (16) or plus a min.
+  /** `{ f16 d; u8 qs[16]; }`: w = d * (q - 8). */
+  q4_0: { size: 32, bytes: 18 },
+  /** `{ f16 d; f16 m; u8 qs[16]; }`: w = d * q + m. */
+  q4_1: { size: 32, bytes: 20 },
+  /** `{ f16 d; u32 qh; u8 qs[16]; }`: w = d * (q - 16). */
+  q5_0: { size: 32, bytes: 22 },
+  /** `{ f16 d; f16 m; u32 qh; u8 qs[16]; }`: w = d * q + m. */
+  q5_1: { size: 32, bytes: 24 },
   /** `{ u8 scales[16]; u8 qs[64]; f16 d; f16 dmin; }`: 16 sub-blocks of 16 with 4-bit scales and mins. */
   q2_k: { size: 256, bytes: 84 },
   /** `{ u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d; }`: 16 sub-blocks of 16 with 6-bit scales, 3-bit codes. */

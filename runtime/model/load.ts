@@ -2,9 +2,9 @@
  * Weights from a WeightSource onto the GPU, tensor by tensor in file order and chunk by chunk, converted or
  * quantized on the GPU as they arrive: the decoder's linear layers (embedding and output head included) to
  * `quant` (q4 by default), the vision encoder and adapter to `visionQuant` (f16 by default: quantizing the
- * vision tower costs accuracy), norms and biases to f32. GGUF k-quant and i-quant blocks and Q8_0 stay as stored,
- * since the kernels read them directly and re-quantizing them would only lose precision; the legacy Q4_0 ... Q5_1
- * are decoded on the CPU and quantized again (see CPU_DECODED).
+ * vision tower costs accuracy), norms and biases to f32. GGUF blocks of every type stay as stored, since the
+ * kernels read them directly and re-quantizing them would only lose precision (unless a LoRA adapter is merged
+ * into them).
  */
 import type { GpuContext } from "../gpu/context.ts";
 import { type DType, isBlockFormat, rowBytes } from "../gpu/dtype.ts";
@@ -21,9 +21,7 @@ import { expectedTensors } from "./tensors.ts";
 import { syntheticScale } from "./weights/synthetic.ts";
 import { BlockDecoder } from "./weights/decode_pool.ts";
 import {
-  type CpuDecodedType,
   type DType as StoredType,
-  isCpuDecoded,
   isRequantized,
   isScaled,
   type ScaledType,
@@ -43,28 +41,31 @@ export interface LoadOptions {
 }
 
 const FORMATS: Record<WeightFormat, DType> = { q4: "q4", q8: "q8_0", f16: "f16", f32: "f32" };
-/** The GPU type of each stored type the kernels read (the others are decoded on the CPU, see dequant.ts). */
-export const STORED: Record<Exclude<StoredType, CpuDecodedType | ScaledType | "I32" | "I64" | "U8">, DType> =
-  {
-    F32: "f32",
-    F16: "f16",
-    BF16: "bf16",
-    Q8_0: "q8_0",
-    Q2_K: "q2_k",
-    Q3_K: "q3_k",
-    Q4_K: "q4_k",
-    Q5_K: "q5_k",
-    Q6_K: "q6_k",
-    IQ4_NL: "iq4_nl",
-    IQ4_XS: "iq4_xs",
-    IQ3_S: "iq3_s",
-    IQ3_XXS: "iq3_xxs",
-    IQ2_S: "iq2_s",
-    IQ2_XS: "iq2_xs",
-    IQ2_XXS: "iq2_xxs",
-    IQ1_M: "iq1_m",
-    IQ1_S: "iq1_s",
-  };
+/** The GPU type of each stored type the kernels read (codes with scales are decoded, see loadScaled). */
+export const STORED: Record<Exclude<StoredType, ScaledType | "I32" | "I64" | "U8">, DType> = {
+  F32: "f32",
+  F16: "f16",
+  BF16: "bf16",
+  Q8_0: "q8_0",
+  Q4_0: "q4_0",
+  Q4_1: "q4_1",
+  Q5_0: "q5_0",
+  Q5_1: "q5_1",
+  Q2_K: "q2_k",
+  Q3_K: "q3_k",
+  Q4_K: "q4_k",
+  Q5_K: "q5_k",
+  Q6_K: "q6_k",
+  IQ4_NL: "iq4_nl",
+  IQ4_XS: "iq4_xs",
+  IQ3_S: "iq3_s",
+  IQ3_XXS: "iq3_xxs",
+  IQ2_S: "iq2_s",
+  IQ2_XS: "iq2_xs",
+  IQ2_XXS: "iq2_xxs",
+  IQ1_M: "iq1_m",
+  IQ1_S: "iq1_s",
+};
 const CHUNK_BYTES = 64 << 20;
 /** The most f32 bytes one piece of a tensor decoded on the CPU becomes. */
 const DECODED_BYTES = 16 << 20;
@@ -89,7 +90,7 @@ function targetType(
   const decoder = info.component === "decoder";
   const quant = decoder ? options.quant : options.visionQuant;
   const [, k] = matrixShape(info.shape);
-  if (isCpuDecoded(info.dtype) || isScaled(info.dtype) || (merged && isRequantized(info.dtype))) {
+  if (isScaled(info.dtype) || (merged && isRequantized(info.dtype))) {
     const explicit = decoder ? options.explicit?.quant : options.explicit?.visionQuant;
     const format = FORMATS[decodedFormat(info.dtype, quant, explicit)];
     return isBlockFormat(format) && k % 32 !== 0 ? "f16" : format;
@@ -206,33 +207,13 @@ export async function loadWeights(
         });
         continue;
       }
-      const decoded = isCpuDecoded(info.dtype) ? info.dtype : undefined;
-      const stored = decoded ? undefined : STORED[info.dtype as keyof typeof STORED];
-      const storedRow = decoded ? tensorBytes(decoded, [k])! : rowBytes(stored!, k);
-      // A decoded chunk is read as one piece per thread, each at most DECODED_BYTES as f32 (Q2_K would grow a
-      // 64 MiB chunk to 780 MB).
-      const pool = decoded ? decoder ??= new BlockDecoder() : undefined;
-      const chunkBytes = pool
-        ? decodedChunkBytes(pool, k, storedRow)
-        : update
-        ? Math.max(1, Math.floor(MERGED_BYTES / (4 * k))) * storedRow
-        : CHUNK_BYTES;
+      const stored = STORED[info.dtype as keyof typeof STORED];
+      const storedRow = rowBytes(stored, k);
+      const chunkBytes = update ? Math.max(1, Math.floor(MERGED_BYTES / (4 * k))) * storedRow : CHUNK_BYTES;
       for await (const chunk of source.chunks(info.name, chunkBytes)) {
         const first = chunk.byteOffset / storedRow, count = chunk.bytes.byteLength / storedRow;
-        if (pool) {
-          await decodeRows(
-            info,
-            pool,
-            count,
-            put,
-            (r, n) => pool.decode(decoded!, chunk.bytes.subarray(r * storedRow, (r + n) * storedRow)),
-            first,
-          );
-        } else if (stored === target && !update) {
-          ctx.write(dst, chunk.bytes, chunk.byteOffset);
-        } else {
-          await put(stored!, first, count, chunk.bytes);
-        }
+        if (stored === target && !update) ctx.write(dst, chunk.bytes, chunk.byteOffset);
+        else await put(stored, first, count, chunk.bytes);
         options.progress?.add(chunk.bytes.byteLength);
       }
     }

@@ -6,10 +6,7 @@
 import type { ModelConfig } from "./config.ts";
 import { type Component, expectedTensors } from "./tensors.ts";
 import {
-  CPU_DECODED,
-  type CpuDecodedType,
   type DType,
-  isCpuDecoded,
   isRequantized,
   isScaled,
   REQUANTIZED,
@@ -31,20 +28,16 @@ export type KvFormat = "f16" | "q8" | "f32";
 export const WEIGHT_BITS: Record<WeightFormat, number> = { q4: 4.5, q8: 8.5, f16: 16, f32: 32 };
 
 /**
- * The format a GGUF type decoded at load (or re-quantized with a LoRA merged in), or compressed-tensors or
- * bitsandbytes codes, become: `quant` when a flag asked for it (`explicit`), else its own `into`, or the default
+ * The format GGUF blocks re-quantized with a LoRA merged in, or compressed-tensors or bitsandbytes codes,
+ * become: `quant` when a flag asked for it (`explicit`), else its own `into`, or the default
  * `quant` when that is more precise (a default never picks a format smaller than the codes' own).
  */
 export function decodedFormat(
-  dtype: CpuDecodedType | ScaledType | RequantizedType,
+  dtype: ScaledType | RequantizedType,
   quant: WeightFormat,
   explicit = false,
 ): WeightFormat {
-  const into = isScaled(dtype)
-    ? SCALED_CODES[dtype].into
-    : isCpuDecoded(dtype)
-    ? CPU_DECODED[dtype].into
-    : REQUANTIZED[dtype].into;
+  const into = isScaled(dtype) ? SCALED_CODES[dtype].into : REQUANTIZED[dtype].into;
   return explicit || WEIGHT_BITS[quant] > WEIGHT_BITS[into] ? quant : into;
 }
 /**
@@ -209,7 +202,7 @@ function fixedPart(config: ModelConfig, options: PlanOptions) {
     let bytes: number;
     if (
       stored &&
-      (isCpuDecoded(stored) || isScaled(stored) || (isRequantized(stored) && options.merged?.has(t.name)))
+      (isScaled(stored) || (isRequantized(stored) && options.merged?.has(t.name)))
     ) {
       const decoder = t.component === "decoder";
       let format = decodedFormat(
@@ -446,9 +439,7 @@ function smallerFormats(
 }
 
 /** Whether a tensor stored as `dtype` is uploaded as it is stored (GGUF blocks), whatever --quant says. */
-const isStoredBlocks = (dtype: DType | undefined) =>
-  dtype !== undefined && dtype !== "F32" && dtype !== "F16" && dtype !== "BF16" && !isCpuDecoded(dtype) &&
-  !isScaled(dtype);
+const isStoredBlocks = (dtype: DType | undefined) => dtype !== undefined && isRequantized(dtype);
 
 export function gib(bytes: number): string {
   return `${(bytes / 2 ** 30).toFixed(2)} GiB`;

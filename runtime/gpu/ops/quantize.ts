@@ -33,6 +33,10 @@ export const FORMAT_ID: Record<"f32" | "f16" | BlockFormat, number> = {
   iq3_s: 15,
   iq1_s: 16,
   iq1_m: 17,
+  q4_0: 18,
+  q4_1: 19,
+  q5_0: 20,
+  q5_1: 21,
 };
 const SOURCE_ID = { f32: 0, f16: 1, bf16: 100 } as const;
 
@@ -197,6 +201,19 @@ export function dequantizeRef(dtype: DType, bytes: Uint8Array, rows: number, k: 
       if (dtype === "q8_0") {
         const d = f16(at);
         for (let j = 0; j < 32; j++) v[j] = f(d * i8(x[2 + j]));
+      } else if (dtype === "q4_0" || dtype === "q4_1" || dtype === "q5_0" || dtype === "q5_1") {
+        // d, (m,) (qh,) then the nibbles: weight j < 16 the low nibble of qs[j], j + 16 its high one.
+        const min = dtype === "q4_1" || dtype === "q5_1", five = dtype === "q5_0" || dtype === "q5_1";
+        const d = f16(at), m = min ? f16(at + 2) : 0;
+        const qh = five ? data.getUint32(r * stride + at + (min ? 4 : 2), true) : 0;
+        const qs = x.subarray(block.bytes - 16);
+        for (let j = 0; j < 16; j++) {
+          const q0 = (qs[j] & 0xf) | (((qh >>> j) & 1) << 4),
+            q1 = (qs[j] >> 4) | (((qh >>> (j + 16)) & 1) << 4);
+          const offset = five ? 16 : 8;
+          v[j] = min ? f(f(q0 * d) + m) : f((q0 - offset) * d);
+          v[j + 16] = min ? f(f(q1 * d) + m) : f((q1 - offset) * d);
+        }
       } else if (isIq(dtype)) {
         decodeIqBlock(dtype, x, v);
       } else if (dtype === "q2_k") {

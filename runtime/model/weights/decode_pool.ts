@@ -1,10 +1,9 @@
 /**
- * GGUF blocks (dequant.ts) and compressed-tensors or bitsandbytes codes (scaled.ts) decoded on worker threads while a model
- * loads: a 12B model in Q5_K or FP8 is 12 billion weights, one to two minutes on one thread and a few seconds
- * spread over a server's cores.
+ * Compressed-tensors or bitsandbytes codes (scaled.ts) decoded on worker threads while a model loads: a 12B
+ * model in FP8 is 12 billion weights, one to two minutes on one thread and a few seconds spread over a server's
+ * cores.
  */
-import { decodeBlocks } from "./dequant.ts";
-import type { CpuDecodedType, ScaledType } from "./dtype.ts";
+import type { ScaledType } from "./dtype.ts";
 import { decodeScaled, type Scales } from "./scaled.ts";
 
 /** Codes with the scales of their rows (the first row's at 0). */
@@ -15,15 +14,13 @@ export interface ScaledRows {
 
 export interface DecodeJob {
   id: number;
-  type: CpuDecodedType | ScaledRows;
+  type: ScaledRows;
   bytes: Uint8Array;
 }
 
 /** The values of one job, on whichever thread runs it. */
 export function decodeJob(type: DecodeJob["type"], bytes: Uint8Array): Float32Array {
-  return typeof type === "string"
-    ? decodeBlocks(type, bytes)
-    : decodeScaled(type.type, bytes, 0, type.scales);
+  return decodeScaled(type.type, bytes, 0, type.scales);
 }
 
 export type DecodeResult = { id: number; values: Float32Array } | { id: number; error: string };
@@ -45,7 +42,7 @@ export class BlockDecoder {
 
   constructor(readonly threads = decodeThreads()) {}
 
-  /** The values of whole blocks of `type`, or of rows of scaled codes, decoded on the least busy thread. */
+  /** The values of rows of scaled codes, decoded on the least busy thread. */
   decode(type: DecodeJob["type"], bytes: Uint8Array): Promise<Float32Array> {
     if (this.threads <= 1) return Promise.resolve().then(() => decodeJob(type, bytes));
     const thread = this.#threads.length < this.threads

@@ -4,27 +4,18 @@
  */
 
 /**
- * GGUF block types that no kernel reads: decoded on the CPU while they load (dequant.ts) and quantized again, to
- * `into` (q8 for types of more than 4.5 bits a weight, q4 for the others) or to what a `--quant` flag asks
- * (plan.ts decodedFormat).
- */
-export const CPU_DECODED = {
-  Q4_0: { blockElems: 32, blockBytes: 18, into: "q4" },
-  Q4_1: { blockElems: 32, blockBytes: 20, into: "q8" },
-  Q5_0: { blockElems: 32, blockBytes: 22, into: "q8" },
-  Q5_1: { blockElems: 32, blockBytes: 24, into: "q8" },
-} as const;
-
-export type CpuDecodedType = keyof typeof CPU_DECODED;
-
-/**
- * GGUF block types the kernels read as stored, and what each becomes when it must be quantized again because a
- * LoRA adapter is merged into it (lora.ts): the format of its own size, as for CPU_DECODED.
+ * GGUF block types (the kernels read every one as stored), and what each becomes when it must be quantized again
+ * because a LoRA adapter is merged into it (lora.ts): the format of its own size (q8 for types of more than 4.5
+ * bits a weight, q4 for the others).
  */
 export const REQUANTIZED = {
   Q8_0: { into: "q8" },
   Q6_K: { into: "q8" },
   Q5_K: { into: "q8" },
+  Q5_1: { into: "q8" },
+  Q5_0: { into: "q8" },
+  Q4_1: { into: "q8" },
+  Q4_0: { into: "q4" },
   Q4_K: { into: "q4" },
   Q3_K: { into: "q4" },
   Q2_K: { into: "q4" },
@@ -69,7 +60,6 @@ export type DType =
   | "BF16"
   | "Q8_0"
   | RequantizedType
-  | CpuDecodedType
   | ScaledType
   // compressed-tensors' and bitsandbytes' companions (packed words, zero points, group indices, shapes, quant
   // states): never a weight.
@@ -79,10 +69,6 @@ export type DType =
 
 export function isScaled(dtype: DType): dtype is ScaledType {
   return dtype in SCALED_CODES;
-}
-
-export function isCpuDecoded(dtype: DType): dtype is CpuDecodedType {
-  return dtype in CPU_DECODED;
 }
 
 interface Layout {
@@ -101,6 +87,10 @@ const LAYOUTS: Record<DType, Layout> = {
   F16: { blockElems: 1, blockBytes: 2 },
   BF16: { blockElems: 1, blockBytes: 2 },
   Q8_0: { blockElems: 32, blockBytes: 34 },
+  Q4_0: { blockElems: 32, blockBytes: 18 },
+  Q4_1: { blockElems: 32, blockBytes: 20 },
+  Q5_0: { blockElems: 32, blockBytes: 22 },
+  Q5_1: { blockElems: 32, blockBytes: 24 },
   Q2_K: { blockElems: 256, blockBytes: 84 },
   Q3_K: { blockElems: 256, blockBytes: 110 },
   Q4_K: { blockElems: 256, blockBytes: 144 },
@@ -115,7 +105,6 @@ const LAYOUTS: Record<DType, Layout> = {
   IQ2_XXS: { blockElems: 256, blockBytes: 66 },
   IQ1_M: { blockElems: 256, blockBytes: 56 },
   IQ1_S: { blockElems: 256, blockBytes: 50 },
-  ...CPU_DECODED,
   F8_E4M3: { blockElems: 1, blockBytes: 1 },
   I8: { blockElems: 1, blockBytes: 1 },
   // One int32 word of eight codes: a row is whole words.

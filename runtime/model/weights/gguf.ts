@@ -4,7 +4,7 @@
  * aligned to `general.alignment` (default 32). Only the header is read (a window of the file's start that
  * grows when the header is larger), never the tensor data.
  */
-import { CPU_DECODED, type DType, isCpuDecoded, tensorBytes } from "./dtype.ts";
+import { type DType, tensorBytes } from "./dtype.ts";
 import { WeightFileError } from "./errors.ts";
 import { BinaryFile } from "./file.ts";
 import type { StoredTensor } from "./safetensors.ts";
@@ -31,14 +31,11 @@ const TENSOR_TYPES: Record<number, DType> = {
   22: "IQ2_S",
   29: "IQ1_M",
   30: "BF16",
-  // Decoded on the CPU at load (dequant.ts).
   2: "Q4_0",
   3: "Q4_1",
   6: "Q5_0",
   7: "Q5_1",
 };
-/** The types the kernels read as stored, for error messages. */
-const READ_DIRECTLY = Object.values(TENSOR_TYPES).filter((t) => !isCpuDecoded(t));
 /** Names of the ggml types we do not read, for error messages. */
 const OTHER_TYPES: Record<number, string> = {
   9: "Q8_1",
@@ -285,8 +282,7 @@ export class GgufFile {
         throw new WeightFileError(
           "unsupported",
           file.path,
-          `ggml type ${typeName} is not supported (${READ_DIRECTLY.join(", ")}; ` +
-            `${Object.keys(CPU_DECODED).join(", ")} are decoded at load)`,
+          `ggml type ${typeName} is not supported (${Object.values(TENSOR_TYPES).join(", ")} are)`,
           name,
         );
       }
