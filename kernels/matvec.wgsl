@@ -53,16 +53,18 @@ struct Params {
 @group(0) @binding(2) var<storage, read> x: array<X>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<Y>;
-// The same weights and x bound a second time as vec4s (one entry point may not view a binding two ways).
+// The same weights and x bound a second time as vec4s (one entry point may not view a binding two ways); the
+// i-quants' kernels, which never read w4, bind their grids there instead (lib/weights.wgsl), to stay within
+// WebGPU's default of 8 storage buffers.
+#ifdef IQ
+@group(0) @binding(5) var<storage, read> grid: array<u32>;
+#else
 @group(0) @binding(5) var<storage, read> w4: array<vec4<u32>>;
+#endif
 @group(0) @binding(6) var<storage, read> xv: array<vec4<X>>;
 // LORA: t and every adapter's B, in the activations' type (else x again, unread).
 @group(0) @binding(7) var<storage, read> lora_t: array<X>;
 @group(0) @binding(8) var<storage, read> lora_b: array<X>;
-#ifdef IQ
-// The i-quants' grids (lib/weights.wgsl).
-@group(0) @binding(9) var<storage, read> grid: array<u32>;
-#endif
 
 override M: u32 = 1u;         // activation rows compiled for: 1, 2, 4 or 8
 override WIDE: bool = true;   // the 32-column fast path
@@ -92,20 +94,6 @@ fn load32(format: u32, rb: u32, k: u32) -> Unit {
   var u: Unit;
   u.s = vec2<f32>(1.0);
   switch (format) {
-    case F32: {
-      let i = (rb >> 4u) + (k >> 2u);
-      for (var j = 0u; j < 8u; j++) {
-        u.c[j] = bitcast<vec4<f32>>(w4[i + j]);
-      }
-    }
-    case F16: {
-      let i = (rb >> 4u) + (k >> 3u);
-      for (var j = 0u; j < 4u; j++) {
-        let q = w4[i + j];
-        u.c[2u * j] = vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
-        u.c[2u * j + 1u] = vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
-      }
-    }
     case Q8_0: {
       let bb = rb + (k >> 5u) * 34u;
       u.s = vec2<f32>(w_f16(bb));
@@ -186,19 +174,6 @@ fn load32(format: u32, rb: u32, k: u32) -> Unit {
         u.c[i] = vec4<f32>(unpack4xU8((w_u32(bb + 16u + 32u * n + 4u * i) >> (2u * j)) & 0x03030303u));
       }
     }
-#ifdef IQ
-    case IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M: {
-      // Four groups of 8; the scale may change after 16 weights (IQ2_XS, IQ2_S, IQ1_M).
-      let bb = rb + (k >> 8u) * iq_block_bytes(format);
-      let i = (k & 255u) >> 3u;
-      for (var l = 0u; l < 4u; l++) {
-        let g = iq_group(format, bb, i + l);
-        u.c[2u * l] = g.lo;
-        u.c[2u * l + 1u] = g.hi;
-      }
-      u.s = vec2<f32>(iq_scale(format, bb, i), iq_scale(format, bb, i + 2u));
-    }
-#endif
     case Q6_K: {
       let bb = rb + (k >> 8u) * 210u;
       let kk = k & 255u;
@@ -234,6 +209,33 @@ fn load32(format: u32, rb: u32, k: u32) -> Unit {
         u.c[4u + i] = iq4_levels((q >> vec4<u32>(4u)) & vec4<u32>(15u));
       }
     }
+#ifdef IQ
+    default: {  // the i-quants
+      // Four groups of 8; the scale may change after 16 weights (IQ2_XS, IQ2_S, IQ1_M).
+      let bb = rb + (k >> 8u) * iq_block_bytes(format);
+      let i = (k & 255u) >> 3u;
+      for (var l = 0u; l < 4u; l++) {
+        let g = iq_group(format, bb, i + l);
+        u.c[2u * l] = g.lo;
+        u.c[2u * l + 1u] = g.hi;
+      }
+      u.s = vec2<f32>(iq_scale(format, bb, i), iq_scale(format, bb, i + 2u));
+    }
+#else
+    case F32: {
+      let i = (rb >> 4u) + (k >> 2u);
+      for (var j = 0u; j < 8u; j++) {
+        u.c[j] = bitcast<vec4<f32>>(w4[i + j]);
+      }
+    }
+    case F16: {
+      let i = (rb >> 4u) + (k >> 3u);
+      for (var j = 0u; j < 4u; j++) {
+        let q = w4[i + j];
+        u.c[2u * j] = vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
+        u.c[2u * j + 1u] = vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
+      }
+    }
     default: {  // Q4: byte b of a word holds codes 2b (low nibble) and 2b + 1
       let codes = w4[(rb + (k >> 1u)) >> 4u];
       let d = w_f16(rb + (p.k >> 1u) + (k >> 4u));
@@ -246,6 +248,7 @@ fn load32(format: u32, rb: u32, k: u32) -> Unit {
         u.c[2u * j + 1u] = vec4<f32>(even.z, odd.z, even.w, odd.w);
       }
     }
+#endif
   }
   return u;
 }

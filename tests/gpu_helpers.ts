@@ -123,7 +123,8 @@ export function context(): Promise<GpuContext> {
 /** A second context binding at most 32 KiB at once, so that small tensors take the windowed paths. */
 let windowed: Promise<GpuContext> | undefined;
 export function windowedContext(): Promise<GpuContext> {
-  windowed ??= GpuContext.create({ maxBindingSize: 32768 });
+  // Above the i-quants' 33 KB grid table, which is bound whole.
+  windowed ??= GpuContext.create({ maxBindingSize: 65536 });
   return windowed;
 }
 

@@ -4,7 +4,7 @@ import { GpuContext } from "../runtime/gpu/context.ts";
 import { byteSize, rowBytes } from "../runtime/gpu/dtype.ts";
 import { add } from "../runtime/gpu/ops/activation.ts";
 import { keyHash, KeyTable } from "../runtime/gpu/key_table.ts";
-import { kernelSource, PipelineCache } from "../runtime/gpu/pipeline.ts";
+import { kernelSource, PipelineCache, sections } from "../runtime/gpu/pipeline.ts";
 import { BufferPool, sizeClass } from "../runtime/gpu/pool.ts";
 import { Tensor } from "../runtime/gpu/tensor.ts";
 import { rowWindows } from "../runtime/gpu/windows.ts";
@@ -233,34 +233,63 @@ Deno.test("GPU errors surface as exceptions naming the kernel or the limit", asy
   }
 });
 
-Deno.test("#ifdef sections: a kernel file's optional binding and entry points only where defined", async () => {
+Deno.test("#ifdef sections: lines kept where their names are defined, nested, with #else; malformed ones refused", () => {
+  const source = "a\n#ifdef X\nb\n#ifdef Y\nc\n#else\nd\n#endif\n#else\ne\n#endif\nf";
+  assert.equal(sections(source, new Set()), "a\ne\nf");
+  assert.equal(sections(source, new Set(["X"])), "a\nb\nd\nf");
+  assert.equal(sections(source, new Set(["X", "Y"])), "a\nb\nc\nf");
+  assert.equal(sections(source, new Set(["Y"])), "a\ne\nf");
+  assert.throws(() => sections("#ifdef\na\n#endif", new Set()), /#ifdef needs one name/);
+  assert.throws(() => sections("#ifdef X\n#else\n#else\n#endif", new Set()), /a second #else/);
+  assert.throws(() => sections("#ifdef X\na", new Set()), /#ifdef without #endif/);
+  assert.throws(() => sections("a\n#endif", new Set()), /#endif without #ifdef/);
+  assert.throws(() => sections("#ifdef X\n#endif X", new Set()), /#endif takes no name/);
+});
+
+Deno.test("a kernel file's i-quant sections: their grid binding and entry points only where IQ is defined", async () => {
   const plain = kernelSource("matvec.wgsl"), iq = kernelSource("matvec.wgsl", ["IQ"]);
   for (const source of [plain, iq]) assert.doesNotMatch(source, /^#(ifdef|else|endif)/m);
-  const grid = /var<storage, read> grid/;
-  assert.doesNotMatch(plain, grid);
-  assert.match(iq, grid);
+  const grid = /var<storage, read> grid/, w4 = /var<storage, read> w4/;
+  assert.ok(grid.test(iq) && !w4.test(iq), "the grid in w4's place");
+  assert.ok(w4.test(plain) && !grid.test(plain));
   assert.doesNotMatch(plain, /fn matvec_iq2_xxs/);
   assert.match(iq, /fn matvec_iq2_xxs/);
-  assert.equal(plain.match(/fn matvec_q4_k/g)?.length, 1);
-  assert.equal(iq.match(/fn matvec_q4_k/g)?.length, 1);
-  // Pipelines of one entry with and without the section are different kernels.
+  // One spec with and without the define: two kernels, and only the one with it has the entry point.
   const ctx = await GpuContext.create();
   try {
     const spec = {
       file: "matvec.wgsl",
-      entry: "matvec_q4",
+      entry: "matvec_iq2_xxs",
       aliases: { X: "f32", Y: "f32" },
       bindings: ["read", "read", "read", "write", "read", "read", "read", "read"],
     } as const;
-    const [a, b] = [
-      ctx.kernels.get(spec),
-      ctx.kernels.get({ ...spec, defines: ["IQ"], bindings: [...spec.bindings, "read"] }),
-    ];
-    assert.notEqual(a.id, b.id);
-    assert.match(b.name, /\[IQ\]$/);
-    await Promise.all([a.ready, b.ready]);
+    const [without, withIq] = [ctx.kernels.get(spec), ctx.kernels.get({ ...spec, defines: ["IQ"] })];
+    assert.notEqual(without.id, withIq.id);
+    assert.match(withIq.name, /\[IQ\]$/);
+    await withIq.ready;
+    await assert.rejects(without.ready, /does not compile/);
   } finally {
     ctx.destroy();
+  }
+});
+
+Deno.test("the kernels that read weights stay within WebGPU's default of 8 storage buffers, i-quants included", async () => {
+  const adapter = await navigator.gpu.requestAdapter();
+  const device = await adapter!.requestDevice(); // the default limits
+  try {
+    assert.equal(device.limits.maxStorageBuffersPerShaderStage, 8);
+    const kernels = new PipelineCache(device, false);
+    const f32 = { X: "f32", Y: "f32" } as const;
+    const [r, w] = ["read", "write"] as const;
+    const specs = [
+      { file: "matvec.wgsl", entry: "matvec_iq2_xxs", aliases: f32, bindings: [r, r, r, w, r, r, r, r] },
+      { file: "matmul.wgsl", entry: "matmul_iq3_s", aliases: f32, bindings: [r, r, r, w, r] },
+      { file: "embed.wgsl", entry: "embed_iq1_m", aliases: f32, bindings: [r, r, w, r] },
+      { file: "quantize.wgsl", entry: "dequantize", aliases: { Y: "f32" }, bindings: [r, w, r] },
+    ] as const;
+    for (const spec of specs) await kernels.get({ ...spec, defines: ["IQ"] }).ready;
+  } finally {
+    device.destroy();
   }
 });
 

@@ -515,19 +515,30 @@ Deno.test("LoRA updates: added in the matrix-vector kernel's epilogue, or by pro
     );
     assert.ok(dispatches > 1);
   });
+  await t.step("iq2_xs M=3 N=1200 K=256 in binding windows", async () => {
+    const dispatches = await runLoraCase(
+      windowed,
+      { w: "iq2_xs", m: 3, n: 1200, k: 256, ranks: [3, 2], rows: [0, -1, 1] },
+      901,
+    );
+    assert.ok(dispatches > 1);
+  });
 });
 
 Deno.test("weights larger than a binding are processed in windows of rows", async (t) => {
-  // A 32 KiB binding limit splits these weights into several windows, as a GPU binding 128 MiB splits the
+  // A 64 KiB binding limit splits these weights into several windows, as a GPU binding 128 MiB splits the
   // 131072-row output head.
   const ctx = await windowedContext();
   const cases: Case[] = [
     { w: "q8_0", m: 1, n: 1003, k: 96 }, // 102-byte rows: windows start 2-byte aligned
     { w: "q6_k", m: 3, n: 461, k: 256, bias: true }, // 210-byte rows
-    { w: "q4", m: 8, n: 529, k: 160 },
+    { w: "q4", m: 8, n: 1100, k: 160 },
     { w: "f16", m: 2, n: 197, k: 333 }, // 666-byte rows
-    { w: "q4_k", m: 17, n: 350, k: 256, accumulate: true },
+    { w: "q4_k", m: 17, n: 800, k: 256, accumulate: true },
     { w: "f32", m: 40, n: 177, k: 100 },
+    { w: "q4_1", m: 3, n: 3400, k: 32 }, // 20-byte rows
+    { w: "iq3_s", m: 1, n: 700, k: 256 }, // 110-byte rows, the grid bound beside each window
+    { w: "iq1_m", m: 20, n: 1500, k: 256, act: "f16" },
   ];
   for (const [i, c] of cases.entries()) {
     await t.step(`${c.w} M=${c.m} N=${c.n} K=${c.k}`, () => runCase(ctx, c, 200 + i));
@@ -542,6 +553,7 @@ Deno.test("linear kernels at Pixtral's sizes", async (t) => {
     { w: "q6_k", m: 8, n: 1024, k: 5120 }, // wk / wv, a batch of 8 decode steps
     { w: "q8_0", m: 3, n: 4096, k: 5120, act: "f16" }, // wq
     { w: "f16", m: 16, n: 1024, k: 4096 }, // vision FFN w2 (4096 -> 1024), a prefill tile
+    { w: "iq3_s", m: 2, n: 1024, k: 5120 }, // wk / wv of an IQ3_M file
   ];
   for (const [i, c] of cases.entries()) {
     await t.step(`${c.w} M=${c.m} N=${c.n} K=${c.k}`, () => runCase(ctx, c, 300 + i));

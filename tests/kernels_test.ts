@@ -315,7 +315,7 @@ Deno.test("embedding lookup from tables in every weight format, and row scatter"
   }
   await t.step("a table split into binding windows, ids from a GPU tensor", async () => {
     const windowed = await windowedContext();
-    const [vocab, dim] = [2000, 96]; // 204 KB of Q8_0: seven 32 KiB windows
+    const [vocab, dim] = [2000, 96]; // 204 KB of Q8_0: four 64 KiB windows
     const bytes = randomBlocks("q8_0", vocab, dim, 99);
     const table = windowed.fromBytes("q8_0", [vocab, dim], bytes);
     const idList = [1999, 0, 321, 322, 1000, 640, 641];
@@ -325,6 +325,19 @@ Deno.test("embedding lookup from tables in every weight format, and row scatter"
     assert.deepEqual(
       await windowed.readFloats(yt),
       embedRef(dequantizeRef("q8_0", bytes, vocab, dim), dim, idList),
+    );
+  });
+  await t.step("an i-quant table split into binding windows, its grid bound beside each", async () => {
+    const windowed = await windowedContext();
+    const [vocab, dim] = [1000, 256]; // 82 KB of IQ2_S: two 64 KiB windows
+    const bytes = randomBlocks("iq2_s", vocab, dim, 98);
+    const table = windowed.fromBytes("iq2_s", [vocab, dim], bytes);
+    const idList = [999, 0, 798, 799, 800, 1];
+    const yt = windowed.tensor("f32", [idList.length, dim]);
+    await run(windowed, (rec) => embed(rec, { y: yt, table, ids: idList }));
+    assert.deepEqual(
+      await windowed.readFloats(yt),
+      embedRef(dequantizeRef("iq2_s", bytes, vocab, dim), dim, idList),
     );
   });
   await t.step("Pixtral's 131072 x 5120 table in q4, rows at both ends", async () => {

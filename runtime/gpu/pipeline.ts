@@ -61,35 +61,48 @@ function readSource(file: string): string {
   return source;
 }
 
-/** The WGSL of a kernel file with its includes expanded (each included file once) and its sections chosen. */
+/** The WGSL of a kernel file with its sections chosen and its includes expanded (each included file once). */
 export function kernelSource(file: string, defines: readonly string[] = []): string {
-  return sections(expand(file, new Set()), new Set(defines));
+  const chosen = new Set(defines);
+  const expand = (file: string, included: Set<string>): string =>
+    sections(readSource(file), chosen).replace(/^#include "([^"]+)"$/gm, (_, path: string) => {
+      if (included.has(path)) return "";
+      included.add(path);
+      return expand(path, included);
+    });
+  return expand(file, new Set());
 }
 
-function expand(file: string, included: Set<string>): string {
-  return readSource(file).replace(/^#include "([^"]+)"$/gm, (_, path: string) => {
-    if (included.has(path)) return "";
-    included.add(path);
-    return expand(path, included);
-  });
-}
-
-/** Keeps the lines of the `#ifdef` sections (nested or not) whose names are defined. */
-function sections(source: string, defines: ReadonlySet<string>): string {
-  const kept: boolean[] = [];
+/**
+ * The lines of `source` outside `#ifdef` sections, and inside those (nested or not) whose names are defined;
+ * directives start their line.
+ */
+export function sections(source: string, defines: ReadonlySet<string>): string {
+  const open: { kept: boolean; otherwise: boolean }[] = [];
   const lines: string[] = [];
   for (const line of source.split("\n")) {
-    const directive = /^#(ifdef|else|endif)\b\s*(\w*)/.exec(line);
+    const directive = /^#(ifdef|else|endif)\b(.*)$/.exec(line);
     if (!directive) {
-      if (kept.every((k) => k)) lines.push(line);
+      if (open.every((s) => s.kept)) lines.push(line);
       continue;
     }
-    if (directive[1] === "ifdef") kept.push(defines.has(directive[2]));
-    else if (!kept.length) throw new SyntaxError(`#${directive[1]} without #ifdef`);
-    else if (directive[1] === "else") kept.push(!kept.pop());
-    else kept.pop();
+    const [, word, rest] = directive, name = rest.trim();
+    if (word === "ifdef") {
+      if (!/^\w+$/.test(name)) throw new SyntaxError(`#ifdef needs one name: ${line}`);
+      open.push({ kept: defines.has(name), otherwise: false });
+      continue;
+    }
+    if (name) throw new SyntaxError(`#${word} takes no name: ${line}`);
+    const section = open.at(-1);
+    if (!section) throw new SyntaxError(`#${word} without #ifdef`);
+    if (word === "endif") open.pop();
+    else if (section.otherwise) throw new SyntaxError("a second #else in one #ifdef");
+    else {
+      section.kept = !section.kept;
+      section.otherwise = true;
+    }
   }
-  if (kept.length) throw new SyntaxError("#ifdef without #endif");
+  if (open.length) throw new SyntaxError("#ifdef without #endif");
   return lines.join("\n");
 }
 

@@ -243,7 +243,8 @@ function matvecKernel(rec: Recorder, args: LinearArgs, glu: boolean): void {
     aliases: { X: args.x.dtype as "f32", Y: args.y.dtype as "f32" },
     constants: { M: 2 ** Math.ceil(Math.log2(m)), WIDE: wide ? 1 : 0, GLU: glu ? 1 : 0, LORA: lora ? 1 : 0 },
     defines: grid.defines,
-    bindings: ["read", "read", "read", "write", "read", "read", "read", "read", ...grid.kinds],
+    // An i-quant's grid takes w4's place (binding 5): its kernels never read w4.
+    bindings: ["read", "read", "read", "write", "read", "read", "read", "read"],
   });
   // With GLU a workgroup computes half as many outputs.
   const outputsPerGroup = 256 / tpr / (glu ? 2 : 1);
@@ -281,7 +282,7 @@ function matvecKernel(rec: Recorder, args: LinearArgs, glu: boolean): void {
         : [],
     ),
     Math.ceil((glu ? n : win.count) / outputsPerGroup),
-  ], tb && lb && [tb, lb]);
+  ], { lora: tb && lb && [tb, lb] });
 }
 
 export function matmul(rec: Recorder, args: LinearArgs): void {
@@ -332,21 +333,23 @@ function dispatchWindows(
     bb: Bound,
     yb: Bound,
   ) => [Params, number],
-  lora?: [Bound, Bound],
+  /** The matrix-vector kernel's bindings: w and x again as vec4s, and a LoRA update's t and B. */
+  vectors?: { lora?: [Bound, Bound] },
 ): void {
   const { x, y, w, bias } = args;
   const xb = rec.bind(x);
   const yb = rec.bind(y);
   const bb = bias ? rec.bind(bias) : xb;
-  const grid = gridBinding(rec, w.dtype).bound;
+  const [grid] = gridBinding(rec, w.dtype).bound;
   const row = w.rowByteStride;
   for (const win of rowWindows(rec.ctx.bindingLimits, w.shape[0], [row])) {
     const wb = rec.bind(w, win.start * row, (win.start + win.count) * row);
     const [params, groups] = make(win, wb, xb, bb, yb);
     const bound = [wb, xb, bias ? bb : xb, yb];
-    // The matrix-vector kernel binds w and x again as vec4s, and a LoRA update's t and B (else x, unread).
-    const extra = kernel.bindings.length - grid.length > 4 ? [wb, xb, ...lora ?? [xb, xb]] : [];
-    rec.dispatch(kernel, [...bound, ...extra, ...grid], params, groups);
+    // The matrix-vector kernel's extra bindings (an i-quant's grid as w4, x unread where there is no update);
+    // the tiled kernel takes an i-quant's grid last.
+    const extra = vectors ? [grid ?? wb, xb, ...vectors.lora ?? [xb, xb]] : grid ? [grid] : [];
+    rec.dispatch(kernel, [...bound, ...extra], params, groups);
   }
 }
 
