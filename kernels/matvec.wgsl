@@ -90,6 +90,101 @@ struct Unit {
 
 const LOW_NIBBLES: u32 = 0x0f0f0f0fu;
 
+#ifdef IQ
+// Sub-block ib (32 weights) of the i-quant block at bb, each field read once (iq_group, for 8 weights at a
+// time, reads a word per group): grid rows signed (IQ1: shifted), scales per 16 weights.
+fn load32_iq(format: u32, bb: u32, ib: u32) -> Unit {
+  var u: Unit;
+  let d = w_f16(bb);
+  switch (format) {
+    case IQ2_XXS, IQ3_XXS: {
+      // IQ2_XXS: rows (bytes) then four 7-bit sign patterns and the scale, per 32 weights; IQ3_XXS: 64 bytes of
+      // rows of 4, then those words.
+      let xxs2 = format == IQ2_XXS;
+      let q = bb + 2u + 8u * ib;
+      let aux = w_u32(select(bb + 66u + 4u * ib, q + 4u, xxs2));
+      let rows = array<u32, 2>(w_u32(q), w_u32(q + 4u));
+      for (var l = 0u; l < 4u; l++) {
+        let s = ksigns((aux >> (7u * l)) & 127u);
+        if (xxs2) {
+          let g = IQ2_XXS_GRID + 2u * ((rows[0] >> (8u * l)) & 255u);
+          u.c[2u * l] = grid4(g) * signs4(s);
+          u.c[2u * l + 1u] = grid4(g + 1u) * signs4(s >> 4u);
+        } else {
+          let r = rows[l >> 1u] >> (16u * (l & 1u));
+          u.c[2u * l] = grid4(IQ3_XXS_GRID + (r & 255u)) * signs4(s);
+          u.c[2u * l + 1u] = grid4(IQ3_XXS_GRID + ((r >> 8u) & 255u)) * signs4(s >> 4u);
+        }
+      }
+      u.s = vec2<f32>(d * (0.5 + f32(aux >> 28u)) * select(0.5, 0.25, xxs2));
+    }
+    case IQ2_XS: {
+      // Per 8 weights a u16: a 9-bit row and a 7-bit sign pattern; a 4-bit scale per 16.
+      let q = array<u32, 2>(w_u32(bb + 2u + 8u * ib), w_u32(bb + 6u + 8u * ib));
+      for (var l = 0u; l < 4u; l++) {
+        let v = (q[l >> 1u] >> (16u * (l & 1u))) & 0xffffu;
+        let s = ksigns(v >> 9u);
+        let g = IQ2_XS_GRID + 2u * (v & 511u);
+        u.c[2u * l] = grid4(g) * signs4(s);
+        u.c[2u * l + 1u] = grid4(g + 1u) * signs4(s >> 4u);
+      }
+      let sc = w_byte(bb + 66u + ib);
+      u.s = d * (vec2<f32>(0.5) + vec2<f32>(f32(sc & 15u), f32(sc >> 4u))) * 0.25;
+    }
+    case IQ2_S: {
+      // Per 8 weights a 10-bit row (a byte of qs, 2 bits of qh) and a sign byte; a 4-bit scale per 16.
+      let qs = w_u32(bb + 2u + 4u * ib);
+      let signs = w_u32(bb + 34u + 4u * ib);
+      let qh = w_byte(bb + 66u + ib);
+      for (var l = 0u; l < 4u; l++) {
+        let g = IQ2_S_GRID + 2u * (((qs >> (8u * l)) & 255u) | (((qh >> (2u * l)) & 3u) << 8u));
+        let s = signs >> (8u * l);
+        u.c[2u * l] = grid4(g) * signs4(s);
+        u.c[2u * l + 1u] = grid4(g + 1u) * signs4(s >> 4u);
+      }
+      let sc = w_byte(bb + 74u + ib);
+      u.s = d * (vec2<f32>(0.5) + vec2<f32>(f32(sc & 15u), f32(sc >> 4u))) * 0.25;
+    }
+    case IQ3_S: {
+      // Rows of 4 (a byte of qs, a bit of qh), a sign byte per 8 weights, a 4-bit scale per 32.
+      let qs = array<u32, 2>(w_u32(bb + 2u + 8u * ib), w_u32(bb + 6u + 8u * ib));
+      let qh = w_byte(bb + 66u + ib);
+      let signs = w_u32(bb + 74u + 4u * ib);
+      for (var j = 0u; j < 8u; j++) {
+        let row = ((qs[j >> 2u] >> (8u * (j & 3u))) & 255u) | (((qh >> j) & 1u) << 8u);
+        u.c[j] = grid4(IQ3_S_GRID + row) * signs4(signs >> (4u * j));
+      }
+      u.s = vec2<f32>(d * f32(1u + 2u * ((w_byte(bb + 106u + (ib >> 1u)) >> (4u * (ib & 1u))) & 15u)));
+    }
+    case IQ1_S: {
+      // 11-bit rows of {-1, 0, 1} (a byte of qs, 3 bits of qh), qh's shift sign and 3-bit scale, per 32.
+      let qs = w_u32(bb + 2u + 4u * ib);
+      let qh = w_u16(bb + 34u + 2u * ib);
+      let delta = select(0.125, -0.125, (qh & 0x8000u) != 0u);
+      for (var l = 0u; l < 4u; l++) {
+        let g = IQ1_S_GRID + 2u * (((qs >> (8u * l)) & 255u) | (((qh >> (3u * l)) & 7u) << 8u));
+        u.c[2u * l] = grid4(g) + delta;
+        u.c[2u * l + 1u] = grid4(g + 1u) + delta;
+      }
+      u.s = vec2<f32>(d * f32(2u * ((qh >> 12u) & 7u) + 1u));
+    }
+    default: {  // IQ1_M: a nibble of qh per 8 weights (3 row bits, the shift's sign); scales per 16, d among them
+      let qs = w_u32(bb + 4u * ib);
+      let qh = w_u16(bb + 32u + 2u * ib);
+      for (var l = 0u; l < 4u; l++) {
+        let hi = qh >> (4u * l);
+        let g = IQ1_S_GRID + 2u * (((qs >> (8u * l)) & 255u) | ((hi & 7u) << 8u));
+        let delta = select(0.125, -0.125, (hi & 8u) != 0u);
+        u.c[2u * l] = grid4(g) + delta;
+        u.c[2u * l + 1u] = grid4(g + 1u) + delta;
+      }
+      u.s = vec2<f32>(iq_scale(format, bb, 4u * ib), iq_scale(format, bb, 4u * ib + 2u));
+    }
+  }
+  return u;
+}
+#endif
+
 fn load32(format: u32, rb: u32, k: u32) -> Unit {
   var u: Unit;
   u.s = vec2<f32>(1.0);
@@ -211,15 +306,7 @@ fn load32(format: u32, rb: u32, k: u32) -> Unit {
     }
 #ifdef IQ
     default: {  // the i-quants
-      // Four groups of 8; the scale may change after 16 weights (IQ2_XS, IQ2_S, IQ1_M).
-      let bb = rb + (k >> 8u) * iq_block_bytes(format);
-      let i = (k & 255u) >> 3u;
-      for (var l = 0u; l < 4u; l++) {
-        let g = iq_group(format, bb, i + l);
-        u.c[2u * l] = g.lo;
-        u.c[2u * l + 1u] = g.hi;
-      }
-      u.s = vec2<f32>(iq_scale(format, bb, i), iq_scale(format, bb, i + 2u));
+      u = load32_iq(format, rb + (k >> 8u) * iq_block_bytes(format), (k & 255u) >> 5u);
     }
 #else
     case F32: {
