@@ -35,10 +35,14 @@ export function modelUsage(column = 24, exact = false): string {
     ["", "mistral-finetune's lora.safetensors, a LoRA GGUF, or hf:ORG/REPO (repeat for several)"],
     [
       "--quant FORMAT",
-      `decoder weights: q4, q8, f16 or f32 (default ${byDefault("q4")}; GGUF blocks stay as stored, other`,
+      `decoder weights: q4, q4k, q8, f16 or f32 (default ${byDefault("q4")}; GGUF blocks stay as stored,`,
     ],
-    ["", "quantized weights keep their own size unless this flag is given)"],
-    ["--vision-quant FORMAT", `vision encoder and adapter: f16, f32, q8 or q4 (default ${byDefault("f16")})`],
+    ["", "other quantized weights keep their own size unless this flag is given; q4k: llama.cpp's Q4_K,"],
+    ["", "as small as q4, more precise, slower to quantize)"],
+    [
+      "--vision-quant FORMAT",
+      `vision encoder and adapter: f16, f32, q8, q4k or q4 (default ${byDefault("f16")})`,
+    ],
     ["--kv FORMAT", `KV cache: f16, q8 or f32 (default ${byDefault("f16")})`],
     ["--ctx N", "KV cache tokens shared by all requests (default: the largest that fits)"],
     ["--activations TYPE", `f16 or f32 (default ${byDefault("f16 where the GPU has shader-f16")})`],
@@ -54,7 +58,7 @@ export function modelUsage(column = 24, exact = false): string {
 
 type Flags = { [K in Exclude<keyof typeof MODEL_FLAGS, "lora">]?: string } & { lora?: string[] };
 
-const WEIGHTS = ["q4", "q8", "f16", "f32"] as const;
+const WEIGHTS = ["q4", "q4k", "q8", "f16", "f32"] as const;
 
 export function modelOptions(flags: Flags): ModelOptions {
   const memoryText = flags["gpu-memory"] ?? Deno.env.get("PIXTRAL_GPU_MEMORY");

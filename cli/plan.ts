@@ -21,7 +21,7 @@ import type { DType } from "../runtime/model/weights/dtype.ts";
 import { openLora } from "../runtime/model/weights/lora.ts";
 import { choice, parseFlags, positiveInt, UsageError } from "./args.ts";
 
-export const usage = `pixtral plan --model PATH [--quant q4|q8|f16] [--ctx N] [flags]
+export const usage = `pixtral plan --model PATH [--quant q4|q4k|q8|f16] [--ctx N] [flags]
 
 Prints the GPU memory a model needs before loading it: weights per component after quantization, the KV cache
 for the context, and the activation peak, compared with what the WebGPU adapter offers.
@@ -34,8 +34,8 @@ for the context, and the activation peak, compared with what the WebGPU adapter 
                         quantized again
   --lora-module NAME=PATH
                         a LoRA adapter served per request (repeatable): its own GPU memory
-  --quant FORMAT        decoder weights: q4 (default), q8, f16 or f32
-  --vision-quant FORMAT vision encoder and adapter weights: f16 (default), q8, q4 or f32
+  --quant FORMAT        decoder weights: q4 (default), q4k, q8, f16 or f32
+  --vision-quant FORMAT vision encoder and adapter weights: f16 (default), q8, q4k, q4 or f32
   --kv FORMAT           KV cache: f16 (default), q8 or f32
                         (models under 1B decoder parameters default to f32 everywhere)
   --ctx N               KV cache tokens (default: the largest that fits, up to the model's context)
@@ -45,7 +45,7 @@ for the context, and the activation peak, compared with what the WebGPU adapter 
   --no-gpu              do not ask WebGPU for an adapter
   --json                print the plan as JSON`;
 
-const FORMATS: readonly WeightFormat[] = ["q4", "q8", "f16", "f32"];
+const FORMATS: readonly WeightFormat[] = ["q4", "q4k", "q8", "f16", "f32"];
 
 async function findOffer(memoryText: string | undefined, askGpu: boolean): Promise<AdapterOffer | undefined> {
   let memory: number | undefined;

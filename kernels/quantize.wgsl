@@ -1,5 +1,5 @@
-// Weight conversion at load time: quantization of f32/f16/bf16 weights into GGUF Q8_0 and our Q4 format
-// (layouts in lib/weights.wgsl), float conversion (bf16 -> f16 ...), and dequantization of any weight format to
+// Weight conversion at load time: quantization of f32/f16/bf16 weights into GGUF Q8_0, our Q4 format and GGUF
+// Q4_K (layouts in lib/weights.wgsl), float conversion (bf16 -> f16 ...), and dequantization of any weight format to
 // floats (for tests and for tools that need plain weights).
 //
 // Quantization follows ggml's reference quantizers (quantize_row_q8_0_ref, quantize_row_q4_0_ref) so the CPU
@@ -169,6 +169,179 @@ fn quantize_q4(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g
     scales |= f16_bits(d) << (16u * h);
   }
   dst[(rb + p.k / 2u + first * 2u) >> 2u] = scales;
+}
+
+// Q4_K as llama.cpp quantizes it (quantize_row_q4_K_ref): per sub-block of 32 a scale and a min fitted by
+// make_qkx2_quants (weights av_x + |x|, 21 trial scales, least squares), both quantized to 6 bits against the
+// block's largest (d, dmin as f16), then each weight's 4-bit code against the quantized pair.
+
+// The codes of make_qkx2_quants(32, 15, x, weights, rmin -1, rdelta 0.1, nstep 20, squared errors) for the 32
+// weights at source element e, and its scale and min (returned as -min, the_min).
+struct Fit {
+  scale: f32,
+  min: f32,
+  codes: array<u32, 32>,
+}
+
+fn fit_q4_k(e: u32) -> Fit {
+  var x: array<f32, 32>;
+  var wt: array<f32, 32>;
+  var sum_x2 = 0.0;
+  for (var l = 0u; l < 32u; l++) {
+    x[l] = src(e + l);
+    sum_x2 += x[l] * x[l];
+  }
+  let av_x = sqrt(sum_x2 / 32.0);
+  for (var l = 0u; l < 32u; l++) {
+    wt[l] = av_x + abs(x[l]);
+  }
+  var fit: Fit;
+  var lo = x[0];
+  var hi = x[0];
+  var sum_w = wt[0];
+  var sum_x = sum_w * x[0];
+  for (var i = 1u; i < 32u; i++) {
+    lo = min(lo, x[i]);
+    hi = max(hi, x[i]);
+    sum_w += wt[i];
+    sum_x += wt[i] * x[i];
+  }
+  lo = min(lo, 0.0);
+  if (hi == lo) {
+    fit.min = -lo;
+    return fit;
+  }
+  var iscale = 15.0 / (hi - lo);
+  var scale = 1.0 / iscale;
+  var best = 0.0;
+  for (var i = 0u; i < 32u; i++) {
+    let l = u32(clamp(round(iscale * (x[i] - lo)), 0.0, 15.0));
+    fit.codes[i] = l;
+    let diff = scale * f32(l) + lo - x[i];
+    best += wt[i] * (diff * diff);
+  }
+  for (var step = 0; step <= 20; step++) {
+    iscale = (-1.0 + 0.1 * f32(step) + 15.0) / (hi - lo);
+    var trial: array<u32, 32>;
+    var sum_l = 0.0;
+    var sum_l2 = 0.0;
+    var sum_xl = 0.0;
+    for (var i = 0u; i < 32u; i++) {
+      let l = clamp(round(iscale * (x[i] - lo)), 0.0, 15.0);
+      trial[i] = u32(l);
+      sum_l += wt[i] * l;
+      sum_l2 += wt[i] * l * l;
+      sum_xl += wt[i] * l * x[i];
+    }
+    let det = sum_w * sum_l2 - sum_l * sum_l;
+    if (det > 0.0) {
+      var this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+      var this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+      if (this_min > 0.0) {
+        this_min = 0.0;
+        this_scale = sum_xl / sum_l2;
+      }
+      var err = 0.0;
+      for (var i = 0u; i < 32u; i++) {
+        let diff = this_scale * f32(trial[i]) + this_min - x[i];
+        err += wt[i] * (diff * diff);
+      }
+      if (err < best) {
+        fit.codes = trial;
+        best = err;
+        scale = this_scale;
+        lo = this_min;
+      }
+    }
+  }
+  fit.scale = scale;
+  fit.min = -lo;
+  return fit;
+}
+
+// One thread per block of 256 weights (144 bytes: d, dmin, 12 bytes of 6-bit scales and mins, 128 of codes).
+@compute @workgroup_size(WG)
+fn quantize_q4_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                 @builtin(num_workgroups) ng: vec3<u32>) {
+  let block = unit(g, ng, t);
+  if (block >= p.rows * (p.k / 256u)) {
+    return;
+  }
+  let e = block * 256u;
+  var scales: array<f32, 8>;
+  var mins: array<f32, 8>;
+  var max_scale = 0.0;
+  var max_min = 0.0;
+  for (var j = 0u; j < 8u; j++) {
+    let fit = fit_q4_k(e + 32u * j);
+    scales[j] = fit.scale;
+    mins[j] = fit.min;
+    // Compared as llama.cpp does: a min of -0 leaves max_min +0.
+    if (fit.scale > max_scale) {
+      max_scale = fit.scale;
+    }
+    if (fit.min > max_min) {
+      max_min = fit.min;
+    }
+  }
+  var inv_scale = 0.0;
+  var inv_min = 0.0;
+  if (max_scale > 0.0) {
+    inv_scale = 63.0 / max_scale;
+  }
+  if (max_min > 0.0) {
+    inv_min = 63.0 / max_min;
+  }
+  var ls: array<u32, 8>;
+  var lm: array<u32, 8>;
+  var packed: array<u32, 12>;
+  for (var j = 0u; j < 8u; j++) {
+    ls[j] = min(63u, u32(round(inv_scale * scales[j])));
+    lm[j] = min(63u, u32(round(inv_min * mins[j])));
+    if (j < 4u) {
+      packed[j] = ls[j];
+      packed[j + 4u] = lm[j];
+    } else {
+      packed[j + 4u] = (ls[j] & 15u) | ((lm[j] & 15u) << 4u);
+      packed[j - 4u] |= (ls[j] >> 4u) << 6u;
+      packed[j] |= (lm[j] >> 4u) << 6u;
+    }
+  }
+  let d_bits = f16_bits(max_scale / 63.0);
+  let dmin_bits = f16_bits(max_min / 63.0);
+  let d = unpack2x16float(d_bits).x;
+  let dmin = unpack2x16float(dmin_bits).x;
+  let base = (p.dst_off >> 2u) + block * 36u;
+  dst[base] = d_bits | (dmin_bits << 16u);
+  for (var i = 0u; i < 3u; i++) {
+    dst[base + 1u + i] = packed[4u * i] | (packed[4u * i + 1u] << 8u) | (packed[4u * i + 2u] << 16u) |
+      (packed[4u * i + 3u] << 24u);
+  }
+  // Codes of sub-blocks 2h (low nibbles) and 2h + 1 (high nibbles) share 32 bytes.
+  for (var h = 0u; h < 4u; h++) {
+    var codes: array<array<u32, 32>, 2>;
+    for (var half = 0u; half < 2u; half++) {
+      let j = 2u * h + half;
+      let sm = vec2<u32>(ls[j], lm[j]);
+      let dl = d * f32(sm.x);
+      if (dl == 0.0) {
+        codes[half] = fit_q4_k(e + 32u * j).codes;  // the fit's own codes, as llama.cpp keeps them
+        continue;
+      }
+      let dm = dmin * f32(sm.y);
+      for (var i = 0u; i < 32u; i++) {
+        codes[half][i] = u32(clamp(round((src(e + 32u * j + i) + dm) / dl), 0.0, 15.0));
+      }
+    }
+    for (var word = 0u; word < 8u; word++) {
+      var v = 0u;
+      for (var b = 0u; b < 4u; b++) {
+        let i = 4u * word + b;
+        v |= (codes[0][i] | (codes[1][i] << 4u)) << (8u * b);
+      }
+      dst[base + 4u + 8u * h + word] = v;
+    }
+  }
 }
 
 // Float conversion to f16: two elements per thread, one packed word.

@@ -57,6 +57,15 @@ Deno.test("Pixtral 12B weights: q4 decoder at 4.5 bits, vision and adapter at f1
     q8.weights.vision.bytes,
     ((q8.weights.vision.parameters - visionNorms - conv) * 8.5) / 8 + conv * 2 + visionNorms * 4,
   );
+  // q4k: Q4_K blocks of 256 at q4's size; every Pixtral 12B matrix's rows are whole blocks, the patch
+  // convolution's 768 too (it stays float all the same).
+  const q4k = planMemory(pixtral12b, { ctx: 4096, quant: "q4k", visionQuant: "q4k" });
+  assert.equal(q4k.weights.decoder.bytes, plan.weights.decoder.bytes);
+  assert.equal(q4k.weights.decoder.format, "q4k");
+  assert.equal(
+    q4k.weights.vision.bytes,
+    ((q4k.weights.vision.parameters - visionNorms - conv) * 4.5) / 8 + conv * 2 + visionNorms * 4,
+  );
   const f16 = planMemory(pixtral12b, { ctx: 4096, quant: "f16" });
   assert.equal(f16.weights.decoder.bytes, decoderMatrices * 2 + decoderNorms * 4);
   assert.equal(f16.largestTensor.bytes, 131072 * 5120 * 2);
@@ -256,7 +265,7 @@ Deno.test("pixtral plan prints the real Pixtral 12B plan from params.json alone"
 
   const usage = await run(["plan", "--model", PARAMS, "--quant", "q3"]);
   assert.equal(usage.code, 2);
-  assert.match(usage.stderr, /--quant must be one of q4, q8, f16, f32/);
+  assert.match(usage.stderr, /--quant must be one of q4, q4k, q8, f16, f32/);
   const missing = await run(["plan", "--model", "/nonexistent/model", "--no-gpu"]);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /--model \/nonexistent\/model: no such file or directory/);

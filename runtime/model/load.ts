@@ -16,7 +16,7 @@ import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { Progress } from "../progress.ts";
 import type { ModelConfig } from "./config.ts";
-import { decodedFormat, type Explicit, floatFormat, type WeightFormat } from "./plan.ts";
+import { decodedFormat, type Explicit, floatFormat, rowFormat, type WeightFormat } from "./plan.ts";
 import { expectedTensors } from "./tensors.ts";
 import { syntheticScale } from "./weights/synthetic.ts";
 import { BlockDecoder } from "./weights/decode_pool.ts";
@@ -40,7 +40,7 @@ export interface LoadOptions {
   progress?: Progress;
 }
 
-const FORMATS: Record<WeightFormat, DType> = { q4: "q4", q8: "q8_0", f16: "f16", f32: "f32" };
+const FORMATS: Record<WeightFormat, DType> = { q4: "q4", q4k: "q4_k", q8: "q8_0", f16: "f16", f32: "f32" };
 /** The GPU type of each stored type the kernels read (codes with scales are decoded, see loadScaled). */
 export const STORED: Record<Exclude<StoredType, ScaledType | "I32" | "I64" | "U8">, DType> = {
   F32: "f32",
@@ -92,15 +92,13 @@ function targetType(
   const [, k] = matrixShape(info.shape);
   if (isScaled(info.dtype) || (merged && isRequantized(info.dtype))) {
     const explicit = decoder ? options.explicit?.quant : options.explicit?.visionQuant;
-    const format = FORMATS[decodedFormat(info.dtype, quant, explicit)];
-    return isBlockFormat(format) && k % 32 !== 0 ? "f16" : format;
+    return FORMATS[rowFormat(decodedFormat(info.dtype, quant, explicit), k)];
   }
   const stored = STORED[info.dtype as keyof typeof STORED];
   if (isBlockFormat(stored)) return stored;
   if (info.role === "norm" || info.role === "bias") return "f32";
-  const wanted = FORMATS[decoder ? floatFormat(quant, options.explicit?.quant, besideCodes) : quant];
-  // Block formats need whole groups of 32 along a row; the patch convolution stays float (as the plan counts it).
-  return isBlockFormat(wanted) && (k % 32 !== 0 || info.role === "conv") ? "f16" : wanted;
+  const wanted = decoder ? floatFormat(quant, options.explicit?.quant, besideCodes) : quant;
+  return FORMATS[rowFormat(wanted, k, info.role === "conv")];
 }
 
 export interface LoadedWeights {

@@ -17,7 +17,7 @@ import {
 } from "./weights/dtype.ts";
 
 /** On-GPU weight formats chosen with --quant (f32 is for exactness tests). */
-export type WeightFormat = "q4" | "q8" | "f16" | "f32";
+export type WeightFormat = "q4" | "q4k" | "q8" | "f16" | "f32";
 export type KvFormat = "f16" | "q8" | "f32";
 
 /**
@@ -25,7 +25,7 @@ export type KvFormat = "f16" | "q8" | "f32";
  * an f16 scale: 32 x 4 + 16 bits per group = 4.5); its final layout is the kernel library's to define. q8 is
  * ggml's Q8_0 (an f16 scale and 32 int8 per group: 8.5 bits).
  */
-export const WEIGHT_BITS: Record<WeightFormat, number> = { q4: 4.5, q8: 8.5, f16: 16, f32: 32 };
+export const WEIGHT_BITS: Record<WeightFormat, number> = { q4: 4.5, q4k: 4.5, q8: 8.5, f16: 16, f32: 32 };
 
 /**
  * The format GGUF blocks re-quantized with a LoRA merged in, or compressed-tensors or bitsandbytes codes,
@@ -51,6 +51,15 @@ export function floatFormat(quant: WeightFormat, explicit = false, besideCodes =
 
 /** Weights per quantization group: a quantized tensor's rows must be a whole number of groups. */
 export const QUANT_GROUP = 32;
+
+/**
+ * The format a matrix with rows of `k` weights takes when `format` is asked: its rows must be whole blocks (q4k's
+ * of 256, else q4 is taken; q4's and q8's of 32, else f16), and the patch convolution (`conv`) stays float.
+ */
+export function rowFormat(format: WeightFormat, k: number, conv = false): WeightFormat {
+  if (format === "q4k" && (conv || k % 256 !== 0)) format = "q4";
+  return (format === "q4" || format === "q8") && (conv || k % QUANT_GROUP !== 0) ? "f16" : format;
+}
 /** KV cache element sizes: fp16, or 8-bit with an f16 scale per 32 values (8.5 bits). */
 export const KV_BITS: Record<KvFormat, number> = { f16: 16, q8: 8.5, f32: 32 };
 /** Tokens per KV cache block: sequences of any length share one pool of these blocks. */
@@ -210,8 +219,8 @@ function fixedPart(config: ModelConfig, options: PlanOptions) {
         decoder ? quant : visionQuant,
         decoder ? options.explicit?.quant : options.explicit?.visionQuant,
       );
-      // As the loader does: block formats need whole groups of 32 along a row.
-      if ((format === "q4" || format === "q8") && t.shape.at(-1)! % QUANT_GROUP !== 0) format = "f16";
+      // As the loader does: block formats need whole blocks along a row.
+      format = rowFormat(format, t.shape.at(-1)!);
       bytes = weightBytes(format, t.shape);
       w.format.add(`${stored}→${format}`);
     } else if (stored && stored !== "F32" && stored !== "F16" && stored !== "BF16") {
@@ -220,15 +229,11 @@ function fixedPart(config: ModelConfig, options: PlanOptions) {
     } else if (t.role === "norm" || t.role === "bias") {
       bytes = weightBytes("f32", t.shape); // small, kept exact
     } else {
-      let format = t.component === "decoder"
-        ? floatFormat(quant, options.explicit?.quant, besideCodes)
-        : visionQuant;
-      // The patch convolution stays float; so does any matrix whose rows are not whole quantization groups.
-      if (
-        (format === "q4" || format === "q8") && (t.role === "conv" || t.shape.at(-1)! % QUANT_GROUP !== 0)
-      ) {
-        format = "f16";
-      }
+      const format = rowFormat(
+        t.component === "decoder" ? floatFormat(quant, options.explicit?.quant, besideCodes) : visionQuant,
+        t.shape.at(-1)!,
+        t.role === "conv",
+      );
       bytes = weightBytes(format, t.shape);
       if (t.role !== "conv") w.format.add(format);
     }

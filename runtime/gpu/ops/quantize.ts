@@ -1,5 +1,5 @@
 /**
- * Load-time weight conversion (kernels/quantize.wgsl): quantize f32/f16/bf16 weights into Q8_0 or our Q4,
+ * Load-time weight conversion (kernels/quantize.wgsl): quantize f32/f16/bf16 weights into Q8_0, our Q4 or Q4_K,
  * convert between float types, dequantize any weight format; and the CPU codecs that are their reference,
  * written from the GGUF block definitions (ggml-common.h, ggml-quants.c).
  */
@@ -54,12 +54,15 @@ function sameMatrix(dst: Tensor, src: Tensor, op: string): [number, number] {
   return [rows, k];
 }
 
-/** dst (q8_0 or q4, [N, K]) = quantize(src), src f32, f16 or bf16 [N, K]. */
+/** The block formats quantize-on-load produces. */
+export type QuantizedType = "q8_0" | "q4" | "q4_k";
+
+/** dst (q8_0, q4 or q4_k, [N, K]) = quantize(src), src f32, f16 or bf16 [N, K]. */
 export function quantize(rec: Recorder, dst: Tensor, src: Tensor): void {
   const source = floatSource(src);
   const [rows, k] = sameMatrix(dst, src, "quantize");
-  if (dst.dtype !== "q8_0" && dst.dtype !== "q4") {
-    throw new TypeError(`quantize: on-load quantization produces q8_0 or q4, not ${dst.dtype}`);
+  if (dst.dtype !== "q8_0" && dst.dtype !== "q4" && dst.dtype !== "q4_k") {
+    throw new TypeError(`quantize: on-load quantization produces q8_0, q4 or q4_k, not ${dst.dtype}`);
   }
   const dstRow = rowBytes(dst.dtype, k);
   const srcRow = src.rowByteStride;
@@ -75,7 +78,12 @@ export function quantize(rec: Recorder, dst: Tensor, src: Tensor): void {
   for (const win of rowWindows(rec.ctx.bindingLimits, rows, [srcRow, dstRow], multiple)) {
     const s = rec.bind(src, win.start * srcRow, (win.start + win.count) * srcRow);
     const d = rec.bind(dst, win.start * dstRow, (win.start + win.count) * dstRow);
-    const units = dst.dtype === "q8_0" ? Math.ceil(win.count * k / 64) : win.count * Math.ceil(k / 64);
+    // Q8_0: a pair of blocks a thread; Q4: a pair of groups; Q4_K: a block.
+    const units = dst.dtype === "q8_0"
+      ? Math.ceil(win.count * k / 64)
+      : dst.dtype === "q4"
+      ? win.count * Math.ceil(k / 64)
+      : win.count * k / 256;
     rec.dispatch(
       kernel,
       [s, d],
@@ -305,11 +313,17 @@ export function dequantizeRef(dtype: DType, bytes: Uint8Array, rows: number, k: 
  * ggml's reference quantizers, in f32 arithmetic: Q8_0 (quantize_row_q8_0_ref) and our Q4
  * (quantize_row_q4_0_ref's rule, in our layout). `values` are the source weights as f32.
  */
-export function quantizeRef(dtype: "q8_0" | "q4", values: Float32Array, rows: number, k: number): Uint8Array {
+export function quantizeRef(dtype: QuantizedType, values: Float32Array, rows: number, k: number): Uint8Array {
   const f = Math.fround;
   const stride = rowBytes(dtype, k);
   const out = new Uint8Array(rows * stride);
   const view = new DataView(out.buffer);
+  if (dtype === "q4_k") {
+    for (let b = 0; b < rows * k / 256; b++) {
+      quantizeQ4kBlock(values.subarray(256 * b, 256 * b + 256), out, 144 * b);
+    }
+    return out;
+  }
   for (let r = 0; r < rows; r++) {
     for (let g = 0; g < k / 32; g++) {
       const x = values.subarray(r * k + 32 * g, r * k + 32 * g + 32);
@@ -338,4 +352,107 @@ export function quantizeRef(dtype: "q8_0" | "q4", values: Float32Array, rows: nu
     }
   }
   return out;
+}
+
+/** ggml's nearest_int: round half to even. */
+function rint(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 ? 2 * Math.round(v / 2) : r;
+}
+
+/** ggml's make_qkx2_quants(32, 15, x, weights, L, &min, Laux, -1, 0.1, 20, false), in f32 operation by operation. */
+function fitQ4k(x: Float32Array): { scale: number; min: number; codes: Uint8Array } {
+  const f = Math.fround;
+  let sumX2 = 0;
+  for (const v of x) sumX2 = f(sumX2 + f(v * v));
+  const avX = f(Math.sqrt(f(sumX2 / 32)));
+  const w = x.map((v) => f(avX + Math.abs(v)));
+  let lo = x[0], hi = x[0], sumW = w[0], sumX = f(w[0] * x[0]);
+  for (let i = 1; i < 32; i++) {
+    lo = Math.min(lo, x[i]);
+    hi = Math.max(hi, x[i]);
+    sumW = f(sumW + w[i]);
+    sumX = f(sumX + f(w[i] * x[i]));
+  }
+  lo = Math.min(lo, 0);
+  const codes = new Uint8Array(32);
+  if (hi === lo) return { scale: 0, min: -lo, codes };
+  let iscale = f(15 / f(hi - lo)), scale = f(1 / iscale), best = 0;
+  for (let i = 0; i < 32; i++) {
+    codes[i] = Math.max(0, Math.min(15, rint(f(iscale * f(x[i] - lo)))));
+    const diff = f(f(f(scale * codes[i]) + lo) - x[i]);
+    best = f(best + f(w[i] * f(diff * diff)));
+  }
+  const trial = new Uint8Array(32);
+  for (let step = 0; step <= 20; step++) {
+    iscale = f(f(f(-1 + f(0.1 * step)) + 15) / f(hi - lo));
+    let sumL = 0, sumL2 = 0, sumXL = 0;
+    for (let i = 0; i < 32; i++) {
+      const l = Math.max(0, Math.min(15, rint(f(iscale * f(x[i] - lo)))));
+      trial[i] = l;
+      sumL = f(sumL + f(w[i] * l));
+      sumL2 = f(sumL2 + f(f(w[i] * l) * l));
+      sumXL = f(sumXL + f(f(w[i] * l) * x[i]));
+    }
+    const det = f(f(sumW * sumL2) - f(sumL * sumL));
+    if (det > 0) {
+      let thisScale = f(f(f(sumW * sumXL) - f(sumX * sumL)) / det);
+      let thisMin = f(f(f(sumL2 * sumX) - f(sumL * sumXL)) / det);
+      if (thisMin > 0) {
+        thisMin = 0;
+        thisScale = f(sumXL / sumL2);
+      }
+      let err = 0;
+      for (let i = 0; i < 32; i++) {
+        const diff = f(f(f(thisScale * trial[i]) + thisMin) - x[i]);
+        err = f(err + f(w[i] * f(diff * diff)));
+      }
+      if (err < best) {
+        codes.set(trial);
+        best = err;
+        scale = thisScale;
+        lo = thisMin;
+      }
+    }
+  }
+  return { scale, min: -lo, codes };
+}
+
+/** ggml's quantize_row_q4_K_ref for one block of 256 weights, written at out[at..at + 144]. */
+function quantizeQ4kBlock(x: Float32Array, out: Uint8Array, at: number): void {
+  const f = Math.fround;
+  const fits = Array.from({ length: 8 }, (_, j) => fitQ4k(x.subarray(32 * j, 32 * j + 32)));
+  let maxScale = 0, maxMin = 0;
+  for (const t of fits) {
+    if (t.scale > maxScale) maxScale = t.scale;
+    if (t.min > maxMin) maxMin = t.min;
+  }
+  const invScale = maxScale > 0 ? f(63 / maxScale) : 0, invMin = maxMin > 0 ? f(63 / maxMin) : 0;
+  const scales = out.subarray(at + 4, at + 16);
+  const ls = fits.map((t) => Math.min(63, rint(f(invScale * t.scale))));
+  const lm = fits.map((t) => Math.min(63, rint(f(invMin * t.min))));
+  for (let j = 0; j < 8; j++) {
+    if (j < 4) {
+      scales[j] = ls[j];
+      scales[j + 4] = lm[j];
+    } else {
+      scales[j + 4] = (ls[j] & 0xf) | ((lm[j] & 0xf) << 4);
+      scales[j - 4] |= (ls[j] >> 4) << 6;
+      scales[j] |= (lm[j] >> 4) << 6;
+    }
+  }
+  const view = new DataView(out.buffer, out.byteOffset);
+  view.setFloat16(at, f(maxScale / 63), true);
+  view.setFloat16(at + 2, f(maxMin / 63), true);
+  const d = view.getFloat16(at, true), dmin = view.getFloat16(at + 2, true);
+  for (let j = 0; j < 8; j++) {
+    const dl = f(d * ls[j]), dm = f(dmin * lm[j]);
+    const codes = dl === 0
+      ? fits[j].codes
+      : Uint8Array.from(x.subarray(32 * j, 32 * j + 32), (v) =>
+        Math.max(0, Math.min(15, rint(f(f(v + dm) / dl)))));
+    // Sub-blocks 2h and 2h + 1 share 32 bytes: low nibbles and high nibbles.
+    const q = at + 16 + 32 * (j >> 1);
+    for (let l = 0; l < 32; l++) out[q + l] |= codes[l] << (4 * (j & 1));
+  }
 }
