@@ -173,14 +173,16 @@ fn quantize_q4(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g
 
 // Q4_K as llama.cpp quantizes it (quantize_row_q4_K_ref): per sub-block of 32 a scale and a min fitted by
 // make_qkx2_quants (weights av_x + |x|, 21 trial scales, least squares), both quantized to 6 bits against the
-// block's largest (d, dmin as f16), then each weight's 4-bit code against the quantized pair.
+// block's largest (d, dmin as f16), then each weight's 4-bit code against the quantized pair. The same
+// operations in the same order, but a GPU may fuse a multiply and an add, which llama.cpp built without FMA
+// contraction does not: a few codes or a near choice of the search can then differ.
 
-// The codes of make_qkx2_quants(32, 15, x, weights, rmin -1, rdelta 0.1, nstep 20, squared errors) for the 32
-// weights at source element e, and its scale and min (returned as -min, the_min).
+// make_qkx2_quants(32, 15, x, weights, rmin -1, rdelta 0.1, nstep 20, squared errors) for the 32 weights at source
+// element e: its scale, its min (returned as -min, the_min) and its codes, eight 4-bit ones a word.
 struct Fit {
   scale: f32,
   min: f32,
-  codes: array<u32, 32>,
+  codes: array<u32, 4>,
 }
 
 fn fit_q4_k(e: u32) -> Fit {
@@ -215,20 +217,20 @@ fn fit_q4_k(e: u32) -> Fit {
   var scale = 1.0 / iscale;
   var best = 0.0;
   for (var i = 0u; i < 32u; i++) {
-    let l = u32(clamp(round(iscale * (x[i] - lo)), 0.0, 15.0));
-    fit.codes[i] = l;
-    let diff = scale * f32(l) + lo - x[i];
+    let l = clamp(round(iscale * (x[i] - lo)), 0.0, 15.0);
+    fit.codes[i >> 3u] |= u32(l) << (4u * (i & 7u));
+    let diff = scale * l + lo - x[i];
     best += wt[i] * (diff * diff);
   }
   for (var step = 0; step <= 20; step++) {
     iscale = (-1.0 + 0.1 * f32(step) + 15.0) / (hi - lo);
-    var trial: array<u32, 32>;
+    var trial = array<u32, 4>();
     var sum_l = 0.0;
     var sum_l2 = 0.0;
     var sum_xl = 0.0;
     for (var i = 0u; i < 32u; i++) {
       let l = clamp(round(iscale * (x[i] - lo)), 0.0, 15.0);
-      trial[i] = u32(l);
+      trial[i >> 3u] |= u32(l) << (4u * (i & 7u));
       sum_l += wt[i] * l;
       sum_l2 += wt[i] * l * l;
       sum_xl += wt[i] * l * x[i];
@@ -243,7 +245,7 @@ fn fit_q4_k(e: u32) -> Fit {
       }
       var err = 0.0;
       for (var i = 0u; i < 32u; i++) {
-        let diff = this_scale * f32(trial[i]) + this_min - x[i];
+        let diff = this_scale * f32((trial[i >> 3u] >> (4u * (i & 7u))) & 15u) + this_min - x[i];
         err += wt[i] * (diff * diff);
       }
       if (err < best) {
@@ -259,23 +261,28 @@ fn fit_q4_k(e: u32) -> Fit {
   return fit;
 }
 
-// One thread per block of 256 weights (144 bytes: d, dmin, 12 bytes of 6-bit scales and mins, 128 of codes).
-@compute @workgroup_size(WG)
+// One thread per block of 256 weights (144 bytes: d, dmin, 12 bytes of 6-bit scales and mins, 128 of codes);
+// 64 threads a workgroup, since each holds a few hundred bytes of arrays.
+@compute @workgroup_size(64)
 fn quantize_q4_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
                  @builtin(num_workgroups) ng: vec3<u32>) {
-  let block = unit(g, ng, t);
+  let block = (g.x + g.y * ng.x) * 64u + t;
   if (block >= p.rows * (p.k / 256u)) {
     return;
   }
   let e = block * 256u;
   var scales: array<f32, 8>;
   var mins: array<f32, 8>;
+  var codes: array<u32, 32>;  // sub-block j's codes in words 4j..4j+3, eight a word
   var max_scale = 0.0;
   var max_min = 0.0;
   for (var j = 0u; j < 8u; j++) {
     let fit = fit_q4_k(e + 32u * j);
     scales[j] = fit.scale;
     mins[j] = fit.min;
+    for (var i = 0u; i < 4u; i++) {
+      codes[4u * j + i] = fit.codes[i];
+    }
     // Compared as llama.cpp does: a min of -0 leaves max_min +0.
     if (fit.scale > max_scale) {
       max_scale = fit.scale;
@@ -311,33 +318,39 @@ fn quantize_q4_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
   let dmin_bits = f16_bits(max_min / 63.0);
   let d = unpack2x16float(d_bits).x;
   let dmin = unpack2x16float(dmin_bits).x;
+  // Codes against the quantized scale and min; a sub-block whose scale quantized to 0 keeps the fit's, as
+  // llama.cpp does.
+  for (var j = 0u; j < 8u; j++) {
+    let dl = d * f32(ls[j]);
+    if (dl == 0.0) {
+      continue;
+    }
+    let dm = dmin * f32(lm[j]);
+    for (var w = 0u; w < 4u; w++) {
+      var v = 0u;
+      for (var i = 0u; i < 8u; i++) {
+        let l = clamp(round((src(e + 32u * j + 8u * w + i) + dm) / dl), 0.0, 15.0);
+        v |= u32(l) << (4u * i);
+      }
+      codes[4u * j + w] = v;
+    }
+  }
   let base = (p.dst_off >> 2u) + block * 36u;
   dst[base] = d_bits | (dmin_bits << 16u);
   for (var i = 0u; i < 3u; i++) {
     dst[base + 1u + i] = packed[4u * i] | (packed[4u * i + 1u] << 8u) | (packed[4u * i + 2u] << 16u) |
       (packed[4u * i + 3u] << 24u);
   }
-  // Codes of sub-blocks 2h (low nibbles) and 2h + 1 (high nibbles) share 32 bytes.
+  // Sub-blocks 2h (low nibbles) and 2h + 1 (high nibbles) share 32 bytes: byte l holds code l of each.
   for (var h = 0u; h < 4u; h++) {
-    var codes: array<array<u32, 32>, 2>;
-    for (var half = 0u; half < 2u; half++) {
-      let j = 2u * h + half;
-      let sm = vec2<u32>(ls[j], lm[j]);
-      let dl = d * f32(sm.x);
-      if (dl == 0.0) {
-        codes[half] = fit_q4_k(e + 32u * j).codes;  // the fit's own codes, as llama.cpp keeps them
-        continue;
-      }
-      let dm = dmin * f32(sm.y);
-      for (var i = 0u; i < 32u; i++) {
-        codes[half][i] = u32(clamp(round((src(e + 32u * j + i) + dm) / dl), 0.0, 15.0));
-      }
-    }
     for (var word = 0u; word < 8u; word++) {
+      // Codes 4·word .. 4·word + 3 of each: half of one of their code words.
+      let shift = 16u * (word & 1u);
+      let lo4 = (codes[8u * h + (word >> 1u)] >> shift) & 0xffffu;
+      let hi4 = (codes[8u * h + 4u + (word >> 1u)] >> shift) & 0xffffu;
       var v = 0u;
       for (var b = 0u; b < 4u; b++) {
-        let i = 4u * word + b;
-        v |= (codes[0][i] | (codes[1][i] << 4u)) << (8u * b);
+        v |= (((lo4 >> (4u * b)) & 15u) | (((hi4 >> (4u * b)) & 15u) << 4u)) << (8u * b);
       }
       dst[base + 4u + 8u * h + word] = v;
     }

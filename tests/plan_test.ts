@@ -7,10 +7,12 @@ import {
   type AdapterOffer,
   checkPlan,
   CONTEXT_WHEN_MEMORY_UNKNOWN,
+  decodedFormat,
   KV_BLOCK_TOKENS,
   LOAD_STAGING_BYTES,
   PlanError,
   planMemory,
+  rowFormat,
 } from "../runtime/model/plan.ts";
 import { pixtral } from "./helpers.ts";
 import { TINY } from "./weights_helpers.ts";
@@ -69,6 +71,20 @@ Deno.test("Pixtral 12B weights: q4 decoder at 4.5 bits, vision and adapter at f1
   const f16 = planMemory(pixtral12b, { ctx: 4096, quant: "f16" });
   assert.equal(f16.weights.decoder.bytes, decoderMatrices * 2 + decoderNorms * 4);
   assert.equal(f16.largestTensor.bytes, 131072 * 5120 * 2);
+});
+
+Deno.test("rowFormat: rows must be whole blocks (q4k 256, q4 and q8 32), the patch convolution stays float", () => {
+  assert.equal(rowFormat("q4k", 5120), "q4k");
+  assert.equal(rowFormat("q4k", 288), "q4");
+  assert.equal(rowFormat("q4k", 100), "f16");
+  assert.equal(rowFormat("q4k", 768, true), "f16");
+  assert.equal(rowFormat("q8", 96), "q8");
+  assert.equal(rowFormat("q4", 100), "f16");
+  assert.equal(rowFormat("f32", 7), "f32");
+  // Codes: int4 ones become q4 rather than q4k (copied exactly), the others what the flag asks.
+  assert.equal(decodedFormat("I4", "q4k", true), "q4");
+  assert.equal(decodedFormat("N4", "q4k", true), "q4k");
+  assert.equal(decodedFormat("Q4_K", "q4k", true), "q4k");
 });
 
 Deno.test("KV cache: 160 KiB per token at fp16 for Pixtral 12B, in fixed blocks; 8-bit option", () => {

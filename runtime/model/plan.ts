@@ -38,7 +38,10 @@ export function decodedFormat(
   explicit = false,
 ): WeightFormat {
   const into = isScaled(dtype) ? SCALED_CODES[dtype].into : REQUANTIZED[dtype].into;
-  return explicit || WEIGHT_BITS[quant] > WEIGHT_BITS[into] ? quant : into;
+  const format = explicit || WEIGHT_BITS[quant] > WEIGHT_BITS[into] ? quant : into;
+  // int4 codes are copied into q4 blocks as they are (scaled.ts exactBlockFormat), at q4k's size: q4k would
+  // only round them again.
+  return format === "q4k" && dtype === "I4" ? "q4" : format;
 }
 /**
  * The format of the decoder's float tensors: `quant`, but by default at least q8 in a checkpoint whose other

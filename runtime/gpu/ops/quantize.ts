@@ -78,7 +78,7 @@ export function quantize(rec: Recorder, dst: Tensor, src: Tensor): void {
   for (const win of rowWindows(rec.ctx.bindingLimits, rows, [srcRow, dstRow], multiple)) {
     const s = rec.bind(src, win.start * srcRow, (win.start + win.count) * srcRow);
     const d = rec.bind(dst, win.start * dstRow, (win.start + win.count) * dstRow);
-    // Q8_0: a pair of blocks a thread; Q4: a pair of groups; Q4_K: a block.
+    // Q8_0: a pair of blocks a thread; Q4: a pair of groups; Q4_K: a block, 64 threads a workgroup.
     const units = dst.dtype === "q8_0"
       ? Math.ceil(win.count * k / 64)
       : dst.dtype === "q4"
@@ -88,7 +88,7 @@ export function quantize(rec: Recorder, dst: Tensor, src: Tensor): void {
       kernel,
       [s, d],
       new Params().u32(win.count, k, s.offset, d.byteOffset, dstRow),
-      Math.ceil(units / WG),
+      Math.ceil(units / (dst.dtype === "q4_k" ? 64 : WG)),
     );
   }
 }
@@ -385,7 +385,7 @@ function fitQ4k(x: Float32Array): { scale: number; min: number; codes: Uint8Arra
   }
   const trial = new Uint8Array(32);
   for (let step = 0; step <= 20; step++) {
-    iscale = f(f(f(-1 + f(0.1 * step)) + 15) / f(hi - lo));
+    iscale = f(f(f(-1 + f(f(0.1) * step)) + 15) / f(hi - lo));
     let sumL = 0, sumL2 = 0, sumXL = 0;
     for (let i = 0; i < 32; i++) {
       const l = Math.max(0, Math.min(15, rint(f(iscale * f(x[i] - lo)))));
@@ -429,8 +429,8 @@ function quantizeQ4kBlock(x: Float32Array, out: Uint8Array, at: number): void {
   }
   const invScale = maxScale > 0 ? f(63 / maxScale) : 0, invMin = maxMin > 0 ? f(63 / maxMin) : 0;
   const scales = out.subarray(at + 4, at + 16);
-  const ls = fits.map((t) => Math.min(63, rint(f(invScale * t.scale))));
-  const lm = fits.map((t) => Math.min(63, rint(f(invMin * t.min))));
+  const ls = fits.map((t) => Math.max(0, Math.min(63, rint(f(invScale * t.scale)))));
+  const lm = fits.map((t) => Math.max(0, Math.min(63, rint(f(invMin * t.min)))));
   for (let j = 0; j < 8; j++) {
     if (j < 4) {
       scales[j] = ls[j];
