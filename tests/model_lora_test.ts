@@ -278,6 +278,35 @@ Deno.test("LoRA on quantized bases: codes are decoded, not copied, and GGUF bloc
   }
 });
 
+Deno.test("a LoRA merged into Q4_K_M blocks: Q4_K again by default (q4's size), nearer the exact merge than q4", async () => {
+  const lora = [`${DIR}plain`];
+  const files = await openModelFiles({ ...modelPath("ggufQ4KM"), lora });
+  files.tokenizer.free();
+  const stored = new Map(files.weights.tensors().map((t) => [t.name, t.dtype]));
+  const plan = planMemory(files.config, { quant: "q4", stored, merged: files.weights.merged });
+  assert.equal(plan.weights.decoder.format, "Q4_K+Q4_K→q4k+Q6_K+Q6_K→q8");
+  const model = await PixtralModel.load(await gpu(), files.config, files.weights, {
+    ...EXACT,
+    quant: "q4",
+    kvTokens: 64,
+  });
+  files.weights.close();
+  try {
+    const merged = [...files.weights.merged!].find((n) => stored.get(n) === "Q4_K")!;
+    assert.equal(model.weight(merged).dtype, "q4_k");
+  } finally {
+    model.release();
+  }
+  const exact = await logitsWith("gguf", lora, ["text_six"]);
+  const [q4k, q4] = await Promise.all([
+    logitsWith("ggufQ4KM", lora, ["text_six"], { ...EXACT, quant: "q4" }),
+    logitsWith("ggufQ4KM", lora, ["text_six"], { ...EXACT, quant: "q4", explicit: { quant: true } }),
+  ]);
+  const [dq4k, dq4] = [q4k, q4].map((r) => maxAbsDiff(r.logits[0], exact.logits[0]));
+  console.log(`merged into Q4_K_M: max |logit - exact merge| ${dq4k.toFixed(3)} as Q4_K, ${dq4.toFixed(3)} as q4`);
+  assert.ok(dq4k < dq4, `q4k ${dq4k}, q4 ${dq4}`);
+});
+
 /** A copy of the PEFT adapter with its config and tensors changed. */
 async function peftVariant(
   dir: string,

@@ -85,6 +85,14 @@ Deno.test("rowFormat: rows must be whole blocks (q4k 256, q4 and q8 32), the pat
   assert.equal(decodedFormat("I4", "q4k", true), "q4");
   assert.equal(decodedFormat("N4", "q4k", true), "q4k");
   assert.equal(decodedFormat("Q4_K", "q4k", true), "q4k");
+  // GGUF blocks a LoRA merge changes: by default Q4_K again (q4's size) from those of 4.5 bits or fewer, q4 from
+  // Q4_0 (its blocks are q4's), q8 from the larger; a flag wins.
+  assert.equal(decodedFormat("Q4_K", "q4"), "q4k");
+  assert.equal(decodedFormat("IQ3_S", "q4"), "q4k");
+  assert.equal(decodedFormat("Q4_0", "q4"), "q4");
+  assert.equal(decodedFormat("Q6_K", "q4"), "q8");
+  assert.equal(decodedFormat("Q4_K", "q4", true), "q4");
+  assert.equal(decodedFormat("Q4_K", "f16"), "f16");
 });
 
 Deno.test("KV cache: 160 KiB per token at fp16 for Pixtral 12B, in fixed blocks; 8-bit option", () => {

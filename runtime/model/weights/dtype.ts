@@ -5,8 +5,8 @@
 
 /**
  * GGUF block types (the kernels read every one as stored), and what each becomes when it must be quantized again
- * because a LoRA adapter is merged into it (lora.ts): the format of its own size (q8 for types of more than 4.5
- * bits a weight, q4 for the others).
+ * because a LoRA adapter is merged into it (lora.ts): the format of its own size, q8 for types of more than 4.5
+ * bits a weight; for the others Q4_K (q4k) as llama.cpp quantizes, or q4 for Q4_0, whose blocks are q4's.
  */
 export const REQUANTIZED = {
   Q8_0: { into: "q8" },
@@ -16,18 +16,18 @@ export const REQUANTIZED = {
   Q5_0: { into: "q8" },
   Q4_1: { into: "q8" },
   Q4_0: { into: "q4" },
-  Q4_K: { into: "q4" },
-  Q3_K: { into: "q4" },
-  Q2_K: { into: "q4" },
-  IQ4_NL: { into: "q4" },
-  IQ4_XS: { into: "q4" },
-  IQ3_S: { into: "q4" },
-  IQ3_XXS: { into: "q4" },
-  IQ2_S: { into: "q4" },
-  IQ2_XS: { into: "q4" },
-  IQ2_XXS: { into: "q4" },
-  IQ1_M: { into: "q4" },
-  IQ1_S: { into: "q4" },
+  Q4_K: { into: "q4k" },
+  Q3_K: { into: "q4k" },
+  Q2_K: { into: "q4k" },
+  IQ4_NL: { into: "q4k" },
+  IQ4_XS: { into: "q4k" },
+  IQ3_S: { into: "q4k" },
+  IQ3_XXS: { into: "q4k" },
+  IQ2_S: { into: "q4k" },
+  IQ2_XS: { into: "q4k" },
+  IQ2_XXS: { into: "q4k" },
+  IQ1_M: { into: "q4k" },
+  IQ1_S: { into: "q4k" },
 } as const;
 
 export type RequantizedType = keyof typeof REQUANTIZED;
