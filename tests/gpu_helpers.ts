@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { GpuContext } from "../runtime/gpu/context.ts";
 import { type BlockFormat, f16Bits, GGUF_BLOCKS, rowBytes } from "../runtime/gpu/dtype.ts";
 import { isIq } from "../runtime/gpu/ops/iq.ts";
+import { dequantizeRef, quantize } from "../runtime/gpu/ops/quantize.ts";
 
 /** A seeded generator of uniform numbers in [-0.5, 0.5). */
 export function seededRandom(seed: number): () => number {
@@ -133,3 +134,52 @@ export const EPS32 = 2 ** -24;
 export const EPS16 = 2 ** -11;
 /** Half the spacing of f16 subnormals: the absolute rounding error of tiny values stored as f16. */
 export const SUB16 = 2 ** -25;
+
+/** `x` [rows, k] in `source` quantized to Q4_K by the kernel: the blocks' bytes. */
+export async function quantizeQ4k(
+  gpu: GpuContext,
+  x: Float32Array,
+  rows: number,
+  k: number,
+  source: "f32" | "bf16",
+): Promise<Uint8Array> {
+  const src = gpu.fromFloats(source, [rows, k], x);
+  const dst = gpu.tensor("q4_k", [rows, k]);
+  const rec = gpu.record();
+  quantize(rec, dst, src);
+  await rec.submit();
+  const bytes = await gpu.readBytes(dst);
+  gpu.release(src);
+  gpu.release(dst);
+  return bytes;
+}
+
+/**
+ * The kernel's Q4_K blocks against the reference's: each within 2% of its squared error (a GPU may fuse a
+ * multiply and an add, which moves a code at a rounding tie or a near choice of the scale search), and on a
+ * software adapter, which does not fuse, the same bytes but in a few blocks (its division by 63 is not correctly
+ * rounded: lavapipe's came 2 of 180 apart, a dmin 1 ulp).
+ */
+export function assertQ4kClose(
+  gpu: GpuContext,
+  got: Uint8Array,
+  want: Uint8Array,
+  x: Float32Array,
+  k: number,
+) {
+  assert.equal(got.length, want.length);
+  const blocks = got.length / 144, rows = x.length / k;
+  const [a, b] = [dequantizeRef("q4_k", got, rows, k), dequantizeRef("q4_k", want, rows, k)];
+  let differ = 0;
+  for (let block = 0; block < blocks; block++) {
+    let [ea, eb, same] = [0, 0, true];
+    for (let i = 256 * block; i < 256 * block + 256; i++) {
+      ea += (a[i] - x[i]) ** 2;
+      eb += (b[i] - x[i]) ** 2;
+    }
+    for (let i = 144 * block; i < 144 * block + 144 && same; i++) same = got[i] === want[i];
+    if (!same) differ++;
+    assert.ok(ea <= 1.02 * eb + 1e-30, `block ${block}: squared error ${ea} against ${eb}`);
+  }
+  if (gpu.gpu.software) assert.ok(differ <= 0.02 * blocks, `${differ} of ${blocks} blocks differ`);
+}

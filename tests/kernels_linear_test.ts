@@ -22,14 +22,13 @@ import {
 import { loraShrink, loraShrinkRef } from "../runtime/gpu/ops/lora.ts";
 import { convert, dequantize, dequantizeRef, quantize, quantizeRef } from "../runtime/gpu/ops/quantize.ts";
 import { joinRows, type Tensor } from "../runtime/gpu/tensor.ts";
-import { fixture } from "./helpers.ts";
-import { LAYOUTS } from "./model_helpers.ts";
-import { ggufEntries } from "./weights_helpers.ts";
 import {
   assertClose,
+  assertQ4kClose,
   context,
   EPS16,
   EPS32,
+  quantizeQ4k,
   randomBlocks,
   randomFloats,
   SUB16,
@@ -700,90 +699,29 @@ Deno.test("quantize on load: Q8_0 and Q4 from f32, f16 and bf16 match the refere
   }
 });
 
-/**
- * The kernel's Q4_K blocks against the reference's: each within 2% of its squared error (a GPU may fuse a
- * multiply and an add, which moves a code at a rounding tie or a near choice of the scale search), and on a
- * software adapter, which does not fuse, the same bytes but in a few blocks (its division by 63 is not correctly
- * rounded: lavapipe's came 2 of 180 apart, a dmin 1 ulp).
- */
-function assertQ4kClose(gpu: GpuContext, got: Uint8Array, want: Uint8Array, x: Float32Array, k: number) {
-  assert.equal(got.length, want.length);
-  const blocks = got.length / 144, rows = x.length / k;
-  const [a, b] = [dequantizeRef("q4_k", got, rows, k), dequantizeRef("q4_k", want, rows, k)];
-  let differ = 0;
-  for (let block = 0; block < blocks; block++) {
-    let [ea, eb, same] = [0, 0, true];
-    for (let i = 256 * block; i < 256 * block + 256; i++) {
-      ea += (a[i] - x[i]) ** 2;
-      eb += (b[i] - x[i]) ** 2;
-    }
-    for (let i = 144 * block; i < 144 * block + 144 && same; i++) same = got[i] === want[i];
-    if (!same) differ++;
-    assert.ok(ea <= 1.02 * eb + 1e-30, `block ${block}: squared error ${ea} against ${eb}`);
-  }
-  if (gpu.gpu.software) assert.ok(differ <= 0.02 * blocks, `${differ} of ${blocks} blocks differ`);
-}
-
-Deno.test("quantize on load to Q4_K: llama.cpp's quantizer, block for block", async (t) => {
-  // The tiny fixture's f32 matrices quantized by llama.cpp itself (scripts/gen_q4k_goldens.py).
-  const golden: { tensors: Record<string, { shape: [number, number]; blocks: string }> } = JSON.parse(
-    await Deno.readTextFile(new URL("./fixtures/gguf/q4_k.json", import.meta.url)),
-  );
-  const { tensors } = await ggufEntries(fixture(LAYOUTS.gguf.model).pathname);
-  const ctx = await context();
-  const quantizeOnGpu = async (
-    gpu: GpuContext,
-    x: Float32Array,
-    rows: number,
-    k: number,
-    source: "f32" | "bf16",
-  ) => {
-    const src = gpu.fromFloats(source, [rows, k], x);
-    const dst = gpu.tensor("q4_k", [rows, k]);
-    const rec = gpu.record();
-    quantize(rec, dst, src);
-    await rec.submit();
-    const bytes = await gpu.readBytes(dst);
-    gpu.release(src);
-    gpu.release(dst);
-    return bytes;
-  };
-  for (const [name, { shape: [rows, k], blocks }] of Object.entries(golden.tensors)) {
-    await t.step(name, async () => {
-      const t = tensors.find((e) => e.name === name)!;
-      const x = new Float32Array(t.data.slice().buffer);
-      const want = Uint8Array.fromBase64(blocks);
-      assert.deepEqual(quantizeRef("q4_k", x, rows, k), want, "CPU reference");
-      assertQ4kClose(ctx, await quantizeOnGpu(ctx, x, rows, k, "f32"), want, x, k);
-    });
-  }
-  await t.step(
-    "edge blocks (zeros, a constant, an outlier, all negative) and bf16, in binding windows",
-    async () => {
-      const [rows, k] = [90, 512];
-      const x = roundTo("bf16", randomFloats(rows * k, 710, 0.05));
-      x.fill(0, 0, k);
-      x.fill(0.01, k, 2 * k);
-      x[2 * k + 7] = 100; // its sub-block's scale makes the others' round to 0
-      for (let i = 3 * k; i < 4 * k; i++) x[i] = -Math.abs(x[i]) - 1e-3;
-      const windowed = await windowedContext(); // 90 rows of 288 bytes: two windows
-      const got = await quantizeOnGpu(windowed, x, rows, k, "bf16"), want = quantizeRef("q4_k", x, rows, k);
-      assertQ4kClose(windowed, got, want, x, k);
-      // The zeros, the constant, the outlier (beside it, sub-blocks whose scales round to 0 keep the fit's codes)
-      // exactly, where the adapter does not fuse.
-      const edges = 3 * 144 * k / 256;
-      if (windowed.gpu.software) assert.deepEqual(got.subarray(0, edges), want.subarray(0, edges));
-      // Over the random rows (past the edge ones).
-      const rmse = (d: Float32Array) =>
-        Math.sqrt(d.reduce((s, v, i) => i < 4 * k ? s : s + (v - x[i]) ** 2, 0) / (d.length - 4 * k));
-      const [gpu, q4] = [
-        rmse(dequantizeRef("q4_k", got, rows, k)),
-        rmse(dequantizeRef("q4", quantizeRef("q4", x, rows, k), rows, k)),
-      ];
-      // Against our q4 at the same 4.5 bits a weight: a smaller error.
-      assert.ok(gpu < 0.9 * q4, `q4_k ${gpu}, q4 ${q4}`);
-    },
-  );
+Deno.test("quantize on load to Q4_K: edge blocks (zeros, a constant, an outlier, all negative), bf16, binding windows", async () => {
+  // llama.cpp's own blocks are the goldens of tests/model_gguf_quant_test.ts (they need the fixture model).
+  const [rows, k] = [90, 512];
+  const x = roundTo("bf16", randomFloats(rows * k, 710, 0.05));
+  x.fill(0, 0, k);
+  x.fill(0.01, k, 2 * k);
+  x[2 * k + 7] = 100; // its sub-block's scale makes the others' round to 0
+  for (let i = 3 * k; i < 4 * k; i++) x[i] = -Math.abs(x[i]) - 1e-3;
+  const windowed = await windowedContext(); // 90 rows of 288 bytes: two windows
+  const got = await quantizeQ4k(windowed, x, rows, k, "bf16"), want = quantizeRef("q4_k", x, rows, k);
+  assertQ4kClose(windowed, got, want, x, k);
+  // The zeros, the constant, the outlier (beside it, sub-blocks whose scales round to 0 keep the fit's codes)
+  // exactly, where the adapter does not fuse.
+  const edges = 3 * 144 * k / 256;
+  if (windowed.gpu.software) assert.deepEqual(got.subarray(0, edges), want.subarray(0, edges));
+  // Over the random rows (past the edge ones), against our q4 at the same 4.5 bits a weight: a smaller error.
+  const rmse = (d: Float32Array) =>
+    Math.sqrt(d.reduce((s, v, i) => i < 4 * k ? s : s + (v - x[i]) ** 2, 0) / (d.length - 4 * k));
+  const [q4k, q4] = [
+    rmse(dequantizeRef("q4_k", got, rows, k)),
+    rmse(dequantizeRef("q4", quantizeRef("q4", x, rows, k), rows, k)),
+  ];
+  assert.ok(q4k < 0.9 * q4, `q4_k ${q4k}, q4 ${q4}`);
 });
 
 Deno.test("float conversion rounds to nearest even, including odd lengths", async (t) => {

@@ -5,7 +5,7 @@
  * (the legacy types no kernel reads) on the CPU, and a model in them loads and runs.
  */
 import assert from "node:assert/strict";
-import { dequantize, dequantizeRef } from "../runtime/gpu/ops/quantize.ts";
+import { dequantize, dequantizeRef, quantizeRef } from "../runtime/gpu/ops/quantize.ts";
 import { type BlockFormat, isBlockFormat } from "../runtime/gpu/dtype.ts";
 import { locateModel } from "../runtime/model/locate.ts";
 import { matrixShape, STORED } from "../runtime/model/load.ts";
@@ -28,7 +28,7 @@ import {
   readF32,
 } from "./model_helpers.ts";
 import { buildGguf, ggufEntries, kvsOf } from "./weights_helpers.ts";
-import { randomBlocks } from "./gpu_helpers.ts";
+import { assertQ4kClose, quantizeQ4k, randomBlocks } from "./gpu_helpers.ts";
 
 const VOCAB = 2048;
 
@@ -292,6 +292,24 @@ Deno.test("a GGUF of i-quants (IQ1_S ... IQ3_S) and Q2_K is read as stored and c
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("quantize on load to Q4_K writes llama.cpp's own blocks for the fixture's matrices", async (t) => {
+  // Quantized by llama.cpp itself (scripts/gen_q4k_goldens.py); the kernel test in kernels_linear_test.ts covers
+  // the edge cases without the fixture.
+  const golden: { tensors: Record<string, { shape: [number, number]; blocks: string }> } = JSON.parse(
+    await Deno.readTextFile(new URL("./fixtures/gguf/q4_k.json", import.meta.url)),
+  );
+  const { tensors } = await ggufEntries(fixture(LAYOUTS.gguf.model).pathname);
+  const ctx = await gpu();
+  for (const [name, { shape: [rows, k], blocks }] of Object.entries(golden.tensors)) {
+    await t.step(name, async () => {
+      const x = new Float32Array(tensors.find((e) => e.name === name)!.data.slice().buffer);
+      const want = Uint8Array.fromBase64(blocks);
+      assert.deepEqual(quantizeRef("q4_k", x, rows, k), want, "CPU reference");
+      assertQ4kClose(ctx, await quantizeQ4k(ctx, x, rows, k, "f32"), want, x, k);
+    });
   }
 });
 

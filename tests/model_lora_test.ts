@@ -303,7 +303,9 @@ Deno.test("a LoRA merged into Q4_K_M blocks: Q4_K again by default (q4's size), 
     logitsWith("ggufQ4KM", lora, ["text_six"], { ...EXACT, quant: "q4", explicit: { quant: true } }),
   ]);
   const [dq4k, dq4] = [q4k, q4].map((r) => maxAbsDiff(r.logits[0], exact.logits[0]));
-  console.log(`merged into Q4_K_M: max |logit - exact merge| ${dq4k.toFixed(3)} as Q4_K, ${dq4.toFixed(3)} as q4`);
+  console.log(
+    `merged into Q4_K_M: max |logit - exact merge| ${dq4k.toFixed(3)} as Q4_K, ${dq4.toFixed(3)} as q4`,
+  );
   assert.ok(dq4k < dq4, `q4k ${dq4k}, q4 ${dq4}`);
 });
 
