@@ -54,16 +54,22 @@ function gridTable(ctx: GpuContext): Tensor {
   });
 }
 
+/** What a kernel reading weights of some type binds beyond its own tensors (gridBinding). */
+export interface GridBinding {
+  readonly defines?: readonly string[];
+  readonly kinds: readonly "read"[];
+  readonly bound: readonly ReturnType<Recorder["bind"]>[];
+}
+
+/** Other formats bind nothing more (one object: every linear dispatch asks). */
+const NO_GRID: GridBinding = { kinds: [], bound: [] };
+
 /**
  * What a kernel reading weights of `dtype` binds beyond its own tensors: for the i-quants, the `IQ` sections
  * and the grid table last.
  */
-export function gridBinding(rec: Recorder, dtype: DType): {
-  defines?: string[];
-  kinds: "read"[];
-  bound: ReturnType<Recorder["bind"]>[];
-} {
-  if (!isIq(dtype)) return { kinds: [], bound: [] };
+export function gridBinding(rec: Recorder, dtype: DType): GridBinding {
+  if (!isIq(dtype)) return NO_GRID;
   return { defines: ["IQ"], kinds: ["read"], bound: [rec.bind(gridTable(rec.ctx))] };
 }
 

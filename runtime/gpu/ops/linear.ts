@@ -253,36 +253,43 @@ function matvecKernel(rec: Recorder, args: LinearArgs, glu: boolean): void {
     throw new RangeError(`linear: LoRA slots for ${lora.slots.length} rows, not ${m}`);
   }
   const table = lora ? loraTable(lora.slots) : [];
-  dispatchWindows(rec, args, kernel, (win, wb, xb, bb, yb) => [
-    new Params().u32(
-      glu ? n : win.count,
-      k,
-      m,
-      tpr,
-      xb.offset,
-      args.x.rowStride,
-      yb.offset + win.start,
-      args.y.rowStride,
-      wb.byteOffset,
-      args.w.rowByteStride,
-      bb.offset + win.start,
-      args.bias ? 1 : 0,
-      args.accumulate ? 1 : 0,
-      // The LoRA fields only where the kernel reads them (each dispatch has a whole parameter slot).
-      ...tb && lb
-        ? [
-          tb.offset,
-          lora!.t.rowStride,
-          lb.offset,
-          (lora!.row0 ?? 0) + win.start,
-          ...memberBounds(lora!.members),
-          0,
-          ...table,
-        ]
-        : [],
-    ),
-    Math.ceil((glu ? n : win.count) / outputsPerGroup),
-  ], { lora: tb && lb && [tb, lb] });
+  dispatchWindows(
+    rec,
+    args,
+    kernel,
+    (win, wb, xb, bb, yb) => [
+      new Params().u32(
+        glu ? n : win.count,
+        k,
+        m,
+        tpr,
+        xb.offset,
+        args.x.rowStride,
+        yb.offset + win.start,
+        args.y.rowStride,
+        wb.byteOffset,
+        args.w.rowByteStride,
+        bb.offset + win.start,
+        args.bias ? 1 : 0,
+        args.accumulate ? 1 : 0,
+        // The LoRA fields only where the kernel reads them (each dispatch has a whole parameter slot).
+        ...tb && lb
+          ? [
+            tb.offset,
+            lora!.t.rowStride,
+            lb.offset,
+            (lora!.row0 ?? 0) + win.start,
+            ...memberBounds(lora!.members),
+            0,
+            ...table,
+          ]
+          : [],
+      ),
+      Math.ceil((glu ? n : win.count) / outputsPerGroup),
+    ],
+    grid.bound[0],
+    { lora: tb && lb && [tb, lb] },
+  );
 }
 
 export function matmul(rec: Recorder, args: LinearArgs): void {
@@ -317,7 +324,7 @@ export function matmul(rec: Recorder, args: LinearArgs): void {
       ),
       tilesN * Math.ceil(m / tile),
     ];
-  });
+  }, grid.bound[0]);
 }
 
 type Bound = ReturnType<Recorder["bind"]>;
@@ -333,6 +340,8 @@ function dispatchWindows(
     bb: Bound,
     yb: Bound,
   ) => [Params, number],
+  /** An i-quant's grid table (gridBinding). */
+  grid?: Bound,
   /** The matrix-vector kernel's bindings: w and x again as vec4s, and a LoRA update's t and B. */
   vectors?: { lora?: [Bound, Bound] },
 ): void {
@@ -340,7 +349,6 @@ function dispatchWindows(
   const xb = rec.bind(x);
   const yb = rec.bind(y);
   const bb = bias ? rec.bind(bias) : xb;
-  const [grid] = gridBinding(rec, w.dtype).bound;
   const row = w.rowByteStride;
   for (const win of rowWindows(rec.ctx.bindingLimits, w.shape[0], [row])) {
     const wb = rec.bind(w, win.start * row, (win.start + win.count) * row);
