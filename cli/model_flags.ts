@@ -1,6 +1,7 @@
 /** The flags that choose and load a model, shared by serve, generate and logits. */
 import type { ModelOptions } from "../runtime/model/boot.ts";
 import { parseSize } from "../runtime/model/offer.ts";
+import { DECODER_FORMATS, VISION_FORMATS } from "../runtime/model/plan.ts";
 import { choice, positiveInt, UsageError } from "./args.ts";
 
 export const MODEL_FLAGS = {
@@ -35,13 +36,14 @@ export function modelUsage(column = 24, exact = false): string {
     ["", "mistral-finetune's lora.safetensors, a LoRA GGUF, or hf:ORG/REPO (repeat for several)"],
     [
       "--quant FORMAT",
-      `decoder weights: q4, q4k, q8, f16 or f32 (default ${byDefault("q4")}; GGUF blocks stay as stored,`,
+      `decoder weights: q4, q4k, q4km, q6k, q8, f16 or f32 (default ${byDefault("q4")}; GGUF blocks stay as`,
     ],
-    ["", "other quantized weights keep their own size unless this flag is given; q4k: llama.cpp's Q4_K,"],
-    ["", "as small as q4, more precise, slower to quantize)"],
+    ["", "stored, other quantized weights keep their own size unless this flag is given; q4k and q6k:"],
+    ["", "llama.cpp's Q4_K (as small as q4, more precise, slower to quantize) and Q6_K; q4km: its Q4_K_M"],
+    ["", "recipe, Q4_K with Q6_K for the output head and half the layers' attention wv and FFN w2)"],
     [
       "--vision-quant FORMAT",
-      `vision encoder and adapter: f16, f32, q8, q4k or q4 (default ${byDefault("f16")})`,
+      `vision encoder and adapter: f16, f32, q8, q6k, q4k or q4 (default ${byDefault("f16")})`,
     ],
     ["--kv FORMAT", `KV cache: f16, q8 or f32 (default ${byDefault("f16")})`],
     ["--ctx N", "KV cache tokens shared by all requests (default: the largest that fits)"],
@@ -58,8 +60,6 @@ export function modelUsage(column = 24, exact = false): string {
 
 type Flags = { [K in Exclude<keyof typeof MODEL_FLAGS, "lora">]?: string } & { lora?: string[] };
 
-const WEIGHTS = ["q4", "q4k", "q8", "f16", "f32"] as const;
-
 export function modelOptions(flags: Flags): ModelOptions {
   const memoryText = flags["gpu-memory"] ?? Deno.env.get("PIXTRAL_GPU_MEMORY");
   const gpuMemory = memoryText === undefined ? undefined : parseSize(memoryText);
@@ -70,8 +70,8 @@ export function modelOptions(flags: Flags): ModelOptions {
     model: flags.model,
     mmproj: flags.mmproj,
     lora: flags.lora,
-    quant: choice("--quant", flags.quant, WEIGHTS),
-    visionQuant: choice("--vision-quant", flags["vision-quant"], WEIGHTS),
+    quant: choice("--quant", flags.quant, DECODER_FORMATS),
+    visionQuant: choice("--vision-quant", flags["vision-quant"], VISION_FORMATS),
     kv: choice("--kv", flags.kv, ["f16", "q8", "f32"] as const),
     ctx: positiveInt("--ctx", flags.ctx),
     activations: choice("--activations", flags.activations, ["f16", "f32"] as const),

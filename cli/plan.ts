@@ -7,13 +7,14 @@ import { loadConfig, openModel } from "../runtime/model/open.ts";
 import {
   type AdapterOffer,
   checkPlan,
+  DECODER_FORMATS,
   gib,
   type KvFormat,
   type MemoryPlan,
   planMemory,
   type PlanOptions,
   precision,
-  type WeightFormat,
+  VISION_FORMATS,
 } from "../runtime/model/plan.ts";
 import { storedFromConfig } from "../runtime/model/weights/quantization_config.ts";
 import type { ModelConfig } from "../runtime/model/config.ts";
@@ -21,7 +22,7 @@ import type { DType } from "../runtime/model/weights/dtype.ts";
 import { openLora } from "../runtime/model/weights/lora.ts";
 import { choice, parseFlags, positiveInt, UsageError } from "./args.ts";
 
-export const usage = `pixtral plan --model PATH [--quant q4|q4k|q8|f16] [--ctx N] [flags]
+export const usage = `pixtral plan --model PATH [--quant q4|q4k|q4km|q6k|q8|f16] [--ctx N] [flags]
 
 Prints the GPU memory a model needs before loading it: weights per component after quantization, the KV cache
 for the context, and the activation peak, compared with what the WebGPU adapter offers.
@@ -34,8 +35,8 @@ for the context, and the activation peak, compared with what the WebGPU adapter 
                         quantized again
   --lora-module NAME=PATH
                         a LoRA adapter served per request (repeatable): its own GPU memory
-  --quant FORMAT        decoder weights: q4 (default), q4k, q8, f16 or f32
-  --vision-quant FORMAT vision encoder and adapter weights: f16 (default), q8, q4k, q4 or f32
+  --quant FORMAT        decoder weights: q4 (default), q4k, q4km (llama.cpp's Q4_K_M recipe), q6k, q8, f16 or f32
+  --vision-quant FORMAT vision encoder and adapter weights: f16 (default), q8, q6k, q4k, q4 or f32
   --kv FORMAT           KV cache: f16 (default), q8 or f32
                         (models under 1B decoder parameters default to f32 everywhere)
   --ctx N               KV cache tokens (default: the largest that fits, up to the model's context)
@@ -44,8 +45,6 @@ for the context, and the activation peak, compared with what the WebGPU adapter 
                         for a CPU adapter; WebGPU does not report it for real GPUs)
   --no-gpu              do not ask WebGPU for an adapter
   --json                print the plan as JSON`;
-
-const FORMATS: readonly WeightFormat[] = ["q4", "q4k", "q8", "f16", "f32"];
 
 async function findOffer(memoryText: string | undefined, askGpu: boolean): Promise<AdapterOffer | undefined> {
   let memory: number | undefined;
@@ -87,8 +86,8 @@ export async function plan(argv: string[]): Promise<void> {
   if (flags.model === undefined) throw new UsageError("--model is required");
   // Flags are checked before any file is touched, so that a typo is reported as such.
   const options: PlanOptions = {
-    quant: choice("--quant", flags.quant, FORMATS),
-    visionQuant: choice("--vision-quant", flags["vision-quant"], FORMATS),
+    quant: choice("--quant", flags.quant, DECODER_FORMATS),
+    visionQuant: choice("--vision-quant", flags["vision-quant"], VISION_FORMATS),
     kv: choice<KvFormat>("--kv", flags.kv, ["f16", "q8", "f32"]),
     ctx: positiveInt("--ctx", flags.ctx),
     prefillChunk: positiveInt("--prefill-chunk", flags["prefill-chunk"]),

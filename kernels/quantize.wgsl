@@ -1,5 +1,5 @@
-// Weight conversion at load time: quantization of f32/f16/bf16 weights into GGUF Q8_0, our Q4 format and GGUF
-// Q4_K (layouts in lib/weights.wgsl), float conversion (bf16 -> f16 ...), and dequantization of any weight format to
+// Weight conversion at load time: quantization of f32/f16/bf16 weights into GGUF Q8_0, our Q4 format, GGUF Q4_K
+// and Q6_K (layouts in lib/weights.wgsl), float conversion (bf16 -> f16 ...), and dequantization of any weight format to
 // floats (for tests and for tools that need plain weights).
 //
 // Quantization follows ggml's reference quantizers (quantize_row_q8_0_ref, quantize_row_q4_0_ref) so the CPU
@@ -283,7 +283,6 @@ fn quantize_q4_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
     for (var i = 0u; i < 4u; i++) {
       codes[4u * j + i] = fit.codes[i];
     }
-    // Compared as llama.cpp does: a min of -0 leaves max_min +0.
     if (fit.scale > max_scale) {
       max_scale = fit.scale;
     }
@@ -314,8 +313,10 @@ fn quantize_q4_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       packed[j] |= (lm[j] >> 4u) << 6u;
     }
   }
-  let d_bits = f16_bits(max_scale / 63.0);
-  let dmin_bits = f16_bits(max_min / 63.0);
+  // Both are +0 or more, as in llama.cpp, where a min of -0 never replaces +0; a compiler may have made the
+  // comparisons a max(), which can keep -0: the sign bit is cleared.
+  let d_bits = f16_bits(max_scale / 63.0) & 0x7fffu;
+  let dmin_bits = f16_bits(max_min / 63.0) & 0x7fffu;
   let d = unpack2x16float(d_bits).x;
   let dmin = unpack2x16float(dmin_bits).x;
   // Codes against the quantized scale and min; a sub-block whose scale quantized to 0 keeps the fit's, as
@@ -354,6 +355,170 @@ fn quantize_q4_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       }
       dst[base + 4u + 8u * h + word] = v;
     }
+  }
+}
+
+// Q6_K as llama.cpp quantizes it (quantize_row_q6_K_ref): per sub-block of 16 a scale fitted by make_qx_quants
+// (codes -32..31, weights x², 19 trial scales), the sixteen scales quantized to int8 against the largest (d =
+// -largest / 128 as f16), then each weight's code against its quantized scale. As for Q4_K, a GPU that fuses a
+// multiply and an add may move a code or a near choice of the search.
+
+// make_qx_quants(16, 32, x, L, rmse_type 1, no weights) for the 16 weights at source element e: the scale, and the
+// codes l + 32 (0..63; all 0 for a sub-block of zeros), a byte each.
+struct Fit6 {
+  scale: f32,
+  codes: array<u32, 4>,
+}
+
+fn fit_q6_k(e: u32) -> Fit6 {
+  var x: array<f32, 16>;
+  var max_x = 0.0;
+  var amax = 0.0;
+  for (var i = 0u; i < 16u; i++) {
+    x[i] = src(e + i);
+    if (abs(x[i]) > amax) {
+      amax = abs(x[i]);
+      max_x = x[i];
+    }
+  }
+  var fit: Fit6;
+  if (amax < 1e-15) {
+    return fit;
+  }
+  // The plain scale -32 / max first (step 0), then 32 moved by tenths (steps -9..9): a later trial is kept only
+  // where it fits better (sum_lx² / sum_l2, the weighted least-squares gain).
+  var best = 0.0;
+  for (var t = 0; t < 20; t++) {
+    let step = select(t - 10, 0, t == 0);
+    if (t == 10) {
+      continue;
+    }
+    let iscale = -(32.0 + 0.1 * f32(step)) / max_x;
+    var sum_lx = 0.0;
+    var sum_l2 = 0.0;
+    for (var i = 0u; i < 16u; i++) {
+      let l = clamp(round(iscale * x[i]), -32.0, 31.0);
+      let w = x[i] * x[i];
+      sum_lx += w * x[i] * l;
+      sum_l2 += w * l * l;
+    }
+    if (t == 0 || (sum_l2 > 0.0 && sum_lx * sum_lx > best * sum_l2)) {
+      fit.scale = 0.0;
+      if (sum_l2 != 0.0) {
+        fit.scale = sum_lx / sum_l2;
+      }
+      best = fit.scale * sum_lx;
+      fit.codes = array<u32, 4>();
+      for (var i = 0u; i < 16u; i++) {
+        let l = clamp(round(iscale * x[i]), -32.0, 31.0);
+        fit.codes[i >> 2u] |= u32(l + 32.0) << (8u * (i & 3u));
+      }
+    }
+  }
+  return fit;
+}
+
+// A thread's output, written a byte at a time in block order: whole words as they fill (Q6_K blocks are 210 bytes,
+// so a pair of them is the smallest run of whole words).
+var<private> out_word: u32;
+var<private> out_at: u32;    // bytes written so far
+var<private> out_base: u32;  // byte offset of the first
+
+fn put_byte(b: u32) {
+  out_word |= (b & 0xffu) << (8u * (out_at & 3u));
+  out_at += 1u;
+  if ((out_at & 3u) == 0u) {
+    dst[((out_base + out_at) >> 2u) - 1u] = out_word;
+    out_word = 0u;
+  }
+}
+
+fn q6_k_block(block: u32) {
+  let e = block * 256u;
+  var codes: array<u32, 64>;  // code i in byte i & 3 of word i >> 2
+  var scales: array<f32, 16>;
+  var max_scale = 0.0;
+  var max_abs = 0.0;
+  for (var j = 0u; j < 16u; j++) {
+    let fit = fit_q6_k(e + 16u * j);
+    scales[j] = fit.scale;
+    for (var i = 0u; i < 4u; i++) {
+      codes[4u * j + i] = fit.codes[i];
+    }
+    if (abs(fit.scale) > max_abs) {
+      max_abs = abs(fit.scale);
+      max_scale = fit.scale;
+    }
+  }
+  if (max_abs < 1e-15) {
+    for (var b = 0u; b < 210u; b++) {
+      put_byte(0u);
+    }
+    return;
+  }
+  let iscale = -128.0 / max_scale;
+  let d_bits = f16_bits(1.0 / iscale);
+  let d = unpack2x16float(d_bits).x;
+  var sc: array<i32, 16>;
+  for (var j = 0u; j < 16u; j++) {
+    sc[j] = min(127, i32(round(iscale * scales[j])));
+    // A sub-block whose scale quantized to 0 keeps the fit's codes, as llama.cpp does.
+    let dl = d * f32(sc[j]);
+    if (dl == 0.0) {
+      continue;
+    }
+    for (var w = 0u; w < 4u; w++) {
+      var v = 0u;
+      for (var i = 0u; i < 4u; i++) {
+        let l = clamp(round(src(e + 16u * j + 4u * w + i) / dl), -32.0, 31.0);
+        v |= u32(l + 32.0) << (8u * i);
+      }
+      codes[4u * j + w] = v;
+    }
+  }
+  // ql[128]: per half n of 128 weights, 64 bytes of low nibbles (l, l + 64 | l + 32, l + 96); qh[64]: per half,
+  // 32 bytes of the four codes' high two bits; then the int8 scales and d.
+  for (var n = 0u; n < 2u; n++) {
+    for (var half = 0u; half < 2u; half++) {
+      for (var l = 0u; l < 32u; l++) {
+        let i = 128u * n + 32u * half + l;
+        put_byte((q6_code(&codes, i) & 15u) | ((q6_code(&codes, i + 64u) & 15u) << 4u));
+      }
+    }
+  }
+  for (var n = 0u; n < 2u; n++) {
+    for (var l = 0u; l < 32u; l++) {
+      let i = 128u * n + l;
+      put_byte((q6_code(&codes, i) >> 4u) | ((q6_code(&codes, i + 32u) >> 4u) << 2u) |
+        ((q6_code(&codes, i + 64u) >> 4u) << 4u) | ((q6_code(&codes, i + 96u) >> 4u) << 6u));
+    }
+  }
+  for (var j = 0u; j < 16u; j++) {
+    put_byte(u32(sc[j]));
+  }
+  put_byte(d_bits);
+  put_byte(d_bits >> 8u);
+}
+
+fn q6_code(codes: ptr<function, array<u32, 64>>, i: u32) -> u32 {
+  return ((*codes)[i >> 2u] >> (8u * (i & 3u))) & 0xffu;
+}
+
+// One thread per pair of blocks (420 bytes = 105 whole words); the last block of an odd count ends mid-word.
+@compute @workgroup_size(64)
+fn quantize_q6_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                 @builtin(num_workgroups) ng: vec3<u32>) {
+  let pair = (g.x + g.y * ng.x) * 64u + t;
+  let blocks = p.rows * (p.k / 256u);
+  if (2u * pair >= blocks) {
+    return;
+  }
+  out_base = p.dst_off + 420u * pair;
+  q6_k_block(2u * pair);
+  if (2u * pair + 1u < blocks) {
+    q6_k_block(2u * pair + 1u);
+  } else {
+    store_half(out_base + 208u, out_word);
   }
 }
 

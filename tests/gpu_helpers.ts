@@ -135,16 +135,17 @@ export const EPS16 = 2 ** -11;
 /** Half the spacing of f16 subnormals: the absolute rounding error of tiny values stored as f16. */
 export const SUB16 = 2 ** -25;
 
-/** `x` [rows, k] in `source` quantized to Q4_K by the kernel: the blocks' bytes. */
-export async function quantizeQ4k(
+/** `x` [rows, k] in `source` quantized to Q4_K or Q6_K by the kernel: the blocks' bytes. */
+export async function quantizeK(
   gpu: GpuContext,
+  dtype: "q4_k" | "q6_k",
   x: Float32Array,
   rows: number,
   k: number,
   source: "f32" | "bf16",
 ): Promise<Uint8Array> {
   const src = gpu.fromFloats(source, [rows, k], x);
-  const dst = gpu.tensor("q4_k", [rows, k]);
+  const dst = gpu.tensor(dtype, [rows, k]);
   const rec = gpu.record();
   quantize(rec, dst, src);
   await rec.submit();
@@ -155,21 +156,22 @@ export async function quantizeQ4k(
 }
 
 /**
- * The kernel's Q4_K blocks against the reference's: each within 2% of its squared error (a GPU may fuse a
+ * The kernel's Q4_K or Q6_K blocks against the reference's: each within 2% of its squared error (a GPU may fuse a
  * multiply and an add, which moves a code at a rounding tie or a near choice of the scale search), and on a
- * software adapter, which does not fuse, the same bytes but in a few blocks (its division by 63 is not correctly
- * rounded: lavapipe's came 2 of 180 apart, a dmin 1 ulp).
+ * software adapter, which does not fuse, the same bytes in all but 2% of the blocks (WGSL's division need not be
+ * correctly rounded).
  */
-export function assertQ4kClose(
+export function assertKQuantClose(
   gpu: GpuContext,
+  dtype: "q4_k" | "q6_k",
   got: Uint8Array,
   want: Uint8Array,
   x: Float32Array,
   k: number,
 ) {
   assert.equal(got.length, want.length);
-  const blocks = got.length / 144, rows = x.length / k;
-  const [a, b] = [dequantizeRef("q4_k", got, rows, k), dequantizeRef("q4_k", want, rows, k)];
+  const size = GGUF_BLOCKS[dtype].bytes, blocks = got.length / size, rows = x.length / k;
+  const [a, b] = [dequantizeRef(dtype, got, rows, k), dequantizeRef(dtype, want, rows, k)];
   let differ = 0;
   for (let block = 0; block < blocks; block++) {
     let [ea, eb, same] = [0, 0, true];
@@ -177,7 +179,7 @@ export function assertQ4kClose(
       ea += (a[i] - x[i]) ** 2;
       eb += (b[i] - x[i]) ** 2;
     }
-    for (let i = 144 * block; i < 144 * block + 144 && same; i++) same = got[i] === want[i];
+    for (let i = size * block; i < size * block + size && same; i++) same = got[i] === want[i];
     if (!same) differ++;
     assert.ok(ea <= 1.02 * eb + 1e-30, `block ${block}: squared error ${ea} against ${eb}`);
   }

@@ -24,11 +24,11 @@ import { convert, dequantize, dequantizeRef, quantize, quantizeRef } from "../ru
 import { joinRows, type Tensor } from "../runtime/gpu/tensor.ts";
 import {
   assertClose,
-  assertQ4kClose,
+  assertKQuantClose,
   context,
   EPS16,
   EPS32,
-  quantizeQ4k,
+  quantizeK,
   randomBlocks,
   randomFloats,
   SUB16,
@@ -216,17 +216,24 @@ Deno.test("stacked weights: one product over consecutive rows equals one product
         assert.equal(joinRows([views[1], views[0], views[2]]), undefined, "out-of-order views do not join");
         const x = randomFloats(m * k, 400 + i);
         const xt = ctx.fromFloats("f32", [m, k], x);
-        const [y1, y2] = [ctx.tensor("f32", [m, n]), ctx.tensor("f32", [m, n])];
+        const [y1, y2, y3] = [
+          ctx.tensor("f32", [m, n]),
+          ctx.tensor("f32", [m, n]),
+          ctx.tensor("f32", [m, n]),
+        ];
         const rec = ctx.record();
         linearStacked(rec, { y: y1, x: xt, w: views });
         linearStacked(rec, { y: y2, x: xt, w: apart });
-        assert.equal(rec.dispatches, 1 + parts.length);
+        // q|k joined, v apart (as the loader stores them when a recipe gives v another type): two products.
+        linearStacked(rec, { y: y3, x: xt, w: [views[0], views[1], apart[2]] });
+        assert.equal(rec.dispatches, 1 + parts.length + 2);
         await rec.submit();
         const [joined, separate] = [await ctx.readFloats(y1), await ctx.readFloats(y2)];
         assert.deepEqual(joined, separate);
+        assert.deepEqual(await ctx.readFloats(y3), separate);
         const { ref, tol } = reference(x, whole.decode(), [m, n, k], false);
         assertClose(joined, ref, (j) => tol[j], `${dtype} stacked`);
-        for (const tensor of [xt, y1, y2, whole.tensor, ...apart]) ctx.release(tensor);
+        for (const tensor of [xt, y1, y2, y3, whole.tensor, ...apart]) ctx.release(tensor);
       });
     }
   }
@@ -695,14 +702,15 @@ Deno.test("quantize on load: Q8_0 and Q4 from f32, f16 and bf16 match the refere
 Deno.test("quantize on load to Q4_K: edge blocks (zeros, a constant, an outlier, all negative), bf16, binding windows", async () => {
   // llama.cpp's own blocks are the goldens of tests/model_gguf_quant_test.ts (they need the fixture model).
   const [rows, k] = [90, 512];
-  const x = roundTo("bf16", randomFloats(rows * k, 710, 0.05));
-  x.fill(0, 0, k);
-  x.fill(0.01, k, 2 * k);
-  x[2 * k + 7] = 100; // its sub-block's scale makes the others' round to 0
-  for (let i = 3 * k; i < 4 * k; i++) x[i] = -Math.abs(x[i]) - 1e-3;
+  const random = randomFloats(rows * k, 710, 0.05);
+  random.fill(0, 0, k);
+  random.fill(0.01, k, 2 * k);
+  random[2 * k + 7] = 100; // its sub-block's scale makes the others' round to 0
+  for (let i = 3 * k; i < 4 * k; i++) random[i] = -Math.abs(random[i]) - 1e-3;
+  const x = roundTo("bf16", random);
   const windowed = await windowedContext(); // 90 rows of 288 bytes: two windows
-  const got = await quantizeQ4k(windowed, x, rows, k, "bf16"), want = quantizeRef("q4_k", x, rows, k);
-  assertQ4kClose(windowed, got, want, x, k);
+  const got = await quantizeK(windowed, "q4_k", x, rows, k, "bf16"), want = quantizeRef("q4_k", x, rows, k);
+  assertKQuantClose(windowed, "q4_k", got, want, x, k);
   // The zeros, the constant, the outlier (beside it, sub-blocks whose scales round to 0 keep the fit's codes)
   // exactly, where the adapter does not fuse.
   const edges = 3 * 144 * k / 256;
@@ -715,6 +723,47 @@ Deno.test("quantize on load to Q4_K: edge blocks (zeros, a constant, an outlier,
     rmse(dequantizeRef("q4", quantizeRef("q4", x, rows, k), rows, k)),
   ];
   assert.ok(q4k < 0.9 * q4, `q4_k ${q4k}, q4 ${q4}`);
+});
+
+Deno.test("quantize on load to Q6_K: edge blocks (zeros, tiny values, a constant, an outlier), bf16, odd block counts in windows", async () => {
+  // The fixture's Q6_K blocks (llama.cpp's) are the goldens of tests/model_gguf_quant_test.ts.
+  const [rows, k] = [91, 768]; // 3 blocks a row, 273 in all: a thread's pair may end mid-word
+  const random = randomFloats(rows * k, 711, 0.05);
+  random.fill(0, 0, 256); // a block of zeros: all its bytes 0
+  random.fill(1e-20, 256, 272); // a sub-block under ggml's 1e-15: codes 0
+  random.fill(0.01, 512, 768);
+  random[k + 7] = 100; // its sub-block's scale makes the others' round to 0: they keep the fit's codes
+  for (let i = 2 * k; i < 3 * k; i++) random[i] = -Math.abs(random[i]) - 1e-3;
+  const x = roundTo("bf16", random);
+  const windowed = await windowedContext(); // 630-byte rows in windows of 42 rows and 7
+  const got = await quantizeK(windowed, "q6_k", x, rows, k, "bf16"), want = quantizeRef("q6_k", x, rows, k);
+  assertKQuantClose(windowed, "q6_k", got, want, x, k);
+  assert.deepEqual(got.subarray(0, 210), new Uint8Array(210));
+  const edges = 3 * 210 * k / 256;
+  if (windowed.gpu.software) assert.deepEqual(got.subarray(0, edges), want.subarray(0, edges));
+  // Against Q4_K and q8 on the random rows: between them, as its 6.56 bits a weight are.
+  const rmse = (d: Float32Array) =>
+    Math.sqrt(d.reduce((s, v, i) => i < 3 * k ? s : s + (v - x[i]) ** 2, 0) / (d.length - 3 * k));
+  const error = (dtype: "q6_k" | "q4_k" | "q8_0", bytes = quantizeRef(dtype, x, rows, k)) =>
+    rmse(dequantizeRef(dtype, bytes, rows, k));
+  const [q6k, q4k, q8] = [error("q6_k", got), error("q4_k"), error("q8_0")];
+  assert.ok(q8 < q6k && q6k < 0.5 * q4k, `q6_k ${q6k}, q4_k ${q4k}, q8_0 ${q8}`);
+});
+
+Deno.test("quantize on load to Q4_K and Q6_K: llama.cpp's own blocks for edge cases", async () => {
+  // scripts/gen_k_quant_goldens.py: zeros, a sub-block under 1e-15, a constant, outliers, all negative, tiny and
+  // large magnitudes, random blocks, through ggml's quantize_row_q4_K_ref and quantize_row_q6_K_ref.
+  const golden = JSON.parse(
+    await Deno.readTextFile(new URL("./fixtures/gguf/k_quants.json", import.meta.url)),
+  );
+  const x = new Float32Array(Uint8Array.fromBase64(golden.values).buffer);
+  const rows = x.length / 256;
+  const ctx = await context();
+  for (const dtype of ["q4_k", "q6_k"] as const) {
+    const want = Uint8Array.fromBase64(golden[dtype]);
+    assert.deepEqual(quantizeRef(dtype, x, rows, 256), want, `${dtype}: the CPU reference`);
+    assertKQuantClose(ctx, dtype, await quantizeK(ctx, dtype, x, rows, 256, "f32"), want, x, 256);
+  }
 });
 
 Deno.test("float conversion rounds to nearest even, including odd lengths", async (t) => {

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { dequantize, dequantizeRef, quantizeRef } from "../runtime/gpu/ops/quantize.ts";
 import { type BlockFormat, isBlockFormat } from "../runtime/gpu/dtype.ts";
+import { joinRows } from "../runtime/gpu/tensor.ts";
 import { locateModel } from "../runtime/model/locate.ts";
 import { matrixShape, STORED } from "../runtime/model/load.ts";
 import { openModel } from "../runtime/model/open.ts";
@@ -17,18 +18,21 @@ import { fixture } from "./helpers.ts";
 import { planMemory } from "../runtime/model/plan.ts";
 import { grid } from "../runtime/gpu/ops/iq.ts";
 import { tensorBytes } from "../runtime/model/weights/dtype.ts";
+import { expectedTensors } from "../runtime/model/tensors.ts";
 import {
   argmaxRows,
+  EXACT,
   goldenImage,
   gpu,
   gridOf,
   LAYOUTS,
+  loadTiny,
   manifest,
   maxAbsDiff,
   readF32,
 } from "./model_helpers.ts";
 import { buildGguf, ggufEntries, kvsOf } from "./weights_helpers.ts";
-import { assertQ4kClose, quantizeQ4k, randomBlocks } from "./gpu_helpers.ts";
+import { assertKQuantClose, randomBlocks } from "./gpu_helpers.ts";
 
 const VOCAB = 2048;
 
@@ -295,29 +299,76 @@ Deno.test("a GGUF of i-quants (IQ1_S ... IQ3_S) and Q2_K is read as stored and c
   }
 });
 
-Deno.test("quantize on load to Q4_K writes llama.cpp's own blocks for the fixture's matrices", async (t) => {
-  // Quantized by llama.cpp itself (scripts/gen_q4k_goldens.py); the kernel test in kernels_linear_test.ts covers
-  // the edge cases without the fixture.
-  const golden: { tensors: Record<string, { shape: [number, number]; blocks: string }> } = JSON.parse(
-    await Deno.readTextFile(new URL("./fixtures/gguf/q4_k.json", import.meta.url)),
-  );
-  const { tensors } = await ggufEntries(fixture(LAYOUTS.gguf.model).pathname);
-  const ctx = await gpu();
-  for (const [name, { shape: [rows, k], blocks }] of Object.entries(golden.tensors)) {
-    await t.step(name, async () => {
-      const x = new Float32Array(tensors.find((e) => e.name === name)!.data.slice().buffer);
-      const want = Uint8Array.fromBase64(blocks);
-      assert.deepEqual(quantizeRef("q4_k", x, rows, k), want, "CPU reference");
-      assertQ4kClose(ctx, await quantizeQ4k(ctx, x, rows, k, "f32"), want, x, k);
-    });
-  }
-});
-
 Deno.test("a GGUF's quantization is named as llama.cpp and Ollama name it (general.file_type)", async () => {
   for (const [layout, name] of [["ggufQ4KM", "Q4_K_M"], ["ggufQ8", "Q8_0"], ["gguf", "F32"]] as const) {
     const files = await openModelFiles({ model: fixture(LAYOUTS[layout].model).pathname });
     files.tokenizer.free();
     files.weights.close();
     assert.equal(files.fileType, name);
+  }
+});
+
+Deno.test("quantize on load with --quant q4km remakes llama.cpp's Q4_K_M file of the fixture: types, blocks, logits", async (t) => {
+  // The fixture's Q4_K_M file is llama-quantize's of its f32 file (no importance matrix): 13 Q4_K and 3 Q6_K.
+  const { tensors: f32 } = await ggufEntries(fixture(LAYOUTS.gguf.model).pathname);
+  const { tensors: file } = await ggufEntries(fixture(LAYOUTS.ggufQ4KM.model).pathname);
+  const K_QUANTS: Record<number, "q4_k" | "q6_k"> = { 12: "q4_k", 14: "q6_k" };
+  await t.step("the CPU reference writes every one of the file's Q4_K and Q6_K blocks", () => {
+    const blocks = file.filter((e) => e.type in K_QUANTS);
+    assert.equal(blocks.length, 16);
+    for (const stored of blocks) {
+      const x = new Float32Array(f32.find((e) => e.name === stored.name)!.data.slice().buffer);
+      const k = stored.ne[0];
+      assert.deepEqual(quantizeRef(K_QUANTS[stored.type], x, x.length / k, k), stored.data, stored.name);
+    }
+  });
+  const ctx = await gpu();
+  const [ours, theirs, exact] = [
+    await loadTiny("gguf", { ...EXACT, quant: "q4km" }, ctx),
+    await loadTiny("ggufQ4KM", EXACT, ctx),
+    await loadTiny("gguf", EXACT, ctx),
+  ];
+  try {
+    await t.step(
+      "the GPU: each decoder matrix of the file's type, its blocks as close as the kernel test asks",
+      async () => {
+        const matrices = expectedTensors(ours.config).filter((s) =>
+          s.component === "decoder" && s.shape.length === 2
+        );
+        for (const { name } of matrices) {
+          const [a, b] = [ours.weight(name), theirs.weight(name)];
+          assert.equal(a.dtype, b.dtype, name);
+          const x = await ctx.readFloats(exact.weight(name));
+          assertKQuantClose(
+            ctx,
+            a.dtype as "q4_k" | "q6_k",
+            await ctx.readBytes(a),
+            await ctx.readBytes(b),
+            x,
+            a.rowLength,
+          );
+        }
+        assert.deepEqual(
+          matrices.filter(({ name }) => ours.weight(name).dtype === "q6_k").map(({ name }) => name),
+          ["layers.1.attention.wv.weight", "layers.1.feed_forward.w2.weight", "output.weight"],
+        );
+        // Layer 1's q and k still share one product, its v (Q6_K) takes its own.
+        const qkv = ["wq", "wk", "wv"].map((w) => ours.weight(`layers.1.attention.${w}.weight`));
+        assert.ok(joinRows(qkv.slice(0, 2)) && !joinRows(qkv));
+      },
+    );
+    await t.step("the logits: the file's, where the blocks are the same", async () => {
+      // Text only: the recipe leaves the vision encoder alone.
+      const ids = manifest.text.flatMap((t) => t.ids);
+      const a = await ours.sequenceLogits(ids), b = await theirs.sequenceLogits(ids);
+      const diff = maxAbsDiff(a, b);
+      console.log(
+        `q4km from the f32 file vs llama.cpp's Q4_K_M file: max |logit diff| ${diff.toExponential(2)}`,
+      );
+      if (ctx.gpu.software) assert.equal(diff, 0);
+      else assert.ok(diff < 0.05, `${diff}`);
+    });
+  } finally {
+    for (const model of [ours, theirs, exact]) model.release();
   }
 });

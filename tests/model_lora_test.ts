@@ -278,13 +278,13 @@ Deno.test("LoRA on quantized bases: codes are decoded, not copied, and GGUF bloc
   }
 });
 
-Deno.test("a LoRA merged into Q4_K_M blocks: Q4_K again by default (q4's size), nearer the exact merge than q4", async () => {
+Deno.test("a LoRA merged into Q4_K_M blocks: Q4_K and Q6_K again by default, nearer the exact merge than q4", async () => {
   const lora = [`${DIR}plain`];
   const files = await openModelFiles({ ...modelPath("ggufQ4KM"), lora });
   files.tokenizer.free();
   const stored = new Map(files.weights.tensors().map((t) => [t.name, t.dtype]));
   const plan = planMemory(files.config, { quant: "q4", stored, merged: files.weights.merged });
-  assert.equal(plan.weights.decoder.format, "Q4_K+Q4_K→q4k+Q6_K+Q6_K→q8");
+  assert.equal(plan.weights.decoder.format, "Q4_K+Q4_K→q4k+Q6_K+Q6_K→q6k");
   const model = await PixtralModel.load(await gpu(), files.config, files.weights, {
     ...EXACT,
     quant: "q4",
@@ -292,8 +292,10 @@ Deno.test("a LoRA merged into Q4_K_M blocks: Q4_K again by default (q4's size), 
   });
   files.weights.close();
   try {
-    const merged = [...files.weights.merged!].find((n) => stored.get(n) === "Q4_K")!;
-    assert.equal(model.weight(merged).dtype, "q4_k");
+    for (const [type, into] of [["Q4_K", "q4_k"], ["Q6_K", "q6_k"]]) {
+      const merged = [...files.weights.merged!].find((n) => stored.get(n) === type)!;
+      assert.equal(model.weight(merged).dtype, into);
+    }
   } finally {
     model.release();
   }

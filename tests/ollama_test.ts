@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { Ollama } from "ollama";
+import { quantizationLevel } from "../functions/routes/ollama.ts";
 import { createApp } from "../functions/app.ts";
 import { historyStarts } from "../functions/chat/history.ts";
 import { loadTokenizer } from "../runtime/tokenizer/mod.ts";
@@ -213,6 +214,12 @@ Deno.test("Ollama API: format, logprobs, the model list and errors in Ollama's s
     assert.match(list.models[0].digest, /^[0-9a-f]{64}$/);
     // What the weights take on the GPU, and their format: the tiny model loads exactly, in f32.
     assert.equal(list.models[0].details.quantization_level, "F32");
+    for (
+      const [format, level] of [["q4", "Q4"], ["q8", "Q8_0"], ["q4k+q6k", "Q4_K+Q6_K"], [
+        "Q4_K+Q6_K→q6k",
+        "Q4_K+Q6_K→Q6_K",
+      ]]
+    ) assert.equal(quantizationLevel(format), level);
     assert.equal(list.models[0].details.format, "safetensors");
     assert.ok(list.models[0].size > parameters * 4 * 0.9, String(list.models[0].size));
     const shown = await ollama.show({ model: `${model}:latest` });

@@ -10,6 +10,7 @@ import {
   decodedFormat,
   KV_BLOCK_TOKENS,
   LOAD_STAGING_BYTES,
+  mixFormat,
   PlanError,
   planMemory,
   rowFormat,
@@ -68,16 +69,29 @@ Deno.test("Pixtral 12B weights: q4 decoder at 4.5 bits, vision and adapter at f1
     q4k.weights.vision.bytes,
     ((q4k.weights.vision.parameters - visionNorms - conv) * 4.5) / 8 + conv * 2 + visionNorms * 4,
   );
+  // q4km, llama.cpp's Q4_K_M recipe: Q6_K (6.5625 bits) for the output head and for wv and w2 in 20 of the 40
+  // layers (0-4, 7, 10, ..., 34, 35-39), Q4_K for the rest: 6.96 GiB, as llama.cpp's Pixtral 12B Q4_K_M.
+  const q4km = planMemory(pixtral12b, { ctx: 4096, quant: "q4km" });
+  const sixBit = 131072 * 5120 + 20 * (1024 * 5120 + 5120 * 14336);
+  assert.equal(
+    q4km.weights.decoder.bytes,
+    (sixBit * 6.5625 + (decoderMatrices - sixBit) * 4.5) / 8 + decoderNorms * 4,
+  );
+  assert.equal(q4km.weights.decoder.format, "q4k+q6k");
+  assert.equal(q4km.weights.vision.bytes, plan.weights.vision.bytes);
   const f16 = planMemory(pixtral12b, { ctx: 4096, quant: "f16" });
   assert.equal(f16.weights.decoder.bytes, decoderMatrices * 2 + decoderNorms * 4);
   assert.equal(f16.largestTensor.bytes, 131072 * 5120 * 2);
 });
 
-Deno.test("rowFormat: rows must be whole blocks (q4k 256, q4 and q8 32), the patch convolution stays float", () => {
+Deno.test("rowFormat: rows must be whole blocks (q4k, q6k 256, q4 and q8 32), the patch convolution stays float", () => {
   assert.equal(rowFormat("q4k", 5120), "q4k");
   assert.equal(rowFormat("q4k", 288), "q4");
   assert.equal(rowFormat("q4k", 100), "f16");
   assert.equal(rowFormat("q4k", 768, true), "f16");
+  assert.equal(rowFormat("q6k", 14336), "q6k");
+  assert.equal(rowFormat("q6k", 288), "q8");
+  assert.equal(rowFormat("q6k", 100), "f16");
   assert.equal(rowFormat("q8", 96), "q8");
   assert.equal(rowFormat("q4", 100), "f16");
   assert.equal(rowFormat("f32", 7), "f32");
@@ -86,13 +100,37 @@ Deno.test("rowFormat: rows must be whole blocks (q4k 256, q4 and q8 32), the pat
   assert.equal(decodedFormat("N4", "q4k", true), "q4k");
   assert.equal(decodedFormat("Q4_K", "q4k", true), "q4k");
   // GGUF blocks a LoRA merge changes: by default Q4_K again (q4's size) from those of 4.5 bits or fewer, q4 from
-  // Q4_0 (its blocks are q4's), q8 from the larger; a flag wins.
+  // Q4_0 (its blocks are q4's), Q6_K from Q6_K and Q5_K, q8 from the larger; a flag wins.
   assert.equal(decodedFormat("Q4_K", "q4"), "q4k");
   assert.equal(decodedFormat("IQ3_S", "q4"), "q4k");
   assert.equal(decodedFormat("Q4_0", "q4"), "q4");
-  assert.equal(decodedFormat("Q6_K", "q4"), "q8");
+  assert.equal(decodedFormat("Q6_K", "q4"), "q6k");
+  assert.equal(decodedFormat("Q5_K", "q4"), "q6k");
+  assert.equal(decodedFormat("Q5_1", "q4"), "q8");
+  assert.equal(decodedFormat("Q8_0", "q6k"), "q8");
   assert.equal(decodedFormat("Q4_K", "q4", true), "q4");
   assert.equal(decodedFormat("Q4_K", "f16"), "f16");
+});
+
+Deno.test("mixFormat: llama.cpp's Q4_K_M recipe places Q6_K by layer as use_more_bits does", () => {
+  const sixBit = (layers: number, tensor: string) =>
+    Array.from({ length: layers }, (_, i) => i).filter((i) =>
+      mixFormat("q4km", `layers.${i}.${tensor}.weight`, layers) === "q6k"
+    );
+  const pixtral = [0, 1, 2, 3, 4, 7, 10, 13, 16, 19, 22, 25, 28, 31, 34, 35, 36, 37, 38, 39];
+  assert.deepEqual(sixBit(40, "attention.wv"), pixtral);
+  assert.deepEqual(sixBit(40, "feed_forward.w2"), pixtral);
+  assert.deepEqual(sixBit(2, "feed_forward.w2"), [1]); // as in the fixture's Q4_K_M file
+  assert.deepEqual(sixBit(32, "attention.wv"), [0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31]);
+  for (
+    const tensor of ["attention.wq", "attention.wk", "attention.wo", "feed_forward.w1", "feed_forward.w3"]
+  ) {
+    assert.deepEqual(sixBit(40, tensor), []);
+  }
+  assert.equal(mixFormat("q4km", "output.weight", 40), "q6k");
+  assert.equal(mixFormat("q4km", "tok_embeddings.weight", 40), "q4k");
+  assert.equal(mixFormat("q4km", "vision_encoder.transformer.layers.0.attention.wv.weight", 40), "q4k");
+  assert.equal(mixFormat("q8", "output.weight", 40), "q8");
 });
 
 Deno.test("KV cache: 160 KiB per token at fp16 for Pixtral 12B, in fixed blocks; 8-bit option", () => {
@@ -162,11 +200,13 @@ Deno.test("refusals say what is needed, what the adapter offers, and what to cha
   });
   const f16 = planMemory(pixtral12b, { quant: "f16", ctx: 8192 });
   // Only formats that make the weights fit beside the context are suggested, the most precise first: at f16 with
-  // 8192 tokens, q8 fits 15 GiB, q4 14 GiB; 8.5 GiB needs the vision encoder quantized too, 8 GiB nothing does.
+  // 8192 tokens, q8 fits 15 GiB, q6k 14 GiB, q4 11 GiB; 8.5 GiB needs the vision encoder quantized too, 8 GiB
+  // nothing does.
   for (
     const [memory, hint] of [
       [15, /--quant q8 \(now f16\) fits$/],
-      [14, /--quant q4 \(now f16\) fits$/],
+      [14, /--quant q6k \(now f16\) fits$/],
+      [11, /--quant q4 \(now f16\) fits$/],
       [8.5, /--quant q4 \(now f16\) and --vision-quant q4 \(now f16\) fits$/],
       [8, /Try: a GPU with more memory/],
     ] as const
@@ -289,7 +329,7 @@ Deno.test("pixtral plan prints the real Pixtral 12B plan from params.json alone"
 
   const usage = await run(["plan", "--model", PARAMS, "--quant", "q3"]);
   assert.equal(usage.code, 2);
-  assert.match(usage.stderr, /--quant must be one of q4, q4k, q8, f16, f32/);
+  assert.match(usage.stderr, /--quant must be one of q4, q4k, q6k, q8, f16, f32, q4km/);
   const missing = await run(["plan", "--model", "/nonexistent/model", "--no-gpu"]);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /--model \/nonexistent\/model: no such file or directory/);

@@ -194,6 +194,11 @@ function answer(
   });
 }
 
+/** Weight formats as ggml names them (q4k+q6k: Q4_K+Q6_K, q8: Q8_0); q4, this server's own, is Q4. */
+export function quantizationLevel(format: string): string {
+  return format.replace(/\bq(\d)k\b/g, "Q$1_K").replace(/\bq8\b/g, "Q8_0").toUpperCase();
+}
+
 export function ollamaRoutes(service: Service): Hono {
   const app = new Hono();
   const details = (lora?: string) => ({
@@ -202,8 +207,8 @@ export function ollamaRoutes(service: Service): Hono {
     family: "pixtral",
     families: ["pixtral"],
     parameter_size: parameterSize(service.model.parameters),
-    // As Ollama names them: a GGUF's own (Q4_K_M), else the format the decoder's weights take on the GPU (q4: ours).
-    quantization_level: service.model.quantization ?? service.model.loaded?.format.toUpperCase() ?? "",
+    // As Ollama names them: a GGUF's own (Q4_K_M), else the formats the decoder's weights take on the GPU.
+    quantization_level: service.model.quantization ?? quantizationLevel(service.model.loaded?.format ?? ""),
   });
   const listed = async (lora?: string) => ({
     name: `${lora ?? service.model.id}:latest`,

@@ -16,7 +16,15 @@ import type { Recorder } from "../gpu/recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { Progress } from "../progress.ts";
 import type { ModelConfig } from "./config.ts";
-import { decodedFormat, type Explicit, floatFormat, rowFormat, type WeightFormat } from "./plan.ts";
+import {
+  decodedFormat,
+  type Explicit,
+  floatFormat,
+  mixFormat,
+  rowFormat,
+  type TensorFormat,
+  type WeightFormat,
+} from "./plan.ts";
 import { expectedTensors } from "./tensors.ts";
 import { syntheticScale } from "./weights/synthetic.ts";
 import { BlockDecoder } from "./weights/decode_pool.ts";
@@ -35,12 +43,21 @@ import type { TensorInfo, WeightSource } from "./weights/source.ts";
 export interface LoadOptions {
   quant: WeightFormat;
   visionQuant: WeightFormat;
+  /** The decoder's layer count, which places a recipe's formats (plan.ts mixFormat). */
+  layers: number;
   /** Which of the two flags gave (they then apply to codes stored quantized too). */
   explicit?: Explicit;
   progress?: Progress;
 }
 
-const FORMATS: Record<WeightFormat, DType> = { q4: "q4", q4k: "q4_k", q8: "q8_0", f16: "f16", f32: "f32" };
+const FORMATS: Record<TensorFormat, DType> = {
+  q4: "q4",
+  q4k: "q4_k",
+  q6k: "q6_k",
+  q8: "q8_0",
+  f16: "f16",
+  f32: "f32",
+};
 /** The GPU type of each stored type the kernels read (codes with scales are decoded, see loadScaled). */
 export const STORED: Record<Exclude<StoredType, ScaledType | "I32" | "I64" | "U8">, DType> = {
   F32: "f32",
@@ -82,13 +99,13 @@ export function matrixShape(shape: readonly number[]): [number, number] {
 
 /** `merged`: a LoRA adapter updates the tensor, so GGUF blocks are quantized again rather than kept as stored. */
 function targetType(
-  info: Pick<TensorInfo, "dtype" | "role" | "component" | "shape">,
+  info: Pick<TensorInfo, "name" | "dtype" | "role" | "component" | "shape">,
   options: LoadOptions,
   besideCodes = false,
   merged = false,
 ): DType {
   const decoder = info.component === "decoder";
-  const quant = decoder ? options.quant : options.visionQuant;
+  const quant = mixFormat(decoder ? options.quant : options.visionQuant, info.name, options.layers);
   const [, k] = matrixShape(info.shape);
   if (isScaled(info.dtype) || (merged && isRequantized(info.dtype))) {
     const explicit = decoder ? options.explicit?.quant : options.explicit?.visionQuant;
@@ -110,8 +127,9 @@ export interface LoadedWeights {
 
 /**
  * Matrices that multiply the same input, stored as consecutive rows of one tensor so that one product (one
- * dispatch) computes them all: the forward pass finds them with joinRows. Fused only when the members have one
- * type and K, and each but the last ends on a 16-byte boundary (the next starts aligned for writes and vec4 reads).
+ * dispatch) computes them all: the forward pass finds them with joinRows. Fused from the first member on while
+ * they have its type and K (all three, or q|k when a recipe gives v another type), each but the last ending on a
+ * 16-byte boundary (the next starts aligned for writes and vec4 reads).
  */
 const FUSED = [
   ["attention.wq.weight", "attention.wk.weight", "attention.wv.weight"],
@@ -138,16 +156,25 @@ function allocate(ctx: GpuContext, wanted: readonly Wanted[]): LoadedWeights {
       for (const t of wanted) {
         if (!t.name.endsWith(names[0])) continue;
         const prefix = t.name.slice(0, -names[0].length);
-        const members = names.map((n) => byName.get(prefix + n));
-        const fusable = members.every((m, i) =>
-          m && m.dtype === t.dtype && m.k === t.k &&
-          (i === members.length - 1 || rowBytes(m.dtype, m.k) * m.rows % 16 === 0)
+        // The members of t's type and K from the first on (q|k where a recipe gives v another type).
+        const members: Wanted[] = [];
+        for (const name of names) {
+          const m = byName.get(prefix + name);
+          const last = members.at(-1);
+          if (!m || m.dtype !== t.dtype || m.k !== t.k) break;
+          if (last && rowBytes(last.dtype, last.k) * last.rows % 16 !== 0) break;
+          members.push(m);
+        }
+        const rows = members.reduce((n, m) => n + m.rows, 0);
+        if (members.length < 2 || rowBytes(t.dtype, t.k) * rows > ctx.maxBufferSize) continue;
+        const joined = own(
+          t.dtype,
+          rows,
+          t.k,
+          `${prefix}{${members.map((m) => m.name.slice(prefix.length))}}`,
         );
-        const rows = members.reduce((n, m) => n + (m?.rows ?? 0), 0);
-        if (!fusable || rowBytes(t.dtype, t.k) * rows > ctx.maxBufferSize) continue;
-        const joined = own(t.dtype, rows, t.k, `${prefix}{${names.join(",")}}`);
         let at = 0;
-        for (const m of members as Wanted[]) {
+        for (const m of members) {
           weights.tensors.set(m.name, joined.sliceRows(at, m.rows));
           at += m.rows;
         }

@@ -87,6 +87,7 @@ export class PixtralModel {
     const loadOptions = {
       quant: options.quant ?? "q4",
       visionQuant: options.visionQuant ?? "f16",
+      layers: config.decoder.nLayers,
       explicit: options.explicit,
       progress: options.progress,
     };

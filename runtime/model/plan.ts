@@ -16,16 +16,44 @@ import {
   tensorBytes,
 } from "./weights/dtype.ts";
 
-/** On-GPU weight formats chosen with --quant (f32 is for exactness tests). */
-export type WeightFormat = "q4" | "q4k" | "q8" | "f16" | "f32";
+/** A tensor's format on the GPU (f32 is for exactness tests). */
+export type TensorFormat = "q4" | "q4k" | "q6k" | "q8" | "f16" | "f32";
+/** What --quant and --vision-quant choose: a tensor format, or llama.cpp's Q4_K_M recipe of two (mixFormat). */
+export type WeightFormat = TensorFormat | "q4km";
+/** The values of --vision-quant, and of --quant, which also takes the recipe (a decoder's). */
+export const VISION_FORMATS = ["q4", "q4k", "q6k", "q8", "f16", "f32"] as const satisfies TensorFormat[];
+export const DECODER_FORMATS = [...VISION_FORMATS, "q4km"] as const satisfies WeightFormat[];
 export type KvFormat = "f16" | "q8" | "f32";
 
 /**
  * Bits per weight of each format, in one place. q4 is our quantize-on-load format (groups of 32 weights with
  * an f16 scale: 32 x 4 + 16 bits per group = 4.5); its final layout is the kernel library's to define. q8 is
- * ggml's Q8_0 (an f16 scale and 32 int8 per group: 8.5 bits).
+ * ggml's Q8_0 (an f16 scale and 32 int8 per group: 8.5 bits); q4k and q6k are ggml's Q4_K and Q6_K (144 and 210
+ * bytes per 256 weights), quantized as llama.cpp does.
  */
-export const WEIGHT_BITS: Record<WeightFormat, number> = { q4: 4.5, q4k: 4.5, q8: 8.5, f16: 16, f32: 32 };
+export const WEIGHT_BITS: Record<TensorFormat, number> = {
+  q4: 4.5,
+  q4k: 4.5,
+  q6k: 6.5625,
+  q8: 8.5,
+  f16: 16,
+  f32: 32,
+};
+
+/**
+ * The format `format` gives the tensor `name` of a decoder of `layers` layers: itself, but for q4km, llama.cpp's
+ * Q4_K_M recipe (llama_tensor_get_type): Q6_K for the output head, and for attention's wv and the FFN's w2 in the
+ * first and last eighth of the layers and every third between (use_more_bits); Q4_K for the rest, the token
+ * embedding and the vision encoder included.
+ */
+export function mixFormat(format: WeightFormat, name: string, layers: number): TensorFormat {
+  if (format !== "q4km") return format;
+  if (name === "output.weight") return "q6k";
+  const layer = name.match(/^layers\.(\d+)\.(?:attention\.wv|feed_forward\.w2)\.weight$/)?.[1];
+  if (layer === undefined) return "q4k";
+  const i = Number(layer), eighth = Math.floor(layers / 8);
+  return i < eighth || i >= Math.floor(7 * layers / 8) || (i - eighth) % 3 === 2 ? "q6k" : "q4k";
+}
 
 /**
  * The format GGUF blocks re-quantized with a LoRA merged in, or compressed-tensors or bitsandbytes codes,
@@ -34,9 +62,9 @@ export const WEIGHT_BITS: Record<WeightFormat, number> = { q4: 4.5, q4k: 4.5, q8
  */
 export function decodedFormat(
   dtype: ScaledType | RequantizedType,
-  quant: WeightFormat,
+  quant: TensorFormat,
   explicit = false,
-): WeightFormat {
+): TensorFormat {
   const into = isScaled(dtype) ? SCALED_CODES[dtype].into : REQUANTIZED[dtype].into;
   const format = explicit || WEIGHT_BITS[quant] > WEIGHT_BITS[into] ? quant : into;
   // int4 codes are copied into q4 blocks as they are (scaled.ts exactBlockFormat), at q4k's size: q4k would
@@ -48,7 +76,7 @@ export function decodedFormat(
  * layers are compressed-tensors or bitsandbytes codes (`besideCodes`): its recipe left these (lm_head, the embedding)
  * unquantized on purpose, as vLLM serves them, and 4 bits there would undo what it kept.
  */
-export function floatFormat(quant: WeightFormat, explicit = false, besideCodes = false): WeightFormat {
+export function floatFormat(quant: TensorFormat, explicit = false, besideCodes = false): TensorFormat {
   return besideCodes && !explicit && WEIGHT_BITS[quant] < WEIGHT_BITS.q8 ? "q8" : quant;
 }
 
@@ -57,10 +85,12 @@ export const QUANT_GROUP = 32;
 
 /**
  * The format a matrix with rows of `k` weights takes when `format` is asked: its rows must be whole blocks (q4k's
- * of 256, else q4 is taken; q4's and q8's of 32, else f16), and the patch convolution (`conv`) stays float.
+ * and q6k's of 256, else q4 or q8 is taken, as llama.cpp falls back to blocks of 32; q4's and q8's of 32, else
+ * f16), and the patch convolution (`conv`) stays float.
  */
-export function rowFormat(format: WeightFormat, k: number, conv = false): WeightFormat {
+export function rowFormat(format: TensorFormat, k: number, conv = false): TensorFormat {
   if (format === "q4k" && (conv || k % 256 !== 0)) format = "q4";
+  if (format === "q6k" && (conv || k % 256 !== 0)) format = "q8";
   return (format === "q4" || format === "q8") && (conv || k % QUANT_GROUP !== 0) ? "f16" : format;
 }
 /** KV cache element sizes: fp16, or 8-bit with an f16 scale per 32 values (8.5 bits). */
@@ -192,7 +222,7 @@ export class PlanError extends Error {
   override name = "PlanError";
 }
 
-function weightBytes(format: WeightFormat, shape: readonly number[]): number {
+function weightBytes(format: TensorFormat, shape: readonly number[]): number {
   const elements = shape.reduce((n, d) => n * d, 1);
   return (elements * WEIGHT_BITS[format]) / 8;
 }
@@ -211,15 +241,16 @@ function fixedPart(config: ModelConfig, options: PlanOptions) {
   for (const t of expectedTensors(config)) {
     const w = weights[t.component];
     const stored = options.stored?.get(t.name);
+    const decoder = t.component === "decoder";
+    const asked = mixFormat(decoder ? quant : visionQuant, t.name, config.decoder.nLayers);
     let bytes: number;
     if (
       stored &&
       (isScaled(stored) || (isRequantized(stored) && options.merged?.has(t.name)))
     ) {
-      const decoder = t.component === "decoder";
       let format = decodedFormat(
         stored,
-        decoder ? quant : visionQuant,
+        asked,
         decoder ? options.explicit?.quant : options.explicit?.visionQuant,
       );
       // As the loader does: block formats need whole blocks along a row.
@@ -233,7 +264,7 @@ function fixedPart(config: ModelConfig, options: PlanOptions) {
       bytes = weightBytes("f32", t.shape); // small, kept exact
     } else {
       const format = rowFormat(
-        t.component === "decoder" ? floatFormat(quant, options.explicit?.quant, besideCodes) : visionQuant,
+        decoder ? floatFormat(asked, options.explicit?.quant, besideCodes) : asked,
         t.shape.at(-1)!,
         t.role === "conv",
       );
@@ -426,7 +457,7 @@ function smallerFormats(
   const explicit = options.explicit ?? {};
   const shrinks = (component: "decoder" | "vision", change: PlanOptions) =>
     fixedPart(config, { ...options, ...change }).weights[component].bytes < plan.weights[component].bytes;
-  const decoder = (["q8", "q4"] as const)
+  const decoder = (["q8", "q6k", "q4"] as const)
     .map((q): [string, PlanOptions] => [
       `--quant ${q} (now ${plan.weights.decoder.format})`,
       { quant: q, explicit: { ...explicit, quant: true } },

@@ -164,26 +164,29 @@ function fusable(rec: Recorder, x: Tensor, lora: LoraUpdate | undefined): lora i
 }
 
 /**
- * y = x · [W₀; W₁; ...]ᵀ: y's columns are the products with each weight in turn (q|k|v, w1|w3). One product when the
- * weights are consecutive rows of one matrix, as the loader stores them; one per weight otherwise.
+ * y = x · [W₀; W₁; ...]ᵀ: y's columns are the products with each weight in turn (q|k|v, w1|w3). One product for
+ * each run of weights that are consecutive rows of one matrix, as the loader stores those of one type (all of
+ * them, or q|k when v has another type); one per weight otherwise.
  */
 export function linearStacked(
   rec: Recorder,
   args: { y: Tensor; x: Tensor; w: readonly Tensor[]; lora?: LoraUpdate },
 ): void {
   const { y, x, w, lora } = args;
-  const joined = joinRows(w);
-  if (joined) return linear(rec, { y, x, w: joined, lora });
   let at = 0;
-  for (const part of w) {
+  for (let first = 0; first < w.length;) {
+    let last = first + 1;
+    while (last < w.length && joinRows(w.slice(first, last + 1))) last++;
+    const part = joinRows(w.slice(first, last))!;
     const n = part.shape[0];
     linear(rec, {
-      y: y.sliceCols(at, n),
+      y: w.length === last - first ? y : y.sliceCols(at, n),
       x,
       w: part,
-      lora: lora && { ...lora, row0: (lora.row0 ?? 0) + at },
+      lora: lora && at ? { ...lora, row0: (lora.row0 ?? 0) + at } : lora,
     });
     at += n;
+    first = last;
   }
   if (at !== y.rowLength) throw new RangeError(`linearStacked: y ${y} does not have ${at} columns`);
 }

@@ -1,5 +1,5 @@
 /**
- * Load-time weight conversion (kernels/quantize.wgsl): quantize f32/f16/bf16 weights into Q8_0, our Q4 or Q4_K,
+ * Load-time weight conversion (kernels/quantize.wgsl): quantize f32/f16/bf16 weights into Q8_0, our Q4, Q4_K or Q6_K,
  * convert between float types, dequantize any weight format; and the CPU codecs that are their reference,
  * written from the GGUF block definitions (ggml-common.h, ggml-quants.c).
  */
@@ -55,19 +55,21 @@ function sameMatrix(dst: Tensor, src: Tensor, op: string): [number, number] {
 }
 
 /** The block formats quantize-on-load produces. */
-export type QuantizedType = "q8_0" | "q4" | "q4_k";
+export type QuantizedType = "q8_0" | "q4" | "q4_k" | "q6_k";
+const QUANTIZED: readonly string[] = ["q8_0", "q4", "q4_k", "q6_k"] satisfies QuantizedType[];
 
-/** dst (q8_0, q4 or q4_k, [N, K]) = quantize(src), src f32, f16 or bf16 [N, K]. */
+/** dst (q8_0, q4, q4_k or q6_k, [N, K]) = quantize(src), src f32, f16 or bf16 [N, K]. */
 export function quantize(rec: Recorder, dst: Tensor, src: Tensor): void {
   const source = floatSource(src);
   const [rows, k] = sameMatrix(dst, src, "quantize");
-  if (dst.dtype !== "q8_0" && dst.dtype !== "q4" && dst.dtype !== "q4_k") {
-    throw new TypeError(`quantize: on-load quantization produces q8_0, q4 or q4_k, not ${dst.dtype}`);
+  if (!QUANTIZED.includes(dst.dtype)) {
+    throw new TypeError(`quantize: on-load quantization produces ${QUANTIZED.join(", ")}, not ${dst.dtype}`);
   }
   const dstRow = rowBytes(dst.dtype, k);
   const srcRow = src.rowByteStride;
-  // Q8_0 threads write pairs of blocks: windows start on an even block.
-  const multiple = dst.dtype === "q8_0" && (k / 32) % 2 === 1 ? 2 : 1;
+  // Q8_0 and Q6_K threads write pairs of blocks (whole words): windows start on an even block.
+  const perPair = dst.dtype === "q8_0" ? 32 : dst.dtype === "q6_k" ? 256 : 0;
+  const multiple = perPair && (k / perPair) % 2 === 1 ? 2 : 1;
   const kernel = rec.ctx.kernel({
     file: "quantize.wgsl",
     entry: `quantize_${dst.dtype}`,
@@ -78,9 +80,10 @@ export function quantize(rec: Recorder, dst: Tensor, src: Tensor): void {
   for (const win of rowWindows(rec.ctx.bindingLimits, rows, [srcRow, dstRow], multiple)) {
     const s = rec.bind(src, win.start * srcRow, (win.start + win.count) * srcRow);
     const d = rec.bind(dst, win.start * dstRow, (win.start + win.count) * dstRow);
-    // Q8_0: a pair of blocks a thread; Q4: a pair of groups; Q4_K: a block, 64 threads a workgroup.
-    const units = dst.dtype === "q8_0"
-      ? Math.ceil(win.count * k / 64)
+    // Q8_0 and Q6_K: a pair of blocks a thread; Q4: a pair of groups; Q4_K: a block. The K-quants' threads
+    // search scales in a few hundred bytes of arrays each: 64 a workgroup.
+    const units = perPair
+      ? Math.ceil(win.count * k / perPair / 2)
       : dst.dtype === "q4"
       ? win.count * Math.ceil(k / 64)
       : win.count * k / 256;
@@ -88,7 +91,7 @@ export function quantize(rec: Recorder, dst: Tensor, src: Tensor): void {
       kernel,
       [s, d],
       new Params().u32(win.count, k, s.offset, d.byteOffset, dstRow),
-      Math.ceil(units / (dst.dtype === "q4_k" ? 64 : WG)),
+      Math.ceil(units / (dst.dtype === "q4_k" || dst.dtype === "q6_k" ? 64 : WG)),
     );
   }
 }
@@ -310,18 +313,18 @@ export function dequantizeRef(dtype: DType, bytes: Uint8Array, rows: number, k: 
 }
 
 /**
- * ggml's reference quantizers, in f32 arithmetic: Q8_0 (quantize_row_q8_0_ref) and our Q4
- * (quantize_row_q4_0_ref's rule, in our layout). `values` are the source weights as f32.
+ * ggml's reference quantizers, in f32 arithmetic: Q8_0 (quantize_row_q8_0_ref), our Q4 (quantize_row_q4_0_ref's
+ * rule, in our layout), Q4_K and Q6_K (quantize_row_q4_K_ref, quantize_row_q6_K_ref). `values` are the source
+ * weights as f32.
  */
 export function quantizeRef(dtype: QuantizedType, values: Float32Array, rows: number, k: number): Uint8Array {
   const f = Math.fround;
   const stride = rowBytes(dtype, k);
   const out = new Uint8Array(rows * stride);
   const view = new DataView(out.buffer);
-  if (dtype === "q4_k") {
-    for (let b = 0; b < rows * k / 256; b++) {
-      quantizeQ4kBlock(values.subarray(256 * b, 256 * b + 256), out, 144 * b);
-    }
+  if (dtype === "q4_k" || dtype === "q6_k") {
+    const [block, bytes] = dtype === "q4_k" ? [quantizeQ4kBlock, 144] : [quantizeQ6kBlock, 210];
+    for (let b = 0; b < rows * k / 256; b++) block(values.subarray(256 * b, 256 * b + 256), out, bytes * b);
     return out;
   }
   for (let r = 0; r < rows; r++) {
@@ -454,5 +457,73 @@ function quantizeQ4kBlock(x: Float32Array, out: Uint8Array, at: number): void {
     // Sub-blocks 2h and 2h + 1 share 32 bytes: low nibbles and high nibbles.
     const q = at + 16 + 32 * (j >> 1);
     for (let l = 0; l < 32; l++) out[q + l] |= codes[l] << (4 * (j & 1));
+  }
+}
+
+/** ggml's GROUP_MAX_EPS: a sub-block or block of smaller magnitude is all zeros. */
+const GROUP_MAX_EPS = Math.fround(1e-15);
+
+/** ggml's make_qx_quants(16, 32, x, L, 1, NULL), in f32 operation by operation: a scale and codes l + 32. */
+function fitQ6k(x: Float32Array): { scale: number; codes: Uint8Array } {
+  const f = Math.fround;
+  let max = 0, amax = 0;
+  for (const v of x) if (Math.abs(v) > amax) [amax, max] = [Math.abs(v), v];
+  const codes = new Uint8Array(16);
+  if (amax < GROUP_MAX_EPS) return { scale: 0, codes };
+  let scale = 0, best = 0;
+  // The plain scale -32 / max (step 0), then 32 moved by tenths, kept where the least-squares gain is larger.
+  for (const step of [0, -9, -8, -7, -6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6, 7, 8, 9]) {
+    const iscale = f(-f(32 + f(f(0.1) * step)) / max);
+    const l = Array.from(x, (v) => Math.max(-32, Math.min(31, rint(f(iscale * v)))));
+    let sumLx = 0, sumL2 = 0;
+    x.forEach((v, i) => {
+      const w = f(v * v);
+      sumLx = f(sumLx + f(f(w * v) * l[i]));
+      sumL2 = f(sumL2 + f(f(w * l[i]) * l[i]));
+    });
+    if (step === 0 || (sumL2 > 0 && f(sumLx * sumLx) > f(best * sumL2))) {
+      scale = sumL2 ? f(sumLx / sumL2) : 0;
+      best = f(scale * sumLx);
+      codes.set(l.map((c) => c + 32));
+    }
+  }
+  return { scale, codes };
+}
+
+/** ggml's quantize_row_q6_K_ref for one block of 256 weights, written at out[at..at + 210]. */
+function quantizeQ6kBlock(x: Float32Array, out: Uint8Array, at: number): void {
+  const f = Math.fround;
+  const fits = Array.from({ length: 16 }, (_, j) => fitQ6k(x.subarray(16 * j, 16 * j + 16)));
+  let maxScale = 0, maxAbs = 0;
+  for (const t of fits) if (Math.abs(t.scale) > maxAbs) [maxAbs, maxScale] = [Math.abs(t.scale), t.scale];
+  if (maxAbs < GROUP_MAX_EPS) return; // all zeros, d too
+  const iscale = f(-128 / maxScale);
+  const view = new DataView(out.buffer, out.byteOffset);
+  view.setFloat16(at + 208, f(1 / iscale), true);
+  const d = view.getFloat16(at + 208, true);
+  const codes = new Uint8Array(256);
+  for (let j = 0; j < 16; j++) {
+    const sc = Math.min(127, rint(f(iscale * fits[j].scale)));
+    view.setInt8(at + 192 + j, sc);
+    const dl = f(d * sc);
+    // A sub-block whose scale quantized to 0 keeps the fit's codes.
+    codes.set(
+      dl === 0
+        ? fits[j].codes
+        : Array.from(x.subarray(16 * j, 16 * j + 16), (v) =>
+          Math.max(-32, Math.min(31, rint(f(v / dl)))) + 32),
+      16 * j,
+    );
+  }
+  // Per half n of 128 weights: ql bytes l and 32 + l hold the low nibbles of codes (l, l + 64) and (l + 32, l + 96);
+  // qh byte l the high two bits of all four.
+  for (let n = 0; n < 2; n++) {
+    const c = codes.subarray(128 * n);
+    for (let l = 0; l < 32; l++) {
+      out[at + 64 * n + l] = (c[l] & 15) | ((c[l + 64] & 15) << 4);
+      out[at + 64 * n + 32 + l] = (c[l + 32] & 15) | ((c[l + 96] & 15) << 4);
+      out[at + 128 + 32 * n + l] = (c[l] >> 4) | ((c[l + 32] >> 4) << 2) | ((c[l + 64] >> 4) << 4) |
+        ((c[l + 96] >> 4) << 6);
+    }
   }
 }
