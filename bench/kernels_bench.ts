@@ -215,7 +215,7 @@ for (
 }
 {
   const [n, k] = cpu ? [1024, 5120] : [14336, 5120];
-  for (const format of ["q4", "q4_k", "q6_k"] as const) {
+  for (const format of ["q4", "q4_k", "q5_k", "q6_k"] as const) {
     gpuBench(`quantize f16 -> ${format} ${n}x${k}`, "quantize", { unit: "GB/s", amount: n * k * 2 }, () => {
       const weight = fill("f16", [n, k], 10), out = ctx.tensor(format, [n, k]);
       return { tensors: [weight, out], batch: 1, record: (rec) => quantize(rec, out, weight) };

@@ -36,14 +36,16 @@ export function modelUsage(column = 24, exact = false): string {
     ["", "mistral-finetune's lora.safetensors, a LoRA GGUF, or hf:ORG/REPO (repeat for several)"],
     [
       "--quant FORMAT",
-      `decoder weights: q4, q4k, q4km, q6k, q8, f16 or f32 (default ${byDefault("q4")}; GGUF blocks stay as`,
+      `decoder weights: q4, q4k, q4km, q5k, q5km, q6k, q8, f16 or f32 (default ${
+        byDefault("q4")
+      }; GGUF blocks`,
     ],
-    ["", "stored, other quantized weights keep their own size unless this flag is given; q4k and q6k:"],
-    ["", "llama.cpp's Q4_K (as small as q4, more precise, slower to quantize) and Q6_K; q4km: its Q4_K_M"],
-    ["", "recipe, Q4_K with Q6_K for the output head and half the layers' attention wv and FFN w2)"],
+    ["", "stay as stored, other quantized weights keep their own size unless this flag is given; q4k, q5k,"],
+    ["", "q6k: llama.cpp's Q4_K (as small as q4, more precise, slower to quantize), Q5_K, Q6_K; q4km, q5km:"],
+    ["", "its Q4_K_M and Q5_K_M recipes, with Q6_K for the output head and half the layers' wv and w2)"],
     [
       "--vision-quant FORMAT",
-      `vision encoder and adapter: f16, f32, q8, q6k, q4k or q4 (default ${byDefault("f16")})`,
+      `vision encoder and adapter: f16, f32, q8, q6k, q5k, q4k or q4 (default ${byDefault("f16")})`,
     ],
     ["--kv FORMAT", `KV cache: f16, q8 or f32 (default ${byDefault("f16")})`],
     ["--ctx N", "KV cache tokens shared by all requests (default: the largest that fits)"],

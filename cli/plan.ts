@@ -22,7 +22,7 @@ import type { DType } from "../runtime/model/weights/dtype.ts";
 import { openLora } from "../runtime/model/weights/lora.ts";
 import { choice, parseFlags, positiveInt, UsageError } from "./args.ts";
 
-export const usage = `pixtral plan --model PATH [--quant q4|q4k|q4km|q6k|q8|f16] [--ctx N] [flags]
+export const usage = `pixtral plan --model PATH [--quant q4|q4k|q4km|q5km|q6k|q8|f16] [--ctx N] [flags]
 
 Prints the GPU memory a model needs before loading it: weights per component after quantization, the KV cache
 for the context, and the activation peak, compared with what the WebGPU adapter offers.
@@ -35,8 +35,9 @@ for the context, and the activation peak, compared with what the WebGPU adapter 
                         quantized again
   --lora-module NAME=PATH
                         a LoRA adapter served per request (repeatable): its own GPU memory
-  --quant FORMAT        decoder weights: q4 (default), q4k, q4km (llama.cpp's Q4_K_M recipe), q6k, q8, f16 or f32
-  --vision-quant FORMAT vision encoder and adapter weights: f16 (default), q8, q6k, q4k, q4 or f32
+  --quant FORMAT        decoder weights: q4 (default), q4k, q4km, q5k, q5km, q6k, q8, f16 or f32 (q4km and q5km:
+                        llama.cpp's Q4_K_M and Q5_K_M recipes)
+  --vision-quant FORMAT vision encoder and adapter weights: f16 (default), q8, q6k, q5k, q4k, q4 or f32
   --kv FORMAT           KV cache: f16 (default), q8 or f32
                         (models under 1B decoder parameters default to f32 everywhere)
   --ctx N               KV cache tokens (default: the largest that fits, up to the model's context)

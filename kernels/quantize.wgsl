@@ -1,5 +1,5 @@
-// Weight conversion at load time: quantization of f32/f16/bf16 weights into GGUF Q8_0, our Q4 format, GGUF Q4_K
-// and Q6_K (layouts in lib/weights.wgsl), float conversion (bf16 -> f16 ...), and dequantization of any weight format to
+// Weight conversion at load time: quantization of f32/f16/bf16 weights into GGUF Q8_0, our Q4 format, GGUF Q4_K,
+// Q5_K and Q6_K (layouts in lib/weights.wgsl), float conversion (bf16 -> f16 ...), and dequantization of any weight format to
 // floats (for tests and for tools that need plain weights).
 //
 // Quantization follows ggml's reference quantizers (quantize_row_q8_0_ref, quantize_row_q4_0_ref) so the CPU
@@ -171,21 +171,22 @@ fn quantize_q4(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g
   dst[(rb + p.k / 2u + first * 2u) >> 2u] = scales;
 }
 
-// Q4_K as llama.cpp quantizes it (quantize_row_q4_K_ref): per sub-block of 32 a scale and a min fitted by
-// make_qkx2_quants (weights av_x + |x|, 21 trial scales, least squares), both quantized to 6 bits against the
-// block's largest (d, dmin as f16), then each weight's 4-bit code against the quantized pair. The same
-// operations in the same order, but a GPU may fuse a multiply and an add, which llama.cpp built without FMA
-// contraction does not: a few codes or a near choice of the search can then differ.
+// Q4_K and Q5_K as llama.cpp quantizes them (quantize_row_q4_K_ref, quantize_row_q5_K_ref): per sub-block of 32
+// a scale and a min fitted by make_qkx2_quants (weights av_x + |x|, trial scales, least squares), both quantized
+// to 6 bits against the block's largest (d, dmin as f16), then each weight's 4- or 5-bit code against the
+// quantized pair. The same operations in the same order, but a GPU may fuse a multiply and an add, which
+// llama.cpp built without FMA contraction does not, or divide less exactly (WGSL allows 2.5 ulp): a few codes or
+// a near choice of the search can then differ.
 
-// make_qkx2_quants(32, 15, x, weights, rmin -1, rdelta 0.1, nstep 20, squared errors) for the 32 weights at source
-// element e: its scale, its min (returned as -min, the_min) and its codes, eight 4-bit ones a word.
+// make_qkx2_quants(32, nmax, x, weights, L, &min, Laux, rmin, rdelta 0.1, nstep, squared errors) for the 32
+// weights at source element e: its scale, its min (returned as -min, the_min) and its codes, a byte each.
 struct Fit {
   scale: f32,
   min: f32,
-  codes: array<u32, 4>,
+  codes: array<u32, 8>,
 }
 
-fn fit_q4_k(e: u32) -> Fit {
+fn fit_k(e: u32, nmax: f32, rmin: f32, nstep: i32) -> Fit {
   var x: array<f32, 32>;
   var wt: array<f32, 32>;
   var sum_x2 = 0.0;
@@ -213,24 +214,24 @@ fn fit_q4_k(e: u32) -> Fit {
     fit.min = -lo;
     return fit;
   }
-  var iscale = 15.0 / (hi - lo);
+  var iscale = nmax / (hi - lo);
   var scale = 1.0 / iscale;
   var best = 0.0;
   for (var i = 0u; i < 32u; i++) {
-    let l = clamp(round(iscale * (x[i] - lo)), 0.0, 15.0);
-    fit.codes[i >> 3u] |= u32(l) << (4u * (i & 7u));
+    let l = clamp(round(iscale * (x[i] - lo)), 0.0, nmax);
+    fit.codes[i >> 2u] |= u32(l) << (8u * (i & 3u));
     let diff = scale * l + lo - x[i];
     best += wt[i] * (diff * diff);
   }
-  for (var step = 0; step <= 20; step++) {
-    iscale = (-1.0 + 0.1 * f32(step) + 15.0) / (hi - lo);
-    var trial = array<u32, 4>();
+  for (var step = 0; step <= nstep; step++) {
+    iscale = (rmin + 0.1 * f32(step) + nmax) / (hi - lo);
+    var trial = array<u32, 8>();
     var sum_l = 0.0;
     var sum_l2 = 0.0;
     var sum_xl = 0.0;
     for (var i = 0u; i < 32u; i++) {
-      let l = clamp(round(iscale * (x[i] - lo)), 0.0, 15.0);
-      trial[i >> 3u] |= u32(l) << (4u * (i & 7u));
+      let l = clamp(round(iscale * (x[i] - lo)), 0.0, nmax);
+      trial[i >> 2u] |= u32(l) << (8u * (i & 3u));
       sum_l += wt[i] * l;
       sum_l2 += wt[i] * l * l;
       sum_xl += wt[i] * l * x[i];
@@ -245,7 +246,7 @@ fn fit_q4_k(e: u32) -> Fit {
       }
       var err = 0.0;
       for (var i = 0u; i < 32u; i++) {
-        let diff = this_scale * f32((trial[i >> 3u] >> (4u * (i & 7u))) & 15u) + this_min - x[i];
+        let diff = this_scale * f32((trial[i >> 2u] >> (8u * (i & 3u))) & 0xffu) + this_min - x[i];
         err += wt[i] * (diff * diff);
       }
       if (err < best) {
@@ -261,27 +262,27 @@ fn fit_q4_k(e: u32) -> Fit {
   return fit;
 }
 
-// One thread per block of 256 weights (144 bytes: d, dmin, 12 bytes of 6-bit scales and mins, 128 of codes);
-// 64 threads a workgroup, since each holds a few hundred bytes of arrays.
-@compute @workgroup_size(64)
-fn quantize_q4_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
-                 @builtin(num_workgroups) ng: vec3<u32>) {
-  let block = (g.x + g.y * ng.x) * 64u + t;
-  if (block >= p.rows * (p.k / 256u)) {
-    return;
-  }
-  let e = block * 256u;
+// A Q4_K or Q5_K block of the 256 weights from source element e: d and dmin, the 12 bytes of 6-bit scales and
+// mins (three words), and the 256 codes (0..nmax), a byte each.
+struct KBlock {
+  d_bits: u32,
+  dmin_bits: u32,
+  scales: array<u32, 3>,
+  codes: array<u32, 64>,
+}
+
+fn k_block(e: u32, nmax: f32, rmin: f32, nstep: i32) -> KBlock {
+  var out: KBlock;
   var scales: array<f32, 8>;
   var mins: array<f32, 8>;
-  var codes: array<u32, 32>;  // sub-block j's codes in words 4j..4j+3, eight a word
   var max_scale = 0.0;
   var max_min = 0.0;
   for (var j = 0u; j < 8u; j++) {
-    let fit = fit_q4_k(e + 32u * j);
+    let fit = fit_k(e + 32u * j, nmax, rmin, nstep);
     scales[j] = fit.scale;
     mins[j] = fit.min;
-    for (var i = 0u; i < 4u; i++) {
-      codes[4u * j + i] = fit.codes[i];
+    for (var i = 0u; i < 8u; i++) {
+      out.codes[8u * j + i] = fit.codes[i];
     }
     if (fit.scale > max_scale) {
       max_scale = fit.scale;
@@ -313,12 +314,16 @@ fn quantize_q4_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       packed[j] |= (lm[j] >> 4u) << 6u;
     }
   }
+  for (var i = 0u; i < 3u; i++) {
+    out.scales[i] = packed[4u * i] | (packed[4u * i + 1u] << 8u) | (packed[4u * i + 2u] << 16u) |
+      (packed[4u * i + 3u] << 24u);
+  }
   // Both are +0 or more, as in llama.cpp, where a min of -0 never replaces +0; a compiler may have made the
   // comparisons a max(), which can keep -0: the sign bit is cleared.
-  let d_bits = f16_bits(max_scale / 63.0) & 0x7fffu;
-  let dmin_bits = f16_bits(max_min / 63.0) & 0x7fffu;
-  let d = unpack2x16float(d_bits).x;
-  let dmin = unpack2x16float(dmin_bits).x;
+  out.d_bits = f16_bits(max_scale / 63.0) & 0x7fffu;
+  out.dmin_bits = f16_bits(max_min / 63.0) & 0x7fffu;
+  let d = unpack2x16float(out.d_bits).x;
+  let dmin = unpack2x16float(out.dmin_bits).x;
   // Codes against the quantized scale and min; a sub-block whose scale quantized to 0 keeps the fit's, as
   // llama.cpp does.
   for (var j = 0u; j < 8u; j++) {
@@ -327,33 +332,85 @@ fn quantize_q4_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       continue;
     }
     let dm = dmin * f32(lm[j]);
-    for (var w = 0u; w < 4u; w++) {
+    for (var w = 0u; w < 8u; w++) {
       var v = 0u;
-      for (var i = 0u; i < 8u; i++) {
-        let l = clamp(round((src(e + 32u * j + 8u * w + i) + dm) / dl), 0.0, 15.0);
-        v |= u32(l) << (4u * i);
+      for (var i = 0u; i < 4u; i++) {
+        let l = clamp(round((src(e + 32u * j + 4u * w + i) + dm) / dl), 0.0, nmax);
+        v |= u32(l) << (8u * i);
       }
-      codes[4u * j + w] = v;
+      out.codes[8u * j + w] = v;
     }
   }
+  return out;
+}
+
+// Code i of a block's codes.
+fn k_code(b: ptr<function, KBlock>, i: u32) -> u32 {
+  return ((*b).codes[i >> 2u] >> (8u * (i & 3u))) & 0xffu;
+}
+
+// Four codes of sub-block pair h (64 weights) from weight l on, the low sub-block's in the low nibbles and the
+// high's in the high nibbles: the word of qs that Q4_K and Q5_K store (their low 4 bits only).
+fn k_nibbles(b: ptr<function, KBlock>, h: u32, l: u32) -> u32 {
+  var v = 0u;
+  for (var i = 0u; i < 4u; i++) {
+    v |= ((k_code(b, 64u * h + l + i) & 15u) | ((k_code(b, 64u * h + 32u + l + i) & 15u) << 4u)) << (8u * i);
+  }
+  return v;
+}
+
+// One thread per block of 256 weights (144 bytes: d, dmin, 12 bytes of 6-bit scales and mins, 128 of codes);
+// 64 threads a workgroup, since each holds a few hundred bytes of arrays.
+@compute @workgroup_size(64)
+fn quantize_q4_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                 @builtin(num_workgroups) ng: vec3<u32>) {
+  let block = (g.x + g.y * ng.x) * 64u + t;
+  if (block >= p.rows * (p.k / 256u)) {
+    return;
+  }
+  var b = k_block(block * 256u, 15.0, -1.0, 20);
   let base = (p.dst_off >> 2u) + block * 36u;
-  dst[base] = d_bits | (dmin_bits << 16u);
+  dst[base] = b.d_bits | (b.dmin_bits << 16u);
   for (var i = 0u; i < 3u; i++) {
-    dst[base + 1u + i] = packed[4u * i] | (packed[4u * i + 1u] << 8u) | (packed[4u * i + 2u] << 16u) |
-      (packed[4u * i + 3u] << 24u);
+    dst[base + 1u + i] = b.scales[i];
   }
   // Sub-blocks 2h (low nibbles) and 2h + 1 (high nibbles) share 32 bytes: byte l holds code l of each.
   for (var h = 0u; h < 4u; h++) {
     for (var word = 0u; word < 8u; word++) {
-      // Codes 4·word .. 4·word + 3 of each: half of one of their code words.
-      let shift = 16u * (word & 1u);
-      let lo4 = (codes[8u * h + (word >> 1u)] >> shift) & 0xffffu;
-      let hi4 = (codes[8u * h + 4u + (word >> 1u)] >> shift) & 0xffffu;
-      var v = 0u;
-      for (var b = 0u; b < 4u; b++) {
-        v |= (((lo4 >> (4u * b)) & 15u) | (((hi4 >> (4u * b)) & 15u) << 4u)) << (8u * b);
+      dst[base + 4u + 8u * h + word] = k_nibbles(&b, h, 4u * word);
+    }
+  }
+}
+
+// One thread per block of 256 weights (176 bytes: d, dmin, 12 bytes of scales and mins, then qh[32], whose byte
+// l has bit 2h (2h + 1) set where code l of sub-block 2h (2h + 1) is 16 or more, and the low nibbles as Q4_K's).
+@compute @workgroup_size(64)
+fn quantize_q5_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
+                 @builtin(num_workgroups) ng: vec3<u32>) {
+  let block = (g.x + g.y * ng.x) * 64u + t;
+  if (block >= p.rows * (p.k / 256u)) {
+    return;
+  }
+  var b = k_block(block * 256u, 31.0, -0.5, 15);
+  let base = (p.dst_off >> 2u) + block * 44u;
+  dst[base] = b.d_bits | (b.dmin_bits << 16u);
+  for (var i = 0u; i < 3u; i++) {
+    dst[base + 1u + i] = b.scales[i];
+  }
+  for (var word = 0u; word < 8u; word++) {
+    var v = 0u;
+    for (var i = 0u; i < 4u; i++) {
+      var bits = 0u;
+      for (var s = 0u; s < 8u; s++) {
+        bits |= (k_code(&b, 32u * s + 4u * word + i) >> 4u) << s;
       }
-      dst[base + 4u + 8u * h + word] = v;
+      v |= bits << (8u * i);
+    }
+    dst[base + 4u + word] = v;
+  }
+  for (var h = 0u; h < 4u; h++) {
+    for (var word = 0u; word < 8u; word++) {
+      dst[base + 12u + 8u * h + word] = k_nibbles(&b, h, 4u * word);
     }
   }
 }
@@ -361,7 +418,7 @@ fn quantize_q4_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
 // Q6_K as llama.cpp quantizes it (quantize_row_q6_K_ref): per sub-block of 16 a scale fitted by make_qx_quants
 // (codes -32..31, weights x², 19 trial scales), the sixteen scales quantized to int8 against the largest (d =
 // -largest / 128 as f16), then each weight's code against its quantized scale. As for Q4_K, a GPU that fuses a
-// multiply and an add may move a code or a near choice of the search.
+// multiply and an add, or divides less exactly, may move a code or a near choice of the search.
 
 // make_qx_quants(16, 32, x, L, rmse_type 1, no weights) for the 16 weights at source element e: the scale, and the
 // codes l + 32 (0..63; all 0 for a sub-block of zeros), a byte each.

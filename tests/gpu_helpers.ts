@@ -135,10 +135,13 @@ export const EPS16 = 2 ** -11;
 /** Half the spacing of f16 subnormals: the absolute rounding error of tiny values stored as f16. */
 export const SUB16 = 2 ** -25;
 
-/** `x` [rows, k] in `source` quantized to Q4_K or Q6_K by the kernel: the blocks' bytes. */
+/** The k-quants quantize-on-load writes. */
+export type KQuant = "q4_k" | "q5_k" | "q6_k";
+
+/** `x` [rows, k] in `source` quantized to a k-quant by the kernel: the blocks' bytes. */
 export async function quantizeK(
   gpu: GpuContext,
-  dtype: "q4_k" | "q6_k",
+  dtype: KQuant,
   x: Float32Array,
   rows: number,
   k: number,
@@ -156,14 +159,14 @@ export async function quantizeK(
 }
 
 /**
- * The kernel's Q4_K or Q6_K blocks against the reference's: each within 2% of its squared error (a GPU may fuse a
+ * The kernel's k-quant blocks against the reference's: each within 2% of its squared error (a GPU may fuse a
  * multiply and an add, which moves a code at a rounding tie or a near choice of the scale search), and on a
  * software adapter, which does not fuse, the same bytes in all but 2% of the blocks (WGSL's division need not be
  * correctly rounded).
  */
 export function assertKQuantClose(
   gpu: GpuContext,
-  dtype: "q4_k" | "q6_k",
+  dtype: KQuant,
   got: Uint8Array,
   want: Uint8Array,
   x: Float32Array,

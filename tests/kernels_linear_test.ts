@@ -725,7 +725,7 @@ Deno.test("quantize on load to Q4_K: edge blocks (zeros, a constant, an outlier,
   assert.ok(q4k < 0.9 * q4, `q4_k ${q4k}, q4 ${q4}`);
 });
 
-Deno.test("quantize on load to Q6_K: edge blocks (zeros, tiny values, a constant, an outlier), bf16, odd block counts in windows", async () => {
+Deno.test("quantize on load to Q6_K: edge blocks (zeros, tiny values, a constant, an outlier), windows of whole words", async () => {
   // The fixture's Q6_K blocks (llama.cpp's) are the goldens of tests/model_gguf_quant_test.ts.
   const [rows, k] = [91, 768]; // 3 blocks a row, 273 in all: a thread's pair may end mid-word
   const random = randomFloats(rows * k, 711, 0.05);
@@ -734,9 +734,11 @@ Deno.test("quantize on load to Q6_K: edge blocks (zeros, tiny values, a constant
   random.fill(0.01, 512, 768);
   random[k + 7] = 100; // its sub-block's scale makes the others' round to 0: they keep the fit's codes
   for (let i = 2 * k; i < 3 * k; i++) random[i] = -Math.abs(random[i]) - 1e-3;
-  const x = roundTo("bf16", random);
-  const windowed = await windowedContext(); // 630-byte rows in windows of 42 rows and 7
-  const got = await quantizeK(windowed, "q6_k", x, rows, k, "bf16"), want = quantizeRef("q6_k", x, rows, k);
+  const x = random;
+  // 3 KiB f32 rows: 21 fit a window, but 630-byte Q6_K rows start on a word only every other row, so the windows
+  // hold 20 rows (the last 11, 33 blocks).
+  const windowed = await windowedContext();
+  const got = await quantizeK(windowed, "q6_k", x, rows, k, "f32"), want = quantizeRef("q6_k", x, rows, k);
   assertKQuantClose(windowed, "q6_k", got, want, x, k);
   assert.deepEqual(got.subarray(0, 210), new Uint8Array(210));
   const edges = 3 * 210 * k / 256;
@@ -744,22 +746,30 @@ Deno.test("quantize on load to Q6_K: edge blocks (zeros, tiny values, a constant
   // Against Q4_K and q8 on the random rows: between them, as its 6.56 bits a weight are.
   const rmse = (d: Float32Array) =>
     Math.sqrt(d.reduce((s, v, i) => i < 3 * k ? s : s + (v - x[i]) ** 2, 0) / (d.length - 3 * k));
-  const error = (dtype: "q6_k" | "q4_k" | "q8_0", bytes = quantizeRef(dtype, x, rows, k)) =>
+  const error = (dtype: "q6_k" | "q4_k" | "q8_0", bytes: Uint8Array = quantizeRef(dtype, x, rows, k)) =>
     rmse(dequantizeRef(dtype, bytes, rows, k));
   const [q6k, q4k, q8] = [error("q6_k", got), error("q4_k"), error("q8_0")];
   assert.ok(q8 < q6k && q6k < 0.5 * q4k, `q6_k ${q6k}, q4_k ${q4k}, q8_0 ${q8}`);
+  // A piece of the tensor from an odd row starts mid-word: refused, not written two bytes off.
+  const [src, dst] = [
+    windowed.fromFloats("f32", [2, k], x.subarray(0, 2 * k)),
+    windowed.tensor("q6_k", [3, k]),
+  ];
+  assert.throws(() => quantize(windowed.record(), dst.sliceRows(1, 2), src), /not on a word/);
+  windowed.release(src);
+  windowed.release(dst);
 });
 
-Deno.test("quantize on load to Q4_K and Q6_K: llama.cpp's own blocks for edge cases", async () => {
+Deno.test("quantize on load to Q4_K, Q5_K and Q6_K: llama.cpp's own blocks for edge cases", async () => {
   // scripts/gen_k_quant_goldens.py: zeros, a sub-block under 1e-15, a constant, outliers, all negative, tiny and
-  // large magnitudes, random blocks, through ggml's quantize_row_q4_K_ref and quantize_row_q6_K_ref.
+  // large magnitudes, random blocks, through ggml's quantize_row_q4_K_ref, _q5_K_ref and _q6_K_ref.
   const golden = JSON.parse(
     await Deno.readTextFile(new URL("./fixtures/gguf/k_quants.json", import.meta.url)),
   );
   const x = new Float32Array(Uint8Array.fromBase64(golden.values).buffer);
   const rows = x.length / 256;
   const ctx = await context();
-  for (const dtype of ["q4_k", "q6_k"] as const) {
+  for (const dtype of ["q4_k", "q5_k", "q6_k"] as const) {
     const want = Uint8Array.fromBase64(golden[dtype]);
     assert.deepEqual(quantizeRef(dtype, x, rows, 256), want, `${dtype}: the CPU reference`);
     assertKQuantClose(ctx, dtype, await quantizeK(ctx, dtype, x, rows, 256, "f32"), want, x, 256);

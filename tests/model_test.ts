@@ -247,6 +247,7 @@ Deno.test("quantized weights: error and top-1 agreement against the f32 goldens"
     ["q4 (quantized on load)", "mistral", { quant: "q4", visionQuant: "f32", activations: "f32" }],
     ["q4k (quantized on load)", "mistral", { quant: "q4k", visionQuant: "f32", activations: "f32" }],
     ["q4km (quantized on load)", "mistral", { quant: "q4km", visionQuant: "f32", activations: "f32" }],
+    ["q5km (quantized on load)", "mistral", { quant: "q5km", visionQuant: "f32", activations: "f32" }],
     ["q6k (quantized on load)", "mistral", { quant: "q6k", visionQuant: "f32", activations: "f32" }],
     ["GGUF Q8_0", "ggufQ8", { activations: "f32" }],
     ["GGUF Q4_K_M", "ggufQ4KM", { activations: "f32" }],
@@ -282,10 +283,12 @@ Deno.test("quantized weights: error and top-1 agreement against the f32 goldens"
   // Q4_K's fitted scales and mins, 6-bit per 32 weights, err less than q4's one scale per 32 at the same size.
   assert.ok(errors["q4k (quantized on load)"] < errors["q4 (quantized on load)"], JSON.stringify(errors));
   // q4km is llama.cpp's Q4_K_M recipe: from the Mistral layout, the GGUF file's error; Q6_K where it matters
-  // most (the output head) errs less than Q4_K throughout, and Q6_K throughout less still.
-  const [q4km, q4k, q6k] = ["q4km", "q4k", "q6k"].map((f) => errors[`${f} (quantized on load)`]);
+  // most (the output head) errs less than Q4_K throughout, Q5_K_M less, and Q6_K throughout less still.
+  const [q4km, q5km, q4k, q6k] = ["q4km", "q5km", "q4k", "q6k"].map((f) =>
+    errors[`${f} (quantized on load)`]
+  );
   assert.ok(Math.abs(q4km - errors["GGUF Q4_K_M"]) < 0.05, JSON.stringify(errors));
-  assert.ok(q6k < q4km && q4km < q4k, JSON.stringify(errors));
+  assert.ok(q6k < q5km && q5km < q4km && q4km < q4k, JSON.stringify(errors));
   assert.ok(agreement["q6k (quantized on load)"] >= 0.85);
   assert.ok(agreement["GGUF Q8_0"] >= 0.85);
   assert.ok(agreement["f16 activations"] >= 0.95);

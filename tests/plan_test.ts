@@ -84,7 +84,7 @@ Deno.test("Pixtral 12B weights: q4 decoder at 4.5 bits, vision and adapter at f1
   assert.equal(f16.largestTensor.bytes, 131072 * 5120 * 2);
 });
 
-Deno.test("rowFormat: rows must be whole blocks (q4k, q6k 256, q4 and q8 32), the patch convolution stays float", () => {
+Deno.test("rowFormat: rows must be whole blocks (k-quants 256, q4 and q8 32), the patch convolution stays float", () => {
   assert.equal(rowFormat("q4k", 5120), "q4k");
   assert.equal(rowFormat("q4k", 288), "q4");
   assert.equal(rowFormat("q4k", 100), "f16");
@@ -92,6 +92,7 @@ Deno.test("rowFormat: rows must be whole blocks (q4k, q6k 256, q4 and q8 32), th
   assert.equal(rowFormat("q6k", 14336), "q6k");
   assert.equal(rowFormat("q6k", 288), "q8");
   assert.equal(rowFormat("q6k", 100), "f16");
+  assert.equal(rowFormat("q5k", 288), "q8");
   assert.equal(rowFormat("q8", 96), "q8");
   assert.equal(rowFormat("q4", 100), "f16");
   assert.equal(rowFormat("f32", 7), "f32");
@@ -100,19 +101,19 @@ Deno.test("rowFormat: rows must be whole blocks (q4k, q6k 256, q4 and q8 32), th
   assert.equal(decodedFormat("N4", "q4k", true), "q4k");
   assert.equal(decodedFormat("Q4_K", "q4k", true), "q4k");
   // GGUF blocks a LoRA merge changes: by default Q4_K again (q4's size) from those of 4.5 bits or fewer, q4 from
-  // Q4_0 (its blocks are q4's), Q6_K from Q6_K and Q5_K, q8 from the larger; a flag wins.
+  // Q4_0 (its blocks are q4's), Q6_K and Q5_K themselves, q8 from the others; a flag wins.
   assert.equal(decodedFormat("Q4_K", "q4"), "q4k");
   assert.equal(decodedFormat("IQ3_S", "q4"), "q4k");
   assert.equal(decodedFormat("Q4_0", "q4"), "q4");
   assert.equal(decodedFormat("Q6_K", "q4"), "q6k");
-  assert.equal(decodedFormat("Q5_K", "q4"), "q6k");
+  assert.equal(decodedFormat("Q5_K", "q4"), "q5k");
   assert.equal(decodedFormat("Q5_1", "q4"), "q8");
   assert.equal(decodedFormat("Q8_0", "q6k"), "q8");
   assert.equal(decodedFormat("Q4_K", "q4", true), "q4");
   assert.equal(decodedFormat("Q4_K", "f16"), "f16");
 });
 
-Deno.test("mixFormat: llama.cpp's Q4_K_M recipe places Q6_K by layer as use_more_bits does", () => {
+Deno.test("mixFormat: llama.cpp's Q4_K_M and Q5_K_M recipes place Q6_K by layer as use_more_bits does", () => {
   const sixBit = (layers: number, tensor: string) =>
     Array.from({ length: layers }, (_, i) => i).filter((i) =>
       mixFormat("q4km", `layers.${i}.${tensor}.weight`, layers) === "q6k"
@@ -128,6 +129,13 @@ Deno.test("mixFormat: llama.cpp's Q4_K_M recipe places Q6_K by layer as use_more
     assert.deepEqual(sixBit(40, tensor), []);
   }
   assert.equal(mixFormat("q4km", "output.weight", 40), "q6k");
+  // Q5_K_M: the same places, Q5_K elsewhere.
+  assert.deepEqual(
+    Array.from({ length: 40 }, (_, i) => mixFormat("q5km", `layers.${i}.feed_forward.w2.weight`, 40)),
+    Array.from({ length: 40 }, (_, i) => pixtral.includes(i) ? "q6k" : "q5k"),
+  );
+  assert.equal(mixFormat("q5km", "layers.3.attention.wq.weight", 40), "q5k");
+  assert.equal(mixFormat("q5km", "output.weight", 40), "q6k");
   assert.equal(mixFormat("q4km", "tok_embeddings.weight", 40), "q4k");
   assert.equal(mixFormat("q4km", "vision_encoder.transformer.layers.0.attention.wv.weight", 40), "q4k");
   assert.equal(mixFormat("q8", "output.weight", 40), "q8");
@@ -200,13 +208,14 @@ Deno.test("refusals say what is needed, what the adapter offers, and what to cha
   });
   const f16 = planMemory(pixtral12b, { quant: "f16", ctx: 8192 });
   // Only formats that make the weights fit beside the context are suggested, the most precise first: at f16 with
-  // 8192 tokens, q8 fits 15 GiB, q6k 14 GiB, q4 11 GiB; 8.5 GiB needs the vision encoder quantized too, 8 GiB
-  // nothing does.
+  // 8192 tokens, q8 fits 15 GiB, q6k 14 GiB, q5k 11 GiB, q4 10 GiB; 8.5 GiB needs the vision encoder quantized
+  // too, 8 GiB nothing does.
   for (
     const [memory, hint] of [
       [15, /--quant q8 \(now f16\) fits$/],
       [14, /--quant q6k \(now f16\) fits$/],
-      [11, /--quant q4 \(now f16\) fits$/],
+      [11, /--quant q5k \(now f16\) fits$/],
+      [10, /--quant q4 \(now f16\) fits$/],
       [8.5, /--quant q4 \(now f16\) and --vision-quant q4 \(now f16\) fits$/],
       [8, /Try: a GPU with more memory/],
     ] as const
@@ -329,7 +338,7 @@ Deno.test("pixtral plan prints the real Pixtral 12B plan from params.json alone"
 
   const usage = await run(["plan", "--model", PARAMS, "--quant", "q3"]);
   assert.equal(usage.code, 2);
-  assert.match(usage.stderr, /--quant must be one of q4, q4k, q6k, q8, f16, f32, q4km/);
+  assert.match(usage.stderr, /--quant must be one of q4, q4k, q5k, q6k, q8, f16, f32, q4km, q5km/);
   const missing = await run(["plan", "--model", "/nonexistent/model", "--no-gpu"]);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /--model \/nonexistent\/model: no such file or directory/);

@@ -53,6 +53,7 @@ export interface LoadOptions {
 const FORMATS: Record<TensorFormat, DType> = {
   q4: "q4",
   q4k: "q4_k",
+  q5k: "q5_k",
   q6k: "q6_k",
   q8: "q8_0",
   f16: "f16",
@@ -234,7 +235,8 @@ export async function loadWeights(
       }
       const stored = STORED[info.dtype as keyof typeof STORED];
       const storedRow = rowBytes(stored, k);
-      const chunkBytes = update ? Math.max(1, Math.floor(MERGED_BYTES / (4 * k))) * storedRow : CHUNK_BYTES;
+      const budget = update ? Math.floor(MERGED_BYTES / (4 * k)) : Math.floor(CHUNK_BYTES / storedRow);
+      const chunkBytes = pieceRows(budget, target, k) * storedRow;
       for await (const chunk of source.chunks(info.name, chunkBytes)) {
         const first = chunk.byteOffset / storedRow, count = chunk.bytes.byteLength / storedRow;
         if (stored === target && !update) ctx.write(dst, chunk.bytes, chunk.byteOffset);
@@ -251,9 +253,23 @@ export async function loadWeights(
   return weights;
 }
 
+/**
+ * Rows a piece of a tensor quantized or converted into `target` piece by piece takes: `rows`, at least one, but
+ * even where `target`'s rows are not whole words (Q8_0 and Q6_K rows of an odd number of blocks), since the
+ * quantize kernels write whole words from the piece's first byte.
+ */
+export function pieceRows(rows: number, target: DType, k: number): number {
+  const even = rowMultiple(target, k);
+  return Math.max(even, Math.floor(rows / even) * even);
+}
+
+function rowMultiple(target: DType, k: number): 1 | 2 {
+  return rowBytes(target, k) % 4 === 0 ? 1 : 2;
+}
+
 /** Bytes of stored rows a chunk decoded on the CPU takes: one piece per thread, each at most DECODED_BYTES as f32. */
-function decodedChunkBytes(pool: BlockDecoder, k: number, storedRow: number): number {
-  return Math.max(1, Math.floor(pool.threads * DECODED_BYTES / (4 * k))) * storedRow;
+function decodedChunkBytes(pool: BlockDecoder, k: number, storedRow: number, target: DType): number {
+  return pieceRows(Math.floor(pool.threads * DECODED_BYTES / (4 * k)), target, k) * storedRow;
 }
 
 /**
@@ -283,7 +299,8 @@ function addLowRank(rec: Recorder, src: Tensor, update: LowRank, first: number):
 
 /**
  * `count` rows from row `first` decoded on every thread of the pool at once (`decode(r, n)`: n rows from the
- * chunk's row r) and uploaded in order as they come; a failure names the file and the tensor.
+ * chunk's row r; `multiple`: of rows each piece but the last holds, see pieceRows) and uploaded in order as they
+ * come; a failure names the file and the tensor.
  */
 async function decodeRows(
   info: TensorInfo,
@@ -292,8 +309,9 @@ async function decodeRows(
   put: (stored: DType, first: number, count: number, bytes: Uint8Array) => Promise<void>,
   decode: (r: number, n: number) => Promise<Float32Array>,
   first: number,
+  multiple: number,
 ): Promise<void> {
-  const rows = Math.ceil(count / Math.min(count, pool.threads));
+  const rows = Math.ceil(count / Math.min(count, pool.threads) / multiple) * multiple;
   const parts = [];
   for (let r = 0; r < count; r += rows) {
     const n = Math.min(rows, count - r);
@@ -334,17 +352,25 @@ async function loadScaled(
     : undefined;
   const codeRow = tensorBytes(type, [k])!, target = rowBytes(dst.dtype, k);
   const pool = exact ? undefined : decoder();
-  const chunkBytes = pool ? decodedChunkBytes(pool, k, codeRow) : CHUNK_BYTES;
+  const chunkBytes = pool ? decodedChunkBytes(pool, k, codeRow, dst.dtype) : CHUNK_BYTES;
   for await (const chunk of source.chunks(info.name, chunkBytes)) {
     const first = chunk.byteOffset / codeRow, count = chunk.bytes.byteLength / codeRow;
     if (!pool) {
       ctx.write(dst, toBlocks(exact!, chunk.bytes, first, scales, target), first * target);
     } else {
-      await decodeRows(info, pool, count, put, (r, n) =>
-        pool.decode(
-          { type, scales: scaleRows(scales, first + r, n) },
-          chunk.bytes.subarray(r * codeRow, (r + n) * codeRow),
-        ), first);
+      await decodeRows(
+        info,
+        pool,
+        count,
+        put,
+        (r, n) =>
+          pool.decode(
+            { type, scales: scaleRows(scales, first + r, n) },
+            chunk.bytes.subarray(r * codeRow, (r + n) * codeRow),
+          ),
+        first,
+        rowMultiple(dst.dtype, k),
+      );
     }
     progress?.add(chunk.bytes.byteLength);
   }
@@ -373,7 +399,7 @@ export async function randomWeights(
       const dst = weights.tensors.get(spec.name)!;
       const target = dst.dtype, [rows, k] = dst.shape;
       const { mean, std } = syntheticScale(spec);
-      const step = Math.max(1, Math.floor(CHUNK_BYTES / (4 * k)));
+      const step = pieceRows(Math.floor(CHUNK_BYTES / (4 * k)), target, k);
       for (let first = 0; first < rows; first += step) {
         const count = Math.min(step, rows - first);
         const rec = ctx.record(`random ${spec.name}`);

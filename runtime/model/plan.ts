@@ -17,42 +17,55 @@ import {
 } from "./weights/dtype.ts";
 
 /** A tensor's format on the GPU (f32 is for exactness tests). */
-export type TensorFormat = "q4" | "q4k" | "q6k" | "q8" | "f16" | "f32";
-/** What --quant and --vision-quant choose: a tensor format, or llama.cpp's Q4_K_M recipe of two (mixFormat). */
-export type WeightFormat = TensorFormat | "q4km";
-/** The values of --vision-quant, and of --quant, which also takes the recipe (a decoder's). */
-export const VISION_FORMATS = ["q4", "q4k", "q6k", "q8", "f16", "f32"] as const satisfies TensorFormat[];
-export const DECODER_FORMATS = [...VISION_FORMATS, "q4km"] as const satisfies WeightFormat[];
+export type TensorFormat = "q4" | "q4k" | "q5k" | "q6k" | "q8" | "f16" | "f32";
+/** What --quant and --vision-quant choose: a tensor format, or one of llama.cpp's recipes (mixFormat). */
+export type WeightFormat = TensorFormat | "q4km" | "q5km";
+/** The values of --vision-quant, and of --quant, which also takes the recipes (a decoder's). */
+export const VISION_FORMATS = [
+  "q4",
+  "q4k",
+  "q5k",
+  "q6k",
+  "q8",
+  "f16",
+  "f32",
+] as const satisfies TensorFormat[];
+export const DECODER_FORMATS = [...VISION_FORMATS, "q4km", "q5km"] as const satisfies WeightFormat[];
 export type KvFormat = "f16" | "q8" | "f32";
 
 /**
  * Bits per weight of each format, in one place. q4 is our quantize-on-load format (groups of 32 weights with
  * an f16 scale: 32 x 4 + 16 bits per group = 4.5); its final layout is the kernel library's to define. q8 is
- * ggml's Q8_0 (an f16 scale and 32 int8 per group: 8.5 bits); q4k and q6k are ggml's Q4_K and Q6_K (144 and 210
- * bytes per 256 weights), quantized as llama.cpp does.
+ * ggml's Q8_0 (an f16 scale and 32 int8 per group: 8.5 bits); q4k, q5k and q6k are ggml's Q4_K, Q5_K and Q6_K
+ * (144, 176 and 210 bytes per 256 weights), quantized as llama.cpp does.
  */
 export const WEIGHT_BITS: Record<TensorFormat, number> = {
   q4: 4.5,
   q4k: 4.5,
+  q5k: 5.5,
   q6k: 6.5625,
   q8: 8.5,
   f16: 16,
   f32: 32,
 };
 
+/** llama.cpp's Q4_K_M and Q5_K_M recipes: the format of most tensors. */
+const RECIPES: Record<Exclude<WeightFormat, TensorFormat>, TensorFormat> = { q4km: "q4k", q5km: "q5k" };
+
 /**
- * The format `format` gives the tensor `name` of a decoder of `layers` layers: itself, but for q4km, llama.cpp's
- * Q4_K_M recipe (llama_tensor_get_type): Q6_K for the output head, and for attention's wv and the FFN's w2 in the
- * first and last eighth of the layers and every third between (use_more_bits); Q4_K for the rest, the token
- * embedding and the vision encoder included.
+ * The format `format` gives the tensor `name` of a decoder of `layers` layers: itself, but for the recipes,
+ * llama.cpp's Q4_K_M and Q5_K_M (llama_tensor_get_type): Q6_K for the output head, and for attention's wv and
+ * the FFN's w2 in the first and last eighth of the layers and every third between (use_more_bits); Q4_K (Q5_K)
+ * for the rest, the token embedding and the vision encoder included.
  */
 export function mixFormat(format: WeightFormat, name: string, layers: number): TensorFormat {
-  if (format !== "q4km") return format;
+  if (!(format in RECIPES)) return format as TensorFormat;
+  const most = RECIPES[format as keyof typeof RECIPES];
   if (name === "output.weight") return "q6k";
   const layer = name.match(/^layers\.(\d+)\.(?:attention\.wv|feed_forward\.w2)\.weight$/)?.[1];
-  if (layer === undefined) return "q4k";
+  if (layer === undefined) return most;
   const i = Number(layer), eighth = Math.floor(layers / 8);
-  return i < eighth || i >= Math.floor(7 * layers / 8) || (i - eighth) % 3 === 2 ? "q6k" : "q4k";
+  return i < eighth || i >= Math.floor(7 * layers / 8) || (i - eighth) % 3 === 2 ? "q6k" : most;
 }
 
 /**
@@ -84,13 +97,13 @@ export function floatFormat(quant: TensorFormat, explicit = false, besideCodes =
 export const QUANT_GROUP = 32;
 
 /**
- * The format a matrix with rows of `k` weights takes when `format` is asked: its rows must be whole blocks (q4k's
- * and q6k's of 256, else q4 or q8 is taken, as llama.cpp falls back to blocks of 32; q4's and q8's of 32, else
+ * The format a matrix with rows of `k` weights takes when `format` is asked: its rows must be whole blocks (the
+ * k-quants' of 256, else q4 or q8 is taken, as llama.cpp falls back to blocks of 32; q4's and q8's of 32, else
  * f16), and the patch convolution (`conv`) stays float.
  */
 export function rowFormat(format: TensorFormat, k: number, conv = false): TensorFormat {
   if (format === "q4k" && (conv || k % 256 !== 0)) format = "q4";
-  if (format === "q6k" && (conv || k % 256 !== 0)) format = "q8";
+  if ((format === "q5k" || format === "q6k") && (conv || k % 256 !== 0)) format = "q8";
   return (format === "q4" || format === "q8") && (conv || k % QUANT_GROUP !== 0) ? "f16" : format;
 }
 /** KV cache element sizes: fp16, or 8-bit with an f16 scale per 32 values (8.5 bits). */
@@ -457,7 +470,7 @@ function smallerFormats(
   const explicit = options.explicit ?? {};
   const shrinks = (component: "decoder" | "vision", change: PlanOptions) =>
     fixedPart(config, { ...options, ...change }).weights[component].bytes < plan.weights[component].bytes;
-  const decoder = (["q8", "q6k", "q4"] as const)
+  const decoder = (["q8", "q6k", "q5k", "q4"] as const)
     .map((q): [string, PlanOptions] => [
       `--quant ${q} (now ${plan.weights.decoder.format})`,
       { quant: q, explicit: { ...explicit, quant: true } },

@@ -177,7 +177,7 @@ export function linearStacked(
   for (let first = 0; first < w.length;) {
     let last = first + 1;
     while (last < w.length && joinRows(w.slice(first, last + 1))) last++;
-    const part = joinRows(w.slice(first, last))!;
+    const part = last - first === 1 ? w[first] : joinRows(w.slice(first, last))!;
     const n = part.shape[0];
     linear(rec, {
       y: w.length === last - first ? y : y.sliceCols(at, n),

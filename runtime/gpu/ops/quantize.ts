@@ -1,5 +1,6 @@
 /**
- * Load-time weight conversion (kernels/quantize.wgsl): quantize f32/f16/bf16 weights into Q8_0, our Q4, Q4_K or Q6_K,
+ * Load-time weight conversion (kernels/quantize.wgsl): quantize f32/f16/bf16 weights into Q8_0, our Q4, or the
+ * k-quants Q4_K, Q5_K and Q6_K,
  * convert between float types, dequantize any weight format; and the CPU codecs that are their reference,
  * written from the GGUF block definitions (ggml-common.h, ggml-quants.c).
  */
@@ -55,10 +56,10 @@ function sameMatrix(dst: Tensor, src: Tensor, op: string): [number, number] {
 }
 
 /** The block formats quantize-on-load produces. */
-export type QuantizedType = "q8_0" | "q4" | "q4_k" | "q6_k";
-const QUANTIZED: readonly string[] = ["q8_0", "q4", "q4_k", "q6_k"] satisfies QuantizedType[];
+export type QuantizedType = "q8_0" | "q4" | "q4_k" | "q5_k" | "q6_k";
+const QUANTIZED: readonly string[] = ["q8_0", "q4", "q4_k", "q5_k", "q6_k"] satisfies QuantizedType[];
 
-/** dst (q8_0, q4, q4_k or q6_k, [N, K]) = quantize(src), src f32, f16 or bf16 [N, K]. */
+/** dst (q8_0, q4, q4_k, q5_k or q6_k, [N, K]) = quantize(src), src f32, f16 or bf16 [N, K]. */
 export function quantize(rec: Recorder, dst: Tensor, src: Tensor): void {
   const source = floatSource(src);
   const [rows, k] = sameMatrix(dst, src, "quantize");
@@ -67,6 +68,12 @@ export function quantize(rec: Recorder, dst: Tensor, src: Tensor): void {
   }
   const dstRow = rowBytes(dst.dtype, k);
   const srcRow = src.rowByteStride;
+  if (dst.offset % 4) {
+    throw new RangeError(
+      `quantize: ${dst} starts at byte ${dst.offset}, not on a word, which the kernels write whole: quantize from ` +
+        `an even row`,
+    );
+  }
   // Q8_0 and Q6_K threads write pairs of blocks (whole words): windows start on an even block.
   const perPair = dst.dtype === "q8_0" ? 32 : dst.dtype === "q6_k" ? 256 : 0;
   const multiple = perPair && (k / perPair) % 2 === 1 ? 2 : 1;
@@ -80,8 +87,8 @@ export function quantize(rec: Recorder, dst: Tensor, src: Tensor): void {
   for (const win of rowWindows(rec.ctx.bindingLimits, rows, [srcRow, dstRow], multiple)) {
     const s = rec.bind(src, win.start * srcRow, (win.start + win.count) * srcRow);
     const d = rec.bind(dst, win.start * dstRow, (win.start + win.count) * dstRow);
-    // Q8_0 and Q6_K: a pair of blocks a thread; Q4: a pair of groups; Q4_K: a block. The K-quants' threads
-    // search scales in a few hundred bytes of arrays each: 64 a workgroup.
+    // Q8_0 and Q6_K: a pair of blocks a thread; Q4: a pair of groups; Q4_K and Q5_K: a block. The k-quants'
+    // threads search scales in a few hundred bytes of arrays each: 64 a workgroup.
     const units = perPair
       ? Math.ceil(win.count * k / perPair / 2)
       : dst.dtype === "q4"
@@ -91,7 +98,7 @@ export function quantize(rec: Recorder, dst: Tensor, src: Tensor): void {
       kernel,
       [s, d],
       new Params().u32(win.count, k, s.offset, d.byteOffset, dstRow),
-      Math.ceil(units / (dst.dtype === "q4_k" || dst.dtype === "q6_k" ? 64 : WG)),
+      Math.ceil(units / (dst.dtype.endsWith("_k") ? 64 : WG)),
     );
   }
 }
@@ -314,17 +321,26 @@ export function dequantizeRef(dtype: DType, bytes: Uint8Array, rows: number, k: 
 
 /**
  * ggml's reference quantizers, in f32 arithmetic: Q8_0 (quantize_row_q8_0_ref), our Q4 (quantize_row_q4_0_ref's
- * rule, in our layout), Q4_K and Q6_K (quantize_row_q4_K_ref, quantize_row_q6_K_ref). `values` are the source
- * weights as f32.
+ * rule, in our layout), Q4_K, Q5_K and Q6_K (quantize_row_q4_K_ref, ..._q5_K_ref, ..._q6_K_ref). `values` are
+ * the source weights as f32.
  */
-export function quantizeRef(dtype: QuantizedType, values: Float32Array, rows: number, k: number): Uint8Array {
+export function quantizeRef(
+  dtype: QuantizedType,
+  values: Float32Array,
+  rows: number,
+  k: number,
+): Uint8Array<ArrayBuffer> {
   const f = Math.fround;
   const stride = rowBytes(dtype, k);
   const out = new Uint8Array(rows * stride);
   const view = new DataView(out.buffer);
-  if (dtype === "q4_k" || dtype === "q6_k") {
-    const [block, bytes] = dtype === "q4_k" ? [quantizeQ4kBlock, 144] : [quantizeQ6kBlock, 210];
-    for (let b = 0; b < rows * k / 256; b++) block(values.subarray(256 * b, 256 * b + 256), out, bytes * b);
+  if (dtype === "q4_k" || dtype === "q5_k" || dtype === "q6_k") {
+    const bytes = GGUF_BLOCKS[dtype].bytes;
+    for (let b = 0; b < rows * k / 256; b++) {
+      const x = values.subarray(256 * b, 256 * b + 256);
+      if (dtype === "q6_k") quantizeQ6kBlock(x, out, bytes * b);
+      else quantizeQ45kBlock(x, out, bytes * b, dtype === "q5_k");
+    }
     return out;
   }
   for (let r = 0; r < rows; r++) {
@@ -363,8 +379,16 @@ function rint(v: number): number {
   return Math.abs(v % 1) === 0.5 ? 2 * Math.round(v / 2) : r;
 }
 
-/** ggml's make_qkx2_quants(32, 15, x, weights, L, &min, Laux, -1, 0.1, 20, false), in f32 operation by operation. */
-function fitQ4k(x: Float32Array): { scale: number; min: number; codes: Uint8Array } {
+/**
+ * ggml's make_qkx2_quants(32, nmax, x, weights, L, &min, Laux, rmin, 0.1, nstep, false), in f32 operation by
+ * operation: Q4_K's with 15, -1, 20; Q5_K's with 31, -0.5, 15.
+ */
+function fitK(
+  x: Float32Array,
+  nmax: number,
+  rmin: number,
+  nstep: number,
+): { scale: number; min: number; codes: Uint8Array } {
   const f = Math.fround;
   let sumX2 = 0;
   for (const v of x) sumX2 = f(sumX2 + f(v * v));
@@ -380,18 +404,18 @@ function fitQ4k(x: Float32Array): { scale: number; min: number; codes: Uint8Arra
   lo = Math.min(lo, 0);
   const codes = new Uint8Array(32);
   if (hi === lo) return { scale: 0, min: -lo, codes };
-  let iscale = f(15 / f(hi - lo)), scale = f(1 / iscale), best = 0;
+  let iscale = f(nmax / f(hi - lo)), scale = f(1 / iscale), best = 0;
   for (let i = 0; i < 32; i++) {
-    codes[i] = Math.max(0, Math.min(15, rint(f(iscale * f(x[i] - lo)))));
+    codes[i] = Math.max(0, Math.min(nmax, rint(f(iscale * f(x[i] - lo)))));
     const diff = f(f(f(scale * codes[i]) + lo) - x[i]);
     best = f(best + f(w[i] * f(diff * diff)));
   }
   const trial = new Uint8Array(32);
-  for (let step = 0; step <= 20; step++) {
-    iscale = f(f(f(-1 + f(f(0.1) * step)) + 15) / f(hi - lo));
+  for (let step = 0; step <= nstep; step++) {
+    iscale = f(f(f(rmin + f(f(0.1) * step)) + nmax) / f(hi - lo));
     let sumL = 0, sumL2 = 0, sumXL = 0;
     for (let i = 0; i < 32; i++) {
-      const l = Math.max(0, Math.min(15, rint(f(iscale * f(x[i] - lo)))));
+      const l = Math.max(0, Math.min(nmax, rint(f(iscale * f(x[i] - lo)))));
       trial[i] = l;
       sumL = f(sumL + f(w[i] * l));
       sumL2 = f(sumL2 + f(f(w[i] * l) * l));
@@ -421,10 +445,14 @@ function fitQ4k(x: Float32Array): { scale: number; min: number; codes: Uint8Arra
   return { scale, min: -lo, codes };
 }
 
-/** ggml's quantize_row_q4_K_ref for one block of 256 weights, written at out[at..at + 144]. */
-function quantizeQ4kBlock(x: Float32Array, out: Uint8Array, at: number): void {
+/**
+ * ggml's quantize_row_q4_K_ref (or with `five`, quantize_row_q5_K_ref) for one block of 256 weights, written at
+ * out[at..at + 144] (176).
+ */
+function quantizeQ45kBlock(x: Float32Array, out: Uint8Array, at: number, five: boolean): void {
   const f = Math.fround;
-  const fits = Array.from({ length: 8 }, (_, j) => fitQ4k(x.subarray(32 * j, 32 * j + 32)));
+  const [nmax, rmin, nstep] = five ? [31, -0.5, 15] : [15, -1, 20];
+  const fits = Array.from({ length: 8 }, (_, j) => fitK(x.subarray(32 * j, 32 * j + 32), nmax, rmin, nstep));
   let maxScale = 0, maxMin = 0;
   for (const t of fits) {
     if (t.scale > maxScale) maxScale = t.scale;
@@ -453,10 +481,14 @@ function quantizeQ4kBlock(x: Float32Array, out: Uint8Array, at: number): void {
     const codes = dl === 0
       ? fits[j].codes
       : Uint8Array.from(x.subarray(32 * j, 32 * j + 32), (v) =>
-        Math.max(0, Math.min(15, rint(f(f(v + dm) / dl)))));
-    // Sub-blocks 2h and 2h + 1 share 32 bytes: low nibbles and high nibbles.
-    const q = at + 16 + 32 * (j >> 1);
-    for (let l = 0; l < 32; l++) out[q + l] |= codes[l] << (4 * (j & 1));
+        Math.max(0, Math.min(nmax, rint(f(f(v + dm) / dl)))));
+    // Sub-blocks 2h and 2h + 1 share 32 bytes: low nibbles and high nibbles; Q5_K's fifth bits are bit j of
+    // qh[l], the 32 bytes before them.
+    const q = at + (five ? 48 : 16) + 32 * (j >> 1);
+    for (let l = 0; l < 32; l++) {
+      out[q + l] |= (codes[l] & 15) << (4 * (j & 1));
+      if (five) out[at + 16 + l] |= (codes[l] >> 4) << j;
+    }
   }
 }
 

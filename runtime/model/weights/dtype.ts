@@ -5,13 +5,13 @@
 
 /**
  * GGUF block types (the kernels read every one as stored), and what each becomes when it must be quantized again
- * because a LoRA adapter is merged into it (lora.ts), as llama.cpp quantizes: Q6_K (q6k) for Q6_K and Q5_K, Q4_K
- * (q4k) for types of 4.5 bits a weight or fewer, q4 for Q4_0 (whose blocks are q4's), q8 for the others.
+ * because a LoRA adapter is merged into it (lora.ts), as llama.cpp quantizes: Q6_K and Q5_K themselves, Q4_K (q4k)
+ * for types of 4.5 bits a weight or fewer, q4 for Q4_0 (whose blocks are q4's), q8 for the others.
  */
 export const REQUANTIZED = {
   Q8_0: { into: "q8" },
   Q6_K: { into: "q6k" },
-  Q5_K: { into: "q6k" },
+  Q5_K: { into: "q5k" },
   Q5_1: { into: "q8" },
   Q5_0: { into: "q8" },
   Q4_1: { into: "q8" },
