@@ -23,7 +23,7 @@ import { locateModel } from "../runtime/model/locate.ts";
 import { openModel } from "../runtime/model/open.ts";
 import { PixtralModel } from "../runtime/model/pixtral.ts";
 import type { LoraModule } from "../runtime/model/lora_modules.ts";
-import type { WeightFormat } from "../runtime/model/plan.ts";
+import { DECODER_FORMATS, type WeightFormat } from "../runtime/model/plan.ts";
 import { sample } from "../runtime/gpu/ops/sampling.ts";
 import { GREEDY } from "../runtime/engine/engine.ts";
 import { LocalEngine } from "../runtime/engine/local.ts";
@@ -45,6 +45,7 @@ const { values } = parseArgs({
 const ctx = await GpuContext.create();
 const act = (values.activations ?? (ctx.f16 ? "f16" : "f32")) as FloatType;
 const quant = (values.quant ?? "q4") as WeightFormat;
+if (!DECODER_FORMATS.includes(quant)) throw new Error(`--quant must be one of ${DECODER_FORMATS.join(", ")}`);
 let config: ModelConfig;
 let source: Parameters<typeof PixtralModel.load>[2] = "random";
 if (values.model) {

@@ -22,7 +22,7 @@ import type { DType } from "../runtime/model/weights/dtype.ts";
 import { openLora } from "../runtime/model/weights/lora.ts";
 import { choice, parseFlags, positiveInt, UsageError } from "./args.ts";
 
-export const usage = `pixtral plan --model PATH [--quant q4|q4k|q4km|q5km|q6k|q8|f16] [--ctx N] [flags]
+export const usage = `pixtral plan --model PATH [--quant q4|q4k|q4km|q5k|q5km|q6k|q8|f16] [--ctx N] [flags]
 
 Prints the GPU memory a model needs before loading it: weights per component after quantization, the KV cache
 for the context, and the activation peak, compared with what the WebGPU adapter offers.

@@ -412,7 +412,7 @@ Deno.test("quantize on load with --quant q5km and q6k remakes llama.cpp's Q5_K_M
   }
 });
 
-Deno.test("a tensor quantized piece by piece is cut where rows start on a word, as the kernels write whole words", () => {
+Deno.test("a tensor quantized piece by piece is cut where rows start on a word, as the kernels write whole words", async () => {
   assert.equal(pieceRows(21845, "q6_k", 768), 21844); // 630-byte rows: every other one starts on a word
   assert.equal(pieceRows(21845, "q8_0", 96), 21844); // 102-byte rows
   assert.equal(pieceRows(21845, "f16", 3), 21844);
@@ -420,4 +420,52 @@ Deno.test("a tensor quantized piece by piece is cut where rows start on a word, 
   assert.equal(pieceRows(21845, "q4_k", 256), 21845);
   assert.equal(pieceRows(0, "q6_k", 256), 2);
   assert.equal(pieceRows(0, "q5_k", 256), 1);
+  // Loaded in pieces of a few rows (w2's Q6_K rows are 630 bytes: a piece of 3 would end mid-word), as stored and
+  // with a LoRA merged into the blocks: the same bytes as in one piece (with the merge, the same weights but for
+  // rounding: its product over a few rows sums in another order than over the whole tensor).
+  const ctx = await gpu();
+  const spec = LAYOUTS.ggufQ4KM, lora = [new URL("./fixtures/lora/plain", import.meta.url).pathname];
+  for (const [path, merge] of [[LAYOUTS.gguf.model, []], [spec.model, lora]] as const) {
+    const load = async (pieceBytes?: number) => {
+      const files = await openModelFiles({
+        model: fixture(path).pathname,
+        mmproj: fixture(spec.mmproj).pathname,
+        lora: [...merge],
+      });
+      files.tokenizer.free();
+      try {
+        return await PixtralModel.load(ctx, files.config, files.weights, {
+          ...EXACT,
+          quant: "q6k",
+          kvTokens: 16,
+          pieceBytes,
+        });
+      } finally {
+        files.weights.close();
+      }
+    };
+    const [whole, pieces] = [await load(), await load(3 * 768 * 4)];
+    try {
+      const matrices = expectedTensors(whole.config).filter((s) =>
+        s.component === "decoder" && s.role !== "norm"
+      );
+      for (const { name } of matrices) {
+        const [a, b] = [pieces.weight(name), whole.weight(name)];
+        assert.equal(a.dtype, b.dtype, name);
+        const [got, want] = [await ctx.readBytes(a), await ctx.readBytes(b)];
+        if (merge.length === 0) assert.deepEqual(got, want, name);
+        else {
+          const [x, y] = [got, want].map((bytes) => dequantizeRef(a.dtype, bytes, a.rows, a.rowLength));
+          const rms = (v: (i: number) => number) =>
+            Math.sqrt(x.reduce((n, _, i) => n + v(i) ** 2, 0) / x.length);
+          assert.ok(rms((i) => x[i] - y[i]) < 0.01 * rms((i) => y[i]), name);
+        }
+      }
+      // w2 ([256, 768]: odd Q6_K rows) was quantized, in pieces of 2 rows.
+      assert.equal(pieces.weight("layers.1.feed_forward.w2.weight").dtype, "q6_k");
+    } finally {
+      whole.release();
+      pieces.release();
+    }
+  }
 });

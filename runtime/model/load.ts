@@ -45,6 +45,11 @@ export interface LoadOptions {
   visionQuant: WeightFormat;
   /** The decoder's layer count, which places a recipe's formats (plan.ts mixFormat). */
   layers: number;
+  /**
+   * The most bytes a piece of a tensor takes, staged or as f32 (default: CHUNK_BYTES as stored, MERGED_BYTES with
+   * a LoRA update, DECODED_BYTES per decoding thread); tests make it small to load tensors in many pieces.
+   */
+  pieceBytes?: number;
   /** Which of the two flags gave (they then apply to codes stored quantized too). */
   explicit?: Explicit;
   progress?: Progress;
@@ -230,12 +235,15 @@ export async function loadWeights(
         await loadScaled(ctx, source, info, dst, put, () => decoder ??= new BlockDecoder(), {
           merged: update !== undefined,
           progress: options.progress,
+          pieceBytes: options.pieceBytes,
         });
         continue;
       }
       const stored = STORED[info.dtype as keyof typeof STORED];
       const storedRow = rowBytes(stored, k);
-      const budget = update ? Math.floor(MERGED_BYTES / (4 * k)) : Math.floor(CHUNK_BYTES / storedRow);
+      const budget = update
+        ? Math.floor((options.pieceBytes ?? MERGED_BYTES) / (4 * k))
+        : Math.floor((options.pieceBytes ?? CHUNK_BYTES) / storedRow);
       const chunkBytes = pieceRows(budget, target, k) * storedRow;
       for await (const chunk of source.chunks(info.name, chunkBytes)) {
         const first = chunk.byteOffset / storedRow, count = chunk.bytes.byteLength / storedRow;
@@ -268,8 +276,14 @@ function rowMultiple(target: DType, k: number): 1 | 2 {
 }
 
 /** Bytes of stored rows a chunk decoded on the CPU takes: one piece per thread, each at most DECODED_BYTES as f32. */
-function decodedChunkBytes(pool: BlockDecoder, k: number, storedRow: number, target: DType): number {
-  return pieceRows(Math.floor(pool.threads * DECODED_BYTES / (4 * k)), target, k) * storedRow;
+function decodedChunkBytes(
+  pool: BlockDecoder,
+  k: number,
+  storedRow: number,
+  target: DType,
+  pieceBytes = DECODED_BYTES,
+): number {
+  return pieceRows(Math.floor(pool.threads * pieceBytes / (4 * k)), target, k) * storedRow;
 }
 
 /**
@@ -342,7 +356,7 @@ async function loadScaled(
   dst: Tensor,
   put: (stored: DType, first: number, count: number, bytes: Uint8Array) => Promise<void>,
   decoder: () => BlockDecoder,
-  { merged, progress }: { merged: boolean; progress?: Progress },
+  { merged, progress, pieceBytes }: { merged: boolean; progress?: Progress; pieceBytes?: number },
 ): Promise<void> {
   const type = info.dtype as ScaledType, k = dst.rowLength;
   const scales = await source.scales(info.name);
@@ -352,7 +366,9 @@ async function loadScaled(
     : undefined;
   const codeRow = tensorBytes(type, [k])!, target = rowBytes(dst.dtype, k);
   const pool = exact ? undefined : decoder();
-  const chunkBytes = pool ? decodedChunkBytes(pool, k, codeRow, dst.dtype) : CHUNK_BYTES;
+  const chunkBytes = pool
+    ? decodedChunkBytes(pool, k, codeRow, dst.dtype, pieceBytes)
+    : pieceRows(Math.floor((pieceBytes ?? CHUNK_BYTES) / codeRow), dst.dtype, k) * codeRow;
   for await (const chunk of source.chunks(info.name, chunkBytes)) {
     const first = chunk.byteOffset / codeRow, count = chunk.bytes.byteLength / codeRow;
     if (!pool) {
@@ -399,7 +415,7 @@ export async function randomWeights(
       const dst = weights.tensors.get(spec.name)!;
       const target = dst.dtype, [rows, k] = dst.shape;
       const { mean, std } = syntheticScale(spec);
-      const step = pieceRows(Math.floor(CHUNK_BYTES / (4 * k)), target, k);
+      const step = pieceRows(Math.floor((options.pieceBytes ?? CHUNK_BYTES) / (4 * k)), target, k);
       for (let first = 0; first < rows; first += step) {
         const count = Math.min(step, rows - first);
         const rec = ctx.record(`random ${spec.name}`);

@@ -42,6 +42,8 @@ export interface PixtralOptions {
   loraModules?: readonly { name: string; adapter: LoraAdapter }[];
   /** Instead: adapters of random values (randomLoraBank), for benchmarks. */
   randomLoras?: { count: number; rank: number };
+  /** Tests: the most bytes a piece of a tensor takes while loading (load.ts LoadOptions.pieceBytes). */
+  pieceBytes?: number;
 }
 
 export class PixtralModel {
@@ -88,6 +90,7 @@ export class PixtralModel {
       quant: options.quant ?? "q4",
       visionQuant: options.visionQuant ?? "f16",
       layers: config.decoder.nLayers,
+      pieceBytes: options.pieceBytes,
       explicit: options.explicit,
       progress: options.progress,
     };
