@@ -433,15 +433,15 @@ Deno.test("codes keep their own size by default; a --quant flag below it is foll
     );
     assert.equal(format({ quant: "q4" }), "F8_E4M3→q4+q4");
     assert.equal(format({ quant: "f16" }), "F8_E4M3→f16+f16");
-    // A GPU too small for q8 codes is told that --quant q4 fits, though q4 is already the default.
+    // A GPU too small for q8 codes (and for q5k) is told that --quant q4 fits, though q4 is already the default.
     const options = { stored, quant: "q4" as const, ctx: 64 };
-    const at = (quant: "q4" | "q8") => {
+    const at = (quant: "q4" | "q5k") => {
       const p = planMemory(config, { ...options, quant, explicit: { quant: true } });
       return p.total;
     };
     const offer = {
       name: "small",
-      memoryBytes: Math.floor((at("q4") + at("q8")) / 2),
+      memoryBytes: Math.floor((at("q4") + at("q5k")) / 2),
       maxBufferSize: null,
       maxStorageBufferBindingSize: null,
     };
