@@ -359,6 +359,20 @@ fn k_nibbles(b: ptr<function, KBlock>, h: u32, l: u32) -> u32 {
   return v;
 }
 
+// Writes a Q4_K or Q5_K block's first 16 bytes (d, dmin, scales and mins) at word `base`, and its 128 bytes of
+// low nibbles at word `codes`: sub-blocks 2h (low nibbles) and 2h + 1 (high) share 32 bytes, byte l code l of each.
+fn store_k(b: ptr<function, KBlock>, base: u32, codes: u32) {
+  dst[base] = (*b).d_bits | ((*b).dmin_bits << 16u);
+  for (var i = 0u; i < 3u; i++) {
+    dst[base + 1u + i] = (*b).scales[i];
+  }
+  for (var h = 0u; h < 4u; h++) {
+    for (var word = 0u; word < 8u; word++) {
+      dst[codes + 8u * h + word] = k_nibbles(b, h, 4u * word);
+    }
+  }
+}
+
 // One thread per block of 256 weights (144 bytes: d, dmin, 12 bytes of 6-bit scales and mins, 128 of codes);
 // 64 threads a workgroup, since each holds a few hundred bytes of arrays.
 @compute @workgroup_size(64)
@@ -370,20 +384,11 @@ fn quantize_q4_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
   }
   var b = k_block(block * 256u, 15.0, -1.0, 20);
   let base = (p.dst_off >> 2u) + block * 36u;
-  dst[base] = b.d_bits | (b.dmin_bits << 16u);
-  for (var i = 0u; i < 3u; i++) {
-    dst[base + 1u + i] = b.scales[i];
-  }
-  // Sub-blocks 2h (low nibbles) and 2h + 1 (high nibbles) share 32 bytes: byte l holds code l of each.
-  for (var h = 0u; h < 4u; h++) {
-    for (var word = 0u; word < 8u; word++) {
-      dst[base + 4u + 8u * h + word] = k_nibbles(&b, h, 4u * word);
-    }
-  }
+  store_k(&b, base, base + 4u);
 }
 
 // One thread per block of 256 weights (176 bytes: d, dmin, 12 bytes of scales and mins, then qh[32], whose byte
-// l has bit 2h (2h + 1) set where code l of sub-block 2h (2h + 1) is 16 or more, and the low nibbles as Q4_K's).
+// l has bit s set where code l of sub-block s is 16 or more, then the low nibbles as Q4_K's).
 @compute @workgroup_size(64)
 fn quantize_q5_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
                  @builtin(num_workgroups) ng: vec3<u32>) {
@@ -393,10 +398,7 @@ fn quantize_q5_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
   }
   var b = k_block(block * 256u, 31.0, -0.5, 15);
   let base = (p.dst_off >> 2u) + block * 44u;
-  dst[base] = b.d_bits | (b.dmin_bits << 16u);
-  for (var i = 0u; i < 3u; i++) {
-    dst[base + 1u + i] = b.scales[i];
-  }
+  store_k(&b, base, base + 12u);
   for (var word = 0u; word < 8u; word++) {
     var v = 0u;
     for (var i = 0u; i < 4u; i++) {
@@ -407,11 +409,6 @@ fn quantize_q5_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       v |= bits << (8u * i);
     }
     dst[base + 4u + word] = v;
-  }
-  for (var h = 0u; h < 4u; h++) {
-    for (var word = 0u; word < 8u; word++) {
-      dst[base + 12u + 8u * h + word] = k_nibbles(&b, h, 4u * word);
-    }
   }
 }
 
