@@ -234,6 +234,7 @@ export async function startServer(config: ServerConfig, listen = true): Promise<
       temperature: config.temperature,
       maxTokens: config.maxTokens,
       chatTemplate: await chatTemplate(config.chatTemplate, files.location?.dir),
+      quant: config.model.quant,
     });
   } catch (err) {
     images.close();

@@ -7,6 +7,7 @@ import type { ImagePool } from "../runtime/images/pool.ts";
 import { imageInput, type Orientation, type ResizeMode } from "../runtime/images/preprocess.ts";
 import { log } from "../runtime/log.ts";
 import { type OpenedFiles, visionUnavailable } from "../runtime/model/boot.ts";
+import { recipeName, type WeightFormat } from "../runtime/model/plan.ts";
 import { expectedTensors } from "../runtime/model/tensors.ts";
 
 /** A demo answer's tokens when its request does not say. */
@@ -33,6 +34,8 @@ export interface ServiceSettings {
   maxTokens?: number;
   /** A Hugging Face chat template; absent: Mistral's instruct rules. */
   chatTemplate?: string;
+  /** The decoder's --quant: a llama.cpp recipe names the model's quantization (Ollama's `quantization_level`). */
+  quant?: WeightFormat;
 }
 
 export function localService(files: OpenedFiles, settings: ServiceSettings): Service {
@@ -42,6 +45,8 @@ export function localService(files: OpenedFiles, settings: ServiceSettings): Ser
   // The demo's random weights rarely write the end token: unbounded, an answer would run for the whole context.
   const lora = files.lora?.length ?? 0;
   const maxTokens = settings.maxTokens ?? (files.demo ? DEMO_MAX_TOKENS : undefined);
+  // A GGUF's own (its blocks are used as stored), else the recipe --quant names.
+  const quantization = files.fileType ?? recipeName(settings.quant);
   // Said at start-up too, not only to the first request with an image.
   if (unavailable) log.warn("serving text only", { reason: unavailable });
   // Also as Ollama's clients name models (`ID:latest`, in any case).
@@ -60,7 +65,7 @@ export function localService(files: OpenedFiles, settings: ServiceSettings): Ser
         // Not where its files are: the models list is every client's to read (through a gateway too).
         : `Pixtral (${config.source})${lora ? `, ${lora} LoRA adapter${lora > 1 ? "s" : ""} merged` : ""}`,
       ...files.demo ? {} : { format: config.source === "gguf" ? "gguf" : "safetensors" },
-      ...files.fileType ? { quantization: files.fileType } : {},
+      ...quantization ? { quantization } : {},
       parameters: expectedTensors(config).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0),
       ...files.loraModules ? { loras: files.loraModules.map((m) => m.name) } : {},
     },

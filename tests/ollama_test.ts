@@ -10,7 +10,7 @@ import { quantizationLevel } from "../functions/routes/ollama.ts";
 import { createApp } from "../functions/app.ts";
 import { historyStarts } from "../functions/chat/history.ts";
 import { loadTokenizer } from "../runtime/tokenizer/mod.ts";
-import { dataUrl, post, withServer } from "./api_helpers.ts";
+import { dataUrl, post, serverConfig, withServer } from "./api_helpers.ts";
 import { fixture } from "./helpers.ts";
 import { countingDecodes, engineLessService, ScriptedEngine } from "./service_helpers.ts";
 
@@ -690,4 +690,11 @@ Deno.test("Ollama API: cuts and lifted system messages keep a conversation Pixtr
     { role: "user", content: "u2" },
   ]);
   assert.ok(ordered.includes("S1\n\nS3\n\nS2\n\nu2"), ordered);
+});
+
+Deno.test("Ollama API: a model quantized on load with a llama.cpp recipe is listed by its name (Q4_K_M)", async () => {
+  await withServer({ model: { ...serverConfig().model, quant: "q4km" } }, async ({ url }) => {
+    const tags = await (await fetch(`${url}/api/tags`)).json();
+    assert.equal(tags.models[0].details.quantization_level, "Q4_K_M");
+  });
 });

@@ -49,8 +49,16 @@ export const WEIGHT_BITS: Record<TensorFormat, number> = {
   f32: 32,
 };
 
-/** llama.cpp's Q4_K_M and Q5_K_M recipes: the format of most tensors. */
-const RECIPES: Record<Exclude<WeightFormat, TensorFormat>, TensorFormat> = { q4km: "q4k", q5km: "q5k" };
+/** llama.cpp's Q4_K_M and Q5_K_M recipes: the format of most tensors, and llama.cpp's name. */
+const RECIPES: Record<Exclude<WeightFormat, TensorFormat>, { most: TensorFormat; name: string }> = {
+  q4km: { most: "q4k", name: "Q4_K_M" },
+  q5km: { most: "q5k", name: "Q5_K_M" },
+};
+
+/** llama.cpp's name of a recipe (as Ollama reports a model's quantization); undefined for a tensor format. */
+export function recipeName(format: WeightFormat | undefined): string | undefined {
+  return format && format in RECIPES ? RECIPES[format as keyof typeof RECIPES].name : undefined;
+}
 
 /**
  * The format `format` gives the tensor `name` of a decoder of `layers` layers: itself, but for the recipes,
@@ -60,7 +68,7 @@ const RECIPES: Record<Exclude<WeightFormat, TensorFormat>, TensorFormat> = { q4k
  */
 export function mixFormat(format: WeightFormat, name: string, layers: number): TensorFormat {
   if (!(format in RECIPES)) return format as TensorFormat;
-  const most = RECIPES[format as keyof typeof RECIPES];
+  const { most } = RECIPES[format as keyof typeof RECIPES];
   if (name === "output.weight") return "q6k";
   const layer = name.match(/^layers\.(\d+)\.(?:attention\.wv|feed_forward\.w2)\.weight$/)?.[1];
   if (layer === undefined) return most;
