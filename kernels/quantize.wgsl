@@ -30,9 +30,11 @@ struct Params {
 override SRC: u32 = 0u;  // F32, F16 or BF16 below
 const BF16: u32 = 100u;
 const WG: u32 = 256u;
+// The k-quants' threads each hold a few hundred bytes of arrays while they search scales: fewer a workgroup.
+const K_WG: u32 = 64u;
 
-fn unit(g: vec3<u32>, ng: vec3<u32>, t: u32) -> u32 {
-  return (g.x + g.y * ng.x) * WG + t;
+fn unit(g: vec3<u32>, ng: vec3<u32>, t: u32, size: u32) -> u32 {
+  return (g.x + g.y * ng.x) * size + t;
 }
 
 // Source element i (relative to src_off) as f32.
@@ -104,7 +106,7 @@ fn q8_0_block(b: u32) -> array<u32, 17> {
 @compute @workgroup_size(WG)
 fn quantize_q8_0(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
                  @builtin(num_workgroups) ng: vec3<u32>) {
-  let pair = unit(g, ng, t);
+  let pair = unit(g, ng, t, WG);
   let blocks = p.rows * p.k / 32u;
   if (2u * pair >= blocks) {
     return;
@@ -130,7 +132,7 @@ fn quantize_q8_0(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
 fn quantize_q4(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
                @builtin(num_workgroups) ng: vec3<u32>) {
   let pairs_per_row = (p.k / 32u + 1u) / 2u;
-  let pair = unit(g, ng, t);
+  let pair = unit(g, ng, t, WG);
   if (pair >= p.rows * pairs_per_row) {
     return;
   }
@@ -373,12 +375,11 @@ fn store_k(b: ptr<function, KBlock>, base: u32, codes: u32) {
   }
 }
 
-// One thread per block of 256 weights (144 bytes: d, dmin, 12 bytes of 6-bit scales and mins, 128 of codes);
-// 64 threads a workgroup, since each holds a few hundred bytes of arrays.
-@compute @workgroup_size(64)
+// One thread per block of 256 weights (144 bytes: d, dmin, 12 bytes of 6-bit scales and mins, 128 of codes).
+@compute @workgroup_size(K_WG)
 fn quantize_q4_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
                  @builtin(num_workgroups) ng: vec3<u32>) {
-  let block = (g.x + g.y * ng.x) * 64u + t;
+  let block = unit(g, ng, t, K_WG);
   if (block >= p.rows * (p.k / 256u)) {
     return;
   }
@@ -389,10 +390,10 @@ fn quantize_q4_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
 
 // One thread per block of 256 weights (176 bytes: d, dmin, 12 bytes of scales and mins, then qh[32], whose byte
 // l has bit s set where code l of sub-block s is 16 or more, then the low nibbles as Q4_K's).
-@compute @workgroup_size(64)
+@compute @workgroup_size(K_WG)
 fn quantize_q5_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
                  @builtin(num_workgroups) ng: vec3<u32>) {
-  let block = (g.x + g.y * ng.x) * 64u + t;
+  let block = unit(g, ng, t, K_WG);
   if (block >= p.rows * (p.k / 256u)) {
     return;
   }
@@ -559,10 +560,10 @@ fn q6_code(codes: ptr<function, array<u32, 64>>, i: u32) -> u32 {
 }
 
 // One thread per pair of blocks (420 bytes = 105 whole words); the last block of an odd count ends mid-word.
-@compute @workgroup_size(64)
+@compute @workgroup_size(K_WG)
 fn quantize_q6_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
                  @builtin(num_workgroups) ng: vec3<u32>) {
-  let pair = (g.x + g.y * ng.x) * 64u + t;
+  let pair = unit(g, ng, t, K_WG);
   let blocks = p.rows * (p.k / 256u);
   if (2u * pair >= blocks) {
     return;
@@ -580,7 +581,7 @@ fn quantize_q6_k(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
 @compute @workgroup_size(WG)
 fn convert_to_f16(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
                   @builtin(num_workgroups) ng: vec3<u32>) {
-  let i = unit(g, ng, t);
+  let i = unit(g, ng, t, WG);
   let n = p.rows * p.k;
   if (2u * i >= n) {
     return;
@@ -597,7 +598,7 @@ fn convert_to_f16(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id
 @compute @workgroup_size(WG)
 fn convert_to_f32(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
                   @builtin(num_workgroups) ng: vec3<u32>) {
-  let i = unit(g, ng, t);
+  let i = unit(g, ng, t, WG);
   if (i < p.rows * p.k) {
     dst[(p.dst_off >> 2u) + i] = bitcast<u32>(src(i));
   }
@@ -608,7 +609,7 @@ fn convert_to_f32(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id
 fn dequantize(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>,
               @builtin(num_workgroups) ng: vec3<u32>) {
   let chunks = (p.k + 7u) / 8u;
-  let c = unit(g, ng, t);
+  let c = unit(g, ng, t, WG);
   if (c >= p.rows * chunks) {
     return;
   }

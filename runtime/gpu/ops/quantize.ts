@@ -11,6 +11,8 @@ import { rowWindows } from "../windows.ts";
 import { decodeIqBlock, gridBinding, isIq } from "./iq.ts";
 
 const WG = 256;
+/** Threads a workgroup of the k-quants' quantizers (quantize.wgsl K_WG). */
+const K_WG = 64;
 /** IQ4's 16 levels (ggml's kvalues_iq4nl; lib/weights.wgsl IQ4_LEVELS). */
 const IQ4_LEVELS = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
@@ -88,7 +90,7 @@ export function quantize(rec: Recorder, dst: Tensor, src: Tensor): void {
     const s = rec.bind(src, win.start * srcRow, (win.start + win.count) * srcRow);
     const d = rec.bind(dst, win.start * dstRow, (win.start + win.count) * dstRow);
     // Q8_0 and Q6_K: a pair of blocks a thread; Q4: a pair of groups; Q4_K and Q5_K: a block. The k-quants'
-    // threads search scales in a few hundred bytes of arrays each: 64 a workgroup.
+    // threads search scales in a few hundred bytes of arrays each: fewer a workgroup.
     const units = perPair
       ? Math.ceil(win.count * k / perPair / 2)
       : dst.dtype === "q4"
@@ -98,7 +100,7 @@ export function quantize(rec: Recorder, dst: Tensor, src: Tensor): void {
       kernel,
       [s, d],
       new Params().u32(win.count, k, s.offset, d.byteOffset, dstRow),
-      Math.ceil(units / (dst.dtype.endsWith("_k") ? 64 : WG)),
+      Math.ceil(units / (dst.dtype.endsWith("_k") ? K_WG : WG)),
     );
   }
 }
