@@ -1,12 +1,17 @@
 /**
  * `deno task test`: `deno test` over tests/ (or the paths given), its output passed through as it comes.
  *
+ * Test files run in parallel, one per CPU (DENO_JOBS sets another number): many wait on timers, sockets and
+ * readbacks rather than compute. They share the process, so a test must not change its working folder or
+ * environment (run such a check in a child process).
+ *
  * Mesa's lavapipe sometimes crashes the process as it exits, after the test runner printed that every test passed
  * (SIGABRT "double free or corruption" or SIGSEGV in the driver's teardown; .ci/run keeps the driver loaded,
  * which made it rare, not gone). Such an exit, after a summary of no failures, is reported and counted as the pass
  * it was; any other failure, or a crash before the summary, fails as it did.
  */
 const FLAGS = [
+  "--parallel",
   "--unstable-no-legacy-abort",
   "--allow-read",
   "--allow-write",

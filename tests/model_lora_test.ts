@@ -169,19 +169,27 @@ Deno.test("LoRA: several adapters add up; mistral-finetune's scaling comes from 
       "text_six",
     ]);
     const once = await logitsWith("mistral", [`${dir}/x4`], ["text_six"]);
-    // A bare file name finds the params.json of the folder it is in.
-    const cwd = Deno.cwd();
-    Deno.chdir(`${dir}/x4`);
-    try {
-      const files = await openModelFiles(modelPath("mistral"));
-      files.tokenizer.free();
-      files.weights.close();
-      const adapter = await openLora("lora.safetensors", files.config);
-      adapter.file.close();
-      assert.equal([...adapter.updates.values()][0].scale, 4);
-    } finally {
-      Deno.chdir(cwd);
-    }
+    // A bare file name finds the params.json of the folder it is in: in a process of its own, whose working
+    // folder is that one (the working folder is the whole process's, and test files run in parallel).
+    const module = (path: string) => JSON.stringify(new URL(path, import.meta.url).href);
+    const child = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        "--config",
+        new URL("../deno.json", import.meta.url).pathname,
+        `import { openModelFiles } from ${module("../runtime/model/boot.ts")};
+        import { openLora } from ${module("../runtime/model/weights/lora.ts")};
+        const files = await openModelFiles(${JSON.stringify(modelPath("mistral"))});
+        files.tokenizer.free();
+        files.weights.close();
+        const adapter = await openLora("lora.safetensors", files.config);
+        adapter.file.close();
+        console.log([...adapter.updates.values()][0].scale);`,
+      ],
+      cwd: `${dir}/x4`,
+    }).output();
+    assert.equal(child.code, 0, new TextDecoder().decode(child.stderr));
+    assert.equal(new TextDecoder().decode(child.stdout).trim(), "4");
     assert.ok(maxAbsDiff(twice.logits[0], once.logits[0]) < 1e-4);
     const single = await logitsWith("mistral", [`${DIR}mistral`], ["text_six"]);
     assert.ok(maxAbsDiff(single.logits[0], once.logits[0]) > 0.5);

@@ -16,7 +16,10 @@ import {
 } from "../functions/chat/custom_tools.ts";
 import { parseResponsesRequest, type ResponsesRequest } from "../functions/schema/responses.ts";
 import { pyAt } from "../runtime/prompt/pyjson.ts";
-import { dataUrl, post, withServer } from "./api_helpers.ts";
+import { dataUrl, post, serverConfig, withServer } from "./api_helpers.ts";
+
+/** A server with a short context, for conversations that must overflow it (short prompts read fast). */
+const SHORT_CONTEXT = { model: { ...serverConfig().model, ctx: 512 } };
 import { SUMMARY_REQUEST } from "../functions/chat/compaction.ts";
 
 const image = await dataUrl("golden/images/chat_a_32x48.png");
@@ -500,14 +503,14 @@ Deno.test("Responses API: remembered output items are bounded, the least recentl
 });
 
 Deno.test('Responses API: truncation "auto" leaves out the oldest input items that do not fit', async () => {
-  await withServer({}, async ({ url, service }) => {
+  await withServer(SHORT_CONTEXT, async ({ url, service }) => {
     const model = service.model.id;
     const context = service.engine!.contextLength;
     const words = (n: number, tag: string) => Array.from({ length: n }, (_, i) => `${tag}${i}`).join(" ");
     const input: Record<string, unknown>[] = [];
     for (let turn = 0; turn < 12; turn++) {
-      input.push({ role: "user", content: `question ${turn}: ${words(150, "q")}` });
-      input.push({ role: "assistant", content: `answer ${turn}: ${words(150, "a")}` });
+      input.push({ role: "user", content: `question ${turn}: ${words(30, "q")}` });
+      input.push({ role: "assistant", content: `answer ${turn}: ${words(30, "a")}` });
     }
     input.push({
       role: "user",
@@ -550,7 +553,7 @@ Deno.test('Responses API: truncation "auto" leaves out the oldest input items th
 });
 
 Deno.test("Responses API: compact leaves a conversation's user messages and a summary, which later requests read", async () => {
-  await withServer({}, async ({ url, service }) => {
+  await withServer(SHORT_CONTEXT, async ({ url, service }) => {
     const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused" });
     const model = service.model.id;
     const instructions = "You are a coding agent.";
@@ -613,8 +616,8 @@ Deno.test("Responses API: compact leaves a conversation's user messages and a su
     // A conversation past the context is summed up from the latest items that fit.
     const long: Record<string, unknown>[] = [];
     for (let turn = 0; turn < 12; turn++) {
-      long.push({ role: "user", content: `question ${turn}: ${"word ".repeat(150)}` });
-      long.push({ role: "assistant", content: `answer ${turn}: ${"word ".repeat(150)}` });
+      long.push({ role: "user", content: `question ${turn}: ${"word ".repeat(40)}` });
+      long.push({ role: "assistant", content: `answer ${turn}: ${"word ".repeat(40)}` });
     }
     const whole = await post(`${url}/v1/responses/compact`, { model, input: long, max_output_tokens: 4 });
     assert.equal(whole.status, 200, JSON.stringify(whole.json));

@@ -186,33 +186,60 @@ Deno.test("a damaged cache is ignored and rewritten", async () => {
 Deno.test("a read-only model folder is cached elsewhere; no cache where the cache folder is read-only or off", async () => {
   const dir = await Deno.makeTempDir();
   const cache = await Deno.makeTempDir();
-  const before = Deno.env.get("PIXTRAL_CACHE");
-  Deno.env.set("PIXTRAL_CACHE", cache);
+  // The cache folder given, not $PIXTRAL_CACHE: the environment is the whole process's, and test files run in
+  // parallel.
+  const options = { cacheDir: cache };
   try {
     const path = `${dir}/tekken.json`;
     await Deno.writeTextFile(path, tinyText);
-    const uncached = await loadTokenizer(path, { cache: false });
-    await assert.rejects(Deno.stat(cachePath(path)), Deno.errors.NotFound);
+    const uncached = await loadTokenizer(path, { ...options, cache: false });
+    await assert.rejects(Deno.stat(cachePath(path, cache)), Deno.errors.NotFound);
     await Deno.chmod(dir, 0o555);
-    const readOnly = await loadTokenizer(path);
+    const readOnly = await loadTokenizer(path, options);
     assert.deepEqual(readOnly.encode(sample), uncached.encode(sample));
     assert.deepEqual((await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name), ["tekken.json"]);
-    assert.ok(cachePath(path).startsWith(`${cache}/tokenizers/`));
-    assert.ok((await Deno.stat(cachePath(path))).size > 8 * 2048);
+    assert.ok(cachePath(path, cache).startsWith(`${cache}/tokenizers/`));
+    assert.ok((await Deno.stat(cachePath(path, cache))).size > 8 * 2048);
     // A symlink to the JSON (as in the hub's cache) shares its cache entry.
     await Deno.symlink(path, `${cache}/link.json`);
-    assert.equal(cachePath(`${cache}/link.json`), cachePath(path));
+    assert.equal(cachePath(`${cache}/link.json`, cache), cachePath(path, cache));
 
     await Deno.remove(`${cache}/tokenizers`, { recursive: true });
     await Deno.chmod(cache, 0o555);
-    assert.deepEqual((await loadTokenizer(path)).encode(sample), uncached.encode(sample));
+    assert.deepEqual((await loadTokenizer(path, options)).encode(sample), uncached.encode(sample));
     assert.deepEqual((await Array.fromAsync(Deno.readDir(cache))).map((e) => e.name), ["link.json"]);
   } finally {
-    if (before === undefined) Deno.env.delete("PIXTRAL_CACHE");
-    else Deno.env.set("PIXTRAL_CACHE", before);
     await Deno.chmod(dir, 0o755);
     await Deno.chmod(cache, 0o755);
     await Deno.remove(dir, { recursive: true });
     await Deno.remove(cache, { recursive: true });
   }
+});
+
+Deno.test("the cache folder is $PIXTRAL_CACHE, else $XDG_CACHE_HOME/pixtral, else ~/.cache/pixtral", async () => {
+  // In a process of its own: the environment is shared by the test files running in parallel.
+  const home = Deno.env.get("HOME")!;
+  const folder = async (env: Record<string, string>) => {
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        "--no-config",
+        `import { cacheDir } from "${new URL(
+          "../runtime/cache_dir.ts",
+          import.meta.url,
+        )}"; console.log(cacheDir());`,
+      ],
+      clearEnv: true,
+      env: {
+        PATH: Deno.env.get("PATH") ?? "",
+        DENO_DIR: Deno.env.get("DENO_DIR") ?? `${home}/.cache/deno`,
+        ...env,
+      },
+    }).output();
+    assert.equal(code, 0, new TextDecoder().decode(stderr));
+    return new TextDecoder().decode(stdout).trim();
+  };
+  assert.equal(await folder({ PIXTRAL_CACHE: "/p", XDG_CACHE_HOME: "/x", HOME: "/h" }), "/p");
+  assert.equal(await folder({ XDG_CACHE_HOME: "/x", HOME: "/h" }), "/x/pixtral");
+  assert.equal(await folder({ HOME: "/h" }), "/h/.cache/pixtral");
 });

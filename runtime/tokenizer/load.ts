@@ -22,6 +22,8 @@ export interface LoadOptions {
   vocabSize?: number;
   /** Read and write the binary cache (default true). */
   cache?: boolean;
+  /** The folder the binary cache goes under (default cacheDir()). */
+  cacheDir?: string;
 }
 
 const MAGIC = new TextEncoder().encode("PXTKC\0\0\x02");
@@ -31,9 +33,9 @@ const HEADER_BYTES = 96;
 const SETTLED_MS = 3000;
 
 /** The cache file of the tekken.json at `path` (which must exist). */
-export function cachePath(path: string): string {
+export function cachePath(path: string, dir = cacheDir()): string {
   const key = createHash("sha256").update(Deno.realPathSync(path)).digest("hex").slice(0, 32);
-  return join(cacheDir(), "tokenizers", `${key}.bin`);
+  return join(dir, "tokenizers", `${key}.bin`);
 }
 
 /** A tokenizer from a tekken.json path (string or file: URL) or its bytes. */
@@ -60,7 +62,8 @@ export async function loadTokenizer(source: string | URL | Uint8Array, options: 
   if (json) return await parse(json);
 
   const vocabSize = options.vocabSize ?? 0;
-  const cache = await readCache(cachePath(path), vocabSize);
+  const cacheFile = cachePath(path, options.cacheDir);
+  const cache = await readCache(cacheFile, vocabSize);
   if (cache && settled(cache.header.status) && sameStatus(cache.header.status, status)) {
     const tokenizer = await fromCache(cache);
     if (tokenizer) return tokenizer;
@@ -75,12 +78,12 @@ export async function loadTokenizer(source: string | URL | Uint8Array, options: 
   if (cache && cache.header.sha256.every((b, i) => b === sha256[i])) {
     const tokenizer = await fromCache(cache);
     if (tokenizer) {
-      if (!sameStatus(cache.header.status, status)) await writeCache(path, header, cache.body);
+      if (!sameStatus(cache.header.status, status)) await writeCache(cacheFile, header, cache.body);
       return tokenizer;
     }
   }
   const tokenizer = await parse(json);
-  await writeCache(path, header, tokenizer.toCache());
+  await writeCache(cacheFile, header, tokenizer.toCache());
   return tokenizer;
 }
 
@@ -166,8 +169,7 @@ async function fromCache(cache: { path: string; body: Uint8Array }): Promise<Tok
   }
 }
 
-async function writeCache(jsonPath: string, header: Header, body: Uint8Array): Promise<void> {
-  const path = cachePath(jsonPath);
+async function writeCache(path: string, header: Header, body: Uint8Array): Promise<void> {
   const dir = dirname(path);
   const temp = `${path}.${crypto.randomUUID()}.tmp`;
   try {
