@@ -23,6 +23,7 @@ import { BINARY, type HostStatus } from "../runtime/engine/wire.ts";
 import { encodeRequest } from "./wire_helpers.ts";
 import { dataUrl, serverConfig, withServer } from "./api_helpers.ts";
 import { fixture } from "./helpers.ts";
+import { ScriptedEngine } from "./service_helpers.ts";
 
 const SECRET = "internal-secret-for-tests";
 const auth = { authorization: `Bearer ${SECRET}` };
@@ -333,7 +334,10 @@ Deno.test("internal routes: while a request has no frame to send, the host sends
       assert.deepEqual(lines.at(-1), "");
       assert.ok(JSON.parse(lines.at(-2)!).finish, lines.at(-2));
       // An engine that submits no GPU work for longer than wedgedMs gets no keep-alive lines: a gateway takes the
-      // silence for a hung host.
+      // silence for a hung host. (One that never does: the real one, once it began, would be busy with a prompt
+      // past wedgedMs on a loaded machine.)
+      const idle = new ScriptedEngine([1100, 1101], "stop", 1500);
+      service.engine = { ...slow, generate: (request, signal) => idle.generate(request, signal) };
       const routes = internalRoutes(service, SECRET, { wedgedMs: 500 });
       const silent = await routes.request("/internal/v1/generate", {
         method: "POST",
