@@ -24,7 +24,7 @@ import { openModel } from "../runtime/model/open.ts";
 import { PixtralModel } from "../runtime/model/pixtral.ts";
 import type { LoraModule } from "../runtime/model/lora_modules.ts";
 import { DECODER_FORMATS, type WeightFormat } from "../runtime/model/plan.ts";
-import { sample } from "../runtime/gpu/ops/sampling.ts";
+import { sample, type SamplingParams } from "../runtime/gpu/ops/sampling.ts";
 import { GREEDY } from "../runtime/engine/engine.ts";
 import { LocalEngine } from "../runtime/engine/local.ts";
 
@@ -124,11 +124,19 @@ const host = { steps: 0, dispatches: 0, record: 0, encode: 0, submit: 0 };
  * step embeds the ids the previous one sampled, on the GPU; `chained` submits the next run before reading this
  * one back (fed by its last ids), as the engine does, so that the readback's wait overlaps the next run.
  */
+/** A repetition penalty over a prompt's worth of tokens, as a request with `repetition_penalty` has. */
+const PENALTY: SamplingParams = {
+  temperature: 0,
+  repetitionPenalty: 1.1,
+  penalties: { ids: [...Array(prefillTokens).keys()], counts: new Array(prefillTokens).fill(0) },
+};
+
 async function decode(
   batch: number,
   run: number,
   chained = false,
   loras: readonly LoraModule[] = [],
+  sampling: SamplingParams = { temperature: 0 },
 ): Promise<number> {
   const past = new Array(batch).fill(prefillTokens);
   for (let s = 1; s < batch; s++) {
@@ -156,8 +164,9 @@ async function decode(
       );
       sample(rec, {
         logits: out.logits!,
-        ids: chosen.sliceRows(k, 1),
-        params: past.map(() => ({ temperature: 0 })),
+        // The run's earlier draws above this step's, as the engine passes them (penalties count them).
+        ids: chosen.sliceRows(0, k + 1),
+        params: past.map(() => sampling),
       });
       if (k === run - 1) read = rec.read(chosen);
       host.record += performance.now() - recordStart;
@@ -198,6 +207,19 @@ const hostRow = `${host.dispatches / host.steps} dispatches: record ${perStep(ho
 row("decode, batch 8, one step per readback", `${(await decode(8, 1)).toFixed(1)} tokens/s`);
 row("decode, batch 8, runs of 8 chained", `${(await decode(8, 8, true)).toFixed(1)} tokens/s`);
 row("host time of a decode step, batch 1", hostRow);
+// Penalties count a run's draws on the GPU, so a penalised request decodes in runs too (not chained: the host's
+// counts would be a run behind); it used to step one token per readback.
+const [penaltyStepwise, penaltyRuns] = [
+  await decode(1, 1, false, [], PENALTY),
+  await decode(1, 8, false, [], PENALTY),
+];
+row(
+  `decode, batch 1, repetition penalty over ${prefillTokens} tokens, 8 steps per readback`,
+  `${penaltyRuns.toFixed(1)} tokens/s (${
+    (penaltyRuns / penaltyStepwise).toFixed(2)
+  }x one step per readback: ` +
+    `${penaltyStepwise.toFixed(1)})`,
+);
 
 // LoRA adapters served per request (rank 16 on the decoder's linear layers): the same decode runs, each sequence
 // with one, against the same runs without, measured again beside them.

@@ -4,7 +4,9 @@
 // For each sequence (settings in `info`, written by runtime/gpu/ops/sampling.ts):
 //  1. penalties on its listed tokens (unique ids with their counts): repetition r divides a positive logit and
 //     multiplies a negative one (every listed token), then presence and frequency subtract
-//     presence * (count > 0) + frequency * count; then a bias is added to its listed tokens (OpenAI's
+//     presence * (count > 0) + frequency * count; the tokens drawn earlier in a decode run (rows of `ids` above
+//     this step's, which the host has not read yet) count too, added to the list's counts or listed anew with
+//     theirs; then a bias is added to its listed tokens (OpenAI's
 //     logit_bias); tokens an output format forbids (a bitmask, bit id % 32 of word id / 32) are left out of
 //     everything below;
 //  2. temperature 0: argmax (lowest index among equal maxima). Otherwise z = logit / T and the allowed set is
@@ -23,8 +25,10 @@ struct Params {
   l_stride: u32,
   s_off: u32,       // scratch [seqs, vocab] f32
   info_base: u32,   // word offset of the per-sequence settings (14 words each), then lists and masks
-  ids_off: u32,
+  ids_off: u32,     // this step's draws: ids[ids_off + seq]
   lp_off: u32,
+  hist_rows: u32,   // earlier draws of the run: ids[ids_off + seq - (hist_rows - j) * hist_stride], j < hist_rows
+  hist_stride: u32,
 }
 
 #include "lib/reduce.wgsl"
@@ -37,11 +41,13 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> logprobs: array<f32>;
 
 const NO_MASK: u32 = 0xffffffffu;
+const NONE: u32 = 0xffffffffu;
 // Below every logit the model can give, and finite: a forbidden token's value, and the least an allowed one has.
 const FORBIDDEN: f32 = -3.4e38;
 const ALLOWED_FLOOR: f32 = -3.0e38;
 
 var<workgroup> kept_mass: f32;
+var<workgroup> listed: u32;  // where an earlier draw stands in the penalty list (NONE: not in it)
 var<workgroup> pick: atomic<u32>;
 var<workgroup> last_kept: atomic<u32>;
 
@@ -116,6 +122,42 @@ fn sample(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec
     }
   }
   storageBarrier();
+  // The run's earlier draws: each token's penalty once (at its first draw), from the raw logit, with its count in
+  // the list plus its draws.
+  if (repetition != 1.0 || presence != 0.0 || frequency != 0.0) {
+    for (var j = 0u; j < p.hist_rows; j++) {
+      let id = ids[p.ids_off + seq - (p.hist_rows - j) * p.hist_stride];
+      if (t == 0u) {
+        listed = NONE;
+      }
+      workgroupBarrier();
+      for (var i = t; i < pen_count; i += WG) {
+        if (info[pen_off + 2u * i] == id) {
+          listed = i;  // ids are unique in the list: one thread at most
+        }
+      }
+      workgroupBarrier();
+      if (t == 0u && id < V) {
+        var count = 0u;
+        var first = true;
+        for (var i = 0u; i < p.hist_rows; i++) {
+          let same = ids[p.ids_off + seq - (p.hist_rows - i) * p.hist_stride] == id;
+          count += u32(same);
+          first = first && !(same && i < j);
+        }
+        if (first) {
+          if (listed != NONE) {
+            count += info[pen_off + 2u * listed + 1u];
+          }
+          var v = logits[lb + id];
+          v = select(v * repetition, v / repetition, v > 0.0);
+          v -= presence * f32(min(count, 1u)) + frequency * f32(count);
+          scratch[sb + id] = v;
+        }
+      }
+      storageBarrier();
+    }
+  }
   for (var j = t; j < bias_count; j += WG) {
     let id = info[bias_off + 2u * j];
     if (id < V) {

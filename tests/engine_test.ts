@@ -396,12 +396,25 @@ Deno.test("decode runs (steps fed on the GPU between readbacks) change no token,
     assert.deepEqual(got, expected);
     assert.ok(fed > 0, "decode runs were used");
     assert.ok(chained > 0, "runs were chained");
-    // A penalty needs each token on the host: its batch steps one token at a time, with the same result.
-    const penalised = { ...requests()[0], sampling: { ...GREEDY, frequencyPenalty: 0.5 } };
+    // Penalties count the draws of the run they are in (on the GPU); such runs are not chained, the host's counts
+    // being a run behind then.
+    const penalised: GenerateRequest[] = [
+      // Negative ones too: the answers repeat few tokens.
+      { ...requests()[0], sampling: { ...GREEDY, frequencyPenalty: -2 } },
+      {
+        ...requests()[1],
+        sampling: { ...requests()[1].sampling, presencePenalty: -3 },
+      },
+      { ...requests()[2], sampling: { ...requests()[2].sampling, repetitionPenalty: 0.8 } },
+    ];
+    const alone = await Promise.all(penalised.map((r) => collect(oneByOne.generate(r))));
+    penalised.forEach((_, i) => assert.notDeepEqual(alone[i].ids, expected[i].ids, `request ${i}'s penalty`));
+    fed = chained = 0;
+    assert.deepEqual(await Promise.all(penalised.map((r) => collect(runs.generate(r)))), alone);
+    assert.deepEqual(await collect(runs.generate(penalised[0])), alone[0]);
+    assert.ok(fed > 0, "penalised decode runs");
+    assert.equal(chained, 0);
     fed = 0;
-    const alone = await collect(oneByOne.generate(penalised));
-    assert.deepEqual(await collect(runs.generate(penalised)), alone);
-    assert.equal(fed, 0);
     // Runs are kept under decodeRunMs (judged from the steps' times): 0 allows none.
     const paced = new LocalEngine(model, { decodeRunMs: 0 });
     assert.deepEqual(await collect(paced.generate(requests()[0])), expected[0]);

@@ -148,6 +148,57 @@ Deno.test("repetition, presence and frequency penalties change the choice as the
   assert.equal(ids[2], top);
 });
 
+Deno.test("penalties count a decode run's earlier draws, read from the rows above the step's ids", async () => {
+  const ctx = await context();
+  const vocab = 500;
+  const rows = [logitsRow(vocab, 41, 2), logitsRow(vocab, 42, 2), logitsRow(vocab, 43, 2)];
+  const second = (r: Float32Array) => [...r.keys()].sort((a, b) => r[b] - r[a])[1];
+  // Sequence 1: token 11 far ahead of token 12, which is ahead of the rest.
+  rows[1][11] = 5;
+  rows[1][12] = 3.5;
+  const settings: Omit<SamplingParams, "penalties">[] = [
+    { temperature: 0, repetitionPenalty: 1.5, presencePenalty: 0.5, frequencyPenalty: 0.25 },
+    { temperature: 0, frequencyPenalty: 1 },
+    { temperature: 0.8, topK: 4, repetitionPenalty: 2, seed: 5, counter: 7 },
+  ];
+  const listed = [
+    { ids: [second(rows[0]), 3], counts: [1, 0] },
+    { ids: [11], counts: [2] },
+    { ids: [second(rows[2]), 9], counts: [0, 1] },
+  ];
+  const params = settings.map((p, s): SamplingParams => ({ ...p, penalties: listed[s] }));
+  // What the list alone gives; then two earlier draws per sequence: sequence 0's choice without them and a
+  // listed prompt token (count 0); 11 (a third time: 5 - 3 < 3.5 - 1) and 12 (after them, 12 leads); a listed
+  // prompt token and a new one.
+  const alone = await runSample(ctx, rows, params);
+  const earlier = [[alone.ids[0], 3], [11, 12], [second(rows[2]), 5]];
+  // The same penalties with the earlier draws merged into the list, as the host counts them once read back.
+  const merged = settings.map((p, s): SamplingParams => {
+    const counts = new Map(listed[s].ids.map((id, i) => [id, listed[s].counts[i]]));
+    for (const id of earlier[s]) counts.set(id, (counts.get(id) ?? 0) + 1);
+    return { ...p, penalties: { ids: [...counts.keys()], counts: [...counts.values()] } };
+  });
+  const logits = ctx.fromFloats("f32", [3, vocab], Float32Array.from(rows.flatMap((r) => [...r])));
+  const run = ctx.tensor("u32", [3, 3]), logprobs = ctx.tensor("f32", [3]);
+  ctx.write(
+    run,
+    new Uint8Array(Uint32Array.from([0, 1, 2].flatMap((j) => earlier.map((e) => e[j] ?? 0))).buffer),
+  );
+  const rec = ctx.record();
+  sample(rec, { logits, ids: run, logprobs, params });
+  await rec.submit();
+  const drawn = (await ctx.readU32(run)).slice(6), lp = await ctx.readFloats(logprobs);
+  for (const t of [logits, run, logprobs]) ctx.release(t);
+  merged.forEach((p, s) => {
+    const ref = sampleRef(rows[s], p);
+    assert.equal(drawn[s], ref.id, `sequence ${s}`);
+    assert.ok(Math.abs(lp[s] - ref.logprob) < 1e-5);
+  });
+  // The earlier draws moved sequence 0's choice; 11's listed count and its draw together keep it behind 12.
+  assert.notEqual(drawn[0], alone.ids[0]);
+  assert.equal(drawn[1], 12);
+});
+
 Deno.test("logit biases move the choice as the reference does, after the penalties", async () => {
   const ctx = await context();
   const row = logitsRow(700, 41, 2);

@@ -82,8 +82,9 @@ export interface LocalEngineOptions {
    * Decode steps run back to back on the GPU between token readbacks when no prompt is being read (default 8):
    * each step feeds the ids the previous one sampled. A readback costs about 10 ms in Deno's WebGPU (its
    * mapAsync polls the device every 10 ms), which would otherwise cap decoding near 100 tokens/s. Sequences that
-   * finish early waste the rest of the run; penalties, top log-probabilities and output formats need each token
-   * on the host, so their batches take 1. 1 reads every token back.
+   * finish early waste the rest of the run; top log-probabilities and output formats need each token on the
+   * host, so their batches take 1 (penalties count a run's draws on the GPU, but wait for the run's readback
+   * before the next). 1 reads every token back.
    */
   decodeSteps?: number;
   /**
@@ -265,9 +266,12 @@ class Sequence {
     return this.request.orElse !== undefined && this.triggered !== true;
   }
 
-  /** Whether its tokens must come to the host one by one: penalties, top log-probabilities, a format. */
+  /**
+   * Whether its tokens must come to the host one by one: top log-probabilities, a format. (Penalties count a
+   * run's earlier draws on the GPU.)
+   */
   get stepwise(): boolean {
-    return this.penalised || (this.request.topLogprobs ?? 0) > 0 || this.constrained;
+    return (this.request.topLogprobs ?? 0) > 0 || this.constrained;
   }
 
   /** Takes the matcher made for it, or frees it if the sequence no longer needs one. */
@@ -1024,8 +1028,9 @@ export class LocalEngine implements Engine {
     const seqs = current.seqs.filter((s) => this.#running.includes(s));
     // A sequence whose tokens past the trigger were dropped is stepwise now (#runLength says so too): it must not
     // go on from `current`'s last ids.
+    // Penalties count the draws of the run they are in, not those of the run before, still unread.
     const idle = !this.#closed && this.#waiting.length === 0 && seqs.length === this.#running.length &&
-      seqs.every((s) => !s.cancelled && s.epoch === current.epochs[current.seqs.indexOf(s)]);
+      seqs.every((s) => !s.cancelled && !s.penalised && s.epoch === current.epochs[current.seqs.indexOf(s)]);
     if (!idle) return undefined;
     const run = this.#runLength(seqs, current.steps);
     return run > 1 ? await this.#launchRun(seqs, run, current.steps, current) : undefined;
@@ -1068,7 +1073,8 @@ export class LocalEngine implements Engine {
             );
             sample(rec, {
               logits: out.logits!,
-              ids: ids.sliceRows(k, 1).sliceCols(i, group.length),
+              // The run's draws so far, above this step's row: penalties count them.
+              ids: ids.sliceRows(0, k + 1).sliceCols(i, group.length),
               logprobs: logprobs.sliceRows(k, 1).sliceCols(i, group.length),
               params: group.map((s) => s.samplingParams(ahead + k)),
             });

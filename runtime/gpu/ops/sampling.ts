@@ -95,7 +95,9 @@ function check(p: SamplingParams, vocab: number): void {
 
 /**
  * ids[s] = the token chosen for sequence s from logits[s, :] (f32 [S, vocab]); logprobs[s] = its log-probability
- * under the raw logits. Reading back `ids` (S words) is all a decode step needs.
+ * under the raw logits. Reading back `ids` (S words) is all a decode step needs. `ids` may be u32 [rows, S]: the
+ * last row takes the draws, and the rows above hold the sequences' earlier draws in a decode run (not yet read
+ * back, so not in `penalties`), which the penalties count as well.
  */
 export function sample(
   rec: Recorder,
@@ -111,8 +113,8 @@ export function sample(
   if (params.length !== seqs) {
     throw new RangeError(`sample: ${seqs} rows of logits, ${params.length} settings`);
   }
-  if (ids.dtype !== "u32" || ids.size !== seqs) {
-    throw new TypeError(`sample: ids must be u32 [${seqs}], got ${ids}`);
+  if (ids.dtype !== "u32" || ids.rowLength !== seqs) {
+    throw new TypeError(`sample: ids must be u32 [${seqs}] or [rows, ${seqs}], got ${ids}`);
   }
   if (logprobs && (logprobs.dtype !== "f32" || logprobs.size !== seqs)) {
     throw new TypeError(`sample: logprobs must be f32 [${seqs}]`);
@@ -177,8 +179,10 @@ export function sample(
       logits.rowStride,
       b[2].offset,
       b[1].offset,
-      b[3].offset,
+      b[3].offset + (ids.rows - 1) * ids.rowStride,
       b[4].offset,
+      ids.rows - 1,
+      ids.rowStride,
     ),
     seqs,
   );
