@@ -119,11 +119,6 @@ row(
 /** Host time of the decode steps (JavaScript recording, command encoding, queue.submit), summed. */
 const host = { steps: 0, dispatches: 0, record: 0, encode: 0, submit: 0 };
 
-/**
- * Decode steps for `batch` sequences, reading the sampled ids back after every `run` steps. Within a run each
- * step embeds the ids the previous one sampled, on the GPU; `chained` submits the next run before reading this
- * one back (fed by its last ids), as the engine does, so that the readback's wait overlaps the next run.
- */
 /** A repetition penalty over a prompt's worth of tokens, as a request with `repetition_penalty` has. */
 const PENALTY: SamplingParams = {
   temperature: 0,
@@ -131,6 +126,12 @@ const PENALTY: SamplingParams = {
   penalties: { ids: [...Array(prefillTokens).keys()], counts: new Array(prefillTokens).fill(0) },
 };
 
+/**
+ * Decode steps for `batch` sequences, reading the sampled ids back after every `run` steps. Within a run each
+ * step embeds the ids the previous one sampled, on the GPU; `chained` submits the next run before reading this
+ * one back (fed by its last ids), as the engine does, so that the readback's wait overlaps the next run.
+ * `sampling`: every sequence's settings (penalties count the run's earlier draws, as in the engine).
+ */
 async function decode(
   batch: number,
   run: number,

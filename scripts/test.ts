@@ -23,6 +23,9 @@ const FLAGS = [
 const args = Deno.args.some((a) => !a.startsWith("-")) ? Deno.args : [...Deno.args, "tests/"];
 const child = new Deno.Command(Deno.execPath(), {
   args: ["test", ...FLAGS, ...args],
+  // Set here, not by the first GPU context (runtime/gpu/device.ts): a thread changing the environment while
+  // another one's Vulkan driver reads it can crash the process.
+  env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
   stdout: "piped",
   stderr: "inherit",
 }).spawn();

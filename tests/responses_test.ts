@@ -17,12 +17,11 @@ import {
 import { parseResponsesRequest, type ResponsesRequest } from "../functions/schema/responses.ts";
 import { pyAt } from "../runtime/prompt/pyjson.ts";
 import { dataUrl, post, serverConfig, withServer } from "./api_helpers.ts";
-
-/** A server with a short context, for conversations that must overflow it (short prompts read fast). */
-const SHORT_CONTEXT = { model: { ...serverConfig().model, ctx: 512 } };
 import { SUMMARY_REQUEST } from "../functions/chat/compaction.ts";
 
 const image = await dataUrl("golden/images/chat_a_32x48.png");
+/** A server with a short context, for conversations that must overflow it (short prompts read fast). */
+const SHORT_CONTEXT = { model: { ...serverConfig().model, ctx: 512 } };
 const WEATHER = {
   type: "object",
   properties: { city: { type: "string", maxLength: 12 }, unit: { enum: ["c", "f"] } },

@@ -179,15 +179,14 @@ Deno.test("penalties count a decode run's earlier draws, read from the rows abov
     return { ...p, penalties: { ids: [...counts.keys()], counts: [...counts.values()] } };
   });
   const logits = ctx.fromFloats("f32", [3, vocab], Float32Array.from(rows.flatMap((r) => [...r])));
-  const run = ctx.tensor("u32", [3, 3]), logprobs = ctx.tensor("f32", [3]);
-  ctx.write(
-    run,
-    new Uint8Array(Uint32Array.from([0, 1, 2].flatMap((j) => earlier.map((e) => e[j] ?? 0))).buffer),
-  );
+  // The run's ids for 5 sequences; these are its last 3 (columns 2..4, as the engine's groups past the first).
+  const run = ctx.tensor("u32", [3, 5]), logprobs = ctx.tensor("f32", [3]);
+  const words = Uint32Array.from([0, 1, 2].flatMap((j) => [7, 7, ...earlier.map((e) => e[j] ?? 0)]));
+  ctx.write(run, new Uint8Array(words.buffer));
   const rec = ctx.record();
-  sample(rec, { logits, ids: run, logprobs, params });
+  sample(rec, { logits, ids: run.sliceCols(2, 3), logprobs, params });
   await rec.submit();
-  const drawn = (await ctx.readU32(run)).slice(6), lp = await ctx.readFloats(logprobs);
+  const drawn = (await ctx.readU32(run)).slice(12), lp = await ctx.readFloats(logprobs);
   for (const t of [logits, run, logprobs]) ctx.release(t);
   merged.forEach((p, s) => {
     const ref = sampleRef(rows[s], p);

@@ -47,8 +47,10 @@ async function demoTokenizer(): Promise<Tokenizer> {
     const json = await tekkenJson();
     try {
       await Deno.mkdir(join(cacheDir(), "demo"), { recursive: true });
-      await Deno.writeFile(`${path}.partial`, json);
-      await Deno.rename(`${path}.partial`, path);
+      // A name of its own: two servers starting at once must not write into one file.
+      const partial = `${path}.${crypto.randomUUID()}.partial`;
+      await Deno.writeFile(partial, json);
+      await Deno.rename(partial, path);
     } catch {
       return await loadTokenizer(json); // no writable cache: build in memory each time
     }
