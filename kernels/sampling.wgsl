@@ -25,10 +25,10 @@ struct Params {
   l_stride: u32,
   s_off: u32,       // scratch [seqs, vocab] f32
   info_base: u32,   // word offset of the per-sequence settings (14 words each), then lists and masks
-  ids_off: u32,     // this step's draws: ids[ids_off + seq]
+  ids_off: u32,     // ids[ids_off + j * ids_stride + seq]: the run's draws j < hist_rows, then this step's
   lp_off: u32,
-  hist_rows: u32,   // earlier draws of the run: ids[ids_off + seq - (hist_rows - j) * hist_stride], j < hist_rows
-  hist_stride: u32,
+  hist_rows: u32,
+  ids_stride: u32,
 }
 
 #include "lib/reduce.wgsl"
@@ -55,6 +55,11 @@ var<workgroup> last_kept: atomic<u32>;
 fn key(v: f32) -> u32 {
   let b = bitcast<u32>(v);
   return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
+}
+
+// Sequence seq's draw at row j of the run (j == p.hist_rows: this step's).
+fn drawn(seq: u32, j: u32) -> u32 {
+  return p.ids_off + j * p.ids_stride + seq;
 }
 
 fn pcg(v: u32) -> u32 {
@@ -126,7 +131,7 @@ fn sample(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec
   // the list plus its draws.
   if (repetition != 1.0 || presence != 0.0 || frequency != 0.0) {
     for (var j = 0u; j < p.hist_rows; j++) {
-      let id = ids[p.ids_off + seq - (p.hist_rows - j) * p.hist_stride];
+      let id = ids[drawn(seq, j)];
       if (t == 0u) {
         listed = NONE;
       }
@@ -141,7 +146,7 @@ fn sample(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec
         var count = 0u;
         var first = true;
         for (var i = 0u; i < p.hist_rows; i++) {
-          let same = ids[p.ids_off + seq - (p.hist_rows - i) * p.hist_stride] == id;
+          let same = ids[drawn(seq, i)] == id;
           count += u32(same);
           first = first && !(same && i < j);
         }
@@ -286,7 +291,7 @@ fn sample(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec
   }
 
   if (t == 0u) {
-    ids[p.ids_off + seq] = chosen;
+    ids[drawn(seq, p.hist_rows)] = chosen;
     logprobs[p.lp_off + seq] = logits[lb + chosen] - raw_log_sum;
   }
 }

@@ -179,7 +179,7 @@ export function sample(
       logits.rowStride,
       b[2].offset,
       b[1].offset,
-      b[3].offset + (ids.rows - 1) * ids.rowStride,
+      b[3].offset,
       b[4].offset,
       ids.rows - 1,
       ids.rowStride,
