@@ -214,12 +214,12 @@ const [penaltyStepwise, penaltyRuns] = [
   await decode(1, 1, false, [], PENALTY),
   await decode(1, 8, false, [], PENALTY),
 ];
+const penaltyRatio = (penaltyRuns / penaltyStepwise).toFixed(2);
 row(
   `decode, batch 1, repetition penalty over ${prefillTokens} tokens, 8 steps per readback`,
-  `${penaltyRuns.toFixed(1)} tokens/s (${
-    (penaltyRuns / penaltyStepwise).toFixed(2)
-  }x one step per readback: ` +
-    `${penaltyStepwise.toFixed(1)})`,
+  `${penaltyRuns.toFixed(1)} tokens/s (${penaltyRatio}x one step per readback: ${
+    penaltyStepwise.toFixed(1)
+  })`,
 );
 
 // LoRA adapters served per request (rank 16 on the decoder's linear layers): the same decode runs, each sequence
