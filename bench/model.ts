@@ -24,7 +24,7 @@ import { openModel } from "../runtime/model/open.ts";
 import { PixtralModel } from "../runtime/model/pixtral.ts";
 import type { LoraModule } from "../runtime/model/lora_modules.ts";
 import { DECODER_FORMATS, type WeightFormat } from "../runtime/model/plan.ts";
-import { sample, type SamplingParams } from "../runtime/gpu/ops/sampling.ts";
+import { logprobRows, sample, type SamplingParams } from "../runtime/gpu/ops/sampling.ts";
 import { GREEDY } from "../runtime/engine/engine.ts";
 import { LocalEngine } from "../runtime/engine/local.ts";
 
@@ -130,14 +130,18 @@ const PENALTY: SamplingParams = {
  * Decode steps for `batch` sequences, reading the sampled ids back after every `run` steps. Within a run each
  * step embeds the ids the previous one sampled, on the GPU; `chained` submits the next run before reading this
  * one back (fed by its last ids), as the engine does, so that the readback's wait overlaps the next run.
- * `sampling`: every sequence's settings (penalties count the run's earlier draws, as in the engine).
+ * `sampling`: every sequence's settings (penalties count the run's earlier draws, as in the engine); `top`: the
+ * most likely tokens found with each draw, as for a request with top_logprobs.
  */
 async function decode(
   batch: number,
   run: number,
-  chained = false,
-  loras: readonly LoraModule[] = [],
-  sampling: SamplingParams = { temperature: 0 },
+  { chained = false, loras = [], sampling = { temperature: 0 }, top = 0 }: {
+    chained?: boolean;
+    loras?: readonly LoraModule[];
+    sampling?: SamplingParams;
+    top?: number;
+  } = {},
 ): Promise<number> {
   const past = new Array(batch).fill(prefillTokens);
   for (let s = 1; s < batch; s++) {
@@ -145,6 +149,7 @@ async function decode(
     if (!model.pool.reserve(blocks[s], prefillTokens + steps + 1)) throw new Error("KV pool too small");
   }
   const chosen = ctx.tensor("u32", [run, batch]);
+  const tops = top > 0 ? ctx.tensor("u32", [run, batch * (1 + 2 * top)]) : undefined;
   const start = performance.now();
   let pending: Promise<unknown> = Promise.resolve();
   for (let i = 0; i < steps; i += run) {
@@ -169,7 +174,8 @@ async function decode(
         ids: chosen.sliceRows(0, k + 1),
         params: past.map(() => sampling),
       });
-      if (k === run - 1) read = rec.read(chosen);
+      if (tops) logprobRows(rec, out.logits!, chosen.sliceRows(k, 1), { top, out: tops.sliceRows(k, 1) });
+      if (k === run - 1) read = Promise.all([chosen, ...tops ? [tops] : []].map((t) => rec.read(t)));
       host.record += performance.now() - recordStart;
       host.dispatches += rec.dispatches;
       await rec.submit();
@@ -188,6 +194,7 @@ async function decode(
   }
   await pending;
   ctx.release(chosen);
+  if (tops) ctx.release(tops);
   return (batch * steps) / ((performance.now() - start) / 1000);
 }
 const single = await decode(1, 1);
@@ -198,7 +205,7 @@ row(
   "decode, batch 1, 8 steps per readback, each run waiting for the last",
   `${singleWaiting.toFixed(1)} tokens/s`,
 );
-const singleRuns = await decode(1, 8, true);
+const singleRuns = await decode(1, 8, { chained: true });
 row("decode, batch 1, runs of 8 chained (the engine's default)", `${singleRuns.toFixed(1)} tokens/s`);
 const perStep = (ms: number) => `${(ms / host.steps).toFixed(2)} ms`;
 const hostRow = `${host.dispatches / host.steps} dispatches: record ${perStep(host.record)}, encode ` +
@@ -206,13 +213,13 @@ const hostRow = `${host.dispatches / host.steps} dispatches: record ${perStep(ho
     perStep(host.submit)
   } (a run overlaps them with the previous step)`;
 row("decode, batch 8, one step per readback", `${(await decode(8, 1)).toFixed(1)} tokens/s`);
-row("decode, batch 8, runs of 8 chained", `${(await decode(8, 8, true)).toFixed(1)} tokens/s`);
+row("decode, batch 8, runs of 8 chained", `${(await decode(8, 8, { chained: true })).toFixed(1)} tokens/s`);
 row("host time of a decode step, batch 1", hostRow);
 // Penalties count a run's draws on the GPU, so a penalised request decodes in runs too (not chained: the host's
 // counts would be a run behind); it used to step one token per readback.
 const [penaltyStepwise, penaltyRuns] = [
-  await decode(1, 1, false, [], PENALTY),
-  await decode(1, 8, false, [], PENALTY),
+  await decode(1, 1, { sampling: PENALTY }),
+  await decode(1, 8, { sampling: PENALTY }),
 ];
 const penaltyRatio = (penaltyRuns / penaltyStepwise).toFixed(2);
 row(
@@ -221,20 +228,40 @@ row(
     penaltyStepwise.toFixed(1)
   })`,
 );
+// Top log-probabilities are found on the GPU with each draw, so such a request decodes in chained runs too; it used
+// to step one token per readback (and read its row of logits back).
+const TOP = 5;
+await decode(1, 8, { chained: true, top: TOP }); // compiles the scoring kernel
+const [topStepwise, topRuns, plainRuns] = [
+  await decode(1, 1, { top: TOP }),
+  await decode(1, 8, { chained: true, top: TOP }),
+  await decode(1, 8, { chained: true }),
+];
+row(
+  `decode, batch 1, top_logprobs ${TOP}, runs of 8 chained`,
+  `${topRuns.toFixed(1)} tokens/s (${(topRuns / topStepwise).toFixed(2)}x one step per readback: ` +
+    `${topStepwise.toFixed(1)}; ${(topRuns / plainRuns).toFixed(2)} of ${plainRuns.toFixed(1)} without)`,
+);
 
 // LoRA adapters served per request (rank 16 on the decoder's linear layers): the same decode runs, each sequence
 // with one, against the same runs without, measured again beside them.
 if (model.loraBank) {
   const loras = model.loraBank.modules;
-  await decode(1, 8, true, loras.slice(0, 1)); // compiles the kernels' LoRA variants
-  const [single, withLora] = [await decode(1, 8, true), await decode(1, 8, true, loras.slice(0, 1))];
+  await decode(1, 8, { chained: true, loras: loras.slice(0, 1) }); // compiles the kernels' LoRA variants
+  const [single, withLora] = [
+    await decode(1, 8, { chained: true }),
+    await decode(1, 8, { chained: true, loras: loras.slice(0, 1) }),
+  ];
   row(
     "decode, batch 1, runs of 8 chained, with a rank-16 LoRA adapter",
     `${withLora.toFixed(1)} tokens/s (${(withLora / single).toFixed(2)} of ${single.toFixed(1)} without; ` +
       `${(loras[0].bytes / 2 ** 20).toFixed(0)} MiB each)`,
   );
-  await decode(8, 8, true, loras);
-  const [batch8, mixed] = [await decode(8, 8, true), await decode(8, 8, true, loras)];
+  await decode(8, 8, { chained: true, loras });
+  const [batch8, mixed] = [
+    await decode(8, 8, { chained: true }),
+    await decode(8, 8, { chained: true, loras }),
+  ];
   row(
     `decode, batch 8, runs of 8 chained, ${loras.length} LoRA adapters (sequence i takes adapter i mod ${loras.length})`,
     `${mixed.toFixed(1)} tokens/s (${(mixed / batch8).toFixed(2)} of ${batch8.toFixed(1)} without)`,

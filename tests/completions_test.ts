@@ -264,6 +264,19 @@ Deno.test("echo with logprobs scores the prompt: each token given those before i
       // The most likely token is listed with its log-probability, no lower than the prompt token's.
       assert.ok(Math.max(...Object.values(lp.top_logprobs[k]) as number[]) >= lp.token_logprobs[k] - 1e-6);
     }
+    // With more alternatives, the same scores and the same best (the first chunk's 64 rows again).
+    const three =
+      (await ask({ prompt: ids.slice(0, 64), echo: true, logprobs: 3, max_tokens: 1 })).choices[0];
+    for (let k = 1; k < 64; k++) {
+      assert.equal(three.logprobs.token_logprobs[k], lp.token_logprobs[k]);
+      // The prompt's token and the 3 best, keyed by text (which tokens can share).
+      const alternatives = Object.values(three.logprobs.top_logprobs[k]) as number[];
+      assert.ok(alternatives.length >= 1 && alternatives.length <= 4, `position ${k}`);
+      for (const [token, v] of Object.entries(lp.top_logprobs[k])) {
+        assert.equal(three.logprobs.top_logprobs[k][token], v);
+      }
+      assert.equal(Math.max(...alternatives), Math.max(...Object.values(lp.top_logprobs[k]) as number[]));
+    }
     // Asked again (its blocks now in the prefix cache), the same: the whole prompt is computed each time.
     assert.deepEqual(
       (await ask({ prompt: ids, echo: true, logprobs: 1, max_tokens: 1 })).choices,
@@ -330,7 +343,7 @@ Deno.test("text completions refuse what they cannot do, naming the field", async
       (await post(completions, { prompt: ["a", "b"], n: 8, max_tokens: 1 })).json.choices.length,
       16,
     );
-    await expect({ prompt: "a", echo: true, logprobs: 2 }, 400, /at most 1/, "logprobs");
+    await expect({ prompt: "a", echo: true, logprobs: 21 }, 400, /logprobs/, "logprobs");
     await expect({ prompt: "a", max_tokens: 3, min_tokens: 4 }, 400, /min_tokens/, "min_tokens");
     await expect(
       { prompt: "a", min_tokens: 2, response_format: { type: "json_object" } },

@@ -414,6 +414,31 @@ Deno.test("decode runs (steps fed on the GPU between readbacks) change no token,
     assert.deepEqual(await collect(runs.generate(penalised[0])), alone[0]);
     assert.ok(fed > 0, "penalised decode runs");
     assert.equal(chained, 0);
+    // Top log-probabilities are found on the GPU with each step's draw, so runs give them too.
+    const scored = requests().slice(0, 3).map((r, i) => ({ ...r, topLogprobs: [3, 0, 20][i] }));
+    const stepwise = await Promise.all(scored.map((r) => collect(oneByOne.generate(r))));
+    fed = chained = 0;
+    assert.deepEqual(await Promise.all(scored.map((r) => collect(runs.generate(r)))), stepwise);
+    assert.ok(fed > 0 && chained > 0, "runs with top log-probabilities");
+    stepwise.forEach(({ events }, i) => {
+      assert.deepEqual(events.map((e) => e.id), expected[i].ids);
+      for (const [k, e] of events.entries()) {
+        // The sampler's log-probability of the same token, through other kernels.
+        assert.ok(Math.abs(e.logprob! - expected[i].events[k].logprob!) < 1e-4, `request ${i} token ${k}`);
+        if (scored[i].topLogprobs === 0) {
+          assert.equal(e.top, undefined);
+          continue;
+        }
+        const top = e.top!;
+        assert.equal(top.length, scored[i].topLogprobs);
+        for (let r = 1; r < top.length; r++) assert.ok(top[r].logprob <= top[r - 1].logprob);
+        assert.equal(new Set(top.map((t) => t.id)).size, top.length);
+        const own = top.find((t) => t.id === e.id);
+        if (own) assert.equal(own.logprob, e.logprob);
+        else assert.ok(e.logprob! <= top.at(-1)!.logprob);
+        if (i === 0) assert.deepEqual(top[0], { id: e.id, logprob: e.logprob }); // greedy
+      }
+    });
     fed = 0;
     // Runs are kept under decodeRunMs (judged from the steps' times): 0 allows none.
     const paced = new LocalEngine(model, { decodeRunMs: 0 });

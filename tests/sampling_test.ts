@@ -226,27 +226,46 @@ Deno.test("logit biases move the choice as the reference does, after the penalti
   assert.ok(logprobs[1] < logprobs[0]);
 });
 
-Deno.test("scoring rows: each target's log-probability and the most likely token, against the reference", async () => {
+Deno.test("scoring rows: each target's log-probability and the most likely tokens, against the reference", async () => {
   const ctx = await context();
-  for (const [rows, vocab] of [[1, 7], [5, 1000], [3, 131072]]) {
+  for (const [rows, vocab, top] of [[1, 7, 7], [5, 1000, 1], [3, 131072, 20], [2, 300, 0]]) {
     const data = Array.from({ length: rows }, (_, r) => logitsRow(vocab, 60 + r, r === 1 ? 30 : 8));
-    // A tie for the maximum: the lowest index wins.
-    if (rows > 2) data[2][vocab - 1] = data[2][5] = data[2].reduce((a, b) => Math.max(a, b)) + 1;
+    // Ties, for the maximum and below it: the lower index first.
+    if (rows > 2) {
+      const max = data[2].reduce((a, b) => Math.max(a, b));
+      data[2][vocab - 1] = data[2][5] = max + 1;
+      data[2][vocab - 2] = data[2][9] = data[2][300] = max + 0.5;
+    }
     const targets = data.map((_, r) => (r * 7919 + 3) % vocab);
     const logits = ctx.fromFloats("f32", [rows, vocab], Float32Array.from(data.flatMap((r) => [...r])));
     const rec = ctx.record();
-    const out = logprobRows(rec, logits, targets);
-    const read = rec.read(out);
+    // Targets from the host, or from the GPU (a decode step's draws) into a given tensor.
+    const out = logprobRows(rec, logits, targets, { top });
+    const gpuTargets = rec.upload("u32", [1, rows], Uint32Array.from(targets));
+    const into = ctx.tensor("u32", [rows, 1 + 2 * top]);
+    logprobRows(rec, logits, gpuTargets, { top, out: into });
+    const reads = [rec.read(out), rec.read(into)];
     await rec.submit();
-    const words = new Uint32Array((await read).buffer), floats = new Float32Array(words.buffer);
+    const [bytes, again] = await Promise.all(reads);
+    assert.deepEqual(again, bytes);
+    const words = new Uint32Array(bytes.buffer), floats = new Float32Array(words.buffer);
+    const w = 1 + 2 * top;
+    assert.equal(words.length, rows * w);
     data.forEach((row, r) => {
-      const want = logprobRowRef(row, targets[r]);
-      assert.ok(Math.abs(floats[3 * r] - want.logprob) < 1e-4, `${rows}x${vocab} row ${r}: ${floats[3 * r]}`);
-      assert.equal(words[3 * r + 1], want.best, `${rows}x${vocab} row ${r}`);
-      assert.ok(Math.abs(floats[3 * r + 2] - want.bestLogprob) < 1e-4);
+      const want = logprobRowRef(row, targets[r], top);
+      const at = `${rows}x${vocab} row ${r}`;
+      assert.ok(Math.abs(floats[w * r] - want.logprob) < 1e-4, `${at}: ${floats[w * r]}`);
+      want.top.forEach(({ id, logprob }, k) => {
+        assert.equal(words[w * r + 1 + 2 * k], id, `${at} rank ${k}`);
+        assert.ok(Math.abs(floats[w * r + 2 + 2 * k] - logprob) < 1e-4, `${at} rank ${k}`);
+      });
     });
-    if (rows > 2) assert.equal(words[7], 5);
+    if (rows > 2 && top >= 5) {
+      assert.deepEqual([1, 3, 5, 7, 9].map((k) => words[2 * w + k]), [5, vocab - 1, 9, 300, vocab - 2]);
+    }
+    if (rows > 2) assert.equal(words[2 * w + 1], 5);
     ctx.release(logits);
+    ctx.release(into);
   }
 });
 

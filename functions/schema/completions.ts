@@ -113,12 +113,6 @@ export function parseCompletionRequest(body: unknown): { request: CompletionRequ
   if (request.best_of != null && request.best_of !== (request.n ?? 1)) {
     throw unsupported("best_of other than n is not supported; ask for n choices instead", "best_of");
   }
-  if (request.echo && (request.logprobs ?? 0) > 1) {
-    throw unsupported(
-      "with echo, the prompt is scored with at most 1 alternative (logprobs 0 or 1)",
-      "logprobs",
-    );
-  }
   if (request.stream_options && !request.stream) {
     throw new RequestError("stream_options is only allowed with stream: true", "stream_options");
   }

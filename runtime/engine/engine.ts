@@ -84,8 +84,8 @@ export interface GenerateRequest<Image extends RequestImage = RequestImage> {
   /** Stop ids are not sampled before this many tokens (vLLM's `min_tokens`); not with a format. */
   minTokens?: number;
   /**
-   * The log-probabilities of the prompt's tokens, each given those before it, with the most likely token (1) or
-   * without (0): reported with the first event. The whole prompt is computed (no prefix cache).
+   * The log-probabilities of the prompt's tokens, each given those before it, with this many alternatives (the
+   * most likely tokens): reported with the first event. The whole prompt is computed (no prefix cache).
    */
   promptLogprobs?: number;
   /**

@@ -267,11 +267,11 @@ class Sequence {
   }
 
   /**
-   * Whether its tokens must come to the host one by one: top log-probabilities, a format. (Penalties count a
-   * run's earlier draws on the GPU.)
+   * Whether its tokens must come to the host one by one: a format's next mask depends on them. (Penalties count a
+   * run's earlier draws on the GPU, and top log-probabilities are found there.)
    */
   get stepwise(): boolean {
-    return (this.request.topLogprobs ?? 0) > 0 || this.constrained;
+    return this.constrained;
   }
 
   /** Takes the matcher made for it, or frees it if the sequence no longer needs one. */
@@ -305,10 +305,15 @@ interface Pass {
   seqs: Sequence[];
   ids: Promise<Uint8Array<ArrayBuffer>>;
   logprobs: Promise<Uint8Array<ArrayBuffer>>;
-  logits?: Promise<Uint8Array<ArrayBuffer>>;
+  /** logprobRows' output for the drawn tokens, `top` alternatives each, when a sequence asked for them. */
+  tops?: Promise<Uint8Array<ArrayBuffer>>;
+  top: number;
 }
 
-/** Decode steps submitted back to back: ids and log-probabilities of each step (rows) and sequence (columns). */
+/**
+ * Decode steps submitted back to back: ids and log-probabilities of each step (rows) and sequence (columns), and
+ * the top alternatives (`top` each) when a sequence asked for them.
+ */
 interface DecodeRun {
   seqs: Sequence[];
   /** Each sequence's epoch when the run was launched. */
@@ -316,7 +321,14 @@ interface DecodeRun {
   steps: number;
   ids: Tensor;
   logprobs: Tensor;
+  top: number;
+  tops?: Tensor;
   reads: Promise<Uint8Array<ArrayBuffer>[]>;
+}
+
+/** The most alternatives any of `seqs` asked for: one logprobRows pass gives them all. */
+function topOf(seqs: readonly Sequence[]): number {
+  return seqs.reduce((n, s) => Math.max(n, s.request.topLogprobs ?? 0), 0);
 }
 
 export class LocalEngine implements Engine {
@@ -797,7 +809,12 @@ export class LocalEngine implements Engine {
           // Row r scores the prompt token after it (the last row, the prompt's last token: anything).
           const { ids } = seq.request;
           const targets = step.ids.map((_, r) => ids[Math.min(step.past + r + 1, ids.length - 1)]);
-          scored.push({ seq, past: step.past, scores: rec.read(logprobRows(rec, out.logits, targets)) });
+          const top = seq.request.promptLogprobs!;
+          scored.push({
+            seq,
+            past: step.past,
+            scores: rec.read(logprobRows(rec, out.logits, targets, { top })),
+          });
           last = out.logits.sliceRows(step.ids.length - 1, 1);
         }
         if (final) passes.push(this.#sample(rec, last, [seq]));
@@ -823,7 +840,7 @@ export class LocalEngine implements Engine {
       }
     } catch (err) {
       for (const pass of passes) {
-        for (const read of [pass.ids, pass.logprobs, pass.logits]) read?.catch(() => {});
+        for (const read of [pass.ids, pass.logprobs, pass.tops]) read?.catch(() => {});
       }
       for (const { scores } of scored) scores.catch(() => {});
       rec.discard();
@@ -935,24 +952,24 @@ export class LocalEngine implements Engine {
 
   /** The prompt log-probabilities of a prefill chunk (logprobRows' output, rows from position `past`). */
   #scorePrompt(seq: Sequence, past: number, bytes: Uint8Array<ArrayBuffer>): void {
-    const words = new Uint32Array(bytes.buffer), floats = new Float32Array(bytes.buffer);
     const { ids, promptLogprobs } = seq.request;
-    for (let row = 0; 3 * row < words.length && past + row + 1 < ids.length; row++) {
-      const score: PromptLogprob = { logprob: floats[3 * row] };
-      if (promptLogprobs! > 0) score.top = [{ id: words[3 * row + 1], logprob: floats[3 * row + 2] }];
-      seq.promptScores![past + row] = score;
+    const words = new Uint32Array(bytes.buffer), width = 1 + 2 * promptLogprobs!;
+    for (let row = 0; width * row < words.length && past + row + 1 < ids.length; row++) {
+      const { logprob, top } = scoresOf(words.subarray(width * row, width * (row + 1)), promptLogprobs!);
+      seq.promptScores![past + row] = promptLogprobs! > 0 ? { logprob, top } : { logprob };
     }
   }
 
   #sample(rec: Recorder, logits: Tensor, seqs: Sequence[]): Pass {
     const ids = rec.scratch("u32", [seqs.length]), logprobs = rec.scratch("f32", [seqs.length]);
     sample(rec, { logits, ids, logprobs, params: seqs.map((s) => s.samplingParams()) });
-    const wantTop = seqs.some((s) => s.request.topLogprobs !== undefined && s.request.topLogprobs > 0);
+    const top = topOf(seqs);
     return {
       seqs,
       ids: rec.read(ids),
       logprobs: rec.read(logprobs),
-      logits: wantTop ? rec.read(logits) : undefined,
+      tops: top > 0 ? rec.read(logprobRows(rec, logits, ids, { top })) : undefined,
+      top,
     };
   }
 
@@ -1043,12 +1060,16 @@ export class LocalEngine implements Engine {
   async #launchRun(seqs: Sequence[], run: number, ahead: number, after?: DecodeRun): Promise<DecodeRun> {
     const model = this.#model, { ctx } = model;
     const ids = ctx.tensor("u32", [run, seqs.length]), logprobs = ctx.tensor("f32", [run, seqs.length]);
+    const top = topOf(seqs), width = 1 + 2 * top;
+    const tops = top > 0 ? ctx.tensor("u32", [run, seqs.length * width]) : undefined;
     const launched: DecodeRun = {
       seqs,
       epochs: seqs.map((s) => s.epoch),
       steps: run,
       ids,
       logprobs,
+      top,
+      tops,
       reads: Promise.resolve([]),
     };
     const firstIds = (s: Sequence): SequenceStep["ids"] =>
@@ -1078,9 +1099,15 @@ export class LocalEngine implements Engine {
               logprobs: logprobs.sliceRows(k, 1).sliceCols(i, group.length),
               params: group.map((s) => s.samplingParams(ahead + k)),
             });
+            if (tops) {
+              logprobRows(rec, out.logits!, ids.sliceRows(k, 1).sliceCols(i, group.length), {
+                top,
+                out: tops.sliceRows(k, 1).sliceCols(i * width, group.length * width),
+              });
+            }
           }
           if (k === run - 1) {
-            launched.reads = Promise.all([rec.read(ids), rec.read(logprobs)]);
+            launched.reads = Promise.all([ids, logprobs, ...tops ? [tops] : []].map((t) => rec.read(t)));
             // Awaited only after the next run is launched; a failed readback must not go unhandled meanwhile.
             launched.reads.catch(() => {});
           }
@@ -1100,9 +1127,10 @@ export class LocalEngine implements Engine {
 
   /** Streams a run's tokens, step by step, to the sequences still running. */
   async #acceptRun(run: DecodeRun): Promise<void> {
-    const [idWords, logprobWords] = await run.reads;
+    const [idWords, logprobWords, topWords] = await run.reads;
     const all = new Uint32Array(idWords.buffer), allLogprobs = new Float32Array(logprobWords.buffer);
-    const n = run.seqs.length;
+    const allTops = topWords && new Uint32Array(topWords.buffer);
+    const n = run.seqs.length, width = n * (1 + 2 * run.top);
     for (let k = 0; k < run.steps; k++) {
       const live = run.seqs.filter((s, i) =>
         !s.cancelled && this.#running.includes(s) && s.epoch === run.epochs[i]
@@ -1113,6 +1141,7 @@ export class LocalEngine implements Engine {
         all.subarray(k * n, (k + 1) * n),
         allLogprobs.subarray(k * n, (k + 1) * n),
         run.seqs,
+        allTops && { words: allTops.subarray(k * width, (k + 1) * width), top: run.top },
       );
     }
   }
@@ -1120,13 +1149,14 @@ export class LocalEngine implements Engine {
   #releaseRun(run: DecodeRun): void {
     this.#model.ctx.release(run.ids);
     this.#model.ctx.release(run.logprobs);
+    if (run.tops) this.#model.ctx.release(run.tops);
   }
 
   async #deliver(pass: Pass): Promise<void> {
     const ids = new Uint32Array((await pass.ids).buffer);
     const logprobs = new Float32Array((await pass.logprobs).buffer);
-    const logits = pass.logits ? new Float32Array((await pass.logits).buffer) : undefined;
-    this.#accept(pass.seqs, ids, logprobs, pass.seqs, logits);
+    const tops = pass.tops && { words: new Uint32Array((await pass.tops).buffer), top: pass.top };
+    this.#accept(pass.seqs, ids, logprobs, pass.seqs, tops);
   }
 
   /**
@@ -1138,7 +1168,7 @@ export class LocalEngine implements Engine {
     ids: Uint32Array,
     logprobs: Float32Array,
     order: readonly Sequence[],
-    logits?: Float32Array,
+    tops?: { words: Uint32Array; top: number },
   ): void {
     for (const seq of seqs) {
       const i = order.indexOf(seq);
@@ -1192,15 +1222,15 @@ export class LocalEngine implements Engine {
       }
       if (request.topLogprobs !== undefined) {
         event.logprob = logprobs[i];
-        if (request.topLogprobs > 0 && logits) {
-          // Both from the same row on the host, so that the token's log-probability equals its entry there.
-          const scores = topLogprobs(
-            logits.subarray(i * this.vocabSize, (i + 1) * this.vocabSize),
+        if (request.topLogprobs > 0 && tops) {
+          // Both from logprobRows' normaliser, so that the token's log-probability equals its entry among the top.
+          const width = 1 + 2 * tops.top;
+          const { logprob, top } = scoresOf(
+            tops.words.subarray(i * width, (i + 1) * width),
             request.topLogprobs,
-            id,
           );
-          event.logprob = scores.chosen;
-          event.top = scores.top;
+          event.logprob = logprob;
+          event.top = top;
         }
       }
       seq.channel.push(event);
@@ -1227,7 +1257,6 @@ export class LocalEngine implements Engine {
   }
 }
 
-/** Whether the format takes the token; a grammar engine that throws takes nothing (its sequence alone ends). */
 /** Frees a matcher; a grammar engine that fails here must not take the step (or the stream's end) with it. */
 function release(constraint: TokenConstraint | undefined): void {
   try {
@@ -1237,6 +1266,7 @@ function release(constraint: TokenConstraint | undefined): void {
   }
 }
 
+/** Whether the format takes the token; a grammar engine that throws takes nothing (its sequence alone ends). */
 function accepts(constraint: TokenConstraint, id: number): boolean {
   try {
     return constraint.accept(id);
@@ -1245,24 +1275,11 @@ function accepts(constraint: TokenConstraint, id: number): boolean {
   }
 }
 
-/** The `n` most likely tokens and their log-probabilities, and that of the `chosen` one, from one row of logits. */
-function topLogprobs(
-  logits: Float32Array,
-  n: number,
-  chosen: number,
-): { top: { id: number; logprob: number }[]; chosen: number } {
-  let max = -Infinity;
-  for (const v of logits) max = Math.max(max, v);
-  let sum = 0;
-  for (const v of logits) sum += Math.exp(v - max);
-  const logZ = max + Math.log(sum);
-  const best: number[] = [];
-  for (let id = 0; id < logits.length; id++) {
-    if (best.length < n || logits[id] > logits[best[best.length - 1]]) {
-      best.push(id);
-      best.sort((a, b) => logits[b] - logits[a] || a - b);
-      if (best.length > n) best.pop();
-    }
-  }
-  return { top: best.map((id) => ({ id, logprob: logits[id] - logZ })), chosen: logits[chosen] - logZ };
+/** One row of logprobRows' output: the target's log-probability and the first `n` alternatives. */
+function scoresOf(row: Uint32Array, n: number): { logprob: number; top: { id: number; logprob: number }[] } {
+  const floats = new Float32Array(row.buffer, row.byteOffset, row.length);
+  return {
+    logprob: floats[0],
+    top: Array.from({ length: n }, (_, k) => ({ id: row[1 + 2 * k], logprob: floats[2 + 2 * k] })),
+  };
 }

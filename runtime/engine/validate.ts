@@ -4,6 +4,8 @@ import type { ImageInput } from "../model/vision.ts";
 
 /** The most tokens one request may bias. */
 export const MAX_BIASED = 1024;
+/** The most alternatives a token's (or a prompt token's) log-probability comes with: OpenAI's top_logprobs limit. */
+export const MAX_TOP_LOGPROBS = 20;
 
 export interface RequestLimits {
   contextLength: number;
@@ -63,9 +65,12 @@ export function validateRequest(
       );
     }
   }
-  const scored = request.promptLogprobs;
-  if (scored !== undefined && scored !== 0 && scored !== 1) {
-    throw new InvalidRequestError(`prompt log-probabilities with ${scored} alternatives (0 or 1)`);
+  for (const [what, n] of [["", request.topLogprobs], ["prompt ", request.promptLogprobs]] as const) {
+    if (n !== undefined && !(Number.isInteger(n) && n >= 0 && n <= MAX_TOP_LOGPROBS)) {
+      throw new InvalidRequestError(
+        `${what}log-probabilities with ${n} alternatives (0 to ${MAX_TOP_LOGPROBS})`,
+      );
+    }
   }
   // A format ends with a stop token: its grammar needs one.
   if (request.format && request.stopIds.length === 0) {

@@ -43,7 +43,7 @@ import type {
   Sampling,
   TokenEvent,
 } from "./engine.ts";
-import { MAX_BIASED } from "./validate.ts";
+import { MAX_BIASED, MAX_TOP_LOGPROBS } from "./validate.ts";
 
 export const WIRE_MAGIC = "PXG8";
 export const NDJSON = "application/x-ndjson";
@@ -102,13 +102,13 @@ const headerSchema = z.strictObject({
   ids: u32,
   stopIds: z.array(u32),
   maxTokens: z.number().int().min(1),
-  topLogprobs: z.number().int().min(0).max(20).optional(),
+  topLogprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).optional(),
   format: outputFormat.optional(),
   orElse: outputFormat.optional(),
   banned: z.array(u32).max(MAX_BANNED).optional(),
   trigger: u32.optional(),
   minTokens: z.number().int().min(0).optional(),
-  promptLogprobs: z.number().int().min(0).max(1).optional(),
+  promptLogprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).optional(),
   lora: z.string().min(1).max(256).optional(),
   sampling: samplingSchema,
   images: z.array(z.strictObject({

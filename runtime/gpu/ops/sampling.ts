@@ -188,19 +188,43 @@ export function sample(
   );
 }
 
+/** The most alternatives logprobRows gives per row (kernels/logprob.wgsl's MAX_TOP). */
+const MAX_TOP = 20;
+
 /**
  * Scores rows of logits (f32 [rows, vocab]) on the GPU (kernels/logprob.wgsl): per row, the log-probability of
- * `targets[row]` and the most likely token with its own, as u32 [rows, 3] (f32 bits, id, f32 bits). A prompt's
- * positions scored this way read back 12 bytes per position instead of a row of logits.
+ * `targets[row]` (host ids, or u32 [rows] on the GPU, e.g. the tokens a decode step drew) and the `top` most likely
+ * tokens with their own, as u32 [rows, 1 + 2 top] (f32 bits, then id and f32 bits per rank), into `out` when given.
+ * A row scored this way reads back 4 + 8 top bytes instead of a row of logits.
  */
-export function logprobRows(rec: Recorder, logits: Tensor, targets: readonly number[]): Tensor {
+export function logprobRows(
+  rec: Recorder,
+  logits: Tensor,
+  targets: readonly number[] | Tensor,
+  { top = 1, out }: { top?: number; out?: Tensor } = {},
+): Tensor {
   const rows = logits.rows, vocab = logits.rowLength;
   if (logits.dtype !== "f32") throw new TypeError(`logprobRows: logits must be f32, got ${logits}`);
-  if (targets.length !== rows || targets.some((id) => !Number.isInteger(id) || id < 0 || id >= vocab)) {
-    throw new RangeError(`logprobRows: ${rows} rows need as many target ids below ${vocab}`);
+  if (!Number.isInteger(top) || top < 0 || top > Math.min(MAX_TOP, vocab)) {
+    throw new RangeError(`logprobRows: top ${top} is not between 0 and ${Math.min(MAX_TOP, vocab)}`);
   }
-  const ids = rec.upload("u32", [rows], Uint32Array.from(targets));
-  const out = rec.scratch("u32", [rows, 3]);
+  let ids: Tensor;
+  if (Array.isArray(targets)) {
+    if (targets.length !== rows || targets.some((id) => !Number.isInteger(id) || id < 0 || id >= vocab)) {
+      throw new RangeError(`logprobRows: ${rows} rows need as many target ids below ${vocab}`);
+    }
+    ids = rec.upload("u32", [rows], Uint32Array.from(targets));
+  } else {
+    ids = targets as Tensor;
+    if (ids.dtype !== "u32" || ids.size !== rows || !ids.contiguous) {
+      throw new TypeError(`logprobRows: targets must be u32 [${rows}], got ${ids}`);
+    }
+  }
+  const width = 1 + 2 * top;
+  out ??= rec.scratch("u32", [rows, width]);
+  if (out.dtype !== "u32" || out.size !== rows * width || !out.contiguous) {
+    throw new TypeError(`logprobRows: out must be u32 [${rows}, ${width}], got ${out}`);
+  }
   const kernel = rec.ctx.kernel({
     file: "logprob.wgsl",
     entry: "logprob_f32",
@@ -210,7 +234,7 @@ export function logprobRows(rec: Recorder, logits: Tensor, targets: readonly num
   rec.dispatch(
     kernel,
     b,
-    new Params().u32(rows, vocab, b[0].offset, logits.rowStride, b[1].offset, b[2].offset),
+    new Params().u32(rows, vocab, b[0].offset, logits.rowStride, b[1].offset, b[2].offset, top),
     rows,
   );
   return out;
@@ -220,13 +244,15 @@ export function logprobRows(rec: Recorder, logits: Tensor, targets: readonly num
 export function logprobRowRef(
   logits: Float32Array,
   target: number,
-): { logprob: number; best: number; bestLogprob: number } {
-  let best = 0;
-  for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+  top = 1,
+): { logprob: number; top: { id: number; logprob: number }[] } {
+  let max = -Infinity;
+  for (const v of logits) max = Math.max(max, v);
   let sum = 0;
-  for (const v of logits) sum += Math.exp(v - logits[best]);
-  const logZ = logits[best] + Math.log(sum);
-  return { logprob: logits[target] - logZ, best, bestLogprob: logits[best] - logZ };
+  for (const v of logits) sum += Math.exp(v - max);
+  const logZ = max + Math.log(sum);
+  const order = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a] || a - b).slice(0, top);
+  return { logprob: logits[target] - logZ, top: order.map((id) => ({ id, logprob: logits[id] - logZ })) };
 }
 
 /** The 32-bit PCG hash the kernel draws with. */
