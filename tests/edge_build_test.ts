@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { dohResolver } from "../functions/images/resolve.ts";
 import { buildBundle } from "./edge_helpers.ts";
+import { DEAD_URL } from "./helpers.ts";
 
 Deno.test("the edge bundle builds small enough for Workers and answers clear errors before it can serve", async () => {
   const bundle = await buildBundle();
@@ -34,10 +35,7 @@ Deno.test("the edge bundle builds small enough for Workers and answers clear err
     assert.equal(anthropic.error.type, "api_error");
     assert.match(anthropic.error.message, /set PIXTRAL_GPU_HOSTS/);
 
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const dead = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
-    listener.close();
-    const env = { PIXTRAL_GPU_HOSTS: dead, PIXTRAL_INTERNAL_SECRET: "x".repeat(20) };
+    const env = { PIXTRAL_GPU_HOSTS: DEAD_URL, PIXTRAL_INTERNAL_SECRET: "x".repeat(20) };
     for (let attempt = 0; attempt < 2; attempt++) {
       const res: Response = await worker.fetch(new Request("http://edge.test/health"), env);
       assert.equal(res.status, 503);
@@ -45,7 +43,7 @@ Deno.test("the edge bundle builds small enough for Workers and answers clear err
       const { error } = await res.json();
       assert.equal(error.code, "engine_unavailable");
       assert.ok(error.message.startsWith("no GPU host is ready: GPU host 1 of 1: "), error.message);
-      assert.ok(!error.message.includes(dead), "the host's address stays in the logs");
+      assert.ok(!error.message.includes(DEAD_URL), "the host's address stays in the logs");
     }
   } finally {
     await Deno.remove(bundle.dir, { recursive: true });

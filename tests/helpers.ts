@@ -33,4 +33,10 @@ export function pixtral(args: string[], env: Record<string, string> = {}): Deno.
   });
 }
 
+/**
+ * A loopback address that refuses connections: a privileged port (nothing here binds one), below the range port-0
+ * servers are given, so that no test file's server takes it, as one could take a port freed for the purpose.
+ */
+export const DEAD_URL = "http://127.0.0.1:2";
+
 export { lines } from "../runtime/lines.ts";

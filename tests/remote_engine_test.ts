@@ -32,6 +32,7 @@ import {
   NDJSON,
   WIRE_MAGIC,
 } from "../runtime/engine/wire.ts";
+import { DEAD_URL } from "./helpers.ts";
 
 const SECRET = "test-secret-0123456789";
 
@@ -145,14 +146,6 @@ async function withHosts(
     await engine.close();
     for (const h of hosts) await h.server.shutdown();
   }
-}
-
-/** A loopback port nothing listens on. */
-function deadUrl(): string {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return `http://127.0.0.1:${port}`;
 }
 
 Deno.test("remote: requests go to the least loaded host, and spread over equally loaded ones", async () => {
@@ -313,7 +306,7 @@ Deno.test("remote: 429 when every host is busy, 503 naming each host when none i
     assert.deepEqual([a.calls.length, b.calls.length], [1, 1]);
     assert.deepEqual(engine.health().map((h) => h.down), [undefined, undefined], "busy is not down");
   });
-  const dead = deadUrl();
+  const dead = DEAD_URL;
   const loading = fakeHost(() => frames([]), () => ({ ...hostStatus(), ready: false, stats: null }));
   const engine = new RemoteEngine({ hosts: [dead, loading.url], secret: SECRET });
   await assert.rejects(engine.start(), (err: Error) => {
@@ -525,7 +518,7 @@ Deno.test("remote: a host that stops sending is left like one that failed; keep-
 
 Deno.test("remote: errors clients read name no host address, IPv6 and host names included", async () => {
   const proxy = fakeHost(() => new Response("<html>bad gateway at 10.0.0.7</html>", { status: 502 }));
-  const engine = new RemoteEngine({ hosts: [proxy.url, "http://[fd00::5]:8080", deadUrl()], secret: SECRET });
+  const engine = new RemoteEngine({ hosts: [proxy.url, "http://[fd00::5]:8080", DEAD_URL], secret: SECRET });
   try {
     await engine.start();
     const err = await collect(engine.generate(request)).catch((e) => e);
