@@ -151,58 +151,68 @@ fn attend(paged: bool, t: u32, wg: u32) {
     workgroupBarrier();
     load_tile(paged, false, t, key_base, h, k0, k_end);
     workgroupBarrier();
-    var s0 = 0.0;
-    var s1 = 0.0;
-    for (var dv = 0u; dv < D4; dv++) {
-      let qv = qs[r * D4 + dv];
-      s0 += dot(qv, kv[lane * KS + dv]);
-      s1 += dot(qv, kv[(lane + 16u) * KS + dv]);
-    }
-    let causal = p.causal != 0u;
-    if (k0 + lane >= k_end || (causal && k0 + lane > qpos) || !row_valid) {
-      s0 = MASKED;
-    }
-    if (k0 + lane + 16u >= k_end || (causal && k0 + lane + 16u > qpos) || !row_valid) {
-      s1 = MASKED;
+    // A row past the tile's queries (a decode step's tile holds G of its 16) only loads: its threads skip the
+    // rest, which a CPU adapter, running 8 threads as one, then does not compute at all.
+    var s0 = MASKED;
+    var s1 = MASKED;
+    if (row_valid) {
+      var d0 = 0.0;
+      var d1 = 0.0;
+      for (var dv = 0u; dv < D4; dv++) {
+        let qv = qs[r * D4 + dv];
+        d0 += dot(qv, kv[lane * KS + dv]);
+        d1 += dot(qv, kv[(lane + 16u) * KS + dv]);
+      }
+      let causal = p.causal != 0u;
+      if (k0 + lane < k_end && !(causal && k0 + lane > qpos)) {
+        s0 = d0;
+      }
+      if (k0 + lane + 16u < k_end && !(causal && k0 + lane + 16u > qpos)) {
+        s1 = d1;
+      }
     }
     red_max[t] = max(s0, s1);
     workgroupBarrier();
     // K is consumed: the V tile may replace it while the row statistics are formed.
     load_tile(paged, true, t, key_base, h, k0, k_end);
     var m_new = m_run;
-    for (var i = 0u; i < 16u; i++) {
-      m_new = max(m_new, red_max[r * 16u + i]);
-    }
     var p0 = 0.0;
     var p1 = 0.0;
-    if (s0 > MASKED) {
-      p0 = exp(s0 - m_new);
+    if (row_valid) {
+      for (var i = 0u; i < 16u; i++) {
+        m_new = max(m_new, red_max[r * 16u + i]);
+      }
+      if (s0 > MASKED) {
+        p0 = exp(s0 - m_new);
+      }
+      if (s1 > MASKED) {
+        p1 = exp(s1 - m_new);
+      }
+      // probs[r][c] for c = lane and lane + 16, as components of the row's vec4s.
+      probs[r * 8u + lane / 4u][lane % 4u] = p0;
+      probs[r * 8u + 4u + lane / 4u][lane % 4u] = p1;
     }
-    if (s1 > MASKED) {
-      p1 = exp(s1 - m_new);
-    }
-    // probs[r][c] for c = lane and lane + 16, as components of the row's vec4s.
-    probs[r * 8u + lane / 4u][lane % 4u] = p0;
-    probs[r * 8u + 4u + lane / 4u][lane % 4u] = p1;
     red_sum[t] = p0 + p1;
     workgroupBarrier();
-    var l_tile = 0.0;
-    for (var i = 0u; i < 16u; i++) {
-      l_tile += red_sum[r * 16u + i];
-    }
-    let alpha = exp(m_run - m_new);
-    l_run = l_run * alpha + l_tile;
-    m_run = m_new;
-    for (var j = 0u; j < 2u; j++) {
-      let dv = lane + 16u * j;
-      if (dv < D4) {
-        var acc = o[j] * alpha;
-        for (var c4 = 0u; c4 < BK / 4u; c4++) {
-          let pv = probs[r * 8u + c4];
-          acc += pv.x * kv[(4u * c4) * KS + dv] + pv.y * kv[(4u * c4 + 1u) * KS + dv] +
-            pv.z * kv[(4u * c4 + 2u) * KS + dv] + pv.w * kv[(4u * c4 + 3u) * KS + dv];
+    if (row_valid) {
+      var l_tile = 0.0;
+      for (var i = 0u; i < 16u; i++) {
+        l_tile += red_sum[r * 16u + i];
+      }
+      let alpha = exp(m_run - m_new);
+      l_run = l_run * alpha + l_tile;
+      m_run = m_new;
+      for (var j = 0u; j < 2u; j++) {
+        let dv = lane + 16u * j;
+        if (dv < D4) {
+          var acc = o[j] * alpha;
+          for (var c4 = 0u; c4 < BK / 4u; c4++) {
+            let pv = probs[r * 8u + c4];
+            acc += pv.x * kv[(4u * c4) * KS + dv] + pv.y * kv[(4u * c4 + 1u) * KS + dv] +
+              pv.z * kv[(4u * c4 + 2u) * KS + dv] + pv.w * kv[(4u * c4 + 3u) * KS + dv];
+          }
+          o[j] = acc;
         }
-        o[j] = acc;
       }
     }
   }

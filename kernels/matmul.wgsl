@@ -84,13 +84,17 @@ fn matmul(format: u32, t: u32, group: u32) {
       ws[(kc + 4u + j) * (TILE / 4u) + r / 4u][r % 4u] = wv.hi[j];
     }
     workgroupBarrier();
-    for (var kk = 0u; kk < BK; kk++) {
-      let a = xs[kk * (TILE / 4u) + ty];
-      let b = ws[kk * (TILE / 4u) + tx];
-      acc0 = fma(vec4<f32>(a.x), b, acc0);
-      acc1 = fma(vec4<f32>(a.y), b, acc1);
-      acc2 = fma(vec4<f32>(a.z), b, acc2);
-      acc3 = fma(vec4<f32>(a.w), b, acc3);
+    // Threads whose rows are all past the last (a prompt's last chunk, a short prompt) only stage: skipping the
+    // products spares a CPU adapter, which runs 8 threads as one, the work outright.
+    if (m0 + 4u * ty < p.m) {
+      for (var kk = 0u; kk < BK; kk++) {
+        let a = xs[kk * (TILE / 4u) + ty];
+        let b = ws[kk * (TILE / 4u) + tx];
+        acc0 = fma(vec4<f32>(a.x), b, acc0);
+        acc1 = fma(vec4<f32>(a.y), b, acc1);
+        acc2 = fma(vec4<f32>(a.z), b, acc2);
+        acc3 = fma(vec4<f32>(a.w), b, acc3);
+      }
     }
   }
   let accs = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
