@@ -82,9 +82,9 @@ export interface LocalEngineOptions {
    * Decode steps run back to back on the GPU between token readbacks when no prompt is being read (default 8):
    * each step feeds the ids the previous one sampled. A readback costs about 10 ms in Deno's WebGPU (its
    * mapAsync polls the device every 10 ms), which would otherwise cap decoding near 100 tokens/s. Sequences that
-   * finish early waste the rest of the run; top log-probabilities and output formats need each token on the
-   * host, so their batches take 1 (penalties count a run's draws on the GPU, but wait for the run's readback
-   * before the next). 1 reads every token back.
+   * finish early waste the rest of the run; output formats need each token on the host, so their batches take 1
+   * (penalties count a run's draws on the GPU, but wait for the run's readback before the next). 1 reads every
+   * token back.
    */
   decodeSteps?: number;
   /**
@@ -1130,7 +1130,7 @@ export class LocalEngine implements Engine {
     const [idWords, logprobWords, topWords] = await run.reads;
     const all = new Uint32Array(idWords.buffer), allLogprobs = new Float32Array(logprobWords.buffer);
     const allTops = topWords && new Uint32Array(topWords.buffer);
-    const n = run.seqs.length, width = n * (1 + 2 * run.top);
+    const n = run.seqs.length, stride = n * (1 + 2 * run.top);
     for (let k = 0; k < run.steps; k++) {
       const live = run.seqs.filter((s, i) =>
         !s.cancelled && this.#running.includes(s) && s.epoch === run.epochs[i]
@@ -1141,7 +1141,7 @@ export class LocalEngine implements Engine {
         all.subarray(k * n, (k + 1) * n),
         allLogprobs.subarray(k * n, (k + 1) * n),
         run.seqs,
-        allTops && { words: allTops.subarray(k * width, (k + 1) * width), top: run.top },
+        allTops && { words: allTops.subarray(k * stride, (k + 1) * stride), top: run.top },
       );
     }
   }
